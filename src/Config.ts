@@ -1,0 +1,104 @@
+/**
+ * Settings shared by everything that talks to effect-oban's tables: the schema
+ * prefix and the limits checked before an insert.
+ *
+ * A process that only enqueues provides `Config.layer({ prefix })` (or
+ * nothing, for the `public` schema); `Oban.layer` provides it from its config.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer } from "effect"
+import { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
+
+/**
+ * @since 0.1.0
+ */
+export interface SettingsShape {
+  /** The PostgreSQL schema that holds the tables. Default `public`. */
+  readonly prefix: string
+  /** The largest `args` accepted, in bytes of JSON text. Default 1 MiB. */
+  readonly maxArgsBytes: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export const defaultSettings: SettingsShape = {
+  prefix: "public",
+  maxArgsBytes: 1024 * 1024
+}
+
+/** Room left in a 63-byte channel name for `<prefix>.oban_<channel>`. */
+const maxPrefixLength = 40
+const plainIdentifier = /^[a-z_][a-z0-9_]*$/
+
+/**
+ * Checks that `prefix` is a plain lowercase identifier that needs no quoting
+ * and leaves room for the notification channel names.
+ *
+ * @since 0.1.0
+ */
+export const validatePrefix = (prefix: string): Effect.Effect<string, InvalidPrefixError> => {
+  if (prefix.length === 0 || prefix.length > maxPrefixLength) {
+    return Effect.fail(
+      new InvalidPrefixError({ prefix, message: `prefix must be 1 to ${maxPrefixLength} characters long` })
+    )
+  }
+  if (!plainIdentifier.test(prefix)) {
+    return Effect.fail(
+      new InvalidPrefixError({
+        prefix,
+        message: "prefix must be a plain identifier: lowercase letters, digits and _, not starting with a digit"
+      })
+    )
+  }
+  if (prefix.startsWith("pg_")) {
+    return Effect.fail(new InvalidPrefixError({ prefix, message: "prefix must not start with pg_ (reserved)" }))
+  }
+  return Effect.succeed(prefix)
+}
+
+/**
+ * The settings in force. Defaults to the `public` schema and a 1 MiB args limit.
+ *
+ * @since 0.1.0
+ */
+export const Settings: Context.Reference<SettingsShape> = Context.Reference<SettingsShape>("effect-oban/Settings", {
+  defaultValue: () => defaultSettings
+})
+
+/**
+ * Provides validated settings; an invalid prefix or limit fails the layer.
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  options: Partial<SettingsShape>
+): Layer.Layer<never, InvalidPrefixError | InvalidConfigError> => Layer.effect(Settings, make(options))
+
+/**
+ * Validates settings, filling in defaults.
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  options: Partial<SettingsShape>
+): Effect.Effect<SettingsShape, InvalidPrefixError | InvalidConfigError> =>
+  Effect.gen(function*() {
+    const prefix = yield* validatePrefix(options.prefix ?? defaultSettings.prefix)
+    const maxArgsBytes = options.maxArgsBytes ?? defaultSettings.maxArgsBytes
+    if (!Number.isSafeInteger(maxArgsBytes) || maxArgsBytes < 2) {
+      return yield* new InvalidConfigError({
+        field: "maxArgsBytes",
+        message: `maxArgsBytes must be an integer >= 2, got ${maxArgsBytes}`
+      })
+    }
+    return { prefix, maxArgsBytes }
+  })
+
+/**
+ * The notification channel for `name` in the schema `prefix`.
+ *
+ * @since 0.1.0
+ */
+export const channel = (prefix: string, name: "insert" | "signal" | "leader"): string => `${prefix}.oban_${name}`

@@ -1,0 +1,77 @@
+/**
+ * The typed errors of effect-oban's public API.
+ *
+ * Every error is a `Schema.TaggedError`, so it can be matched with
+ * `Effect.catchTag`, persisted and shown. Database failures are left as the
+ * `SqlError` of `effect/sql`.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * The schema prefix is not a plain, lowercase PostgreSQL identifier. Raised
+ * before any SQL runs.
+ *
+ * @since 0.1.0
+ */
+export class InvalidPrefixError extends Schema.TaggedError<InvalidPrefixError>()("InvalidPrefixError", {
+  prefix: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The fields of a job request that are checked before an insert.
+ *
+ * @since 0.1.0
+ */
+export const JobField = Schema.Literals([
+  "args",
+  "queue",
+  "worker",
+  "priority",
+  "maxAttempts",
+  "scheduledAt",
+  "scheduleIn",
+  "tags",
+  "meta"
+])
+
+/**
+ * @since 0.1.0
+ */
+export type JobField = typeof JobField.Type
+
+/**
+ * A job request was refused before it reached the database: nothing was written.
+ * In `insertAll`, `index` names the first bad request of the batch.
+ *
+ * @since 0.1.0
+ */
+export class InvalidJobError extends Schema.TaggedError<InvalidJobError>()("InvalidJobError", {
+  worker: Schema.String,
+  field: JobField,
+  message: Schema.String,
+  index: Schema.optional(Schema.Int)
+}) {}
+
+/**
+ * A migration could not be loaded, applied or rolled back.
+ *
+ * @since 0.1.0
+ */
+export class MigrationError extends Schema.TaggedError<MigrationError>()("MigrationError", {
+  message: Schema.String,
+  version: Schema.optional(Schema.Int),
+  cause: Schema.optional(Schema.Defect())
+}) {}
+
+/**
+ * A configuration value is out of range or malformed.
+ *
+ * @since 0.1.0
+ */
+export class InvalidConfigError extends Schema.TaggedError<InvalidConfigError>()("InvalidConfigError", {
+  field: Schema.String,
+  message: Schema.String
+}) {}

@@ -1,0 +1,106 @@
+/**
+ * Jobs as stored in `oban_jobs` and as seen by workers.
+ *
+ * A `Job` is a decoded row: ids are plain numbers, timestamps are `Date`s and
+ * `args` is the JSON that was stored. A worker's `perform` receives a
+ * `Job<A>` whose `args` are already decoded with the worker's schema.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * The states a job moves through. `completed`, `discarded` and `cancelled`
+ * are terminal; `suspended` jobs are held back until something releases them.
+ *
+ * @since 0.1.0
+ */
+export const JobState = Schema.Literals([
+  "available",
+  "scheduled",
+  "executing",
+  "retryable",
+  "completed",
+  "discarded",
+  "cancelled",
+  "suspended"
+])
+
+/**
+ * @since 0.1.0
+ */
+export type JobState = typeof JobState.Type
+
+/**
+ * The states after which a job never runs again (unless retried by hand).
+ *
+ * @since 0.1.0
+ */
+export const terminalStates: ReadonlyArray<JobState> = ["completed", "discarded", "cancelled"]
+
+/**
+ * How an attempt ended badly, as recorded in an `errors` entry.
+ *
+ * @since 0.1.0
+ */
+export const ErrorKind = Schema.Literals([
+  "failure",
+  "defect",
+  "timeout",
+  "cancelled",
+  "discarded",
+  "decode",
+  "unknown_worker",
+  "shutdown",
+  "rescued"
+])
+
+/**
+ * @since 0.1.0
+ */
+export type ErrorKind = typeof ErrorKind.Type
+
+/**
+ * One entry of a job's `errors` array: one per attempt that did not succeed.
+ * `at` is an ISO-8601 timestamp; `cause` is the pretty-printed Effect cause.
+ *
+ * @since 0.1.0
+ */
+export const JobErrorEntry = Schema.Struct({
+  attempt: Schema.Int,
+  at: Schema.String,
+  kind: ErrorKind,
+  message: Schema.String,
+  cause: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ */
+export type JobErrorEntry = typeof JobErrorEntry.Type
+
+/**
+ * A job row. `Args` is `unknown` (the stored JSON) until a worker decodes it.
+ *
+ * @since 0.1.0
+ */
+export interface Job<Args = unknown> {
+  readonly id: number
+  readonly state: JobState
+  readonly queue: string
+  readonly worker: string
+  readonly args: Args
+  readonly meta: Readonly<Record<string, unknown>>
+  readonly tags: ReadonlyArray<string>
+  readonly errors: ReadonlyArray<JobErrorEntry>
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly priority: number
+  readonly insertedAt: Date
+  readonly scheduledAt: Date
+  readonly attemptedAt: Date | null
+  readonly completedAt: Date | null
+  readonly discardedAt: Date | null
+  readonly cancelledAt: Date | null
+  readonly attemptedBy: ReadonlyArray<string> | null
+}

@@ -1,0 +1,212 @@
+/**
+ * Versioned schema migrations for effect-oban's tables.
+ *
+ * Migrations are SQL files in `migrations/` (append-only), applied in one
+ * transaction under a lock so that nodes starting together each see them
+ * applied exactly once. Applied versions are recorded in `oban_migrations`
+ * inside the prefix schema. `sql` prints the same scripts for teams that
+ * apply migrations with their own tool.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings, validatePrefix } from "./Config.ts"
+import { type InvalidPrefixError, MigrationError } from "./Errors.ts"
+import { type MigrationFile, migrationFiles, withPrefix } from "./internal/migrationFiles.ts"
+import {
+  appliedVersions,
+  createBookkeepingSql,
+  forgetSql,
+  lockMigrations,
+  recordSql,
+  runScript
+} from "./internal/sql/migrations.ts"
+
+/**
+ * Which schema to migrate, and to which version. The prefix defaults to the
+ * one in `Config.Settings` (`public` unless provided).
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly prefix?: string | undefined
+  readonly to?: number | undefined
+}
+
+/**
+ * What a run or rollback did.
+ *
+ * @since 0.1.0
+ */
+export interface Report {
+  readonly prefix: string
+  readonly from: number
+  readonly to: number
+  /** The versions applied (up) or rolled back (down), in the order they ran. */
+  readonly versions: ReadonlyArray<number>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface Status {
+  readonly prefix: string
+  readonly current: number
+  readonly latest: number
+  readonly applied: ReadonlyArray<{ readonly version: number; readonly name: string; readonly appliedAt: Date }>
+  readonly pending: ReadonlyArray<{ readonly version: number; readonly name: string }>
+}
+
+/**
+ * @since 0.1.0
+ */
+export type MigrateError = MigrationError | InvalidPrefixError | SqlError
+
+const resolvePrefix = (prefix: string | undefined) =>
+  Settings.use((settings) => validatePrefix(prefix ?? settings.prefix))
+
+const checkTarget = (to: number, latest: number) =>
+  Number.isInteger(to) && to >= 0 && to <= latest
+    ? Effect.void
+    : Effect.fail(new MigrationError({ message: `target version must be an integer from 0 to ${latest}, got ${to}` }))
+
+const failing = (migration: MigrationFile, direction: "up" | "down") => (error: SqlError) =>
+  new MigrationError({
+    message: `migration ${migration.version} (${migration.name}) ${direction} failed: ${describe(error)}`,
+    version: migration.version,
+    cause: error
+  })
+
+const describe = (error: SqlError): string => {
+  const cause = (error.reason as { readonly cause?: unknown }).cause
+  return cause instanceof Error ? cause.message : error.message
+}
+
+/**
+ * The highest version shipped with this release.
+ *
+ * @since 0.1.0
+ */
+export const latest: Effect.Effect<number, MigrationError> = Effect.map(migrationFiles, (files) => files.length)
+
+/**
+ * Applies every migration not yet applied, up to `to` (default: latest).
+ * Running it again is a no-op.
+ *
+ * @since 0.1.0
+ */
+export const run = (options: Options = {}): Effect.Effect<Report, MigrateError, SqlClient> =>
+  Effect.gen(function*() {
+    const prefix = yield* resolvePrefix(options.prefix)
+    const files = yield* migrationFiles
+    const to = options.to ?? files.length
+    yield* checkTarget(to, files.length)
+    const sql = yield* SqlClient
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      yield* lockMigrations(sql, prefix)
+      yield* runScript(sql, createBookkeepingSql(prefix))
+      const applied = new Set((yield* appliedVersions(sql, prefix)).map((row) => row.version))
+      const from = Math.max(0, ...applied)
+      const pending = files.filter((file) => file.version <= to && !applied.has(file.version))
+      for (const migration of pending) {
+        yield* runScript(sql, withPrefix(migration.up, prefix)).pipe(Effect.mapError(failing(migration, "up")))
+        yield* runScript(sql, recordSql(prefix, migration.version, migration.name))
+      }
+      return { prefix, from, to: Math.max(from, to), versions: pending.map((file) => file.version) }
+    }))
+  })
+
+/**
+ * Rolls back applied migrations above `to`, newest first. `to: 0` removes
+ * every table (the schema and the bookkeeping table stay).
+ *
+ * @since 0.1.0
+ */
+export const down = (options: Options & { readonly to: number }): Effect.Effect<Report, MigrateError, SqlClient> =>
+  Effect.gen(function*() {
+    const prefix = yield* resolvePrefix(options.prefix)
+    const files = yield* migrationFiles
+    yield* checkTarget(options.to, files.length)
+    const sql = yield* SqlClient
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      yield* lockMigrations(sql, prefix)
+      const applied = new Set((yield* appliedVersions(sql, prefix)).map((row) => row.version))
+      const from = Math.max(0, ...applied)
+      const rollback = files.filter((file) => file.version > options.to && applied.has(file.version)).reverse()
+      for (const migration of rollback) {
+        yield* runScript(sql, withPrefix(migration.down, prefix)).pipe(Effect.mapError(failing(migration, "down")))
+        yield* runScript(sql, forgetSql(prefix, migration.version))
+      }
+      return { prefix, from, to: Math.min(from, options.to), versions: rollback.map((file) => file.version) }
+    }))
+  })
+
+/**
+ * Which versions are applied and which are pending.
+ *
+ * @since 0.1.0
+ */
+export const status = (
+  options: { readonly prefix?: string | undefined } = {}
+): Effect.Effect<Status, MigrateError, SqlClient> =>
+  Effect.gen(function*() {
+    const prefix = yield* resolvePrefix(options.prefix)
+    const files = yield* migrationFiles
+    const sql = yield* SqlClient
+    const applied = yield* appliedVersions(sql, prefix)
+    const done = new Set(applied.map((row) => row.version))
+    return {
+      prefix,
+      current: Math.max(0, ...done),
+      latest: files.length,
+      applied: applied.map((row) => ({ version: row.version, name: row.name, appliedAt: row.applied_at })),
+      pending: files.filter((file) => !done.has(file.version)).map(({ name, version }) => ({ version, name }))
+    }
+  })
+
+/**
+ * The SQL of migrations as text, for teams that apply migrations with their
+ * own tool. `up` covers versions `from + 1 .. to` (default: all) and records
+ * them in `oban_migrations`, so `run` and `status` agree with it afterwards;
+ * `down` covers versions `from .. to + 1`, newest first. Wrap it in a
+ * transaction.
+ *
+ * @since 0.1.0
+ */
+export const sql = (
+  options: {
+    readonly prefix?: string | undefined
+    readonly direction?: "up" | "down" | undefined
+    readonly from?: number | undefined
+    readonly to?: number | undefined
+  } = {}
+): Effect.Effect<string, MigrationError | InvalidPrefixError> =>
+  Effect.gen(function*() {
+    const prefix = yield* resolvePrefix(options.prefix)
+    const files = yield* migrationFiles
+    if (options.direction === "down") {
+      const from = options.from ?? files.length
+      const to = options.to ?? 0
+      yield* checkTarget(from, files.length)
+      yield* checkTarget(to, files.length)
+      const parts = files.filter((file) => file.version > to && file.version <= from).reverse().map((file) =>
+        `-- effect-oban migration ${file.version} (${file.name}): down\n${withPrefix(file.down, prefix)}\n${
+          forgetSql(prefix, file.version)
+        }`
+      )
+      return parts.join("\n\n") + "\n"
+    }
+    const from = options.from ?? 0
+    const to = options.to ?? files.length
+    yield* checkTarget(from, files.length)
+    yield* checkTarget(to, files.length)
+    const parts = files.filter((file) => file.version > from && file.version <= to).map((file) =>
+      `-- effect-oban migration ${file.version} (${file.name}): up\n${withPrefix(file.up, prefix)}\n${
+        recordSql(prefix, file.version, file.name)
+      }`
+    )
+    return [`-- effect-oban migrations for schema "${prefix}"\n${createBookkeepingSql(prefix)}`, ...parts].join("\n\n") +
+      "\n"
+  })

