@@ -2,8 +2,10 @@ import { PgClient } from "@effect/sql-pg"
 import { assert, describe, expect, layer } from "@effect/vitest"
 import { DateTime, Effect, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { TestClock } from "effect/testing"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
+import * as ObanClock from "../src/ObanClock.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { Resize, SendEmail } from "./support/workers.ts"
@@ -152,6 +154,19 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       }
       expect(seen.sort()).toEqual(queues)
     }))
+
+  it.effect("in effect clock mode, inserts stamp and schedule with Effect's Clock", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* TestClock.setTime(Date.UTC(2030, 0, 1))
+      const due = yield* Oban.insert(SendEmail.job({ to: "a", subject: "now" }))
+      const later = yield* Oban.insert(SendEmail.job({ to: "a", subject: "later" }, { scheduleIn: "1 hour" }))
+      assert.strictEqual(due.insertedAt.toISOString(), "2030-01-01T00:00:00.000Z")
+      // 2030 is in the database's future, but "now" is the test clock: due at once.
+      assert.strictEqual(due.state, "available")
+      assert.strictEqual(later.state, "scheduled")
+      assert.strictEqual(later.scheduledAt.toISOString(), "2030-01-01T01:00:00.000Z")
+    }).pipe(Effect.provide([ObanClock.layerEffect, TestClock.layer()])))
 
   it.effect("insertAll of nothing is a no-op", () =>
     Effect.gen(function*() {

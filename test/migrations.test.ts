@@ -1,0 +1,157 @@
+import { PgClient } from "@effect/sql-pg"
+import { assert, layer } from "@effect/vitest"
+import { Effect, Layer, Queue, Redacted, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Migrations from "../src/Migrations.ts"
+import * as Oban from "../src/Oban.ts"
+import { splitSql } from "../src/internal/splitSql.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
+
+const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
+
+const tablesOf = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ table_name: string }>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = ${prefix} ORDER BY table_name`
+    return rows.map((row) => row.table_name)
+  })
+
+const schemaExists = (name: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = ${name}`
+    return rows.length > 0
+  })
+
+/** A fresh prefix whose schema is dropped when the test's scope closes. */
+const freshPrefix = (name: string) =>
+  Effect.gen(function*() {
+    const prefix = uniquePrefix(name)
+    yield* dropSchemaOnClose(prefix)
+    return prefix
+  })
+
+/** A second, independent pool: another "process" as far as PostgreSQL can tell. */
+const otherClient = Layer.fresh(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 2 }))
+
+layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
+  it.effect("run applies every migration; running again is a no-op", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig")
+      const first = yield* Migrations.run({ prefix })
+      assert.deepStrictEqual(first.versions, [1, 2])
+      assert.deepStrictEqual([first.from, first.to], [0, 2])
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations", "oban_peers", "oban_producers"])
+      const again = yield* Migrations.run({ prefix })
+      assert.deepStrictEqual(again.versions, [])
+      const status = yield* Migrations.status({ prefix })
+      assert.strictEqual(status.current, 2)
+      assert.strictEqual(status.latest, yield* Migrations.latest)
+      assert.deepStrictEqual(status.applied.map((row) => row.name), ["create_jobs", "create_peers_and_producers"])
+      assert.deepStrictEqual(status.pending, [])
+    }))
+
+  it.effect("run stops at a target version and continues from there", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig_to")
+      assert.deepStrictEqual((yield* Migrations.run({ prefix, to: 1 })).versions, [1])
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations"])
+      const status = yield* Migrations.status({ prefix })
+      assert.deepStrictEqual(status.pending.map((row) => row.version), [2])
+      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [2])
+    }))
+
+  it.effect("down rolls back to a version, and up again restores it", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig_down")
+      yield* Migrations.run({ prefix })
+      const toOne = yield* Migrations.down({ prefix, to: 1 })
+      assert.deepStrictEqual(toOne.versions, [2])
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations"])
+      const toZero = yield* Migrations.down({ prefix, to: 0 })
+      assert.deepStrictEqual(toZero.versions, [1])
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_migrations"])
+      assert.strictEqual((yield* Migrations.status({ prefix })).current, 0)
+      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [1, 2])
+      const job = yield* Oban.insert(Noop.job({})).pipe(Effect.provide(Config.layer({ prefix })))
+      assert.strictEqual(job.state, "available")
+    }))
+
+  it.effect("two processes migrating a fresh schema at once both succeed, applying each version once", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig_race")
+      const [a, b] = yield* Effect.all([
+        Migrations.run({ prefix }),
+        Migrations.run({ prefix }).pipe(Effect.provide(otherClient))
+      ], { concurrency: 2 })
+      assert.deepStrictEqual([...a.versions, ...b.versions].sort(), [1, 2])
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ version: number }>`SELECT version FROM ${sql(prefix)}.oban_migrations ORDER BY version`
+      assert.deepStrictEqual(rows.map((row) => row.version), [1, 2])
+    }))
+
+  it.effect("a prefix that is not a plain identifier fails before any SQL runs", () =>
+    Effect.gen(function*() {
+      for (const prefix of ["Bad", "a-b", "x; DROP TABLE t", "", "1abc", "pg_x", "a".repeat(41)]) {
+        const error = yield* Migrations.run({ prefix }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidPrefixError")
+        assert.isFalse(yield* schemaExists(prefix))
+      }
+      const layerError = yield* Layer.build(Config.layer({ prefix: "No Spaces" })).pipe(Effect.scoped, Effect.flip)
+      assert.strictEqual(layerError._tag, "InvalidPrefixError")
+    }))
+
+  it.effect("an out-of-range target version is a MigrationError", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig_bad_to")
+      for (const to of [-1, 99, 1.5]) {
+        const error = yield* Migrations.run({ prefix, to }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "MigrationError")
+      }
+      assert.isFalse(yield* schemaExists(prefix))
+    }))
+
+  it.effect("the SQL text applies and rolls back the same schema with another tool", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig_text")
+      const sql = yield* SqlClient
+      const up = yield* Migrations.sql({ prefix })
+      assert.include(up, `CREATE TABLE "${prefix}".oban_jobs`)
+      assert.notInclude(up, "{{prefix}}")
+      // "Another tool": the script as a whole, statement by statement, in one transaction.
+      yield* sql.withTransaction(Effect.forEach(splitSql(up), (statement) => sql.unsafe(statement).unprepared))
+      const status = yield* Migrations.status({ prefix })
+      assert.strictEqual(status.current, 2)
+      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [])
+      const down = yield* Migrations.sql({ prefix, direction: "down" })
+      yield* sql.withTransaction(Effect.forEach(splitSql(down), (statement) => sql.unsafe(statement).unprepared))
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_migrations"])
+      assert.strictEqual((yield* Migrations.status({ prefix })).current, 0)
+    }))
+
+  it.effect("two prefixes are isolated: rows and notifications stay in their own schema", () =>
+    Effect.gen(function*() {
+      const a = yield* freshPrefix("iso_a")
+      const b = yield* freshPrefix("iso_b")
+      yield* Migrations.run({ prefix: a })
+      yield* Migrations.run({ prefix: b })
+      const pg = yield* PgClient.PgClient
+      const onA = yield* pg.listen(Config.channel(a, "insert"))
+      const onB = yield* pg.listen(Config.channel(b, "insert"))
+      yield* Oban.insert(Noop.job({}, { queue: "only_a" })).pipe(Effect.provide(Config.layer({ prefix: a })))
+      yield* Oban.insert(Noop.job({}, { queue: "only_b" })).pipe(Effect.provide(Config.layer({ prefix: b })))
+      const sql = yield* SqlClient
+      const count = (prefix: string) =>
+        Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`, (rows) => rows[0]!.n)
+      assert.deepStrictEqual([yield* count(a), yield* count(b)], [1, 1])
+      const [rowA] = yield* sql<{ queue: string }>`SELECT queue FROM ${sql(a)}.oban_jobs`
+      assert.strictEqual(rowA!.queue, "only_a")
+      const fromA = yield* Queue.take(onA).pipe(Effect.timeout("5 seconds"))
+      const fromB = yield* Queue.take(onB).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(JSON.parse(fromA.payload).queue, "only_a")
+      assert.strictEqual(JSON.parse(fromB.payload).queue, "only_b")
+    }))
+})
