@@ -75,3 +75,13 @@ export class InvalidConfigError extends Schema.TaggedError<InvalidConfigError>()
   field: Schema.String,
   message: Schema.String
 }) {}
+
+/**
+ * The queue does not run on this node.
+ *
+ * @since 0.1.0
+ */
+export class UnknownQueueError extends Schema.TaggedError<UnknownQueueError>()("UnknownQueueError", {
+  queue: Schema.String,
+  node: Schema.String
+}) {}

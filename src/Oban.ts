@@ -1,5 +1,6 @@
 /**
- * The public face of effect-oban.
+ * The public face of effect-oban: inserting jobs, managing them, and
+ * `Oban.layer`, which runs this node's queues.
  *
  * `insert` and `insertAll` need only `SqlClient`: they run on the caller's
  * connection, so inside `sql.withTransaction` the job exists exactly when the
@@ -7,16 +8,22 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import type { PgClient } from "@effect/sql-pg"
+import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
-import type { InvalidJobError } from "./Errors.ts"
+import { InvalidConfigError, type InvalidJobError, type InvalidPrefixError, type UnknownQueueError } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
+import type { QueueState } from "./Producer.ts"
 import { encodeRequest } from "./internal/encodeRequest.ts"
-import { insertJobs } from "./internal/sql/jobs.ts"
-import type { JobRequest } from "./Worker.ts"
+import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
+import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
+import * as Jobs from "./internal/sql/jobs.ts"
+import type * as Worker from "./Worker.ts"
+
+export type { QueueConfig, QueueScope, QueueState }
 
 /**
  * Inserts one job. It is `available` (and wakes its queue) when due now,
@@ -26,7 +33,7 @@ import type { JobRequest } from "./Worker.ts"
  * @since 0.1.0
  */
 export const insert = <A>(
-  request: JobRequest<A>
+  request: Worker.JobRequest<A>
 ): Effect.Effect<Job, InvalidJobError | SqlError, SqlClient> =>
   Effect.map(insertAll([request]), (jobs) => jobs[0]!)
 
@@ -39,7 +46,7 @@ export const insert = <A>(
  * @since 0.1.0
  */
 export const insertAll = (
-  requests: Iterable<JobRequest>
+  requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | SqlError, SqlClient> =>
   Effect.gen(function*() {
     const list = Array.from(requests)
@@ -51,5 +58,138 @@ export const insertAll = (
       rows[index] = yield* encodeRequest(list[index]!, index, settings, single ? undefined : index)
     }
     const sql = yield* SqlClient
-    return yield* insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
+    return yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
   })
+
+const withSql = <A>(f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    return yield* f(sql, prefix)
+  })
+
+/**
+ * The job with this id, if it exists.
+ *
+ * @since 0.1.0
+ */
+export const getJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, SqlClient> =>
+  withSql((sql, prefix) => Effect.map(Jobs.getJob(sql, prefix, id), Option.fromUndefinedOr))
+
+/**
+ * Cancels a job that has not finished. A job executing on any node is
+ * interrupted there (through a signal) and ends `cancelled`. Returns the
+ * cancelled job, or none when it did not exist or had already finished.
+ *
+ * @since 0.1.0
+ */
+export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, SqlClient> =>
+  withSql((sql, prefix) =>
+    Effect.flatMap(now(sql), (time) => Effect.map(Jobs.cancelJob(sql, prefix, time, id), Option.fromUndefinedOr))
+  )
+
+/**
+ * Makes a job that is not executing (or already available) available to run
+ * now, allowing one more attempt if it had used them all. Returns the job, or
+ * none when nothing changed.
+ *
+ * @since 0.1.0
+ */
+export const retryJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, SqlClient> =>
+  withSql((sql, prefix) =>
+    Effect.flatMap(now(sql), (time) => Effect.map(Jobs.retryJob(sql, prefix, time, id), Option.fromUndefinedOr))
+  )
+
+/**
+ * Deletes a job that is not executing. Returns whether it was deleted.
+ *
+ * @since 0.1.0
+ */
+export const deleteJob = (id: number): Effect.Effect<boolean, SqlError, SqlClient> =>
+  withSql((sql, prefix) => Jobs.deleteJob(sql, prefix, id))
+
+/**
+ * The running node: job management plus control of its queues.
+ *
+ * @since 0.1.0
+ */
+export interface ObanShape {
+  /** This node's name, as stored in `attempted_by`. */
+  readonly node: string
+  readonly insert: <A>(request: Worker.JobRequest<A>) => Effect.Effect<Job, InvalidJobError | SqlError>
+  readonly insertAll: (requests: Iterable<Worker.JobRequest>) => Effect.Effect<ReadonlyArray<Job>, InvalidJobError | SqlError>
+  readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, SqlError>
+  readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, SqlError>
+  readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, SqlError>
+  readonly deleteJob: (id: number) => Effect.Effect<boolean, SqlError>
+  /** Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes. */
+  readonly pauseQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
+  readonly resumeQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
+  /** Sets how many jobs of `queue` run at once. Default scope: all nodes. */
+  readonly scaleQueue: (
+    queue: string,
+    limit: number,
+    options?: { readonly scope?: QueueScope }
+  ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
+  /** The limit, running count and paused flag of `queue` on this node. */
+  readonly checkQueue: (queue: string) => Effect.Effect<QueueState, UnknownQueueError>
+}
+
+/**
+ * The service a running node provides.
+ *
+ * @since 0.1.0
+ */
+export class Oban extends Context.Service<Oban, ObanShape>()("effect-oban/Oban") {}
+
+/**
+ * What `Oban.layer` takes.
+ *
+ * @since 0.1.0
+ */
+export interface LayerOptions<W extends Worker.Any> extends RuntimeOptions {
+  /** The workers this node can run. Jobs of other workers fail with `unknown_worker` and retry. */
+  readonly workers: ReadonlyArray<W>
+}
+
+/**
+ * Runs this node's queues for the layer's life: notifier, one producer per
+ * queue, executor and stager. Closing the layer's scope shuts down gracefully.
+ * Also provides `Config.Settings` for the configured prefix.
+ *
+ * @since 0.1.0
+ */
+export const layer = <W extends Worker.Any>(
+  options: LayerOptions<W>
+): Layer.Layer<Oban, InvalidConfigError | InvalidPrefixError, PgClient.PgClient | SqlClient | Worker.Requirements<W>> =>
+  Layer.effectContext(
+    Effect.gen(function*() {
+      const runtime = yield* makeRuntime<Worker.Requirements<W>>(options)
+      const sql = yield* SqlClient
+      const settings = { prefix: runtime.prefix, maxArgsBytes: runtime.maxArgsBytes }
+      const local = <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
+        effect.pipe(Effect.provideService(SqlClient, sql), Effect.provideService(Settings, settings))
+      const service: ObanShape = {
+        node: runtime.node,
+        insert: (request) => local(insert(request)),
+        insertAll: (requests) => local(insertAll(requests)),
+        getJob: (id) => local(getJob(id)),
+        cancelJob: (id) =>
+          local(cancelJob(id)).pipe(
+            Effect.tap((job) => Option.isSome(job) ? runtime.cancelLocal(id) : Effect.void)
+          ),
+        retryJob: (id) => local(retryJob(id)),
+        deleteJob: (id) => local(deleteJob(id)),
+        pauseQueue: (queue, opts) => runtime.control({ action: "pause", queue }, opts?.scope ?? "all"),
+        resumeQueue: (queue, opts) => runtime.control({ action: "resume", queue }, opts?.scope ?? "all"),
+        scaleQueue: (queue, limit, opts) =>
+          isValidLimit(limit)
+            ? runtime.control({ action: "scale", queue, limit }, opts?.scope ?? "all")
+            : Effect.fail(
+              new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
+            ),
+        checkQueue: runtime.checkQueue
+      }
+      return Context.make(Oban, service).pipe(Context.add(Settings, settings))
+    })
+  )

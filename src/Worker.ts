@@ -14,8 +14,8 @@
  *
  * @since 0.1.0
  */
-import type { DateTime, Duration, Schedule } from "effect"
-import { Effect, Schema } from "effect"
+import type { DateTime, Schedule } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import type { Job } from "./Job.ts"
 
 /**
@@ -115,19 +115,16 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
 export interface Any {
   readonly name: string
   readonly queue: string
-  readonly priority: number
-  readonly maxAttempts: number
-  readonly timeout: Duration.Input | undefined
-  readonly tags: ReadonlyArray<string>
-  readonly backoff: Schedule.Schedule<unknown, number> | undefined
+  readonly perform: (job: Job<never>) => Effect.Effect<void, unknown, unknown>
 }
 
 /**
- * The services the workers in a list need to run.
+ * The services a worker (or a union of workers) needs to run.
  *
  * @since 0.1.0
  */
-export type Requirements<W> = W extends Worker<string, infer _A, infer _E, infer R> ? R : never
+export type Requirements<W> = W extends { readonly perform: (job: never) => Effect.Effect<void, unknown, infer R> } ? R
+  : never
 
 /**
  * The default number of attempts, as in Oban.
@@ -185,3 +182,53 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
     })
   }
 }
+
+/**
+ * Raised by `Worker.snooze`: run the job again later without using an attempt.
+ *
+ * @since 0.1.0
+ */
+export class Snooze extends Schema.TaggedError<Snooze>()("ObanSnooze", {
+  millis: Schema.Number
+}) {}
+
+/**
+ * Raised by `Worker.cancel`: stop the job for good, as `cancelled`.
+ *
+ * @since 0.1.0
+ */
+export class Cancel extends Schema.TaggedError<Cancel>()("ObanCancel", {
+  reason: Schema.String
+}) {}
+
+/**
+ * Raised by `Worker.discard`: stop the job for good, as `discarded`.
+ *
+ * @since 0.1.0
+ */
+export class Discard extends Schema.TaggedError<Discard>()("ObanDiscard", {
+  reason: Schema.String
+}) {}
+
+/**
+ * Ends the attempt and runs the job again after `duration`. The attempt is
+ * given back, so snoozing never uses up `maxAttempts`.
+ *
+ * @since 0.1.0
+ */
+export const snooze = (duration: Duration.Input): Effect.Effect<never, Snooze> =>
+  Effect.suspend(() => Effect.fail(new Snooze({ millis: Math.max(0, Duration.toMillis(duration)) })))
+
+/**
+ * Ends the job as `cancelled`, recording `reason`.
+ *
+ * @since 0.1.0
+ */
+export const cancel = (reason: string): Effect.Effect<never, Cancel> => Effect.fail(new Cancel({ reason }))
+
+/**
+ * Ends the job as `discarded`, recording `reason`.
+ *
+ * @since 0.1.0
+ */
+export const discard = (reason: string): Effect.Effect<never, Discard> => Effect.fail(new Discard({ reason }))

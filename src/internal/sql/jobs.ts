@@ -11,6 +11,8 @@ import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
 import { table } from "./tables.ts"
 
+const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
+
 /**
  * Inserts the jobs described by `rowsJson`, a JSON array of objects with the
  * keys `ord, queue, worker, args, meta, tags, max_attempts, priority,
@@ -51,3 +53,192 @@ export const insertJobs = (
     )
     SELECT inserted.* FROM inserted CROSS JOIN notified ORDER BY inserted.id
   `.pipe(Effect.map((rows) => rows.map(jobFromRow)))
+
+/**
+ * Claims up to `demand` available jobs of `queue` for this producer, in
+ * priority, scheduled_at, id order, skipping rows other nodes hold.
+ */
+export const fetchJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  options: { readonly queue: string; readonly demand: number; readonly node: string; readonly producer: string }
+): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
+  sql<JobRow>`
+    WITH clock AS (SELECT ${now} AS now),
+    next AS (
+      SELECT id FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE state = 'available' AND queue = ${options.queue}
+      ORDER BY priority, scheduled_at, id
+      LIMIT ${options.demand}
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now,
+        attempted_by = ARRAY[${options.node}, ${options.producer}]::text[]
+    FROM next, clock
+    WHERE j.id = next.id
+    RETURNING ${sql.literal(qualifiedJobColumns)}
+  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort(byFetchOrder)))
+
+const byFetchOrder = (a: Job, b: Job): number =>
+  a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
+
+/** One recorded outcome of an attempt, as the acker writes it. */
+export interface AckRow {
+  readonly id: number
+  /** The attempt that ran; an ack for any other attempt is ignored. */
+  readonly attempt: number
+  readonly state: "completed" | "retryable" | "discarded" | "cancelled" | "scheduled" | "available"
+  /** For retryable, scheduled and available: run again this long from now. */
+  readonly delay_ms: number | null
+  /** Give the attempt back (snooze, shutdown). */
+  readonly give_back: boolean
+  /** An `errors` entry without `at`, which is stamped here. */
+  readonly error: { readonly attempt: number; readonly kind: string; readonly message: string; readonly cause?: string } | null
+}
+
+/**
+ * Writes many outcomes in one statement. Only rows still `executing` the
+ * same attempt on this node change, so a retried or late ack is harmless.
+ * Jobs put back to `available` wake their queue. Returns the ids written.
+ */
+export const ackJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  node: string,
+  acks: ReadonlyArray<AckRow>
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  sql<{ readonly id: bigint | number }>`
+    WITH clock AS (SELECT ${now} AS now),
+    acks AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(acks)}::jsonb) AS a(
+        id bigint, attempt smallint, state text, delay_ms double precision, give_back boolean, error jsonb
+      )
+    ),
+    updated AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = a.state::${table(sql, prefix, "oban_job_state")},
+          attempt = CASE WHEN a.give_back THEN j.attempt - 1 ELSE j.attempt END,
+          scheduled_at = CASE WHEN a.delay_ms IS NULL THEN j.scheduled_at
+                              ELSE clock.now + a.delay_ms * interval '1 millisecond' END,
+          completed_at = CASE WHEN a.state = 'completed' THEN clock.now ELSE j.completed_at END,
+          discarded_at = CASE WHEN a.state = 'discarded' THEN clock.now ELSE j.discarded_at END,
+          cancelled_at = CASE WHEN a.state = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
+          errors = CASE WHEN a.error IS NULL THEN j.errors
+                        ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', clock.now)) END
+      FROM acks AS a, clock
+      WHERE j.id = a.id AND j.state = 'executing' AND j.attempt = a.attempt AND j.attempted_by[1] = ${node}
+      RETURNING j.id, j.state, j.queue
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS back
+    )
+    SELECT updated.id FROM updated CROSS JOIN notified
+  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
+
+/**
+ * Moves up to `limit` due scheduled and retryable jobs to available and
+ * notifies each queue that received jobs. Returns the count per queue.
+ */
+export const stageJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  limit: number
+): Effect.Effect<ReadonlyArray<{ readonly queue: string; readonly count: number }>, SqlError> =>
+  sql<{ readonly queue: string; readonly count: number }>`
+    WITH clock AS (SELECT ${now} AS now),
+    due AS (
+      SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
+      WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= clock.now
+      ORDER BY scheduled_at, id
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    ),
+    staged AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET state = 'available'
+      FROM due WHERE j.id = due.id
+      RETURNING j.queue
+    ),
+    queues AS (SELECT queue, count(*)::int AS count FROM staged GROUP BY queue),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent FROM queues
+    )
+    SELECT queues.queue, queues.count FROM queues CROSS JOIN notified
+  `
+
+export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<Job | undefined, SqlError> =>
+  sql<JobRow>`SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id}`.pipe(
+    Effect.map((rows) => rows[0] === undefined ? undefined : jobFromRow(rows[0]))
+  )
+
+/**
+ * Cancels a job that has not finished. When it was executing, a signal asks
+ * the node running it to interrupt it. Returns the cancelled job, if any.
+ */
+export const cancelJob = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  id: number
+): Effect.Effect<Job | undefined, SqlError> =>
+  sql<JobRow & { readonly previous_state: string }>`
+    WITH clock AS (SELECT ${now} AS now),
+    target AS (
+      SELECT id, state FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE id = ${id} AND state NOT IN ('completed', 'discarded', 'cancelled')
+      FOR UPDATE
+    ),
+    updated AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET state = 'cancelled', cancelled_at = clock.now
+      FROM target, clock WHERE j.id = target.id
+      RETURNING ${sql.literal(qualifiedJobColumns)},
+                target.state AS previous_state
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "signal")},
+        json_build_object('action', 'cancel', 'job_id', id, 'node', attempted_by[1])::text)) AS sent
+      FROM updated WHERE previous_state = 'executing'
+    )
+    SELECT updated.* FROM updated CROSS JOIN notified
+  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : jobFromRow(rows[0])))
+
+/**
+ * Makes a job that is not executing available again now, allowing one more
+ * attempt when it had used them all. Returns the job, if it changed.
+ */
+export const retryJob = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  id: number
+): Effect.Effect<Job | undefined, SqlError> =>
+  sql<JobRow>`
+    WITH clock AS (SELECT ${now} AS now),
+    updated AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = 'available', scheduled_at = clock.now,
+          max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+      FROM clock
+      WHERE j.id = ${id} AND j.state NOT IN ('executing', 'available')
+      RETURNING ${sql.literal(qualifiedJobColumns)}
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM updated
+    )
+    SELECT updated.* FROM updated CROSS JOIN notified
+  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : jobFromRow(rows[0])))
+
+/** Deletes a job that is not executing. Returns whether a row was deleted. */
+export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
+  sql`DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id`.pipe(
+    Effect.map((rows) => rows.length > 0)
+  )

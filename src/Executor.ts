@@ -1,0 +1,155 @@
+/**
+ * Runs jobs: each in its own fiber, keyed by job id. Decodes the args with the
+ * worker's schema, applies the worker's timeout, turns the `Exit` into an
+ * outcome inside an uninterruptible region (so an outcome is always recorded,
+ * whatever interrupts the work) and hands it to the acker.
+ *
+ * Closing the executor's scope is the graceful part of shutdown: running jobs
+ * get the grace period to finish, then what is left is interrupted and put
+ * back to `available` with its attempt given back, and the acks are flushed.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Context, Duration, Effect, Exit, FiberMap, Schema, type Scope } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { Job } from "./Job.ts"
+import * as Acker from "./internal/acker.ts"
+import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./internal/outcome.ts"
+import type { Worker } from "./Worker.ts"
+
+/**
+ * A worker as the executor holds it: args are decoded here, so their type is
+ * erased; `R` is what the node provides to every worker.
+ *
+ * @since 0.1.0
+ */
+export type RunnableWorker<R> = Worker<string, any, any, R>
+
+/**
+ * @since 0.1.0
+ */
+export interface ExecutorShape {
+  /** Starts `job` in its own fiber; `onDone` runs when the attempt has ended. */
+  readonly execute: (job: Job, onDone: Effect.Effect<void>) => Effect.Effect<void>
+  /** Interrupts the job if it runs here; it ends `cancelled`. */
+  readonly cancel: (jobId: number) => Effect.Effect<boolean>
+  /** Jobs running on this node. */
+  readonly running: Effect.Effect<number>
+}
+
+/**
+ * @since 0.1.0
+ */
+export class Executor extends Context.Service<Executor, ExecutorShape>()("effect-oban/Executor") {}
+
+/**
+ * @since 0.1.0
+ */
+export interface Options<R> {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly node: string
+  readonly workers: ReadonlyArray<RunnableWorker<R>>
+  readonly shutdownGracePeriod: Duration.Duration
+  /** The services every worker may need. */
+  readonly context: Context.Context<R>
+}
+
+/**
+ * An executor for the scope's life.
+ *
+ * @since 0.1.0
+ */
+export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const acker = yield* Acker.make(options)
+    // Flush after the jobs below are done (finalizers run in reverse order).
+    yield* Effect.addFinalizer(() =>
+      acker.flush.pipe(
+        Effect.timeoutOption(Duration.max(options.shutdownGracePeriod, Duration.seconds(5))),
+        Effect.flatMap((done) =>
+          done._tag === "Some"
+            ? Effect.void
+            : Effect.logWarning("shutdown: some acks could not be written; those jobs stay executing for the rescuer")
+        )
+      )
+    )
+    const fibers = yield* FiberMap.make<number, void, never>()
+    const stops = new Map<number, StopReason>()
+    const byName = new Map(options.workers.map((worker) => [worker.name, worker]))
+    const decoders = new Map(
+      options.workers.map((worker) => [worker.name, Schema.decodeUnknownEffect(worker.argsJson)] as const)
+    )
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const left = yield* FiberMap.size(fibers)
+        if (left === 0) return
+        yield* Effect.logInfo(`shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${left} job(s)`)
+        const drained = yield* FiberMap.awaitEmpty(fibers).pipe(
+          Effect.timeoutOption(options.shutdownGracePeriod),
+          Effect.interruptible
+        )
+        if (drained._tag === "Some") return
+        for (const key of yield* Effect.sync(() => Array.from(fibers))) stops.set(key[0], "shutdown")
+        yield* Effect.logWarning(`shutdown: interrupting ${yield* FiberMap.size(fibers)} job(s) after the grace period`)
+        yield* FiberMap.clear(fibers)
+      })
+    )
+
+    const perform = (worker: RunnableWorker<R>, job: Job<unknown>) => {
+      const work = Effect.provideContext(worker.perform(job), options.context)
+      if (worker.timeout === undefined) return work
+      const millis = Duration.toMillis(worker.timeout)
+      return Effect.timeoutOrElse(work, {
+        duration: worker.timeout,
+        orElse: () => Effect.fail(new JobTimeout({ millis }))
+      })
+    }
+
+    const attempt = (job: Job) =>
+      Effect.gen(function*() {
+        const worker = byName.get(job.worker)
+        if (worker === undefined) {
+          return yield* failed(
+            job,
+            { backoff: undefined },
+            "unknown_worker",
+            `no worker named "${job.worker}" runs on node ${options.node}`
+          )
+        }
+        const decoded = yield* Effect.exit(decoders.get(job.worker)!(job.args))
+        if (Exit.isFailure(decoded)) {
+          return undecodable(job, Cause.pretty(decoded.cause))
+        }
+        const exit = yield* Effect.exit(Effect.interruptible(perform(worker, { ...job, args: decoded.value })))
+        return yield* fromExit(job, worker, exit, stops.get(job.id))
+      }).pipe(
+        Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt })
+      )
+
+    const run = (job: Job, onDone: Effect.Effect<void>) =>
+      attempt(job).pipe(
+        Effect.flatMap(acker.ack),
+        Effect.catchCause((cause) =>
+          // Nothing above should fail; if it does, say so loudly, and leave the
+          // job executing for the rescuer rather than guess its outcome.
+          Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause))
+        ),
+        Effect.ensuring(Effect.sync(() => stops.delete(job.id))),
+        Effect.ensuring(onDone),
+        Effect.uninterruptible
+      )
+
+    return {
+      execute: (job, onDone) => Effect.asVoid(FiberMap.run(fibers, job.id, run(job, onDone), { startImmediately: true })),
+      cancel: (jobId) =>
+        Effect.gen(function*() {
+          if (!(yield* FiberMap.has(fibers, jobId))) return false
+          stops.set(jobId, "cancel")
+          yield* FiberMap.remove(fibers, jobId)
+          return true
+        }),
+      running: FiberMap.size(fibers)
+    }
+  })

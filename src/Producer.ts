@@ -1,0 +1,140 @@
+/**
+ * One producer per queue per node. It wakes on an insert notification for its
+ * queue, on a poll tick, or when one of its jobs finishes; wake-ups that come
+ * while it is busy collapse into one. Each time, it claims up to
+ * `limit - running` jobs in one statement and hands them to the executor,
+ * until the queue is empty or the limit is reached. It honours pause, resume
+ * and scale, and never dies of a database error: it logs, waits a little and
+ * tries again at the next wake-up.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Duration, Effect, Queue, Random, type Scope } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { ExecutorShape } from "./Executor.ts"
+import { fetchJobs } from "./internal/sql/jobs.ts"
+import { now } from "./ObanClock.ts"
+
+/**
+ * What `checkQueue` reports.
+ *
+ * @since 0.1.0
+ */
+export interface QueueState {
+  readonly queue: string
+  readonly node: string
+  readonly limit: number
+  readonly running: number
+  readonly paused: boolean
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface Producer {
+  readonly queue: string
+  /** Ask for a fetch soon. Cheap and safe to call any number of times. */
+  readonly wake: Effect.Effect<void>
+  readonly pause: Effect.Effect<void>
+  readonly resume: Effect.Effect<void>
+  readonly scale: (limit: number) => Effect.Effect<void>
+  readonly check: Effect.Effect<QueueState>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly node: string
+  readonly queue: string
+  readonly limit: number
+  readonly paused: boolean
+  readonly pollInterval: Duration.Duration
+  readonly executor: ExecutorShape
+}
+
+/**
+ * Starts a producer for the scope's life. Closing the scope stops fetching;
+ * a fetch in flight completes and its jobs are handed over first, so no
+ * claimed job is left behind.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options): Effect.Effect<Producer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const signal = yield* Queue.dropping<void>(1)
+    const producerId = crypto.randomUUID()
+    let limit = options.limit
+    let paused = options.paused
+    let running = 0
+    let failures = 0
+
+    const wake = Effect.asVoid(Queue.offer(signal, undefined))
+    const onDone = Effect.suspend(() => {
+      running--
+      return wake
+    })
+
+    const fetchOnce = Effect.gen(function*() {
+      const demand = limit - running
+      if (paused || demand <= 0) return false
+      const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
+        queue: options.queue,
+        demand,
+        node: options.node,
+        producer: producerId
+      })
+      running += jobs.length
+      yield* Effect.forEach(jobs, (job) => options.executor.execute(job, onDone), { discard: true })
+      return jobs.length === demand
+    }).pipe(Effect.uninterruptible)
+
+    const drain = Effect.gen(function*() {
+      while (yield* fetchOnce) {
+        // A full batch: there may be more.
+      }
+      failures = 0
+    }).pipe(
+      Effect.catchCause((cause) =>
+        Effect.gen(function*() {
+          failures++
+          const delay = Math.min(5_000, 50 * 2 ** Math.min(failures, 10)) * (yield* Random.nextBetween(0.8, 1.2))
+          yield* Effect.logWarning(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`).pipe(
+            Effect.annotateLogs({ cause: Cause.pretty(cause) })
+          )
+          yield* Effect.sleep(delay)
+          yield* wake
+        })
+      )
+    )
+
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Queue.take(signal), drain)).pipe(
+      Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })
+    ))
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
+    yield* wake
+
+    return {
+      queue: options.queue,
+      wake,
+      pause: Effect.sync(() => {
+        paused = true
+      }),
+      resume: Effect.andThen(
+        Effect.sync(() => {
+          paused = false
+        }),
+        wake
+      ),
+      scale: (next) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            limit = next
+          }),
+          wake
+        ),
+      check: Effect.sync(() => ({ queue: options.queue, node: options.node, limit, running, paused }))
+    }
+  })

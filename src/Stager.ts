@@ -1,0 +1,82 @@
+/**
+ * Moves scheduled and retryable jobs whose time has come to `available`, and
+ * wakes their queues (NOTIFY for every node, and directly for this node's
+ * producers). `runOnce` stages in bounded batches and returns what it did;
+ * `loop` runs it every `interval` and survives database errors.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Duration, Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { stageJobs } from "./internal/sql/jobs.ts"
+import { now } from "./ObanClock.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const defaults = {
+  interval: Duration.seconds(1),
+  /** Jobs moved per statement; a larger backlog takes several statements. */
+  batchSize: 5_000
+} as const
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly batchSize?: number | undefined
+  /** Called with each queue that received jobs. */
+  readonly onStaged?: ((queue: string) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * What one run did: jobs staged per queue, and in total.
+ *
+ * @since 0.1.0
+ */
+export interface Result {
+  readonly staged: number
+  readonly queues: Readonly<Record<string, number>>
+}
+
+/**
+ * Stages every due job, a batch at a time.
+ *
+ * @since 0.1.0
+ */
+export const runOnce = (options: Options): Effect.Effect<Result, SqlError> =>
+  Effect.gen(function*() {
+    const batchSize = options.batchSize ?? defaults.batchSize
+    const queues: Record<string, number> = {}
+    let staged = 0
+    while (true) {
+      const rows = yield* stageJobs(options.sql, options.prefix, yield* now(options.sql), batchSize)
+      let batch = 0
+      for (const row of rows) {
+        queues[row.queue] = (queues[row.queue] ?? 0) + row.count
+        batch += row.count
+        if (options.onStaged !== undefined) yield* options.onStaged(row.queue)
+      }
+      staged += batch
+      if (batch < batchSize) return { staged, queues }
+    }
+  })
+
+/**
+ * Runs `runOnce` every `interval` until interrupted. Failures are logged and
+ * the next tick tries again.
+ *
+ * @since 0.1.0
+ */
+export const loop = (options: Options & { readonly interval: Duration.Duration }): Effect.Effect<never> =>
+  Effect.forever(
+    Effect.andThen(
+      Effect.sleep(options.interval),
+      runOnce(options).pipe(
+        Effect.catchCause((cause) => Effect.logWarning("staging failed; will try again", Cause.pretty(cause)))
+      )
+    )
+  ).pipe(Effect.annotateLogs({ component: "Stager" }))
