@@ -9,9 +9,8 @@
  *
  * @since 0.1.0
  */
-import { PgClient } from "@effect/sql-pg"
+import { PgClient, PgConnection } from "@effect/sql-pg"
 import { Cause, Context, Effect, Layer, PubSub, Queue, Random, Ref, Scope } from "effect"
-import * as Reactivity from "effect/reactivity/Reactivity"
 import { channel } from "./Config.ts"
 
 /**
@@ -87,9 +86,11 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
       const maxDelay = options.maxReconnectDelayMillis ?? 5_000
 
       const session = Effect.scoped(Effect.gen(function*() {
-        const client = yield* PgClient.makeClient({ ...pg.config, applicationName: applicationName(options.node) })
+        const connection = yield* PgConnection.make({ ...pg.config, applicationName: applicationName(options.node) })
+        // One pinned session for every channel: re-pinning a pinned session is a no-op.
+        const pinned = yield* connection.pin
         const queues = yield* Effect.forEach(channels, (name) =>
-          Effect.map(client.listen(channel(options.prefix, name)), (queue) => [name, queue] as const))
+          Effect.map(pinned.listen(channel(options.prefix, name)), (queue) => [name, queue] as const))
         yield* Ref.set(listening, true)
         yield* Ref.update(connectionCount, (n) => n + 1)
         yield* Effect.addFinalizer(() => Ref.set(listening, false))
@@ -101,7 +102,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           }))
         // Runs until one of the queues fails, i.e. the connection is gone.
         return yield* Effect.raceAll(queues.map(pump))
-      })).pipe(Effect.provide(Reactivity.layer))
+      }))
 
       const loop = Effect.gen(function*() {
         let failures = 0

@@ -1,0 +1,208 @@
+import { assert, layer } from "@effect/vitest"
+import { Effect, Layer, Ref, Schedule, Schema } from "effect"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("outcomes")
+const queue = "outcomes"
+
+class PaymentDeclined extends Schema.TaggedError<PaymentDeclined>()("PaymentDeclined", {
+  message: Schema.String
+}) {}
+class InvalidCard extends Schema.TaggedError<InvalidCard>()("InvalidCard", {
+  message: Schema.String
+}) {}
+
+const finalized = Ref.makeUnsafe<ReadonlyArray<string>>([])
+
+const Args = Schema.Struct({ mode: Schema.String })
+
+const Outcomes = Worker.make("Outcomes", {
+  args: Args,
+  queue,
+  maxAttempts: 3,
+  perform: (job): Effect.Effect<void, PaymentDeclined | InvalidCard | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
+    switch (job.args.mode) {
+      case "ok":
+        return Effect.void
+      case "fail":
+        return Effect.fail(new PaymentDeclined({ message: "card declined" }))
+      case "fatal":
+        return Effect.fail(new InvalidCard({ message: "no such card" }))
+      case "die":
+        return Effect.die(new Error("boom"))
+      case "throw":
+        return Effect.sync(() => {
+          throw new TypeError("thrown inside perform")
+        })
+      case "snooze":
+        return Worker.snooze("30 seconds")
+      case "cancel":
+        return Worker.cancel("customer left")
+      case "discard":
+        return Worker.discard("not worth it")
+      default:
+        return Effect.void
+    }
+  },
+  // Declared after perform, so TypeScript infers the error type from perform first.
+  retryable: (error) => error._tag !== "InvalidCard"
+})
+
+const Slow = Worker.make("Slow", {
+  args: Schema.Struct({ id: Schema.String }),
+  queue,
+  timeout: "200 millis",
+  maxAttempts: 2,
+  perform: (job) =>
+    Effect.sleep("1 minute").pipe(
+      Effect.ensuring(Ref.update(finalized, (ids) => [...ids, job.args.id]))
+    )
+})
+
+const Custom = Worker.make("Custom", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 5,
+  backoff: Schedule.spaced("42 seconds"),
+  perform: () => Effect.fail("nope")
+})
+
+const Strict = Worker.make("Strict", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue,
+  perform: () => Effect.void
+})
+
+const settled = (id: number) =>
+  waitFor(`job ${id} to leave executing`, Effect.map(jobRow(prefix, id), (row) => !["available", "executing"].includes(row.state)))
+
+const run = (request: Worker.JobRequest) =>
+  Effect.gen(function*() {
+    const job = yield* Oban.insert(request)
+    yield* settled(job.id)
+    return yield* jobRow(prefix, job.id)
+  })
+
+const NodeLive = Layer.effectDiscard(
+  startNode({
+    prefix,
+    node: "outcomes-node",
+    queues: { [queue]: 10 },
+    workers: [Outcomes, Slow, Custom, Strict],
+    pollInterval: "100 millis",
+    stageInterval: "100 millis",
+    shutdownGracePeriod: "1 second"
+  })
+)
+
+layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true })("outcomes", (it) => {
+  it.effect("success -> completed, no errors", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "ok" }))
+      assert.strictEqual(row.state, "completed")
+      assert.strictEqual(row.attempt, 1)
+      assert.deepStrictEqual(row.errors, [])
+    }))
+
+  it.effect("a typed failure -> retryable, within the default backoff, with a failure entry", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "fail" }))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors.length, 1)
+      const entry = row.errors[0]!
+      assert.strictEqual(entry.kind, "failure")
+      assert.strictEqual(entry.attempt, 1)
+      assert.strictEqual(entry.message, "PaymentDeclined: card declined")
+      assert.include(entry.cause ?? "", "PaymentDeclined")
+      // attempt 1: 15 s + 2^1 s = 17 s, jittered by ±10%.
+      const delay = row.scheduled_at.getTime() - new Date(entry.at).getTime()
+      assert.isAtLeast(delay, 17_000 * 0.9 - 1)
+      assert.isAtMost(delay, 17_000 * 1.1 + 1)
+    }))
+
+  it.effect("a failure on the last attempt -> discarded", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "fail" }, { maxAttempts: 1 }))
+      assert.strictEqual(row.state, "discarded")
+      assert.strictEqual(row.errors[0]!.kind, "failure")
+    }))
+
+  it.effect("an error the worker marks non-retryable -> discarded at once", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "fatal" }))
+      assert.strictEqual(row.state, "discarded")
+      assert.strictEqual(row.attempt, 1)
+      assert.strictEqual(row.errors[0]!.message, "InvalidCard: no such card")
+    }))
+
+  it.effect("a defect (die or throw) -> retryable with a defect entry and its cause", () =>
+    Effect.gen(function*() {
+      const died = yield* run(Outcomes.job({ mode: "die" }))
+      assert.strictEqual(died.state, "retryable")
+      assert.strictEqual(died.errors[0]!.kind, "defect")
+      assert.include(died.errors[0]!.message, "boom")
+      const thrown = yield* run(Outcomes.job({ mode: "throw" }))
+      assert.strictEqual(thrown.errors[0]!.kind, "defect")
+      assert.include(thrown.errors[0]!.cause ?? "", "thrown inside perform")
+    }))
+
+  it.effect("a timeout interrupts the job, runs its finalizers, and is recorded", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Slow.job({ id: "t1" }))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.kind, "timeout")
+      assert.include(row.errors[0]!.message, "200 ms")
+      assert.include(yield* Ref.get(finalized), "t1")
+    }))
+
+  it.effect("snooze -> scheduled later, the attempt given back, no error", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "snooze" }))
+      assert.strictEqual(row.state, "scheduled")
+      assert.strictEqual(row.attempt, 0)
+      assert.deepStrictEqual(row.errors, [])
+      const delay = row.scheduled_at.getTime() - row.attempted_at!.getTime()
+      assert.isAtLeast(delay, 29_000)
+      assert.isAtMost(delay, 31_000)
+    }))
+
+  it.effect("Worker.cancel -> cancelled; Worker.discard -> discarded; both with their reason", () =>
+    Effect.gen(function*() {
+      const cancelled = yield* run(Outcomes.job({ mode: "cancel" }))
+      assert.strictEqual(cancelled.state, "cancelled")
+      assert.deepStrictEqual([cancelled.errors[0]!.kind, cancelled.errors[0]!.message], ["cancelled", "customer left"])
+      const discarded = yield* run(Outcomes.job({ mode: "discard" }))
+      assert.strictEqual(discarded.state, "discarded")
+      assert.deepStrictEqual([discarded.errors[0]!.kind, discarded.errors[0]!.message], ["discarded", "not worth it"])
+    }))
+
+  it.effect("args that do not decode -> discarded at once", () =>
+    Effect.gen(function*() {
+      // Encoded by another worker's schema under this worker's name, as an older deploy might have.
+      const Impostor = Worker.make("Strict", { args: Schema.Struct({ n: Schema.String }), queue, perform: () => Effect.void })
+      const row = yield* run(Impostor.job({ n: "not a number" }))
+      assert.strictEqual(row.state, "discarded")
+      assert.strictEqual(row.attempt, 1)
+      assert.strictEqual(row.errors[0]!.kind, "decode")
+    }))
+
+  it.effect("an unknown worker -> a recorded failure that retries", () =>
+    Effect.gen(function*() {
+      const Ghost = Worker.make("Ghost", { args: Schema.Struct({}), queue, perform: () => Effect.void })
+      const row = yield* run(Ghost.job({}))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.kind, "unknown_worker")
+      assert.include(row.errors[0]!.message, "Ghost")
+    }))
+
+  it.effect("a worker's Schedule gives the retry delay", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Custom.job({}))
+      assert.strictEqual(row.state, "retryable")
+      const delay = row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime()
+      assert.strictEqual(delay, 42_000)
+    }))
+})

@@ -1,0 +1,67 @@
+/**
+ * Running nodes inside a test: each `startNode` builds its own `Oban.layer`
+ * in a scope the test can close (to shut the node down mid-job), and
+ * `waitFor` polls the database until a condition holds.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../../src/Oban.ts"
+import type * as Worker from "../../src/Worker.ts"
+
+export interface RunningNode {
+  readonly oban: Oban.ObanShape
+  /** Shuts the node down (gracefully) and waits for it. */
+  readonly stop: Effect.Effect<void>
+}
+
+export const startNode = <W extends Worker.Any>(
+  options: Oban.LayerOptions<W>
+): Effect.Effect<RunningNode, unknown, PgClient.PgClient | SqlClient | Scope.Scope | Worker.Requirements<W>> =>
+  Effect.gen(function*() {
+    const outer = yield* Scope.Scope
+    const scope = yield* Scope.fork(outer)
+    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope)
+    const oban = Context.get(context, Oban.Oban)
+    return { oban, stop: Scope.close(scope, Exit.void) }
+  })
+
+/** Polls `check` every 25 ms until it returns true; dies after `timeout`. */
+export const waitFor = <E, R>(
+  what: string,
+  check: Effect.Effect<boolean, E, R>,
+  timeout: Duration.Input = "20 seconds"
+): Effect.Effect<void, E, R> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + Duration.toMillis(timeout)
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
+      yield* Effect.sleep("25 millis")
+    }
+  })
+
+export interface JobRowView {
+  readonly id: number
+  readonly state: string
+  readonly attempt: number
+  readonly errors: ReadonlyArray<{ readonly kind: string; readonly message: string; readonly attempt: number; readonly at: string; readonly cause?: string }>
+  readonly scheduled_at: Date
+  readonly attempted_at: Date | null
+}
+
+export const jobRow = (prefix: string, id: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<JobRowView>`
+      SELECT id::int AS id, state, attempt, errors, scheduled_at, attempted_at
+      FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+    return row!
+  })
+
+export const countByState = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ state: string; n: number }>`
+      SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY state`
+    return Object.fromEntries(rows.map((row) => [row.state, row.n])) as Record<string, number>
+  })
