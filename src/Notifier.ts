@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { PgClient, PgConnection } from "@effect/sql-pg"
-import { Cause, Context, Effect, Layer, PubSub, Queue, Random, Ref, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Layer, PubSub, Queue, Random, Ref, Scope } from "effect"
 import { channel } from "./Config.ts"
 
 /**
@@ -84,6 +84,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
       const listening = yield* Ref.make(false)
       const connectionCount = yield* Ref.make(0)
       const maxDelay = options.maxReconnectDelayMillis ?? 5_000
+      const firstAttempt = yield* Deferred.make<void>()
 
       const session = Effect.scoped(Effect.gen(function*() {
         const connection = yield* PgConnection.make({ ...pg.config, applicationName: applicationName(options.node) })
@@ -93,6 +94,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           Effect.map(pinned.listen(channel(options.prefix, name)), (queue) => [name, queue] as const))
         yield* Ref.set(listening, true)
         yield* Ref.update(connectionCount, (n) => n + 1)
+        yield* Deferred.succeed(firstAttempt, undefined)
         yield* Effect.addFinalizer(() => Ref.set(listening, false))
         const pump = ([name, queue]: readonly [Channel, Queue.Dequeue<{ readonly payload: string }, unknown>]) =>
           Effect.forever(Effect.gen(function*() {
@@ -109,6 +111,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         while (true) {
           const before = yield* Ref.get(connectionCount)
           const cause = yield* Effect.flip(Effect.sandbox(session))
+          yield* Deferred.succeed(firstAttempt, undefined)
           if ((yield* Ref.get(connectionCount)) > before) failures = 0
           failures++
           const delay = Math.min(maxDelay, 50 * 2 ** Math.min(failures, 10)) * (yield* Random.nextBetween(0.8, 1.2))
@@ -119,6 +122,10 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         }
       })
       yield* Effect.forkScoped(loop)
+      // Start listening before the node starts working, so that no signal sent
+      // after start-up is missed; a database that does not answer delays the
+      // start by at most a few seconds (polling covers the rest).
+      yield* Deferred.await(firstAttempt).pipe(Effect.timeoutOption("5 seconds"))
 
       return Notifier.of({
         subscribe: PubSub.subscribe(hub),

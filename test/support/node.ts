@@ -4,10 +4,13 @@
  * `waitFor` polls the database until a condition holds.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, type LogLevel, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../../src/Oban.ts"
 import type * as Worker from "../../src/Worker.ts"
+
+/** Nodes log warnings about injected faults; show them with OBAN_TEST_LOG=Warn (or Debug). */
+const testLogLevel: LogLevel.LogLevel = (process.env["OBAN_TEST_LOG"] as LogLevel.LogLevel | undefined) ?? "Error"
 
 export interface RunningNode {
   readonly oban: Oban.ObanShape
@@ -21,7 +24,9 @@ export const startNode = <W extends Worker.Any>(
   Effect.gen(function*() {
     const outer = yield* Scope.Scope
     const scope = yield* Scope.fork(outer)
-    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope)
+    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
+      Effect.provideService(References.MinimumLogLevel, testLogLevel)
+    )
     const oban = Context.get(context, Oban.Oban)
     return { oban, stop: Scope.close(scope, Exit.void) }
   })

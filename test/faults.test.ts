@@ -1,0 +1,94 @@
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Redacted, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { startDatabase } from "../support/database.ts"
+import * as Config from "../src/Config.ts"
+import * as Migrations from "../src/Migrations.ts"
+import * as Notifier from "../src/Notifier.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
+import { countByState, startNode, waitFor } from "./support/node.ts"
+
+const runs = new Map<number, number>()
+const Work = Worker.make("Work", {
+  args: Schema.Struct({ n: Schema.Int }),
+  perform: (job) =>
+    Effect.andThen(
+      Effect.sleep("5 millis"),
+      Effect.sync(() => runs.set(job.id, (runs.get(job.id) ?? 0) + 1))
+    )
+})
+
+const total = 3_000
+
+/** Inserts the jobs, runs `fault` while a node drains them, and checks every job ran exactly once. */
+const drainThrough = (
+  prefix: string,
+  node: string,
+  nodeDatabase: Layer.Layer<PgClient.PgClient | SqlClient, unknown>,
+  fault: Effect.Effect<void, unknown, SqlClient>
+) =>
+  Effect.gen(function*() {
+    runs.clear()
+    yield* Migrations.run({ prefix })
+    const jobs = yield* Oban.insertAll(Array.from({ length: total }, (_, n) => Work.job({ n })))
+    // The node has a pool of its own, so that the test can watch from outside it.
+    const nodeContext = yield* Layer.build(nodeDatabase)
+    yield* startNode({ prefix, node, queues: { default: 10 }, workers: [Work], pollInterval: "200 millis" }).pipe(
+      Effect.provideContext(nodeContext)
+    )
+    yield* waitFor("the drain to be under way", Effect.sync(() => runs.size > 200))
+    yield* fault
+    yield* waitFor(
+      "every job completed",
+      Effect.map(countByState(prefix).pipe(Effect.orElseSucceed(() => ({} as Record<string, number>))), (c) =>
+        c["completed"] === total),
+      "60 seconds"
+    )
+    assert.strictEqual(runs.size, total)
+    const twice = jobs.filter((job) => runs.get(job.id) !== 1)
+    assert.deepStrictEqual(twice.map((job) => job.id), [])
+  }).pipe(Effect.provide(Config.layer({ prefix })))
+
+describe("faults mid-drain", () => {
+  it.live("every connection of the node is terminated, twice, a second apart: no job lost or run twice", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("kill")
+      yield* dropSchemaOnClose(prefix)
+      const terminateAll = Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const killed = yield* sql<{ n: number }>`
+          SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE application_name IN ('effect-oban-fault', ${Notifier.applicationName("victim")})
+            AND pid <> pg_backend_pid()`
+        return killed[0]!.n
+      })
+      yield* drainThrough(
+        prefix,
+        "victim",
+        PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 10, applicationName: "effect-oban-fault" }),
+        Effect.gen(function*() {
+          const first = yield* terminateAll.pipe(Effect.retry({ times: 5 }))
+          yield* Effect.sleep("1 second")
+          const second = yield* terminateAll.pipe(Effect.retry({ times: 5 }))
+          assert.isAbove(first + second, 2)
+        })
+      )
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 }))), 120_000)
+
+  it.live("the PostgreSQL server restarts: the node carries on without a restart of its own", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => startDatabase({ forceEmbedded: true, maxConnections: 50 })),
+        (db) => Effect.promise(() => db.stop())
+      )
+      const prefix = uniquePrefix("restart")
+      const database = PgClient.layer({ url: Redacted.make(server.url), maxConnections: 10, connectTimeout: "2 seconds" })
+      yield* drainThrough(prefix, "survivor", database, Effect.promise(() => server.restart())).pipe(
+        Effect.provide(database)
+      )
+    }).pipe(Effect.scoped), 120_000)
+})
+
