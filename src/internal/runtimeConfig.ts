@@ -14,7 +14,7 @@ const QueueSpec = Schema.Union([
   Schema.Struct({ limit: Limit, paused: Schema.optional(Schema.Boolean) })
 ])
 
-const Queues = Schema.Record(Schema.String.check(Schema.isBetweenLength(1, 128)), QueueSpec)
+const Queues = Schema.Record(Schema.String, QueueSpec)
 
 const Node = Schema.String.check(Schema.isBetweenLength(1, 255))
 
@@ -80,6 +80,13 @@ export const resolve = (
       ...(options.maxArgsBytes === undefined ? {} : { maxArgsBytes: options.maxArgsBytes })
     })
     const queues = yield* decodeOrFail("queues", Queues, options.queues ?? {})
+    const badName = Object.keys(queues).find((name) => name.length === 0 || name.length > 128)
+    if (badName !== undefined) {
+      return yield* new InvalidConfigError({
+        field: "queues",
+        message: `queue names must be 1 to 128 characters, got ${JSON.stringify(badName)}`
+      })
+    }
     const node = options.node === undefined ? defaultNode() : yield* decodeOrFail("node", Node, options.node)
     return {
       prefix: settings.prefix,

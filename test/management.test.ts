@@ -1,0 +1,129 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Layer, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import * as Stager from "../src/Stager.ts"
+import * as Worker from "../src/Worker.ts"
+import { pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow } from "./support/node.ts"
+
+const prefix = uniquePrefix("manage")
+const Noop = Worker.make("Noop", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+const setState = (id: number, state: string, extra = "") =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql.unsafe(`UPDATE "${prefix}".oban_jobs SET state = '${state}'${extra} WHERE id = ${id}`)
+  })
+
+layer(testLayer(prefix), { excludeTestServices: true })("managing jobs (no node running)", (it) => {
+  it.effect("getJob returns the row, or none", () =>
+    Effect.gen(function*() {
+      const job = yield* Oban.insert(Noop.job({ n: 1 }))
+      const found = yield* Oban.getJob(job.id)
+      assert.isTrue(Option.isSome(found))
+      assert.deepStrictEqual(Option.getOrThrow(found).args, { n: 1 })
+      assert.isTrue(Option.isNone(yield* Oban.getJob(987654321)))
+    }))
+
+  it.effect("cancelJob cancels pending jobs, not finished ones", () =>
+    Effect.gen(function*() {
+      const scheduled = yield* Oban.insert(Noop.job({ n: 2 }, { scheduleIn: "1 hour" }))
+      const cancelled = yield* Oban.cancelJob(scheduled.id)
+      assert.strictEqual(Option.getOrThrow(cancelled).state, "cancelled")
+      assert.isNotNull((yield* jobRow(prefix, scheduled.id)).state === "cancelled" ? 1 : null)
+      const done = yield* Oban.insert(Noop.job({ n: 3 }))
+      yield* setState(done.id, "completed", ", completed_at = now()")
+      assert.isTrue(Option.isNone(yield* Oban.cancelJob(done.id)))
+      assert.strictEqual((yield* jobRow(prefix, done.id)).state, "completed")
+    }))
+
+  it.effect("retryJob makes a finished job available now, with one more attempt if it had none left", () =>
+    Effect.gen(function*() {
+      const job = yield* Oban.insert(Noop.job({ n: 4 }, { maxAttempts: 1 }))
+      yield* setState(job.id, "discarded", ", attempt = 1, discarded_at = now()")
+      const retried = Option.getOrThrow(yield* Oban.retryJob(job.id))
+      assert.strictEqual(retried.state, "available")
+      assert.strictEqual(retried.maxAttempts, 2)
+      assert.isNull(retried.discardedAt)
+      // Already available: nothing to do.
+      assert.isTrue(Option.isNone(yield* Oban.retryJob(job.id)))
+      yield* setState(job.id, "executing")
+      assert.isTrue(Option.isNone(yield* Oban.retryJob(job.id)))
+    }))
+
+  it.effect("deleteJob deletes anything but an executing job", () =>
+    Effect.gen(function*() {
+      const job = yield* Oban.insert(Noop.job({ n: 5 }))
+      yield* setState(job.id, "executing")
+      assert.isFalse(yield* Oban.deleteJob(job.id))
+      yield* setState(job.id, "retryable")
+      assert.isTrue(yield* Oban.deleteJob(job.id))
+      assert.isTrue(Option.isNone(yield* Oban.getJob(job.id)))
+    }))
+
+  it.effect("Stager.runOnce stages due scheduled and retryable jobs, in bounded batches, and reports counts", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      const due = yield* Oban.insertAll(Array.from({ length: 25 }, (_, n) =>
+        Noop.job({ n }, { scheduleIn: "1 hour", queue: n % 2 === 0 ? "even" : "odd" })))
+      const later = yield* Oban.insert(Noop.job({ n: 99 }, { scheduleIn: "2 hours" }))
+      // Make the first 25 due: one of them as a retryable job.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET scheduled_at = now() - interval '1 second'
+                 WHERE id IN ${sql.in(due.map((job) => job.id))}`
+      yield* setState(due[0]!.id, "retryable")
+      const woken: Array<string> = []
+      const result = yield* Stager.runOnce({
+        sql,
+        prefix,
+        batchSize: 10,
+        onStaged: (queue) => Effect.sync(() => woken.push(queue))
+      })
+      assert.strictEqual(result.staged, 25)
+      assert.deepStrictEqual(result.queues, { even: 13, odd: 12 })
+      assert.includeMembers(woken, ["even", "odd"])
+      assert.strictEqual((yield* jobRow(prefix, due[0]!.id)).state, "available")
+      assert.strictEqual((yield* jobRow(prefix, later.id)).state, "scheduled")
+      assert.strictEqual((yield* Stager.runOnce({ sql, prefix })).staged, 0)
+    }))
+})
+
+describe("Oban.layer configuration", () => {
+  const Bad = [
+    [{ queues: { q: 0 } }, "queues"],
+    [{ queues: { q: 1.5 } }, "queues"],
+    [{ queues: { "": 1 } }, "queues"],
+    [{ queues: { q: { limit: -1 } } }, "queues"],
+    [{ pollInterval: "soon" }, "pollInterval"],
+    [{ pollInterval: 0 }, "pollInterval"],
+    [{ stageInterval: "Infinity" }, "stageInterval"],
+    [{ shutdownGracePeriod: -5 }, "shutdownGracePeriod"],
+    [{ node: "" }, "node"],
+    [{ maxArgsBytes: 0 }, "maxArgsBytes"]
+  ] as const
+  layer(pgLayer(), { excludeTestServices: true })((it) => {
+    for (const [options, field] of Bad) {
+      it.effect(`refuses ${JSON.stringify(options)} with an InvalidConfigError on ${field}`, () =>
+        Effect.gen(function*() {
+          const error = yield* Layer.build(Oban.layer({ ...(options as object), workers: [Noop] })).pipe(
+            Effect.scoped,
+            Effect.flip
+          )
+          assert.strictEqual(error._tag, "InvalidConfigError")
+          if (error._tag === "InvalidConfigError") assert.strictEqual(error.field, field)
+        }))
+    }
+
+    it.effect("refuses a bad prefix and duplicate worker names", () =>
+      Effect.gen(function*() {
+        const prefixError = yield* Layer.build(Oban.layer({ prefix: "Bad Prefix", workers: [] })).pipe(
+          Effect.scoped,
+          Effect.flip
+        )
+        assert.strictEqual(prefixError._tag, "InvalidPrefixError")
+        const twice = yield* Layer.build(Oban.layer({ workers: [Noop, Noop] })).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(twice._tag, "InvalidConfigError")
+      }))
+  })
+})
