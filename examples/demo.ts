@@ -1,46 +1,93 @@
 /**
- * `npm start`: migrates a schema, enqueues a few jobs inside one transaction
- * together with a business write, and prints them.
+ * `npm start`: the live demo. On an embedded PostgreSQL server (or
+ * DATABASE_URL) it migrates a schema, enqueues a few thousand jobs inside a
+ * transaction, runs three queues on one node and shows a live status until
+ * every job has reached its final state: success, retry then success, snooze,
+ * timeout then success, cancellation by the worker and by `cancelJob`, and
+ * scheduled jobs. Then it checks the outcome and, with `--once`, shuts the
+ * node down gracefully and exits (0 when every job ended as expected);
+ * otherwise the node keeps running until Ctrl-C.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Schema } from "effect"
+import { Console, Context, Effect, Exit, Layer, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { Migrations, Oban, Worker } from "../src/index.ts"
+import { Config, Migrations, Oban } from "../src/index.ts"
 import { DatabaseLive } from "./database.ts"
+import { batch, ExportReport, queues, workers } from "./demoWorkers.ts"
+import { render, show, snapshot } from "./status.ts"
 
-const SendWelcome = Worker.make("SendWelcome", {
-  args: Schema.Struct({ userId: Schema.String }),
-  queue: "mailers",
-  maxAttempts: 5,
-  perform: (job) => Console.log(`welcome, ${job.args.userId}`)
-})
+const once = process.argv.includes("--once")
+const live = process.stdout.isTTY === true && !once
+const prefix = "demo"
 
-const ResizeAvatar = Worker.make("ResizeAvatar", {
-  args: Schema.Struct({ userId: Schema.String, size: Schema.Int }),
-  queue: "media",
-  perform: () => Effect.void
-})
+const checkOutcome = (expected: Record<string, Record<string, number>>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ worker: string; state: string; n: number }>`
+      SELECT worker, state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY worker, state`
+    const actual: Record<string, Record<string, number>> = {}
+    for (const row of rows) actual[row.worker] = { ...actual[row.worker], [row.state]: row.n }
+    const problems = Object.entries(expected).flatMap(([worker, states]) =>
+      JSON.stringify(actual[worker]) === JSON.stringify(states)
+        ? []
+        : [`${worker}: expected ${JSON.stringify(states)}, got ${JSON.stringify(actual[worker] ?? {})}`]
+    )
+    const [timeouts] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs
+      WHERE worker = 'Transcode' AND errors @> '[{"kind": "timeout"}]'`
+    if (timeouts!.n !== expected["Transcode"]!["completed"]) problems.push(`Transcode: ${timeouts!.n} jobs recorded a timeout`)
+    return problems
+  })
 
 const program = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* Migrations.run()
-  yield* sql`CREATE TABLE IF NOT EXISTS demo_users (id text PRIMARY KEY, name text NOT NULL)`
-  const userId = `user-${Date.now()}`
-  const jobs = yield* sql.withTransaction(Effect.gen(function*() {
-    yield* sql`INSERT INTO demo_users (id, name) VALUES (${userId}, 'Ada')`
-    return yield* Oban.insertAll([
-      SendWelcome.job({ userId }),
-      SendWelcome.job({ userId }, { scheduleIn: "5 minutes", tags: ["reminder"] }),
-      ResizeAvatar.job({ userId, size: 256 }, { priority: 1 })
-    ])
-  }))
-  yield* Console.log("inserted in one transaction with the user row:")
-  for (const job of jobs) {
-    yield* Console.log(
-      `  #${job.id} ${job.worker.padEnd(13)} queue=${job.queue.padEnd(8)} state=${job.state.padEnd(10)} ` +
-        `scheduled_at=${job.scheduledAt.toISOString()} args=${JSON.stringify(job.args)}`
-    )
-  }
-})
+  yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)
+  yield* Migrations.run({ prefix })
+  const { requests, expected } = batch()
 
-program.pipe(Effect.provide(DatabaseLive()), NodeRuntime.runMain)
+  // Enqueue everything in one transaction: all of it appears at once, on commit.
+  const started = Date.now()
+  const jobs = yield* sql.withTransaction(Oban.insertAll(requests))
+  yield* Console.log(`enqueued ${jobs.length} jobs in ${Date.now() - started} ms`)
+
+  const scope = yield* Scope.make()
+  const context = yield* Layer.buildWithScope(
+    Oban.layer({ prefix, queues, workers, stageInterval: "200 millis", shutdownGracePeriod: "5 seconds" }),
+    scope
+  ).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+  const oban = Context.get(context, Oban.Oban)
+
+  // A long job, cancelled from outside while it runs on the node.
+  const report = yield* oban.insert(ExportReport.job({ reportId: 1 }))
+  yield* Effect.forkDetach(Effect.gen(function*() {
+    yield* Effect.sleep("1500 millis")
+    yield* oban.cancelJob(report.id)
+  }))
+
+  let last = { at: Date.now(), completed: 0 }
+  let rate = 0
+  while (true) {
+    yield* Effect.sleep(live ? "250 millis" : "1 second")
+    const snap = yield* snapshot(sql, prefix)
+    const now = Date.now()
+    rate = ((snap.completed - last.completed) * 1000) / Math.max(1, now - last.at)
+    last = { at: now, completed: snap.completed }
+    yield* show(render(snap, rate, (now - started) / 1000), live)
+    if (snap.pending === 0) break
+  }
+  yield* Console.log(`drained in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+
+  const problems = yield* checkOutcome(expected)
+  if (problems.length === 0) yield* Console.log("every job reached its expected final state")
+  else yield* Console.error(`unexpected outcome:\n  ${problems.join("\n  ")}`)
+
+  if (!once) {
+    yield* Console.log("the node keeps running; press Ctrl-C to stop it gracefully")
+    yield* Effect.never.pipe(Effect.onInterrupt(() => Scope.close(scope, Exit.void)))
+  }
+  yield* Console.log("shutting down gracefully")
+  yield* Scope.close(scope, Exit.void)
+  if (problems.length > 0) return yield* Effect.fail(new Error("the demo's jobs did not end as expected"))
+}).pipe(Effect.provide(Config.layer({ prefix })))
+
+program.pipe(Effect.provide(DatabaseLive({ maxConnections: 20 })), NodeRuntime.runMain)

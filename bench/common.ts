@@ -1,0 +1,171 @@
+/**
+ * Helpers shared by the benchmark workloads: the connection pool, a fresh
+ * migrated schema per workload, bulk inserts, running a node in a scope,
+ * polling, timing, percentiles and the exactly-once check.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Context, Duration, Effect, Exit, Layer, Redacted, References, Scope } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Migrations from "../src/Migrations.ts"
+import * as Oban from "../src/Oban.ts"
+import type * as Worker from "../src/Worker.ts"
+import { Noop } from "./workers.ts"
+
+/** One line of the result table. */
+export interface Row {
+  readonly name: string
+  readonly jobs: number
+  readonly wallMs: number
+  readonly latency?: Latency | undefined
+  readonly note?: string | undefined
+  /** Anything that went wrong (wrong counts, jobs run twice, ...); empty when all is well. */
+  readonly problems: ReadonlyArray<string>
+}
+
+export interface Latency {
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+}
+
+/** A connection pool on the benchmark's server. */
+export const pgLayer = (url: string, maxConnections: number) =>
+  PgClient.layer({ url: Redacted.make(url), maxConnections, applicationName: "effect-oban-bench" })
+
+const dropSchema = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)
+  })
+
+/**
+ * Runs `body` on a freshly migrated schema `prefix` (with `Config.Settings`
+ * for it) and drops the schema afterwards, whatever happened.
+ */
+export const withSchema = <A, E, R>(prefix: string, body: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.andThen(dropSchema(prefix), Migrations.run({ prefix })),
+    () => body.pipe(Effect.provide(Config.layer({ prefix }))),
+    () => Effect.ignore(dropSchema(prefix))
+  )
+
+export const range = (n: number): ReadonlyArray<number> => Array.from({ length: n }, (_, i) => i)
+
+/** Inserts `total` no-op jobs with `insertAll`, `batchSize` per call; returns their ids. */
+export const insertNoopJobs = (total: number, batchSize: number) =>
+  Effect.gen(function*() {
+    const ids: Array<number> = []
+    for (let start = 0; start < total; start += batchSize) {
+      const size = Math.min(batchSize, total - start)
+      const jobs = yield* Oban.insertAll(range(size).map((k) => Noop.job({ i: start + k })))
+      for (const job of jobs) ids.push(job.id)
+    }
+    return ids
+  })
+
+/** Milliseconds on a monotonic clock. */
+export const clock: Effect.Effect<number> = Effect.sync(() => performance.now())
+
+/** Runs `self` and returns how long it took in milliseconds, with its result. */
+export const stopwatch = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const start = yield* clock
+    const result = yield* self
+    return [(yield* clock) - start, result] as const
+  })
+
+/** The log level of every node the benchmark runs. */
+export const nodeLogLevel = "Error" as const
+
+export interface RunningNode {
+  readonly oban: Oban.ObanShape
+  /** Shuts the node down gracefully and waits for it. */
+  readonly stop: Effect.Effect<void>
+}
+
+/** Starts a node in a child of the current scope, so it can be stopped early. */
+export const startNode = <W extends Worker.Any>(options: Oban.LayerOptions<W>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(yield* Scope.Scope)
+    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
+      Effect.provideService(References.MinimumLogLevel, nodeLogLevel)
+    )
+    const node: RunningNode = { oban: Context.get(context, Oban.Oban), stop: Scope.close(scope, Exit.void) }
+    return node
+  })
+
+/** Checks `condition` every `every` until it holds; false if `timeout` passed first. */
+export const waitUntil = <E, R>(
+  condition: Effect.Effect<boolean, E, R>,
+  options: { readonly every: Duration.Input; readonly timeout: Duration.Input }
+): Effect.Effect<boolean, E, R> =>
+  Effect.gen(function*() {
+    const deadline = (yield* clock) + Duration.toMillis(options.timeout)
+    while (!(yield* condition)) {
+      if ((yield* clock) > deadline) return false
+      yield* Effect.sleep(options.every)
+    }
+    return true
+  })
+
+/** How many jobs of the schema are `completed`. */
+export const completedCount = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'completed'`
+    return row?.n ?? 0
+  })
+
+/** True when no job of the schema is waiting or running (cheap: uses the fetch index). */
+export const nothingLeft = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ left: boolean }>`
+      SELECT EXISTS (
+        SELECT 1 FROM ${sql(prefix)}.oban_jobs
+        WHERE state IN ('available', 'executing', 'scheduled', 'retryable')
+      ) AS left`
+    return row?.left === false
+  })
+
+/** Database-side checks after a drain: every job completed, on its first attempt. */
+export const checkJobsTable = (prefix: string, expected: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ total: number; completed: number; first_attempt: number }>`
+      SELECT count(*)::int AS total,
+             (count(*) FILTER (WHERE state = 'completed'))::int AS completed,
+             (count(*) FILTER (WHERE state = 'completed' AND attempt = 1))::int AS first_attempt
+      FROM ${sql(prefix)}.oban_jobs`
+    const problems: Array<string> = []
+    if (row === undefined || row.total !== expected) problems.push(`expected ${expected} jobs in the table, found ${row?.total}`)
+    else if (row.completed !== expected) problems.push(`only ${row.completed} of ${expected} jobs are completed`)
+    else if (row.first_attempt !== expected) problems.push(`${expected - row.first_attempt} jobs needed more than one attempt`)
+    return problems
+  })
+
+/** Compares how often each job ran (job id -> runs) with the ids that were inserted. */
+export const checkExactlyOnce = (runs: ReadonlyMap<number, number>, inserted: ReadonlyArray<number>) => {
+  const problems: Array<string> = []
+  const twice = Array.from(runs).filter(([, count]) => count !== 1)
+  if (twice.length > 0) {
+    problems.push(`${twice.length} jobs ran more than once (e.g. job ${twice[0]![0]} ran ${twice[0]![1]} times)`)
+  }
+  const missing = inserted.filter((id) => !runs.has(id))
+  if (missing.length > 0) problems.push(`${missing.length} jobs never ran (e.g. job ${missing[0]})`)
+  const total = Array.from(runs.values()).reduce((sum, count) => sum + count, 0)
+  if (runs.size !== inserted.length) problems.push(`${runs.size} distinct jobs ran, expected ${inserted.length}`)
+  if (total !== inserted.length) problems.push(`${total} runs in total, expected ${inserted.length}`)
+  return problems
+}
+
+/** Nearest-rank percentile of sorted values. */
+const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+
+export const latencyOf = (samples: ReadonlyArray<number>): Latency => {
+  const sorted = [...samples].sort((a, b) => a - b)
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) }
+}
