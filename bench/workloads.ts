@@ -1,0 +1,178 @@
+/**
+ * The in-process workloads: insert throughput (W1, W1b, W2), drain
+ * throughput of one node (W3a, W3b) and NOTIFY latency (W4). Each one gets
+ * its own connection pool and its own freshly migrated schema.
+ */
+import { Deferred, Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import {
+  checkExactlyOnce,
+  checkJobsTable,
+  clock,
+  completedCount,
+  insertNoopJobs,
+  latencyOf,
+  pgLayer,
+  range,
+  type Row,
+  startNode,
+  stopwatch,
+  waitUntil,
+  withSchema
+} from "./common.ts"
+import { epochMillis, makeNoop, makeTimed, Noop } from "./workers.ts"
+
+/** How many jobs of the schema exist, as a problem list. */
+const checkInserted = (prefix: string, expected: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+    return row?.n === expected ? [] : [`expected ${expected} jobs in the table, found ${row?.n}`]
+  })
+
+/** `fibers` fibers each insert `perFiber` jobs one `Oban.insert` at a time. */
+const singleInserts = (fibers: number, perFiber: number) =>
+  Effect.forEach(
+    range(fibers),
+    (fiber) => Effect.forEach(range(perFiber), (k) => Oban.insert(Noop.job({ i: fiber * perFiber + k })), { discard: true }),
+    { concurrency: fibers, discard: true }
+  )
+
+const insertWorkload = (options: {
+  readonly name: string
+  readonly prefix: string
+  readonly jobs: number
+  readonly pool: number
+  readonly note: string
+  readonly insert: Effect.Effect<unknown, unknown, SqlClient>
+}) =>
+(url: string): Effect.Effect<Row, unknown> =>
+  Effect.gen(function*() {
+    const [wallMs] = yield* stopwatch(options.insert)
+    const problems = yield* checkInserted(options.prefix, options.jobs)
+    return { name: options.name, jobs: options.jobs, wallMs, note: options.note, problems }
+  }).pipe((body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, options.pool)))
+
+/** W1: one fiber, 2,000 single inserts. */
+export const w1 = insertWorkload({
+  name: "W1  insert, 1 fiber",
+  prefix: "bench_w1",
+  jobs: 2_000,
+  pool: 5,
+  note: "Oban.insert one at a time",
+  insert: singleInserts(1, 2_000)
+})
+
+/** W1b: 50 fibers, 10,000 single inserts in total, pool of 20. */
+export const w1b = insertWorkload({
+  name: "W1b insert, 50 fibers",
+  prefix: "bench_w1b",
+  jobs: 10_000,
+  pool: 20,
+  note: "Oban.insert, pool 20",
+  insert: singleInserts(50, 200)
+})
+
+/** W2: 50,000 jobs with insertAll, 1,000 per call. */
+export const w2 = insertWorkload({
+  name: "W2  insertAll",
+  prefix: "bench_w2",
+  jobs: 50_000,
+  pool: 5,
+  note: "batches of 1,000",
+  insert: insertNoopJobs(50_000, 1_000)
+})
+
+const drainJobs = 20_000
+
+/**
+ * W3a/W3b: pre-insert 20,000 no-op jobs, start one node with queue limit
+ * `limit`, and time from node start until the table shows every job completed.
+ */
+const drainInProcess = (options: { readonly name: string; readonly prefix: string; readonly limit: number }) =>
+(url: string): Effect.Effect<Row, unknown> =>
+  Effect.gen(function*() {
+    const inserted = yield* insertNoopJobs(drainJobs, 1_000)
+    const runs = new Map<number, number>()
+    let total = 0
+    const allRan = yield* Deferred.make<void>()
+    const worker = makeNoop((id) =>
+      Effect.suspend(() => {
+        runs.set(id, (runs.get(id) ?? 0) + 1)
+        total++
+        return total === drainJobs ? Effect.asVoid(Deferred.succeed(allRan, undefined)) : Effect.void
+      })
+    )
+    const start = yield* clock
+    const node = yield* startNode({
+      prefix: options.prefix,
+      node: `bench-${options.prefix}`,
+      queues: { default: options.limit },
+      workers: [worker]
+    })
+    const ranAll = yield* Deferred.await(allRan).pipe(Effect.timeoutOption("90 seconds"))
+    const recorded = yield* waitUntil(Effect.map(completedCount(options.prefix), (n) => n === drainJobs), {
+      every: "20 millis",
+      timeout: "30 seconds"
+    })
+    const wallMs = (yield* clock) - start
+    yield* node.stop
+    const problems = [
+      ...(ranAll._tag === "None" ? [`only ${total} of ${drainJobs} jobs ran within 90 s`] : []),
+      ...(recorded ? [] : ["not every job was recorded completed within 30 s of running"]),
+      ...checkExactlyOnce(runs, inserted),
+      ...(yield* checkJobsTable(options.prefix, drainJobs))
+    ]
+    return { name: options.name, jobs: drainJobs, wallMs, note: `1 node, limit ${options.limit}`, problems }
+  }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
+
+export const w3a = drainInProcess({ name: "W3a drain, 1 node", prefix: "bench_w3a", limit: 10 })
+export const w3b = drainInProcess({ name: "W3b drain, 1 node", prefix: "bench_w3b", limit: 50 })
+
+const latencyJobs = 500
+const latencySpacingMs = 20
+
+/**
+ * W4: an idle node (limit 10, poll every 10 s, so only NOTIFY wakes it) and
+ * 500 single inserts 20 ms apart; each job reports insert-to-start latency.
+ */
+export const w4 = (url: string): Effect.Effect<Row, unknown> =>
+  Effect.gen(function*() {
+    const prefix = "bench_w4"
+    const samples: Array<number> = []
+    const runs = new Map<number, number>()
+    const allRan = yield* Deferred.make<void>()
+    const worker = makeTimed((id, latencyMs) =>
+      Effect.suspend(() => {
+        runs.set(id, (runs.get(id) ?? 0) + 1)
+        samples.push(latencyMs)
+        return samples.length === latencyJobs ? Effect.asVoid(Deferred.succeed(allRan, undefined)) : Effect.void
+      })
+    )
+    yield* startNode({ prefix, node: "bench-latency", queues: { default: 10 }, pollInterval: "10 seconds", workers: [worker] })
+    // The producer fetches once at start; let that pass so only NOTIFY can wake it.
+    yield* Effect.sleep("500 millis")
+    const inserted: Array<number> = []
+    const start = yield* clock
+    for (const i of range(latencyJobs)) {
+      const wait = start + i * latencySpacingMs - (yield* clock)
+      if (wait > 0) yield* Effect.sleep(wait)
+      const job = yield* Oban.insert(worker.job({ insertedAt: epochMillis() }))
+      inserted.push(job.id)
+    }
+    const ranAll = yield* Deferred.await(allRan).pipe(Effect.timeoutOption("15 seconds"))
+    const wallMs = (yield* clock) - start
+    const problems = [
+      ...(ranAll._tag === "None" ? [`only ${samples.length} of ${latencyJobs} jobs ran within 15 s of the last insert`] : []),
+      ...checkExactlyOnce(runs, inserted)
+    ]
+    return {
+      name: "W4  latency (NOTIFY)",
+      jobs: latencyJobs,
+      wallMs,
+      latency: latencyOf(samples),
+      note: `limit 10, poll 10 s, 1 insert / ${latencySpacingMs} ms`,
+      problems
+    }
+  }).pipe(Effect.scoped, (body) => withSchema("bench_w4", body), Effect.provide(pgLayer(url, 10)))
