@@ -98,7 +98,11 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     )
 
     const perform = (worker: RunnableWorker<R>, job: Job<unknown>) => {
-      const work = Effect.provideContext(worker.perform(job), options.context)
+      // The workers' services, under whatever the job's fiber already has (its log annotations, tracer, ...).
+      const work = Effect.updateContext(
+        worker.perform(job),
+        (current: Context.Context<never>) => Context.merge(options.context, current)
+      )
       if (worker.timeout === undefined) return work
       const millis = Duration.toMillis(worker.timeout)
       return Effect.timeoutOrElse(work, {

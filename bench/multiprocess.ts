@@ -1,0 +1,128 @@
+/**
+ * W3c: the 20,000-job drain with two OS processes (bench/drainer.ts), each
+ * running one node with queue limit 50. The nodes start paused; the timer
+ * starts when they are all ready and a resume signal goes out, and stops when
+ * no job is left waiting or running. Then the children are stopped with
+ * SIGTERM and the ids they recorded are checked for exactly-once execution.
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { spawn } from "node:child_process"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import {
+  checkExactlyOnce,
+  checkJobsTable,
+  clock,
+  insertNoopJobs,
+  nothingLeft,
+  pgLayer,
+  range,
+  type Row,
+  startNode,
+  waitUntil,
+  withSchema
+} from "./common.ts"
+
+const drainerPath = fileURLToPath(new URL("./drainer.ts", import.meta.url))
+
+interface Drainer {
+  readonly label: string
+  /** Succeeds once the child's node is running (its queue paused). */
+  readonly ready: Effect.Effect<void, Error>
+  /** Sends SIGTERM and waits for the child to exit; returns its exit code or signal. */
+  readonly terminate: Effect.Effect<number | string | null>
+}
+
+/** Spawns a drainer; a child still running when the scope closes is killed. */
+const spawnDrainer = (url: string, prefix: string, limit: number, label: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, [drainerPath, prefix, String(limit), label], {
+        env: { ...process.env, BENCH_DATABASE_URL: url },
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      const exited = new Promise<number | string | null>((resolve) => {
+        child.once("exit", (code, signal) => resolve(code ?? signal))
+      })
+      const ready = new Promise<void>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on("line", (line) => {
+          if (line === "ready") resolve()
+        })
+        void exited.then((code) => reject(new Error(`drainer ${label} exited (${code}) before it was ready`)))
+      })
+      ready.catch(() => {})
+      const drainer: Drainer = {
+        label,
+        ready: Effect.tryPromise({ try: () => ready, catch: (error) => error as Error }),
+        terminate: Effect.andThen(Effect.sync(() => child.kill("SIGTERM")), Effect.promise(() => exited))
+      }
+      return { child, drainer }
+    }),
+    ({ child }) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
+  ).pipe(Effect.map(({ drainer }) => drainer))
+
+/** Resumes the queue on every node, through a node of our own that runs no queue. */
+const resumeEverywhere = (prefix: string) =>
+  Effect.gen(function*() {
+    const control = yield* startNode({ prefix, node: "bench-control", queues: {}, workers: [] })
+    yield* control.oban.resumeQueue("default")
+    return control
+  })
+
+const jobsRecordedByChildren = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ job_id: bigint | number }>`SELECT job_id FROM ${sql(prefix)}.bench_runs`
+    const runs = new Map<number, number>()
+    for (const row of rows) {
+      const id = Number(row.job_id)
+      runs.set(id, (runs.get(id) ?? 0) + 1)
+    }
+    return runs
+  })
+
+/** How many jobs each node ran, e.g. `10021/9979`. */
+const split = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ node: string | null; n: number }>`
+      SELECT attempted_by[1] AS node, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY 1 ORDER BY 1`
+    return rows.map((row) => row.n).join("/")
+  })
+
+export const w3c = (options: { readonly processes: number; readonly limit: number; readonly jobs: number }) =>
+(url: string): Effect.Effect<Row, unknown> =>
+  Effect.gen(function*() {
+    const prefix = "bench_w3c"
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE ${sql(prefix)}.bench_runs (job_id bigint NOT NULL)`
+    const inserted = yield* insertNoopJobs(options.jobs, 1_000)
+    const drainers = yield* Effect.forEach(range(options.processes), (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`))
+    yield* Effect.forEach(drainers, (drainer) => drainer.ready, { concurrency: "unbounded", discard: true }).pipe(
+      Effect.timeout("60 seconds")
+    )
+    const start = yield* clock
+    const control = yield* resumeEverywhere(prefix)
+    const finished = yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "90 seconds" })
+    const wallMs = (yield* clock) - start
+    yield* control.stop
+    const exits = yield* Effect.forEach(drainers, (drainer) => drainer.terminate, { concurrency: "unbounded" }).pipe(
+      Effect.timeoutOption("30 seconds")
+    )
+    const problems = [
+      ...(finished ? [] : [`the drain did not finish within 90 s`]),
+      ...(exits._tag === "None"
+        ? ["a drainer did not exit within 30 s of SIGTERM"]
+        : exits.value.flatMap((code, i) => code === 0 ? [] : [`drainer ${drainers[i]!.label} exited with ${code}`])),
+      ...checkExactlyOnce(yield* jobsRecordedByChildren(prefix), inserted),
+      ...(yield* checkJobsTable(prefix, options.jobs))
+    ]
+    return {
+      name: "W3c drain, 2 processes",
+      jobs: options.jobs,
+      wallMs,
+      note: `${options.processes} nodes, limit ${options.limit} each, split ${yield* split(prefix)}`,
+      problems
+    }
+  }).pipe(Effect.scoped, (body) => withSchema("bench_w3c", body), Effect.provide(pgLayer(url, 5)))
