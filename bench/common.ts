@@ -4,7 +4,7 @@
  * polling, timing, percentiles and the exactly-once check.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Exit, Layer, Redacted, References, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, type LogLevel, Redacted, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
@@ -75,8 +75,8 @@ export const stopwatch = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     return [(yield* clock) - start, result] as const
   })
 
-/** The log level of every node the benchmark runs. */
-export const nodeLogLevel = "Error" as const
+/** The log level of every node the benchmark runs: Error, or BENCH_LOG (e.g. Warn, Debug). */
+export const nodeLogLevel: LogLevel.LogLevel = (process.env["BENCH_LOG"] as LogLevel.LogLevel | undefined) ?? "Error"
 
 export interface RunningNode {
   readonly oban: Oban.ObanShape

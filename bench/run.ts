@@ -20,7 +20,7 @@ interface Workload {
   readonly run: (url: string) => Effect.Effect<Row, unknown>
 }
 
-const workloads: ReadonlyArray<Workload> = [
+const allWorkloads: ReadonlyArray<Workload> = [
   { name: "W1  insert, 1 fiber", jobs: 2_000, run: w1 },
   { name: "W1b insert, 50 fibers", jobs: 10_000, run: w1b },
   { name: "W2  insertAll", jobs: 50_000, run: w2 },
@@ -29,6 +29,12 @@ const workloads: ReadonlyArray<Workload> = [
   { name: "W3c drain, 2 processes", jobs: 20_000, run: w3c({ processes: 2, limit: 50, jobs: 20_000 }) },
   { name: "W4  latency (NOTIFY)", jobs: 500, run: w4 }
 ]
+
+/** BENCH_ONLY=W3b,W4 runs only the workloads whose name starts with one of these. */
+const only = (process.env["BENCH_ONLY"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")
+const workloads = only.length === 0
+  ? allWorkloads
+  : allWorkloads.filter((workload) => only.some((name) => workload.name.startsWith(`${name} `)))
 
 /** Runs one workload; a crash becomes a row with the failure as its problem. */
 const runWorkload = (workload: Workload, url: string) =>

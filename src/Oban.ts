@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
@@ -133,6 +133,10 @@ export interface ObanShape {
   ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
   /** The limit, running count and paused flag of `queue` on this node. */
   readonly checkQueue: (queue: string) => Effect.Effect<QueueState, UnknownQueueError>
+  /** Whether this node holds the leader lease right now. */
+  readonly isLeader: Effect.Effect<boolean>
+  /** This node's leadership as it changes. */
+  readonly leadership: Stream.Stream<boolean>
 }
 
 /**
@@ -154,7 +158,8 @@ export interface LayerOptions<W extends Worker.Any> extends RuntimeOptions {
 
 /**
  * Runs this node's queues for the layer's life: notifier, one producer per
- * queue, executor and stager. Closing the layer's scope shuts down gracefully.
+ * queue, executor, leader election, and on the leader the stager, rescuer,
+ * pruner and cron. Closing the layer's scope shuts down gracefully.
  * Also provides `Config.Settings` for the configured prefix.
  *
  * @since 0.1.0
@@ -188,7 +193,9 @@ export const layer = <W extends Worker.Any>(
             : Effect.fail(
               new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
             ),
-        checkQueue: runtime.checkQueue
+        checkQueue: runtime.checkQueue,
+        isLeader: runtime.isLeader,
+        leadership: runtime.leadership
       }
       return Context.make(Oban, service).pipe(Context.add(Settings, settings))
     })

@@ -7,12 +7,19 @@
  * and scale, and never dies of a database error: it logs, waits a little and
  * tries again at the next wake-up.
  *
+ * It fetches only once its row in `oban_producers` exists, and refreshes that
+ * row every `heartbeatInterval`: the rescuer treats the jobs of a producer
+ * without a fresh row as orphans. The heartbeat also reads back the queue's
+ * stored limit and paused flag, so a command for every node that this node
+ * missed (its LISTEN connection was down) takes effect within one heartbeat.
+ *
  * @since 0.1.0
  */
 import { Cause, Duration, Effect, Queue, Random, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
 import { fetchJobs } from "./internal/sql/jobs.ts"
+import { beat, type ProducerState, registerProducer } from "./internal/sql/producers.ts"
 import { now } from "./ObanClock.ts"
 
 /**
@@ -52,6 +59,7 @@ export interface Options {
   readonly limit: number
   readonly paused: boolean
   readonly pollInterval: Duration.Duration
+  readonly heartbeatInterval: Duration.Duration
   readonly executor: ExecutorShape
 }
 
@@ -70,6 +78,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let paused = options.paused
     let running = 0
     let failures = 0
+    let registered = false
 
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
     const onDone = Effect.suspend(() => {
@@ -79,7 +88,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
 
     const fetchOnce = Effect.gen(function*() {
       const demand = limit - running
-      if (paused || demand <= 0) return false
+      if (!registered || paused || demand <= 0) return false
       const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
         queue: options.queue,
         demand,
@@ -114,7 +123,42 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })
     ))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
-    yield* wake
+
+    const adopt = (state: ProducerState) =>
+      Effect.suspend(() => {
+        const changed = state.limit !== limit || state.paused !== paused
+        limit = state.limit
+        paused = state.paused
+        return changed ? wake : Effect.void
+      })
+    const register = Effect.gen(function*() {
+      const time = yield* now(options.sql)
+      const state = yield* registerProducer(options.sql, options.prefix, time, {
+        node: options.node,
+        queue: options.queue,
+        limit,
+        paused
+      })
+      registered = true
+      yield* adopt(state)
+      yield* wake
+    })
+    const heartbeat = Effect.gen(function*() {
+      if (!registered) return yield* register
+      const state = yield* beat(options.sql, options.prefix, yield* now(options.sql), options.node, options.queue)
+      if (state === undefined) return yield* register
+      yield* adopt(state)
+    }).pipe(
+      Effect.catchCause((cause) => Effect.logWarning("heartbeat failed; will try again", Cause.pretty(cause)))
+    )
+    // Register at once (retrying quickly until it works), then beat on schedule.
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      while (!registered) {
+        yield* heartbeat
+        if (!registered) yield* Effect.sleep("500 millis")
+      }
+      yield* Effect.forever(Effect.andThen(Effect.sleep(options.heartbeatInterval), heartbeat))
+    }).pipe(Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })))
 
     return {
       queue: options.queue,

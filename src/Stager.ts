@@ -1,14 +1,17 @@
 /**
  * Moves scheduled and retryable jobs whose time has come to `available`, and
  * wakes their queues (NOTIFY for every node, and directly for this node's
- * producers). `runOnce` stages in bounded batches and returns what it did;
+ * producers). In a cluster only the leader stages, so nodes do not repeat
+ * each other's work; while no node holds the lease, every node stages (the
+ * statement skips rows another node is staging), so jobs start on time. `runOnce` stages in bounded batches and returns what it did;
  * `loop` runs it every `interval` and survives database errors.
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { periodic } from "./internal/periodic.ts"
 import { stageJobs } from "./internal/sql/jobs.ts"
 import { now } from "./ObanClock.ts"
 
@@ -66,17 +69,13 @@ export const runOnce = (options: Options): Effect.Effect<Result, SqlError> =>
   })
 
 /**
- * Runs `runOnce` every `interval` until interrupted. Failures are logged and
- * the next tick tries again.
+ * Runs `runOnce` every `interval` while `when` holds (in a cluster: on the
+ * leader, or on every node while no node leads). Failures are logged and the
+ * next tick tries again.
  *
  * @since 0.1.0
  */
-export const loop = (options: Options & { readonly interval: Duration.Duration }): Effect.Effect<never> =>
-  Effect.forever(
-    Effect.andThen(
-      Effect.sleep(options.interval),
-      runOnce(options).pipe(
-        Effect.catchCause((cause) => Effect.logWarning("staging failed; will try again", Cause.pretty(cause)))
-      )
-    )
-  ).pipe(Effect.annotateLogs({ component: "Stager" }))
+export const loop = (
+  options: Options & { readonly interval: Duration.Duration; readonly when?: Effect.Effect<boolean> | undefined }
+): Effect.Effect<never> =>
+  periodic({ name: "Stager", interval: options.interval, run: runOnce(options), when: options.when })

@@ -24,3 +24,15 @@ export * as ObanClock from "./ObanClock.ts"
 
 /** Typed errors. */
 export * from "./Errors.ts"
+
+/** Periodic jobs from cron expressions. */
+export * as Cron from "./Cron.ts"
+
+/** How long failed jobs wait before their next attempt. */
+export * as Backoff from "./Backoff.ts"
+
+/** Maintenance services, each with `defaults`, `runOnce` and a loop the node runs. */
+export * as Leader from "./Leader.ts"
+export * as Pruner from "./Pruner.ts"
+export * as Rescuer from "./Rescuer.ts"
+export * as Stager from "./Stager.ts"

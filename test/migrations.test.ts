@@ -42,15 +42,15 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
     Effect.gen(function*() {
       const prefix = yield* freshPrefix("mig")
       const first = yield* Migrations.run({ prefix })
-      assert.deepStrictEqual(first.versions, [1, 2])
-      assert.deepStrictEqual([first.from, first.to], [0, 2])
+      assert.deepStrictEqual(first.versions, [1, 2, 3])
+      assert.deepStrictEqual([first.from, first.to], [0, 3])
       assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations", "oban_peers", "oban_producers"])
       const again = yield* Migrations.run({ prefix })
       assert.deepStrictEqual(again.versions, [])
       const status = yield* Migrations.status({ prefix })
-      assert.strictEqual(status.current, 2)
+      assert.strictEqual(status.current, 3)
       assert.strictEqual(status.latest, yield* Migrations.latest)
-      assert.deepStrictEqual(status.applied.map((row) => row.name), ["create_jobs", "create_peers_and_producers"])
+      assert.deepStrictEqual(status.applied.map((row) => row.name), ["create_jobs", "create_peers_and_producers", "add_unique_key"])
       assert.deepStrictEqual(status.pending, [])
     }))
 
@@ -60,8 +60,8 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       assert.deepStrictEqual((yield* Migrations.run({ prefix, to: 1 })).versions, [1])
       assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations"])
       const status = yield* Migrations.status({ prefix })
-      assert.deepStrictEqual(status.pending.map((row) => row.version), [2])
-      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [2])
+      assert.deepStrictEqual(status.pending.map((row) => row.version), [2, 3])
+      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [2, 3])
     }))
 
   it.effect("down rolls back to a version, and up again restores it", () =>
@@ -69,13 +69,13 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       const prefix = yield* freshPrefix("mig_down")
       yield* Migrations.run({ prefix })
       const toOne = yield* Migrations.down({ prefix, to: 1 })
-      assert.deepStrictEqual(toOne.versions, [2])
+      assert.deepStrictEqual(toOne.versions, [3, 2])
       assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations"])
       const toZero = yield* Migrations.down({ prefix, to: 0 })
       assert.deepStrictEqual(toZero.versions, [1])
       assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_migrations"])
       assert.strictEqual((yield* Migrations.status({ prefix })).current, 0)
-      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [1, 2])
+      assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [1, 2, 3])
       const job = yield* Oban.insert(Noop.job({})).pipe(Effect.provide(Config.layer({ prefix })))
       assert.strictEqual(job.state, "available")
     }))
@@ -87,10 +87,10 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
         Migrations.run({ prefix }),
         Migrations.run({ prefix }).pipe(Effect.provide(otherClient))
       ], { concurrency: 2 })
-      assert.deepStrictEqual([...a.versions, ...b.versions].sort(), [1, 2])
+      assert.deepStrictEqual([...a.versions, ...b.versions].sort(), [1, 2, 3])
       const sql = yield* SqlClient
       const rows = yield* sql<{ version: number }>`SELECT version FROM ${sql(prefix)}.oban_migrations ORDER BY version`
-      assert.deepStrictEqual(rows.map((row) => row.version), [1, 2])
+      assert.deepStrictEqual(rows.map((row) => row.version), [1, 2, 3])
     }))
 
   it.effect("a prefix that is not a plain identifier fails before any SQL runs", () =>
@@ -124,7 +124,7 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       // "Another tool": the script as a whole, statement by statement, in one transaction.
       yield* sql.withTransaction(Effect.forEach(splitSql(up), (statement) => sql.unsafe(statement).unprepared))
       const status = yield* Migrations.status({ prefix })
-      assert.strictEqual(status.current, 2)
+      assert.strictEqual(status.current, 3)
       assert.deepStrictEqual((yield* Migrations.run({ prefix })).versions, [])
       const down = yield* Migrations.sql({ prefix, direction: "down" })
       yield* sql.withTransaction(Effect.forEach(splitSql(down), (statement) => sql.unsafe(statement).unprepared))

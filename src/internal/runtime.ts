@@ -1,21 +1,29 @@
 /**
- * Assembles a node: notifier, executor, one producer per queue, stager, and
+ * Assembles a node: notifier, executor, leader election, one producer per
+ * queue, the stager and the leader's maintenance (rescuer, pruner, cron), and
  * the fiber that routes notifications to them. Everything is acquired in the
- * caller's scope in that order, so closing it releases in reverse: the stager
- * and producers stop first, running jobs get their grace period, acks are
- * flushed, and the LISTEN connection closes last.
+ * caller's scope in that order, so closing it releases in reverse:
+ * maintenance and producers stop first, the leader resigns, running jobs get
+ * their grace period, acks are flushed, the producer rows are removed, and the
+ * LISTEN connection closes last.
  */
-import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, PubSub, type Scope } from "effect"
+import type { PgClient } from "@effect/sql-pg"
+import { Cause, Context, Effect, PubSub, type Scope, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { channel } from "../Config.ts"
+import { channel, Settings } from "../Config.ts"
+import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, UnknownQueueError } from "../Errors.ts"
 import * as Executor from "../Executor.ts"
+import * as Leader from "../Leader.ts"
 import * as Notifier from "../Notifier.ts"
 import * as Producer from "../Producer.ts"
+import * as Pruner from "../Pruner.ts"
+import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
+import { periodic } from "./periodic.ts"
+import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
@@ -36,6 +44,8 @@ export interface Runtime {
     scope: QueueScope
   ) => Effect.Effect<void, SqlError | UnknownQueueError>
   readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError>
+  readonly isLeader: Effect.Effect<boolean>
+  readonly leadership: Stream.Stream<boolean>
 }
 
 export const isValidLimit = (limit: number) => Number.isInteger(limit) && limit >= 1 && limit <= 10_000
@@ -59,7 +69,18 @@ export const makeRuntime = <R>(
       names.add(worker.name)
     }
 
+    const crontab = yield* Cron.parse(config.crontab).pipe(
+      Effect.provideService(Settings, { prefix: config.prefix, maxArgsBytes: config.maxArgsBytes })
+    )
+
     const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
+    // Runs after the executor has finished its jobs: until then the rows prove this node alive.
+    yield* Effect.addFinalizer(() =>
+      removeProducers(sql, config.prefix, config.node).pipe(
+        Effect.timeoutOption("5 seconds"),
+        Effect.catchCause((cause) => Effect.logWarning("could not remove this node's producer rows", Cause.pretty(cause)))
+      )
+    )
     const executor = yield* Executor.make<R>({
       sql,
       prefix: config.prefix,
@@ -69,6 +90,7 @@ export const makeRuntime = <R>(
       context: context as Context.Context<R>
     })
 
+    const leader = yield* Leader.make({ sql, prefix: config.prefix, node: config.node, ...config.leader })
     const producers = new Map<string, Producer.Producer>()
 
     const apply = (command: QueueCommand): Effect.Effect<void> => {
@@ -89,7 +111,7 @@ export const makeRuntime = <R>(
       if (notification.channel === "insert") {
         return typeof payload["queue"] === "string" ? producers.get(payload["queue"])?.wake ?? Effect.void : Effect.void
       }
-      if (notification.channel !== "signal") return Effect.void
+      if (notification.channel === "leader") return payload["node"] === config.node ? Effect.void : leader.wake
       if (payload["node"] !== undefined && payload["node"] !== config.node) return Effect.void
       const action = payload["action"]
       if (action === "cancel" && typeof payload["job_id"] === "number") {
@@ -118,6 +140,7 @@ export const makeRuntime = <R>(
           limit: queue.limit,
           paused: queue.paused,
           pollInterval: config.pollInterval,
+          heartbeatInterval: config.heartbeatInterval,
           executor
         })
       )
@@ -127,8 +150,26 @@ export const makeRuntime = <R>(
       sql,
       prefix: config.prefix,
       interval: config.stageInterval,
-      onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void
+      onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void,
+      when: Effect.map(Effect.all([leader.isLeader, leader.leaderKnown]), ([leads, known]) => leads || !known)
     }))
+    yield* Effect.forkScoped(periodic({
+      name: "Rescuer",
+      interval: config.rescuer.interval,
+      run: Rescuer.runOnce({ sql, prefix: config.prefix, ...config.rescuer }),
+      when: leader.isLeader
+    }))
+    if (config.pruner !== false) {
+      yield* Effect.forkScoped(periodic({
+        name: "Pruner",
+        interval: config.pruner.interval,
+        run: Pruner.runOnce({ sql, prefix: config.prefix, ...config.pruner }),
+        when: leader.isLeader
+      }))
+    }
+    if (crontab.length > 0) {
+      yield* Effect.forkScoped(Cron.loop({ sql, prefix: config.prefix, entries: crontab, isLeader: leader.isLeader }))
+    }
 
     yield* Effect.logInfo(
       `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}`
@@ -141,19 +182,28 @@ export const makeRuntime = <R>(
       cancelLocal: (jobId) => Effect.asVoid(executor.cancel(jobId)),
       control: (command, scope) =>
         Effect.gen(function*() {
+          // Stored first, so that a heartbeat never reads back the old state over the new one.
+          const stored = {
+            queue: command.queue,
+            ...(command.action === "scale" ? { limit: command.limit } : { paused: command.action === "pause" })
+          }
           if (scope === "node") {
             if (!producers.has(command.queue)) {
               return yield* new UnknownQueueError({ queue: command.queue, node: config.node })
             }
+            yield* storeQueueState(sql, config.prefix, { ...stored, node: config.node })
             return yield* apply(command)
           }
+          yield* storeQueueState(sql, config.prefix, stored)
           yield* apply(command)
           yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify(command)})`
         }),
       checkQueue: (queue) => {
         const producer = producers.get(queue)
         return producer === undefined ? Effect.fail(new UnknownQueueError({ queue, node: config.node })) : producer.check
-      }
+      },
+      isLeader: leader.isLeader,
+      leadership: leader.changes
     }
     return runtime
   }).pipe(Effect.annotateLogs({ package: "effect-oban" }))

@@ -5,6 +5,10 @@ import { Duration, Effect, Option, Schema } from "effect"
 import { hostname } from "node:os"
 import * as Config from "../Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "../Errors.ts"
+import type * as Cron from "../Cron.ts"
+import * as Leader from "../Leader.ts"
+import * as Pruner from "../Pruner.ts"
+import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
@@ -31,6 +35,11 @@ export interface ResolvedConfig {
   readonly pollInterval: Duration.Duration
   readonly stageInterval: Duration.Duration
   readonly shutdownGracePeriod: Duration.Duration
+  readonly heartbeatInterval: Duration.Duration
+  readonly leader: Leader.Config
+  readonly rescuer: Rescuer.Config
+  readonly pruner: Pruner.Config | false
+  readonly crontab: ReadonlyArray<Cron.Entry>
 }
 
 export interface RuntimeOptions {
@@ -41,6 +50,25 @@ export interface RuntimeOptions {
   readonly stageInterval?: Duration.Input | undefined
   readonly shutdownGracePeriod?: Duration.Input | undefined
   readonly maxArgsBytes?: number | undefined
+  /** How often each producer refreshes its row in `oban_producers`. Default 10 s. */
+  readonly heartbeatInterval?: Duration.Input | undefined
+  /** The leader lease: `ttl` (default 30 s) and `renewInterval` (default 15 s). */
+  readonly leader?: { readonly ttl?: Duration.Input | undefined; readonly renewInterval?: Duration.Input | undefined } | undefined
+  /** Orphan rescue: `rescueAfter` (default 60 s) and `interval` (default 15 s). */
+  readonly rescuer?: {
+    readonly rescueAfter?: Duration.Input | undefined
+    readonly interval?: Duration.Input | undefined
+    readonly batchSize?: number | undefined
+  } | undefined
+  /** Pruning of finished jobs (default: older than 7 days, every 30 s); `false` turns it off. */
+  readonly pruner?: false | {
+    readonly maxAge?: Duration.Input | undefined
+    readonly interval?: Duration.Input | undefined
+    readonly batchSize?: number | undefined
+    readonly maxBatches?: number | undefined
+  } | undefined
+  /** Jobs inserted on cron schedules by the leader; build entries with `Cron.entry`. */
+  readonly crontab?: ReadonlyArray<Cron.Entry> | undefined
 }
 
 /** A name unique to this process: host, pid and a random part. */
@@ -66,6 +94,16 @@ const duration = (
   return Effect.succeed(parsed.value)
 }
 
+const positiveInt = (field: string, input: number | undefined, fallback: number) =>
+  input === undefined
+    ? Effect.succeed(fallback)
+    : Number.isSafeInteger(input) && input >= 1
+    ? Effect.succeed(input)
+    : Effect.fail(new InvalidConfigError({ field, message: `${field} must be a positive integer, got ${input}` }))
+
+const ensure = (condition: boolean, field: string, message: string) =>
+  condition ? Effect.void : Effect.fail(new InvalidConfigError({ field, message }))
+
 const decodeOrFail = <S extends Schema.Codec<any, any>>(field: string, schema: S, input: unknown) =>
   Schema.decodeUnknownEffect(schema)(input).pipe(
     Effect.mapError((error) => new InvalidConfigError({ field, message: `${field}: ${error.message}` }))
@@ -88,7 +126,39 @@ export const resolve = (
       })
     }
     const node = options.node === undefined ? defaultNode() : yield* decodeOrFail("node", Node, options.node)
+    const ms = Duration.millis(10)
+    const heartbeatInterval = yield* duration("heartbeatInterval", options.heartbeatInterval, Duration.seconds(10), ms)
+    const leader: Leader.Config = {
+      ttl: yield* duration("leader.ttl", options.leader?.ttl, Leader.defaults.ttl, ms),
+      renewInterval: yield* duration("leader.renewInterval", options.leader?.renewInterval, Leader.defaults.renewInterval, ms)
+    }
+    yield* ensure(
+      Duration.isLessThan(leader.renewInterval, leader.ttl),
+      "leader.renewInterval",
+      "leader.renewInterval must be shorter than leader.ttl"
+    )
+    const rescuer: Rescuer.Config = {
+      rescueAfter: yield* duration("rescuer.rescueAfter", options.rescuer?.rescueAfter, Rescuer.defaults.rescueAfter, ms),
+      interval: yield* duration("rescuer.interval", options.rescuer?.interval, Rescuer.defaults.interval, ms),
+      batchSize: yield* positiveInt("rescuer.batchSize", options.rescuer?.batchSize, Rescuer.defaults.batchSize)
+    }
+    yield* ensure(
+      Duration.isLessThan(heartbeatInterval, rescuer.rescueAfter),
+      "heartbeatInterval",
+      "heartbeatInterval must be shorter than rescuer.rescueAfter, or live producers would look dead"
+    )
+    const pruner: Pruner.Config | false = options.pruner === false ? false : {
+      maxAge: yield* duration("pruner.maxAge", options.pruner?.maxAge, Pruner.defaults.maxAge, Duration.zero),
+      interval: yield* duration("pruner.interval", options.pruner?.interval, Pruner.defaults.interval, ms),
+      batchSize: yield* positiveInt("pruner.batchSize", options.pruner?.batchSize, Pruner.defaults.batchSize),
+      maxBatches: yield* positiveInt("pruner.maxBatches", options.pruner?.maxBatches, Pruner.defaults.maxBatches)
+    }
     return {
+      heartbeatInterval,
+      leader,
+      rescuer,
+      pruner,
+      crontab: options.crontab ?? [],
       prefix: settings.prefix,
       maxArgsBytes: settings.maxArgsBytes,
       node,

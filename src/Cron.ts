@@ -1,0 +1,200 @@
+/**
+ * Periodic jobs from cron expressions (leader only).
+ *
+ * ```ts
+ * Oban.layer({
+ *   crontab: [
+ *     Cron.entry("0 3 * * *", DailyReport, { kind: "sales" }, { timezone: "Europe/Paris" }),
+ *     Cron.entry("*\/10 * * * * *", Heartbeat, {})   // six fields: with seconds
+ *   ],
+ *   ...
+ * })
+ * ```
+ *
+ * Each slot (an instant the expression matches) inserts one job whose
+ * `unique_key` is `cron:<entry name>:<slot>`; a unique index makes a second
+ * insert of the same slot a no-op, so a slot yields at most one job even when
+ * leadership changes hands mid-minute and the new leader looks back over the
+ * last minute. Expressions and time zones are parsed by Effect's `Cron` when
+ * the layer starts; an invalid one fails the layer with `InvalidConfigError`.
+ *
+ * @since 0.1.0
+ */
+import { Cron as EffectCron, Duration, Effect, Result } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "./Config.ts"
+import { InvalidConfigError } from "./Errors.ts"
+import { now } from "./ObanClock.ts"
+import { encodeRequest } from "./internal/encodeRequest.ts"
+import { insertUnique } from "./internal/sql/maintenance.ts"
+import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const defaults = {
+  /** How far back a new leader looks for slots the previous one may have missed. */
+  catchUp: Duration.minutes(1),
+  /** The longest sleep between checks. */
+  maxSleep: Duration.minutes(1)
+} as const
+
+/**
+ * One line of the crontab.
+ *
+ * @since 0.1.0
+ */
+export interface Entry {
+  /** Identifies the entry's slots; default `<worker>:<expression>`. Keep it stable across deploys. */
+  readonly name: string
+  readonly expression: string
+  readonly timezone: string | undefined
+  readonly request: JobRequest
+}
+
+/**
+ * A crontab entry: run `worker` with `args` at every slot of `expression`
+ * (five fields, or six with seconds first), in `timezone` (default UTC).
+ *
+ * @since 0.1.0
+ */
+export const entry = <A, E, R>(
+  expression: string,
+  worker: Worker<string, A, E, R>,
+  args: A,
+  options: JobOptions & { readonly timezone?: string | undefined; readonly name?: string | undefined } = {}
+): Entry => {
+  const { name, timezone, ...jobOptions } = options
+  return {
+    name: name ?? `${worker.name}:${expression}`,
+    expression,
+    timezone,
+    request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined })
+  }
+}
+
+/**
+ * An entry with its expression parsed and its job encoded.
+ *
+ * @since 0.1.0
+ */
+export interface Parsed {
+  readonly entry: Entry
+  readonly cron: EffectCron.Cron
+  readonly rowJson: string
+}
+
+/**
+ * Parses and checks a crontab: expressions, time zones, job requests, and
+ * unique names.
+ *
+ * @since 0.1.0
+ */
+export const parse = (
+  entries: ReadonlyArray<Entry>
+): Effect.Effect<ReadonlyArray<Parsed>, InvalidConfigError> =>
+  Effect.gen(function*() {
+    const settings = yield* Settings
+    const names = new Set<string>()
+    const parsed: Array<Parsed> = []
+    for (const [index, item] of entries.entries()) {
+      if (names.has(item.name)) {
+        return yield* new InvalidConfigError({ field: "crontab", message: `two crontab entries are named "${item.name}"` })
+      }
+      names.add(item.name)
+      const cron = EffectCron.parse(item.expression, item.timezone)
+      if (Result.isFailure(cron)) {
+        return yield* new InvalidConfigError({
+          field: "crontab",
+          message: `crontab entry ${index} ("${item.name}"): ${cron.failure.message}: ${cron.failure.input ?? ""}`
+        })
+      }
+      const rowJson = yield* encodeRequest(item.request, 0, settings, index).pipe(
+        Effect.mapError((error) =>
+          new InvalidConfigError({ field: "crontab", message: `crontab entry ${index} ("${item.name}"): ${error.message}` })
+        )
+      )
+      parsed.push({ entry: item, cron: cron.success, rowJson })
+    }
+    return parsed
+  })
+
+/**
+ * What one run did.
+ *
+ * @since 0.1.0
+ */
+export interface RunResult {
+  readonly inserted: number
+  /** Slots that already had their job (inserted by an earlier leader). */
+  readonly duplicates: number
+}
+
+/**
+ * Inserts the job of every slot in `(from, to]` (at most 100 per entry).
+ *
+ * @since 0.1.0
+ */
+export const runOnce = (options: {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly entries: ReadonlyArray<Parsed>
+  readonly from: Date
+  readonly to: Date
+}): Effect.Effect<RunResult, SqlError> =>
+  Effect.gen(function*() {
+    let inserted = 0
+    let duplicates = 0
+    for (const item of options.entries) {
+      let cursor = options.from
+      for (let i = 0; i < 100; i++) {
+        const slot = EffectCron.next(item.cron, cursor)
+        if (slot.getTime() > options.to.getTime()) break
+        const key = `cron:${item.entry.name}:${slot.toISOString()}`
+        const fresh = yield* insertUnique(options.sql, options.prefix, yield* now(options.sql), item.rowJson, key)
+        if (fresh) inserted++
+        else duplicates++
+        cursor = slot
+      }
+    }
+    return { inserted, duplicates }
+  })
+
+/** "Now" by the library's clock: the database's, or Effect's in tests. */
+export const currentTime = (sql: SqlClient): Effect.Effect<Date, SqlError> =>
+  Effect.flatMap(now(sql), (fragment) =>
+    Effect.map(sql<{ readonly now: Date }>`SELECT ${fragment} AS now`, (rows) => rows[0]!.now))
+
+/**
+ * Inserts cron jobs while `isLeader` holds. On becoming leader it looks back
+ * `catchUp` for slots; then it sleeps until the next slot of any entry.
+ *
+ * @since 0.1.0
+ */
+export const loop = (options: {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly entries: ReadonlyArray<Parsed>
+  readonly isLeader: Effect.Effect<boolean>
+}): Effect.Effect<never> =>
+  Effect.gen(function*() {
+    let last: Date | undefined
+    while (true) {
+      const wait = yield* Effect.gen(function*() {
+        if (!(yield* options.isLeader)) {
+          last = undefined
+          return 1_000
+        }
+        const to = yield* currentTime(options.sql)
+        const from = last ?? new Date(to.getTime() - Duration.toMillis(defaults.catchUp))
+        yield* runOnce({ ...options, from, to })
+        last = to
+        const next = Math.min(...options.entries.map((item) => EffectCron.next(item.cron, to).getTime()))
+        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(10, next - to.getTime() + 5))
+      }).pipe(
+        Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", cause), 1_000))
+      )
+      yield* Effect.sleep(wait)
+    }
+  }).pipe(Effect.annotateLogs({ component: "Cron" }))

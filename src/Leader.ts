@@ -1,0 +1,144 @@
+/**
+ * Leader election with a lease row in `oban_peers`. Each node tries to take
+ * or renew the lease every `renewInterval`; the statement succeeds only when
+ * the lease is ours or has expired, so at most one node leads at a time. A
+ * follower also tries again right when the current lease is due to expire,
+ * so a crashed leader is replaced within one TTL; a leader that stops
+ * cleanly deletes its lease and notifies, and another node takes over at once.
+ *
+ * Leader-only work (staging, rescue, pruning, cron) asks `isLeader`.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Duration, Effect, Queue, Ref, type Scope, Stream, SubscriptionRef } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { now } from "./ObanClock.ts"
+import { claimLease, resignLease } from "./internal/sql/peers.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const defaults = {
+  ttl: Duration.seconds(30),
+  renewInterval: Duration.seconds(15)
+} as const
+
+/**
+ * @since 0.1.0
+ */
+export interface Config {
+  readonly ttl: Duration.Duration
+  readonly renewInterval: Duration.Duration
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface Options extends Config {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly node: string
+}
+
+/**
+ * What one election round found.
+ *
+ * @since 0.1.0
+ */
+export interface Result {
+  readonly isLeader: boolean
+  /** The node holding a valid lease, if any. */
+  readonly leader: string | undefined
+  readonly expiresInMillis: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface Leader {
+  readonly isLeader: Effect.Effect<boolean>
+  /** Whether some node (this one or another) held a valid lease at the last round. */
+  readonly leaderKnown: Effect.Effect<boolean>
+  /** This node's leadership: the current value, then every change. */
+  readonly changes: Stream.Stream<boolean>
+  /** Try to take the lease now (e.g. the leader resigned). */
+  readonly wake: Effect.Effect<void>
+}
+
+/**
+ * One round: take or renew the lease if possible.
+ *
+ * @since 0.1.0
+ */
+export const runOnce = (options: Pick<Options, "sql" | "prefix" | "node" | "ttl">): Effect.Effect<Result, SqlError> =>
+  Effect.gen(function*() {
+    const lease = yield* claimLease(
+      options.sql,
+      options.prefix,
+      yield* now(options.sql),
+      options.node,
+      Duration.toMillis(options.ttl)
+    )
+    return { isLeader: lease.holder === options.node, leader: lease.holder, expiresInMillis: lease.expiresInMillis }
+  })
+
+/**
+ * Runs elections for the scope's life. On close, a leader resigns.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const leading = yield* SubscriptionRef.make(false)
+    const known = yield* Ref.make(false)
+    const wakeUp = yield* Queue.dropping<void>(1)
+    const renewMillis = Duration.toMillis(options.renewInterval)
+
+    const round = runOnce(options).pipe(
+      Effect.tap((result) =>
+        Effect.andThen(SubscriptionRef.set(leading, result.isLeader), Ref.set(known, result.leader !== undefined))
+      ),
+      Effect.map((result) =>
+        // A follower comes back when the lease it saw expires, so a dead leader is replaced within one TTL.
+        result.isLeader || result.leader === undefined
+          ? renewMillis
+          : Math.max(10, Math.min(renewMillis, result.expiresInMillis + 10))
+      ),
+      Effect.catchCause((cause) =>
+        Effect.gen(function*() {
+          // Without the database we cannot know; stop acting as leader.
+          yield* SubscriptionRef.set(leading, false)
+          yield* Ref.set(known, false)
+          yield* Effect.logWarning("leader election failed; will try again", Cause.pretty(cause))
+          return Math.min(renewMillis, 1_000)
+        })
+      )
+    )
+
+    // Resign after the loop below has stopped (finalizers run in reverse order).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (!(yield* SubscriptionRef.get(leading))) return
+        yield* SubscriptionRef.set(leading, false)
+        yield* resignLease(options.sql, options.prefix, options.node).pipe(
+          Effect.timeoutOption("5 seconds"),
+          Effect.catchCause((cause) => Effect.logWarning("could not resign the lease", Cause.pretty(cause)))
+        )
+      })
+    )
+
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.gen(function*() {
+        const waitMillis = yield* round
+        yield* Queue.take(wakeUp).pipe(Effect.timeoutOption(waitMillis))
+      })).pipe(Effect.annotateLogs({ component: "Leader", node: options.node }))
+    )
+
+    return {
+      isLeader: SubscriptionRef.get(leading),
+      leaderKnown: Ref.get(known),
+      changes: SubscriptionRef.changes(leading).pipe(Stream.changes),
+      wake: Effect.asVoid(Queue.offer(wakeUp, undefined))
+    }
+  })

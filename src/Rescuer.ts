@@ -1,0 +1,72 @@
+/**
+ * Rescues orphaned jobs (leader only). A job stays `executing` when its node
+ * dies mid-job. Every producer beats its heart in `oban_producers`; when a
+ * producer has not done so for `rescueAfter` (or its row is gone), its
+ * `executing` jobs go back to `available` (or `discarded` when out of
+ * attempts) with a `rescued` errors entry naming the lost node, and its stale
+ * row is removed. With the defaults, orphans are found within about 75 s.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { now } from "./ObanClock.ts"
+import { rescueOrphans } from "./internal/sql/maintenance.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const defaults = {
+  /** How long a producer may miss heartbeats before its jobs are rescued. */
+  rescueAfter: Duration.seconds(60),
+  interval: Duration.seconds(15),
+  /** Jobs rescued per statement. */
+  batchSize: 1_000
+} as const
+
+/**
+ * @since 0.1.0
+ */
+export interface Config {
+  readonly rescueAfter: Duration.Duration
+  readonly interval: Duration.Duration
+  readonly batchSize: number
+}
+
+/**
+ * What one run did.
+ *
+ * @since 0.1.0
+ */
+export interface Result {
+  /** Jobs put back to available. */
+  readonly rescued: number
+  /** Jobs discarded because they had no attempts left. */
+  readonly discarded: number
+}
+
+/**
+ * Rescues every orphan, a batch at a time.
+ *
+ * @since 0.1.0
+ */
+export const runOnce = (
+  options: { readonly sql: SqlClient; readonly prefix: string } & Partial<Config>
+): Effect.Effect<Result, SqlError> =>
+  Effect.gen(function*() {
+    const after = Duration.toMillis(options.rescueAfter ?? defaults.rescueAfter)
+    const batchSize = options.batchSize ?? defaults.batchSize
+    let rescued = 0
+    let discarded = 0
+    while (true) {
+      const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, batchSize)
+      rescued += batch.available
+      discarded += batch.discarded
+      if (batch.available + batch.discarded < batchSize) break
+    }
+    if (rescued + discarded > 0) {
+      yield* Effect.logWarning(`rescued ${rescued} orphaned job(s), discarded ${discarded}`)
+    }
+    return { rescued, discarded }
+  })

@@ -1,0 +1,22 @@
+/**
+ * The loop around every maintenance service's `runOnce`: wait an interval,
+ * run it when `when` allows (e.g. only on the leader), log failures and carry
+ * on. A maintenance loop never dies of a database error.
+ */
+import { Cause, Duration, Effect } from "effect"
+
+export const periodic = (options: {
+  readonly name: string
+  readonly interval: Duration.Duration
+  readonly run: Effect.Effect<unknown, unknown>
+  readonly when?: Effect.Effect<boolean> | undefined
+}): Effect.Effect<never> =>
+  Effect.forever(
+    Effect.gen(function*() {
+      yield* Effect.sleep(options.interval)
+      if (options.when !== undefined && !(yield* options.when)) return
+      yield* options.run.pipe(
+        Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again`, Cause.pretty(cause)))
+      )
+    })
+  ).pipe(Effect.annotateLogs({ component: options.name }))

@@ -1,0 +1,132 @@
+/**
+ * SQL of the leader's maintenance: rescuing orphaned jobs, pruning old ones,
+ * and inserting cron jobs at most once per slot.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import { table } from "./tables.ts"
+
+/**
+ * Returns `executing` jobs whose producer has not beaten its heart for
+ * `afterMillis` (or has no row at all) to `available`, or discards them when
+ * no attempts are left, with a `rescued` errors entry naming the lost node.
+ * Then removes stale producer rows. Returns the counts.
+ */
+export const rescueOrphans = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  afterMillis: number,
+  limit: number
+): Effect.Effect<{ readonly available: number; readonly discarded: number }, SqlError> =>
+  sql<{ readonly state: string; readonly n: number }>`
+    WITH clock AS (SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before),
+    orphans AS (
+      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
+      WHERE j.state = 'executing'
+        AND NOT EXISTS (
+          SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p
+          WHERE p.node = j.attempted_by[1] AND p.queue = j.queue AND p.updated_at > clock.stale_before
+        )
+      ORDER BY j.id
+      LIMIT ${limit}
+      FOR UPDATE OF j SKIP LOCKED
+    ),
+    rescued AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END)::${
+    table(sql, prefix, "oban_job_state")
+  },
+          discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
+          scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE clock.now END,
+          errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued',
+            'message', 'node ' || COALESCE(j.attempted_by[1], '(unknown)') || ' stopped heart-beating while running this job'
+          ))
+      FROM orphans, clock
+      WHERE j.id = orphans.id
+      RETURNING j.state, j.queue
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') AS back
+    ),
+    swept AS (
+      DELETE FROM ${table(sql, prefix, "oban_producers")} AS p USING clock
+      WHERE p.updated_at <= clock.stale_before
+      RETURNING p.node
+    )
+    SELECT state::text, count(*)::int AS n FROM rescued, notified, (SELECT count(*) FROM swept) AS s
+    GROUP BY state
+  `.pipe(Effect.map((rows) => ({
+    available: rows.find((row) => row.state === "available")?.n ?? 0,
+    discarded: rows.find((row) => row.state === "discarded")?.n ?? 0
+  })))
+
+/**
+ * Deletes up to `limit` completed, cancelled and discarded jobs that finished
+ * more than `maxAgeMillis` ago. Returns how many were deleted.
+ */
+export const pruneJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  maxAgeMillis: number,
+  limit: number
+): Effect.Effect<number, SqlError> =>
+  sql<{ readonly n: number }>`
+    WITH clock AS (SELECT ${now} - ${maxAgeMillis} * interval '1 millisecond' AS cutoff),
+    doomed AS (
+      (SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
+       WHERE state = 'completed' AND completed_at < clock.cutoff LIMIT ${limit})
+      UNION ALL
+      (SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
+       WHERE state = 'cancelled' AND cancelled_at < clock.cutoff LIMIT ${limit})
+      UNION ALL
+      (SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
+       WHERE state = 'discarded' AND discarded_at < clock.cutoff LIMIT ${limit})
+      LIMIT ${limit}
+    ),
+    deleted AS (
+      DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j USING doomed
+      WHERE j.id = doomed.id AND j.state IN ('completed', 'cancelled', 'discarded')
+      RETURNING j.id
+    )
+    SELECT count(*)::int AS n FROM deleted
+  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
+/**
+ * Inserts a job unless one with the same `unique_key` exists. Returns whether
+ * it was inserted. The row is built like `insertJobs` builds them.
+ */
+export const insertUnique = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  rowJson: string,
+  uniqueKey: string
+): Effect.Effect<boolean, SqlError> =>
+  sql<{ readonly id: bigint }>`
+    WITH clock AS (SELECT ${now} AS now),
+    input AS (
+      SELECT x.*, clock.now AS now FROM clock,
+        jsonb_to_record(${rowJson}::jsonb) AS x(
+          queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint, priority smallint
+        )
+    ),
+    inserted AS (
+      INSERT INTO ${table(sql, prefix, "oban_jobs")}
+        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at, unique_key)
+      SELECT 'available', queue, worker, args, meta, tags, max_attempts, priority, now, now, ${uniqueKey} FROM input
+      ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+      RETURNING id, queue
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM inserted
+    )
+    SELECT inserted.id FROM inserted CROSS JOIN notified
+  `.pipe(Effect.map((rows) => rows.length > 0))
