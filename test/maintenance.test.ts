@@ -1,0 +1,156 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Duration, Effect, Layer, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Cron from "../src/Cron.ts"
+import * as Leader from "../src/Leader.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Pruner from "../src/Pruner.ts"
+import * as Rescuer from "../src/Rescuer.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("maint")
+const Noop = Worker.make("Noop", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+const truncate = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+})
+
+layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("maintenance runOnce", (it) => {
+  it.effect("Leader.runOnce: one node takes the lease, the other sees it, and takes over when it expires", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const ttl = Duration.seconds(30)
+      const a = yield* Leader.runOnce({ sql, prefix, node: "a", ttl })
+      assert.deepStrictEqual([a.isLeader, a.leader], [true, "a"])
+      const b = yield* Leader.runOnce({ sql, prefix, node: "b", ttl })
+      assert.deepStrictEqual([b.isLeader, b.leader], [false, "a"])
+      assert.isAbove(b.expiresInMillis, 29_000)
+      // Renewing keeps it.
+      assert.isTrue((yield* Leader.runOnce({ sql, prefix, node: "a", ttl })).isLeader)
+      yield* sql`UPDATE ${sql(prefix)}.oban_peers SET expires_at = now() - interval '1 second'`
+      const takeover = yield* Leader.runOnce({ sql, prefix, node: "b", ttl })
+      assert.deepStrictEqual([takeover.isLeader, takeover.leader], [true, "b"])
+      assert.isFalse((yield* Leader.runOnce({ sql, prefix, node: "a", ttl })).isLeader)
+    }))
+
+  it.effect("Rescuer.runOnce rescues jobs of dead producers, discards those out of attempts, and spares live ones", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [orphan, spent, alive, absent] = yield* Oban.insertAll([
+        Noop.job({ n: 1 }),
+        Noop.job({ n: 2 }, { maxAttempts: 1 }),
+        Noop.job({ n: 3 }),
+        Noop.job({ n: 4 })
+      ])
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY[CASE id WHEN ${alive!.id} THEN 'alive' WHEN ${absent!.id} THEN 'gone' ELSE 'dead' END, 'p']`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (node, queue, "limit", updated_at) VALUES
+                 ('dead', 'default', 5, now() - interval '2 minutes'),
+                 ('alive', 'default', 5, now())`
+      const result = yield* Rescuer.runOnce({ sql, prefix })
+      assert.deepStrictEqual(result, { rescued: 2, discarded: 1 })
+      const rescued = yield* jobRow(prefix, orphan!.id)
+      assert.strictEqual(rescued.state, "available")
+      assert.strictEqual(rescued.attempt, 1)
+      assert.strictEqual(rescued.errors[0]!.kind, "rescued")
+      assert.include(rescued.errors[0]!.message, "dead")
+      assert.strictEqual((yield* jobRow(prefix, absent!.id)).state, "available")
+      assert.strictEqual((yield* jobRow(prefix, spent!.id)).state, "discarded")
+      assert.strictEqual((yield* jobRow(prefix, alive!.id)).state, "executing")
+      const producers = yield* sql<{ node: string }>`SELECT node FROM ${sql(prefix)}.oban_producers`
+      assert.deepStrictEqual(producers.map((row) => row.node), ["alive"])
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0 })
+    }))
+
+  it.effect("Pruner.runOnce deletes 100,000 old jobs in bounded batches and keeps recent and unfinished ones", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      yield* sql`
+        INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at, cancelled_at, discarded_at)
+        SELECT s::${sql(prefix)}.oban_job_state, 'Noop',
+               CASE WHEN s = 'completed' THEN now() - interval '8 days' END,
+               CASE WHEN s = 'cancelled' THEN now() - interval '8 days' END,
+               CASE WHEN s = 'discarded' THEN now() - interval '8 days' END
+        FROM generate_series(1, 100000) AS i,
+             LATERAL (SELECT (ARRAY['completed', 'cancelled', 'discarded'])[1 + i % 3] AS s) AS pick`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at)
+                 VALUES ('completed', 'Recent', now() - interval '1 day'), ('available', 'Waiting', NULL)`
+      const first = yield* Pruner.runOnce({ sql, prefix, batchSize: 10_000, maxBatches: 4 })
+      assert.deepStrictEqual(first, { deleted: 40_000, batches: 4 })
+      let total = first.deleted
+      while (true) {
+        const next = yield* Pruner.runOnce({ sql, prefix, batchSize: 10_000, maxBatches: 4 })
+        total += next.deleted
+        if (next.batches < 4) break
+      }
+      assert.strictEqual(total, 100_000)
+      const left = yield* sql<{ worker: string }>`SELECT worker FROM ${sql(prefix)}.oban_jobs ORDER BY worker`
+      assert.deepStrictEqual(left.map((row) => row.worker), ["Recent", "Waiting"])
+    }))
+
+  it.effect("Cron.runOnce inserts one job per slot, and a second run over the same window inserts none", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const entries = yield* Cron.parse([
+        Cron.entry("*/10 * * * * *", Noop, { n: 1 }),
+        Cron.entry("0 * * * *", Noop, { n: 2 }, { queue: "hourly", timezone: "Asia/Kolkata" })
+      ])
+      const from = new Date("2026-03-01T10:00:00.000Z")
+      const to = new Date("2026-03-01T10:01:00.000Z")
+      const first = yield* Cron.runOnce({ sql, prefix, entries, from, to })
+      // Every 10 s in (10:00:00, 10:01:00]: 6 slots. Kolkata is UTC+5:30, so its hours start at hh:30 UTC: none here.
+      assert.deepStrictEqual(first, { inserted: 6, duplicates: 0 })
+      const again = yield* Cron.runOnce({ sql, prefix, entries, from: new Date(from.getTime() - 30_000), to })
+      assert.deepStrictEqual(again, { inserted: 3, duplicates: 6 })
+      // A long gap is capped at 100 slots per entry and run: 100 of the 174 ten-second slots, plus 10:30 UTC hourly.
+      const gap = yield* Cron.runOnce({ sql, prefix, entries, from: to, to: new Date("2026-03-01T10:30:00.000Z") })
+      assert.deepStrictEqual(gap, { inserted: 101, duplicates: 0 })
+      const [hourly] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = 'hourly'`
+      assert.strictEqual(hourly!.n, 1)
+      const keys = yield* sql<{ unique_key: string }>`
+        SELECT unique_key FROM ${sql(prefix)}.oban_jobs WHERE queue = 'hourly'`
+      assert.strictEqual(keys[0]!.unique_key, "cron:Noop:0 * * * *:2026-03-01T10:30:00.000Z")
+    }))
+})
+
+describe("leadership in running nodes", () => {
+  const leaderPrefix = uniquePrefix("lead")
+  layer(testLayer(leaderPrefix, { maxConnections: 10 }), { excludeTestServices: true })((it) => {
+    it.effect("exactly one of two nodes leads; when it stops, the other takes over at once", () =>
+      Effect.gen(function*() {
+        const options = { prefix: leaderPrefix, workers: [Noop], queues: {} }
+        const a = yield* startNode({ ...options, node: "lead-a" })
+        const b = yield* startNode({ ...options, node: "lead-b" })
+        yield* waitFor("a leader", Effect.map(Effect.all([a.oban.isLeader, b.oban.isLeader]), ([x, y]) => x || y))
+        const [aLeads, bLeads] = yield* Effect.all([a.oban.isLeader, b.oban.isLeader])
+        assert.isTrue(aLeads !== bLeads)
+        const [first, second] = aLeads ? [a, b] : [b, a]
+        const started = Date.now()
+        yield* first.stop
+        yield* waitFor("the other to lead", second.oban.isLeader, "5 seconds")
+        // Well within the renew interval (15 s): the resignation woke it.
+        assert.isBelow(Date.now() - started, 3_000)
+      }))
+
+    it.effect("an invalid cron expression or time zone fails the layer with InvalidConfigError", () =>
+      Effect.gen(function*() {
+        for (const entry of [Cron.entry("61 * * * *", Noop, { n: 1 }), Cron.entry("* * * * *", Noop, { n: 1 }, { timezone: "Mars/Olympus" })]) {
+          const error = yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab: [entry] })).pipe(
+            Effect.scoped,
+            Effect.flip
+          )
+          assert.strictEqual(error._tag, "InvalidConfigError")
+          if (error._tag === "InvalidConfigError") assert.strictEqual(error.field, "crontab")
+        }
+      }))
+  })
+})
+
