@@ -1,7 +1,8 @@
 /**
  * W3c: the 20,000-job drain with two OS processes (bench/drainer.ts), each
  * running one node with queue limit 50. The nodes start paused; the timer
- * starts when they are all ready and a resume signal goes out, and stops when
+ * starts when their producers have all registered and a resume goes out
+ * (`Oban.resumeQueue` for every node), and stops when
  * no job is left waiting or running. Then the children are stopped with
  * SIGTERM and the ids they recorded are checked for exactly-once execution.
  */
@@ -61,6 +62,15 @@ const spawnDrainer = (url: string, prefix: string, limit: number, label: string)
     }),
     ({ child }) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
   ).pipe(Effect.map(({ drainer }) => drainer))
+
+/** True once `count` producers of the `default` queue have registered (they fetch only then). */
+const producersRegistered = (prefix: string, count: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE queue = 'default'`
+    return (row?.n ?? 0) >= count
+  })
 
 /** Resumes the queue on every node, through a node of our own that runs no queue. */
 const resumeEverywhere = (prefix: string) =>
@@ -126,6 +136,7 @@ export const w3c = (options: { readonly processes: number; readonly limit: numbe
       yield* Effect.forEach(drainers, (drainer) => drainer.ready, { concurrency: "unbounded", discard: true }).pipe(
         Effect.timeout("60 seconds")
       )
+      yield* waitUntil(producersRegistered(prefix, options.processes), { every: "20 millis", timeout: "10 seconds" })
       const start = yield* clock
       const control = yield* resumeEverywhere(prefix)
       const finished = yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "60 seconds" })

@@ -1,0 +1,172 @@
+/**
+ * The cluster with real OS processes: leader election under SIGKILL and
+ * SIGTERM, rescue of a killed node's jobs with the default settings, four
+ * processes draining one queue, and cron across a leader change.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { countByState, waitFor } from "./support/node.ts"
+import { awaitReady, type NodeProcess, spawnNode, stopNode } from "./support/processes.ts"
+
+// The same name and args as the worker in nodeProcess.ts; only used to build requests here.
+const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+const setUp = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+  })
+
+const envFor = (prefix: string, extra: Record<string, string> = {}) => ({
+  DATABASE_URL: databaseUrl(),
+  PREFIX: prefix,
+  ...extra
+})
+
+const leaders = (nodes: ReadonlyArray<NodeProcess>) => nodes.filter((node) => node.alive() && node.isLeader())
+
+/** Samples leadership every 50 ms for `millis`, failing if two processes lead at once. */
+const sampleLeaders = (nodes: ReadonlyArray<NodeProcess>, millis: number) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + millis
+    while (Date.now() < deadline) {
+      const now = leaders(nodes)
+      assert.isAtMost(now.length, 1, `two leaders at once: ${now.map((node) => node.name).join(", ")}`)
+      yield* Effect.sleep("50 millis")
+    }
+  })
+
+const runStats = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ runs: number; jobs: number }>`
+      SELECT count(*)::int AS runs, count(DISTINCT job_id)::int AS jobs FROM ${sql(prefix)}.runs`
+    return row!
+  })
+
+describe("a cluster of OS processes", () => {
+  it.live("exactly one leader at any moment; SIGKILL -> a new one within one TTL; SIGTERM -> at once", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("proc_lead")
+      const ttl = 3_000
+      const run = Effect.gen(function*() {
+        yield* setUp(prefix)
+        const env = envFor(prefix, { LEASE_TTL_MS: String(ttl), LEASE_RENEW_MS: "1000" })
+        const nodes = yield* Effect.forEach(["p1", "p2", "p3"], (name) => spawnNode(name, env))
+        yield* Effect.forEach(nodes, (node) => awaitReady(node))
+        yield* waitFor("a leader", Effect.sync(() => leaders(nodes).length === 1))
+        yield* sampleLeaders(nodes, 2_000)
+
+        const first = leaders(nodes)[0]!
+        const killedAt = Date.now()
+        yield* stopNode(first, "SIGKILL")
+        yield* waitFor("a new leader after SIGKILL", Effect.sync(() => leaders(nodes).length === 1), "10 seconds")
+        const takeover = Date.now() - killedAt
+        assert.isAtMost(takeover, ttl + 500, `took ${takeover} ms`)
+        yield* sampleLeaders(nodes, 1_500)
+
+        const second = leaders(nodes)[0]!
+        const stoppedAt = Date.now()
+        // It exits by itself (NodeRuntime reports the interruption with exit code 130), not by a kill.
+        assert.isNotNull(yield* stopNode(second, "SIGTERM"))
+        yield* waitFor("a new leader after SIGTERM", Effect.sync(() => leaders(nodes).length === 1), "10 seconds")
+        assert.isAtMost(Date.now() - stoppedAt, 1_500)
+        yield* sampleLeaders(nodes, 1_000)
+      })
+      yield* run.pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a node killed with SIGKILL mid-job: the others rescue and complete its jobs within 90 s (defaults)", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("proc_rescue")
+      const run = Effect.gen(function*() {
+        yield* setUp(prefix)
+        // The victim's jobs would take a minute; on the other nodes they are quick.
+        const env = envFor(prefix, { QUEUES: JSON.stringify({ default: 5 }), JOB_MS: "60000", JOB_MS_NODE: "victim" })
+        const victim = yield* spawnNode("victim", env)
+        yield* awaitReady(victim)
+        const jobs = yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) => Record.job({ n })))
+        yield* waitFor("the victim to run every job", Effect.map(runStats(prefix), (s) => s.jobs === 5))
+        const others = yield* Effect.forEach(["rescuer-1", "rescuer-2"], (name) => spawnNode(name, env))
+        yield* Effect.forEach(others, (node) => awaitReady(node))
+        const killedAt = Date.now()
+        yield* stopNode(victim, "SIGKILL")
+        assert.strictEqual((yield* countByState(prefix))["executing"], 5)
+        yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 5), "90 seconds")
+        const elapsed = Date.now() - killedAt
+        assert.isAtMost(elapsed, 90_000)
+        const sql = yield* SqlClient
+        const rows = yield* sql<{ id: number; node: string; kinds: ReadonlyArray<string> }>`
+          SELECT id::int AS id, attempted_by[1] AS node, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
+          FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+        assert.deepStrictEqual(rows.map((row) => row.id), jobs.map((job) => job.id))
+        for (const row of rows) {
+          assert.notStrictEqual(row.node, "victim")
+          assert.deepStrictEqual(row.kinds, ["rescued"])
+        }
+        console.log(`rescued and completed ${jobs.length} jobs ${elapsed} ms after SIGKILL`)
+      })
+      yield* run.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+    }).pipe(Effect.scoped), 150_000)
+
+  it.live("four processes drain 20,000 jobs: none missed, none run twice", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("proc_drain")
+      const run = Effect.gen(function*() {
+        yield* setUp(prefix)
+        yield* Oban.insertAll(Array.from({ length: 20_000 }, (_, n) => Record.job({ n })))
+        const env = envFor(prefix, { QUEUES: JSON.stringify({ default: 20 }) })
+        const nodes = yield* Effect.forEach(["d1", "d2", "d3", "d4"], (name) => spawnNode(name, env))
+        yield* waitFor(
+          "every job completed",
+          Effect.map(countByState(prefix), (c) => c["completed"] === 20_000),
+          "120 seconds"
+        )
+        const stats = yield* runStats(prefix)
+        assert.deepStrictEqual(stats, { runs: 20_000, jobs: 20_000 })
+        const sql = yield* SqlClient
+        const perNode = yield* sql<{ node: string }>`SELECT DISTINCT node FROM ${sql(prefix)}.runs ORDER BY node`
+        assert.deepStrictEqual(perNode.map((row) => row.node), ["d1", "d2", "d3", "d4"])
+        yield* Effect.forEach(nodes, (node) => stopNode(node, "SIGTERM"))
+      })
+      yield* run.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+    }).pipe(Effect.scoped), 180_000)
+
+  it.live("cron on three processes across a leader change: exactly one job per slot, none missed", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("proc_cron")
+      const run = Effect.gen(function*() {
+        yield* setUp(prefix)
+        const env = envFor(prefix, {
+          QUEUES: JSON.stringify({ default: 5 }),
+          CRON: "* * * * * *",
+          LEASE_TTL_MS: "2000",
+          LEASE_RENEW_MS: "500"
+        })
+        const nodes = yield* Effect.forEach(["c1", "c2", "c3"], (name) => spawnNode(name, env))
+        yield* Effect.forEach(nodes, (node) => awaitReady(node))
+        yield* waitFor("a leader", Effect.sync(() => leaders(nodes).length === 1))
+        yield* Effect.sleep("3 seconds")
+        yield* stopNode(leaders(nodes)[0]!, "SIGKILL")
+        yield* waitFor("a new leader", Effect.sync(() => leaders(nodes).length === 1), "10 seconds")
+        yield* Effect.sleep("3 seconds")
+        const sql = yield* SqlClient
+        const slots = yield* sql<{ slot: string; jobs: number; runs: number }>`
+          SELECT j.unique_key AS slot, count(DISTINCT j.id)::int AS jobs, count(r.job_id)::int AS runs
+          FROM ${sql(prefix)}.oban_jobs j LEFT JOIN ${sql(prefix)}.runs r ON r.job_id = j.id
+          WHERE j.unique_key LIKE 'cron:%' AND j.state = 'completed'
+          GROUP BY j.unique_key ORDER BY j.unique_key`
+        assert.isAtLeast(slots.length, 6)
+        for (const slot of slots) assert.deepStrictEqual([slot.jobs, slot.runs], [1, 1], slot.slot)
+        // Consecutive seconds: the new leader caught up the slots of the leaderless gap.
+        const times = slots.map((slot) => Date.parse(slot.slot.split(":").slice(2).join(":")))
+        for (let i = 1; i < times.length; i++) assert.strictEqual(times[i]! - times[i - 1]!, 1_000)
+      })
+      yield* run.pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+})

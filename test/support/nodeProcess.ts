@@ -1,0 +1,67 @@
+/**
+ * A node in its own OS process, for tests that kill and restart processes.
+ * Configured by environment variables; prints one JSON line per event on
+ * stdout ({"event":"leader","value":true}, {"event":"ready"}), and shuts down
+ * gracefully on SIGTERM.
+ *
+ *   DATABASE_URL  PREFIX  NODE_NAME  QUEUES (JSON)  JOB_MS (on JOB_MS_NODE only, when set)
+ *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted, References, Schema, Stream } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Cron from "../../src/Cron.ts"
+import * as Oban from "../../src/Oban.ts"
+import * as Worker from "../../src/Worker.ts"
+
+const env = (name: string): string | undefined => process.env[name]
+const prefix = env("PREFIX")!
+const node = env("NODE_NAME")!
+const slowNode = env("JOB_MS_NODE")
+const jobMillis = slowNode === undefined || slowNode === node ? Number(env("JOB_MS") ?? "0") : 0
+
+const say = (event: string, value?: unknown) =>
+  Effect.sync(() => process.stdout.write(JSON.stringify({ event, node, value }) + "\n"))
+
+/** Records each run in `<prefix>.runs`, then works for JOB_MS. */
+export const Record = Worker.make("Record", {
+  args: Schema.Struct({ n: Schema.Int }),
+  perform: (job) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
+      if (jobMillis > 0) yield* Effect.sleep(jobMillis)
+    })
+})
+
+const leaseTtl = env("LEASE_TTL_MS")
+const leaseRenew = env("LEASE_RENEW_MS")
+const cron = env("CRON")
+
+const ObanLive = Oban.layer({
+  prefix,
+  node,
+  queues: JSON.parse(env("QUEUES") ?? "{}"),
+  workers: [Record],
+  pollInterval: "500 millis",
+  ...(leaseTtl === undefined ? {} : { leader: { ttl: Number(leaseTtl), renewInterval: Number(leaseRenew ?? 1000) } }),
+  ...(cron === undefined ? {} : { crontab: [Cron.entry(cron, Record, { n: 0 }, { name: "test-cron" })] })
+})
+
+const Report = Layer.effectDiscard(Effect.gen(function*() {
+  const oban = yield* Oban.Oban
+  yield* Effect.forkScoped(Stream.runForEach(oban.leadership, (value) => say("leader", value)))
+  yield* say("ready")
+}))
+
+const PgLive = PgClient.layer({
+  url: Redacted.make(env("DATABASE_URL")!),
+  maxConnections: 10,
+  applicationName: `test-node ${node}`
+})
+
+Layer.launch(Report.pipe(Layer.provideMerge(ObanLive), Layer.provide(PgLive))).pipe(
+  Effect.provideService(References.MinimumLogLevel, "Error"),
+  NodeRuntime.runMain
+)

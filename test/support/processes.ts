@@ -1,0 +1,95 @@
+/**
+ * Spawns test/support/nodeProcess.ts as real OS processes and follows the
+ * events they print. Every process still alive when the scope closes is killed.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { Effect, type Scope } from "effect"
+
+const script = fileURLToPath(new URL("./nodeProcess.ts", import.meta.url))
+
+export interface NodeProcess {
+  readonly name: string
+  readonly child: ChildProcess
+  /** The last leadership this process reported. */
+  readonly isLeader: () => boolean
+  readonly alive: () => boolean
+  readonly ready: Promise<void>
+  readonly exited: Promise<number | null>
+  readonly output: () => string
+}
+
+export const spawnNode = (
+  name: string,
+  env: Readonly<Record<string, string>>
+): Effect.Effect<NodeProcess, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, [script], {
+        env: { ...process.env, ...env, NODE_NAME: name },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let leader = false
+      let alive = true
+      let buffer = ""
+      let log = ""
+      let markReady: () => void = () => {}
+      const ready = new Promise<void>((resolve) => (markReady = resolve))
+      child.stdout!.on("data", (chunk: Buffer) => {
+        buffer += chunk.toString()
+        let newline: number
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline)
+          buffer = buffer.slice(newline + 1)
+          log += line + "\n"
+          try {
+            const event = JSON.parse(line) as { event: string; value?: unknown }
+            if (event.event === "leader") leader = event.value === true
+            if (event.event === "ready") markReady()
+          } catch {
+            // not an event line
+          }
+        }
+      })
+      child.stderr!.on("data", (chunk: Buffer) => {
+        log += chunk.toString()
+      })
+      const exited = new Promise<number | null>((resolve) =>
+        child.on("exit", (code) => {
+          alive = false
+          leader = false
+          resolve(code)
+        })
+      )
+      return {
+        name,
+        child,
+        isLeader: () => leader,
+        alive: () => alive,
+        ready,
+        exited,
+        output: () => log
+      }
+    }),
+    (node) =>
+      Effect.promise(async () => {
+        if (node.alive()) node.child.kill("SIGKILL")
+        await node.exited
+      })
+  )
+
+/** Waits until the process has started its node. */
+export const awaitReady = (node: NodeProcess, timeoutMillis = 20_000) =>
+  Effect.promise(() => node.ready).pipe(
+    Effect.timeoutOrElse({
+      duration: timeoutMillis,
+      orElse: () => Effect.die(new Error(`node ${node.name} did not start:\n${node.output()}`))
+    })
+  )
+
+/** Sends a signal and waits for the process to exit. */
+export const stopNode = (node: NodeProcess, signal: "SIGTERM" | "SIGKILL") =>
+  Effect.promise(async () => {
+    node.child.kill(signal)
+    return await node.exited
+  })
