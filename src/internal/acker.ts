@@ -20,6 +20,9 @@ export interface Acker {
   readonly pending: Effect.Effect<number>
 }
 
+/** The most outcomes written by one statement; more wait for the next. */
+const maxBatch = 500
+
 const retryDelay = (failures: number) =>
   Effect.map(Random.nextBetween(0.8, 1.2), (factor) => Math.min(5_000, 20 * 2 ** Math.min(failures, 12)) * factor)
 
@@ -64,7 +67,7 @@ export const make = (options: {
       })
 
     const loop = Effect.forever(Effect.gen(function*() {
-      const rows = yield* Queue.takeAll(inbox)
+      const rows = yield* Queue.takeBetween(inbox, 1, maxBatch)
       yield* writeUntilDone(rows)
       pending -= rows.length
       if (pending === 0 && idle.length > 0) {

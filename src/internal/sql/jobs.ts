@@ -104,6 +104,9 @@ export interface AckRow {
 /**
  * Writes many outcomes in one statement. Only rows still `executing` the
  * same attempt on this node change, so a retried or late ack is harmless.
+ * The `id = ANY(...)` condition makes the plan a primary-key lookup whatever
+ * the planner's statistics say (without it, stale statistics can make it scan
+ * every executing job once per ack).
  * Jobs put back to `available` wake their queue. Returns the ids written.
  */
 export const ackJobs = (
@@ -132,7 +135,8 @@ export const ackJobs = (
           errors = CASE WHEN a.error IS NULL THEN j.errors
                         ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', clock.now)) END
       FROM acks AS a, clock
-      WHERE j.id = a.id AND j.state = 'executing' AND j.attempt = a.attempt AND j.attempted_by[1] = ${node}
+      WHERE j.id = ANY(${`{${acks.map((ack) => ack.id).join(",")}}`}::bigint[])
+        AND j.id = a.id AND j.state = 'executing' AND j.attempt = a.attempt AND j.attempted_by[1] = ${node}
       RETURNING j.id, j.state, j.queue
     ),
     notified AS (
