@@ -10,12 +10,12 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Duration, Effect, Exit, FiberMap, Schema, type Scope } from "effect"
+import { Cause, Context, Duration, Effect, FiberMap, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
-import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./internal/outcome.ts"
-import type { Worker } from "./Worker.ts"
+import type { StopReason } from "./internal/outcome.ts"
+import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 
 /**
  * A worker as the executor holds it: args are decoded here, so their type is
@@ -23,7 +23,7 @@ import type { Worker } from "./Worker.ts"
  *
  * @since 0.1.0
  */
-export type RunnableWorker<R> = Worker<string, any, any, R>
+export type { RunnableWorker } from "./internal/perform.ts"
 
 /**
  * @since 0.1.0
@@ -76,10 +76,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     )
     const fibers = yield* FiberMap.make<number, void, never>()
     const stops = new Map<number, StopReason>()
-    const byName = new Map(options.workers.map((worker) => [worker.name, worker]))
-    const decoders = new Map(
-      options.workers.map((worker) => [worker.name, Schema.decodeUnknownEffect(worker.argsJson)] as const)
-    )
+    const registry = makeRegistry(options.node, options.workers, options.context)
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -97,43 +94,8 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
       })
     )
 
-    const perform = (worker: RunnableWorker<R>, job: Job<unknown>) => {
-      // The workers' services, under whatever the job's fiber already has (its log annotations, tracer, ...).
-      const work = Effect.updateContext(
-        worker.perform(job),
-        (current: Context.Context<never>) => Context.merge(options.context, current)
-      )
-      if (worker.timeout === undefined) return work
-      const millis = Duration.toMillis(worker.timeout)
-      return Effect.timeoutOrElse(work, {
-        duration: worker.timeout,
-        orElse: () => Effect.fail(new JobTimeout({ millis }))
-      })
-    }
-
-    const attempt = (job: Job) =>
-      Effect.gen(function*() {
-        const worker = byName.get(job.worker)
-        if (worker === undefined) {
-          return yield* failed(
-            job,
-            { backoff: undefined },
-            "unknown_worker",
-            `no worker named "${job.worker}" runs on node ${options.node}`
-          )
-        }
-        const decoded = yield* Effect.exit(decoders.get(job.worker)!(job.args))
-        if (Exit.isFailure(decoded)) {
-          return undecodable(job, Cause.pretty(decoded.cause))
-        }
-        const exit = yield* Effect.exit(Effect.interruptible(perform(worker, { ...job, args: decoded.value })))
-        return yield* fromExit(job, worker, exit, stops.get(job.id))
-      }).pipe(
-        Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt })
-      )
-
     const run = (job: Job, onDone: Effect.Effect<void>) =>
-      attempt(job).pipe(
+      runAttempt(registry, job, () => stops.get(job.id)).pipe(
         Effect.flatMap(acker.ack),
         Effect.catchCause((cause) =>
           // Nothing above should fail; if it does, say so loudly, and leave the

@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Option, type Stream } from "effect"
+import { Clock, Context, Effect, Layer, Option, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
@@ -17,10 +17,12 @@ import { InvalidConfigError, type InvalidJobError, type InvalidPrefixError, type
 import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
+import { EventHub, type JobEvent, publish } from "./Events.ts"
 import { encodeRequest } from "./internal/encodeRequest.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
+import { currentTraceparent } from "./internal/telemetry.ts"
 import type * as Worker from "./Worker.ts"
 
 export type { QueueConfig, QueueScope, QueueState }
@@ -48,17 +50,34 @@ export const insert = <A>(
 export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | SqlError, SqlClient> =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     const list = Array.from(requests)
-    if (list.length === 0) return []
-    const settings = yield* Settings
-    const single = list.length === 1
-    const rows: Array<string> = new Array(list.length)
-    for (let index = 0; index < list.length; index++) {
-      rows[index] = yield* encodeRequest(list[index]!, index, settings, single ? undefined : index)
-    }
-    const sql = yield* SqlClient
-    return yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
+    if (list.length === 0) return Effect.succeed([])
+    return Effect.gen(function*() {
+      const settings = yield* Settings
+      // The insert span travels with the jobs, so their perform spans continue this trace.
+      const traceparent = yield* currentTraceparent
+      const single = list.length === 1
+      const rows: Array<string> = new Array(list.length)
+      for (let index = 0; index < list.length; index++) {
+        rows[index] = yield* encodeRequest(list[index]!, index, settings, single ? undefined : index, traceparent)
+      }
+      const sql = yield* SqlClient
+      const jobs = yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
+      if ((yield* EventHub) !== undefined) {
+        // Only once the jobs exist for everyone else: after the commit, never after a rollback.
+        const at = new Date(yield* Clock.currentTimeMillis)
+        yield* sql.afterCommit(publish(jobs.map((job) => ({
+          kind: "inserted" as const,
+          jobId: job.id,
+          worker: job.worker,
+          queue: job.queue,
+          attempt: job.attempt,
+          at
+        }))))
+      }
+      return jobs
+    }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }))
   })
 
 const withSql = <A>(f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>) =>
@@ -137,6 +156,8 @@ export interface ObanShape {
   readonly isLeader: Effect.Effect<boolean>
   /** This node's leadership as it changes. */
   readonly leadership: Stream.Stream<boolean>
+  /** Lifecycle events of the jobs this node inserts, runs and rescues, from the moment of subscribing. */
+  readonly events: Stream.Stream<JobEvent>
 }
 
 /**
@@ -195,8 +216,9 @@ export const layer = <W extends Worker.Any>(
             ),
         checkQueue: runtime.checkQueue,
         isLeader: runtime.isLeader,
-        leadership: runtime.leadership
+        leadership: runtime.leadership,
+        events: Stream.fromPubSub(runtime.events)
       }
-      return Context.make(Oban, service).pipe(Context.add(Settings, settings))
+      return Context.make(Oban, service).pipe(Context.add(Settings, settings), Context.add(EventHub, runtime.events))
     })
   )

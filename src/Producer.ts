@@ -20,6 +20,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
 import { fetchJobs } from "./internal/sql/jobs.ts"
 import { beat, type ProducerState, registerProducer } from "./internal/sql/producers.ts"
+import { setExecuting } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
 
 /**
@@ -83,12 +84,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
     const onDone = Effect.suspend(() => {
       running--
-      return wake
+      return Effect.andThen(setExecuting(options.queue, running), wake)
     })
 
     const fetchOnce = Effect.gen(function*() {
       const demand = limit - running
-      if (!registered || paused || demand <= 0) return false
+      if (!registered || paused || demand <= 0) return false as boolean
       const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
         queue: options.queue,
         demand,
@@ -96,9 +97,14 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         producer: producerId
       })
       running += jobs.length
+      yield* setExecuting(options.queue, running)
+      yield* Effect.annotateCurrentSpan("oban.fetched", jobs.length)
       yield* Effect.forEach(jobs, (job) => options.executor.execute(job, onDone), { discard: true })
       return jobs.length === demand
-    }).pipe(Effect.uninterruptible)
+    }).pipe(
+      Effect.withSpan("oban.fetch", { kind: "internal", attributes: { "oban.queue": options.queue, "oban.node": options.node } }),
+      Effect.uninterruptible
+    )
 
     const drain = Effect.gen(function*() {
       while (yield* fetchOnce) {

@@ -8,9 +8,10 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect } from "effect"
+import { Clock, Duration, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { publish } from "./Events.ts"
 import { now } from "./ObanClock.ts"
 import { rescueOrphans } from "./internal/sql/maintenance.ts"
 
@@ -61,9 +62,21 @@ export const runOnce = (
     let discarded = 0
     while (true) {
       const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, batchSize)
-      rescued += batch.available
-      discarded += batch.discarded
-      if (batch.available + batch.discarded < batchSize) break
+      const at = new Date(yield* Clock.currentTimeMillis)
+      yield* publish(batch.map((row) => ({
+        kind: "rescued" as const,
+        jobId: row.id,
+        worker: row.worker,
+        queue: row.queue,
+        attempt: row.attempt,
+        at,
+        message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${row.state === "available" ? "made available" : "discarded"}`
+      })))
+      for (const row of batch) {
+        if (row.state === "available") rescued++
+        else discarded++
+      }
+      if (batch.length < batchSize) break
     }
     if (rescued + discarded > 0) {
       yield* Effect.logWarning(`rescued ${rescued} orphaned job(s), discarded ${discarded}`)

@@ -115,9 +115,11 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
         Tagged.job({ n: 1 }, { queue: "other", priority: 9, maxAttempts: 1, tags: ["extra"], meta: { source: "test" } })
       )
       assert.deepStrictEqual(
-        [job.queue, job.priority, job.maxAttempts, job.tags, job.meta],
-        ["other", 9, 1, ["base", "extra"], { source: "test" }]
+        [job.queue, job.priority, job.maxAttempts, job.tags, job.meta["source"]],
+        ["other", 9, 1, ["base", "extra"], "test"]
       )
+      // The insert span's context rides along for the perform span.
+      assert.match(String(job.meta["traceparent"]), /^00-[0-9a-z]+-[0-9a-z]+-0[01]$/)
       const defaults = yield* Oban.insert(Tagged.job({ n: 2 }))
       assert.deepStrictEqual([defaults.queue, defaults.priority, defaults.maxAttempts], ["default", 3, 20])
     }))

@@ -6,6 +6,7 @@ import { DateTime, Duration, Effect, Option, Predicate } from "effect"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
+import { traceKey } from "./telemetry.ts"
 
 const maxNameLength = 128
 const maxTagLength = 255
@@ -60,7 +61,8 @@ export const encodeRequest = (
   request: JobRequest,
   ord: number,
   settings: SettingsShape,
-  index: number | undefined
+  index: number | undefined,
+  traceparent?: string | undefined
 ): Effect.Effect<string, InvalidJobError> =>
   Effect.gen(function*() {
     const fail = (field: JobField, message: string) => Effect.fail(invalid(request, field, message, index))
@@ -106,7 +108,9 @@ export const encodeRequest = (
     if (!Predicate.isObject(request.meta) || Array.isArray(request.meta)) {
       return yield* fail("meta", "meta must be a JSON object")
     }
-    const meta = toJsonText(request.meta)
+    const meta = toJsonText(
+      traceparent === undefined || traceKey in request.meta ? request.meta : { ...request.meta, [traceKey]: traceparent }
+    )
     if (Option.isNone(meta)) {
       return yield* fail("meta", "meta must be JSON-serializable and contain no NUL character")
     }

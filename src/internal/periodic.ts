@@ -16,6 +16,7 @@ export const periodic = (options: {
       yield* Effect.sleep(options.interval)
       if (options.when !== undefined && !(yield* options.when)) return
       yield* options.run.pipe(
+        Effect.withSpan(`oban.${options.name.toLowerCase()}`),
         Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again`, Cause.pretty(cause)))
       )
     })

@@ -8,12 +8,13 @@
  * LISTEN connection closes last.
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Cause, Context, Effect, PubSub, type Scope, type Stream } from "effect"
+import { Cause, Context, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, UnknownQueueError } from "../Errors.ts"
+import { EventHub, type JobEvent } from "../Events.ts"
 import * as Executor from "../Executor.ts"
 import * as Leader from "../Leader.ts"
 import * as Notifier from "../Notifier.ts"
@@ -23,6 +24,8 @@ import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import { periodic } from "./periodic.ts"
+import { countAvailable } from "./sql/jobs.ts"
+import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
@@ -46,12 +49,27 @@ export interface Runtime {
   readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError>
   readonly isLeader: Effect.Effect<boolean>
   readonly leadership: Stream.Stream<boolean>
+  readonly events: PubSub.PubSub<JobEvent>
 }
 
 export const isValidLimit = (limit: number) => Number.isInteger(limit) && limit >= 1 && limit <= 10_000
 
 export const makeRuntime = <R>(
   options: RuntimeOptions & { readonly workers: ReadonlyArray<Worker.Any> }
+): Effect.Effect<
+  Runtime,
+  InvalidConfigError | InvalidPrefixError,
+  PgClient.PgClient | SqlClient | R | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const events = yield* Effect.acquireRelease(PubSub.unbounded<JobEvent>(), PubSub.shutdown)
+    // Every fiber of the node publishes its job events here.
+    return yield* Effect.provideService(makeNode<R>(options, events), EventHub, events)
+  })
+
+const makeNode = <R>(
+  options: RuntimeOptions & { readonly workers: ReadonlyArray<Worker.Any> },
+  events: PubSub.PubSub<JobEvent>
 ): Effect.Effect<
   Runtime,
   InvalidConfigError | InvalidPrefixError,
@@ -167,6 +185,16 @@ export const makeRuntime = <R>(
         when: leader.isLeader
       }))
     }
+    // The available-jobs gauge, sampled for this node's queues.
+    const queueNames = config.queues.map((queue) => queue.name)
+    yield* Effect.forkScoped(periodic({
+      name: "Sampler",
+      interval: Duration.seconds(5),
+      run: Effect.flatMap(
+        countAvailable(sql, config.prefix, queueNames),
+        (counts) => Effect.forEach(queueNames, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
+      )
+    }))
     if (crontab.length > 0) {
       yield* Effect.forkScoped(Cron.loop({ sql, prefix: config.prefix, entries: crontab, isLeader: leader.isLeader }))
     }
@@ -203,7 +231,8 @@ export const makeRuntime = <R>(
         return producer === undefined ? Effect.fail(new UnknownQueueError({ queue, node: config.node })) : producer.check
       },
       isLeader: leader.isLeader,
-      leadership: leader.changes
+      leadership: leader.changes,
+      events
     }
     return runtime
   }).pipe(Effect.annotateLogs({ package: "effect-oban" }))

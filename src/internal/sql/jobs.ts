@@ -246,3 +246,17 @@ export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Ef
   sql`DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id`.pipe(
     Effect.map((rows) => rows.length > 0)
   )
+
+/** Available jobs per queue, for the queues given. */
+export const countAvailable = (
+  sql: SqlClient,
+  prefix: string,
+  queues: ReadonlyArray<string>
+): Effect.Effect<ReadonlyMap<string, number>, SqlError> =>
+  queues.length === 0
+    ? Effect.succeed(new Map())
+    : sql<{ readonly queue: string; readonly n: number }>`
+        SELECT queue, count(*)::int AS n FROM ${table(sql, prefix, "oban_jobs")}
+        WHERE state = 'available' AND queue IN ${sql.in(queues)}
+        GROUP BY queue
+      `.pipe(Effect.map((rows) => new Map(rows.map((row) => [row.queue, row.n]))))

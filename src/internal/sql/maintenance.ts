@@ -9,11 +9,20 @@ import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { table } from "./tables.ts"
 
+export interface RescuedRow {
+  readonly id: number
+  readonly state: "available" | "discarded"
+  readonly queue: string
+  readonly worker: string
+  readonly attempt: number
+  readonly lost_node: string | null
+}
+
 /**
  * Returns `executing` jobs whose producer has not beaten its heart for
  * `afterMillis` (or has no row at all) to `available`, or discards them when
  * no attempts are left, with a `rescued` errors entry naming the lost node.
- * Then removes stale producer rows. Returns the counts.
+ * Then removes stale producer rows. Returns the rescued jobs.
  */
 export const rescueOrphans = (
   sql: SqlClient,
@@ -21,8 +30,8 @@ export const rescueOrphans = (
   now: Fragment,
   afterMillis: number,
   limit: number
-): Effect.Effect<{ readonly available: number; readonly discarded: number }, SqlError> =>
-  sql<{ readonly state: string; readonly n: number }>`
+): Effect.Effect<ReadonlyArray<RescuedRow>, SqlError> =>
+  sql<RescuedRow>`
     WITH clock AS (SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before),
     orphans AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
@@ -48,7 +57,7 @@ export const rescueOrphans = (
           ))
       FROM orphans, clock
       WHERE j.id = orphans.id
-      RETURNING j.state, j.queue
+      RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS lost_node
     ),
     notified AS (
       SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
@@ -59,12 +68,10 @@ export const rescueOrphans = (
       WHERE p.updated_at <= clock.stale_before
       RETURNING p.node
     )
-    SELECT state::text, count(*)::int AS n FROM rescued, notified, (SELECT count(*) FROM swept) AS s
-    GROUP BY state
-  `.pipe(Effect.map((rows) => ({
-    available: rows.find((row) => row.state === "available")?.n ?? 0,
-    discarded: rows.find((row) => row.state === "discarded")?.n ?? 0
-  })))
+    SELECT rescued.id::int AS id, rescued.state::text AS state, rescued.queue, rescued.worker, rescued.attempt,
+           rescued.lost_node
+    FROM rescued, notified, (SELECT count(*) FROM swept) AS s
+  `
 
 /**
  * Deletes up to `limit` completed, cancelled and discarded jobs that finished

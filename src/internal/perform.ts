@@ -1,0 +1,135 @@
+/**
+ * One attempt of one job, from a claimed row to the outcome to write: find
+ * the worker, decode the args, run `perform` (with its timeout) inside an
+ * `oban.perform` span that continues the enqueuing trace, and report the
+ * attempt as events and metrics. Shared by the executor and the testing kit.
+ */
+import { Cause, Clock, Context, Duration, Effect, Exit, Schema } from "effect"
+import type { EventKind, JobEvent } from "../Events.ts"
+import { publish } from "../Events.ts"
+import type { Job } from "../Job.ts"
+import type { Worker } from "../Worker.ts"
+import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
+import type { AckRow } from "./sql/jobs.ts"
+import { parentFromMeta, recordOutcome, recordStart } from "./telemetry.ts"
+
+/** A worker as a node holds it: args are decoded here, so their type is erased. */
+export type RunnableWorker<R> = Worker<string, any, any, R>
+
+export interface Registry<R> {
+  readonly node: string
+  readonly workers: ReadonlyMap<string, RunnableWorker<R>>
+  readonly decode: ReadonlyMap<string, (args: unknown) => Effect.Effect<unknown, Schema.SchemaError>>
+  /** The services every worker may need. */
+  readonly context: Context.Context<R>
+}
+
+export const makeRegistry = <R>(
+  node: string,
+  workers: ReadonlyArray<RunnableWorker<R>>,
+  context: Context.Context<R>
+): Registry<R> => ({
+  node,
+  workers: new Map(workers.map((worker) => [worker.name, worker])),
+  decode: new Map(workers.map((worker) => [worker.name, Schema.decodeUnknownEffect(worker.argsJson)] as const)),
+  context
+})
+
+const eventKind = (row: AckRow): EventKind | undefined => {
+  switch (row.state) {
+    case "completed":
+      return "completed"
+    case "scheduled":
+      return "snoozed"
+    case "cancelled":
+      return "cancelled"
+    case "retryable":
+      return "failed"
+    case "discarded":
+      return row.error?.kind === "discarded" || row.error?.kind === "decode" ? "discarded" : "failed"
+    case "available":
+      return undefined
+  }
+}
+
+const event = (job: Job, kind: EventKind, at: number, extra: Partial<JobEvent> = {}): JobEvent => ({
+  kind,
+  jobId: job.id,
+  worker: job.worker,
+  queue: job.queue,
+  attempt: job.attempt,
+  at: new Date(at),
+  ...extra
+})
+
+const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<unknown>) => {
+  // The workers' services, under whatever the job's fiber already has (log annotations, tracer, ...).
+  const work = Effect.updateContext(
+    worker.perform(job),
+    (current: Context.Context<never>) => Context.merge(registry.context, current)
+  )
+  if (worker.timeout === undefined) return work
+  const millis = Duration.toMillis(worker.timeout)
+  return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(new JobTimeout({ millis })) })
+}
+
+/**
+ * Runs one attempt of `job` and returns the outcome row. Never fails; the
+ * work inside may be interrupted (timeout, cancel, shutdown), the rest is not.
+ */
+export const runAttempt = <R>(
+  registry: Registry<R>,
+  job: Job,
+  stopped: () => StopReason | undefined
+): Effect.Effect<AckRow> =>
+  Effect.gen(function*() {
+    const startedAt = yield* Clock.currentTimeMillis
+    yield* publish([event(job, "started", startedAt)])
+    yield* recordStart(job, startedAt)
+    const worker = registry.workers.get(job.worker)
+    const decode = registry.decode.get(job.worker)
+    const span = yield* Effect.makeSpan("oban.perform", {
+      kind: "consumer",
+      parent: parentFromMeta(job.meta),
+      attributes: {
+        "oban.job.id": job.id,
+        "oban.job.worker": job.worker,
+        "oban.job.queue": job.queue,
+        "oban.job.attempt": job.attempt,
+        "oban.node": registry.node
+      }
+    })
+    let exit: Exit.Exit<unknown, unknown> = Exit.void
+    let row: AckRow
+    if (worker === undefined || decode === undefined) {
+      row = yield* failed(job, { backoff: undefined }, "unknown_worker", `no worker named "${job.worker}" runs on node ${registry.node}`)
+    } else {
+      const decoded = yield* Effect.exit(decode(job.args))
+      if (Exit.isFailure(decoded)) {
+        row = undecodable(job, Cause.pretty(decoded.cause))
+      } else {
+        exit = yield* Effect.exit(Effect.interruptible(Effect.withParentSpan(
+          perform(registry, worker, { ...job, args: decoded.value }),
+          span
+        )))
+        row = yield* fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped())
+      }
+    }
+    const endedAt = yield* Clock.currentTimeMillis
+    const kind = eventKind(row)
+    span.attribute("oban.outcome", kind ?? "shutdown")
+    // Error status for failed attempts only: a snooze, cancel or discard is the worker's decision.
+    span.end(
+      yield* Clock.currentTimeNanos,
+      kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
+    )
+    yield* recordOutcome(job, kind ?? "shutdown", endedAt - startedAt)
+    if (kind !== undefined) {
+      yield* publish([event(job, kind, endedAt, {
+        durationMillis: endedAt - startedAt,
+        ...(row.error === null ? {} : { message: row.error.message }),
+        ...(kind === "failed" ? { willRetry: row.state === "retryable" } : {})
+      })])
+    }
+    return row
+  }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))

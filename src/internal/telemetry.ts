@@ -1,0 +1,79 @@
+/**
+ * Metrics, spans and trace propagation. Everything goes through Effect's own
+ * `Metric` and `Tracer`, so applications choose the exporter (Otlp,
+ * Prometheus, @effect/opentelemetry) and the library depends on none.
+ */
+import { Effect, Metric, Option, Tracer } from "effect"
+import type { Job } from "../Job.ts"
+
+const durationBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })
+
+/** Jobs that finished an attempt, by queue, worker and outcome. */
+export const jobsTotal = Metric.counter("oban_jobs_total", {
+  description: "Attempts that ended, by queue, worker and outcome",
+  incremental: true
+})
+
+/** How long `perform` ran, in milliseconds. */
+export const jobDuration = Metric.histogram("oban_job_duration_ms", {
+  description: "Execution time of an attempt, in milliseconds",
+  boundaries: durationBoundaries
+})
+
+/** How long a job waited between becoming due and starting, in milliseconds. */
+export const queueTime = Metric.histogram("oban_job_queue_time_ms", {
+  description: "Time from scheduled_at to the start of an attempt, in milliseconds",
+  boundaries: durationBoundaries
+})
+
+/** Jobs executing on this node, per queue. */
+export const executing = Metric.gauge("oban_jobs_executing", { description: "Jobs executing on this node, per queue" })
+
+/** Available jobs per queue, sampled from the database. */
+export const available = Metric.gauge("oban_jobs_available", { description: "Available jobs per queue (sampled)" })
+
+export const recordOutcome = (
+  job: Pick<Job, "queue" | "worker">,
+  outcome: string,
+  durationMillis: number
+): Effect.Effect<void> =>
+  Effect.all([
+    Metric.update(Metric.withAttributes(jobsTotal, { queue: job.queue, worker: job.worker, outcome }), 1),
+    Metric.update(Metric.withAttributes(jobDuration, { queue: job.queue, worker: job.worker }), durationMillis)
+  ], { discard: true })
+
+export const recordStart = (job: Pick<Job, "queue" | "worker" | "scheduledAt">, startedAtMillis: number) =>
+  Metric.update(
+    Metric.withAttributes(queueTime, { queue: job.queue, worker: job.worker }),
+    Math.max(0, startedAtMillis - job.scheduledAt.getTime())
+  )
+
+export const setExecuting = (queue: string, count: number) =>
+  Metric.update(Metric.withAttributes(executing, { queue }), count)
+
+export const setAvailable = (queue: string, count: number) =>
+  Metric.update(Metric.withAttributes(available, { queue }), count)
+
+/** The meta key that carries the enqueuing span's context to the job (W3C traceparent). */
+export const traceKey = "traceparent"
+
+/** The current span as a W3C traceparent, if there is one. */
+export const currentTraceparent: Effect.Effect<string | undefined> = Effect.map(
+  Effect.option(Effect.currentSpan),
+  (span) =>
+    Option.match(span, {
+      onNone: () => undefined,
+      onSome: (span) => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+    })
+)
+
+const traceparentPattern = /^00-([0-9a-zA-Z]+)-([0-9a-zA-Z]+)-(0[01])$/
+
+/** The enqueuing span stored in a job's meta, as a parent for its perform span. */
+export const parentFromMeta = (meta: Readonly<Record<string, unknown>>): Tracer.ExternalSpan | undefined => {
+  const value = meta[traceKey]
+  if (typeof value !== "string") return undefined
+  const match = traceparentPattern.exec(value)
+  if (match === null) return undefined
+  return Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: match[3] === "01" })
+}
