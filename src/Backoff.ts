@@ -55,7 +55,8 @@ export const scheduleDelay = (
   })
 
 /**
- * The delay before the next attempt of a job that failed attempt `attempt`.
+ * The delay before the next attempt of a job that failed attempt `attempt`,
+ * in whole milliseconds.
  *
  * @since 0.1.0
  */
@@ -64,4 +65,8 @@ export const delayFor = (
   attempt: number,
   maxAttempts: number
 ): Effect.Effect<Duration.Duration> =>
-  backoff === undefined ? defaultDelay(attempt, maxAttempts) : scheduleDelay(backoff, attempt, maxAttempts)
+  Effect.map(
+    backoff === undefined ? defaultDelay(attempt, maxAttempts) : scheduleDelay(backoff, attempt, maxAttempts),
+    // Whole milliseconds, so that a retry is due exactly when a clock in milliseconds says so.
+    (delay) => Duration.millis(Math.round(Duration.toMillis(delay)))
+  )

@@ -19,6 +19,7 @@ import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, publish } from "./Events.ts"
 import { encodeRequest } from "./internal/encodeRequest.ts"
+import { InlineRunner } from "./internal/inline.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
@@ -76,6 +77,8 @@ export const insertAll = (
           at
         }))))
       }
+      const inline = yield* InlineRunner
+      if (inline !== undefined) yield* inline(jobs)
       return jobs
     }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }))
   })

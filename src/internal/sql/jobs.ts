@@ -260,3 +260,35 @@ export const countAvailable = (
         WHERE state = 'available' AND queue IN ${sql.in(queues)}
         GROUP BY queue
       `.pipe(Effect.map((rows) => new Map(rows.map((row) => [row.queue, row.n]))))
+
+/** Claims the given jobs if they are available, for a run in the caller's fiber (testing). */
+export const claimJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  ids: ReadonlyArray<number>,
+  node: string
+): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
+  ids.length === 0 ? Effect.succeed([]) : sql<JobRow>`
+    WITH clock AS (SELECT ${now} AS now)
+    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    SET state = 'executing', attempt = j.attempt + 1,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now, attempted_by = ARRAY[${node}, 'inline']::text[]
+    FROM clock
+    WHERE j.id IN ${sql.in(ids)} AND j.state = 'available'
+    RETURNING ${sql.literal(qualifiedJobColumns)}
+  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort((a, b) => a.id - b.id)))
+
+/** Makes the scheduled and retryable jobs of `queue` due by `until` available (testing). */
+export const stageQueue = (
+  sql: SqlClient,
+  prefix: string,
+  queue: string,
+  until: Fragment
+): Effect.Effect<number, SqlError> =>
+  sql<{ readonly id: bigint }>`
+    UPDATE ${table(sql, prefix, "oban_jobs")} SET state = 'available'
+    WHERE queue = ${queue} AND state IN ('scheduled', 'retryable') AND scheduled_at <= ${until}
+    RETURNING id
+  `.pipe(Effect.map((rows) => rows.length))

@@ -1,0 +1,328 @@
+/**
+ * Test helpers for applications that use effect-oban, imported from
+ * `effect-oban/testing`. Modelled on Oban.Testing and rivertest.
+ *
+ * - `ObanTest.layer({ mode: "manual" })`: inserted jobs wait in the database
+ *   until the test runs them with `drainQueue`;
+ * - `ObanTest.layer({ mode: "inline" })`: inserting a job that is due runs it
+ *   at once, in the caller's fiber;
+ * - `performJob(worker, args)`: runs a worker's `perform` without a database
+ *   and returns the outcome;
+ * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue.
+ *
+ * The layer turns on `ObanClock`'s effect mode by default, so everything the
+ * library stamps or compares follows `TestClock`.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Context, DateTime, Duration, Effect, Exit, Layer, Result, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "./Config.ts"
+import * as Config from "./Config.ts"
+import { type InvalidConfigError, InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
+import type { Job, JobState } from "./Job.ts"
+import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
+import { InlineRunner } from "./internal/inline.ts"
+import { JobTimeout } from "./internal/outcome.ts"
+import { makeRegistry, type Registry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
+import { ackJobs, claimJobs, fetchJobs, stageQueue } from "./internal/sql/jobs.ts"
+import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
+import { table } from "./internal/sql/tables.ts"
+import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
+import type * as WorkerModule from "./Worker.ts"
+
+/**
+ * A helper's expectation did not hold.
+ *
+ * @since 0.1.0
+ */
+export class ObanTestError extends Schema.TaggedError<ObanTestError>()("ObanTestError", {
+  message: Schema.String
+}) {}
+
+/**
+ * @since 0.1.0
+ */
+export interface LayerOptions<W extends WorkerModule.Any> {
+  /** `manual` (default): jobs wait for `drainQueue`. `inline`: due jobs run as they are inserted. */
+  readonly mode?: "manual" | "inline" | undefined
+  /** The workers `drainQueue` and inline mode can run. */
+  readonly workers?: ReadonlyArray<W> | undefined
+  readonly prefix?: string | undefined
+  /** Where "now" comes from; default `effect` (so `TestClock` drives the queue). */
+  readonly clock?: ClockMode | undefined
+  /** The node name stamped on jobs run by the helpers. Default `oban-test`. */
+  readonly node?: string | undefined
+}
+
+/**
+ * The testing kit's state: the workers it can run and how.
+ *
+ * @since 0.1.0
+ */
+export class ObanTest extends Context.Service<ObanTest, {
+  readonly mode: "manual" | "inline"
+  readonly node: string
+  readonly prefix: string
+  readonly registry: Registry<unknown>
+}>()("effect-oban/ObanTest") {}
+
+const runClaimed = (
+  registry: Registry<unknown>,
+  sql: SqlClient,
+  prefix: string,
+  jobs: ReadonlyArray<Job>
+) =>
+  Effect.forEach(jobs, (job) =>
+    Effect.gen(function*() {
+      const row = yield* runAttempt(registry, job, () => undefined)
+      yield* ackJobs(sql, prefix, yield* now(sql), registry.node, [row])
+      return row
+    }))
+
+/**
+ * Settings, clock and (inline mode) the inline runner for tests. Requires
+ * `SqlClient` and the services of the workers.
+ *
+ * @since 0.1.0
+ */
+export const layer = <W extends WorkerModule.Any = never>(
+  options: LayerOptions<W> = {}
+): Layer.Layer<ObanTest, InvalidPrefixError | InvalidConfigError, SqlClient | WorkerModule.Requirements<W>> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const settings = yield* Config.make(options.prefix === undefined ? {} : { prefix: options.prefix })
+    const node = options.node ?? "oban-test"
+    const context = yield* Effect.context<WorkerModule.Requirements<W>>()
+    const registry = makeRegistry(
+      node,
+      (options.workers ?? []) as unknown as ReadonlyArray<RunnableWorker<unknown>>,
+      context as Context.Context<unknown>
+    )
+    const mode = options.mode ?? "manual"
+    const sql = yield* SqlClient
+    const inline = (jobs: ReadonlyArray<Job>) =>
+      Effect.gen(function*() {
+        const due = jobs.filter((job) => job.state === "available").map((job) => job.id)
+        const claimed = yield* claimJobs(sql, settings.prefix, yield* now(sql), due, node)
+        yield* runClaimed(registry, sql, settings.prefix, claimed)
+      })
+    let services = Context.make(ObanTest, { mode, node, prefix: settings.prefix, registry }).pipe(
+      Context.add(Settings, settings),
+      Context.add(ObanClock, { mode: options.clock ?? "effect" })
+    )
+    if (mode === "inline") services = Context.add(services, InlineRunner, inline)
+    return services
+  }))
+
+/**
+ * How an attempt ended, as `performJob` reports it.
+ *
+ * @since 0.1.0
+ */
+export type PerformResult<E> =
+  | { readonly _tag: "Completed" }
+  | { readonly _tag: "Failed"; readonly error: E }
+  | { readonly _tag: "Crashed"; readonly defect: unknown }
+  | { readonly _tag: "TimedOut"; readonly millis: number }
+  | { readonly _tag: "Snoozed"; readonly millis: number }
+  | { readonly _tag: "Cancelled"; readonly reason: string }
+  | { readonly _tag: "Discarded"; readonly reason: string }
+
+/**
+ * Runs `worker.perform` once with a job built from `args`, without a
+ * database. The args make the same JSON round trip as a real job. The
+ * worker's timeout applies (on `TestClock` it elapses with `TestClock.adjust`).
+ *
+ * @since 0.1.0
+ */
+export const performJob = <A, E, R>(
+  worker: Worker<string, A, E, R>,
+  args: A,
+  options: {
+    readonly attempt?: number
+    readonly maxAttempts?: number
+    readonly id?: number
+    readonly meta?: Readonly<Record<string, unknown>>
+    readonly tags?: ReadonlyArray<string>
+  } = {}
+): Effect.Effect<PerformResult<E>, InvalidJobError, R> =>
+  Effect.gen(function*() {
+    const json = yield* Schema.encodeEffect(worker.argsJson)(args).pipe(
+      Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message }))
+    )
+    const decoded = yield* Schema.decodeUnknownEffect(worker.argsJson)(JSON.parse(JSON.stringify(json))).pipe(
+      Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message }))
+    )
+    const at = new Date(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
+    const job: Job<A> = {
+      id: options.id ?? 1,
+      state: "executing",
+      queue: worker.queue,
+      worker: worker.name,
+      args: decoded,
+      meta: options.meta ?? {},
+      tags: options.tags ?? worker.tags,
+      errors: [],
+      attempt: options.attempt ?? 1,
+      maxAttempts: options.maxAttempts ?? worker.maxAttempts,
+      priority: worker.priority,
+      insertedAt: at,
+      scheduledAt: at,
+      attemptedAt: at,
+      completedAt: null,
+      discardedAt: null,
+      cancelledAt: null,
+      attemptedBy: ["oban-test", "perform"]
+    }
+    const work = worker.timeout === undefined
+      ? worker.perform(job)
+      : Effect.timeoutOrElse(worker.perform(job), {
+        duration: worker.timeout,
+        orElse: () => Effect.fail(new JobTimeout({ millis: Duration.toMillis(worker.timeout!) }))
+      })
+    const exit = yield* Effect.exit(work)
+    if (Exit.isSuccess(exit)) return { _tag: "Completed" } as const
+    const error = Cause.findError(exit.cause)
+    if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const
+    const value: unknown = error.success
+    if (value instanceof JobTimeout) return { _tag: "TimedOut", millis: value.millis } as const
+    if (value instanceof Snooze) return { _tag: "Snoozed", millis: value.millis } as const
+    if (value instanceof Cancel) return { _tag: "Cancelled", reason: value.reason } as const
+    if (value instanceof Discard) return { _tag: "Discarded", reason: value.reason } as const
+    return { _tag: "Failed", error: value as E } as const
+  })
+
+/**
+ * Which jobs a query matches. Unset fields match anything; `state` defaults
+ * to `available` and `scheduled`. `args` matches when the stored (JSON) args
+ * contain it.
+ *
+ * @since 0.1.0
+ */
+export interface EnqueuedFilter {
+  readonly worker?: WorkerModule.Any | string | undefined
+  readonly args?: Readonly<Record<string, unknown>> | undefined
+  readonly queue?: string | undefined
+  readonly state?: JobState | ReadonlyArray<JobState> | undefined
+  readonly priority?: number | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
+  /** Scheduled at or after this instant. */
+  readonly scheduledFrom?: Date | DateTime.DateTime | undefined
+  /** Scheduled at or before this instant. */
+  readonly scheduledTo?: Date | DateTime.DateTime | undefined
+}
+
+const toDate = (at: Date | DateTime.DateTime): Date => (DateTime.isDateTime(at) ? DateTime.toDate(at) : at)
+
+/**
+ * Every job matching `filter`, oldest first.
+ *
+ * @since 0.1.0
+ */
+export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<ReadonlyArray<Job>, SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    const states = filter.state === undefined ? ["available", "scheduled"] : typeof filter.state === "string" ? [filter.state] : filter.state
+    const worker = filter.worker === undefined ? undefined : typeof filter.worker === "string" ? filter.worker : filter.worker.name
+    const clauses = [
+      sql`state::text IN ${sql.in(states)}`,
+      ...(worker === undefined ? [] : [sql`worker = ${worker}`]),
+      ...(filter.queue === undefined ? [] : [sql`queue = ${filter.queue}`]),
+      ...(filter.priority === undefined ? [] : [sql`priority = ${filter.priority}`]),
+      ...(filter.args === undefined ? [] : [sql`args @> ${JSON.stringify(filter.args)}::jsonb`]),
+      ...(filter.tags === undefined ? [] : [sql`tags @> ${`{${filter.tags.map((tag) => JSON.stringify(tag)).join(",")}}`}::text[]`]),
+      ...(filter.scheduledFrom === undefined ? [] : [sql`scheduled_at >= ${toDate(filter.scheduledFrom)}`]),
+      ...(filter.scheduledTo === undefined ? [] : [sql`scheduled_at <= ${toDate(filter.scheduledTo)}`])
+    ]
+    const rows = yield* sql<JobRow>`
+      SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE ${sql.and(clauses)} ORDER BY id`
+    return rows.map(jobFromRow)
+  })
+
+const describe = (filter: EnqueuedFilter): string =>
+  JSON.stringify({
+    ...filter,
+    worker: typeof filter.worker === "object" ? filter.worker.name : filter.worker
+  })
+
+/**
+ * Succeeds with the first job matching `filter`; fails with `ObanTestError`
+ * when there is none.
+ *
+ * @since 0.1.0
+ */
+export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanTestError | SqlError, SqlClient> =>
+  Effect.flatMap(allEnqueued(filter), (jobs) =>
+    jobs.length > 0
+      ? Effect.succeed(jobs[0]!)
+      : Effect.fail(new ObanTestError({ message: `expected a job matching ${describe(filter)}, found none` })))
+
+/**
+ * Fails with `ObanTestError` when a job matches `filter`.
+ *
+ * @since 0.1.0
+ */
+export const refuteEnqueued = (filter: EnqueuedFilter): Effect.Effect<void, ObanTestError | SqlError, SqlClient> =>
+  Effect.flatMap(allEnqueued(filter), (jobs) =>
+    jobs.length === 0 ? Effect.void : Effect.fail(
+      new ObanTestError({
+        message: `expected no job matching ${describe(filter)}, found ${jobs.length} (ids ${jobs.map((job) => job.id).join(", ")})`
+      })
+    ))
+
+/**
+ * What `drainQueue` ran, by outcome.
+ *
+ * @since 0.1.0
+ */
+export interface DrainResult {
+  readonly completed: number
+  readonly failed: number
+  readonly snoozed: number
+  readonly cancelled: number
+  readonly discarded: number
+}
+
+/**
+ * Runs the available jobs of `queue` one by one in the caller's fiber and
+ * returns how they ended. `withScheduled` also runs scheduled and retryable
+ * jobs due by now (by the library's clock, so `TestClock` moves it).
+ * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
+ * (and retries that are due) run too.
+ *
+ * @since 0.1.0
+ */
+export const drainQueue = (options: {
+  readonly queue: string
+  readonly withScheduled?: boolean | undefined
+  readonly withRecursion?: boolean | undefined
+}): Effect.Effect<DrainResult, SqlError, SqlClient | ObanTest> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const kit = yield* ObanTest
+    const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
+    while (true) {
+      if (options.withScheduled === true) yield* stageQueue(sql, kit.prefix, options.queue, yield* now(sql))
+      const jobs = yield* fetchJobs(sql, kit.prefix, yield* now(sql), {
+        queue: options.queue,
+        demand: 1_000,
+        node: kit.node,
+        producer: "drain"
+      })
+      const rows = yield* runClaimed(kit.registry, sql, kit.prefix, jobs)
+      for (const row of rows) {
+        if (row.state === "completed") counts.completed++
+        else if (row.state === "scheduled") counts.snoozed++
+        else if (row.state === "cancelled") counts.cancelled++
+        else if (row.state === "discarded" && (row.error?.kind === "discarded" || row.error?.kind === "decode")) {
+          counts.discarded++
+        } else counts.failed++
+      }
+      if (options.withRecursion !== true || jobs.length === 0) return counts
+    }
+  })
+
+

@@ -1,0 +1,221 @@
+/**
+ * The testing kit as a user would use it: imported from the subpath, on
+ * TestClock, against real PostgreSQL.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Duration, Effect, Fiber, Layer, Random, Ref, Schedule, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { TestClock } from "effect/testing"
+import { Backoff, Migrations, Oban, Stager, Worker } from "effect-oban"
+import * as ObanTest from "effect-oban/testing"
+import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
+
+class Declined extends Schema.TaggedError<Declined>()("Declined", { message: Schema.String }) {}
+
+const sent = Ref.makeUnsafe<ReadonlyArray<string>>([])
+
+const SendEmail = Worker.make("SendEmail", {
+  args: Schema.Struct({ to: Schema.String }),
+  queue: "mailers",
+  perform: (job) => Ref.update(sent, (all) => [...all, job.args.to])
+})
+
+const Charge = Worker.make("Charge", {
+  args: Schema.Struct({ amount: Schema.Int }),
+  maxAttempts: 3,
+  perform: (job): Effect.Effect<void, Declined | Worker.Snooze | Worker.Discard> =>
+    job.args.amount > 100
+      ? Effect.fail(new Declined({ message: "too much" }))
+      : job.args.amount < 0
+      ? Worker.discard("negative amount")
+      : job.args.amount === 0
+      ? Worker.snooze("1 minute")
+      : Effect.void
+})
+
+const Slow = Worker.make("Slow", {
+  args: Schema.Struct({}),
+  timeout: "30 seconds",
+  perform: () => Effect.sleep("1 minute")
+})
+
+/** A signup that sends a welcome mail, then a reminder in 1 hour. */
+const SignUp = Worker.make("SignUp", {
+  args: Schema.Struct({ email: Schema.String }),
+  perform: (job) =>
+    Effect.gen(function*() {
+      yield* Oban.insert(SendEmail.job({ to: job.args.email }))
+      yield* Oban.insert(SendEmail.job({ to: `reminder:${job.args.email}` }, { scheduleIn: "1 hour" }))
+    })
+})
+
+const Flaky = Worker.make("Flaky", {
+  args: Schema.Struct({}),
+  maxAttempts: 4,
+  backoff: Schedule.exponential("10 seconds").pipe(Schedule.jittered),
+  perform: () => Effect.fail("always")
+})
+
+const workers = [SendEmail, Charge, SignUp, Flaky]
+
+const database = (prefix: string) =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix })
+  })).pipe(Layer.provideMerge(pgLayer()))
+
+const truncate = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+    yield* Ref.set(sent, [])
+  })
+
+describe("performJob (no database)", () => {
+  layer(Layer.empty)((it) => {
+    it.effect("reports every outcome", () =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual(yield* ObanTest.performJob(Charge, { amount: 5 }), { _tag: "Completed" })
+        const failed = yield* ObanTest.performJob(Charge, { amount: 500 })
+        assert.strictEqual(failed._tag, "Failed")
+        if (failed._tag === "Failed") assert.strictEqual(failed.error._tag, "Declined")
+        assert.deepStrictEqual(yield* ObanTest.performJob(Charge, { amount: 0 }), { _tag: "Snoozed", millis: 60_000 })
+        assert.deepStrictEqual(yield* ObanTest.performJob(Charge, { amount: -1 }), {
+          _tag: "Discarded",
+          reason: "negative amount"
+        })
+      }))
+
+    it.effect("a timeout elapses on TestClock", () =>
+      Effect.gen(function*() {
+        const fiber = yield* Effect.forkChild(ObanTest.performJob(Slow, {}))
+        yield* TestClock.adjust("30 seconds")
+        assert.deepStrictEqual(yield* Fiber.join(fiber), { _tag: "TimedOut", millis: 30_000 })
+      }))
+
+    it.effect("args that do not encode are an InvalidJobError", () =>
+      Effect.gen(function*() {
+        const error = yield* ObanTest.performJob(Charge, { amount: 1.5 }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidJobError")
+      }))
+  })
+})
+
+describe("manual mode", () => {
+  const prefix = uniquePrefix("kit_manual")
+  const TestLive = ObanTest.layer({ mode: "manual", workers, prefix }).pipe(Layer.provideMerge(database(prefix)))
+  layer(TestLive)((it) => {
+    it.effect("jobs wait until drained; assertions see them", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        yield* Oban.insert(SignUp.job({ email: "ada@example.com" }))
+        const queued = yield* ObanTest.assertEnqueued({ worker: SignUp, args: { email: "ada@example.com" } })
+        assert.strictEqual(queued.state, "available")
+        yield* ObanTest.refuteEnqueued({ worker: SendEmail })
+        assert.deepStrictEqual(yield* ObanTest.drainQueue({ queue: "default" }), {
+          completed: 1,
+          failed: 0,
+          snoozed: 0,
+          cancelled: 0,
+          discarded: 0
+        })
+        yield* ObanTest.assertEnqueued({ worker: SendEmail, queue: "mailers", args: { to: "ada@example.com" } })
+        const reminder = yield* ObanTest.assertEnqueued({ worker: SendEmail, state: "scheduled" })
+        assert.strictEqual(reminder.scheduledAt.getTime() - reminder.insertedAt.getTime(), 3_600_000)
+        const missing = yield* ObanTest.assertEnqueued({ worker: "Nope" }).pipe(Effect.flip)
+        assert.strictEqual(missing._tag, "ObanTestError")
+      }))
+
+    it.effect("a job scheduled in 1 hour does not run until TestClock.adjust('1 hour'), then runs", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const sql = yield* SqlClient
+        yield* Oban.insert(SendEmail.job({ to: "later" }, { scheduleIn: "1 hour" }))
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "mailers", withScheduled: true })).completed, 0)
+        assert.strictEqual((yield* Stager.runOnce({ sql, prefix })).staged, 0)
+        yield* TestClock.adjust("59 minutes")
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "mailers", withScheduled: true })).completed, 0)
+        yield* TestClock.adjust("1 minute")
+        assert.strictEqual((yield* Stager.runOnce({ sql, prefix })).staged, 1)
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "mailers" })).completed, 1)
+        assert.deepStrictEqual(yield* Ref.get(sent), ["later"])
+      }))
+
+    it.effect("a failing job retries exactly at its backoff times (seeded Random)", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        // The delays the worker's jittered schedule gives under this seed.
+        const expected = yield* Effect.forEach([1, 2, 3], (attempt) =>
+          Backoff.delayFor(Flaky.backoff, attempt, 4).pipe(Effect.map(Duration.toMillis), Random.withSeed("retries")))
+        // exponential 10 s, jittered within [0.8, 1.2]
+        assert.isTrue(expected.every((delay, i) => delay >= 8_000 * 2 ** i && delay <= 12_000 * 2 ** i))
+        const job = yield* Oban.insert(Flaky.job({}))
+        const attemptsAt: Array<number> = []
+        const drain = Effect.gen(function*() {
+          const result = yield* ObanTest.drainQueue({ queue: "default", withScheduled: true })
+          if (result.failed > 0) attemptsAt.push(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
+        }).pipe(Random.withSeed("retries"))
+        yield* drain
+        for (const delay of expected) {
+          yield* TestClock.adjust(delay - 1)
+          yield* drain
+          assert.strictEqual(attemptsAt.length, expected.indexOf(delay) + 1, "not yet due")
+          yield* TestClock.adjust(1)
+          yield* drain
+        }
+        assert.strictEqual(attemptsAt.length, 4)
+        const row = (yield* ObanTest.allEnqueued({ state: "discarded" }))[0]!
+        assert.strictEqual(row.id, job.id)
+        assert.strictEqual(row.errors.length, 4)
+      }))
+
+    it.effect("drainQueue with recursion runs jobs inserted by jobs; counts every outcome", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        yield* Oban.insertAll([
+          Charge.job({ amount: 1 }),
+          Charge.job({ amount: 500 }),
+          Charge.job({ amount: 0 }),
+          Charge.job({ amount: -3 }),
+          SignUp.job({ email: "b" })
+        ])
+        assert.deepStrictEqual(yield* ObanTest.drainQueue({ queue: "default", withRecursion: true }), {
+          completed: 2,
+          failed: 1,
+          snoozed: 1,
+          cancelled: 0,
+          discarded: 1
+        })
+        assert.deepStrictEqual(yield* ObanTest.drainQueue({ queue: "mailers" }), {
+          completed: 1,
+          failed: 0,
+          snoozed: 0,
+          cancelled: 0,
+          discarded: 0
+        })
+      }))
+  })
+})
+
+describe("inline mode", () => {
+  const prefix = uniquePrefix("kit_inline")
+  const TestLive = ObanTest.layer({ mode: "inline", workers, prefix }).pipe(Layer.provideMerge(database(prefix)))
+  layer(TestLive)((it) => {
+    it.effect("inserting runs the job at once, in the caller's fiber", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const job = yield* Oban.insert(SendEmail.job({ to: "now" }))
+        assert.deepStrictEqual(yield* Ref.get(sent), ["now"])
+        const [row] = yield* ObanTest.allEnqueued({ state: "completed" })
+        assert.strictEqual(row!.id, job.id)
+        // Jobs it inserts run too; the scheduled reminder waits.
+        yield* Oban.insert(SignUp.job({ email: "c" }))
+        assert.deepStrictEqual(yield* Ref.get(sent), ["now", "c"])
+        yield* ObanTest.assertEnqueued({ worker: SendEmail, state: "scheduled", args: { to: "reminder:c" } })
+        const failing = yield* Oban.insert(Charge.job({ amount: 1000 }))
+        const [retry] = yield* ObanTest.allEnqueued({ state: "retryable" })
+        assert.strictEqual(retry!.id, failing.id)
+      }))
+  })
+})
+
