@@ -197,7 +197,11 @@ export const layer = <W extends Worker.Any>(
       const sql = yield* SqlClient
       const settings = { prefix: runtime.prefix, maxArgsBytes: runtime.maxArgsBytes }
       const local = <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
-        effect.pipe(Effect.provideService(SqlClient, sql), Effect.provideService(Settings, settings))
+        effect.pipe(
+          Effect.provideService(SqlClient, sql),
+          Effect.provideService(Settings, settings),
+          Effect.provideService(EventHub, runtime.events)
+        )
       const service: ObanShape = {
         node: runtime.node,
         insert: (request) => local(insert(request)),

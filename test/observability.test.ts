@@ -1,0 +1,133 @@
+/**
+ * Spans, metrics, logs and events, observed with an in-memory tracer, metric
+ * snapshots, a capturing logger and the node's event stream.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Fiber, Layer, Logger, Metric, Option, References, Schema, Stream, Tracer } from "effect"
+import { Migrations, Oban, Worker } from "effect-oban"
+import * as ObanTest from "effect-oban/testing"
+import { dropSchemaOnClose, pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
+import { startNode } from "./support/node.ts"
+
+/** A tracer that records every span it starts. */
+const recordingTracer = Effect.map(Effect.tracer, (base) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = base.span(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { tracer, spans }
+})
+
+const parentId = (span: Tracer.Span): string | undefined =>
+  Option.match(span.parent, { onNone: () => undefined, onSome: (parent) => parent.spanId })
+
+const Greet = Worker.make("ObsGreet", {
+  args: Schema.Struct({ name: Schema.String }),
+  perform: (job) => Effect.log(`hello ${job.args.name}`)
+})
+const Fail = Worker.make("ObsFail", {
+  args: Schema.Struct({}),
+  maxAttempts: 1,
+  perform: () => Effect.fail("nope")
+})
+const Nap = Worker.make("ObsNap", { args: Schema.Struct({}), perform: () => Worker.snooze("1 minute") })
+
+describe("traces, metrics and logs", () => {
+  const prefix = uniquePrefix("obs")
+  const TestLive = ObanTest.layer({ workers: [Greet, Fail, Nap], prefix }).pipe(
+    Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
+      yield* dropSchemaOnClose(prefix)
+      yield* Migrations.run({ prefix })
+    })).pipe(Layer.provideMerge(pgLayer())))
+  )
+  layer(TestLive)((it) => {
+    it.effect("one trace runs from the request that enqueued to the job's perform span", () =>
+      Effect.gen(function*() {
+        const { tracer, spans } = yield* recordingTracer
+        yield* Effect.gen(function*() {
+          yield* Oban.insert(Greet.job({ name: "ada" })).pipe(Effect.withSpan("http.request"))
+          yield* Oban.insert(Fail.job({}))
+          yield* ObanTest.drainQueue({ queue: "default" })
+        }).pipe(Effect.withTracer(tracer))
+        const request = spans.find((span) => span.name === "http.request")!
+        const insert = spans.find((span) => span.name === "oban.insert" && parentId(span) === request.spanId)!
+        assert.isDefined(insert)
+        const performs = spans.filter((span) => span.name === "oban.perform")
+        const greet = performs.find((span) => span.attributes.get("oban.job.worker") === "ObsGreet")!
+        assert.strictEqual(greet.traceId, request.traceId)
+        assert.strictEqual(parentId(greet), insert.spanId)
+        assert.strictEqual(greet.attributes.get("oban.outcome"), "completed")
+        assert.strictEqual(greet.attributes.get("oban.job.queue"), "default")
+        assert.strictEqual(greet.attributes.get("oban.job.attempt"), 1)
+        assert.strictEqual(greet.status._tag, "Ended")
+        if (greet.status._tag === "Ended") assert.strictEqual(greet.status.exit._tag, "Success")
+        const failed = performs.find((span) => span.attributes.get("oban.job.worker") === "ObsFail")!
+        assert.strictEqual(failed.attributes.get("oban.outcome"), "failed")
+        if (failed.status._tag === "Ended") assert.strictEqual(failed.status.exit._tag, "Failure")
+        assert.isTrue(spans.some((span) => span.name === "oban.fetch" || span.name === "oban.insert"))
+      }))
+
+    it.effect("metrics count attempts by queue, worker and outcome, with duration and queue-time histograms", () =>
+      Effect.gen(function*() {
+        yield* Oban.insertAll([Greet.job({ name: "a" }), Greet.job({ name: "b" }), Fail.job({}), Nap.job({})])
+        yield* ObanTest.drainQueue({ queue: "default" })
+        const snapshot = yield* Metric.snapshot
+        const count = (worker: string, outcome: string) =>
+          snapshot.filter((m) =>
+            m.id === "oban_jobs_total" && m.attributes?.["worker"] === worker && m.attributes?.["outcome"] === outcome
+          ).reduce((total, m) => total + Number((m.state as { count: number | bigint }).count), 0)
+        assert.isAtLeast(count("ObsGreet", "completed"), 2)
+        assert.isAtLeast(count("ObsFail", "failed"), 1)
+        assert.isAtLeast(count("ObsNap", "snoozed"), 1)
+        const duration = snapshot.find((m) => m.id === "oban_job_duration_ms" && m.attributes?.["worker"] === "ObsGreet")
+        assert.isDefined(duration)
+        assert.isAtLeast(Number((duration!.state as { count: number }).count), 2)
+        assert.isDefined(snapshot.find((m) => m.id === "oban_job_queue_time_ms"))
+      }))
+
+    it.effect("logs inside perform carry the job id, worker, queue and attempt", () =>
+      Effect.gen(function*() {
+        const lines: Array<{ message: unknown; annotations: Readonly<Record<string, unknown>> }> = []
+        const capture = Logger.make(({ fiber, message }) => {
+          lines.push({ message, annotations: fiber.getRef(References.CurrentLogAnnotations) })
+        })
+        const job = yield* Oban.insert(Greet.job({ name: "logs" }))
+        yield* ObanTest.drainQueue({ queue: "default" }).pipe(
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture]))
+        )
+        const line = lines.find((entry) => String(entry.message).includes("hello logs"))!
+        assert.deepStrictEqual(
+          [line.annotations["jobId"], line.annotations["worker"], line.annotations["queue"], line.annotations["attempt"]],
+          [job.id, "ObsGreet", "default", 1]
+        )
+      }))
+  })
+})
+
+describe("Oban.events", () => {
+  const prefix = uniquePrefix("events")
+  layer(testLayer(prefix), { excludeTestServices: true })((it) => {
+    it.effect("delivers each event once, in order per job", () =>
+      Effect.gen(function*() {
+        const node = yield* startNode({ prefix, node: "events", queues: { default: 5 }, workers: [Greet, Fail, Nap] })
+        const collector = yield* Effect.forkChild(
+          node.oban.events.pipe(Stream.take(9), Stream.runCollect)
+        )
+        yield* Effect.yieldNow
+        yield* Effect.sleep("50 millis")
+        const [ok, bad, nap] = yield* node.oban.insertAll([Greet.job({ name: "e" }), Fail.job({}), Nap.job({})])
+        const events = Array.from(yield* Fiber.join(collector).pipe(Effect.timeout("10 seconds")))
+        const of = (id: number) => events.filter((event) => event.jobId === id).map((event) => event.kind)
+        assert.deepStrictEqual(of(ok!.id), ["inserted", "started", "completed"])
+        assert.deepStrictEqual(of(bad!.id), ["inserted", "started", "failed"])
+        assert.deepStrictEqual(of(nap!.id).slice(0, 3), ["inserted", "started", "snoozed"])
+        const failed = events.find((event) => event.jobId === bad!.id && event.kind === "failed")!
+        assert.strictEqual(failed.willRetry, false)
+        assert.isDefined(failed.durationMillis)
+      }))
+  })
+})
