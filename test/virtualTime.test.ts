@@ -1,0 +1,163 @@
+/**
+ * The whole queue on TestClock against real PostgreSQL: snoozes, timeouts,
+ * lease expiry, rescue, pruning and cron move with TestClock.adjust, with no
+ * real sleeping, whatever the virtual durations.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Clock, Effect, Fiber, Layer, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { TestClock } from "effect/testing"
+import { Cron, Leader, Migrations, Oban, ObanClock, Pruner, Rescuer, Worker } from "effect-oban"
+import * as ObanTest from "effect-oban/testing"
+import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
+
+const Nap = Worker.make("Nap", {
+  args: Schema.Struct({}),
+  perform: (job) => job.attempt === 1 && job.meta["woke"] === undefined ? Worker.snooze("1 minute") : Effect.void
+})
+let naps = 0
+const NapOnce = Worker.make("NapOnce", {
+  args: Schema.Struct({}),
+  perform: () => naps++ === 0 ? Worker.snooze("1 minute") : Effect.void
+})
+const Slow = Worker.make("Slow", {
+  args: Schema.Struct({}),
+  timeout: "30 seconds",
+  maxAttempts: 1,
+  perform: () => Effect.sleep("1 hour")
+})
+const Tick = Worker.make("Tick", { args: Schema.Struct({}), perform: () => Effect.void })
+
+const prefix = uniquePrefix("virtual")
+const TestLive = ObanTest.layer({ workers: [Nap, NapOnce, Slow, Tick], prefix }).pipe(
+  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix })
+  })).pipe(Layer.provideMerge(pgLayer())))
+)
+
+/**
+ * The database pool runs on the real clock (the layer is built without test
+ * services); each test body gets its own TestClock, which the library follows.
+ */
+const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+
+/** Polls with real (not virtual) sleeps: for waiting on database I/O under TestClock. */
+const untilLive = <E, R>(check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200; i++) {
+      if (yield* check) return
+      yield* TestClock.withLive(Effect.sleep("10 millis"))
+    }
+    return yield* Effect.die(new Error("condition not reached"))
+  })
+
+const truncate = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+})
+
+describe("virtual time", () => {
+  layer(TestLive, { excludeTestServices: true })((it) => {
+    it.effect("the testing layer runs the library on Effect's clock", () =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual(yield* ObanClock.ObanClock, { mode: "effect" })
+        yield* TestClock.adjust("1 minute")
+        const job = yield* Oban.insert(Tick.job({}))
+        assert.strictEqual(job.insertedAt.getTime(), yield* Clock.currentTimeMillis)
+      }).pipe(onTestClock))
+
+    it.effect("a snoozed job comes back exactly after its snooze", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        naps = 0
+        yield* Oban.insert(NapOnce.job({}))
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "default" })).snoozed, 1)
+        yield* TestClock.adjust("59 seconds")
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "default", withScheduled: true })).completed, 0)
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "default", withScheduled: true })).completed, 1)
+      }).pipe(onTestClock))
+
+    it.effect("a worker's timeout interrupts the job at the virtual deadline", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const job = yield* Oban.insert(Slow.job({}))
+        const drain = yield* Effect.forkChild(ObanTest.drainQueue({ queue: "default" }))
+        // The drain claims the job over a real connection; once it runs, only virtual time is left.
+        yield* untilLive(Effect.map(ObanTest.allEnqueued({ state: "executing" }), (jobs) => jobs.length === 1))
+        yield* TestClock.withLive(Effect.sleep("20 millis"))
+        yield* TestClock.adjust("30 seconds")
+        assert.strictEqual((yield* Fiber.join(drain)).failed, 1)
+        const [row] = yield* ObanTest.allEnqueued({ state: "discarded" })
+        assert.strictEqual(row!.id, job.id)
+        assert.strictEqual(row!.errors[0]!.kind, "timeout")
+      }).pipe(onTestClock))
+
+    it.effect("a leader's lease expires after its TTL of virtual time", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const ttl = "30 seconds"
+        assert.isTrue((yield* Leader.runOnce({ sql, prefix, node: "a", ttl: Leader.defaults.ttl })).isLeader)
+        yield* TestClock.adjust("29 seconds")
+        assert.isFalse((yield* Leader.runOnce({ sql, prefix, node: "b", ttl: Leader.defaults.ttl })).isLeader)
+        yield* TestClock.adjust("1 second")
+        const takeover = yield* Leader.runOnce({ sql, prefix, node: "b", ttl: Leader.defaults.ttl })
+        assert.deepStrictEqual([takeover.isLeader, takeover.leader, ttl], [true, "b", ttl])
+      }).pipe(onTestClock))
+
+    it.effect("a silent producer's jobs are rescued after rescueAfter of virtual time", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const job = yield* Oban.insert(Tick.job({}))
+        const lastBeat = new Date(yield* Clock.currentTimeMillis)
+        yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (node, queue, "limit", updated_at)
+                   VALUES ('gone', 'default', 1, ${lastBeat})`
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
+                   attempted_by = ARRAY['gone', 'p'] WHERE id = ${job.id}`
+        yield* TestClock.adjust("59 seconds")
+        assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0 })
+        yield* TestClock.adjust("2 seconds")
+        assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0 })
+        assert.strictEqual((yield* ObanTest.drainQueue({ queue: "default" })).completed, 1)
+      }).pipe(onTestClock))
+
+    it.effect("finished jobs are pruned once they are older than maxAge in virtual time", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        yield* Oban.insert(Tick.job({}))
+        yield* ObanTest.drainQueue({ queue: "default" })
+        yield* TestClock.adjust("6 days")
+        assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 0)
+        yield* TestClock.adjust("1 day")
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 1)
+      }).pipe(onTestClock))
+
+    it.effect("cron inserts one job per slot as two virtual hours pass", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const entries = yield* Cron.parse([Cron.entry("*/5 * * * *", Tick, {})])
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1))
+        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader: Effect.succeed(true) }))
+        // Let the loop make its first pass (real database I/O), then move time forward in 5-minute steps.
+        const settle = TestClock.withLive(Effect.sleep("30 millis"))
+        yield* settle
+        for (let i = 0; i < 24; i++) {
+          yield* TestClock.adjust("5 minutes")
+          yield* settle
+        }
+        // The loop wakes a few milliseconds after each slot.
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        yield* Fiber.interrupt(loop)
+        const [count] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+        // The slot at the start (a new leader looks back one minute) and one per 5 minutes after it.
+        assert.strictEqual(count!.n, 25)
+      }).pipe(onTestClock), 60_000)
+  })
+})
