@@ -36,8 +36,8 @@ import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
 export const defaults = {
   /** How far back a new leader looks for slots the previous one may have missed. */
   catchUp: Duration.minutes(1),
-  /** The longest sleep between checks. */
-  maxSleep: Duration.minutes(1)
+  /** The longest sleep between checks, against clock jumps and very sparse expressions. */
+  maxSleep: Duration.hours(1)
 } as const
 
 /**
