@@ -13,7 +13,13 @@ import { Clock, Context, Effect, Layer, Option, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
-import { InvalidConfigError, type InvalidJobError, type InvalidPrefixError, type UnknownQueueError } from "./Errors.ts"
+import {
+  InvalidConfigError,
+  type InvalidJobError,
+  type InvalidPrefixError,
+  type MigrationError,
+  type UnknownQueueError
+} from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
@@ -183,14 +189,19 @@ export interface LayerOptions<W extends Worker.Any> extends RuntimeOptions {
 /**
  * Runs this node's queues for the layer's life: notifier, one producer per
  * queue, executor, leader election, and on the leader the stager, rescuer,
- * pruner and cron. Closing the layer's scope shuts down gracefully.
+ * pruner and cron. Closing the layer's scope shuts down gracefully. Fails with
+ * `MigrationError` when the prefix's schema is not migrated to this release.
  * Also provides `Config.Settings` for the configured prefix.
  *
  * @since 0.1.0
  */
 export const layer = <W extends Worker.Any>(
   options: LayerOptions<W>
-): Layer.Layer<Oban, InvalidConfigError | InvalidPrefixError, PgClient.PgClient | SqlClient | Worker.Requirements<W>> =>
+): Layer.Layer<
+  Oban,
+  InvalidConfigError | InvalidPrefixError | MigrationError,
+  PgClient.PgClient | SqlClient | Worker.Requirements<W>
+> =>
   Layer.effectContext(
     Effect.gen(function*() {
       const runtime = yield* makeRuntime<Worker.Requirements<W>>(options)

@@ -125,5 +125,15 @@ describe("Oban.layer configuration", () => {
         const twice = yield* Layer.build(Oban.layer({ workers: [Noop, Noop] })).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(twice._tag, "InvalidConfigError")
       }))
+
+    it.effect("refuses to start on a schema that is not migrated, naming the fix", () =>
+      Effect.gen(function*() {
+        const error = yield* Layer.build(Oban.layer({ prefix: uniquePrefix("bare"), workers: [Noop] })).pipe(
+          Effect.scoped,
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "MigrationError")
+        assert.include(error.message, "Migrations.run")
+      }))
   })
 })

@@ -13,10 +13,11 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
-import { InvalidConfigError, type InvalidPrefixError, UnknownQueueError } from "../Errors.ts"
+import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type JobEvent } from "../Events.ts"
 import * as Executor from "../Executor.ts"
 import * as Leader from "../Leader.ts"
+import * as Migrations from "../Migrations.ts"
 import * as Notifier from "../Notifier.ts"
 import * as Producer from "../Producer.ts"
 import * as Pruner from "../Pruner.ts"
@@ -54,31 +55,44 @@ export interface Runtime {
 
 export const isValidLimit = (limit: number) => Number.isInteger(limit) && limit >= 1 && limit <= 10_000
 
-export const makeRuntime = <R>(
-  options: RuntimeOptions & { readonly workers: ReadonlyArray<Worker.Any> }
-): Effect.Effect<
+type NodeOptions = RuntimeOptions & { readonly workers: ReadonlyArray<Worker.Any> }
+
+type Make<R> = Effect.Effect<
   Runtime,
-  InvalidConfigError | InvalidPrefixError,
+  InvalidConfigError | InvalidPrefixError | MigrationError,
   PgClient.PgClient | SqlClient | R | Scope.Scope
-> =>
+>
+
+/**
+ * A node on a schema that is not migrated would only log errors; say so at
+ * start-up instead. A database that does not answer yet is not a reason to
+ * refuse to start: the node waits for it like for any outage.
+ */
+const checkMigrated = (prefix: string) =>
+  Migrations.status({ prefix }).pipe(
+    Effect.flatMap((status) =>
+      status.current >= status.latest ? Effect.void : Effect.fail(
+        new MigrationError({
+          message: `schema "${prefix}" is at migration ${status.current} of ${status.latest}: ` +
+            `run Migrations.run({ prefix: "${prefix}" }) (or apply Migrations.sql()) before starting a node`
+        })
+      )
+    ),
+    Effect.catchTag("SqlError", (error) =>
+      Effect.logWarning("could not check migrations at start-up; starting anyway", error.message))
+  )
+
+export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
   Effect.gen(function*() {
     const events = yield* Effect.acquireRelease(PubSub.unbounded<JobEvent>(), PubSub.shutdown)
     // Every fiber of the node publishes its job events here.
     return yield* Effect.provideService(makeNode<R>(options, events), EventHub, events)
   })
 
-const makeNode = <R>(
-  options: RuntimeOptions & { readonly workers: ReadonlyArray<Worker.Any> },
-  events: PubSub.PubSub<JobEvent>
-): Effect.Effect<
-  Runtime,
-  InvalidConfigError | InvalidPrefixError,
-  PgClient.PgClient | SqlClient | R | Scope.Scope
-> =>
+const makeNode = <R>(options: NodeOptions, events: PubSub.PubSub<JobEvent>): Make<R> =>
   Effect.gen(function*() {
     const config = yield* resolve(options)
     const sql = yield* SqlClient
-    const context = yield* Effect.context<R>()
     const names = new Set<string>()
     for (const worker of options.workers) {
       if (names.has(worker.name)) {
@@ -86,11 +100,11 @@ const makeNode = <R>(
       }
       names.add(worker.name)
     }
-
     const crontab = yield* Cron.parse(config.crontab).pipe(
       Effect.provideService(Settings, { prefix: config.prefix, maxArgsBytes: config.maxArgsBytes })
     )
-
+    yield* checkMigrated(config.prefix)
+    const context = yield* Effect.context<R>()
     const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
     // Runs after the executor has finished its jobs: until then the rows prove this node alive.
     yield* Effect.addFinalizer(() =>
