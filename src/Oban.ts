@@ -26,6 +26,7 @@ import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, publish } from "./Events.ts"
 import { encodeRequest } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
+import { wakeAfterCommit } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
@@ -71,6 +72,7 @@ export const insertAll = (
       }
       const sql = yield* SqlClient
       const jobs = yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
+      yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
       if ((yield* EventHub) !== undefined) {
         // Only once the jobs exist for everyone else: after the commit, never after a rollback.
         const at = new Date(yield* Clock.currentTimeMillis)
@@ -88,6 +90,10 @@ export const insertAll = (
       return jobs
     }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }))
   })
+
+const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => [
+  ...new Set(jobs.filter((job) => job.state === "available").map((job) => job.queue))
+]
 
 const withSql = <A>(f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>) =>
   Effect.gen(function*() {

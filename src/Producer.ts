@@ -19,7 +19,7 @@ import { Cause, Duration, Effect, Queue, Random, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
 import { fetchJobs } from "./internal/sql/jobs.ts"
-import { beat, type ProducerState, registerProducer } from "./internal/sql/producers.ts"
+import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecuting } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
 
@@ -130,30 +130,41 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     ))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
 
-    const adopt = (state: ProducerState) =>
+    // Local commands bump `changes`; a stored state read before a local command must not undo it.
+    let changes = 0
+    const adopt = (state: ProducerState, readAt: number) =>
       Effect.suspend(() => {
+        if (changes !== readAt) return Effect.void
         const changed = state.limit !== limit || state.paused !== paused
         limit = state.limit
         paused = state.paused
         return changed ? wake : Effect.void
       })
     const register = Effect.gen(function*() {
+      const readAt = changes
       const time = yield* now(options.sql)
-      const state = yield* registerProducer(options.sql, options.prefix, time, {
+      const row = yield* registerProducer(options.sql, options.prefix, time, {
         node: options.node,
         queue: options.queue,
         limit,
         paused
       })
       registered = true
-      yield* adopt(state)
+      if (!row.inserted) {
+        // A row left by an earlier run of this node: its stored state wins.
+        yield* adopt(row, readAt)
+      } else if (changes !== readAt) {
+        // A command arrived while registering: store what this node now has.
+        yield* storeQueueState(options.sql, options.prefix, { queue: options.queue, node: options.node, limit, paused })
+      }
       yield* wake
     })
     const heartbeat = Effect.gen(function*() {
       if (!registered) return yield* register
+      const readAt = changes
       const state = yield* beat(options.sql, options.prefix, yield* now(options.sql), options.node, options.queue)
       if (state === undefined) return yield* register
-      yield* adopt(state)
+      yield* adopt(state, readAt)
     }).pipe(
       Effect.catchCause((cause) => Effect.logWarning("heartbeat failed; will try again", Cause.pretty(cause)))
     )
@@ -170,10 +181,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       queue: options.queue,
       wake,
       pause: Effect.sync(() => {
+        changes++
         paused = true
       }),
       resume: Effect.andThen(
         Effect.sync(() => {
+          changes++
           paused = false
         }),
         wake
@@ -181,6 +194,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       scale: (next) =>
         Effect.andThen(
           Effect.sync(() => {
+            changes++
             limit = next
           }),
           wake

@@ -17,8 +17,8 @@ const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`
  * Inserts the jobs described by `rowsJson`, a JSON array of objects with the
  * keys `ord, queue, worker, args, meta, tags, max_attempts, priority,
  * schedule_in_ms, scheduled_at`, in one statement. Jobs due now are
- * `available` and wake their queue with one NOTIFY per queue (delivered on
- * commit); later ones are `scheduled`. Returns the jobs in input order.
+ * `available`, later ones `scheduled`. Returns the jobs in input order. (The
+ * caller wakes the queues after commit: see `waker.ts`.)
  */
 export const insertJobs = (
   sql: SqlClient,
@@ -46,12 +46,8 @@ export const insertJobs = (
       FROM input
       ORDER BY ord
       RETURNING ${sql.literal(jobColumns)}
-    ),
-    notified AS (
-      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS due
     )
-    SELECT inserted.* FROM inserted CROSS JOIN notified ORDER BY inserted.id
+    SELECT inserted.* FROM inserted ORDER BY inserted.id
   `.pipe(Effect.map((rows) => rows.map(jobFromRow)))
 
 /**

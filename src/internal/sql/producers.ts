@@ -18,20 +18,20 @@ export interface ProducerState {
 /**
  * Registers (or refreshes) this node's producer for `queue`. A row left by an
  * earlier run of the same node keeps its limit and paused flag, which are
- * returned; otherwise the given state is stored.
+ * returned (`inserted: false`); otherwise the given state is stored.
  */
 export const registerProducer = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
   options: { readonly node: string; readonly queue: string } & ProducerState
-): Effect.Effect<ProducerState, SqlError> =>
-  sql<ProducerState>`
+): Effect.Effect<ProducerState & { readonly inserted: boolean }, SqlError> =>
+  sql<ProducerState & { readonly inserted: boolean }>`
     WITH clock AS (SELECT ${now} AS now)
     INSERT INTO ${table(sql, prefix, "oban_producers")} AS p (node, queue, "limit", paused, started_at, updated_at)
     SELECT ${options.node}, ${options.queue}, ${options.limit}, ${options.paused}, clock.now, clock.now FROM clock
     ON CONFLICT (node, queue) DO UPDATE SET updated_at = excluded.updated_at, started_at = excluded.started_at
-    RETURNING p."limit" AS limit, p.paused
+    RETURNING p."limit" AS limit, p.paused, (p.xmax = 0) AS inserted
   `.pipe(Effect.map((rows) => rows[0]!))
 
 /**

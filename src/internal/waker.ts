@@ -1,0 +1,58 @@
+/**
+ * Wakes the nodes running a queue after jobs were inserted into it.
+ *
+ * NOTIFY inside the inserting transaction makes PostgreSQL hold a global lock
+ * from that transaction's commit until it ends, which serialises every
+ * concurrent inserting transaction. Instead, once the inserting transaction
+ * has committed (never after a rollback), the queue names go to a per-client
+ * waker that sends them in one `pg_notify` statement, coalescing whatever
+ * arrives while a statement is in flight. Polling stays the safety net: a
+ * lost wake-up only delays a job until the next poll.
+ */
+import { Cause, Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import { channel } from "../Config.ts"
+
+interface Waker {
+  readonly pending: Map<string, Set<string>>
+  running: boolean
+}
+
+const wakers = new WeakMap<SqlClient, Waker>()
+
+const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    while (waker.pending.size > 0) {
+      const batch = [...waker.pending.entries()].flatMap(([prefix, queues]) =>
+        [...queues].map((queue) => ({ channel: channel(prefix, "insert"), payload: JSON.stringify({ queue }) }))
+      )
+      waker.pending.clear()
+      yield* sql`
+        SELECT pg_notify(w.channel, w.payload)
+        FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS w(channel text, payload text)
+      `.pipe(
+        Effect.catchCause((cause) => Effect.logWarning("could not send a wake-up; polling will find the jobs", Cause.pretty(cause)))
+      )
+    }
+  }).pipe(Effect.ensuring(Effect.sync(() => {
+    waker.running = false
+  })))
+
+/**
+ * Registers a wake-up for `queues` of `prefix`, sent after the current
+ * transaction commits (or right away outside one).
+ */
+export const wakeAfterCommit = (sql: SqlClient, prefix: string, queues: ReadonlyArray<string>): Effect.Effect<void> =>
+  queues.length === 0 ? Effect.void : sql.afterCommit(Effect.suspend(() => {
+    let waker = wakers.get(sql)
+    if (waker === undefined) {
+      waker = { pending: new Map(), running: false }
+      wakers.set(sql, waker)
+    }
+    const set = waker.pending.get(prefix) ?? new Set<string>()
+    for (const queue of queues) set.add(queue)
+    waker.pending.set(prefix, set)
+    if (waker.running) return Effect.void
+    waker.running = true
+    return Effect.asVoid(Effect.forkDetach(flush(sql, waker)))
+  }))
