@@ -27,9 +27,11 @@ const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
         [...queues].map((queue) => ({ channel: channel(prefix, "insert"), payload: JSON.stringify({ queue }) }))
       )
       waker.pending.clear()
+      // A wake-up needs no durability: its commit need not wait for the WAL flush.
       yield* sql`
+        WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
         SELECT pg_notify(w.channel, w.payload)
-        FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS w(channel text, payload text)
+        FROM relaxed, jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS w(channel text, payload text)
       `.pipe(
         Effect.catchCause((cause) => Effect.logWarning("could not send a wake-up; polling will find the jobs", Cause.pretty(cause)))
       )
