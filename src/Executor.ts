@@ -40,11 +40,6 @@ export interface ExecutorShape {
 /**
  * @since 0.1.0
  */
-export class Executor extends Context.Service<Executor, ExecutorShape>()("effect-oban/Executor") {}
-
-/**
- * @since 0.1.0
- */
 export interface Options<R> {
   readonly sql: SqlClient
   readonly prefix: string

@@ -22,6 +22,9 @@ export * as Config from "./Config.ts"
 /** Where "now" comes from: the database or Effect's Clock. */
 export * as ObanClock from "./ObanClock.ts"
 
+/** Job lifecycle events (`oban.events`). */
+export * as Events from "./Events.ts"
+
 /** Typed errors. */
 export * from "./Errors.ts"
 
