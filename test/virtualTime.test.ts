@@ -4,12 +4,13 @@
  * real sleeping, whatever the virtual durations.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Clock, Duration, Effect, Fiber, Layer, Schema } from "effect"
+import { Clock, Duration, Effect, Fiber, Layer, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import { Cron, Leader, Migrations, Oban, ObanClock, Pruner, Rescuer, Worker } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
+import { startNode } from "./support/node.ts"
 
 const Nap = Worker.make("Nap", {
   args: Schema.Struct({}),
@@ -136,6 +137,35 @@ describe("virtual time", () => {
         yield* TestClock.adjust("1 second")
         assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 1)
       }).pipe(onTestClock))
+
+    it.effect("a whole node on TestClock runs a job scheduled in 1 hour only when the clock gets there", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        yield* startNode({
+          prefix,
+          node: "virtual-node",
+          queues: { default: 2 },
+          workers: [Tick],
+          pollInterval: "1 second",
+          stageInterval: "1 second"
+        })
+        const job = yield* Oban.insert(Tick.job({}, { scheduleIn: "1 hour" }))
+        const state = Effect.map(Oban.getJob(job.id), (found) => found.pipe(Option.map((j) => j.state), Option.getOrUndefined))
+        // Minute by minute (giving the node's database I/O a real moment after each step): nothing runs.
+        for (let minute = 0; minute < 59; minute++) {
+          yield* TestClock.adjust("1 minute")
+          yield* TestClock.withLive(Effect.sleep("5 millis"))
+        }
+        assert.strictEqual(yield* state, "scheduled")
+        // The last minute, second by second: staged, then run.
+        for (let second = 0; second < 120 && (yield* state) !== "completed"; second++) {
+          yield* TestClock.adjust("1 second")
+          yield* TestClock.withLive(Effect.sleep("10 millis"))
+        }
+        assert.strictEqual(yield* state, "completed")
+        const [row] = yield* ObanTest.allEnqueued({ state: "completed" })
+        assert.isAtLeast(row!.attemptedAt!.getTime() - row!.insertedAt.getTime(), 3_600_000)
+      }).pipe(onTestClock), 60_000)
 
     it.effect("cron inserts one job per slot as two virtual hours pass", () =>
       Effect.gen(function*() {
