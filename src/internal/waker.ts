@@ -33,7 +33,11 @@ const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
         SELECT pg_notify(w.channel, w.payload)
         FROM relaxed, jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS w(channel text, payload text)
       `.pipe(
-        Effect.catchCause((cause) => Effect.logWarning("could not send a wake-up; polling will find the jobs", Cause.pretty(cause)))
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.void // the client is closing
+            : Effect.logWarning("could not send a wake-up; polling will find the jobs", Cause.pretty(cause))
+        )
       )
     }
   }).pipe(Effect.ensuring(Effect.sync(() => {
