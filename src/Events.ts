@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, PubSub } from "effect"
+import { Context, Effect, PubSub, type Scope, Stream } from "effect"
 
 /**
  * @since 0.1.0
@@ -41,20 +41,65 @@ export interface JobEvent {
 }
 
 /**
+ * A node's events: a PubSub and how many streams are reading it. Nothing is
+ * published while nobody listens, which keeps the hot path of a busy node free
+ * of work nobody asked for.
+ *
+ * @since 0.1.0
+ */
+export interface Hub {
+  readonly pubsub: PubSub.PubSub<JobEvent>
+  subscribers: number
+}
+
+/**
  * Where events are published: the running node's hub, when there is one.
  *
  * @since 0.1.0
  */
-export const EventHub: Context.Reference<PubSub.PubSub<JobEvent> | undefined> = Context.Reference<
-  PubSub.PubSub<JobEvent> | undefined
->("effect-oban/EventHub", { defaultValue: () => undefined })
+export const EventHub: Context.Reference<Hub | undefined> = Context.Reference<Hub | undefined>(
+  "effect-oban/EventHub",
+  { defaultValue: () => undefined }
+)
 
 /**
- * Publishes events to the hub in context, if any.
+ * A hub for the scope's life.
+ *
+ * @since 0.1.0
+ */
+export const makeHub: Effect.Effect<Hub, never, Scope.Scope> = Effect.map(
+  Effect.acquireRelease(PubSub.unbounded<JobEvent>(), PubSub.shutdown),
+  (pubsub) => ({ pubsub, subscribers: 0 })
+)
+
+/**
+ * The events published to `hub` from the moment the stream starts.
+ *
+ * @since 0.1.0
+ */
+export const stream = (hub: Hub): Stream.Stream<JobEvent> =>
+  Stream.suspend(() => {
+    hub.subscribers++
+    return Stream.fromPubSub(hub.pubsub).pipe(Stream.ensuring(Effect.sync(() => hub.subscribers--)))
+  })
+
+/**
+ * Whether an event published now would reach anyone.
+ *
+ * @since 0.1.0
+ */
+export const listening: Effect.Effect<boolean> = EventHub.use((hub) =>
+  Effect.succeed(hub !== undefined && hub.subscribers > 0)
+)
+
+/**
+ * Publishes events to the hub in context, if anyone listens.
  *
  * @since 0.1.0
  */
 export const publish = (events: ReadonlyArray<JobEvent>): Effect.Effect<void> =>
   EventHub.use((hub) =>
-    hub === undefined || events.length === 0 ? Effect.void : Effect.asVoid(PubSub.publishAll(hub, events))
+    hub === undefined || hub.subscribers === 0 || events.length === 0
+      ? Effect.void
+      : Effect.asVoid(PubSub.publishAll(hub.pubsub, events))
   )

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, Duration, Effect, FiberMap, type Scope } from "effect"
+import { Cause, Duration, Effect, FiberMap, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
@@ -46,8 +46,6 @@ export interface Options<R> {
   readonly node: string
   readonly workers: ReadonlyArray<RunnableWorker<R>>
   readonly shutdownGracePeriod: Duration.Duration
-  /** The services every worker may need. */
-  readonly context: Context.Context<R>
 }
 
 /**
@@ -71,7 +69,8 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     )
     const fibers = yield* FiberMap.make<number, void, never>()
     const stops = new Map<number, StopReason>()
-    const registry = makeRegistry(options.node, options.workers, options.context)
+    // Job fibers are forked from the producers, which run with the workers' services.
+    const registry = makeRegistry(options.node, options.workers)
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

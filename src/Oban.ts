@@ -23,7 +23,7 @@ import {
 import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
-import { EventHub, type JobEvent, publish } from "./Events.ts"
+import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
 import { encodeRequest } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { wakeAfterCommit } from "./internal/waker.ts"
@@ -73,7 +73,7 @@ export const insertAll = (
       const sql = yield* SqlClient
       const jobs = yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
       yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
-      if ((yield* EventHub) !== undefined) {
+      if (yield* listening) {
         // Only once the jobs exist for everyone else: after the commit, never after a rollback.
         const at = new Date(yield* Clock.currentTimeMillis)
         yield* sql.afterCommit(publish(jobs.map((job) => ({
@@ -88,7 +88,9 @@ export const insertAll = (
       const inline = yield* InlineRunner
       if (inline !== undefined) yield* inline(jobs)
       return jobs
-    }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }))
+    }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
+      captureStackTrace: false
+    }))
   })
 
 const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => [
@@ -241,7 +243,7 @@ export const layer = <W extends Worker.Any>(
         checkQueue: runtime.checkQueue,
         isLeader: runtime.isLeader,
         leadership: runtime.leadership,
-        events: Stream.fromPubSub(runtime.events)
+        events: eventStream(runtime.events)
       }
       return Context.make(Oban, service).pipe(Context.add(Settings, settings), Context.add(EventHub, runtime.events))
     })

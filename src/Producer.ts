@@ -102,7 +102,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       yield* Effect.forEach(jobs, (job) => options.executor.execute(job, onDone), { discard: true })
       return jobs.length === demand
     }).pipe(
-      Effect.withSpan("oban.fetch", { kind: "internal", attributes: { "oban.queue": options.queue, "oban.node": options.node } }),
+      Effect.withSpan(
+        "oban.fetch",
+        { kind: "internal", attributes: { "oban.queue": options.queue, "oban.node": options.node } },
+        { captureStackTrace: false }
+      ),
       Effect.uninterruptible
     )
 

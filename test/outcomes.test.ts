@@ -1,5 +1,5 @@
 import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Ref, Schedule, Schema } from "effect"
+import { Context, Effect, Layer, Ref, Schedule, Schema } from "effect"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -70,6 +70,18 @@ const Custom = Worker.make("Custom", {
   perform: () => Effect.fail("nope")
 })
 
+class Greeter extends Context.Service<Greeter, { readonly greet: (name: string) => Effect.Effect<void> }>()("test/Greeter") {}
+const greeted: Array<string> = []
+const Greet = Worker.make("Greet", {
+  args: Schema.Struct({ name: Schema.String }),
+  queue,
+  perform: (job) =>
+    Effect.gen(function*() {
+      const greeter = yield* Greeter
+      yield* greeter.greet(job.args.name)
+    })
+})
+
 const Strict = Worker.make("Strict", {
   args: Schema.Struct({ n: Schema.Int }),
   queue,
@@ -91,14 +103,23 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "outcomes-node",
     queues: { [queue]: 10 },
-    workers: [Outcomes, Slow, Custom, Strict],
+    workers: [Outcomes, Slow, Custom, Strict, Greet],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second"
   })
 )
 
-layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true })("outcomes", (it) => {
+const GreeterLive = Layer.succeed(Greeter, { greet: (name) => Effect.sync(() => greeted.push(name)) })
+
+layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true })("outcomes", (it) => {
+  it.effect("a worker gets the services provided to the node's layer", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Greet.job({ name: "ada" }))
+      assert.strictEqual(row.state, "completed")
+      assert.deepStrictEqual(greeted, ["ada"])
+    }))
+
   it.effect("success -> completed, no errors", () =>
     Effect.gen(function*() {
       const row = yield* run(Outcomes.job({ mode: "ok" }))

@@ -20,14 +20,14 @@ export interface Registry<R> {
   readonly node: string
   readonly workers: ReadonlyMap<string, RunnableWorker<R>>
   readonly decode: ReadonlyMap<string, (args: unknown) => Effect.Effect<unknown, Schema.SchemaError>>
-  /** The services every worker may need. */
-  readonly context: Context.Context<R>
+  /** The services every worker may need, when the fiber that runs the jobs may lack them. */
+  readonly context: Context.Context<R> | undefined
 }
 
 export const makeRegistry = <R>(
   node: string,
   workers: ReadonlyArray<RunnableWorker<R>>,
-  context: Context.Context<R>
+  context?: Context.Context<R>
 ): Registry<R> => ({
   node,
   workers: new Map(workers.map((worker) => [worker.name, worker])),
@@ -63,11 +63,13 @@ const event = (job: Job, kind: EventKind, at: number, extra: Partial<JobEvent> =
 })
 
 const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<unknown>) => {
-  // The workers' services, under whatever the job's fiber already has (log annotations, tracer, ...).
-  const work = Effect.updateContext(
-    worker.perform(job),
-    (current: Context.Context<never>) => Context.merge(registry.context, current)
-  )
+  // A node's job fibers descend from the fiber that built the node, so they have the workers'
+  // services already; copying a context per job is not free. The testing kit runs jobs in the
+  // caller's fiber and passes the services its layer was built with, under the caller's own.
+  const context = registry.context
+  const work = context === undefined
+    ? worker.perform(job) as Effect.Effect<void, unknown>
+    : Effect.updateContext(worker.perform(job), (current: Context.Context<never>) => Context.merge(context, current))
   if (worker.timeout === undefined) return work
   const millis = Duration.toMillis(worker.timeout)
   return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(new JobTimeout({ millis })) })
@@ -110,7 +112,9 @@ export const runAttempt = <R>(
       } else {
         exit = yield* Effect.exit(Effect.interruptible(Effect.withParentSpan(
           perform(registry, worker, { ...job, args: decoded.value }),
-          span
+          span,
+          // A stack trace per job costs more than the rest of the span put together.
+          { captureStackTrace: false }
         )))
         row = yield* fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped())
       }

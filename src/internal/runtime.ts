@@ -8,13 +8,13 @@
  * LISTEN connection closes last.
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Cause, Context, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
+import { Cause, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
-import { EventHub, type JobEvent } from "../Events.ts"
+import { EventHub, type Hub, makeHub } from "../Events.ts"
 import * as Executor from "../Executor.ts"
 import * as Leader from "../Leader.ts"
 import * as Migrations from "../Migrations.ts"
@@ -50,7 +50,7 @@ export interface Runtime {
   readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError>
   readonly isLeader: Effect.Effect<boolean>
   readonly leadership: Stream.Stream<boolean>
-  readonly events: PubSub.PubSub<JobEvent>
+  readonly events: Hub
 }
 
 export const isValidLimit = (limit: number) => Number.isInteger(limit) && limit >= 1 && limit <= 10_000
@@ -84,12 +84,12 @@ const checkMigrated = (prefix: string) =>
 
 export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
   Effect.gen(function*() {
-    const events = yield* Effect.acquireRelease(PubSub.unbounded<JobEvent>(), PubSub.shutdown)
+    const events = yield* makeHub
     // Every fiber of the node publishes its job events here.
     return yield* Effect.provideService(makeNode<R>(options, events), EventHub, events)
   })
 
-const makeNode = <R>(options: NodeOptions, events: PubSub.PubSub<JobEvent>): Make<R> =>
+const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
   Effect.gen(function*() {
     const config = yield* resolve(options)
     const sql = yield* SqlClient
@@ -104,7 +104,6 @@ const makeNode = <R>(options: NodeOptions, events: PubSub.PubSub<JobEvent>): Mak
       Effect.provideService(Settings, { prefix: config.prefix, maxArgsBytes: config.maxArgsBytes })
     )
     yield* checkMigrated(config.prefix)
-    const context = yield* Effect.context<R>()
     const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
     // Runs after the executor has finished its jobs: until then the rows prove this node alive.
     yield* Effect.addFinalizer(() =>
@@ -118,8 +117,7 @@ const makeNode = <R>(options: NodeOptions, events: PubSub.PubSub<JobEvent>): Mak
       prefix: config.prefix,
       node: config.node,
       workers: options.workers as unknown as ReadonlyArray<Executor.RunnableWorker<R>>,
-      shutdownGracePeriod: config.shutdownGracePeriod,
-      context: context as Context.Context<R>
+      shutdownGracePeriod: config.shutdownGracePeriod
     })
 
     const leader = yield* Leader.make({ sql, prefix: config.prefix, node: config.node, ...config.leader })

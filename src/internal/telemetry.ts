@@ -32,27 +32,55 @@ export const executing = Metric.gauge("oban_jobs_executing", { description: "Job
 /** Available jobs per queue, sampled from the database. */
 export const available = Metric.gauge("oban_jobs_available", { description: "Available jobs per queue (sampled)" })
 
+/** Metric instances with attributes, made once per combination (making one is not free). */
+const cached = <M>(make: (key: string) => M) => {
+  const cache = new Map<string, M>()
+  return (key: string): M => {
+    let metric = cache.get(key)
+    if (metric === undefined) {
+      metric = make(key)
+      cache.set(key, metric)
+    }
+    return metric
+  }
+}
+
+const split = (key: string) => key.split("\u0000")
+
+const jobsTotalFor = cached((key) => {
+  const [queue, worker, outcome] = split(key)
+  return Metric.withAttributes(jobsTotal, { queue: queue!, worker: worker!, outcome: outcome! })
+})
+const jobDurationFor = cached((key) => {
+  const [queue, worker] = split(key)
+  return Metric.withAttributes(jobDuration, { queue: queue!, worker: worker! })
+})
+const queueTimeFor = cached((key) => {
+  const [queue, worker] = split(key)
+  return Metric.withAttributes(queueTime, { queue: queue!, worker: worker! })
+})
+const executingFor = cached((queue) => Metric.withAttributes(executing, { queue }))
+const availableFor = cached((queue) => Metric.withAttributes(available, { queue }))
+
 export const recordOutcome = (
   job: Pick<Job, "queue" | "worker">,
   outcome: string,
   durationMillis: number
 ): Effect.Effect<void> =>
-  Effect.all([
-    Metric.update(Metric.withAttributes(jobsTotal, { queue: job.queue, worker: job.worker, outcome }), 1),
-    Metric.update(Metric.withAttributes(jobDuration, { queue: job.queue, worker: job.worker }), durationMillis)
-  ], { discard: true })
+  Effect.andThen(
+    Metric.update(jobsTotalFor(`${job.queue}\u0000${job.worker}\u0000${outcome}`), 1),
+    Metric.update(jobDurationFor(`${job.queue}\u0000${job.worker}`), durationMillis)
+  )
 
 export const recordStart = (job: Pick<Job, "queue" | "worker" | "scheduledAt">, startedAtMillis: number) =>
   Metric.update(
-    Metric.withAttributes(queueTime, { queue: job.queue, worker: job.worker }),
+    queueTimeFor(`${job.queue}\u0000${job.worker}`),
     Math.max(0, startedAtMillis - job.scheduledAt.getTime())
   )
 
-export const setExecuting = (queue: string, count: number) =>
-  Metric.update(Metric.withAttributes(executing, { queue }), count)
+export const setExecuting = (queue: string, count: number) => Metric.update(executingFor(queue), count)
 
-export const setAvailable = (queue: string, count: number) =>
-  Metric.update(Metric.withAttributes(available, { queue }), count)
+export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
 
 /** The meta key that carries the enqueuing span's context to the job (W3C traceparent). */
 export const traceKey = "traceparent"
