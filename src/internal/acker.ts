@@ -2,9 +2,9 @@
  * Writes job outcomes. Outcomes queue up while a write is in flight and go
  * out together in the next statement, so under load one round trip acks many
  * jobs with no added latency when idle. A failed write is retried with a
- * growing, jittered delay, never dropped; when a batch fails for a reason
- * other than the connection, its rows are retried one by one so one bad row
- * cannot hold back the rest.
+ * growing, jittered delay, never dropped; when the database refuses a batch
+ * itself, its rows are tried one by one, and a row refused on its own is
+ * retried in the background, so one bad row cannot hold back the rest.
  */
 import { Cause, Deferred, Effect, Queue, Random, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -38,44 +38,70 @@ export const make = (options: {
     let pending = 0
     let idle: Array<Deferred.Deferred<void>> = []
 
+    const scope = yield* Effect.scope
     const write = (rows: ReadonlyArray<AckRow>) =>
       Effect.flatMap(now(options.sql), (time) => ackJobs(options.sql, options.prefix, time, options.node, rows))
 
-    /** Writes `rows`, retrying until it succeeds. */
-    const writeUntilDone = (rows: ReadonlyArray<AckRow>): Effect.Effect<void> =>
+    /** Counts rows as written and wakes `flush` when nothing is left. */
+    const settle = (n: number) =>
+      Effect.suspend(() => {
+        pending -= n
+        if (pending > 0 || idle.length === 0) return Effect.void
+        const waiting = idle
+        idle = []
+        return Effect.forEach(waiting, (deferred) => Deferred.succeed(deferred, undefined), { discard: true })
+      })
+
+    /** Retries one row the database refused until it is written, away from the main loop. */
+    const retryAlone = (row: AckRow): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        let failures = 1
+        while (true) {
+          const delay = yield* retryDelay(failures)
+          yield* Effect.sleep(delay)
+          const result = yield* Effect.exit(write([row]))
+          if (result._tag === "Success") return yield* settle(1)
+          failures++
+          yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
+            Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
+          )
+        }
+      })
+
+    /**
+     * Writes a batch, retrying while the connection is the problem. When the
+     * database refuses the batch itself, each row is tried once on its own and
+     * the ones refused again are retried in the background, so one bad row
+     * holds back neither its batch nor the ones after it.
+     */
+    const writeBatch = (rows: ReadonlyArray<AckRow>): Effect.Effect<void> =>
       Effect.gen(function*() {
         let failures = 0
         while (true) {
           const result = yield* Effect.exit(write(rows))
-          if (result._tag === "Success") return
+          if (result._tag === "Success") return yield* settle(rows.length)
           failures++
-          const cause = result.cause
-          const error = Cause.findError(cause)
+          const error = Cause.findError(result.cause)
           const connection = error._tag === "Success" && isConnectionProblem(error.success)
-          if (rows.length > 1 && !connection) {
-            yield* Effect.logWarning(`ack of ${rows.length} jobs failed; retrying them one by one`).pipe(
-              Effect.annotateLogs({ cause: Cause.pretty(cause) })
+          if (!connection) {
+            yield* Effect.logWarning(`ack of ${rows.length} job(s) refused; trying them one by one`).pipe(
+              Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
             )
-            yield* Effect.forEach(rows, (one) => writeUntilDone([one]), { discard: true })
+            for (const row of rows) {
+              const single = rows.length === 1 ? result : yield* Effect.exit(write([row]))
+              if (single._tag === "Success") yield* settle(1)
+              else yield* Effect.forkIn(retryAlone(row), scope)
+            }
             return
           }
           const delay = yield* retryDelay(failures)
           yield* Effect.logWarning(`ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms`)
-            .pipe(Effect.annotateLogs({ cause: Cause.pretty(cause), jobIds: rows.map((r) => r.id).join(",") }))
+            .pipe(Effect.annotateLogs({ cause: Cause.pretty(result.cause), jobIds: rows.map((r) => r.id).join(",") }))
           yield* Effect.sleep(delay)
         }
       })
 
-    const loop = Effect.forever(Effect.gen(function*() {
-      const rows = yield* Queue.takeBetween(inbox, 1, maxBatch)
-      yield* writeUntilDone(rows)
-      pending -= rows.length
-      if (pending === 0 && idle.length > 0) {
-        const waiting = idle
-        idle = []
-        yield* Effect.forEach(waiting, (deferred) => Deferred.succeed(deferred, undefined), { discard: true })
-      }
-    }))
+    const loop = Effect.forever(Effect.flatMap(Queue.takeBetween(inbox, 1, maxBatch), writeBatch))
     yield* Effect.forkScoped(loop)
 
     return {
