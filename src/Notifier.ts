@@ -10,8 +10,9 @@
  * @since 0.1.0
  */
 import { PgClient, PgConnection } from "@effect/sql-pg"
-import { Cause, Context, Deferred, Effect, Layer, PubSub, Queue, Random, Ref, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Layer, PubSub, Queue, Ref, Scope } from "effect"
 import { channel } from "./Config.ts"
+import { retryDelay } from "./internal/retryDelay.ts"
 
 /**
  * @since 0.1.0
@@ -114,7 +115,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           yield* Deferred.succeed(firstAttempt, undefined)
           if ((yield* Ref.get(connectionCount)) > before) failures = 0
           failures++
-          const delay = Math.min(maxDelay, 50 * 2 ** Math.min(failures, 10)) * (yield* Random.nextBetween(0.8, 1.2))
+          const delay = yield* retryDelay(failures, { maxMillis: maxDelay })
           yield* Effect.logWarning(`LISTEN connection lost; reconnecting in ${Math.round(delay)} ms`).pipe(
             Effect.annotateLogs({ cause: Cause.pretty(cause) })
           )

@@ -15,9 +15,10 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Queue, Random, type Scope } from "effect"
+import { Cause, Duration, Effect, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
+import { retryDelay } from "./internal/retryDelay.ts"
 import { fetchJobs } from "./internal/sql/jobs.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecuting } from "./internal/telemetry.ts"
@@ -119,7 +120,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       Effect.catchCause((cause) =>
         Effect.gen(function*() {
           failures++
-          const delay = Math.min(5_000, 50 * 2 ** Math.min(failures, 10)) * (yield* Random.nextBetween(0.8, 1.2))
+          const delay = yield* retryDelay(failures)
           yield* Effect.logWarning(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`).pipe(
             Effect.annotateLogs({ cause: Cause.pretty(cause) })
           )

@@ -6,10 +6,11 @@
  * itself, its rows are tried one by one, and a row refused on its own is
  * retried in the background, so one bad row cannot hold back the rest.
  */
-import { Cause, Deferred, Effect, Queue, Random, type Scope } from "effect"
+import { Cause, Deferred, Effect, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { now } from "../ObanClock.ts"
+import { retryDelay } from "./retryDelay.ts"
 import { type AckRow, ackJobs } from "./sql/jobs.ts"
 
 export interface Acker {
@@ -23,8 +24,7 @@ export interface Acker {
 /** The most outcomes written by one statement; more wait for the next. */
 const maxBatch = 500
 
-const retryDelay = (failures: number) =>
-  Effect.map(Random.nextBetween(0.8, 1.2), (factor) => Math.min(5_000, 20 * 2 ** Math.min(failures, 12)) * factor)
+const ackRetryDelay = (failures: number) => retryDelay(failures, { baseMillis: 20 })
 
 const isConnectionProblem = (error: SqlError): boolean => error.reason._tag === "ConnectionError"
 
@@ -57,7 +57,7 @@ export const make = (options: {
       Effect.gen(function*() {
         let failures = 1
         while (true) {
-          const delay = yield* retryDelay(failures)
+          const delay = yield* ackRetryDelay(failures)
           yield* Effect.sleep(delay)
           const result = yield* Effect.exit(write([row]))
           if (result._tag === "Success") return yield* settle(1)
@@ -94,7 +94,7 @@ export const make = (options: {
             }
             return
           }
-          const delay = yield* retryDelay(failures)
+          const delay = yield* ackRetryDelay(failures)
           yield* Effect.logWarning(`ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms`)
             .pipe(Effect.annotateLogs({ cause: Cause.pretty(result.cause), jobIds: rows.map((r) => r.id).join(",") }))
           yield* Effect.sleep(delay)
