@@ -14,6 +14,21 @@ import { table } from "./tables.ts"
 const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
 
 /**
+ * What starting an attempt writes, for every way of claiming jobs: executing,
+ * one more attempt (room made for it when a job retried by hand had used them
+ * all), when, and by whom. Expects the row as `j` and "now" as `clock.now`.
+ */
+const startAttempt = (sql: SqlClient, node: string, producer: string): Fragment =>
+  sql`SET state = 'executing',
+        attempt = j.attempt + 1,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now,
+        attempted_by = ARRAY[${node}, ${producer}]::text[]`
+
+/** The job of a statement that returns at most one. */
+const firstJob = (rows: ReadonlyArray<JobRow>): Job | undefined => rows[0] === undefined ? undefined : jobFromRow(rows[0])
+
+/**
  * Inserts the jobs described by `rowsJson`, a JSON array of objects with the
  * keys `ord, queue, worker, args, meta, tags, max_attempts, priority,
  * schedule_in_ms, scheduled_at`, in one statement. Jobs due now are
@@ -70,11 +85,7 @@ export const fetchJobs = (
       FOR UPDATE SKIP LOCKED
     )
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now,
-        attempted_by = ARRAY[${options.node}, ${options.producer}]::text[]
+    ${startAttempt(sql, options.node, options.producer)}
     FROM next, clock
     WHERE j.id = next.id
     RETURNING ${sql.literal(qualifiedJobColumns)}
@@ -175,7 +186,7 @@ export const stageJobs = (
 
 export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<Job | undefined, SqlError> =>
   sql<JobRow>`SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id}`.pipe(
-    Effect.map((rows) => rows[0] === undefined ? undefined : jobFromRow(rows[0]))
+    Effect.map(firstJob)
   )
 
 /**
@@ -207,7 +218,7 @@ export const cancelJob = (
       FROM updated WHERE previous_state = 'executing'
     )
     SELECT updated.* FROM updated CROSS JOIN notified
-  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : jobFromRow(rows[0])))
+  `.pipe(Effect.map(firstJob))
 
 /**
  * Makes a job that is not executing available again now, allowing one more
@@ -235,7 +246,7 @@ export const retryJob = (
       FROM updated
     )
     SELECT updated.* FROM updated CROSS JOIN notified
-  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : jobFromRow(rows[0])))
+  `.pipe(Effect.map(firstJob))
 
 /** Deletes a job that is not executing. Returns whether a row was deleted. */
 export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
@@ -268,9 +279,7 @@ export const claimJobs = (
   ids.length === 0 ? Effect.succeed([]) : sql<JobRow>`
     WITH clock AS (SELECT ${now} AS now)
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    SET state = 'executing', attempt = j.attempt + 1,
-        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now, attempted_by = ARRAY[${node}, 'inline']::text[]
+    ${startAttempt(sql, node, "inline")}
     FROM clock
     WHERE j.id IN ${sql.in(ids)} AND j.state = 'available'
     RETURNING ${sql.literal(qualifiedJobColumns)}
