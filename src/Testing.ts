@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, DateTime, Duration, Effect, Exit, Layer, Result, Schema } from "effect"
+import { Cause, Context, DateTime, Effect, Exit, Layer, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
@@ -25,7 +25,7 @@ import type { Job, JobState } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { JobTimeout } from "./internal/outcome.ts"
-import { makeRegistry, type Registry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
+import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
 import { ackJobs, claimJobs, fetchJobs, stageQueue } from "./internal/sql/jobs.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
 import { table } from "./internal/sql/tables.ts"
@@ -175,13 +175,7 @@ export const performJob = <A, E, R>(
       cancelledAt: null,
       attemptedBy: ["oban-test", "perform"]
     }
-    const work = worker.timeout === undefined
-      ? worker.perform(job)
-      : Effect.timeoutOrElse(worker.perform(job), {
-        duration: worker.timeout,
-        orElse: () => Effect.fail(new JobTimeout({ millis: Duration.toMillis(worker.timeout!) }))
-      })
-    const exit = yield* Effect.exit(work)
+    const exit = yield* Effect.exit(withTimeout(worker, worker.perform(job)))
     if (Exit.isSuccess(exit)) return { _tag: "Completed" } as const
     const error = Cause.findError(exit.cause)
     if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const
@@ -314,12 +308,7 @@ export const drainQueue = (options: {
       })
       const rows = yield* runClaimed(kit.registry, sql, kit.prefix, jobs)
       for (const row of rows) {
-        if (row.state === "completed") counts.completed++
-        else if (row.state === "scheduled") counts.snoozed++
-        else if (row.state === "cancelled") counts.cancelled++
-        else if (row.state === "discarded" && (row.error?.kind === "discarded" || row.error?.kind === "decode")) {
-          counts.discarded++
-        } else counts.failed++
+        counts[outcomeOf(row) ?? "failed"]++
       }
       if (options.withRecursion !== true || jobs.length === 0) return counts
     }

@@ -6,7 +6,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, Schema } from "effect"
 import type { EventKind, JobEvent } from "../Events.ts"
-import { publish } from "../Events.ts"
+import { listening, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import type { Worker } from "../Worker.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
@@ -35,7 +35,14 @@ export const makeRegistry = <R>(
   context
 })
 
-const eventKind = (row: AckRow): EventKind | undefined => {
+/** How an attempt ended. */
+export type Outcome = Extract<EventKind, "completed" | "failed" | "snoozed" | "cancelled" | "discarded">
+
+/**
+ * What an outcome row means to events, metrics and the testing kit's counts;
+ * none for a job given back at shutdown.
+ */
+export const outcomeOf = (row: AckRow): Outcome | undefined => {
   switch (row.state) {
     case "completed":
       return "completed"
@@ -70,6 +77,14 @@ const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<u
   const work = context === undefined
     ? worker.perform(job) as Effect.Effect<void, unknown>
     : Effect.updateContext(worker.perform(job), (current: Context.Context<never>) => Context.merge(context, current))
+  return withTimeout(worker, work)
+}
+
+/** Applies the worker's timeout, if it has one, failing with `JobTimeout` when it elapses. */
+export const withTimeout = <A, E, R>(
+  worker: { readonly timeout: Duration.Input | undefined },
+  work: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | JobTimeout, R> => {
   if (worker.timeout === undefined) return work
   const millis = Duration.toMillis(worker.timeout)
   return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(new JobTimeout({ millis })) })
@@ -86,7 +101,9 @@ export const runAttempt = <R>(
 ): Effect.Effect<AckRow> =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
-    yield* publish([event(job, "started", startedAt)])
+    // Events are built only when someone subscribes: this is the hot path of a busy node.
+    const watched = yield* listening
+    if (watched) yield* publish([event(job, "started", startedAt)])
     yield* recordStart(job, startedAt)
     const worker = registry.workers.get(job.worker)
     const decode = registry.decode.get(job.worker)
@@ -120,7 +137,7 @@ export const runAttempt = <R>(
       }
     }
     const endedAt = yield* Clock.currentTimeMillis
-    const kind = eventKind(row)
+    const kind = outcomeOf(row)
     span.attribute("oban.outcome", kind ?? "shutdown")
     // Error status for failed attempts only: a snooze, cancel or discard is the worker's decision.
     span.end(
@@ -128,7 +145,7 @@ export const runAttempt = <R>(
       kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
     )
     yield* recordOutcome(job, kind ?? "shutdown", endedAt - startedAt)
-    if (kind !== undefined) {
+    if (watched && kind !== undefined) {
       yield* publish([event(job, kind, endedAt, {
         durationMillis: endedAt - startedAt,
         ...(row.error === null ? {} : { message: row.error.message }),
