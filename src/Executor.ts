@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, FiberMap, type Scope } from "effect"
+import { Cause, Clock, Duration, Effect, FiberMap, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
@@ -49,6 +49,27 @@ export interface Options<R> {
 }
 
 /**
+ * Waits up to `grace` for the running jobs to finish, and says whether they
+ * did. It must not be interruptible: under `NodeRuntime.runMain` the scope is
+ * closed by a fiber that SIGTERM has already interrupted, and an interruptible
+ * wait would end at once, cutting every job's grace period to nothing. So it
+ * polls the job count, which works the same on an interrupted fiber and on
+ * `TestClock`.
+ */
+const awaitDrained = (fibers: FiberMap.FiberMap<number, void, never>, grace: Duration.Duration) =>
+  Effect.gen(function*() {
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(grace)
+    while ((yield* FiberMap.size(fibers)) > 0) {
+      const left = deadline - (yield* Clock.currentTimeMillis)
+      if (left <= 0) return false
+      yield* Effect.sleep(Math.min(left, drainPollMillis))
+    }
+    return true
+  }).pipe(Effect.uninterruptible)
+
+const drainPollMillis = 20
+
+/**
  * An executor for the scope's life.
  *
  * @since 0.1.0
@@ -77,11 +98,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         const left = yield* FiberMap.size(fibers)
         if (left === 0) return
         yield* Effect.logInfo(`shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${left} job(s)`)
-        const drained = yield* FiberMap.awaitEmpty(fibers).pipe(
-          Effect.timeoutOption(options.shutdownGracePeriod),
-          Effect.interruptible
-        )
-        if (drained._tag === "Some") return
+        if (yield* awaitDrained(fibers, options.shutdownGracePeriod)) return
         for (const key of yield* Effect.sync(() => Array.from(fibers))) stops.set(key[0], "shutdown")
         yield* Effect.logWarning(`shutdown: interrupting ${yield* FiberMap.size(fibers)} job(s) after the grace period`)
         yield* FiberMap.clear(fibers)

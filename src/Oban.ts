@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Clock, Context, Effect, Layer, Option, Stream } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Layer, Option, Runtime, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
@@ -248,3 +248,19 @@ export const layer = <W extends Worker.Any>(
       return Context.make(Oban, service).pipe(Context.add(Settings, settings), Context.add(EventHub, runtime.events))
     })
   )
+
+/**
+ * The exit code rule for a process that runs a node under
+ * `NodeRuntime.runMain`: a shutdown by SIGTERM or SIGINT that completed
+ * cleanly (jobs finished or handed back, acks written) exits 0, so systemd and
+ * Kubernetes record a clean stop; every other outcome follows Effect's default
+ * teardown (1 for a failure). Without it, the same clean shutdown exits 130.
+ *
+ * ```ts
+ * Layer.launch(ObanLive).pipe(NodeRuntime.runMain({ teardown: Oban.teardown }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)

@@ -5,7 +5,10 @@
  * gracefully on SIGTERM.
  *
  *   DATABASE_URL  PREFIX  NODE_NAME  QUEUES (JSON)  JOB_MS (on JOB_MS_NODE only, when set)
- *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON
+ *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON  GRACE_MS  POOL (pool size, default 10)
+ *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
+ *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS
+ *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
@@ -20,6 +23,8 @@ const prefix = env("PREFIX")!
 const node = env("NODE_NAME")!
 const slowNode = env("JOB_MS_NODE")
 const jobMillis = slowNode === undefined || slowNode === node ? Number(env("JOB_MS") ?? "0") : 0
+const jobDbMillis = Number(env("JOB_DB_MS") ?? "0")
+const optionalMillis = (name: string) => env(name) === undefined ? undefined : Number(env(name))
 
 const say = (event: string, value?: unknown) =>
   Effect.sync(() => process.stdout.write(JSON.stringify({ event, node, value }) + "\n"))
@@ -31,6 +36,7 @@ export const Record = Worker.make("Record", {
     Effect.gen(function*() {
       const sql = yield* SqlClient
       yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
+      if (jobDbMillis > 0) yield* sql`SELECT pg_sleep(${jobDbMillis / 1000})`
       if (jobMillis > 0) yield* Effect.sleep(jobMillis)
     })
 })
@@ -45,6 +51,11 @@ const ObanLive = Oban.layer({
   queues: JSON.parse(env("QUEUES") ?? "{}"),
   workers: [Record],
   pollInterval: "500 millis",
+  ...(env("GRACE_MS") === undefined ? {} : { shutdownGracePeriod: Number(env("GRACE_MS")) }),
+  ...(env("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: Number(env("HEARTBEAT_MS")) }),
+  ...(env("RESCUE_AFTER_MS") === undefined ? {} : {
+    rescuer: { rescueAfter: optionalMillis("RESCUE_AFTER_MS"), interval: optionalMillis("RESCUE_INTERVAL_MS") }
+  }),
   ...(leaseTtl === undefined ? {} : { leader: { ttl: Number(leaseTtl), renewInterval: Number(leaseRenew ?? 1000) } }),
   ...(cron === undefined ? {} : { crontab: [Cron.entry(cron, Record, { n: 0 }, { name: "test-cron" })] })
 })
@@ -57,11 +68,11 @@ const Report = Layer.effectDiscard(Effect.gen(function*() {
 
 const PgLive = PgClient.layer({
   url: Redacted.make(env("DATABASE_URL")!),
-  maxConnections: 10,
+  maxConnections: Number(env("POOL") ?? "10"),
   applicationName: `test-node ${node}`
 })
 
 Layer.launch(Report.pipe(Layer.provideMerge(ObanLive), Layer.provide(PgLive))).pipe(
-  Effect.provideService(References.MinimumLogLevel, "Error"),
-  NodeRuntime.runMain
+  Effect.provideService(References.MinimumLogLevel, (env("LOG_LEVEL") ?? "Error") as "Error"),
+  env("TEARDOWN") === "default" ? NodeRuntime.runMain : NodeRuntime.runMain({ teardown: Oban.teardown })
 )

@@ -1,0 +1,97 @@
+/**
+ * Graceful shutdown through the documented path: a node in its own OS process,
+ * `Layer.launch(...).pipe(NodeRuntime.runMain(...))`, sent SIGTERM while its
+ * jobs run. Running jobs get their grace period and complete; what outlives it
+ * goes back to `available` with the attempt given back; the process exits with
+ * the documented code.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { waitFor } from "./support/node.ts"
+import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
+
+// The same name and args as the worker in nodeProcess.ts; only used to build requests here.
+const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+interface Row {
+  readonly id: number
+  readonly state: string
+  readonly attempt: number
+  readonly kinds: ReadonlyArray<string>
+  readonly runs: number
+}
+
+const rows = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    return yield* sql<Row>`
+      SELECT j.id::int AS id, j.state::text AS state, j.attempt,
+             ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(j.errors) e) AS kinds,
+             (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs
+      FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
+  })
+
+/** Starts one node, inserts `jobs` jobs, waits until all run, sends SIGTERM; returns the exit code and time taken. */
+const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+    const node = yield* spawnNode("deploy", {
+      DATABASE_URL: databaseUrl(),
+      PREFIX: prefix,
+      QUEUES: JSON.stringify({ default: 10 }),
+      ...env
+    })
+    yield* awaitReady(node)
+    yield* Oban.insertAll(Array.from({ length: jobs }, (_, n) => Record.job({ n })))
+    yield* waitFor("every job to be running", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
+    const sentAt = Date.now()
+    const code = yield* stopNode(node, "SIGTERM")
+    return { code, millis: Date.now() - sentAt, output: node.output() }
+  })
+
+describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
+  it.live("running jobs finish within the grace period and complete; the process exits 0", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_grace")
+      yield* Effect.gen(function*() {
+        const result = yield* sigtermMidJob(prefix, 3, { JOB_MS: "2000", GRACE_MS: "15000" })
+        assert.strictEqual(result.code, 0, result.output)
+        // It waited for the jobs (about 2 s), not for the whole grace period.
+        assert.isAtLeast(result.millis, 1_000)
+        assert.isBelow(result.millis, 10_000)
+        for (const row of yield* rows(prefix)) {
+          assert.deepStrictEqual([row.state, row.attempt, row.kinds, row.runs], ["completed", 1, [], 1])
+        }
+      }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("jobs still running after the grace period go back to available with the attempt given back", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_late")
+      yield* Effect.gen(function*() {
+        const result = yield* sigtermMidJob(prefix, 2, { JOB_MS: "60000", GRACE_MS: "1000" })
+        assert.strictEqual(result.code, 0, result.output)
+        assert.isAtLeast(result.millis, 900)
+        assert.isBelow(result.millis, 8_000)
+        for (const row of yield* rows(prefix)) {
+          assert.deepStrictEqual([row.state, row.attempt, row.kinds], ["available", 0, ["shutdown"]])
+        }
+      }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("with runMain's default teardown the jobs get the same grace; only the exit code differs (130)", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_default")
+      yield* Effect.gen(function*() {
+        const result = yield* sigtermMidJob(prefix, 2, { JOB_MS: "1500", TEARDOWN: "default" })
+        assert.strictEqual(result.code, 130, result.output)
+        for (const row of yield* rows(prefix)) assert.deepStrictEqual([row.state, row.attempt], ["completed", 1])
+      }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+    }).pipe(Effect.scoped), 60_000)
+})
