@@ -39,6 +39,15 @@ export interface Options extends Config {
   readonly sql: SqlClient
   readonly prefix: string
   readonly node: string
+  /**
+   * This incarnation of the node, unique per process (a node passes a random
+   * id). The lease is held by an instance, so a process restarted under the
+   * same node name waits for its predecessor's lease to expire, and two
+   * processes given the same name never both lead. Default: the node name.
+   */
+  readonly instance?: string | undefined
+  /** Told of every round: whether it reached the database. */
+  readonly onRound?: ((reached: boolean) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -71,16 +80,19 @@ export interface Leader {
  *
  * @since 0.1.0
  */
-export const runOnce = (options: Pick<Options, "sql" | "prefix" | "node" | "ttl">): Effect.Effect<Result, SqlError> =>
+export const runOnce = (
+  options: Pick<Options, "sql" | "prefix" | "node" | "ttl" | "instance">
+): Effect.Effect<Result, SqlError> =>
   Effect.gen(function*() {
     const lease = yield* claimLease(
       options.sql,
       options.prefix,
       yield* now(options.sql),
       options.node,
+      options.instance ?? options.node,
       Duration.toMillis(options.ttl)
     )
-    return { isLeader: lease.holder === options.node, leader: lease.holder, expiresInMillis: lease.expiresInMillis }
+    return { isLeader: lease.held, leader: lease.holder, expiresInMillis: lease.expiresInMillis }
   })
 
 /**
@@ -95,7 +107,12 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
     const wakeUp = yield* Queue.dropping<void>(1)
     const renewMillis = Duration.toMillis(options.renewInterval)
 
+    const onRound = options.onRound ?? (() => Effect.void)
     const round = runOnce(options).pipe(
+      // A connection that hangs (a black-holed network) must not freeze the election.
+      Effect.timeout(Duration.min(options.ttl, Duration.seconds(10))),
+      Effect.tap(() => onRound(true)),
+      Effect.tapError(() => onRound(false)),
       Effect.tap((result) =>
         Effect.andThen(SubscriptionRef.set(leading, result.isLeader), Ref.set(known, result.leader !== undefined))
       ),
@@ -121,7 +138,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
       Effect.gen(function*() {
         if (!(yield* SubscriptionRef.get(leading))) return
         yield* SubscriptionRef.set(leading, false)
-        yield* resignLease(options.sql, options.prefix, options.node).pipe(
+        yield* resignLease(options.sql, options.prefix, options.instance ?? options.node).pipe(
           Effect.timeoutOption("5 seconds"),
           Effect.catchCause((cause) => Effect.logWarning("could not resign the lease", Cause.pretty(cause)))
         )

@@ -15,9 +15,10 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Queue, type Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
+import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { fetchJobs } from "./internal/sql/jobs.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
@@ -42,6 +43,8 @@ export interface QueueState {
  */
 export interface Producer {
   readonly queue: string
+  /** This incarnation's id: its row in `oban_producers`, and `attempted_by[2]` of its jobs. */
+  readonly id: string
   /** Ask for a fetch soon. Cheap and safe to call any number of times. */
   readonly wake: Effect.Effect<void>
   readonly pause: Effect.Effect<void>
@@ -62,6 +65,10 @@ export interface Options {
   readonly paused: boolean
   readonly pollInterval: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
+  /** How long a silent producer has before the rescuer takes its jobs. */
+  readonly rescueAfter: Duration.Duration
+  /** The node's own client for heartbeats, off the shared pool. */
+  readonly liveness: Liveness
   readonly executor: ExecutorShape
 }
 
@@ -81,6 +88,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let running = 0
     let failures = 0
     let registered = false
+    let lost = false
+    let lastBeat = 0
+    const heartbeatMillis = Duration.toMillis(options.heartbeatInterval)
+    const rescueAfterMillis = Duration.toMillis(options.rescueAfter)
+    // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
+    const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
 
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
     const onDone = Effect.suspend(() => {
@@ -90,7 +103,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
 
     const fetchOnce = Effect.gen(function*() {
       const demand = limit - running
-      if (!registered || paused || demand <= 0) return false as boolean
+      if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
       const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
         queue: options.queue,
         demand,
@@ -145,45 +158,91 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         paused = state.paused
         return changed ? wake : Effect.void
       })
+    const beatSql = options.liveness.sql
     const register = Effect.gen(function*() {
       const readAt = changes
-      const time = yield* now(options.sql)
-      const row = yield* registerProducer(options.sql, options.prefix, time, {
+      const time = yield* now(beatSql)
+      const row = yield* options.liveness.run(registerProducer(beatSql, options.prefix, time, {
+        id: producerId,
         node: options.node,
         queue: options.queue,
         limit,
-        paused
-      })
-      registered = true
-      if (!row.inserted) {
-        // A row left by an earlier run of this node: its stored state wins.
+        paused,
+        freshMillis: rescueAfterMillis
+      }))
+      if (row.twins > 0) {
+        yield* Effect.logWarning(
+          `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
+            "each keeps its own producer rows and jobs, but give every process a unique node name"
+        )
+      }
+      if (row.inherited) {
+        // Rows left by an earlier run of this node: their stored state wins.
         yield* adopt(row, readAt)
       } else if (changes !== readAt) {
         // A command arrived while registering: store what this node now has.
-        yield* storeQueueState(options.sql, options.prefix, { queue: options.queue, node: options.node, limit, paused })
+        yield* storeQueueState(beatSql, options.prefix, { queue: options.queue, node: options.node, limit, paused })
       }
-      yield* wake
     })
     const heartbeat = Effect.gen(function*() {
-      if (!registered) return yield* register
-      const readAt = changes
-      const state = yield* beat(options.sql, options.prefix, yield* now(options.sql), options.node, options.queue)
-      if (state === undefined) return yield* register
-      yield* adopt(state, readAt)
-    }).pipe(
-      Effect.catchCause((cause) => Effect.logWarning("heartbeat failed; will try again", Cause.pretty(cause)))
-    )
-    // Register at once (retrying quickly until it works), then beat on schedule.
-    yield* Effect.forkScoped(Effect.gen(function*() {
-      while (!registered) {
-        yield* heartbeat
-        if (!registered) yield* Effect.sleep("500 millis")
+      if (!registered) {
+        yield* register
+      } else {
+        const readAt = changes
+        const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
+        // The row was removed as stale (a long outage): this producer's jobs may have been rescued.
+        if (state === undefined) yield* register
+        else yield* adopt(state, readAt)
       }
-      yield* Effect.forever(Effect.andThen(Effect.sleep(options.heartbeatInterval), heartbeat))
+      lastBeat = yield* Clock.currentTimeMillis
+      if (!registered || lost) {
+        if (lost) yield* Effect.logInfo("heartbeat restored; fetching again")
+        registered = true
+        lost = false
+        yield* wake
+      }
+    })
+
+    /**
+     * Whether this producer's last heartbeat is recent enough that no rescuer
+     * can have judged it dead. Past that, it stops claiming jobs: jobs it
+     * claimed earlier may be rescued and run elsewhere, and it says so. The
+     * jobs it runs keep running (delivery is at least once); their acks land
+     * only if the job was not claimed again meanwhile.
+     */
+    const checkAlive = Effect.gen(function*() {
+      if (!registered) return false
+      if (lost) return false
+      const silentFor = (yield* Clock.currentTimeMillis) - lastBeat
+      if (silentFor < lostAfterMillis) return true
+      lost = true
+      yield* Effect.logWarning(
+        `no heartbeat for ${silentFor} ms: this node may be judged dead after ${rescueAfterMillis} ms and its ` +
+          `${running} running job(s) rescued and run again elsewhere; not claiming jobs until a heartbeat gets through`
+      )
+      return false
+    })
+
+    // Register at once, then beat on schedule; after a failure, try again soon, so that the first
+    // moment the database answers again refreshes the row.
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      let failures = 0
+      while (true) {
+        const result = yield* Effect.exit(heartbeat)
+        if (result._tag === "Success") {
+          failures = 0
+          yield* Effect.sleep(options.heartbeatInterval)
+        } else {
+          failures++
+          yield* Effect.logWarning(`heartbeat failed (${failures}x); trying again`, Cause.pretty(result.cause))
+          yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
+        }
+      }
     }).pipe(Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })))
 
     return {
       queue: options.queue,
+      id: producerId,
       wake,
       pause: Effect.sync(() => {
         changes++

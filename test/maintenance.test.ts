@@ -47,11 +47,15 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         Noop.job({ n: 3 }),
         Noop.job({ n: 4 })
       ])
+      // Producer incarnations: "dead" stopped beating; "alive" beats; "gone" has no row at all.
+      const [dead, live, gone] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()]
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
-                 attempted_by = ARRAY[CASE id WHEN ${alive!.id} THEN 'alive' WHEN ${absent!.id} THEN 'gone' ELSE 'dead' END, 'p']`
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (node, queue, "limit", updated_at) VALUES
-                 ('dead', 'default', 5, now() - interval '2 minutes'),
-                 ('alive', 'default', 5, now())`
+                 attempted_by = CASE id WHEN ${alive!.id} THEN ARRAY['alive', ${live}]
+                                        WHEN ${absent!.id} THEN ARRAY['gone', ${gone}]
+                                        ELSE ARRAY['dead', ${dead}] END`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
+                 (${dead}, 'dead', 'default', 5, now() - interval '2 minutes'),
+                 (${live}, 'alive', 'default', 5, now())`
       const result = yield* Rescuer.runOnce({ sql, prefix })
       assert.deepStrictEqual(result, { rescued: 2, discarded: 1 })
       const rescued = yield* jobRow(prefix, orphan!.id)
@@ -65,6 +69,25 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const producers = yield* sql<{ node: string }>`SELECT node FROM ${sql(prefix)}.oban_producers`
       assert.deepStrictEqual(producers.map((row) => row.node), ["alive"])
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0 })
+    }))
+
+  it.effect("Rescuer.runOnce judges each producer incarnation: a restart under the same node name does not hide the old one's jobs", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [old, fresh] = yield* Oban.insertAll([Noop.job({ n: 1 }), Noop.job({ n: 2 })])
+      const [crashed, restarted] = [crypto.randomUUID(), crypto.randomUUID()]
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = CASE id WHEN ${old!.id} THEN ARRAY['web-1', ${crashed}] ELSE ARRAY['web-1', ${restarted}] END`
+      // The crashed process's row went silent; the restarted one, same node name and queue, beats.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
+                 (${crashed}, 'web-1', 'default', 5, now() - interval '2 minutes'),
+                 (${restarted}, 'web-1', 'default', 5, now())`
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0 })
+      assert.strictEqual((yield* jobRow(prefix, old!.id)).state, "available")
+      assert.strictEqual((yield* jobRow(prefix, fresh!.id)).state, "executing")
+      const producers = yield* sql<{ id: string }>`SELECT id::text AS id FROM ${sql(prefix)}.oban_producers`
+      assert.deepStrictEqual(producers.map((row) => row.id), [restarted])
     }))
 
   it.effect("Pruner.runOnce deletes 100,000 old jobs in bounded batches and keeps recent and unfinished ones", () =>

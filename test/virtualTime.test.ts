@@ -114,10 +114,11 @@ describe("virtual time", () => {
         const sql = yield* SqlClient
         const job = yield* Oban.insert(Tick.job({}))
         const lastBeat = new Date(yield* Clock.currentTimeMillis)
-        yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (node, queue, "limit", updated_at)
-                   VALUES ('gone', 'default', 1, ${lastBeat})`
+        const producer = crypto.randomUUID()
+        yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
+                   VALUES (${producer}, 'gone', 'default', 1, ${lastBeat})`
         yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
-                   attempted_by = ARRAY['gone', 'p'] WHERE id = ${job.id}`
+                   attempted_by = ARRAY['gone', ${producer}] WHERE id = ${job.id}`
         yield* TestClock.adjust("59 seconds")
         assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0 })
         yield* TestClock.adjust("2 seconds")

@@ -24,6 +24,7 @@ import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
+import * as Liveness from "./liveness.ts"
 import { periodic } from "./periodic.ts"
 import { countAvailable } from "./sql/jobs.ts"
 import { setAvailable } from "./telemetry.ts"
@@ -52,6 +53,9 @@ export interface Runtime {
   readonly leadership: Stream.Stream<boolean>
   readonly events: Hub
 }
+
+/** The longest a heartbeat or lease statement may take before it counts as failed. */
+const livenessStatementTimeout = Duration.seconds(5)
 
 export const isValidLimit = (limit: number) => Number.isInteger(limit) && limit >= 1 && limit <= 10_000
 
@@ -105,9 +109,15 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     )
     yield* checkMigrated(config.prefix)
     const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
+    // Heartbeats and the lease run on the node's own connection, never starved by the pool.
+    const liveness = yield* Liveness.make({ node: config.node, statementTimeout: livenessStatementTimeout })
+    // This process: the lease is held per incarnation, so a namesake never renews it.
+    const instance = crypto.randomUUID()
+    const producers = new Map<string, Producer.Producer>()
     // Runs after the executor has finished its jobs: until then the rows prove this node alive.
+    // Only this incarnation's rows: a process with the same node name keeps its own.
     yield* Effect.addFinalizer(() =>
-      removeProducers(sql, config.prefix, config.node).pipe(
+      removeProducers(sql, config.prefix, Array.from(producers.values(), (producer) => producer.id)).pipe(
         Effect.timeoutOption("5 seconds"),
         Effect.catchCause((cause) => Effect.logWarning("could not remove this node's producer rows", Cause.pretty(cause)))
       )
@@ -120,8 +130,14 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       shutdownGracePeriod: config.shutdownGracePeriod
     })
 
-    const leader = yield* Leader.make({ sql, prefix: config.prefix, node: config.node, ...config.leader })
-    const producers = new Map<string, Producer.Producer>()
+    const leader = yield* Leader.make({
+      sql: liveness.sql,
+      prefix: config.prefix,
+      node: config.node,
+      instance,
+      onRound: liveness.reached,
+      ...config.leader
+    })
 
     const apply = (command: QueueCommand): Effect.Effect<void> => {
       const producer = producers.get(command.queue)
@@ -171,6 +187,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           paused: queue.paused,
           pollInterval: config.pollInterval,
           heartbeatInterval: config.heartbeatInterval,
+          rescueAfter: config.rescuer.rescueAfter,
+          liveness,
           executor
         })
       )
@@ -187,7 +205,13 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       name: "Rescuer",
       interval: config.rescuer.interval,
       run: Rescuer.runOnce({ sql, prefix: config.prefix, ...config.rescuer }),
-      when: leader.isLeader
+      // Only after this node has itself been connected for rescueAfter: right after an outage every
+      // producer looks silent, and the live ones need a moment to beat again.
+      when: Effect.zipWith(
+        leader.isLeader,
+        liveness.connectedForMillis,
+        (leads, connected) => leads && connected >= Duration.toMillis(config.rescuer.rescueAfter)
+      )
     }))
     if (config.pruner !== false) {
       yield* Effect.forkScoped(periodic({

@@ -19,8 +19,9 @@ export interface RescuedRow {
 }
 
 /**
- * Returns `executing` jobs whose producer has not beaten its heart for
- * `afterMillis` (or has no row at all) to `available`, or discards them when
+ * Returns `executing` jobs whose producer incarnation (the id in
+ * `attempted_by[2]`) has not beaten its heart for `afterMillis` (or has no
+ * row at all) to `available`, or discards them when
  * no attempts are left, with a `rescued` errors entry naming the lost node.
  * Then removes stale producer rows. Returns the rescued jobs.
  */
@@ -38,7 +39,7 @@ export const rescueOrphans = (
       WHERE j.state = 'executing'
         AND NOT EXISTS (
           SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p
-          WHERE p.node = j.attempted_by[1] AND p.queue = j.queue AND p.updated_at > clock.stale_before
+          WHERE p.id::text = j.attempted_by[2] AND p.updated_at > clock.stale_before
         )
       ORDER BY j.id
       LIMIT ${limit}

@@ -1,6 +1,9 @@
 /**
  * SQL on `oban_peers`: the leader lease. One row per prefix (`name = 'oban'`)
- * names the node that leads until `expires_at`.
+ * names the node that leads until `expires_at`, and the incarnation of that
+ * node (`instance`, unique per process), so that a process restarted under
+ * the same name, or a second process given the same name, never renews a
+ * lease it does not hold.
  */
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -21,37 +24,46 @@ export const claimLease = (
   prefix: string,
   now: Fragment,
   node: string,
+  instance: string,
   ttlMillis: number
-): Effect.Effect<{ readonly holder: string | undefined; readonly expiresInMillis: number }, SqlError> =>
-  sql<{ readonly node: string; readonly valid: boolean; readonly expires_in: number }>`
+): Effect.Effect<
+  { readonly holder: string | undefined; readonly held: boolean; readonly expiresInMillis: number },
+  SqlError
+> =>
+  sql<{ readonly node: string; readonly instance: string | null; readonly valid: boolean; readonly expires_in: number }>`
     WITH clock AS (SELECT ${now} AS now),
     claimed AS (
-      INSERT INTO ${table(sql, prefix, "oban_peers")} AS p (name, node, started_at, expires_at)
-      SELECT ${leaseName}, ${node}, clock.now, clock.now + ${ttlMillis} * interval '1 millisecond' FROM clock
+      INSERT INTO ${table(sql, prefix, "oban_peers")} AS p (name, node, instance, started_at, expires_at)
+      SELECT ${leaseName}, ${node}, ${instance}, clock.now, clock.now + ${ttlMillis} * interval '1 millisecond' FROM clock
       ON CONFLICT (name) DO UPDATE
         SET node = excluded.node,
-            started_at = CASE WHEN p.node = excluded.node THEN p.started_at ELSE excluded.started_at END,
+            instance = excluded.instance,
+            started_at = CASE WHEN p.instance = excluded.instance THEN p.started_at ELSE excluded.started_at END,
             expires_at = excluded.expires_at
-        WHERE p.node = excluded.node OR p.expires_at <= excluded.started_at
-      RETURNING p.node, p.expires_at
+        WHERE p.instance = excluded.instance OR p.expires_at <= excluded.started_at
+      RETURNING p.node, p.instance, p.expires_at
     )
-    SELECT node, true AS valid, (EXTRACT(EPOCH FROM (claimed.expires_at - clock.now)) * 1000)::float8 AS expires_in
+    SELECT node, instance, true AS valid, (EXTRACT(EPOCH FROM (claimed.expires_at - clock.now)) * 1000)::float8 AS expires_in
     FROM claimed, clock
     UNION ALL
-    SELECT p.node, p.expires_at > clock.now AS valid,
+    SELECT p.node, p.instance, p.expires_at > clock.now AS valid,
            (EXTRACT(EPOCH FROM (p.expires_at - clock.now)) * 1000)::float8 AS expires_in
     FROM ${table(sql, prefix, "oban_peers")} AS p, clock
     WHERE p.name = ${leaseName} AND NOT EXISTS (SELECT 1 FROM claimed)
   `.pipe(Effect.map((rows) => {
     const valid = rows.find((row) => row.valid)
-    return { holder: valid?.node, expiresInMillis: valid === undefined ? 0 : Number(valid.expires_in) }
+    return {
+      holder: valid?.node,
+      held: valid !== undefined && valid.instance === instance,
+      expiresInMillis: valid === undefined ? 0 : Number(valid.expires_in)
+    }
   }))
 
 /** Gives the lease up and tells the other nodes to try at once. */
-export const resignLease = (sql: SqlClient, prefix: string, node: string): Effect.Effect<void, SqlError> =>
+export const resignLease = (sql: SqlClient, prefix: string, instance: string): Effect.Effect<void, SqlError> =>
   sql`
     WITH resigned AS (
-      DELETE FROM ${table(sql, prefix, "oban_peers")} WHERE name = ${leaseName} AND node = ${node} RETURNING node
+      DELETE FROM ${table(sql, prefix, "oban_peers")} WHERE name = ${leaseName} AND instance = ${instance} RETURNING node
     )
     SELECT pg_notify(${channel(prefix, "leader")}, json_build_object('action', 'resign', 'node', node)::text)
     FROM resigned

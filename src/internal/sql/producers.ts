@@ -1,6 +1,7 @@
 /**
- * SQL on `oban_producers`: one row per running queue producer, refreshed by
- * its heartbeat. The row also carries the queue's limit and paused flag, so
+ * SQL on `oban_producers`: one row per running producer incarnation, keyed by
+ * the producer's id (the id its jobs carry in `attempted_by[2]`) and refreshed
+ * by its heartbeat. The row also carries the queue's limit and paused flag, so
  * commands for every node are persisted and a node that missed a signal
  * catches up at its next heartbeat.
  */
@@ -15,39 +16,66 @@ export interface ProducerState {
   readonly paused: boolean
 }
 
+export interface Registration extends ProducerState {
+  /** The limit and paused flag came from an earlier incarnation of the same node and queue. */
+  readonly inherited: boolean
+  /** Other rows of the same node and queue refreshed within `freshMillis`: another live process with this name. */
+  readonly twins: number
+}
+
 /**
- * Registers (or refreshes) this node's producer for `queue`. A row left by an
- * earlier run of the same node keeps its limit and paused flag, which are
- * returned (`inserted: false`); otherwise the given state is stored.
+ * Registers (or refreshes) the producer `id`. The newest row left by an
+ * earlier incarnation of the same node and queue lends its limit and paused
+ * flag (`inherited: true`); otherwise the given state is stored. Rows of
+ * other incarnations are left alone: the rescuer judges them by their own
+ * heartbeats.
  */
 export const registerProducer = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  options: { readonly node: string; readonly queue: string } & ProducerState
-): Effect.Effect<ProducerState & { readonly inserted: boolean }, SqlError> =>
-  sql<ProducerState & { readonly inserted: boolean }>`
-    WITH clock AS (SELECT ${now} AS now)
-    INSERT INTO ${table(sql, prefix, "oban_producers")} AS p (node, queue, "limit", paused, started_at, updated_at)
-    SELECT ${options.node}, ${options.queue}, ${options.limit}, ${options.paused}, clock.now, clock.now FROM clock
-    ON CONFLICT (node, queue) DO UPDATE SET updated_at = excluded.updated_at, started_at = excluded.started_at
-    RETURNING p."limit" AS limit, p.paused, (p.xmax = 0) AS inserted
+  options: { readonly id: string; readonly node: string; readonly queue: string; readonly freshMillis: number } & ProducerState
+): Effect.Effect<Registration, SqlError> => {
+  const producers = table(sql, prefix, "oban_producers")
+  return sql<{ readonly limit: number; readonly paused: boolean; readonly inherited: boolean; readonly twins: number }>`
+    WITH clock AS (SELECT ${now} AS now),
+    earlier AS (
+      SELECT p."limit", p.paused, p.updated_at FROM ${producers} AS p
+      WHERE p.node = ${options.node} AND p.queue = ${options.queue} AND p.id <> ${options.id}::uuid
+      ORDER BY p.updated_at DESC
+    ),
+    newest AS (SELECT * FROM earlier LIMIT 1),
+    registered AS (
+      INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, started_at, updated_at)
+      SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
+             COALESCE((SELECT "limit" FROM newest), ${options.limit}),
+             COALESCE((SELECT paused FROM newest), ${options.paused}),
+             clock.now, clock.now
+      FROM clock
+      ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at
+      RETURNING p."limit", p.paused
+    )
+    SELECT registered."limit" AS limit, registered.paused,
+           EXISTS (SELECT 1 FROM newest) AS inherited,
+           (SELECT count(*)::int FROM earlier, clock
+            WHERE earlier.updated_at > clock.now - ${options.freshMillis} * interval '1 millisecond') AS twins
+    FROM registered
   `.pipe(Effect.map((rows) => rows[0]!))
+}
 
 /**
- * The heartbeat: refreshes the row and returns its state, or none when the
- * row is gone (removed as stale during a long outage).
+ * The heartbeat of one producer: refreshes its row and returns its state, or
+ * none when the row is gone (removed as stale during a long outage).
  */
 export const beat = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  node: string,
-  queue: string
+  id: string
 ): Effect.Effect<ProducerState | undefined, SqlError> =>
   sql<ProducerState>`
     UPDATE ${table(sql, prefix, "oban_producers")} SET updated_at = ${now}
-    WHERE node = ${node} AND queue = ${queue}
+    WHERE id = ${id}::uuid
     RETURNING "limit" AS limit, paused
   `.pipe(Effect.map((rows) => rows[0]))
 
@@ -64,6 +92,12 @@ export const storeQueueState = (
     WHERE queue = ${options.queue} AND (${options.node ?? null}::text IS NULL OR node = ${options.node ?? null}::text)
   `.pipe(Effect.asVoid)
 
-/** Removes this node's producer rows (clean shutdown). */
-export const removeProducers = (sql: SqlClient, prefix: string, node: string): Effect.Effect<void, SqlError> =>
-  sql`DELETE FROM ${table(sql, prefix, "oban_producers")} WHERE node = ${node}`.pipe(Effect.asVoid)
+/** Removes the rows of the given producers (a clean shutdown removes its own, not a namesake's). */
+export const removeProducers = (
+  sql: SqlClient,
+  prefix: string,
+  ids: ReadonlyArray<string>
+): Effect.Effect<void, SqlError> =>
+  ids.length === 0
+    ? Effect.void
+    : sql`DELETE FROM ${table(sql, prefix, "oban_producers")} WHERE id::text IN ${sql.in(ids)}`.pipe(Effect.asVoid)
