@@ -1,0 +1,133 @@
+/**
+ * Liveness with real OS processes: heartbeats that a starved pool cannot hold
+ * back, a node restarted under the same name (its crashed incarnation's jobs
+ * are rescued, the new one's never), and two live processes given the same
+ * node name. Every perform is counted in a side table, so a duplicate run shows.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { countByState, waitFor } from "./support/node.ts"
+import { awaitReady, type NodeProcess, spawnNode, stopNode } from "./support/processes.ts"
+
+// The same name and args as the worker in nodeProcess.ts; only used to build requests here.
+const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+/** Fast maintenance, so that a wrong rescue shows within seconds. */
+const fastMaintenance = {
+  HEARTBEAT_MS: "300",
+  RESCUE_AFTER_MS: "2000",
+  RESCUE_INTERVAL_MS: "300",
+  LEASE_TTL_MS: "2000",
+  LEASE_RENEW_MS: "500"
+}
+
+const setUp = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+  })
+
+const envFor = (prefix: string, extra: Record<string, string>) => ({
+  DATABASE_URL: databaseUrl(),
+  PREFIX: prefix,
+  ...fastMaintenance,
+  ...extra
+})
+
+/** Per job: how often it ran and the kinds of its errors entries. */
+const history = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    return yield* sql<{ id: number; state: string; runs: number; kinds: ReadonlyArray<string> }>`
+      SELECT j.id::int AS id, j.state::text AS state,
+             (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs,
+             ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(j.errors) e) AS kinds
+      FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
+  })
+
+const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
+  effect.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+
+describe("liveness across OS processes", () => {
+  it.live("a pool smaller than the queue limit, with workers holding connections: no live job is rescued", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_pool")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        yield* setUp(prefix)
+        // The leader runs no jobs: its rescuer watches the busy node.
+        const watcher = yield* spawnNode("watcher", envFor(prefix, { QUEUES: JSON.stringify({ other: 1 }) }))
+        yield* awaitReady(watcher)
+        yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
+        // Pool 3, limit 6: each job holds a pooled connection for 3 s, so the pool is busy for about 6 s,
+        // three times rescueAfter.
+        const busy = yield* spawnNode(
+          "busy",
+          envFor(prefix, { QUEUES: JSON.stringify({ default: 6 }), POOL: "3", JOB_DB_MS: "3000" })
+        )
+        yield* awaitReady(busy)
+        yield* Oban.insertAll(Array.from({ length: 6 }, (_, n) => Record.job({ n })))
+        yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 6), "40 seconds")
+        for (const job of yield* history(prefix)) {
+          assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
+        }
+      }))
+    }).pipe(Effect.scoped), 90_000)
+
+  it.live("a node SIGKILLed and restarted under the same name: the old incarnation's jobs are rescued, the new one's never", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_restart")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        yield* setUp(prefix)
+        const first = yield* spawnNode("web-1", envFor(prefix, { QUEUES: JSON.stringify({ default: 5 }), JOB_MS: "600000" }))
+        yield* awaitReady(first)
+        yield* Oban.insertAll(Array.from({ length: 3 }, (_, n) => Record.job({ n })))
+        yield* waitFor("the first incarnation runs every job", Effect.map(history(prefix), (jobs) => jobs.every((j) => j.runs === 1)))
+        yield* stopNode(first, "SIGKILL")
+        // Restarted at once, under the same name; its own jobs take 4 s, longer than rescueAfter.
+        const second = yield* spawnNode("web-1", envFor(prefix, { QUEUES: JSON.stringify({ default: 5 }), JOB_MS: "4000" }))
+        yield* awaitReady(second)
+        yield* waitFor("the orphans completed", Effect.map(countByState(prefix), (c) => c["completed"] === 3), "40 seconds")
+        // Each orphan ran once on the dead incarnation and once more after its rescue; never a third time.
+        for (const job of yield* history(prefix)) {
+          assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 2, ["rescued"]], `job ${job.id}`)
+        }
+        // A job of the new incarnation that outlives rescueAfter is left alone.
+        const [fresh] = yield* Oban.insertAll([Record.job({ n: 99 })])
+        yield* waitFor("the new job completed", Effect.map(history(prefix), (jobs) =>
+          jobs.some((j) => j.id === fresh!.id && j.state === "completed")), "30 seconds")
+        const again = (yield* history(prefix)).find((j) => j.id === fresh!.id)!
+        assert.deepStrictEqual([again.runs, again.kinds], [1, []])
+      }))
+    }).pipe(Effect.scoped), 120_000)
+
+  it.live("two live processes given the same node name: one leader at a time, each job run once", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_twins")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        yield* setUp(prefix)
+        const env = envFor(prefix, { QUEUES: JSON.stringify({ default: 10 }), JOB_MS: "5" })
+        const twins: ReadonlyArray<NodeProcess> = yield* Effect.forEach(["twin", "twin"], (name) => spawnNode(name, env))
+        yield* Effect.forEach(twins, (node) => awaitReady(node))
+        yield* Oban.insertAll(Array.from({ length: 2_000 }, (_, n) => Record.job({ n })))
+        const deadline = Date.now() + 60_000
+        while ((yield* countByState(prefix))["completed"] !== 2_000) {
+          assert.isAtMost(twins.filter((node) => node.isLeader()).length, 1, "both processes lead")
+          assert.isBelow(Date.now(), deadline, "the drain did not finish")
+          yield* Effect.sleep("50 millis")
+        }
+        assert.isAtMost(twins.filter((node) => node.isLeader()).length, 1, "both processes lead")
+        const sql = yield* SqlClient
+        const [stats] = yield* sql<{ runs: number; jobs: number }>`
+          SELECT count(*)::int AS runs, count(DISTINCT job_id)::int AS jobs FROM ${sql(prefix)}.runs`
+        assert.deepStrictEqual(stats, { runs: 2_000, jobs: 2_000 })
+        const producers = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'twin' AND queue = 'default'`
+        assert.strictEqual(producers[0]!.n, 2)
+      }))
+    }).pipe(Effect.scoped), 120_000)
+})
