@@ -7,11 +7,15 @@
  * and scale, and never dies of a database error: it logs, waits a little and
  * tries again at the next wake-up.
  *
- * It fetches only once its row in `oban_producers` exists, and refreshes that
- * row every `heartbeatInterval`: the rescuer treats the jobs of a producer
- * without a fresh row as orphans. The heartbeat also reads back the queue's
- * stored limit and paused flag, so a command for every node that this node
- * missed (its LISTEN connection was down) takes effect within one heartbeat.
+ * It fetches only once its row in `oban_producers` exists. The row is keyed by
+ * the producer's id (this incarnation; its jobs carry it in `attempted_by[2]`)
+ * and refreshed every `heartbeatInterval` on the node's own connection, not the
+ * shared pool: the rescuer treats the jobs of an incarnation without a fresh
+ * row as orphans. When its heartbeats have failed for nearly `rescueAfter`, the
+ * producer stops claiming until one gets through. The heartbeat also reads
+ * back the queue's stored limit and paused flag, so a command for every node
+ * that this node missed (its LISTEN connection was down) takes effect within
+ * one heartbeat.
  *
  * @since 0.1.0
  */

@@ -5,7 +5,7 @@
  * node name. Every perform is counted in a side table, so a duplicate run shows.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
@@ -50,7 +50,7 @@ const history = (prefix: string) =>
       FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
   })
 
-const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
+const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient | Scope.Scope>) =>
   effect.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
 
 describe("liveness across OS processes", () => {
