@@ -11,7 +11,7 @@ import type { PgClient } from "@effect/sql-pg"
 import { Cause, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { channel, Settings } from "../Config.ts"
+import { channel, resolve as resolveSettings, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type Hub, makeHub } from "../Events.ts"
@@ -85,8 +85,13 @@ const checkMigrated = (prefix: string) =>
 export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
   Effect.gen(function*() {
     const events = yield* makeHub
-    // Every fiber of the node publishes its job events here.
-    return yield* Effect.provideService(makeNode<R>(options, events), EventHub, events)
+    const settings = yield* resolveSettings({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
+    // Every fiber of the node, job fibers included, publishes its job events
+    // here and inserts into the node's prefix.
+    return yield* makeNode<R>(options, events).pipe(
+      Effect.provideService(EventHub, events),
+      Effect.provideService(Settings, settings)
+    )
   })
 
 const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
@@ -100,9 +105,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }
       names.add(worker.name)
     }
-    const crontab = yield* Cron.parse(config.crontab).pipe(
-      Effect.provideService(Settings, { prefix: config.prefix, maxArgsBytes: config.maxArgsBytes })
-    )
+    const crontab = yield* Cron.parse(config.crontab)
     yield* checkMigrated(config.prefix)
     const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
     // Runs after the executor has finished its jobs: until then the rows prove this node alive.
