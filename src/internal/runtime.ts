@@ -139,6 +139,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }
     }
 
+    const nodeScope = yield* Effect.scope
     const route = (notification: Notifier.Notification): Effect.Effect<void> => {
       const payload = notification.payload
       if (notification.channel === "insert") {
@@ -148,7 +149,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       if (payload["node"] !== undefined && payload["node"] !== config.node) return Effect.void
       const action = payload["action"]
       if (action === "cancel" && typeof payload["job_id"] === "number") {
-        return Effect.asVoid(executor.cancel(payload["job_id"]))
+        // Forked: a job's finalizers may take long, and routing never waits on a job.
+        return Effect.asVoid(Effect.forkIn(executor.cancel(payload["job_id"]), nodeScope, { startImmediately: true }))
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
         return apply({ action, queue: payload["queue"] })
