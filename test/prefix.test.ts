@@ -9,6 +9,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
+import * as ObanTest from "../src/Testing.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
@@ -101,6 +102,19 @@ describe("Config.layer is the one place for the prefix", () => {
         assert.lengthOf(schemas, 0)
         // Saying the same prefix twice is allowed.
         assert.strictEqual((yield* Migrations.run({ prefix })).prefix, prefix)
+      }).pipe(Effect.provide(Config.layer({ prefix }))))
+
+    it.effect("the testing kit follows Config.layer too, and refuses a contradicting prefix", () =>
+      Effect.gen(function*() {
+        yield* Migrations.run()
+        const job = yield* Oban.insert(Child.job({ n: 4 })).pipe(Effect.provide(ObanTest.layer({ workers: [Child] })))
+        assert.strictEqual((yield* jobRow(prefix, job.id)).state, "available")
+        const drained = yield* ObanTest.drainQueue({ queue: "default" }).pipe(
+          Effect.provide(ObanTest.layer({ workers: [Child] }))
+        )
+        assert.isAtLeast(drained.completed, 1)
+        const error = yield* Layer.build(ObanTest.layer({ prefix: other })).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(error._tag, "InvalidConfigError")
       }).pipe(Effect.provide(Config.layer({ prefix }))))
   })
 })
