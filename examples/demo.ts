@@ -44,7 +44,7 @@ const checkOutcome = (expected: Record<string, Record<string, number>>) =>
 const program = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)
-  yield* Migrations.run({ prefix })
+  yield* Migrations.run() // the prefix comes from Config.layer, provided below
   const { requests, expected } = batch()
 
   // Enqueue everything in one transaction: all of it appears at once, on commit.
@@ -54,7 +54,7 @@ const program = Effect.gen(function*() {
 
   const scope = yield* Scope.make()
   const context = yield* Layer.buildWithScope(
-    Oban.layer({ prefix, queues, workers, stageInterval: "200 millis", shutdownGracePeriod: "5 seconds" }),
+    Oban.layer({ queues, workers, stageInterval: "200 millis", shutdownGracePeriod: "5 seconds" }),
     scope
   ).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
   const oban = Context.get(context, Oban.Oban)

@@ -2,8 +2,11 @@
  * Settings shared by everything that talks to effect-oban's tables: the schema
  * prefix and the limits checked before an insert.
  *
- * A process that only enqueues provides `Config.layer({ prefix })` (or
- * nothing, for the `public` schema); `Oban.layer` provides it from its config.
+ * Say the prefix once per application, with `Config.layer({ prefix })`:
+ * `Oban.insert`, `Migrations.run` and `Oban.layer` all read it from there.
+ * Without it, everything uses the `public` schema. `Oban.layer` provides the
+ * settings to its own jobs (so a worker's `Oban.insert` writes to the node's
+ * schema) and to the rest of the program.
  *
  * @since 0.1.0
  */
@@ -95,6 +98,51 @@ export const make = (
     }
     return { prefix, maxArgsBytes }
   })
+
+/**
+ * What `resolve` takes: settings given as options to one component.
+ *
+ * @since 0.1.0
+ */
+export interface Overrides {
+  readonly prefix?: string | undefined
+  readonly maxArgsBytes?: number | undefined
+}
+
+/**
+ * The settings for a component that also takes them as options
+ * (`Oban.layer`, `Migrations`, the testing kit): each option, else the
+ * `Settings` provided to the caller (e.g. by `Config.layer`), else the
+ * default. A `prefix` option that differs from a provided `Settings` prefix
+ * fails with `InvalidConfigError` (field `prefix`) instead of silently
+ * picking one of them: the jobs would go to one schema and the inserts to
+ * another. A `maxArgsBytes` option simply wins.
+ *
+ * @since 0.1.0
+ */
+export const resolve = (
+  options: Overrides
+): Effect.Effect<SettingsShape, InvalidPrefixError | InvalidConfigError> =>
+  Effect.flatMap(Effect.context<never>(), (context) => {
+    // A raw lookup: the `public` default must not count as a provided prefix.
+    const provided = Context.getOrUndefined(context, Settings)
+    if (provided === undefined) return make(defined(options))
+    if (options.prefix !== undefined && options.prefix !== provided.prefix) {
+      return Effect.fail(
+        new InvalidConfigError({
+          field: "prefix",
+          message: `prefix "${options.prefix}" contradicts the prefix "${provided.prefix}" provided by ` +
+            `Config.layer: give the prefix once, in Config.layer, and drop the prefix option`
+        })
+      )
+    }
+    return make({ prefix: provided.prefix, maxArgsBytes: options.maxArgsBytes ?? provided.maxArgsBytes })
+  })
+
+const defined = (options: Overrides): Partial<SettingsShape> => ({
+  ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+  ...(options.maxArgsBytes === undefined ? {} : { maxArgsBytes: options.maxArgsBytes })
+})
 
 /**
  * The notification channel for `name` in the schema `prefix`.

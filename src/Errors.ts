@@ -56,12 +56,17 @@ export class InvalidJobError extends Schema.TaggedError<InvalidJobError>()("Inva
 }) {}
 
 /**
- * A migration could not be loaded, applied or rolled back.
+ * A migration could not be loaded, applied or rolled back, or the schema is
+ * not migrated: a node refuses to start on it, and `Oban.insert` and the job
+ * management functions fail with this error (naming the `prefix` and the fix)
+ * when the prefix has no tables.
  *
  * @since 0.1.0
  */
 export class MigrationError extends Schema.TaggedError<MigrationError>()("MigrationError", {
   message: Schema.String,
+  /** The schema concerned, when the error is about one. */
+  prefix: Schema.optional(Schema.String),
   version: Schema.optional(Schema.Int),
   cause: Schema.optional(Schema.Defect())
 }) {}

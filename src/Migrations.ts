@@ -12,8 +12,8 @@
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { Settings, validatePrefix } from "./Config.ts"
-import { type InvalidPrefixError, MigrationError } from "./Errors.ts"
+import { resolve } from "./Config.ts"
+import { type InvalidConfigError, type InvalidPrefixError, MigrationError } from "./Errors.ts"
 import { type MigrationFile, migrationFiles, withPrefix } from "./internal/migrationFiles.ts"
 import {
   appliedVersions,
@@ -25,8 +25,11 @@ import {
 } from "./internal/sql/migrations.ts"
 
 /**
- * Which schema to migrate, and to which version. The prefix defaults to the
- * one in `Config.Settings` (`public` unless provided).
+ * Which schema to migrate, and to which version. Leave out the prefix and
+ * provide `Config.layer({ prefix })` instead, so that the application says
+ * its prefix once; without either, the schema is `public`. A `prefix` option
+ * that differs from the one `Config.layer` provides fails with
+ * `InvalidConfigError`.
  *
  * @since 0.1.0
  */
@@ -62,10 +65,9 @@ export interface Status {
 /**
  * @since 0.1.0
  */
-export type MigrateError = MigrationError | InvalidPrefixError | SqlError
+export type MigrateError = MigrationError | InvalidPrefixError | InvalidConfigError | SqlError
 
-const resolvePrefix = (prefix: string | undefined) =>
-  Settings.use((settings) => validatePrefix(prefix ?? settings.prefix))
+const resolvePrefix = (prefix: string | undefined) => Effect.map(resolve({ prefix }), (settings) => settings.prefix)
 
 const checkTarget = (to: number, latest: number) =>
   Number.isInteger(to) && to >= 0 && to <= latest
@@ -182,7 +184,7 @@ export const sql = (
     readonly from?: number | undefined
     readonly to?: number | undefined
   } = {}
-): Effect.Effect<string, MigrationError | InvalidPrefixError> =>
+): Effect.Effect<string, MigrationError | InvalidPrefixError | InvalidConfigError> =>
   Effect.gen(function*() {
     const prefix = yield* resolvePrefix(options.prefix)
     const files = yield* migrationFiles

@@ -6,6 +6,11 @@
  * connection, so inside `sql.withTransaction` the job exists exactly when the
  * transaction commits, and a rollback leaves no job and sends no notification.
  *
+ * Every function here works on the prefix of `Config.Settings`: the one given
+ * to `Config.layer`, the node's own inside a running node's jobs, else
+ * `public`. When that schema has no tables they fail with a `MigrationError`
+ * naming the prefix, not with a bare "relation does not exist".
+ *
  * @since 0.1.0
  */
 import type { PgClient } from "@effect/sql-pg"
@@ -26,6 +31,7 @@ import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
 import { encodeRequest } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
+import { orNotMigrated } from "./internal/notMigrated.ts"
 import { wakeAfterCommit } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
@@ -38,13 +44,13 @@ export type { QueueConfig, QueueScope, QueueState }
 /**
  * Inserts one job. It is `available` (and wakes its queue) when due now,
  * else `scheduled`. Fails with `InvalidJobError`, writing nothing, when the
- * request is bad.
+ * request is bad, and with `MigrationError` when the prefix has no tables.
  *
  * @since 0.1.0
  */
 export const insert = <A>(
   request: Worker.JobRequest<A>
-): Effect.Effect<Job, InvalidJobError | SqlError, SqlClient> =>
+): Effect.Effect<Job, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.map(insertAll([request]), (jobs) => jobs[0]!)
 
 /**
@@ -57,7 +63,7 @@ export const insert = <A>(
  */
 export const insertAll = (
   requests: Iterable<Worker.JobRequest>
-): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | SqlError, SqlClient> =>
+): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => {
     const list = Array.from(requests)
     if (list.length === 0) return Effect.succeed([])
@@ -71,7 +77,9 @@ export const insertAll = (
         rows[index] = yield* encodeRequest(list[index]!, index, settings, single ? undefined : index, traceparent)
       }
       const sql = yield* SqlClient
-      const jobs = yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`)
+      const jobs = yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`).pipe(
+        orNotMigrated(settings.prefix)
+      )
       yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
       if (yield* listening) {
         // Only once the jobs exist for everyone else: after the commit, never after a rollback.
@@ -97,11 +105,13 @@ const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => [
   ...new Set(jobs.filter((job) => job.state === "available").map((job) => job.queue))
 ]
 
-const withSql = <A>(f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>) =>
+const withSql = <A>(
+  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
+): Effect.Effect<A, MigrationError | SqlError, SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const { prefix } = yield* Settings
-    return yield* f(sql, prefix)
+    return yield* orNotMigrated(prefix)(f(sql, prefix))
   })
 
 /**
@@ -109,7 +119,7 @@ const withSql = <A>(f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlE
  *
  * @since 0.1.0
  */
-export const getJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, SqlClient> =>
+export const getJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
   withSql((sql, prefix) => Effect.map(Jobs.getJob(sql, prefix, id), Option.fromUndefinedOr))
 
 /**
@@ -119,7 +129,7 @@ export const getJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, 
  *
  * @since 0.1.0
  */
-export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, SqlClient> =>
+export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
   withSql((sql, prefix) =>
     Effect.flatMap(now(sql), (time) => Effect.map(Jobs.cancelJob(sql, prefix, time, id), Option.fromUndefinedOr))
   )
@@ -131,7 +141,7 @@ export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, SqlErro
  *
  * @since 0.1.0
  */
-export const retryJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError, SqlClient> =>
+export const retryJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
   withSql((sql, prefix) =>
     Effect.flatMap(now(sql), (time) => Effect.map(Jobs.retryJob(sql, prefix, time, id), Option.fromUndefinedOr))
   )
@@ -141,7 +151,7 @@ export const retryJob = (id: number): Effect.Effect<Option.Option<Job>, SqlError
  *
  * @since 0.1.0
  */
-export const deleteJob = (id: number): Effect.Effect<boolean, SqlError, SqlClient> =>
+export const deleteJob = (id: number): Effect.Effect<boolean, MigrationError | SqlError, SqlClient> =>
   withSql((sql, prefix) => Jobs.deleteJob(sql, prefix, id))
 
 /**
@@ -152,12 +162,14 @@ export const deleteJob = (id: number): Effect.Effect<boolean, SqlError, SqlClien
 export interface ObanShape {
   /** This node's name, as stored in `attempted_by`. */
   readonly node: string
-  readonly insert: <A>(request: Worker.JobRequest<A>) => Effect.Effect<Job, InvalidJobError | SqlError>
-  readonly insertAll: (requests: Iterable<Worker.JobRequest>) => Effect.Effect<ReadonlyArray<Job>, InvalidJobError | SqlError>
-  readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, SqlError>
-  readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, SqlError>
-  readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, SqlError>
-  readonly deleteJob: (id: number) => Effect.Effect<boolean, SqlError>
+  readonly insert: <A>(request: Worker.JobRequest<A>) => Effect.Effect<Job, InvalidJobError | MigrationError | SqlError>
+  readonly insertAll: (
+    requests: Iterable<Worker.JobRequest>
+  ) => Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError>
+  readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
+  readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
+  readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
+  readonly deleteJob: (id: number) => Effect.Effect<boolean, MigrationError | SqlError>
   /** Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes. */
   readonly pauseQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
   readonly resumeQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
@@ -199,7 +211,12 @@ export interface LayerOptions<W extends Worker.Any> extends RuntimeOptions {
  * queue, executor, leader election, and on the leader the stager, rescuer,
  * pruner and cron. Closing the layer's scope shuts down gracefully. Fails with
  * `MigrationError` when the prefix's schema is not migrated to this release.
- * Also provides `Config.Settings` for the configured prefix.
+ *
+ * The prefix comes from `Config.layer` when it is provided to this layer;
+ * the `prefix` option is an alternative to it, and a `prefix` option that
+ * differs from the provided one fails with `InvalidConfigError`. The node's
+ * jobs and the rest of the program get `Config.Settings` for that prefix, so
+ * a worker's `Oban.insert` writes to the node's schema.
  *
  * @since 0.1.0
  */

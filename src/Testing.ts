@@ -49,6 +49,7 @@ export interface LayerOptions<W extends WorkerModule.Any> {
   readonly mode?: "manual" | "inline" | undefined
   /** The workers `drainQueue` and inline mode can run. */
   readonly workers?: ReadonlyArray<W> | undefined
+  /** The schema; default: the `Config.layer` prefix provided to this layer, else `public`. */
   readonly prefix?: string | undefined
   /** Where "now" comes from; default `effect` (so `TestClock` drives the queue). */
   readonly clock?: ClockMode | undefined
@@ -91,7 +92,7 @@ export const layer = <W extends WorkerModule.Any = never>(
   options: LayerOptions<W> = {}
 ): Layer.Layer<ObanTest, InvalidPrefixError | InvalidConfigError, SqlClient | WorkerModule.Requirements<W>> =>
   Layer.effectContext(Effect.gen(function*() {
-    const settings = yield* Config.make(options.prefix === undefined ? {} : { prefix: options.prefix })
+    const settings = yield* Config.resolve({ prefix: options.prefix })
     const node = options.node ?? "oban-test"
     const context = yield* Effect.context<WorkerModule.Requirements<W>>()
     const registry = makeRegistry(

@@ -5,7 +5,7 @@ import * as Oban from "../src/Oban.ts"
 import * as Stager from "../src/Stager.ts"
 import * as Worker from "../src/Worker.ts"
 import { pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow } from "./support/node.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("manage")
 const Noop = Worker.make("Noop", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
@@ -134,6 +134,74 @@ describe("Oban.layer configuration", () => {
         )
         assert.strictEqual(error._tag, "MigrationError")
         assert.include(error.message, "Migrations.run")
+      }))
+  })
+})
+
+describe("cancel signals on a running node", () => {
+  const routePrefix = uniquePrefix("route")
+  const started = new Map<string, number>()
+  const interrupted = new Map<string, number>()
+  const Args = Schema.Struct({ key: Schema.String })
+  // Its cleanup takes 3 seconds: a cancel waits that long for the job to end.
+  const SlowCleanup = Worker.make("SlowCleanup", {
+    args: Args,
+    queue: "slow",
+    perform: (job) =>
+      Effect.sync(() => started.set(job.args.key, Date.now())).pipe(
+        Effect.andThen(Effect.never),
+        Effect.onInterrupt(() =>
+          Effect.sync(() => interrupted.set(job.args.key, Date.now())).pipe(Effect.andThen(Effect.sleep("3 seconds")))
+        )
+      )
+  })
+  const Quick = Worker.make("Quick", {
+    args: Args,
+    queue: "quick",
+    perform: (job) => Effect.sync(() => started.set(job.args.key, Date.now()))
+  })
+
+  layer(testLayer(routePrefix, { maxConnections: 10 }), { excludeTestServices: true })((it) => {
+    it.effect("a cancel waiting on a slow finalizer delays neither wake-ups nor other cancels", () =>
+      Effect.gen(function*() {
+        // Polling is slow, so the quick job can only start promptly through its insert notification.
+        const node = yield* startNode({
+          prefix: routePrefix,
+          node: "route-a",
+          queues: { slow: 2, quick: 1 },
+          workers: [SlowCleanup, Quick],
+          pollInterval: "30 seconds"
+        })
+        const first = yield* Oban.insert(SlowCleanup.job({ key: "first" }))
+        const second = yield* Oban.insert(SlowCleanup.job({ key: "second" }))
+        yield* waitFor("both slow jobs to start", Effect.sync(() => started.has("first") && started.has("second")))
+
+        // Through the signal channel, as from another process; then wait until the node is in its finalizer.
+        yield* Oban.cancelJob(first.id)
+        yield* waitFor("the first cancel to reach the job", Effect.sync(() => interrupted.has("first")), "5 seconds")
+
+        const insertedAt = Date.now()
+        yield* Oban.insert(Quick.job({ key: "quick" }))
+        const cancelledAt = Date.now()
+        yield* Oban.cancelJob(second.id)
+        yield* waitFor("the quick job to start", Effect.sync(() => started.has("quick")), "10 seconds")
+        yield* waitFor("the second cancel to reach the job", Effect.sync(() => interrupted.has("second")), "10 seconds")
+        const toStart = started.get("quick")! - insertedAt
+        const toInterrupt = interrupted.get("second")! - cancelledAt
+        yield* Effect.logInfo(`insert-to-start ${toStart} ms, second cancel-to-interrupt ${toInterrupt} ms`)
+        assert.isBelow(toStart, 1_000)
+        assert.isBelow(toInterrupt, 1_000)
+
+        // Both still end cancelled once their cleanup is done.
+        yield* waitFor(
+          "both cancelled jobs to end",
+          Effect.map(
+            Effect.all([jobRow(routePrefix, first.id), jobRow(routePrefix, second.id)]),
+            (rows) => rows.every((row) => row.state === "cancelled")
+          ),
+          "10 seconds"
+        )
+        yield* node.stop
       }))
   })
 })

@@ -11,7 +11,7 @@ import type { PgClient } from "@effect/sql-pg"
 import { Cause, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { channel, Settings } from "../Config.ts"
+import { channel, resolve as resolveSettings, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type Hub, makeHub } from "../Events.ts"
@@ -89,8 +89,13 @@ const checkMigrated = (prefix: string) =>
 export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
   Effect.gen(function*() {
     const events = yield* makeHub
-    // Every fiber of the node publishes its job events here.
-    return yield* Effect.provideService(makeNode<R>(options, events), EventHub, events)
+    const settings = yield* resolveSettings({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
+    // Every fiber of the node, job fibers included, publishes its job events
+    // here and inserts into the node's prefix.
+    return yield* makeNode<R>(options, events).pipe(
+      Effect.provideService(EventHub, events),
+      Effect.provideService(Settings, settings)
+    )
   })
 
 const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
@@ -104,9 +109,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }
       names.add(worker.name)
     }
-    const crontab = yield* Cron.parse(config.crontab).pipe(
-      Effect.provideService(Settings, { prefix: config.prefix, maxArgsBytes: config.maxArgsBytes })
-    )
+    const crontab = yield* Cron.parse(config.crontab)
     yield* checkMigrated(config.prefix)
     const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
     // Heartbeats and the lease run on the node's own connection, never starved by the pool.
@@ -152,6 +155,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }
     }
 
+    const nodeScope = yield* Effect.scope
     const route = (notification: Notifier.Notification): Effect.Effect<void> => {
       const payload = notification.payload
       if (notification.channel === "insert") {
@@ -161,7 +165,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       if (payload["node"] !== undefined && payload["node"] !== config.node) return Effect.void
       const action = payload["action"]
       if (action === "cancel" && typeof payload["job_id"] === "number") {
-        return Effect.asVoid(executor.cancel(payload["job_id"]))
+        // Forked: a job's finalizers may take long, and routing never waits on a job.
+        return Effect.asVoid(Effect.forkIn(executor.cancel(payload["job_id"]), nodeScope, { startImmediately: true }))
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
         return apply({ action, queue: payload["queue"] })

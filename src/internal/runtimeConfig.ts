@@ -44,6 +44,7 @@ export interface ResolvedConfig {
 
 export interface RuntimeOptions {
   readonly queues?: Readonly<Record<string, number | QueueConfig>> | undefined
+  /** The schema with the tables. Default: the `Config.Settings` provided, else `public`. */
   readonly prefix?: string | undefined
   readonly node?: string | undefined
   readonly pollInterval?: Duration.Input | undefined
@@ -113,10 +114,7 @@ export const resolve = (
   options: RuntimeOptions
 ): Effect.Effect<ResolvedConfig, InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
-    const settings = yield* Config.make({
-      ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
-      ...(options.maxArgsBytes === undefined ? {} : { maxArgsBytes: options.maxArgsBytes })
-    })
+    const settings = yield* Config.resolve({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
     const queues = yield* decodeOrFail("queues", Queues, options.queues ?? {})
     const badName = Object.keys(queues).find((name) => name.length === 0 || name.length > 128)
     if (badName !== undefined) {

@@ -1,0 +1,45 @@
+/**
+ * A statement of effect-oban that finds no table (or no schema, or no state
+ * type) in its prefix means the prefix is not migrated, or is the wrong one.
+ * The bare `SqlError` says only `relation "public.oban_jobs" does not exist`;
+ * this turns it into a `MigrationError` that names the prefix and the fix.
+ */
+import { Effect } from "effect"
+import type { SqlError } from "effect/sql/SqlError"
+import { MigrationError } from "../Errors.ts"
+
+/** undefined_table, undefined_object (the state type), invalid_schema_name. */
+const missingObject = new Set(["42P01", "42704", "3F000"])
+
+const serverError = (error: SqlError): { readonly code?: unknown; readonly message?: unknown } => {
+  const cause: unknown = error.reason.cause
+  return typeof cause === "object" && cause !== null ? cause : {}
+}
+
+const isMissingObject = (error: SqlError): boolean => missingObject.has(String(serverError(error).code))
+
+const advice = (prefix: string): string =>
+  prefix === "public"
+    ? `"public" is the prefix used when none is configured: if the tables live in another schema, provide ` +
+      `Config.layer({ prefix: "<schema>" }) to this program; otherwise create them with Migrations.run()`
+    : `create them with Migrations.run() under Config.layer({ prefix: "${prefix}" }) (or apply Migrations.sql()), ` +
+      `or check the configured prefix`
+
+/** The error for a statement that found no effect-oban tables in `prefix`. */
+export const notMigrated = (prefix: string, error: SqlError): MigrationError => {
+  const detail = serverError(error).message
+  return new MigrationError({
+    prefix,
+    message: `schema "${prefix}" has no effect-oban tables${typeof detail === "string" ? ` (${detail})` : ""}: ` +
+      advice(prefix),
+    cause: error
+  })
+}
+
+/**
+ * Runs one of effect-oban's statements on `prefix`, reporting missing tables
+ * as a `MigrationError`; any other database error stays as it is.
+ */
+export const orNotMigrated = (prefix: string) =>
+<A, R>(statement: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError | MigrationError, R> =>
+  Effect.mapError(statement, (error) => isMissingObject(error) ? notMigrated(prefix, error) : error)
