@@ -55,8 +55,32 @@ export const scheduleDelay = (
   })
 
 /**
+ * The longest delay before a retry or after a snooze: 100 years (36,525
+ * days). Longer delays are cut to this, which keeps every `scheduled_at`
+ * within what PostgreSQL and JavaScript dates can hold.
+ *
+ * @since 0.1.0
+ */
+export const maxDelay: Duration.Duration = Duration.days(36_525)
+
+const maxDelayMillis = Duration.toMillis(maxDelay)
+
+/**
+ * Bounds a delay in milliseconds to whole milliseconds in `[0, maxDelay]`:
+ * negative delays become 0 and longer ones (`Infinity` included) `maxDelay`.
+ * `NaN` has no meaningful bound and gives `undefined`.
+ *
+ * @since 0.1.0
+ */
+export const boundMillis = (millis: number): number | undefined =>
+  Number.isNaN(millis) ? undefined : Math.min(Math.max(Math.round(millis), 0), maxDelayMillis)
+
+/**
  * The delay before the next attempt of a job that failed attempt `attempt`,
- * in whole milliseconds.
+ * in whole milliseconds, bounded by `boundMillis`: a schedule's delay that
+ * is negative gives 0, one beyond `maxDelay` (an infinite one, or an
+ * exponential that overflowed) gives `maxDelay`, and one that is not a
+ * number at all gives the default delay (with a warning in the log).
  *
  * @since 0.1.0
  */
@@ -65,8 +89,13 @@ export const delayFor = (
   attempt: number,
   maxAttempts: number
 ): Effect.Effect<Duration.Duration> =>
-  Effect.map(
-    backoff === undefined ? defaultDelay(attempt, maxAttempts) : scheduleDelay(backoff, attempt, maxAttempts),
+  Effect.gen(function*() {
+    const delay = backoff === undefined
+      ? yield* defaultDelay(attempt, maxAttempts)
+      : yield* scheduleDelay(backoff, attempt, maxAttempts)
     // Whole milliseconds, so that a retry is due exactly when a clock in milliseconds says so.
-    (delay) => Duration.millis(Math.round(Duration.toMillis(delay)))
-  )
+    const bounded = boundMillis(Duration.toMillis(delay))
+    if (bounded !== undefined) return Duration.millis(bounded)
+    yield* Effect.logWarning(`backoff gave no usable delay before attempt ${attempt + 1}; using the default`)
+    return Duration.millis(boundMillis(Duration.toMillis(yield* defaultDelay(attempt, maxAttempts))) ?? 0)
+  })

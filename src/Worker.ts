@@ -212,7 +212,11 @@ export class Discard extends Schema.TaggedError<Discard>()("ObanDiscard", {
 
 /**
  * Ends the attempt and runs the job again after `duration`. The attempt is
- * given back, so snoozing never uses up `maxAttempts`.
+ * given back, so snoozing never uses up `maxAttempts`. A negative duration
+ * runs the job again at once; one longer than `Backoff.maxDelay` (100 years)
+ * is cut to it. `Duration.infinity` is refused: the attempt is recorded as
+ * a failed one, of kind `defect`, so that such a job cannot run again and
+ * again without end.
  *
  * @since 0.1.0
  */

@@ -1,43 +1,141 @@
 /**
- * The acker on its own: outcomes are written in batches, and a row the
- * database refuses neither blocks the others nor gets dropped.
+ * The acker on its own: outcomes are written in batches; a row the database
+ * refuses neither blocks the others nor leaves its job `executing` (it ends
+ * as a minimal failure); an ack re-sent after its job ran again changes
+ * nothing and is logged.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Logger, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
+import { now } from "../src/ObanClock.ts"
 import * as Acker from "../src/internal/acker.ts"
+import { type AckRow, claimJobs } from "../src/internal/sql/jobs.ts"
+import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("acker")
-const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
+const node = "acker-node"
+const Noop = Worker.make("Noop", { args: Schema.Struct({}), queue: "acker", perform: () => Effect.void })
+
+/** Claims the jobs as a node would, so each gets a claim of its own. */
+const claim = (jobs: ReadonlyArray<Job>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    return yield* claimJobs(sql, prefix, yield* now(sql), jobs.map((job) => job.id), node)
+  })
+
+const ackOf = (job: Job, state: AckRow["state"], extra: Partial<AckRow> = {}): AckRow => ({
+  id: job.id,
+  attempt: job.attempt,
+  claim: job.attemptedBy?.[2] ?? "",
+  state,
+  delay_ms: null,
+  give_back: false,
+  error: null,
+  ...extra
+})
+
+const failure = (job: Job, message: string): AckRow =>
+  ackOf(job, "retryable", { delay_ms: 60_000, error: { attempt: job.attempt, kind: "failure", message } })
+
+/** An acker whose log lines are kept in `lines`. */
+const makeAcker = (lines: Array<string>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const capture = Logger.make(({ message }) => {
+      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    })
+    return yield* Acker.make({ sql, prefix, node }).pipe(Effect.provideService(Logger.CurrentLoggers, new Set([capture])))
+  })
+
+const settled = (acker: Acker.Acker) => waitFor("every ack written", Effect.map(acker.pending, (n) => n === 0), "10 seconds")
 
 layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
-  it.effect("a bad row is retried on its own while the rest of its batch is written", () =>
+  it.effect("a bad row does not hold back its batch, and ends as a minimal failure", () =>
+    Effect.gen(function*() {
+      const jobs = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
+      const acker = yield* makeAcker([])
+      // Offered together, so they go out in one statement; the middle one names no state PostgreSQL knows.
+      yield* Effect.forEach(
+        [ackOf(jobs[0]!, "completed"), ackOf(jobs[1]!, "bogus" as "completed"), ackOf(jobs[2]!, "completed")],
+        acker.ack
+      )
+      yield* settled(acker)
+      assert.strictEqual((yield* jobRow(prefix, jobs[0]!.id)).state, "completed")
+      assert.strictEqual((yield* jobRow(prefix, jobs[2]!.id)).state, "completed")
+      const bad = yield* jobRow(prefix, jobs[1]!.id)
+      assert.strictEqual(bad.state, "retryable")
+      assert.strictEqual(bad.errors.length, 1)
+      assert.strictEqual(bad.errors[0]!.kind, "defect")
+      assert.include(bad.errors[0]!.message, "could not be written")
+      assert.include(bad.errors[0]!.message, "bogus")
+    }).pipe(Effect.scoped))
+
+  it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const jobs = yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})])
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_by = ARRAY['acker-node', 'p']`
-      const acker = yield* Acker.make({ sql, prefix, node: "acker-node" })
-      const row = (id: number, state: string) => ({
-        id,
-        attempt: 1,
-        state: state as "completed",
-        delay_ms: null,
-        give_back: false,
-        error: null
-      })
-      // Offered together, so they go out in one statement; the middle one names no state PostgreSQL knows.
-      yield* Effect.forEach([row(jobs[0]!.id, "completed"), row(jobs[1]!.id, "bogus"), row(jobs[2]!.id, "completed")], acker.ack)
-      yield* waitFor("the good rows written", Effect.map(
-        Effect.all([jobRow(prefix, jobs[0]!.id), jobRow(prefix, jobs[2]!.id)]),
-        ([a, b]) => a.state === "completed" && b.state === "completed"
-      ))
-      assert.strictEqual((yield* jobRow(prefix, jobs[1]!.id)).state, "executing")
-      // Not dropped: still pending, still being retried.
-      yield* Effect.sleep("200 millis")
-      assert.strictEqual(yield* acker.pending, 1)
+      // Real refusals from the server: one message it will not store, and jobs that may hold no errors at all.
+      yield* sql.unsafe(`ALTER TABLE "${prefix}".oban_jobs
+        ADD CONSTRAINT no_poison CHECK (NOT errors @> '[{"message": "poison"}]'),
+        ADD CONSTRAINT no_errors CHECK (NOT meta @> '{"noErrors": true}' OR errors = '[]'::jsonb)`)
+      const [poisoned, spotless] = yield* claim(
+        yield* Oban.insertAll([Noop.job({}), Noop.job({}, { meta: { noErrors: true }, maxAttempts: 1 })])
+      )
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
+      yield* acker.ack(failure(poisoned!, "poison"))
+      yield* acker.ack(failure(spotless!, "fine words"))
+      yield* settled(acker)
+
+      const minimal = yield* jobRow(prefix, poisoned!.id)
+      assert.strictEqual(minimal.state, "retryable")
+      assert.strictEqual(minimal.attempt, 1)
+      assert.strictEqual(minimal.errors.length, 1)
+      assert.strictEqual(minimal.errors[0]!.kind, "defect")
+      assert.include(minimal.errors[0]!.message, "no_poison")
+      assert.isAbove(minimal.scheduled_at.getTime(), Date.now() + 50_000)
+
+      // Out of attempts: discarded, with no entry, as the constraint demands.
+      const bare = yield* jobRow(prefix, spotless!.id)
+      assert.strictEqual(bare.state, "discarded")
+      assert.deepStrictEqual(bare.errors, [])
+      assert.isTrue(lines.some((line) => line.includes(`ack of job ${poisoned!.id} refused`)))
+    }).pipe(Effect.scoped))
+
+  it.effect("an ack re-sent after the job was snoozed and claimed again changes nothing and is logged", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
+      const [first] = yield* claim([yield* Oban.insert(Noop.job({}))])
+      // The first run snoozes: the attempt is given back, so the next run is attempt 1 again.
+      const snooze = ackOf(first!, "scheduled", { delay_ms: 0, give_back: true })
+      yield* acker.ack(snooze)
+      yield* settled(acker)
+      assert.strictEqual((yield* jobRow(prefix, first!.id)).state, "scheduled")
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'available' WHERE id = ${first!.id}`
+      const [second] = yield* claim([first!])
+      assert.strictEqual(second!.attempt, first!.attempt)
+
+      // The first ack again, as after a COMMIT whose reply was lost.
+      yield* acker.ack(snooze)
+      yield* settled(acker)
+      const row = yield* jobRow(prefix, first!.id)
+      assert.strictEqual(row.state, "executing")
+      assert.strictEqual(row.attempt, 1)
+      assert.isTrue(
+        lines.some((line) => line.includes(`ack of job ${first!.id}`) && line.includes("matched no row")),
+        lines.join("\n")
+      )
+
+      assert.notStrictEqual(second!.attemptedBy?.[2], first!.attemptedBy?.[2])
+
+      // The second run's own ack still lands.
+      yield* acker.ack(ackOf(second!, "completed"))
+      yield* settled(acker)
+      assert.strictEqual((yield* jobRow(prefix, first!.id)).state, "completed")
     }).pipe(Effect.scoped))
 })

@@ -49,4 +49,18 @@ describe("Backoff", () => {
       const third = yield* millis(Backoff.delayFor(twice, 3, 10))
       assert.isAtLeast(third, (15 + 8) * 1000 * 0.9 - 1)
     }))
+
+  it.effect("delays are bounded: infinite or overflowing ones wait maxDelay, negative ones none", () =>
+    Effect.gen(function*() {
+      const max = Duration.toMillis(Backoff.maxDelay)
+      assert.strictEqual(max, 36_525 * 86_400_000)
+      assert.strictEqual(yield* millis(Backoff.delayFor(Schedule.spaced(Duration.infinity), 1, 10)), max)
+      // 1 s * 1e200^2 overflows to Infinity by the third attempt.
+      assert.strictEqual(yield* millis(Backoff.delayFor(Schedule.exponential("1 second", 1e200), 3, 10)), max)
+      assert.strictEqual(yield* millis(Backoff.delayFor(Schedule.spaced(Duration.days(365 * 1_000_000)), 1, 10)), max)
+      assert.strictEqual(Backoff.boundMillis(-5), 0)
+      assert.strictEqual(Backoff.boundMillis(Number.NEGATIVE_INFINITY), 0)
+      assert.strictEqual(Backoff.boundMillis(1.6), 2)
+      assert.isUndefined(Backoff.boundMillis(Number.NaN))
+    }))
 })

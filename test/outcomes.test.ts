@@ -1,5 +1,7 @@
 import { assert, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Ref, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Ref, Schedule, Schema } from "effect"
+import * as Backoff from "../src/Backoff.ts"
+import { maxErrorTextBytes } from "../src/internal/errorText.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -82,6 +84,43 @@ const Greet = Worker.make("Greet", {
     })
 })
 
+/** Fails with text PostgreSQL will not store in jsonb as it is, or too much of it. */
+const dirtyText: Record<string, string> = {
+  nul: "before\u0000after",
+  surrogate: "lone \uD800 here, and \uDC00 there",
+  huge: "x".repeat(1024 * 1024)
+}
+const Dirty = Worker.make("Dirty", {
+  args: Schema.Struct({ text: Schema.String }),
+  queue,
+  maxAttempts: 2,
+  perform: (job) => Effect.fail(new PaymentDeclined({ message: dirtyText[job.args.text] ?? job.args.text }))
+})
+
+/** Snoozes for a duration that is not finite. */
+const Sleepy = Worker.make("Sleepy", {
+  args: Schema.Struct({ nan: Schema.Boolean }),
+  queue,
+  maxAttempts: 3,
+  perform: (job) => job.args.nan ? Effect.fail(new Worker.Snooze({ millis: Number.NaN })) : Worker.snooze(Duration.infinity)
+})
+
+/** Backoff schedules whose delays are infinite or beyond PostgreSQL's dates. */
+const Endless = Worker.make("Endless", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 5,
+  backoff: Schedule.spaced(Duration.infinity),
+  perform: () => Effect.fail("nope")
+})
+const Eons = Worker.make("Eons", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 5,
+  backoff: Schedule.spaced(Duration.days(365 * 1_000_000)),
+  perform: () => Effect.fail("nope")
+})
+
 const Strict = Worker.make("Strict", {
   args: Schema.Struct({ n: Schema.Int }),
   queue,
@@ -103,7 +142,7 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "outcomes-node",
     queues: { [queue]: 10 },
-    workers: [Outcomes, Slow, Custom, Strict, Greet],
+    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second"
@@ -225,5 +264,47 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       assert.strictEqual(row.state, "retryable")
       const delay = row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime()
       assert.strictEqual(delay, 42_000)
+    }))
+
+  it.effect("error text with NUL, lone surrogates or a megabyte is cleaned and bounded, and the job leaves executing", () =>
+    Effect.gen(function*() {
+      const nul = yield* run(Dirty.job({ text: "nul" }))
+      assert.strictEqual(nul.state, "retryable")
+      assert.strictEqual(nul.errors[0]!.message, "PaymentDeclined: before\uFFFDafter")
+      const surrogate = yield* run(Dirty.job({ text: "surrogate" }, { maxAttempts: 1 }))
+      assert.strictEqual(surrogate.state, "discarded")
+      assert.strictEqual(surrogate.errors[0]!.message, "PaymentDeclined: lone \uFFFD here, and \uFFFD there")
+      const huge = yield* run(Dirty.job({ text: "huge" }))
+      assert.strictEqual(huge.state, "retryable")
+      const entry = huge.errors[0]!
+      assert.isAtMost(new TextEncoder().encode(entry.message).length, maxErrorTextBytes)
+      assert.isAtLeast(entry.message.length, maxErrorTextBytes - 100)
+      assert.include(entry.message, "truncated")
+      assert.isAtMost(new TextEncoder().encode(entry.cause ?? "").length, maxErrorTextBytes)
+    }))
+
+  it.effect("snooze for an infinite or NaN duration is a failed attempt (defect), not a hot loop", () =>
+    Effect.gen(function*() {
+      for (const nan of [false, true]) {
+        const row = yield* run(Sleepy.job({ nan }))
+        assert.strictEqual(row.state, "retryable")
+        assert.strictEqual(row.attempt, 1)
+        assert.strictEqual(row.errors.length, 1)
+        assert.strictEqual(row.errors[0]!.kind, "defect")
+        assert.include(row.errors[0]!.message, "Worker.snooze needs a finite duration")
+        // The default backoff (about 17 s), not at once.
+        assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000)
+      }
+    }))
+
+  it.effect("a backoff that is infinite or beyond PostgreSQL's dates waits the documented maximum", () =>
+    Effect.gen(function*() {
+      for (const worker of [Endless, Eons]) {
+        const row = yield* run(worker.job({}))
+        assert.strictEqual(row.state, "retryable")
+        assert.strictEqual(row.attempt, 1)
+        const delay = row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime()
+        assert.strictEqual(delay, Duration.toMillis(Backoff.maxDelay))
+      }
     }))
 })

@@ -1,17 +1,23 @@
 /**
  * Writes job outcomes. Outcomes queue up while a write is in flight and go
  * out together in the next statement, so under load one round trip acks many
- * jobs with no added latency when idle. A failed write is retried with a
- * growing, jittered delay, never dropped; when the database refuses a batch
- * itself, its rows are tried one by one, and a row refused on its own is
- * retried in the background, so one bad row cannot hold back the rest.
+ * jobs with no added latency when idle. A write that fails for want of a
+ * connection is retried with a growing, jittered delay, never dropped. When
+ * the database refuses a batch itself, its rows are tried one by one, and a
+ * row refused on its own is retried in the background, so one bad row cannot
+ * hold back the rest; after `refusalsBeforeFallback` refusals it is written
+ * as a minimal failure instead (and, refused again, as a failure with no
+ * `errors` entry), so no job stays `executing` on a live node because of
+ * its outcome. Acks that match no row (a re-sent or late ack) are logged.
  */
-import { Cause, Deferred, Effect, Queue, type Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Predicate, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import * as Backoff from "../Backoff.ts"
 import { now } from "../ObanClock.ts"
+import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
-import { type AckRow, ackJobs } from "./sql/jobs.ts"
+import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/jobs.ts"
 
 export interface Acker {
   readonly ack: (row: AckRow) => Effect.Effect<void>
@@ -26,7 +32,46 @@ const maxBatch = 500
 
 const ackRetryDelay = (failures: number) => retryDelay(failures, { baseMillis: 20 })
 
-const isConnectionProblem = (error: SqlError): boolean => error.reason._tag === "ConnectionError"
+/** How many times the database may refuse a row as it is before it is written as a minimal failure. */
+export const refusalsBeforeFallback = 3
+
+const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
+  const error = Cause.findError(cause)
+  return error._tag === "Success" && error.success.reason._tag === "ConnectionError"
+}
+
+/** The server's own words for a refusal (`SqlError.message` is generic), else the pretty cause. */
+const refusalText = (cause: Cause.Cause<SqlError>): string => {
+  const error = Cause.findError(cause)
+  if (error._tag === "Success") {
+    const inner = error.success.reason.cause
+    if (Predicate.hasProperty(inner, "message") && typeof inner.message === "string") return inner.message
+  }
+  return Cause.pretty(cause)
+}
+
+/** The message of a minimal failure: what could not be written, and why. */
+const fallbackMessage = (row: AckRow, refusal: string): string =>
+  clean(
+    `the outcome of attempt ${row.attempt} (${row.state}${row.error === null ? "" : `, ${row.error.kind}`}) ` +
+      `could not be written and was replaced by this failure; the database said: ${refusal}`,
+    2048
+  )
+
+/** How a refused row is written, from the row itself to the last resort. */
+type Fallback = "row" | "minimal" | "bare"
+
+const logStale = (acks: ReadonlyArray<AckRow>, stale: ReadonlyArray<StaleAck>) =>
+  Effect.forEach(stale, (miss) => {
+    const ack = acks.find((row) => row.id === miss.id && row.claim === miss.claim)
+    const now = miss.state === null
+      ? "the job no longer exists"
+      : `the job is ${miss.state}${miss.currentClaim !== null && miss.currentClaim !== miss.claim ? ` under claim ${miss.currentClaim}` : ""}`
+    const message = `ack of job ${miss.id} (${ack?.state ?? "outcome"}, claim ${miss.claim}) matched no row: ${now}; nothing was changed`
+    // A job cancelled while it ran is acked as cancelled by the executor after the fact: expected.
+    const expected = ack?.state === "cancelled" && miss.state === "cancelled"
+    return (expected ? Effect.logDebug(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs({ jobId: miss.id }))
+  }, { discard: true })
 
 export const make = (options: {
   readonly sql: SqlClient
@@ -40,7 +85,30 @@ export const make = (options: {
 
     const scope = yield* Effect.scope
     const write = (rows: ReadonlyArray<AckRow>) =>
-      Effect.flatMap(now(options.sql), (time) => ackJobs(options.sql, options.prefix, time, options.node, rows))
+      Effect.flatMap(now(options.sql), (time) => ackJobs(options.sql, options.prefix, time, options.node, rows)).pipe(
+        Effect.tap((result) => logStale(rows, result.stale))
+      )
+
+    /** Writes a refused row as a failure: with a short `errors` entry, or (`bare`) none. */
+    const writeFallback = (row: AckRow, fallback: "minimal" | "bare", refusal: string) =>
+      Effect.gen(function*() {
+        const delay = row.state === "retryable" && row.delay_ms !== null
+          ? row.delay_ms
+          : Duration.toMillis(yield* Backoff.delayFor(undefined, row.attempt, Math.max(row.attempt + 1, 20)))
+        const written = yield* failAck(options.sql, options.prefix, yield* now(options.sql), options.node, {
+          id: row.id,
+          claim: row.claim,
+          delayMillis: delay,
+          message: fallbackMessage(row, refusal),
+          withError: fallback === "minimal"
+        })
+        const message = written
+          ? `ack of job ${row.id} refused by the database; written as a failure instead`
+          : `ack of job ${row.id} refused by the database, and the job no longer runs under claim ${row.claim}; nothing was changed`
+        yield* Effect.logError(message).pipe(
+          Effect.annotateLogs({ jobId: row.id, refusal, withErrorEntry: fallback === "minimal" })
+        )
+      })
 
     /** Counts rows as written and wakes `flush` when nothing is left. */
     const settle = (n: number) =>
@@ -52,19 +120,44 @@ export const make = (options: {
         return Effect.forEach(waiting, (deferred) => Deferred.succeed(deferred, undefined), { discard: true })
       })
 
-    /** Retries one row the database refused until it is written, away from the main loop. */
-    const retryAlone = (row: AckRow): Effect.Effect<void> =>
+    /**
+     * Retries one row the database refused, away from the main loop: as it
+     * is until it was refused `refusalsBeforeFallback` times, then as a
+     * minimal failure, then as a failure without an `errors` entry. Only
+     * refusals count; a lost connection is waited out at every step. When
+     * even the last resort is refused, the row is given up (logged as an
+     * error) rather than hold `flush` and shutdown forever.
+     */
+    const retryAlone = (row: AckRow, firstRefusal: Cause.Cause<SqlError>): Effect.Effect<void> =>
       Effect.gen(function*() {
+        let refusals = connectionProblem(firstRefusal) ? 0 : 1
         let failures = 1
+        let refusal = refusalText(firstRefusal)
+        let fallback: Fallback = "row"
         while (true) {
-          const delay = yield* ackRetryDelay(failures)
-          yield* Effect.sleep(delay)
-          const result = yield* Effect.exit(write([row]))
-          if (result._tag === "Success") return yield* settle(1)
+          yield* Effect.sleep(yield* ackRetryDelay(failures))
+          const result = yield* Effect.exit(fallback === "row" ? write([row]) : writeFallback(row, fallback, refusal))
+          if (Exit.isSuccess(result)) return yield* settle(1)
           failures++
-          yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
+          if (connectionProblem(result.cause)) {
+            yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
+              Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
+            )
+            continue
+          }
+          refusals++
+          if (fallback === "row") refusal = refusalText(result.cause)
+          yield* Effect.logWarning(`ack of job ${row.id} refused (${refusals}x, as ${fallback})`).pipe(
             Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
           )
+          if (fallback === "bare") {
+            yield* Effect.logError(`ack of job ${row.id} refused even as a bare failure; giving up on it`).pipe(
+              Effect.annotateLogs({ jobId: row.id, cause: Cause.pretty(result.cause) })
+            )
+            return yield* settle(1)
+          }
+          if (fallback === "minimal") fallback = "bare"
+          else if (refusals >= refusalsBeforeFallback) fallback = "minimal"
         }
       })
 
@@ -81,16 +174,14 @@ export const make = (options: {
           const result = yield* Effect.exit(write(rows))
           if (result._tag === "Success") return yield* settle(rows.length)
           failures++
-          const error = Cause.findError(result.cause)
-          const connection = error._tag === "Success" && isConnectionProblem(error.success)
-          if (!connection) {
+          if (!connectionProblem(result.cause)) {
             yield* Effect.logWarning(`ack of ${rows.length} job(s) refused; trying them one by one`).pipe(
               Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
             )
             for (const row of rows) {
               const single = rows.length === 1 ? result : yield* Effect.exit(write([row]))
               if (single._tag === "Success") yield* settle(1)
-              else yield* Effect.forkIn(retryAlone(row), scope)
+              else yield* Effect.forkIn(retryAlone(row, single.cause), scope)
             }
             return
           }

@@ -6,6 +6,7 @@ import { Cause, Duration, Effect, Exit, Predicate, Result, Schema } from "effect
 import * as Backoff from "../Backoff.ts"
 import type { ErrorKind, Job } from "../Job.ts"
 import { Cancel, Discard, Snooze } from "../Worker.ts"
+import { clean } from "./errorText.ts"
 import type { AckRow } from "./sql/jobs.ts"
 
 /** Raised inside the executor when a worker's timeout elapses. */
@@ -35,6 +36,14 @@ const describe = (error: unknown): string => {
   }
 }
 
+/** The claim a job was started under (see `startAttempt`); none for a job that was never claimed. */
+const claimOf = (job: Job): string => job.attemptedBy?.[2] ?? ""
+
+/**
+ * An outcome row. Error text is cleaned and bounded (see `errorText.ts`)
+ * and a delay bounded to `[0, Backoff.maxDelay]`, so that nothing a worker
+ * says can make the database refuse the row.
+ */
 const row = (
   job: Job,
   state: AckRow["state"],
@@ -48,14 +57,15 @@ const row = (
 ): AckRow => ({
   id: job.id,
   attempt: job.attempt,
+  claim: claimOf(job),
   state,
-  delay_ms: options.delayMillis ?? null,
+  delay_ms: options.delayMillis === undefined ? null : Backoff.boundMillis(options.delayMillis) ?? 0,
   give_back: options.giveBack ?? false,
   error: options.kind === undefined ? null : {
     attempt: job.attempt,
     kind: options.kind,
-    message: options.message ?? "",
-    ...(options.cause === undefined ? {} : { cause: options.cause })
+    message: clean(options.message ?? ""),
+    ...(options.cause === undefined ? {} : { cause: clean(options.cause) })
   }
 })
 
@@ -80,6 +90,22 @@ export const failed = (
 /** Args that the worker's schema rejects can never succeed: discard at once. */
 export const undecodable = (job: Job, message: string): AckRow =>
   row(job, "discarded", { kind: "decode", message: `args do not decode: ${message}` })
+
+/**
+ * A snooze runs the job again after `millis` without using an attempt. A
+ * negative delay means now and a longer one than `Backoff.maxDelay` is cut
+ * to it; a delay that is not finite would run the job again at once,
+ * forever, so it counts as a failed attempt (a `defect`) instead.
+ */
+const snoozed = (job: Job, policy: Policy, millis: number): Effect.Effect<AckRow> =>
+  Number.isFinite(millis)
+    ? Effect.succeed(row(job, "scheduled", { delayMillis: millis, giveBack: true }))
+    : failed(
+      job,
+      policy,
+      "defect",
+      `Worker.snooze needs a finite duration, got ${millis}; the attempt counts as failed (use Worker.cancel or Worker.discard to stop a job)`
+    )
 
 /** The outcome of a finished `perform`. */
 export const fromExit = (
@@ -108,9 +134,7 @@ export const fromExit = (
   const error = Cause.findError(cause)
   if (Result.isSuccess(error)) {
     const value = error.success
-    if (value instanceof Snooze) {
-      return Effect.succeed(row(job, "scheduled", { delayMillis: value.millis, giveBack: true }))
-    }
+    if (value instanceof Snooze) return snoozed(job, policy, value.millis)
     if (value instanceof Cancel) {
       return Effect.succeed(row(job, "cancelled", { kind: "cancelled", message: value.reason }))
     }

@@ -16,14 +16,17 @@ const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`
 /**
  * What starting an attempt writes, for every way of claiming jobs: executing,
  * one more attempt (room made for it when a job retried by hand had used them
- * all), when, and by whom. Expects the row as `j` and "now" as `clock.now`.
+ * all), when, and by whom: `attempted_by` is `[node, producer, claim]`, the
+ * claim a random uuid that names this one run of the job, which its ack must
+ * match (attempt numbers repeat after a snooze or shutdown, and times can
+ * repeat under a test clock). Expects the row as `j` and "now" as `clock.now`.
  */
 const startAttempt = (sql: SqlClient, node: string, producer: string): Fragment =>
   sql`SET state = 'executing',
         attempt = j.attempt + 1,
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
         attempted_at = clock.now,
-        attempted_by = ARRAY[${node}, ${producer}]::text[]`
+        attempted_by = ARRAY[${node}, ${producer}, gen_random_uuid()::text]::text[]`
 
 /** The job of a statement that returns at most one. */
 const firstJob = (rows: ReadonlyArray<JobRow>): Job | undefined => rows[0] === undefined ? undefined : jobFromRow(rows[0])
@@ -97,8 +100,10 @@ const byFetchOrder = (a: Job, b: Job): number =>
 /** One recorded outcome of an attempt, as the acker writes it. */
 export interface AckRow {
   readonly id: number
-  /** The attempt that ran; an ack for any other attempt is ignored. */
+  /** The attempt that ran. */
   readonly attempt: number
+  /** The claim the attempt ran under (`attempted_by[3]`); an ack for any other claim is ignored. */
+  readonly claim: string
   readonly state: "completed" | "retryable" | "discarded" | "cancelled" | "scheduled" | "available"
   /** For retryable, scheduled and available: run again this long from now. */
   readonly delay_ms: number | null
@@ -108,13 +113,30 @@ export interface AckRow {
   readonly error: { readonly attempt: number; readonly kind: string; readonly message: string; readonly cause?: string } | null
 }
 
+/** An ack that changed nothing, and what the job looked like instead. */
+export interface StaleAck {
+  readonly id: number
+  readonly claim: string
+  /** The job's state now; null when it no longer exists. */
+  readonly state: string | null
+  /** The claim the job is under now, if any. */
+  readonly currentClaim: string | null
+}
+
+/** What one ack statement did: the ids written, and the acks that matched no row. */
+export interface AckResult {
+  readonly written: ReadonlyArray<number>
+  readonly stale: ReadonlyArray<StaleAck>
+}
+
 /**
- * Writes many outcomes in one statement. Only rows still `executing` the
- * same attempt on this node change, so a retried or late ack is harmless.
- * The `id = ANY(...)` condition makes the plan a primary-key lookup whatever
- * the planner's statistics say (without it, stale statistics can make it scan
- * every executing job once per ack).
- * Jobs put back to `available` wake their queue. Returns the ids written.
+ * Writes many outcomes in one statement. Only rows still `executing` under
+ * the same claim on this node change, so a retried or late ack is harmless
+ * even after the job was snoozed and claimed again; such acks come back as
+ * `stale`. The `id = ANY(...)` condition makes the plan a primary-key lookup
+ * whatever the planner's statistics say (without it, stale statistics can
+ * make it scan every executing job once per ack).
+ * Jobs put back to `available` wake their queue.
  */
 export const ackJobs = (
   sql: SqlClient,
@@ -122,12 +144,18 @@ export const ackJobs = (
   now: Fragment,
   node: string,
   acks: ReadonlyArray<AckRow>
-): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  sql<{ readonly id: bigint | number }>`
+): Effect.Effect<AckResult, SqlError> =>
+  sql<{
+    readonly id: bigint | number
+    readonly claim: string
+    readonly written: boolean
+    readonly state: string | null
+    readonly current_claim: string | null
+  }>`
     WITH clock AS (SELECT ${now} AS now),
     acks AS (
       SELECT * FROM jsonb_to_recordset(${JSON.stringify(acks)}::jsonb) AS a(
-        id bigint, attempt smallint, state text, delay_ms double precision, give_back boolean, error jsonb
+        id bigint, attempt smallint, claim text, state text, delay_ms double precision, give_back boolean, error jsonb
       )
     ),
     updated AS (
@@ -143,15 +171,57 @@ export const ackJobs = (
                         ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', clock.now)) END
       FROM acks AS a, clock
       WHERE j.id = ANY(${`{${acks.map((ack) => ack.id).join(",")}}`}::bigint[])
-        AND j.id = a.id AND j.state = 'executing' AND j.attempt = a.attempt AND j.attempted_by[1] = ${node}
-      RETURNING j.id, j.state, j.queue
+        AND j.id = a.id AND j.state = 'executing' AND j.attempted_by[3] = a.claim AND j.attempted_by[1] = ${node}
+      RETURNING j.id, j.state, j.queue, j.attempted_by[3] AS claim
     ),
     notified AS (
       SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
       FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS back
     )
-    SELECT updated.id FROM updated CROSS JOIN notified
-  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
+    SELECT a.id, a.claim, u.id IS NOT NULL AS written, now_.state::text AS state, now_.attempted_by[3] AS current_claim
+    FROM acks AS a
+    LEFT JOIN updated AS u ON u.id = a.id AND u.claim = a.claim
+    LEFT JOIN ${table(sql, prefix, "oban_jobs")} AS now_ ON u.id IS NULL AND now_.id = a.id
+    CROSS JOIN notified
+  `.pipe(Effect.map((rows) => ({
+    written: rows.filter((row) => row.written).map((row) => Number(row.id)),
+    stale: rows.filter((row) => !row.written).map((row) => ({
+      id: Number(row.id),
+      claim: row.claim,
+      state: row.state,
+      currentClaim: row.current_claim
+    }))
+  })))
+
+/**
+ * The last resort for an outcome the database refuses: the attempt is
+ * recorded as a failure (`retryable` after `delayMillis` while attempts
+ * remain, else `discarded`) with an `errors` entry of kind `defect` holding
+ * only `message`, or, when `withError` is false, with no entry at all. Same
+ * matching as `ackJobs`. Returns whether the job changed.
+ */
+export const failAck = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  node: string,
+  ack: { readonly id: number; readonly claim: string; readonly delayMillis: number; readonly message: string; readonly withError: boolean }
+): Effect.Effect<boolean, SqlError> =>
+  sql`
+    WITH clock AS (SELECT ${now} AS now)
+    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END::${
+    table(sql, prefix, "oban_job_state")
+  },
+        scheduled_at = clock.now + ${ack.delayMillis} * interval '1 millisecond',
+        discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
+        errors = CASE WHEN ${ack.withError} THEN j.errors || jsonb_build_array(jsonb_build_object(
+                   'attempt', j.attempt, 'at', clock.now, 'kind', 'defect', 'message', ${ack.message}::text))
+                 ELSE j.errors END
+    FROM clock
+    WHERE j.id = ${ack.id} AND j.state = 'executing' AND j.attempted_by[3] = ${ack.claim} AND j.attempted_by[1] = ${node}
+    RETURNING j.id
+  `.pipe(Effect.map((rows) => rows.length > 0))
 
 /**
  * Moves up to `limit` due scheduled and retryable jobs to available and
