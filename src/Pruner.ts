@@ -1,8 +1,10 @@
 /**
  * Deletes old finished jobs (leader only): completed, cancelled and discarded
- * jobs whose final timestamp is older than `maxAge`. Each statement deletes at
- * most `batchSize` rows and a run at most `maxBatches` statements, so a large
- * backlog is worked off over several ticks and never holds long locks.
+ * jobs whose final timestamp is older than `maxAge`, oldest first. Each
+ * statement deletes at most `batchSize` rows and a run at most `maxBatches`
+ * statements, so a large backlog is worked off over several ticks and never
+ * holds long locks. A run with nothing due costs a few index lookups, however
+ * large the table.
  *
  * @since 0.1.0
  */
@@ -13,13 +15,19 @@ import { now } from "./ObanClock.ts"
 import { pruneJobs } from "./internal/sql/maintenance.ts"
 
 /**
+ * Finished jobs are kept 5 minutes (Oban keeps them 60 s; the extra minutes
+ * keep a cron slot's job well past the one-minute cron catch-up window, so a
+ * new leader never inserts a slot that already ran). Every 10 s a run deletes
+ * up to 30 statements of 10,000 rows: at most 300,000 rows a tick, about
+ * 25,000 jobs/s sustained, well above a 10,000 jobs/s load.
+ *
  * @since 0.1.0
  */
 export const defaults = {
-  maxAge: Duration.days(7),
-  interval: Duration.seconds(30),
+  maxAge: Duration.minutes(5),
+  interval: Duration.seconds(10),
   batchSize: 10_000,
-  maxBatches: 10
+  maxBatches: 30
 } as const
 
 /**

@@ -2,13 +2,17 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../src/Cron.ts"
+import { countAvailable, countAvailableStatement } from "../src/internal/sql/jobs.ts"
+import { pruneStatement } from "../src/internal/sql/maintenance.ts"
 import * as Leader from "../src/Leader.ts"
 import * as Oban from "../src/Oban.ts"
+import { now } from "../src/ObanClock.ts"
 import * as Pruner from "../src/Pruner.ts"
 import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
+import { explain, explainGeneric, scansOf } from "./support/plans.ts"
 
 const prefix = uniquePrefix("maint")
 const Noop = Worker.make("Noop", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
@@ -103,7 +107,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         FROM generate_series(1, 100000) AS i,
              LATERAL (SELECT (ARRAY['completed', 'cancelled', 'discarded'])[1 + i % 3] AS s) AS pick`
       yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at)
-                 VALUES ('completed', 'Recent', now() - interval '1 day'), ('available', 'Waiting', NULL)`
+                 VALUES ('completed', 'Recent', now() - interval '1 minute'), ('available', 'Waiting', NULL)`
       const first = yield* Pruner.runOnce({ sql, prefix, batchSize: 10_000, maxBatches: 4 })
       assert.deepStrictEqual(first, { deleted: 40_000, batches: 4 })
       let total = first.deleted
@@ -115,6 +119,60 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.strictEqual(total, 100_000)
       const left = yield* sql<{ worker: string }>`SELECT worker FROM ${sql(prefix)}.oban_jobs ORDER BY worker`
       assert.deepStrictEqual(left.map((row) => row.worker), ["Recent", "Waiting"])
+    }))
+
+  it.effect("a prune with nothing due walks each state's partial index, never the table, in custom and generic plans", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      // 200,000 jobs, a quarter in each of available, completed, cancelled and discarded, all finished just now.
+      yield* sql`
+        INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at, cancelled_at, discarded_at)
+        SELECT s::${sql(prefix)}.oban_job_state, 'Noop',
+               CASE WHEN s = 'completed' THEN now() END,
+               CASE WHEN s = 'cancelled' THEN now() END,
+               CASE WHEN s = 'discarded' THEN now() END
+        FROM generate_series(1, 200000) AS i,
+             LATERAL (SELECT (ARRAY['available', 'completed', 'cancelled', 'discarded'])[1 + i % 4] AS s) AS pick`
+      yield* sql`ANALYZE ${sql(prefix)}.oban_jobs`
+      const statement = pruneStatement(
+        sql,
+        prefix,
+        yield* now(sql),
+        Duration.toMillis(Pruner.defaults.maxAge),
+        Pruner.defaults.batchSize
+      )
+      for (const plan of [yield* explain(statement), yield* explainGeneric(statement)]) {
+        const scans = scansOf(plan, "oban_jobs")
+        assert.deepStrictEqual(scans.filter((node) => node["Node Type"] === "Seq Scan"), [])
+        const indexes = new Set(scans.map((node) => node["Index Name"]))
+        for (const index of ["oban_jobs_completed_at_idx", "oban_jobs_cancelled_at_idx", "oban_jobs_discarded_at_idx"]) {
+          assert.isTrue(indexes.has(index), `${index} in ${[...indexes].join(", ")}`)
+        }
+      }
+      assert.deepStrictEqual(yield* Pruner.runOnce({ sql, prefix }), { deleted: 0, batches: 1 })
+    }))
+
+  it.effect("the available-jobs sample counts at most the cap per queue, however long the backlog", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      yield* sql`
+        INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker)
+        SELECT 'available', CASE WHEN i <= 3 THEN 'small' ELSE 'big' END, 'Noop'
+        FROM generate_series(1, 200000) AS i`
+      yield* sql`ANALYZE ${sql(prefix)}.oban_jobs`
+      const queues = ["big", "small", "empty"]
+      const counts = yield* countAvailable(sql, prefix, queues, 1_000)
+      assert.deepStrictEqual([...counts.entries()].sort(), [["big", 1_000], ["small", 3]])
+      const plan = yield* explain(countAvailableStatement(sql, prefix, queues, 1_000), { analyze: true })
+      const scans = scansOf(plan, "oban_jobs")
+      assert.isNotEmpty(scans)
+      for (const scan of scans) {
+        assert.notStrictEqual(scan["Node Type"], "Seq Scan")
+        // Rows read per queue (per loop) stay within the cap.
+        assert.isAtMost(scan["Actual Rows"]!, 1_000)
+      }
     }))
 
   it.effect("Cron.runOnce inserts one job per slot, and a second run over the same window inserts none", () =>

@@ -132,9 +132,9 @@ describe("virtual time", () => {
         const sql = yield* SqlClient
         yield* Oban.insert(Tick.job({}))
         yield* ObanTest.drainQueue({ queue: "default" })
-        yield* TestClock.adjust("6 days")
+        yield* TestClock.adjust("4 minutes")
         assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 0)
-        yield* TestClock.adjust("1 day")
+        yield* TestClock.adjust("1 minute")
         yield* TestClock.adjust("1 second")
         assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 1)
       }).pipe(onTestClock))

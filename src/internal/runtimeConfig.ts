@@ -61,7 +61,7 @@ export interface RuntimeOptions {
     readonly interval?: Duration.Input | undefined
     readonly batchSize?: number | undefined
   } | undefined
-  /** Pruning of finished jobs (default: older than 7 days, every 30 s); `false` turns it off. */
+  /** Pruning of finished jobs (default: older than 5 minutes, every 10 s); `false` turns it off. */
   readonly pruner?: false | {
     readonly maxAge?: Duration.Input | undefined
     readonly interval?: Duration.Input | undefined

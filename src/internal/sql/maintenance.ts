@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import type { Fragment } from "effect/sql/Statement"
+import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { table } from "./tables.ts"
 
@@ -76,7 +76,13 @@ export const rescueOrphans = (
 
 /**
  * Deletes up to `limit` completed, cancelled and discarded jobs that finished
- * more than `maxAgeMillis` ago. Returns how many were deleted.
+ * more than `maxAgeMillis` ago, oldest first. Returns how many were deleted.
+ *
+ * The cutoff is written into each branch (not read from a CTE), so the planner
+ * sees the range; each branch orders by its timestamp, so even a generic plan
+ * of the prepared statement walks that state's partial index rather than the
+ * table, and a run with nothing due reads a handful of index pages whatever
+ * the table's size. The delete finds its rows through the primary key.
  */
 export const pruneJobs = (
   sql: SqlClient,
@@ -85,26 +91,35 @@ export const pruneJobs = (
   maxAgeMillis: number,
   limit: number
 ): Effect.Effect<number, SqlError> =>
-  sql<{ readonly n: number }>`
-    WITH clock AS (SELECT ${now} - ${maxAgeMillis} * interval '1 millisecond' AS cutoff),
-    doomed AS (
-      (SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
-       WHERE state = 'completed' AND completed_at < clock.cutoff LIMIT ${limit})
+  pruneStatement(sql, prefix, now, maxAgeMillis, limit).pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
+/** The statement behind `pruneJobs`, for tests that EXPLAIN it. */
+export const pruneStatement = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  maxAgeMillis: number,
+  limit: number
+): Statement<{ readonly n: number }> => {
+  const jobs = table(sql, prefix, "oban_jobs")
+  const cutoff = sql`${now} - ${maxAgeMillis} * interval '1 millisecond'`
+  return sql<{ readonly n: number }>`
+    WITH doomed AS (
+      (SELECT id FROM ${jobs} WHERE state = 'completed' AND completed_at < ${cutoff} ORDER BY completed_at LIMIT ${limit})
       UNION ALL
-      (SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
-       WHERE state = 'cancelled' AND cancelled_at < clock.cutoff LIMIT ${limit})
+      (SELECT id FROM ${jobs} WHERE state = 'cancelled' AND cancelled_at < ${cutoff} ORDER BY cancelled_at LIMIT ${limit})
       UNION ALL
-      (SELECT id FROM ${table(sql, prefix, "oban_jobs")}, clock
-       WHERE state = 'discarded' AND discarded_at < clock.cutoff LIMIT ${limit})
+      (SELECT id FROM ${jobs} WHERE state = 'discarded' AND discarded_at < ${cutoff} ORDER BY discarded_at LIMIT ${limit})
       LIMIT ${limit}
     ),
     deleted AS (
-      DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j USING doomed
-      WHERE j.id = doomed.id AND j.state IN ('completed', 'cancelled', 'discarded')
+      DELETE FROM ${jobs} AS j
+      WHERE j.id = ANY(ARRAY(SELECT id FROM doomed)) AND j.state IN ('completed', 'cancelled', 'discarded')
       RETURNING j.id
     )
     SELECT count(*)::int AS n FROM deleted
-  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+  `
+}
 
 /**
  * Inserts a job unless one with the same `unique_key` exists. Returns whether
