@@ -2,17 +2,21 @@
  * One LISTEN connection per node for the prefix's channels (`insert`,
  * `signal`, `leader`), fanned out in-process to any number of subscribers.
  *
- * The connection is the notifier's own (not a pool slot). When it dies, it is
- * re-established after a jittered, growing delay; meanwhile producers keep
- * polling, so a notification is only ever an accelerator, never the only way
- * a job is found.
+ * The connection is the notifier's own (not a pool slot). A connection can
+ * die loudly (reset, server restart) or silently (a partition leaves it open
+ * but nothing arrives), so the notifier also asks it `SELECT 1` on a schedule
+ * and gives up on it when no answer comes in time. Either way the session is
+ * torn down and re-established after a jittered, growing delay; meanwhile
+ * producers keep polling, so a notification is only ever an accelerator,
+ * never the only way a job is found.
  *
  * @since 0.1.0
  */
 import { PgClient, PgConnection } from "@effect/sql-pg"
-import { Cause, Context, Deferred, Effect, Layer, PubSub, Queue, Ref, Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Queue, Ref, Scope } from "effect"
 import { channel } from "./Config.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
+import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
 
 /**
  * @since 0.1.0
@@ -39,7 +43,21 @@ export interface Options {
   readonly node: string
   /** The longest wait between reconnection attempts. Default 5 seconds. */
   readonly maxReconnectDelayMillis?: number | undefined
+  /** How often the connection is checked with `SELECT 1`. Default 10 seconds. */
+  readonly healthCheckInterval?: Duration.Input | undefined
+  /**
+   * How long a check (and setting up LISTEN) may take before the connection
+   * is given up and replaced. Default 5 seconds.
+   */
+  readonly healthCheckTimeout?: Duration.Input | undefined
 }
+
+/**
+ * How long a failed check waits for the driver to retire the connection on
+ * its own (it destroys the socket about 5 s after an unanswered statement)
+ * before the notifier closes it itself.
+ */
+const retireGrace = Duration.seconds(6)
 
 /**
  * The application name of the listening connection, so operators (and tests)
@@ -87,24 +105,63 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
       const maxDelay = options.maxReconnectDelayMillis ?? 5_000
       const firstAttempt = yield* Deferred.make<void>()
 
+      const healthCheckInterval = options.healthCheckInterval ?? Duration.seconds(10)
+      const healthCheckTimeout = options.healthCheckTimeout ?? Duration.seconds(5)
+      // Connecting has its own timeout in the driver; LISTEN gets the check's.
+      const setUpTimeout = Duration.sum(
+        Duration.fromInputUnsafe(pg.config.connectTimeout ?? Duration.seconds(5)),
+        Duration.fromInputUnsafe(healthCheckTimeout)
+      )
+
+      const pump = ([name, queue]: readonly [Channel, Queue.Dequeue<{ readonly payload: string }, unknown>]) =>
+        Effect.forever(Effect.gen(function*() {
+          const notification = yield* Queue.take(queue)
+          const payload = parse(notification.payload)
+          if (payload !== undefined) yield* PubSub.publish(hub, { channel: name, payload })
+        }))
+
+      // Fails when the connection does not answer in time. The driver then
+      // destroys the socket a few seconds later, which fails the LISTEN queues;
+      // the grace lets that happen first, so the socket is really gone.
+      const healthCheck = (pinned: PgConnection.PgConnection) =>
+        Effect.forever(Effect.andThen(
+          Effect.sleep(healthCheckInterval),
+          withStatementTimeout(pinned.query("SELECT 1"), {
+            timeout: healthCheckTimeout,
+            operation: "LISTEN connection health check"
+          })
+        )).pipe(
+          Effect.tapError(() => Effect.sleep(retireGrace))
+        )
+
       const session = Effect.scoped(Effect.gen(function*() {
-        const connection = yield* PgConnection.make({ ...pg.config, applicationName: applicationName(options.node) })
-        // One pinned session for every channel: re-pinning a pinned session is a no-op.
-        const pinned = yield* connection.pin
-        const queues = yield* Effect.forEach(channels, (name) =>
-          Effect.map(pinned.listen(channel(options.prefix, name)), (queue) => [name, queue] as const))
+        // The connection has a scope of its own, closed before the LISTEN
+        // registrations are released: on a connection that does not answer,
+        // their UNLISTEN would wait forever; on a closed one it is skipped.
+        const connectionScope = yield* Scope.make()
+        yield* Effect.addFinalizer(() => Scope.close(connectionScope, Exit.void))
+        const setUp = Effect.gen(function*() {
+          const connection = yield* PgConnection.make({ ...pg.config, applicationName: applicationName(options.node) })
+            .pipe(Scope.provide(connectionScope))
+          // One pinned session for every channel: re-pinning a pinned session is a no-op.
+          const pinned = yield* connection.pin
+          const queues = yield* Effect.forEach(channels, (name) =>
+            Effect.map(pinned.listen(channel(options.prefix, name)), (queue) => [name, queue] as const))
+          return { pinned, queues }
+        })
+        const { pinned, queues } = yield* setUp.pipe(
+          Effect.timeoutOrElse({
+            duration: setUpTimeout,
+            orElse: () => Effect.fail(timeoutError("LISTEN set-up", Duration.toMillis(setUpTimeout)))
+          })
+        )
+        yield* Effect.addFinalizer(() => Scope.close(connectionScope, Exit.void))
         yield* Ref.set(listening, true)
         yield* Ref.update(connectionCount, (n) => n + 1)
         yield* Deferred.succeed(firstAttempt, undefined)
         yield* Effect.addFinalizer(() => Ref.set(listening, false))
-        const pump = ([name, queue]: readonly [Channel, Queue.Dequeue<{ readonly payload: string }, unknown>]) =>
-          Effect.forever(Effect.gen(function*() {
-            const notification = yield* Queue.take(queue)
-            const payload = parse(notification.payload)
-            if (payload !== undefined) yield* PubSub.publish(hub, { channel: name, payload })
-          }))
-        // Runs until one of the queues fails, i.e. the connection is gone.
-        return yield* Effect.raceAll(queues.map(pump))
+        // Runs until a queue fails (the connection is gone) or a check fails.
+        return yield* Effect.raceAllFirst([...queues.map(pump), healthCheck(pinned)])
       }))
 
       const loop = Effect.gen(function*() {

@@ -1,0 +1,99 @@
+/**
+ * A deadline for database work a node cannot live without (fetch, outcome
+ * writes, heartbeats, the leader lease), so that a connection which stays
+ * open but never answers (a network partition, a NAT that dropped the flow)
+ * fails the work in bounded time instead of hanging the node or its shutdown.
+ *
+ * What the driver (`@effect/sql-pg` 4.0.5) does with an interrupted statement
+ * decides the shape of this helper:
+ * - without `multiplex`, interrupting a statement waits for the driver to
+ *   drain the connection: it sends a cancel request on a side connection and,
+ *   when nothing answers within its fixed 5 s, destroys the socket and retires
+ *   the connection from the pool. A plain `Effect.timeout` therefore returns
+ *   about 5 s late, but the pool never hands the dead connection out again;
+ * - with `multiplex: true`, an interrupted statement is only abandoned: the
+ *   connection stays in the pool and the statements pipelined after it hang
+ *   as well, until TCP gives up (minutes). Only the pool's `connectionTTL`
+ *   retires such a connection (at the next checkout after the TTL).
+ *
+ * So the work runs in a fiber of its own and the caller waits for it at most
+ * `timeout`; when the deadline passes, the caller fails at once and the
+ * work's fiber is interrupted in the background, where the driver takes its
+ * time to retire the connection.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Effect, Exit, Fiber } from "effect"
+import { dual } from "effect/Function"
+import { SqlError, StatementTimeoutError } from "effect/sql/SqlError"
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  /** How long the work may take, in real (wall-clock) time. */
+  readonly timeout: Duration.Input
+  /** What the work is (`"fetch"`, `"ack"`, ...), for the error and the logs. */
+  readonly operation: string
+}
+
+/**
+ * A timer on the real clock. Statement deadlines are about the network, not
+ * about the application's (possibly virtual) time: under `TestClock` a test
+ * that moves time by hours must not time out a statement in flight.
+ */
+const realSleep = (millis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * The error of work that missed its deadline: a `SqlError` whose reason is a
+ * retryable `StatementTimeoutError`, so loops that already retry failed
+ * database work retry this too.
+ *
+ * @since 0.1.0
+ */
+export const timeoutError = (operation: string, millis: number): SqlError =>
+  new SqlError({
+    reason: new StatementTimeoutError({
+      cause: new Error(`${operation} did not finish within ${millis} ms`),
+      message: `${operation} did not finish within ${millis} ms; its connection is being retired`,
+      operation
+    })
+  })
+
+/**
+ * Runs `self` and fails with a retryable `SqlError` (`StatementTimeoutError`)
+ * when it has not finished after `timeout` of real time. The caller gets the
+ * failure at the deadline (not seconds later); the work itself is interrupted
+ * in the background, where the driver cancels the statement and retires the
+ * connection. The same happens when the caller is interrupted (e.g. shutdown):
+ * it never waits for a connection that does not answer.
+ *
+ * Wrap a whole unit of work, e.g. a whole `sql.withTransaction(...)`, not a
+ * statement inside a transaction: the transaction's connection has to be
+ * owned by the interrupted fiber to be released with it.
+ *
+ * @since 0.1.0
+ */
+export const withStatementTimeout: {
+  (options: Options): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, options: Options): Effect.Effect<A, E | SqlError, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, options: Options): Effect.Effect<A, E | SqlError, R> => {
+  const millis = Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.forkDetach(restore(self)), (fiber) =>
+      restore(
+        Effect.raceFirst(
+          Fiber.join(fiber),
+          Effect.andThen(realSleep(millis), Effect.fail(timeoutError(options.operation, millis)))
+        )
+      ).pipe(
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? Effect.void : Effect.asVoid(Effect.forkDetach(Fiber.interrupt(fiber)))
+        )
+      ))
+  )
+})

@@ -1,0 +1,92 @@
+/**
+ * The notifier on a connection that dies silently: a black-holed LISTEN
+ * connection is noticed by the health check and replaced, and shutting the
+ * notifier down never waits for a connection that does not answer.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Option, PubSub, Redacted, Scope } from "effect"
+import * as Config from "../src/Config.ts"
+import * as Notifier from "../src/Notifier.ts"
+import { databaseUrl, uniquePrefix } from "./support/db.ts"
+import { waitFor } from "./support/node.ts"
+import { startProxy } from "./support/proxy.ts"
+
+const prefix = uniquePrefix("notifier")
+
+/** A client on the real server (to send) and one whose config points at the proxy (for the notifier). */
+const clients = (proxyUrl: string) =>
+  Effect.gen(function*() {
+    const direct = yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 2 }))
+    const proxied = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxyUrl), maxConnections: 2 }))
+    return { direct, proxied }
+  })
+
+/** Sends `insert` notifications until one arrives on `subscription`; the time it took, or none. */
+const deliveredWithin = (
+  subscription: PubSub.Subscription<Notifier.Notification>,
+  millis: number
+) =>
+  Effect.gen(function*() {
+    const pg = yield* PgClient.PgClient
+    const start = Date.now()
+    let n = 0
+    while (Date.now() - start < millis) {
+      yield* pg.notify(Config.channel(prefix, "insert"), JSON.stringify({ queue: "q", n: ++n }))
+      const received = yield* PubSub.take(subscription).pipe(Effect.timeoutOption("200 millis"))
+      if (Option.isSome(received)) return Option.some(Date.now() - start)
+    }
+    return Option.none<number>()
+  })
+
+describe("Notifier on a silently dead connection", () => {
+  it.live("a black-holed LISTEN connection is replaced and notifications arrive again", () =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      const { direct, proxied } = yield* clients(proxy.url)
+      const notifier = yield* Notifier.make({
+        prefix,
+        node: "blackholed",
+        healthCheckInterval: "500 millis",
+        healthCheckTimeout: "1 second",
+        maxReconnectDelayMillis: 200
+      }).pipe(Effect.provideContext(proxied))
+      const subscription = yield* notifier.subscribe
+      assert.isTrue(Option.isSome(yield* deliveredWithin(subscription, 5_000).pipe(Effect.provideContext(direct))))
+      assert.strictEqual(yield* notifier.connections, 1)
+
+      yield* proxy.blackhole
+      yield* proxy.restore // new connections work again; the old one stays dead
+      const took = yield* deliveredWithin(subscription, 20_000).pipe(Effect.provideContext(direct))
+
+      assert.isTrue(Option.isSome(took), "no notification arrived after the black hole")
+      // interval 0.5 s + timeout 1 s + the driver's 5 s to retire the socket + reconnect
+      assert.isBelow(Option.getOrThrow(took), 10_000)
+      assert.strictEqual(yield* notifier.connections, 2)
+      // The dead connection is closed for real: only the new one is left open.
+      yield* waitFor("the dead connection to be closed", Effect.map(proxy.connections, (n) => n === 1), "10 seconds")
+    }), 60_000)
+
+  it.live("shutting down while black-holed completes promptly, also with a check in flight", () =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      const { proxied } = yield* clients(proxy.url)
+      for (const healthCheckInterval of ["1 hour", "100 millis"] as const) {
+        const scope = yield* Scope.make()
+        const notifier = yield* Notifier.make({
+          prefix,
+          node: "shutdown",
+          healthCheckInterval,
+          healthCheckTimeout: "30 seconds"
+        }).pipe(Effect.provideContext(proxied), Scope.provide(scope))
+        assert.isTrue(yield* notifier.isListening)
+        yield* proxy.blackhole
+        yield* Effect.sleep("500 millis")
+        const start = Date.now()
+        const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption("10 seconds"))
+        assert.isTrue(Option.isSome(closed), `shutdown hung (check every ${healthCheckInterval})`)
+        assert.isBelow(Date.now() - start, 1_000, `shutdown was slow (check every ${healthCheckInterval})`)
+        yield* proxy.restore
+      }
+    }), 60_000)
+})

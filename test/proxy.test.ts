@@ -1,0 +1,47 @@
+/**
+ * The test proxy itself: it forwards, cuts, black-holes and refuses.
+ */
+import { PgConnection } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Option, Redacted } from "effect"
+import { databaseUrl } from "./support/db.ts"
+import { startProxy } from "./support/proxy.ts"
+
+const connect = (url: string) =>
+  PgConnection.make({ url: Redacted.make(url), connectTimeout: "1 second" })
+
+const selectOne = (connection: PgConnection.PgConnection) =>
+  Effect.map(connection.query("SELECT 1 AS one"), (result) => result.rows)
+
+describe("test proxy", () => {
+  it.live("forwards, cuts, refuses and black-holes connections", () =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      const first = yield* connect(proxy.url)
+      assert.deepStrictEqual(yield* selectOne(first), [{ one: 1 }])
+      assert.strictEqual(yield* proxy.connections, 1)
+
+      yield* proxy.cut
+      const cut = yield* Effect.flip(selectOne(first))
+      assert.strictEqual(cut.reason._tag, "ConnectionError")
+
+      yield* proxy.refuse
+      const refused = yield* Effect.flip(Effect.scoped(connect(proxy.url)))
+      assert.strictEqual(refused.reason._tag, "ConnectionError")
+      yield* proxy.accept
+
+      const second = yield* connect(proxy.url)
+      yield* proxy.blackhole
+      const hung = yield* selectOne(second).pipe(Effect.timeoutOption("500 millis"), Effect.forkChild)
+      const blackholedConnect = yield* Effect.flip(Effect.scoped(connect(proxy.url)))
+      assert.strictEqual(blackholedConnect.reason._tag, "ConnectionError") // timed out: nothing came back
+      assert.isTrue(Option.isNone(yield* Fiber.join(hung)), "a black-holed statement answered")
+      assert.isAtLeast(yield* proxy.connections, 1) // the black-holed socket stays open
+
+      yield* proxy.restore
+      const third = yield* connect(proxy.url)
+      assert.deepStrictEqual(yield* selectOne(third), [{ one: 1 }])
+      assert.isAtLeast(yield* proxy.accepted, 4)
+      yield* proxy.close
+    }).pipe(Effect.scoped), 30_000)
+})

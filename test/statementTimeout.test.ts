@@ -1,0 +1,51 @@
+/**
+ * The statement deadline on a connection that stays open but never answers:
+ * the statement fails at its deadline with a retryable SqlError, and the pool
+ * does not keep the dead connection (the next statement succeeds).
+ */
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Redacted } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { withStatementTimeout } from "../src/internal/statementTimeout.ts"
+import { databaseUrl } from "./support/db.ts"
+import { startProxy } from "./support/proxy.ts"
+
+describe("withStatementTimeout", () => {
+  // With `multiplex` the driver keeps an abandoned connection in the pool;
+  // only `connectionTTL` retires it (see docs/operations.md).
+  const pools = [
+    ["a plain pool", {}],
+    ["a multiplexed pool with connectionTTL", { multiplex: true, connectionTTL: "3 seconds" }]
+  ] as const
+  it.live.each(pools)("%s: fails at its deadline on a black hole, and recovers once the network does", ([, pool]) =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      // One connection: a slot kept by the dead connection would hang every later statement.
+      const context = yield* Layer.build(
+        PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1, ...pool })
+      )
+      const sql = yield* Effect.provideContext(SqlClient, context)
+      const select = (n: number) =>
+        withStatementTimeout(sql<{ n: number }>`SELECT ${n}::int AS n`, { timeout: "1 second", operation: "probe" })
+      assert.deepStrictEqual(yield* select(1), [{ n: 1 }])
+
+      yield* proxy.blackhole
+      const start = Date.now()
+      const error = yield* Effect.flip(select(2))
+      const took = Date.now() - start
+      assert.strictEqual(error.reason._tag, "StatementTimeoutError")
+      assert.isTrue(error.isRetryable)
+      assert.isAtLeast(took, 900)
+      assert.isBelow(took, 1_500, `the deadline was missed: ${took} ms`)
+
+      yield* proxy.restore
+      const recovered = Date.now()
+      let result: ReadonlyArray<{ n: number }> | undefined
+      while (result === undefined && Date.now() - recovered < 20_000) {
+        result = yield* select(3).pipe(Effect.orElseSucceed(() => undefined))
+      }
+      assert.deepStrictEqual(result, [{ n: 3 }])
+      assert.isBelow(Date.now() - recovered, 10_000)
+    }), 60_000)
+})

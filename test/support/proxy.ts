@@ -1,0 +1,145 @@
+/**
+ * A fault-injecting TCP proxy on 127.0.0.1 in front of a PostgreSQL server,
+ * for tests that need a network that breaks in ways a server restart or
+ * `pg_terminate_backend` cannot show: connections cut at once, connections
+ * that stay open but carry nothing (a "black hole", as after a partition or a
+ * NAT that forgot the flow), and a port that refuses new connections.
+ *
+ * `startProxy(targetUrl)` is a scoped resource: closing the scope closes the
+ * listener and every connection.
+ */
+import { Effect, Scope } from "effect"
+import * as Net from "node:net"
+
+export interface Proxy {
+  /** `targetUrl` with host and port replaced by the proxy's (same credentials, database, parameters). */
+  readonly url: string
+  /** Destroys every open connection (both sides) at once. New connections are forwarded as before. */
+  readonly cut: Effect.Effect<void>
+  /**
+   * From now on nothing is forwarded: open connections stay open but bytes in
+   * both directions are read and dropped; new connections are accepted and
+   * treated the same. Connections black-holed once stay dead after `restore`.
+   */
+  readonly blackhole: Effect.Effect<void>
+  /** New connections are forwarded normally again (black-holed ones stay dead). */
+  readonly restore: Effect.Effect<void>
+  /** New connections are destroyed as soon as they arrive (the client sees a reset). */
+  readonly refuse: Effect.Effect<void>
+  /** New connections are accepted again (undoes `refuse`). */
+  readonly accept: Effect.Effect<void>
+  /** Client connections open right now. */
+  readonly connections: Effect.Effect<number>
+  /** Client connections accepted (and not refused) since the start. */
+  readonly accepted: Effect.Effect<number>
+  /** Stops listening and destroys every connection; also done when the scope closes. */
+  readonly close: Effect.Effect<void>
+}
+
+interface Link {
+  readonly client: Net.Socket
+  upstream: Net.Socket | undefined
+  dead: boolean
+}
+
+const proxyUrl = (targetUrl: string, port: number): string => {
+  const url = new URL(targetUrl)
+  url.hostname = "127.0.0.1"
+  url.port = String(port)
+  return url.toString()
+}
+
+const target = (targetUrl: string): { readonly host: string; readonly port: number } => {
+  const url = new URL(targetUrl)
+  return { host: url.hostname === "" ? "127.0.0.1" : url.hostname, port: url.port === "" ? 5432 : Number(url.port) }
+}
+
+const listen = (server: Net.Server): Effect.Effect<number> =>
+  Effect.callback<number>((resume) => {
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
+    })
+  })
+
+const shutdown = (server: Net.Server, links: Set<Link>): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    for (const link of links) destroy(link)
+    links.clear()
+    if (!server.listening) return resume(Effect.void)
+    server.close(() => resume(Effect.void))
+  })
+
+const destroy = (link: Link): void => {
+  link.client.destroy()
+  link.upstream?.destroy()
+}
+
+/**
+ * Starts a proxy in front of the server at `targetUrl` for the scope's life.
+ */
+export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { host, port: targetPort } = target(targetUrl)
+    const links = new Set<Link>()
+    let blackholed = false
+    let refusing = false
+    let accepted = 0
+
+    const forward = (link: Link): void => {
+      const upstream = Net.connect({ host, port: targetPort })
+      link.upstream = upstream
+      upstream.setNoDelay(true)
+      upstream.on("error", () => link.client.destroy())
+      upstream.on("close", () => link.client.destroy())
+      upstream.on("data", (chunk) => {
+        if (!link.dead) link.client.write(chunk)
+      })
+      link.client.on("data", (chunk) => {
+        if (!link.dead) upstream.write(chunk)
+      })
+    }
+
+    const server = Net.createServer((client) => {
+      if (refusing) {
+        client.resetAndDestroy()
+        return
+      }
+      accepted++
+      const link: Link = { client, upstream: undefined, dead: blackholed }
+      links.add(link)
+      client.setNoDelay(true)
+      client.on("error", () => {})
+      client.on("close", () => {
+        links.delete(link)
+        link.upstream?.destroy()
+      })
+      if (link.dead) client.on("data", () => {})
+      else forward(link)
+    })
+
+    const port = yield* Effect.acquireRelease(listen(server), () => shutdown(server, links))
+
+    return {
+      url: proxyUrl(targetUrl, port),
+      cut: Effect.sync(() => {
+        for (const link of links) destroy(link)
+      }),
+      blackhole: Effect.sync(() => {
+        blackholed = true
+        for (const link of links) link.dead = true
+      }),
+      restore: Effect.sync(() => {
+        blackholed = false
+      }),
+      refuse: Effect.sync(() => {
+        refusing = true
+      }),
+      accept: Effect.sync(() => {
+        refusing = false
+      }),
+      connections: Effect.sync(() => links.size),
+      accepted: Effect.sync(() => accepted),
+      close: shutdown(server, links)
+    }
+  })
