@@ -15,6 +15,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { now } from "./ObanClock.ts"
 import { claimLease, resignLease } from "./internal/sql/peers.ts"
+import { withStatementTimeout } from "./internal/statementTimeout.ts"
 
 /**
  * @since 0.1.0
@@ -110,7 +111,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
     const onRound = options.onRound ?? (() => Effect.void)
     const round = runOnce(options).pipe(
       // A connection that hangs (a black-holed network) must not freeze the election.
-      Effect.timeout(Duration.min(options.ttl, Duration.seconds(10))),
+      withStatementTimeout({ timeout: Duration.min(Duration.divideUnsafe(options.ttl, 2), Duration.seconds(5)), operation: "lease" }),
       Effect.tap(() => onRound(true)),
       Effect.tapError(() => onRound(false)),
       Effect.tap((result) =>

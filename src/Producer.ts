@@ -19,15 +19,22 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Duration, Effect, Queue, type Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Queue, Schedule, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
 import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
-import { fetchJobs } from "./internal/sql/jobs.ts"
+import { withStatementTimeout } from "./internal/statementTimeout.ts"
+import { fetchJobs, releaseClaim } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecuting } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
+
+/** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
+const fetchTimeout = Duration.seconds(15)
+
+/** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
+const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 
 /**
  * What `checkQueue` reports.
@@ -105,15 +112,44 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       return Effect.andThen(setExecuting(options.queue, running), wake)
     })
 
+    const scope = yield* Effect.scope
+    /**
+     * Releases the jobs of a failed fetch, if the server claimed any: once soon,
+     * and once more after the statement, cancelled in the background, has
+     * certainly ended. Shutdown interrupts this; the jobs are then rescued
+     * like any orphan once this incarnation's rows are gone.
+     */
+    const releaseLost = (claim: string) =>
+      Effect.forEach(releaseAfter, (delay) =>
+        Effect.gen(function*() {
+          yield* Effect.sleep(delay)
+          const released = yield* releaseClaim(options.sql, options.prefix, claim).pipe(
+            Effect.retry({ schedule: Schedule.spaced("1 second"), times: 10 })
+          )
+          if (released > 0) {
+            yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
+          }
+        }), { discard: true }).pipe(
+          Effect.catchCause((cause) =>
+            Effect.logError(`could not release the jobs of a failed fetch (claim ${claim})`, Cause.pretty(cause))
+          )
+        )
+
     const fetchOnce = Effect.gen(function*() {
       const demand = limit - running
       if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
+      const claim = crypto.randomUUID()
       const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
         queue: options.queue,
         demand,
         node: options.node,
-        producer: producerId
-      })
+        producer: producerId,
+        claim
+      }).pipe(
+        withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
+        // The server may have committed a claim whose reply we never got: put those jobs back.
+        Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
+      )
       running += jobs.length
       yield* setExecuting(options.queue, running)
       yield* Effect.annotateCurrentSpan("oban.fetched", jobs.length)

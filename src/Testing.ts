@@ -26,7 +26,8 @@ import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { JobTimeout } from "./internal/outcome.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
-import { ackJobs, claimJobs, fetchJobs, stageQueue } from "./internal/sql/jobs.ts"
+import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
+import { ackJobs, stageQueue } from "./internal/sql/jobs.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
 import { table } from "./internal/sql/tables.ts"
 import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
@@ -305,7 +306,8 @@ export const drainQueue = (options: {
         queue: options.queue,
         demand: 1_000,
         node: kit.node,
-        producer: "drain"
+        producer: "drain",
+        claim: crypto.randomUUID()
       })
       const rows = yield* runClaimed(kit.registry, sql, kit.prefix, jobs)
       for (const row of rows) {

@@ -10,7 +10,8 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import * as Acker from "../src/internal/acker.ts"
-import { type AckRow, claimJobs } from "../src/internal/sql/jobs.ts"
+import { claimJobs, fetchJobs, releaseClaim } from "../src/internal/sql/claims.ts"
+import type { AckRow } from "../src/internal/sql/jobs.ts"
 import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -137,5 +138,27 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* acker.ack(ackOf(second!, "completed"))
       yield* settled(acker)
       assert.strictEqual((yield* jobRow(prefix, first!.id)).state, "completed")
+    }).pipe(Effect.scoped))
+
+  it.effect("releasing a fetch's claim puts back only its jobs still executing, with the attempt given back", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})])
+      const fetch = (claim: string) =>
+        Effect.flatMap(now(sql), (time) =>
+          fetchJobs(sql, prefix, time, { queue: "acker", demand: 2, node, producer: "p", claim }))
+      const lost = yield* fetch("lost-claim")
+      const kept = yield* fetch("kept-claim")
+      assert.deepStrictEqual([lost.length, kept.length], [2, 1])
+      const acker = yield* makeAcker([])
+      // One job of the lost fetch finished anyway (it cannot have, but its row must be left alone).
+      yield* acker.ack({ ...ackOf(lost[0]!, "completed"), claim: "lost-claim" })
+      yield* settled(acker)
+      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-claim"), 1)
+      const released = yield* jobRow(prefix, lost[1]!.id)
+      assert.deepStrictEqual([released.state, released.attempt], ["available", 0])
+      assert.strictEqual((yield* jobRow(prefix, lost[0]!.id)).state, "completed")
+      assert.strictEqual((yield* jobRow(prefix, kept[0]!.id)).state, "executing")
+      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-claim"), 0)
     }).pipe(Effect.scoped))
 })

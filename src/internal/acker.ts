@@ -17,6 +17,7 @@ import * as Backoff from "../Backoff.ts"
 import { now } from "../ObanClock.ts"
 import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
+import { withStatementTimeout } from "./statementTimeout.ts"
 import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/jobs.ts"
 
 export interface Acker {
@@ -35,10 +36,15 @@ const ackRetryDelay = (failures: number) => retryDelay(failures, { baseMillis: 2
 /** How many times the database may refuse a row as it is before it is written as a minimal failure. */
 export const refusalsBeforeFallback = 3
 
+/** Failures that say nothing about the row: the connection, or a deadline the network made us miss. */
 const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
   const error = Cause.findError(cause)
-  return error._tag === "Success" && error.success.reason._tag === "ConnectionError"
+  return error._tag === "Success" &&
+    (error.success.reason._tag === "ConnectionError" || error.success.reason._tag === "StatementTimeoutError")
 }
+
+/** The longest an outcome write may take before it is retried on another connection. */
+const ackTimeout = Duration.seconds(15)
 
 /** The server's own words for a refusal (`SqlError.message` is generic), else the pretty cause. */
 const refusalText = (cause: Cause.Cause<SqlError>): string => {
@@ -86,6 +92,7 @@ export const make = (options: {
     const scope = yield* Effect.scope
     const write = (rows: ReadonlyArray<AckRow>) =>
       Effect.flatMap(now(options.sql), (time) => ackJobs(options.sql, options.prefix, time, options.node, rows)).pipe(
+        withStatementTimeout({ timeout: ackTimeout, operation: "ack" }),
         Effect.tap((result) => logStale(rows, result.stale))
       )
 

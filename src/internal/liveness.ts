@@ -8,9 +8,11 @@
  * nodes look dead.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Duration, Effect, type Scope } from "effect"
+import { Clock, Duration, Effect, type Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { withStatementTimeout } from "./statementTimeout.ts"
 
 export interface Liveness {
   /** The node's own client for heartbeats and the lease. */
@@ -20,7 +22,7 @@ export interface Liveness {
   /** How long the node has reached the database without a failure; 0 while it does not. */
   readonly connectedForMillis: Effect.Effect<number>
   /** Runs a statement on the node's client with a client-side deadline and records whether it got through. */
-  readonly run: <A, E>(statement: Effect.Effect<A, E>) => Effect.Effect<A, E | Cause.TimeoutError>
+  readonly run: <A, E>(statement: Effect.Effect<A, E>) => Effect.Effect<A, E | SqlError>
 }
 
 /** The application name of the node's own connection, for `pg_stat_activity`. */
@@ -69,7 +71,7 @@ export const make = (options: {
       run: (statement) =>
         statement.pipe(
           // The server's statement_timeout cannot fire when the network itself is gone.
-          Effect.timeout(timeoutMillis + 1_000),
+          withStatementTimeout({ timeout: timeoutMillis + 1_000, operation: "heartbeat" }),
           Effect.onExit((exit) => reached(exit._tag === "Success"))
         )
     }

@@ -22,6 +22,12 @@ export interface Proxy {
    * treated the same. Connections black-holed once stay dead after `restore`.
    */
   readonly blackhole: Effect.Effect<void>
+  /**
+   * From now on the server's replies are dropped while the client's bytes still
+   * reach the server: statements run and commit, and their results never
+   * arrive (a lost COMMIT reply). Affected connections stay that way.
+   */
+  readonly dropReplies: Effect.Effect<void>
   /** New connections are forwarded normally again (black-holed ones stay dead). */
   readonly restore: Effect.Effect<void>
   /** New connections are destroyed as soon as they arrive (the client sees a reset). */
@@ -40,6 +46,7 @@ interface Link {
   readonly client: Net.Socket
   upstream: Net.Socket | undefined
   dead: boolean
+  deaf: boolean
 }
 
 const proxyUrl = (targetUrl: string, port: number): string => {
@@ -83,6 +90,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
     const { host, port: targetPort } = target(targetUrl)
     const links = new Set<Link>()
     let blackholed = false
+    let repliesDropped = false
     let refusing = false
     let accepted = 0
 
@@ -93,7 +101,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
       upstream.on("error", () => link.client.destroy())
       upstream.on("close", () => link.client.destroy())
       upstream.on("data", (chunk) => {
-        if (!link.dead) link.client.write(chunk)
+        if (!link.dead && !link.deaf) link.client.write(chunk)
       })
       link.client.on("data", (chunk) => {
         if (!link.dead) upstream.write(chunk)
@@ -106,7 +114,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
         return
       }
       accepted++
-      const link: Link = { client, upstream: undefined, dead: blackholed }
+      const link: Link = { client, upstream: undefined, dead: blackholed, deaf: repliesDropped }
       links.add(link)
       client.setNoDelay(true)
       client.on("error", () => {})
@@ -129,8 +137,13 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
         blackholed = true
         for (const link of links) link.dead = true
       }),
+      dropReplies: Effect.sync(() => {
+        repliesDropped = true
+        for (const link of links) link.deaf = true
+      }),
       restore: Effect.sync(() => {
         blackholed = false
+        repliesDropped = false
       }),
       refuse: Effect.sync(() => {
         refusing = true

@@ -11,22 +11,7 @@ import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
 import { table } from "./tables.ts"
 
-const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
-
-/**
- * What starting an attempt writes, for every way of claiming jobs: executing,
- * one more attempt (room made for it when a job retried by hand had used them
- * all), when, and by whom: `attempted_by` is `[node, producer, claim]`, the
- * claim a random uuid that names this one run of the job, which its ack must
- * match (attempt numbers repeat after a snooze or shutdown, and times can
- * repeat under a test clock). Expects the row as `j` and "now" as `clock.now`.
- */
-const startAttempt = (sql: SqlClient, node: string, producer: string): Fragment =>
-  sql`SET state = 'executing',
-        attempt = j.attempt + 1,
-        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now,
-        attempted_by = ARRAY[${node}, ${producer}, gen_random_uuid()::text]::text[]`
+export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
 
 /** The job of a statement that returns at most one. */
 const firstJob = (rows: ReadonlyArray<JobRow>): Job | undefined => rows[0] === undefined ? undefined : jobFromRow(rows[0])
@@ -67,35 +52,6 @@ export const insertJobs = (
     )
     SELECT inserted.* FROM inserted ORDER BY inserted.id
   `.pipe(Effect.map((rows) => rows.map(jobFromRow)))
-
-/**
- * Claims up to `demand` available jobs of `queue` for this producer, in
- * priority, scheduled_at, id order, skipping rows other nodes hold.
- */
-export const fetchJobs = (
-  sql: SqlClient,
-  prefix: string,
-  now: Fragment,
-  options: { readonly queue: string; readonly demand: number; readonly node: string; readonly producer: string }
-): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
-  sql<JobRow>`
-    WITH clock AS (SELECT ${now} AS now),
-    next AS (
-      SELECT id FROM ${table(sql, prefix, "oban_jobs")}
-      WHERE state = 'available' AND queue = ${options.queue}
-      ORDER BY priority, scheduled_at, id
-      LIMIT ${options.demand}
-      FOR UPDATE SKIP LOCKED
-    )
-    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    ${startAttempt(sql, options.node, options.producer)}
-    FROM next, clock
-    WHERE j.id = next.id
-    RETURNING ${sql.literal(qualifiedJobColumns)}
-  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort(byFetchOrder)))
-
-const byFetchOrder = (a: Job, b: Job): number =>
-  a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
 
 /** One recorded outcome of an attempt, as the acker writes it. */
 export interface AckRow {
@@ -371,23 +327,6 @@ export const countAvailableStatement = (
       ) AS sample
     ) AS capped
   `
-
-/** Claims the given jobs if they are available, for a run in the caller's fiber (testing). */
-export const claimJobs = (
-  sql: SqlClient,
-  prefix: string,
-  now: Fragment,
-  ids: ReadonlyArray<number>,
-  node: string
-): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
-  ids.length === 0 ? Effect.succeed([]) : sql<JobRow>`
-    WITH clock AS (SELECT ${now} AS now)
-    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    ${startAttempt(sql, node, "inline")}
-    FROM clock
-    WHERE j.id IN ${sql.in(ids)} AND j.state = 'available'
-    RETURNING ${sql.literal(qualifiedJobColumns)}
-  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort((a, b) => a.id - b.id)))
 
 /** Makes the scheduled and retryable jobs of `queue` due by `until` available (testing). */
 export const stageQueue = (

@@ -1,0 +1,111 @@
+/**
+ * SQL that claims jobs: a producer's fetch, the testing kit's inline claim,
+ * and the release of a fetch whose reply was lost.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import type { Job } from "../../Job.ts"
+import { jobFromRow, type JobRow } from "../jobRow.ts"
+import { qualifiedJobColumns } from "./jobs.ts"
+import { table } from "./tables.ts"
+
+/**
+ * What starting an attempt writes, for every way of claiming jobs: executing,
+ * one more attempt (room made for it when a job retried by hand had used them
+ * all), when, and by whom: `attempted_by` is `[node, producer, claim]`, the
+ * claim a random uuid that names this one run of the job, which its ack must
+ * match (attempt numbers repeat after a snooze or shutdown, and times can
+ * repeat under a test clock). A producer names the claim of each fetch itself,
+ * so that it can release a fetch whose reply it never got. Expects the row as
+ * `j` and "now" as `clock.now`.
+ */
+const startAttempt = (sql: SqlClient, node: string, producer: string, claim: string | undefined): Fragment =>
+  claim === undefined
+    ? sql`SET state = 'executing',
+        attempt = j.attempt + 1,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now,
+        attempted_by = ARRAY[${node}, ${producer}, gen_random_uuid()::text]::text[]`
+    : sql`SET state = 'executing',
+        attempt = j.attempt + 1,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now,
+        attempted_by = ARRAY[${node}, ${producer}, ${claim}]::text[]`
+
+/**
+ * Claims up to `demand` available jobs of `queue` for this producer, in
+ * priority, scheduled_at, id order, skipping rows other nodes hold.
+ */
+export const fetchJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  options: {
+    readonly queue: string
+    readonly demand: number
+    readonly node: string
+    readonly producer: string
+    /** Names this fetch's claim; a fresh one per fetch. */
+    readonly claim: string
+  }
+): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
+  sql<JobRow>`
+    WITH clock AS (SELECT ${now} AS now),
+    next AS (
+      SELECT id FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE state = 'available' AND queue = ${options.queue}
+      ORDER BY priority, scheduled_at, id
+      LIMIT ${options.demand}
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    ${startAttempt(sql, options.node, options.producer, options.claim)}
+    FROM next, clock
+    WHERE j.id = next.id
+    RETURNING ${sql.literal(qualifiedJobColumns)}
+  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort(byFetchOrder)))
+
+const byFetchOrder = (a: Job, b: Job): number =>
+  a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
+
+/** Claims the given jobs if they are available, for a run in the caller's fiber (testing). */
+export const claimJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  ids: ReadonlyArray<number>,
+  node: string
+): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
+  ids.length === 0 ? Effect.succeed([]) : sql<JobRow>`
+    WITH clock AS (SELECT ${now} AS now)
+    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    ${startAttempt(sql, node, "inline", undefined)}
+    FROM clock
+    WHERE j.id IN ${sql.in(ids)} AND j.state = 'available'
+    RETURNING ${sql.literal(qualifiedJobColumns)}
+  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort((a, b) => a.id - b.id)))
+
+/**
+ * Puts back the jobs of a fetch whose reply never arrived (a timeout, a lost
+ * connection after the server committed): still `executing` under `claim`,
+ * they are made `available` again with their attempt given back, and their
+ * queue is woken. No node runs them, so nothing else would ever finish them
+ * while this node's heartbeats keep its claims alive. Returns how many.
+ */
+export const releaseClaim = (sql: SqlClient, prefix: string, claim: string): Effect.Effect<number, SqlError> =>
+  sql<{ readonly n: number }>`
+    WITH released AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = 'available', attempt = j.attempt - 1
+      WHERE j.state = 'executing' AND j.attempted_by[3] = ${claim}
+      RETURNING j.queue
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM (SELECT DISTINCT queue FROM released) AS back
+    )
+    SELECT (SELECT count(*)::int FROM released) AS n FROM notified
+  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))

@@ -1,0 +1,76 @@
+/**
+ * A node behind a TCP proxy that breaks the network the ways production does:
+ * replies lost after the server committed, and an outage of every connection
+ * longer than `rescueAfter`. Every perform is counted, so a duplicate shows.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Redacted, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Migrations from "../src/Migrations.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
+import { countByState, startNode, waitFor } from "./support/node.ts"
+import { startProxy } from "./support/proxy.ts"
+
+const runs = new Map<number, number>()
+const Work = Worker.make("Work", {
+  args: Schema.Struct({ n: Schema.Int, millis: Schema.Int }),
+  perform: (job) =>
+    Effect.andThen(
+      Effect.sync(() => runs.set(job.id, (runs.get(job.id) ?? 0) + 1)),
+      Effect.sleep(job.args.millis)
+    )
+})
+
+const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 })
+
+/** A node whose every connection (pool, LISTEN, liveness) goes through `url`. */
+const nodeBehind = (url: string, prefix: string, options: Partial<Oban.LayerOptions<typeof Work>> = {}) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      PgClient.layer({ url: Redacted.make(url), maxConnections: 4, connectTimeout: "2 seconds" })
+    )
+    return yield* startNode({
+      prefix,
+      node: "behind-proxy",
+      queues: { default: 5 },
+      workers: [Work],
+      pollInterval: "200 millis",
+      ...options
+    }).pipe(Effect.provideContext(context))
+  })
+
+const executingOrDone = (prefix: string, total: number) =>
+  Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) + (c["completed"] ?? 0) === total)
+
+describe("a node behind a broken network", () => {
+  const lostReply = uniquePrefix("lost_reply")
+  it.live("a fetch whose reply is lost: its claimed jobs are released and run once, none stays executing", () =>
+    Effect.gen(function*() {
+      runs.clear()
+      const prefix = lostReply
+      yield* dropSchemaOnClose(prefix)
+      yield* Migrations.run({ prefix })
+      const proxy = yield* startProxy(databaseUrl())
+      yield* nodeBehind(proxy.url, prefix)
+      yield* waitFor("the producer registered", Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`
+        return rows[0]!.n === 1
+      }))
+      // The next fetch reaches the server and commits; its result never comes back.
+      yield* proxy.dropReplies
+      const jobs = yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) => Work.job({ n, millis: 0 })))
+      yield* waitFor("the server claimed the jobs", executingOrDone(prefix, 5))
+      yield* proxy.restore
+      yield* waitFor(
+        "every job completed",
+        Effect.map(countByState(prefix), (c) => c["completed"] === 5),
+        "60 seconds"
+      )
+      assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1, 1, 1])
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostReply })), Effect.provide(direct)), 120_000)
+})
