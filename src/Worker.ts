@@ -167,19 +167,42 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
     backoff: options.backoff,
     retryable: options.retryable,
     perform: options.perform,
-    job: (args, jobOptions = {}) => ({
-      _tag: "JobRequest",
-      worker: name,
-      args,
-      encodeArgs: Effect.suspend(() => encode(args)),
-      queue: jobOptions.queue ?? queue,
-      priority: jobOptions.priority ?? priority,
-      maxAttempts: jobOptions.maxAttempts ?? maxAttempts,
-      tags: jobOptions.tags === undefined ? tags : [...tags, ...jobOptions.tags],
-      meta: jobOptions.meta ?? {},
-      scheduleIn: jobOptions.scheduleIn,
-      scheduledAt: jobOptions.scheduledAt
-    })
+    job: (args, jobOptions) => {
+      const options = jobOptions ?? {}
+      return {
+        _tag: "JobRequest",
+        worker: name,
+        args,
+        encodeArgs: Effect.suspend(() => encode(args)),
+        queue: options.queue ?? queue,
+        priority: options.priority ?? priority,
+        maxAttempts: options.maxAttempts ?? maxAttempts,
+        tags: mergeTags(tags, options.tags),
+        meta: options.meta ?? {},
+        scheduleIn: options.scheduleIn,
+        scheduledAt: options.scheduledAt
+      }
+    }
+  }
+}
+
+/**
+ * The worker's tags followed by the job's. Anything but two arrays is passed
+ * on as it is, for the insert to refuse: spreading a string would turn
+ * `"email"` into five one-letter tags. Holes stay holes (`concat` keeps
+ * them), so a sparse array is refused too.
+ */
+const mergeTags = (
+  base: ReadonlyArray<string>,
+  extra: ReadonlyArray<string> | undefined
+): ReadonlyArray<string> => {
+  if (extra === undefined) return base
+  if (!Array.isArray(base)) return base
+  if (!Array.isArray(extra)) return extra
+  try {
+    return base.concat(extra)
+  } catch {
+    return extra
   }
 }
 
