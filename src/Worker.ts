@@ -174,11 +174,12 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
         worker: name,
         args,
         encodeArgs: Effect.suspend(() => encode(args)),
-        queue: options.queue ?? queue,
-        priority: options.priority ?? priority,
-        maxAttempts: options.maxAttempts ?? maxAttempts,
+        // Only `undefined` means "not given": a careless `null` reaches the insert's checks and is refused.
+        queue: options.queue === undefined ? queue : options.queue,
+        priority: options.priority === undefined ? priority : options.priority,
+        maxAttempts: options.maxAttempts === undefined ? maxAttempts : options.maxAttempts,
         tags: mergeTags(tags, options.tags),
-        meta: options.meta ?? {},
+        meta: options.meta === undefined ? {} : options.meta,
         scheduleIn: options.scheduleIn,
         scheduledAt: options.scheduledAt
       }
