@@ -89,63 +89,73 @@ interface State {
   /** A lower bound on the text's length so far, to stop early on oversized values. */
   units: number
   readonly maxBytes: number
-  readonly ancestors: Set<object>
+  /** Where the writer is: the root's name, then keys and indexes. Turned into text only for a refusal. */
+  readonly path: Array<string | number>
 }
 
-const keyPath = (path: string, key: string): string => {
+const shownKey = (key: string): string => {
   const shown = key.length > 40 ? `${key.slice(0, 40)}...` : key
-  return /^[A-Za-z_$][\w$]*$/.test(shown) ? `${path}.${shown}` : `${path}[${JSON.stringify(shown)}]`
+  return /^[A-Za-z_$][\w$]*$/.test(shown) ? `.${shown}` : `[${JSON.stringify(shown)}]`
 }
+
+/** The path being written, as in `meta.user["first name"][2]`. */
+const here = (state: State): string =>
+  state.path.map((part, i) => i === 0 ? String(part) : typeof part === "number" ? `[${part}]` : shownKey(part)).join("")
 
 const grow = (state: State, units: number): void => {
   state.units += units
-  if (state.units > state.maxBytes) throw new Refused(`is more than ${state.maxBytes} bytes of JSON, the limit`)
+  if (state.units > state.maxBytes) {
+    throw new Refused(`${String(state.path[0])} is more than ${state.maxBytes} bytes of JSON, the limit`)
+  }
 }
 
-const writeString = (text: string, path: string, state: State): string => {
+const writeString = (text: string, state: State, isKey: boolean): string => {
   grow(state, text.length + 2)
   const problem = textProblem(text)
-  if (problem !== undefined) throw new Refused(`${path} ${problem}`)
+  if (problem !== undefined) throw new Refused(`${isKey ? "the key of " : ""}${here(state)} ${problem}`)
   return JSON.stringify(text)
 }
 
-const writeArray = (array: ReadonlyArray<unknown>, path: string, depth: number, state: State): string => {
+const writeArray = (array: ReadonlyArray<unknown>, state: State): string => {
   let out = "["
   const length = array.length
   for (let i = 0; i < length; i++) {
-    if (!(i in array)) throw new Refused(`${path}[${i}] is a hole in a sparse array, which JSON cannot store`)
+    state.path.push(i)
+    if (!(i in array)) throw new Refused(`${here(state)} is a hole in a sparse array, which JSON cannot store`)
     if (i > 0) out += ","
-    out += write(array[i], `${path}[${i}]`, depth + 1, state)
+    out += write(array[i], state)
+    state.path.pop()
   }
   grow(state, 2)
   return out + "]"
 }
 
-const writeObject = (object: object, path: string, depth: number, state: State): string => {
+const writeObject = (object: object, state: State): string => {
   const proto: unknown = Object.getPrototypeOf(object)
   if (proto !== Object.prototype && proto !== null) {
-    throw new Refused(`${path} is ${describe(object)}, not a plain JSON object`)
+    throw new Refused(`${here(state)} is ${describe(object)}, not a plain JSON object`)
   }
   if (Object.getOwnPropertySymbols(object).length > 0) {
-    throw new Refused(`${path} has symbol keys, which JSON cannot store`)
+    throw new Refused(`${here(state)} has symbol keys, which JSON cannot store`)
   }
   let out = "{"
   const record = object as Readonly<Record<string, unknown>>
   for (const key of Object.keys(object)) {
-    const at = keyPath(path, key)
+    state.path.push(key)
     if (out.length > 1) out += ","
-    out += writeString(key, `the key of ${at}`, state) + ":" + write(record[key], at, depth + 1, state)
+    out += writeString(key, state, true) + ":" + write(record[key], state)
+    state.path.pop()
   }
   grow(state, 2)
   return out + "}"
 }
 
-const write = (value: unknown, path: string, depth: number, state: State): string => {
+const write = (value: unknown, state: State): string => {
   switch (typeof value) {
     case "string":
-      return writeString(value, path, state)
+      return writeString(value, state, false)
     case "number": {
-      if (!Number.isFinite(value)) throw new Refused(`${path} is ${String(value)}, which JSON cannot store`)
+      if (!Number.isFinite(value)) throw new Refused(`${here(state)} is ${String(value)}, which JSON cannot store`)
       const text = JSON.stringify(value)
       grow(state, text.length)
       return text
@@ -158,17 +168,14 @@ const write = (value: unknown, path: string, depth: number, state: State): strin
         grow(state, 4)
         return "null"
       }
-      if (depth >= maxJsonDepth) throw new Refused(`${path} is nested more than ${maxJsonDepth} levels deep`)
-      if (state.ancestors.has(value)) throw new Refused(`${path} refers back to itself (a cycle)`)
-      state.ancestors.add(value)
-      const text = Array.isArray(value)
-        ? writeArray(value, path, depth, state)
-        : writeObject(value, path, depth, state)
-      state.ancestors.delete(value)
-      return text
+      // A cycle ends here too: it nests forever.
+      if (state.path.length > maxJsonDepth) {
+        throw new Refused(`${here(state)} is nested more than ${maxJsonDepth} levels deep, or refers back to itself`)
+      }
+      return Array.isArray(value) ? writeArray(value, state) : writeObject(value, state)
     }
   }
-  throw new Refused(`${path} is ${describe(value)}, which JSON cannot store`)
+  throw new Refused(`${here(state)} is ${describe(value)}, which JSON cannot store`)
 }
 
 /**
@@ -177,18 +184,17 @@ const write = (value: unknown, path: string, depth: number, state: State): strin
  * A getter or Proxy that throws is a refusal, never a defect.
  */
 export const toJsonText = (value: unknown, root: string, maxBytes: number): JsonText | JsonRefusal => {
-  const state: State = { units: 0, maxBytes, ancestors: new Set() }
   try {
-    const text = write(value, root, 0, state)
+    const text = write(value, { units: 0, maxBytes, path: [root] })
     const bytes = Buffer.byteLength(text, "utf8")
     return bytes > maxBytes
       ? { _tag: "JsonRefusal", message: `${root} is ${bytes} bytes of JSON, more than the limit of ${maxBytes}` }
       : { _tag: "JsonText", text, bytes }
   } catch (error) {
-    if (error instanceof Refused) {
-      return { _tag: "JsonRefusal", message: error.message.startsWith("is ") ? `${root} ${error.message}` : error.message }
+    return {
+      _tag: "JsonRefusal",
+      message: error instanceof Refused ? error.message : `reading ${root} threw: ${errorText(error)}`
     }
-    return { _tag: "JsonRefusal", message: `reading ${root} threw: ${errorText(error)}` }
   }
 }
 
