@@ -98,9 +98,16 @@ const shownKey = (key: string): string => {
   return /^[A-Za-z_$][\w$]*$/.test(shown) ? `.${shown}` : `[${JSON.stringify(shown)}]`
 }
 
-/** The path being written, as in `meta.user["first name"][2]`. */
-const here = (state: State): string =>
-  state.path.map((part, i) => i === 0 ? String(part) : typeof part === "number" ? `[${part}]` : shownKey(part)).join("")
+const shownPart = (part: string | number): string => typeof part === "number" ? `[${part}]` : shownKey(part)
+
+/** The path being written, as in `meta.user["first name"][2]`; a deep one keeps its two ends. */
+const here = (state: State): string => {
+  const [root, ...parts] = state.path
+  const shown = parts.length > 8
+    ? [...parts.slice(0, 4).map(shownPart), "...", ...parts.slice(-3).map(shownPart)]
+    : parts.map(shownPart)
+  return String(root) + shown.join("")
+}
 
 const grow = (state: State, units: number): void => {
   state.units += units
