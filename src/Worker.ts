@@ -30,13 +30,13 @@ export interface JobOptions {
   readonly priority?: number | undefined
   /** How many attempts before the job is discarded, at least 1. Default 20. */
   readonly maxAttempts?: number | undefined
-  /** Run no earlier than this long after insert. Not with `scheduledAt`. */
+  /** Run no earlier than this long after insert, from 0 to 1,000 years. Not with `scheduledAt`. */
   readonly scheduleIn?: Duration.Input | undefined
-  /** Run no earlier than this instant. Not with `scheduleIn`. */
+  /** Run no earlier than this instant, in the years 0001 to 9999 (UTC). Not with `scheduleIn`. */
   readonly scheduledAt?: Date | DateTime.DateTime | undefined
-  /** Labels stored with the job, for filtering. Added to the worker's tags. */
+  /** Labels stored with the job, for filtering: up to 1,000 of 1 to 255 characters. Added to the worker's tags. */
   readonly tags?: ReadonlyArray<string> | undefined
-  /** A JSON object stored with the job. */
+  /** A plain JSON object stored with the job, at most 64 KiB of JSON. */
   readonly meta?: Readonly<Record<string, unknown>> | undefined
 }
 
