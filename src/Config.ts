@@ -19,7 +19,7 @@ import { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
 export interface SettingsShape {
   /** The PostgreSQL schema that holds the tables. Default `public`. */
   readonly prefix: string
-  /** The largest `args` accepted, in bytes of JSON text. Default 1 MiB. */
+  /** The largest `args` accepted, in bytes of JSON text. Default 1 MiB, at most 64 MiB. */
   readonly maxArgsBytes: number
 }
 
@@ -30,6 +30,12 @@ export const defaultSettings: SettingsShape = {
   prefix: "public",
   maxArgsBytes: 1024 * 1024
 }
+
+/**
+ * The largest `maxArgsBytes` allowed: one job's row must stay well inside the
+ * 256 MiB PostgreSQL allows for one `jsonb` value.
+ */
+const maxArgsBytesCeiling = 64 * 1024 * 1024
 
 /** Room left in a 63-byte channel name for `<prefix>.oban_<channel>`. */
 const maxPrefixLength = 40
@@ -90,10 +96,10 @@ export const make = (
   Effect.gen(function*() {
     const prefix = yield* validatePrefix(options.prefix ?? defaultSettings.prefix)
     const maxArgsBytes = options.maxArgsBytes ?? defaultSettings.maxArgsBytes
-    if (!Number.isSafeInteger(maxArgsBytes) || maxArgsBytes < 2) {
+    if (!Number.isSafeInteger(maxArgsBytes) || maxArgsBytes < 2 || maxArgsBytes > maxArgsBytesCeiling) {
       return yield* new InvalidConfigError({
         field: "maxArgsBytes",
-        message: `maxArgsBytes must be an integer >= 2, got ${maxArgsBytes}`
+        message: `maxArgsBytes must be an integer from 2 to ${maxArgsBytesCeiling} (64 MiB), got ${maxArgsBytes}`
       })
     }
     return { prefix, maxArgsBytes }

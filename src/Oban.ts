@@ -51,55 +51,86 @@ export type { QueueConfig, QueueScope, QueueState }
 export const insert = <A>(
   request: Worker.JobRequest<A>
 ): Effect.Effect<Job, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.map(insertAll([request]), (jobs) => jobs[0]!)
+  Effect.map(insertRequests([request], false), (jobs) => jobs[0]!)
 
 /**
- * Inserts any number of jobs in one statement, with one notification per
- * queue that received due jobs. One bad request fails the whole call with an
- * `InvalidJobError` naming its index, and nothing is written. Returns the jobs
- * in the order of the requests.
+ * Inserts any number of jobs with one notification per queue that received
+ * due jobs, all or nothing. One bad request fails the whole call with an
+ * `InvalidJobError` naming its index, and nothing is written. A batch is one
+ * statement up to 32 MiB of JSON; a larger one is split into several
+ * statements inside one transaction (a savepoint inside the caller's). Returns
+ * the jobs in the order of the requests.
  *
  * @since 0.1.0
  */
 export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.suspend(() => {
-    const list = Array.from(requests)
-    if (list.length === 0) return Effect.succeed([])
-    return Effect.gen(function*() {
-      const settings = yield* Settings
-      // The insert span travels with the jobs, so their perform spans continue this trace.
-      const traceparent = yield* currentTraceparent
-      const single = list.length === 1
-      const rows: Array<string> = new Array(list.length)
-      for (let index = 0; index < list.length; index++) {
-        rows[index] = yield* encodeRequest(list[index]!, index, settings, single ? undefined : index, traceparent)
-      }
-      const sql = yield* SqlClient
-      const jobs = yield* Jobs.insertJobs(sql, settings.prefix, yield* now(sql), `[${rows.join(",")}]`).pipe(
-        orNotMigrated(settings.prefix)
-      )
-      yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
-      if (yield* listening) {
-        // Only once the jobs exist for everyone else: after the commit, never after a rollback.
-        const at = new Date(yield* Clock.currentTimeMillis)
-        yield* sql.afterCommit(publish(jobs.map((job) => ({
-          kind: "inserted" as const,
-          jobId: job.id,
-          worker: job.worker,
-          queue: job.queue,
-          attempt: job.attempt,
-          at
-        }))))
-      }
-      const inline = yield* InlineRunner
-      if (inline !== undefined) yield* inline(jobs)
-      return jobs
-    }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
-      captureStackTrace: false
-    }))
-  })
+  Effect.suspend(() => insertRequests(Array.from(requests), true))
+
+/** The most JSON text (in UTF-16 units) sent in one insert statement; PostgreSQL's jsonb stops at 256 MiB. */
+const maxStatementUnits = 32 * 1024 * 1024
+
+/** Consecutive runs of rows of at most `maxStatementUnits` each (a larger row alone). */
+const chunkRows = (rows: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const chunks: Array<string> = []
+  let chunk: Array<string> = []
+  let units = 0
+  for (const row of rows) {
+    if (chunk.length > 0 && units + row.length + 1 > maxStatementUnits) {
+      chunks.push(`[${chunk.join(",")}]`)
+      chunk = []
+      units = 0
+    }
+    chunk.push(row)
+    units += row.length + 1
+  }
+  if (chunk.length > 0) chunks.push(`[${chunk.join(",")}]`)
+  return chunks
+}
+
+const insertRequests = (
+  list: ReadonlyArray<Worker.JobRequest>,
+  indexed: boolean
+): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
+  if (list.length === 0) return Effect.succeed([])
+  return Effect.gen(function*() {
+    const settings = yield* Settings
+    // The insert span travels with the jobs, so their perform spans continue this trace.
+    const traceparent = yield* currentTraceparent
+    const rows: Array<string> = new Array(list.length)
+    for (let index = 0; index < list.length; index++) {
+      rows[index] = yield* encodeRequest(list[index]!, index, settings, indexed ? index : undefined, traceparent)
+    }
+    const sql = yield* SqlClient
+    const time = yield* now(sql)
+    const chunks = chunkRows(rows)
+    const jobs = yield* (chunks.length === 1
+      ? Jobs.insertJobs(sql, settings.prefix, time, chunks[0]!)
+      : Effect.map(
+        sql.withTransaction(Effect.forEach(chunks, (chunk) => Jobs.insertJobs(sql, settings.prefix, time, chunk))),
+        (parts) => parts.flat()
+      )).pipe(orNotMigrated(settings.prefix))
+    yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
+    if (yield* listening) {
+      // Only once the jobs exist for everyone else: after the commit, never after a rollback.
+      const at = new Date(yield* Clock.currentTimeMillis)
+      yield* sql.afterCommit(publish(jobs.map((job) => ({
+        kind: "inserted" as const,
+        jobId: job.id,
+        worker: job.worker,
+        queue: job.queue,
+        attempt: job.attempt,
+        at
+      }))))
+    }
+    const inline = yield* InlineRunner
+    if (inline !== undefined) yield* inline(jobs)
+    return jobs
+  }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
+    captureStackTrace: false
+  }))
+}
 
 const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => [
   ...new Set(jobs.filter((job) => job.state === "available").map((job) => job.queue))

@@ -30,13 +30,13 @@ export interface JobOptions {
   readonly priority?: number | undefined
   /** How many attempts before the job is discarded, at least 1. Default 20. */
   readonly maxAttempts?: number | undefined
-  /** Run no earlier than this long after insert. Not with `scheduledAt`. */
+  /** Run no earlier than this long after insert, from 0 to 1,000 years. Not with `scheduledAt`. */
   readonly scheduleIn?: Duration.Input | undefined
-  /** Run no earlier than this instant. Not with `scheduleIn`. */
+  /** Run no earlier than this instant, in the years 0001 to 9999 (UTC). Not with `scheduleIn`. */
   readonly scheduledAt?: Date | DateTime.DateTime | undefined
-  /** Labels stored with the job, for filtering. Added to the worker's tags. */
+  /** Labels stored with the job, for filtering: up to 1,000 of 1 to 255 characters. Added to the worker's tags. */
   readonly tags?: ReadonlyArray<string> | undefined
-  /** A JSON object stored with the job. */
+  /** A plain JSON object stored with the job, at most 64 KiB of JSON. */
   readonly meta?: Readonly<Record<string, unknown>> | undefined
 }
 
@@ -167,19 +167,43 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
     backoff: options.backoff,
     retryable: options.retryable,
     perform: options.perform,
-    job: (args, jobOptions = {}) => ({
-      _tag: "JobRequest",
-      worker: name,
-      args,
-      encodeArgs: Effect.suspend(() => encode(args)),
-      queue: jobOptions.queue ?? queue,
-      priority: jobOptions.priority ?? priority,
-      maxAttempts: jobOptions.maxAttempts ?? maxAttempts,
-      tags: jobOptions.tags === undefined ? tags : [...tags, ...jobOptions.tags],
-      meta: jobOptions.meta ?? {},
-      scheduleIn: jobOptions.scheduleIn,
-      scheduledAt: jobOptions.scheduledAt
-    })
+    job: (args, jobOptions) => {
+      const options = jobOptions ?? {}
+      return {
+        _tag: "JobRequest",
+        worker: name,
+        args,
+        encodeArgs: Effect.suspend(() => encode(args)),
+        // Only `undefined` means "not given": a careless `null` reaches the insert's checks and is refused.
+        queue: options.queue === undefined ? queue : options.queue,
+        priority: options.priority === undefined ? priority : options.priority,
+        maxAttempts: options.maxAttempts === undefined ? maxAttempts : options.maxAttempts,
+        tags: mergeTags(tags, options.tags),
+        meta: options.meta === undefined ? {} : options.meta,
+        scheduleIn: options.scheduleIn,
+        scheduledAt: options.scheduledAt
+      }
+    }
+  }
+}
+
+/**
+ * The worker's tags followed by the job's. Anything but two arrays is passed
+ * on as it is, for the insert to refuse: spreading a string would turn
+ * `"email"` into five one-letter tags. Holes stay holes (`concat` keeps
+ * them), so a sparse array is refused too.
+ */
+const mergeTags = (
+  base: ReadonlyArray<string>,
+  extra: ReadonlyArray<string> | undefined
+): ReadonlyArray<string> => {
+  if (extra === undefined) return base
+  if (!Array.isArray(base)) return base
+  if (!Array.isArray(extra)) return extra
+  try {
+    return base.concat(extra)
+  } catch {
+    return extra
   }
 }
 

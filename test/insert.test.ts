@@ -1,6 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, expect, layer } from "@effect/vitest"
-import { DateTime, Effect, Queue, Schema } from "effect"
+import { DateTime, Effect, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Config from "../src/Config.ts"
@@ -170,6 +170,62 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.strictEqual(later.scheduledAt.toISOString(), "2030-01-01T01:00:00.000Z")
     }).pipe(Effect.provide([ObanClock.layerEffect, TestClock.layer()])))
 
+  it.effect("workers without args, and null args, insert as JSON null", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const NoArgs = Worker.make("NoArgs", { args: Schema.Void, perform: () => Effect.void })
+      const Nullable = Worker.make("Nullable", { args: Schema.NullOr(Schema.String), perform: () => Effect.void })
+      const [none, nullable] = yield* Oban.insertAll([NoArgs.job(undefined), Nullable.job(null)])
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ kind: string }>`
+        SELECT jsonb_typeof(args) AS kind FROM ${sql(prefix)}.oban_jobs WHERE id IN (${none!.id}, ${nullable!.id})`
+      assert.deepStrictEqual(rows, [{ kind: "null" }, { kind: "null" }])
+      assert.strictEqual(none!.args, null)
+    }))
+
+  it.effect("text with a literal backslash-u0000 and names of 128 astral characters read back exactly", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const text = "C:\\u0000dir \\ud800 😀"
+      const queue = "😀".repeat(128)
+      const inserted = yield* Oban.insert(
+        SendEmail.job({ to: text, subject: "s" }, { queue, tags: [text], meta: { [text]: text } })
+      )
+      const job = Option.getOrThrow(yield* Oban.getJob(inserted.id))
+      assert.deepStrictEqual([job.args, job.queue, job.tags, job.meta[text]], [{ to: text, subject: "s" }, queue, [text], text])
+    }))
+
+  it.effect("scheduledAt from 0001-01-01 to 9999-12-31 reads back to the millisecond", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const dates = [new Date("0001-01-01T00:00:00.000Z"), new Date("9999-12-31T23:59:59.999Z")]
+      const jobs = yield* Oban.insertAll(dates.map((scheduledAt) => SendEmail.job({ to: "a", subject: "s" }, { scheduledAt })))
+      const stored = yield* Effect.forEach(jobs, (job) => Effect.map(Oban.getJob(job.id), Option.getOrThrow))
+      assert.deepStrictEqual(stored.map((job) => job.scheduledAt.toISOString()), dates.map((date) => date.toISOString()))
+      assert.deepStrictEqual(stored.map((job) => job.state), ["available", "scheduled"])
+    }))
+
+  it.effect("a batch over 32 MiB of JSON is split into statements that commit or roll back together", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const big = (i: number) => SendEmail.job({ to: `${i}`.padEnd(1024 * 1024 - 100, "x"), subject: `n${i}` })
+      const requests = Array.from({ length: 34 }, (_, i) => big(i))
+      const jobs = yield* Oban.insertAll(requests)
+      assert.deepStrictEqual(jobs.map((job) => (job.args as { subject: string }).subject), requests.map((_, i) => `n${i}`))
+      assert.strictEqual(yield* countJobs, 34)
+      yield* truncate
+      // The database refuses the last job, in the second statement: the first statement's jobs go too.
+      yield* sql.unsafe(`CREATE FUNCTION "${prefix}".refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.worker = 'Poison' THEN RAISE EXCEPTION 'poison'; END IF; RETURN NEW; END $$`)
+      yield* sql.unsafe(`CREATE TRIGGER refuse_poison BEFORE INSERT ON "${prefix}".oban_jobs
+        FOR EACH ROW EXECUTE FUNCTION "${prefix}".refuse_poison()`)
+      const poisoned = yield* Oban.insertAll([...requests, { ...SendEmail.job({ to: "a", subject: "s" }), worker: "Poison" }])
+        .pipe(Effect.flip, Effect.ensuring(sql.unsafe(`DROP TRIGGER refuse_poison ON "${prefix}".oban_jobs`).pipe(Effect.orDie)))
+      assert.strictEqual(poisoned._tag, "SqlError")
+      assert.strictEqual(yield* countJobs, 0)
+    }), 60_000)
+
   it.effect("insertAll of nothing is a no-op", () =>
     Effect.gen(function*() {
       yield* truncate
@@ -177,6 +233,16 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.strictEqual(yield* countJobs, 0)
     }))
 })
+
+const job = (options: Worker.JobOptions = {}) => SendEmail.job({ to: "a", subject: "s" }, options)
+
+const throwingArgs = (): { to: string; subject: string } =>
+  Object.defineProperty({ subject: "s" }, "to", {
+    enumerable: true,
+    get() {
+      throw new Error("getter")
+    }
+  }) as never
 
 describe("bad input", () => {
   const cases: ReadonlyArray<readonly [string, () => Worker.JobRequest, string]> = [
@@ -199,7 +265,37 @@ describe("bad input", () => {
     ["args with a NUL character", () => SendEmail.job({ to: "a\u0000b", subject: "s" }), "args"],
     ["an empty tag", () => SendEmail.job({ to: "a", subject: "s" }, { tags: [""] }), "tags"],
     ["meta that is not an object", () => SendEmail.job({ to: "a", subject: "s" }, { meta: [] as never }), "meta"],
-    ["meta with a bigint", () => SendEmail.job({ to: "a", subject: "s" }, { meta: { n: 1n } }), "meta"]
+    ["meta with a bigint", () => SendEmail.job({ to: "a", subject: "s" }, { meta: { n: 1n } }), "meta"],
+    ["args with a lone surrogate", () => SendEmail.job({ to: "a\ud800", subject: "s" }), "args"],
+    ["a meta key with a lone surrogate", () => job({ meta: { ["k\udc00"]: 1 } }), "meta"],
+    ["a meta value with a lone surrogate", () => job({ meta: { k: "\ud800x" } }), "meta"],
+    ["a tag with a lone surrogate", () => job({ tags: ["\ud800"] }), "tags"],
+    ["a queue with a lone surrogate", () => job({ queue: "q\ud800" }), "queue"],
+    ["a worker name with a lone surrogate", () => ({ ...job(), worker: "W\udfff" }), "worker"],
+    ["a scheduledAt in year 10000", () => job({ scheduledAt: new Date("+010000-01-01T00:00:00Z") }), "scheduledAt"],
+    ["a scheduledAt before year 1", () => job({ scheduledAt: new Date("0000-12-31T23:59:59.999Z") }), "scheduledAt"],
+    ["a scheduleIn over 1000 years", () => job({ scheduleIn: "365251 days" }), "scheduleIn"],
+    ["a scheduleIn past year 275760", () => job({ scheduleIn: 9e15 }), "scheduleIn"],
+    ["a NaN scheduleIn", () => job({ scheduleIn: Number.NaN }), "scheduleIn"],
+    ["a NaN in a duration object", () => job({ scheduleIn: { seconds: Number.NaN } }), "scheduleIn"],
+    ["meta that is a Date", () => job({ meta: new Date(0) as never }), "meta"],
+    ["meta that is a Map", () => job({ meta: new Map() as never }), "meta"],
+    ["meta that is a boxed value", () => job({ meta: new String("x") as never }), "meta"],
+    ["meta holding NaN", () => job({ meta: { n: Number.NaN } }), "meta"],
+    ["meta holding undefined", () => job({ meta: { n: undefined } }), "meta"],
+    ["meta holding a function", () => job({ meta: { f: () => 1 } }), "meta"],
+    ["meta with a toJSON method", () => job({ meta: { toJSON: () => ({ other: 1 }) } }), "meta"],
+    ["meta over 64 KiB", () => job({ meta: { big: "m".repeat(64 * 1024) } }), "meta"],
+    ["a number as the queue", () => job({ queue: 42 as never }), "queue"],
+    ["an array as the queue", () => job({ queue: [1] as never }), "queue"],
+    ["a number as the worker name", () => ({ ...job(), worker: 7 as never }), "worker"],
+    ["a string as tags", () => job({ tags: "email" as never }), "tags"],
+    ["a sparse tags array", () => job({ tags: ["a", , "c"] as never }), "tags"],
+    ["a string priority", () => job({ priority: "3" as never }), "priority"],
+    ["a null maxAttempts", () => job({ maxAttempts: null as never }), "maxAttempts"],
+    ["a queue of 129 characters", () => job({ queue: "😀".repeat(129) }), "queue"],
+    ["args with a throwing getter", () => SendEmail.job(throwingArgs()), "args"],
+    ["args in a throwing Proxy", () => SendEmail.job(new Proxy({} as never, { get: () => { throw new Error("no") } })), "args"]
   ]
 
   const badPrefix = uniquePrefix("bad")
@@ -231,6 +327,20 @@ describe("bad input", () => {
         const sql = yield* SqlClient
         const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs`
         assert.strictEqual(row!.n, 0)
+      }))
+
+    it.effect("a one-request insertAll names index 0", () =>
+      Effect.gen(function*() {
+        const error = yield* Oban.insertAll([job({ priority: 10 })]).pipe(Effect.flip)
+        assert.strictEqual(error._tag === "InvalidJobError" ? error.index : "other", 0)
+      }))
+
+    it.effect("the args limit is at most 64 MiB", () =>
+      Effect.gen(function*() {
+        const error = yield* Config.make({ maxArgsBytes: 64 * 1024 * 1024 + 1 }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidConfigError")
+        const settings = yield* Config.make({ maxArgsBytes: 64 * 1024 * 1024 })
+        assert.strictEqual(settings.maxArgsBytes, 64 * 1024 * 1024)
       }))
 
     it.effect("the args limit is configurable", () =>

@@ -1,57 +1,234 @@
 /**
  * Checks a job request and encodes it as one JSON row for `insertJobs`.
- * Everything here runs before any SQL, so a bad request writes nothing.
+ * Everything here runs before any SQL, so a bad request writes nothing, and
+ * whatever is accepted reads back exactly as it was given: a value that
+ * PostgreSQL would refuse or JSON would change is an `InvalidJobError`.
+ * A careless value (a number for a name, a throwing getter) is refused the
+ * same way, never a defect.
  */
-import { DateTime, Duration, Effect, Option, Predicate } from "effect"
+import { DateTime, Duration, Effect, Option } from "effect"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
+import { characterCount, describe, errorText, textProblem, toJsonText } from "./jsonText.ts"
 import { traceKey } from "./telemetry.ts"
 
-const maxNameLength = 128
-const maxTagLength = 255
+/** The longest queue or worker name, in characters (code points), as the table's check constraints count. */
+export const maxNameLength = 128
+/** The longest tag, in characters (code points). */
+export const maxTagLength = 255
+/** The most tags one job may carry. */
+export const maxTags = 1000
+/** The largest `meta`, in bytes of JSON, not counting the `traceparent` added on insert. */
+export const maxMetaBytes = 64 * 1024
+/** The longest `scheduleIn`: 1,000 years of 365.25 days. */
+export const maxScheduleInMillis = 1000 * 365.25 * 86_400_000
+/** The earliest `scheduledAt`, 0001-01-01T00:00:00.000Z. */
+export const minScheduledAtMillis = Date.parse("0001-01-01T00:00:00.000Z")
+/** The latest `scheduledAt`, 9999-12-31T23:59:59.999Z. */
+export const maxScheduledAtMillis = Date.parse("9999-12-31T23:59:59.999Z")
+
 const maxSmallint = 32767
 
-const invalid = (request: JobRequest, field: JobField, message: string, index: number | undefined) =>
-  new InvalidJobError(
-    index === undefined
-      ? { worker: request.worker, field, message }
-      : { worker: request.worker, field, message: `request ${index}: ${message}`, index }
-  )
-
-/** JSON text that PostgreSQL's jsonb accepts: it refuses the NUL character. */
-const toJsonText = (value: unknown): Option.Option<string> => {
-  try {
-    const text = JSON.stringify(value)
-    return text === undefined || text.includes("\\u0000") ? Option.none() : Option.some(text)
-  } catch {
-    return Option.none()
+/** A refusal of one field, thrown inside the synchronous checks below and turned into an `InvalidJobError`. */
+class Problem {
+  readonly field: JobField
+  readonly message: string
+  constructor(field: JobField, message: string) {
+    this.field = field
+    this.message = message
   }
 }
 
-const checkName = (name: string): string | undefined =>
-  name.length === 0
-    ? "must not be empty"
-    : name.includes("\u0000")
-    ? "must not contain the NUL character"
-    : name.length > maxNameLength
-    ? `must be at most ${maxNameLength} characters, got ${name.length}`
-    : undefined
+const workerOf = (request: JobRequest): string => {
+  try {
+    const worker: unknown = request.worker
+    return typeof worker === "string" ? worker : describe(worker)
+  } catch {
+    return "(unreadable worker)"
+  }
+}
 
-const scheduleInMillis = (input: Duration.Input): string | number => {
-  const duration = Duration.fromInput(input)
-  if (Option.isNone(duration)) return `is not a duration: ${String(input)}`
+const invalid = (request: JobRequest, problem: Problem, index: number | undefined) =>
+  new InvalidJobError(
+    index === undefined
+      ? { worker: workerOf(request), field: problem.field, message: problem.message }
+      : { worker: workerOf(request), field: problem.field, message: `request ${index}: ${problem.message}`, index }
+  )
+
+const checkText = (field: JobField, label: string, value: unknown, maxLength: number): string => {
+  if (typeof value !== "string") throw new Problem(field, `${label} must be a string, got ${describe(value)}`)
+  if (value.length === 0) throw new Problem(field, `${label} must not be empty`)
+  const problem = textProblem(value)
+  if (problem !== undefined) throw new Problem(field, `${label} ${problem}`)
+  const length = value.length > maxLength * 2 ? value.length : characterCount(value)
+  if (length > maxLength) {
+    throw new Problem(field, `${label} must be at most ${maxLength} characters, got ${length}`)
+  }
+  return value
+}
+
+const checkInteger = (field: JobField, value: unknown, min: number, max: number): number => {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new Problem(field, `${field} must be an integer from ${min} to ${max}, got ${describe(value)}`)
+  }
+  return value
+}
+
+const checkTags = (value: unknown): string => {
+  if (!Array.isArray(value)) throw new Problem("tags", `tags must be an array of strings, got ${describe(value)}`)
+  const tags: ReadonlyArray<unknown> = value
+  if (tags.length > maxTags) throw new Problem("tags", `at most ${maxTags} tags, got ${tags.length}`)
+  const checked: Array<string> = []
+  for (let i = 0; i < tags.length; i++) {
+    if (!(i in tags)) throw new Problem("tags", `tags[${i}] is a hole in a sparse array`)
+    checked.push(checkText("tags", `tags[${i}]`, tags[i], maxTagLength))
+  }
+  return JSON.stringify(checked)
+}
+
+const durationKeys = new Set([
+  "weeks",
+  "days",
+  "hours",
+  "minutes",
+  "seconds",
+  "milliseconds",
+  "microseconds",
+  "nanoseconds"
+])
+
+/**
+ * What `Duration.fromInput` would silently read as zero or coerce: NaN
+ * anywhere, a tuple of non-numbers, an object with unknown keys or
+ * non-number fields.
+ */
+const durationInputProblem = (input: unknown): string | undefined => {
+  if (Duration.isDuration(input)) return undefined
+  switch (typeof input) {
+    case "number":
+      return Number.isNaN(input) ? "is NaN" : undefined
+    case "bigint":
+    case "string":
+      return undefined
+    case "object": {
+      if (input === null) break
+      if (Array.isArray(input)) {
+        const parts: ReadonlyArray<unknown> = input
+        return parts.length === 2 && parts.every((part) => typeof part === "number" && !Number.isNaN(part))
+          ? undefined
+          : "must be a [seconds, nanos] pair of numbers"
+      }
+      for (const [key, part] of Object.entries(input)) {
+        if (!durationKeys.has(key)) return `has an unknown key ${JSON.stringify(key)}`
+        if (part !== undefined && (typeof part !== "number" || Number.isNaN(part))) {
+          return `.${key} must be a number, got ${describe(part)}`
+        }
+      }
+      return undefined
+    }
+  }
+  return `is not a duration: ${describe(input)}`
+}
+
+const checkScheduleIn = (input: unknown): number => {
+  const inputProblem = durationInputProblem(input)
+  if (inputProblem !== undefined) throw new Problem("scheduleIn", `scheduleIn ${inputProblem}`)
+  const duration = Duration.fromInput(input as Duration.Input)
+  if (Option.isNone(duration)) throw new Problem("scheduleIn", `scheduleIn is not a duration: ${describe(input)}`)
   const millis = Duration.toMillis(duration.value)
-  if (!Number.isFinite(millis)) return "must be finite"
-  if (millis < 0) return `must not be negative, got ${millis} ms`
+  if (!Number.isFinite(millis)) throw new Problem("scheduleIn", "scheduleIn must be finite")
+  if (millis < 0) throw new Problem("scheduleIn", `scheduleIn must not be negative, got ${millis} ms`)
+  if (millis > maxScheduleInMillis) {
+    throw new Problem("scheduleIn", `scheduleIn must be at most 1000 years (${maxScheduleInMillis} ms), got ${millis} ms`)
+  }
   return millis
 }
 
-const scheduledAtIso = (at: Date | DateTime.DateTime): string | Date => {
+const checkScheduledAt = (at: unknown): string => {
   const date = DateTime.isDateTime(at) ? DateTime.toDate(at) : at
-  if (!(date instanceof Date) || Number.isNaN(date.getTime())) return "is not a valid date"
-  return date
+  if (!(date instanceof Date)) {
+    throw new Problem("scheduledAt", `scheduledAt must be a Date or DateTime, got ${describe(at)}`)
+  }
+  const millis = date.getTime()
+  if (Number.isNaN(millis)) throw new Problem("scheduledAt", "scheduledAt is not a valid date")
+  if (millis < minScheduledAtMillis || millis > maxScheduledAtMillis) {
+    throw new Problem("scheduledAt", `scheduledAt must be in the years 0001 to 9999, got ${date.toISOString()}`)
+  }
+  return date.toISOString()
 }
+
+const checkMeta = (value: unknown, traceparent: string | undefined): string => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Problem("meta", `meta must be a plain JSON object, got ${describe(value)}`)
+  }
+  const meta = toJsonText(value, "meta", maxMetaBytes)
+  if (meta._tag === "JsonRefusal") throw new Problem("meta", meta.message)
+  if (traceparent === undefined || Object.hasOwn(value, traceKey)) return meta.text
+  const trace = `${JSON.stringify(traceKey)}:${JSON.stringify(traceparent)}`
+  return meta.text === "{}" ? `{${trace}}` : `{${trace},${meta.text.slice(1)}`
+}
+
+/** The checked fields of a request, as JSON fragments of its row (args aside). */
+interface Fields {
+  readonly queue: string
+  readonly worker: string
+  readonly priority: number
+  readonly maxAttempts: number
+  readonly scheduleIn: number | null
+  readonly scheduledAt: string | null
+  readonly tags: string
+  readonly meta: string
+}
+
+/**
+ * Reads and checks every field but `args`, each exactly once. A read that
+ * throws (a getter, a Proxy) is a refusal of that field.
+ */
+const checkFields = (request: JobRequest, traceparent: string | undefined): Fields | Problem => {
+  let field: JobField = "worker"
+  try {
+    const worker = checkText("worker", "worker name", request.worker, maxNameLength)
+    field = "queue"
+    const queue = checkText("queue", "queue name", request.queue, maxNameLength)
+    field = "priority"
+    const priority = checkInteger("priority", request.priority, 0, 9)
+    field = "maxAttempts"
+    const maxAttempts = checkInteger("maxAttempts", request.maxAttempts, 1, maxSmallint)
+    field = "scheduleIn"
+    const scheduleIn: unknown = request.scheduleIn
+    field = "scheduledAt"
+    const scheduledAt: unknown = request.scheduledAt
+    if (scheduleIn !== undefined && scheduledAt !== undefined) {
+      throw new Problem("scheduleIn", "give scheduleIn or scheduledAt, not both")
+    }
+    field = "scheduleIn"
+    const delay = scheduleIn === undefined ? null : checkScheduleIn(scheduleIn)
+    field = "scheduledAt"
+    const at = scheduledAt === undefined ? null : checkScheduledAt(scheduledAt)
+    field = "tags"
+    const tags = checkTags(request.tags)
+    field = "meta"
+    const meta = checkMeta(request.meta, traceparent)
+    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta }
+  } catch (error) {
+    return error instanceof Problem ? error : new Problem(field, `reading ${field} threw: ${errorText(error)}`)
+  }
+}
+
+/**
+ * Encodes `args` with the worker's schema and checks the result is JSON that
+ * reads back as encoded. A schema that throws (say, on a Proxy) is a refusal.
+ */
+const encodeArgs = (request: JobRequest, maxBytes: number): Effect.Effect<string, Problem> =>
+  Effect.suspend(() => request.encodeArgs).pipe(
+    Effect.mapError((error) => new Problem("args", `args do not match the worker's schema: ${error.message}`)),
+    Effect.catchDefect((defect) => Effect.fail(new Problem("args", `encoding args threw: ${errorText(defect)}`))),
+    Effect.flatMap((encoded) => {
+      const args = toJsonText(encoded, "args", maxBytes)
+      return args._tag === "JsonText" ? Effect.succeed(args.text) : Effect.fail(new Problem("args", args.message))
+    })
+  )
 
 /**
  * Validates `request` and returns its row as JSON text. `index` is the
@@ -64,72 +241,17 @@ export const encodeRequest = (
   index: number | undefined,
   traceparent?: string | undefined
 ): Effect.Effect<string, InvalidJobError> =>
-  Effect.gen(function*() {
-    const fail = (field: JobField, message: string) => Effect.fail(invalid(request, field, message, index))
-
-    const workerProblem = checkName(request.worker)
-    if (workerProblem !== undefined) return yield* fail("worker", `worker name ${workerProblem}`)
-    const queueProblem = checkName(request.queue)
-    if (queueProblem !== undefined) return yield* fail("queue", `queue name ${queueProblem}`)
-    if (!Number.isInteger(request.priority) || request.priority < 0 || request.priority > 9) {
-      return yield* fail("priority", `priority must be an integer from 0 to 9, got ${String(request.priority)}`)
-    }
-    if (!Number.isInteger(request.maxAttempts) || request.maxAttempts < 1 || request.maxAttempts > maxSmallint) {
-      return yield* fail(
-        "maxAttempts",
-        `maxAttempts must be an integer from 1 to ${maxSmallint}, got ${String(request.maxAttempts)}`
+  Effect.suspend(() => {
+    const fields = checkFields(request, traceparent)
+    if (fields instanceof Problem) return Effect.fail(invalid(request, fields, index))
+    return encodeArgs(request, settings.maxArgsBytes).pipe(
+      Effect.mapError((problem) => invalid(request, problem, index)),
+      Effect.map((args) =>
+        `{"ord":${ord},"queue":${JSON.stringify(fields.queue)},"worker":${JSON.stringify(fields.worker)},` +
+        `"args":${args},"meta":${fields.meta},"tags":${fields.tags},` +
+        `"max_attempts":${fields.maxAttempts},"priority":${fields.priority},` +
+        `"schedule_in_ms":${fields.scheduleIn === null ? "null" : fields.scheduleIn},` +
+        `"scheduled_at":${fields.scheduledAt === null ? "null" : JSON.stringify(fields.scheduledAt)}}`
       )
-    }
-
-    let scheduleIn: number | null = null
-    let scheduledAt: string | null = null
-    if (request.scheduleIn !== undefined && request.scheduledAt !== undefined) {
-      return yield* fail("scheduleIn", "give scheduleIn or scheduledAt, not both")
-    }
-    if (request.scheduleIn !== undefined) {
-      const millis = scheduleInMillis(request.scheduleIn)
-      if (typeof millis === "string") return yield* fail("scheduleIn", `scheduleIn ${millis}`)
-      scheduleIn = millis
-    }
-    if (request.scheduledAt !== undefined) {
-      const date = scheduledAtIso(request.scheduledAt)
-      if (typeof date === "string") return yield* fail("scheduledAt", `scheduledAt ${date}`)
-      scheduledAt = date.toISOString()
-    }
-
-    if (!Array.isArray(request.tags) || !request.tags.every(Predicate.isString)) {
-      return yield* fail("tags", "tags must be an array of strings")
-    }
-    const badTag = request.tags.find((tag) => tag.length === 0 || tag.length > maxTagLength || tag.includes("\u0000"))
-    if (badTag !== undefined) {
-      return yield* fail("tags", `each tag must be 1 to ${maxTagLength} characters without NUL, got ${JSON.stringify(badTag)}`)
-    }
-
-    if (!Predicate.isObject(request.meta) || Array.isArray(request.meta)) {
-      return yield* fail("meta", "meta must be a JSON object")
-    }
-    const meta = toJsonText(
-      traceparent === undefined || traceKey in request.meta ? request.meta : { ...request.meta, [traceKey]: traceparent }
     )
-    if (Option.isNone(meta)) {
-      return yield* fail("meta", "meta must be JSON-serializable and contain no NUL character")
-    }
-
-    const encoded = yield* request.encodeArgs.pipe(
-      Effect.mapError((error) => invalid(request, "args", `args do not match the worker's schema: ${error.message}`, index))
-    )
-    const args = toJsonText(encoded)
-    if (Option.isNone(args)) {
-      return yield* fail("args", "args must be JSON-serializable and contain no NUL character")
-    }
-    const argsBytes = Buffer.byteLength(args.value, "utf8")
-    if (argsBytes > settings.maxArgsBytes) {
-      return yield* fail("args", `args are ${argsBytes} bytes of JSON, more than the limit of ${settings.maxArgsBytes}`)
-    }
-
-    return `{"ord":${ord},"queue":${JSON.stringify(request.queue)},"worker":${JSON.stringify(request.worker)},` +
-      `"args":${args.value},"meta":${meta.value},"tags":${JSON.stringify(request.tags)},` +
-      `"max_attempts":${request.maxAttempts},"priority":${request.priority},` +
-      `"schedule_in_ms":${scheduleIn === null ? "null" : scheduleIn},` +
-      `"scheduled_at":${scheduledAt === null ? "null" : JSON.stringify(scheduledAt)}}`
   })

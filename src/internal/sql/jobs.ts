@@ -19,7 +19,9 @@ const firstJob = (rows: ReadonlyArray<JobRow>): Job | undefined => rows[0] === u
 /**
  * Inserts the jobs described by `rowsJson`, a JSON array of objects with the
  * keys `ord, queue, worker, args, meta, tags, max_attempts, priority,
- * schedule_in_ms, scheduled_at`, in one statement. Jobs due now are
+ * schedule_in_ms, scheduled_at`, in one statement. `args` and `meta` are taken
+ * with `->`, so JSON `null` args stay the jsonb value `null` (a record column
+ * would turn them into SQL NULL, which the table refuses). Jobs due now are
  * `available`, later ones `scheduled`. Returns the jobs in input order. (The
  * caller wakes the queues after commit: see `waker.ts`.)
  */
@@ -32,12 +34,13 @@ export const insertJobs = (
   sql<JobRow>`
     WITH clock AS (SELECT ${now} AS now),
     input AS (
-      SELECT x.*,
+      SELECT x.*, e.row -> 'args' AS args, e.row -> 'meta' AS meta,
              COALESCE(x.scheduled_at, clock.now + COALESCE(x.schedule_in_ms, 0) * interval '1 millisecond') AS at,
              clock.now AS now
       FROM clock,
-           jsonb_to_recordset(${rowsJson}::jsonb) AS x(
-             ord integer, queue text, worker text, args jsonb, meta jsonb, tags text[],
+           jsonb_array_elements(${rowsJson}::jsonb) AS e(row),
+           jsonb_to_record(e.row) AS x(
+             ord integer, queue text, worker text, tags text[],
              max_attempts smallint, priority smallint, schedule_in_ms double precision, scheduled_at timestamptz
            )
     ),

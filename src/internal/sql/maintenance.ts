@@ -135,10 +135,9 @@ export const insertUnique = (
   sql<{ readonly id: bigint }>`
     WITH clock AS (SELECT ${now} AS now),
     input AS (
-      SELECT x.*, clock.now AS now FROM clock,
-        jsonb_to_record(${rowJson}::jsonb) AS x(
-          queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint, priority smallint
-        )
+      SELECT x.*, r.row -> 'args' AS args, r.row -> 'meta' AS meta, clock.now AS now
+      FROM clock, (SELECT ${rowJson}::jsonb AS row) AS r,
+        jsonb_to_record(r.row) AS x(queue text, worker text, tags text[], max_attempts smallint, priority smallint)
     ),
     inserted AS (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
