@@ -74,3 +74,55 @@ describe("a node behind a broken network", () => {
       assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1, 1, 1])
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostReply })), Effect.provide(direct)), 120_000)
 })
+
+describe("an outage of every connection", () => {
+  const outage = uniquePrefix("outage")
+  it.live("longer than rescueAfter: no live node's job is rescued; each runs once and completes", () =>
+    Effect.gen(function*() {
+      runs.clear()
+      yield* dropSchemaOnClose(outage)
+      yield* Migrations.run({ prefix: outage })
+      const proxy = yield* startProxy(databaseUrl())
+      // Fast maintenance: a rescuer that looks every 100 ms, and producers silent for 3 s count as dead.
+      const maintenance = {
+        heartbeatInterval: "1 second",
+        rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
+        leader: { ttl: "2 seconds", renewInterval: "500 millis" }
+      } as const
+      yield* nodeBehind(proxy.url, outage, { node: "left", ...maintenance })
+      yield* nodeBehind(proxy.url, outage, { node: "right", ...maintenance })
+      // Ten jobs of 12 s each, five per node: they outlive the outage below.
+      const jobs = yield* Oban.insertAll(Array.from({ length: 10 }, (_, n) => Work.job({ n, millis: 12_000 })))
+      yield* waitFor("every job running", Effect.sync(() => runs.size === 10))
+      // Wait until both nodes have been connected long enough that a rescuer may run at all.
+      yield* Effect.sleep("3500 millis")
+      yield* proxy.refuse
+      yield* proxy.cut
+      yield* Effect.sleep("6 seconds")
+      yield* proxy.accept
+      yield* waitFor("every job completed", Effect.map(countByState(outage), (c) => c["completed"] === 10), "60 seconds")
+      assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), jobs.map(() => 1))
+      const sql = yield* SqlClient
+      const rescued = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${sql(outage)}.oban_jobs, jsonb_array_elements(errors) e WHERE e->>'kind' = 'rescued'`
+      assert.strictEqual(rescued[0]!.n, 0)
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: outage })), Effect.provide(direct)), 120_000)
+
+  const blackhole = uniquePrefix("blackhole")
+  it.live("a black-holed network does not hang a node's shutdown", () =>
+    Effect.gen(function*() {
+      runs.clear()
+      yield* dropSchemaOnClose(blackhole)
+      yield* Migrations.run({ prefix: blackhole })
+      const proxy = yield* startProxy(databaseUrl())
+      const node = yield* nodeBehind(proxy.url, blackhole, { shutdownGracePeriod: "1 second" })
+      yield* Oban.insertAll(Array.from({ length: 3 }, (_, n) => Work.job({ n, millis: 500 })))
+      yield* waitFor("the jobs ran", Effect.sync(() => runs.size === 3))
+      yield* proxy.blackhole
+      const started = Date.now()
+      yield* node.stop
+      const took = Date.now() - started
+      // Grace (1 s), then each step that needs the database gives up after its own deadline.
+      assert.isBelow(took, 30_000, `shutdown took ${took} ms`)
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: blackhole })), Effect.provide(direct)), 120_000)
+})
