@@ -140,7 +140,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
         if (!(yield* SubscriptionRef.get(leading))) return
         yield* SubscriptionRef.set(leading, false)
         yield* resignLease(options.sql, options.prefix, options.instance ?? options.node).pipe(
-          Effect.timeoutOption("5 seconds"),
+          withStatementTimeout({ timeout: "3 seconds", operation: "resign" }),
           Effect.catchCause((cause) => Effect.logWarning("could not resign the lease", Cause.pretty(cause)))
         )
       })

@@ -1,9 +1,15 @@
 /**
  * The loop around every maintenance service's `runOnce`: wait an interval,
  * run it when `when` allows (e.g. only on the leader), log failures and carry
- * on. A maintenance loop never dies of a database error.
+ * on. A maintenance loop never dies of a database error, and never hangs on
+ * a connection that stopped answering: a run has a deadline, and stopping the
+ * loop does not wait for the driver to give such a connection up.
  */
 import { Cause, Duration, Effect } from "effect"
+import { withStatementTimeout } from "./statementTimeout.ts"
+
+/** The longest one run of a maintenance service may take. */
+const runDeadline = Duration.minutes(1)
 
 export const periodic = (options: {
   readonly name: string
@@ -16,6 +22,7 @@ export const periodic = (options: {
       yield* Effect.sleep(options.interval)
       if (options.when !== undefined && !(yield* options.when)) return
       yield* options.run.pipe(
+        withStatementTimeout({ timeout: runDeadline, operation: options.name }),
         Effect.withSpan(`oban.${options.name.toLowerCase()}`),
         Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again`, Cause.pretty(cause)))
       )

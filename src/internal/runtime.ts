@@ -26,6 +26,7 @@ import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import * as Liveness from "./liveness.ts"
 import { periodic } from "./periodic.ts"
+import { withStatementTimeout } from "./statementTimeout.ts"
 import { countAvailable } from "./sql/jobs.ts"
 import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
@@ -121,7 +122,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     // Only this incarnation's rows: a process with the same node name keeps its own.
     yield* Effect.addFinalizer(() =>
       removeProducers(sql, config.prefix, Array.from(producers.values(), (producer) => producer.id)).pipe(
-        Effect.timeoutOption("5 seconds"),
+        withStatementTimeout({ timeout: "3 seconds", operation: "remove producer rows" }),
         Effect.catchCause((cause) => Effect.logWarning("could not remove this node's producer rows", Cause.pretty(cause)))
       )
     )
