@@ -7,7 +7,7 @@
  *   DATABASE_URL  PREFIX  NODE_NAME  QUEUES (JSON)  JOB_MS (on JOB_MS_NODE only, when set)
  *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON  GRACE_MS  POOL (pool size, default 10)
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
- *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS
+ *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  */
 import { NodeRuntime } from "@effect/platform-node"
@@ -24,6 +24,7 @@ const node = env("NODE_NAME")!
 const slowNode = env("JOB_MS_NODE")
 const jobMillis = slowNode === undefined || slowNode === node ? Number(env("JOB_MS") ?? "0") : 0
 const jobDbMillis = Number(env("JOB_DB_MS") ?? "0")
+const recordClaim = env("RECORD_CLAIM") === "1"
 const optionalMillis = (name: string) => env(name) === undefined ? undefined : Number(env(name))
 
 const say = (event: string, value?: unknown) =>
@@ -35,7 +36,11 @@ export const Record = Worker.make("Record", {
   perform: (job) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
+      if (recordClaim) {
+        yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node, claim) VALUES (${job.id}, ${node}, ${job.attemptedBy?.[2] ?? null})`
+      } else {
+        yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
+      }
       if (jobDbMillis > 0) yield* sql`SELECT pg_sleep(${jobDbMillis / 1000})`
       if (jobMillis > 0) yield* Effect.sleep(jobMillis)
     })
