@@ -5,13 +5,13 @@
  * node name. Every perform is counted in a side table, so a duplicate run shows.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, type Scope } from "effect"
+import { Deferred, Effect, Schema, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { countByState, waitFor } from "./support/node.ts"
+import { countByState, startNode, waitFor } from "./support/node.ts"
 import { awaitReady, type NodeProcess, spawnNode, stopNode } from "./support/processes.ts"
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
@@ -130,4 +130,42 @@ describe("liveness across OS processes", () => {
         assert.strictEqual(producers[0]!.n, 2)
       }))
     }).pipe(Effect.scoped), 120_000)
+
+  it.live("a node whose heartbeats cannot get through stops claiming jobs, and claims again once they do", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_lost")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* startNode({
+          prefix,
+          node: "silenced",
+          queues: { default: 5 },
+          workers: [Record],
+          pollInterval: "100 millis",
+          heartbeatInterval: "300 millis",
+          rescuer: { rescueAfter: "2 seconds" }
+        })
+        yield* waitFor("the producer registered", Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`,
+          (rows) => rows[0]!.n === 1
+        ))
+        // Another session locks the producers table: heartbeats wait behind it, fetching does not.
+        const locked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        yield* Effect.forkScoped(sql.withTransaction(Effect.gen(function*() {
+          yield* sql`LOCK TABLE ${sql(prefix)}.oban_producers IN ACCESS EXCLUSIVE MODE`
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(release)
+        })))
+        yield* Deferred.await(locked)
+        // Past rescueAfter - heartbeatInterval (1.7 s) without a heartbeat, the node must not claim.
+        yield* Effect.sleep("2500 millis")
+        yield* Oban.insertAll(Array.from({ length: 3 }, (_, n) => Record.job({ n })))
+        yield* Effect.sleep("1 second")
+        assert.deepStrictEqual(yield* countByState(prefix), { available: 3 })
+        yield* Deferred.succeed(release, undefined)
+        yield* waitFor("the jobs completed once heartbeats got through", Effect.map(countByState(prefix), (c) =>
+          c["completed"] === 3), "15 seconds")
+      }))
+    }).pipe(Effect.scoped), 60_000)
 })
