@@ -17,6 +17,21 @@ import { explain, explainGeneric, scansOf } from "./support/plans.ts"
 const prefix = uniquePrefix("maint")
 const Noop = Worker.make("Noop", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
 
+/** `n` jobs in one statement, the states taken in turn; finished ones finished `age` ago. */
+const insertMany = (n: number, states: ReadonlyArray<string>, age: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const finishedAt = sql`now() - ${age}::interval`
+    yield* sql`
+      INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at, cancelled_at, discarded_at)
+      SELECT s::${sql(prefix)}.oban_job_state, 'Noop',
+             CASE WHEN s = 'completed' THEN ${finishedAt} END,
+             CASE WHEN s = 'cancelled' THEN ${finishedAt} END,
+             CASE WHEN s = 'discarded' THEN ${finishedAt} END
+      FROM generate_series(1, ${n}) AS i,
+           LATERAL (SELECT (string_to_array(${states.join(",")}, ','))[1 + i % ${states.length}] AS s) AS pick`
+  })
+
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
@@ -98,14 +113,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
     Effect.gen(function*() {
       yield* truncate
       const sql = yield* SqlClient
-      yield* sql`
-        INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at, cancelled_at, discarded_at)
-        SELECT s::${sql(prefix)}.oban_job_state, 'Noop',
-               CASE WHEN s = 'completed' THEN now() - interval '8 days' END,
-               CASE WHEN s = 'cancelled' THEN now() - interval '8 days' END,
-               CASE WHEN s = 'discarded' THEN now() - interval '8 days' END
-        FROM generate_series(1, 100000) AS i,
-             LATERAL (SELECT (ARRAY['completed', 'cancelled', 'discarded'])[1 + i % 3] AS s) AS pick`
+      yield* insertMany(100_000, ["completed", "cancelled", "discarded"], "8 days")
       yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at)
                  VALUES ('completed', 'Recent', now() - interval '1 minute'), ('available', 'Waiting', NULL)`
       const first = yield* Pruner.runOnce({ sql, prefix, batchSize: 10_000, maxBatches: 4 })
@@ -126,14 +134,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* truncate
       const sql = yield* SqlClient
       // 200,000 jobs, a quarter in each of available, completed, cancelled and discarded, all finished just now.
-      yield* sql`
-        INSERT INTO ${sql(prefix)}.oban_jobs (state, worker, completed_at, cancelled_at, discarded_at)
-        SELECT s::${sql(prefix)}.oban_job_state, 'Noop',
-               CASE WHEN s = 'completed' THEN now() END,
-               CASE WHEN s = 'cancelled' THEN now() END,
-               CASE WHEN s = 'discarded' THEN now() END
-        FROM generate_series(1, 200000) AS i,
-             LATERAL (SELECT (ARRAY['available', 'completed', 'cancelled', 'discarded'])[1 + i % 4] AS s) AS pick`
+      yield* insertMany(200_000, ["available", "completed", "cancelled", "discarded"], "0 seconds")
       yield* sql`ANALYZE ${sql(prefix)}.oban_jobs`
       const statement = pruneStatement(
         sql,
