@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Duration, Effect, Queue, Schedule, type Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
 import type { Liveness } from "./internal/liveness.ts"
@@ -113,27 +113,40 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     })
 
     const scope = yield* Effect.scope
+    /** One release of a failed fetch's claim, tried until the database answers. */
+    const releaseOnce = (claim: string) =>
+      Effect.gen(function*() {
+        let failures = 0
+        while (true) {
+          const result = yield* Effect.exit(releaseClaim(options.sql, options.prefix, claim).pipe(
+            withStatementTimeout({ timeout: fetchTimeout, operation: "release" })
+          ))
+          if (result._tag === "Success") return result.value
+          failures++
+          if (failures === 1 || failures % 20 === 0) {
+            yield* Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
+              .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(result.cause) }))
+          }
+          yield* Effect.sleep(yield* retryDelay(failures, { baseMillis: 250 }))
+        }
+      })
+
     /**
-     * Releases the jobs of a failed fetch, if the server claimed any: once soon,
-     * and once more after the statement, cancelled in the background, has
-     * certainly ended. Shutdown interrupts this; the jobs are then rescued
-     * like any orphan once this incarnation's rows are gone.
+     * Releases the jobs of a failed fetch, if the server claimed any: once as
+     * soon as the database answers, and once more 30 s after that, when the
+     * statement (cancelled in the background) has certainly ended. Shutdown
+     * interrupts this; the jobs are then rescued like any orphan once this
+     * incarnation's rows are gone.
      */
     const releaseLost = (claim: string) =>
       Effect.forEach(releaseAfter, (delay) =>
         Effect.gen(function*() {
           yield* Effect.sleep(delay)
-          const released = yield* releaseClaim(options.sql, options.prefix, claim).pipe(
-            Effect.retry({ schedule: Schedule.spaced("1 second"), times: 10 })
-          )
+          const released = yield* releaseOnce(claim)
           if (released > 0) {
             yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
           }
-        }), { discard: true }).pipe(
-          Effect.catchCause((cause) =>
-            Effect.logError(`could not release the jobs of a failed fetch (claim ${claim})`, Cause.pretty(cause))
-          )
-        )
+        }), { discard: true })
 
     const fetchOnce = Effect.gen(function*() {
       const demand = limit - running

@@ -48,7 +48,7 @@ const executingOrDone = (prefix: string, total: number) =>
 
 describe("a node behind a broken network", () => {
   const lostReply = uniquePrefix("lost_reply")
-  it.live("a fetch whose reply is lost: its claimed jobs are released and run once, none stays executing", () =>
+  it.live("a fetch whose reply is lost, then an outage: its claimed jobs are released and run once, none stays executing", () =>
     Effect.gen(function*() {
       runs.clear()
       const prefix = lostReply
@@ -65,7 +65,12 @@ describe("a node behind a broken network", () => {
       yield* proxy.dropReplies
       const jobs = yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) => Work.job({ n, millis: 0 })))
       yield* waitFor("the server claimed the jobs", executingOrDone(prefix, 5))
+      // Then the database is gone for a while: releasing the claim must outlast the outage.
+      yield* proxy.refuse
+      yield* proxy.cut
+      yield* Effect.sleep("15 seconds")
       yield* proxy.restore
+      yield* proxy.accept
       yield* waitFor(
         "every job completed",
         Effect.map(countByState(prefix), (c) => c["completed"] === 5),
