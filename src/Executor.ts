@@ -35,6 +35,12 @@ export interface ExecutorShape {
   readonly cancel: (jobId: number) => Effect.Effect<boolean>
   /** Jobs running on this node. */
   readonly running: Effect.Effect<number>
+  /**
+   * The jobs this node still answers for: running, or finished with an
+   * outcome not yet written. Read the running ones first, so a job that
+   * moves from one to the other between the two reads is in either.
+   */
+  readonly owned: Effect.Effect<ReadonlySet<number>>
 }
 
 /**
@@ -127,6 +133,11 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           yield* FiberMap.remove(fibers, jobId)
           return true
         }),
-      running: FiberMap.size(fibers)
+      running: FiberMap.size(fibers),
+      owned: Effect.gen(function*() {
+        const running = Array.from(fibers, ([id]) => id)
+        const unwritten = yield* acker.pendingIds
+        return new Set([...running, ...unwritten])
+      })
     }
   })

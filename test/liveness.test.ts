@@ -168,4 +168,42 @@ describe("liveness across OS processes", () => {
           c["completed"] === 3), "15 seconds")
       }))
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("a job stranded under a live node (its outcome or claim lost on the way) is released by that node", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_stranded")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* startNode({
+          prefix,
+          node: "forgetful",
+          queues: { default: 5 },
+          workers: [Record],
+          pollInterval: "100 millis",
+          heartbeatInterval: "300 millis",
+          rescuer: { rescueAfter: "2 seconds", interval: "300 millis" }
+        })
+        yield* waitFor("the producer registered", Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`,
+          (rows) => rows[0]!.n === 1
+        ))
+        const [producer] = yield* sql<{ id: string }>`SELECT id::text AS id FROM ${sql(prefix)}.oban_producers`
+        // As after a database crash that forgot an ack: executing under this live producer, run by nobody.
+        const [job] = yield* Oban.insertAll([Record.job({ n: 1 }, { scheduleIn: "1 hour" })])
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
+                   attempted_at = now() - interval '3 seconds',
+                   attempted_by = ARRAY['forgetful', ${producer!.id}, 'a-claim-nobody-holds']
+                   WHERE id = ${job!.id}`
+        yield* waitFor("the stranded job completed", Effect.map(
+          sql<{ state: string; kinds: ReadonlyArray<string> }>`
+            SELECT state::text, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
+            FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`,
+          (rows) => rows[0]!.state === "completed"
+        ), "15 seconds")
+        const [after] = yield* sql<{ kinds: ReadonlyArray<string>; attempt: number }>`
+          SELECT attempt, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
+          FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
+        assert.deepStrictEqual([after!.attempt, after!.kinds], [2, ["rescued"]])
+      }))
+    }).pipe(Effect.scoped), 60_000)
 })

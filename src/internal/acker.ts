@@ -26,6 +26,8 @@ export interface Acker {
   readonly flush: Effect.Effect<void>
   /** Outcomes handed in and not yet written. */
   readonly pending: Effect.Effect<number>
+  /** The jobs whose outcome is handed in and not yet written. */
+  readonly pendingIds: Effect.Effect<ReadonlySet<number>>
 }
 
 /** The most outcomes written by one statement; more wait for the next. */
@@ -87,6 +89,8 @@ export const make = (options: {
   Effect.gen(function*() {
     const inbox = yield* Queue.unbounded<AckRow>()
     let pending = 0
+    // Job id -> outcomes of it not yet written (a re-sent outcome may share an id).
+    const unwritten = new Map<number, number>()
     let idle: Array<Deferred.Deferred<void>> = []
 
     const scope = yield* Effect.scope
@@ -118,9 +122,14 @@ export const make = (options: {
       })
 
     /** Counts rows as written and wakes `flush` when nothing is left. */
-    const settle = (n: number) =>
+    const settle = (rows: ReadonlyArray<AckRow>) =>
       Effect.suspend(() => {
-        pending -= n
+        pending -= rows.length
+        for (const row of rows) {
+          const left = (unwritten.get(row.id) ?? 1) - 1
+          if (left <= 0) unwritten.delete(row.id)
+          else unwritten.set(row.id, left)
+        }
         if (pending > 0 || idle.length === 0) return Effect.void
         const waiting = idle
         idle = []
@@ -144,7 +153,7 @@ export const make = (options: {
         while (true) {
           yield* Effect.sleep(yield* ackRetryDelay(failures))
           const result = yield* Effect.exit(fallback === "row" ? write([row]) : writeFallback(row, fallback, refusal))
-          if (Exit.isSuccess(result)) return yield* settle(1)
+          if (Exit.isSuccess(result)) return yield* settle([row])
           failures++
           if (connectionProblem(result.cause)) {
             yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
@@ -161,7 +170,7 @@ export const make = (options: {
             yield* Effect.logError(`ack of job ${row.id} refused even as a bare failure; giving up on it`).pipe(
               Effect.annotateLogs({ jobId: row.id, cause: Cause.pretty(result.cause) })
             )
-            return yield* settle(1)
+            return yield* settle([row])
           }
           if (fallback === "minimal") fallback = "bare"
           else if (refusals >= refusalsBeforeFallback) fallback = "minimal"
@@ -179,7 +188,7 @@ export const make = (options: {
         let failures = 0
         while (true) {
           const result = yield* Effect.exit(write(rows))
-          if (result._tag === "Success") return yield* settle(rows.length)
+          if (result._tag === "Success") return yield* settle(rows)
           failures++
           if (!connectionProblem(result.cause)) {
             yield* Effect.logWarning(`ack of ${rows.length} job(s) refused; trying them one by one`).pipe(
@@ -187,7 +196,7 @@ export const make = (options: {
             )
             for (const row of rows) {
               const single = rows.length === 1 ? result : yield* Effect.exit(write([row]))
-              if (single._tag === "Success") yield* settle(1)
+              if (single._tag === "Success") yield* settle([row])
               else yield* Effect.forkIn(retryAlone(row, single.cause), scope)
             }
             return
@@ -206,6 +215,7 @@ export const make = (options: {
       ack: (row) =>
         Effect.suspend(() => {
           pending++
+          unwritten.set(row.id, (unwritten.get(row.id) ?? 0) + 1)
           return Queue.offer(inbox, row)
         }),
       flush: Effect.suspend(() => {
@@ -215,6 +225,7 @@ export const make = (options: {
           return Deferred.await(deferred)
         })
       }),
-      pending: Effect.sync(() => pending)
+      pending: Effect.sync(() => pending),
+      pendingIds: Effect.sync(() => new Set(unwritten.keys()))
     }
   })

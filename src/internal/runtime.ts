@@ -25,7 +25,9 @@ import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import * as Liveness from "./liveness.ts"
+import { now } from "../ObanClock.ts"
 import { periodic } from "./periodic.ts"
+import { releaseStranded } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { countAvailable } from "./sql/jobs.ts"
 import { setAvailable } from "./telemetry.ts"
@@ -218,6 +220,24 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         liveness.connectedForMillis,
         (leads, connected) => leads && connected >= Duration.toMillis(config.rescuer.rescueAfter)
       )
+    }))
+    // Every node: its own claims that it no longer answers for (an outcome or a claim lost on the way).
+    yield* Effect.forkScoped(periodic({
+      name: "Reconciler",
+      interval: config.rescuer.interval,
+      run: Effect.gen(function*() {
+        const owned = yield* executor.owned
+        const released = yield* releaseStranded(sql, config.prefix, yield* now(sql), {
+          producers: Array.from(producers.values(), (producer) => producer.id),
+          owned,
+          afterMillis: Duration.toMillis(config.rescuer.rescueAfter)
+        })
+        if (released.length > 0) {
+          yield* Effect.logWarning(
+            `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${released.join(", ")}`
+          )
+        }
+      })
     }))
     if (config.pruner !== false) {
       yield* Effect.forkScoped(periodic({

@@ -53,7 +53,7 @@ export const fetchJobs = (
   }
 ): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
   sql<JobRow>`
-    WITH clock AS (SELECT ${now} AS now),
+    WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
     next AS (
       SELECT id FROM ${table(sql, prefix, "oban_jobs")}
       WHERE state = 'available' AND queue = ${options.queue}
@@ -109,3 +109,56 @@ export const releaseClaim = (sql: SqlClient, prefix: string, claim: string): Eff
     )
     SELECT (SELECT count(*)::int FROM released) AS n FROM notified
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
+/**
+ * Puts back the jobs that this node's producers claimed and no longer answer
+ * for: `executing` under one of `producers` for longer than `afterMillis`,
+ * and not in `owned` (running here, or with an outcome waiting to be
+ * written). Such a job lost its outcome or its claim on the way (a fetch or
+ * an ack that the database forgot in a crash, or a reply lost with its
+ * connection); no rescuer would ever take it, because its producer is alive.
+ * Like a rescue, it goes back to `available` (or `discarded` when out of
+ * attempts) with a `rescued` errors entry. Returns the ids.
+ */
+export const releaseStranded = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  options: {
+    readonly producers: ReadonlyArray<string>
+    readonly owned: ReadonlySet<number>
+    readonly afterMillis: number
+  }
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  options.producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: number }>`
+    WITH clock AS (SELECT ${now} AS now),
+    stranded AS (
+      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
+      WHERE j.state = 'executing'
+        AND j.attempted_by[2] IN ${sql.in(options.producers)}
+        AND j.attempted_at < clock.now - ${options.afterMillis} * interval '1 millisecond'
+        AND NOT (j.id = ANY(${`{${Array.from(options.owned).join(",")}}`}::bigint[]))
+      FOR UPDATE OF j SKIP LOCKED
+    ),
+    released AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END)::${
+    table(sql, prefix, "oban_job_state")
+  },
+          discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
+          scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE clock.now END,
+          errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued',
+            'message', 'node ' || COALESCE(j.attempted_by[1], '(unknown)') ||
+              ' no longer ran this job: its claim or its outcome was lost on the way to the database'
+          ))
+      FROM stranded, clock
+      WHERE j.id = stranded.id
+      RETURNING j.id, j.state, j.queue
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM (SELECT DISTINCT queue FROM released WHERE state = 'available') AS back
+    )
+    SELECT released.id::int AS id FROM released, notified
+  `.pipe(Effect.map((rows) => rows.map((row) => row.id)))

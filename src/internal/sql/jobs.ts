@@ -111,7 +111,7 @@ export const ackJobs = (
     readonly state: string | null
     readonly current_claim: string | null
   }>`
-    WITH clock AS (SELECT ${now} AS now),
+    WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
     acks AS (
       SELECT * FROM jsonb_to_recordset(${JSON.stringify(acks)}::jsonb) AS a(
         id bigint, attempt smallint, claim text, state text, delay_ms double precision, give_back boolean, error jsonb
