@@ -25,7 +25,8 @@ import type { ExecutorShape } from "./Executor.ts"
 import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
-import { fetchJobs, releaseClaim } from "./internal/sql/claims.ts"
+import * as ClaimBuffer from "./internal/claimBuffer.ts"
+import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecuting } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
@@ -56,6 +57,10 @@ export interface Producer {
   readonly queue: string
   /** This incarnation's id: its row in `oban_producers`, and `attempted_by[2]` of its jobs. */
   readonly id: string
+  /** Drops a job claimed ahead and not started (it was cancelled); whether it was waiting here. */
+  readonly forget: (jobId: number) => Effect.Effect<boolean>
+  /** The jobs claimed ahead and not started yet. */
+  readonly waiting: Effect.Effect<ReadonlyArray<number>>
   /** Ask for a fetch soon. Cheap and safe to call any number of times. */
   readonly wake: Effect.Effect<void>
   readonly pause: Effect.Effect<void>
@@ -106,11 +111,49 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
     const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
 
+    const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
-    const onDone = Effect.suspend(() => {
-      running--
-      return Effect.andThen(setExecuting(options.queue, running), wake)
+
+    /** Starts waiting jobs while slots are free (not while paused, nor without a heartbeat). */
+    const startWaiting: Effect.Effect<void> = Effect.suspend(() => {
+      if (paused || lost) return Effect.void
+      const jobs = buffer.take(limit - running)
+      if (jobs.length === 0) return Effect.void
+      running += jobs.length
+      return Effect.andThen(
+        setExecuting(options.queue, running),
+        Effect.forEach(jobs, (job) => Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
+          options.executor.execute(job, onDone(startedAt))), { discard: true })
+      )
     })
+
+    const onDone = (startedAt: number): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        running--
+        buffer.recordDuration((yield* Clock.currentTimeMillis) - startedAt)
+        yield* setExecuting(options.queue, running)
+        yield* startWaiting
+        yield* wake
+      })
+
+    /**
+     * Gives jobs claimed ahead back to the queue (pause, shutdown). If that
+     * fails, they stay claimed by this producer: its node's reconciler, or
+     * the rescuer once the node is gone, puts them back.
+     */
+    const giveBack = Effect.suspend(() => {
+      const jobs = buffer.takeAll()
+      if (jobs.length === 0) return Effect.void
+      return releaseJobs(options.sql, options.prefix, jobs.map((job) => ({ id: job.id, claim: job.attemptedBy?.[2] ?? "" })))
+        .pipe(
+          withStatementTimeout({ timeout: "5 seconds", operation: "give back" }),
+          Effect.catchCause((cause) =>
+            Effect.logWarning(`could not give back ${jobs.length} job(s) claimed ahead; they will be rescued`, Cause.pretty(cause))
+          )
+        )
+    })
+    // Runs after the loops below have stopped (finalizers run in reverse order).
+    yield* Effect.addFinalizer(() => giveBack)
 
     const scope = yield* Effect.scope
     /** One release of a failed fetch's claim, tried until the database answers. */
@@ -149,7 +192,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         }), { discard: true })
 
     const fetchOnce = Effect.gen(function*() {
-      const demand = limit - running
+      const demand = buffer.demand(limit, running)
       if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
       const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
@@ -163,10 +206,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         // The server may have committed a claim whose reply we never got: put those jobs back.
         Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
       )
-      running += jobs.length
-      yield* setExecuting(options.queue, running)
+      buffer.add(jobs)
       yield* Effect.annotateCurrentSpan("oban.fetched", jobs.length)
-      yield* Effect.forEach(jobs, (job) => options.executor.execute(job, onDone), { discard: true })
+      yield* startWaiting
       return jobs.length === demand
     }).pipe(
       Effect.withSpan(
@@ -244,7 +286,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         const readAt = changes
         const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
         // The row was removed as stale (a long outage): this producer's jobs may have been rescued.
-        if (state === undefined) yield* register
+        if (state === undefined) {
+          // Its claims may have been rescued meanwhile: jobs claimed ahead are not ours to start any more
+          // (those still claimed here are put back by the node's reconciler).
+          buffer.takeAll()
+          yield* register
+        }
         else yield* adopt(state, readAt)
       }
       lastBeat = yield* Clock.currentTimeMillis
@@ -297,10 +344,15 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       queue: options.queue,
       id: producerId,
       wake,
-      pause: Effect.sync(() => {
-        changes++
-        paused = true
-      }),
+      forget: (jobId) => Effect.sync(() => buffer.forget(jobId)),
+      waiting: Effect.sync(() => buffer.ids()),
+      pause: Effect.andThen(
+        Effect.sync(() => {
+          changes++
+          paused = true
+        }),
+        giveBack
+      ),
       resume: Effect.andThen(
         Effect.sync(() => {
           changes++

@@ -159,6 +159,15 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     }
 
     const nodeScope = yield* Effect.scope
+    /** A cancelled job stops here: interrupted if it runs, dropped if it waits in a producer's buffer. */
+    const cancelHere = (jobId: number): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        if (yield* executor.cancel(jobId)) return
+        for (const producer of producers.values()) {
+          if (yield* producer.forget(jobId)) return
+        }
+      })
+
     const route = (notification: Notifier.Notification): Effect.Effect<void> => {
       const payload = notification.payload
       if (notification.channel === "insert") {
@@ -169,7 +178,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       const action = payload["action"]
       if (action === "cancel" && typeof payload["job_id"] === "number") {
         // Forked: a job's finalizers may take long, and routing never waits on a job.
-        return Effect.asVoid(Effect.forkIn(executor.cancel(payload["job_id"]), nodeScope, { startImmediately: true }))
+        return Effect.asVoid(Effect.forkIn(cancelHere(payload["job_id"]), nodeScope, { startImmediately: true }))
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
         return apply({ action, queue: payload["queue"] })
@@ -226,7 +235,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       name: "Reconciler",
       interval: config.rescuer.interval,
       run: Effect.gen(function*() {
-        const owned = yield* executor.owned
+        // Waiting jobs first: one started in between is then running, and owned either way.
+        const waiting = yield* Effect.forEach(Array.from(producers.values()), (producer) => producer.waiting)
+        const owned = new Set([...waiting.flat(), ...(yield* executor.owned)])
         const released = yield* releaseStranded(sql, config.prefix, yield* now(sql), {
           producers: Array.from(producers.values(), (producer) => producer.id),
           owned,
@@ -269,7 +280,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       prefix: config.prefix,
       node: config.node,
       maxArgsBytes: config.maxArgsBytes,
-      cancelLocal: (jobId) => Effect.asVoid(executor.cancel(jobId)),
+      cancelLocal: cancelHere,
       control: (command, scope) =>
         Effect.gen(function*() {
           // Stored first, so that a heartbeat never reads back the old state over the new one.

@@ -162,3 +162,32 @@ export const releaseStranded = (
     )
     SELECT released.id::int AS id FROM released, notified
   `.pipe(Effect.map((rows) => rows.map((row) => row.id)))
+
+/**
+ * Gives back jobs claimed ahead and never started (shutdown, pause): those
+ * still `executing` under the given claims become `available` again with
+ * their attempt given back, and their queue is woken. Returns how many.
+ */
+export const releaseJobs = (
+  sql: SqlClient,
+  prefix: string,
+  jobs: ReadonlyArray<{ readonly id: number; readonly claim: string }>
+): Effect.Effect<number, SqlError> =>
+  jobs.length === 0 ? Effect.succeed(0) : sql<{ readonly n: number }>`
+    WITH given AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(jobs)}::jsonb) AS g(id bigint, claim text)
+    ),
+    released AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = 'available', attempt = j.attempt - 1
+      FROM given
+      WHERE j.id = ANY(${`{${jobs.map((job) => job.id).join(",")}}`}::bigint[])
+        AND j.id = given.id AND j.state = 'executing' AND j.attempted_by[3] = given.claim
+      RETURNING j.queue
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM (SELECT DISTINCT queue FROM released) AS back
+    )
+    SELECT (SELECT count(*)::int FROM released) AS n FROM notified
+  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
