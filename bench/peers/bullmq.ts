@@ -45,6 +45,7 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       await queue.addBulk(jobs.map((data) => ({ name: queueName, data })))
     },
     consume: consume(url, schema),
+    count: async () => Object.values(await queue.getJobCounts()).reduce((sum, n) => sum + n, 0),
     settled: async (expected) => {
       const counts = await queue.getJobCounts()
       const other = Object.entries(counts).reduce((sum, [state, n]) => state === "completed" ? sum : sum + n, 0)

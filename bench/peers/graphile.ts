@@ -57,6 +57,10 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       await utils.addJobs(jobs.map((job) => ({ identifier: taskName, payload: job })))
     },
     consume: consume(url, schema),
+    count: async () => {
+      const [row] = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${quoteIdent(schema)}._private_jobs`)
+      return row?.n ?? 0
+    },
     settled: async () => {
       const [row] = await query<{ left: boolean }>(
         url,

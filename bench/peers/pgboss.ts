@@ -68,6 +68,14 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       await boss.insert(queueName, jobs.map((data) => ({ data })))
     },
     consume: consume(boss),
+    count: async () => {
+      const [row] = await query<{ n: number }>(
+        url,
+        `SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.job WHERE name = $1`,
+        [queueName]
+      )
+      return row?.n ?? 0
+    },
     settled: async (expected) => {
       const [row] = await query<{ completed: number; other: number }>(
         url,

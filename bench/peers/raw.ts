@@ -138,6 +138,10 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       await pool.query(`INSERT INTO ${table} (args) SELECT value FROM jsonb_array_elements($1::jsonb)`, [JSON.stringify(jobs)])
     },
     consume: consume(url, schema),
+    count: async () => {
+      const [row] = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${table}`)
+      return row?.n ?? 0
+    },
     settled: async () => {
       const [row] = await query<{ left: boolean }>(url, `SELECT EXISTS (SELECT 1 FROM ${table}) AS left`)
       return row?.left === false

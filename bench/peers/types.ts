@@ -35,6 +35,8 @@ export interface PeerQueue {
   /** Inserts the jobs with the library's bulk insert (one call). */
   readonly insertMany: (jobs: ReadonlyArray<JobData>) => Promise<void>
   readonly consume: (options: ConsumeOptions) => Promise<Consumer>
+  /** How many jobs the namespace holds in any state (for the insert workloads). */
+  readonly count: () => Promise<number>
   /** True when `expected` jobs are acked and none is left waiting or running. */
   readonly settled: (expected: number) => Promise<boolean>
   readonly close: () => Promise<void>
