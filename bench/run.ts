@@ -4,6 +4,9 @@
  * (DATABASE_URL, or an embedded server started for the run). Prints one
  * table at the end; exits non-zero when a workload's checks failed (a job
  * run twice or never, wrong counts) or a workload crashed.
+ *
+ * `npm run bench -- --peers` runs the comparison with other job queues
+ * instead (bench/peers/compare.ts).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Runtime } from "effect"
@@ -11,6 +14,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { startDatabase } from "../support/database.ts"
 import { clock, pgLayer, type Row, type Workload } from "./common.ts"
 import { w3c } from "./multiprocess.ts"
+import { comparePeers } from "./peers/compare.ts"
 import { renderTable } from "./table.ts"
 import { w1, w1b, w2, w3a, w3b, w4 } from "./workloads.ts"
 
@@ -48,6 +52,7 @@ const program = Effect.gen(function*() {
     (database) => Effect.promise(() => database.stop())
   )
   const version = yield* serverVersion(database.url)
+  if (process.argv.includes("--peers")) return yield* comparePeers(database.url, version)
   const rows: Array<Row> = []
   for (const workload of workloads) rows.push(yield* runWorkload(workload, database.url))
 
