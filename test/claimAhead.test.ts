@@ -1,0 +1,101 @@
+/**
+ * Claiming ahead: a producer of short jobs keeps up to `limit` claimed jobs
+ * waiting beside the running ones. Those are given back, with their attempt,
+ * on shutdown and on pause, and a cancelled one never starts.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { countByState, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("ahead")
+
+const runs = new Map<number, number>()
+const Short = Worker.make("Short", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "short",
+  perform: (job) =>
+    Effect.andThen(Effect.sync(() => runs.set(job.id, (runs.get(job.id) ?? 0) + 1)), Effect.sleep("40 millis"))
+})
+
+const limit = 2
+
+const truncate = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+  runs.clear()
+})
+
+const start = startNode({
+  prefix,
+  queues: { short: limit },
+  workers: [Short],
+  pollInterval: "100 millis",
+  shutdownGracePeriod: "10 seconds"
+})
+
+/** Waits until more jobs are executing than the limit allows to run, i.e. some were claimed ahead. */
+const claimedAhead = waitFor(
+  "jobs claimed ahead of the limit",
+  Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) > limit),
+  "15 seconds"
+)
+
+const jobRows = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  return yield* sql<{ id: number; state: string; attempt: number; errors: ReadonlyArray<unknown> }>`
+    SELECT id::int AS id, state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+})
+
+layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) => {
+  it.effect("shutdown gives waiting jobs back with their attempt; nothing runs twice or stays executing", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
+      const node = yield* start
+      yield* claimedAhead
+      yield* node.stop
+      const rows = yield* jobRows
+      assert.deepStrictEqual(rows.filter((row) => row.state === "executing"), [])
+      for (const row of rows) {
+        if (row.state === "completed") assert.strictEqual(runs.get(row.id), 1)
+        else assert.deepStrictEqual([row.state, row.attempt, row.errors, runs.get(row.id)], ["available", 0, [], undefined])
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("pause gives waiting jobs back; the running ones finish", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
+      const node = yield* start
+      yield* claimedAhead
+      yield* node.oban.pauseQueue("short")
+      yield* waitFor("nothing executing", Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) === 0))
+      const rows = yield* jobRows
+      for (const row of rows.filter((row) => row.state === "available")) {
+        assert.deepStrictEqual([row.attempt, runs.get(row.id)], [0, undefined])
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("a waiting job that is cancelled ends cancelled and never completes", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
+      yield* start
+      yield* claimedAhead
+      const sql = yield* SqlClient
+      // The executing job that has not started yet: the newest of those claimed.
+      const [waiting] = yield* sql<{ id: number }>`
+        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing' ORDER BY id DESC LIMIT 1`
+      const cancelled = yield* Oban.cancelJob(waiting!.id)
+      assert.isTrue(cancelled._tag === "Some")
+      yield* waitFor("the rest completed", Effect.map(countByState(prefix), (c) => c["completed"] === 199), "30 seconds")
+      const row = (yield* jobRows).find((job) => job.id === waiting!.id)!
+      assert.strictEqual(row.state, "cancelled")
+      // It waited in the buffer and was dropped there: it never started.
+      assert.strictEqual(runs.get(row.id), undefined)
+    }).pipe(Effect.scoped))
+})
