@@ -2,13 +2,20 @@
  * Jobs a producer claimed ahead of its free slots, started as slots free up,
  * so a busy queue of short jobs costs one claim statement per batch instead
  * of one per finished job. Claiming ahead happens only while the queue's jobs
- * are short (an average under `shortJobMillis`): a node never hoards long jobs
- * that an idle node could run. At most `limit` jobs wait here.
+ * are short (an average under `shortJobMillis`), and only about a second of
+ * work (at least `limit` jobs, at most 500): a node never hoards long jobs
+ * that an idle node could run.
  */
 import type { Job } from "../Job.ts"
 
 /** Jobs shorter than this on average are claimed ahead. */
 export const shortJobMillis = 100
+
+/** Claim ahead about this much work (at the average job's duration)... */
+const aheadMillis = 1_000
+
+/** ...but never more jobs than this. */
+const maxAhead = 500
 
 export interface ClaimBuffer {
   /** How many more jobs to claim now, given the slots in use; 0 when a claim is not worth it yet. */
@@ -36,7 +43,11 @@ export const make = (): ClaimBuffer => {
   // Unknown until a job has finished: nothing is claimed ahead before that.
   let averageMillis = Number.POSITIVE_INFINITY
 
-  const ahead = (limit: number) => averageMillis < shortJobMillis ? limit : 0
+  // Enough to keep the slots busy for about `aheadMillis`, at least `limit` and at most `maxAhead`.
+  const ahead = (limit: number) =>
+    averageMillis >= shortJobMillis
+      ? 0
+      : Math.min(maxAhead, Math.max(limit, Math.floor((limit * aheadMillis) / Math.max(averageMillis, 1))))
 
   return {
     demand: (limit, running) => {
