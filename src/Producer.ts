@@ -144,7 +144,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const giveBack = Effect.suspend(() => {
       const jobs = buffer.takeAll()
       if (jobs.length === 0) return Effect.void
-      return releaseJobs(options.sql, options.prefix, jobs.map((job) => ({ id: job.id, claim: job.attemptedBy?.[2] ?? "" })))
+      return releaseJobs(
+        options.sql,
+        options.prefix,
+        jobs.map(({ ahead, job }) => ({ id: job.id, claim: job.attemptedBy?.[2] ?? "", ahead }))
+      )
         .pipe(
           withStatementTimeout({ timeout: "5 seconds", operation: "give back" }),
           Effect.catchCause((cause) =>
@@ -195,9 +199,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const demand = buffer.demand(limit, running)
       if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
-      const jobs = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
+      const fetched = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
         queue: options.queue,
         demand,
+        // Slots the jobs already waiting will not fill start at once; the rest wait here.
+        startNow: Math.max(0, limit - running - buffer.size()),
         node: options.node,
         producer: producerId,
         claim
@@ -206,10 +212,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         // The server may have committed a claim whose reply we never got: put those jobs back.
         Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
       )
-      buffer.add(jobs)
-      yield* Effect.annotateCurrentSpan("oban.fetched", jobs.length)
+      buffer.add(fetched.jobs, fetched.ahead)
+      yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
       yield* startWaiting
-      return jobs.length === demand
+      return fetched.jobs.length === demand
     }).pipe(
       Effect.withSpan(
         "oban.fetch",

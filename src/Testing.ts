@@ -302,9 +302,10 @@ export const drainQueue = (options: {
     const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
     while (true) {
       if (options.withScheduled === true) yield* stageQueue(sql, kit.prefix, options.queue, yield* now(sql))
-      const jobs = yield* fetchJobs(sql, kit.prefix, yield* now(sql), {
+      const { jobs } = yield* fetchJobs(sql, kit.prefix, yield* now(sql), {
         queue: options.queue,
         demand: 1_000,
+        startNow: 1_000,
         node: kit.node,
         producer: "drain",
         claim: crypto.randomUUID()

@@ -146,7 +146,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})])
       const fetch = (claim: string) =>
         Effect.flatMap(now(sql), (time) =>
-          fetchJobs(sql, prefix, time, { queue: "acker", demand: 2, node, producer: "p", claim }))
+          fetchJobs(sql, prefix, time, { queue: "acker", demand: 2, startNow: 2, node, producer: "p", claim }).pipe(
+            Effect.map((fetched) => fetched.jobs)
+          ))
       const lost = yield* fetch("lost-claim")
       const kept = yield* fetch("kept-claim")
       assert.deepStrictEqual([lost.length, kept.length], [2, 1])

@@ -51,12 +51,17 @@ const jobRows = Effect.gen(function*() {
 })
 
 layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) => {
-  it.effect("shutdown gives waiting jobs back with their attempt; nothing runs twice or stays executing", () =>
+  it.effect("a waiting job has used no attempt; shutdown gives it back; nothing runs twice or stays executing", () =>
     Effect.gen(function*() {
       yield* truncate
-      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
+      // One attempt each: a job claimed ahead that counted its attempt would be discarded by a rescue.
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n }, { maxAttempts: 1 })))
       const node = yield* start
       yield* claimedAhead
+      const sql = yield* SqlClient
+      const executing = yield* sql<{ attempt: number }>`
+        SELECT attempt FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`
+      assert.isAbove(executing.filter((row) => row.attempt === 0).length, 0, "waiting jobs count no attempt")
       yield* node.stop
       const rows = yield* jobRows
       assert.deepStrictEqual(rows.filter((row) => row.state === "executing"), [])

@@ -109,6 +109,7 @@ export const make = (options: {
         const written = yield* failAck(options.sql, options.prefix, yield* now(options.sql), options.node, {
           id: row.id,
           claim: row.claim,
+          attempt: row.attempt,
           delayMillis: delay,
           message: fallbackMessage(row, refusal),
           withError: fallback === "minimal"

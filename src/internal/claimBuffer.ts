@@ -1,5 +1,7 @@
 /**
- * Jobs a producer claimed ahead of its free slots, started as slots free up,
+ * Jobs a producer claimed ahead of its free slots, started as slots free up
+ * (in the order claimed: a job of higher priority that arrives later waits
+ * behind at most about a second of work),
  * so a busy queue of short jobs costs one claim statement per batch instead
  * of one per finished job. Claiming ahead happens only while the queue's jobs
  * are short (an average under `shortJobMillis`), and only about a second of
@@ -20,12 +22,16 @@ const maxAhead = 500
 export interface ClaimBuffer {
   /** How many more jobs to claim now, given the slots in use; 0 when a claim is not worth it yet. */
   readonly demand: (limit: number, running: number) => number
-  /** Adds claimed jobs, keeping the queue's order (priority, scheduled_at, id). */
-  readonly add: (jobs: ReadonlyArray<Job>) => void
+  /**
+   * Adds the jobs of a fetch behind those already waiting (first in, first
+   * out, so the jobs a fetch meant to start at once are the ones that do),
+   * with the ids of those claimed ahead.
+   */
+  readonly add: (jobs: ReadonlyArray<Job>, ahead: ReadonlySet<number>) => void
   /** Takes up to `n` jobs to start. */
   readonly take: (n: number) => ReadonlyArray<Job>
-  /** Takes every waiting job (to give them back). */
-  readonly takeAll: () => ReadonlyArray<Job>
+  /** Takes every waiting job (to give them back), saying which were claimed ahead. */
+  readonly takeAll: () => ReadonlyArray<{ readonly job: Job; readonly ahead: boolean }>
   /** Drops a job (it was cancelled); whether it was here. */
   readonly forget: (id: number) => boolean
   /** The ids of the waiting jobs. */
@@ -35,11 +41,9 @@ export interface ClaimBuffer {
   readonly recordDuration: (millis: number) => void
 }
 
-const byQueueOrder = (a: Job, b: Job): number =>
-  a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
-
 export const make = (): ClaimBuffer => {
   let waiting: Array<Job> = []
+  const claimedAhead = new Set<number>()
   // Unknown until a job has finished: nothing is claimed ahead before that.
   let averageMillis = Number.POSITIVE_INFINITY
 
@@ -59,21 +63,26 @@ export const make = (): ClaimBuffer => {
       if (free > 0 && waiting.length === 0) return want
       return want >= Math.max(1, Math.ceil((limit + ahead(limit)) / 2)) ? want : 0
     },
-    add: (jobs) => {
-      if (jobs.length === 0) return
+    add: (jobs, ahead) => {
       waiting.push(...jobs)
-      waiting.sort(byQueueOrder)
+      for (const id of ahead) claimedAhead.add(id)
     },
-    take: (n) => n <= 0 ? [] : waiting.splice(0, n),
+    take: (n) => {
+      const jobs = n <= 0 ? [] : waiting.splice(0, n)
+      for (const job of jobs) claimedAhead.delete(job.id)
+      return jobs
+    },
     takeAll: () => {
-      const all = waiting
+      const all = waiting.map((job) => ({ job, ahead: claimedAhead.has(job.id) }))
       waiting = []
+      claimedAhead.clear()
       return all
     },
     forget: (id) => {
       const index = waiting.findIndex((job) => job.id === id)
       if (index === -1) return false
       waiting.splice(index, 1)
+      claimedAhead.delete(id)
       return true
     },
     ids: () => waiting.map((job) => job.id),

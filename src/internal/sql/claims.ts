@@ -35,9 +35,23 @@ const startAttempt = (sql: SqlClient, node: string, producer: string, claim: str
         attempted_at = clock.now,
         attempted_by = ARRAY[${node}, ${producer}, ${claim}]::text[]`
 
+/** What a fetch returns: the claimed jobs in queue order, and which of them were claimed ahead. */
+export interface Fetched {
+  readonly jobs: ReadonlyArray<Job>
+  /**
+   * Jobs beyond the first `startNow`: claimed ahead, to start when a slot
+   * frees. Their attempt is counted only when they start, so one given back
+   * or rescued without having run has lost nothing; their `attempt` here is
+   * already the one they will run as.
+   */
+  readonly ahead: ReadonlySet<number>
+}
+
 /**
  * Claims up to `demand` available jobs of `queue` for this producer, in
- * priority, scheduled_at, id order, skipping rows other nodes hold.
+ * priority, scheduled_at, id order, skipping rows other nodes hold. The
+ * first `startNow` start at once and use an attempt now; the rest are
+ * claimed ahead (see `Fetched`).
  */
 export const fetchJobs = (
   sql: SqlClient,
@@ -46,27 +60,44 @@ export const fetchJobs = (
   options: {
     readonly queue: string
     readonly demand: number
+    readonly startNow: number
     readonly node: string
     readonly producer: string
     /** Names this fetch's claim; a fresh one per fetch. */
     readonly claim: string
   }
-): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
-  sql<JobRow>`
+): Effect.Effect<Fetched, SqlError> =>
+  sql<JobRow & { readonly ahead: boolean }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
     next AS (
-      SELECT id FROM ${table(sql, prefix, "oban_jobs")}
+      SELECT id, priority, scheduled_at FROM ${table(sql, prefix, "oban_jobs")}
       WHERE state = 'available' AND queue = ${options.queue}
       ORDER BY priority, scheduled_at, id
       LIMIT ${options.demand}
       FOR UPDATE SKIP LOCKED
+    ),
+    ranked AS (
+      SELECT id, row_number() OVER (ORDER BY priority, scheduled_at, id) > ${options.startNow} AS ahead FROM next
     )
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    ${startAttempt(sql, options.node, options.producer, options.claim)}
-    FROM next, clock
-    WHERE j.id = next.id
-    RETURNING ${sql.literal(qualifiedJobColumns)}
-  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort(byFetchOrder)))
+    SET state = 'executing',
+        attempt = CASE WHEN ranked.ahead THEN j.attempt ELSE j.attempt + 1 END,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now,
+        attempted_by = ARRAY[${options.node}, ${options.producer}, ${options.claim}]::text[]
+    FROM ranked, clock
+    WHERE j.id = ranked.id
+    RETURNING ${sql.literal(qualifiedJobColumns)}, ranked.ahead
+  `.pipe(Effect.map((rows) => {
+    const ahead = new Set<number>()
+    const jobs = rows.map((row) => {
+      const job = jobFromRow(row)
+      if (!row.ahead) return job
+      ahead.add(job.id)
+      return { ...job, attempt: job.attempt + 1 }
+    }).sort(byFetchOrder)
+    return { jobs, ahead }
+  }))
 
 const byFetchOrder = (a: Job, b: Job): number =>
   a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
@@ -164,22 +195,23 @@ export const releaseStranded = (
   `.pipe(Effect.map((rows) => rows.map((row) => row.id)))
 
 /**
- * Gives back jobs claimed ahead and never started (shutdown, pause): those
- * still `executing` under the given claims become `available` again with
- * their attempt given back, and their queue is woken. Returns how many.
+ * Gives back jobs claimed and never started (shutdown, pause): those still
+ * `executing` under the given claims become `available` again with their
+ * attempt given back (a job claimed ahead never counted one), and their
+ * queue is woken. Returns how many.
  */
 export const releaseJobs = (
   sql: SqlClient,
   prefix: string,
-  jobs: ReadonlyArray<{ readonly id: number; readonly claim: string }>
+  jobs: ReadonlyArray<{ readonly id: number; readonly claim: string; readonly ahead: boolean }>
 ): Effect.Effect<number, SqlError> =>
   jobs.length === 0 ? Effect.succeed(0) : sql<{ readonly n: number }>`
     WITH given AS (
-      SELECT * FROM jsonb_to_recordset(${JSON.stringify(jobs)}::jsonb) AS g(id bigint, claim text)
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(jobs)}::jsonb) AS g(id bigint, claim text, ahead boolean)
     ),
     released AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = 'available', attempt = j.attempt - 1
+      SET state = 'available', attempt = CASE WHEN given.ahead THEN j.attempt ELSE j.attempt - 1 END
       FROM given
       WHERE j.id = ANY(${`{${jobs.map((job) => job.id).join(",")}}`}::bigint[])
         AND j.id = given.id AND j.state = 'executing' AND j.attempted_by[3] = given.claim

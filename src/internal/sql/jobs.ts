@@ -120,7 +120,7 @@ export const ackJobs = (
     updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
       SET state = a.state::${table(sql, prefix, "oban_job_state")},
-          attempt = CASE WHEN a.give_back THEN j.attempt - 1 ELSE j.attempt END,
+          attempt = CASE WHEN a.give_back THEN a.attempt - 1 ELSE a.attempt END,
           scheduled_at = CASE WHEN a.delay_ms IS NULL THEN j.scheduled_at
                               ELSE clock.now + a.delay_ms * interval '1 millisecond' END,
           completed_at = CASE WHEN a.state = 'completed' THEN clock.now ELSE j.completed_at END,
@@ -164,18 +164,27 @@ export const failAck = (
   prefix: string,
   now: Fragment,
   node: string,
-  ack: { readonly id: number; readonly claim: string; readonly delayMillis: number; readonly message: string; readonly withError: boolean }
+  ack: {
+    readonly id: number
+    readonly claim: string
+    /** The attempt that ran (a job claimed ahead counts its attempt only from its start). */
+    readonly attempt: number
+    readonly delayMillis: number
+    readonly message: string
+    readonly withError: boolean
+  }
 ): Effect.Effect<boolean, SqlError> =>
   sql`
     WITH clock AS (SELECT ${now} AS now)
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END::${
+    SET state = CASE WHEN ${ack.attempt} >= j.max_attempts THEN 'discarded' ELSE 'retryable' END::${
     table(sql, prefix, "oban_job_state")
   },
+        attempt = ${ack.attempt},
         scheduled_at = clock.now + ${ack.delayMillis} * interval '1 millisecond',
-        discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
+        discarded_at = CASE WHEN ${ack.attempt} >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
         errors = CASE WHEN ${ack.withError} THEN j.errors || jsonb_build_array(jsonb_build_object(
-                   'attempt', j.attempt, 'at', clock.now, 'kind', 'defect', 'message', ${ack.message}::text))
+                   'attempt', ${ack.attempt}::int, 'at', clock.now, 'kind', 'defect', 'message', ${ack.message}::text))
                  ELSE j.errors END
     FROM clock
     WHERE j.id = ${ack.id} AND j.state = 'executing' AND j.attempted_by[3] = ${ack.claim} AND j.attempted_by[1] = ${node}
