@@ -105,6 +105,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let failures = 0
     let registered = false
     let lost = false
+    let beatFailing = false
     let lastBeat = 0
     const heartbeatMillis = Duration.toMillis(options.heartbeatInterval)
     const rescueAfterMillis = Duration.toMillis(options.rescueAfter)
@@ -114,9 +115,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
 
-    /** Starts waiting jobs while slots are free (not while paused, nor without a heartbeat). */
+    /**
+     * Starts waiting jobs while slots are free: not while paused, nor while
+     * heartbeats fail (the database is likely unreachable, and jobs started
+     * now would only fail; they start when a heartbeat gets through).
+     */
     const startWaiting: Effect.Effect<void> = Effect.suspend(() => {
-      if (paused || lost) return Effect.void
+      if (paused || lost || beatFailing) return Effect.void
       const jobs = buffer.take(limit - running)
       if (jobs.length === 0) return Effect.void
       running += jobs.length
@@ -337,9 +342,14 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         const result = yield* Effect.exit(heartbeat)
         if (result._tag === "Success") {
           failures = 0
+          if (beatFailing) {
+            beatFailing = false
+            yield* startWaiting
+          }
           yield* Effect.sleep(options.heartbeatInterval)
         } else {
           failures++
+          beatFailing = true
           yield* Effect.logWarning(`heartbeat failed (${failures}x); trying again`, Cause.pretty(result.cause))
           yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
         }
