@@ -6,10 +6,10 @@ import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
-import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
+import { rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 /**
@@ -134,10 +134,7 @@ export const releaseClaim = (sql: SqlClient, prefix: string, claim: string): Eff
       WHERE j.state = 'executing' AND j.attempted_by[3] = ${claim}
       RETURNING j.queue
     ),
-    notified AS (
-      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM (SELECT DISTINCT queue FROM released) AS back
-    )
+    notified AS (${wakeQueues(sql, prefix, "released")})
     SELECT (SELECT count(*)::int FROM released) AS n FROM notified
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
 
@@ -173,24 +170,19 @@ export const releaseStranded = (
     ),
     released AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END)::${
-    table(sql, prefix, "oban_job_state")
-  },
-          discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
-          scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE clock.now END,
-          errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued',
-            'message', 'node ' || COALESCE(j.attempted_by[1], '(unknown)') ||
-              ' no longer ran this job: its claim or its outcome was lost on the way to the database'
-          ))
+      ${
+    rescueSet(
+      sql,
+      prefix,
+      sql`'node ' || COALESCE(j.attempted_by[1], '(unknown)') ||
+        ' no longer ran this job: its claim or its outcome was lost on the way to the database'`
+    )
+  }
       FROM stranded, clock
       WHERE j.id = stranded.id
       RETURNING j.id, j.state, j.queue
     ),
-    notified AS (
-      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM (SELECT DISTINCT queue FROM released WHERE state = 'available') AS back
-    )
+    notified AS (${wakeQueues(sql, prefix, "released WHERE state = 'available'")})
     SELECT released.id::int AS id FROM released, notified
   `.pipe(Effect.map((rows) => rows.map((row) => row.id)))
 
@@ -217,9 +209,6 @@ export const releaseJobs = (
         AND j.id = given.id AND j.state = 'executing' AND j.attempted_by[3] = given.claim
       RETURNING j.queue
     ),
-    notified AS (
-      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM (SELECT DISTINCT queue FROM released) AS back
-    )
+    notified AS (${wakeQueues(sql, prefix, "released")})
     SELECT (SELECT count(*)::int FROM released) AS n FROM notified
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))

@@ -9,6 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
+import { wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
@@ -133,10 +134,7 @@ export const ackJobs = (
         AND j.id = a.id AND j.state = 'executing' AND j.attempted_by[3] = a.claim AND j.attempted_by[1] = ${node}
       RETURNING j.id, j.state, j.queue, j.attempted_by[3] AS claim
     ),
-    notified AS (
-      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS back
-    )
+    notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
     SELECT a.id, a.claim, u.id IS NOT NULL AS written, now_.state::text AS state, now_.attempted_by[3] AS current_claim
     FROM acks AS a
     LEFT JOIN updated AS u ON u.id = a.id AND u.claim = a.claim

@@ -7,6 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 export interface RescuedRow {
@@ -47,23 +48,18 @@ export const rescueOrphans = (
     ),
     rescued AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END)::${
-    table(sql, prefix, "oban_job_state")
-  },
-          discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
-          scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE clock.now END,
-          errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued',
-            'message', 'node ' || COALESCE(j.attempted_by[1], '(unknown)') || ' stopped heart-beating while running this job'
-          ))
+      ${
+    rescueSet(
+      sql,
+      prefix,
+      sql`'node ' || COALESCE(j.attempted_by[1], '(unknown)') || ' stopped heart-beating while running this job'`
+    )
+  }
       FROM orphans, clock
       WHERE j.id = orphans.id
       RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS lost_node
     ),
-    notified AS (
-      SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') AS back
-    ),
+    notified AS (${wakeQueues(sql, prefix, "rescued WHERE state = 'available'")}),
     swept AS (
       DELETE FROM ${table(sql, prefix, "oban_producers")} AS p USING clock
       WHERE p.updated_at <= clock.stale_before

@@ -1,0 +1,32 @@
+/**
+ * Pieces of SQL that several statements share.
+ */
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import { table } from "./tables.ts"
+
+/**
+ * The body of a CTE that wakes, once each, the queues of the rows of
+ * `source` (a CTE name with an optional condition, e.g. `released WHERE
+ * state = 'available'`). Notifications go out when the statement commits.
+ */
+export const wakeQueues = (sql: SqlClient, prefix: string, source: string): Fragment =>
+  sql`SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+      FROM (SELECT DISTINCT queue FROM ${sql.literal(source)}) AS back`
+
+/**
+ * The SET clause of a rescue: an `executing` job (as `j`) goes back to
+ * `available` now, or to `discarded` when it has used its attempts, with a
+ * `rescued` errors entry; `why` is SQL text for the entry's message. Expects
+ * "now" as `clock.now`.
+ */
+export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragment =>
+  sql`SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END)::${
+    table(sql, prefix, "oban_job_state")
+  },
+        discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
+        scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE clock.now END,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+          'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued', 'message', ${why}
+        ))`
