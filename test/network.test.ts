@@ -64,7 +64,8 @@ describe("a node behind a broken network", () => {
       // The next fetch reaches the server and commits; its result never comes back.
       yield* proxy.dropReplies
       const jobs = yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) => Work.job({ n, millis: 0 })))
-      yield* waitFor("the server claimed the jobs", executingOrDone(prefix, 5))
+      // A poll's fetch may be in flight when replies stop: it waits out its 15 s deadline, then the next one claims.
+      yield* waitFor("the server claimed the jobs", executingOrDone(prefix, 5), "45 seconds")
       // Then the database is gone for a while: releasing the claim must outlast the outage.
       yield* proxy.refuse
       yield* proxy.cut
