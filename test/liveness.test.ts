@@ -7,11 +7,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Schema, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { countByState, startNode, waitFor } from "./support/node.ts"
+import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
 import { awaitReady, type NodeProcess, spawnNode, stopNode } from "./support/processes.ts"
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
@@ -50,8 +49,9 @@ const history = (prefix: string) =>
       FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
   })
 
+/** Runs `effect` on a fresh, migrated schema `prefix` (testLayer also provides its Config). */
 const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient | Scope.Scope>) =>
-  effect.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+  Effect.provide(effect, testLayer(prefix))
 
 describe("liveness across OS processes", () => {
   it.live("a pool smaller than the queue limit, with workers holding connections: no live job is rescued", () =>
@@ -145,10 +145,7 @@ describe("liveness across OS processes", () => {
           heartbeatInterval: "300 millis",
           rescuer: { rescueAfter: "2 seconds" }
         })
-        yield* waitFor("the producer registered", Effect.map(
-          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`,
-          (rows) => rows[0]!.n === 1
-        ))
+        yield* producersRegistered(prefix)
         // Another session locks the producers table: heartbeats wait behind it, fetching does not.
         const locked = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
@@ -183,10 +180,7 @@ describe("liveness across OS processes", () => {
           heartbeatInterval: "300 millis",
           rescuer: { rescueAfter: "2 seconds", interval: "300 millis" }
         })
-        yield* waitFor("the producer registered", Effect.map(
-          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`,
-          (rows) => rows[0]!.n === 1
-        ))
+        yield* producersRegistered(prefix)
         const [producer] = yield* sql<{ id: string }>`SELECT id::text AS id FROM ${sql(prefix)}.oban_producers`
         // As after a database crash that forgot an ack: executing under this live producer, run by nobody.
         const [job] = yield* Oban.insertAll([Record.job({ n: 1 }, { scheduleIn: "1 hour" })])

@@ -12,7 +12,7 @@ import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
-import { countByState, startNode, waitFor } from "./support/node.ts"
+import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
 import { startProxy } from "./support/proxy.ts"
 
 const runs = new Map<number, number>()
@@ -56,11 +56,7 @@ describe("a node behind a broken network", () => {
       yield* Migrations.run({ prefix })
       const proxy = yield* startProxy(databaseUrl())
       yield* nodeBehind(proxy.url, prefix)
-      yield* waitFor("the producer registered", Effect.gen(function*() {
-        const sql = yield* SqlClient
-        const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`
-        return rows[0]!.n === 1
-      }))
+      yield* producersRegistered(prefix)
       // The next fetch reaches the server and commits; its result never comes back.
       yield* proxy.dropReplies
       const jobs = yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) => Work.job({ n, millis: 0 })))

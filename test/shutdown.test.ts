@@ -8,7 +8,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
@@ -68,7 +67,7 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         for (const row of yield* rows(prefix)) {
           assert.deepStrictEqual([row.state, row.attempt, row.kinds, row.runs], ["completed", 1, [], 1])
         }
-      }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+      }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
   it.live("jobs still running after the grace period go back to available with the attempt given back", () =>
@@ -82,7 +81,7 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         for (const row of yield* rows(prefix)) {
           assert.deepStrictEqual([row.state, row.attempt, row.kinds], ["available", 0, ["shutdown"]])
         }
-      }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+      }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
   it.live("with runMain's default teardown the jobs get the same grace; only the exit code differs (130)", () =>
@@ -92,6 +91,6 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         const result = yield* sigtermMidJob(prefix, 2, { JOB_MS: "1500", TEARDOWN: "default" })
         assert.strictEqual(result.code, 130, result.output)
         for (const row of yield* rows(prefix)) assert.deepStrictEqual([row.state, row.attempt], ["completed", 1])
-      }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+      }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 })

@@ -70,3 +70,11 @@ export const countByState = (prefix: string) =>
       SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY state`
     return Object.fromEntries(rows.map((row) => [row.state, row.n])) as Record<string, number>
   })
+
+/** Waits until `count` producer rows exist in `prefix` (a node's producers have registered). */
+export const producersRegistered = (prefix: string, count = 1) =>
+  waitFor("the producer registered", Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`
+    return rows[0]!.n === count
+  }))
