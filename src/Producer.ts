@@ -125,20 +125,19 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const jobs = buffer.take(limit - running)
       if (jobs.length === 0) return Effect.void
       running += jobs.length
+      // One clock reading for the batch: this is the hot path.
       return Effect.andThen(
         setExecuting(options.queue, running),
-        Effect.forEach(jobs, (job) => Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
-          options.executor.execute(job, onDone(startedAt))), { discard: true })
+        Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
+          Effect.forEach(jobs, (job) => options.executor.execute(job, onDone(startedAt)), { discard: true }))
       )
     })
 
     const onDone = (startedAt: number): Effect.Effect<void> =>
-      Effect.gen(function*() {
+      Effect.flatMap(Clock.currentTimeMillis, (endedAt) => {
         running--
-        buffer.recordDuration((yield* Clock.currentTimeMillis) - startedAt)
-        yield* setExecuting(options.queue, running)
-        yield* startWaiting
-        yield* wake
+        buffer.recordDuration(endedAt - startedAt)
+        return Effect.andThen(setExecuting(options.queue, running), Effect.andThen(startWaiting, wake))
       })
 
     /**
