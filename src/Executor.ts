@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Duration, Effect, FiberMap, type Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Fiber, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
@@ -29,8 +29,12 @@ export type { RunnableWorker } from "./internal/perform.ts"
  * @since 0.1.0
  */
 export interface ExecutorShape {
-  /** Starts `job` in its own fiber; `onDone` runs when the attempt has ended. */
-  readonly execute: (job: Job, onDone: Effect.Effect<void>) => Effect.Effect<void>
+  /**
+   * Starts each job in its own fiber, synchronously (the producer's hot
+   * path); `onDone` is called, synchronously, when each attempt has ended
+   * and its outcome was handed to the acker. It must not throw.
+   */
+  readonly startUnsafe: (jobs: ReadonlyArray<Job>, onDone: () => void) => void
   /** Interrupts the job if it runs here; it ends `cancelled`. */
   readonly cancel: (jobId: number) => Effect.Effect<boolean>
   /** Jobs running on this node. */
@@ -62,10 +66,10 @@ export interface Options<R> {
  * polls the job count, which works the same on an interrupted fiber and on
  * `TestClock`.
  */
-const awaitDrained = (fibers: FiberMap.FiberMap<number, void, never>, grace: Duration.Duration) =>
+const awaitDrained = (fibers: ReadonlyMap<number, unknown>, grace: Duration.Duration) =>
   Effect.gen(function*() {
     const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(grace)
-    while ((yield* FiberMap.size(fibers)) > 0) {
+    while (fibers.size > 0) {
       const left = deadline - (yield* Clock.currentTimeMillis)
       if (left <= 0) return false
       yield* Effect.sleep(Math.min(left, drainPollMillis))
@@ -83,7 +87,6 @@ const drainPollMillis = 20
 export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const acker = yield* Acker.make(options)
-    // Flush after the jobs below are done (finalizers run in reverse order).
     yield* Effect.addFinalizer(() =>
       acker.flush.pipe(
         Effect.timeoutOption(Duration.max(options.shutdownGracePeriod, Duration.seconds(5))),
@@ -94,49 +97,74 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         )
       )
     )
-    const fibers = yield* FiberMap.make<number, void, never>()
+    // The fiber of every running job, by job id. Job fibers are forked with the
+    // executor's context (not the caller's), and the finalizer below waits for
+    // them and interrupts what is left.
+    const fibers = new Map<number, Fiber.Fiber<void>>()
     const stops = new Map<number, StopReason>()
-    // Job fibers are forked from the producers, which run with the workers' services.
     const registry = makeRegistry(options.node, options.workers)
+    const fork = Effect.runForkWith(yield* Effect.context<never>())
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        const left = yield* FiberMap.size(fibers)
-        if (left === 0) return
-        yield* Effect.logInfo(`shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${left} job(s)`)
+        if (fibers.size === 0) return
+        yield* Effect.logInfo(
+          `shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${fibers.size} job(s)`
+        )
         if (yield* awaitDrained(fibers, options.shutdownGracePeriod)) return
-        for (const key of yield* Effect.sync(() => Array.from(fibers))) stops.set(key[0], "shutdown")
-        yield* Effect.logWarning(`shutdown: interrupting ${yield* FiberMap.size(fibers)} job(s) after the grace period`)
-        yield* FiberMap.clear(fibers)
+        for (const id of fibers.keys()) stops.set(id, "shutdown")
+        yield* Effect.logWarning(`shutdown: interrupting ${fibers.size} job(s) after the grace period`)
+        yield* Fiber.interruptAll(Array.from(fibers.values()))
       })
     )
 
-    const run = (job: Job, onDone: Effect.Effect<void>) =>
+    const run = (job: Job, onDone: () => void) =>
       runAttempt(registry, job, () => stops.get(job.id)).pipe(
-        Effect.flatMap(acker.ack),
+        Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
         Effect.catchCause((cause) =>
-          // Nothing above should fail; if it does, say so loudly, and leave the
-          // job executing for the rescuer rather than guess its outcome.
           Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause))
         ),
-        Effect.ensuring(Effect.sync(() => stops.delete(job.id))),
-        Effect.ensuring(onDone),
+        Effect.ensuring(Effect.sync(() => {
+          stops.delete(job.id)
+          fibers.delete(job.id)
+          onDone()
+        })),
         Effect.uninterruptible
       )
 
+    // A fiber starts running at once, and a job that never waits ends inside `fork`, where its
+    // `onDone` may start the next jobs: those wait here for the outer loop, so the stack stays flat.
+    const toStart: Array<readonly [Job, () => void]> = []
+    let starting = false
+    const startUnsafe = (jobs: ReadonlyArray<Job>, onDone: () => void): void => {
+      for (const job of jobs) toStart.push([job, onDone])
+      if (starting) return
+      starting = true
+      try {
+        for (let next = toStart.shift(); next !== undefined; next = toStart.shift()) {
+          const [job, done] = next
+          const fiber = fork(run(job, done))
+          // A job that ended inside `fork` has already left the map.
+          if (fiber.pollUnsafe() === undefined) fibers.set(job.id, fiber)
+        }
+      } finally {
+        starting = false
+      }
+    }
+
     return {
-      execute: (job, onDone) => Effect.asVoid(FiberMap.run(fibers, job.id, run(job, onDone), { startImmediately: true })),
+      startUnsafe,
       cancel: (jobId) =>
-        Effect.gen(function*() {
-          if (!(yield* FiberMap.has(fibers, jobId))) return false
+        Effect.suspend(() => {
+          const fiber = fibers.get(jobId)
+          if (fiber === undefined) return Effect.succeed(false)
           stops.set(jobId, "cancel")
-          yield* FiberMap.remove(fibers, jobId)
-          return true
+          return Effect.as(Fiber.interrupt(fiber), true)
         }),
-      running: FiberMap.size(fibers),
-      owned: Effect.gen(function*() {
-        const running = Array.from(fibers, ([id]) => id)
-        const unwritten = yield* acker.pendingIds
+      running: Effect.sync(() => fibers.size),
+      owned: Effect.sync(() => {
+        const running = Array.from(fibers.keys())
+        const unwritten = acker.pendingIdsUnsafe()
         return new Set([...running, ...unwritten])
       })
     }

@@ -28,7 +28,7 @@ import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
-import { setExecuting } from "./internal/telemetry.ts"
+import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
@@ -115,30 +115,34 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
 
+    // The producer's own context, for metrics updated on the hot path.
+    const context = yield* Effect.context<never>()
+    const clock = yield* Clock.Clock
+
     /**
      * Starts waiting jobs while slots are free: not while paused, nor while
      * heartbeats fail (the database is likely unreachable, and jobs started
-     * now would only fail; they start when a heartbeat gets through).
+     * now would only fail; they start when a heartbeat gets through). Runs
+     * synchronously, once per finished job: this is the hot path.
      */
-    const startWaiting: Effect.Effect<void> = Effect.suspend(() => {
-      if (paused || lost || beatFailing) return Effect.void
+    const startWaitingUnsafe = (): void => {
+      if (paused || lost || beatFailing) return
       const jobs = buffer.take(limit - running)
-      if (jobs.length === 0) return Effect.void
+      if (jobs.length === 0) return
       running += jobs.length
-      // One clock reading for the batch: this is the hot path.
-      return Effect.andThen(
-        setExecuting(options.queue, running),
-        Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
-          Effect.forEach(jobs, (job) => options.executor.execute(job, onDone(startedAt)), { discard: true }))
-      )
-    })
+      setExecutingUnsafe(options.queue, running, context)
+      // One clock reading for the batch.
+      options.executor.startUnsafe(jobs, onDone(clock.currentTimeMillisUnsafe()))
+    }
+    const startWaiting = Effect.sync(startWaitingUnsafe)
 
-    const onDone = (startedAt: number): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (endedAt) => {
-        running--
-        buffer.recordDuration(endedAt - startedAt)
-        return Effect.andThen(setExecuting(options.queue, running), Effect.andThen(startWaiting, wake))
-      })
+    const onDone = (startedAt: number) => (): void => {
+      running--
+      buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
+      setExecutingUnsafe(options.queue, running, context)
+      startWaitingUnsafe()
+      Queue.offerUnsafe(signal, undefined)
+    }
 
     /**
      * Gives jobs claimed ahead back to the queue (pause, shutdown). If that

@@ -22,12 +22,15 @@ import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/jobs.ts"
 
 export interface Acker {
   readonly ack: (row: AckRow) => Effect.Effect<void>
+  /** `ack`, synchronously (the executor's hot path). */
+  readonly ackUnsafe: (row: AckRow) => void
   /** Waits until every outcome handed in so far is written. */
   readonly flush: Effect.Effect<void>
   /** Outcomes handed in and not yet written. */
   readonly pending: Effect.Effect<number>
   /** The jobs whose outcome is handed in and not yet written. */
   readonly pendingIds: Effect.Effect<ReadonlySet<number>>
+  readonly pendingIdsUnsafe: () => ReadonlySet<number>
 }
 
 /** The most outcomes written by one statement; more wait for the next. */
@@ -81,6 +84,23 @@ const logStale = (acks: ReadonlyArray<AckRow>, stale: ReadonlyArray<StaleAck>) =
     return (expected ? Effect.logDebug(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs({ jobId: miss.id }))
   }, { discard: true })
 
+/** Splits rows into runs in which no job id repeats, keeping their order per job. */
+const byDistinctId = (rows: ReadonlyArray<AckRow>): ReadonlyArray<ReadonlyArray<AckRow>> => {
+  const groups: Array<Array<AckRow>> = []
+  const seen: Array<Set<number>> = []
+  for (const row of rows) {
+    let index = 0
+    while (index < groups.length && seen[index]!.has(row.id)) index++
+    if (index === groups.length) {
+      groups.push([])
+      seen.push(new Set())
+    }
+    groups[index]!.push(row)
+    seen[index]!.add(row.id)
+  }
+  return groups
+}
+
 export const make = (options: {
   readonly sql: SqlClient
   readonly prefix: string
@@ -94,11 +114,13 @@ export const make = (options: {
     let idle: Array<Deferred.Deferred<void>> = []
 
     const scope = yield* Effect.scope
-    const write = (rows: ReadonlyArray<AckRow>) =>
+    const writeDistinct = (rows: ReadonlyArray<AckRow>) =>
       Effect.flatMap(now(options.sql), (time) => ackJobs(options.sql, options.prefix, time, options.node, rows)).pipe(
         withStatementTimeout({ timeout: ackTimeout, operation: "ack" }),
         Effect.tap((result) => logStale(rows, result.stale))
       )
+    /** Writes rows in statements with one outcome per job each (a job may be acked twice only in odd cases). */
+    const write = (rows: ReadonlyArray<AckRow>) => Effect.forEach(byDistinctId(rows), writeDistinct, { discard: true })
 
     /** Writes a refused row as a failure: with a short `errors` entry, or (`bare`) none. */
     const writeFallback = (row: AckRow, fallback: "minimal" | "bare", refusal: string) =>
@@ -212,13 +234,16 @@ export const make = (options: {
     const loop = Effect.forever(Effect.flatMap(Queue.takeBetween(inbox, 1, maxBatch), writeBatch))
     yield* Effect.forkScoped(loop)
 
+    const ackUnsafe = (row: AckRow): void => {
+      pending++
+      unwritten.set(row.id, (unwritten.get(row.id) ?? 0) + 1)
+      Queue.offerUnsafe(inbox, row)
+    }
+    const pendingIdsUnsafe = () => new Set(unwritten.keys())
+
     return {
-      ack: (row) =>
-        Effect.suspend(() => {
-          pending++
-          unwritten.set(row.id, (unwritten.get(row.id) ?? 0) + 1)
-          return Queue.offer(inbox, row)
-        }),
+      ack: (row) => Effect.sync(() => ackUnsafe(row)),
+      ackUnsafe,
       flush: Effect.suspend(() => {
         if (pending === 0) return Effect.void
         return Effect.flatMap(Deferred.make<void>(), (deferred) => {
@@ -227,6 +252,7 @@ export const make = (options: {
         })
       }),
       pending: Effect.sync(() => pending),
-      pendingIds: Effect.sync(() => new Set(unwritten.keys()))
+      pendingIds: Effect.sync(pendingIdsUnsafe),
+      pendingIdsUnsafe
     }
   })

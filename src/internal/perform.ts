@@ -4,14 +4,14 @@
  * `oban.perform` span that continues the enqueuing trace, and report the
  * attempt as events and metrics. Shared by the executor and the testing kit.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Schema } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, References, Schema, Tracer } from "effect"
 import type { EventKind, JobEvent } from "../Events.ts"
-import { listening, publish } from "../Events.ts"
+import { EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import type { Worker } from "../Worker.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/jobs.ts"
-import { parentFromMeta, recordOutcome, recordStart } from "./telemetry.ts"
+import { parentFromMeta, recordOutcomeUnsafe, recordStartUnsafe } from "./telemetry.ts"
 
 /** A worker as a node holds it: args are decoded here, so their type is erased. */
 export type RunnableWorker<R> = Worker<string, any, any, R>
@@ -90,67 +90,88 @@ export const withTimeout = <A, E, R>(
   return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(new JobTimeout({ millis })) })
 }
 
+/** The log annotations of an attempt, added to those of the fiber that runs it. */
+const annotate = (context: Context.Context<never>, job: Job): Context.Context<never> =>
+  Context.add(context, References.CurrentLogAnnotations, {
+    ...Context.get(context, References.CurrentLogAnnotations),
+    jobId: job.id,
+    worker: job.worker,
+    queue: job.queue,
+    attempt: job.attempt
+  })
+
 /**
  * Runs one attempt of `job` and returns the outcome row. Never fails; the
  * work inside may be interrupted (timeout, cancel, shutdown), the rest is not.
+ *
+ * This is the executor's hot path, run once per job: the bookkeeping around
+ * `perform` (clock readings, metrics, events, the span's parent and the log
+ * annotations) is done synchronously on the running fiber, so an attempt costs
+ * a handful of effects beyond the worker's own.
  */
 export const runAttempt = <R>(
   registry: Registry<R>,
   job: Job,
   stopped: () => StopReason | undefined
 ): Effect.Effect<AckRow> =>
-  Effect.gen(function*() {
-    const startedAt = yield* Clock.currentTimeMillis
-    // Events are built only when someone subscribes: this is the hot path of a busy node.
-    const watched = yield* listening
-    if (watched) yield* publish([event(job, "started", startedAt)])
-    yield* recordStart(job, startedAt)
+  Effect.withFiber((fiber) => {
+    const clock = fiber.getRef(Clock.Clock)
+    const startedAt = clock.currentTimeMillisUnsafe()
+    const hub = fiber.getRef(EventHub)
+    const watched = hub !== undefined && hub.subscribers > 0
+    recordStartUnsafe(job, startedAt, fiber.context)
     const worker = registry.workers.get(job.worker)
     const decode = registry.decode.get(job.worker)
-    const span = yield* Effect.makeSpan("oban.perform", {
-      kind: "consumer",
-      parent: parentFromMeta(job.meta),
-      attributes: {
-        "oban.job.id": job.id,
-        "oban.job.worker": job.worker,
-        "oban.job.queue": job.queue,
-        "oban.job.attempt": job.attempt,
-        "oban.node": registry.node
-      }
+    const attempt = (span: Tracer.Span): Effect.Effect<readonly [AckRow, Exit.Exit<unknown, unknown>]> =>
+      worker === undefined || decode === undefined
+        ? Effect.map(
+          failed(job, { backoff: undefined }, "unknown_worker", `no worker named "${job.worker}" runs on node ${registry.node}`),
+          (row) => [row, Exit.void] as const
+        )
+        : Effect.flatMap(Effect.exit(decode(job.args)), (decoded) =>
+          Exit.isFailure(decoded)
+            ? Effect.succeed([undecodable(job, Cause.pretty(decoded.cause)), Exit.void] as const)
+            : Effect.flatMap(
+              Effect.exit(Effect.interruptible(
+                Effect.updateContext(perform(registry, worker, { ...job, args: decoded.value }), (context: Context.Context<never>) =>
+                  annotate(Context.add(context, Tracer.ParentSpan, span), job))
+              )),
+              (exit) => Effect.map(fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped()), (row) => [row, exit] as const)
+            ))
+    const run = Effect.flatMap(performSpan(job, registry.node), (span) =>
+      Effect.map(attempt(span), ([row, exit]) => [row, exit, span] as const))
+    const started = watched ? Effect.andThen(publish([event(job, "started", startedAt)]), run) : run
+    return Effect.flatMap(started, ([row, exit, span]) => {
+      const endedAt = clock.currentTimeMillisUnsafe()
+      const kind = outcomeOf(row)
+      span.attribute("oban.outcome", kind ?? "shutdown")
+      span.end(
+        clock.currentTimeNanosUnsafe(),
+        kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
+      )
+      recordOutcomeUnsafe(job, kind ?? "shutdown", endedAt - startedAt, fiber.context)
+      if (!watched || kind === undefined) return Effect.succeed(row)
+      return Effect.as(
+        publish([event(job, kind, endedAt, {
+          durationMillis: endedAt - startedAt,
+          ...(row.error === null ? {} : { message: row.error.message }),
+          ...(kind === "failed" ? { willRetry: row.state === "retryable" } : {})
+        })]),
+        row
+      )
     })
-    let exit: Exit.Exit<unknown, unknown> = Exit.void
-    let row: AckRow
-    if (worker === undefined || decode === undefined) {
-      row = yield* failed(job, { backoff: undefined }, "unknown_worker", `no worker named "${job.worker}" runs on node ${registry.node}`)
-    } else {
-      const decoded = yield* Effect.exit(decode(job.args))
-      if (Exit.isFailure(decoded)) {
-        row = undecodable(job, Cause.pretty(decoded.cause))
-      } else {
-        exit = yield* Effect.exit(Effect.interruptible(Effect.withParentSpan(
-          perform(registry, worker, { ...job, args: decoded.value }),
-          span,
-          // A stack trace per job costs more than the rest of the span put together.
-          { captureStackTrace: false }
-        )))
-        row = yield* fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped())
-      }
+  })
+
+/** The `oban.perform` span of an attempt: a child of the span that enqueued the job, if any. */
+const performSpan = (job: Job, node: string): Effect.Effect<Tracer.Span> =>
+  Effect.makeSpan("oban.perform", {
+    kind: "consumer",
+    parent: parentFromMeta(job.meta),
+    attributes: {
+      "oban.job.id": job.id,
+      "oban.job.worker": job.worker,
+      "oban.job.queue": job.queue,
+      "oban.job.attempt": job.attempt,
+      "oban.node": node
     }
-    const endedAt = yield* Clock.currentTimeMillis
-    const kind = outcomeOf(row)
-    span.attribute("oban.outcome", kind ?? "shutdown")
-    // Error status for failed attempts only: a snooze, cancel or discard is the worker's decision.
-    span.end(
-      yield* Clock.currentTimeNanos,
-      kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
-    )
-    yield* recordOutcome(job, kind ?? "shutdown", endedAt - startedAt)
-    if (watched && kind !== undefined) {
-      yield* publish([event(job, kind, endedAt, {
-        durationMillis: endedAt - startedAt,
-        ...(row.error === null ? {} : { message: row.error.message }),
-        ...(kind === "failed" ? { willRetry: row.state === "retryable" } : {})
-      })])
-    }
-    return row
-  }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))
+  })

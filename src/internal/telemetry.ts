@@ -3,7 +3,7 @@
  * `Metric` and `Tracer`, so applications choose the exporter (Otlp,
  * Prometheus, @effect/opentelemetry) and the library depends on none.
  */
-import { Effect, Metric, Option, Tracer } from "effect"
+import { type Context, Effect, Metric, Option, Tracer } from "effect"
 import type { Job } from "../Job.ts"
 
 const durationBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })
@@ -79,6 +79,32 @@ export const recordStart = (job: Pick<Job, "queue" | "worker" | "scheduledAt">, 
   )
 
 export const setExecuting = (queue: string, count: number) => Metric.update(executingFor(queue), count)
+
+/** `recordOutcome` on the hot path: synchronous, with the metrics of `context`. */
+export const recordOutcomeUnsafe = (
+  job: Pick<Job, "queue" | "worker">,
+  outcome: string,
+  durationMillis: number,
+  context: Context.Context<never>
+): void => {
+  jobsTotalFor(`${job.queue}\u0000${job.worker}\u0000${outcome}`).updateUnsafe(1, context)
+  jobDurationFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(durationMillis, context)
+}
+
+/** `recordStart` on the hot path: synchronous, with the metrics of `context`. */
+export const recordStartUnsafe = (
+  job: Pick<Job, "queue" | "worker" | "scheduledAt">,
+  startedAtMillis: number,
+  context: Context.Context<never>
+): void =>
+  queueTimeFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(
+    Math.max(0, startedAtMillis - job.scheduledAt.getTime()),
+    context
+  )
+
+/** `setExecuting` on the hot path: synchronous, with the metrics of `context`. */
+export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
+  executingFor(queue).updateUnsafe(count, context)
 
 export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
 

@@ -51,7 +51,9 @@ export interface Fetched {
  * Claims up to `demand` available jobs of `queue` for this producer, in
  * priority, scheduled_at, id order, skipping rows other nodes hold. The
  * first `startNow` start at once and use an attempt now; the rest are
- * claimed ahead (see `Fetched`).
+ * claimed ahead (see `Fetched`). The update finds its rows through the
+ * primary key (`= ANY(ARRAY(...))`), so its cost follows the batch, never
+ * the table: joined to the claimed ids instead, it may hash the whole table.
  */
 export const fetchJobs = (
   sql: SqlClient,
@@ -76,18 +78,18 @@ export const fetchJobs = (
       LIMIT ${options.demand}
       FOR UPDATE SKIP LOCKED
     ),
-    ranked AS (
-      SELECT id, row_number() OVER (ORDER BY priority, scheduled_at, id) > ${options.startNow} AS ahead FROM next
+    first AS MATERIALIZED (
+      SELECT ARRAY(SELECT id FROM next ORDER BY priority, scheduled_at, id LIMIT ${options.startNow}) AS ids
     )
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
     SET state = 'executing',
-        attempt = CASE WHEN ranked.ahead THEN j.attempt ELSE j.attempt + 1 END,
+        attempt = CASE WHEN j.id = ANY(first.ids) THEN j.attempt + 1 ELSE j.attempt END,
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
         attempted_at = clock.now,
         attempted_by = ARRAY[${options.node}, ${options.producer}, ${options.claim}]::text[]
-    FROM ranked, clock
-    WHERE j.id = ranked.id
-    RETURNING ${sql.literal(qualifiedJobColumns)}, ranked.ahead
+    FROM clock, first
+    WHERE j.id = ANY(ARRAY(SELECT id FROM next))
+    RETURNING ${sql.literal(qualifiedJobColumns)}, NOT (j.id = ANY(first.ids)) AS ahead
   `.pipe(Effect.map((rows) => {
     const ahead = new Set<number>()
     const jobs = rows.map((row) => {

@@ -93,9 +93,15 @@ export interface AckResult {
  * Writes many outcomes in one statement. Only rows still `executing` under
  * the same claim on this node change, so a retried or late ack is harmless
  * even after the job was snoozed and claimed again; such acks come back as
- * `stale`. The `id = ANY(...)` condition makes the plan a primary-key lookup
- * whatever the planner's statistics say (without it, stale statistics can
- * make it scan every executing job once per ack).
+ * `stale`, looked up by a second statement only when some ack missed.
+ *
+ * The outcomes travel as one JSON object keyed by job id, and each row finds
+ * its own by that key (a binary search inside the jsonb value). There is no
+ * join between the outcomes and the table for the planner to get wrong: a
+ * join to a set-returning function, with statistics taken while nothing was
+ * executing, can be planned as a nested loop that compares every outcome
+ * with every row, and a batch of 500 then took 100 ms instead of 15.
+ * At most one outcome per job id: the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue.
  */
 export const ackJobs = (
@@ -104,51 +110,66 @@ export const ackJobs = (
   now: Fragment,
   node: string,
   acks: ReadonlyArray<AckRow>
-): Effect.Effect<AckResult, SqlError> =>
-  sql<{
-    readonly id: bigint | number
-    readonly claim: string
-    readonly written: boolean
-    readonly state: string | null
-    readonly current_claim: string | null
-  }>`
+): Effect.Effect<AckResult, SqlError> => {
+  const byId: Record<string, AckRow> = {}
+  for (const ack of acks) byId[ack.id] = ack
+  const ids = `{${acks.map((ack) => ack.id).join(",")}}`
+  const ack = sql.literal("(input.acks -> j.id::text)")
+  return sql<{ readonly id: bigint | number }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
-    acks AS (
-      SELECT * FROM jsonb_to_recordset(${JSON.stringify(acks)}::jsonb) AS a(
-        id bigint, attempt smallint, claim text, state text, delay_ms double precision, give_back boolean, error jsonb
-      )
-    ),
+    input AS MATERIALIZED (SELECT ${JSON.stringify(byId)}::jsonb AS acks),
     updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = a.state::${table(sql, prefix, "oban_job_state")},
-          attempt = CASE WHEN a.give_back THEN a.attempt - 1 ELSE a.attempt END,
-          scheduled_at = CASE WHEN a.delay_ms IS NULL THEN j.scheduled_at
-                              ELSE clock.now + a.delay_ms * interval '1 millisecond' END,
-          completed_at = CASE WHEN a.state = 'completed' THEN clock.now ELSE j.completed_at END,
-          discarded_at = CASE WHEN a.state = 'discarded' THEN clock.now ELSE j.discarded_at END,
-          cancelled_at = CASE WHEN a.state = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
-          errors = CASE WHEN a.error IS NULL THEN j.errors
-                        ELSE j.errors || jsonb_build_array(a.error || jsonb_build_object('at', clock.now)) END
-      FROM acks AS a, clock
-      WHERE j.id = ANY(${`{${acks.map((ack) => ack.id).join(",")}}`}::bigint[])
-        AND j.id = a.id AND j.state = 'executing' AND j.attempted_by[3] = a.claim AND j.attempted_by[1] = ${node}
-      RETURNING j.id, j.state, j.queue, j.attempted_by[3] AS claim
+      SET state = (${ack} ->> 'state')::${table(sql, prefix, "oban_job_state")},
+          attempt = (${ack} ->> 'attempt')::smallint - CASE WHEN (${ack} -> 'give_back')::boolean THEN 1 ELSE 0 END,
+          scheduled_at = CASE WHEN jsonb_typeof(${ack} -> 'delay_ms') = 'number'
+                              THEN clock.now + (${ack} ->> 'delay_ms')::double precision * interval '1 millisecond'
+                              ELSE j.scheduled_at END,
+          completed_at = CASE WHEN ${ack} ->> 'state' = 'completed' THEN clock.now ELSE j.completed_at END,
+          discarded_at = CASE WHEN ${ack} ->> 'state' = 'discarded' THEN clock.now ELSE j.discarded_at END,
+          cancelled_at = CASE WHEN ${ack} ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
+          errors = CASE WHEN jsonb_typeof(${ack} -> 'error') = 'object'
+                        THEN j.errors || jsonb_build_array((${ack} -> 'error') || jsonb_build_object('at', clock.now))
+                        ELSE j.errors END
+      FROM input, clock
+      WHERE j.id = ANY(${ids}::bigint[])
+        AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      RETURNING j.id, j.state, j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
-    SELECT a.id, a.claim, u.id IS NOT NULL AS written, now_.state::text AS state, now_.attempted_by[3] AS current_claim
-    FROM acks AS a
-    LEFT JOIN updated AS u ON u.id = a.id AND u.claim = a.claim
-    LEFT JOIN ${table(sql, prefix, "oban_jobs")} AS now_ ON u.id IS NULL AND now_.id = a.id
-    CROSS JOIN notified
-  `.pipe(Effect.map((rows) => ({
-    written: rows.filter((row) => row.written).map((row) => Number(row.id)),
-    stale: rows.filter((row) => !row.written).map((row) => ({
-      id: Number(row.id),
-      claim: row.claim,
-      state: row.state,
-      currentClaim: row.current_claim
+    SELECT updated.id FROM updated, notified
+  `.pipe(
+    Effect.flatMap((rows) => {
+      const written = rows.map((row) => Number(row.id))
+      if (written.length === acks.length) return Effect.succeed({ written, stale: [] })
+      const done = new Set(written)
+      return Effect.map(
+        staleAcks(sql, prefix, acks.filter((ack) => !done.has(ack.id))),
+        (stale): AckResult => ({ written, stale })
+      )
+    })
+  )
+}
+
+/** What the jobs of acks that changed nothing look like now. */
+const staleAcks = (
+  sql: SqlClient,
+  prefix: string,
+  missed: ReadonlyArray<AckRow>
+): Effect.Effect<ReadonlyArray<StaleAck>, SqlError> =>
+  sql<{ readonly id: bigint | number; readonly state: string | null; readonly current_claim: string | null }>`
+    SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim
+    FROM unnest(${`{${missed.map((ack) => ack.id).join(",")}}`}::bigint[]) AS a(id)
+    LEFT JOIN ${table(sql, prefix, "oban_jobs")} AS j ON j.id = a.id
+  `.pipe(Effect.map((rows) => {
+    const now = new Map(rows.map((row) => [Number(row.id), row]))
+    return missed.map((ack) => ({
+      id: ack.id,
+      claim: ack.claim,
+      state: now.get(ack.id)?.state ?? null,
+      currentClaim: now.get(ack.id)?.current_claim ?? null
     }))
-  })))
+  }))
 
 /**
  * The last resort for an outcome the database refuses: the attempt is
