@@ -28,7 +28,7 @@ import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
-import { setExecutingUnsafe } from "./internal/telemetry.ts"
+import { watchExecuting } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
@@ -115,9 +115,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
 
-    // The producer's own context, for metrics updated on the hot path.
-    const context = yield* Effect.context<never>()
     const clock = yield* Clock.Clock
+    const unwatch = watchExecuting(options.queue, () => running, yield* Effect.context<never>())
+    yield* Effect.addFinalizer(() => Effect.sync(unwatch))
 
     /**
      * Starts waiting jobs while slots are free: not while paused, nor while
@@ -130,7 +130,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const jobs = buffer.take(limit - running)
       if (jobs.length === 0) return
       running += jobs.length
-      setExecutingUnsafe(options.queue, running, context)
       // One clock reading for the batch.
       options.executor.startUnsafe(jobs, onDone(clock.currentTimeMillisUnsafe()))
     }
@@ -139,7 +138,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const onDone = (startedAt: number) => (): void => {
       running--
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
-      setExecutingUnsafe(options.queue, running, context)
       startWaitingUnsafe()
       Queue.offerUnsafe(signal, undefined)
     }

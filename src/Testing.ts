@@ -235,7 +235,7 @@ export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<Readonly
     const rows = yield* sql<JobRow>`
       SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs")}
       WHERE ${sql.and(clauses)} ORDER BY id`
-    return rows.map(jobFromRow)
+    return rows.map((row) => jobFromRow(row))
   })
 
 const describe = (filter: EnqueuedFilter): string =>

@@ -58,17 +58,20 @@ export const make = (): ClaimBuffer => {
       const free = limit - running
       const want = free + ahead(limit) - waiting.length
       if (want <= 0) return 0
-      // Idle slots with nothing waiting: claim at once. Otherwise wait until half the
-      // pipeline (running plus waiting) is empty, so each claim is worth a round trip.
+      // Idle slots with nothing waiting: claim at once. Otherwise wait until a quarter of the
+      // pipeline (running plus waiting) is empty, so each claim is worth a round trip, while
+      // what is left covers the claim's own round trip (refilling at half empty, short jobs
+      // ran out while the claim was on its way).
       if (free > 0 && waiting.length === 0) return want
-      return want >= Math.max(1, Math.ceil((limit + ahead(limit)) / 2)) ? want : 0
+      return want >= Math.max(1, Math.ceil((limit + ahead(limit)) / 4)) ? want : 0
     },
     add: (jobs, ahead) => {
       waiting.push(...jobs)
       for (const id of ahead) claimedAhead.add(id)
     },
     take: (n) => {
-      const jobs = n <= 0 ? [] : waiting.splice(0, n)
+      if (n <= 0 || waiting.length === 0) return []
+      const jobs = n === 1 ? [waiting.shift()!] : waiting.splice(0, n)
       for (const job of jobs) claimedAhead.delete(job.id)
       return jobs
     },

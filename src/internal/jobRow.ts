@@ -30,7 +30,8 @@ export interface JobRow {
 export const jobColumns =
   "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by"
 
-export const jobFromRow = (row: JobRow): Job => ({
+/** The job of a row; `attemptOffset` is added to its attempt (a job claimed ahead runs as its next one). */
+export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
   id: Number(row.id),
   state: row.state as JobState,
   queue: row.queue,
@@ -39,7 +40,7 @@ export const jobFromRow = (row: JobRow): Job => ({
   meta: row.meta ?? {},
   tags: row.tags ?? [],
   errors: row.errors ?? [],
-  attempt: Number(row.attempt),
+  attempt: Number(row.attempt) + attemptOffset,
   maxAttempts: Number(row.max_attempts),
   priority: Number(row.priority),
   insertedAt: row.inserted_at,

@@ -102,9 +102,18 @@ export const recordStartUnsafe = (
     context
   )
 
-/** `setExecuting` on the hot path: synchronous, with the metrics of `context`. */
-export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
-  executingFor(queue).updateUnsafe(count, context)
+/**
+ * Reports a queue's executing jobs by reading `count` whenever the gauge is
+ * read, rather than updating it twice per job. Returns the unregistration.
+ */
+export const watchExecuting = (queue: string, count: () => number, context: Context.Context<never>): () => void => {
+  const registration = Metric.registerUnsafe(executingFor(queue), context, {
+    get: () => ({ value: count() }),
+    update: () => {},
+    modify: () => {}
+  })
+  return registration.remove
+}
 
 export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
 
@@ -123,11 +132,18 @@ export const currentTraceparent: Effect.Effect<string | undefined> = Effect.map(
 
 const traceparentPattern = /^00-([0-9a-zA-Z]+)-([0-9a-zA-Z]+)-(0[01])$/
 
+/** The last traceparent parsed: jobs inserted together share one, and arrive together. */
+let lastParsed: { readonly value: string; readonly span: Tracer.ExternalSpan | undefined } | undefined
+
 /** The enqueuing span stored in a job's meta, as a parent for its perform span. */
 export const parentFromMeta = (meta: Readonly<Record<string, unknown>>): Tracer.ExternalSpan | undefined => {
   const value = meta[traceKey]
   if (typeof value !== "string") return undefined
+  if (lastParsed?.value === value) return lastParsed.span
   const match = traceparentPattern.exec(value)
-  if (match === null) return undefined
-  return Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: match[3] === "01" })
+  const span = match === null
+    ? undefined
+    : Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: match[3] === "01" })
+  lastParsed = { value, span }
+  return span
 }

@@ -93,10 +93,10 @@ export const fetchJobs = (
   `.pipe(Effect.map((rows) => {
     const ahead = new Set<number>()
     const jobs = rows.map((row) => {
-      const job = jobFromRow(row)
-      if (!row.ahead) return job
+      if (!row.ahead) return jobFromRow(row)
+      const job = jobFromRow(row, 1)
       ahead.add(job.id)
-      return { ...job, attempt: job.attempt + 1 }
+      return job
     }).sort(byFetchOrder)
     return { jobs, ahead }
   }))
@@ -119,7 +119,7 @@ export const claimJobs = (
     FROM clock
     WHERE j.id IN ${sql.in(ids)} AND j.state = 'available'
     RETURNING ${sql.literal(qualifiedJobColumns)}
-  `.pipe(Effect.map((rows) => rows.map(jobFromRow).sort((a, b) => a.id - b.id)))
+  `.pipe(Effect.map((rows) => rows.map((row) => jobFromRow(row)).sort((a, b) => a.id - b.id)))
 
 /**
  * Puts back the jobs of a fetch whose reply never arrived (a timeout, a lost

@@ -55,7 +55,7 @@ export const insertJobs = (
       RETURNING ${sql.literal(jobColumns)}
     )
     SELECT inserted.* FROM inserted ORDER BY inserted.id
-  `.pipe(Effect.map((rows) => rows.map(jobFromRow)))
+  `.pipe(Effect.map((rows) => rows.map((row) => jobFromRow(row))))
 
 /** One recorded outcome of an attempt, as the acker writes it. */
 export interface AckRow {
@@ -111,13 +111,21 @@ export const ackJobs = (
   node: string,
   acks: ReadonlyArray<AckRow>
 ): Effect.Effect<AckResult, SqlError> => {
-  const byId: Record<string, AckRow> = {}
-  for (const ack of acks) byId[ack.id] = ack
-  const ids = `{${acks.map((ack) => ack.id).join(",")}}`
+  // {"<id>": <ack>, ...}, written out by hand: an object with numeric keys is slow to build and stringify.
+  let byId = "{"
+  let ids = "{"
+  for (let index = 0; index < acks.length; index++) {
+    const ack = acks[index]!
+    const separator = index === 0 ? "" : ","
+    byId += `${separator}"${ack.id}":${JSON.stringify(ack)}`
+    ids += `${separator}${ack.id}`
+  }
+  byId += "}"
+  ids += "}"
   const ack = sql.literal("(input.acks -> j.id::text)")
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
-    input AS MATERIALIZED (SELECT ${JSON.stringify(byId)}::jsonb AS acks),
+    input AS MATERIALIZED (SELECT ${byId}::jsonb AS acks),
     updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
       SET state = (${ack} ->> 'state')::${table(sql, prefix, "oban_job_state")},
