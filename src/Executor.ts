@@ -79,6 +79,9 @@ const awaitDrained = (fibers: ReadonlyMap<number, unknown>, grace: Duration.Dura
 
 const drainPollMillis = 20
 
+/** How long jobs start synchronously in one turn of the event loop; later ones go through the scheduler. */
+const syncStartMillis = 5
+
 /**
  * An executor for the scope's life.
  *
@@ -134,8 +137,15 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
 
     // A fiber starts running at once, and a job that never waits ends inside `fork`, where its
     // `onDone` may start the next jobs: those wait here for the outer loop, so the stack stays flat.
+    // Jobs start synchronously for `syncStartMillis` of each turn of the event loop; after that
+    // they start on the scheduler, so a run of jobs that never wait (no-ops, or CPU-bound work)
+    // cannot hold up heartbeats, the producer's next claim or the database's replies for long.
     const toStart: Array<readonly [Job, () => void]> = []
     let starting = false
+    let turnStartedAt: number | undefined
+    const newTurn = () => {
+      turnStartedAt = undefined
+    }
     const startUnsafe = (jobs: ReadonlyArray<Job>, onDone: () => void): void => {
       for (const job of jobs) toStart.push([job, onDone])
       if (starting) return
@@ -143,7 +153,14 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
       try {
         for (let next = toStart.shift(); next !== undefined; next = toStart.shift()) {
           const [job, done] = next
-          const fiber = fork(run(job, done))
+          const now = performance.now()
+          if (turnStartedAt === undefined) {
+            turnStartedAt = now
+            // Not a microtask: those run after every callback, and one turn of the loop runs many.
+            setImmediate(newTurn)
+          }
+          const attempt = run(job, done)
+          const fiber = fork(now - turnStartedAt < syncStartMillis ? attempt : Effect.andThen(Effect.yieldNow, attempt))
           // A job that ended inside `fork` has already left the map.
           if (fiber.pollUnsafe() === undefined) fibers.set(job.id, fiber)
         }

@@ -139,7 +139,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       running--
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
       startWaitingUnsafe()
-      Queue.offerUnsafe(signal, undefined)
+      // Wake the fetch loop only when there is something to claim: not once per job.
+      if (!paused && buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
     }
 
     /**

@@ -23,6 +23,19 @@ const Short = Worker.make("Short", {
 
 const limit = 2
 
+/** A job that holds the CPU for 15 ms without ever yielding. */
+const Busy = Worker.make("Busy", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "busy",
+  perform: () =>
+    Effect.sync(() => {
+      const until = performance.now() + 15
+      while (performance.now() < until) {
+        // busy
+      }
+    })
+})
+
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
@@ -102,5 +115,27 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       assert.strictEqual(row.state, "cancelled")
       // It waited in the buffer and was dropped there: it never started.
       assert.strictEqual(runs.get(row.id), undefined)
+    }).pipe(Effect.scoped))
+
+  it.effect("jobs claimed ahead that never yield still let the event loop turn every few dozen jobs", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* Oban.insertAll(Array.from({ length: 250 }, (_, n) => Busy.job({ n })))
+      // The longest the event loop went without running a 5 ms timer while the node drained.
+      let longestGap = 0
+      let last = performance.now()
+      const probe = setInterval(() => {
+        const now = performance.now()
+        longestGap = Math.max(longestGap, now - last)
+        last = now
+      }, 5)
+      yield* startNode({ prefix, queues: { busy: 10 }, workers: [Busy], pollInterval: "100 millis" })
+      yield* waitFor(
+        "every busy job completed",
+        Effect.map(countByState(prefix), (c) => c["completed"] === 250),
+        "30 seconds"
+      ).pipe(Effect.ensuring(Effect.sync(() => clearInterval(probe))))
+      // 32 jobs of 15 ms start in one turn at most (about 0.5 s); all 250 in one turn would be 3.7 s.
+      assert.isBelow(longestGap, 1_500, `the event loop was held for ${Math.round(longestGap)} ms`)
     }).pipe(Effect.scoped))
 })
