@@ -158,6 +158,14 @@ export const checkJobsTable = (prefix: string, expected: number) =>
     return problems
   })
 
+/** Database-side check after a drain with `deleteCompleted`: no job is left, in any state. */
+export const checkNoJobsLeft = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ total: number }>`SELECT count(*)::int AS total FROM ${sql(prefix)}.oban_jobs`
+    return row?.total === 0 ? [] : [`expected no jobs left in the table, found ${row?.total}`]
+  })
+
 /** Compares how often each job ran (job id -> runs) with the ids that were inserted. */
 export const checkExactlyOnce = (runs: ReadonlyMap<number, number>, inserted: ReadonlyArray<number>) => {
   const problems: Array<string> = []

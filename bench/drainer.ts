@@ -6,7 +6,7 @@
  * `<prefix>.bench_runs` in a few bulk inserts, so that recording them does
  * not slow the drain down.
  *
- * Usage: BENCH_DATABASE_URL=... node bench/drainer.ts <prefix> <limit> <label>
+ * Usage: BENCH_DATABASE_URL=... node bench/drainer.ts <prefix> <limit> <label> [keep|delete]
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit, Layer, References } from "effect"
@@ -15,7 +15,7 @@ import * as Oban from "../src/Oban.ts"
 import { nodeLogLevel, pgLayer } from "./common.ts"
 import { makeNoop } from "./workers.ts"
 
-const [prefix = "", limitText = "", label = "0"] = process.argv.slice(2)
+const [prefix = "", limitText = "", label = "0", completed = "keep"] = process.argv.slice(2)
 const url = process.env["BENCH_DATABASE_URL"] ?? ""
 const limit = Number(limitText)
 const chunkSize = 5_000
@@ -45,7 +45,8 @@ const program = Effect.gen(function*() {
     prefix,
     node: `bench-drainer-${label}`,
     queues: { default: { limit, paused: true } },
-    workers: [worker]
+    workers: [worker],
+    deleteCompleted: completed === "delete"
   }))
   yield* Effect.sync(() => process.stdout.write("ready\n"))
   return yield* Effect.never

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import {
   checkExactlyOnce,
   checkJobsTable,
+  checkNoJobsLeft,
   clock,
   insertNoopJobs,
   nothingLeft,
@@ -36,10 +37,10 @@ interface Drainer {
 }
 
 /** Spawns a drainer; a child still running when the scope closes is killed. */
-const spawnDrainer = (url: string, prefix: string, limit: number, label: string) =>
+const spawnDrainer = (url: string, prefix: string, limit: number, label: string, deleteCompleted: boolean) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, [drainerPath, prefix, String(limit), label], {
+      const child = spawn(process.execPath, [drainerPath, prefix, String(limit), label, deleteCompleted ? "delete" : "keep"], {
         env: { ...process.env, BENCH_DATABASE_URL: url },
         stdio: ["ignore", "pipe", "inherit"]
       })
@@ -103,6 +104,7 @@ const split = (prefix: string) =>
 
 /** Exactly-once across the children, exit codes, and the jobs table. */
 const verify = (
+  deleteCompleted: boolean,
   prefix: string,
   inserted: ReadonlyArray<number>,
   drainers: ReadonlyArray<Drainer>,
@@ -116,11 +118,17 @@ const verify = (
     return [
       ...exitProblems,
       ...checkExactlyOnce(yield* jobsRecordedByChildren(prefix), inserted),
-      ...(yield* checkJobsTable(prefix, inserted.length))
+      ...(deleteCompleted ? yield* checkNoJobsLeft(prefix) : yield* checkJobsTable(prefix, inserted.length))
     ]
   })
 
-export const w3c = (options: { readonly processes: number; readonly limit: number; readonly jobs: number }): Workload => ({
+export const w3c = (options: {
+  readonly processes: number
+  readonly limit: number
+  readonly jobs: number
+  /** Run the nodes with `deleteCompleted`. */
+  readonly deleteCompleted?: boolean
+}): Workload => ({
   name: `W3c drain, ${options.processes} processes`,
   jobs: options.jobs,
   run: (url) =>
@@ -131,7 +139,7 @@ export const w3c = (options: { readonly processes: number; readonly limit: numbe
       const inserted = yield* insertNoopJobs(options.jobs, 1_000)
       const drainers = yield* Effect.forEach(
         range(options.processes),
-        (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`)
+        (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`, options.deleteCompleted ?? false)
       )
       yield* Effect.forEach(drainers, (drainer) => drainer.ready, { concurrency: "unbounded", discard: true }).pipe(
         Effect.timeout("60 seconds")
@@ -147,7 +155,7 @@ export const w3c = (options: { readonly processes: number; readonly limit: numbe
       )
       const problems = [
         ...(finished ? [] : ["jobs were still waiting or running 60 s after the start"]),
-        ...(yield* verify(prefix, inserted, drainers, exits))
+        ...(yield* verify(options.deleteCompleted ?? false, prefix, inserted, drainers, exits))
       ]
       return {
         wallMs: finished ? wallMs : Number.NaN,

@@ -9,6 +9,8 @@ import * as Oban from "../src/Oban.ts"
 import {
   checkExactlyOnce,
   checkJobsTable,
+  checkNoJobsLeft,
+  nothingLeft,
   clock,
   completedCount,
   insertNoopJobs,
@@ -95,7 +97,13 @@ const drainJobs = 20_000
  * completed. The note also says when the last job had run in-process, so a
  * lag in writing outcomes shows.
  */
-const drainInProcess = (options: { readonly name: string; readonly prefix: string; readonly limit: number }): Workload => ({
+const drainInProcess = (options: {
+  readonly name: string
+  readonly prefix: string
+  readonly limit: number
+  /** Run the node with `deleteCompleted`: the drain ends when no job is left. */
+  readonly deleteCompleted?: boolean
+}): Workload => ({
   name: options.name,
   jobs: drainJobs,
   run: (url) =>
@@ -116,11 +124,15 @@ const drainInProcess = (options: { readonly name: string; readonly prefix: strin
         prefix: options.prefix,
         node: `bench-${options.prefix}`,
         queues: { default: options.limit },
-        workers: [worker]
+        workers: [worker],
+        deleteCompleted: options.deleteCompleted ?? false
       })
       const ranAll = yield* Deferred.await(allRan).pipe(Effect.timeoutOption("60 seconds"))
       const ranMs = (yield* clock) - start
-      const recorded = yield* waitUntil(Effect.map(completedCount(options.prefix), (n) => n === drainJobs), {
+      const done = options.deleteCompleted === true
+        ? nothingLeft(options.prefix)
+        : Effect.map(completedCount(options.prefix), (n) => n === drainJobs)
+      const recorded = yield* waitUntil(done, {
         every: "20 millis",
         timeout: "60 seconds"
       })
@@ -130,7 +142,7 @@ const drainInProcess = (options: { readonly name: string; readonly prefix: strin
         ...(ranAll._tag === "None" ? [`only ${total} of ${drainJobs} jobs ran within 60 s`] : []),
         ...(recorded ? [] : [`the outcomes of some jobs were still not written 60 s after the last job ran`]),
         ...checkExactlyOnce(runs, inserted),
-        ...(yield* checkJobsTable(options.prefix, drainJobs))
+        ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
       const note = `1 node, limit ${options.limit}; all ran after ${(ranMs / 1000).toFixed(2)} s`
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
@@ -139,6 +151,8 @@ const drainInProcess = (options: { readonly name: string; readonly prefix: strin
 
 export const w3a = drainInProcess({ name: "W3a drain, 1 node", prefix: "bench_w3a", limit: 10 })
 export const w3b = drainInProcess({ name: "W3b drain, 1 node", prefix: "bench_w3b", limit: 50 })
+export const w3aDelete = drainInProcess({ name: "W3a drain, deleteCompleted", prefix: "bench_w3a", limit: 10, deleteCompleted: true })
+export const w3bDelete = drainInProcess({ name: "W3b drain, deleteCompleted", prefix: "bench_w3b", limit: 50, deleteCompleted: true })
 
 const latencyJobs = 500
 const latencySpacingMs = 20

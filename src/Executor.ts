@@ -56,6 +56,8 @@ export interface Options<R> {
   readonly node: string
   readonly workers: ReadonlyArray<RunnableWorker<R>>
   readonly shutdownGracePeriod: Duration.Duration
+  /** Delete jobs as they complete instead of marking them `completed`. Default false. */
+  readonly deleteCompleted?: boolean | undefined
 }
 
 /**

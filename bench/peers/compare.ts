@@ -23,20 +23,39 @@ interface ComparedWorkload {
   readonly jobs: number
   readonly kind: "throughput" | "latency"
   readonly effectOban: Workload
+  /** The same workload on nodes with `deleteCompleted` (drains only). */
+  readonly effectObanDelete?: Workload
   readonly peer: (peer: Peer, url: string) => Promise<Measurement>
 }
 
 const workloads: ReadonlyArray<ComparedWorkload> = [
   { key: "W1", title: "W1 single inserts, 1 at a time", jobs: 2_000, kind: "throughput", effectOban: own.w1, peer: w1 },
   { key: "W2", title: "W2 bulk inserts of 1,000", jobs: 50_000, kind: "throughput", effectOban: own.w2, peer: w2 },
-  { key: "W3a", title: "W3a drain, limit 10", jobs: drainJobs, kind: "throughput", effectOban: own.w3a, peer: drain(10) },
-  { key: "W3b", title: "W3b drain, limit 50", jobs: drainJobs, kind: "throughput", effectOban: own.w3b, peer: drain(50) },
+  {
+    key: "W3a",
+    title: "W3a drain, limit 10",
+    jobs: drainJobs,
+    kind: "throughput",
+    effectOban: own.w3a,
+    effectObanDelete: own.w3aDelete,
+    peer: drain(10)
+  },
+  {
+    key: "W3b",
+    title: "W3b drain, limit 50",
+    jobs: drainJobs,
+    kind: "throughput",
+    effectOban: own.w3b,
+    effectObanDelete: own.w3bDelete,
+    peer: drain(50)
+  },
   {
     key: "W3c",
     title: "W3c drain, 2 processes x limit 50",
     jobs: drainJobs,
     kind: "throughput",
     effectOban: w3c({ processes: 2, limit: 50, jobs: drainJobs }),
+    effectObanDelete: w3c({ processes: 2, limit: 50, jobs: drainJobs, deleteCompleted: true }),
     peer: drainTwoProcesses(50)
   },
   { key: "W4", title: "W4 insert-to-start latency", jobs: 500, kind: "latency", effectOban: own.w4, peer: latency }
@@ -45,6 +64,8 @@ const workloads: ReadonlyArray<ComparedWorkload> = [
 interface Contender {
   readonly name: string
   readonly key: string
+  /** Whether it runs this workload (default: every one). */
+  readonly runs?: (workload: ComparedWorkload) => boolean
   readonly run: (workload: ComparedWorkload, url: string) => Effect.Effect<Measurement>
 }
 
@@ -54,6 +75,17 @@ const effectOban: Contender = {
   name: "effect-oban",
   key: "effect-oban",
   run: (workload, url) => workload.effectOban.run(url).pipe(Effect.catchCause((cause) => Effect.succeed(crashed(cause))))
+}
+
+/** effect-oban with `deleteCompleted`, as graphile-worker and raw SQL do with finished jobs. */
+const effectObanDelete: Contender = {
+  name: "effect-oban, deleteCompleted",
+  key: "effect-oban-delete",
+  runs: (workload) => workload.effectObanDelete !== undefined,
+  run: (workload, url) =>
+    (workload.effectObanDelete ?? workload.effectOban).run(url).pipe(
+      Effect.catchCause((cause) => Effect.succeed(crashed(cause)))
+    )
 }
 
 const peerContender = (peer: Peer): Contender => ({
@@ -131,7 +163,11 @@ const renderMarkdown = (cells: ReadonlyArray<Cell>): string => {
 export const comparePeers = (url: string, serverVersion: string) =>
   Effect.gen(function*() {
     const chosen = selected(workloads, listFromEnv("BENCH_ONLY"), (workload) => workload.key)
-    const contenders = selected([effectOban, ...allPeers.map(peerContender)], listFromEnv("BENCH_PEERS"), (c) => c.key)
+    const contenders = selected(
+      [effectOban, effectObanDelete, ...allPeers.map(peerContender)],
+      listFromEnv("BENCH_PEERS"),
+      (c) => c.key
+    )
     const rounds = Number(process.env["BENCH_ROUNDS"] ?? "3")
     const runs = new Map<string, Array<Measurement>>()
     const started = performance.now()
@@ -139,6 +175,7 @@ export const comparePeers = (url: string, serverVersion: string) =>
       for (const workload of chosen) {
         for (let k = 0; k < contenders.length; k++) {
           const contender = contenders[(k + round) % contenders.length]!
+          if (contender.runs !== undefined && !contender.runs(workload)) continue
           const measured = yield* contender.run(workload, url)
           const id = `${workload.key}/${contender.key}`
           runs.set(id, [...(runs.get(id) ?? []), measured])
@@ -154,7 +191,11 @@ export const comparePeers = (url: string, serverVersion: string) =>
       }
     }
     const cells: Array<Cell> = chosen.flatMap((workload) =>
-      contenders.map((contender) => ({ workload, contender, runs: runs.get(`${workload.key}/${contender.key}`) ?? [] }))
+      contenders.filter((contender) => contender.runs?.(workload) ?? true).map((contender) => ({
+        workload,
+        contender,
+        runs: runs.get(`${workload.key}/${contender.key}`) ?? []
+      }))
     )
     yield* Console.log("")
     yield* Console.log(

@@ -105,6 +105,8 @@ export const make = (options: {
   readonly sql: SqlClient
   readonly prefix: string
   readonly node: string
+  /** Delete completed jobs instead of marking them `completed`. */
+  readonly deleteCompleted?: boolean | undefined
 }): Effect.Effect<Acker, never, Scope.Scope> =>
   Effect.gen(function*() {
     const inbox = yield* Queue.unbounded<AckRow>()
@@ -115,7 +117,9 @@ export const make = (options: {
 
     const scope = yield* Effect.scope
     const writeDistinct = (rows: ReadonlyArray<AckRow>) =>
-      Effect.flatMap(now(options.sql), (time) => ackJobs(options.sql, options.prefix, time, options.node, rows)).pipe(
+      Effect.flatMap(now(options.sql), (time) =>
+        ackJobs(options.sql, options.prefix, time, options.node, rows, { deleteCompleted: options.deleteCompleted ?? false })
+      ).pipe(
         withStatementTimeout({ timeout: ackTimeout, operation: "ack" }),
         Effect.tap((result) => logStale(rows, result.stale))
       )

@@ -133,7 +133,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       prefix: config.prefix,
       node: config.node,
       workers: options.workers as unknown as ReadonlyArray<Executor.RunnableWorker<R>>,
-      shutdownGracePeriod: config.shutdownGracePeriod
+      shutdownGracePeriod: config.shutdownGracePeriod,
+      deleteCompleted: config.deleteCompleted
     })
 
     const leader = yield* Leader.make({

@@ -35,6 +35,7 @@ export interface ResolvedConfig {
   readonly pollInterval: Duration.Duration
   readonly stageInterval: Duration.Duration
   readonly shutdownGracePeriod: Duration.Duration
+  readonly deleteCompleted: boolean
   readonly heartbeatInterval: Duration.Duration
   readonly leader: Leader.Config
   readonly rescuer: Rescuer.Config
@@ -50,6 +51,14 @@ export interface RuntimeOptions {
   readonly pollInterval?: Duration.Input | undefined
   readonly stageInterval?: Duration.Input | undefined
   readonly shutdownGracePeriod?: Duration.Input | undefined
+  /**
+   * Delete a job when it completes, in the statement that would mark it
+   * `completed`, instead of keeping it for the pruner. Faster (a delete is far
+   * cheaper for PostgreSQL than writing a new row version), but completed jobs
+   * can no longer be looked up, listed or counted. Failed, cancelled and
+   * discarded jobs are kept as always. Default false.
+   */
+  readonly deleteCompleted?: boolean | undefined
   readonly maxArgsBytes?: number | undefined
   /** How often each producer refreshes its row in `oban_producers`. Default 10 s. */
   readonly heartbeatInterval?: Duration.Input | undefined
@@ -167,6 +176,7 @@ export const resolve = (
       ),
       pollInterval: yield* duration("pollInterval", options.pollInterval, Duration.seconds(1), Duration.millis(10)),
       stageInterval: yield* duration("stageInterval", options.stageInterval, Stager.defaults.interval, Duration.millis(10)),
+      deleteCompleted: options.deleteCompleted ?? false,
       shutdownGracePeriod: yield* duration(
         "shutdownGracePeriod",
         options.shutdownGracePeriod,

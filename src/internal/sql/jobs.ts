@@ -109,7 +109,8 @@ export const ackJobs = (
   prefix: string,
   now: Fragment,
   node: string,
-  acks: ReadonlyArray<AckRow>
+  acks: ReadonlyArray<AckRow>,
+  options: { readonly deleteCompleted: boolean } = { deleteCompleted: false }
 ): Effect.Effect<AckResult, SqlError> => {
   // {"<id>": <ack>, ...}, written out by hand: an object with numeric keys is slow to build and stringify.
   let byId = "{"
@@ -123,10 +124,13 @@ export const ackJobs = (
   byId += "}"
   ids += "}"
   const ack = sql.literal("(input.acks -> j.id::text)")
+  const deleteCompleted = options.deleteCompleted && acks.some((row) => row.state === "completed")
+  const updates = !deleteCompleted || acks.some((row) => row.state !== "completed")
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
     input AS MATERIALIZED (SELECT ${byId}::jsonb AS acks),
-    updated AS (
+    updated AS (${
+    updates ? sql`
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
       SET state = (${ack} ->> 'state')::${table(sql, prefix, "oban_job_state")},
           attempt = (${ack} ->> 'attempt')::smallint - CASE WHEN (${ack} -> 'give_back')::boolean THEN 1 ELSE 0 END,
@@ -142,10 +146,20 @@ export const ackJobs = (
       FROM input, clock
       WHERE j.id = ANY(${ids}::bigint[])
         AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
-      RETURNING j.id, j.state, j.queue
-    ),
+        ${deleteCompleted ? sql`AND ${ack} ->> 'state' <> 'completed'` : sql``}
+      RETURNING j.id, j.state, j.queue` : sql`
+      SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
+  }),
+    ${deleteCompleted ? sql`deleted AS (
+      DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j
+      USING input
+      WHERE j.id = ANY(${ids}::bigint[]) AND ${ack} ->> 'state' = 'completed'
+        AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      RETURNING j.id
+    ),` : sql``}
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
     SELECT updated.id FROM updated, notified
+    ${deleteCompleted ? sql`UNION ALL SELECT deleted.id FROM deleted` : sql``}
   `.pipe(
     Effect.flatMap((rows) => {
       const written = rows.map((row) => Number(row.id))

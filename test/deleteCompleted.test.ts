@@ -1,0 +1,54 @@
+/**
+ * `deleteCompleted`: a job that completes is deleted by the statement that
+ * would have marked it `completed`; every other outcome is written as always,
+ * in the same batch.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("delete_completed")
+
+const ran = new Map<number, number>()
+const Mixed = Worker.make("Mixed", {
+  args: Schema.Struct({ mode: Schema.Literals(["ok", "fail", "snooze"]) }),
+  queue: "mixed",
+  maxAttempts: 1,
+  perform: (job): Effect.Effect<void, string | Worker.Snooze> => {
+    ran.set(job.id, (ran.get(job.id) ?? 0) + 1)
+    if (job.args.mode === "fail") return Effect.fail("boom")
+    if (job.args.mode === "snooze") return Worker.snooze("1 hour")
+    return Effect.void
+  }
+})
+
+const rows = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  return yield* sql<{ id: number; state: string }>`
+    SELECT id::int AS id, state::text AS state FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+})
+
+layer(testLayer(prefix), { excludeTestServices: true })("deleteCompleted", (it) => {
+  it.effect("completed jobs are deleted; failed and snoozed ones are written as always, each job run once", () =>
+    Effect.gen(function*() {
+      const modes = Array.from({ length: 300 }, (_, n): "ok" | "fail" | "snooze" =>
+        n % 10 === 3 ? "fail" : n % 10 === 7 ? "snooze" : "ok")
+      const jobs = yield* Oban.insertAll(modes.map((mode) => Mixed.job({ mode })))
+      yield* startNode({ prefix, queues: { mixed: 20 }, workers: [Mixed], deleteCompleted: true })
+      yield* waitFor(
+        "only the failed and snoozed jobs left, none executing",
+        Effect.map(rows, (left) => left.length === 60 && left.every((row) => row.state !== "executing")),
+        "20 seconds"
+      )
+      const left = new Map((yield* rows).map((row) => [row.id, row.state]))
+      jobs.forEach((job, index) => {
+        assert.strictEqual(ran.get(job.id), 1, `job ${job.id} ran once`)
+        const expected = modes[index] === "ok" ? undefined : modes[index] === "fail" ? "discarded" : "scheduled"
+        assert.strictEqual(left.get(job.id), expected, `job ${job.id} (${modes[index]})`)
+      })
+    }).pipe(Effect.scoped))
+})
