@@ -17,6 +17,8 @@ import { withStatementTimeout } from "./statementTimeout.ts"
 export interface Liveness {
   /** The node's own client for heartbeats and the lease. */
   readonly sql: SqlClient
+  /** Opens the connection ahead of the first heartbeat (never fails). */
+  readonly warmUp: Effect.Effect<void>
   /** Records the end of a statement on `sql`: it reached the database, or not. */
   readonly reached: (ok: boolean) => Effect.Effect<void>
   /** How long the node has reached the database without a failure; 0 while it does not. */
@@ -63,6 +65,8 @@ export const make = (options: {
 
     return {
       sql,
+      // Opens the connection ahead of the first heartbeat; a failure here is only a slower first beat.
+      warmUp: Effect.ignore(withStatementTimeout(sql`SELECT 1`, { timeout: options.statementTimeout, operation: "connect" })),
       reached,
       connectedForMillis: Effect.map(
         Clock.currentTimeMillis,

@@ -113,10 +113,15 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       names.add(worker.name)
     }
     const crontab = yield* Cron.parse(config.crontab)
-    yield* checkMigrated(config.prefix)
-    const notifier = yield* Notifier.make({ prefix: config.prefix, node: config.node })
-    // Heartbeats and the lease run on the node's own connection, never starved by the pool.
-    const liveness = yield* Liveness.make({ node: config.node, statementTimeout: livenessStatementTimeout })
+    // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
+    const [notifier, liveness] = yield* Effect.all([
+      Notifier.make({ prefix: config.prefix, node: config.node }),
+      // Heartbeats and the lease run on the node's own connection, never starved by the pool.
+      Liveness.make({ node: config.node, statementTimeout: livenessStatementTimeout }).pipe(
+        Effect.tap((liveness) => Effect.forkScoped(liveness.warmUp))
+      ),
+      checkMigrated(config.prefix)
+    ], { concurrency: "unbounded" })
     // This process: the lease is held per incarnation, so a namesake never renews it.
     const instance = crypto.randomUUID()
     const producers = new Map<string, Producer.Producer>()
