@@ -132,17 +132,20 @@ export const ackJobs = (
     updated AS (${
     updates ? sql`
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = (${ack} ->> 'state')::${table(sql, prefix, "oban_job_state")},
-          attempt = (${ack} ->> 'attempt')::smallint - CASE WHEN (${ack} -> 'give_back')::boolean THEN 1 ELSE 0 END,
-          scheduled_at = CASE WHEN jsonb_typeof(${ack} -> 'delay_ms') = 'number'
-                              THEN clock.now + (${ack} ->> 'delay_ms')::double precision * interval '1 millisecond'
-                              ELSE j.scheduled_at END,
-          completed_at = CASE WHEN ${ack} ->> 'state' = 'completed' THEN clock.now ELSE j.completed_at END,
-          discarded_at = CASE WHEN ${ack} ->> 'state' = 'discarded' THEN clock.now ELSE j.discarded_at END,
-          cancelled_at = CASE WHEN ${ack} ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
-          errors = CASE WHEN jsonb_typeof(${ack} -> 'error') = 'object'
-                        THEN j.errors || jsonb_build_array((${ack} -> 'error') || jsonb_build_object('at', clock.now))
-                        ELSE j.errors END
+      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors) = (
+        SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
+               (a.v ->> 'attempt')::smallint - CASE WHEN (a.v -> 'give_back')::boolean THEN 1 ELSE 0 END,
+               CASE WHEN jsonb_typeof(a.v -> 'delay_ms') = 'number'
+                    THEN clock.now + (a.v ->> 'delay_ms')::double precision * interval '1 millisecond'
+                    ELSE j.scheduled_at END,
+               CASE WHEN a.v ->> 'state' = 'completed' THEN clock.now ELSE j.completed_at END,
+               CASE WHEN a.v ->> 'state' = 'discarded' THEN clock.now ELSE j.discarded_at END,
+               CASE WHEN a.v ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
+               CASE WHEN jsonb_typeof(a.v -> 'error') = 'object'
+                    THEN j.errors || jsonb_build_array((a.v -> 'error') || jsonb_build_object('at', clock.now))
+                    ELSE j.errors END
+        FROM (SELECT ${ack} AS v) AS a
+      )
       FROM input, clock
       WHERE j.id = ANY(${ids}::bigint[])
         AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
