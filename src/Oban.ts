@@ -17,6 +17,7 @@ import type { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Context, Effect, Exit, Layer, Option, Runtime, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
 import { Settings } from "./Config.ts"
 import {
   InvalidConfigError,
@@ -29,10 +30,11 @@ import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
-import { encodeRequest } from "./internal/encodeRequest.ts"
+import { type EncodedRequest, encodeRequests } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
-import { wakeAfterCommit } from "./internal/waker.ts"
+import { insertedJob } from "./internal/jobRow.ts"
+import { wakeAfterCommit, withInlineWake } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
@@ -68,25 +70,54 @@ export const insertAll = (
 ): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
 
-/** The most JSON text (in UTF-16 units) sent in one insert statement; PostgreSQL's jsonb stops at 256 MiB. */
+/** The most JSON and tag text (in UTF-16 units) sent in one insert statement. */
 const maxStatementUnits = 32 * 1024 * 1024
 
-/** Consecutive runs of rows of at most `maxStatementUnits` each (a larger row alone). */
-const chunkRows = (rows: ReadonlyArray<string>): ReadonlyArray<string> => {
-  const chunks: Array<string> = []
-  let chunk: Array<string> = []
+/** The text units a job adds to its insert statement. */
+const unitsOf = (job: EncodedRequest): number => {
+  let units = job.args.length + job.meta.length + job.queue.length + job.worker.length + 64
+  for (const tag of job.tags) units += tag.length + 3
+  return units
+}
+
+/** Consecutive runs of jobs of at most `maxStatementUnits` each (a larger job alone). */
+const chunkJobs = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<ReadonlyArray<EncodedRequest>> => {
+  const chunks: Array<ReadonlyArray<EncodedRequest>> = []
+  let start = 0
   let units = 0
-  for (const row of rows) {
-    if (chunk.length > 0 && units + row.length + 1 > maxStatementUnits) {
-      chunks.push(`[${chunk.join(",")}]`)
-      chunk = []
+  for (let index = 0; index < jobs.length; index++) {
+    const size = unitsOf(jobs[index]!)
+    if (index > start && units + size > maxStatementUnits) {
+      chunks.push(jobs.slice(start, index))
+      start = index
       units = 0
     }
-    chunk.push(row)
-    units += row.length + 1
+    units += size
   }
-  if (chunk.length > 0) chunks.push(`[${chunk.join(",")}]`)
+  chunks.push(start === 0 ? jobs : jobs.slice(start))
   return chunks
+}
+
+/** Inserts `encoded` in one statement, or in several inside one transaction; returns the jobs in order. */
+const insertEncoded = (
+  sql: SqlClient,
+  prefix: string,
+  time: Fragment,
+  encoded: ReadonlyArray<EncodedRequest>
+): Effect.Effect<{ readonly jobs: ReadonlyArray<Job>; readonly woken: boolean }, SqlError> => {
+  const chunks = chunkJobs(encoded)
+  const toJobs = (chunk: ReadonlyArray<EncodedRequest>, rows: ReadonlyArray<Jobs.InsertedRow>) =>
+    rows.map((row, index) => insertedJob(chunk[index]!, row))
+  if (chunks.length > 1) {
+    return Effect.map(
+      sql.withTransaction(
+        Effect.forEach(chunks, (chunk) => Effect.map(Jobs.insertJobs(sql, prefix, time, chunk, false), (rows) => toJobs(chunk, rows)))
+      ),
+      (parts) => ({ jobs: parts.flat(), woken: false })
+    )
+  }
+  return withInlineWake(sql, (wake) =>
+    Effect.map(Jobs.insertJobs(sql, prefix, time, encoded, wake), (rows) => ({ jobs: toJobs(encoded, rows), woken: wake })))
 }
 
 const insertRequests = (
@@ -98,20 +129,11 @@ const insertRequests = (
     const settings = yield* Settings
     // The insert span travels with the jobs, so their perform spans continue this trace.
     const traceparent = yield* currentTraceparent
-    const rows: Array<string> = new Array(list.length)
-    for (let index = 0; index < list.length; index++) {
-      rows[index] = yield* encodeRequest(list[index]!, index, settings, indexed ? index : undefined, traceparent)
-    }
+    const encoded = yield* encodeRequests(list, settings, indexed, traceparent)
     const sql = yield* SqlClient
     const time = yield* now(sql)
-    const chunks = chunkRows(rows)
-    const jobs = yield* (chunks.length === 1
-      ? Jobs.insertJobs(sql, settings.prefix, time, chunks[0]!)
-      : Effect.map(
-        sql.withTransaction(Effect.forEach(chunks, (chunk) => Jobs.insertJobs(sql, settings.prefix, time, chunk))),
-        (parts) => parts.flat()
-      )).pipe(orNotMigrated(settings.prefix))
-    yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
+    const { jobs, woken } = yield* insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix))
+    if (!woken) yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
     if (yield* listening) {
       // Only once the jobs exist for everyone else: after the commit, never after a rollback.
       const at = new Date(yield* Clock.currentTimeMillis)
@@ -132,9 +154,11 @@ const insertRequests = (
   }))
 }
 
-const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => [
-  ...new Set(jobs.filter((job) => job.state === "available").map((job) => job.queue))
-]
+const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => {
+  const queues = new Set<string>()
+  for (const job of jobs) if (job.state === "available") queues.add(job.queue)
+  return [...queues]
+}
 
 const withSql = <A>(
   f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>

@@ -1,12 +1,15 @@
 /**
- * Checks a job request and encodes it as one JSON row for `insertJobs`.
+ * Checks job requests and encodes them as the columns of `insertJobs`.
  * Everything here runs before any SQL, so a bad request writes nothing, and
  * whatever is accepted reads back exactly as it was given: a value that
  * PostgreSQL would refuse or JSON would change is an `InvalidJobError`.
  * A careless value (a number for a name, a throwing getter) is refused the
  * same way, never a defect.
+ *
+ * A batch checks each distinct worker and queue name once: names are strings,
+ * so one that equals a name already accepted is accepted too.
  */
-import { DateTime, Duration, Effect, Option } from "effect"
+import { Cause, DateTime, Duration, Effect, Exit, Option, Result } from "effect"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
@@ -75,16 +78,20 @@ const checkInteger = (field: JobField, value: unknown, min: number, max: number)
   return value
 }
 
-const checkTags = (value: unknown): string => {
+const noTags: ReadonlyArray<string> = []
+
+/** A copy of the tags (so a later change to the caller's array changes nothing), checked. */
+const checkTags = (value: unknown): ReadonlyArray<string> => {
   if (!Array.isArray(value)) throw new Problem("tags", `tags must be an array of strings, got ${describe(value)}`)
   const tags: ReadonlyArray<unknown> = value
+  if (tags.length === 0) return noTags
   if (tags.length > maxTags) throw new Problem("tags", `at most ${maxTags} tags, got ${tags.length}`)
   const checked: Array<string> = []
   for (let i = 0; i < tags.length; i++) {
     if (!(i in tags)) throw new Problem("tags", `tags[${i}] is a hole in a sparse array`)
     checked.push(checkText("tags", `tags[${i}]`, tags[i], maxTagLength))
   }
-  return JSON.stringify(checked)
+  return checked
 }
 
 const durationKeys = new Set([
@@ -145,7 +152,7 @@ const checkScheduleIn = (input: unknown): number => {
   return millis
 }
 
-const checkScheduledAt = (at: unknown): string => {
+const checkScheduledAt = (at: unknown): Date => {
   const date = DateTime.isDateTime(at) ? DateTime.toDate(at) : at
   if (!(date instanceof Date)) {
     throw new Problem("scheduledAt", `scheduledAt must be a Date or DateTime, got ${describe(at)}`)
@@ -155,7 +162,7 @@ const checkScheduledAt = (at: unknown): string => {
   if (millis < minScheduledAtMillis || millis > maxScheduledAtMillis) {
     throw new Problem("scheduledAt", `scheduledAt must be in the years 0001 to 9999, got ${date.toISOString()}`)
   }
-  return date.toISOString()
+  return new Date(millis)
 }
 
 const checkMeta = (value: unknown, traceparent: string | undefined): string => {
@@ -169,28 +176,48 @@ const checkMeta = (value: unknown, traceparent: string | undefined): string => {
   return meta.text === "{}" ? `{${trace}}` : `{${trace},${meta.text.slice(1)}`
 }
 
-/** The checked fields of a request, as JSON fragments of its row (args aside). */
-interface Fields {
+/** A checked request, ready to be a row of `insertJobs`. */
+export interface EncodedRequest {
   readonly queue: string
   readonly worker: string
   readonly priority: number
   readonly maxAttempts: number
+  /** The delay in milliseconds, when given as `scheduleIn`. */
   readonly scheduleIn: number | null
-  readonly scheduledAt: string | null
-  readonly tags: string
+  readonly scheduledAt: Date | null
+  readonly tags: ReadonlyArray<string>
+  /** JSON text, with the insert's `traceparent`. */
   readonly meta: string
+  /** JSON text of the args as the worker's schema encoded them. */
+  readonly args: string
+}
+
+type Fields = Omit<EncodedRequest, "args">
+
+/** The last worker and queue names a batch accepted. */
+interface Accepted {
+  worker: string | undefined
+  queue: string | undefined
 }
 
 /**
  * Reads and checks every field but `args`, each exactly once. A read that
  * throws (a getter, a Proxy) is a refusal of that field.
  */
-const checkFields = (request: JobRequest, traceparent: string | undefined): Fields | Problem => {
+const checkFields = (request: JobRequest, traceparent: string | undefined, accepted: Accepted): Fields | Problem => {
   let field: JobField = "worker"
   try {
-    const worker = checkText("worker", "worker name", request.worker, maxNameLength)
+    const workerValue: unknown = request.worker
+    const worker = typeof workerValue === "string" && workerValue === accepted.worker
+      ? workerValue
+      : checkText("worker", "worker name", workerValue, maxNameLength)
+    accepted.worker = worker
     field = "queue"
-    const queue = checkText("queue", "queue name", request.queue, maxNameLength)
+    const queueValue: unknown = request.queue
+    const queue = typeof queueValue === "string" && queueValue === accepted.queue
+      ? queueValue
+      : checkText("queue", "queue name", queueValue, maxNameLength)
+    accepted.queue = queue
     field = "priority"
     const priority = checkInteger("priority", request.priority, 0, 9)
     field = "maxAttempts"
@@ -218,40 +245,78 @@ const checkFields = (request: JobRequest, traceparent: string | undefined): Fiel
 
 /**
  * Encodes `args` with the worker's schema and checks the result is JSON that
- * reads back as encoded. A schema that throws (say, on a Proxy) is a refusal.
+ * reads back as encoded. A schema that fails or throws (say, on a Proxy) is a
+ * refusal; an interruption stays one.
  */
-const encodeArgs = (request: JobRequest, maxBytes: number): Effect.Effect<string, Problem> =>
-  Effect.suspend(() => request.encodeArgs).pipe(
-    Effect.mapError((error) => new Problem("args", `args do not match the worker's schema: ${error.message}`)),
-    Effect.catchDefect((defect) => Effect.fail(new Problem("args", `encoding args threw: ${errorText(defect)}`))),
-    Effect.flatMap((encoded) => {
-      const args = toJsonText(encoded, "args", maxBytes)
-      return args._tag === "JsonText" ? Effect.succeed(args.text) : Effect.fail(new Problem("args", args.message))
-    })
-  )
+const encodeArgs = (request: JobRequest, maxBytes: number): Effect.Effect<string | Problem> =>
+  Effect.flatMap(Effect.exit(Effect.suspend(() => request.encodeArgs)), (exit) => {
+    if (Exit.isSuccess(exit)) {
+      const args = toJsonText(exit.value, "args", maxBytes)
+      return Effect.succeed(args._tag === "JsonText" ? args.text : new Problem("args", args.message))
+    }
+    const error = Cause.findError(exit.cause)
+    if (Result.isSuccess(error)) {
+      return Effect.succeed(new Problem("args", `args do not match the worker's schema: ${error.success.message}`))
+    }
+    const defect = Cause.findDefect(error.failure)
+    return Result.isSuccess(defect)
+      ? Effect.succeed(new Problem("args", `encoding args threw: ${errorText(defect.success)}`))
+      : Effect.failCause(error.failure)
+  })
+
+const encodeOne = (
+  request: JobRequest,
+  settings: SettingsShape,
+  index: number | undefined,
+  traceparent: string | undefined,
+  accepted: Accepted
+): Effect.Effect<EncodedRequest, InvalidJobError> => {
+  const fields = checkFields(request, traceparent, accepted)
+  if (fields instanceof Problem) return Effect.fail(invalid(request, fields, index))
+  return Effect.flatMap(encodeArgs(request, settings.maxArgsBytes), (args) =>
+    args instanceof Problem ? Effect.fail(invalid(request, args, index)) : Effect.succeed({
+      queue: fields.queue,
+      worker: fields.worker,
+      priority: fields.priority,
+      maxAttempts: fields.maxAttempts,
+      scheduleIn: fields.scheduleIn,
+      scheduledAt: fields.scheduledAt,
+      tags: fields.tags,
+      meta: fields.meta,
+      args
+    }))
+}
 
 /**
- * Validates `request` and returns its row as JSON text. `index` is the
- * position in an `insertAll` batch, named in the error.
+ * Validates `requests` in order and returns them encoded, or the error of
+ * the first bad one. `indexed` names its position in the error (`insertAll`).
  */
+export const encodeRequests = (
+  requests: ReadonlyArray<JobRequest>,
+  settings: SettingsShape,
+  indexed: boolean,
+  traceparent: string | undefined
+): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError> =>
+  Effect.gen(function*() {
+    const accepted: Accepted = { worker: undefined, queue: undefined }
+    const encoded: Array<EncodedRequest> = new Array(requests.length)
+    for (let index = 0; index < requests.length; index++) {
+      encoded[index] = yield* encodeOne(requests[index]!, settings, indexed ? index : undefined, traceparent, accepted)
+    }
+    return encoded
+  })
+
+/** Validates one request; `index`, when given, is named in the error. */
 export const encodeRequest = (
   request: JobRequest,
-  ord: number,
   settings: SettingsShape,
   index: number | undefined,
   traceparent?: string | undefined
-): Effect.Effect<string, InvalidJobError> =>
-  Effect.suspend(() => {
-    const fields = checkFields(request, traceparent)
-    if (fields instanceof Problem) return Effect.fail(invalid(request, fields, index))
-    return encodeArgs(request, settings.maxArgsBytes).pipe(
-      Effect.mapError((problem) => invalid(request, problem, index)),
-      Effect.map((args) =>
-        `{"ord":${ord},"queue":${JSON.stringify(fields.queue)},"worker":${JSON.stringify(fields.worker)},` +
-        `"args":${args},"meta":${fields.meta},"tags":${fields.tags},` +
-        `"max_attempts":${fields.maxAttempts},"priority":${fields.priority},` +
-        `"schedule_in_ms":${fields.scheduleIn === null ? "null" : fields.scheduleIn},` +
-        `"scheduled_at":${fields.scheduledAt === null ? "null" : JSON.stringify(fields.scheduledAt)}}`
-      )
-    )
-  })
+): Effect.Effect<EncodedRequest, InvalidJobError> =>
+  Effect.suspend(() => encodeOne(request, settings, index, traceparent, { worker: undefined, queue: undefined }))
+
+/** An encoded request as one JSON object (scheduling aside), for statements that insert a single row. */
+export const rowJson = (request: EncodedRequest): string =>
+  `{"queue":${JSON.stringify(request.queue)},"worker":${JSON.stringify(request.worker)},` +
+  `"args":${request.args},"meta":${request.meta},"tags":${JSON.stringify(request.tags)},` +
+  `"max_attempts":${request.maxAttempts},"priority":${request.priority}}`

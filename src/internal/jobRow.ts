@@ -4,6 +4,8 @@
  * function on the hot path rather than a schema decode.
  */
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
+import type { EncodedRequest } from "./encodeRequest.ts"
+import type { InsertedRow } from "./sql/jobs.ts"
 
 export interface JobRow {
   readonly id: bigint | number | string
@@ -49,4 +51,30 @@ export const jobFromRow = (row: JobRow): Job => ({
   discardedAt: row.discarded_at,
   cancelledAt: row.cancelled_at,
   attemptedBy: row.attempted_by
+})
+
+/**
+ * A job just inserted, from its request and what the insert returned. Args
+ * and meta are parsed from the JSON text that was stored, so they are what a
+ * read of the row returns (up to the order of object keys).
+ */
+export const insertedJob = (request: EncodedRequest, row: InsertedRow): Job => ({
+  id: Number(row.id),
+  state: row.state,
+  queue: request.queue,
+  worker: request.worker,
+  args: JSON.parse(request.args),
+  meta: request.meta === "{}" ? {} : JSON.parse(request.meta),
+  tags: request.tags.length === 0 ? [] : [...request.tags],
+  errors: [],
+  attempt: 0,
+  maxAttempts: request.maxAttempts,
+  priority: request.priority,
+  insertedAt: row.inserted_at,
+  scheduledAt: row.scheduled_at,
+  attemptedAt: null,
+  completedAt: null,
+  discardedAt: null,
+  cancelledAt: null,
+  attemptedBy: null
 })
