@@ -120,6 +120,9 @@ const insertEncoded = (
     Effect.map(Jobs.insertJobs(sql, prefix, time, encoded, wake), (rows) => ({ jobs: toJobs(encoded, rows), woken: wake })))
 }
 
+const identity = (position: number): number => position
+const noIndex = (): undefined => undefined
+
 const insertRequests = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean
@@ -129,7 +132,7 @@ const insertRequests = (
     const settings = yield* Settings
     // The insert span travels with the jobs, so their perform spans continue this trace.
     const traceparent = yield* currentTraceparent
-    const encoded = yield* encodeRequests(list, settings, indexed, traceparent)
+    const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
     const sql = yield* SqlClient
     const time = yield* now(sql)
     const { jobs, woken } = yield* insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix))

@@ -165,11 +165,17 @@ const checkScheduledAt = (at: unknown): Date => {
   return new Date(millis)
 }
 
+/** Whether `value` is `{}`: a plain object without keys of any kind. */
+const isEmptyObject = (value: object): boolean => {
+  const proto: unknown = Object.getPrototypeOf(value)
+  return (proto === Object.prototype || proto === null) && Reflect.ownKeys(value).length === 0
+}
+
 const checkMeta = (value: unknown, traceparent: string | undefined): string => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new Problem("meta", `meta must be a plain JSON object, got ${describe(value)}`)
   }
-  const meta = toJsonText(value, "meta", maxMetaBytes)
+  const meta = isEmptyObject(value) ? { _tag: "JsonText", text: "{}" } as const : toJsonText(value, "meta", maxMetaBytes)
   if (meta._tag === "JsonRefusal") throw new Problem("meta", meta.message)
   if (traceparent === undefined || Object.hasOwn(value, traceKey)) return meta.text
   const trace = `${JSON.stringify(traceKey)}:${JSON.stringify(traceparent)}`
@@ -244,64 +250,66 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
 }
 
 /**
- * Encodes `args` with the worker's schema and checks the result is JSON that
- * reads back as encoded. A schema that fails or throws (say, on a Proxy) is a
- * refusal; an interruption stays one.
+ * The args of a request as JSON text, from the exit of the worker's schema
+ * encoding: a refusal when the schema failed or threw (say, on a Proxy), or
+ * when the result is not JSON that reads back as encoded; the cause itself
+ * when it was interrupted.
  */
-const encodeArgs = (request: JobRequest, maxBytes: number): Effect.Effect<string | Problem> =>
-  Effect.flatMap(Effect.exit(Effect.suspend(() => request.encodeArgs)), (exit) => {
-    if (Exit.isSuccess(exit)) {
-      const args = toJsonText(exit.value, "args", maxBytes)
-      return Effect.succeed(args._tag === "JsonText" ? args.text : new Problem("args", args.message))
-    }
-    const error = Cause.findError(exit.cause)
-    if (Result.isSuccess(error)) {
-      return Effect.succeed(new Problem("args", `args do not match the worker's schema: ${error.success.message}`))
-    }
-    const defect = Cause.findDefect(error.failure)
-    return Result.isSuccess(defect)
-      ? Effect.succeed(new Problem("args", `encoding args threw: ${errorText(defect.success)}`))
-      : Effect.failCause(error.failure)
-  })
+const argsText = (
+  exit: Exit.Exit<unknown, { readonly message: string }>,
+  maxBytes: number
+): string | Problem | Cause.Cause<never> => {
+  if (Exit.isSuccess(exit)) {
+    const args = toJsonText(exit.value, "args", maxBytes)
+    return args._tag === "JsonText" ? args.text : new Problem("args", args.message)
+  }
+  const error = Cause.findError(exit.cause)
+  if (Result.isSuccess(error)) return new Problem("args", `args do not match the worker's schema: ${error.success.message}`)
+  const defect = Cause.findDefect(error.failure)
+  return Result.isSuccess(defect) ? new Problem("args", `encoding args threw: ${errorText(defect.success)}`) : error.failure
+}
 
-const encodeOne = (
-  request: JobRequest,
-  settings: SettingsShape,
-  index: number | undefined,
-  traceparent: string | undefined,
-  accepted: Accepted
-): Effect.Effect<EncodedRequest, InvalidJobError> => {
-  const fields = checkFields(request, traceparent, accepted)
-  if (fields instanceof Problem) return Effect.fail(invalid(request, fields, index))
-  return Effect.flatMap(encodeArgs(request, settings.maxArgsBytes), (args) =>
-    args instanceof Problem ? Effect.fail(invalid(request, args, index)) : Effect.succeed({
-      queue: fields.queue,
-      worker: fields.worker,
-      priority: fields.priority,
-      maxAttempts: fields.maxAttempts,
-      scheduleIn: fields.scheduleIn,
-      scheduledAt: fields.scheduledAt,
-      tags: fields.tags,
-      meta: fields.meta,
-      args
-    }))
+/** The encoding of a request's args, with a throwing read of it as a defect of the encoding. */
+const encodingOf = (request: JobRequest): Effect.Effect<unknown, { readonly message: string }> => {
+  try {
+    return request.encodeArgs
+  } catch (error) {
+    return Effect.die(error)
+  }
 }
 
 /**
  * Validates `requests` in order and returns them encoded, or the error of
- * the first bad one. `indexed` names its position in the error (`insertAll`).
+ * the first bad one, which names the index `indexOf` gives its position
+ * (none for `undefined`).
  */
 export const encodeRequests = (
   requests: ReadonlyArray<JobRequest>,
   settings: SettingsShape,
-  indexed: boolean,
-  traceparent: string | undefined
+  traceparent: string | undefined,
+  indexOf: (position: number) => number | undefined
 ): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError> =>
   Effect.gen(function*() {
     const accepted: Accepted = { worker: undefined, queue: undefined }
     const encoded: Array<EncodedRequest> = new Array(requests.length)
     for (let index = 0; index < requests.length; index++) {
-      encoded[index] = yield* encodeOne(requests[index]!, settings, indexed ? index : undefined, traceparent, accepted)
+      const request = requests[index]!
+      const fields = checkFields(request, traceparent, accepted)
+      if (fields instanceof Problem) return yield* Effect.fail(invalid(request, fields, indexOf(index)))
+      const args = argsText(yield* Effect.exit(encodingOf(request)), settings.maxArgsBytes)
+      if (args instanceof Problem) return yield* Effect.fail(invalid(request, args, indexOf(index)))
+      if (typeof args !== "string") return yield* Effect.failCause(args)
+      encoded[index] = {
+        queue: fields.queue,
+        worker: fields.worker,
+        priority: fields.priority,
+        maxAttempts: fields.maxAttempts,
+        scheduleIn: fields.scheduleIn,
+        scheduledAt: fields.scheduledAt,
+        tags: fields.tags,
+        meta: fields.meta,
+        args
+      }
     }
     return encoded
   })
@@ -313,7 +321,7 @@ export const encodeRequest = (
   index: number | undefined,
   traceparent?: string | undefined
 ): Effect.Effect<EncodedRequest, InvalidJobError> =>
-  Effect.suspend(() => encodeOne(request, settings, index, traceparent, { worker: undefined, queue: undefined }))
+  Effect.map(encodeRequests([request], settings, traceparent, () => index), (encoded) => encoded[0]!)
 
 /** An encoded request as one JSON object (scheduling aside), for statements that insert a single row. */
 export const rowJson = (request: EncodedRequest): string =>

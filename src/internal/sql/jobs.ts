@@ -53,7 +53,7 @@ export const insertJobs = (
 ): Effect.Effect<ReadonlyArray<InsertedRow>, SqlError> => {
   const n = jobs.length
   const args = new Array<string>(n)
-  const meta = new Array<string>(n)
+  const meta = new Array<string | null>(n)
   const queue = new Array<string>(n)
   const worker = new Array<string>(n)
   const tags = new Array<string | null>(n)
@@ -65,7 +65,7 @@ export const insertJobs = (
   for (let i = 0; i < n; i++) {
     const job = jobs[i]!
     args[i] = job.args
-    meta[i] = job.meta
+    meta[i] = job.meta === "{}" ? null : job.meta
     queue[i] = job.queue
     worker[i] = job.worker
     tags[i] = tagsLiteral(job.tags)
@@ -78,7 +78,7 @@ export const insertJobs = (
   return sql<InsertedRow>`
     WITH clock AS (SELECT ${now} AS now),
     input AS (
-      SELECT r.ord, r.queue, r.worker, r.args::jsonb AS args, r.meta::jsonb AS meta,
+      SELECT r.ord, r.queue, r.worker, r.args::jsonb AS args, COALESCE(r.meta::jsonb, '{}') AS meta,
              COALESCE(r.tags::text[], '{}') AS tags, r.max_attempts, r.priority,
              COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond') AS at,
              clock.now AS now
@@ -100,8 +100,21 @@ export const insertJobs = (
     )${wake ? sql`, notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})` : sql.literal("")}
     SELECT inserted.id, inserted.state, inserted.inserted_at, inserted.scheduled_at
     FROM inserted${sql.literal(wake ? " CROSS JOIN notified" : "")}
-    ORDER BY inserted.id
-  `
+  `.pipe(Effect.map(inIdOrder))
+}
+
+/**
+ * The rows in id order, which is input order: ids are drawn in the order of
+ * `ord`. RETURNING gives them in that order already in practice, so this
+ * only checks, and sorts if it must.
+ */
+const inIdOrder = (rows: ReadonlyArray<InsertedRow>): ReadonlyArray<InsertedRow> => {
+  for (let i = 1; i < rows.length; i++) {
+    if (BigInt(rows[i]!.id) < BigInt(rows[i - 1]!.id)) {
+      return [...rows].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1))
+    }
+  }
+  return rows
 }
 
 /** One recorded outcome of an attempt, as the acker writes it. */
