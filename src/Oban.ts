@@ -37,6 +37,7 @@ import { insertedJob } from "./internal/jobRow.ts"
 import { wakeAfterCommit, withInlineWake } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
+import * as Inserts from "./internal/sql/insertJobs.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
 import { currentTraceparent } from "./internal/telemetry.ts"
 import type * as Worker from "./Worker.ts"
@@ -105,19 +106,25 @@ const insertEncoded = (
   time: Fragment,
   encoded: ReadonlyArray<EncodedRequest>
 ): Effect.Effect<{ readonly jobs: ReadonlyArray<Job>; readonly woken: boolean }, SqlError> => {
+  if (encoded.length === 1) {
+    const job = encoded[0]!
+    return withInlineWake(sql, (wake) =>
+      Effect.map(Inserts.insertJob(sql, prefix, time, job, wake), (row) => ({ jobs: [insertedJob(job, row)], woken: wake })))
+  }
   const chunks = chunkJobs(encoded)
-  const toJobs = (chunk: ReadonlyArray<EncodedRequest>, rows: ReadonlyArray<Jobs.InsertedRow>) =>
+  const toJobs = (chunk: ReadonlyArray<EncodedRequest>, rows: ReadonlyArray<Inserts.InsertedRow>) =>
     rows.map((row, index) => insertedJob(chunk[index]!, row))
   if (chunks.length > 1) {
     return Effect.map(
       sql.withTransaction(
-        Effect.forEach(chunks, (chunk) => Effect.map(Jobs.insertJobs(sql, prefix, time, chunk, false), (rows) => toJobs(chunk, rows)))
+        Effect.forEach(chunks, (chunk) =>
+          Effect.map(Inserts.insertJobs(sql, prefix, time, chunk, false), (rows) => toJobs(chunk, rows)))
       ),
       (parts) => ({ jobs: parts.flat(), woken: false })
     )
   }
   return withInlineWake(sql, (wake) =>
-    Effect.map(Jobs.insertJobs(sql, prefix, time, encoded, wake), (rows) => ({ jobs: toJobs(encoded, rows), woken: wake })))
+    Effect.map(Inserts.insertJobs(sql, prefix, time, encoded, wake), (rows) => ({ jobs: toJobs(encoded, rows), woken: wake })))
 }
 
 const identity = (position: number): number => position

@@ -5,7 +5,7 @@
  */
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
-import type { InsertedRow } from "./sql/jobs.ts"
+import type { InsertedRow } from "./sql/insertJobs.ts"
 
 export interface JobRow {
   readonly id: bigint | number | string
