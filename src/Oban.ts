@@ -33,7 +33,7 @@ import { EventHub, type JobEvent, listening, publish, stream as eventStream } fr
 import { type EncodedRequest, encodeRequests } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
-import { insertedJob } from "./internal/jobRow.ts"
+import { insertedJob, insertedJobs } from "./internal/jobRow.ts"
 import { wakeAfterCommit, withInlineWake } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
@@ -109,22 +109,26 @@ const insertEncoded = (
   if (encoded.length === 1) {
     const job = encoded[0]!
     return withInlineWake(sql, (wake) =>
-      Effect.map(Inserts.insertJob(sql, prefix, time, job, wake), (row) => ({ jobs: [insertedJob(job, row)], woken: wake })))
+      Effect.map(Inserts.insertJob(sql, prefix, time, job, wake), (row) => ({
+        jobs: [insertedJob(job, row.id, row.state, row.inserted_at, row.scheduled_at)],
+        woken: wake
+      })))
   }
   const chunks = chunkJobs(encoded)
-  const toJobs = (chunk: ReadonlyArray<EncodedRequest>, rows: ReadonlyArray<Inserts.InsertedRow>) =>
-    rows.map((row, index) => insertedJob(chunk[index]!, row))
   if (chunks.length > 1) {
     return Effect.map(
       sql.withTransaction(
         Effect.forEach(chunks, (chunk) =>
-          Effect.map(Inserts.insertJobs(sql, prefix, time, chunk, false), (rows) => toJobs(chunk, rows)))
+          Effect.map(Inserts.insertJobs(sql, prefix, time, chunk, false), (batch) => insertedJobs(chunk, batch)))
       ),
       (parts) => ({ jobs: parts.flat(), woken: false })
     )
   }
   return withInlineWake(sql, (wake) =>
-    Effect.map(Inserts.insertJobs(sql, prefix, time, encoded, wake), (rows) => ({ jobs: toJobs(encoded, rows), woken: wake })))
+    Effect.map(Inserts.insertJobs(sql, prefix, time, encoded, wake), (batch) => ({
+      jobs: insertedJobs(encoded, batch),
+      woken: wake
+    })))
 }
 
 const identity = (position: number): number => position

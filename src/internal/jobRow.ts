@@ -5,7 +5,7 @@
  */
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
-import type { InsertedRow } from "./sql/insertJobs.ts"
+import type { InsertedBatch } from "./sql/insertJobs.ts"
 
 export interface JobRow {
   readonly id: bigint | number | string
@@ -54,13 +54,19 @@ export const jobFromRow = (row: JobRow): Job => ({
 })
 
 /**
- * A job just inserted, from its request and what the insert returned. Args
+ * A job just inserted, from its request and what the database decided. Args
  * and meta are parsed from the JSON text that was stored, so they are what a
  * read of the row returns (up to the order of object keys).
  */
-export const insertedJob = (request: EncodedRequest, row: InsertedRow): Job => ({
-  id: Number(row.id),
-  state: row.state,
+export const insertedJob = (
+  request: EncodedRequest,
+  id: bigint | number | string,
+  state: "available" | "scheduled",
+  insertedAt: Date,
+  scheduledAt: Date
+): Job => ({
+  id: Number(id),
+  state,
   queue: request.queue,
   worker: request.worker,
   args: JSON.parse(request.args),
@@ -70,11 +76,29 @@ export const insertedJob = (request: EncodedRequest, row: InsertedRow): Job => (
   attempt: 0,
   maxAttempts: request.maxAttempts,
   priority: request.priority,
-  insertedAt: row.inserted_at,
-  scheduledAt: row.scheduled_at,
+  insertedAt,
+  scheduledAt,
   attemptedAt: null,
   completedAt: null,
   discardedAt: null,
   cancelledAt: null,
   attemptedBy: null
 })
+
+/** The jobs of a batch insert, in the order of `requests`. */
+export const insertedJobs = (requests: ReadonlyArray<EncodedRequest>, batch: InsertedBatch): ReadonlyArray<Job> => {
+  const time = batch.now.getTime()
+  const jobs: Array<Job> = new Array(requests.length)
+  for (let i = 0; i < requests.length; i++) {
+    jobs[i] = batch.scheduled === undefined || batch.scheduledAt === undefined
+      ? insertedJob(requests[i]!, batch.ids[i]!, "available", new Date(time), new Date(time))
+      : insertedJob(
+        requests[i]!,
+        batch.ids[i]!,
+        batch.scheduled[i] ? "scheduled" : "available",
+        new Date(time),
+        batch.scheduledAt[i]!
+      )
+  }
+  return jobs
+}

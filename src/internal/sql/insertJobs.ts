@@ -15,7 +15,7 @@ import type { EncodedRequest } from "../encodeRequest.ts"
 import { wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
-/** What `insertJobs` returns per job; the rest of the job is what was asked for. */
+/** What `insertJob` returns; the rest of the job is what was asked for. */
 export interface InsertedRow {
   readonly id: bigint | number | string
   readonly state: "available" | "scheduled"
@@ -31,11 +31,49 @@ const arrayOf = (values: ReadonlyArray<unknown>, elementOid: number): PgTypes.Pa
 const tagsLiteral = (tags: ReadonlyArray<string>): string | null =>
   tags.length === 0 ? null : `{${tags.map((tag) => `"${tag.replace(/["\\]/g, "\\$&")}"`).join(",")}}`
 
+/** What `insertJobs` returns: the jobs' ids in input order, and what the database decided for them. */
+export interface InsertedBatch {
+  /** The insertion time of every job. */
+  readonly now: Date
+  readonly ids: ReadonlyArray<bigint>
+  /** Per job, whether it is `scheduled`, and its time; absent when every job was due now. */
+  readonly scheduled: ReadonlyArray<boolean> | undefined
+  readonly scheduledAt: ReadonlyArray<Date> | undefined
+}
+
+/** Which optional fields any job of a batch has: the statement leaves out the others. */
+interface Shape {
+  readonly meta: boolean
+  readonly tags: boolean
+  readonly schedule: boolean
+}
+
+const shapeOf = (jobs: ReadonlyArray<EncodedRequest>): Shape => {
+  let meta = false
+  let tags = false
+  let schedule = false
+  for (const job of jobs) {
+    meta ||= job.meta !== "{}"
+    tags ||= job.tags.length > 0
+    schedule ||= job.scheduleIn !== null || job.scheduledAt !== null
+  }
+  return { meta, tags, schedule }
+}
+
+/** The distinct queues of `jobs`, as wake-up payloads. */
+const queuePayloads = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<string> => {
+  const queues = new Set<string>()
+  for (const job of jobs) queues.add(job.queue)
+  return Array.from(queues, (queue) => JSON.stringify({ queue }))
+}
+
 /**
  * Inserts `jobs` in one statement, each field sent as one array parameter
- * (`unnest` zips them back into rows), and returns what only the database
- * knows of each job, in input order: id, state, insertion and scheduled
- * times. Jobs due now are `available`, later ones `scheduled`. With `wake`,
+ * (`unnest` zips them back into rows, in order, so ids are drawn in input
+ * order), and returns what only the database knows: the ids, the insertion
+ * time, and for a batch with scheduled jobs which ones are scheduled and
+ * when. Fields no job of the batch has (meta, tags, a schedule) are not
+ * sent. Jobs due now are `available`, later ones `scheduled`. With `wake`,
  * the same statement notifies the queues that received available jobs (the
  * notification goes out when the statement's transaction commits); else the
  * caller wakes them after commit (see `waker.ts`).
@@ -46,71 +84,91 @@ export const insertJobs = (
   now: Fragment,
   jobs: ReadonlyArray<EncodedRequest>,
   wake: boolean
-): Effect.Effect<ReadonlyArray<InsertedRow>, SqlError> => {
+): Effect.Effect<InsertedBatch, SqlError> => {
+  const shape = shapeOf(jobs)
   const n = jobs.length
   const args = new Array<string>(n)
-  const meta = new Array<string | null>(n)
   const queue = new Array<string>(n)
   const worker = new Array<string>(n)
-  const tags = new Array<string | null>(n)
   const maxAttempts = new Array<number>(n)
   const priority = new Array<number>(n)
-  const scheduleIn = new Array<number | null>(n)
-  // As text: the driver's binary timestamps lose a millisecond near the year 9999.
-  const scheduledAt = new Array<string | null>(n)
   for (let i = 0; i < n; i++) {
     const job = jobs[i]!
     args[i] = job.args
-    meta[i] = job.meta === "{}" ? null : job.meta
     queue[i] = job.queue
     worker[i] = job.worker
-    tags[i] = tagsLiteral(job.tags)
     maxAttempts[i] = job.maxAttempts
     priority[i] = job.priority
-    scheduleIn[i] = job.scheduleIn
-    scheduledAt[i] = job.scheduledAt === null ? null : job.scheduledAt.toISOString()
   }
   const { OID } = PgTypes
-  return sql<InsertedRow>`
+  const columns = [
+    sql`${arrayOf(args, OID.text)}::text[]`,
+    sql`${arrayOf(queue, OID.text)}::text[]`,
+    sql`${arrayOf(worker, OID.text)}::text[]`,
+    sql`${arrayOf(maxAttempts, OID.int2)}::int2[]`,
+    sql`${arrayOf(priority, OID.int2)}::int2[]`
+  ]
+  const names = ["args", "queue", "worker", "max_attempts", "priority"]
+  if (shape.meta) {
+    columns.push(sql`${arrayOf(jobs.map((job) => job.meta), OID.text)}::text[]`)
+    names.push("meta")
+  }
+  if (shape.tags) {
+    columns.push(sql`${arrayOf(jobs.map((job) => tagsLiteral(job.tags)), OID.text)}::text[]`)
+    names.push("tags")
+  }
+  if (shape.schedule) {
+    columns.push(sql`${arrayOf(jobs.map((job) => job.scheduleIn), OID.float8)}::float8[]`)
+    columns.push(sql`${arrayOf(jobs.map((job) => job.scheduledAt?.toISOString() ?? null), OID.text)}::timestamptz[]`)
+    names.push("schedule_in_ms", "scheduled_at")
+  }
+  const at = shape.schedule
+    ? sql.literal("COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond')")
+    : sql.literal("clock.now")
+  const wakeUp = !wake
+    ? sql.literal("")
+    : shape.schedule
+    ? sql`, notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})`
+    : sql`, notified AS (
+        SELECT count(pg_notify(${channel(prefix, "insert")}, payload)) AS sent
+        FROM unnest(${arrayOf(queuePayloads(jobs), OID.text)}::text[]) AS payload
+      )`
+  return sql<{
+    readonly now: Date
+    readonly ids: ReadonlyArray<bigint>
+    readonly scheduled: ReadonlyArray<boolean> | null
+    readonly scheduled_at: ReadonlyArray<Date> | null
+  }>`
     WITH clock AS (SELECT ${now} AS now),
-    input AS (
-      SELECT r.ord, r.queue, r.worker, r.args::jsonb AS args, COALESCE(r.meta::jsonb, '{}') AS meta,
-             COALESCE(r.tags::text[], '{}') AS tags, r.max_attempts, r.priority,
-             COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond') AS at,
-             clock.now AS now
-      FROM clock, unnest(
-        ${arrayOf(args, OID.text)}::text[], ${arrayOf(meta, OID.text)}::text[],
-        ${arrayOf(queue, OID.text)}::text[], ${arrayOf(worker, OID.text)}::text[], ${arrayOf(tags, OID.text)}::text[],
-        ${arrayOf(maxAttempts, OID.int2)}::int2[], ${arrayOf(priority, OID.int2)}::int2[],
-        ${arrayOf(scheduleIn, OID.float8)}::float8[], ${arrayOf(scheduledAt, OID.text)}::timestamptz[]
-      ) WITH ORDINALITY AS r(args, meta, queue, worker, tags, max_attempts, priority, schedule_in_ms, scheduled_at, ord)
-    ),
     inserted AS (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
         (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
-      SELECT CASE WHEN at > now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")},
-             queue, worker, args, meta, tags, max_attempts, priority, now, at
-      FROM input
-      ORDER BY ord
-      RETURNING id, state, queue, inserted_at, scheduled_at
-    )${wake ? sql`, notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})` : sql.literal("")}
-    SELECT inserted.id, inserted.state, inserted.inserted_at, inserted.scheduled_at
-    FROM inserted${sql.literal(wake ? " CROSS JOIN notified" : "")}
-  `.pipe(Effect.map(inIdOrder))
-}
-
-/**
- * The rows in id order, which is input order: ids are drawn in the order of
- * `ord`. RETURNING gives them in that order already in practice, so this
- * only checks, and sorts if it must.
- */
-const inIdOrder = (rows: ReadonlyArray<InsertedRow>): ReadonlyArray<InsertedRow> => {
-  for (let i = 1; i < rows.length; i++) {
-    if (BigInt(rows[i]!.id) < BigInt(rows[i - 1]!.id)) {
-      return [...rows].sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1))
-    }
+      SELECT ${
+    shape.schedule
+      ? sql`CASE WHEN ${at} > clock.now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
+      : sql.literal("'available'")
+  },
+             r.queue, r.worker, r.args::jsonb, ${sql.literal(shape.meta ? "r.meta::jsonb" : "'{}'")},
+             ${sql.literal(shape.tags ? "COALESCE(r.tags::text[], '{}')" : "'{}'")},
+             r.max_attempts, r.priority, clock.now, ${at}
+      FROM clock, unnest(${sql.csv(columns)}) WITH ORDINALITY AS r(${sql.literal(names.join(", "))}, ord)
+      ORDER BY r.ord
+      RETURNING id, state, queue, scheduled_at
+    )${wakeUp}
+    SELECT (SELECT now FROM clock) AS now, array_agg(id ORDER BY id) AS ids, ${
+    sql.literal(
+      shape.schedule
+        ? "array_agg(state = 'scheduled' ORDER BY id) AS scheduled, array_agg(scheduled_at ORDER BY id) AS scheduled_at"
+        : "NULL::bool[] AS scheduled, NULL::timestamptz[] AS scheduled_at"
+    )
   }
-  return rows
+    FROM inserted${sql.literal(wake ? " CROSS JOIN notified" : "")}
+  `.pipe(Effect.map(([row]) => ({
+    now: row!.now,
+    ids: row!.ids,
+    scheduled: row!.scheduled ?? undefined,
+    scheduledAt: row!.scheduled_at ?? undefined
+  })))
 }
 
 /** When a job is due, as SQL: now, now plus its delay, or its time. */
