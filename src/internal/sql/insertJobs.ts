@@ -41,23 +41,45 @@ export interface InsertedBatch {
   readonly scheduledAt: ReadonlyArray<Date> | undefined
 }
 
-/** Which optional fields any job of a batch has: the statement leaves out the others. */
-interface Shape {
-  readonly meta: boolean
-  readonly tags: boolean
-  readonly schedule: boolean
+/**
+ * One field of a batch. When every job has the same value it is sent once,
+ * as a scalar; otherwise as an array with an element per job, which the
+ * statement reads as column `name` of `r`.
+ */
+interface Field {
+  readonly name: string
+  /** The SQL type of a value, e.g. `int2`. */
+  readonly type: string
+  readonly oid: number
+  readonly values: ReadonlyArray<string | number | null>
 }
 
-const shapeOf = (jobs: ReadonlyArray<EncodedRequest>): Shape => {
-  let meta = false
-  let tags = false
-  let schedule = false
-  for (const job of jobs) {
-    meta ||= job.meta !== "{}"
-    tags ||= job.tags.length > 0
-    schedule ||= job.scheduleIn !== null || job.scheduledAt !== null
-  }
-  return { meta, tags, schedule }
+/** The value every element of `values` has, or `varies`. */
+const varies: unique symbol = Symbol("varies")
+const sameValue = <A>(values: ReadonlyArray<A>): A | typeof varies => {
+  const first = values[0]!
+  for (let i = 1; i < values.length; i++) if (values[i] !== first) return varies
+  return first
+}
+
+/** A field as an SQL expression: its one value as a parameter, or its column of the unnested arrays. */
+const fieldSql = (sql: SqlClient, field: Field, arrays: Array<Field>): Fragment => {
+  const value = sameValue(field.values)
+  if (value !== varies) return sql`${scalarOf(value, field.type)}::${sql.literal(field.type)}`
+  arrays.push(field)
+  return sql.literal(`r.${field.name}`)
+}
+const scalarOf = (value: string | number | null, type: string): PgTypes.Parameter =>
+  type === "int2" ? PgTypes.int2(value as number) : type === "float8" ? PgTypes.float8(value as number | null) : PgTypes.text(value as string | null)
+
+/** Pulls one field out of every job. */
+const pluck = <A extends string | number | null>(
+  jobs: ReadonlyArray<EncodedRequest>,
+  get: (job: EncodedRequest) => A
+): ReadonlyArray<A> => {
+  const values = new Array<A>(jobs.length)
+  for (let i = 0; i < jobs.length; i++) values[i] = get(jobs[i]!)
+  return values
 }
 
 /** The distinct queues of `jobs`, as wake-up payloads. */
@@ -67,16 +89,24 @@ const queuePayloads = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<strin
   return Array.from(queues, (queue) => JSON.stringify({ queue }))
 }
 
+/** The args of `jobs` as one JSON array. */
+const argsArray = (jobs: ReadonlyArray<EncodedRequest>): string => {
+  let text = "["
+  for (let i = 0; i < jobs.length; i++) text += i === 0 ? jobs[i]!.args : "," + jobs[i]!.args
+  return text + "]"
+}
+
 /**
- * Inserts `jobs` in one statement, each field sent as one array parameter
- * (`unnest` zips them back into rows, in order, so ids are drawn in input
- * order), and returns what only the database knows: the ids, the insertion
- * time, and for a batch with scheduled jobs which ones are scheduled and
- * when. Fields no job of the batch has (meta, tags, a schedule) are not
- * sent. Jobs due now are `available`, later ones `scheduled`. With `wake`,
- * the same statement notifies the queues that received available jobs (the
- * notification goes out when the statement's transaction commits); else the
- * caller wakes them after commit (see `waker.ts`).
+ * Inserts `jobs` in one statement and returns what only the database knows:
+ * the ids (in input order), the insertion time, and for a batch where some
+ * job has a schedule, which jobs are scheduled and when. The args travel as
+ * one JSON array; every other field as one parameter when all jobs share its
+ * value (the usual batch), else as an array with an element per job. The
+ * arrays are read side by side (`ROWS FROM`, in order, so ids are drawn in
+ * input order). Jobs due now are `available`, later ones `scheduled`. With
+ * `wake`, the same statement notifies the queues that received available
+ * jobs (the notification goes out when the statement's transaction
+ * commits); else the caller wakes them after commit (see `waker.ts`).
  */
 export const insertJobs = (
   sql: SqlClient,
@@ -85,49 +115,32 @@ export const insertJobs = (
   jobs: ReadonlyArray<EncodedRequest>,
   wake: boolean
 ): Effect.Effect<InsertedBatch, SqlError> => {
-  const shape = shapeOf(jobs)
-  const n = jobs.length
-  const args = new Array<string>(n)
-  const queue = new Array<string>(n)
-  const worker = new Array<string>(n)
-  const maxAttempts = new Array<number>(n)
-  const priority = new Array<number>(n)
-  for (let i = 0; i < n; i++) {
-    const job = jobs[i]!
-    args[i] = job.args
-    queue[i] = job.queue
-    worker[i] = job.worker
-    maxAttempts[i] = job.maxAttempts
-    priority[i] = job.priority
-  }
   const { OID } = PgTypes
-  const columns = [
-    sql`${arrayOf(args, OID.text)}::text[]`,
-    sql`${arrayOf(queue, OID.text)}::text[]`,
-    sql`${arrayOf(worker, OID.text)}::text[]`,
-    sql`${arrayOf(maxAttempts, OID.int2)}::int2[]`,
-    sql`${arrayOf(priority, OID.int2)}::int2[]`
-  ]
-  const names = ["args", "queue", "worker", "max_attempts", "priority"]
-  if (shape.meta) {
-    columns.push(sql`${arrayOf(jobs.map((job) => job.meta), OID.text)}::text[]`)
-    names.push("meta")
-  }
-  if (shape.tags) {
-    columns.push(sql`${arrayOf(jobs.map((job) => tagsLiteral(job.tags)), OID.text)}::text[]`)
-    names.push("tags")
-  }
-  if (shape.schedule) {
-    columns.push(sql`${arrayOf(jobs.map((job) => job.scheduleIn), OID.float8)}::float8[]`)
-    columns.push(sql`${arrayOf(jobs.map((job) => job.scheduledAt?.toISOString() ?? null), OID.text)}::timestamptz[]`)
-    names.push("schedule_in_ms", "scheduled_at")
-  }
-  const at = shape.schedule
-    ? sql.literal("COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond')")
+  const arrays: Array<Field> = []
+  const field = (name: string, type: string, oid: number, values: ReadonlyArray<string | number | null>) =>
+    fieldSql(sql, { name, type, oid, values }, arrays)
+  const queue = field("queue", "text", OID.text, pluck(jobs, (job) => job.queue))
+  const worker = field("worker", "text", OID.text, pluck(jobs, (job) => job.worker))
+  const maxAttempts = field("max_attempts", "int2", OID.int2, pluck(jobs, (job) => job.maxAttempts))
+  const priority = field("priority", "int2", OID.int2, pluck(jobs, (job) => job.priority))
+  const meta = field("meta", "text", OID.text, pluck(jobs, (job) => job.meta))
+  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags) ?? "{}"))
+  const scheduleIn = pluck(jobs, (job) => job.scheduleIn)
+  const scheduledAt = pluck(jobs, (job) => job.scheduledAt === null ? null : job.scheduledAt.toISOString())
+  const scheduled = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
+  const at = scheduled
+    ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, clock.now + COALESCE(${
+      field("schedule_in_ms", "float8", OID.float8, scheduleIn)
+    }, 0) * interval '1 millisecond')`
     : sql.literal("clock.now")
+  const functions = [
+    sql`jsonb_array_elements(${argsArray(jobs)}::jsonb)`,
+    ...arrays.map((array) => sql`unnest(${arrayOf(array.values, array.oid)}::${sql.literal(array.type)}[])`)
+  ]
+  const names = ["args", ...arrays.map((array) => array.name), "ord"].join(", ")
   const wakeUp = !wake
     ? sql.literal("")
-    : shape.schedule
+    : scheduled
     ? sql`, notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})`
     : sql`, notified AS (
         SELECT count(pg_notify(${channel(prefix, "insert")}, payload)) AS sent
@@ -144,20 +157,18 @@ export const insertJobs = (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
         (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
       SELECT ${
-    shape.schedule
+    scheduled
       ? sql`CASE WHEN ${at} > clock.now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
       : sql.literal("'available'")
   },
-             r.queue, r.worker, r.args::jsonb, ${sql.literal(shape.meta ? "r.meta::jsonb" : "'{}'")},
-             ${sql.literal(shape.tags ? "COALESCE(r.tags::text[], '{}')" : "'{}'")},
-             r.max_attempts, r.priority, clock.now, ${at}
-      FROM clock, unnest(${sql.csv(columns)}) WITH ORDINALITY AS r(${sql.literal(names.join(", "))}, ord)
+             ${queue}, ${worker}, r.args, ${meta}::jsonb, ${tags}::text[], ${maxAttempts}, ${priority}, clock.now, ${at}
+      FROM clock, ROWS FROM (${sql.csv(functions)}) WITH ORDINALITY AS r(${sql.literal(names)})
       ORDER BY r.ord
       RETURNING id, state, queue, scheduled_at
     )${wakeUp}
     SELECT (SELECT now FROM clock) AS now, array_agg(id ORDER BY id) AS ids, ${
     sql.literal(
-      shape.schedule
+      scheduled
         ? "array_agg(state = 'scheduled' ORDER BY id) AS scheduled, array_agg(scheduled_at ORDER BY id) AS scheduled_at"
         : "NULL::bool[] AS scheduled, NULL::timestamptz[] AS scheduled_at"
     )
