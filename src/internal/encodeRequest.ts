@@ -9,7 +9,7 @@
  * A batch checks each distinct worker and queue name once: names are strings,
  * so one that equals a name already accepted is accepted too.
  */
-import { Cause, DateTime, Duration, Effect, Exit, Option, Result } from "effect"
+import { Cause, DateTime, Duration, Effect, Option, Result } from "effect"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
@@ -249,28 +249,8 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
   }
 }
 
-/**
- * The args of a request as JSON text, from the exit of the worker's schema
- * encoding: a refusal when the schema failed or threw (say, on a Proxy), or
- * when the result is not JSON that reads back as encoded; the cause itself
- * when it was interrupted.
- */
-const argsText = (
-  exit: Exit.Exit<unknown, { readonly message: string }>,
-  maxBytes: number
-): string | Problem | Cause.Cause<never> => {
-  if (Exit.isSuccess(exit)) {
-    const args = toJsonText(exit.value, "args", maxBytes)
-    return args._tag === "JsonText" ? args.text : new Problem("args", args.message)
-  }
-  const error = Cause.findError(exit.cause)
-  if (Result.isSuccess(error)) return new Problem("args", `args do not match the worker's schema: ${error.success.message}`)
-  const defect = Cause.findDefect(error.failure)
-  return Result.isSuccess(defect) ? new Problem("args", `encoding args threw: ${errorText(defect.success)}`) : error.failure
-}
-
 /** The encoding of a request's args, with a throwing read of it as a defect of the encoding. */
-const encodingOf = (request: JobRequest): Effect.Effect<unknown, { readonly message: string }> => {
+const encodingOf = (request: JobRequest): Effect.Effect<unknown, SchemaFailure> => {
   try {
     return request.encodeArgs
   } catch (error) {
@@ -278,10 +258,28 @@ const encodingOf = (request: JobRequest): Effect.Effect<unknown, { readonly mess
   }
 }
 
+/** How a worker's schema fails to encode args. */
+interface SchemaFailure {
+  readonly message: string
+}
+
+/**
+ * Why the args encoding of a request failed: the schema refused them or
+ * threw (say, on a Proxy). `undefined` for an interruption, which stays one.
+ */
+const encodingProblem = (cause: Cause.Cause<SchemaFailure>): Problem | undefined => {
+  const error = Cause.findError(cause)
+  if (Result.isSuccess(error)) return new Problem("args", `args do not match the worker's schema: ${error.success.message}`)
+  const defect = Cause.findDefect(error.failure)
+  return Result.isSuccess(defect) ? new Problem("args", `encoding args threw: ${errorText(defect.success)}`) : undefined
+}
+
 /**
  * Validates `requests` in order and returns them encoded, or the error of
  * the first bad one, which names the index `indexOf` gives its position
- * (none for `undefined`).
+ * (none for `undefined`). The args of each request are encoded in turn in
+ * one fiber; a failure of the encoding is mapped to the request being
+ * encoded at the time, so a good request costs no wrapper of its own.
  */
 export const encodeRequests = (
   requests: ReadonlyArray<JobRequest>,
@@ -289,29 +287,41 @@ export const encodeRequests = (
   traceparent: string | undefined,
   indexOf: (position: number) => number | undefined
 ): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError> =>
-  Effect.gen(function*() {
-    const accepted: Accepted = { worker: undefined, queue: undefined }
-    const encoded: Array<EncodedRequest> = new Array(requests.length)
-    for (let index = 0; index < requests.length; index++) {
-      const request = requests[index]!
-      const fields = checkFields(request, traceparent, accepted)
-      if (fields instanceof Problem) return yield* Effect.fail(invalid(request, fields, indexOf(index)))
-      const args = argsText(yield* Effect.exit(encodingOf(request)), settings.maxArgsBytes)
-      if (args instanceof Problem) return yield* Effect.fail(invalid(request, args, indexOf(index)))
-      if (typeof args !== "string") return yield* Effect.failCause(args)
-      encoded[index] = {
-        queue: fields.queue,
-        worker: fields.worker,
-        priority: fields.priority,
-        maxAttempts: fields.maxAttempts,
-        scheduleIn: fields.scheduleIn,
-        scheduledAt: fields.scheduledAt,
-        tags: fields.tags,
-        meta: fields.meta,
-        args
+  Effect.suspend(() => {
+    let position = 0
+    return Effect.gen(function*() {
+      const accepted: Accepted = { worker: undefined, queue: undefined }
+      const encoded: Array<EncodedRequest> = new Array(requests.length)
+      for (; position < requests.length; position++) {
+        const request = requests[position]!
+        const fields = checkFields(request, traceparent, accepted)
+        if (fields instanceof Problem) return yield* invalid(request, fields, indexOf(position))
+        const args = toJsonText(yield* encodingOf(request), "args", settings.maxArgsBytes)
+        if (args._tag === "JsonRefusal") {
+          return yield* invalid(request, new Problem("args", args.message), indexOf(position))
+        }
+        encoded[position] = {
+          queue: fields.queue,
+          worker: fields.worker,
+          priority: fields.priority,
+          maxAttempts: fields.maxAttempts,
+          scheduleIn: fields.scheduleIn,
+          scheduledAt: fields.scheduledAt,
+          tags: fields.tags,
+          meta: fields.meta,
+          args: args.text
+        }
       }
-    }
-    return encoded
+      return encoded
+    }).pipe(Effect.catchCause((cause) => {
+      const refused = Cause.findError(cause)
+      if (Result.isSuccess(refused) && refused.success instanceof InvalidJobError) return Effect.fail(refused.success)
+      const problem = encodingProblem(cause as Cause.Cause<SchemaFailure>)
+      const request = requests[position]!
+      return problem === undefined
+        ? Effect.failCause(cause as Cause.Cause<never>)
+        : Effect.fail(invalid(request, problem, indexOf(position)))
+    }))
   })
 
 /** Validates one request; `index`, when given, is named in the error. */
