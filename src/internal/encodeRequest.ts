@@ -198,7 +198,8 @@ export interface EncodedRequest {
   readonly args: string
 }
 
-type Fields = Omit<EncodedRequest, "args">
+/** A request whose fields but `args` are checked; `args` is filled in once encoded. */
+type Fields = { -readonly [K in keyof EncodedRequest]: EncodedRequest[K] }
 
 /** The last worker and queue names a batch accepted. */
 interface Accepted {
@@ -243,7 +244,7 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
     const tags = checkTags(request.tags)
     field = "meta"
     const meta = checkMeta(request.meta, traceparent)
-    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta }
+    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "" }
   } catch (error) {
     return error instanceof Problem ? error : new Problem(field, `reading ${field} threw: ${errorText(error)}`)
   }
@@ -300,17 +301,8 @@ export const encodeRequests = (
         if (args._tag === "JsonRefusal") {
           return yield* invalid(request, new Problem("args", args.message), indexOf(position))
         }
-        encoded[position] = {
-          queue: fields.queue,
-          worker: fields.worker,
-          priority: fields.priority,
-          maxAttempts: fields.maxAttempts,
-          scheduleIn: fields.scheduleIn,
-          scheduledAt: fields.scheduledAt,
-          tags: fields.tags,
-          meta: fields.meta,
-          args: args.text
-        }
+        fields.args = args.text
+        encoded[position] = fields
       }
       return encoded
     }).pipe(Effect.catchCause((cause) => {

@@ -53,10 +53,15 @@ export const jobFromRow = (row: JobRow): Job => ({
   attemptedBy: row.attempted_by
 })
 
+const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
+const noTags: ReadonlyArray<string> = Object.freeze([])
+const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
+
 /**
  * A job just inserted, from its request and what the database decided. Args
  * and meta are parsed from the JSON text that was stored, so they are what a
- * read of the row returns (up to the order of object keys).
+ * read of the row returns (up to the order of object keys). Empty errors,
+ * tags and meta are shared frozen values, as the job's readonly type allows.
  */
 export const insertedJob = (
   request: EncodedRequest,
@@ -70,9 +75,9 @@ export const insertedJob = (
   queue: request.queue,
   worker: request.worker,
   args: JSON.parse(request.args),
-  meta: request.meta === "{}" ? {} : JSON.parse(request.meta),
-  tags: request.tags.length === 0 ? [] : [...request.tags],
-  errors: [],
+  meta: request.meta === "{}" ? noMeta : JSON.parse(request.meta),
+  tags: request.tags.length === 0 ? noTags : request.tags,
+  errors: noErrors,
   attempt: 0,
   maxAttempts: request.maxAttempts,
   priority: request.priority,
