@@ -17,7 +17,6 @@ import type { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Context, Effect, Exit, Layer, Option, Runtime, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import type { Fragment } from "effect/sql/Statement"
 import { Settings } from "./Config.ts"
 import {
   InvalidConfigError,
@@ -30,14 +29,13 @@ import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
-import { type EncodedRequest, encodeRequests } from "./internal/encodeRequest.ts"
+import { encodeRequests } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
-import { insertedJob, insertedJobs } from "./internal/jobRow.ts"
-import { wakeAfterCommit, withInlineWake } from "./internal/waker.ts"
+import { insertEncoded } from "./internal/insertEncoded.ts"
+import { wakeAfterCommit } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
-import * as Inserts from "./internal/sql/insertJobs.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
 import { currentTraceparent } from "./internal/telemetry.ts"
 import type * as Worker from "./Worker.ts"
@@ -70,66 +68,6 @@ export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
-
-/** The most JSON and tag text (in UTF-16 units) sent in one insert statement. */
-const maxStatementUnits = 32 * 1024 * 1024
-
-/** The text units a job adds to its insert statement. */
-const unitsOf = (job: EncodedRequest): number => {
-  let units = job.args.length + job.meta.length + job.queue.length + job.worker.length + 64
-  for (const tag of job.tags) units += tag.length + 3
-  return units
-}
-
-/** Consecutive runs of jobs of at most `maxStatementUnits` each (a larger job alone). */
-const chunkJobs = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<ReadonlyArray<EncodedRequest>> => {
-  const chunks: Array<ReadonlyArray<EncodedRequest>> = []
-  let start = 0
-  let units = 0
-  for (let index = 0; index < jobs.length; index++) {
-    const size = unitsOf(jobs[index]!)
-    if (index > start && units + size > maxStatementUnits) {
-      chunks.push(jobs.slice(start, index))
-      start = index
-      units = 0
-    }
-    units += size
-  }
-  chunks.push(start === 0 ? jobs : jobs.slice(start))
-  return chunks
-}
-
-/** Inserts `encoded` in one statement, or in several inside one transaction; returns the jobs in order. */
-const insertEncoded = (
-  sql: SqlClient,
-  prefix: string,
-  time: Fragment,
-  encoded: ReadonlyArray<EncodedRequest>
-): Effect.Effect<{ readonly jobs: ReadonlyArray<Job>; readonly woken: boolean }, SqlError> => {
-  if (encoded.length === 1) {
-    const job = encoded[0]!
-    return withInlineWake(sql, (wake) =>
-      Effect.map(Inserts.insertJob(sql, prefix, time, job, wake), (row) => ({
-        jobs: [insertedJob(job, row.id, row.state, row.inserted_at, row.scheduled_at)],
-        woken: wake
-      })))
-  }
-  const chunks = chunkJobs(encoded)
-  if (chunks.length > 1) {
-    return Effect.map(
-      sql.withTransaction(
-        Effect.forEach(chunks, (chunk) =>
-          Effect.map(Inserts.insertJobs(sql, prefix, time, chunk, false), (batch) => insertedJobs(chunk, batch)))
-      ),
-      (parts) => ({ jobs: parts.flat(), woken: false })
-    )
-  }
-  return withInlineWake(sql, (wake) =>
-    Effect.map(Inserts.insertJobs(sql, prefix, time, encoded, wake), (batch) => ({
-      jobs: insertedJobs(encoded, batch),
-      woken: wake
-    })))
-}
 
 const identity = (position: number): number => position
 const noIndex = (): undefined => undefined

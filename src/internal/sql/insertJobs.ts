@@ -1,9 +1,9 @@
 /**
  * The statements that insert jobs: one for a single job with a parameter
- * per field, and one for a batch with an array parameter per field, which
- * `unnest` zips back into rows. Both return only what the database decides
- * (id, state, times); the caller builds the rest of each job from its
- * request.
+ * per field, and one for a batch with its args as one JSON array and each
+ * other field as one parameter or an array of them. Both return only what
+ * the database decides (ids, states, times); the caller builds the rest of
+ * each job from its request.
  */
 import { PgTypes } from "@effect/sql-pg"
 import { Effect, Result } from "effect"
@@ -27,9 +27,9 @@ export interface InsertedRow {
 const arrayOf = (values: ReadonlyArray<unknown>, elementOid: number): PgTypes.Parameter =>
   Result.getOrThrow(PgTypes.array(values, elementOid))
 
-/** A `text[]` literal of `tags` (NULL for none): each element quoted, so any text reads back as it was. */
-const tagsLiteral = (tags: ReadonlyArray<string>): string | null =>
-  tags.length === 0 ? null : `{${tags.map((tag) => `"${tag.replace(/["\\]/g, "\\$&")}"`).join(",")}}`
+/** A `text[]` literal of `tags`: each element quoted, so any text reads back as it was. */
+const tagsLiteral = (tags: ReadonlyArray<string>): string =>
+  tags.length === 0 ? "{}" : `{${tags.map((tag) => `"${tag.replace(/["\\]/g, "\\$&")}"`).join(",")}}`
 
 /** What `insertJobs` returns: the jobs' ids in input order, and what the database decided for them. */
 export interface InsertedBatch {
@@ -48,29 +48,37 @@ export interface InsertedBatch {
  */
 interface Field {
   readonly name: string
-  /** The SQL type of a value, e.g. `int2`. */
-  readonly type: string
+  readonly type: "text" | "int2" | "float8"
   readonly oid: number
   readonly values: ReadonlyArray<string | number | null>
 }
 
-/** The value every element of `values` has, or `varies`. */
 const varies: unique symbol = Symbol("varies")
+
+/** The value every element of `values` has, or `varies`. */
 const sameValue = <A>(values: ReadonlyArray<A>): A | typeof varies => {
   const first = values[0]!
   for (let i = 1; i < values.length; i++) if (values[i] !== first) return varies
   return first
 }
 
-/** A field as an SQL expression: its one value as a parameter, or its column of the unnested arrays. */
+const scalarOf = (value: string | number | null, type: Field["type"]): PgTypes.Parameter =>
+  type === "int2"
+    ? PgTypes.int2(value as number)
+    : type === "float8"
+    ? PgTypes.float8(value as number | null)
+    : PgTypes.text(value as string | null)
+
+/**
+ * A field as an SQL expression: its one value as a parameter, or its column
+ * of the unnested arrays (then added to `arrays`).
+ */
 const fieldSql = (sql: SqlClient, field: Field, arrays: Array<Field>): Fragment => {
   const value = sameValue(field.values)
   if (value !== varies) return sql`${scalarOf(value, field.type)}::${sql.literal(field.type)}`
   arrays.push(field)
   return sql.literal(`r.${field.name}`)
 }
-const scalarOf = (value: string | number | null, type: string): PgTypes.Parameter =>
-  type === "int2" ? PgTypes.int2(value as number) : type === "float8" ? PgTypes.float8(value as number | null) : PgTypes.text(value as string | null)
 
 /** Pulls one field out of every job. */
 const pluck = <A extends string | number | null>(
@@ -117,18 +125,18 @@ export const insertJobs = (
 ): Effect.Effect<InsertedBatch, SqlError> => {
   const { OID } = PgTypes
   const arrays: Array<Field> = []
-  const field = (name: string, type: string, oid: number, values: ReadonlyArray<string | number | null>) =>
+  const field = (name: string, type: Field["type"], oid: number, values: ReadonlyArray<string | number | null>) =>
     fieldSql(sql, { name, type, oid, values }, arrays)
   const queue = field("queue", "text", OID.text, pluck(jobs, (job) => job.queue))
   const worker = field("worker", "text", OID.text, pluck(jobs, (job) => job.worker))
   const maxAttempts = field("max_attempts", "int2", OID.int2, pluck(jobs, (job) => job.maxAttempts))
   const priority = field("priority", "int2", OID.int2, pluck(jobs, (job) => job.priority))
   const meta = field("meta", "text", OID.text, pluck(jobs, (job) => job.meta))
-  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags) ?? "{}"))
+  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags)))
   const scheduleIn = pluck(jobs, (job) => job.scheduleIn)
   const scheduledAt = pluck(jobs, (job) => job.scheduledAt === null ? null : job.scheduledAt.toISOString())
-  const scheduled = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
-  const at = scheduled
+  const hasSchedule = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
+  const at = hasSchedule
     ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, clock.now + COALESCE(${
       field("schedule_in_ms", "float8", OID.float8, scheduleIn)
     }, 0) * interval '1 millisecond')`
@@ -140,7 +148,7 @@ export const insertJobs = (
   const names = ["args", ...arrays.map((array) => array.name), "ord"].join(", ")
   const wakeUp = !wake
     ? sql.literal("")
-    : scheduled
+    : hasSchedule
     ? sql`, notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})`
     : sql`, notified AS (
         SELECT count(pg_notify(${channel(prefix, "insert")}, payload)) AS sent
@@ -157,7 +165,7 @@ export const insertJobs = (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
         (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
       SELECT ${
-    scheduled
+    hasSchedule
       ? sql`CASE WHEN ${at} > clock.now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
       : sql.literal("'available'")
   },
@@ -168,7 +176,7 @@ export const insertJobs = (
     )${wakeUp}
     SELECT (SELECT now FROM clock) AS now, array_agg(id ORDER BY id) AS ids, ${
     sql.literal(
-      scheduled
+      hasSchedule
         ? "array_agg(state = 'scheduled' ORDER BY id) AS scheduled, array_agg(scheduled_at ORDER BY id) AS scheduled_at"
         : "NULL::bool[] AS scheduled, NULL::timestamptz[] AS scheduled_at"
     )
@@ -210,7 +218,7 @@ export const insertJob = (
       (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
     VALUES (
       ${state}::${table(sql, prefix, "oban_job_state")}, ${PgTypes.text(job.queue)}, ${PgTypes.text(job.worker)},
-      ${PgTypes.text(job.args)}::jsonb, ${PgTypes.text(job.meta)}::jsonb, ${PgTypes.text(tagsLiteral(job.tags) ?? "{}")}::text[],
+      ${PgTypes.text(job.args)}::jsonb, ${PgTypes.text(job.meta)}::jsonb, ${PgTypes.text(tagsLiteral(job.tags))}::text[],
       ${PgTypes.int2(job.maxAttempts)}, ${PgTypes.int2(job.priority)}, ${now}, ${at}
     )
     RETURNING id, state, inserted_at, scheduled_at${
