@@ -279,6 +279,17 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.strictEqual(yield* countJobs, 0)
     }), 60_000)
 
+  it.effect("a batch of more than 100,000 jobs is split into statements and returns the jobs in order", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const requests = Array.from({ length: 100_001 }, (_, i) => SendEmail.job({ to: "a", subject: `n${i}` }))
+      const jobs = yield* Oban.insertAll(requests)
+      assert.strictEqual(jobs.length, 100_001)
+      assert.strictEqual((jobs[100_000]!.args as { subject: string }).subject, "n100000")
+      assert.isTrue(jobs.every((job, i) => i === 0 || job.id > jobs[i - 1]!.id))
+      assert.strictEqual(yield* countJobs, 100_001)
+    }), 60_000)
+
   it.effect("insertAll of nothing is a no-op", () =>
     Effect.gen(function*() {
       yield* truncate

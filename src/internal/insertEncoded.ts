@@ -16,6 +16,13 @@ import { withInlineWake } from "./waker.ts"
 /** The most JSON and tag text (in UTF-16 units) sent in one insert statement. */
 const maxStatementUnits = 32 * 1024 * 1024
 
+/**
+ * The most jobs in one insert statement: its reply carries a few arrays with
+ * an element per job in one message, which must stay well under the
+ * driver's 16 MiB limit.
+ */
+const maxStatementJobs = 100_000
+
 /** The text units a job adds to its insert statement. */
 const unitsOf = (job: EncodedRequest): number => {
   let units = job.args.length + job.meta.length + job.queue.length + job.worker.length + 64
@@ -23,14 +30,14 @@ const unitsOf = (job: EncodedRequest): number => {
   return units
 }
 
-/** Consecutive runs of jobs of at most `maxStatementUnits` each (a larger job alone). */
+/** Consecutive runs of at most `maxStatementJobs` jobs and `maxStatementUnits` each (a larger job alone). */
 const chunkJobs = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<ReadonlyArray<EncodedRequest>> => {
   const chunks: Array<ReadonlyArray<EncodedRequest>> = []
   let start = 0
   let units = 0
   for (let index = 0; index < jobs.length; index++) {
     const size = unitsOf(jobs[index]!)
-    if (index > start && units + size > maxStatementUnits) {
+    if (index > start && (units + size > maxStatementUnits || index - start === maxStatementJobs)) {
       chunks.push(jobs.slice(start, index))
       start = index
       units = 0
