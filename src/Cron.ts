@@ -26,7 +26,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { InvalidConfigError } from "./Errors.ts"
 import { now } from "./ObanClock.ts"
-import { encodeRequest } from "./internal/encodeRequest.ts"
+import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
 import { insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
 
@@ -110,12 +110,12 @@ export const parse = (
           message: `crontab entry ${index} ("${item.name}"): ${cron.failure.message}: ${cron.failure.input ?? ""}`
         })
       }
-      const rowJson = yield* encodeRequest(item.request, 0, settings, index).pipe(
+      const encoded = yield* encodeRequest(item.request, settings, index).pipe(
         Effect.mapError((error) =>
           new InvalidConfigError({ field: "crontab", message: `crontab entry ${index} ("${item.name}"): ${error.message}` })
         )
       )
-      parsed.push({ entry: item, cron: cron.success, rowJson })
+      parsed.push({ entry: item, cron: cron.success, rowJson: rowJson(encoded) })
     }
     return parsed
   })

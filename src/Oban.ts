@@ -29,9 +29,10 @@ import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
-import { encodeRequest } from "./internal/encodeRequest.ts"
+import { encodeRequests } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
+import { insertEncoded } from "./internal/insertEncoded.ts"
 import { wakeAfterCommit } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
@@ -68,26 +69,8 @@ export const insertAll = (
 ): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
 
-/** The most JSON text (in UTF-16 units) sent in one insert statement; PostgreSQL's jsonb stops at 256 MiB. */
-const maxStatementUnits = 32 * 1024 * 1024
-
-/** Consecutive runs of rows of at most `maxStatementUnits` each (a larger row alone). */
-const chunkRows = (rows: ReadonlyArray<string>): ReadonlyArray<string> => {
-  const chunks: Array<string> = []
-  let chunk: Array<string> = []
-  let units = 0
-  for (const row of rows) {
-    if (chunk.length > 0 && units + row.length + 1 > maxStatementUnits) {
-      chunks.push(`[${chunk.join(",")}]`)
-      chunk = []
-      units = 0
-    }
-    chunk.push(row)
-    units += row.length + 1
-  }
-  if (chunk.length > 0) chunks.push(`[${chunk.join(",")}]`)
-  return chunks
-}
+const identity = (position: number): number => position
+const noIndex = (): undefined => undefined
 
 const insertRequests = (
   list: ReadonlyArray<Worker.JobRequest>,
@@ -98,20 +81,11 @@ const insertRequests = (
     const settings = yield* Settings
     // The insert span travels with the jobs, so their perform spans continue this trace.
     const traceparent = yield* currentTraceparent
-    const rows: Array<string> = new Array(list.length)
-    for (let index = 0; index < list.length; index++) {
-      rows[index] = yield* encodeRequest(list[index]!, index, settings, indexed ? index : undefined, traceparent)
-    }
+    const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
     const sql = yield* SqlClient
     const time = yield* now(sql)
-    const chunks = chunkRows(rows)
-    const jobs = yield* (chunks.length === 1
-      ? Jobs.insertJobs(sql, settings.prefix, time, chunks[0]!)
-      : Effect.map(
-        sql.withTransaction(Effect.forEach(chunks, (chunk) => Jobs.insertJobs(sql, settings.prefix, time, chunk))),
-        (parts) => parts.flat()
-      )).pipe(orNotMigrated(settings.prefix))
-    yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
+    const { jobs, woken } = yield* insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix))
+    if (!woken) yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
     if (yield* listening) {
       // Only once the jobs exist for everyone else: after the commit, never after a rollback.
       const at = new Date(yield* Clock.currentTimeMillis)
@@ -132,9 +106,11 @@ const insertRequests = (
   }))
 }
 
-const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => [
-  ...new Set(jobs.filter((job) => job.state === "available").map((job) => job.queue))
-]
+const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => {
+  const queues = new Set<string>()
+  for (const job of jobs) if (job.state === "available") queues.add(job.queue)
+  return [...queues]
+}
 
 const withSql = <A>(
   f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>

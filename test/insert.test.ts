@@ -157,6 +157,59 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       expect(seen.sort()).toEqual(queues)
     }))
 
+  it.effect("concurrent single inserts outside a transaction each wake their queue", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      // One of them finds no other insert in flight and wakes its queue in its own statement; the
+      // rest go through the after-commit waker. Every queue is woken either way.
+      const queues = Array.from({ length: 30 }, (_, i) => `c${i}`)
+      yield* Effect.forEach(queues, (queue) => Oban.insert(SendEmail.job({ to: "a", subject: queue }, { queue })), {
+        concurrency: "unbounded"
+      })
+      const seen = new Set<string>()
+      while (seen.size < queues.length) {
+        seen.add(payloadQueue(yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))))
+      }
+      expect([...seen].sort()).toEqual([...queues].sort())
+      assert.strictEqual(yield* countJobs, 30)
+    }))
+
+  it.effect("a batch mixing every field variant returns exactly the stored jobs and wakes only queues with due jobs", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      const at = new Date(Date.now() + 3_600_000)
+      const requests = [
+        SendEmail.job({ to: "a", subject: "plain" }),
+        SendEmail.job({ to: "b", subject: "tags" }, { tags: ["x", "y \"quoted\" {,}", "NULL"], queue: "tagged" }),
+        SendEmail.job({ to: "c", subject: "meta" }, { meta: { source: "test", nested: { n: [1, null] } }, priority: 7 }),
+        SendEmail.job({ to: "d", subject: "in" }, { scheduleIn: "5 minutes", queue: "later" }),
+        SendEmail.job({ to: "e", subject: "at" }, { scheduledAt: at, queue: "later", maxAttempts: 2 }),
+        SendEmail.job({ to: "f", subject: "past" }, { scheduledAt: new Date(0), queue: "past" }),
+        SendEmail.job({ to: "g", subject: "zero" }, { scheduleIn: 0, queue: "zero" })
+      ]
+      const jobs = yield* Oban.insertAll(requests)
+      assert.deepStrictEqual(jobs.map((job) => job.state), [
+        "available",
+        "available",
+        "available",
+        "scheduled",
+        "scheduled",
+        "available",
+        "available"
+      ])
+      for (const job of jobs) assert.deepStrictEqual(job, Option.getOrThrow(yield* Oban.getJob(job.id)))
+      yield* Oban.insert(SendEmail.job({ to: "m", subject: "marker" }, { queue: "marker" }))
+      const seen: Array<string> = []
+      while (true) {
+        const queue = payloadQueue(yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds")))
+        if (queue === "marker") break
+        seen.push(queue)
+      }
+      expect(seen.sort()).toEqual(["mailers", "past", "tagged", "zero"])
+    }))
+
   it.effect("in effect clock mode, inserts stamp and schedule with Effect's Clock", () =>
     Effect.gen(function*() {
       yield* truncate
@@ -224,6 +277,17 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
         .pipe(Effect.flip, Effect.ensuring(sql.unsafe(`DROP TRIGGER refuse_poison ON "${prefix}".oban_jobs`).pipe(Effect.orDie)))
       assert.strictEqual(poisoned._tag, "SqlError")
       assert.strictEqual(yield* countJobs, 0)
+    }), 60_000)
+
+  it.effect("a batch of more than 100,000 jobs is split into statements and returns the jobs in order", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const requests = Array.from({ length: 100_001 }, (_, i) => SendEmail.job({ to: "a", subject: `n${i}` }))
+      const jobs = yield* Oban.insertAll(requests)
+      assert.strictEqual(jobs.length, 100_001)
+      assert.strictEqual((jobs[100_000]!.args as { subject: string }).subject, "n100000")
+      assert.isTrue(jobs.every((job, i) => i === 0 || job.id > jobs[i - 1]!.id))
+      assert.strictEqual(yield* countJobs, 100_001)
     }), 60_000)
 
   it.effect("insertAll of nothing is a no-op", () =>

@@ -325,7 +325,7 @@ const countJobs = Effect.gen(function*() {
   return row!.n
 })
 
-/** Reads the jobs of `specs` back by id and checks every field. */
+/** Reads the jobs of `specs` back by id, checks every field, and that the insert returned exactly them. */
 const verify = (specs: ReadonlyArray<Spec>, jobs: ReadonlyArray<Job>) =>
   Effect.gen(function*() {
     assert.strictEqual(jobs.length, specs.length)
@@ -333,7 +333,11 @@ const verify = (specs: ReadonlyArray<Spec>, jobs: ReadonlyArray<Job>) =>
     specs.forEach((s, i) => {
       const job = stored[i]!
       assert.isTrue(job._tag === "Some", "inserted job is stored")
-      if (job._tag === "Some") assertStored(s, job.value)
+      if (job._tag === "Some") {
+        assertStored(s, job.value)
+        // The returned job, built from the request and the insert's RETURNING, is the stored one.
+        assert.deepStrictEqual(jobs[i], job.value)
+      }
     })
   })
 

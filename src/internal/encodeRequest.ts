@@ -1,12 +1,15 @@
 /**
- * Checks a job request and encodes it as one JSON row for `insertJobs`.
+ * Checks job requests and encodes them as the columns of `insertJobs`.
  * Everything here runs before any SQL, so a bad request writes nothing, and
  * whatever is accepted reads back exactly as it was given: a value that
  * PostgreSQL would refuse or JSON would change is an `InvalidJobError`.
  * A careless value (a number for a name, a throwing getter) is refused the
  * same way, never a defect.
+ *
+ * A batch checks each distinct worker and queue name once: names are strings,
+ * so one that equals a name already accepted is accepted too.
  */
-import { DateTime, Duration, Effect, Option } from "effect"
+import { Cause, DateTime, Duration, Effect, Option, Result } from "effect"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
@@ -75,16 +78,20 @@ const checkInteger = (field: JobField, value: unknown, min: number, max: number)
   return value
 }
 
-const checkTags = (value: unknown): string => {
+const noTags: ReadonlyArray<string> = []
+
+/** A copy of the tags (so a later change to the caller's array changes nothing), checked. */
+const checkTags = (value: unknown): ReadonlyArray<string> => {
   if (!Array.isArray(value)) throw new Problem("tags", `tags must be an array of strings, got ${describe(value)}`)
   const tags: ReadonlyArray<unknown> = value
+  if (tags.length === 0) return noTags
   if (tags.length > maxTags) throw new Problem("tags", `at most ${maxTags} tags, got ${tags.length}`)
   const checked: Array<string> = []
   for (let i = 0; i < tags.length; i++) {
     if (!(i in tags)) throw new Problem("tags", `tags[${i}] is a hole in a sparse array`)
     checked.push(checkText("tags", `tags[${i}]`, tags[i], maxTagLength))
   }
-  return JSON.stringify(checked)
+  return checked
 }
 
 const durationKeys = new Set([
@@ -145,7 +152,7 @@ const checkScheduleIn = (input: unknown): number => {
   return millis
 }
 
-const checkScheduledAt = (at: unknown): string => {
+const checkScheduledAt = (at: unknown): Date => {
   const date = DateTime.isDateTime(at) ? DateTime.toDate(at) : at
   if (!(date instanceof Date)) {
     throw new Problem("scheduledAt", `scheduledAt must be a Date or DateTime, got ${describe(at)}`)
@@ -155,42 +162,69 @@ const checkScheduledAt = (at: unknown): string => {
   if (millis < minScheduledAtMillis || millis > maxScheduledAtMillis) {
     throw new Problem("scheduledAt", `scheduledAt must be in the years 0001 to 9999, got ${date.toISOString()}`)
   }
-  return date.toISOString()
+  return new Date(millis)
+}
+
+/** Whether `value` is `{}`: a plain object without keys of any kind. */
+const isEmptyObject = (value: object): boolean => {
+  const proto: unknown = Object.getPrototypeOf(value)
+  return (proto === Object.prototype || proto === null) && Reflect.ownKeys(value).length === 0
 }
 
 const checkMeta = (value: unknown, traceparent: string | undefined): string => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new Problem("meta", `meta must be a plain JSON object, got ${describe(value)}`)
   }
-  const meta = toJsonText(value, "meta", maxMetaBytes)
+  const meta = isEmptyObject(value) ? { _tag: "JsonText", text: "{}" } as const : toJsonText(value, "meta", maxMetaBytes)
   if (meta._tag === "JsonRefusal") throw new Problem("meta", meta.message)
   if (traceparent === undefined || Object.hasOwn(value, traceKey)) return meta.text
   const trace = `${JSON.stringify(traceKey)}:${JSON.stringify(traceparent)}`
   return meta.text === "{}" ? `{${trace}}` : `{${trace},${meta.text.slice(1)}`
 }
 
-/** The checked fields of a request, as JSON fragments of its row (args aside). */
-interface Fields {
+/** A checked request, ready to be a row of `insertJobs`. */
+export interface EncodedRequest {
   readonly queue: string
   readonly worker: string
   readonly priority: number
   readonly maxAttempts: number
+  /** The delay in milliseconds, when given as `scheduleIn`. */
   readonly scheduleIn: number | null
-  readonly scheduledAt: string | null
-  readonly tags: string
+  readonly scheduledAt: Date | null
+  readonly tags: ReadonlyArray<string>
+  /** JSON text, with the insert's `traceparent`. */
   readonly meta: string
+  /** JSON text of the args as the worker's schema encoded them. */
+  readonly args: string
+}
+
+/** A request whose fields but `args` are checked; `args` is filled in once encoded. */
+type Fields = { -readonly [K in keyof EncodedRequest]: EncodedRequest[K] }
+
+/** The last worker and queue names a batch accepted. */
+interface Accepted {
+  worker: string | undefined
+  queue: string | undefined
 }
 
 /**
  * Reads and checks every field but `args`, each exactly once. A read that
  * throws (a getter, a Proxy) is a refusal of that field.
  */
-const checkFields = (request: JobRequest, traceparent: string | undefined): Fields | Problem => {
+const checkFields = (request: JobRequest, traceparent: string | undefined, accepted: Accepted): Fields | Problem => {
   let field: JobField = "worker"
   try {
-    const worker = checkText("worker", "worker name", request.worker, maxNameLength)
+    const workerValue: unknown = request.worker
+    const worker = typeof workerValue === "string" && workerValue === accepted.worker
+      ? workerValue
+      : checkText("worker", "worker name", workerValue, maxNameLength)
+    accepted.worker = worker
     field = "queue"
-    const queue = checkText("queue", "queue name", request.queue, maxNameLength)
+    const queueValue: unknown = request.queue
+    const queue = typeof queueValue === "string" && queueValue === accepted.queue
+      ? queueValue
+      : checkText("queue", "queue name", queueValue, maxNameLength)
+    accepted.queue = queue
     field = "priority"
     const priority = checkInteger("priority", request.priority, 0, 9)
     field = "maxAttempts"
@@ -210,48 +244,89 @@ const checkFields = (request: JobRequest, traceparent: string | undefined): Fiel
     const tags = checkTags(request.tags)
     field = "meta"
     const meta = checkMeta(request.meta, traceparent)
-    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta }
+    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "" }
   } catch (error) {
     return error instanceof Problem ? error : new Problem(field, `reading ${field} threw: ${errorText(error)}`)
   }
 }
 
-/**
- * Encodes `args` with the worker's schema and checks the result is JSON that
- * reads back as encoded. A schema that throws (say, on a Proxy) is a refusal.
- */
-const encodeArgs = (request: JobRequest, maxBytes: number): Effect.Effect<string, Problem> =>
-  Effect.suspend(() => request.encodeArgs).pipe(
-    Effect.mapError((error) => new Problem("args", `args do not match the worker's schema: ${error.message}`)),
-    Effect.catchDefect((defect) => Effect.fail(new Problem("args", `encoding args threw: ${errorText(defect)}`))),
-    Effect.flatMap((encoded) => {
-      const args = toJsonText(encoded, "args", maxBytes)
-      return args._tag === "JsonText" ? Effect.succeed(args.text) : Effect.fail(new Problem("args", args.message))
-    })
-  )
+/** The encoding of a request's args, with a throwing read of it as a defect of the encoding. */
+const encodingOf = (request: JobRequest): Effect.Effect<unknown, SchemaFailure> => {
+  try {
+    return request.encodeArgs
+  } catch (error) {
+    return Effect.die(error)
+  }
+}
+
+/** How a worker's schema fails to encode args. */
+interface SchemaFailure {
+  readonly message: string
+}
 
 /**
- * Validates `request` and returns its row as JSON text. `index` is the
- * position in an `insertAll` batch, named in the error.
+ * Why the args encoding of a request failed: the schema refused them or
+ * threw (say, on a Proxy). `undefined` for an interruption, which stays one.
  */
+const encodingProblem = (cause: Cause.Cause<SchemaFailure>): Problem | undefined => {
+  const error = Cause.findError(cause)
+  if (Result.isSuccess(error)) return new Problem("args", `args do not match the worker's schema: ${error.success.message}`)
+  const defect = Cause.findDefect(error.failure)
+  return Result.isSuccess(defect) ? new Problem("args", `encoding args threw: ${errorText(defect.success)}`) : undefined
+}
+
+/**
+ * Validates `requests` in order and returns them encoded, or the error of
+ * the first bad one, which names the index `indexOf` gives its position
+ * (none for `undefined`). The args of each request are encoded in turn in
+ * one fiber; a failure of the encoding is mapped to the request being
+ * encoded at the time, so a good request costs no wrapper of its own.
+ */
+export const encodeRequests = (
+  requests: ReadonlyArray<JobRequest>,
+  settings: SettingsShape,
+  traceparent: string | undefined,
+  indexOf: (position: number) => number | undefined
+): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError> =>
+  Effect.suspend(() => {
+    let position = 0
+    return Effect.gen(function*() {
+      const accepted: Accepted = { worker: undefined, queue: undefined }
+      const encoded: Array<EncodedRequest> = new Array(requests.length)
+      for (; position < requests.length; position++) {
+        const request = requests[position]!
+        const fields = checkFields(request, traceparent, accepted)
+        if (fields instanceof Problem) return yield* invalid(request, fields, indexOf(position))
+        const args = toJsonText(yield* encodingOf(request), "args", settings.maxArgsBytes)
+        if (args._tag === "JsonRefusal") {
+          return yield* invalid(request, new Problem("args", args.message), indexOf(position))
+        }
+        fields.args = args.text
+        encoded[position] = fields
+      }
+      return encoded
+    }).pipe(Effect.catchCause((cause) => {
+      const refused = Cause.findError(cause)
+      if (Result.isSuccess(refused) && refused.success instanceof InvalidJobError) return Effect.fail(refused.success)
+      const problem = encodingProblem(cause as Cause.Cause<SchemaFailure>)
+      const request = requests[position]!
+      return problem === undefined
+        ? Effect.failCause(cause as Cause.Cause<never>)
+        : Effect.fail(invalid(request, problem, indexOf(position)))
+    }))
+  })
+
+/** Validates one request; `index`, when given, is named in the error. */
 export const encodeRequest = (
   request: JobRequest,
-  ord: number,
   settings: SettingsShape,
   index: number | undefined,
   traceparent?: string | undefined
-): Effect.Effect<string, InvalidJobError> =>
-  Effect.suspend(() => {
-    const fields = checkFields(request, traceparent)
-    if (fields instanceof Problem) return Effect.fail(invalid(request, fields, index))
-    return encodeArgs(request, settings.maxArgsBytes).pipe(
-      Effect.mapError((problem) => invalid(request, problem, index)),
-      Effect.map((args) =>
-        `{"ord":${ord},"queue":${JSON.stringify(fields.queue)},"worker":${JSON.stringify(fields.worker)},` +
-        `"args":${args},"meta":${fields.meta},"tags":${fields.tags},` +
-        `"max_attempts":${fields.maxAttempts},"priority":${fields.priority},` +
-        `"schedule_in_ms":${fields.scheduleIn === null ? "null" : fields.scheduleIn},` +
-        `"scheduled_at":${fields.scheduledAt === null ? "null" : JSON.stringify(fields.scheduledAt)}}`
-      )
-    )
-  })
+): Effect.Effect<EncodedRequest, InvalidJobError> =>
+  Effect.map(encodeRequests([request], settings, traceparent, () => index), (encoded) => encoded[0]!)
+
+/** An encoded request as one JSON object (scheduling aside), for statements that insert a single row. */
+export const rowJson = (request: EncodedRequest): string =>
+  `{"queue":${JSON.stringify(request.queue)},"worker":${JSON.stringify(request.worker)},` +
+  `"args":${request.args},"meta":${request.meta},"tags":${JSON.stringify(request.tags)},` +
+  `"max_attempts":${request.maxAttempts},"priority":${request.priority}}`

@@ -4,6 +4,8 @@
  * function on the hot path rather than a schema decode.
  */
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
+import type { EncodedRequest } from "./encodeRequest.ts"
+import type { InsertedBatch } from "./sql/insertJobs.ts"
 
 export interface JobRow {
   readonly id: bigint | number | string
@@ -51,3 +53,58 @@ export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
   cancelledAt: row.cancelled_at,
   attemptedBy: row.attempted_by
 })
+
+const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
+const noTags: ReadonlyArray<string> = Object.freeze([])
+const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
+
+/**
+ * A job just inserted, from its request and what the database decided. Args
+ * and meta are parsed from the JSON text that was stored, so they are what a
+ * read of the row returns (up to the order of object keys). Empty errors,
+ * tags and meta are shared frozen values, as the job's readonly type allows.
+ */
+export const insertedJob = (
+  request: EncodedRequest,
+  id: bigint | number | string,
+  state: "available" | "scheduled",
+  insertedAt: Date,
+  scheduledAt: Date
+): Job => ({
+  id: Number(id),
+  state,
+  queue: request.queue,
+  worker: request.worker,
+  args: JSON.parse(request.args),
+  meta: request.meta === "{}" ? noMeta : JSON.parse(request.meta),
+  tags: request.tags.length === 0 ? noTags : request.tags,
+  errors: noErrors,
+  attempt: 0,
+  maxAttempts: request.maxAttempts,
+  priority: request.priority,
+  insertedAt,
+  scheduledAt,
+  attemptedAt: null,
+  completedAt: null,
+  discardedAt: null,
+  cancelledAt: null,
+  attemptedBy: null
+})
+
+/** The jobs of a batch insert, in the order of `requests`. */
+export const insertedJobs = (requests: ReadonlyArray<EncodedRequest>, batch: InsertedBatch): ReadonlyArray<Job> => {
+  const time = batch.now.getTime()
+  const jobs: Array<Job> = new Array(requests.length)
+  for (let i = 0; i < requests.length; i++) {
+    jobs[i] = batch.scheduled === undefined || batch.scheduledAt === undefined
+      ? insertedJob(requests[i]!, batch.ids[i]!, "available", new Date(time), new Date(time))
+      : insertedJob(
+        requests[i]!,
+        batch.ids[i]!,
+        batch.scheduled[i] ? "scheduled" : "available",
+        new Date(time),
+        batch.scheduledAt[i]!
+      )
+  }
+  return jobs
+}

@@ -14,11 +14,10 @@ export interface JsonRefusal {
   readonly message: string
 }
 
-/** The JSON text of an accepted value and its size in UTF-8 bytes. */
+/** The JSON text of an accepted value. */
 export interface JsonText {
   readonly _tag: "JsonText"
   readonly text: string
-  readonly bytes: number
 }
 
 /** How deep arrays and objects may nest. PostgreSQL's parser gives up far deeper, at about 10,000 levels. */
@@ -193,10 +192,11 @@ const write = (value: unknown, state: State): string => {
 export const toJsonText = (value: unknown, root: string, maxBytes: number): JsonText | JsonRefusal => {
   try {
     const text = write(value, { units: 0, maxBytes, path: [root] })
-    const bytes = Buffer.byteLength(text, "utf8")
+    // A UTF-16 unit is at most 3 bytes of UTF-8: short text needs no count.
+    const bytes = text.length * 3 <= maxBytes ? 0 : Buffer.byteLength(text, "utf8")
     return bytes > maxBytes
       ? { _tag: "JsonRefusal", message: `${root} is ${bytes} bytes of JSON, more than the limit of ${maxBytes}` }
-      : { _tag: "JsonText", text, bytes }
+      : { _tag: "JsonText", text }
   } catch (error) {
     return {
       _tag: "JsonRefusal",

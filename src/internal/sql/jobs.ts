@@ -17,46 +17,6 @@ export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${c
 /** The job of a statement that returns at most one. */
 const firstJob = (rows: ReadonlyArray<JobRow>): Job | undefined => rows[0] === undefined ? undefined : jobFromRow(rows[0])
 
-/**
- * Inserts the jobs described by `rowsJson`, a JSON array of objects with the
- * keys `ord, queue, worker, args, meta, tags, max_attempts, priority,
- * schedule_in_ms, scheduled_at`, in one statement. `args` and `meta` are taken
- * with `->`, so JSON `null` args stay the jsonb value `null` (a record column
- * would turn them into SQL NULL, which the table refuses). Jobs due now are
- * `available`, later ones `scheduled`. Returns the jobs in input order. (The
- * caller wakes the queues after commit: see `waker.ts`.)
- */
-export const insertJobs = (
-  sql: SqlClient,
-  prefix: string,
-  now: Fragment,
-  rowsJson: string
-): Effect.Effect<ReadonlyArray<Job>, SqlError> =>
-  sql<JobRow>`
-    WITH clock AS (SELECT ${now} AS now),
-    input AS (
-      SELECT x.*, e.row -> 'args' AS args, e.row -> 'meta' AS meta,
-             COALESCE(x.scheduled_at, clock.now + COALESCE(x.schedule_in_ms, 0) * interval '1 millisecond') AS at,
-             clock.now AS now
-      FROM clock,
-           jsonb_array_elements(${rowsJson}::jsonb) AS e(row),
-           jsonb_to_record(e.row) AS x(
-             ord integer, queue text, worker text, tags text[],
-             max_attempts smallint, priority smallint, schedule_in_ms double precision, scheduled_at timestamptz
-           )
-    ),
-    inserted AS (
-      INSERT INTO ${table(sql, prefix, "oban_jobs")}
-        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
-      SELECT CASE WHEN at > now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")},
-             queue, worker, args, meta, tags, max_attempts, priority, now, at
-      FROM input
-      ORDER BY ord
-      RETURNING ${sql.literal(jobColumns)}
-    )
-    SELECT inserted.* FROM inserted ORDER BY inserted.id
-  `.pipe(Effect.map((rows) => rows.map((row) => jobFromRow(row))))
-
 /** One recorded outcome of an attempt, as the acker writes it. */
 export interface AckRow {
   readonly id: number

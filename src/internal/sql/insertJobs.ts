@@ -1,0 +1,232 @@
+/**
+ * The statements that insert jobs: one for a single job with a parameter
+ * per field, and one for a batch with its args as one JSON array and each
+ * other field as one parameter or an array of them. Both return only what
+ * the database decides (ids, states, times); the caller builds the rest of
+ * each job from its request.
+ */
+import { PgTypes } from "@effect/sql-pg"
+import { Effect, Result } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import type { EncodedRequest } from "../encodeRequest.ts"
+import { wakeQueues } from "./fragments.ts"
+import { table } from "./tables.ts"
+
+/** What `insertJob` returns; the rest of the job is what was asked for. */
+export interface InsertedRow {
+  readonly id: bigint | number | string
+  readonly state: "available" | "scheduled"
+  readonly inserted_at: Date
+  readonly scheduled_at: Date
+}
+
+/** A one-dimensional array parameter of `@effect/sql-pg`, sent in its binary format. */
+const arrayOf = (values: ReadonlyArray<unknown>, elementOid: number): PgTypes.Parameter =>
+  Result.getOrThrow(PgTypes.array(values, elementOid))
+
+/** A `text[]` literal of `tags`: each element quoted, so any text reads back as it was. */
+const tagsLiteral = (tags: ReadonlyArray<string>): string =>
+  tags.length === 0 ? "{}" : `{${tags.map((tag) => `"${tag.replace(/["\\]/g, "\\$&")}"`).join(",")}}`
+
+/** What `insertJobs` returns: the jobs' ids in input order, and what the database decided for them. */
+export interface InsertedBatch {
+  /** The insertion time of every job. */
+  readonly now: Date
+  readonly ids: ReadonlyArray<bigint>
+  /** Per job, whether it is `scheduled`, and its time; absent when every job was due now. */
+  readonly scheduled: ReadonlyArray<boolean> | undefined
+  readonly scheduledAt: ReadonlyArray<Date> | undefined
+}
+
+/**
+ * One field of a batch. When every job has the same value it is sent once,
+ * as a scalar; otherwise as an array with an element per job, which the
+ * statement reads as column `name` of `r`.
+ */
+interface Field {
+  readonly name: string
+  readonly type: "text" | "int2" | "float8"
+  readonly oid: number
+  readonly values: ReadonlyArray<string | number | null>
+}
+
+const varies: unique symbol = Symbol("varies")
+
+/** The value every element of `values` has, or `varies`. */
+const sameValue = <A>(values: ReadonlyArray<A>): A | typeof varies => {
+  const first = values[0]!
+  for (let i = 1; i < values.length; i++) if (values[i] !== first) return varies
+  return first
+}
+
+const scalarOf = (value: string | number | null, type: Field["type"]): PgTypes.Parameter =>
+  type === "int2"
+    ? PgTypes.int2(value as number)
+    : type === "float8"
+    ? PgTypes.float8(value as number | null)
+    : PgTypes.text(value as string | null)
+
+/**
+ * A field as an SQL expression: its one value as a parameter, or its column
+ * of the unnested arrays (then added to `arrays`).
+ */
+const fieldSql = (sql: SqlClient, field: Field, arrays: Array<Field>): Fragment => {
+  const value = sameValue(field.values)
+  if (value !== varies) return sql`${scalarOf(value, field.type)}::${sql.literal(field.type)}`
+  arrays.push(field)
+  return sql.literal(`r.${field.name}`)
+}
+
+/** Pulls one field out of every job. */
+const pluck = <A extends string | number | null>(
+  jobs: ReadonlyArray<EncodedRequest>,
+  get: (job: EncodedRequest) => A
+): ReadonlyArray<A> => {
+  const values = new Array<A>(jobs.length)
+  for (let i = 0; i < jobs.length; i++) values[i] = get(jobs[i]!)
+  return values
+}
+
+/** The distinct queues of `jobs`, as wake-up payloads. */
+const queuePayloads = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<string> => {
+  const queues = new Set<string>()
+  for (const job of jobs) queues.add(job.queue)
+  return Array.from(queues, (queue) => JSON.stringify({ queue }))
+}
+
+/** The args of `jobs` as one JSON array. */
+const argsArray = (jobs: ReadonlyArray<EncodedRequest>): string => {
+  let text = "["
+  for (let i = 0; i < jobs.length; i++) text += i === 0 ? jobs[i]!.args : "," + jobs[i]!.args
+  return text + "]"
+}
+
+/**
+ * Inserts `jobs` in one statement and returns what only the database knows:
+ * the ids (in input order), the insertion time, and for a batch where some
+ * job has a schedule, which jobs are scheduled and when. The args travel as
+ * one JSON array; every other field as one parameter when all jobs share its
+ * value (the usual batch), else as an array with an element per job. The
+ * arrays are read side by side (`ROWS FROM`, in order, so ids are drawn in
+ * input order). Jobs due now are `available`, later ones `scheduled`. With
+ * `wake`, the same statement notifies the queues that received available
+ * jobs (the notification goes out when the statement's transaction
+ * commits); else the caller wakes them after commit (see `waker.ts`).
+ */
+export const insertJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  jobs: ReadonlyArray<EncodedRequest>,
+  wake: boolean
+): Effect.Effect<InsertedBatch, SqlError> => {
+  const { OID } = PgTypes
+  const arrays: Array<Field> = []
+  const field = (name: string, type: Field["type"], oid: number, values: ReadonlyArray<string | number | null>) =>
+    fieldSql(sql, { name, type, oid, values }, arrays)
+  const queue = field("queue", "text", OID.text, pluck(jobs, (job) => job.queue))
+  const worker = field("worker", "text", OID.text, pluck(jobs, (job) => job.worker))
+  const maxAttempts = field("max_attempts", "int2", OID.int2, pluck(jobs, (job) => job.maxAttempts))
+  const priority = field("priority", "int2", OID.int2, pluck(jobs, (job) => job.priority))
+  const meta = field("meta", "text", OID.text, pluck(jobs, (job) => job.meta))
+  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags)))
+  const scheduleIn = pluck(jobs, (job) => job.scheduleIn)
+  const scheduledAt = pluck(jobs, (job) => job.scheduledAt === null ? null : job.scheduledAt.toISOString())
+  const hasSchedule = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
+  const at = hasSchedule
+    ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, clock.now + COALESCE(${
+      field("schedule_in_ms", "float8", OID.float8, scheduleIn)
+    }, 0) * interval '1 millisecond')`
+    : sql.literal("clock.now")
+  const functions = [
+    sql`jsonb_array_elements(${argsArray(jobs)}::jsonb)`,
+    ...arrays.map((array) => sql`unnest(${arrayOf(array.values, array.oid)}::${sql.literal(array.type)}[])`)
+  ]
+  const names = ["args", ...arrays.map((array) => array.name), "ord"].join(", ")
+  const wakeUp = !wake
+    ? sql.literal("")
+    : hasSchedule
+    ? sql`, notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})`
+    : sql`, notified AS (
+        SELECT count(pg_notify(${channel(prefix, "insert")}, payload)) AS sent
+        FROM unnest(${arrayOf(queuePayloads(jobs), OID.text)}::text[]) AS payload
+      )`
+  return sql<{
+    readonly now: Date
+    readonly ids: ReadonlyArray<bigint>
+    readonly scheduled: ReadonlyArray<boolean> | null
+    readonly scheduled_at: ReadonlyArray<Date> | null
+  }>`
+    WITH clock AS (SELECT ${now} AS now),
+    inserted AS (
+      INSERT INTO ${table(sql, prefix, "oban_jobs")}
+        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
+      SELECT ${
+    hasSchedule
+      ? sql`CASE WHEN ${at} > clock.now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
+      : sql.literal("'available'")
+  },
+             ${queue}, ${worker}, r.args, ${meta}::jsonb, ${tags}::text[], ${maxAttempts}, ${priority}, clock.now, ${at}
+      FROM clock, ROWS FROM (${sql.csv(functions)}) WITH ORDINALITY AS r(${sql.literal(names)})
+      ORDER BY r.ord
+      RETURNING id, state, queue, scheduled_at
+    )${wakeUp}
+    SELECT (SELECT now FROM clock) AS now, array_agg(id ORDER BY id) AS ids, ${
+    sql.literal(
+      hasSchedule
+        ? "array_agg(state = 'scheduled' ORDER BY id) AS scheduled, array_agg(scheduled_at ORDER BY id) AS scheduled_at"
+        : "NULL::bool[] AS scheduled, NULL::timestamptz[] AS scheduled_at"
+    )
+  }
+    FROM inserted${sql.literal(wake ? " CROSS JOIN notified" : "")}
+  `.pipe(Effect.map(([row]) => ({
+    now: row!.now,
+    ids: row!.ids,
+    scheduled: row!.scheduled ?? undefined,
+    scheduledAt: row!.scheduled_at ?? undefined
+  })))
+}
+
+/** When a job is due, as SQL: now, now plus its delay, or its time. */
+const dueAt = (sql: SqlClient, now: Fragment, job: EncodedRequest): Fragment =>
+  job.scheduledAt !== null
+    ? sql`${PgTypes.text(job.scheduledAt.toISOString())}::timestamptz`
+    : job.scheduleIn !== null
+    ? sql`${now} + ${PgTypes.float8(job.scheduleIn)} * interval '1 millisecond'`
+    : now
+
+/**
+ * Inserts one job with a parameter per field: for a single job this is
+ * cheaper, for the driver and the server, than arrays of one element, and a
+ * job due now needs no comparison of times. With `wake`, the same statement
+ * notifies the job's queue when it is available.
+ */
+export const insertJob = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  job: EncodedRequest,
+  wake: boolean
+): Effect.Effect<InsertedRow, SqlError> => {
+  const at = dueAt(sql, now, job)
+  const state = at === now ? sql.literal("'available'") : sql`CASE WHEN ${at} > ${now} THEN 'scheduled' ELSE 'available' END`
+  return sql<InsertedRow>`
+    INSERT INTO ${table(sql, prefix, "oban_jobs")}
+      (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
+    VALUES (
+      ${state}::${table(sql, prefix, "oban_job_state")}, ${PgTypes.text(job.queue)}, ${PgTypes.text(job.worker)},
+      ${PgTypes.text(job.args)}::jsonb, ${PgTypes.text(job.meta)}::jsonb, ${PgTypes.text(tagsLiteral(job.tags))}::text[],
+      ${PgTypes.int2(job.maxAttempts)}, ${PgTypes.int2(job.priority)}, ${now}, ${at}
+    )
+    RETURNING id, state, inserted_at, scheduled_at${
+    wake
+      ? sql`, CASE WHEN state = 'available' THEN pg_notify(${channel(prefix, "insert")}, ${
+        JSON.stringify({ queue: job.queue })
+      }) END AS woken`
+      : sql.literal("")
+  }
+  `.pipe(Effect.map((rows) => rows[0]!))
+}
