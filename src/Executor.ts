@@ -81,6 +81,12 @@ const awaitDrained = (fibers: ReadonlyMap<number, unknown>, grace: Duration.Dura
 
 const drainPollMillis = 20
 
+/** One attempt running here: its fiber, and why the executor stopped it, if it did. */
+interface Run {
+  fiber: Fiber.Fiber<void> | undefined
+  stop: StopReason | undefined
+}
+
 /** How long jobs start synchronously in one turn of the event loop; later ones go through the scheduler. */
 const syncStartMillis = 5
 
@@ -102,36 +108,44 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         )
       )
     )
-    // The fiber of every running job, by job id. Job fibers are forked with the
-    // executor's context (not the caller's), and the finalizer below waits for
-    // them and interrupts what is left.
-    const fibers = new Map<number, Fiber.Fiber<void>>()
-    const stops = new Map<number, StopReason>()
+    // Every running attempt, by job id. Job fibers are forked with the executor's context (not
+    // the caller's), and the finalizer below waits for them and interrupts what is left.
+    const runs = new Map<number, Run>()
     const registry = makeRegistry(options.node, options.workers)
     const fork = Effect.runForkWith(yield* Effect.context<never>())
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        if (fibers.size === 0) return
+        if (runs.size === 0) return
         yield* Effect.logInfo(
-          `shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${fibers.size} job(s)`
+          `shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${runs.size} job(s)`
         )
-        if (yield* awaitDrained(fibers, options.shutdownGracePeriod)) return
-        for (const id of fibers.keys()) stops.set(id, "shutdown")
-        yield* Effect.logWarning(`shutdown: interrupting ${fibers.size} job(s) after the grace period`)
-        yield* Fiber.interruptAll(Array.from(fibers.values()))
+        if (yield* awaitDrained(runs, options.shutdownGracePeriod)) return
+        const left = Array.from(runs.values())
+        for (const run of left) run.stop = "shutdown"
+        yield* Effect.logWarning(`shutdown: interrupting ${left.length} job(s) after the grace period`)
+        yield* Fiber.interruptAll(left.flatMap((run) => run.fiber === undefined ? [] : [run.fiber]))
       })
     )
 
-    const run = (job: Job, onDone: () => void) =>
-      runAttempt(registry, job, () => stops.get(job.id)).pipe(
+    /**
+     * One attempt, from start to acked outcome, uninterruptible but for the
+     * worker's own `perform`: a cancel or shutdown that comes first (even
+     * while a deferred start waits for its turn) interrupts `perform` at once,
+     * and the outcome is still written and `onDone` still called.
+     */
+    const attempt = (job: Job, run: Run, deferred: boolean, onDone: () => void) =>
+      Effect.andThen(
+        deferred ? Effect.yieldNow : Effect.void,
+        runAttempt(registry, job, () => run.stop)
+      ).pipe(
         Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
         Effect.catchCause((cause) =>
           Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause))
         ),
         Effect.ensuring(Effect.sync(() => {
-          stops.delete(job.id)
-          fibers.delete(job.id)
+          // A later run of the same job (claimed again after a rescue) owns the entry now.
+          if (runs.get(job.id) === run) runs.delete(job.id)
           onDone()
         })),
         Effect.uninterruptible
@@ -161,10 +175,12 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
             // Not a microtask: those run after every callback, and one turn of the loop runs many.
             setImmediate(newTurn)
           }
-          const attempt = run(job, done)
-          const fiber = fork(now - turnStartedAt < syncStartMillis ? attempt : Effect.andThen(Effect.yieldNow, attempt))
-          // A job that ended inside `fork` has already left the map.
-          if (fiber.pollUnsafe() === undefined) fibers.set(job.id, fiber)
+          // A run of the same job still here was claimed before a rescue: it is not ours any more.
+          runs.get(job.id)?.fiber?.interruptUnsafe()
+          const run: Run = { fiber: undefined, stop: undefined }
+          runs.set(job.id, run)
+          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, done))
+          run.fiber = fiber
         }
       } finally {
         starting = false
@@ -175,14 +191,14 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
       startUnsafe,
       cancel: (jobId) =>
         Effect.suspend(() => {
-          const fiber = fibers.get(jobId)
-          if (fiber === undefined) return Effect.succeed(false)
-          stops.set(jobId, "cancel")
-          return Effect.as(Fiber.interrupt(fiber), true)
+          const run = runs.get(jobId)
+          if (run?.fiber === undefined) return Effect.succeed(false)
+          run.stop = "cancel"
+          return Effect.as(Fiber.interrupt(run.fiber), true)
         }),
-      running: Effect.sync(() => fibers.size),
+      running: Effect.sync(() => runs.size),
       owned: Effect.sync(() => {
-        const running = Array.from(fibers.keys())
+        const running = Array.from(runs.keys())
         const unwritten = acker.pendingIdsUnsafe()
         return new Set([...running, ...unwritten])
       })

@@ -28,7 +28,7 @@ import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
-import { watchExecuting } from "./internal/telemetry.ts"
+import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import { now } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
@@ -116,8 +116,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
 
     const clock = yield* Clock.Clock
-    const unwatch = watchExecuting(options.queue, () => running, yield* Effect.context<never>())
-    yield* Effect.addFinalizer(() => Effect.sync(unwatch))
+    // The producer's own context, for the metrics it updates on the hot path.
+    const context = yield* Effect.context<never>()
 
     /**
      * Starts waiting jobs while slots are free: not while paused, nor while
@@ -130,6 +130,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const jobs = buffer.take(limit - running)
       if (jobs.length === 0) return
       running += jobs.length
+      setExecutingUnsafe(options.queue, running, context)
       // One clock reading for the batch.
       options.executor.startUnsafe(jobs, onDone(clock.currentTimeMillisUnsafe()))
     }
@@ -138,6 +139,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const onDone = (startedAt: number) => (): void => {
       running--
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
+      setExecutingUnsafe(options.queue, running, context)
       startWaitingUnsafe()
       // Wake the fetch loop only when there is something to claim: not once per job.
       if (!paused && buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)

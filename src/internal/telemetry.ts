@@ -102,18 +102,9 @@ export const recordStartUnsafe = (
     context
   )
 
-/**
- * Reports a queue's executing jobs by reading `count` whenever the gauge is
- * read, rather than updating it twice per job. Returns the unregistration.
- */
-export const watchExecuting = (queue: string, count: () => number, context: Context.Context<never>): () => void => {
-  const registration = Metric.registerUnsafe(executingFor(queue), context, {
-    get: () => ({ value: count() }),
-    update: () => {},
-    modify: () => {}
-  })
-  return registration.remove
-}
+/** `setExecuting` on the hot path: synchronous, with the metrics of `context`. */
+export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
+  executingFor(queue).updateUnsafe(count, context)
 
 export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
 

@@ -2,7 +2,7 @@
  * SQL on `oban_jobs`. Components call these functions and never write job SQL
  * of their own, so the storage seam stays in one module.
  */
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"
@@ -115,7 +115,7 @@ export const ackJobs = (
   }),
     ${deleteCompleted ? sql`deleted AS (
       DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j
-      USING input
+      USING input, clock
       WHERE j.id = ANY(${ids}::bigint[]) AND ${ack} ->> 'state' = 'completed'
         AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
       RETURNING j.id
@@ -128,9 +128,15 @@ export const ackJobs = (
       const written = rows.map((row) => Number(row.id))
       if (written.length === acks.length) return Effect.succeed({ written, stale: [] })
       const done = new Set(written)
-      return Effect.map(
-        staleAcks(sql, prefix, acks.filter((ack) => !done.has(ack.id))),
-        (stale): AckResult => ({ written, stale })
+      // Only for the logs: the outcomes are written, and a failed lookup must not make them count as failed.
+      return staleAcks(sql, prefix, acks.filter((ack) => !done.has(ack.id))).pipe(
+        Effect.map((stale): AckResult => ({ written, stale })),
+        Effect.catchCause((cause) =>
+          Effect.as(
+            Effect.logWarning("could not look up the jobs of acks that matched no row", Cause.pretty(cause)),
+            { written, stale: [] }
+          )
+        )
       )
     })
   )
