@@ -9,6 +9,7 @@
  * VACUUM ANALYZE, as a table that has been running for a while looks. The
  * nodes keep finished jobs 7 days, so their pruner finds nothing due.
  *
+ * The empty table is created once, so both tables see the same rounds.
  * Each round, for each table: 20,000 no-op jobs are inserted; the
  * producer's fetch statement (`fetchJobs`, demand 50) is timed 100 times,
  * each inside a transaction that is rolled back so the jobs stay available;
@@ -41,7 +42,23 @@ const dropSchema = (prefix: string) =>
     yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)
   })
 
-const freshSchema = (prefix: string) => Effect.andThen(dropSchema(prefix), Migrations.run({ prefix }))
+/**
+ * BENCH_DEFAULT_VACUUM=1 puts PostgreSQL's default autovacuum settings back
+ * on the jobs table (undoing migration 5), to show what they cost.
+ */
+const defaultVacuum = process.env["BENCH_DEFAULT_VACUUM"] === "1"
+
+const migrate = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* Migrations.run({ prefix })
+    if (defaultVacuum) {
+      yield* sql.unsafe(`ALTER TABLE "${prefix}".oban_jobs RESET (
+        autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, vacuum_index_cleanup)`)
+    }
+  })
+
+const freshSchema = (prefix: string) => Effect.andThen(dropSchema(prefix), migrate(prefix))
 
 /** Rows `from`..`to` of the big table: finished jobs spread over the last six days, oldest first. */
 const insertFinished = (from: number, to: number, total: number) =>
@@ -88,6 +105,7 @@ const prepareBig = (rows: number) =>
     const sql = yield* SqlClient
     if (process.env["BENCH_BIG_KEEP"] === "1" && (yield* finishedRows) >= rows * 0.99) {
       yield* Console.error(`big: reusing ${bigPrefix}`)
+      yield* migrate(bigPrefix)
       return "reused"
     }
     yield* freshSchema(bigPrefix)
@@ -206,13 +224,13 @@ const measureOn = (prefix: string) =>
 export const bigTable = (url: string) =>
   Effect.gen(function*() {
     const rows = envInt("BENCH_BIG_ROWS", 10_000_000)
-    const rounds = envInt("BENCH_ROUNDS", 3)
+    const rounds = envInt("BENCH_BIG_ROUNDS", 6)
     const built = yield* prepareBig(rows)
+    yield* freshSchema(emptyPrefix)
     const results = new Map<string, Array<Round>>([[emptyPrefix, []], [bigPrefix, []]])
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? [emptyPrefix, bigPrefix] : [bigPrefix, emptyPrefix]
       for (const prefix of order) {
-        if (prefix === emptyPrefix) yield* freshSchema(emptyPrefix)
         const measured = yield* measureOn(prefix)
         results.get(prefix)!.push(measured)
         yield* Console.error(
@@ -227,6 +245,17 @@ export const bigTable = (url: string) =>
       const fetch = latencyOf(list.flatMap((round) => round.fetchMs))
       return { fetch, drain: median(list.map((round) => round.drainJobsPerSecond)) }
     }
+    const perRound = Array.from({ length: rounds }, (_, i) => {
+      const [e, b] = [results.get(emptyPrefix)![i]!, results.get(bigPrefix)![i]!]
+      return [
+        `${i + 1}`,
+        fixed(latencyOf(e.fetchMs).p50, 2),
+        fixed(latencyOf(b.fetchMs).p50, 2),
+        grouped(e.drainJobsPerSecond),
+        grouped(b.drainJobsPerSecond),
+        ratio(b.drainJobsPerSecond / e.drainJobsPerSecond)
+      ]
+    })
     const empty = summary(emptyPrefix)
     const big = summary(bigPrefix)
     const table = textTable(["measure", "empty table", `${grouped(rows)} finished`, "big / empty"], [
@@ -239,6 +268,9 @@ export const bigTable = (url: string) =>
       title: `Big table: ${grouped(rows)} finished jobs (${built}) vs an empty table, ${rounds} interleaved rounds`,
       table,
       notes: [
+        "",
+        textTable(["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty"], perRound),
+        `autovacuum settings of the jobs table: ${defaultVacuum ? "PostgreSQL's defaults (BENCH_DEFAULT_VACUUM=1)" : "migration 5"}`,
         `fetch: ${fetchSamples} timed fetches of ${fetchDemand} per round and table, each rolled back; drain: ${
           grouped(drainJobs)
         } no-op jobs a round`
