@@ -44,7 +44,7 @@ const dropSchema = (prefix: string) =>
 
 /**
  * BENCH_PG_DEFAULTS=1 puts PostgreSQL's default storage settings back on the
- * jobs tables (undoing migration 5), to show what they cost.
+ * jobs tables (undoing migration 6), to show what they cost.
  */
 const pgDefaults = process.env["BENCH_PG_DEFAULTS"] === "1"
 
@@ -276,7 +276,7 @@ export const bigTable = (url: string) =>
       notes: [
         "",
         textTable(["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty"], perRound),
-        `storage settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migration 5"}`,
+        `storage settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migration 6"}`,
         `fetch: ${fetchSamples} timed fetches of ${fetchDemand} per round and table, each rolled back; drain: ${
           grouped(drainJobs)
         } no-op jobs a round`
