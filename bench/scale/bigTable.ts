@@ -43,8 +43,8 @@ const dropSchema = (prefix: string) =>
   })
 
 /**
- * BENCH_PG_DEFAULTS=1 puts PostgreSQL's default storage settings back on the
- * jobs tables (undoing migration 6), to show what they cost.
+ * BENCH_PG_DEFAULTS=1 puts PostgreSQL's default autovacuum settings back on
+ * the jobs tables (undoing migration 6), to show what they cost.
  */
 const pgDefaults = process.env["BENCH_PG_DEFAULTS"] === "1"
 
@@ -54,7 +54,7 @@ const migrate = (prefix: string) =>
     yield* Migrations.run({ prefix })
     if (pgDefaults) {
       yield* sql.unsafe(`ALTER TABLE "${prefix}".oban_jobs RESET (
-        fillfactor, autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, vacuum_index_cleanup)`)
+        autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, vacuum_index_cleanup)`)
     }
   })
 
@@ -276,7 +276,7 @@ export const bigTable = (url: string) =>
       notes: [
         "",
         textTable(["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty"], perRound),
-        `storage settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migration 6"}`,
+        `autovacuum settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migration 6"}`,
         `fetch: ${fetchSamples} timed fetches of ${fetchDemand} per round and table, each rolled back; drain: ${
           grouped(drainJobs)
         } no-op jobs a round`
