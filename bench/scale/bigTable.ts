@@ -210,18 +210,33 @@ const drain = (prefix: string, inserted: ReadonlyArray<number>) =>
 interface Round {
   readonly fetchMs: ReadonlyArray<number>
   readonly drainJobsPerSecond: number
+  /** WAL written during the drain, per job: bytes and full-page images. */
+  readonly walBytesPerJob: number
+  readonly fullPagesPerJob: number
   readonly problems: ReadonlyArray<string>
 }
+
+/** The server's WAL counters (PostgreSQL 14+): bytes and full-page images written so far. */
+const walCounters = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const [row] = yield* sql<{ bytes: number; fpi: number }>`
+    SELECT wal_bytes::float8 AS bytes, wal_fpi::float8 AS fpi FROM pg_stat_wal`
+  return row ?? { bytes: Number.NaN, fpi: Number.NaN }
+})
 
 const measureOn = (prefix: string) =>
   Effect.gen(function*() {
     const inserted = yield* insertAvailable(prefix)
     const fetchMs: Array<number> = []
     for (let i = 0; i < fetchSamples; i++) fetchMs.push(yield* timeFetch(prefix))
+    const walBefore = yield* walCounters
     const drained = yield* drain(prefix, inserted)
+    const walAfter = yield* walCounters
     const round: Round = {
       fetchMs,
       drainJobsPerSecond: inserted.length / (drained.wallMs / 1000),
+      walBytesPerJob: (walAfter.bytes - walBefore.bytes) / inserted.length,
+      fullPagesPerJob: (walAfter.fpi - walBefore.fpi) / inserted.length,
       problems: drained.problems
     }
     return round
@@ -259,7 +274,9 @@ export const bigTable = (url: string) =>
         fixed(latencyOf(b.fetchMs).p50, 2),
         grouped(e.drainJobsPerSecond),
         grouped(b.drainJobsPerSecond),
-        ratio(b.drainJobsPerSecond / e.drainJobsPerSecond)
+        ratio(b.drainJobsPerSecond / e.drainJobsPerSecond),
+        `${grouped(e.walBytesPerJob)} / ${grouped(b.walBytesPerJob)}`,
+        `${fixed(e.fullPagesPerJob, 2)} / ${fixed(b.fullPagesPerJob, 2)}`
       ]
     })
     const empty = summary(emptyPrefix)
@@ -275,7 +292,11 @@ export const bigTable = (url: string) =>
       table,
       notes: [
         "",
-        textTable(["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty"], perRound),
+        textTable(
+          ["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty", "WAL B/job", "full pages/job"],
+          perRound
+        ),
+        "WAL columns: empty / big, written by the whole server during the drain (other sessions included)",
         `autovacuum settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migration 6"}`,
         `fetch: ${fetchSamples} timed fetches of ${fetchDemand} per round and table, each rolled back; drain: ${
           grouped(drainJobs)
