@@ -89,6 +89,26 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       assert.strictEqual(job.state, "available")
     }))
 
+  it.effect("the jobs table is vacuumed by churn, not by size; down resets it", () =>
+    Effect.gen(function*() {
+      const prefix = yield* freshPrefix("mig_storage")
+      const sql = yield* SqlClient
+      const options = Effect.map(
+        sql<{ options: ReadonlyArray<string> | null }>`
+          SELECT c.reloptions AS options FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = ${prefix} AND c.relname = 'oban_jobs'`,
+        (rows) => [...(rows[0]?.options ?? [])].sort()
+      )
+      yield* Migrations.run({ prefix })
+      assert.deepStrictEqual(yield* options, [
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=10000",
+        "vacuum_index_cleanup=on"
+      ])
+      yield* Migrations.down({ prefix, to: 5 })
+      assert.deepStrictEqual(yield* options, [])
+    }))
+
   it.effect("two processes migrating a fresh schema at once both succeed, applying each version once", () =>
     Effect.gen(function*() {
       const prefix = yield* freshPrefix("mig_race")

@@ -31,7 +31,8 @@ const main = async () => {
     } else if (line === "stop") {
       if (consumer !== undefined) await (await consumer).stop()
       await queue.close()
-      process.stdout.write(`ran ${JSON.stringify(ran)}\n`)
+      // Wait until the line is out: `process.exit` would cut off a long one still in the pipe.
+      await new Promise<void>((resolve) => process.stdout.write(`ran ${JSON.stringify(ran)}\n`, () => resolve()))
       break
     }
   }

@@ -143,29 +143,36 @@ const spawnChild = (peer: Peer, url: string, schema: string, limit: number): Chi
   }
 }
 
-/** W3c: two child processes, each consuming with `limit`; timed from `go` until the queue says all are acked. */
-export const drainTwoProcesses = (limit: number) => (peer: Peer, url: string) =>
+/**
+ * A drain of `jobs` jobs by `processes` child processes, each consuming with
+ * `limit`; timed from `go` until the queue says all are acked.
+ */
+export const drainProcesses = (options: { readonly processes: number; readonly limit: number; readonly jobs: number }) =>
+(peer: Peer, url: string) =>
   withQueue(peer, url, `bench_peer_${peer.key}_w3c`, async (queue) => {
-    await insertBulk(queue, drainJobs, 1_000)
+    await insertBulk(queue, options.jobs, 1_000)
     const schema = `bench_peer_${peer.key}_w3c`
-    const children = [spawnChild(peer, url, schema, limit), spawnChild(peer, url, schema, limit)]
+    const children = range(0, options.processes).map(() => spawnChild(peer, url, schema, options.limit))
     try {
       await Promise.all(children.map((child) => child.ready))
       const start = performance.now()
       for (const child of children) child.send("go")
-      const settled = await until(() => queue.settled(drainJobs), 20, drainTimeoutMs)
+      const settled = await until(() => queue.settled(options.jobs), 20, drainTimeoutMs)
       const wallMs = performance.now() - start
       for (const child of children) child.send("stop")
       const ran = await Promise.all(children.map((child) => child.ran))
       const problems = [
         ...(settled ? [] : [`the queue did not report every job acked within ${drainTimeoutMs / 1000} s`]),
-        ...checkRuns(ran.flat(), drainJobs)
+        ...checkRuns(ran.flat(), options.jobs)
       ]
       return { wallMs: settled ? wallMs : Number.NaN, note: `jobs per process ${ran.map((r) => r.length).join("/")}`, problems }
     } finally {
       for (const child of children) child.kill()
     }
   })
+
+/** W3c: two child processes, each consuming with `limit`. */
+export const drainTwoProcesses = (limit: number) => drainProcesses({ processes: 2, limit, jobs: drainJobs })
 
 /** W4: an idle consumer (limit 10, slow polling) and 500 single inserts 20 ms apart. */
 export const latency = (peer: Peer, url: string) =>

@@ -88,7 +88,10 @@ export const withStatementTimeout: {
       restore(
         Effect.raceFirst(
           Fiber.join(fiber),
-          Effect.andThen(realSleep(millis), Effect.fail(timeoutError(options.operation, millis)))
+          // Built only when the deadline passes: an error made up front for every call captures a
+          // stack, and the stack's frames keep alive what the caller held then (the fetch before it,
+          // which held the one before it, ...), so a long drain's memory grew with every fetch.
+          Effect.andThen(realSleep(millis), Effect.failSync(() => timeoutError(options.operation, millis)))
         )
       ).pipe(
         Effect.onExit((exit) =>
