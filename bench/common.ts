@@ -41,6 +41,14 @@ export interface Latency {
   readonly max: number
 }
 
+/** The server's version, for the result table. */
+export const serverVersion = (url: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ server_version: string }>`SHOW server_version`
+    return row?.server_version ?? "unknown"
+  }).pipe(Effect.provide(pgLayer(url, 1)))
+
 /** A connection pool on the benchmark's server. */
 export const pgLayer = (url: string, maxConnections: number) =>
   PgClient.layer({ url: Redacted.make(url), maxConnections, applicationName: "effect-oban-bench" })

@@ -10,9 +10,8 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Runtime } from "effect"
-import { SqlClient } from "effect/sql/SqlClient"
 import { startDatabase } from "../support/database.ts"
-import { clock, pgLayer, type Row, type Workload } from "./common.ts"
+import { clock, type Row, serverVersion, type Workload } from "./common.ts"
 import { w3c } from "./multiprocess.ts"
 import { comparePeers } from "./peers/compare.ts"
 import { renderTable } from "./table.ts"
@@ -38,13 +37,6 @@ const runWorkload = (workload: Workload, url: string) =>
     const row: Row = { name: workload.name, jobs: workload.jobs, ...measured }
     return row
   })
-
-const serverVersion = (url: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const [row] = yield* sql<{ server_version: string }>`SHOW server_version`
-    return row?.server_version ?? "unknown"
-  }).pipe(Effect.provide(pgLayer(url, 1)))
 
 const program = Effect.gen(function*() {
   const database = yield* Effect.acquireRelease(

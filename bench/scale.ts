@@ -13,9 +13,8 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Runtime } from "effect"
-import { SqlClient } from "effect/sql/SqlClient"
 import { startDatabase } from "../support/database.ts"
-import { pgLayer } from "./common.ts"
+import { serverVersion } from "./common.ts"
 import { bigTable } from "./scale/bigTable.ts"
 import { processCurve } from "./scale/curve.ts"
 import { memoryOfDrain } from "./scale/memory.ts"
@@ -36,13 +35,6 @@ const sections: ReadonlyArray<readonly [string, (url: string) => Effect.Effect<S
 ]
 
 const chosen = (process.env["BENCH_SCALE"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")
-
-const serverVersion = (url: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const [row] = yield* sql<{ server_version: string }>`SHOW server_version`
-    return row?.server_version ?? "unknown"
-  }).pipe(Effect.provide(pgLayer(url, 1)))
 
 const program = Effect.gen(function*() {
   const database = yield* Effect.acquireRelease(

@@ -23,7 +23,7 @@ import {
   withSchema,
   type Workload
 } from "./common.ts"
-import { epochMillis, makeNoop, makeTimed, Noop } from "./workers.ts"
+import { epochMillis, makeCounting, makeTimed, Noop } from "./workers.ts"
 
 /** How many jobs of the schema exist, as a problem list. */
 const checkInserted = (prefix: string, expected: number) =>
@@ -109,16 +109,7 @@ const drainInProcess = (options: {
   run: (url) =>
     Effect.gen(function*() {
       const inserted = yield* insertNoopJobs(drainJobs, 1_000)
-      const runs = new Map<number, number>()
-      let total = 0
-      const allRan = yield* Deferred.make<void>()
-      const worker = makeNoop((id) =>
-        Effect.suspend(() => {
-          runs.set(id, (runs.get(id) ?? 0) + 1)
-          total++
-          return total === drainJobs ? Effect.asVoid(Deferred.succeed(allRan, undefined)) : Effect.void
-        })
-      )
+      const { allRan, ran, runs, worker } = yield* makeCounting(drainJobs)
       const start = yield* clock
       const node = yield* startNode({
         prefix: options.prefix,
@@ -139,7 +130,7 @@ const drainInProcess = (options: {
       const wallMs = (yield* clock) - start
       yield* node.stop
       const problems = [
-        ...(ranAll._tag === "None" ? [`only ${total} of ${drainJobs} jobs ran within 60 s`] : []),
+        ...(ranAll._tag === "None" ? [`only ${ran()} of ${drainJobs} jobs ran within 60 s`] : []),
         ...(recorded ? [] : [`the outcomes of some jobs were still not written 60 s after the last job ran`]),
         ...checkExactlyOnce(runs, inserted),
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))

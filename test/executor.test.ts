@@ -42,23 +42,25 @@ const claim = (jobs: ReadonlyArray<Job>) =>
     return yield* claimJobs(sql, prefix, yield* now(sql), jobs.map((job) => job.id), node)
   })
 
+const startExecutor = Effect.flatMap(SqlClient, (sql) =>
+  Executor.make({
+    sql,
+    prefix,
+    node,
+    workers: [Work as unknown as Executor.RunnableWorker<never>],
+    shutdownGracePeriod: Duration.seconds(10)
+  }))
+
 layer(testLayer(prefix), { excludeTestServices: true })("executor", (it) => {
   it.effect("a job cancelled while its start waits for the next turn ends cancelled, acked, and done", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
       const inserted = yield* Oban.insertAll([
         Work.job({ spin: 20, sleep: 0 }),
         Work.job({ spin: 0, sleep: 0 }),
         Work.job({ spin: 0, sleep: 0 })
       ])
       const jobs = yield* claim(inserted)
-      const executor = yield* Executor.make({
-        sql,
-        prefix,
-        node,
-        workers: [Work as unknown as Executor.RunnableWorker<never>],
-        shutdownGracePeriod: Duration.seconds(10)
-      })
+      const executor = yield* startExecutor
       let done = 0
       // The first job holds the CPU past the synchronous budget: the next two start on a later turn.
       yield* Effect.sync(() => executor.startUnsafe(jobs, () => done++))
@@ -75,16 +77,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("executor", (it) => {
 
   it.effect("a job started again while its earlier run is still here: the later run stays tracked", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
       const [job] = yield* Oban.insertAll([Work.job({ spin: 0, sleep: 300 })])
       const [first] = yield* claim([job!])
-      const executor = yield* Executor.make({
-        sql,
-        prefix,
-        node,
-        workers: [Work as unknown as Executor.RunnableWorker<never>],
-        shutdownGracePeriod: Duration.seconds(10)
-      })
+      const executor = yield* startExecutor
       let done = 0
       yield* Effect.sync(() => executor.startUnsafe([first!], () => done++))
       // The same job again, as if claimed anew after a rescue (another claim).

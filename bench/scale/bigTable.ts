@@ -26,7 +26,7 @@ import * as Migrations from "../../src/Migrations.ts"
 import { now } from "../../src/ObanClock.ts"
 import { fetchJobs } from "../../src/internal/sql/claims.ts"
 import { checkExactlyOnce, clock, latencyOf, nothingLeft, pgLayer, startNode, stopwatch, waitUntil } from "../common.ts"
-import { makeNoop } from "../workers.ts"
+import { makeCounting } from "../workers.ts"
 import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
 
 const bigPrefix = "bench_scale_big"
@@ -174,15 +174,7 @@ const timeFetch = (prefix: string) =>
 const drain = (prefix: string, inserted: ReadonlyArray<number>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    const runs = new Map<number, number>()
-    let total = 0
-    const allRan = yield* Deferred.make<void>()
-    const worker = makeNoop((id) =>
-      Effect.suspend(() => {
-        runs.set(id, (runs.get(id) ?? 0) + 1)
-        return ++total === inserted.length ? Effect.asVoid(Deferred.succeed(allRan, undefined)) : Effect.void
-      })
-    )
+    const { allRan, ran: ranSoFar, runs, worker } = yield* makeCounting(inserted.length)
     const start = yield* clock
     const node = yield* startNode({
       prefix,
@@ -199,7 +191,7 @@ const drain = (prefix: string, inserted: ReadonlyArray<number>) =>
       SELECT count(*)::int AS done FROM ${sql(prefix)}.oban_jobs
       WHERE id BETWEEN ${inserted[0]!} AND ${inserted[inserted.length - 1]!} AND state = 'completed' AND attempt = 1`
     const problems = [
-      ...(Option.isSome(ran) ? [] : [`only ${total} of ${inserted.length} jobs ran`]),
+      ...(Option.isSome(ran) ? [] : [`only ${ranSoFar()} of ${inserted.length} jobs ran`]),
       ...(settled ? [] : ["jobs were still waiting or running"]),
       ...(row?.done === inserted.length ? [] : [`${row?.done} of ${inserted.length} completed on their first attempt`]),
       ...checkExactlyOnce(runs, inserted)
