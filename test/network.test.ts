@@ -27,12 +27,22 @@ const Work = Worker.make("Work", {
 
 const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 })
 
+/** Room for a fetch beside every maintenance statement stuck on a lost reply. */
+const poolSize = 10
+
 /** A node whose every connection (pool, LISTEN, liveness) goes through `url`. */
 const nodeBehind = (url: string, prefix: string, options: Partial<Oban.LayerOptions<typeof Work>> = {}) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
-      PgClient.layer({ url: Redacted.make(url), maxConnections: 4, connectTimeout: "2 seconds" })
+      PgClient.layer({ url: Redacted.make(url), maxConnections: poolSize, connectTimeout: "2 seconds" })
     )
+    // Open every pooled connection while the network works: once replies are dropped no new
+    // connection can finish its handshake, and the statements whose replies are lost (the fetch,
+    // and each maintenance loop's) hold theirs until their deadlines, so a fetch must find one open.
+    yield* Effect.all(
+      Array.from({ length: poolSize }, () => Effect.flatMap(SqlClient, (sql) => sql`SELECT pg_sleep(0.05)`)),
+      { concurrency: "unbounded", discard: true }
+    ).pipe(Effect.provideContext(context))
     return yield* startNode({
       prefix,
       node: "behind-proxy",
