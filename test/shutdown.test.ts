@@ -93,4 +93,40 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         for (const row of yield* rows(prefix)) assert.deepStrictEqual([row.state, row.attempt], ["completed", 1])
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("jobs claimed ahead and not yet started go back untouched; the rest complete; nothing runs twice", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_ahead")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+        // Short jobs on a small limit: the producer claims many ahead of its two slots.
+        const node = yield* spawnNode("deploy", {
+          DATABASE_URL: databaseUrl(),
+          PREFIX: prefix,
+          QUEUES: JSON.stringify({ default: 2 }),
+          JOB_MS: "20",
+          GRACE_MS: "10000"
+        })
+        yield* awaitReady(node)
+        yield* Oban.insertAll(Array.from({ length: 400 }, (_, n) => Record.job({ n })))
+        yield* waitFor(
+          "jobs claimed ahead of the two slots",
+          Effect.map(rows(prefix), (all) => all.filter((row) => row.state === "executing").length > 2)
+        )
+        const [before] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
+        assert.strictEqual(yield* stopNode(node, "SIGTERM"), 0, node.output())
+        const after = yield* rows(prefix)
+        const completed = after.filter((row) => row.state === "completed")
+        const givenBack = after.filter((row) => row.state === "available")
+        assert.strictEqual(completed.length + givenBack.length, 400, "no job left executing or elsewhere")
+        assert.isAbove(givenBack.length, 0, "some jobs were waiting when SIGTERM came")
+        // Only the two running then (and the few that started before the signal arrived) ran after it: the
+        // waiting ones were given back before the grace period, not started during it.
+        assert.isAtMost(completed.length, before!.n + 10)
+        for (const row of completed) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [1, [], 1])
+        // A job that waited never ran and used no attempt.
+        for (const row of givenBack) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [0, [], 0])
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
 })
