@@ -68,10 +68,10 @@ export interface Options<R> {
  * polls the job count, which works the same on an interrupted fiber and on
  * `TestClock`.
  */
-const awaitDrained = (fibers: ReadonlyMap<number, unknown>, grace: Duration.Duration) =>
+const awaitDrained = (runs: ReadonlyMap<number, unknown>, grace: Duration.Duration) =>
   Effect.gen(function*() {
     const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(grace)
-    while (fibers.size > 0) {
+    while (runs.size > 0) {
       const left = deadline - (yield* Clock.currentTimeMillis)
       if (left <= 0) return false
       yield* Effect.sleep(Math.min(left, drainPollMillis))
@@ -98,6 +98,7 @@ const syncStartMillis = 5
 export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const acker = yield* Acker.make(options)
+    // Flush after the jobs below are done (finalizers run in reverse order).
     yield* Effect.addFinalizer(() =>
       acker.flush.pipe(
         Effect.timeoutOption(Duration.max(options.shutdownGracePeriod, Duration.seconds(5))),
@@ -141,6 +142,8 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
       ).pipe(
         Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
         Effect.catchCause((cause) =>
+          // Nothing above should fail; if it does, say so loudly, and leave the
+          // job executing for the rescuer rather than guess its outcome.
           Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause))
         ),
         Effect.ensuring(Effect.sync(() => {

@@ -29,7 +29,6 @@ export interface Acker {
   /** Outcomes handed in and not yet written. */
   readonly pending: Effect.Effect<number>
   /** The jobs whose outcome is handed in and not yet written. */
-  readonly pendingIds: Effect.Effect<ReadonlySet<number>>
   readonly pendingIdsUnsafe: () => ReadonlySet<number>
 }
 
@@ -243,7 +242,6 @@ export const make = (options: {
       unwritten.set(row.id, (unwritten.get(row.id) ?? 0) + 1)
       Queue.offerUnsafe(inbox, row)
     }
-    const pendingIdsUnsafe = () => new Set(unwritten.keys())
 
     return {
       ack: (row) => Effect.sync(() => ackUnsafe(row)),
@@ -256,7 +254,6 @@ export const make = (options: {
         })
       }),
       pending: Effect.sync(() => pending),
-      pendingIds: Effect.sync(pendingIdsUnsafe),
-      pendingIdsUnsafe
+      pendingIdsUnsafe: () => new Set(unwritten.keys())
     }
   })

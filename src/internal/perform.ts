@@ -117,34 +117,17 @@ export const runAttempt = <R>(
   Effect.withFiber((fiber) => {
     const clock = fiber.getRef(Clock.Clock)
     const startedAt = clock.currentTimeMillisUnsafe()
+    // Events are built only when someone subscribes.
     const hub = fiber.getRef(EventHub)
     const watched = hub !== undefined && hub.subscribers > 0
     recordStartUnsafe(job, startedAt, fiber.context)
-    const worker = registry.workers.get(job.worker)
-    const decode = registry.decode.get(job.worker)
-    const attempt = (span: Tracer.Span): Effect.Effect<readonly [AckRow, Exit.Exit<unknown, unknown>]> =>
-      worker === undefined || decode === undefined
-        ? Effect.map(
-          failed(job, { backoff: undefined }, "unknown_worker", `no worker named "${job.worker}" runs on node ${registry.node}`),
-          (row) => [row, Exit.void] as const
-        )
-        : Effect.flatMap(Effect.exit(decode(job.args)), (decoded) =>
-          Exit.isFailure(decoded)
-            ? Effect.succeed([undecodable(job, Cause.pretty(decoded.cause)), Exit.void] as const)
-            : Effect.flatMap(
-              Effect.exit(Effect.interruptible(
-                Effect.updateContext(perform(registry, worker, { ...job, args: decoded.value }), (context: Context.Context<never>) =>
-                  annotate(Context.add(context, Tracer.ParentSpan, span), job))
-              )),
-              (exit) => Effect.map(fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped()), (row) => [row, exit] as const)
-            ))
-    const run = Effect.flatMap(performSpan(job, registry.node), (span) =>
-      Effect.map(attempt(span), ([row, exit]) => [row, exit, span] as const))
-    const started = watched ? Effect.andThen(publish([event(job, "started", startedAt)]), run) : run
-    return Effect.flatMap(started, ([row, exit, span]) => {
+
+    /** Ends the span, records the outcome, and publishes it when someone listens. */
+    const finish = (span: Tracer.Span, row: AckRow, exit: Exit.Exit<unknown, unknown>): Effect.Effect<AckRow> => {
       const endedAt = clock.currentTimeMillisUnsafe()
       const kind = outcomeOf(row)
       span.attribute("oban.outcome", kind ?? "shutdown")
+      // Error status for failed attempts only: a snooze, cancel or discard is the worker's decision.
       span.end(
         clock.currentTimeNanosUnsafe(),
         kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
@@ -159,7 +142,29 @@ export const runAttempt = <R>(
         })]),
         row
       )
-    })
+    }
+
+    /** Decodes the args and runs `perform` under `span`, with the job's log annotations. */
+    const attempt = (span: Tracer.Span): Effect.Effect<AckRow> => {
+      const worker = registry.workers.get(job.worker)
+      const decode = registry.decode.get(job.worker)
+      if (worker === undefined || decode === undefined) {
+        const message = `no worker named "${job.worker}" runs on node ${registry.node}`
+        return Effect.flatMap(failed(job, { backoff: undefined }, "unknown_worker", message), (row) => finish(span, row, Exit.void))
+      }
+      return Effect.flatMap(Effect.exit(decode(job.args)), (decoded) => {
+        if (Exit.isFailure(decoded)) return finish(span, undecodable(job, Cause.pretty(decoded.cause)), Exit.void)
+        const work = Effect.updateContext(
+          perform(registry, worker, { ...job, args: decoded.value }),
+          (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
+        )
+        return Effect.flatMap(Effect.exit(Effect.interruptible(work)), (exit) =>
+          Effect.flatMap(fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped()), (row) => finish(span, row, exit)))
+      })
+    }
+
+    const run = Effect.flatMap(performSpan(job, registry.node), attempt)
+    return watched ? Effect.andThen(publish([event(job, "started", startedAt)]), run) : run
   })
 
 /** The `oban.perform` span of an attempt: a child of the span that enqueued the job, if any. */

@@ -62,25 +62,7 @@ const queueTimeFor = cached((key) => {
 const executingFor = cached((queue) => Metric.withAttributes(executing, { queue }))
 const availableFor = cached((queue) => Metric.withAttributes(available, { queue }))
 
-export const recordOutcome = (
-  job: Pick<Job, "queue" | "worker">,
-  outcome: string,
-  durationMillis: number
-): Effect.Effect<void> =>
-  Effect.andThen(
-    Metric.update(jobsTotalFor(`${job.queue}\u0000${job.worker}\u0000${outcome}`), 1),
-    Metric.update(jobDurationFor(`${job.queue}\u0000${job.worker}`), durationMillis)
-  )
-
-export const recordStart = (job: Pick<Job, "queue" | "worker" | "scheduledAt">, startedAtMillis: number) =>
-  Metric.update(
-    queueTimeFor(`${job.queue}\u0000${job.worker}`),
-    Math.max(0, startedAtMillis - job.scheduledAt.getTime())
-  )
-
-export const setExecuting = (queue: string, count: number) => Metric.update(executingFor(queue), count)
-
-/** `recordOutcome` on the hot path: synchronous, with the metrics of `context`. */
+/** Counts an ended attempt and records its duration, synchronously, in the metrics of `context`. */
 export const recordOutcomeUnsafe = (
   job: Pick<Job, "queue" | "worker">,
   outcome: string,
@@ -91,7 +73,7 @@ export const recordOutcomeUnsafe = (
   jobDurationFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(durationMillis, context)
 }
 
-/** `recordStart` on the hot path: synchronous, with the metrics of `context`. */
+/** Records how long a job waited to start, synchronously, in the metrics of `context`. */
 export const recordStartUnsafe = (
   job: Pick<Job, "queue" | "worker" | "scheduledAt">,
   startedAtMillis: number,
@@ -102,7 +84,7 @@ export const recordStartUnsafe = (
     context
   )
 
-/** `setExecuting` on the hot path: synchronous, with the metrics of `context`. */
+/** Sets a queue's executing gauge, synchronously, in the metrics of `context`. */
 export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
   executingFor(queue).updateUnsafe(count, context)
 
