@@ -9,7 +9,7 @@ import type { Fragment } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
-import { rescueSet, wakeQueues } from "./fragments.ts"
+import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 /**
@@ -19,21 +19,20 @@ import { table } from "./tables.ts"
  * claim a random uuid that names this one run of the job, which its ack must
  * match (attempt numbers repeat after a snooze or shutdown, and times can
  * repeat under a test clock). A producer names the claim of each fetch itself,
- * so that it can release a fetch whose reply it never got. Expects the row as
+ * so that it can release a fetch whose reply it never got. `attempt` is the
+ * new attempt (a fetch leaves it for jobs it claims ahead). Expects the row as
  * `j` and "now" as `clock.now`.
  */
-const startAttempt = (sql: SqlClient, node: string, producer: string, claim: string | undefined): Fragment =>
-  claim === undefined
-    ? sql`SET state = 'executing',
-        attempt = j.attempt + 1,
+const startAttempt = (
+  sql: SqlClient,
+  by: { readonly node: string; readonly producer: string; readonly claim: string | Fragment },
+  attempt: Fragment = sql.literal("j.attempt + 1")
+): Fragment =>
+  sql`SET state = 'executing',
+        attempt = ${attempt},
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
         attempted_at = clock.now,
-        attempted_by = ARRAY[${node}, ${producer}, gen_random_uuid()::text]::text[]`
-    : sql`SET state = 'executing',
-        attempt = j.attempt + 1,
-        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now,
-        attempted_by = ARRAY[${node}, ${producer}, ${claim}]::text[]`
+        attempted_by = ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
 
 /** What a fetch returns: the claimed jobs in queue order, and which of them were claimed ahead. */
 export interface Fetched {
@@ -82,11 +81,7 @@ export const fetchJobs = (
       SELECT ARRAY(SELECT id FROM next ORDER BY priority, scheduled_at, id LIMIT ${options.startNow}) AS ids
     )
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    SET state = 'executing',
-        attempt = CASE WHEN j.id = ANY(first.ids) THEN j.attempt + 1 ELSE j.attempt END,
-        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now,
-        attempted_by = ARRAY[${options.node}, ${options.producer}, ${options.claim}]::text[]
+    ${startAttempt(sql, options, sql.literal("CASE WHEN j.id = ANY(first.ids) THEN j.attempt + 1 ELSE j.attempt END"))}
     FROM clock, first
     WHERE j.id = ANY(ARRAY(SELECT id FROM next))
     RETURNING ${sql.literal(qualifiedJobColumns)}, NOT (j.id = ANY(first.ids)) AS ahead
@@ -115,7 +110,7 @@ export const claimJobs = (
   ids.length === 0 ? Effect.succeed([]) : sql<JobRow>`
     WITH clock AS (SELECT ${now} AS now)
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    ${startAttempt(sql, node, "inline", undefined)}
+    ${startAttempt(sql, { node, producer: "inline", claim: sql.literal("gen_random_uuid()::text") })}
     FROM clock
     WHERE j.id IN ${sql.in(ids)} AND j.state = 'available'
     RETURNING ${sql.literal(qualifiedJobColumns)}
@@ -198,19 +193,21 @@ export const releaseJobs = (
   sql: SqlClient,
   prefix: string,
   jobs: ReadonlyArray<{ readonly id: number; readonly claim: string; readonly ahead: boolean }>
-): Effect.Effect<number, SqlError> =>
-  jobs.length === 0 ? Effect.succeed(0) : sql<{ readonly n: number }>`
-    WITH given AS (
-      SELECT * FROM jsonb_to_recordset(${JSON.stringify(jobs)}::jsonb) AS g(id bigint, claim text, ahead boolean)
-    ),
+): Effect.Effect<number, SqlError> => {
+  if (jobs.length === 0) return Effect.succeed(0)
+  const keyed = keyedById(jobs)
+  return sql<{ readonly n: number }>`
+    WITH input AS MATERIALIZED (SELECT ${keyed.json}::jsonb AS given),
     released AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = 'available', attempt = CASE WHEN given.ahead THEN j.attempt ELSE j.attempt - 1 END
-      FROM given
-      WHERE j.id = ANY(${`{${jobs.map((job) => job.id).join(",")}}`}::bigint[])
-        AND j.id = given.id AND j.state = 'executing' AND j.attempted_by[3] = given.claim
+      SET state = 'available',
+          attempt = CASE WHEN (input.given -> j.id::text -> 'ahead')::boolean THEN j.attempt ELSE j.attempt - 1 END
+      FROM input
+      WHERE j.id = ANY(${keyed.ids}::bigint[])
+        AND j.state = 'executing' AND j.attempted_by[3] = input.given -> j.id::text ->> 'claim'
       RETURNING j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
     SELECT (SELECT count(*)::int FROM released) AS n FROM notified
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+}

@@ -16,6 +16,33 @@ export const wakeQueues = (sql: SqlClient, prefix: string, source: string): Frag
       FROM (SELECT DISTINCT queue FROM ${sql.literal(source)}) AS back`
 
 /**
+ * Rows for a statement that changes the jobs they name: a JSON object keyed
+ * by job id (`{"<id>": <row>, ...}`, for `::jsonb`) and the ids as a
+ * `bigint[]` literal. The statement finds its rows through the primary key
+ * (`j.id = ANY(ids)`) and each row looks up its own entry
+ * (`input -> j.id::text`, a binary search inside the jsonb value), so there is
+ * no join between the rows and the table for the planner to get wrong: a join
+ * to a set-returning function, with statistics taken while nothing was
+ * executing, can be planned as a nested loop that compares every row with
+ * every job (500 outcomes then took 100 ms instead of 15). At most one row
+ * per id: a later one replaces an earlier one.
+ */
+export const keyedById = <A extends { readonly id: number }>(
+  rows: ReadonlyArray<A>
+): { readonly json: string; readonly ids: string } => {
+  // Written out by hand: an object with numeric keys is slow to build and stringify.
+  let json = "{"
+  let ids = "{"
+  for (let index = 0; index < rows.length; index++) {
+    const row = rows[index]!
+    const separator = index === 0 ? "" : ","
+    json += `${separator}"${row.id}":${JSON.stringify(row)}`
+    ids += `${separator}${row.id}`
+  }
+  return { json: json + "}", ids: ids + "}" }
+}
+
+/**
  * The SET clause of a rescue: an `executing` job (as `j`) goes back to
  * `available` now, or to `discarded` when it has used its attempts, with a
  * `rescued` errors entry; `why` is SQL text for the entry's message. Expects

@@ -9,7 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
-import { wakeQueues } from "./fragments.ts"
+import { keyedById, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
@@ -55,13 +55,8 @@ export interface AckResult {
  * even after the job was snoozed and claimed again; such acks come back as
  * `stale`, looked up by a second statement only when some ack missed.
  *
- * The outcomes travel as one JSON object keyed by job id, and each row finds
- * its own by that key (a binary search inside the jsonb value). There is no
- * join between the outcomes and the table for the planner to get wrong: a
- * join to a set-returning function, with statistics taken while nothing was
- * executing, can be planned as a nested loop that compares every outcome
- * with every row, and a batch of 500 then took 100 ms instead of 15.
- * At most one outcome per job id: the caller splits batches that repeat one.
+ * The outcomes travel keyed by job id (see `keyedById`), at most one per job:
+ * the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue.
  */
 export const ackJobs = (
@@ -72,23 +67,16 @@ export const ackJobs = (
   acks: ReadonlyArray<AckRow>,
   options: { readonly deleteCompleted: boolean } = { deleteCompleted: false }
 ): Effect.Effect<AckResult, SqlError> => {
-  // {"<id>": <ack>, ...}, written out by hand: an object with numeric keys is slow to build and stringify.
-  let byId = "{"
-  let ids = "{"
-  for (let index = 0; index < acks.length; index++) {
-    const ack = acks[index]!
-    const separator = index === 0 ? "" : ","
-    byId += `${separator}"${ack.id}":${JSON.stringify(ack)}`
-    ids += `${separator}${ack.id}`
-  }
-  byId += "}"
-  ids += "}"
+  const { ids, json } = keyedById(acks)
   const ack = sql.literal("(input.acks -> j.id::text)")
+  // Only jobs still executing on this node under the claim of their outcome.
+  const claimed = sql`j.id = ANY(${ids}::bigint[])
+        AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'`
   const deleteCompleted = options.deleteCompleted && acks.some((row) => row.state === "completed")
   const updates = !deleteCompleted || acks.some((row) => row.state !== "completed")
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
-    input AS MATERIALIZED (SELECT ${byId}::jsonb AS acks),
+    input AS MATERIALIZED (SELECT ${json}::jsonb AS acks),
     updated AS (${
     updates ? sql`
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
@@ -107,8 +95,7 @@ export const ackJobs = (
         FROM (SELECT ${ack} AS v) AS a
       )
       FROM input, clock
-      WHERE j.id = ANY(${ids}::bigint[])
-        AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      WHERE ${claimed}
         ${deleteCompleted ? sql`AND ${ack} ->> 'state' <> 'completed'` : sql``}
       RETURNING j.id, j.state, j.queue` : sql`
       SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
@@ -116,8 +103,7 @@ export const ackJobs = (
     ${deleteCompleted ? sql`deleted AS (
       DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j
       USING input, clock
-      WHERE j.id = ANY(${ids}::bigint[]) AND ${ack} ->> 'state' = 'completed'
-        AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      WHERE ${claimed} AND ${ack} ->> 'state' = 'completed'
       RETURNING j.id
     ),` : sql``}
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
