@@ -78,7 +78,8 @@ const checkInteger = (field: JobField, value: unknown, min: number, max: number)
   return value
 }
 
-const noTags: ReadonlyArray<string> = []
+/** Shared by every request without tags (its jobs hand it out as their tags, so it is frozen). */
+export const noTags: ReadonlyArray<string> = Object.freeze([])
 
 /** A copy of the tags (so a later change to the caller's array changes nothing), checked. */
 const checkTags = (value: unknown): ReadonlyArray<string> => {
@@ -207,6 +208,10 @@ interface Accepted {
   queue: string | undefined
 }
 
+/** A worker or queue name, checked unless it equals the name accepted last. */
+const checkName = (field: "worker" | "queue", value: unknown, last: string | undefined): string =>
+  typeof value === "string" && value === last ? value : checkText(field, `${field} name`, value, maxNameLength)
+
 /**
  * Reads and checks every field but `args`, each exactly once. A read that
  * throws (a getter, a Proxy) is a refusal of that field.
@@ -214,17 +219,9 @@ interface Accepted {
 const checkFields = (request: JobRequest, traceparent: string | undefined, accepted: Accepted): Fields | Problem => {
   let field: JobField = "worker"
   try {
-    const workerValue: unknown = request.worker
-    const worker = typeof workerValue === "string" && workerValue === accepted.worker
-      ? workerValue
-      : checkText("worker", "worker name", workerValue, maxNameLength)
-    accepted.worker = worker
+    const worker = accepted.worker = checkName("worker", request.worker, accepted.worker)
     field = "queue"
-    const queueValue: unknown = request.queue
-    const queue = typeof queueValue === "string" && queueValue === accepted.queue
-      ? queueValue
-      : checkText("queue", "queue name", queueValue, maxNameLength)
-    accepted.queue = queue
+    const queue = accepted.queue = checkName("queue", request.queue, accepted.queue)
     field = "priority"
     const priority = checkInteger("priority", request.priority, 0, 9)
     field = "maxAttempts"

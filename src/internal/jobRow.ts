@@ -55,7 +55,6 @@ export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
 })
 
 const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
-const noTags: ReadonlyArray<string> = Object.freeze([])
 const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /**
@@ -77,7 +76,7 @@ export const insertedJob = (
   worker: request.worker,
   args: JSON.parse(request.args),
   meta: request.meta === "{}" ? noMeta : JSON.parse(request.meta),
-  tags: request.tags.length === 0 ? noTags : request.tags,
+  tags: request.tags,
   errors: noErrors,
   attempt: 0,
   maxAttempts: request.maxAttempts,
@@ -96,15 +95,8 @@ export const insertedJobs = (requests: ReadonlyArray<EncodedRequest>, batch: Ins
   const time = batch.now.getTime()
   const jobs: Array<Job> = new Array(requests.length)
   for (let i = 0; i < requests.length; i++) {
-    jobs[i] = batch.scheduled === undefined || batch.scheduledAt === undefined
-      ? insertedJob(requests[i]!, batch.ids[i]!, "available", new Date(time), new Date(time))
-      : insertedJob(
-        requests[i]!,
-        batch.ids[i]!,
-        batch.scheduled[i] ? "scheduled" : "available",
-        new Date(time),
-        batch.scheduledAt[i]!
-      )
+    const state = batch.scheduled?.[i] === true ? "scheduled" : "available"
+    jobs[i] = insertedJob(requests[i]!, batch.ids[i]!, state, new Date(time), batch.scheduledAt?.[i] ?? new Date(time))
   }
   return jobs
 }
