@@ -9,7 +9,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { countByState, startNode, waitFor } from "./support/node.ts"
+import { busyFor, countByState, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("ahead")
 
@@ -27,13 +27,7 @@ const limit = 2
 const Busy = Worker.make("Busy", {
   args: Schema.Struct({ n: Schema.Int }),
   queue: "busy",
-  perform: () =>
-    Effect.sync(() => {
-      const until = performance.now() + 15
-      while (performance.now() < until) {
-        // busy
-      }
-    })
+  perform: () => Effect.sync(() => busyFor(15))
 })
 
 const truncate = Effect.gen(function*() {

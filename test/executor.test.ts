@@ -15,7 +15,7 @@ import { claimJobs } from "../src/internal/sql/claims.ts"
 import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, waitFor } from "./support/node.ts"
+import { busyFor, jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("executor")
 const node = "executor-node"
@@ -25,15 +25,7 @@ const Work = Worker.make("Work", {
   args: Schema.Struct({ spin: Schema.Number, sleep: Schema.Number }),
   queue: "executor",
   perform: (job) =>
-    Effect.andThen(
-      Effect.sync(() => {
-        const until = performance.now() + job.args.spin
-        while (performance.now() < until) {
-          // busy
-        }
-      }),
-      Effect.sleep(job.args.sleep)
-    )
+    Effect.andThen(Effect.sync(() => busyFor(job.args.spin)), Effect.sleep(job.args.sleep))
 })
 
 const claim = (jobs: ReadonlyArray<Job>) =>

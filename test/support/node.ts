@@ -78,3 +78,11 @@ export const producersRegistered = (prefix: string, count = 1) =>
     const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`
     return rows[0]!.n === count
   }))
+
+/** Holds the CPU for `millis` without yielding, as CPU-bound work does. */
+export const busyFor = (millis: number): void => {
+  const until = performance.now() + millis
+  while (performance.now() < until) {
+    // busy
+  }
+}
