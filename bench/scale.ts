@@ -6,7 +6,8 @@
  * - `big`: drain throughput and fetch latency on a table holding 10 million
  *   finished jobs, against an empty one (bench/scale/bigTable.ts);
  * - `prune`: the pruner under a sustained 10,000 jobs/s (bench/scale/pruning.ts);
- * - `memory`: RSS and heap of a node draining a 100,000-job backlog (bench/scale/memory.ts).
+ * - `memory`: RSS and heap of a node draining a 100,000-job backlog (bench/scale/memory.ts);
+ * - `statements`: the database's time per claim and per batch of outcomes (bench/scale/statements.ts).
  *
  * `BENCH_SCALE=curve,memory` runs a subset. Uses DATABASE_URL when set, else
  * an embedded durable server. Exits non-zero when a check failed.
@@ -19,6 +20,7 @@ import { bigTable } from "./scale/bigTable.ts"
 import { processCurve } from "./scale/curve.ts"
 import { memoryOfDrain } from "./scale/memory.ts"
 import { prunerUnderLoad } from "./scale/pruning.ts"
+import { statementCosts } from "./scale/statements.ts"
 
 interface Section {
   readonly title: string
@@ -31,7 +33,8 @@ const sections: ReadonlyArray<readonly [string, (url: string) => Effect.Effect<S
   ["curve", processCurve],
   ["big", bigTable],
   ["prune", prunerUnderLoad],
-  ["memory", memoryOfDrain]
+  ["memory", memoryOfDrain],
+  ["statements", statementCosts]
 ]
 
 const chosen = (process.env["BENCH_SCALE"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")

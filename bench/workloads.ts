@@ -111,6 +111,8 @@ const drainInProcess = (options: {
       const inserted = yield* insertNoopJobs(drainJobs, 1_000)
       const { allRan, ran, runs, worker } = yield* makeCounting(drainJobs)
       const start = yield* clock
+      // This process's CPU over the drain (the node, and the bench's own polling for the end).
+      const cpuBefore = process.cpuUsage()
       const node = yield* startNode({
         prefix: options.prefix,
         node: `bench-${options.prefix}`,
@@ -128,6 +130,7 @@ const drainInProcess = (options: {
         timeout: "60 seconds"
       })
       const wallMs = (yield* clock) - start
+      const cpu = process.cpuUsage(cpuBefore)
       yield* node.stop
       const problems = [
         ...(ranAll._tag === "None" ? [`only ${ran()} of ${drainJobs} jobs ran within 60 s`] : []),
@@ -135,7 +138,8 @@ const drainInProcess = (options: {
         ...checkExactlyOnce(runs, inserted),
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
-      const note = `1 node, limit ${options.limit}; all ran after ${(ranMs / 1000).toFixed(2)} s`
+      const note = `1 node, limit ${options.limit}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
+        `node CPU ${Math.round((cpu.user + cpu.system) / drainJobs)} µs/job`
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
     }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
 })
