@@ -25,9 +25,8 @@ import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import * as Liveness from "./liveness.ts"
-import { now } from "../ObanClock.ts"
+import * as Reconciler from "./reconciler.ts"
 import { periodic } from "./periodic.ts"
-import { releaseStranded } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { countAvailable } from "./sql/jobs.ts"
 import { setAvailable } from "./telemetry.ts"
@@ -240,21 +239,15 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     yield* Effect.forkScoped(periodic({
       name: "Reconciler",
       interval: config.rescuer.interval,
-      run: Effect.gen(function*() {
-        // Waiting jobs first: one started in between is then running, and owned either way.
-        const waiting = yield* Effect.forEach(Array.from(producers.values()), (producer) => producer.waiting)
-        const owned = new Set([...waiting.flat(), ...(yield* executor.owned)])
-        const released = yield* releaseStranded(sql, config.prefix, yield* now(sql), {
-          producers: Array.from(producers.values(), (producer) => producer.id),
-          owned,
-          afterMillis: Duration.toMillis(config.rescuer.rescueAfter)
+      run: Effect.suspend(() =>
+        Reconciler.runOnce({
+          sql,
+          prefix: config.prefix,
+          producers: Array.from(producers.values()),
+          executor,
+          rescueAfter: config.rescuer.rescueAfter
         })
-        if (released.length > 0) {
-          yield* Effect.logWarning(
-            `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${released.join(", ")}`
-          )
-        }
-      })
+      )
     }))
     if (config.pruner !== false) {
       yield* Effect.forkScoped(periodic({

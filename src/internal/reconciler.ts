@@ -1,0 +1,42 @@
+/**
+ * The reconciler: every node, every `rescuer.interval`, puts back the jobs
+ * that its own producers claimed and that it no longer answers for, because
+ * their claim or their outcome was lost on the way to the database (a reply
+ * lost with its connection, or commits a database crash forgot). No rescuer
+ * would take them, since their producers are alive. `runOnce` does one pass
+ * and returns the ids it released; the node runs it in a `periodic` loop.
+ */
+import { Duration, Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { ExecutorShape } from "../Executor.ts"
+import { now } from "../ObanClock.ts"
+import type { Producer } from "../Producer.ts"
+import { releaseStranded } from "./sql/claims.ts"
+
+export interface Options {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly producers: ReadonlyArray<Pick<Producer, "id" | "waiting">>
+  readonly executor: Pick<ExecutorShape, "owned">
+  /** Only claims older than this are judged: younger ones may still be on their way. */
+  readonly rescueAfter: Duration.Duration
+}
+
+export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  Effect.gen(function*() {
+    // Waiting jobs first: one started in between is then running, and owned either way.
+    const waiting = yield* Effect.forEach(options.producers, (producer) => producer.waiting)
+    const owned = new Set([...waiting.flat(), ...(yield* options.executor.owned)])
+    const released = yield* releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
+      producers: options.producers.map((producer) => producer.id),
+      owned,
+      afterMillis: Duration.toMillis(options.rescueAfter)
+    })
+    if (released.length > 0) {
+      yield* Effect.logWarning(
+        `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${released.join(", ")}`
+      )
+    }
+    return released
+  })

@@ -1,0 +1,59 @@
+/**
+ * The reconciler on its own: a job claimed by one of this node's producers
+ * long ago is put back when the node no longer answers for it, and left alone
+ * while it runs here, waits in a producer's buffer, or was claimed recently.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Duration, Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import * as Reconciler from "../src/internal/reconciler.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow } from "./support/node.ts"
+
+const prefix = uniquePrefix("reconciler")
+const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
+
+/** Claims the job under `producer`, `agoSeconds` ago, as a fetch would. */
+const claimedBy = (id: number, producer: string, agoSeconds: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
+               attempted_at = now() - ${agoSeconds} * interval '1 second',
+               attempted_by = ARRAY['node', ${producer}, gen_random_uuid()::text] WHERE id = ${id}`
+  })
+
+const runOnce = (owned: ReadonlyArray<number>, waiting: ReadonlyArray<number>) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    Reconciler.runOnce({
+      sql,
+      prefix,
+      producers: [{ id: "mine", waiting: Effect.succeed(waiting) }],
+      executor: { owned: Effect.succeed(new Set(owned)) },
+      rescueAfter: Duration.seconds(60)
+    }))
+
+layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
+  it.effect("releases only old claims of its own producers that it neither runs nor holds", () =>
+    Effect.gen(function*() {
+      const [lost, running, waiting, recent, elsewhere] = yield* Oban.insertAll(
+        Array.from({ length: 5 }, () => Noop.job({}))
+      )
+      yield* claimedBy(lost!.id, "mine", 120)
+      yield* claimedBy(running!.id, "mine", 120)
+      yield* claimedBy(waiting!.id, "mine", 120)
+      yield* claimedBy(recent!.id, "mine", 5)
+      yield* claimedBy(elsewhere!.id, "another-producer", 120)
+      const released = yield* runOnce([running!.id], [waiting!.id])
+      assert.deepStrictEqual(released, [lost!.id])
+      const row = yield* jobRow(prefix, lost!.id)
+      assert.strictEqual(row.state, "available")
+      assert.deepStrictEqual(row.errors.map((entry) => entry.kind), ["rescued"])
+      for (const job of [running, waiting, recent, elsewhere]) {
+        assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
+      }
+      // Nothing left to release.
+      assert.deepStrictEqual(yield* runOnce([running!.id], [waiting!.id]), [])
+    }))
+})
