@@ -35,8 +35,8 @@ const rows = (prefix: string) =>
       FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
   })
 
-/** Starts one node, inserts `jobs` jobs, waits until all run, sends SIGTERM; returns the exit code and time taken. */
-const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>) =>
+/** Starts one node (queue `default`, limit 10 unless `env` says otherwise) that records its runs, once it is ready. */
+const startDeployNode = (prefix: string, env: Record<string, string>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
@@ -47,6 +47,13 @@ const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>
       ...env
     })
     yield* awaitReady(node)
+    return node
+  })
+
+/** Starts one node, inserts `jobs` jobs, waits until all run, sends SIGTERM; returns the exit code and time taken. */
+const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const node = yield* startDeployNode(prefix, env)
     yield* Oban.insertAll(Array.from({ length: jobs }, (_, n) => Record.job({ n })))
     yield* waitFor("every job to be running", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
     const sentAt = Date.now()
@@ -99,16 +106,8 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       const prefix = uniquePrefix("sigterm_ahead")
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient
-        yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
         // Short jobs on a small limit: the producer claims many ahead of its two slots.
-        const node = yield* spawnNode("deploy", {
-          DATABASE_URL: databaseUrl(),
-          PREFIX: prefix,
-          QUEUES: JSON.stringify({ default: 2 }),
-          JOB_MS: "20",
-          GRACE_MS: "10000"
-        })
-        yield* awaitReady(node)
+        const node = yield* startDeployNode(prefix, { QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "20", GRACE_MS: "10000" })
         yield* Oban.insertAll(Array.from({ length: 400 }, (_, n) => Record.job({ n })))
         yield* waitFor(
           "jobs claimed ahead of the two slots",
