@@ -188,6 +188,14 @@ export interface ObanShape {
   ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
   /** The limit, running count and paused flag of `queue` on this node. */
   readonly checkQueue: (queue: string) => Effect.Effect<QueueState, UnknownQueueError>
+  /**
+   * Completes once every queue of this node has registered its producer and
+   * made its first fetch: from then on the node is running jobs. Building the
+   * layer does not wait for this (a database that does not answer yet delays
+   * it, not the start); wait on it to know a node started from outside
+   * Effect is working.
+   */
+  readonly ready: Effect.Effect<void>
   /** Whether this node holds the leader lease right now. */
   readonly isLeader: Effect.Effect<boolean>
   /** This node's leadership as it changes. */
@@ -265,6 +273,7 @@ export const layer = <W extends Worker.Any>(
               new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
             ),
         checkQueue: runtime.checkQueue,
+        ready: runtime.ready,
         isLeader: runtime.isLeader,
         leadership: runtime.leadership,
         events: eventStream(runtime.events)

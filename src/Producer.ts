@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Duration, Effect, Queue, type Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
 import type { Liveness } from "./internal/liveness.ts"
@@ -63,6 +63,8 @@ export interface Producer {
   readonly waiting: Effect.Effect<ReadonlyArray<number>>
   /** Ask for a fetch soon. Cheap and safe to call any number of times. */
   readonly wake: Effect.Effect<void>
+  /** Completes once the producer has registered and made its first fetch (or found its queue paused). */
+  readonly ready: Effect.Effect<void>
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly scale: (limit: number) => Effect.Effect<void>
@@ -114,6 +116,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
 
     const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
+    const ready = Deferred.makeUnsafe<void>()
 
     const clock = yield* Clock.Clock
     // The producer's own context, for the metrics it updates on the hot path.
@@ -239,6 +242,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         // A full batch: there may be more.
       }
       failures = 0
+      if (registered) Deferred.doneUnsafe(ready, Exit.void)
     }).pipe(
       Effect.catchCause((cause) =>
         Effect.gen(function*() {
@@ -364,6 +368,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       queue: options.queue,
       id: producerId,
       wake,
+      ready: Deferred.await(ready),
       forget: (jobId) => Effect.sync(() => buffer.forget(jobId)),
       waiting: Effect.sync(() => buffer.ids()),
       pause: Effect.andThen(

@@ -54,6 +54,7 @@ export interface Runtime {
   readonly isLeader: Effect.Effect<boolean>
   readonly leadership: Stream.Stream<boolean>
   readonly events: Hub
+  readonly ready: Effect.Effect<void>
 }
 
 /** The longest a heartbeat or lease statement may take before it counts as failed. */
@@ -304,7 +305,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       },
       isLeader: leader.isLeader,
       leadership: leader.changes,
-      events
+      events,
+      ready: Effect.forEach(producers.values(), (producer) => producer.ready, { concurrency: "unbounded", discard: true })
     }
     return runtime
   }).pipe(Effect.annotateLogs({ package: "effect-oban" }))
