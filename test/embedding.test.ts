@@ -29,10 +29,7 @@ describe("a node embedded in promise-based code", () => {
         Layer.provideMerge(PgLive)
       )
       const runtime = ManagedRuntime.make(ObanLive)
-      await runtime.runPromise(Effect.gen(function*() {
-        const oban = yield* Oban.Oban
-        yield* oban.ready
-      }))
+      await runtime.runPromise(Effect.flatMap(Effect.service(Oban.Oban), (oban) => oban.ready))
       const producers = await query((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`)
       expect(producers[0]!.n).toBe(1)
 
