@@ -20,13 +20,14 @@
  *
  * @since 0.1.0
  */
-import { Cron as EffectCron, Duration, Effect, Result } from "effect"
+import { Clock, Cron as EffectCron, Duration, Effect, Result } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { InvalidConfigError } from "./Errors.ts"
 import { now } from "./ObanClock.ts"
 import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
+import { tracked } from "./internal/activity.ts"
 import { insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
 
@@ -186,14 +187,19 @@ export const loop = (options: {
           last = undefined
           return 1_000
         }
+        const startedAt = yield* Clock.currentTimeMillis
         const to = yield* currentTime(options.sql)
         const from = last ?? new Date(to.getTime() - Duration.toMillis(defaults.catchUp))
         yield* runOnce({ ...options, from, to })
         last = to
         const next = Math.min(...options.entries.map((item) => EffectCron.next(item.cron, to).getTime()))
-        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(10, next - to.getTime() + 5))
+        // The sleep starts now, not at `to`: the time the run took (which a test clock may have
+        // moved by a lot) comes off it, so the next slot is not missed by as much.
+        const spent = (yield* Clock.currentTimeMillis) - startedAt
+        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(10, next - to.getTime() + 5 - spent))
       }).pipe(
-        Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", cause), 1_000))
+        Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", cause), 1_000)),
+        tracked
       )
       yield* Effect.sleep(wait)
     }

@@ -14,6 +14,7 @@ import { Cause, Clock, Duration, Effect, Fiber, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
+import { CurrentActivity } from "./internal/activity.ts"
 import type { StopReason } from "./internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 
@@ -114,6 +115,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     const runs = new Map<number, Run>()
     const registry = makeRegistry(options.node, options.workers)
     const fork = Effect.runForkWith(yield* Effect.context<never>())
+    const activity = yield* CurrentActivity
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -149,6 +151,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         Effect.ensuring(Effect.sync(() => {
           // A later run of the same job (claimed again after a rescue) owns the entry now.
           if (runs.get(job.id) === run) runs.delete(job.id)
+          activity.jobEndedUnsafe()
           onDone()
         })),
         Effect.uninterruptible
@@ -182,6 +185,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           runs.get(job.id)?.fiber?.interruptUnsafe()
           const run: Run = { fiber: undefined, stop: undefined }
           runs.set(job.id, run)
+          activity.jobStartedUnsafe()
           const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, done))
           run.fiber = fiber
         }

@@ -14,6 +14,7 @@ import { Cause, Duration, Effect, Queue, Ref, type Scope, Stream, SubscriptionRe
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { now } from "./ObanClock.ts"
+import { tracked } from "./internal/activity.ts"
 import { claimLease, resignLease } from "./internal/sql/peers.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 
@@ -131,7 +132,8 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
           yield* Effect.logWarning("leader election failed; will try again", Cause.pretty(cause))
           return Math.min(renewMillis, 1_000)
         })
-      )
+      ),
+      tracked
     )
 
     // Resign after the loop below has stopped (finalizers run in reverse order).

@@ -31,6 +31,7 @@ import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
 import { encodeRequests } from "./internal/encodeRequest.ts"
 import { InlineRunner } from "./internal/inline.ts"
+import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { insertEncoded } from "./internal/insertEncoded.ts"
 import { wakeAfterCommit } from "./internal/waker.ts"
@@ -278,6 +279,7 @@ export const layer = <W extends Worker.Any>(
         leadership: runtime.leadership,
         events: eventStream(runtime.events)
       }
+      registerHandle(service, runtime.handle)
       return Context.make(Oban, service).pipe(Context.add(Settings, settings), Context.add(EventHub, runtime.events))
     })
   )

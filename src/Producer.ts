@@ -22,6 +22,7 @@
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { ExecutorShape } from "./Executor.ts"
+import { tracked } from "./internal/activity.ts"
 import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
@@ -244,6 +245,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       failures = 0
       if (registered) Deferred.doneUnsafe(ready, Exit.void)
     }).pipe(
+      tracked,
       Effect.catchCause((cause) =>
         Effect.gen(function*() {
           failures++
@@ -347,7 +349,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     yield* Effect.forkScoped(Effect.gen(function*() {
       let failures = 0
       while (true) {
-        const result = yield* Effect.exit(heartbeat)
+        const result = yield* Effect.exit(tracked(heartbeat))
         if (result._tag === "Success") {
           failures = 0
           if (beatFailing) {

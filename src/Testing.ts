@@ -9,6 +9,9 @@
  * - `performJob(worker, args)`: runs a worker's `perform` without a database
  *   and returns the outcome;
  * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue;
+ * - `advance(duration)`: moves `TestClock` for a whole running node, step
+ *   by step, and returns once the node has done what each moment asks (due
+ *   jobs staged, fetched, run and written);
  * - `database()`: a real PostgreSQL schema of the test's own (`DATABASE_URL`
  *   or an embedded server), migrated, dropped afterwards; `startDatabase()`
  *   starts one server for a whole test run (a vitest `globalSetup`).
@@ -18,15 +21,18 @@
  *
  * @since 0.1.0
  */
-import { Cause, Context, DateTime, Effect, Exit, Layer, Result, Schema } from "effect"
+import { Cause, Context, DateTime, type Duration, Effect, Exit, Layer, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
+import type { Oban } from "./Oban.ts"
 import * as Config from "./Config.ts"
 import { type InvalidConfigError, InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
 import type { Job, JobState } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
+import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
 import { InlineRunner } from "./internal/inline.ts"
+import { ObanTestError } from "./internal/testError.ts"
 import { JobTimeout } from "./internal/outcome.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
@@ -53,14 +59,30 @@ export {
   TestDatabaseError
 } from "./internal/testDatabase.ts"
 
+export { ObanTestError } from "./internal/testError.ts"
+
+export type { AdvanceOptions }
+
 /**
- * A helper's expectation did not hold.
+ * Moves `TestClock` forward by `duration` for the node of the `Oban`
+ * service (an `Oban.layer` built in the test, on `TestClock`, with
+ * `ObanClock` in effect mode), and returns once the node is idle: every job
+ * due by then has been staged, fetched, run and its outcome written, and
+ * every cron slot passed has inserted its job. Time moves in steps: to the
+ * next moment a job or cron slot falls due, and by at most `step` (half the
+ * node's heartbeat interval by default, so heartbeats, the lease and rescue
+ * keep their schedule); after each step the node settles on the database
+ * before time moves again. Jobs that wait on virtual time (a sleep, a
+ * timeout) count as waiting. Fails with `ObanTestError` when the test does
+ * not run on `TestClock`, when the service is not a node's, or when the node
+ * does not settle within `timeout` (real time), saying what kept it busy.
  *
  * @since 0.1.0
  */
-export class ObanTestError extends Schema.TaggedError<ObanTestError>()("ObanTestError", {
-  message: Schema.String
-}) {}
+export const advance = (
+  duration: Duration.Input,
+  options?: AdvanceOptions
+): Effect.Effect<void, ObanTestError | SqlError, Oban> => advanceNode(duration, options)
 
 /**
  * @since 0.1.0

@@ -15,6 +15,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Backoff from "../Backoff.ts"
 import { now } from "../ObanClock.ts"
+import { CurrentActivity } from "./activity.ts"
 import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
@@ -115,6 +116,8 @@ export const make = (options: {
     let idle: Array<Deferred.Deferred<void>> = []
 
     const scope = yield* Effect.scope
+    // An outcome not yet written is work in flight for ObanTest.advance.
+    const activity = yield* CurrentActivity
     const writeDistinct = (rows: ReadonlyArray<AckRow>) =>
       Effect.flatMap(now(options.sql), (time) =>
         ackJobs(options.sql, options.prefix, time, options.node, rows, { deleteCompleted: options.deleteCompleted ?? false })
@@ -151,6 +154,7 @@ export const make = (options: {
     const settle = (rows: ReadonlyArray<AckRow>) =>
       Effect.suspend(() => {
         pending -= rows.length
+        activity.addUnsafe(-rows.length)
         for (const row of rows) {
           const left = (unwritten.get(row.id) ?? 1) - 1
           if (left <= 0) unwritten.delete(row.id)
@@ -239,6 +243,7 @@ export const make = (options: {
 
     const ackUnsafe = (row: AckRow): void => {
       pending++
+      activity.addUnsafe(1)
       unwritten.set(row.id, (unwritten.get(row.id) ?? 0) + 1)
       Queue.offerUnsafe(inbox, row)
     }

@@ -6,6 +6,7 @@
  * loop does not wait for the driver to give such a connection up.
  */
 import { Cause, Duration, Effect } from "effect"
+import { tracked } from "./activity.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
 /** The longest one run of a maintenance service may take. */
@@ -24,7 +25,8 @@ export const periodic = (options: {
       yield* options.run.pipe(
         withStatementTimeout({ timeout: runDeadline, operation: options.name }),
         Effect.withSpan(`oban.${options.name.toLowerCase()}`),
-        Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again`, Cause.pretty(cause)))
+        Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again`, Cause.pretty(cause))),
+        tracked
       )
     })
   ).pipe(Effect.annotateLogs({ component: options.name }))

@@ -8,7 +8,7 @@
  * LISTEN connection closes last.
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Cause, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
+import { Cause, Clock, Cron as EffectCron, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel, resolve as resolveSettings, Settings } from "../Config.ts"
@@ -24,11 +24,15 @@ import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
+import { CurrentActivity, make as makeActivity } from "./activity.ts"
 import * as Liveness from "./liveness.ts"
+import type { NodeHandle } from "./nodeHandle.ts"
 import * as Reconciler from "./reconciler.ts"
 import { periodic } from "./periodic.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { countAvailable } from "./sql/jobs.ts"
+import { pendingWork } from "./sql/pendingWork.ts"
+import { now } from "../ObanClock.ts"
 import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
@@ -55,6 +59,8 @@ export interface Runtime {
   readonly leadership: Stream.Stream<boolean>
   readonly events: Hub
   readonly ready: Effect.Effect<void>
+  /** For `ObanTest.advance`. */
+  readonly handle: NodeHandle
 }
 
 /** The longest a heartbeat or lease statement may take before it counts as failed. */
@@ -97,7 +103,8 @@ export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
     // here and inserts into the node's prefix.
     return yield* makeNode<R>(options, events).pipe(
       Effect.provideService(EventHub, events),
-      Effect.provideService(Settings, settings)
+      Effect.provideService(Settings, settings),
+      Effect.provideService(CurrentActivity, makeActivity())
     )
   })
 
@@ -272,6 +279,37 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       yield* Effect.forkScoped(Cron.loop({ sql, prefix: config.prefix, entries: crontab, isLeader: leader.isLeader }))
     }
 
+    // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
+    const nodeContext = yield* Effect.context<never>()
+    const asNode = <A, E>(effect: Effect.Effect<A, E>) => Effect.provideContext(effect, nodeContext)
+    const handle: NodeHandle = {
+      activity: yield* CurrentActivity,
+      maxStepMillis: Math.max(1, Math.min(
+        Duration.toMillis(config.heartbeatInterval),
+        Duration.toMillis(config.leader.renewInterval),
+        Duration.toMillis(config.rescuer.interval)
+      )),
+      queues: Array.from(producers.values(), (producer) => ({
+        name: producer.queue,
+        check: producer.check,
+        wake: producer.wake
+      })),
+      stage: asNode(Stager.runOnce({
+        sql,
+        prefix: config.prefix,
+        onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void
+      })),
+      pendingWork: asNode(Effect.gen(function*() {
+        const current = yield* Clock.currentTimeMillis
+        const work = yield* pendingWork(sql, config.prefix, yield* now(sql))
+        // The cron loop wakes a few milliseconds after each slot: stop just after that (and when
+        // the clock is on a slot now, that slot is the next stop).
+        const slots = crontab.map((item) => EffectCron.next(item.cron, new Date(current - 10)).getTime() + 10)
+        const times = [...slots, ...(work.nextDue === undefined ? [] : [work.nextDue.getTime()])]
+        return { ...work, nextDue: times.length === 0 ? undefined : new Date(Math.min(...times)) }
+      }))
+    }
+
     yield* Effect.logInfo(
       `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}`
     )
@@ -306,7 +344,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       isLeader: leader.isLeader,
       leadership: leader.changes,
       events,
-      ready: Effect.forEach(producers.values(), (producer) => producer.ready, { concurrency: "unbounded", discard: true })
+      ready: Effect.forEach(producers.values(), (producer) => producer.ready, { concurrency: "unbounded", discard: true }),
+      handle
     }
     return runtime
   }).pipe(Effect.annotateLogs({ package: "effect-oban" }))

@@ -1,0 +1,115 @@
+/**
+ * `ObanTest.advance`: moves virtual time for a whole node and waits, at each
+ * step, until the node has done what that moment asks of it.
+ *
+ * A node's loops wake on `TestClock`, but their work is real database I/O,
+ * which virtual time does not wait for: one `TestClock.adjust` of an hour
+ * wakes each loop once, part-way, and a job due at the end is still
+ * scheduled afterwards. So time moves in steps: to the next moment something
+ * falls due (a scheduled or retryable job, a cron slot), or by at most
+ * `step` (so heartbeats, the leader lease and rescue keep their schedule),
+ * and after each step the node is left to settle:
+ * - no loop is at work (fetching, beating, running maintenance, writing outcomes);
+ * - no running job started or ended during a short quiet window (a job that
+ *   waits on virtual time stays as it is);
+ * - no scheduled or retryable job is due (they are staged here, at once);
+ * - no queue of the node has available jobs and a free slot.
+ */
+import { Clock, Duration, Effect } from "effect"
+import type { SqlError } from "effect/sql/SqlError"
+import type { TestClock } from "effect/testing"
+import { Oban } from "../Oban.ts"
+import { handleOf, type NodeHandle } from "./nodeHandle.ts"
+import { ObanTestError } from "./testError.ts"
+
+/** What `advance` takes; every field is optional. */
+export interface AdvanceOptions {
+  /** The largest single step of virtual time. Default: the node's shortest heartbeat, lease renewal or rescue interval (10 s). */
+  readonly step?: Duration.Input | undefined
+  /** How long, in real time, the node may take to settle after one step. Default 30 s. */
+  readonly timeout?: Duration.Input | undefined
+  /** A running job that neither starts nor ends for this long (real time) counts as waiting. Default 5 ms. */
+  readonly quiet?: Duration.Input | undefined
+}
+
+const isTestClock = (clock: Clock.Clock): clock is TestClock.TestClock =>
+  typeof (clock as Partial<TestClock.TestClock>).adjust === "function" &&
+  typeof (clock as Partial<TestClock.TestClock>).withLive === "function"
+
+/** One turn of the event loop: I/O callbacks run, timers do not wait. */
+const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/**
+ * Waits until the node is idle, in real time, and returns when the next job
+ * or cron slot falls due; fails with what kept the node busy after `timeout`.
+ */
+const settle = (
+  clock: TestClock.TestClock,
+  handle: NodeHandle,
+  timeoutMillis: number,
+  quietMillis: number
+): Effect.Effect<number | undefined, ObanTestError | SqlError> =>
+  clock.withLive(Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMillis
+    let reason = ""
+    while (Date.now() < deadline) {
+      if (handle.activity.busy() > 0) {
+        reason = `${handle.activity.busy()} unit(s) of work in flight`
+        yield* turn
+        continue
+      }
+      const before = handle.activity.jobs()
+      if (before.running > 0) yield* Effect.sleep(quietMillis)
+      else yield* turn
+      if (handle.activity.busy() > 0 || handle.activity.jobs().changes !== before.changes) {
+        reason = "jobs starting or ending"
+        continue
+      }
+      const work = yield* handle.pendingWork
+      if (work.queues.some((queue) => queue.due > 0)) {
+        reason = "scheduled jobs due"
+        yield* handle.stage
+        continue
+      }
+      let woken = false
+      for (const queue of handle.queues) {
+        const available = work.queues.find((entry) => entry.queue === queue.name)?.available ?? 0
+        if (available === 0) continue
+        const state = yield* queue.check
+        if (state.paused || state.running >= state.limit) continue
+        reason = `${available} available job(s) in queue ${queue.name}, which has free slots`
+        yield* queue.wake
+        woken = true
+      }
+      if (!woken) return work.nextDue?.getTime()
+      yield* turn
+    }
+    return yield* new ObanTestError({ message: `the node did not settle within ${timeoutMillis} ms: ${reason}` })
+  }))
+
+export const advance = (
+  duration: Duration.Input,
+  options: AdvanceOptions = {}
+): Effect.Effect<void, ObanTestError | SqlError, Oban> =>
+  Effect.gen(function*() {
+    const clock = yield* Clock.Clock
+    if (!isTestClock(clock)) {
+      return yield* new ObanTestError({ message: "ObanTest.advance needs TestClock: provide TestClock.layer() to the test" })
+    }
+    const handle = handleOf(yield* Oban)
+    if (handle === undefined) {
+      return yield* new ObanTestError({ message: "ObanTest.advance needs a node: the Oban service of Oban.layer" })
+    }
+    const step = options.step === undefined ? handle.maxStepMillis : millis(options.step)
+    const timeout = millis(options.timeout ?? "30 seconds")
+    const quiet = millis(options.quiet ?? "5 millis")
+    const target = clock.currentTimeMillisUnsafe() + millis(duration)
+    while (true) {
+      const due = yield* settle(clock, handle, timeout, quiet)
+      const current = clock.currentTimeMillisUnsafe()
+      if (current >= target) return
+      yield* clock.adjust(Math.min(target, current + step, due !== undefined && due > current ? due : Infinity) - current)
+    }
+  })

@@ -1,0 +1,121 @@
+/**
+ * ObanTest.advance: a whole node on TestClock, moved by virtual hours in one
+ * call, does what each moment asks: scheduled jobs run when due, retries
+ * follow their backoff, cron slots insert and run, jobs that sleep or time
+ * out on virtual time end on time.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Clock, Effect, Layer, Schedule, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { TestClock } from "effect/testing"
+import { Config, Cron, Oban, Worker } from "effect-oban"
+import * as ObanTest from "effect-oban/testing"
+import { startNode } from "./support/node.ts"
+
+const Tick = Worker.make("AdvTick", { args: Schema.Struct({}), perform: () => Effect.void })
+class Flaky extends Schema.TaggedError<Flaky>()("Flaky", {}) {}
+const FailTwice = Worker.make("AdvFailTwice", {
+  args: Schema.Struct({}),
+  backoff: Schedule.spaced("10 minutes"),
+  perform: (job) => job.attempt <= 2 ? Effect.fail(new Flaky()) : Effect.void
+})
+const Nap = Worker.make("AdvNap", { args: Schema.Struct({}), perform: () => Effect.sleep("30 minutes") })
+const Stuck = Worker.make("AdvStuck", { args: Schema.Struct({}), timeout: "1 minute", maxAttempts: 1, perform: () => Effect.never })
+
+const TestLive = ObanTest.layer().pipe(Layer.provideMerge(ObanTest.database()))
+const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+
+const node = (crontab: ReadonlyArray<Cron.Entry> = []) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const { prefix } = yield* Config.Settings
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+    const running = yield* startNode({
+      node: "advance",
+      queues: { default: 5 },
+      workers: [Tick, FailTwice, Nap, Stuck],
+      crontab,
+      // Finished jobs stay, to be counted (the pruner would delete them after 5 virtual minutes).
+      pruner: false
+    })
+    yield* running.oban.ready
+    return running
+  })
+
+/** The job's state, attempt and times, from the database. */
+const rowOf = (id: number) =>
+  Effect.map(Oban.getJob(id), (job) => {
+    if (job._tag === "None") throw new Error(`job ${id} is gone`)
+    return job.value
+  })
+
+describe("ObanTest.advance", () => {
+  layer(TestLive, { excludeTestServices: true })((it) => {
+    it.effect("runs a job scheduled in an hour exactly when it falls due, and not before", () =>
+      Effect.gen(function*() {
+        const { oban } = yield* node()
+        const job = yield* Oban.insert(Tick.job({}, { scheduleIn: "1 hour" }))
+        yield* ObanTest.advance("59 minutes").pipe(Effect.provideService(Oban.Oban, oban))
+        assert.strictEqual((yield* rowOf(job.id)).state, "scheduled")
+        yield* ObanTest.advance("1 minute").pipe(Effect.provideService(Oban.Oban, oban))
+        const done = yield* rowOf(job.id)
+        assert.strictEqual(done.state, "completed")
+        assert.strictEqual(done.attemptedAt!.getTime() - job.insertedAt.getTime(), 3_600_000)
+        assert.strictEqual(yield* Clock.currentTimeMillis, job.insertedAt.getTime() + 3_600_000)
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("retries on the worker's backoff as virtual time passes", () =>
+      Effect.gen(function*() {
+        const { oban } = yield* node()
+        const job = yield* Oban.insert(FailTwice.job({}))
+        yield* ObanTest.advance("25 minutes").pipe(Effect.provideService(Oban.Oban, oban))
+        const done = yield* rowOf(job.id)
+        assert.strictEqual(done.state, "completed")
+        assert.strictEqual(done.attempt, 3)
+        assert.deepStrictEqual(done.errors.map((entry) => entry.attempt), [1, 2])
+        // Each retry started exactly its backoff after the failure before it.
+        const failedAt = done.errors.map((entry) => new Date(entry.at).getTime())
+        assert.strictEqual(done.attemptedAt!.getTime() - failedAt[1]!, 600_000)
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("inserts and runs one job per cron slot over two virtual hours", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1, 0, 0, 30))
+        const { oban } = yield* node([Cron.entry("*/10 * * * *", Tick, {})])
+        yield* ObanTest.advance("2 hours").pipe(Effect.provideService(Oban.Oban, oban))
+        const jobs = yield* ObanTest.allEnqueued({ worker: Tick, state: "completed" })
+        // The start-up look-back inserts the 00:00 slot; then 00:10 .. 02:00.
+        assert.strictEqual(jobs.length, 13)
+        assert.strictEqual((yield* ObanTest.allEnqueued({ worker: Tick })).length, 0)
+        for (const job of jobs.filter((job) => job.insertedAt.getTime() > Date.UTC(2100, 0, 1, 0, 1))) {
+          // Inserted just after its slot, and run at once.
+          assert.isBelow(job.insertedAt.getTime() % 600_000, 1_000)
+          assert.isBelow(job.attemptedAt!.getTime() - job.insertedAt.getTime(), 1_000)
+        }
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("ends a job that sleeps on virtual time, and times out one that never ends", () =>
+      Effect.gen(function*() {
+        const { oban } = yield* node()
+        const nap = yield* Oban.insert(Nap.job({}))
+        const stuck = yield* Oban.insert(Stuck.job({}))
+        yield* ObanTest.advance("59 seconds").pipe(Effect.provideService(Oban.Oban, oban))
+        assert.strictEqual((yield* rowOf(stuck.id)).state, "executing")
+        yield* ObanTest.advance("1 second").pipe(Effect.provideService(Oban.Oban, oban))
+        const timedOut = yield* rowOf(stuck.id)
+        assert.strictEqual(timedOut.state, "discarded")
+        assert.strictEqual(timedOut.errors[0]!.kind, "timeout")
+        assert.strictEqual((yield* rowOf(nap.id)).state, "executing")
+        yield* ObanTest.advance("29 minutes").pipe(Effect.provideService(Oban.Oban, oban))
+        assert.strictEqual((yield* rowOf(nap.id)).state, "completed")
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("fails with ObanTestError off TestClock", () =>
+      Effect.gen(function*() {
+        const { oban } = yield* node()
+        const error = yield* ObanTest.advance("1 minute").pipe(Effect.provideService(Oban.Oban, oban), Effect.flip)
+        assert.strictEqual(error._tag, "ObanTestError")
+        assert.match((error as ObanTest.ObanTestError).message, /TestClock/)
+      }).pipe(Effect.scoped), 60_000)
+  })
+})
