@@ -66,7 +66,7 @@ const refuse = (message: string): never => {
   throw new UniqueProblem(`unique ${message}`)
 }
 
-/** A copy of an array option whose elements all pass `isValid`, refusing anything else. */
+/** A copy of an array option without repeats, refused unless every element is one of `allowed`. */
 const checkList = <A>(name: string, value: unknown, allowed: ReadonlyArray<A>): ReadonlyArray<A> => {
   if (!Array.isArray(value)) return refuse(`.${name} must be an array, got ${describe(value)}`)
   const items: ReadonlyArray<unknown> = value

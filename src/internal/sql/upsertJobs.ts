@@ -48,6 +48,9 @@ const assignments: Readonly<Record<ReplaceField, ReadonlyArray<string>>> = {
   ]
 }
 
+/** The job's columns as the RETURNING list of the upsert (the table is aliased `j`). */
+const returnedColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
+
 /** The SET list of the conflict update for `replace`. */
 const setList = (replace: ReadonlyArray<ReplaceField>): string =>
   replace.length === 0 ? "unique_key = EXCLUDED.unique_key" : replace.flatMap((field) => assignments[field]).join(",\n")
@@ -113,7 +116,7 @@ export const upsertJobs = (
       ORDER BY unique_key
       ON CONFLICT ${uniqueKeyConflict(sql, prefix)}
       DO UPDATE SET ${sql.literal(setList(replace))}
-      RETURNING ${sql.literal(jobColumns.split(", ").map((column) => `j.${column}`).join(", "))}, j.unique_key,
+      RETURNING ${sql.literal(returnedColumns)}, j.unique_key,
         j.xmax::text <> '0' AS conflict,
         j.state = 'available' AND (j.xmax::text = '0' OR ${sql.literal(replacesTime ? "true" : "false")}) AS wakes
     )${wake ? sql`, notified AS (${wakeQueues(sql, prefix, "upserted WHERE wakes")})` : sql.literal("")}
