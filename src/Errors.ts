@@ -34,7 +34,8 @@ export const JobField = Schema.Literals([
   "scheduledAt",
   "scheduleIn",
   "tags",
-  "meta"
+  "meta",
+  "unique"
 ])
 
 /**

@@ -44,15 +44,30 @@ import type * as Worker from "./Worker.ts"
 export type { QueueConfig, QueueScope, QueueState }
 
 /**
+ * What an insert returns for each request: the job, and whether it was a
+ * conflict, i.e. the existing job that a unique request matched (with any
+ * replaced fields updated) rather than a new one. Always `false` for jobs
+ * without uniqueness.
+ *
+ * @since 0.1.0
+ */
+export type Inserted<A = unknown> = Job<A> & {
+  /** Whether the request matched an existing unique job instead of inserting one. */
+  readonly conflict: boolean
+}
+
+/**
  * Inserts one job. It is `available` (and wakes its queue) when due now,
  * else `scheduled`. Fails with `InvalidJobError`, writing nothing, when the
  * request is bad, and with `MigrationError` when the prefix has no tables.
+ * A unique request that matches an existing job returns that job with
+ * `conflict: true` (see docs/unique-jobs.md).
  *
  * @since 0.1.0
  */
 export const insert = <A>(
   request: Worker.JobRequest<A>
-): Effect.Effect<Job, InvalidJobError | MigrationError | SqlError, SqlClient> =>
+): Effect.Effect<Inserted, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.map(insertRequests([request], false), (jobs) => jobs[0]!)
 
 /**
@@ -61,13 +76,15 @@ export const insert = <A>(
  * `InvalidJobError` naming its index, and nothing is written. A batch is one
  * statement up to 32 MiB of JSON; a larger one is split into several
  * statements inside one transaction (a savepoint inside the caller's). Returns
- * the jobs in the order of the requests.
+ * the jobs in the order of the requests. Unique requests are unique per row,
+ * also among themselves: a later request with the key of an earlier one
+ * returns the same job with `conflict: true`.
  *
  * @since 0.1.0
  */
 export const insertAll = (
   requests: Iterable<Worker.JobRequest>
-): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
 
 const identity = (position: number): number => position
@@ -76,7 +93,7 @@ const noIndex = (): undefined => undefined
 const insertRequests = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean
-): Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
   if (list.length === 0) return Effect.succeed([])
   return Effect.gen(function*() {
     const settings = yield* Settings
@@ -85,12 +102,14 @@ const insertRequests = (
     const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
     const sql = yield* SqlClient
     const time = yield* now(sql)
-    const { jobs, woken } = yield* insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix))
-    if (!woken) yield* wakeAfterCommit(sql, settings.prefix, dueQueues(jobs))
-    if (yield* listening) {
+    const { jobs, wake } = yield* insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix))
+    yield* wakeAfterCommit(sql, settings.prefix, wake)
+    // A conflict inserted nothing: no event, and nothing for the inline runner.
+    const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
+    if (fresh.length > 0 && (yield* listening)) {
       // Only once the jobs exist for everyone else: after the commit, never after a rollback.
       const at = new Date(yield* Clock.currentTimeMillis)
-      yield* sql.afterCommit(publish(jobs.map((job) => ({
+      yield* sql.afterCommit(publish(fresh.map((job) => ({
         kind: "inserted" as const,
         jobId: job.id,
         worker: job.worker,
@@ -100,17 +119,16 @@ const insertRequests = (
       }))))
     }
     const inline = yield* InlineRunner
-    if (inline !== undefined) yield* inline(jobs)
+    if (inline !== undefined) yield* inline(fresh)
     return jobs
   }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
     captureStackTrace: false
   }))
 }
 
-const dueQueues = (jobs: ReadonlyArray<Job>): ReadonlyArray<string> => {
-  const queues = new Set<string>()
-  for (const job of jobs) if (job.state === "available") queues.add(job.queue)
-  return [...queues]
+const hasConflict = (jobs: ReadonlyArray<Inserted>): boolean => {
+  for (const job of jobs) if (job.conflict) return true
+  return false
 }
 
 const withSql = <A>(
@@ -170,10 +188,12 @@ export const deleteJob = (id: number): Effect.Effect<boolean, MigrationError | S
 export interface ObanShape {
   /** This node's name, as stored in `attempted_by`. */
   readonly node: string
-  readonly insert: <A>(request: Worker.JobRequest<A>) => Effect.Effect<Job, InvalidJobError | MigrationError | SqlError>
+  readonly insert: <A>(
+    request: Worker.JobRequest<A>
+  ) => Effect.Effect<Inserted, InvalidJobError | MigrationError | SqlError>
   readonly insertAll: (
     requests: Iterable<Worker.JobRequest>
-  ) => Effect.Effect<ReadonlyArray<Job>, InvalidJobError | MigrationError | SqlError>
+  ) => Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError>
   readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>

@@ -16,14 +16,76 @@
  */
 import type { DateTime, Schedule } from "effect"
 import { Duration, Effect, Schema } from "effect"
-import type { Job } from "./Job.ts"
+import type { Job, JobState } from "./Job.ts"
+
+/**
+ * The parts of a job that make up its unique key, besides the selected args.
+ *
+ * @since 0.1.0
+ */
+export type UniqueField = "worker" | "queue" | "args"
+
+/**
+ * The fields of an existing job that a conflicting insert may replace.
+ * `scheduledAt` covers `scheduleIn` too.
+ *
+ * @since 0.1.0
+ */
+export type ReplaceField = "args" | "scheduledAt" | "priority" | "maxAttempts" | "tags" | "meta"
+
+/**
+ * The top-level keys of args of type `A`, for `UniqueOptions.keys`.
+ *
+ * @since 0.1.0
+ */
+export type ArgsKey<A> = [A] extends [object] ? Extract<keyof A, string> : string
+
+/**
+ * Makes a job unique: an insert whose key matches a job in one of `states`
+ * returns that job (`conflict: true`) instead of inserting another. See
+ * docs/unique-jobs.md.
+ *
+ * @since 0.1.0
+ */
+export interface UniqueOptions<A> {
+  /**
+   * Which args count: top-level keys of the encoded args (an absent key counts
+   * as absent), or a function of the args whose JSON result counts. Default:
+   * all args.
+   */
+  readonly keys?: ReadonlyArray<ArgsKey<A>> | ((args: A) => unknown) | undefined
+  /**
+   * How long a key holds: a fixed window of the epoch (`floor(now / period)`),
+   * or `"forever"`. Default 60 seconds, as in Oban.
+   */
+  readonly period?: Duration.Input | "forever" | undefined
+  /**
+   * The states in which an existing job blocks a new one. Must include
+   * `available`, `scheduled`, `executing` and `retryable`. Default: every
+   * state but `cancelled` and `discarded`.
+   */
+  readonly states?: ReadonlyArray<JobState> | undefined
+  /** What the key is made of. Default: worker, queue and args. */
+  readonly fields?: ReadonlyArray<UniqueField> | undefined
+  /**
+   * Fields of the existing job to overwrite with this insert's values on a
+   * conflict, while that job is `available`, `scheduled`, `retryable` or
+   * `suspended` (never while executing or finished). Default: none.
+   */
+  readonly replace?: ReadonlyArray<ReplaceField> | undefined
+}
 
 /**
  * Per-job options; each overrides the worker's default.
  *
  * @since 0.1.0
  */
-export interface JobOptions {
+export interface JobOptions<A = unknown> {
+  /**
+   * Uniqueness for this insert, replacing the worker's whole `unique` option;
+   * `false` turns it off.
+   */
+  readonly unique?: UniqueOptions<A> | false | undefined
   /** The queue to run in. Default: the worker's queue, else `default`. */
   readonly queue?: string | undefined
   /** 0 (runs first) to 9. Default: the worker's priority, else 0. */
@@ -59,6 +121,11 @@ export interface JobRequest<A = unknown> {
   readonly meta: Readonly<Record<string, unknown>>
   readonly scheduleIn: Duration.Input | undefined
   readonly scheduledAt: Date | DateTime.DateTime | undefined
+  /**
+   * Uniqueness, when the worker or the insert declares it (checked on
+   * insert; a key function is applied to `args` there).
+   */
+  readonly unique: UniqueOptions<never> | undefined
 }
 
 /**
@@ -75,6 +142,8 @@ export interface WorkerOptions<A, I, E, R> {
   /** Interrupt `perform` after this long (its finalizers run); recorded as a timeout. */
   readonly timeout?: Duration.Input | undefined
   readonly tags?: ReadonlyArray<string> | undefined
+  /** Makes the worker's jobs unique by default (see `UniqueOptions`). */
+  readonly unique?: UniqueOptions<A> | undefined
   /**
    * The delay before retry n, replayed from the start for each attempt. The
    * schedule's input is the attempt number. Default: Oban's exponential backoff.
@@ -101,10 +170,12 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
   readonly maxAttempts: number
   readonly timeout: Duration.Input | undefined
   readonly tags: ReadonlyArray<string>
+  /** The default uniqueness of the worker's jobs. */
+  readonly unique: UniqueOptions<A> | undefined
   readonly backoff: Schedule.Schedule<unknown, number> | undefined
   readonly retryable: ((error: E) => boolean) | undefined
   readonly perform: (job: Job<A>) => Effect.Effect<void, E, R>
-  readonly job: (args: A, options?: JobOptions) => JobRequest<A>
+  readonly job: (args: A, options?: JobOptions<A>) => JobRequest<A>
 }
 
 /**
@@ -155,6 +226,7 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
   const priority = options.priority ?? 0
   const maxAttempts = options.maxAttempts ?? defaultMaxAttempts
   const tags = options.tags ?? []
+  const unique = options.unique
   return {
     name,
     argsSchema: options.args,
@@ -164,6 +236,7 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
     maxAttempts,
     timeout: options.timeout,
     tags,
+    unique: options.unique,
     backoff: options.backoff,
     retryable: options.retryable,
     perform: options.perform,
@@ -181,7 +254,8 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
         tags: mergeTags(tags, options.tags),
         meta: options.meta === undefined ? {} : options.meta,
         scheduleIn: options.scheduleIn,
-        scheduledAt: options.scheduledAt
+        scheduledAt: options.scheduledAt,
+        unique: options.unique === undefined ? unique : options.unique === false ? undefined : options.unique
       }
     }
   }

@@ -15,6 +15,7 @@ import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
 import { characterCount, describe, errorText, textProblem, toJsonText } from "./jsonText.ts"
 import { traceKey } from "./telemetry.ts"
+import { type EncodedUnique, encodeUnique, UniqueProblem } from "./uniqueKey.ts"
 
 /** The longest queue or worker name, in characters (code points), as the table's check constraints count. */
 export const maxNameLength = 128
@@ -111,7 +112,7 @@ const durationKeys = new Set([
  * anywhere, a tuple of non-numbers, an object with unknown keys or
  * non-number fields.
  */
-const durationInputProblem = (input: unknown): string | undefined => {
+export const durationInputProblem = (input: unknown): string | undefined => {
   if (Duration.isDuration(input)) return undefined
   switch (typeof input) {
     case "number":
@@ -197,10 +198,16 @@ export interface EncodedRequest {
   readonly meta: string
   /** JSON text of the args as the worker's schema encoded them. */
   readonly args: string
+  /** Uniqueness, when declared; `undefined` for an ordinary job. */
+  readonly unique: EncodedUnique | undefined
 }
 
-/** A request whose fields but `args` are checked; `args` is filled in once encoded. */
-type Fields = { -readonly [K in keyof EncodedRequest]: EncodedRequest[K] }
+/**
+ * A request whose fields but `args` and `unique` are checked; `args` is
+ * filled in once encoded, and `unique` (until then the options as given)
+ * is encoded after it.
+ */
+type Fields = { -readonly [K in Exclude<keyof EncodedRequest, "unique">]: EncodedRequest[K] } & { unique: unknown }
 
 /** The last worker and queue names a batch accepted. */
 interface Accepted {
@@ -241,9 +248,23 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
     const tags = checkTags(request.tags)
     field = "meta"
     const meta = checkMeta(request.meta, traceparent)
-    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "" }
+    field = "unique"
+    const unique: unknown = request.unique
+    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "", unique }
   } catch (error) {
     return error instanceof Problem ? error : new Problem(field, `reading ${field} threw: ${errorText(error)}`)
+  }
+}
+
+/** The encoded unique options of a request with checked fields, or why they are refused. */
+const uniqueOf = (request: JobRequest, fields: Fields): EncodedUnique | Problem => {
+  try {
+    return encodeUnique(fields.unique, fields.worker, fields.queue, () => request.args, fields.args, durationInputProblem)
+  } catch (error) {
+    return new Problem(
+      "unique",
+      error instanceof UniqueProblem ? error.message : `computing the unique key threw: ${errorText(error)}`
+    )
   }
 }
 
@@ -299,7 +320,12 @@ export const encodeRequests = (
           return yield* invalid(request, new Problem("args", args.message), indexOf(position))
         }
         fields.args = args.text
-        encoded[position] = fields
+        if (fields.unique !== undefined) {
+          const unique = uniqueOf(request, fields)
+          if (unique instanceof Problem) return yield* invalid(request, unique, indexOf(position))
+          fields.unique = unique
+        }
+        encoded[position] = fields as EncodedRequest
       }
       return encoded
     }).pipe(Effect.catchCause((cause) => {

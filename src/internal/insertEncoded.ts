@@ -1,17 +1,25 @@
 /**
  * Writing checked job requests: the choice of statement (one job, one batch,
- * or a batch split into chunks), the wake-up, and the jobs built from what
- * the statements return.
+ * or a batch split into chunks; unique jobs through their own statement),
+ * the wake-up, and the jobs built from what the statements return.
  */
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
-import type { Job } from "../Job.ts"
+import type { Inserted } from "../Oban.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
-import { insertedJob, insertedJobs } from "./jobRow.ts"
+import { insertedJob, insertedJobs, jobFromRow } from "./jobRow.ts"
 import * as Inserts from "./sql/insertJobs.ts"
+import { type UpsertedRow, upsertJobs } from "./sql/upsertJobs.ts"
+import { groupUnique, type Slot } from "./uniqueBatch.ts"
 import { withInlineWake } from "./waker.ts"
+
+/** What an insert wrote: the jobs in request order, and the queues still to wake once it commits. */
+export interface InsertResult {
+  readonly jobs: ReadonlyArray<Inserted>
+  readonly wake: ReadonlyArray<string>
+}
 
 /** The most JSON and tag text (in UTF-16 units) sent in one insert statement. */
 const maxStatementUnits = 32 * 1024 * 1024
@@ -49,18 +57,45 @@ const chunkJobs = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<ReadonlyA
 }
 
 /**
- * Inserts checked requests and returns their jobs in order, and whether the
- * statement woke their queues itself (else the caller wakes them after
- * commit). One job takes the single-job statement; a batch one statement up
- * to `maxStatementUnits` of text, or several inside one transaction (a
- * savepoint inside the caller's).
+ * Inserts checked requests and returns their jobs in order, and the queues
+ * the caller must wake after commit (none when the statement woke them
+ * itself). Requests without uniqueness take the plain statements; with any
+ * unique request see `insertWithUnique`.
  */
 export const insertEncoded = (
   sql: SqlClient,
   prefix: string,
   time: Fragment,
   encoded: ReadonlyArray<EncodedRequest>
-): Effect.Effect<{ readonly jobs: ReadonlyArray<Job>; readonly woken: boolean }, SqlError> => {
+): Effect.Effect<InsertResult, SqlError> => {
+  for (const request of encoded) {
+    if (request.unique !== undefined) return insertWithUnique(sql, prefix, time, encoded)
+  }
+  return Effect.map(insertPlain(sql, prefix, time, encoded), ({ jobs, woken }) => ({
+    jobs,
+    wake: woken ? [] : dueQueues(jobs)
+  }))
+}
+
+/** The queues of the jobs inserted available. */
+const dueQueues = (jobs: ReadonlyArray<Inserted>): ReadonlyArray<string> => {
+  const queues = new Set<string>()
+  for (const job of jobs) if (job.state === "available") queues.add(job.queue)
+  return [...queues]
+}
+
+/**
+ * Inserts requests without uniqueness and returns their jobs in order, and
+ * whether the statement woke their queues itself. One job takes the
+ * single-job statement; a batch one statement up to `maxStatementUnits` of
+ * text, or several inside one transaction (a savepoint inside the caller's).
+ */
+const insertPlain = (
+  sql: SqlClient,
+  prefix: string,
+  time: Fragment,
+  encoded: ReadonlyArray<EncodedRequest>
+): Effect.Effect<{ readonly jobs: ReadonlyArray<Inserted>; readonly woken: boolean }, SqlError> => {
   if (encoded.length === 1) {
     const job = encoded[0]!
     return withInlineWake(sql, (wake) =>
@@ -84,4 +119,75 @@ export const insertEncoded = (
       jobs: insertedJobs(encoded, batch),
       woken: wake
     })))
+}
+
+/** One `upsertJobs` statement for a group of slots. */
+const upsertGroup = (
+  sql: SqlClient,
+  prefix: string,
+  time: Fragment,
+  group: ReadonlyArray<Slot>,
+  wake: boolean
+): Effect.Effect<ReadonlyArray<UpsertedRow>, SqlError> =>
+  upsertJobs(
+    sql,
+    prefix,
+    time,
+    group.map((slot) => slot.request),
+    group.map((slot) => slot.position),
+    group[0]!.request.unique!.replace,
+    wake
+  )
+
+/**
+ * Inserts a mix of plain and unique requests. Unique requests are merged by
+ * key (`groupUnique`) and go through `upsertJobs`, one statement per set of
+ * replaced fields; the plain ones through the plain statements. A single
+ * statement wakes its queues itself when it can (see `withInlineWake`);
+ * several run in one transaction (a savepoint inside the caller's), so the
+ * call stays all or nothing. A conflict wakes nothing; a replaced
+ * `scheduledAt` that makes a job due wakes its queue.
+ */
+const insertWithUnique = (
+  sql: SqlClient,
+  prefix: string,
+  time: Fragment,
+  encoded: ReadonlyArray<EncodedRequest>
+): Effect.Effect<InsertResult, SqlError> => {
+  const groups = groupUnique(encoded)
+  const plainPositions: Array<number> = []
+  for (let position = 0; position < encoded.length; position++) {
+    if (encoded[position]!.unique === undefined) plainPositions.push(position)
+  }
+  const slotAt = new Map<number, Slot>()
+  for (const group of groups) for (const slot of group) slotAt.set(slot.position, slot)
+  const jobs: Array<Inserted> = new Array(encoded.length)
+  const wake = new Set<string>()
+  const place = (rows: ReadonlyArray<UpsertedRow>, woken: boolean) => {
+    for (const row of rows) {
+      const job: Inserted = { ...jobFromRow(row), conflict: row.conflict }
+      jobs[row.ord] = job
+      for (const duplicate of slotAt.get(row.ord)!.duplicates) jobs[duplicate] = { ...job, conflict: true }
+      if (row.wakes && !woken) wake.add(row.queue)
+    }
+  }
+  const result = Effect.sync((): InsertResult => ({ jobs, wake: [...wake] }))
+  if (plainPositions.length === 0 && groups.length === 1) {
+    return withInlineWake(sql, (woken) =>
+      Effect.andThen(Effect.map(upsertGroup(sql, prefix, time, groups[0]!, woken), (rows) => place(rows, woken)), result))
+  }
+  const plain = plainPositions.length === 0
+    ? Effect.void
+    : Effect.map(insertPlain(sql, prefix, time, plainPositions.map((position) => encoded[position]!)), (inserted) => {
+      inserted.jobs.forEach((job, index) => {
+        jobs[plainPositions[index]!] = job
+        if (job.state === "available") wake.add(job.queue)
+      })
+    })
+  const unique = Effect.forEach(
+    groups,
+    (group) => Effect.map(upsertGroup(sql, prefix, time, group, false), (rows) => place(rows, false)),
+    { discard: true }
+  )
+  return Effect.andThen(sql.withTransaction(Effect.andThen(plain, unique)), result)
 }

@@ -4,6 +4,7 @@
  * function on the hot path rather than a schema decode.
  */
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
+import type { Inserted } from "../Oban.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
 import type { InsertedBatch } from "./sql/insertJobs.ts"
 
@@ -58,7 +59,7 @@ const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
 const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /**
- * A job just inserted, from its request and what the database decided. Args
+ * A job just inserted (not a conflict), from its request and what the database decided. Args
  * and meta are parsed from the JSON text that was stored, so they are what a
  * read of the row returns (up to the order of object keys). Empty errors,
  * tags and meta are shared frozen values, as the job's readonly type allows.
@@ -69,7 +70,7 @@ export const insertedJob = (
   state: "available" | "scheduled",
   insertedAt: Date,
   scheduledAt: Date
-): Job => ({
+): Inserted => ({
   id: Number(id),
   state,
   queue: request.queue,
@@ -87,13 +88,17 @@ export const insertedJob = (
   completedAt: null,
   discardedAt: null,
   cancelledAt: null,
-  attemptedBy: null
+  attemptedBy: null,
+  conflict: false
 })
 
 /** The jobs of a batch insert, in the order of `requests`. */
-export const insertedJobs = (requests: ReadonlyArray<EncodedRequest>, batch: InsertedBatch): ReadonlyArray<Job> => {
+export const insertedJobs = (
+  requests: ReadonlyArray<EncodedRequest>,
+  batch: InsertedBatch
+): ReadonlyArray<Inserted> => {
   const time = batch.now.getTime()
-  const jobs: Array<Job> = new Array(requests.length)
+  const jobs: Array<Inserted> = new Array(requests.length)
   for (let i = 0; i < requests.length; i++) {
     const state = batch.scheduled?.[i] === true ? "scheduled" : "available"
     jobs[i] = insertedJob(requests[i]!, batch.ids[i]!, state, new Date(time), batch.scheduledAt?.[i] ?? new Date(time))

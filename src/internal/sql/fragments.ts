@@ -16,6 +16,16 @@ export const wakeQueues = (sql: SqlClient, prefix: string, source: string): Frag
       FROM (SELECT DISTINCT queue FROM ${sql.literal(source)}) AS back`
 
 /**
+ * The conflict target of an insert with a `unique_key`: the unique index of
+ * migration 0007, by its exact predicate (a row holds its key while its
+ * state is in its `unique_states`, or always when that is NULL).
+ */
+export const uniqueKeyConflict = (sql: SqlClient, prefix: string): Fragment =>
+  sql`(unique_key) WHERE unique_key IS NOT NULL AND (unique_states IS NULL OR ${
+    sql.literal(`"${prefix}".oban_state_in`)
+  }(state, unique_states))`
+
+/**
  * Rows for a statement that changes the jobs they name: a JSON object keyed
  * by job id (`{"<id>": <row>, ...}`, for `::jsonb`) and the ids as a
  * `bigint[]` literal. The statement finds its rows through the primary key

@@ -7,7 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
-import { rescueSet, wakeQueues } from "./fragments.ts"
+import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 export interface RescuedRow {
@@ -119,7 +119,8 @@ export const pruneStatement = (
 
 /**
  * Inserts a job unless one with the same `unique_key` exists. Returns whether
- * it was inserted. The row is built like `insertJobs` builds them.
+ * it was inserted. The row is built like `insertJobs` builds them; it holds
+ * its key in every state (`unique_states` is NULL).
  */
 export const insertUnique = (
   sql: SqlClient,
@@ -139,7 +140,7 @@ export const insertUnique = (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
         (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at, unique_key)
       SELECT 'available', queue, worker, args, meta, tags, max_attempts, priority, now, now, ${uniqueKey} FROM input
-      ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+      ON CONFLICT ${uniqueKeyConflict(sql, prefix)} DO NOTHING
       RETURNING id, queue
     ),
     notified AS (

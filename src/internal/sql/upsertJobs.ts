@@ -1,0 +1,126 @@
+/**
+ * The statement that inserts unique jobs: `INSERT ... ON CONFLICT DO UPDATE`
+ * on the unique index, so that a conflict returns the existing row, locked
+ * and current, even when the inserter that wrote it committed after this
+ * statement's snapshot (`DO NOTHING` would return nothing, and a `SELECT`
+ * after it could miss the row). Without fields to replace, the update
+ * assigns the key to itself.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import type { ReplaceField } from "../../Worker.ts"
+import { type EncodedRequest, rowJson } from "../encodeRequest.ts"
+import { jobColumns, type JobRow } from "../jobRow.ts"
+import { uniqueKeyConflict, wakeQueues } from "./fragments.ts"
+import { table } from "./tables.ts"
+
+/** A row of `upsertJobs`: the job (new or existing), its request's position, and how it went. */
+export interface UpsertedRow extends JobRow {
+  /** The position in `jobs` of the request this row answers. */
+  readonly ord: number
+  /** Whether the row existed (the insert conflicted). */
+  readonly conflict: boolean
+  /** Whether the row is available and new, or made due by a replaced `scheduledAt`: its queue needs a wake-up. */
+  readonly wakes: boolean
+}
+
+/** The states in which a conflicting insert may replace fields: never executing, never finished. */
+export const replaceableStates = ["available", "scheduled", "retryable", "suspended"] as const
+
+const safe = `j.state IN (${replaceableStates.map((state) => `'${state}'`).join(", ")})`
+
+/** Each replaced field as `column = <new value while safe, else the old>`. */
+const assignments: Readonly<Record<ReplaceField, ReadonlyArray<string>>> = {
+  args: [`args = CASE WHEN ${safe} THEN EXCLUDED.args ELSE j.args END`],
+  meta: [`meta = CASE WHEN ${safe} THEN EXCLUDED.meta ELSE j.meta END`],
+  tags: [`tags = CASE WHEN ${safe} THEN EXCLUDED.tags ELSE j.tags END`],
+  priority: [`priority = CASE WHEN ${safe} THEN EXCLUDED.priority ELSE j.priority END`],
+  // Never below the attempts already used (the table's check constraint).
+  maxAttempts: [
+    `max_attempts = CASE WHEN ${safe} THEN GREATEST(EXCLUDED.max_attempts, j.attempt) ELSE j.max_attempts END`
+  ],
+  // A waiting job is available or scheduled by its new time; retryable and suspended jobs keep their state.
+  scheduledAt: [
+    `scheduled_at = CASE WHEN ${safe} THEN EXCLUDED.scheduled_at ELSE j.scheduled_at END`,
+    `state = CASE WHEN j.state IN ('available', 'scheduled') THEN EXCLUDED.state ELSE j.state END`
+  ]
+}
+
+/** The job's columns as the RETURNING list of the upsert (the table is aliased `j`). */
+const returnedColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
+
+/** The SET list of the conflict update for `replace`. */
+const setList = (replace: ReadonlyArray<ReplaceField>): string =>
+  replace.length === 0 ? "unique_key = EXCLUDED.unique_key" : replace.flatMap((field) => assignments[field]).join(",\n")
+
+/** The statement's input: one JSON object per job, with its position and unique parts. */
+const inputJson = (jobs: ReadonlyArray<EncodedRequest>, positions: ReadonlyArray<number>): string => {
+  let text = "["
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!
+    const unique = job.unique!
+    text += `${i === 0 ? "" : ","}${rowJson(job).slice(0, -1)},"ord":${positions[i]},` +
+      `"schedule_in_ms":${job.scheduleIn ?? "null"},` +
+      `"scheduled_at":${job.scheduledAt === null ? "null" : JSON.stringify(job.scheduledAt.toISOString())},` +
+      `"unique_key":"${unique.hash}","period_ms":${unique.periodMs ?? "null"},"unique_states":${unique.states}}`
+  }
+  return text + "]"
+}
+
+/**
+ * Inserts unique jobs, at most one per key (the caller merges duplicates),
+ * replacing `replace` on the rows they conflict with. A job's `unique_key`
+ * is its hash, plus `:<bucket>` with a period, where the bucket is
+ * `floor(epoch milliseconds of now / period)`: now is the statement's clock,
+ * the same that stamps `inserted_at`. Rows are written in key order, so
+ * concurrent calls with overlapping keys lock them in the same order and do
+ * not deadlock. Returns one row per job, with `ord` from `positions`. With
+ * `wake`, the statement notifies the queues of the rows that `wakes`.
+ */
+export const upsertJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  jobs: ReadonlyArray<EncodedRequest>,
+  positions: ReadonlyArray<number>,
+  replace: ReadonlyArray<ReplaceField>,
+  wake: boolean
+): Effect.Effect<ReadonlyArray<UpsertedRow>, SqlError> => {
+  const jobsTable = table(sql, prefix, "oban_jobs")
+  const stateType = table(sql, prefix, "oban_job_state")
+  const replacesTime = replace.includes("scheduledAt")
+  return sql<UpsertedRow>`
+    WITH clock AS (SELECT ${now} AS now),
+    input AS (
+      SELECT r.ord, r.queue, r.worker, r.args, r.meta, r.tags, r.max_attempts, r.priority, r.unique_states,
+        clock.now,
+        COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond') AS at,
+        CASE WHEN r.period_ms IS NULL THEN r.unique_key
+          ELSE r.unique_key || ':' || floor(extract(epoch FROM clock.now) * 1000 / r.period_ms)::bigint
+        END AS unique_key
+      FROM clock, jsonb_to_recordset(${inputJson(jobs, positions)}::jsonb) AS r(
+        ord int, queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint,
+        priority smallint, schedule_in_ms float8, scheduled_at timestamptz, unique_key text, period_ms numeric,
+        unique_states smallint
+      )
+    ),
+    upserted AS (
+      INSERT INTO ${jobsTable} AS j
+        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at, unique_key,
+         unique_states)
+      SELECT (CASE WHEN at > now THEN 'scheduled' ELSE 'available' END)::${stateType},
+             queue, worker, args, meta, tags, max_attempts, priority, now, at, unique_key, unique_states
+      FROM input
+      ORDER BY unique_key
+      ON CONFLICT ${uniqueKeyConflict(sql, prefix)}
+      DO UPDATE SET ${sql.literal(setList(replace))}
+      RETURNING ${sql.literal(returnedColumns)}, j.unique_key,
+        j.xmax::text <> '0' AS conflict,
+        j.state = 'available' AND (j.xmax::text = '0' OR ${sql.literal(replacesTime ? "true" : "false")}) AS wakes
+    )${wake ? sql`, notified AS (${wakeQueues(sql, prefix, "upserted WHERE wakes")})` : sql.literal("")}
+    SELECT input.ord, upserted.*
+    FROM upserted JOIN input USING (unique_key)${sql.literal(wake ? " CROSS JOIN notified" : "")}
+  `
+}
