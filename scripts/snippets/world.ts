@@ -37,6 +37,10 @@ export declare const Users: {
   readonly create: (user: User) => Effect.Effect<void, SqlError, SqlClient>
 }
 
+/** Stand-ins for the work some snippets' workers do. */
+export declare const Sync: { readonly run: (accountId: string) => Effect.Effect<void> }
+export declare const Search: { readonly reindex: (documentId: string) => Effect.Effect<void> }
+
 export const PgLive = PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) })
 
 export const SendWelcome = Worker.make("SendWelcome", {
