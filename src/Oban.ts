@@ -20,7 +20,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import {
   InvalidConfigError,
-  type InvalidJobError,
+  InvalidJobError,
   type InvalidPrefixError,
   type MigrationError,
   type UnknownQueueError
@@ -67,8 +67,8 @@ export type Inserted<A = unknown> = Job<A> & {
  */
 export const insert = <A>(
   request: Worker.JobRequest<A>
-): Effect.Effect<Inserted, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.map(insertRequests([request], false), (jobs) => jobs[0]!)
+): Effect.Effect<Inserted<A>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
+  Effect.map(insertRequests([request], false), (jobs) => jobs[0] as Inserted<A>)
 
 /**
  * Inserts any number of jobs with one notification per queue that received
@@ -102,7 +102,12 @@ const insertRequests = (
     const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
     const sql = yield* SqlClient
     const time = yield* now(sql)
-    const { jobs, wake } = yield* insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix))
+    const inserting = Effect.flatMap(
+      insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix)),
+      ({ jobs, wake }) => Effect.map(withRequestArgs(list, encoded, jobs, indexed), (typed) => ({ jobs: typed, wake }))
+    )
+    // A conflict's stored args may no longer decode; then nothing of the call may stay written.
+    const { jobs, wake } = yield* (hasUnique(encoded) ? sql.withTransaction(inserting) : inserting)
     yield* wakeAfterCommit(sql, settings.prefix, wake)
     // A conflict inserted nothing: no event, and nothing for the inline runner.
     const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
@@ -124,6 +129,53 @@ const insertRequests = (
   }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
     captureStackTrace: false
   }))
+}
+
+const hasUnique = (encoded: ReadonlyArray<{ readonly unique: unknown }>): boolean => {
+  for (const request of encoded) if (request.unique !== undefined) return true
+  return false
+}
+
+/**
+ * The jobs with the args of their worker's type: an ordinary job's are the
+ * args its request gave; a unique job's are the stored ones (an existing
+ * job's, or replaced by a later request of the same call), decoded with the
+ * request's worker schema. When those no longer decode (the schema changed
+ * since), the call fails with `InvalidJobError` on `args`.
+ */
+const withRequestArgs = (
+  list: ReadonlyArray<Worker.JobRequest>,
+  encoded: ReadonlyArray<{ readonly unique: unknown }>,
+  jobs: ReadonlyArray<Inserted>,
+  indexed: boolean
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError> => {
+  const stored: Array<number> = []
+  const typed = jobs.map((job, position) => {
+    if (encoded[position]!.unique === undefined) return { ...job, args: list[position]!.args }
+    stored.push(position)
+    return job
+  })
+  if (stored.length === 0) return Effect.succeed(typed)
+  return Effect.as(
+    Effect.forEach(stored, (position) => {
+      const request = list[position]!
+      const job = typed[position]!
+      return request.decodeArgs(job.args).pipe(
+        Effect.map((args) => {
+          typed[position] = { ...job, args }
+        }),
+        Effect.mapError((error) =>
+          new InvalidJobError({
+            worker: request.worker,
+            field: "args",
+            message: `the stored args of job ${job.id}, which this request matches, no longer decode with the worker's schema: ${error.message}`,
+            ...(indexed ? { index: position } : {})
+          })
+        )
+      )
+    }, { discard: true }),
+    typed
+  )
 }
 
 const hasConflict = (jobs: ReadonlyArray<Inserted>): boolean => {

@@ -114,6 +114,8 @@ export interface JobRequest<A = unknown> {
   readonly args: A
   /** Encodes `args` to JSON with the worker's schema. */
   readonly encodeArgs: Effect.Effect<Schema.Json, Schema.SchemaError>
+  /** Decodes stored args (JSON) with the worker's schema: the args of an existing job a unique insert returns. */
+  readonly decodeArgs: (stored: unknown) => Effect.Effect<A, Schema.SchemaError>
   readonly queue: string
   readonly priority: number
   readonly maxAttempts: number
@@ -149,8 +151,12 @@ export interface WorkerOptions<A, I, E, R> {
    * schedule's input is the attempt number. Default: Oban's exponential backoff.
    */
   readonly backoff?: Schedule.Schedule<unknown, number> | undefined
-  /** Return false for errors that should discard the job instead of retrying it. */
-  readonly retryable?: ((error: E) => boolean) | undefined
+  /**
+   * Return false for errors that should discard the job instead of retrying
+   * it. Its error type is the one `perform` fails with (never inferred from
+   * here), wherever it stands among the options.
+   */
+  readonly retryable?: ((error: NoInfer<E>) => boolean) | undefined
   /** The work. Its typed failures become retries; defects are recorded as crashes. */
   readonly perform: (job: Job<A>) => Effect.Effect<void, E, R>
 }
@@ -222,6 +228,7 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
 ): Worker<Name, A, E, R> => {
   const argsJson = Schema.toCodecJson(options.args)
   const encode = Schema.encodeEffect(argsJson)
+  const decode = Schema.decodeUnknownEffect(argsJson)
   const queue = options.queue ?? defaultQueue
   const priority = options.priority ?? 0
   const maxAttempts = options.maxAttempts ?? defaultMaxAttempts
@@ -247,6 +254,7 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
         worker: name,
         args,
         encodeArgs: Effect.suspend(() => encode(args)),
+        decodeArgs: decode,
         // Only `undefined` means "not given": a careless `null` reaches the insert's checks and is refused.
         queue: options.queue === undefined ? queue : options.queue,
         priority: options.priority === undefined ? priority : options.priority,

@@ -124,12 +124,14 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.deepStrictEqual([defaults.queue, defaults.priority, defaults.maxAttempts], ["default", 3, 20])
     }))
 
-  it.effect("args are encoded with the worker's schema to JSON", () =>
+  it.effect("args are stored as the worker's schema encodes them to JSON, and returned as given", () =>
     Effect.gen(function*() {
       yield* truncate
       const at = new Date("2026-01-02T03:04:05.000Z")
       const job = yield* Oban.insert(Resize.job({ imageId: 7, at }))
-      assert.deepStrictEqual(job.args, { imageId: 7, at: "2026-01-02T03:04:05.000Z" })
+      assert.deepStrictEqual(job.args, { imageId: 7, at })
+      const stored = yield* Oban.getJob(job.id)
+      assert.deepStrictEqual(Option.getOrThrow(stored).args, { imageId: 7, at: "2026-01-02T03:04:05.000Z" })
     }))
 
   it.effect("insertAll writes 10,000 jobs in one call with one notification per queue", () =>
@@ -236,7 +238,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       const rows = yield* sql<{ kind: string }>`
         SELECT jsonb_typeof(args) AS kind FROM ${sql(prefix)}.oban_jobs WHERE id IN (${none!.id}, ${nullable!.id})`
       assert.deepStrictEqual(rows, [{ kind: "null" }, { kind: "null" }])
-      assert.strictEqual(none!.args, null)
+      // Returned as given (typed by the worker), stored as JSON null.
+      assert.strictEqual(none!.args, undefined)
+      assert.strictEqual(nullable!.args, null)
+      assert.strictEqual(Option.getOrThrow(yield* Oban.getJob(none!.id)).args, null)
     }))
 
   it.effect("text with a literal backslash-u0000 and names of 128 astral characters read back exactly", () =>

@@ -52,6 +52,28 @@ const onTestClock = <A, E, R>(millis: number, effect: Effect.Effect<A, E, R>) =>
   )
 
 layer(testLayer(prefix), { excludeTestServices: true })("unique jobs", (it) => {
+  it.effect("a conflict returns the existing job's args decoded by the worker's schema; undecodable ones fail the call and write nothing", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const Dated = Worker.make("Dated", {
+        args: Schema.Struct({ key: Schema.String, at: Schema.Date }),
+        unique: { keys: ["key"], period: "forever" },
+        perform: () => Effect.void
+      })
+      const at = new Date("2026-02-03T04:05:06.000Z")
+      const first = yield* Oban.insert(Dated.job({ key: "k", at }))
+      const again = yield* Oban.insert(Dated.job({ key: "k", at: new Date(0) }))
+      assert.isTrue(again.conflict)
+      assert.deepStrictEqual(again.args, { key: "k", at })
+      // The stored args no longer decode (as after an incompatible schema change).
+      const sql = yield* SqlClient
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = '{"key": "k", "at": "not a date"}' WHERE id = ${first.id}`
+      const refused = yield* Oban.insertAll([Plain.job({ n: 1 }), Dated.job({ key: "k", at })]).pipe(Effect.flip)
+      assert.strictEqual(refused._tag, "InvalidJobError")
+      assert.deepStrictEqual([(refused as { field: string }).field, (refused as { index?: number }).index], ["args", 1])
+      assert.strictEqual((yield* rows).length, 1)
+    }))
+
   it.effect("a second insert returns the existing row with conflict = true; plain jobs are never conflicts", () =>
     Effect.gen(function*() {
       yield* truncate

@@ -1,0 +1,39 @@
+/**
+ * Type tests (checked by `npm run typecheck`; at run time they only call
+ * expectTypeOf): a worker's error type comes from `perform` alone, and
+ * inserts return jobs typed by their worker's args.
+ */
+import { describe, expectTypeOf, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { Oban, Worker } from "effect-oban"
+
+class Refused extends Schema.TaggedError<Refused>()("Refused", { permanent: Schema.Boolean }) {}
+
+describe("worker option types", () => {
+  it("infers the error type from perform only, never from retryable", () => {
+    const Last = Worker.make("RetryableLast", {
+      args: Schema.Struct({ id: Schema.String }),
+      perform: (job) => job.args.id === "" ? Effect.fail(new Refused({ permanent: true })) : Effect.void,
+      retryable: (error) => !error.permanent
+    })
+    // Written before perform, retryable needs its parameter annotated (TypeScript types the
+    // untyped callbacks of an object in order); the annotation does not change the worker's type.
+    const First = Worker.make("RetryableFirst", {
+      args: Schema.Struct({ id: Schema.String }),
+      retryable: (error: Refused) => !error.permanent,
+      perform: (job) => job.args.id === "" ? Effect.fail(new Refused({ permanent: true })) : Effect.void
+    })
+    expectTypeOf(Last.retryable).toEqualTypeOf<((error: Refused) => boolean) | undefined>()
+    expectTypeOf(First.retryable).toEqualTypeOf<((error: Refused) => boolean) | undefined>()
+  })
+
+  it("returns inserted jobs typed by their worker's args", () => {
+    const Dated = Worker.make("Dated", {
+      args: Schema.Struct({ at: Schema.Date, count: Schema.Number }),
+      perform: () => Effect.void
+    })
+    const insert = Oban.insert(Dated.job({ at: new Date(0), count: 1 }))
+    expectTypeOf<Effect.Success<typeof insert>["args"]>().toEqualTypeOf<{ readonly at: Date; readonly count: number }>()
+    expectTypeOf<Effect.Success<typeof insert>["conflict"]>().toEqualTypeOf<boolean>()
+  })
+})
