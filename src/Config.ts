@@ -2,7 +2,7 @@
  * Settings shared by everything that talks to effect-oban's tables: the schema
  * prefix and the limits checked before an insert.
  *
- * Say the prefix once per application, with `Config.layer({ prefix })`:
+ * Say the prefix once per application, with `ObanConfig.layer({ prefix })`:
  * `Oban.insert`, `Migrations.run` and `Oban.layer` all read it from there.
  * Without it, everything uses the `public` schema. `Oban.layer` provides the
  * settings to its own jobs (so a worker's `Oban.insert` writes to the node's
@@ -118,7 +118,7 @@ export interface Overrides {
 /**
  * The settings for a component that also takes them as options
  * (`Oban.layer`, `Migrations`, the testing kit): each option, else the
- * `Settings` provided to the caller (e.g. by `Config.layer`), else the
+ * `Settings` provided to the caller (e.g. by `ObanConfig.layer`), else the
  * default. A `prefix` option that differs from a provided `Settings` prefix
  * fails with `InvalidConfigError` (field `prefix`) instead of silently
  * picking one of them: the jobs would go to one schema and the inserts to
@@ -138,7 +138,7 @@ export const resolve = (
         new InvalidConfigError({
           field: "prefix",
           message: `prefix "${options.prefix}" contradicts the prefix "${provided.prefix}" provided by ` +
-            `Config.layer: give the prefix once, in Config.layer, and drop the prefix option`
+            `ObanConfig.layer: give the prefix once, in ObanConfig.layer, and drop the prefix option`
         })
       )
     }

@@ -26,9 +26,9 @@ import {
 
 /**
  * Which schema to migrate, and to which version. Leave out the prefix and
- * provide `Config.layer({ prefix })` instead, so that the application says
+ * provide `ObanConfig.layer({ prefix })` instead, so that the application says
  * its prefix once; without either, the schema is `public`. A `prefix` option
- * that differs from the one `Config.layer` provides fails with
+ * that differs from the one `ObanConfig.layer` provides fails with
  * `InvalidConfigError`.
  *
  * @since 0.1.0

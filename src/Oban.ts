@@ -6,8 +6,8 @@
  * connection, so inside `sql.withTransaction` the job exists exactly when the
  * transaction commits, and a rollback leaves no job and sends no notification.
  *
- * Every function here works on the prefix of `Config.Settings`: the one given
- * to `Config.layer`, the node's own inside a running node's jobs, else
+ * Every function here works on the prefix of `ObanConfig.Settings`: the one given
+ * to `ObanConfig.layer`, the node's own inside a running node's jobs, else
  * `public`. When that schema has no tables they fail with a `MigrationError`
  * naming the prefix, not with a bare "relation does not exist".
  *
@@ -300,10 +300,10 @@ export interface LayerOptions<W extends Worker.Any> extends RuntimeOptions {
  * pruner and cron. Closing the layer's scope shuts down gracefully. Fails with
  * `MigrationError` when the prefix's schema is not migrated to this release.
  *
- * The prefix comes from `Config.layer` when it is provided to this layer;
+ * The prefix comes from `ObanConfig.layer` when it is provided to this layer;
  * the `prefix` option is an alternative to it, and a `prefix` option that
  * differs from the provided one fails with `InvalidConfigError`. The node's
- * jobs and the rest of the program get `Config.Settings` for that prefix, so
+ * jobs and the rest of the program get `ObanConfig.Settings` for that prefix, so
  * a worker's `Oban.insert` writes to the node's schema.
  *
  * @since 0.1.0

@@ -92,7 +92,7 @@ export interface LayerOptions<W extends WorkerModule.Any> {
   readonly mode?: "manual" | "inline" | undefined
   /** The workers `drainQueue` and inline mode can run. */
   readonly workers?: ReadonlyArray<W> | undefined
-  /** The schema; default: the `Config.layer` prefix provided to this layer, else `public`. */
+  /** The schema; default: the `ObanConfig.layer` prefix provided to this layer, else `public`. */
   readonly prefix?: string | undefined
   /** Where "now" comes from; default `effect` (so `TestClock` drives the queue). */
   readonly clock?: ClockMode | undefined

@@ -16,7 +16,14 @@ export * as Job from "./Job.ts"
 /** Schema migrations. */
 export * as Migrations from "./Migrations.ts"
 
-/** The schema prefix and insert limits. */
+/** The schema prefix and insert limits: `ObanConfig.layer({ prefix })`. */
+export * as ObanConfig from "./Config.ts"
+
+/**
+ * The former name of `ObanConfig`, which collided with Effect's own `Config`.
+ *
+ * @deprecated Use `ObanConfig`.
+ */
 export * as Config from "./Config.ts"
 
 /** Where "now" comes from: the database or Effect's Clock. */

@@ -21,8 +21,8 @@ const isMissingObject = (error: SqlError): boolean => missingObject.has(String(s
 const advice = (prefix: string): string =>
   prefix === "public"
     ? `"public" is the prefix used when none is configured: if the tables live in another schema, provide ` +
-      `Config.layer({ prefix: "<schema>" }) to this program; otherwise create them with Migrations.run()`
-    : `create them with Migrations.run() under Config.layer({ prefix: "${prefix}" }) (or apply Migrations.sql()), ` +
+      `ObanConfig.layer({ prefix: "<schema>" }) to this program; otherwise create them with Migrations.run()`
+    : `create them with Migrations.run() under ObanConfig.layer({ prefix: "${prefix}" }) (or apply Migrations.sql()), ` +
       `or check the configured prefix`
 
 /** The error for a statement that found no effect-oban tables in `prefix`. */

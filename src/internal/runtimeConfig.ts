@@ -45,7 +45,7 @@ export interface ResolvedConfig {
 
 export interface RuntimeOptions {
   readonly queues?: Readonly<Record<string, number | QueueConfig>> | undefined
-  /** The schema with the tables. Default: the `Config.Settings` provided, else `public`. */
+  /** The schema with the tables. Default: the `ObanConfig.Settings` provided, else `public`. */
   readonly prefix?: string | undefined
   readonly node?: string | undefined
   readonly pollInterval?: Duration.Input | undefined

@@ -56,7 +56,7 @@ const schemaLayer = (prefix: string, options: DatabaseOptions) =>
   }))
 
 /**
- * A PostgreSQL client, and `Config.Settings` for a schema of the layer's own
+ * A PostgreSQL client, and `ObanConfig.Settings` for a schema of the layer's own
  * (a `Context.Reference`, so it does not show in the layer's type), migrated
  * to this release.
  */
