@@ -14,7 +14,7 @@
  * @since 0.1.0
  */
 import type { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Context, Effect, Exit, Layer, Option, Runtime, Stream } from "effect"
+import { Cause, type Config as EffectConfig, Context, Effect, Exit, Layer, Option, Runtime, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
@@ -28,17 +28,14 @@ import {
 import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
-import { EventHub, type JobEvent, listening, publish, stream as eventStream } from "./Events.ts"
-import { encodeRequests } from "./internal/encodeRequest.ts"
-import { InlineRunner } from "./internal/inline.ts"
+import { EventHub, type JobEvent, stream as eventStream } from "./Events.ts"
 import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
-import { insertEncoded } from "./internal/insertEncoded.ts"
-import { wakeAfterCommit } from "./internal/waker.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
+import { options as envOptions } from "./internal/envOptions.ts"
+import { insertRequests } from "./internal/insertRequests.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
-import { currentTraceparent } from "./internal/telemetry.ts"
 import type * as Worker from "./Worker.ts"
 
 export type { QueueConfig, QueueScope, QueueState }
@@ -86,102 +83,6 @@ export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
-
-const identity = (position: number): number => position
-const noIndex = (): undefined => undefined
-
-const insertRequests = (
-  list: ReadonlyArray<Worker.JobRequest>,
-  indexed: boolean
-): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
-  if (list.length === 0) return Effect.succeed([])
-  return Effect.gen(function*() {
-    const settings = yield* Settings
-    // The insert span travels with the jobs, so their perform spans continue this trace.
-    const traceparent = yield* currentTraceparent
-    const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
-    const sql = yield* SqlClient
-    const time = yield* now(sql)
-    const inserting = Effect.flatMap(
-      insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix)),
-      ({ jobs, wake }) => Effect.map(withRequestArgs(list, encoded, jobs, indexed), (typed) => ({ jobs: typed, wake }))
-    )
-    // A conflict's stored args may no longer decode; then nothing of the call may stay written.
-    const { jobs, wake } = yield* (hasUnique(encoded) ? sql.withTransaction(inserting) : inserting)
-    yield* wakeAfterCommit(sql, settings.prefix, wake)
-    // A conflict inserted nothing: no event, and nothing for the inline runner.
-    const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
-    if (fresh.length > 0 && (yield* listening)) {
-      // Only once the jobs exist for everyone else: after the commit, never after a rollback.
-      const at = new Date(yield* Clock.currentTimeMillis)
-      yield* sql.afterCommit(publish(fresh.map((job) => ({
-        kind: "inserted" as const,
-        jobId: job.id,
-        worker: job.worker,
-        queue: job.queue,
-        attempt: job.attempt,
-        at
-      }))))
-    }
-    const inline = yield* InlineRunner
-    if (inline !== undefined) yield* inline(fresh)
-    return jobs
-  }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
-    captureStackTrace: false
-  }))
-}
-
-const hasUnique = (encoded: ReadonlyArray<{ readonly unique: unknown }>): boolean => {
-  for (const request of encoded) if (request.unique !== undefined) return true
-  return false
-}
-
-/**
- * The jobs with the args of their worker's type: an ordinary job's are the
- * args its request gave; a unique job's are the stored ones (an existing
- * job's, or replaced by a later request of the same call), decoded with the
- * request's worker schema. When those no longer decode (the schema changed
- * since), the call fails with `InvalidJobError` on `args`.
- */
-const withRequestArgs = (
-  list: ReadonlyArray<Worker.JobRequest>,
-  encoded: ReadonlyArray<{ readonly unique: unknown }>,
-  jobs: ReadonlyArray<Inserted>,
-  indexed: boolean
-): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError> => {
-  const stored: Array<number> = []
-  const typed = jobs.map((job, position) => {
-    if (encoded[position]!.unique === undefined) return { ...job, args: list[position]!.args }
-    stored.push(position)
-    return job
-  })
-  if (stored.length === 0) return Effect.succeed(typed)
-  return Effect.as(
-    Effect.forEach(stored, (position) => {
-      const request = list[position]!
-      const job = typed[position]!
-      return request.decodeArgs(job.args).pipe(
-        Effect.map((args) => {
-          typed[position] = { ...job, args }
-        }),
-        Effect.mapError((error) =>
-          new InvalidJobError({
-            worker: request.worker,
-            field: "args",
-            message: `the stored args of job ${job.id}, which this request matches, no longer decode with the worker's schema: ${error.message}`,
-            ...(indexed ? { index: position } : {})
-          })
-        )
-      )
-    }, { discard: true }),
-    typed
-  )
-}
-
-const hasConflict = (jobs: ReadonlyArray<Inserted>): boolean => {
-  for (const job of jobs) if (job.conflict) return true
-  return false
-}
 
 const withSql = <A>(
   f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
@@ -355,6 +256,52 @@ export const layer = <W extends Worker.Any>(
       return Context.make(Oban, service).pipe(Context.add(Settings, settings), Context.add(EventHub, runtime.events))
     })
   )
+
+/**
+ * The node's options read with Effect's `Config`, under `OBAN_`: `QUEUES`
+ * (`default:10,mailers:20,media:5:paused`), `PREFIX`, `NODE`,
+ * `POLL_INTERVAL`, `STAGE_INTERVAL`, `SHUTDOWN_GRACE_PERIOD`,
+ * `HEARTBEAT_INTERVAL`, `RESCUE_AFTER`, `PRUNER_MAX_AGE` (durations such as
+ * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (`false` turns pruning off).
+ * Every variable is optional; a bad value fails with `ConfigError` naming it.
+ *
+ * @since 0.1.0
+ */
+export const config: EffectConfig.Config<RuntimeOptions> = envOptions
+
+/**
+ * `layer`, with its options read from `config` (by default `Oban.config`,
+ * from the environment or the program's `ConfigProvider`) on top of the ones
+ * given here: a value in the configuration wins, a value given here is the
+ * default. Workers and the crontab are code, so they are given here.
+ *
+ * ```ts
+ * // OBAN_QUEUES=default:10,mailers:20 OBAN_SHUTDOWN_GRACE_PERIOD="30 seconds"
+ * const ObanLive = Oban.layerConfig({ workers: [SendWelcome], pollInterval: "2 seconds" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerConfig = <W extends Worker.Any>(
+  options: LayerOptions<W> & { readonly config?: EffectConfig.Config<RuntimeOptions> | undefined }
+): Layer.Layer<
+  Oban,
+  EffectConfig.ConfigError | InvalidConfigError | InvalidPrefixError | MigrationError,
+  PgClient.PgClient | SqlClient | Worker.Requirements<W>
+> => {
+  const { config: source = envOptions, ...given } = options
+  return Layer.unwrap(Effect.gen(function*() {
+    const read = yield* source
+    return layer({
+      ...given,
+      ...read,
+      rescuer: { ...given.rescuer, ...read.rescuer },
+      pruner: read.pruner === false || given.pruner === false && read.pruner === undefined
+        ? false
+        : { ...(given.pruner === false ? {} : given.pruner), ...read.pruner }
+    })
+  }))
+}
 
 /**
  * The exit code rule for a process that runs a node under

@@ -1,0 +1,78 @@
+/**
+ * A node's options read with Effect's `Config`: from the environment by
+ * default (`OBAN_QUEUES`, `OBAN_PREFIX`, ...), or from whatever
+ * `ConfigProvider` the program provides. Bad values fail with `ConfigError`
+ * naming the variable.
+ */
+import { Config, ConfigProvider, type Duration, Effect, Option } from "effect"
+import type { QueueConfig, RuntimeOptions } from "./runtimeConfig.ts"
+
+const configError = (message: string) => new Config.ConfigError(new ConfigProvider.SourceError({ message }))
+
+/**
+ * Queues as `name:limit` pairs separated by commas, each optionally followed
+ * by `:paused`: `default:10,mailers:20,media:5:paused`. Limits are checked
+ * by `Oban.layer` like any other.
+ */
+export const parseQueues = (text: string): Effect.Effect<Record<string, QueueConfig>, Config.ConfigError> =>
+  Effect.suspend(() => {
+    const queues: Record<string, QueueConfig> = {}
+    for (const entry of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+      const [name, limit, flag, ...rest] = entry.split(":").map((part) => part.trim())
+      const parsed = Number(limit)
+      if (name === undefined || name === "" || limit === undefined || !/^\d+$/.test(limit) || rest.length > 0 ||
+        (flag !== undefined && flag !== "paused")) {
+        return Effect.fail(configError(
+          `OBAN_QUEUES: "${entry}" is not name:limit or name:limit:paused (for example default:10,media:5:paused)`
+        ))
+      }
+      if (name in queues) return Effect.fail(configError(`OBAN_QUEUES: queue "${name}" is given twice`))
+      queues[name] = flag === "paused" ? { limit: parsed, paused: true } : { limit: parsed }
+    }
+    return Effect.succeed(queues)
+  })
+
+const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  Config.map(Config.option(config), Option.getOrUndefined)
+
+/** Leaves out the fields that were not set, so that they keep their defaults. */
+const defined = <A extends object>(fields: A): Partial<A> =>
+  Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<A>
+
+const durations = (names: Record<string, string>): Config.Config<Record<string, Duration.Duration | undefined>> =>
+  Config.all(Object.fromEntries(Object.entries(names).map(([field, name]) => [field, optional(Config.Duration(name))])))
+
+/**
+ * The node's options under `OBAN_`: `QUEUES` (see `parseQueues`), `PREFIX`,
+ * `NODE`, `POLL_INTERVAL`, `STAGE_INTERVAL`, `SHUTDOWN_GRACE_PERIOD`,
+ * `HEARTBEAT_INTERVAL`, `RESCUE_AFTER`, `PRUNER_MAX_AGE` (durations such as
+ * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (booleans; `PRUNER=false`
+ * turns pruning off). Every variable is optional.
+ */
+export const options: Config.Config<RuntimeOptions> = Config.all({
+  queues: optional(Config.String("QUEUES")).pipe(
+    Config.mapEffect((text) => text === undefined ? Effect.succeed(undefined) : parseQueues(text))
+  ),
+  prefix: optional(Config.String("PREFIX")),
+  node: optional(Config.String("NODE")),
+  deleteCompleted: optional(Config.Boolean("DELETE_COMPLETED")),
+  pruner: optional(Config.Boolean("PRUNER")),
+  times: durations({
+    pollInterval: "POLL_INTERVAL",
+    stageInterval: "STAGE_INTERVAL",
+    shutdownGracePeriod: "SHUTDOWN_GRACE_PERIOD",
+    heartbeatInterval: "HEARTBEAT_INTERVAL",
+    rescueAfter: "RESCUE_AFTER",
+    prunerMaxAge: "PRUNER_MAX_AGE"
+  })
+}).pipe(
+  Config.map(({ queues, prefix, node, deleteCompleted, pruner, times }): RuntimeOptions => {
+    const { rescueAfter, prunerMaxAge, ...intervals } = times
+    return {
+      ...defined({ queues, prefix, node, deleteCompleted, ...intervals }),
+      ...(rescueAfter === undefined ? {} : { rescuer: { rescueAfter } }),
+      ...(pruner === false ? { pruner: false } : prunerMaxAge === undefined ? {} : { pruner: { maxAge: prunerMaxAge } })
+    }
+  }),
+  Config.nested("OBAN")
+)

@@ -1,0 +1,118 @@
+/**
+ * The insert path behind `Oban.insert` and `Oban.insertAll`: check and
+ * encode the requests, write them, wake their queues after commit, publish
+ * `inserted` events, run them inline under the testing kit, and return the
+ * jobs typed by their workers.
+ */
+import { Clock, Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "../Config.ts"
+import { InvalidJobError, type MigrationError } from "../Errors.ts"
+import { listening, publish } from "../Events.ts"
+import type { Inserted } from "../Oban.ts"
+import { now } from "../ObanClock.ts"
+import type * as Worker from "../Worker.ts"
+import { encodeRequests } from "./encodeRequest.ts"
+import { InlineRunner } from "./inline.ts"
+import { insertEncoded } from "./insertEncoded.ts"
+import { orNotMigrated } from "./notMigrated.ts"
+import { currentTraceparent } from "./telemetry.ts"
+import { wakeAfterCommit } from "./waker.ts"
+
+const identity = (position: number): number => position
+const noIndex = (): undefined => undefined
+
+export const insertRequests = (
+  list: ReadonlyArray<Worker.JobRequest>,
+  indexed: boolean
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
+  if (list.length === 0) return Effect.succeed([])
+  return Effect.gen(function*() {
+    const settings = yield* Settings
+    // The insert span travels with the jobs, so their perform spans continue this trace.
+    const traceparent = yield* currentTraceparent
+    const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
+    const sql = yield* SqlClient
+    const time = yield* now(sql)
+    const inserting = Effect.flatMap(
+      insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix)),
+      ({ jobs, wake }) => Effect.map(withRequestArgs(list, encoded, jobs, indexed), (typed) => ({ jobs: typed, wake }))
+    )
+    // A conflict's stored args may no longer decode; then nothing of the call may stay written.
+    const { jobs, wake } = yield* (hasUnique(encoded) ? sql.withTransaction(inserting) : inserting)
+    yield* wakeAfterCommit(sql, settings.prefix, wake)
+    // A conflict inserted nothing: no event, and nothing for the inline runner.
+    const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
+    if (fresh.length > 0 && (yield* listening)) {
+      // Only once the jobs exist for everyone else: after the commit, never after a rollback.
+      const at = new Date(yield* Clock.currentTimeMillis)
+      yield* sql.afterCommit(publish(fresh.map((job) => ({
+        kind: "inserted" as const,
+        jobId: job.id,
+        worker: job.worker,
+        queue: job.queue,
+        attempt: job.attempt,
+        at
+      }))))
+    }
+    const inline = yield* InlineRunner
+    if (inline !== undefined) yield* inline(fresh)
+    return jobs
+  }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
+    captureStackTrace: false
+  }))
+}
+
+const hasUnique = (encoded: ReadonlyArray<{ readonly unique: unknown }>): boolean => {
+  for (const request of encoded) if (request.unique !== undefined) return true
+  return false
+}
+
+/**
+ * The jobs with the args of their worker's type: an ordinary job's are the
+ * args its request gave; a unique job's are the stored ones (an existing
+ * job's, or replaced by a later request of the same call), decoded with the
+ * request's worker schema. When those no longer decode (the schema changed
+ * since), the call fails with `InvalidJobError` on `args`.
+ */
+const withRequestArgs = (
+  list: ReadonlyArray<Worker.JobRequest>,
+  encoded: ReadonlyArray<{ readonly unique: unknown }>,
+  jobs: ReadonlyArray<Inserted>,
+  indexed: boolean
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError> => {
+  const stored: Array<number> = []
+  const typed = jobs.map((job, position) => {
+    if (encoded[position]!.unique === undefined) return { ...job, args: list[position]!.args }
+    stored.push(position)
+    return job
+  })
+  if (stored.length === 0) return Effect.succeed(typed)
+  return Effect.as(
+    Effect.forEach(stored, (position) => {
+      const request = list[position]!
+      const job = typed[position]!
+      return request.decodeArgs(job.args).pipe(
+        Effect.map((args) => {
+          typed[position] = { ...job, args }
+        }),
+        Effect.mapError((error) =>
+          new InvalidJobError({
+            worker: request.worker,
+            field: "args",
+            message: `the stored args of job ${job.id}, which this request matches, no longer decode with the worker's schema: ${error.message}`,
+            ...(indexed ? { index: position } : {})
+          })
+        )
+      )
+    }, { discard: true }),
+    typed
+  )
+}
+
+const hasConflict = (jobs: ReadonlyArray<Inserted>): boolean => {
+  for (const job of jobs) if (job.conflict) return true
+  return false
+}
+

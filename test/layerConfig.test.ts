@@ -1,0 +1,76 @@
+/**
+ * Oban.layerConfig: a node's options from Effect's Config (the environment by
+ * default), with typed errors naming the variable for bad values.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { ConfigProvider, Context, Effect, Exit, Layer, Schema, Scope } from "effect"
+import { Oban, Worker } from "effect-oban"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+
+const Noop = Worker.make("EnvNoop", { args: Schema.Struct({}), perform: () => Effect.void })
+const prefix = uniquePrefix("envcfg")
+
+/** Builds `Oban.layerConfig` with these variables, runs `use` on the node, and stops it. */
+const withEnv = <A, E>(env: Record<string, string>, use: (oban: Oban.ObanShape) => Effect.Effect<A, E>, given: Partial<Oban.LayerOptions<typeof Noop>> = {}) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const built = yield* Layer.buildWithScope(
+      Oban.layerConfig({ workers: [Noop], ...given }).pipe(
+        Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { OBAN_PREFIX: prefix, ...env } })))
+      ),
+      scope
+    ).pipe(Effect.exit)
+    if (Exit.isFailure(built)) {
+      yield* Scope.close(scope, Exit.void)
+      return Exit.failCause(built.cause) as Exit.Exit<A, unknown>
+    }
+    const result = yield* Effect.exit(use(Context.get(built.value, Oban.Oban)))
+    yield* Scope.close(scope, Exit.void)
+    return result as Exit.Exit<A, unknown>
+  })
+
+const failureOf = (exit: Exit.Exit<unknown, unknown>) => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
+  if (failure === undefined || failure._tag !== "Fail") throw new Error("expected a typed failure")
+  return failure.error as { readonly _tag: string; readonly message: string }
+}
+
+describe("Oban.layerConfig", () => {
+  layer(testLayer(prefix), { excludeTestServices: true })((it) => {
+    it.effect("reads queues, node name and intervals from OBAN_ variables; code gives the defaults", () =>
+      Effect.gen(function*() {
+        const exit = yield* withEnv({
+          OBAN_QUEUES: "default:3, mailers:7:paused",
+          OBAN_NODE: "env-node",
+          OBAN_SHUTDOWN_GRACE_PERIOD: "2 seconds"
+        }, (oban) =>
+          Effect.gen(function*() {
+            yield* oban.ready
+            return [oban.node, yield* oban.checkQueue("default"), yield* oban.checkQueue("mailers")] as const
+          }), { node: "code-node", pollInterval: "2 seconds" })
+        assert.isTrue(Exit.isSuccess(exit))
+        if (Exit.isSuccess(exit)) {
+          const [node, plain, mailers] = exit.value
+          assert.strictEqual(node, "env-node")
+          assert.deepStrictEqual([plain.limit, plain.paused], [3, false])
+          assert.deepStrictEqual([mailers.limit, mailers.paused], [7, true])
+        }
+      }))
+
+    it.effect("fails with ConfigError naming the variable for a bad value, before starting anything", () =>
+      Effect.gen(function*() {
+        const queues = failureOf(yield* withEnv({ OBAN_QUEUES: "default:ten" }, () => Effect.void))
+        assert.strictEqual(queues._tag, "ConfigError")
+        assert.match(queues.message, /OBAN_QUEUES: "default:ten"/)
+        const poll = failureOf(yield* withEnv({ OBAN_POLL_INTERVAL: "soon" }, () => Effect.void))
+        assert.strictEqual(poll._tag, "ConfigError")
+        assert.match(poll.message, /POLL_INTERVAL/)
+        const twice = failureOf(yield* withEnv({ OBAN_QUEUES: "a:1,a:2" }, () => Effect.void))
+        assert.match(twice.message, /given twice/)
+        // A well-formed value that the node refuses is the node's own typed error.
+        const zero = failureOf(yield* withEnv({ OBAN_QUEUES: "default:0" }, () => Effect.void))
+        assert.strictEqual(zero._tag, "InvalidConfigError")
+      }))
+  })
+})
