@@ -99,3 +99,63 @@ export const delayFor = (
     yield* Effect.logWarning(`backoff gave no usable delay before attempt ${attempt + 1}; using the default`)
     return Duration.millis(boundMillis(Duration.toMillis(yield* defaultDelay(attempt, maxAttempts))) ?? 0)
   })
+
+/**
+ * A backoff given as data, for one job (`worker.job(args, { backoff })`):
+ * `fixed` waits `delay` before every retry, `exponential` waits
+ * `delay * 2^(attempt - 1)`, at most `max`. `jitter` scales each delay by a
+ * random factor in [0.9, 1.1], as the default does. Stored with the job, so
+ * it holds on every node whatever the worker's own backoff.
+ *
+ * @since 0.1.0
+ */
+export interface Spec {
+  readonly type: "fixed" | "exponential"
+  readonly delay: Duration.Input
+  readonly max?: Duration.Input | undefined
+  readonly jitter?: boolean | undefined
+}
+
+/**
+ * A `Spec` as it is stored in the job's meta (under `oban:backoff`).
+ *
+ * @since 0.1.0
+ */
+export interface StoredSpec {
+  readonly type: "fixed" | "exponential"
+  readonly delay_ms: number
+  readonly max_ms?: number | undefined
+  readonly jitter?: boolean | undefined
+}
+
+/** The stored spec in `meta`, if there is a well-formed one. */
+export const storedSpecOf = (meta: Readonly<Record<string, unknown>>): StoredSpec | undefined => {
+  const spec = meta[specKey]
+  if (typeof spec !== "object" || spec === null) return undefined
+  const { type, delay_ms, max_ms, jitter } = spec as Record<string, unknown>
+  if ((type !== "fixed" && type !== "exponential") || typeof delay_ms !== "number" || !Number.isFinite(delay_ms)) {
+    return undefined
+  }
+  return {
+    type,
+    delay_ms,
+    ...(typeof max_ms === "number" ? { max_ms } : {}),
+    ...(jitter === true ? { jitter } : {})
+  }
+}
+
+/** Where a job's own backoff is kept in its meta. */
+export const specKey = "oban:backoff"
+
+/**
+ * The delay a stored spec gives before retry `attempt` (the attempt that
+ * just failed, 1 for the first), in whole milliseconds.
+ *
+ * @since 0.1.0
+ */
+export const specDelay = (spec: StoredSpec, attempt: number): Effect.Effect<Duration.Duration> =>
+  Effect.map(spec.jitter === true ? Random.nextBetween(0.9, 1.1) : Effect.succeed(1), (factor) => {
+    const base = spec.type === "fixed" ? spec.delay_ms : spec.delay_ms * Math.pow(2, Math.max(0, attempt - 1))
+    const capped = spec.max_ms === undefined ? base : Math.min(base, spec.max_ms)
+    return Duration.millis(boundMillis(capped * factor) ?? Duration.toMillis(maxDelay))
+  })

@@ -35,7 +35,9 @@ export const JobField = Schema.Literals([
   "scheduleIn",
   "tags",
   "meta",
-  "unique"
+  "unique",
+  "timeout",
+  "backoff"
 ])
 
 /**

@@ -16,6 +16,7 @@
  */
 import type { DateTime, Schedule } from "effect"
 import { Duration, Effect, Schema } from "effect"
+import type * as Backoff from "./Backoff.ts"
 import type { Job, JobState } from "./Job.ts"
 
 /**
@@ -98,6 +99,10 @@ export interface JobOptions<A = unknown> {
   readonly scheduledAt?: Date | DateTime.DateTime | undefined
   /** Labels stored with the job, for filtering: up to 1,000 of 1 to 255 characters. Added to the worker's tags. */
   readonly tags?: ReadonlyArray<string> | undefined
+  /** Interrupt this job's `perform` after this long (1 ms to 1,000 years). Default: the worker's timeout. */
+  readonly timeout?: Duration.Input | undefined
+  /** This job's backoff between retries, as data (see `Backoff.Spec`). Default: the worker's backoff. */
+  readonly backoff?: Backoff.Spec | undefined
   /** A plain JSON object stored with the job, at most 64 KiB of JSON. */
   readonly meta?: Readonly<Record<string, unknown>> | undefined
 }
@@ -123,6 +128,10 @@ export interface JobRequest<A = unknown> {
   readonly meta: Readonly<Record<string, unknown>>
   readonly scheduleIn: Duration.Input | undefined
   readonly scheduledAt: Date | DateTime.DateTime | undefined
+  /** This job's own timeout, if the insert gave one. */
+  readonly timeout: Duration.Input | undefined
+  /** This job's own backoff, if the insert gave one. */
+  readonly backoff: Backoff.Spec | undefined
   /**
    * Uniqueness, when the worker or the insert declares it (checked on
    * insert; a key function is applied to `args` there).
@@ -263,6 +272,8 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
         meta: options.meta === undefined ? {} : options.meta,
         scheduleIn: options.scheduleIn,
         scheduledAt: options.scheduledAt,
+        timeout: options.timeout,
+        backoff: options.backoff,
         unique: options.unique === undefined ? unique : options.unique === false ? undefined : options.unique
       }
     }

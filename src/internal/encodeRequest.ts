@@ -10,6 +10,7 @@
  * so one that equals a name already accepted is accepted too.
  */
 import { Cause, DateTime, Duration, Effect, Option, Result } from "effect"
+import * as Backoff from "../Backoff.ts"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
@@ -184,6 +185,61 @@ const checkMeta = (value: unknown, traceparent: string | undefined): string => {
   return meta.text === "{}" ? `{${trace}}` : `{${trace},${meta.text.slice(1)}`
 }
 
+/** A duration option of one job, in milliseconds: finite, from `min` to 1,000 years. */
+const checkMillis = (field: "timeout" | "backoff", name: string, input: unknown, min: number): number => {
+  const inputProblem = durationInputProblem(input)
+  if (inputProblem !== undefined) throw new Problem(field, `${name} ${inputProblem}`)
+  const duration = Duration.fromInput(input as Duration.Input)
+  if (Option.isNone(duration)) throw new Problem(field, `${name} is not a duration: ${describe(input)}`)
+  const millis = Duration.toMillis(duration.value)
+  if (!Number.isFinite(millis) || millis < min || millis > maxScheduleInMillis) {
+    throw new Problem(field, `${name} must be from ${min} ms to 1000 years, got ${describe(input)}`)
+  }
+  return Math.round(millis)
+}
+
+const backoffKeys = new Set(["type", "delay", "max", "jitter"])
+
+/** A job's own backoff, checked and in its stored form. */
+const checkBackoff = (input: unknown): Backoff.StoredSpec => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new Problem("backoff", `backoff must be { type, delay, max?, jitter? }, got ${describe(input)}`)
+  }
+  const spec = input as Record<string, unknown>
+  for (const key of Reflect.ownKeys(spec)) {
+    if (typeof key !== "string" || !backoffKeys.has(key)) {
+      throw new Problem("backoff", `backoff has an unknown key ${String(key)}; it takes type, delay, max and jitter`)
+    }
+  }
+  if (spec["type"] !== "fixed" && spec["type"] !== "exponential") {
+    throw new Problem("backoff", `backoff.type must be "fixed" or "exponential", got ${describe(spec["type"])}`)
+  }
+  const delay = checkMillis("backoff", "backoff.delay", spec["delay"], 0)
+  const max = spec["max"] === undefined ? undefined : checkMillis("backoff", "backoff.max", spec["max"], 0)
+  if (spec["jitter"] !== undefined && typeof spec["jitter"] !== "boolean") {
+    throw new Problem("backoff", `backoff.jitter must be a boolean, got ${describe(spec["jitter"])}`)
+  }
+  return {
+    type: spec["type"],
+    delay_ms: delay,
+    ...(max === undefined ? {} : { max_ms: max }),
+    ...(spec["jitter"] === true ? { jitter: true } : {})
+  }
+}
+
+/** The meta text with the job's own timeout and backoff, which the executor reads from there. */
+const withRunOptions = (meta: string, timeout: number | undefined, backoff: Backoff.StoredSpec | undefined): string => {
+  if (timeout === undefined && backoff === undefined) return meta
+  const extra = [
+    ...(timeout === undefined ? [] : [`${JSON.stringify(timeoutKey)}:${timeout}`]),
+    ...(backoff === undefined ? [] : [`${JSON.stringify(Backoff.specKey)}:${JSON.stringify(backoff)}`])
+  ].join(",")
+  return meta === "{}" ? `{${extra}}` : `{${extra},${meta.slice(1)}`
+}
+
+/** Where a job's own timeout (in ms) is kept in its meta. */
+export const timeoutKey = "oban:timeout_ms"
+
 /** A checked request, ready to be a row of `insertJobs`. */
 export interface EncodedRequest {
   readonly queue: string
@@ -246,8 +302,14 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
     const at = scheduledAt === undefined ? null : checkScheduledAt(scheduledAt)
     field = "tags"
     const tags = checkTags(request.tags)
+    field = "timeout"
+    const timeout: unknown = request.timeout
+    const timeoutMillis = timeout === undefined ? undefined : checkMillis("timeout", "timeout", timeout, 1)
+    field = "backoff"
+    const backoffInput: unknown = request.backoff
+    const backoff = backoffInput === undefined ? undefined : checkBackoff(backoffInput)
     field = "meta"
-    const meta = checkMeta(request.meta, traceparent)
+    const meta = withRunOptions(checkMeta(request.meta, traceparent), timeoutMillis, backoff)
     field = "unique"
     const unique: unknown = request.unique
     return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "", unique }

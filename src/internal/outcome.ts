@@ -69,6 +69,14 @@ const row = (
   }
 })
 
+/** The delay before the next attempt: the job's own backoff (given at insert), else its worker's. */
+const delayAfter = (job: Job, policy: Pick<Policy, "backoff">): Effect.Effect<Duration.Duration> => {
+  const own = Backoff.storedSpecOf(job.meta)
+  return own === undefined
+    ? Backoff.delayFor(policy.backoff, job.attempt, job.maxAttempts)
+    : Backoff.specDelay(own, job.attempt)
+}
+
 /** A failed attempt: retry after the backoff while attempts remain, else discard. */
 export const failed = (
   job: Job,
@@ -79,7 +87,7 @@ export const failed = (
 ): Effect.Effect<AckRow> =>
   job.attempt >= job.maxAttempts
     ? Effect.succeed(row(job, "discarded", { kind, message, ...(cause === undefined ? {} : { cause }) }))
-    : Effect.map(Backoff.delayFor(policy.backoff, job.attempt, job.maxAttempts), (delay) =>
+    : Effect.map(delayAfter(job, policy), (delay) =>
       row(job, "retryable", {
         delayMillis: Duration.toMillis(delay),
         kind,

@@ -9,6 +9,7 @@ import type { EventKind, JobEvent } from "../Events.ts"
 import { EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import type { Worker } from "../Worker.ts"
+import { timeoutKey } from "./encodeRequest.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/jobs.ts"
 import { parentFromMeta, recordOutcomeUnsafe, recordStartUnsafe } from "./telemetry.ts"
@@ -77,7 +78,13 @@ const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<u
   const work = context === undefined
     ? worker.perform(job) as Effect.Effect<void, unknown>
     : Effect.updateContext(worker.perform(job), (current: Context.Context<never>) => Context.merge(context, current))
-  return withTimeout(worker, work)
+  return withTimeout(timeoutOf(worker, job), work)
+}
+
+/** The job's own timeout (given at insert), else its worker's. */
+const timeoutOf = (worker: { readonly timeout: Duration.Input | undefined }, job: Job<unknown>): { readonly timeout: Duration.Input | undefined } => {
+  const own = job.meta[timeoutKey]
+  return typeof own === "number" && Number.isFinite(own) && own > 0 ? { timeout: Duration.millis(own) } : worker
 }
 
 /** Applies the worker's timeout, if it has one, failing with `JobTimeout` when it elapses. */
