@@ -17,19 +17,26 @@
  * that this node missed (its LISTEN connection was down) takes effect within
  * one heartbeat.
  *
+ * A queue with cluster-wide limits (global, partitioned, rate; see
+ * docs/limits.md) claims through the queue's row lock, claims nothing ahead,
+ * and re-reads its limits at every heartbeat and on a `limits` signal.
+ *
  * @since 0.1.0
  */
 import { Cause, Clock, Duration, Effect, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "./Executor.ts"
 import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
+import * as QueueLimiter from "./internal/queueLimiter.ts"
+import type { QueueLimits } from "./internal/queueLimits.ts"
 import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
-import { now } from "./ObanClock.ts"
+import { now, statementNow } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
@@ -45,10 +52,19 @@ const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 export interface QueueState {
   readonly queue: string
   readonly node: string
+  /** The local limit: jobs of the queue this node runs at once. */
   readonly limit: number
+  /** Jobs of the queue running on this node. */
   readonly running: number
   readonly paused: boolean
+  /** The queue across all nodes: jobs executing everywhere, and its cluster-wide limits and rate window. */
+  readonly cluster?: QueueLimiter.ClusterState | undefined
 }
+
+/**
+ * @since 0.1.0
+ */
+export type ClusterState = QueueLimiter.ClusterState
 
 /**
  * @since 0.1.0
@@ -66,7 +82,9 @@ export interface Producer {
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly scale: (limit: number) => Effect.Effect<void>
-  readonly check: Effect.Effect<QueueState>
+  /** Re-reads the queue's cluster-wide limits (another node changed them). */
+  readonly refreshLimits: Effect.Effect<void>
+  readonly check: Effect.Effect<QueueState, SqlError>
 }
 
 /**
@@ -79,6 +97,11 @@ export interface Options {
   readonly queue: string
   readonly limit: number
   readonly paused: boolean
+  /**
+   * Cluster-wide limits from the node's config, written to `oban_queues` at
+   * start; none when the config gives none (the stored ones are read).
+   */
+  readonly limits?: QueueLimits | undefined
   readonly pollInterval: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
   /** How long a silent producer has before the rescuer takes its jobs. */
@@ -114,6 +137,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
 
     const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
+    const limiter = yield* QueueLimiter.make({
+      sql: options.sql,
+      prefix: options.prefix,
+      queue: options.queue,
+      configured: options.limits,
+      wake
+    })
 
     const clock = yield* Clock.Clock
     // The producer's own context, for the metrics it updates on the hot path.
@@ -142,7 +172,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       setExecutingUnsafe(options.queue, running, context)
       startWaitingUnsafe()
       // Wake the fetch loop only when there is something to claim: not once per job.
-      if (!paused && buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
+      if (!paused && buffer.demand(limit, running, !limiter.limited()) > 0) Queue.offerUnsafe(signal, undefined)
     }
 
     /**
@@ -204,19 +234,34 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           }
         }), { discard: true })
 
+    /** A claim of a limited queue: through the queue's row lock, every job to start now. */
+    const fetchLimited = (demand: number, claim: string) =>
+      Effect.gen(function*() {
+        const fetched = yield* limiter.fetch(yield* statementNow(options.sql), {
+          demand,
+          node: options.node,
+          producer: producerId,
+          claim
+        })
+        return { jobs: fetched.jobs, ahead: new Set<number>() }
+      })
+
     const fetchOnce = Effect.gen(function*() {
-      const demand = buffer.demand(limit, running)
+      const limited = limiter.limited()
+      const demand = buffer.demand(limit, running, !limited)
       if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
-      const fetched = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
-        queue: options.queue,
-        demand,
-        // Slots the jobs already waiting will not fill start at once; the rest wait here.
-        startNow: Math.max(0, limit - running - buffer.size()),
-        node: options.node,
-        producer: producerId,
-        claim
-      }).pipe(
+      const fetch = limited ? fetchLimited(demand, claim) : Effect.flatMap(now(options.sql), (time) =>
+        fetchJobs(options.sql, options.prefix, time, {
+          queue: options.queue,
+          demand,
+          // Slots the jobs already waiting will not fill start at once; the rest wait here.
+          startNow: Math.max(0, limit - running - buffer.size()),
+          node: options.node,
+          producer: producerId,
+          claim
+        }))
+      const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
         // The server may have committed a claim whose reply we never got: put those jobs back.
         Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
@@ -268,6 +313,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         paused = state.paused
         return changed ? wake : Effect.void
       })
+    /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
+    const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
     const beatSql = options.liveness.sql
     const register = Effect.gen(function*() {
       const readAt = changes
@@ -280,6 +327,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         paused,
         freshMillis: rescueAfterMillis
       }))
+      yield* options.liveness.run(limiter.load(beatSql))
       if (row.twins > 0) {
         yield* Effect.logWarning(
           `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
@@ -307,7 +355,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           buffer.takeAll()
           yield* register
         }
-        else yield* adopt(state, readAt)
+        else {
+          yield* adopt(state, readAt)
+          if (limiter.adopt(state.limits)) yield* limitsChanged
+        }
       }
       lastBeat = yield* Clock.currentTimeMillis
       if (!registered || lost) {
@@ -388,6 +439,16 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           }),
           wake
         ),
-      check: Effect.sync(() => ({ queue: options.queue, node: options.node, limit, running, paused }))
+      refreshLimits: limiter.refresh.pipe(
+        Effect.flatMap((changed) => changed ? limitsChanged : Effect.void),
+        Effect.catchCause((cause) =>
+          Effect.logWarning("could not read the queue's limits; the next heartbeat reads them", Cause.pretty(cause))
+        )
+      ),
+      check: Effect.gen(function*() {
+        const local = { queue: options.queue, node: options.node, limit, running, paused }
+        const cluster = yield* limiter.usage(yield* now(options.sql))
+        return { ...local, cluster }
+      })
     }
   })

@@ -31,6 +31,8 @@ import { withStatementTimeout } from "./statementTimeout.ts"
 import { countAvailable } from "./sql/jobs.ts"
 import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
+import { storeQueueLimits } from "./sql/queues.ts"
+import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
@@ -50,7 +52,9 @@ export interface Runtime {
     command: QueueCommand,
     scope: QueueScope
   ) => Effect.Effect<void, SqlError | UnknownQueueError>
-  readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError>
+  /** Writes the cluster-wide limits of `queue` and tells every node. */
+  readonly setLimits: (queue: string, limits: LimitsInput) => Effect.Effect<void, SqlError | InvalidConfigError>
+  readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError | SqlError>
   readonly isLeader: Effect.Effect<boolean>
   readonly leadership: Stream.Stream<boolean>
   readonly events: Hub
@@ -191,6 +195,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
         return apply({ action, queue: payload["queue"], limit: payload["limit"] })
       }
+      if (action === "limits" && typeof payload["queue"] === "string") {
+        return producers.get(payload["queue"])?.refreshLimits ?? Effect.void
+      }
       return Effect.void
     }
 
@@ -207,6 +214,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           queue: queue.name,
           limit: queue.limit,
           paused: queue.paused,
+          limits: queue.limits,
           pollInterval: config.pollInterval,
           heartbeatInterval: config.heartbeatInterval,
           rescueAfter: config.rescuer.rescueAfter,
@@ -297,6 +305,13 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           yield* storeQueueState(sql, config.prefix, stored)
           yield* apply(command)
           yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify(command)})`
+        }),
+      setLimits: (queue, input) =>
+        Effect.gen(function*() {
+          const limits = yield* resolveLimits("limits", input)
+          yield* storeQueueLimits(sql, config.prefix, queue, limits)
+          yield* producers.get(queue)?.refreshLimits ?? Effect.void
+          yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify({ action: "limits", queue })})`
         }),
       checkQueue: (queue) => {
         const producer = producers.get(queue)
