@@ -33,16 +33,14 @@ import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
 import type { QueueLimits } from "./internal/queueLimits.ts"
-import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
+import { releaseLostClaim } from "./internal/lostClaims.ts"
+import { fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import { now, statementNow } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
-
-/** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
-const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 
 /**
  * What `checkQueue` reports.
@@ -121,6 +119,8 @@ export interface Options {
 export const make = (options: Options): Effect.Effect<Producer, never, Scope.Scope> =>
   Effect.gen(function*() {
     const signal = yield* Queue.dropping<void>(1)
+    // A limited queue's job finished here: claim again once its outcome is written.
+    const afterAck = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
     let limit = options.limit
     let paused = options.paused
@@ -171,8 +171,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
       setExecutingUnsafe(options.queue, running, context)
       startWaitingUnsafe()
+      if (paused) return
+      // A limited queue claims again once the outcome is written: until then the job still counts
+      // against the cluster's capacity.
+      if (limiter.limited()) Queue.offerUnsafe(afterAck, undefined)
       // Wake the fetch loop only when there is something to claim: not once per job.
-      if (!paused && buffer.demand(limit, running, !limiter.limited()) > 0) Queue.offerUnsafe(signal, undefined)
+      else if (buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
     }
 
     /**
@@ -199,67 +203,24 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     yield* Effect.addFinalizer(() => giveBack)
 
     const scope = yield* Effect.scope
-    /** One release of a failed fetch's claim, tried until the database answers. */
-    const releaseOnce = (claim: string) =>
-      Effect.gen(function*() {
-        let failures = 0
-        while (true) {
-          const result = yield* Effect.exit(releaseClaim(options.sql, options.prefix, claim).pipe(
-            withStatementTimeout({ timeout: fetchTimeout, operation: "release" })
-          ))
-          if (result._tag === "Success") return result.value
-          failures++
-          if (failures === 1 || failures % 20 === 0) {
-            yield* Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
-              .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(result.cause) }))
-          }
-          yield* Effect.sleep(yield* retryDelay(failures, { baseMillis: 250 }))
-        }
-      })
-
-    /**
-     * Releases the jobs of a failed fetch, if the server claimed any: once as
-     * soon as the database answers, and once more 30 s after that, when the
-     * statement (cancelled in the background) has certainly ended. Shutdown
-     * interrupts this; the jobs are then rescued like any orphan once this
-     * incarnation's rows are gone.
-     */
-    const releaseLost = (claim: string) =>
-      Effect.forEach(releaseAfter, (delay) =>
-        Effect.gen(function*() {
-          yield* Effect.sleep(delay)
-          const released = yield* releaseOnce(claim)
-          if (released > 0) {
-            yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
-          }
-        }), { discard: true })
-
-    /** A claim of a limited queue: through the queue's row lock, every job to start now. */
-    const fetchLimited = (demand: number, claim: string) =>
-      Effect.gen(function*() {
-        const fetched = yield* limiter.fetch(yield* statementNow(options.sql), {
-          demand,
-          node: options.node,
-          producer: producerId,
-          claim
-        })
-        return { jobs: fetched.jobs, ahead: new Set<number>() }
-      })
+    const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()
       const demand = buffer.demand(limit, running, !limited)
       if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
-      const fetch = limited ? fetchLimited(demand, claim) : Effect.flatMap(now(options.sql), (time) =>
+      const by = { node: options.node, producer: producerId, claim }
+      const fetch = limited
+        // Every job to start now: a limited queue claims nothing ahead.
+        ? Effect.flatMap(statementNow(options.sql), (time) => limiter.fetch(time, { demand, ...by }))
+        : Effect.flatMap(now(options.sql), (time) =>
         fetchJobs(options.sql, options.prefix, time, {
           queue: options.queue,
           demand,
           // Slots the jobs already waiting will not fill start at once; the rest wait here.
           startNow: Math.max(0, limit - running - buffer.size()),
-          node: options.node,
-          producer: producerId,
-          claim
+          ...by
         }))
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
@@ -302,6 +263,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })
     ))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
+    yield* Effect.forkScoped(Effect.forever(
+      Queue.take(afterAck).pipe(Effect.andThen(options.executor.acked), Effect.andThen(wake))
+    ))
 
     // Local commands bump `changes`; a stored state read before a local command must not undo it.
     let changes = 0

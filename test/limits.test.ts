@@ -4,8 +4,8 @@
  * limits a node without config reads, run-time changes, and checkQueue.
  * The same guarantees across four OS processes are in limitsCluster.test.ts.
  */
-import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { assert, describe, layer } from "@effect/vitest"
+import { Duration, Effect, Layer, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Oban from "../src/Oban.ts"
@@ -118,7 +118,7 @@ describe("cluster-wide limits", () => {
         assert.strictEqual(bad._tag, "InvalidConfigError")
         const sql = yield* SqlClient
         assert.strictEqual((yield* sql`SELECT 1 FROM ${sql(prefix)}.oban_queues`).length, 0)
-        const refused = yield* node("c", { limited: { limit: 2, rate: { limit: 5, period: "forever" } } }).pipe(Effect.flip)
+        const refused = yield* node("c", { limited: { limit: 2, rate: { limit: 5, period: Duration.infinity } } }).pipe(Effect.flip)
         assert.include(String(refused), "rate.period")
       }))
 

@@ -20,14 +20,13 @@ import type { Fragment } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
 import { isLimited, type Partition, type QueueLimits } from "../queueLimits.ts"
-import { fetchJobs, startAttempt } from "./claims.ts"
+import { type Fetched, fetchJobs, startAttempt } from "./claims.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { lockQueueLimits } from "./queues.ts"
 import { table } from "./tables.ts"
 
-/** What a limited claim returns. */
-export interface LimitedFetch {
-  readonly jobs: ReadonlyArray<Job>
+/** What a limited claim returns: every job starts now (`ahead` is empty). */
+export interface LimitedFetch extends Fetched {
   /** Available jobs of the queue were left unclaimed (by the limits, or by `demand`). */
   readonly backlog: boolean
   /** For a rate-limited queue: milliseconds from the claim's "now" to the next window. */
@@ -35,6 +34,8 @@ export interface LimitedFetch {
   /** The limits in force at the claim (read under the lock). */
   readonly limits: QueueLimits
 }
+
+const noneAhead: ReadonlySet<number> = new Set()
 
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
 const partitionKey = (sql: SqlClient, partition: Partition | undefined, alias: string): Fragment =>
@@ -81,6 +82,7 @@ export const fetchLimited = (
       const fetched = yield* fetchJobs(sql, prefix, now, { ...options, startNow: options.demand })
       return {
         jobs: fetched.jobs,
+        ahead: noneAhead,
         backlog: fetched.jobs.length === options.demand,
         nextWindowMillis: undefined,
         limits: limits ?? { global: undefined, partition: undefined, rate: undefined }
@@ -198,6 +200,7 @@ const claimWithin = (
     const claimed = rows.filter((row) => row.id !== null).map((row) => jobFromRow(row)).sort(byFetchOrder)
     return {
       jobs: claimed,
+      ahead: noneAhead,
       backlog: first?.backlog ?? false,
       nextWindowMillis: first?.nextWindowMillis ?? undefined,
       limits
