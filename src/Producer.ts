@@ -282,6 +282,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const beatSql = options.liveness.sql
     const register = Effect.gen(function*() {
       const readAt = changes
+      // The queue's limits first: written (config) before this node's row shows it up, or read
+      // (no config) before its first claim.
+      yield* options.liveness.run(limiter.load(beatSql))
       const time = yield* now(beatSql)
       const row = yield* options.liveness.run(registerProducer(beatSql, options.prefix, time, {
         id: producerId,
@@ -291,7 +294,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         paused,
         freshMillis: rescueAfterMillis
       }))
-      yield* options.liveness.run(limiter.load(beatSql))
       if (row.twins > 0) {
         yield* Effect.logWarning(
           `another live process runs queue ${options.queue} under the node name ${options.node}; ` +

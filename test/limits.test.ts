@@ -12,7 +12,7 @@ import * as Oban from "../src/Oban.ts"
 import * as ObanClock from "../src/ObanClock.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { countByState, startNode, waitFor } from "./support/node.ts"
+import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
 import { maxOverlap, overlapsWithin, type Span } from "./support/spans.ts"
 
 const prefix = uniquePrefix("limits")
@@ -58,14 +58,21 @@ describe("cluster-wide limits", () => {
     it.effect("global 3 over two nodes of local limit 10: never more than 3 at once, and 3 do run together", () =>
       Effect.gen(function*() {
         yield* reset
-        const a = yield* node("a", { limited: { limit: 10, global: 3 } })
-        // b has no limits in its config: it follows the stored row.
+        // b has no limits in its config: it follows the row a writes when it starts after it.
         const b = yield* node("b", { limited: 10 })
+        const a = yield* node("a", { limited: { limit: 10, global: 3 } })
+        // The limits hold from the moment a's producer has written them and b has read them.
+        yield* producersRegistered(prefix, 2)
+        yield* waitFor("b follows", Effect.map(b.oban.checkQueue("limited"), (s) => s.cluster?.global === 3))
         yield* Oban.insertAll(Array.from({ length: 30 }, (_, n) => Spanned.job({ n, accountId: "x", millis: 60 })))
         yield* completed(30)
         const all = yield* spans
         assert.strictEqual(all.length, 30)
         assert.strictEqual(maxOverlap(all), 3)
+        const sql = yield* SqlClient
+        const nodes = yield* sql<{ node: string }>`
+          SELECT DISTINCT attempted_by[1] AS node FROM ${sql(prefix)}.oban_jobs ORDER BY 1`
+        assert.deepStrictEqual(nodes.map((row) => row.node), ["a", "b"])
         const check = yield* b.oban.checkQueue("limited")
         assert.strictEqual(check.cluster?.global, 3)
         assert.strictEqual(check.cluster?.running, 0)
@@ -77,7 +84,9 @@ describe("cluster-wide limits", () => {
       Effect.gen(function*() {
         yield* reset
         yield* node("a", { limited: { limit: 10, global: 1, partition: { by: "args", key: "accountId" } } })
-        yield* node("b", { limited: 10 })
+        const b = yield* node("b", { limited: 10 })
+        yield* producersRegistered(prefix, 2)
+        yield* waitFor("b follows", Effect.map(b.oban.checkQueue("limited"), (s) => s.cluster?.partition !== undefined))
         // Account "busy" first in queue order: the others must not wait behind its backlog.
         const busy = Array.from({ length: 8 }, (_, n) => Spanned.job({ n, accountId: "busy", millis: 40 }))
         const others = Array.from({ length: 12 }, (_, n) => Spanned.job({ n, accountId: `acct-${n % 4}`, millis: 40 }))
@@ -95,6 +104,8 @@ describe("cluster-wide limits", () => {
         yield* reset
         const a = yield* node("a", { limited: { limit: 10, global: 1 } })
         const b = yield* node("b", { limited: 10 })
+        yield* producersRegistered(prefix, 2)
+        yield* waitFor("b follows", Effect.map(b.oban.checkQueue("limited"), (s) => s.cluster?.global === 1))
         yield* Oban.insertAll(Array.from({ length: 40 }, (_, n) => Spanned.job({ n, accountId: "x", millis: 100 })))
         yield* waitFor("a job running", Effect.map(a.oban.checkQueue("limited"), (s) => s.cluster?.running === 1))
         yield* a.oban.setQueueLimits("limited", { global: 4 })

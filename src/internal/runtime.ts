@@ -311,7 +311,6 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           const limits = yield* resolveLimits("limits", input)
           yield* storeQueueLimits(sql, config.prefix, queue, limits)
           yield* producers.get(queue)?.refreshLimits ?? Effect.void
-          yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify({ action: "limits", queue })})`
         }),
       checkQueue: (queue) => {
         const producer = producers.get(queue)

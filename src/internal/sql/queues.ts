@@ -7,6 +7,7 @@ import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
 import { fromRow, type LimitsRow, type Partition, type QueueLimits } from "../queueLimits.ts"
 import { table } from "./tables.ts"
 
@@ -23,7 +24,10 @@ export const limitsObject = (sql: SqlClient, alias: string): Fragment =>
 const partitionJson = (partition: Partition | undefined): string | null =>
   partition === undefined ? null : JSON.stringify(partition)
 
-/** Writes the limits of `queue` (all of them: a field left out is removed). */
+/**
+ * Writes the limits of `queue` (all of them: a field left out is removed)
+ * and signals every node to re-read them (on commit).
+ */
 export const storeQueueLimits = (
   sql: SqlClient,
   prefix: string,
@@ -31,15 +35,19 @@ export const storeQueueLimits = (
   limits: QueueLimits
 ): Effect.Effect<void, SqlError> =>
   sql`
-    INSERT INTO ${table(sql, prefix, "oban_queues")} AS q
-      (name, global_limit, "partition", rate_limit, rate_period_ms, rate_partition, updated_at)
-    VALUES (${queue}, ${limits.global ?? null}::integer, ${partitionJson(limits.partition)}::jsonb,
-            ${limits.rate?.limit ?? null}::integer, ${limits.rate?.periodMillis ?? null}::bigint,
-            ${partitionJson(limits.rate?.partition)}::jsonb, now())
-    ON CONFLICT (name) DO UPDATE SET
-      global_limit = excluded.global_limit, "partition" = excluded."partition",
-      rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms,
-      rate_partition = excluded.rate_partition, updated_at = excluded.updated_at
+    WITH stored AS (
+      INSERT INTO ${table(sql, prefix, "oban_queues")} AS q
+        (name, global_limit, "partition", rate_limit, rate_period_ms, rate_partition, updated_at)
+      VALUES (${queue}, ${limits.global ?? null}::integer, ${partitionJson(limits.partition)}::jsonb,
+              ${limits.rate?.limit ?? null}::integer, ${limits.rate?.periodMillis ?? null}::bigint,
+              ${partitionJson(limits.rate?.partition)}::jsonb, now())
+      ON CONFLICT (name) DO UPDATE SET
+        global_limit = excluded.global_limit, "partition" = excluded."partition",
+        rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms,
+        rate_partition = excluded.rate_partition, updated_at = excluded.updated_at
+      RETURNING q.name
+    )
+    SELECT pg_notify(${channel(prefix, "signal")}, ${JSON.stringify({ action: "limits", queue })}) FROM stored
   `.pipe(Effect.asVoid)
 
 /** The limits of `queue`; an unlimited queue has none set. */
