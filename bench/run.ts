@@ -16,9 +16,23 @@ import { w3c } from "./multiprocess.ts"
 import { comparePeers } from "./peers/compare.ts"
 import { renderTable } from "./table.ts"
 import { wu1, wu1c, wu2 } from "./unique.ts"
-import { w1, w1b, w2, w3a, w3b, w4 } from "./workloads.ts"
+import { w1, w1b, w2, w3a, w3b, w3g, w3p, w3r, w4 } from "./workloads.ts"
 
-const allWorkloads: ReadonlyArray<Workload> = [w1, wu1, wu1c, w1b, w2, wu2, w3a, w3b, w3c({ processes: 2, limit: 50, jobs: 20_000 }), w4]
+const allWorkloads: ReadonlyArray<Workload> = [
+  w1,
+  wu1,
+  wu1c,
+  w1b,
+  w2,
+  wu2,
+  w3a,
+  w3g,
+  w3p,
+  w3r,
+  w3b,
+  w3c({ processes: 2, limit: 50, jobs: 20_000 }),
+  w4
+]
 
 /** BENCH_ONLY=W3b,W4 runs only the workloads whose name starts with one of these. */
 const only = (process.env["BENCH_ONLY"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")

@@ -1,7 +1,8 @@
 /**
  * The in-process workloads: insert throughput (W1, W1b, W2), drain
- * throughput of one node (W3a, W3b) and NOTIFY latency (W4). Each one gets
- * its own connection pool and its own freshly migrated schema.
+ * throughput of one node (W3a, W3b; W3g, W3p, W3r with cluster-wide limits)
+ * and NOTIFY latency (W4). Each one gets its own connection pool and its own
+ * freshly migrated schema.
  */
 import { Deferred, Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -103,6 +104,8 @@ const drainInProcess = (options: {
   readonly limit: number
   /** Run the node with `deleteCompleted`: the drain ends when no job is left. */
   readonly deleteCompleted?: boolean
+  /** Cluster-wide limits of the queue (docs/limits.md), and what the note says of them. */
+  readonly limits?: { readonly config: Oban.QueueLimits; readonly note: string }
 }): Workload => ({
   name: options.name,
   jobs: drainJobs,
@@ -116,7 +119,7 @@ const drainInProcess = (options: {
       const node = yield* startNode({
         prefix: options.prefix,
         node: `bench-${options.prefix}`,
-        queues: { default: options.limit },
+        queues: { default: { limit: options.limit, ...options.limits?.config } },
         workers: [worker],
         deleteCompleted: options.deleteCompleted ?? false
       })
@@ -138,7 +141,7 @@ const drainInProcess = (options: {
         ...checkExactlyOnce(runs, inserted),
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
-      const note = `1 node, limit ${options.limit}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
+      const note = `1 node, limit ${options.limit}${options.limits === undefined ? "" : `, ${options.limits.note}`}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
         `node CPU ${Math.round((cpu.user + cpu.system) / drainJobs)} µs/job`
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
     }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
@@ -146,6 +149,27 @@ const drainInProcess = (options: {
 
 export const w3a = drainInProcess({ name: "W3a drain, 1 node", prefix: "bench_w3a", limit: 10 })
 export const w3b = drainInProcess({ name: "W3b drain, 1 node", prefix: "bench_w3b", limit: 50 })
+/** W3g: W3a's drain with a global limit equal to the local one: the price of the row lock and the count. */
+export const w3g = drainInProcess({
+  name: "W3g drain, global 10",
+  prefix: "bench_w3g",
+  limit: 10,
+  limits: { config: { global: 10 }, note: "global 10" }
+})
+/** W3p: W3a's drain partitioned by an args key with one job per partition at a time. */
+export const w3p = drainInProcess({
+  name: "W3p drain, partitioned",
+  prefix: "bench_w3p",
+  limit: 10,
+  limits: { config: { global: 1, partition: { by: "args", key: "i" } }, note: "1 per args.i" }
+})
+/** W3r: W3a's drain with a rate limit far above the drain rate: the price of counting windows. */
+export const w3r = drainInProcess({
+  name: "W3r drain, rate limited",
+  prefix: "bench_w3r",
+  limit: 10,
+  limits: { config: { rate: { limit: 1_000_000, period: "1 second" } }, note: "rate 1M/s" }
+})
 export const w3aDelete = drainInProcess({ name: "W3a drain, deleteCompleted", prefix: "bench_w3a", limit: 10, deleteCompleted: true })
 export const w3bDelete = drainInProcess({ name: "W3b drain, deleteCompleted", prefix: "bench_w3b", limit: 50, deleteCompleted: true })
 

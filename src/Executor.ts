@@ -40,6 +40,8 @@ export interface ExecutorShape {
   readonly cancel: (jobId: number) => Effect.Effect<boolean>
   /** Jobs running on this node. */
   readonly running: Effect.Effect<number>
+  /** Waits until every outcome handed to the acker so far is written. */
+  readonly acked: Effect.Effect<void>
   /**
    * The jobs this node still answers for: running, or finished with an
    * outcome not yet written. Read the running ones first, so a job that
@@ -204,6 +206,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           return Effect.as(Fiber.interrupt(run.fiber), true)
         }),
       running: Effect.sync(() => runs.size),
+      acked: acker.flush,
       owned: Effect.sync(() => {
         const running = Array.from(runs.keys())
         const unwritten = acker.pendingIdsUnsafe()

@@ -35,10 +35,12 @@ import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.t
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
+import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
 import type * as Worker from "./Worker.ts"
 
-export type { QueueConfig, QueueScope, QueueState }
+export type { ClusterState } from "./Producer.ts"
+export type { LimitsInput as QueueLimits, Partition, QueueConfig, QueueScope, QueueState, RateInput }
 
 /**
  * What an insert returns for each request: the job, and whether it was a
@@ -160,8 +162,13 @@ export interface ObanShape {
     limit: number,
     options?: { readonly scope?: QueueScope }
   ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
-  /** The limit, running count and paused flag of `queue` on this node. */
-  readonly checkQueue: (queue: string) => Effect.Effect<QueueState, UnknownQueueError>
+  /**
+   * Replaces the cluster-wide limits of `queue` (`global`, `partition`,
+   * `rate`; `{}` removes them) for every node: stored in `oban_queues`, then
+   * signalled. Nodes that miss the signal follow at their next heartbeat.
+   * The queue need not run on this node. See docs/limits.md.
+   */
+  readonly setQueueLimits: (queue: string, limits: LimitsInput) => Effect.Effect<void, SqlError | InvalidConfigError>
   /**
    * Completes once every queue of this node has registered its producer and
    * made its first fetch: from then on the node is running jobs. Building the
@@ -170,6 +177,12 @@ export interface ObanShape {
    * Effect is working.
    */
   readonly ready: Effect.Effect<void>
+  /**
+   * The limit, running count and paused flag of `queue` on this node, and in
+   * `cluster` the jobs executing on every node, the cluster-wide limits and
+   * the current rate window (one query).
+   */
+  readonly checkQueue: (queue: string) => Effect.Effect<QueueState, UnknownQueueError | SqlError>
   /** Whether this node holds the leader lease right now. */
   readonly isLeader: Effect.Effect<boolean>
   /** This node's leadership as it changes. */
@@ -246,6 +259,7 @@ export const layer = <W extends Worker.Any>(
             : Effect.fail(
               new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
             ),
+        setQueueLimits: runtime.setLimits,
         checkQueue: runtime.checkQueue,
         ready: runtime.ready,
         isLeader: runtime.isLeader,

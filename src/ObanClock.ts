@@ -51,3 +51,17 @@ export const now = (sql: SqlClient): Effect.Effect<Fragment> =>
     mode === "database"
       ? Effect.succeed(sql.literal("now()"))
       : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))
+
+/**
+ * "now" for a statement that must see time move forward after waiting for a
+ * lock: in `database` mode the start of the statement itself
+ * (`statement_timestamp()`), not of its transaction; in `effect` mode the
+ * same as `now`.
+ *
+ * @since 0.1.0
+ */
+export const statementNow = (sql: SqlClient): Effect.Effect<Fragment> =>
+  ObanClock.use(({ mode }) =>
+    mode === "database"
+      ? Effect.succeed(sql.literal("statement_timestamp()"))
+      : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))

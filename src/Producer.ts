@@ -17,26 +17,31 @@
  * that this node missed (its LISTEN connection was down) takes effect within
  * one heartbeat.
  *
+ * A queue with cluster-wide limits (global, partitioned, rate; see
+ * docs/limits.md) claims through the queue's row lock, claims nothing ahead,
+ * and re-reads its limits at every heartbeat and on a `limits` signal.
+ *
  * @since 0.1.0
  */
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "./Executor.ts"
 import { tracked } from "./internal/activity.ts"
 import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
-import { fetchJobs, releaseClaim, releaseJobs } from "./internal/sql/claims.ts"
+import * as QueueLimiter from "./internal/queueLimiter.ts"
+import type { QueueLimits } from "./internal/queueLimits.ts"
+import { releaseLostClaim } from "./internal/lostClaims.ts"
+import { fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
-import { now } from "./ObanClock.ts"
+import { now, statementNow } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
-
-/** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
-const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 
 /**
  * What `checkQueue` reports.
@@ -46,10 +51,19 @@ const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 export interface QueueState {
   readonly queue: string
   readonly node: string
+  /** The local limit: jobs of the queue this node runs at once. */
   readonly limit: number
+  /** Jobs of the queue running on this node. */
   readonly running: number
   readonly paused: boolean
+  /** The queue across all nodes: jobs executing everywhere, and its cluster-wide limits and rate window. */
+  readonly cluster?: QueueLimiter.ClusterState | undefined
 }
+
+/**
+ * @since 0.1.0
+ */
+export type ClusterState = QueueLimiter.ClusterState
 
 /**
  * @since 0.1.0
@@ -69,7 +83,11 @@ export interface Producer {
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly scale: (limit: number) => Effect.Effect<void>
-  readonly check: Effect.Effect<QueueState>
+  /** Re-reads the queue's cluster-wide limits (another node changed them). */
+  readonly refreshLimits: Effect.Effect<void>
+  readonly check: Effect.Effect<QueueState, SqlError>
+  /** This node's part of `check`, without asking the database. */
+  readonly local: Effect.Effect<QueueState>
 }
 
 /**
@@ -82,6 +100,11 @@ export interface Options {
   readonly queue: string
   readonly limit: number
   readonly paused: boolean
+  /**
+   * Cluster-wide limits from the node's config, written to `oban_queues` at
+   * start; none when the config gives none (the stored ones are read).
+   */
+  readonly limits?: QueueLimits | undefined
   readonly pollInterval: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
   /** How long a silent producer has before the rescuer takes its jobs. */
@@ -101,6 +124,8 @@ export interface Options {
 export const make = (options: Options): Effect.Effect<Producer, never, Scope.Scope> =>
   Effect.gen(function*() {
     const signal = yield* Queue.dropping<void>(1)
+    // A limited queue's job finished here: claim again once its outcome is written.
+    const afterAck = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
     let limit = options.limit
     let paused = options.paused
@@ -118,6 +143,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const buffer = ClaimBuffer.make()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
     const ready = Deferred.makeUnsafe<void>()
+    const limiter = yield* QueueLimiter.make({
+      sql: options.sql,
+      prefix: options.prefix,
+      queue: options.queue,
+      configured: options.limits,
+      wake
+    })
 
     const clock = yield* Clock.Clock
     // The producer's own context, for the metrics it updates on the hot path.
@@ -145,8 +177,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
       setExecutingUnsafe(options.queue, running, context)
       startWaitingUnsafe()
+      if (paused) return
+      // A limited queue claims again once the outcome is written: until then the job still counts
+      // against the cluster's capacity.
+      if (limiter.limited()) Queue.offerUnsafe(afterAck, undefined)
       // Wake the fetch loop only when there is something to claim: not once per job.
-      if (!paused && buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
+      else if (buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
     }
 
     /**
@@ -173,54 +209,26 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     yield* Effect.addFinalizer(() => giveBack)
 
     const scope = yield* Effect.scope
-    /** One release of a failed fetch's claim, tried until the database answers. */
-    const releaseOnce = (claim: string) =>
-      Effect.gen(function*() {
-        let failures = 0
-        while (true) {
-          const result = yield* Effect.exit(releaseClaim(options.sql, options.prefix, claim).pipe(
-            withStatementTimeout({ timeout: fetchTimeout, operation: "release" })
-          ))
-          if (result._tag === "Success") return result.value
-          failures++
-          if (failures === 1 || failures % 20 === 0) {
-            yield* Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
-              .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(result.cause) }))
-          }
-          yield* Effect.sleep(yield* retryDelay(failures, { baseMillis: 250 }))
-        }
-      })
-
-    /**
-     * Releases the jobs of a failed fetch, if the server claimed any: once as
-     * soon as the database answers, and once more 30 s after that, when the
-     * statement (cancelled in the background) has certainly ended. Shutdown
-     * interrupts this; the jobs are then rescued like any orphan once this
-     * incarnation's rows are gone.
-     */
-    const releaseLost = (claim: string) =>
-      Effect.forEach(releaseAfter, (delay) =>
-        Effect.gen(function*() {
-          yield* Effect.sleep(delay)
-          const released = yield* releaseOnce(claim)
-          if (released > 0) {
-            yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
-          }
-        }), { discard: true })
+    const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
     const fetchOnce = Effect.gen(function*() {
-      const demand = buffer.demand(limit, running)
+      const limited = limiter.limited()
+      const demand = buffer.demand(limit, running, !limited)
       if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
-      const fetched = yield* fetchJobs(options.sql, options.prefix, yield* now(options.sql), {
-        queue: options.queue,
-        demand,
-        // Slots the jobs already waiting will not fill start at once; the rest wait here.
-        startNow: Math.max(0, limit - running - buffer.size()),
-        node: options.node,
-        producer: producerId,
-        claim
-      }).pipe(
+      const by = { node: options.node, producer: producerId, claim }
+      const fetch = limited
+        // Every job to start now: a limited queue claims nothing ahead.
+        ? Effect.flatMap(statementNow(options.sql), (time) => limiter.fetch(time, { demand, ...by }))
+        : Effect.flatMap(now(options.sql), (time) =>
+        fetchJobs(options.sql, options.prefix, time, {
+          queue: options.queue,
+          demand,
+          // Slots the jobs already waiting will not fill start at once; the rest wait here.
+          startNow: Math.max(0, limit - running - buffer.size()),
+          ...by
+        }))
+      const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
         // The server may have committed a claim whose reply we never got: put those jobs back.
         Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
@@ -263,6 +271,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })
     ))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
+    yield* Effect.forkScoped(Effect.forever(
+      Queue.take(afterAck).pipe(Effect.andThen(options.executor.acked), Effect.andThen(wake))
+    ))
 
     // Local commands bump `changes`; a stored state read before a local command must not undo it.
     let changes = 0
@@ -274,9 +285,14 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         paused = state.paused
         return changed ? wake : Effect.void
       })
+    /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
+    const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
     const beatSql = options.liveness.sql
     const register = Effect.gen(function*() {
       const readAt = changes
+      // The queue's limits first: written (config) before this node's row shows it up, or read
+      // (no config) before its first claim.
+      yield* options.liveness.run(limiter.load(beatSql))
       const time = yield* now(beatSql)
       const row = yield* options.liveness.run(registerProducer(beatSql, options.prefix, time, {
         id: producerId,
@@ -313,7 +329,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           buffer.takeAll()
           yield* register
         }
-        else yield* adopt(state, readAt)
+        else {
+          yield* adopt(state, readAt)
+          if (limiter.adopt(state.limits)) yield* limitsChanged
+        }
       }
       lastBeat = yield* Clock.currentTimeMillis
       if (!registered || lost) {
@@ -395,6 +414,17 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           }),
           wake
         ),
-      check: Effect.sync(() => ({ queue: options.queue, node: options.node, limit, running, paused }))
+      refreshLimits: limiter.refresh.pipe(
+        Effect.flatMap((changed) => changed ? limitsChanged : Effect.void),
+        Effect.catchCause((cause) =>
+          Effect.logWarning("could not read the queue's limits; the next heartbeat reads them", Cause.pretty(cause))
+        )
+      ),
+      local: Effect.sync(() => ({ queue: options.queue, node: options.node, limit, running, paused })),
+      check: Effect.gen(function*() {
+        const local = { queue: options.queue, node: options.node, limit, running, paused }
+        const cluster = yield* limiter.usage(yield* now(options.sql))
+        return { ...local, cluster }
+      })
     }
   })

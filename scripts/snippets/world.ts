@@ -79,6 +79,16 @@ export const Flaky = Worker.make("Flaky", {
   perform: (): Effect.Effect<void, MailError> => Effect.void
 })
 
+export const Export = Worker.make("Export", { args: Schema.Struct({ id: Schema.String }), perform: () => Effect.void })
+export const SyncAccount = Worker.make("SyncAccount", {
+  args: Schema.Struct({ accountId: Schema.String }),
+  perform: (job) => Sync.run(job.args.accountId)
+})
+export const DeliverWebhook = Worker.make("DeliverWebhook", {
+  args: Schema.Struct({ url: Schema.String }),
+  perform: () => Effect.void
+})
+
 export const ObanLive = Oban.layer({ queues: { default: 10, mailers: 20 }, workers: [SendWelcome] })
 
 export declare const id: number

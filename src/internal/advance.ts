@@ -54,6 +54,9 @@ const settle = (
   clock.withLive(Effect.gen(function*() {
     const deadline = Date.now() + timeoutMillis
     let reason = ""
+    // A queue woken with jobs available that started none (held back by a cluster-wide limit, say)
+    // is not woken again for the same backlog until something changes.
+    const woke = new Map<string, string>()
     while (Date.now() < deadline) {
       if (handle.activity.busy() > 0) {
         reason = `${handle.activity.busy()} unit(s) of work in flight`
@@ -79,11 +82,18 @@ const settle = (
         if (available === 0) continue
         const state = yield* queue.check
         if (state.paused || state.running >= state.limit) continue
+        const seen = `${available}/${handle.activity.jobs().changes}`
+        if (woke.get(queue.name) === seen) continue
+        woke.set(queue.name, seen)
         reason = `${available} available job(s) in queue ${queue.name}, which has free slots`
         yield* queue.wake
         woken = true
       }
-      if (!woken) return work.nextDue?.getTime()
+      // Idle only if nothing started meanwhile (a producer woken in an earlier round, say).
+      if (!woken && handle.activity.busy() === 0 && handle.activity.jobs().changes === before.changes) {
+        return work.nextDue?.getTime()
+      }
+      yield* turn
       yield* turn
     }
     return yield* new ObanTestError({ message: `the node did not settle within ${timeoutMillis} ms: ${reason}` })

@@ -6,7 +6,9 @@
  * of one per finished job. Claiming ahead happens only while the queue's jobs
  * are short (an average under `shortJobMillis`), and only about a second of
  * work (at least `limit` jobs, at most 500): a node never hoards long jobs
- * that an idle node could run.
+ * that an idle node could run. Never for a queue with cluster-wide limits:
+ * a job claimed ahead would hold global capacity, or count against a rate
+ * window, before it starts.
  */
 import type { Job } from "../Job.ts"
 
@@ -20,8 +22,12 @@ const aheadMillis = 1_000
 const maxAhead = 500
 
 export interface ClaimBuffer {
-  /** How many more jobs to claim now, given the slots in use; 0 when a claim is not worth it yet. */
-  readonly demand: (limit: number, running: number) => number
+  /**
+   * How many more jobs to claim now, given the slots in use; 0 when a claim is
+   * not worth it yet. With `claimAhead` false, only the free slots (for a
+   * queue with cluster-wide limits).
+   */
+  readonly demand: (limit: number, running: number, claimAhead?: boolean) => number
   /**
    * Adds the jobs of a fetch behind those already waiting (first in, first
    * out, so the jobs a fetch meant to start at once are the ones that do),
@@ -54,8 +60,9 @@ export const make = (): ClaimBuffer => {
       : Math.min(maxAhead, Math.max(limit, Math.floor((limit * aheadMillis) / Math.max(averageMillis, 1))))
 
   return {
-    demand: (limit, running) => {
+    demand: (limit, running, claimAhead = true) => {
       const free = limit - running
+      if (!claimAhead) return Math.max(0, free - waiting.length)
       const want = free + ahead(limit) - waiting.length
       if (want <= 0) return 0
       // Idle slots with nothing waiting: claim at once. Otherwise wait until a quarter of the

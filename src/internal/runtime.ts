@@ -35,6 +35,8 @@ import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
 import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
+import { storeQueueLimits } from "./sql/queues.ts"
+import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
@@ -54,7 +56,9 @@ export interface Runtime {
     command: QueueCommand,
     scope: QueueScope
   ) => Effect.Effect<void, SqlError | UnknownQueueError>
-  readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError>
+  /** Writes the cluster-wide limits of `queue` and tells every node. */
+  readonly setLimits: (queue: string, limits: LimitsInput) => Effect.Effect<void, SqlError | InvalidConfigError>
+  readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError | SqlError>
   readonly isLeader: Effect.Effect<boolean>
   readonly leadership: Stream.Stream<boolean>
   readonly events: Hub
@@ -199,6 +203,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
         return apply({ action, queue: payload["queue"], limit: payload["limit"] })
       }
+      if (action === "limits" && typeof payload["queue"] === "string") {
+        return producers.get(payload["queue"])?.refreshLimits ?? Effect.void
+      }
       return Effect.void
     }
 
@@ -215,6 +222,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           queue: queue.name,
           limit: queue.limit,
           paused: queue.paused,
+          limits: queue.limits,
           pollInterval: config.pollInterval,
           heartbeatInterval: config.heartbeatInterval,
           rescueAfter: config.rescuer.rescueAfter,
@@ -291,7 +299,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       )),
       queues: Array.from(producers.values(), (producer) => ({
         name: producer.queue,
-        check: producer.check,
+        check: producer.local,
         wake: producer.wake
       })),
       stage: asNode(Stager.runOnce({
@@ -336,6 +344,12 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           yield* storeQueueState(sql, config.prefix, stored)
           yield* apply(command)
           yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify(command)})`
+        }),
+      setLimits: (queue, input) =>
+        Effect.gen(function*() {
+          const limits = yield* resolveLimits("limits", input)
+          yield* storeQueueLimits(sql, config.prefix, queue, limits)
+          yield* producers.get(queue)?.refreshLimits ?? Effect.void
         }),
       checkQueue: (queue) => {
         const producer = producers.get(queue)

@@ -10,28 +10,52 @@ import * as Leader from "../Leader.ts"
 import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
+import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
 const QueueSpec = Schema.Union([
   Limit,
-  Schema.Struct({ limit: Limit, paused: Schema.optional(Schema.Boolean) })
+  Schema.Struct({
+    limit: Limit,
+    paused: Schema.optional(Schema.Boolean),
+    // Checked by resolveLimits.
+    global: Schema.optional(Schema.Unknown),
+    partition: Schema.optional(Schema.Unknown),
+    rate: Schema.optional(Schema.Unknown)
+  })
 ])
 
 const Queues = Schema.Record(Schema.String, QueueSpec)
 
 const Node = Schema.String.check(Schema.isBetweenLength(1, 255))
 
-export interface QueueConfig {
+/**
+ * A queue in `Oban.layer`: its local `limit` (jobs this node runs at once),
+ * and optionally cluster-wide limits (see docs/limits.md): `global` (jobs
+ * executing at once across all nodes, per partition with `partition`) and
+ * `rate` (jobs started per fixed window). A node whose config gives any of
+ * these writes them to the database at start; a node whose config gives none
+ * follows the limits stored there.
+ */
+export interface QueueConfig extends LimitsInput {
   readonly limit: number
   readonly paused?: boolean | undefined
+}
+
+export interface ResolvedQueue {
+  readonly name: string
+  readonly limit: number
+  readonly paused: boolean
+  /** Cluster-wide limits to write at start; none: follow the stored ones. */
+  readonly limits: QueueLimits | undefined
 }
 
 export interface ResolvedConfig {
   readonly prefix: string
   readonly node: string
   readonly maxArgsBytes: number
-  readonly queues: ReadonlyArray<{ readonly name: string; readonly limit: number; readonly paused: boolean }>
+  readonly queues: ReadonlyArray<ResolvedQueue>
   readonly pollInterval: Duration.Duration
   readonly stageInterval: Duration.Duration
   readonly shutdownGracePeriod: Duration.Duration
@@ -169,11 +193,15 @@ export const resolve = (
       prefix: settings.prefix,
       maxArgsBytes: settings.maxArgsBytes,
       node,
-      queues: Object.entries(queues).map(([name, spec]) =>
+      queues: yield* Effect.forEach(Object.entries(queues), ([name, spec]) =>
         typeof spec === "number"
-          ? { name, limit: spec, paused: false }
-          : { name, limit: spec.limit, paused: spec.paused ?? false }
-      ),
+          ? Effect.succeed({ name, limit: spec, paused: false, limits: undefined })
+          : Effect.map(
+            hasLimitFields(spec as LimitsInput)
+              ? resolveLimits(`queues.${name}`, spec as LimitsInput)
+              : Effect.succeed(undefined),
+            (limits) => ({ name, limit: spec.limit, paused: spec.paused ?? false, limits })
+          )),
       pollInterval: yield* duration("pollInterval", options.pollInterval, Duration.seconds(1), Duration.millis(10)),
       stageInterval: yield* duration("stageInterval", options.stageInterval, Stager.defaults.interval, Duration.millis(10)),
       deleteCompleted: options.deleteCompleted ?? false,

@@ -21,11 +21,14 @@ export interface NodeProcess {
 
 export const spawnNode = (
   name: string,
-  env: Readonly<Record<string, string>>
+  env: Readonly<Record<string, string>>,
+  /** Another node script in test/support (default nodeProcess.ts). */
+  scriptName?: string
 ): Effect.Effect<NodeProcess, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, [script], {
+      const path = scriptName === undefined ? script : fileURLToPath(new URL(`./${scriptName}`, import.meta.url))
+      const child = spawn(process.execPath, [path], {
         env: { ...process.env, ...env, NODE_NAME: name },
         stdio: ["ignore", "pipe", "pipe"]
       })

@@ -23,7 +23,7 @@ import { table } from "./tables.ts"
  * new attempt (a fetch leaves it for jobs it claims ahead). Expects the row as
  * `j` and "now" as `clock.now`.
  */
-const startAttempt = (
+export const startAttempt = (
   sql: SqlClient,
   by: { readonly node: string; readonly producer: string; readonly claim: string | Fragment },
   attempt: Fragment = sql.literal("j.attempt + 1")

@@ -9,11 +9,18 @@ import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
+import { fromRow, type LimitsRow, type QueueLimits } from "../queueLimits.ts"
+import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
 
 export interface ProducerState {
   readonly limit: number
   readonly paused: boolean
+}
+
+/** What a heartbeat reads back: the producer's state and its queue's cluster-wide limits. */
+export interface BeatState extends ProducerState {
+  readonly limits: QueueLimits
 }
 
 export interface Registration extends ProducerState {
@@ -64,20 +71,22 @@ export const registerProducer = (
 }
 
 /**
- * The heartbeat of one producer: refreshes its row and returns its state, or
- * none when the row is gone (removed as stale during a long outage).
+ * The heartbeat of one producer: refreshes its row and returns its state with
+ * its queue's cluster-wide limits, or none when the row is gone (removed as
+ * stale during a long outage).
  */
 export const beat = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
   id: string
-): Effect.Effect<ProducerState | undefined, SqlError> =>
-  sql<ProducerState>`
-    UPDATE ${table(sql, prefix, "oban_producers")} SET updated_at = ${now}
-    WHERE id = ${id}::uuid
-    RETURNING "limit" AS limit, paused
-  `.pipe(Effect.map((rows) => rows[0]))
+): Effect.Effect<BeatState | undefined, SqlError> =>
+  sql<ProducerState & { readonly limits: LimitsRow | null }>`
+    UPDATE ${table(sql, prefix, "oban_producers")} AS p SET updated_at = ${now}
+    WHERE p.id = ${id}::uuid
+    RETURNING p."limit" AS limit, p.paused,
+      (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits
+  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : { ...rows[0], limits: fromRow(rows[0].limits) }))
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
 export const storeQueueState = (

@@ -5,7 +5,13 @@
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Fragment } from "effect/sql/Statement"
 
-export type Table = "oban_jobs" | "oban_peers" | "oban_producers" | "oban_migrations"
+export type Table =
+  | "oban_jobs"
+  | "oban_peers"
+  | "oban_producers"
+  | "oban_migrations"
+  | "oban_queues"
+  | "oban_rate_windows"
 
 export const qualified = (prefix: string, table: Table | "oban_job_state"): string => `"${prefix}".${table}`
 

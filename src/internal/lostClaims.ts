@@ -1,0 +1,48 @@
+/**
+ * The release of a fetch whose reply was lost (a timeout, a connection gone
+ * after the server committed): the server may have claimed jobs for it that
+ * no one will run.
+ */
+import { Cause, Duration, Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import { retryDelay } from "./retryDelay.ts"
+import { releaseClaim } from "./sql/claims.ts"
+import { withStatementTimeout } from "./statementTimeout.ts"
+
+/** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
+const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
+
+/** One release of a failed fetch's claim, tried until the database answers. */
+const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    let failures = 0
+    while (true) {
+      const result = yield* Effect.exit(releaseClaim(sql, prefix, claim).pipe(
+        withStatementTimeout({ timeout, operation: "release" })
+      ))
+      if (result._tag === "Success") return result.value
+      failures++
+      if (failures === 1 || failures % 20 === 0) {
+        yield* Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
+          .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(result.cause) }))
+      }
+      yield* Effect.sleep(yield* retryDelay(failures, { baseMillis: 250 }))
+    }
+  })
+
+/**
+ * Releases the jobs of a failed fetch, if the server claimed any: once as
+ * soon as the database answers, and once more 30 s after that, when the
+ * statement (cancelled in the background) has certainly ended. Shutdown
+ * interrupts this; the jobs are then rescued like any orphan once this
+ * incarnation's rows are gone.
+ */
+export const releaseLostClaim = (sql: SqlClient, prefix: string, claim: string, timeout: Duration.Duration) =>
+  Effect.forEach(releaseAfter, (delay) =>
+    Effect.gen(function*() {
+      yield* Effect.sleep(delay)
+      const released = yield* releaseOnce(sql, prefix, claim, timeout)
+      if (released > 0) {
+        yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
+      }
+    }), { discard: true })

@@ -1,0 +1,139 @@
+/**
+ * A producer's side of its queue's cluster-wide limits: which limits are in
+ * force (written from the node's config at start, or read from
+ * `oban_queues`, then re-read at every heartbeat and on a signal), the claim
+ * that honours them, and the retry after a claim the limits cut short.
+ *
+ * Waking a capacity-blocked producer: an ack on another node sends no
+ * notification, so while a queue with a global or partition limit claimed
+ * less than it wanted and jobs are left, the producer claims again every
+ * `capacityPollMillis` (besides the wake-up it gets from each of its own
+ * jobs finishing). A queue with only a rate limit sleeps until its next
+ * window starts.
+ */
+import { Effect, type Scope } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import type { Partition } from "./queueLimits.ts"
+import { isLimited, type QueueLimits, sameLimits, unlimited } from "./queueLimits.ts"
+import { fetchLimited, type LimitedFetch } from "./sql/limitedClaims.ts"
+import { queueUsage, readQueueLimits, storeQueueLimits } from "./sql/queues.ts"
+
+/** How often a producer held back by a global or partition limit claims again while jobs wait. */
+export const capacityPollMillis = 100
+
+/**
+ * The queue across the cluster, in `checkQueue`.
+ *
+ * @since 0.1.0
+ */
+export interface ClusterState {
+  /** Jobs of the queue executing on every node. */
+  readonly running: number
+  /** At most this many jobs of the queue execute at once across nodes (per partition, with `partition`). */
+  readonly global?: number | undefined
+  readonly partition?: Partition | undefined
+  readonly rate?: {
+    readonly limit: number
+    readonly periodMillis: number
+    readonly partition?: Partition | undefined
+    /** The current fixed window: [windowStart, windowStart + periodMillis). */
+    readonly windowStart: Date
+    /** Jobs claimed in the current window (over all partitions). */
+    readonly used: number
+    /** Jobs that may still start in the current window; for a partitioned rate, not given (it is per partition). */
+    readonly left?: number | undefined
+  } | undefined
+}
+
+export interface QueueLimiter {
+  readonly current: () => QueueLimits
+  readonly limited: () => boolean
+  /** Takes limits read from the database; whether they differ from the ones in force. */
+  readonly adopt: (limits: QueueLimits) => boolean
+  /** At registration: writes the configured limits, or (none configured) reads the stored ones. */
+  readonly load: (sql: SqlClient) => Effect.Effect<void, SqlError>
+  /** Re-reads the stored limits (on a signal); whether they changed. */
+  readonly refresh: Effect.Effect<boolean, SqlError>
+  /** Claims under the limits; when they cut the claim short with jobs left, `wake` runs later. */
+  readonly fetch: (
+    now: Fragment,
+    options: { readonly demand: number; readonly node: string; readonly producer: string; readonly claim: string }
+  ) => Effect.Effect<LimitedFetch, SqlError>
+  readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>
+}
+
+export const make = (options: {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly queue: string
+  /** From the node's config; none when the config says nothing about cluster-wide limits. */
+  readonly configured: QueueLimits | undefined
+  readonly wake: Effect.Effect<void>
+}): Effect.Effect<QueueLimiter, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    let limits = options.configured ?? unlimited
+    let written = false
+    let retryPending = false
+
+    const adopt = (next: QueueLimits) => {
+      if (sameLimits(limits, next)) return false
+      limits = next
+      return true
+    }
+
+    const retryAfter = (millis: number) =>
+      Effect.suspend(() => {
+        if (retryPending) return Effect.void
+        retryPending = true
+        const later = Effect.andThen(
+          Effect.sleep(Math.max(1, Math.ceil(millis))),
+          Effect.andThen(Effect.sync(() => (retryPending = false)), options.wake)
+        )
+        return Effect.asVoid(Effect.forkIn(later, scope))
+      })
+
+    return {
+      current: () => limits,
+      limited: () => isLimited(limits),
+      adopt,
+      load: (sql) =>
+        options.configured !== undefined && !written
+          ? Effect.tap(storeQueueLimits(sql, options.prefix, options.queue, options.configured), () =>
+            Effect.sync(() => (written = true)))
+          : Effect.map(readQueueLimits(sql, options.prefix, options.queue), adopt).pipe(Effect.asVoid),
+      refresh: Effect.map(readQueueLimits(options.sql, options.prefix, options.queue), adopt),
+      fetch: (now, claim) =>
+        fetchLimited(options.sql, options.prefix, now, { queue: options.queue, ...claim }).pipe(
+          Effect.tap((fetched) => {
+            adopt(fetched.limits)
+            if (fetched.jobs.length >= claim.demand || !fetched.backlog) return Effect.void
+            if (fetched.limits.global === undefined && fetched.nextWindowMillis !== undefined) {
+              return retryAfter(fetched.nextWindowMillis + 1)
+            }
+            return isLimited(fetched.limits) ? retryAfter(capacityPollMillis) : Effect.void
+          })
+        ),
+      usage: (now) =>
+        Effect.map(queueUsage(options.sql, options.prefix, now, options.queue, limits), (usage): ClusterState => {
+          const rate = limits.rate
+          return {
+            running: usage.running,
+            ...(limits.global === undefined ? {} : { global: limits.global }),
+            ...(limits.partition === undefined ? {} : { partition: limits.partition }),
+            ...(rate === undefined || usage.window === undefined ? {} : {
+              rate: {
+                limit: rate.limit,
+                periodMillis: rate.periodMillis,
+                ...(rate.partition === undefined ? {} : { partition: rate.partition }),
+                windowStart: usage.window.start,
+                used: usage.window.used,
+                ...(rate.partition === undefined ? { left: Math.max(0, rate.limit - usage.window.used) } : {})
+              }
+            })
+          }
+        })
+    }
+  })

@@ -1,0 +1,111 @@
+/**
+ * SQL on `oban_queues`, the cluster-wide limits of queues (one row per queue
+ * that has or had limits), and on `oban_rate_windows`, the jobs claimed per
+ * rate window. The claims that honour these limits are in `limitedClaims.ts`.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import { fromRow, type LimitsRow, type Partition, type QueueLimits } from "../queueLimits.ts"
+import { table } from "./tables.ts"
+
+/**
+ * The limits of the `oban_queues` row `alias` as one jsonb object (a
+ * `LimitsRow`), or null when there is no row.
+ */
+export const limitsObject = (sql: SqlClient, alias: string): Fragment =>
+  sql.literal(`jsonb_build_object(
+    'global', ${alias}.global_limit, 'partition', ${alias}."partition",
+    'rateLimit', ${alias}.rate_limit, 'ratePeriodMs', ${alias}.rate_period_ms,
+    'ratePartition', ${alias}.rate_partition)`)
+
+const partitionJson = (partition: Partition | undefined): string | null =>
+  partition === undefined ? null : JSON.stringify(partition)
+
+/**
+ * Writes the limits of `queue` (all of them: a field left out is removed)
+ * and signals every node to re-read them (on commit).
+ */
+export const storeQueueLimits = (
+  sql: SqlClient,
+  prefix: string,
+  queue: string,
+  limits: QueueLimits
+): Effect.Effect<void, SqlError> =>
+  sql`
+    WITH stored AS (
+      INSERT INTO ${table(sql, prefix, "oban_queues")} AS q
+        (name, global_limit, "partition", rate_limit, rate_period_ms, rate_partition, updated_at)
+      VALUES (${queue}, ${limits.global ?? null}::integer, ${partitionJson(limits.partition)}::jsonb,
+              ${limits.rate?.limit ?? null}::integer, ${limits.rate?.periodMillis ?? null}::bigint,
+              ${partitionJson(limits.rate?.partition)}::jsonb, now())
+      ON CONFLICT (name) DO UPDATE SET
+        global_limit = excluded.global_limit, "partition" = excluded."partition",
+        rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms,
+        rate_partition = excluded.rate_partition, updated_at = excluded.updated_at
+      RETURNING q.name
+    )
+    SELECT pg_notify(${channel(prefix, "signal")}, ${JSON.stringify({ action: "limits", queue })}) FROM stored
+  `.pipe(Effect.asVoid)
+
+/** The limits of `queue`; an unlimited queue has none set. */
+export const readQueueLimits = (sql: SqlClient, prefix: string, queue: string): Effect.Effect<QueueLimits, SqlError> =>
+  sql<{ readonly limits: LimitsRow }>`
+    SELECT ${limitsObject(sql, "q")} AS limits FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = ${queue}
+  `.pipe(Effect.map((rows) => fromRow(rows[0]?.limits)))
+
+/**
+ * Locks the row of `queue` until the transaction ends and returns its limits,
+ * or none when the queue has no row. Every claim of a limited queue takes
+ * this lock first: claims of one queue run one after another across nodes.
+ */
+export const lockQueueLimits = (
+  sql: SqlClient,
+  prefix: string,
+  queue: string
+): Effect.Effect<QueueLimits | undefined, SqlError> =>
+  sql<{ readonly limits: LimitsRow }>`
+    SELECT ${limitsObject(sql, "q")} AS limits FROM ${table(sql, prefix, "oban_queues")} AS q
+    WHERE q.name = ${queue}
+    FOR UPDATE
+  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : fromRow(rows[0].limits)))
+
+/** What a queue uses of its cluster-wide limits right now. */
+export interface QueueUsage {
+  /** Jobs of the queue executing on every node. */
+  readonly running: number
+  /** The current rate window's start, and the jobs claimed in it (over all partitions). */
+  readonly window: { readonly start: Date; readonly used: number } | undefined
+}
+
+/** The queue's executing jobs across the cluster and, for a rate-limited queue, its current window. */
+export const queueUsage = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  queue: string,
+  limits: QueueLimits
+): Effect.Effect<QueueUsage, SqlError> => {
+  const period = limits.rate?.periodMillis ?? 1
+  return sql<{ readonly running: number; readonly windowStart: number; readonly used: number }>`
+    WITH clock AS (SELECT ${now} AS now),
+    win AS (
+      SELECT floor(extract(epoch FROM clock.now) * 1000 / ${period}::bigint)::bigint * ${period}::bigint AS start FROM clock
+    )
+    SELECT
+      (SELECT count(*)::int FROM ${table(sql, prefix, "oban_jobs")}
+       WHERE state = 'executing' AND queue = ${queue}) AS running,
+      win.start::float8 AS "windowStart",
+      (SELECT COALESCE(sum(w.count), 0)::int FROM ${table(sql, prefix, "oban_rate_windows")} AS w
+       WHERE w.queue = ${queue} AND w.window_start = win.start) AS used
+    FROM win
+  `.pipe(Effect.map((rows) => {
+    const row = rows[0]!
+    return {
+      running: row.running,
+      window: limits.rate === undefined ? undefined : { start: new Date(row.windowStart), used: row.used }
+    }
+  }))
+}
