@@ -141,8 +141,9 @@ const upsertGroup = (
 
 /**
  * Inserts a mix of plain and unique requests. Unique requests are merged by
- * key (`groupUnique`) and go through `upsertJobs`, one statement per set of
- * replaced fields; the plain ones through the plain statements. A single
+ * key (`groupUnique`) and go through `upsertJobs`, one statement per run of
+ * keys (in key order) that replace the same fields; the plain ones through
+ * the plain statements. A single
  * statement wakes its queues itself when it can (see `withInlineWake`);
  * several run in one transaction (a savepoint inside the caller's), so the
  * call stays all or nothing. A conflict wakes nothing; a replaced
