@@ -7,9 +7,11 @@
 import { assert, layer } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
-import { testLayer, uniquePrefix } from "./support/db.ts"
+import { dropSchemaOnClose, testLayer, uniquePrefix } from "./support/db.ts"
 
 const prefix = uniquePrefix("unique_conc")
 
@@ -87,5 +89,46 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isTrue(Exit.isSuccess(b), `call B: ${Exit.isFailure(b) ? String(b.cause) : ""}`)
       const ids = [...(Exit.isSuccess(a) ? a.value : []), ...(Exit.isSuccess(b) ? b.value : [])].map((job) => job.id)
       assert.deepStrictEqual(ids, [x!.id, y!.id, y!.id, x!.id])
+    }), 60_000)
+
+  it.effect("migration 0007 goes down and up again over jobs that left their states, newer jobs and cron keys", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const other = uniquePrefix("unique_mig")
+      yield* dropSchemaOnClose(other)
+      const inOther = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, Config.layer({ prefix: other }))
+      yield* inOther(Migrations.run())
+      const jobs = sql<{ id: number; state: string; unique_key: string | null }>`
+        SELECT id::int AS id, state::text AS state, unique_key FROM ${sql(other)}.oban_jobs ORDER BY id`
+      const unfinished = ["available", "scheduled", "executing", "retryable"] as const
+      // n=1: a completed job outside its states and the newer job that took its key; n=2 the same by cancelling.
+      const done = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 0 }, { unique: { keys: ["n"], states: unfinished } })))
+      yield* sql`UPDATE ${sql(other)}.oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${done.id}`
+      const newer = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 1 }, { unique: { keys: ["n"], states: unfinished } })))
+      const cancelled = yield* inOther(Oban.insert(Keyed.job({ n: 2, v: 0 })))
+      yield* sql`UPDATE ${sql(other)}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = ${cancelled.id}`
+      const again = yield* inOther(Oban.insert(Keyed.job({ n: 2, v: 1 })))
+      // A cron slot: no mask, its key held in every state.
+      yield* sql`INSERT INTO ${sql(other)}.oban_jobs (state, queue, worker, args, unique_key, completed_at)
+        VALUES ('completed', 'cron', 'Cron', '{}', 'cron:nightly:1', now())`
+      assert.deepStrictEqual([newer.conflict, again.conflict], [false, false])
+      assert.strictEqual(newer.id === done.id, false)
+
+      yield* inOther(Migrations.down({ to: 6 }))
+      const down = yield* jobs
+      // The jobs outside their states gave their keys up; the others kept theirs.
+      assert.deepStrictEqual(down.map((row) => row.unique_key === null), [true, false, true, false, false])
+      const duplicate = yield* sql`INSERT INTO ${sql(other)}.oban_jobs (state, queue, worker, args, unique_key)
+        VALUES ('cancelled', 'cron', 'Cron', '{}', 'cron:nightly:1')`.pipe(Effect.flip)
+      assert.strictEqual(duplicate.reason._tag, "UniqueViolation")
+
+      yield* inOther(Migrations.run())
+      assert.deepStrictEqual(yield* jobs, down)
+      // The kept keys hold in every state now (no mask): the newer job still blocks its key.
+      const conflict = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 2 }, { unique: { keys: ["n"], states: unfinished } })))
+      assert.deepStrictEqual([conflict.id, conflict.conflict], [newer.id, true])
+      const cron = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(other)}.oban_jobs
+        WHERE unique_key = 'cron:nightly:1' AND unique_states IS NULL`
+      assert.strictEqual(cron[0]!.n, 1)
     }), 60_000)
 })
