@@ -1,7 +1,8 @@
 /**
- * Unique inserts meeting other transactions: concurrent insertAll calls whose
- * unique rows replace different fields must lock their keys in one global
- * order (else two calls deadlock), and migration 0007 goes up and down over a
+ * Unique inserts at their edges: concurrent insertAll calls whose unique rows
+ * replace different fields must lock their keys in one global order (else two
+ * calls deadlock); a unique batch too big for one jsonb value is split like a
+ * plain one and stays all or nothing; migration 0007 goes up and down over a
  * table that holds data.
  */
 import { assert, layer } from "@effect/vitest"
@@ -13,11 +14,17 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { dropSchemaOnClose, testLayer, uniquePrefix } from "./support/db.ts"
 
-const prefix = uniquePrefix("unique_conc")
+const prefix = uniquePrefix("unique_edges")
 
 const Keyed = Worker.make("Keyed", {
   args: Schema.Struct({ n: Schema.Int, v: Schema.Int }),
   queue: "keyed",
+  unique: { period: "forever", keys: ["n"] },
+  perform: () => Effect.void
+})
+
+const Big = Worker.make("Big", {
+  args: Schema.Struct({ n: Schema.Int, body: Schema.String }),
   unique: { period: "forever", keys: ["n"] },
   perform: () => Effect.void
 })
@@ -56,7 +63,7 @@ const holdRow = (id: number, locked: Deferred.Deferred<void>, release: Deferred.
     }))
   })
 
-layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("unique inserts and other transactions", (it) => {
+layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("unique inserts at their edges", (it) => {
   it.effect("two insertAll calls over the same keys with different replace sets do not deadlock", () =>
     Effect.gen(function*() {
       yield* truncate
@@ -90,6 +97,35 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const ids = [...(Exit.isSuccess(a) ? a.value : []), ...(Exit.isSuccess(b) ? b.value : [])].map((job) => job.id)
       assert.deepStrictEqual(ids, [x!.id, y!.id, y!.id, x!.id])
     }), 60_000)
+
+  it.effect("a unique batch over 32 MiB is split into statements: jobs in request order, all or nothing", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const body = "x".repeat(1024 * 1024 - 100)
+      // Not in key order, with a duplicate of the first request at the end.
+      const order = Array.from({ length: 34 }, (_, i) => (i * 7) % 34)
+      const requests = [...order.map((n) => Big.job({ n, body })), Big.job({ n: order[0]!, body })]
+      const count = Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`, (rows) => rows[0]!.n)
+      // The database refuses one job, in one of the statements: the jobs of the others go too.
+      yield* sql.unsafe(`CREATE FUNCTION "${prefix}".refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.worker = 'Poison' THEN RAISE EXCEPTION 'poison'; END IF; RETURN NEW; END $$`)
+      yield* sql.unsafe(`CREATE TRIGGER refuse_poison BEFORE INSERT ON "${prefix}".oban_jobs
+        FOR EACH ROW EXECUTE FUNCTION "${prefix}".refuse_poison()`)
+      const poisoned = yield* Oban.insertAll([...requests, { ...Big.job({ n: 99, body: "" }), worker: "Poison" }]).pipe(
+        Effect.flip,
+        Effect.ensuring(sql.unsafe(`DROP TRIGGER refuse_poison ON "${prefix}".oban_jobs`).pipe(Effect.orDie))
+      )
+      assert.strictEqual(poisoned._tag, "SqlError")
+      assert.strictEqual(yield* count, 0)
+      const jobs = yield* Oban.insertAll(requests)
+      assert.deepStrictEqual(jobs.map((job) => (job.args as { n: number }).n), [...order, order[0]!])
+      assert.deepStrictEqual(jobs.map((job) => job.conflict), [...order.map(() => false), true])
+      assert.strictEqual(jobs[34]!.id, jobs[0]!.id)
+      assert.strictEqual(yield* count, 34)
+      const again = yield* Oban.insertAll(requests.slice(0, 34))
+      assert.deepStrictEqual(again.map((job) => [job.id, job.conflict]), jobs.slice(0, 34).map((job) => [job.id, true]))
+    }), 120_000)
 
   it.effect("migration 0007 goes down and up again over jobs that left their states, newer jobs and cron keys", () =>
     Effect.gen(function*() {
