@@ -2,8 +2,9 @@
  * Unique inserts at their edges: concurrent insertAll calls whose unique rows
  * replace different fields must lock their keys in one global order (else two
  * calls deadlock); a unique batch too big for one jsonb value is split like a
- * plain one and stays all or nothing; migration 0007 goes up and down over a
- * table that holds data.
+ * plain one and stays all or nothing; an insert waiting on a job that leaves
+ * its states inserts (or conflicts when that change rolls back); migration
+ * 0007 goes up and down over a table that holds data.
  */
 import { assert, layer } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Schema } from "effect"
@@ -166,5 +167,40 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const cron = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(other)}.oban_jobs
         WHERE unique_key = 'cron:nightly:1' AND unique_states IS NULL`
       assert.strictEqual(cron[0]!.n, 1)
+    }), 60_000)
+
+  it.effect("an insert that waits on a job leaving its states inserts once it left, and conflicts when it did not", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const unfinished = { period: "forever", keys: ["n"], states: ["available", "scheduled", "executing", "retryable"] } as const
+      const attempt = (commit: boolean) =>
+        Effect.gen(function*() {
+          const existing = yield* Oban.insert(Keyed.job({ n: 7, v: 0 }, { unique: unfinished }))
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing' WHERE id = ${existing.id}`
+          const moved = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          // Another transaction completes the job (out of its states) and holds on to the change.
+          const mover = yield* Effect.forkChild(Effect.exit(sql.withTransaction(Effect.gen(function*() {
+            yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${existing.id}`
+            yield* Deferred.succeed(moved, undefined)
+            yield* Deferred.await(release)
+            if (!commit) return yield* Effect.fail("rollback" as const)
+          }))))
+          yield* Deferred.await(moved)
+          const insert = yield* Effect.forkChild(Oban.insert(Keyed.job({ n: 7, v: 1 }, { unique: unfinished })))
+          yield* waitForLockWaiters(1)
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(mover)
+          return { existing, inserted: yield* Fiber.join(insert) }
+        })
+      const committed = yield* attempt(true)
+      assert.isFalse(committed.inserted.conflict)
+      assert.notStrictEqual(committed.inserted.id, committed.existing.id)
+      yield* truncate
+      const rolledBack = yield* attempt(false)
+      assert.isTrue(rolledBack.inserted.conflict)
+      assert.strictEqual(rolledBack.inserted.id, rolledBack.existing.id)
+      assert.strictEqual(rolledBack.inserted.state, "executing")
     }), 60_000)
 })
