@@ -30,6 +30,12 @@ const Big = Worker.make("Big", {
   perform: () => Effect.void
 })
 
+const Tally = Worker.make("Tally", {
+  args: Schema.Record(Schema.String, Schema.Int),
+  unique: { period: "forever", keys: ["__proto__"] },
+  perform: () => Effect.void
+})
+
 const replacingArgs = { period: "forever", keys: ["n"], replace: ["args"] } as const
 
 const truncate = Effect.gen(function*() {
@@ -203,4 +209,14 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.strictEqual(rolledBack.inserted.id, rolledBack.existing.id)
       assert.strictEqual(rolledBack.inserted.state, "executing")
     }), 60_000)
+
+  it.effect("keys names an args key called __proto__ like any other", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const first = yield* Oban.insert(Tally.job(JSON.parse(`{"__proto__": 1, "other": 1}`)))
+      const second = yield* Oban.insert(Tally.job(JSON.parse(`{"__proto__": 2, "other": 1}`)))
+      const same = yield* Oban.insert(Tally.job(JSON.parse(`{"__proto__": 1, "other": 2}`)))
+      assert.deepStrictEqual([first.conflict, second.conflict, same.conflict], [false, false, true])
+      assert.strictEqual(same.id, first.id)
+    }))
 })
