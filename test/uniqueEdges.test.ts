@@ -219,4 +219,19 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual([first.conflict, second.conflict, same.conflict], [false, false, true])
       assert.strictEqual(same.id, first.id)
     }))
+
+  it.effect("on the database clock the bucket is floor(epoch ms of the insert's now() / period), as inserted_at says", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const periods = [60_000, 7_000, 1]
+      const jobs = yield* Oban.insertAll(periods.map((ms, n) => Keyed.job({ n, v: 0 }, { unique: { keys: ["n"], period: `${ms} millis` } })))
+      const stored = yield* sql<{ id: number; unique_key: string; at_ms: string }>`
+        SELECT id::int AS id, unique_key, floor(extract(epoch FROM inserted_at) * 1000)::bigint::text AS at_ms
+        FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+      for (const [index, ms] of periods.entries()) {
+        const row = stored.find((candidate) => candidate.id === jobs[index]!.id)!
+        assert.strictEqual(row.unique_key.split(":")[1], String(BigInt(row.at_ms) / BigInt(ms)))
+      }
+    }))
 })
