@@ -152,8 +152,8 @@ const upsertGroup = (
  * key (`groupUnique`) and go through `upsertJobs`, one statement per run of
  * keys (in key order) that replace the same fields, cut at
  * `maxStatementUnits` like plain batches; the plain ones through the plain
- * statements. A single
- * statement wakes its queues itself when it can (see `withInlineWake`);
+ * statements. A single statement wakes its queues itself when it can (see
+ * `withInlineWake`);
  * several run in one transaction (a savepoint inside the caller's), so the
  * call stays all or nothing. A conflict wakes nothing; a replaced
  * `scheduledAt` that makes a job due wakes its queue.
