@@ -38,23 +38,31 @@ const unitsOf = (job: EncodedRequest): number => {
   return units
 }
 
-/** Consecutive runs of at most `maxStatementJobs` jobs and `maxStatementUnits` each (a larger job alone). */
-const chunkJobs = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<ReadonlyArray<EncodedRequest>> => {
-  const chunks: Array<ReadonlyArray<EncodedRequest>> = []
+/**
+ * Consecutive runs of at most `maxStatementJobs` items and `maxStatementUnits`
+ * each (a larger item alone), measured on the job of each item.
+ */
+const chunkBy = <A>(
+  items: ReadonlyArray<A>,
+  jobOf: (item: A) => EncodedRequest
+): ReadonlyArray<ReadonlyArray<A>> => {
+  const chunks: Array<ReadonlyArray<A>> = []
   let start = 0
   let units = 0
-  for (let index = 0; index < jobs.length; index++) {
-    const size = unitsOf(jobs[index]!)
+  for (let index = 0; index < items.length; index++) {
+    const size = unitsOf(jobOf(items[index]!))
     if (index > start && (units + size > maxStatementUnits || index - start === maxStatementJobs)) {
-      chunks.push(jobs.slice(start, index))
+      chunks.push(items.slice(start, index))
       start = index
       units = 0
     }
     units += size
   }
-  chunks.push(start === 0 ? jobs : jobs.slice(start))
+  chunks.push(start === 0 ? items : items.slice(start))
   return chunks
 }
+
+const chunkJobs = (jobs: ReadonlyArray<EncodedRequest>) => chunkBy(jobs, (job) => job)
 
 /**
  * Inserts checked requests and returns their jobs in order, and the queues
@@ -141,9 +149,11 @@ const upsertGroup = (
 
 /**
  * Inserts a mix of plain and unique requests. Unique requests are merged by
- * key (`groupUnique`) and go through `upsertJobs`, one statement per set of
- * replaced fields; the plain ones through the plain statements. A single
- * statement wakes its queues itself when it can (see `withInlineWake`);
+ * key (`groupUnique`) and go through `upsertJobs`, one statement per run of
+ * keys (in key order) that replace the same fields, cut at
+ * `maxStatementUnits` like plain batches; the plain ones through the plain
+ * statements. A single statement wakes its queues itself when it can (see
+ * `withInlineWake`);
  * several run in one transaction (a savepoint inside the caller's), so the
  * call stays all or nothing. A conflict wakes nothing; a replaced
  * `scheduledAt` that makes a job due wakes its queue.
@@ -154,7 +164,8 @@ const insertWithUnique = (
   time: Fragment,
   encoded: ReadonlyArray<EncodedRequest>
 ): Effect.Effect<InsertResult, SqlError> => {
-  const groups = groupUnique(encoded)
+  // Runs in key order, each cut like a plain batch (one jsonb input holds at most 256 MiB); still in key order.
+  const groups = groupUnique(encoded).flatMap((run) => chunkBy(run, (slot) => slot.request))
   const plainPositions: Array<number> = []
   for (let position = 0; position < encoded.length; position++) {
     if (encoded[position]!.unique === undefined) plainPositions.push(position)

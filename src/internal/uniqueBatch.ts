@@ -1,8 +1,10 @@
 /**
- * Unique requests of one insert, merged by key and grouped by the fields
- * they replace, so that no statement meets a key twice (PostgreSQL refuses
- * an `ON CONFLICT DO UPDATE` that would change one row twice) and each
- * statement has one SET list.
+ * Unique requests of one insert, merged by key and cut into runs that
+ * replace the same fields, so that no statement meets a key twice
+ * (PostgreSQL refuses an `ON CONFLICT DO UPDATE` that would change one row
+ * twice) and each statement has one SET list. The runs follow key order
+ * across the whole call, so that concurrent calls over overlapping keys lock
+ * them in one order and cannot deadlock, whatever fields each replaces.
  *
  * Duplicates of a key behave as if inserted one after the other: the first
  * is inserted (or conflicts with an existing job) and the later ones
@@ -55,7 +57,11 @@ const mergeInto = (request: EncodedRequest, later: EncodedRequest): EncodedReque
   return merged
 }
 
-/** The unique requests among `encoded`, one slot per key, grouped by their replaced fields. */
+/**
+ * The unique requests among `encoded`, one slot per key, in key order, cut
+ * into runs of consecutive keys that replace the same fields: one statement
+ * each, executed in this order.
+ */
 export const groupUnique = (encoded: ReadonlyArray<EncodedRequest>): ReadonlyArray<ReadonlyArray<Slot>> => {
   const slots = new Map<string, Slot>()
   for (let position = 0; position < encoded.length; position++) {
@@ -69,12 +75,15 @@ export const groupUnique = (encoded: ReadonlyArray<EncodedRequest>): ReadonlyArr
       slot.request = mergeInto(slot.request, request)
     }
   }
-  const groups = new Map<string, Array<Slot>>()
-  for (const slot of slots.values()) {
-    const signature = slot.request.unique!.replace.join(",")
-    const group = groups.get(signature)
-    if (group === undefined) groups.set(signature, [slot])
-    else group.push(slot)
+  // Hex hashes of one length: code-unit order is the "C" collation order the statement sorts by.
+  const ordered = [...slots.values()].sort((a, b) => a.request.unique!.hash < b.request.unique!.hash ? -1 : 1)
+  const runs: Array<Array<Slot>> = []
+  let signature: string | undefined
+  for (const slot of ordered) {
+    const replace = slot.request.unique!.replace.join(",")
+    if (replace === signature) runs[runs.length - 1]!.push(slot)
+    else runs.push([slot])
+    signature = replace
   }
-  return [...groups.values()]
+  return runs
 }

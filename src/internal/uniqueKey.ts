@@ -134,7 +134,8 @@ const selectedArgs = (keys: unknown, args: unknown, argsText: string): string =>
     return refuse(".keys needs args that encode to a JSON object")
   }
   const record = encoded as Record<string, unknown>
-  const selected: Record<string, unknown> = {}
+  // No prototype: an args key named "__proto__" is a key like any other.
+  const selected: Record<string, unknown> = Object.create(null)
   for (let i = 0; i < names.length; i++) {
     const name = names[i]
     if (typeof name !== "string") return refuse(`.keys[${i}] must be a string, got ${describe(name)}`)

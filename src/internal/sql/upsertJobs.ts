@@ -74,9 +74,10 @@ const inputJson = (jobs: ReadonlyArray<EncodedRequest>, positions: ReadonlyArray
  * replacing `replace` on the rows they conflict with. A job's `unique_key`
  * is its hash, plus `:<bucket>` with a period, where the bucket is
  * `floor(epoch milliseconds of now / period)`: now is the statement's clock,
- * the same that stamps `inserted_at`. Rows are written in key order, so
- * concurrent calls with overlapping keys lock them in the same order and do
- * not deadlock. Returns one row per job, with `ord` from `positions`. With
+ * the same that stamps `inserted_at`. Rows are written in key order (the
+ * "C" collation, i.e. the order of the hashes), so concurrent calls with
+ * overlapping keys lock them in the same order and do not deadlock; a caller
+ * with several statements runs them in that order too (`groupUnique`). Returns one row per job, with `ord` from `positions`. With
  * `wake`, the statement notifies the queues of the rows that `wakes`.
  */
 export const upsertJobs = (
@@ -113,7 +114,7 @@ export const upsertJobs = (
       SELECT (CASE WHEN at > now THEN 'scheduled' ELSE 'available' END)::${stateType},
              queue, worker, args, meta, tags, max_attempts, priority, now, at, unique_key, unique_states
       FROM input
-      ORDER BY unique_key
+      ORDER BY unique_key COLLATE "C"
       ON CONFLICT ${uniqueKeyConflict(sql, prefix)}
       DO UPDATE SET ${sql.literal(setList(replace))}
       RETURNING ${sql.literal(returnedColumns)}, j.unique_key,
