@@ -5,7 +5,7 @@
  * nothing and is logged.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Logger, Schema } from "effect"
+import { Deferred, Effect, Logger, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -74,6 +74,36 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       assert.include(bad.errors[0]!.message, "could not be written")
       assert.include(bad.errors[0]!.message, "bogus")
     }).pipe(Effect.scoped))
+
+  it.effect("a job another transaction holds locked holds back neither its batch nor later acks, and is written as it is once free", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const jobs = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
+      const locked = jobs[1]!
+      // An application transaction that touched the job (a unique insert matching it, say) and stays open.
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${locked.id} FOR UPDATE`
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(holding)
+      const acker = yield* makeAcker([])
+      yield* Effect.forEach([ackOf(jobs[0]!, "completed"), ackOf(locked, "completed"), ackOf(jobs[2]!, "completed")], acker.ack)
+      const state = (job: Job) => Effect.map(jobRow(prefix, job.id), (row) => row.state)
+      yield* waitFor("the free jobs' outcomes", Effect.map(Effect.all([state(jobs[0]!), state(jobs[2]!)]), (states) =>
+        states.every((s) => s === "completed")), "8 seconds")
+      // A later outcome is not queued behind the locked one either.
+      const [later] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
+      yield* acker.ack(ackOf(later!, "completed"))
+      yield* waitFor("a later outcome", Effect.map(state(later!), (s) => s === "completed"), "8 seconds")
+      assert.strictEqual(yield* state(locked), "executing")
+      yield* Deferred.succeed(release, undefined)
+      yield* settled(acker)
+      const written = yield* jobRow(prefix, locked.id)
+      assert.deepStrictEqual([written.state, written.errors.length], ["completed", 0])
+    }).pipe(Effect.scoped), 30_000)
 
   it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>
     Effect.gen(function*() {

@@ -48,6 +48,18 @@ const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
     (error.success.reason._tag === "ConnectionError" || error.success.reason._tag === "StatementTimeoutError")
 }
 
+/**
+ * A row lock held by someone else (an open transaction that updated or
+ * locked the job): the outcome is fine and is written as it is once the lock
+ * goes, never replaced by a failure. A batch stopped by one is split, so
+ * only the locked job waits.
+ */
+const lockConflict = (cause: Cause.Cause<SqlError>): boolean => {
+  const error = Cause.findError(cause)
+  return error._tag === "Success" &&
+    (error.success.reason._tag === "LockTimeoutError" || error.success.reason._tag === "DeadlockError")
+}
+
 /** The longest an outcome write may take before it is retried on another connection. */
 const ackTimeout = Duration.seconds(15)
 
@@ -176,7 +188,7 @@ export const make = (options: {
      */
     const retryAlone = (row: AckRow, firstRefusal: Cause.Cause<SqlError>): Effect.Effect<void> =>
       Effect.gen(function*() {
-        let refusals = connectionProblem(firstRefusal) ? 0 : 1
+        let refusals = connectionProblem(firstRefusal) || lockConflict(firstRefusal) ? 0 : 1
         let failures = 1
         let refusal = refusalText(firstRefusal)
         let fallback: Fallback = "row"
@@ -185,7 +197,7 @@ export const make = (options: {
           const result = yield* Effect.exit(fallback === "row" ? write([row]) : writeFallback(row, fallback, refusal))
           if (Exit.isSuccess(result)) return yield* settle([row])
           failures++
-          if (connectionProblem(result.cause)) {
+          if (connectionProblem(result.cause) || lockConflict(result.cause)) {
             yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
               Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
             )

@@ -59,6 +59,13 @@ export interface AckResult {
  * the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue.
  */
+/**
+ * How long an outcome waits for a row lock that someone else holds (an open
+ * transaction that touched the job) before the statement gives up; the
+ * acker then writes the batch row by row, so only the locked job waits.
+ */
+export const ackLockTimeoutMillis = 1_000
+
 export const ackJobs = (
   sql: SqlClient,
   prefix: string,
@@ -75,7 +82,10 @@ export const ackJobs = (
   const deleteCompleted = options.deleteCompleted && acks.some((row) => row.state === "completed")
   const updates = !deleteCompleted || acks.some((row) => row.state !== "completed")
   return sql<{ readonly id: bigint | number }>`
-    WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
+    WITH clock AS (
+      SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
+             set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient
+    ),
     input AS MATERIALIZED (SELECT ${json}::jsonb AS acks),
     updated AS (${
     updates ? sql`
