@@ -5,7 +5,7 @@
  * nothing and is logged.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Logger, Schema } from "effect"
+import { Deferred, Effect, Logger, References, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -49,7 +49,11 @@ const makeAcker = (lines: Array<string>) =>
     const capture = Logger.make(({ message }) => {
       lines.push(Array.isArray(message) ? message.join(" ") : String(message))
     })
-    return yield* Acker.make({ sql, prefix, node }).pipe(Effect.provideService(Logger.CurrentLoggers, new Set([capture])))
+    return yield* Acker.make({ sql, prefix, node }).pipe(
+      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+      // The suite logs errors only; this acker's lines are captured, whatever their level.
+      Effect.provideService(References.MinimumLogLevel, "All")
+    )
   })
 
 const settled = (acker: Acker.Acker) => waitFor("every ack written", Effect.map(acker.pending, (n) => n === 0), "10 seconds")

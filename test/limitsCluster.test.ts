@@ -10,7 +10,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
-import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix, report } from "./support/db.ts"
 import { countByState, waitFor } from "./support/node.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
 import { maxOverlap, overlapsWithin, type Span } from "./support/spans.ts"
@@ -91,7 +91,7 @@ describe("cluster-wide limits on four OS processes", () => {
         const { most, samples } = sampler.result()
         const all = yield* spans(prefix)
         const ideal = (jobs * jobMillis) / 5
-        console.log(
+        report(
           `global 5: ${jobs} jobs of ${jobMillis} ms in ${elapsed} ms (5 slots at best: ${ideal} ms, ` +
             `${(ideal / elapsed * 100).toFixed(0)}%); most running in ${samples} samples: ${most}; ` +
             `most overlapping spans: ${maxOverlap(all)}`
@@ -120,7 +120,7 @@ describe("cluster-wide limits on four OS processes", () => {
           assert.strictEqual(maxOverlap(all.filter((span) => span.account === account)), 1, account)
         }
         assert.isTrue(overlapsWithin(all, (a, b) => a.account !== b.account), "different accounts ran at once")
-        console.log(`partitioned: at most ${maxOverlap(all)} accounts at once`)
+        report(`partitioned: at most ${maxOverlap(all)} accounts at once`)
       })), 120_000)
 
   it.live("rate 100 per second on 4 nodes: no one-second window starts more than 100; about 100/s", () =>
@@ -140,7 +140,7 @@ describe("cluster-wide limits on four OS processes", () => {
         // The windows between the first and the last are whole seconds with jobs waiting throughout.
         const whole = counts.slice(1, -1)
         const perSecond = whole.reduce((sum, n) => sum + n, 0) / whole.length
-        console.log(`rate 100/s: jobs started per one-second window ${JSON.stringify(counts)}; ${perSecond.toFixed(0)}/s`)
+        report(`rate 100/s: jobs started per one-second window ${JSON.stringify(counts)}; ${perSecond.toFixed(0)}/s`)
         for (const n of counts) assert.isAtMost(n, 100)
         // The limit is what held the queue back (loose: a loaded machine may miss a window's end).
         assert.isAtLeast(whole.length, 3)
@@ -180,7 +180,7 @@ describe("cluster-wide limits on four OS processes", () => {
         // The lease passes to the survivor (ttl), then the victim's jobs are judged dead (rescueAfter),
         // at the next rescue pass (interval).
         const window = 2000 + 2000 + 500
-        console.log(`capacity back and 10 jobs done ${back} ms after SIGKILL (rescue window ${window} ms)`)
+        report(`capacity back and 10 jobs done ${back} ms after SIGKILL (rescue window ${window} ms)`)
         assert.isBelow(back, window + 8_000)
         const rescued = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs

@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, PubSub, Redacted, Scope } from "effect"
 import * as Config from "../src/Config.ts"
 import * as Notifier from "../src/Notifier.ts"
-import { databaseUrl, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, uniquePrefix, quietLogs } from "./support/db.ts"
 import { waitFor } from "./support/node.ts"
 import { startProxy } from "./support/proxy.ts"
 
@@ -65,7 +65,7 @@ describe("Notifier on a silently dead connection", () => {
       assert.strictEqual(yield* notifier.connections, 2)
       // The dead connection is closed for real: only the new one is left open.
       yield* waitFor("the dead connection to be closed", Effect.map(proxy.connections, (n) => n === 1), "10 seconds")
-    }), 60_000)
+    }).pipe(Effect.provide(quietLogs)), 60_000)
 
   it.live("shutting down while black-holed completes promptly, also with a check in flight", () =>
     Effect.gen(function*() {
@@ -88,5 +88,5 @@ describe("Notifier on a silently dead connection", () => {
         assert.isBelow(Date.now() - start, 1_000, `shutdown was slow (check every ${healthCheckInterval})`)
         yield* proxy.restore
       }
-    }), 60_000)
+    }).pipe(Effect.provide(quietLogs)), 60_000)
 })

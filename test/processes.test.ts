@@ -9,7 +9,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
-import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix, report } from "./support/db.ts"
 import { countByState, waitFor } from "./support/node.ts"
 import { awaitReady, type NodeProcess, spawnNode, stopNode } from "./support/processes.ts"
 
@@ -109,7 +109,7 @@ describe("a cluster of OS processes", () => {
           assert.notStrictEqual(row.node, "victim")
           assert.deepStrictEqual(row.kinds, ["rescued"])
         }
-        console.log(`rescued and completed ${jobs.length} jobs ${elapsed} ms after SIGKILL`)
+        report(`rescued and completed ${jobs.length} jobs ${elapsed} ms after SIGKILL`)
       })
       yield* run.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
     }).pipe(Effect.scoped), 150_000)

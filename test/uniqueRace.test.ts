@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { SqlClient } from "effect/sql/SqlClient"
-import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix, report } from "./support/db.ts"
 
 const script = fileURLToPath(new URL("./support/uniqueInserter.ts", import.meta.url))
 
@@ -70,7 +70,7 @@ describe("unique inserts across OS processes", () => {
       yield* sql`INSERT INTO ${sql(prefix)}.go VALUES (now())`
       const codes = yield* Effect.forEach(inserters, (inserter) => within("inserting", () => inserter.exited, 60_000, inserter.output))
       assert.deepStrictEqual(codes, [0, 0, 0, 0], inserters.map((inserter) => inserter.output()).join("\n"))
-      console.log(`1,000 racing unique inserts took ${Date.now() - startedAt} ms`)
+      report(`1,000 racing unique inserts took ${Date.now() - startedAt} ms`)
 
       const jobs = yield* sql<{ id: string; args: { value: number }; meta: { value: number } }>`
         SELECT id::text AS id, args, meta FROM ${sql(prefix)}.oban_jobs`

@@ -9,7 +9,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import { Cron, Leader, Migrations, Oban, ObanClock, Pruner, Rescuer, Worker } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
-import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
+import { dropSchemaOnClose, pgLayer, uniquePrefix, quietLogs } from "./support/db.ts"
 import { startNode } from "./support/node.ts"
 
 const Nap = Worker.make("Nap", {
@@ -34,7 +34,8 @@ const TestLive = ObanTest.layer({ workers: [Nap, NapOnce, Slow, Tick], prefix })
   Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
     yield* dropSchemaOnClose(prefix)
     yield* Migrations.run({ prefix })
-  })).pipe(Layer.provideMerge(pgLayer())))
+  })).pipe(Layer.provideMerge(pgLayer()))),
+  Layer.provideMerge(quietLogs)
 )
 
 /**

@@ -3,13 +3,27 @@
  * fresh schema prefix per test file that is dropped when the layer closes.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, type LogLevel, Redacted, References } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { inject } from "vitest"
 import * as Config from "../../src/Config.ts"
 import * as Migrations from "../../src/Migrations.ts"
 
 export const databaseUrl = (): string => inject("databaseUrl")
+
+/**
+ * What tests log: errors only, so a passing run prints nothing but the runner's own lines. Show
+ * the library's warnings (about injected faults, rescues) with OBAN_TEST_LOG=Warn (or Debug).
+ */
+export const testLogLevel: LogLevel.LogLevel = (process.env["OBAN_TEST_LOG"] as LogLevel.LogLevel | undefined) ?? "Error"
+
+/** The test log level as a layer, for suites that log outside a node. */
+export const quietLogs = Layer.succeed(References.MinimumLogLevel, testLogLevel)
+
+/** Prints a measurement a test made (for closing notes and benchmarks) when OBAN_TEST_REPORT=1. */
+export const report = (line: string): void => {
+  if (process.env["OBAN_TEST_REPORT"] === "1") console.log(line)
+}
 
 /** A prefix no other test file uses. */
 export const uniquePrefix = (name: string): string =>
@@ -40,6 +54,7 @@ export const testLayer = (prefix: string, options: { readonly migrate?: boolean;
       if (options.migrate !== false) yield* Migrations.run({ prefix })
     })
   ).pipe(
+    Layer.provideMerge(quietLogs),
     Layer.provideMerge(Config.layer({ prefix })),
     Layer.provideMerge(pgLayer(options))
   )

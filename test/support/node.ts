@@ -4,13 +4,12 @@
  * `waitFor` polls the database until a condition holds.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Exit, Layer, type LogLevel, References, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../../src/Oban.ts"
+import { testLogLevel } from "./db.ts"
 import type * as Worker from "../../src/Worker.ts"
 
-/** Nodes log warnings about injected faults; show them with OBAN_TEST_LOG=Warn (or Debug). */
-const testLogLevel: LogLevel.LogLevel = (process.env["OBAN_TEST_LOG"] as LogLevel.LogLevel | undefined) ?? "Error"
 
 export interface RunningNode {
   readonly oban: Oban.ObanShape
