@@ -23,6 +23,14 @@ const Sleeper = Worker.make("Sleeper", {
   perform: (job) => Effect.sleep(job.args.millis)
 })
 
+/** Holds its slot until the test opens `gate`. */
+let gate = Deferred.makeUnsafe<void>()
+const Gated = Worker.make("Gated", {
+  args: Schema.Struct({ account: Schema.String }),
+  queue: "limited",
+  perform: () => Deferred.await(gate)
+})
+
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers,
@@ -67,5 +75,36 @@ describe("cluster-wide limits: edges", () => {
         yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 6))
         yield* a.stop
       }), 60_000)
+
+    it.effect("TestClock: partitions whose jobs come in clumps all fill at once, without waiting for polls", () =>
+      Effect.gen(function*() {
+        yield* reset
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1))
+        gate = Deferred.makeUnsafe<void>()
+        // 8 accounts of 120 jobs each, in account order: a claim's scan window (100 jobs at this
+        // demand) sees one account only. Each job holds its slot until the gate opens. TestClock
+        // stands still, and so do the producer's polls: only claims made at once count.
+        const accounts = 8
+        yield* Oban.insertAll(Array.from({ length: accounts * 120 }, (_, n) =>
+          Gated.job({ account: `acct-${Math.floor(n / 120)}` })))
+        const a = yield* startNode({
+          prefix,
+          node: "a",
+          queues: { limited: { limit: 20, global: 1, partition: { by: "args", key: "account" } } },
+          workers: [Gated],
+          pollInterval: "1 minute",
+          pruner: false
+        })
+        yield* TestClock.withLive(producersRegistered(prefix, 1))
+        yield* TestClock.withLive(
+          waitFor(`${accounts} accounts running`, Effect.map(executing, (n) => n === accounts), "10 seconds")
+        ).pipe(Effect.onError(() => Deferred.succeed(gate, undefined)))
+        const sql = yield* SqlClient
+        const perAccount = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing' GROUP BY args ->> 'account'`
+        assert.deepStrictEqual(perAccount.map((row) => row.n), Array.from({ length: accounts }, () => 1))
+        yield* Deferred.succeed(gate, undefined)
+        yield* a.stop
+      }).pipe(Effect.provide(Layer.merge(TestClock.layer(), ObanClock.layerEffect))), 60_000)
   })
 })
