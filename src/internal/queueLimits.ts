@@ -48,6 +48,10 @@ export const unlimited: QueueLimits = { global: undefined, partition: undefined,
 /** Whether claims of the queue must go through the queue's row lock. */
 export const isLimited = (limits: QueueLimits): boolean => limits.global !== undefined || limits.rate !== undefined
 
+/** Whether the global limit or the rate applies per partition. */
+export const isPartitioned = (limits: QueueLimits): boolean =>
+  limits.partition !== undefined || limits.rate?.partition !== undefined
+
 /** Whether a queue's config says anything about cluster-wide limits (then it is written at start). */
 export const hasLimitFields = (input: LimitsInput): boolean =>
   input.global !== undefined || input.partition !== undefined || input.rate !== undefined
