@@ -10,6 +10,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Oban from "../src/Oban.ts"
 import * as ObanClock from "../src/ObanClock.ts"
+import { lockQueueLimits } from "../src/internal/sql/queues.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
@@ -73,6 +74,34 @@ describe("cluster-wide limits: edges", () => {
           .pipe(Effect.ensuring(Deferred.succeed(release, undefined)))
         yield* Fiber.join(holder)
         yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 6))
+        yield* a.stop
+      }), 60_000)
+
+    it.effect("a claimer that stalls holding the queue's row lock (a partitioned node) loses it within seconds", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        const a = yield* startNode({
+          prefix,
+          node: "a",
+          queues: { limited: { limit: 10, global: 2 } },
+          workers: [Sleeper],
+          pollInterval: "200 millis",
+          pruner: false
+        })
+        yield* producersRegistered(prefix, 1)
+        // Another node's claim took the lock with its first statement, then went silent: its
+        // process froze, or the network dropped every packet, so no COMMIT and no FIN arrive.
+        const locked = yield* Deferred.make<void>()
+        const stalled = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          assert.strictEqual((yield* lockQueueLimits(sql, prefix, "limited"))?.global, 2)
+          yield* Deferred.succeed(locked, undefined)
+          return yield* Effect.never
+        })))
+        yield* Deferred.await(locked)
+        yield* Oban.insertAll(Array.from({ length: 3 }, () => Sleeper.job({ account: "x", millis: 0 })))
+        yield* waitFor("the jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 3), "15 seconds")
+          .pipe(Effect.ensuring(Fiber.interrupt(stalled)))
         yield* a.stop
       }), 60_000)
 
