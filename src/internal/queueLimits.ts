@@ -9,7 +9,8 @@ import { InvalidConfigError } from "../Errors.ts"
 /**
  * What divides a queue into partitions, each with its own limit: the job's
  * worker, or the value of one top-level key of its args (jobs without the
- * key, or with a null value, share one partition).
+ * key, with a null value or with "", share one partition; values compare
+ * as text, so 1 and "1" are one partition).
  */
 export type Partition = { readonly by: "worker" } | { readonly by: "args"; readonly key: string }
 
