@@ -33,9 +33,10 @@ import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
-import type { QueueLimits } from "./internal/queueLimits.ts"
+import { isPartitioned, type QueueLimits } from "./internal/queueLimits.ts"
+import type { LimitedFetch } from "./internal/sql/limitedClaims.ts"
 import { releaseLostClaim } from "./internal/lostClaims.ts"
-import { fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
+import { type Fetched, fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import { now, statementNow } from "./ObanClock.ts"
@@ -211,6 +212,14 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const scope = yield* Effect.scope
     const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
+    /**
+     * A partitioned claim looks at a window of the queue's jobs only: when it
+     * claimed some and left jobs behind, partitions past its window may have
+     * room. Claim again at once rather than at the next capacity poll.
+     */
+    const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
+      "limits" in fetched && fetched.backlog && fetched.jobs.length > 0 && isPartitioned(fetched.limits)
+
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()
       const demand = buffer.demand(limit, running, !limited)
@@ -236,7 +245,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       buffer.add(fetched.jobs, fetched.ahead)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
       yield* startWaiting
-      return fetched.jobs.length === demand
+      return fetched.jobs.length === demand || scanAgain(fetched)
     }).pipe(
       Effect.withSpan(
         "oban.fetch",

@@ -9,7 +9,8 @@ import { InvalidConfigError } from "../Errors.ts"
 /**
  * What divides a queue into partitions, each with its own limit: the job's
  * worker, or the value of one top-level key of its args (jobs without the
- * key, or with a null value, share one partition).
+ * key, with a null value or with "", share one partition; values compare
+ * as text, so 1 and "1" are one partition).
  */
 export type Partition = { readonly by: "worker" } | { readonly by: "args"; readonly key: string }
 
@@ -47,6 +48,10 @@ export const unlimited: QueueLimits = { global: undefined, partition: undefined,
 
 /** Whether claims of the queue must go through the queue's row lock. */
 export const isLimited = (limits: QueueLimits): boolean => limits.global !== undefined || limits.rate !== undefined
+
+/** Whether the global limit or the rate applies per partition. */
+export const isPartitioned = (limits: QueueLimits): boolean =>
+  limits.partition !== undefined || limits.rate?.partition !== undefined
 
 /** Whether a queue's config says anything about cluster-wide limits (then it is written at start). */
 export const hasLimitFields = (input: LimitsInput): boolean =>

@@ -12,6 +12,11 @@
  * waited for the lock, so it would miss the jobs that the claimer before it
  * (holding the lock) claimed and committed meanwhile, and claim past the
  * limit. A statement that starts after the lock is granted sees them all.
+ *
+ * The second statement skips job rows another transaction holds (as the
+ * unlimited fetch does): it waits for nothing but the queue's row, so a job
+ * locked by a long transaction (a unique insert's conflict) cannot hold up
+ * every claim of the queue across the cluster while it keeps the lock.
  */
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -166,6 +171,7 @@ const claimWithin = (
       WHERE c.state = 'available' AND c.queue = ${queue}${skipFullPartitions}${skipSpentPartitions}
       ORDER BY c.priority, c.scheduled_at, c.id
       LIMIT ${scanSize(options.demand, partitioned)}
+      FOR UPDATE OF c SKIP LOCKED
     ),
     ranked AS (
       SELECT candidates.*,

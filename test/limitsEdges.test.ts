@@ -1,0 +1,139 @@
+/**
+ * Edges of cluster-wide limits found in review, against real PostgreSQL: a
+ * job row locked by another transaction (a unique insert's conflict), many
+ * partitions whose jobs come in clumps, and a claimer that stalls while it
+ * holds the queue's row lock.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { TestClock } from "effect/testing"
+import * as Oban from "../src/Oban.ts"
+import * as ObanClock from "../src/ObanClock.ts"
+import { lockQueueLimits } from "../src/internal/sql/queues.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("limits_edges")
+
+/** Sleeps `millis` of Effect time (TestClock in the TestClock tests). */
+const Sleeper = Worker.make("Sleeper", {
+  args: Schema.Struct({ account: Schema.String, millis: Schema.Int }),
+  queue: "limited",
+  perform: (job) => Effect.sleep(job.args.millis)
+})
+
+/** Holds its slot until the test opens `gate`. */
+let gate = Deferred.makeUnsafe<void>()
+const Gated = Worker.make("Gated", {
+  args: Schema.Struct({ account: Schema.String }),
+  queue: "limited",
+  perform: () => Deferred.await(gate)
+})
+
+const reset = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers,
+    ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
+})
+
+const executing = Effect.map(countByState(prefix), (c) => c["executing"] ?? 0)
+
+describe("cluster-wide limits: edges", () => {
+  layer(testLayer(prefix), { excludeTestServices: true })((it) => {
+    it.effect("a job row locked by another transaction (a unique insert's conflict) does not stall the queue", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        // First in queue order, and locked by a transaction that stays open: an insert of the
+        // same unique job conflicts with it and holds its row lock until that transaction ends.
+        const first = yield* Oban.insert(Sleeper.job({ account: "u", millis: 0 }, { priority: 0, unique: {} }))
+        yield* Oban.insertAll(Array.from({ length: 5 }, () => Sleeper.job({ account: "x", millis: 0 }, { priority: 1 })))
+        const holding = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          const again = yield* Oban.insert(Sleeper.job({ account: "u", millis: 0 }, { priority: 0, unique: {} }))
+          assert.isTrue(again.conflict)
+          assert.strictEqual(again.id, first.id)
+          yield* Deferred.succeed(holding, undefined)
+          yield* Deferred.await(release)
+        })))
+        yield* Deferred.await(holding)
+        const a = yield* startNode({
+          prefix,
+          node: "a",
+          queues: { limited: { limit: 10, global: 2 } },
+          workers: [Sleeper],
+          pollInterval: "200 millis",
+          pruner: false
+        })
+        // The other jobs of the queue run while the first one is locked, as they do in an
+        // unlimited queue (fetching skips locked jobs).
+        yield* waitFor("the unlocked jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 5), "10 seconds")
+          .pipe(Effect.ensuring(Deferred.succeed(release, undefined)))
+        yield* Fiber.join(holder)
+        yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 6))
+        yield* a.stop
+      }), 60_000)
+
+    it.effect("a claimer that stalls holding the queue's row lock (a partitioned node) loses it within seconds", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        const a = yield* startNode({
+          prefix,
+          node: "a",
+          queues: { limited: { limit: 10, global: 2 } },
+          workers: [Sleeper],
+          pollInterval: "200 millis",
+          pruner: false
+        })
+        yield* producersRegistered(prefix, 1)
+        // Another node's claim took the lock with its first statement, then went silent: its
+        // process froze, or the network dropped every packet, so no COMMIT and no FIN arrive.
+        const locked = yield* Deferred.make<void>()
+        const stalled = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          assert.strictEqual((yield* lockQueueLimits(sql, prefix, "limited"))?.global, 2)
+          yield* Deferred.succeed(locked, undefined)
+          return yield* Effect.never
+        })))
+        yield* Deferred.await(locked)
+        yield* Oban.insertAll(Array.from({ length: 3 }, () => Sleeper.job({ account: "x", millis: 0 })))
+        yield* waitFor("the jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 3), "15 seconds")
+          .pipe(Effect.ensuring(Fiber.interrupt(stalled)))
+        yield* a.stop
+      }), 60_000)
+
+    it.effect("TestClock: partitions whose jobs come in clumps all fill at once, without waiting for polls", () =>
+      Effect.gen(function*() {
+        yield* reset
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1))
+        gate = Deferred.makeUnsafe<void>()
+        // 8 accounts of 120 jobs each, in account order: a claim's scan window (100 jobs at this
+        // demand) sees one account only. Each job holds its slot until the gate opens. TestClock
+        // stands still, and so do the producer's polls: only claims made at once count.
+        const accounts = 8
+        yield* Oban.insertAll(Array.from({ length: accounts * 120 }, (_, n) =>
+          Gated.job({ account: `acct-${Math.floor(n / 120)}` })))
+        const a = yield* startNode({
+          prefix,
+          node: "a",
+          queues: { limited: { limit: 20, global: 1, partition: { by: "args", key: "account" } } },
+          workers: [Gated],
+          pollInterval: "1 minute",
+          pruner: false
+        })
+        yield* TestClock.withLive(producersRegistered(prefix, 1))
+        yield* TestClock.withLive(
+          waitFor(`${accounts} accounts running`, Effect.map(executing, (n) => n === accounts), "10 seconds")
+        ).pipe(Effect.onError(() => Deferred.succeed(gate, undefined)))
+        const sql = yield* SqlClient
+        const perAccount = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing' GROUP BY args ->> 'account'`
+        assert.deepStrictEqual(perAccount.map((row) => row.n), Array.from({ length: accounts }, () => 1))
+        yield* Deferred.succeed(gate, undefined)
+        yield* a.stop
+      }).pipe(Effect.provide(Layer.merge(TestClock.layer(), ObanClock.layerEffect))), 60_000)
+  })
+})
