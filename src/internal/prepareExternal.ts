@@ -68,7 +68,7 @@ export const prepareExternal = (
     return {
       insert,
       wake: due.size === 0 ? undefined : wakeStatement(channel(settings.prefix, "insert"), [...due]),
-      jobs: (rows) => jobsOf(rows, encoded.length, slots)
+      jobs: (rows) => jobsOf(rows, plainPositions(encoded), slots)
     }
   })
 
@@ -103,9 +103,18 @@ const mixedReplace = (
   )
 }
 
-/** A job as the insert statement returns it: the row's columns as JSON, its position and conflict. */
+/** The positions of the requests without uniqueness, in order. */
+const plainPositions = (encoded: ReadonlyArray<EncodedRequest>): ReadonlyArray<number> => {
+  const positions: Array<number> = []
+  for (let position = 0; position < encoded.length; position++) {
+    if (encoded[position]!.unique === undefined) positions.push(position)
+  }
+  return positions
+}
+
+/** A job as the insert statement returns it: the row's columns as JSON, whether it conflicted, a unique one's position. */
 interface JobJson {
-  readonly ord: number
+  readonly ord?: number
   readonly conflict: boolean
   readonly id: number
   readonly state: JobState
@@ -152,19 +161,34 @@ const jobOf = (json: JobJson): Inserted => ({
 })
 
 /**
- * The jobs of the statement's `rows` in request order; a later unique
- * request with the key of an earlier one gets the same job as a conflict.
- * Throws when `rows` are not the statement's (a job is missing).
+ * The jobs of the statement's `rows` in request order: unique ones by their
+ * `ord`, plain ones by id (drawn in request order) onto `plain`, the
+ * positions of the plain requests. A later unique request with the key of
+ * an earlier one gets the same job as a conflict. Throws when `rows` are
+ * not the statement's (a job is missing).
  */
-const jobsOf = (rows: ReadonlyArray<ResultRow>, count: number, slots: ReadonlyArray<Slot>): ReadonlyArray<Inserted> => {
+const jobsOf = (
+  rows: ReadonlyArray<ResultRow>,
+  plain: ReadonlyArray<number>,
+  slots: ReadonlyArray<Slot>
+): ReadonlyArray<Inserted> => {
+  const count = plain.length + slots.reduce((sum, slot) => sum + 1 + slot.duplicates.length, 0)
   const jobs: Array<Inserted | undefined> = new Array(count)
+  const plainJobs: Array<Inserted> = []
   for (const row of rows) {
     const text: unknown = row[resultColumn]
     if (typeof text !== "string") {
       throw new TypeError(`ExternalInsert: each row must have the text column ${resultColumn} of the insert statement`)
     }
     const json = JSON.parse(text) as JobJson
-    jobs[json.ord] = jobOf(json)
+    if (json.ord === undefined) plainJobs.push(jobOf(json))
+    else jobs[json.ord] = jobOf(json)
+  }
+  if (plainJobs.length === plain.length) {
+    plainJobs.sort((a, b) => a.id - b.id)
+    plainJobs.forEach((job, index) => {
+      jobs[plain[index]!] = job
+    })
   }
   for (const slot of slots) {
     const job = jobs[slot.position]
