@@ -308,14 +308,18 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
 
     it.effect("unique requests replacing different fields in one call are refused on unique", () =>
       Effect.gen(function*() {
+        const replacing = { unique: { period: "forever", keys: ["userId"], replace: ["args"] } } as const
         const error = yield* Effect.flip(ExternalInsert.prepareAll([
+          Welcome.job({ accountId: 1 }),
           Digest.job({ userId: "a" }),
-          Digest.job({ userId: "b" }, { unique: { period: "forever", keys: ["userId"], replace: ["args"] } })
+          Digest.job({ userId: "b" }),
+          Digest.job({ userId: "c" }, replacing),
+          Digest.job({ userId: "d" }, replacing)
         ]))
         assert.strictEqual(error._tag, "InvalidJobError")
         if (error._tag === "InvalidJobError") {
           assert.strictEqual(error.field, "unique")
-          assert.isDefined(error.index)
+          assert.strictEqual(error.index, 3)
         }
       }))
 

@@ -47,7 +47,7 @@ export const prepareExternal = (
     const indexOf = (position: number) => indexed ? position : undefined
     const encoded = yield* encodeRequests(requests, settings, traceparent, indexOf)
     const groups = groupUnique(encoded)
-    if (groups.length > 1) return yield* mixedReplace(requests, groups[1]![0]!.position, indexOf)
+    if (groups.length > 1) return yield* mixedReplace(requests, firstOtherReplace(groups), indexOf)
     const slots = groups[0] ?? []
     const rows: Array<string> = []
     const due = new Set<string>()
@@ -80,6 +80,18 @@ export const prepareExternal = (
 const isDue = (request: EncodedRequest, millis: number): boolean =>
   (request.scheduleIn === null || request.scheduleIn <= 0) &&
   (request.scheduledAt === null || request.scheduledAt.getTime() <= millis)
+
+/**
+ * The first request, in request order, whose key replaces other fields than
+ * the key of the first unique request.
+ */
+const firstOtherReplace = (groups: ReadonlyArray<ReadonlyArray<Slot>>): number => {
+  const firstOf = (group: ReadonlyArray<Slot>) => Math.min(...group.map((slot) => slot.position))
+  const byFirst = [...groups].sort((a, b) => firstOf(a) - firstOf(b))
+  const replace = byFirst[0]![0]!.request.unique!.replace.join(",")
+  const others = byFirst.filter((group) => group[0]!.request.unique!.replace.join(",") !== replace)
+  return Math.min(...others.map(firstOf))
+}
 
 /**
  * Unique requests whose keys replace different fields need one upsert per
