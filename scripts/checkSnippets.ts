@@ -41,7 +41,7 @@ const sources: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["@effect/platform-node", ["NodeRuntime"]],
   ["@effect/vitest", ["assert"]],
   ["effect-oban", [
-    "Backoff", "Config", "Cron", "Events", "Job", "Leader", "Migrations", "Oban", "ObanClock", "ObanConfig", "Pruner", "Rescuer",
+    "Backoff", "Config", "Cron", "Events", "ExternalInsert", "Job", "Leader", "Migrations", "Oban", "ObanClock", "ObanConfig", "Pruner", "Rescuer",
     "Stager", "Worker"
   ]],
   ["./world.ts", worldNames()]

@@ -7,6 +7,9 @@
 /** Inserting jobs (and, later, running queues). */
 export * as Oban from "./Oban.ts"
 
+/** Inserting jobs inside a transaction of another driver or ORM (node-postgres, Kysely, ...). */
+export * as ExternalInsert from "./ExternalInsert.ts"
+
 /** Defining workers and building job requests. */
 export * as Worker from "./Worker.ts"
 

@@ -21,9 +21,11 @@ export const wakeQueues = (sql: SqlClient, prefix: string, source: string): Frag
  * state is in its `unique_states`, or always when that is NULL).
  */
 export const uniqueKeyConflict = (sql: SqlClient, prefix: string): Fragment =>
-  sql`(unique_key) WHERE unique_key IS NOT NULL AND (unique_states IS NULL OR ${
-    sql.literal(`"${prefix}".oban_state_in`)
-  }(state, unique_states))`
+  sql.literal(uniqueKeyConflictText(prefix))
+
+/** `uniqueKeyConflict` as SQL text (the prefix is a validated plain identifier). */
+export const uniqueKeyConflictText = (prefix: string): string =>
+  `(unique_key) WHERE unique_key IS NOT NULL AND (unique_states IS NULL OR "${prefix}".oban_state_in(state, unique_states))`
 
 /**
  * Rows for a statement that changes the jobs they name: a JSON object keyed

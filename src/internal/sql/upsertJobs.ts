@@ -49,25 +49,54 @@ const assignments: Readonly<Record<ReplaceField, ReadonlyArray<string>>> = {
 }
 
 /** The job's columns as the RETURNING list of the upsert (the table is aliased `j`). */
-const returnedColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
+export const returnedColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
 
 /** The SET list of the conflict update for `replace`. */
-const setList = (replace: ReadonlyArray<ReplaceField>): string =>
+export const setList = (replace: ReadonlyArray<ReplaceField>): string =>
   replace.length === 0 ? "unique_key = EXCLUDED.unique_key" : replace.flatMap((field) => assignments[field]).join(",\n")
+
+/**
+ * One job of the statement's input as a JSON object: its columns, its
+ * position and, when unique, its key parts (else `unique_key` is null).
+ */
+export const inputRow = (job: EncodedRequest, ord: number): string => {
+  const unique = job.unique
+  return `${rowJson(job).slice(0, -1)},"ord":${ord},` +
+    `"schedule_in_ms":${job.scheduleIn ?? "null"},` +
+    `"scheduled_at":${job.scheduledAt === null ? "null" : JSON.stringify(job.scheduledAt.toISOString())},` +
+    (unique === undefined
+      ? `"unique_key":null,"period_ms":null,"unique_states":null}`
+      : `"unique_key":"${unique.hash}","period_ms":${unique.periodMs ?? "null"},"unique_states":${unique.states}}`)
+}
 
 /** The statement's input: one JSON object per job, with its position and unique parts. */
 const inputJson = (jobs: ReadonlyArray<EncodedRequest>, positions: ReadonlyArray<number>): string => {
   let text = "["
-  for (let i = 0; i < jobs.length; i++) {
-    const job = jobs[i]!
-    const unique = job.unique!
-    text += `${i === 0 ? "" : ","}${rowJson(job).slice(0, -1)},"ord":${positions[i]},` +
-      `"schedule_in_ms":${job.scheduleIn ?? "null"},` +
-      `"scheduled_at":${job.scheduledAt === null ? "null" : JSON.stringify(job.scheduledAt.toISOString())},` +
-      `"unique_key":"${unique.hash}","period_ms":${unique.periodMs ?? "null"},"unique_states":${unique.states}}`
-  }
+  for (let i = 0; i < jobs.length; i++) text += (i === 0 ? "" : ",") + inputRow(jobs[i]!, positions[i]!)
   return text + "]"
 }
+
+/**
+ * The select list of the input CTE over `r`, the rows of `inputRecord`, and
+ * `clock`: each job with its due time and its full unique key. The key
+ * bucket of a period is `floor(epoch milliseconds of now / period)`.
+ */
+export const inputColumns = `r.ord, r.queue, r.worker, r.args, r.meta, r.tags, r.max_attempts, r.priority,
+        r.unique_states, clock.now,
+        COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond') AS at,
+        CASE WHEN r.period_ms IS NULL THEN r.unique_key
+          ELSE r.unique_key || ':' || floor(extract(epoch FROM clock.now) * 1000 / r.period_ms)::bigint
+        END AS unique_key`
+
+/** The record type of an input row, for `jsonb_to_recordset(...) AS r(<inputRecord>)`. */
+export const inputRecord = `ord int, queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint,
+        priority smallint, schedule_in_ms float8, scheduled_at timestamptz, unique_key text, period_ms numeric,
+        unique_states smallint`
+
+/** Whether a returned row conflicted (`conflict`), and whether its queue needs a wake-up (`wakes`). */
+export const upsertOutcome = (replacesTime: boolean): string =>
+  `j.xmax::text <> '0' AS conflict,
+        j.state = 'available' AND (j.xmax::text = '0' OR ${replacesTime ? "true" : "false"}) AS wakes`
 
 /**
  * Inserts unique jobs, at most one per key (the caller merges duplicates),
@@ -95,17 +124,8 @@ export const upsertJobs = (
   return sql<UpsertedRow>`
     WITH clock AS (SELECT ${now} AS now),
     input AS (
-      SELECT r.ord, r.queue, r.worker, r.args, r.meta, r.tags, r.max_attempts, r.priority, r.unique_states,
-        clock.now,
-        COALESCE(r.scheduled_at, clock.now + COALESCE(r.schedule_in_ms, 0) * interval '1 millisecond') AS at,
-        CASE WHEN r.period_ms IS NULL THEN r.unique_key
-          ELSE r.unique_key || ':' || floor(extract(epoch FROM clock.now) * 1000 / r.period_ms)::bigint
-        END AS unique_key
-      FROM clock, jsonb_to_recordset(${inputJson(jobs, positions)}::jsonb) AS r(
-        ord int, queue text, worker text, args jsonb, meta jsonb, tags text[], max_attempts smallint,
-        priority smallint, schedule_in_ms float8, scheduled_at timestamptz, unique_key text, period_ms numeric,
-        unique_states smallint
-      )
+      SELECT ${sql.literal(inputColumns)}
+      FROM clock, jsonb_to_recordset(${inputJson(jobs, positions)}::jsonb) AS r(${sql.literal(inputRecord)})
     ),
     upserted AS (
       INSERT INTO ${jobsTable} AS j
@@ -117,9 +137,7 @@ export const upsertJobs = (
       ORDER BY unique_key COLLATE "C"
       ON CONFLICT ${uniqueKeyConflict(sql, prefix)}
       DO UPDATE SET ${sql.literal(setList(replace))}
-      RETURNING ${sql.literal(returnedColumns)}, j.unique_key,
-        j.xmax::text <> '0' AS conflict,
-        j.state = 'available' AND (j.xmax::text = '0' OR ${sql.literal(replacesTime ? "true" : "false")}) AS wakes
+      RETURNING ${sql.literal(returnedColumns)}, j.unique_key, ${sql.literal(upsertOutcome(replacesTime))}
     )${wake ? sql`, notified AS (${wakeQueues(sql, prefix, "upserted WHERE wakes")})` : sql.literal("")}
     SELECT input.ord, upserted.*
     FROM upserted JOIN input USING (unique_key)${sql.literal(wake ? " CROSS JOIN notified" : "")}
