@@ -24,16 +24,12 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
-import type { SqlClient } from "effect/sql/SqlClient"
-import type { SqlError } from "effect/sql/SqlError"
-import type { ExecutorShape } from "./Executor.ts"
 import { tracked } from "./internal/activity.ts"
-import type { Liveness } from "./internal/liveness.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
-import { isPartitioned, type QueueLimits } from "./internal/queueLimits.ts"
+import { isPartitioned } from "./internal/queueLimits.ts"
 import type { LimitedFetch } from "./internal/sql/limitedClaims.ts"
 import { releaseLostClaim } from "./internal/lostClaims.ts"
 import { type Fetched, fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
@@ -44,76 +40,8 @@ import { now, statementNow } from "./ObanClock.ts"
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
 
-/**
- * What `checkQueue` reports.
- *
- * @since 0.1.0
- */
-export interface QueueState {
-  readonly queue: string
-  readonly node: string
-  /** The local limit: jobs of the queue this node runs at once. */
-  readonly limit: number
-  /** Jobs of the queue running on this node. */
-  readonly running: number
-  readonly paused: boolean
-  /** The queue across all nodes: jobs executing everywhere, and its cluster-wide limits and rate window. */
-  readonly cluster?: QueueLimiter.ClusterState | undefined
-}
-
-/**
- * @since 0.1.0
- */
-export type ClusterState = QueueLimiter.ClusterState
-
-/**
- * @since 0.1.0
- */
-export interface Producer {
-  readonly queue: string
-  /** This incarnation's id: its row in `oban_producers`, and `attempted_by[2]` of its jobs. */
-  readonly id: string
-  /** Drops a job claimed ahead and not started (it was cancelled); whether it was waiting here. */
-  readonly forget: (jobId: number) => Effect.Effect<boolean>
-  /** The jobs claimed ahead and not started yet. */
-  readonly waiting: Effect.Effect<ReadonlyArray<number>>
-  /** Ask for a fetch soon. Cheap and safe to call any number of times. */
-  readonly wake: Effect.Effect<void>
-  /** Completes once the producer has registered and made its first fetch (or found its queue paused). */
-  readonly ready: Effect.Effect<void>
-  readonly pause: Effect.Effect<void>
-  readonly resume: Effect.Effect<void>
-  readonly scale: (limit: number) => Effect.Effect<void>
-  /** Re-reads the queue's cluster-wide limits (another node changed them). */
-  readonly refreshLimits: Effect.Effect<void>
-  readonly check: Effect.Effect<QueueState, SqlError>
-  /** This node's part of `check`, without asking the database. */
-  readonly local: Effect.Effect<QueueState>
-}
-
-/**
- * @since 0.1.0
- */
-export interface Options {
-  readonly sql: SqlClient
-  readonly prefix: string
-  readonly node: string
-  readonly queue: string
-  readonly limit: number
-  readonly paused: boolean
-  /**
-   * Cluster-wide limits from the node's config, written to `oban_queues` at
-   * start; none when the config gives none (the stored ones are read).
-   */
-  readonly limits?: QueueLimits | undefined
-  readonly pollInterval: Duration.Duration
-  readonly heartbeatInterval: Duration.Duration
-  /** How long a silent producer has before the rescuer takes its jobs. */
-  readonly rescueAfter: Duration.Duration
-  /** The node's own client for heartbeats, off the shared pool. */
-  readonly liveness: Liveness
-  readonly executor: ExecutorShape
-}
+export type { ClusterState, Options, Producer, QueueState } from "./internal/producerTypes.ts"
+import type { Options, Producer } from "./internal/producerTypes.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
