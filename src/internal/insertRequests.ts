@@ -13,7 +13,7 @@ import { listening, publish } from "../Events.ts"
 import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type * as Worker from "../Worker.ts"
-import { encodeRequests } from "./encodeRequest.ts"
+import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
 import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { orNotMigrated } from "./notMigrated.ts"
@@ -39,8 +39,10 @@ export const insertRequests = (
       insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix)),
       ({ jobs, wake }) => Effect.map(withRequestArgs(list, encoded, jobs, indexed), (typed) => ({ jobs: typed, wake }))
     )
-    // A conflict's stored args may no longer decode; then nothing of the call may stay written.
-    const { jobs, wake } = yield* (hasUnique(encoded) ? sql.withTransaction(inserting) : inserting)
+    // A unique job's stored args may no longer decode; then nothing of the call may stay written.
+    // One unique request that replaces nothing writes nothing on a conflict, so it needs no
+    // transaction of its own (which would cost a second durable commit for its wake-up).
+    const { jobs, wake } = yield* (mayWriteBeforeDecoding(encoded) ? sql.withTransaction(inserting) : inserting)
     yield* wakeAfterCommit(sql, settings.prefix, wake)
     // A conflict inserted nothing: no event, and nothing for the inline runner.
     const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
@@ -64,7 +66,9 @@ export const insertRequests = (
   }))
 }
 
-const hasUnique = (encoded: ReadonlyArray<{ readonly unique: unknown }>): boolean => {
+/** Whether a failure to decode a unique job's stored args could come after the call wrote something. */
+const mayWriteBeforeDecoding = (encoded: ReadonlyArray<EncodedRequest>): boolean => {
+  if (encoded.length === 1) return (encoded[0]!.unique?.replace.length ?? 0) > 0
   for (const request of encoded) if (request.unique !== undefined) return true
   return false
 }
