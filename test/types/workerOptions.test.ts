@@ -4,8 +4,10 @@
  * inserts return jobs typed by their worker's args.
  */
 import { describe, expectTypeOf, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
-import { Oban, Worker } from "effect-oban"
+import type { PgClient } from "@effect/sql-pg"
+import { type Config, Context, Effect, type Layer, Schema } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import { type InvalidConfigError, type InvalidPrefixError, type MigrationError, Oban, Worker } from "effect-oban"
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { permanent: Schema.Boolean }) {}
 
@@ -35,5 +37,21 @@ describe("worker option types", () => {
     const insert = Oban.insert(Dated.job({ at: new Date(0), count: 1 }))
     expectTypeOf<Effect.Success<typeof insert>["args"]>().toEqualTypeOf<{ readonly at: Date; readonly count: number }>()
     expectTypeOf<Effect.Success<typeof insert>["conflict"]>().toEqualTypeOf<boolean>()
+  })
+
+  it("layerConfig adds ConfigError to the layer's errors and needs what its workers need", () => {
+    class Mailer extends Context.Service<Mailer, { readonly send: Effect.Effect<void> }>()("types/Mailer") {}
+    const Mail = Worker.make("TypedMail", {
+      args: Schema.Struct({}),
+      perform: () => Effect.flatMap(Effect.service(Mailer), (mailer) => mailer.send)
+    })
+    const live = Oban.layerConfig({ workers: [Mail] })
+    expectTypeOf(live).toEqualTypeOf<
+      Layer.Layer<
+        Oban.Oban,
+        Config.ConfigError | InvalidConfigError | InvalidPrefixError | MigrationError,
+        PgClient.PgClient | SqlClient | Mailer
+      >
+    >()
   })
 })
