@@ -161,9 +161,16 @@ export interface WorkerOptions<A, I, E, R> {
    */
   readonly backoff?: Schedule.Schedule<unknown, number> | undefined
   /**
+   * The schema of the errors `perform` fails with, for example
+   * `Schema.Union([MailError, BadAddress])`. Optional; when given, it is the
+   * worker's error type, whatever the order of the other options (without
+   * it, `retryable` written before `perform` needs its parameter annotated).
+   */
+  readonly errors?: Schema.Codec<E, unknown> | undefined
+  /**
    * Return false for errors that should discard the job instead of retrying
    * it. Its error type is the one `perform` fails with (never inferred from
-   * here), wherever it stands among the options.
+   * here).
    */
   readonly retryable?: ((error: NoInfer<E>) => boolean) | undefined
   /** The work. Its typed failures become retries; defects are recorded as crashes. */

@@ -25,8 +25,19 @@ describe("worker option types", () => {
       retryable: (error: Refused) => !error.permanent,
       perform: (job) => job.args.id === "" ? Effect.fail(new Refused({ permanent: true })) : Effect.void
     })
+    // With the errors' schema given, no option's order matters and nothing needs annotating.
+    const Declared = Worker.make("ErrorsDeclared", {
+      args: Schema.Struct({ id: Schema.String }),
+      errors: Refused,
+      retryable: (error) => {
+        expectTypeOf(error).toEqualTypeOf<Refused>()
+        return !error.permanent
+      },
+      perform: (job) => job.args.id === "" ? Effect.fail(new Refused({ permanent: true })) : Effect.void
+    })
     expectTypeOf(Last.retryable).toEqualTypeOf<((error: Refused) => boolean) | undefined>()
     expectTypeOf(First.retryable).toEqualTypeOf<((error: Refused) => boolean) | undefined>()
+    expectTypeOf(Declared.retryable).toEqualTypeOf<((error: Refused) => boolean) | undefined>()
   })
 
   it("returns inserted jobs typed by their worker's args", () => {
