@@ -1,54 +1,43 @@
 /**
- * A node embedded in promise-based code, as docs/embedding.md shows: started
- * with a ManagedRuntime, known to be working once `oban.ready` resolves,
- * stopped gracefully by `runtime.dispose()` while a job runs.
+ * A node embedded in promise-based code, as docs/embedding.md shows, in an OS
+ * process of its own: started with a ManagedRuntime, known to be working once
+ * `oban.ready` resolves, and stopped by SIGTERM through the recipe's handler
+ * (`runtime.dispose()`) while a job runs.
  */
-import { PgClient } from "@effect/sql-pg"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime, Redacted, Schema } from "effect"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { Config, Migrations, Oban, Worker } from "effect-oban"
-import { databaseUrl, uniquePrefix } from "./support/db.ts"
+import { Oban, Worker } from "effect-oban"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, waitFor } from "./support/node.ts"
+import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
 
-const Quick = Worker.make("EmbedQuick", { args: Schema.Struct({}), perform: () => Effect.void })
-const Slow = Worker.make("EmbedSlow", { args: Schema.Struct({ millis: Schema.Number }), perform: (job) => Effect.sleep(job.args.millis) })
+// The same name and args as the process's worker: this side only inserts.
+const Slow = Worker.make("EmbedSlow", { args: Schema.Struct({ millis: Schema.Number }), perform: () => Effect.void })
 
 describe("a node embedded in promise-based code", () => {
-  it("is ready once its producers fetch, runs jobs, and stops gracefully on dispose", async () => {
-    const prefix = uniquePrefix("embed")
-    const PgLive = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 })
-    const query = <A>(f: (sql: SqlClient) => Effect.Effect<A, unknown>) =>
-      Effect.runPromise(Effect.gen(function*() {
-        return yield* f(yield* SqlClient)
-      }).pipe(Effect.provide(PgLive), Effect.orDie))
-    await Effect.runPromise(Migrations.run({ prefix }).pipe(Effect.provide(PgLive)))
-    try {
-      // The documented recipe: the node and the client in one runtime, so that inserts share it.
-      const ObanLive = Oban.layer({ queues: { default: 2 }, workers: [Quick, Slow], shutdownGracePeriod: "20 seconds" }).pipe(
-        Layer.provideMerge(Config.layer({ prefix })),
-        Layer.provideMerge(PgLive)
+  const prefix = uniquePrefix("embed")
+  it.live("is ready once its producer fetches, runs jobs, and finishes a running job on SIGTERM", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const producers = Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`,
+        (rows) => rows[0]!.n
       )
-      const runtime = ManagedRuntime.make(ObanLive)
-      await runtime.runPromise(Effect.flatMap(Effect.service(Oban.Oban), (oban) => oban.ready))
-      const producers = await query((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`)
-      expect(producers[0]!.n).toBe(1)
-
-      const quick = await runtime.runPromise(Oban.insert(Quick.job({})))
-      const slow = await runtime.runPromise(Oban.insert(Slow.job({ millis: 1_500 })))
-      const stateOf = async (id: number) =>
-        (await query((sql) => sql<{ state: string }>`SELECT state FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`))[0]!.state
-      const deadline = Date.now() + 20_000
-      while ((await stateOf(quick.id)) !== "completed" || (await stateOf(slow.id)) !== "executing") {
-        if (Date.now() > deadline) throw new Error("jobs did not start")
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
-      // What a SIGTERM handler would call: the slow job finishes within the grace period.
-      await runtime.dispose()
-      expect(await stateOf(slow.id)).toBe("completed")
-      const left = await query((sql) => sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers`)
-      expect(left[0]!.n).toBe(0)
-    } finally {
-      await query((sql) => sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`))
-    }
-  }, 60_000)
+      const node = yield* spawnNode("embedded", { DATABASE_URL: databaseUrl(), PREFIX: prefix }, "embeddedNodeProcess.ts")
+      yield* awaitReady(node)
+      // Ready means registered and fetching, not merely built.
+      assert.strictEqual(yield* producers, 1)
+      const quick = yield* Oban.insert(Slow.job({ millis: 0 }))
+      const slow = yield* Oban.insert(Slow.job({ millis: 1_500 }))
+      const state = (id: number) => Effect.map(jobRow(prefix, id), (row) => row.state)
+      yield* waitFor("both jobs started", Effect.map(
+        Effect.all([state(quick.id), state(slow.id)]),
+        ([a, b]) => a === "completed" && b === "executing"
+      ))
+      // What a deploy sends: the recipe's handler disposes the runtime, the slow job finishes.
+      assert.strictEqual(yield* stopNode(node, "SIGTERM"), 0)
+      assert.strictEqual(yield* state(slow.id), "completed")
+      assert.strictEqual(yield* producers, 0)
+    }).pipe(Effect.provide(testLayer(prefix)), Effect.scoped), 60_000)
 })
