@@ -254,6 +254,8 @@ export interface EncodedRequest {
   readonly meta: string
   /** JSON text of the args as the worker's schema encoded them. */
   readonly args: string
+  /** The args as the request gave them: what the inserted job returns (typed by its worker). */
+  readonly value: unknown
   /** Uniqueness, when declared; `undefined` for an ordinary job. */
   readonly unique: EncodedUnique | undefined
 }
@@ -312,7 +314,9 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
     const meta = withRunOptions(checkMeta(request.meta, traceparent), timeoutMillis, backoff)
     field = "unique"
     const unique: unknown = request.unique
-    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "", unique }
+    field = "args"
+    const value: unknown = request.args
+    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "", value, unique }
   } catch (error) {
     return error instanceof Problem ? error : new Problem(field, `reading ${field} threw: ${errorText(error)}`)
   }

@@ -154,8 +154,9 @@ const upsertGroup = (
  * `maxStatementUnits` like plain batches; the plain ones through the plain
  * statements. A single statement wakes its queues itself when it can (see
  * `withInlineWake`);
- * several run in one transaction (a savepoint inside the caller's), so the
- * call stays all or nothing. A conflict wakes nothing; a replaced
+ * several must run in one transaction, which the caller opens (it also
+ * covers the decoding of the jobs' stored args), so the call stays all or
+ * nothing. A conflict wakes nothing; a replaced
  * `scheduledAt` that makes a job due wakes its queue.
  */
 const insertWithUnique = (
@@ -200,5 +201,6 @@ const insertWithUnique = (
     (group) => Effect.map(upsertGroup(sql, prefix, time, group, false), (rows) => place(rows, false)),
     { discard: true }
   )
-  return Effect.andThen(sql.withTransaction(Effect.andThen(plain, unique)), result)
+  // Several statements: the caller (`insertRequests`) runs such a call in one transaction.
+  return Effect.andThen(Effect.andThen(plain, unique), result)
 }

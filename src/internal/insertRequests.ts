@@ -66,7 +66,12 @@ export const insertRequests = (
   }))
 }
 
-/** Whether a failure to decode a unique job's stored args could come after the call wrote something. */
+/**
+ * Whether the call needs a transaction of its own: a unique request among
+ * others takes several statements, and a failure to decode a unique job's
+ * stored args could come after the call wrote something. (`insertEncoded`
+ * relies on this for calls with several unique or mixed requests.)
+ */
 const mayWriteBeforeDecoding = (encoded: ReadonlyArray<EncodedRequest>): boolean => {
   if (encoded.length === 1) return (encoded[0]!.unique?.replace.length ?? 0) > 0
   for (const request of encoded) if (request.unique !== undefined) return true
@@ -74,11 +79,11 @@ const mayWriteBeforeDecoding = (encoded: ReadonlyArray<EncodedRequest>): boolean
 }
 
 /**
- * The jobs with the args of their worker's type: an ordinary job's are the
- * args its request gave; a unique job's are the stored ones (an existing
- * job's, or replaced by a later request of the same call), decoded with the
- * request's worker schema. When those no longer decode (the schema changed
- * since), the call fails with `InvalidJobError` on `args`.
+ * The jobs with the args of their worker's type. An ordinary job has them
+ * already (its request's own); a unique job's are the stored ones (an
+ * existing job's, or replaced by a later request of the same call), decoded
+ * with the request's worker schema. When those no longer decode (the schema
+ * changed since), the call fails with `InvalidJobError` on `args`.
  */
 const withRequestArgs = (
   list: ReadonlyArray<Worker.JobRequest>,
@@ -87,12 +92,11 @@ const withRequestArgs = (
   indexed: boolean
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError> => {
   const stored: Array<number> = []
-  const typed = jobs.map((job, position) => {
-    if (encoded[position]!.unique === undefined) return { ...job, args: list[position]!.args }
-    stored.push(position)
-    return job
-  })
-  if (stored.length === 0) return Effect.succeed(typed)
+  for (let position = 0; position < encoded.length; position++) {
+    if (encoded[position]!.unique !== undefined) stored.push(position)
+  }
+  if (stored.length === 0) return Effect.succeed(jobs)
+  const typed = [...jobs]
   return Effect.as(
     Effect.forEach(stored, (position) => {
       const request = list[position]!

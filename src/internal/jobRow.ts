@@ -59,10 +59,10 @@ const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
 const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /**
- * A job just inserted (not a conflict), from its request and what the database decided. Args
- * and meta are parsed from the JSON text that was stored, so they are what a
- * read of the row returns (up to the order of object keys). Empty errors,
- * tags and meta are shared frozen values, as the job's readonly type allows.
+ * A job just inserted (not a conflict), from its request and what the database decided. Its
+ * args are the request's own (typed by its worker; the row holds their JSON encoding); meta is
+ * parsed from the JSON text that was stored. Empty errors, tags and meta are shared frozen
+ * values, as the job's readonly type allows.
  */
 export const insertedJob = (
   request: EncodedRequest,
@@ -75,7 +75,7 @@ export const insertedJob = (
   state,
   queue: request.queue,
   worker: request.worker,
-  args: JSON.parse(request.args),
+  args: request.value,
   meta: request.meta === "{}" ? noMeta : JSON.parse(request.meta),
   tags: request.tags,
   errors: noErrors,
