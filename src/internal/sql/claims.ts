@@ -96,7 +96,8 @@ export const fetchJobs = (
     return { jobs, ahead }
   }))
 
-const byFetchOrder = (a: Job, b: Job): number =>
+/** Priority, then scheduled_at, then id: the order producers fetch in. */
+export const byFetchOrder = (a: Job, b: Job): number =>
   a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
 
 /** Claims the given jobs if they are available, for a run in the caller's fiber (testing). */

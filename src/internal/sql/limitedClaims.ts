@@ -22,10 +22,9 @@ import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
-import type { Job } from "../../Job.ts"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
-import { isLimited, type Partition, type QueueLimits } from "../queueLimits.ts"
-import { type Fetched, fetchJobs, startAttempt } from "./claims.ts"
+import { isLimited, type Partition, type QueueLimits, unlimited } from "../queueLimits.ts"
+import { byFetchOrder, type Fetched, fetchJobs, startAttempt } from "./claims.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { lockQueueLimits } from "./queues.ts"
 import { table } from "./tables.ts"
@@ -90,7 +89,7 @@ export const fetchLimited = (
         ahead: noneAhead,
         backlog: fetched.jobs.length === options.demand,
         nextWindowMillis: undefined,
-        limits: limits ?? { global: undefined, partition: undefined, rate: undefined }
+        limits: limits ?? unlimited
       }
     }
     return yield* claimWithin(sql, prefix, now, limits, options)
@@ -213,6 +212,3 @@ const claimWithin = (
     }
   }))
 }
-
-const byFetchOrder = (a: Job, b: Job): number =>
-  a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
