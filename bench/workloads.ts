@@ -42,10 +42,12 @@ const singleInserts = (fibers: number, perFiber: number) =>
     { concurrency: fibers, discard: true }
   )
 
-const insertWorkload = (options: {
+/** Inserts on a schema of its own, then checks the table holds `rows` jobs (default `jobs`). */
+export const insertWorkload = (options: {
   readonly name: string
   readonly prefix: string
   readonly jobs: number
+  readonly rows?: number
   readonly pool: number
   readonly note: string
   readonly insert: Effect.Effect<unknown, unknown, SqlClient>
@@ -55,7 +57,7 @@ const insertWorkload = (options: {
   run: (url) =>
     Effect.gen(function*() {
       const [wallMs] = yield* stopwatch(options.insert)
-      const problems = yield* checkInserted(options.prefix, options.jobs)
+      const problems = yield* checkInserted(options.prefix, options.rows ?? options.jobs)
       return { wallMs, note: options.note, problems }
     }).pipe((body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, options.pool)))
 })
