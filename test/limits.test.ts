@@ -48,6 +48,13 @@ const spans = Effect.gen(function*() {
   )
 })
 
+/** The database's clock now, in milliseconds (the clock the spans are stamped with). */
+const databaseMillis = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const [row] = yield* sql<{ ms: number }>`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS ms`
+  return Number(row!.ms)
+})
+
 const completed = (n: number) => waitFor(`${n} jobs completed`, Effect.map(countByState(prefix), (c) => c["completed"] === n), "60 seconds")
 
 const node = (name: string, queues: Oban.LayerOptions<typeof Spanned>["queues"]) =>
@@ -108,16 +115,23 @@ describe("cluster-wide limits", () => {
         yield* producersRegistered(prefix, 2)
         yield* waitFor("b follows", Effect.map(b.oban.checkQueue("limited"), (s) => s.cluster?.global === 1))
         yield* Oban.insertAll(Array.from({ length: 40 }, (_, n) => Spanned.job({ n, accountId: "x", millis: 100 })))
-        yield* waitFor("a job running", Effect.map(a.oban.checkQueue("limited"), (s) => s.cluster?.running === 1))
+        // A few jobs under global 1 first, so that its phase can be checked on its own.
+        yield* waitFor("3 jobs done under global 1", Effect.map(countByState(prefix), (c) => (c["completed"] ?? 0) >= 3))
+        const changedAt = yield* databaseMillis
         yield* a.oban.setQueueLimits("limited", { global: 4 })
         yield* waitFor("b follows", Effect.map(b.oban.checkQueue("limited"), (s) => s.cluster?.global === 4))
         yield* waitFor("4 running", Effect.map(b.oban.checkQueue("limited"), (s) => s.cluster?.running === 4))
         yield* completed(40)
         const all = yield* spans
+        assert.strictEqual(maxOverlap(all.filter((span) => span.start < changedAt)), 1)
         assert.strictEqual(maxOverlap(all), 4)
-        // Removing the limits makes the queue unlimited for both.
+        // Removing the limits makes the queue unlimited for both: more than 4 run at once.
         yield* b.oban.setQueueLimits("limited", {})
         yield* waitFor("a follows", Effect.map(a.oban.checkQueue("limited"), (s) => s.cluster?.global === undefined))
+        const removedAt = yield* databaseMillis
+        yield* Oban.insertAll(Array.from({ length: 12 }, (_, n) => Spanned.job({ n: 100 + n, accountId: "y", millis: 300 })))
+        yield* completed(52)
+        assert.isAbove(maxOverlap((yield* spans).filter((span) => span.start >= removedAt)), 4)
       }), 60_000)
 
     it.effect("invalid limits are refused before anything is written", () =>
