@@ -10,7 +10,8 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Oban from "../src/Oban.ts"
 import * as ObanClock from "../src/ObanClock.ts"
-import { lockQueueLimits } from "../src/internal/sql/queues.ts"
+import { fetchLimited } from "../src/internal/sql/limitedClaims.ts"
+import { lockQueueLimits, storeQueueLimits } from "../src/internal/sql/queues.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
@@ -42,6 +43,28 @@ const executing = Effect.map(countByState(prefix), (c) => c["executing"] ?? 0)
 
 describe("cluster-wide limits: edges", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
+    it.effect("one claim with a partition limit and a rate: jobs the partition turns away do not use the rate's quota", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", {
+          global: 2,
+          partition: { by: "args", key: "account" },
+          rate: { limit: 5, periodMillis: 3_600_000, partition: undefined }
+        })
+        // Five jobs of account a come first, then one each of b and c.
+        yield* Oban.insertAll(["a", "a", "a", "a", "a", "b", "c"].map((account) => Sleeper.job({ account, millis: 0 })))
+        const fetched = yield* fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+          queue: "limited",
+          demand: 10,
+          node: "edge",
+          producer: crypto.randomUUID(),
+          claim: crypto.randomUUID()
+        })
+        // Two of a (its partition's limit), and b and c: 4 of the rate's 5.
+        assert.deepStrictEqual(fetched.jobs.map((job) => (job.args as { account: string }).account).sort(), ["a", "a", "b", "c"])
+      }))
+
     it.effect("a job row locked by another transaction (a unique insert's conflict) does not stall the queue", () =>
       Effect.gen(function*() {
         yield* reset
