@@ -141,7 +141,7 @@ const claimWithin = (
   const withinPartition = global === undefined ? none : partition === undefined ? none : sql`
       AND gn <= ${global}::int - COALESCE((SELECT n FROM running WHERE running.part = ranked.gp), 0)`
   const withinRate = rate === undefined ? none : sql`
-      AND rn <= ${rate.limit}::int - COALESCE((SELECT n FROM used WHERE used.part = ranked.rp), 0)`
+      AND rn <= ${rate.limit}::int - COALESCE((SELECT n FROM used WHERE used.part = allowed.rp), 0)`
   // Without partitions, the global limit caps the whole claim.
   const take = global === undefined || partition !== undefined
     ? sql`${options.demand}::int`
@@ -173,14 +173,19 @@ const claimWithin = (
       FOR UPDATE OF c SKIP LOCKED
     ),
     ranked AS (
-      SELECT candidates.*,
-             row_number() OVER (PARTITION BY gp ORDER BY priority, scheduled_at, id) AS gn,
-             row_number() OVER (PARTITION BY rp ORDER BY priority, scheduled_at, id) AS rn
+      SELECT candidates.*, row_number() OVER (PARTITION BY gp ORDER BY priority, scheduled_at, id) AS gn
       FROM candidates
     ),
+    -- The rate counts only what the partition limit lets through: numbered after it, so jobs it
+    -- turns away take none of the window's quota.
+    allowed AS (
+      SELECT ranked.*, row_number() OVER (PARTITION BY rp ORDER BY priority, scheduled_at, id) AS rn
+      FROM ranked
+      WHERE true${withinPartition}
+    ),
     chosen AS (
-      SELECT id FROM ranked
-      WHERE true${withinPartition}${withinRate}
+      SELECT id FROM allowed
+      WHERE true${withinRate}
       ORDER BY priority, scheduled_at, id
       LIMIT ${take}
     ),
