@@ -11,6 +11,7 @@ import type { JobErrorEntry, JobState } from "../Job.ts"
 import type { Inserted } from "../Oban.ts"
 import type { JobRequest } from "../Worker.ts"
 import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
+import { jobFromRow } from "./jobRow.ts"
 import { externalInsert, resultColumn, type SqlText, wakeStatement } from "./sql/externalInsert.ts"
 import { inputRow } from "./sql/upsertJobs.ts"
 import { currentTraceparent } from "./telemetry.ts"
@@ -86,11 +87,10 @@ const isDue = (request: EncodedRequest, millis: number): boolean =>
  * the key of the first unique request.
  */
 const firstOtherReplace = (groups: ReadonlyArray<ReadonlyArray<Slot>>): number => {
-  const firstOf = (group: ReadonlyArray<Slot>) => Math.min(...group.map((slot) => slot.position))
-  const byFirst = [...groups].sort((a, b) => firstOf(a) - firstOf(b))
-  const replace = byFirst[0]![0]!.request.unique!.replace.join(",")
-  const others = byFirst.filter((group) => group[0]!.request.unique!.replace.join(",") !== replace)
-  return Math.min(...others.map(firstOf))
+  // One pass over the slots in request order: the first one's fields, then the first that differ.
+  const slots = groups.flat().sort((a, b) => a.position - b.position)
+  const first = slots[0]!.request.unique!.replace.join(",")
+  return slots.find((slot) => slot.request.unique!.replace.join(",") !== first)!.position
 }
 
 /**
@@ -150,25 +150,17 @@ interface JobJson {
 
 const dateOf = (text: string | null): Date | null => text === null ? null : new Date(text)
 
+/** The job of a row as JSON: its times parsed, then read like any row. */
 const jobOf = (json: JobJson): Inserted => ({
-  id: Number(json.id),
-  state: json.state,
-  queue: json.queue,
-  worker: json.worker,
-  args: json.args,
-  meta: json.meta ?? {},
-  tags: json.tags ?? [],
-  errors: json.errors ?? [],
-  attempt: json.attempt,
-  maxAttempts: json.max_attempts,
-  priority: json.priority,
-  insertedAt: new Date(json.inserted_at),
-  scheduledAt: new Date(json.scheduled_at),
-  attemptedAt: dateOf(json.attempted_at),
-  completedAt: dateOf(json.completed_at),
-  discardedAt: dateOf(json.discarded_at),
-  cancelledAt: dateOf(json.cancelled_at),
-  attemptedBy: json.attempted_by,
+  ...jobFromRow({
+    ...json,
+    inserted_at: new Date(json.inserted_at),
+    scheduled_at: new Date(json.scheduled_at),
+    attempted_at: dateOf(json.attempted_at),
+    completed_at: dateOf(json.completed_at),
+    discarded_at: dateOf(json.discarded_at),
+    cancelled_at: dateOf(json.cancelled_at)
+  }),
   conflict: json.conflict
 })
 
