@@ -59,10 +59,43 @@ describe("cluster-wide limits: edges", () => {
           demand: 10,
           node: "edge",
           producer: crypto.randomUUID(),
-          claim: crypto.randomUUID()
+          claim: crypto.randomUUID(),
+          finished: []
         })
         // Two of a (its partition's limit), and b and c: 4 of the rate's 5.
         assert.deepStrictEqual(fetched.jobs.map((job) => (job.args as { account: string }).account).sort(), ["a", "a", "b", "c"])
+      }))
+
+    it.effect("a claim counts a finished job whose outcome is unwritten as free, only under the claim it ran with", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", { global: 1, partition: undefined, rate: undefined })
+        yield* Oban.insertAll(["a", "b"].map((account) => Sleeper.job({ account, millis: 0 })))
+        const producer = crypto.randomUUID()
+        const claim = (finished: ReadonlyArray<{ readonly id: number; readonly claim: string }>) =>
+          Effect.map(
+            fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+              queue: "limited",
+              demand: 10,
+              node: "edge",
+              producer,
+              claim: crypto.randomUUID(),
+              finished
+            }),
+            (fetched) => fetched.jobs
+          )
+        const [first] = yield* claim([])
+        assert.isDefined(first)
+        const ranUnder = first!.attemptedBy![2]!
+        // Its row says executing: the one slot is taken.
+        assert.strictEqual((yield* claim([])).length, 0)
+        // The same job under another claim (a later run of it, claimed again after a rescue) still counts.
+        assert.strictEqual((yield* claim([{ id: first!.id, claim: crypto.randomUUID() }])).length, 0)
+        // Finished here under the claim it ran with, outcome not yet written: its slot is free.
+        const next = yield* claim([{ id: first!.id, claim: ranUnder }])
+        assert.deepStrictEqual(next.map((job) => (job.args as { account: string }).account), ["b"])
+        assert.strictEqual(yield* executing, 2)
       }))
 
     it.effect("a job row locked by another transaction (a unique insert's conflict) does not stall the queue", () =>

@@ -31,6 +31,8 @@ export interface Acker {
   readonly pending: Effect.Effect<number>
   /** The jobs whose outcome is handed in and not yet written. */
   readonly pendingIdsUnsafe: () => ReadonlySet<number>
+  /** Whether an outcome of the job is handed in and not yet written. */
+  readonly pendingUnsafe: (jobId: number) => boolean
 }
 
 /** The most outcomes written by one statement; more wait for the next. */
@@ -271,6 +273,7 @@ export const make = (options: {
         })
       }),
       pending: Effect.sync(() => pending),
-      pendingIdsUnsafe: () => new Set(unwritten.keys())
+      pendingIdsUnsafe: () => new Set(unwritten.keys()),
+      pendingUnsafe: (jobId) => unwritten.has(jobId)
     }
   })

@@ -17,7 +17,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { Partition } from "./queueLimits.ts"
 import { isLimited, type QueueLimits, sameLimits, unlimited } from "./queueLimits.ts"
-import { fetchLimited, type LimitedFetch } from "./sql/limitedClaims.ts"
+import { fetchLimited, type FinishedJob, type LimitedFetch } from "./sql/limitedClaims.ts"
 import { queueUsage, readQueueLimits, storeQueueLimits } from "./sql/queues.ts"
 
 /** How often a producer held back by a global or partition limit claims again while jobs wait. */
@@ -59,7 +59,13 @@ export interface QueueLimiter {
   /** Claims under the limits; when they cut the claim short with jobs left, `wake` runs later. */
   readonly fetch: (
     now: Fragment,
-    options: { readonly demand: number; readonly node: string; readonly producer: string; readonly claim: string }
+    options: {
+      readonly demand: number
+      readonly node: string
+      readonly producer: string
+      readonly claim: string
+      readonly finished: ReadonlyArray<FinishedJob>
+    }
   ) => Effect.Effect<LimitedFetch, SqlError>
   readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>
 }

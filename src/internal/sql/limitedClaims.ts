@@ -41,6 +41,22 @@ export interface LimitedFetch extends Fetched {
 
 const noneAhead: ReadonlySet<number> = new Set()
 
+/** A job whose attempt ended on the claiming node, with the claim it ran under, and whose outcome is unwritten. */
+export interface FinishedJob {
+  readonly id: number
+  readonly claim: string
+}
+
+interface ClaimOptions {
+  readonly queue: string
+  readonly demand: number
+  readonly node: string
+  readonly producer: string
+  readonly claim: string
+  /** Not counted as executing though their rows still say so: their attempts are over. */
+  readonly finished: ReadonlyArray<FinishedJob>
+}
+
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
 const partitionKey = (sql: SqlClient, partition: Partition | undefined, alias: string): Fragment =>
   partition === undefined
@@ -72,13 +88,7 @@ export const fetchLimited = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  options: {
-    readonly queue: string
-    readonly demand: number
-    readonly node: string
-    readonly producer: string
-    readonly claim: string
-  }
+  options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> =>
   sql.withTransaction(Effect.gen(function*() {
     const limits = yield* lockQueueLimits(sql, prefix, options.queue)
@@ -100,13 +110,7 @@ const claimWithin = (
   prefix: string,
   now: Fragment,
   limits: QueueLimits,
-  options: {
-    readonly queue: string
-    readonly demand: number
-    readonly node: string
-    readonly producer: string
-    readonly claim: string
-  }
+  options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> => {
   const jobs = table(sql, prefix, "oban_jobs")
   const windows = table(sql, prefix, "oban_rate_windows")
@@ -118,10 +122,16 @@ const claimWithin = (
   const none = sql.literal("")
 
   // Executing jobs of the queue, per partition (one partition '' without one).
+  const finished = options.finished.length === 0 ? none : sql`
+        AND NOT EXISTS (
+          SELECT 1 FROM unnest(${`{${options.finished.map((job) => job.id).join(",")}}`}::bigint[],
+                               ${`{${options.finished.map((job) => JSON.stringify(job.claim)).join(",")}}`}::text[]) AS f(id, claim)
+          WHERE f.id = r.id AND f.claim = r.attempted_by[3]
+        )`
   const running = global === undefined ? none : sql`,
     running AS MATERIALIZED (
       SELECT ${part("r")} AS part, count(*)::int AS n FROM ${jobs} AS r
-      WHERE r.state = 'executing' AND r.queue = ${queue}
+      WHERE r.state = 'executing' AND r.queue = ${queue}${finished}
       GROUP BY 1
     )`
   // The current fixed window (ms since the epoch, aligned to it) and what was claimed in it.
