@@ -33,7 +33,6 @@ import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
-import { isPartitioned } from "./internal/queueLimits.ts"
 import type { FinishedJob, LimitedFetch } from "./internal/sql/limitedClaims.ts"
 import { releaseLostClaim } from "./internal/lostClaims.ts"
 import { type Fetched, fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
@@ -163,13 +162,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const scope = yield* Effect.scope
     const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
-    /**
-     * A partitioned claim looks at a window of the queue's jobs only: when it
-     * claimed some and left jobs behind, partitions past its window may have
-     * room. Claim again at once rather than at the next capacity poll.
-     */
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
-      "limits" in fetched && fetched.backlog && fetched.jobs.length > 0 && isPartitioned(fetched.limits)
+      "limits" in fetched && QueueLimiter.claimsAgainAtOnce(fetched)
 
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()

@@ -98,6 +98,43 @@ describe("cluster-wide limits: edges", () => {
         assert.strictEqual(yield* executing, 2)
       }))
 
+    it.effect("a partitioned claim locks only the jobs it claims, not its whole scan window", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", {
+          global: 1,
+          partition: { by: "args", key: "account" },
+          rate: undefined
+        })
+        yield* Oban.insertAll(Array.from({ length: 50 }, (_, n) => Sleeper.job({ account: n % 5 === 0 ? "b" : "a", millis: 0 })))
+        const claimed = yield* Deferred.make<number>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          const fetched = yield* fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+            queue: "limited",
+            demand: 10,
+            node: "edge",
+            producer: crypto.randomUUID(),
+            claim: crypto.randomUUID(),
+            finished: []
+          })
+          yield* Deferred.succeed(claimed, fetched.jobs.length)
+          yield* Deferred.await(release)
+        })))
+        // One job of each account, within a scan of all 50.
+        assert.strictEqual(yield* Deferred.await(claimed), 2)
+        // While the claim's transaction is open, the 48 jobs it looked at and left are not locked.
+        const [free] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM (
+            SELECT id FROM ${sql(prefix)}.oban_jobs WHERE queue = 'limited' AND state = 'available'
+            FOR UPDATE SKIP LOCKED
+          ) AS lockable`
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        assert.strictEqual(free!.n, 48)
+      }))
+
     it.effect("a job row locked by another transaction (a unique insert's conflict) does not stall the queue", () =>
       Effect.gen(function*() {
         yield* reset

@@ -165,6 +165,20 @@ const claimWithin = (
     pruned AS (
       DELETE FROM ${windows} AS w USING win WHERE w.queue = ${queue} AND w.window_start < win.start
     )`
+  // Without partitions the scan is the claim: lock it as it goes, skipping rows others hold. A
+  // partitioned scan is wider than the claim, so only the jobs chosen from it are locked (a chosen
+  // job another transaction holds is left for the next claim).
+  const lockCandidates = partitioned ? none : sql.literal(`
+      FOR UPDATE OF c SKIP LOCKED`)
+  const lockChosen = partitioned
+    ? sql`,
+    locked AS (
+      SELECT l.id FROM ${jobs} AS l
+      WHERE l.id = ANY(ARRAY(SELECT id FROM chosen)) AND l.state = 'available'
+      FOR UPDATE OF l SKIP LOCKED
+    )`
+    : none
+  const claimable = sql.literal(partitioned ? "locked" : "chosen")
   const nextWindow = rate === undefined
     ? sql.literal("NULL::float8")
     : sql.literal("((SELECT start FROM win) + " + String(rate.periodMillis) + " - clock.ms)::float8")
@@ -179,8 +193,7 @@ const claimWithin = (
       FROM ${jobs} AS c
       WHERE c.state = 'available' AND c.queue = ${queue}${skipFullPartitions}${skipSpentPartitions}
       ORDER BY c.priority, c.scheduled_at, c.id
-      LIMIT ${scanSize(options.demand, partitioned)}
-      FOR UPDATE OF c SKIP LOCKED
+      LIMIT ${scanSize(options.demand, partitioned)}${lockCandidates}
     ),
     ranked AS (
       SELECT candidates.*, row_number() OVER (PARTITION BY gp ORDER BY priority, scheduled_at, id) AS gn
@@ -198,18 +211,18 @@ const claimWithin = (
       WHERE true${withinRate}
       ORDER BY priority, scheduled_at, id
       LIMIT ${take}
-    ),
+    )${lockChosen},
     claimed AS (
       UPDATE ${jobs} AS j
       ${startAttempt(sql, options)}
       FROM clock
-      WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.state = 'available'
+      WHERE j.id = ANY(ARRAY(SELECT id FROM ${claimable})) AND j.state = 'available'
       RETURNING ${sql.literal(qualifiedJobColumns)}, ${ratePart("j")} AS rate_part
     )${bump},
     summary AS (
       SELECT EXISTS (
                SELECT 1 FROM ${jobs} AS b
-               WHERE b.state = 'available' AND b.queue = ${queue} AND NOT (b.id = ANY(ARRAY(SELECT id FROM chosen)))
+               WHERE b.state = 'available' AND b.queue = ${queue} AND NOT (b.id = ANY(ARRAY(SELECT id FROM ${claimable})))
              ) AS backlog,
              ${nextWindow} AS "nextWindowMillis"
       FROM clock
