@@ -93,3 +93,16 @@ export class UnknownQueueError extends Schema.TaggedError<UnknownQueueError>()("
   queue: Schema.String,
   node: Schema.String
 }) {}
+
+/**
+ * A job could not be brought back (`Oban.retryJob` on a cancelled, discarded
+ * or completed unique job) because a newer job holds its unique key: nothing
+ * was changed. `holder` is that job's id.
+ *
+ * @since 0.1.0
+ */
+export class UniqueConflictError extends Schema.TaggedError<UniqueConflictError>()("UniqueConflictError", {
+  jobId: Schema.Int,
+  holder: Schema.Int,
+  message: Schema.String
+}) {}
