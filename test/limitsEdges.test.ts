@@ -41,6 +41,20 @@ const reset = Effect.gen(function*() {
 
 const executing = Effect.map(countByState(prefix), (c) => c["executing"] ?? 0)
 
+/** One limited claim of the queue "limited" asking for up to 10 jobs. */
+const claimAll = (sql: SqlClient) =>
+  Effect.map(
+    fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+      queue: "limited",
+      demand: 10,
+      node: "edge",
+      producer: crypto.randomUUID(),
+      claim: crypto.randomUUID(),
+      finished: []
+    }),
+    (fetched) => fetched.jobs
+  )
+
 describe("cluster-wide limits: edges", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
     it.effect("one claim with a partition limit and a rate: jobs the partition turns away do not use the rate's quota", () =>
@@ -96,6 +110,41 @@ describe("cluster-wide limits: edges", () => {
         const next = yield* claim([{ id: first!.id, claim: ranUnder }])
         assert.deepStrictEqual(next.map((job) => (job.args as { account: string }).account), ["b"])
         assert.strictEqual(yield* executing, 2)
+      }))
+
+    it.effect("partition by worker: the global limit applies to each worker of the queue", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", { global: 1, partition: { by: "worker" }, rate: undefined })
+        yield* Oban.insertAll([
+          ...Array.from({ length: 3 }, () => Sleeper.job({ account: "x", millis: 0 })),
+          ...Array.from({ length: 3 }, () => Gated.job({ account: "x" }))
+        ])
+        const first = yield* claimAll(sql)
+        assert.deepStrictEqual(first.map((job) => job.worker).sort(), ["Gated", "Sleeper"])
+        assert.strictEqual((yield* claimAll(sql)).length, 0)
+      }))
+
+    it.effect("a rate partitioned by an args key: each account has its own quota in the window", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", {
+          global: undefined,
+          partition: undefined,
+          rate: { limit: 2, periodMillis: 3_600_000, partition: { by: "args", key: "account" } }
+        })
+        yield* Oban.insertAll(["a", "a", "a", "b", "b", "b"].map((account) => Sleeper.job({ account, millis: 0 })))
+        const first = yield* claimAll(sql)
+        assert.deepStrictEqual(first.map((job) => (job.args as { account: string }).account).sort(), ["a", "a", "b", "b"])
+        // Both quotas are spent for this window; a new account still has its own.
+        assert.strictEqual((yield* claimAll(sql)).length, 0)
+        yield* Oban.insert(Sleeper.job({ account: "c", millis: 0 }))
+        assert.deepStrictEqual((yield* claimAll(sql)).map((job) => (job.args as { account: string }).account), ["c"])
+        const windows = yield* sql<{ partition: string; count: number }>`
+          SELECT "partition", count FROM ${sql(prefix)}.oban_rate_windows WHERE queue = 'limited' ORDER BY 1`
+        assert.deepStrictEqual(windows.map((w) => [w.partition, w.count]), [["a", 2], ["b", 2], ["c", 1]])
       }))
 
     it.effect("a partitioned claim locks only the jobs it claims, not its whole scan window", () =>
