@@ -42,6 +42,10 @@ export interface ExecutorShape {
   readonly running: Effect.Effect<number>
   /** Whether an outcome of the job was handed to the acker and is not yet written. */
   readonly outcomePendingUnsafe: (jobId: number) => boolean
+  /** How many outcomes were handed to the acker and are not yet written (all queues of the node). */
+  readonly unwrittenOutcomesUnsafe: () => number
+  /** Completes once fewer than `bound` outcomes are unwritten. */
+  readonly unwrittenBelow: (bound: number) => Effect.Effect<void>
   /**
    * The jobs this node still answers for: running, or finished with an
    * outcome not yet written. Read the running ones first, so a job that
@@ -207,6 +211,8 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         }),
       running: Effect.sync(() => runs.size),
       outcomePendingUnsafe: acker.pendingUnsafe,
+      unwrittenOutcomesUnsafe: acker.pendingCountUnsafe,
+      unwrittenBelow: acker.below,
       owned: Effect.sync(() => {
         const running = Array.from(runs.keys())
         const unwritten = acker.pendingIdsUnsafe()

@@ -44,6 +44,14 @@ import { now, statementNow } from "./ObanClock.ts"
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
 
+/**
+ * Past this many outcomes waiting to be written on the node (two full ack
+ * statements), producers claim nothing until the writes catch up: when the
+ * database writes outcomes slower than jobs run, claiming on would only pile
+ * finished jobs up in memory (and in `executing` rows).
+ */
+export const maxUnwrittenOutcomes = 1_000
+
 export type { ClusterState, Options, Producer, QueueState } from "./internal/producerTypes.ts"
 import type { Options, Producer } from "./internal/producerTypes.ts"
 
@@ -165,10 +173,24 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
       "limits" in fetched && QueueLimiter.claimsAgainAtOnce(fetched)
 
+    // Set while a fiber waits for the unwritten outcomes to fall below the bound, to wake the loop then.
+    let awaitingWrites = false
+    /** Whether the node's unwritten outcomes are past the bound; if so, the loop is woken once they are not. */
+    const writesBehind = Effect.suspend(() => {
+      if (options.executor.unwrittenOutcomesUnsafe() < maxUnwrittenOutcomes) return Effect.succeed(false)
+      if (awaitingWrites) return Effect.succeed(true)
+      awaitingWrites = true
+      const caughtUp = Effect.andThen(
+        options.executor.unwrittenBelow(maxUnwrittenOutcomes),
+        Effect.andThen(Effect.sync(() => (awaitingWrites = false)), wake)
+      )
+      return Effect.as(Effect.forkIn(caughtUp, scope), true)
+    })
+
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()
       const demand = buffer.demand(limit, running, !limited)
-      if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
+      if (paused || demand <= 0 || (yield* writesBehind) || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
       const by = { node: options.node, producer: producerId, claim }
       const fetch = limited
