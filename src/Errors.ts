@@ -106,3 +106,15 @@ export class UniqueConflictError extends Schema.TaggedError<UniqueConflictError>
   holder: Schema.Int,
   message: Schema.String
 }) {}
+
+/**
+ * A job filter, sort, cursor or bulk-action option was refused before any
+ * SQL ran. `field` names the part at fault (`queues`, `inserted`, `cursor`,
+ * ...).
+ *
+ * @since 0.1.0
+ */
+export class InvalidFilterError extends Schema.TaggedError<InvalidFilterError>()("InvalidFilterError", {
+  field: Schema.String,
+  message: Schema.String
+}) {}

@@ -20,6 +20,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import {
   InvalidConfigError,
+  type InvalidFilterError,
   InvalidJobError,
   type InvalidPrefixError,
   type MigrationError,
@@ -38,6 +39,8 @@ import { options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
+import * as JobQueries from "./Jobs.ts"
+import * as Cluster from "./Cluster.ts"
 import type * as Worker from "./Worker.ts"
 
 export type { ClusterState } from "./Producer.ts"
@@ -175,6 +178,24 @@ export interface ObanShape {
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError | UniqueConflictError>
   readonly deleteJob: (id: number) => Effect.Effect<boolean, MigrationError | SqlError>
+  /** `Jobs.list`: a page of the jobs matching a filter. */
+  readonly listJobs: (options?: JobQueries.ListOptions) => Effect.Effect<JobQueries.Page, FilterFailure>
+  /** `Jobs.counts`: jobs per queue and state. */
+  readonly countJobs: (options?: JobQueries.CountOptions) => Effect.Effect<JobQueries.Counts, MigrationError | SqlError>
+  /** `Jobs.cancel`; the cancelled jobs this node runs stop at once, even without the signal. */
+  readonly cancelJobs: (filter: JobQueries.Filter, options?: JobQueries.BulkOptions) => Effect.Effect<JobQueries.BulkResult, FilterFailure>
+  /** `Jobs.retry`. */
+  readonly retryJobs: (filter: JobQueries.Filter, options?: JobQueries.BulkOptions) => Effect.Effect<JobQueries.BulkResult, FilterFailure>
+  /** `Jobs.remove`. */
+  readonly deleteJobs: (filter: JobQueries.Filter, options?: JobQueries.BulkOptions) => Effect.Effect<JobQueries.BulkResult, FilterFailure>
+  /** `Jobs.reschedule`. */
+  readonly rescheduleJobs: (
+    filter: JobQueries.Filter,
+    at: Date,
+    options?: JobQueries.BulkOptions
+  ) => Effect.Effect<JobQueries.BulkResult, FilterFailure>
+  /** `Cluster.view`: nodes, producers, leader and crontab. */
+  readonly cluster: Effect.Effect<Cluster.ClusterView, MigrationError | SqlError>
   /** Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes. */
   readonly pauseQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
   readonly resumeQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
@@ -212,6 +233,9 @@ export interface ObanShape {
   /** Lifecycle events of the jobs this node inserts, runs and rescues, from the moment of subscribing. */
   readonly events: Stream.Stream<JobEvent>
 }
+
+/** How a filtered query or bulk action can fail. @since 0.1.0 */
+export type FilterFailure = InvalidFilterError | MigrationError | SqlError
 
 /**
  * The service a running node provides.
@@ -273,6 +297,19 @@ export const layer = <W extends Worker.Any>(
           ),
         retryJob: (id) => local(retryJob(id)),
         deleteJob: (id) => local(deleteJob(id)),
+        listJobs: (opts) => local(JobQueries.list(opts)),
+        countJobs: (opts) => local(JobQueries.counts(opts)),
+        cancelJobs: (filter, opts) =>
+          local(JobQueries.bulk({ _tag: "cancel" }, filter, opts, (rows) =>
+            Effect.forEach(
+              rows.filter((row) => row.previous_state === "executing" && row.node === runtime.node),
+              (row) => runtime.cancelLocal(row.id),
+              { discard: true }
+            ))),
+        retryJobs: (filter, opts) => local(JobQueries.retry(filter, opts)),
+        deleteJobs: (filter, opts) => local(JobQueries.remove(filter, opts)),
+        rescheduleJobs: (filter, at, opts) => local(JobQueries.reschedule(filter, at, opts)),
+        cluster: local(Cluster.view),
         pauseQueue: (queue, opts) => runtime.control({ action: "pause", queue }, opts?.scope ?? "all"),
         resumeQueue: (queue, opts) => runtime.control({ action: "resume", queue }, opts?.scope ?? "all"),
         scaleQueue: (queue, limit, opts) =>

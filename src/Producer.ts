@@ -274,7 +274,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         queue: options.queue,
         limit,
         paused,
-        freshMillis: rescueAfterMillis
+        freshMillis: rescueAfterMillis,
+        meta: options.meta ?? {}
       }))
       if (row.twins > 0) {
         yield* Effect.logWarning(

@@ -7,6 +7,12 @@
 /** Inserting jobs (and, later, running queues). */
 export * as Oban from "./Oban.ts"
 
+/** Finding jobs (filters, keyset pages, counts) and acting on every job that matches a filter. */
+export * as Jobs from "./Jobs.ts"
+
+/** Nodes, producers, the leader and the crontab as the database sees them; queue commands without a node. */
+export * as Cluster from "./Cluster.ts"
+
 /** Inserting jobs inside a transaction of another driver or ORM (node-postgres, Kysely, ...). */
 export * as ExternalInsert from "./ExternalInsert.ts"
 

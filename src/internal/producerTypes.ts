@@ -79,4 +79,6 @@ export interface Options {
   /** The node's own client for heartbeats, off the shared pool. */
   readonly liveness: Liveness
   readonly executor: ExecutorShape
+  /** Stored in the producer's row for operators' tools (the node's crontab). */
+  readonly meta?: Readonly<Record<string, unknown>> | undefined
 }

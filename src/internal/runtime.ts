@@ -212,6 +212,16 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     const subscription = yield* notifier.subscribe
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(PubSub.take(subscription), route)))
 
+    // Each producer row carries the node's crontab, so that tools without a node can list it.
+    const crontabMeta = {
+      crontab: crontab.map((item) => ({
+        name: item.entry.name,
+        expression: item.entry.expression,
+        timezone: item.entry.timezone ?? null,
+        worker: item.entry.request.worker,
+        queue: item.entry.request.queue
+      }))
+    }
     for (const queue of config.queues) {
       producers.set(
         queue.name,
@@ -227,7 +237,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           heartbeatInterval: config.heartbeatInterval,
           rescueAfter: config.rescuer.rescueAfter,
           liveness,
-          executor
+          executor,
+          meta: crontabMeta
         })
       )
     }

@@ -41,7 +41,14 @@ export const registerProducer = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  options: { readonly id: string; readonly node: string; readonly queue: string; readonly freshMillis: number } & ProducerState
+  options: {
+    readonly id: string
+    readonly node: string
+    readonly queue: string
+    readonly freshMillis: number
+    /** What the row tells operators' tools (the node's crontab). */
+    readonly meta?: Readonly<Record<string, unknown>> | undefined
+  } & ProducerState
 ): Effect.Effect<Registration, SqlError> => {
   const producers = table(sql, prefix, "oban_producers")
   return sql<{ readonly limit: number; readonly paused: boolean; readonly inherited: boolean; readonly twins: number }>`
@@ -53,10 +60,11 @@ export const registerProducer = (
     ),
     newest AS (SELECT * FROM earlier LIMIT 1),
     registered AS (
-      INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, started_at, updated_at)
+      INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at)
       SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
              COALESCE((SELECT "limit" FROM newest), ${options.limit}),
              COALESCE((SELECT paused FROM newest), ${options.paused}),
+             ${JSON.stringify(options.meta ?? {})}::jsonb,
              clock.now, clock.now
       FROM clock
       ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at

@@ -1,0 +1,204 @@
+/**
+ * The cluster as the database sees it, and queue commands given from
+ * outside any node: which nodes run which queues (limit, running jobs, paused,
+ * last heartbeat), the current leader, the crontab with each entry's next run,
+ * and pause / resume / scale for one node or all.
+ *
+ * Like `Jobs`, these need only `SqlClient` and the prefix of
+ * `ObanConfig.Settings`. Queue commands are stored in the producers' rows and
+ * signalled, as `Oban.pauseQueue` does: nodes apply them at once, or at their
+ * next heartbeat when they missed the signal.
+ *
+ * @since 0.1.0
+ */
+import { Cron as EffectCron, Effect, Result } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "./Config.ts"
+import { InvalidConfigError, type MigrationError } from "./Errors.ts"
+import { orNotMigrated } from "./internal/notMigrated.ts"
+import { isValidLimit } from "./internal/runtime.ts"
+import { commandQueue, currentLease, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
+
+/**
+ * One producer: a queue running on a node (one per process incarnation).
+ *
+ * @since 0.1.0
+ */
+export interface ProducerInfo {
+  readonly id: string
+  readonly node: string
+  readonly queue: string
+  /** Jobs of the queue this producer runs at once. */
+  readonly limit: number
+  /** Jobs executing under this producer now. */
+  readonly running: number
+  readonly paused: boolean
+  readonly startedAt: Date
+  readonly lastHeartbeat: Date
+  /** Milliseconds since the last heartbeat (by the database's clock). */
+  readonly silentForMillis: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface NodeInfo {
+  readonly node: string
+  readonly leader: boolean
+  readonly producers: ReadonlyArray<ProducerInfo>
+}
+
+/**
+ * A crontab entry, as the nodes that run queues report it, with its next
+ * slot from now. `nodes` lists the nodes that carry it (every node normally
+ * has the same crontab; only the leader inserts). `error` is set when the
+ * expression or time zone does not parse here.
+ *
+ * @since 0.1.0
+ */
+export interface CronInfo {
+  readonly name: string
+  readonly expression: string
+  readonly timezone: string | null
+  readonly worker: string
+  readonly queue: string
+  readonly nodes: ReadonlyArray<string>
+  readonly nextRun: Date | undefined
+  readonly error?: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface ClusterView {
+  /** The database's clock when the view was taken. */
+  readonly now: Date
+  readonly leader: { readonly node: string; readonly since: Date; readonly expiresAt: Date } | undefined
+  readonly nodes: ReadonlyArray<NodeInfo>
+  readonly crons: ReadonlyArray<CronInfo>
+}
+
+const withPrefix = <A>(
+  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
+): Effect.Effect<A, MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    return yield* orNotMigrated(prefix)(f(sql, prefix))
+  })
+
+interface StoredEntry {
+  readonly name: string
+  readonly expression: string
+  readonly timezone: string | null
+  readonly worker: string
+  readonly queue: string
+}
+
+const storedCrontab = (meta: Record<string, unknown> | null): ReadonlyArray<StoredEntry> => {
+  const crontab = meta?.["crontab"]
+  if (!Array.isArray(crontab)) return []
+  return crontab.filter((entry): entry is StoredEntry =>
+    typeof entry === "object" && entry !== null && typeof entry.name === "string" &&
+    typeof entry.expression === "string" && typeof entry.worker === "string"
+  )
+}
+
+const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): CronInfo => {
+  const parsed = EffectCron.parse(entry.expression, entry.timezone ?? undefined)
+  return Result.isFailure(parsed)
+    ? { ...entry, nodes, nextRun: undefined, error: parsed.failure.message }
+    : { ...entry, nodes, nextRun: EffectCron.next(parsed.success, now) }
+}
+
+/**
+ * Nodes and their producers, the leader, and the crontab, in two statements.
+ *
+ * @since 0.1.0
+ */
+export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClient> = withPrefix((sql, prefix) =>
+  Effect.map(Effect.all([producerRows(sql, prefix), currentLease(sql, prefix)]), ([{ now, rows }, lease]) => {
+    const nodes = new Map<string, Array<ProducerInfo>>()
+    const crons = new Map<string, { entry: StoredEntry; nodes: Set<string> }>()
+    for (const row of rows) {
+      const producers = nodes.get(row.node) ?? []
+      producers.push({
+        id: row.id,
+        node: row.node,
+        queue: row.queue,
+        limit: row.limit,
+        running: row.running,
+        paused: row.paused,
+        startedAt: row.started_at,
+        lastHeartbeat: row.updated_at,
+        silentForMillis: Math.max(0, now.getTime() - row.updated_at.getTime())
+      })
+      nodes.set(row.node, producers)
+      for (const entry of storedCrontab(row.meta)) {
+        const known = crons.get(entry.name) ?? { entry, nodes: new Set<string>() }
+        known.nodes.add(row.node)
+        crons.set(entry.name, known)
+      }
+    }
+    return {
+      now,
+      leader: lease === undefined ? undefined : { node: lease.node, since: lease.started_at, expiresAt: lease.expires_at },
+      nodes: Array.from(nodes, ([node, producers]) => ({ node, leader: lease?.node === node, producers })),
+      crons: Array.from(crons.values(), ({ entry, nodes }) => cronInfo(entry, Array.from(nodes).sort(), now))
+        .sort((a, b) => a.name.localeCompare(b.name))
+    }
+  })
+)
+
+/**
+ * Where a queue command applies: every node (the default) or one, by name.
+ *
+ * @since 0.1.0
+ */
+export interface CommandOptions {
+  readonly node?: string | undefined
+}
+
+const command = (input: QueueCommand, options: CommandOptions = {}) =>
+  withPrefix((sql, prefix) => commandQueue(sql, prefix, input, options.node))
+
+/**
+ * Pauses `queue` on every node, or on `options.node`: they stop fetching its
+ * jobs (running ones finish). Returns how many producers were told (0 when
+ * no live node runs the queue).
+ *
+ * @since 0.1.0
+ */
+export const pauseQueue = (
+  queue: string,
+  options?: CommandOptions
+): Effect.Effect<number, MigrationError | SqlError, SqlClient> => command({ action: "pause", queue }, options)
+
+/**
+ * Resumes `queue` on every node, or on `options.node`. Returns how many
+ * producers were told.
+ *
+ * @since 0.1.0
+ */
+export const resumeQueue = (
+  queue: string,
+  options?: CommandOptions
+): Effect.Effect<number, MigrationError | SqlError, SqlClient> => command({ action: "resume", queue }, options)
+
+/**
+ * Sets how many jobs of `queue` run at once on every node, or on
+ * `options.node` (1 to 10,000). Returns how many producers were told.
+ *
+ * @since 0.1.0
+ */
+export const scaleQueue = (
+  queue: string,
+  limit: number,
+  options?: CommandOptions
+): Effect.Effect<number, InvalidConfigError | MigrationError | SqlError, SqlClient> =>
+  isValidLimit(limit)
+    ? command({ action: "scale", queue, limit }, options)
+    : Effect.fail(
+      new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
+    )

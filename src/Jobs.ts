@@ -1,0 +1,273 @@
+/**
+ * Finding and managing jobs in bulk: a filtered, sorted list with an opaque
+ * keyset cursor, counts per queue and state, and cancel, retry, delete and
+ * reschedule of every job that matches a filter. For operators' tools (the
+ * `effect-oban` CLI, dashboards) and scripts.
+ *
+ * Like `Oban.getJob`, these need only `SqlClient` (and the prefix of
+ * `ObanConfig.Settings`): no node has to run. A running node offers the same
+ * functions on its `Oban` service, where cancelling also stops the jobs it
+ * runs itself at once.
+ *
+ * ```ts
+ * const page = yield* Jobs.list({ filter: { queues: ["mailers"], states: ["retryable"] }, limit: 100 })
+ * const { changed } = yield* Jobs.retry({ queues: ["mailers"], states: ["discarded"] })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "./Config.ts"
+import { InvalidFilterError, type MigrationError } from "./Errors.ts"
+import { type Job, JobState } from "./Job.ts"
+import { type BulkOutcome, runBulk } from "./internal/bulk.ts"
+import { countJobs, liveStates, restStates } from "./internal/counts.ts"
+import { decodeCursor, encodeCursor } from "./internal/cursor.ts"
+import { Filter as FilterSchema, filterCondition, validateFilter } from "./internal/jobFilter.ts"
+import { orNotMigrated } from "./internal/notMigrated.ts"
+import type { BulkAction, ChangedRow } from "./internal/sql/bulkJobs.ts"
+import { listJobs, type SortColumn } from "./internal/sql/jobQueries.ts"
+
+/**
+ * Which jobs: any mix of ids, queues, states, workers, tags (all of them, or
+ * any with `tagsMatch: "any"`), args and meta containment (jsonb `@>`: the
+ * job's object holds every key and value given, nested objects likewise) and
+ * time ranges (`after` inclusive, `before` exclusive). Parts combine with AND;
+ * `{}` matches every job. Checked with this schema: bad input fails with
+ * `InvalidFilterError` before any SQL runs.
+ *
+ * @since 0.1.0
+ */
+export const Filter = FilterSchema
+
+/**
+ * @since 0.1.0
+ */
+export type Filter = typeof FilterSchema.Type
+
+/**
+ * The order of a list: by id (the default, newest first), by `scheduledAt` or
+ * by `insertedAt`, each with id as the tie-breaker.
+ *
+ * @since 0.1.0
+ */
+export const Sort = Schema.Struct({
+  by: Schema.optional(Schema.Literals(["id", "scheduledAt", "insertedAt"])),
+  order: Schema.optional(Schema.Literals(["asc", "desc"]))
+})
+
+/**
+ * @since 0.1.0
+ */
+export type Sort = typeof Sort.Type
+
+/**
+ * @since 0.1.0
+ */
+export interface ListOptions {
+  readonly filter?: Filter | undefined
+  readonly sort?: Sort | undefined
+  /** Jobs per page, 1 to 1000. Default 50. */
+  readonly limit?: number | undefined
+  /** The `next` of the previous page; the sort must be the same. */
+  readonly cursor?: string | undefined
+}
+
+/**
+ * One page of jobs. `next` is the cursor of the following page, absent on
+ * the last one.
+ *
+ * @since 0.1.0
+ */
+export interface Page {
+  readonly jobs: ReadonlyArray<Job>
+  readonly next: string | undefined
+}
+
+const columns: Record<NonNullable<Sort["by"]>, SortColumn> = {
+  id: "id",
+  scheduledAt: "scheduled_at",
+  insertedAt: "inserted_at"
+}
+
+const withPrefix = <A>(
+  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
+): Effect.Effect<A, MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    return yield* orNotMigrated(prefix)(f(sql, prefix))
+  })
+
+const decodeSort = Schema.decodeUnknownEffect(Sort)
+
+/**
+ * A page of the jobs that match `filter`, in keyset order: following `next`
+ * from page to page visits every job that matched when the walk began exactly
+ * once, however many jobs are inserted meanwhile (new ones show up at the end
+ * of an ascending walk). A job whose sort value changes meanwhile (a
+ * `scheduledAt` moved by a retry) can move across the boundary. Sorting by id
+ * walks the primary key at any table size; sorting by a timestamp reads the
+ * matching jobs, so narrow the filter on large tables.
+ *
+ * @since 0.1.0
+ */
+export const list = (
+  options: ListOptions = {}
+): Effect.Effect<Page, InvalidFilterError | MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const filter = yield* validateFilter(options.filter ?? {})
+    const sort = yield* decodeSort(options.sort ?? {}).pipe(
+      Effect.mapError((error) => new InvalidFilterError({ field: "sort", message: error.message }))
+    )
+    const limit = options.limit ?? 50
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      return yield* new InvalidFilterError({ field: "limit", message: `limit must be an integer from 1 to 1000, got ${limit}` })
+    }
+    const column = columns[sort.by ?? "id"]
+    const descending = (sort.order ?? "desc") === "desc"
+    const keyset = options.cursor === undefined ? undefined : yield* decodeCursor(options.cursor, column, descending)
+    const rows = yield* withPrefix((sql, prefix) =>
+      listJobs(sql, prefix, { condition: filterCondition(sql, filter), column, descending, keyset, limit: limit + 1 })
+    )
+    const jobs = rows.slice(0, limit)
+    const last = rows.length > limit ? jobs.at(-1) : undefined
+    return {
+      jobs: jobs.map((row) => row.job),
+      next: last === undefined ? undefined : encodeCursor(column, descending, { micros: last.micros, id: last.job.id })
+    }
+  })
+
+/**
+ * Jobs per queue and state. `estimated` lists the states whose numbers are
+ * estimates (empty when every number is exact).
+ *
+ * @since 0.1.0
+ */
+export interface Counts {
+  readonly queues: ReadonlyArray<{ readonly queue: string; readonly states: Readonly<Record<JobState, number>> }>
+  readonly estimated: ReadonlyArray<JobState>
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface CountOptions {
+  /** Count every state exactly, reading every finished job (slow on a large table). Default false. */
+  readonly exact?: boolean | undefined
+  /** Below this many rows (the planner's estimate) every state is counted exactly. Default 100,000. */
+  readonly exactBelow?: number | undefined
+}
+
+const zero = (): Record<JobState, number> =>
+  Object.fromEntries(JobState.literals.map((state) => [state, 0])) as Record<JobState, number>
+
+/**
+ * Jobs per queue and state, cheap at millions of rows. `available`,
+ * `executing`, `scheduled` and `retryable` are always exact, counted through
+ * their partial indexes (their cost follows the backlog, not the table).
+ * `completed`, `discarded`, `cancelled` and `suspended` are exact on a table
+ * under `exactBelow` rows, else estimated from the planner's statistics (see
+ * docs/cli.md#counts), unless `exact: true`.
+ *
+ * @since 0.1.0
+ */
+export const counts = (options: CountOptions = {}): Effect.Effect<Counts, MigrationError | SqlError, SqlClient> =>
+  withPrefix((sql, prefix) =>
+    Effect.map(
+      countJobs(sql, prefix, { exact: options.exact === true, exactBelow: options.exactBelow ?? 100_000 }),
+      (raw) => {
+        const byQueue = new Map<string, Record<JobState, number>>()
+        for (const row of raw.rows) {
+          const states = byQueue.get(row.queue) ?? zero()
+          states[row.state as JobState] += row.count
+          byQueue.set(row.queue, states)
+        }
+        return {
+          queues: Array.from(byQueue, ([queue, states]) => ({ queue, states }))
+            .sort((a, b) => a.queue.localeCompare(b.queue)),
+          estimated: raw.estimated ? restStates : []
+        }
+      }
+    )
+  )
+
+/** The states `counts` always counts exactly. @since 0.1.0 */
+export const exactStates: ReadonlyArray<JobState> = liveStates
+
+/**
+ * What a bulk action did: the jobs it changed, the jobs it left alone
+ * because their unique key is held by another job (retry and reschedule
+ * only), and the number of batches it took.
+ *
+ * @since 0.1.0
+ */
+export type BulkResult = BulkOutcome
+
+/**
+ * @since 0.1.0
+ */
+export interface BulkOptions {
+  /** Jobs per batch, each batch its own short transaction: 1 to 10,000. Default 1000. */
+  readonly batchSize?: number | undefined
+}
+
+/** @internal the bulk action behind the public functions and the service's. */
+export const bulk = (
+  action: BulkAction,
+  input: Filter,
+  options: BulkOptions = {},
+  onBatch?: (rows: ReadonlyArray<ChangedRow>) => Effect.Effect<void>
+): Effect.Effect<BulkResult, InvalidFilterError | MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const filter = yield* validateFilter(input)
+    const batchSize = options.batchSize ?? 1000
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+      return yield* new InvalidFilterError({
+        field: "batchSize",
+        message: `batchSize must be an integer from 1 to 10000, got ${batchSize}`
+      })
+    }
+    if (action._tag === "reschedule" && Number.isNaN(action.at.getTime())) {
+      return yield* new InvalidFilterError({ field: "at", message: "not a valid date" })
+    }
+    return yield* withPrefix((sql, prefix) =>
+      runBulk(sql, prefix, { action, condition: filterCondition(sql, filter), batchSize, onBatch })
+    )
+  })
+
+/**
+ * Cancels every unfinished job that matches `filter`. Jobs executing on any
+ * node are interrupted there (a signal per job, as `Oban.cancelJob` sends).
+ *
+ * @since 0.1.0
+ */
+export const cancel = (filter: Filter, options?: BulkOptions) => bulk({ _tag: "cancel" }, filter, options)
+
+/**
+ * Makes every matching job that is neither executing nor available available
+ * now, allowing one more attempt to jobs that used them all (as
+ * `Oban.retryJob`). Jobs whose unique key another job holds are skipped and
+ * reported in `skipped`.
+ *
+ * @since 0.1.0
+ */
+export const retry = (filter: Filter, options?: BulkOptions) => bulk({ _tag: "retry" }, filter, options)
+
+/**
+ * Deletes every matching job that is not executing.
+ *
+ * @since 0.1.0
+ */
+export const remove = (filter: Filter, options?: BulkOptions) => bulk({ _tag: "delete" }, filter, options)
+
+/**
+ * Moves every matching available, scheduled or retryable job to run at `at`
+ * (scheduled when `at` is in the future, else available now).
+ *
+ * @since 0.1.0
+ */
+export const reschedule = (filter: Filter, at: Date, options?: BulkOptions) =>
+  bulk({ _tag: "reschedule", at }, filter, options)

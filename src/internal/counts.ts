@@ -1,0 +1,63 @@
+/**
+ * Counts of jobs per queue and state, cheap on a table of millions:
+ * the live states (available, executing, scheduled, retryable) are counted
+ * exactly through their partial indexes, whose size is the backlog, not the
+ * table. The other states (completed, discarded, cancelled, suspended) have
+ * no index that leads with the queue, so counting them means reading them
+ * all: that is done only when the table is small (fewer than `exactBelow`
+ * rows by the planner's estimate) or when asked for. Otherwise they are
+ * estimated from the planner's statistics (kept fresh by autovacuum's
+ * ANALYZE): a queue's share of the table, less its exact live jobs, split by
+ * the share of each of these states.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { JobState } from "../Job.ts"
+import { type CountRow, countLive, countRest, type TableStatistics, tableStatistics } from "./sql/jobQueries.ts"
+
+export const liveStates: ReadonlyArray<JobState> = ["available", "executing", "scheduled", "retryable"]
+export const restStates: ReadonlyArray<JobState> = ["completed", "discarded", "cancelled", "suspended"]
+
+export interface RawCounts {
+  readonly rows: ReadonlyArray<CountRow>
+  readonly estimated: boolean
+}
+
+export const countJobs = (
+  sql: SqlClient,
+  prefix: string,
+  options: { readonly exact: boolean; readonly exactBelow: number }
+): Effect.Effect<RawCounts, SqlError> =>
+  Effect.gen(function*() {
+    const [live, stats] = yield* Effect.all([countLive(sql, prefix), tableStatistics(sql, prefix)], {
+      concurrency: 2
+    })
+    if (options.exact || stats.rows < 0 || stats.rows < options.exactBelow) {
+      return { rows: [...live, ...(yield* countRest(sql, prefix))], estimated: false }
+    }
+    return { rows: [...live, ...estimateRest(stats, live)], estimated: true }
+  })
+
+/** The rest-state counts per queue from the planner's statistics and the exact live counts. */
+export const estimateRest = (stats: TableStatistics, live: ReadonlyArray<CountRow>): ReadonlyArray<CountRow> => {
+  const stateShare = new Map(stats.states.map((entry) => [entry.value, entry.frequency]))
+  const restShare = restStates.reduce((sum, state) => sum + (stateShare.get(state) ?? 0), 0)
+  if (restShare === 0) return []
+  const liveByQueue = new Map<string, number>()
+  for (const row of live) liveByQueue.set(row.queue, (liveByQueue.get(row.queue) ?? 0) + row.count)
+  const common = new Map(stats.queues.map((entry) => [entry.value, entry.frequency]))
+  const distinct = stats.distinctQueues >= 0 ? stats.distinctQueues : -stats.distinctQueues * stats.rows
+  const uncommonShare = Math.max(0, 1 - stats.queues.reduce((sum, entry) => sum + entry.frequency, 0)) /
+    Math.max(1, distinct - stats.queues.length)
+  const rows: Array<CountRow> = []
+  for (const queue of new Set([...common.keys(), ...liveByQueue.keys()])) {
+    const total = stats.rows * (common.get(queue) ?? uncommonShare)
+    const rest = Math.max(0, total - (liveByQueue.get(queue) ?? 0))
+    for (const state of restStates) {
+      const count = Math.round(rest * (stateShare.get(state) ?? 0) / restShare)
+      if (count > 0) rows.push({ queue, state, count })
+    }
+  }
+  return rows
+}

@@ -1,0 +1,151 @@
+/**
+ * SQL of the bulk actions on `oban_jobs`: each statement changes one batch of
+ * jobs that match a filter, in id order after a cursor and up to an id fixed
+ * when the action started (jobs inserted meanwhile are left alone, and a job
+ * an action changed is never visited twice, even when it still matches).
+ * The caller runs one statement per batch, each its own short transaction.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import { wakeQueues } from "./fragments.ts"
+import { table } from "./tables.ts"
+
+export type BulkAction =
+  | { readonly _tag: "cancel" }
+  | { readonly _tag: "retry" }
+  | { readonly _tag: "delete" }
+  | { readonly _tag: "reschedule"; readonly at: Date }
+
+/** A job one batch changed. */
+export interface ChangedRow {
+  readonly id: number
+  readonly previous_state: string
+  /** The node running it, for a cancelled job that was executing. */
+  readonly node: string | null
+}
+
+/** What one batch did: the jobs it changed, and the highest id it locked (none when it found nothing). */
+export interface BatchResult {
+  readonly changed: ReadonlyArray<ChangedRow>
+  readonly last: number | undefined
+}
+
+/** The states each action applies to (the single-job functions use the same rules). */
+export const eligible: Record<BulkAction["_tag"], string> = {
+  cancel: "j.state NOT IN ('completed', 'discarded', 'cancelled')",
+  retry: "j.state NOT IN ('executing', 'available')",
+  delete: "j.state <> 'executing'",
+  reschedule: "j.state IN ('available', 'scheduled', 'retryable')"
+}
+
+/** The highest job id now: the upper bound of an action. */
+export const maxJobId = (sql: SqlClient, prefix: string): Effect.Effect<number, SqlError> =>
+  sql<{ readonly max: string | null }>`SELECT max(id)::text AS max FROM ${table(sql, prefix, "oban_jobs")}`.pipe(
+    Effect.map((rows) => Number(rows[0]?.max ?? 0))
+  )
+
+const change = (sql: SqlClient, prefix: string, action: BulkAction): Fragment => {
+  const jobs = table(sql, prefix, "oban_jobs")
+  const state = table(sql, prefix, "oban_job_state")
+  switch (action._tag) {
+    case "cancel":
+      return sql`
+        UPDATE ${jobs} AS j SET state = 'cancelled', cancelled_at = clock.now
+        FROM batch, clock WHERE j.id = batch.id
+        RETURNING j.id, j.queue, j.state, batch.previous_state, j.attempted_by[1] AS node`
+    case "retry":
+      return sql`
+        UPDATE ${jobs} AS j
+        SET state = 'available', scheduled_at = clock.now,
+            max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+            completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+        FROM batch, clock WHERE j.id = batch.id
+        RETURNING j.id, j.queue, j.state, batch.previous_state, NULL::text AS node`
+    case "delete":
+      return sql`
+        DELETE FROM ${jobs} AS j USING batch WHERE j.id = batch.id
+        RETURNING j.id, j.queue, j.state, batch.previous_state, NULL::text AS node`
+    case "reschedule":
+      return sql`
+        UPDATE ${jobs} AS j
+        SET scheduled_at = ${action.at},
+            state = (CASE WHEN ${action.at} > clock.now THEN 'scheduled' ELSE 'available' END)::${state}
+        FROM batch, clock WHERE j.id = batch.id
+        RETURNING j.id, j.queue, j.state, batch.previous_state, NULL::text AS node`
+  }
+}
+
+/**
+ * Applies `action` to the next `limit` matching jobs with `after < id <= upTo`,
+ * locking them first (a job being acked is waited for, not skipped). A
+ * cancelled job that was executing gets a cancel signal to its node; jobs
+ * that became available wake their queues.
+ */
+export const runBatch = (
+  sql: SqlClient,
+  prefix: string,
+  options: {
+    readonly now: Fragment
+    readonly action: BulkAction
+    readonly condition: Fragment
+    readonly after: number
+    readonly upTo: number
+    readonly limit: number
+  }
+): Effect.Effect<BatchResult, SqlError> =>
+  sql<{
+    readonly last: string | null
+    readonly id: string | null
+    readonly previous_state: string | null
+    readonly node: string | null
+  }>`
+    WITH clock AS (SELECT ${options.now} AS now),
+    batch AS (
+      SELECT j.id, j.state::text AS previous_state FROM ${table(sql, prefix, "oban_jobs")} AS j
+      WHERE ${options.condition} AND ${sql.literal(eligible[options.action._tag])}
+        AND j.id > ${options.after} AND j.id <= ${options.upTo}
+      ORDER BY j.id
+      LIMIT ${options.limit}
+      FOR UPDATE
+    ),
+    changed AS (${change(sql, prefix, options.action)}),
+    signalled AS (
+      SELECT count(pg_notify(${channel(prefix, "signal")},
+        json_build_object('action', 'cancel', 'job_id', id, 'node', node)::text)) AS sent
+      FROM changed WHERE state = 'cancelled' AND previous_state = 'executing'
+    ),
+    woken AS (${wakeQueues(sql, prefix, "changed WHERE state = 'available'")})
+    SELECT b.last::text AS last, c.id::text AS id, c.previous_state, c.node
+    FROM (SELECT max(id) AS last FROM batch) AS b
+    LEFT JOIN (SELECT changed.* FROM changed, signalled, woken) AS c ON true
+  `.pipe(Effect.map((rows) => ({
+    last: rows[0]?.last === null || rows[0]?.last === undefined ? undefined : Number(rows[0].last),
+    changed: rows.filter((row) => row.id !== null).map((row) => ({
+      id: Number(row.id),
+      previous_state: row.previous_state!,
+      node: row.node
+    }))
+  })))
+
+/** The ids the next batch would take (no lock): for going through a batch one job at a time. */
+export const batchIds = (
+  sql: SqlClient,
+  prefix: string,
+  options: {
+    readonly action: BulkAction
+    readonly condition: Fragment
+    readonly after: number
+    readonly upTo: number
+    readonly limit: number
+  }
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  sql<{ readonly id: string }>`
+    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs")} AS j
+    WHERE ${options.condition} AND ${sql.literal(eligible[options.action._tag])}
+      AND j.id > ${options.after} AND j.id <= ${options.upTo}
+    ORDER BY j.id
+    LIMIT ${options.limit}
+  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))

@@ -1,0 +1,84 @@
+/**
+ * SQL of the cluster view and of queue commands given without a running
+ * node: the producer rows with their running jobs, the leader lease, and
+ * pause / resume / scale stored in the producer rows and signalled to the
+ * nodes (the same signal `Oban.pauseQueue` sends).
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { channel } from "../../Config.ts"
+import { table } from "./tables.ts"
+
+export interface ProducerRow {
+  readonly id: string
+  readonly node: string
+  readonly queue: string
+  readonly limit: number
+  readonly paused: boolean
+  readonly meta: Record<string, unknown> | null
+  readonly started_at: Date
+  readonly updated_at: Date
+  readonly running: number
+}
+
+/** Every producer row, with the jobs executing under it (through the executing index), and "now". */
+export const producerRows = (
+  sql: SqlClient,
+  prefix: string
+): Effect.Effect<{ readonly now: Date; readonly rows: ReadonlyArray<ProducerRow> }, SqlError> =>
+  Effect.all([
+    sql<{ readonly now: Date }>`SELECT now() AS now`,
+    sql<ProducerRow>`
+      SELECT p.id::text AS id, p.node, p.queue, p."limit" AS limit, p.paused, p.meta, p.started_at, p.updated_at,
+             (SELECT count(*)::int FROM ${table(sql, prefix, "oban_jobs")} AS j
+              WHERE j.state = 'executing' AND j.queue = p.queue AND j.attempted_by[2] = p.id::text) AS running
+      FROM ${table(sql, prefix, "oban_producers")} AS p
+      ORDER BY p.node, p.queue, p.started_at
+    `
+  ]).pipe(Effect.map(([clock, rows]) => ({ now: clock[0]!.now, rows })))
+
+export interface LeaseRow {
+  readonly node: string
+  readonly started_at: Date
+  readonly expires_at: Date
+}
+
+/** The leader lease while it is valid. */
+export const currentLease = (sql: SqlClient, prefix: string): Effect.Effect<LeaseRow | undefined, SqlError> =>
+  sql<LeaseRow>`
+    SELECT node, started_at, expires_at FROM ${table(sql, prefix, "oban_peers")}
+    WHERE name = 'oban' AND expires_at > now()
+  `.pipe(Effect.map((rows) => rows[0]))
+
+export type QueueCommand =
+  | { readonly action: "pause"; readonly queue: string }
+  | { readonly action: "resume"; readonly queue: string }
+  | { readonly action: "scale"; readonly queue: string; readonly limit: number }
+
+/**
+ * Stores a queue command in the rows of the queue's producers (of one node,
+ * or all) and signals the nodes. Returns the number of producer rows changed.
+ */
+export const commandQueue = (
+  sql: SqlClient,
+  prefix: string,
+  command: QueueCommand,
+  node: string | undefined
+): Effect.Effect<number, SqlError> => {
+  const limit = command.action === "scale" ? command.limit : null
+  const paused = command.action === "scale" ? null : command.action === "pause"
+  const signal = JSON.stringify(node === undefined ? command : { ...command, node })
+  return sql<{ readonly changed: number }>`
+    WITH changed AS (
+      UPDATE ${table(sql, prefix, "oban_producers")}
+      SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
+      WHERE queue = ${command.queue} AND (${node ?? null}::text IS NULL OR node = ${node ?? null}::text)
+      RETURNING id
+    ),
+    signalled AS (
+      SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
+    )
+    SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent
+  `.pipe(Effect.map((rows) => rows[0]?.changed ?? 0))
+}
