@@ -1,0 +1,76 @@
+/**
+ * Cluster: the view of a running node (producers, running jobs, leader,
+ * crontab) and queue commands and bulk cancels given from outside the node,
+ * which reach it through its signals.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Ref, Schema } from "effect"
+import * as Cluster from "../src/Cluster.ts"
+import * as Cron from "../src/Cron.ts"
+import * as Jobs from "../src/Jobs.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("clusterview")
+
+layer(testLayer(prefix), { excludeTestServices: true })("Cluster and bulk cancel against a running node", (it) => {
+  it.effect("the view shows the node, its producers and running jobs, the leader and the crontab; commands reach the node", () =>
+    Effect.gen(function*() {
+      const interrupted = yield* Ref.make<ReadonlyArray<number>>([])
+      const Hang = Worker.make("Hang", {
+        args: Schema.Struct({ n: Schema.Int }),
+        queue: "slow",
+        perform: (job) => Effect.onInterrupt(Effect.never, () => Ref.update(interrupted, (ids) => [...ids, job.id]))
+      })
+      const { oban } = yield* startNode({
+        node: "viewed",
+        queues: { slow: 3, other: 2 },
+        workers: [Hang],
+        crontab: [Cron.entry("0 4 * * *", Hang, { n: 0 }, { name: "nightly", timezone: "Europe/Paris" })]
+      })
+      yield* oban.ready
+      const jobs = yield* Oban.insertAll([Hang.job({ n: 1 }), Hang.job({ n: 2 })])
+      yield* waitFor("both jobs executing", Effect.map(Cluster.view, (view) =>
+        view.nodes.some((node) => node.producers.some((p) => p.queue === "slow" && p.running === 2))))
+      yield* waitFor("leadership", oban.isLeader)
+      const view = yield* Cluster.view
+      const node = view.nodes.find((item) => item.node === "viewed")!
+      assert.isTrue(node.leader)
+      assert.strictEqual(view.leader?.node, "viewed")
+      assert.deepStrictEqual(node.producers.map((p) => [p.queue, p.limit, p.paused]).sort(), [["other", 2, false], ["slow", 3, false]])
+      assert.isTrue(node.producers.every((p) => p.silentForMillis < 10_000))
+      assert.strictEqual(view.crons.length, 1)
+      const cron = view.crons[0]!
+      assert.deepStrictEqual([cron.name, cron.expression, cron.timezone, cron.worker, cron.queue, cron.nodes], [
+        "nightly", "0 4 * * *", "Europe/Paris", "Hang", "slow", ["viewed"]
+      ])
+      assert.isTrue(cron.nextRun !== undefined && cron.nextRun.getTime() > view.now.getTime())
+      assert.isTrue(cron.nextRun!.getTime() - view.now.getTime() <= 24 * 3_600_000)
+
+      // Queue commands from outside the node: stored, signalled, applied.
+      assert.strictEqual(yield* Cluster.pauseQueue("other"), 1)
+      yield* waitFor("other paused on the node", Effect.map(oban.checkQueue("other"), (state) => state.paused))
+      assert.strictEqual(yield* Cluster.scaleQueue("slow", 7, { node: "viewed" }), 1)
+      yield* waitFor("slow scaled on the node", Effect.map(oban.checkQueue("slow"), (state) => state.limit === 7))
+      assert.strictEqual(yield* Cluster.scaleQueue("slow", 5, { node: "elsewhere" }), 0)
+      assert.strictEqual(yield* Cluster.resumeQueue("nope"), 0)
+      assert.strictEqual((yield* Effect.flip(Cluster.scaleQueue("slow", 0)))._tag, "InvalidConfigError")
+      yield* Cluster.resumeQueue("other", { node: "viewed" })
+      yield* waitFor("other resumed", Effect.map(oban.checkQueue("other"), (state) => !state.paused))
+
+      // A bulk cancel from outside the node interrupts its executing jobs there.
+      const result = yield* Jobs.cancel({ queues: ["slow"], ids: [jobs[0]!.id] })
+      assert.strictEqual(result.changed, 1)
+      yield* waitFor("the job was interrupted on the node", Effect.map(Ref.get(interrupted), (ids) => ids.includes(jobs[0]!.id)))
+      assert.strictEqual((yield* jobRow(prefix, jobs[0]!.id)).state, "cancelled")
+      // And through the node's own service.
+      const own = yield* oban.cancelJobs({ states: ["executing"] })
+      assert.strictEqual(own.changed, 1)
+      yield* waitFor("the second job was interrupted", Effect.map(Ref.get(interrupted), (ids) => ids.includes(jobs[1]!.id)))
+      assert.strictEqual((yield* jobRow(prefix, jobs[1]!.id)).state, "cancelled")
+      const counts = yield* oban.countJobs()
+      assert.strictEqual(counts.queues.find((q) => q.queue === "slow")?.states.cancelled, 2)
+    }))
+})
