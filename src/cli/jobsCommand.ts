@@ -1,0 +1,113 @@
+/**
+ * `effect-oban jobs list|show|retry|cancel|delete`: the CLI face of `Jobs`.
+ */
+import { Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import type { Job } from "../Job.ts"
+import * as Jobs from "../Jobs.ts"
+import { getJob } from "../Oban.ts"
+import { CliFailure, ExitCode } from "./exitCodes.ts"
+import { cell, print, table } from "./output.ts"
+import { filterFlags, type FilterInput, root, toFilter, withDatabase } from "./shared.ts"
+
+const shortArgs = (job: Job): string => {
+  const text = JSON.stringify(job.args)
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+const list = Command.make("list", {
+  ...filterFlags,
+  sort: Flag.Literals("sort", ["id", "scheduled_at", "inserted_at"]).pipe(
+    Flag.withDescription("Sort by (then by id)"),
+    Flag.withDefault("id")
+  ),
+  order: Flag.Literals("order", ["asc", "desc"]).pipe(Flag.withDefault("desc")),
+  limit: Flag.Int("limit").pipe(Flag.withDescription("Jobs per page, 1 to 1000"), Flag.withDefault(50)),
+  cursor: Flag.String("cursor").pipe(Flag.withDescription("The next-page cursor a previous list printed"), Flag.optional)
+}, (input) =>
+  Effect.gen(function*() {
+    const globals = yield* root
+    const filter = yield* toFilter(input)
+    const page = yield* withDatabase(globals, Jobs.list({
+      filter,
+      sort: { by: input.sort === "id" ? "id" : input.sort === "scheduled_at" ? "scheduledAt" : "insertedAt", order: input.order },
+      limit: input.limit,
+      cursor: Option.getOrUndefined(input.cursor)
+    }))
+    yield* print(globals.json, { jobs: page.jobs, next: page.next ?? null }, () => {
+      const rows = page.jobs.map((job) => [
+        job.id, job.state, job.queue, job.worker, `${job.attempt}/${job.maxAttempts}`, job.scheduledAt, shortArgs(job)
+      ])
+      const text = table(["ID", "STATE", "QUEUE", "WORKER", "ATTEMPT", "SCHEDULED AT", "ARGS"], rows)
+      return page.next === undefined ? text : `${text}\n\nnext page: --cursor ${page.next}`
+    })
+  })).pipe(Command.withDescription("List jobs matching the filter flags, newest first, one page at a time"))
+
+const show = Command.make("show", { id: Argument.Int("id") }, ({ id }) =>
+  Effect.gen(function*() {
+    const globals = yield* root
+    const found = yield* withDatabase(globals, getJob(id))
+    if (Option.isNone(found)) return yield* Effect.fail(new CliFailure(ExitCode.notFound, `no job with id ${id}`, "JobNotFound"))
+    const job = found.value
+    yield* print(globals.json, job, () => {
+      const fields: ReadonlyArray<readonly [string, unknown]> = [
+        ["id", job.id], ["state", job.state], ["queue", job.queue], ["worker", job.worker],
+        ["attempt", `${job.attempt} of ${job.maxAttempts}`], ["priority", job.priority], ["tags", job.tags.join(", ") || "-"],
+        ["args", JSON.stringify(job.args)], ["meta", JSON.stringify(job.meta)],
+        ["inserted at", job.insertedAt], ["scheduled at", job.scheduledAt], ["attempted at", job.attemptedAt],
+        ["completed at", job.completedAt], ["discarded at", job.discardedAt], ["cancelled at", job.cancelledAt],
+        ["attempted by", job.attemptedBy?.join(" ") ?? null]
+      ]
+      const lines = fields.map(([name, value]) => `${name.padEnd(13)} ${cell(value)}`)
+      const errors = job.errors.map((entry) =>
+        `  attempt ${entry.attempt} at ${entry.at} (${entry.kind}): ${entry.message}` +
+        (entry.cause === undefined ? "" : `\n    ${entry.cause.split("\n").join("\n    ")}`)
+      )
+      return [...lines, `errors        ${errors.length === 0 ? "-" : `\n${errors.join("\n")}`}`].join("\n")
+    })
+  })).pipe(Command.withDescription("Show one job: args, meta, tags, timestamps and every recorded error"))
+
+const isEmpty = (input: FilterInput): boolean =>
+  input.queue.length + input.state.length + input.worker.length + input.tag.length === 0 &&
+  [input.args, input.meta, input.insertedAfter, input.insertedBefore, input.scheduledAfter, input.scheduledBefore,
+    input.attemptedAfter, input.attemptedBefore, input.completedAfter, input.completedBefore].every(Option.isNone)
+
+const bulk = (name: "retry" | "cancel" | "delete", verb: string, description: string) =>
+  Command.make(name, {
+    ...filterFlags,
+    ids: Argument.Int("id").pipe(Argument.withDescription("Job ids (optional when filter flags are given)"), Argument.variadic()),
+    all: Flag.Boolean("all").pipe(Flag.withDescription("Act on every job (no id and no filter)"), Flag.withDefault(false)),
+    batchSize: Flag.Int("batch-size").pipe(Flag.withDescription("Jobs per transaction, 1 to 10000"), Flag.withDefault(1000))
+  }, (input) =>
+    Effect.gen(function*() {
+      const globals = yield* root
+      if (input.ids.length === 0 && isEmpty(input) && !input.all) {
+        return yield* Effect.fail(
+          new CliFailure(
+            ExitCode.usage,
+            `${name} needs job ids or at least one filter flag; pass --all to ${name} every job`,
+            "InvalidInput"
+          )
+        )
+      }
+      const filter = yield* toFilter(input, input.ids)
+      const action = name === "retry" ? Jobs.retry : name === "cancel" ? Jobs.cancel : Jobs.remove
+      const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize }))
+      yield* print(globals.json, result, () =>
+        [
+          `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})`,
+          ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`)
+        ].join("\n"))
+    })).pipe(Command.withDescription(description))
+
+/** `effect-oban jobs ...` */
+export const jobs = Command.make("jobs").pipe(
+  Command.withDescription("Find, inspect, retry, cancel and delete jobs"),
+  Command.withSubcommands([
+    list,
+    show,
+    bulk("retry", "retried", "Make matching finished or waiting jobs available now (not executing or available ones)"),
+    bulk("cancel", "cancelled", "Cancel matching unfinished jobs; executing ones are interrupted on their node"),
+    bulk("delete", "deleted", "Delete matching jobs that are not executing")
+  ])
+)

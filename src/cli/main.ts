@@ -1,0 +1,94 @@
+/**
+ * The `effect-oban` command line: runs one command and exits with a code
+ * from `exitCodes.ts`. Started by bin/effect-oban.js.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit } from "effect"
+import { CliError, Command } from "effect/cli"
+import { readFileSync } from "node:fs"
+import { cron, nodes } from "./clusterCommand.ts"
+import { CliFailure, ExitCode } from "./exitCodes.ts"
+import { jobs } from "./jobsCommand.ts"
+import { migrate } from "./migrateCommand.ts"
+import { json } from "./output.ts"
+import { queues } from "./queuesCommand.ts"
+import { root } from "./shared.ts"
+
+const version = (): string => {
+  try {
+    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version
+  } catch {
+    return "unknown"
+  }
+}
+
+const app = root.pipe(Command.withSubcommands([migrate, queues, jobs, nodes, cron]))
+
+interface Reported {
+  readonly code: number
+  readonly tag: string
+  readonly message: string
+}
+
+const serverMessage = (error: { readonly reason?: { readonly cause?: unknown } }): string | undefined => {
+  const cause = error.reason?.cause
+  return cause instanceof Error ? cause.message : undefined
+}
+
+/** The exit code and message of a failure. */
+export const classify = (error: unknown): Reported => {
+  if (error instanceof CliFailure) return { code: error.code, tag: error.tag, message: error.message }
+  if (CliError.isCliError(error)) return { code: ExitCode.usage, tag: error._tag, message: error.message }
+  const tagged = error as { readonly _tag?: string; readonly message?: string; readonly reason?: { readonly _tag?: string } }
+  switch (tagged._tag) {
+    case "InvalidFilterError":
+    case "InvalidConfigError":
+    case "InvalidPrefixError": {
+      const field = (error as { readonly field?: string }).field
+      return { code: ExitCode.usage, tag: tagged._tag, message: `${field === undefined ? "" : `${field}: `}${tagged.message}` }
+    }
+    case "MigrationError": {
+      const prefix = (error as { readonly prefix?: string }).prefix
+      const hint = prefix === undefined ? "" : ` (from the command line: effect-oban migrate up --prefix ${prefix})`
+      return { code: ExitCode.notMigrated, tag: tagged._tag, message: `${tagged.message ?? "not migrated"}${hint}` }
+    }
+    case "SqlError": {
+      const reason = tagged.reason?._tag
+      const detail = serverMessage(error as never) ?? tagged.message ?? ""
+      if (reason === "ConnectionError" || reason === "AuthenticationError") {
+        return { code: ExitCode.unreachable, tag: reason, message: `cannot reach the database: ${detail}` }
+      }
+      return { code: ExitCode.failure, tag: reason ?? "SqlError", message: `database error: ${detail}` }
+    }
+    case "ConfigError":
+      return { code: ExitCode.usage, tag: tagged._tag, message: tagged.message ?? "bad configuration" }
+  }
+  return { code: ExitCode.failure, tag: tagged._tag ?? "Error", message: tagged.message ?? String(error) }
+}
+
+const asJson = process.argv.includes("--json")
+
+const program = Command.run(app, { version: version() }).pipe(
+  Effect.provide(NodeServices.layer),
+  Effect.exit,
+  Effect.flatMap((exit) => {
+    if (Exit.isSuccess(exit)) return Effect.succeed(ExitCode.ok)
+    const failure = exit.cause.reasons.find(Cause.isFailReason)
+    const reported = failure === undefined
+      ? { code: ExitCode.failure, tag: "Defect", message: Cause.pretty(exit.cause) }
+      : classify(failure.error)
+    // effect/cli has already printed its own parse errors with the usage.
+    const printed = failure !== undefined && CliError.isCliError(failure.error)
+    const text = asJson
+      ? json({ error: { tag: reported.tag, message: reported.message, exitCode: reported.code } })
+      : `effect-oban: ${reported.message}`
+    return Effect.as(printed && !asJson ? Effect.void : Console.error(text), reported.code)
+  })
+)
+
+Effect.runPromise(program).then((code) => {
+  process.exitCode = code
+}, (error: unknown) => {
+  console.error(error)
+  process.exitCode = ExitCode.failure
+})

@@ -1,0 +1,31 @@
+/**
+ * How the CLI prints: aligned text tables for people, JSON for scripts
+ * (`--json`), and errors on stderr (as JSON too with `--json`).
+ */
+import { Console, Effect } from "effect"
+
+/** JSON text of a result: dates as ISO strings, bigints as numbers. */
+export const json = (value: unknown): string =>
+  JSON.stringify(value, (_key, item) => typeof item === "bigint" ? Number(item) : item, 2)
+
+/** A value as one table cell. */
+export const cell = (value: unknown): string => {
+  if (value === null || value === undefined) return "-"
+  if (value instanceof Date) return value.toISOString()
+  if (typeof value === "object") return JSON.stringify(value)
+  return String(value)
+}
+
+/** An aligned table with a header row; "(none)" when there are no rows. */
+export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<unknown>>): string => {
+  if (rows.length === 0) return "(none)"
+  const cells = rows.map((row) => row.map(cell))
+  const widths = header.map((title, index) => Math.max(title.length, ...cells.map((row) => row[index]?.length ?? 0)))
+  const line = (values: ReadonlyArray<string>) =>
+    values.map((value, index) => value.padEnd(widths[index]!)).join("  ").trimEnd()
+  return [line(header), ...cells.map(line)].join("\n")
+}
+
+/** Prints `value` as JSON when `asJson`, else the human text. */
+export const print = (asJson: boolean, value: unknown, human: () => string): Effect.Effect<void> =>
+  Console.log(asJson ? json(value) : human())

@@ -1,0 +1,109 @@
+/**
+ * `effect-oban queues status|pause|resume|scale`: queue counts and the
+ * producers that run them, and queue commands for one node or all.
+ */
+import { Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Cluster from "../Cluster.ts"
+import * as Jobs from "../Jobs.ts"
+import { CliFailure, ExitCode } from "./exitCodes.ts"
+import { print, table } from "./output.ts"
+import { root, withDatabase } from "./shared.ts"
+
+const status = Command.make("status", {
+  queue: Argument.String("queue").pipe(Argument.withDescription("Only this queue"), Argument.optional)
+}, ({ queue }) =>
+  Effect.gen(function*() {
+    const globals = yield* root
+    const [view, counts] = yield* withDatabase(globals, Effect.all([Cluster.view, Jobs.counts()]))
+    const names = new Set([
+      ...counts.queues.map((entry) => entry.queue),
+      ...view.nodes.flatMap((node) => node.producers.map((producer) => producer.queue))
+    ])
+    const wanted = Option.match(queue, { onNone: () => Array.from(names).sort(), onSome: (name) => [name] })
+    const queues = wanted.map((name) => ({
+      queue: name,
+      producers: view.nodes.flatMap((node) => node.producers.filter((producer) => producer.queue === name)),
+      counts: counts.queues.find((entry) => entry.queue === name)?.states ?? {}
+    }))
+    if (Option.isSome(queue) && queues[0]!.producers.length === 0 && !counts.queues.some((q) => q.queue === queue.value)) {
+      return yield* Effect.fail(
+        new CliFailure(ExitCode.notFound, `queue "${queue.value}" has no jobs and no running node`, "QueueNotFound")
+      )
+    }
+    yield* print(globals.json, { queues, estimated: counts.estimated }, () => {
+      const rows = queues.map(({ counts, producers, queue }) => {
+        const paused = producers.filter((producer) => producer.paused).length
+        const state = (name: string) => (counts as Record<string, number>)[name] ?? 0
+        return [
+          queue,
+          producers.length,
+          producers.reduce((sum, producer) => sum + producer.limit, 0),
+          producers.reduce((sum, producer) => sum + producer.running, 0),
+          producers.length === 0 ? "-" : paused === 0 ? "no" : paused === producers.length ? "yes" : `${paused} of ${producers.length}`,
+          state("available"), state("scheduled"), state("executing"), state("retryable"),
+          state("completed"), state("discarded"), state("cancelled")
+        ]
+      })
+      const note = counts.estimated.length > 0 ? `\n\n(estimated: ${counts.estimated.join(", ")})` : ""
+      return table([
+        "QUEUE", "NODES", "LIMIT", "RUNNING", "PAUSED", "AVAILABLE", "SCHEDULED", "EXECUTING", "RETRYABLE",
+        "COMPLETED", "DISCARDED", "CANCELLED"
+      ], rows) + note
+    })
+  })).pipe(Command.withDescription("Jobs per state and the producers (limit, running, paused) of every queue"))
+
+const nodeFlag = Flag.String("node").pipe(Flag.withDescription("Only on this node (default: every node)"), Flag.optional)
+const queueArgument = Argument.String("queue")
+
+const report = (
+  verb: string,
+  queue: string,
+  node: Option.Option<string>,
+  changed: number,
+  json: boolean
+) =>
+  changed === 0
+    ? Effect.fail(
+      new CliFailure(
+        ExitCode.notFound,
+        `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"`,
+        "QueueNotFound"
+      )
+    )
+    : print(json, { queue, node: Option.getOrNull(node), producers: changed }, () =>
+      `${verb} queue ${queue} on ${changed} producer${changed === 1 ? "" : "s"}`)
+
+const command = (name: "pause" | "resume", verb: string, description: string) =>
+  Command.make(name, { queue: queueArgument, node: nodeFlag }, ({ node, queue }) =>
+    Effect.gen(function*() {
+      const globals = yield* root
+      const options = { node: Option.getOrUndefined(node) }
+      const changed = yield* withDatabase(
+        globals,
+        name === "pause" ? Cluster.pauseQueue(queue, options) : Cluster.resumeQueue(queue, options)
+      )
+      yield* report(verb, queue, node, changed, globals.json)
+    })).pipe(Command.withDescription(description))
+
+const scale = Command.make("scale", {
+  queue: queueArgument,
+  limit: Argument.Int("limit").pipe(Argument.withDescription("Jobs of the queue each node runs at once, 1 to 10000")),
+  node: nodeFlag
+}, ({ limit, node, queue }) =>
+  Effect.gen(function*() {
+    const globals = yield* root
+    const changed = yield* withDatabase(globals, Cluster.scaleQueue(queue, limit, { node: Option.getOrUndefined(node) }))
+    yield* report(`scaled to ${limit}:`, queue, node, changed, globals.json)
+  })).pipe(Command.withDescription("Set how many jobs of a queue run at once, on every node or one"))
+
+/** `effect-oban queues ...` */
+export const queues = Command.make("queues").pipe(
+  Command.withDescription("Queue status, and pause / resume / scale on every node or one"),
+  Command.withSubcommands([
+    status,
+    command("pause", "paused", "Stop fetching jobs of a queue (running jobs finish), on every node or one"),
+    command("resume", "resumed", "Resume a paused queue, on every node or one"),
+    scale
+  ])
+)
