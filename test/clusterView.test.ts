@@ -28,7 +28,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Cluster and bulk cancel
         node: "viewed",
         queues: { slow: 3, other: 2 },
         workers: [Hang],
-        crontab: [Cron.entry("0 4 * * *", Hang, { n: 0 }, { name: "nightly", timezone: "Europe/Paris" })]
+        crontab: [Cron.entry("0 4 * * *", Hang, { n: 0 }, { name: "nightly", timezone: "Europe/Paris", queue: "crons" })]
       })
       yield* oban.ready
       const jobs = yield* Oban.insertAll([Hang.job({ n: 1 }), Hang.job({ n: 2 })])
@@ -44,7 +44,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Cluster and bulk cancel
       assert.strictEqual(view.crons.length, 1)
       const cron = view.crons[0]!
       assert.deepStrictEqual([cron.name, cron.expression, cron.timezone, cron.worker, cron.queue, cron.nodes], [
-        "nightly", "0 4 * * *", "Europe/Paris", "Hang", "slow", ["viewed"]
+        "nightly", "0 4 * * *", "Europe/Paris", "Hang", "crons", ["viewed"]
       ])
       assert.isTrue(cron.nextRun !== undefined && cron.nextRun.getTime() > view.now.getTime())
       assert.isTrue(cron.nextRun!.getTime() - view.now.getTime() <= 24 * 3_600_000)

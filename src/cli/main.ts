@@ -2,7 +2,7 @@
  * The `effect-oban` command line: runs one command and exits with a code
  * from `exitCodes.ts`. Started by bin/effect-oban.js.
  */
-import { NodeServices } from "@effect/platform-node"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Effect, Exit } from "effect"
 import { CliError, Command } from "effect/cli"
 import { readFileSync } from "node:fs"

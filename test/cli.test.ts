@@ -1,0 +1,189 @@
+/**
+ * The effect-oban CLI as an OS process (bin/effect-oban.js) against real
+ * PostgreSQL: every command, --json output parsed, exit codes, and clear
+ * errors for bad input and for an unreachable or unmigrated database.
+ */
+import { assert, layer } from "@effect/vitest"
+import { execFile } from "node:child_process"
+import { existsSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Cron from "../src/Cron.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("cli")
+const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
+const built = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url))
+
+interface Run {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs the CLI with `args` (and --prefix unless told otherwise); DATABASE_URL set unless `env` says otherwise. */
+const cli = (args: ReadonlyArray<string>, options: { readonly env?: Record<string, string | undefined>; readonly script?: string } = {}) =>
+  Effect.promise(() =>
+    new Promise<Run>((resolve) => {
+      const env: Record<string, string | undefined> = { ...process.env, DATABASE_URL: databaseUrl(), ...options.env }
+      for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key]
+      execFile(process.execPath, [options.script ?? bin, ...args], { env: env as NodeJS.ProcessEnv, timeout: 30_000 }, (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1
+        resolve({ code, stdout, stderr })
+      })
+    })
+  )
+
+const withPrefix = (...args: ReadonlyArray<string>) => [...args, "--prefix", prefix]
+const parsed = <A>(run: Run): A => {
+  assert.strictEqual(run.code, 0, `exit 0 expected; stderr: ${run.stderr}`)
+  return JSON.parse(run.stdout) as A
+}
+
+const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), queue: "mailers", perform: () => Effect.never })
+
+layer(testLayer(prefix, { migrate: false }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
+  it.effect("migrate, and clear errors for bad input, an unmigrated schema and an unreachable database", () =>
+    Effect.gen(function*() {
+      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson] = yield* Effect.all([
+        cli(withPrefix("jobs", "list")),
+        cli(withPrefix("migrate", "status", "--json")),
+        cli(withPrefix("migrate", "sql"), { env: { DATABASE_URL: undefined } }),
+        cli(["jobs", "list", "--database-url", "postgres://postgres@127.0.0.1:1/nothing"]),
+        cli(withPrefix("jobs", "list", "--state", "stuck")),
+        cli(withPrefix("jobs", "lisst")),
+        cli(withPrefix("jobs", "cancel")),
+        cli(["jobs", "list", "--prefix", "Not-A-Prefix"]),
+        cli(withPrefix("nodes"), { env: { DATABASE_URL: undefined } }),
+        cli(withPrefix("jobs", "list", "--args", "[1]", "--json"))
+      ], { concurrency: 5 })
+      assert.strictEqual(unmigrated.code, 4)
+      assert.include(unmigrated.stderr, `effect-oban migrate up --prefix ${prefix}`)
+      assert.strictEqual(parsed<{ current: number }>(status0).current, 0)
+      assert.strictEqual(sqlText.code, 0)
+      assert.include(sqlText.stdout, `CREATE TABLE "${prefix}".oban_jobs`)
+      assert.strictEqual(unreachable.code, 3)
+      assert.include(unreachable.stderr, "cannot reach the database")
+      assert.strictEqual(badState.code, 2)
+      assert.include(badState.stderr, "states")
+      assert.strictEqual(typo.code, 2)
+      assert.include(typo.stderr, "list")
+      assert.strictEqual(noFilter.code, 2)
+      assert.include(noFilter.stderr, "--all")
+      assert.strictEqual(badPrefix.code, 2)
+      assert.include(badPrefix.stderr, "prefix")
+      assert.strictEqual(noUrl.code, 2)
+      assert.include(noUrl.stderr, "DATABASE_URL")
+      assert.strictEqual(badJson.code, 2)
+      assert.strictEqual(JSON.parse(badJson.stderr).error.exitCode, 2)
+
+      const up = parsed<{ versions: ReadonlyArray<number>; to: number }>(yield* cli(withPrefix("migrate", "up", "--json")))
+      assert.isTrue(up.versions.length >= 8)
+      const status = parsed<{ current: number; latest: number }>(yield* cli(withPrefix("migrate", "status", "--json")))
+      assert.strictEqual(status.current, status.latest)
+      const again = yield* cli(withPrefix("migrate", "up"))
+      assert.include(again.stdout, "nothing to do")
+    }))
+
+  it.effect("jobs list (filters, pages), show, cancel, retry and delete", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const jobs = yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) =>
+        Mail.job({ to: `u${n}` }, { tags: n < 3 ? ["vip"] : [], scheduleIn: "1 hour" })))
+      const other = yield* Oban.insert(Mail.job({ to: "x" }, { queue: "other" }))
+      type Page = { jobs: ReadonlyArray<{ id: number; queue: string; args: { to: string } }>; next: string | null }
+      const first = parsed<Page>(yield* cli(withPrefix("jobs", "list", "--queue", "mailers", "--limit", "2", "--order", "asc", "--json")))
+      assert.deepStrictEqual(first.jobs.map((job) => job.id), [jobs[0]!.id, jobs[1]!.id])
+      assert.isString(first.next)
+      const rest = parsed<Page>(yield* cli(withPrefix(
+        "jobs", "list", "--queue", "mailers", "--limit", "10", "--order", "asc", "--cursor", first.next!, "--json"
+      )))
+      assert.deepStrictEqual(rest.jobs.map((job) => job.id), jobs.slice(2).map((job) => job.id))
+      assert.isNull(rest.next)
+      const [vip, byArgs, human, shown, missing] = yield* Effect.all([
+        cli(withPrefix("jobs", "list", "--tag", "vip", "--json")),
+        cli(withPrefix("jobs", "list", "--args", "{\"to\":\"x\"}", "--json")),
+        cli(withPrefix("jobs", "list", "--state", "scheduled")),
+        cli(withPrefix("jobs", "show", String(jobs[1]!.id), "--json")),
+        cli(withPrefix("jobs", "show", "987654321"))
+      ], { concurrency: 5 })
+      assert.strictEqual(parsed<Page>(vip).jobs.length, 3)
+      assert.deepStrictEqual(parsed<Page>(byArgs).jobs.map((job) => job.id), [other.id])
+      assert.match(human.stdout, /^ID\s+STATE\s+QUEUE\s+WORKER/)
+      assert.strictEqual(human.stdout.trim().split("\n").length, 1 + 5)
+      assert.deepStrictEqual(parsed<{ id: number; args: unknown }>(shown).args, { to: "u1" })
+      assert.strictEqual(missing.code, 5)
+      assert.include(missing.stderr, "no job with id 987654321")
+
+      const cancelled = parsed<{ changed: number }>(yield* cli(withPrefix("jobs", "cancel", "--queue", "mailers", "--tag", "vip", "--json")))
+      assert.strictEqual(cancelled.changed, 3)
+      const states = yield* sql<{ readonly state: string }>`
+        SELECT state::text FROM ${sql(prefix)}.oban_jobs WHERE queue = 'mailers' ORDER BY id`
+      assert.deepStrictEqual(states.map((row) => row.state), ["cancelled", "cancelled", "cancelled", "scheduled", "scheduled"])
+      const retried = yield* cli(withPrefix("jobs", "retry", String(jobs[0]!.id)))
+      assert.strictEqual(retried.code, 0)
+      assert.include(retried.stdout, "retried 1 job")
+      const deleted = parsed<{ changed: number }>(yield* cli(withPrefix("jobs", "delete", "--state", "cancelled", "--batch-size", "1", "--json")))
+      assert.strictEqual(deleted.changed, 2)
+      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+      assert.strictEqual(left[0]!.n, 4)
+    }))
+
+  it.effect("queues, nodes and cron against a running node; queue commands reach it", () =>
+    Effect.gen(function*() {
+      const { oban } = yield* startNode({
+        node: "cli-node",
+        queues: { mailers: 2, quiet: 1 },
+        // Its jobs never finish: do not wait for them at the end of the test.
+        shutdownGracePeriod: "100 millis",
+        workers: [Mail],
+        crontab: [Cron.entry("*/5 * * * *", Mail, { to: "cron" }, { name: "every-five", queue: "crons" })]
+      })
+      yield* oban.ready
+      yield* waitFor("leadership", oban.isLeader)
+      type Status = { queues: ReadonlyArray<{ queue: string; producers: ReadonlyArray<{ node: string; limit: number }>; counts: Record<string, number> }> }
+      const [status, nodes, cron] = yield* Effect.all([
+        cli(withPrefix("queues", "status", "--json")),
+        cli(withPrefix("nodes", "--json")),
+        cli(withPrefix("cron", "--json"))
+      ], { concurrency: 3 })
+      const mailers = parsed<Status>(status).queues.find((queue) => queue.queue === "mailers")!
+      assert.deepStrictEqual(mailers.producers.map((p) => [p.node, p.limit]), [["cli-node", 2]])
+      assert.strictEqual(mailers.counts["available"]! + mailers.counts["executing"]! + mailers.counts["scheduled"]!, 3)
+      const view = parsed<{ leader: { node: string }; nodes: ReadonlyArray<{ node: string; producers: ReadonlyArray<unknown> }> }>(nodes)
+      assert.strictEqual(view.leader.node, "cli-node")
+      assert.strictEqual(view.nodes.find((node) => node.node === "cli-node")?.producers.length, 2)
+      const entries = parsed<{ crons: ReadonlyArray<{ name: string; nextRun: string }> }>(cron).crons
+      assert.deepStrictEqual(entries.map((entry) => entry.name), ["every-five"])
+      assert.isTrue(Date.parse(entries[0]!.nextRun) - Date.now() <= 5 * 60_000 + 5_000)
+
+      const paused = yield* cli(withPrefix("queues", "pause", "quiet"))
+      assert.strictEqual(paused.code, 0)
+      yield* waitFor("quiet paused", Effect.map(oban.checkQueue("quiet"), (state) => state.paused))
+      assert.strictEqual((yield* cli(withPrefix("queues", "scale", "mailers", "4", "--node", "cli-node"))).code, 0)
+      yield* waitFor("mailers scaled", Effect.map(oban.checkQueue("mailers"), (state) => state.limit === 4))
+      const [unknown, badLimit, human] = yield* Effect.all([
+        cli(withPrefix("queues", "resume", "nope")),
+        cli(withPrefix("queues", "scale", "mailers", "0")),
+        cli(withPrefix("queues", "status"))
+      ], { concurrency: 3 })
+      assert.strictEqual(unknown.code, 5)
+      assert.strictEqual(badLimit.code, 2)
+      assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+RUNNING\s+PAUSED/)
+      assert.match(human.stdout, /quiet\s+1\s+1\s+0\s+yes/)
+    }))
+
+  it.effect("the built CLI (dist/) runs too", () =>
+    Effect.gen(function*() {
+      if (!existsSync(built)) {
+        console.log("SKIPPED: dist/cli/main.js is missing (run npm run build; CI builds before testing)")
+        return
+      }
+      const run = yield* cli(withPrefix("migrate", "status", "--json"), { script: built })
+      assert.strictEqual(parsed<{ prefix: string }>(run).prefix, prefix)
+    }))
+})
