@@ -41,7 +41,8 @@ const sources: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["@effect/platform-node", ["NodeRuntime"]],
   ["@effect/vitest", ["assert"]],
   ["effect-oban", [
-    "Backoff", "Config", "Cron", "Events", "ExternalInsert", "Job", "Leader", "Migrations", "Oban", "ObanClock", "ObanConfig", "Pruner", "Rescuer",
+    "Backoff", "Cluster", "Config", "Cron", "Events", "ExternalInsert", "Job", "Jobs", "Leader", "Migrations", "Oban", "ObanClock", "ObanConfig",
+    "Pruner", "Rescuer",
     "Stager", "Worker"
   ]],
   ["./world.ts", worldNames()]

@@ -22,12 +22,12 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { InvalidFilterError, type MigrationError } from "./Errors.ts"
 import { type Job, JobState } from "./Job.ts"
-import { type BulkOutcome, runBulk } from "./internal/bulk.ts"
+import { type BulkOptions, bulk } from "./internal/bulkAction.ts"
+import type { BulkOutcome } from "./internal/bulk.ts"
 import { countJobs, liveStates, restStates } from "./internal/counts.ts"
 import { decodeCursor, encodeCursor } from "./internal/cursor.ts"
 import { Filter as FilterSchema, filterCondition, validateFilter } from "./internal/jobFilter.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
-import type { BulkAction, ChangedRow } from "./internal/sql/bulkJobs.ts"
 import { listJobs, type SortColumn } from "./internal/sql/jobQueries.ts"
 
 /**
@@ -206,37 +206,7 @@ export const exactStates: ReadonlyArray<JobState> = liveStates
  */
 export type BulkResult = BulkOutcome
 
-/**
- * @since 0.1.0
- */
-export interface BulkOptions {
-  /** Jobs per batch, each batch its own short transaction: 1 to 10,000. Default 1000. */
-  readonly batchSize?: number | undefined
-}
-
-/** @internal the bulk action behind the public functions and the service's. */
-export const bulk = (
-  action: BulkAction,
-  input: Filter,
-  options: BulkOptions = {},
-  onBatch?: (rows: ReadonlyArray<ChangedRow>) => Effect.Effect<void>
-): Effect.Effect<BulkResult, InvalidFilterError | MigrationError | SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const filter = yield* validateFilter(input)
-    const batchSize = options.batchSize ?? 1000
-    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
-      return yield* new InvalidFilterError({
-        field: "batchSize",
-        message: `batchSize must be an integer from 1 to 10000, got ${batchSize}`
-      })
-    }
-    if (action._tag === "reschedule" && Number.isNaN(action.at.getTime())) {
-      return yield* new InvalidFilterError({ field: "at", message: "not a valid date" })
-    }
-    return yield* withPrefix((sql, prefix) =>
-      runBulk(sql, prefix, { action, condition: filterCondition(sql, filter), batchSize, onBatch })
-    )
-  })
+export type { BulkOptions }
 
 /**
  * Cancels every unfinished job that matches `filter`. Jobs executing on any

@@ -40,6 +40,7 @@ import { insertRequests } from "./internal/insertRequests.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
 import * as JobQueries from "./Jobs.ts"
+import { bulk } from "./internal/bulkAction.ts"
 import * as Cluster from "./Cluster.ts"
 import type * as Worker from "./Worker.ts"
 
@@ -300,7 +301,7 @@ export const layer = <W extends Worker.Any>(
         listJobs: (opts) => local(JobQueries.list(opts)),
         countJobs: (opts) => local(JobQueries.counts(opts)),
         cancelJobs: (filter, opts) =>
-          local(JobQueries.bulk({ _tag: "cancel" }, filter, opts, (rows) =>
+          local(bulk({ _tag: "cancel" }, filter, opts, (rows) =>
             Effect.forEach(
               rows.filter((row) => row.previous_state === "executing" && row.node === runtime.node),
               (row) => runtime.cancelLocal(row.id),

@@ -1,0 +1,47 @@
+/**
+ * A bulk action as the public functions run it: the filter and options
+ * checked, then the batches (see `bulk.ts`). `Oban`'s service passes
+ * `onBatch` to stop the cancelled jobs it runs itself.
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "../Config.ts"
+import { InvalidFilterError, type MigrationError } from "../Errors.ts"
+import { type BulkOutcome, runBulk } from "./bulk.ts"
+import { type Filter, filterCondition, validateFilter } from "./jobFilter.ts"
+import { orNotMigrated } from "./notMigrated.ts"
+import type { BulkAction, ChangedRow } from "./sql/bulkJobs.ts"
+
+/**
+ * @since 0.1.0
+ */
+export interface BulkOptions {
+  /** Jobs per batch, each batch its own short transaction: 1 to 10,000. Default 1000. */
+  readonly batchSize?: number | undefined
+}
+
+export const bulk = (
+  action: BulkAction,
+  input: Filter,
+  options: BulkOptions = {},
+  onBatch?: (rows: ReadonlyArray<ChangedRow>) => Effect.Effect<void>
+): Effect.Effect<BulkOutcome, InvalidFilterError | MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const filter = yield* validateFilter(input)
+    const batchSize = options.batchSize ?? 1000
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+      return yield* new InvalidFilterError({
+        field: "batchSize",
+        message: `batchSize must be an integer from 1 to 10000, got ${batchSize}`
+      })
+    }
+    if (action._tag === "reschedule" && Number.isNaN(action.at.getTime())) {
+      return yield* new InvalidFilterError({ field: "at", message: "not a valid date" })
+    }
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    return yield* orNotMigrated(prefix)(
+      runBulk(sql, prefix, { action, condition: filterCondition(sql, filter), batchSize, onBatch })
+    )
+  })
