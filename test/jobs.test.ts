@@ -8,7 +8,9 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Jobs from "../src/Jobs.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
+import { countLive } from "../src/internal/sql/jobQueries.ts"
 import { report, testLayer, uniquePrefix } from "./support/db.ts"
+import { explain, scansOf } from "./support/plans.ts"
 
 const prefix = uniquePrefix("jobs")
 const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String, opts: Schema.optional(Schema.Struct({ lang: Schema.String })) }), perform: () => Effect.void })
@@ -223,6 +225,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("Jobs (no node running)"
                  SELECT 'completed', CASE WHEN n % 4 = 0 THEN 'reports' ELSE 'mailers' END, 'Mail', now()
                  FROM generate_series(1, 20000) AS n`
       yield* sql.unsafe(`ANALYZE "${prefix}".oban_jobs`)
+      // The live counts read their partial indexes, never the finished rows.
+      const plan = yield* explain(countLive(sql, prefix), { analyze: true })
+      const scans = scansOf(plan, "oban_jobs")
+      assert.isTrue(scans.length >= 3)
+      for (const scan of scans) assert.notStrictEqual(scan["Node Type"], "Seq Scan", JSON.stringify(scans))
+      assert.includeMembers(scans.map((scan) => scan["Index Name"] ?? ""), ["oban_jobs_fetch_idx", "oban_jobs_executing_idx"])
       const estimated = yield* Jobs.counts({ exactBelow: 1000 })
       assert.deepStrictEqual(estimated.estimated, ["completed", "discarded", "cancelled", "suspended"])
       const mailers = estimated.queues.find((item) => item.queue === "mailers")!.states

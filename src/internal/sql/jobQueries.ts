@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import type { Fragment } from "effect/sql/Statement"
+import type { Fragment, Statement } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
 import { table } from "./tables.ts"
@@ -72,21 +72,20 @@ export interface CountRow {
 }
 
 /**
- * Exact counts of the live states, one index each: available jobs through the
- * fetch index and executing jobs through the executing index (both lead with
- * the queue: index-only scans), scheduled and retryable jobs through the
- * staging index.
+ * Exact counts of the live states, each through its partial index: available
+ * jobs through the fetch index and executing jobs through the executing index
+ * (both lead with the queue: index-only scans), scheduled and retryable jobs
+ * in one pass over the staging index (which holds both, so one bitmap scan
+ * reads their rows once).
  */
-export const countLive = (sql: SqlClient, prefix: string): Effect.Effect<ReadonlyArray<CountRow>, SqlError> => {
+export const countLive = (sql: SqlClient, prefix: string): Statement<CountRow> => {
   const jobs = table(sql, prefix, "oban_jobs")
   return sql<CountRow>`
     SELECT queue, 'available' AS state, count(*)::int AS count FROM ${jobs} WHERE state = 'available' GROUP BY queue
     UNION ALL
     SELECT queue, 'executing', count(*)::int FROM ${jobs} WHERE state = 'executing' GROUP BY queue
     UNION ALL
-    SELECT queue, 'scheduled', count(*)::int FROM ${jobs} WHERE state = 'scheduled' GROUP BY queue
-    UNION ALL
-    SELECT queue, 'retryable', count(*)::int FROM ${jobs} WHERE state = 'retryable' GROUP BY queue
+    SELECT queue, state::text, count(*)::int FROM ${jobs} WHERE state IN ('scheduled', 'retryable') GROUP BY queue, state
   `
 }
 
