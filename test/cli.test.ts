@@ -46,7 +46,7 @@ const parsed = <A>(run: Run): A => {
 
 const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), queue: "mailers", perform: () => Effect.never })
 
-layer(testLayer(prefix, { migrate: false }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
+layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
   it.effect("migrate, and clear errors for bad input, an unmigrated schema and an unreachable database", () =>
     Effect.gen(function*() {
       const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson] = yield* Effect.all([
@@ -60,7 +60,7 @@ layer(testLayer(prefix, { migrate: false }), { excludeTestServices: true })("eff
         cli(["jobs", "list", "--prefix", "Not-A-Prefix"]),
         cli(withPrefix("nodes"), { env: { DATABASE_URL: undefined } }),
         cli(withPrefix("jobs", "list", "--args", "[1]", "--json"))
-      ], { concurrency: 5 })
+      ], { concurrency: 3 })
       assert.strictEqual(unmigrated.code, 4)
       assert.include(unmigrated.stderr, `effect-oban migrate up --prefix ${prefix}`)
       assert.strictEqual(parsed<{ current: number }>(status0).current, 0)
@@ -110,7 +110,7 @@ layer(testLayer(prefix, { migrate: false }), { excludeTestServices: true })("eff
         cli(withPrefix("jobs", "list", "--state", "scheduled")),
         cli(withPrefix("jobs", "show", String(jobs[1]!.id), "--json")),
         cli(withPrefix("jobs", "show", "987654321"))
-      ], { concurrency: 5 })
+      ], { concurrency: 3 })
       assert.strictEqual(parsed<Page>(vip).jobs.length, 3)
       assert.deepStrictEqual(parsed<Page>(byArgs).jobs.map((job) => job.id), [other.id])
       assert.match(human.stdout, /^ID\s+STATE\s+QUEUE\s+WORKER/)

@@ -15,7 +15,7 @@ import { jobRow, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("clusterview")
 
-layer(testLayer(prefix), { excludeTestServices: true })("Cluster and bulk cancel against a running node", (it) => {
+layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("Cluster and bulk cancel against a running node", (it) => {
   it.effect("the view shows the node, its producers and running jobs, the leader and the crontab; commands reach the node", () =>
     Effect.gen(function*() {
       const interrupted = yield* Ref.make<ReadonlyArray<number>>([])

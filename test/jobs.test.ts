@@ -99,7 +99,7 @@ const contains = (outer: unknown, inner: unknown): boolean => {
 
 const sorted = (ids: ReadonlyArray<number>) => [...ids].sort((a, b) => a - b)
 
-layer(testLayer(prefix), { excludeTestServices: true })("Jobs (no node running)", (it) => {
+layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("Jobs (no node running)", (it) => {
   it.effect("every filter, alone and combined, returns exactly the matching jobs", () =>
     Effect.gen(function*() {
       const rows = yield* seed

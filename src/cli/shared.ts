@@ -57,7 +57,8 @@ export const withDatabase = <A, E>(
     const settings = yield* ObanConfig.make({ prefix: globals.prefix })
     const client = PgClient.layer({
       url: Redacted.make(url),
-      maxConnections: 4,
+      // A command runs at most two statements at once.
+      maxConnections: 2,
       connectTimeout: "5 seconds",
       applicationName: "effect-oban-cli"
     })
