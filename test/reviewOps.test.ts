@@ -1,0 +1,89 @@
+/**
+ * Review of the operators' API (issue 12): filters that must not widen to
+ * every job, cursors that must be refused as bad input, and bulk actions run
+ * inside a caller's transaction.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Exit, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Jobs from "../src/Jobs.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+
+const prefix = uniquePrefix("reviewops")
+const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), perform: () => Effect.void })
+
+const reset = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  return yield* Oban.insertAll([
+    Mail.job({ to: "a" }, { tags: ["vip"] }),
+    Mail.job({ to: "b" }, { tags: ["eu"] }),
+    Mail.job({ to: "c" })
+  ])
+})
+
+const count = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  return (yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`)[0]!.n
+})
+
+const failureTag = <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
+  Effect.map(Effect.exit(effect), (exit) => {
+    if (Exit.isSuccess(exit)) return "success"
+    const reason = exit.cause.reasons[0]
+    return reason?._tag === "Fail" ? (reason.error as { readonly _tag: string })._tag : `defect: ${String(reason)}`
+  })
+
+layer(testLayer(prefix), { excludeTestServices: true })("Jobs review", (it) => {
+  it.effect("tags: [] with tagsMatch 'any' matches no job (any of no tags), so a bulk delete by it deletes nothing", () =>
+    Effect.gen(function*() {
+      yield* reset
+      // queues: [], states: [], workers: [] and ids: [] all match nothing; "any of no tags" must too.
+      assert.strictEqual((yield* Jobs.remove({ queues: [] })).changed, 0)
+      const page = yield* Jobs.list({ filter: { tags: [], tagsMatch: "any" } })
+      assert.deepStrictEqual(page.jobs.map((job) => job.id), [], "no job carries any of zero tags")
+      const removed = yield* Jobs.remove({ tags: [], tagsMatch: "any" })
+      assert.strictEqual(removed.changed, 0)
+      assert.strictEqual(yield* count, 3)
+    }))
+
+  it.effect("args or meta holding values JSON cannot carry are refused, not dropped into a filter that matches every job", () =>
+    Effect.gen(function*() {
+      yield* reset
+      // A caller's `args: { to: user.email }` with an undefined email: JSON.stringify drops the key,
+      // `args @> '{}'` holds for every job, and the bulk action hits every job of every recipient.
+      const tenant: string | undefined = undefined
+      assert.strictEqual(yield* failureTag(Jobs.remove({ args: { to: tenant } })), "InvalidFilterError")
+      assert.strictEqual(yield* failureTag(Jobs.cancel({ meta: { tenant } })), "InvalidFilterError")
+      assert.strictEqual(yield* count, 3)
+      // A bigint is not JSON either: a typed refusal, not a defect thrown by JSON.stringify.
+      assert.strictEqual(yield* failureTag(Jobs.list({ filter: { args: { n: 1n } } })), "InvalidFilterError")
+    }))
+
+  it.effect("a cursor whose position is out of range is bad input (InvalidFilterError), not a database error", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sort = { by: "scheduledAt", order: "asc" } as const
+      for (const micros of ["9999999999999999999", "9223372036854775807", "-9223372036854775808"]) {
+        const cursor = Buffer.from(JSON.stringify({ c: "scheduled_at", d: 0, m: micros, i: 1 })).toString("base64url")
+        assert.strictEqual(yield* failureTag(Jobs.list({ sort, cursor })), "InvalidFilterError", micros)
+      }
+    }))
+
+  it.effect("a bulk retry with a unique conflict inside the caller's transaction skips the conflicting job and retries the rest", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const jobs = yield* reset
+      const ids = jobs.map((job) => job.id)
+      // Job 0 holds key K while available; job 1 shares K and is discarded; job 2 is discarded with no key.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'discarded', discarded_at = now() WHERE id IN ${sql.in(ids.slice(1))}`
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET unique_states = 1, unique_key = 'K' WHERE id IN ${sql.in(ids.slice(0, 2))}`
+      const result = yield* sql.withTransaction(Jobs.retry({ states: ["discarded"] }))
+      assert.strictEqual(result.changed, 1)
+      assert.deepStrictEqual(result.skipped.map((skip) => skip.id), [ids[1]!])
+      const states = yield* sql<{ readonly state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+      assert.deepStrictEqual(states.map((row) => row.state), ["available", "discarded", "available"])
+    }))
+})
