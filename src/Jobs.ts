@@ -33,9 +33,12 @@ import { listJobs, type SortColumn } from "./internal/sql/jobQueries.ts"
 /**
  * Which jobs: any mix of ids, queues, states, workers, tags (all of them, or
  * any with `tagsMatch: "any"`), args and meta containment (jsonb `@>`: the
- * job's object holds every key and value given, nested objects likewise) and
+ * job's object holds every key and value given, nested objects likewise; JSON
+ * values only, so an `undefined` is refused rather than dropped) and
  * time ranges (`after` inclusive, `before` exclusive). Parts combine with AND;
- * `{}` matches every job. Checked with this schema: bad input fails with
+ * `{}` matches every job. An empty list matches no job (`tags: []` with
+ * `tagsMatch: "any"` too), except `tags: []` with the default "all", which
+ * every job satisfies. Checked with this schema: bad input fails with
  * `InvalidFilterError` before any SQL runs.
  *
  * @since 0.1.0

@@ -6,9 +6,11 @@
  * held by another job (or by another job of the same batch); the unique index
  * then refuses the whole batch. That batch is gone through again one job at a
  * time, and the jobs the index refuses are skipped and reported, so one such
- * job never stops the rest.
+ * job never stops the rest. Inside a caller's transaction each batch runs in
+ * a savepoint, so a refused batch rolls back alone instead of aborting the
+ * caller's transaction.
  */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
@@ -36,13 +38,18 @@ export const runBulk = (
 ): Effect.Effect<BulkOutcome, SqlError> =>
   Effect.gen(function*() {
     const upTo = yield* maxJobId(sql, prefix)
+    // Outside a transaction each statement is its own; inside one, a refused statement would abort
+    // the caller's transaction and every statement after it, so each runs in a savepoint.
+    const inTransaction = Option.isSome(yield* Effect.serviceOption(sql.transactionService))
     const skipped: Array<{ readonly id: number; readonly reason: string }> = []
     let after = 0
     let changed = 0
     let batches = 0
-    const batch = (condition: Fragment, limit: number) =>
-      Effect.flatMap(now(sql), (time) =>
+    const batch = (condition: Fragment, limit: number) => {
+      const run = Effect.flatMap(now(sql), (time) =>
         runBatch(sql, prefix, { now: time, action: options.action, condition, after, upTo, limit }))
+      return inTransaction ? sql.withTransaction(run) : run
+    }
     while (true) {
       const result = yield* batch(options.condition, options.batchSize).pipe(
         Effect.catchIf(isUniqueViolation, () =>

@@ -18,6 +18,12 @@ export const encodeCursor = (column: SortColumn, descending: boolean, keyset: Ke
   Buffer.from(JSON.stringify({ c: column, d: descending ? 1 : 0, m: keyset.micros, i: keyset.id } satisfies Encoded))
     .toString("base64url")
 
+// The positions the page query can turn back into a timestamp: from 4714-11-24 BC (PostgreSQL's
+// earliest timestamptz) up to the largest interval of microseconds it builds (2^63 - 1024, about
+// 294247 AD).
+const minMicros = -210_866_803_200_000_000n
+const maxMicros = 9_223_372_036_854_774_784n
+
 const refuse = (message: string) => Effect.fail(new InvalidFilterError({ field: "cursor", message }))
 
 export const decodeCursor = (
@@ -41,6 +47,10 @@ export const decodeCursor = (
   }
   const micros = encoded.m ?? null
   if (column !== "id" && (typeof micros !== "string" || !/^-?\d{1,19}$/.test(micros))) {
+    return refuse("not a cursor returned by a job list")
+  }
+  // A tampered position out of that range is bad input, not an out-of-range error from the database.
+  if (column !== "id" && (BigInt(micros as string) < minMicros || BigInt(micros as string) > maxMicros)) {
     return refuse("not a cursor returned by a job list")
   }
   return Effect.succeed({ micros: column === "id" ? null : micros, id: encoded.i })

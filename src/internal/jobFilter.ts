@@ -17,7 +17,9 @@ export const TimeRange = Schema.Struct({
 
 export type TimeRange = typeof TimeRange.Type
 
-const JsonObject = Schema.Record(Schema.String, Schema.Unknown)
+// JSON values only: an `undefined` (or a function) would vanish in JSON.stringify and leave a
+// containment that holds for every job; a bigint would throw there.
+const JsonObject = Schema.JsonObject
 
 export const Filter = Schema.Struct({
   /** Only these job ids. */
@@ -119,8 +121,9 @@ export const filterCondition = (sql: SqlClient, filter: Filter): Fragment => {
   if (filter.workers !== undefined) {
     conditions.push(sql`j.worker = ANY(ARRAY(SELECT jsonb_array_elements_text(${textArray(filter.workers)}::jsonb)))`)
   }
-  if (filter.tags !== undefined && filter.tags.length > 0) {
+  if (filter.tags !== undefined) {
     const tags = sql`ARRAY(SELECT jsonb_array_elements_text(${textArray(filter.tags)}::jsonb))`
+    // Any of no tags matches nothing (as an empty list of queues does); all of no tags, every job.
     conditions.push(filter.tagsMatch === "any" ? sql`j.tags && ${tags}` : sql`j.tags @> ${tags}`)
   }
   if (filter.args !== undefined) conditions.push(sql`j.args @> ${JSON.stringify(filter.args)}::jsonb`)
