@@ -94,3 +94,45 @@ layer(testLayer(prefix), { excludeTestServices: true })("Jobs review", (it) => {
       assert.deepStrictEqual(states.map((row) => row.state), ["available", "discarded", "available"])
     }))
 })
+
+const hangPrefix = uniquePrefix("reviewhang")
+
+layer(testLayer(hangPrefix), { excludeTestServices: true })("bulk cancel racing with a node's claims", (it) => {
+  it.effect("cancels given from outside while the node keeps claiming leave no cancelled job running on the node", () =>
+    Effect.gen(function*() {
+      const { startNode, waitFor } = yield* Effect.promise(() => import("./support/node.ts"))
+      const Cluster = yield* Effect.promise(() => import("../src/Cluster.ts"))
+      const running = new Set<number>()
+      const Hang = Worker.make("Hang", {
+        args: Schema.Struct({ n: Schema.Int }),
+        queue: "hang",
+        perform: (job) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => running.add(job.id)),
+            () => Effect.never,
+            () => Effect.sync(() => running.delete(job.id))
+          )
+      })
+      const { oban } = yield* startNode({ node: "hang-node", queues: { hang: 8 }, workers: [Hang], shutdownGracePeriod: "100 millis" })
+      yield* oban.ready
+      // Jobs keep arriving; each round cancels whatever executes, often while the node is taking new jobs.
+      let rounds = 0
+      while (rounds < 150) {
+        rounds++
+        yield* Oban.insertAll(Array.from({ length: 4 }, (_, n) => Hang.job({ n })))
+        yield* Effect.sleep(`${rounds % 7} millis`)
+        yield* Jobs.cancel({ queues: ["hang"], states: ["executing"] })
+      }
+      yield* waitFor("every job claimed and cancelled", Effect.gen(function*() {
+        yield* Jobs.cancel({ queues: ["hang"] })
+        const states = (yield* Jobs.counts({ exact: true })).queues.find((q) => q.queue === "hang")?.states
+        return states !== undefined && states.available + states.executing === 0
+      }))
+      yield* waitFor("no job runs on the node", Effect.sync(() => running.size === 0), "5 seconds").pipe(
+        Effect.catchDefect(() => Effect.void)
+      )
+      const view = yield* Cluster.view
+      const stuck = [...running]
+      assert.deepStrictEqual(stuck, [], `cancelled jobs still running on the node after ${rounds} rounds: ${stuck.join(", ")} (producer running: ${JSON.stringify(view.nodes.flatMap((n) => n.producers.map((p) => p.running)))})`)
+    }), 60_000)
+})
