@@ -39,7 +39,11 @@ const serverMessage = (error: { readonly reason?: { readonly cause?: unknown } }
 export const classify = (error: unknown): Reported => {
   if (error instanceof CliFailure) return { code: error.code, tag: error.tag, message: error.message }
   if (CliError.isCliError(error)) return { code: ExitCode.usage, tag: error._tag, message: error.message }
-  const tagged = error as { readonly _tag?: string; readonly message?: string; readonly reason?: { readonly _tag?: string } }
+  const tagged = error as {
+    readonly _tag?: string
+    readonly message?: string
+    readonly reason?: { readonly _tag?: string; readonly operation?: string }
+  }
   switch (tagged._tag) {
     case "InvalidFilterError":
     case "InvalidConfigError":
@@ -55,8 +59,9 @@ export const classify = (error: unknown): Reported => {
     case "SqlError": {
       const reason = tagged.reason?._tag
       const detail = serverMessage(error as never) ?? tagged.message ?? ""
-      if (reason === "ConnectionError" || reason === "AuthenticationError") {
-        return { code: ExitCode.unreachable, tag: reason, message: `cannot reach the database: ${detail}` }
+      // Refused while connecting (no such database, too many connections, starting up): unreachable too.
+      if (reason === "ConnectionError" || reason === "AuthenticationError" || tagged.reason?.operation === "connect") {
+        return { code: ExitCode.unreachable, tag: reason ?? "SqlError", message: `cannot reach the database: ${detail}` }
       }
       return { code: ExitCode.failure, tag: reason ?? "SqlError", message: `database error: ${detail}` }
     }

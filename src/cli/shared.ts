@@ -47,6 +47,15 @@ const databaseUrl = (globals: Globals): Effect.Effect<string, CliFailure> =>
       )
   })
 
+const isPostgresUrl = (url: string): boolean => {
+  try {
+    const protocol = new URL(url).protocol
+    return protocol === "postgres:" || protocol === "postgresql:"
+  } catch {
+    return false
+  }
+}
+
 /** Runs `effect` with a small pool on the database and the prefix's settings. */
 export const withDatabase = <A, E>(
   globals: Globals,
@@ -54,6 +63,16 @@ export const withDatabase = <A, E>(
 ): Effect.Effect<A, unknown> =>
   Effect.gen(function*() {
     const url = yield* databaseUrl(globals)
+    if (!isPostgresUrl(url)) {
+      // The URL itself is not echoed: it may hold a password.
+      return yield* Effect.fail(
+        new CliFailure(
+          ExitCode.usage,
+          "--database-url (or DATABASE_URL) is not a PostgreSQL URL: expected postgres://user@host:port/database",
+          "InvalidDatabaseUrl"
+        )
+      )
+    }
     const settings = yield* ObanConfig.make({ prefix: globals.prefix })
     const client = PgClient.layer({
       url: Redacted.make(url),
