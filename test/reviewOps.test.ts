@@ -4,7 +4,7 @@
  * inside a caller's transaction.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Exit, Schema } from "effect"
+import { Deferred, Effect, Exit, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Jobs from "../src/Jobs.ts"
 import * as Oban from "../src/Oban.ts"
@@ -134,5 +134,35 @@ layer(testLayer(hangPrefix), { excludeTestServices: true })("bulk cancel racing 
       const view = yield* Cluster.view
       const stuck = [...running]
       assert.deepStrictEqual(stuck, [], `cancelled jobs still running on the node after ${rounds} rounds: ${stuck.join(", ")} (producer running: ${JSON.stringify(view.nodes.flatMap((n) => n.producers.map((p) => p.running)))})`)
+    }), 60_000)
+
+  it.effect("a bulk cancel of the executing jobs cancels those, not the backlog the node claims as their slots free up", () =>
+    Effect.gen(function*() {
+      const { startNode, waitFor } = yield* Effect.promise(() => import("./support/node.ts"))
+      const Stuck = Worker.make("Stuck", { args: Schema.Struct({ n: Schema.Int }), queue: "stuck", perform: () => Effect.never })
+      const { oban } = yield* startNode({ node: "stuck-node", queues: { stuck: 4 }, workers: [Stuck], shutdownGracePeriod: "100 millis" })
+      yield* oban.ready
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Stuck.job({ n })))
+      const stateCounts = Effect.map(Jobs.counts({ exact: true }), (counts) => counts.queues.find((q) => q.queue === "stuck")!.states)
+      yield* waitFor("4 jobs executing", Effect.map(stateCounts, (states) => states.executing === 4))
+      // "Kill what is stuck now": the 4 executing jobs. Each batch frees a slot, the node claims a
+      // job of the backlog, and a later batch (higher id) finds it executing and cancels it too.
+      // To make the timing certain, another session holds the last executing job for a moment
+      // (as an ack or a user's transaction can), so the node claims while the action waits.
+      const sql = yield* SqlClient
+      const executing = yield* sql<{ readonly id: string }>`
+        SELECT id::text FROM ${sql(hangPrefix)}.oban_jobs WHERE state = 'executing' ORDER BY id`
+      const last = Number(executing.at(-1)!.id)
+      const locked = yield* Deferred.make<void>()
+      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM ${sql(hangPrefix)}.oban_jobs WHERE id = ${last} FOR UPDATE`
+        yield* Deferred.succeed(locked, undefined)
+        yield* Effect.sleep("700 millis")
+      })))
+      yield* Deferred.await(locked)
+      const result = yield* Jobs.cancel({ queues: ["stuck"], states: ["executing"] }, { batchSize: 1 })
+      const after = yield* stateCounts
+      assert.strictEqual(result.changed, 4, `cancelled ${result.changed} jobs; ${after.available} of 196 waiting jobs left`)
+      assert.strictEqual(after.cancelled, 4)
     }), 60_000)
 })
