@@ -2,6 +2,13 @@
  * Runs a bulk action over every job matching a filter, one bounded batch per
  * short transaction, and adds up what changed.
  *
+ * The jobs an action covers are those that match when it starts: their ids
+ * are read first (in pages, before any job changes), then each batch changes
+ * those of its ids that still match. Reading the filter again batch after
+ * batch would let the action chase its own effects: a cancel of the
+ * executing jobs frees slots, the nodes claim waiting jobs, and a later batch
+ * finds them executing too, so the whole backlog ends up cancelled.
+ *
  * A retry or reschedule can move a job into a state where its unique key is
  * held by another job (or by another job of the same batch); the unique index
  * then refuses the whole batch. That batch is gone through again one job at a
@@ -25,6 +32,9 @@ export interface BulkOutcome {
 
 const isUniqueViolation = (error: SqlError): boolean => error.reason._tag === "UniqueViolation"
 
+/** Ids read per statement when collecting the jobs an action covers. */
+const idPage = 10_000
+
 export const runBulk = (
   sql: SqlClient,
   prefix: string,
@@ -41,39 +51,52 @@ export const runBulk = (
     // Outside a transaction each statement is its own; inside one, a refused statement would abort
     // the caller's transaction and every statement after it, so each runs in a savepoint.
     const inTransaction = Option.isSome(yield* Effect.serviceOption(sql.transactionService))
+    // The jobs that match now, before the first batch changes anything.
+    const ids: Array<number> = []
+    while (true) {
+      const page = yield* batchIds(sql, prefix, { ...options, after: ids.at(-1) ?? 0, upTo, limit: idPage })
+      ids.push(...page)
+      if (page.length < idPage) break
+    }
     const skipped: Array<{ readonly id: number; readonly reason: string }> = []
-    let after = 0
     let changed = 0
     let batches = 0
-    const batch = (condition: Fragment, limit: number) => {
+    const batch = (chunk: ReadonlyArray<number>) => {
       const run = Effect.flatMap(now(sql), (time) =>
-        runBatch(sql, prefix, { now: time, action: options.action, condition, after, upTo, limit }))
+        runBatch(sql, prefix, {
+          now: time,
+          action: options.action,
+          condition: sql`${options.condition} AND j.id = ANY(${`{${chunk.join(",")}}`}::bigint[])`,
+          after: chunk[0]! - 1,
+          upTo: chunk.at(-1)!,
+          limit: chunk.length
+        }))
       return inTransaction ? sql.withTransaction(run) : run
     }
-    while (true) {
-      const result = yield* batch(options.condition, options.batchSize).pipe(
+    for (let start = 0; start < ids.length; start += options.batchSize) {
+      const chunk = ids.slice(start, start + options.batchSize)
+      const rows = yield* batch(chunk).pipe(
+        Effect.map((result) => result.changed),
         Effect.catchIf(isUniqueViolation, () =>
           Effect.gen(function*() {
-            const ids = yield* batchIds(sql, prefix, { ...options, after, upTo, limit: options.batchSize })
             const rows: Array<ChangedRow> = []
-            for (const id of ids) {
-              const one = yield* batch(sql`${options.condition} AND j.id = ${id}`, 1).pipe(
+            for (const id of chunk) {
+              const one = yield* batch([id]).pipe(
+                Effect.map((result) => result.changed),
                 Effect.catchIf(isUniqueViolation, (error) =>
                   Effect.sync(() => {
                     skipped.push({ id, reason: `unique key held by another job (${error.reason.message})` })
-                    return { changed: [], last: id }
+                    return []
                   }))
               )
-              rows.push(...one.changed)
+              rows.push(...one)
             }
-            return { changed: rows, last: ids.at(-1) }
+            return rows
           }))
       )
-      if (result.last === undefined) break
       batches++
-      changed += result.changed.length
-      after = result.last
-      if (options.onBatch !== undefined && result.changed.length > 0) yield* options.onBatch(result.changed)
+      changed += rows.length
+      if (options.onBatch !== undefined && rows.length > 0) yield* options.onBatch(rows)
     }
     return { changed, skipped, batches }
   })
