@@ -1,5 +1,5 @@
 /**
- * Review of the operators' API (issue 12): filters that must not widen to
+ * Edges of the operators' API (found in review): filters that must not widen to
  * every job, cursors that must be refused as bad input, and bulk actions run
  * inside a caller's transaction.
  */
