@@ -7,6 +7,7 @@ import { Cause, Console, Effect, Exit } from "effect"
 import { CliError, Command } from "effect/cli"
 import { readFileSync } from "node:fs"
 import { cron, nodes } from "./clusterCommand.ts"
+import { dashboard } from "./dashboardCommand.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { jobs } from "./jobsCommand.ts"
 import { migrate } from "./migrateCommand.ts"
@@ -22,7 +23,7 @@ const version = (): string => {
   }
 }
 
-const app = root.pipe(Command.withSubcommands([migrate, queues, jobs, nodes, cron]))
+const app = root.pipe(Command.withSubcommands([migrate, queues, jobs, nodes, cron, dashboard]))
 
 interface Reported {
   readonly code: number

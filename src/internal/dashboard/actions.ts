@@ -1,0 +1,195 @@
+/**
+ * The dashboard's actions, each in two steps: a POST without `confirmed`
+ * answers with a page saying what will happen (for a bulk action, how many
+ * jobs match now); the confirmation posts the same fields with
+ * `confirmed=yes` and runs the action through `Jobs` or `Cluster`, then
+ * shows what changed. The caller has checked access and the CSRF token.
+ */
+import { Effect, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import * as Cluster from "../../Cluster.ts"
+import { Settings } from "../../Config.ts"
+import { type InvalidConfigError, InvalidFilterError, type MigrationError } from "../../Errors.ts"
+import * as Jobs from "../../Jobs.ts"
+import { getJob } from "../../Oban.ts"
+import { orNotMigrated } from "../notMigrated.ts"
+import { countMatching } from "../sql/matchingJobs.ts"
+import {
+  decodeQueueForm,
+  isEmptyFilter,
+  JobAction,
+  JobId,
+  parseListQuery,
+  QueueAction,
+  QueueName,
+  toFilter
+} from "./forms.ts"
+import { html } from "./html.ts"
+import type { PageContext } from "./layout.ts"
+import { confirmPage } from "./messagePages.ts"
+
+/** What an action answers: a page to show, or a result (shown as a page or as JSON). */
+export type Outcome =
+  | { readonly _tag: "Confirm"; readonly page: ReturnType<typeof confirmPage>; readonly message: string }
+  | {
+    readonly _tag: "Done"
+    readonly title: string
+    readonly message: string
+    readonly changed: number
+    readonly skipped?: number | undefined
+    readonly back: string
+  }
+  | { readonly _tag: "NotFound"; readonly message: string }
+
+type Failure = InvalidFilterError | InvalidConfigError | MigrationError | SqlError
+
+const invalid = (field: string) => (error: { readonly message: string }) => new InvalidFilterError({ field, message: error.message })
+
+const verbs = {
+  retry: ["Retry", "retried"],
+  cancel: ["Cancel", "cancelled"],
+  delete: ["Delete", "deleted"]
+} as const
+
+const runBulk = (action: JobAction, filter: Jobs.Filter) =>
+  action === "retry" ? Jobs.retry(filter) : action === "cancel" ? Jobs.cancel(filter) : Jobs.remove(filter)
+
+const plural = (n: number, word: string) => `${n.toLocaleString("en-US")} ${word}${n === 1 ? "" : "s"}`
+
+export const jobAction = (
+  context: PageContext,
+  rawId: string,
+  rawAction: string,
+  form: URLSearchParams
+): Effect.Effect<Outcome, Failure, SqlClient> =>
+  Effect.gen(function*() {
+    const id = yield* Schema.decodeUnknownEffect(JobId)(rawId).pipe(Effect.mapError(invalid("id")))
+    const action = yield* Schema.decodeUnknownEffect(JobAction)(rawAction).pipe(Effect.mapError(invalid("action")))
+    const [verb, done] = verbs[action]
+    const back = `${context.base}/jobs/${id}`
+    const found = yield* getJob(id)
+    if (Option.isNone(found)) return { _tag: "NotFound", message: `job ${id} does not exist` } as const
+    const job = found.value
+    if (form.get("confirmed") !== "yes") {
+      const message = `${verb} job ${id} (${job.worker}, ${job.state})?`
+      return {
+        _tag: "Confirm",
+        message,
+        page: confirmPage(context, { title: `${verb} job ${id}`, question: message, action: `${back}/${action}`, fields: [], back })
+      } as const
+    }
+    const result = yield* runBulk(action, { ids: [id] })
+    const message = result.changed === 1
+      ? `Job ${id} ${done}.`
+      : result.skipped.length > 0
+      ? `Job ${id} was not ${done}: another job holds its unique key.`
+      : `Job ${id} was not ${done}: it is ${job.state} (a job cannot be ${done} while ${
+        action === "retry" ? "executing or available" : action === "cancel" ? "finished" : "executing"
+      }).`
+    return {
+      _tag: "Done",
+      title: `${verb} job ${id}`,
+      message,
+      changed: result.changed,
+      skipped: result.skipped.length,
+      back: action === "delete" && result.changed === 1 ? `${context.base}/jobs` : back
+    } as const
+  })
+
+/** The most matching jobs the confirmation counts. */
+export const confirmCountCap = 10_000
+
+export const bulkAction = (
+  context: PageContext,
+  rawAction: string,
+  form: URLSearchParams
+): Effect.Effect<Outcome, Failure, SqlClient> =>
+  Effect.gen(function*() {
+    const action = yield* Schema.decodeUnknownEffect(JobAction)(rawAction).pipe(Effect.mapError(invalid("action")))
+    const query = yield* parseListQuery(form)
+    const filter = toFilter(query)
+    if (isEmptyFilter(filter)) {
+      return yield* new InvalidFilterError({ field: "filter", message: "a bulk action needs a filter (it would touch every job)" })
+    }
+    const [verb, done] = verbs[action]
+    const description = JSON.stringify(filter)
+    const fields = Array.from(form.entries()).filter(([name]) => name !== "_csrf" && name !== "confirmed")
+    const back = `${context.base}/jobs?${new URLSearchParams(fields)}`
+    if (form.get("confirmed") !== "yes") {
+      const sql = yield* SqlClient
+      const { prefix } = yield* Settings
+      const validated = yield* Jobs.Filter.pipe(Schema.decodeUnknownEffect)(filter).pipe(Effect.mapError(invalid("filter")))
+      const n = yield* orNotMigrated(prefix)(countMatching(sql, prefix, validated, confirmCountCap))
+      const count = n > confirmCountCap ? `more than ${plural(confirmCountCap, "job")}` : plural(n, "job")
+      const message = `${verb} every job matching ${description}? ${count} match now.`
+      return {
+        _tag: "Confirm",
+        message,
+        page: confirmPage(context, {
+          title: `${verb} matching jobs`,
+          question: html`${verb} every job matching <code>${description}</code>? <strong id="matching">${count}</strong> match now.`,
+          action: `${context.base}/bulk/${action}`,
+          fields,
+          back
+        })
+      } as const
+    }
+    const result = yield* runBulk(action, filter)
+    const skipped = result.skipped.length > 0 ? ` (${plural(result.skipped.length, "job")} skipped: another job holds the unique key)` : ""
+    return {
+      _tag: "Done",
+      title: `${verb} matching jobs`,
+      message: `${plural(result.changed, "job")} ${done}${skipped}.`,
+      changed: result.changed,
+      skipped: result.skipped.length,
+      back
+    } as const
+  })
+
+export const queueAction = (
+  context: PageContext,
+  rawQueue: string,
+  rawAction: string,
+  form: URLSearchParams
+): Effect.Effect<Outcome, Failure, SqlClient> =>
+  Effect.gen(function*() {
+    const queue = yield* Schema.decodeUnknownEffect(QueueName)(rawQueue).pipe(Effect.mapError(invalid("queue")))
+    const action = yield* Schema.decodeUnknownEffect(QueueAction)(rawAction).pipe(Effect.mapError(invalid("action")))
+    const { limit, node } = yield* decodeQueueForm(form)
+    if (action === "scale" && limit === undefined) {
+      return yield* new InvalidFilterError({ field: "limit", message: "scale needs a limit from 1 to 10000" })
+    }
+    const where = node === undefined ? "every node" : `node ${node}`
+    const what = action === "scale" ? `Scale queue ${queue} to ${limit} on ${where}` : `${action === "pause" ? "Pause" : "Resume"} queue ${queue} on ${where}`
+    const back = `${context.base}/`
+    if (form.get("confirmed") !== "yes") {
+      const fields = Array.from(form.entries()).filter(([name]) => name !== "_csrf" && name !== "confirmed")
+      return {
+        _tag: "Confirm",
+        message: `${what}?`,
+        page: confirmPage(context, {
+          title: what,
+          question: `${what}?`,
+          action: `${context.base}/queues/${encodeURIComponent(queue)}/${action}`,
+          fields,
+          back
+        })
+      } as const
+    }
+    const options = { node }
+    const told = action === "pause"
+      ? yield* Cluster.pauseQueue(queue, options)
+      : action === "resume"
+      ? yield* Cluster.resumeQueue(queue, options)
+      : yield* Cluster.scaleQueue(queue, limit!, options)
+    return {
+      _tag: "Done",
+      title: what,
+      message: told === 0
+        ? `No running node has queue ${queue}: nothing was told.`
+        : `${what}: ${plural(told, "producer")} told; nodes apply it at once (or at their next heartbeat).`,
+      changed: told,
+      back
+    } as const
+  })

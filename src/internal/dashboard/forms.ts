@@ -1,0 +1,108 @@
+/**
+ * The dashboard's inputs, checked with Schema before anything runs: the job
+ * list's query (the filter of `Jobs`, a sort, a page), and the fields of the
+ * action forms. Browsers send empty fields for blank inputs: those count as
+ * absent.
+ */
+import { Effect, Schema } from "effect"
+import { InvalidFilterError } from "../../Errors.ts"
+import { JobState } from "../../Job.ts"
+import type { Filter, ListOptions } from "../../Jobs.ts"
+
+const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200))
+const JsonObject = Schema.fromJsonString(Schema.Record(Schema.String, Schema.Unknown))
+
+const ListQuery = Schema.Struct({
+  queue: Schema.Array(Name).check(Schema.isMaxLength(50)),
+  state: Schema.Array(JobState),
+  worker: Schema.Array(Name).check(Schema.isMaxLength(50)),
+  tag: Schema.Array(Name).check(Schema.isMaxLength(50)),
+  tagsMatch: Schema.optional(Schema.Literals(["all", "any"])),
+  args: Schema.optional(JsonObject),
+  meta: Schema.optional(JsonObject),
+  sort: Schema.optional(Schema.Literals(["id", "scheduledAt", "insertedAt"])),
+  order: Schema.optional(Schema.Literals(["asc", "desc"])),
+  limit: Schema.optional(Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 200 }))),
+  cursor: Schema.optional(Schema.String.check(Schema.isMaxLength(1000)))
+})
+
+export type ListQuery = typeof ListQuery.Type
+
+const decodeListQuery = Schema.decodeUnknownEffect(ListQuery)
+
+const filterFields = ["queue", "state", "worker", "tag"] as const
+const singleFields = ["tagsMatch", "args", "meta", "sort", "order", "limit", "cursor"] as const
+
+/** The query's fields as the schema expects them: lists for the filter names, the last value otherwise. */
+const fields = (params: URLSearchParams): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (const name of filterFields) out[name] = params.getAll(name).filter((value) => value !== "")
+  for (const name of singleFields) {
+    const value = params.get(name)
+    if (value !== null && value !== "") out[name] = value
+  }
+  return out
+}
+
+/** The list query of a URL's search parameters (or a form's fields), checked. */
+export const parseListQuery = (params: URLSearchParams): Effect.Effect<ListQuery, InvalidFilterError> =>
+  decodeListQuery(fields(params)).pipe(
+    Effect.mapError((error) => new InvalidFilterError({ field: "query", message: error.message }))
+  )
+
+/** The `Jobs` filter a list query describes. */
+export const toFilter = (query: ListQuery): Filter => ({
+  ...(query.queue.length > 0 ? { queues: query.queue } : {}),
+  ...(query.state.length > 0 ? { states: query.state } : {}),
+  ...(query.worker.length > 0 ? { workers: query.worker } : {}),
+  ...(query.tag.length > 0 ? { tags: query.tag } : {}),
+  ...(query.tagsMatch !== undefined ? { tagsMatch: query.tagsMatch } : {}),
+  ...(query.args !== undefined ? { args: query.args } : {}),
+  ...(query.meta !== undefined ? { meta: query.meta } : {})
+})
+
+/** The `Jobs.list` options of a list query. */
+export const toListOptions = (query: ListQuery): ListOptions => ({
+  filter: toFilter(query),
+  sort: { by: query.sort ?? "id", order: query.order ?? "desc" },
+  limit: query.limit ?? 50,
+  cursor: query.cursor
+})
+
+/** The search parameters of a list query's filter and sort (no cursor), to link pages and actions. */
+export const filterParams = (query: ListQuery): URLSearchParams => {
+  const params = new URLSearchParams()
+  for (const name of filterFields) for (const value of query[name]) params.append(name, value)
+  if (query.tagsMatch !== undefined) params.set("tagsMatch", query.tagsMatch)
+  if (query.args !== undefined) params.set("args", JSON.stringify(query.args))
+  if (query.meta !== undefined) params.set("meta", JSON.stringify(query.meta))
+  if (query.sort !== undefined) params.set("sort", query.sort)
+  if (query.order !== undefined) params.set("order", query.order)
+  if (query.limit !== undefined) params.set("limit", String(query.limit))
+  return params
+}
+
+/** True when the filter has no part: bulk actions refuse it (they would touch every job). */
+export const isEmptyFilter = (filter: Filter): boolean => Object.keys(filter).length === 0
+
+export const JobAction = Schema.Literals(["retry", "cancel", "delete"])
+export type JobAction = typeof JobAction.Type
+
+export const QueueAction = Schema.Literals(["pause", "resume", "scale"])
+export type QueueAction = typeof QueueAction.Type
+
+/** A job id from the path. */
+export const JobId = Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+
+export const QueueForm = Schema.Struct({
+  limit: Schema.optional(Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 10_000 }))),
+  node: Schema.optional(Name)
+})
+
+export const decodeQueueForm = (params: URLSearchParams) =>
+  Schema.decodeUnknownEffect(QueueForm)({
+    ...(params.get("limit") ? { limit: params.get("limit") } : {}),
+    ...(params.get("node") ? { node: params.get("node") } : {})
+  }).pipe(Effect.mapError((error) => new InvalidFilterError({ field: "form", message: error.message })))
+
+export const QueueName = Name

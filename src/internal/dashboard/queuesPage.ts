@@ -1,0 +1,104 @@
+/**
+ * The queues page: per queue, the jobs in each state, the producers that run
+ * it (limits, running jobs, paused), a throughput chart of the last five
+ * minutes, and pause / resume / scale.
+ */
+import type { ProducerInfo } from "../../Cluster.ts"
+import { type Html, html } from "./html.ts"
+import { date, page, type PageContext, postForm, states } from "./layout.ts"
+import { type Series, type Snapshot, windowSeconds } from "./snapshot.ts"
+
+export const chartHeight = 40
+
+/** The polyline points of a series, scaled to the chart (the same formula as dashboard.js). */
+export const points = (values: ReadonlyArray<number>, max: number): string =>
+  values.map((value, i) => `${i},${(chartHeight - (value / Math.max(1, max)) * (chartHeight - 2)).toFixed(1)}`).join(" ")
+
+const perSecond = (values: ReadonlyArray<number>, seconds: number): string =>
+  (values.slice(-seconds).reduce((sum, value) => sum + value, 0) / seconds).toFixed(1)
+
+export const chart = (queue: string, series: Series | undefined): Html => {
+  const completed = series?.completed ?? []
+  const failed = series?.failed ?? []
+  const max = Math.max(1, ...completed, ...failed)
+  return html`<figure class="throughput" data-queue="${queue}">
+<svg class="chart" viewBox="0 0 ${windowSeconds - 1} ${chartHeight}" preserveAspectRatio="none" role="img" aria-label="jobs per second, last 5 minutes">
+<polyline class="completed" points="${points(completed, max)}"></polyline>
+<polyline class="failed" points="${points(failed, max)}"></polyline>
+</svg>
+<figcaption><span class="completed-rate">${perSecond(completed, 60)}</span>/s done, <span class="failed-rate">${
+    perSecond(failed, 60)
+  }</span>/s failed (last minute; peak <span class="peak">${max}</span>/s)</figcaption>
+</figure>`
+}
+
+const pausedText = (producers: ReadonlyArray<ProducerInfo>): string => {
+  if (producers.length === 0) return "-"
+  const paused = producers.filter((producer) => producer.paused).length
+  return paused === 0 ? "no" : paused === producers.length ? "yes" : `${paused} of ${producers.length}`
+}
+
+const queueActions = (context: PageContext, queue: string, producers: ReadonlyArray<ProducerInfo>): Html => {
+  const path = `${context.base}/queues/${encodeURIComponent(queue)}`
+  const anyPaused = producers.some((producer) => producer.paused)
+  const anyRunning = producers.some((producer) => !producer.paused)
+  return html`<div class="actions">
+${anyRunning ? postForm(context, `${path}/pause`, [], html`<button type="submit">Pause</button>`) : ""}
+${anyPaused ? postForm(context, `${path}/resume`, [], html`<button type="submit">Resume</button>`) : ""}
+${
+    producers.length > 0
+      ? postForm(
+        context,
+        `${path}/scale`,
+        [],
+        html`<input type="number" name="limit" min="1" max="10000" required aria-label="new limit for ${queue}" value="${
+          producers[0]!.limit
+        }"><button type="submit">Scale</button>`
+      )
+      : ""
+  }
+</div>`
+}
+
+export const queuesPage = (context: PageContext, snapshot: Snapshot): Html => {
+  const producersOf = (queue: string) =>
+    snapshot.cluster.nodes.flatMap((node) => node.producers.filter((producer) => producer.queue === queue))
+  const names = Array.from(
+    new Set([
+      ...snapshot.counts.queues.map((entry) => entry.queue),
+      ...snapshot.cluster.nodes.flatMap((node) => node.producers.map((producer) => producer.queue))
+    ])
+  ).sort()
+  const rows = names.map((queue) => {
+    const counts = snapshot.counts.queues.find((entry) => entry.queue === queue)?.states
+    const producers = producersOf(queue)
+    const jobsLink = (state: string) => `${context.base}/jobs?${new URLSearchParams({ queue, state })}`
+    return html`<tr data-queue-row="${queue}">
+<th scope="row"><a href="${context.base}/jobs?${new URLSearchParams({ queue })}">${queue}</a></th>
+${
+      states.map((state) =>
+        html`<td class="num"><a href="${jobsLink(state)}" data-queue="${queue}" data-state="${state}">${counts?.[state] ?? 0}</a></td>`
+      )
+    }
+<td class="num" data-field="nodes">${producers.length}</td>
+<td class="num" data-field="limit">${producers.reduce((sum, producer) => sum + producer.limit, 0) || "-"}</td>
+<td class="num" data-field="running">${producers.reduce((sum, producer) => sum + producer.running, 0)}</td>
+<td data-field="paused">${pausedText(producers)}</td>
+<td>${chart(queue, snapshot.throughput[queue])}</td>
+<td>${queueActions(context, queue, producers)}</td>
+</tr>`
+  })
+  const estimated = snapshot.counts.estimated.length > 0
+    ? html`<p class="note">Estimated from the planner's statistics: ${snapshot.counts.estimated.join(", ")}.</p>`
+    : ""
+  return page(
+    context,
+    { title: "Queues", current: "queues", version: snapshot.version },
+    html`<p class="note">As of ${date(snapshot.now)}. Limits and paused state come from the nodes running each queue.</p>
+<table class="queues">
+<thead><tr><th>Queue</th>${states.map((state) => html`<th class="num">${state}</th>`)}<th class="num">nodes</th><th class="num">limit</th><th class="num">running</th><th>paused</th><th>throughput (5 min)</th><th>actions</th></tr></thead>
+<tbody>${rows.length === 0 ? html`<tr><td colspan="15" class="muted">No queues yet.</td></tr>` : rows}</tbody>
+</table>
+${estimated}`
+  )
+}
