@@ -1,0 +1,221 @@
+/**
+ * The dashboard over HTTP against real PostgreSQL: refusals without the
+ * token or with a read-only access function, CSRF refusals, job data
+ * rendered as text, confirmed single and bulk actions changing rows, and
+ * the shared poller (many live pages, one set of queries per interval).
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Context, Effect, Fiber, Layer } from "effect"
+import * as HttpRouter from "effect/http/HttpRouter"
+import * as HttpServer from "effect/http/HttpServer"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import { SqlClient } from "effect/sql/SqlClient"
+import { CurrentTransformer } from "effect/sql/Statement"
+import { createServer } from "node:http"
+import * as Dashboard from "../src/Dashboard.ts"
+import { report, testLayer, uniquePrefix } from "./support/db.ts"
+import { Client, insertJobs, readSnapshots, statementCounter } from "./support/dashboard.ts"
+import { countByState, jobRow } from "./support/node.ts"
+
+const prefix = uniquePrefix("dashboard")
+const refreshesOf = (statements: number, perRefresh: number) => (statements / perRefresh).toFixed(2)
+const token = "test-token-0123456789abcdef"
+const bearer = { authorization: `Bearer ${token}` }
+
+/** The dashboard mounted in an application's router under /ops/oban, next to the application's own route. */
+const mounted = Effect.gen(function*() {
+  const app = Layer.mergeAll(
+    Dashboard.layer({
+      path: "/ops/oban",
+      access: (request) => {
+        const role = request.headers["x-role"]
+        return Effect.succeed(role === "admin" ? "full" : role === "viewer" ? "read-only" : "denied")
+      }
+    }),
+    HttpRouter.add("GET", "/health", HttpServerResponse.text("ok"))
+  )
+  const server = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1", gracefulShutdownTimeout: "1 second" }))
+  )
+  const context = yield* Layer.buildWithScope(server, yield* Effect.scope)
+  return HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address).replace(/\/$/, "")
+})
+
+layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (it) => {
+  it.effect("standalone: bound to 127.0.0.1, every page, event stream, asset and action refused without the token", () =>
+    Effect.gen(function*() {
+      const { url } = yield* Dashboard.serve({ token, port: 0 })
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/)
+      const anonymous = new Client(url)
+      for (const path of ["/", "/jobs", "/jobs/1", "/cluster", "/events", "/assets/dashboard.js", "/nope"]) {
+        const reply = yield* anonymous.get(path)
+        assert.strictEqual(reply.status, 401, path)
+        assert.match(reply.headers.get("www-authenticate") ?? "", /^Basic /)
+        assert.notInclude(reply.text, "<html")
+      }
+      assert.strictEqual((yield* anonymous.post("/bulk/delete", { queue: "x", confirmed: "yes" })).status, 401)
+      const wrong = new Client(url, { authorization: `Basic ${Buffer.from("admin:not-the-token").toString("base64")}` })
+      assert.strictEqual((yield* wrong.get("/")).status, 401)
+      assert.strictEqual((yield* new Client(url, { authorization: "Bearer nope" }).get("/")).status, 401)
+      const basic = new Client(url, { authorization: `Basic ${Buffer.from(`anyone:${token}`).toString("base64")}` })
+      const page = yield* basic.get("/")
+      assert.strictEqual(page.status, 200)
+      assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'; script-src 'self'/)
+      assert.match(page.headers.get("set-cookie") ?? "", /HttpOnly; SameSite=Strict/)
+      assert.strictEqual((yield* new Client(url, bearer).get("/assets/dashboard.js")).status, 200)
+      assert.strictEqual((yield* Effect.flip(Dashboard.serve({ token: "short" }))).message, "the dashboard token must have at least 16 characters")
+    }))
+
+  it.effect("mounted under a path with the application's access function: read-only looks but cannot act", () =>
+    Effect.gen(function*() {
+      const [id] = yield* insertJobs(prefix, [{ queue: "mount", state: "discarded" }])
+      const base = yield* mounted
+      assert.strictEqual((yield* new Client(base).get("/health")).text, "ok")
+      assert.strictEqual((yield* new Client(base).get("/ops/oban/")).status, 401)
+      const viewer = new Client(base, { "x-role": "viewer" })
+      const page = yield* viewer.get(`/ops/oban/jobs/${id}`)
+      assert.strictEqual(page.status, 200)
+      assert.include(page.text, "read-only")
+      assert.notInclude(page.text, "<form method=\"post\"")
+      assert.include(page.text, `href="/ops/oban/jobs?queue=mount"`)
+      // Even with a valid session and token (taken as an admin), a viewer's POST is refused.
+      const admin = new Client(base, { "x-role": "admin" })
+      const csrf = yield* admin.csrf(`/ops/oban/jobs/${id}`)
+      const refused = yield* viewer.post(`/ops/oban/jobs/${id}/retry`, { _csrf: csrf, confirmed: "yes" })
+      assert.strictEqual(refused.status, 403)
+      assert.strictEqual((yield* jobRow(prefix, id!)).state, "discarded")
+      const done = yield* admin.post(`/ops/oban/jobs/${id}/retry`, { _csrf: csrf, confirmed: "yes" })
+      assert.strictEqual(done.status, 200)
+      assert.include(done.text, `Job ${id} retried.`)
+      assert.strictEqual((yield* jobRow(prefix, id!)).state, "available")
+    }))
+
+  it.effect("actions need the session's CSRF token from this origin, and are confirmed before they run", () =>
+    Effect.gen(function*() {
+      const [id] = yield* insertJobs(prefix, [{ queue: "csrf", state: "scheduled" }])
+      const { url } = yield* Dashboard.serve({ token, port: 0 })
+      const client = new Client(url, bearer)
+      const csrf = yield* client.csrf(`/jobs/${id}`)
+      const path = `/jobs/${id}/cancel`
+      assert.strictEqual((yield* client.post(path, { confirmed: "yes" })).status, 403)
+      assert.strictEqual((yield* client.post(path, { _csrf: csrf.slice(0, -2) + "xx", confirmed: "yes" })).status, 403)
+      assert.strictEqual((yield* new Client(url, bearer).post(path, { _csrf: csrf, confirmed: "yes" })).status, 403, "no session cookie")
+      assert.strictEqual((yield* client.post(path, { _csrf: csrf, confirmed: "yes" }, { origin: "https://evil.example" })).status, 403)
+      assert.strictEqual((yield* client.post(path, { _csrf: csrf, confirmed: "yes" }, { "sec-fetch-site": "cross-site" })).status, 403)
+      assert.strictEqual((yield* jobRow(prefix, id!)).state, "scheduled")
+      // Without `confirmed`: a confirmation page, nothing changes.
+      const confirm = yield* client.post(path, { _csrf: csrf })
+      assert.include(confirm.text, `Cancel job ${id} (Work, scheduled)?`)
+      assert.include(confirm.text, `name="confirmed" value="yes"`)
+      assert.strictEqual((yield* jobRow(prefix, id!)).state, "scheduled")
+      const done = yield* client.post(path, { _csrf: csrf, confirmed: "yes" }, { origin: url })
+      assert.include(done.text, `Job ${id} cancelled.`)
+      assert.strictEqual((yield* jobRow(prefix, id!)).state, "cancelled")
+      assert.strictEqual((yield* client.request(path, { method: "PUT" })).status, 405)
+    }))
+
+  it.effect("job data is rendered as text: args, meta, tags and errors holding markup never become markup", () =>
+    Effect.gen(function*() {
+      const evil = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"
+      const [id] = yield* insertJobs(prefix, [{
+        queue: "x<script>q</script>",
+        worker: "W<script>w</script>",
+        state: "discarded",
+        args: { html: evil, "<key>": 1 },
+        meta: { note: evil },
+        tags: ["<b>tag</b>"],
+        errors: [{ attempt: 1, at: new Date().toISOString(), kind: "failure", message: evil, cause: evil }]
+      }])
+      const { url } = yield* Dashboard.serve({ token, port: 0 })
+      const client = new Client(url, bearer)
+      for (const path of [`/jobs/${id}`, `/jobs?queue=${encodeURIComponent("x<script>q</script>")}`, "/"]) {
+        const page = yield* client.get(path)
+        assert.strictEqual(page.status, 200, path)
+        // The only script element is the dashboard's own file.
+        assert.deepStrictEqual(page.text.match(/<script[^>]*>/g), [`<script src="/assets/dashboard.js" defer>`], path)
+        assert.notInclude(page.text, "<img", path)
+        assert.notInclude(page.text, "<b>tag", path)
+        assert.include(page.text, "&lt;script&gt;", path)
+      }
+      const job = yield* client.get(`/jobs/${id}`)
+      assert.include(job.text, "&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;")
+      assert.include(job.text, "&lt;b&gt;tag&lt;/b&gt;")
+    }))
+
+  it.effect("a bulk action by filter: the confirmation counts the matching jobs, the action changes exactly them", () =>
+    Effect.gen(function*() {
+      yield* insertJobs(prefix, Array.from({ length: 30 }, (_, i) => ({ queue: "bulk", state: "discarded", args: { i } })))
+      yield* insertJobs(prefix, Array.from({ length: 5 }, () => ({ queue: "bulk-other", state: "discarded" })))
+      yield* insertJobs(prefix, [{ queue: "bulk", state: "completed" }])
+      const { url } = yield* Dashboard.serve({ token, port: 0 })
+      const client = new Client(url, bearer)
+      const list = yield* client.get("/jobs?queue=bulk&state=discarded&limit=20")
+      assert.strictEqual(list.text.match(/data-job-id=/g)?.length, 20)
+      const next = /rel="next" href="([^"]+)"/.exec(list.text)![1]!.replaceAll("&amp;", "&")
+      assert.strictEqual((yield* client.get(next)).text.match(/data-job-id=/g)?.length, 10)
+      const csrf = yield* client.csrf("/jobs?queue=bulk&state=discarded")
+      const fields = { _csrf: csrf, queue: "bulk", state: "discarded" }
+      const confirm = yield* client.post("/bulk/retry", fields)
+      assert.include(confirm.text, `<strong id="matching">30 jobs</strong>`)
+      assert.strictEqual((yield* countByState(prefix))["discarded"], 35 + 1) // + the job of the escaping test
+      const done = yield* client.post("/bulk/retry", { ...fields, confirmed: "yes" }, { accept: "application/json" })
+      assert.strictEqual(done.status, 200)
+      assert.deepStrictEqual(JSON.parse(done.text), { message: "30 jobs retried.", changed: 30, skipped: 0 })
+      const states = yield* countByStateOf("bulk")
+      assert.deepStrictEqual(states, { available: 30, completed: 1 })
+      assert.deepStrictEqual(yield* countByStateOf("bulk-other"), { discarded: 5 })
+      // Bad input is refused before any SQL runs; a bulk action without a filter is refused.
+      assert.strictEqual((yield* client.post("/bulk/delete", { _csrf: csrf, confirmed: "yes" })).status, 400)
+      assert.strictEqual((yield* client.get("/jobs?state=bogus")).status, 400)
+      assert.strictEqual((yield* client.get("/jobs?args=%7Bnot-json")).status, 400)
+      assert.strictEqual((yield* client.post("/queues/bulk/scale", { _csrf: csrf, limit: "0", confirmed: "yes" })).status, 400)
+      assert.strictEqual((yield* client.get("/jobs/999999999")).status, 404)
+    }))
+
+  it.effect("the shared poller: ten live pages cause one set of queries per interval, none while nobody listens", () =>
+    Effect.gen(function*() {
+      const counter = statementCounter()
+      const interval = 200
+      const { url } = yield* Dashboard.serve({ token, port: 0, pollInterval: `${interval} millis` }).pipe(
+        Effect.provideService(CurrentTransformer, counter.transformer)
+      )
+      yield* Effect.sleep("600 millis")
+      assert.strictEqual(counter.count(), 0, "no page open: no query")
+      yield* new Client(url, bearer).get("/")
+      const perRefresh = counter.count()
+      assert.isAbove(perRefresh, 0)
+      yield* Effect.sleep(`${interval} millis`)
+      const before = counter.count()
+      const started = Date.now()
+      const abort = new AbortController()
+      const readers = Effect.promise(() =>
+        Promise.all(Array.from({ length: 10 }, () => readSnapshots(`${url}/events`, bearer, 1000, abort.signal)))
+      )
+      const fiber = yield* Effect.forkChild(readers)
+      yield* Effect.sleep("1500 millis")
+      abort.abort()
+      const results = yield* Fiber.join(fiber)
+      // A refresh may still be running: let it finish (no listener is left to start another).
+      yield* Effect.sleep(`${interval * 2} millis`)
+      const elapsed = Date.now() - started
+      const statements = counter.count() - before
+      report(`dashboard poller: 10 live pages for ${elapsed} ms at ${interval} ms: ${refreshesOf(statements, perRefresh)} refreshes of ${perRefresh} statements`)
+      const refreshes = statements / perRefresh
+      assert.isTrue(Number.isInteger(refreshes), `${statements} statements are whole refreshes of ${perRefresh}`)
+      assert.isAtMost(refreshes, Math.ceil(elapsed / interval) + 1)
+      assert.isAtLeast(refreshes, 4)
+      for (const result of results) {
+        assert.strictEqual(result.contentType, "text/event-stream")
+        assert.isAtLeast(result.seen, 4)
+      }
+    }))
+})
+
+const countByStateOf = (queue: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ state: string; n: number }>`
+      SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = ${queue} GROUP BY state`
+    return Object.fromEntries(rows.map((row) => [row.state, row.n]))
+  })
