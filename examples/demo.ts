@@ -9,10 +9,15 @@
  * otherwise the node keeps running until SIGTERM or Ctrl-C. (Ctrl-C in a
  * terminal also reaches the embedded PostgreSQL server, which then stops at
  * the same time as the node; the node's shutdown logs the lost connections.)
+ *
+ * The web dashboard runs alongside, on http://127.0.0.1:4000 (DASHBOARD_PORT
+ * to change it; a free port with `--once`), behind a token printed at start
+ * (EFFECT_OBAN_DASHBOARD_TOKEN to choose it).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Context, Effect, Exit, Layer, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Dashboard from "../src/Dashboard.ts"
 import { Config, Migrations, Oban } from "../src/index.ts"
 import { DatabaseLive } from "./database.ts"
 import { batch, ExportReport, queues, workers } from "./demoWorkers.ts"
@@ -59,6 +64,13 @@ const program = Effect.gen(function*() {
   ).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
   const oban = Context.get(context, Oban.Oban)
 
+  // The dashboard, in the node's scope: it stops with the node.
+  const token = process.env["EFFECT_OBAN_DASHBOARD_TOKEN"] ?? Dashboard.generateToken()
+  const port = once ? 0 : Number(process.env["DASHBOARD_PORT"] ?? 4000)
+  const { url } = yield* Scope.provide(Dashboard.serve({ token, port, pollInterval: "1 second" }), scope)
+  const dashboard = `dashboard: ${url}/ (sign in with any user name and the password ${token})`
+  yield* Console.log(dashboard)
+
   // A long job, cancelled from outside while it runs on the node.
   const report = yield* oban.insert(ExportReport.job({ reportId: 1 }))
   yield* Effect.forkDetach(Effect.gen(function*() {
@@ -74,7 +86,7 @@ const program = Effect.gen(function*() {
     const now = Date.now()
     rate = ((snap.completed - last.completed) * 1000) / Math.max(1, now - last.at)
     last = { at: now, completed: snap.completed }
-    yield* show(render(snap, rate, (now - started) / 1000), live)
+    yield* show(`${render(snap, rate, (now - started) / 1000)}\n\n${dashboard}`, live)
     if (snap.pending === 0) break
   }
   yield* Console.log(`drained in ${((Date.now() - started) / 1000).toFixed(1)} s`)
@@ -84,7 +96,8 @@ const program = Effect.gen(function*() {
   else yield* Console.error(`unexpected outcome:\n  ${problems.join("\n  ")}`)
 
   if (!once) {
-    yield* Console.log("the node keeps running; press Ctrl-C to stop it gracefully")
+    yield* Console.log(`the node keeps running; ${dashboard}`)
+    yield* Console.log("press Ctrl-C to stop it gracefully")
     yield* Effect.never.pipe(
       Effect.onInterrupt(() =>
         Console.log("shutting down gracefully").pipe(
