@@ -63,7 +63,11 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.strictEqual(page.status, 200)
       assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'; script-src 'self'/)
       assert.match(page.headers.get("set-cookie") ?? "", /HttpOnly; SameSite=Strict/)
-      assert.strictEqual((yield* new Client(url, bearer).get("/assets/dashboard.js")).status, 200)
+      const script = yield* new Client(url, bearer).get("/assets/dashboard.js")
+      assert.strictEqual(script.status, 200)
+      // Browsers refuse a script or style sheet served as text/plain under nosniff.
+      assert.strictEqual(script.headers.get("content-type"), "text/javascript; charset=utf-8")
+      assert.strictEqual((yield* new Client(url, bearer).get("/assets/dashboard.css")).headers.get("content-type"), "text/css; charset=utf-8")
       assert.strictEqual((yield* Effect.flip(Dashboard.serve({ token: "short" }))).message, "the dashboard token must have at least 16 characters")
     }))
 

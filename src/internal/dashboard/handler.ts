@@ -51,8 +51,12 @@ const withSession = (response: Response, session: { readonly value: string; read
 const htmlResponse = (body: Html, status = 200): Response =>
   HttpServerResponse.text(body.value, { status, contentType: "text/html; charset=utf-8", headers: securityHeaders })
 
-const textResponse = (body: string, status: number, headers: Record<string, string> = {}): Response =>
-  HttpServerResponse.text(body, { status, contentType: "text/plain; charset=utf-8", headers: { ...securityHeaders, ...headers } })
+const textResponse = (
+  body: string,
+  status: number,
+  headers: Record<string, string> = {},
+  contentType = "text/plain; charset=utf-8"
+): Response => HttpServerResponse.text(body, { status, contentType, headers: { ...securityHeaders, ...headers } })
 
 const jsonResponse = (body: unknown, status = 200): Response =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json", headers: securityHeaders })
@@ -150,9 +154,10 @@ export const makeHandler = (options: HandlerOptions) =>
     const route = Effect.gen(function*() {
       if (request.method === "GET" || request.method === "HEAD") {
         if (path === "/assets/dashboard.js") {
-          return textResponse(script, 200, { "content-type": "text/javascript; charset=utf-8" })
+          return textResponse(script, 200, {}, "text/javascript; charset=utf-8")
         }
-        if (path === "/assets/dashboard.css") return textResponse(styles, 200, { "content-type": "text/css; charset=utf-8" })
+        if (path === "/assets/dashboard.css") return textResponse(styles, 200, {}, "text/css; charset=utf-8")
+        if (path === "/favicon.ico") return HttpServerResponse.empty({ status: 204, headers: securityHeaders })
         if (path === "/events") return events(options.poller)
         if (path === "/") return htmlResponse(queuesPage(context, yield* options.poller.current))
         if (path === "/cluster") return htmlResponse(clusterPage(context, yield* options.poller.current))

@@ -1,0 +1,127 @@
+/**
+ * The dashboard in headless Chromium (Debian's /usr/bin/chromium driven by
+ * playwright-core) against a running node and real PostgreSQL: counts and
+ * job lists change live, a discarded job is retried through the page with
+ * its confirmation and then runs, `<script>` args stay text (no dialog, no
+ * CSP violation), and the docs' screenshots are taken on the way.
+ *
+ * Skipped, with a line saying so, where /usr/bin/chromium is absent.
+ * Screenshots go to test-artifacts/dashboard/, or to DASHBOARD_SCREENSHOTS
+ * (`DASHBOARD_SCREENSHOTS=docs/images` refreshes the docs' images).
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { existsSync, mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { chromium } from "playwright-core"
+import * as Dashboard from "../src/Dashboard.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { insertJobs } from "./support/dashboard.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+
+const executablePath = "/usr/bin/chromium"
+const hasChromium = existsSync(executablePath)
+if (!hasChromium) {
+  console.log(`SKIPPED dashboard browser test: ${executablePath} is missing (apt-get install -y chromium)`)
+}
+
+const prefix = uniquePrefix("dashbrowser")
+const token = "browser-token-0123456789abcdef"
+const screenshots = process.env["DASHBOARD_SCREENSHOTS"] ?? join("test-artifacts", "dashboard")
+
+const SendMail = Worker.make("SendMail", {
+  args: Schema.Struct({ to: Schema.String }),
+  queue: "mailers",
+  perform: () => Effect.sleep("20 millis")
+})
+const Transcode = Worker.make("Transcode", {
+  args: Schema.Struct({ file: Schema.String }),
+  queue: "media",
+  perform: (job) => job.args.file.endsWith(".bad") ? Effect.fail("unsupported codec") : Effect.sleep("40 millis")
+})
+
+const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser", (it) => {
+  it.effect.skipIf(!hasChromium)("live counts and rows, a retry through the page with confirmation, screenshots", () =>
+    Effect.gen(function*() {
+      mkdirSync(screenshots, { recursive: true })
+      const [discarded] = yield* insertJobs(prefix, [{
+        queue: "mailers",
+        worker: "SendMail",
+        state: "discarded",
+        args: { to: "<script>alert('owned')</script>" },
+        tags: ["welcome"],
+        errors: [{ attempt: 1, at: new Date().toISOString(), kind: "failure", message: "SMTP 451: try again later", cause: "Error: SMTP 451\n    at send (mailer.ts:42)" }]
+      }])
+      const { oban } = yield* startNode({ node: "web-1", queues: { mailers: 5, media: 2 }, workers: [SendMail, Transcode] })
+      yield* oban.ready
+      // Some history for the throughput charts.
+      yield* Oban.insertAll([
+        ...Array.from({ length: 60 }, (_, i) => SendMail.job({ to: `user${i}@example.com` })),
+        ...Array.from({ length: 12 }, (_, i) => Transcode.job({ file: `clip${i}${i % 4 === 0 ? ".bad" : ".mp4"}` }, { maxAttempts: 1 }))
+      ])
+      const { url } = yield* Dashboard.serve({ token, port: 0, pollInterval: "300 millis" })
+
+      const browser = yield* Effect.acquireRelease(
+        promise(() => chromium.launch({ executablePath, args: ["--no-sandbox"] })),
+        (browser) => Effect.promise(() => browser.close())
+      )
+      const context = yield* promise(() =>
+        browser.newContext({ httpCredentials: { username: "admin", password: token }, viewport: { width: 1500, height: 820 } })
+      )
+      const page = yield* promise(() => context.newPage())
+      const problems: Array<string> = []
+      page.on("dialog", (dialog) => {
+        problems.push(`dialog: ${dialog.message()}`)
+        void dialog.dismiss()
+      })
+      page.on("console", (message) => {
+        if (message.type() === "error") problems.push(`console: ${message.text()}`)
+      })
+      page.on("pageerror", (error) => problems.push(`page error: ${error.message}`))
+
+      // Queues: the count of scheduled mailers goes from 0 to 1 while the page is open.
+      yield* promise(() => page.goto(`${url}/`))
+      yield* promise(() =>
+        page.locator("#live.on").waitFor({ timeout: 5_000 }).catch((error: unknown) => {
+          throw new Error(`the page did not go live: ${problems.join("; ")}`, { cause: error })
+        })
+      )
+      const scheduled = page.locator(`[data-queue="mailers"][data-state="scheduled"]`)
+      assert.strictEqual(yield* promise(() => scheduled.textContent()), "0")
+      const later = yield* Oban.insert(SendMail.job({ to: "later@example.com" }, { scheduleIn: "1 hour" }))
+      yield* promise(() => scheduled.filter({ hasText: /^1$/ }).waitFor({ timeout: 5_000 }))
+      yield* waitFor("the history completed", Effect.promise(() =>
+        page.locator(`[data-queue="mailers"][data-state="completed"]`).textContent().then((text) => Number(text) >= 60)))
+      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-queues.png") }))
+
+      // Jobs: a job inserted meanwhile appears in the open list without a reload.
+      yield* promise(() => page.goto(`${url}/jobs?queue=mailers&state=scheduled`))
+      yield* promise(() => page.locator(`tr[data-job-id="${later.id}"]`).waitFor({ timeout: 5_000 }))
+      const another = yield* Oban.insert(SendMail.job({ to: "another@example.com" }, { scheduleIn: "2 hours" }))
+      yield* promise(() => page.locator(`tr[data-job-id="${another.id}"]`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.goto(`${url}/jobs?queue=mailers`))
+      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-jobs.png") }))
+
+      // The discarded job: its args are shown as text; retry asks first, then the job runs.
+      yield* promise(() => page.goto(`${url}/jobs/${discarded}`))
+      assert.include(yield* promise(() => page.locator("#job-args").textContent()), "<script>alert('owned')</script>")
+      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-job.png"), fullPage: true }))
+      yield* promise(() => page.getByRole("button", { name: "Retry" }).click())
+      yield* promise(() => page.locator("#confirm").waitFor())
+      assert.include(yield* promise(() => page.locator(".question").textContent()), `Retry job ${discarded} (SendMail, discarded)?`)
+      assert.strictEqual((yield* jobRow(prefix, discarded!)).state, "discarded", "nothing happens before the confirmation")
+      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-confirm.png") }))
+      yield* promise(() => page.locator("#confirm").click())
+      assert.strictEqual(yield* promise(() => page.locator("#result").textContent()), `Job ${discarded} retried.`)
+      yield* waitFor("the retried job completed", Effect.map(jobRow(prefix, discarded!), (row) => row.state === "completed"))
+
+      // Nodes and cron.
+      yield* promise(() => page.goto(`${url}/cluster`))
+      assert.strictEqual(yield* promise(() => page.locator("#leader").textContent({ timeout: 5_000 })), "web-1")
+      assert.deepStrictEqual(problems, [])
+    }), 60_000)
+})
