@@ -16,7 +16,7 @@ import { createServer } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { report, testLayer, uniquePrefix } from "./support/db.ts"
 import { Client, insertJobs, readSnapshots, statementCounter } from "./support/dashboard.ts"
-import { countByState, jobRow } from "./support/node.ts"
+import { jobRow } from "./support/node.ts"
 
 const prefix = uniquePrefix("dashboard")
 const refreshesOf = (statements: number, perRefresh: number) => (statements / perRefresh).toFixed(2)
@@ -162,7 +162,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       const fields = { _csrf: csrf, queue: "bulk", state: "discarded" }
       const confirm = yield* client.post("/bulk/retry", fields)
       assert.include(confirm.text, `<strong id="matching">30 jobs</strong>`)
-      assert.strictEqual((yield* countByState(prefix))["discarded"], 35 + 1) // + the job of the escaping test
+      assert.deepStrictEqual(yield* countByStateOf("bulk"), { discarded: 30, completed: 1 }, "nothing changes before the confirmation")
       const done = yield* client.post("/bulk/retry", { ...fields, confirmed: "yes" }, { accept: "application/json" })
       assert.strictEqual(done.status, 200)
       assert.deepStrictEqual(JSON.parse(done.text), { message: "30 jobs retried.", changed: 30, skipped: 0 })
@@ -175,6 +175,32 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.strictEqual((yield* client.get("/jobs?args=%7Bnot-json")).status, 400)
       assert.strictEqual((yield* client.post("/queues/bulk/scale", { _csrf: csrf, limit: "0", confirmed: "yes" })).status, 400)
       assert.strictEqual((yield* client.get("/jobs/999999999")).status, 404)
+    }))
+
+  it.effect("throughput: per queue and second over five minutes, kept across refreshes that read only the last seconds", () =>
+    Effect.gen(function*() {
+      const ago = (seconds: number) => new Date(Date.now() - seconds * 1000)
+      yield* insertJobs(prefix, [
+        ...Array.from({ length: 7 }, () => ({ queue: "tp", state: "completed", finishedAt: ago(100) })),
+        ...Array.from({ length: 3 }, () => ({ queue: "tp", state: "discarded", finishedAt: ago(40) })),
+        { queue: "tp", state: "completed", finishedAt: ago(400) } // outside the window
+      ])
+      const { url } = yield* Dashboard.serve({ token, port: 0, pollInterval: "200 millis" })
+      const abort = new AbortController()
+      const sums = (text: string) =>
+        text.split("event: snapshot\n").slice(1).map((event) => {
+          const series = JSON.parse(event.slice("data: ".length, event.indexOf("\n")))["throughput"]["tp"]
+          const total = (values: ReadonlyArray<number>) => values.reduce((sum, value) => sum + value, 0)
+          return [total(series.completed), total(series.failed)]
+        })
+      const first = yield* Effect.promise(() => readSnapshots(`${url}/events`, bearer, 2, abort.signal))
+      assert.deepStrictEqual(sums(first.text), [[7, 3], [7, 3]])
+      // Later refreshes read the last seconds only: the older seconds stay, new ones add up.
+      yield* insertJobs(prefix, Array.from({ length: 4 }, () => ({ queue: "tp", state: "completed", finishedAt: ago(2) })))
+      yield* Effect.sleep("1200 millis")
+      const later = yield* Effect.promise(() => readSnapshots(`${url}/events`, bearer, 1, abort.signal))
+      assert.deepStrictEqual(sums(later.text), [[11, 3]])
+      abort.abort()
     }))
 
   it.effect("the shared poller: ten live pages cause one set of queries per interval, none while nobody listens", () =>

@@ -11,9 +11,11 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import { existsSync, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { chromium } from "playwright-core"
+import * as Cron from "../src/Cron.ts"
 import * as Dashboard from "../src/Dashboard.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -56,7 +58,29 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
         tags: ["welcome"],
         errors: [{ attempt: 1, at: new Date().toISOString(), kind: "failure", message: "SMTP 451: try again later", cause: "Error: SMTP 451\n    at send (mailer.ts:42)" }]
       }])
-      const { oban } = yield* startNode({ node: "web-1", queues: { mailers: 5, media: 2 }, workers: [SendMail, Transcode] })
+      // Five minutes of history for the throughput charts: a wave of completions, a few failures.
+      const sql = yield* SqlClient
+      const [history] = yield* sql<{ mailers: number }>`
+        WITH inserted AS (
+          INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, state, attempt, completed_at, discarded_at)
+          SELECT q, w, s::${sql(prefix)}.oban_job_state, 1,
+                 CASE WHEN s = 'completed' THEN at END, CASE WHEN s = 'discarded' THEN at END
+          FROM (
+            SELECT CASE WHEN i % 3 = 0 THEN 'media' ELSE 'mailers' END AS q,
+                   CASE WHEN i % 3 = 0 THEN 'Transcode' ELSE 'SendMail' END AS w,
+                   CASE WHEN i % 37 = 0 THEN 'discarded' ELSE 'completed' END AS s,
+                   now() - make_interval(secs => 300 - floor(sqrt(i / 600.0) * 290)) AS at
+            FROM generate_series(0, 599) AS i
+          ) AS history
+          RETURNING queue, state
+        )
+        SELECT count(*) FILTER (WHERE queue = 'mailers' AND state = 'completed')::int AS mailers FROM inserted`
+      const { oban } = yield* startNode({
+        node: "web-1",
+        queues: { mailers: 5, media: { limit: 2, rate: { limit: 50, period: "1 second" } } },
+        workers: [SendMail, Transcode],
+        crontab: [Cron.entry("0 3 * * *", SendMail, { to: "digest@example.com" }, { name: "nightly-digest" })]
+      })
       yield* oban.ready
       // Some history for the throughput charts.
       yield* Oban.insertAll([
@@ -94,8 +118,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       assert.strictEqual(yield* promise(() => scheduled.textContent()), "0")
       const later = yield* Oban.insert(SendMail.job({ to: "later@example.com" }, { scheduleIn: "1 hour" }))
       yield* promise(() => scheduled.filter({ hasText: /^1$/ }).waitFor({ timeout: 5_000 }))
-      yield* waitFor("the history completed", Effect.promise(() =>
-        page.locator(`[data-queue="mailers"][data-state="completed"]`).textContent().then((text) => Number(text) >= 60)))
+      yield* waitFor("the new jobs completed", Effect.promise(() =>
+        page.locator(`[data-queue="mailers"][data-state="completed"]`).textContent().then((text) => Number(text) === history!.mailers + 60)))
+      assert.include(yield* promise(() => page.locator(`tr[data-queue-row="media"] [data-field="cluster-limits"]`).textContent()), "50 per 1 s")
       yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-queues.png") }))
 
       // Jobs: a job inserted meanwhile appears in the open list without a reload.
@@ -122,6 +147,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       // Nodes and cron.
       yield* promise(() => page.goto(`${url}/cluster`))
       assert.strictEqual(yield* promise(() => page.locator("#leader").textContent({ timeout: 5_000 })), "web-1")
+      assert.include(yield* promise(() => page.locator("table.crons").textContent()), "nightly-digest")
+      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-cluster.png") }))
       assert.deepStrictEqual(problems, [])
     }), 60_000)
 })

@@ -68,6 +68,8 @@ export const insertJobs = (
     readonly meta?: unknown
     readonly tags?: ReadonlyArray<string>
     readonly errors?: ReadonlyArray<unknown>
+    /** When it finished (completed_at or discarded_at), default now. */
+    readonly finishedAt?: Date
   }>
 ) =>
   Effect.gen(function*() {
@@ -81,7 +83,8 @@ export const insertJobs = (
                 ${JSON.stringify(row.args ?? {})}::jsonb, ${JSON.stringify(row.meta ?? {})}::jsonb,
                 ${`{${(row.tags ?? []).map((tag) => JSON.stringify(tag)).join(",")}}`}::text[],
                 ${JSON.stringify(row.errors ?? [])}::jsonb, ${row.errors?.length ?? 0},
-                ${state === "discarded" ? sql`now()` : sql`NULL`}, ${state === "completed" ? sql`now()` : sql`NULL`})
+                ${state === "discarded" ? (row.finishedAt ?? sql`now()`) : null}::timestamptz,
+                ${state === "completed" ? (row.finishedAt ?? sql`now()`) : null}::timestamptz)
         RETURNING id::int AS id`
       ids.push(inserted!.id)
     }

@@ -14,8 +14,16 @@ export const script = `"use strict";
   let version = body.dataset.version || "";
   const live = document.getElementById("live");
   const height = 40;
+  const step = 5;
+  const smooth = (values) => {
+    const out = [];
+    for (let i = 0; i < values.length; i += step) {
+      out.push(values.slice(i, i + step).reduce((sum, value) => sum + value, 0) / step);
+    }
+    return out;
+  };
   const points = (values, max) =>
-    values.map((value, i) => i + "," + (height - (value / Math.max(1, max)) * (height - 2)).toFixed(1)).join(" ");
+    values.map((value, i) => i + "," + (height - (value / max) * (height - 2)).toFixed(1)).join(" ");
   const rate = (values) => (values.slice(-60).reduce((sum, value) => sum + value, 0) / 60).toFixed(1);
   const setText = (element, text) => {
     if (element && element.textContent !== text) {
@@ -55,12 +63,14 @@ export const script = `"use strict";
     for (const figure of document.querySelectorAll("figure.throughput")) {
       const series = snapshot.throughput[figure.dataset.queue];
       if (!series) continue;
-      const max = Math.max(1, ...series.completed, ...series.failed);
-      figure.querySelector("polyline.completed").setAttribute("points", points(series.completed, max));
-      figure.querySelector("polyline.failed").setAttribute("points", points(series.failed, max));
+      const completed = smooth(series.completed);
+      const failed = smooth(series.failed);
+      const max = Math.max(1, ...completed, ...failed);
+      figure.querySelector("polyline.completed").setAttribute("points", points(completed, max));
+      figure.querySelector("polyline.failed").setAttribute("points", points(failed, max));
       figure.querySelector(".completed-rate").textContent = rate(series.completed);
       figure.querySelector(".failed-rate").textContent = rate(series.failed);
-      figure.querySelector(".peak").textContent = String(max);
+      figure.querySelector(".peak").textContent = max.toFixed(1);
     }
     if (snapshot.version !== version) {
       version = snapshot.version;
@@ -103,9 +113,9 @@ a { color: var(--accent); }
 .tag { display: inline-block; background: #eef2ff; border-radius: 3px; padding: 0 .3rem; font-size: 12px; }
 code.args { font-size: 12px; word-break: break-all; }
 pre { background: #0f172a; color: #e2e8f0; padding: .7rem; border-radius: 4px; overflow: auto; max-height: 24rem; }
-.throughput { margin: 0; width: 220px; }
-.chart { width: 220px; height: 40px; background: #f1f5f9; display: block; }
-.chart polyline { fill: none; stroke-width: 1.2; vector-effect: non-scaling-stroke; }
+.throughput { margin: 0; width: 240px; }
+.chart { width: 240px; height: 40px; background: #f1f5f9; display: block; }
+.chart polyline { fill: none; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .chart polyline.completed { stroke: var(--ok); } .chart polyline.failed { stroke: var(--bad); }
 figcaption { font-size: 11px; color: var(--muted); }
 form.inline { display: inline-block; margin: 0 .2rem 0 0; }

@@ -13,6 +13,8 @@ import * as Cluster from "../../Cluster.ts"
 import { Settings } from "../../Config.ts"
 import type { MigrationError } from "../../Errors.ts"
 import * as Jobs from "../../Jobs.ts"
+import { orNotMigrated } from "../notMigrated.ts"
+import { allQueueLimits, describeLimits } from "../sql/clusterLimits.ts"
 import { throughputSince } from "../sql/throughput.ts"
 import { countsVersion, type Snapshot, ThroughputWindow } from "./snapshot.ts"
 
@@ -42,17 +44,21 @@ export const makePoller = (
     const refresh = Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
       const lookback = window.lookback(started, latest?.at)
-      const [counts, cluster, rows] = yield* Effect.all([
+      const [counts, cluster, rows, limits] = yield* Effect.all([
         Jobs.counts(),
         Cluster.view,
-        throughputSince(sql, settings.prefix, lookback)
-      ], { concurrency: 3 }).pipe(Effect.provideService(SqlClient, sql), Effect.provideService(Settings, settings))
+        throughputSince(sql, settings.prefix, lookback),
+        orNotMigrated(settings.prefix)(allQueueLimits(sql, settings.prefix))
+      ], { concurrency: 4 }).pipe(Effect.provideService(SqlClient, sql), Effect.provideService(Settings, settings))
       window.apply(rows, lookback)
       const snapshot: Snapshot = {
         now: cluster.now,
         counts,
         cluster,
         throughput: window.series(counts.queues.map((entry) => entry.queue)),
+        limits: Object.fromEntries(
+          limits.map((entry) => [entry.queue, describeLimits(entry.limits)]).filter(([, text]) => text !== "")
+        ),
         version: countsVersion(counts)
       }
       latest = { snapshot, at: started }

@@ -10,9 +10,21 @@ import { type Series, type Snapshot, windowSeconds } from "./snapshot.ts"
 
 export const chartHeight = 40
 
+/** Seconds per point of a chart: each point is the mean rate over that many seconds. */
+export const chartStep = 5
+
+/** Mean per second over each `chartStep` seconds (the same as dashboard.js). */
+export const smooth = (values: ReadonlyArray<number>): ReadonlyArray<number> => {
+  const out: Array<number> = []
+  for (let i = 0; i < values.length; i += chartStep) {
+    out.push(values.slice(i, i + chartStep).reduce((sum, value) => sum + value, 0) / chartStep)
+  }
+  return out
+}
+
 /** The polyline points of a series, scaled to the chart (the same formula as dashboard.js). */
 export const points = (values: ReadonlyArray<number>, max: number): string =>
-  values.map((value, i) => `${i},${(chartHeight - (value / Math.max(1, max)) * (chartHeight - 2)).toFixed(1)}`).join(" ")
+  values.map((value, i) => `${i},${(chartHeight - (value / max) * (chartHeight - 2)).toFixed(1)}`).join(" ")
 
 const perSecond = (values: ReadonlyArray<number>, seconds: number): string =>
   (values.slice(-seconds).reduce((sum, value) => sum + value, 0) / seconds).toFixed(1)
@@ -20,15 +32,15 @@ const perSecond = (values: ReadonlyArray<number>, seconds: number): string =>
 export const chart = (queue: string, series: Series | undefined): Html => {
   const completed = series?.completed ?? []
   const failed = series?.failed ?? []
-  const max = Math.max(1, ...completed, ...failed)
+  const max = Math.max(1, ...smooth(completed), ...smooth(failed))
   return html`<figure class="throughput" data-queue="${queue}">
-<svg class="chart" viewBox="0 0 ${windowSeconds - 1} ${chartHeight}" preserveAspectRatio="none" role="img" aria-label="jobs per second, last 5 minutes">
-<polyline class="completed" points="${points(completed, max)}"></polyline>
-<polyline class="failed" points="${points(failed, max)}"></polyline>
+<svg class="chart" viewBox="0 0 ${windowSeconds / chartStep - 1} ${chartHeight}" preserveAspectRatio="none" role="img" aria-label="jobs per second, last 5 minutes">
+<polyline class="completed" points="${points(smooth(completed), max)}"></polyline>
+<polyline class="failed" points="${points(smooth(failed), max)}"></polyline>
 </svg>
 <figcaption><span class="completed-rate">${perSecond(completed, 60)}</span>/s done, <span class="failed-rate">${
     perSecond(failed, 60)
-  }</span>/s failed (last minute; peak <span class="peak">${max}</span>/s)</figcaption>
+  }</span>/s failed (last minute; scale <span class="peak">${max.toFixed(1)}</span>/s)</figcaption>
 </figure>`
 }
 
@@ -82,6 +94,7 @@ ${
     }
 <td class="num" data-field="nodes">${producers.length}</td>
 <td class="num" data-field="limit">${producers.reduce((sum, producer) => sum + producer.limit, 0) || "-"}</td>
+<td data-field="cluster-limits">${snapshot.limits[queue] ?? html`<span class="muted">none</span>`}</td>
 <td class="num" data-field="running">${producers.reduce((sum, producer) => sum + producer.running, 0)}</td>
 <td data-field="paused">${pausedText(producers)}</td>
 <td>${chart(queue, snapshot.throughput[queue])}</td>
@@ -96,8 +109,8 @@ ${
     { title: "Queues", current: "queues", version: snapshot.version },
     html`<p class="note">As of ${date(snapshot.now)}. Limits and paused state come from the nodes running each queue.</p>
 <table class="queues">
-<thead><tr><th>Queue</th>${states.map((state) => html`<th class="num">${state}</th>`)}<th class="num">nodes</th><th class="num">limit</th><th class="num">running</th><th>paused</th><th>throughput (5 min)</th><th>actions</th></tr></thead>
-<tbody>${rows.length === 0 ? html`<tr><td colspan="15" class="muted">No queues yet.</td></tr>` : rows}</tbody>
+<thead><tr><th>Queue</th>${states.map((state) => html`<th class="num">${state}</th>`)}<th class="num">nodes</th><th class="num">limit</th><th>cluster limits</th><th class="num">running</th><th>paused</th><th>throughput (5 min)</th><th>actions</th></tr></thead>
+<tbody>${rows.length === 0 ? html`<tr><td colspan="16" class="muted">No queues yet.</td></tr>` : rows}</tbody>
 </table>
 ${estimated}`
   )

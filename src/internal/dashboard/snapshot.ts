@@ -23,6 +23,8 @@ export interface Snapshot {
   readonly cluster: ClusterView
   /** Per queue, one number per second of the window, oldest first, ending with the last whole second. */
   readonly throughput: Readonly<Record<string, Series>>
+  /** Cluster-wide limits of the queues that have any, in words. */
+  readonly limits: Readonly<Record<string, string>>
   /** Changes whenever a count does: pages reload their job lists when it changes. */
   readonly version: string
 }
