@@ -46,6 +46,14 @@ const Transcode = Worker.make("Transcode", {
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
+const countOf = (queue: string, state: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = ${queue} AND state = ${state}::${sql(prefix)}.oban_job_state`
+    return row!.n
+  })
+
 layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser", (it) => {
   it.effect.skipIf(!hasChromium)("live counts and rows, a retry through the page with confirmation, screenshots", () =>
     Effect.gen(function*() {
@@ -60,7 +68,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       }])
       // Five minutes of history for the throughput charts: a wave of completions, a few failures.
       const sql = yield* SqlClient
-      const [history] = yield* sql<{ mailers: number }>`
+      const [history] = yield* sql<{ mailers: number; mediaDiscarded: number }>`
         WITH inserted AS (
           INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, state, attempt, completed_at, discarded_at)
           SELECT q, w, s::${sql(prefix)}.oban_job_state, 1,
@@ -74,7 +82,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
           ) AS history
           RETURNING queue, state
         )
-        SELECT count(*) FILTER (WHERE queue = 'mailers' AND state = 'completed')::int AS mailers FROM inserted`
+        SELECT count(*) FILTER (WHERE queue = 'mailers' AND state = 'completed')::int AS mailers,
+               count(*) FILTER (WHERE queue = 'media' AND state = 'discarded')::int AS "mediaDiscarded"
+        FROM inserted`
       const { oban } = yield* startNode({
         node: "web-1",
         queues: { mailers: 5, media: { limit: 2, rate: { limit: 50, period: "1 second" } } },
@@ -139,10 +149,21 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       yield* promise(() => page.locator("#confirm").waitFor())
       assert.include(yield* promise(() => page.locator(".question").textContent()), `Retry job ${discarded} (SendMail, discarded)?`)
       assert.strictEqual((yield* jobRow(prefix, discarded!)).state, "discarded", "nothing happens before the confirmation")
-      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-confirm.png") }))
       yield* promise(() => page.locator("#confirm").click())
       assert.strictEqual(yield* promise(() => page.locator("#result").textContent()), `Job ${discarded} retried.`)
       yield* waitFor("the retried job completed", Effect.map(jobRow(prefix, discarded!), (row) => row.state === "completed"))
+
+      // A bulk action asks first, with the number of matching jobs; cancelling changes nothing.
+      yield* promise(() => page.goto(`${url}/jobs?queue=media&state=discarded`))
+      // The three .bad files of the batch above fail once and are discarded.
+      const discardedMedia = history!.mediaDiscarded + 3
+      yield* waitFor("the media batch finished", Effect.map(countOf("media", "discarded"), (n) => n === discardedMedia))
+      yield* promise(() => page.getByRole("button", { name: "Retry all" }).click())
+      assert.strictEqual(yield* promise(() => page.locator("#matching").textContent()), `${discardedMedia} jobs`)
+      yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-confirm.png"), clip: { x: 0, y: 0, width: 1500, height: 200 } }))
+      yield* promise(() => page.getByRole("link", { name: "Cancel" }).click())
+      yield* promise(() => page.waitForURL(/\/jobs\?/))
+      assert.strictEqual(yield* countOf("media", "discarded"), discardedMedia)
 
       // Nodes and cron.
       yield* promise(() => page.goto(`${url}/cluster`))
