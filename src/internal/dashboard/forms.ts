@@ -14,7 +14,7 @@ const JsonObject = Schema.fromJsonString(Schema.Record(Schema.String, Schema.Unk
 
 const ListQuery = Schema.Struct({
   queue: Schema.Array(Name).check(Schema.isMaxLength(50)),
-  state: Schema.Array(JobState),
+  state: Schema.Array(JobState).check(Schema.isMaxLength(50)),
   worker: Schema.Array(Name).check(Schema.isMaxLength(50)),
   tag: Schema.Array(Name).check(Schema.isMaxLength(50)),
   tagsMatch: Schema.optional(Schema.Literals(["all", "any"])),
