@@ -19,7 +19,7 @@
  * @since 0.1.0
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, type Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, type Scope } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
@@ -78,17 +78,22 @@ const normalizePath = (path: string): string => {
  * @since 0.1.0
  */
 export const layer = (options: Options): Layer.Layer<never, never, HttpRouter.HttpRouter | SqlClient> =>
-  Layer.effectDiscard(Effect.gen(function*() {
+  Layer.effectDiscard(Effect.flatMap(Deferred.make<void>(), (stopping) => mount(options, stopping)))
+
+/** Registers the routes; `stopping` ends the open event streams. */
+const mount = (options: Options, stopping: Deferred.Deferred<void>) =>
+  Effect.gen(function*() {
     const router = yield* HttpRouter.HttpRouter
     const base = normalizePath(options.path ?? "/oban")
     const poller = yield* makePoller(options.pollInterval ?? Duration.seconds(2))
+    yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
     const sql = yield* SqlClient
     const settings = yield* Settings
-    const handler = makeHandler({ base, access: options.access, challenge: options.challenge, poller, csrf: makeCsrf() })
+    const handler = makeHandler({ base, access: options.access, challenge: options.challenge, poller, csrf: makeCsrf(), stopping })
     const mounted = base === "" ? router : router.prefixed(base)
     yield* mounted.add("*", "/*", (request) =>
       handler(request).pipe(Effect.provideService(SqlClient, sql), Effect.provideService(Settings, settings)))
-  }))
+  })
 
 /**
  * An access function for a shared secret: a request with
@@ -160,17 +165,20 @@ export const serve = (options: ServeOptions): Effect.Effect<Served, ServeError |
   Effect.gen(function*() {
     if (options.token.length < 16) return yield* Effect.fail(new Error("the dashboard token must have at least 16 characters"))
     const host = options.host ?? "127.0.0.1"
-    const app = layer({
+    // The server waits for open responses when it stops: end the event streams first.
+    const stopping = yield* Deferred.make<void>()
+    const app = Layer.effectDiscard(mount({
       path: "",
       access: tokenAccess(options.token, options.readOnly === true ? "read-only" : "full"),
       challenge: basicChallenge,
       pollInterval: options.pollInterval
-    })
+    }, stopping))
     const server = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port ?? 4000, host, gracefulShutdownTimeout: "1 second" }))
     )
     const scope = yield* Effect.scope
     const context = yield* Layer.buildWithScope(server, scope)
+    yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
     const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address).replace(/\/$/, "")
     return { url }
   })

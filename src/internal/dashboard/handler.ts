@@ -4,7 +4,7 @@
  * shared snapshot or one `Jobs` query; `/events` streams snapshots as
  * server-sent events; POSTs pass the CSRF check and run `actions.ts`.
  */
-import { Cause, Duration, Effect, Option, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Option, Stream } from "effect"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -33,6 +33,8 @@ export interface HandlerOptions {
   readonly challenge?: string | undefined
   readonly poller: Poller
   readonly csrf: Csrf
+  /** Completes when the server stops: open event streams end at once instead of holding up its shutdown. */
+  readonly stopping: Deferred.Deferred<void>
 }
 
 type Response = HttpServerResponse.HttpServerResponse
@@ -94,7 +96,7 @@ const decodeSegment = (segment: string): string => {
   }
 }
 
-const events = (poller: Poller): Response => {
+const events = (poller: Poller, stopping: Deferred.Deferred<void>): Response => {
   const event = (snapshot: Snapshot) => encoder.encode(`event: snapshot\ndata: ${JSON.stringify(livePayload(snapshot))}\n\n`)
   const first = Stream.fromEffect(Effect.map(Effect.option(poller.current), Option.match({
     onNone: () => encoder.encode("retry: 3000\n\n"),
@@ -102,7 +104,10 @@ const events = (poller: Poller): Response => {
   })))
   const keepAlive = Stream.tick(Duration.seconds(15)).pipe(Stream.map(() => encoder.encode(": keep-alive\n\n")))
   return HttpServerResponse.stream(
-    Stream.concat(first, Stream.merge(Stream.map(poller.changes, event), keepAlive)),
+    // Ends with the poller (when the dashboard stops), so open pages never hold up a shutdown.
+    Stream.concat(first, Stream.merge(Stream.map(poller.changes, event), keepAlive, { haltStrategy: "left" })).pipe(
+      Stream.interruptWhen(Deferred.await(stopping))
+    ),
     {
       contentType: "text/event-stream",
       headers: { ...securityHeaders, "cache-control": "no-store", "x-accel-buffering": "no" }
@@ -158,7 +163,7 @@ export const makeHandler = (options: HandlerOptions) =>
         }
         if (path === "/assets/dashboard.css") return textResponse(styles, 200, {}, "text/css; charset=utf-8")
         if (path === "/favicon.ico") return HttpServerResponse.empty({ status: 204, headers: securityHeaders })
-        if (path === "/events") return events(options.poller)
+        if (path === "/events") return events(options.poller, options.stopping)
         if (path === "/") return htmlResponse(queuesPage(context, yield* options.poller.current))
         if (path === "/cluster") return htmlResponse(clusterPage(context, yield* options.poller.current))
         if (path === "/jobs") {
