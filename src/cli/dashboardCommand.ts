@@ -6,6 +6,7 @@
  */
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as Cluster from "../Cluster.ts"
 import * as Dashboard from "../Dashboard.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { root, withDatabase } from "./shared.ts"
@@ -48,6 +49,8 @@ export const dashboard = Command.make("dashboard", {
     yield* withDatabase(
       globals,
       Effect.scoped(Effect.gen(function*() {
+        // Fail now, with the CLI's exit codes, on an unreachable or unmigrated database.
+        yield* Cluster.view
         const { url } = yield* Dashboard.serve({
           port: flags.port,
           host: flags.host,
