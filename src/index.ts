@@ -13,6 +13,8 @@ export * as Jobs from "./Jobs.ts"
 /** Nodes, producers, the leader and the crontab as the database sees them; queue commands without a node. */
 export * as Cluster from "./Cluster.ts"
 
+// The web dashboard is a subpath of its own, `effect-oban/dashboard` (it serves HTTP with node:http).
+
 /** Inserting jobs inside a transaction of another driver or ORM (node-postgres, Kysely, ...). */
 export * as ExternalInsert from "./ExternalInsert.ts"
 
