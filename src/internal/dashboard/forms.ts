@@ -10,7 +10,7 @@ import { JobState } from "../../Job.ts"
 import type { Filter, ListOptions } from "../../Jobs.ts"
 
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200))
-const JsonObject = Schema.fromJsonString(Schema.Record(Schema.String, Schema.Unknown))
+const JsonObject = Schema.fromJsonString(Schema.JsonObject)
 
 const ListQuery = Schema.Struct({
   queue: Schema.Array(Name).check(Schema.isMaxLength(50)),
