@@ -93,3 +93,16 @@ export class UnknownQueueError extends Schema.TaggedError<UnknownQueueError>()("
   queue: Schema.String,
   node: Schema.String
 }) {}
+
+/**
+ * A workflow that cannot be inserted as given: a repeated or unknown step
+ * name, a dependency on a step that does not exist (or no longer does), a
+ * unique job among its steps, or a step name already taken in that workflow.
+ *
+ * @since 0.2.0
+ */
+export class InvalidWorkflowError extends Schema.TaggedError<InvalidWorkflowError>()("InvalidWorkflowError", {
+  workflowId: Schema.String,
+  step: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}

@@ -21,6 +21,7 @@ import { Settings } from "./Config.ts"
 import {
   InvalidConfigError,
   InvalidJobError,
+  type InvalidWorkflowError,
   type InvalidPrefixError,
   type MigrationError,
   type UnknownQueueError
@@ -38,6 +39,7 @@ import { insertRequests } from "./internal/insertRequests.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
 import type * as Worker from "./Worker.ts"
+import * as Workflow from "./Workflow.ts"
 
 export type { ClusterState } from "./Producer.ts"
 export type { LimitsInput as QueueLimits, Partition, QueueConfig, QueueScope, QueueState, RateInput }
@@ -85,6 +87,21 @@ export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
+
+/**
+ * Inserts a workflow: its steps as jobs and their dependencies, all or
+ * nothing, in the caller's transaction when there is one (see
+ * `Workflow` and docs/workflows.md).
+ *
+ * @since 0.2.0
+ */
+export const insertWorkflow: <Steps extends string>(
+  workflow: Workflow.Workflow<Steps>
+) => Effect.Effect<
+  Workflow.InsertedWorkflow<Steps>,
+  InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
+  SqlClient
+> = Workflow.insert
 
 const withSql = <A>(
   f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
@@ -149,6 +166,12 @@ export interface ObanShape {
   readonly insertAll: (
     requests: Iterable<Worker.JobRequest>
   ) => Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError>
+  readonly insertWorkflow: <Steps extends string>(
+    workflow: Workflow.Workflow<Steps>
+  ) => Effect.Effect<
+    Workflow.InsertedWorkflow<Steps>,
+    InvalidWorkflowError | InvalidJobError | MigrationError | SqlError
+  >
   readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
@@ -244,6 +267,7 @@ export const layer = <W extends Worker.Any>(
         node: runtime.node,
         insert: (request) => local(insert(request)),
         insertAll: (requests) => local(insertAll(requests)),
+        insertWorkflow: (workflow) => local(insertWorkflow(workflow)),
         getJob: (id) => local(getJob(id)),
         cancelJob: (id) =>
           local(cancelJob(id)).pipe(

@@ -13,6 +13,9 @@ export * as ExternalInsert from "./ExternalInsert.ts"
 /** Defining workers and building job requests. */
 export * as Worker from "./Worker.ts"
 
+/** Workflows: jobs that wait for other jobs (docs/workflows.md). */
+export * as Workflow from "./Workflow.ts"
+
 /** The job row and its states. */
 export * as Job from "./Job.ts"
 

@@ -11,6 +11,7 @@ import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
+import { clockWithSetting } from "./workflows.ts"
 
 export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
 
@@ -84,7 +85,8 @@ export const ackJobs = (
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (
       SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
-             set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient
+             set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient,
+             set_config('oban.now', (${now})::text, true) AS release_clock
     ),
     input AS MATERIALIZED (SELECT ${json}::jsonb AS acks),
     updated AS (${
@@ -181,7 +183,7 @@ export const failAck = (
   }
 ): Effect.Effect<boolean, SqlError> =>
   sql`
-    WITH clock AS (SELECT ${now} AS now)
+    WITH clock AS (${clockWithSetting(sql, now)})
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
     SET state = CASE WHEN ${ack.attempt} >= j.max_attempts THEN 'discarded' ELSE 'retryable' END::${
     table(sql, prefix, "oban_job_state")
@@ -244,7 +246,7 @@ export const cancelJob = (
   id: number
 ): Effect.Effect<Job | undefined, SqlError> =>
   sql<JobRow & { readonly previous_state: string }>`
-    WITH clock AS (SELECT ${now} AS now),
+    WITH clock AS (${clockWithSetting(sql, now)}),
     target AS (
       SELECT id, state FROM ${table(sql, prefix, "oban_jobs")}
       WHERE id = ${id} AND state NOT IN ('completed', 'discarded', 'cancelled')
