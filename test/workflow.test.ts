@@ -7,7 +7,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Option, Queue, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import { Migrations, Oban, Worker, Workflow } from "effect-oban"
@@ -124,6 +124,51 @@ describe("workflows", () => {
         const note = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"), TestClock.withLive)
         assert.strictEqual((JSON.parse(note.payload) as { queue: string }).queue, "later")
         assert.strictEqual((yield* states("wake"))["b"], "available")
+      }).pipe(onTestClock))
+
+    it.effect("the last two dependencies finishing in two transactions at once release the dependent exactly once", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        // A log of releases, written by a trigger of the test's own: a second release would add a second row.
+        yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS "${prefix}".releases (job_id bigint NOT NULL)`)
+        yield* sql.unsafe(`TRUNCATE "${prefix}".releases`)
+        yield* sql.unsafe(`CREATE OR REPLACE FUNCTION "${prefix}".log_release() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO "${prefix}".releases VALUES (NEW.id); RETURN NULL; END $$`)
+        yield* sql.unsafe(`CREATE OR REPLACE TRIGGER log_release AFTER UPDATE ON "${prefix}".oban_jobs FOR EACH ROW
+            WHEN (OLD.state = 'suspended' AND NEW.state <> 'suspended') EXECUTE FUNCTION "${prefix}".log_release()`)
+        const pairs = 50
+        for (let i = 0; i < pairs; i++) {
+          yield* Oban.insertWorkflow(
+            Workflow.make(`pair-${i}`).add("a", Step.job({})).add("b", Step.job({})).add("c", Step.job({}), { deps: ["a", "b"] })
+          )
+        }
+        const finish = (step: string) =>
+          sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', completed_at = now()
+              WHERE workflow_id LIKE 'pair-%' AND meta #>> '{workflow,step}' = ${step}`
+        // The first transaction finishes every "a" and holds its locks; the second finishes every "b"
+        // meanwhile and must wait for the first, then see its "a"s completed.
+        const firstDone = yield* Deferred.make<void>()
+        const mayCommit = yield* Deferred.make<void>()
+        const first = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          yield* finish("a")
+          yield* Deferred.succeed(firstDone, undefined)
+          yield* Deferred.await(mayCommit)
+        })))
+        yield* Deferred.await(firstDone)
+        const second = yield* Effect.forkChild(sql.withTransaction(finish("b")))
+        yield* TestClock.withLive(Effect.sleep("200 millis"))
+        yield* Deferred.succeed(mayCommit, undefined)
+        yield* Fiber.join(first)
+        yield* Fiber.join(second)
+        const rows = yield* sql<{ state: string; n: number }>`
+          SELECT state::text AS state, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs
+          WHERE meta #>> '{workflow,step}' = 'c' GROUP BY state`
+        assert.deepStrictEqual(rows.map((row) => [row.state, row.n]), [["available", pairs]])
+        const [logged] = yield* sql<{ n: number; jobs: number }>`
+          SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM ${sql(prefix)}.releases`
+        assert.deepStrictEqual([logged!.n, logged!.jobs], [pairs, pairs])
+        yield* sql.unsafe(`DROP TRIGGER log_release ON "${prefix}".oban_jobs`)
       }).pipe(onTestClock))
 
     it.effect("a discarded dependency: cancel (default) cascades, run runs anyway, wait waits for a retry", () =>

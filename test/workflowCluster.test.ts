@@ -1,0 +1,166 @@
+/**
+ * Workflows across OS processes (test/support/workflowProcess.ts) on one
+ * database: a random 1,000-job DAG on four nodes with no order violation and
+ * no job started twice, timed against 1,000 independent jobs; and a node
+ * killed with SIGKILL in the middle of a workflow, which completes once the
+ * rescuer has run.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema, type Scope } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Config from "../src/Config.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import * as Workflow from "../src/Workflow.ts"
+import { databaseUrl, report, testLayer, uniquePrefix } from "./support/db.ts"
+import { countByState, waitFor } from "./support/node.ts"
+import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
+
+// The same name and args as the worker in workflowProcess.ts; only used to build requests here.
+const Traced = Worker.make("Traced", {
+  args: Schema.Struct({ n: Schema.Int, hang: Schema.optional(Schema.String) }),
+  perform: () => Effect.void
+})
+
+const startNodes = (prefix: string, names: ReadonlyArray<string>, extra: Record<string, string> = {}) =>
+  Effect.gen(function*() {
+    const env = { DATABASE_URL: databaseUrl(), PREFIX: prefix, ...extra }
+    const nodes = yield* Effect.forEach(names, (name) => spawnNode(name, env, "workflowProcess.ts"))
+    yield* Effect.forEach(nodes, (node) => awaitReady(node, 60_000), { concurrency: "unbounded" })
+    return nodes
+  })
+
+const inCluster = (name: string, body: (prefix: string) => Effect.Effect<void, unknown, SqlClient | Scope.Scope>) =>
+  Effect.gen(function*() {
+    const prefix = uniquePrefix(name)
+    yield* Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`CREATE TABLE ${sql(prefix)}.runs (
+        job_id bigint NOT NULL, node text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT clock_timestamp(), ended_at timestamptz)`
+      yield* body(prefix)
+    }).pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+  }).pipe(Effect.scoped)
+
+/** A small seeded generator, so a failure can be replayed. */
+const random = (seed: number) => () => {
+  seed = (seed * 1103515245 + 12345) % 2147483648
+  return seed / 2147483648
+}
+
+/**
+ * 1,000 steps: a root fanning out to 100, a fan-in of those 100, a fan-out
+ * to 100 again, then layers of 100 where each step waits for 1 to 3 random
+ * steps of the layer before (diamonds everywhere), and a final fan-in.
+ */
+const randomDag = (id: string, seed: number) => {
+  const next = random(seed)
+  let flow = Workflow.make<string>(id)
+  let n = 0
+  const add = (deps: ReadonlyArray<string>) => {
+    const name = `s${n}`
+    flow = flow.add(name, Traced.job({ n: n++ }), { deps })
+    return name
+  }
+  const root = add([])
+  const spread = Array.from({ length: 100 }, () => add([root]))
+  const join = add(spread)
+  let layer = Array.from({ length: 100 }, () => add([join]))
+  while (n < 999) {
+    const width = Math.min(100, 999 - n)
+    const previous = layer
+    layer = Array.from({ length: width }, () => {
+      const picks = new Set<string>()
+      const count = 1 + Math.floor(next() * 3)
+      while (picks.size < count) picks.add(previous[Math.floor(next() * previous.length)]!)
+      return add([...picks])
+    })
+  }
+  add(layer)
+  return flow
+}
+
+/** Dependencies whose dependent started before the dependency completed, and jobs started more than once. */
+const violations = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [early] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n
+      FROM ${sql(prefix)}.oban_workflow_deps AS e
+      JOIN ${sql(prefix)}.runs AS r ON r.job_id = e.job_id
+      JOIN ${sql(prefix)}.oban_jobs AS d ON d.id = e.dep_id
+      LEFT JOIN ${sql(prefix)}.runs AS dr ON dr.job_id = e.dep_id
+      WHERE d.completed_at IS NULL OR r.started_at < d.completed_at OR dr.ended_at IS NULL OR r.started_at < dr.ended_at`
+    const [twice] = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM (SELECT job_id FROM ${sql(prefix)}.runs GROUP BY job_id HAVING count(*) > 1) AS t`
+    return { early: early!.n, twice: twice!.n }
+  })
+
+const allCompleted = (prefix: string, n: number) =>
+  waitFor(`${n} jobs completed`, Effect.map(countByState(prefix), (c) => c["completed"] === n), "60 seconds")
+
+describe("workflows on OS processes", () => {
+  it.live("4 nodes run a random 1,000-job DAG in order, each job once, within 2x of 1,000 independent jobs", () =>
+    inCluster("wf_dag", (prefix) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* startNodes(prefix, ["a", "b", "c", "d"], { JOB_MS: "5", LIMIT: "10" })
+        // Warm up (connections, prepared statements, JIT), so both timings below are of warm nodes.
+        yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Traced.job({ n })))
+        yield* allCompleted(prefix, 200)
+        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs`
+        const started = Date.now()
+        yield* Oban.insertAll(Array.from({ length: 1000 }, (_, n) => Traced.job({ n })))
+        yield* allCompleted(prefix, 1000)
+        const independentMillis = Date.now() - started
+        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs`
+
+        const dag = randomDag("dag", 42)
+        const dagStarted = Date.now()
+        yield* Oban.insertWorkflow(dag)
+        yield* allCompleted(prefix, 1000)
+        const dagMillis = Date.now() - dagStarted
+        const [edges] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_deps`
+        const [nodes] = yield* sql<{ n: number }>`SELECT count(DISTINCT node)::int AS n FROM ${sql(prefix)}.runs`
+        report(`workflow DAG: 1,000 jobs, ${edges!.n} edges on ${nodes!.n} nodes in ${dagMillis} ms; 1,000 independent jobs in ${independentMillis} ms`)
+        assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })
+        assert.isAbove(edges!.n, 1200)
+        assert.strictEqual(nodes!.n, 4)
+        assert.isAtMost(dagMillis, 2 * Math.max(independentMillis, 250), `DAG ${dagMillis} ms, independent ${independentMillis} ms`)
+      })), 60_000)
+
+  it.live("a node killed with SIGKILL in the middle of a workflow: it completes once the rescuer has run", () =>
+    inCluster("wf_kill", (prefix) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const rescue = { HEARTBEAT_MS: "300", RESCUE_AFTER_MS: "2000", RESCUE_INTERVAL_MS: "500", LEASE_TTL_MS: "2000", LEASE_RENEW_MS: "500" }
+        const [victim] = yield* startNodes(prefix, ["victim"], rescue)
+        // "b" hangs on the victim only; it runs after "a" there, and everything after it waits for it.
+        const flow = Workflow.make("killed")
+          .add("a", Traced.job({ n: 0 }))
+          .add("b", Traced.job({ n: 1, hang: "victim" }), { deps: ["a"] })
+          .add("c", Traced.job({ n: 2 }), { deps: ["b"] })
+          .add("d", Traced.job({ n: 3 }), { deps: ["b"] })
+          .add("e", Traced.job({ n: 4 }), { deps: ["c", "d"] })
+        const inserted = yield* Oban.insertWorkflow(flow)
+        yield* waitFor("b running on the victim", Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs WHERE job_id = ${inserted.jobs.b.id}`,
+          ([row]) => row!.n === 1
+        ))
+        yield* stopNode(victim!, "SIGKILL")
+        const states = yield* countByState(prefix)
+        assert.deepStrictEqual(states, { completed: 1, executing: 1, suspended: 3 })
+        yield* startNodes(prefix, ["survivor"], rescue)
+        yield* allCompleted(prefix, 5)
+        const [b] = yield* sql<{ errors: ReadonlyArray<{ kind: string }> }>`
+          SELECT errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${inserted.jobs.b.id}`
+        assert.strictEqual(b!.errors[0]!.kind, "rescued")
+        const runs = yield* sql<{ job_id: string; n: number }>`
+          SELECT job_id::text, count(*)::int AS n FROM ${sql(prefix)}.runs GROUP BY job_id`
+        // b ran twice (once on the victim, never finished), the rest once.
+        assert.deepStrictEqual(
+          Object.fromEntries(runs.map((row) => [row.job_id, row.n])),
+          Object.fromEntries(Object.values(inserted.jobs).map((job) => [String(job.id), job.id === inserted.jobs.b.id ? 2 : 1]))
+        )
+      })), 60_000)
+})
