@@ -10,7 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Migrations, Oban, Worker, Workflow } from "effect-oban"
+import { Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
 
@@ -243,6 +243,30 @@ describe("workflows", () => {
         const late = yield* Oban.insertWorkflow(more.add("later", Step.job({}), { deps: ["late"] }))
         assert.strictEqual(Option.getOrThrow(yield* Oban.getJob(late.jobs["late"]!.id)).state, "available")
         assert.strictEqual(late.jobs["later"]!.state, "suspended")
+      }).pipe(onTestClock))
+
+    it.effect("the pruner keeps a finished step while a dependent of it has not finished", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        const flow = Workflow.make("prune")
+          .add("a", Step.job({}))
+          .add("b", Step.job({}, { scheduleIn: "1 hour" }))
+          .add("c", Step.job({}), { deps: ["a", "b"] })
+        const inserted = yield* Oban.insertWorkflow(flow)
+        yield* Oban.insert(Step.job({}))
+        yield* ObanTest.drainQueue({ queue: "default" })
+        yield* TestClock.adjust("10 minutes")
+        // The plain job and nothing else: "a" is completed and old, but "c" still waits for it.
+        assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 1)
+        assert.deepStrictEqual(yield* states("prune"), { a: "completed", b: "scheduled", c: "suspended" })
+        yield* TestClock.adjust("1 hour")
+        yield* drain
+        yield* TestClock.adjust("10 minutes")
+        assert.strictEqual((yield* Pruner.runOnce({ sql, prefix })).deleted, 3)
+        const [edges] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_deps`
+        assert.strictEqual(edges!.n, 0)
+        void inserted
       }).pipe(onTestClock))
 
     it.effect("the insert joins the caller's transaction; bad workflows are typed errors", () =>
