@@ -160,6 +160,15 @@ export const membership = (job: Pick<Job, "meta">): Option.Option<Membership> =>
 }
 
 /**
+ * The step name of a workflow job (`meta.workflow.step`), or `""` for a job
+ * outside workflows.
+ *
+ * @since 0.2.0
+ */
+export const stepOf = (job: Pick<Job, "meta">): string =>
+  Option.match(membership(job), { onNone: () => "", onSome: (member) => member.step })
+
+/**
  * A workflow that adds steps to the workflow of a running job: its new steps
  * may depend on any step already inserted (by name), including the running
  * job's own. Fails with `InvalidWorkflowError` when the job belongs to no
