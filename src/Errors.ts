@@ -106,3 +106,20 @@ export class InvalidWorkflowError extends Schema.TaggedError<InvalidWorkflowErro
   step: Schema.optional(Schema.String),
   message: Schema.String
 }) {}
+
+/**
+ * A recorded result that does not match its worker's result schema: when
+ * the job's value is encoded after `perform` (the attempt fails with this
+ * error, retried like any failure), when it is larger than
+ * `Worker.maxResultBytes`, or when a dependent reads it
+ * (`Workflow.results`) and the stored JSON no longer decodes. Also when a
+ * dependent asks for a result that is not there (`reason: "missing"`).
+ *
+ * @since 0.2.0
+ */
+export class InvalidResultError extends Schema.TaggedError<InvalidResultError>()("InvalidResultError", {
+  worker: Schema.String,
+  jobId: Schema.Int,
+  reason: Schema.Literals(["encode", "decode", "size", "missing"]),
+  message: Schema.String
+}) {}

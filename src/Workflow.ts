@@ -25,13 +25,16 @@
  *
  * @since 0.2.0
  */
-import { Effect, Option } from "effect"
-import type { SqlClient } from "effect/sql/SqlClient"
+import { Effect, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
+import { Settings } from "./Config.ts"
+import { type InvalidJobError, InvalidResultError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
+import { orNotMigrated } from "./internal/notMigrated.ts"
+import { depResults } from "./internal/sql/workflows.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
 
 /**
@@ -216,3 +219,103 @@ export const insert = <Steps extends string>(
     id: workflow.id,
     jobs: Object.fromEntries(workflow.steps.map((step, index) => [step.name, jobs[index]!])) as Record<Steps, Inserted>
   }))
+
+/**
+ * A dependency's recorded result, decoded by its worker's result schema.
+ *
+ * @since 0.2.0
+ */
+export interface Result<O> {
+  readonly step: string
+  readonly jobId: number
+  readonly value: O
+}
+
+/**
+ * What reading results needs of a worker: its name and result codec (any
+ * `Worker` with a `result` schema).
+ *
+ * @since 0.2.0
+ */
+export interface ResultWorker<O> {
+  readonly name: string
+  readonly resultJson: Schema.Codec<O, Schema.Json> | undefined
+}
+
+/**
+ * The recorded results of `job`'s dependencies run by `worker`, in the
+ * order they were inserted, decoded by the worker's result schema (a fan-in
+ * reads its fan-out's results this way). Dependencies that did not complete
+ * (a failure under `onFailure: "run"`) are left out. Fails with
+ * `InvalidResultError` when a completed dependency's stored result does not
+ * decode (`reason: "decode"`) or is absent, or when `worker` records no
+ * result (`reason: "missing"`).
+ *
+ * @since 0.2.0
+ */
+export const results = <O>(
+  job: Pick<Job, "id">,
+  worker: ResultWorker<O>
+): Effect.Effect<ReadonlyArray<Result<O>>, InvalidResultError | MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const codec = worker.resultJson
+    if (codec === undefined) {
+      return yield* new InvalidResultError({
+        worker: worker.name,
+        jobId: job.id,
+        reason: "missing",
+        message: `worker ${worker.name} records no result (give it a result schema)`
+      })
+    }
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    const rows = yield* orNotMigrated(prefix)(depResults(sql, prefix, job.id))
+    const decode = Schema.decodeUnknownEffect(codec)
+    const found: Array<Result<O>> = []
+    for (const row of rows) {
+      if (row.worker !== worker.name || row.state !== "completed") continue
+      const id = Number(row.id)
+      if (!row.has_result) {
+        return yield* new InvalidResultError({
+          worker: worker.name,
+          jobId: id,
+          reason: "missing",
+          message: `job ${id} (step ${row.step}) completed without a recorded result`
+        })
+      }
+      const value = yield* Effect.mapError(decode(row.result), (error) =>
+        new InvalidResultError({
+          worker: worker.name,
+          jobId: id,
+          reason: "decode",
+          message: `the result of job ${id} (step ${row.step}) does not decode: ${error.message}`
+        }))
+      found.push({ step: row.step ?? "", jobId: id, value })
+    }
+    return found
+  })
+
+/**
+ * The recorded result of one dependency of `job`, by step name, decoded by
+ * `worker`'s result schema. Fails with `InvalidResultError`
+ * (`reason: "missing"`) when that step is not a completed dependency run by
+ * `worker`.
+ *
+ * @since 0.2.0
+ */
+export const result = <O>(
+  job: Pick<Job, "id">,
+  step: string,
+  worker: ResultWorker<O>
+): Effect.Effect<O, InvalidResultError | MigrationError | SqlError, SqlClient> =>
+  Effect.flatMap(results(job, worker), (all) => {
+    const found = all.find((entry) => entry.step === step)
+    return found !== undefined ? Effect.succeed(found.value) : Effect.fail(
+      new InvalidResultError({
+        worker: worker.name,
+        jobId: job.id,
+        reason: "missing",
+        message: `job ${job.id} has no completed dependency "${step}" run by ${worker.name}`
+      })
+    )
+  })

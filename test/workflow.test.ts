@@ -10,7 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
+import { InvalidResultError, Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
 
@@ -55,7 +55,34 @@ const Discover = Worker.make("Discover", {
     }).pipe(Effect.orDie)
 })
 
-const TestLive = ObanTest.layer({ workers: [Step, Flaky, Discover], prefix }).pipe(
+const Square = Worker.make("Square", {
+  args: Schema.Struct({ n: Schema.Int }),
+  result: Schema.Struct({ square: Schema.Int }),
+  maxAttempts: 1,
+  perform: (job) => Effect.succeed({ square: job.args.n * job.args.n })
+})
+
+/** Claims a result of the wrong shape. */
+const Liar = Worker.make("Liar", {
+  args: Schema.Struct({}),
+  result: Schema.Struct({ square: Schema.Int }),
+  maxAttempts: 1,
+  perform: () => Effect.succeed({ square: "four" } as unknown as { readonly square: number })
+})
+
+let total: number | undefined
+const Sum = Worker.make("Sum", {
+  args: Schema.Struct({}),
+  result: Schema.Int,
+  perform: (job) =>
+    Effect.gen(function*() {
+      const squares = yield* Workflow.results(job, Square)
+      total = squares.reduce((sum, entry) => sum + entry.value.square, 0)
+      return squares.length
+    }).pipe(Effect.orDie)
+})
+
+const TestLive = ObanTest.layer({ workers: [Step, Flaky, Discover, Square, Liar, Sum], prefix }).pipe(
   Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
     yield* dropSchemaOnClose(prefix)
     yield* Migrations.run({ prefix })
@@ -70,6 +97,11 @@ const reset = Effect.gen(function*() {
   ran.length = 0
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps`
 })
+
+const resultError = (error: { readonly _tag: string }): InvalidResultError => {
+  if (error instanceof InvalidResultError) return error
+  return assert.fail(`expected InvalidResultError, got ${error._tag}`)
+}
 
 const drain = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
 
@@ -267,6 +299,45 @@ describe("workflows", () => {
         const [edges] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_deps`
         assert.strictEqual(edges!.n, 0)
         void inserted
+      }).pipe(onTestClock))
+
+    it.effect("a fan-in reads 100 typed results; a result that does not match its schema is a typed error", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        let flow = Workflow.make<string>("results")
+        const parts: Array<string> = []
+        for (let n = 1; n <= 100; n++) {
+          flow = flow.add(`sq-${n}`, Square.job({ n }))
+          parts.push(`sq-${n}`)
+        }
+        const inserted = yield* Oban.insertWorkflow(flow.add("sum", Sum.job({}), { deps: parts }))
+        total = undefined
+        yield* drain
+        assert.strictEqual(total, 338350)
+        const sum = Option.getOrThrow(yield* Oban.getJob(inserted.jobs["sum"]!.id))
+        assert.strictEqual(sum.state, "completed")
+        const [stored] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${sum.id}`
+        assert.strictEqual(stored!.result, 100)
+        const one = yield* Workflow.result(sum, "sq-7", Square)
+        assert.deepStrictEqual(one, { square: 49 })
+
+        // A stored result that no longer decodes.
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET result = '{"square":"x"}'::jsonb WHERE id = ${inserted.jobs["sq-3"]!.id}`
+        const mismatch = yield* Effect.flip(Workflow.results(sum, Square)).pipe(Effect.map(resultError))
+        assert.deepStrictEqual([mismatch._tag, mismatch.reason, mismatch.jobId], ["InvalidResultError", "decode", inserted.jobs["sq-3"]!.id])
+        const none = yield* Effect.flip(Workflow.result(sum, "sq-1", Sum)).pipe(Effect.map(resultError))
+        assert.strictEqual(none.reason, "missing")
+
+        // A perform whose value does not encode: the attempt fails with InvalidResultError, nothing is stored.
+        const liar = yield* Oban.insertWorkflow(Workflow.make("liar").add("lie", Liar.job({})).add("after", Step.job({}), { deps: ["lie"] }))
+        yield* drain
+        const lie = Option.getOrThrow(yield* Oban.getJob(liar.jobs.lie.id))
+        assert.strictEqual(lie.state, "discarded")
+        assert.include(lie.errors[0]!.message, "InvalidResultError")
+        assert.strictEqual((yield* states("liar"))["after"], "cancelled")
+        const [noResult] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${lie.id}`
+        assert.isNull(noResult!.result)
       }).pipe(onTestClock))
 
     it.effect("the insert joins the caller's transaction; bad workflows are typed errors", () =>

@@ -32,6 +32,8 @@ export interface AckRow {
   readonly give_back: boolean
   /** An `errors` entry without `at`, which is stamped here. */
   readonly error: { readonly attempt: number; readonly kind: string; readonly message: string; readonly cause?: string } | null
+  /** The recorded result (completed jobs of workers with a result schema), as encoded JSON. */
+  readonly result?: unknown
 }
 
 /** An ack that changed nothing, and what the job looked like instead. */
@@ -92,7 +94,7 @@ export const ackJobs = (
     updated AS (${
     updates ? sql`
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors) = (
+      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors, result) = (
         SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
                (a.v ->> 'attempt')::smallint - CASE WHEN (a.v -> 'give_back')::boolean THEN 1 ELSE 0 END,
                CASE WHEN jsonb_typeof(a.v -> 'delay_ms') = 'number'
@@ -103,7 +105,8 @@ export const ackJobs = (
                CASE WHEN a.v ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
                CASE WHEN jsonb_typeof(a.v -> 'error') = 'object'
                     THEN j.errors || jsonb_build_array((a.v -> 'error') || jsonb_build_object('at', clock.now))
-                    ELSE j.errors END
+                    ELSE j.errors END,
+               CASE WHEN a.v ? 'result' THEN a.v -> 'result' ELSE j.result END
         FROM (SELECT ${ack} AS v) AS a
       )
       FROM input, clock

@@ -143,3 +143,28 @@ export const releaseDependents = (
     WITH clock AS (${clockWithSetting(sql, now)})
     SELECT ${sql.literal(`"${prefix}"`)}.oban_workflow_release(${`{${finished.join(",")}}`}::bigint[]) FROM clock
   `.pipe(Effect.asVoid)
+
+/** A dependency of a job, with its recorded result. */
+export interface DepResultRow {
+  readonly id: bigint | number
+  readonly step: string | null
+  readonly worker: string
+  readonly state: string
+  readonly result: unknown
+  readonly has_result: boolean
+}
+
+/** The dependencies of a job, in the order they were given, with their results. */
+export const depResults = (
+  sql: SqlClient,
+  prefix: string,
+  jobId: number
+): Effect.Effect<ReadonlyArray<DepResultRow>, SqlError> =>
+  sql<DepResultRow>`
+    SELECT d.id, d.meta #>> '{workflow,step}' AS step, d.worker, d.state::text AS state, d.result,
+           d.result IS NOT NULL AS has_result
+    FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+    JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id
+    WHERE e.job_id = ${jobId}
+    ORDER BY d.id
+  `
