@@ -3,7 +3,9 @@
 -- A workflow job carries its workflow's id in `workflow_id` (NULL for every other job) and its step
 -- name in meta.workflow.step. Each dependency is one row of oban_workflow_deps: the dependent
 -- (`job_id`), the job it waits for (`dep_id`), and what happens to the dependent when that job is
--- discarded or cancelled (`on_failure`: 'cancel' it, 'run' it anyway, or 'wait' for a retry).
+-- discarded or cancelled (`on_failure`: 'cancel' it, 'run' it anyway, or 'wait' for a retry; or
+-- 'failed': run it only if at least one of its 'failed' dependencies failed, else cancel it once they
+-- have all finished, as a batch's failure callback).
 -- A job with an unfinished dependency is `suspended`.
 --
 -- Release happens in the database, in the same transaction as the write that finishes a
@@ -27,13 +29,17 @@ ALTER TABLE {{prefix}}.oban_jobs ADD COLUMN result jsonb;
 CREATE UNIQUE INDEX oban_jobs_workflow_step_idx
   ON {{prefix}}.oban_jobs (workflow_id, (meta #>> '{workflow,step}'))
   WHERE workflow_id IS NOT NULL;
+-- A workflow's jobs in order: status, cancel, retry, and the tail of a chain.
+CREATE INDEX oban_jobs_workflow_idx
+  ON {{prefix}}.oban_jobs (workflow_id, id)
+  WHERE workflow_id IS NOT NULL;
 
 CREATE TABLE {{prefix}}.oban_workflow_deps (
   job_id bigint NOT NULL,
   dep_id bigint NOT NULL,
   on_failure text NOT NULL DEFAULT 'cancel',
   PRIMARY KEY (dep_id, job_id),
-  CONSTRAINT oban_workflow_deps_on_failure CHECK (on_failure IN ('cancel', 'run', 'wait')),
+  CONSTRAINT oban_workflow_deps_on_failure CHECK (on_failure IN ('cancel', 'run', 'wait', 'failed')),
   CONSTRAINT oban_workflow_deps_not_self CHECK (job_id <> dep_id)
 );
 CREATE INDEX oban_workflow_deps_job_idx ON {{prefix}}.oban_workflow_deps (job_id);
@@ -44,7 +50,7 @@ CREATE FUNCTION {{prefix}}.oban_workflow_release(finished bigint[]) RETURNS void
 DECLARE
   frontier bigint[] := finished;
   locked bigint[];
-  at timestamptz := COALESCE(NULLIF(current_setting('oban.now', true), '')::timestamptz, now());
+  release_at timestamptz := COALESCE(NULLIF(current_setting('oban.now', true), '')::timestamptz, now());
   wake text := btrim('{{prefix}}', '"') || '.oban_insert';
 BEGIN
   WHILE cardinality(frontier) > 0 LOOP
@@ -63,7 +69,10 @@ BEGIN
       SELECT e.job_id,
              bool_or(d.state IN ('discarded', 'cancelled') AND e.on_failure = 'cancel') AS cancel,
              bool_or(d.id IS NOT NULL AND d.state <> 'completed'
-                     AND NOT (d.state IN ('discarded', 'cancelled') AND e.on_failure = 'run')) AS blocked,
+                     AND NOT (d.state IN ('discarded', 'cancelled') AND e.on_failure IN ('run', 'failed'))) AS blocked,
+             -- 'failed' edges: the dependent runs only if one of them failed (a batch's failure callback).
+             bool_or(e.on_failure = 'failed') AND NOT bool_or(e.on_failure = 'failed' AND d.state IN ('discarded', 'cancelled'))
+               AS unneeded,
              (array_agg(jsonb_build_object('id', d.id, 'state', d.state, 'step', d.meta #>> '{workflow,step}')
                 ORDER BY d.id) FILTER (WHERE d.state IN ('discarded', 'cancelled') AND e.on_failure = 'cancel'))[1]
                AS culprit
@@ -74,11 +83,11 @@ BEGIN
     ),
     settled AS (
       UPDATE {{prefix}}.oban_jobs AS j
-      SET state = (CASE WHEN v.cancel THEN 'cancelled' WHEN j.scheduled_at > at THEN 'scheduled' ELSE 'available' END)
+      SET state = (CASE WHEN v.cancel OR v.unneeded THEN 'cancelled' WHEN j.scheduled_at > release_at THEN 'scheduled' ELSE 'available' END)
                     ::{{prefix}}.oban_job_state,
-          cancelled_at = CASE WHEN v.cancel THEN at ELSE j.cancelled_at END,
-          meta = CASE WHEN v.cancel
-                      THEN jsonb_set(j.meta, '{workflow,cancelled_by}', v.culprit)
+          cancelled_at = CASE WHEN v.cancel OR (v.unneeded AND NOT v.blocked) THEN release_at ELSE j.cancelled_at END,
+          meta = CASE WHEN v.cancel THEN jsonb_set(j.meta, '{workflow,cancelled_by}', v.culprit)
+                      WHEN v.unneeded THEN jsonb_set(j.meta, '{workflow,skipped}', '"no dependency failed"'::jsonb)
                       ELSE j.meta END
       FROM verdict AS v
       WHERE j.id = v.job_id AND (v.cancel OR NOT v.blocked)

@@ -70,7 +70,8 @@ export interface StepOptions<Steps extends string> {
 export interface Step {
   readonly name: string
   readonly request: JobRequest
-  readonly deps: ReadonlyArray<{ readonly step: string; readonly onFailure: OnFailure }>
+  /** `"failed"` (used by `Batch` for its failure callback): run only if such a dependency failed. */
+  readonly deps: ReadonlyArray<{ readonly step: string; readonly onFailure: OnFailure | "failed" }>
 }
 
 /**
@@ -95,6 +96,9 @@ export interface Workflow<Steps extends string = never> {
     options?: StepOptions<Steps>
   ) => Workflow<Steps | Name>
 }
+
+/** A workflow from its steps (for modules built on workflows, such as `Batch`). */
+export const fromSteps = <Steps extends string>(id: string, steps: ReadonlyArray<Step>): Workflow<Steps> => build(id, steps)
 
 const build = <Steps extends string>(id: string, steps: ReadonlyArray<Step>): Workflow<Steps> => ({
   _tag: "Workflow",
@@ -132,7 +136,7 @@ export const make = <Steps extends string = never>(id?: string): Workflow<Steps>
 export interface Membership {
   readonly id: string
   readonly step: string
-  readonly deps: ReadonlyArray<{ readonly step: string; readonly onFailure: OnFailure }>
+  readonly deps: ReadonlyArray<{ readonly step: string; readonly onFailure: OnFailure | "failed" }>
   /** Set on a job cancelled because a dependency failed: that dependency. */
   readonly cancelledBy?: { readonly id: number; readonly state: string; readonly step: string } | undefined
 }
@@ -155,7 +159,7 @@ export const membership = (job: Pick<Job, "meta">): Option.Option<Membership> =>
   return Option.some({
     id: workflow["id"],
     step: workflow["step"],
-    deps: deps.map((dep) => ({ step: String(dep["step"]), onFailure: dep["on_failure"] as OnFailure })),
+    deps: deps.map((dep) => ({ step: String(dep["step"]), onFailure: dep["on_failure"] as OnFailure | "failed" })),
     cancelledBy: isRecord(cancelledBy)
       ? { id: Number(cancelledBy["id"]), state: String(cancelledBy["state"]), step: String(cancelledBy["step"]) }
       : undefined

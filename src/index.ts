@@ -16,6 +16,9 @@ export * as Worker from "./Worker.ts"
 /** Workflows: jobs that wait for other jobs (docs/workflows.md). */
 export * as Workflow from "./Workflow.ts"
 
+/** Batches of jobs with callbacks (docs/workflows.md#batches). */
+export * as Batch from "./Batch.ts"
+
 /** The job row and its states. */
 export * as Job from "./Job.ts"
 

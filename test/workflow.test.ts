@@ -10,7 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { InvalidResultError, Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
+import { Batch, InvalidResultError, Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
 
@@ -82,7 +82,17 @@ const Sum = Worker.make("Sum", {
     }).pipe(Effect.orDie)
 })
 
-const TestLive = ObanTest.layer({ workers: [Step, Flaky, Discover, Square, Liar, Sum], prefix }).pipe(
+/** Every callback run: which, and the counts it saw. */
+const callbacks: Array<{ readonly which: string; readonly counts: Batch.Counts }> = []
+const Callback = Worker.make("Callback", {
+  args: Schema.Struct({ which: Schema.String }),
+  perform: (job) =>
+    Effect.gen(function*() {
+      callbacks.push({ which: job.args.which, counts: yield* Batch.counts(job) })
+    }).pipe(Effect.orDie)
+})
+
+const TestLive = ObanTest.layer({ workers: [Step, Flaky, Discover, Square, Liar, Sum, Callback], prefix }).pipe(
   Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
     yield* dropSchemaOnClose(prefix)
     yield* Migrations.run({ prefix })
@@ -338,6 +348,43 @@ describe("workflows", () => {
         assert.strictEqual((yield* states("liar"))["after"], "cancelled")
         const [noResult] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${lie.id}`
         assert.isNull(noResult!.result)
+      }).pipe(onTestClock))
+
+    it.effect("a batch of 500 with callbacks: each runs once (or is skipped) with the right counts", () =>
+      Effect.gen(function*() {
+        yield* reset
+        callbacks.length = 0
+        const withFailures = Batch.make("with-failures")
+          .add(...Array.from({ length: 500 }, (_, n) => Step.job({ fail: n % 100 === 7 })))
+          .onCompleted(Callback.job({ which: "completed" }))
+          .onFailure(Callback.job({ which: "failure" }))
+          .onFinished(Callback.job({ which: "finished" }))
+        const inserted = yield* Batch.insert(withFailures)
+        assert.strictEqual(inserted.jobs.length, 500)
+        assert.strictEqual(inserted.callbacks.finished?.state, "suspended")
+        yield* drain
+        const expected = { total: 500, completed: 495, discarded: 5, cancelled: 0, pending: 0 }
+        assert.deepStrictEqual(callbacks.map((run) => run.which).sort(), ["failure", "finished"])
+        for (const run of callbacks) {
+          const { byState: _, ...counts } = run.counts
+          assert.deepStrictEqual(counts, expected)
+        }
+        const completed = Option.getOrThrow(yield* Oban.getJob(inserted.callbacks.completed!.id))
+        assert.strictEqual(completed.state, "cancelled")
+
+        callbacks.length = 0
+        const clean = yield* Batch.insert(
+          Batch.make("clean").add(...Array.from({ length: 500 }, () => Step.job({})))
+            .onCompleted(Callback.job({ which: "completed" }))
+            .onFailure(Callback.job({ which: "failure" }))
+            .onFinished(Callback.job({ which: "finished" }))
+        )
+        yield* drain
+        assert.deepStrictEqual(callbacks.map((run) => run.which).sort(), ["completed", "finished"])
+        assert.deepStrictEqual(callbacks.map((run) => run.counts.completed), [500, 500])
+        const skipped = Option.getOrThrow(yield* Oban.getJob(clean.callbacks.failure!.id))
+        assert.strictEqual(skipped.state, "cancelled")
+        assert.strictEqual((skipped.meta["workflow"] as Record<string, unknown>)["skipped"], "no dependency failed")
       }).pipe(onTestClock))
 
     it.effect("the insert joins the caller's transaction; bad workflows are typed errors", () =>

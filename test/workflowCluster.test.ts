@@ -8,6 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Batch from "../src/Batch.ts"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -50,8 +51,8 @@ const random = (seed: number) => () => {
 
 /**
  * 1,000 steps: a root fanning out to 100, a fan-in of those 100, a fan-out
- * to 100 again, then layers of 100 where each step waits for 1 to 3 random
- * steps of the layer before (diamonds everywhere), and a final fan-in.
+ * to 200, then layers of 200 where each step waits for 1 to 3 random steps
+ * of the layer before (diamonds everywhere), and a final fan-in of 97.
  */
 const randomDag = (id: string, seed: number) => {
   const next = random(seed)
@@ -65,9 +66,9 @@ const randomDag = (id: string, seed: number) => {
   const root = add([])
   const spread = Array.from({ length: 100 }, () => add([root]))
   const join = add(spread)
-  let layer = Array.from({ length: 100 }, () => add([join]))
+  let layer = Array.from({ length: 200 }, () => add([join]))
   while (n < 999) {
-    const width = Math.min(100, 999 - n)
+    const width = Math.min(200, 999 - n)
     const previous = layer
     layer = Array.from({ length: width }, () => {
       const picks = new Set<string>()
@@ -100,33 +101,76 @@ const allCompleted = (prefix: string, n: number) =>
   waitFor(`${n} jobs completed`, Effect.map(countByState(prefix), (c) => c["completed"] === n), "60 seconds")
 
 describe("workflows on OS processes", () => {
-  it.live("4 nodes run a random 1,000-job DAG in order, each job once, within 2x of 1,000 independent jobs", () =>
+  it.live("4 nodes run a random 1,000-job DAG in order, each job once, within 2x of 1,000 independent jobs; then a batch of 500 whose callbacks each run once", () =>
     inCluster("wf_dag", (prefix) =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
         yield* startNodes(prefix, ["a", "b", "c", "d"], { JOB_MS: "5", LIMIT: "10" })
-        // Warm up (connections, prepared statements, JIT), so both timings below are of warm nodes.
-        yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Traced.job({ n })))
-        yield* allCompleted(prefix, 200)
-        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs`
-        const started = Date.now()
-        yield* Oban.insertAll(Array.from({ length: 1000 }, (_, n) => Traced.job({ n })))
-        yield* allCompleted(prefix, 1000)
-        const independentMillis = Date.now() - started
-        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs`
+        // Two rounds, each timing 1,000 independent jobs and then the DAG; the best of each is compared,
+        // so neither a cold start (connections, prepared statements, JIT) nor a burst of load from
+        // elsewhere on the machine decides the comparison.
+        const independent: Array<number> = []
+        const dags: Array<number> = []
+        for (const round of [1, 2]) {
+          const started = Date.now()
+          yield* Oban.insertAll(Array.from({ length: 1000 }, (_, n) => Traced.job({ n })))
+          yield* allCompleted(prefix, 1000)
+          independent.push(Date.now() - started)
+          const [plainAck] = yield* sql<{ ack: number }>`
+            SELECT avg(extract(epoch FROM j.completed_at - r.ended_at) * 1000)::float8 AS ack
+            FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs AS j ON j.id = r.job_id`
+          report(`independent round ${round}: mean perform end -> ack ${plainAck!.ack.toFixed(1)} ms`)
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps`
 
-        const dag = randomDag("dag", 42)
-        const dagStarted = Date.now()
-        yield* Oban.insertWorkflow(dag)
-        yield* allCompleted(prefix, 1000)
-        const dagMillis = Date.now() - dagStarted
-        const [edges] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_deps`
-        const [nodes] = yield* sql<{ n: number }>`SELECT count(DISTINCT node)::int AS n FROM ${sql(prefix)}.runs`
-        report(`workflow DAG: 1,000 jobs, ${edges!.n} edges on ${nodes!.n} nodes in ${dagMillis} ms; 1,000 independent jobs in ${independentMillis} ms`)
+          const dagStarted = Date.now()
+          yield* Oban.insertWorkflow(randomDag(`dag-${round}`, 41 + round))
+          const insertMillis = Date.now() - dagStarted
+          yield* allCompleted(prefix, 1000)
+          dags.push(Date.now() - dagStarted)
+          const [edges] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_deps`
+          const [nodes] = yield* sql<{ n: number }>`SELECT count(DISTINCT node)::int AS n FROM ${sql(prefix)}.runs`
+          const [hops] = yield* sql<{ ack: number; release: number }>`
+            WITH per_job AS (
+              SELECT r.job_id, min(r.started_at) AS started_at, max(d.completed_at) AS deps_done
+              FROM ${sql(prefix)}.runs AS r
+              JOIN ${sql(prefix)}.oban_workflow_deps AS e ON e.job_id = r.job_id
+              JOIN ${sql(prefix)}.oban_jobs AS d ON d.id = e.dep_id
+              GROUP BY r.job_id
+            )
+            SELECT (SELECT avg(extract(epoch FROM j.completed_at - r.ended_at) * 1000)::float8
+                    FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs AS j ON j.id = r.job_id) AS ack,
+                   (SELECT avg(extract(epoch FROM started_at - deps_done) * 1000)::float8 FROM per_job) AS release`
+          report(`workflow DAG round ${round}: 1,000 jobs, ${edges!.n} edges on ${nodes!.n} nodes in ${dags[round - 1]} ms; ` +
+            `1,000 independent jobs in ${independent[round - 1]} ms; mean perform end -> ack ${hops!.ack.toFixed(1)} ms, ` +
+            `last dependency's ack -> dependent's start ${hops!.release.toFixed(1)} ms; insert ${insertMillis} ms`)
+          assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })
+          assert.isAbove(edges!.n, 1200)
+          assert.strictEqual(nodes!.n, 4)
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps`
+        }
+        const dagMillis = Math.min(...dags)
+        const independentMillis = Math.min(...independent)
+        assert.isAtMost(dagMillis, 2 * Math.max(independentMillis, 250), `DAG ${dags} ms, independent ${independent} ms`)
+
+        // A batch of 500 on the same 4 nodes: its last jobs finish on different nodes at about the same
+        // moment, and each callback still starts exactly once, after every job of the batch completed.
+        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps`
+        const batch = yield* Batch.insert(
+          Batch.make("batch").add(...Array.from({ length: 500 }, (_, n) => Traced.job({ n })))
+            .onCompleted(Traced.job({ n: -1 }))
+            .onFailure(Traced.job({ n: -2 }))
+            .onFinished(Traced.job({ n: -3 }))
+        )
+        yield* waitFor("the batch settled", Effect.map(countByState(prefix), (c) => c["completed"] === 502 && c["cancelled"] === 1), "60 seconds")
         assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })
-        assert.isAbove(edges!.n, 1200)
-        assert.strictEqual(nodes!.n, 4)
-        assert.isAtMost(dagMillis, 2 * Math.max(independentMillis, 250), `DAG ${dagMillis} ms, independent ${independentMillis} ms`)
+        const callbackRuns = yield* sql<{ job_id: string; n: number }>`
+          SELECT job_id::text, count(*)::int AS n FROM ${sql(prefix)}.runs
+          WHERE job_id IN (${batch.callbacks.completed!.id}, ${batch.callbacks.failure!.id}, ${batch.callbacks.finished!.id})
+          GROUP BY job_id ORDER BY job_id`
+        assert.deepStrictEqual(
+          callbackRuns.map((row) => [Number(row.job_id), row.n]),
+          [[batch.callbacks.completed!.id, 1], [batch.callbacks.finished!.id, 1]]
+        )
       })), 60_000)
 
   it.live("a node killed with SIGKILL in the middle of a workflow: it completes once the rescuer has run", () =>

@@ -37,7 +37,7 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
       return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it)")
     }
     for (const dep of step.deps) {
-      if (!["cancel", "run", "wait"].includes(dep.onFailure)) {
+      if (!["cancel", "run", "wait", "failed"].includes(dep.onFailure)) {
         return refuse(step.name, `onFailure must be "cancel", "run" or "wait", got ${JSON.stringify(dep.onFailure)}`)
       }
       if (dep.step === step.name) return refuse(step.name, `step "${step.name}" depends on itself`)

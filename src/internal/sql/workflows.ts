@@ -168,3 +168,17 @@ export const depResults = (
     WHERE e.job_id = ${jobId}
     ORDER BY d.id
   `
+
+/** How many of a job's dependencies are in each state. */
+export const depStateCounts = (
+  sql: SqlClient,
+  prefix: string,
+  jobId: number
+): Effect.Effect<ReadonlyArray<{ readonly state: string; readonly n: number }>, SqlError> =>
+  sql<{ readonly state: string; readonly n: number }>`
+    SELECT d.state::text AS state, count(*)::int AS n
+    FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+    JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id
+    WHERE e.job_id = ${jobId}
+    GROUP BY d.state
+  `
