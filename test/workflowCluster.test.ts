@@ -207,4 +207,45 @@ describe("workflows on OS processes", () => {
           Object.fromEntries(Object.values(inserted.jobs).map((job) => [String(job.id), job.id === inserted.jobs.b.id ? 2 : 1]))
         )
       })), 60_000)
+
+  it.live("a chain of 200 jobs inserted from 4 processes at once: strictly sequential per key, parallel across keys", () =>
+    inCluster("wf_chain", (prefix) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* sql`CREATE TABLE ${sql(prefix)}.go (at timestamptz)`
+        const keys = ["k1", "k2", "k3", "k4", "k5"]
+        yield* startNodes(prefix, ["a", "b", "c", "d"], { JOB_MS: "5", LIMIT: "10", CHAIN_KEYS: keys.join(","), CHAIN_EACH: "10" })
+        const started = Date.now()
+        yield* sql`INSERT INTO ${sql(prefix)}.go VALUES (now())`
+        yield* allCompleted(prefix, 200)
+        report(`chains: 5 keys x 40 jobs, inserted from 4 processes, all ran in ${Date.now() - started} ms`)
+        const rows = yield* sql<{ key: string; id: string; started: number; ended: number; completed: number; inserted_by: number }>`
+          SELECT j.workflow_id AS key, j.id::text AS id,
+                 extract(epoch FROM r.started_at) * 1000 AS started, extract(epoch FROM r.ended_at) * 1000 AS ended,
+                 extract(epoch FROM j.completed_at) * 1000 AS completed, (j.meta #>> '{workflow,step}')::int AS inserted_by
+          FROM ${sql(prefix)}.oban_jobs AS j JOIN ${sql(prefix)}.runs AS r ON r.job_id = j.id
+          ORDER BY j.workflow_id, j.id`
+        assert.strictEqual(rows.length, 200)
+        assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })
+        for (const key of keys) {
+          const chain = rows.filter((row) => row.key === `chain:${key}`)
+          assert.strictEqual(chain.length, 40)
+          // Insertion (id) order is run order, each after the previous completed, steps numbered 1..40.
+          chain.forEach((row, index) => {
+            assert.strictEqual(Number(row.inserted_by), index + 1)
+            if (index > 0) {
+              const previous = chain[index - 1]!
+              assert.isAtLeast(Number(row.started), Number(previous.ended), `${key}: job ${row.id} started before ${previous.id} ended`)
+              assert.isAtLeast(Number(row.started), Number(previous.completed))
+            }
+          })
+        }
+        // Parallel across keys: some job of one chain ran while a job of another chain was running.
+        const overlapping = rows.some((a) =>
+          rows.some((b) => a.key !== b.key && Number(a.started) < Number(b.ended) && Number(b.started) < Number(a.ended))
+        )
+        assert.isTrue(overlapping)
+        const [nodes] = yield* sql<{ n: number }>`SELECT count(DISTINCT node)::int AS n FROM ${sql(prefix)}.runs`
+        assert.isAbove(nodes!.n, 1)
+      })), 60_000)
 })

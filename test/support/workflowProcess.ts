@@ -6,13 +6,19 @@
  * row's end. A job started twice leaves two rows. Prints {"event":"ready"}
  * once started; SIGTERM shuts down gracefully.
  *
- *   DATABASE_URL  PREFIX  NODE_NAME  JOB_MS  LIMIT
+ * With CHAIN_KEYS (comma-separated) and CHAIN_EACH, the process also
+ * appends CHAIN_EACH jobs to each chain, one insert at a time, once a row
+ * appears in `<prefix>.go` (so that all processes insert at the same time).
+ *
+ *   DATABASE_URL  PREFIX  NODE_NAME  JOB_MS  LIMIT  CHAIN_KEYS  CHAIN_EACH
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  LEASE_TTL_MS + LEASE_RENEW_MS
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, References, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Chain from "../../src/Chain.ts"
+import * as Config from "../../src/Config.ts"
 import * as Oban from "../../src/Oban.ts"
 import * as Worker from "../../src/Worker.ts"
 
@@ -51,7 +57,24 @@ const ObanLive = Oban.layer({
   })
 })
 
-const Ready = Layer.effectDiscard(Effect.sync(() => process.stdout.write(JSON.stringify({ event: "ready", node }) + "\n")))
+const chainKeys = (env("CHAIN_KEYS") ?? "").split(",").filter((key) => key !== "")
+
+/** Waits for the go row, then appends this process's jobs to every chain, interleaved. */
+const insertChains = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  while ((yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.go`)[0]!.n === 0) {
+    yield* Effect.sleep("20 millis")
+  }
+  for (let i = 0; i < Number(env("CHAIN_EACH") ?? "0"); i++) {
+    for (const key of chainKeys) yield* Chain.insert(key, [Traced.job({ n: i })])
+  }
+  process.stdout.write(JSON.stringify({ event: "inserted", node }) + "\n")
+})
+
+const Ready = Layer.effectDiscard(Effect.gen(function*() {
+  if (chainKeys.length > 0) yield* Effect.forkScoped(Effect.orDie(insertChains.pipe(Effect.provideService(Config.Settings, { prefix, maxArgsBytes: 1024 * 1024 }))))
+  process.stdout.write(JSON.stringify({ event: "ready", node }) + "\n")
+}))
 
 const PgLive = PgClient.layer({ url: Redacted.make(env("DATABASE_URL")!), maxConnections: 6, applicationName: `workflow ${node}` })
 
