@@ -26,7 +26,7 @@ import {
   type MigrationError,
   type UnknownQueueError
 } from "./Errors.ts"
-import type { Job } from "./Job.ts"
+import type { Job, JobState } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, stream as eventStream } from "./Events.ts"
@@ -172,6 +172,12 @@ export interface ObanShape {
     Workflow.InsertedWorkflow<Steps>,
     InvalidWorkflowError | InvalidJobError | MigrationError | SqlError
   >
+  /** See `Workflow.status`, `Workflow.cancel` and `Workflow.retry`. */
+  readonly workflowStatus: (workflowId: string) => Effect.Effect<Workflow.WorkflowStatus, MigrationError | SqlError>
+  readonly cancelWorkflow: (
+    workflowId: string
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: number; readonly previousState: JobState }>, MigrationError | SqlError>
+  readonly retryWorkflow: (workflowId: string) => Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError>
   readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
@@ -268,6 +274,16 @@ export const layer = <W extends Worker.Any>(
         insert: (request) => local(insert(request)),
         insertAll: (requests) => local(insertAll(requests)),
         insertWorkflow: (workflow) => local(insertWorkflow(workflow)),
+        workflowStatus: (workflowId) => local(Workflow.status(workflowId)),
+        cancelWorkflow: (workflowId) =>
+          local(Workflow.cancel(workflowId)).pipe(
+            Effect.tap((jobs) =>
+              Effect.forEach(jobs, (job) => job.previousState === "executing" ? runtime.cancelLocal(job.id) : Effect.void, {
+                discard: true
+              })
+            )
+          ),
+        retryWorkflow: (workflowId) => local(Workflow.retry(workflowId)),
         getJob: (id) => local(getJob(id)),
         cancelJob: (id) =>
           local(cancelJob(id)).pipe(

@@ -30,10 +30,11 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { type InvalidJobError, InvalidResultError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
-import type { Job } from "./Job.ts"
+import type { Job, JobState } from "./Job.ts"
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
+import * as Ops from "./internal/workflowOps.ts"
 import { depResults } from "./internal/sql/workflows.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
 
@@ -323,3 +324,47 @@ export const result = <O>(
       })
     )
   })
+
+/**
+ * @since 0.2.0
+ */
+export type WorkflowStatus = Ops.WorkflowStatus
+
+/**
+ * @since 0.2.0
+ */
+export type StepStatus = Ops.StepStatus
+
+/**
+ * A workflow's state: the count of its jobs per state, whether all have
+ * finished, and each job with its dependencies and, when suspended, the
+ * steps it still waits for (`blockedBy`). An unknown id has no jobs.
+ *
+ * @since 0.2.0
+ */
+export const status: (workflowId: string) => Effect.Effect<WorkflowStatus, MigrationError | SqlError, SqlClient> =
+  Ops.status
+
+/**
+ * Cancels every job of a workflow that has not finished; executing ones are
+ * interrupted on their nodes (as with `Oban.cancelJob`). Returns the
+ * cancelled jobs and the state each was in.
+ *
+ * @since 0.2.0
+ */
+export const cancel: (
+  workflowId: string
+) => Effect.Effect<ReadonlyArray<{ readonly id: number; readonly previousState: JobState }>, MigrationError | SqlError, SqlClient> =
+  Ops.cancel
+
+/**
+ * Retries the failed part of a workflow: every discarded or cancelled job
+ * gets another attempt (as with `Oban.retryJob`). Those without
+ * dependencies become available now; the others wait again, suspended, and
+ * run once their dependencies have completed (at once when they already
+ * have). Returns the ids of the jobs retried.
+ *
+ * @since 0.2.0
+ */
+export const retry: (workflowId: string) => Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError, SqlClient> =
+  Ops.retry

@@ -387,6 +387,43 @@ describe("workflows", () => {
         assert.strictEqual((skipped.meta["workflow"] as Record<string, unknown>)["skipped"], "no dependency failed")
       }).pipe(onTestClock))
 
+    it.effect("status counts states and names blockers; retry re-runs the failed part; cancel stops the rest", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        const flow = Workflow.make("ops")
+          .add("a", Step.job({}))
+          .add("b", Step.job({ fail: true }), { deps: ["a"] })
+          .add("c", Step.job({}), { deps: ["b"] })
+          .add("d", Step.job({}))
+        const inserted = yield* Oban.insertWorkflow(flow)
+        const before = yield* Workflow.status("ops")
+        assert.deepStrictEqual(before.counts, { available: 2, suspended: 2 })
+        assert.deepStrictEqual(before.jobs.map((job) => [job.step, job.blockedBy]), [["a", []], ["b", ["a"]], ["c", ["b"]], ["d", []]])
+        yield* drain
+        const failed = yield* Workflow.status("ops")
+        assert.deepStrictEqual(failed.counts, { completed: 2, discarded: 1, cancelled: 1 })
+        assert.isTrue(failed.finished)
+
+        // The retry gives b another attempt and puts c back to wait for it.
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = '{}'::jsonb WHERE id = ${inserted.jobs.b.id}`
+        const retried = yield* Workflow.retry("ops")
+        assert.deepStrictEqual([...retried].sort((x, y) => x - y), [inserted.jobs.b.id, inserted.jobs.c.id])
+        const again = yield* Workflow.status("ops")
+        assert.deepStrictEqual(again.counts, { completed: 2, available: 1, suspended: 1 })
+        assert.deepStrictEqual(again.jobs.find((job) => job.step === "c")!.blockedBy, ["b"])
+        const c = Option.getOrThrow(yield* Oban.getJob(inserted.jobs.c.id))
+        assert.isUndefined(Option.getOrThrow(Workflow.membership(c)).cancelledBy)
+        yield* drain
+        assert.deepStrictEqual((yield* Workflow.status("ops")).counts, { completed: 4 })
+
+        const stop = yield* Oban.insertWorkflow(Workflow.make("stop").add("x", Step.job({})).add("y", Step.job({}), { deps: ["x"] }))
+        const cancelled = yield* Workflow.cancel("stop")
+        assert.deepStrictEqual(cancelled.map((job) => [job.id, job.previousState]), [[stop.jobs.x.id, "available"], [stop.jobs.y.id, "suspended"]])
+        assert.deepStrictEqual((yield* Workflow.status("stop")).counts, { cancelled: 2 })
+        assert.deepStrictEqual((yield* Workflow.status("unknown")).total, 0)
+      }).pipe(onTestClock))
+
     it.effect("the insert joins the caller's transaction; bad workflows are typed errors", () =>
       Effect.gen(function*() {
         yield* reset
