@@ -42,7 +42,7 @@ const sources: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["@effect/vitest", ["assert"]],
   ["effect-oban", [
     "Backoff", "Config", "Cron", "Events", "ExternalInsert", "Job", "Leader", "Migrations", "Oban", "ObanClock", "ObanConfig", "Pruner", "Rescuer",
-    "Stager", "Worker", "Workflow"
+    "Stager", "Worker", "Workflow", "Batch", "Chain"
   ]],
   ["./world.ts", worldNames()]
 ]
