@@ -101,17 +101,18 @@ const allCompleted = (prefix: string, n: number) =>
   waitFor(`${n} jobs completed`, Effect.map(countByState(prefix), (c) => c["completed"] === n), "60 seconds")
 
 describe("workflows on OS processes", () => {
-  it.live("4 nodes run a random 1,000-job DAG in order, each job once, within 2x of 1,000 independent jobs; then a batch of 500 whose callbacks each run once", () =>
+  it.live("4 nodes run a random 1,000-job DAG in order, each job once, within 2x of 1,000 independent jobs", () =>
     inCluster("wf_dag", (prefix) =>
       Effect.gen(function*() {
         const sql = yield* SqlClient
         yield* startNodes(prefix, ["a", "b", "c", "d"], { JOB_MS: "5", LIMIT: "10" })
-        // Two rounds, each timing 1,000 independent jobs and then the DAG; the best of each is compared,
-        // so neither a cold start (connections, prepared statements, JIT) nor a burst of load from
-        // elsewhere on the machine decides the comparison.
+        // A round times 1,000 independent jobs and then the DAG. When the first round misses the bound,
+        // a second one runs and the best of each is compared, so neither a cold start (connections,
+        // prepared statements, JIT) nor a burst of load from elsewhere on the machine decides it.
         const independent: Array<number> = []
         const dags: Array<number> = []
         for (const round of [1, 2]) {
+          if (round === 2 && Math.min(...dags) <= 2 * Math.max(Math.min(...independent), 250)) break
           const started = Date.now()
           yield* Oban.insertAll(Array.from({ length: 1000 }, (_, n) => Traced.job({ n })))
           yield* allCompleted(prefix, 1000)
@@ -152,9 +153,15 @@ describe("workflows on OS processes", () => {
         const independentMillis = Math.min(...independent)
         assert.isAtMost(dagMillis, 2 * Math.max(independentMillis, 250), `DAG ${dags} ms, independent ${independent} ms`)
 
-        // A batch of 500 on the same 4 nodes: its last jobs finish on different nodes at about the same
-        // moment, and each callback still starts exactly once, after every job of the batch completed.
-        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps`
+      })), 60_000)
+
+  it.live("a batch of 500 on 4 nodes: each callback runs exactly once, after all its jobs", () =>
+    inCluster("wf_batch", (prefix) =>
+      Effect.gen(function*() {
+        // Its last jobs finish on different nodes at about the same moment; each callback still starts
+        // exactly once, after every job of the batch completed.
+        const sql = yield* SqlClient
+        yield* startNodes(prefix, ["a", "b", "c", "d"], { JOB_MS: "5", LIMIT: "10" })
         const batch = yield* Batch.insert(
           Batch.make("batch").add(...Array.from({ length: 500 }, (_, n) => Traced.job({ n })))
             .onCompleted(Traced.job({ n: -1 }))
