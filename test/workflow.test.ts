@@ -269,6 +269,21 @@ describe("workflows", () => {
         void inserted
       }).pipe(onTestClock))
 
+    it.effect("deleting a dependency releases its dependents; deleting a dependent removes its dependency rows", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        const inserted = yield* Oban.insertWorkflow(
+          Workflow.make("deleted").add("a", Step.job({})).add("b", Step.job({}), { deps: ["a"] }).add("c", Step.job({}), { deps: ["b"] })
+        )
+        assert.isTrue(yield* Oban.deleteJob(inserted.jobs.a.id))
+        assert.deepStrictEqual(yield* states("deleted"), { b: "available", c: "suspended" })
+        assert.isTrue(yield* Oban.deleteJob(inserted.jobs.c.id))
+        const [edges] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_deps`
+        // Only b's row (on the deleted a) is left; c's own row went with it.
+        assert.strictEqual(edges!.n, 1)
+      }).pipe(onTestClock))
+
     it.effect("the insert joins the caller's transaction; bad workflows are typed errors", () =>
       Effect.gen(function*() {
         yield* reset

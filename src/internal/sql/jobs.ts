@@ -297,11 +297,23 @@ export const retryJob = (
     SELECT updated.* FROM updated CROSS JOIN notified
   `.pipe(Effect.map(firstJob))
 
-/** Deletes a job that is not executing. Returns whether a row was deleted. */
+/**
+ * Deletes a job that is not executing, and the rows of its own workflow
+ * dependencies (its dependents' rows stay: the delete releases them, a
+ * deleted dependency counting as completed). Returns whether a row was deleted.
+ */
 export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
-  sql`DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id`.pipe(
-    Effect.map((rows) => rows.length > 0)
-  )
+  sql`
+    WITH deleted AS (
+      DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id, workflow_id
+    ),
+    unlinked AS (
+      DELETE FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+      USING deleted WHERE deleted.workflow_id IS NOT NULL AND e.job_id = deleted.id
+      RETURNING 1
+    )
+    SELECT deleted.id FROM deleted, (SELECT count(*) FROM unlinked) AS u
+  `.pipe(Effect.map((rows) => rows.length > 0))
 
 /**
  * The most available jobs `countAvailable` counts in one queue: a sample reads
