@@ -95,6 +95,19 @@ export class UnknownQueueError extends Schema.TaggedError<UnknownQueueError>()("
 }) {}
 
 /**
+ * A job could not be brought back (`Oban.retryJob` on a cancelled, discarded
+ * or completed unique job) because a newer job holds its unique key: nothing
+ * was changed. `holder` is that job's id.
+ *
+ * @since 0.1.0
+ */
+export class UniqueConflictError extends Schema.TaggedError<UniqueConflictError>()("UniqueConflictError", {
+  jobId: Schema.Int,
+  holder: Schema.Int,
+  message: Schema.String
+}) {}
+
+/**
  * A workflow that cannot be inserted as given: a repeated or unknown step
  * name, a dependency on a step that does not exist (or no longer does), a
  * unique job among its steps, or a step name already taken in that workflow.

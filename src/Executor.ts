@@ -32,16 +32,20 @@ export type { RunnableWorker } from "./internal/perform.ts"
 export interface ExecutorShape {
   /**
    * Starts each job in its own fiber, synchronously (the producer's hot
-   * path); `onDone` is called, synchronously, when each attempt has ended
-   * and its outcome was handed to the acker. It must not throw.
+   * path); `onDone` is called, synchronously, with the job when its attempt
+   * has ended and its outcome was handed to the acker. It must not throw.
    */
-  readonly startUnsafe: (jobs: ReadonlyArray<Job>, onDone: () => void) => void
+  readonly startUnsafe: (jobs: ReadonlyArray<Job>, onDone: (job: Job) => void) => void
   /** Interrupts the job if it runs here; it ends `cancelled`. */
   readonly cancel: (jobId: number) => Effect.Effect<boolean>
   /** Jobs running on this node. */
   readonly running: Effect.Effect<number>
-  /** Waits until every outcome handed to the acker so far is written. */
-  readonly acked: Effect.Effect<void>
+  /** Whether an outcome of the job was handed to the acker and is not yet written. */
+  readonly outcomePendingUnsafe: (jobId: number) => boolean
+  /** How many outcomes were handed to the acker and are not yet written (all queues of the node). */
+  readonly unwrittenOutcomesUnsafe: () => number
+  /** Completes once fewer than `bound` outcomes are unwritten. */
+  readonly unwrittenBelow: (bound: number) => Effect.Effect<void>
   /**
    * The jobs this node still answers for: running, or finished with an
    * outcome not yet written. Read the running ones first, so a job that
@@ -139,7 +143,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
      * while a deferred start waits for its turn) interrupts `perform` at once,
      * and the outcome is still written and `onDone` still called.
      */
-    const attempt = (job: Job, run: Run, deferred: boolean, onDone: () => void) =>
+    const attempt = (job: Job, run: Run, deferred: boolean, onDone: (job: Job) => void) =>
       Effect.andThen(
         deferred ? Effect.yieldNow : Effect.void,
         runAttempt(registry, job, () => run.stop)
@@ -154,7 +158,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           // A later run of the same job (claimed again after a rescue) owns the entry now.
           if (runs.get(job.id) === run) runs.delete(job.id)
           activity.jobEndedUnsafe()
-          onDone()
+          onDone(job)
         })),
         Effect.uninterruptible
       )
@@ -164,13 +168,13 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // Jobs start synchronously for `syncStartMillis` of each turn of the event loop; after that
     // they start on the scheduler, so a run of jobs that never wait (no-ops, or CPU-bound work)
     // cannot hold up heartbeats, the producer's next claim or the database's replies for long.
-    const toStart: Array<readonly [Job, () => void]> = []
+    const toStart: Array<readonly [Job, (job: Job) => void]> = []
     let starting = false
     let turnStartedAt: number | undefined
     const newTurn = () => {
       turnStartedAt = undefined
     }
-    const startUnsafe = (jobs: ReadonlyArray<Job>, onDone: () => void): void => {
+    const startUnsafe = (jobs: ReadonlyArray<Job>, onDone: (job: Job) => void): void => {
       for (const job of jobs) toStart.push([job, onDone])
       if (starting) return
       starting = true
@@ -206,7 +210,9 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           return Effect.as(Fiber.interrupt(run.fiber), true)
         }),
       running: Effect.sync(() => runs.size),
-      acked: acker.flush,
+      outcomePendingUnsafe: acker.pendingUnsafe,
+      unwrittenOutcomesUnsafe: acker.pendingCountUnsafe,
+      unwrittenBelow: acker.below,
       owned: Effect.sync(() => {
         const running = Array.from(runs.keys())
         const unwritten = acker.pendingIdsUnsafe()

@@ -24,6 +24,7 @@ import {
   type InvalidWorkflowError,
   type InvalidPrefixError,
   type MigrationError,
+  UniqueConflictError,
   type UnknownQueueError
 } from "./Errors.ts"
 import type { Job, JobState } from "./Job.ts"
@@ -103,9 +104,9 @@ export const insertWorkflow: <Steps extends string>(
   SqlClient
 > = Workflow.insert
 
-const withSql = <A>(
-  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
-): Effect.Effect<A, MigrationError | SqlError, SqlClient> =>
+const withSql = <A, E = never>(
+  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, E | SqlError>
+): Effect.Effect<A, E | MigrationError | SqlError, SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const { prefix } = yield* Settings
@@ -135,14 +136,35 @@ export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, Migrati
 /**
  * Makes a job that is not executing (or already available) available to run
  * now, allowing one more attempt if it had used them all. Returns the job, or
- * none when nothing changed.
+ * none when nothing changed. A unique job brought back from a state outside
+ * its unique states (cancelled, discarded, completed) while a newer job holds
+ * its key fails with `UniqueConflictError` and changes nothing.
  *
  * @since 0.1.0
  */
-export const retryJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) =>
-    Effect.flatMap(now(sql), (time) => Effect.map(Jobs.retryJob(sql, prefix, time, id), Option.fromUndefinedOr))
-  )
+export const retryJob = (
+  id: number
+): Effect.Effect<Option.Option<Job>, MigrationError | SqlError | UniqueConflictError, SqlClient> =>
+  withSql((sql, prefix) => {
+    const refused = (error: SqlError): Effect.Effect<never, SqlError | UniqueConflictError> =>
+      error.reason._tag !== "UniqueViolation" ? Effect.fail(error) : Effect.flatMap(
+        Jobs.uniqueKeyHolder(sql, prefix, id),
+        (holder): Effect.Effect<never, SqlError | UniqueConflictError> =>
+          holder === undefined ? Effect.fail(error) : Effect.fail(
+            new UniqueConflictError({
+              jobId: id,
+              holder,
+              message: `job ${id} cannot be retried: job ${holder} holds its unique key`
+            })
+          )
+      )
+    return Effect.flatMap(now(sql), (time) =>
+      // A savepoint inside the caller's transaction: a refused retry leaves it usable.
+      sql.withTransaction(Jobs.retryJob(sql, prefix, time, id)).pipe(
+        Effect.map(Option.fromUndefinedOr),
+        Effect.catch(refused)
+      ))
+  })
 
 /**
  * Deletes a job that is not executing. Returns whether it was deleted.
@@ -180,7 +202,7 @@ export interface ObanShape {
   readonly retryWorkflow: (workflowId: string) => Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError>
   readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
-  readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
+  readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError | UniqueConflictError>
   readonly deleteJob: (id: number) => Effect.Effect<boolean, MigrationError | SqlError>
   /** Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes. */
   readonly pauseQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>

@@ -19,7 +19,11 @@
  *
  * A queue with cluster-wide limits (global, partitioned, rate; see
  * docs/limits.md) claims through the queue's row lock, claims nothing ahead,
- * and re-reads its limits at every heartbeat and on a `limits` signal.
+ * and re-reads its limits at every heartbeat and on a `limits` signal. When
+ * one of its jobs finishes it claims again at once, without waiting for the
+ * outcome to be written: the claim counts this node's finished jobs whose
+ * outcome is still unwritten as free, though their rows still say
+ * `executing` (other nodes count them as running until the write lands).
  *
  * @since 0.1.0
  */
@@ -29,16 +33,24 @@ import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
-import { isPartitioned } from "./internal/queueLimits.ts"
-import type { LimitedFetch } from "./internal/sql/limitedClaims.ts"
+import type { FinishedJob, LimitedFetch } from "./internal/sql/limitedClaims.ts"
 import { releaseLostClaim } from "./internal/lostClaims.ts"
 import { type Fetched, fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
 import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
+import type { Job } from "./Job.ts"
 import { now, statementNow } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
+
+/**
+ * Past this many outcomes waiting to be written on the node (two full ack
+ * statements), producers claim nothing until the writes catch up: when the
+ * database writes outcomes slower than jobs run, claiming on would only pile
+ * finished jobs up in memory (and in `executing` rows).
+ */
+export const maxUnwrittenOutcomes = 1_000
 
 export type { ClusterState, Options, Producer, QueueState } from "./internal/producerTypes.ts"
 import type { Options, Producer } from "./internal/producerTypes.ts"
@@ -53,8 +65,6 @@ import type { Options, Producer } from "./internal/producerTypes.ts"
 export const make = (options: Options): Effect.Effect<Producer, never, Scope.Scope> =>
   Effect.gen(function*() {
     const signal = yield* Queue.dropping<void>(1)
-    // A limited queue's job finished here: claim again once its outcome is written.
-    const afterAck = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
     let limit = options.limit
     let paused = options.paused
@@ -70,6 +80,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
 
     const buffer = ClaimBuffer.make()
+    // A limited queue's jobs that finished here, by id, with the claim they ran under: while
+    // their outcome is unwritten, the claim counts them as free (see `finishedUnwritten`).
+    const finished = new Map<number, string>()
     const wake = Effect.asVoid(Queue.offer(signal, undefined))
     const ready = Deferred.makeUnsafe<void>()
     const limiter = yield* QueueLimiter.make({
@@ -101,17 +114,34 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     }
     const startWaiting = Effect.sync(startWaitingUnsafe)
 
-    const onDone = (startedAt: number) => (): void => {
+    const onDone = (startedAt: number) => (job: Job): void => {
       running--
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
       setExecutingUnsafe(options.queue, running, context)
       startWaitingUnsafe()
       if (paused) return
-      // A limited queue claims again once the outcome is written: until then the job still counts
-      // against the cluster's capacity.
-      if (limiter.limited()) Queue.offerUnsafe(afterAck, undefined)
-      // Wake the fetch loop only when there is something to claim: not once per job.
+      if (limiter.limited()) {
+        finished.set(job.id, job.attemptedBy?.[2] ?? "")
+        Queue.offerUnsafe(signal, undefined)
+      } // Wake the fetch loop only when there is something to claim: not once per job.
       else if (buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
+    }
+
+    /**
+     * This queue's jobs that finished here and whose outcome is not written
+     * yet. Their rows still say `executing`, but their attempts are over: a
+     * limited claim does not count them, so a finished job's slot is taken
+     * again without waiting for the write. A job whose outcome is written
+     * leaves the list (its row no longer counts anyway); one that was
+     * rescued and claimed again runs under another claim, so it still counts.
+     */
+    const finishedUnwritten = (): ReadonlyArray<FinishedJob> => {
+      const jobs: Array<FinishedJob> = []
+      for (const [id, claim] of finished) {
+        if (options.executor.outcomePendingUnsafe(id)) jobs.push({ id, claim })
+        else finished.delete(id)
+      }
+      return jobs
     }
 
     /**
@@ -140,23 +170,33 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const scope = yield* Effect.scope
     const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
-    /**
-     * A partitioned claim looks at a window of the queue's jobs only: when it
-     * claimed some and left jobs behind, partitions past its window may have
-     * room. Claim again at once rather than at the next capacity poll.
-     */
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
-      "limits" in fetched && fetched.backlog && fetched.jobs.length > 0 && isPartitioned(fetched.limits)
+      "limits" in fetched && QueueLimiter.claimsAgainAtOnce(fetched)
+
+    // Set while a fiber waits for the unwritten outcomes to fall below the bound, to wake the loop then.
+    let awaitingWrites = false
+    /** Whether the node's unwritten outcomes are past the bound; if so, the loop is woken once they are not. */
+    const writesBehind = Effect.suspend(() => {
+      if (options.executor.unwrittenOutcomesUnsafe() < maxUnwrittenOutcomes) return Effect.succeed(false)
+      if (awaitingWrites) return Effect.succeed(true)
+      awaitingWrites = true
+      const caughtUp = Effect.andThen(
+        options.executor.unwrittenBelow(maxUnwrittenOutcomes),
+        Effect.andThen(Effect.sync(() => (awaitingWrites = false)), wake)
+      )
+      return Effect.as(Effect.forkIn(caughtUp, scope), true)
+    })
 
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()
       const demand = buffer.demand(limit, running, !limited)
-      if (paused || demand <= 0 || !(yield* checkAlive)) return false as boolean
+      if (paused || demand <= 0 || (yield* writesBehind) || !(yield* checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
       const by = { node: options.node, producer: producerId, claim }
       const fetch = limited
         // Every job to start now: a limited queue claims nothing ahead.
-        ? Effect.flatMap(statementNow(options.sql), (time) => limiter.fetch(time, { demand, ...by }))
+        ? Effect.flatMap(statementNow(options.sql), (time) =>
+          limiter.fetch(time, { demand, finished: finishedUnwritten(), ...by }))
         : Effect.flatMap(now(options.sql), (time) =>
         fetchJobs(options.sql, options.prefix, time, {
           queue: options.queue,
@@ -208,9 +248,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })
     ))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
-    yield* Effect.forkScoped(Effect.forever(
-      Queue.take(afterAck).pipe(Effect.andThen(options.executor.acked), Effect.andThen(wake))
-    ))
 
     // Local commands bump `changes`; a stored state read before a local command must not undo it.
     let changes = 0

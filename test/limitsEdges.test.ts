@@ -41,6 +41,20 @@ const reset = Effect.gen(function*() {
 
 const executing = Effect.map(countByState(prefix), (c) => c["executing"] ?? 0)
 
+/** One limited claim of the queue "limited" asking for up to 10 jobs. */
+const claimAll = (sql: SqlClient) =>
+  Effect.map(
+    fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+      queue: "limited",
+      demand: 10,
+      node: "edge",
+      producer: crypto.randomUUID(),
+      claim: crypto.randomUUID(),
+      finished: []
+    }),
+    (fetched) => fetched.jobs
+  )
+
 describe("cluster-wide limits: edges", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
     it.effect("one claim with a partition limit and a rate: jobs the partition turns away do not use the rate's quota", () =>
@@ -59,10 +73,115 @@ describe("cluster-wide limits: edges", () => {
           demand: 10,
           node: "edge",
           producer: crypto.randomUUID(),
-          claim: crypto.randomUUID()
+          claim: crypto.randomUUID(),
+          finished: []
         })
         // Two of a (its partition's limit), and b and c: 4 of the rate's 5.
         assert.deepStrictEqual(fetched.jobs.map((job) => (job.args as { account: string }).account).sort(), ["a", "a", "b", "c"])
+      }))
+
+    it.effect("a claim counts a finished job whose outcome is unwritten as free, only under the claim it ran with", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", { global: 1, partition: undefined, rate: undefined })
+        yield* Oban.insertAll(["a", "b"].map((account) => Sleeper.job({ account, millis: 0 })))
+        const producer = crypto.randomUUID()
+        const claim = (finished: ReadonlyArray<{ readonly id: number; readonly claim: string }>) =>
+          Effect.map(
+            fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+              queue: "limited",
+              demand: 10,
+              node: "edge",
+              producer,
+              claim: crypto.randomUUID(),
+              finished
+            }),
+            (fetched) => fetched.jobs
+          )
+        const [first] = yield* claim([])
+        assert.isDefined(first)
+        const ranUnder = first!.attemptedBy![2]!
+        // Its row says executing: the one slot is taken.
+        assert.strictEqual((yield* claim([])).length, 0)
+        // The same job under another claim (a later run of it, claimed again after a rescue) still counts.
+        assert.strictEqual((yield* claim([{ id: first!.id, claim: crypto.randomUUID() }])).length, 0)
+        // Finished here under the claim it ran with, outcome not yet written: its slot is free.
+        const next = yield* claim([{ id: first!.id, claim: ranUnder }])
+        assert.deepStrictEqual(next.map((job) => (job.args as { account: string }).account), ["b"])
+        assert.strictEqual(yield* executing, 2)
+      }))
+
+    it.effect("partition by worker: the global limit applies to each worker of the queue", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", { global: 1, partition: { by: "worker" }, rate: undefined })
+        yield* Oban.insertAll([
+          ...Array.from({ length: 3 }, () => Sleeper.job({ account: "x", millis: 0 })),
+          ...Array.from({ length: 3 }, () => Gated.job({ account: "x" }))
+        ])
+        const first = yield* claimAll(sql)
+        assert.deepStrictEqual(first.map((job) => job.worker).sort(), ["Gated", "Sleeper"])
+        assert.strictEqual((yield* claimAll(sql)).length, 0)
+      }))
+
+    it.effect("a rate partitioned by an args key: each account has its own quota in the window", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", {
+          global: undefined,
+          partition: undefined,
+          rate: { limit: 2, periodMillis: 3_600_000, partition: { by: "args", key: "account" } }
+        })
+        yield* Oban.insertAll(["a", "a", "a", "b", "b", "b"].map((account) => Sleeper.job({ account, millis: 0 })))
+        const first = yield* claimAll(sql)
+        assert.deepStrictEqual(first.map((job) => (job.args as { account: string }).account).sort(), ["a", "a", "b", "b"])
+        // Both quotas are spent for this window; a new account still has its own.
+        assert.strictEqual((yield* claimAll(sql)).length, 0)
+        yield* Oban.insert(Sleeper.job({ account: "c", millis: 0 }))
+        assert.deepStrictEqual((yield* claimAll(sql)).map((job) => (job.args as { account: string }).account), ["c"])
+        const windows = yield* sql<{ partition: string; count: number }>`
+          SELECT "partition", count FROM ${sql(prefix)}.oban_rate_windows WHERE queue = 'limited' ORDER BY 1`
+        assert.deepStrictEqual(windows.map((w) => [w.partition, w.count]), [["a", 2], ["b", 2], ["c", 1]])
+      }))
+
+    it.effect("a partitioned claim locks only the jobs it claims, not its whole scan window", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", {
+          global: 1,
+          partition: { by: "args", key: "account" },
+          rate: undefined
+        })
+        yield* Oban.insertAll(Array.from({ length: 50 }, (_, n) => Sleeper.job({ account: n % 5 === 0 ? "b" : "a", millis: 0 })))
+        const claimed = yield* Deferred.make<number>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          const fetched = yield* fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+            queue: "limited",
+            demand: 10,
+            node: "edge",
+            producer: crypto.randomUUID(),
+            claim: crypto.randomUUID(),
+            finished: []
+          })
+          yield* Deferred.succeed(claimed, fetched.jobs.length)
+          yield* Deferred.await(release)
+        })))
+        // One job of each account, within a scan of all 50.
+        assert.strictEqual(yield* Deferred.await(claimed), 2)
+        // While the claim's transaction is open, the 48 jobs it looked at and left are not locked.
+        const [free] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM (
+            SELECT id FROM ${sql(prefix)}.oban_jobs WHERE queue = 'limited' AND state = 'available'
+            FOR UPDATE SKIP LOCKED
+          ) AS lockable`
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        assert.strictEqual(free!.n, 48)
       }))
 
     it.effect("a job row locked by another transaction (a unique insert's conflict) does not stall the queue", () =>

@@ -52,6 +52,31 @@ layer(testLayer(prefix), { excludeTestServices: true })("managing jobs (no node 
       assert.isTrue(Option.isNone(yield* Oban.retryJob(job.id)))
     }))
 
+  it.effect("retryJob of a cancelled unique job whose key a newer job holds: a typed error, nothing changed", () =>
+    Effect.gen(function*() {
+      const unique = { period: "forever" } as const
+      const old = yield* Oban.insert(Noop.job({ n: 40 }, { unique }))
+      assert.isTrue(Option.isSome(yield* Oban.cancelJob(old.id)))
+      // Cancelled leaves the default unique states: the next insert of the key is a new job.
+      const newer = yield* Oban.insert(Noop.job({ n: 40 }, { unique }))
+      assert.isFalse(newer.conflict)
+      const error = yield* Effect.flip(Oban.retryJob(old.id))
+      assert.strictEqual(error._tag, "UniqueConflictError")
+      assert.deepInclude(error, { jobId: old.id, holder: newer.id })
+      assert.strictEqual((yield* jobRow(prefix, old.id)).state, "cancelled")
+      // Inside the caller's transaction the refusal is a savepoint's: the transaction goes on.
+      const sql = yield* SqlClient
+      const after = yield* sql.withTransaction(Effect.gen(function*() {
+        const inner = yield* Effect.flip(Oban.retryJob(old.id))
+        assert.strictEqual(inner._tag, "UniqueConflictError")
+        return yield* Oban.insert(Noop.job({ n: 41 }))
+      }))
+      assert.strictEqual((yield* jobRow(prefix, after.id)).state, "available")
+      // Once the newer job is gone, the retry goes through.
+      assert.isTrue(yield* Oban.deleteJob(newer.id))
+      assert.strictEqual(Option.getOrThrow(yield* Oban.retryJob(old.id)).state, "available")
+    }))
+
   it.effect("deleteJob deletes anything but an executing job", () =>
     Effect.gen(function*() {
       const job = yield* Oban.insert(Noop.job({ n: 5 }))

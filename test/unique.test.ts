@@ -74,6 +74,25 @@ layer(testLayer(prefix), { excludeTestServices: true })("unique jobs", (it) => {
       assert.strictEqual((yield* rows).length, 1)
     }))
 
+  it.effect("a lone insert that replaces fields of a job whose stored args no longer decode fails and changes nothing", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const Dated = Worker.make("Dated", {
+        args: Schema.Struct({ key: Schema.String, at: Schema.Date }),
+        unique: { keys: ["key"], period: "forever", replace: ["priority"] },
+        perform: () => Effect.void
+      })
+      const first = yield* Oban.insert(Dated.job({ key: "k", at: new Date(0) }, { priority: 1 }))
+      const sql = yield* SqlClient
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = '{"key": "k", "at": "not a date"}' WHERE id = ${first.id}`
+      // The upsert replaces the priority before the stored args are decoded: its own transaction rolls it back.
+      const refused = yield* Effect.flip(Oban.insert(Dated.job({ key: "k", at: new Date(0) }, { priority: 7 })))
+      assert.strictEqual(refused._tag, "InvalidJobError")
+      const [row] = yield* sql<{ priority: number }>`SELECT priority FROM ${sql(prefix)}.oban_jobs WHERE id = ${first.id}`
+      assert.strictEqual(row!.priority, 1)
+      assert.strictEqual((yield* rows).length, 1)
+    }))
+
   it.effect("a second insert returns the existing row with conflict = true; plain jobs are never conflicts", () =>
     Effect.gen(function*() {
       yield* truncate

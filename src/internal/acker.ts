@@ -31,6 +31,12 @@ export interface Acker {
   readonly pending: Effect.Effect<number>
   /** The jobs whose outcome is handed in and not yet written. */
   readonly pendingIdsUnsafe: () => ReadonlySet<number>
+  /** Whether an outcome of the job is handed in and not yet written. */
+  readonly pendingUnsafe: (jobId: number) => boolean
+  /** Outcomes handed in and not yet written, synchronously. */
+  readonly pendingCountUnsafe: () => number
+  /** Completes once fewer than `bound` outcomes are unwritten. */
+  readonly below: (bound: number) => Effect.Effect<void>
 }
 
 /** The most outcomes written by one statement; more wait for the next. */
@@ -126,6 +132,8 @@ export const make = (options: {
     // Job id -> outcomes of it not yet written (a re-sent outcome may share an id).
     const unwritten = new Map<number, number>()
     let idle: Array<Deferred.Deferred<void>> = []
+    // Waiting for the unwritten outcomes to fall below a bound (`below`).
+    let roomWaiters: Array<{ readonly bound: number; readonly deferred: Deferred.Deferred<void> }> = []
 
     const scope = yield* Effect.scope
     // An outcome not yet written is work in flight for ObanTest.advance.
@@ -171,6 +179,13 @@ export const make = (options: {
           const left = (unwritten.get(row.id) ?? 1) - 1
           if (left <= 0) unwritten.delete(row.id)
           else unwritten.set(row.id, left)
+        }
+        if (roomWaiters.length > 0) {
+          const ready = roomWaiters.filter((waiter) => pending < waiter.bound)
+          if (ready.length > 0) {
+            roomWaiters = roomWaiters.filter((waiter) => pending >= waiter.bound)
+            for (const waiter of ready) Deferred.doneUnsafe(waiter.deferred, Exit.void)
+          }
         }
         if (pending > 0 || idle.length === 0) return Effect.void
         const waiting = idle
@@ -271,6 +286,15 @@ export const make = (options: {
         })
       }),
       pending: Effect.sync(() => pending),
-      pendingIdsUnsafe: () => new Set(unwritten.keys())
+      pendingIdsUnsafe: () => new Set(unwritten.keys()),
+      pendingUnsafe: (jobId) => unwritten.has(jobId),
+      pendingCountUnsafe: () => pending,
+      below: (bound) =>
+        Effect.suspend(() => {
+          if (pending < bound) return Effect.void
+          const deferred = Deferred.makeUnsafe<void>()
+          roomWaiters.push({ bound, deferred })
+          return Deferred.await(deferred)
+        })
     }
   })

@@ -11,7 +11,7 @@ import type { Inserted } from "../Oban.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
 import { insertedJob, insertedJobs, jobFromRow } from "./jobRow.ts"
 import * as Inserts from "./sql/insertJobs.ts"
-import { type UpsertedRow, upsertJobs } from "./sql/upsertJobs.ts"
+import { requestHash, type UpsertedRow, upsertJobs } from "./sql/upsertJobs.ts"
 import { groupUnique, type Slot } from "./uniqueBatch.ts"
 import { withInlineWake } from "./waker.ts"
 
@@ -137,15 +137,7 @@ const upsertGroup = (
   group: ReadonlyArray<Slot>,
   wake: boolean
 ): Effect.Effect<ReadonlyArray<UpsertedRow>, SqlError> =>
-  upsertJobs(
-    sql,
-    prefix,
-    time,
-    group.map((slot) => slot.request),
-    group.map((slot) => slot.position),
-    group[0]!.request.unique!.replace,
-    wake
-  )
+  upsertJobs(sql, prefix, time, group.map((slot) => slot.request), group[0]!.request.unique!.replace, wake)
 
 /**
  * Inserts a mix of plain and unique requests. Unique requests are merged by
@@ -171,15 +163,17 @@ const insertWithUnique = (
   for (let position = 0; position < encoded.length; position++) {
     if (encoded[position]!.unique === undefined) plainPositions.push(position)
   }
-  const slotAt = new Map<number, Slot>()
-  for (const group of groups) for (const slot of group) slotAt.set(slot.position, slot)
+  // Unique requests are merged by hash: within the call, a hash names one slot.
+  const slotOf = new Map<string, Slot>()
+  for (const group of groups) for (const slot of group) slotOf.set(slot.request.unique!.hash, slot)
   const jobs: Array<Inserted> = new Array(encoded.length)
   const wake = new Set<string>()
   const place = (rows: ReadonlyArray<UpsertedRow>, woken: boolean) => {
     for (const row of rows) {
       const job: Inserted = { ...jobFromRow(row), conflict: row.conflict }
-      jobs[row.ord] = job
-      for (const duplicate of slotAt.get(row.ord)!.duplicates) jobs[duplicate] = { ...job, conflict: true }
+      const slot = slotOf.get(requestHash(row.unique_key))!
+      jobs[slot.position] = job
+      for (const duplicate of slot.duplicates) jobs[duplicate] = { ...job, conflict: true }
       if (row.wakes && !woken) wake.add(row.queue)
     }
   }

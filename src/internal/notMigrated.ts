@@ -5,7 +5,7 @@
  * this turns it into a `MigrationError` that names the prefix and the fix.
  */
 import { Effect } from "effect"
-import type { SqlError } from "effect/sql/SqlError"
+import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import { MigrationError } from "../Errors.ts"
 
 /** undefined_table, undefined_object (the state type), invalid_schema_name. */
@@ -41,5 +41,5 @@ export const notMigrated = (prefix: string, error: SqlError): MigrationError => 
  * as a `MigrationError`; any other database error stays as it is.
  */
 export const orNotMigrated = (prefix: string) =>
-<A, R>(statement: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError | MigrationError, R> =>
-  Effect.mapError(statement, (error) => isMissingObject(error) ? notMigrated(prefix, error) : error)
+<A, E, R>(statement: Effect.Effect<A, E | SqlError, R>): Effect.Effect<A, E | SqlError | MigrationError, R> =>
+  Effect.mapError(statement, (error) => isSqlError(error) && isMissingObject(error) ? notMigrated(prefix, error) : error)

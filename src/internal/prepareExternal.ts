@@ -13,7 +13,7 @@ import type { JobRequest } from "../Worker.ts"
 import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
 import { jobFromRow } from "./jobRow.ts"
 import { externalInsert, resultColumn, type SqlText, wakeStatement } from "./sql/externalInsert.ts"
-import { inputRow } from "./sql/upsertJobs.ts"
+import { inputRow, requestHash } from "./sql/upsertJobs.ts"
 import { currentTraceparent } from "./telemetry.ts"
 import { groupUnique, type Slot } from "./uniqueBatch.ts"
 
@@ -126,7 +126,8 @@ const plainPositions = (encoded: ReadonlyArray<EncodedRequest>): ReadonlyArray<n
 
 /** A job as the insert statement returns it: the row's columns as JSON, whether it conflicted, a unique one's position. */
 interface JobJson {
-  readonly ord?: number
+  /** A unique job's key; plain jobs have none. */
+  readonly unique_key?: string | null
   readonly conflict: boolean
   readonly id: number
   readonly state: JobState
@@ -166,7 +167,7 @@ const jobOf = (json: JobJson): Inserted => ({
 
 /**
  * The jobs of the statement's `rows` in request order: unique ones by their
- * `ord`, plain ones by id (drawn in request order) onto `plain`, the
+ * key's request hash, plain ones by id (drawn in request order) onto `plain`, the
  * positions of the plain requests. A later unique request with the key of
  * an earlier one gets the same job as a conflict. Throws when `rows` are
  * not the statement's (a job is missing).
@@ -178,6 +179,7 @@ const jobsOf = (
 ): ReadonlyArray<Inserted> => {
   const count = plain.length + slots.reduce((sum, slot) => sum + 1 + slot.duplicates.length, 0)
   const jobs: Array<Inserted | undefined> = new Array(count)
+  const slotOf = new Map(slots.map((slot) => [slot.request.unique!.hash, slot]))
   const plainJobs: Array<Inserted> = []
   for (const row of rows) {
     const text: unknown = row[resultColumn]
@@ -185,8 +187,9 @@ const jobsOf = (
       throw new TypeError(`ExternalInsert: each row must have the text column ${resultColumn} of the insert statement`)
     }
     const json = JSON.parse(text) as JobJson
-    if (json.ord === undefined) plainJobs.push(jobOf(json))
-    else jobs[json.ord] = jobOf(json)
+    const slot = json.unique_key == null ? undefined : slotOf.get(requestHash(json.unique_key))
+    if (slot === undefined) plainJobs.push(jobOf(json))
+    else jobs[slot.position] = jobOf(json)
   }
   if (plainJobs.length === plain.length) {
     plainJobs.sort((a, b) => a.id - b.id)

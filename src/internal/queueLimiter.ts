@@ -16,8 +16,8 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { Partition } from "./queueLimits.ts"
-import { isLimited, type QueueLimits, sameLimits, unlimited } from "./queueLimits.ts"
-import { fetchLimited, type LimitedFetch } from "./sql/limitedClaims.ts"
+import { isLimited, isPartitioned, type QueueLimits, sameLimits, unlimited } from "./queueLimits.ts"
+import { fetchLimited, type FinishedJob, type LimitedFetch } from "./sql/limitedClaims.ts"
 import { queueUsage, readQueueLimits, storeQueueLimits } from "./sql/queues.ts"
 
 /** How often a producer held back by a global or partition limit claims again while jobs wait. */
@@ -47,6 +47,15 @@ export interface ClusterState {
   } | undefined
 }
 
+/**
+ * A partitioned claim looks at a window of the queue's jobs only: when it
+ * claimed some and left jobs behind, partitions past its window may have
+ * room, so the producer claims again at once rather than at the next
+ * capacity poll (and no poll is scheduled for it).
+ */
+export const claimsAgainAtOnce = (fetched: LimitedFetch): boolean =>
+  fetched.backlog && fetched.jobs.length > 0 && isPartitioned(fetched.limits)
+
 export interface QueueLimiter {
   readonly current: () => QueueLimits
   readonly limited: () => boolean
@@ -59,7 +68,13 @@ export interface QueueLimiter {
   /** Claims under the limits; when they cut the claim short with jobs left, `wake` runs later. */
   readonly fetch: (
     now: Fragment,
-    options: { readonly demand: number; readonly node: string; readonly producer: string; readonly claim: string }
+    options: {
+      readonly demand: number
+      readonly node: string
+      readonly producer: string
+      readonly claim: string
+      readonly finished: ReadonlyArray<FinishedJob>
+    }
   ) => Effect.Effect<LimitedFetch, SqlError>
   readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>
 }
@@ -109,7 +124,7 @@ export const make = (options: {
         fetchLimited(options.sql, options.prefix, now, { queue: options.queue, ...claim }).pipe(
           Effect.tap((fetched) => {
             adopt(fetched.limits)
-            if (fetched.jobs.length >= claim.demand || !fetched.backlog) return Effect.void
+            if (fetched.jobs.length >= claim.demand || !fetched.backlog || claimsAgainAtOnce(fetched)) return Effect.void
             if (fetched.limits.global === undefined && fetched.nextWindowMillis !== undefined) {
               return retryAfter(fetched.nextWindowMillis + 1)
             }

@@ -7,9 +7,8 @@
  * caller to send after commit.
  */
 import type { ReplaceField } from "../../Worker.ts"
-import { uniqueKeyConflictText } from "./fragments.ts"
 import { qualified } from "./tables.ts"
-import { inputColumns, inputRecord, returnedColumns, setList, upsertOutcome } from "./upsertJobs.ts"
+import { inputColumns, inputRecord, returnedColumns, upsertedCte } from "./upsertJobs.ts"
 
 /** One SQL statement and its parameters, in the form every PostgreSQL driver takes. */
 export interface SqlText {
@@ -33,7 +32,7 @@ export interface ExternalInsertShape {
  * `upsertJobs` (in key order, `ON CONFLICT DO UPDATE` on the unique index).
  * Returns one row per inserted or matched job, with the single text column
  * `oban_job`: the row as JSON plus whether it conflicted and, for a unique
- * job, its input position (`ord`); plain jobs are in input order by id.
+ * job, its `unique_key`; plain jobs are in input order by id.
  * Text, so that every driver hands it back alike.
  */
 export const externalInsert = (prefix: string, input: string, shape: ExternalInsertShape): SqlText => {
@@ -64,22 +63,9 @@ export const externalInsert = (prefix: string, input: string, shape: ExternalIns
     results.push(`SELECT (to_jsonb(plain) || '{"conflict": false}'::jsonb)::text AS ${resultColumn} FROM plain`)
   }
   if (shape.unique !== undefined) {
-    ctes.push(`upserted AS (
-      INSERT INTO ${jobs} AS j
-        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at, unique_key,
-         unique_states)
-      SELECT (CASE WHEN at > now THEN 'scheduled' ELSE 'available' END)::${state},
-             queue, worker, args, meta, tags, max_attempts, priority, now, at, unique_key, unique_states
-      FROM input WHERE unique_key IS NOT NULL
-      ORDER BY unique_key COLLATE "C"
-      ON CONFLICT ${uniqueKeyConflictText(prefix)}
-      DO UPDATE SET ${setList(shape.unique.replace)}
-      RETURNING ${returnedColumns}, j.unique_key, ${upsertOutcome(shape.unique.replace.includes("scheduledAt"))}
-    )`)
-    results.push(
-      `SELECT (to_jsonb(upserted) - 'unique_key' - 'wakes' || jsonb_build_object('ord', input.ord))::text AS ${resultColumn}
-      FROM upserted JOIN input USING (unique_key)`
-    )
+    ctes.push(upsertedCte(prefix, shape.unique.replace, " WHERE unique_key IS NOT NULL"))
+    // Rows keep `unique_key`, by which the client matches them to requests (see `requestHash`).
+    results.push(`SELECT (to_jsonb(upserted) - 'wakes')::text AS ${resultColumn} FROM upserted`)
   }
   return {
     text: `WITH ${ctes.join(",\n    ")}\n    ${results.join("\n    UNION ALL\n    ")}`,

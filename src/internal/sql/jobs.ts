@@ -297,6 +297,17 @@ export const retryJob = (
     SELECT updated.* FROM updated CROSS JOIN notified
   `.pipe(Effect.map(firstJob))
 
+/** The id of the job other than `id` that holds `id`'s unique key in the unique index, if one does. */
+export const uniqueKeyHolder = (sql: SqlClient, prefix: string, id: number): Effect.Effect<number | undefined, SqlError> =>
+  sql<{ readonly id: number }>`
+    SELECT h.id::float8 AS id
+    FROM ${table(sql, prefix, "oban_jobs")} AS j
+    JOIN ${table(sql, prefix, "oban_jobs")} AS h ON h.unique_key = j.unique_key AND h.id <> j.id
+    WHERE j.id = ${id}
+      AND (h.unique_states IS NULL OR ${sql.literal(`"${prefix}"`)}.oban_state_in(h.state, h.unique_states))
+    LIMIT 1
+  `.pipe(Effect.map((rows) => rows[0]?.id))
+
 /**
  * Deletes a job that is not executing, and the rows of its own workflow
  * dependencies (its dependents' rows stay: the delete releases them, a

@@ -41,6 +41,22 @@ export interface LimitedFetch extends Fetched {
 
 const noneAhead: ReadonlySet<number> = new Set()
 
+/** A job whose attempt ended on the claiming node, with the claim it ran under, and whose outcome is unwritten. */
+export interface FinishedJob {
+  readonly id: number
+  readonly claim: string
+}
+
+interface ClaimOptions {
+  readonly queue: string
+  readonly demand: number
+  readonly node: string
+  readonly producer: string
+  readonly claim: string
+  /** Not counted as executing though their rows still say so: their attempts are over. */
+  readonly finished: ReadonlyArray<FinishedJob>
+}
+
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
 const partitionKey = (sql: SqlClient, partition: Partition | undefined, alias: string): Fragment =>
   partition === undefined
@@ -72,13 +88,7 @@ export const fetchLimited = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  options: {
-    readonly queue: string
-    readonly demand: number
-    readonly node: string
-    readonly producer: string
-    readonly claim: string
-  }
+  options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> =>
   sql.withTransaction(Effect.gen(function*() {
     const limits = yield* lockQueueLimits(sql, prefix, options.queue)
@@ -100,13 +110,7 @@ const claimWithin = (
   prefix: string,
   now: Fragment,
   limits: QueueLimits,
-  options: {
-    readonly queue: string
-    readonly demand: number
-    readonly node: string
-    readonly producer: string
-    readonly claim: string
-  }
+  options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> => {
   const jobs = table(sql, prefix, "oban_jobs")
   const windows = table(sql, prefix, "oban_rate_windows")
@@ -118,10 +122,16 @@ const claimWithin = (
   const none = sql.literal("")
 
   // Executing jobs of the queue, per partition (one partition '' without one).
+  const finished = options.finished.length === 0 ? none : sql`
+        AND NOT EXISTS (
+          SELECT 1 FROM unnest(${`{${options.finished.map((job) => job.id).join(",")}}`}::bigint[],
+                               ${`{${options.finished.map((job) => JSON.stringify(job.claim)).join(",")}}`}::text[]) AS f(id, claim)
+          WHERE f.id = r.id AND f.claim = r.attempted_by[3]
+        )`
   const running = global === undefined ? none : sql`,
     running AS MATERIALIZED (
       SELECT ${part("r")} AS part, count(*)::int AS n FROM ${jobs} AS r
-      WHERE r.state = 'executing' AND r.queue = ${queue}
+      WHERE r.state = 'executing' AND r.queue = ${queue}${finished}
       GROUP BY 1
     )`
   // The current fixed window (ms since the epoch, aligned to it) and what was claimed in it.
@@ -155,6 +165,20 @@ const claimWithin = (
     pruned AS (
       DELETE FROM ${windows} AS w USING win WHERE w.queue = ${queue} AND w.window_start < win.start
     )`
+  // Without partitions the scan is the claim: lock it as it goes, skipping rows others hold. A
+  // partitioned scan is wider than the claim, so only the jobs chosen from it are locked (a chosen
+  // job another transaction holds is left for the next claim).
+  const lockCandidates = partitioned ? none : sql.literal(`
+      FOR UPDATE OF c SKIP LOCKED`)
+  const lockChosen = partitioned
+    ? sql`,
+    locked AS (
+      SELECT l.id FROM ${jobs} AS l
+      WHERE l.id = ANY(ARRAY(SELECT id FROM chosen)) AND l.state = 'available'
+      FOR UPDATE OF l SKIP LOCKED
+    )`
+    : none
+  const claimable = sql.literal(partitioned ? "locked" : "chosen")
   const nextWindow = rate === undefined
     ? sql.literal("NULL::float8")
     : sql.literal("((SELECT start FROM win) + " + String(rate.periodMillis) + " - clock.ms)::float8")
@@ -169,8 +193,7 @@ const claimWithin = (
       FROM ${jobs} AS c
       WHERE c.state = 'available' AND c.queue = ${queue}${skipFullPartitions}${skipSpentPartitions}
       ORDER BY c.priority, c.scheduled_at, c.id
-      LIMIT ${scanSize(options.demand, partitioned)}
-      FOR UPDATE OF c SKIP LOCKED
+      LIMIT ${scanSize(options.demand, partitioned)}${lockCandidates}
     ),
     ranked AS (
       SELECT candidates.*, row_number() OVER (PARTITION BY gp ORDER BY priority, scheduled_at, id) AS gn
@@ -188,18 +211,18 @@ const claimWithin = (
       WHERE true${withinRate}
       ORDER BY priority, scheduled_at, id
       LIMIT ${take}
-    ),
+    )${lockChosen},
     claimed AS (
       UPDATE ${jobs} AS j
       ${startAttempt(sql, options)}
       FROM clock
-      WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND j.state = 'available'
+      WHERE j.id = ANY(ARRAY(SELECT id FROM ${claimable})) AND j.state = 'available'
       RETURNING ${sql.literal(qualifiedJobColumns)}, ${ratePart("j")} AS rate_part
     )${bump},
     summary AS (
       SELECT EXISTS (
                SELECT 1 FROM ${jobs} AS b
-               WHERE b.state = 'available' AND b.queue = ${queue} AND NOT (b.id = ANY(ARRAY(SELECT id FROM chosen)))
+               WHERE b.state = 'available' AND b.queue = ${queue} AND NOT (b.id = ANY(ARRAY(SELECT id FROM ${claimable})))
              ) AS backlog,
              ${nextWindow} AS "nextWindowMillis"
       FROM clock

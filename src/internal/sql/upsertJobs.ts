@@ -13,13 +13,13 @@ import type { Fragment } from "effect/sql/Statement"
 import type { ReplaceField } from "../../Worker.ts"
 import { type EncodedRequest, rowJson } from "../encodeRequest.ts"
 import { jobColumns, type JobRow } from "../jobRow.ts"
-import { uniqueKeyConflict, wakeQueues } from "./fragments.ts"
-import { table } from "./tables.ts"
+import { uniqueKeyConflictText, wakeQueues } from "./fragments.ts"
+import { qualified } from "./tables.ts"
 
-/** A row of `upsertJobs`: the job (new or existing), its request's position, and how it went. */
+/** A row of `upsertJobs`: the job (new or existing), its unique key, and how it went. */
 export interface UpsertedRow extends JobRow {
-  /** The position in `jobs` of the request this row answers. */
-  readonly ord: number
+  /** The row's unique key: its request's hash, then `:<bucket>` with a period (see `requestHash`). */
+  readonly unique_key: string
   /** Whether the row existed (the insert conflicted). */
   readonly conflict: boolean
   /** Whether the row is available and new, or made due by a replaced `scheduledAt`: its queue needs a wake-up. */
@@ -69,10 +69,10 @@ export const inputRow = (job: EncodedRequest, ord: number): string => {
       : `"unique_key":"${unique.hash}","period_ms":${unique.periodMs ?? "null"},"unique_states":${unique.states}}`)
 }
 
-/** The statement's input: one JSON object per job, with its position and unique parts. */
-const inputJson = (jobs: ReadonlyArray<EncodedRequest>, positions: ReadonlyArray<number>): string => {
+/** The statement's input: one JSON object per job, with its unique parts. */
+const inputJson = (jobs: ReadonlyArray<EncodedRequest>): string => {
   let text = "["
-  for (let i = 0; i < jobs.length; i++) text += (i === 0 ? "" : ",") + inputRow(jobs[i]!, positions[i]!)
+  for (let i = 0; i < jobs.length; i++) text += (i === 0 ? "" : ",") + inputRow(jobs[i]!, i)
   return text + "]"
 }
 
@@ -99,6 +99,38 @@ export const upsertOutcome = (replacesTime: boolean): string =>
         j.state = 'available' AND (j.xmax::text = '0' OR ${replacesTime ? "true" : "false"}) AS wakes`
 
 /**
+ * The request hash of a unique key (the key without its period bucket):
+ * unique requests are merged by hash before a statement, so within one
+ * statement it names one request. Rows are matched to requests by it on the
+ * client, not by a join in the statement: a join of two CTEs, whose row
+ * counts the planner cannot know, is planned as a nested loop over both.
+ */
+export const requestHash = (uniqueKey: string): string => {
+  const colon = uniqueKey.indexOf(":")
+  return colon === -1 ? uniqueKey : uniqueKey.slice(0, colon)
+}
+
+/**
+ * The CTE `upserted`, as SQL text: inserts the unique jobs of the CTE
+ * `input` (those `where` selects) in key order, and on a conflict with the
+ * unique index updates `replace` on the existing row. Returns the job's
+ * columns, its unique key, and `conflict` and `wakes` (see `upsertOutcome`).
+ */
+export const upsertedCte = (prefix: string, replace: ReadonlyArray<ReplaceField>, where: string): string =>
+  `upserted AS (
+      INSERT INTO ${qualified(prefix, "oban_jobs")} AS j
+        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at, unique_key,
+         unique_states)
+      SELECT (CASE WHEN at > now THEN 'scheduled' ELSE 'available' END)::${qualified(prefix, "oban_job_state")},
+             queue, worker, args, meta, tags, max_attempts, priority, now, at, unique_key, unique_states
+      FROM input${where}
+      ORDER BY unique_key COLLATE "C"
+      ON CONFLICT ${uniqueKeyConflictText(prefix)}
+      DO UPDATE SET ${setList(replace)}
+      RETURNING ${returnedColumns}, j.unique_key, ${upsertOutcome(replace.includes("scheduledAt"))}
+    )`
+
+/**
  * Inserts unique jobs, at most one per key (the caller merges duplicates),
  * replacing `replace` on the rows they conflict with. A job's `unique_key`
  * is its hash, plus `:<bucket>` with a period, where the bucket is
@@ -106,40 +138,26 @@ export const upsertOutcome = (replacesTime: boolean): string =>
  * the same that stamps `inserted_at`. Rows are written in key order (the
  * "C" collation, i.e. the order of the hashes), so concurrent calls with
  * overlapping keys lock them in the same order and do not deadlock; a caller
- * with several statements runs them in that order too (`groupUnique`). Returns one row per job, with `ord` from `positions`. With
- * `wake`, the statement notifies the queues of the rows that `wakes`.
+ * with several statements runs them in that order too (`groupUnique`). Returns one row per job, in no
+ * particular order (match them by `requestHash`). With `wake`, the
+ * statement notifies the queues of the rows that `wakes`.
  */
 export const upsertJobs = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
   jobs: ReadonlyArray<EncodedRequest>,
-  positions: ReadonlyArray<number>,
   replace: ReadonlyArray<ReplaceField>,
   wake: boolean
-): Effect.Effect<ReadonlyArray<UpsertedRow>, SqlError> => {
-  const jobsTable = table(sql, prefix, "oban_jobs")
-  const stateType = table(sql, prefix, "oban_job_state")
-  const replacesTime = replace.includes("scheduledAt")
-  return sql<UpsertedRow>`
+): Effect.Effect<ReadonlyArray<UpsertedRow>, SqlError> =>
+  sql<UpsertedRow>`
     WITH clock AS (SELECT ${now} AS now),
     input AS (
       SELECT ${sql.literal(inputColumns)}
-      FROM clock, jsonb_to_recordset(${inputJson(jobs, positions)}::jsonb) AS r(${sql.literal(inputRecord)})
+      FROM clock, jsonb_to_recordset(${inputJson(jobs)}::jsonb) AS r(${sql.literal(inputRecord)})
     ),
-    upserted AS (
-      INSERT INTO ${jobsTable} AS j
-        (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at, unique_key,
-         unique_states)
-      SELECT (CASE WHEN at > now THEN 'scheduled' ELSE 'available' END)::${stateType},
-             queue, worker, args, meta, tags, max_attempts, priority, now, at, unique_key, unique_states
-      FROM input
-      ORDER BY unique_key COLLATE "C"
-      ON CONFLICT ${uniqueKeyConflict(sql, prefix)}
-      DO UPDATE SET ${sql.literal(setList(replace))}
-      RETURNING ${sql.literal(returnedColumns)}, j.unique_key, ${sql.literal(upsertOutcome(replacesTime))}
-    )${wake ? sql`, notified AS (${wakeQueues(sql, prefix, "upserted WHERE wakes")})` : sql.literal("")}
-    SELECT input.ord, upserted.*
-    FROM upserted JOIN input USING (unique_key)${sql.literal(wake ? " CROSS JOIN notified" : "")}
+    ${sql.literal(upsertedCte(prefix, replace, ""))}${
+    wake ? sql`, notified AS (${wakeQueues(sql, prefix, "upserted WHERE wakes")})` : sql.literal("")
+  }
+    SELECT upserted.* FROM upserted${sql.literal(wake ? " CROSS JOIN notified" : "")}
   `
-}
