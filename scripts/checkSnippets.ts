@@ -41,9 +41,8 @@ const sources: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["@effect/platform-node", ["NodeRuntime"]],
   ["@effect/vitest", ["assert"]],
   ["effect-oban", [
-    "Backoff", "Cluster", "Config", "Cron", "Events", "ExternalInsert", "Job", "Jobs", "Leader", "Migrations", "Oban", "ObanClock", "ObanConfig",
-    "Pruner", "Rescuer",
-    "Stager", "Worker"
+    "Backoff", "Batch", "Chain", "Cluster", "Config", "Cron", "Events", "ExternalInsert", "Job", "Jobs", "Leader", "Migrations",
+    "Oban", "ObanClock", "ObanConfig", "Pruner", "Rescuer", "Stager", "Worker", "Workflow"
   ]],
   ["./world.ts", worldNames()]
 ]

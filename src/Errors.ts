@@ -118,3 +118,33 @@ export class InvalidFilterError extends Schema.TaggedError<InvalidFilterError>()
   field: Schema.String,
   message: Schema.String
 }) {}
+
+/**
+ * A workflow that cannot be inserted as given: a repeated or unknown step
+ * name, a dependency on a step that does not exist (or no longer does), a
+ * unique job among its steps, or a step name already taken in that workflow.
+ *
+ * @since 0.1.0
+ */
+export class InvalidWorkflowError extends Schema.TaggedError<InvalidWorkflowError>()("InvalidWorkflowError", {
+  workflowId: Schema.String,
+  step: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * A recorded result that does not match its worker's result schema: when
+ * the job's value is encoded after `perform` (the attempt fails with this
+ * error, retried like any failure), when it is larger than
+ * `Worker.maxResultBytes`, or when a dependent reads it
+ * (`Workflow.results`) and the stored JSON no longer decodes. Also when a
+ * dependent asks for a result that is not there (`reason: "missing"`).
+ *
+ * @since 0.1.0
+ */
+export class InvalidResultError extends Schema.TaggedError<InvalidResultError>()("InvalidResultError", {
+  worker: Schema.String,
+  jobId: Schema.Int,
+  reason: Schema.Literals(["encode", "decode", "size", "missing"]),
+  message: Schema.String
+}) {}

@@ -22,12 +22,13 @@ import {
   InvalidConfigError,
   type InvalidFilterError,
   InvalidJobError,
+  type InvalidWorkflowError,
   type InvalidPrefixError,
   type MigrationError,
   UniqueConflictError,
   type UnknownQueueError
 } from "./Errors.ts"
-import type { Job } from "./Job.ts"
+import type { Job, JobState } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, stream as eventStream } from "./Events.ts"
@@ -43,6 +44,7 @@ import * as JobQueries from "./Jobs.ts"
 import { bulk } from "./internal/bulkAction.ts"
 import * as Cluster from "./Cluster.ts"
 import type * as Worker from "./Worker.ts"
+import * as Workflow from "./Workflow.ts"
 
 export type { ClusterState } from "./Producer.ts"
 export type { LimitsInput as QueueLimits, Partition, QueueConfig, QueueScope, QueueState, RateInput }
@@ -90,6 +92,21 @@ export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() => insertRequests(Array.from(requests), true))
+
+/**
+ * Inserts a workflow: its steps as jobs and their dependencies, all or
+ * nothing, in the caller's transaction when there is one (see
+ * `Workflow` and docs/workflows.md).
+ *
+ * @since 0.1.0
+ */
+export const insertWorkflow: <Steps extends string>(
+  workflow: Workflow.Workflow<Steps>
+) => Effect.Effect<
+  Workflow.InsertedWorkflow<Steps>,
+  InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
+  SqlClient
+> = Workflow.insert
 
 const withSql = <A, E = never>(
   f: (sql: SqlClient, prefix: string) => Effect.Effect<A, E | SqlError>
@@ -175,6 +192,18 @@ export interface ObanShape {
   readonly insertAll: (
     requests: Iterable<Worker.JobRequest>
   ) => Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError>
+  readonly insertWorkflow: <Steps extends string>(
+    workflow: Workflow.Workflow<Steps>
+  ) => Effect.Effect<
+    Workflow.InsertedWorkflow<Steps>,
+    InvalidWorkflowError | InvalidJobError | MigrationError | SqlError
+  >
+  /** See `Workflow.status`, `Workflow.cancel` and `Workflow.retry`. */
+  readonly workflowStatus: (workflowId: string) => Effect.Effect<Workflow.WorkflowStatus, MigrationError | SqlError>
+  readonly cancelWorkflow: (
+    workflowId: string
+  ) => Effect.Effect<ReadonlyArray<{ readonly id: number; readonly previousState: JobState }>, MigrationError | SqlError>
+  readonly retryWorkflow: (workflowId: string) => Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError>
   readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError | UniqueConflictError>
@@ -291,6 +320,17 @@ export const layer = <W extends Worker.Any>(
         node: runtime.node,
         insert: (request) => local(insert(request)),
         insertAll: (requests) => local(insertAll(requests)),
+        insertWorkflow: (workflow) => local(insertWorkflow(workflow)),
+        workflowStatus: (workflowId) => local(Workflow.status(workflowId)),
+        cancelWorkflow: (workflowId) =>
+          local(Workflow.cancel(workflowId)).pipe(
+            Effect.tap((jobs) =>
+              Effect.forEach(jobs, (job) => job.previousState === "executing" ? runtime.cancelLocal(job.id) : Effect.void, {
+                discard: true
+              })
+            )
+          ),
+        retryWorkflow: (workflowId) => local(Workflow.retry(workflowId)),
         getJob: (id) => local(getJob(id)),
         cancelJob: (id) =>
           local(cancelJob(id)).pipe(

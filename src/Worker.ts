@@ -144,7 +144,7 @@ export interface JobRequest<A = unknown> {
  *
  * @since 0.1.0
  */
-export interface WorkerOptions<A, I, E, R> {
+export interface WorkerOptions<A, I, E, R, O = void> {
   /** The schema of the job's args: encoded to JSON on insert, decoded before `perform`. */
   readonly args: Schema.Codec<A, I>
   readonly queue?: string | undefined
@@ -173,8 +173,16 @@ export interface WorkerOptions<A, I, E, R> {
    * here).
    */
   readonly retryable?: ((error: NoInfer<E>) => boolean) | undefined
+  /**
+   * The schema of the value `perform` succeeds with, to record it with the
+   * job (`oban_jobs.result`, JSON, at most `maxResultBytes`), where the
+   * job's dependents in a workflow read it typed (`Workflow.results`). A
+   * value that does not encode fails the attempt with `InvalidResultError`.
+   * Without it, the value is not stored.
+   */
+  readonly result?: Schema.Codec<O, unknown> | undefined
   /** The work. Its typed failures become retries; defects are recorded as crashes. */
-  readonly perform: (job: Job<A>) => Effect.Effect<void, E, R>
+  readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
 }
 
 /**
@@ -182,7 +190,7 @@ export interface WorkerOptions<A, I, E, R> {
  *
  * @since 0.1.0
  */
-export interface Worker<out Name extends string, in out A, in out E = never, out R = never> {
+export interface Worker<out Name extends string, in out A, in out E = never, out R = never, out O = unknown> {
   readonly name: Name
   readonly argsSchema: Schema.Codec<A, unknown>
   /** The JSON codec derived from the args schema, used on insert and before perform. */
@@ -196,7 +204,11 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
   readonly unique: UniqueOptions<A> | undefined
   readonly backoff: Schedule.Schedule<unknown, number> | undefined
   readonly retryable: ((error: E) => boolean) | undefined
-  readonly perform: (job: Job<A>) => Effect.Effect<void, E, R>
+  /** The schema of the recorded result, if the worker records one. */
+  readonly result: Schema.Codec<O, unknown> | undefined
+  /** The JSON codec derived from the result schema. */
+  readonly resultJson: Schema.Codec<O, Schema.Json> | undefined
+  readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
   readonly job: (args: A, options?: JobOptions<A>) => JobRequest<A>
 }
 
@@ -208,7 +220,7 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
 export interface Any {
   readonly name: string
   readonly queue: string
-  readonly perform: (job: Job<never>) => Effect.Effect<void, unknown, unknown>
+  readonly perform: (job: Job<never>) => Effect.Effect<unknown, unknown, unknown>
 }
 
 /**
@@ -216,7 +228,7 @@ export interface Any {
  *
  * @since 0.1.0
  */
-export type Requirements<W> = W extends { readonly perform: (job: never) => Effect.Effect<void, unknown, infer R> } ? R
+export type Requirements<W> = W extends { readonly perform: (job: never) => Effect.Effect<unknown, unknown, infer R> } ? R
   : never
 
 /**
@@ -225,6 +237,13 @@ export type Requirements<W> = W extends { readonly perform: (job: never) => Effe
  * @since 0.1.0
  */
 export const defaultMaxAttempts = 20
+
+/**
+ * The largest recorded result, in bytes of JSON (like the default limit on args).
+ *
+ * @since 0.1.0
+ */
+export const maxResultBytes = 1024 * 1024
 
 /**
  * The default queue.
@@ -238,10 +257,10 @@ export const defaultQueue = "default"
  *
  * @since 0.1.0
  */
-export const make = <const Name extends string, A, I, E = never, R = never>(
+export const make = <const Name extends string, A, I, E = never, R = never, O = void>(
   name: Name,
-  options: WorkerOptions<A, I, E, R>
-): Worker<Name, A, E, R> => {
+  options: WorkerOptions<A, I, E, R, O>
+): Worker<Name, A, E, R, O> => {
   const argsJson = Schema.toCodecJson(options.args)
   const encode = Schema.encodeEffect(argsJson)
   const decode = Schema.decodeUnknownEffect(argsJson)
@@ -262,6 +281,8 @@ export const make = <const Name extends string, A, I, E = never, R = never>(
     unique: options.unique,
     backoff: options.backoff,
     retryable: options.retryable,
+    result: options.result,
+    resultJson: options.result === undefined ? undefined : Schema.toCodecJson(options.result),
     perform: options.perform,
     job: (args, jobOptions) => {
       const options = jobOptions ?? {}

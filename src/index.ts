@@ -21,6 +21,15 @@ export * as ExternalInsert from "./ExternalInsert.ts"
 /** Defining workers and building job requests. */
 export * as Worker from "./Worker.ts"
 
+/** Workflows: jobs that wait for other jobs (docs/workflows.md). */
+export * as Workflow from "./Workflow.ts"
+
+/** Batches of jobs with callbacks (docs/workflows.md#batches). */
+export * as Batch from "./Batch.ts"
+
+/** Chains: jobs that run one after another per key (docs/workflows.md#chains). */
+export * as Chain from "./Chain.ts"
+
 /** The job row and its states. */
 export * as Job from "./Job.ts"
 

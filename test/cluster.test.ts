@@ -5,6 +5,7 @@ import * as Config from "../src/Config.ts"
 import * as Notifier from "../src/Notifier.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
+import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { countByState, jobRow, startNode, waitFor } from "./support/node.ts"
 
@@ -82,6 +83,33 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       const row = yield* jobRow(prefix, job.id)
       assert.strictEqual(row.state, "cancelled")
       assert.isTrue(Option.isNone(yield* a.oban.cancelJob(job.id)))
+    }))
+
+  it.effect("cancelling a workflow interrupts its steps executing on both nodes and cancels the rest", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const a = yield* startNode({ ...base, node: "wf-a", queues: { block: 1 } })
+      yield* startNode({ ...base, node: "wf-b", queues: { block: 1 } })
+      const flow = yield* Oban.insertWorkflow(
+        Workflow.make("cancel-me")
+          .add("x", Block.job({ ms: 60_000 }))
+          .add("y", Block.job({ ms: 60_000 }))
+          .add("z", Count.job({ n: 0 }), { deps: ["x", "y"] })
+      )
+      yield* awaitStart(flow.jobs.x.id)
+      yield* awaitStart(flow.jobs.y.id)
+      const cancelled = yield* a.oban.cancelWorkflow("cancel-me")
+      assert.deepStrictEqual(
+        cancelled.map((job) => job.previousState),
+        ["executing", "executing", "suspended"]
+      )
+      yield* waitFor(
+        "both fibers interrupted",
+        Effect.sync(() => interrupted.has(flow.jobs.x.id) && interrupted.has(flow.jobs.y.id)),
+        "5 seconds"
+      )
+      const status = yield* a.oban.workflowStatus("cancel-me")
+      assert.deepStrictEqual(status.counts, { cancelled: 3 })
     }))
 
   it.effect("pause, resume and scale on all nodes take effect on both", () =>

@@ -8,7 +8,8 @@ import { Cause, Clock, Context, Duration, Effect, Exit, References, Schema, Trac
 import type { EventKind, JobEvent } from "../Events.ts"
 import { EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
-import type { Worker } from "../Worker.ts"
+import { InvalidResultError } from "../Errors.ts"
+import { maxResultBytes, type Worker } from "../Worker.ts"
 import { timeoutKey } from "./encodeRequest.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/jobs.ts"
@@ -21,6 +22,8 @@ export interface Registry<R> {
   readonly node: string
   readonly workers: ReadonlyMap<string, RunnableWorker<R>>
   readonly decode: ReadonlyMap<string, (args: unknown) => Effect.Effect<unknown, Schema.SchemaError>>
+  /** The result encoders of the workers that record a result. */
+  readonly results: ReadonlyMap<string, (value: unknown) => Effect.Effect<Schema.Json, Schema.SchemaError>>
   /** The services every worker may need, when the fiber that runs the jobs may lack them. */
   readonly context: Context.Context<R> | undefined
 }
@@ -33,6 +36,11 @@ export const makeRegistry = <R>(
   node,
   workers: new Map(workers.map((worker) => [worker.name, worker])),
   decode: new Map(workers.map((worker) => [worker.name, Schema.decodeUnknownEffect(worker.argsJson)] as const)),
+  results: new Map(
+    workers.flatMap((worker) =>
+      worker.resultJson === undefined ? [] : [[worker.name, Schema.encodeUnknownEffect(worker.resultJson)] as const]
+    )
+  ),
   context
 })
 
@@ -86,6 +94,37 @@ const timeoutOf = (worker: { readonly timeout: Duration.Input | undefined }, job
   const own = job.meta[timeoutKey]
   return typeof own === "number" && Number.isFinite(own) && own > 0 ? { timeout: Duration.millis(own) } : worker
 }
+
+/**
+ * Encodes the value `perform` succeeded with by its worker's result schema;
+ * a value that does not encode, or whose JSON is larger than
+ * `maxResultBytes`, is a failed attempt with `InvalidResultError`.
+ */
+const recordResult = (
+  job: Job,
+  encode: (value: unknown) => Effect.Effect<Schema.Json, Schema.SchemaError>,
+  value: unknown
+): Effect.Effect<Exit.Exit<Schema.Json, InvalidResultError>> =>
+  Effect.map(Effect.exit(encode(value)), (encoded) => {
+    if (Exit.isFailure(encoded)) {
+      return Exit.fail(new InvalidResultError({
+        worker: job.worker,
+        jobId: job.id,
+        reason: "encode",
+        message: `the result does not match the worker's result schema: ${Cause.pretty(encoded.cause)}`
+      }))
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(encoded.value) ?? "null")
+    if (bytes > maxResultBytes) {
+      return Exit.fail(new InvalidResultError({
+        worker: job.worker,
+        jobId: job.id,
+        reason: "size",
+        message: `the result is ${bytes} bytes of JSON, more than the limit of ${maxResultBytes}`
+      }))
+    }
+    return Exit.succeed(encoded.value)
+  })
 
 /** Applies the worker's timeout, if it has one, failing with `JobTimeout` when it elapses. */
 export const withTimeout = <A, E, R>(
@@ -165,8 +204,17 @@ export const runAttempt = <R>(
           perform(registry, worker, { ...job, args: decoded.value }),
           (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
         )
-        return Effect.flatMap(Effect.exit(Effect.interruptible(work)), (exit) =>
-          Effect.flatMap(fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped()), (row) => finish(span, row, exit)))
+        const encode = registry.results.get(job.worker)
+        return Effect.flatMap(Effect.exit(Effect.interruptible(work)), (exit) => {
+          if (encode === undefined || Exit.isFailure(exit)) {
+            return Effect.flatMap(fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped()), (row) => finish(span, row, exit))
+          }
+          return Effect.flatMap(recordResult(job, encode, exit.value), (recorded) =>
+            Exit.isFailure(recorded)
+              ? Effect.flatMap(fromExit(job, worker, recorded, stopped()), (row) => finish(span, row, recorded))
+              : Effect.flatMap(fromExit(job, worker, Exit.void, stopped()), (row) =>
+                finish(span, row.state === "completed" ? { ...row, result: recorded.value } : row, exit)))
+        })
       })
     }
 

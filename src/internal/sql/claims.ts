@@ -11,6 +11,7 @@ import { jobFromRow, type JobRow } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
+import { clockWithSetting } from "./workflows.ts"
 
 /**
  * What starting an attempt writes, for every way of claiming jobs: executing,
@@ -157,7 +158,7 @@ export const releaseStranded = (
   }
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
   options.producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: number }>`
-    WITH clock AS (SELECT ${now} AS now),
+    WITH clock AS (${clockWithSetting(sql, now)}),
     stranded AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
       WHERE j.state = 'executing'

@@ -11,6 +11,7 @@ import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
+import { clockWithSetting } from "./workflows.ts"
 
 export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
 
@@ -31,6 +32,8 @@ export interface AckRow {
   readonly give_back: boolean
   /** An `errors` entry without `at`, which is stamped here. */
   readonly error: { readonly attempt: number; readonly kind: string; readonly message: string; readonly cause?: string } | null
+  /** The recorded result (completed jobs of workers with a result schema), as encoded JSON. */
+  readonly result?: unknown
 }
 
 /** An ack that changed nothing, and what the job looked like instead. */
@@ -84,13 +87,14 @@ export const ackJobs = (
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (
       SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
-             set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient
+             set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient,
+             set_config('oban.now', (${now})::text, true) AS release_clock
     ),
     input AS MATERIALIZED (SELECT ${json}::jsonb AS acks),
     updated AS (${
     updates ? sql`
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors) = (
+      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors, result) = (
         SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
                (a.v ->> 'attempt')::smallint - CASE WHEN (a.v -> 'give_back')::boolean THEN 1 ELSE 0 END,
                CASE WHEN jsonb_typeof(a.v -> 'delay_ms') = 'number'
@@ -101,7 +105,8 @@ export const ackJobs = (
                CASE WHEN a.v ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
                CASE WHEN jsonb_typeof(a.v -> 'error') = 'object'
                     THEN j.errors || jsonb_build_array((a.v -> 'error') || jsonb_build_object('at', clock.now))
-                    ELSE j.errors END
+                    ELSE j.errors END,
+               CASE WHEN a.v ? 'result' THEN a.v -> 'result' ELSE j.result END
         FROM (SELECT ${ack} AS v) AS a
       )
       FROM input, clock
@@ -181,7 +186,7 @@ export const failAck = (
   }
 ): Effect.Effect<boolean, SqlError> =>
   sql`
-    WITH clock AS (SELECT ${now} AS now)
+    WITH clock AS (${clockWithSetting(sql, now)})
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
     SET state = CASE WHEN ${ack.attempt} >= j.max_attempts THEN 'discarded' ELSE 'retryable' END::${
     table(sql, prefix, "oban_job_state")
@@ -244,7 +249,7 @@ export const cancelJob = (
   id: number
 ): Effect.Effect<Job | undefined, SqlError> =>
   sql<JobRow & { readonly previous_state: string }>`
-    WITH clock AS (SELECT ${now} AS now),
+    WITH clock AS (${clockWithSetting(sql, now)}),
     target AS (
       SELECT id, state FROM ${table(sql, prefix, "oban_jobs")}
       WHERE id = ${id} AND state NOT IN ('completed', 'discarded', 'cancelled')
@@ -303,11 +308,23 @@ export const uniqueKeyHolder = (sql: SqlClient, prefix: string, id: number): Eff
     LIMIT 1
   `.pipe(Effect.map((rows) => rows[0]?.id))
 
-/** Deletes a job that is not executing. Returns whether a row was deleted. */
+/**
+ * Deletes a job that is not executing, and the rows of its own workflow
+ * dependencies (its dependents' rows stay: the delete releases them, a
+ * deleted dependency counting as completed). Returns whether a row was deleted.
+ */
 export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
-  sql`DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id`.pipe(
-    Effect.map((rows) => rows.length > 0)
-  )
+  sql`
+    WITH deleted AS (
+      DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id, workflow_id
+    ),
+    unlinked AS (
+      DELETE FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+      USING deleted WHERE deleted.workflow_id IS NOT NULL AND e.job_id = deleted.id
+      RETURNING 1
+    )
+    SELECT deleted.id FROM deleted, (SELECT count(*) FROM unlinked) AS u
+  `.pipe(Effect.map((rows) => rows.length > 0))
 
 /**
  * The most available jobs `countAvailable` counts in one queue: a sample reads

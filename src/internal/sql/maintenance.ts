@@ -34,7 +34,10 @@ export const rescueOrphans = (
   limit: number
 ): Effect.Effect<ReadonlyArray<RescuedRow>, SqlError> =>
   sql<RescuedRow>`
-    WITH clock AS (SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before),
+    WITH clock AS (
+      SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before,
+             set_config('oban.now', (${now})::text, true) AS release_clock
+    ),
     orphans AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
       WHERE j.state = 'executing'
@@ -99,21 +102,35 @@ export const pruneStatement = (
 ): Statement<{ readonly n: number }> => {
   const jobs = table(sql, prefix, "oban_jobs")
   const cutoff = sql`${now} - ${maxAgeMillis} * interval '1 millisecond'`
+  const deps = table(sql, prefix, "oban_workflow_deps")
+  // A workflow job stays while a dependent of it has not finished (it may still read its result).
+  const needed = sql`(workflow_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM ${deps} AS e JOIN ${jobs} AS w ON w.id = e.job_id
+        WHERE e.dep_id = d.id AND w.state NOT IN ('completed', 'cancelled', 'discarded')))`
   return sql<{ readonly n: number }>`
     WITH doomed AS (
-      (SELECT id FROM ${jobs} WHERE state = 'completed' AND completed_at < ${cutoff} ORDER BY completed_at LIMIT ${limit})
+      (SELECT id FROM ${jobs} AS d WHERE state = 'completed' AND completed_at < ${cutoff} AND ${needed}
+       ORDER BY completed_at LIMIT ${limit})
       UNION ALL
-      (SELECT id FROM ${jobs} WHERE state = 'cancelled' AND cancelled_at < ${cutoff} ORDER BY cancelled_at LIMIT ${limit})
+      (SELECT id FROM ${jobs} AS d WHERE state = 'cancelled' AND cancelled_at < ${cutoff} AND ${needed}
+       ORDER BY cancelled_at LIMIT ${limit})
       UNION ALL
-      (SELECT id FROM ${jobs} WHERE state = 'discarded' AND discarded_at < ${cutoff} ORDER BY discarded_at LIMIT ${limit})
+      (SELECT id FROM ${jobs} AS d WHERE state = 'discarded' AND discarded_at < ${cutoff} AND ${needed}
+       ORDER BY discarded_at LIMIT ${limit})
       LIMIT ${limit}
     ),
     deleted AS (
       DELETE FROM ${jobs} AS j
       WHERE j.id = ANY(ARRAY(SELECT id FROM doomed)) AND j.state IN ('completed', 'cancelled', 'discarded')
-      RETURNING j.id
+      RETURNING j.id, j.workflow_id
+    ),
+    unlinked AS (
+      DELETE FROM ${deps} AS e
+      USING (SELECT id FROM deleted WHERE workflow_id IS NOT NULL) AS gone
+      WHERE e.job_id = gone.id OR e.dep_id = gone.id
+      RETURNING 1
     )
-    SELECT count(*)::int AS n FROM deleted
+    SELECT (SELECT count(*)::int FROM deleted) AS n, (SELECT count(*) FROM unlinked) AS edges
   `
 }
 

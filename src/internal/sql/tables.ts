@@ -12,6 +12,7 @@ export type Table =
   | "oban_migrations"
   | "oban_queues"
   | "oban_rate_windows"
+  | "oban_workflow_deps"
 
 export const qualified = (prefix: string, table: Table | "oban_job_state"): string => `"${prefix}".${table}`
 

@@ -1,0 +1,80 @@
+/**
+ * Chains: jobs sharing a chain key run strictly one after another, in the
+ * order they were inserted, across the cluster (an ordered queue per
+ * entity). Each job waits, `suspended`, for the one inserted before it to
+ * finish, and is released in the transaction that finishes it.
+ *
+ * Inserts into one chain are serialised in the database (a transaction
+ * advisory lock on the key), so jobs inserted from many processes at once
+ * still form one line in insertion order; different keys do not wait for
+ * each other and run in parallel. A chain is a workflow with the id
+ * `chain:<key>` whose steps are numbered `1`, `2`, ...
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "./Config.ts"
+import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
+import type { Inserted } from "./Oban.ts"
+import type { JobRequest } from "./Worker.ts"
+import * as Workflow from "./Workflow.ts"
+import { orNotMigrated } from "./internal/notMigrated.ts"
+import { chainTail, lockChain } from "./internal/sql/workflows.ts"
+
+/**
+ * What a job does when the job before it in the chain is discarded or
+ * cancelled: `"run"` (default: the chain goes on), `"wait"` (the chain
+ * stops until that job is retried and completes), or `"cancel"` (the rest
+ * of the chain inserted so far is cancelled).
+ *
+ * @since 0.1.0
+ */
+export type OnFailure = Workflow.OnFailure
+
+/**
+ * The workflow id of a chain.
+ *
+ * @since 0.1.0
+ */
+export const workflowId = (key: string): string => `chain:${key}`
+
+/**
+ * Appends jobs to the chain `key`, in order, in the caller's transaction
+ * when there is one (the chain's lock is then held until it ends). Returns
+ * the jobs: the first is `available` when the chain was empty or its last
+ * job has completed, else `suspended`; the others `suspended`.
+ *
+ * @since 0.1.0
+ */
+export const insert = (
+  key: string,
+  requests: ReadonlyArray<JobRequest>,
+  options: { readonly onFailure?: OnFailure | undefined } = {}
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidWorkflowError | InvalidJobError | MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    if (typeof key !== "string" || key.length === 0 || key.length > 200) {
+      return yield* new InvalidWorkflowError({ workflowId: String(key), message: "a chain key is 1 to 200 characters" })
+    }
+    if (requests.length === 0) return []
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    const id = workflowId(key)
+    const onFailure = options.onFailure ?? "run"
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
+      let found = yield* chainTail(sql, prefix, id)
+      while (found === "gone") found = yield* chainTail(sql, prefix, id)
+      const tail = found?.step
+      const first = tail === undefined ? 1 : Number(tail) + 1
+      let flow = Workflow.make<string>(id)
+      requests.forEach((request, index) => {
+        const previous = index === 0 ? tail : String(first + index - 1)
+        flow = flow.add(String(first + index), request, previous === undefined ? {} : { deps: [{ step: previous, onFailure }] })
+      })
+      const inserted = yield* Workflow.insert(flow)
+      const jobs = inserted.jobs as Readonly<Record<string, Inserted>>
+      return requests.map((_, index) => jobs[String(first + index)]!)
+    }))
+  }).pipe(Effect.withSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }, { captureStackTrace: false }))

@@ -1,0 +1,129 @@
+/**
+ * SQL of operations on a whole workflow: its status, cancelling it, and
+ * retrying its failed part.
+ */
+import { Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { channel } from "../../Config.ts"
+import { table } from "./tables.ts"
+import { clockWithSetting } from "./workflows.ts"
+
+/** One job of a workflow with its dependencies, for `status`. */
+export interface StatusRow {
+  readonly id: bigint | number
+  readonly step: string | null
+  readonly state: string
+  readonly worker: string
+  readonly queue: string
+  /** `[{ id, step, state, on_failure }]` */
+  readonly deps: ReadonlyArray<{ readonly id: number; readonly step: string | null; readonly state: string | null; readonly on_failure: string }>
+}
+
+/** Every job of a workflow in id order, each with its dependencies and their states. */
+export const workflowJobs = (
+  sql: SqlClient,
+  prefix: string,
+  workflowId: string
+): Effect.Effect<ReadonlyArray<StatusRow>, SqlError> =>
+  sql<StatusRow>`
+    SELECT j.id, j.meta #>> '{workflow,step}' AS step, j.state::text AS state, j.worker, j.queue,
+           COALESCE((
+             SELECT jsonb_agg(jsonb_build_object('id', e.dep_id, 'step', d.meta #>> '{workflow,step}',
+                                                 'state', d.state, 'on_failure', e.on_failure) ORDER BY e.dep_id)
+             FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+             LEFT JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id
+             WHERE e.job_id = j.id
+           ), '[]'::jsonb) AS deps
+    FROM ${table(sql, prefix, "oban_jobs")} AS j
+    WHERE j.workflow_id = ${workflowId}
+    ORDER BY j.id
+  `
+
+/**
+ * Cancels every unfinished job of a workflow (locked in id order); executing
+ * ones are signalled to their nodes like `cancelJob`. Returns the cancelled
+ * jobs and the state each was in.
+ */
+export const cancelWorkflow = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  workflowId: string
+): Effect.Effect<ReadonlyArray<{ readonly id: bigint | number; readonly previous_state: string }>, SqlError> =>
+  sql<{ readonly id: bigint | number; readonly previous_state: string }>`
+    WITH clock AS (${clockWithSetting(sql, now)}),
+    target AS (
+      SELECT id, state FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE workflow_id = ${workflowId} AND state NOT IN ('completed', 'discarded', 'cancelled')
+      ORDER BY id
+      FOR UPDATE
+    ),
+    updated AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET state = 'cancelled', cancelled_at = clock.now
+      FROM target, clock WHERE j.id = target.id
+      RETURNING j.id, target.state::text AS previous_state, j.attempted_by[1] AS node
+    ),
+    notified AS (
+      SELECT count(pg_notify(${channel(prefix, "signal")},
+        json_build_object('action', 'cancel', 'job_id', id, 'node', node)::text)) AS sent
+      FROM updated WHERE previous_state = 'executing'
+    )
+    SELECT updated.id, updated.previous_state FROM updated CROSS JOIN notified
+  `
+
+/**
+ * Retries the failed part of a workflow: its discarded and cancelled jobs
+ * get another attempt (like `retryJob`); those without dependencies become
+ * available now, the others suspended, and are then settled like any
+ * dependent (released at once when their dependencies have all completed).
+ * Returns the ids of the jobs retried.
+ */
+export const retryWorkflow = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  workflowId: string
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  sql.withTransaction(Effect.gen(function*() {
+    const jobs = table(sql, prefix, "oban_jobs")
+    const deps = table(sql, prefix, "oban_workflow_deps")
+    const retried = yield* sql<{ readonly id: bigint | number }>`
+      WITH clock AS (${clockWithSetting(sql, now)}),
+      target AS (
+        SELECT j.id, EXISTS (SELECT 1 FROM ${deps} AS e WHERE e.job_id = j.id) AS waits
+        FROM ${jobs} AS j
+        WHERE j.workflow_id = ${workflowId} AND j.state IN ('discarded', 'cancelled')
+        ORDER BY j.id
+        FOR UPDATE OF j
+      ),
+      updated AS (
+        UPDATE ${jobs} AS j
+        SET state = (CASE WHEN target.waits THEN 'suspended' ELSE 'available' END)::${table(sql, prefix, "oban_job_state")},
+            scheduled_at = clock.now,
+            max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+            completed_at = NULL, discarded_at = NULL, cancelled_at = NULL,
+            meta = j.meta #- '{workflow,cancelled_by}' #- '{workflow,skipped}'
+        FROM target, clock
+        WHERE j.id = target.id
+        RETURNING j.id, j.state, j.queue
+      ),
+      notified AS (
+        SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
+        FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS q
+      )
+      SELECT updated.id FROM updated CROSS JOIN notified
+    `
+    const ids = retried.map((row) => Number(row.id))
+    if (ids.length > 0) {
+      // Settle the suspended ones: every job of the workflow counts as a possibly finished dependency.
+      yield* sql`
+        WITH clock AS (${clockWithSetting(sql, now)})
+        SELECT ${sql.literal(`"${prefix}"`)}.oban_workflow_release(ARRAY(
+          SELECT id FROM ${jobs} WHERE workflow_id = ${workflowId}
+        )) FROM clock
+      `
+    }
+    return ids
+  }))

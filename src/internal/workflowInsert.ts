@@ -1,0 +1,151 @@
+/**
+ * The insert path of `Workflow.insert` / `Oban.insertWorkflow`: check the
+ * steps, encode their requests like any insert, then in one transaction (a
+ * savepoint inside the caller's) write the jobs, lock the already inserted
+ * steps the new ones depend on, write the dependency edges, and settle the
+ * new dependents of already finished steps. Events go out after commit.
+ */
+import { Clock, Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import { Settings } from "../Config.ts"
+import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "../Errors.ts"
+import { listening, publish } from "../Events.ts"
+import type { Inserted } from "../Oban.ts"
+import { now } from "../ObanClock.ts"
+import type { Step } from "../Workflow.ts"
+import { encodeRequests } from "./encodeRequest.ts"
+import { orNotMigrated } from "./notMigrated.ts"
+import * as Sql from "./sql/workflows.ts"
+import { currentTraceparent } from "./telemetry.ts"
+
+/** Checks step names and dependencies; returns the names of already inserted steps depended on. */
+const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArray<string> | InvalidWorkflowError => {
+  const refuse = (step: string, message: string) => new InvalidWorkflowError({ workflowId, step, message })
+  if (typeof workflowId !== "string" || workflowId.length === 0 || workflowId.length > 255) {
+    return new InvalidWorkflowError({ workflowId: String(workflowId), message: "a workflow id is 1 to 255 characters" })
+  }
+  const all = new Set(steps.map((step) => step.name))
+  const seen = new Set<string>()
+  const external = new Set<string>()
+  for (const step of steps) {
+    if (typeof step.name !== "string" || step.name.length === 0 || step.name.length > 255) {
+      return refuse(String(step.name), "a step name is 1 to 255 characters")
+    }
+    if (seen.has(step.name)) return refuse(step.name, `step "${step.name}" is added twice`)
+    if (step.request.unique !== undefined) {
+      return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it)")
+    }
+    for (const dep of step.deps) {
+      if (!["cancel", "run", "wait", "failed"].includes(dep.onFailure)) {
+        return refuse(step.name, `onFailure must be "cancel", "run" or "wait", got ${JSON.stringify(dep.onFailure)}`)
+      }
+      if (dep.step === step.name) return refuse(step.name, `step "${step.name}" depends on itself`)
+      if (all.has(dep.step) && !seen.has(dep.step)) {
+        return refuse(step.name, `step "${step.name}" depends on "${dep.step}", which must be added before it`)
+      }
+      if (!all.has(dep.step)) external.add(dep.step)
+    }
+    seen.add(step.name)
+  }
+  return [...external]
+}
+
+const stepTaken = (workflowId: string) => (error: SqlError): SqlError | InvalidWorkflowError =>
+  error.reason._tag === "UniqueViolation"
+    ? new InvalidWorkflowError({ workflowId, message: `a step name of this workflow is already taken in workflow "${workflowId}"` })
+    : error
+
+export const insertWorkflow = (
+  workflowId: string,
+  steps: ReadonlyArray<Step>
+): Effect.Effect<
+  ReadonlyArray<Inserted>,
+  InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
+  SqlClient
+> =>
+  Effect.gen(function*() {
+    const external = checkSteps(workflowId, steps)
+    if (external instanceof InvalidWorkflowError) return yield* external
+    if (steps.length === 0) return []
+    const settings = yield* Settings
+    const traceparent = yield* currentTraceparent
+    const encoded = yield* encodeRequests(steps.map((step) => step.request), settings, traceparent, (i) => i)
+    const sql = yield* SqlClient
+    const time = yield* now(sql)
+    const migrated = orNotMigrated(settings.prefix)
+    const rows: ReadonlyArray<Sql.WorkflowRow> = steps.map((step, index) => ({
+      request: encoded[index]!,
+      suspended: step.deps.length > 0,
+      workflow: {
+        id: workflowId,
+        step: step.name,
+        deps: step.deps.map((dep) => ({ step: dep.step, on_failure: dep.onFailure }))
+      }
+    }))
+    const write = Effect.gen(function*() {
+      const inserted = yield* Sql.insertWorkflowJobs(sql, settings.prefix, time, workflowId, rows).pipe(
+        migrated,
+        Effect.mapError((error) => error._tag === "SqlError" ? stepTaken(workflowId)(error) : error)
+      )
+      const ids = new Map(steps.map((step, index) => [step.name, Number(inserted[index]!.id)]))
+      const existing = external.length === 0 ? [] : yield* migrated(Sql.lockSteps(sql, settings.prefix, workflowId, external))
+      for (const row of existing) ids.set(row.step, Number(row.id))
+      const missing = external.filter((name) => !existing.some((row) => row.step === name))
+      if (missing.length > 0) {
+        return yield* new InvalidWorkflowError({
+          workflowId,
+          step: missing[0]!,
+          message: `no step "${missing[0]}" in workflow "${workflowId}" (never inserted, or pruned)`
+        })
+      }
+      const edges = steps.flatMap((step) =>
+        step.deps.map((dep) => ({ job: ids.get(step.name)!, dep: ids.get(dep.step)!, onFailure: dep.onFailure }))
+      )
+      yield* migrated(Sql.insertEdges(sql, settings.prefix, edges))
+      if (existing.length > 0) {
+        yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, existing.map((row) => Number(row.id))))
+      }
+      return inserted
+    })
+    const inserted = yield* sql.withTransaction(write)
+    const jobs = inserted.map((row, index): Inserted => {
+      const request = encoded[index]!
+      return {
+        id: Number(row.id),
+        state: row.state,
+        queue: request.queue,
+        worker: request.worker,
+        args: request.value,
+        meta: row.meta,
+        tags: request.tags,
+        errors: [],
+        attempt: 0,
+        maxAttempts: request.maxAttempts,
+        priority: request.priority,
+        insertedAt: row.inserted_at,
+        scheduledAt: row.scheduled_at,
+        attemptedAt: null,
+        completedAt: null,
+        discardedAt: null,
+        cancelledAt: null,
+        attemptedBy: null,
+        conflict: false
+      }
+    })
+    if (yield* listening) {
+      const at = new Date(yield* Clock.currentTimeMillis)
+      yield* sql.afterCommit(publish(jobs.map((job) => ({
+        kind: "inserted" as const,
+        jobId: job.id,
+        worker: job.worker,
+        queue: job.queue,
+        attempt: job.attempt,
+        at
+      }))))
+    }
+    return jobs
+  }).pipe(Effect.withSpan("oban.workflow.insert", {
+    kind: "producer",
+    attributes: { "oban.workflow.id": workflowId, "oban.jobs": steps.length }
+  }, { captureStackTrace: false }))
