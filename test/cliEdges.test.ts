@@ -18,7 +18,7 @@ const cli = (args: ReadonlyArray<string>) =>
     })
   )
 
-describe("effect-oban CLI exit codes (review)", () => {
+describe("effect-oban CLI exit codes at the edges", () => {
   it.effect("a database that does not exist exits 3, a URL that does not parse exits 2, a tampered cursor exits 2", () =>
     Effect.gen(function*() {
       const server = new URL(databaseUrl())
