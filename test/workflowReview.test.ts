@@ -1,0 +1,142 @@
+/**
+ * Review findings on workflows and chains, against real PostgreSQL on
+ * TestClock: a manual retry must not run a step before its dependencies, a
+ * chain's "cancel" policy cancels what was inserted so far and not later
+ * inserts, and the pruner must not delete a step a dependent is being added
+ * to at that moment.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { TestClock } from "effect/testing"
+import { Chain, Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
+import * as ObanTest from "effect-oban/testing"
+import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
+
+const prefix = uniquePrefix("wfreview")
+
+/** Every perform, in order: the step name of the job. */
+const ran: Array<string> = []
+
+const Step = Worker.make("Step", {
+  args: Schema.Struct({ fail: Schema.optional(Schema.Boolean) }),
+  maxAttempts: 1,
+  result: Schema.String,
+  perform: (job) =>
+    Effect.suspend(() => {
+      ran.push(Workflow.stepOf(job))
+      return job.args.fail === true ? Effect.fail("boom") : Effect.succeed(`result of ${Workflow.stepOf(job)}`)
+    })
+})
+
+const TestLive = ObanTest.layer({ workers: [Step], prefix }).pipe(
+  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix })
+  })).pipe(Layer.provideMerge(pgLayer()))),
+  Layer.provideMerge(quietLogs)
+)
+
+const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+
+const reset = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  ran.length = 0
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps`
+})
+
+const drain = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
+
+/** State per step of a workflow. */
+const states = (workflowId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ step: string; state: string }>`
+      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${sql(prefix)}.oban_jobs
+      WHERE workflow_id = ${workflowId}`
+    return Object.fromEntries(rows.map((row) => [row.step, row.state]))
+  })
+
+describe("workflows (review)", () => {
+  layer(TestLive, { excludeTestServices: true })((it) => {
+    it.effect("Oban.retryJob of a suspended step does not run it before its dependency", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const inserted = yield* Oban.insertWorkflow(
+          Workflow.make("retry-suspended")
+            .add("a", Step.job({}, { scheduleIn: "1 hour" }))
+            .add("b", Step.job({}), { deps: ["a"] })
+        )
+        yield* Oban.retryJob(inserted.jobs.b.id)
+        yield* ObanTest.drainQueue({ queue: "default" })
+        // "a" has not run: "b" must still wait for it.
+        assert.deepStrictEqual(ran, [])
+        assert.strictEqual((yield* states("retry-suspended"))["b"], "suspended")
+      }).pipe(onTestClock))
+
+    it.effect("Oban.retryJob of a step cancelled by its failed dependency waits for that dependency's retry", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const inserted = yield* Oban.insertWorkflow(
+          Workflow.make("retry-cancelled")
+            .add("a", Step.job({ fail: true }))
+            .add("b", Step.job({}), { deps: ["a"] })
+        )
+        yield* drain
+        assert.deepStrictEqual(yield* states("retry-cancelled"), { a: "discarded", b: "cancelled" })
+        // "Retry the failed part", dependent first: "b" must not run while "a" is still discarded.
+        ran.length = 0
+        yield* Oban.retryJob(inserted.jobs.b.id)
+        yield* drain
+        assert.deepStrictEqual(ran, [])
+        assert.strictEqual((yield* states("retry-cancelled"))["b"], "suspended")
+        // Then the dependency, fixed: both run, in order.
+        const sql = yield* SqlClient
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = '{}'::jsonb WHERE id = ${inserted.jobs.a.id}`
+        yield* Oban.retryJob(inserted.jobs.a.id)
+        yield* drain
+        assert.deepStrictEqual(ran, ["a", "b"])
+      }).pipe(onTestClock))
+
+    it.effect("a chain's onFailure: \"cancel\" cancels the jobs inserted so far, not the ones inserted later", () =>
+      Effect.gen(function*() {
+        yield* reset
+        yield* Chain.insert("account-1", [Step.job({ fail: true }), Step.job({})], { onFailure: "cancel" })
+        yield* drain
+        assert.deepStrictEqual(yield* states(Chain.workflowId("account-1")), { "1": "discarded", "2": "cancelled" })
+        // Documented: "the rest of the chain inserted so far is cancelled". A job inserted afterwards runs.
+        const [later] = yield* Chain.insert("account-1", [Step.job({})], { onFailure: "cancel" })
+        yield* drain
+        assert.strictEqual((yield* states(Chain.workflowId("account-1")))["3"], "completed")
+        assert.strictEqual(later!.state, "available")
+      }).pipe(onTestClock))
+
+    it.effect("the pruner does not delete a step while a dependent of it is being inserted", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* Oban.insertWorkflow(Workflow.make("prune-race").add("a", Step.job({})))
+        yield* drain
+        yield* TestClock.adjust("2 days")
+        // A transaction adds "b" depending on the completed, old "a", and stays open a moment.
+        const added = yield* Deferred.make<number>()
+        const mayCommit = yield* Deferred.make<void>()
+        const insert = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          const more = yield* Oban.insertWorkflow(Workflow.make<string>("prune-race").add("b", Step.job({}), { deps: ["a"] }))
+          yield* Deferred.succeed(added, more.jobs["b"]!.id)
+          yield* Deferred.await(mayCommit)
+        })))
+        const b = yield* Deferred.await(added)
+        // The pruner runs meanwhile (it waits for the insert's lock on "a"), then the insert commits.
+        const prune = yield* Effect.forkChild(Pruner.runOnce({ sql, prefix }))
+        yield* TestClock.withLive(Effect.sleep("300 millis"))
+        yield* Deferred.succeed(mayCommit, undefined)
+        yield* Fiber.join(insert)
+        yield* Fiber.join(prune)
+        // "b" has not finished: "a" must still be there, and "b" can read its result.
+        assert.deepStrictEqual(yield* states("prune-race"), { a: "completed", b: "available" })
+        const result = yield* Workflow.result({ id: b }, "a", Step)
+        assert.strictEqual(result, "result of a")
+      }).pipe(onTestClock))
+  })
+})
