@@ -135,7 +135,9 @@ export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, Migrati
 /**
  * Makes a job that is not executing (or already available) available to run
  * now, allowing one more attempt if it had used them all. Returns the job, or
- * none when nothing changed.
+ * none when nothing changed. A workflow step whose dependencies have not all
+ * completed goes back to `suspended` instead (it runs once they have); a
+ * `suspended` step is not changed.
  *
  * @since 0.1.0
  */

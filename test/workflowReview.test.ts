@@ -98,6 +98,36 @@ describe("workflows (review)", () => {
         assert.deepStrictEqual(ran, ["a", "b"])
       }).pipe(onTestClock))
 
+    it.effect("Oban.retryJob of a step while its dependency completes in another transaction: not stranded", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        const inserted = yield* Oban.insertWorkflow(
+          Workflow.make("retry-race").add("a", Step.job({ fail: true })).add("b", Step.job({}), { deps: ["a"] })
+        )
+        yield* drain
+        assert.deepStrictEqual(yield* states("retry-race"), { a: "discarded", b: "cancelled" })
+        // "a" is being retried (not finished, so no release), then completes in a transaction held open.
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'retryable' WHERE id = ${inserted.jobs.a.id}`
+        const completing = yield* Deferred.make<void>()
+        const mayCommit = yield* Deferred.make<void>()
+        const complete = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', completed_at = now()
+                     WHERE id = ${inserted.jobs.a.id}`
+          yield* Deferred.succeed(completing, undefined)
+          yield* Deferred.await(mayCommit)
+        })))
+        yield* Deferred.await(completing)
+        // Meanwhile "b" is retried: its release by "a" is already past (it was cancelled then), so the retry
+        // must see "a" completed, not leave "b" suspended for a release that will never come.
+        const retry = yield* Effect.forkChild(Oban.retryJob(inserted.jobs.b.id))
+        yield* TestClock.withLive(Effect.sleep("300 millis"))
+        yield* Deferred.succeed(mayCommit, undefined)
+        yield* Fiber.join(complete)
+        yield* Fiber.join(retry)
+        assert.deepStrictEqual(yield* states("retry-race"), { a: "completed", b: "available" })
+      }).pipe(onTestClock))
+
     it.effect("a chain's onFailure: \"cancel\" cancels the jobs inserted so far, not the ones inserted later", () =>
       Effect.gen(function*() {
         yield* reset

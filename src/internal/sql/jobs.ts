@@ -272,6 +272,14 @@ export const cancelJob = (
 /**
  * Makes a job that is not executing available again now, allowing one more
  * attempt when it had used them all. Returns the job, if it changed.
+ *
+ * A workflow step whose dependencies have not all completed (or failed
+ * under "run") goes back to `suspended` instead, to be released by the
+ * last of them; a step already `suspended` is left alone. The
+ * dependencies are read locked (`FOR SHARE`), which returns their latest
+ * committed state: an ack finishing one of them either committed before
+ * (and is seen here) or waits for this retry (and its release then sees
+ * the step suspended).
  */
 export const retryJob = (
   sql: SqlClient,
@@ -281,18 +289,37 @@ export const retryJob = (
 ): Effect.Effect<Job | undefined, SqlError> =>
   sql<JobRow>`
     WITH clock AS (SELECT ${now} AS now),
+    target AS (
+      SELECT id, workflow_id FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE id = ${id} AND state NOT IN ('executing', 'available', 'suspended')
+      FOR UPDATE
+    ),
+    deps AS (
+      SELECT d.state, e.on_failure
+      FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+      JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id
+      WHERE e.job_id = (SELECT id FROM target WHERE workflow_id IS NOT NULL)
+      FOR SHARE OF d
+    ),
+    waiting AS (
+      SELECT count(*) > 0 AS blocked FROM deps
+      WHERE state <> 'completed' AND NOT (state IN ('discarded', 'cancelled') AND on_failure IN ('run', 'failed'))
+    ),
     updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = 'available', scheduled_at = clock.now,
+      SET state = (CASE WHEN waiting.blocked THEN 'suspended' ELSE 'available' END)::${
+    table(sql, prefix, "oban_job_state")
+  },
+          scheduled_at = clock.now,
           max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
           completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
-      FROM clock
-      WHERE j.id = ${id} AND j.state NOT IN ('executing', 'available')
+      FROM clock, target, waiting
+      WHERE j.id = target.id
       RETURNING ${sql.literal(qualifiedJobColumns)}
     ),
     notified AS (
       SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM updated
+      FROM updated WHERE state = 'available'
     )
     SELECT updated.* FROM updated CROSS JOIN notified
   `.pipe(Effect.map(firstJob))
