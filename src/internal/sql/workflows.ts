@@ -191,7 +191,7 @@ export const lockChain = (sql: SqlClient, prefix: string, workflowId: string): E
   sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${prefix}:${workflowId}`}, 0))`.pipe(Effect.asVoid)
 
 /**
- * The step name of a chain's last job, locked (`FOR SHARE`) so that it
+ * The step name and state of a chain's last job, locked (`FOR SHARE`) so that it
  * cannot be pruned before the new job's dependency on it is written; none
  * when the chain has no jobs. A tail deleted while waiting for its lock
  * yields no row: the caller asks again (under the chain's lock, the chain
@@ -201,21 +201,21 @@ export const chainTail = (
   sql: SqlClient,
   prefix: string,
   workflowId: string
-): Effect.Effect<{ readonly step: string } | "gone" | undefined, SqlError> =>
-  sql<{ readonly step: string | null; readonly n: number }>`
-    SELECT t.step, 1 AS n FROM (
-      SELECT meta #>> '{workflow,step}' AS step FROM ${table(sql, prefix, "oban_jobs")}
+): Effect.Effect<{ readonly step: string; readonly state: string } | "gone" | undefined, SqlError> =>
+  sql<{ readonly step: string | null; readonly state: string | null; readonly n: number }>`
+    SELECT t.step, t.state, 1 AS n FROM (
+      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${table(sql, prefix, "oban_jobs")}
       WHERE workflow_id = ${workflowId}
       ORDER BY id DESC
       LIMIT 1
       FOR SHARE
     ) AS t
     UNION ALL
-    SELECT NULL, count(*)::int FROM (
+    SELECT NULL, NULL, count(*)::int FROM (
       SELECT 1 FROM ${table(sql, prefix, "oban_jobs")} WHERE workflow_id = ${workflowId} LIMIT 1
     ) AS any_left
   `.pipe(Effect.map((rows) => {
     const tail = rows.find((row) => row.step !== null)
-    if (tail !== undefined) return { step: tail.step! }
+    if (tail !== undefined) return { step: tail.step!, state: tail.state! }
     return rows.some((row) => row.step === null && row.n > 0) ? "gone" : undefined
   }))
