@@ -279,7 +279,9 @@ export const cancelJob = (
  * dependencies are read locked (`FOR SHARE`), which returns their latest
  * committed state: an ack finishing one of them either committed before
  * (and is seen here) or waits for this retry (and its release then sees
- * the step suspended).
+ * the step suspended). The step's edges and counters (migration 0009) are
+ * recomputed from the states read, so the dependencies still to finish
+ * release it.
  */
 export const retryJob = (
   sql: SqlClient,
@@ -295,15 +297,30 @@ export const retryJob = (
       FOR UPDATE
     ),
     deps AS (
-      SELECT d.state, e.on_failure
+      SELECT d.id, d.state IN ('discarded', 'cancelled') AS failed,
+             d.state = 'completed' OR (d.state IN ('discarded', 'cancelled') AND e.on_failure IN ('run', 'failed'))
+               AS satisfied
       FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
       JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id
       WHERE e.job_id = (SELECT id FROM target WHERE workflow_id IS NOT NULL)
       FOR SHARE OF d
     ),
-    waiting AS (
-      SELECT count(*) > 0 AS blocked FROM deps
-      WHERE state <> 'completed' AND NOT (state IN ('discarded', 'cancelled') AND on_failure IN ('run', 'failed'))
+    waiting AS (SELECT count(*) > 0 AS blocked FROM deps WHERE NOT satisfied),
+    recounted AS (
+      UPDATE ${table(sql, prefix, "oban_workflow_deps")} AS e
+      SET done = NOT EXISTS (SELECT 1 FROM deps WHERE deps.id = e.dep_id AND NOT deps.satisfied)
+      FROM target
+      WHERE e.job_id = target.id AND target.workflow_id IS NOT NULL
+      RETURNING e.done,
+                e.on_failure = 'failed' AND EXISTS (SELECT 1 FROM deps WHERE deps.id = e.dep_id AND deps.failed) AS failure
+    ),
+    counters AS (
+      UPDATE ${table(sql, prefix, "oban_workflow_waits")} AS w
+      SET pending = r.pending, failures = r.failures
+      FROM target, (SELECT count(*) FILTER (WHERE NOT done)::int AS pending,
+                           count(*) FILTER (WHERE failure)::int AS failures FROM recounted) AS r
+      WHERE w.job_id = target.id
+      RETURNING w.job_id
     ),
     updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
@@ -321,7 +338,7 @@ export const retryJob = (
       SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
       FROM updated WHERE state = 'available'
     )
-    SELECT updated.* FROM updated CROSS JOIN notified
+    SELECT updated.* FROM updated CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM counters) AS c
   `.pipe(Effect.map(firstJob))
 
 /** Deletes a job that is not executing. Returns whether a row was deleted. */

@@ -116,16 +116,27 @@ export const lockSteps = (
     FOR SHARE
   `
 
-/** Writes dependency edges. */
+/**
+ * Writes dependency edges, none done yet, and each dependent's counters
+ * (`oban_workflow_waits`: every edge pending). Edges to already finished
+ * steps are marked done by `releaseDependents`.
+ */
 export const insertEdges = (
   sql: SqlClient,
   prefix: string,
   edges: ReadonlyArray<{ readonly job: number; readonly dep: number; readonly onFailure: string }>
 ): Effect.Effect<void, SqlError> =>
   edges.length === 0 ? Effect.void : sql`
-    INSERT INTO ${table(sql, prefix, "oban_workflow_deps")} (job_id, dep_id, on_failure)
-    SELECT (e ->> 'job')::bigint, (e ->> 'dep')::bigint, e ->> 'onFailure'
-    FROM jsonb_array_elements(${JSON.stringify(edges)}::jsonb) AS e
+    WITH inserted AS (
+      INSERT INTO ${table(sql, prefix, "oban_workflow_deps")} (job_id, dep_id, on_failure)
+      SELECT (e ->> 'job')::bigint, (e ->> 'dep')::bigint, e ->> 'onFailure'
+      FROM jsonb_array_elements(${JSON.stringify(edges)}::jsonb) AS e
+      RETURNING job_id, on_failure
+    )
+    INSERT INTO ${table(sql, prefix, "oban_workflow_waits")} AS w (job_id, pending, awaits_failure)
+    SELECT job_id, count(*)::int, bool_or(on_failure = 'failed') FROM inserted GROUP BY job_id
+    ON CONFLICT (job_id) DO UPDATE
+    SET pending = w.pending + excluded.pending, awaits_failure = w.awaits_failure OR excluded.awaits_failure
   `.pipe(Effect.asVoid)
 
 /**
