@@ -229,7 +229,7 @@ describe("workflows (review)", () => {
           yield* Deferred.await(mayCommit)
         })))
         const b = yield* Deferred.await(added)
-        // The pruner runs meanwhile (it waits for the insert's lock on "a"), then the insert commits.
+        // The pruner runs meanwhile (it must leave "a", locked by the insert, alone), then the insert commits.
         const prune = yield* Effect.forkChild(Pruner.runOnce({ sql, prefix }))
         yield* TestClock.withLive(Effect.sleep("300 millis"))
         yield* Deferred.succeed(mayCommit, undefined)
