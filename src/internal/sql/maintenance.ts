@@ -123,7 +123,7 @@ export const pruneStatement = (
   now: Fragment,
   maxAgeMillis: number,
   limit: number
-): Statement<{ readonly n: number; readonly steps: ReadonlyArray<number> }> => {
+): Statement<{ readonly n: number; readonly steps: ReadonlyArray<string> }> => {
   const jobs = table(sql, prefix, "oban_jobs")
   const cutoff = sql`${now} - ${maxAgeMillis} * interval '1 millisecond'`
   const due = (state: "completed" | "cancelled" | "discarded") => {
@@ -134,7 +134,7 @@ export const pruneStatement = (
       ORDER BY ${at} LIMIT ${limit}
       FOR UPDATE OF d SKIP LOCKED`
   }
-  return sql<{ readonly n: number; readonly steps: ReadonlyArray<number> }>`
+  return sql<{ readonly n: number; readonly steps: ReadonlyArray<string> }>`
     WITH completed AS (${due("completed")}),
     cancelled AS (${due("cancelled")}),
     discarded AS (${due("discarded")}),
@@ -151,7 +151,7 @@ export const pruneStatement = (
       RETURNING j.id
     )
     SELECT (SELECT count(*)::int FROM deleted) AS n,
-           ARRAY(SELECT id::int FROM doomed WHERE workflow_id IS NOT NULL) AS steps
+           ARRAY(SELECT id::text FROM doomed WHERE workflow_id IS NOT NULL) AS steps
   `
 }
 
@@ -162,7 +162,7 @@ export const pruneStatement = (
 const pruneSteps = (
   sql: SqlClient,
   prefix: string,
-  steps: ReadonlyArray<number>
+  steps: ReadonlyArray<string>
 ): Effect.Effect<number, SqlError> =>
   sql<{ readonly n: number }>`
     WITH deleted AS (
