@@ -11,14 +11,23 @@
 -- Release happens in the database, in the same transaction as the write that finishes a
 -- dependency (an ack, a cancel, a rescue that discards, a delete), through a row trigger whose WHEN
 -- clause is false for jobs outside workflows, so other jobs pay one NULL test per state change.
--- oban_workflow_release locks the suspended dependents (in id order) before it reads the states of
--- their dependencies in a new statement, so when two dependencies finish at the same moment in two
--- transactions, the second waits for the first, then sees both finished: exactly one of them
--- releases the dependent. Released jobs become `available` (or `scheduled`, when their own time is
--- still ahead) and their queues are notified on commit. A dependent whose dependency failed under
--- 'cancel' is cancelled, and its own dependents are settled in turn (a loop, not trigger recursion).
--- "Now" is the transaction's `oban.now` setting when the writer set it (the Effect clock in tests),
--- else now(). A dependency that no longer exists counts as completed.
+-- Its cost is that of the finished job's own edges, whatever the number of dependencies of its
+-- dependents (a batch's callbacks wait on every job of the batch):
+-- - an edge is marked `done` once, when its dependency completes (or fails under 'run' or 'failed'),
+--   so a second completion or a repeated release never counts it twice;
+-- - each dependent has one oban_workflow_waits row: how many of its edges are not done (`pending`),
+--   whether it has 'failed' edges (`awaits_failure`), and how many of those were done by a failure
+--   (`failures`). The finishing transaction decrements `pending` in an UPDATE, which waits for and
+--   re-reads the row of a concurrent one: when two last dependencies finish at the same moment in
+--   two transactions, the second sees 1 -> 0, so exactly one of them releases the dependent;
+-- - a dependency that fails under 'cancel' cancels its suspended dependents at once (the verdict
+--   needs no other edge), and a dependent whose `pending` reaches 0 is released, or cancelled as not
+--   needed when it awaits a failure and none came, without reading its other edges.
+-- Released jobs become `available` (or `scheduled`, when their own time is still ahead) and their
+-- queues are notified on commit. Cancelled dependents settle their own dependents in turn (a loop,
+-- not trigger recursion). "Now" is the transaction's `oban.now` setting when the writer set it (the
+-- Effect clock in tests), else now(). A dependency that no longer exists counts as completed.
+-- A manual retry of a step recomputes its edges and counters from its dependencies' states.
 --
 -- `result` holds a job's recorded result (JSON), written with its completion.
 
@@ -38,59 +47,86 @@ CREATE TABLE {{prefix}}.oban_workflow_deps (
   job_id bigint NOT NULL,
   dep_id bigint NOT NULL,
   on_failure text NOT NULL DEFAULT 'cancel',
+  done boolean NOT NULL DEFAULT false,
   PRIMARY KEY (dep_id, job_id),
   CONSTRAINT oban_workflow_deps_on_failure CHECK (on_failure IN ('cancel', 'run', 'wait', 'failed')),
   CONSTRAINT oban_workflow_deps_not_self CHECK (job_id <> dep_id)
 );
 CREATE INDEX oban_workflow_deps_job_idx ON {{prefix}}.oban_workflow_deps (job_id);
 
+CREATE TABLE {{prefix}}.oban_workflow_waits (
+  job_id bigint PRIMARY KEY,
+  pending integer NOT NULL,
+  awaits_failure boolean NOT NULL DEFAULT false,
+  failures integer NOT NULL DEFAULT 0
+);
+
 CREATE FUNCTION {{prefix}}.oban_workflow_release(finished bigint[]) RETURNS void
   LANGUAGE plpgsql VOLATILE
   AS $$
 DECLARE
   frontier bigint[] := finished;
-  locked bigint[];
   release_at timestamptz := COALESCE(NULLIF(current_setting('oban.now', true), '')::timestamptz, now());
   wake text := btrim('{{prefix}}', '"') || '.oban_insert';
 BEGIN
   WHILE cardinality(frontier) > 0 LOOP
-    -- Lock the suspended dependents first; the states of their dependencies are read afterwards, in a
-    -- new statement (a new snapshot), so a dependency finished by a transaction we waited for is seen.
-    SELECT array_agg(id) INTO locked FROM (
-      SELECT j.id FROM {{prefix}}.oban_jobs AS j
-      WHERE j.id IN (SELECT e.job_id FROM {{prefix}}.oban_workflow_deps AS e WHERE e.dep_id = ANY(frontier))
-        AND j.state = 'suspended'
-      ORDER BY j.id
-      FOR UPDATE OF j
-    ) AS s;
-    EXIT WHEN locked IS NULL;
+    -- The counters of the dependents still waiting on these jobs are locked in id order (two finishing
+    -- transactions touching the same dependents queue up rather than deadlock); none: nothing to do.
+    PERFORM 1 FROM {{prefix}}.oban_workflow_waits AS w
+    WHERE w.job_id IN (SELECT e.job_id FROM {{prefix}}.oban_workflow_deps AS e
+                       WHERE e.dep_id = ANY(frontier) AND NOT e.done)
+    ORDER BY w.job_id
+    FOR UPDATE;
+    EXIT WHEN NOT FOUND;
 
-    WITH verdict AS (
-      SELECT e.job_id,
-             bool_or(d.state IN ('discarded', 'cancelled') AND e.on_failure = 'cancel') AS cancel,
-             bool_or(d.id IS NOT NULL AND d.state <> 'completed'
-                     AND NOT (d.state IN ('discarded', 'cancelled') AND e.on_failure IN ('run', 'failed'))) AS blocked,
-             -- 'failed' edges: the dependent runs only if one of them failed (a batch's failure callback).
-             bool_or(e.on_failure = 'failed') AND NOT bool_or(e.on_failure = 'failed' AND d.state IN ('discarded', 'cancelled'))
-               AS unneeded,
-             (array_agg(jsonb_build_object('id', d.id, 'state', d.state, 'step', d.meta #>> '{workflow,step}')
-                ORDER BY d.id) FILTER (WHERE d.state IN ('discarded', 'cancelled') AND e.on_failure = 'cancel'))[1]
-               AS culprit
+    WITH finished_job AS (
+      SELECT f.id, COALESCE(d.state::text, 'completed') AS state,
+             jsonb_build_object('id', f.id, 'state', COALESCE(d.state::text, 'completed'),
+                                'step', d.meta #>> '{workflow,step}') AS culprit
+      FROM unnest(frontier) AS f(id)
+      LEFT JOIN {{prefix}}.oban_jobs AS d ON d.id = f.id
+    ),
+    edge AS (
+      SELECT e.job_id, e.dep_id, f.culprit,
+             f.state = 'completed' OR (f.state IN ('discarded', 'cancelled') AND e.on_failure IN ('run', 'failed'))
+               AS satisfied,
+             f.state IN ('discarded', 'cancelled') AND e.on_failure = 'failed' AS failure,
+             f.state IN ('discarded', 'cancelled') AND e.on_failure = 'cancel' AS cancels
       FROM {{prefix}}.oban_workflow_deps AS e
-      LEFT JOIN {{prefix}}.oban_jobs AS d ON d.id = e.dep_id
-      WHERE e.job_id = ANY(locked)
-      GROUP BY e.job_id
+      JOIN finished_job AS f ON f.id = e.dep_id
+      WHERE NOT e.done
+    ),
+    marked AS (
+      UPDATE {{prefix}}.oban_workflow_deps AS e SET done = true
+      FROM edge
+      WHERE e.dep_id = edge.dep_id AND e.job_id = edge.job_id AND edge.satisfied AND NOT e.done
+      RETURNING e.job_id, edge.failure
+    ),
+    counted AS (
+      UPDATE {{prefix}}.oban_workflow_waits AS w
+      SET pending = w.pending - m.n, failures = w.failures + m.failed
+      FROM (SELECT job_id, count(*)::int AS n, count(*) FILTER (WHERE failure)::int AS failed
+            FROM marked GROUP BY job_id) AS m
+      WHERE w.job_id = m.job_id
+      RETURNING w.job_id, w.pending, w.awaits_failure AND w.failures = 0 AS unneeded
+    ),
+    verdict AS (
+      SELECT COALESCE(c.job_id, x.job_id) AS job_id, x.culprit, COALESCE(c.unneeded, false) AS unneeded
+      FROM (SELECT job_id, unneeded FROM counted WHERE pending <= 0) AS c
+      FULL JOIN (SELECT DISTINCT ON (job_id) job_id, culprit FROM edge WHERE cancels ORDER BY job_id, dep_id) AS x
+        ON x.job_id = c.job_id
     ),
     settled AS (
       UPDATE {{prefix}}.oban_jobs AS j
-      SET state = (CASE WHEN v.cancel OR v.unneeded THEN 'cancelled' WHEN j.scheduled_at > release_at THEN 'scheduled' ELSE 'available' END)
+      SET state = (CASE WHEN v.culprit IS NOT NULL OR v.unneeded THEN 'cancelled'
+                        WHEN j.scheduled_at > release_at THEN 'scheduled' ELSE 'available' END)
                     ::{{prefix}}.oban_job_state,
-          cancelled_at = CASE WHEN v.cancel OR (v.unneeded AND NOT v.blocked) THEN release_at ELSE j.cancelled_at END,
-          meta = CASE WHEN v.cancel THEN jsonb_set(j.meta, '{workflow,cancelled_by}', v.culprit)
+          cancelled_at = CASE WHEN v.culprit IS NOT NULL OR v.unneeded THEN release_at ELSE j.cancelled_at END,
+          meta = CASE WHEN v.culprit IS NOT NULL THEN jsonb_set(j.meta, '{workflow,cancelled_by}', v.culprit)
                       WHEN v.unneeded THEN jsonb_set(j.meta, '{workflow,skipped}', '"no dependency failed"'::jsonb)
                       ELSE j.meta END
       FROM verdict AS v
-      WHERE j.id = v.job_id AND (v.cancel OR NOT v.blocked)
+      WHERE j.id = v.job_id AND j.state = 'suspended'
       RETURNING j.id, j.state, j.queue
     ),
     woken AS (
@@ -109,6 +145,7 @@ CREATE FUNCTION {{prefix}}.oban_workflow_settle() RETURNS trigger
   AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
+    DELETE FROM {{prefix}}.oban_workflow_waits WHERE job_id = OLD.id;
     PERFORM {{prefix}}.oban_workflow_release(ARRAY[OLD.id]);
   ELSE
     PERFORM {{prefix}}.oban_workflow_release(ARRAY[NEW.id]);
@@ -136,6 +173,7 @@ DROP TRIGGER oban_jobs_workflow_deleted ON {{prefix}}.oban_jobs;
 DROP TRIGGER oban_jobs_workflow_finished ON {{prefix}}.oban_jobs;
 DROP FUNCTION {{prefix}}.oban_workflow_settle();
 DROP FUNCTION {{prefix}}.oban_workflow_release(bigint[]);
+DROP TABLE {{prefix}}.oban_workflow_waits;
 DROP TABLE {{prefix}}.oban_workflow_deps;
 DROP INDEX {{prefix}}.oban_jobs_workflow_step_idx;
 ALTER TABLE {{prefix}}.oban_jobs DROP COLUMN result;

@@ -66,8 +66,10 @@ export const insert = (
       yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
       let found = yield* chainTail(sql, prefix, id)
       while (found === "gone") found = yield* chainTail(sql, prefix, id)
-      const tail = found?.step
-      const first = tail === undefined ? 1 : Number(tail) + 1
+      const first = found === undefined ? 1 : Number(found.step) + 1
+      // Under "cancel", a failure cancels the jobs inserted so far: a job inserted after it starts afresh.
+      const failed = found !== undefined && (found.state === "discarded" || found.state === "cancelled")
+      const tail = found === undefined || (failed && onFailure === "cancel") ? undefined : found.step
       let flow = Workflow.make<string>(id)
       requests.forEach((request, index) => {
         const previous = index === 0 ? tail : String(first + index - 1)

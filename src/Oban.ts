@@ -142,7 +142,9 @@ export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, Migrati
  * now, allowing one more attempt if it had used them all. Returns the job, or
  * none when nothing changed. A unique job brought back from a state outside
  * its unique states (cancelled, discarded, completed) while a newer job holds
- * its key fails with `UniqueConflictError` and changes nothing.
+ * its key fails with `UniqueConflictError` and changes nothing. A workflow
+ * step whose dependencies have not all completed goes back to `suspended`
+ * instead (it runs once they have); a `suspended` step is not changed.
  *
  * @since 0.1.0
  */

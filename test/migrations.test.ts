@@ -48,7 +48,7 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       const first = yield* Migrations.run({ prefix })
       assert.deepStrictEqual(first.versions, upTo(latest))
       assert.deepStrictEqual([first.from, first.to], [0, latest])
-      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations", "oban_peers", "oban_producers", "oban_queues", "oban_rate_windows", "oban_workflow_deps"])
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations", "oban_peers", "oban_producers", "oban_queues", "oban_rate_windows", "oban_workflow_deps", "oban_workflow_waits"])
       const again = yield* Migrations.run({ prefix })
       assert.deepStrictEqual(again.versions, [])
       const status = yield* Migrations.status({ prefix })

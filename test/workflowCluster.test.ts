@@ -121,7 +121,7 @@ describe("workflows on OS processes", () => {
             SELECT avg(extract(epoch FROM j.completed_at - r.ended_at) * 1000)::float8 AS ack
             FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs AS j ON j.id = r.job_id`
           report(`independent round ${round}: mean perform end -> ack ${plainAck!.ack.toFixed(1)} ms`)
-          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps`
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
 
           const dagStarted = Date.now()
           yield* Oban.insertWorkflow(randomDag(`dag-${round}`, 41 + round))
@@ -147,7 +147,7 @@ describe("workflows on OS processes", () => {
           assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })
           assert.isAbove(edges!.n, 1200)
           assert.strictEqual(nodes!.n, 4)
-          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps`
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
         }
         const dagMillis = Math.min(...dags)
         const independentMillis = Math.min(...independent)

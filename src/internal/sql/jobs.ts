@@ -272,6 +272,16 @@ export const cancelJob = (
 /**
  * Makes a job that is not executing available again now, allowing one more
  * attempt when it had used them all. Returns the job, if it changed.
+ *
+ * A workflow step whose dependencies have not all completed (or failed
+ * under "run") goes back to `suspended` instead, to be released by the
+ * last of them; a step already `suspended` is left alone. The
+ * dependencies are read locked (`FOR SHARE`), which returns their latest
+ * committed state: an ack finishing one of them either committed before
+ * (and is seen here) or waits for this retry (and its release then sees
+ * the step suspended). The step's edges and counters (migration 0009) are
+ * recomputed from the states read, so the dependencies still to finish
+ * release it.
  */
 export const retryJob = (
   sql: SqlClient,
@@ -281,20 +291,54 @@ export const retryJob = (
 ): Effect.Effect<Job | undefined, SqlError> =>
   sql<JobRow>`
     WITH clock AS (SELECT ${now} AS now),
+    target AS (
+      SELECT id, workflow_id FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE id = ${id} AND state NOT IN ('executing', 'available', 'suspended')
+      FOR UPDATE
+    ),
+    deps AS (
+      SELECT d.id, d.state IN ('discarded', 'cancelled') AS failed,
+             d.state = 'completed' OR (d.state IN ('discarded', 'cancelled') AND e.on_failure IN ('run', 'failed'))
+               AS satisfied
+      FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+      JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id
+      WHERE e.job_id = (SELECT id FROM target WHERE workflow_id IS NOT NULL)
+      FOR SHARE OF d
+    ),
+    waiting AS (SELECT count(*) > 0 AS blocked FROM deps WHERE NOT satisfied),
+    recounted AS (
+      UPDATE ${table(sql, prefix, "oban_workflow_deps")} AS e
+      SET done = NOT EXISTS (SELECT 1 FROM deps WHERE deps.id = e.dep_id AND NOT deps.satisfied)
+      FROM target
+      WHERE e.job_id = target.id AND target.workflow_id IS NOT NULL
+      RETURNING e.done,
+                e.on_failure = 'failed' AND EXISTS (SELECT 1 FROM deps WHERE deps.id = e.dep_id AND deps.failed) AS failure
+    ),
+    counters AS (
+      UPDATE ${table(sql, prefix, "oban_workflow_waits")} AS w
+      SET pending = r.pending, failures = r.failures
+      FROM target, (SELECT count(*) FILTER (WHERE NOT done)::int AS pending,
+                           count(*) FILTER (WHERE failure)::int AS failures FROM recounted) AS r
+      WHERE w.job_id = target.id
+      RETURNING w.job_id
+    ),
     updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = 'available', scheduled_at = clock.now,
+      SET state = (CASE WHEN waiting.blocked THEN 'suspended' ELSE 'available' END)::${
+    table(sql, prefix, "oban_job_state")
+  },
+          scheduled_at = clock.now,
           max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
           completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
-      FROM clock
-      WHERE j.id = ${id} AND j.state NOT IN ('executing', 'available')
+      FROM clock, target, waiting
+      WHERE j.id = target.id
       RETURNING ${sql.literal(qualifiedJobColumns)}
     ),
     notified AS (
       SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-      FROM updated
+      FROM updated WHERE state = 'available'
     )
-    SELECT updated.* FROM updated CROSS JOIN notified
+    SELECT updated.* FROM updated CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM counters) AS c
   `.pipe(Effect.map(firstJob))
 
 /** The id of the job other than `id` that holds `id`'s unique key in the unique index, if one does. */

@@ -82,6 +82,14 @@ export const rescueOrphans = (
  * of the prepared statement walks that state's partial index rather than the
  * table, and a run with nothing due reads a handful of index pages whatever
  * the table's size. The delete finds its rows through the primary key.
+ *
+ * Jobs outside workflows go in one statement. A workflow step stays while a
+ * dependent of it has not finished, and a dependent may be being inserted at
+ * this moment (its transaction holds the step `FOR SHARE` until it commits the
+ * new edge, which the first statement's snapshot cannot see): so the steps
+ * are only locked by the first statement (`SKIP LOCKED`: a step being depended
+ * on is left for a later run), and deleted by a second one, in the same
+ * transaction, whose new snapshot sees every edge committed before the lock.
  */
 export const pruneJobs = (
   sql: SqlClient,
@@ -90,49 +98,87 @@ export const pruneJobs = (
   maxAgeMillis: number,
   limit: number
 ): Effect.Effect<number, SqlError> =>
-  pruneStatement(sql, prefix, now, maxAgeMillis, limit).pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+  sql.withTransaction(Effect.gen(function*() {
+    const [first] = yield* pruneStatement(sql, prefix, now, maxAgeMillis, limit)
+    const steps = first?.steps ?? []
+    const more = steps.length === 0 ? 0 : yield* pruneSteps(sql, prefix, steps)
+    return (first?.n ?? 0) + more
+  }))
 
-/** The statement behind `pruneJobs`, for tests that EXPLAIN it. */
+/** A workflow job is needed while a dependent of it has not finished (it may still read its result). */
+const needed = (sql: SqlClient, prefix: string): Fragment =>
+  sql`EXISTS (
+    SELECT 1 FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+    JOIN ${table(sql, prefix, "oban_jobs")} AS w ON w.id = e.job_id
+    WHERE e.dep_id = d.id AND w.state NOT IN ('completed', 'cancelled', 'discarded'))`
+
+/**
+ * The first statement of `pruneJobs` (exported for tests that EXPLAIN it):
+ * deletes the due jobs outside workflows, and locks the due workflow steps
+ * that no unfinished dependent needs, returning their ids (`steps`).
+ */
 export const pruneStatement = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
   maxAgeMillis: number,
   limit: number
-): Statement<{ readonly n: number }> => {
+): Statement<{ readonly n: number; readonly steps: ReadonlyArray<string> }> => {
   const jobs = table(sql, prefix, "oban_jobs")
   const cutoff = sql`${now} - ${maxAgeMillis} * interval '1 millisecond'`
-  const deps = table(sql, prefix, "oban_workflow_deps")
-  // A workflow job stays while a dependent of it has not finished (it may still read its result).
-  const needed = sql`(workflow_id IS NULL OR NOT EXISTS (
-        SELECT 1 FROM ${deps} AS e JOIN ${jobs} AS w ON w.id = e.job_id
-        WHERE e.dep_id = d.id AND w.state NOT IN ('completed', 'cancelled', 'discarded')))`
-  return sql<{ readonly n: number }>`
-    WITH doomed AS (
-      (SELECT id FROM ${jobs} AS d WHERE state = 'completed' AND completed_at < ${cutoff} AND ${needed}
-       ORDER BY completed_at LIMIT ${limit})
-      UNION ALL
-      (SELECT id FROM ${jobs} AS d WHERE state = 'cancelled' AND cancelled_at < ${cutoff} AND ${needed}
-       ORDER BY cancelled_at LIMIT ${limit})
-      UNION ALL
-      (SELECT id FROM ${jobs} AS d WHERE state = 'discarded' AND discarded_at < ${cutoff} AND ${needed}
-       ORDER BY discarded_at LIMIT ${limit})
+  const due = (state: "completed" | "cancelled" | "discarded") => {
+    const at = sql.literal(`${state}_at`)
+    return sql`SELECT id, workflow_id FROM ${jobs} AS d
+      WHERE state = ${sql.literal(`'${state}'`)} AND ${at} < ${cutoff}
+        AND (workflow_id IS NULL OR NOT ${needed(sql, prefix)})
+      ORDER BY ${at} LIMIT ${limit}
+      FOR UPDATE OF d SKIP LOCKED`
+  }
+  return sql<{ readonly n: number; readonly steps: ReadonlyArray<string> }>`
+    WITH completed AS (${due("completed")}),
+    cancelled AS (${due("cancelled")}),
+    discarded AS (${due("discarded")}),
+    doomed AS (
+      (SELECT id, workflow_id FROM completed)
+      UNION ALL (SELECT id, workflow_id FROM cancelled)
+      UNION ALL (SELECT id, workflow_id FROM discarded)
       LIMIT ${limit}
     ),
     deleted AS (
       DELETE FROM ${jobs} AS j
-      WHERE j.id = ANY(ARRAY(SELECT id FROM doomed)) AND j.state IN ('completed', 'cancelled', 'discarded')
-      RETURNING j.id, j.workflow_id
+      WHERE j.id = ANY(ARRAY(SELECT id FROM doomed WHERE workflow_id IS NULL))
+        AND j.state IN ('completed', 'cancelled', 'discarded')
+      RETURNING j.id
+    )
+    SELECT (SELECT count(*)::int FROM deleted) AS n,
+           ARRAY(SELECT id::text FROM doomed WHERE workflow_id IS NOT NULL) AS steps
+  `
+}
+
+/**
+ * The second statement of `pruneJobs`: deletes the locked workflow steps that
+ * no unfinished dependent needs now, with their edges. Returns how many.
+ */
+const pruneSteps = (
+  sql: SqlClient,
+  prefix: string,
+  steps: ReadonlyArray<string>
+): Effect.Effect<number, SqlError> =>
+  sql<{ readonly n: number }>`
+    WITH deleted AS (
+      DELETE FROM ${table(sql, prefix, "oban_jobs")} AS d
+      WHERE d.id = ANY(${`{${steps.join(",")}}`}::bigint[])
+        AND d.state IN ('completed', 'cancelled', 'discarded') AND NOT ${needed(sql, prefix)}
+      RETURNING d.id
     ),
     unlinked AS (
-      DELETE FROM ${deps} AS e
-      USING (SELECT id FROM deleted WHERE workflow_id IS NOT NULL) AS gone
-      WHERE e.job_id = gone.id OR e.dep_id = gone.id
+      DELETE FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
+      USING deleted
+      WHERE e.job_id = deleted.id OR e.dep_id = deleted.id
       RETURNING 1
     )
     SELECT (SELECT count(*)::int FROM deleted) AS n, (SELECT count(*) FROM unlinked) AS edges
-  `
-}
+  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
 
 /**
  * Inserts a job unless one with the same `unique_key` exists. Returns whether

@@ -13,6 +13,7 @@ export type Table =
   | "oban_queues"
   | "oban_rate_windows"
   | "oban_workflow_deps"
+  | "oban_workflow_waits"
 
 export const qualified = (prefix: string, table: Table | "oban_job_state"): string => `"${prefix}".${table}`
 

@@ -116,16 +116,27 @@ export const lockSteps = (
     FOR SHARE
   `
 
-/** Writes dependency edges. */
+/**
+ * Writes dependency edges, none done yet, and each dependent's counters
+ * (`oban_workflow_waits`: every edge pending). Edges to already finished
+ * steps are marked done by `releaseDependents`.
+ */
 export const insertEdges = (
   sql: SqlClient,
   prefix: string,
   edges: ReadonlyArray<{ readonly job: number; readonly dep: number; readonly onFailure: string }>
 ): Effect.Effect<void, SqlError> =>
   edges.length === 0 ? Effect.void : sql`
-    INSERT INTO ${table(sql, prefix, "oban_workflow_deps")} (job_id, dep_id, on_failure)
-    SELECT (e ->> 'job')::bigint, (e ->> 'dep')::bigint, e ->> 'onFailure'
-    FROM jsonb_array_elements(${JSON.stringify(edges)}::jsonb) AS e
+    WITH inserted AS (
+      INSERT INTO ${table(sql, prefix, "oban_workflow_deps")} (job_id, dep_id, on_failure)
+      SELECT (e ->> 'job')::bigint, (e ->> 'dep')::bigint, e ->> 'onFailure'
+      FROM jsonb_array_elements(${JSON.stringify(edges)}::jsonb) AS e
+      RETURNING job_id, on_failure
+    )
+    INSERT INTO ${table(sql, prefix, "oban_workflow_waits")} AS w (job_id, pending, awaits_failure)
+    SELECT job_id, count(*)::int, bool_or(on_failure = 'failed') FROM inserted GROUP BY job_id
+    ON CONFLICT (job_id) DO UPDATE
+    SET pending = w.pending + excluded.pending, awaits_failure = w.awaits_failure OR excluded.awaits_failure
   `.pipe(Effect.asVoid)
 
 /**
@@ -191,7 +202,7 @@ export const lockChain = (sql: SqlClient, prefix: string, workflowId: string): E
   sql`SELECT pg_advisory_xact_lock(hashtextextended(${`${prefix}:${workflowId}`}, 0))`.pipe(Effect.asVoid)
 
 /**
- * The step name of a chain's last job, locked (`FOR SHARE`) so that it
+ * The step name and state of a chain's last job, locked (`FOR SHARE`) so that it
  * cannot be pruned before the new job's dependency on it is written; none
  * when the chain has no jobs. A tail deleted while waiting for its lock
  * yields no row: the caller asks again (under the chain's lock, the chain
@@ -201,21 +212,21 @@ export const chainTail = (
   sql: SqlClient,
   prefix: string,
   workflowId: string
-): Effect.Effect<{ readonly step: string } | "gone" | undefined, SqlError> =>
-  sql<{ readonly step: string | null; readonly n: number }>`
-    SELECT t.step, 1 AS n FROM (
-      SELECT meta #>> '{workflow,step}' AS step FROM ${table(sql, prefix, "oban_jobs")}
+): Effect.Effect<{ readonly step: string; readonly state: string } | "gone" | undefined, SqlError> =>
+  sql<{ readonly step: string | null; readonly state: string | null; readonly n: number }>`
+    SELECT t.step, t.state, 1 AS n FROM (
+      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${table(sql, prefix, "oban_jobs")}
       WHERE workflow_id = ${workflowId}
       ORDER BY id DESC
       LIMIT 1
       FOR SHARE
     ) AS t
     UNION ALL
-    SELECT NULL, count(*)::int FROM (
+    SELECT NULL, NULL, count(*)::int FROM (
       SELECT 1 FROM ${table(sql, prefix, "oban_jobs")} WHERE workflow_id = ${workflowId} LIMIT 1
     ) AS any_left
   `.pipe(Effect.map((rows) => {
     const tail = rows.find((row) => row.step !== null)
-    if (tail !== undefined) return { step: tail.step! }
+    if (tail !== undefined) return { step: tail.step!, state: tail.state! }
     return rows.some((row) => row.step === null && row.n > 0) ? "gone" : undefined
   }))
