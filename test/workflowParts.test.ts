@@ -69,7 +69,7 @@ const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(
 
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
 })
 
 const resultError = (error: { readonly _tag: string }): InvalidResultError => {

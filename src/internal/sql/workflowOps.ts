@@ -7,6 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { retryJob } from "./jobs.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
@@ -75,10 +76,12 @@ export const cancelWorkflow = (
 
 /**
  * Retries the failed part of a workflow: its discarded and cancelled jobs
- * get another attempt (like `retryJob`); those without dependencies become
- * available now, the others suspended, and are then settled like any
- * dependent (released at once when their dependencies have all completed).
- * Returns the ids of the jobs retried.
+ * get another attempt through `retryJob`, one at a time in id order (a step
+ * comes after the steps it depends on), so each one's dependencies and
+ * counters are read again: a job whose dependencies have all completed is
+ * available now, the others wait (`suspended`) and are released by the last
+ * of them. The marks a cancel left in their meta are removed. Returns the ids
+ * of the jobs retried.
  */
 export const retryWorkflow = (
   sql: SqlClient,
@@ -88,42 +91,22 @@ export const retryWorkflow = (
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
   sql.withTransaction(Effect.gen(function*() {
     const jobs = table(sql, prefix, "oban_jobs")
-    const deps = table(sql, prefix, "oban_workflow_deps")
-    const retried = yield* sql<{ readonly id: bigint | number }>`
-      WITH clock AS (${clockWithSetting(sql, now)}),
-      target AS (
-        SELECT j.id, EXISTS (SELECT 1 FROM ${deps} AS e WHERE e.job_id = j.id) AS waits
-        FROM ${jobs} AS j
-        WHERE j.workflow_id = ${workflowId} AND j.state IN ('discarded', 'cancelled')
-        ORDER BY j.id
-        FOR UPDATE OF j
-      ),
-      updated AS (
-        UPDATE ${jobs} AS j
-        SET state = (CASE WHEN target.waits THEN 'suspended' ELSE 'available' END)::${table(sql, prefix, "oban_job_state")},
-            scheduled_at = clock.now,
-            max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-            completed_at = NULL, discarded_at = NULL, cancelled_at = NULL,
-            meta = j.meta #- '{workflow,cancelled_by}' #- '{workflow,skipped}'
-        FROM target, clock
-        WHERE j.id = target.id
-        RETURNING j.id, j.state, j.queue
-      ),
-      notified AS (
-        SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
-        FROM (SELECT DISTINCT queue FROM updated WHERE state = 'available') AS q
-      )
-      SELECT updated.id FROM updated CROSS JOIN notified
+    const failed = yield* sql<{ readonly id: string }>`
+      UPDATE ${jobs} AS j
+      SET meta = j.meta #- '{workflow,cancelled_by}' #- '{workflow,skipped}'
+      FROM (
+        SELECT id FROM ${jobs}
+        WHERE workflow_id = ${workflowId} AND state IN ('discarded', 'cancelled')
+        ORDER BY id
+        FOR UPDATE
+      ) AS target
+      WHERE j.id = target.id
+      RETURNING j.id::text AS id
     `
-    const ids = retried.map((row) => Number(row.id))
-    if (ids.length > 0) {
-      // Settle the suspended ones: every job of the workflow counts as a possibly finished dependency.
-      yield* sql`
-        WITH clock AS (${clockWithSetting(sql, now)})
-        SELECT ${sql.literal(`"${prefix}"`)}.oban_workflow_release(ARRAY(
-          SELECT id FROM ${jobs} WHERE workflow_id = ${workflowId}
-        )) FROM clock
-      `
+    const ids = failed.map((row) => Number(row.id)).sort((x, y) => x - y)
+    const retried: Array<number> = []
+    for (const id of ids) {
+      if ((yield* retryJob(sql, prefix, now, id)) !== undefined) retried.push(id)
     }
-    return ids
+    return retried
   }))
