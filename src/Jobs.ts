@@ -220,10 +220,11 @@ export type { BulkOptions }
 export const cancel = (filter: Filter, options?: BulkOptions) => bulk({ _tag: "cancel" }, filter, options)
 
 /**
- * Makes every matching job that is neither executing nor available available
- * now, allowing one more attempt to jobs that used them all (as
- * `Oban.retryJob`). Jobs whose unique key another job holds are skipped and
- * reported in `skipped`.
+ * Makes every matching job that is neither executing, available nor
+ * suspended available now, allowing one more attempt to jobs that used them
+ * all (as `Oban.retryJob`). A workflow step whose dependencies have not all
+ * completed goes back to `suspended` instead, to run after them. Jobs whose
+ * unique key another job holds are skipped and reported in `skipped`.
  *
  * @since 0.1.0
  */

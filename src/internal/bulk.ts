@@ -16,13 +16,19 @@
  * job never stops the rest. Inside a caller's transaction each batch runs in
  * a savepoint, so a refused batch rolls back alone instead of aborting the
  * caller's transaction.
+ *
+ * A retry leaves `suspended` jobs alone and retries workflow steps one at a
+ * time through the single-job `retryJob`, which puts a step whose
+ * dependencies have not all completed back to `suspended` instead of
+ * running it.
  */
 import { Effect, Option } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { now } from "../ObanClock.ts"
-import { batchIds, type BulkAction, type ChangedRow, maxJobId, runBatch } from "./sql/bulkJobs.ts"
+import { batchIds, type BulkAction, type ChangedRow, maxJobId, runBatch, workflowSteps } from "./sql/bulkJobs.ts"
+import * as Jobs from "./sql/jobs.ts"
 
 export interface BulkOutcome {
   readonly changed: number
@@ -73,9 +79,27 @@ export const runBulk = (
         }))
       return inTransaction ? sql.withTransaction(run) : run
     }
+    /** A bulk retry's workflow steps, one at a time through `retryJob` (which may suspend them again). */
+    const retrySteps = (chunk: ReadonlyArray<number>) =>
+      Effect.gen(function*() {
+        const rows: Array<ChangedRow> = []
+        for (const id of yield* workflowSteps(sql, prefix, options.action, chunk)) {
+          const one = Effect.flatMap(now(sql), (time) => Jobs.retryJob(sql, prefix, time, id))
+          const retried = yield* (inTransaction ? sql.withTransaction(one) : one).pipe(
+            Effect.catchIf(isUniqueViolation, (error) =>
+              Effect.sync(() => {
+                skipped.push({ id, reason: `unique key held by another job (${error.reason.message})` })
+                return undefined
+              }))
+          )
+          if (retried !== undefined) rows.push({ id, previous_state: "", node: null })
+        }
+        return rows
+      })
     for (let start = 0; start < ids.length; start += options.batchSize) {
       const chunk = ids.slice(start, start + options.batchSize)
-      const rows = yield* batch(chunk).pipe(
+      const steps = options.action._tag === "retry" ? yield* retrySteps(chunk) : []
+      const plain = yield* batch(chunk).pipe(
         Effect.map((result) => result.changed),
         Effect.catchIf(isUniqueViolation, () =>
           Effect.gen(function*() {
@@ -94,6 +118,7 @@ export const runBulk = (
             return rows
           }))
       )
+      const rows = [...plain, ...steps]
       batches++
       changed += rows.length
       if (options.onBatch !== undefined && rows.length > 0) yield* options.onBatch(rows)

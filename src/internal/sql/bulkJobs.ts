@@ -36,7 +36,7 @@ export interface BatchResult {
 /** The states each action applies to (the single-job functions use the same rules). */
 export const eligible: Record<BulkAction["_tag"], string> = {
   cancel: "j.state NOT IN ('completed', 'discarded', 'cancelled')",
-  retry: "j.state NOT IN ('executing', 'available')",
+  retry: "j.state NOT IN ('executing', 'available', 'suspended')",
   delete: "j.state <> 'executing'",
   reschedule: "j.state IN ('available', 'scheduled', 'retryable')"
 }
@@ -57,12 +57,14 @@ const change = (sql: SqlClient, prefix: string, action: BulkAction): Fragment =>
         FROM batch, clock WHERE j.id = batch.id
         RETURNING j.id, j.queue, j.state, batch.previous_state, j.attempted_by[1] AS node`
     case "retry":
+      // Workflow steps are left to `retryJob` one by one (see `runBulk`): a step whose dependencies
+      // have not all completed must wait again, not run.
       return sql`
         UPDATE ${jobs} AS j
         SET state = 'available', scheduled_at = clock.now,
             max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
             completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
-        FROM batch, clock WHERE j.id = batch.id
+        FROM batch, clock WHERE j.id = batch.id AND j.workflow_id IS NULL
         RETURNING j.id, j.queue, j.state, batch.previous_state, NULL::text AS node`
     case "delete":
       return sql`
@@ -148,4 +150,18 @@ export const batchIds = (
       AND j.id > ${options.after} AND j.id <= ${options.upTo}
     ORDER BY j.id
     LIMIT ${options.limit}
+  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
+
+/** The workflow steps among `ids` that `action` applies to (a bulk retry hands them to `retryJob`). */
+export const workflowSteps = (
+  sql: SqlClient,
+  prefix: string,
+  action: BulkAction,
+  ids: ReadonlyArray<number>
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  sql<{ readonly id: string }>`
+    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs")} AS j
+    WHERE j.id = ANY(${`{${ids.join(",")}}`}::bigint[]) AND j.workflow_id IS NOT NULL
+      AND ${sql.literal(eligible[action._tag])}
+    ORDER BY j.id
   `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
