@@ -72,5 +72,24 @@ describe("bulk retry of workflow steps", () => {
         yield* drain
         assert.deepStrictEqual(ran, ["first", "second", "third"])
       }))
+
+    it.effect("a bulk delete of a waiting step removes its dependency rows and counter with it", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const inserted = yield* Workflow.insert(
+          Workflow.make("bulk-2").add("x", Step.job({ name: "x" })).add("y", Step.job({ name: "y" }), { deps: ["x"] })
+        )
+        const y = inserted.jobs.y.id
+        const rowsOf = Effect.gen(function*() {
+          const [row] = yield* sql<{ deps: number; waits: number }>`
+            SELECT (SELECT count(*)::int FROM ${sql(prefix)}.oban_workflow_deps WHERE job_id = ${y}) AS deps,
+                   (SELECT count(*)::int FROM ${sql(prefix)}.oban_workflow_waits WHERE job_id = ${y}) AS waits`
+          return row!
+        })
+        assert.deepStrictEqual(yield* rowsOf, { deps: 1, waits: 1 })
+        const outcome = yield* Jobs.remove({ ids: [y] })
+        assert.strictEqual(outcome.changed, 1)
+        assert.deepStrictEqual(yield* rowsOf, { deps: 0, waits: 0 })
+      }))
   })
 })

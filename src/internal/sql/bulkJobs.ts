@@ -81,6 +81,20 @@ const change = (sql: SqlClient, prefix: string, action: BulkAction): Fragment =>
 }
 
 /**
+ * The workflow rows of deleted jobs (their own dependencies and counters;
+ * their dependents' rows stay, as with `deleteJob`). Data-modifying CTEs run
+ * whether or not the query reads them.
+ */
+const unlinkDeleted = (sql: SqlClient, prefix: string): Fragment =>
+  sql`
+    unlinked AS (
+      DELETE FROM ${table(sql, prefix, "oban_workflow_deps")} AS e USING changed WHERE e.job_id = changed.id
+    ),
+    unwaited AS (
+      DELETE FROM ${table(sql, prefix, "oban_workflow_waits")} AS w USING changed WHERE w.job_id = changed.id
+    ),`
+
+/**
  * Applies `action` to the next `limit` matching jobs with `after < id <= upTo`,
  * locking them first (a job being acked is waited for, not skipped). A
  * cancelled job that was executing gets a cancel signal to its node; jobs
@@ -113,7 +127,9 @@ export const runBatch = (
       LIMIT ${options.limit}
       FOR UPDATE
     ),
-    changed AS (${change(sql, prefix, options.action)}),
+    changed AS (${change(sql, prefix, options.action)}),${
+    options.action._tag === "delete" ? unlinkDeleted(sql, prefix) : sql.literal("")
+  }
     signalled AS (
       SELECT count(pg_notify(${channel(prefix, "signal")},
         json_build_object('action', 'cancel', 'job_id', id, 'node', node)::text)) AS sent

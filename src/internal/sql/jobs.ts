@@ -354,7 +354,7 @@ export const uniqueKeyHolder = (sql: SqlClient, prefix: string, id: number): Eff
 
 /**
  * Deletes a job that is not executing, and the rows of its own workflow
- * dependencies (its dependents' rows stay: the delete releases them, a
+ * dependencies and counters (its dependents' rows stay: the delete releases them, a
  * deleted dependency counting as completed). Returns whether a row was deleted.
  */
 export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
@@ -366,8 +366,13 @@ export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Ef
       DELETE FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
       USING deleted WHERE deleted.workflow_id IS NOT NULL AND e.job_id = deleted.id
       RETURNING 1
+    ),
+    unwaited AS (
+      DELETE FROM ${table(sql, prefix, "oban_workflow_waits")} AS w
+      USING deleted WHERE deleted.workflow_id IS NOT NULL AND w.job_id = deleted.id
+      RETURNING 1
     )
-    SELECT deleted.id FROM deleted, (SELECT count(*) FROM unlinked) AS u
+    SELECT deleted.id FROM deleted, (SELECT count(*) FROM unlinked) AS u, (SELECT count(*) FROM unwaited) AS v
   `.pipe(Effect.map((rows) => rows.length > 0))
 
 /**
