@@ -14,9 +14,8 @@
 import { Cron as EffectCron, Effect, Result } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { Settings } from "./Config.ts"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"
-import { orNotMigrated } from "./internal/notMigrated.ts"
+import { withPrefix } from "./internal/notMigrated.ts"
 import { isValidLimit } from "./internal/runtime.ts"
 import { commandQueue, currentLease, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
 
@@ -79,14 +78,6 @@ export interface ClusterView {
   readonly crons: ReadonlyArray<CronInfo>
 }
 
-const withPrefix = <A>(
-  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
-): Effect.Effect<A, MigrationError | SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const { prefix } = yield* Settings
-    return yield* orNotMigrated(prefix)(f(sql, prefix))
-  })
 
 interface StoredEntry {
   readonly name: string

@@ -19,7 +19,6 @@
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { Settings } from "./Config.ts"
 import { InvalidFilterError, type MigrationError } from "./Errors.ts"
 import { type Job, JobState } from "./Job.ts"
 import { type BulkOptions, bulk } from "./internal/bulkAction.ts"
@@ -27,7 +26,7 @@ import type { BulkOutcome } from "./internal/bulk.ts"
 import { countJobs, liveStates, restStates } from "./internal/counts.ts"
 import { decodeCursor, encodeCursor } from "./internal/cursor.ts"
 import { Filter as FilterSchema, filterCondition, validateFilter } from "./internal/jobFilter.ts"
-import { orNotMigrated } from "./internal/notMigrated.ts"
+import { withPrefix } from "./internal/notMigrated.ts"
 import { listJobs, type SortColumn } from "./internal/sql/jobQueries.ts"
 
 /**
@@ -95,14 +94,6 @@ const columns: Record<NonNullable<Sort["by"]>, SortColumn> = {
   insertedAt: "inserted_at"
 }
 
-const withPrefix = <A>(
-  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>
-): Effect.Effect<A, MigrationError | SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const { prefix } = yield* Settings
-    return yield* orNotMigrated(prefix)(f(sql, prefix))
-  })
 
 const decodeSort = Schema.decodeUnknownEffect(Sort)
 

@@ -33,7 +33,7 @@ import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, type JobEvent, stream as eventStream } from "./Events.ts"
 import { register as registerHandle } from "./internal/nodeHandle.ts"
-import { orNotMigrated } from "./internal/notMigrated.ts"
+import { withPrefix } from "./internal/notMigrated.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { options as envOptions } from "./internal/envOptions.ts"
@@ -108,14 +108,6 @@ export const insertWorkflow: <Steps extends string>(
   SqlClient
 > = Workflow.insert
 
-const withSql = <A, E = never>(
-  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, E | SqlError>
-): Effect.Effect<A, E | MigrationError | SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const { prefix } = yield* Settings
-    return yield* orNotMigrated(prefix)(f(sql, prefix))
-  })
 
 /**
  * The job with this id, if it exists.
@@ -123,7 +115,7 @@ const withSql = <A, E = never>(
  * @since 0.1.0
  */
 export const getJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) => Effect.map(Jobs.getJob(sql, prefix, id), Option.fromUndefinedOr))
+  withPrefix((sql, prefix) => Effect.map(Jobs.getJob(sql, prefix, id), Option.fromUndefinedOr))
 
 /**
  * Cancels a job that has not finished. A job executing on any node is
@@ -133,7 +125,7 @@ export const getJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationE
  * @since 0.1.0
  */
 export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) =>
+  withPrefix((sql, prefix) =>
     Effect.flatMap(now(sql), (time) => Effect.map(Jobs.cancelJob(sql, prefix, time, id), Option.fromUndefinedOr))
   )
 
@@ -151,7 +143,7 @@ export const cancelJob = (id: number): Effect.Effect<Option.Option<Job>, Migrati
 export const retryJob = (
   id: number
 ): Effect.Effect<Option.Option<Job>, MigrationError | SqlError | UniqueConflictError, SqlClient> =>
-  withSql((sql, prefix) => {
+  withPrefix((sql, prefix) => {
     const refused = (error: SqlError): Effect.Effect<never, SqlError | UniqueConflictError> =>
       error.reason._tag !== "UniqueViolation" ? Effect.fail(error) : Effect.flatMap(
         Jobs.uniqueKeyHolder(sql, prefix, id),
@@ -178,7 +170,7 @@ export const retryJob = (
  * @since 0.1.0
  */
 export const deleteJob = (id: number): Effect.Effect<boolean, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) => Jobs.deleteJob(sql, prefix, id))
+  withPrefix((sql, prefix) => Jobs.deleteJob(sql, prefix, id))
 
 /**
  * The running node: job management plus control of its queues.

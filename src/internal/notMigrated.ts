@@ -5,7 +5,9 @@
  * this turns it into a `MigrationError` that names the prefix and the fix.
  */
 import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
+import { Settings } from "../Config.ts"
 import { MigrationError } from "../Errors.ts"
 
 /** undefined_table, undefined_object (the state type), invalid_schema_name. */
@@ -43,3 +45,17 @@ export const notMigrated = (prefix: string, error: SqlError): MigrationError => 
 export const orNotMigrated = (prefix: string) =>
 <A, E, R>(statement: Effect.Effect<A, E | SqlError, R>): Effect.Effect<A, E | SqlError | MigrationError, R> =>
   Effect.mapError(statement, (error) => isSqlError(error) && isMissingObject(error) ? notMigrated(prefix, error) : error)
+
+/**
+ * Runs `f` with the context's SqlClient and the configured prefix, turning
+ * "relation does not exist" into a `MigrationError` that names the prefix:
+ * the shape of every job-management function that needs no running node.
+ */
+export const withPrefix = <A, E = never>(
+  f: (sql: SqlClient, prefix: string) => Effect.Effect<A, E | SqlError>
+): Effect.Effect<A, E | MigrationError | SqlError, SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const { prefix } = yield* Settings
+    return yield* orNotMigrated(prefix)(f(sql, prefix))
+  })

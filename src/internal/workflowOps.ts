@@ -6,11 +6,10 @@
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { Settings } from "../Config.ts"
 import type { MigrationError } from "../Errors.ts"
 import type { JobState } from "../Job.ts"
 import { now } from "../ObanClock.ts"
-import { orNotMigrated } from "./notMigrated.ts"
+import { withPrefix } from "./notMigrated.ts"
 import * as Ops from "./sql/workflowOps.ts"
 
 /** One job of a workflow as `status` shows it. */
@@ -37,15 +36,9 @@ export interface WorkflowStatus {
 
 const terminal = new Set<string>(["completed", "discarded", "cancelled"])
 
-const withSql = <A>(f: (sql: SqlClient, prefix: string) => Effect.Effect<A, SqlError>) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const { prefix } = yield* Settings
-    return yield* orNotMigrated(prefix)(f(sql, prefix))
-  })
 
 export const status = (workflowId: string): Effect.Effect<WorkflowStatus, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) => Ops.workflowJobs(sql, prefix, workflowId)).pipe(
+  withPrefix((sql, prefix) => Ops.workflowJobs(sql, prefix, workflowId)).pipe(
     Effect.map((rows) => {
       const counts: Partial<Record<JobState, number>> = {}
       const jobs = rows.map((row): StepStatus => {
@@ -83,7 +76,7 @@ export const status = (workflowId: string): Effect.Effect<WorkflowStatus, Migrat
 export const cancel = (
   workflowId: string
 ): Effect.Effect<ReadonlyArray<{ readonly id: number; readonly previousState: JobState }>, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) =>
+  withPrefix((sql, prefix) =>
     Effect.flatMap(now(sql), (time) => Ops.cancelWorkflow(sql, prefix, time, workflowId))
   ).pipe(
     Effect.map((rows) => rows.map((row) => ({ id: Number(row.id), previousState: row.previous_state as JobState }))),
@@ -91,6 +84,6 @@ export const cancel = (
   )
 
 export const retry = (workflowId: string): Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError, SqlClient> =>
-  withSql((sql, prefix) => Effect.flatMap(now(sql), (time) => Ops.retryWorkflow(sql, prefix, time, workflowId))).pipe(
+  withPrefix((sql, prefix) => Effect.flatMap(now(sql), (time) => Ops.retryWorkflow(sql, prefix, time, workflowId))).pipe(
     Effect.withSpan("oban.workflow.retry", { attributes: { "oban.workflow.id": workflowId } }, { captureStackTrace: false })
   )
