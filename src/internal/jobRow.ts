@@ -67,16 +67,18 @@ const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 export const insertedJob = (
   request: EncodedRequest,
   id: bigint | number | string,
-  state: "available" | "scheduled",
+  state: "available" | "scheduled" | "suspended",
   insertedAt: Date,
-  scheduledAt: Date
+  scheduledAt: Date,
+  /** The stored meta, when the statement added to the request's (a workflow step's membership). */
+  storedMeta?: Readonly<Record<string, unknown>>
 ): Inserted => ({
   id: Number(id),
   state,
   queue: request.queue,
   worker: request.worker,
   args: request.value,
-  meta: request.meta === "{}" ? noMeta : JSON.parse(request.meta),
+  meta: storedMeta ?? (request.meta === "{}" ? noMeta : JSON.parse(request.meta)),
   tags: request.tags,
   errors: noErrors,
   attempt: 0,

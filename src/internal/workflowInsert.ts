@@ -15,6 +15,7 @@ import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type { Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
+import { insertedJob } from "./jobRow.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import * as Sql from "./sql/workflows.ts"
 import { currentTraceparent } from "./telemetry.ts"
@@ -109,30 +110,9 @@ export const insertWorkflow = (
       return inserted
     })
     const inserted = yield* sql.withTransaction(write)
-    const jobs = inserted.map((row, index): Inserted => {
-      const request = encoded[index]!
-      return {
-        id: Number(row.id),
-        state: row.state,
-        queue: request.queue,
-        worker: request.worker,
-        args: request.value,
-        meta: row.meta,
-        tags: request.tags,
-        errors: [],
-        attempt: 0,
-        maxAttempts: request.maxAttempts,
-        priority: request.priority,
-        insertedAt: row.inserted_at,
-        scheduledAt: row.scheduled_at,
-        attemptedAt: null,
-        completedAt: null,
-        discardedAt: null,
-        cancelledAt: null,
-        attemptedBy: null,
-        conflict: false
-      }
-    })
+    const jobs = inserted.map((row, index): Inserted =>
+      insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, row.meta)
+    )
     if (yield* listening) {
       const at = new Date(yield* Clock.currentTimeMillis)
       yield* sql.afterCommit(publish(jobs.map((job) => ({
