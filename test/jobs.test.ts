@@ -189,9 +189,16 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
       yield* Oban.insertAll(Array.from({ length: 3000 }, (_, n) => Report.job({ kind: `k${n}` }, { scheduleIn: `${n % 97} minutes` })))
       const before = (yield* sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs`).map((row) => Number(row.id))
-      // Another fiber keeps inserting jobs (due at every kind of time) while the walks go on.
-      const inserter = yield* Effect.forkChild(Effect.forever(
-        Oban.insertAll(Array.from({ length: 20 }, (_, n) => Report.job({ kind: "new" }, { scheduleIn: `${n * 5} minutes` })))
+      // Another fiber inserts jobs (due at every kind of time) while the walks go on: a bounded number,
+      // at a bounded pace, or an ascending walk could chase the inserter forever (each page finds more).
+      const inserter = yield* Effect.forkChild(Effect.forEach(
+        Array.from({ length: 150 }),
+        () =>
+          Effect.andThen(
+            Oban.insertAll(Array.from({ length: 20 }, (_, n) => Report.job({ kind: "new" }, { scheduleIn: `${n * 5} minutes` }))),
+            Effect.sleep("5 millis")
+          ),
+        { discard: true }
       ))
       for (const sort of [{ by: "id", order: "asc" }, { by: "id", order: "desc" }, { by: "scheduledAt", order: "asc" }] as const) {
         const seen = yield* walk({ workers: ["Report"] }, sort, 101)
