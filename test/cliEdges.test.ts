@@ -1,20 +1,24 @@
 /**
- * Review of the CLI's exit codes for a database URL that names no database,
- * a URL that does not parse, and a tampered cursor.
+ * The CLI at its edges: exit codes for a database URL that names no
+ * database, a URL that does not parse and a tampered cursor; and
+ * `jobs reschedule`, with a bad `--at` refused as bad input.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
-import { databaseUrl } from "./support/db.ts"
+import { Effect, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 
 const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
 
 const cli = (args: ReadonlyArray<string>) =>
   Effect.promise(() =>
-    new Promise<{ readonly code: number; readonly stderr: string }>((resolve) => {
-      execFile(process.execPath, [bin, ...args], { env: { ...process.env, DATABASE_URL: databaseUrl() }, timeout: 30_000 }, (error, _stdout, stderr) =>
-        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stderr }))
+    new Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resolve) => {
+      execFile(process.execPath, [bin, ...args], { env: { ...process.env, DATABASE_URL: databaseUrl() }, timeout: 30_000 }, (error, stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }))
     })
   )
 
@@ -35,5 +39,27 @@ describe("effect-oban CLI exit codes at the edges", () => {
       assert.include(garbled.stderr, "database-url")
       assert.strictEqual(tampered.code, 2, tampered.stderr)
       assert.include(tampered.stderr, "cursor")
+    }), 60_000)
+})
+
+const prefix = uniquePrefix("cli_edges")
+const Later = Worker.make("Later", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs reschedule", (it) => {
+  it.effect("moves the named jobs to --at (scheduled), leaves the rest, and refuses a bad --at with exit 2", () =>
+    Effect.gen(function*() {
+      const [moved, kept] = yield* Oban.insertAll([Later.job({ n: 1 }), Later.job({ n: 2 })])
+      const at = "2031-02-03T04:05:06.000Z"
+      const done = yield* cli(["jobs", "reschedule", String(moved!.id), "--at", at, "--prefix", prefix, "--json"])
+      assert.strictEqual(done.code, 0, done.stderr)
+      assert.strictEqual((JSON.parse(done.stdout) as { changed: number }).changed, 1)
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ id: number; state: string; scheduled_at: Date }>`
+        SELECT id::int AS id, state::text AS state, scheduled_at FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+      assert.deepStrictEqual(rows.map((row) => [row.id, row.state]), [[moved!.id, "scheduled"], [kept!.id, "available"]])
+      assert.strictEqual(rows[0]!.scheduled_at.toISOString(), at)
+      const bad = yield* cli(["jobs", "reschedule", String(kept!.id), "--at", "next tuesday", "--prefix", prefix])
+      assert.strictEqual(bad.code, 2, bad.stderr)
+      assert.include(bad.stderr, "--at")
     }), 60_000)
 })

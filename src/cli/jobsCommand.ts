@@ -1,5 +1,5 @@
 /**
- * `effect-oban jobs list|show|retry|cancel|delete`: the CLI face of `Jobs`.
+ * `effect-oban jobs list|show|retry|cancel|delete|reschedule`: the CLI face of `Jobs`.
  */
 import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -8,7 +8,7 @@ import * as Jobs from "../Jobs.ts"
 import { getJob } from "../Oban.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
-import { filterFlags, type FilterInput, root, toFilter, withDatabase } from "./shared.ts"
+import { filterFlags, type FilterInput, parseDate, root, toFilter, withDatabase } from "./shared.ts"
 
 const shortArgs = (job: Job): string => {
   const text = JSON.stringify(job.args)
@@ -72,33 +72,54 @@ const isEmpty = (input: FilterInput): boolean =>
   [input.args, input.meta, input.insertedAfter, input.insertedBefore, input.scheduledAfter, input.scheduledBefore,
     input.attemptedAfter, input.attemptedBefore, input.completedAfter, input.completedBefore].every(Option.isNone)
 
-const bulk = (name: "retry" | "cancel" | "delete", verb: string, description: string) =>
-  Command.make(name, {
-    ...filterFlags,
-    ids: Argument.Int("id").pipe(Argument.withDescription("Job ids (optional when filter flags are given)"), Argument.variadic()),
-    all: Flag.Boolean("all").pipe(Flag.withDescription("Act on every job (no id and no filter)"), Flag.withDefault(false)),
-    batchSize: Flag.Int("batch-size").pipe(Flag.withDescription("Jobs per transaction, 1 to 10000"), Flag.withDefault(1000))
-  }, (input) =>
-    Effect.gen(function*() {
-      const globals = yield* root
-      if (input.ids.length === 0 && isEmpty(input) && !input.all) {
-        return yield* Effect.fail(
-          new CliFailure(
-            ExitCode.usage,
-            `${name} needs job ids or at least one filter flag; pass --all to ${name} every job`,
-            "InvalidInput"
-          )
+const bulkFlags = {
+  ...filterFlags,
+  ids: Argument.Int("id").pipe(Argument.withDescription("Job ids (optional when filter flags are given)"), Argument.variadic()),
+  all: Flag.Boolean("all").pipe(Flag.withDescription("Act on every job (no id and no filter)"), Flag.withDefault(false)),
+  batchSize: Flag.Int("batch-size").pipe(Flag.withDescription("Jobs per transaction, 1 to 10000"), Flag.withDefault(1000))
+}
+
+type BulkInput = FilterInput & { readonly ids: ReadonlyArray<number>; readonly all: boolean; readonly batchSize: number }
+
+/** Checks that the command names its jobs, runs the action over them, and prints what changed. */
+const runBulk = (
+  name: string,
+  verb: string,
+  input: BulkInput,
+  action: (filter: Jobs.Filter, options: Jobs.BulkOptions) => ReturnType<typeof Jobs.retry>
+) =>
+  Effect.gen(function*() {
+    const globals = yield* root
+    if (input.ids.length === 0 && isEmpty(input) && !input.all) {
+      return yield* Effect.fail(
+        new CliFailure(
+          ExitCode.usage,
+          `${name} needs job ids or at least one filter flag; pass --all to ${name} every job`,
+          "InvalidInput"
         )
-      }
-      const filter = yield* toFilter(input, input.ids)
-      const action = name === "retry" ? Jobs.retry : name === "cancel" ? Jobs.cancel : Jobs.remove
-      const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize }))
-      yield* print(globals.json, result, () =>
-        [
-          `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})`,
-          ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`)
-        ].join("\n"))
-    })).pipe(Command.withDescription(description))
+      )
+    }
+    const filter = yield* toFilter(input, input.ids)
+    const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize }))
+    yield* print(globals.json, result, () =>
+      [
+        `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})`,
+        ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`)
+      ].join("\n"))
+  })
+
+const bulk = (name: "retry" | "cancel" | "delete", verb: string, description: string) =>
+  Command.make(name, bulkFlags, (input) =>
+    runBulk(name, verb, input, name === "retry" ? Jobs.retry : name === "cancel" ? Jobs.cancel : Jobs.remove)
+  ).pipe(Command.withDescription(description))
+
+const reschedule = Command.make("reschedule", {
+  ...bulkFlags,
+  at: Flag.String("at").pipe(Flag.withDescription("When to run them (ISO 8601, e.g. 2026-05-01T12:00:00Z)"))
+}, (input) =>
+  Effect.flatMap(parseDate("at", Option.some(input.at)), (at) =>
+    runBulk("reschedule", "rescheduled", input, (filter, options) => Jobs.reschedule(filter, at!, options)))
+).pipe(Command.withDescription("Move matching available, scheduled or retryable jobs to run at --at"))
 
 /** `effect-oban jobs ...` */
 export const jobs = Command.make("jobs").pipe(
@@ -108,6 +129,7 @@ export const jobs = Command.make("jobs").pipe(
     show,
     bulk("retry", "retried", "Make matching finished or waiting jobs available now (not executing or available ones)"),
     bulk("cancel", "cancelled", "Cancel matching unfinished jobs; executing ones are interrupted on their node"),
-    bulk("delete", "deleted", "Delete matching jobs that are not executing")
+    bulk("delete", "deleted", "Delete matching jobs that are not executing"),
+    reschedule
   ])
 )

@@ -118,7 +118,7 @@ export type FilterInput = Infer<typeof filterFlags>
 
 const usage = (message: string) => new CliFailure(ExitCode.usage, message, "InvalidInput")
 
-const parseDate = (flag: string, value: Option.Option<string>): Effect.Effect<Date | undefined, CliFailure> => {
+export const parseDate = (flag: string, value: Option.Option<string>): Effect.Effect<Date | undefined, CliFailure> => {
   if (Option.isNone(value)) return Effect.succeed(undefined)
   const parsed = new Date(value.value)
   return Number.isNaN(parsed.getTime())
