@@ -3,7 +3,10 @@
  * playwright-core) against a running node and real PostgreSQL: counts and
  * job lists change live, a discarded job is retried through the page with
  * its confirmation and then runs, `<script>` args stay text (no dialog, no
- * CSP violation), and the docs' screenshots are taken on the way.
+ * CSP violation), and the docs' screenshots are taken on the way. Then the
+ * job list's filter form lists exactly the matching jobs, its pages hold
+ * every one once even when the rows reload live in between, and a cancel
+ * through a job's page changes the row only after the confirmation.
  *
  * Skipped, with a line saying so, where /usr/bin/chromium is absent.
  * Screenshots go to test-artifacts/dashboard/, or to DASHBOARD_SCREENSHOTS
@@ -172,4 +175,90 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-cluster.png") }))
       assert.deepStrictEqual(problems, [])
     }), 60_000)
+
+  it.effect.skipIf(!hasChromium)("filtering through the form, paging while rows reload live, a cancel through the page with confirmation", () =>
+    Effect.gen(function*() {
+      // No node runs "reports" or "exports": the states stay as inserted. Render jobs are every
+      // other one; scheduled_at comes in groups of ten equal times (ties broken by id), some a
+      // microsecond apart.
+      const sql = yield* SqlClient
+      yield* sql`
+        INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, state, args, scheduled_at, completed_at)
+        SELECT CASE WHEN i < 130 THEN 'reports' ELSE 'exports' END,
+               CASE WHEN i % 2 = 0 THEN 'Render' ELSE 'Archive' END,
+               (CASE WHEN i % 10 = 0 THEN 'completed' ELSE 'scheduled' END)::${sql(prefix)}.oban_job_state,
+               jsonb_build_object('n', i),
+               date_trunc('minute', now()) + interval '1 hour' + (i / 10) * interval '1 minute' + (i % 3) * interval '1 microsecond',
+               CASE WHEN i % 10 = 0 THEN now() END
+        FROM generate_series(0, 139) AS i`
+      const matching = sql<{ id: number }>`
+        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs
+        WHERE queue = 'reports' AND state = 'scheduled' AND worker = 'Render'
+        ORDER BY scheduled_at ASC, id ASC`.pipe(Effect.map((rows) => rows.map((row) => row.id)))
+      assert.strictEqual((yield* matching).length, 52, "more matching jobs than a page (50)")
+
+      const { url } = yield* Dashboard.serve({ token, port: 0, pollInterval: "200 millis" })
+      const browser = yield* Effect.acquireRelease(
+        promise(() => chromium.launch({ executablePath, args: ["--no-sandbox"] })),
+        (browser) => Effect.promise(() => browser.close())
+      )
+      const context = yield* promise(() => browser.newContext({ httpCredentials: { username: "admin", password: token } }))
+      const page = yield* promise(() => context.newPage())
+      const problems: Array<string> = []
+      page.on("pageerror", (error) => problems.push(`page error: ${error.message}`))
+      const shownIds = promise(() =>
+        page.locator("#job-rows tr[data-job-id]").evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-job-id"))))
+      )
+
+      // Filtering: the form's fields become the query; only matching jobs are listed, in the sort's order.
+      yield* promise(() => page.goto(`${url}/jobs`))
+      yield* promise(() => page.locator(`#live.on`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.getByLabel("Queue").fill("reports"))
+      yield* promise(() => page.getByLabel("State").selectOption("scheduled"))
+      yield* promise(() => page.getByLabel("Worker").fill("Render"))
+      yield* promise(() => page.getByLabel("Sort").selectOption("scheduledAt"))
+      yield* promise(() => page.getByLabel("Order").selectOption("asc"))
+      yield* promise(() => page.getByRole("button", { name: "Filter" }).click())
+      yield* promise(() => page.waitForURL(/queue=reports/))
+      yield* promise(() => page.locator(`#live.on`).waitFor({ timeout: 5_000 }))
+      const before = yield* matching
+      assert.deepStrictEqual(yield* shownIds, before.slice(0, 50))
+
+      // A matching job inserted meanwhile sorts into the first page (it ties with the first group
+      // and has the highest id): the rows reload live, and the next page starts after the last row
+      // shown, so following it skips and repeats nothing.
+      const [{ id: added }] = yield* sql<{ id: number }>`
+        INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, state, scheduled_at)
+        SELECT 'reports', 'Render', 'scheduled', min(scheduled_at) FROM ${sql(prefix)}.oban_jobs WHERE queue = 'reports'
+        RETURNING id::int AS id`.pipe(Effect.map((rows) => rows as unknown as [{ id: number }]))
+      yield* promise(() => page.locator(`#job-rows tr[data-job-id="${added}"]`).waitFor({ timeout: 5_000 }))
+      const all = yield* matching
+      assert.strictEqual(all.length, 53)
+      const first = yield* shownIds
+      assert.deepStrictEqual(first, all.slice(0, 50))
+      yield* promise(() => page.getByRole("link", { name: "next page" }).click())
+      yield* promise(() => page.waitForURL(/cursor=/))
+      const second = yield* shownIds
+      assert.deepStrictEqual([...first, ...second], all, "the two pages hold every matching job once, in order")
+      assert.strictEqual(yield* promise(() => page.locator("nav.pages .muted").textContent()), "last page")
+
+      // Cancel through the job's page: nothing changes before the confirmation.
+      const target = second[0]!
+      yield* promise(() => page.locator(`#job-rows a[href$="/jobs/${target}"]`).click())
+      yield* promise(() => page.getByRole("button", { name: "Cancel" }).click())
+      yield* promise(() => page.locator("#confirm").waitFor())
+      assert.strictEqual(yield* promise(() => page.locator(".question").textContent()), `Cancel job ${target} (Render, scheduled)?`)
+      assert.strictEqual((yield* jobRow(prefix, target)).state, "scheduled", "nothing happens before the confirmation")
+      yield* promise(() => page.locator("#confirm").click())
+      assert.strictEqual(yield* promise(() => page.locator("#result").textContent()), `Job ${target} cancelled.`)
+      const [cancelled] = yield* sql<{ state: string; cancelledAt: Date | null }>`
+        SELECT state::text, cancelled_at AS "cancelledAt" FROM ${sql(prefix)}.oban_jobs WHERE id = ${target}`
+      assert.strictEqual(cancelled!.state, "cancelled")
+      assert.isNotNull(cancelled!.cancelledAt)
+      assert.strictEqual(yield* countOf("reports", "cancelled"), 1, "only that job")
+      yield* promise(() => page.getByRole("link", { name: "Back" }).click())
+      assert.strictEqual(yield* promise(() => page.locator(".state").first().textContent()), "cancelled")
+      assert.strictEqual(yield* promise(() => page.getByRole("button", { name: "Cancel" }).count()), 0)
+      assert.deepStrictEqual(problems, [])
+    }), 30_000)
 })

@@ -2,9 +2,9 @@
  * The dashboard's only script and style sheet, served from its own path so
  * the Content-Security-Policy can forbid inline code. The script listens to
  * the server-sent events and updates counts, producers and charts in place,
- * and reloads a job list's rows when the counts changed. It never inserts
- * job data as markup: text goes through `textContent`, rows come as HTML the
- * server escaped.
+ * and reloads a job list's rows, with its page links, when the counts
+ * changed. It never inserts job data as markup: text goes through
+ * `textContent`, rows come as HTML the server escaped.
  */
 
 export const script = `"use strict";
@@ -32,19 +32,26 @@ export const script = `"use strict";
       setTimeout(() => element.classList.remove("changed"), 1200);
     }
   };
+  // One reload at a time; a change seen during one reloads once more after it.
   let refreshing = false;
+  let again = false;
   const refreshRows = async () => {
-    const rows = document.getElementById("job-rows");
-    if (!rows || refreshing) return;
+    if (!document.getElementById("job-rows")) return;
+    if (refreshing) { again = true; return; }
     refreshing = true;
     try {
       const response = await fetch(location.href, { headers: { "x-dashboard-fragment": "rows" }, credentials: "same-origin" });
       if (!response.ok) return;
-      const parsed = new DOMParser().parseFromString("<table>" + (await response.text()) + "</table>", "text/html");
-      const fresh = parsed.getElementById("job-rows");
-      if (fresh) rows.replaceWith(document.importNode(fresh, true));
+      const parsed = new DOMParser().parseFromString(await response.text(), "text/html");
+      // The rows and the page links together: the next page starts after the last row shown.
+      for (const id of ["job-rows", "job-pages"]) {
+        const fresh = parsed.getElementById(id);
+        const current = document.getElementById(id);
+        if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+      }
     } finally {
       refreshing = false;
+      if (again) { again = false; refreshRows(); }
     }
   };
   const update = (snapshot) => {

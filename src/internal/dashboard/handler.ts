@@ -16,7 +16,7 @@ import { clusterPage } from "./clusterPage.ts"
 import { parseListQuery, toListOptions } from "./forms.ts"
 import type { Html } from "./html.ts"
 import { jobPage } from "./jobPage.ts"
-import { jobRows, jobsPage } from "./jobsPage.ts"
+import { jobRowsFragment, jobsPage } from "./jobsPage.ts"
 import type { PageContext } from "./layout.ts"
 import { errorPage, resultPage } from "./messagePages.ts"
 import type { Poller } from "./poller.ts"
@@ -169,7 +169,7 @@ export const makeHandler = (options: HandlerOptions) =>
         if (path === "/jobs") {
           const query = yield* parseListQuery(url.searchParams)
           const page = yield* Jobs.list(toListOptions(query))
-          if (request.headers["x-dashboard-fragment"] === "rows") return htmlResponse(jobRows(context, page))
+          if (request.headers["x-dashboard-fragment"] === "rows") return htmlResponse(jobRowsFragment(context, query, page))
           const snapshot = yield* options.poller.current
           return htmlResponse(jobsPage(context, query, page, snapshot.version))
         }

@@ -74,10 +74,25 @@ const bulkActions = (context: PageContext, query: ListQuery): Html => {
     : html``
 }
 
-export const jobsPage = (context: PageContext, query: ListQuery, result: Page, version: string): Html => {
+/** The links to the first and the next page, for the rows shown: the next page starts after the last of them. */
+const pages = (context: PageContext, query: ListQuery, result: Page): Html => {
   const params = filterParams(query)
   const next = result.next === undefined ? undefined : new URLSearchParams([...params, ["cursor", result.next]])
-  return page(
+  return html`<nav class="pages" id="job-pages">${query.cursor === undefined ? "" : html`<a href="${context.base}/jobs?${params}">first page</a>`} ${
+    next === undefined ? html`<span class="muted">last page</span>` : html`<a rel="next" href="${context.base}/jobs?${next}">next page</a>`
+  }</nav>`
+}
+
+/**
+ * What a live update replaces: the rows and, with them, the page links. A
+ * next link left from before the reload would start after a row no longer
+ * shown, skipping or repeating the jobs that moved across the page's end.
+ */
+export const jobRowsFragment = (context: PageContext, query: ListQuery, result: Page): Html =>
+  html`<table>${jobRows(context, result)}</table>${pages(context, query, result)}`
+
+export const jobsPage = (context: PageContext, query: ListQuery, result: Page, version: string): Html =>
+  page(
     context,
     { title: "Jobs", current: "jobs", version },
     html`${filterForm(context, query)}
@@ -86,8 +101,5 @@ ${bulkActions(context, query)}
 <thead><tr><th class="num">id</th><th>state</th><th>queue</th><th>worker</th><th>args</th><th class="num">attempt</th><th>scheduled</th><th>tags</th></tr></thead>
 ${jobRows(context, result)}
 </table>
-<nav class="pages">${query.cursor === undefined ? "" : html`<a href="${context.base}/jobs?${params}">first page</a>`} ${
-      next === undefined ? html`<span class="muted">last page</span>` : html`<a rel="next" href="${context.base}/jobs?${next}">next page</a>`
-    }</nav>`
+${pages(context, query, result)}`
   )
-}
