@@ -4,18 +4,18 @@
  * `inserted` events, run them inline under the testing kit, and return the
  * jobs typed by their workers.
  */
-import { Clock, Effect } from "effect"
+import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { InvalidJobError, type MigrationError } from "../Errors.ts"
-import { listening, publish } from "../Events.ts"
 import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type * as Worker from "../Worker.ts"
 import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
 import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
+import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import { currentTraceparent } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
@@ -46,18 +46,7 @@ export const insertRequests = (
     yield* wakeAfterCommit(sql, settings.prefix, wake)
     // A conflict inserted nothing: no event, and nothing for the inline runner.
     const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
-    if (fresh.length > 0 && (yield* listening)) {
-      // Only once the jobs exist for everyone else: after the commit, never after a rollback.
-      const at = new Date(yield* Clock.currentTimeMillis)
-      yield* sql.afterCommit(publish(fresh.map((job) => ({
-        kind: "inserted" as const,
-        jobId: job.id,
-        worker: job.worker,
-        queue: job.queue,
-        attempt: job.attempt,
-        at
-      }))))
-    }
+    yield* publishInserted(sql, fresh)
     const inline = yield* InlineRunner
     if (inline !== undefined) yield* inline(fresh)
     return jobs

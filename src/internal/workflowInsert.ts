@@ -5,16 +5,16 @@
  * steps the new ones depend on, write the dependency edges, and settle the
  * new dependents of already finished steps. Events go out after commit.
  */
-import { Clock, Effect } from "effect"
+import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "../Errors.ts"
-import { listening, publish } from "../Events.ts"
 import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type { Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
+import { publishInserted } from "./insertedEvents.ts"
 import { insertedJob } from "./jobRow.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import * as Sql from "./sql/workflows.ts"
@@ -113,17 +113,7 @@ export const insertWorkflow = (
     const jobs = inserted.map((row, index): Inserted =>
       insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, row.meta)
     )
-    if (yield* listening) {
-      const at = new Date(yield* Clock.currentTimeMillis)
-      yield* sql.afterCommit(publish(jobs.map((job) => ({
-        kind: "inserted" as const,
-        jobId: job.id,
-        worker: job.worker,
-        queue: job.queue,
-        attempt: job.attempt,
-        at
-      }))))
-    }
+    yield* publishInserted(sql, jobs)
     return jobs
   }).pipe(Effect.withSpan("oban.workflow.insert", {
     kind: "producer",
