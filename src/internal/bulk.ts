@@ -67,8 +67,17 @@ export const runBulk = (
     const skipped: Array<{ readonly id: number; readonly reason: string }> = []
     let changed = 0
     let batches = 0
-    const batch = (chunk: ReadonlyArray<number>) => {
-      const run = Effect.flatMap(now(sql), (time) =>
+    /** Inside a caller's transaction, a savepoint: a refused statement then rolls back alone. */
+    const own = <A>(effect: Effect.Effect<A, SqlError>) => inTransaction ? sql.withTransaction(effect) : effect
+    /** `effect` for job `id`; when the unique index refuses it, the job is skipped and reported. */
+    const orSkip = <A>(id: number, effect: Effect.Effect<A, SqlError>, none: A) =>
+      Effect.catchIf(effect, isUniqueViolation, (error) =>
+        Effect.sync(() => {
+          skipped.push({ id, reason: `unique key held by another job (${error.reason.message})` })
+          return none
+        }))
+    const batch = (chunk: ReadonlyArray<number>) =>
+      own(Effect.flatMap(now(sql), (time) =>
         runBatch(sql, prefix, {
           now: time,
           action: options.action,
@@ -76,22 +85,13 @@ export const runBulk = (
           after: chunk[0]! - 1,
           upTo: chunk.at(-1)!,
           limit: chunk.length
-        }))
-      return inTransaction ? sql.withTransaction(run) : run
-    }
+        }))).pipe(Effect.map((result) => result.changed))
     /** A bulk retry's workflow steps, one at a time through `retryJob` (which may suspend them again). */
     const retrySteps = (chunk: ReadonlyArray<number>) =>
       Effect.gen(function*() {
         const rows: Array<ChangedRow> = []
         for (const id of yield* workflowSteps(sql, prefix, options.action, chunk)) {
-          const one = Effect.flatMap(now(sql), (time) => Jobs.retryJob(sql, prefix, time, id))
-          const retried = yield* (inTransaction ? sql.withTransaction(one) : one).pipe(
-            Effect.catchIf(isUniqueViolation, (error) =>
-              Effect.sync(() => {
-                skipped.push({ id, reason: `unique key held by another job (${error.reason.message})` })
-                return undefined
-              }))
-          )
+          const retried = yield* orSkip(id, own(Effect.flatMap(now(sql), (time) => Jobs.retryJob(sql, prefix, time, id))), undefined)
           if (retried !== undefined) rows.push({ id, previous_state: "", node: null })
         }
         return rows
@@ -99,25 +99,9 @@ export const runBulk = (
     for (let start = 0; start < ids.length; start += options.batchSize) {
       const chunk = ids.slice(start, start + options.batchSize)
       const steps = options.action._tag === "retry" ? yield* retrySteps(chunk) : []
-      const plain = yield* batch(chunk).pipe(
-        Effect.map((result) => result.changed),
-        Effect.catchIf(isUniqueViolation, () =>
-          Effect.gen(function*() {
-            const rows: Array<ChangedRow> = []
-            for (const id of chunk) {
-              const one = yield* batch([id]).pipe(
-                Effect.map((result) => result.changed),
-                Effect.catchIf(isUniqueViolation, (error) =>
-                  Effect.sync(() => {
-                    skipped.push({ id, reason: `unique key held by another job (${error.reason.message})` })
-                    return []
-                  }))
-              )
-              rows.push(...one)
-            }
-            return rows
-          }))
-      )
+      // A batch the unique index refuses is gone through again one job at a time.
+      const plain = yield* Effect.catchIf(batch(chunk), isUniqueViolation, () =>
+        Effect.map(Effect.forEach(chunk, (id) => orSkip(id, batch([id]), [])), (parts) => parts.flat()))
       const rows = [...plain, ...steps]
       batches++
       changed += rows.length
