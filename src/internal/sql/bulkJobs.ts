@@ -10,7 +10,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
-import { wakeQueues } from "./fragments.ts"
+import { retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 export type BulkAction =
@@ -61,9 +61,7 @@ const change = (sql: SqlClient, prefix: string, action: BulkAction): Fragment =>
       // have not all completed must wait again, not run.
       return sql`
         UPDATE ${jobs} AS j
-        SET state = 'available', scheduled_at = clock.now,
-            max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-            completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+        SET state = 'available', ${sql.literal(retrySet)}
         FROM batch, clock WHERE j.id = batch.id AND j.workflow_id IS NULL
         RETURNING j.id, j.queue, j.state, batch.previous_state, NULL::text AS node`
     case "delete":

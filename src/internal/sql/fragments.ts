@@ -69,3 +69,11 @@ export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragme
         errors = j.errors || jsonb_build_array(jsonb_build_object(
           'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued', 'message', ${why}
         ))`
+
+/**
+ * What a retry sets besides the state (the job aliased `j`, `clock` in scope): due now, one more
+ * attempt if it had used them all, no finish time. `Oban.retryJob` and the bulk retry share it.
+ */
+export const retrySet = `scheduled_at = clock.now,
+          max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL`

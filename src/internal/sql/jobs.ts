@@ -9,7 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
-import { keyedById, wakeQueues } from "./fragments.ts"
+import { keyedById, retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
@@ -327,9 +327,7 @@ export const retryJob = (
       SET state = (CASE WHEN waiting.blocked THEN 'suspended' ELSE 'available' END)::${
     table(sql, prefix, "oban_job_state")
   },
-          scheduled_at = clock.now,
-          max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+          ${sql.literal(retrySet)}
       FROM clock, target, waiting
       WHERE j.id = target.id
       RETURNING ${sql.literal(qualifiedJobColumns)}
