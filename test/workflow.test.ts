@@ -7,12 +7,13 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
-import { Deferred, Effect, Fiber, Layer, Option, Queue, Schema } from "effect"
+import { Deferred, Effect, Fiber, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
+import { Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
-import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
+import { uniquePrefix } from "./support/db.ts"
+import { drainDefault, onTestClock, stepStates, truncateWorkflows, workflowTestLayer } from "./support/workflows.ts"
 
 const prefix = uniquePrefix("workflow")
 
@@ -55,33 +56,16 @@ const Discover = Worker.make("Discover", {
     }).pipe(Effect.orDie)
 })
 
-const TestLive = ObanTest.layer({ workers: [Step, Flaky, Discover], prefix }).pipe(
-  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix })
-  })).pipe(Layer.provideMerge(pgLayer()))),
-  Layer.provideMerge(quietLogs)
-)
-
-const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+const TestLive = workflowTestLayer(prefix, [Step, Flaky, Discover])
 
 const reset = Effect.gen(function*() {
-  const sql = yield* SqlClient
   ran.length = 0
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
+  yield* truncateWorkflows(prefix)
 })
 
-const drain = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
+const drain = drainDefault
 
-/** State per step of a workflow. */
-const states = (workflowId: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const rows = yield* sql<{ step: string; state: string }>`
-      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${sql(prefix)}.oban_jobs
-      WHERE workflow_id = ${workflowId}`
-    return Object.fromEntries(rows.map((row) => [row.step, row.state]))
-  })
+const states = (workflowId: string) => stepStates(prefix, workflowId)
 
 describe("workflows", () => {
   layer(TestLive, { excludeTestServices: true })((it) => {

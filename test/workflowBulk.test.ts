@@ -5,11 +5,11 @@
  * alone.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { Jobs, Migrations, Worker, Workflow } from "effect-oban"
-import * as ObanTest from "effect-oban/testing"
-import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
+import { Jobs, Worker, Workflow } from "effect-oban"
+import { uniquePrefix } from "./support/db.ts"
+import { drainDefault, workflowTestLayer } from "./support/workflows.ts"
 
 const prefix = uniquePrefix("workflow_bulk")
 
@@ -27,15 +27,9 @@ const Step = Worker.make("BulkStep", {
     })
 })
 
-const TestLive = ObanTest.layer({ workers: [Step], prefix }).pipe(
-  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix })
-  })).pipe(Layer.provideMerge(pgLayer()))),
-  Layer.provideMerge(quietLogs)
-)
+const TestLive = workflowTestLayer(prefix, [Step])
 
-const drain = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
+const drain = drainDefault
 
 const stateOf = (name: string) =>
   Effect.gen(function*() {

@@ -5,12 +5,11 @@
  * cancel, retry).
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { TestClock } from "effect/testing"
-import { Batch, InvalidResultError, Migrations, Oban, Worker, Workflow } from "effect-oban"
-import * as ObanTest from "effect-oban/testing"
-import { dropSchemaOnClose, pgLayer, quietLogs, uniquePrefix } from "./support/db.ts"
+import { Batch, InvalidResultError, Oban, Worker, Workflow } from "effect-oban"
+import { uniquePrefix } from "./support/db.ts"
+import { drainDefault, onTestClock, stepStates, truncateWorkflows, workflowTestLayer } from "./support/workflows.ts"
 
 const prefix = uniquePrefix("workflow_parts")
 
@@ -57,37 +56,18 @@ const Callback = Worker.make("Callback", {
     }).pipe(Effect.orDie)
 })
 
-const TestLive = ObanTest.layer({ workers: [Step, Square, Liar, Sum, Callback], prefix }).pipe(
-  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix })
-  })).pipe(Layer.provideMerge(pgLayer()))),
-  Layer.provideMerge(quietLogs)
-)
+const TestLive = workflowTestLayer(prefix, [Step, Square, Liar, Sum, Callback])
 
-const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
-
-const reset = Effect.gen(function*() {
-  const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
-})
+const reset = truncateWorkflows(prefix)
 
 const resultError = (error: { readonly _tag: string }): InvalidResultError => {
   if (error instanceof InvalidResultError) return error
   return assert.fail(`expected InvalidResultError, got ${error._tag}`)
 }
 
-const drain = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
+const drain = drainDefault
 
-/** State per step of a workflow. */
-const states = (workflowId: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const rows = yield* sql<{ step: string; state: string }>`
-      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${sql(prefix)}.oban_jobs
-      WHERE workflow_id = ${workflowId}`
-    return Object.fromEntries(rows.map((row) => [row.step, row.state]))
-  })
+const states = (workflowId: string) => stepStates(prefix, workflowId)
 
 describe("results, batches and operations", () => {
   layer(TestLive, { excludeTestServices: true })((it) => {

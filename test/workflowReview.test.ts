@@ -6,13 +6,14 @@
  * to at that moment.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Clock, Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Clock, Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Batch, Chain, Migrations, Oban, Pruner, Worker, Workflow } from "effect-oban"
+import { Batch, Chain, Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { ackJobs } from "../src/internal/sql/jobs.ts"
-import { dropSchemaOnClose, pgLayer, quietLogs, report, uniquePrefix } from "./support/db.ts"
+import { report, uniquePrefix } from "./support/db.ts"
+import { drainDefault, onTestClock, stepStates, truncateWorkflows, workflowTestLayer } from "./support/workflows.ts"
 
 const prefix = uniquePrefix("wfreview")
 
@@ -30,33 +31,16 @@ const Step = Worker.make("Step", {
     })
 })
 
-const TestLive = ObanTest.layer({ workers: [Step], prefix }).pipe(
-  Layer.provideMerge(Layer.effectDiscard(Effect.gen(function*() {
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix })
-  })).pipe(Layer.provideMerge(pgLayer()))),
-  Layer.provideMerge(quietLogs)
-)
-
-const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
+const TestLive = workflowTestLayer(prefix, [Step])
 
 const reset = Effect.gen(function*() {
-  const sql = yield* SqlClient
   ran.length = 0
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
+  yield* truncateWorkflows(prefix)
 })
 
-const drain = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
+const drain = drainDefault
 
-/** State per step of a workflow. */
-const states = (workflowId: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const rows = yield* sql<{ step: string; state: string }>`
-      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${sql(prefix)}.oban_jobs
-      WHERE workflow_id = ${workflowId}`
-    return Object.fromEntries(rows.map((row) => [row.step, row.state]))
-  })
+const states = (workflowId: string) => stepStates(prefix, workflowId)
 
 describe("workflows (review)", () => {
   layer(TestLive, { excludeTestServices: true })((it) => {
