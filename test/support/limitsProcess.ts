@@ -15,12 +15,12 @@ import { Effect, Layer, Redacted, References, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../../src/Oban.ts"
 import * as Worker from "../../src/Worker.ts"
+import { livenessFromEnv } from "./livenessEnv.ts"
 
 const env = (name: string): string | undefined => process.env[name]
 const prefix = env("PREFIX")!
 const node = env("NODE_NAME")!
 const jobMillis = env("SLOW_NODE") === node ? Number(env("SLOW_MS")) : Number(env("JOB_MS") ?? "0")
-const millis = (name: string) => env(name) === undefined ? undefined : Number(env(name))
 
 /** The same name and args as in the tests, which insert its jobs. */
 export const Spanned = Worker.make("Spanned", {
@@ -42,13 +42,7 @@ const ObanLive = Oban.layer({
   workers: [Spanned],
   pollInterval: "500 millis",
   pruner: false,
-  ...(millis("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: millis("HEARTBEAT_MS") }),
-  ...(millis("RESCUE_AFTER_MS") === undefined ? {} : {
-    rescuer: { rescueAfter: millis("RESCUE_AFTER_MS"), interval: millis("RESCUE_INTERVAL_MS") }
-  }),
-  ...(millis("LEASE_TTL_MS") === undefined ? {} : {
-    leader: { ttl: millis("LEASE_TTL_MS"), renewInterval: millis("LEASE_RENEW_MS") }
-  })
+  ...livenessFromEnv()
 })
 
 const Ready = Layer.effectDiscard(Effect.sync(() => process.stdout.write(JSON.stringify({ event: "ready", node }) + "\n")))

@@ -21,12 +21,12 @@ import * as Chain from "../../src/Chain.ts"
 import * as Config from "../../src/Config.ts"
 import * as Oban from "../../src/Oban.ts"
 import * as Worker from "../../src/Worker.ts"
+import { livenessFromEnv } from "./livenessEnv.ts"
 
 const env = (name: string): string | undefined => process.env[name]
 const prefix = env("PREFIX")!
 const node = env("NODE_NAME")!
 const jobMillis = Number(env("JOB_MS") ?? "0")
-const millis = (name: string) => env(name) === undefined ? undefined : Number(env(name))
 
 /** The same name and args as in the tests, which insert its jobs. */
 export const Traced = Worker.make("Traced", {
@@ -48,13 +48,7 @@ const ObanLive = Oban.layer({
   workers: [Traced],
   pollInterval: "1 second",
   pruner: false,
-  ...(millis("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: millis("HEARTBEAT_MS") }),
-  ...(millis("RESCUE_AFTER_MS") === undefined ? {} : {
-    rescuer: { rescueAfter: millis("RESCUE_AFTER_MS"), interval: millis("RESCUE_INTERVAL_MS") }
-  }),
-  ...(millis("LEASE_TTL_MS") === undefined ? {} : {
-    leader: { ttl: millis("LEASE_TTL_MS"), renewInterval: millis("LEASE_RENEW_MS") }
-  })
+  ...livenessFromEnv()
 })
 
 const chainKeys = (env("CHAIN_KEYS") ?? "").split(",").filter((key) => key !== "")
