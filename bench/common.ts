@@ -202,3 +202,11 @@ export const latencyOf = (samples: ReadonlyArray<number>): Latency => {
     max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!
   }
 }
+
+/** Runs `self` `times` times in a row and gives the latency distribution of the runs. */
+export const timeRepeatedly = <A, E, R>(self: Effect.Effect<A, E, R>, times: number) =>
+  Effect.gen(function*() {
+    const samples: Array<number> = []
+    for (let i = 0; i < times; i++) samples.push((yield* stopwatch(self))[0])
+    return latencyOf(samples)
+  })

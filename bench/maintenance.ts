@@ -13,7 +13,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { countAvailable } from "../src/internal/sql/jobs.ts"
 import * as Pruner from "../src/Pruner.ts"
 import { startDatabase } from "../support/database.ts"
-import { latencyOf, pgLayer, stopwatch, withSchema } from "./common.ts"
+import { pgLayer, stopwatch, timeRepeatedly, withSchema } from "./common.ts"
 
 const prefix = "bench_maintenance"
 const rows = Number(process.env["BENCH_ROWS"] ?? 3_000_000)
@@ -68,12 +68,7 @@ const addBacklog = Effect.gen(function*() {
   yield* sql.unsafe(`ANALYZE "${prefix}".oban_jobs`)
 })
 
-const repeat = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const times: Array<number> = []
-    for (let i = 0; i < samples; i++) times.push((yield* stopwatch(self))[0])
-    return latencyOf(times)
-  })
+const repeat = <A, E, R>(self: Effect.Effect<A, E, R>) => timeRepeatedly(self, samples)
 
 const measure = Effect.gen(function*() {
   const sql = yield* SqlClient

@@ -14,7 +14,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
 import * as Jobs from "../src/Jobs.ts"
 import { startDatabase } from "../support/database.ts"
-import { latencyOf, pgLayer, stopwatch, withSchema } from "./common.ts"
+import { pgLayer, stopwatch, timeRepeatedly, withSchema } from "./common.ts"
 
 const prefix = "bench_ops"
 const rows = Number(process.env["BENCH_ROWS"] ?? 1_000_000)
@@ -43,12 +43,7 @@ const build = Effect.gen(function*() {
   yield* sql.unsafe(`VACUUM ANALYZE "${prefix}".oban_jobs`)
 })
 
-const repeat = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const times: Array<number> = []
-    for (let i = 0; i < samples; i++) times.push((yield* stopwatch(self))[0])
-    return latencyOf(times)
-  })
+const repeat = <A, E, R>(self: Effect.Effect<A, E, R>) => timeRepeatedly(self, samples)
 
 const measure = Effect.gen(function*() {
   const sql = yield* SqlClient
