@@ -10,7 +10,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Oban from "../src/Oban.ts"
 import * as ObanClock from "../src/ObanClock.ts"
-import { fetchLimited } from "../src/internal/sql/limitedClaims.ts"
+import { fetchLimited, type FinishedJob } from "../src/internal/sql/limitedClaims.ts"
 import { lockQueueLimits, storeQueueLimits } from "../src/internal/sql/queues.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -41,19 +41,20 @@ const reset = Effect.gen(function*() {
 
 const executing = Effect.map(countByState(prefix), (c) => c["executing"] ?? 0)
 
-/** One limited claim of the queue "limited" asking for up to 10 jobs. */
-const claimAll = (sql: SqlClient) =>
-  Effect.map(
-    fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
-      queue: "limited",
-      demand: 10,
-      node: "edge",
-      producer: crypto.randomUUID(),
-      claim: crypto.randomUUID(),
-      finished: []
-    }),
-    (fetched) => fetched.jobs
-  )
+/** One limited claim of the queue "limited" asking for up to 10 jobs; `finished` as a producer passes it. */
+const claimLimited = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = []) =>
+  fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+    queue: "limited",
+    demand: 10,
+    node: "edge",
+    producer: crypto.randomUUID(),
+    claim: crypto.randomUUID(),
+    finished
+  })
+
+/** The jobs of `claimLimited`. */
+const claimAll = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = []) =>
+  Effect.map(claimLimited(sql, finished), (fetched) => fetched.jobs)
 
 describe("cluster-wide limits: edges", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
@@ -68,14 +69,7 @@ describe("cluster-wide limits: edges", () => {
         })
         // Five jobs of account a come first, then one each of b and c.
         yield* Oban.insertAll(["a", "a", "a", "a", "a", "b", "c"].map((account) => Sleeper.job({ account, millis: 0 })))
-        const fetched = yield* fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
-          queue: "limited",
-          demand: 10,
-          node: "edge",
-          producer: crypto.randomUUID(),
-          claim: crypto.randomUUID(),
-          finished: []
-        })
+        const fetched = yield* claimLimited(sql)
         // Two of a (its partition's limit), and b and c: 4 of the rate's 5.
         assert.deepStrictEqual(fetched.jobs.map((job) => (job.args as { account: string }).account).sort(), ["a", "a", "b", "c"])
       }))
@@ -86,19 +80,7 @@ describe("cluster-wide limits: edges", () => {
         const sql = yield* SqlClient
         yield* storeQueueLimits(sql, prefix, "limited", { global: 1, partition: undefined, rate: undefined })
         yield* Oban.insertAll(["a", "b"].map((account) => Sleeper.job({ account, millis: 0 })))
-        const producer = crypto.randomUUID()
-        const claim = (finished: ReadonlyArray<{ readonly id: number; readonly claim: string }>) =>
-          Effect.map(
-            fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
-              queue: "limited",
-              demand: 10,
-              node: "edge",
-              producer,
-              claim: crypto.randomUUID(),
-              finished
-            }),
-            (fetched) => fetched.jobs
-          )
+        const claim = (finished: ReadonlyArray<FinishedJob>) => claimAll(sql, finished)
         const [first] = yield* claim([])
         assert.isDefined(first)
         const ranUnder = first!.attemptedBy![2]!
@@ -160,14 +142,7 @@ describe("cluster-wide limits: edges", () => {
         const claimed = yield* Deferred.make<number>()
         const release = yield* Deferred.make<void>()
         const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-          const fetched = yield* fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
-            queue: "limited",
-            demand: 10,
-            node: "edge",
-            producer: crypto.randomUUID(),
-            claim: crypto.randomUUID(),
-            finished: []
-          })
+          const fetched = yield* claimLimited(sql)
           yield* Deferred.succeed(claimed, fetched.jobs.length)
           yield* Deferred.await(release)
         })))
