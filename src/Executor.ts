@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Duration, Effect, Fiber, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Fiber, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
@@ -120,7 +120,10 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // the caller's), and the finalizer below waits for them and interrupts what is left.
     const runs = new Map<number, Run>()
     const registry = makeRegistry(options.node, options.workers)
-    const fork = Effect.runForkWith(yield* Effect.context<never>())
+    // Flattened once: each job adds a few services to its fiber's context (span, log annotations,
+    // metric attributes), and adding to a context that holds many layers of additions copies it.
+    const context = yield* Effect.context<never>()
+    const fork = Effect.runForkWith(Context.makeUnsafe<never>(new Map(context.mapUnsafe)))
     const activity = yield* CurrentActivity
 
     yield* Effect.addFinalizer(() =>

@@ -3,7 +3,7 @@
  * `Metric` and `Tracer`, so applications choose the exporter (Otlp,
  * Prometheus, @effect/opentelemetry) and the library depends on none.
  */
-import { type Context, Effect, Metric, Option, Tracer } from "effect"
+import { Context, Effect, Metric, Option, Tracer } from "effect"
 import type { Job } from "../Job.ts"
 
 const durationBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })
@@ -62,6 +62,31 @@ const queueTimeFor = cached((key) => {
 const executingFor = cached((queue) => Metric.withAttributes(executing, { queue }))
 const availableFor = cached((queue) => Metric.withAttributes(available, { queue }))
 
+/**
+ * What a metric update reads from a context: its registry and the ambient
+ * attributes. Updating with the whole context of a fiber would copy it (a
+ * metric with attributes adds them to the context it is given, and adding to
+ * a deep context copies its services), several times per job; this context
+ * holds the two services alone, made again only when either changes.
+ */
+let lastMetricContext:
+  | { readonly registry: unknown; readonly attributes: unknown; readonly context: Context.Context<never> }
+  | undefined
+const metricContext = (context: Context.Context<never>): Context.Context<never> => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  const attributes = Context.get(context, Metric.CurrentMetricAttributes)
+  if (lastMetricContext?.registry !== registry || lastMetricContext.attributes !== attributes) {
+    lastMetricContext = {
+      registry,
+      attributes,
+      context: Context.makeUnsafe<never>(
+        new Map<string, unknown>([[Metric.MetricRegistry.key, registry], [Metric.CurrentMetricAttributes.key, attributes]])
+      )
+    }
+  }
+  return lastMetricContext.context
+}
+
 /** Counts an ended attempt and records its duration, synchronously, in the metrics of `context`. */
 export const recordOutcomeUnsafe = (
   job: Pick<Job, "queue" | "worker">,
@@ -69,8 +94,9 @@ export const recordOutcomeUnsafe = (
   durationMillis: number,
   context: Context.Context<never>
 ): void => {
-  jobsTotalFor(`${job.queue}\u0000${job.worker}\u0000${outcome}`).updateUnsafe(1, context)
-  jobDurationFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(durationMillis, context)
+  const metrics = metricContext(context)
+  jobsTotalFor(`${job.queue}\u0000${job.worker}\u0000${outcome}`).updateUnsafe(1, metrics)
+  jobDurationFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(durationMillis, metrics)
 }
 
 /** Records how long a job waited to start, synchronously, in the metrics of `context`. */
@@ -81,12 +107,12 @@ export const recordStartUnsafe = (
 ): void =>
   queueTimeFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(
     Math.max(0, startedAtMillis - job.scheduledAt.getTime()),
-    context
+    metricContext(context)
   )
 
 /** Sets a queue's executing gauge, synchronously, in the metrics of `context`. */
 export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
-  executingFor(queue).updateUnsafe(count, context)
+  executingFor(queue).updateUnsafe(count, metricContext(context))
 
 export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
 
