@@ -8,66 +8,93 @@ import type { Job } from "../Job.ts"
 
 const durationBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })
 
+const jobsTotalDescription = "Attempts that ended, by queue, worker and outcome"
+const jobDurationDescription = "Execution time of an attempt, in milliseconds"
+const queueTimeDescription = "Time from scheduled_at to the start of an attempt, in milliseconds"
+const executingDescription = "Jobs executing on this node, per queue"
+
 /** Jobs that finished an attempt, by queue, worker and outcome. */
 export const jobsTotal = Metric.counter("oban_jobs_total", {
-  description: "Attempts that ended, by queue, worker and outcome",
+  description: jobsTotalDescription,
   incremental: true
 })
 
 /** How long `perform` ran, in milliseconds. */
 export const jobDuration = Metric.histogram("oban_job_duration_ms", {
-  description: "Execution time of an attempt, in milliseconds",
+  description: jobDurationDescription,
   boundaries: durationBoundaries
 })
 
 /** How long a job waited between becoming due and starting, in milliseconds. */
 export const queueTime = Metric.histogram("oban_job_queue_time_ms", {
-  description: "Time from scheduled_at to the start of an attempt, in milliseconds",
+  description: queueTimeDescription,
   boundaries: durationBoundaries
 })
 
 /** Jobs executing on this node, per queue. */
-export const executing = Metric.gauge("oban_jobs_executing", { description: "Jobs executing on this node, per queue" })
+export const executing = Metric.gauge("oban_jobs_executing", { description: executingDescription })
 
 /** Available jobs per queue, sampled from the database. */
 export const available = Metric.gauge("oban_jobs_available", { description: "Available jobs per queue (sampled)" })
 
-/** Metric instances with attributes, made once per combination (making one is not free). */
-const cached = <M>(make: (key: string) => M) => {
-  const cache = new Map<string, M>()
-  return (key: string): M => {
-    let metric = cache.get(key)
+/**
+ * One metric instance per series (queue, worker, outcome), each with its
+ * attributes built in: an instance keeps its registry key cached, while one
+ * metric shared by many series (`Metric.withAttributes`) adds its attributes
+ * to the context and recomputes its key whenever the series changes, on
+ * every update of the hot path.
+ */
+const perSeries = <K, M>(make: (key: K) => M) => {
+  const series = new Map<K, M>()
+  return (key: K): M => {
+    let metric = series.get(key)
     if (metric === undefined) {
       metric = make(key)
-      cache.set(key, metric)
+      series.set(key, metric)
     }
     return metric
   }
 }
 
-const split = (key: string) => key.split("\u0000")
+/** The metrics of one worker on one queue. */
+interface WorkerSeries {
+  readonly queueTime: Metric.Histogram<number>
+  readonly duration: Metric.Histogram<number>
+  readonly total: (outcome: string) => Metric.Counter<number>
+}
 
-const jobsTotalFor = cached((key) => {
-  const [queue, worker, outcome] = split(key)
-  return Metric.withAttributes(jobsTotal, { queue: queue!, worker: worker!, outcome: outcome! })
-})
-const jobDurationFor = cached((key) => {
-  const [queue, worker] = split(key)
-  return Metric.withAttributes(jobDuration, { queue: queue!, worker: worker! })
-})
-const queueTimeFor = cached((key) => {
-  const [queue, worker] = split(key)
-  return Metric.withAttributes(queueTime, { queue: queue!, worker: worker! })
-})
-const executingFor = cached((queue) => Metric.withAttributes(executing, { queue }))
-const availableFor = cached((queue) => Metric.withAttributes(available, { queue }))
+const workerSeries = perSeries((queue: string) =>
+  perSeries((worker: string): WorkerSeries => ({
+    queueTime: Metric.histogram("oban_job_queue_time_ms", {
+      description: queueTimeDescription,
+      boundaries: durationBoundaries,
+      attributes: { queue, worker }
+    }),
+    duration: Metric.histogram("oban_job_duration_ms", {
+      description: jobDurationDescription,
+      boundaries: durationBoundaries,
+      attributes: { queue, worker }
+    }),
+    total: perSeries((outcome: string) =>
+      Metric.counter("oban_jobs_total", {
+        description: jobsTotalDescription,
+        incremental: true,
+        attributes: { queue, worker, outcome }
+      })
+    )
+  }))
+)
+const seriesOf = (job: Pick<Job, "queue" | "worker">): WorkerSeries => workerSeries(job.queue)(job.worker)
+
+const executingFor = perSeries((queue: string) =>
+  Metric.gauge("oban_jobs_executing", { description: executingDescription, attributes: { queue } })
+)
+const availableFor = perSeries((queue: string) => Metric.withAttributes(available, { queue }))
 
 /**
  * What a metric update reads from a context: its registry and the ambient
- * attributes. Updating with the whole context of a fiber would copy it (a
- * metric with attributes adds them to the context it is given, and adding to
- * a deep context copies its services), several times per job; this context
- * holds the two services alone, made again only when either changes.
+ * attributes. The context of a job's fiber holds every service of the node;
+ * this one holds those two alone, made again only when either changes.
  */
 let lastMetricContext:
   | { readonly registry: unknown; readonly attributes: unknown; readonly context: Context.Context<never> }
@@ -95,8 +122,9 @@ export const recordOutcomeUnsafe = (
   context: Context.Context<never>
 ): void => {
   const metrics = metricContext(context)
-  jobsTotalFor(`${job.queue}\u0000${job.worker}\u0000${outcome}`).updateUnsafe(1, metrics)
-  jobDurationFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(durationMillis, metrics)
+  const series = seriesOf(job)
+  series.total(outcome).updateUnsafe(1, metrics)
+  series.duration.updateUnsafe(durationMillis, metrics)
 }
 
 /** Records how long a job waited to start, synchronously, in the metrics of `context`. */
@@ -105,10 +133,7 @@ export const recordStartUnsafe = (
   startedAtMillis: number,
   context: Context.Context<never>
 ): void =>
-  queueTimeFor(`${job.queue}\u0000${job.worker}`).updateUnsafe(
-    Math.max(0, startedAtMillis - job.scheduledAt.getTime()),
-    metricContext(context)
-  )
+  seriesOf(job).queueTime.updateUnsafe(Math.max(0, startedAtMillis - job.scheduledAt.getTime()), metricContext(context))
 
 /** Sets a queue's executing gauge, synchronously, in the metrics of `context`. */
 export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
