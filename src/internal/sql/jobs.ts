@@ -53,22 +53,49 @@ export interface AckResult {
 }
 
 /**
- * Writes many outcomes in one statement. Only rows still `executing` under
- * the same claim on this node change, so a retried or late ack is harmless
- * even after the job was snoozed and claimed again; such acks come back as
- * `stale`, looked up by a second statement only when some ack missed.
- *
- * The outcomes travel keyed by job id (see `keyedById`), at most one per job:
- * the caller splits batches that repeat one.
- * Jobs put back to `available` wake their queue.
- */
-/**
  * How long an outcome waits for a row lock that someone else holds (an open
  * transaction that touched the job) before the statement gives up; the
  * acker then writes the batch row by row, so only the locked job waits.
  */
 export const ackLockTimeoutMillis = 1_000
 
+/**
+ * Whether an outcome is a bare completion: the job completed and nothing else
+ * is written with it but the time (no recorded result; with `deleteCompleted`,
+ * every completion, since the row goes).
+ */
+const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
+  row.state === "completed" && (deleteCompleted || !("result" in row))
+
+/**
+ * The claims of bare completions keyed by job id (`{"<id>": "<claim>", ...}`,
+ * for `::jsonb`), and their ids as a `bigint[]` literal.
+ */
+const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; readonly ids: string } => {
+  let json = "{"
+  let ids = "{"
+  for (let index = 0; index < rows.length; index++) {
+    const row = rows[index]!
+    const separator = index === 0 ? "" : ","
+    json += `${separator}"${row.id}":${JSON.stringify(row.claim)}`
+    ids += `${separator}${row.id}`
+  }
+  return { json: json + "}", ids: ids + "}" }
+}
+
+/**
+ * Writes many outcomes in one statement. Only rows still `executing` under
+ * the same claim on this node change, so a retried or late ack is harmless
+ * even after the job was snoozed and claimed again; such acks come back as
+ * `stale`, looked up by a second statement only when some ack missed.
+ *
+ * Bare completions, nearly every outcome of a busy queue, take a short path:
+ * their rows get `completed` and the time (or are deleted, with
+ * `deleteCompleted`), matched by claim alone. The other outcomes travel keyed
+ * by job id (see `keyedById`) with every field, and each row reads its own.
+ * At most one outcome per job: the caller splits batches that repeat one.
+ * Jobs put back to `available` wake their queue.
+ */
 export const ackJobs = (
   sql: SqlClient,
   prefix: string,
@@ -77,23 +104,24 @@ export const ackJobs = (
   acks: ReadonlyArray<AckRow>,
   options: { readonly deleteCompleted: boolean } = { deleteCompleted: false }
 ): Effect.Effect<AckResult, SqlError> => {
-  const { ids, json } = keyedById(acks)
+  const jobs = table(sql, prefix, "oban_jobs")
+  const bare = acks.filter((row) => bareCompletion(row, options.deleteCompleted))
+  const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row, options.deleteCompleted))
+  const completions = claimsById(bare)
+  const outcomes = keyedById(full)
   const ack = sql.literal("(input.acks -> j.id::text)")
   // Only jobs still executing on this node under the claim of their outcome.
-  const claimed = sql`j.id = ANY(${ids}::bigint[])
-        AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'`
-  const deleteCompleted = options.deleteCompleted && acks.some((row) => row.state === "completed")
-  const updates = !deleteCompleted || acks.some((row) => row.state !== "completed")
+  const onThisNode = sql`j.state = 'executing' AND j.attempted_by[1] = ${node}`
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (
       SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
              set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient,
              set_config('oban.now', (${now})::text, true) AS release_clock
     ),
-    input AS MATERIALIZED (SELECT ${json}::jsonb AS acks),
+    input AS MATERIALIZED (SELECT ${outcomes.json}::jsonb AS acks, ${completions.json}::jsonb AS claims),
     updated AS (${
-    updates ? sql`
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    full.length > 0 ? sql`
+      UPDATE ${jobs} AS j
       SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors, result) = (
         SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
                (a.v ->> 'attempt')::smallint - CASE WHEN (a.v -> 'give_back')::boolean THEN 1 ELSE 0 END,
@@ -110,20 +138,29 @@ export const ackJobs = (
         FROM (SELECT ${ack} AS v) AS a
       )
       FROM input, clock
-      WHERE ${claimed}
-        ${deleteCompleted ? sql`AND ${ack} ->> 'state' <> 'completed'` : sql``}
+      WHERE j.id = ANY(${outcomes.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = ${ack} ->> 'claim'
       RETURNING j.id, j.state, j.queue` : sql`
       SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
   }),
-    ${deleteCompleted ? sql`deleted AS (
-      DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j
-      USING input, clock
-      WHERE ${claimed} AND ${ack} ->> 'state' = 'completed'
-      RETURNING j.id
-    ),` : sql``}
+    completed AS (${
+    bare.length === 0
+      ? sql`SELECT NULL::bigint AS id WHERE false`
+      : options.deleteCompleted
+      ? sql`
+      DELETE FROM ${jobs} AS j
+      USING input
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+      RETURNING j.id`
+      : sql`
+      UPDATE ${jobs} AS j
+      SET state = 'completed', completed_at = clock.now
+      FROM input, clock
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+      RETURNING j.id`
+  }),
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
     SELECT updated.id FROM updated, notified
-    ${deleteCompleted ? sql`UNION ALL SELECT deleted.id FROM deleted` : sql``}
+    UNION ALL SELECT completed.id FROM completed
   `.pipe(
     Effect.flatMap((rows) => {
       const written = rows.map((row) => Number(row.id))
