@@ -11,7 +11,7 @@ import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import * as Acker from "../src/internal/acker.ts"
 import { claimJobs, fetchJobs, releaseClaim } from "../src/internal/sql/claims.ts"
-import type { AckRow } from "../src/internal/sql/jobs.ts"
+import { ackJobs, type AckRow } from "../src/internal/sql/jobs.ts"
 import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -172,6 +172,48 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* acker.ack(ackOf(second!, "completed"))
       yield* settled(acker)
       assert.strictEqual((yield* jobRow(prefix, first!.id)).state, "completed")
+    }).pipe(Effect.scoped))
+
+  it.effect("one statement writes bare completions and every other outcome together, each matched by its own claim", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const write = (acks: ReadonlyArray<AckRow>, deleteCompleted: boolean) =>
+        Effect.flatMap(now(sql), (time) => ackJobs(sql, prefix, time, node, acks, { deleteCompleted }))
+      const outcomes = (jobs: ReadonlyArray<Job>): ReadonlyArray<AckRow> => [
+        ackOf(jobs[0]!, "completed"),
+        ackOf(jobs[1]!, "completed", { result: { total: 3 } }),
+        failure(jobs[2]!, "boom"),
+        ackOf(jobs[3]!, "scheduled", { delay_ms: 60_000, give_back: true }),
+        // A completion under a claim the job no longer runs under: nothing changes.
+        { ...ackOf(jobs[4]!, "completed"), claim: "some-other-claim" }
+      ]
+      const rowsOf = (jobs: ReadonlyArray<Job>) =>
+        sql<{ id: number; state: string; attempt: number; completed: boolean; result: unknown; errors: number }>`
+          SELECT id::int AS id, state, attempt, completed_at IS NOT NULL AS completed, result,
+                 jsonb_array_length(errors) AS errors
+          FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+
+      const kept = yield* claim(yield* Oban.insertAll([1, 2, 3, 4, 5].map(() => Noop.job({}))))
+      const keptResult = yield* write(outcomes(kept), false)
+      assert.deepStrictEqual([...keptResult.written].sort(), kept.slice(0, 4).map((job) => job.id).sort())
+      assert.deepStrictEqual(keptResult.stale.map((miss) => [miss.id, miss.state]), [[kept[4]!.id, "executing"]])
+      assert.deepStrictEqual((yield* rowsOf(kept)).map((row) => [row.state, row.attempt, row.completed, row.result, row.errors]), [
+        ["completed", 1, true, null, 0],
+        ["completed", 1, true, { total: 3 }, 0],
+        ["retryable", 1, false, null, 1],
+        ["scheduled", 0, false, null, 0],
+        ["executing", 1, false, null, 0]
+      ])
+
+      const deleted = yield* claim(yield* Oban.insertAll([1, 2, 3, 4, 5].map(() => Noop.job({}))))
+      const deletedResult = yield* write(outcomes(deleted), true)
+      assert.strictEqual(deletedResult.written.length, 4)
+      // Completions go, with or without a result; the other outcomes stay as written.
+      assert.deepStrictEqual((yield* rowsOf(deleted)).map((row) => [row.id, row.state]), [
+        [deleted[2]!.id, "retryable"],
+        [deleted[3]!.id, "scheduled"],
+        [deleted[4]!.id, "executing"]
+      ])
     }).pipe(Effect.scoped))
 
   it.effect("releasing a fetch's claim puts back only its jobs still executing, with the attempt given back", () =>
