@@ -35,6 +35,17 @@ export const startAttempt = (
         attempted_at = clock.now,
         attempted_by = ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
 
+/**
+ * What a fetch returns of each claimed row: the job's columns but those the
+ * producer knows already (its state is `executing`, its queue the fetch's,
+ * `attempted_by` the fetch's own), which would cost a text array per row to
+ * send and decode.
+ */
+const claimedColumns = qualifiedJobColumns
+  .split(", ")
+  .filter((column) => !["j.state", "j.queue", "j.attempted_by"].includes(column))
+  .join(", ")
+
 /** What a fetch returns: the claimed jobs in queue order, and which of them were claimed ahead. */
 export interface Fetched {
   readonly jobs: ReadonlyArray<Job>
@@ -69,7 +80,7 @@ export const fetchJobs = (
     readonly claim: string
   }
 ): Effect.Effect<Fetched, SqlError> =>
-  sql<JobRow & { readonly ahead: boolean }>`
+  sql<Omit<JobRow, "state" | "queue" | "attempted_by"> & { readonly ahead: boolean }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
     next AS (
       SELECT id, priority, scheduled_at FROM ${table(sql, prefix, "oban_jobs")}
@@ -85,11 +96,13 @@ export const fetchJobs = (
     ${startAttempt(sql, options, sql.literal("CASE WHEN j.id = ANY(first.ids) THEN j.attempt + 1 ELSE j.attempt END"))}
     FROM clock, first
     WHERE j.id = ANY(ARRAY(SELECT id FROM next))
-    RETURNING ${sql.literal(qualifiedJobColumns)}, NOT (j.id = ANY(first.ids)) AS ahead
+    RETURNING ${sql.literal(claimedColumns)}, NOT (j.id = ANY(first.ids)) AS ahead
   `.pipe(Effect.map((rows) => {
     const ahead = new Set<number>()
-    const jobs = rows.map((row) => {
-      if (!row.ahead) return jobFromRow(row)
+    const attemptedBy = [options.node, options.producer, options.claim]
+    const jobs = rows.map((claimed) => {
+      const row: JobRow = { ...claimed, state: "executing", queue: options.queue, attempted_by: attemptedBy }
+      if (!claimed.ahead) return jobFromRow(row)
       const job = jobFromRow(row, 1)
       ahead.add(job.id)
       return job
