@@ -1,25 +1,27 @@
 -- effect-oban migration 11: workflow jobs finished by one statement are released together.
 --
 -- Migration 9 released each finished workflow job from a row trigger: an ack of 200 outcomes ran
--- `oban_workflow_release` 200 times, each planning and starting its two statements anew (about
--- 0.7 ms a row on an idle server, most of it planning and executor start-up, not the rows read).
--- Now the row triggers only note the job's id in a transaction setting named after the table
--- (`oban.workflow_finished_<oid>`, or `..._deleted_<oid>` for a delete), and a statement trigger
--- releases every noted job in one call once the statement's rows are written (row triggers fire
--- before the statement trigger of the same statement). The function is unchanged: it already takes
--- an array, locks the dependents' counters of all of them in id order (so two batches touching the
--- same dependents queue up rather than deadlock), and decrements each counter once per edge done,
--- so the last two dependencies finishing in two transactions still release a dependent once.
--- The setting is cleared before the release runs, and the release's own writes
--- (pg_trigger_depth() > 0) note nothing; a setting left by an aborted statement is rolled back
--- with it. Jobs outside workflows still never run a row trigger (its WHEN clause); each UPDATE of
--- `state` and each DELETE statement on oban_jobs runs the statement trigger, which reads two
--- settings and returns.
+-- `oban_workflow_release` 200 times, about 0.7 ms each on an idle server, most of it planning its
+-- two statements anew (plpgsql keeps custom plans for them: a generic plan guesses 10 ids for the
+-- array and looks dearer), not the rows they read. Now the row triggers only note the job's id in a
+-- transaction setting named after the table (`oban.workflow_finished_<oid>`, or
+-- `oban.workflow_deleted_<oid>` for a delete), and a statement trigger releases every noted job in
+-- one call once the statement's rows are written (a statement's row triggers fire before its
+-- statement trigger). The function is unchanged: it already takes an array, locks the counters of
+-- all their dependents in id order (two batches touching the same dependents queue up rather than
+-- deadlock), and decrements each counter once per edge done, so the last two dependencies finishing
+-- in two transactions still release a dependent exactly once.
+-- The settings are cleared before the release runs, the release's own writes
+-- (pg_trigger_depth() > 0) note nothing, and a statement that fails takes its notes with it.
+-- Jobs outside workflows still never run a row trigger (its WHEN clause); each statement that
+-- updates `state` or deletes jobs runs the statement trigger, which reads two settings and returns
+-- (about 4 µs a statement). Not chosen: a WHEN clause on the statement trigger is evaluated before
+-- the row triggers fire, so it cannot see the notes; a BEFORE row trigger would note in time but
+-- makes every updated row of every job be locked first (about 4 µs a row); a transition table
+-- copies every updated row of every job and cannot be limited to updates of `state`.
 
 -- migrate:up
-DROP TRIGGER oban_jobs_workflow_finished ON {{prefix}}.oban_jobs;
-DROP TRIGGER oban_jobs_workflow_deleted ON {{prefix}}.oban_jobs;
-
+-- The row triggers of migration 9 stay as they are; their function now only notes the job.
 CREATE OR REPLACE FUNCTION {{prefix}}.oban_workflow_settle() RETURNS trigger
   LANGUAGE plpgsql
   AS $$
@@ -53,19 +55,6 @@ END
 $$;
 
 -- Nested writes (pg_trigger_depth() > 0) are the release function's own: it settles them itself.
-CREATE TRIGGER oban_jobs_workflow_finished
-  AFTER UPDATE OF state ON {{prefix}}.oban_jobs
-  FOR EACH ROW
-  WHEN (NEW.workflow_id IS NOT NULL AND NEW.state IN ('completed', 'discarded', 'cancelled')
-        AND OLD.state IS DISTINCT FROM NEW.state AND pg_trigger_depth() = 0)
-  EXECUTE FUNCTION {{prefix}}.oban_workflow_settle();
-
-CREATE TRIGGER oban_jobs_workflow_deleted
-  AFTER DELETE ON {{prefix}}.oban_jobs
-  FOR EACH ROW
-  WHEN (OLD.workflow_id IS NOT NULL AND pg_trigger_depth() = 0)
-  EXECUTE FUNCTION {{prefix}}.oban_workflow_settle();
-
 CREATE TRIGGER oban_jobs_workflow_settled
   AFTER UPDATE OF state OR DELETE ON {{prefix}}.oban_jobs
   FOR EACH STATEMENT
@@ -74,8 +63,6 @@ CREATE TRIGGER oban_jobs_workflow_settled
 
 -- migrate:down
 DROP TRIGGER oban_jobs_workflow_settled ON {{prefix}}.oban_jobs;
-DROP TRIGGER oban_jobs_workflow_deleted ON {{prefix}}.oban_jobs;
-DROP TRIGGER oban_jobs_workflow_finished ON {{prefix}}.oban_jobs;
 DROP FUNCTION {{prefix}}.oban_workflow_settle_noted();
 
 CREATE OR REPLACE FUNCTION {{prefix}}.oban_workflow_settle() RETURNS trigger
@@ -91,16 +78,3 @@ BEGIN
   RETURN NULL;
 END
 $$;
-
-CREATE TRIGGER oban_jobs_workflow_finished
-  AFTER UPDATE OF state ON {{prefix}}.oban_jobs
-  FOR EACH ROW
-  WHEN (NEW.workflow_id IS NOT NULL AND NEW.state IN ('completed', 'discarded', 'cancelled')
-        AND OLD.state IS DISTINCT FROM NEW.state AND pg_trigger_depth() = 0)
-  EXECUTE FUNCTION {{prefix}}.oban_workflow_settle();
-
-CREATE TRIGGER oban_jobs_workflow_deleted
-  AFTER DELETE ON {{prefix}}.oban_jobs
-  FOR EACH ROW
-  WHEN (OLD.workflow_id IS NOT NULL AND pg_trigger_depth() = 0)
-  EXECUTE FUNCTION {{prefix}}.oban_workflow_settle();
