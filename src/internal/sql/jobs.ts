@@ -9,7 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
-import { keyedById, retrySet, wakeQueues } from "./fragments.ts"
+import { cancelSet, keyedById, retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
@@ -60,7 +60,10 @@ export interface AckResult {
  *
  * The outcomes travel keyed by job id (see `keyedById`), at most one per job:
  * the caller splits batches that repeat one.
- * Jobs put back to `available` wake their queue.
+ * Jobs put back to `available` wake their queue. A job whose cancel was
+ * requested while it ran ends `cancelled` whatever its outcome (migration
+ * 0011), and is never deleted by `deleteCompleted`: its dependents must see
+ * the cancel.
  */
 /**
  * How long an outcome waits for a row lock that someone else holds (an open
@@ -83,7 +86,6 @@ export const ackJobs = (
   const claimed = sql`j.id = ANY(${ids}::bigint[])
         AND j.state = 'executing' AND j.attempted_by[1] = ${node} AND j.attempted_by[3] = ${ack} ->> 'claim'`
   const deleteCompleted = options.deleteCompleted && acks.some((row) => row.state === "completed")
-  const updates = !deleteCompleted || acks.some((row) => row.state !== "completed")
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (
       SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
@@ -91,8 +93,7 @@ export const ackJobs = (
              set_config('oban.now', (${now})::text, true) AS release_clock
     ),
     input AS MATERIALIZED (SELECT ${json}::jsonb AS acks),
-    updated AS (${
-    updates ? sql`
+    updated AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
       SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors, result) = (
         SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
@@ -111,14 +112,13 @@ export const ackJobs = (
       )
       FROM input, clock
       WHERE ${claimed}
-        ${deleteCompleted ? sql`AND ${ack} ->> 'state' <> 'completed'` : sql``}
-      RETURNING j.id, j.state, j.queue` : sql`
-      SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
-  }),
+        ${deleteCompleted ? sql`AND (${ack} ->> 'state' <> 'completed' OR j.cancel_requested_at IS NOT NULL)` : sql``}
+      RETURNING j.id, j.state, j.queue
+    ),
     ${deleteCompleted ? sql`deleted AS (
       DELETE FROM ${table(sql, prefix, "oban_jobs")} AS j
       USING input, clock
-      WHERE ${claimed} AND ${ack} ->> 'state' = 'completed'
+      WHERE ${claimed} AND ${ack} ->> 'state' = 'completed' AND j.cancel_requested_at IS NULL
       RETURNING j.id
     ),` : sql``}
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
@@ -240,7 +240,10 @@ export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effec
 
 /**
  * Cancels a job that has not finished. When it was executing, a signal asks
- * the node running it to interrupt it. Returns the cancelled job, if any.
+ * the node running it to interrupt it. An executing workflow step is not
+ * finished here: its cancel is requested (`cancel_requested_at`), and it
+ * ends `cancelled` when its attempt has ended (see `cancelSet`). Returns the
+ * job as the statement left it, if it changed.
  */
 export const cancelJob = (
   sql: SqlClient,
@@ -256,7 +259,7 @@ export const cancelJob = (
       FOR UPDATE
     ),
     updated AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET state = 'cancelled', cancelled_at = clock.now
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet)}
       FROM target, clock WHERE j.id = target.id
       RETURNING ${sql.literal(qualifiedJobColumns)},
                 target.state AS previous_state
