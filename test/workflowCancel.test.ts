@@ -14,6 +14,8 @@ import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
 import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
+import { ackJobs } from "../src/internal/sql/jobs.ts"
+import { releaseJobs } from "../src/internal/sql/claims.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("wfcancel")
@@ -128,4 +130,146 @@ layer(testLayer(prefix, { maxConnections: 16 }), { excludeTestServices: true })(
       assert.deepStrictEqual(yield* Effect.forEach(ids, stateOf), ["cancelled", "cancelled", "cancelled"])
       assert.deepStrictEqual(started, [ids[0]!])
     }).pipe(Effect.scoped), 30_000)
+})
+
+/** Makes `ids` executing under a claim of producer incarnation `producer` of node `node`, as a claim does. */
+const claimedBy = (ids: ReadonlyArray<number>, node: string, producer: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = attempt + 1, attempted_at = now(),
+               attempted_by = ARRAY[${node}, ${producer}, 'claim-' || id::text]
+               WHERE id IN ${sql.in(ids)}`
+  })
+
+/** A producer row of `node` whose last heartbeat is two minutes old: its jobs are orphans. */
+const deadProducer = (node: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const id = crypto.randomUUID()
+    yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
+               VALUES (${id}, ${node}, 'chain', 5, now() - interval '2 minutes')`
+    return id
+  })
+
+const cancelRequestedAt = (id: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ at: Date | null; result: unknown }>`
+      SELECT cancel_requested_at AS at, result FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+    return row!.at
+  })
+
+layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from a running step that no node stops", (it) => {
+  it.effect("its node died: it waits, executing, and the rescuer ends it cancelled; the chain goes on after it", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const ids = (yield* Chain.insert("dead", [Step.job({ hold: true }), Step.job({ hold: false }), Step.job({ hold: false })]))
+        .map((job) => job.id)
+      yield* claimedBy([ids[0]!], "gone-node", yield* deadProducer("gone-node"))
+      const answer = Option.getOrThrow(yield* Oban.cancelJob(ids[0]!))
+      // The caller sees the request: the job still executes, with the time the cancel was asked for.
+      assert.strictEqual(answer.state, "executing")
+      assert.instanceOf(answer.cancelRequestedAt, Date)
+      // Asking again keeps the first request.
+      const again = Option.getOrThrow(yield* Oban.cancelJob(ids[0]!))
+      assert.strictEqual(again.cancelRequestedAt?.getTime(), answer.cancelRequestedAt!.getTime())
+      assert.deepStrictEqual(yield* Effect.forEach(ids, stateOf), ["executing", "suspended", "suspended"])
+
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 1 })
+      const rescued = yield* jobRow(prefix, ids[0]!)
+      assert.strictEqual(rescued.state, "cancelled")
+      assert.deepStrictEqual(rescued.errors.map((entry) => entry.kind), ["rescued", "cancelled"])
+      assert.include(rescued.errors[1]!.message, "cancelled while executing")
+      // The chain's default policy ("run"): the next job runs once the cancelled one has ended.
+      assert.deepStrictEqual(yield* Effect.forEach(ids, stateOf), ["cancelled", "available", "suspended"])
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
+      assert.strictEqual(yield* stateOf(ids[0]!), "cancelled", "never made available again")
+
+      // A retry is a new decision: it clears the request, and the job runs again like any retried job.
+      const retried = Option.getOrThrow(yield* Oban.retryJob(ids[0]!))
+      assert.strictEqual(retried.state, "available")
+      assert.isNull(yield* cancelRequestedAt(ids[0]!))
+    }))
+
+  it.effect("its node died: dependents are settled by their policies, and a job out of attempts still ends cancelled", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const flow = yield* Workflow.insert(
+        Workflow.make("policies")
+          .add("x", Step.job({ hold: true }, { maxAttempts: 1 }))
+          .add("y", Step.job({ hold: false }), { deps: ["x"] })
+          .add("z", Step.job({ hold: false }), { deps: [{ step: "x", onFailure: "wait" }] })
+          .add("r", Step.job({ hold: false }), { deps: [{ step: "x", onFailure: "run" }] })
+      )
+      const x = flow.jobs.x.id
+      yield* claimedBy([x], "gone-node", yield* deadProducer("gone-node"))
+      assert.strictEqual((yield* Jobs.cancel({ ids: [x] })).changed, 1)
+      assert.strictEqual(yield* stateOf(x), "executing")
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 1 })
+      const status = yield* Workflow.status("policies")
+      assert.deepStrictEqual(
+        Object.fromEntries(status.jobs.map((job) => [job.step, job.state])),
+        { x: "cancelled", y: "cancelled", z: "suspended", r: "available" }
+      )
+      const y = yield* Oban.getJob(flow.jobs.y.id)
+      assert.strictEqual(Option.getOrThrow(Workflow.membership(Option.getOrThrow(y))).cancelledBy?.step, "x")
+    }))
+
+  it.effect("its attempt ended otherwise before the interrupt came (a lost signal): it still ends cancelled", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      // Each writer that can end an attempt, on a step whose cancel was requested while it ran.
+      const writers = {
+        completed: (id: number) =>
+          ackJobs(sql, prefix, sql.literal("now()"), "live-node", [{
+            id, attempt: 1, claim: `claim-${id}`, state: "completed", delay_ms: null, give_back: false, error: null, result: "done"
+          }]),
+        completedAndDeleted: (id: number) =>
+          ackJobs(sql, prefix, sql.literal("now()"), "live-node", [{
+            id, attempt: 1, claim: `claim-${id}`, state: "completed", delay_ms: null, give_back: false, error: null
+          }], { deleteCompleted: true }),
+        retryable: (id: number) =>
+          ackJobs(sql, prefix, sql.literal("now()"), "live-node", [{
+            id, attempt: 1, claim: `claim-${id}`, state: "retryable", delay_ms: 1_000, give_back: false,
+            error: { attempt: 1, kind: "failure", message: "boom" }
+          }]),
+        shutdown: (id: number) =>
+          ackJobs(sql, prefix, sql.literal("now()"), "live-node", [{
+            id, attempt: 1, claim: `claim-${id}`, state: "available", delay_ms: 0, give_back: true,
+            error: { attempt: 1, kind: "shutdown", message: "shut down" }
+          }]),
+        givenBack: (id: number) => releaseJobs(sql, prefix, [{ id, claim: `claim-${id}`, ahead: false }])
+      }
+      for (const [name, write] of Object.entries(writers)) {
+        const flow = yield* Workflow.insert(
+          Workflow.make(`lost-${name}`)
+            .add("a", Step.job({ hold: true }))
+            .add("b", Step.job({ hold: false }), { deps: ["a"] })
+        )
+        yield* claimedBy([flow.jobs.a.id], "live-node", crypto.randomUUID())
+        yield* Oban.cancelJob(flow.jobs.a.id)
+        yield* write(flow.jobs.a.id)
+        const row = yield* jobRow(prefix, flow.jobs.a.id)
+        assert.strictEqual(row?.state, "cancelled", name)
+        assert.strictEqual(row.errors.at(-1)?.kind, "cancelled", name)
+        // The default policy cancels the dependent: the cancel counts, not the outcome the attempt had.
+        assert.strictEqual(yield* stateOf(flow.jobs.b.id), "cancelled", name)
+      }
+      const [kept] = yield* sql<{ result: unknown }>`
+        SELECT result FROM ${sql(prefix)}.oban_jobs WHERE workflow_id = 'lost-completed' AND meta #>> '{workflow,step}' = 'a'`
+      assert.isNull(kept!.result, "a cancelled job records no result")
+    }))
+
+  it.effect("jobs outside workflows are cancelled at once, as before", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const job = yield* Oban.insert(Step.job({ hold: true }))
+      yield* claimedBy([job.id], "live-node", crypto.randomUUID())
+      const answer = Option.getOrThrow(yield* Oban.cancelJob(job.id))
+      assert.strictEqual(answer.state, "cancelled")
+      assert.isNull(answer.cancelRequestedAt)
+    }))
 })
