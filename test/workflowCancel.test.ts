@@ -118,6 +118,19 @@ layer(testLayer(prefix, { maxConnections: 16 }), { excludeTestServices: true })(
       yield* assertRanInOrder(ids)
     }).pipe(Effect.scoped), 30_000)
 
+  it.effect("a cancel whose signal was lost: the node finds the request on its own and stops the step", () =>
+    Effect.gen(function*() {
+      yield* reset
+      yield* startNode({ ...base, node: "runner", queues: { chain: 5 }, rescuer: { interval: "200 millis" } })
+      const ids = yield* chainOfThree("lost")
+      // The request as a cancel writes it, without the signal.
+      const sql = yield* SqlClient
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET cancel_requested_at = now() WHERE id = ${ids[0]!}`
+      yield* assertRanInOrder(ids)
+      const stopped = yield* jobRow(prefix, ids[0]!)
+      assert.deepStrictEqual(stopped.errors.map((entry) => [entry.kind, entry.message]), [["cancelled", "cancelled while executing"]])
+    }).pipe(Effect.scoped), 30_000)
+
   it.effect("a whole-workflow cancel cancels the waiting steps at once and the running one once it stopped", () =>
     Effect.gen(function*() {
       yield* reset
