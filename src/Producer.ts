@@ -145,14 +145,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     }
 
     /**
-     * Gives jobs claimed ahead back to the queue (pause, shutdown). If that
-     * fails, they stay claimed by this producer: its node's reconciler, or
-     * the rescuer once the node is gone, puts them back.
-     */
-    /**
-     * Gives back jobs taken out of the buffer: available again, or `cancelled` for a workflow step
-     * whose cancel was requested (a cancel of any other job has already finished its row, which the
-     * give-back then leaves alone).
+     * Gives jobs taken out of the buffer back to the queue: `available`
+     * again, or `cancelled` for a workflow step whose cancel was requested (a
+     * cancelled job outside workflows is already finished, and left alone).
+     * If that fails, they stay claimed by this producer: its node's
+     * reconciler, or the rescuer once the node is gone, puts them back.
      */
     const release = (jobs: ReadonlyArray<{ readonly job: Job; readonly ahead: boolean }>, what: string) =>
       releaseJobs(
@@ -165,6 +162,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed ahead; they will be rescued`, Cause.pretty(cause))
         )
       )
+    /** Gives back every job claimed ahead (pause, shutdown). */
     const giveBack = Effect.suspend(() => {
       const jobs = buffer.takeAll()
       return jobs.length === 0 ? Effect.void : release(jobs, "job")
