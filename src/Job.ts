@@ -103,4 +103,10 @@ export interface Job<Args = unknown> {
   readonly discardedAt: Date | null
   readonly cancelledAt: Date | null
   readonly attemptedBy: ReadonlyArray<string> | null
+  /**
+   * When a cancel was asked for while the job executed as a workflow step:
+   * it stays `executing` until its attempt has ended, then ends `cancelled`
+   * (see docs/workflows.md). Null otherwise.
+   */
+  readonly cancelRequestedAt: Date | null
 }

@@ -120,7 +120,11 @@ export const getJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationE
 /**
  * Cancels a job that has not finished. A job executing on any node is
  * interrupted there (through a signal) and ends `cancelled`. Returns the
- * cancelled job, or none when it did not exist or had already finished.
+ * job as the cancel left it, or none when it did not exist or had already
+ * finished: `cancelled`, except for an executing workflow step, which its
+ * dependents wait on: it is returned `executing` with `cancelRequestedAt`
+ * set, and ends `cancelled` once its node has stopped it (or the rescuer,
+ * if that node died). See docs/workflows.md.
  *
  * @since 0.1.0
  */

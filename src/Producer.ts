@@ -145,24 +145,27 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     }
 
     /**
-     * Gives jobs claimed ahead back to the queue (pause, shutdown). If that
-     * fails, they stay claimed by this producer: its node's reconciler, or
-     * the rescuer once the node is gone, puts them back.
+     * Gives jobs taken out of the buffer back to the queue: `available`
+     * again, or `cancelled` for a workflow step whose cancel was requested (a
+     * cancelled job outside workflows is already finished, and left alone).
+     * If that fails, they stay claimed by this producer: its node's
+     * reconciler, or the rescuer once the node is gone, puts them back.
      */
-    const giveBack = Effect.suspend(() => {
-      const jobs = buffer.takeAll()
-      if (jobs.length === 0) return Effect.void
-      return releaseJobs(
+    const release = (jobs: ReadonlyArray<{ readonly job: Job; readonly ahead: boolean }>, what: string) =>
+      releaseJobs(
         options.sql,
         options.prefix,
         jobs.map(({ ahead, job }) => ({ id: job.id, claim: job.attemptedBy?.[2] ?? "", ahead }))
-      )
-        .pipe(
-          withStatementTimeout({ timeout: "5 seconds", operation: "give back" }),
-          Effect.catchCause((cause) =>
-            Effect.logWarning(`could not give back ${jobs.length} job(s) claimed ahead; they will be rescued`, Cause.pretty(cause))
-          )
+      ).pipe(
+        withStatementTimeout({ timeout: "5 seconds", operation: "give back" }),
+        Effect.catchCause((cause) =>
+          Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed ahead; they will be rescued`, Cause.pretty(cause))
         )
+      )
+    /** Gives back every job claimed ahead (pause, shutdown). */
+    const giveBack = Effect.suspend(() => {
+      const jobs = buffer.takeAll()
+      return jobs.length === 0 ? Effect.void : release(jobs, "job")
     })
     // Runs after the loops below have stopped (finalizers run in reverse order).
     yield* Effect.addFinalizer(() => giveBack)
@@ -365,7 +368,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       id: producerId,
       wake,
       ready: Deferred.await(ready),
-      forget: (jobId) => Effect.sync(() => buffer.forget(jobId)),
+      forget: (jobId) =>
+        Effect.suspend(() => {
+          const dropped = buffer.forget(jobId)
+          if (dropped === undefined) return Effect.succeed(false)
+          return Effect.as(release([dropped], "cancelled job"), true)
+        }),
       waiting: Effect.sync(() => buffer.ids()),
       pause: Effect.andThen(
         Effect.sync(() => {

@@ -4,7 +4,9 @@
  * producer has not done so for `rescueAfter` (or its row is gone), its
  * `executing` jobs go back to `available` (or `discarded` when out of
  * attempts) with a `rescued` errors entry naming the lost node, and its stale
- * row is removed. With the defaults, orphans are found within about 75 s.
+ * row is removed. A workflow step whose cancel was requested while it ran
+ * ends `cancelled` instead (see docs/workflows.md). With the defaults,
+ * orphans are found within about 75 s.
  *
  * @since 0.1.0
  */
@@ -13,7 +15,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { publish } from "./Events.ts"
 import { now } from "./ObanClock.ts"
-import { rescueOrphans } from "./internal/sql/maintenance.ts"
+import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
 
 /**
  * @since 0.1.0
@@ -45,6 +47,17 @@ export interface Result {
   readonly rescued: number
   /** Jobs discarded because they had no attempts left. */
   readonly discarded: number
+  /**
+   * Workflow steps whose cancel was requested while they ran: they end
+   * `cancelled` (never run again), and their dependents are settled.
+   */
+  readonly cancelled: number
+}
+
+const outcomes: Record<RescuedRow["state"], string> = {
+  available: "made available",
+  discarded: "discarded",
+  cancelled: "cancelled, as requested while it ran"
 }
 
 /**
@@ -60,6 +73,7 @@ export const runOnce = (
     const batchSize = options.batchSize ?? defaults.batchSize
     let rescued = 0
     let discarded = 0
+    let cancelled = 0
     while (true) {
       const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, batchSize)
       const at = new Date(yield* Clock.currentTimeMillis)
@@ -70,16 +84,17 @@ export const runOnce = (
         queue: row.queue,
         attempt: row.attempt,
         at,
-        message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${row.state === "available" ? "made available" : "discarded"}`
+        message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${outcomes[row.state]}`
       })))
       for (const row of batch) {
         if (row.state === "available") rescued++
-        else discarded++
+        else if (row.state === "discarded") discarded++
+        else cancelled++
       }
       if (batch.length < batchSize) break
     }
-    if (rescued + discarded > 0) {
-      yield* Effect.logWarning(`rescued ${rescued} orphaned job(s), discarded ${discarded}`)
+    if (rescued + discarded + cancelled > 0) {
+      yield* Effect.logWarning(`rescued ${rescued} orphaned job(s), discarded ${discarded}, cancelled ${cancelled}`)
     }
-    return { rescued, discarded }
+    return { rescued, discarded, cancelled }
   })

@@ -217,7 +217,8 @@ export const performJob = <A, E, R>(
       completedAt: null,
       discardedAt: null,
       cancelledAt: null,
-      attemptedBy: ["oban-test", "perform"]
+      attemptedBy: ["oban-test", "perform"],
+      cancelRequestedAt: null
     }
     const exit = yield* Effect.exit(withTimeout(worker, worker.perform(job)))
     if (Exit.isSuccess(exit)) return { _tag: "Completed" } as const

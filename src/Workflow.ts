@@ -347,8 +347,9 @@ export const status: (workflowId: string) => Effect.Effect<WorkflowStatus, Migra
 
 /**
  * Cancels every job of a workflow that has not finished; executing ones are
- * interrupted on their nodes (as with `Oban.cancelJob`). Returns the
- * cancelled jobs and the state each was in.
+ * interrupted on their nodes (as with `Oban.cancelJob`) and end `cancelled`
+ * once stopped there (until then `executing`, with a cancel request).
+ * Returns the jobs it cancelled or asked to stop, and the state each was in.
  *
  * @since 0.1.0
  */

@@ -46,8 +46,8 @@ describe("claim buffer", () => {
   it("gives back every waiting job with whether it was claimed ahead, and forgets a cancelled one", () => {
     const buffer = ClaimBuffer.make()
     buffer.add([job(1), job(2), job(3)], new Set([2, 3]))
-    assert.isTrue(buffer.forget(3))
-    assert.isFalse(buffer.forget(3))
+    assert.deepStrictEqual(buffer.forget(3), { job: job(3), ahead: true })
+    assert.isUndefined(buffer.forget(3))
     assert.deepStrictEqual(buffer.takeAll().map(({ job, ahead }) => [job.id, ahead]), [[1, false], [2, true]])
     assert.strictEqual(buffer.size(), 0)
   })

@@ -108,6 +108,8 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
         Effect.sync(() => interrupted.has(flow.jobs.x.id) && interrupted.has(flow.jobs.y.id)),
         "5 seconds"
       )
+      // The executing steps end cancelled once their nodes have written the interrupted attempts.
+      yield* waitFor("the interrupted steps acked", Effect.map(a.oban.workflowStatus("cancel-me"), (status) => status.finished))
       const status = yield* a.oban.workflowStatus("cancel-me")
       assert.deepStrictEqual(status.counts, { cancelled: 3 })
     }))

@@ -76,7 +76,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
                  (${dead}, 'dead', 'default', 5, now() - interval '2 minutes'),
                  (${live}, 'alive', 'default', 5, now())`
       const result = yield* Rescuer.runOnce({ sql, prefix })
-      assert.deepStrictEqual(result, { rescued: 2, discarded: 1 })
+      assert.deepStrictEqual(result, { rescued: 2, discarded: 1, cancelled: 0 })
       const rescued = yield* jobRow(prefix, orphan!.id)
       assert.strictEqual(rescued.state, "available")
       assert.strictEqual(rescued.attempt, 1)
@@ -87,7 +87,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.strictEqual((yield* jobRow(prefix, alive!.id)).state, "executing")
       const producers = yield* sql<{ node: string }>`SELECT node FROM ${sql(prefix)}.oban_producers`
       assert.deepStrictEqual(producers.map((row) => row.node), ["alive"])
-      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0 })
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
     }))
 
   it.effect("Rescuer.runOnce judges each producer incarnation: a restart under the same node name does not hide the old one's jobs", () =>
@@ -102,7 +102,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
                  (${crashed}, 'web-1', 'default', 5, now() - interval '2 minutes'),
                  (${restarted}, 'web-1', 'default', 5, now())`
-      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0 })
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0, cancelled: 0 })
       assert.strictEqual((yield* jobRow(prefix, old!.id)).state, "available")
       assert.strictEqual((yield* jobRow(prefix, fresh!.id)).state, "executing")
       const producers = yield* sql<{ id: string }>`SELECT id::text AS id FROM ${sql(prefix)}.oban_producers`

@@ -121,9 +121,9 @@ describe("virtual time", () => {
         yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
                    attempted_by = ARRAY['gone', ${producer}] WHERE id = ${job.id}`
         yield* TestClock.adjust("59 seconds")
-        assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0 })
+        assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
         yield* TestClock.adjust("2 seconds")
-        assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0 })
+        assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0, cancelled: 0 })
         assert.strictEqual((yield* ObanTest.drainQueue({ queue: "default" })).completed, 1)
       }).pipe(onTestClock))
 

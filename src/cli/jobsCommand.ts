@@ -56,7 +56,7 @@ const show = Command.make("show", { id: Argument.Int("id") }, ({ id }) =>
         ["args", JSON.stringify(job.args)], ["meta", JSON.stringify(job.meta)],
         ["inserted at", job.insertedAt], ["scheduled at", job.scheduledAt], ["attempted at", job.attemptedAt],
         ["completed at", job.completedAt], ["discarded at", job.discardedAt], ["cancelled at", job.cancelledAt],
-        ["attempted by", job.attemptedBy?.join(" ") ?? null]
+        ["cancel asked", job.cancelRequestedAt], ["attempted by", job.attemptedBy?.join(" ") ?? null]
       ]
       const lines = fields.map(([name, value]) => `${name.padEnd(13)} ${cell(value)}`)
       const errors = job.errors.map((entry) =>

@@ -38,8 +38,8 @@ export interface ClaimBuffer {
   readonly take: (n: number) => ReadonlyArray<Job>
   /** Takes every waiting job (to give them back), saying which were claimed ahead. */
   readonly takeAll: () => ReadonlyArray<{ readonly job: Job; readonly ahead: boolean }>
-  /** Drops a job (it was cancelled); whether it was here. */
-  readonly forget: (id: number) => boolean
+  /** Drops a job (it was cancelled): the job and whether it was claimed ahead, if it was here. */
+  readonly forget: (id: number) => { readonly job: Job; readonly ahead: boolean } | undefined
   /** The ids of the waiting jobs. */
   readonly ids: () => ReadonlyArray<number>
   readonly size: () => number
@@ -90,10 +90,10 @@ export const make = (): ClaimBuffer => {
     },
     forget: (id) => {
       const index = waiting.findIndex((job) => job.id === id)
-      if (index === -1) return false
-      waiting.splice(index, 1)
-      claimedAhead.delete(id)
-      return true
+      if (index === -1) return undefined
+      const [job] = waiting.splice(index, 1)
+      const ahead = claimedAhead.delete(id)
+      return { job: job!, ahead }
     },
     ids: () => waiting.map((job) => job.id),
     size: () => waiting.length,

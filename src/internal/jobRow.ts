@@ -27,11 +27,12 @@ export interface JobRow {
   readonly discarded_at: Date | null
   readonly cancelled_at: Date | null
   readonly attempted_by: ReadonlyArray<string> | null
+  readonly cancel_requested_at: Date | null
 }
 
-/** The columns of a job, in table order, for `SELECT` and `RETURNING` lists. */
+/** The columns of a job that `Job` shows (in table order, the ones added later last), for `SELECT` and `RETURNING` lists. */
 export const jobColumns =
-  "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by"
+  "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, cancel_requested_at"
 
 /** The job of a row; `attemptOffset` is added to its attempt (a job claimed ahead runs as its next one). */
 export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
@@ -52,7 +53,8 @@ export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
   completedAt: row.completed_at,
   discardedAt: row.discarded_at,
   cancelledAt: row.cancelled_at,
-  attemptedBy: row.attempted_by
+  attemptedBy: row.attempted_by,
+  cancelRequestedAt: row.cancel_requested_at
 })
 
 const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
@@ -91,6 +93,7 @@ export const insertedJob = (
   discardedAt: null,
   cancelledAt: null,
   attemptedBy: null,
+  cancelRequestedAt: null,
   conflict: false
 })
 

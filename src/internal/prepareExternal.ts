@@ -147,6 +147,7 @@ interface JobJson {
   readonly discarded_at: string | null
   readonly cancelled_at: string | null
   readonly attempted_by: ReadonlyArray<string> | null
+  readonly cancel_requested_at: string | null
 }
 
 const dateOf = (text: string | null): Date | null => text === null ? null : new Date(text)
@@ -160,7 +161,8 @@ const jobOf = (json: JobJson): Inserted => ({
     attempted_at: dateOf(json.attempted_at),
     completed_at: dateOf(json.completed_at),
     discarded_at: dateOf(json.discarded_at),
-    cancelled_at: dateOf(json.cancelled_at)
+    cancelled_at: dateOf(json.cancelled_at),
+    cancel_requested_at: dateOf(json.cancel_requested_at)
   }),
   conflict: json.conflict
 })

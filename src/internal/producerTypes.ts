@@ -39,7 +39,11 @@ export interface Producer {
   readonly queue: string
   /** This incarnation's id: its row in `oban_producers`, and `attempted_by[2]` of its jobs. */
   readonly id: string
-  /** Drops a job claimed ahead and not started (it was cancelled); whether it was waiting here. */
+  /**
+   * Drops a job claimed ahead and not started (it was cancelled), and gives
+   * it back (a workflow step whose cancel was requested then ends
+   * `cancelled`); whether it was waiting here.
+   */
   readonly forget: (jobId: number) => Effect.Effect<boolean>
   /** The jobs claimed ahead and not started yet. */
   readonly waiting: Effect.Effect<ReadonlyArray<number>>

@@ -3,8 +3,11 @@
  * that its own producers claimed and that it no longer answers for, because
  * their claim or their outcome was lost on the way to the database (a reply
  * lost with its connection, or commits a database crash forgot). No rescuer
- * would take them, since their producers are alive. `runOnce` does one pass
- * and returns the ids it released; the node runs it in a `periodic` loop.
+ * would take them, since their producers are alive. It also stops the jobs
+ * it runs whose cancel was requested (running workflow steps), in case the
+ * cancel signal was lost: they would otherwise run to their end, and their
+ * dependents wait for that. `runOnce` does one pass and returns the ids it
+ * released; the node runs it in a `periodic` loop.
  */
 import { Duration, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -12,7 +15,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "../Executor.ts"
 import { now } from "../ObanClock.ts"
 import type { Producer } from "../Producer.ts"
-import { releaseStranded } from "./sql/claims.ts"
+import { cancelRequested, releaseStranded } from "./sql/claims.ts"
 
 export interface Options {
   readonly sql: SqlClient
@@ -21,6 +24,8 @@ export interface Options {
   readonly executor: Pick<ExecutorShape, "owned">
   /** Only claims older than this are judged: younger ones may still be on their way. */
   readonly rescueAfter: Duration.Duration
+  /** Stops a job this node runs or holds whose cancel was requested (as the cancel signal does). */
+  readonly stop?: ((jobId: number) => Effect.Effect<void>) | undefined
 }
 
 export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, SqlError> =>
@@ -37,6 +42,10 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
       yield* Effect.logWarning(
         `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${released.join(", ")}`
       )
+    }
+    if (options.stop !== undefined) {
+      const producers = options.producers.map((producer) => producer.id)
+      yield* Effect.forEach(yield* cancelRequested(options.sql, options.prefix, producers), options.stop, { discard: true })
     }
     return released
   })

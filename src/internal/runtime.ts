@@ -272,7 +272,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           prefix: config.prefix,
           producers: Array.from(producers.values()),
           executor,
-          rescueAfter: config.rescuer.rescueAfter
+          rescueAfter: config.rescuer.rescueAfter,
+          // Forked like a signal's cancel: a job's finalizers may take long.
+          stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), nodeScope, { startImmediately: true }))
         })
       )
     }))

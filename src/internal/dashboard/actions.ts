@@ -80,7 +80,12 @@ export const jobAction = (
       } as const
     }
     const result = yield* runBulk(action, { ids: [id] })
-    const message = result.changed === 1
+    // A running workflow step is only asked to stop: its dependents wait until it has.
+    const requested = action === "cancel" && result.changed === 1 && job.state === "executing" &&
+      Option.exists(yield* getJob(id), (now) => now.state === "executing" && now.cancelRequestedAt !== null)
+    const message = requested
+      ? `Job ${id}: cancel requested. It is a running workflow step; it ends cancelled once its node has stopped it.`
+      : result.changed === 1
       ? `Job ${id} ${done}.`
       : result.skipped.length > 0
       ? `Job ${id} was not ${done}: another job holds its unique key.`

@@ -25,6 +25,7 @@ export const timeline = (job: Job): ReadonlyArray<Moment> => {
   if (job.attemptedAt !== null) moments.push({ at: job.attemptedAt, what: `attempt ${job.attempt} started`, detail: "" })
   if (job.completedAt !== null) moments.push({ at: job.completedAt, what: "completed", detail: "" })
   if (job.discardedAt !== null) moments.push({ at: job.discardedAt, what: "discarded", detail: "" })
+  if (job.cancelRequestedAt !== null) moments.push({ at: job.cancelRequestedAt, what: "cancel requested", detail: "" })
   if (job.cancelledAt !== null) moments.push({ at: job.cancelledAt, what: "cancelled", detail: "" })
   return moments.sort((a, b) => a.at.getTime() - b.at.getTime())
 }

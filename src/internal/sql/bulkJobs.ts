@@ -10,7 +10,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
-import { retrySet, wakeQueues } from "./fragments.ts"
+import { cancelSet, retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
 export type BulkAction =
@@ -23,7 +23,7 @@ export type BulkAction =
 export interface ChangedRow {
   readonly id: number
   readonly previous_state: string
-  /** The node running it, for a cancelled job that was executing. */
+  /** The node running it, for a cancelled job that was executing (a workflow step's cancel is then only requested). */
   readonly node: string | null
 }
 
@@ -53,7 +53,7 @@ const change = (sql: SqlClient, prefix: string, action: BulkAction): Fragment =>
   switch (action._tag) {
     case "cancel":
       return sql`
-        UPDATE ${jobs} AS j SET state = 'cancelled', cancelled_at = clock.now
+        UPDATE ${jobs} AS j SET ${sql.literal(cancelSet)}
         FROM batch, clock WHERE j.id = batch.id
         RETURNING j.id, j.queue, j.state, batch.previous_state, j.attempted_by[1] AS node`
     case "retry":
@@ -95,7 +95,8 @@ const unlinkDeleted = (sql: SqlClient, prefix: string): Fragment =>
 /**
  * Applies `action` to the next `limit` matching jobs with `after < id <= upTo`,
  * locking them first (a job being acked is waited for, not skipped). A
- * cancelled job that was executing gets a cancel signal to its node; jobs
+ * cancelled job that was executing gets a cancel signal to its node (an
+ * executing workflow step stays `executing` with a cancel request); jobs
  * that became available wake their queues.
  */
 export const runBatch = (
@@ -131,7 +132,7 @@ export const runBatch = (
     signalled AS (
       SELECT count(pg_notify(${channel(prefix, "signal")},
         json_build_object('action', 'cancel', 'job_id', id, 'node', node)::text)) AS sent
-      FROM changed WHERE state = 'cancelled' AND previous_state = 'executing'
+      FROM changed WHERE previous_state = 'executing'
     ),
     woken AS (${wakeQueues(sql, prefix, "changed WHERE state = 'available'")})
     SELECT b.last::text AS last, c.id::text AS id, c.previous_state, c.node

@@ -151,6 +151,23 @@ export const releaseClaim = (sql: SqlClient, prefix: string, claim: string): Eff
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
 
 /**
+ * The jobs that this node's producers claimed (`executing` under one of
+ * `producers`) and whose cancel was requested meanwhile (running workflow
+ * steps, migration 0012): the node stops them even when the cancel signal
+ * did not reach it.
+ */
+export const cancelRequested = (
+  sql: SqlClient,
+  prefix: string,
+  producers: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: string }>`
+    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs")} AS j
+    WHERE j.state = 'executing' AND j.cancel_requested_at IS NOT NULL AND j.attempted_by[2] IN ${sql.in(producers)}
+    ORDER BY j.id
+  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
+
+/**
  * Puts back the jobs that this node's producers claimed and no longer answer
  * for: `executing` under one of `producers` for longer than `afterMillis`,
  * and not in `owned` (running here, or with an outcome waiting to be

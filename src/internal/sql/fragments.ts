@@ -76,4 +76,22 @@ export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragme
  */
 export const retrySet = `scheduled_at = clock.now,
           max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL`
+          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL`
+
+/**
+ * Whether a cancel of the job (aliased `j`, before the change) is only requested: a workflow step
+ * that is executing. Its dependents must not be released while its code still runs on its node, so
+ * its row stays `executing` with `cancel_requested_at` set until the attempt ends (migration 0012
+ * then makes it `cancelled`, whoever ends it: the node, the rescuer, the reconciler).
+ */
+const cancelDeferred = "j.state = 'executing' AND j.workflow_id IS NOT NULL"
+
+/**
+ * What a cancel sets (the job aliased `j`, `clock` in scope): `cancelled` now, or, for an executing
+ * workflow step, a cancel request (kept from the first cancel when repeated). `Oban.cancelJob`, the
+ * bulk cancel and the workflow cancel share it.
+ */
+export const cancelSet = `state = (CASE WHEN ${cancelDeferred} THEN j.state ELSE 'cancelled' END),
+          cancelled_at = CASE WHEN ${cancelDeferred} THEN j.cancelled_at ELSE clock.now END,
+          cancel_requested_at = CASE WHEN ${cancelDeferred} THEN COALESCE(j.cancel_requested_at, clock.now)
+                                     ELSE j.cancel_requested_at END`

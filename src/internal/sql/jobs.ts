@@ -9,7 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
-import { keyedById, retrySet, wakeQueues } from "./fragments.ts"
+import { cancelSet, keyedById, retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
@@ -94,7 +94,10 @@ const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; reado
  * `deleteCompleted`), matched by claim alone. The other outcomes travel keyed
  * by job id (see `keyedById`) with every field, and each row reads its own.
  * At most one outcome per job: the caller splits batches that repeat one.
- * Jobs put back to `available` wake their queue.
+ * Jobs put back to `available` wake their queue. A job whose cancel was
+ * requested while it ran ends `cancelled` whatever its outcome (migration
+ * 0012), and is never deleted by `deleteCompleted`: its dependents must see
+ * the cancel.
  */
 export const ackJobs = (
   sql: SqlClient,
@@ -150,6 +153,7 @@ export const ackJobs = (
       DELETE FROM ${jobs} AS j
       USING input
       WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+        AND j.cancel_requested_at IS NULL
       RETURNING j.id`
       : sql`
       UPDATE ${jobs} AS j
@@ -158,9 +162,22 @@ export const ackJobs = (
       WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
       RETURNING j.id`
   }),
+    kept AS (${
+    bare.length === 0 || !options.deleteCompleted
+      ? sql`SELECT NULL::bigint AS id WHERE false`
+      // A job whose cancel was requested stays, for its dependents: the trigger of migration 0012 makes it cancelled.
+      : sql`
+      UPDATE ${jobs} AS j
+      SET state = 'completed', completed_at = clock.now
+      FROM input, clock
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+        AND j.cancel_requested_at IS NOT NULL
+      RETURNING j.id`
+  }),
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
     SELECT updated.id FROM updated, notified
     UNION ALL SELECT completed.id FROM completed
+    UNION ALL SELECT kept.id FROM kept
   `.pipe(
     Effect.flatMap((rows) => {
       const written = rows.map((row) => Number(row.id))
@@ -277,7 +294,10 @@ export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effec
 
 /**
  * Cancels a job that has not finished. When it was executing, a signal asks
- * the node running it to interrupt it. Returns the cancelled job, if any.
+ * the node running it to interrupt it. An executing workflow step is not
+ * finished here: its cancel is requested (`cancel_requested_at`), and it
+ * ends `cancelled` when its attempt has ended (see `cancelSet`). Returns the
+ * job as the statement left it, if it changed.
  */
 export const cancelJob = (
   sql: SqlClient,
@@ -293,7 +313,7 @@ export const cancelJob = (
       FOR UPDATE
     ),
     updated AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET state = 'cancelled', cancelled_at = clock.now
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet)}
       FROM target, clock WHERE j.id = target.id
       RETURNING ${sql.literal(qualifiedJobColumns)},
                 target.state AS previous_state

@@ -12,7 +12,7 @@ import { table } from "./tables.ts"
 
 export interface RescuedRow {
   readonly id: number
-  readonly state: "available" | "discarded"
+  readonly state: "available" | "discarded" | "cancelled"
   readonly queue: string
   readonly worker: string
   readonly attempt: number
@@ -23,8 +23,10 @@ export interface RescuedRow {
  * Returns `executing` jobs whose producer incarnation (the id in
  * `attempted_by[2]`) has not beaten its heart for `afterMillis` (or has no
  * row at all) to `available`, or discards them when
- * no attempts are left, with a `rescued` errors entry naming the lost node.
- * Then removes stale producer rows. Returns the rescued jobs.
+ * no attempts are left, with a `rescued` errors entry naming the lost node
+ * (a job whose cancel was requested while it ran becomes `cancelled`
+ * instead: migration 0012). Then removes stale producer rows. Returns the
+ * rescued jobs.
  */
 export const rescueOrphans = (
   sql: SqlClient,

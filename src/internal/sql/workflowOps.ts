@@ -7,6 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { cancelSet } from "./fragments.ts"
 import { retryJob } from "./jobs.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
@@ -44,8 +45,10 @@ export const workflowJobs = (
 
 /**
  * Cancels every unfinished job of a workflow (locked in id order); executing
- * ones are signalled to their nodes like `cancelJob`. Returns the cancelled
- * jobs and the state each was in.
+ * ones are signalled to their nodes and only get a cancel request, like
+ * `cancelJob` (they end `cancelled` once their attempt has ended; their
+ * dependents are cancelled here already). Returns the jobs changed and the
+ * state each was in.
  */
 export const cancelWorkflow = (
   sql: SqlClient,
@@ -62,7 +65,7 @@ export const cancelWorkflow = (
       FOR UPDATE
     ),
     updated AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET state = 'cancelled', cancelled_at = clock.now
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet)}
       FROM target, clock WHERE j.id = target.id
       RETURNING j.id, target.state::text AS previous_state, j.attempted_by[1] AS node
     ),
