@@ -216,6 +216,22 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       ])
     }).pipe(Effect.scoped))
 
+  it.effect("a completion of a job claimed ahead writes the attempt it ran as", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const inserted = yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})])
+      const ids = inserted.map((job) => job.id)
+      const fetched = yield* Effect.flatMap(now(sql), (time) =>
+        fetchJobs(sql, prefix, time, { queue: "acker", demand: 3, startNow: 1, node, producer: "p", claim: "ahead-claim" }))
+      assert.strictEqual(fetched.ahead.size, 2)
+      const result = yield* Effect.flatMap(now(sql), (time) =>
+        ackJobs(sql, prefix, time, node, fetched.jobs.map((job) => ackOf(job, "completed"))))
+      assert.strictEqual(result.written.length, 3)
+      const rows = yield* sql<{ attempt: number; state: string }>`
+        SELECT attempt, state FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(ids)}`
+      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt]), [["completed", 1], ["completed", 1], ["completed", 1]])
+    }).pipe(Effect.scoped))
+
   it.effect("releasing a fetch's claim puts back only its jobs still executing, with the attempt given back", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

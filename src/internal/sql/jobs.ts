@@ -68,8 +68,10 @@ const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
   row.state === "completed" && (deleteCompleted || !("result" in row))
 
 /**
- * The claims of bare completions keyed by job id (`{"<id>": "<claim>", ...}`,
- * for `::jsonb`), and their ids as a `bigint[]` literal.
+ * The claims and attempts of bare completions keyed by job id
+ * (`{"<id>": ["<claim>", <attempt>], ...}`, for `::jsonb`), and their ids as
+ * a `bigint[]` literal. The attempt is written with the outcome: a job
+ * claimed ahead counts its attempt only from its start.
  */
 const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; readonly ids: string } => {
   let json = "{"
@@ -77,7 +79,7 @@ const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; reado
   for (let index = 0; index < rows.length; index++) {
     const row = rows[index]!
     const separator = index === 0 ? "" : ","
-    json += `${separator}"${row.id}":${JSON.stringify(row.claim)}`
+    json += `${separator}"${row.id}":[${JSON.stringify(row.claim)},${row.attempt}]`
     ids += `${separator}${row.id}`
   }
   return { json: json + "}", ids: ids + "}" }
@@ -152,14 +154,14 @@ export const ackJobs = (
       ? sql`
       DELETE FROM ${jobs} AS j
       USING input
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
         AND j.cancel_requested_at IS NULL
       RETURNING j.id`
       : sql`
       UPDATE ${jobs} AS j
-      SET state = 'completed', completed_at = clock.now
+      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
       FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
       RETURNING j.id`
   }),
     kept AS (${
@@ -168,9 +170,9 @@ export const ackJobs = (
       // A job whose cancel was requested stays, for its dependents: the trigger of migration 0012 makes it cancelled.
       : sql`
       UPDATE ${jobs} AS j
-      SET state = 'completed', completed_at = clock.now
+      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
       FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims ->> j.id::text
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
         AND j.cancel_requested_at IS NOT NULL
       RETURNING j.id`
   }),
