@@ -38,6 +38,31 @@ export interface JobEvent {
   readonly willRetry?: boolean | undefined
   /** For `completed`, `failed`, ...: how long the attempt ran, in milliseconds. */
   readonly durationMillis?: number | undefined
+  /** For a workflow step (see `Workflow`): its workflow and step name, to follow one workflow's events. */
+  readonly workflow?: WorkflowStep | undefined
+}
+
+/**
+ * The workflow step a job event is about.
+ *
+ * @since 0.1.0
+ */
+export interface WorkflowStep {
+  readonly id: string
+  readonly step: string
+}
+
+/**
+ * The workflow and step of a job, from its `meta.workflow`; none outside
+ * workflows.
+ *
+ * @since 0.1.0
+ */
+export const workflowStepOf = (meta: Readonly<Record<string, unknown>>): WorkflowStep | undefined => {
+  const workflow = meta["workflow"]
+  if (typeof workflow !== "object" || workflow === null) return undefined
+  const { id, step } = workflow as Record<string, unknown>
+  return typeof id === "string" && typeof step === "string" ? { id, step } : undefined
 }
 
 /**

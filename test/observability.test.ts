@@ -4,7 +4,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Layer, Logger, Metric, Option, References, Schema, Stream, Tracer } from "effect"
-import { Migrations, Oban, Worker } from "effect-oban"
+import { Migrations, Oban, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
 import { startNode } from "./support/node.ts"
@@ -130,6 +130,32 @@ describe("Oban.events", () => {
         const failed = events.find((event) => event.jobId === bad!.id && event.kind === "failed")!
         assert.strictEqual(failed.willRetry, false)
         assert.isDefined(failed.durationMillis)
+        assert.isTrue(events.every((event) => event.workflow === undefined))
+      }))
+
+    it.effect("names the workflow and step of a workflow job's events", () =>
+      Effect.gen(function*() {
+        const node = yield* startNode({ prefix, node: "events-flow", queues: { default: 5 }, workers: [Greet] })
+        const collector = yield* Effect.forkChild(node.oban.events.pipe(Stream.take(6), Stream.runCollect))
+        yield* Effect.yieldNow
+        yield* Effect.sleep("50 millis")
+        yield* node.oban.insertWorkflow(
+          Workflow.make("events-42").add("first", Greet.job({ name: "a" })).add("second", Greet.job({ name: "b" }), {
+            deps: ["first"]
+          })
+        )
+        const events = Array.from(yield* Fiber.join(collector).pipe(Effect.timeout("10 seconds")))
+        assert.deepStrictEqual(
+          events.map((event) => [event.kind, event.workflow?.id, event.workflow?.step]).sort(),
+          [
+            ["completed", "events-42", "first"],
+            ["completed", "events-42", "second"],
+            ["inserted", "events-42", "first"],
+            ["inserted", "events-42", "second"],
+            ["started", "events-42", "first"],
+            ["started", "events-42", "second"]
+          ]
+        )
       }))
   })
 })

@@ -5,19 +5,23 @@
  */
 import { Clock, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
-import { listening, publish } from "../Events.ts"
+import { listening, publish, workflowStepOf } from "../Events.ts"
 import type { Job } from "../Job.ts"
 
 export const publishInserted = (sql: SqlClient, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
   Effect.gen(function*() {
     if (jobs.length === 0 || !(yield* listening)) return
     const at = new Date(yield* Clock.currentTimeMillis)
-    yield* sql.afterCommit(publish(jobs.map((job) => ({
-      kind: "inserted" as const,
-      jobId: job.id,
-      worker: job.worker,
-      queue: job.queue,
-      attempt: job.attempt,
-      at
-    }))))
+    yield* sql.afterCommit(publish(jobs.map((job) => {
+      const workflow = workflowStepOf(job.meta)
+      return {
+        kind: "inserted" as const,
+        jobId: job.id,
+        worker: job.worker,
+        queue: job.queue,
+        attempt: job.attempt,
+        at,
+        ...(workflow === undefined ? {} : { workflow })
+      }
+    })))
   })

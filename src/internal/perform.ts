@@ -6,7 +6,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, References, Schema, Tracer } from "effect"
 import type { EventKind, JobEvent } from "../Events.ts"
-import { EventHub, publish } from "../Events.ts"
+import { EventHub, publish, workflowStepOf } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import { InvalidResultError } from "../Errors.ts"
 import { maxResultBytes, type Worker } from "../Worker.ts"
@@ -68,15 +68,19 @@ export const outcomeOf = (row: AckRow): Outcome | undefined => {
   }
 }
 
-const event = (job: Job, kind: EventKind, at: number, extra: Partial<JobEvent> = {}): JobEvent => ({
-  kind,
-  jobId: job.id,
-  worker: job.worker,
-  queue: job.queue,
-  attempt: job.attempt,
-  at: new Date(at),
-  ...extra
-})
+const event = (job: Job, kind: EventKind, at: number, extra: Partial<JobEvent> = {}): JobEvent => {
+  const workflow = workflowStepOf(job.meta)
+  return {
+    kind,
+    jobId: job.id,
+    worker: job.worker,
+    queue: job.queue,
+    attempt: job.attempt,
+    at: new Date(at),
+    ...(workflow === undefined ? {} : { workflow }),
+    ...extra
+  }
+}
 
 const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<unknown>) => {
   // A node's job fibers descend from the fiber that built the node, so they have the workers'
