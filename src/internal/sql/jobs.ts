@@ -70,8 +70,8 @@ const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
 /**
  * The claims and attempts of bare completions keyed by job id
  * (`{"<id>": ["<claim>", <attempt>], ...}`, for `::jsonb`), and their ids as
- * a `bigint[]` literal. The attempt is written with the outcome: a job
- * claimed ahead counts its attempt only from its start.
+ * a `bigint[]` literal. The attempt is written with the completion: a job
+ * claimed ahead counts its attempt only in its outcome (see `fetchJobs`).
  */
 const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; readonly ids: string } => {
   let json = "{"
@@ -167,13 +167,16 @@ export const ackJobs = (
     kept AS (${
     bare.length === 0 || !options.deleteCompleted
       ? sql`SELECT NULL::bigint AS id WHERE false`
-      // A job whose cancel was requested stays, for its dependents: the trigger of migration 0012 makes it cancelled.
+      // What the delete left of the bare completions still executing under their claim: jobs whose cancel was
+      // requested, also when the request committed while this statement waited for the row (the delete then
+      // re-read the row and skipped it, while a test of cancel_requested_at here would still see the snapshot's
+      // NULL). They stay, for their dependents: the trigger of migration 0012 makes them cancelled.
       : sql`
       UPDATE ${jobs} AS j
       SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
       FROM input, clock
       WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
-        AND j.cancel_requested_at IS NOT NULL
+        AND NOT (j.id = ANY(ARRAY(SELECT completed.id FROM completed)))
       RETURNING j.id`
   }),
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
