@@ -94,25 +94,52 @@ const availableFor = perSeries((queue: string) => Metric.withAttributes(availabl
 /**
  * What a metric update reads from a context: its registry and the ambient
  * attributes. The context of a job's fiber holds every service of the node;
- * this one holds those two alone, made again only when either changes.
+ * this one holds those two alone, made again only when either changes (one
+ * per set of attributes a series sets itself, see `ownAttributes`).
  */
-let lastMetricContext:
-  | { readonly registry: unknown; readonly attributes: unknown; readonly context: Context.Context<never> }
-  | undefined
-const metricContext = (context: Context.Context<never>): Context.Context<never> => {
-  const registry = Context.get(context, Metric.MetricRegistry)
-  const attributes = Context.get(context, Metric.CurrentMetricAttributes)
-  if (lastMetricContext?.registry !== registry || lastMetricContext.attributes !== attributes) {
-    lastMetricContext = {
-      registry,
-      attributes,
-      context: Context.makeUnsafe<never>(
-        new Map<string, unknown>([[Metric.MetricRegistry.key, registry], [Metric.CurrentMetricAttributes.key, attributes]])
-      )
+const metricContextFor = (own: ReadonlyArray<string>) => {
+  let last:
+    | { readonly registry: unknown; readonly attributes: unknown; readonly context: Context.Context<never> }
+    | undefined
+  return (context: Context.Context<never>): Context.Context<never> => {
+    const registry = Context.get(context, Metric.MetricRegistry)
+    const attributes = Context.get(context, Metric.CurrentMetricAttributes)
+    if (last?.registry !== registry || last.attributes !== attributes) {
+      last = {
+        registry,
+        attributes,
+        context: Context.makeUnsafe<never>(
+          new Map<string, unknown>([
+            [Metric.MetricRegistry.key, registry],
+            [Metric.CurrentMetricAttributes.key, ownAttributes(attributes, own)]
+          ])
+        )
+      }
     }
+    return last.context
   }
-  return lastMetricContext.context
 }
+
+/**
+ * The ambient attributes without those a series sets itself. A metric's own
+ * attributes yield to the ambient ones of the same name, while a series' own
+ * queue, worker and outcome must win, as they did when the series were
+ * `Metric.withAttributes` of one metric (else every queue and worker would
+ * share one series).
+ */
+const ownAttributes = (
+  attributes: Metric.Metric.AttributeSet,
+  own: ReadonlyArray<string>
+): Metric.Metric.AttributeSet => {
+  if (!own.some((key) => Object.hasOwn(attributes, key))) return attributes
+  const rest: Record<string, string> = { ...attributes }
+  for (const key of own) delete rest[key]
+  return rest
+}
+
+const outcomeContext = metricContextFor(["queue", "worker", "outcome"])
+const workerContext = metricContextFor(["queue", "worker"])
+const queueContext = metricContextFor(["queue"])
 
 /** Counts an ended attempt and records its duration, synchronously, in the metrics of `context`. */
 export const recordOutcomeUnsafe = (
@@ -121,10 +148,9 @@ export const recordOutcomeUnsafe = (
   durationMillis: number,
   context: Context.Context<never>
 ): void => {
-  const metrics = metricContext(context)
   const series = seriesOf(job)
-  series.total(outcome).updateUnsafe(1, metrics)
-  series.duration.updateUnsafe(durationMillis, metrics)
+  series.total(outcome).updateUnsafe(1, outcomeContext(context))
+  series.duration.updateUnsafe(durationMillis, workerContext(context))
 }
 
 /** Records how long a job waited to start, synchronously, in the metrics of `context`. */
@@ -133,11 +159,11 @@ export const recordStartUnsafe = (
   startedAtMillis: number,
   context: Context.Context<never>
 ): void =>
-  seriesOf(job).queueTime.updateUnsafe(Math.max(0, startedAtMillis - job.scheduledAt.getTime()), metricContext(context))
+  seriesOf(job).queueTime.updateUnsafe(Math.max(0, startedAtMillis - job.scheduledAt.getTime()), workerContext(context))
 
 /** Sets a queue's executing gauge, synchronously, in the metrics of `context`. */
 export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>
-  executingFor(queue).updateUnsafe(count, metricContext(context))
+  executingFor(queue).updateUnsafe(count, queueContext(context))
 
 export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
 
