@@ -3,13 +3,14 @@
  * states what must hold and fails while the finding stands.
  */
 import { assert, layer } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Metric, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Metric, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Chain from "../src/Chain.ts"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import { claimJobs, fetchJobs } from "../src/internal/sql/claims.ts"
 import { ackJobs, type AckRow } from "../src/internal/sql/jobs.ts"
+import { cancelWorkflow } from "../src/internal/sql/workflowOps.ts"
 import { recordOutcomeUnsafe } from "../src/internal/telemetry.ts"
 import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
@@ -96,6 +97,52 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
       assert.strictEqual(row.state, "cancelled", `the acked job was left ${row.state}; stale: ${JSON.stringify(result.stale)}`)
       assert.deepStrictEqual(result.written, [step!.id])
     }))
+
+  it.effect("an ack mixing a bare completion and another outcome does not deadlock with a workflow cancel", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const inserted = yield* Oban.insertAll([Noop.job({}), Noop.job({})])
+      const ids = inserted.map((job) => job.id)
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET workflow_id = 'review-deadlock' WHERE id IN ${sql.in(ids)}`
+      const [low, high] = yield* claimJobs(sql, prefix, yield* now(sql), ids, node)
+      const waiting = (n: number) =>
+        waitFor(
+          `${n} statement(s) waiting for a row lock`,
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}`,
+            (rows) => rows[0]!.n >= n
+          ),
+          "5 seconds"
+        )
+      // Another transaction holds the lower job for a moment (an insert adding a dependent to it, say).
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${low!.id} FOR SHARE`
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(holding)
+      // The workflow cancel locks in id order: it waits at the lower job.
+      const cancel = yield* Effect.forkChild(Effect.exit(
+        Effect.flatMap(now(sql), (time) => cancelWorkflow(sql, prefix, time, "review-deadlock"))
+      ))
+      yield* waiting(1)
+      // One ack statement: the failure (higher id, general path, locked first) and the bare completion
+      // (lower id, short path, locked second). With a result, both take the general path, locked in id
+      // order, and this test passes.
+      const ack = yield* Effect.forkChild(Effect.exit(
+        write([ackOf(low!, "completed"), ackOf(high!, "retryable", { delay_ms: 60_000 })], false)
+      ))
+      yield* waiting(2)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      const cancelled = yield* Fiber.join(cancel)
+      const acked = yield* Fiber.join(ack)
+      assert.isTrue(Exit.isSuccess(cancelled), `the workflow cancel failed: ${String(Exit.isFailure(cancelled) ? cancelled.cause : "")}`)
+      assert.isTrue(Exit.isSuccess(acked), `the ack failed: ${String(Exit.isFailure(acked) ? acked.cause : "")}`)
+    }), 20_000)
 
   it.effect("per-series metrics keep their queue, worker and outcome when the context carries attributes of those names", () =>
     Effect.sync(() => {

@@ -115,6 +115,11 @@ export const ackJobs = (
   const completions = claimsById(bare)
   const outcomes = keyedById(full)
   const ack = sql.literal("(input.acks -> j.id::text)")
+  // A batch that takes both paths locks its rows in id order first, as every other statement that
+  // locks many jobs does (a workflow cancel, the bulk actions): the two paths would otherwise lock
+  // them in two runs, and could deadlock with such a statement.
+  const mixed = full.length > 0 && bare.length > 0
+  const inOrder = mixed ? sql`AND EXISTS (SELECT 1 FROM locked)` : sql``
   // Only jobs still executing on this node under the claim of their outcome.
   const onThisNode = sql`j.state = 'executing' AND j.attempted_by[1] = ${node}`
   return sql<{ readonly id: bigint | number }>`
@@ -124,6 +129,12 @@ export const ackJobs = (
              set_config('oban.now', (${now})::text, true) AS release_clock
     ),
     input AS MATERIALIZED (SELECT ${outcomes.json}::jsonb AS acks, ${completions.json}::jsonb AS claims),
+    locked AS MATERIALIZED (${
+    mixed
+      ? sql`SELECT j.id FROM ${jobs} AS j, clock
+      WHERE j.id = ANY(${`{${acks.map((row) => row.id).join(",")}}`}::bigint[]) ORDER BY j.id FOR UPDATE OF j`
+      : sql`SELECT NULL::bigint AS id WHERE false`
+  }),
     updated AS (${
     full.length > 0 ? sql`
       UPDATE ${jobs} AS j
@@ -143,7 +154,7 @@ export const ackJobs = (
         FROM (SELECT ${ack} AS v) AS a
       )
       FROM input, clock
-      WHERE j.id = ANY(${outcomes.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      WHERE j.id = ANY(${outcomes.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = ${ack} ->> 'claim'
       RETURNING j.id, j.state, j.queue` : sql`
       SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
   }),
@@ -154,14 +165,14 @@ export const ackJobs = (
       ? sql`
       DELETE FROM ${jobs} AS j
       USING input
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
         AND j.cancel_requested_at IS NULL
       RETURNING j.id`
       : sql`
       UPDATE ${jobs} AS j
       SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
       FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
       RETURNING j.id`
   }),
     kept AS (${
@@ -175,7 +186,7 @@ export const ackJobs = (
       UPDATE ${jobs} AS j
       SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
       FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
         AND NOT (j.id = ANY(ARRAY(SELECT completed.id FROM completed)))
       RETURNING j.id`
   }),
