@@ -1,4 +1,4 @@
--- effect-oban migration 11: cancel requests for executing workflow steps.
+-- effect-oban migration 12: cancel requests for executing workflow steps.
 --
 -- A workflow step that is cancelled while it executes must not release its dependents (the next job
 -- of a chain) while its code still runs on its node. So such a cancel does not finish the row: it
@@ -23,7 +23,7 @@ DECLARE
   at timestamptz := COALESCE(NULLIF(current_setting('oban.now', true), '')::timestamptz, now());
 BEGIN
   NEW.errors := COALESCE(NEW.errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
-    'attempt', OLD.attempt, 'at', at, 'kind', 'cancelled',
+    'attempt', GREATEST(OLD.attempt, NEW.attempt), 'at', at, 'kind', 'cancelled',
     'message', 'cancelled while executing; the attempt ended ' || NEW.state::text || ' after the cancel was requested'));
   NEW.state := 'cancelled';
   NEW.cancelled_at := at;

@@ -106,7 +106,8 @@ export interface Job<Args = unknown> {
   /**
    * When a cancel was asked for while the job executed as a workflow step:
    * it stays `executing` until its attempt has ended, then ends `cancelled`
-   * (see docs/workflows.md). Null otherwise.
+   * (see docs/workflows.md). It stays set on the cancelled job, and a retry
+   * clears it. Null for a job whose cancel was never requested that way.
    */
   readonly cancelRequestedAt: Date | null
 }
