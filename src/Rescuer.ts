@@ -13,7 +13,7 @@
 import { Clock, Duration, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { publish } from "./Events.ts"
+import { publish, workflowStepOf } from "./Events.ts"
 import { now } from "./ObanClock.ts"
 import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
 
@@ -77,15 +77,19 @@ export const runOnce = (
     while (true) {
       const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, batchSize)
       const at = new Date(yield* Clock.currentTimeMillis)
-      yield* publish(batch.map((row) => ({
-        kind: "rescued" as const,
-        jobId: row.id,
-        worker: row.worker,
-        queue: row.queue,
-        attempt: row.attempt,
-        at,
-        message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${outcomes[row.state]}`
-      })))
+      yield* publish(batch.map((row) => {
+        const workflow = row.workflow === null ? undefined : workflowStepOf({ workflow: row.workflow })
+        return {
+          kind: "rescued" as const,
+          jobId: row.id,
+          worker: row.worker,
+          queue: row.queue,
+          attempt: row.attempt,
+          at,
+          message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${outcomes[row.state]}`,
+          ...(workflow === undefined ? {} : { workflow })
+        }
+      }))
       for (const row of batch) {
         if (row.state === "available") rescued++
         else if (row.state === "discarded") discarded++

@@ -1,7 +1,8 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Duration, Effect, Layer, Schema } from "effect"
+import { Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../src/Cron.ts"
+import * as Events from "../src/Events.ts"
 import { countAvailable, countAvailableStatement } from "../src/internal/sql/jobs.ts"
 import { pruneStatement } from "../src/internal/sql/maintenance.ts"
 import * as Leader from "../src/Leader.ts"
@@ -10,6 +11,7 @@ import { now } from "../src/ObanClock.ts"
 import * as Pruner from "../src/Pruner.ts"
 import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
+import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { explain, explainGeneric, scansOf } from "./support/plans.ts"
@@ -89,6 +91,24 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(producers.map((row) => row.node), ["alive"])
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
     }))
+
+  it.effect("Rescuer.runOnce publishes a rescued event that names the workflow and step of a rescued step", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const step = (yield* Oban.insertWorkflow(Workflow.make("rescued-flow").add("only", Noop.job({ n: 1 })))).jobs.only
+      const dead = crypto.randomUUID()
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY['dead', ${dead}] WHERE id = ${step!.id}`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
+                 (${dead}, 'dead', 'default', 5, now() - interval '2 minutes')`
+      const hub = yield* Events.makeHub
+      const collector = yield* Effect.forkChild(Events.stream(hub).pipe(Stream.take(1), Stream.runCollect))
+      yield* Effect.sleep("20 millis")
+      yield* Rescuer.runOnce({ sql, prefix }).pipe(Effect.provideService(Events.EventHub, hub))
+      const [event] = Array.from(yield* Fiber.join(collector).pipe(Effect.timeout("5 seconds")))
+      assert.deepStrictEqual([event!.kind, event!.jobId, event!.workflow], ["rescued", step!.id, { id: "rescued-flow", step: "only" }])
+    }).pipe(Effect.scoped))
 
   it.effect("Rescuer.runOnce judges each producer incarnation: a restart under the same node name does not hide the old one's jobs", () =>
     Effect.gen(function*() {

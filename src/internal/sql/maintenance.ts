@@ -17,6 +17,8 @@ export interface RescuedRow {
   readonly worker: string
   readonly attempt: number
   readonly lost_node: string | null
+  /** The job's `meta.workflow`, for a workflow step. */
+  readonly workflow: Readonly<Record<string, unknown>> | null
 }
 
 /**
@@ -62,7 +64,7 @@ export const rescueOrphans = (
   }
       FROM orphans, clock
       WHERE j.id = orphans.id
-      RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS lost_node
+      RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS lost_node, j.meta -> 'workflow' AS workflow
     ),
     notified AS (${wakeQueues(sql, prefix, "rescued WHERE state = 'available'")}),
     swept AS (
@@ -71,7 +73,7 @@ export const rescueOrphans = (
       RETURNING p.node
     )
     SELECT rescued.id::int AS id, rescued.state::text AS state, rescued.queue, rescued.worker, rescued.attempt,
-           rescued.lost_node
+           rescued.lost_node, rescued.workflow
     FROM rescued, notified, (SELECT count(*) FROM swept) AS s
   `
 
