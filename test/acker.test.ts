@@ -14,6 +14,7 @@ import { claimJobs, fetchJobs, releaseClaim } from "../src/internal/sql/claims.t
 import { ackJobs, type AckRow } from "../src/internal/sql/jobs.ts"
 import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
+import { ackOf } from "./support/acks.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
 
@@ -27,17 +28,6 @@ const claim = (jobs: ReadonlyArray<Job>) =>
     const sql = yield* SqlClient
     return yield* claimJobs(sql, prefix, yield* now(sql), jobs.map((job) => job.id), node)
   })
-
-const ackOf = (job: Job, state: AckRow["state"], extra: Partial<AckRow> = {}): AckRow => ({
-  id: job.id,
-  attempt: job.attempt,
-  claim: job.attemptedBy?.[2] ?? "",
-  state,
-  delay_ms: null,
-  give_back: false,
-  error: null,
-  ...extra
-})
 
 const failure = (job: Job, message: string): AckRow =>
   ackOf(job, "retryable", { delay_ms: 60_000, error: { attempt: job.attempt, kind: "failure", message } })

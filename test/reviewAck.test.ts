@@ -12,25 +12,14 @@ import { claimJobs, fetchJobs } from "../src/internal/sql/claims.ts"
 import { ackJobs, type AckRow } from "../src/internal/sql/jobs.ts"
 import { cancelWorkflow } from "../src/internal/sql/workflowOps.ts"
 import { recordOutcomeUnsafe } from "../src/internal/telemetry.ts"
-import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
+import { ackOf } from "./support/acks.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("reviewack")
 const node = "review-node"
 const Noop = Worker.make("ReviewNoop", { args: Schema.Struct({}), queue: "review", perform: () => Effect.void })
-
-const ackOf = (job: Job, state: AckRow["state"], extra: Partial<AckRow> = {}): AckRow => ({
-  id: job.id,
-  attempt: job.attempt,
-  claim: job.attemptedBy?.[2] ?? "",
-  state,
-  delay_ms: null,
-  give_back: false,
-  error: null,
-  ...extra
-})
 
 const write = (acks: ReadonlyArray<AckRow>, deleteCompleted: boolean) =>
   Effect.gen(function*() {
