@@ -1,8 +1,8 @@
 /**
  * Edges of cluster-wide limits found in review, against real PostgreSQL: a
  * job row locked by another transaction (a unique insert's conflict), many
- * partitions whose jobs come in clumps, and a claimer that stalls while it
- * holds the queue's row lock.
+ * partitions whose jobs come in clumps, a claim that waited for the queue's
+ * row lock, and a claim built for limits no longer in force.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
@@ -11,7 +11,8 @@ import { TestClock } from "effect/testing"
 import * as Oban from "../src/Oban.ts"
 import * as ObanClock from "../src/ObanClock.ts"
 import { fetchLimited, type FinishedJob } from "../src/internal/sql/limitedClaims.ts"
-import { lockQueueLimits, storeQueueLimits } from "../src/internal/sql/queues.ts"
+import type { QueueLimits } from "../src/internal/queueLimits.ts"
+import { readQueueLimits, storeQueueLimits } from "../src/internal/sql/queues.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
@@ -42,15 +43,20 @@ const reset = Effect.gen(function*() {
 const executing = Effect.map(countByState(prefix), (c) => c["executing"] ?? 0)
 
 /** One limited claim of the queue "limited" asking for up to 10 jobs; `finished` as a producer passes it. */
-const claimLimited = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = []) =>
-  fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
-    queue: "limited",
-    demand: 10,
-    node: "edge",
-    producer: crypto.randomUUID(),
-    claim: crypto.randomUUID(),
-    finished
-  })
+const claimLimited = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = [], expected?: QueueLimits) =>
+  Effect.flatMap(
+    expected === undefined ? readQueueLimits(sql, prefix, "limited") : Effect.succeed(expected),
+    (limits) =>
+      fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+        queue: "limited",
+        demand: 10,
+        node: "edge",
+        producer: crypto.randomUUID(),
+        claim: crypto.randomUUID(),
+        finished,
+        expected: limits
+      })
+  )
 
 /** The jobs of `claimLimited`. */
 const claimAll = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = []) =>
@@ -194,33 +200,65 @@ describe("cluster-wide limits: edges", () => {
         yield* a.stop
       }), 60_000)
 
-    it.effect("a claimer that stalls holding the queue's row lock (a partitioned node) loses it within seconds", () =>
+    it.effect("a claim that waited for the queue's lock counts the jobs the claim it waited for took", () =>
       Effect.gen(function*() {
         yield* reset
         const sql = yield* SqlClient
-        const a = yield* startNode({
-          prefix,
-          node: "a",
-          queues: { limited: { limit: 10, global: 2 } },
-          workers: [Sleeper],
-          pollInterval: "200 millis",
-          pruner: false
-        })
-        yield* producersRegistered(prefix, 1)
-        // Another node's claim took the lock with its first statement, then went silent: its
-        // process froze, or the network dropped every packet, so no COMMIT and no FIN arrive.
+        yield* storeQueueLimits(sql, prefix, "limited", { global: 2, partition: undefined, rate: undefined })
+        yield* Oban.insertAll(Array.from({ length: 4 }, () => Sleeper.job({ account: "x", millis: 0 })))
+        // Another node's claim: it holds the queue's row lock while it takes two jobs.
         const locked = yield* Deferred.make<void>()
-        const stalled = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-          assert.strictEqual((yield* lockQueueLimits(sql, prefix, "limited"))?.global, 2)
+        const commit = yield* Deferred.make<void>()
+        const other = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SELECT 1 FROM ${sql(prefix)}.oban_queues WHERE name = 'limited' FOR UPDATE`
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempted_at = now(), attempt = 1
+                     WHERE id IN (SELECT id FROM ${sql(prefix)}.oban_jobs ORDER BY id LIMIT 2)`
           yield* Deferred.succeed(locked, undefined)
-          return yield* Effect.never
+          yield* Deferred.await(commit)
         })))
         yield* Deferred.await(locked)
+        // This claim starts (and takes its snapshot) before the other commits, then waits for the lock.
+        const claiming = yield* Effect.forkChild(claimLimited(sql))
+        yield* waitFor(
+          "the claim waits for the queue's lock",
+          Effect.map(
+            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                               WHERE wait_event_type = 'Lock' AND datname = current_database()
+                                 AND query LIKE '%statement_timestamp() AS now%'`,
+            (rows) => rows[0]!.n === 1
+          )
+        )
+        yield* Deferred.succeed(commit, undefined)
+        yield* Fiber.join(other)
+        const fetched = yield* Fiber.join(claiming)
+        // Both slots were taken by the other claim: this one takes nothing, and no job twice.
+        assert.strictEqual(fetched.jobs.length, 0)
+        assert.strictEqual(yield* executing, 2)
+      }))
+
+    it.effect("a claim built for other limits than the stored ones claims nothing and returns them", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const sql = yield* SqlClient
+        yield* storeQueueLimits(sql, prefix, "limited", { global: 1, partition: undefined, rate: undefined })
         yield* Oban.insertAll(Array.from({ length: 3 }, () => Sleeper.job({ account: "x", millis: 0 })))
-        yield* waitFor("the jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 3), "15 seconds")
-          .pipe(Effect.ensuring(Fiber.interrupt(stalled)))
-        yield* a.stop
-      }), 60_000)
+        const believed: QueueLimits = { global: 3, partition: undefined, rate: undefined }
+        const fetched = yield* claimLimited(sql, [], believed)
+        assert.strictEqual(fetched.jobs.length, 0)
+        assert.isTrue(fetched.stale)
+        assert.strictEqual(fetched.limits.global, 1)
+        assert.strictEqual(yield* executing, 0)
+        // Under the limits in force it claims.
+        const again = yield* claimLimited(sql, [], fetched.limits)
+        assert.isFalse(again.stale)
+        assert.strictEqual(again.jobs.length, 1)
+        // A queue whose row is gone: nothing claimed under limits, the queue is unlimited now.
+        yield* sql`DELETE FROM ${sql(prefix)}.oban_queues`
+        const gone = yield* claimLimited(sql, [], fetched.limits)
+        assert.isTrue(gone.stale)
+        assert.strictEqual(gone.jobs.length, 0)
+        assert.isUndefined(gone.limits.global)
+      }))
 
     it.effect("TestClock: partitions whose jobs come in clumps all fill at once, without waiting for polls", () =>
       Effect.gen(function*() {

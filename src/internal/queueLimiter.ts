@@ -48,13 +48,16 @@ export interface ClusterState {
 }
 
 /**
- * A partitioned claim looks at a window of the queue's jobs only: when it
- * claimed some and left jobs behind, partitions past its window may have
- * room, so the producer claims again at once rather than at the next
- * capacity poll (and no poll is scheduled for it).
+ * Whether the producer claims again at once after a limited claim:
+ * - the claim found other limits in force than it was built for, and
+ *   claimed nothing (`stale`);
+ * - it claimed some jobs and left jobs behind while partitions past its
+ *   window may have room (a partitioned claim looks at a window of the
+ *   queue's jobs only), or while jobs it chose were taken from under it
+ *   (`missed`). No capacity poll is scheduled for these.
  */
 export const claimsAgainAtOnce = (fetched: LimitedFetch): boolean =>
-  fetched.backlog && fetched.jobs.length > 0 && isPartitioned(fetched.limits)
+  fetched.stale || (fetched.backlog && fetched.jobs.length > 0 && (isPartitioned(fetched.limits) || fetched.missed > 0))
 
 export interface QueueLimiter {
   readonly current: () => QueueLimits
@@ -121,9 +124,12 @@ export const make = (options: {
           : Effect.map(readQueueLimits(sql, options.prefix, options.queue), adopt).pipe(Effect.asVoid),
       refresh: Effect.map(readQueueLimits(options.sql, options.prefix, options.queue), adopt),
       fetch: (now, claim) =>
-        fetchLimited(options.sql, options.prefix, now, { queue: options.queue, ...claim }).pipe(
+        fetchLimited(options.sql, options.prefix, now, { queue: options.queue, expected: limits, ...claim }).pipe(
+          Effect.map((fetched) =>
+            // Other limits in force, yet the node already holds them: do not claim again in a loop.
+            fetched.stale && !adopt(fetched.limits) ? { ...fetched, stale: false, backlog: true } : fetched
+          ),
           Effect.tap((fetched) => {
-            adopt(fetched.limits)
             if (fetched.jobs.length >= claim.demand || !fetched.backlog || claimsAgainAtOnce(fetched)) return Effect.void
             if (fetched.limits.global === undefined && fetched.nextWindowMillis !== undefined) {
               return retryAfter(fetched.nextWindowMillis + 1)

@@ -1,32 +1,38 @@
 /**
  * The claim of a queue with cluster-wide limits (global concurrency, a limit
- * per partition, a rate limit): one transaction of two statements. The first
- * locks the queue's row in `oban_queues`, which serializes the claims of that
- * queue across nodes and reads the limits in force; the second counts what
- * the queue uses (executing jobs, the current rate window) and claims what
- * is left, in one statement.
+ * per partition, a rate limit): one statement, so one round trip. It locks
+ * the queue's row in `oban_queues`, which serializes the claims of that queue
+ * across nodes and holds the limits in force; counts what the queue uses
+ * (executing jobs, the current rate window); and claims what is left.
  *
- * They must be two statements. In READ COMMITTED each statement sees the
- * database as of its own start: a single statement that took the lock in a
- * CTE would still count executing jobs from a snapshot taken before it
- * waited for the lock, so it would miss the jobs that the claimer before it
- * (holding the lock) claimed and committed meanwhile, and claim past the
- * limit. A statement that starts after the lock is granted sees them all.
+ * In READ COMMITTED a statement sees the database as of its own start, so a
+ * claim that waited for the lock would count from before the claim it waited
+ * for committed, and claim past the limit. The counting is therefore done by
+ * the VOLATILE functions of migration 13, whose queries take a fresh snapshot,
+ * called with a column of the locked row so that they run once the lock is
+ * held. The jobs the earlier claim took still look available to this
+ * statement; `FOR UPDATE SKIP LOCKED` re-checks each row it locks against its
+ * latest version, so it never takes one of them.
  *
- * The second statement skips job rows another transaction holds (as the
- * unlimited fetch does): it waits for nothing but the queue's row, so a job
- * locked by a long transaction (a unique insert's conflict) cannot hold up
- * every claim of the queue across the cluster while it keeps the lock.
+ * The statement is built for the limits the node believes in force. When the
+ * locked row says otherwise (limits changed at run time, or were removed),
+ * it claims nothing and returns the limits it found, and the producer claims
+ * again at once under them.
+ *
+ * Job rows another transaction holds are skipped (as the unlimited fetch
+ * does): the claim waits for nothing but the queue's row, so a job locked by
+ * a long transaction (a unique insert's conflict) cannot hold up every claim
+ * of the queue across the cluster while it keeps the lock.
  */
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
-import { isLimited, type Partition, type QueueLimits, unlimited } from "../queueLimits.ts"
+import { fromRow, isLimited, type LimitsRow, type Partition, type QueueLimits, unlimited } from "../queueLimits.ts"
 import { byFetchOrder, type Fetched, fetchJobs, startAttempt } from "./claims.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
-import { lockQueueLimits } from "./queues.ts"
+import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
 
 /** What a limited claim returns: every job starts now (`ahead` is empty). */
@@ -37,6 +43,17 @@ export interface LimitedFetch extends Fetched {
   readonly nextWindowMillis: number | undefined
   /** The limits in force at the claim (read under the lock). */
   readonly limits: QueueLimits
+  /**
+   * The limits in force were not the ones the claim was built for (changed
+   * at run time, or removed), so it claimed nothing: claim again under `limits`.
+   */
+  readonly stale: boolean
+  /**
+   * Jobs the claim chose within the limits but could not take: another
+   * transaction held them, or a claim that committed while this one waited
+   * for the lock had taken them.
+   */
+  readonly missed: number
 }
 
 const noneAhead: ReadonlySet<number> = new Set()
@@ -55,6 +72,8 @@ interface ClaimOptions {
   readonly claim: string
   /** Not counted as executing though their rows still say so: their attempts are over. */
   readonly finished: ReadonlyArray<FinishedJob>
+  /** The limits the node believes in force: the statement is built for them. */
+  readonly expected: QueueLimits
 }
 
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
@@ -64,6 +83,30 @@ const partitionKey = (sql: SqlClient, partition: Partition | undefined, alias: s
     : partition.by === "worker"
     ? sql.literal(`${alias}.worker`)
     : sql`COALESCE(${sql.literal(alias)}.args ->> ${partition.key}::text, '')`
+
+/** How `oban_executing_counts` (migration 13) divides the jobs: its `part_by` and `part_key`. */
+const partitionArgs = (partition: Partition | undefined): readonly [string, string] =>
+  partition === undefined ? ["none", ""] : partition.by === "worker" ? ["worker", ""] : ["args", partition.key]
+
+/** A Postgres array literal of `values` (numbers, or text quoted as JSON strings are). */
+const arrayLiteral = (values: ReadonlyArray<number | string>): string =>
+  `{${values.map((value) => typeof value === "number" ? String(value) : JSON.stringify(value)).join(",")}}`
+
+/** Whether the stored partition in `column` is `partition`, as `sameLimits` compares them. */
+const partitionIs = (sql: SqlClient, column: string, partition: Partition | undefined): Fragment =>
+  partition === undefined
+    ? sql.literal(`${column} IS NULL`)
+    : partition.by === "worker"
+    ? sql.literal(`${column} ->> 'by' = 'worker'`)
+    : sql`(${sql.literal(column)} ->> 'by' = 'args' AND ${sql.literal(column)} ->> 'key' = ${partition.key}::text)`
+
+/** Whether the `oban_queues` row `q` holds `limits`. */
+const holds = (sql: SqlClient, limits: QueueLimits): Fragment =>
+  sql`q.global_limit IS NOT DISTINCT FROM ${limits.global ?? null}::int
+        AND ${partitionIs(sql, `q."partition"`, limits.partition)}
+        AND q.rate_limit IS NOT DISTINCT FROM ${limits.rate?.limit ?? null}::int
+        AND q.rate_period_ms IS NOT DISTINCT FROM ${limits.rate?.periodMillis ?? null}::bigint
+        AND ${partitionIs(sql, "q.rate_partition", limits.rate?.partition)}`
 
 /**
  * How many available jobs the claim looks at. Without partitions, the first
@@ -76,9 +119,10 @@ const scanSize = (demand: number, partitioned: boolean) =>
 
 /**
  * Claims up to `demand` jobs of a limited queue for this producer, all to
- * start now. Runs its own transaction (or a savepoint of the caller's). When
- * the queue's row is gone or no longer limits anything, it claims like an
- * unlimited queue.
+ * start now, in one statement (its own transaction, or part of the
+ * caller's). Built for `options.expected`: when the queue's row holds other
+ * limits or is gone, it claims nothing and says so (`stale`). With
+ * `expected` unlimited it claims like an unlimited queue.
  *
  * `now` must be the time of the claim statement itself, not of the
  * transaction (in database mode `statement_timestamp()`): rate windows are
@@ -90,20 +134,17 @@ export const fetchLimited = (
   now: Fragment,
   options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> =>
-  sql.withTransaction(Effect.gen(function*() {
-    const limits = yield* lockQueueLimits(sql, prefix, options.queue)
-    if (limits === undefined || !isLimited(limits)) {
-      const fetched = yield* fetchJobs(sql, prefix, now, { ...options, startNow: options.demand })
-      return {
-        jobs: fetched.jobs,
-        ahead: noneAhead,
-        backlog: fetched.jobs.length === options.demand,
-        nextWindowMillis: undefined,
-        limits: limits ?? unlimited
-      }
-    }
-    return yield* claimWithin(sql, prefix, now, limits, options)
-  }))
+  isLimited(options.expected)
+    ? claimWithin(sql, prefix, now, options.expected, options)
+    : Effect.map(fetchJobs(sql, prefix, now, { ...options, startNow: options.demand }), (fetched) => ({
+      jobs: fetched.jobs,
+      ahead: noneAhead,
+      backlog: fetched.jobs.length === options.demand,
+      nextWindowMillis: undefined,
+      limits: unlimited,
+      stale: false,
+      missed: 0
+    }))
 
 const claimWithin = (
   sql: SqlClient,
@@ -113,7 +154,6 @@ const claimWithin = (
   options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> => {
   const jobs = table(sql, prefix, "oban_jobs")
-  const windows = table(sql, prefix, "oban_rate_windows")
   const { global, partition, rate } = limits
   const queue = options.queue
   const part = (alias: string) => partitionKey(sql, partition, alias)
@@ -121,18 +161,16 @@ const claimWithin = (
   const partitioned = partition !== undefined || rate?.partition !== undefined
   const none = sql.literal("")
 
-  // Executing jobs of the queue, per partition (one partition '' without one).
-  const finished = options.finished.length === 0 ? none : sql`
-        AND NOT EXISTS (
-          SELECT 1 FROM unnest(${`{${options.finished.map((job) => job.id).join(",")}}`}::bigint[],
-                               ${`{${options.finished.map((job) => JSON.stringify(job.claim)).join(",")}}`}::text[]) AS f(id, claim)
-          WHERE f.id = r.id AND f.claim = r.attempted_by[3]
-        )`
+  // Executing jobs of the queue, per partition (one partition '' without one), counted under the lock.
+  const [partBy, partKey] = partitionArgs(partition)
   const running = global === undefined ? none : sql`,
     running AS MATERIALIZED (
-      SELECT ${part("r")} AS part, count(*)::int AS n FROM ${jobs} AS r
-      WHERE r.state = 'executing' AND r.queue = ${queue}${finished}
-      GROUP BY 1
+      SELECT e.part, e.n
+      FROM in_force AS f,
+           ${table(sql, prefix, "oban_executing_counts")}(f.name, ${partBy}, ${partKey},
+             ${arrayLiteral(options.finished.map((job) => job.id))}::bigint[],
+             ${arrayLiteral(options.finished.map((job) => job.claim))}::text[]) AS e
+      WHERE f.expected
     )`
   // The current fixed window (ms since the epoch, aligned to it) and what was claimed in it.
   const used = rate === undefined ? none : sql`,
@@ -141,8 +179,9 @@ const claimWithin = (
       FROM clock
     ),
     used AS MATERIALIZED (
-      SELECT w."partition" AS part, w.count AS n FROM ${windows} AS w, win
-      WHERE w.queue = ${queue} AND w.window_start = win.start
+      SELECT u.part, u.n
+      FROM in_force AS f, win, ${table(sql, prefix, "oban_rate_window_counts")}(f.name, win.start) AS u
+      WHERE f.expected
     )`
   const skipFullPartitions = global === undefined || partition === undefined ? none : sql`
       AND ${part("c")} NOT IN (SELECT part FROM running WHERE n >= ${global}::int)`
@@ -156,6 +195,7 @@ const claimWithin = (
   const take = global === undefined || partition !== undefined
     ? sql`${options.demand}::int`
     : sql`GREATEST(0, LEAST(${options.demand}::int, ${global}::int - (SELECT COALESCE(sum(n), 0)::int FROM running)))`
+  const windows = table(sql, prefix, "oban_rate_windows")
   const bump = rate === undefined ? none : sql`,
     bumped AS (
       INSERT INTO ${windows} AS w (queue, "partition", window_start, count)
@@ -165,9 +205,10 @@ const claimWithin = (
     pruned AS (
       DELETE FROM ${windows} AS w USING win WHERE w.queue = ${queue} AND w.window_start < win.start
     )`
-  // Without partitions the scan is the claim: lock it as it goes, skipping rows others hold. A
+  // Without partitions the scan is the claim: lock it as it goes, skipping rows others hold (and
+  // rows a claim committed since this statement began, which the lock's re-check finds taken). A
   // partitioned scan is wider than the claim, so only the jobs chosen from it are locked (a chosen
-  // job another transaction holds is left for the next claim).
+  // job another transaction holds, or one taken meanwhile, is left: `missed`).
   const lockCandidates = partitioned ? none : sql.literal(`
       FOR UPDATE OF c SKIP LOCKED`)
   const lockChosen = partitioned
@@ -183,15 +224,35 @@ const claimWithin = (
     ? sql.literal("NULL::float8")
     : sql.literal("((SELECT start FROM win) + " + String(rate.periodMillis) + " - clock.ms)::float8")
 
-  return sql<JobRow & { readonly backlog: boolean; readonly nextWindowMillis: number | null; readonly id: number | null }>`
+  return sql<
+    JobRow & {
+      readonly id: number | null
+      readonly backlog: boolean
+      readonly nextWindowMillis: number | null
+      readonly limits: LimitsRow | null
+      readonly stale: boolean
+      readonly missed: number
+    }
+  >`
     WITH clock AS (
       SELECT ${now} AS now, extract(epoch FROM ${now}) * 1000 AS ms,
              set_config('synchronous_commit', 'off', true) AS relaxed
+    ),
+    queue_row AS MATERIALIZED (
+      SELECT q.name, ${limitsObject(sql, "q")} AS limits, ${holds(sql, limits)} AS expected
+      FROM ${table(sql, prefix, "oban_queues")} AS q
+      WHERE q.name = ${queue}
+      FOR UPDATE
+    ),
+    -- Read from the locked row: what the counts below depend on, so that they run after the lock.
+    in_force AS MATERIALIZED (
+      SELECT queue_row.name, queue_row.expected FROM queue_row
     )${running}${used},
     candidates AS (
       SELECT c.id, c.priority, c.scheduled_at, ${part("c")} AS gp, ${ratePart("c")} AS rp
       FROM ${jobs} AS c
-      WHERE c.state = 'available' AND c.queue = ${queue}${skipFullPartitions}${skipSpentPartitions}
+      WHERE c.state = 'available' AND c.queue = ${queue}
+        AND (SELECT expected FROM in_force)${skipFullPartitions}${skipSpentPartitions}
       ORDER BY c.priority, c.scheduled_at, c.id
       LIMIT ${scanSize(options.demand, partitioned)}${lockCandidates}
     ),
@@ -224,10 +285,14 @@ const claimWithin = (
                SELECT 1 FROM ${jobs} AS b
                WHERE b.state = 'available' AND b.queue = ${queue} AND NOT (b.id = ANY(ARRAY(SELECT id FROM ${claimable})))
              ) AS backlog,
-             ${nextWindow} AS "nextWindowMillis"
+             ${nextWindow} AS "nextWindowMillis",
+             (SELECT limits FROM queue_row) AS limits,
+             NOT COALESCE((SELECT expected FROM in_force), false) AS stale,
+             ((SELECT count(*) FROM chosen) - (SELECT count(*) FROM ${claimable}))::int AS missed
       FROM clock
     )
-    SELECT claimed.*, summary.backlog, summary."nextWindowMillis" FROM summary LEFT JOIN claimed ON true
+    SELECT claimed.*, summary.backlog, summary."nextWindowMillis", summary.limits, summary.stale, summary.missed
+    FROM summary LEFT JOIN claimed ON true
   `.pipe(Effect.map((rows) => {
     const first = rows[0]
     const claimed = rows.filter((row) => row.id !== null).map((row) => jobFromRow(row)).sort(byFetchOrder)
@@ -236,7 +301,9 @@ const claimWithin = (
       ahead: noneAhead,
       backlog: first?.backlog ?? false,
       nextWindowMillis: first?.nextWindowMillis ?? undefined,
-      limits
+      limits: fromRow(first?.limits),
+      stale: first?.stale ?? true,
+      missed: first?.missed ?? 0
     }
   }))
 }

@@ -56,35 +56,6 @@ export const readQueueLimits = (sql: SqlClient, prefix: string, queue: string): 
     SELECT ${limitsObject(sql, "q")} AS limits FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = ${queue}
   `.pipe(Effect.map((rows) => fromRow(rows[0]?.limits)))
 
-/**
- * How long a transaction holding a queue's row lock may sit idle between its
- * statements before the server ends its session. A claim sends its next
- * statement at once; a client that goes silent (a frozen process, a network
- * that drops every packet, so no FIN ever arrives) would otherwise hold up
- * every claim of the queue across nodes until TCP gives up, hours later.
- */
-export const lockIdleTimeoutMillis = 5_000
-
-/**
- * Locks the row of `queue` until the transaction ends and returns its limits,
- * or none when the queue has no row. Every claim of a limited queue takes
- * this lock first: claims of one queue run one after another across nodes.
- * While it holds the lock, the transaction may not sit idle for longer than
- * `lockIdleTimeoutMillis` (the server ends the session; the claim rolls back).
- */
-export const lockQueueLimits = (
-  sql: SqlClient,
-  prefix: string,
-  queue: string
-): Effect.Effect<QueueLimits | undefined, SqlError> =>
-  sql<{ readonly limits: LimitsRow }>`
-    SELECT ${limitsObject(sql, "q")} AS limits,
-           set_config('idle_in_transaction_session_timeout', ${String(lockIdleTimeoutMillis)}, true) AS guarded
-    FROM ${table(sql, prefix, "oban_queues")} AS q
-    WHERE q.name = ${queue}
-    FOR UPDATE
-  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : fromRow(rows[0].limits)))
-
 /** What a queue uses of its cluster-wide limits right now. */
 export interface QueueUsage {
   /** Jobs of the queue executing on every node. */

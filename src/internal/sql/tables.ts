@@ -1,5 +1,6 @@
 /**
- * Qualified names of effect-oban's tables. The prefix is validated as a plain
+ * Qualified names of effect-oban's tables (and of its functions that
+ * statements call). The prefix is validated as a plain
  * lowercase identifier before it gets here, so quoting it is enough.
  */
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -15,7 +16,10 @@ export type Table =
   | "oban_workflow_deps"
   | "oban_workflow_waits"
 
-export const qualified = (prefix: string, table: Table | "oban_job_state"): string => `"${prefix}".${table}`
+/** Objects that are not tables but are named like them: a type and functions of the migrations. */
+type Named = Table | "oban_job_state" | "oban_executing_counts" | "oban_rate_window_counts"
 
-export const table = (sql: SqlClient, prefix: string, name: Table | "oban_job_state"): Fragment =>
+export const qualified = (prefix: string, table: Named): string => `"${prefix}".${table}`
+
+export const table = (sql: SqlClient, prefix: string, name: Named): Fragment =>
   sql.literal(qualified(prefix, name))
