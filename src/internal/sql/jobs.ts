@@ -68,22 +68,12 @@ const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
   row.state === "completed" && (deleteCompleted || !("result" in row))
 
 /**
- * The claims and attempts of bare completions keyed by job id
- * (`{"<id>": ["<claim>", <attempt>], ...}`, for `::jsonb`), and their ids as
- * a `bigint[]` literal. The attempt is written with the completion: a job
- * claimed ahead counts its attempt only in its outcome (see `fetchJobs`).
+ * The entry of a bare completion in its statement's rows keyed by id (see
+ * `keyedById`): its claim and attempt, `["<claim>", <attempt>]`. The attempt
+ * is written with the completion: a job claimed ahead counts its attempt only
+ * in its outcome (see `fetchJobs`).
  */
-const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; readonly ids: string } => {
-  let json = "{"
-  let ids = "{"
-  for (let index = 0; index < rows.length; index++) {
-    const row = rows[index]!
-    const separator = index === 0 ? "" : ","
-    json += `${separator}"${row.id}":[${JSON.stringify(row.claim)},${row.attempt}]`
-    ids += `${separator}${row.id}`
-  }
-  return { json: json + "}", ids: ids + "}" }
-}
+const claimOf = (row: AckRow): string => `[${JSON.stringify(row.claim)},${row.attempt}]`
 
 /**
  * Writes many outcomes in one statement. Only rows still `executing` under
@@ -112,7 +102,7 @@ export const ackJobs = (
   const jobs = table(sql, prefix, "oban_jobs")
   const bare = acks.filter((row) => bareCompletion(row, options.deleteCompleted))
   const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row, options.deleteCompleted))
-  const completions = claimsById(bare)
+  const completions = keyedById(bare, claimOf)
   const outcomes = keyedById(full)
   const ack = sql.literal("(input.acks -> j.id::text)")
   // A batch that takes both paths locks its rows in id order first, as every other statement that
