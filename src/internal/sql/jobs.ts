@@ -112,6 +112,13 @@ export const ackJobs = (
   const inOrder = mixed ? sql`AND EXISTS (SELECT 1 FROM locked)` : sql``
   // Only jobs still executing on this node under the claim of their outcome.
   const onThisNode = sql`j.state = 'executing' AND j.attempted_by[1] = ${node}`
+  // The rows of the bare completions, and how they complete (the delete with `deleteCompleted`, and what it keeps).
+  const bareRows = sql`j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder}
+        AND j.attempted_by[3] = input.claims -> j.id::text ->> 0`
+  const completeBare = sql`UPDATE ${jobs} AS j
+      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
+      FROM input, clock
+      WHERE ${bareRows}`
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (
       SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
@@ -155,14 +162,11 @@ export const ackJobs = (
       ? sql`
       DELETE FROM ${jobs} AS j
       USING input
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      WHERE ${bareRows}
         AND j.cancel_requested_at IS NULL
       RETURNING j.id`
       : sql`
-      UPDATE ${jobs} AS j
-      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
-      FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      ${completeBare}
       RETURNING j.id`
   }),
     kept AS (${
@@ -173,10 +177,7 @@ export const ackJobs = (
       // re-read the row and skipped it, while a test of cancel_requested_at here would still see the snapshot's
       // NULL). They stay, for their dependents: the trigger of migration 0012 makes them cancelled.
       : sql`
-      UPDATE ${jobs} AS j
-      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
-      FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      ${completeBare}
         AND NOT (j.id = ANY(ARRAY(SELECT completed.id FROM completed)))
       RETURNING j.id`
   }),
