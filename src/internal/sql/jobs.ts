@@ -107,7 +107,7 @@ export const ackJobs = (
   const ack = sql.literal("(input.acks -> j.id::text)")
   // A batch that takes both paths locks its rows in id order first, as every other statement that
   // locks many jobs does (a workflow cancel, the bulk actions): the two paths would otherwise lock
-  // them in two runs, and could deadlock with such a statement.
+  // them in two runs, and could deadlock with such a statement. The rows are those of both paths' ids.
   const mixed = full.length > 0 && bare.length > 0
   const inOrder = mixed ? sql`AND EXISTS (SELECT 1 FROM locked)` : sql``
   // Only jobs still executing on this node under the claim of their outcome.
@@ -129,7 +129,7 @@ export const ackJobs = (
     locked AS MATERIALIZED (${
     mixed
       ? sql`SELECT j.id FROM ${jobs} AS j, clock
-      WHERE j.id = ANY(${`{${acks.map((row) => row.id).join(",")}}`}::bigint[]) ORDER BY j.id FOR UPDATE OF j`
+      WHERE j.id = ANY(${outcomes.ids}::bigint[] || ${completions.ids}::bigint[]) ORDER BY j.id FOR UPDATE OF j`
       : sql`SELECT NULL::bigint AS id WHERE false`
   }),
     updated AS (${
