@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, PubSub, type Scope, Stream } from "effect"
+import { workflowStep } from "./internal/jobEvent.ts"
 
 /**
  * @since 0.1.0
@@ -58,12 +59,8 @@ export interface WorkflowStep {
  *
  * @since 0.1.0
  */
-export const workflowStepOf = (meta: Readonly<Record<string, unknown>>): WorkflowStep | undefined => {
-  const workflow = meta["workflow"]
-  if (typeof workflow !== "object" || workflow === null) return undefined
-  const { id, step } = workflow as Record<string, unknown>
-  return typeof id === "string" && typeof step === "string" ? { id, step } : undefined
-}
+export const workflowStepOf = (meta: Readonly<Record<string, unknown>>): WorkflowStep | undefined =>
+  workflowStep(meta["workflow"])
 
 /**
  * A node's events: a PubSub and how many streams are reading it. Nothing is

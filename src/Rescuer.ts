@@ -13,7 +13,8 @@
 import { Clock, Duration, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { publish, workflowStepOf } from "./Events.ts"
+import { publish } from "./Events.ts"
+import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
 import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
 
@@ -77,19 +78,11 @@ export const runOnce = (
     while (true) {
       const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, batchSize)
       const at = new Date(yield* Clock.currentTimeMillis)
-      yield* publish(batch.map((row) => {
-        const workflow = row.workflow === null ? undefined : workflowStepOf({ workflow: row.workflow })
-        return {
-          kind: "rescued" as const,
-          jobId: row.id,
-          worker: row.worker,
-          queue: row.queue,
-          attempt: row.attempt,
-          at,
-          message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${outcomes[row.state]}`,
-          ...(workflow === undefined ? {} : { workflow })
-        }
-      }))
+      yield* publish(batch.map((row) =>
+        jobEvent("rescued", row, row.workflow, at, {
+          message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${outcomes[row.state]}`
+        })
+      ))
       for (const row of batch) {
         if (row.state === "available") rescued++
         else if (row.state === "discarded") discarded++

@@ -30,6 +30,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { type InvalidJobError, InvalidResultError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
+import { workflowStepOf } from "./Events.ts"
 import type { Job, JobState } from "./Job.ts"
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
@@ -151,15 +152,15 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
  * @since 0.1.0
  */
 export const membership = (job: Pick<Job, "meta">): Option.Option<Membership> => {
-  const workflow = job.meta["workflow"]
-  if (!isRecord(workflow) || typeof workflow["id"] !== "string" || typeof workflow["step"] !== "string") {
-    return Option.none()
-  }
+  const member = workflowStepOf(job.meta)
+  if (member === undefined) return Option.none()
+  // A workflow step's `meta.workflow` is an object: `workflowStepOf` read its id and step from it.
+  const workflow = job.meta["workflow"] as Record<string, unknown>
   const deps = Array.isArray(workflow["deps"]) ? workflow["deps"].filter(isRecord) : []
   const cancelledBy = workflow["cancelled_by"]
   return Option.some({
-    id: workflow["id"],
-    step: workflow["step"],
+    id: member.id,
+    step: member.step,
     deps: deps.map((dep) => ({ step: String(dep["step"]), onFailure: dep["on_failure"] as OnFailure | "failed" })),
     cancelledBy: isRecord(cancelledBy)
       ? { id: Number(cancelledBy["id"]), state: String(cancelledBy["state"]), step: String(cancelledBy["step"]) }

@@ -5,23 +5,13 @@
  */
 import { Clock, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
-import { listening, publish, workflowStepOf } from "../Events.ts"
+import { listening, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
+import { jobEvent } from "./jobEvent.ts"
 
 export const publishInserted = (sql: SqlClient, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
   Effect.gen(function*() {
     if (jobs.length === 0 || !(yield* listening)) return
     const at = new Date(yield* Clock.currentTimeMillis)
-    yield* sql.afterCommit(publish(jobs.map((job) => {
-      const workflow = workflowStepOf(job.meta)
-      return {
-        kind: "inserted" as const,
-        jobId: job.id,
-        worker: job.worker,
-        queue: job.queue,
-        attempt: job.attempt,
-        at,
-        ...(workflow === undefined ? {} : { workflow })
-      }
-    })))
+    yield* sql.afterCommit(publish(jobs.map((job) => jobEvent("inserted", job, job.meta["workflow"], at))))
   })

@@ -5,12 +5,12 @@
  * attempt as events and metrics. Shared by the executor and the testing kit.
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, References, Schema, Tracer } from "effect"
-import type { EventKind, JobEvent } from "../Events.ts"
-import { EventHub, publish, workflowStepOf } from "../Events.ts"
+import { type EventKind, EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import { InvalidResultError } from "../Errors.ts"
 import { maxResultBytes, type Worker } from "../Worker.ts"
 import { timeoutKey } from "./encodeRequest.ts"
+import { jobEvent } from "./jobEvent.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/jobs.ts"
 import { parentFromMeta, recordOutcomeUnsafe, recordStartUnsafe } from "./telemetry.ts"
@@ -65,20 +65,6 @@ export const outcomeOf = (row: AckRow): Outcome | undefined => {
       return row.error?.kind === "discarded" || row.error?.kind === "decode" ? "discarded" : "failed"
     case "available":
       return undefined
-  }
-}
-
-const event = (job: Job, kind: EventKind, at: number, extra: Partial<JobEvent> = {}): JobEvent => {
-  const workflow = workflowStepOf(job.meta)
-  return {
-    kind,
-    jobId: job.id,
-    worker: job.worker,
-    queue: job.queue,
-    attempt: job.attempt,
-    at: new Date(at),
-    ...(workflow === undefined ? {} : { workflow }),
-    ...extra
   }
 }
 
@@ -185,7 +171,7 @@ export const runAttempt = <R>(
       recordOutcomeUnsafe(job, kind ?? "shutdown", endedAt - startedAt, fiber.context)
       if (!watched || kind === undefined) return Effect.succeed(row)
       return Effect.as(
-        publish([event(job, kind, endedAt, {
+        publish([jobEvent(kind, job, job.meta["workflow"], new Date(endedAt), {
           durationMillis: endedAt - startedAt,
           ...(row.error === null ? {} : { message: row.error.message }),
           ...(kind === "failed" ? { willRetry: row.state === "retryable" } : {})
@@ -223,7 +209,7 @@ export const runAttempt = <R>(
     }
 
     const run = Effect.flatMap(performSpan(job, registry.node), attempt)
-    return watched ? Effect.andThen(publish([event(job, "started", startedAt)]), run) : run
+    return watched ? Effect.andThen(publish([jobEvent("started", job, job.meta["workflow"], new Date(startedAt))]), run) : run
   })
 
 /** The `oban.perform` span of an attempt: a child of the span that enqueued the job, if any. */

@@ -8,31 +8,33 @@ import type { Job } from "../Job.ts"
 
 const durationBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })
 
-const jobsTotalDescription = "Attempts that ended, by queue, worker and outcome"
-const jobDurationDescription = "Execution time of an attempt, in milliseconds"
-const queueTimeDescription = "Time from scheduled_at to the start of an attempt, in milliseconds"
-const executingDescription = "Jobs executing on this node, per queue"
+/** Attempts that ended: one series per queue, worker and outcome. */
+const jobsTotal = (attributes: { readonly queue: string; readonly worker: string; readonly outcome: string }) =>
+  Metric.counter("oban_jobs_total", {
+    description: "Attempts that ended, by queue, worker and outcome",
+    incremental: true,
+    attributes
+  })
 
-/** Jobs that finished an attempt, by queue, worker and outcome. */
-export const jobsTotal = Metric.counter("oban_jobs_total", {
-  description: jobsTotalDescription,
-  incremental: true
-})
+/** How long `perform` ran, in milliseconds: one series per queue and worker. */
+const jobDuration = (attributes: { readonly queue: string; readonly worker: string }) =>
+  Metric.histogram("oban_job_duration_ms", {
+    description: "Execution time of an attempt, in milliseconds",
+    boundaries: durationBoundaries,
+    attributes
+  })
 
-/** How long `perform` ran, in milliseconds. */
-export const jobDuration = Metric.histogram("oban_job_duration_ms", {
-  description: jobDurationDescription,
-  boundaries: durationBoundaries
-})
+/** How long a job waited between becoming due and starting, in milliseconds: one series per queue and worker. */
+const queueTime = (attributes: { readonly queue: string; readonly worker: string }) =>
+  Metric.histogram("oban_job_queue_time_ms", {
+    description: "Time from scheduled_at to the start of an attempt, in milliseconds",
+    boundaries: durationBoundaries,
+    attributes
+  })
 
-/** How long a job waited between becoming due and starting, in milliseconds. */
-export const queueTime = Metric.histogram("oban_job_queue_time_ms", {
-  description: queueTimeDescription,
-  boundaries: durationBoundaries
-})
-
-/** Jobs executing on this node, per queue. */
-export const executing = Metric.gauge("oban_jobs_executing", { description: executingDescription })
+/** Jobs executing on this node: one series per queue. */
+const executing = (attributes: { readonly queue: string }) =>
+  Metric.gauge("oban_jobs_executing", { description: "Jobs executing on this node, per queue", attributes })
 
 /** Available jobs per queue, sampled from the database. */
 export const available = Metric.gauge("oban_jobs_available", { description: "Available jobs per queue (sampled)" })
@@ -65,30 +67,14 @@ interface WorkerSeries {
 
 const workerSeries = perSeries((queue: string) =>
   perSeries((worker: string): WorkerSeries => ({
-    queueTime: Metric.histogram("oban_job_queue_time_ms", {
-      description: queueTimeDescription,
-      boundaries: durationBoundaries,
-      attributes: { queue, worker }
-    }),
-    duration: Metric.histogram("oban_job_duration_ms", {
-      description: jobDurationDescription,
-      boundaries: durationBoundaries,
-      attributes: { queue, worker }
-    }),
-    total: perSeries((outcome: string) =>
-      Metric.counter("oban_jobs_total", {
-        description: jobsTotalDescription,
-        incremental: true,
-        attributes: { queue, worker, outcome }
-      })
-    )
+    queueTime: queueTime({ queue, worker }),
+    duration: jobDuration({ queue, worker }),
+    total: perSeries((outcome: string) => jobsTotal({ queue, worker, outcome }))
   }))
 )
 const seriesOf = (job: Pick<Job, "queue" | "worker">): WorkerSeries => workerSeries(job.queue)(job.worker)
 
-const executingFor = perSeries((queue: string) =>
-  Metric.gauge("oban_jobs_executing", { description: executingDescription, attributes: { queue } })
-)
+const executingFor = perSeries((queue: string) => executing({ queue }))
 const availableFor = perSeries((queue: string) => Metric.withAttributes(available, { queue }))
 
 /**

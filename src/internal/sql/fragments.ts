@@ -37,10 +37,12 @@ export const uniqueKeyConflictText = (prefix: string): string =>
  * to a set-returning function, with statistics taken while nothing was
  * executing, can be planned as a nested loop that compares every row with
  * every job (500 outcomes then took 100 ms instead of 15). At most one row
- * per id: a later one replaces an earlier one.
+ * per id: a later one replaces an earlier one. `value` writes a row's entry
+ * as JSON text (by default the whole row).
  */
 export const keyedById = <A extends { readonly id: number }>(
-  rows: ReadonlyArray<A>
+  rows: ReadonlyArray<A>,
+  value: (row: A) => string = JSON.stringify
 ): { readonly json: string; readonly ids: string } => {
   // Written out by hand: an object with numeric keys is slow to build and stringify.
   let json = "{"
@@ -48,7 +50,7 @@ export const keyedById = <A extends { readonly id: number }>(
   for (let index = 0; index < rows.length; index++) {
     const row = rows[index]!
     const separator = index === 0 ? "" : ","
-    json += `${separator}"${row.id}":${JSON.stringify(row)}`
+    json += `${separator}"${row.id}":${value(row)}`
     ids += `${separator}${row.id}`
   }
   return { json: json + "}", ids: ids + "}" }

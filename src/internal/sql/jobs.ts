@@ -68,22 +68,12 @@ const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
   row.state === "completed" && (deleteCompleted || !("result" in row))
 
 /**
- * The claims and attempts of bare completions keyed by job id
- * (`{"<id>": ["<claim>", <attempt>], ...}`, for `::jsonb`), and their ids as
- * a `bigint[]` literal. The attempt is written with the completion: a job
- * claimed ahead counts its attempt only in its outcome (see `fetchJobs`).
+ * The entry of a bare completion in its statement's rows keyed by id (see
+ * `keyedById`): its claim and attempt, `["<claim>", <attempt>]`. The attempt
+ * is written with the completion: a job claimed ahead counts its attempt only
+ * in its outcome (see `fetchJobs`).
  */
-const claimsById = (rows: ReadonlyArray<AckRow>): { readonly json: string; readonly ids: string } => {
-  let json = "{"
-  let ids = "{"
-  for (let index = 0; index < rows.length; index++) {
-    const row = rows[index]!
-    const separator = index === 0 ? "" : ","
-    json += `${separator}"${row.id}":[${JSON.stringify(row.claim)},${row.attempt}]`
-    ids += `${separator}${row.id}`
-  }
-  return { json: json + "}", ids: ids + "}" }
-}
+const claimOf = (row: AckRow): string => `[${JSON.stringify(row.claim)},${row.attempt}]`
 
 /**
  * Writes many outcomes in one statement. Only rows still `executing` under
@@ -112,16 +102,23 @@ export const ackJobs = (
   const jobs = table(sql, prefix, "oban_jobs")
   const bare = acks.filter((row) => bareCompletion(row, options.deleteCompleted))
   const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row, options.deleteCompleted))
-  const completions = claimsById(bare)
+  const completions = keyedById(bare, claimOf)
   const outcomes = keyedById(full)
   const ack = sql.literal("(input.acks -> j.id::text)")
   // A batch that takes both paths locks its rows in id order first, as every other statement that
   // locks many jobs does (a workflow cancel, the bulk actions): the two paths would otherwise lock
-  // them in two runs, and could deadlock with such a statement.
+  // them in two runs, and could deadlock with such a statement. The rows are those of both paths' ids.
   const mixed = full.length > 0 && bare.length > 0
   const inOrder = mixed ? sql`AND EXISTS (SELECT 1 FROM locked)` : sql``
   // Only jobs still executing on this node under the claim of their outcome.
   const onThisNode = sql`j.state = 'executing' AND j.attempted_by[1] = ${node}`
+  // The rows of the bare completions, and how they complete (the delete with `deleteCompleted`, and what it keeps).
+  const bareRows = sql`j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder}
+        AND j.attempted_by[3] = input.claims -> j.id::text ->> 0`
+  const completeBare = sql`UPDATE ${jobs} AS j
+      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
+      FROM input, clock
+      WHERE ${bareRows}`
   return sql<{ readonly id: bigint | number }>`
     WITH clock AS (
       SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
@@ -132,7 +129,7 @@ export const ackJobs = (
     locked AS MATERIALIZED (${
     mixed
       ? sql`SELECT j.id FROM ${jobs} AS j, clock
-      WHERE j.id = ANY(${`{${acks.map((row) => row.id).join(",")}}`}::bigint[]) ORDER BY j.id FOR UPDATE OF j`
+      WHERE j.id = ANY(${outcomes.ids}::bigint[] || ${completions.ids}::bigint[]) ORDER BY j.id FOR UPDATE OF j`
       : sql`SELECT NULL::bigint AS id WHERE false`
   }),
     updated AS (${
@@ -165,14 +162,11 @@ export const ackJobs = (
       ? sql`
       DELETE FROM ${jobs} AS j
       USING input
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      WHERE ${bareRows}
         AND j.cancel_requested_at IS NULL
       RETURNING j.id`
       : sql`
-      UPDATE ${jobs} AS j
-      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
-      FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      ${completeBare}
       RETURNING j.id`
   }),
     kept AS (${
@@ -183,10 +177,7 @@ export const ackJobs = (
       // re-read the row and skipped it, while a test of cancel_requested_at here would still see the snapshot's
       // NULL). They stay, for their dependents: the trigger of migration 0012 makes them cancelled.
       : sql`
-      UPDATE ${jobs} AS j
-      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
-      FROM input, clock
-      WHERE j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = input.claims -> j.id::text ->> 0
+      ${completeBare}
         AND NOT (j.id = ANY(ARRAY(SELECT completed.id FROM completed)))
       RETURNING j.id`
   }),
