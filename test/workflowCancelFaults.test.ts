@@ -192,7 +192,7 @@ const nodeApplication = `race ${prefix}`
 /** The node's pool: room for its ack beside its LISTEN connection and maintenance statements. */
 const nodePool = 10
 
-/** Per job: its perform started, may finish (`gate`), has ended. */
+/** Per job: its perform started; it may finish (`gate`, for a gated step). */
 const signals = { started: new Map<number, Deferred.Deferred<void>>(), gate: new Map<number, Deferred.Deferred<void>>() }
 const signal = (kind: keyof typeof signals, id: number) => {
   const existing = signals[kind].get(id)
