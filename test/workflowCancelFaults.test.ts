@@ -319,19 +319,22 @@ const assertAckWon = (id: string, [a, c, r]: readonly [number, number, number]) 
   })
 
 layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("the cancel of a step against its ack", (it) => {
-  it.effect("the cancel lands after the attempt ended and before its ack reached the server: cancelled", () =>
-    Effect.gen(function*() {
-      const { a, claim, ids, proxy } = yield* raceSetup("proxy-cancel-first")
-      // The node's statements stop at the proxy; the step finishes and its ack is sent, and held.
-      yield* proxy.holdRequests
-      yield* Deferred.succeed(signal("gate", a), undefined)
-      yield* waitFor("the ack to be held", proxy.heldRequestsInclude(claim))
-      const answer = Option.getOrThrow(yield* Oban.cancelJob(a))
-      assert.deepStrictEqual([answer.state, answer.cancelRequestedAt instanceof Date], ["executing", true])
-      assert.strictEqual(yield* stateOf(a), "executing", "the ack was written before the cancel")
-      yield* proxy.release
-      yield* assertCancelWon("proxy-cancel-first", ids)
-    }).pipe(Effect.scoped), 30_000)
+  for (const deleteCompleted of [false, true]) {
+    it.effect(`the cancel lands after the attempt ended and before its ack reached the server${deleteCompleted ? " (deleteCompleted)" : ""}: cancelled`, () =>
+      Effect.gen(function*() {
+        const id = `proxy-cancel-first-${deleteCompleted}`
+        const { a, claim, ids, proxy } = yield* raceSetup(id, { deleteCompleted })
+        // The node's statements stop at the proxy; the step finishes and its ack is sent, and held.
+        yield* proxy.holdRequests
+        yield* Deferred.succeed(signal("gate", a), undefined)
+        yield* waitFor("the ack to be held", proxy.heldRequestsInclude(claim))
+        const answer = Option.getOrThrow(yield* Oban.cancelJob(a))
+        assert.deepStrictEqual([answer.state, answer.cancelRequestedAt instanceof Date], ["executing", true])
+        assert.strictEqual(yield* stateOf(a), "executing", "the ack was written before the cancel")
+        yield* proxy.release
+        yield* assertCancelWon(id, ids)
+      }).pipe(Effect.scoped), 30_000)
+  }
 
   it.effect("the ack commits and its reply is held when the cancel comes: completed, the cancel changes nothing", () =>
     Effect.gen(function*() {
