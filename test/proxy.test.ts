@@ -45,3 +45,34 @@ describe("test proxy", () => {
       yield* proxy.close
     }).pipe(Effect.scoped), 30_000)
 })
+
+describe("test proxy holds", () => {
+  it.live("requests until release: the statement reaches the server only then; replies: it commits, the answer comes then", () =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      const behind = yield* connect(proxy.url)
+      const direct = yield* connect(databaseUrl())
+      const table = `proxy_hold_${Math.random().toString(36).slice(2, 8)}`
+      yield* direct.query(`CREATE TABLE ${table} (n int)`)
+      yield* Effect.addFinalizer(() => Effect.ignore(direct.query(`DROP TABLE ${table}`)))
+      const count = Effect.map(direct.query(`SELECT count(*)::int AS n FROM ${table}`), (result) => (result.rows[0] as { n: number }).n)
+
+      yield* proxy.holdRequests
+      const held = yield* Effect.forkChild(behind.query(`INSERT INTO ${table} VALUES (1) RETURNING n`))
+      while (!(yield* proxy.heldRequestsInclude(table))) yield* Effect.sleep("10 millis")
+      assert.isFalse(yield* proxy.heldRequestsInclude("no such text"))
+      assert.strictEqual(yield* count, 0, "a held statement reached the server")
+      yield* proxy.release
+      assert.deepStrictEqual((yield* Fiber.join(held)).rows, [{ n: 1 }])
+      assert.strictEqual(yield* count, 1)
+
+      yield* proxy.holdReplies
+      const answered = yield* Effect.forkChild(behind.query(`INSERT INTO ${table} VALUES (2) RETURNING n`))
+      while ((yield* count) < 2) yield* Effect.sleep("10 millis")
+      yield* Effect.sleep("100 millis")
+      assert.isUndefined(answered.pollUnsafe(), "a held reply arrived")
+      yield* proxy.release
+      assert.deepStrictEqual((yield* Fiber.join(answered)).rows, [{ n: 2 }])
+      assert.deepStrictEqual(yield* selectOne(behind), [{ one: 1 }])
+    }).pipe(Effect.scoped), 30_000)
+})

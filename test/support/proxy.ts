@@ -3,7 +3,9 @@
  * for tests that need a network that breaks in ways a server restart or
  * `pg_terminate_backend` cannot show: connections cut at once, connections
  * that stay open but carry nothing (a "black hole", as after a partition or a
- * NAT that forgot the flow), and a port that refuses new connections.
+ * NAT that forgot the flow), a port that refuses new connections, and a link
+ * that holds bytes back in one direction and then delivers them (to order a
+ * node's statement against another connection's).
  *
  * `startProxy(targetUrl)` is a scoped resource: closing the scope closes the
  * listener and every connection.
@@ -28,6 +30,21 @@ export interface Proxy {
    * arrive (a lost COMMIT reply). Affected connections stay that way.
    */
   readonly dropReplies: Effect.Effect<void>
+  /**
+   * From now on the client's bytes are kept, in order, instead of forwarded
+   * (on open and new connections): statements sent meanwhile have not reached
+   * the server, as on a slow or congested link, until `release`.
+   */
+  readonly holdRequests: Effect.Effect<void>
+  /**
+   * From now on the server's bytes are kept, in order, instead of forwarded:
+   * statements run and commit, and their results arrive only at `release`.
+   */
+  readonly holdReplies: Effect.Effect<void>
+  /** Forwards every byte kept by a hold, in order, and forwards as before from now on. */
+  readonly release: Effect.Effect<void>
+  /** Whether the client bytes kept by `holdRequests` contain `text` (a statement's text or a parameter). */
+  readonly heldRequestsInclude: (text: string) => Effect.Effect<boolean>
   /** New connections are forwarded normally again (black-holed ones stay dead). */
   readonly restore: Effect.Effect<void>
   /** New connections are destroyed as soon as they arrive (the client sees a reset). */
@@ -47,6 +64,9 @@ interface Link {
   upstream: Net.Socket | undefined
   dead: boolean
   deaf: boolean
+  /** Bytes kept by a hold: the client's and the server's, each in arrival order. */
+  readonly keptRequests: Array<Buffer>
+  readonly keptReplies: Array<Buffer>
 }
 
 const proxyUrl = (targetUrl: string, port: number): string => {
@@ -92,6 +112,8 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
     let blackholed = false
     let repliesDropped = false
     let refusing = false
+    let holdingRequests = false
+    let holdingReplies = false
     let accepted = 0
 
     const forward = (link: Link): void => {
@@ -100,11 +122,15 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
       upstream.setNoDelay(true)
       upstream.on("error", () => link.client.destroy())
       upstream.on("close", () => link.client.destroy())
-      upstream.on("data", (chunk) => {
-        if (!link.dead && !link.deaf) link.client.write(chunk)
+      upstream.on("data", (chunk: Buffer) => {
+        if (link.dead || link.deaf) return
+        if (holdingReplies) link.keptReplies.push(chunk)
+        else link.client.write(chunk)
       })
-      link.client.on("data", (chunk) => {
-        if (!link.dead) upstream.write(chunk)
+      link.client.on("data", (chunk: Buffer) => {
+        if (link.dead) return
+        if (holdingRequests) link.keptRequests.push(chunk)
+        else upstream.write(chunk)
       })
     }
 
@@ -114,7 +140,14 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
         return
       }
       accepted++
-      const link: Link = { client, upstream: undefined, dead: blackholed, deaf: repliesDropped }
+      const link: Link = {
+        client,
+        upstream: undefined,
+        dead: blackholed,
+        deaf: repliesDropped,
+        keptRequests: [],
+        keptReplies: []
+      }
       links.add(link)
       client.setNoDelay(true)
       client.on("error", () => {})
@@ -141,6 +174,26 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
         repliesDropped = true
         for (const link of links) link.deaf = true
       }),
+      holdRequests: Effect.sync(() => {
+        holdingRequests = true
+      }),
+      holdReplies: Effect.sync(() => {
+        holdingReplies = true
+      }),
+      release: Effect.sync(() => {
+        holdingRequests = false
+        holdingReplies = false
+        for (const link of links) {
+          for (const chunk of link.keptRequests.splice(0)) if (!link.dead) link.upstream?.write(chunk)
+          for (const chunk of link.keptReplies.splice(0)) if (!link.dead && !link.deaf) link.client.write(chunk)
+        }
+      }),
+      heldRequestsInclude: (text) =>
+        Effect.sync(() => {
+          const needle = Buffer.from(text)
+          for (const link of links) if (Buffer.concat(link.keptRequests).includes(needle)) return true
+          return false
+        }),
       restore: Effect.sync(() => {
         blackholed = false
         repliesDropped = false
