@@ -36,6 +36,7 @@ interface StepRow {
   readonly cancelledBy: string | null
   readonly cancelRequested: boolean
   readonly runs: number
+  readonly attempt: number
 }
 
 /** Every step of workflow `id`, by step name. */
@@ -45,7 +46,7 @@ const stepsOf = (prefix: string, id: string) =>
     const rows = yield* sql<StepRow>`
       SELECT j.meta #>> '{workflow,step}' AS step, j.state::text AS state, j.errors, j.result,
              j.meta #>> '{workflow,cancelled_by,step}' AS "cancelledBy",
-             j.cancel_requested_at IS NOT NULL AS "cancelRequested",
+             j.cancel_requested_at IS NOT NULL AS "cancelRequested", j.attempt,
              (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs
       FROM ${sql(prefix)}.oban_jobs j WHERE j.workflow_id = ${id}`
     return Object.fromEntries(rows.map((row) => [row.step, row])) as Record<string, StepRow>
@@ -175,6 +176,8 @@ describe("SIGTERM under NodeRuntime.runMain while a step whose cancel was reques
           ["cancelled", endedAs("available")]
         ])
         assert.strictEqual(steps["a"]!.runs, 1)
+        // The give-back returned the attempt, but the job never runs again: it keeps the attempt it ran.
+        assert.strictEqual(steps["a"]!.attempt, 1)
         assertDependentsSettled(steps)
         assert.strictEqual(yield* executing(prefix), 0)
       }).pipe(Effect.provide(testLayer(prefix)))
