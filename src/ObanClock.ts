@@ -54,14 +54,15 @@ export const now = (sql: SqlClient): Effect.Effect<Fragment> =>
 
 /**
  * "now" for a statement that must see time move forward after waiting for a
- * lock: in `database` mode the start of the statement itself
- * (`statement_timestamp()`), not of its transaction; in `effect` mode the
- * same as `now`.
+ * lock: in `database` mode the time at which it is evaluated
+ * (`clock_timestamp()`), so the statement must evaluate it once, after the
+ * lock is granted (the start of the statement or of its transaction may
+ * predate the wait); in `effect` mode the same as `now`.
  *
  * @since 0.1.0
  */
 export const statementNow = (sql: SqlClient): Effect.Effect<Fragment> =>
   ObanClock.use(({ mode }) =>
     mode === "database"
-      ? Effect.succeed(sql.literal("statement_timestamp()"))
+      ? Effect.succeed(sql.literal("clock_timestamp()"))
       : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))

@@ -47,7 +47,7 @@ const claimLimited = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = [],
   Effect.flatMap(
     expected === undefined ? readQueueLimits(sql, prefix, "limited") : Effect.succeed(expected),
     (limits) =>
-      fetchLimited(sql, prefix, sql.literal("statement_timestamp()"), {
+      Effect.flatMap(ObanClock.statementNow(sql), (now) => fetchLimited(sql, prefix, now, {
         queue: "limited",
         demand: 10,
         node: "edge",
@@ -55,7 +55,7 @@ const claimLimited = (sql: SqlClient, finished: ReadonlyArray<FinishedJob> = [],
         claim: crypto.randomUUID(),
         finished,
         expected: limits
-      })
+      }))
   )
 
 /** The jobs of `claimLimited`. */
@@ -224,7 +224,7 @@ describe("cluster-wide limits: edges", () => {
           Effect.map(
             sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
                                WHERE wait_event_type = 'Lock' AND datname = current_database()
-                                 AND query LIKE '%statement_timestamp() AS now%'`,
+                                 AND query LIKE ${`%"${prefix}".oban_queues%`}`,
             (rows) => rows[0]!.n === 1
           )
         )

@@ -9,7 +9,9 @@
  * less than it wanted and jobs are left, the producer claims again every
  * `capacityPollMillis` (besides the wake-up it gets from each of its own
  * jobs finishing). A queue with only a rate limit sleeps until its next
- * window starts.
+ * window starts, unless its claim missed jobs it had chosen within the
+ * window's quota (taken by a claim it waited for, or held by another
+ * transaction): then it claims again at the capacity poll.
  */
 import { Effect, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -131,7 +133,9 @@ export const make = (options: {
           ),
           Effect.tap((fetched) => {
             if (fetched.jobs.length >= claim.demand || !fetched.backlog || claimsAgainAtOnce(fetched)) return Effect.void
-            if (fetched.limits.global === undefined && fetched.nextWindowMillis !== undefined) {
+            // A claim that missed jobs it chose within the window's quota left quota unused: try
+            // again at the capacity poll rather than at the next window (possibly far away).
+            if (fetched.limits.global === undefined && fetched.nextWindowMillis !== undefined && fetched.missed === 0) {
               return retryAfter(fetched.nextWindowMillis + 1)
             }
             return isLimited(fetched.limits) ? retryAfter(capacityPollMillis) : Effect.void

@@ -124,9 +124,13 @@ const scanSize = (demand: number, partitioned: boolean) =>
  * limits or is gone, it claims nothing and says so (`stale`). With
  * `expected` unlimited it claims like an unlimited queue.
  *
- * `now` must be the time of the claim statement itself, not of the
- * transaction (in database mode `statement_timestamp()`): rate windows are
- * chosen by it, and claims serialized by the lock must see time move forward.
+ * `now` is evaluated once, after the queue's lock is granted: in database
+ * mode it must be `clock_timestamp()` (`ObanClock.statementNow`), not the
+ * time of the statement or of the transaction. Rate windows are chosen by
+ * it, and claims serialized by the lock must see time move forward: a claim
+ * whose "now" dates from before it waited would count a window that the
+ * claim ahead of it, already in the next one, has pruned, and take that
+ * window's quota again.
  */
 export const fetchLimited = (
   sql: SqlClient,
@@ -234,15 +238,20 @@ const claimWithin = (
       readonly missed: number
     }
   >`
-    WITH clock AS (
-      SELECT ${now} AS now, extract(epoch FROM ${now}) * 1000 AS ms,
-             set_config('synchronous_commit', 'off', true) AS relaxed
-    ),
-    queue_row AS MATERIALIZED (
+    WITH queue_row AS MATERIALIZED (
       SELECT q.name, ${limitsObject(sql, "q")} AS limits, ${holds(sql, limits)} AS expected
       FROM ${table(sql, prefix, "oban_queues")} AS q
       WHERE q.name = ${queue}
       FOR UPDATE
+    ),
+    -- "now", read once the lock is held (one row, with or without the queue's row).
+    locked_at AS MATERIALIZED (
+      SELECT ${now} AS now FROM (SELECT count(*) FROM queue_row) AS locked
+    ),
+    clock AS (
+      SELECT locked_at.now, extract(epoch FROM locked_at.now) * 1000 AS ms,
+             set_config('synchronous_commit', 'off', true) AS relaxed
+      FROM locked_at
     ),
     -- Read from the locked row: what the counts below depend on, so that they run after the lock.
     in_force AS MATERIALIZED (
