@@ -16,6 +16,12 @@
 -- not written yet.
 -- oban_rate_window_counts: the jobs claimed per partition in the rate window starting at
 -- window_start (ms since the epoch).
+-- oban_available_candidates: for a partitioned claim, the first `scan` available jobs of the queue
+-- (in fetch order) outside the partitions already at their limit (`full_parts`, by the global
+-- limit's partition) or out of quota (`spent_parts`, by the rate's partition), with the partition of
+-- each. A partitioned claim ranks jobs per partition before it locks any, so it reads them here,
+-- after the lock, rather than from its own snapshot, where the jobs the claim it waited for took
+-- would still look available and be chosen in place of the ones left.
 
 -- migrate:up
 CREATE FUNCTION {{prefix}}.oban_executing_counts(
@@ -48,6 +54,29 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION {{prefix}}.oban_available_candidates(
+  queue_name text, part_by text, part_key text, full_parts text[],
+  rate_part_by text, rate_part_key text, spent_parts text[], scan integer
+) RETURNS TABLE (id bigint, priority smallint, scheduled_at timestamptz, gp text, rp text)
+  LANGUAGE plpgsql VOLATILE
+  AS $$
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
+    SELECT c.id, c.priority, c.scheduled_at, p.gp, p.rp
+    FROM {{prefix}}.oban_jobs AS c,
+         LATERAL (
+           SELECT CASE part_by WHEN 'worker' THEN c.worker WHEN 'args' THEN COALESCE(c.args ->> part_key, '') ELSE '' END AS gp,
+                  CASE rate_part_by WHEN 'worker' THEN c.worker WHEN 'args' THEN COALESCE(c.args ->> rate_part_key, '') ELSE '' END AS rp
+         ) AS p
+    WHERE c.state = 'available' AND c.queue = queue_name
+      AND NOT (p.gp = ANY(full_parts)) AND NOT (p.rp = ANY(spent_parts))
+    ORDER BY c.priority, c.scheduled_at, c.id
+    LIMIT scan;
+END
+$$;
+
 -- migrate:down
+DROP FUNCTION {{prefix}}.oban_available_candidates(text, text, text, text[], text, text, text[], integer);
 DROP FUNCTION {{prefix}}.oban_rate_window_counts(text, bigint);
 DROP FUNCTION {{prefix}}.oban_executing_counts(text, text, text, bigint[], text[]);

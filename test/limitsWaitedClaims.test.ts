@@ -1,9 +1,9 @@
 /**
  * Limited claims that waited for the queue's row lock behind another claim,
- * against real PostgreSQL. The claim is one statement: its snapshot (and, in
- * database mode, `statement_timestamp()`) dates from before the wait, while
- * what the claim it waited for did is only visible to the counting functions
- * of migration 13. These tests pin what such a claim may and must take.
+ * against real PostgreSQL. The claim is one statement: its snapshot dates
+ * from before the wait, while what the claim it waited for did is visible
+ * only to the functions of migration 13 and to its "now", read after the
+ * lock. These tests pin what such a claim may and must take.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"

@@ -109,13 +109,12 @@ const holds = (sql: SqlClient, limits: QueueLimits): Fragment =>
         AND ${partitionIs(sql, "q.rate_partition", limits.rate?.partition)}`
 
 /**
- * How many available jobs the claim looks at. Without partitions, the first
- * `demand` jobs are the ones it may take. With them, jobs of partitions at
- * their limit are skipped by the scan itself; a wider window leaves room for
- * partitions that have only a little left.
+ * How many available jobs a partitioned claim looks at: jobs of partitions at
+ * their limit are skipped by the scan itself, and a window wider than the
+ * claim leaves room for partitions that have only a little left. (Without
+ * partitions the first `demand` jobs are the ones the claim may take.)
  */
-const scanSize = (demand: number, partitioned: boolean) =>
-  partitioned ? Math.min(1_000, Math.max(100, demand * 4)) : demand
+const partitionedScan = (demand: number) => Math.min(1_000, Math.max(100, demand * 4))
 
 /**
  * Claims up to `demand` jobs of a limited queue for this producer, all to
@@ -160,7 +159,6 @@ const claimWithin = (
   const jobs = table(sql, prefix, "oban_jobs")
   const { global, partition, rate } = limits
   const queue = options.queue
-  const part = (alias: string) => partitionKey(sql, partition, alias)
   const ratePart = (alias: string) => partitionKey(sql, rate?.partition, alias)
   const partitioned = partition !== undefined || rate?.partition !== undefined
   const none = sql.literal("")
@@ -187,10 +185,6 @@ const claimWithin = (
       FROM in_force AS f, win, ${table(sql, prefix, "oban_rate_window_counts")}(f.name, win.start) AS u
       WHERE f.expected
     )`
-  const skipFullPartitions = global === undefined || partition === undefined ? none : sql`
-      AND ${part("c")} NOT IN (SELECT part FROM running WHERE n >= ${global}::int)`
-  const skipSpentPartitions = rate?.partition === undefined ? none : sql`
-      AND ${ratePart("c")} NOT IN (SELECT part FROM used WHERE n >= ${rate.limit}::int)`
   const withinPartition = global === undefined ? none : partition === undefined ? none : sql`
       AND gn <= ${global}::int - COALESCE((SELECT n FROM running WHERE running.part = ranked.gp), 0)`
   const withinRate = rate === undefined ? none : sql`
@@ -209,12 +203,33 @@ const claimWithin = (
     pruned AS (
       DELETE FROM ${windows} AS w USING win WHERE w.queue = ${queue} AND w.window_start < win.start
     )`
-  // Without partitions the scan is the claim: lock it as it goes, skipping rows others hold (and
+  // Without partitions the scan is the claim: it locks as it goes, skipping rows others hold (and
   // rows a claim committed since this statement began, which the lock's re-check finds taken). A
-  // partitioned scan is wider than the claim, so only the jobs chosen from it are locked (a chosen
-  // job another transaction holds, or one taken meanwhile, is left: `missed`).
-  const lockCandidates = partitioned ? none : sql.literal(`
-      FOR UPDATE OF c SKIP LOCKED`)
+  // partitioned claim ranks jobs per partition before it locks any, so it reads them through
+  // `oban_available_candidates` (migration 13), after the lock and with a fresh snapshot, outside
+  // partitions at their limit; it scans wider than the claim, and only the jobs chosen are locked
+  // (a chosen job another transaction holds is left: `missed`).
+  const [ratePartBy, ratePartKey] = partitionArgs(rate?.partition)
+  const fullPartitions = global === undefined || partition === undefined
+    ? sql.literal("'{}'::text[]")
+    : sql`ARRAY(SELECT part FROM running WHERE n >= ${global}::int)`
+  const spentPartitions = rate?.partition === undefined
+    ? sql.literal("'{}'::text[]")
+    : sql`ARRAY(SELECT part FROM used WHERE n >= ${rate.limit}::int)`
+  const candidates = partitioned
+    ? sql`
+      SELECT a.id, a.priority, a.scheduled_at, a.gp, a.rp
+      FROM in_force AS f,
+           ${table(sql, prefix, "oban_available_candidates")}(f.name, ${partBy}, ${partKey}, ${fullPartitions},
+             ${ratePartBy}, ${ratePartKey}, ${spentPartitions}, ${partitionedScan(options.demand)}::int) AS a
+      WHERE f.expected`
+    : sql`
+      SELECT c.id, c.priority, c.scheduled_at, ''::text AS gp, ''::text AS rp
+      FROM ${jobs} AS c
+      WHERE c.state = 'available' AND c.queue = ${queue} AND (SELECT expected FROM in_force)
+      ORDER BY c.priority, c.scheduled_at, c.id
+      LIMIT ${options.demand}
+      FOR UPDATE OF c SKIP LOCKED`
   const lockChosen = partitioned
     ? sql`,
     locked AS (
@@ -257,13 +272,7 @@ const claimWithin = (
     in_force AS MATERIALIZED (
       SELECT queue_row.name, queue_row.expected FROM queue_row
     )${running}${used},
-    candidates AS (
-      SELECT c.id, c.priority, c.scheduled_at, ${part("c")} AS gp, ${ratePart("c")} AS rp
-      FROM ${jobs} AS c
-      WHERE c.state = 'available' AND c.queue = ${queue}
-        AND (SELECT expected FROM in_force)${skipFullPartitions}${skipSpentPartitions}
-      ORDER BY c.priority, c.scheduled_at, c.id
-      LIMIT ${scanSize(options.demand, partitioned)}${lockCandidates}
+    candidates AS (${candidates}
     ),
     ranked AS (
       SELECT candidates.*, row_number() OVER (PARTITION BY gp ORDER BY priority, scheduled_at, id) AS gn

@@ -17,7 +17,12 @@ export type Table =
   | "oban_workflow_waits"
 
 /** Objects that are not tables but are named like them: a type and functions of the migrations. */
-type Named = Table | "oban_job_state" | "oban_executing_counts" | "oban_rate_window_counts"
+type Named =
+  | Table
+  | "oban_job_state"
+  | "oban_executing_counts"
+  | "oban_rate_window_counts"
+  | "oban_available_candidates"
 
 export const qualified = (prefix: string, table: Named): string => `"${prefix}".${table}`
 
