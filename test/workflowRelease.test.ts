@@ -4,7 +4,8 @@
  * with mixed outcomes settles each dependent as one-by-one writes would; an
  * ack that deletes some jobs and updates others releases the dependents of
  * both; and a statement that finishes jobs of two schemas releases each
- * schema's dependents in that schema.
+ * schema's dependents in that schema. A statement that finishes no workflow
+ * job calls no trigger function at all (migration 0014).
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
@@ -28,6 +29,19 @@ const finish = (schema: string, workflowId: string, outcomes: Record<string, "co
       SET state = (${JSON.stringify(outcomes)}::jsonb ->> (meta #>> '{workflow,step}'))::${sql(schema)}.oban_job_state
       WHERE workflow_id = ${workflowId} AND meta #>> '{workflow,step}' IN ${sql.in(steps)}`
   })
+
+/**
+ * How often this transaction called each of the workflow trigger functions so far
+ * (`track_functions` must be on for the transaction).
+ */
+const triggerCalls = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const rows = yield* sql<{ name: string; calls: number }>`
+    SELECT p.proname AS name, COALESCE(pg_stat_get_xact_function_calls(p.oid), 0)::int AS calls
+    FROM pg_proc AS p
+    WHERE p.pronamespace = ${prefix}::regnamespace AND p.proname IN ('oban_workflow_settle', 'oban_workflow_settle_noted')`
+  return Object.fromEntries(rows.map((row) => [row.name, row.calls]))
+})
 
 /** Who cancelled a step (`meta.workflow.cancelled_by.step`), per cancelled step. */
 const cancelledBy = (workflowId: string) =>
@@ -95,6 +109,29 @@ describe("workflow release per statement", () => {
         const [counters] = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_workflow_waits WHERE job_id = ${a}`
         assert.strictEqual(counters!.n, 0)
+      }))
+
+    it.effect("a statement that finishes no workflow job calls no trigger function; one that finishes a step calls each once", () =>
+      Effect.gen(function*() {
+        yield* truncateWorkflows(prefix)
+        const sql = yield* SqlClient
+        yield* Oban.insertWorkflow(Workflow.make("calls").add("a", Step.job({})).add("b", Step.job({}), { deps: ["a"] }))
+        const plain = yield* Oban.insert(Step.job({}))
+        const calls = yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SET LOCAL track_functions = 'pl'`
+          // What a claim and an ack of a job outside workflows do to its row.
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing' WHERE id = ${plain.id}`
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed' WHERE id = ${plain.id}`
+          // A workflow step claimed: a state change that finishes nothing.
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing'
+                     WHERE workflow_id = 'calls' AND meta #>> '{workflow,step}' = 'a'`
+          const before = yield* triggerCalls
+          yield* finish(prefix, "calls", { a: "completed" })
+          return { before, after: yield* triggerCalls }
+        }))
+        assert.deepStrictEqual(calls.before, { oban_workflow_settle: 0, oban_workflow_settle_noted: 0 })
+        assert.deepStrictEqual(calls.after, { oban_workflow_settle: 1, oban_workflow_settle_noted: 1 })
+        assert.deepStrictEqual(yield* stepStates(prefix, "calls"), { a: "completed", b: "available" })
       }))
 
     it.effect("one statement finishing jobs of two schemas releases each schema's dependents in that schema", () =>
