@@ -5,7 +5,7 @@
  * ack that deletes some jobs and updates others releases the dependents of
  * both; and a statement that finishes jobs of two schemas releases each
  * schema's dependents in that schema. A statement that finishes no workflow
- * job calls no trigger function at all (migration 0014).
+ * job calls no trigger function at all (migration 0015).
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"

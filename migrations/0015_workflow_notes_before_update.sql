@@ -1,4 +1,4 @@
--- effect-oban migration 14: statements that finish no workflow job run no trigger function.
+-- effect-oban migration 15: statements that finish no workflow job run no trigger function.
 --
 -- Since migration 11 every statement that updates `state` ran the statement trigger
 -- `oban_jobs_workflow_settled`, which read two settings and returned when no workflow job had
