@@ -145,8 +145,11 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
             .pipe(Scope.provide(connectionScope))
           // One pinned session for every channel: re-pinning a pinned session is a no-op.
           const pinned = yield* connection.pin
+          // The three LISTENs at once: the node's start waits for them.
           const queues = yield* Effect.forEach(channels, (name) =>
-            Effect.map(pinned.listen(channel(options.prefix, name)), (queue) => [name, queue] as const))
+            Effect.map(pinned.listen(channel(options.prefix, name)), (queue) => [name, queue] as const), {
+            concurrency: "unbounded"
+          })
           return { pinned, queues }
         })
         const { pinned, queues } = yield* setUp.pipe(

@@ -28,6 +28,7 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Queue, type Scope } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
 import { tracked } from "./internal/activity.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
@@ -71,6 +72,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let running = 0
     let failures = 0
     let registered = false
+    // Whether a registration has succeeded once: the first runs on the pool (see `register`).
+    let registeredOnce = false
     let lost = false
     let beatFailing = false
     let lastBeat = 0
@@ -265,13 +268,19 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
     const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
     const beatSql = options.liveness.sql
-    const register = Effect.gen(function*() {
+    /**
+     * Registers this producer through `client`. The first registration runs on the shared pool: at
+     * start-up nothing holds it yet and it has a connection open (the migration check used it), while
+     * the node's own connection may still be opening, and the first claim waits for this. Later ones
+     * (after a long outage) run on the node's own connection, like heartbeats.
+     */
+    const register = (client: SqlClient) => Effect.gen(function*() {
       const readAt = changes
       // The queue's limits first: written (config) before this node's row shows it up, or read
       // (no config) before its first claim.
-      yield* options.liveness.run(limiter.load(beatSql))
-      const time = yield* now(beatSql)
-      const row = yield* options.liveness.run(registerProducer(beatSql, options.prefix, time, {
+      yield* options.liveness.run(limiter.load(client))
+      const time = yield* now(client)
+      const row = yield* options.liveness.run(registerProducer(client, options.prefix, time, {
         id: producerId,
         node: options.node,
         queue: options.queue,
@@ -291,12 +300,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         yield* adopt(row, readAt)
       } else if (changes !== readAt) {
         // A command arrived while registering: store what this node now has.
-        yield* storeQueueState(beatSql, options.prefix, { queue: options.queue, node: options.node, limit, paused })
+        yield* storeQueueState(client, options.prefix, { queue: options.queue, node: options.node, limit, paused })
       }
     })
     const heartbeat = Effect.gen(function*() {
       if (!registered) {
-        yield* register
+        yield* register(registeredOnce ? beatSql : options.sql)
+        registeredOnce = true
       } else {
         const readAt = changes
         const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
@@ -305,7 +315,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           // Its claims may have been rescued meanwhile: jobs claimed ahead are not ours to start any more
           // (those still claimed here are put back by the node's reconciler).
           buffer.takeAll()
-          yield* register
+          yield* register(beatSql)
         }
         else {
           yield* adopt(state, readAt)
