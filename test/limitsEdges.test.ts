@@ -1,8 +1,8 @@
 /**
  * Edges of cluster-wide limits found in review, against real PostgreSQL: a
  * job row locked by another transaction (a unique insert's conflict), many
- * partitions whose jobs come in clumps, a claim that waited for the queue's
- * row lock, and a claim built for limits no longer in force.
+ * partitions whose jobs come in clumps, and a claim built for limits no
+ * longer in force (claims that waited for the lock: limitsWaitedClaims).
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
@@ -199,42 +199,6 @@ describe("cluster-wide limits: edges", () => {
         yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 6))
         yield* a.stop
       }), 60_000)
-
-    it.effect("a claim that waited for the queue's lock counts the jobs the claim it waited for took", () =>
-      Effect.gen(function*() {
-        yield* reset
-        const sql = yield* SqlClient
-        yield* storeQueueLimits(sql, prefix, "limited", { global: 2, partition: undefined, rate: undefined })
-        yield* Oban.insertAll(Array.from({ length: 4 }, () => Sleeper.job({ account: "x", millis: 0 })))
-        // Another node's claim: it holds the queue's row lock while it takes two jobs.
-        const locked = yield* Deferred.make<void>()
-        const commit = yield* Deferred.make<void>()
-        const other = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-          yield* sql`SELECT 1 FROM ${sql(prefix)}.oban_queues WHERE name = 'limited' FOR UPDATE`
-          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempted_at = now(), attempt = 1
-                     WHERE id IN (SELECT id FROM ${sql(prefix)}.oban_jobs ORDER BY id LIMIT 2)`
-          yield* Deferred.succeed(locked, undefined)
-          yield* Deferred.await(commit)
-        })))
-        yield* Deferred.await(locked)
-        // This claim starts (and takes its snapshot) before the other commits, then waits for the lock.
-        const claiming = yield* Effect.forkChild(claimLimited(sql))
-        yield* waitFor(
-          "the claim waits for the queue's lock",
-          Effect.map(
-            sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                               WHERE wait_event_type = 'Lock' AND datname = current_database()
-                                 AND query LIKE ${`%"${prefix}".oban_queues%`}`,
-            (rows) => rows[0]!.n === 1
-          )
-        )
-        yield* Deferred.succeed(commit, undefined)
-        yield* Fiber.join(other)
-        const fetched = yield* Fiber.join(claiming)
-        // Both slots were taken by the other claim: this one takes nothing, and no job twice.
-        assert.strictEqual(fetched.jobs.length, 0)
-        assert.strictEqual(yield* executing, 2)
-      }))
 
     it.effect("a claim built for other limits than the stored ones claims nothing and returns them", () =>
       Effect.gen(function*() {

@@ -164,6 +164,20 @@ describe("limited claims that waited for the queue's lock", () => {
         assert.strictEqual(claimed, 2)
       }))
 
+    it.effect("a claim that waited counts the jobs the claim it waited for took: no more than the global limit", () =>
+      Effect.gen(function*() {
+        const limits: QueueLimits = { global: 2, partition: undefined, rate: undefined }
+        yield* reset(limits)
+        yield* insertJobs("a", 4)
+        // The claim ahead takes both slots; the one that waited, with a snapshot from before, takes none.
+        const waited = yield* secondWaitsForFirst(claim(limits, 2), claim(limits))
+        assert.strictEqual(waited.jobs.length, 0)
+        const sql = yield* SqlClient
+        const [row] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`
+        assert.strictEqual(row!.n, 2)
+      }))
+
     it.effect("a claim that waited takes what is left of a partition's global limit", () =>
       Effect.gen(function*() {
         const limits: QueueLimits = { global: 3, partition: byAccount, rate: undefined }
