@@ -5,23 +5,30 @@
  */
 import { Clock, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
-import { listening, publish, workflowStepOf } from "../Events.ts"
+import { EventHub, publish, workflowStepOf } from "../Events.ts"
 import type { Job } from "../Job.ts"
 
-export const publishInserted = (sql: SqlClient, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    if (jobs.length === 0 || !(yield* listening)) return
-    const at = new Date(yield* Clock.currentTimeMillis)
-    yield* sql.afterCommit(publish(jobs.map((job) => {
-      const workflow = workflowStepOf(job.meta)
-      return {
-        kind: "inserted" as const,
-        jobId: job.id,
-        worker: job.worker,
-        queue: job.queue,
-        attempt: job.attempt,
-        at,
-        ...(workflow === undefined ? {} : { workflow })
-      }
-    })))
+const events = (jobs: ReadonlyArray<Job>, at: Date) =>
+  jobs.map((job) => {
+    const workflow = workflowStepOf(job.meta)
+    return {
+      kind: "inserted" as const,
+      jobId: job.id,
+      worker: job.worker,
+      queue: job.queue,
+      attempt: job.attempt,
+      at,
+      ...(workflow === undefined ? {} : { workflow })
+    }
   })
+
+// On the path of every insert: one lookup of the hub when nobody listens, no generator.
+export const publishInserted = (sql: SqlClient, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
+  jobs.length === 0 ? Effect.void : EventHub.use((hub) =>
+    hub === undefined || hub.subscribers === 0
+      ? Effect.void
+      : Effect.flatMap(
+        Clock.currentTimeMillis,
+        (millis) => sql.afterCommit(publish(events(jobs, new Date(millis))))
+      )
+  )
