@@ -213,12 +213,59 @@ const dueAt = (now: string, job: EncodedRequest, params: Array<unknown>): string
     ? `${now} + $${params.push(PgTypes.float8(job.scheduleIn))} * interval '1 millisecond'`
     : now
 
+/** The statement's text around its values, which depend only on the prefix and the clock's "now" and due time. */
+const insertJobText = (prefix: string, now: string, at: string, state: string, woken: string): string =>
+  `INSERT INTO ${qualified(prefix, "oban_jobs")}
+      (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
+    VALUES (${state}::${qualified(prefix, "oban_job_state")}, $1, $2, $3::jsonb, $4::jsonb, $5::text[], $6, $7, ${now}, ${at})
+    RETURNING id, state, inserted_at, scheduled_at${woken}`
+
+const wokenText = (channel: number, payload: number): string =>
+  `, CASE WHEN state = 'available' THEN pg_notify($${channel}, $${payload}) END AS woken`
+
+/**
+ * The texts of a job due now on the database clock (its "now" a literal),
+ * with and without its wake-up, per prefix: the same string object each time, so neither it nor
+ * its hash (the driver looks its prepared statement up by it) is computed
+ * again on every insert.
+ */
+const dueNowTexts = new Map<string, { readonly now: string; readonly quiet: string; readonly waking: string }>()
+
+const dueNowText = (prefix: string, now: string, wake: boolean): string => {
+  let texts = dueNowTexts.get(prefix)
+  if (texts === undefined || texts.now !== now) {
+    texts = {
+      now,
+      quiet: insertJobText(prefix, now, now, "'available'", ""),
+      waking: insertJobText(prefix, now, now, "'available'", wokenText(8, 9))
+    }
+    if (dueNowTexts.size >= 1000) dueNowTexts.clear()
+    dueNowTexts.set(prefix, texts)
+  }
+  return wake ? texts.waking : texts.quiet
+}
+
+/** The wake-up payload of each queue, built once. */
+const payloads = new Map<string, string>()
+
+const payloadOf = (queue: string): string => {
+  let payload = payloads.get(queue)
+  if (payload === undefined) {
+    payload = JSON.stringify({ queue })
+    // Queue names are few; a caller making up a new one per job must not grow this without end.
+    if (payloads.size >= 1000) payloads.clear()
+    payloads.set(queue, payload)
+  }
+  return payload
+}
+
 /**
  * Inserts one job with a parameter per field: for a single job this is
  * cheaper, for the driver and the server, than arrays of one element, and a
  * job due now needs no comparison of times. With `wake`, the same statement
  * notifies the job's queue when it is available. The text is put together
- * directly rather than from fragments: this statement runs once per
+ * directly rather than from fragments (and kept for a job due now on the
+ * database clock, the usual case): this statement runs once per
  * `Oban.insert`, and the fragments cost more to build and compile than the
  * statement costs the server.
  */
@@ -239,18 +286,15 @@ export const insertJob = (
     PgTypes.int2(job.priority)
   ]
   const nowText = inlineFragment(now, params)
-  const at = dueAt(nowText, job, params)
-  const state = at === nowText ? "'available'" : `CASE WHEN ${at} > ${nowText} THEN 'scheduled' ELSE 'available' END`
-  const woken = wake
-    ? `, CASE WHEN state = 'available' THEN pg_notify($${params.push(channel(prefix, "insert"))}, $${
-      params.push(JSON.stringify({ queue: job.queue }))
-    }) END AS woken`
-    : ""
-  return sql.unsafe<InsertedRow>(
-    `INSERT INTO ${qualified(prefix, "oban_jobs")}
-      (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
-    VALUES (${state}::${qualified(prefix, "oban_job_state")}, $1, $2, $3::jsonb, $4::jsonb, $5::text[], $6, $7, ${nowText}, ${at})
-    RETURNING id, state, inserted_at, scheduled_at${woken}`,
-    params
-  ).pipe(Effect.map((rows) => rows[0]!))
+  let text: string
+  if (params.length === 7 && job.scheduledAt === null && job.scheduleIn === null) {
+    text = dueNowText(prefix, nowText, wake)
+    if (wake) params.push(channel(prefix, "insert"), payloadOf(job.queue))
+  } else {
+    const at = dueAt(nowText, job, params)
+    const state = at === nowText ? "'available'" : `CASE WHEN ${at} > ${nowText} THEN 'scheduled' ELSE 'available' END`
+    const woken = wake ? wokenText(params.push(channel(prefix, "insert")), params.push(payloadOf(job.queue))) : ""
+    text = insertJobText(prefix, nowText, at, state, woken)
+  }
+  return sql.unsafe<InsertedRow>(text, params).pipe(Effect.map((rows) => rows[0]!))
 }
