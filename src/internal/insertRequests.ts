@@ -57,12 +57,13 @@ const insertTraced = (
     const sql = Context.get(context, SqlClient)
     return Effect.flatMap(
       encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
-      (encoded) => Effect.flatMap(now(sql), (time) => write(sql, settings.prefix, list, encoded, time, indexed))
+      (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))
     )
   })
 
 /** Writes the encoded requests, then wakes their queues, publishes their events and runs them inline when asked. */
 const write = (
+  context: Context.Context<never>,
   sql: SqlClient,
   prefix: string,
   list: ReadonlyArray<Worker.JobRequest>,
@@ -81,11 +82,11 @@ const write = (
   return Effect.flatMap(mayWriteBeforeDecoding(encoded) ? sql.withTransaction(typed) : typed, ({ jobs, wake }) => {
     // A conflict inserted nothing: no event, and nothing for the inline runner.
     const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
-    return wakeAfterCommit(sql, prefix, wake).pipe(
-      Effect.andThen(publishInserted(sql, fresh)),
-      Effect.andThen(InlineRunner.use((inline) => inline === undefined ? Effect.void : inline(fresh))),
-      Effect.as(jobs)
-    )
+    const inline = Context.get(context, InlineRunner)
+    let after: Effect.Effect<void, SqlError> = publishInserted(sql, fresh)
+    if (wake.length > 0) after = Effect.andThen(wakeAfterCommit(sql, prefix, wake), after)
+    if (inline !== undefined) after = Effect.andThen(after, inline(fresh))
+    return Effect.as(after, jobs)
   })
 }
 

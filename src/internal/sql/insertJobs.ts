@@ -267,7 +267,7 @@ const payloadOf = (queue: string): string => {
  * directly rather than from fragments (and kept for a job due now on the
  * database clock, the usual case): this statement runs once per
  * `Oban.insert`, and the fragments cost more to build and compile than the
- * statement costs the server.
+ * statement costs the server. Returns the statement's rows: the one job's.
  */
 export const insertJob = (
   sql: SqlClient,
@@ -275,7 +275,7 @@ export const insertJob = (
   now: Fragment,
   job: EncodedRequest,
   wake: boolean
-): Effect.Effect<InsertedRow, SqlError> => {
+): Effect.Effect<ReadonlyArray<InsertedRow>, SqlError> => {
   const params: Array<unknown> = [
     PgTypes.text(job.queue),
     PgTypes.text(job.worker),
@@ -296,5 +296,5 @@ export const insertJob = (
     const woken = wake ? wokenText(params.push(channel(prefix, "insert")), params.push(payloadOf(job.queue))) : ""
     text = insertJobText(prefix, nowText, at, state, woken)
   }
-  return sql.unsafe<InsertedRow>(text, params).pipe(Effect.map((rows) => rows[0]!))
+  return sql.unsafe<InsertedRow>(text, params)
 }
