@@ -174,14 +174,24 @@ const isEmptyObject = (value: object): boolean => {
   return (proto === Object.prototype || proto === null) && Reflect.ownKeys(value).length === 0
 }
 
+/**
+ * The meta of every request that gives none (`Worker.job` hands out this one
+ * object, frozen as the request's readonly type allows), so the common case
+ * is known empty without a look at its keys.
+ */
+export const noRequestMeta: Readonly<Record<string, unknown>> = Object.freeze({})
+
+const quotedTraceKey = JSON.stringify(traceKey)
+
 const checkMeta = (value: unknown, traceparent: string | undefined): string => {
+  if (value === noRequestMeta) return traceparent === undefined ? "{}" : `{${quotedTraceKey}:${JSON.stringify(traceparent)}}`
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new Problem("meta", `meta must be a plain JSON object, got ${describe(value)}`)
   }
   const meta = isEmptyObject(value) ? { _tag: "JsonText", text: "{}" } as const : toJsonText(value, "meta", maxMetaBytes)
   if (meta._tag === "JsonRefusal") throw new Problem("meta", meta.message)
   if (traceparent === undefined || Object.hasOwn(value, traceKey)) return meta.text
-  const trace = `${JSON.stringify(traceKey)}:${JSON.stringify(traceparent)}`
+  const trace = `${quotedTraceKey}:${JSON.stringify(traceparent)}`
   return meta.text === "{}" ? `{${trace}}` : `{${trace},${meta.text.slice(1)}`
 }
 
@@ -252,6 +262,8 @@ export interface EncodedRequest {
   readonly tags: ReadonlyArray<string>
   /** JSON text, with the insert's `traceparent`. */
   readonly meta: string
+  /** `meta` as an object when it was built without parsing the text (only a traceparent); else parse `meta`. */
+  readonly metaObject?: Readonly<Record<string, unknown>> | undefined
   /** JSON text of the args as the worker's schema encoded them. */
   readonly args: string
   /** The args as the request gave them: what the inserted job returns (typed by its worker). */
@@ -311,12 +323,31 @@ const checkFields = (request: JobRequest, traceparent: string | undefined, accep
     const backoffInput: unknown = request.backoff
     const backoff = backoffInput === undefined ? undefined : checkBackoff(backoffInput)
     field = "meta"
-    const meta = withRunOptions(checkMeta(request.meta, traceparent), timeoutMillis, backoff)
+    const given: unknown = request.meta
+    const text = checkMeta(given, traceparent)
+    const meta = withRunOptions(text, timeoutMillis, backoff)
+    // A meta that is only the traceparent is handed back as an object built here, not parsed from the text.
+    const metaObject = given === noRequestMeta && meta === text && traceparent !== undefined
+      ? { [traceKey]: traceparent }
+      : undefined
     field = "unique"
     const unique: unknown = request.unique
     field = "args"
     const value: unknown = request.args
-    return { queue, worker, priority, maxAttempts, scheduleIn: delay, scheduledAt: at, tags, meta, args: "", value, unique }
+    return {
+      queue,
+      worker,
+      priority,
+      maxAttempts,
+      scheduleIn: delay,
+      scheduledAt: at,
+      tags,
+      meta,
+      metaObject,
+      args: "",
+      value,
+      unique
+    }
   } catch (error) {
     return error instanceof Problem ? error : new Problem(field, `reading ${field} threw: ${errorText(error)}`)
   }
