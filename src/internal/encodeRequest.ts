@@ -6,8 +6,9 @@
  * A careless value (a number for a name, a throwing getter) is refused the
  * same way, never a defect.
  *
- * A batch checks each distinct worker and queue name once: names are strings,
- * so one that equals a name already accepted is accepted too.
+ * The worker and queue names accepted last are not checked again: names are
+ * strings, so one that equals a name already accepted is accepted too. That
+ * holds across calls, so one job inserted at a time checks its names once.
  */
 import { Cause, DateTime, Duration, Effect, Option, Result } from "effect"
 import * as Backoff from "../Backoff.ts"
@@ -279,7 +280,7 @@ export interface EncodedRequest {
  */
 type Fields = { -readonly [K in Exclude<keyof EncodedRequest, "unique">]: EncodedRequest[K] } & { unique: unknown }
 
-/** The last worker and queue names a batch accepted. */
+/** The last worker and queue names accepted, by any call. */
 interface Accepted {
   worker: string | undefined
   queue: string | undefined
@@ -289,11 +290,13 @@ interface Accepted {
 const checkName = (field: "worker" | "queue", value: unknown, last: string | undefined): string =>
   typeof value === "string" && value === last ? value : checkText(field, `${field} name`, value, maxNameLength)
 
+const accepted: Accepted = { worker: undefined, queue: undefined }
+
 /**
  * Reads and checks every field but `args`, each exactly once. A read that
  * throws (a getter, a Proxy) is a refusal of that field.
  */
-const checkFields = (request: JobRequest, traceparent: string | undefined, accepted: Accepted): Fields | Problem => {
+const checkFields = (request: JobRequest, traceparent: string | undefined): Fields | Problem => {
   let field: JobField = "worker"
   try {
     const worker = accepted.worker = checkName("worker", request.worker, accepted.worker)
@@ -406,7 +409,6 @@ export const encodeRequests = (
   indexOf: (position: number) => number | undefined
 ): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError> =>
   Effect.suspend(() => {
-    const accepted: Accepted = { worker: undefined, queue: undefined }
     const encoded: Array<EncodedRequest> = new Array(requests.length)
     let position = 0
     let fields: Fields | undefined
@@ -430,7 +432,7 @@ export const encodeRequests = (
     const next = (): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError | SchemaFailure> => {
       if (position === requests.length) return Effect.succeed(encoded)
       const request = requests[position]!
-      const checked = checkFields(request, traceparent, accepted)
+      const checked = checkFields(request, traceparent)
       if (checked instanceof Problem) return Effect.fail(invalid(request, checked, indexOf(position)))
       fields = checked
       return Effect.flatMap(encodingOf(request), withArgs)
