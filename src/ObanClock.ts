@@ -10,6 +10,7 @@
  */
 import { Clock, Context, Effect, Layer } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
+import * as Statement from "effect/sql/Statement"
 import type { Fragment } from "effect/sql/Statement"
 
 /**
@@ -41,6 +42,9 @@ export const layerEffect: Layer.Layer<never> = Layer.succeed(ObanClock, { mode: 
  */
 export const layerDatabase: Layer.Layer<never> = Layer.succeed(ObanClock, { mode: "database" })
 
+/** The database clock's "now", built once: it is read by every insert and claim. */
+const succeedDatabaseNow: Effect.Effect<Fragment> = Effect.succeed(Statement.fragment([Statement.literal("now()")]))
+
 /**
  * A SQL fragment that evaluates to "now" as `timestamptz`.
  *
@@ -49,7 +53,7 @@ export const layerDatabase: Layer.Layer<never> = Layer.succeed(ObanClock, { mode
 export const now = (sql: SqlClient): Effect.Effect<Fragment> =>
   ObanClock.use(({ mode }) =>
     mode === "database"
-      ? Effect.succeed(sql.literal("now()"))
+      ? succeedDatabaseNow
       : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))
 
 /**

@@ -17,6 +17,7 @@
 import type { DateTime, Schedule } from "effect"
 import { Duration, Effect, Schema } from "effect"
 import type * as Backoff from "./Backoff.ts"
+import { noRequestMeta } from "./internal/encodeRequest.ts"
 import type { Job, JobState } from "./Job.ts"
 
 /**
@@ -297,7 +298,7 @@ export const make = <const Name extends string, A, I, E = never, R = never, O = 
         priority: options.priority === undefined ? priority : options.priority,
         maxAttempts: options.maxAttempts === undefined ? maxAttempts : options.maxAttempts,
         tags: mergeTags(tags, options.tags),
-        meta: options.meta === undefined ? {} : options.meta,
+        meta: options.meta === undefined ? noRequestMeta : options.meta,
         scheduleIn: options.scheduleIn,
         scheduledAt: options.scheduledAt,
         timeout: options.timeout,

@@ -79,11 +79,30 @@ export const insertEncoded = (
   for (const request of encoded) {
     if (request.unique !== undefined) return insertWithUnique(sql, prefix, time, encoded)
   }
+  if (encoded.length === 1) return insertOne(sql, prefix, time, encoded[0]!)
   return Effect.map(insertPlain(sql, prefix, time, encoded), ({ jobs, woken }) => ({
     jobs,
     wake: woken ? [] : dueQueues(jobs)
   }))
 }
+
+/**
+ * One job without uniqueness: the single-job statement, which wakes the
+ * job's queue itself when it can (see `withInlineWake`). The path of every
+ * `Oban.insert` of an ordinary job, so it maps the statement's row once.
+ */
+const insertOne = (
+  sql: SqlClient,
+  prefix: string,
+  time: Fragment,
+  job: EncodedRequest
+): Effect.Effect<InsertResult, SqlError> =>
+  withInlineWake(sql, (woken) =>
+    Effect.map(Inserts.insertJob(sql, prefix, time, job, woken), (rows) => {
+      const row = rows[0]!
+      const inserted = insertedJob(job, row.id, row.state, row.inserted_at, row.scheduled_at)
+      return { jobs: [inserted], wake: woken || inserted.state !== "available" ? [] : [inserted.queue] }
+    }))
 
 /** The queues of the jobs inserted available. */
 const dueQueues = (jobs: ReadonlyArray<Inserted>): ReadonlyArray<string> => {
@@ -93,10 +112,10 @@ const dueQueues = (jobs: ReadonlyArray<Inserted>): ReadonlyArray<string> => {
 }
 
 /**
- * Inserts requests without uniqueness and returns their jobs in order, and
- * whether the statement woke their queues itself. One job takes the
- * single-job statement; a batch one statement up to `maxStatementUnits` of
- * text, or several inside one transaction (a savepoint inside the caller's).
+ * Inserts a batch of requests without uniqueness and returns their jobs in
+ * order, and whether the statement woke their queues itself: one statement
+ * up to `maxStatementUnits` of text, or several inside one transaction (a
+ * savepoint inside the caller's).
  */
 const insertPlain = (
   sql: SqlClient,
@@ -104,14 +123,6 @@ const insertPlain = (
   time: Fragment,
   encoded: ReadonlyArray<EncodedRequest>
 ): Effect.Effect<{ readonly jobs: ReadonlyArray<Inserted>; readonly woken: boolean }, SqlError> => {
-  if (encoded.length === 1) {
-    const job = encoded[0]!
-    return withInlineWake(sql, (wake) =>
-      Effect.map(Inserts.insertJob(sql, prefix, time, job, wake), (row) => ({
-        jobs: [insertedJob(job, row.id, row.state, row.inserted_at, row.scheduled_at)],
-        woken: wake
-      })))
-  }
   const chunks = chunkJobs(encoded)
   if (chunks.length > 1) {
     return Effect.map(
@@ -184,11 +195,11 @@ const insertWithUnique = (
   }
   const plain = plainPositions.length === 0
     ? Effect.void
-    : Effect.map(insertPlain(sql, prefix, time, plainPositions.map((position) => encoded[position]!)), (inserted) => {
+    : Effect.map(insertEncoded(sql, prefix, time, plainPositions.map((position) => encoded[position]!)), (inserted) => {
       inserted.jobs.forEach((job, index) => {
         jobs[plainPositions[index]!] = job
-        if (job.state === "available") wake.add(job.queue)
       })
+      for (const queue of inserted.wake) wake.add(queue)
     })
   const unique = Effect.forEach(
     groups,

@@ -4,9 +4,10 @@
  * `inserted` events, run them inline under the testing kit, and return the
  * jobs typed by their workers.
  */
-import { Effect } from "effect"
+import { Context, Effect, Tracer } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
 import { Settings } from "../Config.ts"
 import { InvalidJobError, type MigrationError } from "../Errors.ts"
 import type { Inserted } from "../Oban.ts"
@@ -17,42 +18,81 @@ import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
-import { currentTraceparent } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
 
 const identity = (position: number): number => position
 const noIndex = (): undefined => undefined
 
+const spanOptions = (jobs: number): Tracer.SpanOptionsNoTrace => ({ kind: "producer", attributes: { "oban.jobs": jobs } })
+
+/** The span as a W3C traceparent, stored with the jobs so their perform spans continue its trace. */
+const traceparentOf = (span: Tracer.Span): string => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+
+/**
+ * The insert runs in its `oban.insert` span, which is the parent of its
+ * statements' spans. It is written as a chain of `flatMap`s, not a generator,
+ * and the span is provided as the parent only (no stack frame of its own,
+ * as `withSpan` adds): this is the path of every `Oban.insert`, where each
+ * of those costs microseconds of the caller's CPU per job.
+ */
 export const insertRequests = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
   if (list.length === 0) return Effect.succeed([])
-  return Effect.gen(function*() {
-    const settings = yield* Settings
-    // The insert span travels with the jobs, so their perform spans continue this trace.
-    const traceparent = yield* currentTraceparent
-    const encoded = yield* encodeRequests(list, settings, traceparent, indexed ? identity : noIndex)
-    const sql = yield* SqlClient
-    const time = yield* now(sql)
-    const inserting = Effect.flatMap(
-      insertEncoded(sql, settings.prefix, time, encoded).pipe(orNotMigrated(settings.prefix)),
-      ({ jobs, wake }) => Effect.map(withRequestArgs(list, encoded, jobs, indexed), (typed) => ({ jobs: typed, wake }))
+  return Effect.useSpan(
+    "oban.insert",
+    spanOptions(list.length),
+    (span) => Effect.provideService(insertTraced(list, indexed, traceparentOf(span)), Tracer.ParentSpan, span)
+  )
+}
+
+const insertTraced = (
+  list: ReadonlyArray<Worker.JobRequest>,
+  indexed: boolean,
+  traceparent: string
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
+  Effect.contextWith((context: Context.Context<SqlClient>) => {
+    const settings = Context.get(context, Settings)
+    const sql = Context.get(context, SqlClient)
+    return Effect.flatMap(
+      encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
+      (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))
     )
-    // A unique job's stored args may no longer decode; then nothing of the call may stay written.
-    // One unique request that replaces nothing writes nothing on a conflict, so it needs no
-    // transaction of its own (which would cost a second durable commit for its wake-up).
-    const { jobs, wake } = yield* (mayWriteBeforeDecoding(encoded) ? sql.withTransaction(inserting) : inserting)
-    yield* wakeAfterCommit(sql, settings.prefix, wake)
+  })
+
+/** Writes the encoded requests, then wakes their queues, publishes their events and runs them inline when asked. */
+const write = (
+  context: Context.Context<never>,
+  sql: SqlClient,
+  prefix: string,
+  list: ReadonlyArray<Worker.JobRequest>,
+  encoded: ReadonlyArray<EncodedRequest>,
+  time: Fragment,
+  indexed: boolean
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError> => {
+  const written = insertEncoded(sql, prefix, time, encoded).pipe(orNotMigrated(prefix))
+  const typed = hasUnique(encoded)
+    ? Effect.flatMap(written, ({ jobs, wake }) =>
+      Effect.map(withRequestArgs(list, encoded, jobs, indexed), (typed) => ({ jobs: typed, wake })))
+    : written
+  // A unique job's stored args may no longer decode; then nothing of the call may stay written.
+  // One unique request that replaces nothing writes nothing on a conflict, so it needs no
+  // transaction of its own (which would cost a second durable commit for its wake-up).
+  return Effect.flatMap(mayWriteBeforeDecoding(encoded) ? sql.withTransaction(typed) : typed, ({ jobs, wake }) => {
     // A conflict inserted nothing: no event, and nothing for the inline runner.
     const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
-    yield* publishInserted(sql, fresh)
-    const inline = yield* InlineRunner
-    if (inline !== undefined) yield* inline(fresh)
-    return jobs
-  }).pipe(Effect.withSpan("oban.insert", { kind: "producer", attributes: { "oban.jobs": list.length } }, {
-    captureStackTrace: false
-  }))
+    const inline = Context.get(context, InlineRunner)
+    let after: Effect.Effect<void, SqlError> = publishInserted(sql, fresh)
+    if (wake.length > 0) after = Effect.andThen(wakeAfterCommit(sql, prefix, wake), after)
+    if (inline !== undefined) after = Effect.andThen(after, inline(fresh))
+    return Effect.as(after, jobs)
+  })
+}
+
+const hasUnique = (encoded: ReadonlyArray<EncodedRequest>): boolean => {
+  for (const request of encoded) if (request.unique !== undefined) return true
+  return false
 }
 
 /**

@@ -5,13 +5,17 @@
  */
 import { Clock, Effect } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
-import { listening, publish } from "../Events.ts"
+import { EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import { jobEvent } from "./jobEvent.ts"
 
+// On the path of every insert: one lookup of the hub when nobody listens, no generator.
 export const publishInserted = (sql: SqlClient, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    if (jobs.length === 0 || !(yield* listening)) return
-    const at = new Date(yield* Clock.currentTimeMillis)
-    yield* sql.afterCommit(publish(jobs.map((job) => jobEvent("inserted", job, job.meta["workflow"], at))))
-  })
+  jobs.length === 0 ? Effect.void : EventHub.use((hub) =>
+    hub === undefined || hub.subscribers === 0
+      ? Effect.void
+      : Effect.flatMap(Clock.currentTimeMillis, (millis) => {
+        const at = new Date(millis)
+        return sql.afterCommit(publish(jobs.map((job) => jobEvent("inserted", job, job.meta["workflow"], at))))
+      })
+  )

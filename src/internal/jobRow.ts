@@ -80,7 +80,7 @@ export const insertedJob = (
   queue: request.queue,
   worker: request.worker,
   args: request.value,
-  meta: storedMeta ?? (request.meta === "{}" ? noMeta : JSON.parse(request.meta)),
+  meta: storedMeta ?? request.metaObject ?? (request.meta === "{}" ? noMeta : JSON.parse(request.meta)),
   tags: request.tags,
   errors: noErrors,
   attempt: 0,

@@ -15,7 +15,7 @@
  * and one statement fewer matter most to a caller inserting one job at a
  * time.
  */
-import { Cause, Effect, Option } from "effect"
+import { Cause, Context, Effect, Option } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { channel } from "../Config.ts"
 
@@ -82,8 +82,8 @@ export const withInlineWake = <A, E, R>(
   sql: SqlClient,
   insert: (wake: boolean) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
-  Effect.flatMap(Effect.serviceOption(sql.transactionService), (transaction) => {
-    if (Option.isSome(transaction)) return insert(false)
+  Effect.contextWith((context: Context.Context<never>) => {
+    if (Option.isSome(Context.getOption(context, sql.transactionService))) return insert(false)
     let counter = inFlight.get(sql)
     if (counter === undefined) {
       counter = { count: 0 }
@@ -93,7 +93,7 @@ export const withInlineWake = <A, E, R>(
     const alone = state.count === 0
     state.count++
     return Effect.ensuring(
-      Effect.suspend(() => insert(alone)),
+      insert(alone),
       Effect.sync(() => {
         state.count--
       })

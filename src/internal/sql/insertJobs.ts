@@ -13,7 +13,7 @@ import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { EncodedRequest } from "../encodeRequest.ts"
 import { wakeQueues } from "./fragments.ts"
-import { table } from "./tables.ts"
+import { qualified, table } from "./tables.ts"
 
 /** What `insertJob` returns; the rest of the job is what was asked for. */
 export interface InsertedRow {
@@ -190,19 +190,84 @@ export const insertJobs = (
   })))
 }
 
-/** When a job is due, as SQL: now, now plus its delay, or its time. */
-const dueAt = (sql: SqlClient, now: Fragment, job: EncodedRequest): Fragment =>
+/**
+ * `fragment` as SQL text for a statement built by hand, its parameters
+ * appended to `params` and numbered after those already there. "Now" is a
+ * literal (`now()`) or one parameter (`ObanClock`'s effect mode), nothing else.
+ */
+const inlineFragment = (fragment: Fragment, params: Array<unknown>): string => {
+  let text = ""
+  for (const segment of fragment.segments) {
+    if (segment._tag === "Literal" && segment.params === undefined) text += segment.value
+    else if (segment._tag === "Parameter") text += `$${params.push(segment.value)}`
+    else throw new Error(`insertJob: unexpected ${segment._tag} segment in "now"`)
+  }
+  return text
+}
+
+/** When a job is due, as SQL text: now, now plus its delay, or its time (parameters appended to `params`). */
+const dueAt = (now: string, job: EncodedRequest, params: Array<unknown>): string =>
   job.scheduledAt !== null
-    ? sql`${PgTypes.text(job.scheduledAt.toISOString())}::timestamptz`
+    ? `$${params.push(PgTypes.text(job.scheduledAt.toISOString()))}::timestamptz`
     : job.scheduleIn !== null
-    ? sql`${now} + ${PgTypes.float8(job.scheduleIn)} * interval '1 millisecond'`
+    ? `${now} + $${params.push(PgTypes.float8(job.scheduleIn))} * interval '1 millisecond'`
     : now
+
+/** The statement's text around its values, which depend only on the prefix and the clock's "now" and due time. */
+const insertJobText = (prefix: string, now: string, at: string, state: string, woken: string): string =>
+  `INSERT INTO ${qualified(prefix, "oban_jobs")}
+      (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
+    VALUES (${state}::${qualified(prefix, "oban_job_state")}, $1, $2, $3::jsonb, $4::jsonb, $5::text[], $6, $7, ${now}, ${at})
+    RETURNING id, state, inserted_at, scheduled_at${woken}`
+
+const wokenText = (channel: number, payload: number): string =>
+  `, CASE WHEN state = 'available' THEN pg_notify($${channel}, $${payload}) END AS woken`
+
+/**
+ * The texts of a job due now on the database clock (its "now" a literal),
+ * with and without its wake-up, per prefix: the same string object each time, so neither it nor
+ * its hash (the driver looks its prepared statement up by it) is computed
+ * again on every insert.
+ */
+const dueNowTexts = new Map<string, { readonly now: string; readonly quiet: string; readonly waking: string }>()
+
+const dueNowText = (prefix: string, now: string, wake: boolean): string => {
+  let texts = dueNowTexts.get(prefix)
+  if (texts === undefined || texts.now !== now) {
+    texts = {
+      now,
+      quiet: insertJobText(prefix, now, now, "'available'", ""),
+      waking: insertJobText(prefix, now, now, "'available'", wokenText(8, 9))
+    }
+    if (dueNowTexts.size >= 1000) dueNowTexts.clear()
+    dueNowTexts.set(prefix, texts)
+  }
+  return wake ? texts.waking : texts.quiet
+}
+
+/** The wake-up payload of each queue, built once. */
+const payloads = new Map<string, string>()
+
+const payloadOf = (queue: string): string => {
+  let payload = payloads.get(queue)
+  if (payload === undefined) {
+    payload = JSON.stringify({ queue })
+    // Queue names are few; a caller making up a new one per job must not grow this without end.
+    if (payloads.size >= 1000) payloads.clear()
+    payloads.set(queue, payload)
+  }
+  return payload
+}
 
 /**
  * Inserts one job with a parameter per field: for a single job this is
  * cheaper, for the driver and the server, than arrays of one element, and a
  * job due now needs no comparison of times. With `wake`, the same statement
- * notifies the job's queue when it is available.
+ * notifies the job's queue when it is available. The text is put together
+ * directly rather than from fragments (and kept for a job due now on the
+ * database clock, the usual case): this statement runs once per
+ * `Oban.insert`, and the fragments cost more to build and compile than the
+ * statement costs the server. Returns the statement's rows: the one job's.
  */
 export const insertJob = (
   sql: SqlClient,
@@ -210,23 +275,26 @@ export const insertJob = (
   now: Fragment,
   job: EncodedRequest,
   wake: boolean
-): Effect.Effect<InsertedRow, SqlError> => {
-  const at = dueAt(sql, now, job)
-  const state = at === now ? sql.literal("'available'") : sql`CASE WHEN ${at} > ${now} THEN 'scheduled' ELSE 'available' END`
-  return sql<InsertedRow>`
-    INSERT INTO ${table(sql, prefix, "oban_jobs")}
-      (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
-    VALUES (
-      ${state}::${table(sql, prefix, "oban_job_state")}, ${PgTypes.text(job.queue)}, ${PgTypes.text(job.worker)},
-      ${PgTypes.text(job.args)}::jsonb, ${PgTypes.text(job.meta)}::jsonb, ${PgTypes.text(tagsLiteral(job.tags))}::text[],
-      ${PgTypes.int2(job.maxAttempts)}, ${PgTypes.int2(job.priority)}, ${now}, ${at}
-    )
-    RETURNING id, state, inserted_at, scheduled_at${
-    wake
-      ? sql`, CASE WHEN state = 'available' THEN pg_notify(${channel(prefix, "insert")}, ${
-        JSON.stringify({ queue: job.queue })
-      }) END AS woken`
-      : sql.literal("")
+): Effect.Effect<ReadonlyArray<InsertedRow>, SqlError> => {
+  const params: Array<unknown> = [
+    PgTypes.text(job.queue),
+    PgTypes.text(job.worker),
+    PgTypes.text(job.args),
+    PgTypes.text(job.meta),
+    PgTypes.text(tagsLiteral(job.tags)),
+    PgTypes.int2(job.maxAttempts),
+    PgTypes.int2(job.priority)
+  ]
+  const nowText = inlineFragment(now, params)
+  let text: string
+  if (params.length === 7 && job.scheduledAt === null && job.scheduleIn === null) {
+    text = dueNowText(prefix, nowText, wake)
+    if (wake) params.push(channel(prefix, "insert"), payloadOf(job.queue))
+  } else {
+    const at = dueAt(nowText, job, params)
+    const state = at === nowText ? "'available'" : `CASE WHEN ${at} > ${nowText} THEN 'scheduled' ELSE 'available' END`
+    const woken = wake ? wokenText(params.push(channel(prefix, "insert")), params.push(payloadOf(job.queue))) : ""
+    text = insertJobText(prefix, nowText, at, state, woken)
   }
-  `.pipe(Effect.map((rows) => rows[0]!))
+  return sql.unsafe<InsertedRow>(text, params)
 }
