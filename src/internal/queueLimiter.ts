@@ -6,14 +6,20 @@
  *
  * Waking a capacity-blocked producer: an ack on another node sends no
  * notification, so while a queue with a global or partition limit claimed
- * less than it wanted and jobs are left, the producer claims again every
- * `capacityPollMillis` (besides the wake-up it gets from each of its own
- * jobs finishing). A queue with only a rate limit sleeps until its next
- * window starts, unless its claim missed jobs it had chosen within the
- * window's quota (taken by a claim it waited for, or held by another
- * transaction): then it claims again at the capacity poll.
+ * less than it wanted and jobs are left, the producer claims again
+ * `capacityPollMillis` after its latest claim (besides the wake-up it gets
+ * from each of its own jobs finishing). A queue with only a rate limit
+ * sleeps until its next window starts, unless its claim missed jobs it had
+ * chosen within the window's quota (taken by a claim it waited for, or held
+ * by another transaction): then it claims again at the capacity poll.
+ *
+ * Each claim that the limits cut short sets when to claim again, replacing
+ * what an earlier one set: it saw the queue later. So a producer whose own
+ * jobs keep finishing, each followed by a claim, does not also claim at a
+ * poll that only repeats what its last claim saw; and a claim that nothing
+ * held back cancels the poll.
  */
-import { Effect, type Scope } from "effect"
+import { Clock, Effect, Fiber, type Scope } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
@@ -84,6 +90,12 @@ export interface QueueLimiter {
   readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>
 }
 
+/** A fiber that sleeps until `at`, then wakes the producer if a claim is still due. */
+interface Sleeper {
+  at: number
+  fiber: Fiber.Fiber<void> | undefined
+}
+
 export const make = (options: {
   readonly sql: SqlClient
   readonly prefix: string
@@ -96,7 +108,10 @@ export const make = (options: {
     const scope = yield* Effect.scope
     let limits = options.configured ?? unlimited
     let written = false
-    let retryPending = false
+    // When to wake the producer for another claim (clock millis), set by the latest claim cut short.
+    let due: number | undefined
+    // The fiber that sleeps until `due`.
+    let timer: Sleeper | undefined
 
     const adopt = (next: QueueLimits) => {
       if (sameLimits(limits, next)) return false
@@ -104,16 +119,39 @@ export const make = (options: {
       return true
     }
 
-    const retryAfter = (millis: number) =>
+    /** Sleeps until `due`, following it while later claims move it; wakes the producer once it is reached. */
+    const sleepUntilDue = (sleeper: Sleeper): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          if (sleeper.at > now) yield* Effect.sleep(sleeper.at - now)
+          if (due === undefined) return
+          if (due <= (yield* Clock.currentTimeMillis)) {
+            due = undefined
+            return yield* options.wake
+          }
+          sleeper.at = due
+        }
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        if (timer === sleeper) timer = undefined
+      })))
+
+    /** Sets when to claim again (`undefined`: no need to), replacing what an earlier claim set. */
+    const claimAgainAt = (at: number | undefined) =>
       Effect.suspend(() => {
-        if (retryPending) return Effect.void
-        retryPending = true
-        const later = Effect.andThen(
-          Effect.sleep(Math.max(1, Math.ceil(millis))),
-          Effect.andThen(Effect.sync(() => (retryPending = false)), options.wake)
-        )
-        return Effect.asVoid(Effect.forkIn(later, scope))
+        due = at
+        // A timer that wakes before `at` sleeps on until it.
+        if (at === undefined || (timer !== undefined && timer.at <= at)) return Effect.void
+        timer?.fiber?.interruptUnsafe()
+        const sleeper: Sleeper = { at, fiber: undefined }
+        timer = sleeper
+        return Effect.map(Effect.forkIn(sleepUntilDue(sleeper), scope), (fiber) => {
+          sleeper.fiber = fiber
+        })
       })
+
+    const retryAfter = (millis: number) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => claimAgainAt(now + Math.max(1, Math.ceil(millis))))
 
     return {
       current: () => limits,
@@ -132,13 +170,15 @@ export const make = (options: {
             fetched.stale && !adopt(fetched.limits) ? { ...fetched, stale: false, backlog: true } : fetched
           ),
           Effect.tap((fetched) => {
-            if (fetched.jobs.length >= claim.demand || !fetched.backlog || claimsAgainAtOnce(fetched)) return Effect.void
+            // Nothing held back: no poll is needed (a full claim is followed by another at once).
+            if (fetched.jobs.length >= claim.demand || !fetched.backlog) return claimAgainAt(undefined)
+            if (claimsAgainAtOnce(fetched)) return Effect.void
             // A claim that missed jobs it chose within the window's quota left quota unused: try
             // again at the capacity poll rather than at the next window (possibly far away).
             if (fetched.limits.global === undefined && fetched.nextWindowMillis !== undefined && fetched.missed === 0) {
               return retryAfter(fetched.nextWindowMillis + 1)
             }
-            return isLimited(fetched.limits) ? retryAfter(capacityPollMillis) : Effect.void
+            return isLimited(fetched.limits) ? retryAfter(capacityPollMillis) : claimAgainAt(undefined)
           })
         ),
       usage: (now) =>
