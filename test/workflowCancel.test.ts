@@ -14,7 +14,7 @@ import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
 import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { ackJobs } from "../src/internal/sql/jobs.ts"
+import { ackJobs } from "../src/internal/sql/acks.ts"
 import { releaseJobs } from "../src/internal/sql/claims.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 

@@ -11,7 +11,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { Config, Migrations, Oban, Worker, Workflow } from "effect-oban"
-import { ackJobs } from "../src/internal/sql/jobs.ts"
+import { ackJobs } from "../src/internal/sql/acks.ts"
 import { dropSchemaOnClose, testLayer, uniquePrefix } from "./support/db.ts"
 import { stepStates, truncateWorkflows } from "./support/workflows.ts"
 

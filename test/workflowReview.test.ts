@@ -11,7 +11,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import { Batch, Chain, Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
-import { ackJobs } from "../src/internal/sql/jobs.ts"
+import { ackJobs } from "../src/internal/sql/acks.ts"
 import { report, uniquePrefix } from "./support/db.ts"
 import { drainDefault, onTestClock, stepStates, truncateWorkflows, workflowTestLayer } from "./support/workflows.ts"
 

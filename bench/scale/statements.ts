@@ -10,7 +10,7 @@ import { Duration, Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { now } from "../../src/ObanClock.ts"
 import { fetchJobs } from "../../src/internal/sql/claims.ts"
-import { ackJobs, type AckRow } from "../../src/internal/sql/jobs.ts"
+import { ackJobs, type AckRow } from "../../src/internal/sql/acks.ts"
 import { insertNoopJobs, pgLayer, withSchema } from "../common.ts"
 import { fixed, median, textTable } from "./report.ts"
 

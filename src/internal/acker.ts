@@ -19,7 +19,7 @@ import { CurrentActivity } from "./activity.ts"
 import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
-import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/jobs.ts"
+import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/acks.ts"
 
 export interface Acker {
   readonly ack: (row: AckRow) => Effect.Effect<void>

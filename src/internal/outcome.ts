@@ -7,7 +7,7 @@ import * as Backoff from "../Backoff.ts"
 import type { ErrorKind, Job } from "../Job.ts"
 import { Cancel, Discard, Snooze } from "../Worker.ts"
 import { clean } from "./errorText.ts"
-import type { AckRow } from "./sql/jobs.ts"
+import type { AckRow } from "./sql/acks.ts"
 
 /** Raised inside the executor when a worker's timeout elapses. */
 export class JobTimeout extends Schema.TaggedError<JobTimeout>()("ObanJobTimeout", {

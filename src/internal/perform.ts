@@ -12,7 +12,7 @@ import { maxResultBytes, type Worker } from "../Worker.ts"
 import { timeoutKey } from "./encodeRequest.ts"
 import { jobEvent } from "./jobEvent.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
-import type { AckRow } from "./sql/jobs.ts"
+import type { AckRow } from "./sql/acks.ts"
 import { parentFromMeta, recordOutcomeUnsafe, recordStartUnsafe } from "./telemetry.ts"
 
 /** A worker as a node holds it: args are decoded here, so their type is erased. */

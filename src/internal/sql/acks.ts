@@ -1,0 +1,259 @@
+/**
+ * SQL that writes the outcomes of attempts: the acker's batched statement
+ * (bare completions on a short path, every other outcome through one
+ * per-row update, rows locked in id order) and the minimal failure it falls
+ * back to for a row the database refuses.
+ */
+import { Cause, Effect } from "effect"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import type { Fragment } from "effect/sql/Statement"
+import { keyedById, wakeQueues } from "./fragments.ts"
+import { table } from "./tables.ts"
+import { clockWithSetting } from "./workflows.ts"
+
+/** One recorded outcome of an attempt, as the acker writes it. */
+export interface AckRow {
+  readonly id: number
+  /** The attempt that ran. */
+  readonly attempt: number
+  /** The claim the attempt ran under (`attempted_by[3]`); an ack for any other claim is ignored. */
+  readonly claim: string
+  readonly state: "completed" | "retryable" | "discarded" | "cancelled" | "scheduled" | "available"
+  /** For retryable, scheduled and available: run again this long from now. */
+  readonly delay_ms: number | null
+  /** Give the attempt back (snooze, shutdown). */
+  readonly give_back: boolean
+  /** An `errors` entry without `at`, which is stamped here. */
+  readonly error: { readonly attempt: number; readonly kind: string; readonly message: string; readonly cause?: string } | null
+  /** The recorded result (completed jobs of workers with a result schema), as encoded JSON. */
+  readonly result?: unknown
+}
+
+/** An ack that changed nothing, and what the job looked like instead. */
+export interface StaleAck {
+  readonly id: number
+  readonly claim: string
+  /** The job's state now; null when it no longer exists. */
+  readonly state: string | null
+  /** The claim the job is under now, if any. */
+  readonly currentClaim: string | null
+}
+
+/** What one ack statement did: the ids written, and the acks that matched no row. */
+export interface AckResult {
+  readonly written: ReadonlyArray<number>
+  readonly stale: ReadonlyArray<StaleAck>
+}
+
+/**
+ * How long an outcome waits for a row lock that someone else holds (an open
+ * transaction that touched the job) before the statement gives up; the
+ * acker then writes the batch row by row, so only the locked job waits.
+ */
+export const ackLockTimeoutMillis = 1_000
+
+/**
+ * Whether an outcome is a bare completion: the job completed and nothing else
+ * is written with it but the time (no recorded result; with `deleteCompleted`,
+ * every completion, since the row goes).
+ */
+const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
+  row.state === "completed" && (deleteCompleted || !("result" in row))
+
+/**
+ * The entry of a bare completion in its statement's rows keyed by id (see
+ * `keyedById`): its claim and attempt, `["<claim>", <attempt>]`. The attempt
+ * is written with the completion: a job claimed ahead counts its attempt only
+ * in its outcome (see `fetchJobs`).
+ */
+const claimOf = (row: AckRow): string => `[${JSON.stringify(row.claim)},${row.attempt}]`
+
+/**
+ * Writes many outcomes in one statement. Only rows still `executing` under
+ * the same claim on this node change, so a retried or late ack is harmless
+ * even after the job was snoozed and claimed again; such acks come back as
+ * `stale`, looked up by a second statement only when some ack missed.
+ *
+ * Bare completions, nearly every outcome of a busy queue, take a short path:
+ * their rows get `completed` and the time (or are deleted, with
+ * `deleteCompleted`), matched by claim alone. The other outcomes travel keyed
+ * by job id (see `keyedById`) with every field, and each row reads its own.
+ * At most one outcome per job: the caller splits batches that repeat one.
+ * Jobs put back to `available` wake their queue. A job whose cancel was
+ * requested while it ran ends `cancelled` whatever its outcome (migration
+ * 0012), and is never deleted by `deleteCompleted`: its dependents must see
+ * the cancel.
+ */
+export const ackJobs = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  node: string,
+  acks: ReadonlyArray<AckRow>,
+  options: { readonly deleteCompleted: boolean } = { deleteCompleted: false }
+): Effect.Effect<AckResult, SqlError> => {
+  const jobs = table(sql, prefix, "oban_jobs")
+  const bare = acks.filter((row) => bareCompletion(row, options.deleteCompleted))
+  const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row, options.deleteCompleted))
+  const completions = keyedById(bare, claimOf)
+  const outcomes = keyedById(full)
+  const ack = sql.literal("(input.acks -> j.id::text)")
+  // A batch that takes both paths locks its rows in id order first, as every other statement that
+  // locks many jobs does (a workflow cancel, the bulk actions): the two paths would otherwise lock
+  // them in two runs, and could deadlock with such a statement. The rows are those of both paths' ids.
+  const mixed = full.length > 0 && bare.length > 0
+  const inOrder = mixed ? sql`AND EXISTS (SELECT 1 FROM locked)` : sql``
+  // Only jobs still executing on this node under the claim of their outcome.
+  const onThisNode = sql`j.state = 'executing' AND j.attempted_by[1] = ${node}`
+  // The rows of the bare completions, and how they complete (the delete with `deleteCompleted`, and what it keeps).
+  const bareRows = sql`j.id = ANY(${completions.ids}::bigint[]) AND ${onThisNode} ${inOrder}
+        AND j.attempted_by[3] = input.claims -> j.id::text ->> 0`
+  const completeBare = sql`UPDATE ${jobs} AS j
+      SET state = 'completed', completed_at = clock.now, attempt = (input.claims -> j.id::text ->> 1)::smallint
+      FROM input, clock
+      WHERE ${bareRows}`
+  return sql<{ readonly id: bigint | number }>`
+    WITH clock AS (
+      SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed,
+             set_config('lock_timeout', ${`${ackLockTimeoutMillis}ms`}, true) AS patient,
+             set_config('oban.now', (${now})::text, true) AS release_clock
+    ),
+    input AS MATERIALIZED (SELECT ${outcomes.json}::jsonb AS acks, ${completions.json}::jsonb AS claims),
+    locked AS MATERIALIZED (${
+    mixed
+      ? sql`SELECT j.id FROM ${jobs} AS j, clock
+      WHERE j.id = ANY(${outcomes.ids}::bigint[] || ${completions.ids}::bigint[]) ORDER BY j.id FOR UPDATE OF j`
+      : sql`SELECT NULL::bigint AS id WHERE false`
+  }),
+    updated AS (${
+    full.length > 0 ? sql`
+      UPDATE ${jobs} AS j
+      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors, result) = (
+        SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
+               (a.v ->> 'attempt')::smallint - CASE WHEN (a.v -> 'give_back')::boolean THEN 1 ELSE 0 END,
+               CASE WHEN jsonb_typeof(a.v -> 'delay_ms') = 'number'
+                    THEN clock.now + (a.v ->> 'delay_ms')::double precision * interval '1 millisecond'
+                    ELSE j.scheduled_at END,
+               CASE WHEN a.v ->> 'state' = 'completed' THEN clock.now ELSE j.completed_at END,
+               CASE WHEN a.v ->> 'state' = 'discarded' THEN clock.now ELSE j.discarded_at END,
+               CASE WHEN a.v ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
+               CASE WHEN jsonb_typeof(a.v -> 'error') = 'object'
+                    THEN j.errors || jsonb_build_array((a.v -> 'error') || jsonb_build_object('at', clock.now))
+                    ELSE j.errors END,
+               CASE WHEN a.v ? 'result' THEN a.v -> 'result' ELSE j.result END
+        FROM (SELECT ${ack} AS v) AS a
+      )
+      FROM input, clock
+      WHERE j.id = ANY(${outcomes.ids}::bigint[]) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      RETURNING j.id, j.state, j.queue` : sql`
+      SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
+  }),
+    completed AS (${
+    bare.length === 0
+      ? sql`SELECT NULL::bigint AS id WHERE false`
+      : options.deleteCompleted
+      ? sql`
+      DELETE FROM ${jobs} AS j
+      USING input
+      WHERE ${bareRows}
+        AND j.cancel_requested_at IS NULL
+      RETURNING j.id`
+      : sql`
+      ${completeBare}
+      RETURNING j.id`
+  }),
+    kept AS (${
+    bare.length === 0 || !options.deleteCompleted
+      ? sql`SELECT NULL::bigint AS id WHERE false`
+      // What the delete left of the bare completions still executing under their claim: jobs whose cancel was
+      // requested, also when the request committed while this statement waited for the row (the delete then
+      // re-read the row and skipped it, while a test of cancel_requested_at here would still see the snapshot's
+      // NULL). They stay, for their dependents: the trigger of migration 0012 makes them cancelled.
+      : sql`
+      ${completeBare}
+        AND NOT (j.id = ANY(ARRAY(SELECT completed.id FROM completed)))
+      RETURNING j.id`
+  }),
+    notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
+    SELECT updated.id FROM updated, notified
+    UNION ALL SELECT completed.id FROM completed
+    UNION ALL SELECT kept.id FROM kept
+  `.pipe(
+    Effect.flatMap((rows) => {
+      const written = rows.map((row) => Number(row.id))
+      if (written.length === acks.length) return Effect.succeed({ written, stale: [] })
+      const done = new Set(written)
+      // Only for the logs: the outcomes are written, and a failed lookup must not make them count as failed.
+      return staleAcks(sql, prefix, acks.filter((ack) => !done.has(ack.id))).pipe(
+        Effect.map((stale): AckResult => ({ written, stale })),
+        Effect.catchCause((cause) =>
+          Effect.as(
+            Effect.logWarning("could not look up the jobs of acks that matched no row", Cause.pretty(cause)),
+            { written, stale: [] }
+          )
+        )
+      )
+    })
+  )
+}
+
+/** What the jobs of acks that changed nothing look like now. */
+const staleAcks = (
+  sql: SqlClient,
+  prefix: string,
+  missed: ReadonlyArray<AckRow>
+): Effect.Effect<ReadonlyArray<StaleAck>, SqlError> =>
+  sql<{ readonly id: bigint | number; readonly state: string | null; readonly current_claim: string | null }>`
+    SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim
+    FROM unnest(${`{${missed.map((ack) => ack.id).join(",")}}`}::bigint[]) AS a(id)
+    LEFT JOIN ${table(sql, prefix, "oban_jobs")} AS j ON j.id = a.id
+  `.pipe(Effect.map((rows) => {
+    const now = new Map(rows.map((row) => [Number(row.id), row]))
+    return missed.map((ack) => ({
+      id: ack.id,
+      claim: ack.claim,
+      state: now.get(ack.id)?.state ?? null,
+      currentClaim: now.get(ack.id)?.current_claim ?? null
+    }))
+  }))
+
+/**
+ * The last resort for an outcome the database refuses: the attempt is
+ * recorded as a failure (`retryable` after `delayMillis` while attempts
+ * remain, else `discarded`) with an `errors` entry of kind `defect` holding
+ * only `message`, or, when `withError` is false, with no entry at all. Same
+ * matching as `ackJobs`. Returns whether the job changed.
+ */
+export const failAck = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  node: string,
+  ack: {
+    readonly id: number
+    readonly claim: string
+    /** The attempt that ran (a job claimed ahead counts its attempt only from its start). */
+    readonly attempt: number
+    readonly delayMillis: number
+    readonly message: string
+    readonly withError: boolean
+  }
+): Effect.Effect<boolean, SqlError> =>
+  sql`
+    WITH clock AS (${clockWithSetting(sql, now)})
+    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+    SET state = CASE WHEN ${ack.attempt} >= j.max_attempts THEN 'discarded' ELSE 'retryable' END::${
+    table(sql, prefix, "oban_job_state")
+  },
+        attempt = ${ack.attempt},
+        scheduled_at = clock.now + ${ack.delayMillis} * interval '1 millisecond',
+        discarded_at = CASE WHEN ${ack.attempt} >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
+        errors = CASE WHEN ${ack.withError} THEN j.errors || jsonb_build_array(jsonb_build_object(
+                   'attempt', ${ack.attempt}::int, 'at', clock.now, 'kind', 'defect', 'message', ${ack.message}::text))
+                 ELSE j.errors END
+    FROM clock
+    WHERE j.id = ${ack.id} AND j.state = 'executing' AND j.attempted_by[3] = ${ack.claim} AND j.attempted_by[1] = ${node}
+    RETURNING j.id
+  `.pipe(Effect.map((rows) => rows.length > 0))
+
