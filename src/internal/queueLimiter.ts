@@ -61,11 +61,11 @@ export interface ClusterState {
  *   claimed nothing (`stale`);
  * - it claimed some jobs and left jobs behind while partitions past its
  *   window may have room (a partitioned claim looks at a window of the
- *   queue's jobs only), or while jobs it chose were taken from under it
- *   (`missed`). No capacity poll is scheduled for these.
+ *   queue's jobs only; only a partitioned claim can miss jobs it chose).
+ *   No capacity poll is scheduled for these.
  */
 export const claimsAgainAtOnce = (fetched: LimitedFetch): boolean =>
-  fetched.stale || (fetched.backlog && fetched.jobs.length > 0 && (isPartitioned(fetched.limits) || fetched.missed > 0))
+  fetched.stale || (fetched.backlog && fetched.jobs.length > 0 && isPartitioned(fetched.limits))
 
 export interface QueueLimiter {
   readonly current: () => QueueLimits

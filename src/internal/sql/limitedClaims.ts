@@ -29,8 +29,8 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
-import { fromRow, isLimited, type LimitsRow, type Partition, type QueueLimits, unlimited } from "../queueLimits.ts"
-import { byFetchOrder, type Fetched, fetchJobs, startAttempt } from "./claims.ts"
+import { fromRow, type LimitsRow, type Partition, type QueueLimits } from "../queueLimits.ts"
+import { byFetchOrder, type Fetched, startAttempt } from "./claims.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
@@ -120,8 +120,7 @@ const partitionedScan = (demand: number) => Math.min(1_000, Math.max(100, demand
  * Claims up to `demand` jobs of a limited queue for this producer, all to
  * start now, in one statement (its own transaction, or part of the
  * caller's). Built for `options.expected`: when the queue's row holds other
- * limits or is gone, it claims nothing and says so (`stale`). With
- * `expected` unlimited it claims like an unlimited queue.
+ * limits or is gone, it claims nothing and says so (`stale`).
  *
  * `now` is evaluated once, after the queue's lock is granted: in database
  * mode it must be `clock_timestamp()` (`ObanClock.statementNow`), not the
@@ -137,17 +136,7 @@ export const fetchLimited = (
   now: Fragment,
   options: ClaimOptions
 ): Effect.Effect<LimitedFetch, SqlError> =>
-  isLimited(options.expected)
-    ? claimWithin(sql, prefix, now, options.expected, options)
-    : Effect.map(fetchJobs(sql, prefix, now, { ...options, startNow: options.demand }), (fetched) => ({
-      jobs: fetched.jobs,
-      ahead: noneAhead,
-      backlog: fetched.jobs.length === options.demand,
-      nextWindowMillis: undefined,
-      limits: unlimited,
-      stale: false,
-      missed: 0
-    }))
+  claimWithin(sql, prefix, now, options.expected, options)
 
 const claimWithin = (
   sql: SqlClient,
@@ -168,7 +157,7 @@ const claimWithin = (
   const running = global === undefined ? none : sql`,
     running AS MATERIALIZED (
       SELECT e.part, e.n
-      FROM in_force AS f,
+      FROM queue_row AS f,
            ${table(sql, prefix, "oban_executing_counts")}(f.name, ${partBy}, ${partKey},
              ${arrayLiteral(options.finished.map((job) => job.id))}::bigint[],
              ${arrayLiteral(options.finished.map((job) => job.claim))}::text[]) AS e
@@ -182,7 +171,7 @@ const claimWithin = (
     ),
     used AS MATERIALIZED (
       SELECT u.part, u.n
-      FROM in_force AS f, win, ${table(sql, prefix, "oban_rate_window_counts")}(f.name, win.start) AS u
+      FROM queue_row AS f, win, ${table(sql, prefix, "oban_rate_window_counts")}(f.name, win.start) AS u
       WHERE f.expected
     )`
   const withinPartition = global === undefined ? none : partition === undefined ? none : sql`
@@ -219,14 +208,14 @@ const claimWithin = (
   const candidates = partitioned
     ? sql`
       SELECT a.id, a.priority, a.scheduled_at, a.gp, a.rp
-      FROM in_force AS f,
+      FROM queue_row AS f,
            ${table(sql, prefix, "oban_available_candidates")}(f.name, ${partBy}, ${partKey}, ${fullPartitions},
              ${ratePartBy}, ${ratePartKey}, ${spentPartitions}, ${partitionedScan(options.demand)}::int) AS a
       WHERE f.expected`
     : sql`
       SELECT c.id, c.priority, c.scheduled_at, ''::text AS gp, ''::text AS rp
       FROM ${jobs} AS c
-      WHERE c.state = 'available' AND c.queue = ${queue} AND (SELECT expected FROM in_force)
+      WHERE c.state = 'available' AND c.queue = ${queue} AND (SELECT expected FROM queue_row)
       ORDER BY c.priority, c.scheduled_at, c.id
       LIMIT ${options.demand}
       FOR UPDATE OF c SKIP LOCKED`
@@ -267,11 +256,9 @@ const claimWithin = (
       SELECT locked_at.now, extract(epoch FROM locked_at.now) * 1000 AS ms,
              set_config('synchronous_commit', 'off', true) AS relaxed
       FROM locked_at
-    ),
-    -- Read from the locked row: what the counts below depend on, so that they run after the lock.
-    in_force AS MATERIALIZED (
-      SELECT queue_row.name, queue_row.expected FROM queue_row
     )${running}${used},
+    -- The counts (and a partitioned claim's candidates) read a column of the locked row: they run
+    -- after the lock.
     candidates AS (${candidates}
     ),
     ranked AS (
@@ -307,7 +294,7 @@ const claimWithin = (
              ) AS backlog,
              ${nextWindow} AS "nextWindowMillis",
              (SELECT limits FROM queue_row) AS limits,
-             NOT COALESCE((SELECT expected FROM in_force), false) AS stale,
+             NOT COALESCE((SELECT expected FROM queue_row), false) AS stale,
              ((SELECT count(*) FROM chosen) - (SELECT count(*) FROM ${claimable}))::int AS missed
       FROM clock
     )
