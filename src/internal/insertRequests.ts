@@ -18,6 +18,7 @@ import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
+import { traceparentOf } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
 
 const identity = (position: number): number => position
@@ -25,8 +26,6 @@ const noIndex = (): undefined => undefined
 
 const spanOptions = (jobs: number): Tracer.SpanOptionsNoTrace => ({ kind: "producer", attributes: { "oban.jobs": jobs } })
 
-/** The span as a W3C traceparent, stored with the jobs so their perform spans continue its trace. */
-const traceparentOf = (span: Tracer.Span): string => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
 
 /**
  * The insert runs in its `oban.insert` span, which is the parent of its
@@ -103,8 +102,7 @@ const hasUnique = (encoded: ReadonlyArray<EncodedRequest>): boolean => {
  */
 const mayWriteBeforeDecoding = (encoded: ReadonlyArray<EncodedRequest>): boolean => {
   if (encoded.length === 1) return (encoded[0]!.unique?.replace.length ?? 0) > 0
-  for (const request of encoded) if (request.unique !== undefined) return true
-  return false
+  return hasUnique(encoded)
 }
 
 /**

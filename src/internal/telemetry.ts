@@ -156,14 +156,14 @@ export const setAvailable = (queue: string, count: number) => Metric.update(avai
 /** The meta key that carries the enqueuing span's context to the job (W3C traceparent). */
 export const traceKey = "traceparent"
 
+/** `span` as a W3C traceparent. */
+export const traceparentOf = (span: Tracer.Span): string =>
+  `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+
 /** The current span as a W3C traceparent, if there is one. */
 export const currentTraceparent: Effect.Effect<string | undefined> = Effect.map(
   Effect.option(Effect.currentSpan),
-  (span) =>
-    Option.match(span, {
-      onNone: () => undefined,
-      onSome: (span) => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
-    })
+  (span) => Option.match(span, { onNone: () => undefined, onSome: traceparentOf })
 )
 
 const traceparentPattern = /^00-([0-9a-zA-Z]+)-([0-9a-zA-Z]+)-(0[01])$/

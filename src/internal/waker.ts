@@ -18,6 +18,7 @@
 import { Cause, Context, Effect, Option } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { channel } from "../Config.ts"
+import { wakePayload } from "./sql/fragments.ts"
 
 interface Waker {
   readonly pending: Map<string, Set<string>>
@@ -30,7 +31,7 @@ const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
   Effect.gen(function*() {
     while (waker.pending.size > 0) {
       const batch = [...waker.pending.entries()].flatMap(([prefix, queues]) =>
-        [...queues].map((queue) => ({ channel: channel(prefix, "insert"), payload: JSON.stringify({ queue }) }))
+        [...queues].map((queue) => ({ channel: channel(prefix, "insert"), payload: wakePayload(queue) }))
       )
       waker.pending.clear()
       // A wake-up needs no durability: its commit need not wait for the WAL flush.

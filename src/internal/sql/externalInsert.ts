@@ -7,6 +7,7 @@
  * caller to send after commit.
  */
 import type { ReplaceField } from "../../Worker.ts"
+import { wakePayload } from "./fragments.ts"
 import { qualified } from "./tables.ts"
 import { inputColumns, inputRecord, returnedColumns, upsertedCte } from "./upsertJobs.ts"
 
@@ -81,5 +82,5 @@ export const externalInsert = (prefix: string, input: string, shape: ExternalIns
  */
 export const wakeStatement = (channel: string, queues: ReadonlyArray<string>): SqlText => ({
   text: `SELECT count(pg_notify($1, payload)) AS sent FROM jsonb_array_elements_text($2::jsonb) AS payload`,
-  values: [channel, JSON.stringify(queues.map((queue) => JSON.stringify({ queue })))]
+  values: [channel, JSON.stringify(queues.map(wakePayload))]
 })

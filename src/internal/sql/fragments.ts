@@ -11,6 +11,9 @@ import { table } from "./tables.ts"
  * `source` (a CTE name with an optional condition, e.g. `released WHERE
  * state = 'available'`). Notifications go out when the statement commits.
  */
+/** The payload of a wake-up of `queue` on the `insert` channel (what `wakeQueues` builds in SQL). */
+export const wakePayload = (queue: string): string => JSON.stringify({ queue })
+
 export const wakeQueues = (sql: SqlClient, prefix: string, source: string): Fragment =>
   sql`SELECT count(pg_notify(${channel(prefix, "insert")}, json_build_object('queue', queue)::text)) AS sent
       FROM (SELECT DISTINCT queue FROM ${sql.literal(source)}) AS back`

@@ -12,7 +12,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { EncodedRequest } from "../encodeRequest.ts"
-import { wakeQueues } from "./fragments.ts"
+import { wakePayload, wakeQueues } from "./fragments.ts"
 import { qualified, table } from "./tables.ts"
 
 /** What `insertJob` returns; the rest of the job is what was asked for. */
@@ -94,7 +94,7 @@ const pluck = <A extends string | number | null>(
 const queuePayloads = (jobs: ReadonlyArray<EncodedRequest>): ReadonlyArray<string> => {
   const queues = new Set<string>()
   for (const job of jobs) queues.add(job.queue)
-  return Array.from(queues, (queue) => JSON.stringify({ queue }))
+  return Array.from(queues, wakePayload)
 }
 
 /** The args of `jobs` as one JSON array. */
@@ -245,19 +245,6 @@ const dueNowText = (prefix: string, now: string, wake: boolean): string => {
   return wake ? texts.waking : texts.quiet
 }
 
-/** The wake-up payload of each queue, built once. */
-const payloads = new Map<string, string>()
-
-const payloadOf = (queue: string): string => {
-  let payload = payloads.get(queue)
-  if (payload === undefined) {
-    payload = JSON.stringify({ queue })
-    // Queue names are few; a caller making up a new one per job must not grow this without end.
-    if (payloads.size >= 1000) payloads.clear()
-    payloads.set(queue, payload)
-  }
-  return payload
-}
 
 /**
  * Inserts one job with a parameter per field: for a single job this is
@@ -289,11 +276,11 @@ export const insertJob = (
   let text: string
   if (params.length === 7 && job.scheduledAt === null && job.scheduleIn === null) {
     text = dueNowText(prefix, nowText, wake)
-    if (wake) params.push(channel(prefix, "insert"), payloadOf(job.queue))
+    if (wake) params.push(channel(prefix, "insert"), wakePayload(job.queue))
   } else {
     const at = dueAt(nowText, job, params)
     const state = at === nowText ? "'available'" : `CASE WHEN ${at} > ${nowText} THEN 'scheduled' ELSE 'available' END`
-    const woken = wake ? wokenText(params.push(channel(prefix, "insert")), params.push(payloadOf(job.queue))) : ""
+    const woken = wake ? wokenText(params.push(channel(prefix, "insert")), params.push(wakePayload(job.queue))) : ""
     text = insertJobText(prefix, nowText, at, state, woken)
   }
   return sql.unsafe<InsertedRow>(text, params)
