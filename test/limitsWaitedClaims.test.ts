@@ -87,6 +87,13 @@ const secondWaitsForFirst = <A, E, R>(
 
 const byAccount: QueueLimits["partition"] = { by: "args", key: "account" }
 
+/** A rate of 5 jobs per account per hour: no window ends during a test. */
+const fivePerAccountPerHour: QueueLimits = {
+  global: undefined,
+  partition: undefined,
+  rate: { limit: 5, periodMillis: 3_600_000, partition: byAccount }
+}
+
 describe("limited claims that waited for the queue's lock", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
     it.effect("a claim that waited past the end of a rate window does not take that window's quota again", () =>
@@ -121,11 +128,7 @@ describe("limited claims that waited for the queue's lock", () => {
 
     it.effect("a claim that waited takes what is left of a partition's rate quota", () =>
       Effect.gen(function*() {
-        const limits: QueueLimits = {
-          global: undefined,
-          partition: undefined,
-          rate: { limit: 5, periodMillis: 3_600_000, partition: byAccount }
-        }
+        const limits = fivePerAccountPerHour
         yield* reset(limits)
         yield* insertJobs("a", 8)
         // The claim ahead takes 3 of account a's 5 for the hour; 2 are left.
@@ -135,11 +138,7 @@ describe("limited claims that waited for the queue's lock", () => {
 
     it.effect("a rate-limited producer whose claim waited gets what is left of the window soon, not at the next window", () =>
       Effect.gen(function*() {
-        const limits: QueueLimits = {
-          global: undefined,
-          partition: undefined,
-          rate: { limit: 5, periodMillis: 3_600_000, partition: byAccount }
-        }
+        const limits = fivePerAccountPerHour
         yield* reset(limits)
         yield* insertJobs("a", 8)
         const sql = yield* SqlClient
