@@ -72,8 +72,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let running = 0
     let failures = 0
     let registered = false
-    // Whether a registration has succeeded once: the first runs on the pool (see `register`).
-    let registeredOnce = false
     let lost = false
     let beatFailing = false
     let lastBeat = 0
@@ -305,8 +303,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     })
     const heartbeat = Effect.gen(function*() {
       if (!registered) {
-        yield* register(registeredOnce ? beatSql : options.sql)
-        registeredOnce = true
+        // The first registration (`registered` never goes back to false): on the pool.
+        yield* register(options.sql)
       } else {
         const readAt = changes
         const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
