@@ -4,6 +4,7 @@
  * polling, timing, percentiles and the exactly-once check.
  */
 import { PgClient } from "@effect/sql-pg"
+import { readFileSync } from "node:fs"
 import { Context, Duration, Effect, Exit, Layer, type LogLevel, Redacted, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
@@ -39,6 +40,21 @@ export interface Latency {
   readonly p95: number
   readonly p99: number
   readonly max: number
+}
+
+/**
+ * CPU milliseconds the whole machine spent busy so far (every core, from
+ * /proc/stat), or undefined off Linux. Minus this process's own CPU over a
+ * drain, it is what the database server (and anything else running) spent.
+ */
+export const machineCpuMs = (): number | undefined => {
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/).slice(1).map(Number)
+    // user, nice, system, irq, softirq, steal (in clock ticks of 10 ms)
+    return (fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!) * 10
+  } catch {
+    return undefined
+  }
 }
 
 /** The server's version, for the result table. */

@@ -16,6 +16,7 @@ import {
   completedCount,
   insertNoopJobs,
   latencyOf,
+  machineCpuMs,
   pgLayer,
   range,
   startNode,
@@ -118,6 +119,7 @@ const drainInProcess = (options: {
       const start = yield* clock
       // This process's CPU over the drain (the node, and the bench's own polling for the end).
       const cpuBefore = process.cpuUsage()
+      const machineBefore = machineCpuMs()
       const node = yield* startNode({
         prefix: options.prefix,
         node: `bench-${options.prefix}`,
@@ -136,6 +138,7 @@ const drainInProcess = (options: {
       })
       const wallMs = (yield* clock) - start
       const cpu = process.cpuUsage(cpuBefore)
+      const machineAfter = machineCpuMs()
       yield* node.stop
       const problems = [
         ...(ranAll._tag === "None" ? [`only ${ran()} of ${drainJobs} jobs ran within 60 s`] : []),
@@ -144,7 +147,10 @@ const drainInProcess = (options: {
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
       const note = `1 node, limit ${options.limit}${options.limits === undefined ? "" : `, ${options.limits.note}`}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
-        `node CPU ${Math.round((cpu.user + cpu.system) / drainJobs)} µs/job`
+        `node CPU ${Math.round((cpu.user + cpu.system) / drainJobs)} µs/job` +
+        (machineBefore === undefined || machineAfter === undefined
+          ? ""
+          : `, rest of the machine ${Math.round(((machineAfter - machineBefore) * 1000 - (cpu.user + cpu.system)) / drainJobs)} µs/job`)
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
     }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
 })
