@@ -1,0 +1,107 @@
+/**
+ * Spike for worker threads (issue #14): runs a CPU-bound worker on the main
+ * thread and on pools of 1 and 2 threads, then a busy loop with a 100 ms
+ * timeout, a crash and an out-of-memory thread, and prints timings.
+ * No database: jobs are built in memory. `node bench/threadsSpike.ts [jobs] [ms]`
+ */
+import { Cause, Effect, Exit, Pool } from "effect"
+import * as os from "node:os"
+import type { Job } from "../src/Job.ts"
+import * as ThreadPool from "../src/internal/threads/pool.ts"
+import { Busy, Decides, Hash, hashRounds, Hog, Throws } from "./threads/workers.ts"
+
+const jobs = Number(process.argv[2] ?? 20)
+const targetMs = Number(process.argv[3] ?? 50)
+const module = new URL("./threads/workers.ts", import.meta.url)
+
+let nextId = 1
+const jobOf = <A>(worker: string, args: A): Job<A> => ({
+  id: nextId++, state: "executing", queue: "spike", worker, args, meta: { traceparent: "none" }, tags: [], errors: [],
+  attempt: 1, maxAttempts: 20, priority: 0, insertedAt: new Date(), scheduledAt: new Date(), attemptedAt: new Date(),
+  completedAt: null, discardedAt: null, cancelledAt: null, attemptedBy: ["spike", "0", "claim"], cancelRequestedAt: null
+})
+
+const now = () => performance.now()
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const start = now()
+    const exit = yield* Effect.exit(effect)
+    return { exit, ms: now() - start }
+  })
+const summary = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isSuccess(exit) ? "success" : Cause.pretty(exit.cause).split("\n").slice(0, 2).join(" | ")
+
+const program = Effect.gen(function*() {
+  // Calibrate: rounds for about targetMs on this machine.
+  const probe = 5_000
+  let best = Infinity
+  for (let i = 0; i < 5; i++) {
+    const t0 = now()
+    hashRounds("calibrate", probe)
+    best = Math.min(best, now() - t0)
+  }
+  const rounds = Math.round(probe * targetMs / best)
+  let t = now()
+  const args = { seed: "spike", rounds }
+  hashRounds("check", rounds)
+  console.log(`one job: ${rounds} sha256 rounds, ${(now() - t).toFixed(1)} ms on the main thread`)
+
+  // Main thread, concurrency 2 (as an executor with a local limit of 2 would run them).
+  const main = yield* timed(Effect.forEach(Array.from({ length: jobs }, () => jobOf("SpikeHash", args)), Hash.perform, { concurrency: 2 }))
+  console.log(`main thread: ${jobs} jobs in ${main.ms.toFixed(0)} ms`)
+
+  for (const size of [1, 2]) {
+    yield* Effect.scoped(Effect.gen(function*() {
+      const started = yield* timed(ThreadPool.make(Hash, { module, size }))
+      if (Exit.isFailure(started.exit)) return yield* Effect.die(Cause.squash(started.exit.cause))
+      const pool = started.exit.value
+      const first = yield* timed(pool.perform(jobOf("SpikeHash", { seed: "warm", rounds: 1 })))
+      // Every thread up and its hashing warmed by the JIT before the timed run.
+      yield* Effect.forEach(Array.from({ length: 2 * size }, () => jobOf("SpikeHash", args)), pool.perform, { concurrency: size })
+      const run = yield* timed(Effect.forEach(Array.from({ length: jobs }, () => jobOf("SpikeHash", args)), pool.perform, { concurrency: size }))
+      console.log(`pool of ${size}: start ${started.ms.toFixed(0)} ms, first tiny job ${first.ms.toFixed(0)} ms, ` +
+        `${jobs} jobs in ${run.ms.toFixed(0)} ms (${summary(run.exit)}), speed-up ${(main.ms / run.ms).toFixed(2)}x`)
+      const tiny = yield* timed(Effect.forEach(Array.from({ length: 200 }, () => jobOf("SpikeHash", { seed: "x", rounds: 1 })), pool.perform, { concurrency: size }))
+      console.log(`pool of ${size}: 200 tiny jobs in ${tiny.ms.toFixed(0)} ms (${(tiny.ms / 200 * size).toFixed(2)} ms per job per thread)`)
+    }))
+  }
+
+  // A busy loop of 2 s with a timeout of 100 ms, on a pool of 2 that keeps running hash jobs.
+  yield* Effect.scoped(Effect.gen(function*() {
+    const busy = yield* ThreadPool.make(Busy, { module, size: 2 })
+    yield* Effect.forEach([1, 2], () => busy.perform(jobOf("SpikeBusy", { millis: 1 })), { concurrency: 2 }) // both threads up
+    const stuck = yield* timed(busy.perform(jobOf("SpikeBusy", { millis: 2000 })).pipe(Effect.timeout("100 millis")))
+    console.log(`busy loop (2 s) with a 100 ms timeout ended after ${stuck.ms.toFixed(0)} ms: ${summary(stuck.exit)}`)
+    const again = yield* timed(Effect.forEach([1, 2, 3, 4], () => busy.perform(jobOf("SpikeBusy", { millis: 50 })), { concurrency: 2 }))
+    console.log(`then 4 busy jobs of 50 ms on the same pool: ${again.ms.toFixed(0)} ms (${summary(again.exit)})`)
+    const stats = yield* Pool.stats(busy.pool)
+    console.log(`pool stats after: ${JSON.stringify(stats)}`)
+  }))
+
+  // What crosses back: typed failure, snooze, cancel, discard, defect.
+  yield* Effect.scoped(Effect.gen(function*() {
+    const pool = yield* ThreadPool.make(Decides, { module, size: 1 })
+    for (const what of ["fail", "snooze", "cancel", "discard", "die"] as const) {
+      const exit = yield* Effect.exit(pool.perform(jobOf("SpikeDecides", { what })))
+      console.log(`decides ${what}: ${Exit.isSuccess(exit) ? "success" : JSON.stringify(Cause.squash(exit.cause))} ${Exit.isFailure(exit) ? Cause.squash(exit.cause)?.constructor?.name : ""}`)
+    }
+  }))
+
+  // Crashes: an uncaught exception, and out of memory under resourceLimits.
+  for (const [worker, limits] of [[Throws, undefined], [Hog, { maxOldGenerationSizeMb: 32 }]] as const) {
+    yield* Effect.scoped(Effect.gen(function*() {
+      const pool = yield* ThreadPool.make(worker, { module, size: 1, resourceLimits: limits })
+      yield* pool.perform(jobOf(worker.name, { crash: false }))
+      const crash = yield* timed(pool.perform(jobOf(worker.name, { crash: true })).pipe(Effect.timeout("10 seconds")))
+      console.log(`${worker.name}: attempt ended after ${crash.ms.toFixed(0)} ms: ${summary(crash.exit)}`)
+      const after = yield* timed(pool.perform(jobOf(worker.name, { crash: false })))
+      console.log(`${worker.name}: the next job ran after ${after.ms.toFixed(0)} ms (a new thread): ${summary(after.exit)}`)
+    }))
+  }
+})
+
+const loadavg = () => os.loadavg().map((n: number) => n.toFixed(2)).join(" ")
+console.log(`load average before: ${loadavg()}`)
+const start = now()
+await Effect.runPromise(program)
+console.log(`total ${(now() - start).toFixed(0)} ms; load average after: ${loadavg()}`)

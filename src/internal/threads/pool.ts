@@ -1,0 +1,95 @@
+/**
+ * A pool of worker threads for one worker, on `effect/workers` through
+ * `effect/rpc`: each slot is one thread behind its own RPC client (a
+ * `RpcClient.layerProtocolWorker` of size 1), and an `effect` `Pool` of
+ * slots hands one slot to each attempt. An attempt that is interrupted
+ * (timeout, cancel, shutdown) terminates its slot's thread and invalidates
+ * the slot, so CPU-bound code stops for real and the pool spawns a
+ * replacement; the other threads are untouched.
+ */
+import * as NodeWorker from "@effect/platform-node/NodeWorker"
+import { Effect, Exit, Layer, Pool, Predicate, Schema } from "effect"
+import { RpcClient } from "effect/rpc"
+import { RpcClientError } from "effect/rpc/RpcClientError"
+import * as WorkerThreads from "node:worker_threads"
+import type { Job } from "../../Job.ts"
+import { fromJob, performGroup, type ThreadWorker } from "./protocol.ts"
+import type { RunnerData } from "./runner.ts"
+
+export interface ThreadPoolOptions {
+  /** The module that exports the worker (loaded in each thread by URL). */
+  readonly module: URL
+  /** Threads in the pool. */
+  readonly size: number
+  /** Passed to each thread, e.g. `{ maxOldGenerationSizeMb: 64 }`. */
+  readonly resourceLimits?: WorkerThreads.ResourceLimits | undefined
+}
+
+const runnerUrl = new URL("./runner.ts", import.meta.url)
+
+/**
+ * The thread of an attempt stopped on its own: an uncaught exception, out of
+ * memory, `process.exit`. The attempt fails with this defect; the slot is
+ * replaced.
+ */
+export class ThreadCrash extends Schema.TaggedError<ThreadCrash>()("ObanThreadCrash", {
+  message: Schema.String
+}) {}
+
+const crashOf = (error: RpcClientError): ThreadCrash => {
+  const cause = error.reason.cause
+  const detail = Predicate.hasProperty(cause, "message") && typeof cause.message === "string"
+    ? `${Predicate.hasProperty(cause, "code") ? `${String(cause.code)}: ` : ""}${cause.message}`
+    : error.reason.message
+  return new ThreadCrash({ message: `the worker thread stopped: ${detail}` })
+}
+
+const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
+  Effect.gen(function*() {
+    let thread: WorkerThreads.Worker | undefined
+    const data: RunnerData = { module: options.module.href, worker: worker.name }
+    const spawn = () => {
+      thread = new WorkerThreads.Worker(runnerUrl, {
+        workerData: data,
+        ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits })
+      })
+      return thread
+    }
+    const scope = yield* Effect.scope
+    const services = yield* Layer.buildWithScope(
+      RpcClient.layerProtocolWorker({ size: 1 }).pipe(Layer.provide(NodeWorker.layer(spawn))),
+      scope
+    )
+    const client = yield* RpcClient.make(performGroup(worker)).pipe(Effect.provide(services))
+    // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
+    // slot's scope (closed on invalidation) waits for the exit event.
+    const terminate = Effect.sync(() => void thread?.terminate())
+    return { client, terminate, threadId: () => thread?.threadId }
+  })
+
+export const make = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
+  Effect.gen(function*() {
+    const pool = yield* Pool.make({ acquire: makeSlot(worker, options), size: options.size })
+    /**
+     * Runs one attempt on a thread. An interruption terminates the thread
+     * before it returns, and the slot is invalidated for the pool to replace.
+     */
+    const perform = (job: Job<A>) =>
+      Effect.scoped(Effect.gen(function*() {
+        const slot = yield* Pool.get(pool)
+        return yield* slot.client.Perform({ job: fromJob(job), args: job.args }).pipe(
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit) || !Exit.hasInterrupts(exit)
+              ? Effect.void
+              : Effect.andThen(slot.terminate, Pool.invalidate(pool, slot))
+          ),
+          Effect.catchIf(
+            (error) => error instanceof RpcClientError,
+            (error) => Effect.andThen(Pool.invalidate(pool, slot), Effect.die(crashOf(error as RpcClientError)))
+          )
+        )
+      }))
+    return { perform, pool }
+  })
+
+export type ThreadPool<A> = Effect.Success<ReturnType<typeof make<A>>>

@@ -1,0 +1,96 @@
+/**
+ * What crosses between the node and a worker thread: one RPC, `Perform`,
+ * whose payload is the job (without its args) and its args, both as their
+ * Schema encodings, and whose outcome is the worker's result or one of the
+ * errors the executor knows. Built from the worker definition, so the node
+ * and the thread derive the same codecs from the same module.
+ */
+import { Effect, Predicate, Schema } from "effect"
+import { Rpc, RpcGroup } from "effect/rpc"
+import type { Job } from "../../Job.ts"
+import { Cancel, Discard, Snooze } from "../../Worker.ts"
+
+/** The job's fields a thread sees besides its args. */
+export const ThreadJob = Schema.Struct({
+  id: Schema.Number,
+  queue: Schema.String,
+  worker: Schema.String,
+  attempt: Schema.Number,
+  maxAttempts: Schema.Number,
+  priority: Schema.Number,
+  tags: Schema.Array(Schema.String),
+  meta: Schema.Record(Schema.String, Schema.Unknown),
+  insertedAt: Schema.Date,
+  scheduledAt: Schema.Date,
+  attemptedAt: Schema.NullOr(Schema.Date),
+  attemptedBy: Schema.NullOr(Schema.Array(Schema.String))
+})
+export type ThreadJob = typeof ThreadJob.Type
+
+/**
+ * A typed failure of a worker that declares no `errors` schema: its tag and
+ * message cross, the value itself does not.
+ */
+export class ThreadFailure extends Schema.TaggedError<ThreadFailure>()("ObanThreadFailure", {
+  tag: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/** The errors `Perform` can fail with. */
+export const PerformError = Schema.Union([Snooze, Cancel, Discard, ThreadFailure])
+
+/** What a thread needs of a worker definition. */
+export interface ThreadWorker<A> {
+  readonly name: string
+  readonly argsSchema: Schema.Codec<A, unknown>
+  readonly perform: (job: Job<A>) => Effect.Effect<unknown, unknown, never>
+}
+
+/** The RPC group for one worker: its args schema types the payload. */
+export const performGroup = <A>(worker: ThreadWorker<A>) =>
+  RpcGroup.make(Rpc.make("Perform", {
+    payload: { job: ThreadJob, args: worker.argsSchema as Schema.Codec<A, unknown> },
+    success: Schema.Void,
+    error: PerformError
+  }))
+
+/** The job as the thread's `perform` sees it. */
+export const toJob = <A>(job: ThreadJob, args: A): Job<A> => ({
+  ...job,
+  args,
+  state: "executing",
+  errors: [],
+  completedAt: null,
+  discardedAt: null,
+  cancelledAt: null,
+  cancelRequestedAt: null
+})
+
+/** The fields of a claimed job that cross to the thread. */
+export const fromJob = (job: Job<unknown>): ThreadJob => ({
+  id: job.id,
+  queue: job.queue,
+  worker: job.worker,
+  attempt: job.attempt,
+  maxAttempts: job.maxAttempts,
+  priority: job.priority,
+  tags: job.tags,
+  meta: job.meta,
+  insertedAt: job.insertedAt,
+  scheduledAt: job.scheduledAt,
+  attemptedAt: job.attemptedAt,
+  attemptedBy: job.attemptedBy
+})
+
+const tagOf = (error: unknown): string | undefined =>
+  Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : undefined
+
+/** Keeps the executor's own errors and turns any other typed failure into a `ThreadFailure`. */
+export const toPerformError = (error: unknown): Snooze | Cancel | Discard | ThreadFailure => {
+  if (error instanceof Snooze || error instanceof Cancel || error instanceof Discard) return error
+  const tag = tagOf(error)
+  const message = Predicate.hasProperty(error, "message") && typeof error.message === "string"
+    ? error.message
+    : String(error)
+  return new ThreadFailure({ ...(tag === undefined ? {} : { tag }), message })
+}
