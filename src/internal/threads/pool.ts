@@ -8,7 +8,7 @@
  * replacement; the other threads are untouched.
  */
 import * as NodeWorker from "@effect/platform-node/NodeWorker"
-import { Effect, Exit, Layer, Pool, Predicate, Schema } from "effect"
+import { Cause, Effect, Exit, Layer, Pool, Predicate, Result, Schema, Scope } from "effect"
 import { RpcClient } from "effect/rpc"
 import { RpcClientError } from "effect/rpc/RpcClientError"
 import * as WorkerThreads from "node:worker_threads"
@@ -70,26 +70,41 @@ const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
 export const make = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
   Effect.gen(function*() {
     const pool = yield* Pool.make({ acquire: makeSlot(worker, options), size: options.size })
+    const poolScope = yield* Effect.scope
     /**
-     * Runs one attempt on a thread. An interruption terminates the thread
-     * before it returns, and the slot is invalidated for the pool to replace.
+     * Runs one attempt on a thread. When the attempt is interrupted (timeout,
+     * cancel, shutdown) or its thread crashed, the thread is terminated and
+     * its slot invalidated before this returns; the slot's teardown (waiting
+     * for the thread's exit) runs in the background, and the pool spawns a
+     * replacement.
      */
     const perform = (job: Job<A>) =>
-      Effect.scoped(Effect.gen(function*() {
-        const slot = yield* Pool.get(pool)
-        return yield* slot.client.Perform({ job: fromJob(job), args: job.args }).pipe(
-          Effect.onExit((exit) =>
-            Exit.isSuccess(exit) || !Exit.hasInterrupts(exit)
-              ? Effect.void
-              : Effect.andThen(slot.terminate, Pool.invalidate(pool, slot))
-          ),
-          Effect.catchIf(
-            (error) => error instanceof RpcClientError,
-            (error) => Effect.andThen(Pool.invalidate(pool, slot), Effect.die(crashOf(error as RpcClientError)))
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Scope.make(), (lease) =>
+          restore(Scope.provide(Pool.get(pool), lease)).pipe(
+            Effect.onInterrupt(() => Scope.close(lease, Exit.void)),
+            Effect.flatMap((slot) =>
+              Effect.flatMap(Effect.exit(restore(slot.client.Perform({ job: fromJob(job), args: job.args }))), (exit) => {
+                const crashed = Exit.isFailure(exit) ? clientErrorOf(exit.cause) : undefined
+                if (Exit.isSuccess(exit) || (crashed === undefined && !Exit.hasInterrupts(exit))) {
+                  return Effect.andThen(Scope.close(lease, Exit.void), exit)
+                }
+                return slot.terminate.pipe(
+                  Effect.andThen(Pool.invalidate(pool, slot)),
+                  Effect.andThen(Effect.forkIn(Scope.close(lease, Exit.void), poolScope)),
+                  Effect.andThen(crashed === undefined ? exit : Effect.die(crashOf(crashed)))
+                )
+              })
+            )
           )
         )
-      }))
+      )
     return { perform, pool }
   })
+
+const clientErrorOf = (cause: Cause.Cause<unknown>): RpcClientError | undefined => {
+  const error = Cause.findError(cause)
+  return Result.isSuccess(error) && error.success instanceof RpcClientError ? error.success : undefined
+}
 
 export type ThreadPool<A> = Effect.Success<ReturnType<typeof make<A>>>
