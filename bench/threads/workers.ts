@@ -68,3 +68,13 @@ export const Decides = Worker.make("SpikeDecides", {
     }
   }
 })
+
+/** Logs the span it runs under, to see the trace continue in the thread. */
+export const Traced = Worker.make("SpikeTraced", {
+  args: Schema.Struct({}),
+  perform: () =>
+    Effect.flatMap(Effect.currentSpan, (span) =>
+      Effect.log(`in thread: span ${span.name} trace ${span.traceId} parent ${
+        span.parent?._tag === "Some" ? span.parent.value.spanId : "none"
+      }`)).pipe(Effect.withSpan("hash.inner"))
+})

@@ -91,7 +91,11 @@ export const make = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
                 }
                 return slot.terminate.pipe(
                   Effect.andThen(Pool.invalidate(pool, slot)),
-                  Effect.andThen(Effect.forkIn(Scope.close(lease, Exit.void), poolScope)),
+                  // Started at once and uninterruptible: a close that the pool's own closing
+                  // interrupted before it ran would leave the slot leased, and its thread respawning.
+                  Effect.andThen(
+                    Effect.forkIn(Effect.uninterruptible(Scope.close(lease, Exit.void)), poolScope, { startImmediately: true })
+                  ),
                   Effect.andThen(crashed === undefined ? exit : Effect.die(crashOf(crashed)))
                 )
               })

@@ -48,9 +48,17 @@ const serve = (worker: ThreadWorker<unknown>) => {
   )
 }
 
+// A runner that cannot start (the module does not load, or exports no such worker) throws
+// outside any fiber: the node sees the thread's "error" event with this error, not a bare exit.
 Effect.runFork(
   findWorker(workerData as RunnerData).pipe(
     Effect.flatMap((worker) => Layer.launch(serve(worker))),
-    Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("thread runner failed", cause))
+    Effect.tapCause((cause) =>
+      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.sync(() =>
+        setTimeout(() => {
+          throw Cause.squash(cause)
+        }, 0)
+      )
+    )
   )
 )
