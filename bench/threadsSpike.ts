@@ -118,6 +118,23 @@ const program = Effect.gen(function*() {
       console.log(`${worker.name}: the next job ran after ${after.ms.toFixed(0)} ms (a new thread): ${summary(after.exit)}`)
     }))
   }
+
+  // The same on child processes: start, a busy loop's timeout, a crash.
+  yield* Effect.scoped(Effect.gen(function*() {
+    const hash = yield* ThreadPool.make(Hash, { module, size: 2, isolation: "process" })
+    const first = yield* timed(Effect.forEach([1, 2], () => hash.perform(jobOf("SpikeHash", args)), { concurrency: 2 }))
+    const run = yield* measured(Effect.forEach(Array.from({ length: jobs }, () => jobOf("SpikeHash", args)), hash.perform, { concurrency: 2 }))
+    console.log(`processes: 2 up in ${first.ms.toFixed(0)} ms, ${jobs} jobs in ${run.text} (${summary(run.exit)})`)
+    const busy = yield* ThreadPool.make(Busy, { module, size: 1, isolation: "process" })
+    yield* busy.perform(jobOf("SpikeBusy", { millis: 1 }))
+    const stuck = yield* timed(busy.perform(jobOf("SpikeBusy", { millis: 2000 })).pipe(Effect.timeout("100 millis")))
+    const after = yield* timed(busy.perform(jobOf("SpikeBusy", { millis: 1 })))
+    console.log(`processes: a 100 ms timeout ended a busy loop after ${stuck.ms.toFixed(0)} ms; the next job ran after ${after.ms.toFixed(0)} ms`)
+    const throws = yield* ThreadPool.make(Throws, { module, size: 1, isolation: "process" })
+    yield* throws.perform(jobOf("SpikeThrows", { crash: false }))
+    const crash = yield* timed(throws.perform(jobOf("SpikeThrows", { crash: true })))
+    console.log(`processes: a crash ended the attempt after ${crash.ms.toFixed(0)} ms: ${summary(crash.exit)}`)
+  }))
 })
 
 const loadavg = () => os.loadavg().map((n: number) => n.toFixed(2)).join(" ")

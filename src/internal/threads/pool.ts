@@ -11,10 +11,11 @@ import * as NodeWorker from "@effect/platform-node/NodeWorker"
 import { Cause, Effect, Exit, Layer, Pool, Predicate, Result, Schema, Scope } from "effect"
 import { RpcClient } from "effect/rpc"
 import { RpcClientError } from "effect/rpc/RpcClientError"
+import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
 import { fromJob, performGroup, type ThreadWorker } from "./protocol.ts"
-import type { RunnerData } from "./runner.ts"
+import { type RunnerData, runnerDataEnv } from "./runnerData.ts"
 
 export interface ThreadPoolOptions {
   /** The module that exports the worker (loaded in each thread by URL). */
@@ -23,6 +24,12 @@ export interface ThreadPoolOptions {
   readonly size: number
   /** Passed to each thread, e.g. `{ maxOldGenerationSizeMb: 64 }`. */
   readonly resourceLimits?: WorkerThreads.ResourceLimits | undefined
+  /**
+   * `"process"` runs each slot in a child process (`fork` with an IPC
+   * channel) instead of a thread: isolation from native crashes and leaks, at
+   * the cost of a process per slot. Default `"thread"`.
+   */
+  readonly isolation?: "thread" | "process" | undefined
 }
 
 const runnerUrl = new URL("./runner.ts", import.meta.url)
@@ -46,13 +53,20 @@ const crashOf = (error: RpcClientError): ThreadCrash => {
 
 const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
   Effect.gen(function*() {
-    let thread: WorkerThreads.Worker | undefined
+    let thread: WorkerThreads.Worker | ChildProcess.ChildProcess | undefined
     const data: RunnerData = { module: options.module.href, worker: worker.name }
+    const heapMb = options.resourceLimits?.maxOldGenerationSizeMb
     const spawn = () => {
-      thread = new WorkerThreads.Worker(runnerUrl, {
-        workerData: data,
-        ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits })
-      })
+      thread = options.isolation === "process"
+        ? ChildProcess.fork(runnerUrl, [], {
+          env: { ...process.env, [runnerDataEnv]: JSON.stringify(data) },
+          execArgv: heapMb === undefined ? [] : [`--max-old-space-size=${heapMb}`],
+          serialization: "advanced"
+        })
+        : new WorkerThreads.Worker(runnerUrl, {
+          workerData: data,
+          ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits })
+        })
       return thread
     }
     const scope = yield* Effect.scope
@@ -63,8 +77,12 @@ const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
     const client = yield* RpcClient.make(performGroup(worker)).pipe(Effect.provide(services))
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
-    const terminate = Effect.sync(() => void thread?.terminate())
-    return { client, terminate, threadId: () => thread?.threadId }
+    const terminate = Effect.sync(() => {
+      if (thread === undefined) return
+      if ("terminate" in thread) void thread.terminate()
+      else thread.kill("SIGKILL")
+    })
+    return { client, terminate }
   })
 
 export const make = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>

@@ -1,6 +1,7 @@
 /**
- * The entry point of a worker thread: imports the worker module named in
- * `workerData`, finds the worker by name among its exports, and serves its
+ * The entry point of a worker thread (or child process): imports the worker
+ * module named in `workerData` (or, in a child process, an environment
+ * variable), finds the worker by name among its exports, and serves its
  * `Perform` RPC over `NodeWorkerRunner` until the node closes the thread.
  */
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
@@ -8,13 +9,7 @@ import { Cause, Effect, Layer } from "effect"
 import { RpcServer } from "effect/rpc"
 import { workerData } from "node:worker_threads"
 import { performGroup, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
-
-/** What the node passes to each thread it spawns. */
-export interface RunnerData {
-  /** The URL of the module that exports the worker. */
-  readonly module: string
-  readonly worker: string
-}
+import { type RunnerData, runnerDataEnv } from "./runnerData.ts"
 
 const isWorker = (value: unknown, name: string): value is ThreadWorker<unknown> =>
   typeof value === "object" && value !== null && (value as { name?: unknown }).name === name &&
@@ -51,7 +46,7 @@ const serve = (worker: ThreadWorker<unknown>) => {
 // A runner that cannot start (the module does not load, or exports no such worker) throws
 // outside any fiber: the node sees the thread's "error" event with this error, not a bare exit.
 Effect.runFork(
-  findWorker(workerData as RunnerData).pipe(
+  findWorker((workerData ?? JSON.parse(process.env[runnerDataEnv] ?? "null")) as RunnerData).pipe(
     Effect.flatMap((worker) => Layer.launch(serve(worker))),
     Effect.tapCause((cause) =>
       Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.sync(() =>
