@@ -54,13 +54,14 @@ const summary = (exit: Exit.Exit<unknown, unknown>) =>
 const program = Effect.gen(function*() {
   // Calibrate: rounds for about targetMs on this machine.
   const probe = 5_000
-  let best = Infinity
-  for (let i = 0; i < 5; i++) {
+  // The median of 7 probes: on a shared machine the fastest is luck and the slowest a neighbour's burst.
+  const probes: Array<number> = []
+  for (let i = 0; i < 7; i++) {
     const t0 = now()
     hashRounds("calibrate", probe)
-    best = Math.min(best, now() - t0)
+    probes.push(now() - t0)
   }
-  const rounds = Math.round(probe * targetMs / best)
+  const rounds = Math.round(probe * targetMs / probes.sort((a, b) => a - b)[3]!)
   let t = now()
   const args = { seed: "spike", rounds }
   hashRounds("check", rounds)
