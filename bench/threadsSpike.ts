@@ -4,7 +4,7 @@
  * timeout, a crash and an out-of-memory thread, and prints timings.
  * No database: jobs are built in memory. `node bench/threadsSpike.ts [jobs] [ms]`
  */
-import { Cause, Effect, Exit, Pool } from "effect"
+import { Cause, Effect, Exit, Pool, Schema } from "effect"
 import * as os from "node:os"
 import type { Job } from "../src/Job.ts"
 import * as ThreadPool from "../src/internal/threads/pool.ts"
@@ -13,6 +13,16 @@ import { Busy, Decides, Hash, hashRounds, Hog, Throws } from "./threads/workers.
 const jobs = Number(process.argv[2] ?? 20)
 const targetMs = Number(process.argv[3] ?? 50)
 const module = new URL("./threads/workers.ts", import.meta.url)
+
+/** A pool of its own for one worker: jobs are given with decoded args, which cross as their JSON encoding. */
+const threaded = <A>(
+  worker: { readonly name: string; readonly argsJson: Schema.Codec<A, Schema.Json> },
+  options: ThreadPool.ThreadPoolOptions
+) =>
+  Effect.map(ThreadPool.make(options), (pool) => ({
+    pool: pool.pool,
+    perform: (job: Job<A>) => pool.perform({ name: worker.name, module }, { ...job, args: Schema.encodeSync(worker.argsJson)(job.args) })
+  }))
 
 let nextId = 1
 const jobOf = <A>(worker: string, args: A): Job<A> => ({
@@ -48,6 +58,15 @@ const measured = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     const cores = (used.user + used.system) / 1000 / result.ms
     return { ...result, text: `${result.ms.toFixed(0)} ms, ${cores.toFixed(2)} cores busy, a 5 ms timer up to ${worst.toFixed(0)} ms late` }
   })
+/** The mean wall and CPU time the hashing itself took, as each job measured it in its own thread. */
+const inJob = (exit: Exit.Exit<ReadonlyArray<unknown>, unknown>) => {
+  if (Exit.isFailure(exit)) return "failed"
+  const times = exit.value as ReadonlyArray<{ readonly wallMs: number; readonly cpuMs: number }>
+  const mean = (f: (t: { readonly wallMs: number; readonly cpuMs: number }) => number) =>
+    (times.reduce((sum, t) => sum + f(t), 0) / times.length).toFixed(1)
+  return `each job hashed for ${mean((t) => t.wallMs)} ms wall / ${mean((t) => t.cpuMs)} ms CPU of its thread`
+}
+
 const summary = (exit: Exit.Exit<unknown, unknown>) =>
   Exit.isSuccess(exit) ? "success" : Cause.pretty(exit.cause).split("\n").slice(0, 2).join(" | ")
 
@@ -69,11 +88,11 @@ const program = Effect.gen(function*() {
 
   // Main thread, concurrency 2 (as an executor with a local limit of 2 would run them).
   const main = yield* measured(Effect.forEach(Array.from({ length: jobs }, () => jobOf("SpikeHash", args)), Hash.perform, { concurrency: 2 }))
-  console.log(`main thread: ${jobs} jobs in ${main.text}`)
+  console.log(`main thread: ${jobs} jobs in ${main.text}; ${inJob(main.exit)}`)
 
   for (const size of [1, 2]) {
     yield* Effect.scoped(Effect.gen(function*() {
-      const started = yield* timed(ThreadPool.make(Hash, { module, size }))
+      const started = yield* timed(threaded(Hash, { size }))
       if (Exit.isFailure(started.exit)) return yield* Effect.die(Cause.squash(started.exit.cause))
       const pool = started.exit.value
       const first = yield* timed(pool.perform(jobOf("SpikeHash", { seed: "warm", rounds: 1 })))
@@ -81,7 +100,7 @@ const program = Effect.gen(function*() {
       yield* Effect.forEach(Array.from({ length: 2 * size }, () => jobOf("SpikeHash", args)), pool.perform, { concurrency: size })
       const run = yield* measured(Effect.forEach(Array.from({ length: jobs }, () => jobOf("SpikeHash", args)), pool.perform, { concurrency: size }))
       console.log(`pool of ${size}: start ${started.ms.toFixed(0)} ms, first tiny job ${first.ms.toFixed(0)} ms, ` +
-        `${jobs} jobs in ${run.text} (${summary(run.exit)}), speed-up ${(main.ms / run.ms).toFixed(2)}x`)
+        `${jobs} jobs in ${run.text}, speed-up ${(main.ms / run.ms).toFixed(2)}x; ${inJob(run.exit)}`)
       const tiny = yield* timed(Effect.forEach(Array.from({ length: 200 }, () => jobOf("SpikeHash", { seed: "x", rounds: 1 })), pool.perform, { concurrency: size }))
       console.log(`pool of ${size}: 200 tiny jobs in ${tiny.ms.toFixed(0)} ms (${(tiny.ms / 200 * size).toFixed(2)} ms per job per thread)`)
     }))
@@ -89,7 +108,7 @@ const program = Effect.gen(function*() {
 
   // A busy loop of 2 s with a timeout of 100 ms, on a pool of 2 that keeps running hash jobs.
   yield* Effect.scoped(Effect.gen(function*() {
-    const busy = yield* ThreadPool.make(Busy, { module, size: 2 })
+    const busy = yield* threaded(Busy, { size: 2 })
     yield* Effect.forEach([1, 2], () => busy.perform(jobOf("SpikeBusy", { millis: 1 })), { concurrency: 2 }) // both threads up
     const stuck = yield* timed(busy.perform(jobOf("SpikeBusy", { millis: 2000 })).pipe(Effect.timeout("100 millis")))
     console.log(`busy loop (2 s) with a 100 ms timeout ended after ${stuck.ms.toFixed(0)} ms: ${summary(stuck.exit)}`)
@@ -99,9 +118,25 @@ const program = Effect.gen(function*() {
     console.log(`pool stats after: ${JSON.stringify(stats)}`)
   }))
 
+  // One pool for two workers: the thread imports the module once and finds each worker by name.
+  yield* Effect.scoped(Effect.gen(function*() {
+    const pool = yield* ThreadPool.make({ size: 2 })
+    const onPool = <A>(worker: { readonly name: string; readonly argsJson: Schema.Codec<A, Schema.Json> }, args: A) =>
+      pool.perform({ name: worker.name, module }, jobOf(worker.name, Schema.encodeSync(worker.argsJson)(args)))
+    const mixed = yield* timed(Effect.all([onPool(Hash, args), onPool(Busy, { millis: 20 }), onPool(Hash, args), onPool(Busy, { millis: 20 })], { concurrency: 2 }))
+    console.log(`one pool of 2 for Hash and Busy: 4 jobs in ${mixed.ms.toFixed(0)} ms (${summary(mixed.exit)})`)
+    const missing = yield* Effect.exit(pool.perform({ name: "Nope", module }, jobOf("Nope", {})))
+    const unloadable = yield* Effect.exit(pool.perform({ name: "Nope", module: new URL("./threads/nope.ts", import.meta.url) }, jobOf("Nope", {})))
+    const undecodable = yield* Effect.exit(pool.perform({ name: Hash.name, module }, jobOf(Hash.name, { seed: 1 })))
+    for (const [what, exit] of [["no such export", missing], ["no such module", unloadable], ["bad args", undecodable]] as const) {
+      console.log(`${what}: ${summary(exit).slice(0, 160)}`)
+    }
+    console.log(`pool stats after: ${JSON.stringify(yield* Pool.stats(pool.pool))}`)
+  }))
+
   // What crosses back: typed failure, snooze, cancel, discard, defect.
   yield* Effect.scoped(Effect.gen(function*() {
-    const pool = yield* ThreadPool.make(Decides, { module, size: 1 })
+    const pool = yield* threaded(Decides, { size: 1 })
     for (const what of ["fail", "snooze", "cancel", "discard", "die"] as const) {
       const exit = yield* Effect.exit(pool.perform(jobOf("SpikeDecides", { what })))
       console.log(`decides ${what}: ${Exit.isSuccess(exit) ? "success" : JSON.stringify(Cause.squash(exit.cause))} ${Exit.isFailure(exit) ? Cause.squash(exit.cause)?.constructor?.name : ""}`)
@@ -111,7 +146,7 @@ const program = Effect.gen(function*() {
   // Crashes: an uncaught exception, and out of memory under resourceLimits.
   for (const [worker, limits] of [[Throws, undefined], [Hog, { maxOldGenerationSizeMb: 32 }]] as const) {
     yield* Effect.scoped(Effect.gen(function*() {
-      const pool = yield* ThreadPool.make(worker, { module, size: 1, resourceLimits: limits })
+      const pool = yield* threaded(worker, { size: 1, resourceLimits: limits })
       yield* pool.perform(jobOf(worker.name, { crash: false }))
       const crash = yield* timed(pool.perform(jobOf(worker.name, { crash: true })).pipe(Effect.timeout("10 seconds")))
       console.log(`${worker.name}: attempt ended after ${crash.ms.toFixed(0)} ms: ${summary(crash.exit)}`)
@@ -122,16 +157,16 @@ const program = Effect.gen(function*() {
 
   // The same on child processes: start, a busy loop's timeout, a crash.
   yield* Effect.scoped(Effect.gen(function*() {
-    const hash = yield* ThreadPool.make(Hash, { module, size: 2, isolation: "process" })
+    const hash = yield* threaded(Hash, { size: 2, isolation: "process" })
     const first = yield* timed(Effect.forEach([1, 2], () => hash.perform(jobOf("SpikeHash", args)), { concurrency: 2 }))
     const run = yield* measured(Effect.forEach(Array.from({ length: jobs }, () => jobOf("SpikeHash", args)), hash.perform, { concurrency: 2 }))
-    console.log(`processes: 2 up in ${first.ms.toFixed(0)} ms, ${jobs} jobs in ${run.text} (${summary(run.exit)})`)
-    const busy = yield* ThreadPool.make(Busy, { module, size: 1, isolation: "process" })
+    console.log(`processes: 2 up in ${first.ms.toFixed(0)} ms, ${jobs} jobs in ${run.text}; ${inJob(run.exit)}`)
+    const busy = yield* threaded(Busy, { size: 1, isolation: "process" })
     yield* busy.perform(jobOf("SpikeBusy", { millis: 1 }))
     const stuck = yield* timed(busy.perform(jobOf("SpikeBusy", { millis: 2000 })).pipe(Effect.timeout("100 millis")))
     const after = yield* timed(busy.perform(jobOf("SpikeBusy", { millis: 1 })))
     console.log(`processes: a 100 ms timeout ended a busy loop after ${stuck.ms.toFixed(0)} ms; the next job ran after ${after.ms.toFixed(0)} ms`)
-    const throws = yield* ThreadPool.make(Throws, { module, size: 1, isolation: "process" })
+    const throws = yield* threaded(Throws, { size: 1, isolation: "process" })
     yield* throws.perform(jobOf("SpikeThrows", { crash: false }))
     const crash = yield* timed(throws.perform(jobOf("SpikeThrows", { crash: true })))
     console.log(`processes: a crash ended the attempt after ${crash.ms.toFixed(0)} ms: ${summary(crash.exit)}`)

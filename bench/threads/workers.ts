@@ -13,9 +13,18 @@ export const hashRounds = (seed: string, rounds: number): string => {
   return digest.toString("hex")
 }
 
+/** Hashes, and records the wall and CPU milliseconds of its own thread that the hashing took. */
 export const Hash = Worker.make("SpikeHash", {
   args: Schema.Struct({ seed: Schema.String, rounds: Schema.Number }),
-  perform: (job) => Effect.sync(() => void hashRounds(job.args.seed, job.args.rounds))
+  result: Schema.Struct({ wallMs: Schema.Number, cpuMs: Schema.Number }),
+  perform: (job) =>
+    Effect.sync(() => {
+      const wall = performance.now()
+      const cpu = process.threadCpuUsage()
+      hashRounds(job.args.seed, job.args.rounds)
+      const used = process.threadCpuUsage(cpu)
+      return { wallMs: performance.now() - wall, cpuMs: (used.user + used.system) / 1000 }
+    })
 })
 
 /** Spins for `millis` without ever yielding to the event loop. */

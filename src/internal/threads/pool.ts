@@ -1,6 +1,6 @@
 /**
- * A pool of worker threads for one worker, on `effect/workers` through
- * `effect/rpc`: each slot is one thread behind its own RPC client (a
+ * A node's pool of worker threads, shared by all its thread workers, on
+ * `effect/workers` through `effect/rpc`: each slot is one thread behind its own RPC client (a
  * `RpcClient.layerProtocolWorker` of size 1), and an `effect` `Pool` of
  * slots hands one slot to each attempt. An attempt that is interrupted
  * (timeout, cancel, shutdown) terminates its slot's thread and invalidates
@@ -14,12 +14,9 @@ import { RpcClientError } from "effect/rpc/RpcClientError"
 import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
-import { fromJob, performGroup, type ThreadWorker } from "./protocol.ts"
-import { type RunnerData, runnerDataEnv } from "./runnerData.ts"
+import { fromJob, ThreadRpcs } from "./protocol.ts"
 
 export interface ThreadPoolOptions {
-  /** The module that exports the worker (loaded in each thread by URL). */
-  readonly module: URL
   /** Threads in the pool. */
   readonly size: number
   /** Passed to each thread, e.g. `{ maxOldGenerationSizeMb: 64 }`. */
@@ -51,22 +48,20 @@ const crashOf = (error: RpcClientError): ThreadCrash => {
   return new ThreadCrash({ message: `the worker thread stopped: ${detail}` })
 }
 
-const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
+const makeSlot = (options: ThreadPoolOptions) =>
   Effect.gen(function*() {
     let thread: WorkerThreads.Worker | ChildProcess.ChildProcess | undefined
-    const data: RunnerData = { module: options.module.href, worker: worker.name }
     const heapMb = options.resourceLimits?.maxOldGenerationSizeMb
     const spawn = () => {
       thread = options.isolation === "process"
         ? ChildProcess.fork(runnerUrl, [], {
-          env: { ...process.env, [runnerDataEnv]: JSON.stringify(data) },
           execArgv: heapMb === undefined ? [] : [`--max-old-space-size=${heapMb}`],
           serialization: "advanced"
         })
-        : new WorkerThreads.Worker(runnerUrl, {
-          workerData: data,
-          ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits })
-        })
+        : new WorkerThreads.Worker(
+          runnerUrl,
+          options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }
+        )
       return thread
     }
     const scope = yield* Effect.scope
@@ -74,7 +69,7 @@ const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
       RpcClient.layerProtocolWorker({ size: 1 }).pipe(Layer.provide(NodeWorker.layer(spawn))),
       scope
     )
-    const client = yield* RpcClient.make(performGroup(worker)).pipe(Effect.provide(services))
+    const client = yield* RpcClient.make(ThreadRpcs).pipe(Effect.provide(services))
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
     const terminate = Effect.sync(() => {
@@ -85,9 +80,15 @@ const makeSlot = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
     return { client, terminate }
   })
 
-export const make = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
+/** What the pool needs to know of a worker: its name and the module that exports it. */
+export interface ThreadTarget {
+  readonly name: string
+  readonly module: URL
+}
+
+export const make = (options: ThreadPoolOptions) =>
   Effect.gen(function*() {
-    const pool = yield* Pool.make({ acquire: makeSlot(worker, options), size: options.size })
+    const pool = yield* Pool.make({ acquire: makeSlot(options), size: options.size })
     const poolScope = yield* Effect.scope
     /**
      * Runs one attempt on a thread. When the attempt is interrupted (timeout,
@@ -96,13 +97,13 @@ export const make = <A>(worker: ThreadWorker<A>, options: ThreadPoolOptions) =>
      * for the thread's exit) runs in the background, and the pool spawns a
      * replacement.
      */
-    const perform = (job: Job<A>) =>
+    const perform = (target: ThreadTarget, job: Job<Schema.Json>) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (lease) =>
           restore(Scope.provide(Pool.get(pool), lease)).pipe(
             Effect.onInterrupt(() => Scope.close(lease, Exit.void)),
             Effect.flatMap((slot) =>
-              Effect.flatMap(Effect.exit(restore(slot.client.Perform({ job: fromJob(job), args: job.args }))), (exit) => {
+              Effect.flatMap(Effect.exit(restore(slot.client.Perform({ module: target.module.href, job: fromJob({ ...job, worker: target.name }), args: job.args }))), (exit) => {
                 const crashed = Exit.isFailure(exit) ? clientErrorOf(exit.cause) : undefined
                 if (Exit.isSuccess(exit) || (crashed === undefined && !Exit.hasInterrupts(exit))) {
                   return Effect.andThen(Scope.close(lease, Exit.void), exit)
@@ -129,4 +130,4 @@ const clientErrorOf = (cause: Cause.Cause<unknown>): RpcClientError | undefined 
   return Result.isSuccess(error) && error.success instanceof RpcClientError ? error.success : undefined
 }
 
-export type ThreadPool<A> = Effect.Success<ReturnType<typeof make<A>>>
+export type ThreadPool = Effect.Success<ReturnType<typeof make>>

@@ -1,9 +1,10 @@
 /**
  * What crosses between the node and a worker thread: one RPC, `Perform`,
- * whose payload is the job (without its args) and its args, both as their
- * Schema encodings, and whose outcome is the worker's result or one of the
- * errors the executor knows. Built from the worker definition, so the node
- * and the thread derive the same codecs from the same module.
+ * whose payload names the worker's module and carries the job (without its
+ * args) and its args, both as their Schema encodings, and whose outcome is
+ * the worker's encoded result or one of the errors the executor knows. The
+ * node passes the args as stored; the thread decodes them with the worker's
+ * own schema, from the same module the node imported.
  */
 import { Effect, Predicate, Schema } from "effect"
 import { Rpc, RpcGroup } from "effect/rpc"
@@ -40,19 +41,27 @@ export class ThreadFailure extends Schema.TaggedError<ThreadFailure>()("ObanThre
 export const PerformError = Schema.Union([Snooze, Cancel, Discard, ThreadFailure])
 
 /** What a thread needs of a worker definition. */
-export interface ThreadWorker<A> {
+export interface ThreadWorker {
   readonly name: string
-  readonly argsSchema: Schema.Codec<A, unknown>
-  readonly perform: (job: Job<A>) => Effect.Effect<unknown, unknown, never>
+  readonly argsJson: Schema.Codec<any, Schema.Json>
+  readonly resultJson?: Schema.Codec<any, Schema.Json> | undefined
+  readonly perform: (job: Job<any>) => Effect.Effect<unknown, unknown, never>
 }
 
-/** The RPC group for one worker: its args schema types the payload. */
-export const performGroup = <A>(worker: ThreadWorker<A>) =>
-  RpcGroup.make(Rpc.make("Perform", {
-    payload: { job: ThreadJob, args: worker.argsSchema as Schema.Codec<A, unknown> },
-    success: Schema.Void,
-    error: PerformError
-  }))
+/**
+ * One attempt: the module to import (once per thread) and the job, whose
+ * `worker` names the export, with its args as stored (their JSON encoding).
+ * Succeeds with the result's JSON encoding when the worker records one, else
+ * null.
+ */
+export const Perform = Rpc.make("Perform", {
+  payload: { module: Schema.String, job: ThreadJob, args: Schema.Json },
+  success: Schema.Json,
+  error: PerformError
+})
+
+/** The RPCs a thread serves: the same group for every worker on the node. */
+export const ThreadRpcs = RpcGroup.make(Perform)
 
 /** The job as the thread's `perform` sees it. */
 export const toJob = <A>(job: ThreadJob, args: A): Job<A> => ({

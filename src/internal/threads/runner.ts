@@ -1,53 +1,79 @@
 /**
- * The entry point of a worker thread (or child process): imports the worker
- * module named in `workerData` (or, in a child process, an environment
- * variable), finds the worker by name among its exports, and serves its
- * `Perform` RPC over `NodeWorkerRunner` until the node closes the thread.
+ * The entry point of a worker thread (or child process): serves `Perform`
+ * over `NodeWorkerRunner` until the node closes it. Each worker module is
+ * imported on its first job and kept; the worker is the module's export
+ * whose `name` is the job's worker.
  */
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
-import { Cause, Effect, Layer } from "effect"
+import { Cause, Effect, Layer, Schema } from "effect"
 import { RpcServer } from "effect/rpc"
-import { workerData } from "node:worker_threads"
-import { performGroup, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
-import { type RunnerData, runnerDataEnv } from "./runnerData.ts"
+import { ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 
-const isWorker = (value: unknown, name: string): value is ThreadWorker<unknown> =>
+const isWorker = (value: unknown, name: string): value is ThreadWorker =>
   typeof value === "object" && value !== null && (value as { name?: unknown }).name === name &&
   typeof (value as { perform?: unknown }).perform === "function"
 
-const findWorker = (data: RunnerData) =>
-  Effect.flatMap(
-    Effect.promise(() => import(data.module) as Promise<Record<string, unknown>>),
-    (exports) => {
-      const found = Object.values(exports).find((value) => isWorker(value, data.worker))
-      return found === undefined
-        ? Effect.die(new Error(`${data.module} exports no worker named "${data.worker}"`))
-        : Effect.succeed(found)
+/** Imported modules by URL; a module that fails to import fails every job that names it. */
+const modules = new Map<string, Promise<Record<string, unknown>>>()
+
+/** The worker, and its decoder and encoder, by module and name. */
+const workers = new Map<string, {
+  readonly worker: ThreadWorker
+  readonly decode: (args: unknown) => Effect.Effect<unknown, Schema.SchemaError>
+  readonly encode: ((value: unknown) => Effect.Effect<Schema.Json, Schema.SchemaError>) | undefined
+}>()
+
+const findWorker = (module: string, name: string) =>
+  Effect.suspend(() => {
+    const key = `${name} ${module}`
+    const known = workers.get(key)
+    if (known !== undefined) return Effect.succeed(known)
+    let imported = modules.get(module)
+    if (imported === undefined) {
+      imported = import(module) as Promise<Record<string, unknown>>
+      modules.set(module, imported)
     }
-  )
-
-const serve = (worker: ThreadWorker<unknown>) => {
-  const group = performGroup(worker)
-  const handlers = group.toLayer({
-    Perform: ({ args, job }) =>
-      worker.perform(toJob(job, args)).pipe(
-        Effect.asVoid,
-        Effect.mapError(toPerformError),
-        Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt })
-      )
+    return Effect.flatMap(
+      Effect.tryPromise({
+        try: () => imported,
+        catch: (cause) => new Error(`the worker thread could not import ${module}: ${String(cause)}`)
+      }),
+      (exports) => {
+        const worker = Object.values(exports).find((value) => isWorker(value, name))
+        if (worker === undefined) return Effect.fail(new Error(`${module} exports no worker named "${name}"`))
+        const entry = {
+          worker,
+          decode: Schema.decodeUnknownEffect(worker.argsJson),
+          encode: worker.resultJson === undefined ? undefined : Schema.encodeUnknownEffect(worker.resultJson)
+        }
+        workers.set(key, entry)
+        return Effect.succeed(entry)
+      }
+    )
   })
-  return RpcServer.layer(group).pipe(
-    Layer.provide(handlers),
-    Layer.provide(RpcServer.layerProtocolWorkerRunner),
-    Layer.provide(NodeWorkerRunner.layer)
-  )
-}
 
-// A runner that cannot start (the module does not load, or exports no such worker) throws
-// outside any fiber: the node sees the thread's "error" event with this error, not a bare exit.
+const handlers = ThreadRpcs.toLayer({
+  Perform: ({ args, job, module }) =>
+    Effect.gen(function*() {
+      // Not the worker's failures: a module that does not load, args that do not decode, a
+      // result that does not encode are defects of the attempt.
+      const { decode, encode, worker } = yield* Effect.orDie(findWorker(module, job.worker))
+      const decoded = yield* Effect.orDie(decode(args))
+      const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), toPerformError)
+      return encode === undefined ? null : yield* Effect.orDie(encode(value))
+    }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))
+})
+
 Effect.runFork(
-  findWorker((workerData ?? JSON.parse(process.env[runnerDataEnv] ?? "null")) as RunnerData).pipe(
-    Effect.flatMap((worker) => Layer.launch(serve(worker))),
+  Layer.launch(
+    RpcServer.layer(ThreadRpcs).pipe(
+      Layer.provide(handlers),
+      Layer.provide(RpcServer.layerProtocolWorkerRunner),
+      Layer.provide(NodeWorkerRunner.layer)
+    )
+  ).pipe(
+    // A runner that cannot start throws outside any fiber, so that the node sees the thread's
+    // "error" event with this error rather than a bare exit.
     Effect.tapCause((cause) =>
       Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.sync(() =>
         setTimeout(() => {
