@@ -8,7 +8,7 @@ import { Cause, Effect, Exit, Pool, Schema } from "effect"
 import * as os from "node:os"
 import type { Job } from "../src/Job.ts"
 import * as ThreadPool from "../src/internal/threads/pool.ts"
-import { Busy, Decides, Hash, hashRounds, Hog, Throws } from "./threads/workers.ts"
+import { Busy, Decides, Hash, hashRounds, Hog, Throws, WhoAmI } from "./threads/workers.ts"
 
 const jobs = Number(process.argv[2] ?? 20)
 const targetMs = Number(process.argv[3] ?? 50)
@@ -132,6 +132,14 @@ const program = Effect.gen(function*() {
       console.log(`${what}: ${summary(exit).slice(0, 160)}`)
     }
     console.log(`pool stats after: ${JSON.stringify(yield* Pool.stats(pool.pool))}`)
+  }))
+
+  // Recycling: a pool of 1 that replaces its thread after 2 attempts.
+  yield* Effect.scoped(Effect.gen(function*() {
+    const pool = yield* threaded(WhoAmI, { size: 1, recycleAfter: 2 })
+    const t0 = now()
+    const who = yield* Effect.forEach([1, 2, 3, 4, 5, 6], () => pool.perform(jobOf("SpikeWhoAmI", {})))
+    console.log(`recycleAfter 2: 6 jobs ran on ${JSON.stringify(who)} in ${(now() - t0).toFixed(0)} ms`)
   }))
 
   // What crosses back: typed failure, snooze, cancel, discard, defect.

@@ -87,3 +87,11 @@ export const Traced = Worker.make("SpikeTraced", {
         span.parent?._tag === "Some" ? span.parent.value.spanId : "none"
       }`)).pipe(Effect.withSpan("hash.inner"))
 })
+
+/** Says which thread (or process) ran it. */
+export const WhoAmI = Worker.make("SpikeWhoAmI", {
+  args: Schema.Struct({}),
+  result: Schema.String,
+  perform: () =>
+    Effect.sync(() => `${process.pid}/${(process.getBuiltinModule("node:worker_threads")).threadId}`)
+})

@@ -27,6 +27,8 @@ export interface ThreadPoolOptions {
    * the cost of a process per slot. Default `"thread"`.
    */
   readonly isolation?: "thread" | "process" | undefined
+  /** Replace a thread after it has run this many attempts (for leaks). Default: never. */
+  readonly recycleAfter?: number | undefined
 }
 
 const runnerUrl = new URL("./runner.ts", import.meta.url)
@@ -77,7 +79,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
       if ("terminate" in thread) void thread.terminate()
       else thread.kill("SIGKILL")
     })
-    return { client, terminate }
+    return { client, terminate, attempts: 0 }
   })
 
 /** What the pool needs to know of a worker: its name and the module that exports it. */
@@ -90,6 +92,13 @@ export const make = (options: ThreadPoolOptions) =>
   Effect.gen(function*() {
     const pool = yield* Pool.make({ acquire: makeSlot(options), size: options.size })
     const poolScope = yield* Effect.scope
+    // Releases an invalidated slot in the background, so the attempt does not wait for its thread
+    // to exit. Started at once and uninterruptible: a release that the pool's own closing
+    // interrupted before it ran would leave the slot leased, and its thread respawning.
+    const release = (lease: Scope.Closeable) =>
+      Effect.asVoid(
+        Effect.forkIn(Effect.uninterruptible(Scope.close(lease, Exit.void)), poolScope, { startImmediately: true })
+      )
     /**
      * Runs one attempt on a thread. When the attempt is interrupted (timeout,
      * cancel, shutdown) or its thread crashed, the thread is terminated and
@@ -103,18 +112,20 @@ export const make = (options: ThreadPoolOptions) =>
           restore(Scope.provide(Pool.get(pool), lease)).pipe(
             Effect.onInterrupt(() => Scope.close(lease, Exit.void)),
             Effect.flatMap((slot) =>
-              Effect.flatMap(Effect.exit(restore(slot.client.Perform({ module: target.module.href, job: fromJob({ ...job, worker: target.name }), args: job.args }))), (exit) => {
+              Effect.flatMap(Effect.exit(restore(slot.client.Perform(requestOf(target, job)))), (exit) => {
                 const crashed = Exit.isFailure(exit) ? clientErrorOf(exit.cause) : undefined
                 if (Exit.isSuccess(exit) || (crashed === undefined && !Exit.hasInterrupts(exit))) {
-                  return Effect.andThen(Scope.close(lease, Exit.void), exit)
+                  slot.attempts++
+                  // A worn-out thread closes gracefully (it is idle now) and the pool starts another.
+                  const recycle = options.recycleAfter !== undefined && slot.attempts >= options.recycleAfter
+                  return Effect.andThen(
+                    recycle ? Effect.andThen(Pool.invalidate(pool, slot), release(lease)) : Scope.close(lease, Exit.void),
+                    exit
+                  )
                 }
                 return slot.terminate.pipe(
                   Effect.andThen(Pool.invalidate(pool, slot)),
-                  // Started at once and uninterruptible: a close that the pool's own closing
-                  // interrupted before it ran would leave the slot leased, and its thread respawning.
-                  Effect.andThen(
-                    Effect.forkIn(Effect.uninterruptible(Scope.close(lease, Exit.void)), poolScope, { startImmediately: true })
-                  ),
+                  Effect.andThen(release(lease)),
                   Effect.andThen(crashed === undefined ? exit : Effect.die(crashOf(crashed)))
                 )
               })
@@ -124,6 +135,12 @@ export const make = (options: ThreadPoolOptions) =>
       )
     return { perform, pool }
   })
+
+const requestOf = (target: ThreadTarget, job: Job<Schema.Json>) => ({
+  module: target.module.href,
+  job: fromJob({ ...job, worker: target.name }),
+  args: job.args
+})
 
 const clientErrorOf = (cause: Cause.Cause<unknown>): RpcClientError | undefined => {
   const error = Cause.findError(cause)
