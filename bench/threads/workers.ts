@@ -95,3 +95,16 @@ export const WhoAmI = Worker.make("SpikeWhoAmI", {
   perform: () =>
     Effect.sync(() => `${process.pid}/${(process.getBuiltinModule("node:worker_threads")).threadId}`)
 })
+
+/** Succeeds, leaving a timer that throws in its thread `later` ms afterwards: a crash while idle. */
+export const Leaves = Worker.make("SpikeLeaves", {
+  args: Schema.Struct({ later: Schema.Number }),
+  perform: (job) =>
+    Effect.sync(() => {
+      if (job.args.later >= 0) {
+        setTimeout(() => {
+          throw new Error("a stray timer")
+        }, job.args.later)
+      }
+    })
+})
