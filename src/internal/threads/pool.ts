@@ -1,8 +1,8 @@
 /**
  * A node's pool of worker threads, shared by all its thread workers, on
- * `effect/workers` through `effect/rpc`: each slot is one thread behind its own RPC client (a
- * `RpcClient.layerProtocolWorker` of size 1), and an `effect` `Pool` of
- * slots hands one slot to each attempt. An attempt that is interrupted
+ * `effect/workers` through `effect/rpc`: each slot is one thread behind its
+ * own RPC client (a `RpcClient.layerProtocolWorker` of size 1), and an
+ * `effect` `Pool` of slots hands one slot to each attempt. An attempt that is interrupted
  * (timeout, cancel, shutdown) terminates its slot's thread and invalidates
  * the slot, so CPU-bound code stops for real and the pool spawns a
  * replacement; the other threads are untouched.
