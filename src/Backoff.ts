@@ -11,7 +11,11 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Pull, Random, Schedule } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Pull from "effect/Pull"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 
 /**
  * Oban's default: `15 s + 2^attempt s`, jittered by ±10%. `attempt` is the

@@ -11,7 +11,9 @@
  *
  * @since 0.1.0
  */
-import { Cron as EffectCron, Effect, Result } from "effect"
+import * as EffectCron from "effect/Cron"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"

@@ -20,7 +20,11 @@
  *
  * @since 0.1.0
  */
-import { Clock, Cron as EffectCron, Duration, Effect, Result } from "effect"
+import * as Clock from "effect/Clock"
+import * as EffectCron from "effect/Cron"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"

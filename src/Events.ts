@@ -7,7 +7,11 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, PubSub, type Scope, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { workflowStep } from "./internal/jobEvent.ts"
 
 /**

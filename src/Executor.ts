@@ -10,7 +10,13 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Fiber, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"

@@ -22,7 +22,7 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { type InvalidConfigError, type InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
 import { type Overrides, resolve } from "./Config.ts"
 import type { Inserted } from "./Oban.ts"

@@ -10,7 +10,14 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Queue, Ref, type Scope, Stream, SubscriptionRef } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { now } from "./ObanClock.ts"

@@ -12,8 +12,19 @@
  *
  * @since 0.1.0
  */
-import { PgClient, PgConnection } from "@effect/sql-pg"
-import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, PubSub, Queue, Ref, Scope } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as PgConnection from "@effect/sql-pg/PgConnection"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
 import { channel } from "./Config.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"

@@ -13,8 +13,16 @@
  *
  * @since 0.1.0
  */
-import type { PgClient } from "@effect/sql-pg"
-import { Cause, type Config as EffectConfig, Context, Effect, Exit, Layer, Option, Runtime, Stream } from "effect"
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as Cause from "effect/Cause"
+import type * as EffectConfig from "effect/Config"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"

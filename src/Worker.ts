@@ -14,8 +14,11 @@
  *
  * @since 0.1.0
  */
-import type { DateTime, Schedule } from "effect"
-import { Duration, Effect, Schema } from "effect"
+import type * as DateTime from "effect/DateTime"
+import type * as Schedule from "effect/Schedule"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type * as Backoff from "./Backoff.ts"
 import { noRequestMeta } from "./internal/encodeRequest.ts"
 import type { Job, JobState } from "./Job.ts"

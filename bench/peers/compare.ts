@@ -8,6 +8,11 @@
  *
  * BENCH_ONLY=W3a,W4 picks workloads, BENCH_PEERS=effect-oban,raw picks
  * libraries, BENCH_ROUNDS=1 sets the number of rounds (default 3).
+ * BENCH_WARMUP=0 drops the warm-up round (default 1): a first round of every
+ * workload for every library, run and checked like the others but left out
+ * of the medians and shown in a table of its own, so that the medians compare
+ * code the JIT has compiled (as in a node that has run for a while) rather
+ * than each library's first runs in a fresh process.
  */
 import { Cause, Console, Effect } from "effect"
 import type { Measurement, Workload } from "../common.ts"
@@ -169,45 +174,66 @@ export const comparePeers = (url: string, serverVersion: string) =>
       (c) => c.key
     )
     const rounds = Number(process.env["BENCH_ROUNDS"] ?? "3")
+    const warmups = Number(process.env["BENCH_WARMUP"] ?? "1")
     const runs = new Map<string, Array<Measurement>>()
+    const warmupRuns = new Map<string, Array<Measurement>>()
     const started = performance.now()
-    for (let round = 0; round < rounds; round++) {
+    for (let round = -warmups; round < rounds; round++) {
+      const warmup = round < 0
+      const label = warmup ? `warm-up ${round + warmups + 1}/${warmups}` : `round ${round + 1}/${rounds}`
       for (const workload of chosen) {
         for (let k = 0; k < contenders.length; k++) {
-          const contender = contenders[(k + round) % contenders.length]!
+          const contender = contenders[(k + round + warmups) % contenders.length]!
           if (contender.runs !== undefined && !contender.runs(workload)) continue
           const measured = yield* contender.run(workload, url)
           const id = `${workload.key}/${contender.key}`
-          runs.set(id, [...(runs.get(id) ?? []), measured])
+          const into = warmup ? warmupRuns : runs
+          into.set(id, [...(into.get(id) ?? []), measured])
           const shown = workload.kind === "latency"
             ? `p50 ${fixed(measured.latency?.p50, 1)} ms`
             : `${grouped(workload.jobs / (measured.wallMs / 1000))} jobs/s`
           yield* Console.error(
-            `round ${round + 1}/${rounds} ${workload.key} ${contender.name}: ${shown}${
+            `${label} ${workload.key} ${contender.name}: ${shown}${
               measured.problems.length > 0 ? " FAILED" : ""
             } (${((performance.now() - started) / 1000).toFixed(0)} s elapsed)`
           )
         }
       }
     }
-    const cells: Array<Cell> = chosen.flatMap((workload) =>
-      contenders.filter((contender) => contender.runs?.(workload) ?? true).map((contender) => ({
-        workload,
-        contender,
-        runs: runs.get(`${workload.key}/${contender.key}`) ?? []
-      }))
-    )
+    const cellsOf = (measured: ReadonlyMap<string, ReadonlyArray<Measurement>>): Array<Cell> =>
+      chosen.flatMap((workload) =>
+        contenders.filter((contender) => contender.runs?.(workload) ?? true).map((contender) => ({
+          workload,
+          contender,
+          runs: measured.get(`${workload.key}/${contender.key}`) ?? []
+        }))
+      )
+    const cells = cellsOf(runs)
+    const warmupCells = cellsOf(warmupRuns)
     yield* Console.log("")
     yield* Console.log(
-      `Node ${process.version}, PostgreSQL ${serverVersion}, medians of ${rounds} interleaved rounds; ratios above 1 are better than the reference`
+      `Node ${process.version}, PostgreSQL ${serverVersion}, medians of ${rounds} interleaved rounds after ${warmups} ` +
+        `warm-up round(s); ratios above 1 are better than the reference`
     )
     yield* Console.log(renderMarkdown(cells))
+    if (warmups > 0) {
+      yield* Console.log("")
+      yield* Console.log(
+        "The warm-up round(s), not in the medians above: each library's first runs in this process, before the JIT " +
+          "has compiled its hot paths (a long-running node is past this; a node that just started is not)"
+      )
+      yield* Console.log(renderMarkdown(warmupCells))
+    }
     yield* Console.log("")
     yield* Console.log("effect-oban: the workloads of `npm run bench` (W3c: 2 processes x limit 50)")
     for (const peer of allPeers) yield* Console.log(`${peer.name}: ${peer.setup}`)
-    const failed = cells.filter((cell) => problemsOf(cell).length > 0)
-    for (const cell of failed) {
-      yield* Console.error(`\n${cell.workload.key} ${cell.contender.name} FAILED:\n  ${problemsOf(cell).join("\n  ")}`)
+    // A job run twice or never fails the run in a warm-up round too.
+    const failed = [
+      ...warmupCells.map((cell) => ({ cell, when: " (warm-up)" })),
+      ...cells.map((cell) => ({ cell, when: "" }))
+    ].filter(({ cell }) => problemsOf(cell).length > 0)
+    for (const { cell, when } of failed) {
+      yield* Console.error(`\n${cell.workload.key} ${cell.contender.name}${when} FAILED:\n  ${problemsOf(cell).join("\n  ")}`)
     }
     if (failed.length > 0) {
       yield* Effect.sync(() => {

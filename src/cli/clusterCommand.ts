@@ -1,7 +1,7 @@
 /**
  * `effect-oban nodes` and `effect-oban cron`: the cluster view.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { Command } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
 import { print, table } from "./output.ts"

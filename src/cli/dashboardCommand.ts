@@ -4,7 +4,9 @@
  * `--token`, EFFECT_OBAN_DASHBOARD_TOKEN, or made up and printed at start).
  * Runs until SIGINT or SIGTERM.
  */
-import { Console, Effect, Option } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
 import * as Dashboard from "../Dashboard.ts"

@@ -1,7 +1,8 @@
 /**
  * `effect-oban jobs list|show|retry|cancel|delete|reschedule`: the CLI face of `Jobs`.
  */
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import type { Job } from "../Job.ts"
 import * as Jobs from "../Jobs.ts"

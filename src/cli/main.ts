@@ -3,7 +3,10 @@
  * from `exitCodes.ts`. Started by bin/effect-oban.js.
  */
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Console, Effect, Exit } from "effect"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { CliError, Command } from "effect/cli"
 import { readFileSync } from "node:fs"
 import { cron, nodes } from "./clusterCommand.ts"

@@ -1,7 +1,9 @@
 /**
  * `effect-oban migrate up|down|status|sql`: the CLI face of `Migrations`.
  */
-import { Console, Effect, Option } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
 import * as Migrations from "../Migrations.ts"
 import { print, table } from "./output.ts"

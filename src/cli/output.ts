@@ -2,7 +2,8 @@
  * How the CLI prints: aligned text tables for people, JSON for scripts
  * (`--json`), and errors on stderr (as JSON too with `--json`).
  */
-import { Console, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 
 /** JSON text of a result: dates as ISO strings, bigints as numbers. */
 export const json = (value: unknown): string =>

@@ -2,7 +2,8 @@
  * `effect-oban queues status|pause|resume|scale`: queue counts and the
  * producers that run them, and queue commands for one node or all.
  */
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
 import * as Jobs from "../Jobs.ts"

@@ -3,8 +3,11 @@
  * prefix, JSON output), the database connection they need, and the job
  * filter flags of `jobs list|retry|cancel|delete`.
  */
-import { PgClient } from "@effect/sql-pg"
-import { Config, Effect, Option, Redacted } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import { Command, Flag } from "effect/cli"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as ObanConfig from "../Config.ts"

@@ -10,7 +10,14 @@
  * `errors` entry), so no job stays `executing` on a live node because of
  * its outcome. Acks that match no row (a re-sent or late ack) are logged.
  */
-import { Cause, Deferred, Duration, Effect, Exit, Predicate, Queue, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Predicate from "effect/Predicate"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Backoff from "../Backoff.ts"

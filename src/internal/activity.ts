@@ -5,7 +5,8 @@
  * database I/O has settled before it moves time again. Two integer updates
  * per unit of work; nothing else.
  */
-import { Context, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 
 export interface Activity {
   /** Units of work in flight: loops at work, and outcomes not yet written. */

@@ -15,7 +15,9 @@
  * - no scheduled or retryable job is due (they are staged here, at once);
  * - no queue of the node has available jobs and a free slot.
  */
-import { Clock, Duration, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type { SqlError } from "effect/sql/SqlError"
 import type { TestClock } from "effect/testing"
 import { Oban } from "../Oban.ts"

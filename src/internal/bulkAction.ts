@@ -3,7 +3,7 @@
  * checked, then the batches (see `bulk.ts`). `Oban`'s service passes
  * `onBatch` to stop the cancelled jobs it runs itself.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"

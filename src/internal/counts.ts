@@ -10,7 +10,7 @@
  * ANALYZE): a queue's share of the table, less its exact live jobs, split by
  * the share of each of these states.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { JobState } from "../Job.ts"

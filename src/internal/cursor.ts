@@ -3,7 +3,7 @@
  * sort it was made with. Base64url of a small JSON object; a cursor made for
  * another sort, or one that does not decode, is refused.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { InvalidFilterError } from "../Errors.ts"
 import type { Keyset, SortColumn } from "./sql/jobQueries.ts"
 

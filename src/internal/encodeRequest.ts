@@ -10,7 +10,12 @@
  * strings, so one that equals a name already accepted is accepted too. That
  * holds across calls, so one job inserted at a time checks its names once.
  */
-import { Cause, DateTime, Duration, Effect, Option, Result } from "effect"
+import * as Cause from "effect/Cause"
+import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Backoff from "../Backoff.ts"
 import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"

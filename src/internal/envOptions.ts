@@ -4,7 +4,11 @@
  * `ConfigProvider` the program provides. Bad values fail with `ConfigError`
  * naming the variable.
  */
-import { Config, ConfigProvider, type Duration, Effect, Option } from "effect"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type { QueueConfig, RuntimeOptions } from "./runtimeConfig.ts"
 
 const configError = (message: string) => new Config.ConfigError(new ConfigProvider.SourceError({ message }))

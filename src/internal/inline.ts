@@ -3,7 +3,8 @@
  * `Oban.insert` runs the jobs it inserted (those due now) at once, in the
  * caller's fiber.
  */
-import { Context, type Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Job } from "../Job.ts"
 

@@ -3,7 +3,7 @@
  * or a batch split into chunks; unique jobs through their own statement),
  * the wake-up, and the jobs built from what the statements return.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -4,7 +4,9 @@
  * `inserted` events, run them inline under the testing kit, and return the
  * jobs typed by their workers.
  */
-import { Context, Effect, Tracer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Tracer from "effect/Tracer"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -3,7 +3,8 @@
  * everyone else: after the commit of the caller's transaction, never after a
  * rollback. Nothing is built when nobody listens.
  */
-import { Clock, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"

@@ -3,7 +3,8 @@
  * the SQL condition it becomes. Every part is optional and the parts combine
  * with AND; an empty filter matches every job.
  */
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Fragment } from "effect/sql/Statement"
 import { InvalidFilterError } from "../Errors.ts"

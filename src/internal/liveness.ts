@@ -7,8 +7,11 @@
  * `rescueAfter`, so time the database itself was unreachable never makes live
  * nodes look dead.
  */
-import { PgClient } from "@effect/sql-pg"
-import { Clock, Duration, Effect, type Scope } from "effect"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"

@@ -3,7 +3,9 @@
  * after the server committed): the server may have claimed jobs for it that
  * no one will run.
  */
-import { Cause, Duration, Effect } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { retryDelay } from "./retryDelay.ts"
 import { releaseClaim } from "./sql/claims.ts"

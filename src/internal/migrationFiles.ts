@@ -3,7 +3,7 @@
  * a `-- migrate:up` and a `-- migrate:down` section and uses `{{prefix}}` for
  * the quoted schema name.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { MigrationError } from "../Errors.ts"
 

@@ -3,7 +3,7 @@
  * API shows: its activity, its queues, and its stager. A node registers its
  * handle under its `Oban` service object, so a test finds it from the service.
  */
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import type { SqlError } from "effect/sql/SqlError"
 import type { QueueState } from "../Producer.ts"
 import type { Activity } from "./activity.ts"

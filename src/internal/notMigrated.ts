@@ -4,7 +4,7 @@
  * The bare `SqlError` says only `relation "public.oban_jobs" does not exist`;
  * this turns it into a `MigrationError` that names the prefix and the fix.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"

@@ -2,7 +2,13 @@
  * Maps the end of an attempt (an `Exit`, or a reason the job never ran) to
  * the row the acker writes: the next state, a delay, and an `errors` entry.
  */
-import { Cause, Duration, Effect, Exit, Predicate, Result, Schema } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Predicate from "effect/Predicate"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import * as Backoff from "../Backoff.ts"
 import type { ErrorKind, Job } from "../Job.ts"
 import { Cancel, Discard, Snooze } from "../Worker.ts"

@@ -4,7 +4,15 @@
  * `oban.perform` span that continues the enqueuing trace, and report the
  * attempt as events and metrics. Shared by the executor and the testing kit.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, References, Schema, Tracer } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as References from "effect/References"
+import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
 import { type EventKind, EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import { InvalidResultError } from "../Errors.ts"

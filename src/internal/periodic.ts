@@ -5,7 +5,9 @@
  * a connection that stopped answering: a run has a deadline, and stopping the
  * loop does not wait for the driver to give such a connection up.
  */
-import { Cause, Duration, Effect } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { tracked } from "./activity.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 

@@ -4,7 +4,8 @@
  * driver the caller owns, the wake-up to send after its commit, and the
  * mapping of the statement's rows back to jobs in request order.
  */
-import { Clock, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import { channel, type SettingsShape } from "../Config.ts"
 import { InvalidJobError } from "../Errors.ts"
 import type { JobErrorEntry, JobState } from "../Job.ts"

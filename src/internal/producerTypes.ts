@@ -2,7 +2,8 @@
  * The shapes of a producer: what it offers the node, what it takes, and what
  * `checkQueue` reports. Re-exported by the public `Producer` module.
  */
-import type { Duration, Effect } from "effect"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "../Executor.ts"

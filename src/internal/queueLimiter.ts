@@ -19,7 +19,10 @@
  * poll that only repeats what its last claim saw; and a claim that nothing
  * held back cancels the poll.
  */
-import { Clock, Effect, Fiber, type Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -3,7 +3,10 @@
  * queue config and in `setQueueLimits`), their validation, and the form a
  * node keeps and the database stores (`oban_queues`).
  */
-import { Duration, Effect, Option, Predicate } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import { InvalidConfigError } from "../Errors.ts"
 
 /**

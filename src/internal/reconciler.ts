@@ -9,7 +9,8 @@
  * dependents wait for that. `runOnce` does one pass and returns the ids it
  * released; the node runs it in a `periodic` loop.
  */
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "../Executor.ts"

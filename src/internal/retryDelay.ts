@@ -3,7 +3,8 @@
  * doubling from `baseMillis`, capped at `maxMillis`, jittered by ±20% from
  * Effect's `Random`. Shared by every loop that retries database work.
  */
-import { Effect, Random } from "effect"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 
 export const retryDelay = (
   failures: number,

@@ -7,8 +7,15 @@
  * their grace period, acks are flushed, the producer rows are removed, and the
  * LISTEN connection closes last.
  */
-import type { PgClient } from "@effect/sql-pg"
-import { Cause, Clock, Cron as EffectCron, Duration, Effect, PubSub, type Scope, type Stream } from "effect"
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as EffectCron from "effect/Cron"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel, resolve as resolveSettings, Settings } from "../Config.ts"

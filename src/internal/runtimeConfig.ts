@@ -1,7 +1,10 @@
 /**
  * Validates the configuration of `Oban.layer` and fills in defaults.
  */
-import { Duration, Effect, Option, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { hostname } from "node:os"
 import * as Config from "../Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "../Errors.ts"

@@ -23,7 +23,10 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Exit, Fiber } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import { SqlError, StatementTimeoutError } from "effect/sql/SqlError"
 

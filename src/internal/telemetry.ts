@@ -3,7 +3,11 @@
  * `Metric` and `Tracer`, so applications choose the exporter (Otlp,
  * Prometheus, @effect/opentelemetry) and the library depends on none.
  */
-import { Context, Effect, Metric, Option, Tracer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
 import type { Job } from "../Job.ts"
 
 const durationBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 18 })

@@ -2,7 +2,7 @@
  * The testing kit's error, in a module of its own so that the kit's internal
  * modules can fail with it.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /**
  * A helper's expectation did not hold.

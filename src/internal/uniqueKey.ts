@@ -5,7 +5,8 @@
  * of its own clock), the states as a bitmask and the fields to replace.
  * Runs before any SQL: a bad option is a refusal of the `unique` field.
  */
-import { Duration, Option } from "effect"
+import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
 import type { JobState } from "../Job.ts"
 import type { ReplaceField, UniqueField } from "../Worker.ts"

@@ -15,7 +15,10 @@
  * and one statement fewer matter most to a caller inserting one job at a
  * time.
  */
-import { Cause, Context, Effect, Option } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { channel } from "../Config.ts"
 import { wakePayload } from "./sql/fragments.ts"

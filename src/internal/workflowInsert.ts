@@ -5,7 +5,7 @@
  * steps the new ones depend on, write the dependency edges, and settle the
  * new dependents of already finished steps. Events go out after commit.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"

@@ -3,7 +3,7 @@
  * `retry` and the `Oban` service's methods): read its jobs and dependencies
  * into counts and blockers, cancel what has not finished, retry what failed.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"

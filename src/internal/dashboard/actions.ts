@@ -5,7 +5,9 @@
  * `confirmed=yes` and runs the action through `Jobs` or `Cluster`, then
  * shows what changed. The caller has checked access and the CSRF token.
  */
-import { Effect, Option, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Cluster from "../../Cluster.ts"

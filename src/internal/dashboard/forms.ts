@@ -4,7 +4,8 @@
  * action forms. Browsers send empty fields for blank inputs: those count as
  * absent.
  */
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { InvalidFilterError } from "../../Errors.ts"
 import { JobState } from "../../Job.ts"
 import type { Filter, ListOptions } from "../../Jobs.ts"

@@ -4,7 +4,12 @@
  * shared snapshot or one `Jobs` query; `/events` streams snapshots as
  * server-sent events; POSTs pass the CSRF check and run `actions.ts`.
  */
-import { Cause, Deferred, Duration, Effect, Option, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type { SqlClient } from "effect/sql/SqlClient"

@@ -5,8 +5,13 @@
  * it; live pages subscribe to `changes`, and the loop refreshes only while
  * at least one of them listens.
  */
-import { Clock, Duration, Effect, PubSub, Semaphore, Stream } from "effect"
-import type { Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as PubSub from "effect/PubSub"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import type * as Scope from "effect/Scope"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Cluster from "../../Cluster.ts"

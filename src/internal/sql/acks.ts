@@ -4,7 +4,8 @@
  * per-row update, rows locked in id order) and the minimal failure it falls
  * back to for a row the database refuses.
  */
-import { Cause, Effect } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -5,7 +5,7 @@
  * an action changed is never visited twice, even when it still matches).
  * The caller runs one statement per batch, each its own short transaction.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -2,7 +2,7 @@
  * SQL that claims jobs: a producer's fetch, the testing kit's inline claim,
  * and the release of a fetch whose reply was lost.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -4,7 +4,7 @@
  * pause / resume / scale stored in the producer rows and signalled to the
  * nodes (the same signal `Oban.pauseQueue` sends).
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel } from "../../Config.ts"

@@ -3,7 +3,7 @@
  * (global concurrency, rate, partitions) from `oban_queues`, in one read of
  * that small table.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { fromRow, type LimitsRow, type QueueLimits } from "../queueLimits.ts"

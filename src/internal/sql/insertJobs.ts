@@ -5,8 +5,9 @@
  * the database decides (ids, states, times); the caller builds the rest of
  * each job from its request.
  */
-import { PgTypes } from "@effect/sql-pg"
-import { Effect, Result } from "effect"
+import * as PgTypes from "@effect/sql-pg/PgTypes"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

@@ -4,7 +4,7 @@
  * indexes, estimated from the planner's statistics for the rest on a large
  * table; see docs/cli.md#counts).
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"

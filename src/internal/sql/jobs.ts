@@ -4,7 +4,7 @@
  * `insertJobs.ts` for outcomes, claims and inserts) and never write job SQL
  * of their own, so the storage seam stays in these modules.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"

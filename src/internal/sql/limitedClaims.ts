@@ -24,7 +24,7 @@
  * a long transaction (a unique insert's conflict) cannot hold up every claim
  * of the queue across the cluster while it keeps the lock.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

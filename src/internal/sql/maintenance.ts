@@ -2,7 +2,7 @@
  * SQL of the leader's maintenance: rescuing orphaned jobs, pruning old ones,
  * and inserting cron jobs at most once per slot.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"

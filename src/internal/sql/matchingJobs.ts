@@ -2,7 +2,7 @@
  * SQL of the dashboard's confirmation of a bulk action: how many jobs match
  * a filter, counted up to a cap so that asking costs at most the cap's rows.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { type Filter, filterCondition } from "../jobFilter.ts"

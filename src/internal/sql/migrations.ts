@@ -1,7 +1,7 @@
 /**
  * SQL of the migrator: its lock, its bookkeeping table and the scripts.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { splitSql } from "../splitSql.ts"

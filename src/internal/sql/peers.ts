@@ -5,7 +5,7 @@
  * the same name, or a second process given the same name, never renews a
  * lease it does not hold.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

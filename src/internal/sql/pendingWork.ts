@@ -2,7 +2,7 @@
  * SQL for `ObanTest.advance`: the work a node has not done yet at a moment of
  * virtual time, and when the next scheduled job falls due.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

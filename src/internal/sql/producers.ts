@@ -5,7 +5,7 @@
  * commands for every node are persisted and a node that missed a signal
  * catches up at its next heartbeat.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

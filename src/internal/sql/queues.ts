@@ -3,7 +3,7 @@
  * that has or had limits), and on `oban_rate_windows`, the jobs claimed per
  * rate window. The claims that honour these limits are in `limitedClaims.ts`.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

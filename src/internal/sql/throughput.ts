@@ -4,7 +4,7 @@
  * terminal timestamps (completed, discarded) and the backlog of retryable
  * jobs, so its cost follows the jobs of the window, not the table.
  */
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { table } from "./tables.ts"

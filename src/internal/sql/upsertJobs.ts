@@ -6,7 +6,7 @@
  * after it could miss the row). Without fields to replace, the update
  * assigns the key to itself.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

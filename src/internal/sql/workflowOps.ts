@@ -2,7 +2,7 @@
  * SQL of operations on a whole workflow: its status, cancelling it, and
  * retrying its failed part.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"

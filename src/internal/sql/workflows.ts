@@ -5,7 +5,7 @@
  * own `oban_workflow_release` (migration 0009), run by a trigger in the
  * transaction that finishes a dependency.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
