@@ -23,6 +23,7 @@ import * as Acker from "./internal/acker.ts"
 import { CurrentActivity } from "./internal/activity.ts"
 import type { StopReason } from "./internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
+import * as ThreadPool from "./internal/threads/pool.ts"
 
 /**
  * A worker as the executor holds it: args are decoded here, so their type is
@@ -71,6 +72,8 @@ export interface Options<R> {
   readonly shutdownGracePeriod: Duration.Duration
   /** Delete jobs as they complete instead of marking them `completed`. Default false. */
   readonly deleteCompleted?: boolean | undefined
+  /** The pool for the workers defined with `threads`; started only if there are any. */
+  readonly threads?: ThreadPool.ThreadPoolOptions | undefined
 }
 
 /**
@@ -125,7 +128,12 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // Every running attempt, by job id. Job fibers are forked with the executor's context (not
     // the caller's), and the finalizer below waits for them and interrupts what is left.
     const runs = new Map<number, Run>()
-    const registry = makeRegistry(options.node, options.workers)
+    // Built here, so that it closes after the finalizer below has let the jobs finish or interrupted
+    // them (terminating their threads), and before the acks flush.
+    const threads = options.workers.some((worker) => worker.threads !== undefined)
+      ? yield* ThreadPool.make(options.threads ?? { size: 1 })
+      : undefined
+    const registry = makeRegistry(options.node, options.workers, undefined, threads)
     // Flattened once: each job adds a few services to its fiber's context (span, log annotations,
     // metric attributes), and adding to a context that holds many layers of additions copies it.
     const context = yield* Effect.context<never>()

@@ -19,6 +19,7 @@ import type * as Schedule from "effect/Schedule"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { pathToFileURL } from "node:url"
 import type * as Backoff from "./Backoff.ts"
 import { noRequestMeta } from "./internal/encodeRequest.ts"
 import type { Job, JobState } from "./Job.ts"
@@ -185,8 +186,26 @@ export interface WorkerOptions<A, I, E, R, O = void> {
    * Without it, the value is not stored.
    */
   readonly result?: Schema.Codec<O, unknown> | undefined
+  /**
+   * Run `perform` on the node's pool of worker threads instead of the main
+   * thread (see docs/workers.md, "Threads"). `module` is the URL of the
+   * module that exports this worker, usually `import.meta.url`; each thread
+   * imports it. Args cross as stored (JSON) and are decoded in the thread;
+   * the result and the `errors` cross as their JSON encodings.
+   */
+  readonly threads?: ThreadsOptions | undefined
   /** The work. Its typed failures become retries; defects are recorded as crashes. */
   readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
+}
+
+/**
+ * Where a thread worker is defined: the module that exports it, loaded by
+ * each thread of the node's pool.
+ *
+ * @since 0.1.0
+ */
+export interface ThreadsOptions {
+  readonly module: string | URL
 }
 
 /**
@@ -212,6 +231,10 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
   readonly result: Schema.Codec<O, unknown> | undefined
   /** The JSON codec derived from the result schema. */
   readonly resultJson: Schema.Codec<O, Schema.Json> | undefined
+  /** The JSON codec of the typed failures, when the worker declares `errors`. */
+  readonly errorsJson: Schema.Codec<E, Schema.Json> | undefined
+  /** The module a thread imports to run this worker, when it runs on threads. */
+  readonly threads: { readonly module: URL } | undefined
   readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
   readonly job: (args: A, options?: JobOptions<A>) => JobRequest<A>
 }
@@ -287,6 +310,8 @@ export const make = <const Name extends string, A, I, E = never, R = never, O = 
     retryable: options.retryable,
     result: options.result,
     resultJson: options.result === undefined ? undefined : Schema.toCodecJson(options.result),
+    errorsJson: options.errors === undefined ? undefined : Schema.toCodecJson(options.errors),
+    threads: options.threads === undefined ? undefined : { module: moduleUrl(options.threads.module) },
     perform: options.perform,
     job: (args, jobOptions) => {
       const options = jobOptions ?? {}
@@ -311,6 +336,10 @@ export const make = <const Name extends string, A, I, E = never, R = never, O = 
     }
   }
 }
+
+/** A module's URL; a string that is no URL is taken as a file path. */
+const moduleUrl = (module: string | URL): URL =>
+  typeof module === "string" && !URL.canParse(module) ? pathToFileURL(module) : new URL(module)
 
 /**
  * The worker's tags followed by the job's. Anything but two arrays is passed

@@ -21,6 +21,8 @@ import { timeoutKey } from "./encodeRequest.ts"
 import { jobEvent } from "./jobEvent.ts"
 import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/acks.ts"
+import type { ThreadPool } from "./threads/pool.ts"
+import { performOnThread } from "./threads/perform.ts"
 import { parentFromMeta, recordOutcomeUnsafe, recordStartUnsafe } from "./telemetry.ts"
 
 /** A worker as a node holds it: args are decoded here, so their type is erased. */
@@ -34,13 +36,17 @@ export interface Registry<R> {
   readonly results: ReadonlyMap<string, (value: unknown) => Effect.Effect<Schema.Json, Schema.SchemaError>>
   /** The services every worker may need, when the fiber that runs the jobs may lack them. */
   readonly context: Context.Context<R> | undefined
+  /** The node's thread pool, for the workers defined with `threads`; none: they run here. */
+  readonly threads?: ThreadPool | undefined
 }
 
 export const makeRegistry = <R>(
   node: string,
   workers: ReadonlyArray<RunnableWorker<R>>,
-  context?: Context.Context<R>
+  context?: Context.Context<R>,
+  threads?: ThreadPool
 ): Registry<R> => ({
+  threads,
   node,
   workers: new Map(workers.map((worker) => [worker.name, worker])),
   decode: new Map(workers.map((worker) => [worker.name, Schema.decodeUnknownEffect(worker.argsJson)] as const)),
@@ -76,7 +82,13 @@ export const outcomeOf = (row: AckRow): Outcome | undefined => {
   }
 }
 
-const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<unknown>) => {
+const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<unknown>, stored: Job) => {
+  const threads = worker.threads
+  if (threads !== undefined && registry.threads !== undefined) {
+    // The thread decodes the stored args itself; the timeout starts once it has a thread.
+    const timeout = timeoutOf(worker, job)
+    return performOnThread(registry.threads, { ...worker, threads }, stored, (call) => withTimeout(timeout, call))
+  }
   // A node's job fibers descend from the fiber that built the node, so they have the workers'
   // services already; copying a context per job is not free. The testing kit runs jobs in the
   // caller's fiber and passes the services its layer was built with, under the caller's own.
@@ -199,7 +211,7 @@ export const runAttempt = <R>(
       return Effect.flatMap(Effect.exit(decode(job.args)), (decoded) => {
         if (Exit.isFailure(decoded)) return finish(span, undecodable(job, Cause.pretty(decoded.cause)), Exit.void)
         const work = Effect.updateContext(
-          perform(registry, worker, { ...job, args: decoded.value }),
+          perform(registry, worker, { ...job, args: decoded.value }, job),
           (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
         )
         const encode = registry.results.get(job.worker)

@@ -157,7 +157,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       node: config.node,
       workers: options.workers as unknown as ReadonlyArray<Executor.RunnableWorker<R>>,
       shutdownGracePeriod: config.shutdownGracePeriod,
-      deleteCompleted: config.deleteCompleted
+      deleteCompleted: config.deleteCompleted,
+      threads: config.threads
     })
 
     const leader = yield* Leader.make({

@@ -5,7 +5,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { hostname } from "node:os"
+import { availableParallelism, hostname } from "node:os"
 import * as Config from "../Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "../Errors.ts"
 import type * as Cron from "../Cron.ts"
@@ -13,6 +13,7 @@ import * as Leader from "../Leader.ts"
 import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
+import type { ThreadPoolOptions } from "./threads/pool.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
@@ -68,6 +69,7 @@ export interface ResolvedConfig {
   readonly rescuer: Rescuer.Config
   readonly pruner: Pruner.Config | false
   readonly crontab: ReadonlyArray<Cron.Entry>
+  readonly threads: ThreadPoolOptions
 }
 
 export interface RuntimeOptions {
@@ -106,6 +108,19 @@ export interface RuntimeOptions {
   } | undefined
   /** Jobs inserted on cron schedules by the leader; build entries with `Cron.entry`. */
   readonly crontab?: ReadonlyArray<Cron.Entry> | undefined
+  /**
+   * The node's pool of worker threads, for the workers defined with
+   * `threads` (none started without them): `size` (default: the cores
+   * less one, at least 1), `resourceLimits` per thread (e.g.
+   * `{ maxOldGenerationSizeMb: 512 }`), `recycleAfter` (replace a thread
+   * after this many attempts), `isolation` (`"process"` for child processes).
+   */
+  readonly threads?: {
+    readonly size?: number | undefined
+    readonly resourceLimits?: ThreadPoolOptions["resourceLimits"]
+    readonly recycleAfter?: number | undefined
+    readonly isolation?: "thread" | "process" | undefined
+  } | undefined
 }
 
 /** A name unique to this process: host, pid and a random part. */
@@ -145,6 +160,38 @@ const decodeOrFail = <S extends Schema.Codec<any, any>>(field: string, schema: S
   Schema.decodeUnknownEffect(schema)(input).pipe(
     Effect.mapError((error) => new InvalidConfigError({ field, message: `${field}: ${error.message}` }))
   )
+
+const ResourceLimits = Schema.Struct({
+  maxOldGenerationSizeMb: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
+  maxYoungGenerationSizeMb: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
+  codeRangeSizeMb: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
+  stackSizeMb: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0)))
+})
+
+const maxThreads = 256
+
+/** The default pool: one thread per core but one, which the node's own loop keeps. */
+export const defaultThreads = (): number => Math.max(1, availableParallelism() - 1)
+
+const resolveThreads = (input: RuntimeOptions["threads"]): Effect.Effect<ThreadPoolOptions, InvalidConfigError> =>
+  Effect.gen(function*() {
+    if (input === undefined) return { size: defaultThreads() }
+    yield* ensure(typeof input === "object" && input !== null, "threads", "threads must be an object")
+    const size = yield* positiveInt("threads.size", input.size, defaultThreads())
+    yield* ensure(size <= maxThreads, "threads.size", `threads.size must be at most ${maxThreads}, got ${size}`)
+    const recycleAfter = input.recycleAfter === undefined
+      ? undefined
+      : yield* positiveInt("threads.recycleAfter", input.recycleAfter, 1)
+    yield* ensure(
+      input.isolation === undefined || input.isolation === "thread" || input.isolation === "process",
+      "threads.isolation",
+      `threads.isolation must be "thread" or "process", got ${String(input.isolation)}`
+    )
+    const resourceLimits = input.resourceLimits === undefined
+      ? undefined
+      : yield* decodeOrFail("threads.resourceLimits", ResourceLimits, input.resourceLimits)
+    return { size, resourceLimits, recycleAfter, isolation: input.isolation }
+  })
 
 export const resolve = (
   options: RuntimeOptions
@@ -193,6 +240,7 @@ export const resolve = (
       rescuer,
       pruner,
       crontab: options.crontab ?? [],
+      threads: yield* resolveThreads(options.threads),
       prefix: settings.prefix,
       maxArgsBytes: settings.maxArgsBytes,
       node,

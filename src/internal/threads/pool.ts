@@ -8,13 +8,21 @@
  * replacement; the other threads are untouched.
  */
 import * as NodeWorker from "@effect/platform-node/NodeWorker"
-import { Cause, Effect, Exit, Layer, Pool, Predicate, Result, Schema, Scope } from "effect"
-import { RpcClient } from "effect/rpc"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Pool from "effect/Pool"
+import * as Predicate from "effect/Predicate"
+import * as Result from "effect/Result"
+import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientError } from "effect/rpc/RpcClientError"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
-import { fromJob, ThreadRpcs } from "./protocol.ts"
+import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
 
 export interface ThreadPoolOptions {
   /** Threads in the pool. */
@@ -31,7 +39,8 @@ export interface ThreadPoolOptions {
   readonly recycleAfter?: number | undefined
 }
 
-const runnerUrl = new URL("./runner.ts", import.meta.url)
+// The built package has runner.js next to pool.js (tsc rewrites imports, not this URL).
+const runnerUrl = new URL(import.meta.url.endsWith(".ts") ? "./runner.ts" : "./runner.js", import.meta.url)
 
 /**
  * The thread of an attempt stopped on its own: an uncaught exception, out of
@@ -100,21 +109,31 @@ export const make = (options: ThreadPoolOptions) =>
         Effect.forkIn(Effect.uninterruptible(Scope.close(lease, Exit.void)), poolScope, { startImmediately: true })
       )
     /**
-     * Runs one attempt on a thread. When the attempt is interrupted (timeout,
-     * cancel, shutdown) or its thread crashed, the thread is terminated and
-     * its slot invalidated before this returns; the slot's teardown (waiting
-     * for the thread's exit) runs in the background, and the pool spawns a
-     * replacement.
+     * Runs one attempt on a thread. `around` wraps the call once the thread
+     * is leased (the job's timeout, so that waiting for a thread does not use
+     * it up). When the call is interrupted (timeout, cancel, shutdown) or its
+     * thread crashed, the thread is terminated and its slot invalidated
+     * before this returns; the slot's teardown (waiting for the thread's
+     * exit) runs in the background, and the pool spawns a replacement.
      */
-    const perform = (target: ThreadTarget, job: Job<Schema.Json>) =>
+    const perform = <E = ThreadCallError>(
+      target: ThreadTarget,
+      job: Job<Schema.Json>,
+      around: (call: Effect.Effect<Schema.Json, ThreadCallError>) => Effect.Effect<Schema.Json, E> = identity
+    ) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (lease) =>
           restore(Scope.provide(Pool.get(pool), lease)).pipe(
             Effect.onInterrupt(() => Scope.close(lease, Exit.void)),
-            Effect.flatMap((slot) =>
-              Effect.flatMap(Effect.exit(restore(slot.client.Perform(requestOf(target, job)))), (exit) => {
+            Effect.flatMap((slot) => {
+              // Set when the call itself was interrupted, by `around`'s timeout as much as from outside.
+              let stopped = false
+              const call = slot.client.Perform(requestOf(target, job)).pipe(
+                Effect.onInterrupt(() => Effect.sync(() => (stopped = true)))
+              )
+              return Effect.flatMap(Effect.exit(restore(around(call))), (exit) => {
                 const crashed = Exit.isFailure(exit) ? clientErrorOf(exit.cause) : undefined
-                if (Exit.isSuccess(exit) || (crashed === undefined && !Exit.hasInterrupts(exit))) {
+                if (Exit.isSuccess(exit) || (crashed === undefined && !stopped && !Exit.hasInterrupts(exit))) {
                   slot.attempts++
                   // A worn-out thread closes gracefully (it is idle now) and the pool starts another.
                   const recycle = options.recycleAfter !== undefined && slot.attempts >= options.recycleAfter
@@ -129,12 +148,17 @@ export const make = (options: ThreadPoolOptions) =>
                   Effect.andThen(crashed === undefined ? exit : Effect.die(crashOf(crashed)))
                 )
               })
-            )
+            })
           )
         )
       )
     return { perform, pool }
   })
+
+const identity = <A>(call: A): any => call
+
+/** How a thread's call can fail: the worker's outcome, or the thread's end. */
+export type ThreadCallError = typeof PerformError.Type | RpcClientError
 
 const requestOf = (target: ThreadTarget, job: Job<Schema.Json>) => ({
   module: target.module.href,

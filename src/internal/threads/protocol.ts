@@ -6,8 +6,11 @@
  * node passes the args as stored; the thread decodes them with the worker's
  * own schema, from the same module the node imported.
  */
-import { Effect, Predicate, Schema } from "effect"
-import { Rpc, RpcGroup } from "effect/rpc"
+import type * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as Rpc from "effect/rpc/Rpc"
+import * as RpcGroup from "effect/rpc/RpcGroup"
+import * as Schema from "effect/Schema"
 import type { Job } from "../../Job.ts"
 import { Cancel, Discard, Snooze } from "../../Worker.ts"
 
@@ -29,12 +32,15 @@ export const ThreadJob = Schema.Struct({
 export type ThreadJob = typeof ThreadJob.Type
 
 /**
- * A typed failure of a worker that declares no `errors` schema: its tag and
- * message cross, the value itself does not.
+ * A typed failure of a thread worker: its tag and message, and its encoding
+ * by the worker's `errors` schema when it declares one (the node decodes it
+ * back, so that `retryable` sees the worker's own error). The message names
+ * the tag, so the errors entry says which failure it was.
  */
 export class ThreadFailure extends Schema.TaggedError<ThreadFailure>()("ObanThreadFailure", {
   tag: Schema.optional(Schema.String),
-  message: Schema.String
+  message: Schema.String,
+  encoded: Schema.optional(Schema.Json)
 }) {}
 
 /** The errors `Perform` can fail with. */
@@ -45,6 +51,7 @@ export interface ThreadWorker {
   readonly name: string
   readonly argsJson: Schema.Codec<any, Schema.Json>
   readonly resultJson?: Schema.Codec<any, Schema.Json> | undefined
+  readonly errorsJson?: Schema.Codec<any, Schema.Json> | undefined
   readonly perform: (job: Job<any>) => Effect.Effect<unknown, unknown, never>
 }
 
@@ -94,12 +101,32 @@ export const fromJob = (job: Job<unknown>): ThreadJob => ({
 const tagOf = (error: unknown): string | undefined =>
   Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : undefined
 
-/** Keeps the executor's own errors and turns any other typed failure into a `ThreadFailure`. */
-export const toPerformError = (error: unknown): Snooze | Cancel | Discard | ThreadFailure => {
+/**
+ * Keeps the executor's own errors and turns any other typed failure into a
+ * `ThreadFailure`, with `encoded` when the worker's `errors` schema encodes it.
+ */
+export const toPerformError = (
+  error: unknown,
+  encode?: (error: unknown) => Schema.Json | undefined
+): Snooze | Cancel | Discard | ThreadFailure => {
   if (error instanceof Snooze || error instanceof Cancel || error instanceof Discard) return error
   const tag = tagOf(error)
-  const message = Predicate.hasProperty(error, "message") && typeof error.message === "string"
+  const text = Predicate.hasProperty(error, "message") && typeof error.message === "string"
     ? error.message
-    : String(error)
-  return new ThreadFailure({ ...(tag === undefined ? {} : { tag }), message })
+    : safeJson(error)
+  const message = tag === undefined ? text : text.length === 0 ? tag : `${tag}: ${text}`
+  const encoded = encode?.(error)
+  return new ThreadFailure({
+    ...(tag === undefined ? {} : { tag }),
+    message,
+    ...(encoded === undefined ? {} : { encoded })
+  })
+}
+
+const safeJson = (value: unknown): string => {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
 }

@@ -5,8 +5,12 @@
  * whose `name` is the job's worker.
  */
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
-import { Cause, Effect, Layer, Schema } from "effect"
-import { RpcServer } from "effect/rpc"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as RpcServer from "effect/rpc/RpcServer"
+import * as Schema from "effect/Schema"
 import { ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 
 const isWorker = (value: unknown, name: string): value is ThreadWorker =>
@@ -21,6 +25,7 @@ const workers = new Map<string, {
   readonly worker: ThreadWorker
   readonly decode: (args: unknown) => Effect.Effect<unknown, Schema.SchemaError>
   readonly encode: ((value: unknown) => Effect.Effect<Schema.Json, Schema.SchemaError>) | undefined
+  readonly encodeError: ((error: unknown) => Schema.Json | undefined) | undefined
 }>()
 
 const findWorker = (module: string, name: string) =>
@@ -44,7 +49,8 @@ const findWorker = (module: string, name: string) =>
         const entry = {
           worker,
           decode: Schema.decodeUnknownEffect(worker.argsJson),
-          encode: worker.resultJson === undefined ? undefined : Schema.encodeUnknownEffect(worker.resultJson)
+          encode: worker.resultJson === undefined ? undefined : Schema.encodeUnknownEffect(worker.resultJson),
+          encodeError: worker.errorsJson === undefined ? undefined : encodeOrUndefined(worker.errorsJson)
         }
         workers.set(key, entry)
         return Effect.succeed(entry)
@@ -52,14 +58,23 @@ const findWorker = (module: string, name: string) =>
     )
   })
 
+/** An error the worker's `errors` schema does not encode crosses without its encoding. */
+const encodeOrUndefined = (schema: Schema.Codec<any, Schema.Json>) => {
+  const encode = Schema.encodeUnknownExit(schema)
+  return (error: unknown): Schema.Json | undefined => {
+    const exit = encode(error)
+    return Exit.isSuccess(exit) ? exit.value : undefined
+  }
+}
+
 const handlers = ThreadRpcs.toLayer({
   Perform: ({ args, job, module }) =>
     Effect.gen(function*() {
       // Not the worker's failures: a module that does not load, args that do not decode, a
       // result that does not encode are defects of the attempt.
-      const { decode, encode, worker } = yield* Effect.orDie(findWorker(module, job.worker))
+      const { decode, encode, encodeError, worker } = yield* Effect.orDie(findWorker(module, job.worker))
       const decoded = yield* Effect.orDie(decode(args))
-      const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), toPerformError)
+      const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), (error) => toPerformError(error, encodeError))
       return encode === undefined ? null : yield* Effect.orDie(encode(value))
     }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))
 })

@@ -1,0 +1,87 @@
+/**
+ * Workers that run on the node's thread pool in test/threads.test.ts. Each
+ * thread imports this module by URL, so it must not start anything at import.
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { createHash } from "node:crypto"
+import { threadId } from "node:worker_threads"
+import * as Worker from "../../src/Worker.ts"
+
+export const queue = "threads"
+
+const hashRounds = (seed: string, rounds: number): string => {
+  let digest = Buffer.from(seed)
+  for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest()
+  return digest.toString("hex")
+}
+
+/** Hashes; its result says which thread ran it (0 is the main thread). */
+export const Hash = Worker.make("ThreadHash", {
+  args: Schema.Struct({ seed: Schema.String, rounds: Schema.Int }),
+  result: Schema.Struct({ digest: Schema.String, threadId: Schema.Int, at: Schema.Date }),
+  queue,
+  threads: { module: import.meta.url },
+  perform: (job) => Effect.sync(() => ({ digest: hashRounds(job.args.seed, job.args.rounds), threadId, at: new Date(0) }))
+})
+
+export class MailError extends Schema.TaggedError<MailError>()("MailError", { message: Schema.String }) {}
+export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", { message: Schema.String }) {}
+
+/** Ends each way a worker can end. */
+export const Decides = Worker.make("ThreadDecides", {
+  args: Schema.Struct({ what: Schema.Literals(["fail", "fatal", "snooze", "cancel", "discard", "die"]) }),
+  errors: Schema.Union([MailError, BadAddress]),
+  retryable: (error) => error._tag !== "BadAddress",
+  queue,
+  maxAttempts: 3,
+  threads: { module: import.meta.url },
+  perform: (job) => {
+    switch (job.args.what) {
+      case "fail":
+        return Effect.fail(new MailError({ message: "smtp said no" }))
+      case "fatal":
+        return Effect.fail(new BadAddress({ message: "no such mailbox" }))
+      case "snooze":
+        return Worker.snooze("30 seconds")
+      case "cancel":
+        return Worker.cancel("not needed")
+      case "discard":
+        return Worker.discard("bad input")
+      case "die":
+        return Effect.die(new Error("a defect in the thread"))
+    }
+  }
+})
+
+/** Spins for `millis` without ever yielding: only terminating its thread stops it. */
+export const Busy = Worker.make("ThreadBusy", {
+  args: Schema.Struct({ millis: Schema.Int }),
+  queue,
+  maxAttempts: 2,
+  threads: { module: import.meta.url },
+  perform: (job) =>
+    Effect.sync(() => {
+      const end = Date.now() + job.args.millis
+      while (Date.now() < end) { /* spin */ }
+    })
+})
+
+/** Crashes its thread: an uncaught exception outside any fiber, or a heap that outgrows its limit. */
+export const Crash = Worker.make("ThreadCrash", {
+  args: Schema.Struct({ how: Schema.Literals(["throw", "oom"]) }),
+  queue,
+  maxAttempts: 2,
+  threads: { module: import.meta.url },
+  perform: (job) =>
+    job.args.how === "throw"
+      ? Effect.callback<void>(() => {
+        setTimeout(() => {
+          throw new Error("boom outside the fiber")
+        }, 1)
+      })
+      : Effect.sync(() => {
+        const hoard: Array<Array<number>> = []
+        for (;;) hoard.push(new Array(1e6).fill(1))
+      })
+})
