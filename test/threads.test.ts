@@ -1,11 +1,12 @@
 import { assert, layer } from "@effect/vitest"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
-import { Busy, Crash, Decides, Hash, queue } from "./support/threadWorkers.ts"
+import { Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
 
 const prefix = uniquePrefix("threads")
 
@@ -46,7 +47,7 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "threads-node",
     queues: { [queue]: 4 },
-    workers: [Hash, Decides, Busy, Crash],
+    workers: [Hash, Mailer, Decides, Busy, Crash],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second",
@@ -70,12 +71,23 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
 
   it.effect("a typed failure retries with backoff; the errors entry names it; retryable sees the worker's error", () =>
     Effect.gen(function*() {
-      const row = yield* run(Decides.job({ what: "fail" }))
+      const row = yield* run(Mailer.job({ fatal: false }))
       assert.strictEqual(row.state, "retryable")
       assert.strictEqual(row.attempt, 1)
       assert.strictEqual(row.errors[0]!.kind, "failure")
       assert.strictEqual(row.errors[0]!.message, "MailError: smtp said no")
-      assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 10_000)
+      // attempt 1: 15 s + 2 s, jittered by 10%.
+      assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000)
+      const fatal = yield* run(Mailer.job({ fatal: true }))
+      assert.strictEqual(fatal.state, "discarded")
+      assert.strictEqual(fatal.errors[0]!.message, "BadAddress: no such mailbox")
+    }))
+
+  it.effect("without an errors schema, a typed failure crosses as its tag and message", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Decides.job({ what: "fail" }))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.message, "MailError: smtp said no")
       const fatal = yield* run(Decides.job({ what: "fatal" }))
       assert.strictEqual(fatal.state, "discarded")
       assert.strictEqual(fatal.errors[0]!.message, "BadAddress: no such mailbox")
@@ -139,5 +151,63 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(row.state, "cancelled")
       assert.isBelow(millis, 2_000)
       assert.notStrictEqual(yield* hashThread, 0)
+    }))
+})
+
+const shutdownPrefix = uniquePrefix("threads_stop")
+
+const startThreadNode = (grace: string) =>
+  startNode({
+    prefix: shutdownPrefix,
+    node: "threads-stop-node",
+    queues: { [queue]: 2 },
+    workers: [Busy],
+    pollInterval: "100 millis",
+    shutdownGracePeriod: grace as Duration.Input,
+    threads: { size: 1 }
+  })
+
+const stopWith = (prefixOf: string, grace: string, millis: number) =>
+  Effect.gen(function*() {
+    const node = yield* startThreadNode(grace)
+    const job = yield* Oban.insert(Busy.job({ millis }))
+    yield* waitFor("the busy job to start", Effect.map(jobRow(prefixOf, job.id), (row) => row.state === "executing"))
+    const started = Date.now()
+    yield* node.stop
+    return { row: yield* jobRow(prefixOf, job.id), stopMillis: Date.now() - started }
+  })
+
+layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })("threads: start and shutdown", (it) => {
+  it.effect("graceful shutdown lets a running thread job finish within the grace period", () =>
+    Effect.gen(function*() {
+      const { row, stopMillis } = yield* stopWith(shutdownPrefix, "5 seconds", 700)
+      console.log(`threads: shutdown with a 700 ms thread job running took ${stopMillis} ms`)
+      assert.strictEqual(row.state, "completed")
+      assert.isBelow(stopMillis, 5_000)
+    }), 30_000)
+
+  it.effect("after the grace period a thread job is interrupted, its thread terminated, its attempt given back", () =>
+    Effect.gen(function*() {
+      const { row, stopMillis } = yield* stopWith(shutdownPrefix, "300 millis", 20_000)
+      console.log(`threads: shutdown with a 20 s busy thread job and 300 ms of grace took ${stopMillis} ms`)
+      assert.deepStrictEqual([row.state, row.attempt, row.errors.map((entry) => entry.kind)], ["available", 0, ["shutdown"]])
+      assert.isBelow(stopMillis, 3_000)
+    }), 30_000)
+
+  it.effect("a bad threads option fails the layer with InvalidConfigError", () =>
+    Effect.gen(function*() {
+      const fieldOf = (threads: Parameters<typeof startNode>[0]["threads"]) =>
+        startNode({ prefix: shutdownPrefix, queues: { [queue]: 1 }, workers: [Busy], threads }).pipe(
+          Effect.flip,
+          Effect.map((error) => [(error as { _tag?: string })._tag, (error as { field?: string }).field])
+        )
+      assert.deepStrictEqual(yield* fieldOf({ size: 0 }), ["InvalidConfigError", "threads.size"])
+      assert.deepStrictEqual(yield* fieldOf({ size: 1.5 }), ["InvalidConfigError", "threads.size"])
+      assert.deepStrictEqual(yield* fieldOf({ recycleAfter: -1 }), ["InvalidConfigError", "threads.recycleAfter"])
+      assert.deepStrictEqual(yield* fieldOf({ isolation: "fork" as "thread" }), ["InvalidConfigError", "threads.isolation"])
+      assert.deepStrictEqual(
+        yield* fieldOf({ resourceLimits: { maxOldGenerationSizeMb: -5 } }),
+        ["InvalidConfigError", "threads.resourceLimits"]
+      )
     }))
 })

@@ -28,15 +28,27 @@ export const Hash = Worker.make("ThreadHash", {
 export class MailError extends Schema.TaggedError<MailError>()("MailError", { message: Schema.String }) {}
 export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", { message: Schema.String }) {}
 
-/** Ends each way a worker can end. */
-export const Decides = Worker.make("ThreadDecides", {
-  args: Schema.Struct({ what: Schema.Literals(["fail", "fatal", "snooze", "cancel", "discard", "die"]) }),
+/** Fails with a typed error that its `errors` schema carries across, so `retryable` sees it. */
+export const Mailer = Worker.make("ThreadMailer", {
+  args: Schema.Struct({ fatal: Schema.Boolean }),
   errors: Schema.Union([MailError, BadAddress]),
   retryable: (error) => error._tag !== "BadAddress",
   queue,
   maxAttempts: 3,
   threads: { module: import.meta.url },
-  perform: (job) => {
+  perform: (job) =>
+    job.args.fatal
+      ? Effect.fail(new BadAddress({ message: "no such mailbox" }))
+      : Effect.fail(new MailError({ message: "smtp said no" }))
+})
+
+/** Ends each other way a worker can end; its failure has no schema, so only its tag and message cross. */
+export const Decides = Worker.make("ThreadDecides", {
+  args: Schema.Struct({ what: Schema.Literals(["fail", "fatal", "snooze", "cancel", "discard", "die"]) }),
+  queue,
+  maxAttempts: 3,
+  threads: { module: import.meta.url },
+  perform: (job): Effect.Effect<void, MailError | BadAddress | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
     switch (job.args.what) {
       case "fail":
         return Effect.fail(new MailError({ message: "smtp said no" }))
@@ -51,7 +63,8 @@ export const Decides = Worker.make("ThreadDecides", {
       case "die":
         return Effect.die(new Error("a defect in the thread"))
     }
-  }
+  },
+  retryable: (error) => error._tag !== "BadAddress"
 })
 
 /** Spins for `millis` without ever yielding: only terminating its thread stops it. */

@@ -2,7 +2,7 @@
  * The node's side of an attempt of a thread worker: hands the job, with its
  * args as stored, to the pool, and turns what comes back into what the
  * worker's `perform` would have given on the main thread: its typed failure
- * decoded by its `errors` schema, its result decoded by its `result` schema
+ * decoded by its `errors` schema (else `{ _tag, message }`), its result decoded by its `result` schema
  * (the executor encodes it again to store it, as for any worker).
  */
 import * as Effect from "effect/Effect"
@@ -31,11 +31,14 @@ export const performOnThread = (
   const result = worker.resultJson === undefined ? undefined : Schema.decodeUnknownEffect(worker.resultJson)
   return call.pipe(
     Effect.catch((error): Effect.Effect<never, unknown> => {
-      if (errors === undefined || !(error instanceof ThreadFailure) || error.encoded === undefined) {
-        return Effect.fail(error)
+      if (!(error instanceof ThreadFailure)) return Effect.fail(error)
+      if (errors !== undefined && error.encoded !== undefined) {
+        const decoded = errors(error.encoded)
+        if (Exit.isSuccess(decoded)) return Effect.fail(decoded.value)
       }
-      const decoded = errors(error.encoded)
-      return Effect.fail(Exit.isSuccess(decoded) ? decoded.value : error)
+      // As close to the worker's error as crosses without a schema: its tag and message, which
+      // is what `retryable` usually looks at and what the errors entry shows.
+      return Effect.fail(error.tag === undefined ? error : { _tag: error.tag, message: error.message })
     }),
     Effect.flatMap((value) => result === undefined ? Effect.void : Effect.orDie(result(value)))
   )

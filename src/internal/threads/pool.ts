@@ -99,8 +99,12 @@ export interface ThreadTarget {
 
 export const make = (options: ThreadPoolOptions) =>
   Effect.gen(function*() {
-    const pool = yield* Pool.make({ acquire: makeSlot(options), size: options.size })
-    const poolScope = yield* Effect.scope
+    // A scope of the pool's own, closed where the caller's would run this one's finalizers: the
+    // caller's scope is marked closed as soon as it starts closing, and from then on its finalizers
+    // (the executor's drain, interrupting attempts) could not fork the releases and replacements
+    // below into it: they would never run, and an interrupted attempt would wait for them forever.
+    const poolScope = yield* Scope.fork(yield* Effect.scope)
+    const pool = yield* Scope.provide(Pool.make({ acquire: makeSlot(options), size: options.size }), poolScope)
     // Releases an invalidated slot in the background, so the attempt does not wait for its thread
     // to exit. Started at once and uninterruptible: a release that the pool's own closing
     // interrupted before it ran would leave the slot leased, and its thread respawning.

@@ -33,9 +33,9 @@ export type ThreadJob = typeof ThreadJob.Type
 
 /**
  * A typed failure of a thread worker: its tag and message, and its encoding
- * by the worker's `errors` schema when it declares one (the node decodes it
- * back, so that `retryable` sees the worker's own error). The message names
- * the tag, so the errors entry says which failure it was.
+ * by the worker's `errors` schema when it declares one. The node decodes it
+ * back to the worker's own error; without a schema, a failure with a tag
+ * arrives as `{ _tag, message }` (see `threads/perform.ts`).
  */
 export class ThreadFailure extends Schema.TaggedError<ThreadFailure>()("ObanThreadFailure", {
   tag: Schema.optional(Schema.String),
@@ -114,11 +114,10 @@ export const toPerformError = (
   const text = Predicate.hasProperty(error, "message") && typeof error.message === "string"
     ? error.message
     : safeJson(error)
-  const message = tag === undefined ? text : text.length === 0 ? tag : `${tag}: ${text}`
   const encoded = encode?.(error)
   return new ThreadFailure({
     ...(tag === undefined ? {} : { tag }),
-    message,
+    message: text,
     ...(encoded === undefined ? {} : { encoded })
   })
 }
