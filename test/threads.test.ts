@@ -24,7 +24,7 @@ const run = (request: Parameters<typeof Oban.insert>[0]) =>
 const resultOf = (id: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    const [row] = yield* sql<{ result: { digest: string; threadId: number; at: string } | null }>`
+    const [row] = yield* sql<{ result: { digest: string; pid: number; threadId: number; at: string } | null }>`
       SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
     return row!.result!
   })
@@ -65,6 +65,7 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.deepStrictEqual(row.errors, [])
       const result = yield* resultOf(job.id)
       assert.notStrictEqual(result.threadId, 0)
+      assert.strictEqual(result.pid, process.pid)
       assert.strictEqual(result.digest.length, 64)
       assert.strictEqual(result.at, "1970-01-01T00:00:00.000Z")
     }), 30_000)
@@ -192,6 +193,38 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       console.log(`threads: shutdown with a 20 s busy thread job and 300 ms of grace took ${stopMillis} ms`)
       assert.deepStrictEqual([row.state, row.attempt, row.errors.map((entry) => entry.kind)], ["available", 0, ["shutdown"]])
       assert.isBelow(stopMillis, 3_000)
+    }), 30_000)
+
+  it.effect("isolation: process runs the jobs in child processes, with the same timeout and crash handling", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // The busy job given back by the test above would hold the only slot for 20 s.
+      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+      const node = yield* startNode({
+        prefix: shutdownPrefix,
+        queues: { [queue]: 2 },
+        workers: [Hash, Busy, Crash],
+        pollInterval: "100 millis",
+        threads: { size: 1, isolation: "process" }
+      })
+      const settle = (request: Parameters<typeof Oban.insert>[0]) =>
+        Effect.gen(function*() {
+          const job = yield* Oban.insert(request)
+          yield* waitFor("the job to settle", Effect.map(jobRow(shutdownPrefix, job.id), (row) => !["available", "executing"].includes(row.state)))
+          return job.id
+        })
+      const hashed = yield* settle(Hash.job({ seed: "p", rounds: 10 }))
+      assert.strictEqual((yield* jobRow(shutdownPrefix, hashed)).state, "completed")
+      const [stored] = yield* sql<{ pid: number }>`SELECT (result->>'pid')::int AS pid FROM ${sql(shutdownPrefix)}.oban_jobs WHERE id = ${hashed}`
+      assert.notStrictEqual(stored!.pid, process.pid)
+      const timedOut = yield* jobRow(shutdownPrefix, yield* settle(Busy.job({ millis: 10_000 }, { timeout: "100 millis" })))
+      assert.strictEqual(timedOut.errors[0]!.kind, "timeout")
+      assert.isBelow(attemptMillis(timedOut), 500)
+      const crashed = yield* jobRow(shutdownPrefix, yield* settle(Crash.job({ how: "throw" })))
+      assert.strictEqual(crashed.errors[0]!.kind, "defect")
+      assert.include(crashed.errors[0]!.message, "ObanThreadCrash")
+      assert.strictEqual((yield* jobRow(shutdownPrefix, yield* settle(Hash.job({ seed: "q", rounds: 10 })))).state, "completed")
+      yield* node.stop
     }), 30_000)
 
   it.effect("a bad threads option fails the layer with InvalidConfigError", () =>

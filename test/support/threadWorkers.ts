@@ -16,13 +16,14 @@ const hashRounds = (seed: string, rounds: number): string => {
   return digest.toString("hex")
 }
 
-/** Hashes; its result says which thread ran it (0 is the main thread). */
+/** Hashes; its result says which process and thread ran it (thread 0 is a process's main thread). */
 export const Hash = Worker.make("ThreadHash", {
   args: Schema.Struct({ seed: Schema.String, rounds: Schema.Int }),
-  result: Schema.Struct({ digest: Schema.String, threadId: Schema.Int, at: Schema.Date }),
+  result: Schema.Struct({ digest: Schema.String, pid: Schema.Int, threadId: Schema.Int, at: Schema.Date }),
   queue,
   threads: { module: import.meta.url },
-  perform: (job) => Effect.sync(() => ({ digest: hashRounds(job.args.seed, job.args.rounds), threadId, at: new Date(0) }))
+  perform: (job) =>
+    Effect.sync(() => ({ digest: hashRounds(job.args.seed, job.args.rounds), pid: process.pid, threadId, at: new Date(0) }))
 })
 
 export class MailError extends Schema.TaggedError<MailError>()("MailError", { message: Schema.String }) {}
