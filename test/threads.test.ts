@@ -222,7 +222,9 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       assert.isBelow(attemptMillis(timedOut), 500)
       const crashed = yield* jobRow(shutdownPrefix, yield* settle(Crash.job({ how: "throw" })))
       assert.strictEqual(crashed.errors[0]!.kind, "defect")
+      // The child's own error, from its stderr: the exit code alone says little.
       assert.include(crashed.errors[0]!.message, "ObanThreadCrash")
+      assert.include(crashed.errors[0]!.message, "Error: boom outside the fiber")
       assert.strictEqual((yield* jobRow(shutdownPrefix, yield* settle(Hash.job({ seed: "q", rounds: 10 })))).state, "completed")
       yield* node.stop
     }), 30_000)

@@ -51,28 +51,66 @@ export class ThreadCrash extends Schema.TaggedError<ThreadCrash>()("ObanThreadCr
   message: Schema.String
 }) {}
 
-const crashOf = (error: RpcClientError): ThreadCrash => {
+const crashOf = (error: RpcClientError, stderr: string | undefined): ThreadCrash => {
   const cause = error.reason.cause
   const detail = Predicate.hasProperty(cause, "message") && typeof cause.message === "string"
     ? `${Predicate.hasProperty(cause, "code") ? `${String(cause.code)}: ` : ""}${cause.message}`
     : error.reason.message
-  return new ThreadCrash({ message: `the worker thread stopped: ${detail}` })
+  const said = stderr === undefined ? undefined : lastErrorLine(stderr)
+  return new ThreadCrash({ message: `the worker thread stopped: ${detail}${said === undefined ? "" : `: ${said}`}` })
 }
+
+/** The line of a process's stderr that names its error: the last `...Error: ...` or `FATAL ERROR` line. */
+const lastErrorLine = (stderr: string): string | undefined =>
+  stderr.split("\n").map((line) => line.trim()).findLast((line) => /^(\w*Error\b|FATAL ERROR)/.test(line))
+
+const describeError = (error: unknown): string =>
+  Predicate.hasProperty(error, "message") && typeof error.message === "string"
+    ? `${Predicate.hasProperty(error, "code") ? `${String(error.code)}: ` : ""}${error.message}`
+    : String(error)
+
+/** How much of a child process's stderr a slot keeps, for the errors entry of a crash. */
+const stderrTailBytes = 4096
 
 const makeSlot = (options: ThreadPoolOptions) =>
   Effect.gen(function*() {
     let thread: WorkerThreads.Worker | ChildProcess.ChildProcess | undefined
+    // Set when the pool stops the thread itself, so that only crashes are logged.
+    let stopping = false
+    let stderr = ""
+    let closed: Promise<void> = Promise.resolve()
+    const context = yield* Effect.context<never>()
+    // A crash while no attempt runs (a stray timer throwing after its job) is seen by nobody else.
+    const warn = (message: string) => {
+      if (!stopping) Effect.runForkWith(context)(Effect.logWarning(message))
+    }
     const heapMb = options.resourceLimits?.maxOldGenerationSizeMb
     const spawn = () => {
-      thread = options.isolation === "process"
-        ? ChildProcess.fork(runnerUrl, [], {
+      stderr = ""
+      if (options.isolation === "process") {
+        const child = ChildProcess.fork(runnerUrl, [], {
           execArgv: heapMb === undefined ? [] : [`--max-old-space-size=${heapMb}`],
-          serialization: "advanced"
+          serialization: "advanced",
+          stdio: ["inherit", "inherit", "pipe", "ipc"]
         })
-        : new WorkerThreads.Worker(
+        // Passed on to the node's stderr, and its tail kept to say why the process died.
+        child.stderr?.on("data", (chunk: Buffer) => {
+          process.stderr.write(chunk)
+          stderr = (stderr + chunk.toString("utf8")).slice(-stderrTailBytes)
+        })
+        closed = new Promise((resolve) => child.once("close", () => resolve()))
+        child.once("exit", (code, signal) => {
+          if (code !== 0) warn(`a worker process exited (code ${code}, signal ${signal})`)
+        })
+        thread = child
+      } else {
+        const worker = new WorkerThreads.Worker(
           runnerUrl,
           options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }
         )
+        worker.on("error", (error) => warn(`a worker thread stopped: ${describeError(error)}`))
+        thread = worker
+      }
       return thread
     }
     const scope = yield* Effect.scope
@@ -84,11 +122,23 @@ const makeSlot = (options: ThreadPoolOptions) =>
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
     const terminate = Effect.sync(() => {
+      stopping = true
       if (thread === undefined) return
       if ("terminate" in thread) void thread.terminate()
       else thread.kill("SIGKILL")
     })
-    return { client, terminate, attempts: 0 }
+    yield* Effect.addFinalizer(() => Effect.sync(() => (stopping = true)))
+    /**
+     * What a crashed child process wrote to stderr, once its pipes closed
+     * (at most 250 ms later); none for a thread, whose error says it all.
+     */
+    const crashOutput: Effect.Effect<string | undefined> = options.isolation === "process"
+      ? Effect.promise(() => closed).pipe(
+        Effect.timeoutOption("250 millis"),
+        Effect.map(() => stderr)
+      )
+      : Effect.succeed(undefined)
+    return { client, terminate, crashOutput, attempts: 0 }
   })
 
 /** What the pool needs to know of a worker: its name and the module that exports it. */
@@ -149,7 +199,11 @@ export const make = (options: ThreadPoolOptions) =>
                 return slot.terminate.pipe(
                   Effect.andThen(Pool.invalidate(pool, slot)),
                   Effect.andThen(release(lease)),
-                  Effect.andThen(crashed === undefined ? exit : Effect.die(crashOf(crashed)))
+                  Effect.andThen(
+                    crashed === undefined
+                      ? exit
+                      : Effect.flatMap(slot.crashOutput, (stderr) => Effect.die(crashOf(crashed, stderr)))
+                  )
                 )
               })
             })
