@@ -191,9 +191,10 @@ export interface WorkerOptions<A, I, E, R, O = void> {
    * thread (see docs/workers.md, "Threads"). `module` is the URL of the
    * module that exports this worker, usually `import.meta.url`; each thread
    * imports it. Args cross as stored (JSON) and are decoded in the thread;
-   * the result and the `errors` cross as their JSON encodings.
+   * the result and the `errors` cross as their JSON encodings. Only for a
+   * `perform` that needs no services: they do not cross to the thread.
    */
-  readonly threads?: ThreadsOptions | undefined
+  readonly threads?: ([R] extends [never] ? ThreadsOptions : ThreadWorkerNeedsNoServices<R>) | undefined
   /** The work. Its typed failures become retries; defects are recorded as crashes. */
   readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
 }
@@ -206,6 +207,16 @@ export interface WorkerOptions<A, I, E, R, O = void> {
  */
 export interface ThreadsOptions {
   readonly module: string | URL
+}
+
+/**
+ * What `threads` reads as when `perform` needs services, which a thread
+ * does not have: the type error names them.
+ *
+ * @since 0.1.0
+ */
+export interface ThreadWorkerNeedsNoServices<R> {
+  readonly "a thread worker's perform must need no services, this one needs": R
 }
 
 /**
@@ -311,7 +322,7 @@ export const make = <const Name extends string, A, I, E = never, R = never, O = 
     result: options.result,
     resultJson: options.result === undefined ? undefined : Schema.toCodecJson(options.result),
     errorsJson: options.errors === undefined ? undefined : Schema.toCodecJson(options.errors),
-    threads: options.threads === undefined ? undefined : { module: moduleUrl(options.threads.module) },
+    threads: options.threads === undefined ? undefined : { module: moduleUrl((options.threads as ThreadsOptions).module) },
     perform: options.perform,
     job: (args, jobOptions) => {
       const options = jobOptions ?? {}

@@ -2,8 +2,10 @@ import { assert, layer } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
@@ -229,7 +231,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       yield* node.stop
     }), 30_000)
 
-  it.effect("a bad threads option fails the layer with InvalidConfigError", () =>
+  it.effect("a bad threads option, or a thread module that is no file, fails the layer with InvalidConfigError", () =>
     Effect.gen(function*() {
       const fieldOf = (threads: Parameters<typeof startNode>[0]["threads"]) =>
         startNode({ prefix: shutdownPrefix, queues: { [queue]: 1 }, workers: [Busy], threads }).pipe(
@@ -244,5 +246,12 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
         yield* fieldOf({ resourceLimits: { maxOldGenerationSizeMb: -5 } }),
         ["InvalidConfigError", "threads.resourceLimits"]
       )
+      const Lost = Worker.make("ThreadLost", {
+        args: Schema.Struct({}),
+        threads: { module: new URL("./support/noSuchModule.ts", import.meta.url) },
+        perform: () => Effect.void
+      })
+      const lost = yield* Effect.flip(startNode({ prefix: shutdownPrefix, queues: { [queue]: 1 }, workers: [Lost] }))
+      assert.deepStrictEqual([(lost as { _tag?: string })._tag, (lost as { field?: string }).field], ["InvalidConfigError", "workers"])
     }))
 })

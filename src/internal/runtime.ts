@@ -23,6 +23,7 @@ import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type Hub, makeHub } from "../Events.ts"
 import * as Executor from "../Executor.ts"
+import { checkThreadModules } from "./threads/modules.ts"
 import * as Leader from "../Leader.ts"
 import * as Migrations from "../Migrations.ts"
 import * as Notifier from "../Notifier.ts"
@@ -130,6 +131,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }
       names.add(worker.name)
     }
+    yield* checkThreadModules(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
     const crontab = yield* Cron.parse(config.crontab)
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
     const [notifier, liveness] = yield* Effect.all([

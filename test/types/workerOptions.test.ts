@@ -65,4 +65,20 @@ describe("worker option types", () => {
       >
     >()
   })
+
+  it("threads is only for a perform that needs no services", () => {
+    class Store extends Context.Service<Store, { readonly get: Effect.Effect<number> }>()("types/Store") {}
+    const Pure = Worker.make("TypedThreadPure", {
+      args: Schema.Struct({ n: Schema.Number }),
+      threads: { module: import.meta.url },
+      perform: (job) => Effect.succeed(job.args.n * 2)
+    })
+    expectTypeOf(Pure.threads).toEqualTypeOf<{ readonly module: URL } | undefined>()
+    Worker.make("TypedThreadNeedsStore", {
+      args: Schema.Struct({}),
+      // @ts-expect-error: the services would not cross to the thread
+      threads: { module: import.meta.url },
+      perform: () => Effect.flatMap(Effect.service(Store), (store) => store.get)
+    })
+  })
 })
