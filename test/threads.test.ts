@@ -44,12 +44,21 @@ const hashThread = Effect.gen(function*() {
 const attemptMillis = (row: { readonly attempted_at: Date | null; readonly errors: ReadonlyArray<{ readonly at: string }> }) =>
   new Date(row.errors[row.errors.length - 1]!.at).getTime() - row.attempted_at!.getTime()
 
+/** Claims to live in the fixture module, which does not export it. */
+const Stray = Worker.make("ThreadStray", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 1,
+  threads: { module: new URL("./support/threadWorkers.ts", import.meta.url) },
+  perform: () => Effect.void
+})
+
 const NodeLive = Layer.effectDiscard(
   startNode({
     prefix,
     node: "threads-node",
     queues: { [queue]: 4 },
-    workers: [Hash, Mailer, Decides, Busy, Crash],
+    workers: [Hash, Mailer, Decides, Busy, Crash, Stray],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second",
@@ -111,6 +120,14 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(died.state, "retryable")
       assert.strictEqual(died.errors[0]!.kind, "defect")
       assert.include(died.errors[0]!.message, "a defect in the thread")
+    }))
+
+  it.effect("a worker its module does not export fails its attempt as a defect that says so", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Stray.job({}))
+      assert.strictEqual(row.state, "discarded")
+      assert.strictEqual(row.errors[0]!.kind, "defect")
+      assert.include(row.errors[0]!.message, `exports no worker named "ThreadStray"`)
     }))
 
   it.effect("a timeout terminates a busy loop's thread; the pool replaces it and the next job runs", () =>
@@ -195,6 +212,30 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       console.log(`threads: shutdown with a 20 s busy thread job and 300 ms of grace took ${stopMillis} ms`)
       assert.deepStrictEqual([row.state, row.attempt, row.errors.map((entry) => entry.kind)], ["available", 0, ["shutdown"]])
       assert.isBelow(stopMillis, 3_000)
+    }), 30_000)
+
+  it.effect("recycleAfter replaces a thread after that many attempts", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+      const node = yield* startNode({
+        prefix: shutdownPrefix,
+        queues: { [queue]: 1 },
+        workers: [Hash],
+        pollInterval: "100 millis",
+        threads: { size: 1, recycleAfter: 2 }
+      })
+      const threads: Array<number> = []
+      for (const seed of ["a", "b", "c", "d"]) {
+        const job = yield* Oban.insert(Hash.job({ seed, rounds: 10 }))
+        yield* waitFor("the job to complete", Effect.map(jobRow(shutdownPrefix, job.id), (row) => row.state === "completed"))
+        const [stored] = yield* sql<{ thread: number }>`SELECT (result->>'threadId')::int AS thread FROM ${sql(shutdownPrefix)}.oban_jobs WHERE id = ${job.id}`
+        threads.push(stored!.thread)
+      }
+      assert.strictEqual(threads[0], threads[1])
+      assert.notStrictEqual(threads[1], threads[2])
+      assert.strictEqual(threads[2], threads[3])
+      yield* node.stop
     }), 30_000)
 
   it.effect("isolation: process runs the jobs in child processes, with the same timeout and crash handling", () =>
