@@ -104,8 +104,10 @@ const completionArrays = (rows: ReadonlyArray<AckRow>) => {
  *
  * Bare completions, nearly every outcome of a busy queue, take a short path:
  * their rows get `completed` and the time (or are deleted, with
- * `deleteCompleted`), matched by claim alone. The other outcomes travel keyed
- * by job id (see `keyedById`) with every field, and each row reads its own.
+ * `deleteCompleted`), matched by claim alone; they travel as arrays (see
+ * `completionArrays`). The other outcomes travel keyed by job id (see
+ * `keyedById`) with every field, and each row reads its own. Either way no
+ * join to the table: each row finds its entry, and rows are found by primary key.
  * At most one outcome per job: the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue. A job whose cancel was
  * requested while it ran ends `cancelled` whatever its outcome (migration
@@ -136,8 +138,8 @@ export const ackJobs = (
   // index on executing jobs. Statistics taken before a burst see almost no executing job, and the planner then
   // prefers that index and reads every executing row of every node (and the dead entries the last acks left) to
   // find the batch: 10x slower with 100,000 executing jobs (bench/scale/statements.ts). State is NOT NULL, so the
-  // test is the same. The ids are read from `input`, never from a parameter: a custom plan would see 500 of them
-  // and could prefer a sequential scan of a small table (35 us a row instead of 8 in a drain).
+  // test is the same. The ids are read from `input` rather than from a parameter, which a custom plan would see as
+  // 500 constants and could then prefer a sequential scan of a small table (35 us a row instead of 8 in a drain).
   const onThisNode = sql`(j.state = 'executing') IS TRUE AND j.attempted_by[1] = ${node}`
   // A row's place in the bare completions' arrays (ids sorted, see `completionArrays`).
   const position = sql.literal("width_bucket(j.id, input.ids)")
