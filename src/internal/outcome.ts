@@ -69,6 +69,9 @@ const row = (
   }
 })
 
+/** The outcome of an attempt that succeeded (`fromExit` of a success). */
+export const completed = (job: Job): AckRow => row(job, "completed")
+
 /** The delay before the next attempt: the job's own backoff (given at insert), else its worker's. */
 const delayAfter = (job: Job, policy: Pick<Policy, "backoff">): Effect.Effect<Duration.Duration> => {
   const own = Backoff.storedSpecOf(job.meta)
@@ -122,7 +125,7 @@ export const fromExit = (
   exit: Exit.Exit<void, unknown>,
   stopped: StopReason | undefined
 ): Effect.Effect<AckRow> => {
-  if (Exit.isSuccess(exit)) return Effect.succeed(row(job, "completed"))
+  if (Exit.isSuccess(exit)) return Effect.succeed(completed(job))
   const cause = exit.cause
   const pretty = Cause.pretty(cause)
   if (Cause.hasInterruptsOnly(cause) || (stopped !== undefined && Cause.hasInterrupts(cause))) {
