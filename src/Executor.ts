@@ -94,6 +94,9 @@ interface Run {
   stop: StopReason | undefined
 }
 
+/** Job fibers start uninterruptible: a cancel or shutdown interrupts only the worker's `perform`. */
+const uninterruptible = { uninterruptible: true } as const
+
 /** How long jobs start synchronously in one turn of the event loop; later ones go through the scheduler. */
 const syncStartMillis = 5
 
@@ -146,25 +149,35 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
      * while a deferred start waits for its turn) interrupts `perform` at once,
      * and the outcome is still written and `onDone` still called.
      */
-    const attempt = (job: Job, run: Run, deferred: boolean, onDone: (job: Job) => void) =>
-      Effect.andThen(
-        deferred ? Effect.yieldNow : Effect.void,
-        runAttempt(registry, job, () => run.stop)
-      ).pipe(
-        Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
-        Effect.catchCause((cause) =>
-          // Nothing above should fail; if it does, say so loudly, and leave the
-          // job executing for the rescuer rather than guess its outcome.
-          Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause))
-        ),
-        Effect.ensuring(Effect.sync(() => {
-          // A later run of the same job (claimed again after a rescue) owns the entry now.
-          if (runs.get(job.id) === run) runs.delete(job.id)
-          activity.jobEndedUnsafe()
-          onDone(job)
-        })),
-        Effect.uninterruptible
-      )
+    const attempt = (job: Job, run: Run, deferred: boolean, onDone: (job: Job) => void): Effect.Effect<void> => {
+      const ended = (): void => {
+        // A later run of the same job (claimed again after a rescue) owns the entry now.
+        if (runs.get(job.id) === run) runs.delete(job.id)
+        activity.jobEndedUnsafe()
+        onDone(job)
+      }
+      // Nothing in the attempt should fail; if it does, say so loudly, and leave the
+      // job executing for the rescuer rather than guess its outcome.
+      const failed = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+        Effect.ensuring(
+          Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause)),
+          Effect.sync(ended)
+        )
+      const attempt = runAttempt(registry, job, () => run.stop)
+      // The fiber is forked uninterruptible (see `startUnsafe`): only `perform` inside is not.
+      return Effect.matchCauseEffect(deferred ? Effect.andThen(Effect.yieldNow, attempt) : attempt, {
+        onFailure: failed,
+        onSuccess: (row) => {
+          try {
+            acker.ackUnsafe(row)
+          } catch (defect) {
+            return failed(Cause.die(defect))
+          }
+          ended()
+          return Effect.void
+        }
+      })
+    }
 
     // A fiber starts running at once, and a job that never waits ends inside `fork`, where its
     // `onDone` may start the next jobs: those wait here for the outer loop, so the stack stays flat.
@@ -195,7 +208,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           const run: Run = { fiber: undefined, stop: undefined }
           runs.set(job.id, run)
           activity.jobStartedUnsafe()
-          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, done))
+          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, done), uninterruptible)
           run.fiber = fiber
         }
       } finally {
