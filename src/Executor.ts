@@ -184,19 +184,26 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // Jobs start synchronously for `syncStartMillis` of each turn of the event loop; after that
     // they start on the scheduler, so a run of jobs that never wait (no-ops, or CPU-bound work)
     // cannot hold up heartbeats, the producer's next claim or the database's replies for long.
-    const toStart: Array<readonly [Job, (job: Job) => void]> = []
+    // Jobs to start, in order, and the callback each ends with (two arrays: no pair per job).
+    const toStart: Array<Job> = []
+    const toStartDone: Array<(job: Job) => void> = []
     let starting = false
     let turnStartedAt: number | undefined
     const newTurn = () => {
       turnStartedAt = undefined
     }
     const startUnsafe = (jobs: ReadonlyArray<Job>, onDone: (job: Job) => void): void => {
-      for (const job of jobs) toStart.push([job, onDone])
+      for (const job of jobs) {
+        toStart.push(job)
+        toStartDone.push(onDone)
+      }
       if (starting) return
       starting = true
+      let next = 0
       try {
-        for (let next = toStart.shift(); next !== undefined; next = toStart.shift()) {
-          const [job, done] = next
+        // Jobs added while these start (by their `onDone`) are started by this loop too.
+        for (; next < toStart.length; next++) {
+          const job = toStart[next]!
           const now = performance.now()
           if (turnStartedAt === undefined) {
             turnStartedAt = now
@@ -208,10 +215,14 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           const run: Run = { fiber: undefined, stop: undefined }
           runs.set(job.id, run)
           activity.jobStartedUnsafe()
-          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, done), uninterruptible)
+          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, toStartDone[next]!), uninterruptible)
           run.fiber = fiber
         }
       } finally {
+        // Every job when all started; after a throw, the ones after the job that threw wait for the next call.
+        const taken = Math.min(next + 1, toStart.length)
+        toStart.splice(0, taken)
+        toStartDone.splice(0, taken)
         starting = false
       }
     }
