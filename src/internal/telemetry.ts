@@ -87,7 +87,10 @@ const metricContextFor = (own: ReadonlyArray<string>) => {
   let last:
     | { readonly registry: unknown; readonly attributes: unknown; readonly context: Context.Context<never> }
     | undefined
+  // The context last read: contexts do not change, and the hot path passes the same one again and again.
+  let lastRead: Context.Context<never> | undefined
   return (context: Context.Context<never>): Context.Context<never> => {
+    if (context === lastRead) return last!.context
     const registry = Context.get(context, Metric.MetricRegistry)
     const attributes = Context.get(context, Metric.CurrentMetricAttributes)
     if (last?.registry !== registry || last.attributes !== attributes) {
@@ -102,6 +105,7 @@ const metricContextFor = (own: ReadonlyArray<string>) => {
         )
       }
     }
+    lastRead = context
     return last.context
   }
 }
