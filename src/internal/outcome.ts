@@ -39,6 +39,9 @@ const describe = (error: unknown): string => {
 /** The claim a job was started under (see `startAttempt`); none for a job that was never claimed. */
 const claimOf = (job: Job): string => job.attemptedBy?.[2] ?? ""
 
+/** The options of a row that has none (a completion, every job of a busy queue): shared, not made per row. */
+const noOptions = {}
+
 /**
  * An outcome row. Error text is cleaned and bounded (see `errorText.ts`)
  * and a delay bounded to `[0, Backoff.maxDelay]`, so that nothing a worker
@@ -53,7 +56,7 @@ const row = (
     readonly kind?: ErrorKind
     readonly message?: string
     readonly cause?: string
-  } = {}
+  } = noOptions
 ): AckRow => ({
   id: job.id,
   attempt: job.attempt,
