@@ -156,7 +156,7 @@ export const runAttempt = <R>(
     // Events are built only when someone subscribes.
     const hub = fiber.getRef(EventHub)
     const watched = hub !== undefined && hub.subscribers > 0
-    recordStartUnsafe(job, startedAt, fiber.context)
+    const series = recordStartUnsafe(job, startedAt, fiber.context)
 
     /** Ends the span, records the outcome, and publishes it when someone listens. */
     const finish = (span: Tracer.Span, row: AckRow, exit: Exit.Exit<unknown, unknown>): Effect.Effect<AckRow> => {
@@ -168,7 +168,7 @@ export const runAttempt = <R>(
         clock.currentTimeNanosUnsafe(),
         kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
       )
-      recordOutcomeUnsafe(job, kind ?? "shutdown", endedAt - startedAt, fiber.context)
+      recordOutcomeUnsafe(job, kind ?? "shutdown", endedAt - startedAt, fiber.context, series)
       if (!watched || kind === undefined) return Effect.succeed(row)
       return Effect.as(
         publish([jobEvent(kind, job, job.meta["workflow"], new Date(endedAt), {
