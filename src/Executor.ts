@@ -103,6 +103,9 @@ interface Run {
   stop: StopReason | undefined
 }
 
+/** Job fibers start uninterruptible: a cancel or shutdown interrupts only the worker's `perform`. */
+const uninterruptible = { uninterruptible: true } as const
+
 /** How long jobs start synchronously in one turn of the event loop; later ones go through the scheduler. */
 const syncStartMillis = 5
 
@@ -160,44 +163,61 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
      * while a deferred start waits for its turn) interrupts `perform` at once,
      * and the outcome is still written and `onDone` still called.
      */
-    const attempt = (job: Job, run: Run, deferred: boolean, onDone: (job: Job) => void) =>
-      Effect.andThen(
-        deferred ? Effect.yieldNow : Effect.void,
-        runAttempt(registry, job, () => run.stop)
-      ).pipe(
-        Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
-        Effect.catchCause((cause) =>
-          // Nothing above should fail; if it does, say so loudly, and leave the
-          // job executing for the rescuer rather than guess its outcome.
-          Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause))
-        ),
-        Effect.ensuring(Effect.sync(() => {
-          // A later run of the same job (claimed again after a rescue) owns the entry now.
-          if (runs.get(job.id) === run) runs.delete(job.id)
-          activity.jobEndedUnsafe()
-          onDone(job)
-        })),
-        Effect.uninterruptible
-      )
+    const attempt = (job: Job, run: Run, deferred: boolean, onDone: (job: Job) => void): Effect.Effect<void> => {
+      const ended = (): void => {
+        // A later run of the same job (claimed again after a rescue) owns the entry now.
+        if (runs.get(job.id) === run) runs.delete(job.id)
+        activity.jobEndedUnsafe()
+        onDone(job)
+      }
+      // Nothing in the attempt should fail; if it does, say so loudly, and leave the
+      // job executing for the rescuer rather than guess its outcome.
+      const failed = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+        Effect.ensuring(
+          Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause)),
+          Effect.sync(ended)
+        )
+      const attempt = runAttempt(registry, job, () => run.stop)
+      // The fiber is forked uninterruptible (see `startUnsafe`): only `perform` inside is not.
+      return Effect.matchCauseEffect(deferred ? Effect.andThen(Effect.yieldNow, attempt) : attempt, {
+        onFailure: failed,
+        onSuccess: (row) => {
+          try {
+            acker.ackUnsafe(row)
+          } catch (defect) {
+            return failed(Cause.die(defect))
+          }
+          ended()
+          return Effect.void
+        }
+      })
+    }
 
     // A fiber starts running at once, and a job that never waits ends inside `fork`, where its
     // `onDone` may start the next jobs: those wait here for the outer loop, so the stack stays flat.
     // Jobs start synchronously for `syncStartMillis` of each turn of the event loop; after that
     // they start on the scheduler, so a run of jobs that never wait (no-ops, or CPU-bound work)
     // cannot hold up heartbeats, the producer's next claim or the database's replies for long.
-    const toStart: Array<readonly [Job, (job: Job) => void]> = []
+    // Jobs to start, in order, and the callback each ends with (two arrays: no pair per job).
+    const toStart: Array<Job> = []
+    const toStartDone: Array<(job: Job) => void> = []
     let starting = false
     let turnStartedAt: number | undefined
     const newTurn = () => {
       turnStartedAt = undefined
     }
     const startUnsafe = (jobs: ReadonlyArray<Job>, onDone: (job: Job) => void): void => {
-      for (const job of jobs) toStart.push([job, onDone])
+      for (const job of jobs) {
+        toStart.push(job)
+        toStartDone.push(onDone)
+      }
       if (starting) return
       starting = true
+      let next = 0
       try {
-        for (let next = toStart.shift(); next !== undefined; next = toStart.shift()) {
-          const [job, done] = next
+        // Jobs added while these start (by their `onDone`) are started by this loop too.
+        for (; next < toStart.length; next++) {
+          const job = toStart[next]!
           const now = performance.now()
           if (turnStartedAt === undefined) {
             turnStartedAt = now
@@ -209,10 +229,14 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           const run: Run = { fiber: undefined, stop: undefined }
           runs.set(job.id, run)
           activity.jobStartedUnsafe()
-          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, done))
+          const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, toStartDone[next]!), uninterruptible)
           run.fiber = fiber
         }
       } finally {
+        // Every job when all started; after a throw, the ones after the job that threw wait for the next call.
+        const taken = Math.min(next + 1, toStart.length)
+        toStart.splice(0, taken)
+        toStartDone.splice(0, taken)
         starting = false
       }
     }

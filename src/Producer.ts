@@ -111,22 +111,23 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
      * now would only fail; they start when a heartbeat gets through). Runs
      * synchronously, once per finished job: this is the hot path.
      */
-    const startWaitingUnsafe = (): void => {
-      if (paused || lost || beatFailing) return
+    const startWaitingUnsafe = (): boolean => {
+      if (paused || lost || beatFailing) return false
       const jobs = buffer.take(limit - running)
-      if (jobs.length === 0) return
+      if (jobs.length === 0) return false
       running += jobs.length
       setExecutingUnsafe(options.queue, running, context)
       // One clock reading for the batch.
       options.executor.startUnsafe(jobs, onDone(clock.currentTimeMillisUnsafe()))
+      return true
     }
     const startWaiting = Effect.sync(startWaitingUnsafe)
 
     const onDone = (startedAt: number) => (job: Job): void => {
       running--
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
-      setExecutingUnsafe(options.queue, running, context)
-      startWaitingUnsafe()
+      // A job started in its place sets the gauge (before it runs); otherwise it is set here.
+      if (!startWaitingUnsafe()) setExecutingUnsafe(options.queue, running, context)
       if (paused) return
       if (limiter.limited()) {
         finished.set(job.id, job.attemptedBy?.[2] ?? "")

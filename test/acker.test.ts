@@ -206,6 +206,41 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       ])
     }).pipe(Effect.scoped))
 
+  it.effect("bare completions in any id order each match their own claim and write their own attempt", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const run = (deleteCompleted: boolean) =>
+        Effect.gen(function*() {
+          const jobs = yield* claim(yield* Oban.insertAll([1, 2, 3, 4, 5].map(() => Noop.job({}))))
+          const ids = jobs.map((job) => job.id)
+          // A claim that must be quoted in an array literal.
+          const odd = `odd "claim" \\ {x,y}`
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempted_by[3] = ${odd} WHERE id = ${ids[1]!}`
+          // Highest id first, a different attempt each; the fourth carries the third's claim and the fifth one it
+          // never ran under: both change nothing.
+          const acks = [
+            ackOf(jobs[4]!, "completed", { attempt: 6, claim: "never-claimed" }),
+            ackOf(jobs[3]!, "completed", { attempt: 5, claim: jobs[2]!.attemptedBy![2]! }),
+            ackOf(jobs[2]!, "completed", { attempt: 4 }),
+            ackOf(jobs[1]!, "completed", { attempt: 3, claim: odd }),
+            ackOf(jobs[0]!, "completed", { attempt: 2 })
+          ]
+          const result = yield* Effect.flatMap(now(sql), (time) => ackJobs(sql, prefix, time, node, acks, { deleteCompleted }))
+          assert.deepStrictEqual([...result.written].sort(), ids.slice(0, 3).sort())
+          const rows = yield* sql<{ id: number; state: string; attempt: number }>`
+            SELECT id::int AS id, state, attempt FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(ids)} ORDER BY id`
+          return rows.map((row) => [ids.indexOf(row.id), row.state, row.attempt])
+        })
+      assert.deepStrictEqual(yield* run(false), [
+        [0, "completed", 2],
+        [1, "completed", 3],
+        [2, "completed", 4],
+        [3, "executing", 1],
+        [4, "executing", 1]
+      ])
+      assert.deepStrictEqual(yield* run(true), [[3, "executing", 1], [4, "executing", 1]])
+    }).pipe(Effect.scoped))
+
   it.effect("a completion of a job claimed ahead writes the attempt it ran as", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

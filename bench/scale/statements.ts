@@ -5,6 +5,10 @@
  * `deleteCompleted`; next to a bare `DELETE ... WHERE id = ANY(...)`, what
  * graphile-worker and the raw-SQL queue do with a finished job. Each is timed
  * from the client, 30 times in turn; the table shows the minimum and median.
+ *
+ * `BENCH_EXECUTING=100000` adds that many jobs executing on other nodes, in
+ * the same queue, behind statistics taken before they started (as after a
+ * burst): what an ack costs when it must not read other nodes' jobs.
  */
 import { Duration, Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -14,9 +18,10 @@ import { ackJobs, type AckRow } from "../../src/internal/sql/acks.ts"
 import { insertNoopJobs, pgLayer, withSchema } from "../common.ts"
 import { fixed, median, textTable } from "./report.ts"
 
-const prefix = "bench_statements"
+const prefix = process.env["BENCH_PREFIX"] ?? "bench_statements"
 const batch = 500
 const rounds = 30
+const othersExecuting = Number(process.env["BENCH_EXECUTING"] ?? 0)
 
 type Finish = "update" | "delete" | "bare delete"
 const finishes: ReadonlyArray<Finish> = ["update", "delete", "bare delete"]
@@ -52,6 +57,13 @@ const round = (finish: Finish) =>
 export const statementCosts = (url: string) =>
   Effect.gen(function*() {
     yield* insertNoopJobs(rounds * batch * finishes.length + batch, 1_000)
+    if (othersExecuting > 0) {
+      const sql = yield* SqlClient
+      yield* sql`ANALYZE ${sql(prefix)}.oban_jobs`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (worker, state, attempt, attempted_at, attempted_by)
+        SELECT 'Noop', 'executing', 1, now(), ARRAY['other-' || (g % 4), 'p', 'c-' || (g / 500)]
+        FROM generate_series(1, ${othersExecuting}) AS g`
+    }
     const claims: Array<number> = []
     const times = new Map<Finish, Array<number>>(finishes.map((finish) => [finish, []]))
     for (let i = 0; i < rounds; i++) {
@@ -63,7 +75,9 @@ export const statementCosts = (url: string) =>
     }
     const row = (name: string, values: ReadonlyArray<number>) => [name, fixed(Math.min(...values), 2), fixed(median(values), 2)]
     return {
-      title: `Statement costs, batches of ${batch} (ms, ${rounds} rounds)`,
+      title: `Statement costs, batches of ${batch} (ms, ${rounds} rounds${
+        othersExecuting > 0 ? `, ${othersExecuting} jobs executing on other nodes` : ""
+      })`,
       table: textTable(["statement", "min", "median"], [
         row("claim (fetch)", claims),
         row("outcomes as completed rows (default)", times.get("update")!),

@@ -21,6 +21,9 @@ const aheadMillis = 1_000
 /** ...but never more jobs than this. */
 const maxAhead = 500
 
+/** Taken jobs left at the front of the array before it is cut down (see `make`). */
+const compactAfter = 64
+
 export interface ClaimBuffer {
   /**
    * How many more jobs to claim now, given the slots in use; 0 when a claim is
@@ -48,10 +51,24 @@ export interface ClaimBuffer {
 }
 
 export const make = (): ClaimBuffer => {
+  // The waiting jobs are `waiting[head..]`: taking from the front moves `head` (no `shift` per
+  // job); the array is cut down to the waiting jobs once the taken ones are most of it.
   let waiting: Array<Job> = []
+  let head = 0
   const claimedAhead = new Set<number>()
   // Unknown until a job has finished: nothing is claimed ahead before that.
   let averageMillis = Number.POSITIVE_INFINITY
+
+  const count = () => waiting.length - head
+  const compact = () => {
+    if (head === waiting.length) {
+      waiting.length = 0
+      head = 0
+    } else if (head >= compactAfter && head * 2 >= waiting.length) {
+      waiting = waiting.slice(head)
+      head = 0
+    }
+  }
 
   // Enough to keep the slots busy for about `aheadMillis`, at least `limit` and at most `maxAhead`.
   const ahead = (limit: number) =>
@@ -62,14 +79,15 @@ export const make = (): ClaimBuffer => {
   return {
     demand: (limit, running, claimAhead = true) => {
       const free = limit - running
-      if (!claimAhead) return Math.max(0, free - waiting.length)
-      const want = free + ahead(limit) - waiting.length
+      const size = count()
+      if (!claimAhead) return Math.max(0, free - size)
+      const want = free + ahead(limit) - size
       if (want <= 0) return 0
       // Idle slots with nothing waiting: claim at once. Otherwise wait until a quarter of the
       // pipeline (running plus waiting) is empty, so each claim is worth a round trip, while
       // what is left covers the claim's own round trip (refilling at half empty, short jobs
       // ran out while the claim was on its way).
-      if (free > 0 && waiting.length === 0) return want
+      if (free > 0 && size === 0) return want
       return want >= Math.max(1, Math.ceil((limit + ahead(limit)) / 4)) ? want : 0
     },
     add: (jobs, ahead) => {
@@ -77,26 +95,29 @@ export const make = (): ClaimBuffer => {
       for (const id of ahead) claimedAhead.add(id)
     },
     take: (n) => {
-      if (n <= 0 || waiting.length === 0) return []
-      const jobs = n === 1 ? [waiting.shift()!] : waiting.splice(0, n)
+      if (n <= 0 || head === waiting.length) return []
+      const jobs = n === 1 ? [waiting[head]!] : waiting.slice(head, head + n)
+      head += jobs.length
       for (const job of jobs) claimedAhead.delete(job.id)
+      compact()
       return jobs
     },
     takeAll: () => {
-      const all = waiting.map((job) => ({ job, ahead: claimedAhead.has(job.id) }))
+      const all = waiting.slice(head).map((job) => ({ job, ahead: claimedAhead.has(job.id) }))
       waiting = []
+      head = 0
       claimedAhead.clear()
       return all
     },
     forget: (id) => {
-      const index = waiting.findIndex((job) => job.id === id)
+      const index = waiting.findIndex((job, at) => at >= head && job.id === id)
       if (index === -1) return undefined
       const [job] = waiting.splice(index, 1)
       const ahead = claimedAhead.delete(id)
       return { job: job!, ahead }
     },
-    ids: () => waiting.map((job) => job.id),
-    size: () => waiting.length,
+    ids: () => waiting.slice(head).map((job) => job.id),
+    size: count,
     recordDuration: (millis) => {
       averageMillis = Number.isFinite(averageMillis) ? averageMillis * 0.9 + millis * 0.1 : millis
     }

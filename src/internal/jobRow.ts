@@ -57,6 +57,37 @@ export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
   cancelRequestedAt: row.cancel_requested_at
 })
 
+/**
+ * The job of a row claimed by a fetch, which returns neither the columns the claim itself set
+ * (state, attempted_by) nor the queue it claimed from: `jobFromRow` without building the row first.
+ */
+export const claimedJob = (
+  row: Omit<JobRow, "state" | "queue" | "attempted_by">,
+  queue: string,
+  attemptedBy: ReadonlyArray<string>,
+  attemptOffset: number
+): Job => ({
+  id: Number(row.id),
+  state: "executing",
+  queue,
+  worker: row.worker,
+  args: row.args,
+  meta: row.meta ?? {},
+  tags: row.tags ?? [],
+  errors: row.errors ?? [],
+  attempt: Number(row.attempt) + attemptOffset,
+  maxAttempts: Number(row.max_attempts),
+  priority: Number(row.priority),
+  insertedAt: row.inserted_at,
+  scheduledAt: row.scheduled_at,
+  attemptedAt: row.attempted_at,
+  completedAt: row.completed_at,
+  discardedAt: row.discarded_at,
+  cancelledAt: row.cancelled_at,
+  attemptedBy,
+  cancelRequestedAt: row.cancel_requested_at
+})
+
 const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
 const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 

@@ -45,6 +45,9 @@ const describe = (error: unknown): string => {
 /** The claim a job was started under (see `startAttempt`); none for a job that was never claimed. */
 const claimOf = (job: Job): string => job.attemptedBy?.[2] ?? ""
 
+/** The options of a row that has none (a completion, every job of a busy queue): shared, not made per row. */
+const noOptions = {}
+
 /**
  * An outcome row. Error text is cleaned and bounded (see `errorText.ts`)
  * and a delay bounded to `[0, Backoff.maxDelay]`, so that nothing a worker
@@ -59,7 +62,7 @@ const row = (
     readonly kind?: ErrorKind
     readonly message?: string
     readonly cause?: string
-  } = {}
+  } = noOptions
 ): AckRow => ({
   id: job.id,
   attempt: job.attempt,
@@ -74,6 +77,9 @@ const row = (
     ...(options.cause === undefined ? {} : { cause: clean(options.cause) })
   }
 })
+
+/** The outcome of an attempt that succeeded (`fromExit` of a success). */
+export const completed = (job: Job): AckRow => row(job, "completed")
 
 /** The delay before the next attempt: the job's own backoff (given at insert), else its worker's. */
 const delayAfter = (job: Job, policy: Pick<Policy, "backoff">): Effect.Effect<Duration.Duration> => {
@@ -128,7 +134,7 @@ export const fromExit = (
   exit: Exit.Exit<void, unknown>,
   stopped: StopReason | undefined
 ): Effect.Effect<AckRow> => {
-  if (Exit.isSuccess(exit)) return Effect.succeed(row(job, "completed"))
+  if (Exit.isSuccess(exit)) return Effect.succeed(completed(job))
   const cause = exit.cause
   const pretty = Cause.pretty(cause)
   if (Cause.hasInterruptsOnly(cause) || (stopped !== undefined && Cause.hasInterrupts(cause))) {

@@ -19,7 +19,7 @@ import { InvalidResultError } from "../Errors.ts"
 import { maxResultBytes, type Worker } from "../Worker.ts"
 import { timeoutKey } from "./encodeRequest.ts"
 import { jobEvent } from "./jobEvent.ts"
-import { failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
+import { completed, failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/acks.ts"
 import type { ThreadPool } from "./threads/pool.ts"
 import { performOnThread } from "./threads/perform.ts"
@@ -176,7 +176,7 @@ export const runAttempt = <R>(
     // Events are built only when someone subscribes.
     const hub = fiber.getRef(EventHub)
     const watched = hub !== undefined && hub.subscribers > 0
-    recordStartUnsafe(job, startedAt, fiber.context)
+    const series = recordStartUnsafe(job, startedAt, fiber.context)
 
     /** Ends the span, records the outcome, and publishes it when someone listens. */
     const finish = (span: Tracer.Span, row: AckRow, exit: Exit.Exit<unknown, unknown>): Effect.Effect<AckRow> => {
@@ -188,7 +188,7 @@ export const runAttempt = <R>(
         clock.currentTimeNanosUnsafe(),
         kind !== "failed" ? Exit.void : Exit.isFailure(exit) ? exit : Exit.fail(row.error?.message)
       )
-      recordOutcomeUnsafe(job, kind ?? "shutdown", endedAt - startedAt, fiber.context)
+      recordOutcomeUnsafe(job, kind ?? "shutdown", endedAt - startedAt, fiber.context, series)
       if (!watched || kind === undefined) return Effect.succeed(row)
       return Effect.as(
         publish([jobEvent(kind, job, job.meta["workflow"], new Date(endedAt), {
@@ -208,23 +208,39 @@ export const runAttempt = <R>(
         const message = `no worker named "${job.worker}" runs on node ${registry.node}`
         return Effect.flatMap(failed(job, { backoff: undefined }, "unknown_worker", message), (row) => finish(span, row, Exit.void))
       }
-      return Effect.flatMap(Effect.exit(decode(job.args)), (decoded) => {
-        if (Exit.isFailure(decoded)) return finish(span, undecodable(job, Cause.pretty(decoded.cause)), Exit.void)
-        const work = Effect.updateContext(
-          perform(registry, worker, { ...job, args: decoded.value }, job),
-          (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
-        )
-        const encode = registry.results.get(job.worker)
-        return Effect.flatMap(Effect.exit(Effect.interruptible(work)), (exit) => {
-          if (encode === undefined || Exit.isFailure(exit)) {
-            return Effect.flatMap(fromExit(job, worker, exit as Exit.Exit<void, unknown>, stopped()), (row) => finish(span, row, exit))
-          }
-          return Effect.flatMap(recordResult(job, encode, exit.value), (recorded) =>
+      // A schema that decodes synchronously returns its `Exit`: nothing to run for it.
+      const decoding = decode(job.args)
+      return Exit.isExit(decoding)
+        ? decoded(span, worker, decoding as Exit.Exit<unknown, Schema.SchemaError>)
+        : Effect.flatMap(Effect.exit(decoding), (exit) => decoded(span, worker, exit))
+    }
+
+    /** Runs `perform` on the decoded args, and turns how it ended into the outcome row. */
+    const decoded = (
+      span: Tracer.Span,
+      worker: RunnableWorker<R>,
+      args: Exit.Exit<unknown, Schema.SchemaError>
+    ): Effect.Effect<AckRow> => {
+      if (Exit.isFailure(args)) return finish(span, undecodable(job, Cause.pretty(args.cause)), Exit.void)
+      // Args that decode to themselves (the schema changed nothing) need no copy of the job.
+      const work = Effect.updateContext(
+        perform(registry, worker, args.value === job.args ? job : { ...job, args: args.value }, job),
+        (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
+      )
+      const encode = registry.results.get(job.worker)
+      return Effect.matchCauseEffect(Effect.interruptible(work), {
+        onFailure: (cause) => {
+          const exit = Exit.failCause(cause)
+          return Effect.flatMap(fromExit(job, worker, exit, stopped()), (row) => finish(span, row, exit))
+        },
+        onSuccess: (value) => {
+          if (encode === undefined) return finish(span, completed(job), Exit.void)
+          return Effect.flatMap(recordResult(job, encode, value), (recorded) =>
             Exit.isFailure(recorded)
               ? Effect.flatMap(fromExit(job, worker, recorded, stopped()), (row) => finish(span, row, recorded))
               : Effect.flatMap(fromExit(job, worker, Exit.void, stopped()), (row) =>
-                finish(span, row.state === "completed" ? { ...row, result: recorded.value } : row, exit)))
-        })
+                finish(span, row.state === "completed" ? { ...row, result: recorded.value } : row, Exit.void)))
+        }
       })
     }
 

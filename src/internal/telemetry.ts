@@ -63,7 +63,7 @@ const perSeries = <K, M>(make: (key: K) => M) => {
 }
 
 /** The metrics of one worker on one queue. */
-interface WorkerSeries {
+export interface WorkerSeries {
   readonly queueTime: Metric.Histogram<number>
   readonly duration: Metric.Histogram<number>
   readonly total: (outcome: string) => Metric.Counter<number>
@@ -91,7 +91,10 @@ const metricContextFor = (own: ReadonlyArray<string>) => {
   let last:
     | { readonly registry: unknown; readonly attributes: unknown; readonly context: Context.Context<never> }
     | undefined
+  // The context last read: contexts do not change, and the hot path passes the same one again and again.
+  let lastRead: Context.Context<never> | undefined
   return (context: Context.Context<never>): Context.Context<never> => {
+    if (context === lastRead) return last!.context
     const registry = Context.get(context, Metric.MetricRegistry)
     const attributes = Context.get(context, Metric.CurrentMetricAttributes)
     if (last?.registry !== registry || last.attributes !== attributes) {
@@ -106,6 +109,7 @@ const metricContextFor = (own: ReadonlyArray<string>) => {
         )
       }
     }
+    lastRead = context
     return last.context
   }
 }
@@ -131,25 +135,31 @@ const outcomeContext = metricContextFor(["queue", "worker", "outcome"])
 const workerContext = metricContextFor(["queue", "worker"])
 const queueContext = metricContextFor(["queue"])
 
-/** Counts an ended attempt and records its duration, synchronously, in the metrics of `context`. */
+/**
+ * Counts an ended attempt and records its duration, synchronously, in the metrics of `context`;
+ * `series` is the job's, when the caller has it already (from `recordStartUnsafe`).
+ */
 export const recordOutcomeUnsafe = (
   job: Pick<Job, "queue" | "worker">,
   outcome: string,
   durationMillis: number,
-  context: Context.Context<never>
+  context: Context.Context<never>,
+  series: WorkerSeries = seriesOf(job)
 ): void => {
-  const series = seriesOf(job)
   series.total(outcome).updateUnsafe(1, outcomeContext(context))
   series.duration.updateUnsafe(durationMillis, workerContext(context))
 }
 
-/** Records how long a job waited to start, synchronously, in the metrics of `context`. */
+/** Records how long a job waited to start, synchronously, in the metrics of `context`; returns the job's series. */
 export const recordStartUnsafe = (
   job: Pick<Job, "queue" | "worker" | "scheduledAt">,
   startedAtMillis: number,
   context: Context.Context<never>
-): void =>
-  seriesOf(job).queueTime.updateUnsafe(Math.max(0, startedAtMillis - job.scheduledAt.getTime()), workerContext(context))
+): WorkerSeries => {
+  const series = seriesOf(job)
+  series.queueTime.updateUnsafe(Math.max(0, startedAtMillis - job.scheduledAt.getTime()), workerContext(context))
+  return series
+}
 
 /** Sets a queue's executing gauge, synchronously, in the metrics of `context`. */
 export const setExecutingUnsafe = (queue: string, count: number, context: Context.Context<never>): void =>

@@ -7,7 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
-import { jobFromRow, type JobRow } from "../jobRow.ts"
+import { claimedJob, jobFromRow, type JobRow } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
@@ -101,9 +101,8 @@ export const fetchJobs = (
     const ahead = new Set<number>()
     const attemptedBy = [options.node, options.producer, options.claim]
     const jobs = rows.map((claimed) => {
-      const row: JobRow = { ...claimed, state: "executing", queue: options.queue, attempted_by: attemptedBy }
-      if (!claimed.ahead) return jobFromRow(row)
-      const job = jobFromRow(row, 1)
+      if (!claimed.ahead) return claimedJob(claimed, options.queue, attemptedBy, 0)
+      const job = claimedJob(claimed, options.queue, attemptedBy, 1)
       ahead.add(job.id)
       return job
     }).sort(byFetchOrder)
