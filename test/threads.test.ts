@@ -53,12 +53,15 @@ const Stray = Worker.make("ThreadStray", {
   perform: () => Effect.void
 })
 
+/** A worker on the main thread, next to the thread workers. */
+const Plain = Worker.make("ThreadPlain", { args: Schema.Struct({}), queue, perform: () => Effect.void })
+
 const NodeLive = Layer.effectDiscard(
   startNode({
     prefix,
     node: "threads-node",
     queues: { [queue]: 4 },
-    workers: [Hash, Mailer, Decides, Busy, Crash, Stray],
+    workers: [Hash, Mailer, Decides, Busy, Crash, Stray, Plain],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second",
@@ -156,6 +159,21 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(oom.errors[0]!.kind, "defect")
       assert.include(oom.errors[0]!.message, "ERR_WORKER_OUT_OF_MEMORY")
       assert.notStrictEqual(yield* hashThread, 0)
+    }))
+
+  it.effect("while a thread spins, the node's main thread runs its other jobs", () =>
+    Effect.gen(function*() {
+      const busy = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+      yield* waitFor("the busy job to start", Effect.map(jobRow(prefix, busy.id), (row) => row.state === "executing"))
+      const started = Date.now()
+      const plain = yield* run(Plain.job({}))
+      const millis = Date.now() - started
+      console.log(`threads: a main-thread job next to a 1.5 s busy thread job took ${millis} ms from insert to completed`)
+      assert.strictEqual(plain.state, "completed")
+      assert.isBelow(millis, 1_000)
+      assert.strictEqual((yield* jobRow(prefix, busy.id)).state, "executing")
+      yield* settled(busy.id)
+      assert.strictEqual((yield* jobRow(prefix, busy.id)).state, "completed")
     }))
 
   it.effect("cancelJob stops a busy-looping thread job", () =>
