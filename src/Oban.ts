@@ -416,6 +416,7 @@ export const layerConfig = <W extends Worker.Any>(
       ...given,
       ...read,
       rescuer: { ...given.rescuer, ...read.rescuer },
+      threads: { ...given.threads, ...read.threads },
       pruner: read.pruner === false || given.pruner === false && read.pruner === undefined
         ? false
         : { ...(given.pruner === false ? {} : given.pruner), ...read.pruner }

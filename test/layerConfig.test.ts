@@ -71,6 +71,11 @@ describe("Oban.layerConfig", () => {
         // A well-formed value that the node refuses is the node's own typed error.
         const zero = failureOf(yield* withEnv({ OBAN_QUEUES: "default:0" }, () => Effect.void))
         assert.strictEqual(zero._tag, "InvalidConfigError")
+        const threads = failureOf(yield* withEnv({ OBAN_THREADS: "some" }, () => Effect.void))
+        assert.strictEqual(threads._tag, "ConfigError")
+        assert.match(threads.message, /THREADS/)
+        const noThreads = failureOf(yield* withEnv({ OBAN_THREADS: "0" }, () => Effect.void))
+        assert.deepStrictEqual([noThreads._tag, (noThreads as { field?: string }).field], ["InvalidConfigError", "threads.size"])
       }))
   })
 })

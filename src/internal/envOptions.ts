@@ -51,7 +51,8 @@ const durations = (names: Record<string, string>): Config.Config<Record<string, 
  * `NODE`, `POLL_INTERVAL`, `STAGE_INTERVAL`, `SHUTDOWN_GRACE_PERIOD`,
  * `HEARTBEAT_INTERVAL`, `RESCUE_AFTER`, `PRUNER_MAX_AGE` (durations such as
  * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (booleans; `PRUNER=false`
- * turns pruning off). Every variable is optional.
+ * turns pruning off), `THREADS` (the size of the thread pool). Every
+ * variable is optional.
  */
 export const options: Config.Config<RuntimeOptions> = Config.all({
   queues: optional(Config.String("QUEUES")).pipe(
@@ -61,6 +62,7 @@ export const options: Config.Config<RuntimeOptions> = Config.all({
   node: optional(Config.String("NODE")),
   deleteCompleted: optional(Config.Boolean("DELETE_COMPLETED")),
   pruner: optional(Config.Boolean("PRUNER")),
+  threads: optional(Config.Int("THREADS")),
   times: durations({
     pollInterval: "POLL_INTERVAL",
     stageInterval: "STAGE_INTERVAL",
@@ -70,11 +72,12 @@ export const options: Config.Config<RuntimeOptions> = Config.all({
     prunerMaxAge: "PRUNER_MAX_AGE"
   })
 }).pipe(
-  Config.map(({ queues, prefix, node, deleteCompleted, pruner, times }): RuntimeOptions => {
+  Config.map(({ queues, prefix, node, deleteCompleted, pruner, threads, times }): RuntimeOptions => {
     const { rescueAfter, prunerMaxAge, ...intervals } = times
     return {
       ...defined({ queues, prefix, node, deleteCompleted, ...intervals }),
       ...(rescueAfter === undefined ? {} : { rescuer: { rescueAfter } }),
+      ...(threads === undefined ? {} : { threads: { size: threads } }),
       ...(pruner === false ? { pruner: false } : prunerMaxAge === undefined ? {} : { pruner: { maxAge: prunerMaxAge } })
     }
   }),
