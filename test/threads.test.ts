@@ -1,4 +1,4 @@
-import { assert, layer } from "@effect/vitest"
+import { assert, describe, it as vitestIt, layer } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -6,8 +6,9 @@ import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
-import { testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
+import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
 import { Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
 
 const prefix = uniquePrefix("threads")
@@ -313,4 +314,37 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       const lost = yield* Effect.flip(startNode({ prefix: shutdownPrefix, queues: { [queue]: 1 }, workers: [Lost] }))
       assert.deepStrictEqual([(lost as { _tag?: string })._tag, (lost as { field?: string }).field], ["InvalidConfigError", "workers"])
     }))
+})
+
+describe("threads: SIGTERM under NodeRuntime.runMain", () => {
+  vitestIt.live("a thread job finishes within the grace period, one that outlives it goes back; the process exits 0", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("threads_sigterm")
+      yield* Effect.gen(function*() {
+        const node = yield* spawnNode("threads-sigterm", {
+          DATABASE_URL: databaseUrl(),
+          PREFIX: prefix,
+          QUEUES: JSON.stringify({ [queue]: 2 }),
+          THREADS: "2",
+          GRACE_MS: "4000"
+        })
+        yield* awaitReady(node)
+        const short = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+        const long = yield* Oban.insert(Busy.job({ millis: 60_000 }))
+        for (const job of [short, long]) {
+          yield* waitFor("the thread jobs to start", Effect.map(jobRow(prefix, job.id), (row) => row.state === "executing"))
+        }
+        const sentAt = Date.now()
+        const code = yield* stopNode(node, "SIGTERM")
+        const millis = Date.now() - sentAt
+        console.log(`threads: SIGTERM with a 1.5 s and a 60 s thread job, 4 s of grace: exit ${code} after ${millis} ms`)
+        assert.strictEqual(code, 0, node.output())
+        const done = yield* jobRow(prefix, short.id)
+        assert.deepStrictEqual([done.state, done.attempt], ["completed", 1])
+        const back = yield* jobRow(prefix, long.id)
+        assert.deepStrictEqual([back.state, back.attempt, back.errors.map((entry) => entry.kind)], ["available", 0, ["shutdown"]])
+        assert.isAtLeast(millis, 3_500)
+        assert.isBelow(millis, 10_000)
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
 })

@@ -9,6 +9,7 @@
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
+ *   THREADS (a pool of that many threads, and the thread worker ThreadBusy of threadWorkers.ts)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
@@ -17,6 +18,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../../src/Cron.ts"
 import * as Oban from "../../src/Oban.ts"
 import * as Worker from "../../src/Worker.ts"
+import { Busy } from "./threadWorkers.ts"
 
 const env = (name: string): string | undefined => process.env[name]
 const prefix = env("PREFIX")!
@@ -49,12 +51,14 @@ export const Record = Worker.make("Record", {
 const leaseTtl = env("LEASE_TTL_MS")
 const leaseRenew = env("LEASE_RENEW_MS")
 const cron = env("CRON")
+const threads = env("THREADS")
 
 const ObanLive = Oban.layer({
   prefix,
   node,
   queues: JSON.parse(env("QUEUES") ?? "{}"),
-  workers: [Record],
+  workers: threads === undefined ? [Record] : [Record, Busy],
+  ...(threads === undefined ? {} : { threads: { size: Number(threads) } }),
   pollInterval: "500 millis",
   ...(env("GRACE_MS") === undefined ? {} : { shutdownGracePeriod: Number(env("GRACE_MS")) }),
   ...(env("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: Number(env("HEARTBEAT_MS")) }),
