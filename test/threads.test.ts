@@ -281,7 +281,8 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       assert.notStrictEqual(stored!.pid, process.pid)
       const timedOut = yield* jobRow(shutdownPrefix, yield* settle(Busy.job({ millis: 10_000 }, { timeout: "100 millis" })))
       assert.strictEqual(timedOut.errors[0]!.kind, "timeout")
-      assert.isBelow(attemptMillis(timedOut), 500)
+      // A process takes longer to kill than a thread to terminate (measured 160-230 ms).
+      assert.isBelow(attemptMillis(timedOut), 1_000)
       const crashed = yield* jobRow(shutdownPrefix, yield* settle(Crash.job({ how: "throw" })))
       assert.strictEqual(crashed.errors[0]!.kind, "defect")
       // The child's own error, from its stderr: the exit code alone says little.
