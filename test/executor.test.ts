@@ -64,6 +64,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("executor", (it) => {
         Effect.map(jobRow(prefix, jobs[1]!.id), (row) => row.state === "cancelled"),
         "10 seconds"
       )
+      // The two outcomes may go out in separate writes of the acker: wait for the third's too.
+      yield* waitFor(
+        "the third job's outcome written",
+        Effect.map(jobRow(prefix, jobs[2]!.id), (row) => row.state !== "executing"),
+        "10 seconds"
+      )
       assert.strictEqual((yield* jobRow(prefix, jobs[2]!.id)).state, "completed")
     }).pipe(Effect.scoped))
 
