@@ -35,27 +35,8 @@ export const jobColumns =
   "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, cancel_requested_at"
 
 /** The job of a row; `attemptOffset` is added to its attempt (a job claimed ahead runs as its next one). */
-export const jobFromRow = (row: JobRow, attemptOffset = 0): Job => ({
-  id: Number(row.id),
-  state: row.state as JobState,
-  queue: row.queue,
-  worker: row.worker,
-  args: row.args,
-  meta: row.meta ?? {},
-  tags: row.tags ?? [],
-  errors: row.errors ?? [],
-  attempt: Number(row.attempt) + attemptOffset,
-  maxAttempts: Number(row.max_attempts),
-  priority: Number(row.priority),
-  insertedAt: row.inserted_at,
-  scheduledAt: row.scheduled_at,
-  attemptedAt: row.attempted_at,
-  completedAt: row.completed_at,
-  discardedAt: row.discarded_at,
-  cancelledAt: row.cancelled_at,
-  attemptedBy: row.attempted_by,
-  cancelRequestedAt: row.cancel_requested_at
-})
+export const jobFromRow = (row: JobRow, attemptOffset = 0): Job =>
+  jobOf(row, row.state as JobState, row.queue, row.attempted_by, attemptOffset)
 
 /**
  * The job of a row claimed by a fetch, which returns neither the columns the claim itself set
@@ -66,9 +47,17 @@ export const claimedJob = (
   queue: string,
   attemptedBy: ReadonlyArray<string>,
   attemptOffset: number
+): Job => jobOf(row, "executing", queue, attemptedBy, attemptOffset)
+
+const jobOf = (
+  row: Omit<JobRow, "state" | "queue" | "attempted_by">,
+  state: JobState,
+  queue: string,
+  attemptedBy: Job["attemptedBy"],
+  attemptOffset: number
 ): Job => ({
   id: Number(row.id),
-  state: "executing",
+  state,
   queue,
   worker: row.worker,
   args: row.args,
