@@ -8,7 +8,7 @@
  * 2. Responsiveness: the same CPU-bound queue busy, plus `pings` no-op jobs
  *    inserted every 20 ms by another process; their insert-to-start latency,
  *    the node's worst heartbeat and lease gaps, and rescues; on the main
- *    thread and on 2 threads.
+ *    thread, on 2 threads and on 1 (the default size on 2 cores).
  *
  * Prints two markdown tables; exits non-zero when a check fails: a job not run
  * exactly once, a rescue, or (at the full size) the issue's targets (2
@@ -108,7 +108,7 @@ const program = Effect.gen(function*() {
     drains.push(yield* drain(database.url, variant, jobs, rounds))
   }
   const pingRuns: Array<ResponsiveResult> = []
-  for (const variant of only === "drain" ? [] : [idle, mainThread, threads(2)]) {
+  for (const variant of only === "drain" ? [] : [idle, mainThread, threads(2), threads(1)]) {
     yield* Console.error(`pings: ${variant.label} ...`)
     const cpuJobs = variant.idle === true ? 0 : jobs
     pingRuns.push(yield* responsive(database.url, variant, { cpuJobs, rounds, pings, everyMs: pingEveryMs }))

@@ -82,15 +82,22 @@ const recordBeats = (prefix: string) =>
       FOR EACH ROW EXECUTE FUNCTION ${schema}.bench_beat('name')`)
   })
 
-/** The worst gap (ms) between consecutive writes of one row, per table. */
-const worstGaps = (prefix: string) =>
+/** The server's clock, to bound the window of the pings. */
+const serverNow = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const [row] = yield* sql<{ now: Date }>`SELECT clock_timestamp() AS now`
+  return row!.now
+})
+
+/** The worst gap (ms) between consecutive writes of one row, per table, for writes that ended a gap inside the window. */
+const worstGaps = (prefix: string, from: Date, to: Date) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ kind: string; gap: number | null }>`
       SELECT kind, max(gap)::float8 AS gap FROM (
-        SELECT kind, extract(epoch FROM at - lag(at) OVER (PARTITION BY kind, key ORDER BY at)) * 1000 AS gap
+        SELECT kind, at, extract(epoch FROM at - lag(at) OVER (PARTITION BY kind, key ORDER BY at)) * 1000 AS gap
         FROM ${sql(prefix)}.bench_beats
-      ) AS g GROUP BY kind`
+      ) AS g WHERE at > ${from} AND at <= ${to} GROUP BY kind`
     const gap = (kind: string) => rows.find((row) => row.kind === kind)?.gap ?? Number.NaN
     return { heartbeat: gap("oban_producers"), lease: gap("oban_peers") }
   })
@@ -153,14 +160,16 @@ export const responsive = (url: string, variant: Variant, options: {
       const cpuBefore = yield* cpuCompleted(prefix)
       const loop = monitorEventLoopDelay({ resolution: 5 })
       loop.enable()
+      const from = yield* serverNow
       yield* inserter.go
       yield* inserter.done
       const finished = yield* Deferred.await(allRan).pipe(Effect.timeout("60 seconds"), Effect.isSuccess)
       loop.disable()
+      const to = yield* serverNow
       const cpuJobsDone = (yield* cpuCompleted(prefix)) - cpuBefore
       const rescued = yield* rescuedCount(prefix)
       yield* node.stop
-      const gaps = yield* worstGaps(prefix)
+      const gaps = yield* worstGaps(prefix, from, to)
       const sql = yield* SqlClient
       const pingIds = (yield* sql<{ id: number }>`
         SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs WHERE queue = ${pingQueue}`).map((row) => row.id)
