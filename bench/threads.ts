@@ -36,7 +36,7 @@ const pingEveryMs = 20
 const only = process.env["BENCH_THREADS_ONLY"] ?? ""
 const fullSize = only === "" && jobs >= 400 && targetMs >= 50 && pings >= 200
 
-/** Rounds of the hash loop for about `targetMs` on this machine: the median of 7 probes of 5,000 rounds. */
+/** Rounds of the hash loop for about `targetMs` on this machine, from medians of 7 timings after a warm-up. */
 const calibrate = () => {
   const probe = 5_000
   const timeOf = (rounds: number) => {
@@ -45,7 +45,10 @@ const calibrate = () => {
     return performance.now() - start
   }
   const median = (f: () => number) => Array.from({ length: 7 }, f).sort((a, b) => a - b)[3]!
-  const rounds = Math.max(1, Math.round(probe * targetMs / median(() => timeOf(probe))))
+  // Warm the JIT first (a cold loop is twice as slow), then refine the estimate once at full length.
+  for (let i = 0; i < 5; i++) timeOf(probe)
+  const estimate = Math.max(1, Math.round(probe * targetMs / median(() => timeOf(probe))))
+  const rounds = Math.max(1, Math.round(estimate * targetMs / median(() => timeOf(estimate))))
   return { rounds, ms: median(() => timeOf(rounds)) }
 }
 
