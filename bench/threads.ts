@@ -4,7 +4,8 @@
  *
  * 1. CPU-bound drain: `jobs` jobs of about `ms` ms of hashing each (the loop is
  *    calibrated on this machine at start), one node, on the main thread
- *    (queue limit 2) and on pools of 1, 2 and 3 threads (limit = size).
+ *    (queue limit 2) and on pools of 1, 2 and 3 threads (limit = size), and
+ *    2 threads with limit 4 (a claimed job waits for each thread).
  * 2. Responsiveness: the same CPU-bound queue busy, plus `pings` no-op jobs
  *    inserted every 20 ms by another process; their insert-to-start latency,
  *    the node's worst heartbeat and lease gaps, and rescues; on the main
@@ -106,7 +107,7 @@ const program = Effect.gen(function*() {
   yield* Console.error(`calibration: ${rounds} sha256 rounds per job = ${ms.toFixed(1)} ms on the main thread (median of 7)`)
 
   const drains: Array<DrainResult> = []
-  for (const variant of only === "pings" ? [] : [mainThread, threads(1), threads(2), threads(3)]) {
+  for (const variant of only === "pings" ? [] : [mainThread, threads(1), threads(2), threads(3), threads(2, 4)]) {
     yield* Console.error(`drain: ${variant.label} ...`)
     drains.push(yield* drain(database.url, variant, jobs, rounds))
   }
@@ -121,7 +122,7 @@ const program = Effect.gen(function*() {
     ...drains.flatMap((r) => r.problems.map((p) => `drain, ${r.variant.label}: ${p}`)),
     ...pingRuns.flatMap((r) => r.problems.map((p) => `pings, ${r.variant.label}: ${p}`))
   ]
-  const speedUp = drains.length === 4 ? drains[0]!.wallMs / drains[2]!.wallMs : Number.NaN
+  const speedUp = drains.length > 2 ? drains[0]!.wallMs / drains[2]!.wallMs : Number.NaN
   const threadsP99 = pingRuns[2]?.latency.p99 ?? Number.NaN
   if (fullSize && !(speedUp >= 1.8)) problems.push(`2 threads drained ${speedUp.toFixed(2)}x as fast as the main thread, not about 2x`)
   if (fullSize && !(threadsP99 < 20)) problems.push(`ping p99 on threads was ${threadsP99.toFixed(1)} ms, not under 20 ms`)
@@ -135,12 +136,10 @@ const program = Effect.gen(function*() {
   yield* Console.log(`one job: ${rounds} sha256 rounds, ${ms.toFixed(1)} ms on the main thread; ${jobs} jobs per run`)
   yield* Console.log("")
   if (drains.length > 0) yield* Console.log(drainTable(drains))
-  yield* Console.log("")
-  yield* Console.log(
-    `${pings} pings (queue limit 10), one every ${pingEveryMs} ms from another process, while ${jobs} CPU-bound jobs wait; ` +
-      `heartbeat every ${heartbeatMs} ms, lease renewed every ${leaseRenewMs} ms`
+  if (pingRuns.length > 0) yield* Console.log(
+    `\n${pings} pings (queue limit 10), one every ${pingEveryMs} ms from another process, while ${jobs} CPU-bound jobs wait; ` +
+      `heartbeat every ${heartbeatMs} ms, lease renewed every ${leaseRenewMs} ms\n`
   )
-  yield* Console.log("")
   if (pingRuns.length > 0) yield* Console.log(responsiveTable(pingRuns))
   if (!fullSize) yield* Console.log("\n(smaller than the full size: the speed-up and p99 targets were not checked)")
   if (problems.length > 0) {

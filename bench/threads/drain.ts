@@ -18,14 +18,17 @@ export interface Variant {
   readonly idle?: boolean | undefined
   /** Pool size; undefined for the main thread. */
   readonly size?: number | undefined
+  /** Queue limit, when not the pool size (or 2 on the main thread). */
+  readonly limit?: number | undefined
 }
 
 export const mainThread: Variant = { label: "main thread" }
 export const idle: Variant = { label: "idle (no CPU-bound jobs)", idle: true }
-export const threads = (size: number): Variant => ({ label: `threads, size ${size}`, size })
+export const threads = (size: number, limit?: number): Variant =>
+  limit === undefined ? { label: `threads, size ${size}`, size } : { label: `threads, size ${size}, limit ${limit}`, size, limit }
 
 /** The queue limit of a variant: the pool size, or 2 on the main thread. */
-export const limitOf = (variant: Variant): number => variant.size ?? 2
+export const limitOf = (variant: Variant): number => variant.limit ?? variant.size ?? 2
 
 export const workerOf = (variant: Variant) => variant.size === undefined ? CpuMain : CpuThread
 
@@ -43,9 +46,9 @@ export const insertHashJobs = (variant: Variant, jobs: number, rounds: number) =
 
 export const drain = (url: string, variant: Variant, jobs: number, rounds: number) =>
   withSchema(
-    `bench_threads_drain_${variant.size ?? 0}`,
+    `bench_threads_drain_${variant.size ?? 0}_${limitOf(variant)}`,
     Effect.scoped(Effect.gen(function*() {
-      const prefix = `bench_threads_drain_${variant.size ?? 0}`
+      const prefix = `bench_threads_drain_${variant.size ?? 0}_${limitOf(variant)}`
       yield* insertHashJobs(variant, jobs, rounds)
       const cpu = process.cpuUsage()
       const start = yield* clock
