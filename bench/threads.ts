@@ -11,9 +11,10 @@
  *    the node's worst heartbeat and lease gaps, and rescues; on the main
  *    thread, on 2 threads and on 1 (the default size on 2 cores).
  *
- * Prints two markdown tables; exits non-zero when a check fails: a job not run
- * exactly once, a rescue, or (at the full size) the issue's targets (2
- * threads at least 1.8x the main thread, ping p99 under 20 ms on threads).
+ * Prints two markdown tables and, at the full size, whether the issue's targets
+ * hold (2 threads about 2x the main thread, ping p99 under 20 ms on threads);
+ * exits non-zero only when a correctness check fails: a job not run exactly
+ * once, or a rescue of the node's own jobs.
  * Smaller runs for debugging: BENCH_THREADS_JOBS, BENCH_THREADS_MS, BENCH_THREADS_PINGS.
  */
 import { NodeRuntime } from "@effect/platform-node"
@@ -124,8 +125,11 @@ const program = Effect.gen(function*() {
   ]
   const speedUp = drains.length > 2 ? drains[0]!.wallMs / drains[2]!.wallMs : Number.NaN
   const threadsP99 = pingRuns[2]?.latency.p99 ?? Number.NaN
-  if (fullSize && !(speedUp >= 1.8)) problems.push(`2 threads drained ${speedUp.toFixed(2)}x as fast as the main thread, not about 2x`)
-  if (fullSize && !(threadsP99 < 20)) problems.push(`ping p99 on threads was ${threadsP99.toFixed(1)} ms, not under 20 ms`)
+  // Speed targets are reported, never failed on: wall times on a shared machine are no assertion.
+  const targets = [
+    `2 threads drained ${speedUp.toFixed(2)}x as fast as the main thread (issue #14: about 2x): ${speedUp >= 1.8 ? "met" : "not met"}`,
+    `ping p99 on 2 threads ${threadsP99.toFixed(1)} ms (issue #14: under 20 ms): ${threadsP99 < 20 ? "met" : "not met"}`
+  ]
 
   yield* Console.log("")
   yield* Console.log(
@@ -141,7 +145,8 @@ const program = Effect.gen(function*() {
       `heartbeat every ${heartbeatMs} ms, lease renewed every ${leaseRenewMs} ms\n`
   )
   if (pingRuns.length > 0) yield* Console.log(responsiveTable(pingRuns))
-  if (!fullSize) yield* Console.log("\n(smaller than the full size: the speed-up and p99 targets were not checked)")
+  if (fullSize) yield* Console.log(`\n${targets.join("\n")}`)
+  else yield* Console.log("\n(smaller than the full size: the speed-up and p99 targets are not shown)")
   if (problems.length > 0) {
     yield* Console.error(`\nFAILED:\n  ${problems.join("\n  ")}`)
     yield* Effect.sync(() => {
