@@ -24,7 +24,7 @@ import { startDatabase } from "../support/database.ts"
 import { serverVersion } from "./common.ts"
 import { drain, type DrainResult, idle, mainThread, threads } from "./threads/drain.ts"
 import { heartbeatMs, leaseRenewMs, responsive, type ResponsiveResult } from "./threads/responsive.ts"
-import { hashRounds } from "./threads/workers.ts"
+import { hashRounds } from "./threads/cpu.ts"
 
 const numberFrom = (name: string, fallback: number) => {
   const value = Number(process.env[name] ?? fallback)
