@@ -14,6 +14,7 @@ import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type { ThreadPoolOptions } from "./threads/pool.ts"
+import { defaultNice } from "./threads/priority.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
@@ -110,16 +111,19 @@ export interface RuntimeOptions {
   readonly crontab?: ReadonlyArray<Cron.Entry> | undefined
   /**
    * The node's pool of worker threads, for the workers defined with
-   * `threads` (none started without them): `size` (default: the cores
-   * less one, at least 1), `resourceLimits` per thread (e.g.
+   * `threads` (none started without them): `size` (default: one per
+   * core), `resourceLimits` per thread (e.g.
    * `{ maxOldGenerationSizeMb: 512 }`), `recycleAfter` (replace a thread
-   * after this many attempts), `isolation` (`"process"` for child processes).
+   * after this many attempts), `isolation` (`"process"` for child processes),
+   * `nice` (their scheduling priority, 0-19, default 10: the node's own loop
+   * runs first; per thread on Linux only, per process everywhere).
    */
   readonly threads?: {
     readonly size?: number | undefined
     readonly resourceLimits?: ThreadPoolOptions["resourceLimits"]
     readonly recycleAfter?: number | undefined
     readonly isolation?: "thread" | "process" | undefined
+    readonly nice?: number | undefined
   } | undefined
 }
 
@@ -170,8 +174,11 @@ const ResourceLimits = Schema.Struct({
 
 const maxThreads = 256
 
-/** The default pool: one thread per core but one, which the node's own loop keeps. */
-export const defaultThreads = (): number => Math.max(1, availableParallelism() - 1)
+/**
+ * The default pool: one thread per core. The threads run at a lower priority
+ * than the node (`threads.nice`), so its own loop needs no core kept for it.
+ */
+export const defaultThreads = (): number => availableParallelism()
 
 const resolveThreads = (input: RuntimeOptions["threads"]): Effect.Effect<ThreadPoolOptions, InvalidConfigError> =>
   Effect.gen(function*() {
@@ -190,7 +197,13 @@ const resolveThreads = (input: RuntimeOptions["threads"]): Effect.Effect<ThreadP
     const resourceLimits = input.resourceLimits === undefined
       ? undefined
       : yield* decodeOrFail("threads.resourceLimits", ResourceLimits, input.resourceLimits)
-    return { size, resourceLimits, recycleAfter, isolation: input.isolation }
+    const nice = input.nice ?? defaultNice
+    yield* ensure(
+      Number.isSafeInteger(nice) && nice >= 0 && nice <= 19,
+      "threads.nice",
+      `threads.nice must be an integer from 0 to 19, got ${String(input.nice)}`
+    )
+    return { size, resourceLimits, recycleAfter, isolation: input.isolation, nice }
   })
 
 export const resolve = (

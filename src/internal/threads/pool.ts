@@ -22,6 +22,7 @@ import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
+import { defaultNice, lowerProcess, threadData } from "./priority.ts"
 import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
 
 export interface ThreadPoolOptions {
@@ -37,6 +38,11 @@ export interface ThreadPoolOptions {
   readonly isolation?: "thread" | "process" | undefined
   /** Replace a thread after it has run this many attempts (for leaks). Default: never. */
   readonly recycleAfter?: number | undefined
+  /**
+   * The nice value of the threads or processes (0-19; see `priority.ts`):
+   * higher runs them after the node's own loop. Default `defaultNice`.
+   */
+  readonly nice?: number | undefined
 }
 
 // The built package has runner.js next to pool.js (tsc rewrites imports, not this URL).
@@ -85,6 +91,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
       if (!stopping) Effect.runForkWith(context)(Effect.logWarning(message))
     }
     const heapMb = options.resourceLimits?.maxOldGenerationSizeMb
+    const nice = options.nice ?? defaultNice
     const spawn = () => {
       stderr = ""
       if (options.isolation === "process") {
@@ -102,12 +109,13 @@ const makeSlot = (options: ThreadPoolOptions) =>
         child.once("exit", (code, signal) => {
           if (code !== 0) warn(`a worker process exited (code ${code}, signal ${signal})`)
         })
+        lowerProcess(child.pid, nice)
         thread = child
       } else {
-        const worker = new WorkerThreads.Worker(
-          runnerUrl,
-          options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }
-        )
+        const worker = new WorkerThreads.Worker(runnerUrl, {
+          workerData: threadData(nice),
+          ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits })
+        })
         worker.on("error", (error) => warn(`a worker thread stopped: ${describeError(error)}`))
         thread = worker
       }

@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
+import { lowerThisThread } from "./priority.ts"
 import { ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 
 const isWorker = (value: unknown, name: string): value is ThreadWorker =>
@@ -78,6 +79,8 @@ const handlers = ThreadRpcs.toLayer({
       return encode === undefined ? null : yield* Effect.orDie(encode(value))
     }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))
 })
+
+lowerThisThread()
 
 Effect.runFork(
   Layer.launch(
