@@ -35,16 +35,15 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import type { SqlClient } from "effect/sql/SqlClient"
 import { tracked } from "./internal/activity.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
+import * as Liveness from "./internal/producerLiveness.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
 import type { FinishedJob, LimitedFetch } from "./internal/sql/limitedClaims.ts"
 import { releaseLostClaim } from "./internal/lostClaims.ts"
 import { type Fetched, fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
-import { beat, type ProducerState, registerProducer, storeQueueState } from "./internal/sql/producers.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import type { Job } from "./Job.ts"
 import { now, statementNow } from "./ObanClock.ts"
@@ -74,18 +73,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
   Effect.gen(function*() {
     const signal = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
-    let limit = options.limit
-    let paused = options.paused
+    // The limit and paused flag, which commands set here and heartbeats read back.
+    const control: Liveness.Control = { limit: options.limit, paused: options.paused, changes: 0 }
     let running = 0
     let failures = 0
-    let registered = false
-    let lost = false
-    let beatFailing = false
-    let lastBeat = 0
-    const heartbeatMillis = Duration.toMillis(options.heartbeatInterval)
-    const rescueAfterMillis = Duration.toMillis(options.rescueAfter)
-    // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
-    const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
 
     const buffer = ClaimBuffer.make()
     // A limited queue's jobs that finished here, by id, with the claim they ran under: while
@@ -112,8 +103,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
      * synchronously, once per finished job: this is the hot path.
      */
     const startWaitingUnsafe = (): boolean => {
-      if (paused || lost || beatFailing) return false
-      const jobs = buffer.take(limit - running)
+      if (control.paused || !liveness.startable()) return false
+      const jobs = buffer.take(control.limit - running)
       if (jobs.length === 0) return false
       running += jobs.length
       setExecutingUnsafe(options.queue, running, context)
@@ -128,12 +119,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       buffer.recordDuration(clock.currentTimeMillisUnsafe() - startedAt)
       // A job started in its place sets the gauge (before it runs); otherwise it is set here.
       if (!startWaitingUnsafe()) setExecutingUnsafe(options.queue, running, context)
-      if (paused) return
+      if (control.paused) return
       if (limiter.limited()) {
         finished.set(job.id, job.attemptedBy?.[2] ?? "")
         Queue.offerUnsafe(signal, undefined)
       } // Wake the fetch loop only when there is something to claim: not once per job.
-      else if (buffer.demand(limit, running) > 0) Queue.offerUnsafe(signal, undefined)
+      else if (buffer.demand(control.limit, running) > 0) Queue.offerUnsafe(signal, undefined)
     }
 
     /**
@@ -179,6 +170,20 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     // Runs after the loops below have stopped (finalizers run in reverse order).
     yield* Effect.addFinalizer(() => giveBack)
 
+    /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
+    const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
+    const liveness = Liveness.make({
+      options,
+      producerId,
+      control,
+      running: () => running,
+      limiter,
+      dropClaimedAhead: () => void buffer.takeAll(),
+      limitsChanged,
+      wake,
+      restored: startWaiting
+    })
+
     const scope = yield* Effect.scope
     const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
@@ -201,8 +206,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
 
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()
-      const demand = buffer.demand(limit, running, !limited)
-      if (paused || demand <= 0 || (yield* writesBehind) || !(yield* checkAlive)) return false as boolean
+      const demand = buffer.demand(control.limit, running, !limited)
+      if (control.paused || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
       const by = { node: options.node, producer: producerId, claim }
       const fetch = limited
@@ -214,7 +219,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           queue: options.queue,
           demand,
           // Slots the jobs already waiting will not fill start at once; the rest wait here.
-          startNow: Math.max(0, limit - running - buffer.size()),
+          startNow: Math.max(0, control.limit - running - buffer.size()),
           ...by
         }))
       const fetched = yield* fetch.pipe(
@@ -240,7 +245,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         // A full batch: there may be more.
       }
       failures = 0
-      if (registered) Deferred.doneUnsafe(ready, Exit.void)
+      if (liveness.registered()) Deferred.doneUnsafe(ready, Exit.void)
     }).pipe(
       tracked,
       Effect.catchCause((cause) =>
@@ -261,123 +266,15 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     ))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
 
-    // Local commands bump `changes`; a stored state read before a local command must not undo it.
-    let changes = 0
-    const adopt = (state: ProducerState, readAt: number) =>
-      Effect.suspend(() => {
-        if (changes !== readAt) return Effect.void
-        const changed = state.limit !== limit || state.paused !== paused
-        limit = state.limit
-        paused = state.paused
-        return changed ? wake : Effect.void
-      })
-    /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
-    const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
-    const beatSql = options.liveness.sql
-    /**
-     * Registers this producer through `client`. The first registration runs on the shared pool: at
-     * start-up nothing holds it yet and it has a connection open (the migration check used it), while
-     * the node's own connection may still be opening, and the first claim waits for this. Later ones
-     * (after a long outage) run on the node's own connection, like heartbeats.
-     */
-    const register = (client: SqlClient) => Effect.gen(function*() {
-      const readAt = changes
-      // The queue's limits first: written (config) before this node's row shows it up, or read
-      // (no config) before its first claim.
-      yield* options.liveness.run(limiter.load(client))
-      const time = yield* now(client)
-      const row = yield* options.liveness.run(registerProducer(client, options.prefix, time, {
-        id: producerId,
-        node: options.node,
-        queue: options.queue,
-        limit,
-        paused,
-        freshMillis: rescueAfterMillis,
-        meta: options.meta ?? {}
-      }))
-      if (row.twins > 0) {
-        yield* Effect.logWarning(
-          `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
-            "each keeps its own producer rows and jobs, but give every process a unique node name"
-        )
-      }
-      if (row.inherited) {
-        // Rows left by an earlier run of this node: their stored state wins.
-        yield* adopt(row, readAt)
-      } else if (changes !== readAt) {
-        // A command arrived while registering: store what this node now has.
-        yield* storeQueueState(client, options.prefix, { queue: options.queue, node: options.node, limit, paused })
-      }
-    })
-    const heartbeat = Effect.gen(function*() {
-      if (!registered) {
-        // The first registration (`registered` never goes back to false): on the pool.
-        yield* register(options.sql)
-      } else {
-        const readAt = changes
-        const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
-        // The row was removed as stale (a long outage): this producer's jobs may have been rescued.
-        if (state === undefined) {
-          // Its claims may have been rescued meanwhile: jobs claimed ahead are not ours to start any more
-          // (those still claimed here are put back by the node's reconciler).
-          buffer.takeAll()
-          yield* register(beatSql)
-        }
-        else {
-          yield* adopt(state, readAt)
-          if (limiter.adopt(state.limits)) yield* limitsChanged
-        }
-      }
-      lastBeat = yield* Clock.currentTimeMillis
-      if (!registered || lost) {
-        if (lost) yield* Effect.logInfo("heartbeat restored; fetching again")
-        registered = true
-        lost = false
-        yield* wake
-      }
-    })
+    yield* liveness.start
 
-    /**
-     * Whether this producer's last heartbeat is recent enough that no rescuer
-     * can have judged it dead. Past that, it stops claiming jobs: jobs it
-     * claimed earlier may be rescued and run elsewhere, and it says so. The
-     * jobs it runs keep running (delivery is at least once); their acks land
-     * only if the job was not claimed again meanwhile.
-     */
-    const checkAlive = Effect.gen(function*() {
-      if (!registered) return false
-      if (lost) return false
-      const silentFor = (yield* Clock.currentTimeMillis) - lastBeat
-      if (silentFor < lostAfterMillis) return true
-      lost = true
-      yield* Effect.logWarning(
-        `no heartbeat for ${silentFor} ms: this node may be judged dead after ${rescueAfterMillis} ms and its ` +
-          `${running} running job(s) rescued and run again elsewhere; not claiming jobs until a heartbeat gets through`
-      )
-      return false
+    const localState = () => ({
+      queue: options.queue,
+      node: options.node,
+      limit: control.limit,
+      running,
+      paused: control.paused
     })
-
-    // Register at once, then beat on schedule; after a failure, try again soon, so that the first
-    // moment the database answers again refreshes the row.
-    yield* Effect.forkScoped(Effect.gen(function*() {
-      let failures = 0
-      while (true) {
-        const result = yield* Effect.exit(tracked(heartbeat))
-        if (result._tag === "Success") {
-          failures = 0
-          if (beatFailing) {
-            beatFailing = false
-            yield* startWaiting
-          }
-          yield* Effect.sleep(options.heartbeatInterval)
-        } else {
-          failures++
-          beatFailing = true
-          yield* Effect.logWarning(`heartbeat failed (${failures}x); trying again`, Cause.pretty(result.cause))
-          yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
-        }
-      }
-    }).pipe(Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })))
 
     return {
       queue: options.queue,
@@ -393,23 +290,23 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       waiting: Effect.sync(() => buffer.ids()),
       pause: Effect.andThen(
         Effect.sync(() => {
-          changes++
-          paused = true
+          control.changes++
+          control.paused = true
         }),
         giveBack
       ),
       resume: Effect.andThen(
         Effect.sync(() => {
-          changes++
-          paused = false
+          control.changes++
+          control.paused = false
         }),
         wake
       ),
       scale: (next) =>
         Effect.andThen(
           Effect.sync(() => {
-            changes++
-            limit = next
+            control.changes++
+            control.limit = next
           }),
           wake
         ),
@@ -419,9 +316,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           Effect.logWarning("could not read the queue's limits; the next heartbeat reads them", Cause.pretty(cause))
         )
       ),
-      local: Effect.sync(() => ({ queue: options.queue, node: options.node, limit, running, paused })),
+      local: Effect.sync(() => localState()),
       check: Effect.gen(function*() {
-        const local = { queue: options.queue, node: options.node, limit, running, paused }
+        const local = localState()
         const cluster = yield* limiter.usage(yield* now(options.sql))
         return { ...local, cluster }
       })

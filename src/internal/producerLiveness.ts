@@ -1,0 +1,196 @@
+/**
+ * A producer's registration and heartbeat: its row in `oban_producers`,
+ * written at start (on the shared pool) and refreshed every
+ * `heartbeatInterval` on the node's own connection; the stored limit and
+ * paused flag read back with each beat; and the judgement of whether the
+ * producer may still claim, which it may not once its heartbeats have failed
+ * for nearly `rescueAfter` (a rescuer could then take its jobs).
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type { SqlClient } from "effect/sql/SqlClient"
+import { now } from "../ObanClock.ts"
+import { tracked } from "./activity.ts"
+import type { Options } from "./producerTypes.ts"
+import type * as QueueLimiter from "./queueLimiter.ts"
+import { retryDelay } from "./retryDelay.ts"
+import { beat, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
+
+/**
+ * The producer's settings that commands change locally and heartbeats read
+ * back: `changes` counts local commands, so that a stored state read before
+ * one does not undo it.
+ */
+export interface Control {
+  limit: number
+  paused: boolean
+  changes: number
+}
+
+export interface LivenessOptions {
+  readonly options: Options
+  readonly producerId: string
+  readonly control: Control
+  readonly running: () => number
+  readonly limiter: QueueLimiter.QueueLimiter
+  /** Drops the jobs claimed ahead: after a long outage they may have been rescued. */
+  readonly dropClaimedAhead: () => void
+  /** The queue's cluster-wide limits changed. */
+  readonly limitsChanged: Effect.Effect<void>
+  readonly wake: Effect.Effect<void>
+  /** Starts the waiting jobs: heartbeats get through again. */
+  readonly restored: Effect.Effect<void>
+}
+
+export interface ProducerLiveness {
+  /** Whether the producer's row has been written once. */
+  readonly registered: () => boolean
+  /** Whether jobs may start now: the last heartbeat got through and the producer is not judged lost. */
+  readonly startable: () => boolean
+  /**
+   * Whether the last heartbeat is recent enough that no rescuer can have
+   * judged this producer dead. Past that, it stops claiming (and says so)
+   * until a heartbeat gets through: jobs it claimed earlier may be rescued and
+   * run elsewhere. The jobs it runs keep running (delivery is at least once);
+   * their acks land only if the job was not claimed again meanwhile.
+   */
+  readonly checkAlive: Effect.Effect<boolean>
+  /** Registers the producer at once, then beats on schedule, for the scope's life. */
+  readonly start: Effect.Effect<void, never, Scope.Scope>
+}
+
+export const make = (input: LivenessOptions): ProducerLiveness => {
+  const { control, limiter, options, producerId } = input
+  let registered = false
+  let lost = false
+  let beatFailing = false
+  let lastBeat = 0
+  const heartbeatMillis = Duration.toMillis(options.heartbeatInterval)
+  const rescueAfterMillis = Duration.toMillis(options.rescueAfter)
+  // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
+  const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
+  const logs = { component: "Producer", queue: options.queue, node: options.node }
+
+  const adopt = (state: ProducerState, readAt: number) =>
+    Effect.suspend(() => {
+      if (control.changes !== readAt) return Effect.void
+      const changed = state.limit !== control.limit || state.paused !== control.paused
+      control.limit = state.limit
+      control.paused = state.paused
+      return changed ? input.wake : Effect.void
+    })
+
+  /**
+   * Registers this producer through `client`. The first registration runs on the shared pool: at
+   * start-up nothing holds it yet and it has a connection open (the migration check used it), while
+   * the node's own connection may still be opening, and the first claim waits for this. Later ones
+   * (after a long outage) run on the node's own connection, like heartbeats.
+   */
+  const register = (client: SqlClient) =>
+    Effect.gen(function*() {
+      const readAt = control.changes
+      // The queue's limits first: written (config) before this node's row shows it up, or read
+      // (no config) before its first claim.
+      yield* options.liveness.run(limiter.load(client))
+      const time = yield* now(client)
+      const row = yield* options.liveness.run(registerProducer(client, options.prefix, time, {
+        id: producerId,
+        node: options.node,
+        queue: options.queue,
+        limit: control.limit,
+        paused: control.paused,
+        freshMillis: rescueAfterMillis,
+        meta: options.meta ?? {}
+      }))
+      if (row.twins > 0) {
+        yield* Effect.logWarning(
+          `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
+            "each keeps its own producer rows and jobs, but give every process a unique node name"
+        )
+      }
+      if (row.inherited) {
+        // Rows left by an earlier run of this node: their stored state wins.
+        yield* adopt(row, readAt)
+      } else if (control.changes !== readAt) {
+        // A command arrived while registering: store what this node now has.
+        yield* storeQueueState(client, options.prefix, {
+          queue: options.queue,
+          node: options.node,
+          limit: control.limit,
+          paused: control.paused
+        })
+      }
+    })
+
+  const beatSql = options.liveness.sql
+  const heartbeat = Effect.gen(function*() {
+    if (!registered) {
+      // The first registration (`registered` never goes back to false): on the pool.
+      yield* register(options.sql)
+    } else {
+      const readAt = control.changes
+      const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
+      if (state === undefined) {
+        // The row was removed as stale (a long outage): its claims may have been rescued meanwhile,
+        // so jobs claimed ahead are not ours to start any more (those still claimed here are put
+        // back by the node's reconciler).
+        input.dropClaimedAhead()
+        yield* register(beatSql)
+      } else {
+        yield* adopt(state, readAt)
+        if (limiter.adopt(state.limits)) yield* input.limitsChanged
+      }
+    }
+    lastBeat = yield* Clock.currentTimeMillis
+    if (!registered || lost) {
+      if (lost) yield* Effect.logInfo("heartbeat restored; fetching again")
+      registered = true
+      lost = false
+      yield* input.wake
+    }
+  })
+
+  const checkAlive = Effect.gen(function*() {
+    if (!registered || lost) return false
+    const silentFor = (yield* Clock.currentTimeMillis) - lastBeat
+    if (silentFor < lostAfterMillis) return true
+    lost = true
+    yield* Effect.logWarning(
+      `no heartbeat for ${silentFor} ms: this node may be judged dead after ${rescueAfterMillis} ms and its ` +
+        `${input.running()} running job(s) rescued and run again elsewhere; not claiming jobs until a heartbeat gets through`
+    )
+    return false
+  })
+
+  // After a failure, try again soon, so that the first moment the database answers again
+  // refreshes the row.
+  const start = Effect.asVoid(Effect.forkScoped(Effect.gen(function*() {
+    let failures = 0
+    while (true) {
+      const result = yield* Effect.exit(tracked(heartbeat))
+      if (result._tag === "Success") {
+        failures = 0
+        if (beatFailing) {
+          beatFailing = false
+          yield* input.restored
+        }
+        yield* Effect.sleep(options.heartbeatInterval)
+      } else {
+        failures++
+        beatFailing = true
+        yield* Effect.logWarning(`heartbeat failed (${failures}x); trying again`, Cause.pretty(result.cause))
+        yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
+      }
+    }
+  }).pipe(Effect.annotateLogs(logs))))
+
+  return {
+    registered: () => registered,
+    startable: () => !lost && !beatFailing,
+    checkAlive,
+    start
+  }
+}
