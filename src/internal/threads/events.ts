@@ -79,9 +79,18 @@ const maxDepth = 8
  * `value` as something structured clone accepts: functions and symbols
  * become their names, class instances their `toJSON` or their own fields,
  * errors an `Error` with their name, message and stack; nesting deeper than
- * 8 levels (or a cycle) is cut off.
+ * 8 levels (or a cycle) is cut off. A value that throws when read (a
+ * getter) becomes a placeholder.
  */
-export const cloneable = (value: unknown): unknown => cloneAt(value, 0)
+export const cloneable = (value: unknown): unknown => {
+  try {
+    return cloneAt(value, 0)
+  } catch {
+    return unreadable
+  }
+}
+
+const unreadable = "[unreadable value]"
 
 const cloneAt = (value: unknown, depth: number): unknown => {
   switch (typeof value) {
@@ -110,7 +119,7 @@ const cloneAt = (value: unknown, depth: number): unknown => {
     try {
       return cloneAt(toJSON.call(value), depth + 1)
     } catch {
-      return String(value)
+      return unreadable
     }
   }
   return cloneRecordAt(value as Record<string, unknown>, depth)
@@ -118,7 +127,13 @@ const cloneAt = (value: unknown, depth: number): unknown => {
 
 const cloneRecordAt = (record: Readonly<Record<string, unknown>>, depth: number): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
-  for (const key of Object.keys(record)) out[key] = cloneAt(record[key], depth + 1)
+  for (const key of Object.keys(record)) {
+    try {
+      out[key] = cloneAt(record[key], depth + 1)
+    } catch {
+      out[key] = unreadable
+    }
+  }
   return out
 }
 

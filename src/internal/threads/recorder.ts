@@ -64,7 +64,12 @@ export const make = (): Recorder => {
     if (outlet === undefined || pending.length === 0) return
     const batch = pending.map((item) => item instanceof RecordedSpan ? item.startEvent() : item)
     pending = []
-    outlet(batch as [ThreadEvent, ...Array<ThreadEvent>])
+    try {
+      outlet(batch as [ThreadEvent, ...Array<ThreadEvent>])
+    } catch (error) {
+      // `cloneable` should make this impossible; if it happens, say so where the thread's output goes.
+      process.stderr.write(`effect-oban: ${batch.length} logs or spans of a worker thread could not be sent: ${String(error)}\n`)
+    }
   }
 
   const push = (item: ThreadEvent | RecordedSpan, now: boolean): void => {
