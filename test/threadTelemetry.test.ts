@@ -129,6 +129,12 @@ const chattyArrives = (prefix: string, seen: Observed) =>
     assert.isAtLeast(hello!.date.getTime(), millis(perform.startTime))
     assert.isAtMost(hello!.date.getTime(), millis(performEnded.endTime))
 
+    const odd = lineOf(seen, "odd values")?.message[1] as { fn: unknown; at: unknown; error: unknown } | undefined
+    assert.strictEqual(odd?.fn, "[Function named]")
+    assert.deepStrictEqual(odd?.at, new Date(0))
+    assert.instanceOf(odd?.error, Error)
+    assert.strictEqual((odd?.error as Error).message, "kept")
+
     // The node's minimum level (Debug) crossed: the thread's default (Info) would have dropped this.
     assert.strictEqual(lineOf(seen, "a debug line")?.level, "Debug")
     assert.isUndefined(lineOf(seen, "a trace line"))
@@ -164,6 +170,24 @@ const chattyArrives = (prefix: string, seen: Observed) =>
     assert.strictEqual(events[0]![2]["jobId"], job.id)
   })
 
+/** Runs a `LogThenSpin` job into its timeout and checks that its log line and span arrived. */
+const spinLogArrives = (prefix: string, seen: Observed) =>
+  Effect.gen(function*() {
+    const job = yield* Oban.insert(LogThenSpin.job({ millis: 10_000 }, { timeout: "300 millis" }))
+    yield* settled(prefix, job.id)
+    const row = yield* jobRow(prefix, job.id)
+    assert.strictEqual(row.state, "retryable")
+    assert.strictEqual(row.errors[0]!.kind, "timeout")
+    const perform = yield* performSpanOf(seen, job.id)
+    const line = seen.lines.find((line) => line.message[0] === "about to spin" && line.annotations["jobId"] === job.id)
+    assert.isDefined(line, "the log line reached the node's logger")
+    const spinning = spanNamed(seen, "thread.spinning", perform.traceId)
+    assert.strictEqual(line!.span, spinning)
+    assert.strictEqual(parentOf(spinning), perform)
+    // Never ended in the thread: the node ends it, as interrupted, when it stops the thread.
+    assert.isTrue(Exit.hasInterrupts(ended(spinning).exit))
+  })
+
 const prefix = uniquePrefix("thread_telemetry")
 const seen = observe()
 
@@ -175,21 +199,7 @@ layer(nodeLayer(prefix, seen, "thread").pipe(Layer.provideMerge(testLayer(prefix
     chattyArrives(prefix, seen), 30_000)
 
   it.effect("a log written before a busy loop arrives although the timeout terminates the thread", () =>
-    Effect.gen(function*() {
-      const job = yield* Oban.insert(LogThenSpin.job({ millis: 10_000 }, { timeout: "300 millis" }))
-      yield* settled(prefix, job.id)
-      const row = yield* jobRow(prefix, job.id)
-      assert.strictEqual(row.state, "retryable")
-      assert.strictEqual(row.errors[0]!.kind, "timeout")
-      const perform = yield* performSpanOf(seen, job.id)
-      const line = seen.lines.find((line) => line.message[0] === "about to spin" && line.annotations["jobId"] === job.id)
-      assert.isDefined(line, "the log line reached the node's logger")
-      const spinning = spanNamed(seen, "thread.spinning", perform.traceId)
-      assert.strictEqual(line!.span, spinning)
-      assert.strictEqual(parentOf(spinning), perform)
-      // Never ended in the thread: the node ends it, as interrupted, when it stops the thread.
-      assert.isTrue(Exit.hasInterrupts(ended(spinning).exit))
-    }), 30_000)
+    spinLogArrives(prefix, seen), 30_000)
 })
 
 const processPrefix = uniquePrefix("thread_telemetry_proc")
@@ -200,4 +210,7 @@ layer(nodeLayer(processPrefix, processSeen, "process").pipe(Layer.provideMerge(t
   timeout: 60_000
 })("thread telemetry, isolation: process", (it) => {
   it.effect("logs and spans cross from a child process too", () => chattyArrives(processPrefix, processSeen), 30_000)
+
+  it.effect("a child process's log written before a busy loop arrives although the timeout kills it", () =>
+    spinLogArrives(processPrefix, processSeen), 30_000)
 })

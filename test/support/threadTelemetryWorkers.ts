@@ -24,6 +24,8 @@ export const Chatty = Worker.make("ThreadChatty", {
   perform: () =>
     Effect.gen(function*() {
       yield* Effect.logInfo("hello from the thread", { n: 1 })
+      // Structured clone refuses functions: they cross as their names.
+      yield* Effect.logInfo("odd values", { fn: function named() {}, at: new Date(0), error: new Oops({ message: "kept" }) })
       yield* Effect.logDebug("a debug line")
       yield* Effect.logTrace("a trace line")
       yield* Effect.gen(function*() {
