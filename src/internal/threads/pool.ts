@@ -6,24 +6,36 @@
  * (timeout, cancel, shutdown) terminates its slot's thread and invalidates
  * the slot, so CPU-bound code stops for real and the pool spawns a
  * replacement; the other threads are untouched.
+ *
+ * Each slot also holds its thread's `Events` stream, opened when the slot
+ * starts: a fiber of the slot replays what arrives there into the attempt
+ * that runs on it (`replay.ts`), and the attempt replays what is left when
+ * its call ends, before it returns.
  */
 import * as NodeWorker from "@effect/platform-node/NodeWorker"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
+import * as Queue from "effect/Queue"
+import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientError } from "effect/rpc/RpcClientError"
 import * as Schema from "effect/Schema"
+import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
+import type { ThreadEvent } from "./events.ts"
 import { defaultNice, lowerProcess, threadData } from "./priority.ts"
 import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
+import { endOpenSpans, makeSink, replay, type Sink } from "./replay.ts"
 
 export interface ThreadPoolOptions {
   /** Threads in the pool. */
@@ -123,10 +135,13 @@ const makeSlot = (options: ThreadPoolOptions) =>
     }
     const scope = yield* Effect.scope
     const services = yield* Layer.buildWithScope(
-      RpcClient.layerProtocolWorker({ size: 1 }).pipe(Layer.provide(NodeWorker.layer(spawn))),
+      // Two requests at a time on the one thread: the `Events` stream, and an attempt's `Perform`.
+      RpcClient.layerProtocolWorker({ size: 1, concurrency: 2 }).pipe(Layer.provide(NodeWorker.layer(spawn))),
       scope
     )
-    const client = yield* RpcClient.make(ThreadRpcs).pipe(Effect.provide(services))
+    // No RPC spans: the job's span crosses in the payload, and the thread's spans are replayed under it.
+    const client = yield* RpcClient.make(ThreadRpcs, { disableTracing: true }).pipe(Effect.provide(services))
+    const events = yield* client.Events(undefined, { asQueue: true, streamBufferSize: Number.MAX_SAFE_INTEGER })
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
     const terminate = Effect.sync(() => {
@@ -146,8 +161,53 @@ const makeSlot = (options: ThreadPoolOptions) =>
         Effect.map(() => stderr)
       )
       : Effect.succeed(undefined)
-    return { client, terminate, crashOutput, attempts: 0 }
+    const slot: Slot = { client, terminate, crashOutput, events, attempts: 0, sink: undefined }
+    yield* Effect.forkScoped(replayEvents(slot))
+    return slot
   })
+
+interface Slot {
+  readonly client: RpcClient.FromGroup<typeof ThreadRpcs, RpcClientError>
+  readonly terminate: Effect.Effect<void>
+  readonly crashOutput: Effect.Effect<string | undefined>
+  readonly events: Queue.Dequeue<ThreadEvent, unknown>
+  attempts: number
+  /** The attempt running on the slot, for its events; the last one once it ended. */
+  sink: Sink | undefined
+}
+
+/**
+ * Replays the thread's events as they arrive, until the thread's stream
+ * ends. A batch is taken and replayed in one step (the fiber does not yield
+ * between), so once an attempt's call returned, what it sent is either
+ * replayed or still in the queue, for `drainEvents`.
+ */
+const replayEvents = (slot: Slot): Effect.Effect<void> =>
+  Effect.whileLoop({
+    while: () => true,
+    body: () => Queue.takeAll(slot.events),
+    step: (batch) => {
+      if (slot.sink !== undefined) replay(slot.sink, batch)
+    }
+  }).pipe(
+    Effect.provideService(Scheduler.PreventSchedulerYield, true),
+    // The stream fails when its thread stops; the slot is being replaced then.
+    Effect.catchCause(() => Effect.void)
+  )
+
+/**
+ * Replays what the attempt's thread sent and the slot's fiber has not
+ * replayed yet; `stopped` when the thread was stopped under the attempt, whose unended spans end now.
+ */
+const drainEvents = (slot: Slot, sink: Sink, stopped: boolean): Effect.Effect<void> => {
+  const left = Queue.sizeUnsafe(slot.events) === 0
+    ? Effect.void
+    : Effect.matchCause(Queue.clear(slot.events), {
+      onFailure: () => undefined,
+      onSuccess: (batch) => replay(sink, batch)
+    })
+  return stopped ? Effect.andThen(left, Effect.sync(() => endOpenSpans(sink))) : left
+}
 
 /** What the pool needs to know of a worker: its name and the module that exports it. */
 export interface ThreadTarget {
@@ -187,10 +247,12 @@ export const make = (options: ThreadPoolOptions) =>
         Effect.flatMap(Scope.make(), (lease) =>
           restore(Scope.provide(Pool.get(pool), lease)).pipe(
             Effect.onInterrupt(() => Scope.close(lease, Exit.void)),
-            Effect.flatMap((slot) => {
+            Effect.flatMap((slot) => Effect.withFiber((fiber) => {
               // Set when the call itself was interrupted, by `around`'s timeout as much as from outside.
               let stopped = false
-              const call = slot.client.Perform(requestOf(target, job)).pipe(
+              const sink = makeSink(fiber.context)
+              slot.sink = sink
+              const call = slot.client.Perform(requestOf(target, job, fiber.context)).pipe(
                 Effect.onInterrupt(() => Effect.sync(() => (stopped = true)))
               )
               return Effect.flatMap(Effect.exit(restore(around(call))), (exit) => {
@@ -199,12 +261,15 @@ export const make = (options: ThreadPoolOptions) =>
                   slot.attempts++
                   // A worn-out thread closes gracefully (it is idle now) and the pool starts another.
                   const recycle = options.recycleAfter !== undefined && slot.attempts >= options.recycleAfter
-                  return Effect.andThen(
-                    recycle ? Effect.andThen(Pool.invalidate(pool, slot), release(lease)) : Scope.close(lease, Exit.void),
-                    exit
+                  return drainEvents(slot, sink, false).pipe(
+                    Effect.andThen(
+                      recycle ? Effect.andThen(Pool.invalidate(pool, slot), release(lease)) : Scope.close(lease, Exit.void)
+                    ),
+                    Effect.andThen(exit)
                   )
                 }
-                return slot.terminate.pipe(
+                return drainEvents(slot, sink, true).pipe(
+                  Effect.andThen(slot.terminate),
                   Effect.andThen(Pool.invalidate(pool, slot)),
                   Effect.andThen(release(lease)),
                   Effect.andThen(
@@ -214,7 +279,7 @@ export const make = (options: ThreadPoolOptions) =>
                   )
                 )
               })
-            })
+            }))
           )
         )
       )
@@ -226,11 +291,19 @@ const identity = <A>(call: A): any => call
 /** How a thread's call can fail: the worker's outcome, or the thread's end. */
 export type ThreadCallError = typeof PerformError.Type | RpcClientError
 
-const requestOf = (target: ThreadTarget, job: Job<Schema.Json>) => ({
-  module: target.module.href,
-  job: fromJob({ ...job, worker: target.name }),
-  args: job.args
-})
+/** The call for an attempt, with the span and minimum log level of the attempt's fiber. */
+const requestOf = (target: ThreadTarget, job: Job<Schema.Json>, context: Context.Context<never>) => {
+  const span = Context.getOrUndefined(context, Tracer.ParentSpan)
+  const minimumLogLevel = Context.get(context, References.MinimumLogLevel)
+  return {
+    module: target.module.href,
+    job: fromJob({ ...job, worker: target.name }),
+    args: job.args,
+    ...(span === undefined ? {} : { span: { traceId: span.traceId, spanId: span.spanId, sampled: span.sampled } }),
+    // Effect's default needs no word.
+    ...(minimumLogLevel === "Info" ? {} : { minimumLogLevel })
+  }
+}
 
 const clientErrorOf = (cause: Cause.Cause<unknown>): RpcClientError | undefined => {
   const error = Cause.findError(cause)

@@ -1,12 +1,15 @@
 /**
- * What crosses between the node and a worker thread: one RPC, `Perform`,
- * whose payload names the worker's module and carries the job (without its
- * args) and its args, both as their Schema encodings, and whose outcome is
- * the worker's encoded result or one of the errors the executor knows. The
- * node passes the args as stored; the thread decodes them with the worker's
- * own schema, from the same module the node imported.
+ * What crosses between the node and a worker thread: `Perform`, whose
+ * payload names the worker's module and carries the job (without its args)
+ * and its args, both as their Schema encodings, and whose outcome is the
+ * worker's encoded result or one of the errors the executor knows; and
+ * `Events`, a stream the node opens once per thread, on which the thread
+ * sends the logs and spans of its attempts (`events.ts`). The node passes
+ * the args as stored; the thread decodes them with the worker's own schema,
+ * from the same module the node imported.
  */
 import type * as Effect from "effect/Effect"
+import * as LogLevel from "effect/LogLevel"
 import * as Predicate from "effect/Predicate"
 import * as Rpc from "effect/rpc/Rpc"
 import * as RpcGroup from "effect/rpc/RpcGroup"
@@ -55,20 +58,37 @@ export interface ThreadWorker {
   readonly perform: (job: Job<any>) => Effect.Effect<unknown, unknown, never>
 }
 
+/** The job's `oban.perform` span, the parent of the spans the worker makes in the thread. */
+export const ParentSpan = Schema.Struct({ traceId: Schema.String, spanId: Schema.String, sampled: Schema.Boolean })
+
 /**
  * One attempt: the module to import (once per thread) and the job, whose
- * `worker` names the export, with its args as stored (their JSON encoding).
- * Succeeds with the result's JSON encoding when the worker records one, else
- * null.
+ * `worker` names the export, with its args as stored (their JSON encoding);
+ * the job's span, and the node's minimum log level when it is not the
+ * default (the thread drops what the node would). Succeeds with the
+ * result's JSON encoding when the worker records one, else null.
  */
 export const Perform = Rpc.make("Perform", {
-  payload: { module: Schema.String, job: ThreadJob, args: Schema.Json },
+  payload: {
+    module: Schema.String,
+    job: ThreadJob,
+    args: Schema.Json,
+    span: Schema.optional(ParentSpan),
+    minimumLogLevel: Schema.optional(Schema.Literals(LogLevel.values))
+  },
   success: Schema.Json,
   error: PerformError
 })
 
+/**
+ * The logs and spans of the thread's attempts, for as long as the thread
+ * lives. Its elements are `ThreadEvent`s, which structured clone carries as
+ * they are (`Schema.Any` passes them through): both ends run `events.ts`.
+ */
+export const Events = Rpc.make("Events", { success: Schema.Any, stream: true })
+
 /** The RPCs a thread serves: the same group for every worker on the node. */
-export const ThreadRpcs = RpcGroup.make(Perform)
+export const ThreadRpcs = RpcGroup.make(Perform, Events)
 
 /** The job as the thread's `perform` sees it. */
 export const toJob = <A>(job: ThreadJob, args: A): Job<A> => ({

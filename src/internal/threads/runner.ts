@@ -1,18 +1,27 @@
 /**
  * The entry point of a worker thread (or child process): serves `Perform`
- * over `NodeWorkerRunner` until the node closes it. Each worker module is
- * imported on its first job and kept; the worker is the module's export
- * whose `name` is the job's worker.
+ * and `Events` over `NodeWorkerRunner` until the node closes it. Each worker
+ * module is imported on its first job and kept; the worker is the module's
+ * export whose `name` is the job's worker. The thread's logger and tracer
+ * are a `Recorder`'s, which sends the logs and spans of each attempt on the
+ * `Events` stream, to be replayed on the node.
  */
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
+import * as References from "effect/References"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import { lowerThisThread } from "./priority.ts"
-import { ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
+import { type ParentSpan, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
+import * as Recorder from "./recorder.ts"
 
 const isWorker = (value: unknown, name: string): value is ThreadWorker =>
   typeof value === "object" && value !== null && (value as { name?: unknown }).name === name &&
@@ -68,26 +77,67 @@ const encodeOrUndefined = (schema: Schema.Codec<any, Schema.Json>) => {
   }
 }
 
-const handlers = ThreadRpcs.toLayer({
-  Perform: ({ args, job, module }) =>
-    Effect.gen(function*() {
-      // Not the worker's failures: a module that does not load, args that do not decode, a
-      // result that does not encode are defects of the attempt.
-      const { decode, encode, encodeError, worker } = yield* Effect.orDie(findWorker(module, job.worker))
-      const decoded = yield* Effect.orDie(decode(args))
-      const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), (error) => toPerformError(error, encodeError))
-      return encode === undefined ? null : yield* Effect.orDie(encode(value))
-    }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))
-})
+const recorder = Recorder.make()
+
+/** The job's span as the parent of the worker's, and the node's minimum log level, around an attempt. */
+const inJobContext = (
+  span: typeof ParentSpan.Type | undefined,
+  minimumLogLevel: LogLevel.LogLevel | undefined
+) =>
+<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+  if (span === undefined && minimumLogLevel === undefined) return effect
+  return Effect.updateContext(effect, (context: Context.Context<never>) => {
+    let next = context
+    if (span !== undefined) next = Context.add(next, Tracer.ParentSpan, Tracer.externalSpan(span))
+    if (minimumLogLevel !== undefined) next = Context.add(next, References.MinimumLogLevel, minimumLogLevel)
+    return next
+  })
+}
+
+const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
+  const protocol = yield* RpcServer.Protocol
+  return {
+    Perform: ({ args, job, minimumLogLevel, module, span }) =>
+      Effect.gen(function*() {
+        recorder.begin()
+        // Not the worker's failures: a module that does not load, args that do not decode, a
+        // result that does not encode are defects of the attempt.
+        const { decode, encode, encodeError, worker } = yield* Effect.orDie(findWorker(module, job.worker))
+        const decoded = yield* Effect.orDie(decode(args))
+        const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), (error) => toPerformError(error, encodeError))
+        return encode === undefined ? null : yield* Effect.orDie(encode(value))
+      }).pipe(
+        inJobContext(span, minimumLogLevel),
+        // Sent before the outcome, on the same channel: the node has the events when the attempt ends.
+        Effect.ensuring(Effect.sync(recorder.end))
+      ),
+    // Chunks go out through the protocol directly, synchronously (see recorder.ts); the stream
+    // itself never ends, so the request stays open for the thread's life.
+    Events: (_: void, { client, requestId }) =>
+      Stream.unwrap(Effect.sync(() => {
+        recorder.connect((values) =>
+          Effect.runSync(protocol.send(client.id, { _tag: "Chunk", requestId, values }))
+        )
+        return Stream.never
+      })).pipe(Stream.ensuring(Effect.sync(() => recorder.connect(undefined))))
+  }
+}))
+
+const ProtocolLive = RpcServer.layerProtocolWorkerRunner.pipe(Layer.provide(NodeWorkerRunner.layer))
+
+const TelemetryLive = Layer.mergeAll(
+  Logger.layer([recorder.logger]),
+  Layer.succeed(Tracer.Tracer, recorder.tracer)
+)
 
 lowerThisThread()
 
 Effect.runFork(
   Layer.launch(
-    RpcServer.layer(ThreadRpcs).pipe(
+    RpcServer.layer(ThreadRpcs, { disableTracing: true }).pipe(
       Layer.provide(handlers),
-      Layer.provide(RpcServer.layerProtocolWorkerRunner),
-      Layer.provide(NodeWorkerRunner.layer)
+      Layer.provide(ProtocolLive),
+      Layer.provide(TelemetryLive)
     )
   ).pipe(
     // A runner that cannot start throws outside any fiber, so that the node sees the thread's

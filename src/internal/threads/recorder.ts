@@ -1,0 +1,198 @@
+/**
+ * The thread's side of logs and spans: a `Logger` and a `Tracer` that, while
+ * an attempt runs, turn each log line and each span's start, events and end
+ * into `ThreadEvent`s for the node, which replays them (`replay.ts`).
+ *
+ * Events go out synchronously, without a fiber in between, so that a log
+ * written just before a busy loop reaches the node even if the thread is
+ * terminated in that loop: a log line is sent at once, with the span records
+ * gathered before it; span records alone wait for the end of the current
+ * tick (a microtask) or of the attempt. A span's start is made into a record
+ * only when it is sent, so the attributes set right after the span was made
+ * go with it; those set later go with its end. An attempt that neither logs
+ * nor makes spans sends nothing.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import type * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as References from "effect/References"
+import * as Tracer from "effect/Tracer"
+import { randomBytes } from "node:crypto"
+import {
+  cloneable,
+  cloneableRecord,
+  type SpanRef,
+  type SpanStartEvent,
+  type ThreadEvent,
+  toWireCause
+} from "./events.ts"
+
+/** Sends a batch of events to the node (the `Events` stream's next chunk). */
+export type Outlet = (events: readonly [ThreadEvent, ...Array<ThreadEvent>]) => void
+
+export interface Recorder {
+  /** Installed in the thread: forwards the logs of attempts, and logs the rest as Effect's default logger does. */
+  readonly logger: Logger.Logger<unknown, void>
+  /** Installed in the thread: spans made during an attempt are recorded, the others are plain native spans. */
+  readonly tracer: Tracer.Tracer
+  /** Where events go from now on; events recorded before are sent to it at once. */
+  readonly connect: (outlet: Outlet | undefined) => void
+  /** An attempt starts. */
+  readonly begin: () => void
+  /** An attempt ended: sends what is left, before its outcome goes out. */
+  readonly end: () => void
+}
+
+const randomId = (bytes: number): string => randomBytes(bytes).toString("hex")
+
+const refOf = (span: Tracer.AnySpan): SpanRef => ({
+  spanId: span.spanId,
+  traceId: span.traceId,
+  sampled: span.sampled
+})
+
+export const make = (): Recorder => {
+  let outlet: Outlet | undefined
+  let active = false
+  let pending: Array<ThreadEvent | RecordedSpan> = []
+  let scheduled = false
+
+  const flush = (): void => {
+    scheduled = false
+    if (outlet === undefined || pending.length === 0) return
+    const batch = pending.map((item) => item instanceof RecordedSpan ? item.startEvent() : item)
+    pending = []
+    try {
+      outlet(batch as [ThreadEvent, ...Array<ThreadEvent>])
+    } catch (error) {
+      // `cloneable` should make this impossible; if it happens, say so where the thread's output goes.
+      process.stderr.write(`effect-oban: ${batch.length} logs or spans of a worker thread could not be sent: ${String(error)}\n`)
+    }
+  }
+
+  const push = (item: ThreadEvent | RecordedSpan, now: boolean): void => {
+    pending.push(item)
+    if (now) flush()
+    else if (!scheduled) {
+      scheduled = true
+      queueMicrotask(flush)
+    }
+  }
+
+  class RecordedSpan implements Tracer.Span {
+    readonly _tag = "Span"
+    readonly spanId = randomId(8)
+    readonly traceId: string
+    readonly name: string
+    readonly parent: Option.Option<Tracer.AnySpan>
+    readonly annotations: Context.Context<never>
+    readonly links: Array<Tracer.SpanLink>
+    readonly sampled: boolean
+    readonly kind: Tracer.SpanKind
+    status: Tracer.SpanStatus
+    readonly attributes = new Map<string, unknown>()
+    /** Attributes set after the start was sent: they go with the end. */
+    private late: Record<string, unknown> | undefined
+    private sent = false
+
+    constructor(options: Parameters<Tracer.Tracer["span"]>[0]) {
+      this.name = options.name
+      this.parent = options.parent
+      this.annotations = options.annotations
+      this.links = options.links
+      this.sampled = options.sampled
+      this.kind = options.kind
+      this.traceId = Option.isSome(options.parent) ? options.parent.value.traceId : randomId(16)
+      this.status = { _tag: "Started", startTime: options.startTime }
+      push(this, false)
+    }
+
+    startEvent(): SpanStartEvent {
+      this.sent = true
+      const attributes: Record<string, unknown> = {}
+      for (const [key, value] of this.attributes) attributes[key] = cloneable(value)
+      return {
+        _tag: "SpanStart",
+        id: this.spanId,
+        parent: Option.isSome(this.parent) ? refOf(this.parent.value) : undefined,
+        name: this.name,
+        kind: this.kind,
+        sampled: this.sampled,
+        start: this.status.startTime,
+        attributes: this.attributes.size === 0 ? undefined : attributes,
+        links: this.links.length === 0
+          ? undefined
+          : this.links.map((link) => ({ span: refOf(link.span), attributes: cloneableRecord(link.attributes) ?? {} }))
+      }
+    }
+
+    end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+      if (this.status._tag === "Ended") return
+      this.status = { _tag: "Ended", startTime: this.status.startTime, endTime, exit }
+      push({
+        _tag: "SpanEnd",
+        id: this.spanId,
+        end: endTime,
+        failure: exit._tag === "Failure" ? toWireCause(exit.cause) : undefined,
+        attributes: cloneableRecord(this.late)
+      }, false)
+    }
+
+    attribute(key: string, value: unknown): void {
+      if (this.status._tag === "Ended") return
+      this.attributes.set(key, value)
+      if (this.sent) (this.late ??= {})[key] = value
+    }
+
+    event(name: string, startTime: bigint, attributes?: Record<string, unknown>): void {
+      if (this.status._tag === "Ended") return
+      push({ _tag: "SpanEvent", id: this.spanId, name, time: startTime, attributes: cloneableRecord(attributes) }, false)
+    }
+
+    addLinks(links: ReadonlyArray<Tracer.SpanLink>): void {
+      // Links cross with the start only.
+      if (this.status._tag === "Ended" || this.sent) return
+      for (const link of links) this.links.push(link)
+    }
+  }
+
+  const logger = Logger.make<unknown, void>((options) => {
+    if (!active) return Logger.defaultLogger.log(options)
+    const { cause, date, fiber, logLevel, message } = options
+    const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+    const spans = fiber.getRef(References.CurrentLogSpans)
+    push({
+      _tag: "Log",
+      level: logLevel,
+      message: cloneable(Array.isArray(message) ? message : [message]) as ReadonlyArray<unknown>,
+      cause: toWireCause(cause),
+      date: date.getTime(),
+      time: fiber.getRef(Clock.Clock).currentTimeNanosUnsafe(),
+      annotations: cloneableRecord(fiber.getRef(References.CurrentLogAnnotations)),
+      spans: spans.length === 0 ? undefined : spans.map(([label, start]) => [label, start] as const),
+      span: span instanceof RecordedSpan ? span.spanId : undefined
+    }, true)
+  })
+
+  const tracer = Tracer.make({
+    span: (options) => active ? new RecordedSpan(options) : new Tracer.NativeSpan(options)
+  })
+
+  return {
+    logger,
+    tracer,
+    connect: (next) => {
+      outlet = next
+      flush()
+    },
+    begin: () => {
+      active = true
+    },
+    end: () => {
+      active = false
+      flush()
+    }
+  }
+}
