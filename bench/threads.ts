@@ -66,9 +66,10 @@ const markdown = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArr
 const drainTable = (results: ReadonlyArray<DrainResult>) => {
   const base = results[0]!.wallMs
   return markdown(
-    ["CPU-bound drain", "jobs", "wall s", "jobs/s", "speed-up", "process CPU s", "exactly once"],
+    ["CPU-bound drain", "start-up s", "jobs", "wall s", "jobs/s", "speed-up", "process CPU s", "exactly once"],
     results.map((r) => [
       r.variant.label,
+      fixed(r.startupMs / 1000, 2),
       String(r.jobs),
       fixed(r.wallMs / 1000, 2),
       fixed(r.jobs / (r.wallMs / 1000), 1),
