@@ -14,135 +14,16 @@
  *
  * @since 0.1.0
  */
-import type * as DateTime from "effect/DateTime"
 import type * as Schedule from "effect/Schedule"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { pathToFileURL } from "node:url"
-import type * as Backoff from "./Backoff.ts"
 import { noRequestMeta } from "./internal/encodeRequest.ts"
-import type { Job, JobState } from "./Job.ts"
+import type { Job } from "./Job.ts"
 
-/**
- * The parts of a job that make up its unique key, besides the selected args.
- *
- * @since 0.1.0
- */
-export type UniqueField = "worker" | "queue" | "args"
-
-/**
- * The fields of an existing job that a conflicting insert may replace.
- * `scheduledAt` covers `scheduleIn` too.
- *
- * @since 0.1.0
- */
-export type ReplaceField = "args" | "scheduledAt" | "priority" | "maxAttempts" | "tags" | "meta"
-
-/**
- * The top-level keys of args of type `A`, for `UniqueOptions.keys`.
- *
- * @since 0.1.0
- */
-export type ArgsKey<A> = [A] extends [object] ? Extract<keyof A, string> : string
-
-/**
- * Makes a job unique: an insert whose key matches a job in one of `states`
- * returns that job (`conflict: true`) instead of inserting another. See
- * docs/unique-jobs.md.
- *
- * @since 0.1.0
- */
-export interface UniqueOptions<A> {
-  /**
-   * Which args count: top-level keys of the encoded args (an absent key counts
-   * as absent), or a function of the args whose JSON result counts. Default:
-   * all args.
-   */
-  readonly keys?: ReadonlyArray<ArgsKey<A>> | ((args: A) => unknown) | undefined
-  /**
-   * How long a key holds: a fixed window of the epoch (`floor(now / period)`),
-   * or `"forever"`. Default 60 seconds, as in Oban.
-   */
-  readonly period?: Duration.Input | "forever" | undefined
-  /**
-   * The states in which an existing job blocks a new one. Must include
-   * `available`, `scheduled`, `executing` and `retryable`. Default: every
-   * state but `cancelled` and `discarded`.
-   */
-  readonly states?: ReadonlyArray<JobState> | undefined
-  /** What the key is made of. Default: worker, queue and args. */
-  readonly fields?: ReadonlyArray<UniqueField> | undefined
-  /**
-   * Fields of the existing job to overwrite with this insert's values on a
-   * conflict, while that job is `available`, `scheduled`, `retryable` or
-   * `suspended` (never while executing or finished). Default: none.
-   */
-  readonly replace?: ReadonlyArray<ReplaceField> | undefined
-}
-
-/**
- * Per-job options; each overrides the worker's default.
- *
- * @since 0.1.0
- */
-export interface JobOptions<A = unknown> {
-  /**
-   * Uniqueness for this insert, replacing the worker's whole `unique` option;
-   * `false` turns it off.
-   */
-  readonly unique?: UniqueOptions<A> | false | undefined
-  /** The queue to run in. Default: the worker's queue, else `default`. */
-  readonly queue?: string | undefined
-  /** 0 (runs first) to 9. Default: the worker's priority, else 0. */
-  readonly priority?: number | undefined
-  /** How many attempts before the job is discarded, at least 1. Default 20. */
-  readonly maxAttempts?: number | undefined
-  /** Run no earlier than this long after insert, from 0 to 1,000 years. Not with `scheduledAt`. */
-  readonly scheduleIn?: Duration.Input | undefined
-  /** Run no earlier than this instant, in the years 0001 to 9999 (UTC). Not with `scheduleIn`. */
-  readonly scheduledAt?: Date | DateTime.DateTime | undefined
-  /** Labels stored with the job, for filtering: up to 1,000 of 1 to 255 characters. Added to the worker's tags. */
-  readonly tags?: ReadonlyArray<string> | undefined
-  /** Interrupt this job's `perform` after this long (1 ms to 1,000 years). Default: the worker's timeout. */
-  readonly timeout?: Duration.Input | undefined
-  /** This job's backoff between retries, as data (see `Backoff.Spec`). Default: the worker's backoff. */
-  readonly backoff?: Backoff.Spec | undefined
-  /** A plain JSON object stored with the job, at most 64 KiB of JSON. */
-  readonly meta?: Readonly<Record<string, unknown>> | undefined
-}
-
-/**
- * A typed request to insert one job, built by `worker.job(args, options)` and
- * checked by `Oban.insert`.
- *
- * @since 0.1.0
- */
-export interface JobRequest<A = unknown> {
-  readonly _tag: "JobRequest"
-  readonly worker: string
-  readonly args: A
-  /** Encodes `args` to JSON with the worker's schema. */
-  readonly encodeArgs: Effect.Effect<Schema.Json, Schema.SchemaError>
-  /** Decodes stored args (JSON) with the worker's schema: the args of an existing job a unique insert returns. */
-  readonly decodeArgs: (stored: unknown) => Effect.Effect<A, Schema.SchemaError>
-  readonly queue: string
-  readonly priority: number
-  readonly maxAttempts: number
-  readonly tags: ReadonlyArray<string>
-  readonly meta: Readonly<Record<string, unknown>>
-  readonly scheduleIn: Duration.Input | undefined
-  readonly scheduledAt: Date | DateTime.DateTime | undefined
-  /** This job's own timeout, if the insert gave one. */
-  readonly timeout: Duration.Input | undefined
-  /** This job's own backoff, if the insert gave one. */
-  readonly backoff: Backoff.Spec | undefined
-  /**
-   * Uniqueness, when the worker or the insert declares it (checked on
-   * insert; a key function is applied to `args` there).
-   */
-  readonly unique: UniqueOptions<never> | undefined
-}
+export type { ArgsKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
+import type { JobOptions, JobRequest, UniqueOptions } from "./internal/jobRequest.ts"
 
 /**
  * How a worker is defined.
