@@ -138,10 +138,10 @@ export const insertJobs = (
   const scheduledAt = pluck(jobs, (job) => job.scheduledAt === null ? null : job.scheduledAt.toISOString())
   const hasSchedule = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
   const at = hasSchedule
-    ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, clock.now + COALESCE(${
+    ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, ${now} + COALESCE(${
       field("schedule_in_ms", "float8", OID.float8, scheduleIn)
     }, 0) * interval '1 millisecond')`
-    : sql.literal("clock.now")
+    : now
   const functions = [
     sql`jsonb_array_elements(${argsArray(jobs)}::jsonb)`,
     ...arrays.map((array) => sql`unnest(${arrayOf(array.values, array.oid)}::${sql.literal(array.type)}[])`)
@@ -161,21 +161,20 @@ export const insertJobs = (
     readonly scheduled: ReadonlyArray<boolean> | null
     readonly scheduled_at: ReadonlyArray<Date> | null
   }>`
-    WITH clock AS (SELECT ${now} AS now),
-    inserted AS (
+    WITH inserted AS (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
         (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
       SELECT ${
     hasSchedule
-      ? sql`CASE WHEN ${at} > clock.now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
+      ? sql`CASE WHEN ${at} > ${now} THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
       : sql.literal("'available'")
   },
-             ${queue}, ${worker}, r.args, ${meta}::jsonb, ${tags}::text[], ${maxAttempts}, ${priority}, clock.now, ${at}
-      FROM clock, ROWS FROM (${sql.csv(functions)}) WITH ORDINALITY AS r(${sql.literal(names)})
+             ${queue}, ${worker}, r.args, ${meta}::jsonb, ${tags}::text[], ${maxAttempts}, ${priority}, ${now}, ${at}
+      FROM ROWS FROM (${sql.csv(functions)}) WITH ORDINALITY AS r(${sql.literal(names)})
       ORDER BY r.ord
-      RETURNING id, state, queue, scheduled_at
+      RETURNING ${sql.literal(hasSchedule ? "id, state, queue, scheduled_at" : "id")}
     )${wakeUp}
-    SELECT (SELECT now FROM clock) AS now, array_agg(id ORDER BY id) AS ids, ${
+    SELECT ${now} AS now, array_agg(id ORDER BY id) AS ids, ${
     sql.literal(
       hasSchedule
         ? "array_agg(state = 'scheduled' ORDER BY id) AS scheduled, array_agg(scheduled_at ORDER BY id) AS scheduled_at"
