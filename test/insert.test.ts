@@ -159,6 +159,24 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       expect(seen.sort()).toEqual(queues)
     }))
 
+  it.effect("a batch's shared meta and tags are stored with every job, call after call of the prepared statement", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      // Past the fifth execution PostgreSQL may run the prepared statement with a generic plan.
+      for (let call = 0; call < 8; call++) {
+        const tags = [`call-${call}`, "shared \"tag\""]
+        const jobs = yield* Oban.insertAll([
+          SendEmail.job({ to: "a", subject: `${call}` }, { meta: { call }, tags }),
+          SendEmail.job({ to: "b", subject: `${call}` }, { meta: { call }, tags })
+        ])
+        const rows = yield* sql<{ readonly meta: { readonly call: number }; readonly tags: ReadonlyArray<string> }>`
+          SELECT meta, tags FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+        assert.deepStrictEqual(rows.map((row) => [row.meta.call, row.tags]), [[call, tags], [call, tags]])
+        assert.deepStrictEqual(jobs.map((job) => [job.meta["call"], job.tags]), [[call, tags], [call, tags]])
+      }
+    }))
+
   it.effect("concurrent single inserts outside a transaction each wake their queue", () =>
     Effect.gen(function*() {
       yield* truncate

@@ -189,16 +189,34 @@ export const noRequestMeta: Readonly<Record<string, unknown>> = Object.freeze({}
 
 const quotedTraceKey = JSON.stringify(traceKey)
 
-const checkMeta = (value: unknown, traceparent: string | undefined): string => {
-  if (value === noRequestMeta) return traceparent === undefined ? "{}" : `{${quotedTraceKey}:${JSON.stringify(traceparent)}}`
+/**
+ * The insert's `traceparent` in the forms its jobs' meta take, built once
+ * per call: every job of a batch then shares one meta text (so the batch
+ * statement sees one value, compared by identity) instead of a copy each.
+ */
+interface Trace {
+  readonly parent: string
+  /** `"traceparent":"..."`, the entry added to a job's own meta. */
+  readonly entry: string
+  /** The meta text of a job that gives no meta: only the entry. */
+  readonly only: string
+}
+
+const traceOf = (parent: string | undefined): Trace | undefined => {
+  if (parent === undefined) return undefined
+  const entry = `${quotedTraceKey}:${JSON.stringify(parent)}`
+  return { parent, entry, only: `{${entry}}` }
+}
+
+const checkMeta = (value: unknown, trace: Trace | undefined): string => {
+  if (value === noRequestMeta) return trace === undefined ? "{}" : trace.only
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new Problem("meta", `meta must be a plain JSON object, got ${describe(value)}`)
   }
   const meta = isEmptyObject(value) ? { _tag: "JsonText", text: "{}" } as const : toJsonText(value, "meta", maxMetaBytes)
   if (meta._tag === "JsonRefusal") throw new Problem("meta", meta.message)
-  if (traceparent === undefined || Object.hasOwn(value, traceKey)) return meta.text
-  const trace = `${quotedTraceKey}:${JSON.stringify(traceparent)}`
-  return meta.text === "{}" ? `{${trace}}` : `{${trace},${meta.text.slice(1)}`
+  if (trace === undefined || Object.hasOwn(value, traceKey)) return meta.text
+  return meta.text === "{}" ? trace.only : `{${trace.entry},${meta.text.slice(1)}`
 }
 
 /** A duration option of one job, in milliseconds: finite, from `min` to 1,000 years. */
@@ -301,7 +319,7 @@ const accepted: Accepted = { worker: undefined, queue: undefined }
  * Reads and checks every field but `args`, each exactly once. A read that
  * throws (a getter, a Proxy) is a refusal of that field.
  */
-const checkFields = (request: JobRequest, traceparent: string | undefined): Fields | Problem => {
+const checkFields = (request: JobRequest, trace: Trace | undefined): Fields | Problem => {
   let field: JobField = "worker"
   try {
     const worker = accepted.worker = checkName("worker", request.worker, accepted.worker)
@@ -332,11 +350,11 @@ const checkFields = (request: JobRequest, traceparent: string | undefined): Fiel
     const backoff = backoffInput === undefined ? undefined : checkBackoff(backoffInput)
     field = "meta"
     const given: unknown = request.meta
-    const text = checkMeta(given, traceparent)
+    const text = checkMeta(given, trace)
     const meta = withRunOptions(text, timeoutMillis, backoff)
     // A meta that is only the traceparent is handed back as an object built here, not parsed from the text.
-    const metaObject = given === noRequestMeta && meta === text && traceparent !== undefined
-      ? { [traceKey]: traceparent }
+    const metaObject = given === noRequestMeta && meta === text && trace !== undefined
+      ? { [traceKey]: trace.parent }
       : undefined
     field = "unique"
     const unique: unknown = request.unique
@@ -414,6 +432,7 @@ export const encodeRequests = (
   indexOf: (position: number) => number | undefined
 ): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError> =>
   Effect.suspend(() => {
+    const trace = traceOf(traceparent)
     const encoded: Array<EncodedRequest> = new Array(requests.length)
     let position = 0
     let fields: Fields | undefined
@@ -437,7 +456,7 @@ export const encodeRequests = (
     const next = (): Effect.Effect<ReadonlyArray<EncodedRequest>, InvalidJobError | SchemaFailure> => {
       if (position === requests.length) return Effect.succeed(encoded)
       const request = requests[position]!
-      const checked = checkFields(request, traceparent)
+      const checked = checkFields(request, trace)
       if (checked instanceof Problem) return Effect.fail(invalid(request, checked, indexOf(position)))
       fields = checked
       return Effect.flatMap(encodingOf(request), withArgs)

@@ -31,11 +31,16 @@ const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\
  * `undefined` when the string is fine.
  */
 export const textProblem = (text: string): string | undefined =>
-  text.includes("\u0000")
+  !suspect.test(text)
+    ? undefined
+    : text.includes("\u0000")
     ? "contains the NUL character (U+0000), which PostgreSQL cannot store"
     : loneSurrogate.test(text)
     ? "contains a lone UTF-16 surrogate, which is not a Unicode character"
     : undefined
+
+/** NUL or any surrogate: text without one needs no closer look (one scan, no lookaround). */
+const suspect = /[\u0000\uD800-\uDFFF]/
 
 /** The number of Unicode characters (code points) of a string without lone surrogates, as `char_length` counts. */
 export const characterCount = (text: string): number => {
@@ -122,6 +127,28 @@ const writeString = (text: string, state: State, isKey: boolean): string => {
   return JSON.stringify(text)
 }
 
+/**
+ * Keys accepted before, as JSON: the same few keys recur in every job of a
+ * worker, so each is checked and quoted once. Bounded; cleared when full.
+ */
+const quotedKeys = new Map<string, string>()
+const maxQuotedKeys = 4096
+const maxQuotedKeyLength = 64
+
+const writeKey = (key: string, state: State): string => {
+  const known = quotedKeys.get(key)
+  if (known !== undefined) {
+    grow(state, key.length + 2)
+    return known
+  }
+  const quoted = writeString(key, state, true)
+  if (key.length <= maxQuotedKeyLength) {
+    if (quotedKeys.size >= maxQuotedKeys) quotedKeys.clear()
+    quotedKeys.set(key, quoted)
+  }
+  return quoted
+}
+
 const writeArray = (array: ReadonlyArray<unknown>, state: State): string => {
   let out = "["
   const length = array.length
@@ -149,7 +176,7 @@ const writeObject = (object: object, state: State): string => {
   for (const key of Object.keys(object)) {
     state.path.push(key)
     if (out.length > 1) out += ","
-    out += writeString(key, state, true) + ":" + write(record[key], state)
+    out += writeKey(key, state) + ":" + write(record[key], state)
     state.path.pop()
   }
   grow(state, 2)
@@ -162,7 +189,8 @@ const write = (value: unknown, state: State): string => {
       return writeString(value, state, false)
     case "number": {
       if (!Number.isFinite(value)) throw new Refused(`${here(state)} is ${String(value)}, which JSON cannot store`)
-      const text = JSON.stringify(value)
+      // For a finite number this is what JSON.stringify writes.
+      const text = String(value)
       grow(state, text.length)
       return text
     }

@@ -72,13 +72,20 @@ const scalarOf = (value: string | number | null, type: Field["type"]): PgTypes.P
 
 /**
  * A field as an SQL expression: its one value as a parameter, or its column
- * of the unnested arrays (then added to `arrays`).
+ * of the unnested arrays (then added to `arrays`), converted to `as` when
+ * given. A shared value is converted once, in a scalar subquery (an
+ * InitPlan): the driver prepares the statement, and under a generic plan a
+ * plain cast of a parameter runs again for every row (the same meta JSON
+ * parsed once per job).
  */
-const fieldSql = (sql: SqlClient, field: Field, arrays: Array<Field>): Fragment => {
+const fieldSql = (sql: SqlClient, field: Field, arrays: Array<Field>, as?: "jsonb" | "text[]"): Fragment => {
   const value = sameValue(field.values)
-  if (value !== varies) return sql`${scalarOf(value, field.type)}::${sql.literal(field.type)}`
+  if (value !== varies) {
+    const param = sql`${scalarOf(value, field.type)}::${sql.literal(field.type)}`
+    return as === undefined ? param : sql`(SELECT ${param}::${sql.literal(as)})`
+  }
   arrays.push(field)
-  return sql.literal(`r.${field.name}`)
+  return sql.literal(as === undefined ? `r.${field.name}` : `r.${field.name}::${as}`)
 }
 
 /** Pulls one field out of every job. */
@@ -126,22 +133,27 @@ export const insertJobs = (
 ): Effect.Effect<InsertedBatch, SqlError> => {
   const { OID } = PgTypes
   const arrays: Array<Field> = []
-  const field = (name: string, type: Field["type"], oid: number, values: ReadonlyArray<string | number | null>) =>
-    fieldSql(sql, { name, type, oid, values }, arrays)
+  const field = (
+    name: string,
+    type: Field["type"],
+    oid: number,
+    values: ReadonlyArray<string | number | null>,
+    as?: "jsonb" | "text[]"
+  ) => fieldSql(sql, { name, type, oid, values }, arrays, as)
   const queue = field("queue", "text", OID.text, pluck(jobs, (job) => job.queue))
   const worker = field("worker", "text", OID.text, pluck(jobs, (job) => job.worker))
   const maxAttempts = field("max_attempts", "int2", OID.int2, pluck(jobs, (job) => job.maxAttempts))
   const priority = field("priority", "int2", OID.int2, pluck(jobs, (job) => job.priority))
-  const meta = field("meta", "text", OID.text, pluck(jobs, (job) => job.meta))
-  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags)))
+  const meta = field("meta", "text", OID.text, pluck(jobs, (job) => job.meta), "jsonb")
+  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags)), "text[]")
   const scheduleIn = pluck(jobs, (job) => job.scheduleIn)
   const scheduledAt = pluck(jobs, (job) => job.scheduledAt === null ? null : job.scheduledAt.toISOString())
   const hasSchedule = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
   const at = hasSchedule
-    ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, clock.now + COALESCE(${
+    ? sql`COALESCE(${field("scheduled_at", "text", OID.text, scheduledAt)}::timestamptz, ${now} + COALESCE(${
       field("schedule_in_ms", "float8", OID.float8, scheduleIn)
     }, 0) * interval '1 millisecond')`
-    : sql.literal("clock.now")
+    : now
   const functions = [
     sql`jsonb_array_elements(${argsArray(jobs)}::jsonb)`,
     ...arrays.map((array) => sql`unnest(${arrayOf(array.values, array.oid)}::${sql.literal(array.type)}[])`)
@@ -161,21 +173,20 @@ export const insertJobs = (
     readonly scheduled: ReadonlyArray<boolean> | null
     readonly scheduled_at: ReadonlyArray<Date> | null
   }>`
-    WITH clock AS (SELECT ${now} AS now),
-    inserted AS (
+    WITH inserted AS (
       INSERT INTO ${table(sql, prefix, "oban_jobs")}
         (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
       SELECT ${
     hasSchedule
-      ? sql`CASE WHEN ${at} > clock.now THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
+      ? sql`CASE WHEN ${at} > ${now} THEN 'scheduled' ELSE 'available' END::${table(sql, prefix, "oban_job_state")}`
       : sql.literal("'available'")
   },
-             ${queue}, ${worker}, r.args, ${meta}::jsonb, ${tags}::text[], ${maxAttempts}, ${priority}, clock.now, ${at}
-      FROM clock, ROWS FROM (${sql.csv(functions)}) WITH ORDINALITY AS r(${sql.literal(names)})
+             ${queue}, ${worker}, r.args, ${meta}, ${tags}, ${maxAttempts}, ${priority}, ${now}, ${at}
+      FROM ROWS FROM (${sql.csv(functions)}) WITH ORDINALITY AS r(${sql.literal(names)})
       ORDER BY r.ord
-      RETURNING id, state, queue, scheduled_at
+      RETURNING ${sql.literal(hasSchedule ? "id, state, queue, scheduled_at" : "id")}
     )${wakeUp}
-    SELECT (SELECT now FROM clock) AS now, array_agg(id ORDER BY id) AS ids, ${
+    SELECT ${now} AS now, array_agg(id ORDER BY id) AS ids, ${
     sql.literal(
       hasSchedule
         ? "array_agg(state = 'scheduled' ORDER BY id) AS scheduled, array_agg(scheduled_at ORDER BY id) AS scheduled_at"
