@@ -19,7 +19,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { pathToFileURL } from "node:url"
-import { noRequestMeta } from "./internal/encodeRequest.ts"
+import { noRequestMeta } from "./internal/requestFields.ts"
 import type { Job } from "./Job.ts"
 
 export type { ArgsKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
