@@ -10,6 +10,7 @@
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  *   THREADS (a pool of that many threads, and the thread worker ThreadBusy of threadWorkers.ts)
+ *   ISOLATION=process (with THREADS: the pool's slots are child processes)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
@@ -58,7 +59,9 @@ const ObanLive = Oban.layer({
   node,
   queues: JSON.parse(env("QUEUES") ?? "{}"),
   workers: threads === undefined ? [Record] : [Record, Busy],
-  ...(threads === undefined ? {} : { threads: { size: Number(threads) } }),
+  ...(threads === undefined ? {} : {
+    threads: { size: Number(threads), ...(env("ISOLATION") === "process" ? { isolation: "process" as const } : {}) }
+  }),
   pollInterval: "500 millis",
   ...(env("GRACE_MS") === undefined ? {} : { shutdownGracePeriod: Number(env("GRACE_MS")) }),
   ...(env("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: Number(env("HEARTBEAT_MS")) }),

@@ -4,6 +4,8 @@
  * imported on its first job and kept; the worker is the module's export
  * whose `name` is the job's worker.
  */
+// First, so that a child process ignores stop signals before it spends its start-up loading Effect.
+import "./stopSignals.ts"
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
