@@ -28,12 +28,16 @@ export const spawnNode = (
    * Makes the process the leader of a process group of its own, as under a terminal or a
    * systemd unit, so that a signal can reach it and its children at once (`signalGroup`).
    */
-  options: { readonly group?: boolean } = {}
+  options: {
+    readonly group?: boolean
+    /** Node options of the process (before the script). */
+    readonly execArgv?: ReadonlyArray<string>
+  } = {}
 ): Effect.Effect<NodeProcess, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const path = scriptName === undefined ? script : fileURLToPath(new URL(`./${scriptName}`, import.meta.url))
-      const child = spawn(process.execPath, [path], {
+      const child = spawn(process.execPath, [...(options.execArgv ?? []), path], {
         env: { ...process.env, ...env, NODE_NAME: name },
         stdio: ["ignore", "pipe", "pipe"],
         detached: options.group === true

@@ -99,3 +99,14 @@ export const Crash = Worker.make("ThreadCrash", {
         for (;;) hoard.push(new Array(1e6).fill(1))
       })
 })
+
+/** Says whether test/support/preload.ts was preloaded in the process (or thread) that ran it. */
+export const Preloaded = Worker.make("ThreadPreloaded", {
+  args: Schema.Struct({}),
+  result: Schema.Struct({ preloaded: Schema.Boolean, pid: Schema.Int }),
+  queue,
+  maxAttempts: 1,
+  threads: { module: import.meta.url },
+  perform: () =>
+    Effect.sync(() => ({ preloaded: (globalThis as { obanPreloaded?: boolean }).obanPreloaded === true, pid: process.pid }))
+})

@@ -22,6 +22,7 @@ import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
+import { childExecArgv } from "./childArgv.ts"
 import { defaultNice, lowerProcess, threadData } from "./priority.ts"
 import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
 
@@ -96,7 +97,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
       stderr = ""
       if (options.isolation === "process") {
         const child = ChildProcess.fork(runnerUrl, [], {
-          execArgv: heapMb === undefined ? [] : [`--max-old-space-size=${heapMb}`],
+          execArgv: childExecArgv(process.execArgv, heapMb),
           serialization: "advanced",
           stdio: ["inherit", "inherit", "pipe", "ipc"]
         })

@@ -1,10 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { fileURLToPath } from "node:url"
+import { childExecArgv } from "../src/internal/threads/childArgv.ts"
 import * as Oban from "../src/Oban.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
 import { awaitReady, signalGroup, spawnNode } from "./support/processes.ts"
-import { Busy, queue } from "./support/threadWorkers.ts"
+import { Busy, Preloaded, queue } from "./support/threadWorkers.ts"
 
 /**
  * Ctrl-C in a terminal and systemd's stop (KillMode=control-group) signal the node's whole process
@@ -52,4 +55,42 @@ describe("isolation: process, signalled as a process group", () => {
 
   it.live("SIGINT to the group (Ctrl-C) stops the node gracefully, not its children at once", () =>
     stopByGroupSignal("SIGINT"), 60_000)
+})
+
+describe("isolation: process, Node options", () => {
+  it.live("a child process starts with the node's Node options (--import, loaders, --conditions)", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("thread_exec_argv")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const node = yield* spawnNode("thread-exec-argv", {
+          DATABASE_URL: databaseUrl(),
+          PREFIX: prefix,
+          QUEUES: JSON.stringify({ [queue]: 1 }),
+          THREADS: "1",
+          ISOLATION: "process"
+        }, undefined, { execArgv: ["--import", fileURLToPath(new URL("./support/preload.ts", import.meta.url))] })
+        yield* awaitReady(node)
+        const job = yield* Oban.insert(Preloaded.job({}))
+        yield* waitFor("the job to finish", Effect.map(jobRow(prefix, job.id), (row) => row.state !== "available" && row.state !== "executing"))
+        const [row] = yield* sql<{ state: string; result: { preloaded: boolean; pid: number } | null }>`
+          SELECT state, result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+        assert.strictEqual(row!.state, "completed", node.output())
+        assert.notStrictEqual(row!.result!.pid, node.child.pid)
+        assert.isTrue(row!.result!.preloaded)
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
+  it("leaves out code to evaluate and the inspector, and puts the pool's heap limit last", () => {
+    assert.deepStrictEqual(
+      childExecArgv(
+        ["--import", "tsx", "-e", "run()", "--inspect-brk=9229", "--conditions=source", "--inspect-port", "9230", "--max-old-space-size=4096"],
+        512
+      ),
+      ["--import", "tsx", "--conditions=source", "--max-old-space-size=4096", "--max-old-space-size=512"]
+    )
+    assert.deepStrictEqual(childExecArgv(["--print", "1", "--eval=x()", "--inspect", "--enable-source-maps"], undefined), [
+      "--enable-source-maps"
+    ])
+  })
 })
