@@ -5,7 +5,8 @@ import { fileURLToPath } from "node:url"
 import { childExecArgv } from "../src/internal/threads/childArgv.ts"
 import * as Oban from "../src/Oban.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, waitFor } from "./support/node.ts"
+import { NestedNode } from "./support/nestedNodeWorker.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { awaitReady, signalGroup, spawnNode } from "./support/processes.ts"
 import { Busy, Preloaded, queue } from "./support/threadWorkers.ts"
 
@@ -93,4 +94,24 @@ describe("isolation: process, Node options", () => {
       "--enable-source-maps"
     ])
   })
+})
+
+describe("a node inside a pool's thread", () => {
+  it.live("is refused with InvalidConfigError: the worker module must not start the application", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("thread_nested_node")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const node = yield* startNode({ prefix, queues: { nested: 1 }, workers: [NestedNode], threads: { size: 1 } })
+        const job = yield* Oban.insert(NestedNode.job({ url: databaseUrl(), prefix }))
+        yield* waitFor("the job to finish", Effect.map(jobRow(prefix, job.id), (row) => row.state !== "available" && row.state !== "executing"))
+        const [row] = yield* sql<{ state: string; result: { started: boolean; refused: string | null } | null }>`
+          SELECT state, result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+        assert.strictEqual(row!.state, "completed")
+        assert.isFalse(row!.result!.started)
+        assert.include(row!.result!.refused, "InvalidConfigError")
+        assert.include(row!.result!.refused, "inside a thread")
+        yield* node.stop
+      }).pipe(Effect.provide(testLayer(prefix)), Effect.scoped)
+    }), 60_000)
 })

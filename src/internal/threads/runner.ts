@@ -13,6 +13,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
+import { markRunner } from "./modules.ts"
 import { lowerThisThread } from "./priority.ts"
 import { ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 
@@ -82,6 +83,7 @@ const handlers = ThreadRpcs.toLayer({
     }).pipe(Effect.annotateLogs({ jobId: job.id, worker: job.worker, queue: job.queue, attempt: job.attempt }))
 })
 
+markRunner()
 lowerThisThread()
 
 Effect.runFork(
