@@ -291,6 +291,11 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       // The child's own error, from its stderr: the exit code alone says little.
       assert.include(crashed.errors[0]!.message, "ObanThreadCrash")
       assert.include(crashed.errors[0]!.message, "Error: boom outside the fiber")
+      // A process killed by a signal says which (the kernel's OOM killer sends SIGKILL).
+      const killed = yield* jobRow(shutdownPrefix, yield* settle(Crash.job({ how: "sigkill" })))
+      assert.strictEqual(killed.errors[0]!.kind, "defect")
+      assert.include(killed.errors[0]!.message, "ObanThreadCrash: the worker process stopped")
+      assert.include(killed.errors[0]!.message, "(killed by SIGKILL)")
       assert.strictEqual((yield* jobRow(shutdownPrefix, yield* settle(Hash.job({ seed: "q", rounds: 10 })))).state, "completed")
       yield* node.stop
     }), 30_000)
