@@ -82,7 +82,7 @@ describe("isolation: process, Node options", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
-  it("leaves out code to evaluate and the inspector, and puts the pool's heap limit last", () => {
+  it("leaves out code to evaluate, --test and the inspector, and puts the pool's heap limit last", () => {
     assert.deepStrictEqual(
       childExecArgv(
         ["--import", "tsx", "-e", "run()", "--inspect-brk=9229", "--conditions=source", "--inspect-port", "9230", "--max-old-space-size=4096"],
@@ -90,9 +90,10 @@ describe("isolation: process, Node options", () => {
       ),
       ["--import", "tsx", "--conditions=source", "--max-old-space-size=4096", "--max-old-space-size=512"]
     )
-    assert.deepStrictEqual(childExecArgv(["--print", "1", "--eval=x()", "--inspect", "--enable-source-maps"], undefined), [
-      "--enable-source-maps"
-    ])
+    assert.deepStrictEqual(
+      childExecArgv(["--print", "1", "--eval=x()", "--inspect", "--test", "--test-isolation=none", "--enable-source-maps"], undefined),
+      ["--test-isolation=none", "--enable-source-maps"]
+    )
   })
 })
 

@@ -4,9 +4,10 @@
  * worker module loads in a child as it does in a thread (`--import tsx`,
  * `--experimental-transform-types`, `--conditions`, `--env-file`, ...), less
  * those that would make the child something else than the runner: code to
- * evaluate (`-e`, `-p`), which would run instead of it, and the inspector
- * (`--inspect-brk` would stop each child until a debugger attaches; any
- * other would collide on the node's port). Then the heap limit of the pool's
+ * evaluate (`-e`, `-p`), which would run instead of it, `--test`, which would
+ * run it as a test file, and the inspector (`--inspect-brk` would stop each
+ * child until a debugger attaches; any other would collide on the node's
+ * port). Then the heap limit of the pool's
  * `resourceLimits`, which wins over an inherited one as it comes last.
  */
 
@@ -14,7 +15,7 @@
 const withValue = new Set(["-e", "--eval", "-p", "--print", "--inspect-port", "--debug-port"])
 
 /** Options dropped alone, or whose value can only follow an `=`. */
-const dropped = /^--(inspect(-brk|-wait)?|inspect-port|debug-port|eval|print)(=|$)/
+const dropped = /^--(inspect(-brk|-wait)?|inspect-port|debug-port|eval|print|test)(=|$)/
 
 export const childExecArgv = (execArgv: ReadonlyArray<string>, heapMb: number | undefined): Array<string> => {
   const kept: Array<string> = []
