@@ -92,6 +92,8 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(row.attempt, 1)
       assert.strictEqual(row.errors[0]!.kind, "failure")
       assert.strictEqual(row.errors[0]!.message, "MailError: smtp said no")
+      // The stack is the thread's, where the worker failed, not where the node decoded the error.
+      assert.match(row.errors[0]!.cause!, /^MailError: smtp said no\n\s+at .*threadWorkers\.ts/)
       // attempt 1: 15 s + 2 s, jittered by 10%.
       assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000)
       const fatal = yield* run(Mailer.job({ fatal: true }))
@@ -104,6 +106,7 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       const row = yield* run(Decides.job({ what: "fail" }))
       assert.strictEqual(row.state, "retryable")
       assert.strictEqual(row.errors[0]!.message, "MailError: smtp said no")
+      assert.match(row.errors[0]!.cause!, /^MailError: smtp said no\n\s+at .*threadWorkers\.ts/)
       const fatal = yield* run(Decides.job({ what: "fatal" }))
       assert.strictEqual(fatal.state, "discarded")
       assert.strictEqual(fatal.errors[0]!.message, "BadAddress: no such mailbox")
@@ -288,6 +291,11 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       // The child's own error, from its stderr: the exit code alone says little.
       assert.include(crashed.errors[0]!.message, "ObanThreadCrash")
       assert.include(crashed.errors[0]!.message, "Error: boom outside the fiber")
+      // A process killed by a signal says which (the kernel's OOM killer sends SIGKILL).
+      const killed = yield* jobRow(shutdownPrefix, yield* settle(Crash.job({ how: "sigkill" })))
+      assert.strictEqual(killed.errors[0]!.kind, "defect")
+      assert.include(killed.errors[0]!.message, "ObanThreadCrash: the worker process stopped")
+      assert.include(killed.errors[0]!.message, "(killed by SIGKILL)")
       assert.strictEqual((yield* jobRow(shutdownPrefix, yield* settle(Hash.job({ seed: "q", rounds: 10 })))).state, "completed")
       yield* node.stop
     }), 30_000)

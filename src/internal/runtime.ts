@@ -23,7 +23,7 @@ import * as Cron from "../Cron.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type Hub, makeHub } from "../Events.ts"
 import * as Executor from "../Executor.ts"
-import { checkThreadModules } from "./threads/modules.ts"
+import { checkNotInRunner, checkThreadModules } from "./threads/modules.ts"
 import * as Leader from "../Leader.ts"
 import * as Migrations from "../Migrations.ts"
 import * as Notifier from "../Notifier.ts"
@@ -122,6 +122,7 @@ export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
 
 const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
   Effect.gen(function*() {
+    yield* checkNotInRunner
     const config = yield* resolve(options)
     const sql = yield* SqlClient
     const names = new Set<string>()

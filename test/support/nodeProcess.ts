@@ -9,7 +9,8 @@
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
- *   THREADS (a pool of that many threads, and the thread worker ThreadBusy of threadWorkers.ts)
+ *   THREADS (a pool of that many threads, and the thread workers ThreadBusy and ThreadPreloaded of threadWorkers.ts)
+ *   ISOLATION=process (with THREADS: the pool's slots are child processes)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
@@ -18,7 +19,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../../src/Cron.ts"
 import * as Oban from "../../src/Oban.ts"
 import * as Worker from "../../src/Worker.ts"
-import { Busy } from "./threadWorkers.ts"
+import { Busy, Preloaded } from "./threadWorkers.ts"
 
 const env = (name: string): string | undefined => process.env[name]
 const prefix = env("PREFIX")!
@@ -57,8 +58,10 @@ const ObanLive = Oban.layer({
   prefix,
   node,
   queues: JSON.parse(env("QUEUES") ?? "{}"),
-  workers: threads === undefined ? [Record] : [Record, Busy],
-  ...(threads === undefined ? {} : { threads: { size: Number(threads) } }),
+  workers: threads === undefined ? [Record] : [Record, Busy, Preloaded],
+  ...(threads === undefined ? {} : {
+    threads: { size: Number(threads), ...(env("ISOLATION") === "process" ? { isolation: "process" as const } : {}) }
+  }),
   pollInterval: "500 millis",
   ...(env("GRACE_MS") === undefined ? {} : { shutdownGracePeriod: Number(env("GRACE_MS")) }),
   ...(env("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: Number(env("HEARTBEAT_MS")) }),

@@ -23,14 +23,24 @@ export const spawnNode = (
   name: string,
   env: Readonly<Record<string, string>>,
   /** Another node script in test/support (default nodeProcess.ts). */
-  scriptName?: string
+  scriptName?: string,
+  /**
+   * Makes the process the leader of a process group of its own, as under a terminal or a
+   * systemd unit, so that a signal can reach it and its children at once (`signalGroup`).
+   */
+  options: {
+    readonly group?: boolean
+    /** Node options of the process (before the script). */
+    readonly execArgv?: ReadonlyArray<string>
+  } = {}
 ): Effect.Effect<NodeProcess, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const path = scriptName === undefined ? script : fileURLToPath(new URL(`./${scriptName}`, import.meta.url))
-      const child = spawn(process.execPath, [path], {
+      const child = spawn(process.execPath, [...(options.execArgv ?? []), path], {
         env: { ...process.env, ...env, NODE_NAME: name },
-        stdio: ["ignore", "pipe", "pipe"]
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: options.group === true
       })
       let leader = false
       let alive = true
@@ -78,6 +88,8 @@ export const spawnNode = (
       Effect.promise(async () => {
         if (node.alive()) node.child.kill("SIGKILL")
         await node.exited
+        // What the process left behind in its group (child processes of its own).
+        if (options.group === true) killGroup(node.child.pid, "SIGKILL")
       })
   )
 
@@ -94,5 +106,23 @@ export const awaitReady = (node: NodeProcess, timeoutMillis = 20_000) =>
 export const stopNode = (node: NodeProcess, signal: "SIGTERM" | "SIGKILL") =>
   Effect.promise(async () => {
     node.child.kill(signal)
+    return await node.exited
+  })
+
+const killGroup = (pid: number | undefined, signal: NodeJS.Signals): boolean => {
+  try {
+    return pid !== undefined && process.kill(-pid, signal)
+  } catch {
+    return false // no process left in the group
+  }
+}
+
+/**
+ * Sends a signal to the process's whole group (started with `group: true`), as Ctrl-C in a
+ * terminal or systemd's stop does, and waits for the process to exit.
+ */
+export const signalGroup = (node: NodeProcess, signal: "SIGINT" | "SIGTERM") =>
+  Effect.promise(async () => {
+    killGroup(node.child.pid, signal)
     return await node.exited
   })

@@ -5,7 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
-import { threadId } from "node:worker_threads"
+import { isMainThread, threadId } from "node:worker_threads"
 import * as Worker from "../../src/Worker.ts"
 
 export const queue = "threads"
@@ -81,14 +81,21 @@ export const Busy = Worker.make("ThreadBusy", {
     })
 })
 
-/** Crashes its thread: an uncaught exception outside any fiber, or a heap that outgrows its limit. */
+/**
+ * Crashes its thread: an uncaught exception outside any fiber, or a heap that outgrows its limit;
+ * or, in a child process only (it would kill a thread's whole process), a SIGKILL of its own.
+ */
 export const Crash = Worker.make("ThreadCrash", {
-  args: Schema.Struct({ how: Schema.Literals(["throw", "oom"]) }),
+  args: Schema.Struct({ how: Schema.Literals(["throw", "oom", "sigkill"]) }),
   queue,
   maxAttempts: 2,
   threads: { module: import.meta.url },
   perform: (job) =>
-    job.args.how === "throw"
+    job.args.how === "sigkill"
+      ? Effect.sync(() => {
+        if (isMainThread && process.send !== undefined) process.kill(process.pid, "SIGKILL")
+      })
+      : job.args.how === "throw"
       ? Effect.callback<void>(() => {
         setTimeout(() => {
           throw new Error("boom outside the fiber")
@@ -98,4 +105,15 @@ export const Crash = Worker.make("ThreadCrash", {
         const hoard: Array<Array<number>> = []
         for (;;) hoard.push(new Array(1e6).fill(1))
       })
+})
+
+/** Says whether test/support/preload.ts was preloaded in the process (or thread) that ran it. */
+export const Preloaded = Worker.make("ThreadPreloaded", {
+  args: Schema.Struct({}),
+  result: Schema.Struct({ preloaded: Schema.Boolean, pid: Schema.Int }),
+  queue,
+  maxAttempts: 1,
+  threads: { module: import.meta.url },
+  perform: () =>
+    Effect.sync(() => ({ preloaded: (globalThis as { obanPreloaded?: boolean }).obanPreloaded === true, pid: process.pid }))
 })

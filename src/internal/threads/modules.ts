@@ -1,7 +1,8 @@
 /**
- * A start-up check of the thread workers' modules: a `threads.module` that
- * names no file would otherwise fail every attempt of its worker, one by
- * one, in the threads.
+ * Start-up checks of thread workers: a `threads.module` that names no file
+ * would otherwise fail every attempt of its worker, one by one, in the
+ * threads; a node started inside a thread of the pool comes from a worker
+ * module that starts the application when imported.
  */
 import * as Effect from "effect/Effect"
 import { existsSync } from "node:fs"
@@ -24,3 +25,29 @@ export const checkThreadModules = (
     }
     return Effect.void
   })
+
+/** Set in each thread and child process of a pool, before it imports any worker module. */
+const runnerMark = Symbol.for("effect-oban/threads/runner")
+
+/** Marks this thread (or child process) as one of a pool's runners. */
+export const markRunner = (): void => {
+  ;(globalThis as { [runnerMark]?: boolean })[runnerMark] = true
+}
+
+/**
+ * Refuses a node inside a pool's thread or child process: its worker module
+ * starts the application when a thread imports it, and each thread would
+ * run a node of its own, claiming jobs with a pool of its own.
+ */
+export const checkNotInRunner: Effect.Effect<void, InvalidConfigError> = Effect.suspend(() =>
+  (globalThis as { [runnerMark]?: boolean })[runnerMark] === true
+    ? Effect.fail(
+      new InvalidConfigError({
+        field: "workers",
+        message: "Oban.layer was started inside a thread (or process) of a node's thread pool: a module given as " +
+          "threads.module must export its workers without starting the application when imported; move them " +
+          "to a module of their own"
+      })
+    )
+    : Effect.void
+)

@@ -34,12 +34,31 @@ export const performOnThread = (
       if (!(error instanceof ThreadFailure)) return Effect.fail(error)
       if (errors !== undefined && error.encoded !== undefined) {
         const decoded = errors(error.encoded)
-        if (Exit.isSuccess(decoded)) return Effect.fail(decoded.value)
+        if (Exit.isSuccess(decoded)) return Effect.fail(withThreadStack(decoded.value, error))
       }
       // As close to the worker's error as crosses without a schema: its tag and message, which
       // is what `retryable` usually looks at and what the errors entry shows.
-      return Effect.fail(error.tag === undefined ? error : { _tag: error.tag, message: error.message })
+      return Effect.fail(
+        error.tag === undefined ? error : withThreadStack({ _tag: error.tag, message: error.message }, error)
+      )
     }),
     Effect.flatMap((value) => result === undefined ? Effect.void : Effect.orDie(result(value)))
   )
+}
+
+/**
+ * Gives the node's copy of a thread's failure the thread's stack trace (and,
+ * for the `{ _tag, message }` of a failure without a schema, its tag as its
+ * name), as hidden properties, so that the errors entry's `cause` shows where
+ * the worker failed rather than where the node decoded it. Anything but an
+ * object is left as it is.
+ */
+const withThreadStack = <A>(value: A, failure: ThreadFailure): A => {
+  if (typeof value !== "object" || value === null || failure.threadStack === undefined) return value
+  // Reflect.defineProperty: a frozen error keeps the node's stack rather than failing the outcome.
+  const hidden = (property: string, content: string) =>
+    Reflect.defineProperty(value, property, { value: content, configurable: true, writable: true, enumerable: false })
+  if (!(value instanceof Error) && failure.tag !== undefined) hidden("name", failure.tag)
+  hidden("stack", failure.threadStack)
+  return value
 }

@@ -33,6 +33,7 @@ import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
 import type { ThreadEvent } from "./events.ts"
+import { childExecArgv } from "./childArgv.ts"
 import { defaultNice, lowerProcess, threadData } from "./priority.ts"
 import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
 import { endOpenSpans, makeSink, replay, type Sink } from "./replay.ts"
@@ -69,13 +70,25 @@ export class ThreadCrash extends Schema.TaggedError<ThreadCrash>()("ObanThreadCr
   message: Schema.String
 }) {}
 
-const crashOf = (error: RpcClientError, stderr: string | undefined): ThreadCrash => {
+/** How a child process ended: the tail of its stderr, and the signal that killed it, if one did. */
+interface ProcessEnd {
+  readonly stderr: string
+  readonly signal: NodeJS.Signals | null
+}
+
+const crashOf = (error: RpcClientError, end: ProcessEnd | undefined): ThreadCrash => {
   const cause = error.reason.cause
   const detail = Predicate.hasProperty(cause, "message") && typeof cause.message === "string"
     ? `${Predicate.hasProperty(cause, "code") ? `${String(cause.code)}: ` : ""}${cause.message}`
     : error.reason.message
-  const said = stderr === undefined ? undefined : lastErrorLine(stderr)
-  return new ThreadCrash({ message: `the worker thread stopped: ${detail}${said === undefined ? "" : `: ${said}`}` })
+  // A process killed by a signal (the kernel's OOM killer sends SIGKILL) has no exit code to show.
+  const killed = end?.signal ? ` (killed by ${end.signal})` : ""
+  const said = end === undefined ? undefined : lastErrorLine(end.stderr)
+  return new ThreadCrash({
+    message: `the worker ${end === undefined ? "thread" : "process"} stopped: ${detail}${killed}${
+      said === undefined ? "" : `: ${said}`
+    }`
+  })
 }
 
 /** The line of a process's stderr that names its error: the last `...Error: ...` or `FATAL ERROR` line. */
@@ -96,6 +109,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
     // Set when the pool stops the thread itself, so that only crashes are logged.
     let stopping = false
     let stderr = ""
+    let exitSignal: NodeJS.Signals | null = null
     let closed: Promise<void> = Promise.resolve()
     const context = yield* Effect.context<never>()
     // A crash while no attempt runs (a stray timer throwing after its job) is seen by nobody else.
@@ -106,9 +120,10 @@ const makeSlot = (options: ThreadPoolOptions) =>
     const nice = options.nice ?? defaultNice
     const spawn = () => {
       stderr = ""
+      exitSignal = null
       if (options.isolation === "process") {
         const child = ChildProcess.fork(runnerUrl, [], {
-          execArgv: heapMb === undefined ? [] : [`--max-old-space-size=${heapMb}`],
+          execArgv: childExecArgv(process.execArgv, heapMb),
           serialization: "advanced",
           stdio: ["inherit", "inherit", "pipe", "ipc"]
         })
@@ -119,6 +134,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
         })
         closed = new Promise((resolve) => child.once("close", () => resolve()))
         child.once("exit", (code, signal) => {
+          exitSignal = signal
           if (code !== 0) warn(`a worker process exited (code ${code}, signal ${signal})`)
         })
         lowerProcess(child.pid, nice)
@@ -152,13 +168,14 @@ const makeSlot = (options: ThreadPoolOptions) =>
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => (stopping = true)))
     /**
-     * What a crashed child process wrote to stderr, once its pipes closed
-     * (at most 250 ms later); none for a thread, whose error says it all.
+     * How a crashed child process ended: what it wrote to stderr, once its
+     * pipes closed (at most 250 ms later), and its signal; none for a thread,
+     * whose error says it all.
      */
-    const crashOutput: Effect.Effect<string | undefined> = options.isolation === "process"
+    const crashOutput: Effect.Effect<ProcessEnd | undefined> = options.isolation === "process"
       ? Effect.promise(() => closed).pipe(
         Effect.timeoutOption("250 millis"),
-        Effect.map(() => stderr)
+        Effect.map(() => ({ stderr, signal: exitSignal }))
       )
       : Effect.succeed(undefined)
     const slot: Slot = { client, terminate, crashOutput, events, attempts: 0, sink: undefined }
@@ -169,7 +186,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
 interface Slot {
   readonly client: RpcClient.FromGroup<typeof ThreadRpcs, RpcClientError>
   readonly terminate: Effect.Effect<void>
-  readonly crashOutput: Effect.Effect<string | undefined>
+  readonly crashOutput: Effect.Effect<ProcessEnd | undefined>
   readonly events: Queue.Dequeue<ThreadEvent, unknown>
   attempts: number
   /** The attempt running on the slot, for its events; the last one once it ended. */
@@ -275,7 +292,7 @@ export const make = (options: ThreadPoolOptions) =>
                   Effect.andThen(
                     crashed === undefined
                       ? exit
-                      : Effect.flatMap(slot.crashOutput, (stderr) => Effect.die(crashOf(crashed, stderr)))
+                      : Effect.flatMap(slot.crashOutput, (end) => Effect.die(crashOf(crashed, end)))
                   )
                 )
               })

@@ -35,15 +35,18 @@ export const ThreadJob = Schema.Struct({
 export type ThreadJob = typeof ThreadJob.Type
 
 /**
- * A typed failure of a thread worker: its tag and message, and its encoding
- * by the worker's `errors` schema when it declares one. The node decodes it
- * back to the worker's own error; without a schema, a failure with a tag
- * arrives as `{ _tag, message }` (see `threads/perform.ts`).
+ * A typed failure of a thread worker: its tag and message, its encoding by
+ * the worker's `errors` schema when it declares one, and its stack trace in
+ * the thread. The node decodes it back to the worker's own error, with that
+ * stack (where the worker failed, for the errors entry's `cause`); without a
+ * schema, a failure with a tag arrives as `{ _tag, message }` (see
+ * `threads/perform.ts`).
  */
 export class ThreadFailure extends Schema.TaggedError<ThreadFailure>()("ObanThreadFailure", {
   tag: Schema.optional(Schema.String),
   message: Schema.String,
-  encoded: Schema.optional(Schema.Json)
+  encoded: Schema.optional(Schema.Json),
+  threadStack: Schema.optional(Schema.String)
 }) {}
 
 /** The errors `Perform` can fail with. */
@@ -135,10 +138,12 @@ export const toPerformError = (
     ? error.message
     : safeJson(error)
   const encoded = encode?.(error)
+  const stack = Predicate.hasProperty(error, "stack") && typeof error.stack === "string" ? error.stack : undefined
   return new ThreadFailure({
     ...(tag === undefined ? {} : { tag }),
     message: text,
-    ...(encoded === undefined ? {} : { encoded })
+    ...(encoded === undefined ? {} : { encoded }),
+    ...(stack === undefined ? {} : { threadStack: stack })
   })
 }
 

@@ -6,6 +6,8 @@
  * are a `Recorder`'s, which sends the logs and spans of each attempt on the
  * `Events` stream, to be replayed on the node.
  */
+// First, so that a child process ignores stop signals before it spends its start-up loading Effect.
+import "./stopSignals.ts"
 import * as NodeWorkerRunner from "@effect/platform-node/NodeWorkerRunner"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -19,6 +21,7 @@ import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
+import { markRunner } from "./modules.ts"
 import { lowerThisThread } from "./priority.ts"
 import { type ParentSpan, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 import * as Recorder from "./recorder.ts"
@@ -130,6 +133,7 @@ const TelemetryLive = Layer.mergeAll(
   Layer.succeed(Tracer.Tracer, recorder.tracer)
 )
 
+markRunner()
 lowerThisThread()
 
 Effect.runFork(
