@@ -136,12 +136,15 @@ const replayLog = (sink: Sink, event: LogEvent): void => {
   const cause = fromWireCause(event.cause)
   const date = new Date(event.date)
   // A fiber of its own, run to its end here, so that each logger sees this context as the fiber's.
-  Effect.runForkWith(context)(Effect.withFiber((fiber) => {
+  const fiber = Effect.runForkWith(context)(Effect.withFiber((fiber) => {
     for (const logger of loggers) {
       logger.log({ message: event.message, logLevel: event.level, cause, fiber, date })
     }
     return Effect.void
   }))
+  // A logger that throws kills that fiber, where nobody would see it: `replay` reports it.
+  const exit = fiber.pollUnsafe()
+  if (exit !== undefined && Exit.isFailure(exit)) throw Cause.squash(exit.cause)
 }
 
 /**

@@ -1,0 +1,90 @@
+/**
+ * Review of the thread workers' logs and spans (#14 part 3): cases the first
+ * tests did not cover. The node installs a logger that throws on one line,
+ * and a tracer that keeps every span.
+ */
+import { assert, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
+import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
+import * as Oban from "../src/Oban.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, waitFor } from "./support/node.ts"
+import { LogsBoom, queue, SpanThenSpin } from "./support/reviewThreadWorkers.ts"
+
+const lines: Array<ReadonlyArray<unknown>> = []
+const spans: Array<Tracer.NativeSpan> = []
+
+/** Keeps every line but "boom", on which it throws, as a broken logger of the node's would. */
+const throwsOnBoom = Logger.make<unknown, void>(({ message }) => {
+  const parts = Array.isArray(message) ? message : [message]
+  if (parts[0] === "boom") throw new Error("the node's logger broke")
+  lines.push(parts)
+})
+
+const tracer = Tracer.make({
+  span: (options) => {
+    const span = new Tracer.NativeSpan(options)
+    spans.push(span)
+    return span
+  }
+})
+
+const prefix = uniquePrefix("review_threads")
+
+const nodeLayer = Layer.effectDiscard(Effect.gen(function*() {
+  const scope = yield* Scope.Scope
+  yield* Layer.buildWithScope(
+    Layer.fresh(Oban.layer({
+      prefix,
+      node: "review-threads",
+      queues: { [queue]: 1 },
+      workers: [LogsBoom, SpanThenSpin],
+      pollInterval: "100 millis",
+      shutdownGracePeriod: "1 second",
+      threads: { size: 1 }
+    })),
+    scope
+  ).pipe(
+    Effect.provideService(References.MinimumLogLevel, "Info"),
+    Effect.provideService(Logger.CurrentLoggers, new Set([throwsOnBoom])),
+    Effect.provideService(Tracer.Tracer, tracer)
+  )
+}))
+
+const settled = (id: number) =>
+  waitFor(`job ${id} to leave executing`, Effect.map(jobRow(prefix, id), (row) => !["available", "executing"].includes(row.state)))
+
+layer(nodeLayer.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true, timeout: 60_000 })(
+  "thread telemetry, reviewed",
+  (it) => {
+    it.effect("a node logger that throws on a thread's line is reported as a warning, and the next lines still arrive", () =>
+      Effect.gen(function*() {
+        const job = yield* Oban.insert(LogsBoom.job({}))
+        yield* settled(job.id)
+        assert.strictEqual((yield* jobRow(prefix, job.id)).state, "completed")
+        assert.isDefined(lines.find((line) => line[0] === "after the boom"))
+        assert.isDefined(
+          lines.find((line) => line[0] === "a log or span of a worker thread could not be replayed"),
+          "the logger's failure was reported"
+        )
+      }), 30_000)
+
+    it.effect("a span around a busy loop reaches the node, ended as interrupted, when the timeout stops the thread", () =>
+      Effect.gen(function*() {
+        const job = yield* Oban.insert(SpanThenSpin.job({ millis: 10_000 }, { timeout: "300 millis" }))
+        yield* settled(job.id)
+        assert.strictEqual((yield* jobRow(prefix, job.id)).errors[0]!.kind, "timeout")
+        const perform = spans.find((span) => span.name === "oban.perform" && span.attributes.get("oban.job.id") === job.id)
+        assert.isDefined(perform)
+        const spinning = spans.find((span) => span.name === "review.spinning" && span.traceId === perform!.traceId)
+        assert.isDefined(spinning, "the node's tracer received the span")
+        assert.strictEqual(spinning!.status._tag, "Ended")
+        assert.isTrue(Exit.hasInterrupts((spinning!.status as Extract<Tracer.SpanStatus, { _tag: "Ended" }>).exit))
+      }), 30_000)
+  }
+)
