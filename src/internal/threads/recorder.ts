@@ -5,12 +5,13 @@
  *
  * Events go out synchronously, without a fiber in between, so that a log
  * written just before a busy loop reaches the node even if the thread is
- * terminated in that loop: a log line is sent at once, with the span records
- * gathered before it; span records alone wait for the end of the current
- * tick (a microtask) or of the attempt. A span's start is made into a record
- * only when it is sent, so the attributes set right after the span was made
- * go with it; those set later go with its end. An attempt that neither logs
- * nor makes spans sends nothing.
+ * terminated in that loop: a log line and a span's start are sent at once,
+ * with the span records gathered before them, so that a span around a busy
+ * loop reaches the node too; a span's events and end wait for the end of the
+ * current tick (a microtask), the next log or start, or the end of the
+ * attempt. The attributes set after a span's start (those of
+ * `Effect.withSpan` too) go with its end. An attempt that neither logs nor
+ * makes spans sends nothing.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -106,7 +107,8 @@ export const make = (): Recorder => {
       this.kind = options.kind
       this.traceId = Option.isSome(options.parent) ? options.parent.value.traceId : randomId(16)
       this.status = { _tag: "Started", startTime: options.startTime }
-      push(this, false)
+      // At once: the worker may spin in this span until the thread is terminated.
+      push(this, true)
     }
 
     startEvent(): SpanStartEvent {
