@@ -14,16 +14,20 @@ import * as Tracer from "effect/Tracer"
 import * as Oban from "../src/Oban.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
-import { LogsBoom, queue, SpanThenSpin } from "./support/reviewThreadWorkers.ts"
+import { Lingers, LogsBoom, queue, Sleeps, SpanThenSpin } from "./support/reviewThreadWorkers.ts"
 
-const lines: Array<ReadonlyArray<unknown>> = []
+interface Line {
+  readonly message: ReadonlyArray<unknown>
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+const lines: Array<Line> = []
 const spans: Array<Tracer.NativeSpan> = []
 
 /** Keeps every line but "boom", on which it throws, as a broken logger of the node's would. */
-const throwsOnBoom = Logger.make<unknown, void>(({ message }) => {
+const throwsOnBoom = Logger.make<unknown, void>(({ fiber, message }) => {
   const parts = Array.isArray(message) ? message : [message]
   if (parts[0] === "boom") throw new Error("the node's logger broke")
-  lines.push(parts)
+  lines.push({ message: parts, annotations: fiber.getRef(References.CurrentLogAnnotations) })
 })
 
 const tracer = Tracer.make({
@@ -43,7 +47,7 @@ const nodeLayer = Layer.effectDiscard(Effect.gen(function*() {
       prefix,
       node: "review-threads",
       queues: { [queue]: 1 },
-      workers: [LogsBoom, SpanThenSpin],
+      workers: [LogsBoom, SpanThenSpin, Lingers, Sleeps],
       pollInterval: "100 millis",
       shutdownGracePeriod: "1 second",
       threads: { size: 1 }
@@ -67,11 +71,22 @@ layer(nodeLayer.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServic
         const job = yield* Oban.insert(LogsBoom.job({}))
         yield* settled(job.id)
         assert.strictEqual((yield* jobRow(prefix, job.id)).state, "completed")
-        assert.isDefined(lines.find((line) => line[0] === "after the boom"))
+        assert.isDefined(lines.find((line) => line.message[0] === "after the boom"))
         assert.isDefined(
-          lines.find((line) => line[0] === "a log or span of a worker thread could not be replayed"),
+          lines.find((line) => line.message[0] === "a log or span of a worker thread could not be replayed"),
           "the logger's failure was reported"
         )
+      }), 30_000)
+
+    it.effect("a log from a fiber that outlives its job is not attributed to the next job on the thread", () =>
+      Effect.gen(function*() {
+        const first = yield* Oban.insert(Lingers.job({ millis: 500 }))
+        yield* settled(first.id)
+        const second = yield* Oban.insert(Sleeps.job({ millis: 1500 }))
+        yield* settled(second.id)
+        assert.strictEqual((yield* jobRow(prefix, second.id)).state, "completed")
+        const late = lines.filter((line) => line.message[0] === "late, from a fiber of the earlier job")
+        assert.deepStrictEqual(late.filter((line) => line.annotations["jobId"] === second.id), [])
       }), 30_000)
 
     it.effect("a span around a busy loop reaches the node, ended as interrupted, when the timeout stops the thread", () =>

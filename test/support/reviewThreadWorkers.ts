@@ -29,3 +29,22 @@ export const SpanThenSpin = Worker.make("ReviewSpanThenSpin", {
       while (Date.now() < end) { /* spin */ }
     }).pipe(Effect.withSpan("review.spinning", { attributes: { given: 1 } }))
 })
+
+/** Forks a fiber that outlives the attempt and logs after `millis`. */
+export const Lingers = Worker.make("ReviewLingers", {
+  args: Schema.Struct({ millis: Schema.Int }),
+  queue,
+  maxAttempts: 1,
+  threads: { module: import.meta.url },
+  perform: (job) =>
+    Effect.asVoid(Effect.forkDetach(Effect.andThen(Effect.sleep(job.args.millis), Effect.logInfo("late, from a fiber of the earlier job"))))
+})
+
+/** Sleeps (yielding) for `millis`. */
+export const Sleeps = Worker.make("ReviewSleeps", {
+  args: Schema.Struct({ millis: Schema.Int }),
+  queue,
+  maxAttempts: 1,
+  threads: { module: import.meta.url },
+  perform: (job) => Effect.sleep(job.args.millis)
+})
