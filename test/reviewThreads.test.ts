@@ -14,7 +14,7 @@ import * as Tracer from "effect/Tracer"
 import * as Oban from "../src/Oban.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
-import { Lingers, LogsBoom, queue, Sleeps, SpanThenSpin } from "./support/reviewThreadWorkers.ts"
+import { Lingers, LogsBoom, LogsHuge, LogsThenExits, queue, Sleeps, SpanThenSpin } from "./support/reviewThreadWorkers.ts"
 
 interface Line {
   readonly message: ReadonlyArray<unknown>
@@ -40,17 +40,17 @@ const tracer = Tracer.make({
 
 const prefix = uniquePrefix("review_threads")
 
-const nodeLayer = Layer.effectDiscard(Effect.gen(function*() {
+const nodeLayer = (isolation: "thread" | "process") => Layer.effectDiscard(Effect.gen(function*() {
   const scope = yield* Scope.Scope
   yield* Layer.buildWithScope(
     Layer.fresh(Oban.layer({
       prefix,
-      node: "review-threads",
+      node: `review-${isolation}`,
       queues: { [queue]: 1 },
-      workers: [LogsBoom, SpanThenSpin, Lingers, Sleeps],
+      workers: [LogsBoom, SpanThenSpin, Lingers, Sleeps, LogsThenExits, LogsHuge],
       pollInterval: "100 millis",
       shutdownGracePeriod: "1 second",
-      threads: { size: 1 }
+      threads: { size: 1, isolation }
     })),
     scope
   ).pipe(
@@ -63,7 +63,7 @@ const nodeLayer = Layer.effectDiscard(Effect.gen(function*() {
 const settled = (id: number) =>
   waitFor(`job ${id} to leave executing`, Effect.map(jobRow(prefix, id), (row) => !["available", "executing"].includes(row.state)))
 
-layer(nodeLayer.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true, timeout: 60_000 })(
+layer(nodeLayer("thread").pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true, timeout: 60_000 })(
   "thread telemetry, reviewed",
   (it) => {
     it.effect("a node logger that throws on a thread's line is reported as a warning, and the next lines still arrive", () =>
@@ -100,6 +100,42 @@ layer(nodeLayer.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServic
         assert.isDefined(spinning, "the node's tracer received the span")
         assert.strictEqual(spinning!.status._tag, "Ended")
         assert.isTrue(Exit.hasInterrupts((spinning!.status as Extract<Tracer.SpanStatus, { _tag: "Ended" }>).exit))
+      }), 30_000)
+
+    it.effect("a thread's last log and open span arrive when it exits, and the span ends as interrupted", () =>
+      Effect.gen(function*() {
+        const job = yield* Oban.insert(LogsThenExits.job({}))
+        yield* settled(job.id)
+        const row = yield* jobRow(prefix, job.id)
+        assert.strictEqual(row.errors[0]!.kind, "defect")
+        assert.isDefined(lines.find((line) => line.message[0] === "last words" && line.annotations["jobId"] === job.id))
+        const perform = spans.find((span) => span.name === "oban.perform" && span.attributes.get("oban.job.id") === job.id)
+        const exiting = spans.find((span) => span.name === "review.exiting" && span.traceId === perform?.traceId)
+        assert.isDefined(exiting)
+        assert.strictEqual(exiting!.status._tag, "Ended")
+      }), 30_000)
+
+    it.effect("a 50 MB log line crosses whole", () =>
+      Effect.gen(function*() {
+        const job = yield* Oban.insert(LogsHuge.job({ megabytes: 50 }))
+        yield* settled(job.id)
+        assert.strictEqual((yield* jobRow(prefix, job.id)).state, "completed")
+        const line = lines.find((line) => line.message[0] === "huge" && line.annotations["jobId"] === job.id)
+        assert.strictEqual((line?.message[1] as string | undefined)?.length, 50 * 1024 * 1024)
+      }), 30_000)
+  }
+)
+
+layer(nodeLayer("process").pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true, timeout: 60_000 })(
+  "thread telemetry, reviewed, isolation: process",
+  (it) => {
+    it.effect("a 50 MB log line crosses whole from a child process", () =>
+      Effect.gen(function*() {
+        const job = yield* Oban.insert(LogsHuge.job({ megabytes: 50 }))
+        yield* settled(job.id)
+        assert.strictEqual((yield* jobRow(prefix, job.id)).state, "completed")
+        const line = lines.find((line) => line.message[0] === "huge" && line.annotations["jobId"] === job.id)
+        assert.strictEqual((line?.message[1] as string | undefined)?.length, 50 * 1024 * 1024)
       }), 30_000)
   }
 )

@@ -48,3 +48,25 @@ export const Sleeps = Worker.make("ReviewSleeps", {
   threads: { module: import.meta.url },
   perform: (job) => Effect.sleep(job.args.millis)
 })
+
+/** Logs inside a span, then ends its thread with `process.exit`. */
+export const LogsThenExits = Worker.make("ReviewLogsThenExits", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 1,
+  threads: { module: import.meta.url },
+  perform: () =>
+    Effect.logInfo("last words").pipe(
+      Effect.andThen(Effect.sync(() => process.exit(3))),
+      Effect.withSpan("review.exiting")
+    )
+})
+
+/** Logs a string of `megabytes` MB. */
+export const LogsHuge = Worker.make("ReviewLogsHuge", {
+  args: Schema.Struct({ megabytes: Schema.Int }),
+  queue,
+  maxAttempts: 1,
+  threads: { module: import.meta.url },
+  perform: (job) => Effect.logInfo("huge", "x".repeat(job.args.megabytes * 1024 * 1024))
+})
