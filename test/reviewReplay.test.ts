@@ -35,7 +35,6 @@ const job = new Tracer.NativeSpan({
   links: [],
   startTime: 0n,
   kind: "consumer",
-  root: true,
   sampled: true
 })
 
