@@ -116,7 +116,8 @@ export interface RuntimeOptions {
    * `{ maxOldGenerationSizeMb: 512 }`), `recycleAfter` (replace a thread
    * after this many attempts), `isolation` (`"process"` for child processes),
    * `nice` (their scheduling priority, 0-19, default 10: the node's own loop
-   * runs first; per thread on Linux only, per process everywhere).
+   * runs first; never below the node's own; per thread on Linux only, per
+   * process everywhere).
    */
   readonly threads?: {
     readonly size?: number | undefined

@@ -53,7 +53,8 @@ export interface ThreadPoolOptions {
   readonly recycleAfter?: number | undefined
   /**
    * The nice value of the threads or processes (0-19; see `priority.ts`):
-   * higher runs them after the node's own loop. Default `defaultNice`.
+   * higher runs them after the node's own loop. A node already above it
+   * keeps them at its own. Default `defaultNice`.
    */
   readonly nice?: number | undefined
 }

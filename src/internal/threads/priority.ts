@@ -30,7 +30,8 @@ export const perThreadNice = process.platform === "linux"
 
 /**
  * In a worker thread started with `threadData`: lowers the thread's own
- * priority (Linux only). Returns the nice value set, if any. A refusal
+ * priority (Linux only), unless it already runs at `nice` or above. Returns
+ * its nice value then, if known. A refusal
  * (raising one's nice value is allowed to anyone, so a sandbox that forbids
  * it) leaves the thread as it is, with a process warning that says so.
  */
@@ -40,12 +41,19 @@ export const lowerThisThread = (): number | undefined => {
   return trySetPriority(0, nice)
 }
 
-/** Lowers a child process's priority; returns the nice value set, if any. */
+/** Lowers a child process's priority; returns its nice value then, if known. */
 export const lowerProcess = (pid: number | undefined, nice: number): number | undefined =>
   pid === undefined ? undefined : trySetPriority(pid, nice)
 
+/**
+ * Raises the nice value to `nice`, never lowers it: a thread or process
+ * starts at its creator's, and one below the node's would run before the
+ * node (as root) or be refused (otherwise).
+ */
 const trySetPriority = (pid: number, nice: number): number | undefined => {
   try {
+    const current = Os.getPriority(pid)
+    if (current >= nice) return current
     Os.setPriority(pid, nice)
     return nice
   } catch (error) {

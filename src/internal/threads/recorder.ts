@@ -5,16 +5,20 @@
  *
  * Events go out synchronously, without a fiber in between, so that a log
  * written just before a busy loop reaches the node even if the thread is
- * terminated in that loop: a log line is sent at once, with the span records
- * gathered before it; span records alone wait for the end of the current
- * tick (a microtask) or of the attempt. A span's start is made into a record
- * only when it is sent, so the attributes set right after the span was made
- * go with it; those set later go with its end. An attempt that neither logs
- * nor makes spans sends nothing.
+ * terminated in that loop: a log line and a span's start are sent at once,
+ * with the span records gathered before them, so that a span around a busy
+ * loop reaches the node too; a span's events and end wait for the end of the
+ * current tick (a microtask), the next log or start, or the end of the
+ * attempt. The attributes set after a span's start (those of
+ * `Effect.withSpan` too) go with its end. An attempt that neither logs nor
+ * makes spans sends nothing. Only the fibers of the running attempt (those
+ * with its `CurrentAttempt`) are recorded: a fiber that outlives its
+ * attempt logs as outside attempts, not as the next attempt's.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
@@ -32,6 +36,11 @@ import {
 /** Sends a batch of events to the node (the `Events` stream's next chunk). */
 export type Outlet = (events: readonly [ThreadEvent, ...Array<ThreadEvent>]) => void
 
+/** The attempt a fiber of the thread belongs to: its number from `Recorder.begin`, none outside attempts. */
+export const CurrentAttempt = Context.Reference<number | undefined>("effect-oban/threads/CurrentAttempt", {
+  defaultValue: () => undefined
+})
+
 export interface Recorder {
   /** Installed in the thread: forwards the logs of attempts, and logs the rest as Effect's default logger does. */
   readonly logger: Logger.Logger<unknown, void>
@@ -39,8 +48,8 @@ export interface Recorder {
   readonly tracer: Tracer.Tracer
   /** Where events go from now on; events recorded before are sent to it at once. */
   readonly connect: (outlet: Outlet | undefined) => void
-  /** An attempt starts. */
-  readonly begin: () => void
+  /** An attempt starts: its number, for the `CurrentAttempt` of its fibers. */
+  readonly begin: () => number
   /** An attempt ended: sends what is left, before its outcome goes out. */
   readonly end: () => void
 }
@@ -56,6 +65,9 @@ const refOf = (span: Tracer.AnySpan): SpanRef => ({
 export const make = (): Recorder => {
   let outlet: Outlet | undefined
   let active = false
+  let attempt = 0
+  const isRunning = (fiber: Fiber.Fiber<unknown, unknown> | undefined): boolean =>
+    active && fiber !== undefined && fiber.getRef(CurrentAttempt) === attempt
   let pending: Array<ThreadEvent | RecordedSpan> = []
   let scheduled = false
 
@@ -106,7 +118,8 @@ export const make = (): Recorder => {
       this.kind = options.kind
       this.traceId = Option.isSome(options.parent) ? options.parent.value.traceId : randomId(16)
       this.status = { _tag: "Started", startTime: options.startTime }
-      push(this, false)
+      // At once: the worker may spin in this span until the thread is terminated.
+      push(this, true)
     }
 
     startEvent(): SpanStartEvent {
@@ -159,7 +172,7 @@ export const make = (): Recorder => {
   }
 
   const logger = Logger.make<unknown, void>((options) => {
-    if (!active) return Logger.defaultLogger.log(options)
+    if (!isRunning(options.fiber)) return Logger.defaultLogger.log(options)
     const { cause, date, fiber, logLevel, message } = options
     const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
     const spans = fiber.getRef(References.CurrentLogSpans)
@@ -177,7 +190,8 @@ export const make = (): Recorder => {
   })
 
   const tracer = Tracer.make({
-    span: (options) => active ? new RecordedSpan(options) : new Tracer.NativeSpan(options)
+    // Called by the fiber that makes the span.
+    span: (options) => isRunning(Fiber.getCurrent()) ? new RecordedSpan(options) : new Tracer.NativeSpan(options)
   })
 
   return {
@@ -189,6 +203,7 @@ export const make = (): Recorder => {
     },
     begin: () => {
       active = true
+      return ++attempt
     },
     end: () => {
       active = false

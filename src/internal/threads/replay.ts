@@ -21,7 +21,7 @@ import * as References from "effect/References"
 import * as Tracer from "effect/Tracer"
 import { fromWireCause, type LogEvent, type SpanRef, type SpanStartEvent, type ThreadEvent } from "./events.ts"
 
-/** Where an attempt's events are replayed: its fiber's context, and its thread spans as the node made them. */
+/** Where an attempt's events are replayed: its fiber's context, and its open thread spans as the node made them. */
 export interface Sink {
   readonly context: Context.Context<never>
   spans: Map<string, Tracer.Span> | undefined
@@ -62,6 +62,8 @@ const replayOne = (sink: Sink, event: ThreadEvent): void => {
       if (span === undefined) break
       setAttributes(span, event.attributes)
       span.end(event.end, event.failure === undefined ? Exit.void : Exit.failCause(fromWireCause(event.failure)))
+      // Not kept: a long attempt may make a span per item. What still names it falls back to the job's span.
+      sink.spans!.delete(event.id)
       break
     }
   }
@@ -77,6 +79,7 @@ export const endOpenSpans = (sink: Sink): void => {
   for (const span of sink.spans.values()) {
     if (span.status._tag === "Started") span.end(clock.currentTimeNanosUnsafe(), Exit.interrupt())
   }
+  sink.spans.clear()
 }
 
 const setAttributes = (span: Tracer.Span, attributes: Readonly<Record<string, unknown>> | undefined): void => {
@@ -84,12 +87,18 @@ const setAttributes = (span: Tracer.Span, attributes: Readonly<Record<string, un
   for (const key in attributes) span.attribute(key, attributes[key])
 }
 
-/** The node's span for a span the thread names: a replayed thread span, the job's span, or an external one. */
+/**
+ * The node's span for a span the thread names: an open replayed thread span;
+ * the job's span, for itself or another span of its trace (one that ended,
+ * whose node span is no longer kept); or an external one.
+ */
 const spanOf = (sink: Sink, ref: SpanRef): Tracer.AnySpan => {
   const replayed = sink.spans?.get(ref.spanId)
   if (replayed !== undefined) return replayed
   const parent = Context.getOrUndefined(sink.context, Tracer.ParentSpan)
-  return parent?.spanId === ref.spanId ? parent : Tracer.externalSpan(ref)
+  return parent !== undefined && (parent.spanId === ref.spanId || parent.traceId === ref.traceId)
+    ? parent
+    : Tracer.externalSpan(ref)
 }
 
 const replaySpanStart = (sink: Sink, event: SpanStartEvent): void => {
@@ -136,12 +145,15 @@ const replayLog = (sink: Sink, event: LogEvent): void => {
   const cause = fromWireCause(event.cause)
   const date = new Date(event.date)
   // A fiber of its own, run to its end here, so that each logger sees this context as the fiber's.
-  Effect.runForkWith(context)(Effect.withFiber((fiber) => {
+  const fiber = Effect.runForkWith(context)(Effect.withFiber((fiber) => {
     for (const logger of loggers) {
       logger.log({ message: event.message, logLevel: event.level, cause, fiber, date })
     }
     return Effect.void
   }))
+  // A logger that throws kills that fiber, where nobody would see it: `replay` reports it.
+  const exit = fiber.pollUnsafe()
+  if (exit !== undefined && Exit.isFailure(exit)) throw Cause.squash(exit.cause)
 }
 
 /**

@@ -23,7 +23,7 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import { markRunner } from "./modules.ts"
 import { lowerThisThread } from "./priority.ts"
-import { type ParentSpan, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
+import { type ParentSpan, type ThreadJob, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 import * as Recorder from "./recorder.ts"
 
 const isWorker = (value: unknown, name: string): value is ThreadWorker =>
@@ -82,38 +82,43 @@ const encodeOrUndefined = (schema: Schema.Codec<any, Schema.Json>) => {
 
 const recorder = Recorder.make()
 
-/** The job's span as the parent of the worker's, and the node's minimum log level, around an attempt. */
+/**
+ * The attempt's number (whose fibers the recorder records), the job's span
+ * as the parent of the worker's, and the node's minimum log level, around an attempt.
+ */
 const inJobContext = (
+  attempt: number,
   span: typeof ParentSpan.Type | undefined,
   minimumLogLevel: LogLevel.LogLevel | undefined
 ) =>
-<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
-  if (span === undefined && minimumLogLevel === undefined) return effect
-  return Effect.updateContext(effect, (context: Context.Context<never>) => {
-    let next = context
+<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.updateContext(effect, (context: Context.Context<never>) => {
+    let next = Context.add(context, Recorder.CurrentAttempt, attempt)
     if (span !== undefined) next = Context.add(next, Tracer.ParentSpan, Tracer.externalSpan(span))
     if (minimumLogLevel !== undefined) next = Context.add(next, References.MinimumLogLevel, minimumLogLevel)
     return next
   })
-}
+
+/** One attempt: the worker, its args decoded, its outcome as it crosses. */
+const attemptOf = (args: Schema.Json, job: ThreadJob, module: string) =>
+  Effect.gen(function*() {
+    // Not the worker's failures: a module that does not load, args that do not decode, a
+    // result that does not encode are defects of the attempt.
+    const { decode, encode, encodeError, worker } = yield* Effect.orDie(findWorker(module, job.worker))
+    const decoded = yield* Effect.orDie(decode(args))
+    const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), (error) => toPerformError(error, encodeError))
+    return encode === undefined ? null : yield* Effect.orDie(encode(value))
+  })
 
 const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
   const protocol = yield* RpcServer.Protocol
   return {
     Perform: ({ args, job, minimumLogLevel, module, span }) =>
-      Effect.gen(function*() {
-        recorder.begin()
-        // Not the worker's failures: a module that does not load, args that do not decode, a
-        // result that does not encode are defects of the attempt.
-        const { decode, encode, encodeError, worker } = yield* Effect.orDie(findWorker(module, job.worker))
-        const decoded = yield* Effect.orDie(decode(args))
-        const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), (error) => toPerformError(error, encodeError))
-        return encode === undefined ? null : yield* Effect.orDie(encode(value))
-      }).pipe(
-        inJobContext(span, minimumLogLevel),
+      Effect.suspend(() => attemptOf(args, job, module).pipe(
+        inJobContext(recorder.begin(), span, minimumLogLevel),
         // Sent before the outcome, on the same channel: the node has the events when the attempt ends.
         Effect.ensuring(Effect.sync(recorder.end))
-      ),
+      )),
     // Chunks go out through the protocol directly, synchronously (see recorder.ts); the stream
     // itself never ends, so the request stays open for the thread's life.
     Events: (_: void, { client, requestId }) =>
