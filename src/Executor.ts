@@ -145,6 +145,8 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        // Jobs waiting for a thread have not started: they go back now rather than use the grace period.
+        if (threads !== undefined) yield* threads.stopWaiting
         if (runs.size === 0) return
         yield* Effect.logInfo(
           `shutdown: waiting up to ${Duration.format(options.shutdownGracePeriod)} for ${runs.size} job(s)`

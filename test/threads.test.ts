@@ -236,6 +236,27 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       assert.isBelow(stopMillis, 3_000)
     }), 30_000)
 
+  it.effect("at shutdown a job still waiting for a thread goes back at once: attempt given back, no errors entry", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+      // Queue limit 2 on 1 thread: the second job is started but waits for the thread.
+      const node = yield* startThreadNode("10 seconds")
+      const running = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+      yield* waitFor("the first job to start", Effect.map(jobRow(shutdownPrefix, running.id), (row) => row.state === "executing"))
+      const waiting = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+      yield* waitFor("the second job to be claimed", Effect.map(jobRow(shutdownPrefix, waiting.id), (row) => row.state === "executing"))
+      const started = Date.now()
+      yield* node.stop
+      const stopMillis = Date.now() - started
+      console.log(`threads: shutdown with one job on the thread and one waiting for it took ${stopMillis} ms`)
+      assert.strictEqual((yield* jobRow(shutdownPrefix, running.id)).state, "completed")
+      const back = yield* jobRow(shutdownPrefix, waiting.id)
+      assert.deepStrictEqual([back.state, back.attempt, back.errors], ["available", 0, []])
+      // Only the running job's 1.5 s: the waiting one neither ran after it nor waited out the grace period.
+      assert.isBelow(stopMillis, 2_900)
+    }), 30_000)
+
   it.effect("recycleAfter replaces a thread after that many attempts", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

@@ -20,6 +20,16 @@ export class JobTimeout extends Schema.TaggedError<JobTimeout>()("ObanJobTimeout
   millis: Schema.Number
 }) {}
 
+/**
+ * An attempt that ended before the worker's `perform` began: a thread
+ * worker's job still waiting for a free thread when the node shut down. Its
+ * job goes back to its queue with the attempt given back and no errors entry,
+ * like a job claimed ahead and never started.
+ */
+export class NotStarted extends Schema.TaggedError<NotStarted>()("ObanNotStarted", {
+  reason: Schema.String
+}) {}
+
 /** Why the executor itself interrupted a job. */
 export type StopReason = "cancel" | "shutdown"
 
@@ -161,6 +171,7 @@ export const fromExit = (
     if (value instanceof Discard) {
       return Effect.succeed(row(job, "discarded", { kind: "discarded", message: value.reason }))
     }
+    if (value instanceof NotStarted) return Effect.succeed(row(job, "available", { delayMillis: 0, giveBack: true }))
     if (value instanceof JobTimeout) {
       return failed(job, policy, "timeout", `timed out after ${value.millis} ms`, pretty)
     }

@@ -15,6 +15,7 @@
 import * as NodeWorker from "@effect/platform-node/NodeWorker"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -32,6 +33,7 @@ import * as Tracer from "effect/Tracer"
 import * as ChildProcess from "node:child_process"
 import * as WorkerThreads from "node:worker_threads"
 import type { Job } from "../../Job.ts"
+import { NotStarted } from "../outcome.ts"
 import type { ThreadEvent } from "./events.ts"
 import { childExecArgv } from "./childArgv.ts"
 import { defaultNice, lowerProcess, threadData } from "./priority.ts"
@@ -263,8 +265,8 @@ export const make = (options: ThreadPoolOptions) =>
     ) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Scope.make(), (lease) =>
-          restore(Scope.provide(Pool.get(pool), lease)).pipe(
-            Effect.onInterrupt(() => Scope.close(lease, Exit.void)),
+          restore(leaseSlot(lease)).pipe(
+            Effect.onError(() => Scope.close(lease, Exit.void)),
             Effect.flatMap((slot) => Effect.withFiber((fiber) => {
               // Set when the call itself was interrupted, by `around`'s timeout as much as from outside.
               let stopped = false
@@ -301,7 +303,26 @@ export const make = (options: ThreadPoolOptions) =>
           )
         )
       )
-    return { perform, pool }
+    // Completed when the node starts shutting down: attempts still waiting for a thread then end
+    // at once as not started, and none starts any more.
+    const closing = Deferred.makeUnsafe<void>()
+    const notStarted = new NotStarted({ reason: "the node shut down before a worker thread was free" })
+    /** A thread for an attempt, unless the node shuts down first. */
+    const leaseSlot = (lease: Scope.Scope) =>
+      Deferred.isDoneUnsafe(closing)
+        ? Effect.fail(notStarted)
+        : Effect.raceFirst(
+          Scope.provide(Pool.get(pool), lease),
+          Effect.andThen(Deferred.await(closing), Effect.fail(notStarted))
+        )
+    /**
+     * Ends the attempts still waiting for a thread, as not started (their
+     * jobs go back to the queue with their attempt given back and no errors
+     * entry), and refuses new ones: for a shutdown, which lets only the jobs
+     * that run on a thread use the grace period.
+     */
+    const stopWaiting = Effect.asVoid(Deferred.succeed(closing, undefined))
+    return { perform, pool, stopWaiting }
   })
 
 const identity = <A>(call: A): any => call
