@@ -9,7 +9,12 @@
  * 2. Responsiveness: the same CPU-bound queue busy, plus `pings` no-op jobs
  *    inserted every 20 ms by another process; their insert-to-start latency,
  *    the node's worst heartbeat and lease gaps, and rescues; on the main
- *    thread, on 2 threads and on 1 (the default size on 2 cores).
+ *    thread, on 2 threads and on 1.
+ *
+ * Each workload runs `BENCH_THREADS_ROUNDS` rounds (default 3) of all its
+ * variants, the order rotating each round, and each row shows the medians:
+ * a shared machine's speed drifts within minutes, which a single pass in a
+ * fixed order would charge to whichever variant ran last.
  *
  * Prints two markdown tables and, at the full size, whether the issue's targets
  * hold (2 threads about 2x the main thread, ping p99 under 20 ms on threads);
@@ -34,6 +39,7 @@ const jobs = numberFrom("BENCH_THREADS_JOBS", 400)
 const targetMs = numberFrom("BENCH_THREADS_MS", 50)
 const pings = numberFrom("BENCH_THREADS_PINGS", 200)
 const pingEveryMs = 20
+const benchRounds = numberFrom("BENCH_THREADS_ROUNDS", 3)
 /** BENCH_THREADS_ONLY=drain or pings runs only that workload (for debugging). */
 const only = process.env["BENCH_THREADS_ONLY"] ?? ""
 const fullSize = only === "" && jobs >= 400 && targetMs >= 50 && pings >= 200
@@ -56,6 +62,58 @@ const calibrate = () => {
 
 const fixed = (value: number, digits: number) => Number.isFinite(value) ? value.toFixed(digits) : "-"
 
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor((sorted.length - 1) / 2)]!
+}
+
+/** Runs every variant once per round, rotating the order each round; returns each variant's runs. */
+const interleaved = <V extends { readonly label: string }, A, E, R>(
+  variants: ReadonlyArray<V>,
+  what: string,
+  run: (variant: V) => Effect.Effect<A, E, R>
+) =>
+  Effect.gen(function*() {
+    const runs = new Map<V, Array<A>>(variants.map((variant) => [variant, []]))
+    for (let round = 0; round < benchRounds; round++) {
+      const order = variants.map((_, i) => variants[(i + round) % variants.length]!)
+      for (const variant of order) {
+        yield* Console.error(`${what} round ${round + 1}/${benchRounds}: ${variant.label} ...`)
+        runs.get(variant)!.push(yield* run(variant))
+      }
+    }
+    return variants.map((variant) => runs.get(variant)!)
+  })
+
+/** One row per variant: the medians of its rounds, every round's problems, and each round's wall time. */
+const mergeDrains = (runs: ReadonlyArray<DrainResult>): DrainResult & { readonly walls: ReadonlyArray<number> } => ({
+  variant: runs[0]!.variant,
+  jobs: runs[0]!.jobs,
+  startupMs: median(runs.map((r) => r.startupMs)),
+  wallMs: median(runs.map((r) => r.wallMs)),
+  cpuMs: median(runs.map((r) => r.cpuMs)),
+  problems: runs.flatMap((r) => r.problems),
+  walls: runs.map((r) => r.wallMs)
+})
+
+/** Medians of the latencies and loop delay; the worst gaps; every rescue and problem. */
+const mergePings = (runs: ReadonlyArray<ResponsiveResult>): ResponsiveResult => ({
+  variant: runs[0]!.variant,
+  pings: runs[0]!.pings,
+  latency: {
+    p50: median(runs.map((r) => r.latency.p50)),
+    p95: median(runs.map((r) => r.latency.p95)),
+    p99: median(runs.map((r) => r.latency.p99)),
+    max: median(runs.map((r) => r.latency.max))
+  },
+  heartbeatGapMs: Math.max(...runs.map((r) => r.heartbeatGapMs)),
+  leaseGapMs: Math.max(...runs.map((r) => r.leaseGapMs)),
+  loopDelayMs: median(runs.map((r) => r.loopDelayMs)),
+  rescued: runs.reduce((sum, r) => sum + r.rescued, 0),
+  cpuJobsDone: median(runs.map((r) => r.cpuJobsDone)),
+  problems: runs.flatMap((r) => r.problems)
+})
+
 const markdown = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) =>
   [
     `| ${header.join(" | ")} |`,
@@ -63,15 +121,16 @@ const markdown = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArr
     ...rows.map((row) => `| ${row.join(" | ")} |`)
   ].join("\n")
 
-const drainTable = (results: ReadonlyArray<DrainResult>) => {
+const drainTable = (results: ReadonlyArray<ReturnType<typeof mergeDrains>>) => {
   const base = results[0]!.wallMs
   return markdown(
-    ["CPU-bound drain", "start-up s", "jobs", "wall s", "jobs/s", "speed-up", "process CPU s", "exactly once"],
+    ["CPU-bound drain", "start-up s", "jobs", "wall s", "rounds' wall s", "jobs/s", "speed-up", "process CPU s", "exactly once"],
     results.map((r) => [
       r.variant.label,
       fixed(r.startupMs / 1000, 2),
       String(r.jobs),
       fixed(r.wallMs / 1000, 2),
+      r.walls.map((ms) => fixed(ms / 1000, 1)).join(" / "),
       fixed(r.jobs / (r.wallMs / 1000), 1),
       `${fixed(base / r.wallMs, 2)}x`,
       fixed(r.cpuMs / 1000, 2),
@@ -108,17 +167,17 @@ const program = Effect.gen(function*() {
   const loadBefore = os.loadavg().map((n) => n.toFixed(2)).join(" ")
   yield* Console.error(`calibration: ${rounds} sha256 rounds per job = ${ms.toFixed(1)} ms on the main thread (median of 7)`)
 
-  const drains: Array<DrainResult> = []
-  for (const variant of only === "pings" ? [] : [mainThread, threads(1), threads(2), threads(3), threads(2, 4)]) {
-    yield* Console.error(`drain: ${variant.label} ...`)
-    drains.push(yield* drain(database.url, variant, jobs, rounds))
-  }
-  const pingRuns: Array<ResponsiveResult> = []
-  for (const variant of only === "drain" ? [] : [idle, mainThread, threads(2), threads(1)]) {
-    yield* Console.error(`pings: ${variant.label} ...`)
-    const cpuJobs = variant.idle === true ? 0 : jobs
-    pingRuns.push(yield* responsive(database.url, variant, { cpuJobs, rounds, pings, everyMs: pingEveryMs }))
-  }
+  const drains = (yield* interleaved(
+    only === "pings" ? [] : [mainThread, threads(1), threads(2), threads(3), threads(2, 4)],
+    "drain",
+    (variant) => drain(database.url, variant, jobs, rounds)
+  )).map(mergeDrains)
+  const pingRuns = (yield* interleaved(
+    only === "drain" ? [] : [idle, mainThread, threads(2), threads(1)],
+    "pings",
+    (variant) =>
+      responsive(database.url, variant, { cpuJobs: variant.idle === true ? 0 : jobs, rounds, pings, everyMs: pingEveryMs })
+  )).map(mergePings)
 
   const problems: Array<string> = [
     ...drains.flatMap((r) => r.problems.map((p) => `drain, ${r.variant.label}: ${p}`)),
@@ -138,7 +197,10 @@ const program = Effect.gen(function*() {
       `load average before ${loadBefore}, Node ${process.version}, PostgreSQL ${version} ` +
       `(${database.embedded ? "embedded, durable" : "DATABASE_URL"})`
   )
-  yield* Console.log(`one job: ${rounds} sha256 rounds, ${ms.toFixed(1)} ms on the main thread; ${jobs} jobs per run`)
+  yield* Console.log(
+    `one job: ${rounds} sha256 rounds, ${ms.toFixed(1)} ms on the main thread; ${jobs} jobs per run; ` +
+      `medians of ${benchRounds} interleaved rounds`
+  )
   yield* Console.log("")
   if (drains.length > 0) yield* Console.log(drainTable(drains))
   if (pingRuns.length > 0) yield* Console.log(
