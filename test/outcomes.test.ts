@@ -215,6 +215,8 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       assert.strictEqual(row.state, "retryable")
       assert.strictEqual(row.errors[0]!.kind, "timeout")
       assert.include(row.errors[0]!.message, "200 ms")
+      // The cause says what happened, not just the error's tag.
+      assert.include(row.errors[0]!.cause ?? "", "ObanJobTimeout: the job's timeout of 200 ms elapsed")
       assert.include(yield* Ref.get(finalized), "t1")
     }))
 

@@ -15,10 +15,15 @@ import { Cancel, Discard, Snooze } from "../Worker.ts"
 import { clean } from "./errorText.ts"
 import type { AckRow } from "./sql/acks.ts"
 
-/** Raised inside the executor when a worker's timeout elapses. */
+/** Raised inside the executor when a worker's timeout elapses; its message is what the errors entry's cause shows. */
 export class JobTimeout extends Schema.TaggedError<JobTimeout>()("ObanJobTimeout", {
-  millis: Schema.Number
-}) {}
+  millis: Schema.Number,
+  message: Schema.String
+}) {
+  static after(millis: number): JobTimeout {
+    return new JobTimeout({ millis, message: `the job's timeout of ${millis} ms elapsed; perform was interrupted` })
+  }
+}
 
 /**
  * An attempt that ended before the worker's `perform` began: a thread

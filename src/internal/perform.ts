@@ -143,7 +143,7 @@ export const withTimeout = <A, E, R>(
 ): Effect.Effect<A, E | JobTimeout, R> => {
   if (worker.timeout === undefined) return work
   const millis = Duration.toMillis(worker.timeout)
-  return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(new JobTimeout({ millis })) })
+  return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(JobTimeout.after(millis)) })
 }
 
 /** The log annotations of an attempt, added to those of the fiber that runs it. */
