@@ -33,12 +33,13 @@ const start = (args: ReadonlyArray<string>): Running => {
 const run = (args: ReadonlyArray<string>) =>
   Effect.acquireRelease(Effect.sync(() => start(args)), ({ child }) => Effect.sync(() => child.kill("SIGKILL")))
 
+/** The URL the dashboard printed, once its whole banner is out (its lines are separate writes). */
 const printedUrl = (running: Running) =>
   Effect.promise(async () => {
     const deadline = Date.now() + 20_000
     while (Date.now() < deadline) {
       const match = /effect-oban dashboard: (http:\/\/[^/\s]+)\//.exec(running.output())
-      if (match !== null) return match[1]!
+      if (match !== null && running.output().includes("press Ctrl-C to stop")) return match[1]!
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     throw new Error(`no URL printed: ${running.output()}`)
