@@ -104,8 +104,12 @@ describe("cluster-wide limits on four OS processes", () => {
         // Loose: a loaded 2-core machine runs four nodes and the database.
         assert.isBelow(elapsed, ideal * 6)
         const sql = yield* SqlClient
-        const nodes = yield* sql<{ node: string }>`SELECT DISTINCT node FROM ${sql(prefix)}.spans`
-        assert.isAtLeast(nodes.length, 2, "the work was shared")
+        // Not asserted: which nodes ran the jobs. A node that holds global slots claims again the
+        // moment one of its jobs finishes, so one node may run them all (seen twice on a loaded and
+        // once on a quiet 2-core machine); the limit holds either way, and nothing promises fairness.
+        const nodes = yield* sql<{ node: string; n: number }>`
+          SELECT node, count(*)::int AS n FROM ${sql(prefix)}.spans GROUP BY node ORDER BY node`
+        report(`global 5: jobs per node ${nodes.map((row) => `${row.node} ${row.n}`).join(", ")}`)
       })), 120_000)
 
   it.live("partitioned by accountId with 1 each on 4 nodes: no account overlaps itself, accounts run in parallel", () =>
