@@ -6,25 +6,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { SqlClient } from "effect/sql/SqlClient"
 import * as Os from "node:os"
-import * as Oban from "../src/Oban.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, startNode, waitFor } from "./support/node.ts"
-import { Nice, ownNice, queue } from "./support/priorityWorker.ts"
+import { niceOfAJob, ownNice } from "./support/priorityWorker.ts"
 
 const prefix = uniquePrefix("review_priority")
 
-const niceOfAJob = (threads: Parameters<typeof startNode>[0]["threads"]) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const node = yield* startNode({ prefix, queues: { [queue]: 1 }, workers: [Nice], pollInterval: "100 millis", threads })
-    const job = yield* Oban.insert(Nice.job({}))
-    yield* waitFor("the job to complete", Effect.map(jobRow(prefix, job.id), (row) => row.state === "completed"))
-    const [row] = yield* sql<{ result: { nice: number } }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
-    yield* node.stop
-    return row!.result.nice
-  }).pipe(Effect.scoped)
+const niceOf = (threads: Parameters<typeof niceOfAJob>[1]) => Effect.map(niceOfAJob(prefix, threads), (ran) => ran.nice)
 
 /** Runs `effect` with the calling thread at nice `nice`, then restores it if allowed. */
 const atNice = <A, E, R>(nice: number, effect: Effect.Effect<A, E, R>) =>
@@ -46,12 +34,12 @@ describe.runIf(process.platform === "linux")("thread priority, reviewed", () => 
   it.layer(testLayer(prefix), { excludeTestServices: true, timeout: 60_000 })((it) => {
     it.effect("a node at nice 15 keeps its threads at 15 or above, not at the default 10", () =>
       atNice(15, Effect.gen(function*() {
-        assert.isAtLeast(yield* niceOfAJob({ size: 1 }), 15)
+        assert.isAtLeast(yield* niceOf({ size: 1 }), 15)
       })))
 
     it.effect("a node at nice 15 keeps its child processes at 15 or above, not at threads.nice 12", () =>
       atNice(15, Effect.gen(function*() {
-        assert.isAtLeast(yield* niceOfAJob({ size: 1, isolation: "process", nice: 12 }), 15)
+        assert.isAtLeast(yield* niceOf({ size: 1, isolation: "process", nice: 12 }), 15)
       })))
   })
 })

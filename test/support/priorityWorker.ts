@@ -4,10 +4,13 @@
  * keeps it per thread. Imported by each thread: starts nothing at import.
  */
 import * as Effect from "effect/Effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import * as Schema from "effect/Schema"
 import { readFileSync, readlinkSync } from "node:fs"
 import { threadId } from "node:worker_threads"
+import * as Oban from "../../src/Oban.ts"
 import * as Worker from "../../src/Worker.ts"
+import { jobRow, startNode, waitFor } from "./node.ts"
 
 export const queue = "priority"
 
@@ -26,3 +29,16 @@ export const Nice = Worker.make("PriorityNice", {
   threads: { module: import.meta.url },
   perform: () => Effect.sync(() => ({ nice: ownNice(), pid: process.pid, threadId }))
 })
+
+/** Runs one `Nice` job on a node with these thread options; returns where it ran and at what nice value. */
+export const niceOfAJob = (prefix: string, threads: Parameters<typeof startNode>[0]["threads"]) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const node = yield* startNode({ prefix, queues: { [queue]: 1 }, workers: [Nice], pollInterval: "100 millis", threads })
+    const job = yield* Oban.insert(Nice.job({}))
+    yield* waitFor("the job to complete", Effect.map(jobRow(prefix, job.id), (row) => row.state === "completed"))
+    const [row] = yield* sql<{ result: { nice: number; pid: number; threadId: number } }>`
+      SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+    yield* node.stop
+    return row!.result
+  }).pipe(Effect.scoped)
