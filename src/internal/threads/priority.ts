@@ -26,38 +26,33 @@ export interface PriorityData {
 export const threadData = (nice: number): PriorityData => ({ obanNice: nice })
 
 /** Whether a thread can lower its own priority without lowering its process's. */
-export const perThreadNice = process.platform === "linux"
+const perThreadNice = process.platform === "linux"
 
 /**
  * In a worker thread started with `threadData`: lowers the thread's own
- * priority (Linux only), unless it already runs at `nice` or above. Returns
- * its nice value then, if known. A refusal
- * (raising one's nice value is allowed to anyone, so a sandbox that forbids
- * it) leaves the thread as it is, with a process warning that says so.
+ * priority (Linux only), unless it already runs at `nice` or above. A
+ * refusal (raising one's nice value is allowed to anyone, so a sandbox that
+ * forbids it) leaves the thread as it is, with a process warning that says so.
  */
-export const lowerThisThread = (): number | undefined => {
+export const lowerThisThread = (): void => {
   const nice = (workerData as PriorityData | null | undefined)?.obanNice
-  if (nice === undefined || !perThreadNice) return undefined
-  return trySetPriority(0, nice)
+  if (nice !== undefined && perThreadNice) raiseNice(0, nice)
 }
 
-/** Lowers a child process's priority; returns its nice value then, if known. */
-export const lowerProcess = (pid: number | undefined, nice: number): number | undefined =>
-  pid === undefined ? undefined : trySetPriority(pid, nice)
+/** Lowers a child process's priority. */
+export const lowerProcess = (pid: number | undefined, nice: number): void => {
+  if (pid !== undefined) raiseNice(pid, nice)
+}
 
 /**
  * Raises the nice value to `nice`, never lowers it: a thread or process
  * starts at its creator's, and one below the node's would run before the
  * node (as root) or be refused (otherwise).
  */
-const trySetPriority = (pid: number, nice: number): number | undefined => {
+const raiseNice = (pid: number, nice: number): void => {
   try {
-    const current = Os.getPriority(pid)
-    if (current >= nice) return current
-    Os.setPriority(pid, nice)
-    return nice
+    if (Os.getPriority(pid) < nice) Os.setPriority(pid, nice)
   } catch (error) {
     process.emitWarning(`effect-oban could not lower the priority of a worker to nice ${nice}: ${String(error)}`)
-    return undefined
   }
 }
