@@ -150,7 +150,7 @@ export const completedCount = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'completed'`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'completed'`
     return row?.n ?? 0
   })
 
@@ -174,7 +174,7 @@ export const checkJobsTable = (prefix: string, expected: number) =>
       SELECT count(*)::int AS total,
              (count(*) FILTER (WHERE state = 'completed'))::int AS completed,
              (count(*) FILTER (WHERE state = 'completed' AND attempt = 1))::int AS first_attempt
-      FROM ${sql(prefix)}.oban_jobs`
+      FROM ${sql(prefix)}.oban_jobs_all`
     const problems: Array<string> = []
     if (row === undefined || row.total !== expected) problems.push(`expected ${expected} jobs in the table, found ${row?.total}`)
     else if (row.completed !== expected) problems.push(`only ${row.completed} of ${expected} jobs are completed`)
@@ -186,7 +186,7 @@ export const checkJobsTable = (prefix: string, expected: number) =>
 export const checkNoJobsLeft = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    const [row] = yield* sql<{ total: number }>`SELECT count(*)::int AS total FROM ${sql(prefix)}.oban_jobs`
+    const [row] = yield* sql<{ total: number }>`SELECT count(*)::int AS total FROM ${sql(prefix)}.oban_jobs_all`
     return row?.total === 0 ? [] : [`expected no jobs left in the table, found ${row?.total}`]
   })
 

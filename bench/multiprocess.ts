@@ -98,7 +98,7 @@ const split = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ node: string | null; n: number }>`
-      SELECT attempted_by[1] AS node, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY 1 ORDER BY 1`
+      SELECT attempted_by[1] AS node, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY 1 ORDER BY 1`
     return rows.map((row) => row.n).join("/")
   })
 

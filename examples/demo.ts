@@ -31,7 +31,7 @@ const checkOutcome = (expected: Record<string, Record<string, number>>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ worker: string; state: string; n: number }>`
-      SELECT worker, state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY worker, state`
+      SELECT worker, state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY worker, state`
     const actual: Record<string, Record<string, number>> = {}
     for (const row of rows) actual[row.worker] = { ...actual[row.worker], [row.state]: row.n }
     const problems = Object.entries(expected).flatMap(([worker, states]) =>
@@ -40,7 +40,7 @@ const checkOutcome = (expected: Record<string, Record<string, number>>) =>
         : [`${worker}: expected ${JSON.stringify(states)}, got ${JSON.stringify(actual[worker] ?? {})}`]
     )
     const [timeouts] = yield* sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all
       WHERE worker = 'Transcode' AND errors @> '[{"kind": "timeout"}]'`
     if (timeouts!.n !== expected["Transcode"]!["completed"]) problems.push(`Transcode: ${timeouts!.n} jobs recorded a timeout`)
     return problems

@@ -16,7 +16,7 @@ export interface Snapshot {
 export const snapshot = (sql: SqlClient, prefix: string) =>
   Effect.map(
     sql<{ queue: string; state: string; n: number }>`
-      SELECT queue, state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY queue, state`,
+      SELECT queue, state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY queue, state`,
     (rows): Snapshot => {
       const byQueue: Record<string, Record<string, number>> = {}
       let completed = 0

@@ -285,7 +285,7 @@ export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<Readonly
       ...(filter.scheduledTo === undefined ? [] : [sql`scheduled_at <= ${toDate(filter.scheduledTo)}`])
     ]
     const rows = yield* sql<JobRow>`
-      SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs")}
+      SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs_all")}
       WHERE ${sql.and(clauses)} ORDER BY id`
     return rows.map((row) => jobFromRow(row))
   })

@@ -181,7 +181,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         sql<{ id: number; state: string; attempt: number; completed: boolean; result: unknown; errors: number }>`
           SELECT id::int AS id, state, attempt, completed_at IS NOT NULL AS completed, result,
                  jsonb_array_length(errors) AS errors
-          FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+          FROM ${sql(prefix)}.oban_jobs_all WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
 
       const kept = yield* claim(yield* Oban.insertAll([1, 2, 3, 4, 5].map(() => Noop.job({}))))
       const keptResult = yield* write(outcomes(kept), false)
@@ -228,7 +228,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
           const result = yield* Effect.flatMap(now(sql), (time) => ackJobs(sql, prefix, time, node, acks, { deleteCompleted }))
           assert.deepStrictEqual([...result.written].sort(), ids.slice(0, 3).sort())
           const rows = yield* sql<{ id: number; state: string; attempt: number }>`
-            SELECT id::int AS id, state, attempt FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(ids)} ORDER BY id`
+            SELECT id::int AS id, state, attempt FROM ${sql(prefix)}.oban_jobs_all WHERE id IN ${sql.in(ids)} ORDER BY id`
           return rows.map((row) => [ids.indexOf(row.id), row.state, row.attempt])
         })
       assert.deepStrictEqual(yield* run(false), [
@@ -253,7 +253,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         ackJobs(sql, prefix, time, node, fetched.jobs.map((job) => ackOf(job, "completed"))))
       assert.strictEqual(result.written.length, 3)
       const rows = yield* sql<{ attempt: number; state: string }>`
-        SELECT attempt, state FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(ids)}`
+        SELECT attempt, state FROM ${sql(prefix)}.oban_jobs_all WHERE id IN ${sql.in(ids)}`
       assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt]), [["completed", 1], ["completed", 1], ["completed", 1]])
     }).pipe(Effect.scoped))
 

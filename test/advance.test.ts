@@ -29,7 +29,7 @@ const node = (crontab: ReadonlyArray<Cron.Entry> = []) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const { prefix } = yield* Config.Settings
-    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
     const running = yield* startNode({
       node: "advance",
       queues: { default: 5 },

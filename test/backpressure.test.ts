@@ -44,7 +44,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("backpressure from outco
       let most = 0
       const sampler = yield* Effect.forkChild(Effect.forever(Effect.gen(function*() {
         const [row] = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing'`
         most = Math.max(most, row!.n)
         yield* Effect.sleep("20 millis")
       })))

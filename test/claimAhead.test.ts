@@ -32,7 +32,7 @@ const Busy = Worker.make("Busy", {
 
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
   runs.clear()
 })
 
@@ -54,7 +54,7 @@ const claimedAhead = waitFor(
 const jobRows = Effect.gen(function*() {
   const sql = yield* SqlClient
   return yield* sql<{ id: number; state: string; attempt: number; errors: ReadonlyArray<unknown> }>`
-    SELECT id::int AS id, state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+    SELECT id::int AS id, state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
 })
 
 layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) => {
@@ -67,7 +67,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       yield* claimedAhead
       const sql = yield* SqlClient
       const executing = yield* sql<{ attempt: number }>`
-        SELECT attempt FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`
+        SELECT attempt FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing'`
       assert.isAbove(executing.filter((row) => row.attempt === 0).length, 0, "waiting jobs count no attempt")
       yield* node.stop
       const rows = yield* jobRows
@@ -101,7 +101,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       const sql = yield* SqlClient
       // The executing job that has not started yet: the newest of those claimed.
       const [waiting] = yield* sql<{ id: number }>`
-        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing' ORDER BY id DESC LIMIT 1`
+        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing' ORDER BY id DESC LIMIT 1`
       const cancelled = yield* Oban.cancelJob(waiting!.id)
       assert.isTrue(cancelled._tag === "Some")
       yield* waitFor("the rest completed", Effect.map(countByState(prefix), (c) => c["completed"] === 199), "30 seconds")

@@ -122,14 +122,14 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const cancelled = parsed<{ changed: number }>(yield* cli(withPrefix("jobs", "cancel", "--queue", "mailers", "--tag", "vip", "--json")))
       assert.strictEqual(cancelled.changed, 3)
       const states = yield* sql<{ readonly state: string }>`
-        SELECT state::text FROM ${sql(prefix)}.oban_jobs WHERE queue = 'mailers' ORDER BY id`
+        SELECT state::text FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'mailers' ORDER BY id`
       assert.deepStrictEqual(states.map((row) => row.state), ["cancelled", "cancelled", "cancelled", "scheduled", "scheduled"])
       const retried = yield* cli(withPrefix("jobs", "retry", String(jobs[0]!.id)))
       assert.strictEqual(retried.code, 0)
       assert.include(retried.stdout, "retried 1 job")
       const deleted = parsed<{ changed: number }>(yield* cli(withPrefix("jobs", "delete", "--state", "cancelled", "--batch-size", "1", "--json")))
       assert.strictEqual(deleted.changed, 2)
-      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
       assert.strictEqual(left[0]!.n, 4)
     }))
 

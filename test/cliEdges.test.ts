@@ -55,7 +55,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs resche
       assert.strictEqual((JSON.parse(done.stdout) as { changed: number }).changed, 1)
       const sql = yield* SqlClient
       const rows = yield* sql<{ id: number; state: string; scheduled_at: Date }>`
-        SELECT id::int AS id, state::text AS state, scheduled_at FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+        SELECT id::int AS id, state::text AS state, scheduled_at FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       assert.deepStrictEqual(rows.map((row) => [row.id, row.state]), [[moved!.id, "scheduled"], [kept!.id, "available"]])
       assert.strictEqual(rows[0]!.scheduled_at.toISOString(), at)
       const bad = yield* cli(["jobs", "reschedule", String(kept!.id), "--at", "next tuesday", "--prefix", prefix])

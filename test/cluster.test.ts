@@ -46,7 +46,7 @@ const awaitStart = (id: number) =>
 
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
 })
 
 const workers = [Count, Block]
@@ -65,7 +65,7 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       assert.isTrue(jobs.every((job) => runs.get(job.id) === 1))
       const sql = yield* SqlClient
       const nodes = yield* sql<{ node: string; n: number }>`
-        SELECT attempted_by[1] AS node, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY 1 ORDER BY 1`
+        SELECT attempted_by[1] AS node, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY 1 ORDER BY 1`
       // Both nodes took part.
       assert.deepStrictEqual(nodes.map((row) => row.node), ["a", "b"])
     }))

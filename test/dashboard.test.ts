@@ -265,6 +265,6 @@ const countByStateOf = (queue: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ state: string; n: number }>`
-      SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = ${queue} GROUP BY state`
+      SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE queue = ${queue} GROUP BY state`
     return Object.fromEntries(rows.map((row) => [row.state, row.n]))
   })

@@ -53,7 +53,7 @@ const countOf = (queue: string, state: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = ${queue} AND state = ${state}::${sql(prefix)}.oban_job_state`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE queue = ${queue} AND state = ${state}::${sql(prefix)}.oban_job_state`
     return row!.n
   })
 
@@ -192,7 +192,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
                CASE WHEN i % 10 = 0 THEN now() END
         FROM generate_series(0, 139) AS i`
       const matching = sql<{ id: number }>`
-        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs
+        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all
         WHERE queue = 'reports' AND state = 'scheduled' AND worker = 'Render'
         ORDER BY scheduled_at ASC, id ASC`.pipe(Effect.map((rows) => rows.map((row) => row.id)))
       assert.strictEqual((yield* matching).length, 52, "more matching jobs than a page (50)")
@@ -229,7 +229,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       // shown, so following it skips and repeats nothing.
       const [{ id: added }] = yield* sql<{ id: number }>`
         INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, state, scheduled_at)
-        SELECT 'reports', 'Render', 'scheduled', min(scheduled_at) FROM ${sql(prefix)}.oban_jobs WHERE queue = 'reports'
+        SELECT 'reports', 'Render', 'scheduled', min(scheduled_at) FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'reports'
         RETURNING id::int AS id`.pipe(Effect.map((rows) => rows as unknown as [{ id: number }]))
       yield* promise(() => page.locator(`#job-rows tr[data-job-id="${added}"]`).waitFor({ timeout: 5_000 }))
       const all = yield* matching
@@ -252,7 +252,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       yield* promise(() => page.locator("#confirm").click())
       assert.strictEqual(yield* promise(() => page.locator("#result").textContent()), `Job ${target} cancelled.`)
       const [cancelled] = yield* sql<{ state: string; cancelledAt: Date | null }>`
-        SELECT state::text, cancelled_at AS "cancelledAt" FROM ${sql(prefix)}.oban_jobs WHERE id = ${target}`
+        SELECT state::text, cancelled_at AS "cancelledAt" FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${target}`
       assert.strictEqual(cancelled!.state, "cancelled")
       assert.isNotNull(cancelled!.cancelledAt)
       assert.strictEqual(yield* countOf("reports", "cancelled"), 1, "only that job")

@@ -29,7 +29,7 @@ const Mixed = Worker.make("Mixed", {
 const rows = Effect.gen(function*() {
   const sql = yield* SqlClient
   return yield* sql<{ id: number; state: string }>`
-    SELECT id::int AS id, state::text AS state FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+    SELECT id::int AS id, state::text AS state FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
 })
 
 layer(testLayer(prefix), { excludeTestServices: true })("deleteCompleted", (it) => {

@@ -53,7 +53,7 @@ const withPgClient = <A>(f: (client: pg.Client) => Promise<A>): Effect.Effect<A>
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS ${accounts} (id int PRIMARY KEY, email text NOT NULL)`)
-  yield* sql.unsafe(`TRUNCATE "${prefix}".oban_jobs, ${accounts}`)
+  yield* sql.unsafe(`TRUNCATE "${prefix}".oban_jobs, "${prefix}".oban_jobs_finished, ${accounts}`)
 })
 
 const jobCount = Effect.map(countByState(prefix), (counts) => Object.values(counts).reduce((a, b) => a + b, 0))
@@ -107,7 +107,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
         assert.deepStrictEqual(job.args, { accountId: 7 })
         assert.strictEqual(job.conflict, false)
         const [row] = yield* sql<{ id: number; state: string }>`
-          SELECT id::int AS id, state::text FROM ${sql(prefix)}.oban_jobs`
+          SELECT id::int AS id, state::text FROM ${sql(prefix)}.oban_jobs_all`
         assert.deepStrictEqual(row, { id: job.id, state: "available" })
         // Without the wake-up, a node polling once an hour leaves the job alone.
         yield* Effect.sleep("1500 millis")
@@ -267,7 +267,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
       })
       assert.deepStrictEqual(jobs.map((job) => job.args), [{ accountId: 9 }, { accountId: 10 }])
       const sql = yield* SqlClient
-      const rows = yield* sql<{ id: number }>`SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+      const rows = yield* sql<{ id: number }>`SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       assert.deepStrictEqual(rows.map((row) => row.id), jobs.map((job) => job.id))
     }))
 

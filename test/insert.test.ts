@@ -15,13 +15,13 @@ const insertChannel = `${prefix}.oban_insert`
 
 const countJobs = Effect.gen(function*() {
   const sql = yield* SqlClient
-  const [row] = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+  const [row] = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
   return row!.n
 })
 
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
 })
 
 /** Listens on the insert channel for the duration of the test's scope. */
@@ -48,7 +48,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.strictEqual(typeof job.id, "number")
       assert.deepStrictEqual(job.args, { to: "a@b.c", subject: "hi" })
       const [row] = yield* sql<{ state: string; args: unknown }>`
-        SELECT state, args FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+        SELECT state, args FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
       assert.deepStrictEqual(row, { state: "available", args: { to: "a@b.c", subject: "hi" } })
       const notification = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(notification.channel, insertChannel)
@@ -171,7 +171,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
           SendEmail.job({ to: "b", subject: `${call}` }, { meta: { call }, tags })
         ])
         const rows = yield* sql<{ readonly meta: { readonly call: number }; readonly tags: ReadonlyArray<string> }>`
-          SELECT meta, tags FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+          SELECT meta, tags FROM ${sql(prefix)}.oban_jobs_all WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
         assert.deepStrictEqual(rows.map((row) => [row.meta.call, row.tags]), [[call, tags], [call, tags]])
         assert.deepStrictEqual(jobs.map((job) => [job.meta["call"], job.tags]), [[call, tags], [call, tags]])
       }
@@ -254,7 +254,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       const [none, nullable] = yield* Oban.insertAll([NoArgs.job(undefined), Nullable.job(null)])
       const sql = yield* SqlClient
       const rows = yield* sql<{ kind: string }>`
-        SELECT jsonb_typeof(args) AS kind FROM ${sql(prefix)}.oban_jobs WHERE id IN (${none!.id}, ${nullable!.id})`
+        SELECT jsonb_typeof(args) AS kind FROM ${sql(prefix)}.oban_jobs_all WHERE id IN (${none!.id}, ${nullable!.id})`
       assert.deepStrictEqual(rows, [{ kind: "null" }, { kind: "null" }])
       // Returned as given (typed by the worker), stored as JSON null.
       assert.strictEqual(none!.args, undefined)
@@ -399,7 +399,7 @@ describe("bad input", () => {
           assert.strictEqual(error.field, field)
           assert.strictEqual(error.index, undefined)
           const sql = yield* SqlClient
-          const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs`
+          const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs_all`
           assert.strictEqual(row!.n, 0)
         }))
     }
@@ -415,7 +415,7 @@ describe("bad input", () => {
         assert.strictEqual(error.field, "priority")
         assert.match(error.message, /request 42/)
         const sql = yield* SqlClient
-        const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs`
+        const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs_all`
         assert.strictEqual(row!.n, 0)
       }))
 

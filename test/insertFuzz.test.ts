@@ -322,7 +322,7 @@ const assertStored = (s: Spec, job: Job) => {
 
 const countJobs = Effect.gen(function*() {
   const sql = yield* SqlClient
-  const [row] = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+  const [row] = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
   return row!.n
 })
 

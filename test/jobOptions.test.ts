@@ -22,7 +22,7 @@ const row = (id: number) =>
     const sql = yield* SqlClient
     const { prefix } = yield* ObanConfig.Settings
     const [found] = yield* sql<{ state: string; scheduled_at: Date; errors: ReadonlyArray<{ kind: string; at: string }> }>`
-      SELECT state::text AS state, scheduled_at, errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+      SELECT state::text AS state, scheduled_at, errors FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`
     return found!
   })
 

@@ -37,7 +37,7 @@ const states = ["available", "scheduled", "executing", "retryable", "completed",
 /** 40 jobs spread over queues, workers, states, tags, args, meta and times, written as given. */
 const seed = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
   const rows: Array<Seeded> = []
   for (let n = 0; n < 40; n++) {
     const mail = n % 3 !== 0
@@ -174,7 +174,7 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       // Ten jobs scheduled within one millisecond, and two at exactly the same instant.
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET scheduled_at = '2030-01-01T00:00:00Z'::timestamptz
                  + ((id % 10) * interval '1 microsecond') WHERE id IN ${sql.in(all.slice(0, 10))}`
-      const expected = yield* sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs
+      const expected = yield* sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs_all
         ORDER BY scheduled_at, id`
       assert.deepStrictEqual(yield* walk({}, { by: "scheduledAt", order: "asc" }, 3), expected.map((row) => Number(row.id)))
       const reversed = yield* walk({}, { by: "scheduledAt", order: "desc" }, 4)
@@ -186,9 +186,9 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
   it.effect("a walk while jobs are inserted visits every job that existed once (no skip, no repeat)", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
       yield* Oban.insertAll(Array.from({ length: 3000 }, (_, n) => Report.job({ kind: `k${n}` }, { scheduleIn: `${n % 97} minutes` })))
-      const before = (yield* sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs`).map((row) => Number(row.id))
+      const before = (yield* sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs_all`).map((row) => Number(row.id))
       // Another fiber inserts jobs (due at every kind of time) while the walks go on: a bounded number,
       // at a bounded pace, or an ascending walk could chase the inserter forever (each page finds more).
       const inserter = yield* Effect.forkChild(Effect.forEach(
@@ -207,7 +207,7 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
         assert.isTrue(before.every((id) => visited.has(id)), `every earlier job visited (${sort.by} ${sort.order})`)
       }
       yield* Fiber.interrupt(inserter)
-      const total = (yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`)[0]!.n
+      const total = (yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`)[0]!.n
       assert.isTrue(total > 3000, "jobs were inserted during the walks")
     }))
 
@@ -260,7 +260,7 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       const sql = yield* SqlClient
       const rows = yield* seed
       const stateOf = (id: number) =>
-        Effect.map(sql<{ readonly state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`,
+        Effect.map(sql<{ readonly state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`,
           (found) => found[0]?.state)
       const cancellable = rows.filter((row) => row.queue !== "reports" && !["completed", "discarded", "cancelled"].includes(row.state))
       const cancelled = yield* Jobs.cancel({ queues: ["mailers", "default"] }, { batchSize: 4 })
@@ -293,7 +293,7 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
   it.effect("a retry whose unique key another job holds is skipped and reported; the rest of its batch is retried", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
       const jobs = yield* Oban.insertAll(Array.from({ length: 6 }, (_, n) => Report.job({ kind: `u${n}` })))
       const ids = jobs.map((job) => job.id)
       // Keys held while available (mask 1): jobs 0 and 1 share key A (0 holds it, 1 is discarded);
@@ -305,14 +305,14 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       assert.strictEqual(result.changed, 3, "jobs 2 (or 3), 4 and 5")
       assert.deepStrictEqual(result.skipped.map((skip) => skip.id), [ids[1]!, ids[3]!])
       const now = yield* sql<{ readonly id: string; readonly state: string }>`
-        SELECT id::text, state::text FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+        SELECT id::text, state::text FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       assert.deepStrictEqual(now.map((row) => row.state), ["available", "discarded", "available", "discarded", "available", "available"])
     }))
 
   it.effect("bulk actions on 100,000 jobs run in bounded batches", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
       yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args, scheduled_at)
                  SELECT 'scheduled', 'bulk', 'Report', jsonb_build_object('kind', 'k' || n), now() + interval '1 hour'
                  FROM generate_series(1, 100000) AS n`
@@ -329,7 +329,7 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       const deleted = yield* Jobs.remove({ queues: ["bulk"] }, { batchSize: 5000 })
       const deleteMillis = Date.now() - started
       assert.strictEqual(deleted.changed, 100_000)
-      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`
+      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
       assert.strictEqual(left[0]!.n, 0)
       report(`bulk on 100,000 jobs (batches of 5000): cancel ${cancelMillis} ms, retry ${retryMillis} ms, delete ${deleteMillis} ms`)
     }), 120_000)

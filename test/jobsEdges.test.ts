@@ -16,7 +16,7 @@ const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), p
 
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
   return yield* Oban.insertAll([
     Mail.job({ to: "a" }, { tags: ["vip"] }),
     Mail.job({ to: "b" }, { tags: ["eu"] }),
@@ -26,7 +26,7 @@ const reset = Effect.gen(function*() {
 
 const count = Effect.gen(function*() {
   const sql = yield* SqlClient
-  return (yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`)[0]!.n
+  return (yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`)[0]!.n
 })
 
 const failureTag = <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
@@ -90,7 +90,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Jobs review", (it) => {
       const result = yield* sql.withTransaction(Jobs.retry({ states: ["discarded"] }))
       assert.strictEqual(result.changed, 1)
       assert.deepStrictEqual(result.skipped.map((skip) => skip.id), [ids[1]!])
-      const states = yield* sql<{ readonly state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+      const states = yield* sql<{ readonly state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       assert.deepStrictEqual(states.map((row) => row.state), ["available", "discarded", "available"])
     }))
 })
@@ -151,7 +151,7 @@ layer(testLayer(hangPrefix), { excludeTestServices: true })("bulk cancel racing 
       // (as an ack or a user's transaction can), so the node claims while the action waits.
       const sql = yield* SqlClient
       const executing = yield* sql<{ readonly id: string }>`
-        SELECT id::text FROM ${sql(hangPrefix)}.oban_jobs WHERE state = 'executing' ORDER BY id`
+        SELECT id::text FROM ${sql(hangPrefix)}.oban_jobs_all WHERE state = 'executing' ORDER BY id`
       const last = Number(executing.at(-1)!.id)
       const locked = yield* Deferred.make<void>()
       yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {

@@ -35,7 +35,7 @@ const reset = Effect.gen(function*() {
   yield* sql`CREATE TABLE IF NOT EXISTS ${sql(prefix)}.spans (
     job_id bigint NOT NULL, account text NOT NULL,
     started_at timestamptz NOT NULL DEFAULT clock_timestamp(), ended_at timestamptz)`
-  yield* sql`TRUNCATE ${sql(prefix)}.spans, ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers,
+  yield* sql`TRUNCATE ${sql(prefix)}.spans, ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers,
     ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
 })
 
@@ -79,7 +79,7 @@ describe("cluster-wide limits", () => {
         assert.strictEqual(maxOverlap(all), 3)
         const sql = yield* SqlClient
         const nodes = yield* sql<{ node: string }>`
-          SELECT DISTINCT attempted_by[1] AS node FROM ${sql(prefix)}.oban_jobs ORDER BY 1`
+          SELECT DISTINCT attempted_by[1] AS node FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`
         assert.deepStrictEqual(nodes.map((row) => row.node), ["b"])
         const check = yield* b.oban.checkQueue("limited")
         assert.strictEqual(check.cluster?.global, 3)
@@ -192,7 +192,7 @@ describe("cluster-wide limits", () => {
         const sql = yield* SqlClient
         const windows = yield* sql<{ minute: number; n: number }>`
           SELECT (extract(epoch FROM attempted_at)::bigint / 60)::int AS minute, count(*)::int AS n
-          FROM ${sql(prefix)}.oban_jobs GROUP BY 1 ORDER BY 1`
+          FROM ${sql(prefix)}.oban_jobs_all GROUP BY 1 ORDER BY 1`
         assert.deepStrictEqual(windows.map((row) => row.n), [2, 2, 1])
         yield* a.stop
       }).pipe(Effect.provide(Layer.merge(TestClock.layer(), ObanClock.layerEffect))), 60_000)

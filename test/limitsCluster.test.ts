@@ -141,7 +141,7 @@ describe("cluster-wide limits on four OS processes", () => {
         const windows = yield* sql<{ second: string; n: number; nodes: number }>`
           SELECT floor(extract(epoch FROM attempted_at))::text AS second, count(*)::int AS n,
                  count(DISTINCT attempted_by[1])::int AS nodes
-          FROM ${sql(prefix)}.oban_jobs GROUP BY 1 ORDER BY 1`
+          FROM ${sql(prefix)}.oban_jobs_all GROUP BY 1 ORDER BY 1`
         const counts = windows.map((row) => row.n)
         // The windows between the first and the last are whole seconds with jobs waiting throughout.
         const whole = counts.slice(1, -1)
@@ -189,7 +189,7 @@ describe("cluster-wide limits on four OS processes", () => {
         report(`capacity back and 10 jobs done ${back} ms after SIGKILL (rescue window ${window} ms)`)
         assert.isBelow(back, window + 8_000)
         const rescued = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all
           WHERE errors @> '[{"kind":"rescued"}]' AND state = 'completed'`
         assert.strictEqual(rescued[0]!.n, 2)
       })), 120_000)

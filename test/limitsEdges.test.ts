@@ -36,7 +36,7 @@ const Gated = Worker.make("Gated", {
 
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers,
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers,
     ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
 })
 
@@ -249,7 +249,7 @@ describe("cluster-wide limits: edges", () => {
         ).pipe(Effect.onError(() => Deferred.succeed(gate, undefined)))
         const sql = yield* SqlClient
         const perAccount = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing' GROUP BY args ->> 'account'`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing' GROUP BY args ->> 'account'`
         assert.deepStrictEqual(perAccount.map((row) => row.n), Array.from({ length: accounts }, () => 1))
         yield* Deferred.succeed(gate, undefined)
         yield* a.stop

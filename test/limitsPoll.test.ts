@@ -22,7 +22,7 @@ const globalOne: QueueLimits = { global: 1, partition: undefined, rate: undefine
 const setUp = (jobs: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
     yield* storeQueueLimits(sql, prefix, queue, globalOne)
     yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, args)
                SELECT ${queue}, 'W', '{}'::jsonb FROM generate_series(1, ${jobs})`

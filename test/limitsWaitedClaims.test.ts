@@ -22,7 +22,7 @@ const queue = "limited"
 const reset = (limits: QueueLimits) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_queues, ${sql(prefix)}.oban_rate_windows`
     yield* storeQueueLimits(sql, prefix, queue, limits)
   })
 
@@ -121,7 +121,7 @@ describe("limited claims that waited for the queue's lock", () => {
         )
         const perWindow = yield* sql<{ window: number; n: number }>`
           SELECT floor(extract(epoch FROM attempted_at) * 1000 / ${period})::int AS window, count(*)::int AS n
-          FROM ${sql(prefix)}.oban_jobs WHERE attempted_at IS NOT NULL GROUP BY 1 ORDER BY 1`
+          FROM ${sql(prefix)}.oban_jobs_all WHERE attempted_at IS NOT NULL GROUP BY 1 ORDER BY 1`
         // At most 2 jobs start in any window (by the time the claims stamped on them).
         assert.deepStrictEqual(perWindow.map((row) => row.n), [2, 2], JSON.stringify({ perWindow, waited: waited.jobs.length }))
       }), 30_000)
@@ -173,7 +173,7 @@ describe("limited claims that waited for the queue's lock", () => {
         assert.strictEqual(waited.jobs.length, 0)
         const sql = yield* SqlClient
         const [row] = yield* sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing'`
         assert.strictEqual(row!.n, 2)
       }))
 

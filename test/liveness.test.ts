@@ -46,7 +46,7 @@ const history = (prefix: string) =>
       SELECT j.id::int AS id, j.state::text AS state,
              (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs,
              ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(j.errors) e) AS kinds
-      FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
+      FROM ${sql(prefix)}.oban_jobs_all j ORDER BY j.id`
   })
 
 /** Runs `effect` on a fresh, migrated schema `prefix` (testLayer also provides its Config). */
@@ -191,12 +191,12 @@ describe("liveness across OS processes", () => {
         yield* waitFor("the stranded job completed", Effect.map(
           sql<{ state: string; kinds: ReadonlyArray<string> }>`
             SELECT state::text, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
-            FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`,
+            FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job!.id}`,
           (rows) => rows[0]!.state === "completed"
         ), "15 seconds")
         const [after] = yield* sql<{ kinds: ReadonlyArray<string>; attempt: number }>`
           SELECT attempt, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
-          FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
+          FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job!.id}`
         assert.deepStrictEqual([after!.attempt, after!.kinds], [2, ["rescued"]])
       }))
     }).pipe(Effect.scoped), 60_000)

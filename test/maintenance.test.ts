@@ -36,7 +36,7 @@ const insertMany = (n: number, states: ReadonlyArray<string>, age: string) =>
 
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
 })
 
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("maintenance runOnce", (it) => {
@@ -145,7 +145,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         if (next.batches < 4) break
       }
       assert.strictEqual(total, 100_000)
-      const left = yield* sql<{ worker: string }>`SELECT worker FROM ${sql(prefix)}.oban_jobs ORDER BY worker`
+      const left = yield* sql<{ worker: string }>`SELECT worker FROM ${sql(prefix)}.oban_jobs_all ORDER BY worker`
       assert.deepStrictEqual(left.map((row) => row.worker), ["Recent", "Waiting"])
     }))
 
@@ -215,10 +215,10 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const gap = yield* Cron.runOnce({ sql, prefix, entries, from: to, to: new Date("2026-03-01T10:30:00.000Z") })
       assert.deepStrictEqual(gap, { inserted: 101, duplicates: 0 })
       const [hourly] = yield* sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = 'hourly'`
+        SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'hourly'`
       assert.strictEqual(hourly!.n, 1)
       const keys = yield* sql<{ unique_key: string }>`
-        SELECT unique_key FROM ${sql(prefix)}.oban_jobs WHERE queue = 'hourly'`
+        SELECT unique_key FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'hourly'`
       assert.strictEqual(keys[0]!.unique_key, "cron:Noop:0 * * * *:2026-03-01T10:30:00.000Z")
     }))
 })

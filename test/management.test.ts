@@ -90,7 +90,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("managing jobs (no node 
   it.effect("Stager.runOnce stages due scheduled and retryable jobs, in bounded batches, and reports counts", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
       const due = yield* Oban.insertAll(Array.from({ length: 25 }, (_, n) =>
         Noop.job({ n }, { scheduleIn: "1 hour", queue: n % 2 === 0 ? "even" : "odd" })))
       const later = yield* Oban.insert(Noop.job({ n: 99 }, { scheduleIn: "2 hours" }))

@@ -48,7 +48,7 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       const first = yield* Migrations.run({ prefix })
       assert.deepStrictEqual(first.versions, upTo(latest))
       assert.deepStrictEqual([first.from, first.to], [0, latest])
-      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_migrations", "oban_peers", "oban_producers", "oban_queues", "oban_rate_windows", "oban_workflow_deps", "oban_workflow_waits"])
+      assert.deepStrictEqual(yield* tablesOf(prefix), ["oban_jobs", "oban_jobs_all", "oban_jobs_finished", "oban_migrations", "oban_peers", "oban_producers", "oban_queues", "oban_rate_windows", "oban_workflow_deps", "oban_workflow_waits"])
       const again = yield* Migrations.run({ prefix })
       assert.deepStrictEqual(again.versions, [])
       const status = yield* Migrations.status({ prefix })
@@ -175,9 +175,9 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       yield* Oban.insert(Noop.job({}, { queue: "only_b" })).pipe(Effect.provide(Config.layer({ prefix: b })))
       const sql = yield* SqlClient
       const count = (prefix: string) =>
-        Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`, (rows) => rows[0]!.n)
+        Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`, (rows) => rows[0]!.n)
       assert.deepStrictEqual([yield* count(a), yield* count(b)], [1, 1])
-      const [rowA] = yield* sql<{ queue: string }>`SELECT queue FROM ${sql(a)}.oban_jobs`
+      const [rowA] = yield* sql<{ queue: string }>`SELECT queue FROM ${sql(a)}.oban_jobs_all`
       assert.strictEqual(rowA!.queue, "only_a")
       const fromA = yield* Queue.take(onA).pipe(Effect.timeout("5 seconds"))
       const fromB = yield* Queue.take(onB).pipe(Effect.timeout("5 seconds"))

@@ -116,7 +116,7 @@ describe("an outage of every connection", () => {
       assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), jobs.map(() => 1))
       const sql = yield* SqlClient
       const rescued = yield* sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM ${sql(outage)}.oban_jobs, jsonb_array_elements(errors) e WHERE e->>'kind' = 'rescued'`
+        SELECT count(*)::int AS n FROM ${sql(outage)}.oban_jobs_all, jsonb_array_elements(errors) e WHERE e->>'kind' = 'rescued'`
       assert.strictEqual(rescued[0]!.n, 0)
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: outage })), Effect.provide(direct)), 120_000)
 

@@ -27,7 +27,7 @@ const childIds = (prefix: string, n: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ id: number }>`
-      SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs WHERE worker = 'Child' AND (args->>'n')::int = ${n}`
+      SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all WHERE worker = 'Child' AND (args->>'n')::int = ${n}`
     return rows.map((row) => row.id)
   })
 

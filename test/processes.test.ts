@@ -103,7 +103,7 @@ describe("a cluster of OS processes", () => {
         const sql = yield* SqlClient
         const rows = yield* sql<{ id: number; node: string; kinds: ReadonlyArray<string> }>`
           SELECT id::int AS id, attempted_by[1] AS node, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
-          FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+          FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
         assert.deepStrictEqual(rows.map((row) => row.id), jobs.map((job) => job.id))
         for (const row of rows) {
           assert.notStrictEqual(row.node, "victim")
@@ -162,12 +162,12 @@ describe("a cluster of OS processes", () => {
         const sql = yield* SqlClient
         // Every slot inserted so far: the ones the dead node held come back through the rescuer.
         const [{ last }] = yield* sql<{ last: number }>`
-          SELECT count(*)::int AS last FROM ${sql(prefix)}.oban_jobs WHERE unique_key LIKE 'cron:%'`
+          SELECT count(*)::int AS last FROM ${sql(prefix)}.oban_jobs_all WHERE unique_key LIKE 'cron:%'`
         yield* waitFor(
           "the slots inserted so far completed",
           Effect.map(
             sql<{ n: number }>`SELECT count(*)::int AS n FROM (
-              SELECT state FROM ${sql(prefix)}.oban_jobs WHERE unique_key LIKE 'cron:%' ORDER BY id LIMIT ${last}) AS s
+              SELECT state FROM ${sql(prefix)}.oban_jobs_all WHERE unique_key LIKE 'cron:%' ORDER BY id LIMIT ${last}) AS s
               WHERE state <> 'completed'`,
             (rows) => rows[0]!.n === 0
           ),
@@ -176,7 +176,7 @@ describe("a cluster of OS processes", () => {
         const slots = yield* sql<{ slot: string; jobs: number; runs: number; rescued: boolean }>`
           SELECT j.unique_key AS slot, count(DISTINCT j.id)::int AS jobs, count(r.job_id)::int AS runs,
                  bool_or(j.errors @> '[{"kind": "rescued"}]') AS rescued
-          FROM (SELECT * FROM ${sql(prefix)}.oban_jobs WHERE unique_key LIKE 'cron:%' ORDER BY id LIMIT ${last}) AS j
+          FROM (SELECT * FROM ${sql(prefix)}.oban_jobs_all WHERE unique_key LIKE 'cron:%' ORDER BY id LIMIT ${last}) AS j
           LEFT JOIN ${sql(prefix)}.runs r ON r.job_id = j.id
           GROUP BY j.unique_key ORDER BY j.unique_key`
         assert.isAtLeast(slots.length, 6)

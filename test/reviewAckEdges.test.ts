@@ -27,6 +27,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("ack edges", (it) => {
         Effect.gen(function*() {
           const sql = yield* SqlClient
           yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs`
+          yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs_finished`
           const start = base + (deleteCompleted ? 20 : 0)
           yield* sql`SELECT setval(pg_get_serial_sequence(${`"${prefix}".oban_jobs`}, 'id'), ${start})`
           const inserted = yield* Oban.insertAll(Array.from({ length: 12 }, () => Noop.job({})))
@@ -55,7 +56,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("ack edges", (it) => {
           const result = yield* Effect.flatMap(now(sql), (time) => ackJobs(sql, prefix, time, node, shuffled, { deleteCompleted }))
           assert.strictEqual(result.written.length, 11)
           const rows = yield* sql<{ id: string; state: string; attempt: number }>`
-            SELECT id::text AS id, state::text AS state, attempt FROM ${sql(prefix)}.oban_jobs WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[]) ORDER BY id`
+            SELECT id::text AS id, state::text AS state, attempt FROM ${sql(prefix)}.oban_jobs_all WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[]) ORDER BY id`
           const got = new Map(rows.map((row) => [row.id, [row.state, row.attempt]]))
           ids.forEach((id, i) => {
             const expected = i === 7

@@ -32,7 +32,7 @@ const rows = (prefix: string) =>
       SELECT j.id::int AS id, j.state::text AS state, j.attempt,
              ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(j.errors) e) AS kinds,
              (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs
-      FROM ${sql(prefix)}.oban_jobs j ORDER BY j.id`
+      FROM ${sql(prefix)}.oban_jobs_all j ORDER BY j.id`
   })
 
 /** Starts one node (queue `default`, limit 10 unless `env` says otherwise) that records its runs, once it is ready. */

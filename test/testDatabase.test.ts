@@ -42,7 +42,7 @@ describe("ObanTest.database", () => {
         Effect.gen(function*() {
           const job = yield* Oban.insert(Ping.job({ n: 1 }))
           const sql = yield* SqlClient
-          const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+          const rows = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
           return rows[0]!.n
         }))
       assert.strictEqual(first.result, 1)

@@ -67,7 +67,7 @@ const database = (prefix: string) =>
 const truncate = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
     yield* Ref.set(sent, [])
   })
 

@@ -75,7 +75,7 @@ describe("isolation: process, Node options", () => {
         const job = yield* Oban.insert(Preloaded.job({}))
         yield* waitFor("the job to finish", Effect.map(jobRow(prefix, job.id), (row) => row.state !== "available" && row.state !== "executing"))
         const [row] = yield* sql<{ state: string; result: { preloaded: boolean; pid: number } | null }>`
-          SELECT state, result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+          SELECT state, result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
         assert.strictEqual(row!.state, "completed", node.output())
         assert.notStrictEqual(row!.result!.pid, node.child.pid)
         assert.isTrue(row!.result!.preloaded)
@@ -107,7 +107,7 @@ describe("a node inside a pool's thread", () => {
         const job = yield* Oban.insert(NestedNode.job({ url: databaseUrl(), prefix }))
         yield* waitFor("the job to finish", Effect.map(jobRow(prefix, job.id), (row) => row.state !== "available" && row.state !== "executing"))
         const [row] = yield* sql<{ state: string; result: { started: boolean; refused: string | null } | null }>`
-          SELECT state, result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+          SELECT state, result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
         assert.strictEqual(row!.state, "completed")
         assert.isFalse(row!.result!.started)
         assert.include(row!.result!.refused, "InvalidConfigError")

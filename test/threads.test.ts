@@ -28,7 +28,7 @@ const resultOf = (id: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ result: { digest: string; pid: number; threadId: number; at: string } | null }>`
-      SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+      SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`
     return row!.result!
   })
 
@@ -272,7 +272,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       for (const seed of ["a", "b", "c", "d"]) {
         const job = yield* Oban.insert(Hash.job({ seed, rounds: 10 }))
         yield* waitFor("the job to complete", Effect.map(jobRow(shutdownPrefix, job.id), (row) => row.state === "completed"))
-        const [stored] = yield* sql<{ thread: number }>`SELECT (result->>'threadId')::int AS thread FROM ${sql(shutdownPrefix)}.oban_jobs WHERE id = ${job.id}`
+        const [stored] = yield* sql<{ thread: number }>`SELECT (result->>'threadId')::int AS thread FROM ${sql(shutdownPrefix)}.oban_jobs_all WHERE id = ${job.id}`
         threads.push(stored!.thread)
       }
       assert.strictEqual(threads[0], threads[1])
@@ -301,7 +301,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
         })
       const hashed = yield* settle(Hash.job({ seed: "p", rounds: 10 }))
       assert.strictEqual((yield* jobRow(shutdownPrefix, hashed)).state, "completed")
-      const [stored] = yield* sql<{ pid: number }>`SELECT (result->>'pid')::int AS pid FROM ${sql(shutdownPrefix)}.oban_jobs WHERE id = ${hashed}`
+      const [stored] = yield* sql<{ pid: number }>`SELECT (result->>'pid')::int AS pid FROM ${sql(shutdownPrefix)}.oban_jobs_all WHERE id = ${hashed}`
       assert.notStrictEqual(stored!.pid, process.pid)
       const timedOut = yield* jobRow(shutdownPrefix, yield* settle(Busy.job({ millis: 10_000 }, { timeout: "100 millis" })))
       assert.strictEqual(timedOut.errors[0]!.kind, "timeout")

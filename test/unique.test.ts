@@ -30,7 +30,7 @@ const Plain = Worker.make("Plain", { args: Schema.Struct({ n: Schema.Int }), per
 const rows = Effect.gen(function*() {
   const sql = yield* SqlClient
   return yield* sql<{ id: number; state: string; args: unknown; unique_key: string | null; unique_states: number | null }>`
-    SELECT id::int AS id, state::text AS state, args, unique_key, unique_states FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+    SELECT id::int AS id, state::text AS state, args, unique_key, unique_states FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
 })
 
 const setState = (id: number, state: string) =>
@@ -41,7 +41,7 @@ const setState = (id: number, state: string) =>
 
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
 })
 
 /** Runs on TestClock at `millis` since the epoch, with the library stamping times from it. */
@@ -88,7 +88,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("unique jobs", (it) => {
       // The upsert replaces the priority before the stored args are decoded: its own transaction rolls it back.
       const refused = yield* Effect.flip(Oban.insert(Dated.job({ key: "k", at: new Date(0) }, { priority: 7 })))
       assert.strictEqual(refused._tag, "InvalidJobError")
-      const [row] = yield* sql<{ priority: number }>`SELECT priority FROM ${sql(prefix)}.oban_jobs WHERE id = ${first.id}`
+      const [row] = yield* sql<{ priority: number }>`SELECT priority FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${first.id}`
       assert.strictEqual(row!.priority, 1)
       assert.strictEqual((yield* rows).length, 1)
     }))

@@ -40,7 +40,7 @@ const replacingArgs = { period: "forever", keys: ["n"], replace: ["args"] } as c
 
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
 })
 
 /** Backends of this file's schema waiting for a lock. */
@@ -113,7 +113,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       // Not in key order, with a duplicate of the first request at the end.
       const order = Array.from({ length: 34 }, (_, i) => (i * 7) % 34)
       const requests = [...order.map((n) => Big.job({ n, body })), Big.job({ n: order[0]!, body })]
-      const count = Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs`, (rows) => rows[0]!.n)
+      const count = Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`, (rows) => rows[0]!.n)
       // The database refuses one job, in one of the statements: the jobs of the others go too.
       yield* sql.unsafe(`CREATE FUNCTION "${prefix}".refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN IF NEW.worker = 'Poison' THEN RAISE EXCEPTION 'poison'; END IF; RETURN NEW; END $$`)
@@ -170,7 +170,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       // The kept keys hold in every state now (no mask): the newer job still blocks its key.
       const conflict = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 2 }, { unique: { keys: ["n"], states: unfinished } })))
       assert.deepStrictEqual([conflict.id, conflict.conflict], [newer.id, true])
-      const cron = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(other)}.oban_jobs
+      const cron = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(other)}.oban_jobs_all
         WHERE unique_key = 'cron:nightly:1' AND unique_states IS NULL`
       assert.strictEqual(cron[0]!.n, 1)
     }), 60_000)
@@ -228,7 +228,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const jobs = yield* Oban.insertAll(periods.map((ms, n) => Keyed.job({ n, v: 0 }, { unique: { keys: ["n"], period: `${ms} millis` } })))
       const stored = yield* sql<{ id: number; unique_key: string; at_ms: string }>`
         SELECT id::int AS id, unique_key, floor(extract(epoch FROM inserted_at) * 1000)::bigint::text AS at_ms
-        FROM ${sql(prefix)}.oban_jobs ORDER BY id`
+        FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       for (const [index, ms] of periods.entries()) {
         const row = stored.find((candidate) => candidate.id === jobs[index]!.id)!
         assert.strictEqual(row.unique_key.split(":")[1], String(BigInt(row.at_ms) / BigInt(ms)))

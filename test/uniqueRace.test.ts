@@ -73,7 +73,7 @@ describe("unique inserts across OS processes", () => {
       report(`1,000 racing unique inserts took ${Date.now() - startedAt} ms`)
 
       const jobs = yield* sql<{ id: string; args: { value: number }; meta: { value: number } }>`
-        SELECT id::text AS id, args, meta FROM ${sql(prefix)}.oban_jobs`
+        SELECT id::text AS id, args, meta FROM ${sql(prefix)}.oban_jobs_all`
       assert.strictEqual(jobs.length, 1, "exactly one row")
       const [job] = jobs
       const [summary] = yield* sql<{ calls: number; ids: number; fresh: number; id: string }>`

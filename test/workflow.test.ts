@@ -146,7 +146,7 @@ describe("workflows", () => {
         yield* Fiber.join(first)
         yield* Fiber.join(second)
         const rows = yield* sql<{ state: string; n: number }>`
-          SELECT state::text AS state, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs
+          SELECT state::text AS state, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all
           WHERE meta #>> '{workflow,step}' = 'c' GROUP BY state`
         assert.deepStrictEqual(rows.map((row) => [row.state, row.n]), [["available", pairs]])
         const [logged] = yield* sql<{ n: number; jobs: number }>`

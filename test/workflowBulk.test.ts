@@ -35,7 +35,7 @@ const stateOf = (name: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ state: string }>`
-      SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs WHERE args ->> 'name' = ${name}`
+      SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs_all WHERE args ->> 'name' = ${name}`
     return row!.state
   })
 

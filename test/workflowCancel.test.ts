@@ -58,7 +58,7 @@ const Step = Worker.make("ChainStep", {
 
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits,
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits,
              ${sql(prefix)}.oban_producers`
   running.clear()
   overlaps.length = 0
@@ -168,7 +168,7 @@ const cancelRequestedAt = (id: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ at: Date | null; result: unknown }>`
-      SELECT cancel_requested_at AS at, result FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+      SELECT cancel_requested_at AS at, result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`
     return row!.at
   })
 
@@ -272,7 +272,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
         assert.strictEqual(yield* stateOf(flow.jobs.b.id), "cancelled", name)
       }
       const [kept] = yield* sql<{ result: unknown }>`
-        SELECT result FROM ${sql(prefix)}.oban_jobs WHERE workflow_id = 'lost-completed' AND meta #>> '{workflow,step}' = 'a'`
+        SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE workflow_id = 'lost-completed' AND meta #>> '{workflow,step}' = 'a'`
       assert.isNull(kept!.result, "a cancelled job records no result")
     }))
 

@@ -48,7 +48,7 @@ const stepsOf = (prefix: string, id: string) =>
              j.meta #>> '{workflow,cancelled_by,step}' AS "cancelledBy",
              j.cancel_requested_at IS NOT NULL AS "cancelRequested", j.attempt,
              (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs
-      FROM ${sql(prefix)}.oban_jobs j WHERE j.workflow_id = ${id}`
+      FROM ${sql(prefix)}.oban_jobs_all j WHERE j.workflow_id = ${id}`
     return Object.fromEntries(rows.map((row) => [row.step, row])) as Record<string, StepRow>
   })
 
@@ -56,7 +56,7 @@ const stepsOf = (prefix: string, id: string) =>
 const executing = (prefix: string) =>
   Effect.flatMap(SqlClient, (sql) =>
     Effect.map(
-      sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`,
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing'`,
       (rows) => rows[0]!.n
     ))
 
@@ -222,7 +222,7 @@ const RaceStep = Worker.make("RaceStep", {
 const reset = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`CREATE TABLE IF NOT EXISTS ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL)`
-  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits,
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits,
              ${sql(prefix)}.oban_producers, ${sql(prefix)}.runs`
   signals.started.clear()
   signals.gate.clear()
@@ -264,7 +264,7 @@ const raceSetup = (id: string, options: { readonly deleteCompleted?: boolean } =
     const a = flow.jobs.a.id
     yield* Deferred.await(signal("started", a)).pipe(Effect.timeout("10 seconds"))
     const sql = yield* SqlClient
-    const [row] = yield* sql<{ claim: string }>`SELECT attempted_by[3] AS claim FROM ${sql(prefix)}.oban_jobs WHERE id = ${a}`
+    const [row] = yield* sql<{ claim: string }>`SELECT attempted_by[3] AS claim FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${a}`
     return { proxy, a, claim: row!.claim, ids: [a, flow.jobs.c.id, flow.jobs.r.id] as const }
   })
 
@@ -278,7 +278,7 @@ const performs = (ids: ReadonlyArray<number>) =>
 /** The job's state; undefined once it is gone (a completed job under `deleteCompleted`). */
 const stateOf = (id: number) =>
   Effect.flatMap(SqlClient, (sql) =>
-    Effect.map(sql<{ state: string }>`SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`, (rows) =>
+    Effect.map(sql<{ state: string }>`SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`, (rows) =>
       rows[0]?.state))
 
 /** Backends of this schema's statements waiting for a row lock. */

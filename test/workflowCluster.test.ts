@@ -89,7 +89,7 @@ const violations = (prefix: string) =>
       SELECT count(*)::int AS n
       FROM ${sql(prefix)}.oban_workflow_deps AS e
       JOIN ${sql(prefix)}.runs AS r ON r.job_id = e.job_id
-      JOIN ${sql(prefix)}.oban_jobs AS d ON d.id = e.dep_id
+      JOIN ${sql(prefix)}.oban_jobs_all AS d ON d.id = e.dep_id
       LEFT JOIN ${sql(prefix)}.runs AS dr ON dr.job_id = e.dep_id
       WHERE d.completed_at IS NULL OR r.started_at < d.completed_at OR dr.ended_at IS NULL OR r.started_at < dr.ended_at`
     const [twice] = yield* sql<{ n: number }>`
@@ -119,9 +119,9 @@ describe("workflows on OS processes", () => {
           independent.push(Date.now() - started)
           const [plainAck] = yield* sql<{ ack: number }>`
             SELECT avg(extract(epoch FROM j.completed_at - r.ended_at) * 1000)::float8 AS ack
-            FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs AS j ON j.id = r.job_id`
+            FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs_all AS j ON j.id = r.job_id`
           report(`independent round ${round}: mean perform end -> ack ${plainAck!.ack.toFixed(1)} ms`)
-          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
 
           const dagStarted = Date.now()
           yield* Oban.insertWorkflow(randomDag(`dag-${round}`, 41 + round))
@@ -135,11 +135,11 @@ describe("workflows on OS processes", () => {
               SELECT r.job_id, min(r.started_at) AS started_at, max(d.completed_at) AS deps_done
               FROM ${sql(prefix)}.runs AS r
               JOIN ${sql(prefix)}.oban_workflow_deps AS e ON e.job_id = r.job_id
-              JOIN ${sql(prefix)}.oban_jobs AS d ON d.id = e.dep_id
+              JOIN ${sql(prefix)}.oban_jobs_all AS d ON d.id = e.dep_id
               GROUP BY r.job_id
             )
             SELECT (SELECT avg(extract(epoch FROM j.completed_at - r.ended_at) * 1000)::float8
-                    FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs AS j ON j.id = r.job_id) AS ack,
+                    FROM ${sql(prefix)}.runs AS r JOIN ${sql(prefix)}.oban_jobs_all AS j ON j.id = r.job_id) AS ack,
                    (SELECT avg(extract(epoch FROM started_at - deps_done) * 1000)::float8 FROM per_job) AS release`
           report(`workflow DAG round ${round}: 1,000 jobs, ${edges!.n} edges on ${nodes!.n} nodes in ${dags[round - 1]} ms; ` +
             `1,000 independent jobs in ${independent[round - 1]} ms; mean perform end -> ack ${hops!.ack.toFixed(1)} ms, ` +
@@ -147,7 +147,7 @@ describe("workflows on OS processes", () => {
           assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })
           assert.isAbove(edges!.n, 1200)
           assert.strictEqual(nodes!.n, 4)
-          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.runs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
         }
         const dagMillis = Math.min(...dags)
         const independentMillis = Math.min(...independent)
@@ -208,7 +208,7 @@ describe("workflows on OS processes", () => {
         yield* startNodes(prefix, ["survivor"], rescue)
         yield* allCompleted(prefix, 5)
         const [b] = yield* sql<{ errors: ReadonlyArray<{ kind: string }> }>`
-          SELECT errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${inserted.jobs.b.id}`
+          SELECT errors FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${inserted.jobs.b.id}`
         assert.strictEqual(b!.errors[0]!.kind, "rescued")
         const runs = yield* sql<{ job_id: string; n: number }>`
           SELECT job_id::text, count(*)::int AS n FROM ${sql(prefix)}.runs GROUP BY job_id`
@@ -234,7 +234,7 @@ describe("workflows on OS processes", () => {
           SELECT j.workflow_id AS key, j.id::text AS id,
                  extract(epoch FROM r.started_at) * 1000 AS started, extract(epoch FROM r.ended_at) * 1000 AS ended,
                  extract(epoch FROM j.completed_at) * 1000 AS completed, (j.meta #>> '{workflow,step}')::int AS inserted_by
-          FROM ${sql(prefix)}.oban_jobs AS j JOIN ${sql(prefix)}.runs AS r ON r.job_id = j.id
+          FROM ${sql(prefix)}.oban_jobs_all AS j JOIN ${sql(prefix)}.runs AS r ON r.job_id = j.id
           ORDER BY j.workflow_id, j.id`
         assert.strictEqual(rows.length, 200)
         assert.deepStrictEqual(yield* violations(prefix), { early: 0, twice: 0 })

@@ -87,7 +87,7 @@ describe("results, batches and operations", () => {
         assert.strictEqual(total, 338350)
         const sum = Option.getOrThrow(yield* Oban.getJob(inserted.jobs["sum"]!.id))
         assert.strictEqual(sum.state, "completed")
-        const [stored] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${sum.id}`
+        const [stored] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${sum.id}`
         assert.strictEqual(stored!.result, 100)
         const one = yield* Workflow.result(sum, "sq-7", Square)
         assert.deepStrictEqual(one, { square: 49 })
@@ -106,7 +106,7 @@ describe("results, batches and operations", () => {
         assert.strictEqual(lie.state, "discarded")
         assert.include(lie.errors[0]!.message, "InvalidResultError")
         assert.strictEqual((yield* states("liar"))["after"], "cancelled")
-        const [noResult] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${lie.id}`
+        const [noResult] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${lie.id}`
         assert.isNull(noResult!.result)
       }).pipe(onTestClock))
 

@@ -49,7 +49,7 @@ const cancelledBy = (workflowId: string) =>
     const sql = yield* SqlClient
     const rows = yield* sql<{ step: string; culprit: string }>`
       SELECT meta #>> '{workflow,step}' AS step, meta #>> '{workflow,cancelled_by,step}' AS culprit
-      FROM ${sql(prefix)}.oban_jobs WHERE workflow_id = ${workflowId} AND state = 'cancelled' ORDER BY 1`
+      FROM ${sql(prefix)}.oban_jobs_all WHERE workflow_id = ${workflowId} AND state = 'cancelled' ORDER BY 1`
     return Object.fromEntries(rows.map((row) => [row.step, row.culprit]))
   })
 

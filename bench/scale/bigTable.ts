@@ -188,7 +188,7 @@ const drain = (prefix: string, inserted: ReadonlyArray<number>) =>
     const wallMs = (yield* clock) - start
     yield* node.stop
     const [row] = yield* sql<{ done: number }>`
-      SELECT count(*)::int AS done FROM ${sql(prefix)}.oban_jobs
+      SELECT count(*)::int AS done FROM ${sql(prefix)}.oban_jobs_all
       WHERE id BETWEEN ${inserted[0]!} AND ${inserted[inserted.length - 1]!} AND state = 'completed' AND attempt = 1`
     const problems = [
       ...(Option.isSome(ran) ? [] : [`only ${ranSoFar()} of ${inserted.length} jobs ran`]),

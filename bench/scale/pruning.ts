@@ -66,12 +66,12 @@ const countFinished = Effect.gen(function*() {
   const [row] = yield* sql<{ finished: number; overdue: number; oldest: number | null }>`
     WITH cutoff AS (SELECT now() - ${maxAgeSeconds} * interval '1 second' AS at)
     SELECT
-      (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs WHERE state IN ('completed', 'cancelled', 'discarded')) AS finished,
-      (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs, cutoff WHERE state = 'completed' AND completed_at < cutoff.at)
-        + (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs, cutoff WHERE state = 'discarded' AND discarded_at < cutoff.at)
-        + (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs, cutoff WHERE state = 'cancelled' AND cancelled_at < cutoff.at)
+      (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs_all WHERE state IN ('completed', 'cancelled', 'discarded')) AS finished,
+      (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs_all, cutoff WHERE state = 'completed' AND completed_at < cutoff.at)
+        + (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs_all, cutoff WHERE state = 'discarded' AND discarded_at < cutoff.at)
+        + (SELECT count(*)::int FROM ${sql(prefix)}.oban_jobs_all, cutoff WHERE state = 'cancelled' AND cancelled_at < cutoff.at)
         AS overdue,
-      (SELECT extract(epoch FROM now() - min(completed_at))::float8 FROM ${sql(prefix)}.oban_jobs WHERE state = 'completed')
+      (SELECT extract(epoch FROM now() - min(completed_at))::float8 FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'completed')
         AS oldest`
   return row!
 })

@@ -107,7 +107,7 @@ const cpuCompleted = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = ${cpuQueue} AND state = 'completed'`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE queue = ${cpuQueue} AND state = 'completed'`
     return row?.n ?? 0
   })
 
@@ -115,7 +115,7 @@ const rescuedCount = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE errors::text LIKE '%stopped heart-beating%'`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE errors::text LIKE '%stopped heart-beating%'`
     return row?.n ?? 0
   })
 

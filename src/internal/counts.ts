@@ -8,7 +8,8 @@
  * rows by the planner's estimate) or when asked for. Otherwise they are
  * estimated from the planner's statistics (kept fresh by autovacuum's
  * ANALYZE): a queue's share of the table, less its exact live jobs, split by
- * the share of each of these states.
+ * the share of each of these states, in `oban_jobs` and in the finished table
+ * (migration 0016) apart.
  */
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -30,14 +31,30 @@ export const countJobs = (
   options: { readonly exact: boolean; readonly exactBelow: number }
 ): Effect.Effect<RawCounts, SqlError> =>
   Effect.gen(function*() {
-    const [live, stats] = yield* Effect.all([countLive(sql, prefix), tableStatistics(sql, prefix)], {
-      concurrency: 2
-    })
-    if (options.exact || stats.rows < 0 || stats.rows < options.exactBelow) {
+    const [live, hot, finished] = yield* Effect.all([
+      countLive(sql, prefix),
+      tableStatistics(sql, prefix, "oban_jobs"),
+      tableStatistics(sql, prefix, "oban_jobs_finished")
+    ], { concurrency: 3 })
+    // A finished table not analyzed yet (a fresh migration) counts as empty: it starts empty.
+    const rows = hot.rows + Math.max(0, finished.rows)
+    if (options.exact || hot.rows < 0 || rows < options.exactBelow) {
       return { rows: [...live, ...(yield* countRest(sql, prefix))], estimated: false }
     }
-    return { rows: [...live, ...estimateRest(stats, live)], estimated: true }
+    const fromFinished = finished.rows > 0 ? estimateRest(finished, []) : []
+    return { rows: [...live, ...sumCounts([...estimateRest(hot, live), ...fromFinished])], estimated: true }
   })
+
+/** Rows of the same queue and state added up. */
+const sumCounts = (rows: ReadonlyArray<CountRow>): ReadonlyArray<CountRow> => {
+  const sums = new Map<string, CountRow>()
+  for (const row of rows) {
+    const key = `${row.state}\u0000${row.queue}`
+    const before = sums.get(key)
+    sums.set(key, before === undefined ? row : { ...row, count: before.count + row.count })
+  }
+  return [...sums.values()]
+}
 
 /** The rest-state counts per queue from the planner's statistics and the exact live counts. */
 export const estimateRest = (stats: TableStatistics, live: ReadonlyArray<CountRow>): ReadonlyArray<CountRow> => {

@@ -58,7 +58,7 @@ export const jobRow = (prefix: string, id: number) =>
     const sql = yield* SqlClient
     const [row] = yield* sql<JobRowView>`
       SELECT id::int AS id, state, attempt, errors, scheduled_at, attempted_at
-      FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+      FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`
     return row!
   })
 
@@ -66,7 +66,7 @@ export const countByState = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ state: string; n: number }>`
-      SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY state`
+      SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY state`
     return Object.fromEntries(rows.map((row) => [row.state, row.n])) as Record<string, number>
   })
 

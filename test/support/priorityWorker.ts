@@ -38,7 +38,7 @@ export const niceOfAJob = (prefix: string, threads: Parameters<typeof startNode>
     const job = yield* Oban.insert(Nice.job({}))
     yield* waitFor("the job to complete", Effect.map(jobRow(prefix, job.id), (row) => row.state === "completed"))
     const [row] = yield* sql<{ result: { nice: number; pid: number; threadId: number } }>`
-      SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+      SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
     yield* node.stop
     return row!.result
   }).pipe(Effect.scoped)

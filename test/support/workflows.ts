@@ -26,7 +26,7 @@ export const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.p
 export const truncateWorkflows = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_workflow_deps, ${sql(prefix)}.oban_workflow_waits`
   })
 
 export const drainDefault = ObanTest.drainQueue({ queue: "default", withRecursion: true, withScheduled: true })
@@ -36,7 +36,7 @@ export const stepStates = (prefix: string, workflowId: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const rows = yield* sql<{ step: string; state: string }>`
-      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${sql(prefix)}.oban_jobs
+      SELECT meta #>> '{workflow,step}' AS step, state::text AS state FROM ${sql(prefix)}.oban_jobs_all
       WHERE workflow_id = ${workflowId}`
     return Object.fromEntries(rows.map((row) => [row.step, row.state]))
   })

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
+import { allJobColumns, movableOnCompletion } from "./finishedJobs.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
@@ -98,14 +99,30 @@ const completionArrays = (rows: ReadonlyArray<AckRow>) => {
 }
 
 /**
+ * The columns of a bare completion moved to the finished table, as the
+ * `RETURNING` list of its delete: the row as the completion writes it.
+ */
+const movedColumns = (prefix: string): string =>
+  allJobColumns.map((column) =>
+    column === "state"
+      ? `'completed'::"${prefix}".oban_job_state AS state`
+      : column === "attempt"
+      ? "input.attempts[width_bucket(j.id, input.ids)] AS attempt"
+      : column === "completed_at"
+      ? "clock.now AS completed_at"
+      : `j.${column}`
+  ).join(", ")
+
+/**
  * Writes many outcomes in one statement. Only rows still `executing` under
  * the same claim on this node change, so a retried or late ack is harmless
  * even after the job was snoozed and claimed again; such acks come back as
  * `stale`, looked up by a second statement only when some ack missed.
  *
  * Bare completions, nearly every outcome of a busy queue, take a short path:
- * their rows get `completed` and the time (or are deleted, with
- * `deleteCompleted`), matched by claim alone; they travel as arrays (see
+ * their rows move to `oban_jobs_finished` as `completed` with the time (or are
+ * deleted, with `deleteCompleted`; the few that must stay in `oban_jobs`, see
+ * `movableOnCompletion`, are updated there), matched by claim alone; they travel as arrays (see
  * `completionArrays`). The other outcomes travel keyed by job id (see
  * `keyedById`) with every field, and each row reads its own. Either way no
  * join to the table: each row finds its entry, and rows are found by primary key.
@@ -202,18 +219,31 @@ export const ackJobs = (
       WHERE ${bareRows}
         AND j.cancel_requested_at IS NULL
       RETURNING j.id`
+      // The row moves to the finished table as its bare completion would have written it.
       : sql`
-      ${completeBare(bareRows)}
-      RETURNING j.id`
+      DELETE FROM ${jobs} AS j
+      USING input, clock
+      WHERE ${bareRows}
+        AND ${movableOnCompletion(sql, prefix)}
+      RETURNING ${sql.literal(movedColumns(prefix))}`
+  }),
+    archived AS (${
+    bare.length === 0 || options.deleteCompleted
+      ? sql`SELECT NULL::bigint AS id WHERE false`
+      : sql`
+      INSERT INTO ${table(sql, prefix, "oban_jobs_finished")} (${sql.literal(allJobColumns.join(", "))})
+      SELECT ${sql.literal(allJobColumns.join(", "))} FROM completed
+      RETURNING id`
   }),
     kept AS (${
-    bare.length === 0 || !options.deleteCompleted
+    bare.length === 0
       ? sql`SELECT NULL::bigint AS id WHERE false`
-      // What the delete left of the bare completions still executing under their claim: jobs whose cancel was
-      // requested, also when the request committed while this statement waited for the row (the delete then
-      // re-read the row and skipped it, while a test of cancel_requested_at here would still see the snapshot's
-      // NULL). They stay, for their dependents: the trigger of migration 0012 makes them cancelled. Only the ids
-      // the delete left are looked up (usually none), not the whole batch again.
+      // What the delete left of the bare completions still executing under their claim: jobs that stay in
+      // `oban_jobs` when completed (workflow steps, jobs that keep their unique key; see `movableOnCompletion`) and
+      // jobs whose cancel was requested, also when the request committed while this statement waited for the row
+      // (the delete then re-read the row and skipped it, while a test of cancel_requested_at here would still see the
+      // snapshot's NULL). The trigger of migration 0012 makes the latter cancelled. Only the ids the delete left are
+      // looked up (usually none), not the whole batch again.
       : sql`
       ${
         completeBare(sql`j.id = ANY(ARRAY(SELECT b.id FROM unnest(${completions.ids}::bigint[]) AS b(id)
@@ -223,7 +253,7 @@ export const ackJobs = (
       RETURNING j.id`
   }),
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
-    SELECT updated.id FROM updated, notified
+    SELECT updated.id FROM updated, notified, (SELECT count(*) FROM archived) AS a
     UNION ALL SELECT completed.id FROM completed
     UNION ALL SELECT kept.id FROM kept
   `.pipe(

@@ -10,6 +10,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { restoreFinished } from "./finishedJobs.ts"
 import { cancelSet, retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
@@ -43,7 +44,9 @@ export const eligible: Record<BulkAction["_tag"], string> = {
 
 /** The highest job id now: the upper bound of an action. */
 export const maxJobId = (sql: SqlClient, prefix: string): Effect.Effect<number, SqlError> =>
-  sql<{ readonly max: string | null }>`SELECT max(id)::text AS max FROM ${table(sql, prefix, "oban_jobs")}`.pipe(
+  sql<{ readonly max: string | null }>`
+    SELECT greatest((SELECT max(id) FROM ${table(sql, prefix, "oban_jobs")}),
+                    (SELECT max(id) FROM ${table(sql, prefix, "oban_jobs_finished")}))::text AS max`.pipe(
     Effect.map((rows) => Number(rows[0]?.max ?? 0))
   )
 
@@ -97,9 +100,29 @@ const unlinkDeleted = (sql: SqlClient, prefix: string): Fragment =>
  * locking them first (a job being acked is waited for, not skipped). A
  * cancelled job that was executing gets a cancel signal to its node (an
  * executing workflow step stays `executing` with a cancel request); jobs
- * that became available wake their queues.
+ * that became available wake their queues. A retry or delete first moves the
+ * finished jobs it would take back from `oban_jobs_finished`, in the batch's
+ * transaction.
  */
 export const runBatch = (
+  sql: SqlClient,
+  prefix: string,
+  options: Parameters<typeof runBatchStatement>[2]
+): Effect.Effect<BatchResult, SqlError> =>
+  options.action._tag === "retry" || options.action._tag === "delete"
+    ? sql.withTransaction(Effect.andThen(
+      restoreFinished(
+        sql,
+        prefix,
+        sql`${options.condition} AND ${sql.literal(eligible[options.action._tag])}
+          AND j.id > ${options.after} AND j.id <= ${options.upTo}`,
+        options.limit
+      ),
+      runBatchStatement(sql, prefix, options)
+    ))
+    : runBatchStatement(sql, prefix, options)
+
+const runBatchStatement = (
   sql: SqlClient,
   prefix: string,
   options: {
@@ -160,7 +183,7 @@ export const batchIds = (
   }
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
   sql<{ readonly id: string }>`
-    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs")} AS j
+    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs_all")} AS j
     WHERE ${options.condition} AND ${sql.literal(eligible[options.action._tag])}
       AND j.id > ${options.after} AND j.id <= ${options.upTo}
     ORDER BY j.id

@@ -1,5 +1,6 @@
 /**
- * SQL of the operators' reads on `oban_jobs`: a page of jobs in keyset order,
+ * SQL of the operators' reads of jobs (through `oban_jobs_all`, which holds the
+ * finished table too): a page of jobs in keyset order,
  * and the counts per queue and state (exact for the states that have partial
  * indexes, estimated from the planner's statistics for the rest on a large
  * table; see docs/cli.md#counts).
@@ -58,7 +59,7 @@ export const listJobs = (
   const order = column === "id" ? `j.id ${direction}` : `j.${column} ${direction}, j.id ${direction}`
   return sql<JobRow & { readonly sort_micros: string | null }>`
     SELECT ${sql.literal(jobColumns.split(", ").map((c) => `j.${c}`).join(", "))}, ${micros} AS sort_micros
-    FROM ${table(sql, prefix, "oban_jobs")} AS j
+    FROM ${table(sql, prefix, "oban_jobs_all")} AS j
     WHERE ${options.condition} AND ${after}
     ORDER BY ${sql.literal(order)}
     LIMIT ${options.limit}
@@ -92,12 +93,12 @@ export const countLive = (sql: SqlClient, prefix: string): Statement<CountRow> =
 /** Exact counts of the states without a queue-leading index (reads them all: for small tables). */
 export const countRest = (sql: SqlClient, prefix: string): Effect.Effect<ReadonlyArray<CountRow>, SqlError> =>
   sql<CountRow>`
-    SELECT queue, state::text AS state, count(*)::int AS count FROM ${table(sql, prefix, "oban_jobs")}
+    SELECT queue, state::text AS state, count(*)::int AS count FROM ${table(sql, prefix, "oban_jobs_all")}
     WHERE state IN ('completed', 'discarded', 'cancelled', 'suspended')
     GROUP BY queue, state
   `
 
-/** What the planner knows about `oban_jobs`: its row estimate and the common states and queues. */
+/** What the planner knows about a jobs table: its row estimate and the common states and queues. */
 export interface TableStatistics {
   /** The row estimate of the last ANALYZE or VACUUM; negative when the table was never analyzed. */
   readonly rows: number
@@ -107,7 +108,11 @@ export interface TableStatistics {
   readonly distinctQueues: number
 }
 
-export const tableStatistics = (sql: SqlClient, prefix: string): Effect.Effect<TableStatistics, SqlError> =>
+export const tableStatistics = (
+  sql: SqlClient,
+  prefix: string,
+  relation: "oban_jobs" | "oban_jobs_finished" = "oban_jobs"
+): Effect.Effect<TableStatistics, SqlError> =>
   sql<{
     readonly rows: number
     readonly attname: string | null
@@ -121,7 +126,7 @@ export const tableStatistics = (sql: SqlClient, prefix: string): Effect.Effect<T
     FROM pg_class AS c
     JOIN pg_namespace AS n ON n.oid = c.relnamespace
     LEFT JOIN pg_stats AS s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname IN ('state', 'queue')
-    WHERE n.nspname = ${prefix} AND c.relname = 'oban_jobs'
+    WHERE n.nspname = ${prefix} AND c.relname = ${relation}
   `.pipe(Effect.map((rows) => {
     const column = (name: string) => {
       const row = rows.find((r) => r.attname === name)

@@ -11,6 +11,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
 import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
+import { restoreFinished } from "./finishedJobs.ts"
 import { cancelSet, retrySet } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
@@ -52,7 +53,7 @@ export const stageJobs = (
   `
 
 export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<Job | undefined, SqlError> =>
-  sql<JobRow>`SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id}`.pipe(
+  sql<JobRow>`SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs_all")} WHERE id = ${id}`.pipe(
     Effect.map(firstJob)
   )
 
@@ -102,9 +103,18 @@ export const cancelJob = (
  * (and is seen here) or waits for this retry (and its release then sees
  * the step suspended). The step's edges and counters (migration 0009) are
  * recomputed from the states read, so the dependencies still to finish
- * release it.
+ * release it. A job in `oban_jobs_finished` moves back first, in the same
+ * transaction.
  */
 export const retryJob = (
+  sql: SqlClient,
+  prefix: string,
+  now: Fragment,
+  id: number
+): Effect.Effect<Job | undefined, SqlError> =>
+  sql.withTransaction(Effect.andThen(restoreFinished(sql, prefix, sql`j.id = ${id}`), retryStatement(sql, prefix, now, id)))
+
+const retryStatement = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
@@ -160,11 +170,15 @@ export const retryJob = (
     SELECT updated.* FROM updated CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM counters) AS c
   `.pipe(Effect.map(firstJob))
 
-/** The id of the job other than `id` that holds `id`'s unique key in the unique index, if one does. */
+/**
+ * The id of the job other than `id` that holds `id`'s unique key in the
+ * unique index, if one does (`id` may be in the finished table; holders are
+ * always in `oban_jobs`, where the index is).
+ */
 export const uniqueKeyHolder = (sql: SqlClient, prefix: string, id: number): Effect.Effect<number | undefined, SqlError> =>
   sql<{ readonly id: number }>`
     SELECT h.id::float8 AS id
-    FROM ${table(sql, prefix, "oban_jobs")} AS j
+    FROM ${table(sql, prefix, "oban_jobs_all")} AS j
     JOIN ${table(sql, prefix, "oban_jobs")} AS h ON h.unique_key = j.unique_key AND h.id <> j.id
     WHERE j.id = ${id}
       AND (h.unique_states IS NULL OR ${sql.literal(`"${prefix}"`)}.oban_state_in(h.state, h.unique_states))
@@ -174,11 +188,15 @@ export const uniqueKeyHolder = (sql: SqlClient, prefix: string, id: number): Eff
 /**
  * Deletes a job that is not executing, and the rows of its own workflow
  * dependencies and counters (its dependents' rows stay: the delete releases them, a
- * deleted dependency counting as completed). Returns whether a row was deleted.
+ * deleted dependency counting as completed), or the job's row in
+ * `oban_jobs_finished`. Returns whether a row was deleted.
  */
 export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
   sql`
-    WITH deleted AS (
+    WITH finished AS (
+      DELETE FROM ${table(sql, prefix, "oban_jobs_finished")} WHERE id = ${id} RETURNING id
+    ),
+    deleted AS (
       DELETE FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ${id} AND state <> 'executing' RETURNING id, workflow_id
     ),
     unlinked AS (
@@ -192,6 +210,7 @@ export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Ef
       RETURNING 1
     )
     SELECT deleted.id FROM deleted, (SELECT count(*) FROM unlinked) AS u, (SELECT count(*) FROM unwaited) AS v
+    UNION ALL SELECT id FROM finished
   `.pipe(Effect.map((rows) => rows.length > 0))
 
 /**

@@ -7,6 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { pruneFinished } from "./finishedJobs.ts"
 import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
@@ -79,7 +80,9 @@ export const rescueOrphans = (
 
 /**
  * Deletes up to `limit` completed, cancelled and discarded jobs that finished
- * more than `maxAgeMillis` ago, oldest first. Returns how many were deleted.
+ * more than `maxAgeMillis` ago, oldest first: those in `oban_jobs`, then with
+ * what is left of `limit` those in `oban_jobs_finished`. Returns how many were
+ * deleted.
  *
  * The cutoff is written into each branch (not read from a CTE), so the planner
  * sees the range; each branch orders by its timestamp, so even a generic plan
@@ -106,7 +109,8 @@ export const pruneJobs = (
     const [first] = yield* pruneStatement(sql, prefix, now, maxAgeMillis, limit)
     const steps = first?.steps ?? []
     const more = steps.length === 0 ? 0 : yield* pruneSteps(sql, prefix, steps)
-    return (first?.n ?? 0) + more
+    const hot = (first?.n ?? 0) + more
+    return hot + (yield* pruneFinished(sql, prefix, now, maxAgeMillis, limit - hot))
   }))
 
 /** A workflow job is needed while a dependent of it has not finished (it may still read its result). */

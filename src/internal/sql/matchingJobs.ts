@@ -17,6 +17,6 @@ export const countMatching = (
 ): Effect.Effect<number, SqlError> =>
   sql<{ readonly n: number }>`
     SELECT count(*)::int AS n FROM (
-      SELECT 1 FROM ${table(sql, prefix, "oban_jobs")} AS j WHERE ${filterCondition(sql, filter)} LIMIT ${cap + 1}
+      SELECT 1 FROM ${table(sql, prefix, "oban_jobs_all")} AS j WHERE ${filterCondition(sql, filter)} LIMIT ${cap + 1}
     ) AS matching
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))

@@ -8,6 +8,7 @@ import type { Fragment } from "effect/sql/Statement"
 
 export type Table =
   | "oban_jobs"
+  | "oban_jobs_finished"
   | "oban_peers"
   | "oban_producers"
   | "oban_migrations"
@@ -16,9 +17,10 @@ export type Table =
   | "oban_workflow_deps"
   | "oban_workflow_waits"
 
-/** Objects that are not tables but are named like them: a type and functions of the migrations. */
+/** Objects that are not tables but are named like them: the view of all jobs, a type and functions of the migrations. */
 type Named =
   | Table
+  | "oban_jobs_all"
   | "oban_job_state"
   | "oban_executing_counts"
   | "oban_rate_window_counts"

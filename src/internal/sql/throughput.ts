@@ -30,13 +30,14 @@ export const throughputSince = (
   seconds: number
 ): Effect.Effect<ReadonlyArray<ThroughputRow>, SqlError> => {
   const jobs = table(sql, prefix, "oban_jobs")
+  const all = table(sql, prefix, "oban_jobs_all")
   return sql<ThroughputRow>`
     WITH clock AS (SELECT now() AS now, now() - make_interval(secs => ${seconds}) AS since),
     events AS (
-      SELECT queue, completed_at AS at, 1 AS completed, 0 AS failed FROM ${jobs}
+      SELECT queue, completed_at AS at, 1 AS completed, 0 AS failed FROM ${all}
         WHERE state = 'completed' AND completed_at >= (SELECT since FROM clock)
       UNION ALL
-      SELECT queue, discarded_at, 0, 1 FROM ${jobs}
+      SELECT queue, discarded_at, 0, 1 FROM ${all}
         WHERE state = 'discarded' AND discarded_at >= (SELECT since FROM clock)
       UNION ALL
       SELECT queue, attempted_at, 0, 1 FROM ${jobs}
