@@ -14,6 +14,22 @@
  * makes spans sends nothing. Only the fibers of the running attempt (those
  * with its `CurrentAttempt`) are recorded: a fiber that outlives its
  * attempt logs as outside attempts, not as the next attempt's.
+ *
+ * Log lines are bounded, spans are not. Each batch goes out as one `Chunk`
+ * of the `Events` stream, and the node's RPC client answers each chunk with
+ * an `Ack` once it has taken the chunk off the wire into the slot's queue;
+ * the runner passes those acks to `acknowledge`. At most
+ * `maxUnacknowledgedLogs` log lines are waiting to be sent or acknowledged:
+ * past that, the thread drops further lines and counts them, and a summary
+ * line (a warning: "N log lines from job X dropped: the node could not keep
+ * up") says how many, at most once every `dropSummaryMillis` while the
+ * attempt runs and once when it ends. So a worker that logs faster than the
+ * node replays costs the node a bounded backlog, and what it loses is
+ * counted where its logs go. The acks were already sent for every chunk;
+ * counting them needs no message of its own and keeps sending synchronous
+ * (a stream written from a fiber that waits for acks would never send from
+ * a thread that spins). Spans are not dropped: a trace with holes would
+ * mislead, and a span costs the node a map entry until it ends.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -33,6 +49,18 @@ import {
   toWireCause
 } from "./events.ts"
 
+/**
+ * The most log lines of the thread that are waiting to be sent or for the
+ * node's ack; further lines are dropped and counted. With each part of a
+ * line cut to `maxPayloadBytes`, that is at most 48 MiB of one thread's
+ * lines in flight (far less for ordinary lines), instead of every line a
+ * worker can write faster than the node's loggers take them.
+ */
+export const maxUnacknowledgedLogs = 256
+
+/** How often, at most, an attempt that drops lines says so while it runs; it always does when it ends. */
+export const dropSummaryMillis = 1000
+
 /** Sends a batch of events to the node (the `Events` stream's next chunk). */
 export type Outlet = (events: readonly [ThreadEvent, ...Array<ThreadEvent>]) => void
 
@@ -48,9 +76,11 @@ export interface Recorder {
   readonly tracer: Tracer.Tracer
   /** Where events go from now on; events recorded before are sent to it at once. */
   readonly connect: (outlet: Outlet | undefined) => void
-  /** An attempt starts: its number, for the `CurrentAttempt` of its fibers. */
-  readonly begin: () => number
-  /** An attempt ended: sends what is left, before its outcome goes out. */
+  /** The node took the oldest chunk not yet acknowledged. */
+  readonly acknowledge: () => void
+  /** The attempt of job `jobId` starts: its number, for the `CurrentAttempt` of its fibers. */
+  readonly begin: (jobId: number) => number
+  /** An attempt ended: sends what is left, and how many of its lines were dropped, before its outcome goes out. */
   readonly end: () => void
 }
 
@@ -70,18 +100,48 @@ export const make = (): Recorder => {
     active && fiber !== undefined && fiber.getRef(CurrentAttempt) === attempt
   let pending: Array<ThreadEvent | RecordedSpan> = []
   let scheduled = false
+  // Log lines pending or sent and not acknowledged; the log lines of each chunk sent, oldest first.
+  let waiting = 0
+  let unacknowledged: Array<number> = []
+  // The running attempt's job, its lines dropped since the last summary, and when that summary went.
+  let jobId = 0
+  let dropped = 0
+  let summarized = 0
 
   const flush = (): void => {
     scheduled = false
     if (outlet === undefined || pending.length === 0) return
-    const batch = pending.map((item) => item instanceof RecordedSpan ? item.startEvent() : item)
+    let logs = 0
+    const batch = pending.map((item) => {
+      if (item instanceof RecordedSpan) return item.startEvent()
+      if (item._tag === "Log") logs++
+      return item
+    })
     pending = []
     try {
       outlet(batch as [ThreadEvent, ...Array<ThreadEvent>])
+      unacknowledged.push(logs)
     } catch (error) {
+      waiting -= logs
       // `cloneable` should make this impossible; if it happens, say so where the thread's output goes.
       process.stderr.write(`effect-oban: ${batch.length} logs or spans of a worker thread could not be sent: ${String(error)}\n`)
     }
+  }
+
+  /**
+   * Queues the summary of the lines dropped since the last one: when there
+   * is room again and `dropSummaryMillis` have passed, or at the attempt's
+   * end (`force`). Says whether it did.
+   */
+  const summarize = (force: boolean): boolean => {
+    if (dropped === 0) return false
+    const now = Date.now()
+    if (!force && (waiting >= maxUnacknowledgedLogs || now - summarized < dropSummaryMillis)) return false
+    waiting++
+    pending.push(dropSummary(jobId, dropped, now))
+    dropped = 0
+    summarized = now
+    return true
   }
 
   const push = (item: ThreadEvent | RecordedSpan, now: boolean): void => {
@@ -173,6 +233,12 @@ export const make = (): Recorder => {
 
   const logger = Logger.make<unknown, void>((options) => {
     if (!isRunning(options.fiber)) return Logger.defaultLogger.log(options)
+    if (waiting >= maxUnacknowledgedLogs) {
+      dropped++
+      return
+    }
+    summarize(false)
+    waiting++
     const { cause, date, fiber, logLevel, message } = options
     const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
     const spans = fiber.getRef(References.CurrentLogSpans)
@@ -198,16 +264,39 @@ export const make = (): Recorder => {
     logger,
     tracer,
     connect: (next) => {
+      // A stream that closed acknowledges nothing more.
+      for (const logs of unacknowledged) waiting -= logs
+      unacknowledged = []
       outlet = next
       flush()
     },
-    begin: () => {
+    acknowledge: () => {
+      waiting -= unacknowledged.shift() ?? 0
+      if (active && summarize(false)) flush()
+    },
+    begin: (job) => {
       active = true
+      jobId = job
+      summarized = Date.now()
       return ++attempt
     },
     end: () => {
       active = false
+      summarize(true)
       flush()
     }
   }
 }
+
+/** The warning that counts an attempt's dropped lines, replayed on the node like the others. */
+const dropSummary = (jobId: number, dropped: number, now: number): ThreadEvent => ({
+  _tag: "Log",
+  level: "Warn",
+  message: [`${dropped} log lines from job ${jobId} dropped: the node could not keep up`],
+  cause: undefined,
+  date: now,
+  time: BigInt(now) * 1_000_000n,
+  annotations: { droppedLogLines: dropped },
+  spans: undefined,
+  span: undefined
+})
