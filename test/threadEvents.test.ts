@@ -36,7 +36,7 @@ describe("thread events, cut to maxPayloadBytes", () => {
       { big: `${"x".repeat(maxPayloadBytes - 3)}… [3 bytes cut]`, "…": "[2 more keys cut]" }
     )
     const map = cloneable(new Map(numbers.map((i) => [i, i]))) as Map<unknown, unknown>
-    assert.strictEqual(map.get("…"), `[${100_000 - maxPayloadBytes / 16} more entries cut]`)
+    assert.strictEqual(map.get("…"), `[${100_000 - maxPayloadBytes / 16} more items cut]`)
     assert.strictEqual(cloneable(new Uint8Array(1 << 20)), "[Uint8Array of 1048576 bytes cut]")
   })
 

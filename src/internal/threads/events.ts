@@ -153,6 +153,9 @@ const cloneAt = (value: unknown, depth: number, left: Budget): unknown => {
   return cloneRecordAt(value as Record<string, unknown>, depth, left)
 }
 
+/** `n` and the noun, plural unless `n` is 1: "2 more keys". */
+export const counted = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`
+
 /** A string within the budget, or its first bytes and a marker saying how many were cut. */
 const cutString = (text: string, left: Budget): string => {
   const bytes = Buffer.byteLength(text, "utf8")
@@ -189,7 +192,7 @@ const cutItems = (items: ReadonlyArray<unknown>, depth: number, left: Budget): A
   const out: Array<unknown> = []
   for (let i = 0; i < items.length; i++) {
     if (left.left <= 0) {
-      out.push(`[${items.length - i} more items cut]`)
+      out.push(`[${counted(items.length - i, "more item")} cut]`)
       break
     }
     out.push(cloneAt(items[i], depth + 1, left))
@@ -202,7 +205,7 @@ const cutEntries = (map: ReadonlyMap<unknown, unknown>, depth: number, left: Bud
   let i = 0
   for (const [key, item] of map) {
     if (left.left <= 0) {
-      out.set("…", `[${map.size - i} more entries cut]`)
+      out.set("…", `[${counted(map.size - i, "more item")} cut]`)
       break
     }
     out.set(cloneAt(key, depth + 1, left), cloneAt(item, depth + 1, left))
@@ -217,7 +220,7 @@ const cloneRecordAt = (record: Readonly<Record<string, unknown>>, depth: number,
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!
     if (left.left <= 0) {
-      out["…"] = `[${keys.length - i} more keys cut]`
+      out["…"] = `[${counted(keys.length - i, "more key")} cut]`
       break
     }
     left.left -= key.length

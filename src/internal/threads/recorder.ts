@@ -43,6 +43,7 @@ import { randomBytes } from "node:crypto"
 import {
   cloneable,
   cloneableRecord,
+  counted,
   type SpanRef,
   type SpanStartEvent,
   type ThreadEvent,
@@ -292,7 +293,7 @@ export const make = (): Recorder => {
 const dropSummary = (jobId: number, dropped: number, now: number): ThreadEvent => ({
   _tag: "Log",
   level: "Warn",
-  message: [`${dropped} log lines from job ${jobId} dropped: the node could not keep up`],
+  message: [`${counted(dropped, "log line")} from job ${jobId} dropped: the node could not keep up`],
   cause: undefined,
   date: now,
   time: BigInt(now) * 1_000_000n,
