@@ -2,11 +2,13 @@
  * How `events.ts` cuts what a thread sends to `maxPayloadBytes` (the
  * PostgreSQL tests in threadLogLimits.test.ts show it through a node): the
  * byte counts in its markers, cuts between characters, and the markers for
- * containers and binary data.
+ * containers and binary data; and how a thread's `LogWindow` counts the
+ * lines the node has not replayed yet.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
-import { cloneable, cloneableRecord, maxPayloadBytes, toWireCause } from "../src/internal/threads/events.ts"
+import { cloneable, cloneableRecord, maxPayloadBytes, type Meter, toWireCause } from "../src/internal/threads/events.ts"
+import * as LogWindow from "../src/internal/threads/logWindow.ts"
 
 describe("thread events, cut to maxPayloadBytes", () => {
   it("values within the limit cross as they are", () => {
@@ -47,5 +49,34 @@ describe("thread events, cut to maxPayloadBytes", () => {
     assert.match(error.message, /^m+… \[\d+ bytes cut\]$/)
     assert.isAtMost(Buffer.byteLength(error.message), maxPayloadBytes + 30)
     assert.strictEqual((second as { error: string }).error, `… [${1 << 20} bytes cut]`)
+  })
+})
+
+describe("a thread's log window", () => {
+  it("is full at maxUnacknowledgedLogs lines, or maxUnacknowledgedLogBytes, until the node acknowledges them", () => {
+    const window = LogWindow.make()
+    for (let i = 0; i < LogWindow.maxUnacknowledgedLogs - 1; i++) window.add(10)
+    window.sent()
+    assert.isFalse(window.isFull())
+    window.add(10)
+    assert.isTrue(window.isFull(), "full by count, sent or not")
+    window.acknowledged()
+    assert.isFalse(window.isFull(), "the first chunk's lines left")
+    window.sent()
+    window.add(LogWindow.maxUnacknowledgedLogBytes)
+    assert.isTrue(window.isFull(), "full by bytes")
+    window.lost()
+    assert.isFalse(window.isFull(), "lines that could not be sent are not waited for")
+    window.add(LogWindow.maxUnacknowledgedLogBytes)
+    window.sent()
+    window.disconnected()
+    assert.isFalse(window.isFull(), "a closed stream acknowledges nothing more")
+  })
+
+  it("a log line's parts count their bytes as the cut does", () => {
+    const meter: Meter = { bytes: 0 }
+    cloneable(["text", 1], meter)
+    cloneableRecord({ key: "x".repeat(maxPayloadBytes * 2) }, meter)
+    assert.strictEqual(meter.bytes, 4 + 8 + maxPayloadBytes)
   })
 })

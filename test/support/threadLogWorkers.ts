@@ -23,14 +23,14 @@ export const LogsLargeLine = Worker.make("LimitsLogsLargeLine", {
 
 /**
  * Logs as fast as it can for `millis` ms, inside a span, and records how
- * many lines it wrote: the node must neither keep them all in memory nor
- * lose any without counting it.
+ * many lines it wrote and when it stopped (ms since the epoch): the node
+ * must neither keep them all in memory nor lose any without counting it.
  */
 export const LogsInLoop = Worker.make("LimitsLogsInLoop", {
   args: Schema.Struct({ millis: Schema.Int }),
   queue,
   maxAttempts: 1,
-  result: Schema.Struct({ written: Schema.Int }),
+  result: Schema.Struct({ written: Schema.Int, endedAt: Schema.Number }),
   threads: { module: import.meta.url },
   perform: (job) =>
     Effect.gen(function*() {
@@ -40,6 +40,6 @@ export const LogsInLoop = Worker.make("LimitsLogsInLoop", {
         yield* Effect.logInfo("loop line", written)
         written++
       }
-      return { written }
+      return { written, endedAt: Date.now() }
     }).pipe(Effect.withSpan("limits.loop"))
 })

@@ -96,14 +96,28 @@ interface Budget {
 
 const budget = (): Budget => ({ left: maxPayloadBytes })
 
+/** Adds up the bytes that cloned parts take, as `maxPayloadBytes` counts them (the recorder's bound). */
+export interface Meter {
+  bytes: number
+}
+
+const spend = <A>(value: A, left: Budget, meter: Meter | undefined): A => {
+  if (meter !== undefined) meter.bytes += maxPayloadBytes - left.left
+  return value
+}
+
 /**
  * `value` as something structured clone accepts, cut to `maxPayloadBytes`:
  * functions and symbols become their names, class instances their `toJSON`
  * or their own fields, errors an `Error` with their name, message and
  * stack; nesting deeper than 8 levels (or a cycle) is cut off. A value that
- * throws when read (a getter) becomes a placeholder.
+ * throws when read (a getter) becomes a placeholder. `meter`, if given,
+ * adds the bytes it takes.
  */
-export const cloneable = (value: unknown): unknown => cloneWithin(value, budget())
+export const cloneable = (value: unknown, meter?: Meter): unknown => {
+  const left = budget()
+  return spend(cloneWithin(value, left), left, meter)
+}
 
 const cloneWithin = (value: unknown, left: Budget): unknown => {
   try {
@@ -233,12 +247,19 @@ const cloneRecordAt = (record: Readonly<Record<string, unknown>>, depth: number,
   return out
 }
 
-/** A record's values made cloneable, cut to `maxPayloadBytes` in all; none for an empty record. */
+/**
+ * A record's values made cloneable, cut to `maxPayloadBytes` in all; none
+ * for an empty record. `meter`, if given, adds the bytes it takes.
+ */
 export const cloneableRecord = (
-  record: Readonly<Record<string, unknown>> | undefined
+  record: Readonly<Record<string, unknown>> | undefined,
+  meter?: Meter
 ): Readonly<Record<string, unknown>> | undefined => {
   if (record === undefined) return undefined
-  for (const _ in record) return cloneRecordAt(record, 0, budget())
+  for (const _ in record) {
+    const left = budget()
+    return spend(cloneRecordAt(record, 0, left), left, meter)
+  }
   return undefined
 }
 
@@ -251,15 +272,19 @@ const errorOf = (error: Error, left: Budget): Error => {
 }
 
 /** A cause's reasons as they cross; none for an empty cause. */
-export const toWireCause = (cause: Cause.Cause<unknown>): ReadonlyArray<WireReason> | undefined => {
+export const toWireCause = (cause: Cause.Cause<unknown>, meter?: Meter): ReadonlyArray<WireReason> | undefined => {
   if (cause.reasons.length === 0) return undefined
   // One budget for all the reasons: a cause of a thousand failures is one part.
   const left = budget()
-  return cause.reasons.map((reason): WireReason => {
-    if (Cause.isFailReason(reason)) return { _tag: "Fail", error: cloneWithin(reason.error, left) }
-    if (Cause.isDieReason(reason)) return { _tag: "Die", defect: cloneWithin(reason.defect, left) }
-    return { _tag: "Interrupt", fiberId: reason.fiberId }
-  })
+  return spend(
+    cause.reasons.map((reason): WireReason => {
+      if (Cause.isFailReason(reason)) return { _tag: "Fail", error: cloneWithin(reason.error, left) }
+      if (Cause.isDieReason(reason)) return { _tag: "Die", defect: cloneWithin(reason.defect, left) }
+      return { _tag: "Interrupt", fiberId: reason.fiberId }
+    }),
+    left,
+    meter
+  )
 }
 
 /** The cause again, on the node. */

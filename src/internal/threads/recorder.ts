@@ -15,21 +15,19 @@
  * with its `CurrentAttempt`) are recorded: a fiber that outlives its
  * attempt logs as outside attempts, not as the next attempt's.
  *
- * Log lines are bounded, spans are not. Each batch goes out as one `Chunk`
- * of the `Events` stream, and the node's RPC client answers each chunk with
- * an `Ack` once it has taken the chunk off the wire into the slot's queue;
- * the runner passes those acks to `acknowledge`. At most
- * `maxUnacknowledgedLogs` log lines are waiting to be sent or acknowledged:
- * past that, the thread drops further lines and counts them, and a summary
- * line (a warning: "N log lines from job X dropped: the node could not keep
- * up") says how many, at most once every `dropSummaryMillis` while the
- * attempt runs and once when it ends. So a worker that logs faster than the
- * node replays costs the node a bounded backlog, and what it loses is
- * counted where its logs go. The acks were already sent for every chunk;
- * counting them needs no message of its own and keeps sending synchronous
- * (a stream written from a fiber that waits for acks would never send from
- * a thread that spins). Spans are not dropped: a trace with holes would
- * mislead, and a span costs the node a map entry until it ends.
+ * Log lines are bounded, spans are not. A line that finds the thread's
+ * `LogWindow` full (lines the node has not replayed yet, see logWindow.ts)
+ * is dropped and counted, and a summary line (a warning: "N log lines from
+ * job X dropped: the node could not keep up", annotated `droppedLogLines`)
+ * says how many, at most once every `dropSummaryMillis` while the attempt
+ * runs and once when it ends. So a worker that logs faster than the node
+ * replays costs the node a bounded backlog, and what it loses is counted
+ * where its logs go. The window learns what the node replayed from the acks
+ * the node's RPC client sends for every chunk anyway: no message of its
+ * own, and sending stays synchronous (a stream written from a fiber that
+ * waits for acks would never send from a thread that spins). Spans are not
+ * dropped: a trace with holes would mislead, and a span costs the node a
+ * map entry until it ends.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -44,20 +42,13 @@ import {
   cloneable,
   cloneableRecord,
   counted,
+  type Meter,
   type SpanRef,
   type SpanStartEvent,
   type ThreadEvent,
   toWireCause
 } from "./events.ts"
-
-/**
- * The most log lines of the thread that are waiting to be sent or for the
- * node's ack; further lines are dropped and counted. With each part of a
- * line cut to `maxPayloadBytes`, that is at most 48 MiB of one thread's
- * lines in flight (far less for ordinary lines), instead of every line a
- * worker can write faster than the node's loggers take them.
- */
-export const maxUnacknowledgedLogs = 256
+import * as LogWindow from "./logWindow.ts"
 
 /** How often, at most, an attempt that drops lines says so while it runs; it always does when it ends. */
 export const dropSummaryMillis = 1000
@@ -77,7 +68,7 @@ export interface Recorder {
   readonly tracer: Tracer.Tracer
   /** Where events go from now on; events recorded before are sent to it at once. */
   readonly connect: (outlet: Outlet | undefined) => void
-  /** The node took the oldest chunk not yet acknowledged. */
+  /** The node replayed the oldest chunk not yet acknowledged. */
   readonly acknowledge: () => void
   /** The attempt of job `jobId` starts: its number, for the `CurrentAttempt` of its fibers. */
   readonly begin: (jobId: number) => number
@@ -101,9 +92,7 @@ export const make = (): Recorder => {
     active && fiber !== undefined && fiber.getRef(CurrentAttempt) === attempt
   let pending: Array<ThreadEvent | RecordedSpan> = []
   let scheduled = false
-  // Log lines pending or sent and not acknowledged; the log lines of each chunk sent, oldest first.
-  let waiting = 0
-  let unacknowledged: Array<number> = []
+  const backlog = LogWindow.make()
   // The running attempt's job, its lines dropped since the last summary, and when that summary went.
   let jobId = 0
   let dropped = 0
@@ -112,18 +101,13 @@ export const make = (): Recorder => {
   const flush = (): void => {
     scheduled = false
     if (outlet === undefined || pending.length === 0) return
-    let logs = 0
-    const batch = pending.map((item) => {
-      if (item instanceof RecordedSpan) return item.startEvent()
-      if (item._tag === "Log") logs++
-      return item
-    })
+    const batch = pending.map((item) => item instanceof RecordedSpan ? item.startEvent() : item)
     pending = []
     try {
       outlet(batch as [ThreadEvent, ...Array<ThreadEvent>])
-      unacknowledged.push(logs)
+      backlog.sent()
     } catch (error) {
-      waiting -= logs
+      backlog.lost()
       // `cloneable` should make this impossible; if it happens, say so where the thread's output goes.
       process.stderr.write(`effect-oban: ${batch.length} logs or spans of a worker thread could not be sent: ${String(error)}\n`)
     }
@@ -137,8 +121,8 @@ export const make = (): Recorder => {
   const summarize = (force: boolean): boolean => {
     if (dropped === 0) return false
     const now = Date.now()
-    if (!force && (waiting >= maxUnacknowledgedLogs || now - summarized < dropSummaryMillis)) return false
-    waiting++
+    if (!force && (backlog.isFull() || now - summarized < dropSummaryMillis)) return false
+    backlog.add(0)
     pending.push(dropSummary(jobId, dropped, now))
     dropped = 0
     summarized = now
@@ -234,26 +218,28 @@ export const make = (): Recorder => {
 
   const logger = Logger.make<unknown, void>((options) => {
     if (!isRunning(options.fiber)) return Logger.defaultLogger.log(options)
-    if (waiting >= maxUnacknowledgedLogs) {
+    if (backlog.isFull()) {
       dropped++
       return
     }
     summarize(false)
-    waiting++
     const { cause, date, fiber, logLevel, message } = options
     const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
     const spans = fiber.getRef(References.CurrentLogSpans)
-    push({
+    const meter: Meter = { bytes: 0 }
+    const event: ThreadEvent = {
       _tag: "Log",
       level: logLevel,
-      message: cloneable(Array.isArray(message) ? message : [message]) as ReadonlyArray<unknown>,
-      cause: toWireCause(cause),
+      message: cloneable(Array.isArray(message) ? message : [message], meter) as ReadonlyArray<unknown>,
+      cause: toWireCause(cause, meter),
       date: date.getTime(),
       time: fiber.getRef(Clock.Clock).currentTimeNanosUnsafe(),
-      annotations: cloneableRecord(fiber.getRef(References.CurrentLogAnnotations)),
+      annotations: cloneableRecord(fiber.getRef(References.CurrentLogAnnotations), meter),
       spans: spans.length === 0 ? undefined : spans.map(([label, start]) => [label, start] as const),
       span: span instanceof RecordedSpan ? span.spanId : undefined
-    }, true)
+    }
+    backlog.add(meter.bytes)
+    push(event, true)
   })
 
   const tracer = Tracer.make({
@@ -265,14 +251,12 @@ export const make = (): Recorder => {
     logger,
     tracer,
     connect: (next) => {
-      // A stream that closed acknowledges nothing more.
-      for (const logs of unacknowledged) waiting -= logs
-      unacknowledged = []
+      backlog.disconnected()
       outlet = next
       flush()
     },
     acknowledge: () => {
-      waiting -= unacknowledged.shift() ?? 0
+      backlog.acknowledged()
       if (active && summarize(false)) flush()
     },
     begin: (job) => {
