@@ -19,8 +19,8 @@
  * `LogWindow` full (lines the node has not replayed yet, see logWindow.ts)
  * is dropped and counted, and a summary line (a warning: "N log lines from
  * job X dropped: the node could not keep up", annotated `droppedLogLines`)
- * says how many, at most once every `dropSummaryMillis` while the attempt
- * runs and once when it ends. So a worker that logs faster than the node
+ * says how many, at most once a second (`dropSummaryMillis`) while the
+ * attempt runs, window full or not, and once when it ends. So a worker that logs faster than the node
  * replays costs the node a bounded backlog, and what it loses is counted
  * where its logs go. The window learns what the node replayed from the acks
  * the node's RPC client sends for every chunk anyway: no message of its
@@ -114,14 +114,16 @@ export const make = (): Recorder => {
   }
 
   /**
-   * Queues the summary of the lines dropped since the last one: when there
-   * is room again and `dropSummaryMillis` have passed, or at the attempt's
-   * end (`force`). Says whether it did.
+   * Queues the summary of the lines dropped since the last one, once
+   * `dropSummaryMillis` have passed since the attempt started or the last
+   * summary, or at the attempt's end (`force`), full window or not: one
+   * line a second is no burden, and a thread that its timeout terminates
+   * has said what it dropped but for its last second. Says whether it did.
    */
   const summarize = (force: boolean): boolean => {
     if (dropped === 0) return false
     const now = Date.now()
-    if (!force && (backlog.isFull() || now - summarized < dropSummaryMillis)) return false
+    if (!force && now - summarized < dropSummaryMillis) return false
     backlog.add(0)
     pending.push(dropSummary(jobId, dropped, now))
     dropped = 0
@@ -220,6 +222,7 @@ export const make = (): Recorder => {
     if (!isRunning(options.fiber)) return Logger.defaultLogger.log(options)
     if (backlog.isFull()) {
       dropped++
+      if (summarize(false)) flush()
       return
     }
     summarize(false)
