@@ -127,9 +127,9 @@ const loopIsBounded = (prefix: string, isolation: string) =>
     assert.strictEqual(received + dropped, written)
     assert.isAbove(received, 0)
     // The node never held more of the thread's lines than the window: when the loop ended, at most
-    // that many were left to log (measured: 0-1,024; unbounded, 29,800 from a child process and 72,500
-    // from a thread, the last logged 7.7 and 17 s after it was written, and the job completed then;
-    // with the window but acks sent when a chunk was queued rather than logged, 1,091).
+    // that many were left to log (measured: 0-1,024; unbounded, 29,800 from a child process and
+    // 72,500 from a thread, the last logged 7.7 and 17 s after it was written, and the job completed
+    // only then; with the window but acks sent when a chunk was queued rather than logged, 1,091).
     assert.isAtMost(backlog, LogWindow.maxUnacknowledgedLogs)
     // Spans are not dropped: the loop's span arrived, and ended.
     const made = spans.slice(spansFrom)
