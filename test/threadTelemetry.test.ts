@@ -7,78 +7,28 @@
  */
 import { assert, layer } from "@effect/vitest"
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
-import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
-import * as Scope from "effect/Scope"
-import * as Tracer from "effect/Tracer"
+import type * as Tracer from "effect/Tracer"
 import * as Oban from "../src/Oban.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
+import { type Line, type Observed, observe, observedNode, settled } from "./support/threadCapture.ts"
 import { Chatty, LogThenSpin, queue } from "./support/threadTelemetryWorkers.ts"
 
-interface Line {
-  readonly level: LogLevel.LogLevel
-  readonly message: ReadonlyArray<unknown>
-  readonly annotations: Readonly<Record<string, unknown>>
-  readonly logSpans: ReadonlyArray<readonly [string, number]>
-  readonly span: Tracer.AnySpan | undefined
-  readonly date: Date
-}
-
-/** What a node's logger and tracer received. */
-const observe = () => {
-  const lines: Array<Line> = []
-  const spans: Array<Tracer.NativeSpan> = []
-  const capture = Logger.make<unknown, void>(({ date, fiber, logLevel, message }) => {
-    lines.push({
-      level: logLevel,
-      message: Array.isArray(message) ? message : [message],
-      annotations: fiber.getRef(References.CurrentLogAnnotations),
-      logSpans: fiber.getRef(References.CurrentLogSpans),
-      span: Context.getOrUndefined(fiber.context, Tracer.ParentSpan),
-      date
-    })
-  })
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = new Tracer.NativeSpan(options)
-      spans.push(span)
-      return span
-    }
-  })
-  return { lines, spans, capture, tracer }
-}
-type Observed = ReturnType<typeof observe>
-
 const nodeLayer = (prefix: string, seen: Observed, isolation: "thread" | "process") =>
-  Layer.effectDiscard(Effect.gen(function*() {
-    const scope = yield* Scope.Scope
-    yield* Layer.buildWithScope(
-      Layer.fresh(Oban.layer({
-        prefix,
-        node: `telemetry-${isolation}`,
-        queues: { [queue]: 2 },
-        workers: [Chatty, LogThenSpin],
-        pollInterval: "100 millis",
-        shutdownGracePeriod: "1 second",
-        threads: { size: 1, isolation }
-      })),
-      scope
-    ).pipe(
-      Effect.provideService(References.MinimumLogLevel, "Debug"),
-      Effect.provideService(Logger.CurrentLoggers, new Set([seen.capture, Logger.tracerLogger])),
-      Effect.provideService(Tracer.Tracer, seen.tracer)
-    )
-  }))
-
-const settled = (prefix: string, id: number) =>
-  waitFor(`job ${id} to leave executing`, Effect.map(jobRow(prefix, id), (row) => !["available", "executing"].includes(row.state)))
+  observedNode({
+    prefix,
+    node: `telemetry-${isolation}`,
+    queues: { [queue]: 2 },
+    workers: [Chatty, LogThenSpin],
+    pollInterval: "100 millis",
+    shutdownGracePeriod: "1 second",
+    threads: { size: 1, isolation }
+  }, { loggers: [seen.capture, Logger.tracerLogger], tracer: seen.tracer, minimumLogLevel: "Debug" })
 
 const lineOf = (seen: Observed, text: string): Line | undefined => seen.lines.find((line) => line.message[0] === text)
 

@@ -38,7 +38,7 @@ import type { ThreadEvent } from "./events.ts"
 import { childExecArgv } from "./childArgv.ts"
 import { defaultNice, lowerProcess, threadData } from "./priority.ts"
 import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
-import { endOpenSpans, makeSink, replay, type Sink } from "./replay.ts"
+import { endOpenSpans, makeSink, replay, type Sink, withheldAcks } from "./replay.ts"
 
 export interface ThreadPoolOptions {
   /** Threads in the pool. */
@@ -158,8 +158,11 @@ const makeSlot = (options: ThreadPoolOptions) =>
       RpcClient.layerProtocolWorker({ size: 1, concurrency: 2 }).pipe(Layer.provide(NodeWorker.layer(spawn))),
       scope
     )
+    const acks = withheldAcks(Context.get(services, RpcClient.Protocol))
     // No RPC spans: the job's span crosses in the payload, and the thread's spans are replayed under it.
-    const client = yield* RpcClient.make(ThreadRpcs, { disableTracing: true }).pipe(Effect.provide(services))
+    const client = yield* RpcClient.make(ThreadRpcs, { disableTracing: true }).pipe(
+      Effect.provide(Context.add(services, RpcClient.Protocol, acks.protocol))
+    )
     const events = yield* client.Events(undefined, { asQueue: true, streamBufferSize: Number.MAX_SAFE_INTEGER })
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
@@ -181,7 +184,7 @@ const makeSlot = (options: ThreadPoolOptions) =>
         Effect.map(() => ({ stderr, signal: exitSignal }))
       )
       : Effect.succeed(undefined)
-    const slot: Slot = { client, terminate, crashOutput, events, attempts: 0, sink: undefined }
+    const slot: Slot = { client, terminate, crashOutput, events, releaseAcks: acks.release, attempts: 0, sink: undefined }
     yield* Effect.forkScoped(replayEvents(slot))
     return slot
   })
@@ -191,6 +194,8 @@ interface Slot {
   readonly terminate: Effect.Effect<void>
   readonly crashOutput: Effect.Effect<ProcessEnd | undefined>
   readonly events: Queue.Dequeue<ThreadEvent, unknown>
+  /** Acknowledges the chunks of `events` taken so far, once they are replayed (`withheldAcks`). */
+  readonly releaseAcks: Effect.Effect<void>
   attempts: number
   /** The attempt running on the slot, for its events; the last one once it ended. */
   sink: Sink | undefined
@@ -200,15 +205,19 @@ interface Slot {
  * Replays the thread's events as they arrive, until the thread's stream
  * ends. A batch is taken and replayed in one step (the fiber does not yield
  * between), so once an attempt's call returned, what it sent is either
- * replayed or still in the queue, for `drainEvents`.
+ * replayed or still in the queue, for `drainEvents`. Then the chunks taken
+ * are acknowledged: every ack held back was sent for a chunk already in the
+ * queue, which this step emptied.
  */
 const replayEvents = (slot: Slot): Effect.Effect<void> =>
   Effect.whileLoop({
     while: () => true,
-    body: () => Queue.takeAll(slot.events),
-    step: (batch) => {
-      if (slot.sink !== undefined) replay(slot.sink, batch)
-    }
+    body: () =>
+      Effect.flatMap(Queue.takeAll(slot.events), (batch) => {
+        if (slot.sink !== undefined) replay(slot.sink, batch)
+        return slot.releaseAcks
+      }),
+    step: () => undefined
   }).pipe(
     Effect.provideService(Scheduler.PreventSchedulerYield, true),
     // The stream fails when its thread stops; the slot is being replaced then.
@@ -225,7 +234,7 @@ const drainEvents = (slot: Slot, sink: Sink, stopped: boolean): Effect.Effect<vo
     : Effect.matchCause(Queue.clear(slot.events), {
       onFailure: () => undefined,
       onSuccess: (batch) => replay(sink, batch)
-    })
+    }).pipe(Effect.andThen(slot.releaseAcks))
   return stopped ? Effect.andThen(left, Effect.sync(() => endOpenSpans(sink))) : left
 }
 

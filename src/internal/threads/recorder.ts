@@ -14,6 +14,20 @@
  * makes spans sends nothing. Only the fibers of the running attempt (those
  * with its `CurrentAttempt`) are recorded: a fiber that outlives its
  * attempt logs as outside attempts, not as the next attempt's.
+ *
+ * Log lines are bounded, spans are not. A line that finds the thread's
+ * `LogWindow` full (lines the node has not replayed yet, see logWindow.ts)
+ * is dropped and counted, and a summary line (a warning: "N log lines from
+ * job X dropped: the node could not keep up", annotated `droppedLogLines`)
+ * says how many, at most once a second (`dropSummaryMillis`) while the
+ * attempt runs, window full or not, and once when it ends. So a worker that logs faster than the node
+ * replays costs the node a bounded backlog, and what it loses is counted
+ * where its logs go. The window learns what the node replayed from the acks
+ * the node's RPC client sends for every chunk anyway: no message of its
+ * own, and sending stays synchronous (a stream written from a fiber that
+ * waits for acks would never send from a thread that spins). Spans are not
+ * dropped: a trace with holes would mislead, and a span costs the node a
+ * map entry until it ends.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -27,11 +41,17 @@ import { randomBytes } from "node:crypto"
 import {
   cloneable,
   cloneableRecord,
+  counted,
+  type Meter,
   type SpanRef,
   type SpanStartEvent,
   type ThreadEvent,
   toWireCause
 } from "./events.ts"
+import * as LogWindow from "./logWindow.ts"
+
+/** How often, at most, an attempt that drops lines says so while it runs; it always does when it ends. */
+export const dropSummaryMillis = 1000
 
 /** Sends a batch of events to the node (the `Events` stream's next chunk). */
 export type Outlet = (events: readonly [ThreadEvent, ...Array<ThreadEvent>]) => void
@@ -48,9 +68,11 @@ export interface Recorder {
   readonly tracer: Tracer.Tracer
   /** Where events go from now on; events recorded before are sent to it at once. */
   readonly connect: (outlet: Outlet | undefined) => void
-  /** An attempt starts: its number, for the `CurrentAttempt` of its fibers. */
-  readonly begin: () => number
-  /** An attempt ended: sends what is left, before its outcome goes out. */
+  /** The node replayed the oldest chunk not yet acknowledged. */
+  readonly acknowledge: () => void
+  /** The attempt of job `jobId` starts: its number, for the `CurrentAttempt` of its fibers. */
+  readonly begin: (jobId: number) => number
+  /** An attempt ended: sends what is left, and how many of its lines were dropped, before its outcome goes out. */
   readonly end: () => void
 }
 
@@ -70,6 +92,11 @@ export const make = (): Recorder => {
     active && fiber !== undefined && fiber.getRef(CurrentAttempt) === attempt
   let pending: Array<ThreadEvent | RecordedSpan> = []
   let scheduled = false
+  const backlog = LogWindow.make()
+  // The running attempt's job, its lines dropped since the last summary, and when that summary went.
+  let jobId = 0
+  let dropped = 0
+  let summarized = 0
 
   const flush = (): void => {
     scheduled = false
@@ -78,10 +105,30 @@ export const make = (): Recorder => {
     pending = []
     try {
       outlet(batch as [ThreadEvent, ...Array<ThreadEvent>])
+      backlog.sent()
     } catch (error) {
+      backlog.lost()
       // `cloneable` should make this impossible; if it happens, say so where the thread's output goes.
       process.stderr.write(`effect-oban: ${batch.length} logs or spans of a worker thread could not be sent: ${String(error)}\n`)
     }
+  }
+
+  /**
+   * Queues the summary of the lines dropped since the last one, once
+   * `dropSummaryMillis` have passed since the attempt started or the last
+   * summary, or at the attempt's end (`force`), full window or not: one
+   * line a second is no burden, and a thread that its timeout terminates
+   * has said what it dropped but for its last second. Says whether it did.
+   */
+  const summarize = (force: boolean): boolean => {
+    if (dropped === 0) return false
+    const now = Date.now()
+    if (!force && now - summarized < dropSummaryMillis) return false
+    backlog.add(0)
+    pending.push(dropSummary(jobId, dropped, now))
+    dropped = 0
+    summarized = now
+    return true
   }
 
   const push = (item: ThreadEvent | RecordedSpan, now: boolean): void => {
@@ -173,20 +220,29 @@ export const make = (): Recorder => {
 
   const logger = Logger.make<unknown, void>((options) => {
     if (!isRunning(options.fiber)) return Logger.defaultLogger.log(options)
+    if (backlog.isFull()) {
+      dropped++
+      if (summarize(false)) flush()
+      return
+    }
+    summarize(false)
     const { cause, date, fiber, logLevel, message } = options
     const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
     const spans = fiber.getRef(References.CurrentLogSpans)
-    push({
+    const meter: Meter = { bytes: 0 }
+    const event: ThreadEvent = {
       _tag: "Log",
       level: logLevel,
-      message: cloneable(Array.isArray(message) ? message : [message]) as ReadonlyArray<unknown>,
-      cause: toWireCause(cause),
+      message: cloneable(Array.isArray(message) ? message : [message], meter) as ReadonlyArray<unknown>,
+      cause: toWireCause(cause, meter),
       date: date.getTime(),
       time: fiber.getRef(Clock.Clock).currentTimeNanosUnsafe(),
-      annotations: cloneableRecord(fiber.getRef(References.CurrentLogAnnotations)),
+      annotations: cloneableRecord(fiber.getRef(References.CurrentLogAnnotations), meter),
       spans: spans.length === 0 ? undefined : spans.map(([label, start]) => [label, start] as const),
       span: span instanceof RecordedSpan ? span.spanId : undefined
-    }, true)
+    }
+    backlog.add(meter.bytes)
+    push(event, true)
   })
 
   const tracer = Tracer.make({
@@ -198,16 +254,37 @@ export const make = (): Recorder => {
     logger,
     tracer,
     connect: (next) => {
+      backlog.disconnected()
       outlet = next
       flush()
     },
-    begin: () => {
+    acknowledge: () => {
+      backlog.acknowledged()
+      if (active && summarize(false)) flush()
+    },
+    begin: (job) => {
       active = true
+      jobId = job
+      summarized = Date.now()
       return ++attempt
     },
     end: () => {
       active = false
+      summarize(true)
       flush()
     }
   }
 }
+
+/** The warning that counts an attempt's dropped lines, replayed on the node like the others. */
+const dropSummary = (jobId: number, dropped: number, now: number): ThreadEvent => ({
+  _tag: "Log",
+  level: "Warn",
+  message: [`${counted(dropped, "log line")} from job ${jobId} dropped: the node could not keep up`],
+  cause: undefined,
+  date: now,
+  time: BigInt(now) * 1_000_000n,
+  annotations: { droppedLogLines: dropped },
+  spans: undefined,
+  span: undefined
+})

@@ -18,6 +18,8 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
+import * as RpcClient from "effect/rpc/RpcClient"
+import type { AckEncoded } from "effect/rpc/RpcMessage"
 import * as Tracer from "effect/Tracer"
 import { fromWireCause, type LogEvent, type SpanRef, type SpanStartEvent, type ThreadEvent } from "./events.ts"
 
@@ -170,3 +172,37 @@ const clockAt = (clock: Clock.Clock, millis: number, nanos: bigint): Clock.Clock
   monotonicTimeNanos: clock.monotonicTimeNanos,
   sleep: (duration) => clock.sleep(duration)
 })
+
+/**
+ * The slot's RPC protocol, holding back the `Ack` the client sends for each
+ * chunk of the `Events` stream (the only stream on a slot) as soon as the
+ * chunk is in the slot's queue, until `release`, which the slot calls once
+ * it has replayed everything queued. The thread lets only a `LogWindow`
+ * of log lines go unacknowledged (logWindow.ts), so held back until
+ * replayed, the acks bound what the node holds of a thread's lines, in the
+ * queue and on the wire together; acked on arrival, they would not: Node
+ * delivers up to 1,000 messages of a worker in one turn, each acked as it
+ * is taken, and the thread sends on meanwhile.
+ */
+export const withheldAcks = (protocol: RpcClient.Protocol["Service"]) => {
+  let owed: Array<readonly [clientId: number, ack: AckEncoded]> = []
+  const release = Effect.suspend(() => {
+    if (owed.length === 0) return Effect.void
+    const due = owed
+    owed = []
+    // An ack that cannot go out (a defect of the worker protocol) is for a thread that is gone.
+    return Effect.catchCause(
+      Effect.forEach(due, ([clientId, ack]) => protocol.send(clientId, ack), { discard: true }),
+      () => Effect.void
+    )
+  })
+  const held = RpcClient.Protocol.of({
+    ...protocol,
+    send: (clientId, request, transferables) => {
+      if (request._tag !== "Ack") return protocol.send(clientId, request, transferables)
+      owed.push([clientId, request])
+      return Effect.void
+    }
+  })
+  return { protocol: held, release }
+}

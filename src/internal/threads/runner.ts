@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
+import type { RequestId } from "effect/rpc/RpcMessage"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -115,7 +116,7 @@ const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
   return {
     Perform: ({ args, job, minimumLogLevel, module, span }) =>
       Effect.suspend(() => attemptOf(args, job, module).pipe(
-        inJobContext(recorder.begin(), span, minimumLogLevel),
+        inJobContext(recorder.begin(job.id), span, minimumLogLevel),
         // Sent before the outcome, on the same channel: the node has the events when the attempt ends.
         Effect.ensuring(Effect.sync(recorder.end))
       )),
@@ -123,6 +124,7 @@ const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
     // itself never ends, so the request stays open for the thread's life.
     Events: (_: void, { client, requestId }) =>
       Stream.unwrap(Effect.sync(() => {
+        eventsRequest = requestId
         recorder.connect((values) =>
           Effect.runSync(protocol.send(client.id, { _tag: "Chunk", requestId, values }))
         )
@@ -131,7 +133,26 @@ const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
   }
 }))
 
-const ProtocolLive = RpcServer.layerProtocolWorkerRunner.pipe(Layer.provide(NodeWorkerRunner.layer))
+/** The `Events` request, whose acks `acknowledgingProtocol` passes on to the recorder. */
+let eventsRequest: RequestId | undefined
+
+/**
+ * The worker runner's protocol, which also tells the recorder of each `Ack`
+ * of the `Events` stream as it arrives (the server itself only opens a latch
+ * that nothing of ours waits on): the recorder counts the log lines the node
+ * has not taken yet, to bound them (see recorder.ts).
+ */
+const acknowledgingProtocol = Effect.map(RpcServer.makeProtocolWorkerRunner, (protocol) =>
+  RpcServer.Protocol.of({
+    ...protocol,
+    run: (handle) =>
+      protocol.run((clientId, message) => {
+        if (message._tag === "Ack" && message.requestId === eventsRequest) recorder.acknowledge()
+        return handle(clientId, message)
+      })
+  }))
+
+const ProtocolLive = Layer.effect(RpcServer.Protocol)(acknowledgingProtocol).pipe(Layer.provide(NodeWorkerRunner.layer))
 
 const TelemetryLive = Layer.mergeAll(
   Logger.layer([recorder.logger]),
