@@ -5,12 +5,12 @@
 -- room left, so each costs a full-page image in the WAL and often a read: a drain ran at 0.34-0.49x
 -- of its speed on an empty table, and it does not wear off (docs/design/finished-jobs.md).
 --
--- From this version the ack moves a completed job into `oban_jobs_finished` (a DELETE from
--- `oban_jobs` and an INSERT here, in the ack's statement), so `oban_jobs` holds live jobs and the
--- finished rows that stay: workflow steps (their dependents read their state and result), jobs whose
--- cancel was requested, jobs that hold their unique key when completed, and jobs finished by anything
--- else than a bare completion (discarded, cancelled, completed with a recorded result). This table is
--- only ever appended to and pruned from the old end, so its pages fill in order.
+-- From this version the ack moves a job that finishes (completed, discarded or cancelled) into
+-- `oban_jobs_finished` (a DELETE from `oban_jobs` and an INSERT here, in the ack's statement), so
+-- `oban_jobs` holds live jobs and the finished rows that stay: workflow steps (their dependents read
+-- their state and result), jobs whose cancel was requested, jobs that hold their unique key in their
+-- finished state, and jobs finished by other statements (a cancel, the rescuer's discard). This
+-- table is only ever appended to and pruned from the old end, so its pages fill in order.
 --
 -- Reads that may meet a finished job use the view `oban_jobs_all` (both tables, UNION ALL); a job is
 -- in exactly one of them at any snapshot, since the move is one statement. Retrying or deleting a

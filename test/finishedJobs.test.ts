@@ -31,6 +31,21 @@ const Work = Worker.make("FinishedWork", {
   perform: (job) => Effect.sync(() => void runs.set(job.id, (runs.get(job.id) ?? 0) + 1))
 })
 
+const Ends = Worker.make("FinishedEnds", {
+  args: Schema.Struct({ end: Schema.Literals(["discard", "cancel", "fail", "result"]) }),
+  result: Schema.Struct({ ok: Schema.Boolean }),
+  queue: "ends",
+  maxAttempts: 2,
+  perform: (job): Effect.Effect<{ readonly ok: boolean }, Worker.Discard | Worker.Cancel | string> =>
+    job.args.end === "discard"
+      ? Worker.discard("no use")
+      : job.args.end === "cancel"
+      ? Worker.cancel("not wanted")
+      : job.args.end === "fail"
+      ? Effect.fail("try again")
+      : Effect.succeed({ ok: true })
+})
+
 /** Where a job's row is: `hot` (oban_jobs), `finished` (oban_jobs_finished), or `none`. */
 const whereIs = (id: number) =>
   Effect.gen(function*() {
@@ -79,6 +94,43 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
       assert.strictEqual(counts.queues.find((queue) => queue.queue === "work")?.states.completed, 3)
       const estimated = yield* Jobs.counts({ exactBelow: 0 })
       assert.isAtLeast(estimated.queues.find((queue) => queue.queue === "work")?.states.available ?? -1, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("discarded, cancelled and result-carrying outcomes move too, with what they wrote; a retryable one stays", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [discarded, cancelled, failed, withResult] = yield* Oban.insertAll([
+        Ends.job({ end: "discard" }),
+        Ends.job({ end: "cancel" }),
+        Ends.job({ end: "fail" }),
+        Ends.job({ end: "result" })
+      ])
+      // Discarded, unique under the default states (which leave out discarded): it gives its key up, so it moves.
+      const keyed = yield* Oban.insert(Ends.job({ end: "discard" }, { unique: { keys: ["end"] } }))
+      yield* startNode({ prefix, queues: { ends: 5 }, workers: [Ends] })
+      yield* waitFor(
+        "every outcome written",
+        Effect.map(
+          Effect.forEach([discarded!.id, cancelled!.id, failed!.id, withResult!.id, keyed.id], stateOf),
+          (states) => states.join() === "discarded,cancelled,retryable,completed,discarded"
+        ),
+        "15 seconds"
+      )
+      assert.deepStrictEqual(
+        yield* Effect.forEach([discarded!.id, cancelled!.id, failed!.id, withResult!.id, keyed.id], whereIs),
+        ["finished", "finished", "hot", "finished", "finished"]
+      )
+      const rows = yield* sql<{ id: number; errors: ReadonlyArray<{ kind: string; attempt: number }>; result: unknown; at: Date | null }>`
+        SELECT id::int AS id, errors, result, coalesce(discarded_at, cancelled_at, completed_at) AS at
+        FROM ${sql(prefix)}.oban_jobs_finished ORDER BY id`
+      const byId = new Map(rows.map((row) => [row.id, row]))
+      assert.deepStrictEqual(byId.get(discarded!.id)!.errors.map((entry) => [entry.kind, entry.attempt]), [["discarded", 1]])
+      assert.deepStrictEqual(byId.get(cancelled!.id)!.errors.map((entry) => [entry.kind, entry.attempt]), [["cancelled", 1]])
+      assert.deepStrictEqual(byId.get(withResult!.id)!.result, { ok: true })
+      for (const row of rows) assert.isNotNull(row.at, `job ${row.id} has its finish time`)
+      const job = Option.getOrThrow(yield* Oban.getJob(discarded!.id))
+      assert.deepStrictEqual([job.state, job.attempt, job.errors.length], ["discarded", 1, 1])
     }).pipe(Effect.scoped))
 
   it.effect("workflow steps and jobs that keep their unique key when completed stay in oban_jobs", () =>

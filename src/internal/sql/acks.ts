@@ -114,6 +114,28 @@ const movedColumns = (prefix: string): string =>
   ).join(", ")
 
 /**
+ * The columns an outcome other than a bare completion writes, each with its
+ * value given the outcome's JSON (`v`), the row as `j` and the time as
+ * `clock.now`: for the update of a row that stays, and the row moved to the
+ * finished table.
+ */
+const outcomeValues = (prefix: string): ReadonlyMap<string, (v: string) => string> =>
+  new Map<string, (v: string) => string>([
+    ["state", (v) => `(${v} ->> 'state')::"${prefix}".oban_job_state`],
+    ["attempt", (v) => `(${v} ->> 'attempt')::smallint - CASE WHEN (${v} -> 'give_back')::boolean THEN 1 ELSE 0 END`],
+    ["scheduled_at", (v) =>
+      `CASE WHEN jsonb_typeof(${v} -> 'delay_ms') = 'number'
+        THEN clock.now + (${v} ->> 'delay_ms')::double precision * interval '1 millisecond' ELSE j.scheduled_at END`],
+    ["completed_at", (v) => `CASE WHEN ${v} ->> 'state' = 'completed' THEN clock.now ELSE j.completed_at END`],
+    ["discarded_at", (v) => `CASE WHEN ${v} ->> 'state' = 'discarded' THEN clock.now ELSE j.discarded_at END`],
+    ["cancelled_at", (v) => `CASE WHEN ${v} ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END`],
+    ["errors", (v) =>
+      `CASE WHEN jsonb_typeof(${v} -> 'error') = 'object'
+        THEN j.errors || jsonb_build_array((${v} -> 'error') || jsonb_build_object('at', clock.now)) ELSE j.errors END`],
+    ["result", (v) => `CASE WHEN ${v} ? 'result' THEN ${v} -> 'result' ELSE j.result END`]
+  ])
+
+/**
  * Writes many outcomes in one statement. Only rows still `executing` under
  * the same claim on this node change, so a retried or late ack is harmless
  * even after the job was snoozed and claimed again; such acks come back as
@@ -124,7 +146,8 @@ const movedColumns = (prefix: string): string =>
  * deleted, with `deleteCompleted`; the few that must stay in `oban_jobs`, see
  * `movableOnCompletion`, are updated there), matched by claim alone; they travel as arrays (see
  * `completionArrays`). The other outcomes travel keyed by job id (see
- * `keyedById`) with every field, and each row reads its own. Either way no
+ * `keyedById`) with every field, and each row reads its own; those that
+ * finish a job that may leave `oban_jobs` move its row as well. Either way no
  * join to the table: each row finds its entry, and rows are found by primary key.
  * At most one outcome per job: the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue. A job whose cancel was
@@ -145,7 +168,10 @@ export const ackJobs = (
   const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row, options.deleteCompleted))
   const completions = completionArrays(bare)
   const outcomes = keyedById(full)
-  const ack = sql.literal("(input.acks -> j.id::text)")
+  const ackText = "(input.acks -> j.id::text)"
+  const ack = sql.literal(ackText)
+  const stateType = table(sql, prefix, "oban_job_state")
+  const values = outcomeValues(prefix)
   // A batch that takes both paths locks its rows in id order first, as every other statement that
   // locks many jobs does (a workflow cancel, the bulk actions): the two paths would otherwise lock
   // them in two runs, and could deadlock with such a statement. The rows are those of both paths' ids.
@@ -159,6 +185,8 @@ export const ackJobs = (
   // test is the same. The ids are read from `input` rather than from a parameter, which a custom plan would see as
   // 500 constants and could then prefer a sequential scan of a small table (35 us a row instead of 8 in a drain).
   const onThisNode = sql`(j.state = 'executing') IS TRUE AND j.attempted_by[1] = ${node}`
+  // The rows of the other outcomes, each matched by the claim of its own outcome.
+  const fullRows = sql`j.id = ANY(input.acked_ids) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = ${ack} ->> 'claim'`
   // A row's place in the bare completions' arrays (ids sorted, see `completionArrays`).
   const position = sql.literal("width_bucket(j.id, input.ids)")
   // The rows of the bare completions, and how they complete (the delete with `deleteCompleted`, and what it keeps).
@@ -186,28 +214,35 @@ export const ackJobs = (
       WHERE j.id = ANY(input.acked_ids || input.ids) ORDER BY j.id FOR UPDATE OF j`
       : sql`SELECT NULL::bigint AS id WHERE false`
   }),
+    moved AS (${
+    full.length > 0 ? sql`
+      DELETE FROM ${jobs} AS j
+      USING input, clock
+      WHERE ${fullRows} AND ${ack} ->> 'state' IN ('completed', 'discarded', 'cancelled')
+        AND ${movableOnCompletion(sql, prefix, sql`(${ack} ->> 'state')::${stateType}`)}
+      RETURNING ${
+      sql.literal(allJobColumns.map((column) => `${values.get(column)?.(ackText) ?? `j.${column}`} AS ${column}`).join(", "))
+    }` : sql`SELECT NULL::bigint AS id WHERE false`
+  }),
     updated AS (${
     full.length > 0 ? sql`
       UPDATE ${jobs} AS j
-      SET (state, attempt, scheduled_at, completed_at, discarded_at, cancelled_at, errors, result) = (
-        SELECT (a.v ->> 'state')::${table(sql, prefix, "oban_job_state")},
-               (a.v ->> 'attempt')::smallint - CASE WHEN (a.v -> 'give_back')::boolean THEN 1 ELSE 0 END,
-               CASE WHEN jsonb_typeof(a.v -> 'delay_ms') = 'number'
-                    THEN clock.now + (a.v ->> 'delay_ms')::double precision * interval '1 millisecond'
-                    ELSE j.scheduled_at END,
-               CASE WHEN a.v ->> 'state' = 'completed' THEN clock.now ELSE j.completed_at END,
-               CASE WHEN a.v ->> 'state' = 'discarded' THEN clock.now ELSE j.discarded_at END,
-               CASE WHEN a.v ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END,
-               CASE WHEN jsonb_typeof(a.v -> 'error') = 'object'
-                    THEN j.errors || jsonb_build_array((a.v -> 'error') || jsonb_build_object('at', clock.now))
-                    ELSE j.errors END,
-               CASE WHEN a.v ? 'result' THEN a.v -> 'result' ELSE j.result END
+      SET (${sql.literal([...values.keys()].join(", "))}) = (
+        SELECT ${sql.literal([...values.values()].map((value) => value("a.v")).join(", "))}
         FROM (SELECT ${ack} AS v) AS a
       )
       FROM input, clock
-      WHERE j.id = ANY(input.acked_ids) AND ${onThisNode} ${inOrder} AND j.attempted_by[3] = ${ack} ->> 'claim'
+      WHERE ${fullRows} AND j.id NOT IN (SELECT moved.id FROM moved)
       RETURNING j.id, j.state, j.queue` : sql`
       SELECT NULL::bigint AS id, NULL::text AS state, NULL::text AS queue WHERE false`
+  }),
+    archived_outcomes AS (${
+    full.length > 0
+      ? sql`
+      INSERT INTO ${table(sql, prefix, "oban_jobs_finished")} (${sql.literal(allJobColumns.join(", "))})
+      SELECT ${sql.literal(allJobColumns.join(", "))} FROM moved
+      RETURNING id`
+      : sql`SELECT NULL::bigint AS id WHERE false`
   }),
     completed AS (${
     bare.length === 0
@@ -253,7 +288,9 @@ export const ackJobs = (
       RETURNING j.id`
   }),
     notified AS (${wakeQueues(sql, prefix, "updated WHERE state = 'available'")})
-    SELECT updated.id FROM updated, notified, (SELECT count(*) FROM archived) AS a
+    SELECT updated.id FROM updated, notified, (SELECT count(*) FROM archived) AS a,
+      (SELECT count(*) FROM archived_outcomes) AS o
+    UNION ALL SELECT moved.id FROM moved
     UNION ALL SELECT completed.id FROM completed
     UNION ALL SELECT kept.id FROM kept
   `.pipe(

@@ -39,15 +39,20 @@ export const allJobColumns = [
 ] as const
 
 /**
- * Whether a job row `j` that completes may leave `oban_jobs`: it is no
- * workflow step (its dependents read its state), no cancel was requested
- * (migration 0012's trigger must make it `cancelled`), and it does not hold
- * its unique key when completed (the unique index is on `oban_jobs`).
+ * Whether a job row `j` that finishes (in `state`, a finished state; by
+ * default `completed`) may leave `oban_jobs`: it is no workflow step (its
+ * dependents read its state), no cancel was requested (migration 0012's
+ * trigger must make it `cancelled`), and it does not hold its unique key in
+ * that state (the unique index is on `oban_jobs`).
  */
-export const movableOnCompletion = (sql: SqlClient, prefix: string): Fragment =>
+export const movableOnCompletion = (
+  sql: SqlClient,
+  prefix: string,
+  state: Fragment = sql.literal("'completed'")
+): Fragment =>
   sql`j.workflow_id IS NULL AND j.cancel_requested_at IS NULL
     AND (j.unique_key IS NULL
-         OR (j.unique_states IS NOT NULL AND NOT ${sql.literal(`"${prefix}"`)}.oban_state_in('completed', j.unique_states)))`
+         OR (j.unique_states IS NOT NULL AND NOT ${sql.literal(`"${prefix}"`)}.oban_state_in(${state}, j.unique_states)))`
 
 /**
  * Moves the finished jobs (aliased `j`) that match `condition` back into
