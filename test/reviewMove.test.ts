@@ -92,4 +92,20 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
       assert.isTrue(yield* Fiber.join(deleting), "the delete reports the job deleted")
       assert.strictEqual(yield* whereIs(job.id), "none", "the job is gone, not left available")
     }))
+
+  it.effect("an ack that matches no row reports a moved job as completed, not as gone", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const job = yield* Oban.insert(Work.job({ n: 2 }))
+      const [claimed] = yield* complete([job.id])
+      assert.strictEqual(yield* whereIs(job.id), "finished")
+      // The same outcome again (a re-sent batch after a lost reply): it changes nothing.
+      const again = yield* ackJobs(sql, prefix, yield* now(sql), node, [ackOf(claimed!, "completed")])
+      assert.deepStrictEqual(again.written, [])
+      assert.deepStrictEqual(
+        again.stale.map((stale) => [stale.id, stale.state, stale.currentClaim]),
+        [[job.id, "completed", claimed!.attemptedBy?.[2] ?? null]]
+      )
+    }))
 })
