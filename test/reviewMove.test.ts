@@ -6,6 +6,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Jobs from "../src/Jobs.ts"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import { ackJobs } from "../src/internal/sql/acks.ts"
@@ -107,5 +108,29 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
         again.stale.map((stale) => [stale.id, stale.state, stale.currentClaim]),
         [[job.id, "completed", claimed!.attemptedBy?.[2] ?? null]]
       )
+    }))
+
+  it.effect("estimated counts keep the completions of a queue that is no common value of the finished table", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      // 200 queues of 20 completed jobs each: too many, and too even, for the planner's list of common queues.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, completed_at)
+        SELECT 'completed', 'q' || (n % 200), 'ReviewMoveWork', now() FROM generate_series(0, 3999) AS n`
+      yield* sql`WITH moved AS (DELETE FROM ${sql(prefix)}.oban_jobs RETURNING *)
+        INSERT INTO ${sql(prefix)}.oban_jobs_finished SELECT * FROM moved`
+      // One queue has a live job too.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker) VALUES ('q7', 'ReviewMoveWork')`
+      yield* sql`ANALYZE ${sql(prefix)}.oban_jobs`
+      yield* sql`ANALYZE ${sql(prefix)}.oban_jobs_finished`
+
+      const exact = yield* Jobs.counts({ exact: true })
+      const q7 = (counts: Jobs.Counts) => counts.queues.find((queue) => queue.queue === "q7")?.states
+      assert.deepStrictEqual([q7(exact)?.completed, q7(exact)?.available], [20, 1])
+      const estimated = yield* Jobs.counts({ exactBelow: 0 })
+      assert.includeMembers([...estimated.estimated], ["completed"])
+      assert.strictEqual(q7(estimated)?.available, 1)
+      // As when the completions were in oban_jobs: the queue's share of the table, 20 rows.
+      assert.approximately(q7(estimated)?.completed ?? 0, 20, 2)
     }))
 })
