@@ -41,7 +41,9 @@ export const countJobs = (
     if (options.exact || hot.rows < 0 || rows < options.exactBelow) {
       return { rows: [...live, ...(yield* countRest(sql, prefix))], estimated: false }
     }
-    const fromFinished = finished.rows > 0 ? estimateRest(finished, []) : []
+    // The finished table holds no live job, but a queue with live jobs gets its share of it as in `oban_jobs`
+    // (queues too rare for the planner's list of common values are known only from their live jobs).
+    const fromFinished = finished.rows > 0 ? estimateRest(finished, live.map((row) => ({ ...row, count: 0 }))) : []
     return { rows: [...live, ...sumCounts([...estimateRest(hot, live), ...fromFinished])], estimated: true }
   })
 

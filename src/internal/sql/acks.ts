@@ -312,7 +312,7 @@ export const ackJobs = (
   )
 }
 
-/** What the jobs of acks that changed nothing look like now. */
+/** What the jobs of acks that changed nothing look like now (a completed job may be in the finished table). */
 const staleAcks = (
   sql: SqlClient,
   prefix: string,
@@ -321,7 +321,7 @@ const staleAcks = (
   sql<{ readonly id: bigint | number; readonly state: string | null; readonly current_claim: string | null }>`
     SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim
     FROM unnest(${`{${missed.map((ack) => ack.id).join(",")}}`}::bigint[]) AS a(id)
-    LEFT JOIN ${table(sql, prefix, "oban_jobs")} AS j ON j.id = a.id
+    LEFT JOIN ${table(sql, prefix, "oban_jobs_all")} AS j ON j.id = a.id
   `.pipe(Effect.map((rows) => {
     const now = new Map(rows.map((row) => [Number(row.id), row]))
     return missed.map((ack) => ({

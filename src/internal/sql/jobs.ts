@@ -190,8 +190,20 @@ export const uniqueKeyHolder = (sql: SqlClient, prefix: string, id: number): Eff
  * dependencies and counters (its dependents' rows stay: the delete releases them, a
  * deleted dependency counting as completed), or the job's row in
  * `oban_jobs_finished`. Returns whether a row was deleted.
+ *
+ * A statement that finds nothing looks once more: it may have waited for the
+ * job's finished row while a retry moved it back (`restoreFinished`), and then
+ * found the row gone from `oban_jobs_finished` without seeing it in
+ * `oban_jobs`, which it reads as of its start. The second statement reads the
+ * tables as they are after that wait.
  */
 export const deleteJob = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
+  Effect.flatMap(
+    deleteStatement(sql, prefix, id),
+    (deleted) => deleted ? Effect.succeed(true) : deleteStatement(sql, prefix, id)
+  )
+
+const deleteStatement = (sql: SqlClient, prefix: string, id: number): Effect.Effect<boolean, SqlError> =>
   sql`
     WITH finished AS (
       DELETE FROM ${table(sql, prefix, "oban_jobs_finished")} WHERE id = ${id} RETURNING id
