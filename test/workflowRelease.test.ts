@@ -119,7 +119,8 @@ describe("workflow release per statement", () => {
         const plain = yield* Oban.insert(Step.job({}))
         const calls = yield* sql.withTransaction(Effect.gen(function*() {
           yield* sql`SET LOCAL track_functions = 'pl'`
-          // What a claim and an ack of a job outside workflows do to its row.
+          // What a claim and an ack that keeps a job outside workflows in oban_jobs do to its row. (An ack that moves
+          // it to oban_jobs_finished deletes it, which runs the delete statement trigger once: see migration 0016.)
           yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing' WHERE id = ${plain.id}`
           yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed' WHERE id = ${plain.id}`
           // A workflow step claimed: a state change that finishes nothing.
