@@ -64,7 +64,7 @@ const resultOf = (prefix: string, id: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<{ result: { written: number; endedAt: number } }>`
-      SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${id}`
+      SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`
     return row!.result
   })
 
