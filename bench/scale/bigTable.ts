@@ -18,8 +18,9 @@
  * Each round, for each table: 20,000 no-op jobs are inserted; the
  * producer's fetch statement (`fetchJobs`, demand 50) is timed 100 times,
  * each inside a transaction that is rolled back so the jobs stay available;
- * then one node (limit 50) drains them, timed from its start until no job
- * is waiting or running. Every drain is checked for exactly-once execution.
+ * then a CHECKPOINT, and one node (limit 50) drains them, timed from its
+ * start until no job is waiting or running. Every drain is checked for
+ * exactly-once execution.
  *
  * BENCH_BIG_KEEP=1 keeps the big schema after the run (and reuses one
  * that is there), for repeated measurements; each layout has its own
@@ -133,6 +134,9 @@ const measureOn = (prefix: string) =>
     const inserted = yield* insertAvailable(prefix)
     const fetchMs: Array<number> = []
     for (let i = 0; i < fetchSamples; i++) fetchMs.push(yield* timeFetch(prefix))
+    // Every drain starts right after a checkpoint, so each page's first change writes a full-page image in
+    // every round, as it does after each of a busy server's checkpoints, not only when one happens to fall in it.
+    yield* (yield* SqlClient).unsafe("CHECKPOINT")
     const walBefore = yield* walCounters
     const drained = yield* drain(prefix, inserted)
     const walAfter = yield* walCounters
@@ -210,7 +214,7 @@ const measureLayout = (layout: Layout) =>
           ["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty", "WAL B/job", "full pages/job"],
           perRound
         ),
-        "WAL columns: empty / big, written by the whole server during the drain (other sessions included)",
+        "WAL columns: empty / big, written by the whole server during the drain, which starts after a CHECKPOINT (other sessions included)",
         `autovacuum settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migrations 6 and 16"}`,
         `fetch: ${fetchSamples} timed fetches of ${fetchDemand} per round and table, each rolled back; drain: ${
           grouped(drainJobs)
