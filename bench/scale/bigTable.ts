@@ -121,11 +121,17 @@ interface Round {
   readonly problems: ReadonlyArray<string>
 }
 
-/** The server's WAL counters (PostgreSQL 14+): bytes and full-page images written so far. */
+/**
+ * The server's WAL so far: its position in bytes, and the full-page images
+ * counted in `pg_stat_wal` (PostgreSQL 14+). A backend adds its counts to
+ * `pg_stat_wal` at most once a second, so the read waits 1.5 s: without the
+ * wait a drain of one second could show none of its WAL, or the insert's.
+ */
 const walCounters = Effect.gen(function*() {
   const sql = yield* SqlClient
+  yield* Effect.sleep("1500 millis")
   const [row] = yield* sql<{ bytes: number; fpi: number }>`
-    SELECT wal_bytes::float8 AS bytes, wal_fpi::float8 AS fpi FROM pg_stat_wal`
+    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS bytes, wal_fpi::float8 AS fpi FROM pg_stat_wal`
   return row ?? { bytes: Number.NaN, fpi: Number.NaN }
 })
 
