@@ -118,8 +118,32 @@ interface Round {
   /** WAL written during the drain, per job: bytes and full-page images. */
   readonly walBytesPerJob: number
   readonly fullPagesPerJob: number
+  /** Heap pages the 20,000 inserted jobs were written to (about 600 when they fill new pages). */
+  readonly insertPages: number
+  /** Autovacuums of the schema's jobs tables that ended during the drain (or the 1.5 s after it). */
+  readonly autovacuums: number
   readonly problems: ReadonlyArray<string>
 }
+
+/** The distinct heap pages of `oban_jobs` that hold the jobs `inserted`. */
+const pagesOf = (prefix: string, inserted: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ n: number }>`
+      SELECT count(DISTINCT (ctid::text::point)[0])::int AS n FROM ${sql(prefix)}.oban_jobs
+      WHERE id BETWEEN ${inserted[0]!} AND ${inserted[inserted.length - 1]!}`
+    return row?.n ?? Number.NaN
+  })
+
+/** How many autovacuums of the schema's two jobs tables have ended so far. */
+const autovacuumCount = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [row] = yield* sql<{ n: number }>`
+      SELECT coalesce(sum(autovacuum_count), 0)::int AS n FROM pg_stat_all_tables
+      WHERE schemaname = ${prefix} AND relname IN ('oban_jobs', 'oban_jobs_finished')`
+    return row?.n ?? Number.NaN
+  })
 
 /**
  * The server's WAL so far: its position in bytes, and the full-page images
@@ -138,19 +162,24 @@ const walCounters = Effect.gen(function*() {
 const measureOn = (prefix: string) =>
   Effect.gen(function*() {
     const inserted = yield* insertAvailable(prefix)
+    const insertPages = yield* pagesOf(prefix, inserted)
     const fetchMs: Array<number> = []
     for (let i = 0; i < fetchSamples; i++) fetchMs.push(yield* timeFetch(prefix))
     // Every drain starts right after a checkpoint, so each page's first change writes a full-page image in
     // every round, as it does after each of a busy server's checkpoints, not only when one happens to fall in it.
     yield* (yield* SqlClient).unsafe("CHECKPOINT")
     const walBefore = yield* walCounters
+    const vacuumsBefore = yield* autovacuumCount(prefix)
     const drained = yield* drain(prefix, inserted)
     const walAfter = yield* walCounters
+    const vacuumsAfter = yield* autovacuumCount(prefix)
     const round: Round = {
       fetchMs,
       drainJobsPerSecond: inserted.length / (drained.wallMs / 1000),
       walBytesPerJob: (walAfter.bytes - walBefore.bytes) / inserted.length,
       fullPagesPerJob: (walAfter.fpi - walBefore.fpi) / inserted.length,
+      insertPages,
+      autovacuums: vacuumsAfter - vacuumsBefore,
       problems: drained.problems
     }
     return round
@@ -198,7 +227,9 @@ const measureLayout = (layout: Layout) =>
         grouped(b.drainJobsPerSecond),
         ratio(b.drainJobsPerSecond / e.drainJobsPerSecond),
         `${grouped(e.walBytesPerJob)} / ${grouped(b.walBytesPerJob)}`,
-        `${fixed(e.fullPagesPerJob, 2)} / ${fixed(b.fullPagesPerJob, 2)}`
+        `${fixed(e.fullPagesPerJob, 2)} / ${fixed(b.fullPagesPerJob, 2)}`,
+        `${grouped(e.insertPages)} / ${grouped(b.insertPages)}`,
+        `${e.autovacuums} / ${b.autovacuums}`
       ]
     })
     const empty = summary(emptyPrefix)
@@ -217,10 +248,22 @@ const measureLayout = (layout: Layout) =>
       notes: [
         "",
         textTable(
-          ["round", "fetch p50 empty", "fetch p50 big", "drain empty", "drain big", "big / empty", "WAL B/job", "full pages/job"],
+          [
+            "round",
+            "fetch p50 empty",
+            "fetch p50 big",
+            "drain empty",
+            "drain big",
+            "big / empty",
+            "WAL B/job",
+            "full pages/job",
+            "insert pages",
+            "autovacuums"
+          ],
           perRound
         ),
         "WAL columns: empty / big, written by the whole server during the drain, which starts after a CHECKPOINT (other sessions included)",
+        "insert pages: heap pages the round's inserted jobs went to; autovacuums: of the table's schema, ended during the drain",
         `autovacuum settings of the jobs tables: ${pgDefaults ? "PostgreSQL's defaults (BENCH_PG_DEFAULTS=1)" : "migrations 6 and 16"}`,
         `fetch: ${fetchSamples} timed fetches of ${fetchDemand} per round and table, each rolled back; drain: ${
           grouped(drainJobs)
