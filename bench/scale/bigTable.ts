@@ -13,6 +13,8 @@
  * `finished` (the default) as the ack leaves them since migration 16, the
  * completed ones in `oban_jobs_finished`; `legacy` all in `oban_jobs`, as
  * in a table migrated from an older release during its first `maxAge`.
+ * `finished` closes the room the bulk load leaves on the finished table's
+ * pages (see `closeRoom` in bigBuild.ts; BENCH_BIG_FILL=0 leaves it).
  *
  * The empty table is created once, so both tables see the same rounds.
  * Each round, for each table: 20,000 no-op jobs are inserted; the
@@ -23,7 +25,8 @@
  * exactly-once execution.
  *
  * BENCH_BIG_KEEP=1 keeps the big schema after the run (and reuses one
- * that is there), for repeated measurements; each layout has its own
+ * that is there), for repeated measurements on a DATABASE_URL server (the
+ * embedded one is deleted when the run ends); each layout has its own
  * (`bench_scale_big_finished`, `bench_scale_big_legacy`): drop it with
  * `DROP SCHEMA bench_scale_big_finished CASCADE` when done.
  */
@@ -118,7 +121,7 @@ interface Round {
   /** WAL written during the drain, per job: bytes and full-page images. */
   readonly walBytesPerJob: number
   readonly fullPagesPerJob: number
-  /** Heap pages the 20,000 inserted jobs were written to (about 600 when they fill new pages). */
+  /** Heap pages the 20,000 inserted jobs were written to (about 350 when they fill new pages). */
   readonly insertPages: number
   /** Autovacuums of the schema's jobs tables that ended during the drain (or the 1.5 s after it). */
   readonly autovacuums: number
