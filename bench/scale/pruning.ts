@@ -4,8 +4,9 @@
  * second's jobs (available, with an insert notification) in one statement,
  * and one node (limit 50) in this process drains them. One node on this
  * 2-core machine drains fewer than 10,000 jobs/s, so the loader also writes
- * finished rows directly for whatever the drain is short of: the pruner sees
- * finished jobs arrive at the full rate either way. The node prunes with its
+ * finished rows directly for whatever the drain is short of, into
+ * `oban_jobs_finished` as the ack moves them: the pruner sees finished jobs
+ * arrive at the full rate either way, in both of the tables it prunes. The node prunes with its
  * defaults except a retention of 10 s instead of 5 minutes, so the steady
  * state comes within the run. Every 5 s a sample counts the finished rows
  * and those older than the retention (overdue). Keeping pace means the
@@ -49,14 +50,18 @@ const insertAvailable = (n: number) =>
       FROM (SELECT count(*) FROM inserted) AS c`
   })
 
-/** Writes `n` jobs that finished just now, as a drain would have left them. */
+/**
+ * Writes `n` jobs that finished just now, as the ack of a drain would have
+ * left them: moved to `oban_jobs_finished`, with ids from `oban_jobs`'s identity.
+ */
 const insertFinished = (n: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql`
-      INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args, attempt, attempted_at, completed_at, attempted_by)
-      SELECT 'completed', 'default', 'BenchNoop', jsonb_build_object('i', i), 1, now(), now(),
-             ARRAY['bench-loader', 'direct', md5(i::text)]
+      INSERT INTO ${sql(prefix)}.oban_jobs_finished (
+        id, state, queue, worker, args, attempt, attempted_at, completed_at, attempted_by)
+      SELECT nextval(pg_get_serial_sequence(${`"${prefix}".oban_jobs`}, 'id')), 'completed', 'default', 'BenchNoop',
+             jsonb_build_object('i', i), 1, now(), now(), ARRAY['bench-loader', 'direct', md5(i::text)]
       FROM generate_series(1, ${n}) AS i`
   })
 
