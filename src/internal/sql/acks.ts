@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
-import { allJobColumns, movableOnCompletion } from "./finishedJobs.ts"
+import { allJobColumnList, movableOnCompletion, rowWith } from "./finishedJobs.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
@@ -103,15 +103,13 @@ const completionArrays = (rows: ReadonlyArray<AckRow>) => {
  * `RETURNING` list of its delete: the row as the completion writes it.
  */
 const movedColumns = (prefix: string): string =>
-  allJobColumns.map((column) =>
-    column === "state"
-      ? `'completed'::"${prefix}".oban_job_state AS state`
-      : column === "attempt"
-      ? "input.attempts[width_bucket(j.id, input.ids)] AS attempt"
-      : column === "completed_at"
-      ? "clock.now AS completed_at"
-      : `j.${column}`
-  ).join(", ")
+  rowWith(
+    new Map([
+      ["state", `'completed'::"${prefix}".oban_job_state`],
+      ["attempt", "input.attempts[width_bucket(j.id, input.ids)]"],
+      ["completed_at", "clock.now"]
+    ])
+  )
 
 /**
  * The columns an outcome other than a bare completion writes, each with its
@@ -221,7 +219,7 @@ export const ackJobs = (
       WHERE ${fullRows} AND ${ack} ->> 'state' IN ('completed', 'discarded', 'cancelled')
         AND ${movableOnCompletion(sql, prefix, sql`(${ack} ->> 'state')::${stateType}`)}
       RETURNING ${
-      sql.literal(allJobColumns.map((column) => `${values.get(column)?.(ackText) ?? `j.${column}`} AS ${column}`).join(", "))
+      sql.literal(rowWith(new Map([...values].map(([column, value]) => [column, value(ackText)]))))
     }` : sql`SELECT NULL::bigint AS id WHERE false`
   }),
     updated AS (${
@@ -239,8 +237,8 @@ export const ackJobs = (
     archived_outcomes AS (${
     full.length > 0
       ? sql`
-      INSERT INTO ${table(sql, prefix, "oban_jobs_finished")} (${sql.literal(allJobColumns.join(", "))})
-      SELECT ${sql.literal(allJobColumns.join(", "))} FROM moved
+      INSERT INTO ${table(sql, prefix, "oban_jobs_finished")} (${sql.literal(allJobColumnList)})
+      SELECT ${sql.literal(allJobColumnList)} FROM moved
       RETURNING id`
       : sql`SELECT NULL::bigint AS id WHERE false`
   }),
@@ -266,8 +264,8 @@ export const ackJobs = (
     bare.length === 0 || options.deleteCompleted
       ? sql`SELECT NULL::bigint AS id WHERE false`
       : sql`
-      INSERT INTO ${table(sql, prefix, "oban_jobs_finished")} (${sql.literal(allJobColumns.join(", "))})
-      SELECT ${sql.literal(allJobColumns.join(", "))} FROM completed
+      INSERT INTO ${table(sql, prefix, "oban_jobs_finished")} (${sql.literal(allJobColumnList)})
+      SELECT ${sql.literal(allJobColumnList)} FROM completed
       RETURNING id`
   }),
     kept AS (${

@@ -38,6 +38,16 @@ export const allJobColumns = [
   "cancel_requested_at"
 ] as const
 
+/** `allJobColumns` as a column list for `INSERT` and `SELECT`. */
+export const allJobColumnList = allJobColumns.join(", ")
+
+/**
+ * The row `j` as a `SELECT`/`RETURNING` list of every column, each named,
+ * with `values` in place of the columns it gives (SQL expressions).
+ */
+export const rowWith = (values: ReadonlyMap<string, string>): string =>
+  allJobColumns.map((column) => `${values.get(column) ?? `j.${column}`} AS ${column}`).join(", ")
+
 /**
  * Whether a job row `j` that finishes (in `state`, a finished state; by
  * default `completed`) may leave `oban_jobs`: it is no workflow step (its
@@ -66,7 +76,7 @@ export const restoreFinished = (
   condition: Fragment,
   limit?: number
 ): Effect.Effect<number, SqlError> => {
-  const columns = sql.literal(allJobColumns.join(", "))
+  const columns = sql.literal(allJobColumnList)
   const finished = table(sql, prefix, "oban_jobs_finished")
   return sql<{ readonly n: number }>`
     WITH chosen AS (
