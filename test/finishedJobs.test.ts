@@ -18,6 +18,7 @@ import { ackJobs } from "../src/internal/sql/acks.ts"
 import { claimJobs } from "../src/internal/sql/claims.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
+import { whereIs as whereIsIn } from "./support/finished.ts"
 import { dropSchemaOnClose, testLayer, uniquePrefix } from "./support/db.ts"
 import { startNode, waitFor } from "./support/node.ts"
 
@@ -46,16 +47,7 @@ const Ends = Worker.make("FinishedEnds", {
       : Effect.succeed({ ok: true })
 })
 
-/** Where a job's row is: `hot` (oban_jobs), `finished` (oban_jobs_finished), or `none`. */
-const whereIs = (id: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const [row] = yield* sql<{ hot: number; finished: number }>`
-      SELECT (SELECT count(*) FROM ${sql(prefix)}.oban_jobs WHERE id = ${id})::int AS hot,
-             (SELECT count(*) FROM ${sql(prefix)}.oban_jobs_finished WHERE id = ${id})::int AS finished`
-    assert.isFalse(row!.hot > 0 && row!.finished > 0, `job ${id} is in both tables`)
-    return row!.hot > 0 ? "hot" : row!.finished > 0 ? "finished" : "none"
-  })
+const whereIs = (id: number) => whereIsIn(prefix, id)
 
 const stateOf = (id: number) => Effect.map(Oban.getJob(id), (job) => Option.getOrUndefined(job)?.state)
 
