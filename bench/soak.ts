@@ -50,7 +50,7 @@ const say = (start: number, line: string) => Effect.sync(() => console.log(`[${s
 const counts = Effect.gen(function*() {
   const sql = yield* SqlClient
   const rows = yield* sql<{ state: string; n: number }>`
-    SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs GROUP BY state`
+    SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY state`
   return Object.fromEntries(rows.map((row) => [row.state, row.n])) as Record<string, number>
 }).pipe(Effect.orElseSucceed(() => ({} as Record<string, number>)))
 
@@ -132,7 +132,7 @@ const main = Effect.gen(function*() {
       WITH per_job AS (
         SELECT j.id, count(r.job_id)::int AS runs, jsonb_array_length(j.errors) AS ended_badly,
                EXISTS (SELECT 1 FROM jsonb_array_elements(j.errors) e WHERE e->>'kind' = 'rescued') AS rescued
-        FROM ${sql(prefix)}.oban_jobs j LEFT JOIN ${sql(prefix)}.runs r ON r.job_id = j.id
+        FROM ${sql(prefix)}.oban_jobs_all j LEFT JOIN ${sql(prefix)}.runs r ON r.job_id = j.id
         GROUP BY j.id
       )
       SELECT COALESCE(sum(runs), 0)::int AS runs,

@@ -172,7 +172,7 @@ export const responsive = (url: string, variant: Variant, options: {
       const gaps = yield* worstGaps(prefix, from, to)
       const sql = yield* SqlClient
       const pingIds = (yield* sql<{ id: number }>`
-        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs WHERE queue = ${pingQueue}`).map((row) => row.id)
+        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all WHERE queue = ${pingQueue}`).map((row) => row.id)
       const problems = [
         ...(finished ? [] : [`only ${latencies.length} of ${options.pings} pings ran within 60 s`]),
         ...checkExactlyOnce(runs, pingIds),
