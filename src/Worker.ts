@@ -17,9 +17,11 @@
 import type * as Schedule from "effect/Schedule"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { pathToFileURL } from "node:url"
 import { noRequestMeta } from "./internal/requestFields.ts"
+import { withThreadServices } from "./internal/threads/services.ts"
 import type { Job } from "./Job.ts"
 
 export type { ArgsKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
@@ -72,33 +74,36 @@ export interface WorkerOptions<A, I, E, R, O = void> {
    * thread (see docs/workers.md, "Threads"). `module` is the URL of the
    * module that exports this worker, usually `import.meta.url`; each thread
    * imports it. Args cross as stored (JSON) and are decoded in the thread;
-   * the result and the `errors` cross as their JSON encodings. Only for a
-   * `perform` that needs no services: they do not cross to the thread.
+   * the result and the `errors` cross as their JSON encodings. Services do
+   * not cross: a `perform` that needs some takes them from `layer`, built in
+   * each thread.
    */
-  readonly threads?: ([R] extends [never] ? ThreadsOptions : ThreadWorkerNeedsNoServices<R>) | undefined
+  readonly threads?: ThreadsOptions<R> | undefined
   /** The work. Its typed failures become retries; defects are recorded as crashes. */
   readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
 }
 
 /**
  * Where a thread worker is defined: the module that exports it, loaded by
- * each thread of the node's pool.
+ * each thread of the node's pool, and the services its `perform` needs.
+ * `layer` is built in each thread on the first job there that needs it and
+ * kept for the thread's life (a database pool in it serves every job the
+ * thread runs); workers that share one layer value share its build. A build
+ * that fails fails the attempt as a defect, and the next attempt builds
+ * again. The node itself never builds it, so a thread worker needs nothing
+ * from the node's context.
  *
  * @since 0.1.0
  */
-export interface ThreadsOptions {
-  readonly module: string | URL
-}
-
-/**
- * What `threads` reads as when `perform` needs services, which a thread
- * does not have: the type error names them.
- *
- * @since 0.1.0
- */
-export interface ThreadWorkerNeedsNoServices<R> {
-  readonly "a thread worker's perform must need no services, this one needs": R
-}
+export type ThreadsOptions<R = never> = [R] extends [never] ? {
+    readonly module: string | URL
+    readonly layer?: Layer.Layer<never, unknown, never> | undefined
+  }
+  : {
+    readonly module: string | URL
+    /** Required: `perform` needs these services, which do not cross from the node. */
+    readonly layer: Layer.Layer<NoInfer<R>, unknown, never>
+  }
 
 /**
  * A worker definition. `job(args, options)` builds insert requests for it.
@@ -176,10 +181,18 @@ export const defaultQueue = "default"
  *
  * @since 0.1.0
  */
-export const make = <const Name extends string, A, I, E = never, R = never, O = void>(
+export function make<const Name extends string, A, I, E = never, R = never, O = void>(
+  name: Name,
+  options: WorkerOptions<A, I, E, R, O> & { readonly threads: ThreadsOptions<R> }
+): Worker<Name, A, E, never, O>
+export function make<const Name extends string, A, I, E = never, R = never, O = void>(
   name: Name,
   options: WorkerOptions<A, I, E, R, O>
-): Worker<Name, A, E, R, O> => {
+): Worker<Name, A, E, R, O>
+export function make<const Name extends string, A, I, E = never, R = never, O = void>(
+  name: Name,
+  options: WorkerOptions<A, I, E, R, O>
+): Worker<Name, A, E, R, O> {
   const argsJson = Schema.toCodecJson(options.args)
   const encode = Schema.encodeEffect(argsJson)
   const decode = Schema.decodeUnknownEffect(argsJson)
@@ -188,6 +201,9 @@ export const make = <const Name extends string, A, I, E = never, R = never, O = 
   const maxAttempts = options.maxAttempts ?? defaultMaxAttempts
   const tags = options.tags ?? []
   const unique = options.unique
+  const threads = options.threads as
+    | { readonly module: string | URL; readonly layer?: Layer.Layer<R, unknown, never> | undefined }
+    | undefined
   return {
     name,
     argsSchema: options.args,
@@ -203,8 +219,11 @@ export const make = <const Name extends string, A, I, E = never, R = never, O = 
     result: options.result,
     resultJson: options.result === undefined ? undefined : Schema.toCodecJson(options.result),
     errorsJson: options.errors === undefined ? undefined : Schema.toCodecJson(options.errors),
-    threads: options.threads === undefined ? undefined : { module: moduleUrl((options.threads as ThreadsOptions).module) },
-    perform: options.perform,
+    threads: threads === undefined ? undefined : { module: moduleUrl(threads.module) },
+    // A thread worker's services are built where it runs: in a thread, or inline in `ObanTest`.
+    perform: threads?.layer === undefined
+      ? options.perform
+      : withThreadServices(name, options.perform, threads.layer as Layer.Layer<R, unknown, never>),
     job: (args, jobOptions) => {
       const options = jobOptions ?? {}
       return {

@@ -27,6 +27,13 @@ export class Mailer extends Context.Service<Mailer, {
 export const MailerLive = Layer.succeed(Mailer, Mailer.of({ send: () => Effect.void }))
 export const MailerTest = MailerLive
 
+/** A service a thread worker takes from its `threads.layer`. */
+export class ImageStore extends Context.Service<ImageStore, {
+  readonly get: (key: string) => Effect.Effect<Uint8Array>
+}>()("app/ImageStore") {}
+export declare const ImageStoreLive: Layer.Layer<ImageStore>
+export declare const resize: (image: Uint8Array, width: number) => { readonly bytes: number }
+
 export interface User {
   readonly id: string
   readonly email: string

@@ -5,7 +5,7 @@
  */
 import { describe, expectTypeOf, it } from "@effect/vitest"
 import type { PgClient } from "@effect/sql-pg"
-import { type Config, Context, Effect, type Layer, Schema } from "effect"
+import { type Config, Context, Effect, Layer, Schema } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { type InvalidConfigError, type InvalidPrefixError, type MigrationError, Oban, Worker } from "effect-oban"
 
@@ -66,7 +66,7 @@ describe("worker option types", () => {
     >()
   })
 
-  it("threads is only for a perform that needs no services", () => {
+  it("threads needs a layer for the services perform needs, and then the node needs none", () => {
     class Store extends Context.Service<Store, { readonly get: Effect.Effect<number> }>()("types/Store") {}
     const Pure = Worker.make("TypedThreadPure", {
       args: Schema.Struct({ n: Schema.Number }),
@@ -80,5 +80,20 @@ describe("worker option types", () => {
       threads: { module: import.meta.url },
       perform: () => Effect.flatMap(Effect.service(Store), (store) => store.get)
     })
+    class Other extends Context.Service<Other, { readonly n: number }>()("types/Other") {}
+    Worker.make("TypedThreadWrongLayer", {
+      args: Schema.Struct({}),
+      // @ts-expect-error: the layer does not provide Store
+      threads: { module: import.meta.url, layer: Layer.succeed(Other, { n: 1 }) },
+      perform: () => Effect.flatMap(Effect.service(Store), (store) => store.get)
+    })
+    const WithStore = Worker.make("TypedThreadWithStore", {
+      args: Schema.Struct({}),
+      threads: { module: import.meta.url, layer: Layer.succeed(Store, { get: Effect.succeed(1) }) },
+      perform: () => Effect.flatMap(Effect.service(Store), (store) => store.get)
+    })
+    // Built in the thread: the worker, and so the node, needs nothing.
+    expectTypeOf(WithStore.perform).returns.toEqualTypeOf<Effect.Effect<number, never, never>>()
+    expectTypeOf<Worker.Requirements<typeof WithStore>>().toEqualTypeOf<never>()
   })
 })

@@ -1,0 +1,86 @@
+/**
+ * Thread workers with services: `threads.layer` is built in the thread that
+ * runs the job, once per thread, shared by the workers that name the same
+ * layer; a build that fails fails the attempt and is tried again by the next;
+ * `ObanTest` builds it on the main thread.
+ */
+import { assert, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import * as ObanTest from "../src/Testing.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+import { AlsoGreets, Greets, queue, UsesFlakyStore } from "./support/threadServiceWorkers.ts"
+
+const prefix = uniquePrefix("thread_services")
+
+const run = (request: Parameters<typeof Oban.insert>[0]) =>
+  Effect.gen(function*() {
+    const job = yield* Oban.insert(request)
+    yield* waitFor(
+      `job ${job.id} to leave executing`,
+      Effect.map(jobRow(prefix, job.id), (row) => !["available", "executing"].includes(row.state))
+    )
+    const sql = yield* SqlClient
+    const [stored] = yield* sql<{ result: Record<string, unknown> | null }>`
+      SELECT result FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
+    return { row: yield* jobRow(prefix, job.id), result: stored!.result }
+  })
+
+const NodeLive = Layer.effectDiscard(
+  startNode({
+    prefix,
+    node: "thread-services-node",
+    queues: { [queue]: 1 },
+    workers: [Greets, AlsoGreets, UsesFlakyStore],
+    pollInterval: "100 millis",
+    stageInterval: "100 millis",
+    shutdownGracePeriod: "1 second",
+    threads: { size: 1 }
+  })
+)
+
+layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestServices: true, timeout: 60_000 })(
+  "thread services",
+  (it) => {
+    it.effect("the layer is built in the thread, once, and serves every job and worker that names it", () =>
+      Effect.gen(function*() {
+        const first = yield* run(Greets.job({ name: "ada" }))
+        const second = yield* run(Greets.job({ name: "bob" }))
+        const other = yield* run(AlsoGreets.job({ name: "cy" }))
+        for (const { row } of [first, second, other]) assert.strictEqual(row.state, "completed")
+        const threadId = first.result!["threadId"] as number
+        assert.notStrictEqual(threadId, 0)
+        assert.deepStrictEqual(first.result, { greeting: `hello ada from thread ${threadId}`, build: 1, builds: 1, threadId })
+        assert.deepStrictEqual(second.result, { greeting: `hello bob from thread ${threadId}`, build: 1, builds: 1, threadId })
+        assert.deepStrictEqual(other.result, {
+          greeting: `HELLO CY FROM THREAD ${threadId}`,
+          build: 1,
+          builds: 1,
+          threadId
+        })
+      }), 30_000)
+
+    it.effect("a build that fails fails the attempt as a defect that says why; the next attempt builds again", () =>
+      Effect.gen(function*() {
+        const failed = yield* run(UsesFlakyStore.job({}))
+        assert.strictEqual(failed.row.state, "retryable")
+        assert.strictEqual(failed.row.errors[0]!.kind, "defect")
+        assert.include(failed.row.errors[0]!.message, `the services of worker "ThreadUsesFlakyStore"`)
+        assert.include(failed.row.errors[0]!.message, "connection refused")
+        const next = yield* run(UsesFlakyStore.job({}))
+        assert.strictEqual(next.row.state, "completed")
+        assert.deepStrictEqual(next.result, { build: 2 })
+      }), 30_000)
+  }
+)
+
+layer(testLayer(`${prefix}_inline`), { excludeTestServices: true })("thread services in ObanTest", (it) => {
+  it.effect("performJob builds the layer on the main thread (without it the service would be missing: a crash)", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* ObanTest.performJob(Greets, { name: "dee" }), { _tag: "Completed" })
+      assert.deepStrictEqual(yield* ObanTest.performJob(AlsoGreets, { name: "eve" }), { _tag: "Completed" })
+    }))
+})
