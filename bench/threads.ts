@@ -21,6 +21,7 @@
  * exits non-zero only when a correctness check fails: a job not run exactly
  * once, or a rescue of the node's own jobs.
  * Smaller runs for debugging: BENCH_THREADS_JOBS, BENCH_THREADS_MS, BENCH_THREADS_PINGS.
+ * BENCH_THREADS_HASH=streaming: the jobs hash without allocating (see `HashKind`).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Runtime } from "effect"
@@ -29,7 +30,7 @@ import { startDatabase } from "../support/database.ts"
 import { serverVersion } from "./common.ts"
 import { drain, type DrainResult, idle, mainThread, threads } from "./threads/drain.ts"
 import { heartbeatMs, leaseRenewMs, responsive, type ResponsiveResult } from "./threads/responsive.ts"
-import { hashRounds } from "./threads/cpu.ts"
+import { type HashKind, hashWork } from "./threads/cpu.ts"
 
 const numberFrom = (name: string, fallback: number) => {
   const value = Number(process.env[name] ?? fallback)
@@ -40,6 +41,8 @@ const targetMs = numberFrom("BENCH_THREADS_MS", 50)
 const pings = numberFrom("BENCH_THREADS_PINGS", 200)
 const pingEveryMs = 20
 const benchRounds = numberFrom("BENCH_THREADS_ROUNDS", 3)
+/** BENCH_THREADS_HASH=streaming hashes without allocating (see `HashKind`); the default is `chained`. */
+const hashKind: HashKind = process.env["BENCH_THREADS_HASH"] === "streaming" ? "streaming" : "chained"
 /** BENCH_THREADS_ONLY=drain or pings runs only that workload (for debugging). */
 const only = process.env["BENCH_THREADS_ONLY"] ?? ""
 const fullSize = only === "" && jobs >= 400 && targetMs >= 50 && pings >= 200
@@ -49,7 +52,7 @@ const calibrate = () => {
   const probe = 5_000
   const timeOf = (rounds: number) => {
     const start = performance.now()
-    hashRounds("calibrate", rounds)
+    hashWork(hashKind, "calibrate", rounds)
     return performance.now() - start
   }
   const median = (f: () => number) => Array.from({ length: 7 }, f).sort((a, b) => a - b)[3]!
@@ -164,19 +167,20 @@ const program = Effect.gen(function*() {
   )
   const version = yield* serverVersion(database.url)
   const { rounds, ms } = calibrate()
+  const work = { kind: hashKind, rounds }
   const loadBefore = os.loadavg().map((n) => n.toFixed(2)).join(" ")
-  yield* Console.error(`calibration: ${rounds} sha256 rounds per job = ${ms.toFixed(1)} ms on the main thread (median of 7)`)
+  yield* Console.error(`calibration: ${rounds} ${hashKind} sha256 rounds per job = ${ms.toFixed(1)} ms on the main thread (median of 7)`)
 
   const drains = (yield* interleaved(
     only === "pings" ? [] : [mainThread, threads(1), threads(2), threads(3), threads(2, 4)],
     "drain",
-    (variant) => drain(database.url, variant, jobs, rounds)
+    (variant) => drain(database.url, variant, jobs, work)
   )).map(mergeDrains)
   const pingRuns = (yield* interleaved(
     only === "drain" ? [] : [idle, mainThread, threads(2), threads(1)],
     "pings",
     (variant) =>
-      responsive(database.url, variant, { cpuJobs: variant.idle === true ? 0 : jobs, rounds, pings, everyMs: pingEveryMs })
+      responsive(database.url, variant, { cpuJobs: variant.idle === true ? 0 : jobs, work, pings, everyMs: pingEveryMs })
   )).map(mergePings)
 
   const problems: Array<string> = [
@@ -198,7 +202,7 @@ const program = Effect.gen(function*() {
       `(${database.embedded ? "embedded, durable" : "DATABASE_URL"})`
   )
   yield* Console.log(
-    `one job: ${rounds} sha256 rounds, ${ms.toFixed(1)} ms on the main thread; ${jobs} jobs per run; ` +
+    `one job: ${rounds} ${hashKind} sha256 rounds, ${ms.toFixed(1)} ms on the main thread; ${jobs} jobs per run; ` +
       `medians of ${benchRounds} interleaved rounds`
   )
   yield* Console.log("")

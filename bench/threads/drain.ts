@@ -10,7 +10,7 @@
 import { Effect } from "effect"
 import * as Oban from "../../src/Oban.ts"
 import { checkJobsTable, clock, nothingLeft, pgLayer, range, startNode, waitUntil, withSchema } from "../common.ts"
-import { CpuMain, cpuQueue, CpuThread } from "./cpu.ts"
+import { CpuMain, cpuQueue, CpuThread, type HashWork } from "./cpu.ts"
 
 /** Where the CPU-bound worker runs: the main thread, or a pool of `size` threads. */
 export interface Variant {
@@ -44,11 +44,11 @@ export interface DrainResult {
   readonly problems: ReadonlyArray<string>
 }
 
-/** Inserts `jobs` hash jobs of `rounds` rounds each for the variant's worker. */
-export const insertHashJobs = (variant: Variant, jobs: number, rounds: number) =>
-  Oban.insertAll(range(jobs).map((i) => workerOf(variant).job({ seed: `job-${i}`, rounds })))
+/** Inserts `jobs` hash jobs, each doing `work`, for the variant's worker. */
+export const insertHashJobs = (variant: Variant, jobs: number, work: HashWork) =>
+  Oban.insertAll(range(jobs).map((i) => workerOf(variant).job({ seed: `job-${i}`, rounds: work.rounds, kind: work.kind })))
 
-export const drain = (url: string, variant: Variant, jobs: number, rounds: number) =>
+export const drain = (url: string, variant: Variant, jobs: number, work: HashWork) =>
   withSchema(
     `bench_threads_drain_${variant.size ?? 0}_${limitOf(variant)}`,
     Effect.scoped(Effect.gen(function*() {
@@ -62,12 +62,12 @@ export const drain = (url: string, variant: Variant, jobs: number, rounds: numbe
         ...(variant.size === undefined ? {} : { threads: { size: variant.size } })
       })
       const slots = limitOf(variant)
-      yield* insertHashJobs(variant, slots, 1)
+      yield* insertHashJobs(variant, slots, { kind: work.kind, rounds: 1 })
       const warm = yield* waitUntil(nothingLeft(prefix), { every: "5 millis", timeout: "1 minute" })
       const startupMs = (yield* clock) - booted
       const cpu = process.cpuUsage()
       const start = yield* clock
-      yield* insertHashJobs(variant, jobs, rounds)
+      yield* insertHashJobs(variant, jobs, work)
       const drained = warm && (yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "10 minutes" }))
       const wallMs = (yield* clock) - start
       const used = process.cpuUsage(cpu)

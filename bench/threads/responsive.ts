@@ -14,7 +14,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { checkExactlyOnce, type Latency, latencyOf, pgLayer, startNode, waitUntil, withSchema } from "../common.ts"
-import { cpuQueue, makePing, pingQueue } from "./cpu.ts"
+import { cpuQueue, type HashWork, makePing, pingQueue } from "./cpu.ts"
 import { insertHashJobs, limitOf, type Variant, workerOf } from "./drain.ts"
 
 const inserterPath = fileURLToPath(new URL("./inserter.ts", import.meta.url))
@@ -121,7 +121,7 @@ const rescuedCount = (prefix: string) =>
 
 export const responsive = (url: string, variant: Variant, options: {
   readonly cpuJobs: number
-  readonly rounds: number
+  readonly work: HashWork
   readonly pings: number
   readonly everyMs: number
 }) => {
@@ -130,7 +130,7 @@ export const responsive = (url: string, variant: Variant, options: {
     prefix,
     Effect.scoped(Effect.gen(function*() {
       yield* recordBeats(prefix)
-      yield* insertHashJobs(variant, options.cpuJobs, options.rounds)
+      yield* insertHashJobs(variant, options.cpuJobs, options.work)
       const inserter = yield* spawnInserter(url, prefix, options.pings, options.everyMs)
       yield* inserter.ready
 
