@@ -57,6 +57,24 @@ export const machineCpuMs = (): number | undefined => {
   }
 }
 
+/**
+ * What a drain of `jobs` jobs cost in CPU: this process's (`cpu`, from
+ * `process.cpuUsage(before)`) and the rest of the machine's (the database
+ * server, mostly), per job.
+ */
+export const cpuNote = (
+  cpu: NodeJS.CpuUsage,
+  machineBefore: number | undefined,
+  machineAfter: number | undefined,
+  jobs: number
+): string => {
+  const own = cpu.user + cpu.system
+  const rest = machineBefore === undefined || machineAfter === undefined
+    ? ""
+    : `, rest of the machine ${Math.round(((machineAfter - machineBefore) * 1000 - own) / jobs)} µs/job`
+  return `node CPU ${Math.round(own / jobs)} µs/job${rest}`
+}
+
 /** The server's version, for the result table. */
 export const serverVersion = (url: string) =>
   Effect.gen(function*() {

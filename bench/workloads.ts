@@ -16,6 +16,7 @@ import {
   completedCount,
   insertNoopJobs,
   latencyOf,
+  cpuNote,
   machineCpuMs,
   pgLayer,
   range,
@@ -147,10 +148,7 @@ const drainInProcess = (options: {
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
       const note = `1 node, limit ${options.limit}${options.limits === undefined ? "" : `, ${options.limits.note}`}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
-        `node CPU ${Math.round((cpu.user + cpu.system) / drainJobs)} µs/job` +
-        (machineBefore === undefined || machineAfter === undefined
-          ? ""
-          : `, rest of the machine ${Math.round(((machineAfter - machineBefore) * 1000 - (cpu.user + cpu.system)) / drainJobs)} µs/job`)
+        cpuNote(cpu, machineBefore, machineAfter, drainJobs)
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
     }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
 })

@@ -195,7 +195,7 @@ export const comparePeers = (url: string, serverVersion: string) =>
           yield* Console.error(
             `${label} ${workload.key} ${contender.name}: ${shown}${
               measured.problems.length > 0 ? " FAILED" : ""
-            } (${((performance.now() - started) / 1000).toFixed(0)} s elapsed)`
+            } (${((performance.now() - started) / 1000).toFixed(0)} s elapsed)${measured.note === undefined ? "" : `; ${measured.note}`}`
           )
         }
       }

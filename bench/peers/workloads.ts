@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { latencyOf, type Measurement } from "../common.ts"
+import { cpuNote, latencyOf, machineCpuMs, type Measurement } from "../common.ts"
 import { epochMillis, type JobData, type Peer, type PeerQueue } from "./types.ts"
 
 export const drainJobs = 20_000
@@ -96,18 +96,23 @@ export const drain = (limit: number) => (peer: Peer, url: string) =>
     await insertBulk(queue, drainJobs, 1_000)
     const ran: Array<number> = []
     const start = performance.now()
+    const cpuBefore = process.cpuUsage()
+    const machineBefore = machineCpuMs()
     const consumer = await queue.consume({ limit, latency: false, onRun: (job) => void ran.push(job.i) })
     const allRan = await until(() => ran.length >= drainJobs, 5, drainTimeoutMs)
     const ranMs = performance.now() - start
     const settled = await until(() => queue.settled(drainJobs), 20, drainTimeoutMs)
     const wallMs = performance.now() - start
+    const cpu = process.cpuUsage(cpuBefore)
+    const machineAfter = machineCpuMs()
     await consumer.stop()
     const problems = [
       ...(allRan ? [] : [`only ${ran.length} of ${drainJobs} jobs ran within ${drainTimeoutMs / 1000} s`]),
       ...(settled ? [] : ["the queue did not report every job acked"]),
       ...checkRuns(ran, drainJobs)
     ]
-    return { wallMs: settled ? wallMs : Number.NaN, note: `all ran after ${(ranMs / 1000).toFixed(2)} s`, problems }
+    const note = `all ran after ${(ranMs / 1000).toFixed(2)} s; ${cpuNote(cpu, machineBefore, machineAfter, drainJobs)}`
+    return { wallMs: settled ? wallMs : Number.NaN, note, problems }
   })
 
 const childPath = fileURLToPath(new URL("./child.ts", import.meta.url))
