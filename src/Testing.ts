@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -48,6 +49,8 @@ import { ackJobs } from "./internal/sql/acks.ts"
 import { stageQueue } from "./internal/sql/jobs.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
 import { table } from "./internal/sql/tables.ts"
+import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
+import * as ThreadPool from "./internal/threads/pool.ts"
 import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
 import type * as WorkerModule from "./Worker.ts"
 
@@ -107,6 +110,16 @@ export interface LayerOptions<W extends WorkerModule.Any> {
   readonly clock?: ClockMode | undefined
   /** The node name stamped on jobs run by the helpers. Default `oban-test`. */
   readonly node?: string | undefined
+  /**
+   * Where the workers defined with `threads` run. Default: on the main
+   * thread, in the caller's fiber (no thread to start). `true`, or the
+   * node's `threads` options (`size` defaults to 1 here): on a pool of
+   * worker threads, as on a node, so a test sees what crossing to a thread
+   * changes (the JSON round trip of args and results, `threads.layer` built
+   * in the thread, a timeout that terminates the thread). The pool closes
+   * with the layer. `performJob` always runs on the main thread.
+   */
+  readonly threads?: true | RuntimeOptions["threads"]
 }
 
 /**
@@ -134,6 +147,17 @@ const runClaimed = (
       return row
     }))
 
+/** The pool for the thread workers when the options ask for one (and some worker has `threads`). */
+const testThreadPool = (
+  options: LayerOptions<never>["threads"],
+  workers: ReadonlyArray<RunnableWorker<unknown>>
+): Effect.Effect<ThreadPool.ThreadPool | undefined, InvalidConfigError, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (options === undefined || !workers.some((worker) => worker.threads !== undefined)) return undefined
+    const given = options === true ? {} : options
+    return yield* ThreadPool.make(yield* resolveThreads({ ...given, size: given.size ?? 1 }))
+  })
+
 /**
  * Settings, clock and (inline mode) the inline runner for tests. Requires
  * `SqlClient` and the services of the workers.
@@ -147,11 +171,9 @@ export const layer = <W extends WorkerModule.Any = never>(
     const settings = yield* Config.resolve({ prefix: options.prefix })
     const node = options.node ?? "oban-test"
     const context = yield* Effect.context<WorkerModule.Requirements<W>>()
-    const registry = makeRegistry(
-      node,
-      (options.workers ?? []) as unknown as ReadonlyArray<RunnableWorker<unknown>>,
-      context as Context.Context<unknown>
-    )
+    const workers = (options.workers ?? []) as unknown as ReadonlyArray<RunnableWorker<unknown>>
+    const threads = yield* testThreadPool(options.threads, workers)
+    const registry = makeRegistry(node, workers, context as Context.Context<unknown>, threads)
     const mode = options.mode ?? "manual"
     const sql = yield* SqlClient
     const inline = (jobs: ReadonlyArray<Job>) =>

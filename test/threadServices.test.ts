@@ -2,7 +2,8 @@
  * Thread workers with services: `threads.layer` is built in the thread that
  * runs the job, once per thread, shared by the workers that name the same
  * layer; a build that fails fails the attempt and is tried again by the next;
- * `ObanTest` builds it on the main thread.
+ * `ObanTest` builds it on the main thread, or with `threads: true` runs the
+ * workers on a pool of its own.
  */
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -13,6 +14,7 @@ import * as ObanTest from "../src/Testing.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { AlsoGreets, Greets, queue, UsesFlakyStore } from "./support/threadServiceWorkers.ts"
+import { Busy, queue as busyQueue } from "./support/threadWorkers.ts"
 
 const prefix = uniquePrefix("thread_services")
 
@@ -83,4 +85,52 @@ layer(testLayer(`${prefix}_inline`), { excludeTestServices: true })("thread serv
       assert.deepStrictEqual(yield* ObanTest.performJob(Greets, { name: "dee" }), { _tag: "Completed" })
       assert.deepStrictEqual(yield* ObanTest.performJob(AlsoGreets, { name: "eve" }), { _tag: "Completed" })
     }))
+
+  it.effect("bad thread options fail the test layer with InvalidConfigError, before any thread starts", () =>
+    Effect.gen(function*() {
+      const error = yield* Layer.build(ObanTest.layer({ workers: [Busy], threads: { size: 0 } })).pipe(
+        Effect.scoped,
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "InvalidConfigError")
+      assert.strictEqual(error._tag === "InvalidConfigError" ? error.field : "", "threads.size")
+    }))
+})
+
+const poolPrefix = `${prefix}_pool`
+const PoolTestLive = ObanTest.layer({ workers: [Greets, Busy], prefix: poolPrefix, threads: true }).pipe(
+  Layer.provideMerge(testLayer(poolPrefix))
+)
+
+layer(PoolTestLive, { excludeTestServices: true, timeout: 60_000 })("ObanTest with threads: true", (it) => {
+  it.effect("drainQueue runs thread workers on a thread, which builds their layer", () =>
+    Effect.gen(function*() {
+      const job = yield* Oban.insert(Greets.job({ name: "fay" }))
+      assert.deepStrictEqual(yield* ObanTest.drainQueue({ queue }), {
+        completed: 1,
+        failed: 0,
+        snoozed: 0,
+        cancelled: 0,
+        discarded: 0
+      })
+      const sql = yield* SqlClient
+      const [stored] = yield* sql<{ result: { threadId: number; greeting: string } }>`
+        SELECT result FROM ${sql(poolPrefix)}.oban_jobs_all WHERE id = ${job.id}`
+      assert.notStrictEqual(stored!.result.threadId, 0)
+      assert.strictEqual(stored!.result.greeting, `hello fay from thread ${stored!.result.threadId}`)
+    }), 30_000)
+
+  it.effect("a timeout stops a busy loop for real: the thread is terminated", () =>
+    Effect.gen(function*() {
+      const job = yield* Oban.insert(Busy.job({ millis: 30_000 }, { timeout: "200 millis" }))
+      const started = Date.now()
+      const result = yield* ObanTest.drainQueue({ queue: busyQueue })
+      const elapsed = Date.now() - started
+      assert.strictEqual(result.failed, 1)
+      // On the main thread the loop would hold the test for its 30 s.
+      assert.isBelow(elapsed, 10_000)
+      const row = yield* jobRow(poolPrefix, job.id)
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.kind, "timeout")
+    }), 30_000)
 })

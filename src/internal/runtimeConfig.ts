@@ -181,7 +181,8 @@ const maxThreads = 256
  */
 export const defaultThreads = (): number => availableParallelism()
 
-const resolveThreads = (input: RuntimeOptions["threads"]): Effect.Effect<ThreadPoolOptions, InvalidConfigError> =>
+/** Checks a node's `threads` options and fills in the defaults. */
+export const resolveThreads = (input: RuntimeOptions["threads"]): Effect.Effect<ThreadPoolOptions, InvalidConfigError> =>
   Effect.gen(function*() {
     if (input === undefined) return { size: defaultThreads() }
     yield* ensure(typeof input === "object" && input !== null, "threads", "threads must be an object")
