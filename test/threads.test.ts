@@ -9,7 +9,7 @@ import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
-import { Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
+import { BadResult, Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
 
 const prefix = uniquePrefix("threads")
 
@@ -62,7 +62,7 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "threads-node",
     queues: { [queue]: 4 },
-    workers: [Hash, Mailer, Decides, Busy, Crash, Stray, Plain],
+    workers: [Hash, Mailer, Decides, Busy, Crash, Stray, Plain, BadResult],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second",
@@ -83,6 +83,17 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(result.pid, process.pid)
       assert.strictEqual(result.digest.length, 64)
       assert.strictEqual(result.at, "1970-01-01T00:00:00.000Z")
+    }), 30_000)
+
+  it.effect("a result its schema refuses fails the attempt with InvalidResultError, as on the main thread", () =>
+    Effect.gen(function*() {
+      const row = yield* run(BadResult.job({}))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.kind, "failure")
+      assert.include(row.errors[0]!.message, "InvalidResultError")
+      assert.include(row.errors[0]!.message, "does not match the worker's result schema")
+      assert.include(row.errors[0]!.message, "Expected an integer")
+      assert.isNull((yield* resultOf(row.id)) as unknown)
     }), 30_000)
 
   it.effect("a typed failure retries with backoff; the errors entry names it; retryable sees the worker's error", () =>
@@ -343,6 +354,13 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       })
       const lost = yield* Effect.flip(startNode({ prefix: shutdownPrefix, queues: { [queue]: 1 }, workers: [Lost] }))
       assert.deepStrictEqual([(lost as { _tag?: string })._tag, (lost as { field?: string }).field], ["InvalidConfigError", "workers"])
+      // Threads import files only: a module at another kind of URL is refused at start too.
+      for (const module of ["https://example.com/workers.ts", "data:text/javascript,export const x = 1"]) {
+        const Remote = Worker.make("ThreadRemote", { args: Schema.Struct({}), threads: { module }, perform: () => Effect.void })
+        const remote = yield* Effect.flip(startNode({ prefix: shutdownPrefix, queues: { [queue]: 1 }, workers: [Remote] }))
+        assert.strictEqual((remote as { _tag?: string })._tag, "InvalidConfigError")
+        assert.include((remote as { message?: string }).message, "which is no file: URL")
+      }
     }))
 })
 

@@ -26,6 +26,16 @@ export const Hash = Worker.make("ThreadHash", {
     Effect.sync(() => ({ digest: hashRounds(job.args.seed, job.args.rounds), pid: process.pid, threadId, at: new Date(0) }))
 })
 
+/** Succeeds with a value its result schema refuses (not an integer): the attempt fails as on the main thread. */
+export const BadResult = Worker.make("ThreadBadResult", {
+  args: Schema.Struct({}),
+  result: Schema.Struct({ n: Schema.Int }),
+  queue,
+  maxAttempts: 2,
+  threads: { module: import.meta.url },
+  perform: () => Effect.succeed({ n: 1.5 })
+})
+
 export class MailError extends Schema.TaggedError<MailError>()("MailError", { message: Schema.String }) {}
 export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", { message: Schema.String }) {}
 

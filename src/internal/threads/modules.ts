@@ -15,7 +15,18 @@ export const checkThreadModules = (
   Effect.suspend(() => {
     for (const worker of workers) {
       const module = worker.threads?.module
-      if (module === undefined || module.protocol !== "file:" || existsSync(fileURLToPath(module))) continue
+      if (module === undefined) continue
+      // Threads and child processes import from files only (an https: or data: URL does not load).
+      if (module.protocol !== "file:") {
+        return Effect.fail(
+          new InvalidConfigError({
+            field: "workers",
+            message: `worker "${worker.name}" runs on threads from ${module.href}, which is no file: URL; ` +
+              "give threads.module as import.meta.url of the module that exports the worker"
+          })
+        )
+      }
+      if (existsSync(fileURLToPath(module))) continue
       return Effect.fail(
         new InvalidConfigError({
           field: "workers",

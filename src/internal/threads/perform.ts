@@ -8,6 +8,7 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
+import { InvalidResultError } from "../../Errors.ts"
 import type { Job } from "../../Job.ts"
 import type { Worker } from "../../Worker.ts"
 import type { ThreadPool } from "./pool.ts"
@@ -32,6 +33,9 @@ export const performOnThread = (
   return call.pipe(
     Effect.catch((error): Effect.Effect<never, unknown> => {
       if (!(error instanceof ThreadFailure)) return Effect.fail(error)
+      if (error.invalidResult === true) {
+        return Effect.fail(new InvalidResultError({ worker: worker.name, jobId: job.id, reason: "encode", message: error.message }))
+      }
       if (errors !== undefined && error.encoded !== undefined) {
         const decoded = errors(error.encoded)
         if (Exit.isSuccess(decoded)) return Effect.fail(withThreadStack(decoded.value, error))

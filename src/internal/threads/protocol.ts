@@ -46,7 +46,9 @@ export class ThreadFailure extends Schema.TaggedError<ThreadFailure>()("ObanThre
   tag: Schema.optional(Schema.String),
   message: Schema.String,
   encoded: Schema.optional(Schema.Json),
-  threadStack: Schema.optional(Schema.String)
+  threadStack: Schema.optional(Schema.String),
+  /** The worker succeeded with a value its `result` schema does not encode: the node fails the attempt with `InvalidResultError`. */
+  invalidResult: Schema.optional(Schema.Boolean)
 }) {}
 
 /** The errors `Perform` can fail with. */

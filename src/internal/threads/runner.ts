@@ -24,7 +24,7 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import { markRunner } from "./modules.ts"
 import { lowerThisThread } from "./priority.ts"
-import { type ParentSpan, type ThreadJob, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
+import { type ParentSpan, type ThreadJob, ThreadFailure, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
 import * as Recorder from "./recorder.ts"
 
 const isWorker = (value: unknown, name: string): value is ThreadWorker =>
@@ -103,12 +103,17 @@ const inJobContext = (
 /** One attempt: the worker, its args decoded, its outcome as it crosses. */
 const attemptOf = (args: Schema.Json, job: ThreadJob, module: string) =>
   Effect.gen(function*() {
-    // Not the worker's failures: a module that does not load, args that do not decode, a
-    // result that does not encode are defects of the attempt.
+    // Not the worker's failures: a module that does not load or args that do not decode are
+    // defects of the attempt. A result that does not encode fails it as on the main thread.
     const { decode, encode, encodeError, worker } = yield* Effect.orDie(findWorker(module, job.worker))
     const decoded = yield* Effect.orDie(decode(args))
     const value = yield* Effect.mapError(worker.perform(toJob(job, decoded)), (error) => toPerformError(error, encodeError))
-    return encode === undefined ? null : yield* Effect.orDie(encode(value))
+    if (encode === undefined) return null
+    return yield* Effect.mapError(encode(value), (error) =>
+      new ThreadFailure({
+        message: `the result does not match the worker's result schema: ${Cause.pretty(Cause.fail(error))}`,
+        invalidResult: true
+      }))
   })
 
 const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
