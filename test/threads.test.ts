@@ -138,6 +138,8 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(died.state, "retryable")
       assert.strictEqual(died.errors[0]!.kind, "defect")
       assert.include(died.errors[0]!.message, "a defect in the thread")
+      // The cause shows where the worker died, in its module, not where the node decoded the defect.
+      assert.include(died.errors[0]!.cause, "threadWorkers.ts")
     }))
 
   it.effect("a worker its module does not export fails its attempt as a defect that says so", () =>

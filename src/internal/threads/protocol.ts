@@ -71,7 +71,8 @@ export const ParentSpan = Schema.Struct({ traceId: Schema.String, spanId: Schema
  * `worker` names the export, with its args as stored (their JSON encoding);
  * the job's span, and the node's minimum log level when it is not the
  * default (the thread drops what the node would). Succeeds with the
- * result's JSON encoding when the worker records one, else null.
+ * result's JSON encoding when the worker records one, else null; a defect
+ * crosses with its stack trace.
  */
 export const Perform = Rpc.make("Perform", {
   payload: {
@@ -82,7 +83,10 @@ export const Perform = Rpc.make("Perform", {
     minimumLogLevel: Schema.optional(Schema.Literals(LogLevel.values))
   },
   success: Schema.Json,
-  error: PerformError
+  error: PerformError,
+  // With their stack: the errors entry's `cause` then shows where in the thread the job died,
+  // not where the node decoded the defect (the stack stays in the process).
+  defect: Schema.Defect({ includeStack: true })
 })
 
 /**

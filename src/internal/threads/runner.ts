@@ -169,7 +169,9 @@ lowerThisThread()
 
 Effect.runFork(
   Layer.launch(
-    RpcServer.layer(ThreadRpcs, { disableTracing: true }).pipe(
+    // A job's defect is that request's outcome (with its stack, see `Perform`), not a fatal
+    // defect of the server, which would end every open request of the node, its Events too.
+    RpcServer.layer(ThreadRpcs, { disableTracing: true, disableFatalDefects: true }).pipe(
       Layer.provide(handlers),
       Layer.provide(ProtocolLive),
       Layer.provide(TelemetryLive)
