@@ -206,6 +206,9 @@ describe("inline mode", () => {
         yield* truncate(prefix)
         const job = yield* Oban.insert(SendEmail.job({ to: "now" }))
         assert.deepStrictEqual(yield* Ref.get(sent), ["now"])
+        // The insert returns the job as its attempt left it, with the args as given.
+        assert.deepStrictEqual([job.state, job.attempt, job.args], ["completed", 1, { to: "now" }])
+        assert.isNotNull(job.completedAt)
         const [row] = yield* ObanTest.allEnqueued({ state: "completed" })
         assert.strictEqual(row!.id, job.id)
         // Jobs it inserts run too; the scheduled reminder waits.
@@ -215,6 +218,8 @@ describe("inline mode", () => {
         const failing = yield* Oban.insert(Charge.job({ amount: 1000 }))
         const [retry] = yield* ObanTest.allEnqueued({ state: "retryable" })
         assert.strictEqual(retry!.id, failing.id)
+        assert.strictEqual(failing.state, "retryable")
+        assert.strictEqual(failing.errors.length, 1)
       }))
   })
 })

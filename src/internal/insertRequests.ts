@@ -86,8 +86,13 @@ const write = (
     const inline = Context.get(context, InlineRunner)
     let after: Effect.Effect<void, SqlError> = publishInserted(sql, fresh)
     if (wake.length > 0) after = Effect.andThen(wakeAfterCommit(sql, prefix, wake), after)
-    if (inline !== undefined) after = Effect.andThen(after, inline(fresh))
-    return Effect.as(after, jobs)
+    if (inline === undefined) return Effect.as(after, jobs)
+    // The jobs that ran are returned as they ended (state, attempt, errors), with their typed args.
+    return Effect.map(Effect.andThen(after, inline(fresh)), (ran) =>
+      ran.size === 0 ? jobs : jobs.map((job) => {
+        const ended = ran.get(job.id)
+        return ended === undefined ? job : { ...ended, args: job.args, conflict: job.conflict }
+      }))
   })
 }
 
