@@ -133,7 +133,7 @@ const main = Effect.gen(function*() {
         SELECT j.id, count(r.job_id)::int AS runs, jsonb_array_length(j.errors) AS ended_badly,
                EXISTS (SELECT 1 FROM jsonb_array_elements(j.errors) e WHERE e->>'kind' = 'rescued') AS rescued
         FROM ${sql(prefix)}.oban_jobs_all j LEFT JOIN ${sql(prefix)}.runs r ON r.job_id = j.id
-        GROUP BY j.id
+        GROUP BY j.id, j.errors
       )
       SELECT COALESCE(sum(runs), 0)::int AS runs,
              count(*) FILTER (WHERE runs > 0)::int AS jobs_run,
