@@ -50,6 +50,7 @@ import { getJob, stageQueue } from "./internal/sql/jobs.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
 import { table } from "./internal/sql/tables.ts"
 import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
+import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as ThreadPool from "./internal/threads/pool.ts"
 import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
 import type * as WorkerModule from "./Worker.ts"
@@ -153,9 +154,13 @@ const testThreadPool = (
   workers: ReadonlyArray<RunnableWorker<unknown>>
 ): Effect.Effect<ThreadPool.ThreadPool | undefined, InvalidConfigError, Scope.Scope> =>
   Effect.gen(function*() {
-    if (options === undefined || !workers.some((worker) => worker.threads !== undefined)) return undefined
+    if (options === undefined) return undefined
     const given = options === true ? {} : options
-    return yield* ThreadPool.make(yield* resolveThreads({ ...given, size: given.size ?? 1 }))
+    const resolved = yield* resolveThreads({ ...given, size: given.size ?? 1 })
+    if (!workers.some((worker) => worker.threads !== undefined)) return undefined
+    // As a node does at start: a module that is no file would fail every attempt of its worker.
+    yield* checkThreadModules(workers)
+    return yield* ThreadPool.make(resolved)
   })
 
 /**

@@ -7,13 +7,17 @@
  */
 import { assert, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
 import * as ObanTest from "../src/Testing.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
-import { AlsoGreets, Greets, queue, UsesFlakyStore } from "./support/threadServiceWorkers.ts"
+import { AlsoGreets, Greets, HoldsSocket, queue, UsesFlakyStore } from "./support/threadServiceWorkers.ts"
 import { Busy, queue as busyQueue } from "./support/threadWorkers.ts"
 
 const prefix = uniquePrefix("thread_services")
@@ -86,6 +90,19 @@ layer(testLayer(`${prefix}_inline`), { excludeTestServices: true })("thread serv
       assert.deepStrictEqual(yield* ObanTest.performJob(AlsoGreets, { name: "eve" }), { _tag: "Completed" })
     }))
 
+  it.effect("closing a test layer with threads does not wait for a thread whose layer holds a socket", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const kit = yield* Layer.buildWithScope(ObanTest.layer({ workers: [HoldsSocket], threads: true }), scope)
+      yield* Oban.insert(HoldsSocket.job({})).pipe(Effect.provide(kit))
+      const drained = yield* ObanTest.drainQueue({ queue }).pipe(Effect.provide(kit))
+      assert.strictEqual(drained.completed, 1)
+      const started = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      // The thread is terminated; asked to close, it would be waited for 5 s.
+      assert.isBelow(Date.now() - started, 2_500)
+    }), 30_000)
+
   it.effect("bad thread options fail the test layer with InvalidConfigError, before any thread starts", () =>
     Effect.gen(function*() {
       const error = yield* Layer.build(ObanTest.layer({ workers: [Busy], threads: { size: 0 } })).pipe(
@@ -94,6 +111,16 @@ layer(testLayer(`${prefix}_inline`), { excludeTestServices: true })("thread serv
       )
       assert.strictEqual(error._tag, "InvalidConfigError")
       assert.strictEqual(error._tag === "InvalidConfigError" ? error.field : "", "threads.size")
+      // Checked even when no worker runs on threads, and a module that is no file is refused as on a node.
+      const unused = yield* Layer.build(ObanTest.layer({ workers: [], threads: { size: 0 } })).pipe(Effect.scoped, Effect.flip)
+      assert.strictEqual(unused._tag, "InvalidConfigError")
+      const Remote = Worker.make("ThreadRemoteInTest", {
+        args: Schema.Struct({}),
+        threads: { module: "https://example.com/workers.ts" },
+        perform: () => Effect.void
+      })
+      const remote = yield* Layer.build(ObanTest.layer({ workers: [Remote], threads: true })).pipe(Effect.scoped, Effect.flip)
+      assert.strictEqual(remote._tag === "InvalidConfigError" ? remote.field : remote._tag, "workers")
     }))
 })
 

@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import { type AddressInfo, createServer } from "node:net"
 import { threadId } from "node:worker_threads"
 import * as Worker from "../../src/Worker.ts"
 
@@ -74,4 +75,22 @@ export const UsesFlakyStore = Worker.make("ThreadUsesFlakyStore", {
   queue,
   threads: { module: import.meta.url, layer: FlakyStoreLive },
   perform: () => Effect.map(Effect.service(Store), (store) => ({ build: store.build }))
+})
+
+class Listening extends Context.Service<Listening, { readonly port: number }>()("test/Listening") {}
+
+/**
+ * Keeps a listening socket open in the thread, as a database pool would: a thread holding it never
+ * exits when asked to.
+ */
+const ListeningLive = Layer.effect(Listening)(Effect.callback<{ readonly port: number }>((resume) => {
+  const server = createServer()
+  server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ port: (server.address() as AddressInfo).port })))
+}))
+
+export const HoldsSocket = Worker.make("ThreadHoldsSocket", {
+  args: Schema.Struct({}),
+  queue,
+  threads: { module: import.meta.url, layer: ListeningLive },
+  perform: () => Effect.asVoid(Effect.service(Listening))
 })

@@ -16,7 +16,8 @@ export const checkThreadModules = (
     for (const worker of workers) {
       const module = worker.threads?.module
       if (module === undefined) continue
-      // Threads and child processes import from files only (an https: or data: URL does not load).
+      // Threads and child processes import workers from files only: an https: URL does not load,
+      // and a data: URL could not import the library relatively.
       if (module.protocol !== "file:") {
         return Effect.fail(
           new InvalidConfigError({

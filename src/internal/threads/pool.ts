@@ -147,7 +147,15 @@ const makeSlot = (options: ThreadPoolOptions) =>
           workerData: threadData(nice),
           ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits })
         })
-        worker.on("error", (error) => warn(`a worker thread stopped: ${describeError(error)}`))
+        let errored = false
+        worker.on("error", (error) => {
+          errored = true
+          warn(`a worker thread stopped: ${describeError(error)}`)
+        })
+        // `process.exit` in a thread emits no "error", only "exit" with its code.
+        worker.once("exit", (code) => {
+          if (!errored) warn(`a worker thread exited with code ${code}`)
+        })
         thread = worker
       }
       return thread
@@ -172,7 +180,10 @@ const makeSlot = (options: ThreadPoolOptions) =>
       if ("terminate" in thread) void thread.terminate()
       else thread.kill("SIGKILL")
     })
-    yield* Effect.addFinalizer(() => Effect.sync(() => (stopping = true)))
+    // Closing the slot terminates its thread: a thread whose `threads.layer` holds sockets (a
+    // database pool) would not exit when asked, and the platform's close would wait 5 s for it
+    // (forever on a TestClock). Its services' finalizers do not run either way (services.ts).
+    yield* Effect.addFinalizer(() => terminate)
     /**
      * How a crashed child process ended: what it wrote to stderr, once its
      * pipes closed (at most 250 ms later), and its signal; none for a thread,
