@@ -10,7 +10,7 @@ import * as Layer from "effect/Layer"
 import type * as Tracer from "effect/Tracer"
 import * as Oban from "../src/Oban.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow } from "./support/node.ts"
+import { jobRow, waitFor } from "./support/node.ts"
 import { Lingers, LogsBoom, LogsHuge, LogsThenExits, queue, Sleeps, SpanThenSpin } from "./support/reviewThreadWorkers.ts"
 import { observe, observedNode, settled as settledIn } from "./support/threadCapture.ts"
 
@@ -97,6 +97,11 @@ layer(nodeLayer("thread").pipe(Layer.provideMerge(testLayer(prefix))), { exclude
         const exiting = spans.find((span) => span.name === "review.exiting" && span.traceId === perform?.traceId)
         assert.isDefined(exiting)
         assert.strictEqual(exiting!.status._tag, "Ended")
+        // process.exit emits no "error" event: the node says so from the thread's exit code.
+        yield* waitFor(
+          "the node to warn of the thread's exit",
+          Effect.sync(() => lines.some((line) => line.level === "Warn" && line.message[0] === "a worker thread exited with code 3"))
+        )
       }), 30_000)
 
     it.effect("a 50 MB log line arrives cut to 64 KiB, with a marker saying how many bytes were cut", () =>
