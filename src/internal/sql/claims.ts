@@ -35,15 +35,25 @@ export const startAttempt = (
         attempted_at = clock.now,
         attempted_by = ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
 
+/** Columns a fetch returns as null when they hold their empty default, which `claimedJob` restores. */
+const nullWhenEmpty: ReadonlyMap<string, string> = new Map([
+  ["j.meta", "NULLIF(j.meta, '{}'::jsonb) AS meta"],
+  ["j.tags", "NULLIF(j.tags, '{}'::text[]) AS tags"],
+  ["j.errors", "NULLIF(j.errors, '[]'::jsonb) AS errors"]
+])
+
 /**
  * What a fetch returns of each claimed row: the job's columns but those the
  * producer knows already (its state is `executing`, its queue the fetch's,
  * `attempted_by` the fetch's own), which would cost a text array per row to
- * send and decode.
+ * send and decode; and meta, tags and errors as null when empty (most jobs'
+ * errors and tags, and meta without tracing), so the driver parses no JSON
+ * or array for them.
  */
 const claimedColumns = qualifiedJobColumns
   .split(", ")
   .filter((column) => !["j.state", "j.queue", "j.attempted_by"].includes(column))
+  .map((column) => nullWhenEmpty.get(column) ?? column)
   .join(", ")
 
 /** What a fetch returns: the claimed jobs in queue order, and which of them were claimed ahead. */
