@@ -46,7 +46,7 @@ import { JobTimeout } from "./internal/outcome.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
 import { ackJobs } from "./internal/sql/acks.ts"
-import { getJob, stageQueue } from "./internal/sql/jobs.ts"
+import { getJobs, stageQueue } from "./internal/sql/jobs.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
 import { table } from "./internal/sql/tables.ts"
 import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
@@ -186,12 +186,7 @@ export const layer = <W extends WorkerModule.Any = never>(
         const due = jobs.filter((job) => job.state === "available").map((job) => job.id)
         const claimed = yield* claimJobs(sql, settings.prefix, yield* now(sql), due, node)
         yield* runClaimed(registry, sql, settings.prefix, claimed)
-        const ended = new Map<number, Job>()
-        for (const job of claimed) {
-          const current = yield* getJob(sql, settings.prefix, job.id)
-          if (current !== undefined) ended.set(job.id, current)
-        }
-        return ended as ReadonlyMap<number, Job>
+        return yield* getJobs(sql, settings.prefix, claimed.map((job) => job.id))
       })
     let services = Context.make(ObanTest, { mode, node, prefix: settings.prefix, registry }).pipe(
       Context.add(Settings, settings),

@@ -221,6 +221,20 @@ describe("inline mode", () => {
         assert.strictEqual(failing.state, "retryable")
         assert.strictEqual(failing.errors.length, 1)
       }))
+
+    it.effect("insertAll returns each job as its attempt left it, in the order given; one not due as inserted", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const jobs = yield* Oban.insertAll([
+          Charge.job({ amount: 1000 }),
+          SendEmail.job({ to: "batch" }),
+          SendEmail.job({ to: "later" }, { scheduleIn: "1 hour" })
+        ])
+        assert.deepStrictEqual(
+          jobs.map((job) => [job.state, job.attempt, job.errors.length, job.args]),
+          [["retryable", 1, 1, { amount: 1000 }], ["completed", 1, 0, { to: "batch" }], ["scheduled", 0, 0, { to: "later" }]]
+        )
+      }))
   })
 })
 

@@ -57,6 +57,21 @@ export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effec
     Effect.map(firstJob)
   )
 
+/** The jobs of `ids` that exist, by id, in one statement. */
+export const getJobs = (
+  sql: SqlClient,
+  prefix: string,
+  ids: ReadonlyArray<number>
+): Effect.Effect<ReadonlyMap<number, Job>, SqlError> =>
+  ids.length === 0 ? Effect.succeed(new Map()) : sql<JobRow>`
+    SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs_all")}
+    WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[])`.pipe(
+    Effect.map((rows) => new Map(rows.map((row) => {
+      const job = jobFromRow(row)
+      return [job.id, job] as const
+    })))
+  )
+
 /**
  * Cancels a job that has not finished. When it was executing, a signal asks
  * the node running it to interrupt it. An executing workflow step is not
