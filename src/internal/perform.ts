@@ -17,6 +17,7 @@ import { type EventKind, EventHub, publish } from "../Events.ts"
 import type { Job } from "../Job.ts"
 import { InvalidResultError } from "../Errors.ts"
 import { maxResultBytes, type Worker } from "../Worker.ts"
+import { resultMismatchMessage } from "./resultMismatch.ts"
 import { timeoutKey } from "./requestFields.ts"
 import { jobEvent } from "./jobEvent.ts"
 import { completed, failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
@@ -121,7 +122,7 @@ const recordResult = (
         worker: job.worker,
         jobId: job.id,
         reason: "encode",
-        message: `the result does not match the worker's result schema: ${Cause.pretty(encoded.cause)}`
+        message: resultMismatchMessage(encoded.cause)
       }))
     }
     const bytes = Buffer.byteLength(JSON.stringify(encoded.value) ?? "null")

@@ -18,22 +18,19 @@ export const checkThreadModules = (
       if (module === undefined) continue
       // Threads and child processes import workers from files only: an https: URL does not load,
       // and a data: URL could not import the library relatively.
-      if (module.protocol !== "file:") {
+      const problem = module.protocol !== "file:"
+        ? "is no file: URL; give threads.module as import.meta.url of the module that exports the worker"
+        : existsSync(fileURLToPath(module))
+        ? undefined
+        : "is no file"
+      if (problem !== undefined) {
         return Effect.fail(
           new InvalidConfigError({
             field: "workers",
-            message: `worker "${worker.name}" runs on threads from ${module.href}, which is no file: URL; ` +
-              "give threads.module as import.meta.url of the module that exports the worker"
+            message: `worker "${worker.name}" runs on threads from ${module.href}, which ${problem}`
           })
         )
       }
-      if (existsSync(fileURLToPath(module))) continue
-      return Effect.fail(
-        new InvalidConfigError({
-          field: "workers",
-          message: `worker "${worker.name}" runs on threads from ${module.href}, which is no file`
-        })
-      )
     }
     return Effect.void
   })

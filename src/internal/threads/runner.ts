@@ -22,6 +22,7 @@ import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
+import { resultMismatchMessage } from "../resultMismatch.ts"
 import { markRunner } from "./modules.ts"
 import { lowerThisThread } from "./priority.ts"
 import { type ParentSpan, type ThreadJob, ThreadFailure, ThreadRpcs, type ThreadWorker, toJob, toPerformError } from "./protocol.ts"
@@ -111,7 +112,7 @@ const attemptOf = (args: Schema.Json, job: ThreadJob, module: string) =>
     if (encode === undefined) return null
     return yield* Effect.mapError(encode(value), (error) =>
       new ThreadFailure({
-        message: `the result does not match the worker's result schema: ${Cause.pretty(Cause.fail(error))}`,
+        message: resultMismatchMessage(Cause.fail(error)),
         invalidResult: true
       }))
   })
