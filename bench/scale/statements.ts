@@ -5,6 +5,8 @@
  * `deleteCompleted`; next to a bare `DELETE ... WHERE id = ANY(...)`, what
  * graphile-worker and the raw-SQL queue do with a finished job. Each is timed
  * from the client, 30 times in turn; the table shows the minimum and median.
+ * Its last line is this process's CPU per claimed job: what the node spends
+ * building the claim and decoding its rows, apart from the database's noise.
  *
  * `BENCH_EXECUTING=100000` adds that many jobs executing on other nodes, in
  * the same queue, behind statistics taken before they started (as after a
@@ -34,8 +36,12 @@ const round = (finish: Finish) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const claim = crypto.randomUUID()
+    const cpuBefore = process.cpuUsage()
     const [claimMs, fetched] = yield* timed(Effect.flatMap(now(sql), (time) =>
       fetchJobs(sql, prefix, time, { queue: "default", demand: batch, startNow: batch, node: "bench", producer: "p", claim })))
+    const cpu = process.cpuUsage(cpuBefore)
+    // This process's CPU for the claim (building it, reading and decoding its rows into jobs), per job.
+    const claimCpuMicros = (cpu.user + cpu.system) / fetched.jobs.length
     const acks = fetched.jobs.map((job): AckRow => ({
       id: job.id,
       attempt: job.attempt,
@@ -51,7 +57,7 @@ const round = (finish: Finish) =>
         : Effect.asVoid(Effect.flatMap(now(sql), (time) =>
           ackJobs(sql, prefix, time, "bench", acks, { deleteCompleted: finish === "delete" })))
     )
-    return { claimMs, finishMs }
+    return { claimMs, claimCpuMicros, finishMs }
   })
 
 export const statementCosts = (url: string) =>
@@ -65,11 +71,13 @@ export const statementCosts = (url: string) =>
         FROM generate_series(1, ${othersExecuting}) AS g`
     }
     const claims: Array<number> = []
+    const claimCpu: Array<number> = []
     const times = new Map<Finish, Array<number>>(finishes.map((finish) => [finish, []]))
     for (let i = 0; i < rounds; i++) {
       for (const finish of finishes) {
-        const { claimMs, finishMs } = yield* round(finish)
+        const { claimCpuMicros, claimMs, finishMs } = yield* round(finish)
         claims.push(claimMs)
+        claimCpu.push(claimCpuMicros)
         times.get(finish)!.push(finishMs)
       }
     }
@@ -82,7 +90,8 @@ export const statementCosts = (url: string) =>
         row("claim (fetch)", claims),
         row("outcomes as completed rows (default)", times.get("update")!),
         row("outcomes deleted (deleteCompleted)", times.get("delete")!),
-        row("bare DELETE by id (graphile-worker, raw SQL)", times.get("bare delete")!)
+        row("bare DELETE by id (graphile-worker, raw SQL)", times.get("bare delete")!),
+        row("claim: this process's CPU per claimed job, in µs", claimCpu)
       ]),
       problems: []
     }
