@@ -8,11 +8,13 @@
  * fiber forked as the executor forks it, two ways, in turn:
  * - attempt: `runAttempt`, as a node runs every job (decoding the args, the
  *   `oban.perform` span, metrics, log annotations, the outcome row);
+ * - untraced: the same, on a node whose application switched tracing off
+ *   (`References.TracerEnabled` false), where the span is a no-op;
  * - floor: the worker's `perform` alone, then a completed row.
  * The difference is the bookkeeping around a job. The first BENCH_WARMUP
  * rounds (default 2) warm the JIT up and are left out of the medians.
  */
-import { Context, Effect, Exit } from "effect"
+import { Context, Effect, Exit, References } from "effect"
 import { claimedJob } from "../src/internal/jobRow.ts"
 import { completed } from "../src/internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "../src/internal/perform.ts"
@@ -54,20 +56,28 @@ const claimedJobs = (round: number): ReadonlyArray<Job> => {
     }, "default", ["bench", "producer", "claim"], 0))
 }
 
-type Variant = "attempt" | "floor"
+type Variant = "attempt" | "untraced" | "floor"
+const variants: ReadonlyArray<Variant> = ["attempt", "untraced", "floor"]
 
 const attemptOf = (variant: Variant, job: Job): Effect.Effect<AckRow> =>
-  variant === "attempt"
+  variant !== "floor"
     ? runAttempt(registry, job, () => undefined)
     : Effect.as(Effect.interruptible(worker.perform(job as Job<{ readonly i: number }>)), completed(job))
 
 const program = Effect.gen(function*() {
   // As the executor does: job fibers fork from a flattened copy of the node's context, uninterruptible.
   const context = yield* Effect.context<never>()
-  const fork = Effect.runForkWith(Context.makeUnsafe<never>(new Map(context.mapUnsafe)))
-  const times: Record<Variant, Array<number>> = { attempt: [], floor: [] }
+  const flat = Context.makeUnsafe<never>(new Map(context.mapUnsafe))
+  const forks: Record<Variant, ReturnType<typeof Effect.runForkWith<never>>> = {
+    attempt: Effect.runForkWith(flat),
+    // A node whose application switched tracing off (`References.TracerEnabled`): spans are no-ops.
+    untraced: Effect.runForkWith(Context.add(flat, References.TracerEnabled, false)),
+    floor: Effect.runForkWith(flat)
+  }
+  const times: Record<Variant, Array<number>> = { attempt: [], untraced: [], floor: [] }
   for (let round = 0; round < warmup + rounds; round++) {
-    for (const variant of ["attempt", "floor"] as const) {
+    for (const variant of variants) {
+      const fork = forks[variant]
       const jobs = claimedJobs(round)
       let written = 0
       const before = ran
@@ -90,8 +100,9 @@ const program = Effect.gen(function*() {
   }
   const row = (variant: Variant) => [variant, fixed(median(times[variant]), 2), fixed(Math.min(...times[variant]), 2)]
   console.log(`Node ${process.version}; ${jobsPerRound.toLocaleString("en-US")} no-op jobs per round, ${rounds} rounds after ${warmup} warm-up round(s)\n`)
-  console.log(textTable(["per job (µs)", "median", "min"], [row("attempt"), row("floor")]))
+  console.log(textTable(["per job (µs)", "median", "min"], variants.map(row)))
   console.log(`\nbookkeeping per attempt (median attempt - median floor): ${fixed(median(times.attempt) - median(times.floor), 2)} µs`)
+  console.log(`of which tracing (median attempt - median untraced): ${fixed(median(times.attempt) - median(times.untraced), 2)} µs`)
 })
 
 const exit = await Effect.runPromiseExit(program)

@@ -73,6 +73,51 @@ describe("traces, metrics and logs", () => {
         assert.strictEqual(greet.kind, "consumer")
       }))
 
+    it.effect("with tracing switched off, an insert stores no traceparent and its job still runs", () =>
+      Effect.gen(function*() {
+        const { tracer, spans } = yield* recordingTracer
+        const job = yield* Oban.insert(Greet.job({ name: "untraced" })).pipe(
+          Effect.withSpan("http.request"),
+          Effect.withTracerEnabled(false),
+          Effect.withTracer(tracer)
+        )
+        assert.deepStrictEqual(job.meta, {})
+        const stored = yield* Oban.getJob(job.id)
+        assert.deepStrictEqual(Option.map(stored, (stored) => stored.meta), Option.some({}))
+        yield* ObanTest.drainQueue({ queue: "default" }).pipe(Effect.withTracer(tracer))
+        const ran = yield* Oban.getJob(job.id)
+        assert.strictEqual(Option.map(ran, (ran) => ran.state).pipe(Option.getOrUndefined), "completed")
+        assert.isUndefined(spans.find((span) => span.name === "http.request"))
+        // Run with tracing on, its perform span starts a trace of its own.
+        const perform = spans.find((span) => span.name === "oban.perform" && span.attributes.get("oban.job.id") === job.id)!
+        assert.isDefined(perform)
+        assert.isTrue(Option.isNone(perform.parent))
+      }))
+
+    it.effect("a stored traceparent that is not a valid W3C one is not continued", () =>
+      Effect.gen(function*() {
+        const { tracer, spans } = yield* recordingTracer
+        // What jobs inserted with tracing off carried before, and two other malformed ones.
+        const bogus = ["00-noop-noop-00", "00-00000000000000000000000000000000-28bca78e32720451-01", "not a traceparent"]
+        const jobs = yield* Oban.insertAll(bogus.map((traceparent) => Greet.job({ name: "bogus" }, { meta: { traceparent } })))
+        const valid = "00-4d3007489cca4b41dddefe18327140e6-28bca78e32720451-03"
+        const continued = yield* Oban.insert(Greet.job({ name: "valid" }, { meta: { traceparent: valid } }))
+        yield* ObanTest.drainQueue({ queue: "default" }).pipe(Effect.withTracer(tracer))
+        const performOf = (id: number) =>
+          spans.find((span) => span.name === "oban.perform" && span.attributes.get("oban.job.id") === id)!
+        for (const job of jobs) {
+          assert.strictEqual(job.meta["traceparent"], bogus[jobs.indexOf(job)])
+          const perform = performOf(job.id)
+          assert.isTrue(Option.isNone(perform.parent), `job with ${String(job.meta["traceparent"])}`)
+          assert.match(perform.traceId, /^[0-9a-f]{32}$/)
+        }
+        // A valid one is continued, its flags read by their lowest bit (03: sampled).
+        const perform = performOf(continued.id)
+        assert.strictEqual(perform.traceId, "4d3007489cca4b41dddefe18327140e6")
+        assert.strictEqual(parentId(perform), "28bca78e32720451")
+        assert.isTrue(perform.sampled)
+      }))
+
     it.effect("metrics count attempts by queue, worker and outcome, with duration and queue-time histograms", () =>
       Effect.gen(function*() {
         yield* Oban.insertAll([Greet.job({ name: "a" }), Greet.job({ name: "b" }), Fail.job({}), Nap.job({})])

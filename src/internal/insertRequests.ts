@@ -51,7 +51,7 @@ export const insertRequests = (
 const insertTraced = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean,
-  traceparent: string
+  traceparent: string | undefined
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.contextWith((context: Context.Context<SqlClient>) => {
     const settings = Context.get(context, Settings)

@@ -170,22 +170,39 @@ export const setAvailable = (queue: string, count: number) => Metric.update(avai
 /** The meta key that carries the enqueuing span's context to the job (W3C traceparent). */
 export const traceKey = "traceparent"
 
-/** `span` as a W3C traceparent. */
-export const traceparentOf = (span: Tracer.Span): string =>
-  `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+/**
+ * `span` as a W3C traceparent, if it propagates: a span made while tracing is
+ * switched off (`References.TracerEnabled`), or under `Tracer.DisablePropagation`,
+ * has no trace to continue (its ids are placeholders), so its jobs carry none.
+ */
+export const traceparentOf = (span: Tracer.AnySpan): string | undefined =>
+  span._tag === "Span" && Context.get(span.annotations, Tracer.DisablePropagation)
+    ? undefined
+    : validTraceparent(`00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`)
 
-/** The current span as a W3C traceparent, if there is one. */
+/** The current span as a W3C traceparent, if there is one that propagates. */
 export const currentTraceparent: Effect.Effect<string | undefined> = Effect.map(
   Effect.option(Effect.currentSpan),
   (span) => Option.match(span, { onNone: () => undefined, onSome: traceparentOf })
 )
 
-const traceparentPattern = /^00-([0-9a-zA-Z]+)-([0-9a-zA-Z]+)-(0[01])$/
+/**
+ * A W3C traceparent of version 00: a trace id of 32 and a parent id of 16
+ * lowercase hex digits, neither all zeros, and two hex digits of flags whose
+ * lowest bit says whether the trace is sampled.
+ */
+const traceparentPattern = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})$/
+
+const validTraceparent = (text: string): string | undefined => traceparentPattern.test(text) ? text : undefined
 
 /** The last traceparent parsed: jobs inserted together share one, and arrive together. */
 let lastParsed: { readonly value: string; readonly span: Tracer.ExternalSpan | undefined } | undefined
 
-/** The enqueuing span stored in a job's meta, as a parent for its perform span. */
+/**
+ * The enqueuing span stored in a job's meta, as a parent for its perform
+ * span; none when meta holds no valid W3C traceparent (a perform span then
+ * starts a trace of its own rather than continue a made-up one).
+ */
 export const parentFromMeta = (meta: Readonly<Record<string, unknown>>): Tracer.ExternalSpan | undefined => {
   const value = meta[traceKey]
   if (typeof value !== "string") return undefined
@@ -193,7 +210,7 @@ export const parentFromMeta = (meta: Readonly<Record<string, unknown>>): Tracer.
   const match = traceparentPattern.exec(value)
   const span = match === null
     ? undefined
-    : Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: match[3] === "01" })
+    : Tracer.externalSpan({ traceId: match[1]!, spanId: match[2]!, sampled: (Number.parseInt(match[3]!, 16) & 1) === 1 })
   lastParsed = { value, span }
   return span
 }
