@@ -1,13 +1,14 @@
 /**
  * `npm run bench:scale`: how effect-oban holds up at scale (not part of CI,
- * takes 10-20 minutes). Four sections, each printing its own table:
+ * takes 10-20 minutes). Its sections, each printing its own table:
  *
  * - `curve`: a drain by 1, 2 and 4 processes, next to raw SQL (bench/scale/curve.ts);
  * - `big`: drain throughput and fetch latency on a table holding 10 million
  *   finished jobs, against an empty one (bench/scale/bigTable.ts);
  * - `prune`: the pruner under a sustained 10,000 jobs/s (bench/scale/pruning.ts);
  * - `memory`: RSS and heap of a node draining a 100,000-job backlog (bench/scale/memory.ts);
- * - `statements`: the database's time per claim and per batch of outcomes (bench/scale/statements.ts).
+ * - `statements`: the database's time per claim and per batch of outcomes (bench/scale/statements.ts);
+ * - `node`: the node's CPU per job in a drain, apart from the rest of the benchmark (bench/scale/nodeCost.ts).
  *
  * `BENCH_SCALE=curve,memory` runs a subset. Uses DATABASE_URL when set, else
  * an embedded durable server. Exits non-zero when a check failed.
@@ -19,6 +20,7 @@ import { serverVersion } from "./common.ts"
 import { bigTable } from "./scale/bigTable.ts"
 import { processCurve } from "./scale/curve.ts"
 import { memoryOfDrain } from "./scale/memory.ts"
+import { nodeCost } from "./scale/nodeCost.ts"
 import { prunerUnderLoad } from "./scale/pruning.ts"
 import { statementCosts } from "./scale/statements.ts"
 
@@ -34,7 +36,8 @@ const sections: ReadonlyArray<readonly [string, (url: string) => Effect.Effect<S
   ["big", bigTable],
   ["prune", prunerUnderLoad],
   ["memory", memoryOfDrain],
-  ["statements", statementCosts]
+  ["statements", statementCosts],
+  ["node", nodeCost]
 ]
 
 const chosen = (process.env["BENCH_SCALE"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")

@@ -1,0 +1,112 @@
+/**
+ * The node's CPU per job in a drain, apart from everything else a workload
+ * does in the benchmark's process: each round the server inserts a backlog
+ * of no-op jobs (BENCH_NODE_JOBS, default 50,000, with generate_series, so
+ * the node encodes nothing), then one node (limit 10) drains it and stops.
+ * The round's rate and the process's CPU (user + system) per job are taken
+ * over the drain alone. Rounds alternate completed jobs kept and
+ * `deleteCompleted`; the first BENCH_NODE_WARMUP (default 2) of each warm the
+ * JIT up and are left out of the medians (BENCH_NODE_ROUNDS, default 5, after
+ * them).
+ *
+ * What a drain costs the node, from claim to outcome, is what this prints; the
+ * bookkeeping around each attempt alone is `npm run bench:attempt`.
+ */
+import { Deferred, Effect, Option } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { checkExactlyOnce, checkJobsTable, checkNoJobsLeft, clock, completedCount, nothingLeft, pgLayer, startNode, waitUntil, withSchema } from "../common.ts"
+import { makeCounting } from "../workers.ts"
+import { envInt, fixed, grouped, median, textTable } from "./report.ts"
+
+const prefix = "bench_scale_node"
+const limit = 10
+
+type Variant = "kept" | "deleteCompleted"
+const variants: ReadonlyArray<Variant> = ["kept", "deleteCompleted"]
+
+interface Round {
+  readonly jobsPerSecond: number
+  readonly cpuMicrosPerJob: number
+}
+
+const insertBacklog = (jobs: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ id: string }>`
+      INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args)
+      SELECT 'available', 'default', 'BenchNoop', jsonb_build_object('i', i)
+      FROM generate_series(1, ${jobs}) AS i
+      RETURNING id::text AS id`
+    yield* sql.unsafe(`ANALYZE "${prefix}".oban_jobs`)
+    return rows.map((row) => Number(row.id))
+  })
+
+/** One drain of a fresh backlog; its problems, if a job ran twice or never or its outcome was not written. */
+const drainOnce = (jobs: number, variant: Variant) =>
+  Effect.gen(function*() {
+    const inserted = yield* insertBacklog(jobs)
+    const { allRan, ran, runs, worker } = yield* makeCounting(jobs)
+    const deleteCompleted = variant === "deleteCompleted"
+    const cpuBefore = process.cpuUsage()
+    const start = yield* clock
+    const node = yield* startNode({
+      prefix,
+      node: "bench-node-cost",
+      queues: { default: { limit } },
+      workers: [worker],
+      deleteCompleted
+    })
+    const finished = yield* Deferred.await(allRan).pipe(Effect.timeoutOption("120 seconds"))
+    const written = yield* waitUntil(
+      deleteCompleted ? nothingLeft(prefix) : Effect.map(completedCount(prefix), (n) => n === jobs),
+      { every: "10 millis", timeout: "60 seconds" }
+    )
+    const wallMs = (yield* clock) - start
+    const cpu = process.cpuUsage(cpuBefore)
+    yield* node.stop
+    const problems = [
+      ...(Option.isSome(finished) ? [] : [`${variant}: only ${ran()} of ${jobs} jobs ran within 120 s`]),
+      ...(written ? [] : [`${variant}: outcomes not written 60 s after the last job ran`]),
+      ...checkExactlyOnce(runs, inserted).map((problem) => `${variant}: ${problem}`),
+      ...(deleteCompleted ? yield* checkNoJobsLeft(prefix) : yield* checkJobsTable(prefix, jobs))
+    ]
+    const sql = yield* SqlClient
+    yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
+    const round: Round = {
+      jobsPerSecond: jobs / (wallMs / 1000),
+      cpuMicrosPerJob: (cpu.user + cpu.system) / jobs
+    }
+    return { round, problems }
+  })
+
+export const nodeCost = (url: string) =>
+  Effect.gen(function*() {
+    const jobs = envInt("BENCH_NODE_JOBS", 50_000)
+    const rounds = envInt("BENCH_NODE_ROUNDS", 5)
+    const warmup = Number(process.env["BENCH_NODE_WARMUP"] ?? 2)
+    const measured: Record<Variant, Array<Round>> = { kept: [], deleteCompleted: [] }
+    const problems: Array<string> = []
+    for (let index = 0; index < warmup + rounds; index++) {
+      for (const variant of variants) {
+        const { round, problems: found } = yield* drainOnce(jobs, variant)
+        problems.push(...found)
+        if (index >= warmup) measured[variant].push(round)
+      }
+    }
+    const row = (variant: Variant) => {
+      const of = measured[variant]
+      return [
+        variant,
+        grouped(median(of.map((round) => round.jobsPerSecond))),
+        fixed(median(of.map((round) => round.cpuMicrosPerJob)), 1),
+        fixed(Math.min(...of.map((round) => round.cpuMicrosPerJob)), 1),
+        fixed(Math.max(...of.map((round) => round.cpuMicrosPerJob)), 1)
+      ]
+    }
+    return {
+      title: `Node: one node (limit ${limit}) draining ${grouped(jobs)} jobs inserted by the server, ${rounds} rounds after ${warmup} warm-up(s), medians`,
+      table: textTable(["completed jobs", "jobs/s", "node CPU µs/job", "min", "max"], variants.map(row)),
+      notes: ["node CPU: this process's user + system time over the drain, divided by the jobs"],
+      problems
+    }
+  }).pipe(Effect.scoped, (body) => withSchema(prefix, body), Effect.provide(pgLayer(url, 12)))
