@@ -185,7 +185,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     })
 
     const scope = yield* Effect.scope
-    const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
+    const releaseLost = (claim: string, startNow: number) =>
+      releaseLostClaim(options.sql, options.prefix, claim, startNow, fetchTimeout)
 
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
       "limits" in fetched && QueueLimiter.claimsAgainAtOnce(fetched)
@@ -210,6 +211,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       if (control.paused || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive)) return false as boolean
       const claim = crypto.randomUUID()
       const by = { node: options.node, producer: producerId, claim }
+      // Slots the jobs already waiting will not fill start at once; the rest wait here.
+      const startNow = limited ? demand : Math.max(0, control.limit - running - buffer.size())
       const fetch = limited
         // Every job to start now: a limited queue claims nothing ahead.
         ? Effect.flatMap(statementNow(options.sql), (time) =>
@@ -218,14 +221,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         fetchJobs(options.sql, options.prefix, time, {
           queue: options.queue,
           demand,
-          // Slots the jobs already waiting will not fill start at once; the rest wait here.
-          startNow: Math.max(0, control.limit - running - buffer.size()),
+          startNow,
           ...by
         }))
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
         // The server may have committed a claim whose reply we never got: put those jobs back.
-        Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
+        Effect.tapError(() => Effect.forkIn(releaseLost(claim, startNow), scope))
       )
       buffer.add(fetched.jobs, fetched.ahead)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)

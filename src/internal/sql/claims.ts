@@ -143,16 +143,33 @@ export const claimJobs = (
 /**
  * Puts back the jobs of a fetch whose reply never arrived (a timeout, a lost
  * connection after the server committed): still `executing` under `claim`,
- * they are made `available` again with their attempt given back, and their
- * queue is woken. No node runs them, so nothing else would ever finish them
- * while this node's heartbeats keep its claims alive. Returns how many.
+ * they are made `available` again and their queue is woken. No node runs
+ * them, so nothing else would ever finish them while this node's heartbeats
+ * keep its claims alive. The fetch counted an attempt for its first
+ * `startNow` jobs in fetch order only (the rest were claimed ahead), so only
+ * those give one back. Returns how many.
  */
-export const releaseClaim = (sql: SqlClient, prefix: string, claim: string): Effect.Effect<number, SqlError> =>
+export const releaseClaim = (
+  sql: SqlClient,
+  prefix: string,
+  claim: string,
+  startNow: number
+): Effect.Effect<number, SqlError> =>
   sql<{ readonly n: number }>`
-    WITH released AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = 'available', attempt = j.attempt - 1
+    WITH held AS (
+      SELECT j.id, j.priority, j.scheduled_at FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing' AND j.attempted_by[3] = ${claim}
+      FOR UPDATE
+    ),
+    ranked AS (
+      SELECT id, row_number() OVER (ORDER BY priority, scheduled_at, id) AS position FROM held
+    ),
+    released AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = 'available',
+          attempt = CASE WHEN ranked.position <= ${startNow} THEN GREATEST(j.attempt - 1, 0) ELSE j.attempt END
+      FROM ranked
+      WHERE j.id = ranked.id
       RETURNING j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
