@@ -92,6 +92,46 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
     }))
 
+  it.effect("Rescuer.runOnce: a job claimed ahead is rescued once for free; a second rescue in a row counts an attempt", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [poison, patient, retried] = yield* Oban.insertAll([
+        Noop.job({ n: 1 }, { maxAttempts: 1 }),
+        Noop.job({ n: 2 }, { maxAttempts: 3 }),
+        Noop.job({ n: 3 }, { maxAttempts: 3 })
+      ])
+      const ids = [poison!.id, patient!.id, retried!.id]
+      /** Claims the jobs ahead (attempt not counted) under a producer that is already dead, and rescues them. */
+      const crash = (only: ReadonlyArray<number>) =>
+        Effect.gen(function*() {
+          const dead = crypto.randomUUID()
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempted_at = now(),
+                     attempted_by = ARRAY['dead', ${dead}, 'claim'] WHERE id IN ${sql.in(only)}`
+          yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
+                     VALUES (${dead}, 'dead', 'default', 5, now() - interval '2 minutes')`
+          return yield* Rescuer.runOnce({ sql, prefix })
+        })
+      const rows = Effect.forEach(ids, (id) => jobRow(prefix, id))
+      // First crash: it may never have started, so nothing is counted, even with maxAttempts 1.
+      assert.deepStrictEqual(yield* crash(ids), { rescued: 3, discarded: 0, cancelled: 0 })
+      assert.deepStrictEqual((yield* rows).map((row) => [row.state, row.attempt]), [["available", 0], ["available", 0], ["available", 0]])
+      // The third finishes an attempt in between (a failure): its chain of rescues is broken.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempt = 1,
+                 errors = errors || '[{"attempt":1,"kind":"error","message":"boom"}]'::jsonb WHERE id = ${retried!.id}`
+      // Second crash in a row: the poison job has now used its only attempt and is discarded.
+      assert.deepStrictEqual(yield* crash(ids), { rescued: 2, discarded: 1, cancelled: 0 })
+      const after = yield* rows
+      assert.deepStrictEqual(after.map((row) => [row.state, row.attempt]), [["discarded", 1], ["available", 1], ["available", 1]])
+      assert.deepStrictEqual(after[0]!.errors.map((entry) => [entry.kind, entry.attempt]), [["rescued", 0], ["rescued", 1]])
+      // Third crash for the patient one: a count on each crash in a row, never past maxAttempts.
+      assert.deepStrictEqual(yield* crash([patient!.id]), { rescued: 1, discarded: 0, cancelled: 0 })
+      assert.deepStrictEqual(yield* crash([patient!.id]), { rescued: 0, discarded: 1, cancelled: 0 })
+      const patientRow = yield* jobRow(prefix, patient!.id)
+      assert.deepStrictEqual([patientRow.state, patientRow.attempt], ["discarded", 3])
+      assert.deepStrictEqual(patientRow.errors.map((entry) => entry.attempt), [0, 1, 2, 3])
+    }))
+
   it.effect("Rescuer.runOnce publishes a rescued event that names the workflow and step of a rescued step", () =>
     Effect.gen(function*() {
       yield* truncate

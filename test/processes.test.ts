@@ -114,6 +114,53 @@ describe("a cluster of OS processes", () => {
       yield* run.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
     }).pipe(Effect.scoped), 150_000)
 
+  it.live("a job that kills its node (SIGKILL) with maxAttempts 1 runs at most twice, then is discarded", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("proc_poison")
+      const run = Effect.gen(function*() {
+        yield* setUp(prefix)
+        // Short jobs around it, so producers claim ahead and the poison job is usually among those waiting.
+        const before = yield* Oban.insertAll(Array.from({ length: 300 }, (_, n) => Record.job({ n })))
+        const poison = yield* Oban.insert(Record.job({ n: -1 }, { maxAttempts: 1 }))
+        yield* Oban.insertAll(Array.from({ length: 300 }, (_, n) => Record.job({ n: 300 + n })))
+        assert.strictEqual(before.length, 300)
+        const env = envFor(prefix, {
+          QUEUES: JSON.stringify({ default: 10 }),
+          JOB_MS: "2",
+          HEARTBEAT_MS: "300",
+          RESCUE_AFTER_MS: "1500",
+          RESCUE_INTERVAL_MS: "300",
+          LEASE_TTL_MS: "1000",
+          LEASE_RENEW_MS: "300"
+        })
+        const sql = yield* SqlClient
+        const poisonState = Effect.map(
+          sql<{ state: string }>`SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${poison.id}`,
+          (rows) => rows[0]!.state
+        )
+        // One node after another, each killed by the poison job, until the job is discarded.
+        for (let index = 0; index < 5 && (yield* poisonState) !== "discarded"; index++) {
+          const node = yield* spawnNode(`poisoned-${index}`, env)
+          yield* waitFor(
+            "the node to die or the poison job to be discarded",
+            Effect.map(poisonState, (state) => !node.alive() || state === "discarded"),
+            "30 seconds"
+          )
+          if (node.alive()) yield* stopNode(node, "SIGTERM")
+        }
+        const [runs] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs WHERE job_id = ${poison.id}`
+        const [row] = yield* sql<{ state: string; attempt: number; kinds: ReadonlyArray<string> }>`
+          SELECT state::text AS state, attempt, ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(errors) e) AS kinds
+          FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${poison.id}`
+        assert.deepStrictEqual([row!.state, row!.attempt], ["discarded", 1])
+        assert.isAtLeast(runs!.n, 1)
+        assert.isAtMost(runs!.n, 2, `the poison job ran ${runs!.n} times`)
+        assert.deepStrictEqual(row!.kinds, Array.from({ length: runs!.n }, () => "rescued"))
+        report(`poison job ran ${runs!.n} time(s), then was discarded`)
+      })
+      yield* run.pipe(Effect.provide(testLayer(prefix)), Effect.provide(Config.layer({ prefix })))
+    }).pipe(Effect.scoped), 150_000)
+
   it.live("four processes drain 20,000 jobs: none missed, none run twice", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("proc_drain")

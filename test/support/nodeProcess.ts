@@ -33,7 +33,7 @@ const optionalMillis = (name: string) => env(name) === undefined ? undefined : N
 const say = (event: string, value?: unknown) =>
   Effect.sync(() => process.stdout.write(JSON.stringify({ event, node, value }) + "\n"))
 
-/** Records each run in `<prefix>.runs`, then works for JOB_MS. */
+/** Records each run in `<prefix>.runs`, then works for JOB_MS; a job with a negative `n` kills its process (SIGKILL). */
 export const Record = Worker.make("Record", {
   args: Schema.Struct({ n: Schema.Int }),
   perform: (job) =>
@@ -44,6 +44,8 @@ export const Record = Worker.make("Record", {
       } else {
         yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
       }
+      // A poison job: it kills its node, as the OOM killer or a native crash would.
+      if (job.args.n < 0) process.kill(process.pid, "SIGKILL")
       if (jobDbMillis > 0) yield* sql`SELECT pg_sleep(${jobDbMillis / 1000})`
       if (jobMillis > 0) yield* Effect.sleep(jobMillis)
     })

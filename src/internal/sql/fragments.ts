@@ -60,20 +60,33 @@ export const keyedById = <A extends { readonly id: number }>(
 }
 
 /**
+ * The attempt a rescue leaves a job (aliased `j`) with. A job claimed ahead of
+ * its start counts its attempt only when the attempt ends, so a rescue cannot
+ * tell whether it ever started; the first rescue gives it the benefit of the
+ * doubt and counts nothing. A second rescue in a row, with no attempt ended in
+ * between (the last errors entry is a rescue at the same attempt), counts one:
+ * a job that kills every node it runs on then runs at most `maxAttempts + 1`
+ * times instead of forever. Never past `max_attempts` (the table's check).
+ */
+const rescuedAttempt = `LEAST(j.max_attempts, j.attempt + CASE WHEN j.errors -> -1 ->> 'kind' = 'rescued'
+                                   AND j.errors -> -1 -> 'attempt' = to_jsonb(j.attempt) THEN 1 ELSE 0 END)`
+
+/**
  * The SET clause of a rescue: an `executing` job (as `j`) goes back to
  * `available` now, or to `discarded` when it has used its attempts, with a
- * `rescued` errors entry; `why` is SQL text for the entry's message. Expects
- * "now" as `clock.now`.
+ * `rescued` errors entry that records its attempt (see `rescuedAttempt`);
+ * `why` is SQL text for the entry's message. Expects "now" as `clock.now`.
  */
-export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragment =>
-  sql`SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END)::${
-    table(sql, prefix, "oban_job_state")
-  },
-        discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
-        scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE clock.now END,
+export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragment => {
+  const spent = sql.literal(`${rescuedAttempt} >= j.max_attempts`)
+  return sql`SET state = (CASE WHEN ${spent} THEN 'discarded' ELSE 'available' END)::${table(sql, prefix, "oban_job_state")},
+        attempt = ${sql.literal(rescuedAttempt)},
+        discarded_at = CASE WHEN ${spent} THEN clock.now ELSE j.discarded_at END,
+        scheduled_at = CASE WHEN ${spent} THEN j.scheduled_at ELSE clock.now END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
-          'attempt', j.attempt, 'at', clock.now, 'kind', 'rescued', 'message', ${why}
+          'attempt', ${sql.literal(rescuedAttempt)}, 'at', clock.now, 'kind', 'rescued', 'message', ${why}
         ))`
+}
 
 /**
  * What a retry sets besides the state (the job aliased `j`, `clock` in scope): due now, one more
