@@ -6,6 +6,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Cron from "../src/Cron.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -24,6 +25,12 @@ const Mixed = Worker.make("Mixed", {
     if (job.args.mode === "snooze") return Worker.snooze("1 hour")
     return Effect.void
   }
+})
+
+const Kept = Worker.make("Kept", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "kept",
+  perform: (job) => Effect.sync(() => void ran.set(job.id, (ran.get(job.id) ?? 0) + 1))
 })
 
 const rows = Effect.gen(function*() {
@@ -50,5 +57,36 @@ layer(testLayer(prefix), { excludeTestServices: true })("deleteCompleted", (it) 
         const expected = modes[index] === "ok" ? undefined : modes[index] === "fail" ? "discarded" : "scheduled"
         assert.strictEqual(left.get(job.id), expected, `job ${job.id} (${modes[index]})`)
       })
+    }).pipe(Effect.scoped))
+
+  it.effect("completed jobs whose row still matters are kept: unique ones (cron slots too) refuse their duplicate", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const [unique, plain] = yield* Oban.insertAll([
+        Kept.job({ n: 1 }, { unique: { period: "forever" } }),
+        Kept.job({ n: 2 })
+      ])
+      const entries = yield* Cron.parse([Cron.entry("*/10 * * * * *", Kept, { n: 3 }, { name: "kept-tick" })])
+      const from = new Date("2026-03-01T10:00:00.000Z")
+      const to = new Date("2026-03-01T10:00:30.000Z")
+      assert.deepStrictEqual(yield* Cron.runOnce({ sql, prefix, entries, from, to }), { inserted: 3, duplicates: 0 })
+      yield* startNode({ prefix, queues: { kept: 5 }, workers: [Kept], deleteCompleted: true })
+      const states = sql<{ id: number; state: string; unique_key: string | null }>`
+        SELECT id::int AS id, state::text AS state, unique_key FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'kept' ORDER BY id`
+      yield* waitFor(
+        "every kept job ran and the plain one is gone",
+        Effect.map(states, (left) => left.length === 4 && left.every((row) => row.state === "completed")),
+        "20 seconds"
+      )
+      const left = yield* states
+      assert.deepStrictEqual(left.map((row) => row.id).includes(plain!.id), false)
+      assert.isTrue(left.some((row) => row.id === unique!.id))
+      // The unique job refuses a second insert; the look back of a new leader inserts no slot again.
+      const again = yield* Oban.insert(Kept.job({ n: 1 }, { unique: { period: "forever" } }))
+      assert.deepStrictEqual([again.conflict, again.id], [true, unique!.id])
+      assert.deepStrictEqual(yield* Cron.runOnce({ sql, prefix, entries, from, to }), { inserted: 0, duplicates: 3 })
+      yield* Effect.sleep("200 millis")
+      assert.strictEqual((yield* states).length, 4)
+      for (const row of left) assert.strictEqual(ran.get(row.id), 1, `job ${row.id} ran once`)
     }).pipe(Effect.scoped))
 })

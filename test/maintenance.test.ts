@@ -293,6 +293,22 @@ describe("leadership in running nodes", () => {
           if (error._tag === "InvalidConfigError") assert.strictEqual(error.field, "crontab")
         }
       }))
+
+    it.effect("a pruner that would remove cron slots before a new leader's look back fails the layer", () =>
+      Effect.gen(function*() {
+        const crontab = [Cron.entry("* * * * *", Noop, { n: 1 })]
+        const error = yield* Layer.build(
+          Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab, pruner: { maxAge: "30 seconds" } })
+        ).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(error._tag, "InvalidConfigError")
+        if (error._tag === "InvalidConfigError") {
+          assert.strictEqual(error.field, "pruner.maxAge")
+          assert.include(error.message, "would run twice")
+        }
+        // Without a crontab, or with a minute, the same pruner is fine.
+        yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], pruner: { maxAge: "30 seconds" } })).pipe(Effect.scoped)
+        yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab, pruner: { maxAge: "1 minute" } })).pipe(Effect.scoped)
+      }))
   })
 })
 

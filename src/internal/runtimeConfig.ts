@@ -8,7 +8,7 @@ import * as Schema from "effect/Schema"
 import { availableParallelism, hostname } from "node:os"
 import * as Config from "../Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "../Errors.ts"
-import type * as Cron from "../Cron.ts"
+import * as Cron from "../Cron.ts"
 import * as Leader from "../Leader.ts"
 import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
@@ -249,6 +249,13 @@ export const resolve = (
       batchSize: yield* positiveInt("pruner.batchSize", options.pruner?.batchSize, Pruner.defaults.batchSize),
       maxBatches: yield* positiveInt("pruner.maxBatches", options.pruner?.maxBatches, Pruner.defaults.maxBatches)
     }
+    // A new leader inserts the slots of the last minute that have no row; a slot whose finished row
+    // the pruner removed sooner would run again.
+    yield* ensure(
+      pruner === false || (options.crontab ?? []).length === 0 || !Duration.isLessThan(pruner.maxAge, Cron.defaults.catchUp),
+      "pruner.maxAge",
+      `pruner.maxAge must be at least ${Duration.format(Cron.defaults.catchUp)} when the node has a crontab: a new leader looks back that far for missed slots, and a slot whose job was pruned sooner would run twice`
+    )
     return {
       heartbeatInterval,
       leader,

@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
-import { allJobColumnList, movableOnCompletion, rowWith } from "./finishedJobs.ts"
+import { allJobColumnList, deletableOnCompletion, movableOnCompletion, rowWith } from "./finishedJobs.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
@@ -150,8 +150,12 @@ const outcomeValues = (prefix: string): ReadonlyMap<string, (v: string) => strin
  * At most one outcome per job: the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue. A job whose cancel was
  * requested while it ran ends `cancelled` whatever its outcome (migration
- * 0012), and is never deleted by `deleteCompleted`: its dependents must see
- * the cancel.
+ * 0012). `deleteCompleted` spares the rows `deletableOnCompletion` keeps: a
+ * job whose cancel was requested (its dependents must see the cancel) and a
+ * job that holds its unique key when completed (a cron slot among them: the
+ * key is what stops the slot from running twice) are completed in `oban_jobs`
+ * instead. A completed workflow step is deleted (the trigger releases its
+ * dependents on the delete).
  */
 export const ackJobs = (
   sql: SqlClient,
@@ -248,9 +252,9 @@ export const ackJobs = (
       : options.deleteCompleted
       ? sql`
       DELETE FROM ${jobs} AS j
-      USING input
+      USING input, clock
       WHERE ${bareRows}
-        AND j.cancel_requested_at IS NULL
+        AND ${deletableOnCompletion(sql, prefix)}
       RETURNING j.id`
       // The row moves to the finished table as its bare completion would have written it.
       : sql`

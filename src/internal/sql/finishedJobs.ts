@@ -51,16 +51,28 @@ export const rowWith = (values: ReadonlyMap<string, string>): string =>
 /**
  * Whether a job row `j` that finishes (in `state`, a finished state; by
  * default `completed`) may leave `oban_jobs`: it is no workflow step (its
- * dependents read its state), no cancel was requested (migration 0012's
- * trigger must make it `cancelled`), and it does not hold its unique key in
- * that state (the unique index is on `oban_jobs`).
+ * dependents read its state) and `deletableOnCompletion` holds.
  */
 export const movableOnCompletion = (
   sql: SqlClient,
   prefix: string,
   state: Fragment = sql.literal("'completed'")
+): Fragment => sql`j.workflow_id IS NULL AND ${deletableOnCompletion(sql, prefix, state)}`
+
+/**
+ * Whether a job row `j` that finishes in `state` may stop existing in
+ * `oban_jobs` (moved, or deleted by `deleteCompleted`): no cancel was
+ * requested (migration 0012's trigger must make it `cancelled`), and it does
+ * not hold its unique key in that state (the unique index is on `oban_jobs`,
+ * and the row is what refuses a duplicate; cron slots hold theirs in every
+ * state).
+ */
+export const deletableOnCompletion = (
+  sql: SqlClient,
+  prefix: string,
+  state: Fragment = sql.literal("'completed'")
 ): Fragment =>
-  sql`j.workflow_id IS NULL AND j.cancel_requested_at IS NULL
+  sql`j.cancel_requested_at IS NULL
     AND (j.unique_key IS NULL
          OR (j.unique_states IS NOT NULL AND NOT ${sql.literal(`"${prefix}"`)}.oban_state_in(${state}, j.unique_states)))`
 
