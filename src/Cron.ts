@@ -198,9 +198,12 @@ export const loop = (options: {
         last = to
         const next = Math.min(...options.entries.map((item) => EffectCron.next(item.cron, to).getTime()))
         // The sleep starts now, not at `to`: the time the run took (which a test clock may have
-        // moved by a lot) comes off it, so the next slot is not missed by as much.
+        // moved by a lot) comes off it, so the next slot is not missed by as much. It ends on the
+        // slot itself, so a test clock moved exactly onto a slot runs it; where the database's
+        // clock is behind this one, the run at the slot finds it not yet due and the next sleep is
+        // that difference.
         const spent = (yield* Clock.currentTimeMillis) - startedAt
-        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(10, next - to.getTime() + 5 - spent))
+        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
       }).pipe(
         Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", cause), 1_000)),
         tracked

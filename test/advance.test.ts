@@ -94,6 +94,20 @@ describe("ObanTest.advance", () => {
         }
       }).pipe(Effect.scoped, onTestClock), 60_000)
 
+    it.effect("runs the cron slot that falls exactly at the end of an advance", () =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1, 0, 0, 0))
+        const { oban } = yield* node([Cron.entry("0 * * * *", Tick, {}, { name: "hourly-end" })])
+        yield* ObanTest.advance("3 hours").pipe(Effect.provideService(Oban.Oban, oban))
+        const jobs = yield* ObanTest.allEnqueued({ worker: Tick, state: "completed" })
+        // 00:00 (the clock starts on it: inserted by the look-back once the node leads), then 01:00, 02:00 and
+        // 03:00, the end of the advance, each inserted on its slot.
+        const inserted = jobs.map((job) => job.insertedAt.getTime()).sort((a, b) => a - b)
+        assert.strictEqual(inserted.length, 4)
+        assert.isBelow(inserted[0]! - Date.UTC(2100, 0, 1, 0), 60_000)
+        assert.deepStrictEqual(inserted.slice(1), [1, 2, 3].map((hour) => Date.UTC(2100, 0, 1, hour)))
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
     it.effect("ends a job that sleeps on virtual time, and times out one that never ends", () =>
       Effect.gen(function*() {
         const { oban } = yield* node()

@@ -334,9 +334,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       pendingWork: asNode(Effect.gen(function*() {
         const current = yield* Clock.currentTimeMillis
         const work = yield* pendingWork(sql, config.prefix, yield* now(sql))
-        // The cron loop wakes a few milliseconds after each slot: stop just after that (and when
-        // the clock is on a slot now, that slot is the next stop).
-        const slots = crontab.map((item) => EffectCron.next(item.cron, new Date(current - 10)).getTime() + 10)
+        // The cron loop wakes on each slot: the next stop is the next slot (the node has settled,
+        // so a slot the clock is on now has run).
+        const slots = crontab.map((item) => EffectCron.next(item.cron, new Date(current)).getTime())
         const times = [...slots, ...(work.nextDue === undefined ? [] : [work.nextDue.getTime()])]
         return { ...work, nextDue: times.length === 0 ? undefined : new Date(Math.min(...times)) }
       }))
