@@ -18,7 +18,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Console, Context, Effect, Exit, Layer, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Dashboard from "../src/Dashboard.ts"
-import { Config, Migrations, Oban } from "../src/index.ts"
+import { Migrations, Oban, ObanConfig } from "../src/index.ts"
 import { DatabaseLive } from "./database.ts"
 import { batch, ExportReport, queues, workers } from "./demoWorkers.ts"
 import { render, show, snapshot } from "./status.ts"
@@ -49,7 +49,7 @@ const checkOutcome = (expected: Record<string, Record<string, number>>) =>
 const program = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)
-  yield* Migrations.run() // the prefix comes from Config.layer, provided below
+  yield* Migrations.run() // the prefix comes from ObanConfig.layer, provided below
   const { requests, expected } = batch()
 
   // Enqueue everything in one transaction: all of it appears at once, on commit.
@@ -110,6 +110,6 @@ const program = Effect.gen(function*() {
   yield* Console.log("shutting down gracefully")
   yield* Scope.close(scope, Exit.void)
   if (problems.length > 0) return yield* Effect.fail(new Error("the demo's jobs did not end as expected"))
-}).pipe(Effect.provide(Config.layer({ prefix })))
+}).pipe(Effect.provide(ObanConfig.layer({ prefix })))
 
 program.pipe(Effect.provide(DatabaseLive({ maxConnections: 20 })), NodeRuntime.runMain)
