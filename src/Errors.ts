@@ -92,7 +92,11 @@ export class InvalidConfigError extends Schema.TaggedError<InvalidConfigError>()
 export class UnknownQueueError extends Schema.TaggedError<UnknownQueueError>()("UnknownQueueError", {
   queue: Schema.String,
   node: Schema.String
-}) {}
+}) {
+  override get message(): string {
+    return `queue "${this.queue}" does not run on node ${this.node}`
+  }
+}
 
 /**
  * A job could not be brought back (`Oban.retryJob` on a cancelled, discarded

@@ -98,7 +98,23 @@ export const insert = <A>(
 export const insertAll = (
   requests: Iterable<Worker.JobRequest>
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.suspend(() => insertRequests(Array.from(requests), true))
+  Effect.suspend(() =>
+    isIterable(requests)
+      ? insertRequests(Array.from(requests), true)
+      : Effect.fail(
+        new InvalidJobError({
+          worker: "(no requests)",
+          field: "worker",
+          message: `insertAll takes an iterable of job requests (an array, say), not ${describeValue(requests)}`
+        })
+      )
+  )
+
+const isIterable = (value: unknown): value is Iterable<unknown> =>
+  value !== null && value !== undefined && typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === "function"
+
+const describeValue = (value: unknown): string =>
+  value === null ? "null" : typeof value === "object" ? "an object" : typeof value === "function" ? "a function" : String(value)
 
 /**
  * Inserts a workflow: its steps as jobs and their dependencies, all or

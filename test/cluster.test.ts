@@ -133,6 +133,7 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       assert.isFalse((yield* b.oban.checkQueue("drain")).paused)
       const unknown = yield* a.oban.checkQueue("nope").pipe(Effect.flip)
       assert.strictEqual(unknown._tag, "UnknownQueueError")
+      if (unknown._tag === "UnknownQueueError") assert.match(unknown.message, /queue "nope" does not run on node \S+/)
       const badLimit = yield* a.oban.scaleQueue("drain", 0).pipe(Effect.flip)
       assert.strictEqual(badLimit._tag, "InvalidConfigError")
     }))

@@ -322,6 +322,16 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.deepStrictEqual(yield* Oban.insertAll([]), [])
       assert.strictEqual(yield* countJobs, 0)
     }))
+
+  it.effect("insertAll of something that is not iterable is an InvalidJobError, not a defect", () =>
+    Effect.gen(function*() {
+      for (const careless of [undefined, null, 42, {}]) {
+        const error = yield* Oban.insertAll(careless as unknown as Iterable<Worker.JobRequest>).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidJobError")
+        if (error._tag === "InvalidJobError") assert.include(error.message, "insertAll takes an iterable of job requests")
+      }
+      assert.strictEqual(yield* countJobs, 0)
+    }))
 })
 
 const job = (options: Worker.JobOptions = {}) => SendEmail.job({ to: "a", subject: "s" }, options)
