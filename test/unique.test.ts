@@ -341,6 +341,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("unique jobs", (it) => {
         const batch = yield* Oban.insertAll([Plain.job({ n: 1 }), request]).pipe(Effect.flip)
         assert.isTrue(batch._tag === "InvalidJobError" && batch.index === 1, label)
       }
+      // The message names the option as it is written.
+      const zero = yield* Oban.insert(Sync.job({ account: "x", page: 1 }, { unique: { period: 0 } })).pipe(Effect.flip)
+      assert.include(zero.message, "unique.period must be at least 1 millisecond")
       assert.strictEqual((yield* rows).length, 0)
     }))
 

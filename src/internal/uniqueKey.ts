@@ -64,7 +64,7 @@ export class UniqueProblem {
 }
 
 const refuse = (message: string): never => {
-  throw new UniqueProblem(`unique ${message}`)
+  throw new UniqueProblem(message.startsWith(".") ? `unique${message}` : `unique ${message}`)
 }
 
 /** A copy of an array option without repeats, refused unless every element is one of `allowed`. */
