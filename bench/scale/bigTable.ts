@@ -36,6 +36,7 @@ import { now } from "../../src/ObanClock.ts"
 import { fetchJobs } from "../../src/internal/sql/claims.ts"
 import { checkExactlyOnce, clock, latencyOf, nothingLeft, pgLayer, startNode, stopwatch, waitUntil } from "../common.ts"
 import { makeCounting } from "../workers.ts"
+import { insertNoopBacklog } from "./backlog.ts"
 import { bigPrefixOf, dropSchema, freshSchema, type Layout, layoutFromEnv, pgDefaults, prepareBig } from "./bigBuild.ts"
 import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
 
@@ -43,17 +44,6 @@ const emptyPrefix = "bench_scale_empty"
 const drainJobs = 20_000
 const fetchSamples = 100
 const fetchDemand = 50
-
-const insertAvailable = (prefix: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const rows = yield* sql<{ id: number }>`
-      INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args)
-      SELECT 'available', 'default', 'BenchNoop', jsonb_build_object('i', i)
-      FROM generate_series(1, ${drainJobs}) AS i
-      RETURNING id::int AS id`
-    return rows.map((row) => row.id)
-  })
 
 /** Carries the fetch's time out of the transaction it rolls back. */
 class Rollback {
@@ -164,7 +154,7 @@ const walCounters = Effect.gen(function*() {
 
 const measureOn = (prefix: string) =>
   Effect.gen(function*() {
-    const inserted = yield* insertAvailable(prefix)
+    const inserted = yield* insertNoopBacklog(prefix, drainJobs)
     const insertPages = yield* pagesOf(prefix, inserted)
     const fetchMs: Array<number> = []
     for (let i = 0; i < fetchSamples; i++) fetchMs.push(yield* timeFetch(prefix))

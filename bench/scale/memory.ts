@@ -8,9 +8,9 @@
  * it was early in it: nothing is kept per job.
  */
 import { Deferred, Effect, Fiber, Option } from "effect"
-import { SqlClient } from "effect/sql/SqlClient"
 import { checkJobsTable, clock, completedCount, pgLayer, startNode, waitUntil, withSchema } from "../common.ts"
 import { makeNoop } from "../workers.ts"
+import { insertNoopBacklog } from "./backlog.ts"
 import { envInt, fixed, grouped, megabytes, textTable } from "./report.ts"
 
 const prefix = "bench_scale_memory"
@@ -27,16 +27,6 @@ interface Sample {
 
 const collect = (globalThis as { gc?: () => void }).gc
 
-const insertBacklog = (jobs: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    yield* sql`
-      INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args)
-      SELECT 'available', 'default', 'BenchNoop', jsonb_build_object('i', i)
-      FROM generate_series(1, ${jobs}) AS i`
-    yield* sql.unsafe(`ANALYZE "${prefix}".oban_jobs`)
-  })
-
 /** The sample closest to `fraction` of the drain done. */
 const at = (samples: ReadonlyArray<Sample>, jobs: number, fraction: number): Sample =>
   samples.reduce((best, sample) =>
@@ -46,7 +36,7 @@ const at = (samples: ReadonlyArray<Sample>, jobs: number, fraction: number): Sam
 export const memoryOfDrain = (url: string) =>
   Effect.gen(function*() {
     const jobs = envInt("BENCH_MEMORY_JOBS", 100_000)
-    yield* insertBacklog(jobs)
+    yield* insertNoopBacklog(prefix, jobs, { analyze: true })
     let ran = 0
     const allRan = yield* Deferred.make<void>()
     const worker = makeNoop(() =>

@@ -16,6 +16,7 @@ import { Deferred, Effect, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { checkExactlyOnce, checkJobsTable, checkNoJobsLeft, clock, completedCount, nothingLeft, pgLayer, startNode, waitUntil, withSchema } from "../common.ts"
 import { makeCounting } from "../workers.ts"
+import { insertNoopBacklog } from "./backlog.ts"
 import { envInt, fixed, grouped, median, textTable } from "./report.ts"
 
 const prefix = "bench_scale_node"
@@ -29,22 +30,10 @@ interface Round {
   readonly cpuMicrosPerJob: number
 }
 
-const insertBacklog = (jobs: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const rows = yield* sql<{ id: string }>`
-      INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args)
-      SELECT 'available', 'default', 'BenchNoop', jsonb_build_object('i', i)
-      FROM generate_series(1, ${jobs}) AS i
-      RETURNING id::text AS id`
-    yield* sql.unsafe(`ANALYZE "${prefix}".oban_jobs`)
-    return rows.map((row) => Number(row.id))
-  })
-
 /** One drain of a fresh backlog; its problems, if a job ran twice or never or its outcome was not written. */
 const drainOnce = (jobs: number, variant: Variant) =>
   Effect.gen(function*() {
-    const inserted = yield* insertBacklog(jobs)
+    const inserted = yield* insertNoopBacklog(prefix, jobs, { analyze: true })
     const { allRan, ran, runs, worker } = yield* makeCounting(jobs)
     const deleteCompleted = variant === "deleteCompleted"
     const cpuBefore = process.cpuUsage()
