@@ -39,13 +39,19 @@ export const Record = Worker.make("Record", {
   perform: (job) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
+      if (job.args.n < 0) {
+        // A poison job: it kills its node, as the OOM killer or a native crash would. Its run is recorded
+        // with whether it was claimed ahead (its row still shows the attempt before this one).
+        const [row] = yield* sql<{ attempt: number }>`SELECT attempt FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id}`
+        const ahead = row !== undefined && row.attempt < job.attempt
+        yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${ahead ? `${node}:ahead` : node})`
+        process.kill(process.pid, "SIGKILL")
+      }
       if (recordClaim) {
         yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node, claim) VALUES (${job.id}, ${node}, ${job.attemptedBy?.[2] ?? null})`
       } else {
         yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
       }
-      // A poison job: it kills its node, as the OOM killer or a native crash would.
-      if (job.args.n < 0) process.kill(process.pid, "SIGKILL")
       if (jobDbMillis > 0) yield* sql`SELECT pg_sleep(${jobDbMillis / 1000})`
       if (jobMillis > 0) yield* Effect.sleep(jobMillis)
     })
