@@ -94,6 +94,19 @@ describe("traces, metrics and logs", () => {
         assert.isTrue(Option.isNone(perform.parent))
       }))
 
+    it.effect("an insert under Tracer.DisablePropagation stores no traceparent", () =>
+      Effect.gen(function*() {
+        const { tracer } = yield* recordingTracer
+        const job = yield* Oban.insert(Greet.job({ name: "private" })).pipe(
+          Effect.withSpan("http.request"),
+          Effect.provideService(Tracer.DisablePropagation, true),
+          Effect.withTracer(tracer)
+        )
+        assert.deepStrictEqual(job.meta, {})
+        assert.deepStrictEqual(Option.map(yield* Oban.getJob(job.id), (stored) => stored.meta), Option.some({}))
+        yield* ObanTest.drainQueue({ queue: "default" })
+      }))
+
     it.effect("a stored traceparent that is not a valid W3C one is not continued", () =>
       Effect.gen(function*() {
         const { tracer, spans } = yield* recordingTracer

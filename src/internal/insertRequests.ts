@@ -20,7 +20,7 @@ import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
-import { traceparentOf } from "./telemetry.ts"
+import { traceparentIn } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
 
 const identity = (position: number): number => position
@@ -44,18 +44,19 @@ export const insertRequests = (
   return Effect.useSpan(
     "oban.insert",
     spanOptions(list.length),
-    (span) => Effect.provideService(insertTraced(list, indexed, traceparentOf(span)), Tracer.ParentSpan, span)
+    (span) => Effect.provideService(insertTraced(list, indexed, span), Tracer.ParentSpan, span)
   )
 }
 
 const insertTraced = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean,
-  traceparent: string | undefined
+  span: Tracer.Span
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.contextWith((context: Context.Context<SqlClient>) => {
     const settings = Context.get(context, Settings)
     const sql = Context.get(context, SqlClient)
+    const traceparent = traceparentIn(context, span)
     return Effect.flatMap(
       encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
       (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))

@@ -172,19 +172,29 @@ export const traceKey = "traceparent"
 
 /**
  * `span` as a W3C traceparent, if it propagates: a span made while tracing is
- * switched off (`References.TracerEnabled`), or under `Tracer.DisablePropagation`,
- * has no trace to continue (its ids are placeholders), so its jobs carry none.
+ * switched off (`References.TracerEnabled`) has no trace to continue (its ids
+ * are placeholders), so its jobs carry none. A trace id of 16 hex digits (B3's
+ * 64-bit ids) is left-padded to 32, as OpenTelemetry does.
  */
-export const traceparentOf = (span: Tracer.AnySpan): string | undefined =>
-  span._tag === "Span" && Context.get(span.annotations, Tracer.DisablePropagation)
-    ? undefined
-    : validTraceparent(`00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`)
+export const traceparentOf = (span: Tracer.AnySpan): string | undefined => {
+  if (span._tag === "Span" && Context.get(span.annotations, Tracer.DisablePropagation)) return undefined
+  const traceId = span.traceId.length === 16 ? span.traceId.padStart(32, "0") : span.traceId
+  return validTraceparent(`00-${traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`)
+}
+
+/**
+ * `span` as the traceparent of jobs inserted with `context`: none when the
+ * context asks not to propagate traces (`Tracer.DisablePropagation`).
+ */
+export const traceparentIn = (context: Context.Context<never>, span: Tracer.AnySpan): string | undefined =>
+  Context.get(context, Tracer.DisablePropagation) ? undefined : traceparentOf(span)
 
 /** The current span as a W3C traceparent, if there is one that propagates. */
-export const currentTraceparent: Effect.Effect<string | undefined> = Effect.map(
-  Effect.option(Effect.currentSpan),
-  (span) => Option.match(span, { onNone: () => undefined, onSome: traceparentOf })
-)
+export const currentTraceparent: Effect.Effect<string | undefined> = Effect.contextWith((context: Context.Context<never>) =>
+  Effect.map(
+    Effect.option(Effect.currentSpan),
+    (span) => Option.match(span, { onNone: () => undefined, onSome: (span) => traceparentIn(context, span) })
+  ))
 
 /**
  * A W3C traceparent of version 00: a trace id of 32 and a parent id of 16
