@@ -199,9 +199,9 @@ export const loop = (options: {
         const next = Math.min(...options.entries.map((item) => EffectCron.next(item.cron, to).getTime()))
         // The sleep starts now, not at `to`: the time the run took (which a test clock may have
         // moved by a lot) comes off it, so the next slot is not missed by as much. It ends on the
-        // slot itself, so a test clock moved exactly onto a slot runs it; where the database's
-        // clock is behind this one, the run at the slot finds it not yet due and the next sleep is
-        // that difference.
+        // slot itself, so a test clock moved exactly onto a slot runs it; when a timer fires a
+        // little early or the database's reading comes back from just before the slot, the run
+        // finds it not yet due and sleeps the difference (one more round trip, no more).
         const spent = (yield* Clock.currentTimeMillis) - startedAt
         return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
       }).pipe(

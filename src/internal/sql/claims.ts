@@ -147,7 +147,11 @@ export const claimJobs = (
  * them, so nothing else would ever finish them while this node's heartbeats
  * keep its claims alive. The fetch counted an attempt for its first
  * `startNow` jobs in fetch order only (the rest were claimed ahead), so only
- * those give one back. Returns how many.
+ * those give one back. The order is rebuilt from the jobs still executing
+ * under the claim: if one of the first was cancelled in the second before the
+ * release, a job claimed ahead takes its place and gets an attempt back that
+ * it never used (never below 0). Rows are locked in id order, as every
+ * statement that locks many jobs does. Returns how many.
  */
 export const releaseClaim = (
   sql: SqlClient,
@@ -159,6 +163,7 @@ export const releaseClaim = (
     WITH held AS (
       SELECT j.id, j.priority, j.scheduled_at FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing' AND j.attempted_by[3] = ${claim}
+      ORDER BY j.id
       FOR UPDATE
     ),
     ranked AS (
