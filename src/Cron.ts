@@ -32,7 +32,7 @@ import { InvalidConfigError } from "./Errors.ts"
 import { now } from "./ObanClock.ts"
 import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
 import { tracked } from "./internal/activity.ts"
-import { insertUnique } from "./internal/sql/maintenance.ts"
+import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
 
 /**
@@ -152,19 +152,49 @@ export const runOnce = (options: {
     let inserted = 0
     let duplicates = 0
     for (const item of options.entries) {
-      let cursor = options.from
-      for (let i = 0; i < 100; i++) {
-        const slot = EffectCron.next(item.cron, cursor)
-        if (slot.getTime() > options.to.getTime()) break
-        const key = `cron:${item.entry.name}:${slot.toISOString()}`
-        const fresh = yield* insertUnique(options.sql, options.prefix, yield* now(options.sql), item.rowJson, key)
+      for (const slot of slotsBetween(item, options.from, options.to)) {
+        const fresh = yield* insertUnique(options.sql, options.prefix, yield* now(options.sql), item.rowJson, slotKey(item, slot))
         if (fresh) inserted++
         else duplicates++
-        cursor = slot
       }
     }
     return { inserted, duplicates }
   })
+
+/** The slots of `item` in `(from, to]`, at most 100. */
+const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> => {
+  const slots: Array<Date> = []
+  let cursor = from
+  while (slots.length < 100) {
+    const slot = EffectCron.next(item.cron, cursor)
+    if (slot.getTime() > to.getTime()) break
+    slots.push(slot)
+    cursor = slot
+  }
+  return slots
+}
+
+const slotKey = (item: Parsed, slot: Date): string => `cron:${item.entry.name}:${slot.toISOString()}`
+
+/**
+ * Where a new leader's look back over `(to - catchUp, to]` starts for one
+ * entry: after the latest slot of that window whose job exists (the previous
+ * leader's last), so only the slots it missed are inserted; when none has its
+ * job (a first start, or no leader for the whole window), just before the
+ * window's last slot, so a first start inserts one slot rather than a
+ * minute of them.
+ */
+const lookBackFrom = (sql: SqlClient, prefix: string, item: Parsed, to: Date): Effect.Effect<Date, SqlError> => {
+  const windowStart = new Date(to.getTime() - Duration.toMillis(defaults.catchUp))
+  const slots = slotsBetween(item, windowStart, to)
+  if (slots.length === 0) return Effect.succeed(windowStart)
+  return Effect.map(existingKeys(sql, prefix, slots.map((slot) => slotKey(item, slot))), (existing) => {
+    for (let index = slots.length - 1; index >= 0; index--) {
+      if (existing.has(slotKey(item, slots[index]!))) return slots[index]!
+    }
+    return new Date(slots[slots.length - 1]!.getTime() - 1)
+  })
+}
 
 /** "Now" by the library's clock: the database's, or Effect's in tests. */
 export const currentTime = (sql: SqlClient): Effect.Effect<Date, SqlError> =>
@@ -173,7 +203,8 @@ export const currentTime = (sql: SqlClient): Effect.Effect<Date, SqlError> =>
 
 /**
  * Inserts cron jobs while `isLeader` holds. On becoming leader it looks back
- * `catchUp` for slots; then it sleeps until the next slot of any entry.
+ * `catchUp` for the slots after the last one that has its job (only the
+ * latest, when none has); then it sleeps until the next slot of any entry.
  *
  * @since 0.1.0
  */
@@ -193,8 +224,14 @@ export const loop = (options: {
         }
         const startedAt = yield* Clock.currentTimeMillis
         const to = yield* currentTime(options.sql)
-        const from = last ?? new Date(to.getTime() - Duration.toMillis(defaults.catchUp))
-        yield* runOnce({ ...options, from, to })
+        if (last === undefined) {
+          for (const item of options.entries) {
+            const from = yield* lookBackFrom(options.sql, options.prefix, item, to)
+            yield* runOnce({ ...options, entries: [item], from, to })
+          }
+        } else {
+          yield* runOnce({ ...options, from: last, to })
+        }
         last = to
         const next = Math.min(...options.entries.map((item) => EffectCron.next(item.cron, to).getTime()))
         // The sleep starts now, not at `to`: the time the run took (which a test clock may have

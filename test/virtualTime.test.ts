@@ -193,5 +193,31 @@ describe("virtual time", () => {
         const keys = yield* sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`
         assert.strictEqual(keys[24]!.k, "cron:Tick:*/5 * * * *:2100-01-01T02:00:00.000Z")
       }).pipe(onTestClock), 60_000)
+
+    it.effect("a new leader's look back inserts the slots after the last one that ran, or only the latest on a first start", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const entries = yield* Cron.parse([Cron.entry("*/10 * * * * *", Tick, {}, { name: "every-10s" })])
+        const keys = Effect.map(
+          sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
+          (rows) => rows.map((row) => row.k.slice("cron:every-10s:2100-01-01T".length))
+        )
+        /** Leads for a moment at `at`: the loop's first run is the look back. */
+        const leadAt = (at: number, expected: number) =>
+          Effect.gen(function*() {
+            yield* TestClock.setTime(at)
+            const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader: Effect.succeed(true) }))
+            yield* untilLive(Effect.map(keys, (found) => found.length === expected))
+            yield* TestClock.withLive(Effect.sleep("50 millis"))
+            yield* Fiber.interrupt(loop)
+          })
+        // A first start at 10:00:35: six slots in the last minute, none ran; only 10:00:30 is inserted.
+        yield* leadAt(Date.UTC(2100, 0, 1, 10, 0, 35), 1)
+        assert.deepStrictEqual(yield* keys, ["10:00:30.000Z"])
+        // The leader dies; another takes over at 10:01:05: 10:00:40 .. 10:01:00 were missed, and are inserted.
+        yield* leadAt(Date.UTC(2100, 0, 1, 10, 1, 5), 4)
+        assert.deepStrictEqual(yield* keys, ["10:00:30.000Z", "10:00:40.000Z", "10:00:50.000Z", "10:01:00.000Z"])
+      }).pipe(onTestClock), 60_000)
   })
 })

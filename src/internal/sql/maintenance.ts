@@ -193,6 +193,22 @@ const pruneSteps = (
  * it was inserted. The row is built like `insertJobs` builds them; it holds
  * its key in every state (`unique_states` is NULL).
  */
+/**
+ * Which of `keys` a job in `oban_jobs` holds, among jobs that hold their key
+ * in every state (cron slots): found through the unique index.
+ */
+export const existingKeys = (
+  sql: SqlClient,
+  prefix: string,
+  keys: ReadonlyArray<string>
+): Effect.Effect<ReadonlySet<string>, SqlError> =>
+  keys.length === 0 ? Effect.succeed(new Set()) : Effect.map(
+    sql<{ readonly unique_key: string }>`
+      SELECT unique_key FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE unique_key IN ${sql.in(keys)} AND unique_states IS NULL`,
+    (rows) => new Set(rows.map((row) => row.unique_key))
+  )
+
 export const insertUnique = (
   sql: SqlClient,
   prefix: string,
