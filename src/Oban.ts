@@ -37,6 +37,7 @@ import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, stream as eventStream } from "./Events.ts"
+import { describe } from "./internal/jsonText.ts"
 import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
@@ -105,16 +106,13 @@ export const insertAll = (
         new InvalidJobError({
           worker: "(no requests)",
           field: "worker",
-          message: `insertAll takes an iterable of job requests (an array, say), not ${describeValue(requests)}`
+          message: `insertAll takes an iterable of job requests (an array, say), not ${describe(requests)}`
         })
       )
   )
 
 const isIterable = (value: unknown): value is Iterable<unknown> =>
   value !== null && value !== undefined && typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === "function"
-
-const describeValue = (value: unknown): string =>
-  value === null ? "null" : typeof value === "object" ? "an object" : typeof value === "function" ? "a function" : String(value)
 
 /**
  * Inserts a workflow: its steps as jobs and their dependencies, all or
