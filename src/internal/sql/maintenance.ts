@@ -189,11 +189,6 @@ const pruneSteps = (
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
 
 /**
- * Inserts a job unless one with the same `unique_key` exists. Returns whether
- * it was inserted. The row is built like `insertJobs` builds them; it holds
- * its key in every state (`unique_states` is NULL).
- */
-/**
  * Which of `keys` a job in `oban_jobs` holds, among jobs that hold their key
  * in every state (cron slots): found through the unique index.
  */
@@ -209,6 +204,11 @@ export const existingKeys = (
     (rows) => new Set(rows.map((row) => row.unique_key))
   )
 
+/**
+ * Inserts a job unless one with the same `unique_key` exists. Returns whether
+ * it was inserted. The row is built like `insertJobs` builds them; it holds
+ * its key in every state (`unique_states` is NULL).
+ */
 export const insertUnique = (
   sql: SqlClient,
   prefix: string,
