@@ -177,23 +177,29 @@ const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> =
 const slotKey = (item: Parsed, slot: Date): string => `cron:${item.entry.name}:${slot.toISOString()}`
 
 /**
- * Where a new leader's look back over `(to - catchUp, to]` starts for one
- * entry: after the latest slot of that window whose job exists (the previous
+ * Where a new leader's look back over `(to - catchUp, to]` starts, per entry:
+ * after the latest slot of that window whose job exists (the previous
  * leader's last), so only the slots it missed are inserted; when none has its
  * job (a first start, or no leader for the whole window), just before the
- * window's last slot, so a first start inserts one slot rather than a
- * minute of them.
+ * window's last slot, so a first start inserts one slot rather than a minute
+ * of them. One query for every entry's slots.
  */
-const lookBackFrom = (sql: SqlClient, prefix: string, item: Parsed, to: Date): Effect.Effect<Date, SqlError> => {
+const lookBackStarts = (
+  sql: SqlClient,
+  prefix: string,
+  entries: ReadonlyArray<Parsed>,
+  to: Date
+): Effect.Effect<ReadonlyArray<Date>, SqlError> => {
   const windowStart = new Date(to.getTime() - Duration.toMillis(defaults.catchUp))
-  const slots = slotsBetween(item, windowStart, to)
-  if (slots.length === 0) return Effect.succeed(windowStart)
-  return Effect.map(existingKeys(sql, prefix, slots.map((slot) => slotKey(item, slot))), (existing) => {
-    for (let index = slots.length - 1; index >= 0; index--) {
-      if (existing.has(slotKey(item, slots[index]!))) return slots[index]!
-    }
-    return new Date(slots[slots.length - 1]!.getTime() - 1)
-  })
+  const slots = entries.map((item) => slotsBetween(item, windowStart, to))
+  const keys = entries.flatMap((item, index) => slots[index]!.map((slot) => slotKey(item, slot)))
+  return Effect.map(existingKeys(sql, prefix, keys), (existing) =>
+    entries.map((item, index) => {
+      const own = slots[index]!
+      if (own.length === 0) return windowStart
+      const latest = own.findLast((slot) => existing.has(slotKey(item, slot)))
+      return latest ?? new Date(own[own.length - 1]!.getTime() - 1)
+    }))
 }
 
 /** "Now" by the library's clock: the database's, or Effect's in tests. */
@@ -225,9 +231,9 @@ export const loop = (options: {
         const startedAt = yield* Clock.currentTimeMillis
         const to = yield* currentTime(options.sql)
         if (last === undefined) {
-          for (const item of options.entries) {
-            const from = yield* lookBackFrom(options.sql, options.prefix, item, to)
-            yield* runOnce({ ...options, entries: [item], from, to })
+          const starts = yield* lookBackStarts(options.sql, options.prefix, options.entries, to)
+          for (const [index, item] of options.entries.entries()) {
+            yield* runOnce({ ...options, entries: [item], from: starts[index]!, to })
           }
         } else {
           yield* runOnce({ ...options, from: last, to })
