@@ -252,7 +252,7 @@ export const ackJobs = (
       : options.deleteCompleted
       ? sql`
       DELETE FROM ${jobs} AS j
-      USING input, clock
+      USING input
       WHERE ${bareRows}
         AND ${deletableOnCompletion(sql, prefix)}
       RETURNING j.id`
