@@ -194,6 +194,29 @@ describe("virtual time", () => {
         assert.strictEqual(keys[24]!.k, "cron:Tick:*/5 * * * *:2100-01-01T02:00:00.000Z")
       }).pipe(onTestClock), 60_000)
 
+    it.effect("the look back judges each entry of the crontab by its own slots", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const entries = yield* Cron.parse([
+          Cron.entry("*/10 * * * * *", Tick, {}, { name: "a" }),
+          Cron.entry("*/15 * * * * *", Tick, {}, { name: "b" })
+        ])
+        // Entry a last ran at 10:00:20 (an earlier leader); entry b never ran.
+        const [a] = entries
+        yield* Cron.runOnce({ sql, prefix, entries: [a!], from: new Date(Date.UTC(2100, 0, 1, 10, 0, 15)), to: new Date(Date.UTC(2100, 0, 1, 10, 0, 20)) })
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1, 10, 0, 35))
+        const keys = Effect.map(
+          sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
+          (rows) => rows.map((row) => row.k.replace(":2100-01-01T", " "))
+        )
+        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader: Effect.succeed(true) }))
+        yield* untilLive(Effect.map(keys, (found) => found.length === 3))
+        yield* TestClock.withLive(Effect.sleep("50 millis"))
+        yield* Fiber.interrupt(loop)
+        assert.deepStrictEqual(yield* keys, ["cron:a 10:00:20.000Z", "cron:a 10:00:30.000Z", "cron:b 10:00:30.000Z"])
+      }).pipe(onTestClock), 60_000)
+
     it.effect("a new leader's look back inserts the slots after the last one that ran, or only the latest on a first start", () =>
       Effect.gen(function*() {
         yield* truncate
