@@ -102,6 +102,12 @@ export interface Job<Args = unknown> {
   readonly completedAt: Date | null
   readonly discardedAt: Date | null
   readonly cancelledAt: Date | null
+  /**
+   * Who ran (or runs) the latest attempt: `[node, producer id, claim id]`,
+   * with a fourth element `"ahead"` when the job was claimed ahead of its
+   * start (its attempt is then counted when the attempt ends). Null before
+   * the first attempt.
+   */
   readonly attemptedBy: ReadonlyArray<string> | null
   /**
    * When a cancel was asked for while the job executed as a workflow step:

@@ -185,8 +185,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     })
 
     const scope = yield* Effect.scope
-    const releaseLost = (claim: string, startNow: number) =>
-      releaseLostClaim(options.sql, options.prefix, claim, startNow, fetchTimeout)
+    const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
       "limits" in fetched && QueueLimiter.claimsAgainAtOnce(fetched)
@@ -227,7 +226,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
         // The server may have committed a claim whose reply we never got: put those jobs back.
-        Effect.tapError(() => Effect.forkIn(releaseLost(claim, startNow), scope))
+        Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
       )
       buffer.add(fetched.jobs, fetched.ahead)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)

@@ -273,12 +273,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       // One job of the lost fetch finished anyway (it cannot have, but its row must be left alone).
       yield* acker.ack({ ...ackOf(lost[0]!, "completed"), claim: "lost-claim" })
       yield* settled(acker)
-      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-claim", 2), 1)
+      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-claim"), 1)
       const released = yield* jobRow(prefix, lost[1]!.id)
       assert.deepStrictEqual([released.state, released.attempt], ["available", 0])
       assert.strictEqual((yield* jobRow(prefix, lost[0]!.id)).state, "completed")
       assert.strictEqual((yield* jobRow(prefix, kept[0]!.id)).state, "executing")
-      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-claim", 2), 0)
+      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-claim"), 0)
     }).pipe(Effect.scoped))
 
   it.effect("releasing a fetch's claim gives an attempt back only for the jobs it started, not those claimed ahead", () =>
@@ -286,8 +286,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const sql = yield* SqlClient
       yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE queue = 'acker'`
       const [first, second, third] = yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})])
-      // The third had run twice before (a retry), and is due like the others.
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempt = 2 WHERE id = ${third!.id}`
+      // The second had run twice before (a retry), and is due like the others.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempt = 2 WHERE id = ${second!.id}`
       const fetched = yield* Effect.flatMap(now(sql), (time) =>
         fetchJobs(sql, prefix, time, { queue: "acker", demand: 3, startNow: 1, node, producer: "p", claim: "lost-ahead" }))
       assert.deepStrictEqual(fetched.jobs.map((job) => [job.id, fetched.ahead.has(job.id)]), [
@@ -295,9 +295,22 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         [second!.id, true],
         [third!.id, true]
       ])
-      // Before, every job gave one back: the second went to -1, which the table refuses, so nothing was released.
-      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-ahead", 1), 3)
+      const marks = yield* sql<{ readonly id: string; readonly attempted_by: ReadonlyArray<string> }>`
+        SELECT id::text, attempted_by FROM ${sql(prefix)}.oban_jobs WHERE queue = 'acker' ORDER BY id`
+      assert.deepStrictEqual(marks.map((row) => row.attempted_by), [
+        [node, "p", "lost-ahead"],
+        [node, "p", "lost-ahead", "ahead"],
+        [node, "p", "lost-ahead", "ahead"]
+      ])
+      // The one job that used an attempt is cancelled before the release: the release must still
+      // tell the jobs claimed ahead by their mark (ranked by fetch order, the second took its place).
+      yield* Oban.cancelJob(first!.id)
+      // Before the mark, every job gave one back: the third went to -1, which the table refuses, so nothing was released.
+      assert.strictEqual(yield* releaseClaim(sql, prefix, "lost-ahead"), 2)
       const rows = yield* Effect.forEach([first!, second!, third!], (job) => jobRow(prefix, job.id))
-      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt]), [["available", 0], ["available", 0], ["available", 2]])
+      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt]), [["cancelled", 1], ["available", 2], [
+        "available",
+        0
+      ]])
     }).pipe(Effect.scoped))
 })

@@ -15,11 +15,11 @@ import { withStatementTimeout } from "./statementTimeout.ts"
 const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 
 /** One release of a failed fetch's claim, tried until the database answers. */
-const releaseOnce = (sql: SqlClient, prefix: string, claim: string, startNow: number, timeout: Duration.Duration) =>
+const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Duration.Duration) =>
   Effect.gen(function*() {
     let failures = 0
     while (true) {
-      const result = yield* Effect.exit(releaseClaim(sql, prefix, claim, startNow).pipe(
+      const result = yield* Effect.exit(releaseClaim(sql, prefix, claim).pipe(
         withStatementTimeout({ timeout, operation: "release" })
       ))
       if (result._tag === "Success") return result.value
@@ -37,20 +37,18 @@ const releaseOnce = (sql: SqlClient, prefix: string, claim: string, startNow: nu
  * soon as the database answers, and once more 30 s after that, when the
  * statement (cancelled in the background) has certainly ended. Shutdown
  * interrupts this; the jobs are then rescued like any orphan once this
- * incarnation's rows are gone. `startNow` is the fetch's: how many of its
- * jobs, in fetch order, used an attempt when claimed.
+ * incarnation's rows are gone.
  */
 export const releaseLostClaim = (
   sql: SqlClient,
   prefix: string,
   claim: string,
-  startNow: number,
   timeout: Duration.Duration
 ) =>
   Effect.forEach(releaseAfter, (delay) =>
     Effect.gen(function*() {
       yield* Effect.sleep(delay)
-      const released = yield* releaseOnce(sql, prefix, claim, startNow, timeout)
+      const released = yield* releaseOnce(sql, prefix, claim, timeout)
       if (released > 0) {
         yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
       }

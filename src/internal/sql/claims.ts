@@ -20,20 +20,30 @@ import { clockWithSetting } from "./workflows.ts"
  * claim a random uuid that names this one run of the job, which its ack must
  * match (attempt numbers repeat after a snooze or shutdown, and times can
  * repeat under a test clock). A producer names the claim of each fetch itself,
- * so that it can release a fetch whose reply it never got. `attempt` is the
- * new attempt (a fetch leaves it for jobs it claims ahead). Expects the row as
- * `j` and "now" as `clock.now`.
+ * so that it can release a fetch whose reply it never got. `ahead`, when
+ * given, is SQL that is true for the rows a fetch claims ahead of their start:
+ * those keep their attempt (it is counted when the attempt ends) and carry
+ * `'ahead'` as a fourth element of `attempted_by`, so that a release of the
+ * claim knows from the row alone which attempts to give back. Expects the row
+ * as `j` and "now" as `clock.now`.
  */
 export const startAttempt = (
   sql: SqlClient,
   by: { readonly node: string; readonly producer: string; readonly claim: string | Fragment },
-  attempt: Fragment = sql.literal("j.attempt + 1")
+  ahead?: Fragment
 ): Fragment =>
-  sql`SET state = 'executing',
-        attempt = ${attempt},
+  ahead === undefined ?
+    sql`SET state = 'executing',
+        attempt = j.attempt + 1,
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
         attempted_at = clock.now,
-        attempted_by = ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
+        attempted_by = ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]` :
+    sql`SET state = 'executing',
+        attempt = CASE WHEN ${ahead} THEN j.attempt ELSE j.attempt + 1 END,
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        attempted_at = clock.now,
+        attempted_by = CASE WHEN ${ahead} THEN ARRAY[${by.node}, ${by.producer}, ${by.claim}, 'ahead']::text[]
+                            ELSE ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[] END`
 
 /** Columns a fetch returns as null when they hold their empty default, which `claimedJob` restores. */
 const nullWhenEmpty: ReadonlyMap<string, string> = new Map([
@@ -103,16 +113,17 @@ export const fetchJobs = (
       SELECT ARRAY(SELECT id FROM next ORDER BY priority, scheduled_at, id LIMIT ${options.startNow}) AS ids
     )
     UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    ${startAttempt(sql, options, sql.literal("CASE WHEN j.id = ANY(first.ids) THEN j.attempt + 1 ELSE j.attempt END"))}
+    ${startAttempt(sql, options, sql.literal("NOT (j.id = ANY(first.ids))"))}
     FROM clock, first
     WHERE j.id = ANY(ARRAY(SELECT id FROM next))
     RETURNING ${sql.literal(claimedColumns)}, NOT (j.id = ANY(first.ids)) AS ahead
   `.pipe(Effect.map((rows) => {
     const ahead = new Set<number>()
     const attemptedBy = [options.node, options.producer, options.claim]
+    const attemptedAheadBy = [...attemptedBy, "ahead"]
     const jobs = rows.map((claimed) => {
       if (!claimed.ahead) return claimedJob(claimed, options.queue, attemptedBy, 0)
-      const job = claimedJob(claimed, options.queue, attemptedBy, 1)
+      const job = claimedJob(claimed, options.queue, attemptedAheadBy, 1)
       ahead.add(job.id)
       return job
     }).sort(byFetchOrder)
@@ -145,36 +156,29 @@ export const claimJobs = (
  * connection after the server committed): still `executing` under `claim`,
  * they are made `available` again and their queue is woken. No node runs
  * them, so nothing else would ever finish them while this node's heartbeats
- * keep its claims alive. The fetch counted an attempt for its first
- * `startNow` jobs in fetch order only (the rest were claimed ahead), so only
- * those give one back. The order is rebuilt from the jobs still executing
- * under the claim: if one of the first was cancelled in the second before the
- * release, a job claimed ahead takes its place and gets an attempt back that
- * it never used (never below 0). Rows are locked in id order, as every
+ * keep its claims alive. The fetch counted an attempt only for the jobs it
+ * did not claim ahead (those without the `'ahead'` mark in `attempted_by`),
+ * so only those give one back. Rows are locked in id order, as every
  * statement that locks many jobs does. Returns how many.
  */
 export const releaseClaim = (
   sql: SqlClient,
   prefix: string,
-  claim: string,
-  startNow: number
+  claim: string
 ): Effect.Effect<number, SqlError> =>
   sql<{ readonly n: number }>`
     WITH held AS (
-      SELECT j.id, j.priority, j.scheduled_at FROM ${table(sql, prefix, "oban_jobs")} AS j
+      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing' AND j.attempted_by[3] = ${claim}
       ORDER BY j.id
       FOR UPDATE
     ),
-    ranked AS (
-      SELECT id, row_number() OVER (ORDER BY priority, scheduled_at, id) AS position FROM held
-    ),
     released AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
       SET state = 'available',
-          attempt = CASE WHEN ranked.position <= ${startNow} THEN GREATEST(j.attempt - 1, 0) ELSE j.attempt END
-      FROM ranked
-      WHERE j.id = ranked.id
+          attempt = CASE WHEN j.attempted_by[4] = 'ahead' THEN j.attempt ELSE j.attempt - 1 END
+      FROM held
+      WHERE j.id = held.id
       RETURNING j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
