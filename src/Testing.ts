@@ -367,7 +367,10 @@ export interface DrainResult {
  * returns how they ended. `withScheduled` also runs scheduled and retryable
  * jobs due by now (by the library's clock, so `TestClock` moves it).
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
- * (and retries that are due) run too.
+ * (and retries that are due) run too. A recursive drain fails with
+ * `ObanTestError` when its rounds run only jobs it ran the round before,
+ * `maxStalledRounds` times in a row (jobs that snooze or retry at once
+ * would otherwise keep it going forever).
  *
  * @since 0.1.0
  */
@@ -375,11 +378,13 @@ export const drainQueue = (options: {
   readonly queue: string
   readonly withScheduled?: boolean | undefined
   readonly withRecursion?: boolean | undefined
-}): Effect.Effect<DrainResult, SqlError, SqlClient | ObanTest> =>
+}): Effect.Effect<DrainResult, ObanTestError | SqlError, SqlClient | ObanTest> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const kit = yield* ObanTest
     const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
+    let previous: ReadonlySet<number> = new Set()
+    let stalled = 0
     while (true) {
       if (options.withScheduled === true) yield* stageQueue(sql, kit.prefix, options.queue, yield* now(sql))
       const { jobs } = yield* fetchJobs(sql, kit.prefix, yield* now(sql), {
@@ -395,7 +400,25 @@ export const drainQueue = (options: {
         counts[outcomeOf(row) ?? "failed"]++
       }
       if (options.withRecursion !== true || jobs.length === 0) return counts
+      stalled = jobs.every((job) => previous.has(job.id)) ? stalled + 1 : 0
+      if (stalled >= maxStalledRounds) {
+        return yield* new ObanTestError({
+          message: `drainQueue({ withRecursion: true }) ran job(s) ${
+            jobs.map((job) => job.id).join(", ")
+          } in ${maxStalledRounds} rounds in a row without anything new: they snooze or retry at once, ` +
+            "so the drain would never end; drain without withRecursion, or let them wait (TestClock)"
+        })
+      }
+      previous = new Set(jobs.map((job) => job.id))
     }
   })
+
+/**
+ * How many rounds in a row a recursive `drainQueue` runs only the jobs of the
+ * round before (snoozing or retrying at once) before it gives up.
+ *
+ * @since 0.1.0
+ */
+export const maxStalledRounds = 100
 
 

@@ -56,7 +56,17 @@ const Flaky = Worker.make("Flaky", {
   perform: () => Effect.fail("always")
 })
 
-const workers = [SendEmail, Charge, SignUp, Flaky]
+/** Snoozes for no time at all: `snoozes` times, or forever when it is negative. */
+const naps = Ref.makeUnsafe(0)
+const Napper = Worker.make("Napper", {
+  args: Schema.Struct({ snoozes: Schema.Int }),
+  queue: "naps",
+  perform: (job) =>
+    Effect.flatMap(Ref.updateAndGet(naps, (n) => n + 1), (n) =>
+      job.args.snoozes < 0 || n <= job.args.snoozes ? Worker.snooze("0 seconds") : Effect.void)
+})
+
+const workers = [SendEmail, Charge, SignUp, Flaky, Napper]
 
 const database = (prefix: string) =>
   Layer.effectDiscard(Effect.gen(function*() {
@@ -193,6 +203,30 @@ describe("manual mode", () => {
           cancelled: 0,
           discarded: 0
         })
+      }))
+
+    it.effect("drainQueue with scheduled jobs and recursion runs a job that snoozes at once until it ends, and gives up on one that never does", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        yield* Ref.set(naps, 0)
+        yield* Oban.insert(Napper.job({ snoozes: 3 }))
+        assert.deepStrictEqual(yield* ObanTest.drainQueue({ queue: "naps", withScheduled: true, withRecursion: true }), {
+          completed: 1,
+          failed: 0,
+          snoozed: 3,
+          cancelled: 0,
+          discarded: 0
+        })
+        yield* Ref.set(naps, 0)
+        const forever = yield* Oban.insert(Napper.job({ snoozes: -1 }))
+        const error = yield* Effect.flip(ObanTest.drainQueue({ queue: "naps", withScheduled: true, withRecursion: true }))
+        assert.strictEqual(error._tag, "ObanTestError")
+        assert.include(error.message, `ran job(s) ${forever.id} in ${ObanTest.maxStalledRounds} rounds in a row`)
+        // The first round, then maxStalledRounds rounds of the same job.
+        assert.strictEqual(yield* Ref.get(naps), ObanTest.maxStalledRounds + 1)
+        const sql = yield* SqlClient
+        const rows = yield* sql<{ readonly state: string }>`SELECT state FROM ${sql(prefix)}.oban_jobs WHERE id = ${forever.id}`
+        assert.deepStrictEqual(rows.map((row) => row.state), ["scheduled"])
       }))
   })
 })
