@@ -111,6 +111,39 @@ describe("workflow release per statement", () => {
         assert.strictEqual(counters!.n, 0)
       }))
 
+    it.effect("with deleteCompleted, a completion with a recorded result keeps its row and the result; one without is deleted", () =>
+      Effect.gen(function*() {
+        yield* truncateWorkflows(prefix)
+        const sql = yield* SqlClient
+        const inserted = yield* Oban.insertWorkflow(
+          Workflow.make("ack-result").add("a", Step.job({})).add("after-a", Step.job({}), { deps: ["a"] })
+        )
+        const a = inserted.jobs["a"]!.id
+        const [plain, bare] = yield* Oban.insertAll([Step.job({}), Step.job({})])
+        const ids = [a, plain!.id, bare!.id]
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
+                   attempted_by = ARRAY['n', 'p', 'c' || id::text] WHERE id IN ${sql.in(ids)}`
+        const ack = (id: number, result?: unknown) => ({
+          id, state: "completed" as const, attempt: 1, claim: `c${id}`, delay_ms: null, give_back: false, error: null,
+          ...(result === undefined ? {} : { result })
+        })
+        const result = yield* ackJobs(sql, prefix, sql.literal("now()"), "n", [ack(a, { square: 49 }), ack(plain!.id, 7), ack(bare!.id)], {
+          deleteCompleted: true
+        })
+        assert.deepStrictEqual([...result.written].sort(), [...ids].sort())
+        // Before, deleteCompleted deleted every completion, result or not: a dependent found no result to read.
+        const rows = yield* sql<{ id: string; state: string; result: unknown; finished: boolean }>`
+          SELECT id::text, state::text, result, false AS finished FROM ${sql(prefix)}.oban_jobs WHERE id IN ${sql.in(ids)}
+          UNION ALL
+          SELECT id::text, state::text, result, true FROM ${sql(prefix)}.oban_jobs_finished WHERE id IN ${sql.in(ids)}
+          ORDER BY 1`
+        assert.deepStrictEqual(rows.map((row) => [Number(row.id), row.state, row.result, row.finished]), [
+          [a, "completed", { square: 49 }, false],
+          [plain!.id, "completed", 7, true]
+        ])
+        assert.deepStrictEqual(yield* stepStates(prefix, "ack-result"), { a: "completed", "after-a": "available" })
+      }))
+
     it.effect("a statement that finishes no workflow job calls no trigger function; one that finishes a step calls each once", () =>
       Effect.gen(function*() {
         yield* truncateWorkflows(prefix)

@@ -57,11 +57,12 @@ export const ackLockTimeoutMillis = 1_000
 
 /**
  * Whether an outcome is a bare completion: the job completed and nothing else
- * is written with it but the time (no recorded result; with `deleteCompleted`,
- * every completion, since the row goes).
+ * is written with it but the time. A completion with a recorded result is
+ * never bare, also with `deleteCompleted`: its row is kept (moved to the
+ * finished table, or completed in place) with the result, which a workflow's
+ * dependents read.
  */
-const bareCompletion = (row: AckRow, deleteCompleted: boolean): boolean =>
-  row.state === "completed" && (deleteCompleted || !("result" in row))
+const bareCompletion = (row: AckRow): boolean => row.state === "completed" && !("result" in row)
 
 /**
  * The bare completions of a statement as array literals: `ids` in ascending
@@ -150,12 +151,14 @@ const outcomeValues = (prefix: string): ReadonlyMap<string, (v: string) => strin
  * At most one outcome per job: the caller splits batches that repeat one.
  * Jobs put back to `available` wake their queue. A job whose cancel was
  * requested while it ran ends `cancelled` whatever its outcome (migration
- * 0012). `deleteCompleted` spares the rows `deletableOnCompletion` keeps: a
- * job whose cancel was requested (its dependents must see the cancel) and a
- * job that holds its unique key when completed (a cron slot among them: the
- * key is what stops the slot from running twice) are completed in `oban_jobs`
- * instead. A completed workflow step is deleted (the trigger releases its
- * dependents on the delete).
+ * 0012). `deleteCompleted` deletes bare completions only (a completion with
+ * a recorded result keeps its row, as without it), and spares the rows
+ * `deletableOnCompletion` keeps: a job whose cancel was requested (its
+ * dependents must see the cancel) and a job that holds its unique key when
+ * completed (a cron slot among them: the key is what stops the slot from
+ * running twice) are completed in `oban_jobs` instead. A completed workflow
+ * step without a result is deleted (the trigger releases its dependents on
+ * the delete).
  */
 export const ackJobs = (
   sql: SqlClient,
@@ -166,8 +169,8 @@ export const ackJobs = (
   options: { readonly deleteCompleted: boolean } = { deleteCompleted: false }
 ): Effect.Effect<AckResult, SqlError> => {
   const jobs = table(sql, prefix, "oban_jobs")
-  const bare = acks.filter((row) => bareCompletion(row, options.deleteCompleted))
-  const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row, options.deleteCompleted))
+  const bare = acks.filter(bareCompletion)
+  const full = bare.length === acks.length ? [] : acks.filter((row) => !bareCompletion(row))
   const completions = completionArrays(bare)
   const outcomes = keyedById(full)
   const ackText = "(input.acks -> j.id::text)"
