@@ -198,8 +198,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const deleted = yield* claim(yield* Oban.insertAll([1, 2, 3, 4, 5].map(() => Noop.job({}))))
       const deletedResult = yield* write(outcomes(deleted), true)
       assert.strictEqual(deletedResult.written.length, 4)
-      // Completions go, with or without a result; the other outcomes stay as written.
+      // A bare completion goes; one with a result stays with it, and so do the other outcomes as written.
       assert.deepStrictEqual((yield* rowsOf(deleted)).map((row) => [row.id, row.state]), [
+        [deleted[1]!.id, "completed"],
         [deleted[2]!.id, "retryable"],
         [deleted[3]!.id, "scheduled"],
         [deleted[4]!.id, "executing"]
