@@ -42,7 +42,7 @@ import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
-import { options as envOptions } from "./internal/envOptions.ts"
+import { configuredOver, options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
@@ -306,7 +306,8 @@ export const layer = <W extends Worker.Any>(
  * (`default:10,mailers:20,media:5:paused`), `PREFIX`, `NODE`,
  * `POLL_INTERVAL`, `STAGE_INTERVAL`, `SHUTDOWN_GRACE_PERIOD`,
  * `HEARTBEAT_INTERVAL`, `RESCUE_AFTER`, `PRUNER_MAX_AGE` (durations such as
- * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (`false` turns pruning off).
+ * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (`false` turns pruning off,
+ * `true` on).
  * Every variable is optional; a bad value fails with `ConfigError` naming it.
  *
  * @since 0.1.0
@@ -317,7 +318,9 @@ export const config: EffectConfig.Config<RuntimeOptions> = envOptions
  * `layer`, with its options read from `config` (by default `Oban.config`,
  * from the environment or the program's `ConfigProvider`) on top of the ones
  * given here: a value in the configuration wins, a value given here is the
- * default. Workers and the crontab are code, so they are given here.
+ * default. Workers and the crontab are code, so they are given here. The
+ * queues the configuration lists replace those given here, each keeping the
+ * cluster-wide limits (`global`, `partition`, `rate`) given here for it.
  *
  * ```ts
  * // OBAN_QUEUES=default:10,mailers:20 OBAN_SHUTDOWN_GRACE_PERIOD="30 seconds"
@@ -336,15 +339,7 @@ export const layerConfig = <W extends Worker.Any>(
   const { config: source = envOptions, ...given } = options
   return Layer.unwrap(Effect.gen(function*() {
     const read = yield* source
-    return layer({
-      ...given,
-      ...read,
-      rescuer: { ...given.rescuer, ...read.rescuer },
-      threads: { ...given.threads, ...read.threads },
-      pruner: read.pruner === false || given.pruner === false && read.pruner === undefined
-        ? false
-        : { ...(given.pruner === false ? {} : given.pruner), ...read.pruner }
-    })
+    return layer({ ...given, ...configuredOver(given, read) })
   }))
 }
 

@@ -2,9 +2,10 @@
  * Oban.layerConfig: a node's options from Effect's Config (the environment by
  * default), with typed errors naming the variable for bad values.
  */
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Layer, Schema, Scope } from "effect"
 import { Oban, Worker } from "effect-oban"
+import { configuredOver } from "../src/internal/envOptions.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 
 const Noop = Worker.make("EnvNoop", { args: Schema.Struct({}), perform: () => Effect.void })
@@ -77,5 +78,43 @@ describe("Oban.layerConfig", () => {
         const noThreads = failureOf(yield* withEnv({ OBAN_THREADS: "0" }, () => Effect.void))
         assert.deepStrictEqual([noThreads._tag, (noThreads as { field?: string }).field], ["InvalidConfigError", "threads.size"])
       }))
+
+    it.effect("OBAN_QUEUES names the queues and their limits; each keeps the cluster-wide limits given in code", () =>
+      Effect.gen(function*() {
+        const exit = yield* withEnv({ OBAN_QUEUES: "exports:20,default:4" }, (oban) =>
+          Effect.gen(function*() {
+            yield* oban.ready
+            const exports = yield* oban.checkQueue("exports")
+            const other = yield* Effect.flip(oban.checkQueue("other"))
+            return [exports, other._tag] as const
+          }), {
+          queues: { exports: { limit: 10, global: 2, rate: { limit: 5, period: "1 minute" } }, other: 3 }
+        })
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
+        if (Exit.isSuccess(exit)) {
+          const [exports, other] = exit.value
+          assert.strictEqual(exports.limit, 20)
+          // Before, the variable's queues replaced the code's whole: no cluster-wide limit was left.
+          assert.deepInclude(exports.cluster, { global: 2 })
+          assert.strictEqual(exports.cluster?.rate?.limit, 5)
+          assert.strictEqual(other, "UnknownQueueError")
+        }
+      }))
+  })
+})
+
+describe("configuredOver", () => {
+  it("reads OBAN_PRUNER=true as pruning on, over pruner: false in code", () => {
+    const read = Effect.runSync(Effect.provide(
+      Effect.gen(function*() {
+        return yield* Oban.config
+      }),
+      ConfigProvider.layer(ConfigProvider.fromEnv({ env: { OBAN_PRUNER: "true" } }))
+    ))
+    assert.deepStrictEqual(read.pruner, {})
+    assert.deepStrictEqual(configuredOver({ pruner: false }, read).pruner, {})
+    assert.deepStrictEqual(configuredOver({ pruner: { maxAge: "1 hour" } }, read).pruner, { maxAge: "1 hour" })
+    assert.strictEqual(configuredOver({ pruner: false }, {}).pruner, false)
+    assert.strictEqual(configuredOver({ pruner: { maxAge: "1 hour" } }, { pruner: false }).pruner, false)
   })
 })

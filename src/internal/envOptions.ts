@@ -51,7 +51,7 @@ const durations = (names: Record<string, string>): Config.Config<Record<string, 
  * `NODE`, `POLL_INTERVAL`, `STAGE_INTERVAL`, `SHUTDOWN_GRACE_PERIOD`,
  * `HEARTBEAT_INTERVAL`, `RESCUE_AFTER`, `PRUNER_MAX_AGE` (durations such as
  * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (booleans; `PRUNER=false`
- * turns pruning off), `THREADS` (the size of the thread pool). Every
+ * turns pruning off, `true` on), `THREADS` (the size of the thread pool). Every
  * variable is optional.
  */
 export const options: Config.Config<RuntimeOptions> = Config.all({
@@ -78,8 +78,44 @@ export const options: Config.Config<RuntimeOptions> = Config.all({
       ...defined({ queues, prefix, node, deleteCompleted, ...intervals }),
       ...(rescueAfter === undefined ? {} : { rescuer: { rescueAfter } }),
       ...(threads === undefined ? {} : { threads: { size: threads } }),
-      ...(pruner === false ? { pruner: false } : prunerMaxAge === undefined ? {} : { pruner: { maxAge: prunerMaxAge } })
+      ...(pruner === false
+        ? { pruner: false }
+        : prunerMaxAge !== undefined
+        ? { pruner: { maxAge: prunerMaxAge } }
+        // Set to true, it turns pruning on over a `pruner: false` in code.
+        : pruner === true
+        ? { pruner: {} }
+        : {})
     }
   }),
   Config.nested("OBAN")
 )
+
+/**
+ * The options `read` from a configuration on top of those `given` in code: a
+ * value read wins, a value given is the default. The queues read replace the
+ * queues given (the node runs exactly those listed), each keeping what the
+ * variable cannot express (its cluster-wide `global`, `partition` and `rate`
+ * limits) from the same queue given in code. `pruner` read as `false` turns
+ * pruning off and as on (`{}` or a max age) turns it on over a `false` given.
+ */
+export const configuredOver = (given: RuntimeOptions, read: RuntimeOptions): RuntimeOptions => ({
+  ...given,
+  ...read,
+  queues: read.queues === undefined ? given.queues : queuesOver(given.queues, read.queues),
+  rescuer: { ...given.rescuer, ...read.rescuer },
+  threads: { ...given.threads, ...read.threads },
+  pruner: read.pruner === false || given.pruner === false && read.pruner === undefined
+    ? false
+    : { ...(given.pruner === false ? {} : given.pruner), ...read.pruner }
+})
+
+const queuesOver = (
+  given: RuntimeOptions["queues"],
+  read: NonNullable<RuntimeOptions["queues"]>
+): NonNullable<RuntimeOptions["queues"]> =>
+  Object.fromEntries(Object.entries(read).map(([name, queue]) => {
+    const code = given?.[name]
+    const base = typeof code === "object" ? code : {}
+    return [name, typeof queue === "number" ? { ...base, limit: queue } : { ...base, ...queue }]
+  }))
