@@ -86,7 +86,10 @@ export interface RuntimeOptions {
    * `completed`, instead of keeping it for the pruner. Faster (a delete is far
    * cheaper for PostgreSQL than writing a new row version), but completed jobs
    * can no longer be looked up, listed or counted. Failed, cancelled and
-   * discarded jobs are kept as always. Default false.
+   * discarded jobs are kept as always, and so are completed jobs whose row
+   * still matters: those holding their unique key (cron slots among them),
+   * those that recorded a result, and those whose cancel was requested.
+   * Default false.
    */
   readonly deleteCompleted?: boolean | undefined
   readonly maxArgsBytes?: number | undefined
