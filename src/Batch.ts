@@ -12,6 +12,9 @@
  *   completed.
  * - `onFinished`: runs once every job has finished, however.
  *
+ * A batch with no jobs is done at once: `onCompleted` and `onFinished` run,
+ * and `onFailure` is not inserted (no job can fail).
+ *
  * A callback reads the batch's counts with `Batch.counts(job)`.
  *
  * @since 0.1.0
@@ -81,7 +84,8 @@ export const toWorkflow = (batch: Batch): Workflow.Workflow<string> => {
   const steps: Array<Workflow.Step> = batch.jobs.map((request, index) => ({ name: names[index]!, request, deps: [] }))
   for (const callback of ["completed", "failure", "finished"] as const) {
     const request = batch.callbacks[callback]
-    if (request === undefined) continue
+    // With no jobs, nothing failed: the failure callback would otherwise wait on nothing and run.
+    if (request === undefined || (callback === "failure" && names.length === 0)) continue
     steps.push({ name: `on-${callback}`, request, deps: names.map((step) => ({ step, onFailure: policies[callback] })) })
   }
   return Workflow.fromSteps(batch.id, steps)

@@ -147,6 +147,23 @@ describe("results, batches and operations", () => {
         assert.strictEqual((skipped.meta["workflow"] as Record<string, unknown>)["skipped"], "no dependency failed")
       }).pipe(onTestClock))
 
+    it.effect("a batch with no jobs runs its completed and finished callbacks at once, and has no failure callback", () =>
+      Effect.gen(function*() {
+        yield* reset
+        callbacks.length = 0
+        const empty = yield* Batch.insert(
+          Batch.make("empty")
+            .onCompleted(Callback.job({ which: "completed" }))
+            .onFailure(Callback.job({ which: "failure" }))
+            .onFinished(Callback.job({ which: "finished" }))
+        )
+        assert.deepStrictEqual(Object.keys(empty.callbacks).sort(), ["completed", "finished"])
+        yield* drain
+        // Before, the failure callback depended on nothing and ran next to the others.
+        assert.deepStrictEqual(callbacks.map((run) => run.which).sort(), ["completed", "finished"])
+        assert.deepStrictEqual(callbacks.map((run) => run.counts.total), [0, 0])
+      }).pipe(onTestClock))
+
     it.effect("status counts states and names blockers; retry re-runs the failed part; cancel stops the rest", () =>
       Effect.gen(function*() {
         yield* reset
