@@ -49,7 +49,7 @@ const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), q
 layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
   it.effect("migrate, and clear errors for bad input, an unmigrated schema and an unreachable database", () =>
     Effect.gen(function*() {
-      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson] = yield* Effect.all([
+      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson, badRange] = yield* Effect.all([
         cli(withPrefix("jobs", "list")),
         cli(withPrefix("migrate", "status", "--json")),
         cli(withPrefix("migrate", "sql"), { env: { DATABASE_URL: undefined } }),
@@ -59,7 +59,8 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
         cli(withPrefix("jobs", "cancel")),
         cli(["jobs", "list", "--prefix", "Not-A-Prefix"]),
         cli(withPrefix("nodes"), { env: { DATABASE_URL: undefined } }),
-        cli(withPrefix("jobs", "list", "--args", "[1]", "--json"))
+        cli(withPrefix("jobs", "list", "--args", "[1]", "--json")),
+        cli(withPrefix("jobs", "list", "--inserted-after", "2030-01-01", "--inserted-before", "2020-01-01"))
       ], { concurrency: 3 })
       assert.strictEqual(unmigrated.code, 4)
       assert.include(unmigrated.stderr, `effect-oban migrate up --prefix ${prefix}`)
@@ -68,6 +69,9 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(sqlText.stdout, `CREATE TABLE "${prefix}".oban_jobs`)
       assert.strictEqual(unreachable.code, 3)
       assert.include(unreachable.stderr, "cannot reach the database")
+      assert.strictEqual(badRange.code, 2)
+      // Once: the message used to name the field itself too ("inserted: inserted: ...").
+      assert.include(badRange.stderr, `effect-oban: inserted: "after" must be earlier than "before"`)
       assert.strictEqual(badState.code, 2)
       assert.include(badState.stderr, "states")
       assert.strictEqual(typo.code, 2)

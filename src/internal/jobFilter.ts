@@ -50,13 +50,13 @@ const decodeFilter = Schema.decodeUnknownEffect(Filter)
 
 const problem = (field: string, message: string) => Effect.fail(new InvalidFilterError({ field, message }))
 
-const rangeProblem = (field: string, range: TimeRange | undefined): string | undefined => {
+const rangeProblem = (range: TimeRange | undefined): string | undefined => {
   if (range === undefined) return undefined
   for (const bound of [range.after, range.before]) {
-    if (bound !== undefined && Number.isNaN(bound.getTime())) return `${field}: not a valid date`
+    if (bound !== undefined && Number.isNaN(bound.getTime())) return "not a valid date"
   }
   if (range.after !== undefined && range.before !== undefined && range.after.getTime() >= range.before.getTime()) {
-    return `${field}: "after" must be earlier than "before"`
+    return `"after" must be earlier than "before"`
   }
   return undefined
 }
@@ -84,7 +84,7 @@ export const validateFilter = (input: unknown): Effect.Effect<Filter, InvalidFil
       return yield* problem("ids", "ids are positive integers")
     }
     for (const field of ["inserted", "scheduled", "attempted", "completed"] as const) {
-      const message = rangeProblem(field, filter[field])
+      const message = rangeProblem(filter[field])
       if (message !== undefined) return yield* problem(field, message)
     }
     return filter
