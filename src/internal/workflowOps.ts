@@ -29,7 +29,11 @@ export interface WorkflowStatus {
   readonly id: string
   readonly total: number
   readonly counts: Readonly<Partial<Record<JobState, number>>>
-  /** Whether every job has finished (completed, discarded or cancelled). */
+  /**
+   * Whether every job has finished (completed, discarded or cancelled); also
+   * true when the workflow has no jobs (`total` 0: an unknown id, or one whose
+   * jobs were all pruned or deleted).
+   */
   readonly finished: boolean
   readonly jobs: ReadonlyArray<StepStatus>
 }
