@@ -367,10 +367,12 @@ export interface DrainResult {
  * returns how they ended. `withScheduled` also runs scheduled and retryable
  * jobs due by now (by the library's clock, so `TestClock` moves it).
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
- * (and retries that are due) run too. A recursive drain fails with
- * `ObanTestError` when its rounds run only jobs it ran the round before,
- * `maxStalledRounds` times in a row (jobs that snooze or retry at once
- * would otherwise keep it going forever).
+ * (and retries that are due) run too. A recursive drain gives up with
+ * `ObanTestError` after `maxStalledRounds` rounds in a row (default
+ * `defaultMaxStalledRounds`, 100) that ran only jobs of the round before:
+ * jobs that snooze or retry at once, which keep such a drain going as long
+ * as they do (forever, if they never end). Raise it for jobs that make
+ * progress that way (a job working in more chunks, snoozing between them).
  *
  * @since 0.1.0
  */
@@ -378,11 +380,13 @@ export const drainQueue = (options: {
   readonly queue: string
   readonly withScheduled?: boolean | undefined
   readonly withRecursion?: boolean | undefined
+  readonly maxStalledRounds?: number | undefined
 }): Effect.Effect<DrainResult, ObanTestError | SqlError, SqlClient | ObanTest> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const kit = yield* ObanTest
     const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
+    const maxStalledRounds = options.maxStalledRounds ?? defaultMaxStalledRounds
     let previous: ReadonlySet<number> = new Set()
     let stalled = 0
     while (true) {
@@ -403,10 +407,10 @@ export const drainQueue = (options: {
       stalled = jobs.every((job) => previous.has(job.id)) ? stalled + 1 : 0
       if (stalled >= maxStalledRounds) {
         return yield* new ObanTestError({
-          message: `drainQueue({ withRecursion: true }) ran job(s) ${
+          message: `drainQueue({ withRecursion: true }) gave up: it ran job(s) ${
             jobs.map((job) => job.id).join(", ")
-          } in ${maxStalledRounds} rounds in a row without anything new: they snooze or retry at once, ` +
-            "so the drain would never end; drain without withRecursion, or let them wait (TestClock)"
+          } in ${maxStalledRounds} rounds in a row without anything new (they snooze or retry at once); ` +
+            "raise maxStalledRounds if they make progress that way, or drain without withRecursion"
         })
       }
       previous = new Set(jobs.map((job) => job.id))
@@ -415,10 +419,11 @@ export const drainQueue = (options: {
 
 /**
  * How many rounds in a row a recursive `drainQueue` runs only the jobs of the
- * round before (snoozing or retrying at once) before it gives up.
+ * round before (snoozing or retrying at once) before it gives up, unless
+ * given its own `maxStalledRounds`.
  *
  * @since 0.1.0
  */
-export const maxStalledRounds = 100
+export const defaultMaxStalledRounds = 100
 
 

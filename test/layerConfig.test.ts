@@ -117,4 +117,13 @@ describe("configuredOver", () => {
     assert.strictEqual(configuredOver({ pruner: false }, {}).pruner, false)
     assert.strictEqual(configuredOver({ pruner: { maxAge: "1 hour" } }, { pruner: false }).pruner, false)
   })
+
+  it("a queue from OBAN_QUEUES keeps only the code's cluster-wide limits: its limit and pause are the variable's", () => {
+    const given = { queues: { media: { limit: 5, paused: true, global: 2 }, other: 3 } }
+    assert.deepStrictEqual(configuredOver(given, { queues: { media: { limit: 8 } } }).queues, { media: { limit: 8, global: 2 } })
+    assert.deepStrictEqual(configuredOver(given, { queues: { media: { limit: 8, paused: true }, other: { limit: 1 } } }).queues, {
+      media: { limit: 8, paused: true, global: 2 },
+      other: { limit: 1 }
+    })
+  })
 })

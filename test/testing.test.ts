@@ -221,12 +221,18 @@ describe("manual mode", () => {
         const forever = yield* Oban.insert(Napper.job({ snoozes: -1 }))
         const error = yield* Effect.flip(ObanTest.drainQueue({ queue: "naps", withScheduled: true, withRecursion: true }))
         assert.strictEqual(error._tag, "ObanTestError")
-        assert.include(error.message, `ran job(s) ${forever.id} in ${ObanTest.maxStalledRounds} rounds in a row`)
+        assert.include(error.message, `ran job(s) ${forever.id} in ${ObanTest.defaultMaxStalledRounds} rounds in a row`)
         // The first round, then maxStalledRounds rounds of the same job.
-        assert.strictEqual(yield* Ref.get(naps), ObanTest.maxStalledRounds + 1)
+        assert.strictEqual(yield* Ref.get(naps), ObanTest.defaultMaxStalledRounds + 1)
         const sql = yield* SqlClient
         const rows = yield* sql<{ readonly state: string }>`SELECT state FROM ${sql(prefix)}.oban_jobs WHERE id = ${forever.id}`
         assert.deepStrictEqual(rows.map((row) => row.state), ["scheduled"])
+        // A job that needs more rounds than that, given room for them.
+        yield* truncate(prefix)
+        yield* Ref.set(naps, 0)
+        yield* Oban.insert(Napper.job({ snoozes: 150 }))
+        const long = yield* ObanTest.drainQueue({ queue: "naps", withScheduled: true, withRecursion: true, maxStalledRounds: 200 })
+        assert.deepStrictEqual([long.completed, long.snoozed], [1, 150])
       }))
   })
 })

@@ -116,6 +116,10 @@ const queuesOver = (
 ): NonNullable<RuntimeOptions["queues"]> =>
   Object.fromEntries(Object.entries(read).map(([name, queue]) => {
     const code = given?.[name]
-    const base = typeof code === "object" ? code : {}
-    return [name, typeof queue === "number" ? { ...base, limit: queue } : { ...base, ...queue }]
+    // Only what the variable cannot express: its limit and pause are its own (no `:paused`, not paused).
+    const kept = typeof code === "object" ? clusterLimitsOf(code) : {}
+    return [name, typeof queue === "number" ? { ...kept, limit: queue } : { ...kept, ...queue }]
   }))
+
+const clusterLimitsOf = (queue: QueueConfig): Partial<QueueConfig> =>
+  defined({ global: queue.global, partition: queue.partition, rate: queue.rate })
