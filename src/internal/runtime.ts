@@ -20,6 +20,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel, resolve as resolveSettings, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
+import { unrunnableCronEntries, unrunnableCronWarning } from "./cronWorkers.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type Hub, makeHub } from "../Events.ts"
 import * as Executor from "../Executor.ts"
@@ -134,6 +135,10 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     }
     yield* checkThreadModules(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
     const crontab = yield* Cron.parse(config.crontab)
+    const queueNames = new Set(config.queues.map((queue) => queue.name))
+    for (const entry of unrunnableCronEntries(config.crontab, names, queueNames)) {
+      yield* Effect.logWarning(unrunnableCronWarning(entry, config.node))
+    }
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
     const [notifier, liveness] = yield* Effect.all([
       Notifier.make({ prefix: config.prefix, node: config.node }),
@@ -298,13 +303,13 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }))
     }
     // The available-jobs gauge, sampled for this node's queues.
-    const queueNames = config.queues.map((queue) => queue.name)
+    const sampled = config.queues.map((queue) => queue.name)
     yield* Effect.forkScoped(periodic({
       name: "Sampler",
       interval: Duration.seconds(5),
       run: Effect.flatMap(
-        countAvailable(sql, config.prefix, queueNames),
-        (counts) => Effect.forEach(queueNames, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
+        countAvailable(sql, config.prefix, sampled),
+        (counts) => Effect.forEach(sampled, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
       )
     }))
     if (crontab.length > 0) {

@@ -1,0 +1,53 @@
+/**
+ * A node warns at start about crontab entries whose jobs it would claim but
+ * could not run: their queue runs on the node, their worker does not.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Layer, Logger, References, Schema } from "effect"
+import { Cron, Oban, Worker } from "effect-oban"
+import { unrunnableCronEntries } from "../src/internal/cronWorkers.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+
+const prefix = uniquePrefix("cron_workers")
+
+const Registered = Worker.make("Registered", { args: Schema.Struct({}), perform: () => Effect.void })
+const Forgotten = Worker.make("Forgotten", { args: Schema.Struct({}), perform: () => Effect.void })
+const Elsewhere = Worker.make("Elsewhere", { args: Schema.Struct({}), queue: "reports", perform: () => Effect.void })
+
+const crontab = [
+  Cron.entry("* * * * *", Registered, {}),
+  Cron.entry("*/5 * * * *", Forgotten, {}),
+  // Its queue does not run on the node: a scheduler node may insert jobs that other nodes run.
+  Cron.entry("0 * * * *", Elsewhere, {})
+]
+
+describe("crontab entries a node cannot run", () => {
+  layer(testLayer(prefix), { excludeTestServices: true })((it) => {
+    it.effect("are those of its queues whose worker it lacks, and the node warns about each at start", () =>
+      Effect.gen(function*() {
+        const found = unrunnableCronEntries(crontab, new Set(["Registered"]), new Set(["default"]))
+        assert.deepStrictEqual(found.map((entry) => entry.name), ["Forgotten:*/5 * * * *"])
+
+        const lines: Array<string> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          if (logLevel === "Warn") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        yield* Layer.build(Oban.layer({
+          queues: { default: 1 },
+          workers: [Registered],
+          crontab,
+          node: "cron-node",
+          pruner: false
+        })).pipe(
+          Effect.scoped,
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+          Effect.provideService(References.MinimumLogLevel, "All")
+        )
+        const warnings = lines.filter((line) => line.includes("cron entry"))
+        assert.deepStrictEqual(warnings, [
+          `cron entry "Forgotten:*/5 * * * *" inserts Forgotten jobs into queue "default", which node cron-node runs ` +
+          "without that worker: each of them it claims fails as unknown_worker; add Forgotten to the node's workers"
+        ])
+      }))
+  })
+})
