@@ -369,7 +369,7 @@ export interface DrainResult {
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
  * (and retries that are due) run too. A recursive drain gives up with
  * `ObanTestError` after `maxStalledRounds` rounds in a row (default
- * `defaultMaxStalledRounds`, 100) that ran only jobs of the round before:
+ * `defaultMaxStalledRounds`, 100; at least 1) that ran only jobs of the round before:
  * jobs that snooze or retry at once, which keep such a drain going as long
  * as they do (forever, if they never end). Raise it for jobs that make
  * progress that way (a job working in more chunks, snoozing between them).
@@ -386,7 +386,7 @@ export const drainQueue = (options: {
     const sql = yield* SqlClient
     const kit = yield* ObanTest
     const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
-    const maxStalledRounds = options.maxStalledRounds ?? defaultMaxStalledRounds
+    const maxStalledRounds = Math.max(1, options.maxStalledRounds ?? defaultMaxStalledRounds)
     let previous: ReadonlySet<number> = new Set()
     let stalled = 0
     while (true) {
