@@ -173,6 +173,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.strictEqual((yield* client.post("/bulk/delete", { _csrf: csrf, confirmed: "yes" })).status, 400)
       assert.strictEqual((yield* client.get("/jobs?state=bogus")).status, 400)
       assert.strictEqual((yield* client.get("/jobs?args=%7Bnot-json")).status, 400)
+      // Text PostgreSQL cannot store, and JSON nested too deep to write, are bad input: 400, not 503 or 500.
+      assert.strictEqual((yield* client.get("/jobs?worker=%00")).status, 400)
+      assert.strictEqual((yield* client.get(`/jobs?args=${encodeURIComponent(JSON.stringify({ s: "\u0000" }))}`)).status, 400)
+      assert.strictEqual((yield* client.post("/queues/a%00b/pause", { _csrf: csrf, confirmed: "yes" })).status, 400)
+      // 1,500 levels: past the 1,000 JSON allows, and within the 64 KiB a form may hold.
+      const deep = "{\"a\":".repeat(1_500) + "1" + "}".repeat(1_500)
+      assert.strictEqual((yield* client.post("/bulk/retry", { _csrf: csrf, args: deep })).status, 400)
       assert.strictEqual((yield* client.post("/queues/bulk/scale", { _csrf: csrf, limit: "0", confirmed: "yes" })).status, 400)
       assert.strictEqual((yield* client.get("/jobs/999999999")).status, 404)
     }))

@@ -9,6 +9,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { Fragment } from "effect/sql/Statement"
 import { InvalidFilterError } from "../Errors.ts"
 import { JobState } from "../Job.ts"
+import { textProblem, toJsonText } from "./jsonText.ts"
 
 /** A time range; either bound may be left out. `after` is inclusive, `before` exclusive. */
 export const TimeRange = Schema.Struct({
@@ -46,6 +47,9 @@ export type Filter = typeof Filter.Type
 /** The most values one list of a filter may hold. */
 export const maxFilterValues = 10_000
 
+/** The most bytes of JSON a filter's `args` or `meta` may hold. */
+export const maxFilterJsonBytes = 1_048_576
+
 const decodeFilter = Schema.decodeUnknownEffect(Filter)
 
 const problem = (field: string, message: string) => Effect.fail(new InvalidFilterError({ field, message }))
@@ -63,7 +67,8 @@ const rangeProblem = (range: TimeRange | undefined): string | undefined => {
 
 /**
  * Checks an untrusted filter: its shape (with the schema), then what the
- * schema cannot say (list sizes, empty names, valid and ordered dates).
+ * schema cannot say (list sizes, empty names, text PostgreSQL refuses, JSON
+ * nested too deep, valid and ordered dates).
  */
 export const validateFilter = (input: unknown): Effect.Effect<Filter, InvalidFilterError> =>
   Effect.gen(function*() {
@@ -79,6 +84,17 @@ export const validateFilter = (input: unknown): Effect.Effect<Filter, InvalidFil
       if (values.some((value) => typeof value === "string" && value.length === 0)) {
         return yield* problem(field, "values must not be empty")
       }
+      // PostgreSQL refuses such text outright: bad input, not a database failure.
+      for (const value of values) {
+        const text = typeof value === "string" ? textProblem(value) : undefined
+        if (text !== undefined) return yield* problem(field, `a value ${text}`)
+      }
+    }
+    for (const field of ["args", "meta"] as const) {
+      // What an insert refuses in args or meta (NUL, lone surrogates, nesting past maxJsonDepth, which
+      // would overflow the stack of JSON.stringify) a filter on them refuses too.
+      const written = filter[field] === undefined ? undefined : toJsonText(filter[field], field, maxFilterJsonBytes)
+      if (written?._tag === "JsonRefusal") return yield* problem(field, written.message)
     }
     if (filter.ids?.some((id) => id < 1 || !Number.isSafeInteger(id))) {
       return yield* problem("ids", "ids are positive integers")

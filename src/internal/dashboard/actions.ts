@@ -15,6 +15,7 @@ import { Settings } from "../../Config.ts"
 import { type InvalidConfigError, InvalidFilterError, type MigrationError } from "../../Errors.ts"
 import * as Jobs from "../../Jobs.ts"
 import { getJob } from "../../Oban.ts"
+import { validateFilter } from "../jobFilter.ts"
 import { orNotMigrated } from "../notMigrated.ts"
 import { countMatching } from "../sql/matchingJobs.ts"
 import {
@@ -120,13 +121,14 @@ export const bulkAction = (
       return yield* new InvalidFilterError({ field: "filter", message: "a bulk action needs a filter (it would touch every job)" })
     }
     const [verb, done] = verbs[action]
-    const description = JSON.stringify(filter)
+    // Checked before anything reads it: JSON nested too deep would overflow the stack of JSON.stringify.
+    const validated = yield* validateFilter(filter)
+    const description = JSON.stringify(validated)
     const fields = Array.from(form.entries()).filter(([name]) => name !== "_csrf" && name !== "confirmed")
     const back = `${context.base}/jobs?${new URLSearchParams(fields)}`
     if (form.get("confirmed") !== "yes") {
       const sql = yield* SqlClient
       const { prefix } = yield* Settings
-      const validated = yield* Jobs.Filter.pipe(Schema.decodeUnknownEffect)(filter).pipe(Effect.mapError(invalid("filter")))
       const n = yield* orNotMigrated(prefix)(countMatching(sql, prefix, validated, confirmCountCap))
       const count = n > confirmCountCap ? `more than ${plural(confirmCountCap, "job")}` : plural(n, "job")
       const message = `${verb} every job matching ${description}? ${count} match now.`
