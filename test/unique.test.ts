@@ -74,6 +74,27 @@ layer(testLayer(prefix), { excludeTestServices: true })("unique jobs", (it) => {
       assert.strictEqual((yield* rows).length, 1)
     }))
 
+  it.effect("a conflict with a job of another worker (fields without worker) names that worker, not a schema change", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const Short = Worker.make("Short", {
+        args: Schema.Struct({ id: Schema.String }),
+        unique: { period: "forever", fields: ["queue", "args"], keys: ["id"] },
+        perform: () => Effect.void
+      })
+      const Long = Worker.make("Long", {
+        args: Schema.Struct({ id: Schema.String, extra: Schema.Number }),
+        unique: { period: "forever", fields: ["queue", "args"], keys: ["id"] },
+        perform: () => Effect.void
+      })
+      const first = yield* Oban.insert(Short.job({ id: "1" }))
+      const refused = yield* Oban.insert(Long.job({ id: "1", extra: 5 })).pipe(Effect.flip)
+      assert.strictEqual(refused._tag, "InvalidJobError")
+      // Before, it said that job's stored args "no longer decode with the worker's schema", as after a schema change.
+      assert.include(refused.message, `matches job ${first.id} of worker Short (its unique fields leave out "worker")`)
+      assert.strictEqual((yield* rows).length, 1)
+    }))
+
   it.effect("a lone insert that replaces fields of a job whose stored args no longer decode fails and changes nothing", () =>
     Effect.gen(function*() {
       yield* truncate

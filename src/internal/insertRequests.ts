@@ -144,7 +144,11 @@ const withRequestArgs = (
           new InvalidJobError({
             worker: request.worker,
             field: "args",
-            message: `the stored args of job ${job.id}, which this request matches, no longer decode with the worker's schema: ${error.message}`,
+            message: job.worker === request.worker
+              ? `the stored args of job ${job.id}, which this request matches, no longer decode with the worker's schema: ${error.message}`
+              // `unique.fields` without "worker" let jobs of two workers share a key.
+              : `this request matches job ${job.id} of worker ${job.worker} (its unique fields leave out "worker"), ` +
+                `whose args do not decode with this worker's schema: ${error.message}`,
             ...(indexed ? { index: position } : {})
           })
         )
