@@ -135,6 +135,29 @@ describe("a prefix without tables", () => {
         assert.strictEqual(getError._tag, "MigrationError")
       }).pipe(Effect.provide(Config.layer({ prefix: missing }))))
 
+    it.effect("a schema an older release migrated fails with a MigrationError that says so, not a bare SqlError", () =>
+      Effect.gen(function*() {
+        const older = uniquePrefix("pfx_older")
+        yield* dropSchemaOnClose(older)
+        yield* Migrations.run({ prefix: older, to: 8 })
+        const Unique = Worker.make("UniqueChild", {
+          args: Schema.Struct({ n: Schema.Int }),
+          unique: { period: "forever" },
+          perform: () => Effect.void
+        })
+        const failures = yield* Effect.all([
+          Oban.insert(Unique.job({ n: 1 })).pipe(Effect.flip),
+          Oban.cancelJob(1).pipe(Effect.flip),
+          Oban.getJob(1).pipe(Effect.flip)
+        ]).pipe(Effect.provide(Config.layer({ prefix: older })))
+        for (const error of failures) {
+          // Before: a raw SqlError (column "..." does not exist), or "has no effect-oban tables", which is false.
+          assert.strictEqual(error._tag, "MigrationError")
+          assert.include(error.message, "migrated by an older release")
+          assert.include(error.message, "Migrations.run")
+        }
+      }).pipe(Effect.scoped))
+
     it.effect("with no prefix configured, an insert on a database without public tables names public and the fix", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient

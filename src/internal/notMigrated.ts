@@ -1,6 +1,7 @@
 /**
  * A statement of effect-oban that finds no table (or no schema, or no state
- * type) in its prefix means the prefix is not migrated, or is the wrong one.
+ * type, or a column or function a later migration adds) in its prefix means
+ * the prefix is not migrated, migrated by an older release, or the wrong one.
  * The bare `SqlError` says only `relation "public.oban_jobs" does not exist`;
  * this turns it into a `MigrationError` that names the prefix and the fix.
  */
@@ -10,8 +11,12 @@ import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { MigrationError } from "../Errors.ts"
 
-/** undefined_table, undefined_object (the state type), invalid_schema_name. */
-const missingObject = new Set(["42P01", "42704", "3F000"])
+/**
+ * undefined_table, undefined_object (the state type), invalid_schema_name; and
+ * undefined_column and undefined_function, what a schema migrated by an older
+ * release lacks (a column or function a later migration adds).
+ */
+const missingObject = new Set(["42P01", "42704", "3F000", "42703", "42883"])
 
 const serverError = (error: SqlError): { readonly code?: unknown; readonly message?: unknown } => {
   const cause: unknown = error.reason.cause
@@ -23,17 +28,20 @@ const isMissingObject = (error: SqlError): boolean => missingObject.has(String(s
 const advice = (prefix: string): string =>
   prefix === "public"
     ? `"public" is the prefix used when none is configured: if the tables live in another schema, provide ` +
-      `ObanConfig.layer({ prefix: "<schema>" }) to this program; otherwise create them with Migrations.run()`
-    : `create them with Migrations.run() under ObanConfig.layer({ prefix: "${prefix}" }) (or apply Migrations.sql()), ` +
-      `or check the configured prefix`
+      `ObanConfig.layer({ prefix: "<schema>" }) to this program; otherwise create or update them with Migrations.run()`
+    : `create or update them with Migrations.run() under ObanConfig.layer({ prefix: "${prefix}" }) (or apply ` +
+      `Migrations.sql()), or check the configured prefix`
 
-/** The error for a statement that found no effect-oban tables in `prefix`. */
+/**
+ * The error for a statement that found no effect-oban tables in `prefix`, or
+ * not all that this release needs (a schema an older release migrated).
+ */
 export const notMigrated = (prefix: string, error: SqlError): MigrationError => {
   const detail = serverError(error).message
   return new MigrationError({
     prefix,
-    message: `schema "${prefix}" has no effect-oban tables${typeof detail === "string" ? ` (${detail})` : ""}: ` +
-      advice(prefix),
+    message: `schema "${prefix}" lacks what effect-oban needs${typeof detail === "string" ? ` (${detail})` : ""}: ` +
+      `it has no effect-oban tables, or was migrated by an older release; ` + advice(prefix),
     cause: error
   })
 }
