@@ -74,6 +74,16 @@ const checkTarget = (to: number, latest: number) =>
     ? Effect.void
     : Effect.fail(new MigrationError({ message: `target version must be an integer from 0 to ${latest}, got ${to}` }))
 
+/** A range whose ends are the wrong way round would print no migration at all: refused instead. */
+const checkOrder = (lower: number, upper: number, direction: "up" | "down") =>
+  lower <= upper ? Effect.void : Effect.fail(
+    new MigrationError({
+      message: direction === "up"
+        ? `an up migration goes from a lower version to a higher one, got from ${lower} to ${upper}`
+        : `a down migration goes from a higher version to a lower one, got from ${upper} to ${lower}`
+    })
+  )
+
 const failing = (migration: MigrationFile, direction: "up" | "down") => (error: SqlError) =>
   new MigrationError({
     message: `migration ${migration.version} (${migration.name}) ${direction} failed: ${describe(error)}`,
@@ -193,6 +203,7 @@ export const sql = (
       const to = options.to ?? 0
       yield* checkTarget(from, files.length)
       yield* checkTarget(to, files.length)
+      yield* checkOrder(to, from, "down")
       const parts = files.filter((file) => file.version > to && file.version <= from).reverse().map((file) =>
         `-- effect-oban migration ${file.version} (${file.name}): down\n${withPrefix(file.down, prefix)}\n${
           forgetSql(prefix, file.version)
@@ -204,6 +215,7 @@ export const sql = (
     const to = options.to ?? files.length
     yield* checkTarget(from, files.length)
     yield* checkTarget(to, files.length)
+    yield* checkOrder(from, to, "up")
     const parts = files.filter((file) => file.version > from && file.version <= to).map((file) =>
       `-- effect-oban migration ${file.version} (${file.name}): up\n${withPrefix(file.up, prefix)}\n${
         recordSql(prefix, file.version, file.name)

@@ -142,6 +142,12 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
         assert.strictEqual(error._tag, "MigrationError")
       }
       assert.isFalse(yield* schemaExists(prefix))
+      // A range the wrong way round printed no migration at all; it is refused.
+      const up = yield* Migrations.sql({ prefix, from: 5, to: 3 }).pipe(Effect.flip)
+      assert.include(up.message, "from 5 to 3")
+      const down = yield* Migrations.sql({ prefix, direction: "down", from: 2, to: 5 }).pipe(Effect.flip)
+      assert.include(down.message, "from 2 to 5")
+      assert.include(yield* Migrations.sql({ prefix, from: 2, to: 3 }), "oban_migrations")
     }))
 
   it.effect("the SQL text applies and rolls back the same schema with another tool", () =>
