@@ -31,19 +31,18 @@ export const startAttempt = (
   sql: SqlClient,
   by: { readonly node: string; readonly producer: string; readonly claim: string | Fragment },
   ahead?: Fragment
-): Fragment =>
-  ahead === undefined ?
-    sql`SET state = 'executing',
-        attempt = j.attempt + 1,
+): Fragment => {
+  const runBy = sql`ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
+  return sql`SET state = 'executing',
+        attempt = ${ahead === undefined ? sql`j.attempt + 1` : sql`CASE WHEN ${ahead} THEN j.attempt ELSE j.attempt + 1 END`},
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
         attempted_at = clock.now,
-        attempted_by = ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]` :
-    sql`SET state = 'executing',
-        attempt = CASE WHEN ${ahead} THEN j.attempt ELSE j.attempt + 1 END,
-        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now,
-        attempted_by = CASE WHEN ${ahead} THEN ARRAY[${by.node}, ${by.producer}, ${by.claim}, 'ahead']::text[]
-                            ELSE ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[] END`
+        attempted_by = ${
+    ahead === undefined
+      ? runBy
+      : sql`CASE WHEN ${ahead} THEN ARRAY[${by.node}, ${by.producer}, ${by.claim}, 'ahead']::text[] ELSE ${runBy} END`
+  }`
+}
 
 /** Columns a fetch returns as null when they hold their empty default, which `claimedJob` restores. */
 const nullWhenEmpty: ReadonlyMap<string, string> = new Map([
