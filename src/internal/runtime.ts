@@ -135,8 +135,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     }
     yield* checkThreadModules(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
     const crontab = yield* Cron.parse(config.crontab)
-    const queueNames = new Set(config.queues.map((queue) => queue.name))
-    for (const entry of unrunnableCronEntries(config.crontab, names, queueNames)) {
+    const queueNames = config.queues.map((queue) => queue.name)
+    for (const entry of unrunnableCronEntries(config.crontab, names, new Set(queueNames))) {
       yield* Effect.logWarning(unrunnableCronWarning(entry, config.node))
     }
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
@@ -303,13 +303,12 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       }))
     }
     // The available-jobs gauge, sampled for this node's queues.
-    const sampled = config.queues.map((queue) => queue.name)
     yield* Effect.forkScoped(periodic({
       name: "Sampler",
       interval: Duration.seconds(5),
       run: Effect.flatMap(
-        countAvailable(sql, config.prefix, sampled),
-        (counts) => Effect.forEach(sampled, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
+        countAvailable(sql, config.prefix, queueNames),
+        (counts) => Effect.forEach(queueNames, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
       )
     }))
     if (crontab.length > 0) {
