@@ -84,6 +84,12 @@ describe("a node behind a broken network", () => {
         "60 seconds"
       )
       assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1, 1, 1])
+      // The release gave back exactly the attempts the lost claim used (none for jobs it claimed ahead):
+      // each job completed on its first counted attempt.
+      const sql = yield* SqlClient
+      const attempts = yield* sql<{ readonly attempt: number }>`
+        SELECT attempt FROM ${sql(prefix)}.oban_jobs_all WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+      assert.deepStrictEqual(attempts.map((row) => row.attempt), [1, 1, 1, 1, 1])
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostReply })), Effect.provide(direct)), 120_000)
 })
 
