@@ -9,6 +9,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../src/Cron.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
+import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { startNode, waitFor } from "./support/node.ts"
 
@@ -33,6 +34,22 @@ const Kept = Worker.make("Kept", {
   perform: (job) => Effect.sync(() => void ran.set(job.id, (ran.get(job.id) ?? 0) + 1))
 })
 
+const Square = Worker.make("Square", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "results",
+  result: Schema.Int,
+  perform: (job) => Effect.succeed(job.args.n * job.args.n)
+})
+
+const sums: Array<number> = []
+const Sum = Worker.make("Sum", {
+  args: Schema.Struct({}),
+  queue: "results",
+  perform: (job) =>
+    Effect.flatMap(Workflow.results(job, Square), (squares) =>
+      Effect.sync(() => void sums.push(squares.reduce((total, entry) => total + entry.value, 0)))).pipe(Effect.orDie)
+})
+
 const rows = Effect.gen(function*() {
   const sql = yield* SqlClient
   return yield* sql<{ id: number; state: string }>`
@@ -40,6 +57,23 @@ const rows = Effect.gen(function*() {
 })
 
 layer(testLayer(prefix), { excludeTestServices: true })("deleteCompleted", (it) => {
+  it.effect("a node deleting completed jobs keeps the results a workflow's next step reads", () =>
+    Effect.gen(function*() {
+      sums.length = 0
+      yield* Oban.insertWorkflow(
+        Workflow.make("squares")
+          .add("a", Square.job({ n: 3 }))
+          .add("b", Square.job({ n: 4 }))
+          .add("sum", Sum.job({}), { deps: ["a", "b"] })
+      )
+      yield* startNode({ prefix, queues: { results: 5 }, workers: [Square, Sum], deleteCompleted: true })
+      yield* waitFor("the sum ran", Effect.sync(() => sums.length === 1), "20 seconds")
+      // Before, deleteCompleted deleted the squares with their results: the sum found none (InvalidResultError).
+      assert.deepStrictEqual(sums, [25])
+      const sql = yield* SqlClient
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished CASCADE`
+    }).pipe(Effect.scoped))
+
   it.effect("completed jobs are deleted; failed and snoozed ones are written as always, each job run once", () =>
     Effect.gen(function*() {
       const modes = Array.from({ length: 300 }, (_, n): "ok" | "fail" | "snooze" =>
