@@ -18,6 +18,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
+import { checkQueueName } from "./internal/queueName.ts"
 import { isValidLimit } from "./internal/runtime.ts"
 import { commandQueue, currentLease, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
 
@@ -154,19 +155,24 @@ export interface CommandOptions {
 }
 
 const command = (input: QueueCommand, options: CommandOptions = {}) =>
-  withPrefix((sql, prefix) => commandQueue(sql, prefix, input, options.node))
+  Effect.flatMap(
+    checkQueueName("queue", input.queue),
+    () => withPrefix((sql, prefix) => commandQueue(sql, prefix, input, options.node))
+  )
 
 /**
  * Pauses `queue` on every node, or on `options.node`: they stop fetching its
  * jobs (running ones finish). Returns how many producers were told (0 when
- * no live node runs the queue).
+ * no live node runs the queue). A name no queue can have (empty, over 128
+ * characters, a NUL character) fails with `InvalidConfigError`.
  *
  * @since 0.1.0
  */
 export const pauseQueue = (
   queue: string,
   options?: CommandOptions
-): Effect.Effect<number, MigrationError | SqlError, SqlClient> => command({ action: "pause", queue }, options)
+): Effect.Effect<number, InvalidConfigError | MigrationError | SqlError, SqlClient> =>
+  command({ action: "pause", queue }, options)
 
 /**
  * Resumes `queue` on every node, or on `options.node`. Returns how many
@@ -177,7 +183,8 @@ export const pauseQueue = (
 export const resumeQueue = (
   queue: string,
   options?: CommandOptions
-): Effect.Effect<number, MigrationError | SqlError, SqlClient> => command({ action: "resume", queue }, options)
+): Effect.Effect<number, InvalidConfigError | MigrationError | SqlError, SqlClient> =>
+  command({ action: "resume", queue }, options)
 
 /**
  * Sets how many jobs of `queue` run at once on every node, or on

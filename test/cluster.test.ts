@@ -136,6 +136,18 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       if (unknown._tag === "UnknownQueueError") assert.match(unknown.message, /queue "nope" does not run on node \S+/)
       const badLimit = yield* a.oban.scaleQueue("drain", 0).pipe(Effect.flip)
       assert.strictEqual(badLimit._tag, "InvalidConfigError")
+      // A name PostgreSQL cannot store is bad input, refused before any statement, in either scope.
+      for (const scope of ["all", "node"] as const) {
+        const nul = yield* a.oban.pauseQueue("dr\u0000ain", { scope }).pipe(Effect.flip)
+        assert.strictEqual(nul._tag, "InvalidConfigError")
+        if (nul._tag === "InvalidConfigError") {
+          assert.strictEqual(nul.field, "queue")
+          assert.match(nul.message, /queue name "dr\\u0000ain" contains the NUL character/)
+        }
+      }
+      const surrogate = yield* a.oban.setQueueLimits("\uD800", { global: 1 }).pipe(Effect.flip)
+      assert.strictEqual(surrogate._tag, "InvalidConfigError")
+      assert.strictEqual((yield* a.oban.scaleQueue("", 3).pipe(Effect.flip))._tag, "InvalidConfigError")
     }))
 
   it.effect("a paused queue fetches nothing until resumed", () =>

@@ -57,6 +57,12 @@ layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("
       assert.strictEqual(yield* Cluster.scaleQueue("slow", 5, { node: "elsewhere" }), 0)
       assert.strictEqual(yield* Cluster.resumeQueue("nope"), 0)
       assert.strictEqual((yield* Effect.flip(Cluster.scaleQueue("slow", 0)))._tag, "InvalidConfigError")
+      // Bad names fail as bad input, not as a database error (NUL reached PostgreSQL before).
+      const nul = yield* Effect.flip(Cluster.pauseQueue("sl\u0000ow"))
+      assert.strictEqual(nul._tag, "InvalidConfigError")
+      assert.match(nul.message, /NUL character/)
+      assert.strictEqual((yield* Effect.flip(Cluster.resumeQueue("x".repeat(129))))._tag, "InvalidConfigError")
+      assert.strictEqual((yield* Effect.flip(Cluster.scaleQueue("\uDC00", 3, { node: "viewed" })))._tag, "InvalidConfigError")
       yield* Cluster.resumeQueue("other", { node: "viewed" })
       yield* waitFor("other resumed", Effect.map(oban.checkQueue("other"), (state) => !state.paused))
 

@@ -119,12 +119,15 @@ describe("Oban.layer configuration", () => {
     [{ queues: { q: 0 } }, "queues"],
     [{ queues: { q: 1.5 } }, "queues"],
     [{ queues: { "": 1 } }, "queues"],
+    [{ queues: { "a\u0000b": 1 } }, "queues"],
+    [{ queues: { ["\uD800"]: 1 } }, "queues"],
     [{ queues: { q: { limit: -1 } } }, "queues"],
     [{ pollInterval: "soon" }, "pollInterval"],
     [{ pollInterval: 0 }, "pollInterval"],
     [{ stageInterval: "Infinity" }, "stageInterval"],
     [{ shutdownGracePeriod: -5 }, "shutdownGracePeriod"],
     [{ node: "" }, "node"],
+    [{ node: "a\u0000b" }, "node"],
     [{ maxArgsBytes: 0 }, "maxArgsBytes"]
   ] as const
   layer(pgLayer(), { excludeTestServices: true })((it) => {

@@ -8,6 +8,8 @@
  * naming where in the value the problem is, and reads every property once.
  */
 
+import * as Schema from "effect/Schema"
+
 /** Why a value was refused. */
 export interface JsonRefusal {
   readonly _tag: "JsonRefusal"
@@ -38,6 +40,9 @@ export const textProblem = (text: string): string | undefined =>
     : loneSurrogate.test(text)
     ? "contains a lone UTF-16 surrogate, which is not a Unicode character"
     : undefined
+
+/** A Schema check for text PostgreSQL can store: a name with NUL in it is bad input, not a database failure. */
+export const storableText = Schema.makeFilter<string>((text) => textProblem(text) ?? true)
 
 /** NUL or any surrogate: text without one needs no closer look (one scan, no lookaround). */
 const suspect = /[\u0000\uD800-\uDFFF]/

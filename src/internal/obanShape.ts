@@ -75,8 +75,14 @@ export interface ObanShape {
   /** `Cluster.view`: nodes, producers, leader and crontab. */
   readonly cluster: Effect.Effect<Cluster.ClusterView, MigrationError | SqlError>
   /** Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes. */
-  readonly pauseQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
-  readonly resumeQueue: (queue: string, options?: { readonly scope?: QueueScope }) => Effect.Effect<void, SqlError | UnknownQueueError>
+  readonly pauseQueue: (
+    queue: string,
+    options?: { readonly scope?: QueueScope }
+  ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
+  readonly resumeQueue: (
+    queue: string,
+    options?: { readonly scope?: QueueScope }
+  ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
   /** Sets how many jobs of `queue` run at once. Default scope: all nodes. */
   readonly scaleQueue: (
     queue: string,

@@ -46,6 +46,7 @@ import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
+import { checkQueueName } from "./queueName.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
@@ -64,7 +65,7 @@ export interface Runtime {
   readonly control: (
     command: QueueCommand,
     scope: QueueScope
-  ) => Effect.Effect<void, SqlError | UnknownQueueError>
+  ) => Effect.Effect<void, SqlError | UnknownQueueError | InvalidConfigError>
   /** Writes the cluster-wide limits of `queue` and tells every node. */
   readonly setLimits: (queue: string, limits: LimitsInput) => Effect.Effect<void, SqlError | InvalidConfigError>
   readonly checkQueue: (queue: string) => Effect.Effect<Producer.QueueState, UnknownQueueError | SqlError>
@@ -357,6 +358,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       cancelLocal: cancelHere,
       control: (command, scope) =>
         Effect.gen(function*() {
+          yield* checkQueueName("queue", command.queue)
           // Stored first, so that a heartbeat never reads back the old state over the new one.
           const stored = {
             queue: command.queue,
@@ -375,6 +377,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         }),
       setLimits: (queue, input) =>
         Effect.gen(function*() {
+          yield* checkQueueName("queue", queue)
           const limits = yield* resolveLimits("limits", input)
           yield* storeQueueLimits(sql, config.prefix, queue, limits)
           yield* producers.get(queue)?.refreshLimits ?? Effect.void

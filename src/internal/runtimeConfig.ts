@@ -16,6 +16,8 @@ import * as Stager from "../Stager.ts"
 import type { ThreadPoolOptions } from "./threads/pool.ts"
 import { defaultNice } from "./threads/priority.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
+import { checkQueueName } from "./queueName.ts"
+import { storableText } from "./jsonText.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
@@ -33,7 +35,7 @@ const QueueSpec = Schema.Union([
 
 const Queues = Schema.Record(Schema.String, QueueSpec)
 
-const Node = Schema.String.check(Schema.isBetweenLength(1, 255))
+const Node = Schema.String.check(Schema.isBetweenLength(1, 255), storableText)
 
 /**
  * A queue in `Oban.layer`: its local `limit` (jobs this node runs at once),
@@ -217,13 +219,7 @@ export const resolve = (
   Effect.gen(function*() {
     const settings = yield* Config.resolve({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
     const queues = yield* decodeOrFail("queues", Queues, options.queues ?? {})
-    const badName = Object.keys(queues).find((name) => name.length === 0 || name.length > 128)
-    if (badName !== undefined) {
-      return yield* new InvalidConfigError({
-        field: "queues",
-        message: `queue names must be 1 to 128 characters, got ${JSON.stringify(badName)}`
-      })
-    }
+    for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
     const node = options.node === undefined ? defaultNode() : yield* decodeOrFail("node", Node, options.node)
     const ms = Duration.millis(10)
     const heartbeatInterval = yield* duration("heartbeatInterval", options.heartbeatInterval, Duration.seconds(10), ms)

@@ -9,11 +9,9 @@ import * as Schema from "effect/Schema"
 import { InvalidFilterError } from "../../Errors.ts"
 import { JobState } from "../../Job.ts"
 import type { Filter, ListOptions } from "../../Jobs.ts"
-import { textProblem } from "../jsonText.ts"
+import { storableText } from "../jsonText.ts"
 
-/** Text PostgreSQL can store: a name with a NUL character is bad input, not a database failure. */
-const storable = Schema.makeFilter<string>((text) => textProblem(text) ?? true)
-const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200), storable)
+const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200), storableText)
 const JsonObject = Schema.fromJsonString(Schema.JsonObject)
 
 const ListQuery = Schema.Struct({
