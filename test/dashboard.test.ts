@@ -182,6 +182,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.strictEqual((yield* client.post("/bulk/retry", { _csrf: csrf, args: deep })).status, 400)
       assert.strictEqual((yield* client.post("/queues/bulk/scale", { _csrf: csrf, limit: "0", confirmed: "yes" })).status, 400)
       assert.strictEqual((yield* client.get("/jobs/999999999")).status, 404)
+      // Numbers are decimal digits: "0x1" named job 1, and "0x10" scaled a queue to 16.
+      for (const id of ["0x1", "1e0", "%201"]) {
+        assert.strictEqual((yield* client.post(`/jobs/${id}/cancel`, { _csrf: csrf, confirmed: "yes" })).status, 400, id)
+      }
+      assert.strictEqual((yield* client.post("/queues/bulk/scale", { _csrf: csrf, limit: "0x10", confirmed: "yes" })).status, 400)
+      assert.strictEqual((yield* client.get("/jobs?limit=0x10")).status, 400)
     }))
 
   it.effect("throughput: per queue and second over five minutes, kept across refreshes that read only the last seconds", () =>

@@ -6,11 +6,20 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { InvalidFilterError } from "../../Errors.ts"
 import { JobState } from "../../Job.ts"
 import type { Filter, ListOptions } from "../../Jobs.ts"
 import { storableText } from "../jsonText.ts"
 
+/**
+ * A whole number written in decimal digits only: `Number()` also reads "0x1",
+ * "1e1" and " 1", so a path or a field with those would name a job or a limit
+ * the user did not type.
+ */
+const Digits = Schema.String.check(Schema.isPattern(/^[0-9]{1,15}$/)).pipe(
+  Schema.decodeTo(Schema.Number, SchemaTransformation.numberFromString)
+)
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200), storableText)
 const JsonObject = Schema.fromJsonString(Schema.JsonObject)
 
@@ -24,7 +33,7 @@ const ListQuery = Schema.Struct({
   meta: Schema.optional(JsonObject),
   sort: Schema.optional(Schema.Literals(["id", "scheduledAt", "insertedAt"])),
   order: Schema.optional(Schema.Literals(["asc", "desc"])),
-  limit: Schema.optional(Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 200 }))),
+  limit: Schema.optional(Digits.check(Schema.isBetween({ minimum: 1, maximum: 200 }))),
   cursor: Schema.optional(Schema.String.check(Schema.isMaxLength(1000)))
 })
 
@@ -94,10 +103,10 @@ export const QueueAction = Schema.Literals(["pause", "resume", "scale"])
 export type QueueAction = typeof QueueAction.Type
 
 /** A job id from the path. */
-export const JobId = Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+export const JobId = Digits.check(Schema.isGreaterThanOrEqualTo(1))
 
 export const QueueForm = Schema.Struct({
-  limit: Schema.optional(Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 10_000 }))),
+  limit: Schema.optional(Digits.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))),
   node: Schema.optional(Name)
 })
 
