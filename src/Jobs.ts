@@ -218,7 +218,8 @@ export const cancel = (filter: Filter, options?: BulkOptions) => bulk({ _tag: "c
  * suspended available now, allowing one more attempt to jobs that used them
  * all (as `Oban.retryJob`). A workflow step whose dependencies have not all
  * completed goes back to `suspended` instead, to run after them. Jobs whose
- * unique key another job holds are skipped and reported in `skipped`.
+ * unique key another job holds are skipped and reported in `skipped`, with
+ * a reason naming that job.
  *
  * @since 0.1.0
  */

@@ -311,6 +311,11 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       const result = yield* Jobs.retry({ states: ["discarded"] })
       assert.strictEqual(result.changed, 3, "jobs 2 (or 3), 4 and 5")
       assert.deepStrictEqual(result.skipped.map((skip) => skip.id), [ids[1]!, ids[3]!])
+      // The reason names the holder: job 0 for key A, and job 2, retried in the same batch, for key B.
+      assert.deepStrictEqual(result.skipped.map((skip) => skip.reason), [
+        `unique key held by job ${ids[0]}`,
+        `unique key held by job ${ids[2]}`
+      ])
       const now = yield* sql<{ readonly id: string; readonly state: string }>`
         SELECT id::text, state::text FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       assert.deepStrictEqual(now.map((row) => row.state), ["available", "discarded", "available", "discarded", "available", "available"])

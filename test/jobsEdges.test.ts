@@ -89,7 +89,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Jobs review", (it) => {
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET unique_states = 1, unique_key = 'K' WHERE id IN ${sql.in(ids.slice(0, 2))}`
       const result = yield* sql.withTransaction(Jobs.retry({ states: ["discarded"] }))
       assert.strictEqual(result.changed, 1)
-      assert.deepStrictEqual(result.skipped.map((skip) => skip.id), [ids[1]!])
+      assert.deepStrictEqual(result.skipped, [{ id: ids[1]!, reason: `unique key held by job ${ids[0]}` }])
       const states = yield* sql<{ readonly state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs_all ORDER BY id`
       assert.deepStrictEqual(states.map((row) => row.state), ["available", "discarded", "available"])
     }))

@@ -72,9 +72,10 @@ export const runBulk = (
     const own = <A>(effect: Effect.Effect<A, SqlError>) => inTransaction ? sql.withTransaction(effect) : effect
     /** `effect` for job `id`; when the unique index refuses it, the job is skipped and reported. */
     const orSkip = <A>(id: number, effect: Effect.Effect<A, SqlError>, none: A) =>
-      Effect.catchIf(effect, isUniqueViolation, (error) =>
-        Effect.sync(() => {
-          skipped.push({ id, reason: `unique key held by another job (${error.reason.message})` })
+      Effect.catchIf(effect, isUniqueViolation, () =>
+        Effect.map(Jobs.uniqueKeyHolder(sql, prefix, id), (holder) => {
+          // The holder may have left its key's states since the refusal: then it is not named.
+          skipped.push({ id, reason: `unique key held by ${holder === undefined ? "another job" : `job ${holder}`}` })
           return none
         }))
     const batch = (chunk: ReadonlyArray<number>) =>
