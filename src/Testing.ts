@@ -52,6 +52,7 @@ import { table } from "./internal/sql/tables.ts"
 import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as ThreadPool from "./internal/threads/pool.ts"
+import { checkWorkers } from "./internal/workerChecks.ts"
 import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
 import type * as WorkerModule from "./Worker.ts"
 
@@ -177,6 +178,7 @@ export const layer = <W extends WorkerModule.Any = never>(
     const node = options.node ?? "oban-test"
     const context = yield* Effect.context<WorkerModule.Requirements<W>>()
     const workers = (options.workers ?? []) as unknown as ReadonlyArray<RunnableWorker<unknown>>
+    yield* checkWorkers(workers)
     const threads = yield* testThreadPool(options.threads, workers)
     const registry = makeRegistry(node, workers, context as Context.Context<unknown>, threads)
     const mode = options.mode ?? "manual"
@@ -257,7 +259,7 @@ export const performJob = <A, E, R>(
       attemptedBy: ["oban-test", "perform"],
       cancelRequestedAt: null
     }
-    const exit = yield* Effect.exit(withTimeout(worker, worker.perform(job)))
+    const exit = yield* Effect.exit(withTimeout(worker, Effect.suspend(() => worker.perform(job))))
     if (Exit.isSuccess(exit)) return { _tag: "Completed" } as const
     const error = Cause.findError(exit.cause)
     if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const

@@ -303,14 +303,19 @@ export class Discard extends Schema.TaggedError<Discard>()("ObanDiscard", {
  * Ends the attempt and runs the job again after `duration`. The attempt is
  * given back, so snoozing never uses up `maxAttempts`. A negative duration
  * runs the job again at once; one longer than `Backoff.maxDelay` (100 years)
- * is cut to it. `Duration.infinity` is refused: the attempt is recorded as
+ * is cut to it. `Duration.infinity` (and `NaN`) is refused: the attempt is recorded as
  * a failed one, of kind `defect`, so that such a job cannot run again and
  * again without end.
  *
  * @since 0.1.0
  */
 export const snooze = (duration: Duration.Input): Effect.Effect<never, Snooze> =>
-  Effect.suspend(() => Effect.fail(new Snooze({ millis: Math.max(0, Duration.toMillis(duration)) })))
+  // `Duration` reads NaN as 0, which would run the job again at once, forever: kept as NaN, it is refused.
+  Effect.suspend(() =>
+    Effect.fail(
+      new Snooze({ millis: Number.isNaN(duration) ? Number.NaN : Math.max(0, Duration.toMillis(duration)) })
+    )
+  )
 
 /**
  * Ends the job as `cancelled`, recording `reason`.

@@ -1,8 +1,9 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Duration, Effect, Layer, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Stager from "../src/Stager.ts"
+import * as ObanTest from "../src/Testing.ts"
 import * as Worker from "../src/Worker.ts"
 import { pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
@@ -152,6 +153,19 @@ describe("Oban.layer configuration", () => {
         assert.strictEqual(prefixError._tag, "InvalidPrefixError")
         const twice = yield* Layer.build(Oban.layer({ workers: [Noop, Noop] })).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(twice._tag, "InvalidConfigError")
+        // A timeout that is no duration broke every attempt of the worker at its start, leaving the job
+        // executing until the rescuer came; the node and the testing kit now refuse it up front.
+        for (const timeout of ["soon" as Duration.Input, 0, -5, Number.NaN]) {
+          const Timed = Worker.make("Timed", { args: Schema.Struct({}), timeout, perform: () => Effect.void })
+          const refused = yield* Layer.build(Oban.layer({ workers: [Timed] })).pipe(Effect.scoped, Effect.flip)
+          assert.strictEqual(refused._tag, "InvalidConfigError", String(timeout))
+          if (refused._tag === "InvalidConfigError") {
+            assert.strictEqual(refused.field, "workers")
+            assert.include(refused.message, `worker "Timed": timeout must be a duration longer than 0`)
+          }
+          const kit = yield* Layer.build(ObanTest.layer({ workers: [Timed] })).pipe(Effect.scoped, Effect.flip)
+          assert.strictEqual(kit._tag, "InvalidConfigError")
+        }
       }))
 
     it.effect("refuses to start on a schema that is not migrated, naming the fix", () =>

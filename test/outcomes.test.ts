@@ -39,6 +39,9 @@ const Outcomes = Worker.make("Outcomes", {
         return Effect.sync(() => {
           throw new TypeError("thrown inside perform")
         })
+      case "eager":
+        // A plain bug in the body: thrown before any effect is returned.
+        throw new TypeError("thrown by perform itself")
       case "snooze":
         return Worker.snooze("30 seconds")
       case "cancel":
@@ -62,6 +65,17 @@ const Slow = Worker.make("Slow", {
     Effect.sleep("1 minute").pipe(
       Effect.ensuring(Ref.update(finalized, (ids) => [...ids, job.args.id]))
     )
+})
+
+/** A worker whose `retryable` callback is broken. */
+const Judge = Worker.make("Judge", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 3,
+  perform: () => Effect.fail(new PaymentDeclined({ message: "declined" })),
+  retryable: (error): boolean => {
+    throw new RangeError(`cannot judge ${error._tag}`)
+  }
 })
 
 const Custom = Worker.make("Custom", {
@@ -102,7 +116,7 @@ const Sleepy = Worker.make("Sleepy", {
   args: Schema.Struct({ nan: Schema.Boolean }),
   queue,
   maxAttempts: 3,
-  perform: (job) => job.args.nan ? Effect.fail(new Worker.Snooze({ millis: Number.NaN })) : Worker.snooze(Duration.infinity)
+  perform: (job) => job.args.nan ? Worker.snooze(Number.NaN) : Worker.snooze(Duration.infinity)
 })
 
 /** Backoff schedules whose delays are infinite or beyond PostgreSQL's dates. */
@@ -142,7 +156,7 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "outcomes-node",
     queues: { [queue]: 10 },
-    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons],
+    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons, Judge],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second"
@@ -207,6 +221,22 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       const thrown = yield* run(Outcomes.job({ mode: "throw" }))
       assert.strictEqual(thrown.errors[0]!.kind, "defect")
       assert.include(thrown.errors[0]!.cause ?? "", "thrown inside perform")
+    }))
+
+  it.effect("a perform that throws before returning an effect, or a retryable that throws -> a defect entry, with backoff", () =>
+    Effect.gen(function*() {
+      // Both left the job executing, with the cause only in the logs, until the rescuer came.
+      const eager = yield* run(Outcomes.job({ mode: "eager" }))
+      assert.strictEqual(eager.state, "retryable")
+      assert.strictEqual(eager.errors[0]!.kind, "defect")
+      assert.include(eager.errors[0]!.message, "thrown by perform itself")
+      const judged = yield* run(Judge.job({}))
+      assert.strictEqual(judged.state, "retryable")
+      assert.strictEqual(judged.errors[0]!.kind, "defect")
+      assert.strictEqual(judged.errors[0]!.message, "the worker's retryable threw (cannot judge PaymentDeclined) on PaymentDeclined: declined")
+      for (const row of [eager, judged]) {
+        assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000, "the default backoff")
+      }
     }))
 
   it.effect("a timeout interrupts the job, runs its finalizers, and is recorded", () =>

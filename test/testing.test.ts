@@ -96,6 +96,19 @@ describe("performJob (no database)", () => {
         })
       }))
 
+    it.effect("a perform that throws before returning an effect is Crashed, not a defect of performJob", () =>
+      Effect.gen(function*() {
+        const Buggy = Worker.make("Buggy", {
+          args: Schema.Struct({}),
+          perform: (): Effect.Effect<void> => {
+            throw new TypeError("bug in the body")
+          }
+        })
+        const result = yield* ObanTest.performJob(Buggy, {})
+        assert.strictEqual(result._tag, "Crashed")
+        if (result._tag === "Crashed") assert.strictEqual((result.defect as Error).message, "bug in the body")
+      }))
+
     it.effect("a timeout elapses on TestClock", () =>
       Effect.gen(function*() {
         const fiber = yield* Effect.forkChild(ObanTest.performJob(Slow, {}))

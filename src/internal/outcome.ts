@@ -180,10 +180,25 @@ export const fromExit = (
     if (value instanceof JobTimeout) {
       return failed(job, policy, "timeout", `timed out after ${value.millis} ms`, pretty)
     }
-    if (policy.retryable !== undefined && !policy.retryable(value)) {
-      return Effect.succeed(row(job, "discarded", { kind: "failure", message: describe(value), cause: pretty }))
+    if (policy.retryable !== undefined) {
+      const retryable = judge(policy.retryable, value)
+      if (typeof retryable !== "boolean") {
+        // The worker's own callback is broken: a defect of the attempt, retried with backoff.
+        const message = `the worker's retryable threw (${describe(retryable.thrown)}) on ${describe(value)}`
+        return failed(job, policy, "defect", message, pretty)
+      }
+      if (!retryable) return Effect.succeed(row(job, "discarded", { kind: "failure", message: describe(value), cause: pretty }))
     }
     return failed(job, policy, "failure", describe(value), pretty)
   }
   return failed(job, policy, "defect", describe(Cause.squash(cause)), pretty)
+}
+
+/** The worker's `retryable` answer for `error`, or what it threw. */
+const judge = (retryable: (error: unknown) => boolean, error: unknown): boolean | { readonly thrown: unknown } => {
+  try {
+    return Boolean(retryable(error))
+  } catch (thrown) {
+    return { thrown }
+  }
 }

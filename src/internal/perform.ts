@@ -94,9 +94,12 @@ const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<u
   // services already; copying a context per job is not free. The testing kit runs jobs in the
   // caller's fiber and passes the services its layer was built with, under the caller's own.
   const context = registry.context
+  // Suspended: a `perform` that throws before it returns an effect (a plain bug in its body) is a
+  // defect of this attempt, recorded with its cause, not a failure of the machinery around it.
+  const own = Effect.suspend(() => worker.perform(job) as Effect.Effect<void, unknown>)
   const work = context === undefined
-    ? worker.perform(job) as Effect.Effect<void, unknown>
-    : Effect.updateContext(worker.perform(job), (current: Context.Context<never>) => Context.merge(context, current))
+    ? own
+    : Effect.updateContext(own, (current: Context.Context<never>) => Context.merge(context, current))
   return withTimeout(timeoutOf(worker, job), work)
 }
 

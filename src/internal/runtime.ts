@@ -47,6 +47,7 @@ import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
+import { checkWorkers } from "./workerChecks.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
@@ -127,13 +128,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     yield* checkNotInRunner
     const config = yield* resolve(options)
     const sql = yield* SqlClient
-    const names = new Set<string>()
-    for (const worker of options.workers) {
-      if (names.has(worker.name)) {
-        return yield* new InvalidConfigError({ field: "workers", message: `two workers are named "${worker.name}"` })
-      }
-      names.add(worker.name)
-    }
+    yield* checkWorkers(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
+    const names = new Set(options.workers.map((worker) => worker.name))
     yield* checkThreadModules(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
     const crontab = yield* Cron.parse(config.crontab)
     const queueNames = config.queues.map((queue) => queue.name)

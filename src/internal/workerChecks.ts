@@ -1,0 +1,38 @@
+/**
+ * What a node (or the testing kit) checks of its workers before it runs a
+ * job: names given once, and a `timeout` that is a positive duration. A bad
+ * timeout would otherwise break every attempt of the worker at its start.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { InvalidConfigError } from "../Errors.ts"
+
+export const checkWorkers = (
+  workers: ReadonlyArray<{ readonly name: string; readonly timeout: Duration.Input | undefined }>
+): Effect.Effect<void, InvalidConfigError> =>
+  Effect.gen(function*() {
+    const names = new Set<string>()
+    for (const worker of workers) {
+      if (names.has(worker.name)) {
+        return yield* new InvalidConfigError({ field: "workers", message: `two workers are named "${worker.name}"` })
+      }
+      names.add(worker.name)
+      if (worker.timeout !== undefined && !isPositive(worker.timeout)) {
+        return yield* new InvalidConfigError({
+          field: "workers",
+          message: `worker "${worker.name}": timeout must be a duration longer than 0, got ${String(worker.timeout)}`
+        })
+      }
+    }
+  })
+
+const isPositive = (input: Duration.Input): boolean => {
+  try {
+    const parsed = Duration.fromInput(input)
+    return Option.isSome(parsed) && Duration.isGreaterThan(parsed.value, Duration.zero)
+  } catch {
+    // Some malformed text throws rather than giving none.
+    return false
+  }
+}
