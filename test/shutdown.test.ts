@@ -101,6 +101,42 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("a grace period longer than rescueAfter: the node's heartbeats go on until its jobs end; no other node runs them", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_long_grace")
+      yield* Effect.gen(function*() {
+        // Heartbeats every 200 ms, rescue after 1 s of silence: a grace period of 10 s is ten times that.
+        const fast = {
+          HEARTBEAT_MS: "200",
+          RESCUE_AFTER_MS: "1000",
+          RESCUE_INTERVAL_MS: "200",
+          LEASE_TTL_MS: "2000",
+          LEASE_RENEW_MS: "500",
+          JOB_MS: "4000",
+          JOB_MS_NODE: "deploy"
+        }
+        const node = yield* startDeployNode(prefix, { ...fast, QUEUES: JSON.stringify({ default: 2 }), GRACE_MS: "10000" })
+        yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
+        yield* waitFor("both jobs running", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
+        // A second node of the deploy, running the same queue and ready to rescue (and lead once the first stops).
+        const other = yield* spawnNode("other", {
+          ...fast,
+          DATABASE_URL: databaseUrl(),
+          PREFIX: prefix,
+          QUEUES: JSON.stringify({ default: 2 })
+        })
+        yield* awaitReady(other)
+        yield* Effect.sleep("1500 millis")
+        assert.strictEqual(yield* stopNode(node, "SIGTERM"), 0, node.output())
+        // Time for the other node's rescuer to act on rows that had gone silent, as it did before.
+        yield* Effect.sleep("2 seconds")
+        assert.strictEqual(yield* stopNode(other, "SIGTERM"), 0, other.output())
+        for (const row of yield* rows(prefix)) {
+          assert.deepStrictEqual([row.state, row.attempt, row.kinds, row.runs], ["completed", 1, [], 1], `job ${row.id}`)
+        }
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("jobs claimed ahead and not yet started go back untouched; the rest complete; nothing runs twice", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_ahead")

@@ -167,7 +167,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
 
   // After a failure, try again soon, so that the first moment the database answers again
   // refreshes the row.
-  const start = Effect.asVoid(Effect.forkScoped(Effect.gen(function*() {
+  const loop = Effect.gen(function*() {
     let failures = 0
     while (true) {
       const result = yield* Effect.exit(tracked(heartbeat))
@@ -185,7 +185,10 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
       }
     }
-  }).pipe(Effect.annotateLogs(logs))))
+  }).pipe(Effect.annotateLogs(logs))
+  const start = Effect.asVoid(
+    options.heartbeatScope === undefined ? Effect.forkScoped(loop) : Effect.forkIn(loop, options.heartbeatScope)
+  )
 
   return {
     registered: () => registered,

@@ -4,6 +4,7 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "../Executor.ts"
@@ -83,6 +84,12 @@ export interface Options {
   readonly rescueAfter: Duration.Duration
   /** The node's own client for heartbeats, off the shared pool. */
   readonly liveness: Liveness
+  /**
+   * Where the heartbeat runs; default: the producer's scope. A node passes a
+   * scope that closes after its running jobs have ended, so that the row
+   * stays fresh through the shutdown grace period.
+   */
+  readonly heartbeatScope?: Scope.Scope | undefined
   readonly executor: ExecutorShape
   /** Stored in the producer's row for operators' tools (the node's crontab). */
   readonly meta?: Readonly<Record<string, unknown>> | undefined

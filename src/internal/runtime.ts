@@ -14,7 +14,7 @@ import * as EffectCron from "effect/Cron"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -148,7 +148,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     // This process: the lease is held per incarnation, so a namesake never renews it.
     const instance = crypto.randomUUID()
     const producers = new Map<string, Producer.Producer>()
-    // Runs after the executor has finished its jobs: until then the rows prove this node alive.
+    // Runs after the executor has finished its jobs and the heartbeats have stopped (see below).
     // Only this incarnation's rows: a process with the same node name keeps its own.
     yield* Effect.addFinalizer(() =>
       removeProducers(sql, config.prefix, Array.from(producers.values(), (producer) => producer.id)).pipe(
@@ -156,6 +156,11 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         Effect.catchCause((cause) => Effect.logWarning("could not remove this node's producer rows", Cause.pretty(cause)))
       )
     )
+    // The producers' heartbeats run here, not in the producers' scopes: closed after the executor
+    // has let its jobs finish (the grace period) and flushed their outcomes, and before the rows go.
+    // Until then the rows prove this node alive, so no node rescues a job still running here,
+    // however long the grace period.
+    const heartbeats = yield* Scope.fork(yield* Effect.scope)
     const executor = yield* Executor.make<R>({
       sql,
       prefix: config.prefix,
@@ -250,6 +255,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
           heartbeatInterval: config.heartbeatInterval,
           rescueAfter: config.rescuer.rescueAfter,
           liveness,
+          heartbeatScope: heartbeats,
           executor,
           meta: crontabMeta
         })
