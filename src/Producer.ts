@@ -181,7 +181,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       dropClaimedAhead: () => void buffer.takeAll(),
       limitsChanged,
       wake,
-      restored: startWaiting
+      restored: startWaiting,
+      pausedByRow: giveBack
     })
 
     const scope = yield* Effect.scope
@@ -230,6 +231,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       )
       buffer.add(fetched.jobs, fetched.ahead)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
+      // A pause that came while the claim was in flight gave back an older buffer: these go back too.
+      if (control.paused) yield* giveBack
       yield* startWaiting
       return fetched.jobs.length === demand || scanAgain(fetched)
     }).pipe(

@@ -49,7 +49,14 @@ const truncate = Effect.gen(function*() {
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
 })
 
-const workers = [Count, Block]
+/** Short jobs: a producer claims many ahead of its slots. */
+const Short = Worker.make("Short", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "hoard",
+  perform: () => Effect.sleep("20 millis")
+})
+
+const workers = [Count, Block, Short]
 const base = { prefix, workers, pollInterval: "200 millis", stageInterval: "200 millis" } as const
 
 layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })("a cluster of two nodes", (it) => {
@@ -148,6 +155,27 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       const surrogate = yield* a.oban.setQueueLimits("\uD800", { global: 1 }).pipe(Effect.flip)
       assert.strictEqual(surrogate._tag, "InvalidConfigError")
       assert.strictEqual((yield* a.oban.scaleQueue("", 3).pipe(Effect.flip))._tag, "InvalidConfigError")
+    }))
+
+  it.effect("a pause a node learns from its heartbeat (it missed the signal) gives back the jobs it claimed ahead", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const a = yield* startNode({ ...base, node: "hoard-a", queues: { hoard: 2 }, heartbeatInterval: "200 millis" })
+      yield* Oban.insertAll(Array.from({ length: 2_000 }, (_, n) => Short.job({ n })))
+      const executing = Effect.map(countByState(prefix), (states) => states["executing"] ?? 0)
+      yield* waitFor("jobs claimed ahead of the two slots", Effect.map(executing, (n) => n > 2))
+      // What Cluster.pauseQueue stores, without its signal (as if this node's LISTEN connection were down).
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET paused = true WHERE queue = 'hoard'`
+      yield* waitFor("paused by the heartbeat", Effect.map(a.oban.checkQueue("hoard"), (state) => state.paused))
+      // The running two finish; the waiting ones go back instead of staying claimed by a paused node.
+      yield* waitFor("nothing left executing", Effect.map(executing, (n) => n === 0))
+      const [unused] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE state = 'available' AND attempt = 0`
+      const states = yield* countByState(prefix)
+      assert.strictEqual(unused!.n, states["available"], "jobs given back used no attempt")
+      assert.strictEqual((states["available"] ?? 0) + (states["completed"] ?? 0), 2_000)
+      yield* a.stop
     }))
 
   it.effect("a paused queue fetches nothing until resumed", () =>

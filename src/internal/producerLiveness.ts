@@ -43,6 +43,8 @@ export interface LivenessOptions {
   readonly wake: Effect.Effect<void>
   /** Starts the waiting jobs: heartbeats get through again. */
   readonly restored: Effect.Effect<void>
+  /** Gives back the jobs claimed ahead: the stored state paused the queue (a signal this node missed). */
+  readonly pausedByRow: Effect.Effect<void>
 }
 
 export interface ProducerLiveness {
@@ -78,9 +80,10 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     Effect.suspend(() => {
       if (control.changes !== readAt) return Effect.void
       const changed = state.limit !== control.limit || state.paused !== control.paused
+      const pausedNow = state.paused && !control.paused
       control.limit = state.limit
       control.paused = state.paused
-      return changed ? input.wake : Effect.void
+      return pausedNow ? input.pausedByRow : changed ? input.wake : Effect.void
     })
 
   /**
