@@ -12,6 +12,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { validatePrefix } from "./Config.ts"
+import type { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
+import { duration, positiveInt } from "./internal/optionChecks.ts"
 import { now } from "./ObanClock.ts"
 import { pruneJobs } from "./internal/sql/maintenance.ts"
 
@@ -59,11 +62,12 @@ export interface Result {
  */
 export const runOnce = (
   options: { readonly sql: SqlClient; readonly prefix: string } & Partial<Config>
-): Effect.Effect<Result, SqlError> =>
+): Effect.Effect<Result, SqlError | InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
-    const maxAge = Duration.toMillis(options.maxAge ?? defaults.maxAge)
-    const batchSize = options.batchSize ?? defaults.batchSize
-    const maxBatches = options.maxBatches ?? defaults.maxBatches
+    yield* validatePrefix(options.prefix)
+    const maxAge = Duration.toMillis(yield* duration("maxAge", options.maxAge, defaults.maxAge, Duration.zero))
+    const batchSize = yield* positiveInt("batchSize", options.batchSize, defaults.batchSize)
+    const maxBatches = yield* positiveInt("maxBatches", options.maxBatches, defaults.maxBatches)
     let deleted = 0
     let batches = 0
     while (batches < maxBatches) {

@@ -15,6 +15,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { validatePrefix } from "./Config.ts"
+import type { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
+import { duration, positiveInt } from "./internal/optionChecks.ts"
 import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
@@ -70,10 +73,13 @@ const outcomes: Record<RescuedRow["state"], string> = {
  */
 export const runOnce = (
   options: { readonly sql: SqlClient; readonly prefix: string } & Partial<Config>
-): Effect.Effect<Result, SqlError> =>
+): Effect.Effect<Result, SqlError | InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
-    const after = Duration.toMillis(options.rescueAfter ?? defaults.rescueAfter)
-    const batchSize = options.batchSize ?? defaults.batchSize
+    yield* validatePrefix(options.prefix)
+    const after = Duration.toMillis(
+      yield* duration("rescueAfter", options.rescueAfter, defaults.rescueAfter, Duration.zero)
+    )
+    const batchSize = yield* positiveInt("batchSize", options.batchSize, defaults.batchSize)
     let rescued = 0
     let discarded = 0
     let cancelled = 0

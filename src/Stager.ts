@@ -12,6 +12,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { validatePrefix } from "./Config.ts"
+import type { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
+import { positiveInt } from "./internal/optionChecks.ts"
 import { periodic } from "./internal/periodic.ts"
 import { stageJobs } from "./internal/sql/jobs.ts"
 import { now } from "./ObanClock.ts"
@@ -51,9 +54,10 @@ export interface Result {
  *
  * @since 0.1.0
  */
-export const runOnce = (options: Options): Effect.Effect<Result, SqlError> =>
+export const runOnce = (options: Options): Effect.Effect<Result, SqlError | InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
-    const batchSize = options.batchSize ?? defaults.batchSize
+    yield* validatePrefix(options.prefix)
+    const batchSize = yield* positiveInt("batchSize", options.batchSize, defaults.batchSize)
     const queues: Record<string, number> = {}
     let staged = 0
     while (true) {

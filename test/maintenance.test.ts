@@ -10,6 +10,7 @@ import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import * as Pruner from "../src/Pruner.ts"
 import * as Rescuer from "../src/Rescuer.ts"
+import * as Stager from "../src/Stager.ts"
 import * as Worker from "../src/Worker.ts"
 import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -40,6 +41,31 @@ const truncate = Effect.gen(function*() {
 })
 
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("maintenance runOnce", (it) => {
+  it.effect("runOnce refuses bad options with a typed error before any statement (batchSize 0 looped forever)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const tagOf = (effect: Effect.Effect<unknown, { readonly _tag: string }>) =>
+        effect.pipe(Effect.timeout("5 seconds"), Effect.match({ onFailure: (error) => error._tag, onSuccess: () => "success" }))
+      const refused: Array<Effect.Effect<unknown, { readonly _tag: string }>> = [
+        Stager.runOnce({ sql, prefix, batchSize: 0 }),
+        Stager.runOnce({ sql, prefix, batchSize: Number.NaN }),
+        Rescuer.runOnce({ sql, prefix, batchSize: 0 }),
+        Rescuer.runOnce({ sql, prefix, rescueAfter: Duration.millis(-1) }),
+        Pruner.runOnce({ sql, prefix, batchSize: 1.5 }),
+        Pruner.runOnce({ sql, prefix, maxBatches: 0 }),
+        Pruner.runOnce({ sql, prefix, maxAge: Duration.infinity })
+      ]
+      for (const [i, effect] of refused.entries()) assert.strictEqual(yield* tagOf(effect), "InvalidConfigError", `case ${i}`)
+      const badPrefix: Array<Effect.Effect<unknown, { readonly _tag: string }>> = [
+        Stager.runOnce({ sql, prefix: "Bad Prefix" }),
+        Pruner.runOnce({ sql, prefix: "x;drop" })
+      ]
+      for (const effect of badPrefix) {
+        assert.strictEqual(yield* tagOf(effect), "InvalidPrefixError")
+      }
+      assert.strictEqual(yield* tagOf(Stager.runOnce({ sql, prefix, batchSize: 1 })), "success")
+    }))
+
   it.effect("Leader.runOnce: one node takes the lease, the other sees it, and takes over when it expires", () =>
     Effect.gen(function*() {
       yield* truncate

@@ -337,7 +337,10 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         sql,
         prefix: config.prefix,
         onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void
-      })),
+      }).pipe(
+        // The node's prefix was checked when it was built, and the batch size is the default.
+        Effect.catchTags({ InvalidConfigError: Effect.die, InvalidPrefixError: Effect.die })
+      )),
       pendingWork: asNode(Effect.gen(function*() {
         const current = yield* Clock.currentTimeMillis
         const work = yield* pendingWork(sql, config.prefix, yield* now(sql))

@@ -3,7 +3,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { availableParallelism, hostname } from "node:os"
 import * as Config from "../Config.ts"
@@ -17,6 +16,7 @@ import type { ThreadPoolOptions } from "./threads/pool.ts"
 import { defaultNice } from "./threads/priority.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
+import { duration, positiveInt } from "./optionChecks.ts"
 import { storableText } from "./jsonText.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
@@ -136,32 +136,6 @@ export interface RuntimeOptions {
 /** A name unique to this process: host, pid and a random part. */
 export const defaultNode = (): string =>
   `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-
-const duration = (
-  field: string,
-  input: Duration.Input | undefined,
-  fallback: Duration.Duration,
-  minimum: Duration.Duration
-): Effect.Effect<Duration.Duration, InvalidConfigError> => {
-  if (input === undefined) return Effect.succeed(fallback)
-  const parsed = Duration.fromInput(input)
-  if (Option.isNone(parsed) || !Duration.isFinite(parsed.value) || Duration.isLessThan(parsed.value, minimum)) {
-    return Effect.fail(
-      new InvalidConfigError({
-        field,
-        message: `${field} must be a finite duration of at least ${Duration.format(minimum)}, got ${String(input)}`
-      })
-    )
-  }
-  return Effect.succeed(parsed.value)
-}
-
-const positiveInt = (field: string, input: number | undefined, fallback: number) =>
-  input === undefined
-    ? Effect.succeed(fallback)
-    : Number.isSafeInteger(input) && input >= 1
-    ? Effect.succeed(input)
-    : Effect.fail(new InvalidConfigError({ field, message: `${field} must be a positive integer, got ${input}` }))
 
 const ensure = (condition: boolean, field: string, message: string) =>
   condition ? Effect.void : Effect.fail(new InvalidConfigError({ field, message }))
