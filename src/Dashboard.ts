@@ -33,6 +33,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import { Settings } from "./Config.ts"
+import { InvalidConfigError } from "./Errors.ts"
 import { type Access as AccessLevel, makeHandler } from "./internal/dashboard/handler.ts"
 import { makePoller } from "./internal/dashboard/poller.ts"
 import { makeCsrf, sameSecret } from "./internal/dashboard/security.ts"
@@ -166,9 +167,16 @@ export interface Served {
  *
  * @since 0.1.0
  */
-export const serve = (options: ServeOptions): Effect.Effect<Served, ServeError | Error, SqlClient | Scope.Scope> =>
+export const serve = (
+  options: ServeOptions
+): Effect.Effect<Served, ServeError | InvalidConfigError, SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
-    if (options.token.length < 16) return yield* Effect.fail(new Error("the dashboard token must have at least 16 characters"))
+    if (typeof options.token !== "string" || options.token.length < 16) {
+      return yield* new InvalidConfigError({
+        field: "token",
+        message: "the dashboard token must have at least 16 characters"
+      })
+    }
     const host = options.host ?? "127.0.0.1"
     // The server waits for open responses when it stops: end the event streams first.
     const stopping = yield* Deferred.make<void>()

@@ -146,7 +146,9 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
     // Resign after the loop below has stopped (finalizers run in reverse order).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        if (!(yield* SubscriptionRef.get(leading))) return
+        // Resigns even when this node does not think it leads: a round interrupted before it noted its
+        // win, or a renewal that committed after it timed out here, left the lease ours. The statement
+        // only ends this instance's lease.
         yield* SubscriptionRef.set(leading, false)
         yield* resignLease(options.sql, options.prefix, options.instance ?? options.node).pipe(
           withStatementTimeout({ timeout: "3 seconds", operation: "resign" }),

@@ -42,20 +42,27 @@ describe("Oban.layerConfig", () => {
     it.effect("reads queues, node name and intervals from OBAN_ variables; code gives the defaults", () =>
       Effect.gen(function*() {
         const exit = yield* withEnv({
-          OBAN_QUEUES: "default:3, mailers:7:paused",
+          // "constructor" was refused as "given twice": names were looked up on a plain object.
+          OBAN_QUEUES: "default:3, mailers:7:paused, constructor:2",
           OBAN_NODE: "env-node",
           OBAN_SHUTDOWN_GRACE_PERIOD: "2 seconds"
         }, (oban) =>
           Effect.gen(function*() {
             yield* oban.ready
-            return [oban.node, yield* oban.checkQueue("default"), yield* oban.checkQueue("mailers")] as const
+            return [
+              oban.node,
+              yield* oban.checkQueue("default"),
+              yield* oban.checkQueue("mailers"),
+              yield* oban.checkQueue("constructor")
+            ] as const
           }), { node: "code-node", pollInterval: "2 seconds" })
-        assert.isTrue(Exit.isSuccess(exit))
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
         if (Exit.isSuccess(exit)) {
-          const [node, plain, mailers] = exit.value
+          const [node, plain, mailers, named] = exit.value
           assert.strictEqual(node, "env-node")
           assert.deepStrictEqual([plain.limit, plain.paused], [3, false])
           assert.deepStrictEqual([mailers.limit, mailers.paused], [7, true])
+          assert.strictEqual(named.limit, 2)
         }
       }))
 

@@ -20,7 +20,8 @@ const configError = (message: string) => new Config.ConfigError(new ConfigProvid
  */
 export const parseQueues = (text: string): Effect.Effect<Record<string, QueueConfig>, Config.ConfigError> =>
   Effect.suspend(() => {
-    const queues: Record<string, QueueConfig> = {}
+    // No prototype: a queue may be named "constructor" or "__proto__".
+    const queues: Record<string, QueueConfig> = Object.create(null)
     for (const entry of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
       const [name, limit, flag, ...rest] = entry.split(":").map((part) => part.trim())
       const parsed = Number(limit)
@@ -30,10 +31,10 @@ export const parseQueues = (text: string): Effect.Effect<Record<string, QueueCon
           `OBAN_QUEUES: "${entry}" is not name:limit or name:limit:paused (for example default:10,media:5:paused)`
         ))
       }
-      if (name in queues) return Effect.fail(configError(`OBAN_QUEUES: queue "${name}" is given twice`))
+      if (Object.hasOwn(queues, name)) return Effect.fail(configError(`OBAN_QUEUES: queue "${name}" is given twice`))
       queues[name] = flag === "paused" ? { limit: parsed, paused: true } : { limit: parsed }
     }
-    return Effect.succeed(queues)
+    return Effect.succeed(Object.fromEntries(Object.entries(queues)))
   })
 
 const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>

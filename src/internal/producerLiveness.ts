@@ -119,12 +119,12 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         yield* adopt(row, readAt)
       } else if (control.changes !== readAt) {
         // A command arrived while registering: store what this node now has.
-        yield* storeQueueState(client, options.prefix, {
+        yield* options.liveness.run(storeQueueState(client, options.prefix, {
           queue: options.queue,
           node: options.node,
           limit: control.limit,
           paused: control.paused
-        })
+        }))
       }
     })
 
