@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as EffectCron from "effect/Cron"
 import * as Duration from "effect/Duration"
@@ -32,6 +33,8 @@ import { InvalidConfigError } from "./Errors.ts"
 import { now } from "./ObanClock.ts"
 import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
 import { tracked } from "./internal/activity.ts"
+import { runDeadline } from "./internal/periodic.ts"
+import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
 
@@ -248,7 +251,10 @@ export const loop = (options: {
         const spent = (yield* Clock.currentTimeMillis) - startedAt
         return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
       }).pipe(
-        Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", cause), 1_000)),
+        // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
+        // A round cut short runs again from the same slot (each slot's job is inserted once).
+        withStatementTimeout({ timeout: runDeadline, operation: "Cron" }),
+        Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", Cause.pretty(cause)), 1_000)),
         tracked
       )
       yield* Effect.sleep(wait)

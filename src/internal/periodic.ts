@@ -12,7 +12,7 @@ import { tracked } from "./activity.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
 /** The longest one run of a maintenance service may take. */
-const runDeadline = Duration.minutes(1)
+export const runDeadline = Duration.minutes(1)
 
 export const periodic = (options: {
   readonly name: string
