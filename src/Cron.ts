@@ -111,11 +111,18 @@ export const parse = (
         return yield* new InvalidConfigError({ field: "crontab", message: `two crontab entries are named "${item.name}"` })
       }
       names.add(item.name)
-      const cron = EffectCron.parse(item.expression, item.timezone)
+      const cron = EffectCron.parse(item.expression, item.timezone, { onDstOverlap: overlapPolicy(item.expression) })
       if (Result.isFailure(cron)) {
         return yield* new InvalidConfigError({
           field: "crontab",
           message: `crontab entry ${index} ("${item.name}"): ${cron.failure.message}: ${cron.failure.input ?? ""}`
+        })
+      }
+      if (!firesAgain(cron.success)) {
+        // Effect's `next` throws for it (Feb 30): at run time that stopped every entry's slots.
+        return yield* new InvalidConfigError({
+          field: "crontab",
+          message: `crontab entry ${index} ("${item.name}"): "${item.expression}" matches no date`
         })
       }
       const encoded = yield* encodeRequest(item.request, settings, index).pipe(
@@ -127,6 +134,28 @@ export const parse = (
     }
     return parsed
   })
+
+/**
+ * Which occurrences of a local time that a fall-back repeats run, as classic
+ * cron does: an entry for fixed hours runs once (the earlier occurrence); one
+ * for every hour (`*`) keeps running through the repeated hour, since each
+ * of its slots is a different instant.
+ */
+const overlapPolicy = (expression: string): "earlier" | "both" => {
+  const fields = expression.trim().split(/\s+/)
+  const hour = fields.length === 6 ? fields[2] : fields[1]
+  return hour === "*" ? "both" : "earlier"
+}
+
+/** Whether the expression has a next slot at all. */
+const firesAgain = (cron: EffectCron.Cron): boolean => {
+  try {
+    EffectCron.next(cron, new Date())
+    return true
+  } catch {
+    return false
+  }
+}
 
 /**
  * What one run did.
@@ -225,14 +254,21 @@ export const loop = (options: {
 }): Effect.Effect<never> =>
   Effect.gen(function*() {
     let last: Date | undefined
+    /** When, by the database's clock, the loop meant to run next. */
+    let wakeAt: number | undefined
     while (true) {
       const wait = yield* Effect.gen(function*() {
         if (!(yield* options.isLeader)) {
           last = undefined
+          wakeAt = undefined
           return 1_000
         }
         const startedAt = yield* Clock.currentTimeMillis
         const to = yield* currentTime(options.sql)
+        // Woken more than `catchUp` after it meant to (a paused VM, a stopped process, rounds that
+        // failed): start over as a new leader does. Slots older than `catchUp` are not back-filled:
+        // another leader may have run them meanwhile, and the pruner removed their jobs.
+        if (wakeAt !== undefined && to.getTime() - wakeAt > Duration.toMillis(defaults.catchUp)) last = undefined
         if (last === undefined) {
           const starts = yield* lookBackStarts(options.sql, options.prefix, options.entries, to)
           for (const [index, item] of options.entries.entries()) {
@@ -249,7 +285,9 @@ export const loop = (options: {
         // little early or the database's reading comes back from just before the slot, the run
         // finds it not yet due and sleeps the difference (one more round trip, no more).
         const spent = (yield* Clock.currentTimeMillis) - startedAt
-        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
+        const sleep = Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
+        wakeAt = to.getTime() + spent + sleep
+        return sleep
       }).pipe(
         // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
         // A round cut short runs again from the same slot (each slot's job is inserted once).

@@ -262,6 +262,28 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       }
     }))
 
+  it.effect("Cron.runOnce across a fall-back: an every-hour entry runs every real hour, a fixed-hour one once", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      // Europe/Paris repeats 02:00-02:59 local on 2027-10-31: first at +02:00 (00:xxZ), then at +01:00 (01:xxZ).
+      const entries = yield* Cron.parse([
+        Cron.entry("0 * * * *", Noop, { n: 1 }, { name: "hourly", timezone: "Europe/Paris" }),
+        Cron.entry("30 2 * * *", Noop, { n: 2 }, { name: "daily", timezone: "Europe/Paris" })
+      ])
+      yield* Cron.runOnce({ sql, prefix, entries, from: new Date("2027-10-30T22:30:00Z"), to: new Date("2027-10-31T03:30:00Z") })
+      const keys = yield* sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`
+      // The hourly entry skipped the real hour 01:00Z before ("earlier" occurrences only).
+      assert.deepStrictEqual(keys.map((row) => row.k), [
+        "cron:daily:2027-10-31T00:30:00.000Z",
+        "cron:hourly:2027-10-30T23:00:00.000Z",
+        "cron:hourly:2027-10-31T00:00:00.000Z",
+        "cron:hourly:2027-10-31T01:00:00.000Z",
+        "cron:hourly:2027-10-31T02:00:00.000Z",
+        "cron:hourly:2027-10-31T03:00:00.000Z"
+      ])
+    }))
+
   it.effect("Cron.runOnce inserts one job per slot, and a second run over the same window inserts none", () =>
     Effect.gen(function*() {
       yield* truncate
@@ -310,7 +332,14 @@ describe("leadership in running nodes", () => {
 
     it.effect("an invalid cron expression or time zone fails the layer with InvalidConfigError", () =>
       Effect.gen(function*() {
-        for (const entry of [Cron.entry("61 * * * *", Noop, { n: 1 }), Cron.entry("* * * * *", Noop, { n: 1 }, { timezone: "Mars/Olympus" })]) {
+        for (
+          const entry of [
+            Cron.entry("61 * * * *", Noop, { n: 1 }),
+            Cron.entry("* * * * *", Noop, { n: 1 }, { timezone: "Mars/Olympus" }),
+            // Parses, but matches no date: at run time it stopped every entry's slots.
+            Cron.entry("0 0 30 2 *", Noop, { n: 1 })
+          ]
+        ) {
           const error = yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab: [entry] })).pipe(
             Effect.scoped,
             Effect.flip

@@ -194,6 +194,39 @@ describe("virtual time", () => {
         assert.strictEqual(keys[24]!.k, "cron:Tick:*/5 * * * *:2100-01-01T02:00:00.000Z")
       }).pipe(onTestClock), 60_000)
 
+    it.effect("a cron loop woken long after it meant to (a stalled process) looks back one minute, not over the stall", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const entries = yield* Cron.parse([Cron.entry("*/10 * * * * *", Tick, {}, { name: "stall" })])
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1, 10, 0, 0))
+        // The next round starts five minutes late: the clock jumps while it asks whether it leads.
+        let stall = false
+        const isLeader = Effect.suspend(() => {
+          if (!stall) return Effect.succeed(true)
+          stall = false
+          return Effect.as(TestClock.adjust("5 minutes"), true)
+        })
+        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader }))
+        const keys = Effect.map(
+          sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
+          (rows) => rows.map((row) => row.k.replace("cron:stall:2100-01-01T", ""))
+        )
+        yield* untilLive(Effect.map(keys, (found) => found.length === 1))
+        yield* TestClock.withLive(Effect.sleep("20 millis"))
+        stall = true
+        yield* TestClock.adjust("10 seconds")
+        yield* untilLive(Effect.map(keys, (found) => found.length >= 2))
+        yield* TestClock.withLive(Effect.sleep("50 millis"))
+        // Not the 31 slots of the stall (it back-filled them all, and could run again slots another
+        // leader had run and the pruner removed): the latest slot only, as a new leader does.
+        assert.deepStrictEqual(yield* keys, ["10:00:00.000Z", "10:05:10.000Z"])
+        yield* TestClock.adjust(Duration.sum(Duration.seconds(10), Duration.millis(10)))
+        yield* untilLive(Effect.map(keys, (found) => found.length === 3))
+        assert.strictEqual((yield* keys)[2], "10:05:20.000Z")
+        yield* Fiber.interrupt(loop)
+      }).pipe(onTestClock), 60_000)
+
     it.effect("the look back judges each entry of the crontab by its own slots", () =>
       Effect.gen(function*() {
         yield* truncate
