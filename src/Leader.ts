@@ -57,6 +57,11 @@ export interface Options extends Config {
   readonly instance?: string | undefined
   /** Told of every round: whether it reached the database. */
   readonly onRound?: ((reached: boolean) => Effect.Effect<void>) | undefined
+  /**
+   * Which lease to hold: `"oban"` (the default), the cluster's leader; a
+   * node with a crontab also holds `"cron"` (see `Cron.loop`).
+   */
+  readonly lease?: string | undefined
 }
 
 /**
@@ -90,7 +95,7 @@ export interface Leader {
  * @since 0.1.0
  */
 export const runOnce = (
-  options: Pick<Options, "sql" | "prefix" | "node" | "ttl" | "instance">
+  options: Pick<Options, "sql" | "prefix" | "node" | "ttl" | "instance" | "lease">
 ): Effect.Effect<Result, SqlError> =>
   Effect.gen(function*() {
     const lease = yield* claimLease(
@@ -99,7 +104,8 @@ export const runOnce = (
       yield* now(options.sql),
       options.node,
       options.instance ?? options.node,
-      Duration.toMillis(options.ttl)
+      Duration.toMillis(options.ttl),
+      options.lease
     )
     return { isLeader: lease.held, leader: lease.holder, expiresInMillis: lease.expiresInMillis }
   })
@@ -150,7 +156,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
         // win, or a renewal that committed after it timed out here, left the lease ours. The statement
         // only ends this instance's lease.
         yield* SubscriptionRef.set(leading, false)
-        yield* resignLease(options.sql, options.prefix, options.instance ?? options.node).pipe(
+        yield* resignLease(options.sql, options.prefix, options.instance ?? options.node, options.lease).pipe(
           withStatementTimeout({ timeout: "3 seconds", operation: "resign" }),
           Effect.catchCause((cause) => Effect.logWarning("could not resign the lease", Cause.pretty(cause)))
         )

@@ -349,6 +349,27 @@ describe("leadership in running nodes", () => {
         }
       }))
 
+    it.effect("cron runs on a node with a crontab while a node without one leads the cluster", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* sql`TRUNCATE ${sql(leaderPrefix)}.oban_jobs, ${sql(leaderPrefix)}.oban_jobs_finished`
+        // A web node that only inserts starts first and takes the leader's lease.
+        const web = yield* startNode({ prefix: leaderPrefix, workers: [Noop], queues: {}, node: "web" })
+        yield* waitFor("web to lead", web.oban.isLeader)
+        const crontab = [Cron.entry("* * * * * *", Noop, { n: 7 }, { name: "every-second" })]
+        const scheduler = yield* startNode({ prefix: leaderPrefix, workers: [Noop], queues: {}, node: "scheduler", crontab })
+        assert.isTrue(yield* web.oban.isLeader)
+        assert.isFalse(yield* scheduler.oban.isLeader)
+        // Before, cron ran only on the leader, with the leader's (empty) crontab: no job at all.
+        const slots = Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(leaderPrefix)}.oban_jobs_all WHERE unique_key LIKE 'cron:every-second:%'`,
+          (rows) => rows[0]!.n
+        )
+        yield* waitFor("three slots inserted", Effect.map(slots, (n) => n >= 3), "10 seconds")
+        yield* scheduler.stop
+        yield* web.stop
+      }))
+
     it.effect("a pruner that would remove cron slots before a new leader's look back fails the layer", () =>
       Effect.gen(function*() {
         const crontab = [Cron.entry("* * * * *", Noop, { n: 1 })]
@@ -360,6 +381,11 @@ describe("leadership in running nodes", () => {
           assert.strictEqual(error.field, "pruner.maxAge")
           assert.include(error.message, "would run twice")
         }
+        // A lease that outlives the look back would lose the slots between a crash and the takeover.
+        const ttl = yield* Layer.build(
+          Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab, leader: { ttl: "75 seconds", renewInterval: "20 seconds" } })
+        ).pipe(Effect.scoped, Effect.flip)
+        assert.deepStrictEqual([ttl._tag, (ttl as { field?: string }).field], ["InvalidConfigError", "leader.ttl"])
         // Without a crontab, or with a minute, the same pruner is fine.
         yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], pruner: { maxAge: "30 seconds" } })).pipe(Effect.scoped)
         yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab, pruner: { maxAge: "1 minute" } })).pipe(Effect.scoped)

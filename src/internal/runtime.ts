@@ -43,6 +43,7 @@ import { countAvailable } from "./sql/jobs.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
 import { setAvailable } from "./telemetry.ts"
+import { cronLease } from "./sql/peers.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
@@ -180,6 +181,18 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       ...config.leader
     })
 
+    // Cron has a lease of its own, held only by nodes with a crontab: the cluster's leader may be a
+    // node without one (a web node that only inserts), and then no cron would run anywhere.
+    const cronLeader = crontab.length === 0 ? undefined : yield* Leader.make({
+      sql: liveness.sql,
+      prefix: config.prefix,
+      node: config.node,
+      instance,
+      lease: cronLease,
+      onRound: liveness.reached,
+      ...config.leader
+    })
+
     const apply = (command: QueueCommand): Effect.Effect<void> => {
       const producer = producers.get(command.queue)
       if (producer === undefined) return Effect.void
@@ -208,7 +221,10 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       if (notification.channel === "insert") {
         return typeof payload["queue"] === "string" ? producers.get(payload["queue"])?.wake ?? Effect.void : Effect.void
       }
-      if (notification.channel === "leader") return payload["node"] === config.node ? Effect.void : leader.wake
+      if (notification.channel === "leader") {
+        if (payload["node"] === config.node) return Effect.void
+        return payload["lease"] === cronLease ? cronLeader?.wake ?? Effect.void : leader.wake
+      }
       if (payload["node"] !== undefined && payload["node"] !== config.node) return Effect.void
       const action = payload["action"]
       if (action === "cancel" && typeof payload["job_id"] === "number") {
@@ -314,8 +330,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         (counts) => Effect.forEach(queueNames, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
       )
     }))
-    if (crontab.length > 0) {
-      yield* Effect.forkScoped(Cron.loop({ sql, prefix: config.prefix, entries: crontab, isLeader: leader.isLeader }))
+    if (cronLeader !== undefined) {
+      yield* Effect.forkScoped(Cron.loop({ sql, prefix: config.prefix, entries: crontab, isLeader: cronLeader.isLeader }))
     }
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.

@@ -229,6 +229,14 @@ export const resolve = (
       "pruner.maxAge",
       `pruner.maxAge must be at least ${Duration.format(Cron.defaults.catchUp)} when the node has a crontab: a new leader looks back that far for missed slots, and a slot whose job was pruned sooner would run twice`
     )
+    // A crashed node's cron lease passes on when it expires; the slots in between must still be in
+    // the new holder's look back, with time to spare for the takeover itself.
+    const longestCronTtl = Duration.subtract(Cron.defaults.catchUp, Duration.seconds(10))
+    yield* ensure(
+      (options.crontab ?? []).length === 0 || !Duration.isGreaterThan(leader.ttl, longestCronTtl),
+      "leader.ttl",
+      `leader.ttl must be at most ${Duration.format(longestCronTtl)} when the node has a crontab: after a crash the next node takes over when the lease expires and looks back ${Duration.format(Cron.defaults.catchUp)} for missed slots, so the slots of a longer lease would be lost`
+    )
     return {
       heartbeatInterval,
       leader,

@@ -1,9 +1,10 @@
 /**
- * SQL on `oban_peers`: the leader lease. One row per prefix (`name = 'oban'`)
- * names the node that leads until `expires_at`, and the incarnation of that
- * node (`instance`, unique per process), so that a process restarted under
- * the same name, or a second process given the same name, never renews a
- * lease it does not hold.
+ * SQL on `oban_peers`: leases. Each row names the node that holds a lease
+ * until `expires_at`, and the incarnation of that node (`instance`, unique
+ * per process), so that a process restarted under the same name, or a second
+ * process given the same name, never renews a lease it does not hold. The
+ * leader's lease is `name = 'oban'`; the cron lease, held only by nodes with
+ * a crontab, is `name = 'cron'`.
  */
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -12,7 +13,10 @@ import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { table } from "./tables.ts"
 
-const leaseName = "oban"
+/** The lease of the cluster's leader. */
+export const leaderLease = "oban"
+/** The lease of the node that runs the crontab: only nodes with a crontab try to take it. */
+export const cronLease = "cron"
 
 /**
  * Takes the lease, or renews it, when it is ours or has expired. Returns the
@@ -25,7 +29,8 @@ export const claimLease = (
   now: Fragment,
   node: string,
   instance: string,
-  ttlMillis: number
+  ttlMillis: number,
+  leaseName: string = leaderLease
 ): Effect.Effect<
   { readonly holder: string | undefined; readonly held: boolean; readonly expiresInMillis: number },
   SqlError
@@ -60,11 +65,16 @@ export const claimLease = (
   }))
 
 /** Gives the lease up and tells the other nodes to try at once. */
-export const resignLease = (sql: SqlClient, prefix: string, instance: string): Effect.Effect<void, SqlError> =>
+export const resignLease = (
+  sql: SqlClient,
+  prefix: string,
+  instance: string,
+  leaseName: string = leaderLease
+): Effect.Effect<void, SqlError> =>
   sql`
     WITH resigned AS (
       DELETE FROM ${table(sql, prefix, "oban_peers")} WHERE name = ${leaseName} AND instance = ${instance} RETURNING node
     )
-    SELECT pg_notify(${channel(prefix, "leader")}, json_build_object('action', 'resign', 'node', node)::text)
+    SELECT pg_notify(${channel(prefix, "leader")}, json_build_object('action', 'resign', 'node', node, 'lease', ${leaseName}::text)::text)
     FROM resigned
   `.pipe(Effect.asVoid)
