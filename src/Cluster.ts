@@ -101,9 +101,13 @@ const storedCrontab = (meta: Record<string, unknown> | null): ReadonlyArray<Stor
 
 const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): CronInfo => {
   const parsed = EffectCron.parse(entry.expression, entry.timezone ?? undefined)
-  return Result.isFailure(parsed)
-    ? { ...entry, nodes, nextRun: undefined, error: parsed.failure.message }
-    : { ...entry, nodes, nextRun: EffectCron.next(parsed.success, now) }
+  if (Result.isFailure(parsed)) return { ...entry, nodes, nextRun: undefined, error: parsed.failure.message }
+  try {
+    return { ...entry, nodes, nextRun: EffectCron.next(parsed.success, now) }
+  } catch {
+    // Stored by a release that did not refuse it: an expression that matches no date.
+    return { ...entry, nodes, nextRun: undefined, error: "the expression matches no date" }
+  }
 }
 
 /**

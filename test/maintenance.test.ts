@@ -284,6 +284,36 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       ])
     }))
 
+  it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // Europe/Paris skips 02:00-02:59 local on 2027-03-28 (01:00Z): 02:30 does not exist that day.
+      const entries = yield* Cron.parse([Cron.entry("30 2 * * *", Noop, { n: 3 }, { name: "gap", timezone: "Europe/Paris" })])
+      const keys = Effect.map(
+        sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all WHERE unique_key LIKE 'cron:gap:%' ORDER BY 1`,
+        (rows) => rows.map((row) => row.k)
+      )
+      // Rounds split at every quarter hour around the change: one that starts in the hour after the gap
+      // (01:00Z-01:30Z) skipped to the next day before, so the slot was lost.
+      for (const starts of [["00:45", "01:15", "02:00"], ["00:45", "02:00"], ["01:05", "01:20", "01:45"]]) {
+        yield* truncate
+        for (let i = 0; i + 1 < starts.length; i++) {
+          const from = new Date(`2027-03-28T${starts[i]}:00Z`)
+          const to = new Date(`2027-03-28T${starts[i + 1]}:00Z`)
+          yield* Cron.runOnce({ sql, prefix, entries, from, to })
+        }
+        assert.deepStrictEqual(yield* keys, ["cron:gap:2027-03-28T01:30:00.000Z"], starts.join(" "))
+      }
+      // The days around it are untouched: 02:30 local is 01:30Z on the day before (CET), 00:30Z after (CEST).
+      yield* truncate
+      yield* Cron.runOnce({ sql, prefix, entries, from: new Date("2027-03-27T00:00:00Z"), to: new Date("2027-03-29T12:00:00Z") })
+      assert.deepStrictEqual(yield* keys, [
+        "cron:gap:2027-03-27T01:30:00.000Z",
+        "cron:gap:2027-03-28T01:30:00.000Z",
+        "cron:gap:2027-03-29T00:30:00.000Z"
+      ])
+    }))
+
   it.effect("Cron.runOnce inserts one job per slot, and a second run over the same window inserts none", () =>
     Effect.gen(function*() {
       yield* truncate

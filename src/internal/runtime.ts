@@ -10,7 +10,6 @@
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as EffectCron from "effect/Cron"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
@@ -362,7 +361,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         const work = yield* pendingWork(sql, config.prefix, yield* now(sql))
         // The cron loop wakes on each slot: the next stop is the next slot (the node has settled,
         // so a slot the clock is on now has run).
-        const slots = crontab.map((item) => EffectCron.next(item.cron, new Date(current)).getTime())
+        const slots = crontab.map((item) => Cron.nextSlot(item, new Date(current)).getTime())
         const times = [...slots, ...(work.nextDue === undefined ? [] : [work.nextDue.getTime()])]
         return { ...work, nextDue: times.length === 0 ? undefined : new Date(Math.min(...times)) }
       }))
