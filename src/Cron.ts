@@ -185,7 +185,9 @@ export const runOnce = (options: {
     let duplicates = 0
     for (const item of options.entries) {
       for (const slot of slotsBetween(item, options.from, options.to)) {
-        const fresh = yield* insertUnique(options.sql, options.prefix, yield* now(options.sql), item.rowJson, slotKey(item, slot))
+        const fresh = yield* insertUnique(options.sql, options.prefix, yield* now(options.sql), item.rowJson, slotKey(item, slot), {
+          cron: { name: item.entry.name, slot: slot.toISOString() }
+        })
         if (fresh) inserted++
         else duplicates++
       }

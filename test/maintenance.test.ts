@@ -269,7 +269,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       // Europe/Paris repeats 02:00-02:59 local on 2027-10-31: first at +02:00 (00:xxZ), then at +01:00 (01:xxZ).
       const entries = yield* Cron.parse([
         Cron.entry("0 * * * *", Noop, { n: 1 }, { name: "hourly", timezone: "Europe/Paris" }),
-        Cron.entry("30 2 * * *", Noop, { n: 2 }, { name: "daily", timezone: "Europe/Paris" })
+        Cron.entry("30 2 * * *", Noop, { n: 2 }, { name: "daily", timezone: "Europe/Paris", meta: { team: "ops" } })
       ])
       yield* Cron.runOnce({ sql, prefix, entries, from: new Date("2027-10-30T22:30:00Z"), to: new Date("2027-10-31T03:30:00Z") })
       const keys = yield* sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`
@@ -282,6 +282,10 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         "cron:hourly:2027-10-31T02:00:00.000Z",
         "cron:hourly:2027-10-31T03:00:00.000Z"
       ])
+      // Each job says which entry and slot it is for (a late daily job can tell its day), beside the entry's meta.
+      const [daily] = yield* sql<{ meta: unknown }>`
+        SELECT meta FROM ${sql(prefix)}.oban_jobs_all WHERE unique_key = 'cron:daily:2027-10-31T00:30:00.000Z'`
+      assert.deepStrictEqual(daily!.meta, { team: "ops", cron: { name: "daily", slot: "2027-10-31T00:30:00.000Z" } })
     }))
 
   it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>

@@ -214,12 +214,15 @@ export const insertUnique = (
   prefix: string,
   now: Fragment,
   rowJson: string,
-  uniqueKey: string
+  uniqueKey: string,
+  /** Added to the row's meta (a cron job's entry and slot). */
+  extraMeta: Readonly<Record<string, unknown>> = {}
 ): Effect.Effect<boolean, SqlError> =>
   sql<{ readonly id: bigint }>`
     WITH clock AS (SELECT ${now} AS now),
     input AS (
-      SELECT x.*, r.row -> 'args' AS args, r.row -> 'meta' AS meta, clock.now AS now
+      SELECT x.*, r.row -> 'args' AS args, COALESCE(r.row -> 'meta', '{}'::jsonb) || ${JSON.stringify(extraMeta)}::jsonb AS meta,
+             clock.now AS now
       FROM clock, (SELECT ${rowJson}::jsonb AS row) AS r,
         jsonb_to_record(r.row) AS x(queue text, worker text, tags text[], max_attempts smallint, priority smallint)
     ),
