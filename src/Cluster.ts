@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import * as Cron from "./Cron.ts"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { checkQueueName } from "./internal/queueName.ts"
@@ -100,7 +101,7 @@ const storedCrontab = (meta: Record<string, unknown> | null): ReadonlyArray<Stor
 }
 
 const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): CronInfo => {
-  const parsed = EffectCron.parse(entry.expression, entry.timezone ?? undefined)
+  const parsed = EffectCron.parse(Cron.expand(entry.expression), entry.timezone ?? undefined)
   if (Result.isFailure(parsed)) return { ...entry, nodes, nextRun: undefined, error: parsed.failure.message }
   try {
     return { ...entry, nodes, nextRun: EffectCron.next(parsed.success, now) }

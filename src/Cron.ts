@@ -33,6 +33,7 @@ import { InvalidConfigError } from "./Errors.ts"
 import { now } from "./ObanClock.ts"
 import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
 import { tracked } from "./internal/activity.ts"
+import { textProblem } from "./internal/jsonText.ts"
 import { runDeadline } from "./internal/periodic.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
@@ -111,7 +112,14 @@ export const parse = (
         return yield* new InvalidConfigError({ field: "crontab", message: `two crontab entries are named "${item.name}"` })
       }
       names.add(item.name)
-      const cron = EffectCron.parse(item.expression, item.timezone, { onDstOverlap: overlapPolicy(item.expression) })
+      const badName = typeof item.name !== "string" || item.name.length === 0
+        ? "must not be empty"
+        : textProblem(item.name)
+      if (badName !== undefined) {
+        return yield* new InvalidConfigError({ field: "crontab", message: `crontab entry ${index}: its name ${badName}` })
+      }
+      const expression = expand(item.expression)
+      const cron = EffectCron.parse(expression, item.timezone, { onDstOverlap: overlapPolicy(expression) })
       if (Result.isFailure(cron)) {
         return yield* new InvalidConfigError({
           field: "crontab",
@@ -125,7 +133,7 @@ export const parse = (
           message: `crontab entry ${index} ("${item.name}"): "${item.expression}" matches no date`
         })
       }
-      const encoded = yield* encodeRequest(item.request, settings, index).pipe(
+      const encoded = yield* encodeRequest(item.request, settings, undefined).pipe(
         Effect.mapError((error) =>
           new InvalidConfigError({ field: "crontab", message: `crontab entry ${index} ("${item.name}"): ${error.message}` })
         )
@@ -134,6 +142,28 @@ export const parse = (
     }
     return parsed
   })
+
+/**
+ * `expression` with a shorthand (`@daily`, `@hourly`, ...) replaced by its
+ * five fields; any other expression as it is.
+ *
+ * @since 0.1.0
+ */
+export const expand = (expression: string): string => {
+  const trimmed = expression.trim()
+  return Object.hasOwn(macros, trimmed) ? macros[trimmed]! : expression
+}
+
+/** The usual shorthands, as classic cron and Oban read them. */
+const macros: Readonly<Record<string, string>> = {
+  "@yearly": "0 0 1 1 *",
+  "@annually": "0 0 1 1 *",
+  "@monthly": "0 0 1 * *",
+  "@weekly": "0 0 * * 0",
+  "@daily": "0 0 * * *",
+  "@midnight": "0 0 * * *",
+  "@hourly": "0 * * * *"
+}
 
 /**
  * Which occurrences of a local time that a fall-back repeats run, as classic

@@ -288,6 +288,24 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(daily!.meta, { team: "ops", cron: { name: "daily", slot: "2027-10-31T00:30:00.000Z" } })
     }))
 
+  it.effect("Cron shorthands (@daily, @hourly, ...) read as classic cron reads them", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const entries = yield* Cron.parse([
+        Cron.entry("@daily", Noop, { n: 1 }, { name: "daily" }),
+        Cron.entry(" @hourly ", Noop, { n: 2 }, { name: "hourly" }),
+        Cron.entry("@weekly", Noop, { n: 3 }, { name: "weekly" })
+      ])
+      // Thursday 2026-12-03 22:30Z to Sunday 2026-12-06 00:00Z.
+      yield* Cron.runOnce({ sql, prefix, entries, from: new Date("2026-12-03T22:30:00Z"), to: new Date("2026-12-06T00:00:00Z") })
+      const counts = yield* sql<{ name: string; n: number }>`
+        SELECT split_part(unique_key, ':', 2) AS name, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all GROUP BY 1 ORDER BY 1`
+      assert.deepStrictEqual(counts.map((row) => [row.name, row.n]), [["daily", 3], ["hourly", 50], ["weekly", 1]])
+      const error = yield* Cron.parse([Cron.entry("@reboot", Noop, { n: 1 })]).pipe(Effect.flip)
+      assert.strictEqual(error._tag, "InvalidConfigError")
+    }))
+
   it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -371,7 +389,10 @@ describe("leadership in running nodes", () => {
             Cron.entry("61 * * * *", Noop, { n: 1 }),
             Cron.entry("* * * * *", Noop, { n: 1 }, { timezone: "Mars/Olympus" }),
             // Parses, but matches no date: at run time it stopped every entry's slots.
-            Cron.entry("0 0 30 2 *", Noop, { n: 1 })
+            Cron.entry("0 0 30 2 *", Noop, { n: 1 }),
+            // Names are part of each slot's unique key: an empty one, or one PostgreSQL cannot store.
+            Cron.entry("* * * * *", Noop, { n: 1 }, { name: "" }),
+            Cron.entry("* * * * *", Noop, { n: 1 }, { name: "a\u0000b" })
           ]
         ) {
           const error = yield* Layer.build(Oban.layer({ prefix: leaderPrefix, workers: [Noop], crontab: [entry] })).pipe(
