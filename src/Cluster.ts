@@ -11,7 +11,6 @@
  *
  * @since 0.1.0
  */
-import * as EffectCron from "effect/Cron"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -21,7 +20,8 @@ import { InvalidConfigError, type MigrationError } from "./Errors.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { checkQueueName } from "./internal/queueName.ts"
 import { isValidLimit } from "./internal/runtime.ts"
-import { commandQueue, currentLease, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
+import { commandQueue, currentLease, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
+import { cronLease } from "./internal/sql/peers.ts"
 
 /**
  * One producer: a queue running on a node (one per process incarnation).
@@ -55,7 +55,9 @@ export interface NodeInfo {
 /**
  * A crontab entry, as the nodes that run queues report it, with its next
  * slot from now. `nodes` lists the nodes that carry it (every node normally
- * has the same crontab; only the leader inserts). `error` is set when the
+ * has the same crontab; only the cron lease's holder inserts, and nodes that
+ * disagree about an entry show one line per version). Only nodes that run
+ * queues report their crontab. `error` is set when the
  * expression or time zone does not parse here.
  *
  * @since 0.1.0
@@ -72,12 +74,25 @@ export interface CronInfo {
 }
 
 /**
+ * A lease and who holds it.
+ *
+ * @since 0.1.0
+ */
+export interface LeaseInfo {
+  readonly node: string
+  readonly since: Date
+  readonly expiresAt: Date
+}
+
+/**
  * @since 0.1.0
  */
 export interface ClusterView {
   /** The database's clock when the view was taken. */
   readonly now: Date
-  readonly leader: { readonly node: string; readonly since: Date; readonly expiresAt: Date } | undefined
+  readonly leader: LeaseInfo | undefined
+  /** The node that inserts the crontab's slots: it holds the cron lease (only nodes with a crontab take it). */
+  readonly cronLeader: LeaseInfo | undefined
   readonly nodes: ReadonlyArray<NodeInfo>
   readonly crons: ReadonlyArray<CronInfo>
 }
@@ -101,10 +116,12 @@ const storedCrontab = (meta: Record<string, unknown> | null): ReadonlyArray<Stor
 }
 
 const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): CronInfo => {
-  const parsed = EffectCron.parse(Cron.expand(entry.expression), entry.timezone ?? undefined)
+  const timezone = entry.timezone ?? undefined
+  const parsed = Cron.parseExpression(entry.expression, timezone)
   if (Result.isFailure(parsed)) return { ...entry, nodes, nextRun: undefined, error: parsed.failure.message }
   try {
-    return { ...entry, nodes, nextRun: EffectCron.next(parsed.success, now) }
+    // As the node computes it (a slot moved by a spring-forward gap included).
+    return { ...entry, nodes, nextRun: Cron.nextSlot({ cron: parsed.success, entry: { timezone } }, now) }
   } catch {
     // Stored by a release that did not refuse it: an expression that matches no date.
     return { ...entry, nodes, nextRun: undefined, error: "the expression matches no date" }
@@ -117,7 +134,11 @@ const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): 
  * @since 0.1.0
  */
 export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClient> = withPrefix((sql, prefix) =>
-  Effect.map(Effect.all([producerRows(sql, prefix), currentLease(sql, prefix)]), ([{ now, rows }, lease]) => {
+  Effect.map(Effect.all([
+    producerRows(sql, prefix),
+    currentLease(sql, prefix),
+    currentLease(sql, prefix, cronLease)
+  ]), ([{ now, rows }, lease, cronLeaseRow]) => {
     const nodes = new Map<string, Array<ProducerInfo>>()
     const crons = new Map<string, { entry: StoredEntry; nodes: Set<string> }>()
     for (const row of rows) {
@@ -135,20 +156,26 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
       })
       nodes.set(row.node, producers)
       for (const entry of storedCrontab(row.meta)) {
-        const known = crons.get(entry.name) ?? { entry, nodes: new Set<string>() }
+        // Nodes that disagree about an entry (a deploy under way) show as one line per version.
+        const key = JSON.stringify([entry.name, entry.expression, entry.timezone, entry.worker, entry.queue])
+        const known = crons.get(key) ?? { entry, nodes: new Set<string>() }
         known.nodes.add(row.node)
-        crons.set(entry.name, known)
+        crons.set(key, known)
       }
     }
     return {
       now,
-      leader: lease === undefined ? undefined : { node: lease.node, since: lease.started_at, expiresAt: lease.expires_at },
+      leader: leaseInfo(lease),
+      cronLeader: leaseInfo(cronLeaseRow),
       nodes: Array.from(nodes, ([node, producers]) => ({ node, leader: lease?.node === node, producers })),
       crons: Array.from(crons.values(), ({ entry, nodes }) => cronInfo(entry, Array.from(nodes).sort(), now))
         .sort((a, b) => a.name.localeCompare(b.name))
     }
   })
 )
+
+const leaseInfo = (row: LeaseRow | undefined): LeaseInfo | undefined =>
+  row === undefined ? undefined : { node: row.node, since: row.started_at, expiresAt: row.expires_at }
 
 /**
  * Where a queue command applies: every node (the default) or one, by name.

@@ -1,5 +1,6 @@
 /**
- * Periodic jobs from cron expressions (leader only).
+ * Periodic jobs from cron expressions, inserted by the node that holds the
+ * cron lease (one at a time, among the nodes with a crontab).
  *
  * ```ts
  * Oban.layer({
@@ -118,8 +119,7 @@ export const parse = (
       if (badName !== undefined) {
         return yield* new InvalidConfigError({ field: "crontab", message: `crontab entry ${index}: its name ${badName}` })
       }
-      const expression = expand(item.expression)
-      const cron = EffectCron.parse(expression, item.timezone, { onDstOverlap: overlapPolicy(expression) })
+      const cron = parseExpression(item.expression, item.timezone)
       if (Result.isFailure(cron)) {
         return yield* new InvalidConfigError({
           field: "crontab",
@@ -154,6 +154,20 @@ export const expand = (expression: string): string => {
   return Object.hasOwn(macros, trimmed) ? macros[trimmed]! : expression
 }
 
+/**
+ * Parses an entry's expression as a node does: shorthands expanded, and the
+ * entry's rule for a fall-back's repeated hour.
+ *
+ * @since 0.1.0
+ */
+export const parseExpression = (
+  expression: string,
+  timezone: string | undefined
+): Result.Result<EffectCron.Cron, EffectCron.CronParseError> => {
+  const expanded = expand(expression)
+  return EffectCron.parse(expanded, timezone, { onDstOverlap: overlapPolicy(expanded) })
+}
+
 /** The usual shorthands, as classic cron and Oban read them. */
 const macros: Readonly<Record<string, string>> = {
   "@yearly": "0 0 1 1 *",
@@ -168,13 +182,14 @@ const macros: Readonly<Record<string, string>> = {
 /**
  * Which occurrences of a local time that a fall-back repeats run, as classic
  * cron does: an entry for fixed hours runs once (the earlier occurrence); one
- * for every hour (`*`) keeps running through the repeated hour, since each
- * of its slots is a different instant.
+ * whose hour field starts with a wildcard (every hour, or every second hour)
+ * keeps running through the repeated hour, since each of its slots is a
+ * different instant.
  */
 const overlapPolicy = (expression: string): "earlier" | "both" => {
   const fields = expression.trim().split(/\s+/)
   const hour = fields.length === 6 ? fields[2] : fields[1]
-  return hour === "*" ? "both" : "earlier"
+  return hour !== undefined && hour.startsWith("*") ? "both" : "earlier"
 }
 
 /** Whether the expression has a next slot at all. */
@@ -199,7 +214,8 @@ export interface RunResult {
 }
 
 /**
- * Inserts the job of every slot in `(from, to]` (at most 100 per entry).
+ * Inserts the job of every slot in `(from, to]` (at most the latest 100 per
+ * entry).
  *
  * @since 0.1.0
  */
@@ -225,15 +241,28 @@ export const runOnce = (options: {
     return { inserted, duplicates }
   })
 
-/** The slots of `item` in `(from, to]`, at most 100. */
-const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> => {
+/** The first `limit` slots of `item` in `(from, to]`. */
+const slotsFrom = (item: Parsed, from: Date, to: Date, limit: number): Array<Date> => {
   const slots: Array<Date> = []
   let cursor = from
-  while (slots.length < 100) {
+  while (slots.length < limit) {
     const slot = EffectCron.next(item.cron, cursor)
     if (slot.getTime() > to.getTime()) break
     slots.push(slot)
     cursor = slot
+  }
+  return slots
+}
+
+/** The slots of `item` in `(from, to]`, at most the latest 100. */
+const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> => {
+  let slots = slotsFrom(item, from, to, 101)
+  if (slots.length > 100) {
+    // The latest 100: after a long gap the slots nearest now matter, not the oldest. The search
+    // starts at the 100th slot before `to`, found backwards, rather than walk the whole gap.
+    let cursor = new Date(to.getTime() + 1)
+    for (let i = 0; i < 100; i++) cursor = EffectCron.prev(item.cron, cursor)
+    slots = slotsFrom(item, new Date(Math.max(from.getTime(), cursor.getTime() - 1)), to, 100)
   }
   const moved = item.entry.timezone === undefined ? undefined : slotAfterGap(item, item.entry.timezone, from, to)
   if (moved !== undefined && slots.length < 100 && !slots.some((slot) => slot.getTime() === moved.getTime())) {
@@ -249,7 +278,10 @@ const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> =
  *
  * @since 0.1.0
  */
-export const nextSlot = (item: Parsed, after: Date): Date => {
+export const nextSlot = (
+  item: { readonly cron: EffectCron.Cron; readonly entry: { readonly timezone: string | undefined } },
+  after: Date
+): Date => {
   const next = EffectCron.next(item.cron, after)
   const timezone = item.entry.timezone
   if (timezone === undefined) return next
@@ -265,7 +297,12 @@ export const nextSlot = (item: Parsed, after: Date): Date => {
  * So the slot is looked up from just before the change, and kept when it
  * falls in `(from, to]`.
  */
-const slotAfterGap = (item: Parsed, timezone: string, from: Date, to: Date): Date | undefined => {
+const slotAfterGap = (
+  item: { readonly cron: EffectCron.Cron },
+  timezone: string,
+  from: Date,
+  to: Date
+): Date | undefined => {
   const start = from.getTime() - gapReach
   const before = offsetMillis(timezone, start)
   if (before === undefined || (offsetMillis(timezone, to.getTime()) ?? before) <= before) return undefined
@@ -359,31 +396,36 @@ export const loop = (options: {
   readonly prefix: string
   readonly entries: ReadonlyArray<Parsed>
   readonly isLeader: Effect.Effect<boolean>
+  /**
+   * How far back a late round inserts the slots it missed: the pruner's
+   * `maxAge`. A slot younger than that still has its job if any node inserted
+   * it, so inserting it again is a no-op; an older one may have run and been
+   * pruned, and would run twice. Default: no bound (at most the latest 100
+   * slots per entry), for a node that prunes nothing.
+   */
+  readonly maxAge?: Duration.Duration | undefined
 }): Effect.Effect<never> =>
   Effect.gen(function*() {
     let last: Date | undefined
-    /** When, by the database's clock, the loop meant to run next. */
-    let wakeAt: number | undefined
+    const maxAgeMillis = options.maxAge === undefined ? undefined : Duration.toMillis(options.maxAge)
     while (true) {
       const wait = yield* Effect.gen(function*() {
         if (!(yield* options.isLeader)) {
           last = undefined
-          wakeAt = undefined
           return 1_000
         }
         const startedAt = yield* Clock.currentTimeMillis
         const to = yield* currentTime(options.sql)
-        // Woken more than `catchUp` after it meant to (a paused VM, a stopped process, rounds that
-        // failed): start over as a new leader does. Slots older than `catchUp` are not back-filled:
-        // another leader may have run them meanwhile, and the pruner removed their jobs.
-        if (wakeAt !== undefined && to.getTime() - wakeAt > Duration.toMillis(defaults.catchUp)) last = undefined
         if (last === undefined) {
           const starts = yield* lookBackStarts(options.sql, options.prefix, options.entries, to)
           for (const [index, item] of options.entries.entries()) {
             yield* runOnce({ ...options, entries: [item], from: starts[index]!, to })
           }
         } else {
-          yield* runOnce({ ...options, from: last, to })
+          // A round that comes late (a paused VM, a stopped process, rounds that failed) inserts the
+          // slots it missed, back to `maxAge`: another holder may have run older ones meanwhile.
+          const from = maxAgeMillis === undefined ? last : new Date(Math.max(last.getTime(), to.getTime() - maxAgeMillis))
+          yield* runOnce({ ...options, from, to })
         }
         last = to
         const next = Math.min(...options.entries.map((item) => nextSlot(item, to).getTime()))
@@ -393,9 +435,7 @@ export const loop = (options: {
         // little early or the database's reading comes back from just before the slot, the run
         // finds it not yet due and sleeps the difference (one more round trip, no more).
         const spent = (yield* Clock.currentTimeMillis) - startedAt
-        const sleep = Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
-        wakeAt = to.getTime() + spent + sleep
-        return sleep
+        return Math.min(Duration.toMillis(defaults.maxSleep), Math.max(1, next - to.getTime() - spent))
       }).pipe(
         // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
         // A round cut short runs again from the same slot (each slot's job is inserted once).

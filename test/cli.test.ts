@@ -161,8 +161,10 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const view = parsed<{ leader: { node: string }; nodes: ReadonlyArray<{ node: string; producers: ReadonlyArray<unknown> }> }>(nodes)
       assert.strictEqual(view.leader.node, "cli-node")
       assert.strictEqual(view.nodes.find((node) => node.node === "cli-node")?.producers.length, 2)
-      const entries = parsed<{ crons: ReadonlyArray<{ name: string; nextRun: string }> }>(cron).crons
+      const cronView = parsed<{ cronLeader: { node: string } | undefined; crons: ReadonlyArray<{ name: string; nextRun: string }> }>(cron)
+      const entries = cronView.crons
       assert.deepStrictEqual(entries.map((entry) => entry.name), ["every-five"])
+      assert.strictEqual(cronView.cronLeader?.node, "cli-node")
       assert.isTrue(Date.parse(entries[0]!.nextRun) - Date.now() <= 5 * 60_000 + 5_000)
 
       const paused = yield* cli(withPrefix("queues", "pause", "quiet"))

@@ -48,6 +48,8 @@ layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("
       ])
       assert.isTrue(cron.nextRun !== undefined && cron.nextRun.getTime() > view.now.getTime())
       assert.isTrue(cron.nextRun!.getTime() - view.now.getTime() <= 24 * 3_600_000)
+      // The node with the crontab holds the cron lease (taken at start, like the leader's).
+      yield* waitFor("the cron lease", Effect.map(Cluster.view, (current) => current.cronLeader?.node === "viewed"))
 
       // Queue commands from outside the node: stored, signalled, applied.
       assert.strictEqual(yield* Cluster.pauseQueue("other"), 1)

@@ -194,7 +194,7 @@ describe("virtual time", () => {
         assert.strictEqual(keys[24]!.k, "cron:Tick:*/5 * * * *:2100-01-01T02:00:00.000Z")
       }).pipe(onTestClock), 60_000)
 
-    it.effect("a cron loop woken long after it meant to (a stalled process) looks back one minute, not over the stall", () =>
+    it.effect("a cron loop woken long after it meant to (a stalled process) back-fills to the pruner's maxAge, not over the stall", () =>
       Effect.gen(function*() {
         yield* truncate
         const sql = yield* SqlClient
@@ -207,7 +207,7 @@ describe("virtual time", () => {
           stall = false
           return Effect.as(TestClock.adjust("5 minutes"), true)
         })
-        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader }))
+        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader, maxAge: Duration.minutes(1) }))
         const keys = Effect.map(
           sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
           (rows) => rows.map((row) => row.k.replace("cron:stall:2100-01-01T", ""))
@@ -216,14 +216,49 @@ describe("virtual time", () => {
         yield* TestClock.withLive(Effect.sleep("20 millis"))
         stall = true
         yield* TestClock.adjust("10 seconds")
-        yield* untilLive(Effect.map(keys, (found) => found.length >= 2))
+        yield* untilLive(Effect.map(keys, (found) => found.length >= 7))
         yield* TestClock.withLive(Effect.sleep("50 millis"))
-        // Not the 31 slots of the stall (it back-filled them all, and could run again slots another
-        // leader had run and the pruner removed): the latest slot only, as a new leader does.
-        assert.deepStrictEqual(yield* keys, ["10:00:00.000Z", "10:05:10.000Z"])
+        // Not the 31 slots of the stall (another holder may have run the older ones, and the pruner
+        // removed their jobs, so they would run twice): the slots of the last maxAge (1 minute).
+        assert.deepStrictEqual(yield* keys, [
+          "10:00:00.000Z",
+          "10:04:20.000Z",
+          "10:04:30.000Z",
+          "10:04:40.000Z",
+          "10:04:50.000Z",
+          "10:05:00.000Z",
+          "10:05:10.000Z"
+        ])
         yield* TestClock.adjust(Duration.sum(Duration.seconds(10), Duration.millis(10)))
-        yield* untilLive(Effect.map(keys, (found) => found.length === 3))
-        assert.strictEqual((yield* keys)[2], "10:05:20.000Z")
+        yield* untilLive(Effect.map(keys, (found) => found.length === 8))
+        assert.strictEqual((yield* keys)[7], "10:05:20.000Z")
+        yield* Fiber.interrupt(loop)
+      }).pipe(onTestClock), 60_000)
+
+    it.effect("an hourly slot whose round starts 61 seconds late still runs (within the pruner's maxAge)", () =>
+      Effect.gen(function*() {
+        yield* truncate
+        const sql = yield* SqlClient
+        const entries = yield* Cron.parse([Cron.entry("0 * * * *", Tick, {}, { name: "late" })])
+        yield* TestClock.setTime(Date.UTC(2100, 0, 1, 9, 59, 30))
+        let stall = false
+        const isLeader = Effect.suspend(() => {
+          if (!stall) return Effect.succeed(true)
+          stall = false
+          return Effect.as(TestClock.adjust("61 seconds"), true)
+        })
+        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader, maxAge: Duration.minutes(5) }))
+        const keys = Effect.map(
+          sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
+          (rows) => rows.map((row) => row.k)
+        )
+        // The first round looks back over (09:58:30, 09:59:30]: nothing.
+        yield* TestClock.withLive(Effect.sleep("200 millis"))
+        assert.deepStrictEqual(yield* keys, [])
+        stall = true
+        yield* TestClock.adjust("30 seconds")
+        yield* untilLive(Effect.map(keys, (found) => found.length === 1))
+        assert.deepStrictEqual(yield* keys, ["cron:late:2100-01-01T10:00:00.000Z"])
         yield* Fiber.interrupt(loop)
       }).pipe(onTestClock), 60_000)
 

@@ -32,12 +32,15 @@ export const cron = Command.make("cron", {}, () =>
   Effect.gen(function*() {
     const globals = yield* root
     const view = yield* withDatabase(globals, Cluster.view)
-    yield* print(globals.json, { now: view.now, crons: view.crons }, () =>
-      table(
-        ["NAME", "EXPRESSION", "TIMEZONE", "WORKER", "QUEUE", "NEXT RUN", "NODES"],
-        view.crons.map((entry) => [
-          entry.name, entry.expression, entry.timezone ?? "UTC", entry.worker, entry.queue,
-          entry.nextRun ?? `(${entry.error ?? "none"})`, entry.nodes.join(", ")
-        ])
-      ))
+    yield* print(globals.json, { now: view.now, cronLeader: view.cronLeader, crons: view.crons }, () =>
+      [
+        table(
+          ["NAME", "EXPRESSION", "TIMEZONE", "WORKER", "QUEUE", "NEXT RUN", "NODES"],
+          view.crons.map((entry) => [
+            entry.name, entry.expression, entry.timezone ?? "UTC", entry.worker, entry.queue,
+            entry.nextRun ?? `(${entry.error ?? "none"})`, entry.nodes.join(", ")
+          ])
+        ),
+        view.cronLeader === undefined ? "inserted by: no node (none holds the cron lease)" : `inserted by: ${view.cronLeader.node}`
+      ].join("\n"))
   })).pipe(Command.withDescription("Crontab entries of the running nodes, with their next run"))

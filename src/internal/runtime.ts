@@ -330,7 +330,13 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       )
     }))
     if (cronLeader !== undefined) {
-      yield* Effect.forkScoped(Cron.loop({ sql, prefix: config.prefix, entries: crontab, isLeader: cronLeader.isLeader }))
+      yield* Effect.forkScoped(Cron.loop({
+        sql,
+        prefix: config.prefix,
+        entries: crontab,
+        isLeader: cronLeader.isLeader,
+        maxAge: config.pruner === false ? undefined : config.pruner.maxAge
+      }))
     }
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.

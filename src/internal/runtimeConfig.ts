@@ -112,7 +112,7 @@ export interface RuntimeOptions {
     readonly batchSize?: number | undefined
     readonly maxBatches?: number | undefined
   } | undefined
-  /** Jobs inserted on cron schedules by the leader; build entries with `Cron.entry`. */
+  /** Jobs inserted on cron schedules by the holder of the cron lease; build entries with `Cron.entry`. */
   readonly crontab?: ReadonlyArray<Cron.Entry> | undefined
   /**
    * The node's pool of worker threads, for the workers defined with

@@ -36,6 +36,11 @@ export const clusterPage = (context: PageContext, snapshot: Snapshot): Html => {
     }</tbody>
 </table>
 <h2>Cron</h2>
+<p>Slots inserted by: ${
+      cluster.cronLeader === undefined
+        ? html`<span class="muted">no node (none holds the cron lease)</span>`
+        : html`<strong id="cron-leader">${cluster.cronLeader.node}</strong>`
+    }</p>
 <table class="crons">
 <thead><tr><th>name</th><th>expression</th><th>time zone</th><th>worker</th><th>queue</th><th>next run</th><th>nodes</th></tr></thead>
 <tbody>${

@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel } from "../../Config.ts"
+import { leaderLease } from "./peers.ts"
 import { table } from "./tables.ts"
 
 export interface ProducerRow {
@@ -44,11 +45,15 @@ export interface LeaseRow {
   readonly expires_at: Date
 }
 
-/** The leader lease while it is valid. */
-export const currentLease = (sql: SqlClient, prefix: string): Effect.Effect<LeaseRow | undefined, SqlError> =>
+/** A lease while it is valid: the leader's (`oban`, the default) or the cron lease (`cron`). */
+export const currentLease = (
+  sql: SqlClient,
+  prefix: string,
+  name: string = leaderLease
+): Effect.Effect<LeaseRow | undefined, SqlError> =>
   sql<LeaseRow>`
     SELECT node, started_at, expires_at FROM ${table(sql, prefix, "oban_peers")}
-    WHERE name = 'oban' AND expires_at > now()
+    WHERE name = ${name} AND expires_at > now()
   `.pipe(Effect.map((rows) => rows[0]))
 
 export type QueueCommand =
