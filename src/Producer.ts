@@ -172,6 +172,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
 
     /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
     const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
+    const scope = yield* Effect.scope
     const liveness = Liveness.make({
       options,
       producerId,
@@ -182,10 +183,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       limitsChanged,
       wake,
       restored: startWaiting,
-      pausedByRow: giveBack
+      // Forked: the give-back runs on the shared pool, and the heartbeat must not wait for it.
+      pausedByRow: Effect.asVoid(Effect.forkIn(giveBack, scope))
     })
 
-    const scope = yield* Effect.scope
     const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
