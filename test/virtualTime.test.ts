@@ -42,6 +42,25 @@ const TestLive = ObanTest.layer({ workers: [Nap, NapOnce, Slow, Tick], prefix })
  * The database pool runs on the real clock (the layer is built without test
  * services); each test body gets its own TestClock, which the library follows.
  */
+/**
+ * Leadership for `Cron.loop` that makes one round start late when asked: the
+ * clock jumps by `by` while the round asks whether it leads, as when the
+ * process stalls (a paused VM) or rounds fail for that long.
+ */
+const stallingLeader = (by: Duration.Input) => {
+  let stall = false
+  return {
+    stallNextRound: () => {
+      stall = true
+    },
+    isLeader: Effect.suspend(() => {
+      if (!stall) return Effect.succeed(true)
+      stall = false
+      return Effect.as(TestClock.adjust(by), true)
+    })
+  }
+}
+
 const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, TestClock.layer())
 
 /** Polls with real (not virtual) sleeps: for waiting on database I/O under TestClock. */
@@ -200,21 +219,18 @@ describe("virtual time", () => {
         const sql = yield* SqlClient
         const entries = yield* Cron.parse([Cron.entry("*/10 * * * * *", Tick, {}, { name: "stall" })])
         yield* TestClock.setTime(Date.UTC(2100, 0, 1, 10, 0, 0))
-        // The next round starts five minutes late: the clock jumps while it asks whether it leads.
-        let stall = false
-        const isLeader = Effect.suspend(() => {
-          if (!stall) return Effect.succeed(true)
-          stall = false
-          return Effect.as(TestClock.adjust("5 minutes"), true)
-        })
-        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader, maxAge: Duration.minutes(1) }))
+        // The next round starts five minutes late.
+        const leader = stallingLeader("5 minutes")
+        const loop = yield* Effect.forkChild(
+          Cron.loop({ sql, prefix, entries, isLeader: leader.isLeader, maxAge: Duration.minutes(1) })
+        )
         const keys = Effect.map(
           sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
           (rows) => rows.map((row) => row.k.replace("cron:stall:2100-01-01T", ""))
         )
         yield* untilLive(Effect.map(keys, (found) => found.length === 1))
         yield* TestClock.withLive(Effect.sleep("20 millis"))
-        stall = true
+        leader.stallNextRound()
         yield* TestClock.adjust("10 seconds")
         yield* untilLive(Effect.map(keys, (found) => found.length >= 7))
         yield* TestClock.withLive(Effect.sleep("50 millis"))
@@ -241,13 +257,10 @@ describe("virtual time", () => {
         const sql = yield* SqlClient
         const entries = yield* Cron.parse([Cron.entry("0 * * * *", Tick, {}, { name: "late" })])
         yield* TestClock.setTime(Date.UTC(2100, 0, 1, 9, 59, 30))
-        let stall = false
-        const isLeader = Effect.suspend(() => {
-          if (!stall) return Effect.succeed(true)
-          stall = false
-          return Effect.as(TestClock.adjust("61 seconds"), true)
-        })
-        const loop = yield* Effect.forkChild(Cron.loop({ sql, prefix, entries, isLeader, maxAge: Duration.minutes(5) }))
+        const leader = stallingLeader("61 seconds")
+        const loop = yield* Effect.forkChild(
+          Cron.loop({ sql, prefix, entries, isLeader: leader.isLeader, maxAge: Duration.minutes(5) })
+        )
         const keys = Effect.map(
           sql<{ k: string }>`SELECT unique_key AS k FROM ${sql(prefix)}.oban_jobs_all ORDER BY 1`,
           (rows) => rows.map((row) => row.k)
@@ -255,7 +268,7 @@ describe("virtual time", () => {
         // The first round looks back over (09:58:30, 09:59:30]: nothing.
         yield* TestClock.withLive(Effect.sleep("200 millis"))
         assert.deepStrictEqual(yield* keys, [])
-        stall = true
+        leader.stallNextRound()
         yield* TestClock.adjust("30 seconds")
         yield* untilLive(Effect.map(keys, (found) => found.length === 1))
         assert.deepStrictEqual(yield* keys, ["cron:late:2100-01-01T10:00:00.000Z"])
