@@ -116,12 +116,11 @@ const storedCrontab = (meta: Record<string, unknown> | null): ReadonlyArray<Stor
 }
 
 const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): CronInfo => {
-  const timezone = entry.timezone ?? undefined
-  const parsed = Cron.parseExpression(entry.expression, timezone)
+  const parsed = Cron.parseExpression(entry.expression, entry.timezone ?? undefined)
   if (Result.isFailure(parsed)) return { ...entry, nodes, nextRun: undefined, error: parsed.failure.message }
   try {
     // As the node computes it (a slot moved by a spring-forward gap included).
-    return { ...entry, nodes, nextRun: Cron.nextSlot({ cron: parsed.success, entry: { timezone } }, now) }
+    return { ...entry, nodes, nextRun: Cron.nextSlot(parsed.success, now) }
   } catch {
     // Stored by a release that did not refuse it: an expression that matches no date.
     return { ...entry, nodes, nextRun: undefined, error: "the expression matches no date" }

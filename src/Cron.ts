@@ -34,11 +34,20 @@ import { InvalidConfigError } from "./Errors.ts"
 import { now } from "./ObanClock.ts"
 import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
 import { tracked } from "./internal/activity.ts"
+import * as CronSlots from "./internal/cronSlots.ts"
 import { textProblem } from "./internal/jsonText.ts"
 import { runDeadline } from "./internal/periodic.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
+
+/**
+ * The first slot of a parsed expression after `after`, also when the clocks
+ * of its time zone go forward around it.
+ *
+ * @since 0.1.0
+ */
+export const nextSlot: (cron: EffectCron.Cron, after: Date) => Date = CronSlots.nextSlot
 
 /**
  * @since 0.1.0
@@ -241,115 +250,8 @@ export const runOnce = (options: {
     return { inserted, duplicates }
   })
 
-/** The first `limit` slots of `item` in `(from, to]`. */
-const slotsFrom = (item: Parsed, from: Date, to: Date, limit: number): Array<Date> => {
-  const slots: Array<Date> = []
-  let cursor = from
-  while (slots.length < limit) {
-    const slot = EffectCron.next(item.cron, cursor)
-    if (slot.getTime() > to.getTime()) break
-    slots.push(slot)
-    cursor = slot
-  }
-  return slots
-}
-
 /** The slots of `item` in `(from, to]`, at most the latest 100. */
-const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> => {
-  let slots = slotsFrom(item, from, to, 101)
-  if (slots.length > 100) {
-    // The latest 100: after a long gap the slots nearest now matter, not the oldest. The search
-    // starts at the 100th slot before `to`, found backwards, rather than walk the whole gap.
-    let cursor = new Date(to.getTime() + 1)
-    for (let i = 0; i < 100; i++) cursor = EffectCron.prev(item.cron, cursor)
-    slots = slotsFrom(item, new Date(Math.max(from.getTime(), cursor.getTime() - 1)), to, 100)
-  }
-  const moved = item.entry.timezone === undefined ? undefined : slotAfterGap(item, item.entry.timezone, from, to)
-  if (moved !== undefined && slots.length < 100 && !slots.some((slot) => slot.getTime() === moved.getTime())) {
-    slots.push(moved)
-    slots.sort((a, b) => a.getTime() - b.getTime())
-  }
-  return slots
-}
-
-/**
- * The first slot of `item` after `after`, also when clocks go forward around
- * it (see `slotAfterGap`).
- *
- * @since 0.1.0
- */
-export const nextSlot = (
-  item: { readonly cron: EffectCron.Cron; readonly entry: { readonly timezone: string | undefined } },
-  after: Date
-): Date => {
-  const next = EffectCron.next(item.cron, after)
-  const timezone = item.entry.timezone
-  if (timezone === undefined) return next
-  const moved = slotAfterGap(item, timezone, after, new Date(after.getTime() + gapReach))
-  return moved !== undefined && moved.getTime() < next.getTime() ? moved : next
-}
-
-/**
- * When clocks went forward shortly before `from`, the slot whose local time
- * fell in the gap. Effect's `next` puts such a slot after the gap, but only
- * when searching from before the gap: from inside the hour after it, it skips
- * to the next day (Effect documents that its search is not exact near a gap).
- * So the slot is looked up from just before the change, and kept when it
- * falls in `(from, to]`.
- */
-const slotAfterGap = (
-  item: { readonly cron: EffectCron.Cron },
-  timezone: string,
-  from: Date,
-  to: Date
-): Date | undefined => {
-  const start = from.getTime() - gapReach
-  const before = offsetMillis(timezone, start)
-  if (before === undefined || (offsetMillis(timezone, to.getTime()) ?? before) <= before) return undefined
-  // The instant of the change, to the millisecond.
-  let low = start
-  let high = to.getTime()
-  while (high - low > 1) {
-    const middle = Math.floor((low + high) / 2)
-    if (offsetMillis(timezone, middle) === before) low = middle
-    else high = middle
-  }
-  const slot = EffectCron.next(item.cron, new Date(low))
-  return slot.getTime() > from.getTime() && slot.getTime() <= to.getTime() ? slot : undefined
-}
-
-/** How far before `from` a change of the clocks is looked for: a gap's slots resolve within its hour. */
-const gapReach = 2 * 3_600_000
-
-const zoneFormats = new Map<string, Intl.DateTimeFormat>()
-
-/** The offset of `timezone` from UTC at `millis`; `undefined` for a zone `Intl` does not know. */
-const offsetMillis = (timezone: string, millis: number): number | undefined => {
-  let format = zoneFormats.get(timezone)
-  if (format === undefined) {
-    try {
-      format = new Intl.DateTimeFormat("en-US", {
-        timeZone: timezone,
-        hourCycle: "h23",
-        year: "numeric",
-        month: "numeric",
-        day: "numeric",
-        hour: "numeric",
-        minute: "numeric",
-        second: "numeric"
-      })
-    } catch {
-      return undefined
-    }
-    zoneFormats.set(timezone, format)
-  }
-  const parts: Record<string, number> = {}
-  for (const part of format.formatToParts(millis)) {
-    if (part.type !== "literal") parts[part.type] = Number(part.value)
-  }
-  const local = Date.UTC(parts["year"]!, parts["month"]! - 1, parts["day"]!, parts["hour"]!, parts["minute"]!, parts["second"]!)
-  return local - (millis - (((millis % 1000) + 1000) % 1000))
-}
+const slotsBetween = (item: Parsed, from: Date, to: Date): ReadonlyArray<Date> => CronSlots.latestSlots(item.cron, from, to)
 
 const slotKey = (item: Parsed, slot: Date): string => `cron:${item.entry.name}:${slot.toISOString()}`
 
@@ -428,7 +330,7 @@ export const loop = (options: {
           yield* runOnce({ ...options, from, to })
         }
         last = to
-        const next = Math.min(...options.entries.map((item) => nextSlot(item, to).getTime()))
+        const next = Math.min(...options.entries.map((item) => nextSlot(item.cron, to).getTime()))
         // The sleep starts now, not at `to`: the time the run took (which a test clock may have
         // moved by a lot) comes off it, so the next slot is not missed by as much. It ends on the
         // slot itself, so a test clock moved exactly onto a slot runs it; when a timer fires a

@@ -367,7 +367,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         const work = yield* pendingWork(sql, config.prefix, yield* now(sql))
         // The cron loop wakes on each slot: the next stop is the next slot (the node has settled,
         // so a slot the clock is on now has run).
-        const slots = crontab.map((item) => Cron.nextSlot(item, new Date(current)).getTime())
+        const slots = crontab.map((item) => Cron.nextSlot(item.cron, new Date(current)).getTime())
         const times = [...slots, ...(work.nextDue === undefined ? [] : [work.nextDue.getTime()])]
         return { ...work, nextDue: times.length === 0 ? undefined : new Date(Math.min(...times)) }
       }))
