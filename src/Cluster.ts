@@ -53,12 +53,13 @@ export interface NodeInfo {
 }
 
 /**
- * A crontab entry, as the nodes that run queues report it, with its next
- * slot from now. `nodes` lists the nodes that carry it (every node normally
- * has the same crontab; only the cron lease's holder inserts, and nodes that
- * disagree about an entry show one line per version). Only nodes that run
- * queues report their crontab. `error` is set when the
- * expression or time zone does not parse here.
+ * A crontab entry, as the nodes report it, with its next slot from now.
+ * `nodes` lists the nodes that carry it (every node normally has the same
+ * crontab; only the cron lease's holder inserts, and nodes that disagree
+ * about an entry show one line per version). Nodes that run queues report
+ * their crontab, and so does the cron lease's holder even when it runs none;
+ * a scheduler-only node that does not hold the lease is not listed. `error`
+ * is set when the expression or time zone does not parse here.
  *
  * @since 0.1.0
  */
@@ -140,6 +141,15 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
   ]), ([{ now, rows }, lease, cronLeaseRow]) => {
     const nodes = new Map<string, Array<ProducerInfo>>()
     const crons = new Map<string, { entry: StoredEntry; nodes: Set<string> }>()
+    const report = (node: string, meta: Record<string, unknown> | null) => {
+      for (const entry of storedCrontab(meta)) {
+        // Nodes that disagree about an entry (a deploy under way) show as one line per version.
+        const key = JSON.stringify([entry.name, entry.expression, entry.timezone, entry.worker, entry.queue])
+        const known = crons.get(key) ?? { entry, nodes: new Set<string>() }
+        known.nodes.add(node)
+        crons.set(key, known)
+      }
+    }
     for (const row of rows) {
       const producers = nodes.get(row.node) ?? []
       producers.push({
@@ -154,14 +164,10 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
         silentForMillis: Math.max(0, now.getTime() - row.updated_at.getTime())
       })
       nodes.set(row.node, producers)
-      for (const entry of storedCrontab(row.meta)) {
-        // Nodes that disagree about an entry (a deploy under way) show as one line per version.
-        const key = JSON.stringify([entry.name, entry.expression, entry.timezone, entry.worker, entry.queue])
-        const known = crons.get(key) ?? { entry, nodes: new Set<string>() }
-        known.nodes.add(row.node)
-        crons.set(key, known)
-      }
+      report(row.node, row.meta)
     }
+    // The cron lease's holder reports its crontab in the lease row too: it may run no queue.
+    if (cronLeaseRow !== undefined) report(cronLeaseRow.node, cronLeaseRow.meta)
     return {
       now,
       leader: leaseInfo(lease),

@@ -62,6 +62,8 @@ export interface Options extends Config {
    * node with a crontab also holds `"cron"` (see `Cron.loop`).
    */
   readonly lease?: string | undefined
+  /** What the lease row tells operators' tools while this node holds it (the cron lease: the crontab). */
+  readonly meta?: Record<string, unknown> | undefined
 }
 
 /**
@@ -95,7 +97,7 @@ export interface Leader {
  * @since 0.1.0
  */
 export const runOnce = (
-  options: Pick<Options, "sql" | "prefix" | "node" | "ttl" | "instance" | "lease">
+  options: Pick<Options, "sql" | "prefix" | "node" | "ttl" | "instance" | "lease" | "meta">
 ): Effect.Effect<Result, SqlError> =>
   Effect.gen(function*() {
     const lease = yield* claimLease(
@@ -105,7 +107,8 @@ export const runOnce = (
       options.node,
       options.instance ?? options.node,
       Duration.toMillis(options.ttl),
-      options.lease
+      options.lease,
+      options.meta
     )
     return { isLeader: lease.held, leader: lease.holder, expiresInMillis: lease.expiresInMillis }
   })

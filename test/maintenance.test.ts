@@ -1,6 +1,8 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Cluster from "../src/Cluster.ts"
+import * as Config from "../src/Config.ts"
 import * as Cron from "../src/Cron.ts"
 import * as Events from "../src/Events.ts"
 import { countAvailable, countAvailableStatement } from "../src/internal/sql/jobs.ts"
@@ -421,6 +423,13 @@ describe("leadership in running nodes", () => {
           (rows) => rows[0]!.n
         )
         yield* waitFor("three slots inserted", Effect.map(slots, (n) => n >= 3), "10 seconds")
+        // The scheduler runs no queue, so it has no producer row: its crontab is read from the cron lease.
+        const view = yield* Cluster.view.pipe(Effect.provide(Config.layer({ prefix: leaderPrefix })))
+        assert.deepStrictEqual([view.leader?.node, view.cronLeader?.node], ["web", "scheduler"])
+        assert.deepStrictEqual(view.nodes, [])
+        assert.deepStrictEqual(view.crons.map((cron) => [cron.name, cron.expression, cron.worker, cron.nodes]), [
+          ["every-second", "* * * * * *", "Noop", ["scheduler"]]
+        ])
         yield* scheduler.stop
         yield* web.stop
       }))

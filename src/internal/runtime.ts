@@ -180,6 +180,18 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       ...config.leader
     })
 
+    // Each producer row, and the cron lease's row while this node holds it, carries the node's
+    // crontab, so that tools without a node can list it (a scheduler-only node has no producer row).
+    const crontabMeta = {
+      crontab: crontab.map((item) => ({
+        name: item.entry.name,
+        expression: item.entry.expression,
+        timezone: item.entry.timezone ?? null,
+        worker: item.entry.request.worker,
+        queue: item.entry.request.queue
+      }))
+    }
+
     // Cron has a lease of its own, held only by nodes with a crontab: the cluster's leader may be a
     // node without one (a web node that only inserts), and then no cron would run anywhere.
     const cronLeader = crontab.length === 0 ? undefined : yield* Leader.make({
@@ -188,6 +200,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       node: config.node,
       instance,
       lease: cronLease,
+      meta: crontabMeta,
       onRound: liveness.reached,
       ...config.leader
     })
@@ -245,16 +258,6 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     const subscription = yield* notifier.subscribe
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(PubSub.take(subscription), route)))
 
-    // Each producer row carries the node's crontab, so that tools without a node can list it.
-    const crontabMeta = {
-      crontab: crontab.map((item) => ({
-        name: item.entry.name,
-        expression: item.entry.expression,
-        timezone: item.entry.timezone ?? null,
-        worker: item.entry.request.worker,
-        queue: item.entry.request.queue
-      }))
-    }
     for (const queue of config.queues) {
       producers.set(
         queue.name,

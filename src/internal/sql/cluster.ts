@@ -43,6 +43,8 @@ export interface LeaseRow {
   readonly node: string
   readonly started_at: Date
   readonly expires_at: Date
+  /** What the holder reports (the cron lease's holder: its crontab); null from earlier releases. */
+  readonly meta: Record<string, unknown> | null
 }
 
 /** A lease while it is valid: the leader's (`oban`, the default) or the cron lease (`cron`). */
@@ -52,7 +54,7 @@ export const currentLease = (
   name: string = leaderLease
 ): Effect.Effect<LeaseRow | undefined, SqlError> =>
   sql<LeaseRow>`
-    SELECT node, started_at, expires_at FROM ${table(sql, prefix, "oban_peers")}
+    SELECT node, started_at, expires_at, meta FROM ${table(sql, prefix, "oban_peers")}
     WHERE name = ${name} AND expires_at > now()
   `.pipe(Effect.map((rows) => rows[0]))
 

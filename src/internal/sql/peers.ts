@@ -30,7 +30,8 @@ export const claimLease = (
   node: string,
   instance: string,
   ttlMillis: number,
-  leaseName: string = leaderLease
+  leaseName: string = leaderLease,
+  meta: Record<string, unknown> | undefined = undefined
 ): Effect.Effect<
   { readonly holder: string | undefined; readonly held: boolean; readonly expiresInMillis: number },
   SqlError
@@ -38,11 +39,14 @@ export const claimLease = (
   sql<{ readonly node: string; readonly instance: string | null; readonly valid: boolean; readonly expires_in: number }>`
     WITH clock AS (SELECT ${now} AS now),
     claimed AS (
-      INSERT INTO ${table(sql, prefix, "oban_peers")} AS p (name, node, instance, started_at, expires_at)
-      SELECT ${leaseName}, ${node}, ${instance}, clock.now, clock.now + ${ttlMillis} * interval '1 millisecond' FROM clock
+      INSERT INTO ${table(sql, prefix, "oban_peers")} AS p (name, node, instance, started_at, expires_at, meta)
+      SELECT ${leaseName}, ${node}, ${instance}, clock.now, clock.now + ${ttlMillis} * interval '1 millisecond',
+             ${meta === undefined ? null : JSON.stringify(meta)}::jsonb
+      FROM clock
       ON CONFLICT (name) DO UPDATE
         SET node = excluded.node,
             instance = excluded.instance,
+            meta = excluded.meta,
             started_at = CASE WHEN p.instance = excluded.instance THEN p.started_at ELSE excluded.started_at END,
             expires_at = excluded.expires_at
         WHERE p.instance = excluded.instance OR p.expires_at <= excluded.started_at
