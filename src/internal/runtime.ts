@@ -24,7 +24,6 @@ import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQue
 import { EventHub, type Hub, makeHub } from "../Events.ts"
 import * as Executor from "../Executor.ts"
 import { checkNotInRunner, checkThreadModules } from "./threads/modules.ts"
-import * as Leader from "../Leader.ts"
 import * as Migrations from "../Migrations.ts"
 import * as Notifier from "../Notifier.ts"
 import * as Producer from "../Producer.ts"
@@ -33,6 +32,8 @@ import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import { CurrentActivity, make as makeActivity } from "./activity.ts"
+import * as Leases from "./leases.ts"
+import { cronLease } from "./sql/peers.ts"
 import * as Liveness from "./liveness.ts"
 import type { NodeHandle } from "./nodeHandle.ts"
 import * as Reconciler from "./reconciler.ts"
@@ -42,7 +43,6 @@ import { countAvailable } from "./sql/jobs.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
 import { setAvailable } from "./telemetry.ts"
-import { cronLease } from "./sql/peers.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
@@ -161,6 +161,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     // Until then the rows prove this node alive, so no node rescues a job still running here,
     // however long the grace period.
     const heartbeats = yield* Scope.fork(yield* Effect.scope)
+    // The leases are given up in the background when shutdown begins (below); the rows go after that.
+    let leasesAtShutdown: Leases.Leases | undefined
+    yield* Effect.addFinalizer(() => Effect.suspend(() => leasesAtShutdown?.awaitResigned ?? Effect.void))
     const executor = yield* Executor.make<R>({
       sql,
       prefix: config.prefix,
@@ -169,15 +172,6 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       shutdownGracePeriod: config.shutdownGracePeriod,
       deleteCompleted: config.deleteCompleted,
       threads: config.threads
-    })
-
-    const leader = yield* Leader.make({
-      sql: liveness.sql,
-      prefix: config.prefix,
-      node: config.node,
-      instance,
-      onRound: liveness.reached,
-      ...config.leader
     })
 
     // Each producer row, and the cron lease's row while this node holds it, carries the node's
@@ -194,16 +188,18 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
 
     // Cron has a lease of its own, held only by nodes with a crontab: the cluster's leader may be a
     // node without one (a web node that only inserts), and then no cron would run anywhere.
-    const cronLeader = crontab.length === 0 ? undefined : yield* Leader.make({
+    const leases = yield* Leases.make({
       sql: liveness.sql,
       prefix: config.prefix,
       node: config.node,
       instance,
-      lease: cronLease,
-      meta: crontabMeta,
       onRound: liveness.reached,
-      ...config.leader
+      ...config.leader,
+      crontab: crontab.length === 0 ? undefined : crontabMeta
     })
+    leasesAtShutdown = leases
+    const leader = leases.leader
+    const cronLeader = leases.cron
 
     const apply = (command: QueueCommand): Effect.Effect<void> => {
       const producer = producers.get(command.queue)
@@ -341,6 +337,10 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
         maxAge: config.pruner === false ? undefined : config.pruner.maxAge
       }))
     }
+
+    // Shutdown begins here (finalizers run in reverse): the leases go while the producers stop and
+    // the executor lets its jobs finish.
+    yield* Effect.addFinalizer(() => leases.resignInBackground)
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
     const nodeContext = yield* Effect.context<never>()
