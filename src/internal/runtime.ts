@@ -27,22 +27,17 @@ import { checkNotInRunner, checkThreadModules } from "./threads/modules.ts"
 import * as Migrations from "../Migrations.ts"
 import * as Notifier from "../Notifier.ts"
 import * as Producer from "../Producer.ts"
-import * as Pruner from "../Pruner.ts"
-import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import { CurrentActivity, make as makeActivity } from "./activity.ts"
 import * as Leases from "./leases.ts"
 import { cronLease } from "./sql/peers.ts"
 import * as Liveness from "./liveness.ts"
+import { startMaintenance } from "./maintenanceLoops.ts"
 import type { NodeHandle } from "./nodeHandle.ts"
-import * as Reconciler from "./reconciler.ts"
-import { periodic } from "./periodic.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
-import { countAvailable } from "./sql/jobs.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
-import { setAvailable } from "./telemetry.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
@@ -276,67 +271,16 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       )
     }
 
-    yield* Effect.forkScoped(Stager.loop({
+    yield* startMaintenance({
       sql,
-      prefix: config.prefix,
-      interval: config.stageInterval,
-      onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void,
-      when: Effect.map(Effect.all([leader.isLeader, leader.leaderKnown]), ([leads, known]) => leads || !known)
-    }))
-    yield* Effect.forkScoped(periodic({
-      name: "Rescuer",
-      interval: config.rescuer.interval,
-      run: Rescuer.runOnce({ sql, prefix: config.prefix, ...config.rescuer }),
-      // Only after this node has itself been connected for rescueAfter: right after an outage every
-      // producer looks silent, and the live ones need a moment to beat again.
-      when: Effect.zipWith(
-        leader.isLeader,
-        liveness.connectedForMillis,
-        (leads, connected) => leads && connected >= Duration.toMillis(config.rescuer.rescueAfter)
-      )
-    }))
-    // Every node: its own claims that it no longer answers for (an outcome or a claim lost on the way).
-    yield* Effect.forkScoped(periodic({
-      name: "Reconciler",
-      interval: config.rescuer.interval,
-      run: Effect.suspend(() =>
-        Reconciler.runOnce({
-          sql,
-          prefix: config.prefix,
-          producers: Array.from(producers.values()),
-          executor,
-          rescueAfter: config.rescuer.rescueAfter,
-          // Forked like a signal's cancel: a job's finalizers may take long.
-          stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), nodeScope, { startImmediately: true }))
-        })
-      )
-    }))
-    if (config.pruner !== false) {
-      yield* Effect.forkScoped(periodic({
-        name: "Pruner",
-        interval: config.pruner.interval,
-        run: Pruner.runOnce({ sql, prefix: config.prefix, ...config.pruner }),
-        when: leader.isLeader
-      }))
-    }
-    // The available-jobs gauge, sampled for this node's queues.
-    yield* Effect.forkScoped(periodic({
-      name: "Sampler",
-      interval: Duration.seconds(5),
-      run: Effect.flatMap(
-        countAvailable(sql, config.prefix, queueNames),
-        (counts) => Effect.forEach(queueNames, (queue) => setAvailable(queue, counts.get(queue) ?? 0), { discard: true })
-      )
-    }))
-    if (cronLeader !== undefined) {
-      yield* Effect.forkScoped(Cron.loop({
-        sql,
-        prefix: config.prefix,
-        entries: crontab,
-        isLeader: cronLeader.isLeader,
-        maxAge: config.pruner === false ? undefined : config.pruner.maxAge
-      }))
-    }
+      config,
+      leases,
+      liveness,
+      producers,
+      executor,
+      crontab,
+      stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), nodeScope, { startImmediately: true }))
+    })
 
     // Shutdown begins here (finalizers run in reverse): the leases go while the producers stop and
     // the executor lets its jobs finish.
