@@ -23,7 +23,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import * as DateTime from "effect/DateTime"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -37,7 +36,7 @@ import { Settings } from "./Config.ts"
 import type { Oban } from "./Oban.ts"
 import * as Config from "./Config.ts"
 import { type InvalidConfigError, InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
-import type { Job, JobState } from "./Job.ts"
+import type { Job } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
 import { InlineRunner } from "./internal/inline.ts"
@@ -47,8 +46,6 @@ import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
 import { ackJobs } from "./internal/sql/acks.ts"
 import { getJobs, stageQueue } from "./internal/sql/jobs.ts"
-import { jobColumns, jobFromRow, type JobRow } from "./internal/jobRow.ts"
-import { table } from "./internal/sql/tables.ts"
 import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as ThreadPool from "./internal/threads/pool.ts"
@@ -74,6 +71,7 @@ export {
 } from "./internal/testDatabase.ts"
 
 export { ObanTestError } from "./internal/testError.ts"
+export { allEnqueued, assertEnqueued, type EnqueuedFilter, refuteEnqueued } from "./internal/enqueued.ts"
 
 export type { AdvanceOptions }
 
@@ -270,86 +268,6 @@ export const performJob = <A, E, R>(
     if (value instanceof Discard) return { _tag: "Discarded", reason: value.reason } as const
     return { _tag: "Failed", error: value as E } as const
   })
-
-/**
- * Which jobs a query matches. Unset fields match anything; `state` defaults
- * to `available` and `scheduled`. `args` matches when the stored (JSON) args
- * contain it.
- *
- * @since 0.1.0
- */
-export interface EnqueuedFilter {
-  readonly worker?: WorkerModule.Any | string | undefined
-  readonly args?: Readonly<Record<string, unknown>> | undefined
-  readonly queue?: string | undefined
-  readonly state?: JobState | ReadonlyArray<JobState> | undefined
-  readonly priority?: number | undefined
-  readonly tags?: ReadonlyArray<string> | undefined
-  /** Scheduled at or after this instant. */
-  readonly scheduledFrom?: Date | DateTime.DateTime | undefined
-  /** Scheduled at or before this instant. */
-  readonly scheduledTo?: Date | DateTime.DateTime | undefined
-}
-
-const toDate = (at: Date | DateTime.DateTime): Date => (DateTime.isDateTime(at) ? DateTime.toDate(at) : at)
-
-/**
- * Every job matching `filter`, oldest first.
- *
- * @since 0.1.0
- */
-export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<ReadonlyArray<Job>, SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const { prefix } = yield* Settings
-    const states = filter.state === undefined ? ["available", "scheduled"] : typeof filter.state === "string" ? [filter.state] : filter.state
-    const worker = filter.worker === undefined ? undefined : typeof filter.worker === "string" ? filter.worker : filter.worker.name
-    const clauses = [
-      sql`state::text IN ${sql.in(states)}`,
-      ...(worker === undefined ? [] : [sql`worker = ${worker}`]),
-      ...(filter.queue === undefined ? [] : [sql`queue = ${filter.queue}`]),
-      ...(filter.priority === undefined ? [] : [sql`priority = ${filter.priority}`]),
-      ...(filter.args === undefined ? [] : [sql`args @> ${JSON.stringify(filter.args)}::jsonb`]),
-      ...(filter.tags === undefined ? [] : [sql`tags @> ${`{${filter.tags.map((tag) => JSON.stringify(tag)).join(",")}}`}::text[]`]),
-      ...(filter.scheduledFrom === undefined ? [] : [sql`scheduled_at >= ${toDate(filter.scheduledFrom)}`]),
-      ...(filter.scheduledTo === undefined ? [] : [sql`scheduled_at <= ${toDate(filter.scheduledTo)}`])
-    ]
-    const rows = yield* sql<JobRow>`
-      SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs_all")}
-      WHERE ${sql.and(clauses)} ORDER BY id`
-    return rows.map((row) => jobFromRow(row))
-  })
-
-const describe = (filter: EnqueuedFilter): string =>
-  JSON.stringify({
-    ...filter,
-    worker: typeof filter.worker === "object" ? filter.worker.name : filter.worker
-  })
-
-/**
- * Succeeds with the first job matching `filter`; fails with `ObanTestError`
- * when there is none.
- *
- * @since 0.1.0
- */
-export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanTestError | SqlError, SqlClient> =>
-  Effect.flatMap(allEnqueued(filter), (jobs) =>
-    jobs.length > 0
-      ? Effect.succeed(jobs[0]!)
-      : Effect.fail(new ObanTestError({ message: `expected a job matching ${describe(filter)}, found none` })))
-
-/**
- * Fails with `ObanTestError` when a job matches `filter`.
- *
- * @since 0.1.0
- */
-export const refuteEnqueued = (filter: EnqueuedFilter): Effect.Effect<void, ObanTestError | SqlError, SqlClient> =>
-  Effect.flatMap(allEnqueued(filter), (jobs) =>
-    jobs.length === 0 ? Effect.void : Effect.fail(
-      new ObanTestError({
-        message: `expected no job matching ${describe(filter)}, found ${jobs.length} (ids ${jobs.map((job) => job.id).join(", ")})`
-      })
-    ))
 
 /**
  * What `drainQueue` ran, by outcome.
