@@ -149,6 +149,16 @@ describe("manual mode", () => {
         assert.strictEqual(missing._tag, "ObanTestError")
       }))
 
+    it.effect("tags match as they were written: quotes, backslashes and line breaks included", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const tags = ["line\nbreak", "quo\"te", "back\\slash", "tab\there", "plain"]
+        const inserted = yield* Oban.insert(SignUp.job({ email: "tags@example.com" }, { tags }))
+        assert.strictEqual((yield* ObanTest.assertEnqueued({ tags })).id, inserted.id)
+        assert.strictEqual((yield* ObanTest.assertEnqueued({ tags: ["line\nbreak"] })).id, inserted.id)
+        yield* ObanTest.refuteEnqueued({ tags: ["linenbreak"] })
+      }))
+
     it.effect("a job scheduled in 1 hour does not run until TestClock.adjust('1 hour'), then runs", () =>
       Effect.gen(function*() {
         yield* truncate(prefix)

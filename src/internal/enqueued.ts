@@ -52,7 +52,10 @@ export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<Readonly
       ...(filter.queue === undefined ? [] : [sql`queue = ${filter.queue}`]),
       ...(filter.priority === undefined ? [] : [sql`priority = ${filter.priority}`]),
       ...(filter.args === undefined ? [] : [sql`args @> ${JSON.stringify(filter.args)}::jsonb`]),
-      ...(filter.tags === undefined ? [] : [sql`tags @> ${`{${filter.tags.map((tag) => JSON.stringify(tag)).join(",")}}`}::text[]`]),
+      // As a JSON array: any text (quotes, backslashes, line breaks) reaches the comparison as it is.
+      ...(filter.tags === undefined ? [] : [
+        sql`tags @> ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(filter.tags)}::jsonb))`
+      ]),
       ...(filter.scheduledFrom === undefined ? [] : [sql`scheduled_at >= ${toDate(filter.scheduledFrom)}`]),
       ...(filter.scheduledTo === undefined ? [] : [sql`scheduled_at <= ${toDate(filter.scheduledTo)}`])
     ]
