@@ -6,7 +6,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Random, Ref, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Backoff, Migrations, Oban, Stager, Worker } from "effect-oban"
+import { Backoff, Migrations, Oban, ObanConfig, Stager, Worker } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
 
@@ -157,6 +157,16 @@ describe("manual mode", () => {
         assert.strictEqual((yield* ObanTest.assertEnqueued({ tags })).id, inserted.id)
         assert.strictEqual((yield* ObanTest.assertEnqueued({ tags: ["line\nbreak"] })).id, inserted.id)
         yield* ObanTest.refuteEnqueued({ tags: ["linenbreak"] })
+      }))
+
+    it.effect("on a schema that is not migrated, the assertions fail with MigrationError naming it", () =>
+      Effect.gen(function*() {
+        const error = yield* ObanTest.assertEnqueued({ worker: SignUp }).pipe(
+          Effect.provide(ObanConfig.layer({ prefix: "kit_never_migrated" })),
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "MigrationError")
+        assert.include(error.message, "kit_never_migrated")
       }))
 
     it.effect("a job scheduled in 1 hour does not run until TestClock.adjust('1 hour'), then runs", () =>

@@ -4,12 +4,13 @@
  */
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
-import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { Settings } from "../Config.ts"
+import type { MigrationError } from "../Errors.ts"
 import type { Job, JobState } from "../Job.ts"
 import type * as WorkerModule from "../Worker.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./jobRow.ts"
+import { withPrefix } from "./notMigrated.ts"
 import { table } from "./sql/tables.ts"
 import { ObanTestError } from "./testError.ts"
 
@@ -40,10 +41,10 @@ const toDate = (at: Date | DateTime.DateTime): Date => (DateTime.isDateTime(at) 
  *
  * @since 0.1.0
  */
-export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<ReadonlyArray<Job>, SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const { prefix } = yield* Settings
+export const allEnqueued = (
+  filter: EnqueuedFilter = {}
+): Effect.Effect<ReadonlyArray<Job>, MigrationError | SqlError, SqlClient> =>
+  withPrefix((sql, prefix) => Effect.gen(function*() {
     const states = filter.state === undefined ? ["available", "scheduled"] : typeof filter.state === "string" ? [filter.state] : filter.state
     const worker = filter.worker === undefined ? undefined : typeof filter.worker === "string" ? filter.worker : filter.worker.name
     const clauses = [
@@ -63,7 +64,7 @@ export const allEnqueued = (filter: EnqueuedFilter = {}): Effect.Effect<Readonly
       SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs_all")}
       WHERE ${sql.and(clauses)} ORDER BY id`
     return rows.map((row) => jobFromRow(row))
-  })
+  }))
 
 const describe = (filter: EnqueuedFilter): string =>
   JSON.stringify({
@@ -77,7 +78,7 @@ const describe = (filter: EnqueuedFilter): string =>
  *
  * @since 0.1.0
  */
-export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanTestError | SqlError, SqlClient> =>
+export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanTestError | MigrationError | SqlError, SqlClient> =>
   Effect.flatMap(allEnqueued(filter), (jobs) =>
     jobs.length > 0
       ? Effect.succeed(jobs[0]!)
@@ -88,7 +89,7 @@ export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanT
  *
  * @since 0.1.0
  */
-export const refuteEnqueued = (filter: EnqueuedFilter): Effect.Effect<void, ObanTestError | SqlError, SqlClient> =>
+export const refuteEnqueued = (filter: EnqueuedFilter): Effect.Effect<void, ObanTestError | MigrationError | SqlError, SqlClient> =>
   Effect.flatMap(allEnqueued(filter), (jobs) =>
     jobs.length === 0 ? Effect.void : Effect.fail(
       new ObanTestError({
