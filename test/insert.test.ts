@@ -1,13 +1,13 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, expect, layer } from "@effect/vitest"
-import { DateTime, Effect, Option, Queue, Schema } from "effect"
+import { DateTime, Effect, Layer, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as ObanClock from "../src/ObanClock.ts"
 import * as Worker from "../src/Worker.ts"
-import { testLayer, uniquePrefix } from "./support/db.ts"
+import { pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
 import { Resize, SendEmail } from "./support/workers.ts"
 
 const prefix = uniquePrefix("insert")
@@ -53,6 +53,23 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       const notification = yield* Queue.take(notifications).pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(notification.channel, insertChannel)
       assert.strictEqual(payloadQueue(notification), "mailers")
+    }))
+
+  it.effect("a program that inserts in a transaction and closes its pool at once still wakes the nodes", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      // A short-lived program of its own (a script, a serverless function): its pool closes as soon
+      // as the insert returns. The wake-up was sent in the background, and lost with the pool.
+      for (let round = 0; round < 5; round++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const sql = yield* SqlClient
+          yield* sql.withTransaction(Oban.insert(SendEmail.job({ to: `script${round}@b.c`, subject: "hi" })))
+        }).pipe(Effect.provide(Layer.fresh(pgLayer())), Effect.provide(Config.layer({ prefix }))))
+        const notification = yield* Queue.take(notifications).pipe(Effect.timeout("2 seconds"))
+        assert.strictEqual(payloadQueue(notification), "mailers")
+      }
+      assert.strictEqual(yield* countJobs, 5)
     }))
 
   it.effect("a rolled-back insert leaves no row and sends no notification", () =>

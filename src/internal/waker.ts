@@ -6,8 +6,12 @@
  * concurrent inserting transaction. Instead, once the inserting transaction
  * has committed (never after a rollback), the queue names go to a per-client
  * waker that sends them in one `pg_notify` statement, coalescing whatever
- * arrives while a statement is in flight. Polling stays the safety net: a
- * lost wake-up only delays a job until the next poll.
+ * arrives while a statement is in flight. The caller waits for the statement
+ * that carries its queues (one round trip after its commit, two when another
+ * was in flight), so a program that inserts and then ends (a script, a
+ * serverless function) does not close its pool on a wake-up not yet sent.
+ * Polling stays the safety net: a lost wake-up only delays a job until the
+ * next poll.
  *
  * An insert outside any transaction that is the only one in flight on its
  * client wakes its queues in its own statement instead: with no concurrent
@@ -17,16 +21,23 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { channel } from "../Config.ts"
 import { wakePayload } from "./sql/fragments.ts"
+import { withStatementTimeout } from "./statementTimeout.ts"
 
 interface Waker {
   readonly pending: Map<string, Set<string>>
   running: boolean
+  /** Done when the statement that will carry what is pending now has been sent (or has failed). */
+  next: Deferred.Deferred<void>
 }
+
+/** A wake-up that does not arrive in time is left to polling: the caller's commit is done. */
+const wakeDeadline = "5 seconds"
 
 const wakers = new WeakMap<SqlClient, Waker>()
 
@@ -37,41 +48,58 @@ const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
         [...queues].map((queue) => ({ channel: channel(prefix, "insert"), payload: wakePayload(queue) }))
       )
       waker.pending.clear()
+      const sent = waker.next
+      waker.next = Deferred.makeUnsafe<void>()
       // A wake-up needs no durability: its commit need not wait for the WAL flush.
       yield* sql`
         WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
         SELECT pg_notify(w.channel, w.payload)
         FROM relaxed, jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS w(channel text, payload text)
       `.pipe(
+        withStatementTimeout({ timeout: wakeDeadline, operation: "wake-up" }),
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.void // the client is closing
             : Effect.logWarning("could not send a wake-up; polling will find the jobs", Cause.pretty(cause))
-        )
+        ),
+        Effect.ensuring(Deferred.succeed(sent, undefined))
       )
     }
-  }).pipe(Effect.ensuring(Effect.sync(() => {
+  }).pipe(Effect.ensuring(Effect.suspend(() => {
     waker.running = false
+    // A wake-up registered after the loop's last look (the fiber may yield in between) waits for a
+    // statement no flush would send: start the next flush rather than leave its caller waiting.
+    return waker.pending.size === 0 ? Effect.void : startFlush(sql, waker)
   })))
+
+const startFlush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (waker.running) return Effect.void
+    waker.running = true
+    // Detached: the flush sends every caller's wake-up, whichever caller started it.
+    return Effect.asVoid(Effect.forkDetach(flush(sql, waker)))
+  })
 
 /**
  * Registers a wake-up for `queues` of `prefix`, sent after the current
- * transaction commits (or right away outside one).
+ * transaction commits (or right away outside one); the caller waits until it
+ * has been sent.
  */
 export const wakeAfterCommit = (sql: SqlClient, prefix: string, queues: ReadonlyArray<string>): Effect.Effect<void> =>
-  queues.length === 0 ? Effect.void : sql.afterCommit(Effect.suspend(() => {
+  queues.length === 0 ? Effect.void : sql.afterCommit(Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
     let waker = wakers.get(sql)
     if (waker === undefined) {
-      waker = { pending: new Map(), running: false }
+      waker = { pending: new Map(), running: false, next: Deferred.makeUnsafe<void>() }
       wakers.set(sql, waker)
     }
     const set = waker.pending.get(prefix) ?? new Set<string>()
     for (const queue of queues) set.add(queue)
     waker.pending.set(prefix, set)
-    if (waker.running) return Effect.void
-    waker.running = true
-    return Effect.asVoid(Effect.forkDetach(flush(sql, waker)))
-  }))
+    const sent = waker.next
+    // Registered and started without a break (a flush is running whenever something is pending);
+    // only the wait can be interrupted.
+    return Effect.andThen(startFlush(sql, waker), restore(Deferred.await(sent)))
+  })))
 
 /** Inserts in flight per client. */
 const inFlight = new WeakMap<SqlClient, { count: number }>()
