@@ -84,6 +84,8 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(noUrl.stderr, "DATABASE_URL")
       assert.strictEqual(badJson.code, 2)
       assert.strictEqual(JSON.parse(badJson.stderr).error.exitCode, 2)
+      // One line, as the docs say: a script reads it with one read.
+      assert.strictEqual(badJson.stderr.trimEnd().split("\n").length, 1)
 
       const up = parsed<{ versions: ReadonlyArray<number>; to: number }>(yield* cli(withPrefix("migrate", "up", "--json")))
       assert.isTrue(up.versions.length >= 8)
@@ -91,6 +93,22 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(status.current, status.latest)
       const again = yield* cli(withPrefix("migrate", "up"))
       assert.include(again.stdout, "nothing to do")
+
+      // A rollback needs --yes; without it the command says what it would roll back and changes nothing.
+      const above = status.latest - 1
+      const unconfirmed = yield* cli(withPrefix("migrate", "down", "--to", "0"))
+      assert.strictEqual(unconfirmed.code, 2)
+      assert.include(unconfirmed.stderr, `this would roll back ${status.latest}, ${above},`)
+      assert.include(unconfirmed.stderr, "removing every effect-oban table")
+      assert.include(unconfirmed.stderr, "--yes")
+      const after = parsed<{ current: number }>(yield* cli(withPrefix("migrate", "status", "--json")))
+      assert.strictEqual(after.current, status.latest)
+      const rolledBack = parsed<{ versions: ReadonlyArray<number> }>(
+        yield* cli(withPrefix("migrate", "down", "--to", String(above), "--yes", "--json"))
+      )
+      assert.deepStrictEqual(rolledBack.versions, [status.latest])
+      const reapplied = parsed<{ versions: ReadonlyArray<number> }>(yield* cli(withPrefix("migrate", "up", "--json")))
+      assert.deepStrictEqual(reapplied.versions, [status.latest])
     }))
 
   it.effect("jobs list (filters, pages), show, cancel, retry and delete", () =>

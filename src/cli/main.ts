@@ -14,7 +14,6 @@ import { dashboard } from "./dashboardCommand.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { jobs } from "./jobsCommand.ts"
 import { migrate } from "./migrateCommand.ts"
-import { json } from "./output.ts"
 import { queues } from "./queuesCommand.ts"
 import { root } from "./shared.ts"
 
@@ -89,7 +88,8 @@ const program = Command.run(app, { version: version() }).pipe(
     // effect/cli has already printed its own parse errors with the usage.
     const printed = failure !== undefined && CliError.isCliError(failure.error)
     const text = asJson
-      ? json({ error: { tag: reported.tag, message: reported.message, exitCode: reported.code } })
+      // One line, so that a script can read it as it reads the results.
+      ? JSON.stringify({ error: { tag: reported.tag, message: reported.message, exitCode: reported.code } })
       : `effect-oban: ${reported.message}`
     return Effect.as(printed && !asJson ? Effect.void : Console.error(text), reported.code)
   })

@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
 import * as Migrations from "../Migrations.ts"
+import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
 import { root, withDatabase } from "./shared.ts"
 
@@ -25,13 +26,33 @@ const up = Command.make("up", {
   })).pipe(Command.withDescription("Apply pending migrations (safe to run on many nodes at once)"))
 
 const down = Command.make("down", {
-  to: Flag.Int("to").pipe(Flag.withDescription("Roll back every version above this one (0: remove every table)"))
-}, ({ to }) =>
+  to: Flag.Int("to").pipe(Flag.withDescription("Roll back every version above this one (0: remove every table)")),
+  yes: Flag.Boolean("yes").pipe(
+    Flag.withDescription("Roll back for real (without it, the command only says what it would roll back)"),
+    Flag.withDefault(false)
+  )
+}, ({ to, yes }) =>
   Effect.gen(function*() {
     const globals = yield* root
+    if (!yes) {
+      // A rollback can drop tables and the jobs in them: say what it would do, and do nothing.
+      const status = yield* withDatabase(globals, Migrations.status({ prefix: globals.prefix }))
+      const versions = status.applied.map((row) => row.version).filter((version) => version > to).sort((a, b) => b - a)
+      return yield* Effect.fail(
+        new CliFailure(
+          ExitCode.usage,
+          versions.length === 0
+            ? `schema "${status.prefix}" is at version ${status.current}: nothing above ${to} to roll back`
+            : `this would roll back ${versions.join(", ")} on schema "${status.prefix}"` +
+              (to === 0 ? ", removing every effect-oban table and every job in them" : "") +
+              `; run again with --yes to do it`,
+          "ConfirmationRequired"
+        )
+      )
+    }
     const report = yield* withDatabase(globals, Migrations.down({ prefix: globals.prefix, to }))
     yield* reportRun(globals.json, report, "rolled back")
-  })).pipe(Command.withDescription("Roll back migrations above --to, newest first"))
+  })).pipe(Command.withDescription("Roll back migrations above --to, newest first (needs --yes)"))
 
 const status = Command.make("status", {}, () =>
   Effect.gen(function*() {
