@@ -1,0 +1,158 @@
+/**
+ * The claim statements on their own, where a node's local bookkeeping would
+ * hide a wrong statement: the order a fetch claims in and how many it takes,
+ * an outcome or a give-back for a claim that is no longer the job's, and a
+ * claim of a job whose attempts were used up.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Ref, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Oban from "../src/Oban.ts"
+import { now } from "../src/ObanClock.ts"
+import { failAck } from "../src/internal/sql/acks.ts"
+import { fetchJobs, releaseJobs } from "../src/internal/sql/claims.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("claimsql")
+const node = "claim-node"
+
+const ran = Ref.makeUnsafe<ReadonlyArray<string>>([])
+const Named = Worker.make("ClaimNamed", {
+  args: Schema.Struct({ name: Schema.String }),
+  queue: "ordered",
+  perform: (job) => Ref.update(ran, (names) => [...names, job.args.name])
+})
+
+const truncate = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
+})
+
+const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000)
+
+/** Five due jobs whose fetch order is C, E, B, A, D (priority, then scheduled_at, then id). */
+const insertOrdered = (queue: string) =>
+  Oban.insertAll([
+    Named.job({ name: "A" }, { queue, priority: 5, scheduledAt: minutesAgo(1) }),
+    Named.job({ name: "B" }, { queue, priority: 0, scheduledAt: minutesAgo(1) }),
+    Named.job({ name: "C" }, { queue, priority: 0, scheduledAt: minutesAgo(2) }),
+    Named.job({ name: "D" }, { queue, priority: 9, scheduledAt: minutesAgo(3) }),
+    Named.job({ name: "E" }, { queue, priority: 0, scheduledAt: minutesAgo(2) })
+  ])
+
+const fetch = (queue: string, demand: number, claim: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    return yield* fetchJobs(sql, prefix, yield* now(sql), { queue, demand, startNow: demand, node, producer: "p", claim })
+  })
+
+const executing = (queue: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE queue = ${queue} AND state = 'executing'`
+    return rows[0]!.n
+  })
+
+layer(testLayer(prefix, { maxConnections: 6 }), { excludeTestServices: true })("the claim statements", (it) => {
+  it.effect("a fetch claims in priority, scheduled_at, id order, and never more than its demand", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const jobs = yield* insertOrdered("ordered")
+      // insertAll returns the jobs in the order given: A, B, C, D, E.
+      const names = new Map(jobs.map((job, index) => [job.id, "ABCDE"[index]!]))
+      const order: Array<string> = []
+      for (let n = 0; n < 5; n++) {
+        const fetched = yield* fetch("ordered", 1, `one-${n}`)
+        assert.strictEqual(fetched.jobs.length, 1)
+        order.push(names.get(fetched.jobs[0]!.id)!)
+      }
+      assert.deepStrictEqual(order, ["C", "E", "B", "A", "D"])
+
+      yield* insertOrdered("counted")
+      const two = yield* fetch("counted", 2, "two")
+      assert.strictEqual(two.jobs.length, 2)
+      assert.strictEqual(yield* executing("counted"), 2)
+      const rest = yield* fetch("counted", 10, "rest")
+      assert.strictEqual(rest.jobs.length, 3)
+    }))
+
+  it.effect("a queue with a global limit of 1 runs its jobs in fetch order, one at a time", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* Ref.set(ran, [])
+      yield* insertOrdered("ordered")
+      // A local limit under the backlog: the candidates the statement looks at must be the first ones.
+      yield* startNode({ node, queues: { ordered: { limit: 2, global: 1 } }, workers: [Named] })
+      yield* waitFor("all five ran", Effect.map(Ref.get(ran), (names) => names.length === 5))
+      assert.deepStrictEqual(yield* Ref.get(ran), ["C", "E", "B", "A", "D"])
+    }))
+
+  it.effect("an outcome or a give-back for a claim the job no longer has changes nothing", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [job] = yield* Oban.insertAll([Named.job({ name: "stale" }, { queue: "stale" })])
+      const fetched = yield* fetch("stale", 1, "old-claim")
+      assert.strictEqual(fetched.jobs[0]!.id, job!.id)
+      // Rescued and claimed again meanwhile (by this node, restarted under its name): the row is the new claim's.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempted_by = ARRAY[${node}, 'q', 'new-claim'], attempt = 2
+        WHERE id = ${job!.id}`
+      const failed = yield* failAck(sql, prefix, yield* now(sql), node, {
+        id: job!.id,
+        claim: "old-claim",
+        attempt: 1,
+        delayMillis: 1_000,
+        message: "late outcome",
+        withError: true
+      })
+      assert.isFalse(failed)
+      assert.strictEqual(yield* releaseJobs(sql, prefix, [{ id: job!.id, claim: "old-claim", ahead: false }]), 0)
+      const row = yield* jobRow(prefix, job!.id)
+      assert.deepStrictEqual([row.state, row.attempt, row.errors], ["executing", 2, []])
+    }))
+
+  it.effect("a job given back before it started gets its attempt back; one claimed ahead keeps it", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      yield* Oban.insertAll([Named.job({ name: "now" }, { queue: "back" }), Named.job({ name: "ahead" }, { queue: "back" })])
+      const fetched = yield* fetchJobs(sql, prefix, yield* now(sql), {
+        queue: "back",
+        demand: 2,
+        startNow: 1,
+        node,
+        producer: "p",
+        claim: "give-back"
+      })
+      const started = fetched.jobs.find((job) => !fetched.ahead.has(job.id))!
+      const ahead = fetched.jobs.find((job) => fetched.ahead.has(job.id))!
+      assert.strictEqual((yield* jobRow(prefix, started.id)).attempt, 1)
+      assert.strictEqual((yield* jobRow(prefix, ahead.id)).attempt, 0)
+      const released = yield* releaseJobs(sql, prefix, [
+        { id: started.id, claim: "give-back", ahead: false },
+        { id: ahead.id, claim: "give-back", ahead: true }
+      ])
+      assert.strictEqual(released, 2)
+      for (const id of [started.id, ahead.id]) {
+        const row = yield* jobRow(prefix, id)
+        assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+      }
+    }))
+
+  it.effect("a job made available again after its last attempt is claimed with one more attempt allowed", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [job] = yield* Oban.insertAll([Named.job({ name: "spent" }, { queue: "spent", maxAttempts: 1 })])
+      // Put back by hand (or by an older release) with every attempt used.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempt = 1 WHERE id = ${job!.id}`
+      const fetched = yield* fetch("spent", 1, "spent-claim")
+      assert.strictEqual(fetched.jobs.length, 1)
+      const [row] = yield* sql<{ attempt: number; max_attempts: number; state: string }>`
+        SELECT attempt, max_attempts, state::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
+      assert.deepStrictEqual(row, { attempt: 2, max_attempts: 2, state: "executing" })
+    }))
+})
