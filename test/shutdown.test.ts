@@ -58,7 +58,7 @@ const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>
     yield* waitFor("every job to be running", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
     const sentAt = Date.now()
     const code = yield* stopNode(node, "SIGTERM")
-    return { code, millis: Date.now() - sentAt, output: node.output() }
+    return { code, sentAt, millis: Date.now() - sentAt, output: node.output() }
   })
 
 describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
@@ -85,6 +85,15 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         assert.strictEqual(result.code, 0, result.output)
         assert.isAtLeast(result.millis, 900)
         assert.isBelow(result.millis, 8_000)
+        // The jobs were given back when the grace period ended, not later: the process's exit takes
+        // its own time, so the bound is on the write (the database's clock, on this machine).
+        const sql = yield* SqlClient
+        const [given] = yield* sql<{ at: Date }>`
+          SELECT max((e->>'at')::timestamptz) AS at
+          FROM ${sql(prefix)}.oban_jobs_all j, jsonb_array_elements(j.errors) e WHERE e->>'kind' = 'shutdown'`
+        const afterSignal = given!.at.getTime() - result.sentAt
+        assert.isAtLeast(afterSignal, 900)
+        assert.isBelow(afterSignal, 2_500, `given back ${afterSignal} ms after SIGTERM, with a grace period of 1 s`)
         for (const row of yield* rows(prefix)) {
           assert.deepStrictEqual([row.state, row.attempt, row.kinds], ["available", 0, ["shutdown"]])
         }
