@@ -90,6 +90,30 @@ layer(testLayer(prefix, { maxConnections: 6 }), { excludeTestServices: true })("
       assert.deepStrictEqual(yield* Ref.get(ran), ["C", "E", "B", "A", "D"])
     }))
 
+  it.effect("a queue's limit caps the jobs running at once, while short jobs are claimed ahead", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const running = yield* Ref.make(0)
+      const most = yield* Ref.make(0)
+      const done = yield* Ref.make(0)
+      const Short = Worker.make("ClaimShort", {
+        args: Schema.Struct({ n: Schema.Int }),
+        queue: "capped",
+        perform: () =>
+          Effect.gen(function*() {
+            const now = yield* Ref.updateAndGet(running, (n) => n + 1)
+            yield* Ref.update(most, (m) => Math.max(m, now))
+            yield* Effect.sleep("20 millis")
+            yield* Ref.update(running, (n) => n - 1)
+            yield* Ref.update(done, (n) => n + 1)
+          })
+      })
+      yield* Oban.insertAll(Array.from({ length: 60 }, (_, n) => Short.job({ n })))
+      yield* startNode({ node, queues: { capped: 3 }, workers: [Short] })
+      yield* waitFor("all sixty ran", Effect.map(Ref.get(done), (n) => n === 60))
+      assert.strictEqual(yield* Ref.get(most), 3)
+    }))
+
   it.effect("an outcome or a give-back for a claim the job no longer has changes nothing", () =>
     Effect.gen(function*() {
       yield* truncate
