@@ -80,6 +80,21 @@ describe("workflow release per statement", () => {
         assert.deepStrictEqual(yield* cancelledBy("mixed"), { "after-both": "both", both: "b" })
       }))
 
+    it.effect("a step with two dependencies waits for the second after the first completes", () =>
+      Effect.gen(function*() {
+        yield* truncateWorkflows(prefix)
+        yield* Oban.insertWorkflow(
+          Workflow.make("fan-in")
+            .add("a", Step.job({}))
+            .add("b", Step.job({}))
+            .add("both", Step.job({}), { deps: ["a", "b"] })
+        )
+        yield* finish(prefix, "fan-in", { a: "completed" })
+        assert.strictEqual((yield* stepStates(prefix, "fan-in"))["both"], "suspended")
+        yield* finish(prefix, "fan-in", { b: "completed" })
+        assert.strictEqual((yield* stepStates(prefix, "fan-in"))["both"], "available")
+      }))
+
     it.effect("an ack deleting a completed step and discarding another in one statement releases the dependents of both", () =>
       Effect.gen(function*() {
         yield* truncateWorkflows(prefix)
