@@ -33,6 +33,23 @@ const Step = Worker.make("Step", {
 
 const TestLive = workflowTestLayer(prefix, [Step])
 
+/**
+ * Waits (on the real clock) until `fiber` has finished or some session is waiting for a lock held by
+ * the backend `holder`: the race a test stages has then really happened, rather than maybe after a sleep.
+ */
+const blockedOrDone = <A, E>(holder: number, fiber: Fiber.Fiber<A, E>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const deadline = Date.now() + 20_000
+    while (fiber.pollUnsafe() === undefined) {
+      const [row] = yield* sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${holder}::int = ANY(pg_blocking_pids(pid))`
+      if (row!.n > 0) return
+      if (Date.now() > deadline) return yield* Effect.die(new Error("neither blocked nor done"))
+      yield* TestClock.withLive(Effect.sleep("10 millis"))
+    }
+  })
+
 const reset = Effect.gen(function*() {
   ran.length = 0
   yield* truncateWorkflows(prefix)
@@ -94,19 +111,20 @@ describe("workflows (review)", () => {
         assert.deepStrictEqual(yield* states("retry-race"), { a: "discarded", b: "cancelled" })
         // "a" is being retried (not finished, so no release), then completes in a transaction held open.
         yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'retryable' WHERE id = ${inserted.jobs.a.id}`
-        const completing = yield* Deferred.make<void>()
+        const completing = yield* Deferred.make<number>()
         const mayCommit = yield* Deferred.make<void>()
         const complete = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
           yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', completed_at = now()
                      WHERE id = ${inserted.jobs.a.id}`
-          yield* Deferred.succeed(completing, undefined)
+          const [self] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+          yield* Deferred.succeed(completing, self!.pid)
           yield* Deferred.await(mayCommit)
         })))
-        yield* Deferred.await(completing)
+        const holder = yield* Deferred.await(completing)
         // Meanwhile "b" is retried: its release by "a" is already past (it was cancelled then), so the retry
         // must see "a" completed, not leave "b" suspended for a release that will never come.
         const retry = yield* Effect.forkChild(Oban.retryJob(inserted.jobs.b.id))
-        yield* TestClock.withLive(Effect.sleep("300 millis"))
+        yield* blockedOrDone(holder, retry)
         yield* Deferred.succeed(mayCommit, undefined)
         yield* Fiber.join(complete)
         yield* Fiber.join(retry)
@@ -205,17 +223,18 @@ describe("workflows (review)", () => {
         yield* drain
         yield* TestClock.adjust("2 days")
         // A transaction adds "b" depending on the completed, old "a", and stays open a moment.
-        const added = yield* Deferred.make<number>()
+        const added = yield* Deferred.make<{ readonly b: number; readonly holder: number }>()
         const mayCommit = yield* Deferred.make<void>()
         const insert = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
           const more = yield* Oban.insertWorkflow(Workflow.make<string>("prune-race").add("b", Step.job({}), { deps: ["a"] }))
-          yield* Deferred.succeed(added, more.jobs["b"]!.id)
+          const [self] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+          yield* Deferred.succeed(added, { b: more.jobs["b"]!.id, holder: self!.pid })
           yield* Deferred.await(mayCommit)
         })))
-        const b = yield* Deferred.await(added)
+        const { b, holder } = yield* Deferred.await(added)
         // The pruner runs meanwhile (it must leave "a", locked by the insert, alone), then the insert commits.
         const prune = yield* Effect.forkChild(Pruner.runOnce({ sql, prefix }))
-        yield* TestClock.withLive(Effect.sleep("300 millis"))
+        yield* blockedOrDone(holder, prune)
         yield* Deferred.succeed(mayCommit, undefined)
         yield* Fiber.join(insert)
         yield* Fiber.join(prune)
