@@ -166,8 +166,11 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
       nodes.set(row.node, producers)
       report(row.node, row.meta)
     }
-    // The cron lease's holder reports its crontab in the lease row too: it may run no queue.
-    if (cronLeaseRow !== undefined) report(cronLeaseRow.node, cronLeaseRow.meta)
+    // The cron lease's holder reports its crontab in the lease row too: it may run no queue. Only
+    // the holder's own: a node of an earlier release takes the lease over without replacing it.
+    if (cronLeaseRow !== undefined && cronLeaseRow.meta?.["instance"] === cronLeaseRow.instance) {
+      report(cronLeaseRow.node, cronLeaseRow.meta)
+    }
     return {
       now,
       leader: leaseInfo(lease),

@@ -101,6 +101,9 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(unconfirmed.stderr, `this would roll back ${status.latest}, ${above},`)
       assert.include(unconfirmed.stderr, "removing every effect-oban table")
       assert.include(unconfirmed.stderr, "--yes")
+      const negative = yield* cli(withPrefix("migrate", "down", "--to", "-1"))
+      assert.strictEqual(negative.code, 2)
+      assert.include(negative.stderr, "--to must be an integer from 0 to")
       const after = parsed<{ current: number }>(yield* cli(withPrefix("migrate", "status", "--json")))
       assert.strictEqual(after.current, status.latest)
       const rolledBack = parsed<{ versions: ReadonlyArray<number> }>(

@@ -430,6 +430,11 @@ describe("leadership in running nodes", () => {
         assert.deepStrictEqual(view.crons.map((cron) => [cron.name, cron.expression, cron.worker, cron.nodes]), [
           ["every-second", "* * * * * *", "Noop", ["scheduler"]]
         ])
+        // A node of an earlier release takes the lease over (as after an expiry) without writing meta:
+        // the row's crontab is the former holder's, and is not shown as the new holder's.
+        yield* sql`UPDATE ${sql(leaderPrefix)}.oban_peers SET node = 'older-release', instance = 'older' WHERE name = 'cron'`
+        const taken = yield* Cluster.view.pipe(Effect.provide(Config.layer({ prefix: leaderPrefix })))
+        assert.deepStrictEqual([taken.cronLeader?.node, taken.crons], ["older-release", []])
         yield* scheduler.stop
         yield* web.stop
       }))

@@ -37,6 +37,11 @@ const down = Command.make("down", {
     if (!yes) {
       // A rollback can drop tables and the jobs in them: say what it would do, and do nothing.
       const status = yield* withDatabase(globals, Migrations.status({ prefix: globals.prefix }))
+      if (!Number.isInteger(to) || to < 0 || to > status.latest) {
+        return yield* Effect.fail(
+          new CliFailure(ExitCode.usage, `--to must be an integer from 0 to ${status.latest}, got ${to}`, "InvalidInput")
+        )
+      }
       const versions = status.applied.map((row) => row.version).filter((version) => version > to).sort((a, b) => b - a)
       return yield* Effect.fail(
         new CliFailure(

@@ -3,8 +3,9 @@
  * queue, the stager and the leader's maintenance (rescuer, pruner, cron), and
  * the fiber that routes notifications to them. Everything is acquired in the
  * caller's scope in that order, so closing it releases in reverse:
- * maintenance and producers stop first, the leader resigns, running jobs get
- * their grace period, acks are flushed, the producer rows are removed, and the
+ * maintenance stops first; the leases are given up in the background while
+ * the producers stop and running jobs get their grace period; acks are
+ * flushed, the resign is awaited, the producer rows are removed, and the
  * LISTEN connection closes last.
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
@@ -271,6 +272,9 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       )
     }
 
+    // Finalizers run in reverse: the maintenance loops below stop first, then the leases are given up
+    // in the background while the producers stop and the executor lets its jobs finish.
+    yield* Effect.addFinalizer(() => leases.resignInBackground)
     yield* startMaintenance({
       sql,
       config,
@@ -281,10 +285,6 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       crontab,
       stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), nodeScope, { startImmediately: true }))
     })
-
-    // Shutdown begins here (finalizers run in reverse): the leases go while the producers stop and
-    // the executor lets its jobs finish.
-    yield* Effect.addFinalizer(() => leases.resignInBackground)
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
     const nodeContext = yield* Effect.context<never>()

@@ -43,7 +43,13 @@ export interface LeaseRow {
   readonly node: string
   readonly started_at: Date
   readonly expires_at: Date
-  /** What the holder reports (the cron lease's holder: its crontab); null from earlier releases. */
+  /** The holder's process (see `claimLease`). */
+  readonly instance: string | null
+  /**
+   * What the holder reports (the cron lease's holder: its crontab), with the instance that wrote it:
+   * a release before migration 17 takes the lease over without writing it, so it may be a former
+   * holder's. Null from earlier releases.
+   */
   readonly meta: Record<string, unknown> | null
 }
 
@@ -54,7 +60,7 @@ export const currentLease = (
   name: string = leaderLease
 ): Effect.Effect<LeaseRow | undefined, SqlError> =>
   sql<LeaseRow>`
-    SELECT node, started_at, expires_at, meta FROM ${table(sql, prefix, "oban_peers")}
+    SELECT node, instance, started_at, expires_at, meta FROM ${table(sql, prefix, "oban_peers")}
     WHERE name = ${name} AND expires_at > now()
   `.pipe(Effect.map((rows) => rows[0]))
 

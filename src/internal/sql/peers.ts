@@ -41,7 +41,7 @@ export const claimLease = (
     claimed AS (
       INSERT INTO ${table(sql, prefix, "oban_peers")} AS p (name, node, instance, started_at, expires_at, meta)
       SELECT ${leaseName}, ${node}, ${instance}, clock.now, clock.now + ${ttlMillis} * interval '1 millisecond',
-             ${meta === undefined ? null : JSON.stringify(meta)}::jsonb
+             ${meta === undefined ? null : JSON.stringify({ ...meta, instance })}::jsonb
       FROM clock
       ON CONFLICT (name) DO UPDATE
         SET node = excluded.node,
