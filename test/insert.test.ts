@@ -72,6 +72,21 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
       assert.strictEqual(yield* countJobs, 5)
     }))
 
+  it.effect("the inserts of one transaction, into several queues, wake every queue at its commit", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const notifications = yield* listen
+      const sql = yield* SqlClient
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* Oban.insert(SendEmail.job({ to: "a@b.c", subject: "1" }, { queue: "tx_one" }))
+        yield* Oban.insertAll([SendEmail.job({ to: "a@b.c", subject: "2" }, { queue: "tx_two" })])
+        yield* Oban.insert(SendEmail.job({ to: "a@b.c", subject: "3" }, { queue: "tx_three" }))
+      }))
+      const woken = new Set<string>()
+      for (let n = 0; n < 3; n++) woken.add(payloadQueue(yield* Queue.take(notifications).pipe(Effect.timeout("2 seconds"))))
+      assert.deepStrictEqual([...woken].sort(), ["tx_one", "tx_three", "tx_two"])
+    }))
+
   it.effect("a rolled-back insert leaves no row and sends no notification", () =>
     Effect.gen(function*() {
       yield* truncate

@@ -45,7 +45,7 @@ export interface Options {
  * about the application's (possibly virtual) time: under `TestClock` a test
  * that moves time by hours must not time out a statement in flight.
  */
-const realSleep = (millis: number): Effect.Effect<void> =>
+export const realSleep = (millis: number): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
     const timer = setTimeout(() => resume(Effect.void), millis)
     return Effect.sync(() => clearTimeout(timer))

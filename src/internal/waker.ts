@@ -27,7 +27,7 @@ import * as Option from "effect/Option"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { channel } from "../Config.ts"
 import { wakePayload } from "./sql/fragments.ts"
-import { withStatementTimeout } from "./statementTimeout.ts"
+import { realSleep, withStatementTimeout } from "./statementTimeout.ts"
 
 interface Waker {
   readonly pending: Map<string, Set<string>>
@@ -38,6 +38,7 @@ interface Waker {
 
 /** A wake-up that does not arrive in time is left to polling: the caller's commit is done. */
 const wakeDeadline = "5 seconds"
+const wakeDeadlineMillis = 5_000
 
 const wakers = new WeakMap<SqlClient, Waker>()
 
@@ -80,26 +81,62 @@ const startFlush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
     return Effect.asVoid(Effect.forkDetach(flush(sql, waker)))
   })
 
+type Wakes = Array<readonly [prefix: string, queues: ReadonlyArray<string>]>
+
 /**
- * Registers a wake-up for `queues` of `prefix`, sent after the current
- * transaction commits (or right away outside one); the caller waits until it
- * has been sent.
+ * Adds `wakes` to the client's next statement and waits until it has been
+ * sent, at most `wakeDeadline` from now (polling covers the rest). Only the
+ * wait can be interrupted: the commit is done, and the statement goes out
+ * for every caller that joined it. Callbacks after commit run uninterruptibly,
+ * so the wait is made interruptible explicitly.
  */
-export const wakeAfterCommit = (sql: SqlClient, prefix: string, queues: ReadonlyArray<string>): Effect.Effect<void> =>
-  queues.length === 0 ? Effect.void : sql.afterCommit(Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
+const sendAndWait = (sql: SqlClient, wakes: Wakes): Effect.Effect<void> =>
+  Effect.suspend(() => {
     let waker = wakers.get(sql)
     if (waker === undefined) {
       waker = { pending: new Map(), running: false, next: Deferred.makeUnsafe<void>() }
       wakers.set(sql, waker)
     }
-    const set = waker.pending.get(prefix) ?? new Set<string>()
-    for (const queue of queues) set.add(queue)
-    waker.pending.set(prefix, set)
+    for (const [prefix, queues] of wakes) {
+      const set = waker.pending.get(prefix) ?? new Set<string>()
+      for (const queue of queues) set.add(queue)
+      waker.pending.set(prefix, set)
+    }
     const sent = waker.next
-    // Registered and started without a break (a flush is running whenever something is pending);
-    // only the wait can be interrupted.
-    return Effect.andThen(startFlush(sql, waker), restore(Deferred.await(sent)))
-  })))
+    // Registered and started without a break: a flush is running whenever something is pending.
+    // An interrupted wait ends quietly here; the caller's interruption takes effect as usual once the
+    // commit's callbacks are done (Effect would log it as a failed callback otherwise).
+    return Effect.andThen(
+      Effect.uninterruptible(startFlush(sql, waker)),
+      Effect.asVoid(Effect.exit(Effect.interruptible(Effect.raceFirst(Deferred.await(sent), realSleep(wakeDeadlineMillis)))))
+    )
+  })
+
+/** What a transaction level has to wake, sent by one callback at its commit (keyed by the level). */
+const perTransaction = new WeakMap<object, Wakes>()
+
+/**
+ * Registers a wake-up for `queues` of `prefix`, sent after the current
+ * transaction commits (or right away outside one); the caller waits until it
+ * has been sent. The inserts of one transaction share one wake-up statement
+ * and one wait, at its commit.
+ */
+export const wakeAfterCommit = (sql: SqlClient, prefix: string, queues: ReadonlyArray<string>): Effect.Effect<void> =>
+  queues.length === 0 ? Effect.void : Effect.contextWith((context: Context.Context<never>) => {
+    const level = Option.getOrUndefined(Context.getOption(context, sql.transactionService))
+    if (level === undefined) return sendAndWait(sql, [[prefix, queues]])
+    const gathered = perTransaction.get(level)
+    if (gathered !== undefined) {
+      gathered.push([prefix, queues])
+      return Effect.void
+    }
+    const wakes: Wakes = [[prefix, queues]]
+    perTransaction.set(level, wakes)
+    return sql.afterCommit(Effect.suspend(() => {
+      perTransaction.delete(level)
+      return sendAndWait(sql, wakes)
+    }))
+  })
 
 /** Inserts in flight per client. */
 const inFlight = new WeakMap<SqlClient, { count: number }>()
