@@ -9,6 +9,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
 import type { Job, JobState } from "../Job.ts"
 import type * as WorkerModule from "../Worker.ts"
+import { textArray } from "./jobFilter.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./jobRow.ts"
 import { withPrefix } from "./notMigrated.ts"
 import { table } from "./sql/tables.ts"
@@ -53,10 +54,7 @@ export const allEnqueued = (
       ...(filter.queue === undefined ? [] : [sql`queue = ${filter.queue}`]),
       ...(filter.priority === undefined ? [] : [sql`priority = ${filter.priority}`]),
       ...(filter.args === undefined ? [] : [sql`args @> ${JSON.stringify(filter.args)}::jsonb`]),
-      // As a JSON array: any text (quotes, backslashes, line breaks) reaches the comparison as it is.
-      ...(filter.tags === undefined ? [] : [
-        sql`tags @> ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(filter.tags)}::jsonb))`
-      ]),
+      ...(filter.tags === undefined ? [] : [sql`tags @> ${textArray(sql, filter.tags)}`]),
       ...(filter.scheduledFrom === undefined ? [] : [sql`scheduled_at >= ${toDate(filter.scheduledFrom)}`]),
       ...(filter.scheduledTo === undefined ? [] : [sql`scheduled_at <= ${toDate(filter.scheduledTo)}`])
     ]

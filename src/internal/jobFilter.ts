@@ -106,7 +106,12 @@ export const validateFilter = (input: unknown): Effect.Effect<Filter, InvalidFil
     return filter
   })
 
-const textArray = (values: ReadonlyArray<string>): string => JSON.stringify(values)
+/**
+ * `values` as a SQL `text[]`, sent as one JSON parameter: any text (quotes, backslashes, line
+ * breaks) reaches the comparison as it is, which a `text[]` literal would need escaping for.
+ */
+export const textArray = (sql: SqlClient, values: ReadonlyArray<string>): Fragment =>
+  sql`ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`
 
 const rangeCondition = (sql: SqlClient, column: string, range: TimeRange | undefined): Array<Fragment> => {
   if (range === undefined) return []
@@ -126,7 +131,7 @@ export const filterCondition = (sql: SqlClient, filter: Filter): Fragment => {
     conditions.push(sql`j.id = ANY(${`{${filter.ids.join(",")}}`}::bigint[])`)
   }
   if (filter.queues !== undefined) {
-    conditions.push(sql`j.queue = ANY(ARRAY(SELECT jsonb_array_elements_text(${textArray(filter.queues)}::jsonb)))`)
+    conditions.push(sql`j.queue = ANY(${textArray(sql, filter.queues)})`)
   }
   if (filter.states !== undefined) {
     // Inlined: the states are checked literals, and as constants they let the planner use the
@@ -136,10 +141,10 @@ export const filterCondition = (sql: SqlClient, filter: Filter): Fragment => {
     )
   }
   if (filter.workers !== undefined) {
-    conditions.push(sql`j.worker = ANY(ARRAY(SELECT jsonb_array_elements_text(${textArray(filter.workers)}::jsonb)))`)
+    conditions.push(sql`j.worker = ANY(${textArray(sql, filter.workers)})`)
   }
   if (filter.tags !== undefined) {
-    const tags = sql`ARRAY(SELECT jsonb_array_elements_text(${textArray(filter.tags)}::jsonb))`
+    const tags = textArray(sql, filter.tags)
     // Any of no tags matches nothing (as an empty list of queues does); all of no tags, every job.
     conditions.push(filter.tagsMatch === "any" ? sql`j.tags && ${tags}` : sql`j.tags @> ${tags}`)
   }

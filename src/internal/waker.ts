@@ -37,7 +37,6 @@ interface Waker {
 }
 
 /** A wake-up that does not arrive in time is left to polling: the caller's commit is done. */
-const wakeDeadline = "5 seconds"
 const wakeDeadlineMillis = 5_000
 
 const wakers = new WeakMap<SqlClient, Waker>()
@@ -57,7 +56,7 @@ const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
         SELECT pg_notify(w.channel, w.payload)
         FROM relaxed, jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS w(channel text, payload text)
       `.pipe(
-        withStatementTimeout({ timeout: wakeDeadline, operation: "wake-up" }),
+        withStatementTimeout({ timeout: wakeDeadlineMillis, operation: "wake-up" }),
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.void // the client is closing
@@ -85,7 +84,7 @@ type Wakes = Array<readonly [prefix: string, queues: ReadonlyArray<string>]>
 
 /**
  * Adds `wakes` to the client's next statement and waits until it has been
- * sent, at most `wakeDeadline` from now (polling covers the rest). Only the
+ * sent, at most `wakeDeadlineMillis` from now (polling covers the rest). Only the
  * wait can be interrupted: the commit is done, and the statement goes out
  * for every caller that joined it. Callbacks after commit run uninterruptibly,
  * so the wait is made interruptible explicitly.
