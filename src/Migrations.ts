@@ -14,7 +14,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { resolve } from "./Config.ts"
 import { type InvalidConfigError, type InvalidPrefixError, MigrationError } from "./Errors.ts"
-import { type MigrationFile, migrationFiles, withPrefix } from "./internal/migrationFiles.ts"
+import { isTarget, type MigrationFile, migrationFiles, withPrefix } from "./internal/migrationFiles.ts"
 import {
   appliedVersions,
   createBookkeepingSql,
@@ -70,7 +70,7 @@ export type MigrateError = MigrationError | InvalidPrefixError | InvalidConfigEr
 const resolvePrefix = (prefix: string | undefined) => Effect.map(resolve({ prefix }), (settings) => settings.prefix)
 
 const checkTarget = (to: number, latest: number) =>
-  Number.isInteger(to) && to >= 0 && to <= latest
+  isTarget(to, latest)
     ? Effect.void
     : Effect.fail(new MigrationError({ message: `target version must be an integer from 0 to ${latest}, got ${to}` }))
 

@@ -5,6 +5,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
+import { isTarget } from "../internal/migrationFiles.ts"
 import * as Migrations from "../Migrations.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
@@ -37,7 +38,7 @@ const down = Command.make("down", {
     if (!yes) {
       // A rollback can drop tables and the jobs in them: say what it would do, and do nothing.
       const status = yield* withDatabase(globals, Migrations.status({ prefix: globals.prefix }))
-      if (!Number.isInteger(to) || to < 0 || to > status.latest) {
+      if (!isTarget(to, status.latest)) {
         return yield* Effect.fail(
           new CliFailure(ExitCode.usage, `--to must be an integer from 0 to ${status.latest}, got ${to}`, "InvalidInput")
         )

@@ -56,3 +56,6 @@ export const migrationFiles: Effect.Effect<ReadonlyArray<MigrationFile>, Migrati
 
 /** Replaces the prefix placeholder with the quoted schema name. */
 export const withPrefix = (text: string, prefix: string): string => text.replaceAll("{{prefix}}", `"${prefix}"`)
+
+/** Whether `to` names a version a run or a rollback can stop at: 0 (no tables) to `latest`. */
+export const isTarget = (to: number, latest: number): boolean => Number.isInteger(to) && to >= 0 && to <= latest
