@@ -98,14 +98,18 @@ const assertUntouched = (
   }
 }
 
+/** A row in every state in the queue under test ("audit") and in one outside the filter ("other"), with their rows before. */
+const seedBoth = Effect.gen(function*() {
+  yield* reset
+  const ids = yield* seed("audit")
+  const others = yield* seed("other")
+  return { ids, others, before: yield* snapshot("audit"), otherBefore: yield* snapshot("other") }
+})
+
 layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("audit: bulk eligibility", (it) => {
   it.effect("Jobs.reschedule moves available, scheduled and retryable jobs only; executing and finished ones are untouched", () =>
     Effect.gen(function*() {
-      yield* reset
-      const ids = yield* seed("audit")
-      const others = yield* seed("other")
-      const before = yield* snapshot("audit")
-      const otherBefore = yield* snapshot("other")
+      const { ids, others, before, otherBefore } = yield* seedBoth
       const at = new Date(Date.now() + 2 * 3_600_000)
       for (const batchSize of [2, 1000]) {
         // The second pass finds the same three (still scheduled) and moves them again to `at`.
@@ -132,11 +136,7 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
 
   it.effect("Jobs.retry makes scheduled, retryable and finished jobs available; executing, available and suspended ones are untouched", () =>
     Effect.gen(function*() {
-      yield* reset
-      const ids = yield* seed("audit")
-      const others = yield* seed("other")
-      const before = yield* snapshot("audit")
-      const otherBefore = yield* snapshot("other")
+      const { ids, others, before, otherBefore } = yield* seedBoth
       const retried = ["scheduled", "retryable", "completed", "finished", "discarded", "cancelled"] as const
       const result = yield* Jobs.retry({ queues: ["audit"] }, { batchSize: 2 })
       assert.strictEqual(result.changed, retried.length)
