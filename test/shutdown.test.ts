@@ -146,6 +146,35 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("the leader and cron leases are given up as SIGTERM arrives, not when the grace period ends", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_leases")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const leases = Effect.map(
+          sql<{ name: string }>`
+            SELECT name FROM ${sql(prefix)}.oban_peers WHERE node = 'deploy' AND expires_at > now() ORDER BY name`,
+          (held) => held.map((row) => row.name)
+        )
+        // Jobs of 4 s against a grace period of 15 s, and a crontab (so the node holds the cron lease too).
+        const node = yield* startDeployNode(prefix, { JOB_MS: "4000", GRACE_MS: "15000", CRON: "0 0 1 1 *" })
+        yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
+        yield* waitFor("both jobs running", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
+        yield* waitFor("both leases held", Effect.map(leases, (held) => held.length === 2))
+        const sentAt = Date.now()
+        const exited = node.exited
+        node.child.kill("SIGTERM")
+        yield* waitFor("both leases given up", Effect.map(leases, (held) => held.length === 0), "10 seconds")
+        const resignedAfter = Date.now() - sentAt
+        // Given up while the jobs still ran: another node could lead and schedule cron during the grace period.
+        assert.isTrue(node.alive(), "the node still runs its jobs")
+        assert.isBelow(resignedAfter, 2_000, `leases given up ${resignedAfter} ms after SIGTERM`)
+        assert.deepStrictEqual((yield* rows(prefix)).map((row) => row.state), ["executing", "executing"])
+        assert.strictEqual(yield* Effect.promise(() => exited), 0, node.output())
+        for (const row of yield* rows(prefix)) assert.deepStrictEqual([row.state, row.attempt, row.runs], ["completed", 1, 1])
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("jobs claimed ahead and not yet started go back untouched; the rest complete; nothing runs twice", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_ahead")
