@@ -23,7 +23,8 @@ import * as Acker from "./internal/acker.ts"
 import { CurrentActivity } from "./internal/activity.ts"
 import type { StopReason } from "./internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
-import * as ThreadPool from "./internal/threads/pool.ts"
+import * as Threads from "./internal/threads/load.ts"
+import type { ThreadPoolOptions } from "./internal/threads/pool.ts"
 
 /**
  * A worker as the executor holds it: args are decoded here, so their type is
@@ -73,7 +74,7 @@ export interface Options<R> {
   /** Delete jobs as they complete instead of marking them `completed`. Default false. */
   readonly deleteCompleted?: boolean | undefined
   /** The pool for the workers defined with `threads`; started only if there are any. */
-  readonly threads?: ThreadPool.ThreadPoolOptions | undefined
+  readonly threads?: ThreadPoolOptions | undefined
 }
 
 /**
@@ -134,7 +135,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // Built here, so that it closes after the finalizer below has let the jobs finish or interrupted
     // them (terminating their threads), and before the acks flush.
     const threads = options.workers.some((worker) => worker.threads !== undefined)
-      ? yield* ThreadPool.make(options.threads ?? { size: 1 })
+      ? yield* Threads.load(options.threads ?? { size: 1 })
       : undefined
     const registry = makeRegistry(options.node, options.workers, undefined, threads)
     // Flattened once: each job adds a few services to its fiber's context (span, log annotations,

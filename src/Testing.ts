@@ -48,7 +48,7 @@ import { ackJobs } from "./internal/sql/acks.ts"
 import { getJobs, stageQueue } from "./internal/sql/jobs.ts"
 import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { checkThreadModules } from "./internal/threads/modules.ts"
-import * as ThreadPool from "./internal/threads/pool.ts"
+import * as Threads from "./internal/threads/load.ts"
 import { checkWorkers } from "./internal/workerChecks.ts"
 import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
 import type * as WorkerModule from "./Worker.ts"
@@ -151,7 +151,7 @@ const runClaimed = (
 const testThreadPool = (
   options: LayerOptions<never>["threads"],
   workers: ReadonlyArray<RunnableWorker<unknown>>
-): Effect.Effect<ThreadPool.ThreadPool | undefined, InvalidConfigError, Scope.Scope> =>
+): Effect.Effect<Threads.Threads | undefined, InvalidConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     if (options === undefined) return undefined
     const given = options === true ? {} : options
@@ -159,7 +159,7 @@ const testThreadPool = (
     if (!workers.some((worker) => worker.threads !== undefined)) return undefined
     // As a node does at start: a module that is no file would fail every attempt of its worker.
     yield* checkThreadModules(workers)
-    return yield* ThreadPool.make(resolved)
+    return yield* Threads.load(resolved)
   })
 
 /**

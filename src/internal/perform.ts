@@ -22,8 +22,7 @@ import { timeoutKey } from "./requestFields.ts"
 import { jobEvent } from "./jobEvent.ts"
 import { completed, failed, fromExit, JobTimeout, type StopReason, undecodable } from "./outcome.ts"
 import type { AckRow } from "./sql/acks.ts"
-import type { ThreadPool } from "./threads/pool.ts"
-import { performOnThread } from "./threads/perform.ts"
+import type { Threads } from "./threads/load.ts"
 import { parentFromMeta, recordOutcomeUnsafe, recordStartUnsafe } from "./telemetry.ts"
 
 /** A worker as a node holds it: args are decoded here, so their type is erased. */
@@ -38,14 +37,14 @@ export interface Registry<R> {
   /** The services every worker may need, when the fiber that runs the jobs may lack them. */
   readonly context: Context.Context<R> | undefined
   /** The node's thread pool, for the workers defined with `threads`; none: they run here. */
-  readonly threads?: ThreadPool | undefined
+  readonly threads?: Threads | undefined
 }
 
 export const makeRegistry = <R>(
   node: string,
   workers: ReadonlyArray<RunnableWorker<R>>,
   context?: Context.Context<R>,
-  threads?: ThreadPool
+  threads?: Threads
 ): Registry<R> => ({
   threads,
   node,
@@ -88,7 +87,7 @@ const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<u
   if (threads !== undefined && registry.threads !== undefined) {
     // The thread decodes the stored args itself; the timeout starts once it has a thread.
     const timeout = timeoutOf(worker, job)
-    return performOnThread(registry.threads, { ...worker, threads }, stored, (call) => withTimeout(timeout, call))
+    return registry.threads.perform({ ...worker, threads }, stored, (call) => withTimeout(timeout, call))
   }
   // A node's job fibers descend from the fiber that built the node, so they have the workers'
   // services already; copying a context per job is not free. The testing kit runs jobs in the
