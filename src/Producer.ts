@@ -218,7 +218,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         // Every job to start now: a limited queue claims nothing ahead.
         ? Effect.flatMap(statementNow(options.sql), (time) =>
           limiter.fetch(time, { demand, finished: finishedUnwritten(), ...by }))
-        : Effect.flatMap(now(options.sql), (time) =>
+        // The claim's time is taken as it runs, not when its transaction began: it may see a job released
+        // by an outcome that committed after that (a workflow step's dependency), and is stamped later.
+        : Effect.flatMap(statementNow(options.sql), (time) =>
         fetchJobs(options.sql, options.prefix, time, {
           queue: options.queue,
           demand,

