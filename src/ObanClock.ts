@@ -2,7 +2,9 @@
  * The one place effect-oban reads "now" for SQL that stamps or compares times.
  *
  * In `database` mode (the default, for production) statements use the
- * server's `now()`, so every node agrees on time whatever their own clocks say.
+ * server's clock (`now()`, or `clock_timestamp()` where a statement's time
+ * must not predate what it sees: `statementNow`), so every node agrees on
+ * time whatever their own clocks say.
  * In `effect` mode "now" is Effect's `Clock`, passed as a parameter, so tests
  * can move the whole queue with `TestClock.adjust`.
  *
@@ -60,11 +62,14 @@ export const now = (sql: SqlClient): Effect.Effect<Fragment> =>
       : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))
 
 /**
- * "now" for a statement that must see time move forward after waiting for a
- * lock: in `database` mode the time at which it is evaluated
- * (`clock_timestamp()`), so the statement must evaluate it once, after the
- * lock is granted (the start of the statement or of its transaction may
- * predate the wait); in `effect` mode the same as `now`.
+ * "now" for a statement whose time must not predate what it sees: in
+ * `database` mode the time at which it is evaluated (`clock_timestamp()`),
+ * so the statement must evaluate it once, as it runs. The start of the
+ * statement or of its transaction may predate a lock it waited for (a
+ * limited claim), or an outcome that committed before its snapshot was
+ * taken (a claim that sees a workflow step its dependency's outcome
+ * released: stamped with `now()` it could read as claimed before that
+ * dependency completed). In `effect` mode the same as `now`.
  *
  * @since 0.1.0
  */

@@ -214,19 +214,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const by = { node: options.node, producer: producerId, claim }
       // Slots the jobs already waiting will not fill start at once; the rest wait here.
       const startNow = limited ? demand : Math.max(0, control.limit - running - buffer.size())
-      const fetch = limited
-        // Every job to start now: a limited queue claims nothing ahead.
-        ? Effect.flatMap(statementNow(options.sql), (time) =>
-          limiter.fetch(time, { demand, finished: finishedUnwritten(), ...by }))
-        // The claim's time is taken as it runs, not when its transaction began: it may see a job released
-        // by an outcome that committed after that (a workflow step's dependency), and is stamped later.
-        : Effect.flatMap(statementNow(options.sql), (time) =>
-        fetchJobs(options.sql, options.prefix, time, {
-          queue: options.queue,
-          demand,
-          startNow,
-          ...by
-        }))
+      // The claim's time is taken as it runs, not when its transaction began (see `statementNow`).
+      const fetch = Effect.flatMap(statementNow(options.sql), (time) =>
+        limited
+          // Every job to start now: a limited queue claims nothing ahead.
+          ? limiter.fetch(time, { demand, finished: finishedUnwritten(), ...by })
+          : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, ...by }))
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
         // The server may have committed a claim whose reply we never got: put those jobs back.

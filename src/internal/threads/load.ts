@@ -1,8 +1,7 @@
 /**
  * The thread pool, loaded when a node or test runner first needs one: the
- * pool, its RPC protocol, `node:worker_threads` and `node:child_process` are
- * imported only by programs that define workers with `threads`, so the rest
- * start without them.
+ * pool, its RPC protocol and `node:child_process` are imported only by
+ * programs that define workers with `threads`, so the rest start without them.
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -23,9 +22,17 @@ export interface Threads {
   readonly stopWaiting: Effect.Effect<void>
 }
 
-/** Imports the pool's modules and starts a pool for the scope's life. */
+/**
+ * Imports the pool's modules and starts a pool for the scope's life. An
+ * import that fails (a broken install, an `effect` without the RPC modules)
+ * is a defect that says it was the thread pool's.
+ */
 export const load = (options: ThreadPoolOptions): Effect.Effect<Threads, never, Scope.Scope> =>
-  Effect.promise(() => Promise.all([import("./pool.ts"), import("./perform.ts")])).pipe(
+  Effect.tryPromise({
+    try: () => Promise.all([import("./pool.ts"), import("./perform.ts")]),
+    catch: (cause) => new Error("effect-oban: could not load the thread pool for the workers defined with `threads`", { cause })
+  }).pipe(
+    Effect.orDie,
     Effect.flatMap(([Pool, Perform]) =>
       Effect.map(Pool.make(options), (pool): Threads => ({
         perform: (worker, job, around) => Perform.performOnThread(pool, worker, job, around),
