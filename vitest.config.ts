@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
@@ -12,6 +13,9 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     globalSetup: ["./test/support/globalSetup.ts"],
+    // Test files mostly wait (on servers, processes, timers): two at once even on two cores, where
+    // Vitest's default (cores - 1) would run one at a time; each file has its own schema.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 60_000,
     hookTimeout: 60_000
   }
