@@ -4,6 +4,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
+import { existsSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
@@ -379,11 +382,13 @@ describe("threads: SIGTERM under NodeRuntime.runMain", () => {
           GRACE_MS: "4000"
         })
         yield* awaitReady(node)
-        const short = yield* Oban.insert(Busy.job({ millis: 1_500 }))
-        const long = yield* Oban.insert(Busy.job({ millis: 60_000 }))
-        for (const job of [short, long]) {
-          yield* waitFor("the thread jobs to start", Effect.map(jobRow(prefix, job.id), (row) => row.state === "executing"))
-        }
+        // Each attempt marks its start on its thread: a claimed job may still be waiting for a thread
+        // (the pool's threads start in the background), and would then go back as not started.
+        const markers = [1, 2].map((n) => join(tmpdir(), `${prefix}-${n}.started`))
+        const short = yield* Oban.insert(Busy.job({ millis: 1_500, marker: markers[0]! }))
+        const long = yield* Oban.insert(Busy.job({ millis: 60_000, marker: markers[1]! }))
+        yield* waitFor("both thread jobs to start on their threads", Effect.sync(() => markers.every((file) => existsSync(file))))
+        for (const file of markers) rmSync(file, { force: true })
         const sentAt = Date.now()
         const code = yield* stopNode(node, "SIGTERM")
         const millis = Date.now() - sentAt

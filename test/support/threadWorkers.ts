@@ -5,6 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
+import { writeFileSync } from "node:fs"
 import { isMainThread, threadId } from "node:worker_threads"
 import * as Worker from "../../src/Worker.ts"
 
@@ -78,14 +79,18 @@ export const Decides = Worker.make("ThreadDecides", {
   retryable: (error) => error._tag !== "BadAddress"
 })
 
-/** Spins for `millis` without ever yielding: only terminating its thread stops it. */
+/**
+ * Spins for `millis` without ever yielding: only terminating its thread stops it. With `marker`, it
+ * first creates that file, so a test can tell that the attempt has started on its thread.
+ */
 export const Busy = Worker.make("ThreadBusy", {
-  args: Schema.Struct({ millis: Schema.Int }),
+  args: Schema.Struct({ millis: Schema.Int, marker: Schema.optional(Schema.String) }),
   queue,
   maxAttempts: 2,
   threads: { module: import.meta.url },
   perform: (job) =>
     Effect.sync(() => {
+      if (job.args.marker !== undefined) writeFileSync(job.args.marker, "")
       const end = Date.now() + job.args.millis
       while (Date.now() < end) { /* spin */ }
     })
