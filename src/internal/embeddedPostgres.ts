@@ -49,6 +49,33 @@ export const freePort = (): Promise<number> =>
 
 const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0
 
+/**
+ * What every embedded server here starts with: the superuser, loopback TCP
+ * only, and, as root, a `postgres` user to run as (PostgreSQL refuses root).
+ */
+export const serverSettings = (options: {
+  readonly databaseDir: string
+  readonly port: number
+  readonly persistent: boolean
+  readonly maxConnections: number
+  readonly flags: ReadonlyArray<string>
+}) => ({
+  databaseDir: options.databaseDir,
+  port: options.port,
+  user: "postgres",
+  password: "postgres",
+  authMethod: "scram-sha-256" as const,
+  persistent: options.persistent,
+  createPostgresUser: isRoot(),
+  initdbFlags: ["--encoding=UTF8"],
+  postgresFlags: [
+    "-c", "listen_addresses=127.0.0.1",
+    "-c", "unix_socket_directories=",
+    "-c", `max_connections=${options.maxConnections}`,
+    ...options.flags
+  ]
+})
+
 const hookedEvents: ReadonlyArray<string> = ["beforeExit", "exit", "SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"]
 
 /**
@@ -90,21 +117,13 @@ export const startDatabase = async (options: StartOptions = {}): Promise<Databas
   let lastLog = ""
   const EmbeddedPostgres = await loadEmbeddedPostgres()
   const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: "postgres",
-    password: "postgres",
-    authMethod: "scram-sha-256",
-    persistent: false,
-    // PostgreSQL refuses to run as root; the package can run it as a `postgres` user instead.
-    createPostgresUser: isRoot(),
-    initdbFlags: ["--encoding=UTF8"],
-    postgresFlags: [
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "unix_socket_directories=",
-      "-c", `max_connections=${options.maxConnections ?? 300}`,
-      ...durability
-    ],
+    ...serverSettings({
+      databaseDir,
+      port,
+      persistent: false,
+      maxConnections: options.maxConnections ?? 300,
+      flags: durability
+    }),
     onLog: (message) => {
       lastLog = String(message)
     },

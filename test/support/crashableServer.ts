@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { freePort, loadEmbeddedPostgres } from "../../src/internal/embeddedPostgres.ts"
+import { freePort, loadEmbeddedPostgres, serverSettings } from "../../src/internal/embeddedPostgres.ts"
 
 export const walWriterDelayMillis = 1_000
 /**
@@ -47,23 +47,14 @@ export const startCrashableServer: Effect.Effect<CrashableServer, never, Scope.S
     const databaseDir = await mkdtemp(join(tmpdir(), "effect-oban-crash-"))
     const EmbeddedPostgres = await loadEmbeddedPostgres()
     const server = new EmbeddedPostgres({
-      databaseDir,
-      port,
-      user: "postgres",
-      password: "postgres",
-      authMethod: "scram-sha-256",
-      // Never delete the data on a stop: the test stops and starts the same cluster.
-      persistent: true,
-      createPostgresUser: typeof process.getuid === "function" && process.getuid() === 0,
-      initdbFlags: ["--encoding=UTF8"],
-      postgresFlags: [
-        "-c", "listen_addresses=127.0.0.1",
-        "-c", "unix_socket_directories=",
-        "-c", "max_connections=100",
-        "-c", "fsync=off",
-        "-c", "full_page_writes=off",
-        "-c", `wal_writer_delay=${walWriterDelayMillis}ms`
-      ],
+      ...serverSettings({
+        databaseDir,
+        port,
+        // Never delete the data on a stop: the test stops and starts the same cluster.
+        persistent: true,
+        maxConnections: 100,
+        flags: ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", `wal_writer_delay=${walWriterDelayMillis}ms`]
+      }),
       onLog: () => {},
       onError: () => {}
     })
