@@ -252,9 +252,11 @@ const claimWithin = (
     locked_at AS MATERIALIZED (
       SELECT ${now} AS now FROM (SELECT count(*) FROM queue_row) AS locked
     ),
+    -- Unlike an unlimited claim, this one commits durably (it waits for the WAL flush): a claim a
+    -- crash of the server forgot would let other nodes run the job again while it runs here,
+    -- above the queue's limit, and take a second place in its rate window.
     clock AS (
-      SELECT locked_at.now, extract(epoch FROM locked_at.now) * 1000 AS ms,
-             set_config('synchronous_commit', 'off', true) AS relaxed
+      SELECT locked_at.now, extract(epoch FROM locked_at.now) * 1000 AS ms
       FROM locked_at
     )${running}${used},
     -- The counts (and a partitioned claim's candidates) read a column of the locked row: they run
