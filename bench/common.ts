@@ -118,6 +118,17 @@ export const insertNoopJobs = (total: number, batchSize: number) =>
     return ids
   })
 
+/**
+ * How many jobs each drain workload (W3) runs: BENCH_DRAIN_JOBS, default
+ * 20,000 (the size issue #9 names). A larger backlog spreads each library's
+ * fixed costs (its start, the first statements on new connections, the last
+ * outcomes) over more jobs.
+ */
+export const drainJobs: number = (() => {
+  const value = Number(process.env["BENCH_DRAIN_JOBS"] ?? "")
+  return Number.isSafeInteger(value) && value > 0 ? value : 20_000
+})()
+
 /** Milliseconds on a monotonic clock. */
 export const clock: Effect.Effect<number> = Effect.sync(() => performance.now())
 

@@ -142,19 +142,19 @@ export const w3c = (options: {
         (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`, options.deleteCompleted ?? false)
       )
       yield* Effect.forEach(drainers, (drainer) => drainer.ready, { concurrency: "unbounded", discard: true }).pipe(
-        Effect.timeout("60 seconds")
+        Effect.timeout("120 seconds")
       )
       yield* waitUntil(producersRegistered(prefix, options.processes), { every: "20 millis", timeout: "10 seconds" })
       const start = yield* clock
       const control = yield* resumeEverywhere(prefix)
-      const finished = yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "60 seconds" })
+      const finished = yield* waitUntil(nothingLeft(prefix), { every: "20 millis", timeout: "120 seconds" })
       const wallMs = (yield* clock) - start
       yield* control.stop
       const exits = yield* Effect.forEach(drainers, (drainer) => drainer.terminate, { concurrency: "unbounded" }).pipe(
         Effect.timeoutOption("30 seconds")
       )
       const problems = [
-        ...(finished ? [] : ["jobs were still waiting or running 60 s after the start"]),
+        ...(finished ? [] : ["jobs were still waiting or running 120 s after the start"]),
         ...(yield* verify(options.deleteCompleted ?? false, prefix, inserted, drainers, exits))
       ]
       return {

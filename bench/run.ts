@@ -11,7 +11,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Runtime } from "effect"
 import { startDatabase } from "../support/database.ts"
-import { clock, type Row, serverVersion, type Workload } from "./common.ts"
+import { clock, drainJobs, type Row, serverVersion, type Workload } from "./common.ts"
 import { w3c } from "./multiprocess.ts"
 import { comparePeers } from "./peers/compare.ts"
 import { renderTable } from "./table.ts"
@@ -30,7 +30,7 @@ const allWorkloads: ReadonlyArray<Workload> = [
   w3p,
   w3r,
   w3b,
-  w3c({ processes: 2, limit: 50, jobs: 20_000 }),
+  w3c({ processes: 2, limit: 50, jobs: drainJobs }),
   w4
 ]
 

@@ -213,7 +213,7 @@ export const comparePeers = (url: string, serverVersion: string) =>
     yield* Console.log("")
     yield* Console.log(
       `Node ${process.version}, PostgreSQL ${serverVersion}, medians of ${rounds} interleaved rounds after ${warmups} ` +
-        `warm-up round(s); ratios above 1 are better than the reference`
+        `warm-up round(s), drains of ${drainJobs.toLocaleString("en-US")} jobs; ratios above 1 are better than the reference`
     )
     yield* Console.log(renderMarkdown(cells))
     if (warmups > 0) {

@@ -2,7 +2,7 @@
  * The comparison's workloads for a peer queue, the same shapes as
  * effect-oban's own (bench/workloads.ts, bench/multiprocess.ts): W1 2,000
  * single inserts, W2 50,000 jobs in bulk inserts of 1,000, W3a/W3b a drain
- * of 20,000 no-op jobs at limit 10 / 50, W3c the same drain by two OS
+ * of 20,000 no-op jobs (BENCH_DRAIN_JOBS) at limit 10 / 50, W3c the same drain by two OS
  * processes at limit 50 each, W4 insert-to-start latency of 500 jobs
  * inserted 20 ms apart into an idle consumer. Every drain checks that each
  * job ran exactly once and that the queue says all of them are acked.
@@ -10,10 +10,10 @@
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { cpuNote, latencyOf, machineCpuMs, type Measurement } from "../common.ts"
+import { cpuNote, drainJobs, latencyOf, machineCpuMs, type Measurement } from "../common.ts"
 import { epochMillis, type JobData, type Peer, type PeerQueue } from "./types.ts"
 
-export const drainJobs = 20_000
+export { drainJobs }
 const drainTimeoutMs = 120_000
 const latencyJobs = 500
 const latencySpacingMs = 20
