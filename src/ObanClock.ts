@@ -50,6 +50,11 @@ export const layerDatabase: Layer.Layer<never> = Layer.succeed(ObanClock, { mode
 /** The database clock's "now", built once: it is read by every insert and claim. */
 const succeedDatabaseNow: Effect.Effect<Fragment> = Effect.succeed(Statement.fragment([Statement.literal("now()")]))
 
+/** The database clock's time of evaluation, built once: it is read by every claim. */
+const succeedDatabaseStatementNow: Effect.Effect<Fragment> = Effect.succeed(
+  Statement.fragment([Statement.literal("clock_timestamp()")])
+)
+
 /**
  * A SQL fragment that evaluates to "now" as `timestamptz`.
  *
@@ -76,5 +81,5 @@ export const now = (sql: SqlClient): Effect.Effect<Fragment> =>
 export const statementNow = (sql: SqlClient): Effect.Effect<Fragment> =>
   ObanClock.use(({ mode }) =>
     mode === "database"
-      ? Effect.succeed(sql.literal("clock_timestamp()"))
+      ? succeedDatabaseStatementNow
       : Effect.map(Clock.currentTimeMillis, (millis) => sql`${new Date(millis)}::timestamptz`))
