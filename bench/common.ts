@@ -7,6 +7,7 @@ import { PgClient } from "@effect/sql-pg"
 import { readFileSync } from "node:fs"
 import { Context, Duration, Effect, Exit, Layer, type LogLevel, Redacted, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
@@ -128,6 +129,22 @@ export const drainJobs: number = (() => {
   const value = Number(process.env["BENCH_DRAIN_JOBS"] ?? "")
   return Number.isSafeInteger(value) && value > 0 ? value : 20_000
 })()
+
+/**
+ * BENCH_ANALYZE=1: every drain runs `ANALYZE` on the whole database after
+ * inserting its backlog, before its clock starts, for every library alike,
+ * so no claim is planned without statistics of a table that has just been
+ * filled (without them a plain `ORDER BY id LIMIT n` claim may sort every
+ * waiting job).
+ */
+export const analyzeBacklog: boolean = process.env["BENCH_ANALYZE"] === "1"
+
+/** `ANALYZE` of the database, when BENCH_ANALYZE=1 asks for it. */
+export const analyzeIfAsked: Effect.Effect<void, SqlError, SqlClient> = Effect.gen(function*() {
+  if (!analyzeBacklog) return
+  const sql = yield* SqlClient
+  yield* sql`ANALYZE`
+})
 
 /** Milliseconds on a monotonic clock. */
 export const clock: Effect.Effect<number> = Effect.sync(() => performance.now())

@@ -12,6 +12,7 @@ import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import {
+  analyzeIfAsked,
   checkExactlyOnce,
   checkJobsTable,
   checkNoJobsLeft,
@@ -137,6 +138,7 @@ export const w3c = (options: {
       const sql = yield* SqlClient
       yield* sql`CREATE TABLE ${sql(prefix)}.bench_runs (job_id bigint NOT NULL)`
       const inserted = yield* insertNoopJobs(options.jobs, 1_000)
+      yield* analyzeIfAsked
       const drainers = yield* Effect.forEach(
         range(options.processes),
         (i) => spawnDrainer(url, prefix, options.limit, `${i + 1}`, options.deleteCompleted ?? false)

@@ -15,6 +15,7 @@ import {
   clock,
   insertNoopJobs,
   latencyOf,
+  analyzeIfAsked,
   cpuNote,
   drainJobs,
   machineCpuMs,
@@ -115,6 +116,7 @@ const drainInProcess = (options: {
   run: (url) =>
     Effect.gen(function*() {
       const inserted = yield* insertNoopJobs(drainJobs, 1_000)
+      yield* analyzeIfAsked
       const { allRan, ran, runs, worker } = yield* makeCounting(drainJobs)
       const start = yield* clock
       // This process's CPU over the drain (the node, and the bench's own polling for the end).

@@ -10,7 +10,8 @@
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { cpuNote, drainJobs, latencyOf, machineCpuMs, type Measurement } from "../common.ts"
+import { analyzeBacklog, cpuNote, drainJobs, latencyOf, machineCpuMs, type Measurement } from "../common.ts"
+import { query } from "./sql.ts"
 import { epochMillis, type JobData, type Peer, type PeerQueue } from "./types.ts"
 
 export { drainJobs }
@@ -94,6 +95,7 @@ export const w2 = (peer: Peer, url: string) =>
 export const drain = (limit: number) => (peer: Peer, url: string) =>
   withQueue(peer, url, `bench_peer_${peer.key}_w3`, async (queue) => {
     await insertBulk(queue, drainJobs, 1_000)
+    if (analyzeBacklog) await query(url, "ANALYZE")
     const ran: Array<number> = []
     const start = performance.now()
     const cpuBefore = process.cpuUsage()
@@ -156,6 +158,7 @@ export const drainProcesses = (options: { readonly processes: number; readonly l
 (peer: Peer, url: string) =>
   withQueue(peer, url, `bench_peer_${peer.key}_w3c`, async (queue) => {
     await insertBulk(queue, options.jobs, 1_000)
+    if (analyzeBacklog) await query(url, "ANALYZE")
     const schema = `bench_peer_${peer.key}_w3c`
     const children = range(0, options.processes).map(() => spawnChild(peer, url, schema, options.limit))
     try {
