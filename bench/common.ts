@@ -12,6 +12,7 @@ import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import type * as Worker from "../src/Worker.ts"
+import { envInt } from "./scale/report.ts"
 import { Noop } from "./workers.ts"
 
 /** What a workload measured. */
@@ -125,10 +126,7 @@ export const insertNoopJobs = (total: number, batchSize: number) =>
  * fixed costs (its start, the first statements on new connections, the last
  * outcomes) over more jobs.
  */
-export const drainJobs: number = (() => {
-  const value = Number(process.env["BENCH_DRAIN_JOBS"] ?? "")
-  return Number.isSafeInteger(value) && value > 0 ? value : 20_000
-})()
+export const drainJobs: number = envInt("BENCH_DRAIN_JOBS", 20_000)
 
 /**
  * BENCH_ANALYZE=1: every drain runs `ANALYZE` on the whole database after

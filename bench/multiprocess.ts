@@ -1,5 +1,5 @@
 /**
- * W3c: the 20,000-job drain with two OS processes (bench/drainer.ts), each
+ * W3c: the drain of `drainJobs` jobs (BENCH_DRAIN_JOBS, default 20,000) with two OS processes (bench/drainer.ts), each
  * running one node with queue limit 50. The nodes start paused; the timer
  * starts when their producers have all registered and a resume goes out
  * (`Oban.resumeQueue` for every node), and stops when

@@ -95,12 +95,11 @@ export const w2 = insertWorkload({
   insert: insertNoopJobs(50_000, 1_000)
 })
 
-
 /**
- * W3a/W3b: pre-insert 20,000 no-op jobs, start one node with queue limit
- * `limit`, and time from node start until the table shows every job
- * completed. The note also says when the last job had run in-process, so a
- * lag in writing outcomes shows.
+ * W3a/W3b: pre-insert `drainJobs` no-op jobs (BENCH_DRAIN_JOBS, default 20,000), start one node with queue limit
+ * `limit`, and time from node start until no job is waiting or running
+ * (every outcome written). The note also says when the last job had run
+ * in-process, so a lag in writing outcomes shows.
  */
 const drainInProcess = (options: {
   readonly name: string

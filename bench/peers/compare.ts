@@ -15,12 +15,12 @@
  * than each library's first runs in a fresh process.
  */
 import { Cause, Console, Effect } from "effect"
-import type { Measurement, Workload } from "../common.ts"
+import { drainJobs, type Measurement, type Workload } from "../common.ts"
 import { w3c } from "../multiprocess.ts"
 import * as own from "../workloads.ts"
 import { allPeers } from "./registry.ts"
 import type { Peer } from "./types.ts"
-import { drain, drainJobs, drainTwoProcesses, latency, w1, w2 } from "./workloads.ts"
+import { drain, drainTwoProcesses, latency, w1, w2 } from "./workloads.ts"
 
 interface ComparedWorkload {
   readonly key: string

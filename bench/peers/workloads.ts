@@ -14,7 +14,6 @@ import { analyzeBacklog, cpuNote, drainJobs, latencyOf, machineCpuMs, type Measu
 import { query } from "./sql.ts"
 import { epochMillis, type JobData, type Peer, type PeerQueue } from "./types.ts"
 
-export { drainJobs }
 const drainTimeoutMs = 120_000
 const latencyJobs = 500
 const latencySpacingMs = 20

@@ -2,7 +2,7 @@
  * The node's CPU per job in a drain, apart from everything else a workload
  * does in the benchmark's process: each round the server inserts a backlog
  * of no-op jobs (BENCH_NODE_JOBS, default 50,000, with generate_series, so
- * the node encodes nothing), then one node (limit 10) drains it and stops.
+ * the node encodes nothing), then one node (limit 10, or BENCH_NODE_LIMIT) drains it and stops.
  * The round's rate and the process's CPU (user + system) per job are taken
  * over the drain alone. Rounds alternate completed jobs kept and
  * `deleteCompleted`; the first BENCH_NODE_WARMUP (default 2) of each warm the
@@ -20,7 +20,7 @@ import { insertNoopBacklog } from "./backlog.ts"
 import { envInt, fixed, grouped, median, textTable } from "./report.ts"
 
 const prefix = "bench_scale_node"
-const limit = Number(process.env["BENCH_NODE_LIMIT"] ?? 10)
+const limit = envInt("BENCH_NODE_LIMIT", 10)
 
 type Variant = "kept" | "deleteCompleted"
 const variants: ReadonlyArray<Variant> = ["kept", "deleteCompleted"]
