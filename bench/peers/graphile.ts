@@ -8,7 +8,7 @@
  * jobs table.
  */
 import { Logger, makeWorkerUtils, run, runMigrations, type Task } from "graphile-worker"
-import { dropSchema, query, quoteIdent } from "./sql.ts"
+import { dropSchema, makeChecker, quoteIdent } from "./sql.ts"
 import type { ConsumeOptions, JobData, Peer, PeerQueue } from "./types.ts"
 
 /** Logs errors and warnings only (its default logger prints every start and stop). */
@@ -48,6 +48,7 @@ const consume = (url: string, schema: string) => async (options: ConsumeOptions)
 }
 
 const open = async (url: string, schema: string): Promise<PeerQueue> => {
+  const checker = makeChecker(url)
   const utils = await makeWorkerUtils({ connectionString: url, schema, logger: quietLogger })
   return {
     insertOne: async (job) => {
@@ -58,17 +59,17 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
     },
     consume: consume(url, schema),
     count: async () => {
-      const [row] = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${quoteIdent(schema)}._private_jobs`)
+      const [row] = await checker.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${quoteIdent(schema)}._private_jobs`)
       return row?.n ?? 0
     },
     settled: async () => {
-      const [row] = await query<{ left: boolean }>(
-        url,
+      const [row] = await checker.query<{ left: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM ${quoteIdent(schema)}._private_jobs) AS left`
       )
       return row?.left === false
     },
     close: async () => {
+      await checker.end()
       await utils.release()
     }
   }

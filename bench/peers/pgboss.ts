@@ -10,7 +10,7 @@
  * maintenance runs during a measurement. Completed jobs stay in the table.
  */
 import { PgBoss } from "pg-boss"
-import { dropSchema, query, quoteIdent } from "./sql.ts"
+import { dropSchema, makeChecker, quoteIdent } from "./sql.ts"
 import type { ConsumeOptions, JobData, Peer, PeerQueue } from "./types.ts"
 
 const queueName = "bench_noop"
@@ -60,6 +60,7 @@ const consume = (boss: PgBoss) => async (options: ConsumeOptions) => {
 const open = async (url: string, schema: string): Promise<PeerQueue> => {
   const boss = makeBoss(url, schema, false)
   await boss.start()
+  const checker = makeChecker(url)
   return {
     insertOne: async (job) => {
       await boss.send(queueName, job)
@@ -69,16 +70,14 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
     },
     consume: consume(boss),
     count: async () => {
-      const [row] = await query<{ n: number }>(
-        url,
+      const [row] = await checker.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM ${quoteIdent(schema)}.job WHERE name = $1`,
         [queueName]
       )
       return row?.n ?? 0
     },
     settled: async (expected) => {
-      const [row] = await query<{ completed: number; other: number }>(
-        url,
+      const [row] = await checker.query<{ completed: number; other: number }>(
         `SELECT (count(*) FILTER (WHERE state = 'completed'))::int AS completed,
                 (count(*) FILTER (WHERE state <> 'completed'))::int AS other
          FROM ${quoteIdent(schema)}.job WHERE name = $1`,
@@ -86,7 +85,10 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       )
       return row !== undefined && row.completed === expected && row.other === 0
     },
-    close: () => boss.stop({ graceful: true, timeout: 30_000 })
+    close: async () => {
+      await checker.end()
+      await boss.stop({ graceful: true, timeout: 30_000 })
+    }
   }
 }
 

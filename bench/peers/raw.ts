@@ -8,7 +8,7 @@
  * it shows the cost of the bare round trips, not a usable library.
  */
 import pg from "pg"
-import { dropSchema, query, quoteIdent } from "./sql.ts"
+import { dropSchema, makeChecker, query, quoteIdent } from "./sql.ts"
 import type { ConsumeOptions, Consumer, JobData, Peer, PeerQueue } from "./types.ts"
 
 const claimSize = 500
@@ -130,6 +130,7 @@ const consume = (url: string, schema: string) => async (options: ConsumeOptions)
 const open = async (url: string, schema: string): Promise<PeerQueue> => {
   const table = `${quoteIdent(schema)}.jobs`
   const pool = new pg.Pool({ connectionString: url, max: 10 })
+  const checker = makeChecker(url)
   return {
     insertOne: async (job) => {
       await pool.query(`INSERT INTO ${table} (args) VALUES ($1)`, [job])
@@ -139,14 +140,17 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
     },
     consume: consume(url, schema),
     count: async () => {
-      const [row] = await query<{ n: number }>(url, `SELECT count(*)::int AS n FROM ${table}`)
+      const [row] = await checker.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)
       return row?.n ?? 0
     },
     settled: async () => {
-      const [row] = await query<{ left: boolean }>(url, `SELECT EXISTS (SELECT 1 FROM ${table}) AS left`)
+      const [row] = await checker.query<{ left: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${table}) AS left`)
       return row?.left === false
     },
-    close: () => pool.end()
+    close: async () => {
+      await checker.end()
+      await pool.end()
+    }
   }
 }
 

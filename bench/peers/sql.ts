@@ -1,6 +1,7 @@
 /**
  * Plain node-postgres helpers for the comparison benchmark: run one
- * statement on a short-lived client, drop a schema.
+ * statement on a short-lived client, keep one client for a queue's repeated
+ * checks, drop a schema.
  */
 import pg from "pg"
 
@@ -17,6 +18,37 @@ export const query = async <R extends pg.QueryResultRow>(
     return result.rows
   } finally {
     await client.end()
+  }
+}
+
+/** Runs statements on one connection, opened by the first and kept until `end`. */
+export interface Checker {
+  readonly query: <R extends pg.QueryResultRow>(text: string, values?: ReadonlyArray<unknown>) => Promise<Array<R>>
+  readonly end: () => Promise<void>
+}
+
+/**
+ * A connection for a queue's counts and settled checks. A drain polls them
+ * every 20 ms; a new connection per poll would cost the server a backend
+ * start each time, inside the peer's timed drain, where effect-oban's own
+ * checks reuse its pool.
+ */
+export const makeChecker = (url: string): Checker => {
+  let connected: Promise<pg.Client> | undefined
+  const connect = () =>
+    connected ??= (async () => {
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      return client
+    })()
+  return {
+    query: async <R extends pg.QueryResultRow>(text: string, values: ReadonlyArray<unknown> = []) => {
+      const client = await connect()
+      return (await client.query<R>(text, [...values])).rows
+    },
+    end: async () => {
+      if (connected !== undefined) await (await connected).end()
+    }
   }
 }
 
