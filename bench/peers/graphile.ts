@@ -48,8 +48,8 @@ const consume = (url: string, schema: string) => async (options: ConsumeOptions)
 }
 
 const open = async (url: string, schema: string): Promise<PeerQueue> => {
-  const checker = makeChecker(url)
   const utils = await makeWorkerUtils({ connectionString: url, schema, logger: quietLogger })
+  const checker = makeChecker(url)
   return {
     insertOne: async (job) => {
       await utils.addJob(taskName, job)
@@ -69,8 +69,11 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       return row?.left === false
     },
     close: async () => {
-      await checker.end()
-      await utils.release()
+      try {
+        await checker.end()
+      } finally {
+        await utils.release()
+      }
     }
   }
 }

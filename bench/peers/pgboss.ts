@@ -86,8 +86,11 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       return row !== undefined && row.completed === expected && row.other === 0
     },
     close: async () => {
-      await checker.end()
-      await boss.stop({ graceful: true, timeout: 30_000 })
+      try {
+        await checker.end()
+      } finally {
+        await boss.stop({ graceful: true, timeout: 30_000 })
+      }
     }
   }
 }

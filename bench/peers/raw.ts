@@ -148,8 +148,11 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
       return row?.left === false
     },
     close: async () => {
-      await checker.end()
-      await pool.end()
+      try {
+        await checker.end()
+      } finally {
+        await pool.end()
+      }
     }
   }
 }

@@ -38,6 +38,8 @@ export const makeChecker = (url: string): Checker => {
   const connect = () =>
     connected ??= (async () => {
       const client = new pg.Client({ connectionString: url })
+      // A kept connection sits idle between drains: a server that drops it must not crash the process.
+      client.on("error", (error) => console.error(`bench check connection: ${error.message}`))
       await client.connect()
       return client
     })()
@@ -47,7 +49,11 @@ export const makeChecker = (url: string): Checker => {
       return (await client.query<R>(text, [...values])).rows
     },
     end: async () => {
-      if (connected !== undefined) await (await connected).end()
+      const opened = connected
+      connected = undefined
+      // A connection that never opened has nothing to close; its error was the caller's already.
+      const client = await opened?.catch(() => undefined)
+      await client?.end()
     }
   }
 }
