@@ -24,7 +24,7 @@ export interface NodeProcess {
 export const spawnNode = (
   name: string,
   env: Readonly<Record<string, string>>,
-  /** Another node script in test/support (default nodeProcess.ts). */
+  /** Another node script, as a path from test/support (default nodeProcess.ts). */
   scriptName?: string,
   /**
    * Makes the process the leader of a process group of its own, as under a terminal or a
