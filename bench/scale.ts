@@ -8,7 +8,8 @@
  * - `prune`: the pruner under a sustained 10,000 jobs/s (bench/scale/pruning.ts);
  * - `memory`: RSS and heap of a node draining a 100,000-job backlog (bench/scale/memory.ts);
  * - `statements`: the database's time per claim and per batch of outcomes (bench/scale/statements.ts);
- * - `node`: the node's CPU per job in a drain, apart from the rest of the benchmark (bench/scale/nodeCost.ts).
+ * - `node`: the node's CPU per job in a drain, apart from the rest of the benchmark (bench/scale/nodeCost.ts);
+ * - `onejob`: the database's execution time of a one-job insert and claim, next to raw SQL's (bench/scale/oneJobStatements.ts).
  *
  * `BENCH_SCALE=curve,memory` runs a subset. Uses DATABASE_URL when set, else
  * an embedded durable server. Exits non-zero when a check failed.
@@ -21,6 +22,7 @@ import { bigTable } from "./scale/bigTable.ts"
 import { processCurve } from "./scale/curve.ts"
 import { memoryOfDrain } from "./scale/memory.ts"
 import { nodeCost } from "./scale/nodeCost.ts"
+import { oneJobStatements } from "./scale/oneJobStatements.ts"
 import { prunerUnderLoad } from "./scale/pruning.ts"
 import { statementCosts } from "./scale/statements.ts"
 
@@ -37,7 +39,8 @@ const sections: ReadonlyArray<readonly [string, (url: string) => Effect.Effect<S
   ["prune", prunerUnderLoad],
   ["memory", memoryOfDrain],
   ["statements", statementCosts],
-  ["node", nodeCost]
+  ["node", nodeCost],
+  ["onejob", oneJobStatements]
 ]
 
 const chosen = (process.env["BENCH_SCALE"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")
