@@ -17,10 +17,15 @@
 -- Lock and time: the columns change type without a rewrite (each domain gets its checks only after
 -- its columns have changed, and they are added NOT VALID: every existing value passed the identical
 -- table checks this migration drops, in the same transaction). Four partial indexes of `oban_jobs`
--- that hold a changed column (fetch, executing, staging, workflow step) are rebuilt while the
--- migration holds the table's exclusive lock: about 2 s per million rows in `oban_jobs` on a
--- 2-core machine (its live jobs and the finished ones that stay; finished rows moved out by
--- migration 16's ack are not in it). No index of `oban_jobs_finished` holds a changed column.
+-- that hold a changed column (fetch, executing, staging, workflow step) are rebuilt, and its
+-- attempt range re-checked, while the migration holds the table's exclusive lock: about 2 s per
+-- million rows in `oban_jobs` on a 2-core machine (its live jobs and the finished ones that stay;
+-- finished rows moved out by migration 16's ack are not in it). `oban_jobs_finished` is not read:
+-- none of its indexes holds a changed column, and its attempt range comes back NOT VALID.
+--
+-- The view `oban_jobs_all` is dropped and created again (its columns take the new types): grants
+-- on it are lost, and a view of your own on it, or on one of the six columns, makes this migration
+-- fail until you drop it (recreate both afterwards; docs/migrations.md).
 
 -- migrate:up
 CREATE DOMAIN {{prefix}}.oban_queue_name AS text;
@@ -47,19 +52,26 @@ ALTER TABLE {{prefix}}.oban_jobs
   DROP CONSTRAINT oban_jobs_priority_range,
   DROP CONSTRAINT oban_jobs_max_attempts_positive;
 
+-- A column type change re-checks every table constraint on that column by reading the table, and
+-- the attempt range reads `max_attempts`: on the finished table (the big one) it is dropped first
+-- and added back NOT VALID afterwards, as every row passed it already.
 ALTER TABLE {{prefix}}.oban_jobs_finished
-  ALTER COLUMN queue TYPE {{prefix}}.oban_queue_name,
-  ALTER COLUMN worker TYPE {{prefix}}.oban_worker_name,
-  ALTER COLUMN meta TYPE {{prefix}}.oban_job_meta,
-  ALTER COLUMN errors TYPE {{prefix}}.oban_job_errors,
-  ALTER COLUMN priority TYPE {{prefix}}.oban_job_priority,
-  ALTER COLUMN max_attempts TYPE {{prefix}}.oban_job_max_attempts,
+  DROP CONSTRAINT oban_jobs_attempt_range,
   DROP CONSTRAINT oban_jobs_queue_length,
   DROP CONSTRAINT oban_jobs_worker_length,
   DROP CONSTRAINT oban_jobs_meta_object,
   DROP CONSTRAINT oban_jobs_errors_array,
   DROP CONSTRAINT oban_jobs_priority_range,
   DROP CONSTRAINT oban_jobs_max_attempts_positive;
+ALTER TABLE {{prefix}}.oban_jobs_finished
+  ALTER COLUMN queue TYPE {{prefix}}.oban_queue_name,
+  ALTER COLUMN worker TYPE {{prefix}}.oban_worker_name,
+  ALTER COLUMN meta TYPE {{prefix}}.oban_job_meta,
+  ALTER COLUMN errors TYPE {{prefix}}.oban_job_errors,
+  ALTER COLUMN priority TYPE {{prefix}}.oban_job_priority,
+  ALTER COLUMN max_attempts TYPE {{prefix}}.oban_job_max_attempts;
+ALTER TABLE {{prefix}}.oban_jobs_finished
+  ADD CONSTRAINT oban_jobs_attempt_range CHECK (attempt >= 0 AND attempt <= max_attempts) NOT VALID;
 
 ALTER DOMAIN {{prefix}}.oban_queue_name
   ADD CONSTRAINT oban_queue_name_length CHECK (char_length(VALUE) BETWEEN 1 AND 128) NOT VALID;
@@ -114,26 +126,29 @@ ALTER TABLE {{prefix}}.oban_jobs
   ALTER COLUMN errors TYPE jsonb,
   ALTER COLUMN priority TYPE smallint,
   ALTER COLUMN max_attempts TYPE smallint,
-  ADD CONSTRAINT oban_jobs_max_attempts_positive CHECK (max_attempts >= 1) NOT VALID,
-  ADD CONSTRAINT oban_jobs_priority_range CHECK (priority BETWEEN 0 AND 9) NOT VALID,
-  ADD CONSTRAINT oban_jobs_queue_length CHECK (char_length(queue) BETWEEN 1 AND 128) NOT VALID,
-  ADD CONSTRAINT oban_jobs_worker_length CHECK (char_length(worker) BETWEEN 1 AND 128) NOT VALID,
-  ADD CONSTRAINT oban_jobs_meta_object CHECK (jsonb_typeof(meta) = 'object') NOT VALID,
-  ADD CONSTRAINT oban_jobs_errors_array CHECK (jsonb_typeof(errors) = 'array') NOT VALID;
+  ADD CONSTRAINT oban_jobs_max_attempts_positive CHECK (max_attempts >= 1),
+  ADD CONSTRAINT oban_jobs_priority_range CHECK (priority BETWEEN 0 AND 9),
+  ADD CONSTRAINT oban_jobs_queue_length CHECK (char_length(queue) BETWEEN 1 AND 128),
+  ADD CONSTRAINT oban_jobs_worker_length CHECK (char_length(worker) BETWEEN 1 AND 128),
+  ADD CONSTRAINT oban_jobs_meta_object CHECK (jsonb_typeof(meta) = 'object'),
+  ADD CONSTRAINT oban_jobs_errors_array CHECK (jsonb_typeof(errors) = 'array');
 
+-- The rollback reads each table once to check what it adds back, as the checks were before.
 ALTER TABLE {{prefix}}.oban_jobs_finished
+  DROP CONSTRAINT oban_jobs_attempt_range,
+  ADD CONSTRAINT oban_jobs_attempt_range CHECK (attempt >= 0 AND attempt <= max_attempts),
   ALTER COLUMN queue TYPE text,
   ALTER COLUMN worker TYPE text,
   ALTER COLUMN meta TYPE jsonb,
   ALTER COLUMN errors TYPE jsonb,
   ALTER COLUMN priority TYPE smallint,
   ALTER COLUMN max_attempts TYPE smallint,
-  ADD CONSTRAINT oban_jobs_max_attempts_positive CHECK (max_attempts >= 1) NOT VALID,
-  ADD CONSTRAINT oban_jobs_priority_range CHECK (priority BETWEEN 0 AND 9) NOT VALID,
-  ADD CONSTRAINT oban_jobs_queue_length CHECK (char_length(queue) BETWEEN 1 AND 128) NOT VALID,
-  ADD CONSTRAINT oban_jobs_worker_length CHECK (char_length(worker) BETWEEN 1 AND 128) NOT VALID,
-  ADD CONSTRAINT oban_jobs_meta_object CHECK (jsonb_typeof(meta) = 'object') NOT VALID,
-  ADD CONSTRAINT oban_jobs_errors_array CHECK (jsonb_typeof(errors) = 'array') NOT VALID;
+  ADD CONSTRAINT oban_jobs_max_attempts_positive CHECK (max_attempts >= 1),
+  ADD CONSTRAINT oban_jobs_priority_range CHECK (priority BETWEEN 0 AND 9),
+  ADD CONSTRAINT oban_jobs_queue_length CHECK (char_length(queue) BETWEEN 1 AND 128),
+  ADD CONSTRAINT oban_jobs_worker_length CHECK (char_length(worker) BETWEEN 1 AND 128),
+  ADD CONSTRAINT oban_jobs_meta_object CHECK (jsonb_typeof(meta) = 'object'),
+  ADD CONSTRAINT oban_jobs_errors_array CHECK (jsonb_typeof(errors) = 'array');
 
 DROP DOMAIN {{prefix}}.oban_queue_name;
 DROP DOMAIN {{prefix}}.oban_worker_name;

@@ -53,13 +53,21 @@ BEGIN
 END
 $$;
 
+-- Every top-level delete runs this (the delete trigger has no condition that could see the notes):
+-- with nothing noted it reads the two settings and returns.
 CREATE OR REPLACE FUNCTION {{prefix}}.oban_workflow_settle_noted() RETURNS trigger
   LANGUAGE plpgsql
   AS $$
 DECLARE
-  finished bigint[] := {{prefix}}.oban_workflow_take_notes('oban.workflow_finished', TG_RELID);
-  deleted bigint[] := {{prefix}}.oban_workflow_take_notes('oban.workflow_deleted', TG_RELID);
+  finished bigint[];
+  deleted bigint[];
 BEGIN
+  IF COALESCE(current_setting('oban.workflow_finished', true), '') = ''
+     AND COALESCE(current_setting('oban.workflow_deleted', true), '') = '' THEN
+    RETURN NULL;
+  END IF;
+  finished := {{prefix}}.oban_workflow_take_notes('oban.workflow_finished', TG_RELID);
+  deleted := {{prefix}}.oban_workflow_take_notes('oban.workflow_deleted', TG_RELID);
   IF finished IS NULL AND deleted IS NULL THEN
     RETURN NULL;
   END IF;
