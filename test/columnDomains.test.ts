@@ -2,16 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../src/Migrations.ts"
-import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
-
-/** A fresh prefix migrated to `to` (the latest by default), dropped when the test's scope closes. */
-const migrated = (name: string, to?: number) =>
-  Effect.gen(function*() {
-    const prefix = uniquePrefix(name)
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix, to })
-    return prefix
-  })
+import { migratedPrefix, pgLayer } from "./support/db.ts"
 
 /** The messages of an error and of its causes, joined. */
 const messagesOf = (error: unknown): string => {
@@ -110,7 +101,7 @@ const baseTypes = { errors: "jsonb", max_attempts: "smallint", meta: "jsonb", pr
 layer(pgLayer(), { excludeTestServices: true })("the jobs tables' column checks (migration 18)", (it) => {
   it.effect("both jobs tables refuse what their checks always refused, by the domain's check or the attempt range", () =>
     Effect.gen(function*() {
-      const prefix = yield* migrated("domains")
+      const prefix = yield* migratedPrefix("domains")
       for (const table of tables) {
         assert.strictEqual(yield* violatedCheck(insertInto(prefix, table, {})), "accepted", `a valid row goes into ${table}`)
         for (const [columns, check] of refusals) {
@@ -131,7 +122,7 @@ layer(pgLayer(), { excludeTestServices: true })("the jobs tables' column checks 
   it.effect("migrating 17 -> 18 keeps every row without rewriting either table; down restores the table checks", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const prefix = yield* migrated("domains_up", 17)
+      const prefix = yield* migratedPrefix("domains_up", 17)
       yield* sql.unsafe(`INSERT INTO "${prefix}".oban_jobs (queue, worker, args, meta, priority, max_attempts)
         SELECT 'q' || (g % 3), 'W', jsonb_build_object('i', g), '{"m": 1}', g % 10, 5 FROM generate_series(1, 500) AS g`)
       yield* sql.unsafe(`INSERT INTO "${prefix}".oban_jobs_finished

@@ -2,16 +2,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../src/Migrations.ts"
-import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
-
-/** A fresh prefix migrated to `to` (the latest by default), dropped when the test's scope closes. */
-const migrated = (name: string, to?: number) =>
-  Effect.gen(function*() {
-    const prefix = uniquePrefix(name)
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix, to })
-    return prefix
-  })
+import { migratedPrefix, pgLayer } from "./support/db.ts"
 
 /**
  * A two-step workflow written as the library writes one: step `a` executing, step `b` suspended
@@ -42,8 +33,8 @@ layer(pgLayer(), { excludeTestServices: true })("workflow notes (migration 19)",
   it.effect("one statement that finishes steps of two prefixes releases each prefix's dependents, in its own prefix", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const first = yield* migrated("notes_a")
-      const second = yield* migrated("notes_b")
+      const first = yield* migratedPrefix("notes_a")
+      const second = yield* migratedPrefix("notes_b")
       const one = yield* twoSteps(first)
       const two = yield* twoSteps(second)
       // Both updates in one statement: their row triggers note before either statement trigger runs.
@@ -65,7 +56,7 @@ layer(pgLayer(), { excludeTestServices: true })("workflow notes (migration 19)",
   it.effect("a table's statement trigger takes the notes that carry its table's oid and leaves the others", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const prefix = yield* migrated("notes_f")
+      const prefix = yield* migratedPrefix("notes_f")
       // The ids alone would collide: every prefix numbers its jobs from 1.
       const taken = yield* sql.unsafe<{
         set: boolean
@@ -85,8 +76,8 @@ layer(pgLayer(), { excludeTestServices: true })("workflow notes (migration 19)",
   it.effect("a step deleted in one prefix and a step finished in another, in one statement: both dependents settle", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const first = yield* migrated("notes_c")
-      const second = yield* migrated("notes_d")
+      const first = yield* migratedPrefix("notes_c")
+      const second = yield* migratedPrefix("notes_d")
       const one = yield* twoSteps(first)
       const two = yield* twoSteps(second)
       yield* sql.unsafe(`
@@ -100,7 +91,7 @@ layer(pgLayer(), { excludeTestServices: true })("workflow notes (migration 19)",
   it.effect("down to 18 and up again: the notes work under either version", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const prefix = yield* migrated("notes_e")
+      const prefix = yield* migratedPrefix("notes_e")
       yield* Migrations.down({ prefix, to: 18 })
       const before = yield* twoSteps(prefix)
       yield* sql.unsafe(`UPDATE "${prefix}".oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${before.a}`)

@@ -43,6 +43,15 @@ export const dropSchemaOnClose = (prefix: string) =>
     yield* Effect.addFinalizer(() => Effect.ignore(sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)))
   })
 
+/** A fresh prefix migrated to version `to` (the latest when not given), dropped when the scope closes. */
+export const migratedPrefix = (name: string, to?: number) =>
+  Effect.gen(function*() {
+    const prefix = uniquePrefix(name)
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix, to })
+    return prefix
+  })
+
 /**
  * A client and `Config.Settings` for `prefix`, migrated to the latest version
  * when `migrate` is true; the schema is dropped at the end.
