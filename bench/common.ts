@@ -89,7 +89,8 @@ export const serverVersion = (url: string) =>
 export const pgLayer = (url: string, maxConnections: number) =>
   PgClient.layer({ url: Redacted.make(url), maxConnections, applicationName: "effect-oban-bench" })
 
-const dropSchema = (prefix: string) =>
+/** Drops the schema `prefix` and everything in it, if it exists. */
+export const dropSchema = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql.unsafe(`DROP SCHEMA IF EXISTS "${prefix}" CASCADE`)

@@ -13,12 +13,20 @@ import type { ConsumeOptions, Consumer, JobData, Peer, PeerQueue } from "./types
 
 const claimSize = 500
 
+/** The queue's table and its index, in an existing schema, one statement each. */
+export const tableDdl = (schema: string): ReadonlyArray<string> => {
+  const s = quoteIdent(schema)
+  return [
+    `CREATE TABLE ${s}.jobs (id bigserial PRIMARY KEY, args jsonb NOT NULL, claimed_by text)`,
+    `CREATE INDEX jobs_unclaimed ON ${s}.jobs (id) WHERE claimed_by IS NULL`
+  ]
+}
+
 const ddl = (schema: string) => {
   const s = quoteIdent(schema)
   return `
     CREATE SCHEMA ${s};
-    CREATE TABLE ${s}.jobs (id bigserial PRIMARY KEY, args jsonb NOT NULL, claimed_by text);
-    CREATE INDEX jobs_unclaimed ON ${s}.jobs (id) WHERE claimed_by IS NULL;
+    ${tableDdl(schema).join(";\n    ")};
     CREATE FUNCTION ${s}.notify_insert() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_notify(${pg.escapeLiteral(`${schema}_jobs`)}, ''); RETURN NULL; END $$;
     CREATE TRIGGER jobs_insert AFTER INSERT ON ${s}.jobs

@@ -24,7 +24,8 @@
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../../src/Migrations.ts"
-import { pgLayer } from "../common.ts"
+import { dropSchema, pgLayer } from "../common.ts"
+import { tableDdl } from "../peers/raw.ts"
 import { envInt, fixed, median, ratio, textTable } from "./report.ts"
 
 type Table = "latest" | "migration 18" | "migration 17" | "raw SQL"
@@ -41,17 +42,14 @@ const migrationOf: Record<Exclude<Table, "raw SQL">, number | undefined> = {
   "migration 17": 17
 }
 
-const dropSchema = (sql: SqlClient, schema: string) => sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-
-/** The schemas: effect-oban's at the latest migration and at 17, and the raw-SQL queue's table. */
+/** The schemas: effect-oban's at each migration compared, and the raw-SQL queue's table (without its insert trigger). */
 const setUp = Effect.gen(function*() {
   const sql = yield* SqlClient
   for (const [table, schema] of tables) {
-    yield* dropSchema(sql, schema)
+    yield* dropSchema(schema)
     if (table === "raw SQL") {
       yield* sql.unsafe(`CREATE SCHEMA "${schema}"`)
-      yield* sql.unsafe(`CREATE TABLE "${schema}".jobs (id bigserial PRIMARY KEY, args jsonb NOT NULL, claimed_by text)`)
-      yield* sql.unsafe(`CREATE INDEX jobs_unclaimed ON "${schema}".jobs (id) WHERE claimed_by IS NULL`)
+      for (const statement of tableDdl(schema)) yield* sql.unsafe(statement)
     } else {
       yield* Migrations.run({ prefix: schema, to: migrationOf[table] })
     }
@@ -106,6 +104,7 @@ export const oneJobStatements = (url: string) =>
     const sql = yield* SqlClient
     const n = envInt("BENCH_ONEJOB_STATEMENTS", 10_000)
     const rounds = envInt("BENCH_ONEJOB_ROUNDS", 5)
+    yield* Effect.addFinalizer(() => Effect.ignore(Effect.forEach(tables, ([, schema]) => dropSchema(schema))))
     yield* setUp
     for (const [table, schema] of tables) {
       yield* createLoop(sql, table, schema, "insert_loop", insertText(table, schema))
@@ -130,7 +129,6 @@ export const oneJobStatements = (url: string) =>
       fixed(medianOf(table, "claim"), 1),
       ratio(medianOf("raw SQL", "claim") / medianOf(table, "claim"))
     ]
-    for (const [, schema] of tables) yield* dropSchema(sql, schema)
     return {
       title: `One-job statements: the database's execution time (µs per statement, ${n} in a PL/pgSQL loop, medians of ${rounds} rounds)`,
       table: textTable(["jobs table", "insert µs", "vs raw SQL", "claim µs", "vs raw SQL"], tables.map(([table]) => row(table))),
@@ -140,4 +138,4 @@ export const oneJobStatements = (url: string) =>
       ],
       problems: []
     }
-  }).pipe(Effect.provide(pgLayer(url, 1)))
+  }).pipe(Effect.scoped, Effect.provide(pgLayer(url, 1)))
