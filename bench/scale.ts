@@ -9,7 +9,8 @@
  * - `memory`: RSS and heap of a node draining a 100,000-job backlog (bench/scale/memory.ts);
  * - `statements`: the database's time per claim and per batch of outcomes (bench/scale/statements.ts);
  * - `node`: the node's CPU per job in a drain, apart from the rest of the benchmark (bench/scale/nodeCost.ts);
- * - `onejob`: the database's execution time of a one-job insert and claim, next to raw SQL's (bench/scale/oneJobStatements.ts).
+ * - `onejob`: the database's execution time of a one-job insert and claim, next to raw SQL's (bench/scale/oneJobStatements.ts);
+ * - `batch`: the database's execution time per job of a batch insert of 1,000, next to raw SQL's (bench/scale/batchInsert.ts).
  *
  * `BENCH_SCALE=curve,memory` runs a subset. Uses DATABASE_URL when set, else
  * an embedded durable server. Exits non-zero when a check failed.
@@ -18,6 +19,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Runtime } from "effect"
 import { startDatabase } from "../support/database.ts"
 import { serverVersion } from "./common.ts"
+import { batchInsert } from "./scale/batchInsert.ts"
 import { bigTable } from "./scale/bigTable.ts"
 import { processCurve } from "./scale/curve.ts"
 import { memoryOfDrain } from "./scale/memory.ts"
@@ -40,7 +42,8 @@ const sections: ReadonlyArray<readonly [string, (url: string) => Effect.Effect<S
   ["memory", memoryOfDrain],
   ["statements", statementCosts],
   ["node", nodeCost],
-  ["onejob", oneJobStatements]
+  ["onejob", oneJobStatements],
+  ["batch", batchInsert]
 ]
 
 const chosen = (process.env["BENCH_SCALE"] ?? "").split(",").map((name) => name.trim()).filter((name) => name !== "")

@@ -1,0 +1,120 @@
+/**
+ * `BENCH_SCALE=batch npm run bench:scale`: what the database spends executing
+ * `insertAll`'s statement for a batch of 1,000 no-op jobs, per job, with no
+ * round trip, no commit and no node in the figure: each batch statement runs
+ * 20 times (BENCH_BATCH_STATEMENTS) in a PL/pgSQL loop, and the loop's time
+ * is divided by its jobs. Side by side, in alternating rounds:
+ *
+ * - the jobs table at the latest migration;
+ * - the same table without its fetch index (the partial index that claims
+ *   read, on queue, priority, scheduled_at and id): what that index costs
+ *   each insert;
+ * - the raw-SQL queue's table of the peers' benchmark (bench/peers/raw.ts)
+ *   and its multi-row insert.
+ *
+ * The statement is the shape `insertJobs` sends for jobs that share every
+ * field but their args (the args as one JSON array, read in order, the ids
+ * returned as one array), without its `pg_notify`. This is the floor under
+ * W2 of `npm run bench -- --peers`: the node's part comes on top.
+ * Rounds: BENCH_BATCH_ROUNDS (default 8) after one warm-up.
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Migrations from "../../src/Migrations.ts"
+import { dropSchema, pgLayer } from "../common.ts"
+import { tableDdl } from "../peers/raw.ts"
+import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
+
+type Table = "latest" | "latest, no fetch index" | "raw SQL"
+const tables: ReadonlyArray<readonly [Table, string]> = [
+  ["latest", "bench_batch_latest"],
+  ["latest, no fetch index", "bench_batch_nofetch"],
+  ["raw SQL", "bench_batch_raw"]
+]
+
+const batchSize = 1_000
+
+const setUp = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  for (const [table, schema] of tables) {
+    yield* dropSchema(schema)
+    if (table === "raw SQL") {
+      yield* sql.unsafe(`CREATE SCHEMA "${schema}"`)
+      for (const statement of tableDdl(schema)) yield* sql.unsafe(statement)
+    } else {
+      yield* Migrations.run({ prefix: schema })
+      if (table === "latest, no fetch index") yield* sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`)
+    }
+  }
+})
+
+const jobsTable = (table: Table, schema: string) => table === "raw SQL" ? `"${schema}".jobs` : `"${schema}".oban_jobs`
+
+const batchText = (table: Table, schema: string): string =>
+  table === "raw SQL"
+    ? `INSERT INTO "${schema}".jobs (args) SELECT value FROM jsonb_array_elements(batch)`
+    : `WITH inserted AS (
+         INSERT INTO "${schema}".oban_jobs
+           (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
+         SELECT 'available', 'default'::text, 'Noop'::text, r.args, (SELECT '{}'::text::jsonb),
+                (SELECT '{}'::text::text[]), 20::int2, 0::int2, now(), now()
+         FROM ROWS FROM (jsonb_array_elements(batch)) WITH ORDINALITY AS r(args, ord)
+         ORDER BY r.ord
+         RETURNING id
+       )
+       SELECT array_agg(id ORDER BY id) INTO ids FROM inserted`
+
+/** A function that runs the batch statement `n` times and returns µs per job (the loop's time). */
+const createLoop = (sql: SqlClient, table: Table, schema: string) =>
+  sql.unsafe(`
+    CREATE FUNCTION "${schema}".batch_loop(n int) RETURNS double precision LANGUAGE plpgsql AS $$
+    DECLARE started timestamptz; batch jsonb; ids bigint[];
+    BEGIN
+      SELECT jsonb_agg(jsonb_build_object('i', i)) INTO batch FROM generate_series(1, ${batchSize}) AS i;
+      started := clock_timestamp();
+      FOR k IN 1..n LOOP
+        ${batchText(table, schema)};
+      END LOOP;
+      RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / (n * ${batchSize});
+    END $$`)
+
+const roundOn = (table: Table, schema: string, n: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql.unsafe(`TRUNCATE ${jobsTable(table, schema)}`)
+    const [row] = yield* sql.unsafe<{ readonly us: number }>(`SELECT "${schema}".batch_loop(${n}) AS us`)
+    return row!.us
+  })
+
+export const batchInsert = (url: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const n = envInt("BENCH_BATCH_STATEMENTS", 20)
+    const rounds = envInt("BENCH_BATCH_ROUNDS", 8)
+    yield* Effect.addFinalizer(() => Effect.ignore(Effect.forEach(tables, ([, schema]) => dropSchema(schema))))
+    yield* setUp
+    for (const [table, schema] of tables) yield* createLoop(sql, table, schema)
+    const measured = new Map<Table, Array<number>>(tables.map(([table]) => [table, []]))
+    for (let index = 0; index <= rounds; index++) {
+      for (const [table, schema] of tables) {
+        const us = yield* roundOn(table, schema, n)
+        if (index > 0) measured.get(table)!.push(us)
+      }
+    }
+    const medianOf = (table: Table) => median(measured.get(table)!)
+    const row = (table: Table) => [
+      table,
+      fixed(medianOf(table), 2),
+      fixed(Math.min(...measured.get(table)!), 2),
+      ratio(medianOf("raw SQL") / medianOf(table))
+    ]
+    return {
+      title: `Batch insert: the database's execution time of a statement inserting ${grouped(batchSize)} jobs (µs per job, ${n} statements in a PL/pgSQL loop, medians of ${rounds} rounds)`,
+      table: textTable(["jobs table", "µs/job", "min", "vs raw SQL"], tables.map(([table]) => row(table))),
+      notes: [
+        "no round trip, no commit and no node: the server's share of W2 (`insertAll` of 1,000)",
+        "\"vs raw SQL\" above 1 is faster than the raw-SQL queue's table"
+      ],
+      problems: []
+    }
+  }).pipe(Effect.scoped, Effect.provide(pgLayer(url, 1)))
