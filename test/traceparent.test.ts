@@ -1,7 +1,8 @@
 /**
  * The traceparent an insert stores for its span: only ids W3C allows are
- * propagated (a tracer may hand out others: placeholders, B3's 64-bit trace
- * ids, uppercase hex), and what is stored reads back as the same parent.
+ * propagated (a tracer may hand out others: placeholders, uppercase hex, ids
+ * of the wrong length), B3's 64-bit trace ids are padded to W3C's length, and
+ * what is stored reads back as the same parent.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Tracer } from "effect"
@@ -54,5 +55,19 @@ describe("traceparentOf", () => {
       parent === undefined ? undefined : { traceId: parent.traceId, spanId: parent.spanId, sampled: parent.sampled },
       { traceId, spanId, sampled: false }
     )
+  })
+
+  it("reads the sampled flag from the lowest bit of the flags, and refuses a malformed traceparent", () => {
+    const sampledOf = (flags: string) => parentFromMeta({ traceparent: `00-${traceId}-${spanId}-${flags}` })?.sampled
+    assert.deepStrictEqual(["00", "01", "02", "03"].map(sampledOf), [false, true, false, true])
+    const malformed = [
+      `00-${traceId.toUpperCase()}-${spanId}-01`,
+      `00-${traceId}-${"0".repeat(16)}-01`,
+      `01-${traceId}-${spanId}-01`,
+      `00-${traceId}-${spanId}-1`,
+      `00-${traceId}-${spanId}-01-extra`
+    ]
+    for (const traceparent of malformed) assert.isUndefined(parentFromMeta({ traceparent }), traceparent)
+    assert.isUndefined(parentFromMeta({ traceparent: 42 }))
   })
 })
