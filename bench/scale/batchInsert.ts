@@ -25,7 +25,7 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../../src/Migrations.ts"
 import { dropSchema, pgLayer } from "../common.ts"
-import { tableDdl } from "../peers/raw.ts"
+import { createRawQueueSchema } from "./rawTable.ts"
 import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
 
 type Table = "latest" | "latest, no fetch index" | "raw SQL"
@@ -40,11 +40,10 @@ const batchSize = 1_000
 const setUp = Effect.gen(function*() {
   const sql = yield* SqlClient
   for (const [table, schema] of tables) {
-    yield* dropSchema(schema)
     if (table === "raw SQL") {
-      yield* sql.unsafe(`CREATE SCHEMA "${schema}"`)
-      for (const statement of tableDdl(schema)) yield* sql.unsafe(statement)
+      yield* createRawQueueSchema(schema)
     } else {
+      yield* dropSchema(schema)
       yield* Migrations.run({ prefix: schema })
       if (table === "latest, no fetch index") yield* sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`)
     }

@@ -25,7 +25,7 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../../src/Migrations.ts"
 import { dropSchema, pgLayer } from "../common.ts"
-import { tableDdl } from "../peers/raw.ts"
+import { createRawQueueSchema } from "./rawTable.ts"
 import { envInt, fixed, median, ratio, textTable } from "./report.ts"
 
 type Table = "latest" | "migration 18" | "migration 17" | "raw SQL"
@@ -43,17 +43,11 @@ const migrationOf: Record<Exclude<Table, "raw SQL">, number | undefined> = {
 }
 
 /** The schemas: effect-oban's at each migration compared, and the raw-SQL queue's table (without its insert trigger). */
-const setUp = Effect.gen(function*() {
-  const sql = yield* SqlClient
-  for (const [table, schema] of tables) {
-    yield* dropSchema(schema)
-    if (table === "raw SQL") {
-      yield* sql.unsafe(`CREATE SCHEMA "${schema}"`)
-      for (const statement of tableDdl(schema)) yield* sql.unsafe(statement)
-    } else {
-      yield* Migrations.run({ prefix: schema, to: migrationOf[table] })
-    }
-  }
+const setUp = Effect.forEach(tables, ([table, schema]) =>
+  table === "raw SQL"
+    ? createRawQueueSchema(schema)
+    : Effect.asVoid(Effect.andThen(dropSchema(schema), Migrations.run({ prefix: schema, to: migrationOf[table] }))), {
+  discard: true
 })
 
 const insertText = (table: Table, schema: string): string =>
