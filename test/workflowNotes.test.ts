@@ -22,6 +22,13 @@ const twoSteps = (prefix: string, workflow = "wf") =>
     return { a: a!.id, b: b!.id }
   })
 
+/** Two fresh prefixes, each holding a two-step workflow. */
+const twoPrefixes = (first: string, second: string) =>
+  Effect.gen(function*() {
+    const prefixes = [yield* migratedPrefix(first), yield* migratedPrefix(second)] as const
+    return { prefixes, one: yield* twoSteps(prefixes[0]), two: yield* twoSteps(prefixes[1]) }
+  })
+
 const stateOf = (prefix: string, id: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
@@ -33,24 +40,26 @@ layer(pgLayer(), { excludeTestServices: true })("workflow notes (migration 19)",
   it.effect("one statement that finishes steps of two prefixes releases each prefix's dependents, in its own prefix", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const first = yield* migratedPrefix("notes_a")
-      const second = yield* migratedPrefix("notes_b")
-      const one = yield* twoSteps(first)
-      const two = yield* twoSteps(second)
-      // Both updates in one statement: their row triggers note before either statement trigger runs.
-      yield* sql.unsafe(`
-        WITH x AS (UPDATE "${first}".oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${one.a} RETURNING id),
-             y AS (UPDATE "${second}".oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${two.a} RETURNING id)
-        SELECT (SELECT count(*) FROM x) + (SELECT count(*) FROM y) AS n`)
+      const { one, prefixes: [first, second], two } = yield* twoPrefixes("notes_a", "notes_b")
+      // In a transaction, so that notes left behind would still be there for the next statement
+      // (the settings are transaction-local: after an autocommitted statement they are gone anyway).
+      const left = yield* sql.withTransaction(Effect.gen(function*() {
+        // Both updates in one statement: their row triggers note before either statement trigger runs.
+        yield* sql.unsafe(`
+          WITH x AS (UPDATE "${first}".oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${one.a} RETURNING id),
+               y AS (UPDATE "${second}".oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${two.a} RETURNING id)
+          SELECT (SELECT count(*) FROM x) + (SELECT count(*) FROM y) AS n`)
+        const [row] = yield* sql<{ finished: string | null; deleted: string | null }>`
+          SELECT current_setting('oban.workflow_finished', true) AS finished,
+                 current_setting('oban.workflow_deleted', true) AS deleted`
+        return row!
+      }))
       assert.deepStrictEqual(
         [yield* stateOf(first, one.b), yield* stateOf(second, two.b)],
         ["available", "available"]
       )
-      // Nothing is left noted for a later statement of the transaction (the settings are cleared).
-      const [left] = yield* sql<{ finished: string | null; deleted: string | null }>`
-        SELECT current_setting('oban.workflow_finished', true) AS finished,
-               current_setting('oban.workflow_deleted', true) AS deleted`
-      assert.isTrue((left!.finished ?? "") === "" && (left!.deleted ?? "") === "")
+      // Nothing is left noted for a later statement of the transaction: each statement trigger took its notes.
+      assert.deepStrictEqual([left.finished ?? "", left.deleted ?? ""], ["", ""])
     }))
 
   it.effect("a table's statement trigger takes the notes that carry its table's oid and leaves the others", () =>
@@ -76,10 +85,7 @@ layer(pgLayer(), { excludeTestServices: true })("workflow notes (migration 19)",
   it.effect("a step deleted in one prefix and a step finished in another, in one statement: both dependents settle", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const first = yield* migratedPrefix("notes_c")
-      const second = yield* migratedPrefix("notes_d")
-      const one = yield* twoSteps(first)
-      const two = yield* twoSteps(second)
+      const { one, prefixes: [first, second], two } = yield* twoPrefixes("notes_c", "notes_d")
       yield* sql.unsafe(`
         WITH x AS (DELETE FROM "${first}".oban_jobs WHERE id = ${one.a} RETURNING id),
              y AS (UPDATE "${second}".oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${two.a} RETURNING id)
