@@ -25,35 +25,28 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../../src/Migrations.ts"
 import { dropSchema, pgLayer } from "../common.ts"
-import { createRawQueueSchema } from "./rawTable.ts"
 import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
+import { alternatingRounds, createRawQueueSchema, createSchemas, createTimingLoop, jobsTable, rawSql } from "./statementTables.ts"
 
-type Table = "latest" | "latest, no fetch index" | "raw SQL"
+type Table = "latest" | "latest, no fetch index" | typeof rawSql
 const tables: ReadonlyArray<readonly [Table, string]> = [
   ["latest", "bench_batch_latest"],
   ["latest, no fetch index", "bench_batch_nofetch"],
-  ["raw SQL", "bench_batch_raw"]
+  [rawSql, "bench_batch_raw"]
 ]
 
 const batchSize = 1_000
 
-const setUp = Effect.gen(function*() {
-  const sql = yield* SqlClient
-  for (const [table, schema] of tables) {
-    if (table === "raw SQL") {
-      yield* createRawQueueSchema(schema)
-    } else {
-      yield* dropSchema(schema)
-      yield* Migrations.run({ prefix: schema })
-      if (table === "latest, no fetch index") yield* sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`)
-    }
-  }
-})
-
-const jobsTable = (table: Table, schema: string) => table === "raw SQL" ? `"${schema}".jobs` : `"${schema}".oban_jobs`
+const createSchema = (table: Table, schema: string) =>
+  table === rawSql ? createRawQueueSchema(schema) : Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* dropSchema(schema)
+    yield* Migrations.run({ prefix: schema })
+    if (table === "latest, no fetch index") yield* sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`)
+  })
 
 const batchText = (table: Table, schema: string): string =>
-  table === "raw SQL"
+  table === rawSql
     ? `INSERT INTO "${schema}".jobs (args) SELECT value FROM jsonb_array_elements(batch)`
     : `WITH inserted AS (
          INSERT INTO "${schema}".oban_jobs
@@ -67,18 +60,13 @@ const batchText = (table: Table, schema: string): string =>
        SELECT array_agg(id ORDER BY id) INTO ids FROM inserted`
 
 /** A function that runs the batch statement `n` times and returns µs per job (the loop's time). */
-const createLoop = (sql: SqlClient, table: Table, schema: string) =>
-  sql.unsafe(`
-    CREATE FUNCTION "${schema}".batch_loop(n int) RETURNS double precision LANGUAGE plpgsql AS $$
-    DECLARE started timestamptz; batch jsonb; ids bigint[];
-    BEGIN
-      SELECT jsonb_agg(jsonb_build_object('i', i)) INTO batch FROM generate_series(1, ${batchSize}) AS i;
-      started := clock_timestamp();
-      FOR k IN 1..n LOOP
-        ${batchText(table, schema)};
-      END LOOP;
-      RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / (n * ${batchSize});
-    END $$`)
+const createLoop = (table: Table, schema: string) =>
+  createTimingLoop(schema, "batch_loop", {
+    declare: "batch jsonb; ids bigint[];",
+    setup: `SELECT jsonb_agg(jsonb_build_object('i', g)) INTO batch FROM generate_series(1, ${batchSize}) AS g`,
+    statement: batchText(table, schema),
+    unitsPerStatement: batchSize
+  })
 
 const roundOn = (table: Table, schema: string, n: number) =>
   Effect.gen(function*() {
@@ -90,27 +78,17 @@ const roundOn = (table: Table, schema: string, n: number) =>
 
 export const batchInsert = (url: string) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
     const n = envInt("BENCH_BATCH_STATEMENTS", 20)
     const rounds = envInt("BENCH_BATCH_ROUNDS", 8)
-    yield* Effect.addFinalizer(() => Effect.ignore(Effect.forEach(tables, ([, schema]) => dropSchema(schema))))
-    yield* setUp
-    for (const [table, schema] of tables) yield* createLoop(sql, table, schema)
-    const measured = new Map<Table, Array<number>>(tables.map(([table]) => [table, []]))
-    for (let index = 0; index <= rounds; index++) {
-      // Each round starts with the next table, so a drift within rounds does not fall on one table.
-      for (let k = 0; k < tables.length; k++) {
-        const [table, schema] = tables[(index + k) % tables.length]!
-        const us = yield* roundOn(table, schema, n)
-        if (index > 0) measured.get(table)!.push(us)
-      }
-    }
+    yield* createSchemas(tables, createSchema)
+    for (const [table, schema] of tables) yield* createLoop(table, schema)
+    const measured = yield* alternatingRounds(tables, rounds, (table, schema) => roundOn(table, schema, n))
     const medianOf = (table: Table) => median(measured.get(table)!)
     const row = (table: Table) => [
       table,
       fixed(medianOf(table), 2),
       fixed(Math.min(...measured.get(table)!), 2),
-      ratio(medianOf("raw SQL") / medianOf(table))
+      ratio(medianOf(rawSql) / medianOf(table))
     ]
     return {
       title: `Batch insert: the database's execution time of a statement inserting ${grouped(batchSize)} jobs (µs per job, ${n} statements in a PL/pgSQL loop, medians of ${rounds} rounds)`,

@@ -3,7 +3,7 @@
  * a statement that writes one job, the shape of `Oban.insert` and of a claim
  * at low load, with no round trip or commit in the figure: each is run
  * 10,000 times (BENCH_ONEJOB_STATEMENTS) in a PL/pgSQL loop, and the loop's
- * time divided by its statements. Side by side, in alternating rounds:
+ * time divided by its statements. Side by side, in rounds that each start with the next table:
  *
  * - the jobs table at the latest migration;
  * - the same table at migration 18, whose statement trigger of updates still
@@ -25,33 +25,31 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Migrations from "../../src/Migrations.ts"
 import { dropSchema, pgLayer } from "../common.ts"
-import { createRawQueueSchema } from "./rawTable.ts"
 import { envInt, fixed, median, ratio, textTable } from "./report.ts"
+import { alternatingRounds, createRawQueueSchema, createSchemas, createTimingLoop, jobsTable, rawSql } from "./statementTables.ts"
 
-type Table = "latest" | "migration 18" | "migration 17" | "raw SQL"
+type Table = "latest" | "migration 18" | "migration 17" | typeof rawSql
 const tables: ReadonlyArray<readonly [Table, string]> = [
   ["latest", "bench_onejob_latest"],
   ["migration 18", "bench_onejob_m18"],
   ["migration 17", "bench_onejob_m17"],
-  ["raw SQL", "bench_onejob_raw"]
+  [rawSql, "bench_onejob_raw"]
 ]
 
-const migrationOf: Record<Exclude<Table, "raw SQL">, number | undefined> = {
+const migrationOf: Record<Exclude<Table, typeof rawSql>, number | undefined> = {
   latest: undefined,
   "migration 18": 18,
   "migration 17": 17
 }
 
-/** The schemas: effect-oban's at each migration compared, and the raw-SQL queue's table (without its insert trigger). */
-const setUp = Effect.forEach(tables, ([table, schema]) =>
-  table === "raw SQL"
+/** Effect-oban's jobs table at the migration compared, or the raw-SQL queue's table (without its insert trigger). */
+const createSchema = (table: Table, schema: string) =>
+  table === rawSql
     ? createRawQueueSchema(schema)
-    : Effect.asVoid(Effect.andThen(dropSchema(schema), Migrations.run({ prefix: schema, to: migrationOf[table] }))), {
-  discard: true
-})
+    : Effect.asVoid(Effect.andThen(dropSchema(schema), Migrations.run({ prefix: schema, to: migrationOf[table] })))
 
 const insertText = (table: Table, schema: string): string =>
-  table === "raw SQL"
+  table === rawSql
     ? `INSERT INTO "${schema}".jobs (args) VALUES (jsonb_build_object('i', i)) RETURNING id INTO r`
     : `INSERT INTO "${schema}".oban_jobs
          (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
@@ -59,28 +57,20 @@ const insertText = (table: Table, schema: string): string =>
        RETURNING id, state, inserted_at, scheduled_at INTO r`
 
 const claimText = (table: Table, schema: string): string =>
-  table === "raw SQL"
+  table === rawSql
     ? `UPDATE "${schema}".jobs SET claimed_by = 'bench' WHERE id = first + i - 1 RETURNING id INTO r`
     : `UPDATE "${schema}".oban_jobs
        SET state = 'executing', attempt = attempt + 1, attempted_at = now(), attempted_by = ARRAY['bench', 'p']
        WHERE id = first + i - 1
        RETURNING id INTO r`
 
-const jobsTable = (table: Table, schema: string) => table === "raw SQL" ? `"${schema}".jobs` : `"${schema}".oban_jobs`
-
 /** A function that runs `statement` `n` times and returns µs per statement (the loop's time). */
-const createLoop = (sql: SqlClient, table: Table, schema: string, name: string, statement: string) =>
-  sql.unsafe(`
-    CREATE FUNCTION "${schema}".${name}(n int) RETURNS double precision LANGUAGE plpgsql AS $$
-    DECLARE started timestamptz; r record; first bigint;
-    BEGIN
-      SELECT min(id) INTO first FROM ${jobsTable(table, schema)};
-      started := clock_timestamp();
-      FOR i IN 1..n LOOP
-        ${statement};
-      END LOOP;
-      RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / n;
-    END $$`)
+const createLoop = (table: Table, schema: string, name: string, statement: string) =>
+  createTimingLoop(schema, name, {
+    declare: "r record; first bigint;",
+    setup: `SELECT min(id) INTO first FROM ${jobsTable(table, schema)}`,
+    statement
+  })
 
 /** One round on one table: `n` inserts, then `n` one-job claims of the jobs just inserted; µs per statement. */
 const roundOn = (table: Table, schema: string, n: number) =>
@@ -95,33 +85,22 @@ const roundOn = (table: Table, schema: string, n: number) =>
 
 export const oneJobStatements = (url: string) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
     const n = envInt("BENCH_ONEJOB_STATEMENTS", 10_000)
     const rounds = envInt("BENCH_ONEJOB_ROUNDS", 5)
-    yield* Effect.addFinalizer(() => Effect.ignore(Effect.forEach(tables, ([, schema]) => dropSchema(schema))))
-    yield* setUp
+    yield* createSchemas(tables, createSchema)
     for (const [table, schema] of tables) {
-      yield* createLoop(sql, table, schema, "insert_loop", insertText(table, schema))
-      yield* createLoop(sql, table, schema, "claim_loop", claimText(table, schema))
+      yield* createLoop(table, schema, "insert_loop", insertText(table, schema))
+      yield* createLoop(table, schema, "claim_loop", claimText(table, schema))
     }
-    const measured = new Map<Table, { insert: Array<number>; claim: Array<number> }>(
-      tables.map(([table]) => [table, { insert: [], claim: [] }])
-    )
-    for (let index = 0; index <= rounds; index++) {
-      for (const [table, schema] of tables) {
-        const { claim, insert } = yield* roundOn(table, schema, n)
-        if (index === 0) continue
-        measured.get(table)!.insert.push(insert)
-        measured.get(table)!.claim.push(claim)
-      }
-    }
-    const medianOf = (table: Table, statement: "insert" | "claim") => median(measured.get(table)![statement])
+    const measured = yield* alternatingRounds(tables, rounds, (table, schema) => roundOn(table, schema, n))
+    const medianOf = (table: Table, statement: "insert" | "claim") =>
+      median(measured.get(table)!.map((round) => round[statement]))
     const row = (table: Table) => [
       table,
       fixed(medianOf(table, "insert"), 1),
-      ratio(medianOf("raw SQL", "insert") / medianOf(table, "insert")),
+      ratio(medianOf(rawSql, "insert") / medianOf(table, "insert")),
       fixed(medianOf(table, "claim"), 1),
-      ratio(medianOf("raw SQL", "claim") / medianOf(table, "claim"))
+      ratio(medianOf(rawSql, "claim") / medianOf(table, "claim"))
     ]
     return {
       title: `One-job statements: the database's execution time (µs per statement, ${n} in a PL/pgSQL loop, medians of ${rounds} rounds)`,
