@@ -162,7 +162,8 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(row.errors[0]!.message, "timed out after 100 ms")
       const millis = attemptMillis(row)
       console.log(`threads: a 100 ms timeout on a busy loop ended the attempt after ${millis} ms`)
-      assert.isBelow(millis, 500)
+      // Well below the job's 10 s: the thread was terminated (118-128 ms here; loose for loaded CI).
+      assert.isBelow(millis, 3_000)
       const after = yield* hashThread
       assert.notStrictEqual(after, before)
     }))
@@ -183,14 +184,15 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
 
   it.effect("while a thread spins, the node's main thread runs its other jobs", () =>
     Effect.gen(function*() {
-      const busy = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+      const busy = yield* Oban.insert(Busy.job({ millis: 5_000 }))
       yield* waitFor("the busy job to start", Effect.map(jobRow(prefix, busy.id), (row) => row.state === "executing"))
       const started = Date.now()
       const plain = yield* run(Plain.job({}))
       const millis = Date.now() - started
-      console.log(`threads: a main-thread job next to a 1.5 s busy thread job took ${millis} ms from insert to completed`)
+      console.log(`threads: a main-thread job next to a 5 s busy thread job took ${millis} ms from insert to completed`)
       assert.strictEqual(plain.state, "completed")
-      assert.isBelow(millis, 1_000)
+      // About 30 ms here; had the spin blocked the main thread it would have waited out most of 5 s.
+      assert.isBelow(millis, 3_000)
       assert.strictEqual((yield* jobRow(prefix, busy.id)).state, "executing")
       yield* settled(busy.id)
       assert.strictEqual((yield* jobRow(prefix, busy.id)).state, "completed")
@@ -207,7 +209,7 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       const millis = Date.now() - started
       console.log(`threads: cancelJob ended a busy thread job after ${millis} ms`)
       assert.strictEqual(row.state, "cancelled")
-      assert.isBelow(millis, 2_000)
+      assert.isBelow(millis, 8_000)
       assert.notStrictEqual(yield* hashThread, 0)
     }))
 })
@@ -249,7 +251,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       const { row, stopMillis } = yield* stopWith(shutdownPrefix, "300 millis", 20_000)
       console.log(`threads: shutdown with a 20 s busy thread job and 300 ms of grace took ${stopMillis} ms`)
       assert.deepStrictEqual([row.state, row.attempt, row.errors.map((entry) => entry.kind)], ["available", 0, ["shutdown"]])
-      assert.isBelow(stopMillis, 3_000)
+      assert.isBelow(stopMillis, 8_000)
     }), 30_000)
 
   it.effect("at shutdown a job still waiting for a thread goes back at once: attempt given back, no errors entry", () =>
@@ -323,8 +325,9 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       assert.notStrictEqual(stored!.pid, process.pid)
       const timedOut = yield* jobRow(shutdownPrefix, yield* settle(Busy.job({ millis: 10_000 }, { timeout: "100 millis" })))
       assert.strictEqual(timedOut.errors[0]!.kind, "timeout")
-      // A process takes longer to kill than a thread to terminate (measured 160-230 ms).
-      assert.isBelow(attemptMillis(timedOut), 1_000)
+      // A process takes longer to kill than a thread to terminate (measured 160-230 ms); the bound is
+      // loose for loaded CI and still far below the job's 10 s.
+      assert.isBelow(attemptMillis(timedOut), 4_000)
       const crashed = yield* jobRow(shutdownPrefix, yield* settle(Crash.job({ how: "throw" })))
       assert.strictEqual(crashed.errors[0]!.kind, "defect")
       // The child's own error, from its stderr: the exit code alone says little.
