@@ -86,18 +86,19 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const acker = yield* makeAcker([])
       yield* Effect.forEach([ackOf(jobs[0]!, "completed"), ackOf(locked, "completed"), ackOf(jobs[2]!, "completed")], acker.ack)
       const state = (job: Job) => Effect.map(jobRow(prefix, job.id), (row) => row.state)
+      // Written after the 1 s lock timeout splits the batch; under 12 s, so not after the 15 s ack deadline either.
       yield* waitFor("the free jobs' outcomes", Effect.map(Effect.all([state(jobs[0]!), state(jobs[2]!)]), (states) =>
-        states.every((s) => s === "completed")), "8 seconds")
+        states.every((s) => s === "completed")), "12 seconds")
       // A later outcome is not queued behind the locked one either.
       const [later] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
       yield* acker.ack(ackOf(later!, "completed"))
-      yield* waitFor("a later outcome", Effect.map(state(later!), (s) => s === "completed"), "8 seconds")
+      yield* waitFor("a later outcome", Effect.map(state(later!), (s) => s === "completed"), "12 seconds")
       assert.strictEqual(yield* state(locked), "executing")
       yield* Deferred.succeed(release, undefined)
       yield* settled(acker)
       const written = yield* jobRow(prefix, locked.id)
       assert.deepStrictEqual([written.state, written.errors.length], ["completed", 0])
-    }).pipe(Effect.scoped), 30_000)
+    }).pipe(Effect.scoped), 45_000)
 
   it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>
     Effect.gen(function*() {

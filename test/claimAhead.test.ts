@@ -4,7 +4,7 @@
  * on shutdown and on pause, and a cancelled one never starts.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Deferred, Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -14,11 +14,16 @@ import { busyFor, countByState, startNode, waitFor } from "./support/node.ts"
 const prefix = uniquePrefix("ahead")
 
 const runs = new Map<number, number>()
+/** While set, a Short job that starts waits for it before its 40 ms: a test holds the buffer still. */
+let gate: Deferred.Deferred<void> | undefined
 const Short = Worker.make("Short", {
   args: Schema.Struct({ n: Schema.Int }),
   queue: "short",
   perform: (job) =>
-    Effect.andThen(Effect.sync(() => runs.set(job.id, (runs.get(job.id) ?? 0) + 1)), Effect.sleep("40 millis"))
+    Effect.sync(() => runs.set(job.id, (runs.get(job.id) ?? 0) + 1)).pipe(
+      Effect.andThen(Effect.suspend(() => gate === undefined ? Effect.void : Deferred.await(gate))),
+      Effect.andThen(Effect.sleep("40 millis"))
+    )
 })
 
 const limit = 2
@@ -98,11 +103,17 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
       yield* start
       yield* claimedAhead
+      // The jobs that start from now on wait: the newest claimed stays in the buffer until the cancel,
+      // however long this takes (it would otherwise start about a second after it was claimed).
+      const held = yield* Deferred.make<void>()
+      gate = held
       const sql = yield* SqlClient
       // The executing job that has not started yet: the newest of those claimed.
       const [waiting] = yield* sql<{ id: number }>`
         SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing' ORDER BY id DESC LIMIT 1`
-      const cancelled = yield* Oban.cancelJob(waiting!.id)
+      const cancelled = yield* Oban.cancelJob(waiting!.id).pipe(
+        Effect.ensuring(Effect.andThen(Effect.sync(() => (gate = undefined)), Deferred.succeed(held, undefined)))
+      )
       assert.isTrue(cancelled._tag === "Some")
       yield* waitFor("the rest completed", Effect.map(countByState(prefix), (c) => c["completed"] === 199), "30 seconds")
       const row = (yield* jobRows).find((job) => job.id === waiting!.id)!
@@ -130,6 +141,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
         "30 seconds"
       ).pipe(Effect.ensuring(Effect.sync(() => clearInterval(probe))))
       // 32 jobs of 15 ms start in one turn at most (about 0.5 s); all 250 in one turn would be 3.7 s.
-      assert.isBelow(longestGap, 1_500, `the event loop was held for ${Math.round(longestGap)} ms`)
+      // The room between is for a loaded machine's stalls.
+      assert.isBelow(longestGap, 2_500, `the event loop was held for ${Math.round(longestGap)} ms`)
     }).pipe(Effect.scoped))
 })

@@ -86,7 +86,7 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       yield* awaitStart(job.id)
       const cancelled = yield* a.oban.cancelJob(job.id)
       assert.isTrue(Option.isSome(cancelled))
-      yield* waitFor("the job's fiber to be interrupted", Effect.sync(() => interrupted.has(job.id)), "5 seconds")
+      yield* waitFor("the job's fiber to be interrupted", Effect.sync(() => interrupted.has(job.id)), "10 seconds")
       const row = yield* jobRow(prefix, job.id)
       assert.strictEqual(row.state, "cancelled")
       assert.isTrue(Option.isNone(yield* a.oban.cancelJob(job.id)))
@@ -113,7 +113,7 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       yield* waitFor(
         "both fibers interrupted",
         Effect.sync(() => interrupted.has(flow.jobs.x.id) && interrupted.has(flow.jobs.y.id)),
-        "5 seconds"
+        "10 seconds"
       )
       // The executing steps end cancelled once their nodes have written the interrupted attempts.
       yield* waitFor("the interrupted steps acked", Effect.map(a.oban.workflowStatus("cancel-me"), (status) => status.finished))
@@ -222,7 +222,7 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
 describe("wake-ups", () => {
   const wakePrefix = uniquePrefix("wake")
   layer(testLayer(wakePrefix), { excludeTestServices: true })((it) => {
-    it.effect("with a 10 s poll interval, a new job starts well under a second after insert (NOTIFY)", () =>
+    it.effect("with a 10 s poll interval, a new job starts within seconds of insert, long before the next poll (NOTIFY)", () =>
       Effect.gen(function*() {
         const latency = yield* Ref.make<ReadonlyArray<number>>([])
         const Timed = Worker.make("Timed", {
@@ -236,9 +236,10 @@ describe("wake-ups", () => {
           yield* Oban.insert(Timed.job({ at: Date.now() }))
           yield* Effect.sleep("50 millis")
         }
-        yield* waitFor("five runs", Effect.map(Ref.get(latency), (all) => all.length === 5), "5 seconds")
+        yield* waitFor("five runs", Effect.map(Ref.get(latency), (all) => all.length === 5))
         const worst = Math.max(...(yield* Ref.get(latency)))
-        assert.isBelow(worst, 1_000)
+        // Woken by polling, a job inserted here would wait about 9.5 s (the next poll, 10 s after the first).
+        assert.isBelow(worst, 5_000)
       }).pipe(Effect.provide(Config.layer({ prefix: wakePrefix }))))
 
     it.effect("after the LISTEN connection is killed, jobs still run and listening comes back", () =>
@@ -259,8 +260,8 @@ describe("wake-ups", () => {
         yield* waitFor("the listener to connect", Effect.map(listeners, (rows) => rows[0]!.n === 1))
         yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${name}`
         yield* Oban.insert(Tick.job({}, { queue: "ticks" }))
-        yield* waitFor("the job to run by polling", Effect.map(Ref.get(done), (n) => n === 1), "5 seconds")
-        yield* waitFor("the listener to reconnect", Effect.map(listeners, (rows) => rows[0]!.n === 1), "10 seconds")
+        yield* waitFor("the job to run by polling", Effect.map(Ref.get(done), (n) => n === 1))
+        yield* waitFor("the listener to reconnect", Effect.map(listeners, (rows) => rows[0]!.n === 1))
       }).pipe(Effect.provide(Config.layer({ prefix: wakePrefix }))))
   })
 })

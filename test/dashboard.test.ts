@@ -237,7 +237,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
         Promise.all(Array.from({ length: 10 }, () => readSnapshots(`${url}/events`, bearer, 1000, abort.signal)))
       )
       const fiber = yield* Effect.forkChild(readers)
-      yield* Effect.sleep("1500 millis")
+      yield* Effect.sleep("3 seconds")
       abort.abort()
       const results = yield* Fiber.join(fiber)
       // A refresh may still be running: let it finish (no listener is left to start another).
@@ -267,11 +267,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       const started = Date.now()
       yield* Scope.close(scope, Exit.void)
       const took = Date.now() - started
-      const result = yield* Fiber.join(reader).pipe(Effect.timeout("2 seconds"))
+      const result = yield* Fiber.join(reader).pipe(Effect.timeout("10 seconds"))
       abort.abort()
       assert.isAtLeast(result.seen, 1)
-      // The server's graceful timeout (1 s) would be the bound if the stream held it.
-      assert.isBelow(took, 700, `closed in ${took} ms`)
+      // The server's graceful timeout (1 s, fixed in Dashboard.serve) would be the bound if the stream
+      // held it: anything under it tells, and the most under it leaves room for a loaded machine.
+      assert.isBelow(took, 950, `closed in ${took} ms`)
     }))
 })
 

@@ -123,14 +123,14 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       // Queues: the count of scheduled mailers goes from 0 to 1 while the page is open.
       yield* promise(() => page.goto(`${url}/`))
       yield* promise(() =>
-        page.locator("#live.on").waitFor({ timeout: 5_000 }).catch((error: unknown) => {
+        page.locator("#live.on").waitFor({ timeout: 15_000 }).catch((error: unknown) => {
           throw new Error(`the page did not go live: ${problems.join("; ")}`, { cause: error })
         })
       )
       const scheduled = page.locator(`[data-queue="mailers"][data-state="scheduled"]`)
       assert.strictEqual(yield* promise(() => scheduled.textContent()), "0")
       const later = yield* Oban.insert(SendMail.job({ to: "later@example.com" }, { scheduleIn: "1 hour" }))
-      yield* promise(() => scheduled.filter({ hasText: /^1$/ }).waitFor({ timeout: 5_000 }))
+      yield* promise(() => scheduled.filter({ hasText: /^1$/ }).waitFor({ timeout: 15_000 }))
       yield* waitFor("the new jobs completed", Effect.promise(() =>
         page.locator(`[data-queue="mailers"][data-state="completed"]`).textContent().then((text) => Number(text) === history!.mailers + 60)))
       assert.include(yield* promise(() => page.locator(`tr[data-queue-row="media"] [data-field="cluster-limits"]`).textContent()), "50 per 1 s")
@@ -138,9 +138,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
 
       // Jobs: a job inserted meanwhile appears in the open list without a reload.
       yield* promise(() => page.goto(`${url}/jobs?queue=mailers&state=scheduled`))
-      yield* promise(() => page.locator(`tr[data-job-id="${later.id}"]`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.locator(`tr[data-job-id="${later.id}"]`).waitFor({ timeout: 15_000 }))
       const another = yield* Oban.insert(SendMail.job({ to: "another@example.com" }, { scheduleIn: "2 hours" }))
-      yield* promise(() => page.locator(`tr[data-job-id="${another.id}"]`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.locator(`tr[data-job-id="${another.id}"]`).waitFor({ timeout: 15_000 }))
       yield* promise(() => page.goto(`${url}/jobs?queue=mailers`))
       yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-jobs.png") }))
 
@@ -170,7 +170,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
 
       // Nodes and cron.
       yield* promise(() => page.goto(`${url}/cluster`))
-      assert.strictEqual(yield* promise(() => page.locator("#leader").textContent({ timeout: 5_000 })), "web-1")
+      assert.strictEqual(yield* promise(() => page.locator("#leader").textContent({ timeout: 15_000 })), "web-1")
       assert.include(yield* promise(() => page.locator("table.crons").textContent()), "nightly-digest")
       yield* promise(() => page.screenshot({ path: join(screenshots, "dashboard-cluster.png") }))
       assert.deepStrictEqual(problems, [])
@@ -212,7 +212,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
 
       // Filtering: the form's fields become the query; only matching jobs are listed, in the sort's order.
       yield* promise(() => page.goto(`${url}/jobs`))
-      yield* promise(() => page.locator(`#live.on`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.locator(`#live.on`).waitFor({ timeout: 15_000 }))
       yield* promise(() => page.getByLabel("Queue").fill("reports"))
       yield* promise(() => page.getByLabel("State").selectOption("scheduled"))
       yield* promise(() => page.getByLabel("Worker").fill("Render"))
@@ -220,7 +220,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       yield* promise(() => page.getByLabel("Order").selectOption("asc"))
       yield* promise(() => page.getByRole("button", { name: "Filter" }).click())
       yield* promise(() => page.waitForURL(/queue=reports/))
-      yield* promise(() => page.locator(`#live.on`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.locator(`#live.on`).waitFor({ timeout: 15_000 }))
       const before = yield* matching
       assert.deepStrictEqual(yield* shownIds, before.slice(0, 50))
 
@@ -231,7 +231,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
         INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, state, scheduled_at)
         SELECT 'reports', 'Render', 'scheduled', min(scheduled_at) FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'reports'
         RETURNING id::int AS id`.pipe(Effect.map((rows) => rows as unknown as [{ id: number }]))
-      yield* promise(() => page.locator(`#job-rows tr[data-job-id="${added}"]`).waitFor({ timeout: 5_000 }))
+      yield* promise(() => page.locator(`#job-rows tr[data-job-id="${added}"]`).waitFor({ timeout: 15_000 }))
       const all = yield* matching
       assert.strictEqual(all.length, 53)
       const first = yield* shownIds
@@ -260,5 +260,5 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       assert.strictEqual(yield* promise(() => page.locator(".state").first().textContent()), "cancelled")
       assert.strictEqual(yield* promise(() => page.getByRole("button", { name: "Cancel" }).count()), 0)
       assert.deepStrictEqual(problems, [])
-    }), 30_000)
+    }), 60_000)
 })

@@ -29,7 +29,8 @@ describe("a node embedded in promise-based code", () => {
       // Ready means registered and fetching, not merely built.
       assert.strictEqual(yield* producers, 1)
       const quick = yield* Oban.insert(Slow.job({ millis: 0 }))
-      const slow = yield* Oban.insert(Slow.job({ millis: 1_500 }))
+      // Long enough to be seen executing (and still run at SIGTERM) on a loaded machine.
+      const slow = yield* Oban.insert(Slow.job({ millis: 6_000 }))
       const state = (id: number) => Effect.map(jobRow(prefix, id), (row) => row.state)
       yield* waitFor("both jobs started", Effect.map(
         Effect.all([state(quick.id), state(slow.id)]),

@@ -75,7 +75,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("executor", (it) => {
 
   it.effect("a job started again while its earlier run is still here: the later run stays tracked", () =>
     Effect.gen(function*() {
-      const [job] = yield* Oban.insertAll([Work.job({ spin: 0, sleep: 300 })])
+      // The later run is cancelled below; it must still run when the test looks, however late that is.
+      const [job] = yield* Oban.insertAll([Work.job({ spin: 0, sleep: 10_000 })])
       const [first] = yield* claim([job!])
       const executor = yield* startExecutor
       let done = 0

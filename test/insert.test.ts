@@ -66,7 +66,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
           const sql = yield* SqlClient
           yield* sql.withTransaction(Oban.insert(SendEmail.job({ to: `script${round}@b.c`, subject: "hi" })))
         }).pipe(Effect.provide(Layer.fresh(pgLayer())), Effect.provide(Config.layer({ prefix }))))
-        const notification = yield* Queue.take(notifications).pipe(Effect.timeout("2 seconds"))
+        const notification = yield* Queue.take(notifications).pipe(Effect.timeout("10 seconds"))
         assert.strictEqual(payloadQueue(notification), "mailers")
       }
       assert.strictEqual(yield* countJobs, 5)
@@ -83,7 +83,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert", (it) => {
         yield* Oban.insert(SendEmail.job({ to: "a@b.c", subject: "3" }, { queue: "tx_three" }))
       }))
       const woken = new Set<string>()
-      for (let n = 0; n < 3; n++) woken.add(payloadQueue(yield* Queue.take(notifications).pipe(Effect.timeout("2 seconds"))))
+      for (let n = 0; n < 3; n++) woken.add(payloadQueue(yield* Queue.take(notifications).pipe(Effect.timeout("10 seconds"))))
       assert.deepStrictEqual([...woken].sort(), ["tx_one", "tx_three", "tx_two"])
     }))
 

@@ -11,7 +11,13 @@ import { Backoff, Oban, ObanConfig, Worker } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 
 class Nope extends Schema.TaggedError<Nope>()("Nope", {}) {}
-const Sleepy = Worker.make("OptSleepy", { args: Schema.Struct({}), maxAttempts: 1, perform: () => Effect.sleep("1 minute") })
+/** Performs of Sleepy started (in this process). */
+let sleepyStarts = 0
+const Sleepy = Worker.make("OptSleepy", {
+  args: Schema.Struct({}),
+  maxAttempts: 1,
+  perform: () => Effect.andThen(Effect.sync(() => sleepyStarts++), Effect.sleep("1 minute"))
+})
 const Failing = Worker.make("OptFailing", { args: Schema.Struct({}), maxAttempts: 5, perform: () => Effect.fail(new Nope()) })
 
 const TestLive = ObanTest.layer({ workers: [Sleepy, Failing] }).pipe(Layer.provideMerge(ObanTest.database()))
@@ -32,8 +38,9 @@ describe("per-job timeout and backoff", () => {
       Effect.gen(function*() {
         const timed = yield* Oban.insert(Sleepy.job({}, { timeout: "30 seconds" }))
         const drain = yield* Effect.forkChild(ObanTest.drainQueue({ queue: "default" }))
-        // The drain claims the job over a real connection; wait (in real time) until it runs.
-        for (let i = 0; i < 400 && (yield* ObanTest.allEnqueued({ worker: Sleepy, state: "executing" })).length === 0; i++) {
+        // The drain claims the job over a real connection; wait (in real time) until its perform started
+        // here, so that its timeout is on the clock before the clock moves.
+        for (let i = 0; i < 1_000 && sleepyStarts === 0; i++) {
           yield* TestClock.withLive(Effect.sleep("10 millis"))
         }
         yield* TestClock.withLive(Effect.sleep("20 millis"))

@@ -164,7 +164,7 @@ describe("cluster-wide limits", () => {
         yield* Oban.insertAll(Array.from({ length: 5 }, (_, n) => Spanned.job({ n, accountId: "x", millis: 0 })))
         const done = (n: number) =>
           Effect.gen(function*() {
-            for (let i = 0; i < 300; i++) {
+            for (let i = 0; i < 1_000; i++) {
               if ((yield* countByState(prefix))["completed"] === n) return
               yield* TestClock.withLive(Effect.sleep("10 millis"))
             }

@@ -185,7 +185,8 @@ describe("cancel signals on a running node", () => {
   const started = new Map<string, number>()
   const interrupted = new Map<string, number>()
   const Args = Schema.Struct({ key: Schema.String })
-  // Its cleanup takes 3 seconds: a cancel waits that long for the job to end.
+  // Its cleanup takes 8 seconds: a cancel waits that long for the job to end (far longer than a loaded
+  // machine delays a wake-up or a cancel that does not wait for it).
   const SlowCleanup = Worker.make("SlowCleanup", {
     args: Args,
     queue: "slow",
@@ -193,7 +194,7 @@ describe("cancel signals on a running node", () => {
       Effect.sync(() => started.set(job.args.key, Date.now())).pipe(
         Effect.andThen(Effect.never),
         Effect.onInterrupt(() =>
-          Effect.sync(() => interrupted.set(job.args.key, Date.now())).pipe(Effect.andThen(Effect.sleep("3 seconds")))
+          Effect.sync(() => interrupted.set(job.args.key, Date.now())).pipe(Effect.andThen(Effect.sleep("8 seconds")))
         )
       )
   })
@@ -220,19 +221,19 @@ describe("cancel signals on a running node", () => {
 
         // Through the signal channel, as from another process; then wait until the node is in its finalizer.
         yield* Oban.cancelJob(first.id)
-        yield* waitFor("the first cancel to reach the job", Effect.sync(() => interrupted.has("first")), "5 seconds")
+        yield* waitFor("the first cancel to reach the job", Effect.sync(() => interrupted.has("first")), "10 seconds")
 
         const insertedAt = Date.now()
         yield* Oban.insert(Quick.job({ key: "quick" }))
         const cancelledAt = Date.now()
         yield* Oban.cancelJob(second.id)
-        yield* waitFor("the quick job to start", Effect.sync(() => started.has("quick")), "10 seconds")
-        yield* waitFor("the second cancel to reach the job", Effect.sync(() => interrupted.has("second")), "10 seconds")
+        yield* waitFor("the quick job to start", Effect.sync(() => started.has("quick")), "20 seconds")
+        yield* waitFor("the second cancel to reach the job", Effect.sync(() => interrupted.has("second")), "20 seconds")
         const toStart = started.get("quick")! - insertedAt
         const toInterrupt = interrupted.get("second")! - cancelledAt
         yield* Effect.logInfo(`insert-to-start ${toStart} ms, second cancel-to-interrupt ${toInterrupt} ms`)
-        assert.isBelow(toStart, 1_000)
-        assert.isBelow(toInterrupt, 1_000)
+        assert.isBelow(toStart, 4_000)
+        assert.isBelow(toInterrupt, 4_000)
 
         // Both still end cancelled once their cleanup is done.
         yield* waitFor(
@@ -241,7 +242,7 @@ describe("cancel signals on a running node", () => {
             Effect.all([jobRow(routePrefix, first.id), jobRow(routePrefix, second.id)]),
             (rows) => rows.every((row) => row.state === "cancelled")
           ),
-          "10 seconds"
+          "20 seconds"
         )
         yield* node.stop
       }))

@@ -102,8 +102,9 @@ describe("an outage of every connection", () => {
       yield* Migrations.run({ prefix: outage })
       const proxy = yield* startProxy(databaseUrl())
       // Fast maintenance: a rescuer that looks every 100 ms, and producers silent for 3 s count as dead.
+      // Heartbeats every 500 ms: a live node's may be 2.5 s late (a loaded machine) before that.
       const maintenance = {
-        heartbeatInterval: "1 second",
+        heartbeatInterval: "500 millis",
         rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
         leader: { ttl: "2 seconds", renewInterval: "500 millis" }
       } as const
@@ -143,6 +144,6 @@ describe("an outage of every connection", () => {
       // Grace (1 s), then each step that needs the database gives up after its own deadline (flush 5 s,
       // producer rows 3 s; the resign's 3 s run beside them) without waiting for the driver to drop the
       // connection: about 8.5 s on a quiet machine.
-      assert.isBelow(took, 20_000, `shutdown took ${took} ms`)
+      assert.isBelow(took, 30_000, `shutdown took ${took} ms`)
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: blackhole })), Effect.provide(direct)), 120_000)
 })

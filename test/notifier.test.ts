@@ -52,19 +52,19 @@ describe("Notifier on a silently dead connection", () => {
         maxReconnectDelayMillis: 200
       }).pipe(Effect.provideContext(proxied))
       const subscription = yield* notifier.subscribe
-      assert.isTrue(Option.isSome(yield* deliveredWithin(subscription, 5_000).pipe(Effect.provideContext(direct))))
+      assert.isTrue(Option.isSome(yield* deliveredWithin(subscription, 10_000).pipe(Effect.provideContext(direct))))
       assert.strictEqual(yield* notifier.connections, 1)
 
       yield* proxy.blackhole
       yield* proxy.restore // new connections work again; the old one stays dead
-      const took = yield* deliveredWithin(subscription, 20_000).pipe(Effect.provideContext(direct))
+      const took = yield* deliveredWithin(subscription, 25_000).pipe(Effect.provideContext(direct))
 
       assert.isTrue(Option.isSome(took), "no notification arrived after the black hole")
       // interval 0.5 s + timeout 1 s + the driver's 5 s to retire the socket + reconnect
-      assert.isBelow(Option.getOrThrow(took), 10_000)
+      assert.isBelow(Option.getOrThrow(took), 15_000)
       assert.strictEqual(yield* notifier.connections, 2)
       // The dead connection is closed for real: only the new one is left open.
-      yield* waitFor("the dead connection to be closed", Effect.map(proxy.connections, (n) => n === 1), "10 seconds")
+      yield* waitFor("the dead connection to be closed", Effect.map(proxy.connections, (n) => n === 1))
     }).pipe(Effect.provide(quietLogs)), 60_000)
 
   it.live("shutting down while black-holed completes promptly, also with a check in flight", () =>
@@ -85,7 +85,8 @@ describe("Notifier on a silently dead connection", () => {
         const start = Date.now()
         const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption("10 seconds"))
         assert.isTrue(Option.isSome(closed), `shutdown hung (check every ${healthCheckInterval})`)
-        assert.isBelow(Date.now() - start, 1_000, `shutdown was slow (check every ${healthCheckInterval})`)
+        // Under the 5 s the driver takes to give up on a socket that does not answer.
+        assert.isBelow(Date.now() - start, 3_000, `shutdown was slow (check every ${healthCheckInterval})`)
         yield* proxy.restore
       }
     }).pipe(Effect.provide(quietLogs)), 60_000)

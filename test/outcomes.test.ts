@@ -256,9 +256,10 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       assert.strictEqual(row.state, "scheduled")
       assert.strictEqual(row.attempt, 0)
       assert.deepStrictEqual(row.errors, [])
+      // 30 s from the snooze; attempted_at is the claim, which a loaded machine may put seconds earlier.
       const delay = row.scheduled_at.getTime() - row.attempted_at!.getTime()
       assert.isAtLeast(delay, 29_000)
-      assert.isAtMost(delay, 31_000)
+      assert.isAtMost(delay, 35_000)
     }))
 
   it.effect("Worker.cancel -> cancelled; Worker.discard -> discarded; both with their reason", () =>

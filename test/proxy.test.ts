@@ -3,12 +3,13 @@
  */
 import { PgConnection } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Option, Redacted } from "effect"
+import { type Duration, Effect, Fiber, Option, Redacted } from "effect"
 import { databaseUrl } from "./support/db.ts"
 import { startProxy } from "./support/proxy.ts"
 
-const connect = (url: string) =>
-  PgConnection.make({ url: Redacted.make(url), connectTimeout: "1 second" })
+/** A connection; the short timeout is for the black-holed connect, which times out by design. */
+const connect = (url: string, connectTimeout: Duration.Input = "10 seconds") =>
+  PgConnection.make({ url: Redacted.make(url), connectTimeout })
 
 const selectOne = (connection: PgConnection.PgConnection) =>
   Effect.map(connection.query("SELECT 1 AS one"), (result) => result.rows)
@@ -33,7 +34,7 @@ describe("test proxy", () => {
       const second = yield* connect(proxy.url)
       yield* proxy.blackhole
       const hung = yield* selectOne(second).pipe(Effect.timeoutOption("500 millis"), Effect.forkChild)
-      const blackholedConnect = yield* Effect.flip(Effect.scoped(connect(proxy.url)))
+      const blackholedConnect = yield* Effect.flip(Effect.scoped(connect(proxy.url, "1 second")))
       assert.strictEqual(blackholedConnect.reason._tag, "ConnectionError") // timed out: nothing came back
       assert.isTrue(Option.isNone(yield* Fiber.join(hung)), "a black-holed statement answered")
       assert.isAtLeast(yield* proxy.connections, 1) // the black-holed socket stays open

@@ -37,15 +37,16 @@ describe("withStatementTimeout", () => {
       assert.strictEqual(error.reason._tag, "StatementTimeoutError")
       assert.isTrue(error.isRetryable)
       assert.isAtLeast(took, 900)
-      assert.isBelow(took, 1_500, `the deadline was missed: ${took} ms`)
+      // Missing the deadline means waiting for the driver to give up on the socket: about 5 s.
+      assert.isBelow(took, 3_500, `the deadline was missed: ${took} ms`)
 
       yield* proxy.restore
       const recovered = Date.now()
       let result: ReadonlyArray<{ n: number }> | undefined
-      while (result === undefined && Date.now() - recovered < 20_000) {
+      while (result === undefined && Date.now() - recovered < 30_000) {
         result = yield* select(3).pipe(Effect.orElseSucceed(() => undefined))
       }
       assert.deepStrictEqual(result, [{ n: 3 }])
-      assert.isBelow(Date.now() - recovered, 10_000)
+      assert.isBelow(Date.now() - recovered, 15_000)
     }), 60_000)
 })

@@ -25,7 +25,7 @@ const stopByGroupSignal = (signal: "SIGINT" | "SIGTERM") =>
         QUEUES: JSON.stringify({ [queue]: 2 }),
         THREADS: "2",
         ISOLATION: "process",
-        GRACE_MS: "4000"
+        GRACE_MS: "6000"
       }, undefined, { group: true })
       yield* awaitReady(node)
       // Two jobs at once, so that both child processes have started and serve jobs: a child still
@@ -34,7 +34,8 @@ const stopByGroupSignal = (signal: "SIGINT" | "SIGTERM") =>
       for (const job of warmUps) {
         yield* waitFor("the warm-up jobs", Effect.map(jobRow(prefix, job.id), (row) => row.state === "completed"))
       }
-      const short = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+      // Long enough to be seen executing on a loaded machine, and to end well within the grace period.
+      const short = yield* Oban.insert(Busy.job({ millis: 3_000 }))
       const long = yield* Oban.insert(Busy.job({ millis: 60_000 }))
       for (const job of [short, long]) {
         yield* waitFor("the jobs to start", Effect.map(jobRow(prefix, job.id), (row) => row.state === "executing"))

@@ -21,11 +21,13 @@ const NapOnce = Worker.make("NapOnce", {
   args: Schema.Struct({}),
   perform: () => naps++ === 0 ? Worker.snooze("1 minute") : Effect.void
 })
+/** Performs of Slow started (in this process). */
+let slowStarts = 0
 const Slow = Worker.make("Slow", {
   args: Schema.Struct({}),
   timeout: "30 seconds",
   maxAttempts: 1,
-  perform: () => Effect.sleep("1 hour")
+  perform: () => Effect.andThen(Effect.sync(() => slowStarts++), Effect.sleep("1 hour"))
 })
 const Tick = Worker.make("Tick", { args: Schema.Struct({}), perform: () => Effect.void })
 
@@ -66,7 +68,7 @@ const onTestClock = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(
 /** Polls with real (not virtual) sleeps: for waiting on database I/O under TestClock. */
 const untilLive = <E, R>(check: Effect.Effect<boolean, E, R>) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 1_000; i++) {
       if (yield* check) return
       yield* TestClock.withLive(Effect.sleep("10 millis"))
     }
@@ -103,10 +105,13 @@ describe("virtual time", () => {
     it.effect("a worker's timeout interrupts the job at the virtual deadline", () =>
       Effect.gen(function*() {
         yield* truncate
+        slowStarts = 0
         const job = yield* Oban.insert(Slow.job({}))
         const drain = yield* Effect.forkChild(ObanTest.drainQueue({ queue: "default" }))
         // The drain claims the job over a real connection; once it runs, only virtual time is left.
         yield* untilLive(Effect.map(ObanTest.allEnqueued({ state: "executing" }), (jobs) => jobs.length === 1))
+        // Its perform started here (not only its row claimed), so its timeout is on the clock before it moves.
+        yield* untilLive(Effect.sync(() => slowStarts === 1))
         yield* TestClock.withLive(Effect.sleep("20 millis"))
         yield* TestClock.adjust("30 seconds")
         assert.strictEqual((yield* Fiber.join(drain)).failed, 1)
@@ -179,7 +184,7 @@ describe("virtual time", () => {
         }
         assert.strictEqual(yield* state, "scheduled")
         // The last minute, second by second: staged, then run.
-        for (let second = 0; second < 120 && (yield* state) !== "completed"; second++) {
+        for (let second = 0; second < 600 && (yield* state) !== "completed"; second++) {
           yield* TestClock.adjust("1 second")
           yield* TestClock.withLive(Effect.sleep("10 millis"))
         }

@@ -34,7 +34,8 @@ describe("wake-ups after commit on a black-holed network", () => {
       yield* transaction
       const took = Date.now() - started
       assert.isAtLeast(took, 4_500)
-      assert.isBelow(took, 7_500, `the transaction returned after ${took} ms`)
+      // One wait (5 s) and a loaded machine's delays, under the two waits (10 s) of a second wake-up.
+      assert.isBelow(took, 9_500, `the transaction returned after ${took} ms`)
     }).pipe(Effect.scoped, Effect.provide(quietLogs)), 60_000)
 
   it.live("a caller waiting for its wake-up can be interrupted at once", () =>
@@ -45,6 +46,7 @@ describe("wake-ups after commit on a black-holed network", () => {
       const started = Date.now()
       yield* Fiber.interrupt(fiber)
       const took = Date.now() - started
-      assert.isBelow(took, 1_000, `interrupting took ${took} ms`)
+      // Waiting out the deadline would take about 4.5 s more.
+      assert.isBelow(took, 3_000, `interrupting took ${took} ms`)
     }).pipe(Effect.scoped, Effect.provide(quietLogs)), 60_000)
 })

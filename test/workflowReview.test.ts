@@ -206,8 +206,10 @@ describe("workflows (review)", () => {
             assert.strictEqual(result.written.length, acked)
             return millis
           })
-        const narrow = yield* ackMillis(500, 250)
-        const wide = yield* ackMillis(5000, 250)
+        // The best of three of each: a stall of a loaded machine in one measurement does not decide it.
+        const best = (width: number) => Effect.map(Effect.forEach([1, 2, 3], () => ackMillis(width, 250)), (all) => Math.min(...all))
+        const narrow = yield* best(500)
+        const wide = yield* best(5000)
         report(`250 acks in one statement: ${narrow} ms in a batch of 500, ${wide} ms in a batch of 5,000`)
         // A node acks up to 500 outcomes per statement with a 15 s deadline; a statement that misses it is
         // retried as it is. Each release re-reads every edge of each callback, so a wide batch multiplies the
