@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Schema, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import type { PgClient } from "@effect/sql-pg"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
@@ -53,7 +54,7 @@ const history = (prefix: string) =>
   })
 
 /** Runs `effect` on a fresh, migrated schema `prefix` (testLayer also provides its Config). */
-const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient | Scope.Scope>) =>
+const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient | PgClient.PgClient | Scope.Scope>) =>
   Effect.provide(effect, testLayer(prefix))
 
 describe("liveness across OS processes", () => {
