@@ -103,8 +103,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
       yield* start
       yield* claimedAhead
-      // The jobs that start from now on wait: the newest claimed stays in the buffer until the cancel,
-      // however long this takes (it would otherwise start about a second after it was claimed).
+      // The jobs that start from now on wait: the newest claimed stays in the buffer until the node has
+      // heard of the cancel (NOTIFY, after the row changed), however long this takes (it would otherwise
+      // start about a second after it was claimed). The gate opens 3 s after the cancel.
       const held = yield* Deferred.make<void>()
       gate = held
       const sql = yield* SqlClient
@@ -112,7 +113,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       const [waiting] = yield* sql<{ id: number }>`
         SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing' ORDER BY id DESC LIMIT 1`
       const cancelled = yield* Oban.cancelJob(waiting!.id).pipe(
-        Effect.ensuring(Effect.andThen(Effect.sync(() => (gate = undefined)), Deferred.succeed(held, undefined)))
+        Effect.ensuring(Effect.andThen(
+          Effect.andThen(Effect.sleep("3 seconds"), Effect.sync(() => (gate = undefined))),
+          Deferred.succeed(held, undefined)
+        ))
       )
       assert.isTrue(cancelled._tag === "Some")
       yield* waitFor("the rest completed", Effect.map(countByState(prefix), (c) => c["completed"] === 199), "30 seconds")

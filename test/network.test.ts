@@ -102,9 +102,8 @@ describe("an outage of every connection", () => {
       yield* Migrations.run({ prefix: outage })
       const proxy = yield* startProxy(databaseUrl())
       // Fast maintenance: a rescuer that looks every 100 ms, and producers silent for 3 s count as dead.
-      // Heartbeats every 500 ms: a live node's may be 2.5 s late (a loaded machine) before that.
       const maintenance = {
-        heartbeatInterval: "500 millis",
+        heartbeatInterval: "1 second",
         rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
         leader: { ttl: "2 seconds", renewInterval: "500 millis" }
       } as const

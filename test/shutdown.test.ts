@@ -105,7 +105,8 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_default")
       yield* Effect.gen(function*() {
-        const result = yield* sigtermMidJob(prefix, 2, { JOB_MS: "1500", TEARDOWN: "default" })
+        // Jobs of 5 s (the default grace is 15 s): still running when SIGTERM comes, however late.
+        const result = yield* sigtermMidJob(prefix, 2, { JOB_MS: "5000", TEARDOWN: "default" })
         assert.strictEqual(result.code, 130, result.output)
         for (const row of yield* rows(prefix)) assert.deepStrictEqual([row.state, row.attempt], ["completed", 1])
       }).pipe(Effect.provide(testLayer(prefix)))
@@ -116,18 +117,19 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       const prefix = uniquePrefix("sigterm_long_grace")
       yield* Effect.gen(function*() {
         // Heartbeats every 200 ms, rescue after 3 s of silence (a live node's heartbeat may be 2.8 s late on
-        // a loaded machine): a grace period of 15 s is five times that. The jobs (10 s) still run for more
-        // than rescueAfter after SIGTERM, so heartbeats that stopped with it would have them rescued.
+        // a loaded machine): a grace period of 25 s is eight times that. The jobs (15 s) still run for more
+        // than rescueAfter after SIGTERM (checked below), so heartbeats that stopped with it would have
+        // them rescued.
         const fast = {
           HEARTBEAT_MS: "200",
           RESCUE_AFTER_MS: "3000",
           RESCUE_INTERVAL_MS: "200",
           LEASE_TTL_MS: "2000",
           LEASE_RENEW_MS: "500",
-          JOB_MS: "10000",
+          JOB_MS: "15000",
           JOB_MS_NODE: "deploy"
         }
-        const node = yield* startDeployNode(prefix, { ...fast, QUEUES: JSON.stringify({ default: 2 }), GRACE_MS: "15000" })
+        const node = yield* startDeployNode(prefix, { ...fast, QUEUES: JSON.stringify({ default: 2 }), GRACE_MS: "25000" })
         yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
         yield* waitFor("both jobs running", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
         // A second node of the deploy, running the same queue and ready to rescue (and lead once the first stops).
@@ -139,6 +141,11 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         })
         yield* awaitReady(other)
         yield* Effect.sleep("1500 millis")
+        // Otherwise the test would pass without testing anything: the jobs must outlast rescueAfter after SIGTERM.
+        const sql = yield* SqlClient
+        const [ran] = yield* sql<{ ms: number }>`
+          SELECT (extract(epoch FROM clock_timestamp() - min(at)) * 1000)::int AS ms FROM ${sql(prefix)}.runs`
+        assert.isBelow(ran!.ms, 15_000 - 3_500, "the jobs had too little left to run after SIGTERM")
         assert.strictEqual(yield* stopNode(node, "SIGTERM"), 0, node.output())
         // Time for the other node's rescuer to act on rows that had gone silent, as it did before.
         yield* Effect.sleep("4 seconds")
