@@ -37,6 +37,7 @@ import { InvalidConfigError } from "./Errors.ts"
 import { type Access as AccessLevel, makeHandler } from "./internal/dashboard/handler.ts"
 import { makePoller } from "./internal/dashboard/poller.ts"
 import { makeCsrf, sameSecret } from "./internal/dashboard/security.ts"
+import { duration } from "./internal/optionChecks.ts"
 
 /**
  * What a request may do: `"full"` (look and act), `"read-only"` (look: every
@@ -150,6 +151,11 @@ export interface ServeOptions {
   /** Only look, never act. Default false. */
   readonly readOnly?: boolean | undefined
   readonly pollInterval?: Duration.Input | undefined
+  /**
+   * How long closing the scope waits for responses still being written (event streams are ended
+   * first, so they never hold it up). Default 1 second.
+   */
+  readonly shutdownTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -178,6 +184,7 @@ export const serve = (
       })
     }
     const host = options.host ?? "127.0.0.1"
+    const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, Duration.seconds(1), Duration.zero)
     // The server waits for open responses when it stops: end the event streams first.
     const stopping = yield* Deferred.make<void>()
     const app = Layer.effectDiscard(mount({
@@ -187,7 +194,7 @@ export const serve = (
       pollInterval: options.pollInterval
     }, stopping))
     const server = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port ?? 4000, host, gracefulShutdownTimeout: "1 second" }))
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port ?? 4000, host, gracefulShutdownTimeout: shutdownTimeout }))
     )
     const scope = yield* Effect.scope
     const context = yield* Layer.buildWithScope(server, scope)
