@@ -23,17 +23,10 @@
  */
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { pgLayer } from "../common.ts"
+import * as Migrations from "../../src/Migrations.ts"
+import { dropSchema, pgLayer } from "../common.ts"
 import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
-import {
-  alternatingRounds,
-  createJobsSchema,
-  createRawQueueSchema,
-  createSchemas,
-  createTimingLoop,
-  jobsTable,
-  rawSql
-} from "./statementTables.ts"
+import { alternatingRounds, createRawQueueSchema, createSchemas, createTimingLoop, jobsTable, rawSql } from "./statementTables.ts"
 
 type Table = "latest" | "latest, no fetch index" | typeof rawSql
 const tables: ReadonlyArray<readonly [Table, string]> = [
@@ -45,12 +38,12 @@ const tables: ReadonlyArray<readonly [Table, string]> = [
 const batchSize = 1_000
 
 const createSchema = (table: Table, schema: string) =>
-  table === rawSql ? createRawQueueSchema(schema) : Effect.andThen(
-    createJobsSchema(schema),
-    table === "latest, no fetch index"
-      ? Effect.flatMap(SqlClient, (sql) => sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`))
-      : Effect.void
-  )
+  table === rawSql ? createRawQueueSchema(schema) : Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* dropSchema(schema)
+    yield* Migrations.run({ prefix: schema })
+    if (table === "latest, no fetch index") yield* sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`)
+  })
 
 const batchText = (table: Table, schema: string): string =>
   table === rawSql
