@@ -59,9 +59,13 @@ export const insertWorkload = (options: {
   jobs: options.jobs,
   run: (url) =>
     Effect.gen(function*() {
+      // This process's CPU over the inserts, and the rest of the machine's (the server, mostly).
+      const cpuBefore = process.cpuUsage()
+      const machineBefore = machineCpuMs()
       const [wallMs] = yield* stopwatch(options.insert)
+      const cpu = cpuNote(process.cpuUsage(cpuBefore), machineBefore, machineCpuMs(), options.jobs)
       const problems = yield* checkInserted(options.prefix, options.rows ?? options.jobs)
-      return { wallMs, note: options.note, problems }
+      return { wallMs, note: `${options.note}; ${cpu}`, problems }
     }).pipe((body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, options.pool)))
 })
 

@@ -36,6 +36,7 @@ describe("per-job timeout and backoff", () => {
   layer(TestLive, { excludeTestServices: true })((it) => {
     it.effect("a job's timeout interrupts it even when its worker has none", () =>
       Effect.gen(function*() {
+        sleepyStarts = 0
         const timed = yield* Oban.insert(Sleepy.job({}, { timeout: "30 seconds" }))
         const drain = yield* Effect.forkChild(ObanTest.drainQueue({ queue: "default" }))
         // The drain claims the job over a real connection; wait (in real time) until its perform started

@@ -108,9 +108,8 @@ describe("virtual time", () => {
         slowStarts = 0
         const job = yield* Oban.insert(Slow.job({}))
         const drain = yield* Effect.forkChild(ObanTest.drainQueue({ queue: "default" }))
-        // The drain claims the job over a real connection; once it runs, only virtual time is left.
-        yield* untilLive(Effect.map(ObanTest.allEnqueued({ state: "executing" }), (jobs) => jobs.length === 1))
-        // Its perform started here (not only its row claimed), so its timeout is on the clock before it moves.
+        // The drain claims the job over a real connection; once its perform has started here (not only its
+        // row been claimed), its timeout is on the clock and only virtual time is left.
         yield* untilLive(Effect.sync(() => slowStarts === 1))
         yield* TestClock.withLive(Effect.sleep("20 millis"))
         yield* TestClock.adjust("30 seconds")

@@ -74,20 +74,28 @@ const checkCount = async (queue: PeerQueue, expected: number) => {
   return n === expected ? [] : [`expected ${expected} jobs in the queue, found ${n}`]
 }
 
+/** Times `insert` of `jobs` jobs, with this process's CPU and the rest of the machine's per job as the note. */
+const timedInserts = async (jobs: number, insert: () => Promise<void>) => {
+  const cpuBefore = process.cpuUsage()
+  const machineBefore = machineCpuMs()
+  const start = performance.now()
+  await insert()
+  const wallMs = performance.now() - start
+  return { wallMs, note: cpuNote(process.cpuUsage(cpuBefore), machineBefore, machineCpuMs(), jobs) }
+}
+
 export const w1 = (peer: Peer, url: string) =>
   withQueue(peer, url, `bench_peer_${peer.key}_w1`, async (queue) => {
-    const start = performance.now()
-    for (const i of range(0, 2_000)) await queue.insertOne({ i })
-    const wallMs = performance.now() - start
-    return { wallMs, problems: await checkCount(queue, 2_000) }
+    const timed = await timedInserts(2_000, async () => {
+      for (const i of range(0, 2_000)) await queue.insertOne({ i })
+    })
+    return { ...timed, problems: await checkCount(queue, 2_000) }
   })
 
 export const w2 = (peer: Peer, url: string) =>
   withQueue(peer, url, `bench_peer_${peer.key}_w2`, async (queue) => {
-    const start = performance.now()
-    await insertBulk(queue, 50_000, 1_000)
-    const wallMs = performance.now() - start
-    return { wallMs, problems: await checkCount(queue, 50_000) }
+    const timed = await timedInserts(50_000, () => insertBulk(queue, 50_000, 1_000))
+    return { ...timed, problems: await checkCount(queue, 50_000) }
   })
 
 /** W3a/W3b: one consumer with `limit`, timed from its start until the queue says all jobs are acked. */

@@ -23,10 +23,17 @@
  */
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as Migrations from "../../src/Migrations.ts"
-import { dropSchema, pgLayer } from "../common.ts"
+import { pgLayer } from "../common.ts"
 import { envInt, fixed, grouped, median, ratio, textTable } from "./report.ts"
-import { alternatingRounds, createRawQueueSchema, createSchemas, createTimingLoop, jobsTable, rawSql } from "./statementTables.ts"
+import {
+  alternatingRounds,
+  createJobsSchema,
+  createRawQueueSchema,
+  createSchemas,
+  createTimingLoop,
+  jobsTable,
+  rawSql
+} from "./statementTables.ts"
 
 type Table = "latest" | "latest, no fetch index" | typeof rawSql
 const tables: ReadonlyArray<readonly [Table, string]> = [
@@ -38,12 +45,12 @@ const tables: ReadonlyArray<readonly [Table, string]> = [
 const batchSize = 1_000
 
 const createSchema = (table: Table, schema: string) =>
-  table === rawSql ? createRawQueueSchema(schema) : Effect.gen(function*() {
-    const sql = yield* SqlClient
-    yield* dropSchema(schema)
-    yield* Migrations.run({ prefix: schema })
-    if (table === "latest, no fetch index") yield* sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`)
-  })
+  table === rawSql ? createRawQueueSchema(schema) : Effect.andThen(
+    createJobsSchema(schema),
+    table === "latest, no fetch index"
+      ? Effect.flatMap(SqlClient, (sql) => sql.unsafe(`DROP INDEX "${schema}".oban_jobs_fetch_idx`))
+      : Effect.void
+  )
 
 const batchText = (table: Table, schema: string): string =>
   table === rawSql

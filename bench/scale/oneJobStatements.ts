@@ -23,10 +23,17 @@
  */
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as Migrations from "../../src/Migrations.ts"
-import { dropSchema, pgLayer } from "../common.ts"
+import { pgLayer } from "../common.ts"
 import { envInt, fixed, median, ratio, textTable } from "./report.ts"
-import { alternatingRounds, createRawQueueSchema, createSchemas, createTimingLoop, jobsTable, rawSql } from "./statementTables.ts"
+import {
+  alternatingRounds,
+  createJobsSchema,
+  createRawQueueSchema,
+  createSchemas,
+  createTimingLoop,
+  jobsTable,
+  rawSql
+} from "./statementTables.ts"
 
 type Table = "latest" | "migration 18" | "migration 17" | typeof rawSql
 const tables: ReadonlyArray<readonly [Table, string]> = [
@@ -44,9 +51,7 @@ const migrationOf: Record<Exclude<Table, typeof rawSql>, number | undefined> = {
 
 /** Effect-oban's jobs table at the migration compared, or the raw-SQL queue's table (without its insert trigger). */
 const createSchema = (table: Table, schema: string) =>
-  table === rawSql
-    ? createRawQueueSchema(schema)
-    : Effect.asVoid(Effect.andThen(dropSchema(schema), Migrations.run({ prefix: schema, to: migrationOf[table] })))
+  table === rawSql ? createRawQueueSchema(schema) : createJobsSchema(schema, migrationOf[table])
 
 const insertText = (table: Table, schema: string): string =>
   table === rawSql

@@ -5,6 +5,7 @@
  */
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Migrations from "../../src/Migrations.ts"
 import { dropSchema } from "../common.ts"
 import { tableDdl } from "../peers/raw.ts"
 
@@ -14,6 +15,10 @@ export const rawSql = "raw SQL" as const
 /** The jobs table in `schema`: the raw-SQL queue's, or effect-oban's. */
 export const jobsTable = (table: string, schema: string): string =>
   table === rawSql ? `"${schema}".jobs` : `"${schema}".oban_jobs`
+
+/** Drops `schema` if it exists and migrates it anew, to migration `to` (default: the latest). */
+export const createJobsSchema = (schema: string, to?: number) =>
+  Effect.asVoid(Effect.andThen(dropSchema(schema), Migrations.run({ prefix: schema, to })))
 
 /** Drops `schema` if it exists and creates it holding the raw-SQL queue's table and index (without its insert trigger). */
 export const createRawQueueSchema = (schema: string) =>
