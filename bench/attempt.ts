@@ -31,16 +31,16 @@ let ran = 0
 const worker = makeNoop(() => Effect.sync(() => void ran++))
 const registry = makeRegistry("bench", [worker as unknown as RunnableWorker<never>])
 
-/** Jobs as a claim returns them: args as decoded JSON, meta with a traceparent (jobs inserted in a span). */
+/** Jobs as a claim returns them: args and meta as JSON text, meta with a traceparent (jobs inserted in a span). */
 const claimedJobs = (round: number): ReadonlyArray<Job> => {
   const now = new Date()
-  const meta = { traceparent: "00-4d3007489cca4b41dddefe18327140e6-28bca78e32720451-01" }
+  const meta = JSON.stringify({ traceparent: "00-4d3007489cca4b41dddefe18327140e6-28bca78e32720451-01" })
   return Array.from({ length: jobsPerRound }, (_, index) =>
     claimedJob({
       id: round * jobsPerRound + index + 1,
       worker: worker.name,
-      args: { i: index },
-      meta: { ...meta },
+      args: `{"i":${index}}`,
+      meta,
       tags: null,
       errors: null,
       attempt: 1,

@@ -40,6 +40,7 @@ import type { Job } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
 import { InlineRunner } from "./internal/inline.ts"
+import { parseJson } from "./internal/jsonParse.ts"
 import { ObanTestError } from "./internal/testError.ts"
 import { JobTimeout } from "./internal/outcome.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
@@ -232,7 +233,7 @@ export const performJob = <A, E, R>(
     const json = yield* Schema.encodeEffect(worker.argsJson)(args).pipe(
       Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message }))
     )
-    const decoded = yield* Schema.decodeUnknownEffect(worker.argsJson)(JSON.parse(JSON.stringify(json))).pipe(
+    const decoded = yield* Schema.decodeUnknownEffect(worker.argsJson)(parseJson(JSON.stringify(json))).pipe(
       Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message }))
     )
     const at = new Date(yield* Effect.clockWith((clock) => clock.currentTimeMillis))

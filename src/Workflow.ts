@@ -36,6 +36,7 @@ import { workflowStepOf } from "./Events.ts"
 import type { Job, JobState } from "./Job.ts"
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
+import { parseJsonOrNull } from "./internal/jsonParse.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import * as Ops from "./internal/workflowOps.ts"
 import { depResults } from "./internal/sql/workflows.ts"
@@ -291,7 +292,7 @@ export const results = <O>(
           message: `job ${id} (step ${row.step}) completed without a recorded result`
         })
       }
-      const value = yield* Effect.mapError(decode(row.result), (error) =>
+      const value = yield* Effect.mapError(decode(parseJsonOrNull(row.result)), (error) =>
         new InvalidResultError({
           worker: worker.name,
           jobId: id,

@@ -15,6 +15,7 @@ import type { Inserted } from "../src/Oban.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jsonRoundTrip } from "./support/json.ts"
 
 const prefix = uniquePrefix("insert_fuzz")
 
@@ -275,7 +276,7 @@ const expectedArgs = (s: Spec): unknown => {
   const { args, kind } = s.args.value
   switch (kind) {
     case "json":
-      return JSON.parse(JSON.stringify(args))
+      return jsonRoundTrip(args)
     case "none":
       return null
     case "nullable":
@@ -309,7 +310,7 @@ const assertStored = (s: Spec, job: Job) => {
   const { traceparent, ...rest } = job.meta
   if ("traceparent" in given) assert.deepStrictEqual(job.meta, given)
   else {
-    assert.deepStrictEqual(rest, JSON.parse(JSON.stringify(given)))
+    assert.deepStrictEqual(rest, jsonRoundTrip(given))
     assert.strictEqual(typeof traceparent, "string")
   }
   if (s.scheduledAt.value !== undefined) {

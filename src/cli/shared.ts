@@ -12,6 +12,7 @@ import { Command, Flag } from "effect/cli"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as ObanConfig from "../Config.ts"
 import type { Filter } from "../Jobs.ts"
+import { parseJson } from "../internal/jsonParse.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 
 const globalFlags = {
@@ -132,7 +133,7 @@ export const parseDate = (flag: string, value: Option.Option<string>): Effect.Ef
 const parseObject = (flag: string, value: Option.Option<string>): Effect.Effect<Record<string, unknown> | undefined, CliFailure> => {
   if (Option.isNone(value)) return Effect.succeed(undefined)
   try {
-    const parsed: unknown = JSON.parse(value.value)
+    const parsed: unknown = parseJson(value.value)
     if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
       return Effect.succeed(parsed as Record<string, unknown>)
     }

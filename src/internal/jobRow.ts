@@ -6,6 +6,7 @@
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
 import type { Inserted } from "../Oban.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
+import { parseJson } from "./jsonParse.ts"
 import type { InsertedBatch } from "./sql/insertJobs.ts"
 
 export interface JobRow {
@@ -13,8 +14,10 @@ export interface JobRow {
   readonly state: string
   readonly queue: string
   readonly worker: string
-  readonly args: unknown
-  readonly meta: Record<string, unknown> | null
+  /** JSON text (`args::text`), parsed by `parseJson`: see `jsonParse.ts` for why not by the driver. */
+  readonly args: string
+  /** JSON text, or null where a query returns an empty meta as null. */
+  readonly meta: string | null
   readonly tags: ReadonlyArray<string> | null
   readonly errors: ReadonlyArray<JobErrorEntry> | null
   readonly attempt: number
@@ -30,9 +33,12 @@ export interface JobRow {
   readonly cancel_requested_at: Date | null
 }
 
-/** The columns of a job that `Job` shows (in table order, the ones added later last), for `SELECT` and `RETURNING` lists. */
+/**
+ * The columns of a job that `Job` shows (in table order, the ones added later last), for `SELECT`
+ * and `RETURNING` lists; args and meta as JSON text, which `parseJson` reads exactly.
+ */
 export const jobColumns =
-  "id, state, queue, worker, args, meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, cancel_requested_at"
+  "id, state, queue, worker, args::text AS args, meta::text AS meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, cancel_requested_at"
 
 /** The job of a row; `attemptOffset` is added to its attempt (a job claimed ahead runs as its next one). */
 export const jobFromRow = (row: JobRow, attemptOffset = 0): Job =>
@@ -60,8 +66,8 @@ const jobOf = (
   state,
   queue,
   worker: row.worker,
-  args: row.args,
-  meta: row.meta ?? {},
+  args: parseJson(row.args),
+  meta: row.meta === null ? {} : parseJson(row.meta) as Record<string, unknown>,
   tags: row.tags ?? [],
   errors: row.errors ?? [],
   attempt: Number(row.attempt) + attemptOffset,
@@ -100,7 +106,7 @@ export const insertedJob = (
   queue: request.queue,
   worker: request.worker,
   args: request.value,
-  meta: storedMeta ?? request.metaObject ?? (request.meta === "{}" ? noMeta : JSON.parse(request.meta)),
+  meta: storedMeta ?? request.metaObject ?? (request.meta === "{}" ? noMeta : parseJson(request.meta) as Record<string, unknown>),
   tags: request.tags,
   errors: noErrors,
   attempt: 0,

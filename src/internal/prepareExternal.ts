@@ -13,6 +13,7 @@ import type { Inserted } from "../Oban.ts"
 import type { JobRequest } from "../Worker.ts"
 import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
 import { jobFromRow } from "./jobRow.ts"
+import { parseJson } from "./jsonParse.ts"
 import { externalInsert, resultColumn, type SqlText, wakeStatement } from "./sql/externalInsert.ts"
 import { inputRow, requestHash } from "./sql/upsertJobs.ts"
 import { currentTraceparent } from "./telemetry.ts"
@@ -134,8 +135,9 @@ interface JobJson {
   readonly state: JobState
   readonly queue: string
   readonly worker: string
-  readonly args: unknown
-  readonly meta: Record<string, unknown> | null
+  /** JSON text, as `jobColumns` returns it. */
+  readonly args: string
+  readonly meta: string | null
   readonly tags: ReadonlyArray<string> | null
   readonly errors: ReadonlyArray<JobErrorEntry> | null
   readonly attempt: number
@@ -189,7 +191,7 @@ const jobsOf = (
     if (typeof text !== "string") {
       throw new TypeError(`ExternalInsert: each row must have the text column ${resultColumn} of the insert statement`)
     }
-    const json = JSON.parse(text) as JobJson
+    const json = parseJson(text) as JobJson
     const slot = json.unique_key == null ? undefined : slotOf.get(requestHash(json.unique_key))
     if (slot === undefined) plainJobs.push(jobOf(json))
     else jobs[slot.position] = jobOf(json)

@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
 import type { JobState } from "../Job.ts"
 import type { ReplaceField, UniqueField } from "../Worker.ts"
+import { parseJson } from "./jsonParse.ts"
 import { describe, toJsonText } from "./jsonText.ts"
 
 /** A request's uniqueness, as the unique insert stores it. */
@@ -121,16 +122,16 @@ export const canonicalJson = (value: unknown): string => {
 
 /** The canonical JSON of the args the key considers. */
 const selectedArgs = (keys: unknown, args: unknown, argsText: string): string => {
-  if (keys === undefined) return canonicalJson(JSON.parse(argsText))
+  if (keys === undefined) return canonicalJson(parseJson(argsText))
   if (typeof keys === "function") {
     const result = toJsonText(keys(args), "the result of unique.keys", 1024 * 1024)
     if (result._tag === "JsonRefusal") return refuse(`key function: ${result.message}`)
-    return canonicalJson(JSON.parse(result.text))
+    return canonicalJson(parseJson(result.text))
   }
   if (!Array.isArray(keys)) return refuse(`.keys must be an array of args keys or a function, got ${describe(keys)}`)
   const names: ReadonlyArray<unknown> = keys
   if (names.length === 0) return refuse(".keys must name at least one key (leave it out to use all args)")
-  const encoded: unknown = JSON.parse(argsText)
+  const encoded: unknown = parseJson(argsText)
   if (typeof encoded !== "object" || encoded === null || Array.isArray(encoded)) {
     return refuse(".keys needs args that encode to a JSON object")
   }

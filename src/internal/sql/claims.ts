@@ -46,7 +46,7 @@ export const startAttempt = (
 
 /** Columns a fetch returns as null when they hold their empty default, which `claimedJob` restores. */
 const nullWhenEmpty: ReadonlyMap<string, string> = new Map([
-  ["j.meta", "NULLIF(j.meta, '{}'::jsonb) AS meta"],
+  ["j.meta::text AS meta", "NULLIF(j.meta, '{}'::jsonb)::text AS meta"],
   ["j.tags", "NULLIF(j.tags, '{}'::text[]) AS tags"],
   ["j.errors", "NULLIF(j.errors, '[]'::jsonb) AS errors"]
 ])

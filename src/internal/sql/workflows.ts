@@ -39,7 +39,8 @@ export interface InsertedWorkflowRow {
   readonly state: "available" | "scheduled" | "suspended"
   readonly inserted_at: Date
   readonly scheduled_at: Date
-  readonly meta: Record<string, unknown>
+  /** JSON text, for `parseJson` (see `jsonParse.ts`). */
+  readonly meta: string
 }
 
 const tagsJson = (tags: ReadonlyArray<string>): string => JSON.stringify(tags)
@@ -90,7 +91,7 @@ export const insertWorkflowJobs = (
       RETURNING id, state, queue, inserted_at, scheduled_at, meta
     ),
     notified AS (${wakeQueues(sql, prefix, "inserted WHERE state = 'available'")})
-    SELECT inserted.id, inserted.state, inserted.inserted_at, inserted.scheduled_at, inserted.meta
+    SELECT inserted.id, inserted.state, inserted.inserted_at, inserted.scheduled_at, inserted.meta::text AS meta
     FROM inserted, notified
     ORDER BY inserted.id
   `
@@ -161,7 +162,8 @@ export interface DepResultRow {
   readonly step: string | null
   readonly worker: string
   readonly state: string
-  readonly result: unknown
+  /** JSON text, for `parseJson` (see `jsonParse.ts`); null with no result. */
+  readonly result: string | null
   readonly has_result: boolean
 }
 
@@ -172,7 +174,7 @@ export const depResults = (
   jobId: number
 ): Effect.Effect<ReadonlyArray<DepResultRow>, SqlError> =>
   sql<DepResultRow>`
-    SELECT d.id, d.meta #>> '{workflow,step}' AS step, d.worker, d.state::text AS state, d.result,
+    SELECT d.id, d.meta #>> '{workflow,step}' AS step, d.worker, d.state::text AS state, d.result::text AS result,
            d.result IS NOT NULL AS has_result
     FROM ${table(sql, prefix, "oban_workflow_deps")} AS e
     JOIN ${table(sql, prefix, "oban_jobs")} AS d ON d.id = e.dep_id

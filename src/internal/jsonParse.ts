@@ -1,0 +1,150 @@
+/**
+ * JSON text to a value, exactly, on every Node.js the library supports.
+ *
+ * `JSON.parse` in Node.js 23 and later (V8 12.9 on; seen on 23.0, 24.0,
+ * 24.21 and 26.10, not on 22) can return a wrong object key. When it parses
+ * an object, it guesses each key after the first from the keys of objects it
+ * built before along the same path of keys, and an escaped key whose decoded
+ * length equals the guess's length is taken for the guess when its raw text
+ * starts with it. After `JSON.parse('{"r":1,"\\\\":2}')` (key: one
+ * backslash) is alive, `JSON.parse('{"r":1,"\\n":2}')` returns the key
+ * `"\\"`, not a newline. The guess needs a key with a literal backslash, so
+ * it strikes data with such keys (paths, patterns, escaped text), and which
+ * objects are alive decides when: a job's args could reach its worker, or its
+ * unique key be computed, with another key.
+ *
+ * So every JSON text the library reads from PostgreSQL or builds for itself
+ * goes through `parseJson`: `JSON.parse` when no key has an escape (almost
+ * always, and the test is one `indexOf` when the text has no backslash at
+ * all), else a small parser here whose keys are decoded one by one.
+ */
+
+/** A string literal holding an escape, followed by a colon: an escaped key (or, harmlessly, look-alike text). */
+const escapedKey = /"[^"\\]*(?:\\[^][^"\\]*)+"\s*:/
+
+/** Whether `JSON.parse` may misread a key of `text` (see the module's doc). */
+export const hasEscapedKey = (text: string): boolean => text.indexOf("\\") !== -1 && escapedKey.test(text)
+
+/** The value of JSON `text`; throws a `SyntaxError` as `JSON.parse` does for text that is not JSON. */
+export const parseJson = (text: string): unknown => hasEscapedKey(text) ? parseSlowly(text) : JSON.parse(text)
+
+/** `parseJson` of a text column that may be null. */
+export const parseJsonOrNull = (text: string | null): unknown => text === null ? null : parseJson(text)
+
+const stringToken = /"[^"\\]*(?:\\[^][^"\\]*)*"/y
+const numberToken = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
+
+class Reader {
+  readonly text: string
+  index = 0
+  constructor(text: string) {
+    this.text = text
+  }
+
+  fail(expected: string): never {
+    throw new SyntaxError(`Expected ${expected} at position ${this.index} of JSON text`)
+  }
+
+  skipSpace(): void {
+    const text = this.text
+    let i = this.index
+    for (;;) {
+      const code = text.charCodeAt(i)
+      if (code !== 32 && code !== 10 && code !== 13 && code !== 9) break
+      i++
+    }
+    this.index = i
+  }
+
+  token(pattern: RegExp, expected: string): string {
+    pattern.lastIndex = this.index
+    const match = pattern.exec(this.text)
+    if (match === null) return this.fail(expected)
+    this.index = pattern.lastIndex
+    return match[0]
+  }
+
+  /** A string literal, decoded by `JSON.parse` as a value (values are never guessed). */
+  string(): string {
+    return JSON.parse(this.token(stringToken, "a string")) as string
+  }
+
+  literal(word: string, value: unknown): unknown {
+    if (!this.text.startsWith(word, this.index)) return this.fail("a JSON value")
+    this.index += word.length
+    return value
+  }
+
+  value(): unknown {
+    this.skipSpace()
+    switch (this.text.charCodeAt(this.index)) {
+      case 123: // {
+        return this.object()
+      case 91: // [
+        return this.array()
+      case 34: // "
+        return this.string()
+      case 116: // t
+        return this.literal("true", true)
+      case 102: // f
+        return this.literal("false", false)
+      case 110: // n
+        return this.literal("null", null)
+      default:
+        return Number(this.token(numberToken, "a JSON value"))
+    }
+  }
+
+  /** After a member or element: true at the closing `close`, false after a comma. */
+  end(close: number): boolean {
+    this.skipSpace()
+    const code = this.text.charCodeAt(this.index++)
+    if (code === close) return true
+    if (code !== 44) this.fail(`"," or "${String.fromCharCode(close)}"`)
+    return false
+  }
+
+  object(): Record<string, unknown> {
+    const object: Record<string, unknown> = {}
+    this.index++
+    this.skipSpace()
+    if (this.text.charCodeAt(this.index) === 125) {
+      this.index++
+      return object
+    }
+    do {
+      this.skipSpace()
+      const key = this.string()
+      this.skipSpace()
+      if (this.text.charCodeAt(this.index++) !== 58) this.fail("\":\"")
+      const value = this.value()
+      // An own "__proto__" key, as JSON.parse makes it, not a change of prototype.
+      if (key === "__proto__") {
+        Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true })
+      } else object[key] = value
+    } while (!this.end(125))
+    return object
+  }
+
+  array(): Array<unknown> {
+    const array: Array<unknown> = []
+    this.index++
+    this.skipSpace()
+    if (this.text.charCodeAt(this.index) === 93) {
+      this.index++
+      return array
+    }
+    do {
+      array.push(this.value())
+    } while (!this.end(93))
+    return array
+  }
+}
+
+const parseSlowly = (text: string): unknown => {
+  const reader = new Reader(text)
+  const value = reader.value()
+  reader.skipSpace()
+  if (reader.index !== text.length) reader.fail("the end")
+  return value
+}
