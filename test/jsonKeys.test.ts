@@ -82,6 +82,13 @@ describe("parseJson", () => {
     }
   })
 
+  it("reads nesting deeper than PostgreSQL stores without running out of call stack", () => {
+    const depth = 50_000
+    let value = parseJson(`${String.raw`{"\n":[`.repeat(depth)}1${"]}".repeat(depth)}`)
+    for (let level = 0; level < depth; level++) value = ((value as Record<string, unknown>)["\n"] as Array<unknown>)[0]
+    assert.strictEqual(value, 1)
+  })
+
   it("refuses text that is not JSON with a SyntaxError, as JSON.parse does", () => {
     for (const text of [String.raw`{"\n":1`, String.raw`{"\n":1}x`, String.raw`{"\n":tru}`, String.raw`{"\n":1,}`, String.raw`[{"\n":01}]`]) {
       assert.isTrue(hasEscapedKey(text) || text.startsWith("["), text)

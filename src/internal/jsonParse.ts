@@ -69,19 +69,24 @@ class Reader {
     return JSON.parse(this.token(stringToken, "a string")) as string
   }
 
+  /** A member's key and its colon. */
+  key(): string {
+    this.skipSpace()
+    const key = this.string()
+    this.skipSpace()
+    if (this.text.charCodeAt(this.index++) !== 58) this.fail("\":\"")
+    return key
+  }
+
   literal(word: string, value: unknown): unknown {
     if (!this.text.startsWith(word, this.index)) return this.fail("a JSON value")
     this.index += word.length
     return value
   }
 
-  value(): unknown {
-    this.skipSpace()
-    switch (this.text.charCodeAt(this.index)) {
-      case 123: // {
-        return this.object()
-      case 91: // [
-        return this.array()
+  /** A value that is not an array or object, at the current position. */
+  scalar(code: number): unknown {
+    switch (code) {
       case 34: // "
         return this.string()
       case 116: // t
@@ -103,48 +108,61 @@ class Reader {
     if (code !== 44) this.fail(`"," or "${String.fromCharCode(close)}"`)
     return false
   }
-
-  object(): Record<string, unknown> {
-    const object: Record<string, unknown> = {}
-    this.index++
-    this.skipSpace()
-    if (this.text.charCodeAt(this.index) === 125) {
-      this.index++
-      return object
-    }
-    do {
-      this.skipSpace()
-      const key = this.string()
-      this.skipSpace()
-      if (this.text.charCodeAt(this.index++) !== 58) this.fail("\":\"")
-      const value = this.value()
-      // An own "__proto__" key, as JSON.parse makes it, not a change of prototype.
-      if (key === "__proto__") {
-        Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true })
-      } else object[key] = value
-    } while (!this.end(125))
-    return object
-  }
-
-  array(): Array<unknown> {
-    const array: Array<unknown> = []
-    this.index++
-    this.skipSpace()
-    if (this.text.charCodeAt(this.index) === 93) {
-      this.index++
-      return array
-    }
-    do {
-      array.push(this.value())
-    } while (!this.end(93))
-    return array
-  }
 }
 
+/** Sets a member as JSON.parse does: an own "__proto__" key too, not a change of prototype. */
+const setMember = (object: Record<string, unknown>, key: string, value: unknown): void => {
+  if (key === "__proto__") {
+    Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true })
+  } else object[key] = value
+}
+
+/**
+ * The parser for text with escaped keys. It keeps the arrays and objects
+ * being filled on a stack of its own rather than recursing, so nesting as
+ * deep as PostgreSQL stores (thousands of levels) cannot overflow the call
+ * stack.
+ */
 const parseSlowly = (text: string): unknown => {
   const reader = new Reader(text)
-  const value = reader.value()
-  reader.skipSpace()
-  if (reader.index !== text.length) reader.fail("the end")
-  return value
+  /** The arrays and objects being filled, innermost last, and for an object the key of the member being read. */
+  const open: Array<Array<unknown> | Record<string, unknown>> = []
+  const keys: Array<string> = []
+  for (;;) {
+    reader.skipSpace()
+    const code = text.charCodeAt(reader.index)
+    let value: unknown
+    if (code === 123 || code === 91) {
+      const close = code === 123 ? 125 : 93
+      const container = code === 123 ? {} : []
+      reader.index++
+      reader.skipSpace()
+      if (text.charCodeAt(reader.index) !== close) {
+        open.push(container)
+        keys.push(code === 123 ? reader.key() : "")
+        continue
+      }
+      reader.index++
+      value = container
+    } else value = reader.scalar(code)
+    // A value is complete: it goes into its container, which may then be complete in turn.
+    for (;;) {
+      const container = open.at(-1)
+      if (container === undefined) {
+        reader.skipSpace()
+        if (reader.index !== text.length) reader.fail("the end")
+        return value
+      }
+      const isArray = Array.isArray(container)
+      if (isArray) container.push(value)
+      else setMember(container, keys.at(-1)!, value)
+      if (!reader.end(isArray ? 93 : 125)) {
+        if (!isArray) keys[keys.length - 1] = reader.key()
+        break
+      }
+      open.pop()
+      keys.pop()
+      value = container
+    }
+  }
 }

@@ -7,9 +7,11 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
+import * as SchemaIssue from "effect/SchemaIssue"
 import { InvalidFilterError } from "../../Errors.ts"
 import { JobState } from "../../Job.ts"
 import type { Filter, ListOptions } from "../../Jobs.ts"
+import { parseJson } from "../jsonParse.ts"
 import { storableText } from "../jsonText.ts"
 
 /**
@@ -21,7 +23,20 @@ const Digits = Schema.String.check(Schema.isPattern(/^[0-9]{1,15}$/)).pipe(
   Schema.decodeTo(Schema.Number, SchemaTransformation.numberFromString)
 )
 const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200), storableText)
-const JsonObject = Schema.fromJsonString(Schema.JsonObject)
+/** A JSON object typed into a filter, read by `parseJson` (see `jsonParse.ts`), not `JSON.parse`. */
+const JsonObject = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.JsonObject,
+    SchemaTransformation.transformEffect<typeof Schema.JsonObject.Encoded, string>({
+      decode: (text, options) =>
+        Effect.try({
+          try: () => parseJson(text) as typeof Schema.JsonObject.Encoded,
+          catch: () => new SchemaIssue.InvalidValue({ expected: "a valid JSON string" }, text, options)
+        }),
+      encode: (value) => Effect.succeed(JSON.stringify(value))
+    })
+  )
+)
 
 const ListQuery = Schema.Struct({
   queue: Schema.Array(Name).check(Schema.isMaxLength(50)),

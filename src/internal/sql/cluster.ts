@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel } from "../../Config.ts"
+import { parseJsonOrNull } from "../jsonParse.ts"
 import { leaderLease } from "./peers.ts"
 import { table } from "./tables.ts"
 
@@ -23,6 +24,14 @@ export interface ProducerRow {
   readonly running: number
 }
 
+/** A row with its meta, read as text (crontab names and limit settings are the user's), parsed by `parseJson`. */
+const withParsedMeta = <R extends { readonly meta: string | null }>(
+  row: R
+): Omit<R, "meta"> & { readonly meta: Record<string, unknown> | null } => ({
+  ...row,
+  meta: parseJsonOrNull(row.meta) as Record<string, unknown> | null
+})
+
 /** Every producer row, with the jobs executing under it (through the executing index), and "now". */
 export const producerRows = (
   sql: SqlClient,
@@ -30,14 +39,14 @@ export const producerRows = (
 ): Effect.Effect<{ readonly now: Date; readonly rows: ReadonlyArray<ProducerRow> }, SqlError> =>
   Effect.all([
     sql<{ readonly now: Date }>`SELECT now() AS now`,
-    sql<ProducerRow>`
-      SELECT p.id::text AS id, p.node, p.queue, p."limit" AS limit, p.paused, p.meta, p.started_at, p.updated_at,
+    sql<ProducerRow & { readonly meta: string | null }>`
+      SELECT p.id::text AS id, p.node, p.queue, p."limit" AS limit, p.paused, p.meta::text AS meta, p.started_at, p.updated_at,
              (SELECT count(*)::int FROM ${table(sql, prefix, "oban_jobs")} AS j
               WHERE j.state = 'executing' AND j.queue = p.queue AND j.attempted_by[2] = p.id::text) AS running
       FROM ${table(sql, prefix, "oban_producers")} AS p
       ORDER BY p.node, p.queue, p.started_at
     `
-  ]).pipe(Effect.map(([clock, rows]) => ({ now: clock[0]!.now, rows })))
+  ]).pipe(Effect.map(([clock, rows]) => ({ now: clock[0]!.now, rows: rows.map(withParsedMeta) })))
 
 export interface LeaseRow {
   readonly node: string
@@ -59,10 +68,10 @@ export const currentLease = (
   prefix: string,
   name: string = leaderLease
 ): Effect.Effect<LeaseRow | undefined, SqlError> =>
-  sql<LeaseRow>`
-    SELECT node, instance, started_at, expires_at, meta FROM ${table(sql, prefix, "oban_peers")}
+  sql<Omit<LeaseRow, "meta"> & { readonly meta: string | null }>`
+    SELECT node, instance, started_at, expires_at, meta::text AS meta FROM ${table(sql, prefix, "oban_peers")}
     WHERE name = ${name} AND expires_at > now()
-  `.pipe(Effect.map((rows) => rows[0]))
+  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : withParsedMeta(rows[0])))
 
 export type QueueCommand =
   | { readonly action: "pause"; readonly queue: string }
