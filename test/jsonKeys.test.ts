@@ -103,6 +103,9 @@ describe("parseJson", () => {
     const quotes = "\":".repeat(200_000)
     assert.deepStrictEqual(parseJson(JSON.stringify({ s: quotes, "k\n": 1 })), { s: quotes, "k\n": 1 })
     assert.isFalse(hasEscapedKey(JSON.stringify({ s: quotes })))
+    // A string of millions of escapes, which a pattern would run out of backtracking room on.
+    const lines = "\n".repeat(4_000_000)
+    assert.deepStrictEqual(parseJson(JSON.stringify({ "k\n": lines })), { "k\n": lines })
   })
 
   it("refuses text that is not JSON with a SyntaxError, as JSON.parse does", () => {
