@@ -203,18 +203,33 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       yield* insertJobs(prefix, [
         ...Array.from({ length: 7 }, () => ({ queue: "tp", state: "completed", finishedAt: ago(100) })),
         ...Array.from({ length: 3 }, () => ({ queue: "tp", state: "discarded", finishedAt: ago(40) })),
-        { queue: "tp", state: "completed", finishedAt: ago(400) } // outside the window
+        { queue: "tp", state: "completed", finishedAt: ago(400) }, // outside the window
+        // Queue names that are also names of every object's properties.
+        ...Array.from({ length: 2 }, () => ({ queue: "constructor", state: "completed", finishedAt: ago(50) })),
+        { queue: "__proto__", state: "completed", finishedAt: ago(50) },
+        { queue: "constructor" },
+        { queue: "__proto__" }
       ])
       const { url } = yield* Dashboard.serve({ token, port: 0, pollInterval: "200 millis" })
       const abort = new AbortController()
-      const sums = (text: string) =>
+      const sums = (text: string, queue = "tp") =>
         text.split("event: snapshot\n").slice(1).map((event) => {
-          const series = JSON.parse(event.slice("data: ".length, event.indexOf("\n")))["throughput"]["tp"]
+          const payload = JSON.parse(event.slice("data: ".length, event.indexOf("\n"))) as {
+            readonly throughput: ReadonlyArray<readonly [string, { completed: Array<number>; failed: Array<number> }]>
+          }
+          const series = new Map(payload.throughput).get(queue)!
           const total = (values: ReadonlyArray<number>) => values.reduce((sum, value) => sum + value, 0)
           return [total(series.completed), total(series.failed)]
         })
       const first = yield* Effect.promise(() => readSnapshots(`${url}/events`, bearer, 2, abort.signal))
       assert.deepStrictEqual(sums(first.text), [[7, 3], [7, 3]])
+      assert.deepStrictEqual(sums(first.text, "constructor"), [[2, 0], [2, 0]])
+      assert.deepStrictEqual(sums(first.text, "__proto__"), [[1, 0], [1, 0]])
+      const queuesPage = yield* Effect.promise(() => fetch(`${url}/`, { headers: bearer }).then((response) => response.text()))
+      assert.include(queuesPage, `data-queue-row="constructor"`)
+      assert.include(queuesPage, `data-queue-row="__proto__"`)
+      assert.notInclude(queuesPage, "function Object")
+      assert.notInclude(queuesPage, "[object Object]")
       // Later refreshes read the last seconds only: the older seconds stay, new ones add up.
       yield* insertJobs(prefix, Array.from({ length: 4 }, () => ({ queue: "tp", state: "completed", finishedAt: ago(2) })))
       yield* Effect.sleep("1200 millis")

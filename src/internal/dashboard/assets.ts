@@ -56,19 +56,21 @@ export const script = `"use strict";
   };
   const update = (snapshot) => {
     const counts = new Map(snapshot.counts.map((entry) => [entry.queue, entry.states]));
+    const producersOf = new Map(snapshot.producers);
+    const throughputOf = new Map(snapshot.throughput);
     for (const cell of document.querySelectorAll("[data-queue][data-state]")) {
       const states = counts.get(cell.dataset.queue);
       setText(cell, String((states && states[cell.dataset.state]) || 0));
     }
     for (const row of document.querySelectorAll("tr[data-queue-row]")) {
-      const producers = snapshot.producers[row.dataset.queueRow];
+      const producers = producersOf.get(row.dataset.queueRow);
       if (!producers) continue;
       for (const field of ["nodes", "limit", "running", "paused"]) {
         setText(row.querySelector('[data-field="' + field + '"]'), String(producers[field]));
       }
     }
     for (const figure of document.querySelectorAll("figure.throughput")) {
-      const series = snapshot.throughput[figure.dataset.queue];
+      const series = throughputOf.get(figure.dataset.queue);
       if (!series) continue;
       const completed = smooth(series.completed);
       const failed = smooth(series.failed);

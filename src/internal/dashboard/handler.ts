@@ -68,26 +68,29 @@ const textResponse = (
 const jsonResponse = (body: unknown, status = 200): Response =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json", headers: securityHeaders })
 
-/** What live pages receive: counts, per-queue producer totals and throughput. */
+/**
+ * What live pages receive: counts, per-queue producer totals and throughput, the per-queue ones as
+ * `[queue, value]` pairs (see `Snapshot.throughput`).
+ */
 export const livePayload = (snapshot: Snapshot) => {
-  const producers: Record<string, { nodes: number; limit: number | string; running: number; paused: string }> = {}
+  const producers: Array<readonly [string, { nodes: number; limit: number | string; running: number; paused: string }]> = []
   const all = snapshot.cluster.nodes.flatMap((node) => node.producers)
   for (const queue of new Set(all.map((producer) => producer.queue))) {
     const mine = all.filter((producer) => producer.queue === queue)
     const paused = mine.filter((producer) => producer.paused).length
-    producers[queue] = {
+    producers.push([queue, {
       nodes: mine.length,
       limit: mine.reduce((sum, producer) => sum + producer.limit, 0),
       running: mine.reduce((sum, producer) => sum + producer.running, 0),
       paused: paused === 0 ? "no" : paused === mine.length ? "yes" : `${paused} of ${mine.length}`
-    }
+    }])
   }
   return {
     now: snapshot.now.toISOString(),
     version: snapshot.version,
     counts: snapshot.counts.queues,
     producers,
-    throughput: snapshot.throughput
+    throughput: [...snapshot.throughput]
   }
 }
 

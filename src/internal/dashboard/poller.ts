@@ -61,8 +61,8 @@ export const makePoller = (
         counts,
         cluster,
         throughput: window.series(counts.queues.map((entry) => entry.queue)),
-        limits: Object.fromEntries(
-          limits.map((entry) => [entry.queue, describeLimits(entry.limits)]).filter(([, text]) => text !== "")
+        limits: new Map(
+          limits.map((entry) => [entry.queue, describeLimits(entry.limits)] as const).filter(([, text]) => text !== "")
         ),
         version: countsVersion(counts)
       }

@@ -94,10 +94,10 @@ ${
     }
 <td class="num" data-field="nodes">${producers.length}</td>
 <td class="num" data-field="limit">${producers.reduce((sum, producer) => sum + producer.limit, 0) || "-"}</td>
-<td data-field="cluster-limits">${snapshot.limits[queue] ?? html`<span class="muted">none</span>`}</td>
+<td data-field="cluster-limits">${snapshot.limits.get(queue) ?? html`<span class="muted">none</span>`}</td>
 <td class="num" data-field="running">${producers.reduce((sum, producer) => sum + producer.running, 0)}</td>
 <td data-field="paused">${pausedText(producers)}</td>
-<td>${chart(queue, snapshot.throughput[queue])}</td>
+<td>${chart(queue, snapshot.throughput.get(queue))}</td>
 <td>${queueActions(context, queue, producers)}</td>
 </tr>`
   })

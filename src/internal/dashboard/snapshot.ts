@@ -21,10 +21,14 @@ export interface Snapshot {
   readonly now: Date
   readonly counts: Counts
   readonly cluster: ClusterView
-  /** Per queue, one number per second of the window, oldest first, ending with the last whole second. */
-  readonly throughput: Readonly<Record<string, Series>>
+  /**
+   * Per queue, one number per second of the window, oldest first, ending with the last whole second.
+   * Maps, not objects, here and in what pages receive: a queue may be named `__proto__` or
+   * `constructor`, and a browser's `JSON.parse` can misread keys with escapes (`jsonParse.ts`).
+   */
+  readonly throughput: ReadonlyMap<string, Series>
   /** Cluster-wide limits of the queues that have any, in words. */
-  readonly limits: Readonly<Record<string, string>>
+  readonly limits: ReadonlyMap<string, string>
   /** Changes whenever a count does: pages reload their job lists when it changes. */
   readonly version: string
 }
@@ -67,9 +71,9 @@ export class ThroughputWindow {
   }
 
   /** The series of every queue named, ending with the last whole second before `now`. */
-  series(queues: Iterable<string>): Record<string, Series> {
+  series(queues: Iterable<string>): Map<string, Series> {
     const end = (this.lastSecond ?? 0) - 1
-    const out: Record<string, Series> = {}
+    const out = new Map<string, Series>()
     for (const queue of new Set([...queues, ...this.buckets.keys()])) {
       const seconds = this.buckets.get(queue)
       const completed: Array<number> = []
@@ -79,7 +83,7 @@ export class ThroughputWindow {
         completed.push(bucket?.completed ?? 0)
         failed.push(bucket?.failed ?? 0)
       }
-      out[queue] = { completed, failed }
+      out.set(queue, { completed, failed })
     }
     return out
   }
