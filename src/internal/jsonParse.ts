@@ -3,11 +3,11 @@
  *
  * `JSON.parse` in Node.js 23 and later (V8 12.9 on; seen on 23.0, 24.0,
  * 24.21 and 26.10 with V8 14.6; not on 22, nor in Chromium 156 with V8
- * 15.6) can return a wrong object key. When it parses
- * an object, it guesses each key after the first from the keys of objects it
- * built before along the same path of keys, and an escaped key whose decoded
- * length equals the guess's length is taken for the guess when its raw text
- * starts with it. After `JSON.parse('{"r":1,"\\\\":2}')` (key: one
+ * 15.6) can return a wrong object key. When it parses an object, it guesses
+ * each key after the first from the keys of objects it built before along
+ * the same path of keys, and an escaped key whose decoded length equals the
+ * guess's length is taken for the guess when its raw text starts with it.
+ * After `JSON.parse('{"r":1,"\\\\":2}')` (key: one
  * backslash) is alive, `JSON.parse('{"r":1,"\\n":2}')` returns the key
  * `"\\"`, not a newline. The guess needs a key with a literal backslash, so
  * it strikes data with such keys (paths, patterns, escaped text), and which
