@@ -39,7 +39,7 @@ export const producerRows = (
 ): Effect.Effect<{ readonly now: Date; readonly rows: ReadonlyArray<ProducerRow> }, SqlError> =>
   Effect.all([
     sql<{ readonly now: Date }>`SELECT now() AS now`,
-    sql<ProducerRow & { readonly meta: string | null }>`
+    sql<Omit<ProducerRow, "meta"> & { readonly meta: string | null }>`
       SELECT p.id::text AS id, p.node, p.queue, p."limit" AS limit, p.paused, p.meta::text AS meta, p.started_at, p.updated_at,
              (SELECT count(*)::int FROM ${table(sql, prefix, "oban_jobs")} AS j
               WHERE j.state = 'executing' AND j.queue = p.queue AND j.attempted_by[2] = p.id::text) AS running
