@@ -49,7 +49,7 @@ export interface Latency {
  * /proc/stat), or undefined off Linux. Minus this process's own CPU over a
  * drain, it is what the database server (and anything else running) spent.
  */
-export const machineCpuMs = (): number | undefined => {
+const machineCpuMs = (): number | undefined => {
   try {
     const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/).slice(1).map(Number)
     // user, nice, system, irq, softirq, steal (in clock ticks of 10 ms)
@@ -64,7 +64,7 @@ export const machineCpuMs = (): number | undefined => {
  * `process.cpuUsage(before)`) and the rest of the machine's (the database
  * server, mostly), per job.
  */
-export const cpuNote = (
+const cpuNote = (
   cpu: NodeJS.CpuUsage,
   machineBefore: number | undefined,
   machineAfter: number | undefined,
@@ -75,6 +75,22 @@ export const cpuNote = (
     ? ""
     : `, rest of the machine ${Math.round(((machineAfter - machineBefore) * 1000 - own) / jobs)} µs/job`
   return `node CPU ${Math.round(own / jobs)} µs/job${rest}`
+}
+
+/**
+ * Starts measuring this process's CPU and the rest of the machine's; `stop()` ends the measurement
+ * and returns `cpuNote` of it for a number of jobs.
+ */
+export const cpuMeter = () => {
+  const cpuBefore = process.cpuUsage()
+  const machineBefore = machineCpuMs()
+  return {
+    stop: () => {
+      const cpu = process.cpuUsage(cpuBefore)
+      const machineAfter = machineCpuMs()
+      return (jobs: number): string => cpuNote(cpu, machineBefore, machineAfter, jobs)
+    }
+  }
 }
 
 /** The server's version, for the result table. */

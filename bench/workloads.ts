@@ -16,9 +16,8 @@ import {
   insertNoopJobs,
   latencyOf,
   analyzeIfAsked,
-  cpuNote,
+  cpuMeter,
   drainJobs,
-  machineCpuMs,
   pgLayer,
   range,
   startNode,
@@ -60,10 +59,9 @@ export const insertWorkload = (options: {
   run: (url) =>
     Effect.gen(function*() {
       // This process's CPU over the inserts, and the rest of the machine's (the server, mostly).
-      const cpuBefore = process.cpuUsage()
-      const machineBefore = machineCpuMs()
+      const meter = cpuMeter()
       const [wallMs] = yield* stopwatch(options.insert)
-      const cpu = cpuNote(process.cpuUsage(cpuBefore), machineBefore, machineCpuMs(), options.jobs)
+      const cpu = meter.stop()(options.jobs)
       const problems = yield* checkInserted(options.prefix, options.rows ?? options.jobs)
       return { wallMs, note: `${options.note}; ${cpu}`, problems }
     }).pipe((body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, options.pool)))
@@ -123,8 +121,7 @@ const drainInProcess = (options: {
       const { allRan, ran, runs, worker } = yield* makeCounting(drainJobs)
       const start = yield* clock
       // This process's CPU over the drain (the node, and the bench's own polling for the end).
-      const cpuBefore = process.cpuUsage()
-      const machineBefore = machineCpuMs()
+      const meter = cpuMeter()
       const node = yield* startNode({
         prefix: options.prefix,
         node: `bench-${options.prefix}`,
@@ -142,8 +139,7 @@ const drainInProcess = (options: {
         timeout: "120 seconds"
       })
       const wallMs = (yield* clock) - start
-      const cpu = process.cpuUsage(cpuBefore)
-      const machineAfter = machineCpuMs()
+      const cpu = meter.stop()
       yield* node.stop
       const problems = [
         ...(ranAll._tag === "None" ? [`only ${ran()} of ${drainJobs} jobs ran within 120 s`] : []),
@@ -152,7 +148,7 @@ const drainInProcess = (options: {
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
       const note = `1 node, limit ${options.limit}${options.limits === undefined ? "" : `, ${options.limits.note}`}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
-        cpuNote(cpu, machineBefore, machineAfter, drainJobs)
+        cpu(drainJobs)
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
     }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
 })

@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { analyzeBacklog, cpuNote, drainJobs, latencyOf, machineCpuMs, type Measurement } from "../common.ts"
+import { analyzeBacklog, cpuMeter, drainJobs, latencyOf, type Measurement } from "../common.ts"
 import { query } from "./sql.ts"
 import { epochMillis, type JobData, type Peer, type PeerQueue } from "./types.ts"
 
@@ -76,12 +76,11 @@ const checkCount = async (queue: PeerQueue, expected: number) => {
 
 /** Times `insert` of `jobs` jobs, with this process's CPU and the rest of the machine's per job as the note. */
 const timedInserts = async (jobs: number, insert: () => Promise<void>) => {
-  const cpuBefore = process.cpuUsage()
-  const machineBefore = machineCpuMs()
+  const meter = cpuMeter()
   const start = performance.now()
   await insert()
   const wallMs = performance.now() - start
-  return { wallMs, note: cpuNote(process.cpuUsage(cpuBefore), machineBefore, machineCpuMs(), jobs) }
+  return { wallMs, note: meter.stop()(jobs) }
 }
 
 export const w1 = (peer: Peer, url: string) =>
@@ -105,22 +104,20 @@ export const drain = (limit: number) => (peer: Peer, url: string) =>
     if (analyzeBacklog) await query(url, "ANALYZE")
     const ran: Array<number> = []
     const start = performance.now()
-    const cpuBefore = process.cpuUsage()
-    const machineBefore = machineCpuMs()
+    const meter = cpuMeter()
     const consumer = await queue.consume({ limit, latency: false, onRun: (job) => void ran.push(job.i) })
     const allRan = await until(() => ran.length >= drainJobs, 5, drainTimeoutMs)
     const ranMs = performance.now() - start
     const settled = await until(() => queue.settled(drainJobs), 20, drainTimeoutMs)
     const wallMs = performance.now() - start
-    const cpu = process.cpuUsage(cpuBefore)
-    const machineAfter = machineCpuMs()
+    const cpu = meter.stop()
     await consumer.stop()
     const problems = [
       ...(allRan ? [] : [`only ${ran.length} of ${drainJobs} jobs ran within ${drainTimeoutMs / 1000} s`]),
       ...(settled ? [] : ["the queue did not report every job acked"]),
       ...checkRuns(ran, drainJobs)
     ]
-    const note = `all ran after ${(ranMs / 1000).toFixed(2)} s; ${cpuNote(cpu, machineBefore, machineAfter, drainJobs)}`
+    const note = `all ran after ${(ranMs / 1000).toFixed(2)} s; ${cpu(drainJobs)}`
     return { wallMs: settled ? wallMs : Number.NaN, note, problems }
   })
 
