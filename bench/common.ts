@@ -125,13 +125,21 @@ export const withSchema = <A, E, R>(prefix: string, body: Effect.Effect<A, E, R>
 
 export const range = (n: number): ReadonlyArray<number> => Array.from({ length: n }, (_, i) => i)
 
+/**
+ * BENCH_UNTRACED=1: effect-oban's bulk inserts (W2 and the drains' backlogs) run with tracing off, so
+ * their jobs carry no `traceparent` in meta; to see what it costs a drain.
+ */
+const untraced: boolean = process.env["BENCH_UNTRACED"] === "1"
+
 /** Inserts `total` no-op jobs with `insertAll`, `batchSize` per call; returns their ids. */
 export const insertNoopJobs = (total: number, batchSize: number) =>
   Effect.gen(function*() {
     const ids: Array<number> = []
     for (let start = 0; start < total; start += batchSize) {
       const size = Math.min(batchSize, total - start)
-      const jobs = yield* Oban.insertAll(range(size).map((k) => Noop.job({ i: start + k })))
+      const jobs = yield* Oban.insertAll(range(size).map((k) => Noop.job({ i: start + k }))).pipe(
+        Effect.provideService(References.TracerEnabled, !untraced)
+      )
       for (const job of jobs) ids.push(job.id)
     }
     return ids
