@@ -6,7 +6,7 @@
 import type { Job, JobErrorEntry, JobState } from "../Job.ts"
 import type { Inserted } from "../Oban.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
-import { parseJson } from "./jsonParse.ts"
+import { parseJson, parseJsonObject } from "./jsonParse.ts"
 import type { InsertedBatch } from "./sql/insertJobs.ts"
 
 export interface JobRow {
@@ -67,7 +67,7 @@ const jobOf = (
   queue,
   worker: row.worker,
   args: parseJson(row.args),
-  meta: row.meta === null ? {} : parseJson(row.meta) as Record<string, unknown>,
+  meta: row.meta === null ? {} : parseJsonObject(row.meta),
   tags: row.tags ?? [],
   errors: row.errors ?? [],
   attempt: Number(row.attempt) + attemptOffset,
@@ -106,7 +106,7 @@ export const insertedJob = (
   queue: request.queue,
   worker: request.worker,
   args: request.value,
-  meta: storedMeta ?? request.metaObject ?? (request.meta === "{}" ? noMeta : parseJson(request.meta) as Record<string, unknown>),
+  meta: storedMeta ?? request.metaObject ?? (request.meta === "{}" ? noMeta : parseJsonObject(request.meta)),
   tags: request.tags,
   errors: noErrors,
   attempt: 0,

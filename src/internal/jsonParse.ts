@@ -54,21 +54,26 @@ const closingQuote = (text: string, open: number): number => {
   return -1
 }
 
-const colonFollows = (text: string, from: number): boolean => {
+/** The position of the first character at or after `from` that is not JSON whitespace. */
+const afterSpace = (text: string, from: number): number => {
   let i = from
   for (;;) {
     const code = text.charCodeAt(i)
-    if (code === 58) return true
-    if (code !== 32 && code !== 10 && code !== 13 && code !== 9) return false
+    if (code !== 32 && code !== 10 && code !== 13 && code !== 9) return i
     i++
   }
 }
+
+const colonFollows = (text: string, from: number): boolean => text.charCodeAt(afterSpace(text, from)) === 58
 
 /** The value of JSON `text`; throws a `SyntaxError` as `JSON.parse` does for text that is not JSON. */
 export const parseJson = (text: string): unknown => hasEscapedKey(text) ? parseSlowly(text) : JSON.parse(text)
 
 /** `parseJson` of a text column that may be null. */
 export const parseJsonOrNull = (text: string | null): unknown => text === null ? null : parseJson(text)
+
+/** `parseJson` of text known to hold a JSON object (a job's meta, which inserts check). */
+export const parseJsonObject = (text: string): Record<string, unknown> => parseJson(text) as Record<string, unknown>
 
 const numberToken = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
 
@@ -84,22 +89,15 @@ class Reader {
   }
 
   skipSpace(): void {
-    const text = this.text
-    let i = this.index
-    for (;;) {
-      const code = text.charCodeAt(i)
-      if (code !== 32 && code !== 10 && code !== 13 && code !== 9) break
-      i++
-    }
-    this.index = i
+    this.index = afterSpace(this.text, this.index)
   }
 
-  token(pattern: RegExp, expected: string): string {
-    pattern.lastIndex = this.index
-    const match = pattern.exec(this.text)
-    if (match === null) return this.fail(expected)
-    this.index = pattern.lastIndex
-    return match[0]
+  number(): number {
+    numberToken.lastIndex = this.index
+    const match = numberToken.exec(this.text)
+    if (match === null) return this.fail("a JSON value")
+    this.index = numberToken.lastIndex
+    return Number(match[0])
   }
 
   /**
@@ -143,7 +141,7 @@ class Reader {
       case 110: // n
         return this.literal("null", null)
       default:
-        return Number(this.token(numberToken, "a JSON value"))
+        return this.number()
     }
   }
 

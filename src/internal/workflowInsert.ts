@@ -16,7 +16,7 @@ import type { Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { insertedJob } from "./jobRow.ts"
-import { parseJson } from "./jsonParse.ts"
+import { parseJsonObject } from "./jsonParse.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import * as Sql from "./sql/workflows.ts"
 import { currentTraceparent } from "./telemetry.ts"
@@ -112,7 +112,7 @@ export const insertWorkflow = (
     })
     const inserted = yield* sql.withTransaction(write)
     const jobs = inserted.map((row, index): Inserted =>
-      insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJson(row.meta) as Record<string, unknown>)
+      insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
     )
     yield* publishInserted(sql, jobs)
     return jobs

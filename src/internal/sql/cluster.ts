@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { channel } from "../../Config.ts"
-import { parseJsonOrNull } from "../jsonParse.ts"
+import { parseJsonObject } from "../jsonParse.ts"
 import { leaderLease } from "./peers.ts"
 import { table } from "./tables.ts"
 
@@ -29,7 +29,7 @@ const withParsedMeta = <R extends { readonly meta: string | null }>(
   row: R
 ): Omit<R, "meta"> & { readonly meta: Record<string, unknown> | null } => ({
   ...row,
-  meta: parseJsonOrNull(row.meta) as Record<string, unknown> | null
+  meta: row.meta === null ? null : parseJsonObject(row.meta)
 })
 
 /** Every producer row, with the jobs executing under it (through the executing index), and "now". */
