@@ -5,7 +5,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { readFileSync } from "node:fs"
-import { Context, Duration, Effect, Exit, Layer, type LogLevel, Redacted, References, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, type LogLevel, Redacted, References, Scope, Tracer } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Config from "../src/Config.ts"
@@ -126,10 +126,18 @@ export const withSchema = <A, E, R>(prefix: string, body: Effect.Effect<A, E, R>
 export const range = (n: number): ReadonlyArray<number> => Array.from({ length: n }, (_, i) => i)
 
 /**
- * BENCH_UNTRACED=1: effect-oban's bulk inserts (W2 and the drains' backlogs) run with tracing off, so
- * their jobs carry no `traceparent` in meta; to see what it costs a drain.
+ * BENCH_TRACED=1: effect-oban's inserts (W1, W2 and the drains' backlogs) run under a tracer that is
+ * not Effect's native one, as in an application with a tracing backend (its spans are made but
+ * exported nowhere): they then make `oban.insert` spans and their jobs carry a `traceparent` in
+ * meta. By default they run under the native tracer, which makes neither (docs/observability.md).
  */
-const untraced: boolean = process.env["BENCH_UNTRACED"] === "1"
+const traced: boolean = process.env["BENCH_TRACED"] === "1"
+
+const backendTracer = Tracer.make({ span: (options) => Tracer.nativeTracer.span(options) })
+
+/** `effect` under `backendTracer` when BENCH_TRACED=1, else as it is. */
+export const tracedIfAsked = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  traced ? Effect.withTracer(effect, backendTracer) : effect
 
 /** Inserts `total` no-op jobs with `insertAll`, `batchSize` per call; returns their ids. */
 export const insertNoopJobs = (total: number, batchSize: number) =>
@@ -137,9 +145,7 @@ export const insertNoopJobs = (total: number, batchSize: number) =>
     const ids: Array<number> = []
     for (let start = 0; start < total; start += batchSize) {
       const size = Math.min(batchSize, total - start)
-      const jobs = yield* Oban.insertAll(range(size).map((k) => Noop.job({ i: start + k }))).pipe(
-        Effect.provideService(References.TracerEnabled, !untraced)
-      )
+      const jobs = yield* tracedIfAsked(Oban.insertAll(range(size).map((k) => Noop.job({ i: start + k }))))
       for (const job of jobs) ids.push(job.id)
     }
     return ids

@@ -17,6 +17,7 @@ import {
   latencyOf,
   analyzeIfAsked,
   cpuMeter,
+  tracedIfAsked,
   drainJobs,
   pgLayer,
   range,
@@ -42,7 +43,7 @@ const singleInserts = (fibers: number, perFiber: number) =>
     range(fibers),
     (fiber) => Effect.forEach(range(perFiber), (k) => Oban.insert(Noop.job({ i: fiber * perFiber + k })), { discard: true }),
     { concurrency: fibers, discard: true }
-  )
+  ).pipe(tracedIfAsked)
 
 /** Inserts on a schema of its own, then checks the table holds `rows` jobs (default `jobs`). */
 export const insertWorkload = (options: {

@@ -22,6 +22,7 @@ import type { JobRequest } from "./Worker.ts"
 import * as Workflow from "./Workflow.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
+import { withInsertSpan } from "./internal/telemetry.ts"
 
 /**
  * What a job does when the job before it in the chain is discarded or
@@ -79,4 +80,4 @@ export const insert = (
       const jobs = inserted.jobs as Readonly<Record<string, Inserted>>
       return requests.map((_, index) => jobs[String(first + index)]!)
     }))
-  }).pipe(Effect.withSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }, { captureStackTrace: false }))
+  }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))

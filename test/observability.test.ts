@@ -94,6 +94,41 @@ describe("traces, metrics and logs", () => {
         assert.isTrue(Option.isNone(perform.parent))
       }))
 
+    it.effect("under the native tracer (no backend) an insert makes no span and carries the caller's span, if any", () =>
+      Effect.gen(function*() {
+        const tracer = yield* Effect.tracer
+        assert.strictEqual(tracer, Tracer.nativeTracer)
+        // In a span of the caller's: its own traceparent, which the perform span continues.
+        const [request, inside] = yield* Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          const job = yield* Oban.insert(Greet.job({ name: "native" }))
+          return [span, job] as const
+        }).pipe(Effect.withSpan("http.request"))
+        assert.strictEqual(inside.meta["traceparent"], `00-${request.traceId}-${request.spanId}-01`)
+        const [workflowRequest, workflow] = yield* Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          return [span, yield* Workflow.insert(Workflow.make("native-flow").add("a", Greet.job({ name: "step" })))] as const
+        }).pipe(Effect.withSpan("http.request"))
+        assert.strictEqual(
+          workflow.jobs["a"]!.meta["traceparent"],
+          `00-${workflowRequest.traceId}-${workflowRequest.spanId}-01`
+        )
+        // Outside any span: no trace to continue, so none is made up.
+        const outside = yield* Oban.insertAll([Greet.job({ name: "a" }), Greet.job({ name: "b" })])
+        for (const job of outside) assert.notProperty(job.meta, "traceparent")
+        const stored = yield* Oban.getJob(inside.id)
+        assert.deepStrictEqual(Option.map(stored, (job) => job.meta["traceparent"]), Option.some(inside.meta["traceparent"]))
+        // With a tracer installed, the same insert stores its own oban.insert span, a child of the caller's.
+        const { tracer: recording, spans } = yield* recordingTracer
+        const traced = yield* Oban.insert(Greet.job({ name: "traced" })).pipe(
+          Effect.withSpan("http.request"),
+          Effect.withTracer(recording)
+        )
+        const insert = spans.find((span) => span.name === "oban.insert")!
+        assert.strictEqual(traced.meta["traceparent"], `00-${insert.traceId}-${insert.spanId}-01`)
+        yield* ObanTest.drainQueue({ queue: "default" })
+      }))
+
     it.effect("an insert under Tracer.DisablePropagation stores no traceparent", () =>
       Effect.gen(function*() {
         const { tracer } = yield* recordingTracer

@@ -6,6 +6,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as References from "effect/References"
 import * as Tracer from "effect/Tracer"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -20,7 +21,7 @@ import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
-import { traceparentIn } from "./telemetry.ts"
+import { hasTracingBackend, traceparentIn } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
 
 const identity = (position: number): number => position
@@ -35,28 +36,38 @@ const spanOptions = (jobs: number): Tracer.SpanOptionsNoTrace => ({ kind: "produ
  * and the span is provided as the parent only (no stack frame of its own,
  * as `withSpan` adds): this is the path of every `Oban.insert`, where each
  * of those costs microseconds of the caller's CPU per job.
+ *
+ * Without a tracing backend (`hasTracingBackend`) it makes no span: its jobs
+ * carry the traceparent of the span the insert ran in, if any.
  */
 export const insertRequests = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
   if (list.length === 0) return Effect.succeed([])
-  return Effect.useSpan(
-    "oban.insert",
-    spanOptions(list.length),
-    (span) => Effect.provideService(insertTraced(list, indexed, span), Tracer.ParentSpan, span)
-  )
+  return Effect.withFiber((fiber) => {
+    if (hasTracingBackend(fiber)) {
+      return Effect.useSpan(
+        "oban.insert",
+        spanOptions(list.length),
+        (span) => Effect.provideService(insertTraced(list, indexed, span), Tracer.ParentSpan, span)
+      )
+    }
+    const enabled = fiber.getRef(References.TracerEnabled)
+    return insertTraced(list, indexed, enabled ? Context.getOrUndefined(fiber.context, Tracer.ParentSpan) : undefined)
+  })
 }
 
+/** Encodes and writes the requests, their jobs carrying `span`'s traceparent when it propagates. */
 const insertTraced = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean,
-  span: Tracer.Span
+  span: Tracer.AnySpan | undefined
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.contextWith((context: Context.Context<SqlClient>) => {
     const settings = Context.get(context, Settings)
     const sql = Context.get(context, SqlClient)
-    const traceparent = traceparentIn(context, span)
+    const traceparent = span === undefined ? undefined : traceparentIn(context, span)
     return Effect.flatMap(
       encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
       (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))

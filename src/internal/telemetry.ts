@@ -5,6 +5,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
@@ -166,6 +167,22 @@ export const setExecutingUnsafe = (queue: string, count: number, context: Contex
   executingFor(queue).updateUnsafe(count, queueContext(context))
 
 export const setAvailable = (queue: string, count: number) => Metric.update(availableFor(queue), count)
+
+/**
+ * Whether spans made here can be seen: not under Effect's default tracer
+ * (`Tracer.nativeTracer`), which has no backend. Inserts make no span there
+ * (as Effect's HTTP server makes none for a request), so their jobs carry the
+ * traceparent of the caller's span, if any, not of a trace no backend saw.
+ */
+export const hasTracingBackend = (fiber: Fiber.Fiber<unknown, unknown>): boolean =>
+  fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer
+
+/** `Effect.withSpan` for a span that parents inserted jobs: none without a tracing backend (`hasTracingBackend`). */
+export const withInsertSpan = (name: string, options: Tracer.SpanOptionsNoTrace) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiber((fiber) =>
+    hasTracingBackend(fiber) ? Effect.withSpan(name, options, { captureStackTrace: false })(self) : self
+  )
 
 /** The meta key that carries the enqueuing span's context to the job (W3C traceparent). */
 export const traceKey = "traceparent"

@@ -19,7 +19,7 @@ import { insertedJob } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import * as Sql from "./sql/workflows.ts"
-import { currentTraceparent } from "./telemetry.ts"
+import { currentTraceparent, withInsertSpan } from "./telemetry.ts"
 
 /** Checks step names and dependencies; returns the names of already inserted steps depended on. */
 const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArray<string> | InvalidWorkflowError => {
@@ -116,7 +116,7 @@ export const insertWorkflow = (
     )
     yield* publishInserted(sql, jobs)
     return jobs
-  }).pipe(Effect.withSpan("oban.workflow.insert", {
+  }).pipe(withInsertSpan("oban.workflow.insert", {
     kind: "producer",
     attributes: { "oban.workflow.id": workflowId, "oban.jobs": steps.length }
-  }, { captureStackTrace: false }))
+  }))
