@@ -22,7 +22,8 @@ import type { JobRequest } from "./Worker.ts"
 import * as Workflow from "./Workflow.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
-import { withInsertSpan } from "./internal/telemetry.ts"
+import { callerTraceparent, hasTracingBackend, withInsertSpan } from "./internal/telemetry.ts"
+import { insertWorkflow } from "./internal/workflowInsert.ts"
 
 /**
  * What a job does when the job before it in the chain is discarded or
@@ -63,6 +64,10 @@ export const insert = (
     const { prefix } = yield* Settings
     const id = workflowId(key)
     const onFailure = options.onFailure ?? "run"
+    // Without a tracing backend the jobs carry the caller's span, not the span of the transaction below.
+    const traced = yield* Effect.withFiber((fiber) =>
+      Effect.succeed(hasTracingBackend(fiber) ? undefined : { traceparent: callerTraceparent(fiber) })
+    )
     return yield* sql.withTransaction(Effect.gen(function*() {
       yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
       let found = yield* chainTail(sql, prefix, id)
@@ -76,8 +81,7 @@ export const insert = (
         const previous = index === 0 ? tail : String(first + index - 1)
         flow = flow.add(String(first + index), request, previous === undefined ? {} : { deps: [{ step: previous, onFailure }] })
       })
-      const inserted = yield* Workflow.insert(flow)
-      const jobs = inserted.jobs as Readonly<Record<string, Inserted>>
-      return requests.map((_, index) => jobs[String(first + index)]!)
+      // The flow holds the new jobs only (their deps on earlier ones are external), in order.
+      return yield* insertWorkflow(flow.id, flow.steps, traced)
     }))
   }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))

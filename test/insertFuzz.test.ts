@@ -299,7 +299,7 @@ const expectedDelay = (input: unknown): number | undefined => {
 const toDate = (at: unknown): Date => DateTime.isDateTime(at) ? DateTime.toDate(at) : at as Date
 
 /** The job as stored (read again, not from RETURNING) matches the request exactly. */
-const assertStored = (s: Spec, job: Job) => {
+const assertStored = (s: Spec, job: Job, trace: string) => {
   assert.strictEqual(job.worker, s.worker.value)
   assert.strictEqual(job.queue, s.queue.value ?? "default")
   assert.strictEqual(job.priority, s.priority.value ?? 0)
@@ -307,8 +307,8 @@ const assertStored = (s: Spec, job: Job) => {
   assert.deepStrictEqual(job.tags, s.tags.value ?? [])
   assert.deepStrictEqual(job.args, expectedArgs(s))
   const given = (s.meta.value ?? {}) as Record<string, unknown>
-  // No tracer is installed here (Effect's native one), so the insert adds no traceparent.
-  assert.deepStrictEqual(job.meta, jsonRoundTrip(given))
+  // The insert ran in a span (`inSpan`): its traceparent is added beside the request's own meta, unless that has one.
+  assert.deepStrictEqual(job.meta, "traceparent" in given ? given : { ...(jsonRoundTrip(given) as Record<string, unknown>), traceparent: trace })
   if (s.scheduledAt.value !== undefined) {
     assert.strictEqual(job.scheduledAt.getTime(), toDate(s.scheduledAt.value).getTime())
   } else {
@@ -323,8 +323,18 @@ const countJobs = Effect.gen(function*() {
   return row!.n
 })
 
+/**
+ * Runs `insert` in a span of its own, with that span's traceparent: under the native tracer (no
+ * backend) the insert makes no span, and its jobs carry the caller's.
+ */
+const inSpan = <A, E, R>(insert: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const span = yield* Effect.currentSpan
+    return [yield* insert, `00-${span.traceId}-${span.spanId}-01`] as const
+  }).pipe(Effect.withSpan("fuzz.insert"))
+
 /** Reads the jobs of `specs` back by id, checks every field, and that the insert returned exactly them. */
-const verify = (specs: ReadonlyArray<Spec>, jobs: ReadonlyArray<Inserted>) =>
+const verify = (specs: ReadonlyArray<Spec>, [jobs, trace]: readonly [ReadonlyArray<Inserted>, string]) =>
   Effect.gen(function*() {
     assert.strictEqual(jobs.length, specs.length)
     const stored = yield* Effect.forEach(jobs, (job) => Oban.getJob(job.id), { concurrency: 4 })
@@ -332,7 +342,7 @@ const verify = (specs: ReadonlyArray<Spec>, jobs: ReadonlyArray<Inserted>) =>
       const job = stored[i]!
       assert.isTrue(job._tag === "Some", "inserted job is stored")
       if (job._tag === "Some") {
-        assertStored(s, job.value)
+        assertStored(s, job.value, trace)
         // The returned job, built from the request and the insert's RETURNING, is the stored one (not a
         // conflict), but for its args: those are the request's own, typed by the worker.
         assert.deepStrictEqual(jobs[i], { ...job.value, args: s.args.value.args, conflict: false })
@@ -349,9 +359,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert fuzz", (it) => {
         const before = yield* countJobs
         const firstBad = specs.findIndex((s) => badFields(s).length > 0)
         const single = specs.length === 1
-        const exit = yield* Effect.exit(
+        const exit = yield* Effect.exit(inSpan(
           single ? Effect.map(Oban.insert(request(specs[0]!)), (job) => [job]) : Oban.insertAll(specs.map(request))
-        )
+        ))
         if (Exit.isFailure(exit)) {
           const error = Cause.squash(exit.cause)
           assert.isTrue(
@@ -365,7 +375,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("insert fuzz", (it) => {
           assert.strictEqual(yield* countJobs, before, "a refused batch writes nothing")
           // The good requests of a refused batch still insert on their own.
           const goodSpecs = specs.filter((s) => badFields(s).length === 0)
-          if (goodSpecs.length > 0) yield* verify(goodSpecs, yield* Oban.insertAll(goodSpecs.map(request)))
+          if (goodSpecs.length > 0) yield* verify(goodSpecs, yield* inSpan(Oban.insertAll(goodSpecs.map(request))))
         } else {
           if (firstBad !== -1) assert.fail(`bad request ${firstBad} was accepted: ${badFields(specs[firstBad]!).join(", ")}`)
           yield* verify(specs, exit.value)

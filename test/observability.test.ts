@@ -4,7 +4,7 @@
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Layer, Logger, Metric, Option, References, Schema, Stream, Tracer } from "effect"
-import { Migrations, Oban, Worker, Workflow } from "effect-oban"
+import { Chain, Migrations, Oban, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, testLayer, uniquePrefix } from "./support/db.ts"
 import { startNode } from "./support/node.ts"
@@ -94,7 +94,7 @@ describe("traces, metrics and logs", () => {
         assert.isTrue(Option.isNone(perform.parent))
       }))
 
-    it.effect("under the native tracer (no backend) an insert makes no span and carries the caller's span, if any", () =>
+    it.effect("under the native tracer (no backend) inserts store the caller's span as traceparent, if any", () =>
       Effect.gen(function*() {
         const tracer = yield* Effect.tracer
         assert.strictEqual(tracer, Tracer.nativeTracer)
@@ -113,9 +113,33 @@ describe("traces, metrics and logs", () => {
           workflow.jobs["a"]!.meta["traceparent"],
           `00-${workflowRequest.traceId}-${workflowRequest.spanId}-01`
         )
-        // Outside any span: no trace to continue, so none is made up.
+        // A chain runs in a transaction of its own; its jobs still carry the caller's span, not the transaction's.
+        const [chainRequest, chained] = yield* Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          return [span, yield* Chain.insert("native-chain", [Greet.job({ name: "c1" }), Greet.job({ name: "c2" })])] as const
+        }).pipe(Effect.withSpan("http.request"))
+        for (const job of chained) {
+          assert.strictEqual(job.meta["traceparent"], `00-${chainRequest.traceId}-${chainRequest.spanId}-01`)
+        }
+        // An external parent (a trace that came in) is continued by every kind of insert.
+        const external = Tracer.externalSpan({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" })
+        const fromExternal = yield* Effect.all([
+          Oban.insert(Greet.job({ name: "ext" })),
+          Effect.map(Workflow.insert(Workflow.make("native-ext").add("a", Greet.job({ name: "ext" }))), (w) => w.jobs["a"]!),
+          Effect.map(Chain.insert("native-ext", [Greet.job({ name: "ext" })]), (jobs) => jobs[0]!)
+        ]).pipe(Effect.withParentSpan(external))
+        for (const job of fromExternal) {
+          assert.strictEqual(job.meta["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        }
+        // Outside any span, or with tracing switched off: no trace to continue, so none is made up.
         const outside = yield* Oban.insertAll([Greet.job({ name: "a" }), Greet.job({ name: "b" })])
-        for (const job of outside) assert.notProperty(job.meta, "traceparent")
+        const untraced = yield* Effect.all([
+          Oban.insert(Greet.job({ name: "off" })),
+          Effect.map(Workflow.insert(Workflow.make("native-off").add("a", Greet.job({ name: "off" }))), (w) => w.jobs["a"]!),
+          Effect.map(Chain.insert("native-off", [Greet.job({ name: "off" })]), (jobs) => jobs[0]!)
+        ]).pipe(Effect.withSpan("http.request"), Effect.withTracerEnabled(false))
+        const unspanned = yield* Chain.insert("native-none", [Greet.job({ name: "none" })])
+        for (const job of [...outside, ...untraced, ...unspanned]) assert.notProperty(job.meta, "traceparent")
         const stored = yield* Oban.getJob(inside.id)
         assert.deepStrictEqual(Option.map(stored, (job) => job.meta["traceparent"]), Option.some(inside.meta["traceparent"]))
         // With a tracer installed, the same insert stores its own oban.insert span, a child of the caller's.

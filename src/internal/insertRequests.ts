@@ -6,7 +6,6 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as References from "effect/References"
 import * as Tracer from "effect/Tracer"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -21,7 +20,7 @@ import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
-import { hasTracingBackend, traceparentIn } from "./telemetry.ts"
+import { callerTraceparent, hasTracingBackend, traceparentIn } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
 
 const identity = (position: number): number => position
@@ -53,8 +52,7 @@ export const insertRequests = (
         (span) => Effect.provideService(insertTraced(list, indexed, span), Tracer.ParentSpan, span)
       )
     }
-    const enabled = fiber.getRef(References.TracerEnabled)
-    return insertTraced(list, indexed, enabled ? Context.getOrUndefined(fiber.context, Tracer.ParentSpan) : undefined)
+    return insertWith(list, indexed, callerTraceparent(fiber))
   })
 }
 
@@ -62,12 +60,19 @@ export const insertRequests = (
 const insertTraced = (
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean,
-  span: Tracer.AnySpan | undefined
+  span: Tracer.Span
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
+  Effect.contextWith((context: Context.Context<SqlClient>) => insertWith(list, indexed, traceparentIn(context, span)))
+
+/** Encodes and writes the requests, their jobs carrying `traceparent` when given. */
+const insertWith = (
+  list: ReadonlyArray<Worker.JobRequest>,
+  indexed: boolean,
+  traceparent: string | undefined
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.contextWith((context: Context.Context<SqlClient>) => {
     const settings = Context.get(context, Settings)
     const sql = Context.get(context, SqlClient)
-    const traceparent = span === undefined ? undefined : traceparentIn(context, span)
     return Effect.flatMap(
       encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
       (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))

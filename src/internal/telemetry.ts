@@ -7,7 +7,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
+import * as References from "effect/References"
 import * as Tracer from "effect/Tracer"
 import type { Job } from "../Job.ts"
 
@@ -206,12 +206,20 @@ export const traceparentOf = (span: Tracer.AnySpan): string | undefined => {
 export const traceparentIn = (context: Context.Context<never>, span: Tracer.AnySpan): string | undefined =>
   Context.get(context, Tracer.DisablePropagation) ? undefined : traceparentOf(span)
 
-/** The current span as a W3C traceparent, if there is one that propagates. */
-export const currentTraceparent: Effect.Effect<string | undefined> = Effect.contextWith((context: Context.Context<never>) =>
-  Effect.map(
-    Effect.option(Effect.currentSpan),
-    (span) => Option.match(span, { onNone: () => undefined, onSome: (span) => traceparentIn(context, span) })
-  ))
+/**
+ * The traceparent of the span the fiber runs in (its `Tracer.ParentSpan`, an external one included),
+ * if it propagates: none while tracing is switched off (`References.TracerEnabled`).
+ */
+export const callerTraceparent = (fiber: Fiber.Fiber<unknown, unknown>): string | undefined => {
+  if (!fiber.getRef(References.TracerEnabled)) return undefined
+  const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+  return span === undefined ? undefined : traceparentIn(fiber.context, span)
+}
+
+/** The current span as a W3C traceparent, if there is one that propagates (`callerTraceparent`). */
+export const currentTraceparent: Effect.Effect<string | undefined> = Effect.withFiber((fiber) =>
+  Effect.succeed(callerTraceparent(fiber))
+)
 
 /**
  * A W3C traceparent of version 00: a trace id of 32 and a parent id of 16

@@ -60,7 +60,9 @@ const stepTaken = (workflowId: string) => (error: SqlError): SqlError | InvalidW
 
 export const insertWorkflow = (
   workflowId: string,
-  steps: ReadonlyArray<Step>
+  steps: ReadonlyArray<Step>,
+  /** The traceparent for the jobs, when the caller read it (else the current span's). */
+  traced?: { readonly traceparent: string | undefined }
 ): Effect.Effect<
   ReadonlyArray<Inserted>,
   InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
@@ -71,7 +73,7 @@ export const insertWorkflow = (
     if (external instanceof InvalidWorkflowError) return yield* external
     if (steps.length === 0) return []
     const settings = yield* Settings
-    const traceparent = yield* currentTraceparent
+    const traceparent = traced === undefined ? yield* currentTraceparent : traced.traceparent
     const encoded = yield* encodeRequests(steps.map((step) => step.request), settings, traceparent, (i) => i)
     const sql = yield* SqlClient
     const time = yield* now(sql)
