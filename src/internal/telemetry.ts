@@ -171,8 +171,8 @@ export const setAvailable = (queue: string, count: number) => Metric.update(avai
 /**
  * Whether spans made here can be seen: not under Effect's default tracer
  * (`Tracer.nativeTracer`), which has no backend. Inserts make no span there
- * (as Effect's HTTP server makes none for a request), so their jobs carry the
- * traceparent of the caller's span, if any, not of a trace no backend saw.
+ * (as Effect's HTTP server makes none for a request): their jobs carry the
+ * traceparent of the caller's span, if any (`callerTraceparent`).
  */
 export const hasTracingBackend = (fiber: Fiber.Fiber<unknown, unknown>): boolean =>
   fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer
