@@ -6,7 +6,7 @@
  * and bad requests fail as they do for `Oban.insert`.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Option, Ref, Schema } from "effect"
+import { Effect, Option, Ref, Schema, Tracer } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { CompiledQuery, Kysely, PostgresDialect, sql as kysql } from "kysely"
 import pg from "pg"
@@ -321,6 +321,23 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
           assert.strictEqual(error.field, "unique")
           assert.strictEqual(error.index, 3)
         }
+      }))
+
+    it.effect("the prepared jobs carry the caller's span as traceparent: an external parent too, none with tracing off", () =>
+      Effect.gen(function*() {
+        const carried = (prepared: ExternalInsert.Prepared) =>
+          prepared.insert.values.join("").match(/00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]/)?.[0]
+        const job = SendEmail.job({ to: "a", subject: "s" })
+        const [span, inSpan] = yield* Effect.gen(function*() {
+          return [yield* Effect.currentSpan, yield* ExternalInsert.prepare(job)] as const
+        }).pipe(Effect.withSpan("request"))
+        assert.strictEqual(carried(inSpan), `00-${span.traceId}-${span.spanId}-01`)
+        const external = Tracer.externalSpan({ traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" })
+        const underExternal = yield* ExternalInsert.prepare(job).pipe(Effect.withParentSpan(external))
+        assert.strictEqual(carried(underExternal), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        const off = yield* ExternalInsert.prepare(job).pipe(Effect.withSpan("request"), Effect.withTracerEnabled(false))
+        assert.isUndefined(carried(off))
+        assert.isUndefined(carried(yield* ExternalInsert.prepare(job)))
       }))
 
     it.effect("outside Effect, Effect.runSync throws the InvalidJobError itself", () =>
