@@ -20,7 +20,7 @@ import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
-import { callerTraceparent, hasTracingBackend, traceparentIn } from "./telemetry.ts"
+import { callerTraceparent, hasTracingBackend } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
 
 const identity = (position: number): number => position
@@ -44,40 +44,38 @@ export const insertRequests = (
   indexed: boolean
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> => {
   if (list.length === 0) return Effect.succeed([])
-  return Effect.withFiber((fiber) => {
-    if (hasTracingBackend(fiber)) {
-      return Effect.useSpan(
+  return Effect.withFiber((fiber) =>
+    hasTracingBackend(fiber)
+      ? Effect.useSpan(
         "oban.insert",
         spanOptions(list.length),
-        (span) => Effect.provideService(insertTraced(list, indexed, span), Tracer.ParentSpan, span)
+        (span) => Effect.provideService(insertInFiber(list, indexed), Tracer.ParentSpan, span)
       )
-    }
-    return insertWith(list, indexed, callerTraceparent(fiber))
-  })
+      : insertWith(fiber.context as Context.Context<SqlClient>, list, indexed, callerTraceparent(fiber))
+  )
 }
 
-/** Encodes and writes the requests, their jobs carrying `span`'s traceparent when it propagates. */
-const insertTraced = (
+/** `insertWith` in the current fiber's context, its jobs carrying its parent span's traceparent. */
+const insertInFiber = (
   list: ReadonlyArray<Worker.JobRequest>,
-  indexed: boolean,
-  span: Tracer.Span
+  indexed: boolean
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.contextWith((context: Context.Context<SqlClient>) => insertWith(list, indexed, traceparentIn(context, span)))
+  Effect.withFiber((fiber) => insertWith(fiber.context as Context.Context<SqlClient>, list, indexed, callerTraceparent(fiber)))
 
 /** Encodes and writes the requests, their jobs carrying `traceparent` when given. */
 const insertWith = (
+  context: Context.Context<SqlClient>,
   list: ReadonlyArray<Worker.JobRequest>,
   indexed: boolean,
   traceparent: string | undefined
-): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.contextWith((context: Context.Context<SqlClient>) => {
-    const settings = Context.get(context, Settings)
-    const sql = Context.get(context, SqlClient)
-    return Effect.flatMap(
-      encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
-      (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))
-    )
-  })
+): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError> => {
+  const settings = Context.get(context, Settings)
+  const sql = Context.get(context, SqlClient)
+  return Effect.flatMap(
+    encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
+    (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))
+  )
+}
 
 /** Writes the encoded requests, then wakes their queues, publishes their events and runs them inline when asked. */
 const write = (
