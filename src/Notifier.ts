@@ -26,7 +26,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import { channel } from "./Config.ts"
-import { parseJson } from "./internal/jsonParse.ts"
+import { jsonObjectIn } from "./internal/jsonParse.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
 
@@ -91,17 +91,6 @@ export class Notifier extends Context.Service<Notifier, {
   readonly connections: Effect.Effect<number>
 }>()("effect-oban/Notifier") {}
 
-const parse = (text: string): Readonly<Record<string, unknown>> | undefined => {
-  try {
-    const value: unknown = parseJson(text)
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? value as Record<string, unknown>
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /**
  * A notifier on its own connection, made from the application's `PgClient`
  * settings, for the scope's life.
@@ -128,7 +117,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
       const pump = ([name, queue]: readonly [Channel, Queue.Dequeue<{ readonly payload: string }, unknown>]) =>
         Effect.forever(Effect.gen(function*() {
           const notification = yield* Queue.take(queue)
-          const payload = parse(notification.payload)
+          const payload = jsonObjectIn(notification.payload)
           if (payload !== undefined) yield* PubSub.publish(hub, { channel: name, payload })
         }))
 

@@ -12,7 +12,7 @@ import { Command, Flag } from "effect/cli"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as ObanConfig from "../Config.ts"
 import type { Filter } from "../Jobs.ts"
-import { parseJson } from "../internal/jsonParse.ts"
+import { jsonObjectIn } from "../internal/jsonParse.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 
 const globalFlags = {
@@ -132,14 +132,8 @@ export const parseDate = (flag: string, value: Option.Option<string>): Effect.Ef
 
 const parseObject = (flag: string, value: Option.Option<string>): Effect.Effect<Record<string, unknown> | undefined, CliFailure> => {
   if (Option.isNone(value)) return Effect.succeed(undefined)
-  try {
-    const parsed: unknown = parseJson(value.value)
-    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-      return Effect.succeed(parsed as Record<string, unknown>)
-    }
-  } catch {
-    // reported below
-  }
+  const parsed = jsonObjectIn(value.value)
+  if (parsed !== undefined) return Effect.succeed(parsed)
   return Effect.fail(usage(`--${flag}: expected a JSON object, e.g. '{"user_id": 42}', got ${value.value}`))
 }
 

@@ -72,6 +72,16 @@ export const parseJson = (text: string): unknown => hasEscapedKey(text) ? parseS
 /** `parseJson` of a text column that may be null. */
 export const parseJsonOrNull = (text: string | null): unknown => text === null ? null : parseJson(text)
 
+/** The JSON object in `text`, or undefined when the text is not JSON or holds another kind of value. */
+export const jsonObjectIn = (text: string): Record<string, unknown> | undefined => {
+  try {
+    const value: unknown = parseJson(text)
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** `parseJson` of text known to hold a JSON object (a job's meta, which inserts check). */
 export const parseJsonObject = (text: string): Record<string, unknown> => parseJson(text) as Record<string, unknown>
 
