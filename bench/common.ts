@@ -5,6 +5,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { readFileSync } from "node:fs"
+import { availableParallelism } from "node:os"
 import { Context, Duration, Effect, Exit, Layer, type LogLevel, Redacted, References, Scope, Tracer } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -59,36 +60,44 @@ const machineCpuMs = (): number | undefined => {
   }
 }
 
-/**
- * What a drain of `jobs` jobs cost in CPU: this process's (`cpu`, from
- * `process.cpuUsage(before)`) and the rest of the machine's (the database
- * server, mostly), per job.
- */
-const cpuNote = (
-  cpu: NodeJS.CpuUsage,
-  machineBefore: number | undefined,
-  machineAfter: number | undefined,
-  jobs: number
-): string => {
-  const own = cpu.user + cpu.system
-  const rest = machineBefore === undefined || machineAfter === undefined
-    ? ""
-    : `, rest of the machine ${Math.round(((machineAfter - machineBefore) * 1000 - own) / jobs)} µs/job`
-  return `node CPU ${Math.round(own / jobs)} µs/job${rest}`
+/** What a measured stretch cost in CPU, and how busy the machine's cores were over its wall time. */
+export interface CpuUse {
+  /** This process's CPU (user + system), in µs. */
+  readonly ownMicros: number
+  /** The rest of the machine's CPU (the database server, mostly), in µs; undefined off Linux. */
+  readonly restMicros: number | undefined
+  /**
+   * The share of the machine's cores busy over the stretch (0-1); undefined off Linux. A drain whose
+   * node and server take turns, rather than working at once, leaves cores idle: a low share means
+   * the rate is bound by waiting, not by CPU.
+   */
+  readonly busyShare: number | undefined
+  /** "node CPU ... µs/job, rest of the machine ... µs/job, cores ...% busy", for `jobs` jobs. */
+  readonly note: (jobs: number) => string
 }
 
-/**
- * Starts measuring this process's CPU and the rest of the machine's; `stop()` ends the measurement
- * and returns `cpuNote` of it for a number of jobs.
- */
+/** Starts measuring this process's CPU, the rest of the machine's and the time; `stop()` ends it. */
 export const cpuMeter = () => {
   const cpuBefore = process.cpuUsage()
   const machineBefore = machineCpuMs()
+  const startedAt = performance.now()
   return {
-    stop: () => {
+    stop: (): CpuUse => {
       const cpu = process.cpuUsage(cpuBefore)
       const machineAfter = machineCpuMs()
-      return (jobs: number): string => cpuNote(cpu, machineBefore, machineAfter, jobs)
+      const wallMicros = (performance.now() - startedAt) * 1000
+      const ownMicros = cpu.user + cpu.system
+      const machineMicros = machineBefore === undefined || machineAfter === undefined
+        ? undefined
+        : (machineAfter - machineBefore) * 1000
+      const restMicros = machineMicros === undefined ? undefined : machineMicros - ownMicros
+      const busyShare = machineMicros === undefined ? undefined : machineMicros / (wallMicros * availableParallelism())
+      const note = (jobs: number) =>
+        `node CPU ${Math.round(ownMicros / jobs)} µs/job` +
+        (restMicros === undefined || busyShare === undefined
+          ? ""
+          : `, rest of the machine ${Math.round(restMicros / jobs)} µs/job, cores ${Math.round(busyShare * 100)}% busy`)
+      return { ownMicros, restMicros, busyShare, note }
     }
   }
 }

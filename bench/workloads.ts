@@ -62,7 +62,7 @@ export const insertWorkload = (options: {
       // This process's CPU over the inserts, and the rest of the machine's (the server, mostly).
       const meter = cpuMeter()
       const [wallMs] = yield* stopwatch(options.insert)
-      const cpu = meter.stop()(options.jobs)
+      const cpu = meter.stop().note(options.jobs)
       const problems = yield* checkInserted(options.prefix, options.rows ?? options.jobs)
       return { wallMs, note: `${options.note}; ${cpu}`, problems }
     }).pipe((body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, options.pool)))
@@ -149,7 +149,7 @@ const drainInProcess = (options: {
         ...(options.deleteCompleted === true ? yield* checkNoJobsLeft(options.prefix) : yield* checkJobsTable(options.prefix, drainJobs))
       ]
       const note = `1 node, limit ${options.limit}${options.limits === undefined ? "" : `, ${options.limits.note}`}; all ran after ${(ranMs / 1000).toFixed(2)} s; ` +
-        cpu(drainJobs)
+        cpu.note(drainJobs)
       return { wallMs: recorded ? wallMs : Number.NaN, note, problems }
     }).pipe(Effect.scoped, (body) => withSchema(options.prefix, body), Effect.provide(pgLayer(url, 10)))
 })

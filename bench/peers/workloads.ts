@@ -80,7 +80,7 @@ const timedInserts = async (jobs: number, insert: () => Promise<void>) => {
   const start = performance.now()
   await insert()
   const wallMs = performance.now() - start
-  return { wallMs, note: meter.stop()(jobs) }
+  return { wallMs, note: meter.stop().note(jobs) }
 }
 
 export const w1 = (peer: Peer, url: string) =>
@@ -117,7 +117,7 @@ export const drain = (limit: number) => (peer: Peer, url: string) =>
       ...(settled ? [] : ["the queue did not report every job acked"]),
       ...checkRuns(ran, drainJobs)
     ]
-    const note = `all ran after ${(ranMs / 1000).toFixed(2)} s; ${cpu(drainJobs)}`
+    const note = `all ran after ${(ranMs / 1000).toFixed(2)} s; ${cpu.note(drainJobs)}`
     return { wallMs: settled ? wallMs : Number.NaN, note, problems }
   })
 

@@ -14,7 +14,7 @@
  */
 import { Deferred, Effect, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { checkExactlyOnce, checkJobsTable, checkNoJobsLeft, clock, nothingLeft, pgLayer, startNode, waitUntil, withSchema } from "../common.ts"
+import { checkExactlyOnce, checkJobsTable, checkNoJobsLeft, clock, cpuMeter, nothingLeft, pgLayer, startNode, waitUntil, withSchema } from "../common.ts"
 import { makeCounting } from "../workers.ts"
 import { insertNoopBacklog } from "./backlog.ts"
 import { envInt, fixed, grouped, median, textTable } from "./report.ts"
@@ -28,6 +28,10 @@ const variants: ReadonlyArray<Variant> = ["kept", "deleteCompleted"]
 interface Round {
   readonly jobsPerSecond: number
   readonly cpuMicrosPerJob: number
+  /** The rest of the machine's CPU per job (the server, mostly); NaN off Linux. */
+  readonly restMicrosPerJob: number
+  /** The share of the machine's cores busy over the drain; NaN off Linux. */
+  readonly busyShare: number
 }
 
 /** One drain of a fresh backlog; its problems, if a job ran twice or never or its outcome was not written. */
@@ -36,7 +40,7 @@ const drainOnce = (jobs: number, variant: Variant) =>
     const inserted = yield* insertNoopBacklog(prefix, jobs, { analyze: true })
     const { allRan, ran, runs, worker } = yield* makeCounting(jobs)
     const deleteCompleted = variant === "deleteCompleted"
-    const cpuBefore = process.cpuUsage()
+    const meter = cpuMeter()
     const start = yield* clock
     const node = yield* startNode({
       prefix,
@@ -51,7 +55,7 @@ const drainOnce = (jobs: number, variant: Variant) =>
       { every: "10 millis", timeout: "60 seconds" }
     )
     const wallMs = (yield* clock) - start
-    const cpu = process.cpuUsage(cpuBefore)
+    const cpu = meter.stop()
     yield* node.stop
     const problems = [
       ...(Option.isSome(finished) ? [] : [`${variant}: only ${ran()} of ${jobs} jobs ran within 120 s`]),
@@ -63,7 +67,9 @@ const drainOnce = (jobs: number, variant: Variant) =>
     yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
     const round: Round = {
       jobsPerSecond: jobs / (wallMs / 1000),
-      cpuMicrosPerJob: (cpu.user + cpu.system) / jobs
+      cpuMicrosPerJob: cpu.ownMicros / jobs,
+      restMicrosPerJob: cpu.restMicros === undefined ? Number.NaN : cpu.restMicros / jobs,
+      busyShare: cpu.busyShare ?? Number.NaN
     }
     return { round, problems }
   })
@@ -89,13 +95,22 @@ export const nodeCost = (url: string) =>
         grouped(median(of.map((round) => round.jobsPerSecond))),
         fixed(median(of.map((round) => round.cpuMicrosPerJob)), 1),
         fixed(Math.min(...of.map((round) => round.cpuMicrosPerJob)), 1),
-        fixed(Math.max(...of.map((round) => round.cpuMicrosPerJob)), 1)
+        fixed(Math.max(...of.map((round) => round.cpuMicrosPerJob)), 1),
+        fixed(median(of.map((round) => round.restMicrosPerJob)), 1),
+        `${fixed(median(of.map((round) => round.busyShare)) * 100, 0)}%`
       ]
     }
     return {
       title: `Node: one node (limit ${limit}) draining ${grouped(jobs)} jobs inserted by the server, ${rounds} rounds after ${warmup} warm-up(s), medians`,
-      table: textTable(["completed jobs", "jobs/s", "node CPU µs/job", "min", "max"], variants.map(row)),
-      notes: ["node CPU: this process's user + system time over the drain, divided by the jobs"],
+      table: textTable(
+        ["completed jobs", "jobs/s", "node CPU µs/job", "min", "max", "rest µs/job", "cores busy"],
+        variants.map(row)
+      ),
+      notes: [
+        "node CPU: this process's user + system time over the drain, divided by the jobs",
+        "rest: the CPU the rest of the machine (the database server, mostly) spent per job; cores busy: the machine's " +
+        "CPU over the drain against all its cores' time (medians; from /proc/stat, Linux only)"
+      ],
       problems
     }
   }).pipe(Effect.scoped, (body) => withSchema(prefix, body), Effect.provide(pgLayer(url, 12)))
