@@ -20,8 +20,9 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { pathToFileURL } from "node:url"
-import { noRequestMeta } from "./internal/requestFields.ts"
+import { noRequestMeta, refuseOnInsert } from "./internal/requestFields.ts"
 import { withThreadServices } from "./internal/threads/services.ts"
+import type { JobField } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 
 export type { ArgsKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
@@ -201,6 +202,39 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
   const maxAttempts = options.maxAttempts ?? defaultMaxAttempts
   const tags = options.tags ?? []
   const unique = options.unique
+  /** A request for this worker; the options as read from `job`'s, undefined where not given. */
+  const requestOf = (
+    args: A,
+    given: {
+      readonly queue?: unknown
+      readonly priority?: unknown
+      readonly maxAttempts?: unknown
+      readonly tags?: unknown
+      readonly meta?: unknown
+      readonly scheduleIn?: unknown
+      readonly scheduledAt?: unknown
+      readonly timeout?: unknown
+      readonly backoff?: unknown
+      readonly unique?: unknown
+    }
+  ): JobRequest<A> => ({
+    _tag: "JobRequest",
+    worker: name,
+    args,
+    encodeArgs: Effect.suspend(() => encode(args)),
+    decodeArgs: decode,
+    // Only `undefined` means "not given": a careless `null` reaches the insert's checks and is refused.
+    queue: (given.queue === undefined ? queue : given.queue) as string,
+    priority: (given.priority === undefined ? priority : given.priority) as number,
+    maxAttempts: (given.maxAttempts === undefined ? maxAttempts : given.maxAttempts) as number,
+    tags: (given.tags === undefined ? tags : given.tags) as ReadonlyArray<string>,
+    meta: (given.meta === undefined ? noRequestMeta : given.meta) as Readonly<Record<string, unknown>>,
+    scheduleIn: given.scheduleIn as Duration.Input | undefined,
+    scheduledAt: given.scheduledAt as JobRequest["scheduledAt"],
+    timeout: given.timeout as Duration.Input | undefined,
+    backoff: given.backoff as JobRequest["backoff"],
+    unique: (given.unique === undefined ? unique : given.unique === false ? undefined : given.unique) as JobRequest["unique"]
+  })
   const threads = options.threads as
     | { readonly module: string | URL; readonly layer?: Layer.Layer<R, unknown, never> | undefined }
     | undefined
@@ -226,23 +260,43 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
       : withThreadServices(name, options.perform, threads.layer as Layer.Layer<R, unknown, never>),
     job: (args, jobOptions) => {
       const options = jobOptions ?? {}
-      return {
-        _tag: "JobRequest",
-        worker: name,
-        args,
-        encodeArgs: Effect.suspend(() => encode(args)),
-        decodeArgs: decode,
-        // Only `undefined` means "not given": a careless `null` reaches the insert's checks and is refused.
-        queue: options.queue === undefined ? queue : options.queue,
-        priority: options.priority === undefined ? priority : options.priority,
-        maxAttempts: options.maxAttempts === undefined ? maxAttempts : options.maxAttempts,
-        tags: mergeTags(tags, options.tags),
-        meta: options.meta === undefined ? noRequestMeta : options.meta,
-        scheduleIn: options.scheduleIn,
-        scheduledAt: options.scheduledAt,
-        timeout: options.timeout,
-        backoff: options.backoff,
-        unique: options.unique === undefined ? unique : options.unique === false ? undefined : options.unique
+      // Each option is read once, here. One that throws (a getter, a Proxy) is not thrown at the
+      // caller: the request keeps the worker's defaults and the insert refuses it, naming the field.
+      let field: JobField = "queue"
+      try {
+        const queue = options.queue
+        field = "priority"
+        const priority = options.priority
+        field = "maxAttempts"
+        const maxAttempts = options.maxAttempts
+        field = "tags"
+        const jobTags = mergeTags(tags, options.tags)
+        field = "meta"
+        const meta = options.meta
+        field = "scheduleIn"
+        const scheduleIn = options.scheduleIn
+        field = "scheduledAt"
+        const scheduledAt = options.scheduledAt
+        field = "timeout"
+        const timeout = options.timeout
+        field = "backoff"
+        const backoff = options.backoff
+        field = "unique"
+        const unique = options.unique
+        return requestOf(args, {
+          queue,
+          priority,
+          maxAttempts,
+          tags: jobTags,
+          meta,
+          scheduleIn,
+          scheduledAt,
+          timeout,
+          backoff,
+          unique
+        })
+      } catch (error) {
+        return refuseOnInsert(requestOf(args, {}), field, error)
       }
     }
   }

@@ -376,6 +376,15 @@ const throwingArgs = (): { to: string; subject: string } =>
     }
   }) as never
 
+/** Job options whose `field` throws when read. */
+const throwingOption = (field: keyof Worker.JobOptions): Worker.JobOptions =>
+  Object.defineProperty({}, field, {
+    enumerable: true,
+    get() {
+      throw new Error(`${field} getter`)
+    }
+  })
+
 describe("bad input", () => {
   const cases: ReadonlyArray<readonly [string, () => Worker.JobRequest, string]> = [
     ["args that do not encode", () => SendEmail.job({ to: 1 as unknown as string, subject: "s" }), "args"],
@@ -427,7 +436,11 @@ describe("bad input", () => {
     ["a null maxAttempts", () => job({ maxAttempts: null as never }), "maxAttempts"],
     ["a queue of 129 characters", () => job({ queue: "😀".repeat(129) }), "queue"],
     ["args with a throwing getter", () => SendEmail.job(throwingArgs()), "args"],
-    ["args in a throwing Proxy", () => SendEmail.job(new Proxy({} as never, { get: () => { throw new Error("no") } })), "args"]
+    ["args in a throwing Proxy", () => SendEmail.job(new Proxy({} as never, { get: () => { throw new Error("no") } })), "args"],
+    // Options whose getters throw: `job` returns a request (it never throws at its caller), the insert refuses it.
+    ...(["queue", "priority", "maxAttempts", "tags", "meta", "scheduleIn", "scheduledAt", "timeout", "backoff", "unique"] as const)
+      .map((field) => [`a ${field} option whose getter throws`, () => job(throwingOption(field)), field] as const),
+    ["options in a throwing Proxy", () => job(new Proxy({}, { get: () => { throw new Error("no") } })), "queue"]
   ]
 
   const badPrefix = uniquePrefix("bad")
@@ -440,6 +453,7 @@ describe("bad input", () => {
           if (error._tag !== "InvalidJobError") return
           assert.strictEqual(error.field, field)
           assert.strictEqual(error.index, undefined)
+          if (name.endsWith("whose getter throws")) assert.include(error.message, `reading ${field} threw: ${field} getter`)
           const sql = yield* SqlClient
           const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs_all`
           assert.strictEqual(row!.n, 0)

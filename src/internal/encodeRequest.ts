@@ -33,6 +33,7 @@ import {
   Problem,
   type Trace,
   traceOf,
+  unreadOption,
   withRunOptions
 } from "./requestFields.ts"
 import { traceKey } from "./telemetry.ts"
@@ -101,6 +102,8 @@ const accepted: Accepted = { worker: undefined, queue: undefined }
  * throws (a getter, a Proxy) is a refusal of that field.
  */
 const checkFields = (request: JobRequest, trace: Trace | undefined): Fields | Problem => {
+  const unread = unreadOption(request)
+  if (unread !== undefined) return new Problem(unread.field, `reading ${unread.field} threw: ${errorText(unread.error)}`)
   let field: JobField = "worker"
   try {
     const worker = accepted.worker = checkName("worker", request.worker, accepted.worker)
