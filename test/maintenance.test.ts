@@ -112,6 +112,8 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.strictEqual(rescued.attempt, 1)
       assert.strictEqual(rescued.errors[0]!.kind, "rescued")
       assert.include(rescued.errors[0]!.message, "dead")
+      // Its scheduled time is kept: it goes back to its place in the queue, not behind later jobs.
+      assert.strictEqual(rescued.scheduled_at.getTime(), orphan!.scheduledAt.getTime())
       assert.strictEqual((yield* jobRow(prefix, absent!.id)).state, "available")
       assert.strictEqual((yield* jobRow(prefix, spent!.id)).state, "discarded")
       assert.strictEqual((yield* jobRow(prefix, alive!.id)).state, "executing")

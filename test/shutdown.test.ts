@@ -98,6 +98,10 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         for (const row of yield* rows(prefix)) {
           assert.deepStrictEqual([row.state, row.attempt, row.kinds], ["available", 0, ["shutdown"]])
         }
+        // They keep their scheduled time (the insert's), so their place ahead of jobs inserted later.
+        const [moved] = yield* sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE scheduled_at <> inserted_at`
+        assert.strictEqual(moved!.n, 0)
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 

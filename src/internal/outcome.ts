@@ -157,8 +157,8 @@ export const fromExit = (
       return Effect.succeed(row(job, "cancelled", { kind: "cancelled", message: "cancelled while executing" }))
     }
     if (stopped === "shutdown") {
+      // It keeps its scheduled time, so it keeps its place in the queue (ahead of jobs inserted after it).
       return Effect.succeed(row(job, "available", {
-        delayMillis: 0,
         giveBack: true,
         kind: "shutdown",
         message: "interrupted by node shutdown after the grace period; attempt given back"
@@ -176,7 +176,7 @@ export const fromExit = (
     if (value instanceof Discard) {
       return Effect.succeed(row(job, "discarded", { kind: "discarded", message: value.reason }))
     }
-    if (value instanceof NotStarted) return Effect.succeed(row(job, "available", { delayMillis: 0, giveBack: true }))
+    if (value instanceof NotStarted) return Effect.succeed(row(job, "available", { giveBack: true }))
     if (value instanceof JobTimeout) {
       return failed(job, policy, "timeout", `timed out after ${value.millis} ms`, pretty)
     }

@@ -73,16 +73,17 @@ const rescuedAttempt = `LEAST(j.max_attempts, j.attempt + CASE WHEN j.errors -> 
 
 /**
  * The SET clause of a rescue: an `executing` job (as `j`) goes back to
- * `available` now, or to `discarded` when it has used its attempts, with a
- * `rescued` errors entry that records its attempt (see `rescuedAttempt`);
- * `why` is SQL text for the entry's message. Expects "now" as `clock.now`.
+ * `available`, keeping its scheduled time (so its place in the queue, ahead
+ * of jobs inserted after it, as Oban's rescue does), or to `discarded` when
+ * it has used its attempts, with a `rescued` errors entry that records its
+ * attempt (see `rescuedAttempt`); `why` is SQL text for the entry's message.
+ * Expects "now" as `clock.now`.
  */
 export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragment => {
   const spent = sql.literal(`${rescuedAttempt} >= j.max_attempts`)
   return sql`SET state = (CASE WHEN ${spent} THEN 'discarded' ELSE 'available' END)::${table(sql, prefix, "oban_job_state")},
         attempt = ${sql.literal(rescuedAttempt)},
         discarded_at = CASE WHEN ${spent} THEN clock.now ELSE j.discarded_at END,
-        scheduled_at = CASE WHEN ${spent} THEN j.scheduled_at ELSE clock.now END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
           'attempt', ${sql.literal(rescuedAttempt)}, 'at', clock.now, 'kind', 'rescued', 'message', ${why}
         ))`
