@@ -440,7 +440,10 @@ describe("bad input", () => {
     // Options whose getters throw: `job` returns a request (it never throws at its caller), the insert refuses it.
     ...(["queue", "priority", "maxAttempts", "tags", "meta", "scheduleIn", "scheduledAt", "timeout", "backoff", "unique"] as const)
       .map((field) => [`a ${field} option whose getter throws`, () => job(throwingOption(field)), field] as const),
-    ["options in a throwing Proxy", () => job(new Proxy({}, { get: () => { throw new Error("no") } })), "queue"]
+    ["options in a throwing Proxy", () => job(new Proxy({}, { get: () => { throw new Error("no") } })), "queue"],
+    // No request at all: said so, not "reading worker threw: Cannot read properties of undefined".
+    ["undefined as the request", () => undefined as never, "worker"],
+    ["an empty object as the request", () => ({}) as never, "worker"]
   ]
 
   const badPrefix = uniquePrefix("bad")
@@ -454,6 +457,7 @@ describe("bad input", () => {
           assert.strictEqual(error.field, field)
           assert.strictEqual(error.index, undefined)
           if (name.endsWith("whose getter throws")) assert.include(error.message, `reading ${field} threw: ${field} getter`)
+          if (name.endsWith("as the request")) assert.include(error.message, "a job request is what worker.job(args, options) returns")
           const sql = yield* SqlClient
           const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs_all`
           assert.strictEqual(row!.n, 0)

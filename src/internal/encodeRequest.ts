@@ -97,16 +97,23 @@ const checkName = (field: "worker" | "queue", value: unknown, last: string | und
 
 const accepted: Accepted = { worker: undefined, queue: undefined }
 
+/** The refusal of a value that is no job request at all (`undefined`, an empty object). */
+const notARequest = (value: unknown): Problem =>
+  new Problem("worker", `a job request is what worker.job(args, options) returns, not ${describe(value)}`)
+
 /**
  * Reads and checks every field but `args`, each exactly once. A read that
  * throws (a getter, a Proxy) is a refusal of that field.
  */
 const checkFields = (request: JobRequest, trace: Trace | undefined): Fields | Problem => {
+  if (typeof request !== "object" || request === null) return notARequest(request)
   const unread = unreadOption(request)
   if (unread !== undefined) return new Problem(unread.field, `reading ${unread.field} threw: ${errorText(unread.error)}`)
   let field: JobField = "worker"
   try {
-    const worker = accepted.worker = checkName("worker", request.worker, accepted.worker)
+    const workerName: unknown = request.worker
+    if (workerName === undefined && request._tag !== "JobRequest") return notARequest(request)
+    const worker = accepted.worker = checkName("worker", workerName, accepted.worker)
     field = "queue"
     const queue = accepted.queue = checkName("queue", request.queue, accepted.queue)
     field = "priority"
