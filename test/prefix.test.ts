@@ -104,6 +104,16 @@ describe("Config.layer is the one place for the prefix", () => {
         assert.strictEqual((yield* Migrations.run({ prefix })).prefix, prefix)
       }).pipe(Effect.provide(Config.layer({ prefix }))))
 
+    it.effect("a node on a schema that was never migrated does not start, and says how to migrate it", () =>
+      Effect.gen(function*() {
+        const bare = `${prefix}_bare`
+        const error = yield* Layer.build(Oban.layer({ prefix: bare, workers: [Child] })).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(error._tag, "MigrationError")
+        // The same advice as a statement on that schema gives (one way to migrate, as the docs show it).
+        assert.include(error.message, `schema "${bare}" is at migration 0 of`)
+        assert.include(error.message, `Migrations.run() under ObanConfig.layer({ prefix: "${bare}" })`)
+      }))
+
     it.effect("the testing kit follows Config.layer too, and refuses a contradicting prefix", () =>
       Effect.gen(function*() {
         yield* Migrations.run()

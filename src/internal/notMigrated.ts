@@ -25,7 +25,8 @@ const serverError = (error: SqlError): { readonly code?: unknown; readonly messa
 
 const isMissingObject = (error: SqlError): boolean => missingObject.has(String(serverError(error).code))
 
-const advice = (prefix: string): string =>
+/** What to do about a schema that is missing or behind: for the errors of statements and of a node's start. */
+export const migrationAdvice = (prefix: string): string =>
   prefix === "public"
     ? `"public" is the prefix used when none is configured: if the tables live in another schema, provide ` +
       `ObanConfig.layer({ prefix: "<schema>" }) to this program; otherwise create or update them with Migrations.run()`
@@ -41,7 +42,7 @@ export const notMigrated = (prefix: string, error: SqlError): MigrationError => 
   return new MigrationError({
     prefix,
     message: `schema "${prefix}" lacks what effect-oban needs${typeof detail === "string" ? ` (${detail})` : ""}: ` +
-      `it has no effect-oban tables, or was migrated by an older release; ` + advice(prefix),
+      `it has no effect-oban tables, or was migrated by an older release; ` + migrationAdvice(prefix),
     cause: error
   })
 }

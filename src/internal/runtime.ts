@@ -43,6 +43,7 @@ import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
+import { migrationAdvice } from "./notMigrated.ts"
 import { checkWorkers } from "./workerChecks.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
@@ -97,8 +98,8 @@ const checkMigrated = (prefix: string) =>
     Effect.flatMap((status) =>
       status.current >= status.latest ? Effect.void : Effect.fail(
         new MigrationError({
-          message: `schema "${prefix}" is at migration ${status.current} of ${status.latest}: ` +
-            `run Migrations.run({ prefix: "${prefix}" }) (or apply Migrations.sql()) before starting a node`
+          message: `schema "${prefix}" is at migration ${status.current} of ${status.latest}, so no node starts on ` +
+            `it: ${migrationAdvice(prefix)}`
         })
       )
     ),
