@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
+import { describe } from "./internal/jsonText.ts"
 
 /**
  * @since 0.1.0
@@ -50,22 +51,15 @@ const plainIdentifier = /^[a-z_][a-z0-9_]*$/
  * @since 0.1.0
  */
 export const validatePrefix = (prefix: string): Effect.Effect<string, InvalidPrefixError> => {
-  if (prefix.length === 0 || prefix.length > maxPrefixLength) {
-    return Effect.fail(
-      new InvalidPrefixError({ prefix, message: `prefix must be 1 to ${maxPrefixLength} characters long` })
-    )
+  const refuse = (rule: string) =>
+    Effect.fail(new InvalidPrefixError({ prefix, message: `prefix ${describe(prefix)} ${rule}` }))
+  if (typeof prefix !== "string" || prefix.length === 0 || prefix.length > maxPrefixLength) {
+    return refuse(`must be 1 to ${maxPrefixLength} characters long`)
   }
   if (!plainIdentifier.test(prefix)) {
-    return Effect.fail(
-      new InvalidPrefixError({
-        prefix,
-        message: "prefix must be a plain identifier: lowercase letters, digits and _, not starting with a digit"
-      })
-    )
+    return refuse("must be a plain identifier: lowercase letters, digits and _, not starting with a digit")
   }
-  if (prefix.startsWith("pg_")) {
-    return Effect.fail(new InvalidPrefixError({ prefix, message: "prefix must not start with pg_ (reserved)" }))
-  }
+  if (prefix.startsWith("pg_")) return refuse("must not start with pg_ (reserved)")
   return Effect.succeed(prefix)
 }
 
@@ -136,13 +130,14 @@ export const resolve = (
     const provided = Context.getOrUndefined(context, Settings)
     if (provided === undefined) return make(defined(options))
     if (options.prefix !== undefined && options.prefix !== provided.prefix) {
-      return Effect.fail(
+      // A prefix that is no valid prefix at all is refused as such, before it is compared.
+      return Effect.andThen(validatePrefix(options.prefix), Effect.fail(
         new InvalidConfigError({
           field: "prefix",
           message: `prefix "${options.prefix}" contradicts the prefix "${provided.prefix}" provided by ` +
             `ObanConfig.layer: give the prefix once, in ObanConfig.layer, and drop the prefix option`
         })
-      )
+      ))
     }
     return make({ prefix: provided.prefix, maxArgsBytes: options.maxArgsBytes ?? provided.maxArgsBytes })
   })

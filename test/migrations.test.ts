@@ -128,6 +128,8 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       for (const prefix of ["Bad", "a-b", "x; DROP TABLE t", "", "1abc", "pg_x", "a".repeat(41)]) {
         const error = yield* Migrations.run({ prefix }).pipe(Effect.flip)
         assert.strictEqual(error._tag, "InvalidPrefixError")
+        // The message names the value (a long one by its length), wherever it came from (an option, OBAN_PREFIX).
+        assert.include(error.message, prefix.length > 40 ? "prefix a string of 41 UTF-16 units" : `prefix ${JSON.stringify(prefix)}`)
         assert.isFalse(yield* schemaExists(prefix))
       }
       const layerError = yield* Layer.build(Config.layer({ prefix: "No Spaces" })).pipe(Effect.scoped, Effect.flip)

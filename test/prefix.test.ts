@@ -102,6 +102,10 @@ describe("Config.layer is the one place for the prefix", () => {
         assert.lengthOf(schemas, 0)
         // Saying the same prefix twice is allowed.
         assert.strictEqual((yield* Migrations.run({ prefix })).prefix, prefix)
+        // A prefix option that is no prefix at all is refused as such, not as a contradiction.
+        const invalid = yield* Layer.build(Oban.layer({ prefix: "Bad-One", workers: [Child] })).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(invalid._tag, "InvalidPrefixError")
+        assert.include(invalid.message, `prefix "Bad-One" must be a plain identifier`)
       }).pipe(Effect.provide(Config.layer({ prefix }))))
 
     it.effect("a node on a schema that was never migrated does not start, and says how to migrate it", () =>
