@@ -71,6 +71,14 @@ export type Inserted<A = unknown> = Job<A> & {
 }
 
 /**
+ * The args type of a job request, or the union of them for a union of
+ * requests: what the jobs `insertAll` returns carry.
+ *
+ * @since 0.1.0
+ */
+export type ArgsOfRequest<R> = R extends Worker.JobRequest<infer A> ? A : never
+
+/**
  * Inserts one job. It is `available` (and wakes its queue) when due now,
  * else `scheduled`. Fails with `InvalidJobError`, writing nothing, when the
  * request is bad, and with `MigrationError` when the prefix has no tables.
@@ -96,12 +104,16 @@ export const insert = <A>(
  *
  * @since 0.1.0
  */
-export const insertAll = (
-  requests: Iterable<Worker.JobRequest>
-): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
+export const insertAll = <R extends Worker.JobRequest>(
+  requests: Iterable<R>
+): Effect.Effect<ReadonlyArray<Inserted<ArgsOfRequest<R>>>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
   Effect.suspend(() =>
     isIterable(requests)
-      ? insertRequests(Array.from(requests), true)
+      ? insertRequests(Array.from(requests), true) as Effect.Effect<
+        ReadonlyArray<Inserted<ArgsOfRequest<R>>>,
+        InvalidJobError | MigrationError | SqlError,
+        SqlClient
+      >
       : Effect.fail(
         new InvalidJobError({
           worker: "(no requests)",

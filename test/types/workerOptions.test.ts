@@ -48,6 +48,22 @@ describe("worker option types", () => {
     const insert = Oban.insert(Dated.job({ at: new Date(0), count: 1 }))
     expectTypeOf<Effect.Success<typeof insert>["args"]>().toEqualTypeOf<{ readonly at: Date; readonly count: number }>()
     expectTypeOf<Effect.Success<typeof insert>["conflict"]>().toEqualTypeOf<boolean>()
+    // insertAll: typed by the worker, a union for requests of several workers, from any iterable.
+    const Named = Worker.make("Named", { args: Schema.Struct({ name: Schema.String }), perform: () => Effect.void })
+    const same = Oban.insertAll([Dated.job({ at: new Date(0), count: 1 }), Dated.job({ at: new Date(1), count: 2 })])
+    expectTypeOf<Effect.Success<typeof same>[number]["args"]>().toEqualTypeOf<
+      { readonly at: Date; readonly count: number }
+    >()
+    const mixed = Oban.insertAll([Dated.job({ at: new Date(0), count: 1 }), Named.job({ name: "n" })])
+    expectTypeOf<Effect.Success<typeof mixed>[number]["args"]>().toEqualTypeOf<
+      { readonly at: Date; readonly count: number } | { readonly name: string }
+    >()
+    const generated = Oban.insertAll(new Set([Named.job({ name: "n" })]))
+    expectTypeOf<Effect.Success<typeof generated>[number]["args"]>().toEqualTypeOf<{ readonly name: string }>()
+    const untyped: ReadonlyArray<Worker.JobRequest> = []
+    expectTypeOf<Effect.Success<ReturnType<typeof Oban.insertAll<Worker.JobRequest>>>[number]["args"]>()
+      .toEqualTypeOf<unknown>()
+    expectTypeOf(Oban.insertAll(untyped)).toEqualTypeOf<ReturnType<typeof Oban.insertAll<Worker.JobRequest>>>()
   })
 
   it("layerConfig adds ConfigError to the layer's errors and needs what its workers need", () => {
