@@ -1,6 +1,7 @@
 /**
  * A node warns at start about crontab entries whose jobs it would claim but
- * could not run: their queue runs on the node, their worker does not.
+ * could not run: their queue runs on the node, their worker does not. Its
+ * start line also names the workers whose own queue it does not run.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Layer, Logger, References, Schema } from "effect"
@@ -48,6 +49,37 @@ describe("crontab entries a node cannot run", () => {
           `cron entry "Forgotten:*/5 * * * *" inserts Forgotten jobs into queue "default", which node cron-node runs ` +
           "without that worker: each of them it claims fails as unknown_worker; add Forgotten to the node's workers"
         ])
+      }))
+
+    it.effect("the start line names the workers whose queue the node does not run (not a warning)", () =>
+      Effect.gen(function*() {
+        const lines: Array<{ readonly level: string; readonly text: string }> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          lines.push({ level: logLevel, text: Array.isArray(message) ? message.join(" ") : String(message) })
+        })
+        const start = (withElsewhere: boolean) =>
+          Layer.build(Oban.layer({
+            queues: { default: 1 },
+            workers: withElsewhere ? [Registered, Elsewhere] : [Registered],
+            node: "queues-node",
+            pruner: false
+          })).pipe(
+            Effect.scoped,
+            Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+            Effect.provideService(References.MinimumLogLevel, "All")
+          )
+        yield* start(true)
+        const started = lines.filter((line) => line.text.startsWith("node queues-node running queues"))
+        assert.deepStrictEqual(started, [{
+          level: "Info",
+          text: "node queues-node running queues default(1); workers of queues it does not run: Elsewhere (reports)"
+        }])
+        lines.length = 0
+        yield* start(false)
+        assert.deepStrictEqual(
+          lines.filter((line) => line.text.startsWith("node queues-node")).map((line) => line.text),
+          ["node queues-node running queues default(1)"]
+        )
       }))
   })
 })

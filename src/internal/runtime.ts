@@ -44,7 +44,7 @@ import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
 import { migrationAdvice } from "./notMigrated.ts"
-import { checkWorkers } from "./workerChecks.ts"
+import { checkWorkers, otherQueuesNote } from "./workerChecks.ts"
 import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
@@ -322,7 +322,8 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
     }
 
     yield* Effect.logInfo(
-      `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}`
+      `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}` +
+        otherQueuesNote(options.workers, new Set(config.queues.map((q) => q.name)))
     )
 
     const runtime: Runtime = {

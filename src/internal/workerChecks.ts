@@ -36,3 +36,20 @@ const isPositive = (input: Duration.Input): boolean => {
     return false
   }
 }
+
+/**
+ * What the node's start line adds about workers whose own queue it does not
+ * run (their jobs, unless inserted into another queue, wait for a node that
+ * runs it): `"; workers of queues it does not run: Report (reports)"`, or
+ * nothing. Not a warning: nodes that share one list of workers and split the
+ * queues between them are a normal setup.
+ */
+export const otherQueuesNote = (
+  workers: ReadonlyArray<{ readonly name: string; readonly queue: string }>,
+  queues: ReadonlySet<string>
+): string => {
+  const elsewhere = workers.filter((worker) => !queues.has(worker.queue))
+  return elsewhere.length === 0
+    ? ""
+    : `; workers of queues it does not run: ${elsewhere.map((worker) => `${worker.name} (${worker.queue})`).join(", ")}`
+}
