@@ -52,8 +52,15 @@ const plainIdentifier = /^[a-z_][a-z0-9_]*$/
  */
 export const validatePrefix = (prefix: string): Effect.Effect<string, InvalidPrefixError> => {
   const refuse = (rule: string) =>
-    Effect.fail(new InvalidPrefixError({ prefix, message: `prefix ${describe(prefix)} ${rule}` }))
-  if (typeof prefix !== "string" || prefix.length === 0 || prefix.length > maxPrefixLength) {
+    Effect.fail(
+      new InvalidPrefixError({
+        // The error's own field is a string: a value of another type (untyped JavaScript) is described.
+        prefix: typeof prefix === "string" ? prefix : describe(prefix),
+        message: `prefix ${describe(prefix)} ${rule}`
+      })
+    )
+  if (typeof prefix !== "string") return refuse("must be a string")
+  if (prefix.length === 0 || prefix.length > maxPrefixLength) {
     return refuse(`must be 1 to ${maxPrefixLength} characters long`)
   }
   if (!plainIdentifier.test(prefix)) {

@@ -441,6 +441,8 @@ describe("bad input", () => {
     ...(["queue", "priority", "maxAttempts", "tags", "meta", "scheduleIn", "scheduledAt", "timeout", "backoff", "unique"] as const)
       .map((field) => [`a ${field} option whose getter throws`, () => job(throwingOption(field)), field] as const),
     ["options in a throwing Proxy", () => job(new Proxy({}, { get: () => { throw new Error("no") } })), "queue"],
+    // A copy of such a request stays refused: it is not inserted with the worker's defaults.
+    ["a copied request whose priority getter threw", () => ({ ...job(throwingOption("priority")), worker: "SendEmail" }), "priority"],
     // No request at all: said so, not "reading worker threw: Cannot read properties of undefined".
     ["undefined as the request", () => undefined as never, "worker"],
     ["an empty object as the request", () => ({}) as never, "worker"]
@@ -456,7 +458,9 @@ describe("bad input", () => {
           if (error._tag !== "InvalidJobError") return
           assert.strictEqual(error.field, field)
           assert.strictEqual(error.index, undefined)
-          if (name.endsWith("whose getter throws")) assert.include(error.message, `reading ${field} threw: ${field} getter`)
+          if (name.endsWith("whose getter throws") || name.startsWith("a copied request")) {
+            assert.include(error.message, `reading ${field} threw: ${field} getter`)
+          }
           if (name.endsWith("as the request")) assert.include(error.message, "a job request is what worker.job(args, options) returns")
           const sql = yield* SqlClient
           const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs_all`

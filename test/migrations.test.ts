@@ -134,6 +134,12 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       }
       const layerError = yield* Layer.build(Config.layer({ prefix: "No Spaces" })).pipe(Effect.scoped, Effect.flip)
       assert.strictEqual(layerError._tag, "InvalidPrefixError")
+      // From untyped JavaScript: a value that is no string is refused the same way, not a defect.
+      for (const careless of [5, { name: "x" }]) {
+        const error = yield* Migrations.run({ prefix: careless as never }).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidPrefixError")
+        assert.include(error.message, "must be a string")
+      }
     }))
 
   it.effect("an out-of-range target version is a MigrationError", () =>

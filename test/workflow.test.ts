@@ -287,6 +287,18 @@ describe("workflows", () => {
         )
         assert.strictEqual(unknown._tag, "InvalidWorkflowError")
         assert.deepStrictEqual(yield* states("y"), {})
+        // A step that is no request, or whose options threw in `job`: the request's own refusal, naming the field.
+        const none = yield* Effect.flip(Oban.insertWorkflow(Workflow.make("z").add("a", undefined as never)))
+        assert.strictEqual(none._tag, "InvalidJobError")
+        if (none._tag === "InvalidJobError") assert.include(none.message, "a job request is what worker.job(args, options) returns")
+        const throwingUnique = Object.defineProperty({}, "unique", { enumerable: true, get: () => { throw new Error("unique getter") } })
+        const unread = yield* Effect.flip(Oban.insertWorkflow(Workflow.make("w").add("a", Step.job({}, throwingUnique))))
+        assert.strictEqual(unread._tag, "InvalidJobError")
+        if (unread._tag === "InvalidJobError") {
+          assert.strictEqual(unread.field, "unique")
+          assert.include(unread.message, "reading unique threw: unique getter")
+        }
+        assert.deepStrictEqual([yield* states("z"), yield* states("w")], [{}, {}])
       }).pipe(onTestClock))
   })
 })

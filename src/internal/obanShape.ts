@@ -19,7 +19,7 @@ import type {
 import type { JobEvent } from "../Events.ts"
 import type { Job, JobState } from "../Job.ts"
 import type * as JobQueries from "../Jobs.ts"
-import type { Inserted } from "../Oban.ts"
+import type { ArgsOfRequest, Inserted } from "../Oban.ts"
 import type { QueueState } from "../Producer.ts"
 import type * as Worker from "../Worker.ts"
 import type * as Workflow from "../Workflow.ts"
@@ -36,10 +36,10 @@ export interface ObanShape {
   readonly node: string
   readonly insert: <A>(
     request: Worker.JobRequest<A>
-  ) => Effect.Effect<Inserted, InvalidJobError | MigrationError | SqlError>
-  readonly insertAll: (
-    requests: Iterable<Worker.JobRequest>
-  ) => Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError>
+  ) => Effect.Effect<Inserted<A>, InvalidJobError | MigrationError | SqlError>
+  readonly insertAll: <R extends Worker.JobRequest>(
+    requests: Iterable<R>
+  ) => Effect.Effect<ReadonlyArray<Inserted<ArgsOfRequest<R>>>, InvalidJobError | MigrationError | SqlError>
   readonly insertWorkflow: <Steps extends string>(
     workflow: Workflow.Workflow<Steps>
   ) => Effect.Effect<

@@ -31,22 +31,29 @@ export const maxScheduledAtMillis = Date.parse("9999-12-31T23:59:59.999Z")
 export const maxSmallint = 32767
 
 /**
- * Requests whose options could not be read where they were built (a getter
- * that threw in `worker.job(args, options)`): the field and what it threw.
- * The insert refuses such a request with an `InvalidJobError`, as it does a
- * field that throws when it reads it, rather than `job` throwing at its caller.
+ * The mark of a request whose options could not be read where it was built
+ * (a getter that threw in `worker.job(args, options)`): the field and what it
+ * threw. The insert refuses such a request with an `InvalidJobError`, as it
+ * does a field that throws when it reads it, rather than `job` throwing at
+ * its caller. An own enumerable symbol property, so a copy of the request
+ * (`{ ...request, worker }`) keeps it.
  */
-const unreadOptions = new WeakMap<object, { readonly field: JobField; readonly error: unknown }>()
+const unreadKey: unique symbol = Symbol.for("effect-oban/JobRequest/unreadOption")
+
+interface UnreadOption {
+  readonly field: JobField
+  readonly error: unknown
+}
 
 /** Marks `request` as built from an option that threw when read. */
 export const refuseOnInsert = <R extends object>(request: R, field: JobField, error: unknown): R => {
-  unreadOptions.set(request, { field, error })
+  ;(request as { [unreadKey]?: UnreadOption })[unreadKey] = { field, error }
   return request
 }
 
 /** The option of `request` that threw when it was built, if one did. */
-export const unreadOption = (request: object): { readonly field: JobField; readonly error: unknown } | undefined =>
-  unreadOptions.get(request)
+export const unreadOption = (request: object): UnreadOption | undefined =>
+  (request as { readonly [unreadKey]?: UnreadOption })[unreadKey]
 
 /** A refusal of one field, thrown inside the synchronous checks below and turned into an `InvalidJobError`. */
 export class Problem {

@@ -98,6 +98,7 @@ const checkMigrated = (prefix: string) =>
     Effect.flatMap((status) =>
       status.current >= status.latest ? Effect.void : Effect.fail(
         new MigrationError({
+          prefix,
           message: `schema "${prefix}" is at migration ${status.current} of ${status.latest}, so no node starts on ` +
             `it: ${migrationAdvice(prefix)}`
         })

@@ -29,7 +29,11 @@ const jobDuration = (attributes: { readonly queue: string; readonly worker: stri
     attributes
   })
 
-/** How long a job waited between becoming due and starting, in milliseconds: one series per queue and worker. */
+/**
+ * How long a job waited from its `scheduled_at` to the start of an attempt, in milliseconds: one
+ * series per queue and worker. A job given back at shutdown or rescued keeps its `scheduled_at`, so
+ * its next start counts from when it first became due, as Oban counts it.
+ */
 const queueTime = (attributes: { readonly queue: string; readonly worker: string }) =>
   Metric.histogram("oban_job_queue_time_ms", {
     description: "Time from scheduled_at to the start of an attempt, in milliseconds",

@@ -49,7 +49,12 @@ export const otherQueuesNote = (
   queues: ReadonlySet<string>
 ): string => {
   const elsewhere = workers.filter((worker) => !queues.has(worker.queue))
-  return elsewhere.length === 0
-    ? ""
-    : `; workers of queues it does not run: ${elsewhere.map((worker) => `${worker.name} (${worker.queue})`).join(", ")}`
+  if (elsewhere.length === 0) return ""
+  // A node that runs no queue (cron or maintenance only) would otherwise list every worker.
+  const named = elsewhere.slice(0, maxNamed).map((worker) => `${worker.name} (${worker.queue})`).join(", ")
+  const more = elsewhere.length > maxNamed ? ` and ${elsewhere.length - maxNamed} more` : ""
+  return `; workers of queues it does not run: ${named}${more}`
 }
+
+/** The most workers the start line names. */
+const maxNamed = 10

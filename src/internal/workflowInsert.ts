@@ -18,10 +18,25 @@ import { publishInserted } from "./insertedEvents.ts"
 import { insertedJob } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
 import { orNotMigrated } from "./notMigrated.ts"
+import { unreadOption } from "./requestFields.ts"
 import * as Sql from "./sql/workflows.ts"
 import { currentTraceparent, withInsertSpan } from "./telemetry.ts"
 
 /** Checks step names and dependencies; returns the names of already inserted steps depended on. */
+/**
+ * Whether a step's request is unique. Whatever is no readable request (not an
+ * object, a `unique` that throws, options that threw in `job`) is left to the
+ * request's own checks, which refuse it naming the field.
+ */
+const declaresUnique = (request: unknown): boolean => {
+  if (typeof request !== "object" || request === null || unreadOption(request) !== undefined) return false
+  try {
+    return (request as { readonly unique?: unknown }).unique !== undefined
+  } catch {
+    return false
+  }
+}
+
 const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArray<string> | InvalidWorkflowError => {
   const refuse = (step: string, message: string) => new InvalidWorkflowError({ workflowId, step, message })
   if (typeof workflowId !== "string" || workflowId.length === 0 || workflowId.length > 255) {
@@ -35,7 +50,7 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
       return refuse(String(step.name), "a step name is 1 to 255 characters")
     }
     if (seen.has(step.name)) return refuse(step.name, `step "${step.name}" is added twice`)
-    if (step.request.unique !== undefined) {
+    if (declaresUnique(step.request)) {
       return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it)")
     }
     for (const dep of step.deps) {

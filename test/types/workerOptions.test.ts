@@ -64,6 +64,11 @@ describe("worker option types", () => {
     expectTypeOf<Effect.Success<ReturnType<typeof Oban.insertAll<Worker.JobRequest>>>[number]["args"]>()
       .toEqualTypeOf<unknown>()
     expectTypeOf(Oban.insertAll(untyped)).toEqualTypeOf<ReturnType<typeof Oban.insertAll<Worker.JobRequest>>>()
+    // The running node's service types them the same way.
+    const viaService = Effect.flatMap(Effect.service(Oban.Oban), (oban) =>
+      Effect.all([oban.insert(Named.job({ name: "n" })), oban.insertAll([Named.job({ name: "m" })])]))
+    expectTypeOf<Effect.Success<typeof viaService>[0]["args"]>().toEqualTypeOf<{ readonly name: string }>()
+    expectTypeOf<Effect.Success<typeof viaService>[1][number]["args"]>().toEqualTypeOf<{ readonly name: string }>()
   })
 
   it("layerConfig adds ConfigError to the layer's errors and needs what its workers need", () => {
