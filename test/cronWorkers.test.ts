@@ -22,6 +22,21 @@ const crontab = [
   Cron.entry("0 * * * *", Elsewhere, {})
 ]
 
+/** Builds a node's layer and closes it again, returning every line it logged on the way. */
+const startLogs = <A, E, R>(node: Layer.Layer<A, E, R>) =>
+  Effect.gen(function*() {
+    const lines: Array<{ readonly level: string; readonly text: string }> = []
+    const capture = Logger.make(({ logLevel, message }) => {
+      lines.push({ level: logLevel, text: Array.isArray(message) ? message.join(" ") : String(message) })
+    })
+    yield* Layer.build(node).pipe(
+      Effect.scoped,
+      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+      Effect.provideService(References.MinimumLogLevel, "All")
+    )
+    return lines
+  })
+
 describe("crontab entries a node cannot run", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
     it.effect("are those of its queues whose worker it lacks, and the node warns about each at start", () =>
@@ -29,22 +44,15 @@ describe("crontab entries a node cannot run", () => {
         const found = unrunnableCronEntries(crontab, new Set(["Registered"]), new Set(["default"]))
         assert.deepStrictEqual(found.map((entry) => entry.name), ["Forgotten:*/5 * * * *"])
 
-        const lines: Array<string> = []
-        const capture = Logger.make(({ logLevel, message }) => {
-          if (logLevel === "Warn") lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-        })
-        yield* Layer.build(Oban.layer({
+        const lines = yield* startLogs(Oban.layer({
           queues: { default: 1 },
           workers: [Registered],
           crontab,
           node: "cron-node",
           pruner: false
-        })).pipe(
-          Effect.scoped,
-          Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-          Effect.provideService(References.MinimumLogLevel, "All")
-        )
-        const warnings = lines.filter((line) => line.includes("cron entry"))
+        }))
+        const warnings = lines.filter((line) => line.level === "Warn" && line.text.includes("cron entry"))
+          .map((line) => line.text)
         assert.deepStrictEqual(warnings, [
           `cron entry "Forgotten:*/5 * * * *" inserts Forgotten jobs into queue "default", which node cron-node runs ` +
           "without that worker: each of them it claims fails as unknown_worker; add Forgotten to the node's workers"
@@ -53,31 +61,20 @@ describe("crontab entries a node cannot run", () => {
 
     it.effect("the start line names the workers whose queue the node does not run (not a warning)", () =>
       Effect.gen(function*() {
-        const lines: Array<{ readonly level: string; readonly text: string }> = []
-        const capture = Logger.make(({ logLevel, message }) => {
-          lines.push({ level: logLevel, text: Array.isArray(message) ? message.join(" ") : String(message) })
-        })
         const start = (withElsewhere: boolean) =>
-          Layer.build(Oban.layer({
+          startLogs(Oban.layer({
             queues: { default: 1 },
             workers: withElsewhere ? [Registered, Elsewhere] : [Registered],
             node: "queues-node",
             pruner: false
-          })).pipe(
-            Effect.scoped,
-            Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-            Effect.provideService(References.MinimumLogLevel, "All")
-          )
-        yield* start(true)
-        const started = lines.filter((line) => line.text.startsWith("node queues-node running queues"))
+          }))
+        const started = (yield* start(true)).filter((line) => line.text.startsWith("node queues-node running queues"))
         assert.deepStrictEqual(started, [{
           level: "Info",
           text: "node queues-node running queues default(1); workers of queues it does not run: Elsewhere (reports)"
         }])
-        lines.length = 0
-        yield* start(false)
         assert.deepStrictEqual(
-          lines.filter((line) => line.text.startsWith("node queues-node")).map((line) => line.text),
+          (yield* start(false)).filter((line) => line.text.startsWith("node queues-node")).map((line) => line.text),
           ["node queues-node running queues default(1)"]
         )
       }))
