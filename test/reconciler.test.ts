@@ -50,6 +50,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
       const row = yield* jobRow(prefix, lost!.id)
       assert.strictEqual(row.state, "available")
       assert.deepStrictEqual(row.errors.map((entry) => entry.kind), ["rescued"])
+      // It keeps its scheduled time, so its place in the queue.
+      assert.strictEqual(row.scheduled_at.getTime(), lost!.scheduledAt.getTime())
       for (const job of [running, waiting, recent, elsewhere]) {
         assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
       }
