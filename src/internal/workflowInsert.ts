@@ -22,7 +22,6 @@ import { unreadOption } from "./requestFields.ts"
 import * as Sql from "./sql/workflows.ts"
 import { currentTraceparent, withInsertSpan } from "./telemetry.ts"
 
-/** Checks step names and dependencies; returns the names of already inserted steps depended on. */
 /**
  * Whether a step's request is unique. Whatever is no readable request (not an
  * object, a `unique` that throws, options that threw in `job`) is left to the
@@ -37,6 +36,7 @@ const declaresUnique = (request: unknown): boolean => {
   }
 }
 
+/** Checks step names and dependencies; returns the names of already inserted steps depended on. */
 const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArray<string> | InvalidWorkflowError => {
   const refuse = (step: string, message: string) => new InvalidWorkflowError({ workflowId, step, message })
   if (typeof workflowId !== "string" || workflowId.length === 0 || workflowId.length > 255) {
