@@ -24,6 +24,10 @@ import { startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("finished_jobs")
 const unfinished = ["available", "scheduled", "executing", "retryable"] as const
+// Keys that hold for good: under the default period (60 s) a key is of its minute, so a test that
+// crossed a minute boundary between two inserts would see two keys and no conflict.
+const keptFor = { keys: ["n"], period: "forever" } as const
+const freedFor = { ...keptFor, states: unfinished }
 
 const runs = new Map<number, number>()
 const Work = Worker.make("FinishedWork", {
@@ -129,8 +133,8 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
     Effect.gen(function*() {
       yield* truncate
       const chain = yield* Chain.insert("stays", [Work.job({ n: 10 }), Work.job({ n: 11 })])
-      const keeps = yield* Oban.insert(Work.job({ n: 12 }, { unique: { keys: ["n"] } }))
-      const frees = yield* Oban.insert(Work.job({ n: 13 }, { unique: { keys: ["n"], states: unfinished } }))
+      const keeps = yield* Oban.insert(Work.job({ n: 12 }, { unique: keptFor }))
+      const frees = yield* Oban.insert(Work.job({ n: 13 }, { unique: freedFor }))
       const plain = yield* Oban.insert(Work.job({ n: 14 }))
       yield* startNode({ prefix, queues: { work: 5 }, workers: [Work] })
       yield* completedAll([...chain.map((job) => job.id), keeps.id, frees.id, plain.id])
@@ -139,9 +143,9 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
       assert.strictEqual(yield* whereIs(frees.id), "finished")
       assert.strictEqual(yield* whereIs(plain.id), "finished")
       // The key kept in oban_jobs still blocks; the freed one does not.
-      const again = yield* Oban.insert(Work.job({ n: 12 }, { unique: { keys: ["n"] } }))
+      const again = yield* Oban.insert(Work.job({ n: 12 }, { unique: keptFor }))
       assert.deepStrictEqual([again.id, again.conflict], [keeps.id, true])
-      const next = yield* Oban.insert(Work.job({ n: 13 }, { unique: { keys: ["n"], states: unfinished } }))
+      const next = yield* Oban.insert(Work.job({ n: 13 }, { unique: freedFor }))
       assert.strictEqual(next.conflict, false)
     }).pipe(Effect.scoped))
 
@@ -149,7 +153,7 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
     Effect.gen(function*() {
       yield* truncate
       const [again, gone] = yield* Oban.insertAll([Work.job({ n: 20 }), Work.job({ n: 21 })])
-      const keyed = yield* Oban.insert(Work.job({ n: 22 }, { unique: { keys: ["n"], states: unfinished } }))
+      const keyed = yield* Oban.insert(Work.job({ n: 22 }, { unique: freedFor }))
       yield* Effect.scoped(Effect.gen(function*() {
         yield* startNode({ prefix, queues: { work: 5 }, workers: [Work] })
         yield* completedAll([again!.id, gone!.id, keyed.id])
@@ -164,7 +168,7 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
       assert.strictEqual(yield* whereIs(gone!.id), "none")
       assert.isFalse(yield* Oban.deleteJob(gone!.id))
 
-      const newer = yield* Oban.insert(Work.job({ n: 22 }, { unique: { keys: ["n"], states: unfinished } }))
+      const newer = yield* Oban.insert(Work.job({ n: 22 }, { unique: freedFor }))
       assert.isFalse(newer.conflict)
       const refused = yield* Effect.flip(Oban.retryJob(keyed.id))
       assert.strictEqual(refused._tag, "UniqueConflictError")

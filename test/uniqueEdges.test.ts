@@ -145,9 +145,9 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         SELECT id::int AS id, state::text AS state, unique_key FROM ${sql(other)}.oban_jobs ORDER BY id`
       const unfinished = ["available", "scheduled", "executing", "retryable"] as const
       // n=1: a completed job outside its states and the newer job that took its key; n=2 the same by cancelling.
-      const done = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 0 }, { unique: { keys: ["n"], states: unfinished } })))
+      const done = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 0 }, { unique: { keys: ["n"], states: unfinished, period: "forever" } })))
       yield* sql`UPDATE ${sql(other)}.oban_jobs SET state = 'completed', completed_at = now() WHERE id = ${done.id}`
-      const newer = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 1 }, { unique: { keys: ["n"], states: unfinished } })))
+      const newer = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 1 }, { unique: { keys: ["n"], states: unfinished, period: "forever" } })))
       const cancelled = yield* inOther(Oban.insert(Keyed.job({ n: 2, v: 0 })))
       yield* sql`UPDATE ${sql(other)}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = ${cancelled.id}`
       const again = yield* inOther(Oban.insert(Keyed.job({ n: 2, v: 1 })))
@@ -168,7 +168,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* inOther(Migrations.run())
       assert.deepStrictEqual(yield* jobs, down)
       // The kept keys hold in every state now (no mask): the newer job still blocks its key.
-      const conflict = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 2 }, { unique: { keys: ["n"], states: unfinished } })))
+      const conflict = yield* inOther(Oban.insert(Keyed.job({ n: 1, v: 2 }, { unique: { keys: ["n"], states: unfinished, period: "forever" } })))
       assert.deepStrictEqual([conflict.id, conflict.conflict], [newer.id, true])
       const cron = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(other)}.oban_jobs_all
         WHERE unique_key = 'cron:nightly:1' AND unique_states IS NULL`
