@@ -20,6 +20,7 @@ import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
+import { logAttempt } from "./internal/attemptLog.ts"
 import { CurrentActivity } from "./internal/activity.ts"
 import type { StopReason } from "./internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
@@ -191,7 +192,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
             return failed(Cause.die(defect))
           }
           ended()
-          return Effect.void
+          return row.error === null ? Effect.void : logAttempt(job, row)
         }
       })
     }

@@ -1,0 +1,56 @@
+/**
+ * The log line a node writes for an attempt that did not complete: a
+ * warning for a failure (with the retry it gets, or that it was the last
+ * attempt) and for args that do not decode, an info line for a worker's
+ * own discard. Completions, snoozes, cancels and jobs given back at
+ * shutdown log nothing here. The line carries the job's annotations; the
+ * full message and cause stay in the job's `errors`.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type { Job } from "../Job.ts"
+import type { AckRow } from "./sql/acks.ts"
+
+/** How much of an error message a log line shows; the job's `errors` keep up to 64 KiB. */
+export const loggedMessageLength = 500
+
+/** The first line of `message`, cut to `loggedMessageLength` characters. */
+export const shortMessage = (message: string): string => {
+  const newline = message.indexOf("\n")
+  const line = newline === -1 ? message : message.slice(0, newline)
+  const cut = line.length > loggedMessageLength ? `${line.slice(0, loggedMessageLength)}...` : line
+  return cut === message ? cut : `${cut} (the whole text is in the job's errors)`
+}
+
+/** The line for `row`, the outcome of an attempt of `job`, or undefined when it logs none. */
+export const attemptLine = (
+  job: Job,
+  row: AckRow
+): { readonly level: "Warn" | "Info"; readonly text: string } | undefined => {
+  const error = row.error
+  if (error === null) return undefined
+  const what = `job ${job.id} (${job.worker}) attempt ${row.attempt} of ${job.maxAttempts}`
+  const message = shortMessage(error.message)
+  switch (row.state) {
+    case "retryable": {
+      const delay = row.delay_ms === null ? "" : ` in ${Duration.format(Duration.millis(Math.round(row.delay_ms)))}`
+      return { level: "Warn", text: `${what} failed, will retry${delay}: ${message}` }
+    }
+    case "discarded":
+      return error.kind === "discarded"
+        ? { level: "Info", text: `${what} discarded by its worker: ${message}` }
+        : error.kind === "decode"
+        ? { level: "Warn", text: `${what} discarded: ${message}` }
+        : { level: "Warn", text: `${what} failed, no attempts left, discarded: ${message}` }
+    default:
+      return undefined
+  }
+}
+
+/** Logs `attemptLine`, annotated with the job, or does nothing. */
+export const logAttempt = (job: Job, row: AckRow): Effect.Effect<void> => {
+  const line = attemptLine(job, row)
+  if (line === undefined) return Effect.void
+  const log = line.level === "Warn" ? Effect.logWarning(line.text) : Effect.logInfo(line.text)
+  return Effect.annotateLogs(log, { jobId: job.id, worker: job.worker, queue: job.queue, attempt: row.attempt })
+}
