@@ -266,7 +266,9 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       // 5 s: still on the thread when the second job is claimed and the stop begins, however late.
       const running = yield* Oban.insert(Busy.job({ millis: 5_000 }))
       yield* waitFor("the first job to start", Effect.map(jobRow(shutdownPrefix, running.id), (row) => row.state === "executing"))
-      const waiting = yield* Oban.insert(Busy.job({ millis: 1_500 }))
+      // Due a minute ago: given back, it keeps that place in the queue (not the time of the give-back).
+      const dueAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000)
+      const waiting = yield* Oban.insert(Busy.job({ millis: 1_500 }, { scheduledAt: dueAt }))
       yield* waitFor("the second job to be claimed", Effect.map(jobRow(shutdownPrefix, waiting.id), (row) => row.state === "executing"))
       const started = Date.now()
       yield* node.stop
@@ -275,6 +277,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       assert.strictEqual((yield* jobRow(shutdownPrefix, running.id)).state, "completed")
       const back = yield* jobRow(shutdownPrefix, waiting.id)
       assert.deepStrictEqual([back.state, back.attempt, back.errors], ["available", 0, []])
+      assert.strictEqual(back.scheduled_at.getTime(), dueAt.getTime())
       // The waiting job did not run after the running one (its row above says so); nor did the stop wait
       // out the 20 s grace period for it: about the running job's 5 s (a 1.5 s job's stop took 1.7 s
       // here and 3.5 s on a loaded 2-core CI machine).
