@@ -35,13 +35,15 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import type { Oban } from "./Oban.ts"
 import * as Config from "./Config.ts"
-import { type InvalidConfigError, InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
+import { type InvalidConfigError, InvalidJobError, type InvalidPrefixError, type MigrationError } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
 import { InlineRunner } from "./internal/inline.ts"
 import { parseJson } from "./internal/jsonParse.ts"
 import { ObanTestError } from "./internal/testError.ts"
+import { orNotMigrated } from "./internal/notMigrated.ts"
+import { queueNameProblem, shown } from "./internal/queueName.ts"
 import { JobTimeout } from "./internal/outcome.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
@@ -290,10 +292,12 @@ export interface DrainResult {
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
  * (and retries that are due) run too. A recursive drain gives up with
  * `ObanTestError` after `maxStalledRounds` rounds in a row (default
- * `defaultMaxStalledRounds`, 100; at least 1) that ran only jobs of the round before:
+ * `defaultMaxStalledRounds`, 100; an integer of at least 1) that ran only jobs of the round before:
  * jobs that snooze or retry at once, which keep such a drain going as long
  * as they do (forever, if they never end). Raise it for jobs that make
  * progress that way (a job working in more chunks, snoozing between them).
+ * A queue name that no queue can have, or such a `maxStalledRounds`, fails
+ * with `ObanTestError`; a schema that is not migrated with `MigrationError`.
  *
  * @since 0.1.0
  */
@@ -302,12 +306,29 @@ export const drainQueue = (options: {
   readonly withScheduled?: boolean | undefined
   readonly withRecursion?: boolean | undefined
   readonly maxStalledRounds?: number | undefined
-}): Effect.Effect<DrainResult, ObanTestError | SqlError, SqlClient | ObanTest> =>
+}): Effect.Effect<DrainResult, ObanTestError | MigrationError | SqlError, SqlClient | ObanTest> =>
+  Effect.gen(function*() {
+    const refused = drainRefusal(options)
+    if (refused !== undefined) return yield* new ObanTestError({ message: `drainQueue: ${refused}` })
+    const kit = yield* ObanTest
+    return yield* orNotMigrated(kit.prefix)(drainRounds(kit, options))
+  })
+
+/** What is wrong with `drainQueue`'s options, if anything. */
+const drainRefusal = (options: Parameters<typeof drainQueue>[0]): string | undefined => {
+  const queueProblem = typeof options.queue === "string" ? queueNameProblem(options.queue) : "must be a string"
+  return queueProblem !== undefined
+    ? `queue name ${shown(options.queue)} ${queueProblem}`
+    : options.maxStalledRounds !== undefined && !(Number.isInteger(options.maxStalledRounds) && options.maxStalledRounds >= 1)
+    ? `maxStalledRounds must be an integer of at least 1, got ${options.maxStalledRounds}`
+    : undefined
+}
+
+const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQueue>[0]) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    const kit = yield* ObanTest
     const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
-    const maxStalledRounds = Math.max(1, options.maxStalledRounds ?? defaultMaxStalledRounds)
+    const maxStalledRounds = options.maxStalledRounds ?? defaultMaxStalledRounds
     let previous: ReadonlySet<number> = new Set()
     let stalled = 0
     while (true) {

@@ -167,6 +167,35 @@ describe("manual mode", () => {
         )
         assert.strictEqual(error._tag, "MigrationError")
         assert.include(error.message, "kit_never_migrated")
+        // So does a drain: the call a test that forgot to migrate makes first.
+        const drained = yield* ObanTest.drainQueue({ queue: "mailers" }).pipe(
+          Effect.provide(ObanTest.layer({ mode: "manual", workers })),
+          Effect.provide(ObanConfig.layer({ prefix: "kit_never_migrated" })),
+          Effect.flip
+        )
+        assert.strictEqual(drained._tag, "MigrationError")
+        assert.include(drained.message, "kit_never_migrated")
+      }))
+
+    it.effect("a drain or an assertion with options no call could mean fails with ObanTestError saying which", () =>
+      Effect.gen(function*() {
+        const refusals = yield* Effect.forEach([
+          ObanTest.drainQueue({ queue: "" }),
+          ObanTest.drainQueue({ queue: "mailers", withRecursion: true, maxStalledRounds: 0 }),
+          ObanTest.drainQueue({ queue: "mailers", maxStalledRounds: 1.5 }),
+          // Past the types, as untyped callers get there.
+          ObanTest.drainQueue({ queue: 5 as unknown as string }),
+          ObanTest.assertEnqueued({ state: "bogus" as ObanTest.EnqueuedFilter["state"] & string }),
+          ObanTest.refuteEnqueued({ state: [] })
+        ], Effect.flip)
+        assert.deepStrictEqual(refusals.map((error) => error._tag), Array(6).fill("ObanTestError"))
+        const messages = refusals.map((error) => error.message)
+        assert.strictEqual(messages[0], `drainQueue: queue name "" must not be empty`)
+        assert.strictEqual(messages[1], "drainQueue: maxStalledRounds must be an integer of at least 1, got 0")
+        assert.strictEqual(messages[2], "drainQueue: maxStalledRounds must be an integer of at least 1, got 1.5")
+        assert.strictEqual(messages[3], "drainQueue: queue name \"5\" must be a string")
+        assert.match(messages[4]!, /^state must be one of available, scheduled, .* got "bogus"$/)
+        assert.match(messages[5]!, /^state must be one of .* got \[\]$/)
       }))
 
     it.effect("a job scheduled in 1 hour does not run until TestClock.adjust('1 hour'), then runs", () =>

@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
-import type { Job, JobState } from "../Job.ts"
+import { type Job, JobState } from "../Job.ts"
 import type * as WorkerModule from "../Worker.ts"
 import { textArray } from "./jobFilter.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./jobRow.ts"
@@ -44,9 +44,22 @@ const toDate = (at: Date | DateTime.DateTime): Date => (DateTime.isDateTime(at) 
  */
 export const allEnqueued = (
   filter: EnqueuedFilter = {}
-): Effect.Effect<ReadonlyArray<Job>, MigrationError | SqlError, SqlClient> =>
+): Effect.Effect<ReadonlyArray<Job>, ObanTestError | MigrationError | SqlError, SqlClient> =>
   withPrefix((sql, prefix) => Effect.gen(function*() {
-    const states = filter.state === undefined ? ["available", "scheduled"] : typeof filter.state === "string" ? [filter.state] : filter.state
+    const states: ReadonlyArray<unknown> = filter.state === undefined
+      ? ["available", "scheduled"]
+      : typeof filter.state === "string"
+      ? [filter.state]
+      : filter.state
+    // Untyped callers: a state that no job can be in would match nothing, and read as "found none".
+    const unknownState = states.find((state) => !(JobState.literals as ReadonlyArray<unknown>).includes(state))
+    if (unknownState !== undefined || states.length === 0) {
+      return yield* new ObanTestError({
+        message: `state must be one of ${JobState.literals.join(", ")} (or a non-empty list of them), got ${
+          JSON.stringify(filter.state)
+        }`
+      })
+    }
     const worker = filter.worker === undefined ? undefined : typeof filter.worker === "string" ? filter.worker : filter.worker.name
     const clauses = [
       sql`state::text IN ${sql.in(states)}`,
