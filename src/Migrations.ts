@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { resolve } from "./Config.ts"
-import { type InvalidConfigError, type InvalidPrefixError, MigrationError } from "./Errors.ts"
+import { InvalidConfigError, type InvalidPrefixError, MigrationError } from "./Errors.ts"
 import { isTarget, type MigrationFile, migrationFiles, withPrefix } from "./internal/migrationFiles.ts"
 import {
   appliedVersions,
@@ -69,15 +69,19 @@ export type MigrateError = MigrationError | InvalidPrefixError | InvalidConfigEr
 
 const resolvePrefix = (prefix: string | undefined) => Effect.map(resolve({ prefix }), (settings) => settings.prefix)
 
-const checkTarget = (to: number, latest: number) =>
+/** A version to stop at (`field`: `to`, or `sql`'s `from`) outside `0..latest` is bad input, not a schema's state. */
+const checkTarget = (to: number, latest: number, field: "to" | "from" = "to") =>
   isTarget(to, latest)
     ? Effect.void
-    : Effect.fail(new MigrationError({ message: `target version must be an integer from 0 to ${latest}, got ${to}` }))
+    : Effect.fail(
+      new InvalidConfigError({ field, message: `target version must be an integer from 0 to ${latest}, got ${to}` })
+    )
 
 /** A range whose ends are the wrong way round would print no migration at all: refused instead. */
 const checkOrder = (lower: number, upper: number, direction: "up" | "down") =>
   lower <= upper ? Effect.void : Effect.fail(
-    new MigrationError({
+    new InvalidConfigError({
+      field: "from",
       message: direction === "up"
         ? `an up migration goes from a lower version to a higher one, got from ${lower} to ${upper}`
         : `a down migration goes from a higher version to a lower one, got from ${upper} to ${lower}`
@@ -105,7 +109,8 @@ export const latest: Effect.Effect<number, MigrationError> = Effect.map(migratio
 
 /**
  * Applies every migration not yet applied, up to `to` (default: latest).
- * Running it again is a no-op.
+ * Running it again is a no-op. A `to` outside `0..latest` fails with
+ * `InvalidConfigError` before anything is touched.
  *
  * @since 0.1.0
  */
@@ -201,7 +206,7 @@ export const sql = (
     if (options.direction === "down") {
       const from = options.from ?? files.length
       const to = options.to ?? 0
-      yield* checkTarget(from, files.length)
+      yield* checkTarget(from, files.length, "from")
       yield* checkTarget(to, files.length)
       yield* checkOrder(to, from, "down")
       const parts = files.filter((file) => file.version > to && file.version <= from).reverse().map((file) =>
@@ -213,7 +218,7 @@ export const sql = (
     }
     const from = options.from ?? 0
     const to = options.to ?? files.length
-    yield* checkTarget(from, files.length)
+    yield* checkTarget(from, files.length, "from")
     yield* checkTarget(to, files.length)
     yield* checkOrder(from, to, "up")
     const parts = files.filter((file) => file.version > from && file.version <= to).map((file) =>

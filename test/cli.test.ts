@@ -104,6 +104,14 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const negative = yield* cli(withPrefix("migrate", "down", "--to", "-1"))
       assert.strictEqual(negative.code, 2)
       assert.include(negative.stderr, "--to must be an integer from 0 to")
+      // A version past the latest is bad input too (2), not a schema without tables (4).
+      const [beyond, beyondSql] = yield* Effect.all([
+        cli(withPrefix("migrate", "up", "--to", "99", "--json")),
+        cli(withPrefix("migrate", "sql", "--to", "99"), { env: { DATABASE_URL: undefined } })
+      ])
+      assert.deepStrictEqual([beyond.code, JSON.parse(beyond.stderr).error.tag], [2, "InvalidConfigError"])
+      assert.strictEqual(beyondSql.code, 2)
+      assert.include(beyondSql.stderr, "to: target version must be an integer from 0 to")
       const after = parsed<{ current: number }>(yield* cli(withPrefix("migrate", "status", "--json")))
       assert.strictEqual(after.current, status.latest)
       const rolledBack = parsed<{ versions: ReadonlyArray<number> }>(

@@ -142,19 +142,24 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
       }
     }))
 
-  it.effect("an out-of-range target version is a MigrationError", () =>
+  it.effect("an out-of-range target version is an InvalidConfigError (bad input, not the schema's state)", () =>
     Effect.gen(function*() {
       const prefix = yield* freshPrefix("mig_bad_to")
       for (const to of [-1, 99, 1.5]) {
         const error = yield* Migrations.run({ prefix, to }).pipe(Effect.flip)
-        assert.strictEqual(error._tag, "MigrationError")
+        assert.deepStrictEqual([error._tag, (error as { field?: string }).field], ["InvalidConfigError", "to"])
+        assert.include(error.message, `got ${to}`)
+        const back = yield* Migrations.down({ prefix, to }).pipe(Effect.flip)
+        assert.strictEqual(back._tag, "InvalidConfigError")
       }
       assert.isFalse(yield* schemaExists(prefix))
       // A range the wrong way round printed no migration at all; it is refused.
       const up = yield* Migrations.sql({ prefix, from: 5, to: 3 }).pipe(Effect.flip)
-      assert.include(up.message, "from 5 to 3")
+      assert.deepStrictEqual([up._tag, up.message.includes("from 5 to 3")], ["InvalidConfigError", true])
       const down = yield* Migrations.sql({ prefix, direction: "down", from: 2, to: 5 }).pipe(Effect.flip)
       assert.include(down.message, "from 2 to 5")
+      const from = yield* Migrations.sql({ prefix, from: 99 }).pipe(Effect.flip)
+      assert.deepStrictEqual([from._tag, (from as { field?: string }).field], ["InvalidConfigError", "from"])
       assert.include(yield* Migrations.sql({ prefix, from: 2, to: 3 }), "oban_migrations")
     }))
 
