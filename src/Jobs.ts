@@ -36,7 +36,7 @@ import { listJobs, type SortColumn } from "./internal/sql/jobQueries.ts"
  * job's object holds every key and value given, nested objects likewise; JSON
  * values only, so an `undefined` is refused rather than dropped) and
  * time ranges (`after` inclusive, `before` exclusive). Parts combine with AND;
- * `{}` matches every job. An empty list matches no job (`tags: []` with
+ * `{}` matches every job (a bulk action needs `{ all: true }` for that). An empty list matches no job (`tags: []` with
  * `tagsMatch: "any"` too), except `tags: []` with the default "all", which
  * every job satisfies. Checked with this schema: bad input fails with
  * `InvalidFilterError` before any SQL runs.

@@ -49,6 +49,32 @@ layer(testLayer(prefix), { excludeTestServices: true })("Jobs review", (it) => {
       assert.strictEqual(yield* count, 3)
     }))
 
+  it.effect("a bulk action whose filter leaves every job in is refused unless asked for every job", () =>
+    Effect.gen(function*() {
+      yield* reset
+      // A filter built from values that turned out undefined (`{ queues: maybeQueues }`) is `{}` in effect.
+      const queues: ReadonlyArray<string> | undefined = undefined
+      const everything: ReadonlyArray<Jobs.Filter> = [
+        {},
+        { queues },
+        { args: {} },
+        { meta: {}, tags: [] },
+        { inserted: {}, tagsMatch: "all" }
+      ]
+      for (const filter of everything) {
+        for (const action of [Jobs.remove(filter), Jobs.cancel(filter), Jobs.retry(filter), Jobs.reschedule(filter, new Date())]) {
+          const refused = yield* Effect.flip(action)
+          assert.deepStrictEqual([refused._tag, (refused as { field?: string }).field], ["InvalidFilterError", "filter"])
+          assert.include(refused.message, "pass { all: true }")
+        }
+      }
+      assert.strictEqual(yield* count, 3)
+      // A filter with a condition needs nothing more; every job, when asked for.
+      assert.strictEqual((yield* Jobs.remove({ tags: ["vip"] })).changed, 1)
+      assert.strictEqual((yield* Jobs.remove({}, { all: true })).changed, 2)
+      assert.strictEqual(yield* count, 0)
+    }))
+
   it.effect("args or meta holding values JSON cannot carry are refused, not dropped into a filter that matches every job", () =>
     Effect.gen(function*() {
       yield* reset

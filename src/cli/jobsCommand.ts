@@ -101,7 +101,7 @@ const runBulk = (
       )
     }
     const filter = yield* toFilter(input, input.ids)
-    const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize }))
+    const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize, all: input.all }))
     yield* print(globals.json, result, () =>
       [
         `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})`,

@@ -9,7 +9,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { InvalidFilterError, type MigrationError } from "../Errors.ts"
 import { type BulkOutcome, runBulk } from "./bulk.ts"
-import { type Filter, filterCondition, validateFilter } from "./jobFilter.ts"
+import { type Filter, filterCondition, matchesEveryJob, validateFilter } from "./jobFilter.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import type { BulkAction, ChangedRow } from "./sql/bulkJobs.ts"
 
@@ -19,6 +19,13 @@ import type { BulkAction, ChangedRow } from "./sql/bulkJobs.ts"
 export interface BulkOptions {
   /** Jobs per batch, each batch its own short transaction: 1 to 10,000. Default 1000. */
   readonly batchSize?: number | undefined
+  /**
+   * `true` to act on every job with a filter that leaves every job in (`{}`,
+   * or only parts every job satisfies). Without it such a filter is refused
+   * with `InvalidFilterError`: a filter built from values that turned out
+   * undefined would otherwise cancel, retry or delete the whole table.
+   */
+  readonly all?: boolean | undefined
 }
 
 export const bulk = (
@@ -29,6 +36,12 @@ export const bulk = (
 ): Effect.Effect<BulkOutcome, InvalidFilterError | MigrationError | SqlError, SqlClient> =>
   Effect.gen(function*() {
     const filter = yield* validateFilter(input)
+    if (options.all !== true && matchesEveryJob(filter)) {
+      return yield* new InvalidFilterError({
+        field: "filter",
+        message: `the filter matches every job; pass { all: true } in the options to ${action._tag} every job`
+      })
+    }
     const batchSize = options.batchSize ?? 1000
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
       return yield* new InvalidFilterError({

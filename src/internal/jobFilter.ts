@@ -65,6 +65,23 @@ const rangeProblem = (range: TimeRange | undefined): string | undefined => {
   return undefined
 }
 
+const isEmptyObject = (value: object | undefined): boolean => value === undefined || Object.keys(value).length === 0
+
+/**
+ * Whether `filter` leaves every job in: no part set, or only parts every job
+ * satisfies (`args: {}`, `meta: {}`, `tags: []` under the default "all", a
+ * time range without bounds). A bulk action refuses such a filter unless
+ * asked for every job.
+ */
+export const matchesEveryJob = (filter: Filter): boolean =>
+  filter.ids === undefined && filter.queues === undefined && filter.states === undefined &&
+  filter.workers === undefined &&
+  (filter.tags === undefined || (filter.tags.length === 0 && filter.tagsMatch !== "any")) &&
+  isEmptyObject(filter.args) && isEmptyObject(filter.meta) &&
+  [filter.inserted, filter.scheduled, filter.attempted, filter.completed].every((range) =>
+    range === undefined || (range.after === undefined && range.before === undefined)
+  )
+
 /**
  * Checks an untrusted filter: its shape (with the schema), then what the
  * schema cannot say (list sizes, empty names, text PostgreSQL refuses, JSON
