@@ -6,7 +6,7 @@
  */
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { QueueConfig, RuntimeOptions } from "./runtimeConfig.ts"
@@ -44,8 +44,39 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
 const defined = <A extends object>(fields: A): Partial<A> =>
   Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)) as Partial<A>
 
+/**
+ * The variable `name` read as text and parsed by `parse` (undefined: not
+ * such a value). A bad value fails naming the variable as it is written
+ * (`OBAN_POLL_INTERVAL: "soon" is not a duration ...`), which Effect's own
+ * readers give only as a path of pieces.
+ */
+const variable = <A>(name: string, expected: string, parse: (text: string) => A | undefined): Config.Config<A | undefined> =>
+  optional(Config.String(name)).pipe(Config.mapEffect((text) => {
+    if (text === undefined) return Effect.succeed(undefined)
+    const value = parse(text.trim())
+    return value === undefined
+      ? Effect.fail(configError(`OBAN_${name}: ${JSON.stringify(text)} is not ${expected}`))
+      : Effect.succeed(value)
+  }))
+
+const durationOf = (text: string): Duration.Duration | undefined =>
+  Option.getOrUndefined(Duration.fromInput(text as Duration.Input))
+
+const booleans: Readonly<Record<string, boolean>> = {
+  true: true, yes: true, on: true, "1": true, y: true,
+  false: false, no: false, off: false, "0": false, n: false
+}
+
+const booleanOf = (text: string): boolean | undefined =>
+  Object.hasOwn(booleans, text.toLowerCase()) ? booleans[text.toLowerCase()] : undefined
+
+const integerOf = (text: string): number | undefined => /^-?\d+$/.test(text) ? Number(text) : undefined
+
 const durations = (names: Record<string, string>): Config.Config<Record<string, Duration.Duration | undefined>> =>
-  Config.all(Object.fromEntries(Object.entries(names).map(([field, name]) => [field, optional(Config.Duration(name))])))
+  Config.all(Object.fromEntries(Object.entries(names).map(([field, name]) => [
+    field,
+    variable(name, "a duration (for example \"5 seconds\" or \"500 millis\")", durationOf)
+  ])))
 
 /**
  * The node's options under `OBAN_`: `QUEUES` (see `parseQueues`), `PREFIX`,
@@ -61,9 +92,9 @@ export const options: Config.Config<RuntimeOptions> = Config.all({
   ),
   prefix: optional(Config.String("PREFIX")),
   node: optional(Config.String("NODE")),
-  deleteCompleted: optional(Config.Boolean("DELETE_COMPLETED")),
-  pruner: optional(Config.Boolean("PRUNER")),
-  threads: optional(Config.Int("THREADS")),
+  deleteCompleted: variable("DELETE_COMPLETED", "a boolean (true or false)", booleanOf),
+  pruner: variable("PRUNER", "a boolean (true or false)", booleanOf),
+  threads: variable("THREADS", "an integer", integerOf),
   times: durations({
     pollInterval: "POLL_INTERVAL",
     stageInterval: "STAGE_INTERVAL",
