@@ -137,7 +137,8 @@ export const run = (options: Options = {}): Effect.Effect<Report, MigrateError, 
 
 /**
  * Rolls back applied migrations above `to`, newest first. `to: 0` removes
- * every table (the schema and the bookkeeping table stay).
+ * every table (the schema and the bookkeeping table stay). A `to` outside
+ * `0..latest` fails with `InvalidConfigError` before anything is touched.
  *
  * @since 0.1.0
  */

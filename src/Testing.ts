@@ -292,7 +292,8 @@ export interface DrainResult {
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
  * (and retries that are due) run too. A recursive drain gives up with
  * `ObanTestError` after `maxStalledRounds` rounds in a row (default
- * `defaultMaxStalledRounds`, 100; an integer of at least 1) that ran only jobs of the round before:
+ * `defaultMaxStalledRounds`, 100; an integer of at least 1, or `Infinity` for
+ * never) that ran only jobs of the round before:
  * jobs that snooze or retry at once, which keep such a drain going as long
  * as they do (forever, if they never end). Raise it for jobs that make
  * progress that way (a job working in more chunks, snoozing between them).
@@ -319,8 +320,9 @@ const drainRefusal = (options: Parameters<typeof drainQueue>[0]): string | undef
   const queueProblem = typeof options.queue === "string" ? queueNameProblem(options.queue) : "must be a string"
   return queueProblem !== undefined
     ? `queue name ${shown(options.queue)} ${queueProblem}`
-    : options.maxStalledRounds !== undefined && !(Number.isInteger(options.maxStalledRounds) && options.maxStalledRounds >= 1)
-    ? `maxStalledRounds must be an integer of at least 1, got ${options.maxStalledRounds}`
+    : options.maxStalledRounds !== undefined && options.maxStalledRounds !== Infinity &&
+        !(Number.isInteger(options.maxStalledRounds) && options.maxStalledRounds >= 1)
+    ? `maxStalledRounds must be an integer of at least 1 (or Infinity), got ${options.maxStalledRounds}`
     : undefined
 }
 

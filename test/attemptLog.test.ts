@@ -22,6 +22,13 @@ const Flaky = Worker.make("LogFlaky", {
   perform: () => Effect.fail(new Error("the mail server said no\nretry later"))
 })
 const Doomed = Worker.make("LogDoomed", { args: Schema.Struct({}), maxAttempts: 1, perform: () => Effect.fail(new Error("x".repeat(2_000))) })
+class Gone extends Schema.TaggedError<Gone>()("Gone", {}) {}
+const Refuses = Worker.make("LogRefuses", {
+  args: Schema.Struct({}),
+  maxAttempts: 5,
+  perform: () => Effect.fail(new Gone()),
+  retryable: () => false
+})
 const Quits = Worker.make("LogQuits", { args: Schema.Struct({}), perform: () => Worker.discard("the account is gone") })
 const Fine = Worker.make("LogFine", { args: Schema.Struct({}), perform: () => Effect.void })
 const Typed = Worker.make("LogTyped", { args: Schema.Struct({ n: Schema.Number }), perform: () => Effect.void })
@@ -48,7 +55,7 @@ const capturingNode = Effect.gen(function*() {
       prefix,
       node: "log-node",
       queues: { default: 5 },
-      workers: [Flaky, Doomed, Quits, Fine, Typed],
+      workers: [Flaky, Doomed, Refuses, Quits, Fine, Typed],
       pruner: false
     })),
     scope
@@ -70,11 +77,12 @@ describe("attempt log lines", () => {
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {
     it.effect("a node logs failed, discarded and undecodable attempts, annotated with the job, and nothing for completions", () =>
       Effect.gen(function*() {
-        const [flaky, doomed, quits, fine] = yield* Oban.insertAll([
+        const [flaky, doomed, quits, fine, refuses] = yield* Oban.insertAll([
           Flaky.job({}),
           Doomed.job({}),
           Quits.job({}),
-          Fine.job({})
+          Fine.job({}),
+          Refuses.job({})
         ])
         // Args the worker's schema refuses (written by another program, or an older version of the worker).
         const sql = yield* SqlClient
@@ -82,7 +90,7 @@ describe("attempt log lines", () => {
           INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args)
           VALUES ('available', 'default', 'LogTyped', '{"n": "one"}') RETURNING id::int AS id`
         const node = yield* capturingNode
-        const ids = [flaky!.id, doomed!.id, quits!.id, fine!.id, undecodable!.id]
+        const ids = [flaky!.id, doomed!.id, quits!.id, fine!.id, refuses!.id, undecodable!.id]
         yield* waitFor(
           "every attempt ended",
           Effect.map(
@@ -115,13 +123,25 @@ describe("attempt log lines", () => {
           }... (the whole text is in the job's errors)`
         )
 
+        // Attempts were left, but the worker's retryable said no: not "no attempts left".
+        const [refusedRetry] = about(refuses!.id)
+        assert.strictEqual(refusedRetry?.level, "Warn")
+        assert.match(
+          refusedRetry?.text ?? "",
+          new RegExp(`^job ${refuses!.id} \\(LogRefuses\\) attempt 1 of 5 failed, not retryable \\(its worker's retryable said no\\), discarded: `)
+        )
+
         const [discarded] = about(quits!.id)
         assert.strictEqual(discarded?.level, "Info")
         assert.strictEqual(discarded?.text, `job ${quits!.id} (LogQuits) attempt 1 of 20 discarded by its worker: the account is gone`)
 
         const [refused] = about(undecodable!.id)
         assert.strictEqual(refused?.level, "Warn")
-        assert.match(refused?.text ?? "", new RegExp(`^job ${undecodable!.id} \\(LogTyped\\) attempt 1 of 20 discarded: args do not decode: `))
+        // Not the schema's message, which quotes the args.
+        assert.strictEqual(
+          refused?.text,
+          `job ${undecodable!.id} (LogTyped) attempt 1 of 20 discarded: its args do not decode (the job's errors say why)`
+        )
 
         assert.deepStrictEqual(about(fine!.id), [], "a completed job logs nothing")
       }).pipe(Effect.scoped))

@@ -105,10 +105,14 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(negative.code, 2)
       assert.include(negative.stderr, "--to must be an integer from 0 to")
       // A version past the latest is bad input too (2), not a schema without tables (4).
-      const [beyond, beyondSql] = yield* Effect.all([
+      const [beyond, beyondSql, narrowsNothing] = yield* Effect.all([
         cli(withPrefix("migrate", "up", "--to", "99", "--json")),
-        cli(withPrefix("migrate", "sql", "--to", "99"), { env: { DATABASE_URL: undefined } })
+        cli(withPrefix("migrate", "sql", "--to", "99"), { env: { DATABASE_URL: undefined } }),
+        // A filter flag that narrows nothing is no filter: --all is still asked for.
+        cli(withPrefix("jobs", "delete", "--args", "{}"))
       ])
+      assert.strictEqual(narrowsNothing.code, 2)
+      assert.include(narrowsNothing.stderr, "pass --all to delete every job")
       assert.deepStrictEqual([beyond.code, JSON.parse(beyond.stderr).error.tag], [2, "InvalidConfigError"])
       assert.strictEqual(beyondSql.code, 2)
       assert.include(beyondSql.stderr, "to: target version must be an integer from 0 to")

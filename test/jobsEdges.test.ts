@@ -69,6 +69,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("Jobs review", (it) => {
         }
       }
       assert.strictEqual(yield* count, 3)
+      // Filters that match no job narrow: they are run (and change nothing).
+      assert.strictEqual((yield* Jobs.remove({ ids: [] })).changed, 0)
+      assert.strictEqual((yield* Jobs.remove({ tags: [], tagsMatch: "any" })).changed, 0)
       // A filter with a condition needs nothing more; every job, when asked for.
       assert.strictEqual((yield* Jobs.remove({ tags: ["vip"] })).changed, 1)
       assert.strictEqual((yield* Jobs.remove({}, { all: true })).changed, 2)

@@ -87,6 +87,9 @@ describe("Oban.layerConfig", () => {
         const threads = failureOf(yield* withEnv({ OBAN_THREADS: "some" }, () => Effect.void))
         assert.strictEqual(threads._tag, "ConfigError")
         assert.include(threads.message, `OBAN_THREADS: "some" is not an integer`)
+        // What Effect's own integer reader took still reads: "+5" is 5 threads, not a bad value.
+        const plus = yield* withEnv({ OBAN_THREADS: "+5", OBAN_PRUNER: "No" }, () => Effect.void)
+        assert.isTrue(Exit.isSuccess(plus))
         const noThreads = failureOf(yield* withEnv({ OBAN_THREADS: "0" }, () => Effect.void))
         assert.deepStrictEqual([noThreads._tag, (noThreads as { field?: string }).field], ["InvalidConfigError", "threads.size"])
       }))

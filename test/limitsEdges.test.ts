@@ -171,12 +171,12 @@ describe("cluster-wide limits: edges", () => {
         const sql = yield* SqlClient
         // First in queue order, and locked by a transaction that stays open: an insert of the
         // same unique job conflicts with it and holds its row lock until that transaction ends.
-        const first = yield* Oban.insert(Sleeper.job({ account: "u", millis: 0 }, { priority: 0, unique: {} }))
+        const first = yield* Oban.insert(Sleeper.job({ account: "u", millis: 0 }, { priority: 0, unique: { period: "forever" } }))
         yield* Oban.insertAll(Array.from({ length: 5 }, () => Sleeper.job({ account: "x", millis: 0 }, { priority: 1 })))
         const holding = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
         const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-          const again = yield* Oban.insert(Sleeper.job({ account: "u", millis: 0 }, { priority: 0, unique: {} }))
+          const again = yield* Oban.insert(Sleeper.job({ account: "u", millis: 0 }, { priority: 0, unique: { period: "forever" } }))
           assert.isTrue(again.conflict)
           assert.strictEqual(again.id, first.id)
           yield* Deferred.succeed(holding, undefined)

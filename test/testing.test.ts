@@ -186,13 +186,15 @@ describe("manual mode", () => {
           // Past the types, as untyped callers get there.
           ObanTest.drainQueue({ queue: 5 as unknown as string }),
           ObanTest.assertEnqueued({ state: "bogus" as ObanTest.EnqueuedFilter["state"] & string }),
-          ObanTest.refuteEnqueued({ state: [] })
+          ObanTest.refuteEnqueued({ state: [] }),
+          ObanTest.allEnqueued({ state: [undefined] as unknown as ObanTest.EnqueuedFilter["state"] }),
+          ObanTest.assertEnqueued({ state: null as unknown as ObanTest.EnqueuedFilter["state"] })
         ], Effect.flip)
-        assert.deepStrictEqual(refusals.map((error) => error._tag), Array(6).fill("ObanTestError"))
+        assert.deepStrictEqual(refusals.map((error) => error._tag), Array(8).fill("ObanTestError"))
         const messages = refusals.map((error) => error.message)
         assert.strictEqual(messages[0], `drainQueue: queue name "" must not be empty`)
-        assert.strictEqual(messages[1], "drainQueue: maxStalledRounds must be an integer of at least 1, got 0")
-        assert.strictEqual(messages[2], "drainQueue: maxStalledRounds must be an integer of at least 1, got 1.5")
+        assert.strictEqual(messages[1], "drainQueue: maxStalledRounds must be an integer of at least 1 (or Infinity), got 0")
+        assert.strictEqual(messages[2], "drainQueue: maxStalledRounds must be an integer of at least 1 (or Infinity), got 1.5")
         assert.strictEqual(messages[3], "drainQueue: queue name \"5\" must be a string")
         assert.match(messages[4]!, /^state must be one of available, scheduled, .* got "bogus"$/)
         assert.match(messages[5]!, /^state must be one of .* got \[\]$/)

@@ -6,6 +6,7 @@ import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import type { Job } from "../Job.ts"
 import * as Jobs from "../Jobs.ts"
+import { matchesEveryJob } from "../internal/jobFilter.ts"
 import { getJob } from "../Oban.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
@@ -68,11 +69,6 @@ const show = Command.make("show", { id: Argument.Int("id") }, ({ id }) =>
     })
   })).pipe(Command.withDescription("Show one job: args, meta, tags, timestamps and every recorded error"))
 
-const isEmpty = (input: FilterInput): boolean =>
-  input.queue.length + input.state.length + input.worker.length + input.tag.length === 0 &&
-  [input.args, input.meta, input.insertedAfter, input.insertedBefore, input.scheduledAfter, input.scheduledBefore,
-    input.attemptedAfter, input.attemptedBefore, input.completedAfter, input.completedBefore].every(Option.isNone)
-
 const bulkFlags = {
   ...filterFlags,
   ids: Argument.Int("id").pipe(Argument.withDescription("Job ids (optional when filter flags are given)"), Argument.variadic()),
@@ -91,16 +87,17 @@ const runBulk = (
 ) =>
   Effect.gen(function*() {
     const globals = yield* root
-    if (input.ids.length === 0 && isEmpty(input) && !input.all) {
+    const filter = yield* toFilter(input, input.ids)
+    // No flag at all, or only flags every job satisfies (--args '{}'): the library would refuse it too.
+    if (!input.all && matchesEveryJob(filter)) {
       return yield* Effect.fail(
         new CliFailure(
           ExitCode.usage,
-          `${name} needs job ids or at least one filter flag; pass --all to ${name} every job`,
+          `${name} needs job ids or at least one filter flag that narrows it; pass --all to ${name} every job`,
           "InvalidInput"
         )
       )
     }
-    const filter = yield* toFilter(input, input.ids)
     const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize, all: input.all }))
     yield* print(globals.json, result, () =>
       [

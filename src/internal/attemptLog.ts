@@ -1,8 +1,7 @@
 /**
  * The log line a node writes for an attempt that did not complete: a
- * warning for a failure (with the retry it gets, or that it was the last
- * attempt) and for args that do not decode, an info line for a worker's
- * own discard. Completions, snoozes, cancels and jobs given back at
+ * warning for a failure (with the retry it gets, or why it gets none) and
+ * for args that do not decode, an info line for a worker's own discard. Completions, snoozes, cancels and jobs given back at
  * shutdown log nothing here. The line carries the job's annotations; the
  * full message and cause stay in the job's `errors`.
  */
@@ -33,15 +32,20 @@ export const attemptLine = (
   const message = shortMessage(error.message)
   switch (row.state) {
     case "retryable": {
-      const delay = row.delay_ms === null ? "" : ` in ${Duration.format(Duration.millis(Math.round(row.delay_ms)))}`
+      const delay = row.delay_ms === null || row.delay_ms <= 0
+        ? " at once"
+        : ` in ${Duration.format(Duration.millis(Math.round(row.delay_ms)))}`
       return { level: "Warn", text: `${what} failed, will retry${delay}: ${message}` }
     }
     case "discarded":
       return error.kind === "discarded"
         ? { level: "Info", text: `${what} discarded by its worker: ${message}` }
+        // Not the schema's message: it usually quotes the args, which a log should not carry.
         : error.kind === "decode"
-        ? { level: "Warn", text: `${what} discarded: ${message}` }
-        : { level: "Warn", text: `${what} failed, no attempts left, discarded: ${message}` }
+        ? { level: "Warn", text: `${what} discarded: its args do not decode (the job's errors say why)` }
+        : row.attempt >= job.maxAttempts
+        ? { level: "Warn", text: `${what} failed, no attempts left, discarded: ${message}` }
+        : { level: "Warn", text: `${what} failed, not retryable (its worker's retryable said no), discarded: ${message}` }
     default:
       return undefined
   }

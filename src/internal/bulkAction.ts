@@ -20,8 +20,8 @@ export interface BulkOptions {
   /** Jobs per batch, each batch its own short transaction: 1 to 10,000. Default 1000. */
   readonly batchSize?: number | undefined
   /**
-   * `true` to act on every job with a filter that leaves every job in (`{}`,
-   * or only parts every job satisfies). Without it such a filter is refused
+   * `true` to act on every job with a filter that narrows nothing (`{}`, or
+   * only parts such as `meta: {}`). Without it such a filter is refused
    * with `InvalidFilterError`: a filter built from values that turned out
    * undefined would otherwise cancel, retry or delete the whole table.
    */
@@ -39,7 +39,7 @@ export const bulk = (
     if (options.all !== true && matchesEveryJob(filter)) {
       return yield* new InvalidFilterError({
         field: "filter",
-        message: `the filter matches every job; pass { all: true } in the options to ${action._tag} every job`
+        message: `the filter narrows nothing; pass { all: true } in the options to ${action._tag} every job`
       })
     }
     const batchSize = options.batchSize ?? 1000

@@ -46,14 +46,15 @@ export const allEnqueued = (
   filter: EnqueuedFilter = {}
 ): Effect.Effect<ReadonlyArray<Job>, ObanTestError | MigrationError | SqlError, SqlClient> =>
   withPrefix((sql, prefix) => Effect.gen(function*() {
-    const states: ReadonlyArray<unknown> = filter.state === undefined
+    const given: unknown = filter.state
+    const states: ReadonlyArray<unknown> = given === undefined
       ? ["available", "scheduled"]
-      : typeof filter.state === "string"
-      ? [filter.state]
-      : filter.state
+      : Array.isArray(given)
+      ? given
+      : [given]
     // Untyped callers: a state that no job can be in would match nothing, and read as "found none".
-    const unknownState = states.find((state) => !(JobState.literals as ReadonlyArray<unknown>).includes(state))
-    if (unknownState !== undefined || states.length === 0) {
+    const known = JobState.literals as ReadonlyArray<unknown>
+    if (states.length === 0 || states.some((state) => !known.includes(state))) {
       return yield* new ObanTestError({
         message: `state must be one of ${JobState.literals.join(", ")} (or a non-empty list of them), got ${
           JSON.stringify(filter.state)

@@ -62,15 +62,19 @@ const variable = <A>(name: string, expected: string, parse: (text: string) => A 
 const durationOf = (text: string): Duration.Duration | undefined =>
   Option.getOrUndefined(Duration.fromInput(text as Duration.Input))
 
-const booleans: Readonly<Record<string, boolean>> = {
-  true: true, yes: true, on: true, "1": true, y: true,
-  false: false, no: false, off: false, "0": false, n: false
+/** What Effect's `Config.Boolean` reads (its `BooleanLiterals`, not exported on their own), in any case. */
+const trueWords: ReadonlyArray<string> = ["true", "yes", "on", "1", "y"]
+const falseWords: ReadonlyArray<string> = ["false", "no", "off", "0", "n"]
+
+const booleanOf = (text: string): boolean | undefined => {
+  const lower = text.toLowerCase()
+  return trueWords.includes(lower) ? true : falseWords.includes(lower) ? false : undefined
 }
 
-const booleanOf = (text: string): boolean | undefined =>
-  Object.hasOwn(booleans, text.toLowerCase()) ? booleans[text.toLowerCase()] : undefined
-
-const integerOf = (text: string): number | undefined => /^-?\d+$/.test(text) ? Number(text) : undefined
+const integerOf = (text: string): number | undefined => {
+  const value = Number(text)
+  return text !== "" && Number.isSafeInteger(value) ? value : undefined
+}
 
 const durations = (names: Record<string, string>): Config.Config<Record<string, Duration.Duration | undefined>> =>
   Config.all(Object.fromEntries(Object.entries(names).map(([field, name]) => [

@@ -68,10 +68,11 @@ const rangeProblem = (range: TimeRange | undefined): string | undefined => {
 const isEmptyObject = (value: object | undefined): boolean => value === undefined || Object.keys(value).length === 0
 
 /**
- * Whether `filter` leaves every job in: no part set, or only parts every job
- * satisfies (`args: {}`, `meta: {}`, `tags: []` under the default "all", a
- * time range without bounds). A bulk action refuses such a filter unless
- * asked for every job.
+ * Whether `filter` narrows nothing: no part set, or only parts that leave
+ * (nearly) every job in (`meta: {}`, `tags: []` under the default "all", a
+ * time range without bounds, and `args: {}`, which only jobs whose args are
+ * no JSON object fail). A bulk action refuses such a filter unless asked for
+ * every job.
  */
 export const matchesEveryJob = (filter: Filter): boolean =>
   filter.ids === undefined && filter.queues === undefined && filter.states === undefined &&

@@ -15,12 +15,11 @@ import { Settings } from "../../Config.ts"
 import { type InvalidConfigError, InvalidFilterError, type MigrationError } from "../../Errors.ts"
 import * as Jobs from "../../Jobs.ts"
 import { getJob } from "../../Oban.ts"
-import { validateFilter } from "../jobFilter.ts"
+import { matchesEveryJob, validateFilter } from "../jobFilter.ts"
 import { orNotMigrated } from "../notMigrated.ts"
 import { countMatching } from "../sql/matchingJobs.ts"
 import {
   decodeQueueForm,
-  isEmptyFilter,
   JobAction,
   JobId,
   parseListQuery,
@@ -117,7 +116,7 @@ export const bulkAction = (
     const action = yield* Schema.decodeUnknownEffect(JobAction)(rawAction).pipe(Effect.mapError(invalid("action")))
     const query = yield* parseListQuery(form)
     const filter = toFilter(query)
-    if (isEmptyFilter(filter)) {
+    if (matchesEveryJob(filter)) {
       return yield* new InvalidFilterError({ field: "filter", message: "a bulk action needs a filter (it would touch every job)" })
     }
     const [verb, done] = verbs[action]

@@ -108,9 +108,6 @@ export const filterParams = (query: ListQuery): URLSearchParams => {
   return params
 }
 
-/** True when the filter has no part: bulk actions refuse it (they would touch every job). */
-export const isEmptyFilter = (filter: Filter): boolean => Object.keys(filter).length === 0
-
 export const JobAction = Schema.Literals(["retry", "cancel", "delete"])
 export type JobAction = typeof JobAction.Type
 

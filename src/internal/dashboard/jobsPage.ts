@@ -5,7 +5,8 @@
  */
 import type { Job } from "../../Job.ts"
 import type { Page } from "../../Jobs.ts"
-import { filterParams, isEmptyFilter, type ListQuery, toFilter } from "./forms.ts"
+import { matchesEveryJob } from "../jobFilter.ts"
+import { filterParams, type ListQuery, toFilter } from "./forms.ts"
 import { type Html, html } from "./html.ts"
 import { badge, date, page, type PageContext, postForm, states } from "./layout.ts"
 
@@ -61,7 +62,7 @@ ${text("meta", "Meta contains", query.meta === undefined ? "" : JSON.stringify(q
 }
 
 const bulkActions = (context: PageContext, query: ListQuery): Html => {
-  if (isEmptyFilter(toFilter(query))) {
+  if (matchesEveryJob(toFilter(query))) {
     return html`<p class="note">Filter the list to act on every matching job at once.</p>`
   }
   const fields = Array.from(filterParams(query).entries()).filter(([name]) => !["sort", "order", "limit"].includes(name))
