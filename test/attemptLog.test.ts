@@ -110,8 +110,8 @@ describe("attempt log lines", () => {
             "(the whole text is in the job's errors)"
         )
         assert.deepStrictEqual(
-          [failed?.annotations["worker"], failed?.annotations["queue"], failed?.annotations["attempt"]],
-          ["LogFlaky", "default", 1]
+          [failed?.annotations["worker"], failed?.annotations["queue"], failed?.annotations["attempt"], failed?.annotations["outcome"]],
+          ["LogFlaky", "default", 1, "failed"]
         )
 
         const [exhausted] = about(doomed!.id)
@@ -133,6 +133,7 @@ describe("attempt log lines", () => {
 
         const [discarded] = about(quits!.id)
         assert.strictEqual(discarded?.level, "Info")
+        assert.strictEqual(discarded?.annotations["outcome"], "discarded")
         assert.strictEqual(discarded?.text, `job ${quits!.id} (LogQuits) attempt 1 of 20 discarded by its worker: the account is gone`)
 
         const [refused] = about(undecodable!.id)

@@ -25,7 +25,7 @@ export const shortMessage = (message: string): string => {
 export const attemptLine = (
   job: Job,
   row: AckRow
-): { readonly level: "Warn" | "Info"; readonly text: string } | undefined => {
+): { readonly level: "Warn" | "Info"; readonly outcome: "failed" | "discarded"; readonly text: string } | undefined => {
   const error = row.error
   if (error === null) return undefined
   const what = `job ${job.id} (${job.worker}) attempt ${row.attempt} of ${job.maxAttempts}`
@@ -35,26 +35,40 @@ export const attemptLine = (
       const delay = row.delay_ms === null || row.delay_ms <= 0
         ? " at once"
         : ` in ${Duration.format(Duration.millis(Math.round(row.delay_ms)))}`
-      return { level: "Warn", text: `${what} failed, will retry${delay}: ${message}` }
+      return { level: "Warn", outcome: "failed", text: `${what} failed, will retry${delay}: ${message}` }
     }
     case "discarded":
       return error.kind === "discarded"
-        ? { level: "Info", text: `${what} discarded by its worker: ${message}` }
+        ? { level: "Info", outcome: "discarded", text: `${what} discarded by its worker: ${message}` }
         // Not the schema's message: it usually quotes the args, which a log should not carry.
         : error.kind === "decode"
-        ? { level: "Warn", text: `${what} discarded: its args do not decode (the job's errors say why)` }
+        ? { level: "Warn", outcome: "discarded", text: `${what} discarded: its args do not decode (the job's errors say why)` }
         : row.attempt >= job.maxAttempts
-        ? { level: "Warn", text: `${what} failed, no attempts left, discarded: ${message}` }
-        : { level: "Warn", text: `${what} failed, not retryable (its worker's retryable said no), discarded: ${message}` }
+        ? { level: "Warn", outcome: "failed", text: `${what} failed, no attempts left, discarded: ${message}` }
+        : {
+          level: "Warn",
+          outcome: "failed",
+          text: `${what} failed, not retryable (its worker's retryable said no), discarded: ${message}`
+        }
     default:
       return undefined
   }
 }
 
-/** Logs `attemptLine`, annotated with the job, or does nothing. */
+/**
+ * Logs `attemptLine`, annotated with the job and with `outcome` (`failed` or
+ * `discarded`, as the job's events name it: a logger can pick these lines
+ * out by it), or does nothing.
+ */
 export const logAttempt = (job: Job, row: AckRow): Effect.Effect<void> => {
   const line = attemptLine(job, row)
   if (line === undefined) return Effect.void
   const log = line.level === "Warn" ? Effect.logWarning(line.text) : Effect.logInfo(line.text)
-  return Effect.annotateLogs(log, { jobId: job.id, worker: job.worker, queue: job.queue, attempt: row.attempt })
+  return Effect.annotateLogs(log, {
+    jobId: job.id,
+    worker: job.worker,
+    queue: job.queue,
+    attempt: row.attempt,
+    outcome: line.outcome
+  })
 }
