@@ -195,7 +195,7 @@ describe("manual mode", () => {
         assert.strictEqual(messages[0], `drainQueue: queue name "" must not be empty`)
         assert.strictEqual(messages[1], "drainQueue: maxStalledRounds must be an integer of at least 1 (or Infinity), got 0")
         assert.strictEqual(messages[2], "drainQueue: maxStalledRounds must be an integer of at least 1 (or Infinity), got 1.5")
-        assert.strictEqual(messages[3], "drainQueue: queue name \"5\" must be a string")
+        assert.strictEqual(messages[3], "drainQueue: queue name 5 (number) must be a string")
         assert.match(messages[4]!, /^state must be one of available, scheduled, .* got "bogus"$/)
         assert.match(messages[5]!, /^state must be one of .* got \[\]$/)
       }))

@@ -25,6 +25,8 @@ export const checkQueueName = (field: string, queue: string): Effect.Effect<stri
     : Effect.fail(new InvalidConfigError({ field, message: `queue name ${shown(queue)} ${problem}` }))
 }
 
-/** A name as a message shows it: quoted, escaped, and cut after 60 characters. */
+/** A name as a message shows it: quoted, escaped, and cut after 60 characters; what is no string (untyped callers), with its type. */
 export const shown = (name: string): string =>
-  JSON.stringify(typeof name !== "string" ? String(name) : name.length > 60 ? `${name.slice(0, 60)}…` : name)
+  typeof name !== "string"
+    ? `${String(name)} (${name === null ? "null" : typeof name})`
+    : JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name)
