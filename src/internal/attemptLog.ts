@@ -1,9 +1,10 @@
 /**
  * The log line a node writes for an attempt that did not complete: a
  * warning for a failure (with the retry it gets, or why it gets none) and
- * for args that do not decode, an info line for a worker's own discard. Completions, snoozes, cancels and jobs given back at
- * shutdown log nothing here. The line carries the job's annotations; the
- * full message and cause stay in the job's `errors`.
+ * for args that do not decode, an info line for a worker's own discard.
+ * Completions, snoozes, cancels and jobs given back at shutdown log nothing
+ * here. The line carries the job's annotations; the full message and cause
+ * stay in the job's `errors`.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
