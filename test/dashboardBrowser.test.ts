@@ -91,6 +91,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard in a browser"
       const { oban } = yield* startNode({
         node: "web-1",
         queues: { mailers: 5, media: { limit: 2, rate: { limit: 50, period: "1 second" } } },
+        // The history reaches five minutes back, the pruner's default age, so the first prune (10 s in)
+        // took its oldest rows and the counts below never came on a slow machine. Kept an hour, it stays;
+        // the pruner runs every 3 s so that every run shows it does.
+        pruner: { maxAge: "1 hour", interval: "3 seconds" },
         workers: [SendMail, Transcode],
         crontab: [Cron.entry("0 3 * * *", SendMail, { to: "digest@example.com" }, { name: "nightly-digest" })]
       })
