@@ -74,8 +74,11 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
     it.effect("BEGIN, business write, insert, COMMIT: the job exists, settings are untouched, the wake runs it", () =>
       Effect.gen(function*() {
         yield* truncate
-        yield* startNode({ prefix, node: "ext", queues: { welcome: 2 }, workers: [Welcome], pollInterval: "1 hour" })
+        const { oban } = yield* startNode({ prefix, node: "ext", queues: { welcome: 2 }, workers: [Welcome], pollInterval: "1 hour" })
         yield* producersRegistered(prefix)
+        // Its first fetch done: one still under way when the job commits would run it without the
+        // wake-up below, and the check that nothing ran without it would fail on a slow machine.
+        yield* oban.ready
         const sql = yield* SqlClient
         const name = Notifier.applicationName("ext")
         yield* waitFor(
