@@ -8,7 +8,8 @@
  *   at once, in the caller's fiber;
  * - `performJob(worker, args)`: runs a worker's `perform` without a database
  *   and returns the outcome;
- * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue;
+ * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue
+ *   (given a worker definition, its jobs with their args decoded and typed);
  * - `advance(duration)`: moves `TestClock` for a whole running node, step
  *   by step, and returns once the node has done what each moment asks (due
  *   jobs staged, fetched, run and written);
@@ -74,7 +75,13 @@ export {
 } from "./internal/testDatabase.ts"
 
 export { ObanTestError } from "./internal/testError.ts"
-export { allEnqueued, assertEnqueued, type EnqueuedFilter, refuteEnqueued } from "./internal/enqueued.ts"
+export {
+  allEnqueued,
+  assertEnqueued,
+  type EnqueuedFilter,
+  type EnqueuedJob,
+  refuteEnqueued
+} from "./internal/enqueued.ts"
 
 export type { AdvanceOptions }
 

@@ -39,6 +39,12 @@ const Slow = Worker.make("Slow", {
   perform: () => Effect.sleep("1 minute")
 })
 
+/** Args that are not their JSON: a Date stored as text. */
+const Remind = Worker.make("Remind", {
+  args: Schema.Struct({ at: Schema.Date, note: Schema.String }),
+  perform: () => Effect.void
+})
+
 /** A signup that sends a welcome mail, then a reminder in 1 hour. */
 const SignUp = Worker.make("SignUp", {
   args: Schema.Struct({ email: Schema.String }),
@@ -157,6 +163,37 @@ describe("manual mode", () => {
         assert.strictEqual((yield* ObanTest.assertEnqueued({ tags })).id, inserted.id)
         assert.strictEqual((yield* ObanTest.assertEnqueued({ tags: ["line\nbreak"] })).id, inserted.id)
         yield* ObanTest.refuteEnqueued({ tags: ["linenbreak"] })
+      }))
+
+    it.effect("given a worker definition, the assertions return its jobs with their args decoded and typed", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const at = new Date("2026-12-05T10:00:00.000Z")
+        yield* Oban.insert(Remind.job({ at, note: "call Ada" }))
+        const job = yield* ObanTest.assertEnqueued({ worker: Remind, args: { note: "call Ada" } })
+        // Typed by the schema: `at` is a Date, not the text the row holds.
+        const when: Date = job.args.at
+        assert.instanceOf(when, Date)
+        assert.strictEqual(when.getTime(), at.getTime())
+        const [all] = yield* ObanTest.allEnqueued({ worker: Remind })
+        assert.strictEqual(all!.args.note, "call Ada")
+        // By name, as stored.
+        const stored = yield* ObanTest.assertEnqueued({ worker: "Remind" })
+        assert.deepStrictEqual(stored.args, { at: "2026-12-05T10:00:00.000Z", note: "call Ada" })
+
+        // A row whose args the schema refuses: the typed query says which job and how to see it.
+        const sql = yield* SqlClient
+        const [bad] = yield* sql<{ id: number }>`
+          INSERT INTO ${sql(prefix)}.oban_jobs (queue, worker, args) VALUES ('default', 'Remind', '{"at": "soon"}')
+          RETURNING id::int AS id`
+        const refused = yield* ObanTest.allEnqueued({ worker: Remind }).pipe(Effect.flip)
+        assert.strictEqual(refused._tag, "ObanTestError")
+        assert.include(refused.message, `job ${bad!.id}'s args do not decode with Remind's args schema`)
+        assert.include(refused.message, `pass the worker's name: { worker: "Remind" }`)
+        assert.strictEqual((yield* ObanTest.allEnqueued({ worker: "Remind" })).length, 2)
+        // refuteEnqueued counts it as the job it is, not as an error.
+        const refuted = yield* ObanTest.refuteEnqueued({ worker: Remind, args: { at: "soon" } }).pipe(Effect.flip)
+        assert.include(refuted.message, `found 1 (ids ${bad!.id})`)
       }))
 
     it.effect("on a schema that is not migrated, the assertions fail with MigrationError naming it", () =>

@@ -4,6 +4,7 @@
  */
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
@@ -18,12 +19,13 @@ import { ObanTestError } from "./testError.ts"
 /**
  * Which jobs a query matches. Unset fields match anything; `state` defaults
  * to `available` and `scheduled`. `args` matches when the stored (JSON) args
- * contain it.
+ * contain it. With a worker definition as `worker`, the jobs come back with
+ * their args decoded by its schema (typed); with its name, as stored.
  *
  * @since 0.1.0
  */
-export interface EnqueuedFilter {
-  readonly worker?: WorkerModule.Any | string | undefined
+export interface EnqueuedFilter<W extends WorkerModule.Any | string = WorkerModule.Any | string> {
+  readonly worker?: W | undefined
   readonly args?: Readonly<Record<string, unknown>> | undefined
   readonly queue?: string | undefined
   readonly state?: JobState | ReadonlyArray<JobState> | undefined
@@ -35,16 +37,47 @@ export interface EnqueuedFilter {
   readonly scheduledTo?: Date | DateTime.DateTime | undefined
 }
 
+/**
+ * The jobs a filter's `worker` finds: with a worker definition, typed by its
+ * args schema (and decoded by it); otherwise with the args as stored.
+ *
+ * @since 0.1.0
+ */
+export type EnqueuedJob<W> = [W] extends [{ readonly argsJson: Schema.Codec<infer A, Schema.Json> }] ? Job<A> : Job
+
 const toDate = (at: Date | DateTime.DateTime): Date => (DateTime.isDateTime(at) ? DateTime.toDate(at) : at)
+
+/** The args codec of a filter's worker, when it is a worker definition. */
+const argsCodecOf = (worker: unknown): Schema.Codec<unknown, Schema.Json> | undefined =>
+  typeof worker === "object" && worker !== null && "argsJson" in worker && Schema.isSchema(worker.argsJson)
+    ? worker.argsJson as Schema.Codec<unknown, Schema.Json>
+    : undefined
+
+/**
+ * The jobs with their args decoded by `codec`; a job whose stored args it
+ * refuses fails the query (a test that means to look at such a job passes
+ * the worker's name, which returns the args as stored).
+ */
+const decodeArgs = (jobs: ReadonlyArray<Job>, name: string, codec: Schema.Codec<unknown, Schema.Json>) =>
+  Effect.forEach(jobs, (job) =>
+    Schema.decodeUnknownEffect(codec)(job.args).pipe(
+      Effect.map((args): Job => args === job.args ? job : { ...job, args }),
+      Effect.mapError((error) =>
+        new ObanTestError({
+          message: `job ${job.id}'s args do not decode with ${name}'s args schema (${error.message}); ` +
+            `to see jobs as stored, pass the worker's name: { worker: ${JSON.stringify(name)} }`
+        })
+      )
+    ))
 
 /**
  * Every job matching `filter`, oldest first.
  *
  * @since 0.1.0
  */
-export const allEnqueued = (
-  filter: EnqueuedFilter = {}
-): Effect.Effect<ReadonlyArray<Job>, ObanTestError | MigrationError | SqlError, SqlClient> =>
+export const allEnqueued = <W extends WorkerModule.Any | string = string>(
+  filter: EnqueuedFilter<W> = {}
+): Effect.Effect<ReadonlyArray<EnqueuedJob<W>>, ObanTestError | MigrationError | SqlError, SqlClient> =>
   withPrefix((sql, prefix) => Effect.gen(function*() {
     const given: unknown = filter.state
     const states: ReadonlyArray<unknown> = given === undefined
@@ -75,8 +108,15 @@ export const allEnqueued = (
     const rows = yield* sql<JobRow>`
       SELECT ${sql.literal(jobColumns)} FROM ${table(sql, prefix, "oban_jobs_all")}
       WHERE ${sql.and(clauses)} ORDER BY id`
-    return rows.map((row) => jobFromRow(row))
+    const jobs = rows.map((row) => jobFromRow(row))
+    const codec = argsCodecOf(filter.worker)
+    // Decoded by the filter's worker's codec, the jobs have its args type; without one, `EnqueuedJob` is `Job`.
+    const found: ReadonlyArray<Job> = codec === undefined || worker === undefined ? jobs : yield* decodeArgs(jobs, worker, codec)
+    return found as unknown as ReadonlyArray<EnqueuedJob<W>>
   }))
+
+const workerName = (worker: WorkerModule.Any | string | undefined): string | undefined =>
+  worker === undefined || typeof worker === "string" ? worker : worker.name
 
 const describe = (filter: EnqueuedFilter): string =>
   JSON.stringify({
@@ -90,7 +130,9 @@ const describe = (filter: EnqueuedFilter): string =>
  *
  * @since 0.1.0
  */
-export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanTestError | MigrationError | SqlError, SqlClient> =>
+export const assertEnqueued = <W extends WorkerModule.Any | string = string>(
+  filter: EnqueuedFilter<W>
+): Effect.Effect<EnqueuedJob<W>, ObanTestError | MigrationError | SqlError, SqlClient> =>
   Effect.flatMap(allEnqueued(filter), (jobs) =>
     jobs.length > 0
       ? Effect.succeed(jobs[0]!)
@@ -101,8 +143,11 @@ export const assertEnqueued = (filter: EnqueuedFilter): Effect.Effect<Job, ObanT
  *
  * @since 0.1.0
  */
-export const refuteEnqueued = (filter: EnqueuedFilter): Effect.Effect<void, ObanTestError | MigrationError | SqlError, SqlClient> =>
-  Effect.flatMap(allEnqueued(filter), (jobs) =>
+export const refuteEnqueued = <W extends WorkerModule.Any | string = string>(
+  filter: EnqueuedFilter<W>
+): Effect.Effect<void, ObanTestError | MigrationError | SqlError, SqlClient> =>
+  // Counted as stored: a job whose args the worker's schema refuses is still a job that matches.
+  Effect.flatMap(allEnqueued({ ...filter, worker: workerName(filter.worker) }), (jobs) =>
     jobs.length === 0 ? Effect.void : Effect.fail(
       new ObanTestError({
         message: `expected no job matching ${describe(filter)}, found ${jobs.length} (ids ${jobs.map((job) => job.id).join(", ")})`
