@@ -229,8 +229,17 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
       // A pause that came while the claim was in flight gave back an older buffer: these go back too.
       if (control.paused) yield* giveBack
-      yield* startWaiting
-      return fetched.jobs.length === demand || scanAgain(fetched)
+      const more = fetched.jobs.length === demand || scanAgain(fetched)
+      // A busy queue of short jobs that will claim again at once: these start on the next turn, after
+      // the loop has sent that claim, so it is on its way while they run (started now, they would run
+      // to the end of the batch first, and claims and jobs would take turns).
+      if (more && !limited && buffer.demand(control.limit, running) > 0) {
+        // Tracked, so a test moving virtual time waits for these to start.
+        yield* Effect.forkIn(tracked(Effect.andThen(Effect.yieldNow, startWaiting)), scope)
+      } else {
+        yield* startWaiting
+      }
+      return more
     }).pipe(
       Effect.withSpan(
         "oban.fetch",

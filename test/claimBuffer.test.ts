@@ -18,11 +18,21 @@ describe("claim buffer", () => {
     assert.strictEqual(buffer.demand(10, 3, false), 5)
   })
 
-  it("claims about a second of short jobs ahead, at most 500, and none of long ones", () => {
+  it("claims about a second of short jobs ahead, at most 1,000 and 500 at a time, and none of long ones", () => {
     const short = ClaimBuffer.make()
     short.recordDuration(10)
-    // 10 slots of 10 ms jobs: 1,000 jobs a second, capped at 500 ahead.
-    assert.strictEqual(short.demand(10, 0), 10 + 500)
+    // 10 slots of 10 ms jobs: 1,000 jobs a second, all of them ahead; one claim takes 500...
+    assert.strictEqual(short.demand(10, 0), ClaimBuffer.maxClaim)
+    short.add(Array.from({ length: 500 }, (_, i) => job(i)), new Set())
+    // ...and with those waiting, the next 500 are worth a claim at once (it overlaps their run)...
+    assert.strictEqual(short.demand(10, 0), 500)
+    short.add(Array.from({ length: 500 }, (_, i) => job(500 + i)), new Set())
+    // ...after which the pipeline (10 slots + 1,000 ahead) is full but for 10 jobs: not worth a claim.
+    assert.strictEqual(short.demand(10, 0), 0)
+    // Free slots beyond one claim's worth are claimed all at once, as they all start.
+    const wide = ClaimBuffer.make()
+    wide.recordDuration(1)
+    assert.strictEqual(wide.demand(2_000, 0), 2_000)
     const medium = ClaimBuffer.make()
     medium.recordDuration(50)
     assert.strictEqual(medium.demand(10, 0), 10 + 200)

@@ -5,10 +5,15 @@
  * so a busy queue of short jobs costs one claim statement per batch instead
  * of one per finished job. Claiming ahead happens only while the queue's jobs
  * are short (an average under `shortJobMillis`), and only about a second of
- * work (at least `limit` jobs, at most 500): a node never hoards long jobs
+ * work (at least `limit` jobs, at most 1,000): a node never hoards long jobs
  * that an idle node could run. Never for a queue with cluster-wide limits:
  * a job claimed ahead would hold global capacity, or count against a rate
  * window, before it starts.
+ *
+ * One claim takes at most `maxClaim` jobs, half of what may wait here: for
+ * jobs so short that a batch runs faster than the next claim comes back,
+ * the producer sends that claim as a batch arrives, before starting it, so
+ * the two overlap instead of taking turns.
  */
 import type { Job } from "../Job.ts"
 
@@ -18,8 +23,11 @@ export const shortJobMillis = 100
 /** Claim ahead about this much work (at the average job's duration)... */
 const aheadMillis = 1_000
 
-/** ...but never more jobs than this. */
-const maxAhead = 500
+/** ...but never more jobs than this... */
+const maxAhead = 1_000
+
+/** ...claimed at most this many at a time (a statement's worth; half of `maxAhead`, so two overlap). */
+export const maxClaim = 500
 
 /** Taken jobs left at the front of the array before it is cut down (see `make`). */
 const compactAfter = 64
@@ -87,8 +95,10 @@ export const make = (): ClaimBuffer => {
       // pipeline (running plus waiting) is empty, so each claim is worth a round trip, while
       // what is left covers the claim's own round trip (refilling at half empty, short jobs
       // ran out while the claim was on its way).
-      if (free > 0 && size === 0) return want
-      return want >= Math.max(1, Math.ceil((limit + ahead(limit)) / 4)) ? want : 0
+      if (free > 0 && size === 0) return Math.min(want, Math.max(maxClaim, free))
+      return want >= Math.max(1, Math.min(maxClaim, Math.ceil((limit + ahead(limit)) / 4)))
+        ? Math.min(want, Math.max(maxClaim, free))
+        : 0
     },
     add: (jobs, ahead) => {
       waiting.push(...jobs)
