@@ -95,9 +95,16 @@ const failing = (migration: MigrationFile, direction: "up" | "down") => (error: 
     cause: error
   })
 
+/** The server's message, with its detail and hint (the detail often names the object in the way, such as a view). */
 const describe = (error: SqlError): string => {
   const cause = (error.reason as { readonly cause?: unknown }).cause
-  return cause instanceof Error ? cause.message : error.message
+  if (!(cause instanceof Error)) return error.message
+  const { detail, hint } = cause as { readonly detail?: unknown; readonly hint?: unknown }
+  return [
+    cause.message,
+    ...(typeof detail === "string" && detail !== "" ? [`detail: ${detail}`] : []),
+    ...(typeof hint === "string" && hint !== "" ? [`hint: ${hint}`] : [])
+  ].join("; ")
 }
 
 /**

@@ -63,3 +63,29 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs resche
       assert.include(bad.stderr, "--at")
     }), 60_000)
 })
+
+const refusedPrefix = uniquePrefix("cli_refused")
+
+layer(testLayer(refusedPrefix, { migrate: false }), { excludeTestServices: true })("effect-oban migrate up, refused", (it) => {
+  it.effect("a migration the database refuses exits 1 (not 4) with PostgreSQL's detail, which names the view in its way", () =>
+    Effect.gen(function*() {
+      const withPrefix = (...args: ReadonlyArray<string>) => [...args, "--prefix", refusedPrefix]
+      const to17 = yield* cli(withPrefix("migrate", "up", "--to", "17"))
+      assert.strictEqual(to17.code, 0, to17.stderr)
+      // A view of the user's own on a column migration 18 changes the type of.
+      const sql = yield* SqlClient
+      yield* sql`CREATE VIEW ${sql(refusedPrefix)}.queue_names AS SELECT DISTINCT queue FROM ${sql(refusedPrefix)}.oban_jobs`
+      const refused = yield* cli(withPrefix("migrate", "up"))
+      assert.strictEqual(refused.code, 1, refused.stderr)
+      assert.include(refused.stderr, "migration 18")
+      assert.include(refused.stderr, "detail:")
+      assert.include(refused.stderr, "queue_names")
+      assert.notInclude(refused.stderr, "migrate up --prefix", "no advice to run what just failed")
+      const status = yield* cli(withPrefix("migrate", "status", "--json"))
+      assert.strictEqual((JSON.parse(status.stdout) as { current: number }).current, 17, "nothing of 18 applied")
+      // Out of the way, the same command goes through.
+      yield* sql`DROP VIEW ${sql(refusedPrefix)}.queue_names`
+      const up = yield* cli(withPrefix("migrate", "up"))
+      assert.strictEqual(up.code, 0, up.stderr)
+    }), 60_000)
+})

@@ -55,6 +55,10 @@ export const classify = (error: unknown): Reported => {
       return { code: ExitCode.usage, tag: tagged._tag, message: `${field === undefined ? "" : `${field}: `}${tagged.message}` }
     }
     case "MigrationError": {
+      // A migration that failed to apply is not a schema that lacks one: the database refused it.
+      if ((error as { readonly version?: number }).version !== undefined) {
+        return { code: ExitCode.failure, tag: tagged._tag, message: tagged.message ?? "a migration failed" }
+      }
       const prefix = (error as { readonly prefix?: string }).prefix
       const hint = prefix === undefined ? "" : ` (from the command line: effect-oban migrate up --prefix ${prefix})`
       return { code: ExitCode.notMigrated, tag: tagged._tag, message: `${tagged.message ?? "not migrated"}${hint}` }
