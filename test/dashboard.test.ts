@@ -206,6 +206,11 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.strictEqual((yield* client.post("/bulk/retry", { _csrf: csrf, args: deep })).status, 400)
       assert.strictEqual((yield* client.post("/queues/bulk/scale", { _csrf: csrf, limit: "0", confirmed: "yes" })).status, 400)
       assert.strictEqual((yield* client.get("/jobs/999999999")).status, 404)
+      // Doubled leading slashes are a path, not a host (they were a 500, "Invalid URL"): "//" is the
+      // queues page, and "//evil.example/jobs" no page at all rather than /jobs.
+      assert.strictEqual((yield* client.get("//")).status, 200)
+      assert.strictEqual((yield* client.get("//evil.example/jobs")).status, 404)
+      assert.strictEqual((yield* client.get("/jobs//")).status, 200)
       // Numbers are decimal digits: "0x1" named job 1, and "0x10" scaled a queue to 16.
       for (const id of ["0x1", "1e0", "%201"]) {
         assert.strictEqual((yield* client.post(`/jobs/${id}/cancel`, { _csrf: csrf, confirmed: "yes" })).status, 400, id)

@@ -157,7 +157,8 @@ export const makeHandler = (options: HandlerOptions) =>
         options.challenge === undefined ? {} : { "www-authenticate": options.challenge }
       )
     }
-    const url = new URL(request.url, "http://dashboard.invalid")
+    // Leading slashes collapsed: "//x/jobs" would otherwise read as a host ("x") and a path, or fail to parse.
+    const url = new URL(request.url.replace(/^\/{2,}/, "/"), "http://dashboard.invalid")
     const path = url.pathname.replace(/\/+$/, "") || "/"
     const session = options.csrf.session(request)
     const context: PageContext = { base: options.base, csrf: options.csrf.token(session.value), canAct: access === "full" }
