@@ -41,7 +41,8 @@ export const dashboard = Command.make("dashboard", {
 }, (flags) =>
   Effect.gen(function*() {
     const globals = yield* root
-    const token = Option.getOrUndefined(flags.token) ?? process.env["EFFECT_OBAN_DASHBOARD_TOKEN"] ?? Dashboard.generateToken()
+    const given = Option.getOrUndefined(flags.token) ?? process.env["EFFECT_OBAN_DASHBOARD_TOKEN"]
+    const token = given ?? Dashboard.generateToken()
     if (token.length < 16) {
       return yield* Effect.fail(new CliFailure(ExitCode.usage, "--token: at least 16 characters", "InvalidInput"))
     }
@@ -61,7 +62,12 @@ export const dashboard = Command.make("dashboard", {
           pollInterval: `${flags.pollInterval} seconds`
         })
         yield* Console.log(`effect-oban dashboard: ${url}/ (schema ${globals.prefix}${flags.readOnly ? ", read-only" : ""})`)
-        yield* Console.log(`sign in with any user name and the token as password: ${token}`)
+        // A token the caller chose is theirs to know: printing it would only copy it into logs.
+        yield* Console.log(
+          given === undefined
+            ? `sign in with any user name and the token as password: ${token}`
+            : "sign in with any user name and your token as password"
+        )
         yield* Console.log(`(scripts: Authorization: Bearer <token>) press Ctrl-C to stop`)
         yield* untilSignal
       }))
