@@ -29,9 +29,9 @@ const isMissingObject = (error: SqlError): boolean => missingObject.has(String(s
 export const migrationAdvice = (prefix: string): string =>
   prefix === "public"
     ? `"public" is the prefix used when none is configured: if the tables live in another schema, provide ` +
-      `ObanConfig.layer({ prefix: "<schema>" }) to this program; otherwise create or update them with Migrations.run()`
-    : `create or update them with Migrations.run() under ObanConfig.layer({ prefix: "${prefix}" }) (or apply ` +
-      `Migrations.sql()), or check the configured prefix`
+      `ObanConfig.layer({ prefix: "<schema>" }) to this program; otherwise create or update the tables with Migrations.run()`
+    : `create or update its effect-oban tables with Migrations.run() under ObanConfig.layer({ prefix: "${prefix}" }) ` +
+      `(or apply Migrations.sql()), or check the configured prefix`
 
 /**
  * The error for a statement that found no effect-oban tables in `prefix`, or

@@ -130,13 +130,14 @@ export const bulkAction = (
       const { prefix } = yield* Settings
       const n = yield* orNotMigrated(prefix)(countMatching(sql, prefix, validated, confirmCountCap))
       const count = n > confirmCountCap ? `more than ${plural(confirmCountCap, "job")}` : plural(n, "job")
-      const message = `${verb} every job matching ${description}? ${count} match now.`
+      const matchNow = n === 1 ? "matches now" : "match now"
+      const message = `${verb} every job matching ${description}? ${count} ${matchNow}.`
       return {
         _tag: "Confirm",
         message,
         page: confirmPage(context, {
           title: `${verb} matching jobs`,
-          question: html`${verb} every job matching <code>${description}</code>? <strong id="matching">${count}</strong> match now.`,
+          question: html`${verb} every job matching <code>${description}</code>? <strong id="matching">${count}</strong> ${matchNow}.`,
           action: `${context.base}/bulk/${action}`,
           fields,
           back
