@@ -64,8 +64,8 @@ import type { Options, Producer } from "./internal/producerTypes.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
- * a fetch in flight completes and its jobs are handed over first, so no
- * claimed job is left behind.
+ * a fetch in flight completes, and the jobs it claimed either start or, not
+ * started yet, are given back, so no claimed job is left behind.
  *
  * @since 0.1.0
  */

@@ -57,8 +57,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("backpressure from outco
       assert.deepStrictEqual(performs, { runs: jobs, distinct: jobs })
       report(`backpressure: most executing rows while ${jobs} jobs drained with slow outcome writes: ${most}`)
       // Executing rows: the unwritten outcomes (at most the bound, plus the batch in flight), the jobs
-      // claimed ahead (at most 500) and the running ones. Without the bound, most of the 4,000.
+      // claimed ahead (at most 1,000) and the running ones. Without the bound, most of the 4,000.
       assert.strictEqual(maxUnwrittenOutcomes, 1_000)
-      assert.isBelow(most, 1_000 + 500 + 500 + 50)
+      assert.isBelow(most, 1_000 + 500 + 1_000 + 50)
     }), 120_000)
 })

@@ -35,6 +35,23 @@ const Busy = Worker.make("Busy", {
   perform: () => Effect.sync(() => busyFor(15))
 })
 
+/** Instant jobs; the first to start once `holdNext` is set holds the CPU for `holdMillis`, without yielding. */
+let holdNext = false
+let held: { readonly id: number; readonly endedAt: number } | undefined
+const holdMillis = 600
+const Instant = Worker.make("Instant", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "instant",
+  perform: (job) =>
+    Effect.sync(() => {
+      runs.set(job.id, (runs.get(job.id) ?? 0) + 1)
+      if (!holdNext) return
+      holdNext = false
+      busyFor(holdMillis)
+      held = { id: job.id, endedAt: Date.now() }
+    })
+})
+
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
@@ -124,6 +141,33 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       assert.strictEqual(row.state, "cancelled")
       // It waited in the buffer and was dropped there: it never started.
       assert.strictEqual(runs.get(row.id), undefined)
+    }).pipe(Effect.scoped))
+
+  it.effect("a full claim of short jobs sends the next claim before its batch starts, so the two overlap", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* startNode({ prefix, queues: { instant: 10 }, workers: [Instant], pollInterval: "100 millis" })
+      // A few jobs first: a producer claims ahead once it knows its queue's jobs are short.
+      yield* Oban.insertAll(Array.from({ length: 20 }, (_, n) => Instant.job({ n })))
+      yield* waitFor("the first jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 20))
+      holdNext = true
+      yield* Oban.insertAll(Array.from({ length: 1_500 }, (_, n) => Instant.job({ n: 20 + n })))
+      yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 1_520), "30 seconds")
+      assert.deepStrictEqual(new Set(runs.values()), new Set([1]), "every job ran once")
+      assert.strictEqual(runs.size, 1_520)
+      // The first job of the big batch held the node's only thread; the batch's claim was full, so the
+      // next claim was already on its way and ran on the server meanwhile. Had the batch started first,
+      // no claim could have gone out before the hold ended.
+      const sql = yield* SqlClient
+      const claims = yield* sql<{ claim: string; at: Date; n: number }>`
+        SELECT attempted_by[3] AS claim, min(attempted_at) AS at, count(*)::int AS n
+        FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'instant' AND (args->>'n')::int >= 20
+        GROUP BY 1 ORDER BY 2`
+      const [heldClaim] = yield* sql<{ claim: string }>`
+        SELECT attempted_by[3] AS claim FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${held!.id}`
+      assert.strictEqual(claims.find((claim) => claim.claim === heldClaim!.claim)?.n, 500, "the held job's claim was full")
+      const during = claims.filter((claim) => claim.claim !== heldClaim!.claim && claim.at.getTime() < held!.endedAt - 100)
+      assert.isAbove(during.length, 0, `a claim ran while the batch before it held the thread: ${JSON.stringify(claims)}`)
     }).pipe(Effect.scoped))
 
   it.effect("jobs claimed ahead that never yield still let the event loop turn every few dozen jobs", () =>

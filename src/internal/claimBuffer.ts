@@ -5,15 +5,17 @@
  * so a busy queue of short jobs costs one claim statement per batch instead
  * of one per finished job. Claiming ahead happens only while the queue's jobs
  * are short (an average under `shortJobMillis`), and only about a second of
- * work (at least `limit` jobs, at most 1,000): a node never hoards long jobs
- * that an idle node could run. Never for a queue with cluster-wide limits:
+ * work (at most 1,000 jobs, and at least `limit` below that): a node never
+ * hoards long jobs that an idle node could run. Never for a queue with cluster-wide limits:
  * a job claimed ahead would hold global capacity, or count against a rate
  * window, before it starts.
  *
- * One claim takes at most `maxClaim` jobs, half of what may wait here: for
- * jobs so short that a batch runs faster than the next claim comes back,
- * the producer sends that claim as a batch arrives, before starting it, so
- * the two overlap instead of taking turns.
+ * One claim takes at most `maxClaim` jobs (more only when more slots than
+ * that are free: they all start at once), half of what may wait here. When a
+ * claim comes back full and there is room for another, the producer sends
+ * that one before starting the batch it got, so the claim and the batch
+ * overlap instead of taking turns (short jobs run faster than a claim comes
+ * back).
  */
 import type { Job } from "../Job.ts"
 
