@@ -189,6 +189,38 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("with full claims overlapping their batches (1,000 ahead), SIGTERM gives back every job not started", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_full")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const jobs = 5_000
+        // Jobs of about 2 ms on ten slots: claims of 500 come back full, and the next one goes out before
+        // the batch starts, so more than one claim's worth is executing at once.
+        const node = yield* startDeployNode(prefix, { QUEUES: JSON.stringify({ default: 10 }), JOB_MS: "2", GRACE_MS: "10000" })
+        yield* Oban.insertAll(Array.from({ length: jobs }, (_, n) => Record.job({ n })))
+        yield* waitFor(
+          "more jobs executing than one claim and the slots hold",
+          Effect.map(rows(prefix), (all) => all.filter((row) => row.state === "executing").length > 10 + 500)
+        )
+        node.child.kill("SIGSTOP")
+        yield* Effect.sleep("200 millis")
+        const [before] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
+        node.child.kill("SIGTERM")
+        node.child.kill("SIGCONT")
+        assert.strictEqual(yield* Effect.promise(() => node.exited), 0, node.output())
+        const after = yield* rows(prefix)
+        const completed = after.filter((row) => row.state === "completed")
+        const givenBack = after.filter((row) => row.state === "available")
+        assert.strictEqual(completed.length + givenBack.length, jobs, "no job left executing or elsewhere")
+        assert.isAbove(givenBack.length, 0, "some jobs were waiting when SIGTERM came")
+        // The ten running then, and the few that started before the signal was handled, ran after it.
+        assert.isAtMost(completed.length, before!.n + 30)
+        for (const row of completed) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [1, [], 1])
+        for (const row of givenBack) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [0, [], 0])
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("jobs claimed ahead and not yet started go back untouched; the rest complete; nothing runs twice", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_ahead")
