@@ -6,9 +6,9 @@
  * of one per finished job. Claiming ahead happens only while the queue's jobs
  * are short (an average under `shortJobMillis`), and only about a second of
  * work (at most 1,000 jobs, and at least `limit` below that): a node never
- * hoards long jobs that an idle node could run. Never for a queue with cluster-wide limits:
- * a job claimed ahead would hold global capacity, or count against a rate
- * window, before it starts.
+ * hoards long jobs that an idle node could run. Never for a queue with
+ * cluster-wide limits: a job claimed ahead would hold global capacity, or
+ * count against a rate window, before it starts.
  *
  * One claim takes at most `maxClaim` jobs (more only when more slots than
  * that are free: they all start at once), half of what may wait here. When a
@@ -91,16 +91,17 @@ export const make = (): ClaimBuffer => {
       const free = limit - running
       const size = count()
       if (!claimAhead) return Math.max(0, free - size)
-      const want = free + ahead(limit) - size
+      const pipeline = limit + ahead(limit)
+      const want = pipeline - running - size
       if (want <= 0) return 0
+      // One claim's worth, or every free slot when there are more of those (they all start at once).
+      const claim = Math.min(want, Math.max(maxClaim, free))
       // Idle slots with nothing waiting: claim at once. Otherwise wait until a quarter of the
       // pipeline (running plus waiting) is empty, so each claim is worth a round trip, while
       // what is left covers the claim's own round trip (refilling at half empty, short jobs
       // ran out while the claim was on its way).
-      if (free > 0 && size === 0) return Math.min(want, Math.max(maxClaim, free))
-      return want >= Math.max(1, Math.min(maxClaim, Math.ceil((limit + ahead(limit)) / 4)))
-        ? Math.min(want, Math.max(maxClaim, free))
-        : 0
+      if (free > 0 && size === 0) return claim
+      return want >= Math.max(1, Math.min(maxClaim, Math.ceil(pipeline / 4))) ? claim : 0
     },
     add: (jobs, ahead) => {
       waiting.push(...jobs)
