@@ -58,9 +58,10 @@ const argsCodecOf = (worker: unknown): Schema.Codec<unknown, Schema.Json> | unde
  * refuses fails the query (a test that means to look at such a job passes
  * the worker's name, which returns the args as stored).
  */
-const decodeArgs = (jobs: ReadonlyArray<Job>, name: string, codec: Schema.Codec<unknown, Schema.Json>) =>
-  Effect.forEach(jobs, (job) =>
-    Schema.decodeUnknownEffect(codec)(job.args).pipe(
+const decodeArgs = (jobs: ReadonlyArray<Job>, name: string, codec: Schema.Codec<unknown, Schema.Json>) => {
+  const decode = Schema.decodeUnknownEffect(codec)
+  return Effect.forEach(jobs, (job) =>
+    decode(job.args).pipe(
       Effect.map((args): Job => args === job.args ? job : { ...job, args }),
       Effect.mapError((error) =>
         new ObanTestError({
@@ -69,6 +70,11 @@ const decodeArgs = (jobs: ReadonlyArray<Job>, name: string, codec: Schema.Codec<
         })
       )
     ))
+}
+
+/** The name of a filter's worker, given as a definition or as its name. */
+const workerName = (worker: WorkerModule.Any | string | undefined): string | undefined =>
+  worker === undefined || typeof worker === "string" ? worker : worker.name
 
 /**
  * Every job matching `filter`, oldest first.
@@ -94,7 +100,7 @@ export const allEnqueued = <W extends WorkerModule.Any | string = string>(
         }`
       })
     }
-    const worker = filter.worker === undefined ? undefined : typeof filter.worker === "string" ? filter.worker : filter.worker.name
+    const worker = workerName(filter.worker)
     const clauses = [
       sql`state::text IN ${sql.in(states)}`,
       ...(worker === undefined ? [] : [sql`worker = ${worker}`]),
@@ -115,13 +121,10 @@ export const allEnqueued = <W extends WorkerModule.Any | string = string>(
     return found as unknown as ReadonlyArray<EnqueuedJob<W>>
   }))
 
-const workerName = (worker: WorkerModule.Any | string | undefined): string | undefined =>
-  worker === undefined || typeof worker === "string" ? worker : worker.name
-
 const describe = (filter: EnqueuedFilter): string =>
   JSON.stringify({
     ...filter,
-    worker: typeof filter.worker === "object" ? filter.worker.name : filter.worker
+    worker: workerName(filter.worker)
   })
 
 /**
