@@ -15,7 +15,7 @@ import * as Notifier from "../src/Notifier.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, report, testLayer, uniquePrefix } from "./support/db.ts"
-import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
+import { countByState, startNode, waitFor } from "./support/node.ts"
 import { SendEmail } from "./support/workers.ts"
 
 const prefix = uniquePrefix("external")
@@ -75,9 +75,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
       Effect.gen(function*() {
         yield* truncate
         const { oban } = yield* startNode({ prefix, node: "ext", queues: { welcome: 2 }, workers: [Welcome], pollInterval: "1 hour" })
-        yield* producersRegistered(prefix)
-        // Its first fetch done: one still under way when the job commits would run it without the
-        // wake-up below, and the check that nothing ran without it would fail on a slow machine.
+        // Its producer registered and its first fetch done: one still under way when the job commits
+        // would run it without the wake-up below, and the check that nothing ran without it would fail.
         yield* oban.ready
         const sql = yield* SqlClient
         const name = Notifier.applicationName("ext")
