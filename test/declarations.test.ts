@@ -116,7 +116,9 @@ describe("published declarations", () => {
       try {
         execFileSync(process.execPath, [tsc, "-p", project], { encoding: "utf8", stdio: "pipe" })
       } catch (error) {
-        output = String((error as { stdout?: unknown }).stdout ?? error)
+        // tsc prints its diagnostics on stdout; a failure that printed nothing still fails the test.
+        const { stdout, stderr } = error as { readonly stdout?: unknown; readonly stderr?: unknown }
+        output = `${String(stdout ?? "")}${String(stderr ?? "")}` || String(error)
       }
       assert.strictEqual(output, "")
     } finally {
