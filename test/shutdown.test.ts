@@ -61,6 +61,55 @@ const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>
     return { code, sentAt, millis: Date.now() - sentAt, output: node.output() }
   })
 
+/**
+ * One node with `limit` slots drains `jobs` jobs of `jobMillis`; once more than `executing.moreThan`
+ * are executing (some claimed ahead), it gets SIGTERM. Every job then either completed, having run
+ * once, or went back `available` without running or using an attempt; at most `startedAfter` jobs
+ * started after the runs were counted.
+ */
+const sigtermWithJobsAhead = (options: {
+  readonly name: string
+  readonly limit: number
+  readonly jobMillis: number
+  readonly jobs: number
+  readonly executing: { readonly moreThan: number; readonly what: string }
+  readonly startedAfter: number
+}) =>
+  Effect.gen(function*() {
+    const prefix = uniquePrefix(options.name)
+    yield* Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const node = yield* startDeployNode(prefix, {
+        QUEUES: JSON.stringify({ default: options.limit }),
+        JOB_MS: String(options.jobMillis),
+        GRACE_MS: "10000"
+      })
+      yield* Oban.insertAll(Array.from({ length: options.jobs }, (_, n) => Record.job({ n })))
+      yield* waitFor(
+        options.executing.what,
+        Effect.map(rows(prefix), (all) => all.filter((row) => row.state === "executing").length > options.executing.moreThan)
+      )
+      // The runs are counted with the node stopped (SIGSTOP), and SIGTERM is pending when it resumes: no
+      // job starts between the count and the signal, however long this process takes to send it.
+      node.child.kill("SIGSTOP")
+      // Statements the node sent before it stopped reach the table.
+      yield* Effect.sleep("200 millis")
+      const [before] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
+      node.child.kill("SIGTERM")
+      node.child.kill("SIGCONT")
+      assert.strictEqual(yield* Effect.promise(() => node.exited), 0, node.output())
+      const after = yield* rows(prefix)
+      const completed = after.filter((row) => row.state === "completed")
+      const givenBack = after.filter((row) => row.state === "available")
+      assert.strictEqual(completed.length + givenBack.length, options.jobs, "no job left executing or elsewhere")
+      assert.isAbove(givenBack.length, 0, "some jobs were waiting when SIGTERM came")
+      assert.isAtMost(completed.length, before!.n + options.startedAfter)
+      for (const row of completed) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [1, [], 1])
+      // A job that waited never ran and used no attempt.
+      for (const row of givenBack) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [0, [], 0])
+    }).pipe(Effect.provide(testLayer(prefix)))
+  }).pipe(Effect.scoped)
+
 describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
   it.live("running jobs finish within the grace period and complete; the process exits 0", () =>
     Effect.gen(function*() {
@@ -190,69 +239,28 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
     }).pipe(Effect.scoped), 60_000)
 
   it.live("with full claims overlapping their batches (1,000 ahead), SIGTERM gives back every job not started", () =>
-    Effect.gen(function*() {
-      const prefix = uniquePrefix("sigterm_full")
-      yield* Effect.gen(function*() {
-        const sql = yield* SqlClient
-        const jobs = 5_000
-        // Jobs of about 2 ms on ten slots: claims of 500 come back full, and the next one goes out before
-        // the batch starts, so more than one claim's worth is executing at once.
-        const node = yield* startDeployNode(prefix, { QUEUES: JSON.stringify({ default: 10 }), JOB_MS: "2", GRACE_MS: "10000" })
-        yield* Oban.insertAll(Array.from({ length: jobs }, (_, n) => Record.job({ n })))
-        yield* waitFor(
-          "more jobs executing than one claim and the slots hold",
-          Effect.map(rows(prefix), (all) => all.filter((row) => row.state === "executing").length > 10 + 500)
-        )
-        node.child.kill("SIGSTOP")
-        yield* Effect.sleep("200 millis")
-        const [before] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
-        node.child.kill("SIGTERM")
-        node.child.kill("SIGCONT")
-        assert.strictEqual(yield* Effect.promise(() => node.exited), 0, node.output())
-        const after = yield* rows(prefix)
-        const completed = after.filter((row) => row.state === "completed")
-        const givenBack = after.filter((row) => row.state === "available")
-        assert.strictEqual(completed.length + givenBack.length, jobs, "no job left executing or elsewhere")
-        assert.isAbove(givenBack.length, 0, "some jobs were waiting when SIGTERM came")
-        // The ten running then, and the few that started before the signal was handled, ran after it.
-        assert.isAtMost(completed.length, before!.n + 30)
-        for (const row of completed) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [1, [], 1])
-        for (const row of givenBack) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [0, [], 0])
-      }).pipe(Effect.provide(testLayer(prefix)))
-    }).pipe(Effect.scoped), 60_000)
+    sigtermWithJobsAhead({
+      name: "sigterm_full",
+      // Jobs of about 2 ms on ten slots: claims of 500 come back full, and the next one goes out before
+      // the batch starts, so more than one claim's worth is executing at once.
+      limit: 10,
+      jobMillis: 2,
+      jobs: 5_000,
+      executing: { moreThan: 10 + 500, what: "more jobs executing than one claim and the slots hold" },
+      // The ten running then, and the few that started before the signal was handled, ran after it.
+      startedAfter: 30
+    }), 60_000)
 
   it.live("jobs claimed ahead and not yet started go back untouched; the rest complete; nothing runs twice", () =>
-    Effect.gen(function*() {
-      const prefix = uniquePrefix("sigterm_ahead")
-      yield* Effect.gen(function*() {
-        const sql = yield* SqlClient
-        // Short jobs on a small limit: the producer claims many ahead of its two slots.
-        const node = yield* startDeployNode(prefix, { QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "20", GRACE_MS: "10000" })
-        yield* Oban.insertAll(Array.from({ length: 400 }, (_, n) => Record.job({ n })))
-        yield* waitFor(
-          "jobs claimed ahead of the two slots",
-          Effect.map(rows(prefix), (all) => all.filter((row) => row.state === "executing").length > 2)
-        )
-        // The runs are counted with the node stopped (SIGSTOP), and SIGTERM is pending when it resumes: no
-        // job starts between the count and the signal, however long this process takes to send it.
-        node.child.kill("SIGSTOP")
-        // Statements the node sent before it stopped reach the table.
-        yield* Effect.sleep("200 millis")
-        const [before] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
-        node.child.kill("SIGTERM")
-        node.child.kill("SIGCONT")
-        assert.strictEqual(yield* Effect.promise(() => node.exited), 0, node.output())
-        const after = yield* rows(prefix)
-        const completed = after.filter((row) => row.state === "completed")
-        const givenBack = after.filter((row) => row.state === "available")
-        assert.strictEqual(completed.length + givenBack.length, 400, "no job left executing or elsewhere")
-        assert.isAbove(givenBack.length, 0, "some jobs were waiting when SIGTERM came")
-        // Only the two running then (and the few that started before the signal arrived) ran after it: the
-        // waiting ones were given back before the grace period, not started during it.
-        assert.isAtMost(completed.length, before!.n + 10)
-        for (const row of completed) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [1, [], 1])
-        // A job that waited never ran and used no attempt.
-        for (const row of givenBack) assert.deepStrictEqual([row.attempt, row.kinds, row.runs], [0, [], 0])
-      }).pipe(Effect.provide(testLayer(prefix)))
-    }).pipe(Effect.scoped), 60_000)
+    sigtermWithJobsAhead({
+      name: "sigterm_ahead",
+      // Short jobs on a small limit: the producer claims many ahead of its two slots.
+      limit: 2,
+      jobMillis: 20,
+      jobs: 400,
+      executing: { moreThan: 2, what: "jobs claimed ahead of the two slots" },
+      // Only the two running then (and the few that started before the signal arrived) ran after it: the
+      // waiting ones were given back before the grace period, not started during it.
+      startedAfter: 10
+    }), 60_000)
 })
