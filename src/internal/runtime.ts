@@ -45,7 +45,7 @@ import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
 import { migrationAdvice } from "./notMigrated.ts"
 import { checkWorkers, otherQueuesNote } from "./workerChecks.ts"
-import { resolve, type RuntimeOptions } from "./runtimeConfig.ts"
+import { resolve, type ResolvedConfig, type RuntimeOptions } from "./runtimeConfig.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
 export type QueueScope = "node" | "all"
@@ -125,6 +125,14 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
   Effect.gen(function*() {
     yield* checkNotInRunner
     const config = yield* resolve(options)
+    // Annotated here, once: every fiber and finalizer of the node is made below and keeps the
+    // annotations of the moment it was made, so its start and shutdown lines, its loops and its
+    // jobs all say which node wrote them.
+    return yield* buildNode<R>(options, config, events).pipe(Effect.annotateLogs({ node: config.node }))
+  }).pipe(Effect.annotateLogs({ package: "effect-oban" }))
+
+const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub): Make<R> =>
+  Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* checkWorkers(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
     const names = new Set(options.workers.map((worker) => worker.name))
@@ -369,4 +377,4 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
       handle
     }
     return runtime
-  }).pipe(Effect.annotateLogs({ package: "effect-oban" }))
+  })

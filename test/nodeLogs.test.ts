@@ -1,0 +1,79 @@
+/**
+ * Every line a node writes names it: its start line, its shutdown lines, its
+ * loops' lines and the lines about its jobs carry the annotation `node` (and
+ * `package`), the job lines keeping the job's own annotations.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Logger, References, Schema, Scope } from "effect"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("node_logs")
+
+/** Runs until shutdown interrupts it after the grace period. */
+const Stuck = Worker.make("NodeLogsStuck", { args: Schema.Struct({}), perform: () => Effect.never })
+const Fails = Worker.make("NodeLogsFails", {
+  args: Schema.Struct({}),
+  maxAttempts: 1,
+  perform: () => Effect.fail(new Error("no"))
+})
+
+interface Line {
+  readonly text: string
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines", (it) => {
+  it.effect("its start and shutdown lines, like all its other lines, carry the node's name", () =>
+    Effect.gen(function*() {
+      // The logger is given to the node's layer only: every line it sees is one the node wrote.
+      const lines: Array<Line> = []
+      const capture = Logger.make(({ fiber, message }) => {
+        lines.push({
+          text: Array.isArray(message) ? message.join(" ") : String(message),
+          annotations: fiber.getRef(References.CurrentLogAnnotations)
+        })
+      })
+      const scope = yield* Scope.fork(yield* Scope.Scope)
+      const context = yield* Layer.buildWithScope(
+        Layer.fresh(Oban.layer({
+          prefix,
+          node: "logs-node",
+          queues: { default: 5 },
+          workers: [Stuck, Fails],
+          shutdownGracePeriod: "100 millis"
+        })),
+        scope
+      ).pipe(
+        Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+        Effect.provideService(References.MinimumLogLevel, "All")
+      )
+      const oban = Context.get(context, Oban.Oban)
+      const [stuck, fails] = yield* oban.insertAll([Stuck.job({}), Fails.job({})])
+      yield* waitFor("the stuck job runs", Effect.map(jobRow(prefix, stuck!.id), (row) => row.state === "executing"))
+      yield* waitFor("the failing job is discarded", Effect.map(jobRow(prefix, fails!.id), (row) => row.state === "discarded"))
+      yield* Scope.close(scope, Exit.void)
+
+      const line = (text: string | RegExp) => {
+        const found = lines.find((line) => typeof text === "string" ? line.text === text : text.test(line.text))
+        assert.isDefined(found, `a line ${String(text)} among ${JSON.stringify(lines.map((line) => line.text))}`)
+        return found!.annotations
+      }
+      const named = (annotations: Readonly<Record<string, unknown>>) => [annotations["node"], annotations["package"]]
+      assert.deepStrictEqual(named(line(/^node logs-node running queues default\(5\)/)), ["logs-node", "effect-oban"])
+      assert.deepStrictEqual(named(line("shutdown: waiting up to 100ms for 1 job(s)")), ["logs-node", "effect-oban"])
+      assert.deepStrictEqual(
+        named(line("shutdown: interrupting 1 job(s) after the grace period")),
+        ["logs-node", "effect-oban"]
+      )
+      // The job's line keeps the job's annotations, and says which node ran it too.
+      const attempt = line(new RegExp(`^job ${fails!.id} \\(NodeLogsFails\\) attempt 1 of 1 failed`))
+      assert.deepStrictEqual(
+        [attempt["jobId"], attempt["worker"], attempt["queue"], attempt["attempt"], attempt["outcome"], attempt["node"]],
+        [fails!.id, "NodeLogsFails", "default", 1, "failed", "logs-node"]
+      )
+      assert.deepStrictEqual(lines.filter((line) => line.annotations["node"] !== "logs-node"), [])
+    }).pipe(Effect.scoped))
+})
