@@ -1,10 +1,14 @@
 /**
  * The CLI at its edges: exit codes for a database URL that names no
- * database, a URL that does not parse and a tampered cursor; and
+ * database, a URL that does not parse, a tampered cursor and migration
+ * files that cannot be read; and
  * `jobs reschedule`, with a bad `--at` refused as bad input.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
 import { execFile } from "node:child_process"
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -12,15 +16,33 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 
-const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
+const repository = new URL("../", import.meta.url)
+const bin = fileURLToPath(new URL("bin/effect-oban.js", repository))
 
-const cli = (args: ReadonlyArray<string>) =>
+const cli = (args: ReadonlyArray<string>, command = bin) =>
   Effect.promise(() =>
     new Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resolve) => {
-      execFile(process.execPath, [bin, ...args], { env: { ...process.env, DATABASE_URL: databaseUrl() }, timeout: 30_000 }, (error, stdout, stderr) =>
+      execFile(process.execPath, [command, ...args], { env: { ...process.env, DATABASE_URL: databaseUrl() }, timeout: 30_000 }, (error, stdout, stderr) =>
         resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }))
     })
   )
+
+/**
+ * A copy of the package without its migrations/ directory (an install that lost it), removed when
+ * the scope closes: its bin, sources and package.json, and the repository's node_modules. The CLI
+ * finds the migration files next to its sources, so the copy's own CLI cannot read them.
+ */
+const withoutMigrations = Effect.acquireRelease(
+  Effect.sync(() => {
+    const root = mkdtempSync(join(tmpdir(), "effect-oban-no-migrations-"))
+    for (const entry of ["bin", "src", "package.json"]) {
+      cpSync(new URL(entry, repository), join(root, entry), { recursive: true })
+    }
+    symlinkSync(fileURLToPath(new URL("node_modules", repository)), join(root, "node_modules"), "dir")
+    return root
+  }),
+  (root) => Effect.sync(() => rmSync(root, { recursive: true, force: true }))
+)
 
 describe("effect-oban CLI exit codes at the edges", () => {
   it.effect("a database that does not exist exits 3, a URL that does not parse exits 2, a tampered cursor exits 2", () =>
@@ -40,6 +62,24 @@ describe("effect-oban CLI exit codes at the edges", () => {
       assert.strictEqual(tampered.code, 2, tampered.stderr)
       assert.include(tampered.stderr, "cursor")
     }), 60_000)
+
+  it.effect("migration files that cannot be read exit 1 (a broken install), not 4 (a schema to migrate)", () =>
+    Effect.gen(function*() {
+      const root = yield* withoutMigrations
+      const copy = join(root, "bin", "effect-oban.js")
+      const prefix = uniquePrefix("cli_no_files")
+      const [up, status] = yield* Effect.all([
+        cli(["migrate", "up", "--prefix", prefix], copy),
+        cli(["migrate", "status", "--prefix", prefix, "--json"], copy)
+      ], { concurrency: 2 })
+      assert.strictEqual(up.code, 1, up.stderr)
+      assert.match(up.stderr, /^effect-oban: cannot read migrations: .*ENOENT.*migrations/)
+      assert.include(up.stderr, "reinstall")
+      assert.notInclude(up.stderr, "migrate up --prefix", "no advice to run what just failed")
+      const error = (JSON.parse(status.stderr) as { error: { tag: string; message: string; exitCode: number } }).error
+      assert.deepStrictEqual([status.code, error.tag, error.exitCode], [1, "MigrationError", 1])
+      assert.include(error.message, "cannot read migrations")
+    }).pipe(Effect.scoped), 60_000)
 })
 
 const prefix = uniquePrefix("cli_edges")

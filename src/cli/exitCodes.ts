@@ -9,7 +9,10 @@
 export const ExitCode = {
   /** Done. */
   ok: 0,
-  /** Anything unexpected (a database error other than a lost connection, a defect). */
+  /**
+   * Anything unexpected (a database error other than a lost connection, a defect), a migration the
+   * database refused, or migration files that cannot be read (a broken install).
+   */
   failure: 1,
   /** Bad input: unknown command or flag, a bad filter, limit, prefix or date. */
   usage: 2,

@@ -55,12 +55,21 @@ export const classify = (error: unknown): Reported => {
       return { code: ExitCode.usage, tag: tagged._tag, message: `${field === undefined ? "" : `${field}: `}${tagged.message}` }
     }
     case "MigrationError": {
+      const { prefix, version } = error as { readonly prefix?: string; readonly version?: number }
       // A migration that failed to apply is not a schema that lacks one: the database refused it.
-      if ((error as { readonly version?: number }).version !== undefined) {
+      if (version !== undefined) {
         return { code: ExitCode.failure, tag: tagged._tag, message: tagged.message ?? "a migration failed" }
       }
-      const prefix = (error as { readonly prefix?: string }).prefix
-      const hint = prefix === undefined ? "" : ` (from the command line: effect-oban migrate up --prefix ${prefix})`
+      // About no schema: the migration files that ship with the package could not be read. A broken
+      // install, not a schema to migrate (4 would advise `migrate up`, which fails the same way).
+      if (prefix === undefined) {
+        return {
+          code: ExitCode.failure,
+          tag: tagged._tag,
+          message: `${tagged.message ?? "cannot read migrations"} (the migration files ship with effect-oban: reinstall it)`
+        }
+      }
+      const hint = ` (from the command line: effect-oban migrate up --prefix ${prefix})`
       return { code: ExitCode.notMigrated, tag: tagged._tag, message: `${tagged.message ?? "not migrated"}${hint}` }
     }
     case "SqlError": {
