@@ -202,8 +202,9 @@ const command = (input: QueueCommand, options: CommandOptions = {}) =>
 
 /**
  * Pauses `queue` on every node, or on `options.node`: they stop fetching its
- * jobs (running ones finish). Returns how many producers were told (0 when
- * no live node runs the queue). A name no queue can have (empty, over 128
+ * jobs (running ones finish). A pause for every node is kept for the queue:
+ * nodes that start later start it paused until `resumeQueue` for every node.
+ * Returns how many producers were told (0 when no live node runs the queue). A name no queue can have (empty, over 128
  * characters, a NUL character) fails with `InvalidConfigError`.
  *
  * @since 0.1.0
@@ -215,8 +216,9 @@ export const pauseQueue = (
   command({ action: "pause", queue }, options)
 
 /**
- * Resumes `queue` on every node, or on `options.node`. Returns how many
- * producers were told.
+ * Resumes `queue` on every node, or on `options.node`. Only a resume for
+ * every node clears a pause kept for the queue (`pauseQueue`). Returns how
+ * many producers were told.
  *
  * @since 0.1.0
  */

@@ -112,6 +112,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       for (const row of rows.filter((row) => row.state === "available")) {
         assert.deepStrictEqual([row.attempt, runs.get(row.id)], [0, undefined])
       }
+      // A pause for every node is kept for the queue: the next test's node would start paused.
+      yield* node.oban.resumeQueue("short")
     }).pipe(Effect.scoped))
 
   it.effect("a waiting job that is cancelled ends cancelled and never completes", () =>

@@ -74,7 +74,10 @@ export interface ObanShape {
   ) => Effect.Effect<JobQueries.BulkResult, FilterFailure>
   /** `Cluster.view`: nodes, producers, leader and crontab. */
   readonly cluster: Effect.Effect<Cluster.ClusterView, MigrationError | SqlError>
-  /** Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes. */
+  /**
+   * Stops fetching new jobs for `queue` (running jobs finish). Default scope: all nodes, and
+   * nodes that start later, until `resumeQueue` for all nodes.
+   */
   readonly pauseQueue: (
     queue: string,
     options?: { readonly scope?: QueueScope }

@@ -114,8 +114,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
             "each keeps its own producer rows and jobs, but give every process a unique node name"
         )
       }
-      if (row.inherited) {
-        // Rows left by an earlier run of this node: their stored state wins.
+      if (row.inherited || row.pausedEverywhere) {
+        // Rows left by an earlier run of this node, or a pause for every node: the stored state wins.
         yield* adopt(row, readAt)
       } else if (control.changes !== readAt) {
         // A command arrived while registering: store what this node now has.

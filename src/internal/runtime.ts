@@ -39,7 +39,7 @@ import type { NodeHandle } from "./nodeHandle.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
-import { removeProducers, storeQueueState } from "./sql/producers.ts"
+import { removeProducers, storeQueuePause, storeQueueState } from "./sql/producers.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
@@ -355,7 +355,13 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
             yield* storeQueueState(sql, config.prefix, { ...stored, node: config.node })
             return yield* apply(command)
           }
-          yield* storeQueueState(sql, config.prefix, stored)
+          // A pause or resume for every node is also the queue's own state, for nodes that start later.
+          yield* command.action === "scale"
+            ? storeQueueState(sql, config.prefix, stored)
+            : sql.withTransaction(Effect.andThen(
+              storeQueuePause(sql, config.prefix, command.queue, command.action === "pause"),
+              storeQueueState(sql, config.prefix, stored)
+            ))
           yield* apply(command)
           yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify(command)})`
         }),

@@ -10,6 +10,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { channel } from "../../Config.ts"
 import { parseJsonObject } from "../jsonParse.ts"
 import { leaderLease } from "./peers.ts"
+import { storeQueuePause } from "./producers.ts"
 import { table } from "./tables.ts"
 
 export interface ProducerRow {
@@ -80,7 +81,9 @@ export type QueueCommand =
 
 /**
  * Stores a queue command in the rows of the queue's producers (of one node,
- * or all) and signals the nodes. Returns the number of producer rows changed.
+ * or all) and signals the nodes; a pause or resume for every node is stored
+ * on the queue's row too (`storeQueuePause`), in the same transaction.
+ * Returns the number of producer rows changed.
  */
 export const commandQueue = (
   sql: SqlClient,
@@ -91,7 +94,7 @@ export const commandQueue = (
   const limit = command.action === "scale" ? command.limit : null
   const paused = command.action === "scale" ? null : command.action === "pause"
   const signal = JSON.stringify(node === undefined ? command : { ...command, node })
-  return sql<{ readonly changed: number }>`
+  const stored = sql<{ readonly changed: number }>`
     WITH changed AS (
       UPDATE ${table(sql, prefix, "oban_producers")}
       SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
@@ -103,4 +106,8 @@ export const commandQueue = (
     )
     SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent
   `.pipe(Effect.map((rows) => rows[0]?.changed ?? 0))
+  // A pause or resume for every node is also the queue's own state, for nodes that start later.
+  return paused === null || node !== undefined
+    ? stored
+    : sql.withTransaction(Effect.andThen(storeQueuePause(sql, prefix, command.queue, paused), stored))
 }

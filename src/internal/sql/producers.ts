@@ -26,6 +26,8 @@ export interface BeatState extends ProducerState {
 export interface Registration extends ProducerState {
   /** The limit and paused flag came from an earlier incarnation of the same node and queue. */
   readonly inherited: boolean
+  /** The queue is paused on every node (`oban_queues.paused_at`): the producer starts paused. */
+  readonly pausedEverywhere: boolean
   /** Other rows of the same node and queue refreshed within `freshMillis`: another live process with this name. */
   readonly twins: number
 }
@@ -33,9 +35,15 @@ export interface Registration extends ProducerState {
 /**
  * Registers (or refreshes) the producer `id`. The newest row left by an
  * earlier incarnation of the same node and queue lends its limit and paused
- * flag (`inherited: true`); otherwise the given state is stored. Rows of
- * other incarnations are left alone: the rescuer judges them by their own
+ * flag (`inherited: true`); otherwise the given state is stored. A queue
+ * paused on every node (`pausedEverywhere`) registers paused either way. Rows
+ * of other incarnations are left alone: the rescuer judges them by their own
  * heartbeats.
+ *
+ * The queue's row in `oban_queues` is upserted and its pause read from the
+ * row as locked (`RETURNING`), not from the statement's snapshot: a pause for
+ * every node committed while this waited for the lock is seen here, and one
+ * that takes the lock after this sees this producer's row (`storeQueuePause`).
  */
 export const registerProducer = (
   sql: SqlClient,
@@ -51,8 +59,13 @@ export const registerProducer = (
   } & ProducerState
 ): Effect.Effect<Registration, SqlError> => {
   const producers = table(sql, prefix, "oban_producers")
-  return sql<{ readonly limit: number; readonly paused: boolean; readonly inherited: boolean; readonly twins: number }>`
+  return sql<Registration>`
     WITH clock AS (SELECT ${now} AS now),
+    queue_row AS (
+      INSERT INTO ${table(sql, prefix, "oban_queues")} AS q (name) VALUES (${options.queue})
+      ON CONFLICT (name) DO UPDATE SET name = excluded.name
+      RETURNING q.paused_at IS NOT NULL AS paused
+    ),
     earlier AS (
       SELECT p."limit", p.paused, p.updated_at FROM ${producers} AS p
       WHERE p.node = ${options.node} AND p.queue = ${options.queue} AND p.id <> ${options.id}::uuid
@@ -63,7 +76,7 @@ export const registerProducer = (
       INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at)
       SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
              COALESCE((SELECT "limit" FROM newest), ${options.limit}),
-             COALESCE((SELECT paused FROM newest), ${options.paused}),
+             COALESCE((SELECT paused FROM newest), ${options.paused}) OR (SELECT paused FROM queue_row),
              ${JSON.stringify(options.meta ?? {})}::jsonb,
              clock.now, clock.now
       FROM clock
@@ -72,6 +85,7 @@ export const registerProducer = (
     )
     SELECT registered."limit" AS limit, registered.paused,
            EXISTS (SELECT 1 FROM newest) AS inherited,
+           (SELECT paused FROM queue_row) AS "pausedEverywhere",
            (SELECT count(*)::int FROM earlier, clock
             WHERE earlier.updated_at > clock.now - ${options.freshMillis} * interval '1 millisecond') AS twins
     FROM registered
@@ -95,6 +109,27 @@ export const beat = (
     RETURNING p."limit" AS limit, p.paused,
       (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits
   `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : { ...rows[0], limits: fromRow(rows[0].limits) }))
+
+/**
+ * Records a pause for every node on the queue's row in `oban_queues` (kept
+ * from the first pause), or clears it. Run in the command's transaction
+ * before the producer rows are updated, by a statement of its own: the row's
+ * lock orders it with registrations (`registerProducer`), and the update that
+ * follows sees the rows of producers that registered while it waited.
+ */
+export const storeQueuePause = (
+  sql: SqlClient,
+  prefix: string,
+  queue: string,
+  paused: boolean
+): Effect.Effect<void, SqlError> => {
+  const queues = table(sql, prefix, "oban_queues")
+  return (paused
+    ? sql`
+      INSERT INTO ${queues} AS q (name, paused_at) VALUES (${queue}, now())
+      ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)`
+    : sql`UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue}`).pipe(Effect.asVoid)
+}
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
 export const storeQueueState = (

@@ -1,0 +1,150 @@
+/**
+ * A queue paused on every node stays paused for nodes that start later (a
+ * rolling deploy, a new replica, a restart after a clean shutdown), until it
+ * is resumed on every node; a pause for one node stays that node's. Checked
+ * with real nodes, jobs that must not run, and the stored `paused_at`.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Fiber, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import pg from "pg"
+import * as Cluster from "../src/Cluster.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("queuepause")
+
+const runs: Array<number> = []
+const Count = Worker.make("Count", {
+  args: Schema.Struct({ n: Schema.Int }),
+  queue: "mail",
+  perform: (job) => Effect.sync(() => runs.push(job.id))
+})
+
+const base = { prefix, workers: [Count], pollInterval: "200 millis" } as const
+
+/** When the queue was paused on every node, as stored; null when it is not. */
+const pausedAt = (queue: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ paused_at: Date | null }>`
+      SELECT paused_at FROM ${sql(prefix)}.oban_queues WHERE name = ${queue}`
+    return rows[0]?.paused_at ?? null
+  })
+
+const reset = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_queues`
+  runs.length = 0
+})
+
+/** The job is still waiting after its queue's nodes had time to fetch it. */
+const stillWaiting = (id: number) =>
+  Effect.gen(function*() {
+    yield* Effect.sleep("600 millis")
+    assert.strictEqual((yield* jobRow(prefix, id)).state, "available")
+    assert.notInclude(runs, id)
+  })
+
+const completed = (id: number) => waitFor(`job ${id} completed`, Effect.map(jobRow(prefix, id), (row) => row.state === "completed"))
+
+layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("a queue paused on every node", (it) => {
+  it.effect("stays paused on nodes that start later, under a new name or the same one after a clean shutdown", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const a = yield* startNode({ ...base, node: "pause-a", queues: { mail: 5 } })
+      yield* a.oban.ready
+      yield* a.oban.pauseQueue("mail")
+      const since = yield* pausedAt("mail")
+      assert.isNotNull(since)
+      // A clean shutdown removes the node's producer rows, which used to be where the pause lived.
+      yield* a.stop
+      const again = yield* startNode({ ...base, node: "pause-a", queues: { mail: 5 } })
+      const fresh = yield* startNode({ ...base, node: "pause-new", queues: { mail: 5 } })
+      yield* again.oban.ready
+      yield* fresh.oban.ready
+      assert.isTrue((yield* again.oban.checkQueue("mail")).paused)
+      assert.isTrue((yield* fresh.oban.checkQueue("mail")).paused)
+      const job = yield* Oban.insert(Count.job({ n: 1 }))
+      yield* stillWaiting(job.id)
+      // A second pause keeps the time of the first.
+      yield* fresh.oban.pauseQueue("mail")
+      assert.deepStrictEqual(yield* pausedAt("mail"), since)
+
+      yield* fresh.oban.resumeQueue("mail")
+      assert.isNull(yield* pausedAt("mail"))
+      yield* completed(job.id)
+      assert.isFalse((yield* again.oban.checkQueue("mail")).paused)
+      const later = yield* startNode({ ...base, node: "pause-later", queues: { mail: 5 } })
+      yield* later.oban.ready
+      assert.isFalse((yield* later.oban.checkQueue("mail")).paused)
+    }))
+
+  it.effect("a pause for one node is that node's: nodes that start later run the queue", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const a = yield* startNode({ ...base, node: "one-a", queues: { mail: 5 } })
+      yield* a.oban.ready
+      yield* a.oban.pauseQueue("mail", { scope: "node" })
+      assert.isNull(yield* pausedAt("mail"))
+      const b = yield* startNode({ ...base, node: "one-b", queues: { mail: 5 } })
+      yield* b.oban.ready
+      assert.isFalse((yield* b.oban.checkQueue("mail")).paused)
+      const job = yield* Oban.insert(Count.job({ n: 2 }))
+      yield* completed(job.id)
+      const [row] = yield* (yield* SqlClient)<{ node: string }>`
+        SELECT attempted_by[1] AS node FROM ${(yield* SqlClient)(prefix)}.oban_jobs_all WHERE id = ${job.id}`
+      assert.strictEqual(row!.node, "one-b")
+    }))
+
+  it.effect("Cluster.pauseQueue before any node runs the queue holds it paused from the first node's start", () =>
+    Effect.gen(function*() {
+      yield* reset
+      // No producer yet: nobody is told, but the pause is kept for the queue.
+      assert.strictEqual(yield* Cluster.pauseQueue("mail"), 0)
+      const job = yield* Oban.insert(Count.job({ n: 3 }))
+      const a = yield* startNode({ ...base, node: "early-a", queues: { mail: 5 } })
+      yield* a.oban.ready
+      assert.isTrue((yield* a.oban.checkQueue("mail")).paused)
+      yield* stillWaiting(job.id)
+      // Resuming one node runs the queue there; the pause stays for nodes that start later.
+      yield* Cluster.resumeQueue("mail", { node: "early-a" })
+      yield* completed(job.id)
+      assert.isNotNull(yield* pausedAt("mail"))
+      assert.strictEqual(yield* Cluster.resumeQueue("mail"), 1)
+      assert.isNull(yield* pausedAt("mail"))
+    }))
+
+  it.effect("a node registering while a pause for every node commits starts paused (the row lock orders them)", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name) VALUES ('mail')`
+      // A pause for every node, as Cluster.pauseQueue writes it, held open in its transaction.
+      const client = new pg.Client({ connectionString: databaseUrl() })
+      yield* Effect.promise(() => client.connect())
+      yield* Effect.addFinalizer(() => Effect.promise(() => client.end()))
+      const table = `${client.escapeIdentifier(prefix)}.oban_queues`
+      yield* Effect.promise(() => client.query("BEGIN"))
+      yield* Effect.promise(() => client.query(`UPDATE ${table} SET paused_at = now() WHERE name = 'mail'`))
+      const starting = yield* Effect.forkChild(startNode({ ...base, node: "racer", queues: { mail: 5 } }))
+      // The node's registration now waits for the queue's row, having taken its snapshot before the commit.
+      yield* waitFor("the registration waiting for the row lock", Effect.map(
+        sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE '%oban_queues%' AND query LIKE '%oban_producers%'`,
+        (rows) => rows[0]!.n === 1
+      ))
+      yield* Effect.promise(() => client.query("COMMIT"))
+      const node = yield* Fiber.join(starting)
+      yield* node.oban.ready
+      assert.isTrue((yield* node.oban.checkQueue("mail")).paused)
+      const job = yield* Oban.insert(Count.job({ n: 4 }))
+      yield* stillWaiting(job.id)
+      const [row] = yield* sql<{ paused: boolean }>`
+        SELECT paused FROM ${sql(prefix)}.oban_producers WHERE node = 'racer' AND queue = 'mail'`
+      assert.isTrue(row!.paused, "the stored producer row says paused too (heartbeats read it back)")
+    }))
+})
