@@ -205,13 +205,22 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       yield* waitFor("quiet paused", Effect.map(oban.checkQueue("quiet"), (state) => state.paused))
       assert.strictEqual((yield* cli(withPrefix("queues", "scale", "mailers", "4", "--node", "cli-node"))).code, 0)
       yield* waitFor("mailers scaled", Effect.map(oban.checkQueue("mailers"), (state) => state.limit === 4))
-      const [unknown, badLimit, human] = yield* Effect.all([
+      const [unknown, badLimit, human, ahead] = yield* Effect.all([
         cli(withPrefix("queues", "resume", "nope")),
         cli(withPrefix("queues", "scale", "mailers", "0")),
-        cli(withPrefix("queues", "status"))
+        cli(withPrefix("queues", "status")),
+        cli(withPrefix("queues", "pause", "later"))
       ], { concurrency: 3 })
       assert.strictEqual(unknown.code, 5)
+      assert.include(unknown.stderr, `no running node has queue "nope" (a pause kept for it, if any, is cleared)`)
       assert.strictEqual(badLimit.code, 2)
+      // A pause for every node of a queue no node runs yet is kept for the nodes that start it: not an error.
+      assert.strictEqual(ahead.code, 0)
+      assert.include(ahead.stdout, `paused queue later: no running node has queue "later"; nodes that start it later start it paused`)
+      const sql = yield* SqlClient
+      const [kept] = yield* sql<{ paused: boolean }>`
+        SELECT paused_at IS NOT NULL AS paused FROM ${sql(prefix)}.oban_queues WHERE name = 'later'`
+      assert.isTrue(kept?.paused)
       assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+RUNNING\s+PAUSED/)
       assert.match(human.stdout, /quiet\s+1\s+1\s+0\s+yes/)
     }))

@@ -124,6 +124,15 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.include(done.text, `Job ${id} cancelled.`)
       assert.strictEqual((yield* jobRow(prefix, id!)).state, "cancelled")
       assert.strictEqual((yield* client.request(path, { method: "PUT" })).status, 405)
+
+      // A pause for every node says, before it runs, that it holds for nodes that start later; then it does.
+      const pause = yield* client.post("/queues/csrf/pause", { _csrf: csrf })
+      assert.include(pause.text, "Pause queue csrf on every node, and on nodes that start later?")
+      yield* client.post("/queues/csrf/pause", { _csrf: csrf, confirmed: "yes" }, { origin: url })
+      const sql = yield* SqlClient
+      const [kept] = yield* sql<{ paused: boolean }>`
+        SELECT paused_at IS NOT NULL AS paused FROM ${sql(prefix)}.oban_queues WHERE name = 'csrf'`
+      assert.isTrue(kept?.paused)
     }))
 
   it.effect("job data is rendered as text: args, meta, tags and errors holding markup never become markup", () =>

@@ -57,23 +57,29 @@ const status = Command.make("status", {
 const nodeFlag = Flag.String("node").pipe(Flag.withDescription("Only on this node (default: every node)"), Flag.optional)
 const queueArgument = Argument.String("queue")
 
+/** What a pause or resume for every node did to the queue's own state, which nodes that start later read. */
+const keptNote = { pause: "; nodes that start it later start it paused", resume: "" } as const
+
 const report = (
   verb: string,
   queue: string,
   node: Option.Option<string>,
   changed: number,
-  json: boolean
-) =>
-  changed === 0
-    ? Effect.fail(
-      new CliFailure(
-        ExitCode.notFound,
-        `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"`,
-        "QueueNotFound"
-      )
-    )
-    : print(json, { queue, node: Option.getOrNull(node), producers: changed }, () =>
-      `${verb} queue ${queue} on ${changed} producer${changed === 1 ? "" : "s"}`)
+  json: boolean,
+  kept?: "pause" | "resume"
+) => {
+  const none = `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"`
+  // A pause for every node is stored for the queue even when no node runs it yet: it did something.
+  if (changed === 0 && kept === "pause") {
+    return print(json, { queue, node: null, producers: 0 }, () => `${verb} queue ${queue}: ${none}${keptNote.pause}`)
+  }
+  if (changed === 0) {
+    const cleared = kept === "resume" ? ` (a pause kept for it, if any, is cleared)` : ""
+    return Effect.fail(new CliFailure(ExitCode.notFound, `${none}${cleared}`, "QueueNotFound"))
+  }
+  return print(json, { queue, node: Option.getOrNull(node), producers: changed }, () =>
+    `${verb} queue ${queue} on ${changed} producer${changed === 1 ? "" : "s"}${kept === undefined ? "" : keptNote[kept]}`)
+}
 
 const command = (name: "pause" | "resume", verb: string, description: string) =>
   Command.make(name, { queue: queueArgument, node: nodeFlag }, ({ node, queue }) =>
@@ -84,7 +90,7 @@ const command = (name: "pause" | "resume", verb: string, description: string) =>
         globals,
         name === "pause" ? Cluster.pauseQueue(queue, options) : Cluster.resumeQueue(queue, options)
       )
-      yield* report(verb, queue, node, changed, globals.json)
+      yield* report(verb, queue, node, changed, globals.json, Option.isNone(node) ? name : undefined)
     })).pipe(Command.withDescription(description))
 
 const scale = Command.make("scale", {
@@ -103,7 +109,7 @@ export const queues = Command.make("queues").pipe(
   Command.withDescription("Queue status, and pause / resume / scale on every node or one"),
   Command.withSubcommands([
     status,
-    command("pause", "paused", "Stop fetching jobs of a queue (running jobs finish), on every node or one"),
+    command("pause", "paused", "Stop fetching jobs of a queue (running jobs finish), on every node (and nodes that start later) or one"),
     command("resume", "resumed", "Resume a paused queue, on every node or one"),
     scale
   ])

@@ -169,7 +169,8 @@ export const queueAction = (
     if (action === "scale" && limit === undefined) {
       return yield* new InvalidFilterError({ field: "limit", message: "scale needs a limit from 1 to 10000" })
     }
-    const where = node === undefined ? "every node" : `node ${node}`
+    // A pause for every node is kept for the queue (migration 20): say so before it is confirmed.
+    const where = node === undefined ? action === "pause" ? "every node, and on nodes that start later" : "every node" : `node ${node}`
     const what = action === "scale" ? `Scale queue ${queue} to ${limit} on ${where}` : `${action === "pause" ? "Pause" : "Resume"} queue ${queue} on ${where}`
     const back = `${context.base}/`
     if (form.get("confirmed") !== "yes") {
