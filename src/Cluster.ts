@@ -20,7 +20,7 @@ import { InvalidConfigError, type MigrationError } from "./Errors.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { checkQueueName } from "./internal/queueName.ts"
 import { isValidLimit } from "./internal/runtime.ts"
-import { commandQueue, currentLease, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
+import { commandQueue, currentLease, keptPauses, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
 import { cronLease } from "./internal/sql/peers.ts"
 
 /**
@@ -96,6 +96,12 @@ export interface ClusterView {
   readonly cronLeader: LeaseInfo | undefined
   readonly nodes: ReadonlyArray<NodeInfo>
   readonly crons: ReadonlyArray<CronInfo>
+  /**
+   * Queues paused for every node (`pauseQueue` without a node), and since
+   * when: nodes that start them later start them paused, until `resumeQueue`
+   * for every node. A queue resumed on some nodes since stays listed here.
+   */
+  readonly pausedQueues: ReadonlyArray<{ readonly queue: string; readonly since: Date }>
 }
 
 
@@ -129,7 +135,8 @@ const cronInfo = (entry: StoredEntry, nodes: ReadonlyArray<string>, now: Date): 
 }
 
 /**
- * Nodes and their producers, the leader, and the crontab, in two statements.
+ * Nodes and their producers, the leader, the crontab, and the queues paused
+ * for every node.
  *
  * @since 0.1.0
  */
@@ -137,8 +144,9 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
   Effect.map(Effect.all([
     producerRows(sql, prefix),
     currentLease(sql, prefix),
-    currentLease(sql, prefix, cronLease)
-  ]), ([{ now, rows }, lease, cronLeaseRow]) => {
+    currentLease(sql, prefix, cronLease),
+    keptPauses(sql, prefix)
+  ]), ([{ now, rows }, lease, cronLeaseRow, pausedQueues]) => {
     const nodes = new Map<string, Array<ProducerInfo>>()
     const crons = new Map<string, { entry: StoredEntry; nodes: Set<string> }>()
     const report = (node: string, meta: Record<string, unknown> | null) => {
@@ -177,7 +185,8 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
       cronLeader: leaseInfo(cronLeaseRow),
       nodes: Array.from(nodes, ([node, producers]) => ({ node, leader: lease?.node === node, producers })),
       crons: Array.from(crons.values(), ({ entry, nodes }) => cronInfo(entry, Array.from(nodes).sort(), now))
-        .sort((a, b) => a.name.localeCompare(b.name))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+      pausedQueues
     }
   })
 )
@@ -197,7 +206,7 @@ export interface CommandOptions {
 const command = (input: QueueCommand, options: CommandOptions = {}) =>
   Effect.flatMap(
     checkQueueName("queue", input.queue),
-    () => withPrefix((sql, prefix) => commandQueue(sql, prefix, input, options.node))
+    () => withPrefix((sql, prefix) => Effect.map(commandQueue(sql, prefix, input, options.node), (result) => result.producers))
   )
 
 /**

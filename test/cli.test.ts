@@ -212,7 +212,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
         cli(withPrefix("queues", "pause", "later"))
       ], { concurrency: 3 })
       assert.strictEqual(unknown.code, 5)
-      assert.include(unknown.stderr, `no running node has queue "nope" (a pause kept for it, if any, is cleared)`)
+      assert.include(unknown.stderr, `no running node has queue "nope"`)
       assert.strictEqual(badLimit.code, 2)
       // A pause for every node of a queue no node runs yet is kept for the nodes that start it: not an error.
       assert.strictEqual(ahead.code, 0)
@@ -221,6 +221,13 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const [kept] = yield* sql<{ paused: boolean }>`
         SELECT paused_at IS NOT NULL AS paused FROM ${sql(prefix)}.oban_queues WHERE name = 'later'`
       assert.isTrue(kept?.paused)
+      const keptStatus = yield* cli(withPrefix("queues", "status", "later"))
+      assert.match(keptStatus.stdout, /later\s+0\s+0\s+0\s+kept/)
+      // The resume clears the kept pause: it did something though no node runs the queue.
+      const cleared = yield* cli(withPrefix("queues", "resume", "later"))
+      assert.strictEqual(cleared.code, 0)
+      assert.include(cleared.stdout, `resumed queue later: no running node has queue "later"; nodes that start it later run it again`)
+      assert.strictEqual((yield* cli(withPrefix("queues", "resume", "later"))).code, 5, "nothing left to clear")
       assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+RUNNING\s+PAUSED/)
       assert.match(human.stdout, /quiet\s+1\s+1\s+0\s+yes/)
     }))

@@ -16,7 +16,7 @@ import { createServer } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { report, testLayer, uniquePrefix } from "./support/db.ts"
 import { Client, insertJobs, readSnapshots, statementCounter } from "./support/dashboard.ts"
-import { jobRow } from "./support/node.ts"
+import { jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("dashboard")
 const refreshesOf = (statements: number, perRefresh: number) => (statements / perRefresh).toFixed(2)
@@ -133,6 +133,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       const [kept] = yield* sql<{ paused: boolean }>`
         SELECT paused_at IS NOT NULL AS paused FROM ${sql(prefix)}.oban_queues WHERE name = 'csrf'`
       assert.isTrue(kept?.paused)
+      // No node runs the queue: the page says the pause is kept, and offers to resume it.
+      yield* waitFor("the kept pause on the queues page", Effect.map(client.get("/"), (page) =>
+        /data-queue-row="csrf"[\s\S]*?data-field="paused">kept</.test(page.text) &&
+        page.text.includes(`action="/queues/csrf/resume"`)))
     }))
 
   it.effect("job data is rendered as text: args, meta, tags and errors holding markup never become markup", () =>

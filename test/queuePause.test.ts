@@ -48,6 +48,36 @@ const stillWaiting = (id: number) =>
     assert.notInclude(runs, id)
   })
 
+/** Some statement waits for a lock held by `client`'s open transaction (other test files share the server). */
+const blockedBy = (client: Raw) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${client.pid}::int = ANY(pg_blocking_pids(pid))`
+    return rows[0]!.n > 0
+  })
+
+/** A connection of its own, and its server process, closed with the test's scope. */
+interface Raw {
+  readonly query: (text: string) => Promise<unknown>
+  readonly pid: number
+  readonly schema: string
+}
+const rawClient = Effect.acquireRelease(
+  Effect.promise(async (): Promise<Raw & { readonly end: () => Promise<void> }> => {
+    const client = new pg.Client({ connectionString: databaseUrl() })
+    await client.connect()
+    const result = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
+    return {
+      query: (text) => client.query(text),
+      pid: result.rows[0]!.pid,
+      schema: client.escapeIdentifier(prefix),
+      end: () => client.end()
+    }
+  }),
+  (client) => Effect.promise(() => client.end())
+)
+
 const completed = (id: number) => waitFor(`job ${id} completed`, Effect.map(jobRow(prefix, id), (row) => row.state === "completed"))
 
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("a queue paused on every node", (it) => {
@@ -123,20 +153,13 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const sql = yield* SqlClient
       yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name) VALUES ('mail')`
       // A pause for every node, as Cluster.pauseQueue writes it, held open in its transaction.
-      const client = new pg.Client({ connectionString: databaseUrl() })
-      yield* Effect.promise(() => client.connect())
-      yield* Effect.addFinalizer(() => Effect.promise(() => client.end()))
-      const table = `${client.escapeIdentifier(prefix)}.oban_queues`
+      const client = yield* rawClient
+      const table = `${client.schema}.oban_queues`
       yield* Effect.promise(() => client.query("BEGIN"))
       yield* Effect.promise(() => client.query(`UPDATE ${table} SET paused_at = now() WHERE name = 'mail'`))
       const starting = yield* Effect.forkChild(startNode({ ...base, node: "racer", queues: { mail: 5 } }))
       // The node's registration now waits for the queue's row, having taken its snapshot before the commit.
-      yield* waitFor("the registration waiting for the row lock", Effect.map(
-        sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE wait_event_type = 'Lock' AND query LIKE '%oban_queues%' AND query LIKE '%oban_producers%'`,
-        (rows) => rows[0]!.n === 1
-      ))
+      yield* waitFor("the registration waiting for the row lock", blockedBy(client))
       yield* Effect.promise(() => client.query("COMMIT"))
       const node = yield* Fiber.join(starting)
       yield* node.oban.ready
@@ -146,5 +169,42 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const [row] = yield* sql<{ paused: boolean }>`
         SELECT paused FROM ${sql(prefix)}.oban_producers WHERE node = 'racer' AND queue = 'mail'`
       assert.isTrue(row!.paused, "the stored producer row says paused too (heartbeats read it back)")
+    }))
+  it.effect("a pause for every node waiting behind a registration pauses the producer that registered meanwhile", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name) VALUES ('mail')`
+      // A registration, as registerProducer writes it: the queue's row locked, then the producer's row.
+      const client = yield* rawClient
+      const schema = client.schema
+      yield* Effect.promise(() => client.query("BEGIN"))
+      yield* Effect.promise(() =>
+        client.query(`INSERT INTO ${schema}.oban_queues (name) VALUES ('mail') ON CONFLICT (name) DO UPDATE SET name = excluded.name`)
+      )
+      yield* Effect.promise(() =>
+        client.query(`INSERT INTO ${schema}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
+          VALUES (gen_random_uuid(), 'registering', 'mail', 5, false, '{}', now(), now())`)
+      )
+      const pausing = yield* Effect.forkChild(Cluster.pauseQueue("mail"))
+      yield* waitFor("the pause waiting for the queue's row", blockedBy(client))
+      yield* Effect.promise(() => client.query("COMMIT"))
+      // Its update of the producer rows ran after the registration committed, and found its row.
+      assert.strictEqual(yield* Fiber.join(pausing), 1)
+      const [row] = yield* sql<{ paused: boolean }>`
+        SELECT paused FROM ${sql(prefix)}.oban_producers WHERE node = 'registering'`
+      assert.isTrue(row!.paused)
+    }))
+
+  it.effect("Cluster.view lists the queues paused for every node until resumed for every node", () =>
+    Effect.gen(function*() {
+      yield* reset
+      yield* Cluster.pauseQueue("mail")
+      yield* Cluster.pauseQueue("other", { node: "somewhere" })
+      const view = yield* Cluster.view
+      assert.deepStrictEqual(view.pausedQueues.map((entry) => entry.queue), ["mail"])
+      assert.isTrue(view.pausedQueues[0]!.since.getTime() <= view.now.getTime())
+      yield* Cluster.resumeQueue("mail")
+      assert.deepStrictEqual((yield* Cluster.view).pausedQueues, [])
     }))
 })

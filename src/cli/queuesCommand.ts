@@ -7,6 +7,10 @@ import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
 import * as Jobs from "../Jobs.ts"
+import { checkQueueName } from "../internal/queueName.ts"
+import { withPrefix } from "../internal/notMigrated.ts"
+import { pausedSummary } from "../internal/pausedSummary.ts"
+import { commandQueue } from "../internal/sql/cluster.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
 import { root, withDatabase } from "./shared.ts"
@@ -19,29 +23,31 @@ const status = Command.make("status", {
     const [view, counts] = yield* withDatabase(globals, Effect.all([Cluster.view, Jobs.counts()]))
     const names = new Set([
       ...counts.queues.map((entry) => entry.queue),
-      ...view.nodes.flatMap((node) => node.producers.map((producer) => producer.queue))
+      ...view.nodes.flatMap((node) => node.producers.map((producer) => producer.queue)),
+      ...view.pausedQueues.map((entry) => entry.queue)
     ])
     const wanted = Option.match(queue, { onNone: () => Array.from(names).sort(), onSome: (name) => [name] })
     const queues = wanted.map((name) => ({
       queue: name,
       producers: view.nodes.flatMap((node) => node.producers.filter((producer) => producer.queue === name)),
-      counts: counts.queues.find((entry) => entry.queue === name)?.states ?? {}
+      counts: counts.queues.find((entry) => entry.queue === name)?.states ?? {},
+      /** When it was paused for every node, a pause kept for nodes that start later; null when it is not. */
+      pausedSince: view.pausedQueues.find((entry) => entry.queue === name)?.since ?? null
     }))
-    if (Option.isSome(queue) && queues[0]!.producers.length === 0 && !counts.queues.some((q) => q.queue === queue.value)) {
+    if (Option.isSome(queue) && !names.has(queue.value)) {
       return yield* Effect.fail(
         new CliFailure(ExitCode.notFound, `queue "${queue.value}" has no jobs and no running node`, "QueueNotFound")
       )
     }
     yield* print(globals.json, { queues, estimated: counts.estimated }, () => {
-      const rows = queues.map(({ counts, producers, queue }) => {
-        const paused = producers.filter((producer) => producer.paused).length
+      const rows = queues.map(({ counts, pausedSince, producers, queue }) => {
         const state = (name: string) => (counts as Record<string, number>)[name] ?? 0
         return [
           queue,
           producers.length,
           producers.reduce((sum, producer) => sum + producer.limit, 0),
           producers.reduce((sum, producer) => sum + producer.running, 0),
-          producers.length === 0 ? "-" : paused === 0 ? "no" : paused === producers.length ? "yes" : `${paused} of ${producers.length}`,
+          pausedSummary(producers, pausedSince !== null),
           state("available"), state("scheduled"), state("executing"), state("retryable"),
           state("completed"), state("discarded"), state("cancelled")
         ]
@@ -57,8 +63,11 @@ const status = Command.make("status", {
 const nodeFlag = Flag.String("node").pipe(Flag.withDescription("Only on this node (default: every node)"), Flag.optional)
 const queueArgument = Argument.String("queue")
 
-/** What a pause or resume for every node did to the queue's own state, which nodes that start later read. */
-const keptNote = { pause: "; nodes that start it later start it paused", resume: "" } as const
+/** What a pause or resume for every node did to the pause kept for the queue, which nodes that start later read. */
+const keptNote = {
+  pause: "; nodes that start it later start it paused",
+  resume: "; nodes that start it later run it again"
+} as const
 
 const report = (
   verb: string,
@@ -69,28 +78,34 @@ const report = (
   kept?: "pause" | "resume"
 ) => {
   const none = `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"`
-  // A pause for every node is stored for the queue even when no node runs it yet: it did something.
-  if (changed === 0 && kept === "pause") {
-    return print(json, { queue, node: null, producers: 0 }, () => `${verb} queue ${queue}: ${none}${keptNote.pause}`)
+  // A pause for every node is kept for the queue even when no node runs it, and a resume clears it: each did something.
+  if (changed === 0 && kept !== undefined) {
+    return print(json, { queue, node: null, producers: 0, kept: kept === "pause" }, () =>
+      `${verb} queue ${queue}: ${none}${keptNote[kept]}`)
   }
-  if (changed === 0) {
-    const cleared = kept === "resume" ? ` (a pause kept for it, if any, is cleared)` : ""
-    return Effect.fail(new CliFailure(ExitCode.notFound, `${none}${cleared}`, "QueueNotFound"))
-  }
-  return print(json, { queue, node: Option.getOrNull(node), producers: changed }, () =>
-    `${verb} queue ${queue} on ${changed} producer${changed === 1 ? "" : "s"}${kept === undefined ? "" : keptNote[kept]}`)
+  if (changed === 0) return Effect.fail(new CliFailure(ExitCode.notFound, none, "QueueNotFound"))
+  return print(
+    json,
+    { queue, node: Option.getOrNull(node), producers: changed, ...(kept === undefined ? {} : { kept: kept === "pause" }) },
+    () => `${verb} queue ${queue} on ${changed} producer${changed === 1 ? "" : "s"}${kept === undefined ? "" : keptNote[kept]}`
+  )
 }
+
+/** A pause or resume, with what it did to the pause kept for the queue (only a command for every node changes it). */
+const pauseOrResume = (action: "pause" | "resume", queue: string, node: string | undefined) =>
+  Effect.flatMap(
+    checkQueueName("queue", queue),
+    () => withPrefix((sql, prefix) => commandQueue(sql, prefix, { action, queue }, node))
+  )
 
 const command = (name: "pause" | "resume", verb: string, description: string) =>
   Command.make(name, { queue: queueArgument, node: nodeFlag }, ({ node, queue }) =>
     Effect.gen(function*() {
       const globals = yield* root
-      const options = { node: Option.getOrUndefined(node) }
-      const changed = yield* withDatabase(
-        globals,
-        name === "pause" ? Cluster.pauseQueue(queue, options) : Cluster.resumeQueue(queue, options)
-      )
-      yield* report(verb, queue, node, changed, globals.json, Option.isNone(node) ? name : undefined)
+      const result = yield* withDatabase(globals, pauseOrResume(name, queue, Option.getOrUndefined(node)))
+      // A resume for every node that found nothing to clear and no node to tell did nothing: a typo, most likely.
+      const kept = Option.isSome(node) || (name === "resume" && !result.kept) ? undefined : name
+      yield* report(verb, queue, node, result.producers, globals.json, kept)
     })).pipe(Command.withDescription(description))
 
 const scale = Command.make("scale", {

@@ -114,17 +114,18 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
             "each keeps its own producer rows and jobs, but give every process a unique node name"
         )
       }
-      if (row.inherited || row.pausedEverywhere) {
-        // Rows left by an earlier run of this node, or a pause for every node: the stored state wins.
-        yield* adopt(row, readAt)
-      } else if (control.changes !== readAt) {
-        // A command arrived while registering: store what this node now has.
+      if (control.changes !== readAt) {
+        // A command arrived while registering, and its update may not have seen this row: what this
+        // node now has wins, and is stored for its heartbeats to read back.
         yield* options.liveness.run(storeQueueState(client, options.prefix, {
           queue: options.queue,
           node: options.node,
           limit: control.limit,
           paused: control.paused
         }))
+      } else if (row.inherited || row.pausedEverywhere) {
+        // Rows left by an earlier run of this node, or a pause for every node: the stored state wins.
+        yield* adopt(row, readAt)
       }
     })
 

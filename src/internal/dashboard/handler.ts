@@ -28,6 +28,7 @@ import type { Poller } from "./poller.ts"
 import { queuesPage } from "./queuesPage.ts"
 import { type Csrf, securityHeaders, sessionCookie } from "./security.ts"
 import type { Snapshot } from "./snapshot.ts"
+import { pausedSummary } from "../pausedSummary.ts"
 
 export type Access = "full" | "read-only" | "denied"
 
@@ -75,14 +76,14 @@ const jsonResponse = (body: unknown, status = 200): Response =>
 export const livePayload = (snapshot: Snapshot) => {
   const producers: Array<readonly [string, { nodes: number; limit: number | string; running: number; paused: string }]> = []
   const all = snapshot.cluster.nodes.flatMap((node) => node.producers)
-  for (const queue of new Set(all.map((producer) => producer.queue))) {
+  const kept = new Set(snapshot.cluster.pausedQueues.map((entry) => entry.queue))
+  for (const queue of new Set([...all.map((producer) => producer.queue), ...kept])) {
     const mine = all.filter((producer) => producer.queue === queue)
-    const paused = mine.filter((producer) => producer.paused).length
     producers.push([queue, {
       nodes: mine.length,
       limit: mine.reduce((sum, producer) => sum + producer.limit, 0),
       running: mine.reduce((sum, producer) => sum + producer.running, 0),
-      paused: paused === 0 ? "no" : paused === mine.length ? "yes" : `${paused} of ${mine.length}`
+      paused: pausedSummary(mine, kept.has(queue))
     }])
   }
   return {

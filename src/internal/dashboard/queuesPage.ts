@@ -7,6 +7,7 @@ import type { ProducerInfo } from "../../Cluster.ts"
 import { type Html, html } from "./html.ts"
 import { date, page, type PageContext, postForm, states } from "./layout.ts"
 import { type Series, type Snapshot, windowSeconds } from "./snapshot.ts"
+import { pausedSummary } from "../pausedSummary.ts"
 
 export const chartHeight = 40
 
@@ -44,15 +45,10 @@ export const chart = (queue: string, series: Series | undefined): Html => {
 </figure>`
 }
 
-const pausedText = (producers: ReadonlyArray<ProducerInfo>): string => {
-  if (producers.length === 0) return "-"
-  const paused = producers.filter((producer) => producer.paused).length
-  return paused === 0 ? "no" : paused === producers.length ? "yes" : `${paused} of ${producers.length}`
-}
-
-const queueActions = (context: PageContext, queue: string, producers: ReadonlyArray<ProducerInfo>): Html => {
+const queueActions = (context: PageContext, queue: string, producers: ReadonlyArray<ProducerInfo>, kept: boolean): Html => {
   const path = `${context.base}/queues/${encodeURIComponent(queue)}`
-  const anyPaused = producers.some((producer) => producer.paused)
+  // A pause kept for nodes that start later can be cleared even where every node runs the queue.
+  const anyPaused = kept || producers.some((producer) => producer.paused)
   const anyRunning = producers.some((producer) => !producer.paused)
   return html`<div class="actions">
 ${anyRunning ? postForm(context, `${path}/pause`, [], html`<button type="submit">Pause</button>`) : ""}
@@ -78,9 +74,11 @@ export const queuesPage = (context: PageContext, snapshot: Snapshot): Html => {
   const names = Array.from(
     new Set([
       ...snapshot.counts.queues.map((entry) => entry.queue),
-      ...snapshot.cluster.nodes.flatMap((node) => node.producers.map((producer) => producer.queue))
+      ...snapshot.cluster.nodes.flatMap((node) => node.producers.map((producer) => producer.queue)),
+      ...snapshot.cluster.pausedQueues.map((entry) => entry.queue)
     ])
   ).sort()
+  const kept = new Set(snapshot.cluster.pausedQueues.map((entry) => entry.queue))
   const rows = names.map((queue) => {
     const counts = snapshot.counts.queues.find((entry) => entry.queue === queue)?.states
     const producers = producersOf(queue)
@@ -96,9 +94,9 @@ ${
 <td class="num" data-field="limit">${producers.reduce((sum, producer) => sum + producer.limit, 0) || "-"}</td>
 <td data-field="cluster-limits">${snapshot.limits.get(queue) ?? html`<span class="muted">none</span>`}</td>
 <td class="num" data-field="running">${producers.reduce((sum, producer) => sum + producer.running, 0)}</td>
-<td data-field="paused">${pausedText(producers)}</td>
+<td data-field="paused">${pausedSummary(producers, kept.has(queue))}</td>
 <td>${chart(queue, snapshot.throughput.get(queue))}</td>
-<td>${queueActions(context, queue, producers)}</td>
+<td>${queueActions(context, queue, producers, kept.has(queue))}</td>
 </tr>`
   })
   const estimated = snapshot.counts.estimated.length > 0
@@ -107,7 +105,7 @@ ${
   return page(
     context,
     { title: "Queues", current: "queues", version: snapshot.version },
-    html`<p class="note">As of ${date(snapshot.now)}. Limits and paused state come from the nodes running each queue.</p>
+    html`<p class="note">As of ${date(snapshot.now)}. Limits and paused state come from the nodes running each queue; "kept": paused for every node, so nodes that start later start it paused.</p>
 <table class="queues">
 <thead><tr><th>Queue</th>${states.map((state) => html`<th class="num">${state}</th>`)}<th class="num">nodes</th><th class="num">limit</th><th>cluster limits</th><th class="num">running</th><th>paused</th><th>throughput (5 min)</th><th>actions</th></tr></thead>
 <tbody>${rows.length === 0 ? html`<tr><td colspan="16" class="muted">No queues yet.</td></tr>` : rows}</tbody>

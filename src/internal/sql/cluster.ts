@@ -79,18 +79,24 @@ export type QueueCommand =
   | { readonly action: "resume"; readonly queue: string }
   | { readonly action: "scale"; readonly queue: string; readonly limit: number }
 
+/** What a queue command did: producer rows changed, and whether it changed the pause kept for the queue. */
+export interface CommandResult {
+  readonly producers: number
+  /** A pause for every node set the kept pause (or found it set), a resume for every node cleared one. */
+  readonly kept: boolean
+}
+
 /**
  * Stores a queue command in the rows of the queue's producers (of one node,
  * or all) and signals the nodes; a pause or resume for every node is stored
  * on the queue's row too (`storeQueuePause`), in the same transaction.
- * Returns the number of producer rows changed.
  */
 export const commandQueue = (
   sql: SqlClient,
   prefix: string,
   command: QueueCommand,
   node: string | undefined
-): Effect.Effect<number, SqlError> => {
+): Effect.Effect<CommandResult, SqlError> => {
   const limit = command.action === "scale" ? command.limit : null
   const paused = command.action === "scale" ? null : command.action === "pause"
   const signal = JSON.stringify(node === undefined ? command : { ...command, node })
@@ -108,6 +114,18 @@ export const commandQueue = (
   `.pipe(Effect.map((rows) => rows[0]?.changed ?? 0))
   // A pause or resume for every node is also the queue's own state, for nodes that start later.
   return paused === null || node !== undefined
-    ? stored
-    : sql.withTransaction(Effect.andThen(storeQueuePause(sql, prefix, command.queue, paused), stored))
+    ? Effect.map(stored, (producers) => ({ producers, kept: false }))
+    : sql.withTransaction(Effect.flatMap(
+      storeQueuePause(sql, prefix, command.queue, paused),
+      (kept) => Effect.map(stored, (producers) => ({ producers, kept }))
+    ))
 }
+
+/** The queues paused for every node, kept for nodes that start later, and since when. */
+export const keptPauses = (
+  sql: SqlClient,
+  prefix: string
+): Effect.Effect<ReadonlyArray<{ readonly queue: string; readonly since: Date }>, SqlError> =>
+  sql<{ readonly queue: string; readonly since: Date }>`
+    SELECT name AS queue, paused_at AS since FROM ${table(sql, prefix, "oban_queues")}
+    WHERE paused_at IS NOT NULL ORDER BY name`

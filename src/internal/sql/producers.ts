@@ -76,10 +76,12 @@ export const registerProducer = (
       INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at)
       SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
              COALESCE((SELECT "limit" FROM newest), ${options.limit}),
-             COALESCE((SELECT paused FROM newest), ${options.paused}) OR (SELECT paused FROM queue_row),
+             queue_row.paused OR COALESCE((SELECT paused FROM newest), ${options.paused}),
              ${JSON.stringify(options.meta ?? {})}::jsonb,
              clock.now, clock.now
-      FROM clock
+      -- Read from queue_row's rows: the queue's row is locked before this producer's row is written,
+      -- the order a pause for every node takes them in (no deadlock on a refresh of this row).
+      FROM clock, queue_row
       ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at
       RETURNING p."limit", p.paused
     )
@@ -122,13 +124,16 @@ export const storeQueuePause = (
   prefix: string,
   queue: string,
   paused: boolean
-): Effect.Effect<void, SqlError> => {
+): Effect.Effect<boolean, SqlError> => {
   const queues = table(sql, prefix, "oban_queues")
+  // Whether the queue is now paused (a pause), or a kept pause was cleared (a resume).
   return (paused
     ? sql`
       INSERT INTO ${queues} AS q (name, paused_at) VALUES (${queue}, now())
-      ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)`
-    : sql`UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue}`).pipe(Effect.asVoid)
+      ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)
+      RETURNING 1`
+    : sql`UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue} AND paused_at IS NOT NULL RETURNING 1`
+  ).pipe(Effect.map((rows) => rows.length > 0))
 }
 
 /** Stores a queue command: for one node, or for every producer of the queue. */

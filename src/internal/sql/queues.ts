@@ -1,6 +1,7 @@
 /**
  * SQL on `oban_queues`, the cluster-wide limits of queues (one row per queue
- * that has or had limits), and on `oban_rate_windows`, the jobs claimed per
+ * that a producer ran or that has or had limits; a row with no limits is an
+ * unlimited queue), and on `oban_rate_windows`, the jobs claimed per
  * rate window. The claims that honour these limits are in `limitedClaims.ts`.
  */
 import * as Effect from "effect/Effect"
