@@ -18,7 +18,7 @@ import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { channel, resolve as resolveSettings, Settings } from "../Config.ts"
+import { resolve as resolveSettings, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
 import { unrunnableCronEntries, unrunnableCronWarning } from "./cronWorkers.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
@@ -39,7 +39,8 @@ import type { NodeHandle } from "./nodeHandle.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
-import { removeProducers, storeQueuePause, storeQueueState } from "./sql/producers.ts"
+import { removeProducers, storeQueueState } from "./sql/producers.ts"
+import { commandQueue } from "./sql/cluster.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
 import { type LimitsInput, resolveLimits } from "./queueLimits.ts"
 import { checkQueueName } from "./queueName.ts"
@@ -344,26 +345,21 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
         Effect.gen(function*() {
           yield* checkQueueName("queue", command.queue)
           // Stored first, so that a heartbeat never reads back the old state over the new one.
-          const stored = {
-            queue: command.queue,
-            ...(command.action === "scale" ? { limit: command.limit } : { paused: command.action === "pause" })
-          }
           if (scope === "node") {
             if (!producers.has(command.queue)) {
               return yield* new UnknownQueueError({ queue: command.queue, node: config.node })
             }
-            yield* storeQueueState(sql, config.prefix, { ...stored, node: config.node })
+            yield* storeQueueState(sql, config.prefix, {
+              queue: command.queue,
+              node: config.node,
+              ...(command.action === "scale" ? { limit: command.limit } : { paused: command.action === "pause" })
+            })
             return yield* apply(command)
           }
-          // A pause or resume for every node is also the queue's own state, for nodes that start later.
-          yield* command.action === "scale"
-            ? storeQueueState(sql, config.prefix, stored)
-            : sql.withTransaction(Effect.andThen(
-              storeQueuePause(sql, config.prefix, command.queue, command.action === "pause"),
-              storeQueueState(sql, config.prefix, stored)
-            ))
+          // As `Cluster`'s commands store and signal it (a pause or resume is kept for nodes that start
+          // later); this node applies it at once rather than wait for its own signal.
+          yield* commandQueue(sql, config.prefix, command, undefined)
           yield* apply(command)
-          yield* sql`SELECT pg_notify(${channel(config.prefix, "signal")}, ${JSON.stringify(command)})`
         }),
       setLimits: (queue, input) =>
         Effect.gen(function*() {
