@@ -78,6 +78,16 @@ const rawClient = Effect.acquireRelease(
   (client) => Effect.promise(() => client.end())
 )
 
+/** A clean slate with the queue's row in place, and a connection of its own inside an open transaction. */
+const openTransaction = Effect.gen(function*() {
+  yield* reset
+  const sql = yield* SqlClient
+  yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name) VALUES ('mail')`
+  const client = yield* rawClient
+  yield* Effect.promise(() => client.query("BEGIN"))
+  return client
+})
+
 const completed = (id: number) => waitFor(`job ${id} completed`, Effect.map(jobRow(prefix, id), (row) => row.state === "completed"))
 
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("a queue paused on every node", (it) => {
@@ -149,14 +159,10 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
 
   it.effect("a node registering while a pause for every node commits starts paused (the row lock orders them)", () =>
     Effect.gen(function*() {
-      yield* reset
       const sql = yield* SqlClient
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name) VALUES ('mail')`
       // A pause for every node, as Cluster.pauseQueue writes it, held open in its transaction.
-      const client = yield* rawClient
-      const table = `${client.schema}.oban_queues`
-      yield* Effect.promise(() => client.query("BEGIN"))
-      yield* Effect.promise(() => client.query(`UPDATE ${table} SET paused_at = now() WHERE name = 'mail'`))
+      const client = yield* openTransaction
+      yield* Effect.promise(() => client.query(`UPDATE ${client.schema}.oban_queues SET paused_at = now() WHERE name = 'mail'`))
       const starting = yield* Effect.forkChild(startNode({ ...base, node: "racer", queues: { mail: 5 } }))
       // The node's registration now waits for the queue's row, having taken its snapshot before the commit.
       yield* waitFor("the registration waiting for the row lock", blockedBy(client))
@@ -170,15 +176,13 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         SELECT paused FROM ${sql(prefix)}.oban_producers WHERE node = 'racer' AND queue = 'mail'`
       assert.isTrue(row!.paused, "the stored producer row says paused too (heartbeats read it back)")
     }))
+
   it.effect("a pause for every node waiting behind a registration pauses the producer that registered meanwhile", () =>
     Effect.gen(function*() {
-      yield* reset
       const sql = yield* SqlClient
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name) VALUES ('mail')`
       // A registration, as registerProducer writes it: the queue's row locked, then the producer's row.
-      const client = yield* rawClient
+      const client = yield* openTransaction
       const schema = client.schema
-      yield* Effect.promise(() => client.query("BEGIN"))
       yield* Effect.promise(() =>
         client.query(`INSERT INTO ${schema}.oban_queues (name) VALUES ('mail') ON CONFLICT (name) DO UPDATE SET name = excluded.name`)
       )
