@@ -79,7 +79,7 @@ export const registerProducer = (
              queue_row.paused OR COALESCE((SELECT paused FROM newest), ${options.paused}),
              ${JSON.stringify(options.meta ?? {})}::jsonb,
              clock.now, clock.now
-      -- Read from queue_row's rows: the queue's row is locked before this producer's row is written,
+      -- Read from the rows of queue_row: the queue row is locked before this producer row is written,
       -- the order a pause for every node takes them in (no deadlock on a refresh of this row).
       FROM clock, queue_row
       ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at
