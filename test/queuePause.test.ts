@@ -116,7 +116,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* fresh.oban.resumeQueue("mail")
       assert.isNull(yield* pausedAt("mail"))
       yield* completed(job.id)
-      assert.isFalse((yield* again.oban.checkQueue("mail")).paused)
+      yield* waitFor("the other node resumed by the signal", Effect.map(again.oban.checkQueue("mail"), (state) => !state.paused))
       const later = yield* startNode({ ...base, node: "pause-later", queues: { mail: 5 } })
       yield* later.oban.ready
       assert.isFalse((yield* later.oban.checkQueue("mail")).paused)
