@@ -226,8 +226,15 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       // The resume clears the kept pause: it did something though no node runs the queue.
       const cleared = yield* cli(withPrefix("queues", "resume", "later"))
       assert.strictEqual(cleared.code, 0)
-      assert.include(cleared.stdout, `resumed queue later: no running node has queue "later"; nodes that start it later run it again`)
+      assert.include(cleared.stdout, `resumed queue later: no running node has queue "later"; the pause kept for nodes that start later is cleared`)
       assert.strictEqual((yield* cli(withPrefix("queues", "resume", "later"))).code, 5, "nothing left to clear")
+      // Resuming one node of a queue paused for every node says the pause still holds for new nodes.
+      const oneNode = yield* cli(withPrefix("queues", "resume", "quiet", "--node", "cli-node", "--json"))
+      assert.deepStrictEqual(parsed<{ producers: number; keptPause: boolean }>(oneNode), {
+        queue: "quiet", node: "cli-node", producers: 1, keptPause: true
+      } as never)
+      const everywhere = yield* cli(withPrefix("queues", "resume", "quiet"))
+      assert.include(everywhere.stdout, "resumed queue quiet on 1 producer; the pause kept for nodes that start later is cleared")
       assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+RUNNING\s+PAUSED/)
       assert.match(human.stdout, /quiet\s+1\s+1\s+0\s+yes/)
     }))

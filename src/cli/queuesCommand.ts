@@ -10,7 +10,7 @@ import * as Jobs from "../Jobs.ts"
 import { checkQueueName } from "../internal/queueName.ts"
 import { withPrefix } from "../internal/notMigrated.ts"
 import { pausedSummary } from "../internal/pausedSummary.ts"
-import { commandQueue } from "../internal/sql/cluster.ts"
+import { type CommandResult, commandQueue } from "../internal/sql/cluster.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
 import { root, withDatabase } from "./shared.ts"
@@ -63,31 +63,34 @@ const status = Command.make("status", {
 const nodeFlag = Flag.String("node").pipe(Flag.withDescription("Only on this node (default: every node)"), Flag.optional)
 const queueArgument = Argument.String("queue")
 
-/** What a pause or resume for every node did to the pause kept for the queue, which nodes that start later read. */
-const keptNote = {
-  pause: "; nodes that start it later start it paused",
-  resume: "; nodes that start it later run it again"
-} as const
+/** What a pause or resume left of the pause kept for the queue (for nodes that start later), in words. */
+const keptNote = (action: "pause" | "resume", queue: string, node: Option.Option<string>, result: CommandResult): string =>
+  !result.keptPause
+    ? result.keptChanged ? "; the pause kept for nodes that start later is cleared" : ""
+    : action === "pause" && Option.isNone(node)
+    ? "; nodes that start it later start it paused"
+    : `; it stays paused for nodes that start later (kept): \`queues resume ${queue}\` clears that`
 
 const report = (
   verb: string,
   queue: string,
   node: Option.Option<string>,
-  changed: number,
   json: boolean,
-  kept?: "pause" | "resume"
+  producers: number,
+  pause?: { readonly action: "pause" | "resume"; readonly result: CommandResult }
 ) => {
   const none = `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"`
-  // A pause for every node is kept for the queue even when no node runs it, and a resume clears it: each did something.
-  if (changed === 0 && kept !== undefined) {
-    return print(json, { queue, node: null, producers: 0, kept: kept === "pause" }, () =>
-      `${verb} queue ${queue}: ${none}${keptNote[kept]}`)
-  }
-  if (changed === 0) return Effect.fail(new CliFailure(ExitCode.notFound, none, "QueueNotFound"))
+  // A pause for every node is kept for the queue even when no node runs it, and a resume may clear it: each did something.
+  const keptOnly = Option.isNone(node) && pause !== undefined && (pause.action === "pause" || pause.result.keptChanged)
+  if (producers === 0 && !keptOnly) return Effect.fail(new CliFailure(ExitCode.notFound, none, "QueueNotFound"))
+  const note = pause === undefined ? "" : keptNote(pause.action, queue, node, pause.result)
   return print(
     json,
-    { queue, node: Option.getOrNull(node), producers: changed, ...(kept === undefined ? {} : { kept: kept === "pause" }) },
-    () => `${verb} queue ${queue} on ${changed} producer${changed === 1 ? "" : "s"}${kept === undefined ? "" : keptNote[kept]}`
+    { queue, node: Option.getOrNull(node), producers, ...(pause === undefined ? {} : { keptPause: pause.result.keptPause }) },
+    () =>
+      producers === 0
+        ? `${verb} queue ${queue}: ${none}${note}`
+        : `${verb} queue ${queue} on ${producers} producer${producers === 1 ? "" : "s"}${note}`
   )
 }
 
@@ -103,9 +106,7 @@ const command = (name: "pause" | "resume", verb: string, description: string) =>
     Effect.gen(function*() {
       const globals = yield* root
       const result = yield* withDatabase(globals, pauseOrResume(name, queue, Option.getOrUndefined(node)))
-      // A resume for every node that found nothing to clear and no node to tell did nothing: a typo, most likely.
-      const kept = Option.isSome(node) || (name === "resume" && !result.kept) ? undefined : name
-      yield* report(verb, queue, node, result.producers, globals.json, kept)
+      yield* report(verb, queue, node, globals.json, result.producers, { action: name, result })
     })).pipe(Command.withDescription(description))
 
 const scale = Command.make("scale", {
@@ -116,7 +117,7 @@ const scale = Command.make("scale", {
   Effect.gen(function*() {
     const globals = yield* root
     const changed = yield* withDatabase(globals, Cluster.scaleQueue(queue, limit, { node: Option.getOrUndefined(node) }))
-    yield* report(`scaled to ${limit}:`, queue, node, changed, globals.json)
+    yield* report(`scaled to ${limit}:`, queue, node, globals.json, changed)
   })).pipe(Command.withDescription("Set how many jobs of a queue run at once, on every node or one"))
 
 /** `effect-oban queues ...` */

@@ -126,6 +126,13 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       } else if (row.inherited || row.pausedEverywhere) {
         // Rows left by an earlier run of this node, or a pause for every node: the stored state wins.
         yield* adopt(row, readAt)
+        if (row.pausedEverywhere) {
+          // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
+          yield* Effect.logInfo(
+            `queue ${options.queue} starts paused: it was paused for every node, which holds for nodes that ` +
+              "start later until it is resumed for every node"
+          )
+        }
       }
     })
 

@@ -79,11 +79,13 @@ export type QueueCommand =
   | { readonly action: "resume"; readonly queue: string }
   | { readonly action: "scale"; readonly queue: string; readonly limit: number }
 
-/** What a queue command did: producer rows changed, and whether it changed the pause kept for the queue. */
+/** What a queue command did: producer rows changed, and the pause kept for the queue. */
 export interface CommandResult {
   readonly producers: number
-  /** A pause for every node set the kept pause (or found it set), a resume for every node cleared one. */
-  readonly kept: boolean
+  /** Whether a pause is kept for the queue (for nodes that start later) after the command. */
+  readonly keptPause: boolean
+  /** Whether the command set or cleared the kept pause (only a pause or resume for every node does). */
+  readonly keptChanged: boolean
 }
 
 /**
@@ -100,7 +102,7 @@ export const commandQueue = (
   const limit = command.action === "scale" ? command.limit : null
   const paused = command.action === "scale" ? null : command.action === "pause"
   const signal = JSON.stringify(node === undefined ? command : { ...command, node })
-  const stored = sql<{ readonly changed: number }>`
+  const stored = sql<{ readonly changed: number; readonly kept: boolean }>`
     WITH changed AS (
       UPDATE ${table(sql, prefix, "oban_producers")}
       SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
@@ -110,14 +112,15 @@ export const commandQueue = (
     signalled AS (
       SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
     )
-    SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent
-  `.pipe(Effect.map((rows) => rows[0]?.changed ?? 0))
+    SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent,
+      EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_queues")} WHERE name = ${command.queue} AND paused_at IS NOT NULL) AS kept
+  `.pipe(Effect.map((rows) => ({ producers: rows[0]?.changed ?? 0, keptPause: rows[0]?.kept === true })))
   // A pause or resume for every node is also the queue's own state, for nodes that start later.
   return paused === null || node !== undefined
-    ? Effect.map(stored, (producers) => ({ producers, kept: false }))
+    ? Effect.map(stored, (result) => ({ ...result, keptChanged: false }))
     : sql.withTransaction(Effect.flatMap(
       storeQueuePause(sql, prefix, command.queue, paused),
-      (kept) => Effect.map(stored, (producers) => ({ producers, kept }))
+      (keptChanged) => Effect.map(stored, (result) => ({ ...result, keptChanged }))
     ))
 }
 

@@ -114,7 +114,7 @@ export const beat = (
 
 /**
  * Records a pause for every node on the queue's row in `oban_queues` (kept
- * from the first pause), or clears it. Run in the command's transaction
+ * from the first pause), or clears it; returns whether that changed it. Run in the command's transaction
  * before the producer rows are updated, by a statement of its own: the row's
  * lock orders it with registrations (`registerProducer`), and the update that
  * follows sees the rows of producers that registered while it waited.
@@ -126,14 +126,15 @@ export const storeQueuePause = (
   paused: boolean
 ): Effect.Effect<boolean, SqlError> => {
   const queues = table(sql, prefix, "oban_queues")
-  // Whether the queue is now paused (a pause), or a kept pause was cleared (a resume).
+  // Whether it changed: a pause set now (not kept from an earlier transaction), a kept pause cleared.
   return (paused
-    ? sql`
+    ? sql<{ readonly changed: boolean }>`
       INSERT INTO ${queues} AS q (name, paused_at) VALUES (${queue}, now())
       ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)
-      RETURNING 1`
-    : sql`UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue} AND paused_at IS NOT NULL RETURNING 1`
-  ).pipe(Effect.map((rows) => rows.length > 0))
+      RETURNING q.paused_at = now() AS changed`
+    : sql<{ readonly changed: boolean }>`
+      UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue} AND paused_at IS NOT NULL RETURNING true AS changed`
+  ).pipe(Effect.map((rows) => rows[0]?.changed === true))
 }
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
