@@ -18,9 +18,10 @@ import type { SqlError } from "effect/sql/SqlError"
 import * as Cron from "./Cron.ts"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
-import { checkQueueName } from "./internal/queueName.ts"
 import { isValidLimit } from "./internal/runtime.ts"
-import { commandQueue, currentLease, keptPauses, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
+import { runQueueCommand } from "./internal/queueCommand.ts"
+import { currentLease, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
+import { keptPauses } from "./internal/sql/queues.ts"
 import { cronLease } from "./internal/sql/peers.ts"
 
 /**
@@ -204,10 +205,7 @@ export interface CommandOptions {
 }
 
 const command = (input: QueueCommand, options: CommandOptions = {}) =>
-  Effect.flatMap(
-    checkQueueName("queue", input.queue),
-    () => withPrefix((sql, prefix) => Effect.map(commandQueue(sql, prefix, input, options.node), (result) => result.producers))
-  )
+  Effect.map(runQueueCommand(input, options.node), (result) => result.producers)
 
 /**
  * Pauses `queue` on every node, or on `options.node`: they stop fetching its

@@ -7,10 +7,9 @@ import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
 import * as Jobs from "../Jobs.ts"
-import { checkQueueName } from "../internal/queueName.ts"
-import { withPrefix } from "../internal/notMigrated.ts"
 import { pausedSummary } from "../internal/pausedSummary.ts"
-import { type CommandResult, commandQueue } from "../internal/sql/cluster.ts"
+import { runQueueCommand } from "../internal/queueCommand.ts"
+import type { CommandResult } from "../internal/sql/cluster.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
 import { root, withDatabase } from "./shared.ts"
@@ -94,18 +93,11 @@ const report = (
   )
 }
 
-/** A pause or resume, with what it did to the pause kept for the queue (only a command for every node changes it). */
-const pauseOrResume = (action: "pause" | "resume", queue: string, node: string | undefined) =>
-  Effect.flatMap(
-    checkQueueName("queue", queue),
-    () => withPrefix((sql, prefix) => commandQueue(sql, prefix, { action, queue }, node))
-  )
-
 const command = (name: "pause" | "resume", verb: string, description: string) =>
   Command.make(name, { queue: queueArgument, node: nodeFlag }, ({ node, queue }) =>
     Effect.gen(function*() {
       const globals = yield* root
-      const result = yield* withDatabase(globals, pauseOrResume(name, queue, Option.getOrUndefined(node)))
+      const result = yield* withDatabase(globals, runQueueCommand({ action: name, queue }, Option.getOrUndefined(node)))
       yield* report(verb, queue, node, globals.json, result.producers, { action: name, result })
     })).pipe(Command.withDescription(description))
 

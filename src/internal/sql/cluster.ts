@@ -10,7 +10,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { channel } from "../../Config.ts"
 import { parseJsonObject } from "../jsonParse.ts"
 import { leaderLease } from "./peers.ts"
-import { storeQueuePause } from "./producers.ts"
+import { storeQueuePause } from "./queues.ts"
 import { table } from "./tables.ts"
 
 export interface ProducerRow {
@@ -123,12 +123,3 @@ export const commandQueue = (
       (keptChanged) => Effect.map(stored, (result) => ({ ...result, keptChanged }))
     ))
 }
-
-/** The queues paused for every node, kept for nodes that start later, and since when. */
-export const keptPauses = (
-  sql: SqlClient,
-  prefix: string
-): Effect.Effect<ReadonlyArray<{ readonly queue: string; readonly since: Date }>, SqlError> =>
-  sql<{ readonly queue: string; readonly since: Date }>`
-    SELECT name AS queue, paused_at AS since FROM ${table(sql, prefix, "oban_queues")}
-    WHERE paused_at IS NOT NULL ORDER BY name`

@@ -43,7 +43,8 @@ export interface Registration extends ProducerState {
  * The queue's row in `oban_queues` is upserted and its pause read from the
  * row as locked (`RETURNING`), not from the statement's snapshot: a pause for
  * every node committed while this waited for the lock is seen here, and one
- * that takes the lock after this sees this producer's row (`storeQueuePause`).
+ * that takes the lock after this sees this producer's row (`storeQueuePause`
+ * in `queues.ts`).
  */
 export const registerProducer = (
   sql: SqlClient,
@@ -111,31 +112,6 @@ export const beat = (
     RETURNING p."limit" AS limit, p.paused,
       (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits
   `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : { ...rows[0], limits: fromRow(rows[0].limits) }))
-
-/**
- * Records a pause for every node on the queue's row in `oban_queues` (kept
- * from the first pause), or clears it; returns whether that changed it. Run in the command's transaction
- * before the producer rows are updated, by a statement of its own: the row's
- * lock orders it with registrations (`registerProducer`), and the update that
- * follows sees the rows of producers that registered while it waited.
- */
-export const storeQueuePause = (
-  sql: SqlClient,
-  prefix: string,
-  queue: string,
-  paused: boolean
-): Effect.Effect<boolean, SqlError> => {
-  const queues = table(sql, prefix, "oban_queues")
-  // Whether it changed: a pause set now (not kept from an earlier transaction), a kept pause cleared.
-  return (paused
-    ? sql<{ readonly changed: boolean }>`
-      INSERT INTO ${queues} AS q (name, paused_at) VALUES (${queue}, now())
-      ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)
-      RETURNING q.paused_at = now() AS changed`
-    : sql<{ readonly changed: boolean }>`
-      UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue} AND paused_at IS NOT NULL RETURNING true AS changed`
-  ).pipe(Effect.map((rows) => rows[0]?.changed === true))
-}
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
 export const storeQueueState = (

@@ -1,7 +1,7 @@
 /**
- * SQL on `oban_queues`, the cluster-wide limits of queues (one row per queue
- * that a producer ran or that has or had limits; a row with no limits is an
- * unlimited queue), and on `oban_rate_windows`, the jobs claimed per
+ * SQL on `oban_queues`, the cluster-wide limits of queues and the pauses
+ * kept for them (one row per queue that a producer ran or that has or had
+ * limits; a row with no limits is an unlimited queue), and on `oban_rate_windows`, the jobs claimed per
  * rate window. The claims that honour these limits are in `limitedClaims.ts`.
  */
 import * as Effect from "effect/Effect"
@@ -94,3 +94,38 @@ export const queueUsage = (
     }
   }))
 }
+
+/**
+ * Records a pause for every node on the queue's row in `oban_queues` (kept
+ * from the first pause), or clears it; returns whether that changed it. Run
+ * in the command's transaction before the producer rows are updated, by a
+ * statement of its own: the row's lock orders it with registrations
+ * (`registerProducer`), and the update that follows sees the rows of
+ * producers that registered while it waited.
+ */
+export const storeQueuePause = (
+  sql: SqlClient,
+  prefix: string,
+  queue: string,
+  paused: boolean
+): Effect.Effect<boolean, SqlError> => {
+  const queues = table(sql, prefix, "oban_queues")
+  // Whether it changed: a pause set now (not kept from an earlier transaction), a kept pause cleared.
+  return (paused
+    ? sql<{ readonly changed: boolean }>`
+      INSERT INTO ${queues} AS q (name, paused_at) VALUES (${queue}, now())
+      ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)
+      RETURNING q.paused_at = now() AS changed`
+    : sql<{ readonly changed: boolean }>`
+      UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue} AND paused_at IS NOT NULL RETURNING true AS changed`
+  ).pipe(Effect.map((rows) => rows[0]?.changed === true))
+}
+
+/** The queues paused for every node, kept for nodes that start later, and since when. */
+export const keptPauses = (
+  sql: SqlClient,
+  prefix: string
+): Effect.Effect<ReadonlyArray<{ readonly queue: string; readonly since: Date }>, SqlError> =>
+  sql<{ readonly queue: string; readonly since: Date }>`
+    SELECT name AS queue, paused_at AS since FROM ${table(sql, prefix, "oban_queues")}
+    WHERE paused_at IS NOT NULL ORDER BY name`
