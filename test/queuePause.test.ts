@@ -13,6 +13,7 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
+import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
 
 const prefix = uniquePrefix("queuepause")
 
@@ -24,6 +25,9 @@ const Count = Worker.make("Count", {
 })
 
 const base = { prefix, workers: [Count], pollInterval: "200 millis" } as const
+
+// The worker of the node processes (support/nodeProcess.ts), by its name and args; it records each run in `runs`.
+const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
 
 /** When the queue was paused on every node, as stored; null when it is not. */
 const pausedAt = (queue: string) =>
@@ -210,5 +214,37 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isTrue(view.pausedQueues[0]!.since.getTime() <= view.now.getTime())
       yield* Cluster.resumeQueue("mail")
       assert.deepStrictEqual((yield* Cluster.view).pausedQueues, [])
+    }))
+  it.effect("the documented deploy: a node process under runMain, paused for every node, SIGTERMed and started again, comes back paused", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+      const env = { DATABASE_URL: databaseUrl(), PREFIX: prefix, QUEUES: JSON.stringify({ default: 5 }) }
+      const producerRows = Effect.map(
+        sql<{ paused: boolean }>`SELECT paused FROM ${sql(prefix)}.oban_producers WHERE node = 'deploy-a' AND queue = 'default'`,
+        (rows) => rows.map((row) => row.paused)
+      )
+      const first = yield* spawnNode("deploy-a", env)
+      yield* awaitReady(first)
+      yield* waitFor("the first process registered", Effect.map(producerRows, (rows) => rows.length === 1))
+      assert.strictEqual(yield* Cluster.pauseQueue("default"), 1)
+      assert.isNotNull(yield* stopNode(first, "SIGTERM"))
+      // A clean shutdown: its producer row, where the pause used to live, is gone.
+      assert.deepStrictEqual(yield* producerRows, [])
+
+      const second = yield* spawnNode("deploy-a", env)
+      yield* awaitReady(second)
+      yield* waitFor("the new process registered", Effect.map(producerRows, (rows) => rows.length === 1))
+      assert.deepStrictEqual(yield* producerRows, [true])
+      const job = yield* Oban.insert(Record.job({ n: 1 }))
+      // Two of the process's 500 ms polls, besides the insert's notification.
+      yield* Effect.sleep("1200 millis")
+      assert.strictEqual((yield* jobRow(prefix, job.id)).state, "available")
+      const ran = sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
+      assert.strictEqual((yield* ran)[0]!.n, 0)
+      assert.strictEqual(yield* Cluster.resumeQueue("default"), 1)
+      yield* waitFor("the job ran once resumed", Effect.map(ran, (rows) => rows[0]!.n === 1))
+      assert.isNotNull(yield* stopNode(second, "SIGTERM"))
     }))
 })
