@@ -47,7 +47,7 @@ const parsed = <A>(run: Run): A => {
 const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), queue: "mailers", perform: () => Effect.never })
 
 layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
-  it.effect("migrate, and clear errors for bad input, an unmigrated schema and an unreachable database", () =>
+  it.effect("clear errors for bad input, an unmigrated schema and an unreachable database", () =>
     Effect.gen(function*() {
       const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson, badRange] = yield* Effect.all([
         cli(withPrefix("jobs", "list")),
@@ -86,7 +86,12 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(JSON.parse(badJson.stderr).error.exitCode, 2)
       // One line, as the docs say: a script reads it with one read.
       assert.strictEqual(badJson.stderr.trimEnd().split("\n").length, 1)
+    }))
 
+  // The tests of this file run in order and share the schema: from here on it is migrated. Each test
+  // runs a dozen CLI processes at most, so a loaded two-core machine finishes it well inside its timeout.
+  it.effect("migrate up, status, and a rollback that needs --yes", () =>
+    Effect.gen(function*() {
       const up = parsed<{ versions: ReadonlyArray<number>; to: number }>(yield* cli(withPrefix("migrate", "up", "--json")))
       assert.isTrue(up.versions.length >= 8)
       const status = parsed<{ current: number; latest: number }>(yield* cli(withPrefix("migrate", "status", "--json")))
@@ -170,7 +175,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(left[0]!.n, 4)
     }))
 
-  it.effect("queues, nodes and cron against a running node; queue commands reach it", () =>
+  it.effect("queues, nodes and cron against a running node", () =>
     Effect.gen(function*() {
       const { oban } = yield* startNode({
         node: "cli-node",
@@ -199,7 +204,17 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.deepStrictEqual(entries.map((entry) => entry.name), ["every-five"])
       assert.strictEqual(cronView.cronLeader?.node, "cli-node")
       assert.isTrue(Date.parse(entries[0]!.nextRun) - Date.now() <= 5 * 60_000 + 5_000)
+    }))
 
+  it.effect("queue commands reach a running node; a pause for every node is kept", () =>
+    Effect.gen(function*() {
+      const { oban } = yield* startNode({
+        node: "cli-node",
+        queues: { mailers: 2, quiet: 1 },
+        shutdownGracePeriod: "100 millis",
+        workers: [Mail]
+      })
+      yield* oban.ready
       const paused = yield* cli(withPrefix("queues", "pause", "quiet"))
       assert.strictEqual(paused.code, 0)
       yield* waitFor("quiet paused", Effect.map(oban.checkQueue("quiet"), (state) => state.paused))
