@@ -94,28 +94,32 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
     Effect.gen(function*() {
       const up = parsed<{ versions: ReadonlyArray<number>; to: number }>(yield* cli(withPrefix("migrate", "up", "--json")))
       assert.isTrue(up.versions.length >= 8)
-      const status = parsed<{ current: number; latest: number }>(yield* cli(withPrefix("migrate", "status", "--json")))
+      const [statusRun, again] = yield* Effect.all([
+        cli(withPrefix("migrate", "status", "--json")),
+        cli(withPrefix("migrate", "up"))
+      ], { concurrency: 2 })
+      const status = parsed<{ current: number; latest: number }>(statusRun)
       assert.strictEqual(status.current, status.latest)
-      const again = yield* cli(withPrefix("migrate", "up"))
       assert.include(again.stdout, "nothing to do")
 
       // A rollback needs --yes; without it the command says what it would roll back and changes nothing.
+      // None of these changes the schema, so they run side by side.
       const above = status.latest - 1
-      const unconfirmed = yield* cli(withPrefix("migrate", "down", "--to", "0"))
-      assert.strictEqual(unconfirmed.code, 2)
-      assert.include(unconfirmed.stderr, `this would roll back ${status.latest}, ${above},`)
-      assert.include(unconfirmed.stderr, "removing every effect-oban table")
-      assert.include(unconfirmed.stderr, "--yes")
-      const negative = yield* cli(withPrefix("migrate", "down", "--to", "-1"))
-      assert.strictEqual(negative.code, 2)
-      assert.include(negative.stderr, "--to must be an integer from 0 to")
-      // A version past the latest is bad input too (2), not a schema without tables (4).
-      const [beyond, beyondSql, narrowsNothing] = yield* Effect.all([
+      const [unconfirmed, negative, beyond, beyondSql, narrowsNothing] = yield* Effect.all([
+        cli(withPrefix("migrate", "down", "--to", "0")),
+        cli(withPrefix("migrate", "down", "--to", "-1")),
+        // A version past the latest is bad input too (2), not a schema without tables (4).
         cli(withPrefix("migrate", "up", "--to", "99", "--json")),
         cli(withPrefix("migrate", "sql", "--to", "99"), { env: { DATABASE_URL: undefined } }),
         // A filter flag that narrows nothing is no filter: --all is still asked for.
         cli(withPrefix("jobs", "delete", "--args", "{}"))
-      ])
+      ], { concurrency: 3 })
+      assert.strictEqual(unconfirmed.code, 2)
+      assert.include(unconfirmed.stderr, `this would roll back ${status.latest}, ${above},`)
+      assert.include(unconfirmed.stderr, "removing every effect-oban table")
+      assert.include(unconfirmed.stderr, "--yes")
+      assert.strictEqual(negative.code, 2)
+      assert.include(negative.stderr, "--to must be an integer from 0 to")
       assert.strictEqual(narrowsNothing.code, 2)
       assert.include(narrowsNothing.stderr, "pass --all to delete every job")
       assert.deepStrictEqual([beyond.code, JSON.parse(beyond.stderr).error.tag], [2, "InvalidConfigError"])
