@@ -8,11 +8,24 @@ import { fileURLToPath } from "node:url"
 const source = new URL("../src/cli/main.ts", import.meta.url)
 const build = new URL("../dist/cli/main.js", import.meta.url)
 const installed = fileURLToPath(import.meta.url).includes("/node_modules/")
+const [major, minor] = process.versions.node.split(".").map(Number)
+// Node runs TypeScript without flags from 22.18 (and 23.6).
+const runsTypeScript = major > 23 || (major === 23 && minor >= 6) || (major === 22 && minor >= 18)
 
-if (!installed && existsSync(source)) {
+if (major < 22) {
+  // Said plainly: the build would fail on a missing API, the sources with ERR_UNKNOWN_FILE_EXTENSION.
+  console.error(`effect-oban: needs Node.js 22 or newer; this is Node.js ${process.versions.node}`)
+  process.exitCode = 1
+} else if (!installed && runsTypeScript && existsSync(source)) {
   await import(source.href)
 } else if (existsSync(build)) {
   await import(build.href)
+} else if (!installed && existsSync(source)) {
+  console.error(
+    `effect-oban: running the sources of a checkout needs Node.js 22.18 or newer (this is ${process.versions.node}); ` +
+      "run `npm run build` first, or use a newer Node.js"
+  )
+  process.exitCode = 1
 } else {
   console.error("effect-oban: dist/cli/main.js is missing; run `npm run build` first")
   process.exitCode = 1

@@ -5,8 +5,8 @@
  * `jobs reschedule`, with a bad `--at` refused as bad input.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { execFile } from "node:child_process"
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { execFile, execFileSync } from "node:child_process"
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -80,6 +80,26 @@ describe("effect-oban CLI exit codes at the edges", () => {
       assert.deepStrictEqual([status.code, error.tag, error.exitCode], [1, "MigrationError", 1])
       assert.include(error.message, "cannot read migrations")
     }).pipe(Effect.scoped), 60_000)
+
+  it.effect("under a Node.js older than 22 it says what it needs (exit 1), not a loader error", () =>
+    Effect.gen(function*() {
+      // The system's Node.js where it is older than the package's (this machine's is 20; npm scripts run 24).
+      const old = ["/usr/bin/node", "/usr/local/bin/node"].find((path) =>
+        existsSync(path) && Number(execFileSync(path, ["-p", "process.versions.node.split('.')[0]"]).toString().trim()) < 22
+      )
+      if (old === undefined) {
+        console.log("SKIPPED: no Node.js older than 22 at /usr/bin or /usr/local/bin")
+        return
+      }
+      const run = yield* Effect.promise(() =>
+        new Promise<{ readonly code: number; readonly stderr: string }>((resolve) => {
+          execFile(old, [bin, "--help"], { timeout: 30_000 }, (error, _stdout, stderr) =>
+            resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stderr }))
+        })
+      )
+      assert.strictEqual(run.code, 1, run.stderr)
+      assert.match(run.stderr, /^effect-oban: needs Node\.js 22 or newer; this is Node\.js \d+\.\d+\.\d+\n$/)
+    }), 60_000)
 })
 
 const prefix = uniquePrefix("cli_edges")
