@@ -74,7 +74,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const signal = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
     // The limit and paused flag, which commands set here and heartbeats read back.
-    const control: Liveness.Control = { limit: options.limit, paused: options.paused, changes: 0 }
+    const control: Liveness.Control = { limit: options.limit, paused: options.paused, pausedForEveryNode: false, changes: 0 }
     let running = 0
     let failures = 0
 
@@ -297,17 +297,20 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           return Effect.as(release([dropped], "cancelled job"), true)
         }),
       waiting: Effect.sync(() => buffer.ids()),
-      pause: Effect.andThen(
-        Effect.sync(() => {
-          control.changes++
-          control.paused = true
-        }),
-        giveBack
-      ),
+      pause: (forEveryNode) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            control.changes++
+            control.paused = true
+            control.pausedForEveryNode = forEveryNode
+          }),
+          giveBack
+        ),
       resume: Effect.andThen(
         Effect.sync(() => {
           control.changes++
           control.paused = false
+          control.pausedForEveryNode = false
         }),
         wake
       ),

@@ -204,6 +204,37 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isTrue(row!.paused)
     }))
 
+  it.effect("a node whose row was removed during an outage registers again as the queue now says: resumed if the pause for every node was lifted, paused if its own", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const node = yield* startNode({ ...base, node: "away", queues: { mail: 5, own: 5 }, heartbeatInterval: "200 millis" })
+      yield* node.oban.ready
+      yield* node.oban.pauseQueue("mail")
+      yield* node.oban.pauseQueue("own", { scope: "node" })
+      // What a long outage leaves: the rescuer removed the node's rows as stale, and a resume for every node
+      // was given meanwhile, whose signal and row update the node could not see. Written in one transaction,
+      // without a signal, so the node learns of it only by registering again.
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE node = 'away'`
+        yield* sql`UPDATE ${sql(prefix)}.oban_queues SET paused_at = NULL WHERE name = 'mail'`
+      }))
+      yield* waitFor("the node registered again", Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'away'`,
+        (rows) => rows[0]!.n === 2
+      ))
+      const mail = yield* Oban.insert(Count.job({ n: 7 }))
+      const own = yield* Oban.insert(Count.job({ n: 8 }, { queue: "own" }))
+      // The pause for every node was lifted: the queue runs again (it stayed paused from the node's memory).
+      yield* completed(mail.id)
+      assert.isFalse((yield* node.oban.checkQueue("mail")).paused)
+      // The pause for this node alone is the node's own: it holds.
+      yield* stillWaiting(own.id)
+      const rows = yield* sql<{ queue: string; paused: boolean }>`
+        SELECT queue, paused FROM ${sql(prefix)}.oban_producers WHERE node = 'away' ORDER BY queue`
+      assert.deepStrictEqual(rows.map((row) => [row.queue, row.paused]), [["mail", false], ["own", true]])
+    }))
+
   it.effect("Cluster.view lists the queues paused for every node until resumed for every node", () =>
     Effect.gen(function*() {
       yield* reset

@@ -27,6 +27,14 @@ import { beat, type ProducerState, registerProducer, storeQueueState } from "./s
 export interface Control {
   limit: number
   paused: boolean
+  /**
+   * The pause is one given for every node, kept in `oban_queues.paused_at`,
+   * not this node's own (a pause for this node, or its configuration). A node
+   * whose producer row was removed during a long outage registers again; if
+   * the pause for every node was lifted meanwhile (its signal lost with the
+   * row), this tells it to resume rather than stay paused from memory.
+   */
+  pausedForEveryNode: boolean
   changes: number
 }
 
@@ -76,11 +84,14 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
   const logs = { component: "Producer", queue: options.queue, node: options.node }
 
-  const adopt = (state: ProducerState, readAt: number) =>
+  /** Takes the stored state unless a command came since it was read; `pausedEverywhere`: the queue's kept pause. */
+  const adopt = (state: ProducerState & { readonly pausedEverywhere: boolean }, readAt: number) =>
     Effect.suspend(() => {
       if (control.changes !== readAt) return Effect.void
       const changed = state.limit !== control.limit || state.paused !== control.paused
       const pausedNow = state.paused && !control.paused
+      if (pausedNow) control.pausedForEveryNode = state.pausedEverywhere
+      if (!state.paused) control.pausedForEveryNode = false
       control.limit = state.limit
       control.paused = state.paused
       return pausedNow ? input.pausedByRow : changed ? input.wake : Effect.void
@@ -95,6 +106,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   const register = (client: SqlClient) =>
     Effect.gen(function*() {
       const readAt = control.changes
+      const wasPaused = control.paused
       // The queue's limits first: written (config) before this node's row shows it up, or read
       // (no config) before its first claim.
       yield* options.liveness.run(limiter.load(client))
@@ -104,7 +116,9 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         node: options.node,
         queue: options.queue,
         limit: control.limit,
-        paused: control.paused,
+        // A pause for every node is the queue's to say (its kept pause), not this node's memory: if it was
+        // lifted while this node's row was gone (a long outage lost the resume's signal), it runs again.
+        paused: control.paused && !control.pausedForEveryNode,
         freshMillis: rescueAfterMillis,
         meta: options.meta ?? {}
       }))
@@ -123,10 +137,11 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
           limit: control.limit,
           paused: control.paused
         }))
-      } else if (row.inherited || row.pausedEverywhere) {
-        // Rows left by an earlier run of this node, or a pause for every node: the stored state wins.
+      } else {
+        // The stored state wins: rows left by an earlier run of this node, a pause for every node, or
+        // the end of one this node had while its row was gone.
         yield* adopt(row, readAt)
-        if (row.pausedEverywhere) {
+        if (row.pausedEverywhere && !wasPaused) {
           // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
           yield* Effect.logInfo(
             `queue ${options.queue} starts paused: it was paused for every node, which holds for nodes that ` +

@@ -53,7 +53,12 @@ export interface Producer {
   readonly wake: Effect.Effect<void>
   /** Completes once the producer has registered and made its first fetch (or found its queue paused). */
   readonly ready: Effect.Effect<void>
-  readonly pause: Effect.Effect<void>
+  /**
+   * Pauses the queue here. `forEveryNode`: the pause was given for every
+   * node (and is kept for nodes that start later), so a re-registration that
+   * finds it lifted resumes (see `Control.pausedForEveryNode`).
+   */
+  readonly pause: (forEveryNode: boolean) => Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly scale: (limit: number) => Effect.Effect<void>
   /** Re-reads the queue's cluster-wide limits (another node changed them). */

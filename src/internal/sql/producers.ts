@@ -21,6 +21,8 @@ export interface ProducerState {
 /** What a heartbeat reads back: the producer's state and its queue's cluster-wide limits. */
 export interface BeatState extends ProducerState {
   readonly limits: QueueLimits
+  /** The queue is paused on every node (`oban_queues.paused_at`). */
+  readonly pausedEverywhere: boolean
 }
 
 export interface Registration extends ProducerState {
@@ -97,8 +99,8 @@ export const registerProducer = (
 
 /**
  * The heartbeat of one producer: refreshes its row and returns its state with
- * its queue's cluster-wide limits, or none when the row is gone (removed as
- * stale during a long outage).
+ * its queue's cluster-wide limits and whether the queue is paused for every
+ * node, or none when the row is gone (removed as stale during a long outage).
  */
 export const beat = (
   sql: SqlClient,
@@ -106,12 +108,18 @@ export const beat = (
   now: Fragment,
   id: string
 ): Effect.Effect<BeatState | undefined, SqlError> =>
-  sql<ProducerState & { readonly limits: LimitsRow | null }>`
+  sql<ProducerState & { readonly limits: LimitsRow | null; readonly paused_everywhere: boolean | null }>`
     UPDATE ${table(sql, prefix, "oban_producers")} AS p SET updated_at = ${now}
     WHERE p.id = ${id}::uuid
     RETURNING p."limit" AS limit, p.paused,
-      (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits
-  `.pipe(Effect.map((rows) => rows[0] === undefined ? undefined : { ...rows[0], limits: fromRow(rows[0].limits) }))
+      (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits,
+      (SELECT q.paused_at IS NOT NULL FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue)
+        AS paused_everywhere
+  `.pipe(Effect.map((rows) => {
+    const row = rows[0]
+    if (row === undefined) return undefined
+    return { limit: row.limit, paused: row.paused, limits: fromRow(row.limits), pausedEverywhere: row.paused_everywhere === true }
+  }))
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
 export const storeQueueState = (
