@@ -156,9 +156,15 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       // Resuming one node runs the queue there; the pause stays for nodes that start later.
       yield* Cluster.resumeQueue("mail", { node: "early-a" })
       yield* completed(job.id)
-      assert.isNotNull(yield* pausedAt("mail"))
+      const since = yield* pausedAt("mail")
+      assert.isNotNull(since)
+      // The node runs the queue, and checkQueue says it is still paused for nodes that start later.
+      const check = yield* a.oban.checkQueue("mail")
+      assert.isFalse(check.paused)
+      assert.deepStrictEqual(check.cluster?.pausedSince, since!)
       assert.strictEqual(yield* Cluster.resumeQueue("mail"), 1)
       assert.isNull(yield* pausedAt("mail"))
+      assert.isUndefined((yield* a.oban.checkQueue("mail")).cluster?.pausedSince)
     }))
 
   it.effect("a node registering while a pause for every node commits starts paused (the row lock orders them)", () =>

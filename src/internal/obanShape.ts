@@ -109,8 +109,9 @@ export interface ObanShape {
   readonly ready: Effect.Effect<void>
   /**
    * The limit, running count and paused flag of `queue` on this node, and in
-   * `cluster` the jobs executing on every node, the cluster-wide limits and
-   * the current rate window (one query).
+   * `cluster` the jobs executing on every node, when the queue was paused for
+   * every node while that pause holds (`pausedSince`), the cluster-wide limits
+   * and the current rate window (one query).
    */
   readonly checkQueue: (queue: string) => Effect.Effect<QueueState, UnknownQueueError | SqlError>
   /** Whether this node holds the leader lease right now. */

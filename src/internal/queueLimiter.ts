@@ -42,6 +42,12 @@ export const capacityPollMillis = 100
 export interface ClusterState {
   /** Jobs of the queue executing on every node. */
   readonly running: number
+  /**
+   * Set while the queue is paused for every node: when that pause was given.
+   * It holds for nodes that start the queue later, until a resume for every
+   * node (a resume for one node runs the queue there and leaves this set).
+   */
+  readonly pausedSince?: Date | undefined
   /** At most this many jobs of the queue execute at once across nodes (per partition, with `partition`). */
   readonly global?: number | undefined
   readonly partition?: Partition | undefined
@@ -189,6 +195,7 @@ export const make = (options: {
           const rate = limits.rate
           return {
             running: usage.running,
+            ...(usage.pausedSince === undefined ? {} : { pausedSince: usage.pausedSince }),
             ...(limits.global === undefined ? {} : { global: limits.global }),
             ...(limits.partition === undefined ? {} : { partition: limits.partition }),
             ...(rate === undefined || usage.window === undefined ? {} : {

@@ -63,9 +63,14 @@ export interface QueueUsage {
   readonly running: number
   /** The current rate window's start, and the jobs claimed in it (over all partitions). */
   readonly window: { readonly start: Date; readonly used: number } | undefined
+  /** When the queue was paused for every node, while that pause holds (`oban_queues.paused_at`). */
+  readonly pausedSince: Date | undefined
 }
 
-/** The queue's executing jobs across the cluster and, for a rate-limited queue, its current window. */
+/**
+ * The queue's executing jobs across the cluster, its pause for every node if
+ * any, and, for a rate-limited queue, its current window.
+ */
 export const queueUsage = (
   sql: SqlClient,
   prefix: string,
@@ -74,7 +79,7 @@ export const queueUsage = (
   limits: QueueLimits
 ): Effect.Effect<QueueUsage, SqlError> => {
   const period = limits.rate?.periodMillis ?? 1
-  return sql<{ readonly running: number; readonly windowStart: number; readonly used: number }>`
+  return sql<{ readonly running: number; readonly windowStart: number; readonly used: number; readonly pausedAt: Date | null }>`
     WITH clock AS (SELECT ${now} AS now),
     win AS (
       SELECT floor(extract(epoch FROM clock.now) * 1000 / ${period}::bigint)::bigint * ${period}::bigint AS start FROM clock
@@ -84,13 +89,15 @@ export const queueUsage = (
        WHERE state = 'executing' AND queue = ${queue}) AS running,
       win.start::float8 AS "windowStart",
       (SELECT COALESCE(sum(w.count), 0)::int FROM ${table(sql, prefix, "oban_rate_windows")} AS w
-       WHERE w.queue = ${queue} AND w.window_start = win.start) AS used
+       WHERE w.queue = ${queue} AND w.window_start = win.start) AS used,
+      (SELECT q.paused_at FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = ${queue}) AS "pausedAt"
     FROM win
   `.pipe(Effect.map((rows) => {
     const row = rows[0]!
     return {
       running: row.running,
-      window: limits.rate === undefined ? undefined : { start: new Date(row.windowStart), used: row.used }
+      window: limits.rate === undefined ? undefined : { start: new Date(row.windowStart), used: row.used },
+      pausedSince: row.pausedAt ?? undefined
     }
   }))
 }
