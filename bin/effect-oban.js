@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url"
 
 const source = new URL("../src/cli/main.ts", import.meta.url)
 const build = new URL("../dist/cli/main.js", import.meta.url)
-const installed = fileURLToPath(import.meta.url).includes("/node_modules/")
+const installed = /[\\/]node_modules[\\/]/.test(fileURLToPath(import.meta.url))
 const [major, minor] = process.versions.node.split(".").map(Number)
 // Node runs TypeScript without flags from 22.18 (and 23.6).
 const runsTypeScript = major > 23 || (major === 23 && minor >= 6) || (major === 22 && minor >= 18)
@@ -22,7 +22,7 @@ if (major < 22) {
   await import(build.href)
 } else if (!installed && existsSync(source)) {
   console.error(
-    `effect-oban: running the sources of a checkout needs Node.js 22.18 or newer (this is ${process.versions.node}); ` +
+    `effect-oban: running the sources of a checkout needs Node.js 22.18+ or 23.6+ (this is ${process.versions.node}); ` +
       "run `npm run build` first, or use a newer Node.js"
   )
   process.exitCode = 1

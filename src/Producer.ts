@@ -74,7 +74,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const signal = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
     // The limit and paused flag, which commands set here and heartbeats read back.
-    const control: Liveness.Control = { limit: options.limit, paused: options.paused, pausedForEveryNode: false, changes: 0 }
+    const control: Liveness.Control = {
+      limit: options.limit,
+      paused: options.paused,
+      changes: 0,
+      pauseChanges: 0,
+      pauseCommandsSeen: undefined
+    }
     let running = 0
     let failures = 0
 
@@ -297,20 +303,19 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           return Effect.as(release([dropped], "cancelled job"), true)
         }),
       waiting: Effect.sync(() => buffer.ids()),
-      pause: (forEveryNode) =>
-        Effect.andThen(
-          Effect.sync(() => {
-            control.changes++
-            control.paused = true
-            control.pausedForEveryNode = forEveryNode
-          }),
-          giveBack
-        ),
+      pause: Effect.andThen(
+        Effect.sync(() => {
+          control.changes++
+          control.pauseChanges++
+          control.paused = true
+        }),
+        giveBack
+      ),
       resume: Effect.andThen(
         Effect.sync(() => {
           control.changes++
+          control.pauseChanges++
           control.paused = false
-          control.pausedForEveryNode = false
         }),
         wake
       ),

@@ -9,6 +9,7 @@ import { Effect, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import pg from "pg"
 import * as Cluster from "../src/Cluster.ts"
+import { channel } from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
@@ -187,6 +188,34 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isTrue(row!.paused, "the stored producer row says paused too (heartbeats read it back)")
     }))
 
+  it.effect("a scale that arrives while a node registers under a kept pause scales it and leaves it paused", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // The queue paused for every node, its row held locked by a transaction of the test's, so the node's
+      // registration waits for it.
+      const client = yield* openTransaction
+      yield* sql`UPDATE ${sql(prefix)}.oban_queues SET paused_at = now() WHERE name = 'mail'`.pipe(
+        Effect.andThen(Effect.promise(() => client.query(`SELECT 1 FROM ${client.schema}.oban_queues WHERE name = 'mail' FOR UPDATE`)))
+      )
+      const starting = yield* Effect.forkChild(startNode({ ...base, node: "scaled", queues: { mail: 5 } }))
+      yield* waitFor("the registration waiting for the row lock", blockedBy(client))
+      // A scale for this node, as a command's signal says it (a command for a node whose row is not written yet
+      // signals nothing, so the test sends it): it reaches the node while it registers.
+      const signal = JSON.stringify({ action: "scale", queue: "mail", limit: 7, node: "scaled" })
+      yield* sql`SELECT pg_notify(${channel(prefix, "signal")}, ${signal})`
+      yield* Effect.sleep("500 millis")
+      yield* Effect.promise(() => client.query("COMMIT"))
+      const node = yield* Fiber.join(starting)
+      yield* node.oban.ready
+      const state = yield* node.oban.checkQueue("mail")
+      assert.deepStrictEqual([state.limit, state.paused], [7, true])
+      const job = yield* Oban.insert(Count.job({ n: 5 }))
+      yield* stillWaiting(job.id)
+      const [row] = yield* sql<{ limit: number; paused: boolean }>`
+        SELECT "limit", paused FROM ${sql(prefix)}.oban_producers WHERE node = 'scaled' AND queue = 'mail'`
+      assert.deepStrictEqual([row!.limit, row!.paused], [7, true], "stored so, for heartbeats to read back")
+    }))
+
   it.effect("a pause for every node waiting behind a registration pauses the producer that registered meanwhile", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -210,35 +239,62 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isTrue(row!.paused)
     }))
 
-  it.effect("a node whose row was removed during an outage registers again as the queue now says: resumed if the pause for every node was lifted, paused if its own", () =>
+  it.effect("a node whose rows were removed during an outage registers again: it takes the queue's pause if it missed a pause or resume for every node, else keeps its own", () =>
     Effect.gen(function*() {
       yield* reset
       const sql = yield* SqlClient
-      const node = yield* startNode({ ...base, node: "away", queues: { mail: 5, own: 5 }, heartbeatInterval: "200 millis" })
+      // Kept before the node starts: "free" starts paused, and is then resumed for this node alone.
+      yield* Cluster.pauseQueue("free")
+      const queues = { mail: 5, own: 5, free: 5, again: 5 }
+      const node = yield* startNode({ ...base, node: "away", queues, heartbeatInterval: "200 millis" })
       yield* node.oban.ready
       yield* node.oban.pauseQueue("mail")
       yield* node.oban.pauseQueue("own", { scope: "node" })
-      // What a long outage leaves: the rescuer removed the node's rows as stale, and a resume for every node
-      // was given meanwhile, whose signal and row update the node could not see. Written in one transaction,
-      // without a signal, so the node learns of it only by registering again.
+      yield* node.oban.pauseQueue("again", { scope: "node" })
+      yield* Cluster.resumeQueue("free", { node: "away" })
+      yield* waitFor("free resumed here", Effect.map(node.oban.checkQueue("free"), (state) => !state.paused))
+      // A heartbeat after the commands: their signals are in, and the node has read the queues' counts.
+      const [{ t }] = yield* sql<{ t: Date }>`SELECT now() AS t`
+      yield* waitFor("a heartbeat after the commands", Effect.map(
+        sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'away' AND updated_at > ${t}`,
+        (rows) => rows[0]!.n === 4
+      ))
+      // What a long outage leaves: the rescuer removed the node's rows as stale, and a resume for every node of
+      // "mail" and of "again" was given meanwhile (as storeQueuePause writes it), whose row updates and signals
+      // the node could not see. Written in one transaction, without a signal, so the node learns of it only by
+      // registering again.
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE node = 'away'`
-        yield* sql`UPDATE ${sql(prefix)}.oban_queues SET paused_at = NULL WHERE name = 'mail'`
+        yield* sql`
+          UPDATE ${sql(prefix)}.oban_queues SET paused_at = NULL, pause_commands = pause_commands + 1
+          WHERE name IN ('mail', 'again')`
       }))
       yield* waitFor("the node registered again", Effect.map(
         sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'away'`,
-        (rows) => rows[0]!.n === 2
+        (rows) => rows[0]!.n === 4
       ))
-      const mail = yield* Oban.insert(Count.job({ n: 7 }))
-      const own = yield* Oban.insert(Count.job({ n: 8 }, { queue: "own" }))
-      // The pause for every node was lifted: the queue runs again (it stayed paused from the node's memory).
-      yield* completed(mail.id)
-      assert.isFalse((yield* node.oban.checkQueue("mail")).paused)
-      // The pause for this node alone is the node's own: it holds.
-      yield* stillWaiting(own.id)
+      const [mail, own, free, again] = yield* Effect.forEach(
+        ["mail", "own", "free", "again"],
+        (queue, n) => Oban.insert(Count.job({ n: 10 + n }, { queue }))
+      )
+      // The pause for every node was lifted while it was away: the queue runs again (it used to stay paused).
+      yield* completed(mail!.id)
+      // A resume for every node resumes the node's own pause too, as it would have with its rows in place.
+      yield* completed(again!.id)
+      // Resumed for this node under a kept pause, and no command for every node since: it keeps running.
+      yield* completed(free!.id)
+      // Its own pause, and no command for every node since: it holds.
+      yield* stillWaiting(own!.id)
       const rows = yield* sql<{ queue: string; paused: boolean }>`
         SELECT queue, paused FROM ${sql(prefix)}.oban_producers WHERE node = 'away' ORDER BY queue`
-      assert.deepStrictEqual(rows.map((row) => [row.queue, row.paused]), [["mail", false], ["own", true]])
+      assert.deepStrictEqual(rows.map((row) => [row.queue, row.paused]), [
+        ["again", false],
+        ["free", false],
+        ["mail", false],
+        ["own", true]
+      ])
+      assert.isNotNull(yield* pausedAt("free"), "the pause for every node of free is still kept")
     }))
 
   it.effect("Cluster.view lists the queues paused for every node until resumed for every node", () =>

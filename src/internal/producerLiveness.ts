@@ -27,15 +27,17 @@ import { beat, type ProducerState, registerProducer, storeQueueState } from "./s
 export interface Control {
   limit: number
   paused: boolean
-  /**
-   * The pause is one given for every node, kept in `oban_queues.paused_at`,
-   * not this node's own (a pause for this node, or its configuration). A node
-   * whose producer row was removed during a long outage registers again; if
-   * the pause for every node was lifted meanwhile (its signal lost with the
-   * row), this tells it to resume rather than stay paused from memory.
-   */
-  pausedForEveryNode: boolean
+  /** Local commands so far (any), and pauses and resumes among them. */
   changes: number
+  pauseChanges: number
+  /**
+   * The queue's count of pauses and resumes for every node
+   * (`oban_queues.pause_commands`) as this producer last read it. A node
+   * whose row was removed during a long outage registers again: if the count
+   * moved meanwhile, it missed such a command (its row and signal lost) and
+   * takes the queue's pause; otherwise it keeps its own state.
+   */
+  pauseCommandsSeen: string | undefined
 }
 
 export interface LivenessOptions {
@@ -84,14 +86,12 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
   const logs = { component: "Producer", queue: options.queue, node: options.node }
 
-  /** Takes the stored state unless a command came since it was read; `pausedEverywhere`: the queue's kept pause. */
-  const adopt = (state: ProducerState & { readonly pausedEverywhere: boolean }, readAt: number) =>
+  /** Takes the stored state unless a command came since it was read. */
+  const adopt = (state: ProducerState, readAt: number) =>
     Effect.suspend(() => {
       if (control.changes !== readAt) return Effect.void
       const changed = state.limit !== control.limit || state.paused !== control.paused
       const pausedNow = state.paused && !control.paused
-      if (pausedNow) control.pausedForEveryNode = state.pausedEverywhere
-      if (!state.paused) control.pausedForEveryNode = false
       control.limit = state.limit
       control.paused = state.paused
       return pausedNow ? input.pausedByRow : changed ? input.wake : Effect.void
@@ -106,6 +106,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   const register = (client: SqlClient) =>
     Effect.gen(function*() {
       const readAt = control.changes
+      const pauseReadAt = control.pauseChanges
       const wasPaused = control.paused
       // The queue's limits first: written (config) before this node's row shows it up, or read
       // (no config) before its first claim.
@@ -116,9 +117,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         node: options.node,
         queue: options.queue,
         limit: control.limit,
-        // A pause for every node is the queue's to say (its kept pause), not this node's memory: if it was
-        // lifted while this node's row was gone (a long outage lost the resume's signal), it runs again.
-        paused: control.paused && !control.pausedForEveryNode,
+        paused: control.paused,
+        pauseCommandsSeen: control.pauseCommandsSeen,
         freshMillis: rescueAfterMillis,
         meta: options.meta ?? {}
       }))
@@ -128,9 +128,17 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
             "each keeps its own producer rows and jobs, but give every process a unique node name"
         )
       }
+      control.pauseCommandsSeen = row.pauseCommands
       if (control.changes !== readAt) {
-        // A command arrived while registering, and its update may not have seen this row: what this
-        // node now has wins, and is stored for its heartbeats to read back.
+        // A command arrived while registering, and its update may not have seen this row: what it set
+        // wins, the registration's state the rest (a scale leaves a kept pause alone), and the whole is
+        // stored for heartbeats to read back.
+        const pauseCommand = control.pauseChanges !== pauseReadAt
+        const limitCommand = control.changes - control.pauseChanges !== readAt - pauseReadAt
+        yield* adopt({
+          limit: limitCommand ? control.limit : row.limit,
+          paused: pauseCommand ? control.paused : row.paused
+        }, control.changes)
         yield* options.liveness.run(storeQueueState(client, options.prefix, {
           queue: options.queue,
           node: options.node,
@@ -139,15 +147,15 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         }))
       } else {
         // The stored state wins: rows left by an earlier run of this node, a pause for every node, or
-        // the end of one this node had while its row was gone.
+        // the end of one this node missed while its row was gone.
         yield* adopt(row, readAt)
-        if (row.pausedEverywhere && !wasPaused) {
-          // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
-          yield* Effect.logInfo(
-            `queue ${options.queue} starts paused: it was paused for every node, which holds for nodes that ` +
-              "start later until it is resumed for every node"
-          )
-        }
+      }
+      if (control.paused && row.pausedEverywhere && !wasPaused) {
+        // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
+        yield* Effect.logInfo(
+          `queue ${options.queue} ${registered ? "is paused again" : "starts paused"}: it was paused for every ` +
+            "node, which holds for nodes that start later until it is resumed for every node"
+        )
       }
     })
 
@@ -166,6 +174,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         input.dropClaimedAhead()
         yield* register(beatSql)
       } else {
+        control.pauseCommandsSeen = state.pauseCommands
         yield* adopt(state, readAt)
         if (limiter.adopt(state.limits)) yield* input.limitsChanged
       }

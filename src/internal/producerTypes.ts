@@ -24,8 +24,12 @@ export interface QueueState {
   readonly limit: number
   /** Jobs of the queue running on this node. */
   readonly running: number
+  /** Paused on this node (see `cluster.pausedSince` for a pause kept for nodes that start later). */
   readonly paused: boolean
-  /** The queue across all nodes: jobs executing everywhere, and its cluster-wide limits and rate window. */
+  /**
+   * The queue across all nodes: jobs executing everywhere, its pause for
+   * every node while one holds, and its cluster-wide limits and rate window.
+   */
   readonly cluster?: QueueLimiter.ClusterState | undefined
 }
 
@@ -53,12 +57,7 @@ export interface Producer {
   readonly wake: Effect.Effect<void>
   /** Completes once the producer has registered and made its first fetch (or found its queue paused). */
   readonly ready: Effect.Effect<void>
-  /**
-   * Pauses the queue here. `forEveryNode`: the pause was given for every
-   * node (and is kept for nodes that start later), so a re-registration that
-   * finds it lifted resumes (see `Control.pausedForEveryNode`).
-   */
-  readonly pause: (forEveryNode: boolean) => Effect.Effect<void>
+  readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
   readonly scale: (limit: number) => Effect.Effect<void>
   /** Re-reads the queue's cluster-wide limits (another node changed them). */

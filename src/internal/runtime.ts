@@ -208,13 +208,12 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     const leader = leases.leader
     const cronLeader = leases.cron
 
-    /** Applies a command here; `forEveryNode`: it was given for every node, not for this one. */
-    const apply = (command: QueueCommand, forEveryNode: boolean): Effect.Effect<void> => {
+    const apply = (command: QueueCommand): Effect.Effect<void> => {
       const producer = producers.get(command.queue)
       if (producer === undefined) return Effect.void
       switch (command.action) {
         case "pause":
-          return producer.pause(forEveryNode)
+          return producer.pause
         case "resume":
           return producer.resume
         case "scale":
@@ -248,10 +247,10 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
         return Effect.asVoid(Effect.forkIn(cancelHere(payload["job_id"]), nodeScope, { startImmediately: true }))
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
-        return apply({ action, queue: payload["queue"] }, payload["node"] === undefined)
+        return apply({ action, queue: payload["queue"] })
       }
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
-        return apply({ action, queue: payload["queue"], limit: payload["limit"] }, payload["node"] === undefined)
+        return apply({ action, queue: payload["queue"], limit: payload["limit"] })
       }
       if (action === "limits" && typeof payload["queue"] === "string") {
         return producers.get(payload["queue"])?.refreshLimits ?? Effect.void
@@ -355,12 +354,12 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
               node: config.node,
               ...(command.action === "scale" ? { limit: command.limit } : { paused: command.action === "pause" })
             })
-            return yield* apply(command, false)
+            return yield* apply(command)
           }
           // As `Cluster`'s commands store and signal it (a pause or resume is kept for nodes that start
           // later); this node applies it at once rather than wait for its own signal.
           yield* commandQueue(sql, config.prefix, command, undefined)
-          yield* apply(command, true)
+          yield* apply(command)
         }),
       setLimits: (queue, input) =>
         Effect.gen(function*() {

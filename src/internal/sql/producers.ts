@@ -21,8 +21,8 @@ export interface ProducerState {
 /** What a heartbeat reads back: the producer's state and its queue's cluster-wide limits. */
 export interface BeatState extends ProducerState {
   readonly limits: QueueLimits
-  /** The queue is paused on every node (`oban_queues.paused_at`). */
-  readonly pausedEverywhere: boolean
+  /** The queue's count of pauses and resumes for every node (`oban_queues.pause_commands`), as text. */
+  readonly pauseCommands: string | undefined
 }
 
 export interface Registration extends ProducerState {
@@ -32,15 +32,25 @@ export interface Registration extends ProducerState {
   readonly pausedEverywhere: boolean
   /** Other rows of the same node and queue refreshed within `freshMillis`: another live process with this name. */
   readonly twins: number
+  /** The queue's count of pauses and resumes for every node (`oban_queues.pause_commands`), as text. */
+  readonly pauseCommands: string
 }
 
 /**
- * Registers (or refreshes) the producer `id`. The newest row left by an
- * earlier incarnation of the same node and queue lends its limit and paused
- * flag (`inherited: true`); otherwise the given state is stored. A queue
- * paused on every node (`pausedEverywhere`) registers paused either way. Rows
- * of other incarnations are left alone: the rescuer judges them by their own
- * heartbeats.
+ * Registers (or refreshes) the producer `id`.
+ *
+ * At its first registration (`pauseCommandsSeen` undefined) the newest row
+ * left by an earlier incarnation of the same node and queue lends its limit
+ * and paused flag (`inherited: true`); otherwise the given state is stored. A
+ * queue paused on every node (`pausedEverywhere`) registers paused either way.
+ *
+ * A registration again (its row was removed during a long outage) stores the
+ * given state, unless the queue was paused or resumed for every node since the
+ * producer last read the queue's count of those commands: it missed that
+ * command, and takes the queue's pause (paused while one is kept, else not).
+ *
+ * Rows of other incarnations are left alone: the rescuer judges them by their
+ * own heartbeats.
  *
  * The queue's row in `oban_queues` is upserted and its pause read from the
  * row as locked (`RETURNING`), not from the statement's snapshot: a pause for
@@ -57,17 +67,21 @@ export const registerProducer = (
     readonly node: string
     readonly queue: string
     readonly freshMillis: number
+    /** The queue's count of pauses and resumes for every node as last read; undefined at the first registration. */
+    readonly pauseCommandsSeen: string | undefined
     /** What the row tells operators' tools (the node's crontab). */
     readonly meta?: Readonly<Record<string, unknown>> | undefined
   } & ProducerState
 ): Effect.Effect<Registration, SqlError> => {
   const producers = table(sql, prefix, "oban_producers")
+  const seen = options.pauseCommandsSeen ?? null
+  const first = sql`CASE WHEN ${seen}::bigint IS NULL`
   return sql<Registration>`
     WITH clock AS (SELECT ${now} AS now),
     queue_row AS (
       INSERT INTO ${table(sql, prefix, "oban_queues")} AS q (name) VALUES (${options.queue})
       ON CONFLICT (name) DO UPDATE SET name = excluded.name
-      RETURNING q.paused_at IS NOT NULL AS paused
+      RETURNING q.paused_at IS NOT NULL AS paused, q.pause_commands
     ),
     earlier AS (
       SELECT p."limit", p.paused, p.updated_at FROM ${producers} AS p
@@ -78,8 +92,10 @@ export const registerProducer = (
     registered AS (
       INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at)
       SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
-             COALESCE((SELECT "limit" FROM newest), ${options.limit}),
-             queue_row.paused OR COALESCE((SELECT paused FROM newest), ${options.paused}),
+             ${first} THEN COALESCE((SELECT "limit" FROM newest), ${options.limit}) ELSE ${options.limit} END,
+             ${first} THEN queue_row.paused OR COALESCE((SELECT paused FROM newest), ${options.paused})
+                  WHEN queue_row.pause_commands = ${seen}::bigint THEN ${options.paused}
+                  ELSE queue_row.paused END,
              ${JSON.stringify(options.meta ?? {})}::jsonb,
              clock.now, clock.now
       -- Read from the rows of queue_row: the queue row is locked before this producer row is written,
@@ -89,8 +105,9 @@ export const registerProducer = (
       RETURNING p."limit", p.paused
     )
     SELECT registered."limit" AS limit, registered.paused,
-           EXISTS (SELECT 1 FROM newest) AS inherited,
+           ${seen}::bigint IS NULL AND EXISTS (SELECT 1 FROM newest) AS inherited,
            (SELECT paused FROM queue_row) AS "pausedEverywhere",
+           (SELECT pause_commands::text FROM queue_row) AS "pauseCommands",
            (SELECT count(*)::int FROM earlier, clock
             WHERE earlier.updated_at > clock.now - ${options.freshMillis} * interval '1 millisecond') AS twins
     FROM registered
@@ -99,7 +116,7 @@ export const registerProducer = (
 
 /**
  * The heartbeat of one producer: refreshes its row and returns its state with
- * its queue's cluster-wide limits and whether the queue is paused for every
+ * its queue's cluster-wide limits and count of pauses and resumes for every
  * node, or none when the row is gone (removed as stale during a long outage).
  */
 export const beat = (
@@ -108,17 +125,17 @@ export const beat = (
   now: Fragment,
   id: string
 ): Effect.Effect<BeatState | undefined, SqlError> =>
-  sql<ProducerState & { readonly limits: LimitsRow | null; readonly paused_everywhere: boolean | null }>`
+  sql<ProducerState & { readonly limits: LimitsRow | null; readonly pause_commands: string | null }>`
     UPDATE ${table(sql, prefix, "oban_producers")} AS p SET updated_at = ${now}
     WHERE p.id = ${id}::uuid
     RETURNING p."limit" AS limit, p.paused,
       (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits,
-      (SELECT q.paused_at IS NOT NULL FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue)
-        AS paused_everywhere
+      (SELECT q.pause_commands::text FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue)
+        AS pause_commands
   `.pipe(Effect.map((rows) => {
     const row = rows[0]
     if (row === undefined) return undefined
-    return { limit: row.limit, paused: row.paused, limits: fromRow(row.limits), pausedEverywhere: row.paused_everywhere === true }
+    return { limit: row.limit, paused: row.paused, limits: fromRow(row.limits), pauseCommands: row.pause_commands ?? undefined }
   }))
 
 /** Stores a queue command: for one node, or for every producer of the queue. */

@@ -104,7 +104,10 @@ export const queueUsage = (
 
 /**
  * Records a pause for every node on the queue's row in `oban_queues` (kept
- * from the first pause), or clears it; returns whether that changed it. Run
+ * from the first pause), or clears it; returns whether that changed it.
+ * Either way it counts the command (`pause_commands`): a node that registers
+ * again after a long outage compares the count to see whether it missed one
+ * (`registerProducer`). Run
  * in the command's transaction before the producer rows are updated, by a
  * statement of its own: the row's lock orders it with registrations
  * (`registerProducer`), and the update that follows sees the rows of
@@ -120,11 +123,17 @@ export const storeQueuePause = (
   // Whether it changed: a pause set now (not kept from an earlier transaction), a kept pause cleared.
   return (paused
     ? sql<{ readonly changed: boolean }>`
-      INSERT INTO ${queues} AS q (name, paused_at) VALUES (${queue}, now())
-      ON CONFLICT (name) DO UPDATE SET paused_at = COALESCE(q.paused_at, excluded.paused_at)
+      INSERT INTO ${queues} AS q (name, paused_at, pause_commands) VALUES (${queue}, now(), 1)
+      ON CONFLICT (name) DO UPDATE
+        SET paused_at = COALESCE(q.paused_at, excluded.paused_at), pause_commands = q.pause_commands + 1
       RETURNING q.paused_at = now() AS changed`
+    // The row as it was, locked and read before the update (in FROM: a CTE only RETURNING reads would be read
+    // after it, and find nothing): whether a pause was kept.
     : sql<{ readonly changed: boolean }>`
-      UPDATE ${queues} SET paused_at = NULL WHERE name = ${queue} AND paused_at IS NOT NULL RETURNING true AS changed`
+      UPDATE ${queues} AS q SET paused_at = NULL, pause_commands = q.pause_commands + 1
+      FROM (SELECT name, paused_at FROM ${queues} WHERE name = ${queue} FOR UPDATE) AS before
+      WHERE q.name = before.name
+      RETURNING before.paused_at IS NOT NULL AS changed`
   ).pipe(Effect.map((rows) => rows[0]?.changed === true))
 }
 
