@@ -1,12 +1,14 @@
 /**
  * A node behind a TCP proxy that breaks the network the ways production does:
  * replies lost after the server committed, and an outage of every connection
- * longer than `rescueAfter`. Every perform is counted, so a duplicate shows.
+ * longer than `rescueAfter` (also one during which its paused queue is resumed
+ * for every node). Every perform is counted, so a duplicate shows.
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as Cluster from "../src/Cluster.ts"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
@@ -145,4 +147,46 @@ describe("an outage of every connection", () => {
       // connection: about 8.5 s on a quiet machine.
       assert.isBelow(took, 30_000, `shutdown took ${took} ms`)
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: blackhole })), Effect.provide(direct)), 120_000)
+})
+
+describe("a pause for every node and an outage", () => {
+  const away = uniquePrefix("pause_away")
+  it.live("a node cut off past rescueAfter while its queue was resumed for every node runs it again when it is back; its own pause holds", () =>
+    Effect.gen(function*() {
+      runs.clear()
+      yield* dropSchemaOnClose(away)
+      yield* Migrations.run({ prefix: away })
+      const proxy = yield* startProxy(databaseUrl())
+      const maintenance = {
+        heartbeatInterval: "500 millis",
+        rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
+        leader: { ttl: "2 seconds", renewInterval: "500 millis" }
+      } as const
+      const sql = yield* SqlClient
+      const producerRows = Effect.map(
+        sql<{ queue: string; paused: boolean }>`
+          SELECT queue, paused FROM ${sql(away)}.oban_producers WHERE node = 'away' ORDER BY queue`,
+        (rows) => rows.map((row) => [row.queue, row.paused] as const)
+      )
+      // Kept before either node starts; the node behind the proxy runs "mail" and "own", the other node
+      // (direct, the one left to lead and rescue during the outage) runs neither.
+      yield* Cluster.pauseQueue("mail")
+      const node = yield* nodeBehind(proxy.url, away, { node: "away", queues: { mail: 5, own: 5 }, ...maintenance })
+      yield* startNode({ prefix: away, node: "here", queues: { other: 1 }, workers: [Work], pollInterval: "200 millis", ...maintenance })
+      yield* node.oban.pauseQueue("own", { scope: "node" })
+      yield* waitFor("the node's rows", Effect.map(producerRows, (rows) => rows.length === 2 && rows.every(([, paused]) => paused)))
+      // The outage: every connection of the node cut and refused, long enough for the other node to remove its rows.
+      yield* proxy.refuse
+      yield* proxy.cut
+      yield* waitFor("the node's rows removed as stale", Effect.map(producerRows, (rows) => rows.length === 0), "30 seconds")
+      // Resumed for every node meanwhile: the node sees neither the row update nor the signal.
+      yield* Cluster.resumeQueue("mail")
+      yield* proxy.accept
+      yield* waitFor("the node registered again", Effect.map(producerRows, (rows) => rows.length === 2), "30 seconds")
+      const [mail, own] = yield* Oban.insertAll([Work.job({ n: 1, millis: 0 }, { queue: "mail" }), Work.job({ n: 2, millis: 0 }, { queue: "own" })])
+      yield* waitFor("the mail job ran on the node back from the outage", Effect.sync(() => runs.get(mail!.id) === 1), "30 seconds")
+      assert.deepStrictEqual(yield* producerRows, [["mail", false], ["own", true]])
+      yield* Effect.sleep("1 second")
+      assert.isUndefined(runs.get(own!.id), "its own pause holds")
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: away })), Effect.provide(direct)), 120_000)
 })
