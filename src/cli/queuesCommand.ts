@@ -9,6 +9,7 @@ import * as Cluster from "../Cluster.ts"
 import * as Jobs from "../Jobs.ts"
 import { pausedSummary } from "../internal/pausedSummary.ts"
 import { runQueueCommand } from "../internal/queueCommand.ts"
+import { queueSummaries } from "../internal/queueSummaries.ts"
 import type { CommandResult } from "../internal/sql/cluster.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
@@ -20,33 +21,29 @@ const status = Command.make("status", {
   Effect.gen(function*() {
     const globals = yield* root
     const [view, counts] = yield* withDatabase(globals, Effect.all([Cluster.view, Jobs.counts()]))
-    const names = new Set([
-      ...counts.queues.map((entry) => entry.queue),
-      ...view.nodes.flatMap((node) => node.producers.map((producer) => producer.queue)),
-      ...view.pausedQueues.map((entry) => entry.queue)
-    ])
-    const wanted = Option.match(queue, { onNone: () => Array.from(names).sort(), onSome: (name) => [name] })
-    const queues = wanted.map((name) => ({
-      queue: name,
-      producers: view.nodes.flatMap((node) => node.producers.filter((producer) => producer.queue === name)),
-      counts: counts.queues.find((entry) => entry.queue === name)?.states ?? {},
-      /** When it was paused for every node, a pause kept for nodes that start later; null when it is not. */
-      pausedSince: view.pausedQueues.find((entry) => entry.queue === name)?.since ?? null
-    }))
-    if (Option.isSome(queue) && !names.has(queue.value)) {
+    const all = queueSummaries(view, counts.queues)
+    const wanted = Option.match(queue, { onNone: () => all, onSome: (name) => all.filter((entry) => entry.queue === name) })
+    if (Option.isSome(queue) && wanted.length === 0) {
       return yield* Effect.fail(
         new CliFailure(ExitCode.notFound, `queue "${queue.value}" has no jobs and no running node`, "QueueNotFound")
       )
     }
+    const queues = wanted.map((entry) => ({
+      queue: entry.queue,
+      producers: entry.producers,
+      counts: entry.states ?? {},
+      /** When it was paused for every node, a pause kept for nodes that start later; null when it is not. */
+      pausedSince: entry.pausedSince ?? null
+    }))
     yield* print(globals.json, { queues, estimated: counts.estimated }, () => {
-      const rows = queues.map(({ counts, pausedSince, producers, queue }) => {
-        const state = (name: string) => (counts as Record<string, number>)[name] ?? 0
+      const rows = wanted.map(({ limit, pausedSince, producers, queue, running, states }) => {
+        const state = (name: string) => (states as Record<string, number> | undefined)?.[name] ?? 0
         return [
           queue,
           producers.length,
-          producers.reduce((sum, producer) => sum + producer.limit, 0),
-          producers.reduce((sum, producer) => sum + producer.running, 0),
-          pausedSummary(producers, pausedSince !== null),
+          limit,
+          running,
+          pausedSummary(producers, pausedSince !== undefined),
           state("available"), state("scheduled"), state("executing"), state("retryable"),
           state("completed"), state("discarded"), state("cancelled")
         ]

@@ -29,6 +29,7 @@ import { queuesPage } from "./queuesPage.ts"
 import { type Csrf, securityHeaders, sessionCookie } from "./security.ts"
 import type { Snapshot } from "./snapshot.ts"
 import { pausedSummary } from "../pausedSummary.ts"
+import { queueSummaries } from "../queueSummaries.ts"
 
 export type Access = "full" | "read-only" | "denied"
 
@@ -74,18 +75,13 @@ const jsonResponse = (body: unknown, status = 200): Response =>
  * `[queue, value]` pairs (see `Snapshot.throughput`).
  */
 export const livePayload = (snapshot: Snapshot) => {
-  const producers: Array<readonly [string, { nodes: number; limit: number | string; running: number; paused: string }]> = []
-  const all = snapshot.cluster.nodes.flatMap((node) => node.producers)
-  const kept = new Set(snapshot.cluster.pausedQueues.map((entry) => entry.queue))
-  for (const queue of new Set([...all.map((producer) => producer.queue), ...kept])) {
-    const mine = all.filter((producer) => producer.queue === queue)
-    producers.push([queue, {
-      nodes: mine.length,
-      limit: mine.reduce((sum, producer) => sum + producer.limit, 0),
-      running: mine.reduce((sum, producer) => sum + producer.running, 0),
-      paused: pausedSummary(mine, kept.has(queue))
+  const producers: Array<readonly [string, { nodes: number; limit: number | string; running: number; paused: string }]> =
+    queueSummaries(snapshot.cluster).map((entry) => [entry.queue, {
+      nodes: entry.producers.length,
+      limit: entry.limit,
+      running: entry.running,
+      paused: pausedSummary(entry.producers, entry.pausedSince !== undefined)
     }])
-  }
   return {
     now: snapshot.now.toISOString(),
     version: snapshot.version,

@@ -8,6 +8,7 @@ import { type Html, html } from "./html.ts"
 import { date, page, type PageContext, postForm, states } from "./layout.ts"
 import { type Series, type Snapshot, windowSeconds } from "./snapshot.ts"
 import { pausedSummary } from "../pausedSummary.ts"
+import { queueSummaries } from "../queueSummaries.ts"
 
 export const chartHeight = 40
 
@@ -69,19 +70,9 @@ ${
 }
 
 export const queuesPage = (context: PageContext, snapshot: Snapshot): Html => {
-  const producersOf = (queue: string) =>
-    snapshot.cluster.nodes.flatMap((node) => node.producers.filter((producer) => producer.queue === queue))
-  const names = Array.from(
-    new Set([
-      ...snapshot.counts.queues.map((entry) => entry.queue),
-      ...snapshot.cluster.nodes.flatMap((node) => node.producers.map((producer) => producer.queue)),
-      ...snapshot.cluster.pausedQueues.map((entry) => entry.queue)
-    ])
-  ).sort()
-  const kept = new Set(snapshot.cluster.pausedQueues.map((entry) => entry.queue))
-  const rows = names.map((queue) => {
-    const counts = snapshot.counts.queues.find((entry) => entry.queue === queue)?.states
-    const producers = producersOf(queue)
+  const rows = queueSummaries(snapshot.cluster, snapshot.counts.queues).map((summary) => {
+    const { limit, producers, queue, running, states: counts } = summary
+    const kept = summary.pausedSince !== undefined
     const jobsLink = (state: string) => `${context.base}/jobs?${new URLSearchParams({ queue, state })}`
     return html`<tr data-queue-row="${queue}">
 <th scope="row"><a href="${context.base}/jobs?${new URLSearchParams({ queue })}">${queue}</a></th>
@@ -91,12 +82,12 @@ ${
       )
     }
 <td class="num" data-field="nodes">${producers.length}</td>
-<td class="num" data-field="limit">${producers.reduce((sum, producer) => sum + producer.limit, 0) || "-"}</td>
+<td class="num" data-field="limit">${limit || "-"}</td>
 <td data-field="cluster-limits">${snapshot.limits.get(queue) ?? html`<span class="muted">none</span>`}</td>
-<td class="num" data-field="running">${producers.reduce((sum, producer) => sum + producer.running, 0)}</td>
-<td data-field="paused">${pausedSummary(producers, kept.has(queue))}</td>
+<td class="num" data-field="running">${running}</td>
+<td data-field="paused">${pausedSummary(producers, kept)}</td>
 <td>${chart(queue, snapshot.throughput.get(queue))}</td>
-<td>${queueActions(context, queue, producers, kept.has(queue))}</td>
+<td>${queueActions(context, queue, producers, kept)}</td>
 </tr>`
   })
   const estimated = snapshot.counts.estimated.length > 0
