@@ -15,6 +15,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { resolve } from "./Config.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError } from "./Errors.ts"
 import { isTarget, type MigrationFile, migrationFiles, withPrefix } from "./internal/migrationFiles.ts"
+import { serverMessage } from "./internal/serverMessage.ts"
 import {
   appliedVersions,
   createBookkeepingSql,
@@ -96,16 +97,7 @@ const failing = (migration: MigrationFile, direction: "up" | "down") => (error: 
   })
 
 /** The server's message, with its detail and hint (the detail often names the object in the way, such as a view). */
-const describe = (error: SqlError): string => {
-  const cause = (error.reason as { readonly cause?: unknown }).cause
-  if (!(cause instanceof Error)) return error.message
-  const { detail, hint } = cause as { readonly detail?: unknown; readonly hint?: unknown }
-  return [
-    cause.message,
-    ...(typeof detail === "string" && detail !== "" ? [`detail: ${detail}`] : []),
-    ...(typeof hint === "string" && hint !== "" ? [`hint: ${hint}`] : [])
-  ].join("; ")
-}
+const describe = (error: SqlError): string => serverMessage(error) ?? error.message
 
 /**
  * The highest version shipped with this release.

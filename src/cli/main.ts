@@ -11,6 +11,7 @@ import { CliError, Command } from "effect/cli"
 import { readFileSync } from "node:fs"
 import { cron, nodes } from "./clusterCommand.ts"
 import { dashboard } from "./dashboardCommand.ts"
+import { serverMessage } from "../internal/serverMessage.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { jobs } from "./jobsCommand.ts"
 import { migrate } from "./migrateCommand.ts"
@@ -33,10 +34,6 @@ interface Reported {
   readonly message: string
 }
 
-const serverMessage = (error: { readonly reason?: { readonly cause?: unknown } }): string | undefined => {
-  const cause = error.reason?.cause
-  return cause instanceof Error ? cause.message : undefined
-}
 
 /** The exit code and message of a failure. */
 export const classify = (error: unknown): Reported => {
