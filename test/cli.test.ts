@@ -49,7 +49,7 @@ const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), q
 layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
   it.effect("clear errors for bad input, an unmigrated schema and an unreachable database", () =>
     Effect.gen(function*() {
-      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson, badRange] = yield* Effect.all([
+      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson, badRange, noName] = yield* Effect.all([
         cli(withPrefix("jobs", "list")),
         cli(withPrefix("migrate", "status", "--json")),
         cli(withPrefix("migrate", "sql"), { env: { DATABASE_URL: undefined } }),
@@ -60,7 +60,8 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
         cli(["jobs", "list", "--prefix", "Not-A-Prefix"]),
         cli(withPrefix("nodes"), { env: { DATABASE_URL: undefined } }),
         cli(withPrefix("jobs", "list", "--args", "[1]", "--json")),
-        cli(withPrefix("jobs", "list", "--inserted-after", "2030-01-01", "--inserted-before", "2020-01-01"))
+        cli(withPrefix("jobs", "list", "--inserted-after", "2030-01-01", "--inserted-before", "2020-01-01")),
+        cli(withPrefix("queues", "pause", ""))
       ], { concurrency: 3 })
       assert.strictEqual(unmigrated.code, 4)
       assert.include(unmigrated.stderr, `effect-oban migrate up --prefix ${prefix}`)
@@ -72,6 +73,9 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(badRange.code, 2)
       // Once: the message used to name the field itself too ("inserted: inserted: ...").
       assert.include(badRange.stderr, `effect-oban: inserted: "after" must be earlier than "before"`)
+      // The field is not named twice either ("queue: queue name ...").
+      assert.strictEqual(noName.code, 2)
+      assert.strictEqual(noName.stderr, `effect-oban: queue name "" must not be empty\n`)
       assert.strictEqual(badState.code, 2)
       assert.include(badState.stderr, "states")
       assert.strictEqual(typo.code, 2)

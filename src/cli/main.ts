@@ -49,7 +49,10 @@ export const classify = (error: unknown): Reported => {
     case "InvalidConfigError":
     case "InvalidPrefixError": {
       const field = (error as { readonly field?: string }).field
-      return { code: ExitCode.usage, tag: tagged._tag, message: `${field === undefined ? "" : `${field}: `}${tagged.message}` }
+      const message = tagged.message ?? ""
+      // The field first, unless the message starts with it already ("queue name ..." for field `queue`).
+      const named = field === undefined || message.startsWith(`${field} `) ? message : `${field}: ${message}`
+      return { code: ExitCode.usage, tag: tagged._tag, message: named }
     }
     case "MigrationError": {
       const { prefix, version } = error as { readonly prefix?: string; readonly version?: number }
