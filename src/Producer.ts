@@ -319,6 +319,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         }),
         wake
       ),
+      notePauseCommands: (count) => Effect.sync(() => liveness.rememberPauseCommands(count)),
       scale: (next) =>
         Effect.andThen(
           Effect.sync(() => {

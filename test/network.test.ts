@@ -171,10 +171,14 @@ describe("a pause for every node and an outage", () => {
       // Kept before either node starts; the node behind the proxy runs "mail" and "own", the other node
       // (direct, the one left to lead and rescue during the outage) runs neither.
       yield* Cluster.pauseQueue("mail")
-      const node = yield* nodeBehind(proxy.url, away, { node: "away", queues: { mail: 5, own: 5 }, ...maintenance })
+      yield* Cluster.pauseQueue("free")
+      const node = yield* nodeBehind(proxy.url, away, { node: "away", queues: { mail: 5, own: 5, free: 5 }, ...maintenance })
       yield* startNode({ prefix: away, node: "here", queues: { other: 1 }, workers: [Work], pollInterval: "200 millis", ...maintenance })
       yield* node.oban.pauseQueue("own", { scope: "node" })
-      yield* waitFor("the node's rows", Effect.map(producerRows, (rows) => rows.length === 2 && rows.every(([, paused]) => paused)))
+      // "free" is resumed for this node alone: it runs here while paused for nodes that start later.
+      yield* Cluster.resumeQueue("free", { node: "away" })
+      yield* waitFor("the node's rows", Effect.map(producerRows, (rows) =>
+        JSON.stringify(rows) === JSON.stringify([["free", false], ["mail", true], ["own", true]])))
       // The outage: every connection of the node cut and refused, long enough for the other node to remove its rows.
       yield* proxy.refuse
       yield* proxy.cut
@@ -182,10 +186,16 @@ describe("a pause for every node and an outage", () => {
       // Resumed for every node meanwhile: the node sees neither the row update nor the signal.
       yield* Cluster.resumeQueue("mail")
       yield* proxy.accept
-      yield* waitFor("the node registered again", Effect.map(producerRows, (rows) => rows.length === 2), "30 seconds")
-      const [mail, own] = yield* Oban.insertAll([Work.job({ n: 1, millis: 0 }, { queue: "mail" }), Work.job({ n: 2, millis: 0 }, { queue: "own" })])
+      yield* waitFor("the node registered again", Effect.map(producerRows, (rows) => rows.length === 3), "30 seconds")
+      const [mail, own, free] = yield* Oban.insertAll([
+        Work.job({ n: 1, millis: 0 }, { queue: "mail" }),
+        Work.job({ n: 2, millis: 0 }, { queue: "own" }),
+        Work.job({ n: 3, millis: 0 }, { queue: "free" })
+      ])
       yield* waitFor("the mail job ran on the node back from the outage", Effect.sync(() => runs.get(mail!.id) === 1), "30 seconds")
-      assert.deepStrictEqual(yield* producerRows, [["mail", false], ["own", true]])
+      // Resumed for itself under a kept pause, and no command for every node of "free" since: it still runs it.
+      yield* waitFor("the free job ran", Effect.sync(() => runs.get(free!.id) === 1), "30 seconds")
+      assert.deepStrictEqual(yield* producerRows, [["free", false], ["mail", false], ["own", true]])
       yield* Effect.sleep("1 second")
       assert.isUndefined(runs.get(own!.id), "its own pause holds")
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: away })), Effect.provide(direct)), 120_000)

@@ -188,6 +188,29 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isTrue(row!.paused, "the stored producer row says paused too (heartbeats read it back)")
     }))
 
+  it.effect("a node resumed for itself right after a pause for every node keeps running when it registers again before its next heartbeat", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const node = yield* startNode({ ...base, node: "quick", queues: { mail: 5 }, heartbeatInterval: "2 seconds" })
+      yield* node.oban.ready
+      // The pause's signal carries the queue's count of such commands; the node remembers it from there, not
+      // only from its next heartbeat.
+      yield* Cluster.pauseQueue("mail")
+      yield* waitFor("paused by the signal", Effect.map(node.oban.checkQueue("mail"), (state) => state.paused))
+      yield* Cluster.resumeQueue("mail", { node: "quick" })
+      yield* waitFor("resumed here", Effect.map(node.oban.checkQueue("mail"), (state) => !state.paused))
+      // Its rows removed (as after an outage) with no command for every node since: it keeps its own state.
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE node = 'quick'`
+      yield* waitFor("the node registered again", Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'quick'`,
+        (rows) => rows[0]!.n === 1
+      ))
+      const job = yield* Oban.insert(Count.job({ n: 6 }))
+      yield* completed(job.id)
+      assert.isNotNull(yield* pausedAt("mail"), "still kept for nodes that start later")
+    }))
+
   it.effect("a scale that arrives while a node registers under a kept pause scales it and leaves it paused", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -203,7 +226,8 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       // signals nothing, so the test sends it): it reaches the node while it registers.
       const signal = JSON.stringify({ action: "scale", queue: "mail", limit: 7, node: "scaled" })
       yield* sql`SELECT pg_notify(${channel(prefix, "signal")}, ${signal})`
-      yield* Effect.sleep("500 millis")
+      // A notification reaches a listening node in milliseconds; the margin is for a loaded machine.
+      yield* Effect.sleep("2 seconds")
       yield* Effect.promise(() => client.query("COMMIT"))
       const node = yield* Fiber.join(starting)
       yield* node.oban.ready

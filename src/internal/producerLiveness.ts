@@ -72,6 +72,8 @@ export interface ProducerLiveness {
   readonly checkAlive: Effect.Effect<boolean>
   /** Registers the producer at once, then beats on schedule, for the scope's life. */
   readonly start: Effect.Effect<void, never, Scope.Scope>
+  /** Remembers a count of the queue's pauses and resumes for every node (read, or carried by a signal) past the one remembered. */
+  readonly rememberPauseCommands: (count: string | undefined) => void
 }
 
 export const make = (input: LivenessOptions): ProducerLiveness => {
@@ -85,6 +87,18 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
   const lostAfterMillis = Math.max(heartbeatMillis, rescueAfterMillis - heartbeatMillis)
   const logs = { component: "Producer", queue: options.queue, node: options.node }
+
+  /**
+   * Remembers the queue's count of pauses and resumes for every node, unless
+   * a later one is remembered already: a heartbeat's subquery reads its
+   * snapshot, which may predate a command whose row update it waited for and
+   * whose signal brought the later count.
+   */
+  const rememberPauseCommands = (count: string | undefined) => {
+    const seen = control.pauseCommandsSeen
+    if (count === undefined) return
+    if (seen === undefined || BigInt(count) > BigInt(seen)) control.pauseCommandsSeen = count
+  }
 
   /** Takes the stored state unless a command came since it was read. */
   const adopt = (state: ProducerState, readAt: number) =>
@@ -128,13 +142,14 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
             "each keeps its own producer rows and jobs, but give every process a unique node name"
         )
       }
-      control.pauseCommandsSeen = row.pauseCommands
+      rememberPauseCommands(row.pauseCommands)
+      const pauseCommand = control.pauseChanges !== pauseReadAt
+      const limitCommand = control.changes - control.pauseChanges !== readAt - pauseReadAt
       if (control.changes !== readAt) {
         // A command arrived while registering, and its update may not have seen this row: what it set
-        // wins, the registration's state the rest (a scale leaves a kept pause alone), and the whole is
-        // stored for heartbeats to read back.
-        const pauseCommand = control.pauseChanges !== pauseReadAt
-        const limitCommand = control.changes - control.pauseChanges !== readAt - pauseReadAt
+        // wins and is stored for heartbeats to read back, and the registration's state stands for the
+        // rest (a scale leaves a kept pause alone). Only what it set is stored: a command for every node
+        // that updated the row since keeps the rest.
         yield* adopt({
           limit: limitCommand ? control.limit : row.limit,
           paused: pauseCommand ? control.paused : row.paused
@@ -142,19 +157,22 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         yield* options.liveness.run(storeQueueState(client, options.prefix, {
           queue: options.queue,
           node: options.node,
-          limit: control.limit,
-          paused: control.paused
+          ...(limitCommand ? { limit: control.limit } : {}),
+          ...(pauseCommand ? { paused: control.paused } : {})
         }))
       } else {
         // The stored state wins: rows left by an earlier run of this node, a pause for every node, or
         // the end of one this node missed while its row was gone.
         yield* adopt(row, readAt)
       }
-      if (control.paused && row.pausedEverywhere && !wasPaused) {
+      if (!pauseCommand && control.paused && row.pausedEverywhere && !wasPaused) {
         // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
         yield* Effect.logInfo(
-          `queue ${options.queue} ${registered ? "is paused again" : "starts paused"}: it was paused for every ` +
-            "node, which holds for nodes that start later until it is resumed for every node"
+          registered
+            ? `queue ${options.queue} is paused: it was paused for every node while this node could not reach the ` +
+              "database, which holds until it is resumed for every node"
+            : `queue ${options.queue} starts paused: it was paused for every node, which holds for nodes that ` +
+              "start later until it is resumed for every node"
         )
       }
     })
@@ -174,7 +192,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         input.dropClaimedAhead()
         yield* register(beatSql)
       } else {
-        control.pauseCommandsSeen = state.pauseCommands
+        rememberPauseCommands(state.pauseCommands)
         yield* adopt(state, readAt)
         if (limiter.adopt(state.limits)) yield* input.limitsChanged
       }
@@ -229,6 +247,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     registered: () => registered,
     startable: () => !lost && !beatFailing,
     checkAlive,
-    start
+    start,
+    rememberPauseCommands
   }
 }

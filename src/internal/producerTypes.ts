@@ -59,6 +59,12 @@ export interface Producer {
   readonly ready: Effect.Effect<void>
   readonly pause: Effect.Effect<void>
   readonly resume: Effect.Effect<void>
+  /**
+   * Remembers the queue's count of pauses and resumes for every node that a
+   * signal carried, when it is past the one remembered (see
+   * `registerProducer`).
+   */
+  readonly notePauseCommands: (count: string) => Effect.Effect<void>
   readonly scale: (limit: number) => Effect.Effect<void>
   /** Re-reads the queue's cluster-wide limits (another node changed them). */
   readonly refreshLimits: Effect.Effect<void>

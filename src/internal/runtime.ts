@@ -247,7 +247,14 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
         return Effect.asVoid(Effect.forkIn(cancelHere(payload["job_id"]), nodeScope, { startImmediately: true }))
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
-        return apply({ action, queue: payload["queue"] })
+        // A command for every node carries the queue's count of them: remembered (see `registerProducer`).
+        const count = payload["pause_commands"]
+        const producer = producers.get(payload["queue"])
+        const noted = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined &&
+            producer !== undefined
+          ? producer.notePauseCommands(count)
+          : Effect.void
+        return Effect.andThen(noted, apply({ action, queue: payload["queue"] }))
       }
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
         return apply({ action, queue: payload["queue"], limit: payload["limit"] })

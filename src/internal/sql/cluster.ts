@@ -101,25 +101,31 @@ export const commandQueue = (
 ): Effect.Effect<CommandResult, SqlError> => {
   const limit = command.action === "scale" ? command.limit : null
   const paused = command.action === "scale" ? null : command.action === "pause"
-  const signal = JSON.stringify(node === undefined ? command : { ...command, node })
-  const stored = sql<{ readonly changed: number; readonly kept: boolean }>`
-    WITH changed AS (
-      UPDATE ${table(sql, prefix, "oban_producers")}
-      SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
-      WHERE queue = ${command.queue} AND (${node ?? null}::text IS NULL OR node = ${node ?? null}::text)
-      RETURNING id
-    ),
-    signalled AS (
-      SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
+  // A pause or resume for every node carries the queue's count of them, which nodes remember (see
+  // `registerProducer`): the one stored in this transaction.
+  const stored = (pauseCommands: string | undefined) => {
+    const signal = JSON.stringify(
+      node !== undefined ? { ...command, node } : pauseCommands === undefined ? command : { ...command, pause_commands: pauseCommands }
     )
-    SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent,
-      EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_queues")} WHERE name = ${command.queue} AND paused_at IS NOT NULL) AS kept
-  `.pipe(Effect.map((rows) => ({ producers: rows[0]?.changed ?? 0, keptPause: rows[0]?.kept === true })))
+    return sql<{ readonly changed: number; readonly kept: boolean }>`
+      WITH changed AS (
+        UPDATE ${table(sql, prefix, "oban_producers")}
+        SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
+        WHERE queue = ${command.queue} AND (${node ?? null}::text IS NULL OR node = ${node ?? null}::text)
+        RETURNING id
+      ),
+      signalled AS (
+        SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
+      )
+      SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent,
+        EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_queues")} WHERE name = ${command.queue} AND paused_at IS NOT NULL) AS kept
+    `.pipe(Effect.map((rows) => ({ producers: rows[0]?.changed ?? 0, keptPause: rows[0]?.kept === true })))
+  }
   // A pause or resume for every node is also the queue's own state, for nodes that start later.
   return paused === null || node !== undefined
-    ? Effect.map(stored, (result) => ({ ...result, keptChanged: false }))
+    ? Effect.map(stored(undefined), (result) => ({ ...result, keptChanged: false }))
     : sql.withTransaction(Effect.flatMap(
       storeQueuePause(sql, prefix, command.queue, paused),
-      (keptChanged) => Effect.map(stored, (result) => ({ ...result, keptChanged }))
+      ({ changed, count }) => Effect.map(stored(count), (result) => ({ ...result, keptChanged: changed }))
     ))
 }

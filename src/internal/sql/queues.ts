@@ -104,10 +104,10 @@ export const queueUsage = (
 
 /**
  * Records a pause for every node on the queue's row in `oban_queues` (kept
- * from the first pause), or clears it; returns whether that changed it.
- * Either way it counts the command (`pause_commands`): a node that registers
- * again after a long outage compares the count to see whether it missed one
- * (`registerProducer`). Run
+ * from the first pause), or clears it; returns whether that changed it, and
+ * the queue's count of such commands with this one (`pause_commands`, as
+ * text): a node that registers again after a long outage compares the count
+ * to see whether it missed one (`registerProducer`). Run
  * in the command's transaction before the producer rows are updated, by a
  * statement of its own: the row's lock orders it with registrations
  * (`registerProducer`), and the update that follows sees the rows of
@@ -118,23 +118,23 @@ export const storeQueuePause = (
   prefix: string,
   queue: string,
   paused: boolean
-): Effect.Effect<boolean, SqlError> => {
+): Effect.Effect<{ readonly changed: boolean; readonly count: string | undefined }, SqlError> => {
   const queues = table(sql, prefix, "oban_queues")
   // Whether it changed: a pause set now (not kept from an earlier transaction), a kept pause cleared.
   return (paused
-    ? sql<{ readonly changed: boolean }>`
+    ? sql<{ readonly changed: boolean; readonly count: string }>`
       INSERT INTO ${queues} AS q (name, paused_at, pause_commands) VALUES (${queue}, now(), 1)
       ON CONFLICT (name) DO UPDATE
         SET paused_at = COALESCE(q.paused_at, excluded.paused_at), pause_commands = q.pause_commands + 1
-      RETURNING q.paused_at = now() AS changed`
+      RETURNING q.paused_at = now() AS changed, q.pause_commands::text AS count`
     // The row as it was, locked and read before the update (in FROM: a CTE only RETURNING reads would be read
     // after it, and find nothing): whether a pause was kept.
-    : sql<{ readonly changed: boolean }>`
+    : sql<{ readonly changed: boolean; readonly count: string }>`
       UPDATE ${queues} AS q SET paused_at = NULL, pause_commands = q.pause_commands + 1
       FROM (SELECT name, paused_at FROM ${queues} WHERE name = ${queue} FOR UPDATE) AS before
       WHERE q.name = before.name
-      RETURNING before.paused_at IS NOT NULL AS changed`
-  ).pipe(Effect.map((rows) => rows[0]?.changed === true))
+      RETURNING before.paused_at IS NOT NULL AS changed, q.pause_commands::text AS count`
+  ).pipe(Effect.map((rows) => ({ changed: rows[0]?.changed === true, count: rows[0]?.count })))
 }
 
 /** The queues paused for every node, kept for nodes that start later, and since when. */
