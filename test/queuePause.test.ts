@@ -10,6 +10,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import pg from "pg"
 import * as Cluster from "../src/Cluster.ts"
 import { channel } from "../src/Config.ts"
+import { storeQueuePause } from "../src/internal/sql/queues.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
@@ -285,14 +286,13 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         (rows) => rows[0]!.n === 4
       ))
       // What a long outage leaves: the rescuer removed the node's rows as stale, and a resume for every node of
-      // "mail" and of "again" was given meanwhile (as storeQueuePause writes it), whose row updates and signals
-      // the node could not see. Written in one transaction, without a signal, so the node learns of it only by
-      // registering again.
+      // "mail" and of "again" was given meanwhile (its queue rows written by storeQueuePause, as the command
+      // writes them), whose row updates and signals the node could not see. Written in one transaction, without
+      // a signal, so the node learns of it only by registering again.
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE node = 'away'`
-        yield* sql`
-          UPDATE ${sql(prefix)}.oban_queues SET paused_at = NULL, pause_commands = pause_commands + 1
-          WHERE name IN ('mail', 'again')`
+        yield* storeQueuePause(sql, prefix, "mail", false)
+        yield* storeQueuePause(sql, prefix, "again", false)
       }))
       yield* waitFor("the node registered again", Effect.map(
         sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'away'`,
