@@ -55,6 +55,12 @@ const nodeBehind = (url: string, prefix: string, options: Partial<Oban.LayerOpti
     }).pipe(Effect.provideContext(context))
   })
 
+/** Fast maintenance: a rescuer that looks every 100 ms, and producers silent for 3 s count as dead. */
+const fastMaintenance = {
+  rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
+  leader: { ttl: "2 seconds", renewInterval: "500 millis" }
+} as const
+
 const executingOrDone = (prefix: string, total: number) =>
   Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) + (c["completed"] ?? 0) === total)
 
@@ -103,12 +109,7 @@ describe("an outage of every connection", () => {
       yield* dropSchemaOnClose(outage)
       yield* Migrations.run({ prefix: outage })
       const proxy = yield* startProxy(databaseUrl())
-      // Fast maintenance: a rescuer that looks every 100 ms, and producers silent for 3 s count as dead.
-      const maintenance = {
-        heartbeatInterval: "1 second",
-        rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
-        leader: { ttl: "2 seconds", renewInterval: "500 millis" }
-      } as const
+      const maintenance = { ...fastMaintenance, heartbeatInterval: "1 second" } as const
       yield* nodeBehind(proxy.url, outage, { node: "left", ...maintenance })
       yield* nodeBehind(proxy.url, outage, { node: "right", ...maintenance })
       // Ten jobs of 12 s each, five per node: they outlive the outage below.
@@ -157,11 +158,7 @@ describe("a pause for every node and an outage", () => {
       yield* dropSchemaOnClose(away)
       yield* Migrations.run({ prefix: away })
       const proxy = yield* startProxy(databaseUrl())
-      const maintenance = {
-        heartbeatInterval: "500 millis",
-        rescuer: { rescueAfter: "3 seconds", interval: "100 millis" },
-        leader: { ttl: "2 seconds", renewInterval: "500 millis" }
-      } as const
+      const maintenance = { ...fastMaintenance, heartbeatInterval: "500 millis" } as const
       const sql = yield* SqlClient
       const producerRows = Effect.map(
         sql<{ queue: string; paused: boolean }>`
