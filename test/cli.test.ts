@@ -46,6 +46,9 @@ const parsed = <A>(run: Run): A => {
 
 const Mail = Worker.make("Mail", { args: Schema.Struct({ to: Schema.String }), queue: "mailers", perform: () => Effect.never })
 
+/** The node the queue commands reach. Its jobs never finish: it does not wait for them when its test ends. */
+const cliNode = { node: "cli-node", queues: { mailers: 2, quiet: 1 }, shutdownGracePeriod: "100 millis", workers: [Mail] } as const
+
 layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
   it.effect("clear errors for bad input, an unmigrated schema and an unreachable database", () =>
     Effect.gen(function*() {
@@ -186,11 +189,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
   it.effect("queues, nodes and cron against a running node", () =>
     Effect.gen(function*() {
       const { oban } = yield* startNode({
-        node: "cli-node",
-        queues: { mailers: 2, quiet: 1 },
-        // Its jobs never finish: do not wait for them at the end of the test.
-        shutdownGracePeriod: "100 millis",
-        workers: [Mail],
+        ...cliNode,
         crontab: [Cron.entry("*/5 * * * *", Mail, { to: "cron" }, { name: "every-five", queue: "crons" })]
       })
       yield* oban.ready
@@ -216,12 +215,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
 
   it.effect("queue commands reach a running node; a pause for every node is kept", () =>
     Effect.gen(function*() {
-      const { oban } = yield* startNode({
-        node: "cli-node",
-        queues: { mailers: 2, quiet: 1 },
-        shutdownGracePeriod: "100 millis",
-        workers: [Mail]
-      })
+      const { oban } = yield* startNode(cliNode)
       yield* oban.ready
       const paused = yield* cli(withPrefix("queues", "pause", "quiet"))
       assert.strictEqual(paused.code, 0)
