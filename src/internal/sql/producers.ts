@@ -74,8 +74,14 @@ export const registerProducer = (
   } & ProducerState
 ): Effect.Effect<Registration, SqlError> => {
   const producers = table(sql, prefix, "oban_producers")
-  const seen = options.pauseCommandsSeen ?? null
-  const first = sql`CASE WHEN ${seen}::bigint IS NULL`
+  const seen = options.pauseCommandsSeen
+  // The first registration lends from an earlier incarnation and takes a kept pause; a registration again
+  // keeps its own state unless the queue's count of commands for every node moved (see above).
+  const limit = seen === undefined ? sql`COALESCE((SELECT "limit" FROM newest), ${options.limit})` : sql`${options.limit}`
+  const paused = seen === undefined
+    ? sql`queue_row.paused OR COALESCE((SELECT paused FROM newest), ${options.paused})`
+    : sql`CASE WHEN queue_row.pause_commands = ${seen}::bigint THEN ${options.paused} ELSE queue_row.paused END`
+  const inherited = seen === undefined ? sql`EXISTS (SELECT 1 FROM newest)` : sql`false`
   return sql<Registration>`
     WITH clock AS (SELECT ${now} AS now),
     queue_row AS (
@@ -92,10 +98,7 @@ export const registerProducer = (
     registered AS (
       INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at)
       SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
-             ${first} THEN COALESCE((SELECT "limit" FROM newest), ${options.limit}) ELSE ${options.limit} END,
-             ${first} THEN queue_row.paused OR COALESCE((SELECT paused FROM newest), ${options.paused})
-                  WHEN queue_row.pause_commands = ${seen}::bigint THEN ${options.paused}
-                  ELSE queue_row.paused END,
+             ${limit}, ${paused},
              ${JSON.stringify(options.meta ?? {})}::jsonb,
              clock.now, clock.now
       -- Read from the rows of queue_row: the queue row is locked before this producer row is written,
@@ -105,7 +108,7 @@ export const registerProducer = (
       RETURNING p."limit", p.paused
     )
     SELECT registered."limit" AS limit, registered.paused,
-           ${seen}::bigint IS NULL AND EXISTS (SELECT 1 FROM newest) AS inherited,
+           ${inherited} AS inherited,
            (SELECT paused FROM queue_row) AS "pausedEverywhere",
            (SELECT pause_commands::text FROM queue_row) AS "pauseCommands",
            (SELECT count(*)::int FROM earlier, clock
