@@ -17,7 +17,7 @@ import { tracked } from "./activity.ts"
 import type { Options } from "./producerTypes.ts"
 import type * as QueueLimiter from "./queueLimiter.ts"
 import { retryDelay } from "./retryDelay.ts"
-import { beat, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
+import { beat, liveNamesakes, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
 
 /**
  * The producer's settings that commands change locally and heartbeats read
@@ -76,12 +76,25 @@ export interface ProducerLiveness {
   readonly rememberPauseCommands: (count: string | undefined) => void
 }
 
+/**
+ * Heartbeats after a registration that saw fresh rows of the same node and
+ * queue before asking whether they still beat: two intervals, in which a live
+ * namesake with the same settings beats at least once.
+ */
+const namesakeBeats = 2
+
 export const make = (input: LivenessOptions): ProducerLiveness => {
   const { control, limiter, options, producerId } = input
   let registered = false
   let lost = false
   let beatFailing = false
   let lastBeat = 0
+  /**
+   * Heartbeats to wait before asking whether the other rows of this node and
+   * queue fresh at registration still beat: a crashed incarnation's row is as
+   * fresh as a live namesake's at first, but only the live one's moves on.
+   */
+  let namesakeCheckIn: number | undefined
   const heartbeatMillis = Duration.toMillis(options.heartbeatInterval)
   const rescueAfterMillis = Duration.toMillis(options.rescueAfter)
   // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
@@ -99,6 +112,17 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     if (count === undefined) return
     if (seen === undefined || BigInt(count) > BigInt(seen)) control.pauseCommandsSeen = count
   }
+
+  /** Warns when another row of this node and queue was refreshed since this producer registered: a live namesake. */
+  const warnOfLiveNamesakes = (client: SqlClient) =>
+    Effect.gen(function*() {
+      const live = yield* options.liveness.run(liveNamesakes(client, options.prefix, producerId))
+      if (live === 0) return
+      yield* Effect.logWarning(
+        `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
+          "each keeps its own producer rows and jobs, but give every process a unique node name"
+      )
+    })
 
   /** Takes the stored state unless a command came since it was read. */
   const adopt = (state: ProducerState, readAt: number) =>
@@ -136,12 +160,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         freshMillis: rescueAfterMillis,
         meta: options.meta ?? {}
       }))
-      if (row.twins > 0) {
-        yield* Effect.logWarning(
-          `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
-            "each keeps its own producer rows and jobs, but give every process a unique node name"
-        )
-      }
+      namesakeCheckIn = row.twins > 0 ? namesakeBeats : undefined
       rememberPauseCommands(row.pauseCommands)
       const pauseCommand = control.pauseChanges !== pauseReadAt
       const limitCommand = control.changes - control.pauseChanges !== readAt - pauseReadAt
@@ -195,6 +214,10 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         rememberPauseCommands(state.pauseCommands)
         yield* adopt(state, readAt)
         if (limiter.adopt(state.limits)) yield* input.limitsChanged
+        if (namesakeCheckIn !== undefined && --namesakeCheckIn === 0) {
+          namesakeCheckIn = undefined
+          yield* warnOfLiveNamesakes(beatSql)
+        }
       }
     }
     lastBeat = yield* Clock.currentTimeMillis

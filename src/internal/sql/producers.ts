@@ -30,7 +30,11 @@ export interface Registration extends ProducerState {
   readonly inherited: boolean
   /** The queue is paused on every node (`oban_queues.paused_at`): the producer starts paused. */
   readonly pausedEverywhere: boolean
-  /** Other rows of the same node and queue refreshed within `freshMillis`: another live process with this name. */
+  /**
+   * Other rows of the same node and queue refreshed within `freshMillis`: a
+   * crashed incarnation, or another live process with this name
+   * (`liveNamesakes` tells them apart later).
+   */
   readonly twins: number
   /** The queue's count of pauses and resumes for every node (`oban_queues.pause_commands`), as text. */
   readonly pauseCommands: string
@@ -140,6 +144,20 @@ export const beat = (
     if (row === undefined) return undefined
     return { limit: row.limit, paused: row.paused, limits: fromRow(row.limits), pauseCommands: row.pause_commands ?? undefined }
   }))
+
+/**
+ * How many other rows of producer `id`'s node and queue were refreshed since
+ * it started: live processes under the same name. A crashed incarnation's
+ * row stops at its last heartbeat, before this producer started.
+ */
+export const liveNamesakes = (sql: SqlClient, prefix: string, id: string): Effect.Effect<number, SqlError> => {
+  const producers = table(sql, prefix, "oban_producers")
+  return sql<{ readonly n: number }>`
+    SELECT count(*)::int AS n FROM ${producers} AS me JOIN ${producers} AS other
+      ON other.node = me.node AND other.queue = me.queue AND other.id <> me.id
+    WHERE me.id = ${id}::uuid AND other.updated_at > me.started_at
+  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+}
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
 export const storeQueueState = (
