@@ -211,8 +211,10 @@ const command = (input: QueueCommand, options: CommandOptions = {}) =>
  * Pauses `queue` on every node, or on `options.node`: they stop fetching its
  * jobs (running ones finish). A pause for every node is kept for the queue:
  * nodes that start later start it paused until `resumeQueue` for every node.
- * Returns how many producers were told (0 when no live node runs the queue). A name no queue can have (empty, over 128
- * characters, a NUL character) fails with `InvalidConfigError`.
+ * Returns how many producers were told (0 when no live node runs the queue).
+ * A name no queue can have (empty, over 128 characters, a NUL character,
+ * whitespace at either end), or a `node` no node can have, fails with
+ * `InvalidConfigError`.
  *
  * @since 0.1.0
  */

@@ -152,6 +152,10 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
           assert.match(nul.message, /queue name "dr\\u0000ain" contains the NUL character/)
         }
       }
+      // A stray space makes another queue, which no node could run: refused too.
+      const spaced = yield* a.oban.pauseQueue(" drain").pipe(Effect.flip)
+      assert.strictEqual(spaced._tag, "InvalidConfigError")
+      assert.match(spaced.message, /^queue name " drain" must not start or end with whitespace$/)
       const surrogate = yield* a.oban.setQueueLimits("\uD800", { global: 1 }).pipe(Effect.flip)
       assert.strictEqual(surrogate._tag, "InvalidConfigError")
       assert.strictEqual((yield* a.oban.scaleQueue("", 3).pipe(Effect.flip))._tag, "InvalidConfigError")

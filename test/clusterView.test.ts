@@ -65,6 +65,11 @@ layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("
       assert.match(nul.message, /NUL character/)
       assert.strictEqual((yield* Effect.flip(Cluster.resumeQueue("x".repeat(129))))._tag, "InvalidConfigError")
       assert.strictEqual((yield* Effect.flip(Cluster.scaleQueue("\uDC00", 3, { node: "viewed" })))._tag, "InvalidConfigError")
+      // A node no name can fit: the same typed refusal, on its field (it used to find no node, and return 0).
+      for (const node of ["", "n\u0000", "n".repeat(256)]) {
+        const badNode = yield* Effect.flip(Cluster.pauseQueue("slow", { node }))
+        assert.deepStrictEqual([badNode._tag, (badNode as { field?: string }).field], ["InvalidConfigError", "node"])
+      }
       yield* Cluster.resumeQueue("other", { node: "viewed" })
       yield* waitFor("other resumed", Effect.map(oban.checkQueue("other"), (state) => !state.paused))
 

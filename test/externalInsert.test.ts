@@ -278,6 +278,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
       SendEmail.job({ to: "a", subject: "s" }, { priority: 12 }),
       SendEmail.job({ to: 5 as unknown as string, subject: "s" }),
       SendEmail.job({ to: "a", subject: "s" }, { queue: "" }),
+      SendEmail.job({ to: "a", subject: "s" }, { queue: "mail " }),
       SendEmail.job({ to: "a", subject: "s" }, { scheduleIn: -5 }),
       SendEmail.job({ to: "a", subject: "s" }, { tags: [""] }),
       SendEmail.job({ to: "a", subject: "s" }, { unique: { states: ["completed"] } })

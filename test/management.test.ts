@@ -121,6 +121,7 @@ describe("Oban.layer configuration", () => {
     [{ queues: { q: 1.5 } }, "queues"],
     [{ queues: { "": 1 } }, "queues"],
     [{ queues: { "a\u0000b": 1 } }, "queues"],
+    [{ queues: { "mail ": 1 } }, "queues"],
     [{ queues: { ["\uD800"]: 1 } }, "queues"],
     [{ queues: { q: { limit: -1 } } }, "queues"],
     [{ pollInterval: "soon" }, "pollInterval"],

@@ -17,6 +17,7 @@ import type { SettingsShape } from "../Config.ts"
 import { InvalidJobError, type JobField } from "../Errors.ts"
 import type { JobRequest } from "../Worker.ts"
 import { describe, errorText, toJsonText } from "./jsonText.ts"
+import { edgeWhitespace, hasEdgeWhitespace, shown } from "./queueName.ts"
 import {
   checkBackoff,
   checkInteger,
@@ -92,8 +93,14 @@ interface Accepted {
 }
 
 /** A worker or queue name, checked unless it equals the name accepted last. */
-const checkName = (field: "worker" | "queue", value: unknown, last: string | undefined): string =>
-  typeof value === "string" && value === last ? value : checkText(field, `${field} name`, value, maxNameLength)
+const checkName = (field: "worker" | "queue", value: unknown, last: string | undefined): string => {
+  if (typeof value === "string" && value === last) return value
+  const name = checkText(field, `${field} name`, value, maxNameLength)
+  if (field === "queue" && hasEdgeWhitespace(name)) {
+    throw new Problem("queue", `queue name ${shown(name)} ${edgeWhitespace} (no node can run it)`)
+  }
+  return name
+}
 
 const accepted: Accepted = { worker: undefined, queue: undefined }
 
