@@ -276,9 +276,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       )
     )
 
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Queue.take(signal), drain)).pipe(
-      Effect.annotateLogs({ component: "Producer", queue: options.queue, node: options.node })
-    ))
+    const logs = { component: "Producer", queue: options.queue, node: options.node }
+    /** Says what a command changed on this node (a pause or resume from the CLI, `Cluster`, another node). */
+    const said = (change: string) => Effect.logInfo(`queue ${options.queue} ${change}`).pipe(Effect.annotateLogs(logs))
+
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Queue.take(signal), drain)).pipe(Effect.annotateLogs(logs)))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))
 
     yield* liveness.start
@@ -305,28 +307,34 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       waiting: Effect.sync(() => buffer.ids()),
       pause: Effect.andThen(
         Effect.sync(() => {
+          const was = control.paused
           control.changes++
           control.pauseChanges++
           control.paused = true
+          return was
         }),
-        giveBack
+        (was) => was ? giveBack : Effect.andThen(said("paused: no more jobs start; running ones finish"), giveBack)
       ),
       resume: Effect.andThen(
         Effect.sync(() => {
+          const was = control.paused
           control.changes++
           control.pauseChanges++
           control.paused = false
+          return was
         }),
-        wake
+        (was) => was ? Effect.andThen(said("resumed"), wake) : wake
       ),
       notePauseCommands: (count) => Effect.sync(() => liveness.rememberPauseCommands(count)),
       scale: (next) =>
         Effect.andThen(
           Effect.sync(() => {
+            const was = control.limit
             control.changes++
             control.limit = next
+            return was
           }),
-          wake
+          (was) => was === next ? wake : Effect.andThen(said(`scaled from ${was} to ${next}`), wake)
         ),
       refreshLimits: limiter.refresh.pipe(
         Effect.flatMap((changed) => changed ? limitsChanged : Effect.void),

@@ -5,6 +5,8 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, References, Schema, Scope } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Cluster from "../src/Cluster.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -75,5 +77,54 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
         [fails!.id, "NodeLogsFails", "default", 1, "failed", "logs-node"]
       )
       assert.deepStrictEqual(lines.filter((line) => line.annotations["node"] !== "logs-node"), [])
+    }).pipe(Effect.scoped))
+
+  it.effect("a queue command that changes the node's queue is logged once, and so is one caught up by a heartbeat", () =>
+    Effect.gen(function*() {
+      const lines: Array<Line> = []
+      const capture = Logger.make(({ fiber, message }) => {
+        lines.push({
+          text: Array.isArray(message) ? message.join(" ") : String(message),
+          annotations: fiber.getRef(References.CurrentLogAnnotations)
+        })
+      })
+      const scope = yield* Scope.fork(yield* Scope.Scope)
+      const context = yield* Layer.buildWithScope(
+        Layer.fresh(Oban.layer({ prefix, node: "told-node", queues: { told: 5 }, workers: [], heartbeatInterval: "200 millis" })),
+        scope
+      ).pipe(
+        Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+        Effect.provideService(References.MinimumLogLevel, "All")
+      )
+      const oban = Context.get(context, Oban.Oban)
+      yield* oban.ready
+      const about = () => lines.filter((line) => line.text.startsWith("queue told ")).map((line) => line.text)
+      yield* Cluster.pauseQueue("told")
+      yield* waitFor("paused", Effect.map(oban.checkQueue("told"), (state) => state.paused))
+      // Given twice (this node applies its own command at once, then hears its signal): said once.
+      yield* oban.pauseQueue("told")
+      yield* Cluster.scaleQueue("told", 7)
+      yield* waitFor("scaled", Effect.map(oban.checkQueue("told"), (state) => state.limit === 7))
+      yield* Cluster.resumeQueue("told")
+      yield* waitFor("resumed", Effect.map(oban.checkQueue("told"), (state) => !state.paused))
+      // Stored without its signal, as if this node's LISTEN connection were down: its heartbeat catches up.
+      const sql = yield* SqlClient
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET paused = true, "limit" = 3 WHERE node = 'told-node'`
+      yield* waitFor("paused by a heartbeat", Effect.map(oban.checkQueue("told"), (state) => state.paused))
+      yield* Effect.sleep("500 millis")
+      yield* Scope.close(scope, Exit.void)
+      // A heartbeat may read a command back in the moment before its signal arrives: it says so then.
+      const heard = (change: string) => new RegExp(`^queue told ${change}(: read back by a heartbeat.*)?$`)
+      const told = about()
+      assert.strictEqual(told.length, 4, JSON.stringify(told))
+      assert.match(told[0]!, /^queue told paused(: no more jobs start; running ones finish|: read back by a heartbeat.*)$/)
+      assert.match(told[1]!, heard("scaled from 5 to 7"))
+      assert.match(told[2]!, heard("resumed"))
+      assert.strictEqual(
+        told[3],
+        "queue told paused and scaled from 7 to 3: read back by a heartbeat, from a command whose signal had not reached this node"
+      )
+      const said = lines.find((line) => line.text.startsWith("queue told resumed"))!.annotations
+      assert.deepStrictEqual([said["node"], said["queue"], said["component"]], ["told-node", "told", "Producer"])
     }).pipe(Effect.scoped))
 })

@@ -124,15 +124,31 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       )
     })
 
-  /** Takes the stored state unless a command came since it was read. */
-  const adopt = (state: ProducerState, readAt: number) =>
+  /**
+   * Takes the stored state unless a command came since it was read; with
+   * `say`, logs what it changed (a heartbeat's catch-up on a command whose
+   * signal this node missed, or has not heard yet).
+   */
+  const adopt = (state: ProducerState, readAt: number, say = false) =>
     Effect.suspend(() => {
       if (control.changes !== readAt) return Effect.void
-      const changed = state.limit !== control.limit || state.paused !== control.paused
+      const changes = [
+        ...(state.paused !== control.paused ? [state.paused ? "paused" : "resumed"] : []),
+        ...(state.limit !== control.limit ? [`scaled from ${control.limit} to ${state.limit}`] : [])
+      ]
       const pausedNow = state.paused && !control.paused
       control.limit = state.limit
       control.paused = state.paused
-      return pausedNow ? input.pausedByRow : changed ? input.wake : Effect.void
+      const apply = pausedNow ? input.pausedByRow : changes.length > 0 ? input.wake : Effect.void
+      return say && changes.length > 0
+        ? Effect.andThen(
+          Effect.logInfo(
+            `queue ${options.queue} ${changes.join(" and ")}: read back by a heartbeat, from a command whose signal ` +
+              "had not reached this node"
+          ),
+          apply
+        )
+        : apply
     })
 
   /**
@@ -212,7 +228,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         yield* register(beatSql)
       } else {
         rememberPauseCommands(state.pauseCommands)
-        yield* adopt(state, readAt)
+        yield* adopt(state, readAt, true)
         if (limiter.adopt(state.limits)) yield* input.limitsChanged
         if (namesakeCheckIn !== undefined && --namesakeCheckIn === 0) {
           namesakeCheckIn = undefined
