@@ -52,7 +52,7 @@ const cliNode = { node: "cli-node", queues: { mailers: 2, quiet: 1 }, shutdownGr
 layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestServices: true })("effect-oban CLI (OS processes)", (it) => {
   it.effect("clear errors for bad input, an unmigrated schema and an unreachable database", () =>
     Effect.gen(function*() {
-      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson, badRange, noName] = yield* Effect.all([
+      const [unmigrated, status0, sqlText, unreachable, badState, typo, noFilter, badPrefix, noUrl, badJson, badRange, noName, noNode, badFlag] = yield* Effect.all([
         cli(withPrefix("jobs", "list")),
         cli(withPrefix("migrate", "status", "--json")),
         cli(withPrefix("migrate", "sql"), { env: { DATABASE_URL: undefined } }),
@@ -64,10 +64,15 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
         cli(withPrefix("nodes"), { env: { DATABASE_URL: undefined } }),
         cli(withPrefix("jobs", "list", "--args", "[1]", "--json")),
         cli(withPrefix("jobs", "list", "--inserted-after", "2030-01-01", "--inserted-before", "2020-01-01")),
-        cli(withPrefix("queues", "pause", ""))
+        cli(withPrefix("queues", "pause", "")),
+        cli(withPrefix("queues", "resume", "mailers", "--node", "")),
+        cli(["--json", "queues", "pause", "mailers", "--bogus"])
       ], { concurrency: 3 })
       assert.strictEqual(unmigrated.code, 4)
-      assert.include(unmigrated.stderr, `effect-oban migrate up --prefix ${prefix}`)
+      assert.include(unmigrated.stderr, `run \`effect-oban migrate up --prefix ${prefix}\``)
+      // The command first, not the library's advice for code (Migrations.run() under a layer).
+      assert.match(unmigrated.stderr, new RegExp(`^effect-oban: schema "${prefix}" has no effect-oban tables`))
+      assert.notInclude(unmigrated.stderr, "Migrations.run()")
       assert.strictEqual(parsed<{ current: number }>(status0).current, 0)
       assert.strictEqual(sqlText.code, 0)
       assert.include(sqlText.stdout, `CREATE TABLE "${prefix}".oban_jobs`)
@@ -79,6 +84,14 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       // The field is not named twice either ("queue: queue name ...").
       assert.strictEqual(noName.code, 2)
       assert.strictEqual(noName.stderr, `effect-oban: queue name "" must not be empty\n`)
+      // A node no name can fit is bad input too, not a node that happens not to run (exit 5).
+      assert.strictEqual(noNode.code, 2)
+      assert.strictEqual(noNode.stderr, `effect-oban: node name "" must not be empty\n`)
+      // A parse error's JSON names the error itself, not the help it comes wrapped in ("ShowHelp").
+      assert.strictEqual(badFlag.code, 2)
+      assert.deepStrictEqual(JSON.parse(badFlag.stderr.trim().split("\n").at(-1)!), {
+        error: { tag: "UnrecognizedOption", message: "Unrecognized flag: --bogus in command effect-oban queues pause", exitCode: 2 }
+      })
       assert.strictEqual(badState.code, 2)
       assert.include(badState.stderr, "states")
       assert.strictEqual(typo.code, 2)
@@ -203,6 +216,11 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const mailers = parsed<Status>(status).queues.find((queue) => queue.queue === "mailers")!
       assert.deepStrictEqual(mailers.producers.map((p) => [p.node, p.limit]), [["cli-node", 2]])
       assert.strictEqual(mailers.counts["available"]! + mailers.counts["executing"]! + mailers.counts["scheduled"]!, 3)
+      // A queue without jobs counts 0 in every state, as the table shows, not an empty object.
+      const quiet = parsed<Status>(status).queues.find((queue) => queue.queue === "quiet")!
+      assert.deepStrictEqual(quiet.counts, {
+        available: 0, scheduled: 0, executing: 0, retryable: 0, completed: 0, discarded: 0, cancelled: 0, suspended: 0
+      })
       const view = parsed<{ leader: { node: string }; nodes: ReadonlyArray<{ node: string; producers: ReadonlyArray<unknown> }> }>(nodes)
       assert.strictEqual(view.leader.node, "cli-node")
       assert.strictEqual(view.nodes.find((node) => node.node === "cli-node")?.producers.length, 2)

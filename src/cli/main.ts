@@ -38,7 +38,13 @@ interface Reported {
 /** The exit code and message of a failure. */
 export const classify = (error: unknown): Reported => {
   if (error instanceof CliFailure) return { code: error.code, tag: error.tag, message: error.message }
-  if (CliError.isCliError(error)) return { code: ExitCode.usage, tag: error._tag, message: error.message }
+  if (CliError.isCliError(error)) {
+    // A parse error comes wrapped in ShowHelp ("Help requested"): a script wants the error itself.
+    const errors = error._tag === "ShowHelp" ? error.errors : [error]
+    return errors.length === 0
+      ? { code: ExitCode.usage, tag: error._tag, message: error.message }
+      : { code: ExitCode.usage, tag: errors[0]!._tag, message: errors.map((each) => each.message).join("; ") }
+  }
   const tagged = error as {
     readonly _tag?: string
     readonly message?: string
@@ -69,8 +75,16 @@ export const classify = (error: unknown): Reported => {
           message: `${tagged.message ?? "cannot read migrations"} (the migration files ship with effect-oban: reinstall it)`
         }
       }
-      const hint = ` (from the command line: effect-oban migrate up --prefix ${prefix})`
-      return { code: ExitCode.notMigrated, tag: tagged._tag, message: `${tagged.message ?? "not migrated"}${hint}` }
+      // The library's message advises code (Migrations.run() under a layer); at a terminal, the command comes first.
+      const cause = (error as { readonly cause?: unknown }).cause
+      const detail = typeof cause === "object" && cause !== null ? serverMessage(cause) : undefined
+      return {
+        code: ExitCode.notMigrated,
+        tag: tagged._tag,
+        message: `schema "${prefix}" has no effect-oban tables, or was migrated by an older release: ` +
+          `run \`effect-oban migrate up --prefix ${prefix}\`, or check --prefix` +
+          (detail === undefined ? "" : ` (${detail})`)
+      }
     }
     case "SqlError": {
       const reason = tagged.reason?._tag
