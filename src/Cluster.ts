@@ -35,7 +35,10 @@ export interface ProducerInfo {
   readonly queue: string
   /** Jobs of the queue this producer runs at once. */
   readonly limit: number
-  /** Jobs executing under this producer now. */
+  /**
+   * Jobs `executing` under this producer now: running, or claimed ahead and
+   * waiting for a slot (a busy queue of short jobs), so it can exceed `limit`.
+   */
   readonly running: number
   readonly paused: boolean
   readonly startedAt: Date
