@@ -56,10 +56,13 @@ const badText = Arbitrary.all([goodText(0, 4), below(badPieces.length), goodText
   Arbitrary.map(([before, i, after]) => before + badPieces[i] + after)
 )
 
-/** Names are limited to 128 characters (code points), whatever their UTF-16 length. */
-const name = (fallback: string): Arbitrary.Arbitrary<Gen> =>
+/**
+ * Names are limited to 128 characters (code points), whatever their UTF-16
+ * length; a queue's name may not start or end with whitespace (`queue`).
+ */
+const name = (fallback: string, queue = false): Arbitrary.Arbitrary<Gen> =>
   mostly<Gen>([
-    goodText(1, 6).pipe(Arbitrary.map((text) => good(fallback + text))),
+    goodText(1, 6).pipe(Arbitrary.map((text) => queue && /\s$/.test(text) ? bad(fallback + text) : good(fallback + text))),
     fresh(() => good("😀".repeat(128))),
     fresh(() => good("q".repeat(128)))
   ], [
@@ -69,7 +72,8 @@ const name = (fallback: string): Arbitrary.Arbitrary<Gen> =>
     badText.pipe(Arbitrary.map(bad)),
     fresh(() => bad(42)),
     fresh(() => bad(["q"])),
-    fresh(() => bad({ toString: () => "q" }))
+    fresh(() => bad({ toString: () => "q" })),
+    ...(queue ? [fresh(() => bad(" q")), fresh(() => bad("q\n"))] : [])
   ])
 
 /** Given with probability `given`, else absent. */
@@ -243,7 +247,7 @@ const args = mostly<Gen<{ readonly kind: Kind; readonly args: unknown }>>([
 
 const spec = Arbitrary.all({
   worker: name("W"),
-  queue: optional(name("q")),
+  queue: optional(name("q", true)),
   priority: integerField(0, 9),
   maxAttempts: integerField(1, 32767),
   scheduleIn,
