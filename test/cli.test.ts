@@ -5,7 +5,9 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { execFile } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -197,6 +199,30 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(deleted.changed, 2)
       const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
       assert.strictEqual(left[0]!.n, 4)
+    }))
+
+  it.effect("keeps its compiled code in Node's compile cache (in TMPDIR), unless NODE_DISABLE_COMPILE_CACHE is set", () =>
+    Effect.gen(function*() {
+      const cached = mkdtempSync(join(tmpdir(), "oban-cli-cache-"))
+      const disabled = mkdtempSync(join(tmpdir(), "oban-cli-nocache-"))
+      try {
+        const [first, off] = yield* Effect.all([
+          cli(["--version"], { env: { TMPDIR: cached } }),
+          cli(["--version"], { env: { TMPDIR: disabled, NODE_DISABLE_COMPILE_CACHE: "1" } })
+        ], { concurrency: 2 })
+        assert.deepStrictEqual([first.code, off.code], [0, 0])
+        assert.strictEqual(first.stdout, off.stdout)
+        // One directory per Node version, holding an entry per module compiled.
+        const [versionDir] = readdirSync(join(cached, "node-compile-cache"))
+        assert.isAbove(readdirSync(join(cached, "node-compile-cache", versionDir!)).length, 100)
+        assert.isFalse(existsSync(join(disabled, "node-compile-cache")))
+        // Read back by the next command, which says the same.
+        const second = yield* cli(["--version"], { env: { TMPDIR: cached } })
+        assert.deepStrictEqual([second.code, second.stdout], [0, first.stdout])
+      } finally {
+        rmSync(cached, { recursive: true, force: true })
+        rmSync(disabled, { recursive: true, force: true })
+      }
     }))
 
   it.effect("queues, nodes and cron against a running node", () =>
