@@ -99,8 +99,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     })
 
     const clock = yield* Clock.Clock
-    // The producer's own context, for the metrics it updates on the hot path.
+    // The producer's own context, for the metrics it updates on the hot path and for the lines it logs
+    // from its callers' fibers.
     const context = yield* Effect.context<never>()
+    const logs = { component: "Producer", queue: options.queue, node: options.node }
 
     /**
      * Starts waiting jobs while slots are free: not while paused, nor while
@@ -166,6 +168,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         withStatementTimeout({ timeout: "5 seconds", operation: "give back" }),
         Effect.catchCause((cause) =>
           Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed ahead; they will be rescued`, Cause.pretty(cause))
+            .pipe(Effect.annotateLogs(logs), Effect.provideContext(context))
         )
       )
     /** Gives back every job claimed ahead (pause, shutdown). */
@@ -276,9 +279,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       )
     )
 
-    const logs = { component: "Producer", queue: options.queue, node: options.node }
-    /** Says what a command changed on this node (a pause or resume from the CLI, `Cluster`, another node). */
-    const said = (change: string) => Effect.logInfo(`queue ${options.queue} ${change}`).pipe(Effect.annotateLogs(logs))
+    /**
+     * Says what a command changed on this node. In the producer's own context: a command given through
+     * the node's service runs in its caller's fiber, whose loggers and annotations are not the node's.
+     */
+    const said = (change: string) =>
+      Effect.logInfo(`queue ${options.queue} ${change}`).pipe(Effect.annotateLogs(logs), Effect.provideContext(context))
 
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Queue.take(signal), drain)).pipe(Effect.annotateLogs(logs)))
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(options.pollInterval), wake)))

@@ -101,11 +101,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       const about = () => lines.filter((line) => line.text.startsWith("queue told ")).map((line) => line.text)
       yield* Cluster.pauseQueue("told")
       yield* waitFor("paused", Effect.map(oban.checkQueue("told"), (state) => state.paused))
-      // Given twice (this node applies its own command at once, then hears its signal): said once.
+      // A pause of a paused queue changes nothing: not said.
       yield* oban.pauseQueue("told")
-      yield* Cluster.scaleQueue("told", 7)
+      // Given through the node's own service, in this fiber (whose loggers are not the node's): the node
+      // applies it at once and hears its signal too; said once, by the node's logger.
+      yield* oban.scaleQueue("told", 7)
       yield* waitFor("scaled", Effect.map(oban.checkQueue("told"), (state) => state.limit === 7))
-      yield* Cluster.resumeQueue("told")
+      yield* oban.resumeQueue("told")
       yield* waitFor("resumed", Effect.map(oban.checkQueue("told"), (state) => !state.paused))
       // Stored without its signal, as if this node's LISTEN connection were down: its heartbeat catches up.
       const sql = yield* SqlClient
