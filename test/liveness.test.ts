@@ -93,9 +93,14 @@ describe("liveness across OS processes", () => {
         yield* waitFor("the first incarnation runs every job", Effect.map(history(prefix), (jobs) => jobs.every((j) => j.runs === 1)))
         yield* stopNode(first, "SIGKILL")
         // Restarted at once, under the same name; its own jobs take 8 s, longer than rescueAfter.
-        const second = yield* spawnNode("web-1", envFor(prefix, { QUEUES: JSON.stringify({ default: 5 }), JOB_MS: "8000" }))
+        const second = yield* spawnNode(
+          "web-1",
+          envFor(prefix, { QUEUES: JSON.stringify({ default: 5 }), JOB_MS: "8000", LOG_LEVEL: "Warn" })
+        )
         yield* awaitReady(second)
         yield* waitFor("the orphans completed", Effect.map(countByState(prefix), (c) => c["completed"] === 3), "40 seconds")
+        // The dead incarnation's rows were fresh when it started, but never beat again: no namesake warning.
+        assert.notInclude(second.output(), "another live process")
         // Each orphan ran once on the dead incarnation and once more after its rescue; never a third time.
         for (const job of yield* history(prefix)) {
           assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 2, ["rescued"]], `job ${job.id}`)
@@ -114,7 +119,7 @@ describe("liveness across OS processes", () => {
       const prefix = uniquePrefix("live_twins")
       yield* inPrefix(prefix)(Effect.gen(function*() {
         yield* setUp(prefix)
-        const env = envFor(prefix, { QUEUES: JSON.stringify({ default: 10 }), JOB_MS: "5" })
+        const env = envFor(prefix, { QUEUES: JSON.stringify({ default: 10 }), JOB_MS: "5", LOG_LEVEL: "Warn" })
         const twins: ReadonlyArray<NodeProcess> = yield* Effect.forEach(["twin", "twin"], (name) => spawnNode(name, env))
         yield* Effect.forEach(twins, (node) => awaitReady(node))
         yield* Oban.insertAll(Array.from({ length: 2_000 }, (_, n) => Record.job({ n })))
@@ -132,6 +137,8 @@ describe("liveness across OS processes", () => {
         const producers = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers WHERE node = 'twin' AND queue = 'default'`
         assert.strictEqual(producers[0]!.n, 2)
+        // The one that registered second saw the other's row beat since, and said so.
+        assert.include(twins.map((node) => node.output()).join("\n"), "another live process runs queue default under the node name twin")
       }))
     }).pipe(Effect.scoped), 120_000)
 

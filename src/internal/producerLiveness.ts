@@ -17,7 +17,7 @@ import { tracked } from "./activity.ts"
 import type { Options } from "./producerTypes.ts"
 import type * as QueueLimiter from "./queueLimiter.ts"
 import { retryDelay } from "./retryDelay.ts"
-import { beat, liveNamesakes, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
+import { beat, type Namesakes, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
 
 /**
  * The producer's settings that commands change locally and heartbeats read
@@ -76,13 +76,6 @@ export interface ProducerLiveness {
   readonly rememberPauseCommands: (count: string | undefined) => void
 }
 
-/**
- * Heartbeats after a registration that saw fresh rows of the same node and
- * queue before asking whether they still beat: two intervals, in which a live
- * namesake with the same settings beats at least once.
- */
-const namesakeBeats = 2
-
 export const make = (input: LivenessOptions): ProducerLiveness => {
   const { control, limiter, options, producerId } = input
   let registered = false
@@ -90,11 +83,13 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   let beatFailing = false
   let lastBeat = 0
   /**
-   * Heartbeats to wait before asking whether the other rows of this node and
-   * queue fresh at registration still beat: a crashed incarnation's row is as
-   * fresh as a live namesake's at first, but only the live one's moves on.
+   * The other rows of this node and queue as its registration saw them,
+   * until a heartbeat finds one of them beaten since or a new one (a live
+   * process under the same name: the node warns once). A crashed
+   * incarnation's row is as fresh as a live one's at first; only a live
+   * one's moves on.
    */
-  let namesakeCheckIn: number | undefined
+  let namesakesAtStart: Namesakes | undefined
   const heartbeatMillis = Duration.toMillis(options.heartbeatInterval)
   const rescueAfterMillis = Duration.toMillis(options.rescueAfter)
   // Stop claiming a heartbeat interval before a rescuer could judge this producer dead.
@@ -113,16 +108,20 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     if (seen === undefined || BigInt(count) > BigInt(seen)) control.pauseCommandsSeen = count
   }
 
-  /** Warns when another row of this node and queue was refreshed since this producer registered: a live namesake. */
-  const warnOfLiveNamesakes = (client: SqlClient) =>
-    Effect.gen(function*() {
-      const live = yield* options.liveness.run(liveNamesakes(client, options.prefix, producerId))
-      if (live === 0) return
-      yield* Effect.logWarning(
+  /** Warns, once, when a heartbeat finds a namesake's row that was not there at registration or has beaten since. */
+  const checkNamesakes = (now: Namesakes): Effect.Effect<void> => {
+    const seen = namesakesAtStart
+    if (seen === undefined) return Effect.void
+    for (const id in now) {
+      if (seen[id] === now[id]) continue
+      namesakesAtStart = undefined
+      return Effect.logWarning(
         `another live process runs queue ${options.queue} under the node name ${options.node}; ` +
           "each keeps its own producer rows and jobs, but give every process a unique node name"
       )
-    })
+    }
+    return Effect.void
+  }
 
   /**
    * Takes the stored state unless a command came since it was read; with
@@ -173,10 +172,9 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         limit: control.limit,
         paused: control.paused,
         pauseCommandsSeen: control.pauseCommandsSeen,
-        freshMillis: rescueAfterMillis,
         meta: options.meta ?? {}
       }))
-      namesakeCheckIn = row.twins > 0 ? namesakeBeats : undefined
+      namesakesAtStart = row.namesakes
       rememberPauseCommands(row.pauseCommands)
       const pauseCommand = control.pauseChanges !== pauseReadAt
       const limitCommand = control.changes - control.pauseChanges !== readAt - pauseReadAt
@@ -230,10 +228,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         rememberPauseCommands(state.pauseCommands)
         yield* adopt(state, readAt, true)
         if (limiter.adopt(state.limits)) yield* input.limitsChanged
-        if (namesakeCheckIn !== undefined && --namesakeCheckIn === 0) {
-          namesakeCheckIn = undefined
-          yield* warnOfLiveNamesakes(beatSql)
-        }
+        yield* checkNamesakes(state.namesakes)
       }
     }
     lastBeat = yield* Clock.currentTimeMillis

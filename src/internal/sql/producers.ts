@@ -13,6 +13,22 @@ import { fromRow, type LimitsRow, type QueueLimits } from "../queueLimits.ts"
 import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
 
+/**
+ * A row's last heartbeat as text that does not depend on the session's time
+ * zone or date style: microseconds since the epoch.
+ */
+const beatText = (sql: SqlClient, row: string): Fragment =>
+  sql.literal(`(extract(epoch FROM ${row}.updated_at) * 1000000)::bigint::text`)
+
+/**
+ * The other producer rows of a node's name and queue, each id with its last
+ * heartbeat as text. A row that was there when a producer registered and
+ * has beaten since, or that was not there then, is a live process under the
+ * same name; a crashed incarnation's row stays as it was (until the rescuer
+ * removes it). Each row is compared with itself, not with this node's clock.
+ */
+export type Namesakes = Readonly<Record<string, string>>
+
 export interface ProducerState {
   readonly limit: number
   readonly paused: boolean
@@ -23,6 +39,8 @@ export interface BeatState extends ProducerState {
   readonly limits: QueueLimits
   /** The queue's count of pauses and resumes for every node (`oban_queues.pause_commands`), as text. */
   readonly pauseCommands: string | undefined
+  /** The other rows of the same node and queue now. */
+  readonly namesakes: Namesakes
 }
 
 export interface Registration extends ProducerState {
@@ -30,12 +48,8 @@ export interface Registration extends ProducerState {
   readonly inherited: boolean
   /** The queue is paused on every node (`oban_queues.paused_at`): the producer starts paused. */
   readonly pausedEverywhere: boolean
-  /**
-   * Other rows of the same node and queue refreshed within `freshMillis`: a
-   * crashed incarnation, or another live process with this name
-   * (`liveNamesakes` tells them apart later).
-   */
-  readonly twins: number
+  /** The other rows of the same node and queue, with their last heartbeats (see `Namesakes`). */
+  readonly namesakes: Namesakes
   /** The queue's count of pauses and resumes for every node (`oban_queues.pause_commands`), as text. */
   readonly pauseCommands: string
 }
@@ -70,7 +84,6 @@ export const registerProducer = (
     readonly id: string
     readonly node: string
     readonly queue: string
-    readonly freshMillis: number
     /** The queue's count of pauses and resumes for every node as last read; undefined at the first registration. */
     readonly pauseCommandsSeen: string | undefined
     /** What the row tells operators' tools (the node's crontab). */
@@ -94,7 +107,7 @@ export const registerProducer = (
       RETURNING q.paused_at IS NOT NULL AS paused, q.pause_commands
     ),
     earlier AS (
-      SELECT p."limit", p.paused, p.updated_at FROM ${producers} AS p
+      SELECT p.id, p."limit", p.paused, p.updated_at FROM ${producers} AS p
       WHERE p.node = ${options.node} AND p.queue = ${options.queue} AND p.id <> ${options.id}::uuid
       ORDER BY p.updated_at DESC
     ),
@@ -115,8 +128,7 @@ export const registerProducer = (
            ${inherited} AS inherited,
            (SELECT paused FROM queue_row) AS "pausedEverywhere",
            (SELECT pause_commands::text FROM queue_row) AS "pauseCommands",
-           (SELECT count(*)::int FROM earlier, clock
-            WHERE earlier.updated_at > clock.now - ${options.freshMillis} * interval '1 millisecond') AS twins
+           (SELECT COALESCE(json_object_agg(earlier.id, ${beatText(sql, "earlier")}), '{}') FROM earlier) AS namesakes
     FROM registered
   `.pipe(Effect.map((rows) => rows[0]!))
 }
@@ -132,32 +144,32 @@ export const beat = (
   now: Fragment,
   id: string
 ): Effect.Effect<BeatState | undefined, SqlError> =>
-  sql<ProducerState & { readonly limits: LimitsRow | null; readonly pause_commands: string | null }>`
+  sql<
+    ProducerState & {
+      readonly limits: LimitsRow | null
+      readonly pause_commands: string | null
+      readonly namesakes: Namesakes
+    }
+  >`
     UPDATE ${table(sql, prefix, "oban_producers")} AS p SET updated_at = ${now}
     WHERE p.id = ${id}::uuid
     RETURNING p."limit" AS limit, p.paused,
       (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits,
       (SELECT q.pause_commands::text FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue)
-        AS pause_commands
+        AS pause_commands,
+      (SELECT COALESCE(json_object_agg(o.id, ${beatText(sql, "o")}), '{}') FROM ${table(sql, prefix, "oban_producers")} AS o
+        WHERE o.node = p.node AND o.queue = p.queue AND o.id <> p.id) AS namesakes
   `.pipe(Effect.map((rows) => {
     const row = rows[0]
     if (row === undefined) return undefined
-    return { limit: row.limit, paused: row.paused, limits: fromRow(row.limits), pauseCommands: row.pause_commands ?? undefined }
+    return {
+      limit: row.limit,
+      paused: row.paused,
+      limits: fromRow(row.limits),
+      pauseCommands: row.pause_commands ?? undefined,
+      namesakes: row.namesakes
+    }
   }))
-
-/**
- * How many other rows of producer `id`'s node and queue were refreshed since
- * it started: live processes under the same name. A crashed incarnation's
- * row stops at its last heartbeat, before this producer started.
- */
-export const liveNamesakes = (sql: SqlClient, prefix: string, id: string): Effect.Effect<number, SqlError> => {
-  const producers = table(sql, prefix, "oban_producers")
-  return sql<{ readonly n: number }>`
-    SELECT count(*)::int AS n FROM ${producers} AS me JOIN ${producers} AS other
-      ON other.node = me.node AND other.queue = me.queue AND other.id <> me.id
-    WHERE me.id = ${id}::uuid AND other.updated_at > me.started_at
-  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
-}
 
 /** Stores a queue command: for one node, or for every producer of the queue. */
 export const storeQueueState = (
