@@ -124,9 +124,39 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       assert.match(told[2]!, heard("resumed"))
       assert.strictEqual(
         told[3],
-        "queue told paused and scaled from 7 to 3: read back by a heartbeat, from a command whose signal had not reached this node"
+        "queue told paused and scaled from 7 to 3: read back by a heartbeat, from a command not applied here yet"
       )
       const said = lines.find((line) => line.text.startsWith("queue told resumed"))!.annotations
       assert.deepStrictEqual([said["node"], said["queue"], said["component"]], ["told-node", "told", "Producer"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a node that inherits its queue's state from the last run under its name says so at start", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // What a run that crashed left: its pause and scale for this node alone, in its row.
+      yield* sql`
+        INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
+        VALUES (gen_random_uuid(), 'heir-node', 'heir', 3, true, '{}'::jsonb, now() - interval '5 minutes',
+                now() - interval '1 minute')`
+      const lines: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const scope = yield* Scope.fork(yield* Scope.Scope)
+      const context = yield* Layer.buildWithScope(
+        Layer.fresh(Oban.layer({ prefix, node: "heir-node", queues: { heir: 5 }, workers: [] })),
+        scope
+      ).pipe(
+        Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+        Effect.provideService(References.MinimumLogLevel, "All")
+      )
+      yield* Context.get(context, Oban.Oban).ready
+      const state = yield* Context.get(context, Oban.Oban).checkQueue("heir")
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual([state.paused, state.limit], [true, 3])
+      assert.deepStrictEqual(lines.filter((line) => line.startsWith("queue heir")), [
+        "queue heir starts paused with limit 3 (configured 5), as the last run of node heir-node left it " +
+        "(a command for this node outlives a crash; a clean shutdown clears it)"
+      ])
     }).pipe(Effect.scoped))
 })

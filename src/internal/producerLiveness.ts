@@ -142,8 +142,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       return say && changes.length > 0
         ? Effect.andThen(
           Effect.logInfo(
-            `queue ${options.queue} ${changes.join(" and ")}: read back by a heartbeat, from a command whose signal ` +
-              "had not reached this node"
+            `queue ${options.queue} ${changes.join(" and ")}: read back by a heartbeat, from a command not applied ` +
+              "here yet"
           ),
           apply
         )
@@ -161,6 +161,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       const readAt = control.changes
       const pauseReadAt = control.pauseChanges
       const wasPaused = control.paused
+      const wasLimit = control.limit
       // The queue's limits first: written (config) before this node's row shows it up, or read
       // (no config) before its first claim.
       yield* options.liveness.run(limiter.load(client))
@@ -206,6 +207,21 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
               "database, which holds until it is resumed for every node"
             : `queue ${options.queue} starts paused: it was paused for every node, which holds for nodes that ` +
               "start later until it is resumed for every node"
+        )
+      } else if (!registered && row.inherited) {
+        const changes = [
+          ...(!pauseCommand && control.paused !== wasPaused ? [control.paused ? "paused" : "running"] : []),
+          ...(!limitCommand && control.limit !== wasLimit ? [`with limit ${control.limit} (configured ${wasLimit})`] : [])
+        ]
+        if (changes.length > 0) {
+          yield* Effect.logInfo(
+            `queue ${options.queue} starts ${changes.join(" ")}, as the last run of node ${options.node} left it ` +
+              "(a command for this node outlives a crash; a clean shutdown clears it)"
+          )
+        }
+      } else if (registered && !pauseCommand && wasPaused && !control.paused) {
+        yield* Effect.logInfo(
+          `queue ${options.queue} resumed: it was resumed for every node while this node could not reach the database`
         )
       }
     })
