@@ -230,7 +230,7 @@ export const pauseQueue = (
 /**
  * Resumes `queue` on every node, or on `options.node`. Only a resume for
  * every node clears a pause kept for the queue (`pauseQueue`). Returns how
- * many producers were told.
+ * many producers were told. Bad queue and node names fail as `pauseQueue`'s.
  *
  * @since 0.1.0
  */
@@ -242,7 +242,9 @@ export const resumeQueue = (
 
 /**
  * Sets how many jobs of `queue` run at once on every node, or on
- * `options.node` (1 to 10,000). Returns how many producers were told.
+ * `options.node` (1 to 10,000). Returns how many producers were told. A
+ * limit out of range, and bad queue and node names, fail with
+ * `InvalidConfigError`.
  *
  * @since 0.1.0
  */

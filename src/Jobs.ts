@@ -24,7 +24,7 @@ import { InvalidFilterError, type MigrationError } from "./Errors.ts"
 import { type Job, JobState } from "./Job.ts"
 import { type BulkOptions, bulk } from "./internal/bulkAction.ts"
 import type { BulkOutcome } from "./internal/bulk.ts"
-import { countJobs, liveStates, restStates } from "./internal/counts.ts"
+import { countJobs, liveStates, noJobs, restStates } from "./internal/counts.ts"
 import { decodeCursor, encodeCursor } from "./internal/cursor.ts"
 import { Filter as FilterSchema, filterCondition, validateFilter } from "./internal/jobFilter.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
@@ -156,9 +156,6 @@ export interface CountOptions {
   readonly exactBelow?: number | undefined
 }
 
-const zero = (): Record<JobState, number> =>
-  Object.fromEntries(JobState.literals.map((state) => [state, 0])) as Record<JobState, number>
-
 /**
  * Jobs per queue and state, cheap at millions of rows. `available`,
  * `executing`, `scheduled` and `retryable` are always exact, counted through
@@ -176,7 +173,7 @@ export const counts = (options: CountOptions = {}): Effect.Effect<Counts, Migrat
       (raw) => {
         const byQueue = new Map<string, Record<JobState, number>>()
         for (const row of raw.rows) {
-          const states = byQueue.get(row.queue) ?? zero()
+          const states = byQueue.get(row.queue) ?? noJobs()
           states[row.state as JobState] += row.count
           byQueue.set(row.queue, states)
         }

@@ -154,6 +154,13 @@ describe("Oban.layer configuration", () => {
         assert.strictEqual(prefixError._tag, "InvalidPrefixError")
         const twice = yield* Layer.build(Oban.layer({ workers: [Noop, Noop] })).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(twice._tag, "InvalidConfigError")
+        // A worker's default queue no queue can have: every insert of it would fail, so the node refuses it.
+        const Spaced = Worker.make("Spaced", { args: Schema.Struct({}), queue: "mail ", perform: () => Effect.void })
+        const spaced = yield* Layer.build(Oban.layer({ workers: [Spaced] })).pipe(Effect.scoped, Effect.flip)
+        assert.deepStrictEqual([spaced._tag, (spaced as { message?: string }).message], [
+          "InvalidConfigError",
+          `worker "Spaced": queue name "mail " must not start or end with whitespace`
+        ])
         // A timeout that is no duration broke every attempt of the worker at its start, leaving the job
         // executing until the rescuer came; the node and the testing kit now refuse it up front.
         for (const timeout of ["soon" as Duration.Input, 0, -5, Number.NaN]) {

@@ -6,8 +6,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
-import { JobState } from "../Job.ts"
 import * as Jobs from "../Jobs.ts"
+import { noJobs } from "../internal/counts.ts"
 import { pausedSummary } from "../internal/pausedSummary.ts"
 import { runQueueCommand } from "../internal/queueCommand.ts"
 import { queueSummaries } from "../internal/queueSummaries.ts"
@@ -15,11 +15,6 @@ import type { CommandResult } from "../internal/sql/cluster.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
 import { root, withDatabase } from "./shared.ts"
-
-const noJobs: Readonly<Record<JobState, number>> = Object.fromEntries(JobState.literals.map((state) => [state, 0])) as Record<
-  JobState,
-  number
->
 
 const status = Command.make("status", {
   queue: Argument.String("queue").pipe(Argument.withDescription("Only this queue"), Argument.optional)
@@ -38,7 +33,7 @@ const status = Command.make("status", {
       queue: entry.queue,
       producers: entry.producers,
       // Every state, 0 included, as the table shows: a queue without jobs has no entry in the counts.
-      counts: entry.states ?? noJobs,
+      counts: entry.states ?? noJobs(),
       /** When it was paused for every node, a pause kept for nodes that start later; null when it is not. */
       pausedSince: entry.pausedSince ?? null
     }))

@@ -14,8 +14,12 @@
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import type { JobState } from "../Job.ts"
+import { JobState } from "../Job.ts"
 import { type CountRow, countLive, countRest, type TableStatistics, tableStatistics } from "./sql/jobQueries.ts"
+
+/** A count of 0 in every state: a queue without jobs. */
+export const noJobs = (): Record<JobState, number> =>
+  Object.fromEntries(JobState.literals.map((state) => [state, 0])) as Record<JobState, number>
 
 export const liveStates: ReadonlyArray<JobState> = ["available", "executing", "scheduled", "retryable"]
 export const restStates: ReadonlyArray<JobState> = ["completed", "discarded", "cancelled", "suspended"]

@@ -97,7 +97,7 @@ const checkName = (field: "worker" | "queue", value: unknown, last: string | und
   if (typeof value === "string" && value === last) return value
   const name = checkText(field, `${field} name`, value, maxNameLength)
   if (field === "queue" && hasEdgeWhitespace(name)) {
-    throw new Problem("queue", `queue name ${shown(name)} ${edgeWhitespace} (no node can run it)`)
+    throw new Problem("queue", `queue name ${shown(name)} ${edgeWhitespace}`)
   }
   return name
 }

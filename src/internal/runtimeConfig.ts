@@ -15,9 +15,8 @@ import * as Stager from "../Stager.ts"
 import type { ThreadPoolOptions } from "./threads/pool.ts"
 import { defaultNice } from "./threads/priority.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
-import { checkQueueName } from "./queueName.ts"
+import { checkNodeName, checkQueueName } from "./queueName.ts"
 import { duration, positiveInt } from "./optionChecks.ts"
-import { storableText } from "./jsonText.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
@@ -35,7 +34,6 @@ const QueueSpec = Schema.Union([
 
 const Queues = Schema.Record(Schema.String, QueueSpec)
 
-const Node = Schema.String.check(Schema.isBetweenLength(1, 255), storableText)
 
 /**
  * A queue in `Oban.layer`: its local `limit` (jobs this node runs at once),
@@ -194,7 +192,7 @@ export const resolve = (
     const settings = yield* Config.resolve({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
     const queues = yield* decodeOrFail("queues", Queues, options.queues ?? {})
     for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
-    const node = options.node === undefined ? defaultNode() : yield* decodeOrFail("node", Node, options.node)
+    const node = options.node === undefined ? defaultNode() : yield* checkNodeName(options.node)
     const ms = Duration.millis(10)
     const heartbeatInterval = yield* duration("heartbeatInterval", options.heartbeatInterval, Duration.seconds(10), ms)
     const leader: Leader.Config = {

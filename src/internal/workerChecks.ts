@@ -1,15 +1,19 @@
 /**
  * What a node (or the testing kit) checks of its workers before it runs a
- * job: names given once, and a `timeout` that is a positive duration. A bad
- * timeout would otherwise break every attempt of the worker at its start.
+ * job: names given once, a default queue a queue can be named, and a
+ * `timeout` that is a positive duration. A bad timeout would otherwise break
+ * every attempt of the worker at its start.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { InvalidConfigError } from "../Errors.ts"
+import { queueNameProblem, shown } from "./queueName.ts"
 
 export const checkWorkers = (
-  workers: ReadonlyArray<{ readonly name: string; readonly timeout: Duration.Input | undefined }>
+  workers: ReadonlyArray<
+    { readonly name: string; readonly queue: string; readonly timeout: Duration.Input | undefined }
+  >
 ): Effect.Effect<void, InvalidConfigError> =>
   Effect.gen(function*() {
     const names = new Set<string>()
@@ -18,6 +22,14 @@ export const checkWorkers = (
         return yield* new InvalidConfigError({ field: "workers", message: `two workers are named "${worker.name}"` })
       }
       names.add(worker.name)
+      // Its default queue: every insert of the worker would fail on it otherwise.
+      const queueProblem = queueNameProblem(worker.queue)
+      if (queueProblem !== undefined) {
+        return yield* new InvalidConfigError({
+          field: "workers",
+          message: `worker "${worker.name}": queue name ${shown(worker.queue)} ${queueProblem}`
+        })
+      }
       if (worker.timeout !== undefined && !isPositive(worker.timeout)) {
         return yield* new InvalidConfigError({
           field: "workers",

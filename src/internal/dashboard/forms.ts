@@ -22,7 +22,8 @@ import { storableText } from "../jsonText.ts"
 const Digits = Schema.String.check(Schema.isPattern(/^[0-9]{1,15}$/)).pipe(
   Schema.decodeTo(Schema.Number, SchemaTransformation.numberFromString)
 )
-const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200), storableText)
+/** A queue, worker, tag or node name: up to 255, the longest a tag or a node's name can be (queues and workers stop at 128). */
+const Name = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(255), storableText)
 /** A JSON object typed into a filter, read by `parseJson` (see `jsonParse.ts`), not `JSON.parse`. */
 const JsonObject = Schema.String.pipe(
   Schema.decodeTo(
