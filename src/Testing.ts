@@ -22,31 +22,25 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
-import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import type { Oban } from "./Oban.ts"
 import * as Config from "./Config.ts"
-import { type InvalidConfigError, InvalidJobError, type InvalidPrefixError, type MigrationError } from "./Errors.ts"
+import type { InvalidConfigError, InvalidPrefixError, MigrationError } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
 import { InlineRunner } from "./internal/inline.ts"
-import { parseJson } from "./internal/jsonParse.ts"
 import { ObanTestError } from "./internal/testError.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { queueNameProblem, shown } from "./internal/queueName.ts"
-import { JobTimeout } from "./internal/outcome.ts"
-import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker, withTimeout } from "./internal/perform.ts"
+import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
 import { ackJobs } from "./internal/sql/acks.ts"
 import { getJobs, stageQueue } from "./internal/sql/jobs.ts"
@@ -54,7 +48,6 @@ import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts
 import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as Threads from "./internal/threads/load.ts"
 import { checkWorkers } from "./internal/workerChecks.ts"
-import { Cancel, Discard, Snooze, type Worker } from "./Worker.ts"
 import type * as WorkerModule from "./Worker.ts"
 
 export {
@@ -206,78 +199,7 @@ export const layer = <W extends WorkerModule.Any = never>(
     return services
   }))
 
-/**
- * How an attempt ended, as `performJob` reports it.
- *
- * @since 0.1.0
- */
-export type PerformResult<E> =
-  | { readonly _tag: "Completed" }
-  | { readonly _tag: "Failed"; readonly error: E }
-  | { readonly _tag: "Crashed"; readonly defect: unknown }
-  | { readonly _tag: "TimedOut"; readonly millis: number }
-  | { readonly _tag: "Snoozed"; readonly millis: number }
-  | { readonly _tag: "Cancelled"; readonly reason: string }
-  | { readonly _tag: "Discarded"; readonly reason: string }
-
-/**
- * Runs `worker.perform` once with a job built from `args`, without a
- * database. The args make the same JSON round trip as a real job. The
- * worker's timeout applies (on `TestClock` it elapses with `TestClock.adjust`).
- *
- * @since 0.1.0
- */
-export const performJob = <A, E, R>(
-  worker: Worker<string, A, E, R>,
-  args: A,
-  options: {
-    readonly attempt?: number
-    readonly maxAttempts?: number
-    readonly id?: number
-    readonly meta?: Readonly<Record<string, unknown>>
-    readonly tags?: ReadonlyArray<string>
-  } = {}
-): Effect.Effect<PerformResult<E>, InvalidJobError, R> =>
-  Effect.gen(function*() {
-    const json = yield* Schema.encodeEffect(worker.argsJson)(args).pipe(
-      Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message }))
-    )
-    const decoded = yield* Schema.decodeUnknownEffect(worker.argsJson)(parseJson(JSON.stringify(json))).pipe(
-      Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message }))
-    )
-    const at = new Date(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
-    const job: Job<A> = {
-      id: options.id ?? 1,
-      state: "executing",
-      queue: worker.queue,
-      worker: worker.name,
-      args: decoded,
-      meta: options.meta ?? {},
-      tags: options.tags ?? worker.tags,
-      errors: [],
-      attempt: options.attempt ?? 1,
-      maxAttempts: options.maxAttempts ?? worker.maxAttempts,
-      priority: worker.priority,
-      insertedAt: at,
-      scheduledAt: at,
-      attemptedAt: at,
-      completedAt: null,
-      discardedAt: null,
-      cancelledAt: null,
-      attemptedBy: ["oban-test", "perform"],
-      cancelRequestedAt: null
-    }
-    const exit = yield* Effect.exit(withTimeout(worker, Effect.suspend(() => worker.perform(job))))
-    if (Exit.isSuccess(exit)) return { _tag: "Completed" } as const
-    const error = Cause.findError(exit.cause)
-    if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const
-    const value: unknown = error.success
-    if (value instanceof JobTimeout) return { _tag: "TimedOut", millis: value.millis } as const
-    if (value instanceof Snooze) return { _tag: "Snoozed", millis: value.millis } as const
-    if (value instanceof Cancel) return { _tag: "Cancelled", reason: value.reason } as const
-    if (value instanceof Discard) return { _tag: "Discarded", reason: value.reason } as const
-    return { _tag: "Failed", error: value as E } as const
-  })
+export { performJob, type PerformResult } from "./internal/performJob.ts"
 
 /**
  * What `drainQueue` ran, by outcome.

@@ -94,12 +94,44 @@ describe("performJob (no database)", () => {
         assert.deepStrictEqual(yield* ObanTest.performJob(Charge, { amount: 5 }), { _tag: "Completed" })
         const failed = yield* ObanTest.performJob(Charge, { amount: 500 })
         assert.strictEqual(failed._tag, "Failed")
-        if (failed._tag === "Failed") assert.strictEqual(failed.error._tag, "Declined")
+        if (failed._tag === "Failed") assert.deepStrictEqual([failed.error._tag, failed.willRetry], ["Declined", true])
+        // Its last attempt: a node would discard it.
+        const last = yield* ObanTest.performJob(Charge, { amount: 500 }, { attempt: 3 })
+        assert.deepStrictEqual([last._tag, last._tag === "Failed" && last.willRetry], ["Failed", false])
         assert.deepStrictEqual(yield* ObanTest.performJob(Charge, { amount: 0 }), { _tag: "Snoozed", millis: 60_000 })
         assert.deepStrictEqual(yield* ObanTest.performJob(Charge, { amount: -1 }), {
           _tag: "Discarded",
           reason: "negative amount"
         })
+      }))
+
+    it.effect("judges the result and retryable as a node does: the value read back, a mismatch, a failure not retried", () =>
+      Effect.gen(function*() {
+        const Halves = Worker.make("Halves", {
+          args: Schema.Struct({ n: Schema.Number }),
+          result: Schema.Struct({ half: Schema.Int, at: Schema.Date }),
+          perform: (job) => Effect.succeed({ half: job.args.n / 2, at: new Date(0) })
+        })
+        // The value a dependent reads: through its JSON (the Date came back from its ISO text).
+        assert.deepStrictEqual(yield* ObanTest.performJob(Halves, { n: 8 }), {
+          _tag: "Completed",
+          value: { half: 4, at: new Date(0) }
+        })
+        // On a node this attempt fails with InvalidResultError and is retried; performJob said Completed.
+        const odd = yield* ObanTest.performJob(Halves, { n: 9 })
+        assert.strictEqual(odd._tag, "InvalidResult")
+        if (odd._tag === "InvalidResult") {
+          assert.deepStrictEqual([odd.error._tag, odd.error.reason, odd.willRetry], ["InvalidResultError", "encode", true])
+          assert.include(odd.error.message, "Expected an integer")
+        }
+        class Permanent extends Schema.TaggedError<Permanent>()("Permanent", {}) {}
+        const Picky = Worker.make("Picky", {
+          args: Schema.Struct({}),
+          retryable: (error: Permanent | string) => typeof error === "string",
+          perform: () => Effect.fail(new Permanent())
+        })
+        const notRetried = yield* ObanTest.performJob(Picky, {})
+        assert.deepStrictEqual([notRetried._tag, notRetried._tag === "Failed" && notRetried.willRetry], ["Failed", false])
       }))
 
     it.effect("a perform that throws before returning an effect is Crashed, not a defect of performJob", () =>

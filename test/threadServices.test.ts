@@ -86,8 +86,11 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
 layer(testLayer(`${prefix}_inline`), { excludeTestServices: true })("thread services in ObanTest", (it) => {
   it.effect("performJob builds the layer on the main thread (without it the service would be missing: a crash)", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual(yield* ObanTest.performJob(Greets, { name: "dee" }), { _tag: "Completed" })
-      assert.deepStrictEqual(yield* ObanTest.performJob(AlsoGreets, { name: "eve" }), { _tag: "Completed" })
+      // Completed, with the result it recorded: served on the main thread (thread id 0).
+      const greeted = yield* ObanTest.performJob(Greets, { name: "dee" })
+      assert.deepStrictEqual([greeted._tag, greeted._tag === "Completed" && greeted.value?.greeting], ["Completed", "hello dee from thread 0"])
+      const also = yield* ObanTest.performJob(AlsoGreets, { name: "eve" })
+      assert.deepStrictEqual([also._tag, also._tag === "Completed" && also.value?.threadId], ["Completed", 0])
     }))
 
   it.effect("closing a test layer with threads does not wait for a thread whose layer holds a socket", () =>

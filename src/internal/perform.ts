@@ -113,7 +113,7 @@ const timeoutOf = (worker: { readonly timeout: Duration.Input | undefined }, job
  * a value that does not encode, or whose JSON is larger than
  * `maxResultBytes`, is a failed attempt with `InvalidResultError`.
  */
-const recordResult = (
+export const recordResult = (
   job: Job,
   encode: (value: unknown) => Effect.Effect<Schema.Json, Schema.SchemaError>,
   value: unknown

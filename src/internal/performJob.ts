@@ -1,0 +1,123 @@
+/**
+ * The testing kit's `performJob`: one attempt of a worker's `perform` on a
+ * job built from args, without a database, judged as a node judges it (the
+ * args' JSON round trip, the timeout, the result schema, `retryable`).
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import { InvalidJobError, InvalidResultError } from "../Errors.ts"
+import type { Job } from "../Job.ts"
+import { Cancel, Discard, Snooze, type Worker } from "../Worker.ts"
+import { parseJson } from "./jsonParse.ts"
+import { fromExit, JobTimeout, type Policy } from "./outcome.ts"
+import { recordResult, withTimeout } from "./perform.ts"
+
+/**
+ * How an attempt ended, as `performJob` reports it. A worker with a `result`
+ * schema completes with the `value` a dependent would read (after its JSON
+ * round trip); a value that does not encode by the schema is an
+ * `InvalidResult`, a failed attempt on a node. A failure says whether a node
+ * would retry it (`willRetry`: attempts left, and the worker's `retryable`
+ * does not say no).
+ *
+ * @since 0.1.0
+ */
+export type PerformResult<E, O = unknown> =
+  | { readonly _tag: "Completed"; readonly value?: O }
+  | { readonly _tag: "Failed"; readonly error: E; readonly willRetry: boolean }
+  | { readonly _tag: "InvalidResult"; readonly error: InvalidResultError; readonly willRetry: boolean }
+  | { readonly _tag: "Crashed"; readonly defect: unknown }
+  | { readonly _tag: "TimedOut"; readonly millis: number }
+  | { readonly _tag: "Snoozed"; readonly millis: number }
+  | { readonly _tag: "Cancelled"; readonly reason: string }
+  | { readonly _tag: "Discarded"; readonly reason: string }
+
+/** The args as a stored job carries them: encoded, through JSON text, and decoded again. */
+const roundTrip = <A>(worker: Worker<string, A, unknown, unknown, unknown>, args: A) =>
+  Effect.gen(function*() {
+    const json = yield* Schema.encodeEffect(worker.argsJson)(args)
+    return yield* Schema.decodeUnknownEffect(worker.argsJson)(parseJson(JSON.stringify(json)))
+  }).pipe(Effect.mapError((error) => new InvalidJobError({ worker: worker.name, field: "args", message: error.message })))
+
+/**
+ * Runs `worker.perform` once with a job built from `args`, without a
+ * database. The args make the same JSON round trip as a real job. The
+ * worker's timeout applies (on `TestClock` it elapses with `TestClock.adjust`).
+ *
+ * @since 0.1.0
+ */
+export const performJob = <A, E, R, O>(
+  worker: Worker<string, A, E, R, O>,
+  args: A,
+  options: {
+    readonly attempt?: number
+    readonly maxAttempts?: number
+    readonly id?: number
+    readonly meta?: Readonly<Record<string, unknown>>
+    readonly tags?: ReadonlyArray<string>
+  } = {}
+): Effect.Effect<PerformResult<E, O>, InvalidJobError, R> =>
+  Effect.gen(function*() {
+    const decoded = yield* roundTrip(worker as Worker<string, A, unknown, unknown, unknown>, args)
+    const at = new Date(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
+    const job: Job<A> = {
+      id: options.id ?? 1,
+      state: "executing",
+      queue: worker.queue,
+      worker: worker.name,
+      args: decoded,
+      meta: options.meta ?? {},
+      tags: options.tags ?? worker.tags,
+      errors: [],
+      attempt: options.attempt ?? 1,
+      maxAttempts: options.maxAttempts ?? worker.maxAttempts,
+      priority: worker.priority,
+      insertedAt: at,
+      scheduledAt: at,
+      attemptedAt: at,
+      completedAt: null,
+      discardedAt: null,
+      cancelledAt: null,
+      attemptedBy: ["oban-test", "perform"],
+      cancelRequestedAt: null
+    }
+    const performed = yield* Effect.exit(withTimeout(worker, Effect.suspend(() => worker.perform(job))))
+    const exit = yield* resultOf(worker, job, performed)
+    if (Exit.isSuccess(exit)) {
+      return worker.resultJson === undefined ? { _tag: "Completed" } : { _tag: "Completed", value: exit.value as O }
+    }
+    const error = Cause.findError(exit.cause)
+    if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const
+    const value: unknown = error.success
+    if (value instanceof JobTimeout) return { _tag: "TimedOut", millis: value.millis } as const
+    if (value instanceof Snooze) return { _tag: "Snoozed", millis: value.millis } as const
+    if (value instanceof Cancel) return { _tag: "Cancelled", reason: value.reason } as const
+    if (value instanceof Discard) return { _tag: "Discarded", reason: value.reason } as const
+    // As the node would write it: retryable unless attempts are used up or `retryable` said no.
+    const row = yield* fromExit(job, worker as Policy, exit, undefined)
+    const willRetry = row.state === "retryable"
+    return value instanceof InvalidResultError
+      ? { _tag: "InvalidResult", error: value, willRetry }
+      : { _tag: "Failed", error: value as E, willRetry }
+  })
+
+/**
+ * The attempt's exit with its result recorded as a node records it: a value
+ * that does not encode by the worker's result schema (or is too large) fails
+ * with `InvalidResultError`; one that does is read back from its JSON.
+ */
+const resultOf = <A, E, R, O>(
+  worker: Worker<string, A, E, R, O>,
+  job: Job<A>,
+  exit: Exit.Exit<O, unknown>
+): Effect.Effect<Exit.Exit<unknown, unknown>> =>
+  Effect.gen(function*() {
+    const codec = worker.resultJson
+    if (codec === undefined || Exit.isFailure(exit)) return exit
+    const encoded = yield* recordResult(job, Schema.encodeUnknownEffect(codec), exit.value)
+    if (Exit.isFailure(encoded)) return encoded
+    return yield* Effect.exit(Schema.decodeUnknownEffect(codec)(parseJson(JSON.stringify(encoded.value))))
+  })
