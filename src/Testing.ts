@@ -70,6 +70,7 @@ export {
 export { ObanTestError } from "./internal/testError.ts"
 export {
   allEnqueued,
+  type ArgsFilter,
   assertEnqueued,
   type EnqueuedFilter,
   type EnqueuedJob,

@@ -228,6 +228,26 @@ describe("manual mode", () => {
         assert.include(refuted.message, `found 1 (ids ${bad!.id})`)
       }))
 
+    it.effect("an args filter names only the worker's fields, and a value JSON cannot hold is refused, not dropped", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        yield* Oban.insert(SendEmail.job({ to: "ada@example.com" }))
+        // @ts-expect-error a misspelt field: it would match no job, and a refute would pass for the wrong reason
+        yield* ObanTest.refuteEnqueued({ worker: SendEmail, args: { too: "ada@example.com" } })
+        // By name the args are untyped, as stored.
+        yield* ObanTest.assertEnqueued({ worker: "SendEmail", args: { to: "ada@example.com" } })
+        const maybe: string | undefined = undefined
+        const refusals = yield* Effect.forEach([
+          // JSON.stringify would drop the field, and the filter match every job.
+          ObanTest.refuteEnqueued({ worker: SendEmail, args: { to: maybe } }),
+          // JSON.stringify would throw: a defect, not a failed assertion.
+          ObanTest.assertEnqueued({ worker: "SendEmail", args: { to: 1n } })
+        ], Effect.flip)
+        assert.deepStrictEqual(refusals.map((error) => error._tag), ["ObanTestError", "ObanTestError"])
+        assert.match(refusals[0]!.message, /^the filter's args\.to .*undefined.*; write args as they are stored/)
+        assert.match(refusals[1]!.message, /^the filter's args\.to .*bigint/)
+      }))
+
     it.effect("on a schema that is not migrated, the assertions fail with MigrationError naming it", () =>
       Effect.gen(function*() {
         const error = yield* ObanTest.assertEnqueued({ worker: SignUp }).pipe(

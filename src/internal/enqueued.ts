@@ -11,6 +11,7 @@ import type { MigrationError } from "../Errors.ts"
 import { type Job, JobState } from "../Job.ts"
 import type * as WorkerModule from "../Worker.ts"
 import { textArray } from "./jobFilter.ts"
+import { toJsonText } from "./jsonText.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./jobRow.ts"
 import { withPrefix } from "./notMigrated.ts"
 import { table } from "./sql/tables.ts"
@@ -26,7 +27,14 @@ import { ObanTestError } from "./testError.ts"
  */
 export interface EnqueuedFilter<W extends WorkerModule.Any | string = WorkerModule.Any | string> {
   readonly worker?: W | undefined
-  readonly args?: Readonly<Record<string, unknown>> | undefined
+  /**
+   * A JSON subset of the stored args, written as they are stored (dates as
+   * ISO strings). With a worker definition as `worker`, only its args'
+   * fields may be named (a misspelt field would match no job, and a refute
+   * pass for the wrong reason). A value JSON cannot hold (`undefined`, a
+   * bigint, a function) fails with `ObanTestError` rather than match more.
+   */
+  readonly args?: ArgsFilter<W> | undefined
   readonly queue?: string | undefined
   readonly state?: JobState | ReadonlyArray<JobState> | undefined
   readonly priority?: number | undefined
@@ -38,12 +46,26 @@ export interface EnqueuedFilter<W extends WorkerModule.Any | string = WorkerModu
 }
 
 /**
+ * What a filter's `args` may name: with a worker definition whose args are
+ * an object, its fields (values as stored, so of any JSON type); otherwise
+ * any object.
+ *
+ * @since 0.1.0
+ */
+export type ArgsFilter<W> = [W] extends [{ readonly argsJson: Schema.Codec<infer A, Schema.Json> }]
+  ? A extends Readonly<Record<string, unknown>> ? { readonly [K in keyof A]?: unknown } : Readonly<Record<string, unknown>>
+  : Readonly<Record<string, unknown>>
+
+/**
  * The jobs a filter's `worker` finds: with a worker definition, typed by its
  * args schema (and decoded by it); otherwise with the args as stored.
  *
  * @since 0.1.0
  */
 export type EnqueuedJob<W> = [W] extends [{ readonly argsJson: Schema.Codec<infer A, Schema.Json> }] ? Job<A> : Job
+
+/** The most JSON a filter's `args` may be: what a job's args may be at most. */
+const maxFilterBytes = 64 * 1024 * 1024
 
 const toDate = (at: Date | DateTime.DateTime): Date => (DateTime.isDateTime(at) ? DateTime.toDate(at) : at)
 
@@ -100,13 +122,19 @@ export const allEnqueued = <W extends WorkerModule.Any | string = string>(
         }`
       })
     }
+    const args = filter.args === undefined ? undefined : toJsonText(filter.args, "args", maxFilterBytes)
+    if (args?._tag === "JsonRefusal") {
+      return yield* new ObanTestError({
+        message: `the filter's ${args.message}; write args as they are stored (JSON: dates as ISO strings)`
+      })
+    }
     const worker = workerName(filter.worker)
     const clauses = [
       sql`state::text IN ${sql.in(states)}`,
       ...(worker === undefined ? [] : [sql`worker = ${worker}`]),
       ...(filter.queue === undefined ? [] : [sql`queue = ${filter.queue}`]),
       ...(filter.priority === undefined ? [] : [sql`priority = ${filter.priority}`]),
-      ...(filter.args === undefined ? [] : [sql`args @> ${JSON.stringify(filter.args)}::jsonb`]),
+      ...(args === undefined ? [] : [sql`args @> ${args.text}::jsonb`]),
       ...(filter.tags === undefined ? [] : [sql`tags @> ${textArray(sql, filter.tags)}`]),
       ...(filter.scheduledFrom === undefined ? [] : [sql`scheduled_at >= ${toDate(filter.scheduledFrom)}`]),
       ...(filter.scheduledTo === undefined ? [] : [sql`scheduled_at <= ${toDate(filter.scheduledTo)}`])
