@@ -1,5 +1,6 @@
 import { assert, layer } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Ref, Schedule, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import * as Backoff from "../src/Backoff.ts"
 import { maxErrorTextBytes } from "../src/internal/errorText.ts"
 import * as Oban from "../src/Oban.ts"
@@ -119,6 +120,19 @@ const Sleepy = Worker.make("Sleepy", {
   perform: (job) => job.args.nan ? Worker.snooze(Number.NaN) : Worker.snooze(Duration.infinity)
 })
 
+/** Snoozes at once until its job has been snoozed twice (as `meta.snoozed` counts), then completes; says what it saw. */
+const snoozesSeen: Array<unknown> = []
+const Twice = Worker.make("Twice", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 1,
+  perform: (job) =>
+    Effect.suspend(() => {
+      snoozesSeen.push(job.meta["snoozed"])
+      return typeof job.meta["snoozed"] === "number" && job.meta["snoozed"] >= 2 ? Effect.void : Worker.snooze(0)
+    })
+})
+
 /** Backoff schedules whose delays are infinite or beyond PostgreSQL's dates. */
 const Endless = Worker.make("Endless", {
   args: Schema.Struct({}),
@@ -156,7 +170,7 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "outcomes-node",
     queues: { [queue]: 10 },
-    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons, Judge],
+    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons, Judge, Twice],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second"
@@ -260,6 +274,18 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       const delay = row.scheduled_at.getTime() - row.attempted_at!.getTime()
       assert.isAtLeast(delay, 29_000)
       assert.isAtMost(delay, 35_000)
+    }))
+
+  it.effect("each snooze counts in meta.snoozed, which the worker reads to stop snoozing; the other meta stays", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const job = yield* Oban.insert(Twice.job({}, { meta: { tenant: "acme", snoozed: "not a number" } }))
+      yield* waitFor("completed after two snoozes", Effect.map(jobRow(prefix, job.id), (row) => row.state === "completed"))
+      assert.deepStrictEqual(snoozesSeen, ["not a number", 1, 2])
+      const [row] = yield* sql<{ meta: unknown; attempt: number }>`
+        SELECT meta, attempt FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job.id}`
+      // maxAttempts 1, and still one attempt used: a snooze gives its attempt back.
+      assert.deepStrictEqual(row, { meta: { tenant: "acme", snoozed: 2 }, attempt: 1 })
     }))
 
   it.effect("Worker.cancel -> cancelled; Worker.discard -> discarded; both with their reason", () =>

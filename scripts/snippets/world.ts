@@ -46,6 +46,7 @@ export declare const Users: {
 
 /** Stand-ins for the work some snippets' workers do. */
 export declare const Sync: { readonly run: (accountId: string) => Effect.Effect<void> }
+export declare const Exports: { readonly isReady: (exportId: string) => Effect.Effect<boolean> }
 export declare const Search: { readonly reindex: (documentId: string) => Effect.Effect<void> }
 
 export const PgLive = PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) })

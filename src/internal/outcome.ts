@@ -74,6 +74,7 @@ const row = (
   options: {
     readonly delayMillis?: number
     readonly giveBack?: boolean
+    readonly snoozed?: boolean
     readonly kind?: ErrorKind
     readonly message?: string
     readonly cause?: string
@@ -85,6 +86,7 @@ const row = (
   state,
   delay_ms: options.delayMillis === undefined ? null : Backoff.boundMillis(options.delayMillis) ?? 0,
   give_back: options.giveBack ?? false,
+  ...(options.snoozed === true ? { snoozed: true } : {}),
   error: options.kind === undefined ? null : {
     attempt: job.attempt,
     kind: options.kind,
@@ -134,7 +136,7 @@ export const undecodable = (job: Job, message: string): AckRow =>
  */
 const snoozed = (job: Job, policy: Policy, millis: number): Effect.Effect<AckRow> =>
   Number.isFinite(millis)
-    ? Effect.succeed(row(job, "scheduled", { delayMillis: millis, giveBack: true }))
+    ? Effect.succeed(row(job, "scheduled", { delayMillis: millis, giveBack: true, snoozed: true }))
     : failed(
       job,
       policy,

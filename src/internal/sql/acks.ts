@@ -26,6 +26,8 @@ export interface AckRow {
   readonly delay_ms: number | null
   /** Give the attempt back (snooze, shutdown). */
   readonly give_back: boolean
+  /** A snooze: `meta.snoozed` counts it. */
+  readonly snoozed?: true
   /** An `errors` entry without `at`, which is stamped here. */
   readonly error: { readonly attempt: number; readonly kind: string; readonly message: string; readonly cause?: string } | null
   /** The recorded result (completed jobs of workers with a result schema), as encoded JSON. */
@@ -131,7 +133,12 @@ const outcomeValues = (prefix: string): ReadonlyMap<string, (v: string) => strin
     ["errors", (v) =>
       `CASE WHEN jsonb_typeof(${v} -> 'error') = 'object'
         THEN j.errors || jsonb_build_array((${v} -> 'error') || jsonb_build_object('at', clock.now)) ELSE j.errors END`],
-    ["result", (v) => `CASE WHEN ${v} ? 'result' THEN ${v} -> 'result' ELSE j.result END`]
+    ["result", (v) => `CASE WHEN ${v} ? 'result' THEN ${v} -> 'result' ELSE j.result END`],
+    // A snooze counts itself in meta, as Oban does: the attempt is given back, and a worker that means to
+    // snooze only so often reads `job.meta.snoozed`. A `snoozed` of the caller's own that is no number restarts at 1.
+    ["meta", (v) =>
+      `CASE WHEN ${v} ? 'snoozed' THEN jsonb_set(j.meta, '{snoozed}', to_jsonb(1 + CASE WHEN jsonb_typeof(j.meta -> 'snoozed') = 'number'
+        THEN (j.meta ->> 'snoozed')::numeric ELSE 0 END)) ELSE j.meta END`]
   ])
 
 /**
