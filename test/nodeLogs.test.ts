@@ -27,36 +27,41 @@ interface Line {
   readonly annotations: Readonly<Record<string, unknown>>
 }
 
+/**
+ * Starts a node whose layer alone is given a logger that keeps every line (so every line it sees is
+ * one the node wrote), at every level; `stop` closes it.
+ */
+const startLogged = <W extends Worker.Any>(options: Oban.LayerOptions<W>) =>
+  Effect.gen(function*() {
+    const lines: Array<Line> = []
+    const capture = Logger.make(({ fiber, message }) => {
+      lines.push({
+        text: Array.isArray(message) ? message.join(" ") : String(message),
+        annotations: fiber.getRef(References.CurrentLogAnnotations)
+      })
+    })
+    const scope = yield* Scope.fork(yield* Scope.Scope)
+    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
+      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+      Effect.provideService(References.MinimumLogLevel, "All")
+    )
+    return { oban: Context.get(context, Oban.Oban), lines, stop: Scope.close(scope, Exit.void) }
+  })
+
 layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines", (it) => {
   it.effect("its start and shutdown lines, like all its other lines, carry the node's name", () =>
     Effect.gen(function*() {
-      // The logger is given to the node's layer only: every line it sees is one the node wrote.
-      const lines: Array<Line> = []
-      const capture = Logger.make(({ fiber, message }) => {
-        lines.push({
-          text: Array.isArray(message) ? message.join(" ") : String(message),
-          annotations: fiber.getRef(References.CurrentLogAnnotations)
-        })
+      const { lines, oban, stop } = yield* startLogged({
+        prefix,
+        node: "logs-node",
+        queues: { default: 5 },
+        workers: [Stuck, Fails],
+        shutdownGracePeriod: "100 millis"
       })
-      const scope = yield* Scope.fork(yield* Scope.Scope)
-      const context = yield* Layer.buildWithScope(
-        Layer.fresh(Oban.layer({
-          prefix,
-          node: "logs-node",
-          queues: { default: 5 },
-          workers: [Stuck, Fails],
-          shutdownGracePeriod: "100 millis"
-        })),
-        scope
-      ).pipe(
-        Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-        Effect.provideService(References.MinimumLogLevel, "All")
-      )
-      const oban = Context.get(context, Oban.Oban)
       const [stuck, fails] = yield* oban.insertAll([Stuck.job({}), Fails.job({})])
       yield* waitFor("the stuck job runs", Effect.map(jobRow(prefix, stuck!.id), (row) => row.state === "executing"))
       yield* waitFor("the failing job is discarded", Effect.map(jobRow(prefix, fails!.id), (row) => row.state === "discarded"))
-      yield* Scope.close(scope, Exit.void)
+      yield* stop
 
       const line = (text: string | RegExp) => {
         const found = lines.find((line) => typeof text === "string" ? line.text === text : text.test(line.text))
@@ -81,22 +86,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
 
   it.effect("a queue command that changes the node's queue is logged once, and so is one caught up by a heartbeat", () =>
     Effect.gen(function*() {
-      const lines: Array<Line> = []
-      const capture = Logger.make(({ fiber, message }) => {
-        lines.push({
-          text: Array.isArray(message) ? message.join(" ") : String(message),
-          annotations: fiber.getRef(References.CurrentLogAnnotations)
-        })
+      const { lines, oban, stop } = yield* startLogged({
+        prefix,
+        node: "told-node",
+        queues: { told: 5 },
+        workers: [],
+        heartbeatInterval: "200 millis"
       })
-      const scope = yield* Scope.fork(yield* Scope.Scope)
-      const context = yield* Layer.buildWithScope(
-        Layer.fresh(Oban.layer({ prefix, node: "told-node", queues: { told: 5 }, workers: [], heartbeatInterval: "200 millis" })),
-        scope
-      ).pipe(
-        Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-        Effect.provideService(References.MinimumLogLevel, "All")
-      )
-      const oban = Context.get(context, Oban.Oban)
       yield* oban.ready
       const about = () => lines.filter((line) => line.text.startsWith("queue told ")).map((line) => line.text)
       yield* Cluster.pauseQueue("told")
@@ -114,7 +110,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       yield* sql`UPDATE ${sql(prefix)}.oban_producers SET paused = true, "limit" = 3 WHERE node = 'told-node'`
       yield* waitFor("paused by a heartbeat", Effect.map(oban.checkQueue("told"), (state) => state.paused))
       yield* Effect.sleep("500 millis")
-      yield* Scope.close(scope, Exit.void)
+      yield* stop
       // A heartbeat may read a command back in the moment before its signal arrives: it says so then.
       const heard = (change: string) => new RegExp(`^queue told ${change}(: read back by a heartbeat.*)?$`)
       const told = about()
@@ -138,23 +134,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
         INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
         VALUES (gen_random_uuid(), 'heir-node', 'heir', 3, true, '{}'::jsonb, now() - interval '5 minutes',
                 now() - interval '1 minute')`
-      const lines: Array<string> = []
-      const capture = Logger.make(({ message }) => {
-        lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-      })
-      const scope = yield* Scope.fork(yield* Scope.Scope)
-      const context = yield* Layer.buildWithScope(
-        Layer.fresh(Oban.layer({ prefix, node: "heir-node", queues: { heir: 5 }, workers: [] })),
-        scope
-      ).pipe(
-        Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-        Effect.provideService(References.MinimumLogLevel, "All")
-      )
-      yield* Context.get(context, Oban.Oban).ready
-      const state = yield* Context.get(context, Oban.Oban).checkQueue("heir")
-      yield* Scope.close(scope, Exit.void)
+      const { lines, oban, stop } = yield* startLogged({ prefix, node: "heir-node", queues: { heir: 5 }, workers: [] })
+      yield* oban.ready
+      const state = yield* oban.checkQueue("heir")
+      yield* stop
       assert.deepStrictEqual([state.paused, state.limit], [true, 3])
-      assert.deepStrictEqual(lines.filter((line) => line.startsWith("queue heir")), [
+      assert.deepStrictEqual(lines.map((line) => line.text).filter((text) => text.startsWith("queue heir")), [
         "queue heir starts paused with limit 3 (configured 5), as the last run of node heir-node left it " +
         "(a command for this node outlives a crash; a clean shutdown clears it)"
       ])
