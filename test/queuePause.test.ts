@@ -321,6 +321,33 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isNotNull(yield* pausedAt("free"), "the pause for every node of free is still kept")
     }))
 
+  it.effect("a pause signal older than a resume the node has seen is not applied (a heartbeat can read the later command first)", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const { oban } = yield* startNode({ ...base, node: "late-signal", queues: { late: 2 }, heartbeatInterval: "200 millis" })
+      yield* oban.ready
+      yield* Cluster.pauseQueue("late")
+      yield* waitFor("paused", Effect.map(oban.checkQueue("late"), (state) => state.paused))
+      yield* Cluster.resumeQueue("late")
+      yield* waitFor("resumed", Effect.map(oban.checkQueue("late"), (state) => !state.paused))
+      const [queue] = yield* sql<{ count: string }>`
+        SELECT pause_commands::text AS count FROM ${sql(prefix)}.oban_queues WHERE name = 'late'`
+      // The pause's signal delivered now, after the resume: as a late signal would be, had a heartbeat
+      // read the resume before it arrived.
+      const older = String(BigInt(queue!.count) - 1n)
+      yield* sql`SELECT pg_notify(${channel(prefix, "signal")}, ${
+        JSON.stringify({ action: "pause", queue: "late", pause_commands: older })
+      })`
+      // A signal it would apply (the same count as the resume) is sent after it, so once that one has
+      // been applied the stale one has been read too.
+      yield* sql`SELECT pg_notify(${channel(prefix, "signal")}, ${
+        JSON.stringify({ action: "scale", queue: "late", limit: 3 })
+      })`
+      yield* waitFor("the scale applied", Effect.map(oban.checkQueue("late"), (state) => state.limit === 3))
+      assert.isFalse((yield* oban.checkQueue("late")).paused, "a stale pause signal paused the queue")
+    }))
+
   it.effect("Cluster.view lists the queues paused for every node until resumed for every node", () =>
     Effect.gen(function*() {
       yield* reset

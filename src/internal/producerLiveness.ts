@@ -72,8 +72,12 @@ export interface ProducerLiveness {
   readonly checkAlive: Effect.Effect<boolean>
   /** Registers the producer at once, then beats on schedule, for the scope's life. */
   readonly start: Effect.Effect<void, never, Scope.Scope>
-  /** Remembers a count of the queue's pauses and resumes for every node (read, or carried by a signal) past the one remembered. */
-  readonly rememberPauseCommands: (count: string | undefined) => void
+  /**
+   * Remembers a count of the queue's pauses and resumes for every node (read,
+   * or carried by a signal) past the one remembered; true when it is older
+   * than that one (a later command was seen already).
+   */
+  readonly rememberPauseCommands: (count: string | undefined) => boolean
 }
 
 export const make = (input: LivenessOptions): ProducerLiveness => {
@@ -102,10 +106,14 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
    * snapshot, which may predate a command whose row update it waited for and
    * whose signal brought the later count.
    */
-  const rememberPauseCommands = (count: string | undefined) => {
+  const rememberPauseCommands = (count: string | undefined): boolean => {
     const seen = control.pauseCommandsSeen
-    if (count === undefined) return
-    if (seen === undefined || BigInt(count) > BigInt(seen)) control.pauseCommandsSeen = count
+    if (count === undefined) return false
+    if (seen === undefined || BigInt(count) > BigInt(seen)) {
+      control.pauseCommandsSeen = count
+      return false
+    }
+    return BigInt(count) < BigInt(seen)
   }
 
   /** Warns, once, when a heartbeat finds a namesake's row that was not there at registration or has beaten since. */

@@ -62,9 +62,11 @@ export interface Producer {
   /**
    * Remembers the queue's count of pauses and resumes for every node that a
    * signal carried, when it is past the one remembered (see
-   * `registerProducer`).
+   * `registerProducer`). Succeeds with true when the signal is stale: a later
+   * pause or resume for every node was seen already (read by a heartbeat,
+   * which took its state, or carried by its own signal, which comes after).
    */
-  readonly notePauseCommands: (count: string) => Effect.Effect<void>
+  readonly notePauseCommands: (count: string) => Effect.Effect<boolean>
   readonly scale: (limit: number) => Effect.Effect<void>
   /** Re-reads the queue's cluster-wide limits (another node changed them). */
   readonly refreshLimits: Effect.Effect<void>

@@ -248,13 +248,16 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
         // A command for every node carries the queue's count of them: remembered (see `registerProducer`).
+        // A signal older than a command seen already is not applied: a heartbeat on another connection can
+        // read the later command's state before this signal arrives, which would otherwise undo it for a moment.
         const count = payload["pause_commands"]
-        const producer = producers.get(payload["queue"])
-        const noted = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined &&
+        const queue = payload["queue"]
+        const producer = producers.get(queue)
+        const stale = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined &&
             producer !== undefined
           ? producer.notePauseCommands(count)
-          : Effect.void
-        return Effect.andThen(noted, apply({ action, queue: payload["queue"] }))
+          : Effect.succeed(false)
+        return Effect.flatMap(stale, (old) => old ? Effect.void : apply({ action, queue }))
       }
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
         return apply({ action, queue: payload["queue"], limit: payload["limit"] })
