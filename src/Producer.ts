@@ -79,6 +79,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       paused: options.paused,
       changes: 0,
       pauseChanges: 0,
+      uncountedPauseChanges: 0,
+      highestCountApplied: undefined,
       pauseCommandsSeen: undefined
     }
     let running = 0
@@ -172,6 +174,18 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         )
       )
     /** Gives back every job claimed ahead (pause, shutdown). */
+    /** Applies a pause or resume command here (see `Control`); returns whether the queue was paused. */
+    const setPaused = (paused: boolean, counted: string | undefined): boolean => {
+      const was = control.paused
+      control.changes++
+      control.pauseChanges++
+      if (counted === undefined) control.uncountedPauseChanges++
+      else if (control.highestCountApplied === undefined || BigInt(counted) > BigInt(control.highestCountApplied)) {
+        control.highestCountApplied = counted
+      }
+      control.paused = paused
+      return was
+    }
     const giveBack = Effect.suspend(() => {
       const jobs = buffer.takeAll()
       return jobs.length === 0 ? Effect.void : release(jobs, "job")
@@ -311,26 +325,16 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           return Effect.as(release([dropped], "cancelled job"), true)
         }),
       waiting: Effect.sync(() => buffer.ids()),
-      pause: Effect.andThen(
-        Effect.sync(() => {
-          const was = control.paused
-          control.changes++
-          control.pauseChanges++
-          control.paused = true
-          return was
-        }),
-        (was) => was ? giveBack : Effect.andThen(said("paused: no more jobs start; running ones finish"), giveBack)
-      ),
-      resume: Effect.andThen(
-        Effect.sync(() => {
-          const was = control.paused
-          control.changes++
-          control.pauseChanges++
-          control.paused = false
-          return was
-        }),
-        (was) => was ? Effect.andThen(said("resumed"), wake) : wake
-      ),
+      pause: (counted) =>
+        Effect.andThen(
+          Effect.sync(() => setPaused(true, counted)),
+          (was) => was ? giveBack : Effect.andThen(said("paused: no more jobs start; running ones finish"), giveBack)
+        ),
+      resume: (counted) =>
+        Effect.andThen(
+          Effect.sync(() => setPaused(false, counted)),
+          (was) => was ? Effect.andThen(said("resumed"), wake) : wake
+        ),
       notePauseCommands: (count) => Effect.sync(() => liveness.rememberPauseCommands(count)),
       scale: (next) =>
         Effect.andThen(

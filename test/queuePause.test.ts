@@ -348,6 +348,65 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.isFalse((yield* oban.checkQueue("late")).paused, "a stale pause signal paused the queue")
     }))
 
+  it.effect("a late pause signal that arrives while the node registers again is not stored for it: the resume it read holds", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const { oban } = yield* startNode({ ...base, node: "late-reg", queues: { latereg: 2 }, heartbeatInterval: "200 millis" })
+      yield* oban.ready
+      yield* Cluster.pauseQueue("latereg")
+      yield* Cluster.resumeQueue("latereg")
+      yield* waitFor("resumed", Effect.map(oban.checkQueue("latereg"), (state) => !state.paused))
+      yield* Effect.sleep("500 millis") // heartbeats have read the count
+      const [queue] = yield* sql<{ count: string }>`
+        SELECT pause_commands::text AS count FROM ${sql(prefix)}.oban_queues WHERE name = 'latereg'`
+      const n = BigInt(queue!.count)
+      // A pause (n + 1) and a resume (n + 2) for every node: the resume's transaction holds the queue's row.
+      const client = yield* rawClient
+      yield* Effect.promise(() => client.query("BEGIN"))
+      yield* Effect.promise(() =>
+        client.query(`UPDATE ${client.schema}.oban_queues SET paused_at = NULL, pause_commands = ${n + 2n} WHERE name = 'latereg'`)
+      )
+      // The node's row removed, as the rescuer does after an outage: its next heartbeat registers again and waits.
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE node = 'late-reg'`
+      yield* waitFor("the registration waits for the queue's row", blockedBy(client))
+      // The pause's signal arrives while it waits: the node pauses for now.
+      yield* sql`SELECT pg_notify(${channel(prefix, "signal")}, ${
+        JSON.stringify({ action: "pause", queue: "latereg", pause_commands: String(n + 1n) })
+      })`
+      yield* waitFor("paused by the late signal", Effect.map(oban.checkQueue("latereg"), (state) => state.paused))
+      yield* Effect.promise(() => client.query("COMMIT"))
+      // The registration read the resume (n + 2): the node runs, and its row says so for heartbeats to read back.
+      yield* waitFor("running again", Effect.map(oban.checkQueue("latereg"), (state) => !state.paused))
+      yield* Effect.sleep("600 millis")
+      const rows = yield* sql<{ paused: boolean }>`SELECT paused FROM ${sql(prefix)}.oban_producers WHERE node = 'late-reg'`
+      assert.deepStrictEqual(rows, [{ paused: false }])
+      assert.isFalse((yield* oban.checkQueue("latereg")).paused)
+    }))
+
+  it.effect("after the queues table is emptied (a test's TRUNCATE), a node applies the new commands' signals at once", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const { oban } = yield* startNode({ ...base, node: "recount", queues: { recount: 2 }, heartbeatInterval: "3 seconds" })
+      yield* oban.ready
+      const paused = (want: boolean) => Effect.map(oban.checkQueue("recount"), (state) => state.paused === want)
+      // Four pauses and resumes: the node remembers a count of 4.
+      for (let i = 0; i < 2; i++) {
+        yield* Cluster.pauseQueue("recount")
+        yield* waitFor("paused", paused(true))
+        yield* Cluster.resumeQueue("recount")
+        yield* waitFor("resumed", paused(false))
+      }
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_queues`
+      // Counted from 1 again: the first signal looks older than 4, and a heartbeat (3 s) brings the pause.
+      yield* Cluster.pauseQueue("recount")
+      yield* waitFor("paused by a heartbeat", paused(true), "10 seconds")
+      // That heartbeat read the lower count and took it: the next signal applies at once, not at a heartbeat.
+      yield* Cluster.resumeQueue("recount")
+      yield* waitFor("resumed by its signal", paused(false), "1 second")
+    }), 30_000)
+
   it.effect("Cluster.view lists the queues paused for every node until resumed for every node", () =>
     Effect.gen(function*() {
       yield* reset

@@ -31,6 +31,14 @@ export interface Control {
   changes: number
   pauseChanges: number
   /**
+   * Pauses and resumes applied here that carried no count (commands for
+   * this node alone), and the highest count carried by those that did: a
+   * registration tells by them whether what arrived while it ran was only
+   * commands it has read the outcome of already.
+   */
+  uncountedPauseChanges: number
+  highestCountApplied: string | undefined
+  /**
    * The queue's count of pauses and resumes for every node
    * (`oban_queues.pause_commands`) as this producer last read it. A node
    * whose row was removed during a long outage registers again: if the count
@@ -116,6 +124,25 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     return BigInt(count) < BigInt(seen)
   }
 
+  /**
+   * Remembers the count a heartbeat or registration read. A read is never
+   * older than a count remembered before its statement began (that command
+   * had committed), so a lower one means the count was reset (the queue's
+   * row removed, as a test's TRUNCATE does): it is taken, or signals of later
+   * commands would all look older than the one remembered.
+   */
+  const readPauseCommands = (read: string | undefined, seenAtStart: string | undefined) => {
+    if (
+      read !== undefined && seenAtStart !== undefined && BigInt(read) < BigInt(seenAtStart) &&
+      control.pauseCommandsSeen === seenAtStart
+    ) {
+      control.pauseCommandsSeen = read
+      control.highestCountApplied = undefined
+    } else {
+      rememberPauseCommands(read)
+    }
+  }
+
   /** Warns, once, when a heartbeat finds a namesake's row that was not there at registration or has beaten since. */
   const checkNamesakes = (now: Namesakes): Effect.Effect<void> => {
     const seen = namesakesAtStart
@@ -168,6 +195,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     Effect.gen(function*() {
       const readAt = control.changes
       const pauseReadAt = control.pauseChanges
+      const uncountedReadAt = control.uncountedPauseChanges
+      const seenAtStart = control.pauseCommandsSeen
       const wasPaused = control.paused
       const wasLimit = control.limit
       // The queue's limits first: written (config) before this node's row shows it up, or read
@@ -184,10 +213,15 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         meta: options.meta ?? {}
       }))
       namesakesAtStart = row.namesakes
-      rememberPauseCommands(row.pauseCommands)
-      const pauseCommand = control.pauseChanges !== pauseReadAt
+      readPauseCommands(row.pauseCommands, seenAtStart)
+      // Pauses and resumes that arrived while this ran count as commands to store, unless each was a
+      // signal for every node whose outcome the registration read already (its count at most the one
+      // read under the queue row's lock): such a late signal would otherwise be stored for this node.
+      const onlyRead = control.uncountedPauseChanges === uncountedReadAt &&
+        control.highestCountApplied !== undefined && BigInt(control.highestCountApplied) <= BigInt(row.pauseCommands)
+      const pauseCommand = control.pauseChanges !== pauseReadAt && !onlyRead
       const limitCommand = control.changes - control.pauseChanges !== readAt - pauseReadAt
-      if (control.changes !== readAt) {
+      if (pauseCommand || limitCommand) {
         // A command arrived while registering, and its update may not have seen this row: what it set
         // wins and is stored for heartbeats to read back, and the registration's state stands for the
         // rest (a scale leaves a kept pause alone). Only what it set is stored: a command for every node
@@ -204,8 +238,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         }))
       } else {
         // The stored state wins: rows left by an earlier run of this node, a pause for every node, or
-        // the end of one this node missed while its row was gone.
-        yield* adopt(row, readAt)
+        // the end of one this node missed while its row was gone (also over late signals it read).
+        yield* adopt(row, control.changes)
       }
       if (!pauseCommand && control.paused && row.pausedEverywhere && !wasPaused) {
         // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
@@ -241,6 +275,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       yield* register(options.sql)
     } else {
       const readAt = control.changes
+      const seenAtStart = control.pauseCommandsSeen
       const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
       if (state === undefined) {
         // The row was removed as stale (a long outage): its claims may have been rescued meanwhile,
@@ -249,7 +284,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         input.dropClaimedAhead()
         yield* register(beatSql)
       } else {
-        rememberPauseCommands(state.pauseCommands)
+        readPauseCommands(state.pauseCommands, seenAtStart)
         yield* adopt(state, readAt, true)
         if (limiter.adopt(state.limits)) yield* input.limitsChanged
         yield* checkNamesakes(state.namesakes)

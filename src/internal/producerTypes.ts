@@ -57,8 +57,14 @@ export interface Producer {
   readonly wake: Effect.Effect<void>
   /** Completes once the producer has registered and made its first fetch (or found its queue paused). */
   readonly ready: Effect.Effect<void>
-  readonly pause: Effect.Effect<void>
-  readonly resume: Effect.Effect<void>
+  /**
+   * Pauses / resumes this producer, by a command: `counted` is the queue's
+   * count of pauses and resumes for every node that the command carries (a
+   * signal for every node, or one given on this node), none for a command
+   * for this node alone.
+   */
+  readonly pause: (counted?: string) => Effect.Effect<void>
+  readonly resume: (counted?: string) => Effect.Effect<void>
   /**
    * Remembers the queue's count of pauses and resumes for every node that a
    * signal carried, when it is past the one remembered (see

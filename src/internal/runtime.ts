@@ -208,14 +208,15 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     const leader = leases.leader
     const cronLeader = leases.cron
 
-    const apply = (command: QueueCommand): Effect.Effect<void> => {
+    /** Applies a command to this node's producer of its queue; `counted` as `Producer.pause` takes it. */
+    const apply = (command: QueueCommand, counted?: string): Effect.Effect<void> => {
       const producer = producers.get(command.queue)
       if (producer === undefined) return Effect.void
       switch (command.action) {
         case "pause":
-          return producer.pause
+          return producer.pause(counted)
         case "resume":
-          return producer.resume
+          return producer.resume(counted)
         case "scale":
           return isValidLimit(command.limit) ? producer.scale(command.limit) : Effect.void
       }
@@ -253,11 +254,13 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
         const count = payload["pause_commands"]
         const queue = payload["queue"]
         const producer = producers.get(queue)
-        const stale = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined &&
-            producer !== undefined
-          ? producer.notePauseCommands(count)
+        const counted = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined
+          ? count
+          : undefined
+        const stale = counted !== undefined && producer !== undefined
+          ? producer.notePauseCommands(counted)
           : Effect.succeed(false)
-        return Effect.flatMap(stale, (old) => old ? Effect.void : apply({ action, queue }))
+        return Effect.flatMap(stale, (old) => old ? Effect.void : apply({ action, queue }, counted))
       }
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
         return apply({ action, queue: payload["queue"], limit: payload["limit"] })
@@ -368,8 +371,12 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           }
           // As `Cluster`'s commands store and signal it (a pause or resume is kept for nodes that start
           // later); this node applies it at once rather than wait for its own signal.
-          yield* commandQueue(sql, config.prefix, command, undefined)
-          yield* apply(command)
+          const result = yield* commandQueue(sql, config.prefix, command, undefined)
+          const counted = result.pauseCommands
+          const producer = producers.get(command.queue)
+          // Counted as its signal will be, and not applied if a later pause or resume was seen meanwhile.
+          if (counted !== undefined && producer !== undefined && (yield* producer.notePauseCommands(counted))) return
+          yield* apply(command, counted)
         }),
       setLimits: (queue, input) =>
         Effect.gen(function*() {

@@ -86,6 +86,8 @@ export interface CommandResult {
   readonly keptPause: boolean
   /** Whether the command set or cleared the kept pause (only a pause or resume for every node does). */
   readonly keptChanged: boolean
+  /** A pause or resume for every node: the queue's count of those, this one included (as its signal carries it). */
+  readonly pauseCommands?: string
 }
 
 /**
@@ -126,6 +128,11 @@ export const commandQueue = (
     ? Effect.map(stored(undefined), (result) => ({ ...result, keptChanged: false }))
     : sql.withTransaction(Effect.flatMap(
       storeQueuePause(sql, prefix, command.queue, paused),
-      ({ changed, count }) => Effect.map(stored(count), (result) => ({ ...result, keptChanged: changed }))
+      ({ changed, count }) =>
+        Effect.map(stored(count), (result) => ({
+          ...result,
+          keptChanged: changed,
+          ...(count === undefined ? {} : { pauseCommands: count })
+        }))
     ))
 }
