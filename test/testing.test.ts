@@ -6,7 +6,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Random, Ref, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Backoff, Migrations, Oban, ObanConfig, Stager, Worker } from "effect-oban"
+import { Backoff, InvalidResultError, Migrations, Oban, ObanConfig, Stager, Worker } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
 
@@ -132,6 +132,18 @@ describe("performJob (no database)", () => {
         })
         const notRetried = yield* ObanTest.performJob(Picky, {})
         assert.deepStrictEqual([notRetried._tag, notRetried._tag === "Failed" && notRetried.willRetry], ["Failed", false])
+        // A worker's own InvalidResultError (a step passing on Workflow.results' error) is its failure, not a result check's.
+        const PassesOn = Worker.make("PassesOn", {
+          args: Schema.Struct({}),
+          result: Schema.Int,
+          perform: () => Effect.fail(new InvalidResultError({ worker: "Up", jobId: 1, reason: "missing", message: "no result" }))
+        })
+        const passed = yield* ObanTest.performJob(PassesOn, {})
+        assert.deepStrictEqual([passed._tag, passed._tag === "Failed" && passed.error.reason], ["Failed", "missing"])
+        // A snooze that is no finite duration: a failed attempt on a node, never a Snoozed with Infinity.
+        const Forever = Worker.make("Forever", { args: Schema.Struct({}), perform: () => Worker.snooze(Duration.infinity) })
+        const forever = yield* ObanTest.performJob(Forever, {})
+        assert.strictEqual(forever._tag, "Crashed")
       }))
 
     it.effect("a perform that throws before returning an effect is Crashed, not a defect of performJob", () =>
@@ -203,6 +215,8 @@ describe("manual mode", () => {
         const at = new Date("2026-12-05T10:00:00.000Z")
         yield* Oban.insert(Remind.job({ at, note: "call Ada" }))
         const job = yield* ObanTest.assertEnqueued({ worker: Remind, args: { note: "call Ada" } })
+        // A Date in the filter matches as the ISO text the schema stored.
+        assert.strictEqual((yield* ObanTest.assertEnqueued({ worker: Remind, args: { at } })).id, job.id)
         // Typed by the schema: `at` is a Date, not the text the row holds.
         const when: Date = job.args.at
         assert.instanceOf(when, Date)

@@ -28,8 +28,8 @@ import { ObanTestError } from "./testError.ts"
 export interface EnqueuedFilter<W extends WorkerModule.Any | string = WorkerModule.Any | string> {
   readonly worker?: W | undefined
   /**
-   * A JSON subset of the stored args, written as they are stored (dates as
-   * ISO strings). With a worker definition as `worker`, only its args'
+   * A JSON subset of the stored args, written as they are stored (a `Date`
+   * is taken as its ISO string, as schemas store dates). With a worker definition as `worker`, only its args'
    * fields may be named (a misspelt field would match no job, and a refute
    * pass for the wrong reason). A value JSON cannot hold (`undefined`, a
    * bigint, a function) fails with `ObanTestError` rather than match more.
@@ -63,6 +63,20 @@ export type ArgsFilter<W> = [W] extends [{ readonly argsJson: Schema.Codec<infer
  * @since 0.1.0
  */
 export type EnqueuedJob<W> = [W] extends [{ readonly argsJson: Schema.Codec<infer A, Schema.Json> }] ? Job<A> : Job
+
+/**
+ * A filter's args with each valid `Date` as its ISO text, as a worker's
+ * schema stores dates (`JSON.stringify` wrote them so before the filter was
+ * checked); anything else as it is, for `toJsonText` to judge.
+ */
+const datesAsText = (value: unknown): unknown => {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? value : value.toISOString()
+  if (Array.isArray(value)) return value.map(datesAsText)
+  if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([key, field]) => [key, datesAsText(field)]))
+  }
+  return value
+}
 
 /** The most JSON a filter's `args` may be: what a job's args may be at most. */
 const maxFilterBytes = 64 * 1024 * 1024
@@ -122,7 +136,7 @@ export const allEnqueued = <W extends WorkerModule.Any | string = string>(
         }`
       })
     }
-    const args = filter.args === undefined ? undefined : toJsonText(filter.args, "args", maxFilterBytes)
+    const args = filter.args === undefined ? undefined : toJsonText(datesAsText(filter.args), "args", maxFilterBytes)
     if (args?._tag === "JsonRefusal") {
       return yield* new ObanTestError({
         message: `the filter's ${args.message}; write args as they are stored (JSON: dates as ISO strings)`

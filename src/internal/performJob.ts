@@ -85,7 +85,7 @@ export const performJob = <A, E, R, O>(
       cancelRequestedAt: null
     }
     const performed = yield* Effect.exit(withTimeout(worker, Effect.suspend(() => worker.perform(job))))
-    const exit = yield* resultOf(worker, job, performed)
+    const { exit, recorded } = yield* resultOf(worker, job, performed)
     if (Exit.isSuccess(exit)) {
       return worker.resultJson === undefined ? { _tag: "Completed" } : { _tag: "Completed", value: exit.value as O }
     }
@@ -93,31 +93,41 @@ export const performJob = <A, E, R, O>(
     if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const
     const value: unknown = error.success
     if (value instanceof JobTimeout) return { _tag: "TimedOut", millis: value.millis } as const
-    if (value instanceof Snooze) return { _tag: "Snoozed", millis: value.millis } as const
+    // A snooze that is no finite duration is a failed attempt on a node (a defect, retried).
+    if (value instanceof Snooze && Number.isFinite(value.millis)) return { _tag: "Snoozed", millis: value.millis } as const
+    if (value instanceof Snooze) {
+      return { _tag: "Crashed", defect: new Error(`Worker.snooze needs a finite duration, got ${value.millis}`) } as const
+    }
     if (value instanceof Cancel) return { _tag: "Cancelled", reason: value.reason } as const
     if (value instanceof Discard) return { _tag: "Discarded", reason: value.reason } as const
     // As the node would write it: retryable unless attempts are used up or `retryable` said no.
     const row = yield* fromExit(job, worker as Policy, exit, undefined)
     const willRetry = row.state === "retryable"
-    return value instanceof InvalidResultError
-      ? { _tag: "InvalidResult", error: value, willRetry }
-      : { _tag: "Failed", error: value as E, willRetry }
+    // Only the result's own check is `InvalidResult`: a worker may fail with an InvalidResultError of its
+    // own (a workflow step passing on `Workflow.results`' error), which is its `E`.
+    return recorded ? { _tag: "InvalidResult", error: value as InvalidResultError, willRetry } : { _tag: "Failed", error: value as E, willRetry }
   })
 
 /**
  * The attempt's exit with its result recorded as a node records it: a value
  * that does not encode by the worker's result schema (or is too large) fails
- * with `InvalidResultError`; one that does is read back from its JSON.
+ * with `InvalidResultError` (`recorded`: the failure is the recording's); one
+ * that does is read back from its JSON.
  */
 const resultOf = <A, E, R, O>(
   worker: Worker<string, A, E, R, O>,
   job: Job<A>,
   exit: Exit.Exit<O, unknown>
-): Effect.Effect<Exit.Exit<unknown, unknown>> =>
+): Effect.Effect<{ readonly exit: Exit.Exit<unknown, unknown>; readonly recorded: boolean }> =>
   Effect.gen(function*() {
     const codec = worker.resultJson
-    if (codec === undefined || Exit.isFailure(exit)) return exit
+    if (codec === undefined || Exit.isFailure(exit)) return { exit, recorded: false }
     const encoded = yield* recordResult(job, Schema.encodeUnknownEffect(codec), exit.value)
-    if (Exit.isFailure(encoded)) return encoded
-    return yield* Effect.exit(Schema.decodeUnknownEffect(codec)(parseJson(JSON.stringify(encoded.value))))
+    if (Exit.isFailure(encoded)) return { exit: encoded, recorded: true }
+    const read = yield* Effect.exit(Schema.decodeUnknownEffect(codec)(parseJson(JSON.stringify(encoded.value))))
+    // JSON the schema wrote and cannot read back: a dependent's read would fail the same way.
+    return Exit.isSuccess(read) ? { exit: read, recorded: false } : {
+      exit: Exit.fail(new InvalidResultError({ worker: job.worker, jobId: job.id, reason: "decode", message: Cause.pretty(read.cause) })),
+      recorded: true
+    }
   })
