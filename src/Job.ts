@@ -90,6 +90,11 @@ export interface Job<Args = unknown> {
   readonly queue: string
   readonly worker: string
   readonly args: Args
+  /**
+   * The job's own meta, and what the library keeps there: `snoozed` (how
+   * many times the job snoozed), `cron` (the entry and slot of a cron job),
+   * a `traceparent` under a tracing backend, `workflow` for a workflow step.
+   */
   readonly meta: Readonly<Record<string, unknown>>
   readonly tags: ReadonlyArray<string>
   readonly errors: ReadonlyArray<JobErrorEntry>
