@@ -143,7 +143,7 @@ describe("performJob (no database)", () => {
         // A snooze that is no finite duration: a failed attempt on a node, never a Snoozed with Infinity.
         const Forever = Worker.make("Forever", { args: Schema.Struct({}), perform: () => Worker.snooze(Duration.infinity) })
         const forever = yield* ObanTest.performJob(Forever, {})
-        assert.strictEqual(forever._tag, "Crashed")
+        assert.deepStrictEqual([forever._tag, forever._tag === "Crashed" && forever.willRetry], ["Crashed", true])
       }))
 
     it.effect("a perform that throws before returning an effect is Crashed, not a defect of performJob", () =>
@@ -162,8 +162,11 @@ describe("performJob (no database)", () => {
     it.effect("a timeout elapses on TestClock", () =>
       Effect.gen(function*() {
         const fiber = yield* Effect.forkChild(ObanTest.performJob(Slow, {}))
+        // Its last attempt: a node would discard it after this timeout.
+        const last = yield* Effect.forkChild(ObanTest.performJob(Slow, {}, { attempt: 2, maxAttempts: 2 }))
         yield* TestClock.adjust("30 seconds")
-        assert.deepStrictEqual(yield* Fiber.join(fiber), { _tag: "TimedOut", millis: 30_000 })
+        assert.deepStrictEqual(yield* Fiber.join(fiber), { _tag: "TimedOut", millis: 30_000, willRetry: true })
+        assert.deepStrictEqual(yield* Fiber.join(last), { _tag: "TimedOut", millis: 30_000, willRetry: false })
       }))
 
     it.effect("args that do not encode are an InvalidJobError", () =>

@@ -19,9 +19,10 @@ import { recordResult, withTimeout } from "./perform.ts"
  * How an attempt ended, as `performJob` reports it. A worker with a `result`
  * schema completes with the `value` a dependent would read (after its JSON
  * round trip); a value that does not encode by the schema is an
- * `InvalidResult`, a failed attempt on a node. A failure says whether a node
- * would retry it (`willRetry`: attempts left, and the worker's `retryable`
- * does not say no).
+ * `InvalidResult`, a failed attempt on a node. A failed attempt (`Failed`,
+ * `InvalidResult`, `TimedOut`, `Crashed`) says whether a node would retry
+ * it (`willRetry`: attempts left, and the worker's `retryable` does not say
+ * no to a failure).
  *
  * @since 0.1.0
  */
@@ -29,8 +30,8 @@ export type PerformResult<E, O = unknown> =
   | { readonly _tag: "Completed"; readonly value?: O }
   | { readonly _tag: "Failed"; readonly error: E; readonly willRetry: boolean }
   | { readonly _tag: "InvalidResult"; readonly error: InvalidResultError; readonly willRetry: boolean }
-  | { readonly _tag: "Crashed"; readonly defect: unknown }
-  | { readonly _tag: "TimedOut"; readonly millis: number }
+  | { readonly _tag: "Crashed"; readonly defect: unknown; readonly willRetry: boolean }
+  | { readonly _tag: "TimedOut"; readonly millis: number; readonly willRetry: boolean }
   | { readonly _tag: "Snoozed"; readonly millis: number }
   | { readonly _tag: "Cancelled"; readonly reason: string }
   | { readonly _tag: "Discarded"; readonly reason: string }
@@ -89,23 +90,25 @@ export const performJob = <A, E, R, O>(
     if (Exit.isSuccess(exit)) {
       return worker.resultJson === undefined ? { _tag: "Completed" } : { _tag: "Completed", value: exit.value as O }
     }
+    // A failed attempt as the node would write it: retryable unless attempts are used up or `retryable` said no.
+    const willRetry = Effect.map(fromExit(job, worker as Policy, exit, undefined), (row) => row.state === "retryable")
     const error = Cause.findError(exit.cause)
-    if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause) } as const
+    if (Result.isFailure(error)) return { _tag: "Crashed", defect: Cause.squash(exit.cause), willRetry: yield* willRetry }
     const value: unknown = error.success
-    if (value instanceof JobTimeout) return { _tag: "TimedOut", millis: value.millis } as const
+    if (value instanceof JobTimeout) return { _tag: "TimedOut", millis: value.millis, willRetry: yield* willRetry }
     // A snooze that is no finite duration is a failed attempt on a node (a defect, retried).
     if (value instanceof Snooze && Number.isFinite(value.millis)) return { _tag: "Snoozed", millis: value.millis } as const
     if (value instanceof Snooze) {
-      return { _tag: "Crashed", defect: new Error(`Worker.snooze needs a finite duration, got ${value.millis}`) } as const
+      const defect = new Error(`Worker.snooze needs a finite duration, got ${value.millis}`)
+      return { _tag: "Crashed", defect, willRetry: yield* willRetry }
     }
     if (value instanceof Cancel) return { _tag: "Cancelled", reason: value.reason } as const
     if (value instanceof Discard) return { _tag: "Discarded", reason: value.reason } as const
-    // As the node would write it: retryable unless attempts are used up or `retryable` said no.
-    const row = yield* fromExit(job, worker as Policy, exit, undefined)
-    const willRetry = row.state === "retryable"
     // Only the result's own check is `InvalidResult`: a worker may fail with an InvalidResultError of its
     // own (a workflow step passing on `Workflow.results`' error), which is its `E`.
-    return recorded ? { _tag: "InvalidResult", error: value as InvalidResultError, willRetry } : { _tag: "Failed", error: value as E, willRetry }
+    return recorded
+      ? { _tag: "InvalidResult", error: value as InvalidResultError, willRetry: yield* willRetry }
+      : { _tag: "Failed", error: value as E, willRetry: yield* willRetry }
   })
 
 /**
