@@ -5,6 +5,7 @@
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
@@ -78,6 +79,40 @@ const datesAsText = (value: unknown): unknown => {
   return value
 }
 
+/**
+ * The first field a filter's args name that its worker's stored args cannot
+ * have, with the fields they can: for a worker definition whose args are a
+ * struct (the stored names, after any `encodeKeys`). A misspelt field, or
+ * the decoded name of a renamed one, would match no job, and a refute pass
+ * for the wrong reason.
+ */
+const fieldNotStored = (
+  worker: unknown,
+  args: Readonly<Record<string, unknown>>
+): { readonly field: string; readonly stored: ReadonlyArray<string> } | undefined => {
+  const codec = argsCodecOf(worker)
+  if (codec === undefined) return undefined
+  const encoded = SchemaAST.toEncoded(codec.ast)
+  if (!SchemaAST.isObjects(encoded) || encoded.indexSignatures.length > 0) return undefined
+  const stored = encoded.propertySignatures.flatMap((property) => typeof property.name === "string" ? [property.name] : [])
+  const field = Object.keys(args).find((name) => !stored.includes(name))
+  return field === undefined ? undefined : { field, stored }
+}
+
+/** Fails with `ObanTestError` when the filter's args name a field its worker's stored args cannot have (see `fieldNotStored`). */
+const checkStoredFields = (filter: EnqueuedFilter): Effect.Effect<void, ObanTestError> => {
+  const unknownField = filter.args === undefined ? undefined : fieldNotStored(filter.worker, filter.args)
+  if (unknownField === undefined) return Effect.void
+  const name = workerName(filter.worker)
+  return Effect.fail(
+    new ObanTestError({
+      message: `the filter's args name ${JSON.stringify(unknownField.field)}, which ${name}'s args do not ` +
+        `have as stored (their fields: ${unknownField.stored.join(", ")}); it would match no job (with the worker's ` +
+        `name, { worker: ${JSON.stringify(name)} }, the args are untyped and written as stored)`
+    })
+  )
+}
+
 /** The most JSON a filter's `args` may be: what a job's args may be at most. */
 const maxFilterBytes = 64 * 1024 * 1024
 
@@ -143,6 +178,7 @@ export const allEnqueued = <W extends WorkerModule.Any | string = string>(
       })
     }
     const worker = workerName(filter.worker)
+    yield* checkStoredFields(filter)
     const clauses = [
       sql`state::text IN ${sql.in(states)}`,
       ...(worker === undefined ? [] : [sql`worker = ${worker}`]),
@@ -191,8 +227,9 @@ export const assertEnqueued = <W extends WorkerModule.Any | string = string>(
 export const refuteEnqueued = <W extends WorkerModule.Any | string = string>(
   filter: EnqueuedFilter<W>
 ): Effect.Effect<void, ObanTestError | MigrationError | SqlError, SqlClient> =>
-  // Counted as stored: a job whose args the worker's schema refuses is still a job that matches.
-  Effect.flatMap(allEnqueued({ ...filter, worker: workerName(filter.worker) }), (jobs) =>
+  // Counted as stored: a job whose args the worker's schema refuses is still a job that matches. The filter's
+  // fields are checked against the worker's definition first, which the query by name no longer has.
+  Effect.flatMap(Effect.andThen(checkStoredFields(filter), allEnqueued({ ...filter, worker: workerName(filter.worker) })), (jobs) =>
     jobs.length === 0 ? Effect.void : Effect.fail(
       new ObanTestError({
         message: `expected no job matching ${describe(filter)}, found ${jobs.length} (ids ${jobs.map((job) => job.id).join(", ")})`
