@@ -94,6 +94,26 @@ const openTransaction = Effect.gen(function*() {
   return client
 })
 
+/**
+ * A clean slate and a node `node` running `queue` (heartbeats every 200 ms), after a pause and a resume
+ * for every node that its heartbeats have read; with the queue's count of those.
+ */
+const pausedAndResumed = (node: string, queue: string) =>
+  Effect.gen(function*() {
+    yield* reset
+    const sql = yield* SqlClient
+    const { oban } = yield* startNode({ ...base, node, queues: { [queue]: 2 }, heartbeatInterval: "200 millis" })
+    yield* oban.ready
+    yield* Cluster.pauseQueue(queue)
+    yield* waitFor("paused", Effect.map(oban.checkQueue(queue), (state) => state.paused))
+    yield* Cluster.resumeQueue(queue)
+    yield* waitFor("resumed", Effect.map(oban.checkQueue(queue), (state) => !state.paused))
+    yield* Effect.sleep("500 millis")
+    const [row] = yield* sql<{ count: string }>`
+      SELECT pause_commands::text AS count FROM ${sql(prefix)}.oban_queues WHERE name = ${queue}`
+    return { oban, count: BigInt(row!.count) }
+  })
+
 const completed = (id: number) => waitFor(`job ${id} completed`, Effect.map(jobRow(prefix, id), (row) => row.state === "completed"))
 
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("a queue paused on every node", (it) => {
@@ -323,19 +343,11 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
 
   it.effect("a pause signal older than a resume the node has seen is not applied (a heartbeat can read the later command first)", () =>
     Effect.gen(function*() {
-      yield* reset
       const sql = yield* SqlClient
-      const { oban } = yield* startNode({ ...base, node: "late-signal", queues: { late: 2 }, heartbeatInterval: "200 millis" })
-      yield* oban.ready
-      yield* Cluster.pauseQueue("late")
-      yield* waitFor("paused", Effect.map(oban.checkQueue("late"), (state) => state.paused))
-      yield* Cluster.resumeQueue("late")
-      yield* waitFor("resumed", Effect.map(oban.checkQueue("late"), (state) => !state.paused))
-      const [queue] = yield* sql<{ count: string }>`
-        SELECT pause_commands::text AS count FROM ${sql(prefix)}.oban_queues WHERE name = 'late'`
+      const { count, oban } = yield* pausedAndResumed("late-signal", "late")
       // The pause's signal delivered now, after the resume: as a late signal would be, had a heartbeat
       // read the resume before it arrived.
-      const older = String(BigInt(queue!.count) - 1n)
+      const older = String(count - 1n)
       yield* sql`SELECT pg_notify(${channel(prefix, "signal")}, ${
         JSON.stringify({ action: "pause", queue: "late", pause_commands: older })
       })`
@@ -350,17 +362,8 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
 
   it.effect("a late pause signal that arrives while the node registers again is not stored for it: the resume it read holds", () =>
     Effect.gen(function*() {
-      yield* reset
       const sql = yield* SqlClient
-      const { oban } = yield* startNode({ ...base, node: "late-reg", queues: { latereg: 2 }, heartbeatInterval: "200 millis" })
-      yield* oban.ready
-      yield* Cluster.pauseQueue("latereg")
-      yield* Cluster.resumeQueue("latereg")
-      yield* waitFor("resumed", Effect.map(oban.checkQueue("latereg"), (state) => !state.paused))
-      yield* Effect.sleep("500 millis") // heartbeats have read the count
-      const [queue] = yield* sql<{ count: string }>`
-        SELECT pause_commands::text AS count FROM ${sql(prefix)}.oban_queues WHERE name = 'latereg'`
-      const n = BigInt(queue!.count)
+      const { count: n, oban } = yield* pausedAndResumed("late-reg", "latereg")
       // A pause (n + 1) and a resume (n + 2) for every node: the resume's transaction holds the queue's row.
       const client = yield* rawClient
       yield* Effect.promise(() => client.query("BEGIN"))
