@@ -171,11 +171,20 @@ describe("a pause for every node and an outage", () => {
       yield* Cluster.pauseQueue("free")
       const node = yield* nodeBehind(proxy.url, away, { node: "away", queues: { mail: 5, own: 5, free: 5 }, ...maintenance })
       yield* startNode({ prefix: away, node: "here", queues: { other: 1 }, workers: [Work], pollInterval: "200 millis", ...maintenance })
+      // Registered: a command for one node reaches only the producers that have rows (one given before
+      // would find none, and say so).
+      yield* node.oban.ready
       yield* node.oban.pauseQueue("own", { scope: "node" })
       // "free" is resumed for this node alone: it runs here while paused for nodes that start later.
-      yield* Cluster.resumeQueue("free", { node: "away" })
+      assert.strictEqual(yield* Cluster.resumeQueue("free", { node: "away" }), 1)
       yield* waitFor("the node's rows", Effect.map(producerRows, (rows) =>
         JSON.stringify(rows) === JSON.stringify([["free", false], ["mail", true], ["own", true]])))
+      // And the node itself: a signal it missed (its LISTEN connection not up yet) is read back only by its next
+      // heartbeat, and an outage before that would keep what it had (a race noted for later).
+      yield* waitFor("the node applied them", Effect.map(
+        Effect.all([node.oban.checkQueue("free"), node.oban.checkQueue("own")]),
+        ([free, own]) => !free.paused && own.paused
+      ))
       // The outage: every connection of the node cut and refused, long enough for the other node to remove its rows.
       yield* proxy.refuse
       yield* proxy.cut
