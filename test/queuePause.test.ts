@@ -5,7 +5,7 @@
  * with real nodes, jobs that must not run, and the stored `paused_at`.
  */
 import { assert, layer } from "@effect/vitest"
-import { Effect, Fiber, Schema } from "effect"
+import { Duration, Effect, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import pg from "pg"
 import * as Cluster from "../src/Cluster.ts"
@@ -98,11 +98,11 @@ const openTransaction = Effect.gen(function*() {
  * A clean slate and a node `node` running `queue` (heartbeats every 200 ms), after a pause and a resume
  * for every node that its heartbeats have read; with the queue's count of those.
  */
-const pausedAndResumed = (node: string, queue: string) =>
+const pausedAndResumed = (node: string, queue: string, heartbeatInterval: Duration.Input = "200 millis") =>
   Effect.gen(function*() {
     yield* reset
     const sql = yield* SqlClient
-    const { oban } = yield* startNode({ ...base, node, queues: { [queue]: 2 }, heartbeatInterval: "200 millis" })
+    const { oban } = yield* startNode({ ...base, node, queues: { [queue]: 2 }, heartbeatInterval })
     yield* oban.ready
     yield* Cluster.pauseQueue(queue)
     yield* waitFor("paused", Effect.map(oban.checkQueue(queue), (state) => state.paused))
@@ -344,7 +344,9 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
   it.effect("a pause signal older than a resume the node has seen is not applied (a heartbeat can read the later command first)", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const { count, oban } = yield* pausedAndResumed("late-signal", "late")
+      // Heartbeats far apart: one reads back the node's stored state, which would undo the scale signal
+      // below (sent without a command behind it) before the test sees it.
+      const { count, oban } = yield* pausedAndResumed("late-signal", "late", "10 seconds")
       // The pause's signal delivered now, after the resume: as a late signal would be, had a heartbeat
       // read the resume before it arrived.
       const older = String(count - 1n)
