@@ -4,7 +4,9 @@
  * producer has not done so for `rescueAfter` (or its row is gone), its
  * `executing` jobs go back to `available` (or `discarded` when out of
  * attempts) with a `rescued` errors entry naming the lost node, and its stale
- * row is removed. A workflow step whose cancel was requested while it ran
+ * row is marked dead: kept for `forgetAfter` with what commands stored for
+ * that node (a pause, a scale), which the node takes again if it comes back
+ * meanwhile, then removed. A workflow step whose cancel was requested while it ran
  * ends `cancelled` instead (see docs/workflows.md). With the defaults,
  * orphans are found within about 75 s.
  *
@@ -31,7 +33,9 @@ export const defaults = {
   rescueAfter: Duration.seconds(60),
   interval: Duration.seconds(15),
   /** Jobs rescued per statement. */
-  batchSize: 1_000
+  batchSize: 1_000,
+  /** How long the row of a dead producer is kept, for the node to take back if it returns. */
+  forgetAfter: Duration.hours(24)
 } as const
 
 /**
@@ -41,6 +45,7 @@ export interface Config {
   readonly rescueAfter: Duration.Duration
   readonly interval: Duration.Duration
   readonly batchSize: number
+  readonly forgetAfter: Duration.Duration
 }
 
 /**
@@ -80,11 +85,14 @@ export const runOnce = (
       yield* duration("rescueAfter", options.rescueAfter, defaults.rescueAfter, Duration.zero)
     )
     const batchSize = yield* positiveInt("batchSize", options.batchSize, defaults.batchSize)
+    const forgetAfter = Duration.toMillis(
+      yield* duration("forgetAfter", options.forgetAfter, defaults.forgetAfter, Duration.zero)
+    )
     let rescued = 0
     let discarded = 0
     let cancelled = 0
     while (true) {
-      const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, batchSize)
+      const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize)
       const at = new Date(yield* Clock.currentTimeMillis)
       yield* publish(batch.map((row) =>
         jobEvent("rescued", row, row.workflow, at, {

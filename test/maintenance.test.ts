@@ -117,8 +117,10 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.strictEqual((yield* jobRow(prefix, absent!.id)).state, "available")
       assert.strictEqual((yield* jobRow(prefix, spent!.id)).state, "discarded")
       assert.strictEqual((yield* jobRow(prefix, alive!.id)).state, "executing")
-      const producers = yield* sql<{ node: string }>`SELECT node FROM ${sql(prefix)}.oban_producers`
-      assert.deepStrictEqual(producers.map((row) => row.node), ["alive"])
+      // The dead producer's row is marked, not removed: it keeps what commands stored for its node.
+      const producers = yield* sql<{ node: string; dead: boolean }>`
+        SELECT node, dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers ORDER BY node`
+      assert.deepStrictEqual(producers, [{ node: "alive", dead: false }, { node: "dead", dead: true }])
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
     }))
 
@@ -195,8 +197,33 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0, cancelled: 0 })
       assert.strictEqual((yield* jobRow(prefix, old!.id)).state, "available")
       assert.strictEqual((yield* jobRow(prefix, fresh!.id)).state, "executing")
-      const producers = yield* sql<{ id: string }>`SELECT id::text AS id FROM ${sql(prefix)}.oban_producers`
+      const producers = yield* sql<{ id: string }>`
+        SELECT id::text AS id FROM ${sql(prefix)}.oban_producers WHERE dead_at IS NULL`
       assert.deepStrictEqual(producers.map((row) => row.id), [restarted])
+    }))
+
+  it.effect("Rescuer.runOnce keeps a dead producer's row for forgetAfter, then removes it; its leftover jobs are rescued by later runs", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const jobs = yield* Oban.insertAll([Noop.job({ n: 1 }), Noop.job({ n: 2 }), Noop.job({ n: 3 })])
+      const dead = crypto.randomUUID()
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY['gone-node', ${dead}]`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, updated_at) VALUES
+                 (${dead}, 'gone-node', 'default', 7, true, now() - interval '2 minutes')`
+      const deadRow = sql<{ limit: number; paused: boolean; dead: boolean }>`
+        SELECT "limit", paused, dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers WHERE id = ${dead}::uuid`
+      // One job per statement: the row is marked by the first, and its other jobs are still orphans after it.
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix, batchSize: 1 }), { rescued: 3, discarded: 0, cancelled: 0 })
+      assert.deepStrictEqual(yield* deadRow, [{ limit: 7, paused: true, dead: true }])
+      for (const job of jobs) assert.strictEqual((yield* jobRow(prefix, job.id)).state, "available")
+      // Kept while it is younger than forgetAfter; removed once older.
+      yield* Rescuer.runOnce({ sql, prefix, forgetAfter: Duration.hours(1) })
+      assert.strictEqual((yield* deadRow).length, 1)
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() - interval '2 hours' WHERE id = ${dead}::uuid`
+      yield* Rescuer.runOnce({ sql, prefix, forgetAfter: Duration.hours(1) })
+      assert.deepStrictEqual(yield* deadRow, [])
     }))
 
   it.effect("Pruner.runOnce deletes 100,000 old jobs in bounded batches and keeps recent and unfinished ones", () =>

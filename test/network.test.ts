@@ -152,7 +152,7 @@ describe("an outage of every connection", () => {
 
 describe("a pause for every node and an outage", () => {
   const away = uniquePrefix("pause_away")
-  it.live("a node cut off past rescueAfter while its queue was resumed for every node runs it again when it is back; its own pause holds", () =>
+  it.live("a node cut off past rescueAfter while its queue was resumed for every node runs it again when it is back; its own pause holds, and a scale for it alone given meanwhile applies", () =>
     Effect.gen(function*() {
       runs.clear()
       yield* dropSchemaOnClose(away)
@@ -162,7 +162,7 @@ describe("a pause for every node and an outage", () => {
       const sql = yield* SqlClient
       const producerRows = Effect.map(
         sql<{ queue: string; paused: boolean }>`
-          SELECT queue, paused FROM ${sql(away)}.oban_producers WHERE node = 'away' ORDER BY queue`,
+          SELECT queue, paused FROM ${sql(away)}.oban_producers WHERE node = 'away' AND dead_at IS NULL ORDER BY queue`,
         (rows) => rows.map((row) => [row.queue, row.paused] as const)
       )
       // Kept before either node starts; the node behind the proxy runs "mail" and "own", the other node
@@ -179,18 +179,20 @@ describe("a pause for every node and an outage", () => {
       assert.strictEqual(yield* Cluster.resumeQueue("free", { node: "away" }), 1)
       yield* waitFor("the node's rows", Effect.map(producerRows, (rows) =>
         JSON.stringify(rows) === JSON.stringify([["free", false], ["mail", true], ["own", true]])))
-      // And the node itself: a signal it missed (its LISTEN connection not up yet) is read back only by its next
-      // heartbeat, and an outage before that would keep what it had (a race noted for later).
+      // And the node itself: a signal it missed (its LISTEN connection not up yet) is read back by its next
+      // heartbeat (or, after an outage that got its rows marked dead, by its registration, as the scale below).
       yield* waitFor("the node applied them", Effect.map(
         Effect.all([node.oban.checkQueue("free"), node.oban.checkQueue("own")]),
         ([free, own]) => !free.paused && own.paused
       ))
-      // The outage: every connection of the node cut and refused, long enough for the other node to remove its rows.
+      // The outage: every connection of the node cut and refused, long enough for the other node to mark its rows dead.
       yield* proxy.refuse
       yield* proxy.cut
-      yield* waitFor("the node's rows removed as stale", Effect.map(producerRows, (rows) => rows.length === 0), "30 seconds")
+      yield* waitFor("the node's rows marked dead", Effect.map(producerRows, (rows) => rows.length === 0), "30 seconds")
       // Resumed for every node meanwhile: the node sees neither the row update nor the signal.
       yield* Cluster.resumeQueue("mail")
+      // Scaled for this node alone meanwhile: no running producer took it, but its dead row keeps it.
+      assert.strictEqual(yield* Cluster.scaleQueue("own", 3, { node: "away" }), 0)
       yield* proxy.accept
       yield* waitFor("the node registered again", Effect.map(producerRows, (rows) => rows.length === 3), "30 seconds")
       const [mail, own, free] = yield* Oban.insertAll([
@@ -202,6 +204,7 @@ describe("a pause for every node and an outage", () => {
       // Resumed for itself under a kept pause, and no command for every node of "free" since: it still runs it.
       yield* waitFor("the free job ran", Effect.sync(() => runs.get(free!.id) === 1), "30 seconds")
       assert.deepStrictEqual(yield* producerRows, [["free", false], ["mail", false], ["own", true]])
+      assert.strictEqual((yield* node.oban.checkQueue("own")).limit, 3)
       yield* Effect.sleep("1 second")
       assert.isUndefined(runs.get(own!.id), "its own pause holds")
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: away })), Effect.provide(direct)), 120_000)

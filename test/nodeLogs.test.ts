@@ -126,6 +126,45 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       assert.deepStrictEqual([said["node"], said["queue"], said["component"]], ["told-node", "told", "Producer"])
     }).pipe(Effect.scoped))
 
+  it.effect("back from an outage that got its row marked dead, a node takes the commands stored in it meanwhile and says so", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const { lines, oban, stop } = yield* startLogged({
+        prefix,
+        node: "away-node",
+        queues: { away: 5 },
+        workers: [],
+        heartbeatInterval: "200 millis"
+      })
+      yield* oban.ready
+      // A pause and a scale for this node alone, stored while it was cut off (it never heard their signals),
+      // and the rescuer's mark after rescueAfter, in one statement: the node's next heartbeat finds no live
+      // row and registers again. Before migration 22 the rescuer removed the row, and the commands with it.
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET paused = true, "limit" = 2, dead_at = now()
+                 WHERE node = 'away-node'`
+      yield* waitFor("paused again", Effect.map(oban.checkQueue("away"), (state) => state.paused && state.limit === 2))
+      const rows = yield* sql<{ paused: boolean; limit: number; dead: boolean }>`
+        SELECT paused, "limit", dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers WHERE node = 'away-node'`
+      assert.deepStrictEqual(rows, [{ paused: true, limit: 2, dead: false }])
+      // A resume for every node given during the next outage: the dead row takes it too, so the
+      // registration that follows does not pause the node again.
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE node = 'away-node'`
+      yield* Cluster.resumeQueue("away")
+      yield* waitFor("registered again", Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers
+                           WHERE node = 'away-node' AND dead_at IS NULL AND NOT paused`,
+        (rows) => rows[0]!.n === 1
+      ))
+      yield* Effect.sleep("100 millis")
+      assert.isFalse((yield* oban.checkQueue("away")).paused)
+      yield* stop
+      const told = lines.filter((line) => line.text.startsWith("queue away ")).map((line) => line.text)
+      assert.deepStrictEqual(told.slice(0, 1), [
+        "queue away paused and scaled from 5 to 2: by a command given while this node could not reach the database"
+      ])
+      assert.match(told[1]!, /^queue away resumed(: by a command given while this node could not reach the database|: read back.*)?$/)
+    }).pipe(Effect.scoped))
+
   it.effect("a node that inherits its queue's state from the last run under its name says so at start", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

@@ -241,7 +241,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         // the end of one this node missed while its row was gone (also over late signals it read).
         yield* adopt(row, control.changes)
       }
-      if (!pauseCommand && control.paused && row.pausedEverywhere && !wasPaused) {
+      const pausedEverywhereNow = !pauseCommand && control.paused && row.pausedEverywhere && !wasPaused
+      if (pausedEverywhereNow) {
         // Said at start: an operator reading a deploy's logs would otherwise expect the queue to run.
         yield* Effect.logInfo(
           registered
@@ -261,10 +262,18 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
               "(a command for this node outlives a crash; a clean shutdown clears it)"
           )
         }
-      } else if (registered && !pauseCommand && wasPaused && !control.paused) {
-        yield* Effect.logInfo(
-          `queue ${options.queue} resumed: it was resumed for every node while this node could not reach the database`
-        )
+      }
+      if (registered) {
+        // Back after a long outage: what commands given meanwhile changed here (the node missed their signals).
+        const changes = [
+          ...(!pauseCommand && !pausedEverywhereNow && control.paused !== wasPaused ? [control.paused ? "paused" : "resumed"] : []),
+          ...(!limitCommand && control.limit !== wasLimit ? [`scaled from ${wasLimit} to ${control.limit}`] : [])
+        ]
+        if (changes.length > 0) {
+          yield* Effect.logInfo(
+            `queue ${options.queue} ${changes.join(" and ")}: by a command given while this node could not reach the database`
+          )
+        }
       }
     })
 
@@ -278,7 +287,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       const seenAtStart = control.pauseCommandsSeen
       const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
       if (state === undefined) {
-        // The row was removed as stale (a long outage): its claims may have been rescued meanwhile,
+        // The row was marked dead or removed (a long outage): its claims may have been rescued meanwhile,
         // so jobs claimed ahead are not ours to start any more (those still claimed here are put
         // back by the node's reconciler).
         input.dropClaimedAhead()

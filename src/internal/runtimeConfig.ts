@@ -97,11 +97,15 @@ export interface RuntimeOptions {
   readonly heartbeatInterval?: Duration.Input | undefined
   /** The leader lease: `ttl` (default 30 s) and `renewInterval` (default 15 s). */
   readonly leader?: { readonly ttl?: Duration.Input | undefined; readonly renewInterval?: Duration.Input | undefined } | undefined
-  /** Orphan rescue: `rescueAfter` (default 60 s) and `interval` (default 15 s). */
+  /**
+   * Orphan rescue: `rescueAfter` (default 60 s), `interval` (default 15 s), and `forgetAfter`
+   * (default 24 h), how long a dead producer's row is kept for its node to take back.
+   */
   readonly rescuer?: {
     readonly rescueAfter?: Duration.Input | undefined
     readonly interval?: Duration.Input | undefined
     readonly batchSize?: number | undefined
+    readonly forgetAfter?: Duration.Input | undefined
   } | undefined
   /** Pruning of finished jobs (default: older than 5 minutes, every 10 s); `false` turns it off. */
   readonly pruner?: false | {
@@ -207,7 +211,8 @@ export const resolve = (
     const rescuer: Rescuer.Config = {
       rescueAfter: yield* duration("rescuer.rescueAfter", options.rescuer?.rescueAfter, Rescuer.defaults.rescueAfter, ms),
       interval: yield* duration("rescuer.interval", options.rescuer?.interval, Rescuer.defaults.interval, ms),
-      batchSize: yield* positiveInt("rescuer.batchSize", options.rescuer?.batchSize, Rescuer.defaults.batchSize)
+      batchSize: yield* positiveInt("rescuer.batchSize", options.rescuer?.batchSize, Rescuer.defaults.batchSize),
+      forgetAfter: yield* duration("rescuer.forgetAfter", options.rescuer?.forgetAfter, Rescuer.defaults.forgetAfter, Duration.zero)
     }
     yield* ensure(
       Duration.isLessThan(heartbeatInterval, rescuer.rescueAfter),

@@ -33,7 +33,7 @@ const withParsedMeta = <R extends { readonly meta: string | null }>(
   meta: row.meta === null ? null : parseJsonObject(row.meta)
 })
 
-/** Every producer row, with the jobs executing under it (through the executing index), and "now". */
+/** Every producer row not marked dead, with the jobs executing under it (through the executing index), and "now". */
 export const producerRows = (
   sql: SqlClient,
   prefix: string
@@ -45,6 +45,7 @@ export const producerRows = (
              (SELECT count(*)::int FROM ${table(sql, prefix, "oban_jobs")} AS j
               WHERE j.state = 'executing' AND j.queue = p.queue AND j.attempted_by[2] = p.id::text) AS running
       FROM ${table(sql, prefix, "oban_producers")} AS p
+      WHERE p.dead_at IS NULL
       ORDER BY p.node, p.queue, p.started_at
     `
   ]).pipe(Effect.map(([clock, rows]) => ({ now: clock[0]!.now, rows: rows.map(withParsedMeta) })))
@@ -114,12 +115,12 @@ export const commandQueue = (
         UPDATE ${table(sql, prefix, "oban_producers")}
         SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
         WHERE queue = ${command.queue} AND (${node ?? null}::text IS NULL OR node = ${node ?? null}::text)
-        RETURNING id
+        RETURNING id, dead_at IS NULL AS live
       ),
       signalled AS (
         SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
       )
-      SELECT (SELECT count(*)::int FROM changed) AS changed, (SELECT count(*) FROM signalled) AS sent,
+      SELECT (SELECT count(*)::int FROM changed WHERE live) AS changed, (SELECT count(*) FROM signalled) AS sent,
         EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_queues")} WHERE name = ${command.queue} AND paused_at IS NOT NULL) AS kept
     `.pipe(Effect.map((rows) => ({ producers: rows[0]?.changed ?? 0, keptPause: rows[0]?.kept === true })))
   }

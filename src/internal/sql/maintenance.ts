@@ -28,27 +28,43 @@ export interface RescuedRow {
  * row at all) to `available`, or discards them when
  * no attempts are left, with a `rescued` errors entry naming the lost node
  * (a job whose cancel was requested while it ran becomes `cancelled`
- * instead: migration 0012). Then removes stale producer rows. Returns the
- * rescued jobs.
+ * instead: migration 0012). Returns the rescued jobs.
+ *
+ * A stale row is marked dead (`dead_at`, migration 22), not removed: it keeps
+ * the commands stored for that node, which the node takes again if it comes
+ * back (see `registerProducer`). Rows dead for `forgetAfterMillis` are
+ * removed. A job is an orphan when this statement marked its producer's row
+ * dead, or the row is dead already or gone: never because the row looked
+ * stale in this statement's snapshot, since a heartbeat may commit
+ * meanwhile, and then the mark skips the row (it is checked again on its
+ * newest version) and its producer lives on.
  */
 export const rescueOrphans = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
   afterMillis: number,
+  forgetAfterMillis: number,
   limit: number
-): Effect.Effect<ReadonlyArray<RescuedRow>, SqlError> =>
-  sql<RescuedRow>`
+): Effect.Effect<ReadonlyArray<RescuedRow>, SqlError> => {
+  const producers = table(sql, prefix, "oban_producers")
+  return sql<RescuedRow>`
     WITH clock AS (
       SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before,
+             ${now} - ${forgetAfterMillis} * interval '1 millisecond' AS forget_before,
              set_config('oban.now', (${now})::text, true) AS release_clock
     ),
+    marked AS (
+      UPDATE ${producers} AS p SET dead_at = clock.now FROM clock
+      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before
+      RETURNING p.id::text AS id
+    ),
     orphans AS (
-      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
+      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing'
-        AND NOT EXISTS (
-          SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p
-          WHERE p.id::text = j.attempted_by[2] AND p.updated_at > clock.stale_before
+        AND (
+          j.attempted_by[2] IN (SELECT id FROM marked)
+          OR NOT EXISTS (SELECT 1 FROM ${producers} AS p WHERE p.id::text = j.attempted_by[2] AND p.dead_at IS NULL)
         )
       ORDER BY j.id
       LIMIT ${limit}
@@ -68,15 +84,16 @@ export const rescueOrphans = (
       RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS lost_node, j.meta -> 'workflow' AS workflow
     ),
     notified AS (${wakeQueues(sql, prefix, "rescued WHERE state = 'available'")}),
-    swept AS (
-      DELETE FROM ${table(sql, prefix, "oban_producers")} AS p USING clock
-      WHERE p.updated_at <= clock.stale_before
+    forgotten AS (
+      DELETE FROM ${producers} AS p USING clock
+      WHERE p.dead_at <= clock.forget_before
       RETURNING p.node
     )
     SELECT rescued.id::int AS id, rescued.state::text AS state, rescued.queue, rescued.worker, rescued.attempt,
            rescued.lost_node, rescued.workflow
-    FROM rescued, notified, (SELECT count(*) FROM swept) AS s
+    FROM rescued, notified, (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM forgotten) AS f
   `
+}
 
 /**
  * Deletes up to `limit` completed, cancelled and discarded jobs that finished

@@ -24,8 +24,8 @@ const beatText = (sql: SqlClient, row: string): Fragment =>
  * The other producer rows of a node's name and queue, each id with its last
  * heartbeat as text. A row that was there when a producer registered and
  * has beaten since, or that was not there then, is a live process under the
- * same name; a crashed incarnation's row stays as it was (until the rescuer
- * removes it). Each row is compared with itself, not with this node's clock.
+ * same name; a crashed incarnation's row stays as it was (the rescuer marks
+ * it dead, and removes it a day later). Each row is compared with itself, not with this node's clock.
  */
 export type Namesakes = Readonly<Record<string, string>>
 
@@ -62,10 +62,14 @@ export interface Registration extends ProducerState {
  * and paused flag (`inherited: true`); otherwise the given state is stored. A
  * queue paused on every node (`pausedEverywhere`) registers paused either way.
  *
- * A registration again (its row was removed during a long outage) stores the
- * given state, unless the queue was paused or resumed for every node since the
- * producer last read the queue's count of those commands: it missed that
- * command, and takes the queue's pause (paused while one is kept, else not).
+ * A registration again follows a long outage, when the rescuer marked the
+ * row dead (`dead_at`) or removed it. A row marked dead is taken back as it
+ * is: every command for this node or for every node given meanwhile updated
+ * it, including those whose signals the node missed. A removed row (dead for
+ * longer than `rescuer.forgetAfter`) is stored with the given state, unless
+ * the queue was paused or resumed for every node since the producer last read
+ * the queue's count of those commands: it missed that command, and takes the
+ * queue's pause (paused while one is kept, else not).
  *
  * Rows of other incarnations are left alone: the rescuer judges them by their
  * own heartbeats.
@@ -121,7 +125,7 @@ export const registerProducer = (
       -- Read from the rows of queue_row: the queue row is locked before this producer row is written,
       -- the order a pause for every node takes them in (no deadlock on a refresh of this row).
       FROM clock, queue_row
-      ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at
+      ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, dead_at = NULL
       RETURNING p."limit", p.paused
     )
     SELECT registered."limit" AS limit, registered.paused,
@@ -136,7 +140,7 @@ export const registerProducer = (
 /**
  * The heartbeat of one producer: refreshes its row and returns its state with
  * its queue's cluster-wide limits and count of pauses and resumes for every
- * node, or none when the row is gone (removed as stale during a long outage).
+ * node, or none when the row is dead or gone (judged stale during a long outage).
  */
 export const beat = (
   sql: SqlClient,
@@ -152,7 +156,7 @@ export const beat = (
     }
   >`
     UPDATE ${table(sql, prefix, "oban_producers")} AS p SET updated_at = ${now}
-    WHERE p.id = ${id}::uuid
+    WHERE p.id = ${id}::uuid AND p.dead_at IS NULL
     RETURNING p."limit" AS limit, p.paused,
       (SELECT ${limitsObject(sql, "q")} FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue) AS limits,
       (SELECT q.pause_commands::text FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = p.queue)
