@@ -221,9 +221,31 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       // Kept while it is younger than forgetAfter; removed once older.
       yield* Rescuer.runOnce({ sql, prefix, forgetAfter: Duration.hours(1) })
       assert.strictEqual((yield* deadRow).length, 1)
-      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() - interval '2 hours' WHERE id = ${dead}::uuid`
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() - interval '2 hours',
+                 updated_at = now() - interval '3 hours' WHERE id = ${dead}::uuid`
       yield* Rescuer.runOnce({ sql, prefix, forgetAfter: Duration.hours(1) })
       assert.deepStrictEqual(yield* deadRow, [])
+    }))
+
+  it.effect("Rescuer.runOnce takes a dead row refreshed since its mark (a node of a release before migration 22) as live", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [job] = yield* Oban.insertAll([Noop.job({ n: 1 })])
+      const older = crypto.randomUUID()
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY['older-node', ${older}]`
+      // Marked two minutes ago, beaten since by a heartbeat that does not skip dead rows.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, dead_at) VALUES
+                 (${older}, 'older-node', 'default', 5, now(), now() - interval '2 minutes')`
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix, forgetAfter: Duration.zero }), {
+        rescued: 0,
+        discarded: 0,
+        cancelled: 0
+      })
+      assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
+      const rows = yield* sql<{ dead: boolean }>`SELECT dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers`
+      assert.deepStrictEqual(rows, [{ dead: false }])
     }))
 
   it.effect("Pruner.runOnce deletes 100,000 old jobs in bounded batches and keeps recent and unfinished ones", () =>

@@ -33,8 +33,10 @@ export interface RescuedRow {
  * A stale row is marked dead (`dead_at`, migration 22), not removed: it keeps
  * the commands stored for that node, which the node takes again if it comes
  * back (see `registerProducer`). Rows dead for `forgetAfterMillis` are
- * removed. A job is an orphan when this statement marked its producer's row
- * dead, or the row is dead already or gone: never because the row looked
+ * removed. A row refreshed after its mark (by a node of an earlier release,
+ * whose heartbeat does not skip dead rows) is live again. A job is an orphan
+ * when this statement marked its producer's row dead, or the row is dead
+ * already or gone: never because the row looked
  * stale in this statement's snapshot, since a heartbeat may commit
  * meanwhile, and then the mark skips the row (it is checked again on its
  * newest version) and its producer lives on.
@@ -59,12 +61,22 @@ export const rescueOrphans = (
       WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before
       RETURNING p.id::text AS id
     ),
+    -- A row refreshed after its mark: only a node of a release before migration 22 beats a dead row
+    -- (this release's heartbeat skips it and registers again). It lives.
+    revived AS (
+      UPDATE ${producers} AS p SET dead_at = NULL
+      WHERE p.dead_at IS NOT NULL AND p.updated_at > p.dead_at
+      RETURNING p.id
+    ),
     orphans AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing'
         AND (
           j.attempted_by[2] IN (SELECT id FROM marked)
-          OR NOT EXISTS (SELECT 1 FROM ${producers} AS p WHERE p.id::text = j.attempted_by[2] AND p.dead_at IS NULL)
+          OR NOT EXISTS (
+            SELECT 1 FROM ${producers} AS p
+            WHERE p.id::text = j.attempted_by[2] AND (p.dead_at IS NULL OR p.updated_at > p.dead_at)
+          )
         )
       ORDER BY j.id
       LIMIT ${limit}
@@ -86,12 +98,13 @@ export const rescueOrphans = (
     notified AS (${wakeQueues(sql, prefix, "rescued WHERE state = 'available'")}),
     forgotten AS (
       DELETE FROM ${producers} AS p USING clock
-      WHERE p.dead_at <= clock.forget_before
+      WHERE p.dead_at <= clock.forget_before AND p.updated_at <= p.dead_at
       RETURNING p.node
     )
     SELECT rescued.id::int AS id, rescued.state::text AS state, rescued.queue, rescued.worker, rescued.attempt,
            rescued.lost_node, rescued.workflow
-    FROM rescued, notified, (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM forgotten) AS f
+    FROM rescued, notified, (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM revived) AS v,
+      (SELECT count(*) FROM forgotten) AS f
   `
 }
 
