@@ -169,6 +169,23 @@ describe("performJob (no database)", () => {
         assert.deepStrictEqual(yield* Fiber.join(last), { _tag: "TimedOut", millis: 30_000, willRetry: false })
       }))
 
+    it.effect("a job's own timeout applies instead of the worker's, and is in its meta as a stored job's is", () =>
+      Effect.gen(function*() {
+        const seen: Array<Readonly<Record<string, unknown>>> = []
+        const Timed = Worker.make("TimedOwn", {
+          args: Schema.Struct({}),
+          timeout: "30 seconds",
+          perform: (job) => Effect.andThen(Effect.sync(() => seen.push(job.meta)), Effect.never)
+        })
+        const own = yield* Effect.forkChild(ObanTest.performJob(Timed, {}, { timeout: "5 seconds", meta: { from: "test" } }))
+        yield* TestClock.adjust("5 seconds")
+        assert.deepStrictEqual(yield* Fiber.join(own), { _tag: "TimedOut", millis: 5_000, willRetry: true })
+        // Where an insert with { timeout: "5 seconds" } stores it in the job.
+        assert.deepStrictEqual(seen[0], { from: "test", "oban:timeout_ms": 5_000 })
+        const bad = yield* ObanTest.performJob(Timed, {}, { timeout: "0 millis" }).pipe(Effect.flip)
+        assert.deepStrictEqual([bad._tag, bad.field], ["InvalidJobError", "timeout"])
+      }))
+
     it.effect("args that do not encode are an InvalidJobError", () =>
       Effect.gen(function*() {
         const error = yield* ObanTest.performJob(Charge, { amount: 1.5 }).pipe(Effect.flip)

@@ -103,7 +103,7 @@ const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<u
 }
 
 /** The job's own timeout (given at insert), else its worker's. */
-const timeoutOf = (worker: { readonly timeout: Duration.Input | undefined }, job: Job<unknown>): { readonly timeout: Duration.Input | undefined } => {
+export const timeoutOf = (worker: { readonly timeout: Duration.Input | undefined }, job: Job<unknown>): { readonly timeout: Duration.Input | undefined } => {
   const own = job.meta[timeoutKey]
   return typeof own === "number" && Number.isFinite(own) && own > 0 ? { timeout: Duration.millis(own) } : worker
 }

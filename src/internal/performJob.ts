@@ -4,6 +4,7 @@
  * args' JSON round trip, the timeout, the result schema, `retryable`).
  */
 import * as Cause from "effect/Cause"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
@@ -13,7 +14,8 @@ import type { Job } from "../Job.ts"
 import { Cancel, Discard, Snooze, type Worker } from "../Worker.ts"
 import { parseJson } from "./jsonParse.ts"
 import { fromExit, JobTimeout, type Policy } from "./outcome.ts"
-import { recordResult, withTimeout } from "./perform.ts"
+import { recordResult, timeoutOf, withTimeout } from "./perform.ts"
+import { checkMillis, Problem, timeoutKey } from "./requestFields.ts"
 
 /**
  * How an attempt ended, as `performJob` reports it. A worker with a `result`
@@ -45,8 +47,9 @@ const roundTrip = <A>(worker: Worker<string, A, unknown, unknown, unknown>, args
 
 /**
  * Runs `worker.perform` once with a job built from `args`, without a
- * database. The args make the same JSON round trip as a real job. The
- * worker's timeout applies (on `TestClock` it elapses with `TestClock.adjust`).
+ * database. The args make the same JSON round trip as a real job. The job's
+ * own `timeout` (as `worker.job(args, { timeout })` gives it), else the
+ * worker's, applies (on `TestClock` it elapses with `TestClock.adjust`).
  *
  * @since 0.1.0
  */
@@ -59,10 +62,13 @@ export const performJob = <A, E, R, O>(
     readonly id?: number
     readonly meta?: Readonly<Record<string, unknown>>
     readonly tags?: ReadonlyArray<string>
+    /** The job's own timeout, checked as an insert checks it; kept in its meta as a stored job keeps it. */
+    readonly timeout?: Duration.Input
   } = {}
 ): Effect.Effect<PerformResult<E, O>, InvalidJobError, R> =>
   Effect.gen(function*() {
     const decoded = yield* roundTrip(worker as Worker<string, A, unknown, unknown, unknown>, args)
+    const timeout = yield* ownTimeout(worker.name, options.timeout)
     const at = new Date(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
     const job: Job<A> = {
       id: options.id ?? 1,
@@ -70,7 +76,7 @@ export const performJob = <A, E, R, O>(
       queue: worker.queue,
       worker: worker.name,
       args: decoded,
-      meta: options.meta ?? {},
+      meta: timeout === undefined ? options.meta ?? {} : { ...options.meta, [timeoutKey]: timeout },
       tags: options.tags ?? worker.tags,
       errors: [],
       attempt: options.attempt ?? 1,
@@ -85,7 +91,7 @@ export const performJob = <A, E, R, O>(
       attemptedBy: ["oban-test", "perform"],
       cancelRequestedAt: null
     }
-    const performed = yield* Effect.exit(withTimeout(worker, Effect.suspend(() => worker.perform(job))))
+    const performed = yield* Effect.exit(withTimeout(timeoutOf(worker, job), Effect.suspend(() => worker.perform(job))))
     const { exit, recorded } = yield* resultOf(worker, job, performed)
     if (Exit.isSuccess(exit)) {
       return worker.resultJson === undefined ? { _tag: "Completed" } : { _tag: "Completed", value: exit.value as O }
@@ -109,6 +115,18 @@ export const performJob = <A, E, R, O>(
     return recorded
       ? { _tag: "InvalidResult", error: value as InvalidResultError, willRetry: yield* willRetry }
       : { _tag: "Failed", error: value as E, willRetry: yield* willRetry }
+  })
+
+/** The job's own timeout in milliseconds, refused as an insert refuses it. */
+const ownTimeout = (worker: string, input: Duration.Input | undefined): Effect.Effect<number | undefined, InvalidJobError> =>
+  Effect.suspend(() => {
+    if (input === undefined) return Effect.succeed(undefined)
+    try {
+      return Effect.succeed(checkMillis("timeout", "timeout", input, 1))
+    } catch (problem) {
+      if (!(problem instanceof Problem)) throw problem
+      return Effect.fail(new InvalidJobError({ worker, field: "timeout", message: problem.message }))
+    }
   })
 
 /**
