@@ -62,7 +62,9 @@ export type ErrorKind = typeof ErrorKind.Type
 
 /**
  * One entry of a job's `errors` array: one per attempt that did not succeed.
- * `at` is an ISO-8601 timestamp; `cause` is the pretty-printed Effect cause.
+ * `at` is an ISO-8601 timestamp in UTC, as `Date.toISOString` writes it (the
+ * stored JSON has PostgreSQL's form, with an offset); `cause` is the
+ * pretty-printed Effect cause.
  *
  * @since 0.1.0
  */

@@ -76,6 +76,8 @@ describe("ObanTest.advance", () => {
         // Each retry started exactly its backoff after the failure before it.
         const failedAt = done.errors.map((entry) => new Date(entry.at).getTime())
         assert.strictEqual(done.attemptedAt!.getTime() - failedAt[1]!, 600_000)
+        // In UTC as toISOString writes it, whatever the session's time zone (the database's own form has an offset).
+        for (const entry of done.errors) assert.match(entry.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
       }).pipe(Effect.scoped, onTestClock), 60_000)
 
     it.effect("inserts and runs one job per cron slot over two virtual hours", () =>

@@ -69,7 +69,7 @@ const jobOf = (
   args: parseJson(row.args),
   meta: row.meta === null ? {} : parseJsonObject(row.meta),
   tags: row.tags ?? [],
-  errors: row.errors ?? [],
+  errors: errorsOf(row.errors),
   attempt: Number(row.attempt) + attemptOffset,
   maxAttempts: Number(row.max_attempts),
   priority: Number(row.priority),
@@ -84,6 +84,19 @@ const jobOf = (
 })
 
 const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
+
+/**
+ * A job's errors with each `at` in the form of `Date.toISOString` (UTC, `Z`), as every other time of a
+ * job reads. The database writes them in its own JSON form (`2026-12-05T20:14:15.123456+00:00`, in the
+ * session's time zone); an `at` that is no time is left as it is.
+ */
+const errorsOf = (errors: ReadonlyArray<JobErrorEntry> | null): ReadonlyArray<JobErrorEntry> => {
+  if (errors === null || errors.length === 0) return noErrors
+  return errors.map((entry) => {
+    const time = typeof entry.at === "string" ? new Date(entry.at) : undefined
+    return time === undefined || Number.isNaN(time.getTime()) ? entry : { ...entry, at: time.toISOString() }
+  })
+}
 const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /**
