@@ -18,7 +18,6 @@ import type { SqlError } from "effect/sql/SqlError"
 import * as Cron from "./Cron.ts"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
-import { isValidLimit } from "./internal/runtime.ts"
 import { runQueueCommand } from "./internal/queueCommand.ts"
 import { currentLease, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
 import { keptPauses } from "./internal/sql/queues.ts"
@@ -253,8 +252,4 @@ export const scaleQueue = (
   limit: number,
   options?: CommandOptions
 ): Effect.Effect<number, InvalidConfigError | MigrationError | SqlError, SqlClient> =>
-  isValidLimit(limit)
-    ? command({ action: "scale", queue, limit }, options)
-    : Effect.fail(
-      new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
-    )
+  command({ action: "scale", queue, limit }, options)

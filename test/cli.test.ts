@@ -292,8 +292,21 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       // Resuming one node of a queue paused for every node says the pause still holds for new nodes.
       const oneNode = yield* cli(withPrefix("queues", "resume", "quiet", "--node", "cli-node", "--json"))
       assert.deepStrictEqual(parsed<{ producers: number; keptPause: boolean }>(oneNode), {
-        queue: "quiet", node: "cli-node", producers: 1, keptPause: true
+        queue: "quiet", node: "cli-node", producers: 1, deadProducers: 0, keptPause: true
       } as never)
+      // A node judged dead (cut off past rescueAfter): no running node takes the command, but its row keeps it.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, dead_at)
+                 VALUES (${crypto.randomUUID()}, 'cut-off', 'mailers', 2, now() - interval '2 minutes', now())`
+      const away = yield* cli(withPrefix("queues", "scale", "mailers", "9", "--node", "cut-off"))
+      assert.strictEqual(away.code, 0)
+      assert.include(
+        away.stdout,
+        `scaled to 9: queue mailers: no running node named "cut-off" has queue "mailers"; the rows its last run left keep ` +
+          "the command, for when it is back or restarts under its name within rescuer.forgetAfter"
+      )
+      const [stored] = yield* sql<{ limit: number }>`
+        SELECT "limit" FROM ${sql(prefix)}.oban_producers WHERE node = 'cut-off'`
+      assert.strictEqual(stored?.limit, 9)
       const everywhere = yield* cli(withPrefix("queues", "resume", "quiet"))
       assert.include(everywhere.stdout, "resumed queue quiet on 1 producer; the pause kept for nodes that start later is cleared")
       assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+RUNNING\s+PAUSED/)

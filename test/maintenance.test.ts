@@ -1,5 +1,5 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
 import * as Config from "../src/Config.ts"
@@ -102,9 +102,9 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
                  attempted_by = CASE id WHEN ${alive!.id} THEN ARRAY['alive', ${live}]
                                         WHEN ${absent!.id} THEN ARRAY['gone', ${gone}]
                                         ELSE ARRAY['dead', ${dead}] END`
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
-                 (${dead}, 'dead', 'default', 5, now() - interval '2 minutes'),
-                 (${live}, 'alive', 'default', 5, now())`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
+                 (${dead}, 'dead', 'default', 5, now() - interval '2 minutes', true),
+                 (${live}, 'alive', 'default', 5, now(), true)`
       const result = yield* Rescuer.runOnce({ sql, prefix })
       assert.deepStrictEqual(result, { rescued: 2, discarded: 1, cancelled: 0 })
       const rescued = yield* jobRow(prefix, orphan!.id)
@@ -210,8 +210,8 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const dead = crypto.randomUUID()
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
                  attempted_by = ARRAY['gone-node', ${dead}]`
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, updated_at) VALUES
-                 (${dead}, 'gone-node', 'default', 7, true, now() - interval '2 minutes')`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, updated_at, revivable) VALUES
+                 (${dead}, 'gone-node', 'default', 7, true, now() - interval '2 minutes', true)`
       const deadRow = sql<{ limit: number; paused: boolean; dead: boolean }>`
         SELECT "limit", paused, dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers WHERE id = ${dead}::uuid`
       // One job per statement: the row is marked by the first, and its other jobs are still orphans after it.
@@ -227,7 +227,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(yield* deadRow, [])
     }))
 
-  it.effect("Rescuer.runOnce takes a dead row refreshed since its mark (a node of a release before migration 22) as live", () =>
+  it.effect("Rescuer.runOnce removes the stale row of a node of a release before migration 22 (whose heartbeat would beat a marked row) and rescues its jobs", () =>
     Effect.gen(function*() {
       yield* truncate
       const sql = yield* SqlClient
@@ -235,14 +235,46 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const older = crypto.randomUUID()
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
                  attempted_by = ARRAY['older-node', ${older}]`
-      // Marked two minutes ago, beaten since by a heartbeat that does not skip dead rows.
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, dead_at) VALUES
-                 (${older}, 'older-node', 'default', 5, now(), now() - interval '2 minutes')`
-      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix, forgetAfter: Duration.zero }), {
-        rescued: 0,
-        discarded: 0,
-        cancelled: 0
-      })
+      // Registered by an earlier release: not revivable.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
+                 (${older}, 'older-node', 'default', 5, now() - interval '2 minutes')`
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0, cancelled: 0 })
+      assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "available")
+      assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(prefix)}.oban_producers`, [])
+    }))
+
+  it.effect("Rescuer.runOnce spares the jobs of a producer whose heartbeat commits while the rescue waits for its row", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [job] = yield* Oban.insertAll([Noop.job({ n: 1 })])
+      const late = crypto.randomUUID()
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY['late-beat', ${late}]`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
+                 (${late}, 'late-beat', 'default', 5, now() - interval '2 minutes', true)`
+      // The heartbeat, after an outage of two minutes: its update holds the row until it commits.
+      const commit = yield* Deferred.make<void>()
+      const beat = yield* Effect.forkChild(sql.withTransaction(Effect.andThen(
+        sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() WHERE id = ${late}::uuid`,
+        Deferred.await(commit)
+      )))
+      yield* waitFor("the heartbeat holds the row", Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                           WHERE c.relname = 'oban_producers' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()`,
+        (rows) => rows[0]!.n > 0
+      ))
+      // The rescue starts while the row still looks stale (its snapshot), and waits for the row's lock.
+      const rescue = yield* Effect.forkChild(Rescuer.runOnce({ sql, prefix }))
+      yield* waitFor("the rescue waits for the row", Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                           WHERE wait_event_type = 'Lock' AND query LIKE '%dead_at = clock.now%'`,
+        (rows) => rows[0]!.n > 0
+      ))
+      yield* Deferred.succeed(commit, undefined)
+      yield* Fiber.join(beat)
+      // Before, the rescue judged the job by its snapshot and took it from a producer that lives on.
+      assert.deepStrictEqual(yield* Fiber.join(rescue), { rescued: 0, discarded: 0, cancelled: 0 })
       assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
       const rows = yield* sql<{ dead: boolean }>`SELECT dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers`
       assert.deepStrictEqual(rows, [{ dead: false }])

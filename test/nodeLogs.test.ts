@@ -147,9 +147,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
         SELECT paused, "limit", dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers WHERE node = 'away-node'`
       assert.deepStrictEqual(rows, [{ paused: true, limit: 2, dead: false }])
       // A resume for every node given during the next outage: the dead row takes it too, so the
-      // registration that follows does not pause the node again.
-      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE node = 'away-node'`
-      yield* Cluster.resumeQueue("away")
+      // registration that follows does not pause the node again. In one transaction, so that no
+      // heartbeat registers in between.
+      yield* sql.withTransaction(Effect.andThen(
+        sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE node = 'away-node'`,
+        Cluster.resumeQueue("away")
+      ))
       yield* waitFor("registered again", Effect.map(
         sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_producers
                            WHERE node = 'away-node' AND dead_at IS NULL AND NOT paused`,

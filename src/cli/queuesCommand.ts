@@ -74,17 +74,31 @@ const report = (
   queue: string,
   node: Option.Option<string>,
   json: boolean,
-  producers: number,
+  command: CommandResult,
   pause?: { readonly action: "pause" | "resume"; readonly result: CommandResult }
 ) => {
-  const none = `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"`
+  const producers = command.producers
+  // The rows a node judged dead left (cut off, or crashed) keep a command for it: it applies when the node is
+  // back, or restarts under its name, within rescuer.forgetAfter. That did something too.
+  const away = command.deadProducers > 0 && Option.isSome(node)
+  const none = `no running node${Option.isSome(node) ? ` named "${node.value}"` : ""} has queue "${queue}"` + (away
+    ? "; the rows its last run left keep the command, for when it is back or restarts under its name within " +
+      "rescuer.forgetAfter"
+    : "")
   // A pause for every node is kept for the queue even when no node runs it, and a resume may clear it: each did something.
-  const keptOnly = Option.isNone(node) && pause !== undefined && (pause.action === "pause" || pause.result.keptChanged)
+  const keptOnly = away ||
+    Option.isNone(node) && pause !== undefined && (pause.action === "pause" || pause.result.keptChanged)
   if (producers === 0 && !keptOnly) return Effect.fail(new CliFailure(ExitCode.notFound, none, "QueueNotFound"))
   const note = pause === undefined ? "" : keptNote(pause.action, queue, node, pause.result)
   return print(
     json,
-    { queue, node: Option.getOrNull(node), producers, ...(pause === undefined ? {} : { keptPause: pause.result.keptPause }) },
+    {
+      queue,
+      node: Option.getOrNull(node),
+      producers,
+      deadProducers: command.deadProducers,
+      ...(pause === undefined ? {} : { keptPause: pause.result.keptPause })
+    },
     () =>
       producers === 0
         ? `${verb} queue ${queue}: ${none}${note}`
@@ -97,7 +111,7 @@ const command = (name: "pause" | "resume", verb: string, description: string) =>
     Effect.gen(function*() {
       const globals = yield* root
       const result = yield* withDatabase(globals, runQueueCommand({ action: name, queue }, Option.getOrUndefined(node)))
-      yield* report(verb, queue, node, globals.json, result.producers, { action: name, result })
+      yield* report(verb, queue, node, globals.json, result, { action: name, result })
     })).pipe(Command.withDescription(description))
 
 const scale = Command.make("scale", {
@@ -107,8 +121,8 @@ const scale = Command.make("scale", {
 }, ({ limit, node, queue }) =>
   Effect.gen(function*() {
     const globals = yield* root
-    const changed = yield* withDatabase(globals, Cluster.scaleQueue(queue, limit, { node: Option.getOrUndefined(node) }))
-    yield* report(`scaled to ${limit}:`, queue, node, globals.json, changed)
+    const result = yield* withDatabase(globals, runQueueCommand({ action: "scale", queue, limit }, Option.getOrUndefined(node)))
+    yield* report(`scaled to ${limit}:`, queue, node, globals.json, result)
   })).pipe(Command.withDescription("Set how many jobs of a queue run at once, on every node or one"))
 
 /** `effect-oban queues ...` */

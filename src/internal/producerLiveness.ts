@@ -41,7 +41,7 @@ export interface Control {
   /**
    * The queue's count of pauses and resumes for every node
    * (`oban_queues.pause_commands`) as this producer last read it. A node
-   * whose row was removed during a long outage registers again: if the count
+   * whose row was removed (dead past `rescuer.forgetAfter`) registers again: if the count
    * moved meanwhile, it missed such a command (its row and signal lost) and
    * takes the queue's pause; otherwise it keeps its own state.
    */

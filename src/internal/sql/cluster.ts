@@ -83,6 +83,11 @@ export type QueueCommand =
 /** What a queue command did: producer rows changed, and the pause kept for the queue. */
 export interface CommandResult {
   readonly producers: number
+  /**
+   * Rows of producers judged dead that took the command too: their node, cut off for now, finds it
+   * when it is back (within `rescuer.forgetAfter`).
+   */
+  readonly deadProducers: number
   /** Whether a pause is kept for the queue (for nodes that start later) after the command. */
   readonly keptPause: boolean
   /** Whether the command set or cleared the kept pause (only a pause or resume for every node does). */
@@ -110,7 +115,7 @@ export const commandQueue = (
     const signal = JSON.stringify(
       node !== undefined ? { ...command, node } : pauseCommands === undefined ? command : { ...command, pause_commands: pauseCommands }
     )
-    return sql<{ readonly changed: number; readonly kept: boolean }>`
+    return sql<{ readonly changed: number; readonly dead: number; readonly kept: boolean }>`
       WITH changed AS (
         UPDATE ${table(sql, prefix, "oban_producers")}
         SET "limit" = COALESCE(${limit}::integer, "limit"), paused = COALESCE(${paused}::boolean, paused)
@@ -120,9 +125,13 @@ export const commandQueue = (
       signalled AS (
         SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
       )
-      SELECT (SELECT count(*)::int FROM changed WHERE live) AS changed, (SELECT count(*) FROM signalled) AS sent,
+      SELECT (SELECT count(*)::int FROM changed WHERE live) AS changed, (SELECT count(*)::int FROM changed WHERE NOT live) AS dead, (SELECT count(*) FROM signalled) AS sent,
         EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_queues")} WHERE name = ${command.queue} AND paused_at IS NOT NULL) AS kept
-    `.pipe(Effect.map((rows) => ({ producers: rows[0]?.changed ?? 0, keptPause: rows[0]?.kept === true })))
+    `.pipe(Effect.map((rows) => ({
+      producers: rows[0]?.changed ?? 0,
+      deadProducers: rows[0]?.dead ?? 0,
+      keptPause: rows[0]?.kept === true
+    })))
   }
   // A pause or resume for every node is also the queue's own state, for nodes that start later.
   return paused === null || node !== undefined

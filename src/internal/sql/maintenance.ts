@@ -33,12 +33,12 @@ export interface RescuedRow {
  * A stale row is marked dead (`dead_at`, migration 22), not removed: it keeps
  * the commands stored for that node, which the node takes again if it comes
  * back (see `registerProducer`). Rows dead for `forgetAfterMillis` are
- * removed. A row refreshed after its mark (by a node of an earlier release,
- * whose heartbeat does not skip dead rows) is live again. A job is an orphan
- * when this statement marked its producer's row dead, or the row is dead
- * already or gone: never because the row looked
+ * removed. The stale row of a node of an earlier release (not `revivable`)
+ * is removed at once, as that release did: its heartbeat does not skip dead
+ * rows. A job is an orphan when this statement marked or removed its
+ * producer's row, or the row is dead already or gone: never because the row looked
  * stale in this statement's snapshot, since a heartbeat may commit
- * meanwhile, and then the mark skips the row (it is checked again on its
+ * meanwhile, and then the mark (or removal) skips the row (it is checked again on its
  * newest version) and its producer lives on.
  */
 export const rescueOrphans = (
@@ -58,25 +58,22 @@ export const rescueOrphans = (
     ),
     marked AS (
       UPDATE ${producers} AS p SET dead_at = clock.now FROM clock
-      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before
+      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND p.revivable
       RETURNING p.id::text AS id
     ),
-    -- A row refreshed after its mark: only a node of a release before migration 22 beats a dead row
-    -- (this release's heartbeat skips it and registers again). It lives.
-    revived AS (
-      UPDATE ${producers} AS p SET dead_at = NULL
-      WHERE p.dead_at IS NOT NULL AND p.updated_at > p.dead_at
-      RETURNING p.id
+    -- The row of a node of a release before migration 22, which would beat a marked row as its own:
+    -- removed, as that release did, so that it registers again.
+    swept AS (
+      DELETE FROM ${producers} AS p USING clock
+      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND NOT p.revivable
+      RETURNING p.id::text AS id
     ),
     orphans AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing'
         AND (
-          j.attempted_by[2] IN (SELECT id FROM marked)
-          OR NOT EXISTS (
-            SELECT 1 FROM ${producers} AS p
-            WHERE p.id::text = j.attempted_by[2] AND (p.dead_at IS NULL OR p.updated_at > p.dead_at)
-          )
+          j.attempted_by[2] IN (SELECT id FROM marked UNION ALL SELECT id FROM swept)
+          OR NOT EXISTS (SELECT 1 FROM ${producers} AS p WHERE p.id::text = j.attempted_by[2] AND p.dead_at IS NULL)
         )
       ORDER BY j.id
       LIMIT ${limit}
@@ -98,12 +95,12 @@ export const rescueOrphans = (
     notified AS (${wakeQueues(sql, prefix, "rescued WHERE state = 'available'")}),
     forgotten AS (
       DELETE FROM ${producers} AS p USING clock
-      WHERE p.dead_at <= clock.forget_before AND p.updated_at <= p.dead_at
+      WHERE p.dead_at <= clock.forget_before
       RETURNING p.node
     )
     SELECT rescued.id::int AS id, rescued.state::text AS state, rescued.queue, rescued.worker, rescued.attempt,
            rescued.lost_node, rescued.workflow
-    FROM rescued, notified, (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM revived) AS v,
+    FROM rescued, notified, (SELECT count(*) FROM marked) AS m, (SELECT count(*) FROM swept) AS s,
       (SELECT count(*) FROM forgotten) AS f
   `
 }

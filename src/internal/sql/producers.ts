@@ -117,11 +117,11 @@ export const registerProducer = (
     ),
     newest AS (SELECT * FROM earlier LIMIT 1),
     registered AS (
-      INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at)
+      INSERT INTO ${producers} AS p (id, node, queue, "limit", paused, meta, started_at, updated_at, revivable)
       SELECT ${options.id}::uuid, ${options.node}, ${options.queue},
              ${limit}, ${paused},
              ${JSON.stringify(options.meta ?? {})}::jsonb,
-             clock.now, clock.now
+             clock.now, clock.now, true
       -- Read from the rows of queue_row: the queue row is locked before this producer row is written,
       -- the order a pause for every node takes them in (no deadlock on a refresh of this row).
       FROM clock, queue_row
