@@ -199,6 +199,10 @@ const leaseInfo = (row: LeaseRow | undefined): LeaseInfo | undefined =>
 
 /**
  * Where a queue command applies: every node (the default) or one, by name.
+ * A node judged dead (cut off past `rescueAfter`, or crashed) is counted in no
+ * command's result, but its rows take the command and keep it: it applies
+ * when the node is back, or restarts under its name, within
+ * `rescuer.forgetAfter`.
  *
  * @since 0.1.0
  */
