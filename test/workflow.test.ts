@@ -10,7 +10,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Deferred, Effect, Fiber, Option, Queue, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
-import { Oban, Pruner, Worker, Workflow } from "effect-oban"
+import { Chain, Oban, Pruner, Worker, Workflow } from "effect-oban"
 import * as ObanTest from "effect-oban/testing"
 import { uniquePrefix } from "./support/db.ts"
 import { drainDefault, onTestClock, stepStates, truncateWorkflows, workflowTestLayer } from "./support/workflows.ts"
@@ -181,6 +181,13 @@ describe("workflows", () => {
         assert.deepStrictEqual(member.cancelledBy, { id: inserted.jobs.bad.id, state: "discarded", step: "bad" })
         const cascaded = Option.getOrThrow(Workflow.membership(Option.getOrThrow(yield* Oban.getJob(inserted.jobs["cancelled-too"].id))))
         assert.strictEqual(cascaded.cancelledBy?.step, "cancelled")
+        // A step added later that depends on the discarded one is cancelled at once, and returned so.
+        const late = (yield* Oban.insertWorkflow(
+          Workflow.make<string>("policies").add("too-late", Step.job({}), { deps: ["bad"] })
+        )).jobs["too-late"]!
+        assert.strictEqual(late.state, "cancelled")
+        assert.isNotNull(late.cancelledAt)
+        assert.deepStrictEqual(Option.getOrThrow(Workflow.membership(late)).cancelledBy?.step, "bad")
         // The waiting dependent runs once its dependency is retried and completes.
         const sql = yield* SqlClient
         yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = '{}'::jsonb WHERE id = ${inserted.jobs.bad.id}`
@@ -226,7 +233,14 @@ describe("workflows", () => {
         const more = Workflow.make<string>("grow").add("late", Step.job({}), { deps: ["found-2"] })
         const late = yield* Oban.insertWorkflow(more.add("later", Step.job({}), { deps: ["late"] }))
         assert.strictEqual(Option.getOrThrow(yield* Oban.getJob(late.jobs["late"]!.id)).state, "available")
+        // And is returned so (it was returned suspended, as inserted, before the release).
+        assert.strictEqual(late.jobs["late"]!.state, "available")
         assert.strictEqual(late.jobs["later"]!.state, "suspended")
+        // A chain's next job after its last one completed: available at once, and returned so.
+        yield* Chain.insert("grow-chain", [Step.job({})])
+        yield* drain
+        const [next] = yield* Chain.insert("grow-chain", [Step.job({})])
+        assert.strictEqual(next!.state, "available")
       }).pipe(onTestClock))
 
     it.effect("the pruner keeps a finished step while a dependent of it has not finished", () =>

@@ -108,7 +108,7 @@ const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 export const insertedJob = (
   request: EncodedRequest,
   id: bigint | number | string,
-  state: "available" | "scheduled" | "suspended",
+  state: JobState,
   insertedAt: Date,
   scheduledAt: Date,
   /** The stored meta, when the statement added to the request's (a workflow step's membership). */

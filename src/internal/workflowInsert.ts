@@ -122,15 +122,25 @@ export const insertWorkflow = (
         step.deps.map((dep) => ({ job: ids.get(step.name)!, dep: ids.get(dep.step)!, onFailure: dep.onFailure }))
       )
       yield* migrated(Sql.insertEdges(sql, settings.prefix, edges))
-      if (existing.length > 0) {
-        yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, existing.map((row) => Number(row.id))))
-      }
-      return inserted
+      if (existing.length === 0) return inserted
+      // A dependency that finished already counts at once: the new steps may be released (available) or
+      // cancelled by now, and are returned (and announced) as they are.
+      yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, existing.map((row) => Number(row.id))))
+      const now = new Map(
+        (yield* migrated(Sql.stepsNow(sql, settings.prefix, inserted.map((row) => Number(row.id)))))
+          .map((row) => [Number(row.id), row])
+      )
+      return inserted.map((row) => {
+        const current = now.get(Number(row.id))
+        return current === undefined ? row : { ...row, ...current, id: row.id }
+      })
     })
-    const inserted = yield* sql.withTransaction(write)
-    const jobs = inserted.map((row, index): Inserted =>
-      insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
-    )
+    const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> = yield* sql
+      .withTransaction(write)
+    const jobs = inserted.map((row, index): Inserted => {
+      const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
+      return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }
+    })
     yield* publishInserted(sql, jobs)
     return jobs
   }).pipe(withInsertSpan("oban.workflow.insert", {

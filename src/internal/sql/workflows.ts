@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
+import type { JobState } from "../../Job.ts"
 import type { EncodedRequest } from "../encodeRequest.ts"
 import { wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
@@ -36,7 +37,8 @@ export interface WorkflowRow {
 
 export interface InsertedWorkflowRow {
   readonly id: bigint | number | string
-  readonly state: "available" | "scheduled" | "suspended"
+  /** `available`, `scheduled` or `suspended` as inserted; any state once a finished dependency released it. */
+  readonly state: JobState
   readonly inserted_at: Date
   readonly scheduled_at: Date
   /** JSON text, for `parseJson` (see `jsonParse.ts`). */
@@ -115,6 +117,27 @@ export const lockSteps = (
       AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
     ORDER BY id
     FOR SHARE
+  `
+
+/** What a step just inserted is now, after `releaseDependents` may have released or cancelled it. */
+export interface StepNow {
+  readonly id: bigint | number
+  readonly state: JobState
+  readonly scheduled_at: Date
+  readonly cancelled_at: Date | null
+  /** JSON text, for `parseJson` (see `jsonParse.ts`). */
+  readonly meta: string
+}
+
+/** The steps `ids` as their rows are now (in `oban_jobs` or moved to the finished table). */
+export const stepsNow = (
+  sql: SqlClient,
+  prefix: string,
+  ids: ReadonlyArray<number>
+): Effect.Effect<ReadonlyArray<StepNow>, SqlError> =>
+  sql<StepNow>`
+    SELECT id, state::text AS state, scheduled_at, cancelled_at, meta::text AS meta
+    FROM ${table(sql, prefix, "oban_jobs_all")} WHERE id IN ${sql.in(ids)}
   `
 
 /**
