@@ -20,6 +20,7 @@ import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from 
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
 import * as Workflow from "./Workflow.ts"
+import { textProblem } from "./internal/jsonText.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
 import { callerTraceparent, hasTracingBackend, withInsertSpan } from "./internal/telemetry.ts"
@@ -58,6 +59,10 @@ export const insert = (
   Effect.gen(function*() {
     if (typeof key !== "string" || key.length === 0 || key.length > 200) {
       return yield* new InvalidWorkflowError({ workflowId: String(key), message: "a chain key is 1 to 200 characters" })
+    }
+    const keyProblem = textProblem(key)
+    if (keyProblem !== undefined) {
+      return yield* new InvalidWorkflowError({ workflowId: key, message: `the chain key ${keyProblem}` })
     }
     if (requests.length === 0) return []
     const sql = yield* SqlClient

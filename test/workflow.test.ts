@@ -313,6 +313,20 @@ describe("workflows", () => {
           assert.include(unread.message, "reading unique threw: unique getter")
         }
         assert.deepStrictEqual([yield* states("z"), yield* states("w")], [{}, {}])
+        // Text PostgreSQL cannot store, in an id, a step name, a dependency's name or a chain key: refused as
+        // bad input (it was an SqlError from the driver).
+        const unstorable: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string; readonly message: string }, SqlClient>> = [
+          Oban.insertWorkflow(Workflow.make("nul\u0000id").add("a", Step.job({}))),
+          Oban.insertWorkflow(Workflow.make("v").add("a\ud800", Step.job({}))),
+          Oban.insertWorkflow(Workflow.make<string>("v").add("a", Step.job({}), { deps: ["gone\u0000"] })),
+          Chain.insert("key\u0000", [Step.job({})])
+        ]
+        for (const attempt of unstorable) {
+          const refused = yield* Effect.flip(attempt)
+          assert.strictEqual(refused._tag, "InvalidWorkflowError")
+          assert.match(refused.message, /NUL character|lone UTF-16 surrogate/)
+        }
+        assert.deepStrictEqual(yield* states("v"), {})
       }).pipe(onTestClock))
   })
 })

@@ -17,6 +17,7 @@ import { encodeRequests } from "./encodeRequest.ts"
 import { publishInserted } from "./insertedEvents.ts"
 import { insertedJob } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
+import { textProblem } from "./jsonText.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import { unreadOption } from "./requestFields.ts"
 import * as Sql from "./sql/workflows.ts"
@@ -42,6 +43,8 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
   if (typeof workflowId !== "string" || workflowId.length === 0 || workflowId.length > 255) {
     return new InvalidWorkflowError({ workflowId: String(workflowId), message: "a workflow id is 1 to 255 characters" })
   }
+  const idProblem = textProblem(workflowId)
+  if (idProblem !== undefined) return new InvalidWorkflowError({ workflowId, message: `the workflow id ${idProblem}` })
   const all = new Set(steps.map((step) => step.name))
   const seen = new Set<string>()
   const external = new Set<string>()
@@ -49,6 +52,8 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
     if (typeof step.name !== "string" || step.name.length === 0 || step.name.length > 255) {
       return refuse(String(step.name), "a step name is 1 to 255 characters")
     }
+    const nameProblem = textProblem(step.name)
+    if (nameProblem !== undefined) return refuse(step.name, `the step name ${nameProblem}`)
     if (seen.has(step.name)) return refuse(step.name, `step "${step.name}" is added twice`)
     if (declaresUnique(step.request)) {
       return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it)")
@@ -58,6 +63,8 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
         return refuse(step.name, `onFailure must be "cancel", "run" or "wait", got ${JSON.stringify(dep.onFailure)}`)
       }
       if (dep.step === step.name) return refuse(step.name, `step "${step.name}" depends on itself`)
+      const depProblem = typeof dep.step === "string" ? textProblem(dep.step) : "is not a string"
+      if (depProblem !== undefined) return refuse(step.name, `the name of a dependency of step "${step.name}" ${depProblem}`)
       if (all.has(dep.step) && !seen.has(dep.step)) {
         return refuse(step.name, `step "${step.name}" depends on "${dep.step}", which must be added before it`)
       }
