@@ -73,6 +73,18 @@ export interface Entry {
 }
 
 /**
+ * The job options a crontab entry takes: a slot's job is due at its slot and
+ * unique per slot (`cron:<name>:<slot>`), so `scheduleIn`, `scheduledAt` and
+ * `unique` are the cron's own.
+ *
+ * @since 0.1.0
+ */
+export type EntryOptions = Omit<JobOptions, "scheduleIn" | "scheduledAt" | "unique"> & {
+  readonly timezone?: string | undefined
+  readonly name?: string | undefined
+}
+
+/**
  * A crontab entry: run `worker` with `args` at every slot of `expression`
  * (five fields, or six with seconds first), in `timezone` (default UTC).
  *
@@ -82,14 +94,15 @@ export const entry = <A, E, R>(
   expression: string,
   worker: Worker<string, A, E, R>,
   args: A,
-  options: JobOptions & { readonly timezone?: string | undefined; readonly name?: string | undefined } = {}
+  options: EntryOptions = {}
 ): Entry => {
   const { name, timezone, ...jobOptions } = options
   return {
     name: name ?? `${worker.name}:${expression}`,
     expression,
     timezone,
-    request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined })
+    // Past the types (a cast, JavaScript), the cron's own options are still the cron's.
+    request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined, unique: undefined })
   }
 }
 

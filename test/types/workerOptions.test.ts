@@ -7,7 +7,7 @@ import { describe, expectTypeOf, it } from "@effect/vitest"
 import type { PgClient } from "@effect/sql-pg"
 import { type Config, Context, Effect, Layer, Schema } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
-import { type InvalidConfigError, type InvalidPrefixError, type MigrationError, Oban, Worker } from "effect-oban"
+import { Cron, type InvalidConfigError, type InvalidPrefixError, type MigrationError, Oban, Worker } from "effect-oban"
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { permanent: Schema.Boolean }) {}
 
@@ -116,5 +116,14 @@ describe("worker option types", () => {
     // Built in the thread: the worker, and so the node, needs nothing.
     expectTypeOf(WithStore.perform).returns.toEqualTypeOf<Effect.Effect<number, never, never>>()
     expectTypeOf<Worker.Requirements<typeof WithStore>>().toEqualTypeOf<never>()
+  })
+
+  it("a crontab entry takes no schedule and no unique option: the cron's own", () => {
+    const Tick = Worker.make("TypedTick", { args: Schema.Struct({}), perform: () => Effect.void })
+    Cron.entry("* * * * *", Tick, {}, { priority: 1, tags: ["t"], timezone: "Europe/Paris", name: "tick" })
+    // @ts-expect-error: a slot's job is due at its slot
+    Cron.entry("* * * * *", Tick, {}, { scheduleIn: "1 minute" })
+    // @ts-expect-error: a slot's job is unique per slot
+    Cron.entry("* * * * *", Tick, {}, { unique: { period: "1 hour" } })
   })
 })
