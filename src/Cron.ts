@@ -142,6 +142,14 @@ export const parse = (
         return yield* new InvalidConfigError({ field: "crontab", message: `crontab entry ${index}: its name ${badName}` })
       }
       const cron = parseExpression(item.expression, item.timezone)
+      if (Result.isFailure(cron) && typeof item.expression === "string" && item.expression.trim().startsWith("@")) {
+        // "Invalid number of segments" says nothing to someone who wrote @reboot.
+        return yield* new InvalidConfigError({
+          field: "crontab",
+          message: `crontab entry ${index} ("${item.name}"): ${JSON.stringify(item.expression.trim())} is no shorthand ` +
+            `this crontab knows (${Object.keys(macros).join(", ")}); @reboot has no slots to keep: insert the job at start`
+        })
+      }
       if (Result.isFailure(cron)) {
         return yield* new InvalidConfigError({
           field: "crontab",
@@ -172,7 +180,7 @@ export const parse = (
  * @since 0.1.0
  */
 export const expand = (expression: string): string => {
-  const trimmed = expression.trim()
+  const trimmed = expression.trim().toLowerCase()
   return Object.hasOwn(macros, trimmed) ? macros[trimmed]! : expression
 }
 

@@ -380,7 +380,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const entries = yield* Cron.parse([
         Cron.entry("@daily", Noop, { n: 1 }, { name: "daily" }),
         Cron.entry(" @hourly ", Noop, { n: 2 }, { name: "hourly" }),
-        Cron.entry("@weekly", Noop, { n: 3 }, { name: "weekly" })
+        Cron.entry("@WEEKLY", Noop, { n: 3 }, { name: "weekly" })
       ])
       // Thursday 2026-12-03 22:30Z to Sunday 2026-12-06 00:00Z.
       yield* Cron.runOnce({ sql, prefix, entries, from: new Date("2026-12-03T22:30:00Z"), to: new Date("2026-12-06T00:00:00Z") })
@@ -389,6 +389,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(counts.map((row) => [row.name, row.n]), [["daily", 3], ["hourly", 50], ["weekly", 1]])
       const error = yield* Cron.parse([Cron.entry("@reboot", Noop, { n: 1 })]).pipe(Effect.flip)
       assert.strictEqual(error._tag, "InvalidConfigError")
+      assert.include(error.message, `"@reboot" is no shorthand this crontab knows (@yearly, @annually`)
     }))
 
   it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>
