@@ -5,7 +5,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type { SqlError } from "effect/sql/SqlError"
-import type { QueueState } from "../Producer.ts"
+import type { LocalQueueState } from "./producerTypes.ts"
 import type { Activity } from "./activity.ts"
 import type { PendingWork } from "./sql/pendingWork.ts"
 
@@ -15,7 +15,7 @@ export interface NodeHandle {
   readonly maxStepMillis: number
   readonly queues: ReadonlyArray<{
     readonly name: string
-    readonly check: Effect.Effect<QueueState>
+    readonly check: Effect.Effect<LocalQueueState>
     readonly wake: Effect.Effect<void>
   }>
   /** Stages due jobs now (on the node's clock) and wakes this node's producers of their queues. */

@@ -30,8 +30,11 @@ export interface QueueState {
    * The queue across all nodes: jobs executing everywhere, its pause for
    * every node while one holds, and its cluster-wide limits and rate window.
    */
-  readonly cluster?: QueueLimiter.ClusterState | undefined
+  readonly cluster: QueueLimiter.ClusterState
 }
+
+/** What a node knows of its queue without asking the database: `QueueState` without `cluster`. */
+export type LocalQueueState = Omit<QueueState, "cluster">
 
 /**
  * @since 0.1.0
@@ -78,7 +81,7 @@ export interface Producer {
   readonly refreshLimits: Effect.Effect<void>
   readonly check: Effect.Effect<QueueState, SqlError>
   /** This node's part of `check`, without asking the database. */
-  readonly local: Effect.Effect<QueueState>
+  readonly local: Effect.Effect<LocalQueueState>
 }
 
 /**
