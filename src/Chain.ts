@@ -47,7 +47,10 @@ export const workflowId = (key: string): string => `chain:${key}`
  * Appends jobs to the chain `key`, in order, in the caller's transaction
  * when there is one (the chain's lock is then held until it ends). Returns
  * the jobs: the first is `available` when the chain was empty or its last
- * job has completed, else `suspended`; the others `suspended`.
+ * job has completed, or ended discarded or cancelled under `onFailure`
+ * `"run"` (the default) or `"cancel"` (which starts the chain afresh), and
+ * `suspended` while the last job has not finished or, under `"wait"`, failed;
+ * the others `suspended`.
  *
  * @since 0.1.0
  */

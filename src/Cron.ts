@@ -102,7 +102,7 @@ export const entry = <A, E, R>(
     expression,
     timezone,
     // Past the types (a cast, JavaScript), the cron's own options are still the cron's.
-    request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined, unique: undefined })
+    request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined, unique: false })
   }
 }
 
@@ -142,7 +142,10 @@ export const parse = (
         return yield* new InvalidConfigError({ field: "crontab", message: `crontab entry ${index}: its name ${badName}` })
       }
       const cron = parseExpression(item.expression, item.timezone)
-      if (Result.isFailure(cron) && typeof item.expression === "string" && item.expression.trim().startsWith("@")) {
+      if (
+        Result.isFailure(cron) && typeof item.expression === "string" && item.expression.trim().startsWith("@") &&
+        expand(item.expression) === item.expression
+      ) {
         // "Invalid number of segments" says nothing to someone who wrote @reboot.
         return yield* new InvalidConfigError({
           field: "crontab",

@@ -213,7 +213,9 @@ export interface InsertedWorkflow<Steps extends string> {
  * Inserts a workflow's steps and their dependencies, all or nothing, in the
  * caller's transaction when there is one. Steps without dependencies (or
  * whose dependencies have all completed) are `available` or `scheduled`;
- * the others `suspended`.
+ * the others `suspended`, except that a step added after one of its
+ * dependencies failed is settled at once by its `onFailure` (`cancelled`
+ * under `"cancel"`). The steps are returned in those states.
  *
  * @since 0.1.0
  */

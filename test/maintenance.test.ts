@@ -390,6 +390,10 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const error = yield* Cron.parse([Cron.entry("@reboot", Noop, { n: 1 })]).pipe(Effect.flip)
       assert.strictEqual(error._tag, "InvalidConfigError")
       assert.include(error.message, `"@reboot" is no shorthand this crontab knows (@yearly, @annually`)
+      // A known shorthand with a bad time zone is told about the time zone.
+      const zone = yield* Cron.parse([Cron.entry("@daily", Noop, { n: 1 }, { timezone: "Europe/Pariss" })]).pipe(Effect.flip)
+      assert.notInclude(zone.message, "no shorthand")
+      assert.include(zone.message, "Pariss")
     }))
 
   it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>

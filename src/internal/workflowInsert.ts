@@ -75,6 +75,8 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
   return [...external]
 }
 
+const isFinished = (state: string): boolean => state === "completed" || state === "discarded" || state === "cancelled"
+
 const stepTaken = (workflowId: string) => (error: SqlError): SqlError | InvalidWorkflowError =>
   error.reason._tag === "UniqueViolation"
     ? new InvalidWorkflowError({ workflowId, message: `a step name of this workflow is already taken in workflow "${workflowId}"` })
@@ -129,10 +131,12 @@ export const insertWorkflow = (
         step.deps.map((dep) => ({ job: ids.get(step.name)!, dep: ids.get(dep.step)!, onFailure: dep.onFailure }))
       )
       yield* migrated(Sql.insertEdges(sql, settings.prefix, edges))
-      if (existing.length === 0) return inserted
       // A dependency that finished already counts at once: the new steps may be released (available) or
-      // cancelled by now, and are returned (and announced) as they are.
-      yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, existing.map((row) => Number(row.id))))
+      // cancelled by now, and are returned (and announced) as they are. One still waiting or running
+      // (the usual append to a chain with a backlog) releases nothing yet.
+      const finished = existing.filter((row) => isFinished(row.state))
+      if (finished.length === 0) return inserted
+      yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, finished.map((row) => Number(row.id))))
       const now = new Map(
         (yield* migrated(Sql.stepsNow(sql, settings.prefix, inserted.map((row) => Number(row.id)))))
           .map((row) => [Number(row.id), row])

@@ -110,9 +110,9 @@ export const lockSteps = (
   prefix: string,
   workflowId: string,
   steps: ReadonlyArray<string>
-): Effect.Effect<ReadonlyArray<{ readonly id: bigint | number; readonly step: string }>, SqlError> =>
-  sql<{ readonly id: bigint | number; readonly step: string }>`
-    SELECT id, meta #>> '{workflow,step}' AS step FROM ${table(sql, prefix, "oban_jobs")}
+): Effect.Effect<ReadonlyArray<{ readonly id: bigint | number; readonly step: string; readonly state: JobState }>, SqlError> =>
+  sql<{ readonly id: bigint | number; readonly step: string; readonly state: JobState }>`
+    SELECT id, meta #>> '{workflow,step}' AS step, state::text AS state FROM ${table(sql, prefix, "oban_jobs")}
     WHERE workflow_id = ${workflowId}
       AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
     ORDER BY id
@@ -129,7 +129,7 @@ export interface StepNow {
   readonly meta: string
 }
 
-/** The steps `ids` as their rows are now (in `oban_jobs` or moved to the finished table). */
+/** The steps `ids` as their rows are now (a workflow step is never moved to the finished table). */
 export const stepsNow = (
   sql: SqlClient,
   prefix: string,
@@ -137,7 +137,7 @@ export const stepsNow = (
 ): Effect.Effect<ReadonlyArray<StepNow>, SqlError> =>
   sql<StepNow>`
     SELECT id, state::text AS state, scheduled_at, cancelled_at, meta::text AS meta
-    FROM ${table(sql, prefix, "oban_jobs_all")} WHERE id IN ${sql.in(ids)}
+    FROM ${table(sql, prefix, "oban_jobs")} WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[])
   `
 
 /**
