@@ -327,6 +327,10 @@ describe("workflows", () => {
           assert.match(refused.message, /NUL character|lone UTF-16 surrogate/)
         }
         assert.deepStrictEqual(yield* states("v"), {})
+        // No workflow has such an id: status, cancel and retry find none (they failed in the driver).
+        assert.deepStrictEqual((yield* Workflow.status("nul\u0000id")).jobs, [])
+        assert.deepStrictEqual(yield* Workflow.cancel("nul\u0000id"), [])
+        assert.deepStrictEqual(yield* Workflow.retry("lone\ud800"), [])
       }).pipe(onTestClock))
   })
 })

@@ -9,6 +9,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
 import type { JobState } from "../Job.ts"
 import { now } from "../ObanClock.ts"
+import { textProblem } from "./jsonText.ts"
 import { withPrefix } from "./notMigrated.ts"
 import * as Ops from "./sql/workflowOps.ts"
 
@@ -40,9 +41,19 @@ export interface WorkflowStatus {
 
 const terminal = new Set<string>(["completed", "discarded", "cancelled"])
 
+/**
+ * Whether a workflow could have the id: one PostgreSQL cannot store (NUL, a lone surrogate) names
+ * none (inserts refuse it), and asking the database would fail, or match another id.
+ */
+const possible = (workflowId: string): boolean => typeof workflowId === "string" && textProblem(workflowId) === undefined
+
+/** Runs `query` for a workflow id some workflow could have; else, as for an unknown id, `none`. */
+const forId = <A, E, R>(workflowId: string, none: A, query: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  possible(workflowId) ? query : Effect.succeed(none)
+
 
 export const status = (workflowId: string): Effect.Effect<WorkflowStatus, MigrationError | SqlError, SqlClient> =>
-  withPrefix((sql, prefix) => Ops.workflowJobs(sql, prefix, workflowId)).pipe(
+  forId(workflowId, [], withPrefix((sql, prefix) => Ops.workflowJobs(sql, prefix, workflowId))).pipe(
     Effect.map((rows) => {
       const counts: Partial<Record<JobState, number>> = {}
       const jobs = rows.map((row): StepStatus => {
@@ -80,14 +91,20 @@ export const status = (workflowId: string): Effect.Effect<WorkflowStatus, Migrat
 export const cancel = (
   workflowId: string
 ): Effect.Effect<ReadonlyArray<{ readonly id: number; readonly previousState: JobState }>, MigrationError | SqlError, SqlClient> =>
-  withPrefix((sql, prefix) =>
-    Effect.flatMap(now(sql), (time) => Ops.cancelWorkflow(sql, prefix, time, workflowId))
+  forId(
+    workflowId,
+    [],
+    withPrefix((sql, prefix) => Effect.flatMap(now(sql), (time) => Ops.cancelWorkflow(sql, prefix, time, workflowId)))
   ).pipe(
     Effect.map((rows) => rows.map((row) => ({ id: Number(row.id), previousState: row.previous_state as JobState }))),
     Effect.withSpan("oban.workflow.cancel", { attributes: { "oban.workflow.id": workflowId } }, { captureStackTrace: false })
   )
 
 export const retry = (workflowId: string): Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError, SqlClient> =>
-  withPrefix((sql, prefix) => Effect.flatMap(now(sql), (time) => Ops.retryWorkflow(sql, prefix, time, workflowId))).pipe(
+  forId(
+    workflowId,
+    [],
+    withPrefix((sql, prefix) => Effect.flatMap(now(sql), (time) => Ops.retryWorkflow(sql, prefix, time, workflowId)))
+  ).pipe(
     Effect.withSpan("oban.workflow.retry", { attributes: { "oban.workflow.id": workflowId } }, { captureStackTrace: false })
   )
