@@ -294,6 +294,15 @@ describe("workflows", () => {
         yield* Oban.insertWorkflow(flow)
         const again = yield* Effect.flip(Oban.insertWorkflow(flow))
         assert.strictEqual(again._tag, "InvalidWorkflowError")
+        // It names the step taken, also inside the caller's transaction (read after its savepoint rolled back).
+        assert.strictEqual(again.message, `step "a" is in workflow "tx" already (a step name is the workflow's once)`)
+        const inTransaction = yield* Effect.flip(sql.withTransaction(Oban.insertWorkflow(
+          Workflow.make<string>("tx").add("new", Step.job({})).add("b", Step.job({}), { deps: ["new"] })
+        )))
+        assert.deepStrictEqual([inTransaction._tag, inTransaction._tag === "InvalidWorkflowError" && inTransaction.step], [
+          "InvalidWorkflowError",
+          "b"
+        ])
         const twice = yield* Effect.flip(Oban.insertWorkflow(Workflow.make("x").add("a", Step.job({})).add("a", Step.job({}))))
         assert.strictEqual(twice._tag, "InvalidWorkflowError")
         const unknown = yield* Effect.flip(

@@ -77,10 +77,35 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
 
 const isFinished = (state: string): boolean => state === "completed" || state === "discarded" || state === "cancelled"
 
+const takenMessage = (workflowId: string) => `a step name of this workflow is already taken in workflow "${workflowId}"`
+
 const stepTaken = (workflowId: string) => (error: SqlError): SqlError | InvalidWorkflowError =>
-  error.reason._tag === "UniqueViolation"
-    ? new InvalidWorkflowError({ workflowId, message: `a step name of this workflow is already taken in workflow "${workflowId}"` })
-    : error
+  error.reason._tag === "UniqueViolation" ? new InvalidWorkflowError({ workflowId, message: takenMessage(workflowId) }) : error
+
+/**
+ * The refusal of a step name taken in the workflow already, naming the step: read after the insert's
+ * transaction (or savepoint) rolled back, as the failed statement left it unusable. Should that read
+ * fail too, the refusal says what it can without the name.
+ */
+const namingTaken = (
+  sql: SqlClient,
+  prefix: string,
+  workflowId: string,
+  steps: ReadonlyArray<Step>
+): Effect.Effect<InvalidWorkflowError> =>
+  Sql.takenSteps(sql, prefix, workflowId, steps.map((step) => step.name)).pipe(
+    Effect.map((rows) => {
+      const taken = rows[0]?.step
+      return taken === undefined
+        ? new InvalidWorkflowError({ workflowId, message: takenMessage(workflowId) })
+        : new InvalidWorkflowError({
+          workflowId,
+          step: taken,
+          message: `step "${taken}" is in workflow "${workflowId}" already (a step name is the workflow's once)`
+        })
+    }),
+    Effect.orElseSucceed(() => new InvalidWorkflowError({ workflowId, message: takenMessage(workflowId) }))
+  )
 
 export const insertWorkflow = (
   workflowId: string,
@@ -147,7 +172,11 @@ export const insertWorkflow = (
       })
     })
     const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> = yield* sql
-      .withTransaction(write)
+      .withTransaction(write).pipe(Effect.catch((error) =>
+        error._tag === "InvalidWorkflowError" && error.message === takenMessage(workflowId)
+          ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
+          : Effect.fail(error)
+      ))
     const jobs = inserted.map((row, index): Inserted => {
       const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
       return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }

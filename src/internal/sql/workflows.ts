@@ -119,6 +119,21 @@ export const lockSteps = (
     FOR SHARE
   `
 
+/** Which of `steps` the workflow has, without locking them (for an error's message). */
+export const takenSteps = (
+  sql: SqlClient,
+  prefix: string,
+  workflowId: string,
+  steps: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<{ readonly step: string }>, SqlError> =>
+  sql<{ readonly step: string }>`
+    SELECT meta #>> '{workflow,step}' AS step FROM ${table(sql, prefix, "oban_jobs")}
+    WHERE workflow_id = ${workflowId}
+      AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
+    ORDER BY id
+    LIMIT 1
+  `
+
 /** What a step just inserted is now, after `releaseDependents` may have released or cancelled it. */
 export interface StepNow {
   readonly id: bigint | number
