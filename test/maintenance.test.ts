@@ -254,21 +254,20 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
                  (${late}, 'late-beat', 'default', 5, now() - interval '2 minutes', true)`
       // The heartbeat, after an outage of two minutes: its update holds the row until it commits.
+      const held = yield* Deferred.make<void>()
       const commit = yield* Deferred.make<void>()
       const beat = yield* Effect.forkChild(sql.withTransaction(Effect.andThen(
         sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() WHERE id = ${late}::uuid`,
-        Deferred.await(commit)
+        Effect.andThen(Deferred.succeed(held, undefined), Deferred.await(commit))
       )))
-      yield* waitFor("the heartbeat holds the row", Effect.map(
-        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-                           WHERE c.relname = 'oban_producers' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()`,
-        (rows) => rows[0]!.n > 0
-      ))
+      yield* Deferred.await(held)
       // The rescue starts while the row still looks stale (its snapshot), and waits for the row's lock.
       const rescue = yield* Effect.forkChild(Rescuer.runOnce({ sql, prefix }))
+      // This file's schema only: other files' nodes run rescues of their own meanwhile.
+      const inThisSchema = `%"${prefix}".oban_producers%dead_at = clock.now%`
       yield* waitFor("the rescue waits for the row", Effect.map(
         sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                           WHERE wait_event_type = 'Lock' AND query LIKE '%dead_at = clock.now%'`,
+                           WHERE wait_event_type = 'Lock' AND query LIKE ${inThisSchema}`,
         (rows) => rows[0]!.n > 0
       ))
       yield* Deferred.succeed(commit, undefined)
