@@ -10,6 +10,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "../Errors.ts"
+import { terminalStates } from "../Job.ts"
 import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type { Step } from "../Workflow.ts"
@@ -75,17 +76,13 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
   return [...external]
 }
 
-const isFinished = (state: string): boolean => state === "completed" || state === "discarded" || state === "cancelled"
-
 const takenMessage = (workflowId: string) => `a step name of this workflow is already taken in workflow "${workflowId}"`
 
-const stepTaken = (workflowId: string) => (error: SqlError): SqlError | InvalidWorkflowError =>
-  error.reason._tag === "UniqueViolation" ? new InvalidWorkflowError({ workflowId, message: takenMessage(workflowId) }) : error
-
 /**
- * The refusal of a step name taken in the workflow already, naming the step: read after the insert's
- * transaction (or savepoint) rolled back, as the failed statement left it unusable. Should that read
- * fail too, the refusal says what it can without the name.
+ * The refusal of a step name taken in the workflow already (the insert's unique violation: no other
+ * statement of a workflow insert can have one), naming the step: read after the insert's transaction
+ * (or savepoint) rolled back, as the failed statement left it unusable. Should that read fail too, the
+ * refusal says what it can without the name.
  */
 const namingTaken = (
   sql: SqlClient,
@@ -93,7 +90,7 @@ const namingTaken = (
   workflowId: string,
   steps: ReadonlyArray<Step>
 ): Effect.Effect<InvalidWorkflowError> =>
-  Sql.takenSteps(sql, prefix, workflowId, steps.map((step) => step.name)).pipe(
+  Sql.findSteps(sql, prefix, workflowId, steps.map((step) => step.name), false).pipe(
     Effect.map((rows) => {
       const taken = rows[0]?.step
       return taken === undefined
@@ -137,12 +134,9 @@ export const insertWorkflow = (
       }
     }))
     const write = Effect.gen(function*() {
-      const inserted = yield* Sql.insertWorkflowJobs(sql, settings.prefix, time, workflowId, rows).pipe(
-        migrated,
-        Effect.mapError((error) => error._tag === "SqlError" ? stepTaken(workflowId)(error) : error)
-      )
+      const inserted = yield* migrated(Sql.insertWorkflowJobs(sql, settings.prefix, time, workflowId, rows))
       const ids = new Map(steps.map((step, index) => [step.name, Number(inserted[index]!.id)]))
-      const existing = external.length === 0 ? [] : yield* migrated(Sql.lockSteps(sql, settings.prefix, workflowId, external))
+      const existing = external.length === 0 ? [] : yield* migrated(Sql.findSteps(sql, settings.prefix, workflowId, external))
       for (const row of existing) ids.set(row.step, Number(row.id))
       const missing = external.filter((name) => !existing.some((row) => row.step === name))
       if (missing.length > 0) {
@@ -159,7 +153,7 @@ export const insertWorkflow = (
       // A dependency that finished already counts at once: the new steps may be released (available) or
       // cancelled by now, and are returned (and announced) as they are. One still waiting or running
       // (the usual append to a chain with a backlog) releases nothing yet.
-      const finished = existing.filter((row) => isFinished(row.state))
+      const finished = existing.filter((row) => terminalStates.includes(row.state))
       if (finished.length === 0) return inserted
       yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, finished.map((row) => Number(row.id))))
       const now = new Map(
@@ -173,7 +167,7 @@ export const insertWorkflow = (
     })
     const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> = yield* sql
       .withTransaction(write).pipe(Effect.catch((error) =>
-        error._tag === "InvalidWorkflowError" && error.message === takenMessage(workflowId)
+        error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
           ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
           : Effect.fail(error)
       ))

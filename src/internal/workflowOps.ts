@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
-import type { JobState } from "../Job.ts"
+import { type JobState, terminalStates } from "../Job.ts"
 import { now } from "../ObanClock.ts"
 import { textProblem } from "./jsonText.ts"
 import { withPrefix } from "./notMigrated.ts"
@@ -39,7 +39,7 @@ export interface WorkflowStatus {
   readonly jobs: ReadonlyArray<StepStatus>
 }
 
-const terminal = new Set<string>(["completed", "discarded", "cancelled"])
+const terminal = new Set<string>(terminalStates)
 
 /**
  * Whether a workflow could have the id: one PostgreSQL cannot store (NUL, a lone surrogate) names

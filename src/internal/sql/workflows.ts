@@ -100,38 +100,25 @@ export const insertWorkflowJobs = (
 }
 
 /**
- * The jobs of already inserted steps of a workflow, by step name, locked
- * against a concurrent change of state (`FOR SHARE`) until the inserting
- * transaction ends: an ack that would finish one of them waits, then its
- * release sees the new dependents.
+ * The jobs of already inserted steps of a workflow, by step name. With
+ * `lock`, they are held against a concurrent change of state (`FOR SHARE`)
+ * until the inserting transaction ends: an ack that would finish one of them
+ * waits, then its release sees the new dependents.
  */
-export const lockSteps = (
+export const findSteps = (
   sql: SqlClient,
   prefix: string,
   workflowId: string,
-  steps: ReadonlyArray<string>
+  steps: ReadonlyArray<string>,
+  /** Hold them `FOR SHARE` (dependencies of new steps); without, only read (an error's message). */
+  lock = true
 ): Effect.Effect<ReadonlyArray<{ readonly id: bigint | number; readonly step: string; readonly state: JobState }>, SqlError> =>
   sql<{ readonly id: bigint | number; readonly step: string; readonly state: JobState }>`
     SELECT id, meta #>> '{workflow,step}' AS step, state::text AS state FROM ${table(sql, prefix, "oban_jobs")}
     WHERE workflow_id = ${workflowId}
       AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
     ORDER BY id
-    FOR SHARE
-  `
-
-/** Which of `steps` the workflow has, without locking them (for an error's message). */
-export const takenSteps = (
-  sql: SqlClient,
-  prefix: string,
-  workflowId: string,
-  steps: ReadonlyArray<string>
-): Effect.Effect<ReadonlyArray<{ readonly step: string }>, SqlError> =>
-  sql<{ readonly step: string }>`
-    SELECT meta #>> '{workflow,step}' AS step FROM ${table(sql, prefix, "oban_jobs")}
-    WHERE workflow_id = ${workflowId}
-      AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
-    ORDER BY id
-    LIMIT 1
+    ${sql.literal(lock ? "FOR SHARE" : "")}
   `
 
 /** What a step just inserted is now, after `releaseDependents` may have released or cancelled it. */
