@@ -40,7 +40,7 @@ import { EventHub, stream as eventStream } from "./Events.ts"
 import { describe } from "./internal/jsonText.ts"
 import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
-import { isValidLimit, makeRuntime, type QueueScope } from "./internal/runtime.ts"
+import { makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { configuredOver, options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
@@ -295,12 +295,7 @@ export const layer = <W extends Worker.Any>(
         cluster: local(Cluster.view),
         pauseQueue: (queue, opts) => runtime.control({ action: "pause", queue }, opts?.scope ?? "all"),
         resumeQueue: (queue, opts) => runtime.control({ action: "resume", queue }, opts?.scope ?? "all"),
-        scaleQueue: (queue, limit, opts) =>
-          isValidLimit(limit)
-            ? runtime.control({ action: "scale", queue, limit }, opts?.scope ?? "all")
-            : Effect.fail(
-              new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` })
-            ),
+        scaleQueue: (queue, limit, opts) => runtime.control({ action: "scale", queue, limit }, opts?.scope ?? "all"),
         setQueueLimits: runtime.setLimits,
         checkQueue: runtime.checkQueue,
         ready: runtime.ready,

@@ -173,7 +173,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
             .pipe(Effect.annotateLogs(logs), Effect.provideContext(context))
         )
       )
-    /** Gives back every job claimed ahead (pause, shutdown). */
     /** Applies a pause or resume command here (see `Control`); returns whether the queue was paused. */
     const setPaused = (paused: boolean, counted: string | undefined): boolean => {
       const was = control.paused
@@ -186,6 +185,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       control.paused = paused
       return was
     }
+    /** Gives back every job claimed ahead (pause, shutdown). */
     const giveBack = Effect.suspend(() => {
       const jobs = buffer.takeAll()
       return jobs.length === 0 ? Effect.void : release(jobs, "job")

@@ -6,23 +6,15 @@
  * leaves out.
  */
 import * as Effect from "effect/Effect"
-import { InvalidConfigError } from "../Errors.ts"
 import { withPrefix } from "./notMigrated.ts"
 import { checkNodeName, checkQueueName } from "./queueName.ts"
-import { isValidLimit } from "./runtime.ts"
+import { checkLimit } from "./runtime.ts"
 import { commandQueue, type QueueCommand } from "./sql/cluster.ts"
-
-const checkLimit = (command: QueueCommand): Effect.Effect<void, InvalidConfigError> =>
-  command.action !== "scale" || isValidLimit(command.limit)
-    ? Effect.void
-    : Effect.fail(
-      new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${command.limit}` })
-    )
 
 export const runQueueCommand = (command: QueueCommand, node: string | undefined) =>
   Effect.flatMap(
     Effect.andThen(
-      Effect.andThen(checkQueueName("queue", command.queue), checkLimit(command)),
+      Effect.andThen(checkQueueName("queue", command.queue), command.action === "scale" ? checkLimit(command.limit) : Effect.void),
       node === undefined ? Effect.void : checkNodeName(node)
     ),
     () => withPrefix((sql, prefix) => commandQueue(sql, prefix, command, node))

@@ -81,6 +81,12 @@ const livenessStatementTimeout = Duration.seconds(5)
 
 export const isValidLimit = (limit: number) => Number.isInteger(limit) && limit >= 1 && limit <= 10_000
 
+/** A queue's local limit as a scale command takes it: 1 to 10,000, else `InvalidConfigError` on `limit`. */
+export const checkLimit = (limit: number): Effect.Effect<void, InvalidConfigError> =>
+  isValidLimit(limit)
+    ? Effect.void
+    : Effect.fail(new InvalidConfigError({ field: "limit", message: `limit must be an integer from 1 to 10000, got ${limit}` }))
+
 type NodeOptions = RuntimeOptions & { readonly workers: ReadonlyArray<Worker.Any> }
 
 type Make<R> = Effect.Effect<
@@ -208,15 +214,23 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     const leader = leases.leader
     const cronLeader = leases.cron
 
-    /** Applies a command to this node's producer of its queue; `counted` as `Producer.pause` takes it. */
+    /**
+     * Applies a command to this node's producer of its queue. A pause or resume `counted` (the queue's
+     * count of them, as its signal carries it) is remembered, and not applied when older than one seen
+     * already: a heartbeat on another connection can read the later command's state first, which the
+     * older one would otherwise undo for a moment.
+     */
     const apply = (command: QueueCommand, counted?: string): Effect.Effect<void> => {
       const producer = producers.get(command.queue)
       if (producer === undefined) return Effect.void
       switch (command.action) {
         case "pause":
-          return producer.pause(counted)
-        case "resume":
-          return producer.resume(counted)
+        case "resume": {
+          const set = command.action === "pause" ? producer.pause(counted) : producer.resume(counted)
+          return counted === undefined
+            ? set
+            : Effect.flatMap(producer.notePauseCommands(counted), (stale) => stale ? Effect.void : set)
+        }
         case "scale":
           return isValidLimit(command.limit) ? producer.scale(command.limit) : Effect.void
       }
@@ -248,19 +262,12 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
         return Effect.asVoid(Effect.forkIn(cancelHere(payload["job_id"]), nodeScope, { startImmediately: true }))
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
-        // A command for every node carries the queue's count of them: remembered (see `registerProducer`).
-        // A signal older than a command seen already is not applied: a heartbeat on another connection can
-        // read the later command's state before this signal arrives, which would otherwise undo it for a moment.
+        // A command for every node carries the queue's count of them (see `registerProducer` and `apply`).
         const count = payload["pause_commands"]
-        const queue = payload["queue"]
-        const producer = producers.get(queue)
         const counted = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined
           ? count
           : undefined
-        const stale = counted !== undefined && producer !== undefined
-          ? producer.notePauseCommands(counted)
-          : Effect.succeed(false)
-        return Effect.flatMap(stale, (old) => old ? Effect.void : apply({ action, queue }, counted))
+        return apply({ action, queue: payload["queue"] }, counted)
       }
       if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
         return apply({ action, queue: payload["queue"], limit: payload["limit"] })
@@ -357,6 +364,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       control: (command, scope) =>
         Effect.gen(function*() {
           yield* checkQueueName("queue", command.queue)
+          if (command.action === "scale") yield* checkLimit(command.limit)
           // Stored first, so that a heartbeat never reads back the old state over the new one.
           if (scope === "node") {
             if (!producers.has(command.queue)) {
@@ -371,12 +379,9 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           }
           // As `Cluster`'s commands store and signal it (a pause or resume is kept for nodes that start
           // later); this node applies it at once rather than wait for its own signal.
-          const result = yield* commandQueue(sql, config.prefix, command, undefined)
-          const counted = result.pauseCommands
-          const producer = producers.get(command.queue)
           // Counted as its signal will be, and not applied if a later pause or resume was seen meanwhile.
-          if (counted !== undefined && producer !== undefined && (yield* producer.notePauseCommands(counted))) return
-          yield* apply(command, counted)
+          const result = yield* commandQueue(sql, config.prefix, command, undefined)
+          yield* apply(command, result.pauseCommands)
         }),
       setLimits: (queue, input) =>
         Effect.gen(function*() {

@@ -125,7 +125,8 @@ export const commandQueue = (
       signalled AS (
         SELECT pg_notify(${channel(prefix, "signal")}, ${signal}) WHERE EXISTS (SELECT 1 FROM changed)
       )
-      SELECT (SELECT count(*)::int FROM changed WHERE live) AS changed, (SELECT count(*)::int FROM changed WHERE NOT live) AS dead, (SELECT count(*) FROM signalled) AS sent,
+      SELECT (SELECT count(*)::int FROM changed WHERE live) AS changed, (SELECT count(*)::int FROM changed WHERE NOT live) AS dead,
+        (SELECT count(*) FROM signalled) AS sent,
         EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_queues")} WHERE name = ${command.queue} AND paused_at IS NOT NULL) AS kept
     `.pipe(Effect.map((rows) => ({
       producers: rows[0]?.changed ?? 0,
