@@ -42,6 +42,26 @@ const truncate = Effect.gen(function*() {
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
 })
 
+
+/**
+ * Every job of the table executing under a new producer of `node` whose row last beat two minutes ago
+ * (`revivable`: registered by this release, which the rescuer marks rather than removes); its id.
+ */
+const silentProducer = (
+  node: string,
+  options: { readonly revivable: boolean; readonly limit?: number; readonly paused?: boolean }
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const id = crypto.randomUUID()
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+               attempted_by = ARRAY[${node}, ${id}]`
+    yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, updated_at, revivable) VALUES
+               (${id}, ${node}, 'default', ${options.limit ?? 5}, ${options.paused ?? false}, now() - interval '2 minutes',
+                ${options.revivable})`
+    return id
+  })
+
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("maintenance runOnce", (it) => {
   it.effect("runOnce refuses bad options with a typed error before any statement (batchSize 0 looped forever)", () =>
     Effect.gen(function*() {
@@ -207,11 +227,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* truncate
       const sql = yield* SqlClient
       const jobs = yield* Oban.insertAll([Noop.job({ n: 1 }), Noop.job({ n: 2 }), Noop.job({ n: 3 })])
-      const dead = crypto.randomUUID()
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
-                 attempted_by = ARRAY['gone-node', ${dead}]`
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, updated_at, revivable) VALUES
-                 (${dead}, 'gone-node', 'default', 7, true, now() - interval '2 minutes', true)`
+      const dead = yield* silentProducer("gone-node", { revivable: true, limit: 7, paused: true })
       const deadRow = sql<{ limit: number; paused: boolean; dead: boolean }>`
         SELECT "limit", paused, dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers WHERE id = ${dead}::uuid`
       // One job per statement: the row is marked by the first, and its other jobs are still orphans after it.
@@ -232,12 +248,8 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* truncate
       const sql = yield* SqlClient
       const [job] = yield* Oban.insertAll([Noop.job({ n: 1 })])
-      const older = crypto.randomUUID()
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
-                 attempted_by = ARRAY['older-node', ${older}]`
       // Registered by an earlier release: not revivable.
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
-                 (${older}, 'older-node', 'default', 5, now() - interval '2 minutes')`
+      yield* silentProducer("older-node", { revivable: false })
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0, cancelled: 0 })
       assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "available")
       assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(prefix)}.oban_producers`, [])
@@ -248,11 +260,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       yield* truncate
       const sql = yield* SqlClient
       const [job] = yield* Oban.insertAll([Noop.job({ n: 1 })])
-      const late = crypto.randomUUID()
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
-                 attempted_by = ARRAY['late-beat', ${late}]`
-      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
-                 (${late}, 'late-beat', 'default', 5, now() - interval '2 minutes', true)`
+      const late = yield* silentProducer("late-beat", { revivable: true })
       // The heartbeat, after an outage of two minutes: its update holds the row until it commits.
       const held = yield* Deferred.make<void>()
       const commit = yield* Deferred.make<void>()
