@@ -6,6 +6,12 @@
  * jobs, and acks coalesced into one `DELETE ... WHERE id = ANY(...)` while
  * the previous one is in flight. No retries, no timeouts, no crash recovery:
  * it shows the cost of the bare round trips, not a usable library.
+ *
+ * `rawSqlKept` is the same queue keeping its finished jobs, as effect-oban
+ * does without `deleteCompleted`: its ack moves the rows to a second table
+ * (`DELETE ... RETURNING` into an INSERT, one statement) with the time they
+ * finished, so a drain's database work includes writing each finished row.
+ * It runs the drains only (its inserts and latency are raw SQL's).
  */
 import pg from "pg"
 import { dropSchema, makeChecker, query, quoteIdent } from "./sql.ts"
@@ -22,11 +28,25 @@ export const tableDdl = (schema: string): ReadonlyArray<string> => {
   ]
 }
 
-const ddl = (schema: string) => {
+/** Where the kept variant moves finished jobs. */
+const finishedDdl = (schema: string) =>
+  `CREATE TABLE ${quoteIdent(schema)}.jobs_finished
+     (id bigint PRIMARY KEY, args jsonb NOT NULL, claimed_by text, finished_at timestamptz NOT NULL)`
+
+/** The statement that acks the jobs of `$1`: deletes them, or moves them to `jobs_finished`. */
+const ackSql = (schema: string, keep: boolean) => {
+  const table = `${quoteIdent(schema)}.jobs`
+  return keep
+    ? `WITH done AS (DELETE FROM ${table} WHERE id = ANY($1::bigint[]) RETURNING id, args, claimed_by)
+       INSERT INTO ${quoteIdent(schema)}.jobs_finished SELECT id, args, claimed_by, now() FROM done`
+    : `DELETE FROM ${table} WHERE id = ANY($1::bigint[])`
+}
+
+const ddl = (schema: string, keep: boolean) => {
   const s = quoteIdent(schema)
   return `
     CREATE SCHEMA ${s};
-    ${tableDdl(schema).join(";\n    ")};
+    ${[...tableDdl(schema), ...(keep ? [finishedDdl(schema)] : [])].join(";\n    ")};
     CREATE FUNCTION ${s}.notify_insert() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_notify(${pg.escapeLiteral(`${schema}_jobs`)}, ''); RETURN NULL; END $$;
     CREATE TRIGGER jobs_insert AFTER INSERT ON ${s}.jobs
@@ -38,15 +58,15 @@ interface Claimed {
   readonly args: JobData
 }
 
-/** Coalesces acks: ids pile up while one DELETE is in flight and go out together in the next. */
-const makeAcker = (pool: pg.Pool, table: string, onError: (error: unknown) => void) => {
+/** Coalesces acks: ids pile up while one ack statement is in flight and go out together in the next. */
+const makeAcker = (pool: pg.Pool, ack: string, onError: (error: unknown) => void) => {
   let pending: Array<string> = []
   let flushing: Promise<void> | undefined
   const loop = async () => {
     while (pending.length > 0) {
       const ids = pending
       pending = []
-      await pool.query(`DELETE FROM ${table} WHERE id = ANY($1::bigint[])`, [ids])
+      await pool.query(ack, [ids])
     }
   }
   const flush = (): Promise<void> =>
@@ -64,13 +84,13 @@ const makeAcker = (pool: pg.Pool, table: string, onError: (error: unknown) => vo
   }
 }
 
-const consume = (url: string, schema: string) => async (options: ConsumeOptions): Promise<Consumer> => {
+const consume = (url: string, schema: string, keep: boolean) => async (options: ConsumeOptions): Promise<Consumer> => {
   const table = `${quoteIdent(schema)}.jobs`
   const node = `raw-${process.pid}-${Math.random().toString(36).slice(2)}`
   const pool = new pg.Pool({ connectionString: url, max: 4 })
   const listener = new pg.Client({ connectionString: url })
   const failures: Array<unknown> = []
-  const acker = makeAcker(pool, table, (error) => failures.push(error))
+  const acker = makeAcker(pool, ackSql(schema, keep), (error) => failures.push(error))
   const buffer: Array<Claimed> = []
   let stopping = false
   let dirty = false
@@ -135,7 +155,7 @@ const consume = (url: string, schema: string) => async (options: ConsumeOptions)
   }
 }
 
-const open = async (url: string, schema: string): Promise<PeerQueue> => {
+const open = (keep: boolean) => async (url: string, schema: string): Promise<PeerQueue> => {
   const table = `${quoteIdent(schema)}.jobs`
   const pool = new pg.Pool({ connectionString: url, max: 10 })
   const checker = makeChecker(url)
@@ -146,7 +166,7 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
     insertMany: async (jobs) => {
       await pool.query(`INSERT INTO ${table} (args) SELECT value FROM jsonb_array_elements($1::jsonb)`, [JSON.stringify(jobs)])
     },
-    consume: consume(url, schema),
+    consume: consume(url, schema, keep),
     count: async () => {
       const [row] = await checker.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)
       return row?.n ?? 0
@@ -165,14 +185,26 @@ const open = async (url: string, schema: string): Promise<PeerQueue> => {
   }
 }
 
+const prepare = (keep: boolean) => async (url: string, schema: string) => {
+  await dropSchema(url, schema)
+  await query(url, ddl(schema, keep))
+}
+
 export const rawSql: Peer = {
   name: "raw SQL",
   key: "raw",
   setup: "node-postgres, claims 500 (SKIP LOCKED), coalesced DELETE acks, multi-row INSERT, NOTIFY trigger",
-  prepare: async (url, schema) => {
-    await dropSchema(url, schema)
-    await query(url, ddl(schema))
-  },
-  open,
+  prepare: prepare(false),
+  open: open(false),
+  drop: dropSchema
+}
+
+export const rawSqlKept: Peer = {
+  name: "raw SQL, finished kept",
+  key: "raw-kept",
+  setup: "raw SQL whose coalesced acks move finished jobs to a second table (DELETE ... RETURNING into INSERT); drains only",
+  drainsOnly: true,
+  prepare: prepare(true),
+  open: open(true),
   drop: dropSchema
 }

@@ -49,6 +49,8 @@ export interface Peer {
   readonly key: string
   /** How the library is configured here, for the notes under the table. */
   readonly setup: string
+  /** Runs the drain workloads only (a variant whose inserts are another peer's). */
+  readonly drainsOnly?: boolean
   /** Drops and recreates the namespace `schema` with the library's own migrations. */
   readonly prepare: (url: string, schema: string) => Promise<void>
   readonly open: (url: string, schema: string) => Promise<PeerQueue>
