@@ -26,7 +26,8 @@ import type { JobField } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 
 export type { ArgsKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
-import type { JobOptions, JobRequest, UniqueOptions } from "./internal/jobRequest.ts"
+import type { ArgsKey, JobOptions, JobRequest, UniqueOptions } from "./internal/jobRequest.ts"
+import { registerStoredFields } from "./internal/storedFields.ts"
 
 /**
  * How a worker is defined.
@@ -42,8 +43,8 @@ export interface WorkerOptions<A, I, E, R, O = void> {
   /** Interrupt `perform` after this long (its finalizers run); recorded as a timeout. */
   readonly timeout?: Duration.Input | undefined
   readonly tags?: ReadonlyArray<string> | undefined
-  /** Makes the worker's jobs unique by default (see `UniqueOptions`). */
-  readonly unique?: UniqueOptions<A> | undefined
+  /** Makes the worker's jobs unique by default (see `UniqueOptions`; `keys` names the args' fields as stored). */
+  readonly unique?: UniqueOptions<A, ArgsKey<I>> | undefined
   /**
    * The delay before retry n, replayed from the start for each attempt. The
    * schedule's input is the attempt number. Default: Oban's exponential backoff.
@@ -121,8 +122,8 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
   readonly maxAttempts: number
   readonly timeout: Duration.Input | undefined
   readonly tags: ReadonlyArray<string>
-  /** The default uniqueness of the worker's jobs. */
-  readonly unique: UniqueOptions<A> | undefined
+  /** The default uniqueness of the worker's jobs (its `keys` are names of the args as stored). */
+  readonly unique: UniqueOptions<A, string> | undefined
   readonly backoff: Schedule.Schedule<unknown, number> | undefined
   readonly retryable: ((error: E) => boolean) | undefined
   /** The schema of the recorded result, if the worker records one. */
@@ -197,6 +198,7 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
   const argsJson = Schema.toCodecJson(options.args)
   const encode = Schema.encodeEffect(argsJson)
   const decode = Schema.decodeUnknownEffect(argsJson)
+  registerStoredFields(decode, argsJson)
   const queue = options.queue ?? defaultQueue
   const priority = options.priority ?? 0
   const maxAttempts = options.maxAttempts ?? defaultMaxAttempts

@@ -36,6 +36,13 @@ const Tally = Worker.make("Tally", {
   perform: () => Effect.void
 })
 
+/** Args whose schema stores `userId` as `user_id`: unique keys name the stored field. */
+const Renamed = Worker.make("Renamed", {
+  args: Schema.Struct({ userId: Schema.String, note: Schema.String }).pipe(Schema.encodeKeys({ userId: "user_id" })),
+  unique: { period: "forever", keys: ["user_id"] },
+  perform: () => Effect.void
+})
+
 const replacingArgs = { period: "forever", keys: ["n"], replace: ["args"] } as const
 
 const truncate = Effect.gen(function*() {
@@ -218,6 +225,30 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const same = yield* Oban.insert(Tally.job(JSON.parse(`{"__proto__": 1, "other": 2}`)))
       assert.deepStrictEqual([first.conflict, second.conflict, same.conflict], [false, false, true])
       assert.strictEqual(same.id, first.id)
+    }))
+
+  it.effect("keys name the args' fields as stored: a renamed field by its stored name; a name no stored args have is refused", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const alice = yield* Oban.insert(Renamed.job({ userId: "alice", note: "1" }))
+      const bob = yield* Oban.insert(Renamed.job({ userId: "bob", note: "2" }))
+      const aliceAgain = yield* Oban.insert(Renamed.job({ userId: "alice", note: "3" }))
+      assert.deepStrictEqual([alice.conflict, bob.conflict, aliceAgain.conflict], [false, false, true])
+      assert.notStrictEqual(bob.id, alice.id)
+      assert.strictEqual(aliceAgain.id, alice.id)
+      // The decoded name is no field of the stored args: every job would share one key.
+      const byDecodedName = { period: "forever", keys: ["userId"] } as const
+      const refused = yield* Oban.insert(Renamed.job({ userId: "carol", note: "4" }, { unique: byDecodedName })).pipe(
+        Effect.flip
+      )
+      if (refused._tag !== "InvalidJobError") return assert.fail(`expected InvalidJobError, got ${refused._tag}`)
+      assert.strictEqual(refused.field, "unique")
+      assert.include(refused.message, `names "userId", which is no field of the args as stored (their fields: user_id, note)`)
+      const misspelt = yield* Oban.insert(Keyed.job({ n: 1, v: 1 }, { unique: { keys: ["m" as "n"] } })).pipe(Effect.flip)
+      assert.include(misspelt.message, `names "m", which is no field of the args as stored (their fields: n, v)`)
+      const sql = yield* SqlClient
+      const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
+      assert.strictEqual(row!.n, 2)
     }))
 
   it.effect("on the database clock the bucket is floor(epoch ms of the insert's now() / period), as inserted_at says", () =>

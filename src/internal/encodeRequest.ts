@@ -37,6 +37,7 @@ import {
   unreadOption,
   withRunOptions
 } from "./requestFields.ts"
+import { storedFieldsOf } from "./storedFields.ts"
 import { traceKey } from "./telemetry.ts"
 import { type EncodedUnique, encodeUnique, UniqueProblem } from "./uniqueKey.ts"
 
@@ -180,7 +181,8 @@ const checkFields = (request: JobRequest, trace: Trace | undefined): Fields | Pr
 /** The encoded unique options of a request with checked fields, or why they are refused. */
 const uniqueOf = (request: JobRequest, fields: Fields): EncodedUnique | Problem => {
   try {
-    return encodeUnique(fields.unique, fields.worker, fields.queue, () => request.args, fields.args, durationInputProblem)
+    const args = { value: () => request.args, text: fields.args, fields: storedFieldsOf(request) }
+    return encodeUnique(fields.unique, fields.worker, fields.queue, args, durationInputProblem)
   } catch (error) {
     return new Problem(
       "unique",

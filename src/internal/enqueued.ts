@@ -5,7 +5,6 @@
 import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import * as SchemaAST from "effect/SchemaAST"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
@@ -16,6 +15,7 @@ import { toJsonText } from "./jsonText.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./jobRow.ts"
 import { withPrefix } from "./notMigrated.ts"
 import { table } from "./sql/tables.ts"
+import { storedFields } from "./storedFields.ts"
 import { ObanTestError } from "./testError.ts"
 
 /**
@@ -91,10 +91,8 @@ const fieldNotStored = (
   args: Readonly<Record<string, unknown>>
 ): { readonly field: string; readonly stored: ReadonlyArray<string> } | undefined => {
   const codec = argsCodecOf(worker)
-  if (codec === undefined) return undefined
-  const encoded = SchemaAST.toEncoded(codec.ast)
-  if (!SchemaAST.isObjects(encoded) || encoded.indexSignatures.length > 0) return undefined
-  const stored = encoded.propertySignatures.flatMap((property) => typeof property.name === "string" ? [property.name] : [])
+  const stored = codec === undefined ? undefined : storedFields(codec)
+  if (stored === undefined) return undefined
   const field = Object.keys(args).find((name) => !stored.includes(name))
   return field === undefined ? undefined : { field, stored }
 }

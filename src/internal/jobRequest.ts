@@ -39,13 +39,16 @@ export type ArgsKey<A> = [A] extends [object] ? Extract<keyof A, string> : strin
  *
  * @since 0.1.0
  */
-export interface UniqueOptions<A> {
+export interface UniqueOptions<A, K extends string = ArgsKey<A>> {
   /**
-   * Which args count: top-level keys of the encoded args (an absent key counts
-   * as absent), or a function of the args whose JSON result counts. Default:
-   * all args.
+   * Which args count: top-level keys of the args as stored (an absent key
+   * counts as absent; a name that is no field of a stored struct is refused),
+   * or a function of the args whose JSON result counts. Default: all args.
+   * Typed by the stored names in a worker's own `unique` option; in a job's
+   * options by the args' names, so with a schema that renames keys give the
+   * stored names there with a key function or in the worker's option.
    */
-  readonly keys?: ReadonlyArray<ArgsKey<A>> | ((args: A) => unknown) | undefined
+  readonly keys?: ReadonlyArray<K> | ((args: A) => unknown) | undefined
   /**
    * How long a key holds: a fixed window of the epoch (`floor(now / period)`),
    * or `"forever"`. Default 60 seconds, as in Oban.

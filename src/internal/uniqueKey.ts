@@ -121,7 +121,12 @@ export const canonicalJson = (value: unknown): string => {
 }
 
 /** The canonical JSON of the args the key considers. */
-const selectedArgs = (keys: unknown, args: unknown, argsText: string): string => {
+const selectedArgs = (
+  keys: unknown,
+  args: unknown,
+  argsText: string,
+  stored: ReadonlyArray<string> | undefined
+): string => {
   if (keys === undefined) return canonicalJson(parseJson(argsText))
   if (typeof keys === "function") {
     const result = toJsonText(keys(args), "the result of unique.keys", 1024 * 1024)
@@ -141,22 +146,39 @@ const selectedArgs = (keys: unknown, args: unknown, argsText: string): string =>
   for (let i = 0; i < names.length; i++) {
     const name = names[i]
     if (typeof name !== "string") return refuse(`.keys[${i}] must be a string, got ${describe(name)}`)
+    // A name no stored args can have would leave every job of the worker one key.
+    if (stored !== undefined && !stored.includes(name)) {
+      return refuse(
+        `.keys names ${JSON.stringify(name)}, which is no field of the args as stored (their fields: ${
+          stored.join(", ")
+        }); name a stored field, or use a key function`
+      )
+    }
     if (Object.hasOwn(record, name)) selected[name] = record[name]
   }
   return canonicalJson(selected)
 }
 
+/** The args of the job a unique key is for. */
+export interface KeyedArgs {
+  /** The args as given (read only by a key function). */
+  readonly value: () => unknown
+  /** Their JSON as stored. */
+  readonly text: string
+  /** The field names the worker's schema stores, when it stores a struct (see `storedFields`). */
+  readonly fields: ReadonlyArray<string> | undefined
+}
+
 /**
  * Checks `options` (a request's `unique`) and encodes it for a job of
- * `worker` in `queue` whose args are `args`, encoded as `argsText`. Throws
- * `UniqueProblem` (or whatever a getter or the key function throws).
+ * `worker` in `queue` with `args`. Throws `UniqueProblem` (or whatever a
+ * getter or the key function throws).
  */
 export const encodeUnique = (
   options: unknown,
   worker: string,
   queue: string,
-  args: () => unknown,
-  argsText: string,
+  args: KeyedArgs,
   durationProblem: (input: unknown) => string | undefined
 ): EncodedUnique => {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
@@ -176,7 +198,7 @@ export const encodeUnique = (
   const parts = JSON.stringify([
     fields.includes("worker") ? worker : null,
     fields.includes("queue") ? queue : null,
-    fields.includes("args") ? selectedArgs(keys, typeof keys === "function" ? args() : undefined, argsText) : null,
+    fields.includes("args") ? selectedArgs(keys, typeof keys === "function" ? args.value() : undefined, args.text, args.fields) : null,
     periodMs
   ])
   return { hash: createHash("sha256").update(parts).digest("hex"), periodMs, states, replace }
