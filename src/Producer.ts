@@ -185,7 +185,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       control.paused = paused
       return was
     }
-    /** Gives back every job claimed ahead (pause, shutdown). */
+    /** Gives back every job waiting here (pause, shutdown, a producer row found dead). */
     const giveBack = Effect.suspend(() => {
       const jobs = buffer.takeAll()
       return jobs.length === 0 ? Effect.void : release(jobs, "job")
@@ -202,10 +202,12 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       control,
       running: () => running,
       limiter,
-      dropClaimedAhead: () => void buffer.takeAll(),
+      // Forked, as below.
+      giveBackWaiting: Effect.asVoid(Effect.forkIn(giveBack, scope)),
       limitsChanged,
       wake,
       restored: startWaiting,
+      clock,
       // Forked: the give-back runs on the shared pool, and the heartbeat must not wait for it.
       pausedByRow: Effect.asVoid(Effect.forkIn(giveBack, scope))
     })
@@ -232,7 +234,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const fetchOnce = Effect.gen(function*() {
       const limited = limiter.limited()
       const demand = buffer.demand(control.limit, running, !limited)
-      if (control.paused || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive)) return false as boolean
+      // Nothing is claimed while jobs could not start (heartbeats failing, or too long silent): a claim
+      // counts an attempt for the jobs meant to start at once, which a rescue of them would keep.
+      if (
+        control.paused || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive) || !liveness.startable()
+      ) return false as boolean
       const claim = crypto.randomUUID()
       const by = { node: options.node, producer: producerId, claim }
       // Slots the jobs already waiting will not fill start at once; the rest wait here.

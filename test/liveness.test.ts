@@ -1,8 +1,9 @@
 /**
  * Liveness with real OS processes: heartbeats that a starved pool cannot hold
  * back, a node restarted under the same name (its crashed incarnation's jobs
- * are rescued, the new one's never), and two live processes given the same
- * node name. Every perform is counted in a side table, so a duplicate run shows.
+ * are rescued, the new one's never), two live processes given the same
+ * node name, and a process whose event loop stalls past rescueAfter. Every
+ * perform is counted in a side table, so a duplicate run shows.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Schema, type Scope } from "effect"
@@ -16,6 +17,24 @@ import { awaitReady, type NodeProcess, spawnNode, stopNode } from "./support/pro
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
 const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+
+/**
+ * Records each run in `<prefix>.runs` (node "stalled"); job 0's first run then blocks the whole
+ * process for `stallMillis`, as a CPU-bound worker, a VM pause or SIGSTOP would.
+ */
+const stallMillis = 6_000
+let stalled = false
+const Stall = Worker.make("Stall", {
+  args: Schema.Struct({ n: Schema.Int, prefix: Schema.String }),
+  perform: (job) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(job.args.prefix)}.runs (job_id, node) VALUES (${job.id}, 'stalled')`
+      if (job.args.n !== 0 || stalled) return
+      stalled = true
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stallMillis)
+    })
+})
 
 /**
  * Fast maintenance, so that a wrong rescue shows within seconds. A live node's heartbeat may be
@@ -177,6 +196,47 @@ describe("liveness across OS processes", () => {
           c["completed"] === 3), "15 seconds")
       }))
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("a process stalled past rescueAfter does not start the jobs it claimed ahead: they were rescued meanwhile", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_stall")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        yield* setUp(prefix)
+        // The leader, in a process of its own, runs no jobs: its rescuer judges the stalled node.
+        const watcher = yield* spawnNode("watcher", envFor(prefix, { QUEUES: JSON.stringify({ other: 1 }) }))
+        yield* awaitReady(watcher)
+        yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
+        yield* startNode({
+          prefix,
+          node: "stalled",
+          queues: { default: 1 },
+          workers: [Stall],
+          heartbeatInterval: "300 millis",
+          rescuer: { rescueAfter: "4 seconds" }
+        })
+        yield* producersRegistered(prefix)
+        // Limit 1: job 1 runs alone; once it has, short jobs are claimed ahead, so the stalling job 0 and
+        // the 40 after it wait in the node's buffer, claimed. The rescue puts them back while it stalls.
+        const job = (n: number, priority: number) => Stall.job({ n, prefix }, { priority })
+        const jobs = yield* Oban.insertAll([
+          ...Array.from({ length: 20 }, (_, k) => job(k + 1, 0)),
+          job(0, 1),
+          ...Array.from({ length: 40 }, (_, k) => job(k + 21, 2))
+        ])
+        yield* waitFor("every job completed", Effect.map(countByState(prefix), (c) => c["completed"] === 61), "60 seconds")
+        const byId = new Map((yield* history(prefix)).map((run) => [run.id, run]))
+        const [before, [stalling], after] = [jobs.slice(0, 20), jobs.slice(20, 21), jobs.slice(21)]
+        // The stalling job ran past rescueAfter: rescued, and run again (at least once, as documented).
+        assert.deepStrictEqual([byId.get(stalling!.id)!.runs, byId.get(stalling!.id)!.kinds], [2, ["rescued"]])
+        // Jobs that had finished before the stall ran again only if their outcome was not written yet.
+        for (const { id } of before) {
+          const run = byId.get(id)!
+          assert.deepStrictEqual([run.runs, run.kinds], run.runs === 1 ? [1, []] : [2, ["rescued"]], `job ${id}`)
+        }
+        // Those waiting in the node's buffer were rescued during the stall: they ran once, after it.
+        for (const { id } of after) assert.strictEqual(byId.get(id)!.runs, 1, `job ${id}`)
+      }))
+    }).pipe(Effect.scoped), 90_000)
 
   it.live("a job stranded under a live node (its outcome or claim lost on the way) is released by that node", () =>
     Effect.gen(function*() {

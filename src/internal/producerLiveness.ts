@@ -54,13 +54,19 @@ export interface LivenessOptions {
   readonly control: Control
   readonly running: () => number
   readonly limiter: QueueLimiter.QueueLimiter
-  /** Drops the jobs claimed ahead: after a long outage they may have been rescued. */
-  readonly dropClaimedAhead: () => void
+  /**
+   * Gives back the jobs waiting here, in the background: after a long outage or a stall their claims
+   * may have been rescued (those are left alone), and a claim sent before a stall may have taken jobs
+   * after the rescue (those go back at once rather than wait for the node's reconciler).
+   */
+  readonly giveBackWaiting: Effect.Effect<void>
   /** The queue's cluster-wide limits changed. */
   readonly limitsChanged: Effect.Effect<void>
   readonly wake: Effect.Effect<void>
   /** Starts the waiting jobs: heartbeats get through again. */
   readonly restored: Effect.Effect<void>
+  /** The clock heartbeats are timed by, read synchronously by `startable`. */
+  readonly clock: Clock.Clock
   /** Gives back the jobs claimed ahead: the stored state paused the queue (a signal this node missed). */
   readonly pausedByRow: Effect.Effect<void>
 }
@@ -68,7 +74,13 @@ export interface LivenessOptions {
 export interface ProducerLiveness {
   /** Whether the producer's row has been written once. */
   readonly registered: () => boolean
-  /** Whether jobs may start now: the last heartbeat got through and the producer is not judged lost. */
+  /**
+   * Whether jobs may start now: the last heartbeat got through, recently
+   * enough that no rescuer can have judged this producer dead (a process
+   * that stalled longer, its event loop blocked or the machine paused, may
+   * hold jobs that were rescued and run elsewhere meanwhile: they wait for
+   * the next heartbeat, which tells), and the producer is not judged lost.
+   */
   readonly startable: () => boolean
   /**
    * Whether the last heartbeat is recent enough that no rescuer can have
@@ -93,6 +105,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   let registered = false
   let lost = false
   let beatFailing = false
+  /** When the last heartbeat that got through was sent. */
   let lastBeat = 0
   /**
    * The other rows of this node and queue as its registration saw them,
@@ -279,6 +292,9 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
 
   const beatSql = options.liveness.sql
   const heartbeat = Effect.gen(function*() {
+    // The beat counts from when it was sent: its reply may be read much later (a stalled process reads
+    // it after the stall), while a rescuer judges the row by when the statement ran.
+    const sentAt = yield* Clock.currentTimeMillis
     if (!registered) {
       // The first registration (`registered` never goes back to false): on the pool.
       yield* register(options.sql)
@@ -287,10 +303,9 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       const seenAtStart = control.pauseCommandsSeen
       const state = yield* options.liveness.run(beat(beatSql, options.prefix, yield* now(beatSql), producerId))
       if (state === undefined) {
-        // The row was marked dead or removed (a long outage): its claims may have been rescued meanwhile,
-        // so jobs claimed ahead are not ours to start any more (those still claimed here are put
-        // back by the node's reconciler).
-        input.dropClaimedAhead()
+        // The row was marked dead or removed (a long outage, or a stall): its claims may have been rescued
+        // meanwhile, so the jobs waiting here are not ours to start any more; those still claimed here go back.
+        yield* input.giveBackWaiting
         yield* register(beatSql)
       } else {
         readPauseCommands(state.pauseCommands, seenAtStart)
@@ -299,7 +314,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         yield* checkNamesakes(state.namesakes)
       }
     }
-    lastBeat = yield* Clock.currentTimeMillis
+    lastBeat = sentAt
     if (!registered || lost) {
       if (lost) yield* Effect.logInfo("heartbeat restored; fetching again")
       registered = true
@@ -328,10 +343,15 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       const result = yield* Effect.exit(tracked(heartbeat))
       if (result._tag === "Success") {
         failures = 0
-        if (beatFailing) {
-          beatFailing = false
-          yield* input.restored
-        }
+        const wasFailing = beatFailing
+        beatFailing = false
+        // Jobs waiting here start: after failed heartbeats, and after a silence without a failure (a stalled
+        // process) that made them wait too (see `startable`). Usually none waits with a slot free.
+        yield* input.restored.pipe(
+          Effect.catchCause((cause) => Effect.logError("could not start the jobs waiting here", Cause.pretty(cause)))
+        )
+        // Nothing was claimed while heartbeats failed (see `startable`): claim again now.
+        if (wasFailing) yield* input.wake
         yield* Effect.sleep(options.heartbeatInterval)
       } else {
         failures++
@@ -347,7 +367,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
 
   return {
     registered: () => registered,
-    startable: () => !lost && !beatFailing,
+    startable: () =>
+      !lost && !beatFailing && (!registered || input.clock.currentTimeMillisUnsafe() - lastBeat < lostAfterMillis),
     checkAlive,
     start,
     rememberPauseCommands
