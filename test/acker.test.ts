@@ -1,11 +1,11 @@
 /**
  * The acker on its own: outcomes are written in batches; a row the database
  * refuses neither blocks the others nor leaves its job `executing` (it ends
- * as a minimal failure); an ack re-sent after its job ran again changes
- * nothing and is logged.
+ * as a minimal failure), also when shutdown begins while it is retried; an
+ * ack re-sent after its job ran again changes nothing and is logged.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Logger, References, Schema } from "effect"
+import { Deferred, Effect, Exit, Fiber, Logger, References, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -98,6 +98,39 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* settled(acker)
       const written = yield* jobRow(prefix, locked.id)
       assert.deepStrictEqual([written.state, written.errors.length], ["completed", 0])
+    }).pipe(Effect.scoped), 45_000)
+
+  it.effect("a row refused while its job was locked is still written during shutdown, before the flush gives up", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const [locked] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${locked!.id} FOR UPDATE`
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(holding)
+      // As the executor has it: an acker, then a finalizer that flushes it at shutdown.
+      const lines: Array<string> = []
+      const scope = yield* Scope.make()
+      const acker = yield* makeAcker(lines).pipe(Scope.provide(scope))
+      const flushed = yield* Deferred.make<boolean>()
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.flatMap(Effect.timeoutOption(acker.flush, "10 seconds"), (done) => Deferred.succeed(flushed, done._tag === "Some"))
+      )
+      yield* acker.ack(ackOf(locked!, "completed"))
+      // Refused twice (the batch, then the row alone), each after the 1 s lock timeout: retried in the background.
+      yield* waitFor("the row retried in the background", Effect.sync(() => lines.some((line) => line.includes("one by one"))))
+      yield* Effect.sleep("1500 millis")
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* Effect.sleep("1 second")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(closing)
+      assert.isTrue(yield* Deferred.await(flushed), "the flush ended with every outcome written")
+      assert.strictEqual((yield* jobRow(prefix, locked!.id)).state, "completed")
     }).pipe(Effect.scoped), 45_000)
 
   it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>

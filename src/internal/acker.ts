@@ -17,7 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Predicate from "effect/Predicate"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Backoff from "../Backoff.ts"
@@ -142,7 +142,11 @@ export const make = (options: {
     // Waiting for the unwritten outcomes to fall below a bound (`below`).
     let roomWaiters: Array<{ readonly bound: number; readonly deferred: Deferred.Deferred<void> }> = []
 
-    const scope = yield* Effect.scope
+    // Rows refused alone are retried in fibers of a scope of their own, made here, before the caller
+    // adds its flush at shutdown: that scope closes after the flush, so the retries go on while it waits
+    // for them. Forked into the caller's scope, they were interrupted as shutdown began (a closed scope
+    // runs nothing new, and fibers forked into it late go first), and their jobs were left executing.
+    const retries = yield* Scope.fork(yield* Effect.scope)
     // An outcome not yet written is work in flight for ObanTest.advance.
     const activity = yield* CurrentActivity
     const writeDistinct = (rows: ReadonlyArray<AckRow>) =>
@@ -261,7 +265,7 @@ export const make = (options: {
             for (const row of rows) {
               const single = rows.length === 1 ? result : yield* Effect.exit(write([row]))
               if (single._tag === "Success") yield* settle([row])
-              else yield* Effect.forkIn(retryAlone(row, single.cause), scope)
+              else yield* Effect.forkIn(retryAlone(row, single.cause), retries)
             }
             return
           }
