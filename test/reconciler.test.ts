@@ -1,16 +1,18 @@
 /**
  * The reconciler on its own: a job claimed by one of this node's producers
  * long ago is put back when the node no longer answers for it, and left alone
- * while it runs here, waits in a producer's buffer, or was claimed recently.
+ * while it runs here, waits in a producer's buffer, or was claimed recently;
+ * a job it runs or holds whose row was cancelled is stopped (its signal lost).
+ * And on a node: a running job cancelled without a signal is interrupted.
  */
 import { assert, layer } from "@effect/vitest"
-import { Duration, Effect, Schema } from "effect"
+import { Deferred, Duration, Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Reconciler from "../src/internal/reconciler.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow } from "./support/node.ts"
+import { jobRow, startNode } from "./support/node.ts"
 
 const prefix = uniquePrefix("reconciler")
 const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
@@ -24,15 +26,21 @@ const claimedBy = (id: number, producer: string, agoSeconds: number) =>
                attempted_by = ARRAY['node', ${producer}, gen_random_uuid()::text] WHERE id = ${id}`
   })
 
-const runOnce = (owned: ReadonlyArray<number>, waiting: ReadonlyArray<number>) =>
+const runOnce = (owned: ReadonlyArray<number>, waiting: ReadonlyArray<number>, stopped?: Array<number>) =>
   Effect.flatMap(SqlClient, (sql) =>
     Reconciler.runOnce({
       sql,
       prefix,
       producers: [{ id: "mine", waiting: Effect.succeed(waiting) }],
       executor: { owned: Effect.succeed(new Set(owned)) },
-      rescueAfter: Duration.seconds(60)
+      rescueAfter: Duration.seconds(60),
+      ...(stopped === undefined ? {} : { stop: (id: number) => Effect.sync(() => void stopped.push(id)) })
     }))
+
+/** Cancels the job as `Oban.cancelJob` does, but sends no signal: as if it were lost on the way. */
+const cancelSilently = (id: number) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = ${id}`)
 
 layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
   it.effect("releases only old claims of its own producers that it neither runs nor holds", () =>
@@ -58,4 +66,44 @@ layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
       // Nothing left to release.
       assert.deepStrictEqual(yield* runOnce([running!.id], [waiting!.id]), [])
     }))
+
+  it.effect("stops the jobs it runs or holds whose rows were cancelled, and no other", () =>
+    Effect.gen(function*() {
+      const [running, waiting, cancelledElsewhere, still] = yield* Oban.insertAll(
+        Array.from({ length: 4 }, () => Noop.job({}))
+      )
+      for (const job of [running, waiting, still]) yield* claimedBy(job!.id, "mine", 1)
+      yield* claimedBy(cancelledElsewhere!.id, "another-producer", 1)
+      for (const job of [running, waiting, cancelledElsewhere]) yield* cancelSilently(job!.id)
+      const stopped: Array<number> = []
+      yield* runOnce([running!.id, still!.id], [waiting!.id], stopped)
+      assert.deepStrictEqual(stopped.sort((a, b) => a - b), [running!.id, waiting!.id])
+    }))
+
+  it.effect("on a node: a running job cancelled without a signal is interrupted within a reconciler interval", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<number>()
+      const interrupted = yield* Deferred.make<number>()
+      const Forever = Worker.make("ReconcilerForever", {
+        args: Schema.Struct({}),
+        queue: "forever",
+        perform: (job) =>
+          Effect.andThen(Deferred.succeed(started, job.id), Effect.never).pipe(
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, job.id))
+          )
+      })
+      yield* startNode({
+        prefix,
+        node: "reconciled",
+        queues: { forever: 1 },
+        workers: [Forever],
+        rescuer: { interval: "200 millis" }
+      })
+      const job = yield* Oban.insert(Forever.job({}))
+      assert.strictEqual(yield* Deferred.await(started), job.id)
+      yield* cancelSilently(job.id)
+      const stopped = yield* Deferred.await(interrupted).pipe(Effect.timeoutOption("10 seconds"))
+      assert.deepStrictEqual(stopped._tag === "Some" ? stopped.value : "not interrupted", job.id)
+      assert.strictEqual((yield* jobRow(prefix, job.id)).state, "cancelled")
+    }).pipe(Effect.scoped), 30_000)
 })

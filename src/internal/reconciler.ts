@@ -4,9 +4,10 @@
  * their claim or their outcome was lost on the way to the database (a reply
  * lost with its connection, or commits a database crash forgot). No rescuer
  * would take them, since their producers are alive. It also stops the jobs
- * it runs whose cancel was requested (running workflow steps), in case the
- * cancel signal was lost: they would otherwise run to their end, and their
- * dependents wait for that. `runOnce` does one pass and returns the ids it
+ * it runs or holds that were cancelled (their rows `cancelled`) or whose
+ * cancel was requested (running workflow steps), in case the cancel signal
+ * was lost: they would otherwise run to their end (a step's dependents
+ * waiting for that). `runOnce` does one pass and returns the ids it
  * released; the node runs it in a `periodic` loop.
  */
 import * as Duration from "effect/Duration"
@@ -16,7 +17,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "../Executor.ts"
 import { now } from "../ObanClock.ts"
 import type { Producer } from "../Producer.ts"
-import { cancelRequested, releaseStranded } from "./sql/claims.ts"
+import { cancelledAmong, cancelRequested, releaseStranded } from "./sql/claims.ts"
 
 export interface Options {
   readonly sql: SqlClient
@@ -25,7 +26,7 @@ export interface Options {
   readonly executor: Pick<ExecutorShape, "owned">
   /** Only claims older than this are judged: younger ones may still be on their way. */
   readonly rescueAfter: Duration.Duration
-  /** Stops a job this node runs or holds whose cancel was requested (as the cancel signal does). */
+  /** Stops a job this node runs or holds that was cancelled or whose cancel was requested (as the cancel signal does). */
   readonly stop?: ((jobId: number) => Effect.Effect<void>) | undefined
 }
 
@@ -46,7 +47,9 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     }
     if (options.stop !== undefined) {
       const producers = options.producers.map((producer) => producer.id)
-      yield* Effect.forEach(yield* cancelRequested(options.sql, options.prefix, producers), options.stop, { discard: true })
+      const cancelled = yield* cancelledAmong(options.sql, options.prefix, [...owned])
+      const requested = yield* cancelRequested(options.sql, options.prefix, producers)
+      yield* Effect.forEach(new Set([...cancelled, ...requested]), options.stop, { discard: true })
     }
     return released
   })

@@ -202,6 +202,23 @@ export const cancelRequested = (
   `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
 
 /**
+ * Of `ids` (jobs this node runs or holds claimed), those whose row says
+ * `cancelled`: cancelled while they ran or waited here, the cancel's signal
+ * lost on the way (a LISTEN connection down, or the signal read before the
+ * claim that took the job had come back).
+ */
+export const cancelledAmong = (
+  sql: SqlClient,
+  prefix: string,
+  ids: ReadonlyArray<number>
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  ids.length === 0 ? Effect.succeed([]) : sql<{ readonly id: string }>`
+    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs_all")} AS j
+    WHERE j.id = ANY(${`{${ids.join(",")}}`}::bigint[]) AND j.state = 'cancelled'
+    ORDER BY j.id
+  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
+
+/**
  * Puts back the jobs that this node's producers claimed and no longer answer
  * for: `executing` under one of `producers` for longer than `afterMillis`,
  * and not in `owned` (running here, or with an outcome waiting to be
