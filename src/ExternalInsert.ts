@@ -26,6 +26,7 @@ import * as Effect from "effect/Effect"
 import { type InvalidConfigError, type InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
 import { type Overrides, resolve } from "./Config.ts"
 import type { Inserted } from "./Oban.ts"
+import { requestArray } from "./internal/encodeRequest.ts"
 import { prepareExternal, type ResultRow } from "./internal/prepareExternal.ts"
 import type { JobRequest } from "./Worker.ts"
 
@@ -107,4 +108,7 @@ export const prepareAll = (
   requests: Iterable<JobRequest>,
   options: Options = {}
 ): Effect.Effect<Prepared, InvalidJobError | InvalidPrefixError | InvalidConfigError> =>
-  Effect.suspend(() => Effect.flatMap(resolve(options), (settings) => prepareExternal(Array.from(requests), settings, true)))
+  Effect.flatMap(
+    requestArray("prepareAll", requests),
+    (array) => Effect.flatMap(resolve(options), (settings) => prepareExternal(array, settings, true))
+  )

@@ -37,7 +37,7 @@ import type { Job } from "./Job.ts"
 import { now } from "./ObanClock.ts"
 import type { QueueState } from "./Producer.ts"
 import { EventHub, stream as eventStream } from "./Events.ts"
-import { describe } from "./internal/jsonText.ts"
+import { requestArray } from "./internal/encodeRequest.ts"
 import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { makeRuntime, type QueueScope } from "./internal/runtime.ts"
@@ -107,24 +107,15 @@ export const insert = <A>(
 export const insertAll = <R extends Worker.JobRequest>(
   requests: Iterable<R>
 ): Effect.Effect<ReadonlyArray<Inserted<ArgsOfRequest<R>>>, InvalidJobError | MigrationError | SqlError, SqlClient> =>
-  Effect.suspend(() =>
-    isIterable(requests)
-      ? insertRequests(Array.from(requests), true) as Effect.Effect<
+  Effect.flatMap(
+    requestArray("insertAll", requests),
+    (array) =>
+      insertRequests(array, true) as Effect.Effect<
         ReadonlyArray<Inserted<ArgsOfRequest<R>>>,
         InvalidJobError | MigrationError | SqlError,
         SqlClient
       >
-      : Effect.fail(
-        new InvalidJobError({
-          worker: "(no requests)",
-          field: "worker",
-          message: `insertAll takes an iterable of job requests (an array, say), not ${describe(requests)}`
-        })
-      )
   )
-
-const isIterable = (value: unknown): value is Iterable<unknown> =>
-  value !== null && value !== undefined && typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === "function"
 
 /**
  * Inserts a workflow: its steps as jobs and their dependencies, all or

@@ -307,6 +307,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
           assert.deepStrictEqual(fieldsOf(external), fieldsOf(oban))
         }
         assert.strictEqual(yield* jobCount, 0)
+        // No iterable at all (past the types): refused as insertAll refuses it, not a defect.
+        const notIterable = yield* Effect.flip(ExternalInsert.prepareAll(null as unknown as []))
+        assert.strictEqual(notIterable._tag, "InvalidJobError")
+        assert.include(notIterable.message, "prepareAll takes an iterable of job requests (an array, say), not null")
       }))
 
     it.effect("unique requests replacing different fields in one call are refused on unique", () =>
@@ -323,6 +327,18 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
         if (error._tag === "InvalidJobError") {
           assert.strictEqual(error.field, "unique")
           assert.strictEqual(error.index, 3)
+          assert.include(error.message, "this one's key replaces args, request 1's replaces nothing")
+        }
+        // A key replaces every field any of its requests names: "a" replaces args here, so "b" is the one that differs.
+        const merged = yield* Effect.flip(ExternalInsert.prepareAll([
+          Digest.job({ userId: "a" }),
+          Digest.job({ userId: "a" }, replacing),
+          Digest.job({ userId: "b" })
+        ]))
+        assert.strictEqual(merged._tag, "InvalidJobError")
+        if (merged._tag === "InvalidJobError") {
+          assert.strictEqual(merged.index, 2)
+          assert.include(merged.message, "this one's key replaces nothing, request 0's replaces args")
         }
       }))
 

@@ -105,6 +105,25 @@ const checkName = (field: "worker" | "queue", value: unknown, last: string | und
 
 const accepted: Accepted = { worker: undefined, queue: undefined }
 
+/**
+ * The requests of a call that takes many (`insertAll`, `prepareAll`) as an
+ * array, or its refusal when they are no iterable at all (`null`, a number),
+ * which past the types would otherwise be a defect.
+ */
+export const requestArray = <R>(call: string, requests: Iterable<R>): Effect.Effect<Array<R>, InvalidJobError> => {
+  const iterable: unknown = requests
+  return iterable !== null && iterable !== undefined &&
+      typeof (iterable as { [Symbol.iterator]?: unknown })[Symbol.iterator] === "function"
+    ? Effect.sync(() => Array.from(requests))
+    : Effect.fail(
+      new InvalidJobError({
+        worker: "(no requests)",
+        field: "worker",
+        message: `${call} takes an iterable of job requests (an array, say), not ${describe(iterable)}`
+      })
+    )
+}
+
 /** The refusal of a value that is no job request at all (`undefined`, an empty object). */
 const notARequest = (value: unknown): Problem =>
   new Problem("worker", `a job request is what worker.job(args, options) returns, not ${describe(value)}`)

@@ -84,33 +84,55 @@ const isDue = (request: EncodedRequest, millis: number): boolean =>
   (request.scheduleIn === null || request.scheduleIn <= 0) &&
   (request.scheduledAt === null || request.scheduledAt.getTime() <= millis)
 
-/**
- * The first request, in request order, whose key replaces other fields than
- * the key of the first unique request.
- */
-const firstOtherReplace = (groups: ReadonlyArray<ReadonlyArray<Slot>>): number => {
-  // One pass over the slots in request order: the first one's fields, then the first that differ.
-  const slots = groups.flat().sort((a, b) => a.position - b.position)
-  const first = slots[0]!.request.unique!.replace.join(",")
-  return slots.find((slot) => slot.request.unique!.replace.join(",") !== first)!.position
+/** Where two unique keys of a call replace different fields: the first key's request, and the first that differs. */
+interface OtherReplace {
+  readonly first: number
+  readonly firstReplace: ReadonlyArray<string>
+  readonly position: number
+  readonly replace: ReadonlyArray<string>
 }
 
 /**
- * Unique requests whose keys replace different fields need one upsert per
- * set of fields, run in key order; one statement cannot promise that order,
- * so such a call is refused at the first request of the second set.
+ * The first request, in request order, whose key replaces other fields than
+ * the key of the first unique request (a key replaces every field any of its
+ * requests names).
+ */
+const firstOtherReplace = (groups: ReadonlyArray<ReadonlyArray<Slot>>): OtherReplace => {
+  // One pass over the slots in request order: the first one's fields, then the first that differ.
+  const slots = groups.flat().sort((a, b) => a.position - b.position)
+  const first = slots[0]!
+  const fields = first.request.unique!.replace.join(",")
+  const other = slots.find((slot) => slot.request.unique!.replace.join(",") !== fields)!
+  return {
+    first: first.position,
+    firstReplace: first.request.unique!.replace,
+    position: other.position,
+    replace: other.request.unique!.replace
+  }
+}
+
+const replaced = (fields: ReadonlyArray<string>) => fields.length === 0 ? "replaces nothing" : `replaces ${fields.join(", ")}`
+
+/**
+ * Unique keys that replace different fields need one upsert per set of
+ * fields, run in key order; one statement cannot promise that order, so such
+ * a call is refused at the first request whose key replaces other fields
+ * than the first unique request's key, naming both.
  */
 const mixedReplace = (
   requests: ReadonlyArray<JobRequest>,
-  position: number,
+  other: OtherReplace,
   indexOf: (position: number) => number | undefined
 ): Effect.Effect<never, InvalidJobError> => {
-  const index = indexOf(position)
-  const message = "an external insert takes unique requests that all replace the same fields; " +
-    "this one replaces other fields than an earlier one: insert them in separate statements"
+  const index = indexOf(other.position)
+  const firstIndex = indexOf(other.first)
+  const message = `an external insert takes unique requests whose keys all replace the same fields (a key replaces ` +
+    `every field any of its requests names): this one's key ${replaced(other.replace)}, ` +
+    `${firstIndex === undefined ? "an earlier one's" : `request ${firstIndex}'s`} ${replaced(other.firstReplace)}; ` +
+    "insert them in separate statements"
   return Effect.fail(
     new InvalidJobError({
-      worker: requests[position]!.worker,
+      worker: requests[other.position]!.worker,
       field: "unique",
       ...(index === undefined ? { message } : { message: `request ${index}: ${message}`, index })
     })
