@@ -224,8 +224,9 @@ export const make = (options: {
           if (Exit.isSuccess(result)) return yield* settle([row])
           failures++
           if (connectionProblem(result.cause) || lockConflict(result.cause)) {
+            // The server's words only: this repeats while the lock is held or the database is away.
             yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
-              Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
+              Effect.annotateLogs({ cause: refusalText(result.cause) })
             )
             continue
           }
