@@ -17,7 +17,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { ExecutorShape } from "../Executor.ts"
 import { now } from "../ObanClock.ts"
 import type { Producer } from "../Producer.ts"
-import { cancelledAmong, cancelRequested, releaseStranded } from "./sql/claims.ts"
+import { jobsToStop, releaseStranded } from "./sql/claims.ts"
 
 export interface Options {
   readonly sql: SqlClient
@@ -47,9 +47,9 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     }
     if (options.stop !== undefined) {
       const producers = options.producers.map((producer) => producer.id)
-      const cancelled = yield* cancelledAmong(options.sql, options.prefix, [...owned])
-      const requested = yield* cancelRequested(options.sql, options.prefix, producers)
-      yield* Effect.forEach(new Set([...cancelled, ...requested]), options.stop, { discard: true })
+      yield* Effect.forEach(yield* jobsToStop(options.sql, options.prefix, producers, [...owned]), options.stop, {
+        discard: true
+      })
     }
     return released
   })

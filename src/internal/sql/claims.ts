@@ -185,37 +185,27 @@ export const releaseClaim = (
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
 
 /**
- * The jobs that this node's producers claimed (`executing` under one of
- * `producers`) and whose cancel was requested meanwhile (running workflow
- * steps, migration 0012): the node stops them even when the cancel signal
- * did not reach it.
+ * The jobs this node must stop, in case their cancel's signal did not reach
+ * it (a LISTEN connection down, or the signal read before the claim that
+ * took the job had come back): those its producers claimed (`executing`
+ * under one of `producers`) whose cancel was requested meanwhile (running
+ * workflow steps, migration 0012), and those of `held` (jobs it runs or
+ * holds claimed) whose rows were cancelled.
  */
-export const cancelRequested = (
+export const jobsToStop = (
   sql: SqlClient,
   prefix: string,
-  producers: ReadonlyArray<string>
+  producers: ReadonlyArray<string>,
+  held: ReadonlyArray<number>
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: string }>`
+  producers.length === 0 && held.length === 0 ? Effect.succeed([]) : sql<{ readonly id: string }>`
     SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs")} AS j
-    WHERE j.state = 'executing' AND j.cancel_requested_at IS NOT NULL AND j.attempted_by[2] IN ${sql.in(producers)}
-    ORDER BY j.id
-  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
-
-/**
- * Of `ids` (jobs this node runs or holds claimed), those whose row says
- * `cancelled`: cancelled while they ran or waited here, the cancel's signal
- * lost on the way (a LISTEN connection down, or the signal read before the
- * claim that took the job had come back).
- */
-export const cancelledAmong = (
-  sql: SqlClient,
-  prefix: string,
-  ids: ReadonlyArray<number>
-): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  ids.length === 0 ? Effect.succeed([]) : sql<{ readonly id: string }>`
-    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs_all")} AS j
-    WHERE j.id = ANY(${`{${ids.join(",")}}`}::bigint[]) AND j.state = 'cancelled'
-    ORDER BY j.id
+    WHERE j.state = 'executing' AND j.cancel_requested_at IS NOT NULL
+      AND j.attempted_by[2] = ANY(${`{${producers.join(",")}}`}::text[])
+    UNION
+    SELECT j.id::text FROM ${table(sql, prefix, "oban_jobs_all")} AS j
+    WHERE j.id = ANY(${`{${held.join(",")}}`}::bigint[]) AND j.state = 'cancelled'
+    ORDER BY id
   `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
 
 /**
