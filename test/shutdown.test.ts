@@ -6,7 +6,7 @@
  * the documented code.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -124,6 +124,28 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         for (const row of yield* rows(prefix)) {
           assert.deepStrictEqual([row.state, row.attempt, row.kinds, row.runs], ["completed", 1, [], 1])
         }
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a job cancelled during the grace period stops then, not when it would have ended", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_cancel")
+      yield* Effect.gen(function*() {
+        const node = yield* startDeployNode(prefix, { JOB_MS: "15000", GRACE_MS: "30000", LOG_LEVEL: "Info" })
+        const job = yield* Oban.insert(Record.job({ n: 1 }))
+        yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
+        const sentAt = Date.now()
+        node.child.kill("SIGTERM")
+        // Shutdown has begun (the process logs it) before the cancel is given.
+        yield* waitFor("shutdown to begin", Effect.sync(() => node.output().includes("shutdown: waiting")))
+        assert.isTrue(Option.isSome(yield* Oban.cancelJob(job.id)))
+        const code = yield* Effect.promise(() => node.exited)
+        const millis = Date.now() - sentAt
+        assert.strictEqual(code, 0, node.output())
+        // The 15 s job was interrupted by the cancel, well before it would have ended.
+        assert.isBelow(millis, 10_000, node.output())
+        const [row] = yield* rows(prefix)
+        assert.deepStrictEqual([row!.state, row!.runs], ["cancelled", 1])
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 

@@ -13,7 +13,6 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -32,9 +31,9 @@ import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import { CurrentActivity, make as makeActivity } from "./activity.ts"
 import * as Leases from "./leases.ts"
-import { cronLease } from "./sql/peers.ts"
 import * as Liveness from "./liveness.ts"
 import { startMaintenance } from "./maintenanceLoops.ts"
+import { startRouter } from "./signalRouter.ts"
 import type { NodeHandle } from "./nodeHandle.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
@@ -172,7 +171,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     // The producers' heartbeats run here, not in the producers' scopes: closed after the executor
     // has let its jobs finish (the grace period) and flushed their outcomes, and before the rows go.
     // Until then the rows prove this node alive, so no node rescues a job still running here,
-    // however long the grace period.
+    // however long the grace period. Cancels reach the node's jobs through this scope too (below).
     const heartbeats = yield* Scope.fork(yield* Effect.scope)
     // The leases are given up in the background when shutdown begins (below); the rows go after that.
     let leasesAtShutdown: Leases.Leases | undefined
@@ -236,7 +235,6 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       }
     }
 
-    const nodeScope = yield* Effect.scope
     /** A cancelled job stops here: interrupted if it runs, dropped if it waits in a producer's buffer. */
     const cancelHere = (jobId: number): Effect.Effect<void> =>
       Effect.gen(function*() {
@@ -246,40 +244,18 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
         }
       })
 
-    const route = (notification: Notifier.Notification): Effect.Effect<void> => {
-      const payload = notification.payload
-      if (notification.channel === "insert") {
-        return typeof payload["queue"] === "string" ? producers.get(payload["queue"])?.wake ?? Effect.void : Effect.void
-      }
-      if (notification.channel === "leader") {
-        if (payload["node"] === config.node) return Effect.void
-        return payload["lease"] === cronLease ? cronLeader?.wake ?? Effect.void : leader.wake
-      }
-      if (payload["node"] !== undefined && payload["node"] !== config.node) return Effect.void
-      const action = payload["action"]
-      if (action === "cancel" && typeof payload["job_id"] === "number") {
-        // Forked: a job's finalizers may take long, and routing never waits on a job.
-        return Effect.asVoid(Effect.forkIn(cancelHere(payload["job_id"]), nodeScope, { startImmediately: true }))
-      }
-      if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
-        // A command for every node carries the queue's count of them (see `registerProducer` and `apply`).
-        const count = payload["pause_commands"]
-        const counted = typeof count === "string" && /^\d{1,18}$/.test(count) && payload["node"] === undefined
-          ? count
-          : undefined
-        return apply({ action, queue: payload["queue"] }, counted)
-      }
-      if (action === "scale" && typeof payload["queue"] === "string" && typeof payload["limit"] === "number") {
-        return apply({ action, queue: payload["queue"], limit: payload["limit"] })
-      }
-      if (action === "limits" && typeof payload["queue"] === "string") {
-        return producers.get(payload["queue"])?.refreshLimits ?? Effect.void
-      }
-      return Effect.void
-    }
-
-    const subscription = yield* notifier.subscribe
-    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(PubSub.take(subscription), route)))
+    // Signals are read until the jobs have ended, in the scope that outlives them (see `signalRouter.ts`).
+    const routerStopping = yield* startRouter({
+      node: config.node,
+      notifier,
+      producers,
+      leaderWake: leader.wake,
+      cronWake: cronLeader?.wake,
+      apply,
+      cancel: cancelHere,
+      scope: heartbeats
+    })
+    yield* Effect.addFinalizer(() => routerStopping)
 
     for (const queue of config.queues) {
       producers.set(
@@ -314,7 +290,8 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       producers,
       executor,
       crontab,
-      stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), nodeScope, { startImmediately: true }))
+      // In the scope that outlives the jobs, as the router's cancels.
+      stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), heartbeats, { startImmediately: true }))
     })
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
