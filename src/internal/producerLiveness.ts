@@ -105,8 +105,15 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   let registered = false
   let lost = false
   let beatFailing = false
-  /** When the last heartbeat that got through was sent. */
+  /** When the last heartbeat that got through ended, on the node's clock (virtual under `TestClock`). */
   let lastBeat = 0
+  /**
+   * When it was sent, in real time (`performance.now()`): a process that stalled (its event loop
+   * blocked, its machine paused) reads a heartbeat's reply late, while a rescuer judged the row by when
+   * the statement ran. A stall is a real-time event, and `TestClock` moving on while a heartbeat is on
+   * its way is none.
+   */
+  let lastBeatSentReal = 0
   /**
    * The other rows of this node and queue as its registration saw them,
    * until a heartbeat finds one of them beaten since or a new one (a live
@@ -292,9 +299,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
 
   const beatSql = options.liveness.sql
   const heartbeat = Effect.gen(function*() {
-    // The beat counts from when it was sent: its reply may be read much later (a stalled process reads
-    // it after the stall), while a rescuer judges the row by when the statement ran.
-    const sentAt = yield* Clock.currentTimeMillis
+    const sentReal = performance.now()
     if (!registered) {
       // The first registration (`registered` never goes back to false): on the pool.
       yield* register(options.sql)
@@ -314,7 +319,8 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         yield* checkNamesakes(state.namesakes)
       }
     }
-    lastBeat = sentAt
+    lastBeat = yield* Clock.currentTimeMillis
+    lastBeatSentReal = sentReal
     if (!registered || lost) {
       if (lost) yield* Effect.logInfo("heartbeat restored; fetching again")
       registered = true
@@ -368,7 +374,10 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   return {
     registered: () => registered,
     startable: () =>
-      !lost && !beatFailing && (!registered || input.clock.currentTimeMillisUnsafe() - lastBeat < lostAfterMillis),
+      !lost && !beatFailing && (!registered || (
+        input.clock.currentTimeMillisUnsafe() - lastBeat < lostAfterMillis &&
+        performance.now() - lastBeatSentReal < lostAfterMillis
+      )),
     checkAlive,
     start,
     rememberPauseCommands
