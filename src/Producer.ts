@@ -248,7 +248,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         limited
           // Every job to start now: a limited queue claims nothing ahead.
           ? limiter.fetch(time, { demand, finished: finishedUnwritten(), ...by })
-          : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, ...by }))
+          : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, liveProducer: true, ...by }))
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
         // The server may have committed a claim whose reply we never got: put those jobs back.

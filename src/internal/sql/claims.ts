@@ -97,13 +97,25 @@ export const fetchJobs = (
     readonly producer: string
     /** Names this fetch's claim; a fresh one per fetch. */
     readonly claim: string
+    /**
+     * Claim only while the producer's row is live (a node's producers): a claim sent after the rescuer
+     * marked the row dead (the process stalled, its statement on its way) takes nothing, rather than
+     * jobs the next rescue would take back with the attempt it counted.
+     */
+    readonly liveProducer?: boolean | undefined
   }
 ): Effect.Effect<Fetched, SqlError> =>
   sql<Omit<JobRow, "state" | "queue" | "attempted_by"> & { readonly ahead: boolean }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),
     next AS (
       SELECT id, priority, scheduled_at FROM ${table(sql, prefix, "oban_jobs")}
-      WHERE state = 'available' AND queue = ${options.queue}
+      WHERE state = 'available' AND queue = ${options.queue}${
+    options.liveProducer === true
+      ? sql` AND EXISTS (
+          SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p WHERE p.id = ${options.producer}::uuid AND p.dead_at IS NULL
+        )`
+      : sql``
+  }
       ORDER BY priority, scheduled_at, id
       LIMIT ${options.demand}
       FOR UPDATE SKIP LOCKED
