@@ -243,6 +243,13 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           if (yield* producer.forget(jobId)) return
         }
       })
+    /**
+     * Starts stopping a cancelled job here, for the signal router and the reconciler: forked (a job's
+     * finalizers may take long), in the scope that outlives the jobs (the node's own closes, and runs
+     * nothing new, as shutdown begins).
+     */
+    const stopHere = (jobId: number): Effect.Effect<void> =>
+      Effect.asVoid(Effect.forkIn(cancelHere(jobId), heartbeats, { startImmediately: true }))
 
     // Signals are read until the jobs have ended, in the scope that outlives them (see `signalRouter.ts`).
     const routerStopping = yield* startRouter({
@@ -252,7 +259,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       leaderWake: leader.wake,
       cronWake: cronLeader?.wake,
       apply,
-      cancel: cancelHere,
+      cancel: stopHere,
       scope: heartbeats
     })
     yield* Effect.addFinalizer(() => routerStopping)
@@ -290,8 +297,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       producers,
       executor,
       crontab,
-      // In the scope that outlives the jobs, as the router's cancels.
-      stop: (jobId) => Effect.asVoid(Effect.forkIn(cancelHere(jobId), heartbeats, { startImmediately: true }))
+      stop: stopHere
     })
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.

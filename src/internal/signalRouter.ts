@@ -21,9 +21,9 @@ export interface RouterOptions {
   readonly cronWake: Effect.Effect<void> | undefined
   /** Applies a pause, resume or scale here; a pause or resume for every node carries the queue's count of them. */
   readonly apply: (command: QueueCommand, counted?: string) => Effect.Effect<void>
-  /** Stops a cancelled job here (forked by the router: a job's finalizers may take long). */
+  /** Starts stopping a cancelled job here, without waiting for it (a job's finalizers may take long). */
   readonly cancel: (jobId: number) => Effect.Effect<void>
-  /** The scope the router reads in and forks cancels into: one that closes after the node's jobs have ended. */
+  /** The scope the router reads in: one that closes after the node's jobs have ended. */
   readonly scope: Scope.Scope
 }
 
@@ -49,8 +49,7 @@ export const startRouter = (options: RouterOptions): Effect.Effect<Effect.Effect
       if (payload["node"] !== undefined && payload["node"] !== options.node) return Effect.void
       const action = payload["action"]
       if (action === "cancel" && typeof payload["job_id"] === "number") {
-        // Forked: routing never waits on a job.
-        return Effect.asVoid(Effect.forkIn(options.cancel(payload["job_id"]), options.scope, { startImmediately: true }))
+        return options.cancel(payload["job_id"])
       }
       if ((action === "pause" || action === "resume") && typeof payload["queue"] === "string") {
         // A command for every node carries the queue's count of them (see `registerProducer` and `apply`).
