@@ -6,7 +6,7 @@
  * the documented code.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -146,6 +146,42 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         assert.isBelow(millis, 10_000, node.output())
         const [row] = yield* rows(prefix)
         assert.deepStrictEqual([row!.state, row!.runs], ["cancelled", 1])
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("an outcome the database refuses during shutdown (its row locked) is written once the lock goes", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_refused_ack")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        // A 3 s job, a grace period and so a flush deadline of 30 s.
+        const node = yield* startDeployNode(prefix, { JOB_MS: "3000", GRACE_MS: "30000", LOG_LEVEL: "Warn" })
+        const job = yield* Oban.insert(Record.job({ n: 1 }))
+        yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
+        // Another transaction holds the job's row while it ends, so its outcome is refused (lock timeout).
+        const holding = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id} FOR UPDATE`
+          yield* Deferred.succeed(holding, undefined)
+          yield* Deferred.await(release)
+        })))
+        yield* Deferred.await(holding)
+        const sentAt = Date.now()
+        node.child.kill("SIGTERM")
+        // The job ends during the grace period; its ack is refused as a batch and alone, then retried.
+        yield* waitFor("the ack to be refused", Effect.sync(() => node.output().includes("one by one")))
+        yield* Effect.sleep("1500 millis")
+        assert.isTrue(node.alive(), "the node waits for the outcome it could not write")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        const code = yield* Effect.promise(() => node.exited)
+        assert.strictEqual(code, 0, node.output())
+        // Written once the lock went, well before the flush's 30 s deadline.
+        assert.isBelow(Date.now() - sentAt, 15_000, node.output())
+        assert.notInclude(node.output(), "could not be written")
+        const [row] = yield* rows(prefix)
+        assert.deepStrictEqual([row!.state, row!.attempt, row!.kinds, row!.runs], ["completed", 1, [], 1])
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
