@@ -247,7 +247,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       const fetch = Effect.flatMap(statementNow(options.sql), (time) =>
         limited
           // Every job to start now: a limited queue claims nothing ahead.
-          ? limiter.fetch(time, { demand, finished: finishedUnwritten(), ...by })
+          ? limiter.fetch(time, { demand, finished: finishedUnwritten(), liveProducer: true, ...by })
           : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, liveProducer: true, ...by }))
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),

@@ -8,9 +8,11 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Ref, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
-import { now } from "../src/ObanClock.ts"
+import { now, statementNow } from "../src/ObanClock.ts"
 import { failAck } from "../src/internal/sql/acks.ts"
 import { fetchJobs, releaseJobs } from "../src/internal/sql/claims.ts"
+import { fetchLimited } from "../src/internal/sql/limitedClaims.ts"
+import { storeQueueLimits } from "../src/internal/sql/queues.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
@@ -178,5 +180,41 @@ layer(testLayer(prefix, { maxConnections: 6 }), { excludeTestServices: true })("
       const [row] = yield* sql<{ attempt: number; max_attempts: number; state: string }>`
         SELECT attempt, max_attempts, state::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
       assert.deepStrictEqual(row, { attempt: 2, max_attempts: 2, state: "executing" })
+    }))
+
+  it.effect("a node's claim, limited or not, takes nothing while its producer's row is marked dead", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const producer = crypto.randomUUID()
+      // As a rescue leaves the row of a producer whose process stalled past rescueAfter.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", dead_at)
+                 VALUES (${producer}::uuid, ${node}, 'live', 10, now())`
+      const limits = { global: 5, partition: undefined, rate: undefined }
+      yield* storeQueueLimits(sql, prefix, "limited-live", limits)
+      yield* Oban.insertAll([
+        ...["a", "b", "c"].map((name) => Named.job({ name }, { queue: "live" })),
+        ...["d", "e", "f"].map((name) => Named.job({ name }, { queue: "limited-live" }))
+      ])
+      const claim = (liveProducer: boolean) =>
+        Effect.gen(function*() {
+          const by = { node, producer, claim: crypto.randomUUID(), liveProducer }
+          const plain = yield* fetchJobs(sql, prefix, yield* now(sql), { queue: "live", demand: 2, startNow: 1, ...by })
+          const limited = yield* fetchLimited(sql, prefix, yield* statementNow(sql), {
+            queue: "limited-live",
+            demand: 2,
+            finished: [],
+            expected: limits,
+            ...by
+          })
+          return [plain.jobs.length, limited.jobs.length, limited.stale]
+        })
+      assert.deepStrictEqual(yield* claim(true), [0, 0, false])
+      assert.deepStrictEqual([yield* executing("live"), yield* executing("limited-live")], [0, 0])
+      // Without the option (tests, the inline runner) the row is not read.
+      assert.deepStrictEqual(yield* claim(false), [2, 2, false])
+      // Registered again, the producer claims.
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = NULL WHERE id = ${producer}::uuid`
+      assert.deepStrictEqual(yield* claim(true), [1, 1, false])
     }))
 })

@@ -94,6 +94,7 @@ export interface QueueLimiter {
       readonly producer: string
       readonly claim: string
       readonly finished: ReadonlyArray<FinishedJob>
+      readonly liveProducer?: boolean | undefined
     }
   ) => Effect.Effect<LimitedFetch, SqlError>
   readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>

@@ -110,11 +110,7 @@ export const fetchJobs = (
     next AS (
       SELECT id, priority, scheduled_at FROM ${table(sql, prefix, "oban_jobs")}
       WHERE state = 'available' AND queue = ${options.queue}${
-    options.liveProducer === true
-      ? sql` AND EXISTS (
-          SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p WHERE p.id = ${options.producer}::uuid AND p.dead_at IS NULL
-        )`
-      : sql``
+    options.liveProducer === true ? sql` AND ${producerIsLive(sql, prefix, options.producer)}` : sql``
   }
       ORDER BY priority, scheduled_at, id
       LIMIT ${options.demand}
@@ -140,6 +136,14 @@ export const fetchJobs = (
     }).sort(byFetchOrder)
     return { jobs, ahead }
   }))
+
+/**
+ * True while the producer's row is live (not marked dead by a rescue). A node's claims test it, so a
+ * claim sent after a stall got its producer rescued takes nothing rather than jobs the next rescue
+ * would take back with the attempt the claim counted.
+ */
+export const producerIsLive = (sql: SqlClient, prefix: string, producer: string): Fragment =>
+  sql`EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p WHERE p.id = ${producer}::uuid AND p.dead_at IS NULL)`
 
 /** Priority, then scheduled_at, then id: the order producers fetch in. */
 export const byFetchOrder = (a: Job, b: Job): number =>

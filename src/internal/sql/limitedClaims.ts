@@ -30,7 +30,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
 import { fromRow, type LimitsRow, type Partition, type QueueLimits } from "../queueLimits.ts"
-import { byFetchOrder, type Fetched, startAttempt } from "./claims.ts"
+import { byFetchOrder, type Fetched, producerIsLive, startAttempt } from "./claims.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
@@ -74,6 +74,8 @@ interface ClaimOptions {
   readonly finished: ReadonlyArray<FinishedJob>
   /** The limits the node believes in force: the statement is built for them. */
   readonly expected: QueueLimits
+  /** Claim only while the producer's row is live, as `fetchJobs`'s option of that name. */
+  readonly liveProducer?: boolean | undefined
 }
 
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
@@ -205,17 +207,20 @@ const claimWithin = (
   const spentPartitions = rate?.partition === undefined
     ? sql.literal("'{}'::text[]")
     : sql`ARRAY(SELECT part FROM used WHERE n >= ${rate.limit}::int)`
+  // Tested once per claim (a CTE the candidates read), after the queue's lock is granted.
+  const live = options.liveProducer === true ? producerIsLive(sql, prefix, options.producer) : sql.literal("true")
   const candidates = partitioned
     ? sql`
       SELECT a.id, a.priority, a.scheduled_at, a.gp, a.rp
       FROM queue_row AS f,
            ${table(sql, prefix, "oban_available_candidates")}(f.name, ${partBy}, ${partKey}, ${fullPartitions},
              ${ratePartBy}, ${ratePartKey}, ${spentPartitions}, ${partitionedScan(options.demand)}::int) AS a
-      WHERE f.expected`
+      WHERE f.expected AND (SELECT live FROM producer_live)`
     : sql`
       SELECT c.id, c.priority, c.scheduled_at, ''::text AS gp, ''::text AS rp
       FROM ${jobs} AS c
       WHERE c.state = 'available' AND c.queue = ${queue} AND (SELECT expected FROM queue_row)
+        AND (SELECT live FROM producer_live)
       ORDER BY c.priority, c.scheduled_at, c.id
       LIMIT ${options.demand}
       FOR UPDATE OF c SKIP LOCKED`
@@ -258,7 +263,8 @@ const claimWithin = (
     clock AS (
       SELECT locked_at.now, extract(epoch FROM locked_at.now) * 1000 AS ms
       FROM locked_at
-    )${running}${used},
+    ),
+    producer_live AS MATERIALIZED (SELECT ${live} AS live FROM locked_at)${running}${used},
     -- The counts (and a partitioned claim's candidates) read a column of the locked row: they run
     -- after the lock.
     candidates AS (${candidates}
