@@ -39,11 +39,11 @@ import { tracked } from "./internal/activity.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as ClaimBuffer from "./internal/claimBuffer.ts"
+import * as ClaimReturns from "./internal/claimReturns.ts"
 import * as Liveness from "./internal/producerLiveness.ts"
 import * as QueueLimiter from "./internal/queueLimiter.ts"
 import type { FinishedJob, LimitedFetch } from "./internal/sql/limitedClaims.ts"
-import { releaseLostClaim } from "./internal/lostClaims.ts"
-import { type Fetched, fetchJobs, releaseJobs } from "./internal/sql/claims.ts"
+import { type Fetched, fetchJobs } from "./internal/sql/claims.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import type { Job } from "./Job.ts"
 import { now, statementNow } from "./ObanClock.ts"
@@ -154,25 +154,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       return jobs
     }
 
-    /**
-     * Gives jobs taken out of the buffer back to the queue: `available`
-     * again, or `cancelled` for a workflow step whose cancel was requested (a
-     * cancelled job outside workflows is already finished, and left alone).
-     * If that fails, they stay claimed by this producer: its node's
-     * reconciler, or the rescuer once the node is gone, puts them back.
-     */
-    const release = (jobs: ReadonlyArray<{ readonly job: Job; readonly ahead: boolean }>, what: string) =>
-      releaseJobs(
-        options.sql,
-        options.prefix,
-        jobs.map(({ ahead, job }) => ({ id: job.id, claim: job.attemptedBy?.[2] ?? "", ahead }))
-      ).pipe(
-        withStatementTimeout({ timeout: "5 seconds", operation: "give back" }),
-        Effect.catchCause((cause) =>
-          Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed ahead; they will be rescued`, Cause.pretty(cause))
-            .pipe(Effect.annotateLogs(logs), Effect.provideContext(context))
-        )
-      )
     /** Applies a pause or resume command here (see `Control`); returns whether the queue was paused. */
     const setPaused = (paused: boolean, counted: string | undefined): boolean => {
       const was = control.paused
@@ -185,17 +166,15 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       control.paused = paused
       return was
     }
+    const scope = yield* Effect.scope
+    const returns = ClaimReturns.make({ sql: options.sql, prefix: options.prefix, scope, context, logs, fetchTimeout })
     /** Gives back every job waiting here (pause, shutdown, a producer row found dead). */
-    const giveBack = Effect.suspend(() => {
-      const jobs = buffer.takeAll()
-      return jobs.length === 0 ? Effect.void : release(jobs, "job")
-    })
-    // Runs after the loops below have stopped (finalizers run in reverse order).
-    yield* Effect.addFinalizer(() => giveBack)
+    const giveBack = Effect.suspend(() => returns.giveBack(buffer.takeAll(), "job"))
+    // Runs after the loops below and the retries of `returns` have stopped (finalizers run in reverse order).
+    yield* Effect.addFinalizer(() => Effect.andThen(giveBack, returns.atShutdown))
 
     /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
     const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
-    const scope = yield* Effect.scope
     const liveness = Liveness.make({
       options,
       producerId,
@@ -211,8 +190,6 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       // Forked: the give-back runs on the shared pool, and the heartbeat must not wait for it.
       pausedByRow: Effect.asVoid(Effect.forkIn(giveBack, scope))
     })
-
-    const releaseLost = (claim: string) => releaseLostClaim(options.sql, options.prefix, claim, fetchTimeout)
 
     const scanAgain = (fetched: Fetched | LimitedFetch): boolean =>
       "limits" in fetched && QueueLimiter.claimsAgainAtOnce(fetched)
@@ -251,8 +228,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, liveProducer: true, ...by }))
       const fetched = yield* fetch.pipe(
         withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
-        // The server may have committed a claim whose reply we never got: put those jobs back.
-        Effect.tapError(() => Effect.forkIn(releaseLost(claim), scope))
+        // The server may have committed a claim whose reply we never got (or could not read): put
+        // those jobs back.
+        Effect.tapCause(() => returns.fetchFailed(claim))
       )
       buffer.add(fetched.jobs, fetched.ahead)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
@@ -328,7 +306,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         Effect.suspend(() => {
           const dropped = buffer.forget(jobId)
           if (dropped === undefined) return Effect.succeed(false)
-          return Effect.as(release([dropped], "cancelled job"), true)
+          return Effect.as(returns.giveBack([dropped], "cancelled job"), true)
         }),
       waiting: Effect.sync(() => buffer.ids()),
       pause: (counted) =>

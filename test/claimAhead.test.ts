@@ -116,6 +116,41 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       yield* node.oban.resumeQueue("short")
     }).pipe(Effect.scoped))
 
+  it.effect("a give-back the database refuses (the rows locked) is tried again until it gets through", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n }, { maxAttempts: 1 })))
+      const node = yield* start
+      yield* claimedAhead
+      // The jobs that start from now on wait at the gate, so the buffer holds still.
+      const open = yield* Deferred.make<void>()
+      gate = open
+      // Another transaction holds the waiting jobs' rows: the pause's give-back waits out its deadline.
+      const holding = yield* Deferred.make<number>()
+      const release = yield* Deferred.make<void>()
+      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        const locked = yield* sql`
+          SELECT id FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing' AND attempted_by[4] = 'ahead' FOR UPDATE`
+        yield* Deferred.succeed(holding, locked.length)
+        yield* Deferred.await(release)
+      })))
+      assert.isAbove(yield* Deferred.await(holding), 0)
+      yield* node.oban.pauseQueue("short", { scope: "node" })
+      // Held past the give-back's 5 s deadline.
+      yield* Effect.sleep("7 seconds")
+      yield* Deferred.succeed(release, undefined)
+      gate = undefined
+      yield* Deferred.succeed(open, undefined)
+      // Given back by the retry, not by the reconciler (a minute later, with a rescue entry).
+      yield* waitFor("nothing executing", Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) === 0), "15 seconds")
+      const rows = yield* jobRows
+      for (const row of rows) {
+        if (row.state === "completed") assert.strictEqual(runs.get(row.id), 1)
+        else assert.deepStrictEqual([row.state, row.attempt, row.errors, runs.get(row.id)], ["available", 0, [], undefined])
+      }
+    }).pipe(Effect.ensuring(Effect.sync(() => (gate = undefined))), Effect.scoped), 45_000)
+
   it.effect("a waiting job that is cancelled ends cancelled and never completes", () =>
     Effect.gen(function*() {
       yield* truncate

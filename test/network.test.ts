@@ -101,6 +101,36 @@ describe("a node behind a broken network", () => {
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostReply })), Effect.provide(direct)), 120_000)
 })
 
+describe("a fetch whose reply is lost as its node shuts down", () => {
+  const lostAtShutdown = uniquePrefix("lost_at_shutdown")
+  it.live("the jobs it claimed go back with their attempts, not to a rescue that would discard them unrun", () =>
+    Effect.gen(function*() {
+      runs.clear()
+      const prefix = lostAtShutdown
+      yield* dropSchemaOnClose(prefix)
+      yield* Migrations.run({ prefix })
+      const proxy = yield* startProxy(databaseUrl())
+      const node = yield* nodeBehind(proxy.url, prefix)
+      yield* producersRegistered(prefix)
+      // The next fetch reaches the server and commits; its reply is dropped.
+      yield* proxy.dropReplies
+      // One attempt each: a rescue keeps the attempt the claim counted, and would discard them.
+      const jobs = yield* Oban.insertAll(Array.from({ length: 3 }, (_, n) => Work.job({ n, millis: 0 }, { maxAttempts: 1 })))
+      yield* waitFor("the server claimed the jobs", executingOrDone(prefix, 3), "45 seconds")
+      // Every connection cut: the fetch fails at once, and its release waits a second (see lostClaims.ts).
+      // The node shuts down within it; new connections work again.
+      yield* proxy.restore
+      yield* proxy.cut
+      yield* node.stop
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ readonly state: string; readonly attempt: number; readonly errors: ReadonlyArray<unknown> }>`
+        SELECT state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs_all
+        WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt, row.errors]), jobs.map(() => ["available", 0, []]))
+      assert.strictEqual(runs.size, 0)
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostAtShutdown })), Effect.provide(direct)), 120_000)
+})
+
 describe("an outage of every connection", () => {
   const outage = uniquePrefix("outage")
   it.live("longer than rescueAfter: no live node's job is rescued; each runs once and completes", () =>

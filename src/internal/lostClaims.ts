@@ -36,8 +36,8 @@ const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Dur
  * Releases the jobs of a failed fetch, if the server claimed any: once as
  * soon as the database answers, and once more 30 s after that, when the
  * statement (cancelled in the background) has certainly ended. Shutdown
- * interrupts this; the jobs are then rescued like any orphan once this
- * incarnation's rows are gone.
+ * interrupts this; the producer then releases the claim once more with
+ * `releaseOnceAtShutdown`.
  */
 export const releaseLostClaim = (
   sql: SqlClient,
@@ -53,3 +53,23 @@ export const releaseLostClaim = (
         yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
       }
     }), { discard: true })
+
+/**
+ * The last release of a failed fetch's claim, at shutdown: tried once. If the
+ * database refuses it too, the jobs are rescued like any orphan once this
+ * incarnation's rows are gone (keeping the attempts the fetch counted).
+ */
+export const releaseOnceAtShutdown = (sql: SqlClient, prefix: string, claim: string, timeout: Duration.Duration) =>
+  releaseClaim(sql, prefix, claim).pipe(
+    withStatementTimeout({ timeout, operation: "release" }),
+    Effect.flatMap((released) =>
+      released > 0
+        ? Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost, at shutdown`)
+        : Effect.void
+    ),
+    Effect.catchCause((cause) =>
+      Effect.logWarning("could not release the jobs of a failed fetch at shutdown; they will be rescued").pipe(
+        Effect.annotateLogs({ claim, cause: Cause.pretty(cause) })
+      )
+    )
+  )
