@@ -168,10 +168,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     }
     const scope = yield* Effect.scope
     const returns = ClaimReturns.make({ sql: options.sql, prefix: options.prefix, scope, context, logs, fetchTimeout })
-    /** Gives back every job waiting here (pause, shutdown, a producer row found dead). */
+    /** Gives back every job waiting here (pause, a producer row found dead). */
     const giveBack = Effect.suspend(() => returns.giveBack(buffer.takeAll(), "job"))
     // Runs after the loops below and the retries of `returns` have stopped (finalizers run in reverse order).
-    yield* Effect.addFinalizer(() => Effect.andThen(giveBack, returns.atShutdown))
+    yield* Effect.addFinalizer(() => Effect.suspend(() => returns.atShutdown(buffer.takeAll())))
 
     /** New cluster-wide limits: jobs claimed ahead go back (a limited queue claims nothing ahead). */
     const limitsChanged = Effect.andThen(Effect.suspend(() => limiter.limited() ? giveBack : Effect.void), wake)
@@ -308,7 +308,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           if (dropped === undefined) return Effect.succeed(false)
           return Effect.as(returns.giveBack([dropped], "cancelled job"), true)
         }),
-      waiting: Effect.sync(() => buffer.ids()),
+      unreturned: Effect.sync(() => {
+        const pending = returns.pending()
+        return { jobs: [...buffer.ids(), ...pending.jobs], claims: pending.claims }
+      }),
       pause: (counted) =>
         Effect.andThen(
           Effect.sync(() => setPaused(true, counted)),

@@ -192,5 +192,41 @@ describe("limited claims that waited for the queue's lock", () => {
         const waited = yield* secondWaitsForFirst(claim(limits, 2), claim(limits))
         assert.strictEqual(waited.jobs.length, 1, JSON.stringify({ missed: waited.missed }))
       }))
+
+    for (const [kind, limits] of [
+      ["a global limit", { global: 5, partition: undefined, rate: undefined }],
+      ["a partitioned global limit", { global: 5, partition: byAccount, rate: undefined }]
+    ] as const) {
+      it.effect(`a claim that waited while its producer's row was marked dead takes nothing (${kind})`, () =>
+        Effect.gen(function*() {
+          yield* reset(limits)
+          yield* insertJobs("a", 4)
+          const sql = yield* SqlClient
+          const producer = crypto.randomUUID()
+          yield* sql`DELETE FROM ${sql(prefix)}.oban_producers`
+          yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit") VALUES (${producer}::uuid, 'waited', ${queue}, 5)`
+          // The rescue marks the row dead (a stalled node) while the claim, sent before, waits for the
+          // queue's lock: its snapshot still shows the row live.
+          const rescue = sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE id = ${producer}::uuid`
+          const waited = yield* secondWaitsForFirst(
+            rescue,
+            Effect.flatMap(statementNow(sql), (now) =>
+              fetchLimited(sql, prefix, now, {
+                queue,
+                demand: 4,
+                node: "waited",
+                producer,
+                claim: crypto.randomUUID(),
+                finished: [],
+                expected: limits,
+                liveProducer: true
+              }))
+          )
+          assert.strictEqual(waited.jobs.length, 0)
+          const [row] = yield* sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE state = 'executing'`
+          assert.strictEqual(row!.n, 0)
+        }))
+    }
   })
 })

@@ -17,21 +17,26 @@ import { jobRow, startNode } from "./support/node.ts"
 const prefix = uniquePrefix("reconciler")
 const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
 
-/** Claims the job under `producer`, `agoSeconds` ago, as a fetch would. */
-const claimedBy = (id: number, producer: string, agoSeconds: number) =>
+/** Claims the job under `producer`, `agoSeconds` ago, as a fetch would (under `claim`, else a fresh one). */
+const claimedBy = (id: number, producer: string, agoSeconds: number, claim?: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
                attempted_at = now() - ${agoSeconds} * interval '1 second',
-               attempted_by = ARRAY['node', ${producer}, gen_random_uuid()::text] WHERE id = ${id}`
+               attempted_by = ARRAY['node', ${producer}, COALESCE(${claim ?? null}::text, gen_random_uuid()::text)] WHERE id = ${id}`
   })
 
-const runOnce = (owned: ReadonlyArray<number>, waiting: ReadonlyArray<number>, stopped?: Array<number>) =>
+const runOnce = (
+  owned: ReadonlyArray<number>,
+  waiting: ReadonlyArray<number>,
+  stopped?: Array<number>,
+  releasing: ReadonlyArray<string> = []
+) =>
   Effect.flatMap(SqlClient, (sql) =>
     Reconciler.runOnce({
       sql,
       prefix,
-      producers: [{ id: "mine", waiting: Effect.succeed(waiting) }],
+      producers: [{ id: "mine", unreturned: Effect.succeed({ jobs: waiting, claims: releasing }) }],
       executor: { owned: Effect.succeed(new Set(owned)) },
       rescueAfter: Duration.seconds(60),
       ...(stopped === undefined ? {} : { stop: (id: number) => Effect.sync(() => void stopped.push(id)) })
@@ -65,6 +70,20 @@ layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
       }
       // Nothing left to release.
       assert.deepStrictEqual(yield* runOnce([running!.id], [waiting!.id]), [])
+    }))
+
+  it.effect("leaves alone the jobs of a failed fetch whose claim its producer is still releasing", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      const [lostFetch, other] = yield* Oban.insertAll([Noop.job({}), Noop.job({})])
+      // Released here, the job would keep the attempt the fetch counted; its producer gives it back.
+      yield* claimedBy(lostFetch!.id, "mine", 120, "fetch-being-released")
+      yield* claimedBy(other!.id, "mine", 120)
+      assert.deepStrictEqual(yield* runOnce([], [], undefined, ["fetch-being-released"]), [other!.id])
+      assert.deepStrictEqual((yield* jobRow(prefix, lostFetch!.id)).state, "executing")
+      // Once the producer no longer releases it (its release failed for good), it is put back here.
+      assert.deepStrictEqual(yield* runOnce([], []), [lostFetch!.id])
     }))
 
   it.effect("stops the jobs it runs or holds whose rows were cancelled, and no other", () =>

@@ -4,12 +4,15 @@
  * discarded by the rescue that finds it):
  *
  * - jobs taken out of its buffer (pause, shutdown, a row found dead, a
- *   cancel) are given back; a give-back the database refuses is tried again
- *   in the background until it gets through, and once more at shutdown;
+ *   cancel) are given back; rows another transaction holds locked are passed
+ *   over, and those and any give-back the database refuses are tried again
+ *   in the background until they get through, and once more at shutdown;
  * - a fetch that failed after the server may have committed it (its reply
  *   lost, a timeout, a defect reading the rows) has its claim released, and
  *   a release still pending at shutdown is made then, not dropped.
  *
+ * Until then the node's reconciler leaves those jobs and claims alone (see
+ * `pending`): it would put them back keeping the attempt their claim counted.
  * Each statement matches rows by their claim, so a retry changes nothing for
  * a job rescued or claimed again meanwhile.
  */
@@ -20,9 +23,9 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "../Job.ts"
-import { releaseLostClaim, releaseOnceAtShutdown } from "./lostClaims.ts"
+import { releaseLostClaim } from "./lostClaims.ts"
 import { retryDelay } from "./retryDelay.ts"
-import { releaseJobs } from "./sql/claims.ts"
+import { releaseClaims, releaseJobsUnlocked } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
 /** A job taken out of the buffer, with whether it was claimed ahead (no attempt counted). */
@@ -31,13 +34,23 @@ export interface Unstarted {
   readonly ahead: boolean
 }
 
+/** What a producer has yet to return: jobs to give back, and claims of failed fetches to release. */
+export interface Pending {
+  readonly jobs: ReadonlyArray<number>
+  readonly claims: ReadonlyArray<string>
+}
+
 export interface ClaimReturns {
-  /** Gives jobs back now; if the database refuses, they are given back later (see the module). */
+  /** Gives jobs back now, those it cannot (locked, or refused) later (see the module). */
   readonly giveBack: (jobs: ReadonlyArray<Unstarted>, what: string) => Effect.Effect<void>
   /** A fetch under `claim` failed: releases whatever the server claimed for it, in the background. */
   readonly fetchFailed: (claim: string) => Effect.Effect<void>
-  /** At shutdown, once the producer's loops have stopped: one last try for everything still pending. */
-  readonly atShutdown: Effect.Effect<void>
+  readonly pending: () => Pending
+  /**
+   * At shutdown, once the producer's loops have stopped: gives back `jobs` (the buffer) with every
+   * job still pending and releases every pending claim, each in one statement, under one deadline.
+   */
+  readonly atShutdown: (jobs: ReadonlyArray<Unstarted>) => Effect.Effect<void>
 }
 
 /** How long one give-back or release may take. */
@@ -48,59 +61,78 @@ export const make = (options: {
   readonly prefix: string
   /** The scope the background retries run in (the producer's). */
   readonly scope: Scope.Scope
-  /** The producer's context, for the lines logged from its callers' fibers. */
+  /** The producer's context: its clock, logger and tracer, whoever's fiber gave jobs back. */
   readonly context: Context.Context<never>
   readonly logs: Readonly<Record<string, string>>
   readonly fetchTimeout: Duration.Duration
 }): ClaimReturns => {
-  // Jobs whose give-back the database refused, by id (the newest claim wins), and whether a fiber retries them.
-  const refused = new Map<number, Unstarted>()
+  // Jobs not yet given back, by id, and whether a fiber retries them.
+  const unreturned = new Map<number, Unstarted>()
   let retrying = false
   // Claims of failed fetches whose release has not yet got through.
   const lostClaims = new Set<string>()
 
-  const logged = <A>(effect: Effect.Effect<A>) =>
+  const own = <A, E>(effect: Effect.Effect<A, E>) =>
     effect.pipe(Effect.annotateLogs(options.logs), Effect.provideContext(options.context))
 
+  /** Gives back what it can; returns the jobs passed over (locked by another transaction). */
   const write = (jobs: ReadonlyArray<Unstarted>) =>
-    releaseJobs(
+    releaseJobsUnlocked(
       options.sql,
       options.prefix,
       jobs.map(({ ahead, job }) => ({ id: job.id, claim: job.attemptedBy?.[2] ?? "", ahead }))
-    ).pipe(withStatementTimeout({ timeout: statementTimeout, operation: "give back" }))
+    ).pipe(
+      withStatementTimeout({ timeout: statementTimeout, operation: "give back" }),
+      Effect.map((skipped) => {
+        const passedOver = new Set(skipped)
+        return jobs.filter(({ job }) => passedOver.has(job.id))
+      })
+    )
 
-  /** Retries the refused give-backs until one gets through; at most one such fiber runs. */
-  const retryRefused = Effect.gen(function*() {
+  /** Keeps `jobs` for the retry fiber, started if none runs. */
+  const keep = (jobs: ReadonlyArray<Unstarted>) =>
+    Effect.suspend(() => {
+      for (const unstarted of jobs) unreturned.set(unstarted.job.id, unstarted)
+      if (jobs.length === 0 || retrying) return Effect.void
+      retrying = true
+      return Effect.asVoid(Effect.forkIn(own(retryUnreturned), options.scope))
+    })
+
+  /** Retries the jobs not given back until none is left; at most one such fiber runs. */
+  const retryUnreturned: Effect.Effect<void> = Effect.gen(function*() {
     let failures = 0
-    while (refused.size > 0) {
+    while (true) {
       yield* Effect.sleep(yield* retryDelay(failures + 1, { baseMillis: 250 }))
-      const jobs = [...refused.values()]
+      const jobs = [...unreturned.values()]
       const result = yield* Effect.exit(write(jobs))
       if (result._tag === "Success") {
-        // A job refused again meanwhile (under a newer claim) stays.
-        for (const unstarted of jobs) if (refused.get(unstarted.job.id) === unstarted) refused.delete(unstarted.job.id)
-        continue
+        const left = new Set(result.value)
+        // A job kept again meanwhile (under a newer claim) stays.
+        for (const unstarted of jobs) {
+          if (!left.has(unstarted) && unreturned.get(unstarted.job.id) === unstarted) unreturned.delete(unstarted.job.id)
+        }
+      } else {
+        failures++
+        if (failures % 20 === 0) {
+          yield* Effect.logWarning(`could not yet give back ${jobs.length} job(s) (${failures}x); trying again`)
+        }
       }
-      failures++
-      if (failures % 20 === 0) {
-        yield* logged(Effect.logWarning(`could not yet give back ${jobs.length} job(s) (${failures}x); trying again`))
+      // Checked and reset in one step: a job kept after this starts a fiber of its own.
+      if (unreturned.size === 0) {
+        retrying = false
+        return
       }
     }
-  }).pipe(Effect.ensuring(Effect.sync(() => (retrying = false))))
+  }).pipe(Effect.onInterrupt(() => Effect.sync(() => (retrying = false))))
 
   const giveBack = (jobs: ReadonlyArray<Unstarted>, what: string): Effect.Effect<void> =>
     jobs.length === 0 ? Effect.void : write(jobs).pipe(
-      Effect.asVoid,
+      Effect.flatMap(keep),
       Effect.catchCause((cause) =>
-        Effect.gen(function*() {
-          for (const unstarted of jobs) refused.set(unstarted.job.id, unstarted)
-          yield* logged(
-            Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed ahead; trying again`, Cause.pretty(cause))
-          )
-          if (retrying) return
-          retrying = true
-          yield* Effect.forkIn(retryRefused, options.scope)
-        })
+        Effect.andThen(
+          own(Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed here; trying again`, Cause.pretty(cause))),
+          keep(jobs)
+        )
       )
     )
 
@@ -108,7 +140,7 @@ export const make = (options: {
     Effect.suspend(() => {
       lostClaims.add(claim)
       return Effect.asVoid(Effect.forkIn(
-        releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout).pipe(
+        own(releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout)).pipe(
           // Interrupted (shutdown), the claim stays pending for `atShutdown`.
           Effect.tap(() => Effect.sync(() => lostClaims.delete(claim)))
         ),
@@ -116,22 +148,38 @@ export const make = (options: {
       ))
     })
 
-  const atShutdown = Effect.suspend(() => {
-    const jobs = [...refused.values()]
-    refused.clear()
-    const claims = [...lostClaims]
-    lostClaims.clear()
-    return Effect.all([
-      jobs.length === 0 ? Effect.void : write(jobs).pipe(
+  const atShutdown = (buffered: ReadonlyArray<Unstarted>) =>
+    Effect.suspend(() => {
+      const jobs = [...buffered, ...unreturned.values()]
+      unreturned.clear()
+      const claims = [...lostClaims]
+      lostClaims.clear()
+      const giveBackAll = jobs.length === 0 ? Effect.void : write(jobs).pipe(
+        Effect.flatMap((passedOver) =>
+          passedOver.length === 0 ? Effect.void : Effect.logWarning(
+            `could not give back ${passedOver.length} job(s) at shutdown (locked by another transaction); they will be rescued`
+          )
+        ),
         Effect.catchCause((cause) =>
-          logged(Effect.logWarning(`could not give back ${jobs.length} job(s) at shutdown; they will be rescued`, Cause.pretty(cause)))
+          Effect.logWarning(`could not give back ${jobs.length} job(s) at shutdown; they will be rescued`, Cause.pretty(cause))
         )
-      ),
-      Effect.forEach(claims, (claim) => logged(releaseOnceAtShutdown(options.sql, options.prefix, claim, statementTimeout)), {
-        discard: true
-      })
-    ], { discard: true })
-  })
+      )
+      const releaseAll = claims.length === 0 ? Effect.void : releaseClaims(options.sql, options.prefix, claims).pipe(
+        withStatementTimeout({ timeout: statementTimeout, operation: "release" }),
+        Effect.flatMap((released) =>
+          released === 0 ? Effect.void : Effect.logWarning(`released ${released} job(s) claimed by fetches whose reply was lost, at shutdown`)
+        ),
+        Effect.catchCause((cause) =>
+          Effect.logWarning("could not release the jobs of failed fetches at shutdown; they will be rescued", Cause.pretty(cause))
+        )
+      )
+      return own(Effect.all([giveBackAll, releaseAll], { concurrency: 2, discard: true }))
+    })
 
-  return { giveBack, fetchFailed, atShutdown }
+  return {
+    giveBack,
+    fetchFailed,
+    pending: () => ({ jobs: [...unreturned.keys()], claims: [...lostClaims] }),
+    atShutdown
+  }
 }

@@ -8,7 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { retryDelay } from "./retryDelay.ts"
-import { releaseClaim } from "./sql/claims.ts"
+import { releaseClaims } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
 /** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
@@ -19,7 +19,7 @@ const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Dur
   Effect.gen(function*() {
     let failures = 0
     while (true) {
-      const result = yield* Effect.exit(releaseClaim(sql, prefix, claim).pipe(
+      const result = yield* Effect.exit(releaseClaims(sql, prefix, [claim]).pipe(
         withStatementTimeout({ timeout, operation: "release" })
       ))
       if (result._tag === "Success") return result.value
@@ -36,8 +36,8 @@ const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Dur
  * Releases the jobs of a failed fetch, if the server claimed any: once as
  * soon as the database answers, and once more 30 s after that, when the
  * statement (cancelled in the background) has certainly ended. Shutdown
- * interrupts this; the producer then releases the claim once more with
- * `releaseOnceAtShutdown`.
+ * interrupts this; the producer then releases the claim once more as it
+ * stops (see `claimReturns.ts`).
  */
 export const releaseLostClaim = (
   sql: SqlClient,
@@ -54,22 +54,3 @@ export const releaseLostClaim = (
       }
     }), { discard: true })
 
-/**
- * The last release of a failed fetch's claim, at shutdown: tried once. If the
- * database refuses it too, the jobs are rescued like any orphan once this
- * incarnation's rows are gone (keeping the attempts the fetch counted).
- */
-export const releaseOnceAtShutdown = (sql: SqlClient, prefix: string, claim: string, timeout: Duration.Duration) =>
-  releaseClaim(sql, prefix, claim).pipe(
-    withStatementTimeout({ timeout, operation: "release" }),
-    Effect.flatMap((released) =>
-      released > 0
-        ? Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost, at shutdown`)
-        : Effect.void
-    ),
-    Effect.catchCause((cause) =>
-      Effect.logWarning("could not release the jobs of a failed fetch at shutdown; they will be rescued").pipe(
-        Effect.annotateLogs({ claim, cause: Cause.pretty(cause) })
-      )
-    )
-  )

@@ -54,8 +54,11 @@ export interface Producer {
    * `cancelled`); whether it was waiting here.
    */
   readonly forget: (jobId: number) => Effect.Effect<boolean>
-  /** The jobs claimed ahead and not started yet. */
-  readonly waiting: Effect.Effect<ReadonlyArray<number>>
+  /**
+   * What this producer claimed, will not run and has yet to put back itself: the jobs waiting here
+   * (claimed ahead, not started) or being given back, and the claims of failed fetches being released.
+   */
+  readonly unreturned: Effect.Effect<{ readonly jobs: ReadonlyArray<number>; readonly claims: ReadonlyArray<string> }>
   /** Ask for a fetch soon. Cheap and safe to call any number of times. */
   readonly wake: Effect.Effect<void>
   /** Completes once the producer has registered and made its first fetch (or found its queue paused). */

@@ -22,7 +22,7 @@ import { jobsToStop, releaseStranded } from "./sql/claims.ts"
 export interface Options {
   readonly sql: SqlClient
   readonly prefix: string
-  readonly producers: ReadonlyArray<Pick<Producer, "id" | "waiting">>
+  readonly producers: ReadonlyArray<Pick<Producer, "id" | "unreturned">>
   readonly executor: Pick<ExecutorShape, "owned">
   /** Only claims older than this are judged: younger ones may still be on their way. */
   readonly rescueAfter: Duration.Duration
@@ -32,12 +32,14 @@ export interface Options {
 
 export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, SqlError> =>
   Effect.gen(function*() {
-    // Waiting jobs first: one started in between is then running, and owned either way.
-    const waiting = yield* Effect.forEach(options.producers, (producer) => producer.waiting)
-    const owned = new Set([...waiting.flat(), ...(yield* options.executor.owned)])
+    // Waiting jobs first: one started in between is then running, and owned either way. Jobs and
+    // claims a producer is still putting back are its own to put back (with their attempts).
+    const unreturned = yield* Effect.forEach(options.producers, (producer) => producer.unreturned)
+    const owned = new Set([...unreturned.flatMap((each) => each.jobs), ...(yield* options.executor.owned)])
     const released = yield* releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
       producers: options.producers.map((producer) => producer.id),
       owned,
+      releasing: unreturned.flatMap((each) => each.claims),
       afterMillis: Duration.toMillis(options.rescueAfter)
     })
     if (released.length > 0) {

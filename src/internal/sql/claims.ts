@@ -140,10 +140,19 @@ export const fetchJobs = (
 /**
  * True while the producer's row is live (not marked dead by a rescue). A node's claims test it, so a
  * claim sent after a stall got its producer rescued takes nothing rather than jobs the next rescue
- * would take back with the attempt the claim counted.
+ * would take back with the attempt the claim counted. A plain read sees the row as of the
+ * statement's start; `locking` reads its newest version (`FOR SHARE`: a row a rescue marked dead
+ * since is read again as it now is), for a claim that may wait for a lock first.
  */
-export const producerIsLive = (sql: SqlClient, prefix: string, producer: string): Fragment =>
-  sql`EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p WHERE p.id = ${producer}::uuid AND p.dead_at IS NULL)`
+export const producerIsLive = (
+  sql: SqlClient,
+  prefix: string,
+  producer: string,
+  options: { readonly locking?: boolean } = {}
+): Fragment =>
+  sql`EXISTS (SELECT 1 FROM ${table(sql, prefix, "oban_producers")} AS p WHERE p.id = ${producer}::uuid AND p.dead_at IS NULL${
+    sql.literal(options.locking === true ? " FOR SHARE" : "")
+  })`
 
 /** Priority, then scheduled_at, then id: the order producers fetch in. */
 export const byFetchOrder = (a: Job, b: Job): number =>
@@ -167,24 +176,24 @@ export const claimJobs = (
   `.pipe(Effect.map((rows) => rows.map((row) => jobFromRow(row)).sort((a, b) => a.id - b.id)))
 
 /**
- * Puts back the jobs of a fetch whose reply never arrived (a timeout, a lost
- * connection after the server committed): still `executing` under `claim`,
- * they are made `available` again and their queue is woken. No node runs
- * them, so nothing else would ever finish them while this node's heartbeats
- * keep its claims alive. The fetch counted an attempt only for the jobs it
- * did not claim ahead (those without the `'ahead'` mark in `attempted_by`),
- * so only those give one back. Rows are locked in id order, as every
- * statement that locks many jobs does. Returns how many.
+ * Puts back the jobs of fetches whose reply never arrived (a timeout, a lost
+ * connection after the server committed): still `executing` under one of
+ * `claims`, they are made `available` again and their queue is woken. No
+ * node runs them, so nothing else would ever finish them while this node's
+ * heartbeats keep its claims alive. A fetch counted an attempt only for the
+ * jobs it did not claim ahead (those without the `'ahead'` mark in
+ * `attempted_by`), so only those give one back. Rows are locked in id order,
+ * as every statement that locks many jobs does. Returns how many.
  */
-export const releaseClaim = (
+export const releaseClaims = (
   sql: SqlClient,
   prefix: string,
-  claim: string
+  claims: ReadonlyArray<string>
 ): Effect.Effect<number, SqlError> =>
-  sql<{ readonly n: number }>`
+  claims.length === 0 ? Effect.succeed(0) : sql<{ readonly n: number }>`
     WITH held AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
-      WHERE j.state = 'executing' AND j.attempted_by[3] = ${claim}
+      WHERE j.state = 'executing' AND j.attempted_by[3] = ANY(${textArray(claims)}::text[])
       ORDER BY j.id
       FOR UPDATE
     ),
@@ -199,6 +208,10 @@ export const releaseClaim = (
     notified AS (${wakeQueues(sql, prefix, "released")})
     SELECT (SELECT count(*)::int FROM released) AS n FROM notified
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
+/** A `text[]` literal of claims (uuids: no quoting needed, but quoted all the same). */
+const textArray = (values: ReadonlyArray<string>): string =>
+  `{${values.map((value) => JSON.stringify(value)).join(",")}}`
 
 /**
  * The jobs this node must stop, in case their cancel's signal did not reach
@@ -241,6 +254,8 @@ export const releaseStranded = (
   options: {
     readonly producers: ReadonlyArray<string>
     readonly owned: ReadonlySet<number>
+    /** Claims of failed fetches this node is still releasing (with their attempts given back). */
+    readonly releasing?: ReadonlyArray<string> | undefined
     readonly afterMillis: number
   }
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
@@ -252,6 +267,7 @@ export const releaseStranded = (
         AND j.attempted_by[2] IN ${sql.in(options.producers)}
         AND j.attempted_at < clock.now - ${options.afterMillis} * interval '1 millisecond'
         AND NOT (j.id = ANY(${`{${Array.from(options.owned).join(",")}}`}::bigint[]))
+        AND NOT (COALESCE(j.attempted_by[3], '') = ANY(${textArray(options.releasing ?? [])}::text[]))
       FOR UPDATE OF j SKIP LOCKED
     ),
     released AS (
@@ -299,4 +315,43 @@ export const releaseJobs = (
     notified AS (${wakeQueues(sql, prefix, "released")})
     SELECT (SELECT count(*)::int FROM released) AS n FROM notified
   `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+}
+
+/**
+ * Gives back jobs claimed and never started, as `releaseJobs` does, but
+ * passes over rows another transaction holds locked rather than wait for
+ * them. Returns the ids it passed over, to be given back later.
+ */
+export const releaseJobsUnlocked = (
+  sql: SqlClient,
+  prefix: string,
+  jobs: ReadonlyArray<{ readonly id: number; readonly claim: string; readonly ahead: boolean }>
+): Effect.Effect<ReadonlyArray<number>, SqlError> => {
+  if (jobs.length === 0) return Effect.succeed([])
+  const keyed = keyedById(jobs)
+  const table_ = table(sql, prefix, "oban_jobs")
+  return sql<{ readonly skipped: ReadonlyArray<string> }>`
+    WITH input AS MATERIALIZED (SELECT ${keyed.json}::jsonb AS given),
+    free AS MATERIALIZED (
+      SELECT j.id FROM ${table_} AS j
+      WHERE j.id = ANY(${keyed.ids}::bigint[])
+      ORDER BY j.id
+      FOR UPDATE SKIP LOCKED
+    ),
+    released AS (
+      UPDATE ${table_} AS j
+      SET state = 'available',
+          attempt = CASE WHEN (input.given -> j.id::text -> 'ahead')::boolean THEN j.attempt ELSE j.attempt - 1 END
+      FROM input, free
+      WHERE j.id = free.id
+        AND j.state = 'executing' AND j.attempted_by[3] = input.given -> j.id::text ->> 'claim'
+      RETURNING j.queue
+    ),
+    notified AS (${wakeQueues(sql, prefix, "released")})
+    SELECT ARRAY(
+      SELECT s.id::text FROM ${table_} AS s
+      WHERE s.id = ANY(${keyed.ids}::bigint[]) AND NOT (s.id = ANY(ARRAY(SELECT id FROM free)))
+    ) AS skipped
+    FROM notified
+  `.pipe(Effect.map((rows) => (rows[0]?.skipped ?? []).map(Number)))
 }

@@ -207,8 +207,11 @@ const claimWithin = (
   const spentPartitions = rate?.partition === undefined
     ? sql.literal("'{}'::text[]")
     : sql`ARRAY(SELECT part FROM used WHERE n >= ${rate.limit}::int)`
-  // Tested once per claim (a CTE the candidates read), after the queue's lock is granted.
-  const live = options.liveProducer === true ? producerIsLive(sql, prefix, options.producer) : sql.literal("true")
+  // Tested once per claim (a CTE the candidates read), after the queue's lock is granted, on the row
+  // as it is then: the claim may have waited for the lock while a rescue marked the row dead.
+  const live = options.liveProducer === true
+    ? producerIsLive(sql, prefix, options.producer, { locking: true })
+    : sql.literal("true")
   const candidates = partitioned
     ? sql`
       SELECT a.id, a.priority, a.scheduled_at, a.gp, a.rp
