@@ -22,4 +22,4 @@ const ObanLive = Oban.layer({ queues: { default: 10 }, workers: [Hello] })
 
 export const main = Layer.launch(ObanLive.pipe(Layer.provide(PgLive), Layer.provide(Observability)))
 
-if (process.argv[1]?.endsWith("otlp.ts")) NodeRuntime.runMain(main)
+if (process.argv[1]?.endsWith("otlp.ts")) NodeRuntime.runMain(main, { teardown: Oban.teardown })

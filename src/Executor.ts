@@ -24,6 +24,7 @@ import { logAttempt } from "./internal/attemptLog.ts"
 import { CurrentActivity } from "./internal/activity.ts"
 import type { StopReason } from "./internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
+import { realSleep } from "./internal/statementTimeout.ts"
 import * as Threads from "./internal/threads/load.ts"
 import type { ThreadPoolOptions } from "./internal/threads/pool.ts"
 
@@ -83,16 +84,23 @@ export interface Options<R> {
  * did. It must not be interruptible: under `NodeRuntime.runMain` the scope is
  * closed by a fiber that SIGTERM has already interrupted, and an interruptible
  * wait would end at once, cutting every job's grace period to nothing. So it
- * polls the job count, which works the same on an interrupted fiber and on
- * `TestClock`.
+ * polls the job count, which works the same on an interrupted fiber.
+ *
+ * It polls in real time, and the grace period ends when it has passed on
+ * either clock: a node on `TestClock` whose test ends while a job does real
+ * work (a query) waits for that job in real time, where a wait on the
+ * virtual clock, which nothing moves any more, would hang the test for good;
+ * and a test that moves the virtual clock past the grace period ends it.
  */
 const awaitDrained = (runs: ReadonlyMap<number, unknown>, grace: Duration.Duration) =>
   Effect.gen(function*() {
-    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(grace)
+    const graceMillis = Duration.toMillis(grace)
+    const virtualDeadline = (yield* Clock.currentTimeMillis) + graceMillis
+    const realDeadline = performance.now() + graceMillis
     while (runs.size > 0) {
-      const left = deadline - (yield* Clock.currentTimeMillis)
+      const left = Math.min(virtualDeadline - (yield* Clock.currentTimeMillis), realDeadline - performance.now())
       if (left <= 0) return false
-      yield* Effect.sleep(Math.min(left, drainPollMillis))
+      yield* realSleep(Math.min(left, drainPollMillis))
     }
     return true
   }).pipe(Effect.uninterruptible)

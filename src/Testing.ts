@@ -220,7 +220,9 @@ export interface DrainResult {
  * returns how they ended. `withScheduled` also runs scheduled and retryable
  * jobs due by now (by the library's clock, so `TestClock` moves it).
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
- * (and retries that are due) run too. A recursive drain gives up with
+ * run too (and, with `withScheduled`, retries and snoozes that are due). A
+ * job of a worker the kit was not given fails as `unknown_worker`, with a
+ * warning logged. A recursive drain gives up with
  * `ObanTestError` after `maxStalledRounds` rounds in a row (default
  * `defaultMaxStalledRounds`, 100; an integer of at least 1, or `Infinity` for
  * never) that ran only jobs of the round before:
@@ -273,6 +275,15 @@ const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQ
         producer: "drain",
         claim: crypto.randomUUID()
       })
+      const unknown = [...new Set(jobs.map((job) => job.worker).filter((worker) => !kit.registry.workers.has(worker)))]
+      if (unknown.length > 0) {
+        // Most likely a worker left out of ObanTest.layer's list: its jobs fail (and retry) as a node's would.
+        yield* Effect.logWarning(
+          `drainQueue: no worker ${unknown.map((name) => JSON.stringify(name)).join(", ")} among ObanTest.layer's workers ` +
+            `(${[...kit.registry.workers.keys()].map((name) => JSON.stringify(name)).join(", ") || "none"}); ` +
+            "their jobs fail as unknown_worker"
+        )
+      }
       const rows = yield* runClaimed(kit.registry, sql, kit.prefix, jobs)
       for (const row of rows) {
         counts[outcomeOf(row) ?? "failed"]++

@@ -20,6 +20,10 @@ const FailTwice = Worker.make("AdvFailTwice", {
   perform: (job) => job.attempt <= 2 ? Effect.fail(new Flaky()) : Effect.void
 })
 const Nap = Worker.make("AdvNap", { args: Schema.Struct({}), perform: () => Effect.sleep("30 minutes") })
+const Query = Worker.make("AdvQuery", {
+  args: Schema.Struct({ seconds: Schema.Number }),
+  perform: (job) => Effect.flatMap(SqlClient, (sql) => sql`SELECT pg_sleep(${job.args.seconds})`).pipe(Effect.orDie)
+})
 const Stuck = Worker.make("AdvStuck", { args: Schema.Struct({}), timeout: "1 minute", maxAttempts: 1, perform: () => Effect.never })
 
 const TestLive = ObanTest.layer().pipe(Layer.provideMerge(ObanTest.database()))
@@ -33,7 +37,7 @@ const node = (crontab: ReadonlyArray<Cron.Entry> = []) =>
     const running = yield* startNode({
       node: "advance",
       queues: { default: 5 },
-      workers: [Tick, FailTwice, Nap, Stuck],
+      workers: [Tick, FailTwice, Nap, Stuck, Query],
       crontab,
       // Finished jobs stay, to be counted (the pruner would delete them after 5 virtual minutes).
       pruner: false
@@ -124,6 +128,19 @@ describe("ObanTest.advance", () => {
         assert.strictEqual((yield* rowOf(nap.id)).state, "executing")
         yield* ObanTest.advance("29 minutes").pipe(Effect.provideService(Oban.Oban, oban))
         assert.strictEqual((yield* rowOf(nap.id)).state, "completed")
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("a node closed while a job does real I/O waits for it in real time, not on the virtual clock", () =>
+      Effect.gen(function*() {
+        const running = yield* node()
+        const job = yield* Oban.insert(Query.job({ seconds: 1 }))
+        yield* ObanTest.advance("1 second").pipe(Effect.provideService(Oban.Oban, running.oban))
+        assert.strictEqual((yield* rowOf(job.id)).state, "executing")
+        // Nothing moves the virtual clock now: a grace period timed on it would never end.
+        const startedAt = performance.now()
+        yield* running.stop
+        assert.isBelow(performance.now() - startedAt, 10_000)
+        assert.strictEqual((yield* rowOf(job.id)).state, "completed")
       }).pipe(Effect.scoped, onTestClock), 60_000)
 
     it.effect("fails with ObanTestError off TestClock", () =>

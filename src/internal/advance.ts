@@ -30,7 +30,10 @@ export interface AdvanceOptions {
   readonly step?: Duration.Input | undefined
   /** How long, in real time, the node may take to settle after one step. Default 30 s. */
   readonly timeout?: Duration.Input | undefined
-  /** A running job that neither starts nor ends for this long (real time) counts as waiting. Default 5 ms. */
+  /**
+   * A running job that neither starts nor ends for this long (real time) counts as waiting (on virtual
+   * time). Default 5 ms. A job doing real I/O for longer counts as waiting too: raise it above that.
+   */
   readonly quiet?: Duration.Input | undefined
 }
 
