@@ -3,7 +3,7 @@
  * TestClock, against real PostgreSQL.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Random, Ref, Schedule, Schema } from "effect"
+import { Duration, Effect, Fiber, Layer, Logger, Random, Ref, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import { Backoff, InvalidResultError, Migrations, Oban, ObanConfig, Stager, Worker } from "effect-oban"
@@ -292,6 +292,23 @@ describe("manual mode", () => {
         const decodedName = yield* ObanTest.assertEnqueued({ worker: Renamed, args: { userId: "u1" } }).pipe(Effect.flip)
         assert.include(decodedName.message, `which Renamed's args do not have as stored (their fields: user_id)`)
         assert.strictEqual((yield* ObanTest.assertEnqueued({ worker: "Renamed", args: { user_id: "u1" } })).worker, "Renamed")
+      }))
+
+    it.effect("a drained job of a worker the kit was not given fails as unknown_worker, and the drain says so", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const job = yield* Oban.insert(Slow.job({}, { queue: "forgotten" }))
+        const lines: Array<string> = []
+        const capture = Logger.make(({ message }) => {
+          lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        const drained = yield* ObanTest.drainQueue({ queue: "forgotten" }).pipe(
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture]))
+        )
+        assert.strictEqual(drained.failed, 1)
+        const row = yield* ObanTest.assertEnqueued({ worker: "Slow", state: "retryable" })
+        assert.deepStrictEqual([row.id, row.errors[0]?.kind], [job.id, "unknown_worker"])
+        assert.isTrue(lines.some((line) => line.includes(`no worker "Slow" among ObanTest.layer's workers`)), lines.join("\n"))
       }))
 
     it.effect("on a schema that is not migrated, the assertions fail with MigrationError naming it", () =>
