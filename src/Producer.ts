@@ -84,6 +84,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       pauseCommandsSeen: undefined
     }
     let running = 0
+    // Set as the node's shutdown begins (`stopStarting`).
+    let stopping = false
     let failures = 0
 
     const buffer = ClaimBuffer.make()
@@ -113,7 +115,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
      * synchronously, once per finished job: this is the hot path.
      */
     const startWaitingUnsafe = (): boolean => {
-      if (control.paused || !liveness.startable()) return false
+      if (control.paused || stopping || !liveness.startable()) return false
       const jobs = buffer.take(control.limit - running)
       if (jobs.length === 0) return false
       running += jobs.length
@@ -214,7 +216,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       // Nothing is claimed while jobs could not start (heartbeats failing, or too long silent): a claim
       // counts an attempt for the jobs meant to start at once, which a rescue of them would keep.
       if (
-        control.paused || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive) || !liveness.startable()
+        control.paused || stopping || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive) || !liveness.startable()
       ) return false as boolean
       const claim = crypto.randomUUID()
       const by = { node: options.node, producer: producerId, claim }
@@ -322,6 +324,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           Effect.sync(() => setPaused(false, counted)),
           (was) => was ? Effect.andThen(said("resumed"), wake) : wake
         ),
+      stopStarting: Effect.sync(() => {
+        stopping = true
+      }),
       notePauseCommands: (count) => Effect.sync(() => liveness.rememberPauseCommands(count)),
       scale: (next) =>
         Effect.andThen(

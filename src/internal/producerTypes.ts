@@ -70,6 +70,11 @@ export interface Producer {
    * for this node alone.
    */
   readonly pause: (counted?: string) => Effect.Effect<void>
+  /**
+   * Shutdown has begun: no waiting job starts from now on and nothing more is claimed (the jobs
+   * waiting go back when the producer stops). Jobs already running go on.
+   */
+  readonly stopStarting: Effect.Effect<void>
   readonly resume: (counted?: string) => Effect.Effect<void>
   /**
    * Remembers the queue's count of pauses and resumes for every node that a

@@ -299,6 +299,9 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       crontab,
       stop: stopHere
     })
+    // Added last, so it runs first as shutdown begins: no waiting job starts after the signal, while
+    // the loops above stop one by one (jobs of a few ms would go on starting from the buffers).
+    yield* Effect.addFinalizer(() => Effect.forEach(producers.values(), (producer) => producer.stopStarting, { discard: true }))
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
     const nodeContext = yield* Effect.context<never>()
