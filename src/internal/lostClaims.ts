@@ -53,4 +53,3 @@ export const releaseLostClaim = (
         yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
       }
     }), { discard: true })
-

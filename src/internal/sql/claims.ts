@@ -289,6 +289,16 @@ export const releaseStranded = (
   `.pipe(Effect.map((rows) => rows.map((row) => row.id)))
 
 /**
+ * How a give-back changes a job (aliased `j`, its entry in `input.given`): `available` again, with
+ * its attempt given back unless it was claimed ahead (which counted none).
+ */
+const givenBackSet = `SET state = 'available',
+          attempt = CASE WHEN (input.given -> j.id::text -> 'ahead')::boolean THEN j.attempt ELSE j.attempt - 1 END`
+
+/** A give-back touches a job only while it is still executing under the claim it was given back for. */
+const stillUnderGivenClaim = "j.state = 'executing' AND j.attempted_by[3] = input.given -> j.id::text ->> 'claim'"
+
+/**
  * Gives back jobs claimed and never started (shutdown, pause): those still
  * `executing` under the given claims become `available` again with their
  * attempt given back (a job claimed ahead never counted one), and their
@@ -305,11 +315,10 @@ export const releaseJobs = (
     WITH input AS MATERIALIZED (SELECT ${keyed.json}::jsonb AS given),
     released AS (
       UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-      SET state = 'available',
-          attempt = CASE WHEN (input.given -> j.id::text -> 'ahead')::boolean THEN j.attempt ELSE j.attempt - 1 END
+      ${sql.literal(givenBackSet)}
       FROM input
       WHERE j.id = ANY(${keyed.ids}::bigint[])
-        AND j.state = 'executing' AND j.attempted_by[3] = input.given -> j.id::text ->> 'claim'
+        AND ${sql.literal(stillUnderGivenClaim)}
       RETURNING j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
@@ -340,11 +349,10 @@ export const releaseJobsUnlocked = (
     ),
     released AS (
       UPDATE ${table_} AS j
-      SET state = 'available',
-          attempt = CASE WHEN (input.given -> j.id::text -> 'ahead')::boolean THEN j.attempt ELSE j.attempt - 1 END
+      ${sql.literal(givenBackSet)}
       FROM input, free
       WHERE j.id = free.id
-        AND j.state = 'executing' AND j.attempted_by[3] = input.given -> j.id::text ->> 'claim'
+        AND ${sql.literal(stillUnderGivenClaim)}
       RETURNING j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
