@@ -61,6 +61,15 @@ const fastMaintenance = {
   leader: { ttl: "2 seconds", renewInterval: "500 millis" }
 } as const
 
+/**
+ * Heartbeats far enough apart that none is sent while the claim below is on its way. With replies
+ * dropped a heartbeat fails, and a node whose heartbeat failed claims nothing: a fetch in flight as
+ * replies stop waits out its 15 s deadline, and the one after it, which claims, must come before the
+ * next heartbeat has failed (with the default 10 s interval it sometimes did not, and the test waited
+ * for a claim that could not come).
+ */
+const quietHeartbeats = { heartbeatInterval: "30 seconds" } as const
+
 const executingOrDone = (prefix: string, total: number) =>
   Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) + (c["completed"] ?? 0) === total)
 
@@ -73,7 +82,7 @@ describe("a node behind a broken network", () => {
       yield* dropSchemaOnClose(prefix)
       yield* Migrations.run({ prefix })
       const proxy = yield* startProxy(databaseUrl())
-      yield* nodeBehind(proxy.url, prefix)
+      yield* nodeBehind(proxy.url, prefix, quietHeartbeats)
       yield* producersRegistered(prefix)
       // The next fetch reaches the server and commits; its result never comes back.
       yield* proxy.dropReplies
@@ -110,7 +119,7 @@ describe("a fetch whose reply is lost as its node shuts down", () => {
       yield* dropSchemaOnClose(prefix)
       yield* Migrations.run({ prefix })
       const proxy = yield* startProxy(databaseUrl())
-      const node = yield* nodeBehind(proxy.url, prefix)
+      const node = yield* nodeBehind(proxy.url, prefix, quietHeartbeats)
       yield* producersRegistered(prefix)
       // The next fetch reaches the server and commits; its reply is dropped.
       yield* proxy.dropReplies
