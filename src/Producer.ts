@@ -210,7 +210,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       return Effect.as(Effect.forkIn(caughtUp, scope), true)
     })
 
-    const fetchOnce = Effect.gen(function*() {
+    const fetchOnce = Effect.uninterruptibleMask((restore) => Effect.gen(function*() {
       const limited = limiter.limited()
       const demand = buffer.demand(control.limit, running, !limited)
       // Nothing is claimed while jobs could not start (heartbeats failing, or too long silent): a claim
@@ -228,11 +228,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           // Every job to start now: a limited queue claims nothing ahead.
           ? limiter.fetch(time, { demand, finished: finishedUnwritten(), liveProducer: true, ...by })
           : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, liveProducer: true, ...by }))
-      const fetched = yield* fetch.pipe(
-        withStatementTimeout({ timeout: fetchTimeout, operation: "fetch" }),
+      const fetched = yield* restore(withStatementTimeout(fetch, { timeout: fetchTimeout, operation: "fetch" })).pipe(
         // The server may have committed a claim whose reply we never got (or could not read): put
-        // those jobs back.
-        Effect.tapCause(() => returns.fetchFailed(claim))
+        // those jobs back. Only the wait for the reply can be interrupted (shutdown does not wait out the
+        // deadline of a fetch that gets no reply): its claim is then released as the producer stops.
+        Effect.onError(() => returns.fetchFailed(claim))
       )
       buffer.add(fetched.jobs, fetched.ahead)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
@@ -254,9 +254,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         "oban.fetch",
         { kind: "internal", attributes: { "oban.queue": options.queue, "oban.node": options.node } },
         { captureStackTrace: false }
-      ),
-      Effect.uninterruptible
-    )
+      )
+    ))
 
     const drain = Effect.gen(function*() {
       while (yield* fetchOnce) {

@@ -6,7 +6,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
 import * as Config from "../src/Config.ts"
@@ -33,11 +33,15 @@ const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnection
 const poolSize = 10
 
 /** A node whose every connection (pool, LISTEN, liveness) goes through `url`. */
-const nodeBehind = (url: string, prefix: string, options: Partial<Oban.LayerOptions<typeof Work>> = {}) =>
+const nodeBehind = (
+  url: string,
+  prefix: string,
+  options: Partial<Oban.LayerOptions<typeof Work>> = {},
+  poolScope?: Scope.Scope
+) =>
   Effect.gen(function*() {
-    const context = yield* Layer.build(
-      PgClient.layer({ url: Redacted.make(url), maxConnections: poolSize, connectTimeout: "2 seconds" })
-    )
+    const pool = PgClient.layer({ url: Redacted.make(url), maxConnections: poolSize, connectTimeout: "2 seconds" })
+    const context = yield* (poolScope === undefined ? Layer.build(pool) : Layer.buildWithScope(pool, poolScope))
     // Open every pooled connection while the network works: once replies are dropped no new
     // connection can finish its handshake, and the statements whose replies are lost (the fetch,
     // and each maintenance loop's) hold theirs until their deadlines, so a fetch must find one open.
@@ -187,6 +191,39 @@ describe("an outage of every connection", () => {
       // connection: about 8.5 s on a quiet machine.
       assert.isBelow(took, 30_000, `shutdown took ${took} ms`)
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: blackhole })), Effect.provide(direct)), 120_000)
+})
+
+describe("replies lost while a fetch and a maintenance transaction wait", () => {
+  const deaf = uniquePrefix("deaf_begin")
+  it.live("the node stops without waiting out the fetch's deadline, and its pool closes: no BEGIN is left waiting", () =>
+    Effect.gen(function*() {
+      yield* dropSchemaOnClose(deaf)
+      yield* Migrations.run({ prefix: deaf })
+      const proxy = yield* startProxy(databaseUrl())
+      // The pool in a scope of its own, closed below: a statement that never ends keeps its connection
+      // checked out, and the pool's close waits for every connection to come back.
+      const poolScope = yield* Scope.make()
+      const node = yield* nodeBehind(proxy.url, deaf, { pruner: { interval: "100 millis" } }, poolScope)
+      yield* producersRegistered(deaf)
+      // The next poll's fetch (every 200 ms), and the pruner's next run (every 100 ms, in a transaction)
+      // with its BEGIN, get no reply.
+      yield* proxy.dropReplies
+      yield* Effect.sleep("1 second")
+      const started = Date.now()
+      yield* node.stop
+      const stopped = Date.now() - started
+      // Producer rows (3 s) and the give-backs (5 s) each give up at their deadline; the fetch (15 s)
+      // is not waited for.
+      assert.isBelow(stopped, 14_000, `the node took ${stopped} ms to stop`)
+      // Closing a pool cannot be interrupted: it runs in a fiber of its own, and the test waits for it a minute.
+      const closing = yield* Effect.forkDetach(Scope.close(poolScope, Exit.void))
+      yield* Fiber.join(closing).pipe(
+        Effect.timeoutOrElse({ duration: "60 seconds", orElse: () => Effect.die(new Error("the pool never closed")) })
+      )
+      // The driver gives up each connection whose statement was interrupted within 5 s.
+      const closed = Date.now() - started - stopped
+      assert.isBelow(closed, 15_000, `the pool took ${closed} ms to close`)
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: deaf })), Effect.provide(direct)), 120_000)
 })
 
 describe("a pause for every node and an outage", () => {

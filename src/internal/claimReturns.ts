@@ -22,11 +22,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import type { Job } from "../Job.ts"
 import { releaseLostClaim } from "./lostClaims.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { releaseClaims, releaseJobsUnlocked } from "./sql/claims.ts"
-import { withStatementTimeout } from "./statementTimeout.ts"
+import { realSleep, withStatementTimeout } from "./statementTimeout.ts"
 
 /** A job taken out of the buffer, with whether it was claimed ahead (no attempt counted). */
 export interface Unstarted {
@@ -148,13 +149,23 @@ export const make = (options: {
       ))
     })
 
+  /**
+   * At shutdown a failed statement is sent again, in real time (the node's clock may be a test's), until
+   * `statementTimeout` has passed: a connection cut as the node stops fails at once, and the pool opens
+   * a fresh one.
+   */
+  const untilDeadline = <A>(statement: Effect.Effect<A, SqlError>, operation: string): Effect.Effect<A, SqlError> => {
+    const attempt: Effect.Effect<A, SqlError> = Effect.catch(statement, () => Effect.andThen(realSleep(100), attempt))
+    return withStatementTimeout(attempt, { timeout: statementTimeout, operation })
+  }
+
   const atShutdown = (buffered: ReadonlyArray<Unstarted>) =>
     Effect.suspend(() => {
       const jobs = [...buffered, ...unreturned.values()]
       unreturned.clear()
       const claims = [...lostClaims]
       lostClaims.clear()
-      const giveBackAll = jobs.length === 0 ? Effect.void : write(jobs).pipe(
+      const giveBackAll = jobs.length === 0 ? Effect.void : untilDeadline(write(jobs), "give back").pipe(
         Effect.flatMap((passedOver) =>
           passedOver.length === 0 ? Effect.void : Effect.logWarning(
             `could not give back ${passedOver.length} job(s) at shutdown (locked by another transaction); they will be rescued`
@@ -164,8 +175,10 @@ export const make = (options: {
           Effect.logWarning(`could not give back ${jobs.length} job(s) at shutdown; they will be rescued`, Cause.pretty(cause))
         )
       )
-      const releaseAll = claims.length === 0 ? Effect.void : releaseClaims(options.sql, options.prefix, claims).pipe(
-        withStatementTimeout({ timeout: statementTimeout, operation: "release" }),
+      const release = releaseClaims(options.sql, options.prefix, claims).pipe(
+        withStatementTimeout({ timeout: statementTimeout, operation: "release" })
+      )
+      const releaseAll = claims.length === 0 ? Effect.void : untilDeadline(release, "release").pipe(
         Effect.flatMap((released) =>
           released === 0 ? Effect.void : Effect.logWarning(`released ${released} job(s) claimed by fetches whose reply was lost, at shutdown`)
         ),

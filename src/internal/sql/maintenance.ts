@@ -9,6 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { pruneFinished } from "./finishedJobs.ts"
 import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
+import { ownTransaction } from "./ownTransaction.ts"
 import { table } from "./tables.ts"
 
 export interface RescuedRow {
@@ -123,7 +124,8 @@ export const rescueOrphans = (
  * new edge, which the first statement's snapshot cannot see): so the steps
  * are only locked by the first statement (`SKIP LOCKED`: a step being depended
  * on is left for a later run), and deleted by a second one, in the same
- * transaction, whose new snapshot sees every edge committed before the lock.
+ * transaction (`ownTransaction`: one a dead connection cannot hang), whose
+ * new snapshot sees every edge committed before the lock.
  */
 export const pruneJobs = (
   sql: SqlClient,
@@ -132,13 +134,16 @@ export const pruneJobs = (
   maxAgeMillis: number,
   limit: number
 ): Effect.Effect<number, SqlError> =>
-  sql.withTransaction(Effect.gen(function*() {
-    const [first] = yield* pruneStatement(sql, prefix, now, maxAgeMillis, limit)
-    const steps = first?.steps ?? []
-    const more = steps.length === 0 ? 0 : yield* pruneSteps(sql, prefix, steps)
-    const hot = (first?.n ?? 0) + more
-    return hot + (yield* pruneFinished(sql, prefix, now, maxAgeMillis, limit - hot))
-  }))
+  ownTransaction(
+    sql,
+    Effect.gen(function*() {
+      const [first] = yield* pruneStatement(sql, prefix, now, maxAgeMillis, limit)
+      const steps = first?.steps ?? []
+      const more = steps.length === 0 ? 0 : yield* pruneSteps(sql, prefix, steps)
+      const hot = (first?.n ?? 0) + more
+      return hot + (yield* pruneFinished(sql, prefix, now, maxAgeMillis, limit - hot))
+    })
+  )
 
 /** A workflow job is needed while a dependent of it has not finished (it may still read its result). */
 const needed = (sql: SqlClient, prefix: string): Fragment =>
