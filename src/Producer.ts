@@ -51,6 +51,9 @@ import { now, statementNow } from "./ObanClock.ts"
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
 
+/** How long shutdown waits for an interrupted fetch to end: past the driver's 5 s to give its connection up. */
+const fetchSettle = Duration.seconds(6)
+
 /**
  * Past this many outcomes waiting to be written on the node (two full ack
  * statements), producers claim nothing until the writes catch up: when the
@@ -228,10 +231,17 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           // Every job to start now: a limited queue claims nothing ahead.
           ? limiter.fetch(time, { demand, finished: finishedUnwritten(), liveProducer: true, ...by })
           : fetchJobs(options.sql, options.prefix, time, { queue: options.queue, demand, startNow, liveProducer: true, ...by }))
-      const fetched = yield* restore(withStatementTimeout(fetch, { timeout: fetchTimeout, operation: "fetch" })).pipe(
+      // Only the wait for the reply can be interrupted: shutdown does not wait out the deadline of a fetch
+      // that gets no reply. It waits until the interrupted statement has ended (the driver's cancel, or
+      // its 5 s to give the connection up), so the claim is released as the producer stops only once
+      // it can no longer commit.
+      const fetched = yield* restore(withStatementTimeout(fetch, {
+        timeout: fetchTimeout,
+        operation: "fetch",
+        settleOnInterrupt: fetchSettle
+      })).pipe(
         // The server may have committed a claim whose reply we never got (or could not read): put
-        // those jobs back. Only the wait for the reply can be interrupted (shutdown does not wait out the
-        // deadline of a fetch that gets no reply): its claim is then released as the producer stops.
+        // those jobs back.
         Effect.onError(() => returns.fetchFailed(claim))
       )
       buffer.add(fetched.jobs, fetched.ahead)

@@ -5,8 +5,9 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { type Duration, Effect, Fiber, Layer, Redacted, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import { withStatementTimeout } from "../src/internal/statementTimeout.ts"
 import { databaseUrl } from "./support/db.ts"
 import { startProxy } from "./support/proxy.ts"
@@ -48,5 +49,36 @@ describe("withStatementTimeout", () => {
       }
       assert.deepStrictEqual(result, [{ n: 3 }])
       assert.isBelow(Date.now() - recovered, 15_000)
+    }), 60_000)
+
+  it.live("an interrupted caller waits for the statement to end only with settleOnInterrupt", () =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      // A pool of one connection for each case, opened while the network works.
+      const pool: Effect.Effect<SqlClient, SqlError, Scope.Scope> = Effect.gen(function*() {
+        const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
+        const sql = yield* Effect.provideContext(SqlClient, context)
+        yield* sql`SELECT 1`
+        return sql
+      })
+      const [first, second] = [yield* pool, yield* pool]
+      // Statements reach the server and their replies never come back: the driver gives an interrupted
+      // one up after its 5 s (its cancel gets no answer either).
+      yield* proxy.dropReplies
+      const interruptAfterSent = (sql: SqlClient, settleOnInterrupt?: Duration.Input) =>
+        Effect.gen(function*() {
+          const caller = yield* Effect.forkChild(
+            withStatementTimeout(sql`SELECT 2`, { timeout: "15 seconds", operation: "probe", settleOnInterrupt })
+          )
+          yield* Effect.sleep("300 millis")
+          const started = Date.now()
+          yield* Fiber.interrupt(caller)
+          return Date.now() - started
+        })
+      const abandoned = yield* interruptAfterSent(first)
+      assert.isBelow(abandoned, 1_000, `the caller waited ${abandoned} ms`)
+      const settled = yield* interruptAfterSent(second, "6 seconds")
+      assert.isAtLeast(settled, 4_000, `the caller did not wait for the statement: ${settled} ms`)
+      assert.isBelow(settled, 6_500)
     }), 60_000)
 })

@@ -150,12 +150,15 @@ export const make = (options: {
     })
 
   /**
-   * At shutdown a failed statement is sent again, in real time (the node's clock may be a test's), until
-   * `statementTimeout` has passed: a connection cut as the node stops fails at once, and the pool opens
-   * a fresh one.
+   * At shutdown a statement that failed with a retryable error is sent again, in real time (the node's
+   * clock may be a test's), until `statementTimeout` has passed: a connection cut as the node stops
+   * fails at once, and the pool opens a fresh one.
    */
   const untilDeadline = <A>(statement: Effect.Effect<A, SqlError>, operation: string): Effect.Effect<A, SqlError> => {
-    const attempt: Effect.Effect<A, SqlError> = Effect.catch(statement, () => Effect.andThen(realSleep(100), attempt))
+    const attempt: Effect.Effect<A, SqlError> = Effect.catch(
+      statement,
+      (error) => error.isRetryable ? Effect.andThen(realSleep(100), attempt) : Effect.fail(error)
+    )
     return withStatementTimeout(attempt, { timeout: statementTimeout, operation })
   }
 

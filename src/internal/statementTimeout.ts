@@ -23,6 +23,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -38,6 +39,15 @@ export interface Options {
   readonly timeout: Duration.Input
   /** What the work is (`"fetch"`, `"ack"`, ...), for the error and the logs. */
   readonly operation: string
+  /**
+   * When the caller is interrupted (not at the deadline), how long it waits,
+   * in real time, for the work to end once interrupted. The driver ends an
+   * interrupted statement when the server says it has ended (committed or
+   * cancelled), or gives its connection up after 5 s: a caller that must
+   * know the statement can no longer commit (to undo what it did) waits
+   * `"6 seconds"`. Without it the caller does not wait.
+   */
+  readonly settleOnInterrupt?: Duration.Input | undefined
 }
 
 /**
@@ -86,6 +96,9 @@ export const withStatementTimeout: {
   <A, E, R>(self: Effect.Effect<A, E, R>, options: Options): Effect.Effect<A, E | SqlError, R>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, options: Options): Effect.Effect<A, E | SqlError, R> => {
   const millis = Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+  const settleMillis = options.settleOnInterrupt === undefined
+    ? undefined
+    : Duration.toMillis(Duration.fromInputUnsafe(options.settleOnInterrupt))
   return Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(Effect.forkDetach(restore(self)), (fiber) =>
       restore(
@@ -97,9 +110,13 @@ export const withStatementTimeout: {
           Effect.andThen(realSleep(millis), Effect.failSync(() => timeoutError(options.operation, millis)))
         )
       ).pipe(
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) ? Effect.void : Effect.asVoid(Effect.forkDetach(Fiber.interrupt(fiber)))
-        )
+        Effect.onExit((exit) => {
+          if (Exit.isSuccess(exit)) return Effect.void
+          const interrupt = Effect.forkDetach(Fiber.interrupt(fiber))
+          return settleMillis === undefined || !Cause.hasInterruptsOnly(exit.cause)
+            ? Effect.asVoid(interrupt)
+            : Effect.flatMap(interrupt, (interrupting) => Effect.raceFirst(Fiber.await(interrupting), realSleep(settleMillis)))
+        })
       ))
   )
 })

@@ -17,8 +17,11 @@
  * connection handed back with a statement still on it, so none goes back
  * inside a transaction.
  *
- * For bodies of plain statements: `sql.afterCommit` inside one runs at once,
- * not after the COMMIT.
+ * For bodies of plain statements that let every failure through:
+ * `sql.afterCommit` inside one runs at once, not after the COMMIT; a nested
+ * `sql.withTransaction` is not supported; and the COMMIT's reply is not
+ * checked, so a body that caught a statement's failure would see the
+ * aborted transaction's COMMIT (a rollback) succeed.
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
