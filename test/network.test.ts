@@ -203,12 +203,14 @@ describe("replies lost while a fetch and a maintenance transaction wait", () => 
       // The pool in a scope of its own, closed below: a statement that never ends keeps its connection
       // checked out, and the pool's close waits for every connection to come back.
       const poolScope = yield* Scope.make()
-      const node = yield* nodeBehind(proxy.url, deaf, { pruner: { interval: "100 millis" } }, poolScope)
-      yield* producersRegistered(deaf)
+      // Three queues, each with its fetch in flight: their producers stop side by side, not one after another.
+      const queues = { default: 5, mail: 5, reports: 5 }
+      const node = yield* nodeBehind(proxy.url, deaf, { queues, pruner: { interval: "100 millis" } }, poolScope)
+      yield* producersRegistered(deaf, 3)
       // The pruner runs on the leader only.
       yield* waitFor("the node leads", node.oban.isLeader)
-      // The next poll's fetch (every 200 ms), and the pruner's next run (every 100 ms, in a transaction)
-      // with its BEGIN, get no reply.
+      // The next poll's fetch of each queue (every 200 ms), and the pruner's next run (every 100 ms, in a
+      // transaction) with its BEGIN, get no reply.
       yield* proxy.dropReplies
       yield* Effect.sleep("1 second")
       const started = Date.now()
@@ -216,7 +218,8 @@ describe("replies lost while a fetch and a maintenance transaction wait", () => 
       const stopped = Date.now() - started
       // The fetch is not waited for to its 15 s deadline, only until the driver gives its connection up
       // (5 s, so its claim cannot commit after the release); then the release (5 s) and removing the
-      // producer rows (3 s) give up at their deadlines: about 13 s, where waiting out the fetch took 22 s.
+      // producer rows (3 s) give up at their deadlines: about 13 s, where waiting out the fetch took 22 s
+      // for one queue (and stopping the producers one after another took 28 s for three).
       assert.isBelow(stopped, 17_000, `the node took ${stopped} ms to stop`)
       // Closing a pool cannot be interrupted: it runs in a fiber of its own, and the test waits for it a minute.
       const closing = yield* Effect.forkDetach(Scope.close(poolScope, Exit.void))

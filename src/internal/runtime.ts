@@ -264,7 +264,15 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     })
     yield* Effect.addFinalizer(() => routerStopping)
 
+    // Each producer in a scope of its own, all closed at once: stopping one may wait on the database (an
+    // interrupted fetch's end, its give-backs), and on a dead network those waits would add up queue by queue.
+    const producerScopes: Array<Scope.Closeable> = []
+    yield* Effect.addFinalizer((exit) =>
+      Effect.forEach(producerScopes, (scope) => Scope.close(scope, exit), { concurrency: "unbounded", discard: true })
+    )
     for (const queue of config.queues) {
+      const scope = yield* Scope.make()
+      producerScopes.push(scope)
       producers.set(
         queue.name,
         yield* Producer.make({
@@ -282,7 +290,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           heartbeatScope: heartbeats,
           executor,
           meta: crontabMeta
-        })
+        }).pipe(Scope.provide(scope))
       )
     }
 
