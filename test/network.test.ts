@@ -221,6 +221,8 @@ describe("replies lost while a fetch and a maintenance transaction wait", () => 
       // producer rows (3 s) give up at their deadlines: about 13 s, where waiting out the fetch took 22 s
       // for one queue (and stopping the producers one after another took 28 s for three).
       assert.isBelow(stopped, 17_000, `the node took ${stopped} ms to stop`)
+      // And the fetches' ends were waited for: without that the release comes at once, about 8 s in all.
+      assert.isAtLeast(stopped, 9_500, `the node did not wait for its fetches to end: ${stopped} ms`)
       // Closing a pool cannot be interrupted: it runs in a fiber of its own, and the test waits for it a minute.
       const closing = yield* Effect.forkDetach(Scope.close(poolScope, Exit.void))
       yield* Fiber.join(closing).pipe(

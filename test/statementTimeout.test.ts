@@ -79,6 +79,7 @@ describe("withStatementTimeout", () => {
       assert.isBelow(abandoned, 1_000, `the caller waited ${abandoned} ms`)
       const settled = yield* interruptAfterSent(second, "6 seconds")
       assert.isAtLeast(settled, 4_000, `the caller did not wait for the statement: ${settled} ms`)
-      assert.isBelow(settled, 6_500)
+      // At most the 6 s asked for, with room for a loaded machine's timers.
+      assert.isBelow(settled, 8_000)
     }), 60_000)
 })
