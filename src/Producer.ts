@@ -46,7 +46,7 @@ import type { FinishedJob, LimitedFetch } from "./internal/sql/limitedClaims.ts"
 import { type Fetched, fetchJobs } from "./internal/sql/claims.ts"
 import { setExecutingUnsafe } from "./internal/telemetry.ts"
 import type { Job } from "./Job.ts"
-import { now, statementNow } from "./ObanClock.ts"
+import { now, ObanClock, statementNow } from "./ObanClock.ts"
 
 /** The longest a fetch may take before it counts as failed (a connection that stopped answering). */
 const fetchTimeout = Duration.seconds(15)
@@ -76,6 +76,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
   Effect.gen(function*() {
     const signal = yield* Queue.dropping<void>(1)
     const producerId = crypto.randomUUID()
+    // On a virtual clock a claim's time is read before it is sent, and may be behind by then (see `startAttempt`).
+    const virtualClock = (yield* ObanClock).mode === "effect"
     // The limit and paused flag, which commands set here and heartbeats read back.
     const control: Liveness.Control = {
       limit: options.limit,
@@ -222,7 +224,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         control.paused || stopping || demand <= 0 || (yield* writesBehind) || !(yield* liveness.checkAlive) || !liveness.startable()
       ) return false as boolean
       const claim = crypto.randomUUID()
-      const by = { node: options.node, producer: producerId, claim }
+      const by = { node: options.node, producer: producerId, claim, virtualClock }
       // Slots the jobs already waiting will not fill start at once; the rest wait here.
       const startNow = limited ? demand : Math.max(0, control.limit - running - buffer.size())
       // The claim's time is taken as it runs, not when its transaction began (see `statementNow`).

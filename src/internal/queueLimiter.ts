@@ -95,6 +95,7 @@ export interface QueueLimiter {
       readonly claim: string
       readonly finished: ReadonlyArray<FinishedJob>
       readonly liveProducer?: boolean | undefined
+      readonly virtualClock?: boolean | undefined
     }
   ) => Effect.Effect<LimitedFetch, SqlError>
   readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>

@@ -26,17 +26,32 @@ import { clockWithSetting } from "./workflows.ts"
  * `'ahead'` as a fourth element of `attempted_by`, so that a release of the
  * claim knows from the row alone which attempts to give back. Expects the row
  * as `j` and "now" as `clock.now`.
+ *
+ * `virtualClock` (a producer's claim in `ObanClock` effect mode) stamps the
+ * attempt no earlier than the job fell due. There "now" is read in the
+ * process before the statement reaches the server, and virtual time can move
+ * on meanwhile (`ObanTest.advance` wakes every loop due within a step while
+ * earlier ones still wait on the database): a claim whose time was read at
+ * 11:59:52 can take a job that a stager, woken at 12:00:00, made available
+ * before the claim ran, and would say the attempt began 8 s before the job
+ * was due. In database mode the server's clock is read as the claim runs,
+ * after the job was staged, and the stamp is the plain "now".
  */
 export const startAttempt = (
   sql: SqlClient,
-  by: { readonly node: string; readonly producer: string; readonly claim: string | Fragment },
+  by: {
+    readonly node: string
+    readonly producer: string
+    readonly claim: string | Fragment
+    readonly virtualClock?: boolean | undefined
+  },
   ahead?: Fragment
 ): Fragment => {
   const runBy = sql`ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
   return sql`SET state = 'executing',
         attempt = ${ahead === undefined ? sql`j.attempt + 1` : sql`CASE WHEN ${ahead} THEN j.attempt ELSE j.attempt + 1 END`},
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = clock.now,
+        attempted_at = ${sql.literal(by.virtualClock === true ? "GREATEST(clock.now, j.scheduled_at)" : "clock.now")},
         attempted_by = ${
     ahead === undefined
       ? runBy
@@ -103,6 +118,8 @@ export const fetchJobs = (
      * jobs the next rescue would take back with the attempt it counted.
      */
     readonly liveProducer?: boolean | undefined
+    /** `now` is virtual time, read before the statement was sent: see `startAttempt`. */
+    readonly virtualClock?: boolean | undefined
   }
 ): Effect.Effect<Fetched, SqlError> =>
   sql<Omit<JobRow, "state" | "queue" | "attempted_by"> & { readonly ahead: boolean }>`

@@ -76,6 +76,8 @@ interface ClaimOptions {
   readonly expected: QueueLimits
   /** Claim only while the producer's row is live, as `fetchJobs`'s option of that name. */
   readonly liveProducer?: boolean | undefined
+  /** `now` is virtual time, read before the statement was sent: see `startAttempt`. */
+  readonly virtualClock?: boolean | undefined
 }
 
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
