@@ -120,6 +120,15 @@ const uninterruptible = { uninterruptible: true } as const
 const syncStartMillis = 5
 
 /**
+ * How long shutdown waits for the outcomes not yet written: as long as the
+ * grace period, at least 5 s and at most 15 s (one outcome write's own
+ * deadline). A flush on a healthy database takes far less; on one that
+ * stopped answering the wait is bounded whatever the grace period.
+ */
+const flushDeadline = (grace: Duration.Duration): Duration.Duration =>
+  Duration.min(Duration.max(grace, Duration.seconds(5)), Duration.seconds(15))
+
+/**
  * An executor for the scope's life.
  *
  * @since 0.1.0
@@ -130,7 +139,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // Flush after the jobs below are done (finalizers run in reverse order).
     yield* Effect.addFinalizer(() =>
       acker.flush.pipe(
-        Effect.timeoutOption(Duration.max(options.shutdownGracePeriod, Duration.seconds(5))),
+        Effect.timeoutOption(flushDeadline(options.shutdownGracePeriod)),
         Effect.flatMap((done) =>
           done._tag === "Some"
             ? Effect.void

@@ -27,6 +27,13 @@ const Work = Worker.make("Work", {
     )
 })
 
+/** When the running `Endless` job was interrupted (Date.now()), if it was. */
+let endlessInterruptedAt: number | undefined
+const Endless = Worker.make("Endless", {
+  args: Schema.Struct({}),
+  perform: () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => (endlessInterruptedAt = Date.now()))))
+})
+
 const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 })
 
 /** Room for a fetch beside every maintenance statement stuck on a lost reply. */
@@ -36,7 +43,7 @@ const poolSize = 10
 const nodeBehind = (
   url: string,
   prefix: string,
-  options: Partial<Oban.LayerOptions<typeof Work>> = {},
+  options: Partial<Oban.LayerOptions<typeof Work | typeof Endless>> = {},
   poolScope?: Scope.Scope
 ) =>
   Effect.gen(function*() {
@@ -53,7 +60,7 @@ const nodeBehind = (
       prefix,
       node: "behind-proxy",
       queues: { default: 5 },
-      workers: [Work],
+      workers: [Work, Endless],
       pollInterval: "200 millis",
       ...options
     }).pipe(Effect.provideContext(context))
@@ -205,10 +212,20 @@ describe("replies lost while a fetch and a maintenance transaction wait", () => 
       const poolScope = yield* Scope.make()
       // Three queues, each with its fetch in flight: their producers stop side by side, not one after another.
       const queues = { default: 5, mail: 5, reports: 5 }
-      const node = yield* nodeBehind(proxy.url, deaf, { queues, pruner: { interval: "100 millis" } }, poolScope)
+      const node = yield* nodeBehind(
+        proxy.url,
+        deaf,
+        { queues, pruner: { interval: "100 millis" }, shutdownGracePeriod: "1 second" },
+        poolScope
+      )
       yield* producersRegistered(deaf, 3)
       // The pruner runs on the leader only.
       yield* waitFor("the node leads", node.oban.isLeader)
+      // A job that never ends, running as shutdown begins: it gets its grace period from the start of
+      // shutdown, while the producers stop beside it.
+      endlessInterruptedAt = undefined
+      yield* Oban.insert(Endless.job({}))
+      yield* waitFor("the endless job runs", Effect.map(countByState(deaf), (counts) => counts.executing === 1))
       // The next poll's fetch of each queue (every 200 ms), and the pruner's next run (every 100 ms, in a
       // transaction) with its BEGIN, get no reply.
       yield* proxy.dropReplies
@@ -223,6 +240,12 @@ describe("replies lost while a fetch and a maintenance transaction wait", () => 
       assert.isBelow(stopped, 17_000, `the node took ${stopped} ms to stop`)
       // And the fetches' ends were waited for: without that the release comes at once, about 8 s in all.
       assert.isAtLeast(stopped, 9_500, `the node did not wait for its fetches to end: ${stopped} ms`)
+      // The running job was interrupted when its 1 s grace period ended, not after the producers had
+      // stopped (about 10 s in: a grace period that began only then).
+      assert.isDefined(endlessInterruptedAt, "the endless job was not interrupted")
+      const interruptedAfter = endlessInterruptedAt! - started
+      assert.isAtLeast(interruptedAfter, 900, `the job was interrupted ${interruptedAfter} ms into shutdown`)
+      assert.isBelow(interruptedAfter, 3_000, `the job was interrupted ${interruptedAfter} ms into shutdown`)
       // Closing a pool cannot be interrupted: it runs in a fiber of its own, and the test waits for it a minute.
       const closing = yield* Effect.forkDetach(Scope.close(poolScope, Exit.void))
       yield* Fiber.join(closing).pipe(

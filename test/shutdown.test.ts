@@ -154,7 +154,7 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       const prefix = uniquePrefix("sigterm_refused_ack")
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient
-        // A 3 s job, a grace period and so a flush deadline of 30 s.
+        // A 3 s job, and a grace period of 30 s: the flush waits up to 15 s (its most) once the job has ended.
         const node = yield* startDeployNode(prefix, { JOB_MS: "3000", GRACE_MS: "30000", LOG_LEVEL: "Warn" })
         const job = yield* Oban.insert(Record.job({ n: 1 }))
         yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
@@ -177,11 +177,46 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         yield* Fiber.join(holder)
         const code = yield* Effect.promise(() => node.exited)
         assert.strictEqual(code, 0, node.output())
-        // Written once the lock went, well before the flush's 30 s deadline.
+        // Written once the lock went, before the flush's deadline (15 s after the job ended, 3 s in).
         assert.isBelow(Date.now() - sentAt, 15_000, node.output())
         assert.notInclude(node.output(), "could not be written")
         const [row] = yield* rows(prefix)
         assert.deepStrictEqual([row!.state, row!.attempt, row!.kinds, row!.runs], ["completed", 1, [], 1])
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("an outcome that cannot be written is waited for at most 15 s after the jobs end, however long the grace period", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_flush_bound")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        // A grace period of 40 s, as a deploy of long jobs sets it: the flush still waits at most 15 s.
+        const node = yield* startDeployNode(prefix, { JOB_MS: "500", GRACE_MS: "40000", LOG_LEVEL: "Warn" })
+        const job = yield* Oban.insert(Record.job({ n: 1 }))
+        yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
+        // Another transaction holds the job's row until the node has exited: its outcome is never written.
+        const holding = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id} FOR UPDATE`
+          yield* Deferred.succeed(holding, undefined)
+          yield* Deferred.await(release)
+        })))
+        yield* Deferred.await(holding)
+        const sentAt = Date.now()
+        node.child.kill("SIGTERM")
+        const code = yield* Effect.promise(() => node.exited)
+        const took = Date.now() - sentAt
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(holder)
+        assert.strictEqual(code, 0, node.output())
+        // The job ended at once (0.5 s), then the flush waited its 15 s, not the 40 s of the grace period.
+        assert.isAtLeast(took, 14_000, node.output())
+        assert.isBelow(took, 22_000, node.output())
+        assert.include(node.output(), "some acks could not be written")
+        // Left executing for the rescuer, as the warning says, having run once.
+        const [row] = yield* rows(prefix)
+        assert.deepStrictEqual([row!.state, row!.runs], ["executing", 1])
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 

@@ -13,6 +13,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -176,6 +177,12 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     // The leases are given up in the background when shutdown begins (below); the rows go after that.
     let leasesAtShutdown: Leases.Leases | undefined
     yield* Effect.addFinalizer(() => Effect.suspend(() => leasesAtShutdown?.awaitResigned ?? Effect.void))
+    // The producers stop beside the executor's grace period (their finalizer below starts it), so a
+    // job gets its whole grace period from the start of shutdown however long they take on a network
+    // that stopped answering. Shutdown goes on past the executor only once they have stopped: their
+    // give-backs and releases are made before the leases are waited for and the rows go.
+    let producersStopping: Fiber.Fiber<void> | undefined
+    yield* Effect.addFinalizer(() => Effect.suspend(() => producersStopping === undefined ? Effect.void : Fiber.join(producersStopping)))
     const executor = yield* Executor.make<R>({
       sql,
       prefix: config.prefix,
@@ -266,9 +273,14 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
 
     // Each producer in a scope of its own, all closed at once: stopping one may wait on the database (an
     // interrupted fetch's end, its give-backs), and on a dead network those waits would add up queue by queue.
+    // Closed in a fiber of their own, joined after the executor's grace period (above).
     const producerScopes: Array<Scope.Closeable> = []
     yield* Effect.addFinalizer((exit) =>
-      Effect.forEach(producerScopes, (scope) => Scope.close(scope, exit), { concurrency: "unbounded", discard: true })
+      Effect.forkDetach(
+        Effect.forEach(producerScopes, (scope) => Scope.close(scope, exit), { concurrency: "unbounded", discard: true })
+      ).pipe(Effect.map((fiber) => {
+        producersStopping = fiber
+      }))
     )
     for (const queue of config.queues) {
       const scope = yield* Scope.make()
