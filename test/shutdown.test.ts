@@ -13,6 +13,7 @@ import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { waitFor } from "./support/node.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
+import { startProxy } from "./support/proxy.ts"
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
 const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
@@ -353,7 +354,51 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       jobs: 400,
       executing: { moreThan: 2, what: "jobs claimed ahead of the two slots" },
       // Only the two running then (and the few that started before the signal arrived) ran after it: the
-      // waiting ones were given back before the grace period, not started during it.
+      // waiting ones were given back as shutdown began, not started during the grace period.
       startedAfter: 10
     }), 60_000)
+})
+
+describe("SIGTERM under NodeRuntime.runMain on a network that stopped answering", () => {
+  it.live("the process exits 0 within the grace period and the deadlines, its pool closed: nothing waits for a reply for ever", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_deaf")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
+        const proxy = yield* startProxy(databaseUrl())
+        // Every connection of the node through the proxy. Three queues, each polling every 500 ms, a job
+        // that outlives its 1 s grace period, and the pruner every 100 ms in a transaction: as replies
+        // stop, each queue's fetch and the pruner's BEGIN wait for one.
+        const node = yield* spawnNode("deploy", {
+          DATABASE_URL: proxy.url,
+          PREFIX: prefix,
+          QUEUES: JSON.stringify({ default: 5, mail: 5, reports: 5 }),
+          JOB_MS: "600000",
+          GRACE_MS: "1000",
+          PRUNE_MS: "100",
+          LOG_LEVEL: "Warn"
+        })
+        yield* awaitReady(node)
+        yield* waitFor("the node leads", Effect.sync(() => node.isLeader()))
+        yield* Oban.insert(Record.job({ n: 1 }))
+        yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
+        yield* proxy.dropReplies
+        yield* Effect.sleep("1 second")
+        const sentAt = Date.now()
+        node.child.kill("SIGTERM")
+        const code = yield* Effect.promise(() => node.exited).pipe(
+          Effect.timeoutOrElse({ duration: "60 seconds", orElse: () => Effect.succeed("still running after 60 s" as const) })
+        )
+        const took = Date.now() - sentAt
+        assert.strictEqual(code, 0, node.output())
+        // The producers stop beside the 1 s grace period (up to about 10 s: a fetch's end, its give-backs),
+        // then the flush (5 s, for the interrupted job's outcome) and the producer rows (3 s) give up at
+        // their deadlines, and closing the pool waits up to 5 s for the driver to give up each connection
+        // whose statement was interrupted: 13 s here. Before the pruner's transaction had its own deadline,
+        // the process never exited (its BEGIN kept a connection, and closing the pool waited for it).
+        assert.isBelow(took, 30_000, node.output())
+        assert.include(node.output(), "some acks could not be written")
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 90_000)
 })

@@ -8,6 +8,7 @@
  *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON  GRACE_MS  POOL (pool size, default 10)
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
+ *   PRUNE_MS (the pruner's interval)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  *   THREADS (a pool of that many threads, and the thread workers ThreadBusy and ThreadPreloaded of threadWorkers.ts)
  *   ISOLATION=process (with THREADS: the pool's slots are child processes)
@@ -73,6 +74,7 @@ const ObanLive = Oban.layer({
   pollInterval: "500 millis",
   ...(env("GRACE_MS") === undefined ? {} : { shutdownGracePeriod: Number(env("GRACE_MS")) }),
   ...(env("HEARTBEAT_MS") === undefined ? {} : { heartbeatInterval: Number(env("HEARTBEAT_MS")) }),
+  ...(env("PRUNE_MS") === undefined ? {} : { pruner: { interval: Number(env("PRUNE_MS")) } }),
   ...(env("RESCUE_AFTER_MS") === undefined ? {} : {
     rescuer: { rescueAfter: optionalMillis("RESCUE_AFTER_MS"), interval: optionalMillis("RESCUE_INTERVAL_MS") }
   }),
