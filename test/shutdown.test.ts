@@ -36,6 +36,21 @@ const rows = (prefix: string) =>
       FROM ${sql(prefix)}.oban_jobs_all j ORDER BY j.id`
   })
 
+/** Holds the row of job `id` locked (`FOR UPDATE`) in a transaction of its own, until `release`. */
+const holdRow = (prefix: string, id: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const holding = yield* Deferred.make<void>()
+    const released = yield* Deferred.make<void>()
+    const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${id} FOR UPDATE`
+      yield* Deferred.succeed(holding, undefined)
+      yield* Deferred.await(released)
+    })))
+    yield* Deferred.await(holding)
+    return { release: Effect.andThen(Deferred.succeed(released, undefined), Fiber.join(holder)) }
+  })
+
 /** Starts one node (queue `default`, limit 10 unless `env` says otherwise) that records its runs, once it is ready. */
 const startDeployNode = (prefix: string, env: Record<string, string>) =>
   Effect.gen(function*() {
@@ -154,28 +169,19 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_refused_ack")
       yield* Effect.gen(function*() {
-        const sql = yield* SqlClient
         // A 3 s job, and a grace period of 30 s: the flush waits up to 15 s (its most) once the job has ended.
         const node = yield* startDeployNode(prefix, { JOB_MS: "3000", GRACE_MS: "30000", LOG_LEVEL: "Warn" })
         const job = yield* Oban.insert(Record.job({ n: 1 }))
         yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
         // Another transaction holds the job's row while it ends, so its outcome is refused (lock timeout).
-        const holding = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-          yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id} FOR UPDATE`
-          yield* Deferred.succeed(holding, undefined)
-          yield* Deferred.await(release)
-        })))
-        yield* Deferred.await(holding)
+        const lock = yield* holdRow(prefix, job.id)
         const sentAt = Date.now()
         node.child.kill("SIGTERM")
         // The job ends during the grace period; its ack is refused as a batch and alone, then retried.
         yield* waitFor("the ack to be refused", Effect.sync(() => node.output().includes("one by one")))
         yield* Effect.sleep("1500 millis")
         assert.isTrue(node.alive(), "the node waits for the outcome it could not write")
-        yield* Deferred.succeed(release, undefined)
-        yield* Fiber.join(holder)
+        yield* lock.release
         const code = yield* Effect.promise(() => node.exited)
         assert.strictEqual(code, 0, node.output())
         // Written once the lock went, before the flush's deadline (15 s after the job ended, 3 s in).
@@ -190,26 +196,17 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_flush_bound")
       yield* Effect.gen(function*() {
-        const sql = yield* SqlClient
         // A grace period of 40 s, as a deploy of long jobs sets it: the flush still waits at most 15 s.
         const node = yield* startDeployNode(prefix, { JOB_MS: "500", GRACE_MS: "40000", LOG_LEVEL: "Warn" })
         const job = yield* Oban.insert(Record.job({ n: 1 }))
         yield* waitFor("the job to be running", Effect.map(rows(prefix), (all) => all[0]?.runs === 1))
         // Another transaction holds the job's row until the node has exited: its outcome is never written.
-        const holding = yield* Deferred.make<void>()
-        const release = yield* Deferred.make<void>()
-        const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-          yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job.id} FOR UPDATE`
-          yield* Deferred.succeed(holding, undefined)
-          yield* Deferred.await(release)
-        })))
-        yield* Deferred.await(holding)
+        const lock = yield* holdRow(prefix, job.id)
         const sentAt = Date.now()
         node.child.kill("SIGTERM")
         const code = yield* Effect.promise(() => node.exited)
         const took = Date.now() - sentAt
-        yield* Deferred.succeed(release, undefined)
-        yield* Fiber.join(holder)
+        yield* lock.release
         assert.strictEqual(code, 0, node.output())
         // The job ended at once (0.5 s), then the flush waited its 15 s, not the 40 s of the grace period.
         assert.isAtLeast(took, 14_000, node.output())
