@@ -218,33 +218,42 @@ layer(testLayer(prefix, { maxConnections: 6 }), { excludeTestServices: true })("
       assert.deepStrictEqual(yield* claim(true), [1, 1, false])
     }))
 
-  it.effect("a claim on a virtual clock whose time was read before its job fell due stamps the attempt at the due time", () =>
+  it.effect("a claim on a virtual clock whose time was read before its staged job fell due stamps the attempt at the due time", () =>
     Effect.gen(function*() {
       yield* truncate
       const sql = yield* SqlClient
       const limits = { global: 5, partition: undefined, rate: undefined }
       yield* storeQueueLimits(sql, prefix, "virtual-limited", limits)
-      // Due a minute ago and made available (by a stager) after the claims below read their time, 8 s before it.
-      const due = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000)
-      const inserted = yield* Oban.insertAll(["a", "b", "c", "d"].map((name) =>
+      // Scheduled for a minute from now, then made available (as a stager woken at its time does) after
+      // the claims below read their time, 8 s before it.
+      const due = new Date(Math.floor(Date.now() / 1000) * 1000 + 60_000)
+      const staged = yield* Oban.insertAll(["a", "b", "c", "d"].map((name) =>
         Named.job({ name }, { queue: name < "c" ? "virtual" : "virtual-limited", scheduledAt: due })
       ))
-      const readEarly = sql`${new Date(due.getTime() - 8_000)}::timestamptz`
-      const claim = (queue: string, virtualClock: boolean) =>
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'available' WHERE id IN ${sql.in(staged.map((job) => job.id))}`
+      const claimAt = (at: Date, queue: string, virtualClock: boolean) =>
         Effect.gen(function*() {
           const by = { node, producer: "p", claim: crypto.randomUUID(), virtualClock }
-          const fetched = queue === "virtual"
-            ? yield* fetchJobs(sql, prefix, readEarly, { queue, demand: 1, startNow: 1, ...by })
-            : yield* fetchLimited(sql, prefix, readEarly, { queue, demand: 1, finished: [], expected: limits, ...by })
+          const time = sql`${at}::timestamptz`
+          const fetched = queue === "virtual-limited"
+            ? yield* fetchLimited(sql, prefix, time, { queue, demand: 1, finished: [], expected: limits, ...by })
+            : yield* fetchJobs(sql, prefix, time, { queue, demand: 1, startNow: 1, ...by })
           assert.strictEqual(fetched.jobs.length, 1)
-          return (yield* jobRow(prefix, fetched.jobs[0]!.id)).attempted_at!.getTime() - due.getTime()
+          return (yield* jobRow(prefix, fetched.jobs[0]!.id)).attempted_at!.getTime() - at.getTime()
         })
+      const readEarly = new Date(due.getTime() - 8_000)
       // The claim as on the database clock: its time as given.
-      assert.strictEqual(yield* claim("virtual", false), -8_000)
-      assert.strictEqual(yield* claim("virtual-limited", false), -8_000)
-      // On a virtual clock: never before the job fell due.
-      assert.strictEqual(yield* claim("virtual", true), 0)
-      assert.strictEqual(yield* claim("virtual-limited", true), 0)
-      assert.strictEqual((yield* executing("virtual")) + (yield* executing("virtual-limited")), inserted.length)
+      assert.strictEqual(yield* claimAt(readEarly, "virtual", false), 0)
+      assert.strictEqual(yield* claimAt(readEarly, "virtual-limited", false), 0)
+      // On a virtual clock: never before the staged job fell due.
+      assert.strictEqual(yield* claimAt(readEarly, "virtual", true), 8_000)
+      assert.strictEqual(yield* claimAt(readEarly, "virtual-limited", true), 8_000)
+      // A job inserted available keeps the claim's time, also one whose times come from another clock (the
+      // server's, as an external insert stamps them) far ahead of the virtual one.
+      const [inserted] = yield* Oban.insertAll([Named.job({ name: "e" }, { queue: "virtual-inserted" })])
+      const virtualNow = new Date(Date.UTC(2000, 0, 1))
+      assert.strictEqual(yield* claimAt(virtualNow, "virtual-inserted", true), 0)
+      assert.isAbove(inserted!.scheduledAt.getTime(), virtualNow.getTime())
+      assert.strictEqual((yield* executing("virtual")) + (yield* executing("virtual-limited")), staged.length)
     }))
 })

@@ -273,14 +273,19 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
 
     // Each producer in a scope of its own, all closed at once: stopping one may wait on the database (an
     // interrupted fetch's end, its give-backs), and on a dead network those waits would add up queue by queue.
-    // Closed in a fiber of their own, joined after the executor's grace period (above).
+    // Closed in a fiber of their own, joined after the executor's grace period (above). They start no job
+    // from here on, also when the node is torn down before the finalizer below that says so at the start
+    // of shutdown is added: a job started during or after the grace period would get none.
     const producerScopes: Array<Scope.Closeable> = []
     yield* Effect.addFinalizer((exit) =>
-      Effect.forkDetach(
-        Effect.forEach(producerScopes, (scope) => Scope.close(scope, exit), { concurrency: "unbounded", discard: true })
-      ).pipe(Effect.map((fiber) => {
-        producersStopping = fiber
-      }))
+      Effect.andThen(
+        Effect.forEach(producers.values(), (producer) => producer.stopStarting, { discard: true }),
+        Effect.forkDetach(
+          Effect.forEach(producerScopes, (scope) => Scope.close(scope, exit), { concurrency: "unbounded", discard: true })
+        ).pipe(Effect.map((fiber) => {
+          producersStopping = fiber
+        }))
+      )
     )
     for (const queue of config.queues) {
       const scope = yield* Scope.make()

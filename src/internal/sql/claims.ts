@@ -13,6 +13,10 @@ import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
+/** A virtual clock's stamp of an attempt (see `startAttempt`). */
+const stagedNoEarlierThanDue =
+  "CASE WHEN j.scheduled_at > j.inserted_at THEN GREATEST(clock.now, j.scheduled_at) ELSE clock.now END"
+
 /**
  * What starting an attempt writes, for every way of claiming jobs: executing,
  * one more attempt (room made for it when a job retried by hand had used them
@@ -28,14 +32,19 @@ import { clockWithSetting } from "./workflows.ts"
  * as `j` and "now" as `clock.now`.
  *
  * `virtualClock` (a producer's claim in `ObanClock` effect mode) stamps the
- * attempt no earlier than the job fell due. There "now" is read in the
- * process before the statement reaches the server, and virtual time can move
- * on meanwhile (`ObanTest.advance` wakes every loop due within a step while
- * earlier ones still wait on the database): a claim whose time was read at
- * 11:59:52 can take a job that a stager, woken at 12:00:00, made available
- * before the claim ran, and would say the attempt began 8 s before the job
- * was due. In database mode the server's clock is read as the claim runs,
- * after the job was staged, and the stamp is the plain "now".
+ * attempt of a staged job no earlier than the job fell due. There "now" is
+ * read in the process before the statement reaches the server, and virtual
+ * time can move on meanwhile (`ObanTest.advance` wakes every loop due within
+ * a step while earlier ones still wait on the database): a claim whose time
+ * was read at 11:59:52 can take a job that a stager, woken at 12:00:00, made
+ * available before the claim ran, and would say the attempt began 8 s before
+ * the job was due. A staged job is one scheduled past its insert (scheduled,
+ * retried, snoozed): a stager made it available once virtual time had reached
+ * its `scheduled_at`. A job inserted available keeps the claim's time, also
+ * one stamped by the server's clock (an external insert), whose times need
+ * not be near the virtual clock's. In database mode the server's clock is
+ * read as the claim runs, after the job was staged, and the stamp is the
+ * plain "now".
  */
 export const startAttempt = (
   sql: SqlClient,
@@ -51,7 +60,7 @@ export const startAttempt = (
   return sql`SET state = 'executing',
         attempt = ${ahead === undefined ? sql`j.attempt + 1` : sql`CASE WHEN ${ahead} THEN j.attempt ELSE j.attempt + 1 END`},
         max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-        attempted_at = ${sql.literal(by.virtualClock === true ? "GREATEST(clock.now, j.scheduled_at)" : "clock.now")},
+        attempted_at = ${sql.literal(by.virtualClock === true ? stagedNoEarlierThanDue : "clock.now")},
         attempted_by = ${
     ahead === undefined
       ? runBy
