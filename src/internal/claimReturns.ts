@@ -28,6 +28,7 @@ import { releaseLostClaim } from "./lostClaims.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { releaseClaims, releaseJobsUnlocked } from "./sql/claims.ts"
 import { realSleep, withStatementTimeout } from "./statementTimeout.ts"
+import { isRetryableFailure, untilLanded } from "./untilLanded.ts"
 
 /** A job taken out of the buffer, with whether it was claimed ahead (no attempt counted). */
 export interface Unstarted {
@@ -52,6 +53,14 @@ export interface ClaimReturns {
    * job still pending and releases every pending claim, each in one statement, under one deadline.
    */
   readonly atShutdown: (jobs: ReadonlyArray<Unstarted>) => Effect.Effect<void>
+}
+
+/** The failure of a give-back that left jobs to try again (see `giveBackUnreturned`). */
+const someLeft = { _tag: "SomeLeft" } as const
+
+const onlySomeLeft = (cause: Cause.Cause<unknown>): boolean => {
+  const error = Cause.findErrorOption(cause)
+  return error._tag === "Some" && error.value === someLeft
 }
 
 /** How long one give-back or release may take. */
@@ -99,32 +108,55 @@ export const make = (options: {
       return Effect.asVoid(Effect.forkIn(own(retryUnreturned), options.scope))
     })
 
-  /** Retries the jobs not given back until none is left; at most one such fiber runs. */
-  const retryUnreturned: Effect.Effect<void> = Effect.gen(function*() {
-    let failures = 0
-    while (true) {
-      yield* Effect.sleep(yield* retryDelay(failures + 1, { baseMillis: 250 }))
-      const jobs = [...unreturned.values()]
-      const result = yield* Effect.exit(write(jobs))
-      if (result._tag === "Success") {
-        const left = new Set(result.value)
-        // A job kept again meanwhile (under a newer claim) stays.
-        for (const unstarted of jobs) {
-          if (!left.has(unstarted) && unreturned.get(unstarted.job.id) === unstarted) unreturned.delete(unstarted.job.id)
-        }
-      } else {
-        failures++
-        if (failures % 20 === 0) {
-          yield* Effect.logWarning(`could not yet give back ${jobs.length} job(s) (${failures}x); trying again`)
-        }
-      }
-      // Checked and reset in one step: a job kept after this starts a fiber of its own.
-      if (unreturned.size === 0) {
-        retrying = false
-        return
-      }
+  /**
+   * Gives back the jobs not yet given back; fails with `someLeft` while some are left (locked by
+   * another transaction, or kept again meanwhile), for the loop below to try again.
+   */
+  const giveBackUnreturned: Effect.Effect<void, SqlError | typeof someLeft> = Effect.suspend(() => {
+    const jobs = [...unreturned.values()]
+    // Taken by the shutdown meanwhile.
+    if (jobs.length === 0) {
+      retrying = false
+      return Effect.void
     }
-  }).pipe(Effect.onInterrupt(() => Effect.sync(() => (retrying = false))))
+    return Effect.flatMap(write(jobs), (skipped) => {
+      const left = new Set(skipped)
+      // A job kept again meanwhile (under a newer claim) stays.
+      for (const unstarted of jobs) {
+        if (!left.has(unstarted) && unreturned.get(unstarted.job.id) === unstarted) unreturned.delete(unstarted.job.id)
+      }
+      if (unreturned.size > 0) return Effect.fail(someLeft)
+      // Checked and reset in one step: a job kept after this starts a fiber of its own.
+      retrying = false
+      return Effect.void
+    })
+  })
+
+  /**
+   * Retries the jobs not given back until none is left; at most one such fiber runs. Jobs passed over
+   * (locked) are tried again at the pace of the errors so far, and only errors are counted and told.
+   */
+  const retryUnreturned: Effect.Effect<void> = Effect.suspend(() => {
+    let errors = 0
+    const pause = Effect.suspend(() => Effect.flatMap(retryDelay(errors + 1, { baseMillis: 250 }), Effect.sleep))
+    return Effect.andThen(
+      pause,
+      untilLanded(giveBackUnreturned, {
+        pause: () => pause,
+        onRetry: (_, cause) => {
+          if (onlySomeLeft(cause)) return Effect.void
+          errors++
+          return errors % 20 === 0
+            ? Effect.logWarning(`could not yet give back ${unreturned.size} job(s) (${errors}x); trying again`)
+            : Effect.void
+        }
+      })
+    )
+  }).pipe(
+    // Every failure is tried again: this never fails.
+    Effect.orDie,
+    Effect.onInterrupt(() => Effect.sync(() => (retrying = false)))
+  )
 
   const giveBack = (jobs: ReadonlyArray<Unstarted>, what: string): Effect.Effect<void> =>
     jobs.length === 0 ? Effect.void : write(jobs).pipe(
@@ -154,13 +186,11 @@ export const make = (options: {
    * clock may be a test's), until `statementTimeout` has passed: a connection cut as the node stops
    * fails at once, and the pool opens a fresh one.
    */
-  const untilDeadline = <A>(statement: Effect.Effect<A, SqlError>, operation: string): Effect.Effect<A, SqlError> => {
-    const attempt: Effect.Effect<A, SqlError> = Effect.catch(
-      statement,
-      (error) => error.isRetryable ? Effect.andThen(realSleep(100), attempt) : Effect.fail(error)
-    )
-    return withStatementTimeout(attempt, { timeout: statementTimeout, operation })
-  }
+  const untilDeadline = <A>(statement: Effect.Effect<A, SqlError>, operation: string): Effect.Effect<A, SqlError> =>
+    withStatementTimeout(untilLanded(statement, { pause: () => realSleep(100), retryIf: isRetryableFailure }), {
+      timeout: statementTimeout,
+      operation
+    })
 
   const atShutdown = (buffered: ReadonlyArray<Unstarted>) =>
     Effect.suspend(() => {

@@ -10,26 +10,20 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import { retryDelay } from "./retryDelay.ts"
 import { releaseClaims } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
+import { untilLanded } from "./untilLanded.ts"
 
 /** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
 const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
 
 /** One release of a failed fetch's claim, tried until the database answers. */
 const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Duration.Duration) =>
-  Effect.gen(function*() {
-    let failures = 0
-    while (true) {
-      const result = yield* Effect.exit(releaseClaims(sql, prefix, [claim]).pipe(
-        withStatementTimeout({ timeout, operation: "release" })
-      ))
-      if (result._tag === "Success") return result.value
-      failures++
-      if (failures === 1 || failures % 20 === 0) {
-        yield* Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
-          .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(result.cause) }))
-      }
-      yield* Effect.sleep(yield* retryDelay(failures, { baseMillis: 250 }))
-    }
+  untilLanded(releaseClaims(sql, prefix, [claim]).pipe(withStatementTimeout({ timeout, operation: "release" })), {
+    pause: (failures) => Effect.flatMap(retryDelay(failures, { baseMillis: 250 }), Effect.sleep),
+    onRetry: (failures, cause) =>
+      failures === 1 || failures % 20 === 0
+        ? Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
+          .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(cause) }))
+        : Effect.void
   })
 
 /**
