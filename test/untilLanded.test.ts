@@ -4,7 +4,7 @@
  * each retry, ended by a failure it does not retry.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Deferred, Effect, Exit, Fiber } from "effect"
 import { isRetryableFailure, untilLanded } from "../src/internal/untilLanded.ts"
 
 interface Refused {
@@ -26,15 +26,14 @@ describe("untilLanded", () => {
   it.effect("retries every failure by default, defects too, pausing after each and telling each", () =>
     Effect.gen(function*() {
       const { statement } = failingWith([{ isRetryable: false }, "defect", { isRetryable: true }])
-      const paused: Array<number> = []
-      const told: Array<number> = []
+      const order: Array<string> = []
       const tries = yield* untilLanded(statement, {
-        pause: (failures) => Effect.sync(() => paused.push(failures)),
-        onRetry: (failures) => Effect.sync(() => told.push(failures))
+        pause: (failures) => Effect.sync(() => order.push(`pause ${failures}`)),
+        onRetry: (failures) => Effect.sync(() => order.push(`told ${failures}`))
       })
       assert.strictEqual(tries, 4)
-      assert.deepStrictEqual(paused, [1, 2, 3])
-      assert.deepStrictEqual(told, [1, 2, 3])
+      // Told before the pause: a caller counting some failures only (claimReturns.ts) paces the pause by them.
+      assert.deepStrictEqual(order, ["told 1", "pause 1", "told 2", "pause 2", "told 3", "pause 3"])
     }))
 
   it.effect("with isRetryableFailure, ends with the first failure that is not retryable, or a defect", () =>
@@ -49,5 +48,25 @@ describe("untilLanded", () => {
       const exit = yield* Effect.exit(untilLanded(died.statement, { pause: () => Effect.void, retryIf: isRetryableFailure }))
       assert.isTrue(Exit.hasDies(exit))
       assert.strictEqual(died.tries(), 2)
+    }))
+
+  it.effect("ends when its fiber is interrupted, in a statement or in a pause", () =>
+    Effect.gen(function*() {
+      for (const where of ["statement", "pause"] as const) {
+        const waiting = yield* Deferred.make<void>()
+        let tries = 0
+        const statement = Effect.suspend(() => {
+          tries++
+          return where === "statement" ? Effect.andThen(Deferred.succeed(waiting, undefined), Effect.never) : Effect.fail({ isRetryable: true })
+        })
+        const fiber = yield* Effect.forkChild(untilLanded(statement, {
+          pause: () => Effect.andThen(Deferred.succeed(waiting, undefined), Effect.never)
+        }))
+        yield* Deferred.await(waiting)
+        yield* Fiber.interrupt(fiber)
+        const exit = yield* Fiber.await(fiber)
+        assert.isTrue(Exit.hasInterrupts(exit), where)
+        assert.strictEqual(tries, 1, where)
+      }
     }))
 })

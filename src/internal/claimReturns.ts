@@ -152,11 +152,7 @@ export const make = (options: {
         }
       })
     )
-  }).pipe(
-    // Every failure is tried again: this never fails.
-    Effect.orDie,
-    Effect.onInterrupt(() => Effect.sync(() => (retrying = false)))
-  )
+  }).pipe(Effect.onInterrupt(() => Effect.sync(() => (retrying = false))))
 
   const giveBack = (jobs: ReadonlyArray<Unstarted>, what: string): Effect.Effect<void> =>
     jobs.length === 0 ? Effect.void : write(jobs).pipe(

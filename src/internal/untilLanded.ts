@@ -18,9 +18,18 @@ export interface Retrying<E> {
   readonly onRetry?: ((failures: number, cause: Cause.Cause<E>) => Effect.Effect<void>) | undefined
 }
 
-/** Runs `statement` until it succeeds, or fails in a way `retryIf` does not retry. */
-export const untilLanded = <A, E, R>(statement: Effect.Effect<A, E, R>, retrying: Retrying<E>): Effect.Effect<A, E, R> =>
-  Effect.gen(function*() {
+/**
+ * Runs `statement` until it succeeds, or fails in a way `retryIf` does not
+ * retry. Without `retryIf` it never fails: it ends by succeeding, or when its
+ * fiber is interrupted.
+ */
+export function untilLanded<A, E, R>(
+  statement: Effect.Effect<A, E, R>,
+  retrying: Retrying<E> & { readonly retryIf?: undefined }
+): Effect.Effect<A, never, R>
+export function untilLanded<A, E, R>(statement: Effect.Effect<A, E, R>, retrying: Retrying<E>): Effect.Effect<A, E, R>
+export function untilLanded<A, E, R>(statement: Effect.Effect<A, E, R>, retrying: Retrying<E>): Effect.Effect<A, E, R> {
+  return Effect.gen(function*() {
     let failures = 0
     while (true) {
       const result = yield* Effect.exit(statement)
@@ -31,6 +40,7 @@ export const untilLanded = <A, E, R>(statement: Effect.Effect<A, E, R>, retrying
       yield* retrying.pause(failures)
     }
   })
+}
 
 /** Whether `cause` is a failure (no defect) whose error says it is worth another try (a `SqlError`'s `isRetryable`). */
 export const isRetryableFailure = <E extends { readonly isRetryable: boolean }>(cause: Cause.Cause<E>): boolean => {
