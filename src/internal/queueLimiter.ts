@@ -28,6 +28,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { Partition } from "./queueLimits.ts"
 import { isLimited, isPartitioned, type QueueLimits, sameLimits, unlimited } from "./queueLimits.ts"
+import type { ClaimBy } from "./sql/claims.ts"
 import { fetchLimited, type FinishedJob, type LimitedFetch } from "./sql/limitedClaims.ts"
 import { queueUsage, readQueueLimits, storeQueueLimits } from "./sql/queues.ts"
 
@@ -88,14 +89,9 @@ export interface QueueLimiter {
   /** Claims under the limits; when they cut the claim short with jobs left, `wake` runs later. */
   readonly fetch: (
     now: Fragment,
-    options: {
+    options: ClaimBy & {
       readonly demand: number
-      readonly node: string
-      readonly producer: string
-      readonly claim: string
       readonly finished: ReadonlyArray<FinishedJob>
-      readonly liveProducer?: boolean | undefined
-      readonly virtualClock?: boolean | undefined
     }
   ) => Effect.Effect<LimitedFetch, SqlError>
   readonly usage: (now: Fragment) => Effect.Effect<ClusterState, SqlError>

@@ -277,9 +277,10 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     // from here on, also when the node is torn down before the finalizer below that says so at the start
     // of shutdown is added: a job started during or after the grace period would get none.
     const producerScopes: Array<Scope.Closeable> = []
+    const stopStarting = Effect.forEach(producers.values(), (producer) => producer.stopStarting, { discard: true })
     yield* Effect.addFinalizer((exit) =>
       Effect.andThen(
-        Effect.forEach(producers.values(), (producer) => producer.stopStarting, { discard: true }),
+        stopStarting,
         Effect.forkDetach(
           Effect.forEach(producerScopes, (scope) => Scope.close(scope, exit), { concurrency: "unbounded", discard: true })
         ).pipe(Effect.map((fiber) => {
@@ -326,7 +327,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     })
     // Added last, so it runs first as shutdown begins: no waiting job starts after the signal, while
     // the loops above stop one by one (jobs of a few ms would go on starting from the buffers).
-    yield* Effect.addFinalizer(() => Effect.forEach(producers.values(), (producer) => producer.stopStarting, { discard: true }))
+    yield* Effect.addFinalizer(() => stopStarting)
 
     // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
     const nodeContext = yield* Effect.context<never>()

@@ -13,6 +13,22 @@ import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
+/** Who claims, for a producer's fetch, limited or not. */
+export interface ClaimBy {
+  readonly node: string
+  readonly producer: string
+  /** Names this fetch's claim; a fresh one per fetch. */
+  readonly claim: string
+  /**
+   * Claim only while the producer's row is live (a node's producers): a claim sent after the rescuer
+   * marked the row dead (the process stalled, its statement on its way) takes nothing, rather than
+   * jobs the next rescue would take back with the attempt it counted.
+   */
+  readonly liveProducer?: boolean | undefined
+  /** `now` is virtual time, read before the statement was sent: see `startAttempt`. */
+  readonly virtualClock?: boolean | undefined
+}
+
 /** A virtual clock's stamp of an attempt (see `startAttempt`). */
 const stagedNoEarlierThanDue =
   "CASE WHEN j.scheduled_at > j.inserted_at THEN GREATEST(clock.now, j.scheduled_at) ELSE clock.now END"
@@ -48,12 +64,7 @@ const stagedNoEarlierThanDue =
  */
 export const startAttempt = (
   sql: SqlClient,
-  by: {
-    readonly node: string
-    readonly producer: string
-    readonly claim: string | Fragment
-    readonly virtualClock?: boolean | undefined
-  },
+  by: Omit<ClaimBy, "claim" | "liveProducer"> & { readonly claim: string | Fragment },
   ahead?: Fragment
 ): Fragment => {
   const runBy = sql`ARRAY[${by.node}, ${by.producer}, ${by.claim}]::text[]`
@@ -117,19 +128,7 @@ export const fetchJobs = (
     readonly queue: string
     readonly demand: number
     readonly startNow: number
-    readonly node: string
-    readonly producer: string
-    /** Names this fetch's claim; a fresh one per fetch. */
-    readonly claim: string
-    /**
-     * Claim only while the producer's row is live (a node's producers): a claim sent after the rescuer
-     * marked the row dead (the process stalled, its statement on its way) takes nothing, rather than
-     * jobs the next rescue would take back with the attempt it counted.
-     */
-    readonly liveProducer?: boolean | undefined
-    /** `now` is virtual time, read before the statement was sent: see `startAttempt`. */
-    readonly virtualClock?: boolean | undefined
-  }
+  } & ClaimBy
 ): Effect.Effect<Fetched, SqlError> =>
   sql<Omit<JobRow, "state" | "queue" | "attempted_by"> & { readonly ahead: boolean }>`
     WITH clock AS (SELECT ${now} AS now, set_config('synchronous_commit', 'off', true) AS relaxed),

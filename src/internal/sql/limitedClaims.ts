@@ -30,7 +30,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { jobFromRow, type JobRow } from "../jobRow.ts"
 import { fromRow, type LimitsRow, type Partition, type QueueLimits } from "../queueLimits.ts"
-import { byFetchOrder, type Fetched, producerIsLive, startAttempt } from "./claims.ts"
+import { byFetchOrder, type ClaimBy, type Fetched, producerIsLive, startAttempt } from "./claims.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
@@ -64,20 +64,13 @@ export interface FinishedJob {
   readonly claim: string
 }
 
-interface ClaimOptions {
+interface ClaimOptions extends ClaimBy {
   readonly queue: string
   readonly demand: number
-  readonly node: string
-  readonly producer: string
-  readonly claim: string
   /** Not counted as executing though their rows still say so: their attempts are over. */
   readonly finished: ReadonlyArray<FinishedJob>
   /** The limits the node believes in force: the statement is built for them. */
   readonly expected: QueueLimits
-  /** Claim only while the producer's row is live, as `fetchJobs`'s option of that name. */
-  readonly liveProducer?: boolean | undefined
-  /** `now` is virtual time, read before the statement was sent: see `startAttempt`. */
-  readonly virtualClock?: boolean | undefined
 }
 
 /** The partition of the job row `alias`, as text ('' for one partition of all jobs). */
