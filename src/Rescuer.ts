@@ -18,7 +18,7 @@ import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { validatePrefix } from "./Config.ts"
-import type { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
+import { InvalidConfigError, type InvalidPrefixError } from "./Errors.ts"
 import { duration, positiveInt } from "./internal/optionChecks.ts"
 import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
@@ -71,16 +71,35 @@ const outcomes: Record<RescuedRow["state"], string> = {
   cancelled: "cancelled, as requested while it ran"
 }
 
+/** A producer id as `oban_producers` holds it. */
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+const producerIds = (ids: ReadonlyArray<string> | undefined): Effect.Effect<ReadonlyArray<string>, InvalidConfigError> => {
+  const bad = (ids ?? []).find((id) => typeof id !== "string" || !uuidPattern.test(id))
+  return bad === undefined
+    ? Effect.succeed(ids ?? [])
+    : Effect.fail(
+      new InvalidConfigError({ field: "liveProducers", message: `liveProducers holds producer ids (uuids), got ${JSON.stringify(bad)}` })
+    )
+}
+
 /**
  * Rescues every orphan, a batch at a time.
+ *
+ * `liveProducers` names producers the caller knows to be alive, whatever
+ * their heartbeats say: a node's rescuer passes its own. A process that
+ * stalls past `rescueAfter` (a CPU-bound job, a VM pause) wakes with its own
+ * heartbeats stale, and its rescuer may run before they are beaten again; it
+ * would take back the jobs it is itself running, which then run twice.
  *
  * @since 0.1.0
  */
 export const runOnce = (
-  options: { readonly sql: SqlClient; readonly prefix: string } & Partial<Config>
+  options: { readonly sql: SqlClient; readonly prefix: string; readonly liveProducers?: ReadonlyArray<string> } & Partial<Config>
 ): Effect.Effect<Result, SqlError | InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
     yield* validatePrefix(options.prefix)
+    const spared = yield* producerIds(options.liveProducers)
     const after = Duration.toMillis(
       yield* duration("rescueAfter", options.rescueAfter, defaults.rescueAfter, Duration.zero)
     )
@@ -92,7 +111,7 @@ export const runOnce = (
     let discarded = 0
     let cancelled = 0
     while (true) {
-      const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize)
+      const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize, spared)
       const at = new Date(yield* Clock.currentTimeMillis)
       yield* publish(batch.map((row) =>
         jobEvent("rescued", row, row.workflow, at, {

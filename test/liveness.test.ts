@@ -37,6 +37,24 @@ const Stall = Worker.make("Stall", {
 })
 
 /**
+ * Job 0's first run blocks the whole process for `stallMillis`, then works on for a second: a job
+ * still running when its node wakes from the stall. Each run is recorded in `<prefix>.runs`.
+ */
+let loneStalled = false
+const LoneStall = Worker.make("LoneStall", {
+  args: Schema.Struct({ n: Schema.Int, prefix: Schema.String }),
+  perform: (job) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(job.args.prefix)}.runs (job_id, node) VALUES (${job.id}, 'lone')`
+      if (job.args.n !== 0 || loneStalled) return
+      loneStalled = true
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stallMillis)
+      yield* Effect.sleep("1 second")
+    })
+})
+
+/**
  * Fast maintenance, so that a wrong rescue shows within seconds. A live node's heartbeat may be
  * 3.7 s late (its lease renewal 3.5 s) before it counts as gone: room for a loaded machine's stalls.
  */
@@ -242,6 +260,43 @@ describe("liveness across OS processes", () => {
         }
         // Those waiting in the node's buffer were rescued during the stall: they ran once, after it.
         for (const { id } of after) assert.strictEqual(byId.get(id)!.runs, 1, `job ${id}`)
+      }))
+    }).pipe(Effect.scoped), 90_000)
+
+  it.live("a leader that wakes from a stall past rescueAfter takes back none of the jobs it is running itself", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_lone")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        yield* setUp(prefix)
+        const sql = yield* SqlClient
+        // The only node, so it leads; its lease (30 s) outlasts the stall, so its rescuer runs as soon as
+        // the process wakes: before the heartbeat, due every 3 s, has refreshed its own rows.
+        const node = yield* startNode({
+          prefix,
+          node: "lone",
+          queues: { default: 1 },
+          workers: [LoneStall],
+          heartbeatInterval: "3 seconds",
+          rescuer: { rescueAfter: "4 seconds", interval: "50 millis" }
+        })
+        yield* producersRegistered(prefix)
+        yield* waitFor("the node to lead", node.oban.isLeader)
+        // The stall starts just after a heartbeat, so the rescuer's next run is due long before the next beat.
+        const lastBeat = sql<{ at: string }>`SELECT max(updated_at)::text AS at FROM ${sql(prefix)}.oban_producers`.pipe(
+          Effect.map((rows) => rows[0]?.at ?? "")
+        )
+        const before = yield* lastBeat
+        yield* waitFor("a heartbeat", Effect.map(lastBeat, (at) => at !== before))
+        const [job] = yield* Oban.insertAll([LoneStall.job({ n: 0, prefix })])
+        yield* waitFor(
+          "the job completed",
+          Effect.map(countByState(prefix), (c) => c["completed"] === 1).pipe(Effect.orElseSucceed(() => false)),
+          "60 seconds"
+        )
+        // A second round of rescues after it, which would take it back had it been judged dead.
+        yield* Effect.sleep("500 millis")
+        const [run] = (yield* history(prefix)).filter((row) => row.id === job!.id)
+        assert.deepStrictEqual([run!.state, run!.runs, run!.kinds], ["completed", 1, []])
       }))
     }).pipe(Effect.scoped), 90_000)
 

@@ -73,6 +73,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         Stager.runOnce({ sql, prefix, batchSize: Number.NaN }),
         Rescuer.runOnce({ sql, prefix, batchSize: 0 }),
         Rescuer.runOnce({ sql, prefix, rescueAfter: Duration.millis(-1) }),
+        Rescuer.runOnce({ sql, prefix, liveProducers: ["x}'; drop table t; --"] }),
         Pruner.runOnce({ sql, prefix, batchSize: 1.5 }),
         Pruner.runOnce({ sql, prefix, maxBatches: 0 }),
         Pruner.runOnce({ sql, prefix, maxAge: Duration.infinity })
@@ -142,6 +143,35 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         SELECT node, dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers ORDER BY node`
       assert.deepStrictEqual(producers, [{ node: "alive", dead: false }, { node: "dead", dead: true }])
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
+    }))
+
+  it.effect("Rescuer.runOnce never judges the liveProducers it is given by their heartbeats (a stalled node's own)", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [own, other] = yield* Oban.insertAll([Noop.job({ n: 1 }), Noop.job({ n: 2 })])
+      // Both rows are stale, as the rescuing node's own are when it wakes from a stall past rescueAfter.
+      const [mine, theirs, mineOld] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()]
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = CASE id WHEN ${own!.id} THEN ARRAY['me', ${mine}] ELSE ARRAY['other', ${theirs}] END`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
+                 (${mine}, 'me', 'default', 5, now() - interval '2 minutes', true),
+                 (${mineOld}, 'me', 'other', 5, now() - interval '2 minutes', false),
+                 (${theirs}, 'other', 'default', 5, now() - interval '2 minutes', true)`
+      const result = yield* Rescuer.runOnce({ sql, prefix, liveProducers: [mine, mineOld] })
+      assert.deepStrictEqual(result, { rescued: 1, discarded: 0, cancelled: 0 })
+      assert.strictEqual((yield* jobRow(prefix, own!.id)).state, "executing")
+      assert.strictEqual((yield* jobRow(prefix, other!.id)).state, "available")
+      // Neither spared row is marked dead (revivable) or removed (not revivable); the other is marked.
+      const producers = yield* sql<{ id: string; dead: boolean }>`
+        SELECT id::text AS id, dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers`
+      assert.deepStrictEqual(
+        new Map(producers.map((row) => [row.id, row.dead])),
+        new Map([[mine, false], [mineOld, false], [theirs, true]])
+      )
+      // Without them, the same rows are judged as any other.
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 1, discarded: 0, cancelled: 0 })
+      assert.strictEqual((yield* jobRow(prefix, own!.id)).state, "available")
     }))
 
   it.effect("Rescuer.runOnce: a job claimed ahead is rescued once for free; a second rescue in a row counts an attempt", () =>

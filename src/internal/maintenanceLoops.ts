@@ -37,6 +37,7 @@ export const startMaintenance = (options: {
     const { leader } = leases
     const prefix = config.prefix
     const queueNames = config.queues.map((queue) => queue.name)
+    const ownProducers = Array.from(producers.values(), (producer) => producer.id)
 
     yield* Effect.forkScoped(Stager.loop({
       sql,
@@ -48,7 +49,8 @@ export const startMaintenance = (options: {
     yield* Effect.forkScoped(periodic({
       name: "Rescuer",
       interval: config.rescuer.interval,
-      run: Rescuer.runOnce({ sql, prefix, ...config.rescuer }),
+      // Never this node's own producers: after a stall of the process, their heartbeats are late too.
+      run: Rescuer.runOnce({ sql, prefix, ...config.rescuer, liveProducers: ownProducers }),
       // Only after this node has itself been connected for rescueAfter: right after an outage every
       // producer looks silent, and the live ones need a moment to beat again.
       when: Effect.zipWith(

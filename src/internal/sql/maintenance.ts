@@ -41,6 +41,9 @@ export interface RescuedRow {
  * stale in this statement's snapshot, since a heartbeat may commit
  * meanwhile, and then the mark (or removal) skips the row (it is checked again on its
  * newest version) and its producer lives on.
+ *
+ * `spared` names producers known to be alive whatever their rows say (the
+ * calling node's own): their rows are never marked or removed here.
  */
 export const rescueOrphans = (
   sql: SqlClient,
@@ -48,9 +51,13 @@ export const rescueOrphans = (
   now: Fragment,
   afterMillis: number,
   forgetAfterMillis: number,
-  limit: number
+  limit: number,
+  spared: ReadonlyArray<string> = []
 ): Effect.Effect<ReadonlyArray<RescuedRow>, SqlError> => {
   const producers = table(sql, prefix, "oban_producers")
+  const notSpared = spared.length === 0
+    ? sql``
+    : sql` AND p.id <> ALL(${`{${spared.join(",")}}`}::uuid[])`
   return sql<RescuedRow>`
     WITH clock AS (
       SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before,
@@ -59,14 +66,14 @@ export const rescueOrphans = (
     ),
     marked AS (
       UPDATE ${producers} AS p SET dead_at = clock.now FROM clock
-      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND p.revivable
+      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND p.revivable${notSpared}
       RETURNING p.id::text AS id
     ),
     -- The row of a node of a release before migration 22, which would beat a marked row as its own:
     -- removed, as that release did, so that it registers again.
     swept AS (
       DELETE FROM ${producers} AS p USING clock
-      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND NOT p.revivable
+      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND NOT p.revivable${notSpared}
       RETURNING p.id::text AS id
     ),
     orphans AS (
