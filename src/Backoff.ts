@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Pull from "effect/Pull"
@@ -84,7 +85,8 @@ export const boundMillis = (millis: number): number | undefined =>
  * in whole milliseconds, bounded by `boundMillis`: a schedule's delay that
  * is negative gives 0, one beyond `maxDelay` (an infinite one, or an
  * exponential that overflowed) gives `maxDelay`, and one that is not a
- * number at all gives the default delay (with a warning in the log).
+ * number at all gives the default delay (with a warning in the log), as does
+ * a schedule that dies (a throwing `modifyDelay`, say; logged as an error).
  *
  * @since 0.1.0
  */
@@ -96,7 +98,14 @@ export const delayFor = (
   Effect.gen(function*() {
     const delay = backoff === undefined
       ? yield* defaultDelay(attempt, maxAttempts)
-      : yield* scheduleDelay(backoff, attempt, maxAttempts)
+      : yield* scheduleDelay(backoff, attempt, maxAttempts).pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.andThen(
+            Effect.logError(`the backoff schedule failed before attempt ${attempt + 1}; using the default`, Cause.pretty(cause)),
+            defaultDelay(attempt, maxAttempts)
+          )
+        )
+      )
     // Whole milliseconds, so that a retry is due exactly when a clock in milliseconds says so.
     const bounded = boundMillis(Duration.toMillis(delay))
     if (bounded !== undefined) return Duration.millis(bounded)

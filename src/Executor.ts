@@ -22,7 +22,7 @@ import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
 import { logAttempt } from "./internal/attemptLog.ts"
 import { CurrentActivity } from "./internal/activity.ts"
-import type { StopReason } from "./internal/outcome.ts"
+import { prettyCause, type StopReason, undetermined } from "./internal/outcome.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 import { realSleep } from "./internal/statementTimeout.ts"
 import * as Threads from "./internal/threads/load.ts"
@@ -172,7 +172,8 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         )
         if (yield* awaitDrained(runs, options.shutdownGracePeriod)) return
         const left = Array.from(runs.values())
-        for (const run of left) run.stop = "shutdown"
+        // A job already told to stop (cancelled, still inside an uninterruptible region) keeps its reason.
+        for (const run of left) run.stop ??= "shutdown"
         yield* Effect.logWarning(`shutdown: interrupting ${left.length} job(s) after the grace period`)
         yield* Fiber.interruptAll(left.flatMap((run) => run.fiber === undefined ? [] : [run.fiber]))
       })
@@ -191,12 +192,15 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         activity.jobEndedUnsafe()
         onDone(job)
       }
-      // Nothing in the attempt should fail; if it does, say so loudly, and leave the
-      // job executing for the rescuer rather than guess its outcome.
+      // Nothing in the attempt should fail; if it does, say so loudly and record a failed attempt (a
+      // defect, retried after the default backoff). Only if even that cannot be queued is the job
+      // left executing, for this node's reconciler or a rescue to put back.
       const failed = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
-        Effect.ensuring(
-          Effect.logError(`job ${job.id}: could not determine its outcome`, Cause.pretty(cause)),
-          Effect.sync(ended)
+        Effect.logError(`job ${job.id}: could not determine its outcome; recording a defect`, prettyCause(cause)).pipe(
+          Effect.andThen(undetermined(job, cause)),
+          Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
+          Effect.catchCause((again) => Effect.logError(`job ${job.id}: could not record a defect either`, prettyCause(again))),
+          Effect.ensuring(Effect.sync(ended))
         )
       const attempt = runAttempt(registry, job, () => run.stop)
       // The fiber is forked uninterruptible (see `startUnsafe`): only `perform` inside is not.

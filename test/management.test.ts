@@ -1,5 +1,5 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Duration, Effect, Layer, Option, Schema } from "effect"
+import { Duration, Effect, Layer, Option, type Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Stager from "../src/Stager.ts"
@@ -172,6 +172,24 @@ describe("Oban.layer configuration", () => {
             assert.include(refused.message, `worker "Timed": timeout must be a duration longer than 0`)
           }
           const kit = yield* Layer.build(ObanTest.layer({ workers: [Timed] })).pipe(Effect.scoped, Effect.flip)
+          assert.strictEqual(kit._tag, "InvalidConfigError")
+        }
+        // A backoff that is no Schedule (past the types: JavaScript, or options read from JSON) broke every
+        // retry of the worker, leaving the job executing until a rescue; it is refused up front too.
+        for (const backoff of [Duration.seconds(1), "1 second", { delay: 1000 }]) {
+          const Backing = Worker.make("Backing", {
+            args: Schema.Struct({}),
+            backoff: backoff as unknown as Schedule.Schedule<unknown, number>,
+            perform: () => Effect.void
+          })
+          const refused = yield* Layer.build(Oban.layer({ workers: [Backing] })).pipe(Effect.scoped, Effect.flip)
+          assert.deepStrictEqual(
+            [refused._tag, (refused as { field?: string }).field],
+            ["InvalidConfigError", "workers"],
+            String(backoff)
+          )
+          assert.include((refused as { message?: string }).message, `worker "Backing": backoff must be a Schedule`)
+          const kit = yield* Layer.build(ObanTest.layer({ workers: [Backing] })).pipe(Effect.scoped, Effect.flip)
           assert.strictEqual(kit._tag, "InvalidConfigError")
         }
       }))

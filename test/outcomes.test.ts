@@ -1,5 +1,5 @@
 import { assert, layer } from "@effect/vitest"
-import { Context, Duration, Effect, Layer, Ref, Schedule, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Backoff from "../src/Backoff.ts"
 import { maxErrorTextBytes } from "../src/internal/errorText.ts"
@@ -149,6 +149,45 @@ const Eons = Worker.make("Eons", {
   perform: () => Effect.fail("nope")
 })
 
+/** A backoff schedule that dies whenever it is asked for a delay. */
+const DyingBackoff = Worker.make("DyingBackoff", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 3,
+  backoff: Schedule.spaced("1 second").pipe(Schedule.modifyDelay(() => Effect.die(new Error("backoff bug")))),
+  perform: () => Effect.fail(new PaymentDeclined({ message: "declined" }))
+})
+
+/** Fails with an error whose message cannot be read: reading it throws. */
+const Unreadable = Worker.make("Unreadable", {
+  args: Schema.Struct({}),
+  queue,
+  maxAttempts: 3,
+  perform: () =>
+    Effect.fail(Object.defineProperty({}, "message", {
+      get: () => {
+        throw new Error("no message for you")
+      }
+    }))
+})
+
+/** Sleeps 1.5 s inside `Effect.uninterruptible`; the timed one has a timeout of 300 ms. */
+const stopsQueue = "stops"
+const holdUninterruptibly = Effect.uninterruptible(Effect.sleep("1500 millis"))
+const HeldTimed = Worker.make("HeldTimed", {
+  args: Schema.Struct({}),
+  queue: stopsQueue,
+  timeout: "300 millis",
+  maxAttempts: 3,
+  perform: () => holdUninterruptibly
+})
+const Held = Worker.make("Held", {
+  args: Schema.Struct({}),
+  queue: stopsQueue,
+  maxAttempts: 3,
+  perform: () => holdUninterruptibly
+})
+
 const Strict = Worker.make("Strict", {
   args: Schema.Struct({ n: Schema.Int }),
   queue,
@@ -170,7 +209,7 @@ const NodeLive = Layer.effectDiscard(
     prefix,
     node: "outcomes-node",
     queues: { [queue]: 10 },
-    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons, Judge, Twice],
+    workers: [Outcomes, Slow, Custom, Strict, Greet, Dirty, Sleepy, Endless, Eons, Judge, Twice, DyingBackoff, Unreadable],
     pollInterval: "100 millis",
     stageInterval: "100 millis",
     shutdownGracePeriod: "1 second"
@@ -251,6 +290,29 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       for (const row of [eager, judged]) {
         assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000, "the default backoff")
       }
+    }))
+
+  it.effect("a backoff schedule that dies: the failure is recorded and retried after the default backoff", () =>
+    Effect.gen(function*() {
+      // It left the job executing, its failure unwritten, until a rescue: about a minute per attempt.
+      const row = yield* run(DyingBackoff.job({}))
+      assert.deepStrictEqual([row.state, row.attempt, row.errors.length], ["retryable", 1, 1])
+      assert.strictEqual(row.errors[0]!.kind, "failure")
+      assert.strictEqual(row.errors[0]!.message, "PaymentDeclined: declined")
+      const delay = row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime()
+      // The default backoff before attempt 2: 15 s + 2^1 s, give or take 10%.
+      assert.isAtLeast(delay, 17_000 * 0.9 - 1_000)
+      assert.isAtMost(delay, 17_000 * 1.1 + 1_000)
+    }))
+
+  it.effect("an attempt whose outcome cannot be worked out is a recorded defect, not a job left executing", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Unreadable.job({}))
+      assert.deepStrictEqual([row.state, row.attempt], ["retryable", 1])
+      assert.strictEqual(row.errors[0]!.kind, "defect")
+      assert.strictEqual(row.errors[0]!.message, "the attempt's outcome could not be determined")
+      assert.include(row.errors[0]!.cause ?? "", "no message for you")
+      assert.isAbove(row.scheduled_at.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000, "the default backoff")
     }))
 
   it.effect("a timeout interrupts the job, runs its finalizers, and is recorded", () =>
@@ -366,4 +428,41 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
         assert.strictEqual(delay, Duration.toMillis(Backoff.maxDelay))
       }
     }))
+
+  it.effect("a job stopped inside Effect.uninterruptible keeps the reason it was stopped for first, whatever shutdown says", () =>
+    Effect.gen(function*() {
+      // A node of its own, stopped in the test, with a grace period shorter than the region.
+      const node = yield* startNode({
+        prefix,
+        node: "stops-node",
+        queues: { [stopsQueue]: 2 },
+        workers: [HeldTimed, Held],
+        pollInterval: "100 millis",
+        shutdownGracePeriod: "300 millis"
+      })
+      const [timed, cancelled] = yield* Oban.insertAll([HeldTimed.job({}), Held.job({})])
+      yield* waitFor(
+        "both running",
+        Effect.map(
+          Effect.all([jobRow(prefix, timed!.id), jobRow(prefix, cancelled!.id)]),
+          (rows) => rows.every((row) => row.state === "executing")
+        )
+      )
+      // The timeout elapses (300 ms) and the cancel comes while both still sleep in their region;
+      // then shutdown, whose grace period ends before the region does.
+      yield* Effect.sleep("200 millis")
+      assert.isTrue(Option.isSome(yield* Oban.cancelJob(cancelled!.id)))
+      yield* Effect.sleep("300 millis")
+      yield* node.stop
+      const timedRow = yield* jobRow(prefix, timed!.id)
+      // Was given back as interrupted by shutdown (attempt 0): a job that always overran its timeout in
+      // such a step got its attempt back at every deploy.
+      assert.deepStrictEqual([timedRow.state, timedRow.attempt, timedRow.errors.map((e) => e.kind)], [
+        "retryable",
+        1,
+        ["timeout"]
+      ])
+      const cancelledRow = yield* jobRow(prefix, cancelled!.id)
+      assert.strictEqual(cancelledRow.state, "cancelled")
+    }).pipe(Effect.scoped))
 })

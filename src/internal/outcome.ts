@@ -124,6 +124,25 @@ export const failed = (
         ...(cause === undefined ? {} : { cause })
       }))
 
+/**
+ * An attempt whose outcome could not be worked out: something around
+ * `perform` died (a bug of ours, or a value of the worker's that breaks when
+ * read). A failed attempt (a `defect`), retried after the default backoff
+ * while attempts remain, so that the job neither stays `executing` until a
+ * rescue nor runs the same broken path to find its delay.
+ */
+export const undetermined = (job: Job, cause: Cause.Cause<unknown>): Effect.Effect<AckRow> =>
+  failed(job, { backoff: undefined }, "defect", "the attempt's outcome could not be determined", prettyCause(cause))
+
+/** `Cause.pretty`, which runs the errors' own code (a `toString`, a getter) and may throw. */
+export const prettyCause = (cause: Cause.Cause<unknown>): string => {
+  try {
+    return Cause.pretty(cause)
+  } catch {
+    return "(the cause could not be shown: reading it threw)"
+  }
+}
+
 /** Args that the worker's schema rejects can never succeed: discard at once. */
 export const undecodable = (job: Job, message: string): AckRow =>
   row(job, "discarded", { kind: "decode", message: `args do not decode: ${message}` })

@@ -82,12 +82,18 @@ export const outcomeOf = (row: AckRow): Outcome | undefined => {
   }
 }
 
-const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<unknown>, stored: Job) => {
+const perform = <R>(
+  registry: Registry<R>,
+  worker: RunnableWorker<R>,
+  job: Job<unknown>,
+  stored: Job,
+  onElapsed: (timeout: JobTimeout) => void
+) => {
   const threads = worker.threads
   if (threads !== undefined && registry.threads !== undefined) {
     // The thread decodes the stored args itself; the timeout starts once it has a thread.
     const timeout = timeoutOf(worker, job)
-    return registry.threads.perform({ ...worker, threads }, stored, (call) => withTimeout(timeout, call))
+    return registry.threads.perform({ ...worker, threads }, stored, (call) => withTimeout(timeout, call, onElapsed))
   }
   // A node's job fibers descend from the fiber that built the node, so they have the workers'
   // services already; copying a context per job is not free. The testing kit runs jobs in the
@@ -99,7 +105,7 @@ const perform = <R>(registry: Registry<R>, worker: RunnableWorker<R>, job: Job<u
   const work = context === undefined
     ? own
     : Effect.updateContext(own, (current: Context.Context<never>) => Context.merge(context, current))
-  return withTimeout(timeoutOf(worker, job), work)
+  return withTimeout(timeoutOf(worker, job), work, onElapsed)
 }
 
 /** The job's own timeout (given at insert), else its worker's. */
@@ -139,14 +145,29 @@ export const recordResult = (
     return Exit.succeed(encoded.value)
   })
 
-/** Applies the worker's timeout, if it has one, failing with `JobTimeout` when it elapses. */
+/**
+ * Applies the worker's timeout, if it has one, failing with `JobTimeout` when
+ * it elapses. `onElapsed` is told the moment it does, before `work` is
+ * interrupted: work inside `Effect.uninterruptible` runs on until its region
+ * ends, and a shutdown meanwhile must not pass for the reason it stopped.
+ */
 export const withTimeout = <A, E, R>(
   worker: { readonly timeout: Duration.Input | undefined },
-  work: Effect.Effect<A, E, R>
+  work: Effect.Effect<A, E, R>,
+  onElapsed?: (timeout: JobTimeout) => void
 ): Effect.Effect<A, E | JobTimeout, R> => {
   if (worker.timeout === undefined) return work
   const millis = Duration.toMillis(worker.timeout)
-  return Effect.timeoutOrElse(work, { duration: worker.timeout, orElse: () => Effect.fail(JobTimeout.after(millis)) })
+  const elapsed = Effect.andThen(
+    Effect.sleep(worker.timeout),
+    Effect.suspend(() => {
+      const timeout = JobTimeout.after(millis)
+      onElapsed?.(timeout)
+      return Effect.fail(timeout)
+    })
+  )
+  // The first to end wins and the other is interrupted (and awaited), as `Effect.timeoutOrElse` does.
+  return Effect.raceFirst(work, elapsed)
 }
 
 /** The log annotations of an attempt, added to those of the fiber that runs it. */
@@ -225,15 +246,23 @@ export const runAttempt = <R>(
       args: Exit.Exit<unknown, Schema.SchemaError>
     ): Effect.Effect<AckRow> => {
       if (Exit.isFailure(args)) return finish(span, undecodable(job, Cause.pretty(args.cause)), Exit.void)
+      // Set when the job's timeout elapses, which interrupts `perform`.
+      let timedOut: JobTimeout | undefined
       // Args that decode to themselves (the schema changed nothing) need no copy of the job.
       const work = Effect.updateContext(
-        perform(registry, worker, args.value === job.args ? job : { ...job, args: args.value }, job),
+        perform(registry, worker, args.value === job.args ? job : { ...job, args: args.value }, job, (timeout) => {
+          timedOut = timeout
+        }),
         (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
       )
       const encode = registry.results.get(job.worker)
       return Effect.matchCauseEffect(Effect.interruptible(work), {
         onFailure: (cause) => {
-          const exit = Exit.failCause(cause)
+          // A timeout that elapsed while `perform` could not be interrupted (`Effect.uninterruptible`), and
+          // a shutdown's interruption that came before the region ended: the attempt timed out all the same.
+          const exit = timedOut !== undefined && stopped() === "shutdown" && Cause.hasInterrupts(cause)
+            ? Exit.fail(timedOut)
+            : Exit.failCause(cause)
           return Effect.flatMap(fromExit(job, worker, exit, stopped()), (row) => finish(span, row, exit))
         },
         onSuccess: (value) => {

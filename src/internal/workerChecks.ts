@@ -1,18 +1,25 @@
 /**
  * What a node (or the testing kit) checks of its workers before it runs a
- * job: names given once, a default queue a queue can be named, and a
- * `timeout` that is a positive duration. A bad timeout would otherwise break
- * every attempt of the worker at its start.
+ * job: names given once, a default queue a queue can be named, a
+ * `timeout` that is a positive duration and a `backoff` that is a Schedule.
+ * A bad timeout would otherwise break every attempt of the worker at its
+ * start, and a bad backoff every retry.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import { InvalidConfigError } from "../Errors.ts"
 import { queueNameProblem, shown } from "./queueName.ts"
 
 export const checkWorkers = (
   workers: ReadonlyArray<
-    { readonly name: string; readonly queue: string; readonly timeout: Duration.Input | undefined }
+    {
+      readonly name: string
+      readonly queue: string
+      readonly timeout: Duration.Input | undefined
+      readonly backoff?: unknown
+    }
   >
 ): Effect.Effect<void, InvalidConfigError> =>
   Effect.gen(function*() {
@@ -36,8 +43,22 @@ export const checkWorkers = (
           message: `worker "${worker.name}": timeout must be a duration longer than 0, got ${String(worker.timeout)}`
         })
       }
+      if (worker.backoff !== undefined && !Schedule.isSchedule(worker.backoff)) {
+        return yield* new InvalidConfigError({
+          field: "workers",
+          message: `worker "${worker.name}": backoff must be a Schedule (Schedule.exponential("1 second"), say), got ${
+            describeValue(worker.backoff)
+          }`
+        })
+      }
     }
   })
+
+const describeValue = (value: unknown): string => {
+  if (value === null || typeof value !== "object") return String(value)
+  const name = (value as { readonly constructor?: { readonly name?: unknown } }).constructor?.name
+  return typeof name === "string" && name !== "" && name !== "Object" ? `a ${name}` : "an object"
+}
 
 const isPositive = (input: Duration.Input): boolean => {
   try {
