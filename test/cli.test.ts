@@ -199,6 +199,26 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(deleted.changed, 2)
       const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all`
       assert.strictEqual(left[0]!.n, 4)
+
+      // Ids named on the command line: one the action leaves alone is said with its state, and an id no
+      // job has fails the command with code 5 after the others were acted on (it printed "0 jobs", code 0).
+      const [busy, idle] = yield* Oban.insertAll([Mail.job({ to: "busy" }, { queue: "named" }), Mail.job({ to: "idle" }, { queue: "named" })])
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now() WHERE id = ${busy!.id}`
+      const named = yield* cli(withPrefix("jobs", "delete", String(busy!.id), String(idle!.id), "987654321"))
+      assert.strictEqual(named.code, 5, named.stderr)
+      assert.include(named.stdout, "deleted 1 job")
+      assert.include(named.stdout, `left job ${busy!.id} alone: it is executing`)
+      assert.include(named.stderr, "no job with id 987654321")
+      const remaining = yield* sql<{ readonly id: number }>`
+        SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs_all WHERE queue = 'named' ORDER BY id`
+      assert.deepStrictEqual(remaining.map((row) => row.id), [busy!.id])
+      const retriedJson = yield* cli(withPrefix("jobs", "retry", String(busy!.id), "--json"))
+      assert.strictEqual(retriedJson.code, 0, retriedJson.stderr)
+      const report = parsed<{ changed: number; left: unknown; missing: unknown }>(retriedJson)
+      assert.deepStrictEqual([report.changed, report.left, report.missing], [0, [{ id: busy!.id, state: "executing" }], []])
+      const cancelMissing = yield* cli(withPrefix("jobs", "cancel", "987654321", "--json"))
+      assert.strictEqual(cancelMissing.code, 5)
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE id = ${busy!.id}`
     }))
 
   it.effect("keeps its compiled code in Node's compile cache (in TMPDIR), unless NODE_DISABLE_COMPILE_CACHE is set", () =>

@@ -6,7 +6,9 @@ import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import type { Job } from "../Job.ts"
 import * as Jobs from "../Jobs.ts"
+import { bulk as runBulkAction } from "../internal/bulkAction.ts"
 import { matchesEveryJob } from "../internal/jobFilter.ts"
+import type { BulkAction } from "../internal/sql/bulkJobs.ts"
 import { getJob } from "../Oban.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
@@ -78,13 +80,26 @@ const bulkFlags = {
 
 type BulkInput = FilterInput & { readonly ids: ReadonlyArray<number>; readonly all: boolean; readonly batchSize: number }
 
-/** Checks that the command names its jobs, runs the action over them, and prints what changed. */
-const runBulk = (
-  name: string,
-  verb: string,
-  input: BulkInput,
-  action: (filter: Jobs.Filter, options: Jobs.BulkOptions) => ReturnType<typeof Jobs.retry>
-) =>
+/** Of the ids a command named, those it did not change: left alone (with their state), or not found. */
+const accountFor = (ids: ReadonlyArray<number>, changed: ReadonlySet<number>, skipped: ReadonlySet<number>) =>
+  Effect.gen(function*() {
+    const left: Array<{ readonly id: number; readonly state: string }> = []
+    const missing: Array<number> = []
+    for (const id of new Set(ids)) {
+      if (changed.has(id) || skipped.has(id)) continue
+      const found = yield* getJob(id)
+      if (Option.isSome(found)) left.push({ id, state: found.value.state })
+      else missing.push(id)
+    }
+    return { left, missing }
+  })
+
+/**
+ * Checks that the command names its jobs, runs the action over them, and prints what changed. Of the
+ * ids it names, each one left alone is said with its state (a delete leaves executing jobs, say), and
+ * ids no job has fail the command with exit code 5 after the others were acted on.
+ */
+const runBulk = (name: string, verb: string, input: BulkInput, action: BulkAction) =>
   Effect.gen(function*() {
     const globals = yield* root
     const filter = yield* toFilter(input, input.ids)
@@ -98,25 +113,43 @@ const runBulk = (
         )
       )
     }
-    const result = yield* withDatabase(globals, action(filter, { batchSize: input.batchSize, all: input.all }))
-    yield* print(globals.json, result, () =>
+    const changed = new Set<number>()
+    const { left, missing, result } = yield* withDatabase(
+      globals,
+      Effect.gen(function*() {
+        const result = yield* runBulkAction(action, filter, { batchSize: input.batchSize, all: input.all }, (rows) =>
+          Effect.sync(() => {
+            for (const row of rows) changed.add(row.id)
+          }))
+        const accounted = yield* accountFor(input.ids, changed, new Set(result.skipped.map((skip) => skip.id)))
+        return { ...accounted, result }
+      })
+    )
+    const named = input.ids.length === 0 ? {} : { left, missing }
+    yield* print(globals.json, { ...result, ...named }, () =>
       [
         `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})`,
-        ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`)
+        ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`),
+        ...left.map((job) => `left job ${job.id} alone: it is ${job.state}`)
       ].join("\n"))
+    if (missing.length > 0) {
+      return yield* Effect.fail(
+        new CliFailure(ExitCode.notFound, `no job with id ${missing.join(", ")}`, "JobNotFound")
+      )
+    }
   })
 
 const bulk = (name: "retry" | "cancel" | "delete", verb: string, description: string) =>
-  Command.make(name, bulkFlags, (input) =>
-    runBulk(name, verb, input, name === "retry" ? Jobs.retry : name === "cancel" ? Jobs.cancel : Jobs.remove)
-  ).pipe(Command.withDescription(description))
+  Command.make(name, bulkFlags, (input) => runBulk(name, verb, input, { _tag: name })).pipe(
+    Command.withDescription(description)
+  )
 
 const reschedule = Command.make("reschedule", {
   ...bulkFlags,
   at: Flag.String("at").pipe(Flag.withDescription("When to run them (ISO 8601, e.g. 2026-05-01T12:00:00Z)"))
 }, (input) =>
   Effect.flatMap(parseDate("at", Option.some(input.at)), (at) =>
-    runBulk("reschedule", "rescheduled", input, (filter, options) => Jobs.reschedule(filter, at!, options)))
+    runBulk("reschedule", "rescheduled", input, { _tag: "reschedule", at: at! }))
 ).pipe(Command.withDescription("Move matching available, scheduled or retryable jobs to run at --at"))
 
 /** `effect-oban jobs ...` */
