@@ -130,7 +130,15 @@ describe("Oban.layer configuration", () => {
     [{ shutdownGracePeriod: -5 }, "shutdownGracePeriod"],
     [{ node: "" }, "node"],
     [{ node: "a\u0000b" }, "node"],
-    [{ maxArgsBytes: 0 }, "maxArgsBytes"]
+    [{ node: " " }, "node"],
+    [{ node: "web-1 " }, "node"],
+    [{ maxArgsBytes: 0 }, "maxArgsBytes"],
+    // Options no one reads (past the types: JavaScript, or options read from JSON) were ignored.
+    [{ qeueus: { q: 1 } }, "qeueus"],
+    [{ queues: { q: { limit: 5, pausd: true } } }, "queues"],
+    [{ queues: null }, "queues"],
+    [{ rescuer: { rescueAftr: "1 minute" } }, "rescuer"],
+    [{ pruner: { max_age: "1 hour" } }, "pruner"]
   ] as const
   layer(pgLayer(), { excludeTestServices: true })((it) => {
     for (const [options, field] of Bad) {
@@ -144,6 +152,15 @@ describe("Oban.layer configuration", () => {
           if (error._tag === "InvalidConfigError") assert.strictEqual(error.field, field)
         }))
     }
+
+    it.effect("names an unknown option and the known one it is closest to", () =>
+      Effect.gen(function*() {
+        const refused = (options: object) =>
+          Layer.build(Oban.layer({ ...options, workers: [Noop] })).pipe(Effect.scoped, Effect.flip, Effect.map((e) => e.message))
+        assert.include(yield* refused({ qeueus: { q: 1 } }), `unknown option "qeueus" (did you mean "queues"?)`)
+        assert.include(yield* refused({ rescuer: { rescueAftr: "1 minute" } }), `unknown option "rescueAftr" in rescuer (did you mean "rescueAfter"?)`)
+        assert.include(yield* refused({ queues: { q: { limit: 5, pausd: true } } }), "pausd")
+      }))
 
     it.effect("refuses a bad prefix and duplicate worker names", () =>
       Effect.gen(function*() {

@@ -11,7 +11,7 @@ import { maxNameLength } from "./requestFields.ts"
 /**
  * Whether `name` starts or ends with whitespace: a queue named " mail" is
  * another queue than "mail", which no one means (a stray space in an
- * environment variable or a shell argument), so no queue may have one.
+ * environment variable or a shell argument), so no queue (or node) may have one.
  */
 export const hasEdgeWhitespace = (name: string): boolean => /^\s|\s$/.test(name)
 
@@ -41,7 +41,8 @@ export const maxNodeLength = 255
 
 /**
  * Succeeds with `node` when a node can have that name (as `Oban.layer`'s
- * `node` takes it: 1 to 255 characters PostgreSQL can store); fails with
+ * `node` takes it: 1 to 255 characters PostgreSQL can store, no whitespace
+ * at either end, as for queues: `OBAN_NODE=" "` is a slip); fails with
  * `InvalidConfigError` on `node` otherwise. A command for a node no name can
  * fit is bad input, not a node that happens not to run.
  */
@@ -52,6 +53,8 @@ export const checkNodeName = (node: string): Effect.Effect<string, InvalidConfig
     ? "must not be empty"
     : node.length > maxNodeLength
     ? `must be at most ${maxNodeLength} characters, got ${node.length}`
+    : hasEdgeWhitespace(node)
+    ? edgeWhitespace
     : textProblem(node)
   return problem === undefined
     ? Effect.succeed(node)

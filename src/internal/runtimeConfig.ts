@@ -17,6 +17,7 @@ import { defaultNice } from "./threads/priority.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
 import { checkNodeName, checkQueueName } from "./queueName.ts"
 import { duration, positiveInt } from "./optionChecks.ts"
+import { checkKeys } from "./optionKeys.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
@@ -135,6 +136,39 @@ export interface RuntimeOptions {
   } | undefined
 }
 
+/** Every option `RuntimeOptions` has (the compiler keeps this list whole), and those of its parts. */
+const runtimeOptionKeys: { readonly [K in keyof Required<RuntimeOptions>]: true } = {
+  queues: true,
+  prefix: true,
+  node: true,
+  pollInterval: true,
+  stageInterval: true,
+  shutdownGracePeriod: true,
+  deleteCompleted: true,
+  maxArgsBytes: true,
+  heartbeatInterval: true,
+  leader: true,
+  rescuer: true,
+  pruner: true,
+  crontab: true,
+  threads: true
+}
+/** What `Oban.layer` and `Oban.layerConfig` take besides. */
+const layerOnlyKeys = ["workers", "config"]
+const partKeys: ReadonlyArray<readonly [keyof RuntimeOptions, ReadonlyArray<string>]> = [
+  ["leader", ["ttl", "renewInterval"]],
+  ["rescuer", ["rescueAfter", "interval", "batchSize", "forgetAfter"]],
+  ["pruner", ["maxAge", "interval", "batchSize", "maxBatches"]],
+  ["threads", ["size", "resourceLimits", "recycleAfter", "isolation", "nice"]]
+]
+
+/** Refuses options no one reads, at the top and in each part (a queue's are checked with the queues). */
+const checkOptionKeys = (options: RuntimeOptions): Effect.Effect<void, InvalidConfigError> =>
+  Effect.gen(function*() {
+    yield* checkKeys("", options, [...Object.keys(runtimeOptionKeys), ...layerOnlyKeys])
+    for (const [part, keys] of partKeys) yield* checkKeys(part, options[part], keys)
+  })
+
 /** A name unique to this process: host, pid and a random part. */
 export const defaultNode = (): string =>
   `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
@@ -143,7 +177,8 @@ const ensure = (condition: boolean, field: string, message: string) =>
   condition ? Effect.void : Effect.fail(new InvalidConfigError({ field, message }))
 
 const decodeOrFail = <S extends Schema.Codec<any, any>>(field: string, schema: S, input: unknown) =>
-  Schema.decodeUnknownEffect(schema)(input).pipe(
+  // A key the schema does not have is refused: `{ limit: 5, pausd: true }` would start the queue unpaused.
+  Schema.decodeUnknownEffect(schema)(input, { onExcessProperty: "error" }).pipe(
     Effect.mapError((error) => new InvalidConfigError({ field, message: `${field}: ${error.message}` }))
   )
 
@@ -193,8 +228,10 @@ export const resolve = (
   options: RuntimeOptions
 ): Effect.Effect<ResolvedConfig, InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
+    yield* checkOptionKeys(options)
     const settings = yield* Config.resolve({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
-    const queues = yield* decodeOrFail("queues", Queues, options.queues ?? {})
+    // Only a missing `queues` means none: `null` (from JSON, say) is refused like any other non-object.
+    const queues = yield* decodeOrFail("queues", Queues, options.queues === undefined ? {} : options.queues)
     for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
     const node = options.node === undefined ? defaultNode() : yield* checkNodeName(options.node)
     const ms = Duration.millis(10)
