@@ -219,6 +219,18 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const cancelMissing = yield* cli(withPrefix("jobs", "cancel", "987654321", "--json"))
       assert.strictEqual(cancelMissing.code, 5)
       yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE id = ${busy!.id}`
+
+      // What the changed jobs were; a retry without --state that re-runs completed jobs says so.
+      const [done, failed] = yield* Oban.insertAll([Mail.job({ to: "done" }, { queue: "named" }), Mail.job({ to: "failed" }, { queue: "named" })])
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', attempt = 1, completed_at = now() WHERE id = ${done!.id}`
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'discarded', attempt = 20, discarded_at = now() WHERE id = ${failed!.id}`
+      const byWorker = yield* cli(withPrefix("jobs", "retry", "--queue", "named"))
+      assert.strictEqual(byWorker.code, 0, byWorker.stderr)
+      assert.include(byWorker.stdout, "retried 2 jobs (1 batch): ")
+      assert.include(byWorker.stdout, "1 completed")
+      assert.include(byWorker.stdout, "1 discarded")
+      assert.include(byWorker.stdout, "note: 1 of them had completed and will run again (narrow a retry with --state)")
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE queue = 'named'`
     }))
 
   it.effect("keeps its compiled code in Node's compile cache (in TMPDIR), unless NODE_DISABLE_COMPILE_CACHE is set", () =>

@@ -114,21 +114,34 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
       )
     }
     const changed = new Set<number>()
+    // The states the changed jobs were in: a retry by worker alone re-runs completed jobs too, which
+    // the output says rather than leave to be found in the side effects.
+    const from: Record<string, number> = {}
     const { left, missing, result } = yield* withDatabase(
       globals,
       Effect.gen(function*() {
         const result = yield* runBulkAction(action, filter, { batchSize: input.batchSize, all: input.all }, (rows) =>
           Effect.sync(() => {
-            for (const row of rows) changed.add(row.id)
+            for (const row of rows) {
+              changed.add(row.id)
+              from[row.previous_state] = (from[row.previous_state] ?? 0) + 1
+            }
           }))
         const accounted = yield* accountFor(input.ids, changed, new Set(result.skipped.map((skip) => skip.id)))
         return { ...accounted, result }
       })
     )
     const named = input.ids.length === 0 ? {} : { left, missing }
-    yield* print(globals.json, { ...result, ...named }, () =>
+    const states = Object.entries(from).sort(([, a], [, b]) => b - a)
+    const completedRetried = action._tag === "retry" ? from["completed"] ?? 0 : 0
+    yield* print(globals.json, { ...result, from, ...named }, () =>
       [
-        `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})`,
+        `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})${
+          states.length === 0 ? "" : `: ${states.map(([state, n]) => `${n} ${state}`).join(", ")}`
+        }`,
+        ...(completedRetried === 0 || input.state.length > 0
+          ? []
+          : [`note: ${completedRetried} of them had completed and will run again (narrow a retry with --state)`]),
         ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`),
         ...left.map((job) => `left job ${job.id} alone: it is ${job.state}`)
       ].join("\n"))
