@@ -127,9 +127,10 @@ export const failed = (
 /**
  * An attempt whose outcome could not be worked out: something around
  * `perform` died (a bug of ours, or a value of the worker's that breaks when
- * read). A failed attempt (a `defect`), retried after the default backoff
- * while attempts remain, so that the job neither stays `executing` until a
- * rescue nor runs the same broken path to find its delay.
+ * read). A failed attempt (a `defect`), retried while attempts remain after
+ * the job's own backoff if it was inserted with one, else the default (not
+ * the worker's, which may be what broke), so that the job neither stays
+ * `executing` until a rescue nor runs the same broken path to find its delay.
  */
 export const undetermined = (job: Job, cause: Cause.Cause<unknown>): Effect.Effect<AckRow> =>
   failed(job, { backoff: undefined }, "defect", "the attempt's outcome could not be determined", prettyCause(cause))
