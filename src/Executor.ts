@@ -193,7 +193,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         onDone(job)
       }
       // Nothing in the attempt should fail; if it does, say so loudly and record a failed attempt (a
-      // defect, retried after the default backoff). Only if even that cannot be queued is the job
+      // defect: see `undetermined` for its delay). Only if even that cannot be queued is the job
       // left executing, for this node's reconciler or a rescue to put back.
       const failed = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
         Effect.logError(`job ${job.id}: could not determine its outcome; recording a defect`, prettyCause(cause)).pipe(

@@ -49,7 +49,6 @@ import { migrationAdvice } from "./notMigrated.ts"
 import { checkWorkers, otherQueuesNote } from "./workerChecks.ts"
 import { resolve, type ResolvedConfig, type RuntimeOptions } from "./runtimeConfig.ts"
 
-
 /** When a cancel that found its job neither running nor waiting here is checked again (ms after it came). */
 const cancelRecheckMillis = [250, 1_000, 3_000]
 
