@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { InvalidConfigError } from "../Errors.ts"
+import { describe } from "./jsonText.ts"
 import { queueNameProblem, shown } from "./queueName.ts"
 
 export const checkWorkers = (
@@ -47,18 +48,12 @@ export const checkWorkers = (
         return yield* new InvalidConfigError({
           field: "workers",
           message: `worker "${worker.name}": backoff must be a Schedule (Schedule.exponential("1 second"), say), got ${
-            describeValue(worker.backoff)
+            describe(worker.backoff)
           }`
         })
       }
     }
   })
-
-const describeValue = (value: unknown): string => {
-  if (value === null || typeof value !== "object") return String(value)
-  const name = (value as { readonly constructor?: { readonly name?: unknown } }).constructor?.name
-  return typeof name === "string" && name !== "" && name !== "Object" ? `a ${name}` : "an object"
-}
 
 const isPositive = (input: Duration.Input): boolean => {
   try {
