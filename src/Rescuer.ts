@@ -8,7 +8,8 @@
  * that node (a pause, a scale), which the node takes again if it comes back
  * meanwhile, then removed. A workflow step whose cancel was requested while it ran
  * ends `cancelled` instead (see docs/workflows.md). With the defaults,
- * orphans are found within about 75 s.
+ * orphans are found within about 75 s. A node's rescuer waits `rescueAfter`
+ * after its own outage or its own process's pause (see docs/maintenance.md).
  *
  * @since 0.1.0
  */

@@ -2,7 +2,8 @@
  * Liveness with real OS processes: heartbeats that a starved pool cannot hold
  * back, a node restarted under the same name (its crashed incarnation's jobs
  * are rescued, the new one's never), two live processes given the same
- * node name, and a process whose event loop stalls past rescueAfter. Every
+ * node name, a process whose event loop stalls past rescueAfter, and a
+ * leader paused along with another node (SIGSTOP, as a paused VM). Every
  * perform is counted in a side table, so a duplicate run shows.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -299,6 +300,42 @@ describe("liveness across OS processes", () => {
         assert.deepStrictEqual([run!.state, run!.runs, run!.kinds], ["completed", 1, []])
       }))
     }).pipe(Effect.scoped), 90_000)
+
+  it.live("a leader and a node paused together (a paused VM), woken one after the other: the node's running jobs are not rescued", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_vm")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        yield* setUp(prefix)
+        // A lease that outlasts the pause, so the watcher still leads when it wakes.
+        const lease = { LEASE_TTL_MS: "30000", LEASE_RENEW_MS: "1000" }
+        const watcher = yield* spawnNode("watcher", envFor(prefix, { ...lease, QUEUES: JSON.stringify({ other: 1 }) }))
+        yield* awaitReady(watcher)
+        yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
+        const busy = yield* spawnNode(
+          "busy",
+          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "8000", JOB_MS_NODE: "busy" })
+        )
+        yield* awaitReady(busy)
+        yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
+        yield* waitFor("both jobs running on busy", Effect.map(history(prefix), (jobs) => jobs.every((j) => j.runs === 1)))
+        // The watcher has been connected for longer than rescueAfter (4 s), so its rescuer (every 300 ms)
+        // runs as soon as it wakes; busy wakes 1.5 s later, its rows then 7.5 s old.
+        yield* Effect.sleep("4 seconds")
+        busy.child.kill("SIGSTOP")
+        watcher.child.kill("SIGSTOP")
+        yield* Effect.sleep("6 seconds")
+        watcher.child.kill("SIGCONT")
+        yield* Effect.sleep("1500 millis")
+        busy.child.kill("SIGCONT")
+        yield* waitFor("both jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 2), "40 seconds")
+        // A further round of rescues, after the watcher may rescue again (rescueAfter after it woke).
+        yield* Effect.sleep("1 second")
+        for (const job of yield* history(prefix)) {
+          assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
+        }
+        assert.isTrue(watcher.isLeader())
+      }))
+    }).pipe(Effect.scoped), 120_000)
 
   it.live("a job stranded under a live node (its outcome or claim lost on the way) is released by that node", () =>
     Effect.gen(function*() {

@@ -5,7 +5,9 @@
  * starve them. The node also records since when it has reached the database
  * without a failure: the rescuer acts only after it has been connected for
  * `rescueAfter`, so time the database itself was unreachable never makes live
- * nodes look dead.
+ * nodes look dead. Time the process itself did not run (its event loop
+ * blocked, its machine or container paused) counts as not connected too: the
+ * other nodes paused with it wake with rows as stale as after an outage.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Clock from "effect/Clock"
@@ -24,7 +26,10 @@ export interface Liveness {
   readonly warmUp: Effect.Effect<void>
   /** Records the end of a statement on `sql`: it reached the database, or not. */
   readonly reached: (ok: boolean) => Effect.Effect<void>
-  /** How long the node has reached the database without a failure; 0 while it does not. */
+  /**
+   * How long the node has reached the database without a failure, and without the process stopping
+   * for longer than the lapse it was made with; 0 while it does not.
+   */
   readonly connectedForMillis: Effect.Effect<number>
   /** Runs a statement on the node's client with a client-side deadline and records whether it got through. */
   readonly run: <A, E>(statement: Effect.Effect<A, E>) => Effect.Effect<A, E | SqlError>
@@ -33,10 +38,44 @@ export interface Liveness {
 /** The application name of the node's own connection, for `pg_stat_activity`. */
 export const applicationName = (node: string): string => `oban_liveness ${node}`.slice(0, 63)
 
+/**
+ * The longest the process may stop running (in real time) and still count as
+ * connected throughout: half of `rescueAfter`, or less when heartbeats are
+ * sparse, so that no row of a node that was paused along with this one can
+ * have gone silent for `rescueAfter` in a gap this node did not notice; at
+ * least a second, so that a busy event loop is no lapse.
+ */
+export const lapseMillis = (rescueAfter: Duration.Duration, heartbeatInterval: Duration.Duration): number => {
+  const rescueAfterMillis = Duration.toMillis(rescueAfter)
+  return Math.max(1_000, Math.min(rescueAfterMillis / 2, rescueAfterMillis - Duration.toMillis(heartbeatInterval)))
+}
+
+/**
+ * Watches the process's own running in real time (a timer every quarter of
+ * `lapseMillis`, at most every second): `onLapse` runs when a tick finds the
+ * previous one more than `lapseMillis` ago, and `lapsing` tells a lapse that
+ * no tick has seen end yet (a timer due at the same moment may run first).
+ * Real time, not the Effect clock: `TestClock` moving on is no lapse.
+ */
+const watchLapses = (lapse: number, onLapse: () => void): Effect.Effect<() => boolean, never, Scope.Scope> => {
+  let lastTick = performance.now()
+  const tick = () => {
+    const at = performance.now()
+    if (at - lastTick > lapse) onLapse()
+    lastTick = at
+  }
+  return Effect.acquireRelease(
+    Effect.sync(() => setInterval(tick, Math.min(1_000, lapse / 4)).unref()),
+    (timer) => Effect.sync(() => clearInterval(timer))
+  ).pipe(Effect.as(() => performance.now() - lastTick > lapse))
+}
+
 export const make = (options: {
   readonly node: string
   /** The longest a heartbeat or lease statement may take. */
   readonly statementTimeout: Duration.Duration
+  /** The longest the process may stop running and still count as connected (see `lapseMillis`). */
+  readonly lapseMillis: number
 }): Effect.Effect<Liveness, never, PgClient.PgClient | SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const pg = yield* PgClient.PgClient
@@ -65,6 +104,10 @@ export const make = (options: {
           if (!ok) connectedSince = undefined
           else if (connectedSince === undefined) connectedSince = now
         }))
+    // After a lapse the node counts as connected again from its next statement that gets through.
+    const lapsing = yield* watchLapses(options.lapseMillis, () => {
+      connectedSince = undefined
+    })
 
     return {
       sql,
@@ -73,7 +116,7 @@ export const make = (options: {
       reached,
       connectedForMillis: Effect.map(
         Clock.currentTimeMillis,
-        (now) => connectedSince === undefined ? 0 : now - connectedSince
+        (now) => connectedSince === undefined || lapsing() ? 0 : now - connectedSince
       ),
       run: (statement) =>
         statement.pipe(

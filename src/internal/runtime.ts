@@ -157,7 +157,11 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     const [notifier, liveness] = yield* Effect.all([
       Notifier.make({ prefix: config.prefix, node: config.node }),
       // Heartbeats and the lease run on the node's own connection, never starved by the pool.
-      Liveness.make({ node: config.node, statementTimeout: livenessStatementTimeout }).pipe(
+      Liveness.make({
+        node: config.node,
+        statementTimeout: livenessStatementTimeout,
+        lapseMillis: Liveness.lapseMillis(config.rescuer.rescueAfter, config.heartbeatInterval)
+      }).pipe(
         Effect.tap((liveness) => Effect.forkScoped(liveness.warmUp))
       ),
       checkMigrated(config.prefix)
