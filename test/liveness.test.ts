@@ -308,7 +308,10 @@ describe("liveness across OS processes", () => {
         yield* setUp(prefix)
         // A lease that outlasts the pause, so the watcher still leads when it wakes.
         const lease = { LEASE_TTL_MS: "30000", LEASE_RENEW_MS: "1000" }
-        const watcher = yield* spawnNode("watcher", envFor(prefix, { ...lease, QUEUES: JSON.stringify({ other: 1 }) }))
+        const watcher = yield* spawnNode(
+          "watcher",
+          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ other: 1 }), LOG_LEVEL: "Warn" })
+        )
         yield* awaitReady(watcher)
         yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
         const busy = yield* spawnNode(
@@ -334,6 +337,7 @@ describe("liveness across OS processes", () => {
           assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
         }
         assert.isTrue(watcher.isLeader())
+        assert.include(watcher.output(), "this process did not run for")
       }))
     }).pipe(Effect.scoped), 120_000)
 

@@ -57,11 +57,11 @@ export const lapseMillis = (rescueAfter: Duration.Duration, heartbeatInterval: D
  * no tick has seen end yet (a timer due at the same moment may run first).
  * Real time, not the Effect clock: `TestClock` moving on is no lapse.
  */
-const watchLapses = (lapse: number, onLapse: () => void): Effect.Effect<() => boolean, never, Scope.Scope> => {
+const watchLapses = (lapse: number, onLapse: (millis: number) => void): Effect.Effect<() => boolean, never, Scope.Scope> => {
   let lastTick = performance.now()
   const tick = () => {
     const at = performance.now()
-    if (at - lastTick > lapse) onLapse()
+    if (at - lastTick > lapse) onLapse(Math.round(at - lastTick))
     lastTick = at
   }
   return Effect.acquireRelease(
@@ -98,15 +98,24 @@ export const make = (options: {
     )
 
     let connectedSince: number | undefined = undefined
+    /** A lapse not yet logged: it is, with the next statement's end. */
+    let lapsedFor: number | undefined = undefined
     const reached = (ok: boolean) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.sync(() => {
-          if (!ok) connectedSince = undefined
-          else if (connectedSince === undefined) connectedSince = now
-        }))
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (!ok) connectedSince = undefined
+        else if (connectedSince === undefined) connectedSince = now
+        if (lapsedFor === undefined) return Effect.void
+        const millis = lapsedFor
+        lapsedFor = undefined
+        return Effect.logWarning(
+          `this process did not run for ${millis} ms (its event loop blocked, or its machine paused); ` +
+            `the rescuer, if this node leads, waits rescueAfter again before judging other nodes`
+        )
+      })
     // After a lapse the node counts as connected again from its next statement that gets through.
-    const lapsing = yield* watchLapses(options.lapseMillis, () => {
+    const lapsing = yield* watchLapses(options.lapseMillis, (millis) => {
       connectedSince = undefined
+      lapsedFor = millis
     })
 
     return {
