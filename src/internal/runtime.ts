@@ -32,12 +32,12 @@ import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import { CurrentActivity, make as makeActivity } from "./activity.ts"
 import * as Leases from "./leases.ts"
+import * as CancelRouting from "./cancelRouting.ts"
 import * as Liveness from "./liveness.ts"
 import { startMaintenance } from "./maintenanceLoops.ts"
 import { startRouter } from "./signalRouter.ts"
 import type { NodeHandle } from "./nodeHandle.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
-import { jobsToStop } from "./sql/claims.ts"
 import { pendingWork } from "./sql/pendingWork.ts"
 import { now } from "../ObanClock.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
@@ -48,9 +48,6 @@ import { checkQueueName } from "./queueName.ts"
 import { migrationAdvice } from "./notMigrated.ts"
 import { checkWorkers, otherQueuesNote } from "./workerChecks.ts"
 import { resolve, type ResolvedConfig, type RuntimeOptions } from "./runtimeConfig.ts"
-
-/** When a cancel that found its job neither running nor waiting here is checked again (ms after it came). */
-const cancelRecheckMillis = [250, 1_000, 3_000]
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
 export type QueueScope = "node" | "all"
@@ -250,43 +247,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       }
     }
 
-    /**
-     * A cancelled job stops here: interrupted if it runs, dropped if it waits in a producer's buffer.
-     * Whether it was found here.
-     */
-    const cancelHere = (jobId: number): Effect.Effect<boolean> =>
-      Effect.gen(function*() {
-        if (yield* executor.cancel(jobId)) return true
-        for (const producer of producers.values()) {
-          if (yield* producer.forget(jobId)) return true
-        }
-        return false
-      })
-    /**
-     * A cancel for a job this node claimed that is neither running nor waiting here: the signal can
-     * come before the claim's reply has been read (they arrive on different connections). The
-     * database is asked again shortly, and the job stopped if it is here by then and still cancelled
-     * (a job retried and claimed again meanwhile is not); the reconciler is the last resort.
-     */
-    const cancelLater = (jobId: number): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        for (const millis of cancelRecheckMillis) {
-          yield* Effect.sleep(millis)
-          const cancelled = yield* jobsToStop(sql, config.prefix, [], [jobId])
-          if (!cancelled.includes(jobId) || (yield* cancelHere(jobId))) return
-        }
-      }).pipe(Effect.catchCause((cause) => Effect.logDebug(`could not check job ${jobId}'s cancel again`, cause)))
-    /**
-     * Starts stopping a cancelled job here, for the signal router and the reconciler: forked (a job's
-     * finalizers may take long), in the scope that outlives the jobs (the node's own closes, and runs
-     * nothing new, as shutdown begins).
-     */
-    const stopHere = (jobId: number): Effect.Effect<void> =>
-      Effect.asVoid(Effect.forkIn(
-        Effect.flatMap(cancelHere(jobId), (found) => found ? Effect.void : cancelLater(jobId)),
-        heartbeats,
-        { startImmediately: true }
-      ))
+    const { cancelHere, stopHere } = CancelRouting.make({ sql, prefix: config.prefix, executor, producers, scope: heartbeats })
 
     // Signals are read until the jobs have ended, in the scope that outlives them (see `signalRouter.ts`).
     const routerStopping = yield* startRouter({
