@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Pull from "effect/Pull"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
+import { prettyCause } from "./internal/prettyCause.ts"
 
 /**
  * Oban's default: `15 s + 2^attempt s`, jittered by ±10%. `attempt` is the
@@ -101,7 +102,7 @@ export const delayFor = (
       : yield* scheduleDelay(backoff, attempt, maxAttempts).pipe(
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.andThen(
-            Effect.logError(`the backoff schedule failed before attempt ${attempt + 1}; using the default`, Cause.pretty(cause)),
+            Effect.logError(`the backoff schedule failed before attempt ${attempt + 1}; using the default`, prettyCause(cause)),
             defaultDelay(attempt, maxAttempts)
           )
         )

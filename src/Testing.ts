@@ -22,6 +22,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -32,7 +33,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import type { Oban } from "./Oban.ts"
 import * as Config from "./Config.ts"
-import type { InvalidConfigError, InvalidPrefixError, MigrationError } from "./Errors.ts"
+import { InvalidConfigError, type InvalidPrefixError, type MigrationError } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
@@ -40,6 +41,8 @@ import { InlineRunner } from "./internal/inline.ts"
 import { ObanTestError } from "./internal/testError.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { queueNameProblem, shown } from "./internal/queueName.ts"
+import { undetermined } from "./internal/outcome.ts"
+import { prettyCause } from "./internal/prettyCause.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
 import { ackJobs } from "./internal/sql/acks.ts"
@@ -48,6 +51,7 @@ import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts
 import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as Threads from "./internal/threads/load.ts"
 import { checkWorkers } from "./internal/workerChecks.ts"
+import { checkKeys } from "./internal/optionKeys.ts"
 import type * as WorkerModule from "./Worker.ts"
 
 export {
@@ -146,10 +150,24 @@ const runClaimed = (
 ) =>
   Effect.forEach(jobs, (job) =>
     Effect.gen(function*() {
-      const row = yield* runAttempt(registry, job, () => undefined)
+      const row = yield* attemptRow(registry, job)
       yield* ackJobs(sql, prefix, yield* now(sql), registry.node, [row])
       return row
     }))
+
+/**
+ * One attempt's outcome, as a node writes it: an attempt whose outcome cannot be worked out (something
+ * around `perform` died) is a `defect` retried after the default backoff, and is logged as an error.
+ */
+const attemptRow = (registry: Registry<unknown>, job: Job) =>
+  runAttempt(registry, job, () => undefined).pipe(
+    Effect.catchCause((cause) =>
+      Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.andThen(
+        Effect.logError(`job ${job.id}: could not determine its outcome; recording a defect`, prettyCause(cause)),
+        undetermined(job, cause)
+      )
+    )
+  )
 
 /** The pool for the thread workers when the options ask for one (and some worker has `threads`). */
 const testThreadPool = (
@@ -166,6 +184,25 @@ const testThreadPool = (
     return yield* Threads.load(resolved)
   })
 
+/** Every option of `layer`, so that a misspelt one (from JavaScript or JSON) is refused by name. */
+const layerOptionKeys: { readonly [K in keyof Required<LayerOptions<never>>]: true } = {
+  mode: true,
+  workers: true,
+  prefix: true,
+  clock: true,
+  node: true,
+  threads: true
+}
+
+/** Fails unless `value`, when given, is one of `allowed`. */
+const oneOf = (field: string, value: unknown, allowed: ReadonlyArray<string>): Effect.Effect<void, InvalidConfigError> =>
+  value === undefined || allowed.includes(value as string) ? Effect.void : Effect.fail(
+    new InvalidConfigError({
+      field,
+      message: `${field} must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}, got ${JSON.stringify(value)}`
+    })
+  )
+
 /**
  * Settings, clock and (inline mode) the inline runner for tests. Requires
  * `SqlClient` and the services of the workers.
@@ -176,6 +213,9 @@ export const layer = <W extends WorkerModule.Any = never>(
   options: LayerOptions<W> = {}
 ): Layer.Layer<ObanTest, InvalidPrefixError | InvalidConfigError, SqlClient | WorkerModule.Requirements<W>> =>
   Layer.effectContext(Effect.gen(function*() {
+    yield* checkKeys("", options, Object.keys(layerOptionKeys))
+    yield* oneOf("mode", options.mode, ["manual", "inline"])
+    yield* oneOf("clock", options.clock, ["effect", "database"])
     const settings = yield* Config.resolve({ prefix: options.prefix })
     const node = options.node ?? "oban-test"
     const context = yield* Effect.context<WorkerModule.Requirements<W>>()

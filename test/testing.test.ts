@@ -72,7 +72,19 @@ const Napper = Worker.make("Napper", {
       job.args.snoozes < 0 || n <= job.args.snoozes ? Worker.snooze("0 seconds") : Effect.void)
 })
 
-const workers = [SendEmail, Charge, SignUp, Flaky, Napper]
+/** Fails with an error whose `message` cannot be read: the attempt's outcome cannot be worked out. */
+const Unreadable = Worker.make("Unreadable", {
+  args: Schema.Struct({}),
+  queue: "unreadable",
+  perform: () =>
+    Effect.fail(Object.defineProperty({}, "message", {
+      get: () => {
+        throw new Error("no message for you")
+      }
+    }))
+})
+
+const workers = [SendEmail, Charge, SignUp, Flaky, Napper, Unreadable]
 
 const database = (prefix: string) =>
   Layer.effectDiscard(Effect.gen(function*() {
@@ -309,6 +321,41 @@ describe("manual mode", () => {
         const row = yield* ObanTest.assertEnqueued({ worker: "Slow", state: "retryable" })
         assert.deepStrictEqual([row.id, row.errors[0]?.kind], [job.id, "unknown_worker"])
         assert.isTrue(lines.some((line) => line.includes(`no worker "Slow" among ObanTest.layer's workers`)), lines.join("\n"))
+      }))
+
+    it.effect("an attempt whose outcome cannot be worked out is a defect, retried after the default backoff, as on a node", () =>
+      Effect.gen(function*() {
+        const job = yield* Oban.insert(Unreadable.job({}))
+        const lines: Array<string> = []
+        const capture = Logger.make(({ message }) => {
+          lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        const drained = yield* ObanTest.drainQueue({ queue: "unreadable" }).pipe(
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture]))
+        )
+        assert.strictEqual(drained.failed, 1)
+        const row = yield* ObanTest.assertEnqueued({ worker: Unreadable, state: "retryable" })
+        assert.deepStrictEqual([row.id, row.attempt, row.errors[0]?.kind], [job.id, 1, "defect"])
+        assert.strictEqual(row.errors[0]?.message, "the attempt's outcome could not be determined")
+        assert.include(row.errors[0]?.cause ?? "", "no message for you")
+        assert.isAbove(row.scheduledAt.getTime() - new Date(row.errors[0]!.at).getTime(), 15_000, "the default backoff")
+        assert.isTrue(lines.some((line) => line.includes("could not determine its outcome")), lines.join("\n"))
+      }))
+
+    it.effect("ObanTest.layer refuses an option it does not know, and a mode or clock it has not, by name", () =>
+      Effect.gen(function*() {
+        const refused = (options: object) =>
+          Effect.flip(Effect.provide(Effect.void, ObanTest.layer(options as ObanTest.LayerOptions<never>))).pipe(
+            Effect.map((error) => ({ _tag: error._tag, field: "field" in error ? error.field : "", message: error.message }))
+          )
+        const unknown = yield* refused({ mode: "manual", wokers: workers })
+        assert.deepStrictEqual([unknown._tag, unknown.field], ["InvalidConfigError", "wokers"])
+        assert.include(unknown.message, `did you mean "workers"?`)
+        const mode = yield* refused({ mode: "inlin" })
+        assert.deepStrictEqual([mode._tag, mode.field], ["InvalidConfigError", "mode"])
+        assert.include(mode.message, `"manual" or "inline", got "inlin"`)
+        const clock = yield* refused({ clock: "wall" })
+        assert.deepStrictEqual([clock._tag, clock.field], ["InvalidConfigError", "clock"])
       }))
 
     it.effect("on a schema that is not migrated, the assertions fail with MigrationError naming it", () =>

@@ -13,6 +13,7 @@ import * as Backoff from "../Backoff.ts"
 import type { ErrorKind, Job } from "../Job.ts"
 import { Cancel, Discard, Snooze } from "../Worker.ts"
 import { clean } from "./errorText.ts"
+import { prettyCause } from "./prettyCause.ts"
 import type { AckRow } from "./sql/acks.ts"
 
 /** Raised inside the executor when a worker's timeout elapses; its message is what the errors entry's cause shows. */
@@ -134,15 +135,6 @@ export const failed = (
  */
 export const undetermined = (job: Job, cause: Cause.Cause<unknown>): Effect.Effect<AckRow> =>
   failed(job, { backoff: undefined }, "defect", "the attempt's outcome could not be determined", prettyCause(cause))
-
-/** `Cause.pretty`, which runs the errors' own code (a `toString`, a getter) and may throw. */
-export const prettyCause = (cause: Cause.Cause<unknown>): string => {
-  try {
-    return Cause.pretty(cause)
-  } catch {
-    return "(the cause could not be shown: reading it threw)"
-  }
-}
 
 /** Args that the worker's schema rejects can never succeed: discard at once. */
 export const undecodable = (job: Job, message: string): AckRow =>
