@@ -83,15 +83,18 @@ type BulkInput = FilterInput & { readonly ids: ReadonlyArray<number>; readonly a
 /** Of the ids a command named, those it did not change: left alone (with their state), or not found. */
 const accountFor = (ids: ReadonlyArray<number>, changed: ReadonlySet<number>, skipped: ReadonlySet<number>) =>
   Effect.gen(function*() {
-    const left: Array<{ readonly id: number; readonly state: string }> = []
-    const missing: Array<number> = []
-    for (const id of new Set(ids)) {
-      if (changed.has(id) || skipped.has(id)) continue
-      const found = yield* getJob(id)
-      if (Option.isSome(found)) left.push({ id, state: found.value.state })
-      else missing.push(id)
+    const unaccounted = Array.from(new Set(ids)).filter((id) => !changed.has(id) && !skipped.has(id))
+    const states = new Map<number, string>()
+    // A page holds at most 1,000 jobs: one list per 1,000 ids.
+    for (let start = 0; start < unaccounted.length; start += 1_000) {
+      const page = yield* Jobs.list({ filter: { ids: unaccounted.slice(start, start + 1_000) }, limit: 1_000 })
+      for (const job of page.jobs) states.set(job.id, job.state)
     }
-    return { left, missing }
+    const left = unaccounted.flatMap((id) => {
+      const state = states.get(id)
+      return state === undefined ? [] : [{ id, state }]
+    })
+    return { left, missing: unaccounted.filter((id) => !states.has(id)) }
   })
 
 /**
