@@ -17,6 +17,7 @@ import { startProxy } from "./support/proxy.ts"
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
 const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+const HeldTimed = Worker.make("HeldTimed", { args: Schema.Struct({}), perform: () => Effect.void })
 
 interface Row {
   readonly id: number
@@ -243,6 +244,24 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         const [moved] = yield* sql<{ n: number }>`
           SELECT count(*)::int AS n FROM ${sql(prefix)}.oban_jobs WHERE scheduled_at <> inserted_at`
         assert.strictEqual(moved!.n, 0)
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a timeout that fired inside an uninterruptible step, then SIGTERM before the step ends: a timeout failure, not a give-back", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_timed")
+      yield* Effect.gen(function*() {
+        // A grace period (200 ms) that ends before the step does: shutdown interrupts the job too.
+        const node = yield* startDeployNode(prefix, { GRACE_MS: "200" })
+        yield* Oban.insertAll([HeldTimed.job({})])
+        yield* waitFor("the job to run", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
+        // Its timeout (300 ms) has fired by now; its uninterruptible sleep (1.5 s) has not ended.
+        yield* Effect.sleep("700 millis")
+        const code = yield* stopNode(node, "SIGTERM")
+        assert.strictEqual(code, 0, node.output())
+        // A shutdown that came after the timeout does not turn the attempt into a free one.
+        const [row] = yield* rows(prefix)
+        assert.deepStrictEqual([row!.state, row!.attempt, row!.kinds, row!.runs], ["retryable", 1, ["timeout"], 1])
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 

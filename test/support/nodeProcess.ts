@@ -58,6 +58,22 @@ export const Record = Worker.make("Record", {
     })
 })
 
+/**
+ * Records its run, then sleeps 1.5 s inside `Effect.uninterruptible`, past its timeout of 300 ms: the
+ * timeout fires in a step it cannot interrupt.
+ */
+export const HeldTimed = Worker.make("HeldTimed", {
+  args: Schema.Struct({}),
+  timeout: "300 millis",
+  maxAttempts: 3,
+  perform: (job) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
+      yield* Effect.uninterruptible(Effect.sleep("1500 millis"))
+    })
+})
+
 const leaseTtl = env("LEASE_TTL_MS")
 const leaseRenew = env("LEASE_RENEW_MS")
 const cron = env("CRON")
@@ -67,7 +83,7 @@ const ObanLive = Oban.layer({
   prefix,
   node,
   queues: JSON.parse(env("QUEUES") ?? "{}"),
-  workers: threads === undefined ? [Record] : [Record, Busy, Preloaded],
+  workers: threads === undefined ? [Record, HeldTimed] : [Record, HeldTimed, Busy, Preloaded],
   ...(threads === undefined ? {} : {
     threads: { size: Number(threads), ...(env("ISOLATION") === "process" ? { isolation: "process" as const } : {}) }
   }),
