@@ -44,6 +44,12 @@ export interface ProducerInfo {
   readonly lastHeartbeat: Date
   /** Milliseconds since the last heartbeat (by the database's clock). */
   readonly silentForMillis: number
+  /**
+   * Whether this producer's process holds the leader lease: of a node restarted under the same name,
+   * only the live incarnation's rows (the dead one's stay until they are rescued). A row of a release
+   * before 2026-12-06 does not say its process, and counts as the leader's when its node name does.
+   */
+  readonly leader: boolean
 }
 
 /**
@@ -51,6 +57,7 @@ export interface ProducerInfo {
  */
 export interface NodeInfo {
   readonly node: string
+  /** Whether a process of this name holds the leader lease (see `ProducerInfo.leader` for which). */
   readonly leader: boolean
   readonly producers: ReadonlyArray<ProducerInfo>
 }
@@ -172,7 +179,8 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
         paused: row.paused,
         startedAt: row.started_at,
         lastHeartbeat: row.updated_at,
-        silentForMillis: Math.max(0, now.getTime() - row.updated_at.getTime())
+        silentForMillis: Math.max(0, now.getTime() - row.updated_at.getTime()),
+        leader: heldBy(lease, row)
       })
       nodes.set(row.node, producers)
       report(row.node, row.meta)
@@ -193,6 +201,13 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
     }
   })
 )
+
+/** Whether the producer row's process holds `lease` (by its node name alone when either does not say its process). */
+const heldBy = (lease: LeaseRow | undefined, row: { readonly node: string; readonly meta: Record<string, unknown> | null }) => {
+  if (lease === undefined || lease.node !== row.node) return false
+  const instance = row.meta?.["instance"]
+  return typeof instance !== "string" || lease.instance === null || instance === lease.instance
+}
 
 const leaseInfo = (row: LeaseRow | undefined): LeaseInfo | undefined =>
   row === undefined ? undefined : { node: row.node, since: row.started_at, expiresAt: row.expires_at }

@@ -5,6 +5,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect, Ref, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
 import * as Cron from "../src/Cron.ts"
 import * as Jobs from "../src/Jobs.ts"
@@ -41,6 +42,19 @@ layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("
       assert.strictEqual(view.leader?.node, "viewed")
       assert.deepStrictEqual(node.producers.map((p) => [p.queue, p.limit, p.paused]).sort(), [["other", 2, false], ["slow", 3, false]])
       assert.isTrue(node.producers.every((p) => p.silentForMillis < 10_000))
+      assert.isTrue(node.producers.every((p) => p.leader))
+      // A dead incarnation of the same node name (SIGKILLed and restarted), not yet rescued: its row
+      // is listed under the node, but not as the leader's.
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
+                 VALUES (gen_random_uuid(), 'viewed', 'slow', 3, false, '{"instance":"a-process-gone"}',
+                         now() - interval '2 minutes', now() - interval '30 seconds')`
+      const withDead = (yield* Cluster.view).nodes.find((item) => item.node === "viewed")!
+      assert.deepStrictEqual(
+        withDead.producers.map((p) => [p.queue, p.leader, p.silentForMillis > 20_000]).sort(),
+        [["other", true, false], ["slow", false, true], ["slow", true, false]]
+      )
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE meta->>'instance' = 'a-process-gone'`
       assert.strictEqual(view.crons.length, 1)
       const cron = view.crons[0]!
       assert.deepStrictEqual([cron.name, cron.expression, cron.timezone, cron.worker, cron.queue, cron.nodes], [

@@ -18,7 +18,7 @@ export const nodes = Command.make("nodes", {}, () =>
     yield* print(globals.json, { now: view.now, leader: view.leader, nodes: view.nodes }, () => {
       const rows = view.nodes.flatMap((node) =>
         node.producers.map((producer) => [
-          node.node, node.leader ? "yes" : "", producer.queue, producer.limit, producer.running,
+          node.node, producer.leader ? "yes" : "", producer.queue, producer.limit, producer.running,
           producer.paused ? "yes" : "no", ago(producer.silentForMillis), producer.id
         ])
       )

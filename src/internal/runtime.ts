@@ -298,7 +298,8 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           liveness,
           heartbeatScope: heartbeats,
           executor,
-          meta: crontabMeta
+          // The process too, so that views can tell this incarnation's rows from a dead namesake's.
+          meta: { ...crontabMeta, instance }
         }).pipe(Scope.provide(scope))
       )
     }

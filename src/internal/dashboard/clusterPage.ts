@@ -28,7 +28,7 @@ export const clusterPage = (context: PageContext, snapshot: Snapshot): Html => {
         ? html`<tr><td colspan="7" class="muted">No node runs a queue.</td></tr>`
         : cluster.nodes.flatMap((node) =>
           node.producers.map((producer) =>
-            html`<tr><td>${producer.node}${node.leader ? html` <span class="tag">leader</span>` : ""}</td><td>${producer.queue}</td><td class="num">${producer.limit}</td><td class="num">${producer.running}</td><td>${
+            html`<tr><td>${producer.node}${producer.leader ? html` <span class="tag">leader</span>` : ""}</td><td>${producer.queue}</td><td class="num">${producer.limit}</td><td class="num">${producer.running}</td><td>${
               producer.paused ? "yes" : "no"
             }</td><td>${date(producer.startedAt)}</td><td>${seconds(producer.silentForMillis)}</td></tr>`
           )
