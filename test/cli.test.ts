@@ -13,6 +13,7 @@ import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../src/Cron.ts"
 import * as Oban from "../src/Oban.ts"
+import * as Workflow from "../src/Workflow.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { startNode, waitFor } from "./support/node.ts"
@@ -230,6 +231,14 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(byWorker.stdout, "1 completed")
       assert.include(byWorker.stdout, "1 discarded")
       assert.include(byWorker.stdout, "note: 1 of them had completed and will run again (narrow a retry with --state)")
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE queue = 'named'`
+      // A workflow step is retried through retryJob (which may suspend it again): its state is said too.
+      const inserted = yield* Workflow.insert(Workflow.make("cli-step").add("only", Mail.job({ to: "step" }, { queue: "named" })))
+      const step = inserted.jobs.only
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = ${step.id}`
+      const stepRetry = yield* cli(withPrefix("jobs", "retry", String(step.id), "--json"))
+      assert.strictEqual(stepRetry.code, 0, stepRetry.stderr)
+      assert.deepStrictEqual(parsed<{ changed: number; from: unknown }>(stepRetry).from, { cancelled: 1 })
       yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE queue = 'named'`
     }))
 

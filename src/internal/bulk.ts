@@ -92,9 +92,9 @@ export const runBulk = (
     const retrySteps = (chunk: ReadonlyArray<number>) =>
       Effect.gen(function*() {
         const rows: Array<ChangedRow> = []
-        for (const id of yield* workflowSteps(sql, prefix, options.action, chunk)) {
+        for (const { id, state } of yield* workflowSteps(sql, prefix, options.action, chunk)) {
           const retried = yield* orSkip(id, own(Effect.flatMap(now(sql), (time) => Jobs.retryJob(sql, prefix, time, id))), undefined)
-          if (retried !== undefined) rows.push({ id, previous_state: "", node: null })
+          if (retried !== undefined) rows.push({ id, previous_state: state, node: null })
         }
         return rows
       })

@@ -196,10 +196,10 @@ export const workflowSteps = (
   prefix: string,
   action: BulkAction,
   ids: ReadonlyArray<number>
-): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  sql<{ readonly id: string }>`
-    SELECT j.id::text AS id FROM ${table(sql, prefix, "oban_jobs")} AS j
+): Effect.Effect<ReadonlyArray<{ readonly id: number; readonly state: string }>, SqlError> =>
+  sql<{ readonly id: string; readonly state: string }>`
+    SELECT j.id::text AS id, j.state::text AS state FROM ${table(sql, prefix, "oban_jobs")} AS j
     WHERE j.id = ANY(${`{${ids.join(",")}}`}::bigint[]) AND j.workflow_id IS NOT NULL
       AND ${sql.literal(eligible[action._tag])}
     ORDER BY j.id
-  `.pipe(Effect.map((rows) => rows.map((row) => Number(row.id))))
+  `.pipe(Effect.map((rows) => rows.map((row) => ({ id: Number(row.id), state: row.state }))))
