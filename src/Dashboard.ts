@@ -28,12 +28,11 @@ import type * as Scope from "effect/Scope"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
-import type { ServeError } from "effect/http/HttpServerError"
 import { SqlClient } from "effect/sql/SqlClient"
 import { randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import { Settings } from "./Config.ts"
-import { InvalidConfigError } from "./Errors.ts"
+import { DashboardServeError, InvalidConfigError } from "./Errors.ts"
 import { type Access as AccessLevel, makeHandler } from "./internal/dashboard/handler.ts"
 import { makePoller } from "./internal/dashboard/poller.ts"
 import { makeCsrf, sameSecret } from "./internal/dashboard/security.ts"
@@ -158,6 +157,10 @@ export interface ServeOptions {
   readonly shutdownTimeout?: Duration.Input | undefined
 }
 
+/** The system's reason a server could not listen (`listen EADDRINUSE: address already in use ...`). */
+const reasonOf = (cause: unknown): string =>
+  cause instanceof Error && cause.message !== "" ? cause.message : String(cause)
+
 /**
  * @since 0.1.0
  */
@@ -175,7 +178,7 @@ export interface Served {
  */
 export const serve = (
   options: ServeOptions
-): Effect.Effect<Served, ServeError | InvalidConfigError, SqlClient | Scope.Scope> =>
+): Effect.Effect<Served, DashboardServeError | InvalidConfigError, SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     if (typeof options.token !== "string" || options.token.length < 16) {
       return yield* new InvalidConfigError({
@@ -197,7 +200,15 @@ export const serve = (
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port ?? 4000, host, gracefulShutdownTimeout: shutdownTimeout }))
     )
     const scope = yield* Effect.scope
-    const context = yield* Layer.buildWithScope(server, scope)
+    const port = options.port ?? 4000
+    const context = yield* Layer.buildWithScope(server, scope).pipe(
+      Effect.mapError((error) =>
+        new DashboardServeError({
+          address: `${host}:${port}`,
+          message: `the dashboard could not listen on ${host}:${port}: ${reasonOf(error.cause)}`
+        })
+      )
+    )
     yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
     const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address).replace(/\/$/, "")
     return { url }

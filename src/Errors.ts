@@ -152,3 +152,15 @@ export class InvalidResultError extends Schema.TaggedError<InvalidResultError>()
   reason: Schema.Literals(["encode", "decode", "size", "missing"]),
   message: Schema.String
 }) {}
+
+/**
+ * The dashboard's own HTTP server could not listen (`Dashboard.serve`): the
+ * port is taken, or the host is no address of this machine. `message` says
+ * the address and the system's reason (`EADDRINUSE`, `EADDRNOTAVAIL`).
+ *
+ * @since 0.1.0
+ */
+export class DashboardServeError extends Schema.TaggedError<DashboardServeError>()("DashboardServeError", {
+  address: Schema.String,
+  message: Schema.String
+}) {}

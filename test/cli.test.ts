@@ -81,6 +81,15 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(sqlText.stdout, `CREATE TABLE "${prefix}".oban_jobs`)
       assert.strictEqual(unreachable.code, 3)
       assert.include(unreachable.stderr, "cannot reach the database")
+      // A server that refuses while connecting (no such database): 3 too, tagged as the docs say.
+      const noDatabase = new URL(databaseUrl())
+      noDatabase.pathname = "/oban_no_such_database"
+      const refused = yield* cli(["nodes", "--database-url", noDatabase.toString(), "--json"])
+      assert.strictEqual(refused.code, 3, refused.stderr)
+      assert.deepStrictEqual(
+        [JSON.parse(refused.stderr.trim().split("\n").at(-1)!).error.tag, refused.stderr.includes("oban_no_such_database")],
+        ["SqlError", true]
+      )
       assert.strictEqual(badRange.code, 2)
       // Once: the message used to name the field itself too ("inserted: inserted: ...").
       assert.include(badRange.stderr, `effect-oban: inserted: "after" must be earlier than "before"`)

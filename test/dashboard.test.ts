@@ -76,6 +76,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
         [badTimeout._tag, badTimeout._tag === "InvalidConfigError" ? badTimeout.field : undefined],
         ["InvalidConfigError", "shutdownTimeout"]
       )
+      // A port that is taken (by the server above): the error says where and why.
+      const port = Number(new URL(url).port)
+      const taken = yield* Effect.flip(Dashboard.serve({ token, port }))
+      assert.strictEqual(taken._tag, "DashboardServeError")
+      assert.strictEqual(taken._tag === "DashboardServeError" ? taken.address : "", `127.0.0.1:${port}`)
+      assert.include(taken.message, `the dashboard could not listen on 127.0.0.1:${port}: listen EADDRINUSE`)
     }))
 
   it.effect("mounted under a path with the application's access function: read-only looks but cannot act", () =>

@@ -71,6 +71,14 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban dashboard",
       assert.isDefined(printed, generated.output())
       const signedIn = yield* new Client(generatedUrl, { authorization: `Bearer ${printed!}` }).get("/")
       assert.strictEqual(signedIn.status, 200)
+
+      // Its port, taken: exit 1, saying where and why (it printed "effect-oban: " and nothing more).
+      const port = new URL(generatedUrl).port
+      const busy = yield* run(["dashboard", "--database-url", databaseUrl(), "--prefix", prefix, "--port", port, "--json"])
+      assert.strictEqual(yield* Effect.promise(() => busy.exited), 1)
+      const error = JSON.parse(busy.output().trim().split("\n").at(-1)!) as { error: { tag: string; message: string } }
+      assert.strictEqual(error.error.tag, "DashboardServeError")
+      assert.include(error.error.message, `could not listen on 127.0.0.1:${port}: listen EADDRINUSE`)
     }), 30_000)
 
   it.effect("a short token is bad input (2); an unmigrated schema says so (4)", () =>

@@ -90,8 +90,12 @@ export const classify = (error: unknown): Reported => {
       const reason = tagged.reason?._tag
       const detail = serverMessage(error as never) ?? tagged.message ?? ""
       // Refused while connecting (no such database, too many connections, starting up): unreachable too.
-      if (reason === "ConnectionError" || reason === "AuthenticationError" || tagged.reason?.operation === "connect") {
-        return { code: ExitCode.unreachable, tag: reason ?? "SqlError", message: `cannot reach the database: ${detail}` }
+      if (reason === "ConnectionError" || reason === "AuthenticationError") {
+        return { code: ExitCode.unreachable, tag: reason, message: `cannot reach the database: ${detail}` }
+      }
+      // The driver's reason for a refusal while connecting is no more than "UnknownError".
+      if (tagged.reason?.operation === "connect") {
+        return { code: ExitCode.unreachable, tag: "SqlError", message: `cannot reach the database: ${detail}` }
       }
       return { code: ExitCode.failure, tag: reason ?? "SqlError", message: `database error: ${detail}` }
     }
