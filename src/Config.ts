@@ -50,18 +50,22 @@ const plainIdentifier = /^[a-z_][a-z0-9_]*$/
  *
  * @since 0.1.0
  */
+/** A prefix as the error shows it: whole, quoted, unless it is too long to read (then its start). */
+const shownPrefix = (prefix: string): string =>
+  prefix.length <= 80 ? JSON.stringify(prefix) : `${JSON.stringify(prefix.slice(0, 60))}...`
+
 export const validatePrefix = (prefix: string): Effect.Effect<string, InvalidPrefixError> => {
   const refuse = (rule: string) =>
     Effect.fail(
       new InvalidPrefixError({
         // The error's own field is a string: a value of another type (untyped JavaScript) is described.
         prefix: typeof prefix === "string" ? prefix : describe(prefix),
-        message: `prefix ${describe(prefix)} ${rule}`
+        message: `prefix ${typeof prefix === "string" ? shownPrefix(prefix) : describe(prefix)} ${rule}`
       })
     )
   if (typeof prefix !== "string") return refuse("must be a string")
   if (prefix.length === 0 || prefix.length > maxPrefixLength) {
-    return refuse(`must be 1 to ${maxPrefixLength} characters long`)
+    return refuse(`must be 1 to ${maxPrefixLength} characters long${prefix.length === 0 ? "" : ` (it has ${prefix.length})`}`)
   }
   if (!plainIdentifier.test(prefix)) {
     return refuse("must be a plain identifier: lowercase letters, digits and _, not starting with a digit")

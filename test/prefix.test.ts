@@ -106,6 +106,10 @@ describe("Config.layer is the one place for the prefix", () => {
         const invalid = yield* Layer.build(Oban.layer({ prefix: "Bad-One", workers: [Child] })).pipe(Effect.scoped, Effect.flip)
         assert.strictEqual(invalid._tag, "InvalidPrefixError")
         assert.include(invalid.message, `prefix "Bad-One" must be a plain identifier`)
+        // Too long: shown whole, with its length (it was shortened to "a string of 45 UTF-16 units").
+        const long = `walk_${"x".repeat(40)}`
+        const tooLong = yield* Effect.flip(Migrations.run({ prefix: long }))
+        assert.strictEqual(tooLong.message, `prefix "${long}" must be 1 to 40 characters long (it has 45)`)
       }).pipe(Effect.provide(Config.layer({ prefix }))))
 
     it.effect("a node on a schema that was never migrated does not start, and says how to migrate it", () =>
