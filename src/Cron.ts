@@ -35,6 +35,7 @@ import { now } from "./ObanClock.ts"
 import { encodeRequest, rowJson } from "./internal/encodeRequest.ts"
 import { tracked } from "./internal/activity.ts"
 import * as CronSlots from "./internal/cronSlots.ts"
+import { optionProblem } from "./internal/cronOptions.ts"
 import { textProblem } from "./internal/jsonText.ts"
 import { runDeadline } from "./internal/periodic.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
@@ -97,14 +98,21 @@ export const entry = <A, E, R>(
   options: EntryOptions = {}
 ): Entry => {
   const { name, timezone, ...jobOptions } = options
-  return {
+  const entry: Entry = {
     name: name ?? `${worker.name}:${expression}`,
     expression,
     timezone,
     // Past the types (a cast, JavaScript), the cron's own options are still the cron's.
     request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined, unique: false })
   }
+  // Such an option is refused when the crontab is parsed (a node's start), not dropped.
+  const problem = optionProblem(options)
+  if (problem !== undefined) entryProblems.set(entry, problem)
+  return entry
 }
+
+/** Entries made with options they do not take, and why. */
+const entryProblems = new WeakMap<Entry, string>()
 
 /**
  * An entry with its expression parsed and its job encoded.
@@ -135,6 +143,10 @@ export const parse = (
         return yield* new InvalidConfigError({ field: "crontab", message: `two crontab entries are named "${item.name}"` })
       }
       names.add(item.name)
+      const problem = entryProblems.get(item)
+      if (problem !== undefined) {
+        return yield* new InvalidConfigError({ field: "crontab", message: `crontab entry ${index} ("${item.name}"): ${problem}` })
+      }
       const badName = typeof item.name !== "string" || item.name.length === 0
         ? "must not be empty"
         : textProblem(item.name)

@@ -431,6 +431,22 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const zone = yield* Cron.parse([Cron.entry("@daily", Noop, { n: 1 }, { timezone: "Europe/Pariss" })]).pipe(Effect.flip)
       assert.notInclude(zone.message, "no shorthand")
       assert.include(zone.message, "Pariss")
+      // Options an entry does not take (past the types) are refused by name, not dropped.
+      const refused = (options: object) =>
+        Cron.parse([Cron.entry("@daily", Noop, { n: 1 }, options as Cron.EntryOptions)]).pipe(
+          Effect.flip,
+          Effect.map((error) => [error.field, error.message])
+        )
+      assert.deepStrictEqual(yield* refused({ priorty: 1 }), [
+        "crontab",
+        `crontab entry 0 ("Noop:@daily"): unknown option "priorty" (did you mean "priority"?); ` +
+        "known: queue, priority, maxAttempts, tags, meta, timeout, backoff, timezone, name"
+      ])
+      for (const own of ["scheduleIn", "scheduledAt", "unique"]) {
+        const [, message] = yield* refused({ [own]: own === "unique" ? { period: 60 } : "1 minute" })
+        assert.include(message, `option "${own}" is the cron's own`)
+      }
+      assert.lengthOf(yield* Cron.parse([Cron.entry("@daily", Noop, { n: 1 }, { priority: 2, name: "fine" })]), 1)
     }))
 
   it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>

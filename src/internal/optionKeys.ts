@@ -21,7 +21,7 @@ const distance = (a: string, b: string): number => {
 }
 
 /** The known name `key` was most likely meant as, if one is close enough. */
-const closest = (key: string, known: ReadonlyArray<string>): string | undefined => {
+export const closest = (key: string, known: ReadonlyArray<string>): string | undefined => {
   let best: string | undefined
   let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1
   for (const name of known) {
