@@ -67,11 +67,18 @@ export const insert = (
     if (keyProblem !== undefined) {
       return yield* new InvalidWorkflowError({ workflowId: key, message: `the chain key ${keyProblem}` })
     }
+    const onFailure = options.onFailure ?? "run"
+    // Checked here, not only as a dependency of a job already in the chain (an empty chain has none).
+    if (onFailure !== "cancel" && onFailure !== "run" && onFailure !== "wait") {
+      return yield* new InvalidWorkflowError({
+        workflowId: workflowId(key),
+        message: `onFailure must be "cancel", "run" or "wait", got ${JSON.stringify(onFailure)}`
+      })
+    }
     if (requests.length === 0) return []
     const sql = yield* SqlClient
     const { prefix } = yield* Settings
     const id = workflowId(key)
-    const onFailure = options.onFailure ?? "run"
     // Without a tracing backend the jobs carry the caller's span, not the span of the transaction below.
     const traced = yield* Effect.withFiber((fiber) =>
       Effect.succeed(hasTracingBackend(fiber) ? undefined : { traceparent: callerTraceparent(fiber) })

@@ -336,6 +336,10 @@ describe("workflows", () => {
           assert.match(refused.message, /NUL character|lone UTF-16 surrogate/)
         }
         assert.deepStrictEqual(yield* states("v"), {})
+        // An onFailure no chain takes is refused on a new chain too (it was only on a chain with jobs).
+        const badPolicy = yield* Effect.flip(Chain.insert("fresh-chain", [Step.job({})], { onFailure: "nah" as "run" }))
+        assert.deepStrictEqual([badPolicy._tag, badPolicy.message], ["InvalidWorkflowError", `onFailure must be "cancel", "run" or "wait", got "nah"`])
+        assert.deepStrictEqual(yield* states(Chain.workflowId("fresh-chain")), {})
         // No workflow has such an id: status, cancel and retry find none (they failed in the driver).
         assert.deepStrictEqual((yield* Workflow.status("nul\u0000id")).jobs, [])
         assert.deepStrictEqual(yield* Workflow.cancel("nul\u0000id"), [])
