@@ -83,7 +83,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         yield* Deferred.await(release)
       })))
       yield* Deferred.await(holding)
-      const acker = yield* makeAcker([])
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
       yield* Effect.forEach([ackOf(jobs[0]!, "completed"), ackOf(locked, "completed"), ackOf(jobs[2]!, "completed")], acker.ack)
       const state = (job: Job) => Effect.map(jobRow(prefix, job.id), (row) => row.state)
       // Written after the 1 s lock timeout splits the batch; under 12 s, so not after the 15 s ack deadline either.
@@ -98,6 +99,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* settled(acker)
       const written = yield* jobRow(prefix, locked.id)
       assert.deepStrictEqual([written.state, written.errors.length], ["completed", 0])
+      // The log says what held it up, in words (it was a stack dump of the driver's error).
+      assert.isTrue(lines.some((line) => line.includes("job(s) waited for a row lock another transaction holds")), lines.join("\n"))
     }).pipe(Effect.scoped), 45_000)
 
   it.effect("a row refused while its job was locked is still written during shutdown, before the flush gives up", () =>

@@ -225,7 +225,10 @@ export const make = (options: {
           failures++
           if (connectionProblem(result.cause) || lockConflict(result.cause)) {
             // The server's words only: this repeats while the lock is held or the database is away.
-            yield* Effect.logWarning(`ack of job ${row.id} failed (${failures}x); retrying in the background`).pipe(
+            yield* Effect.logWarning(
+              `ack of job ${row.id} failed (${failures}x${lockConflict(result.cause) ? ", its row locked by another transaction" : ""}); ` +
+                `retrying in the background`
+            ).pipe(
               Effect.annotateLogs({ cause: refusalText(result.cause) })
             )
             continue
@@ -260,9 +263,12 @@ export const make = (options: {
           if (result._tag === "Success") return yield* settle(rows)
           failures++
           if (!connectionProblem(result.cause)) {
-            yield* Effect.logWarning(`ack of ${rows.length} job(s) refused; trying them one by one`).pipe(
-              Effect.annotateLogs({ cause: Cause.pretty(result.cause) })
-            )
+            yield* Effect.logWarning(
+              lockConflict(result.cause)
+                ? `ack of ${rows.length} job(s) waited for a row lock another transaction holds (one that updated ` +
+                  `or locked a job of the batch, or inserts the same unique key, and has not ended); trying them one by one`
+                : `ack of ${rows.length} job(s) refused; trying them one by one`
+            ).pipe(Effect.annotateLogs({ cause: refusalText(result.cause) }))
             for (const row of rows) {
               const single = rows.length === 1 ? result : yield* Effect.exit(write([row]))
               if (single._tag === "Success") yield* settle([row])
