@@ -81,6 +81,12 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(sqlText.stdout, `CREATE TABLE "${prefix}".oban_jobs`)
       assert.strictEqual(unreachable.code, 3)
       assert.include(unreachable.stderr, "cannot reach the database")
+      // A job id is written in digits: "1e2" was read as 100 (and cancelled job 100); 0 is bad input, not "no such job".
+      for (const id of ["1e2", "0", "-1", "0x10"]) {
+        const bad = yield* cli(withPrefix("jobs", "cancel", id, "--json"))
+        assert.strictEqual(bad.code, 2, `${id}: ${bad.stderr}`)
+        assert.include(bad.stderr, "a job id: a positive whole number, in digits")
+      }
       // A server that refuses while connecting (no such database): 3 too, tagged as the docs say.
       const noDatabase = new URL(databaseUrl())
       noDatabase.pathname = "/oban_no_such_database"

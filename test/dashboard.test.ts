@@ -61,6 +61,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       const basic = new Client(url, { authorization: `Basic ${Buffer.from(`anyone:${token}`).toString("base64")}` })
       const page = yield* basic.get("/")
       assert.strictEqual(page.status, 200)
+      // A job id that is no id is bad input (it was "no page at /jobs/abc", 404); a good one of no job is 404.
+      for (const id of ["abc", "0", "1e3", "-4"]) {
+        const bad = yield* basic.get(`/jobs/${id}`)
+        assert.strictEqual(bad.status, 400, id)
+        assert.include(bad.text, "a job id is a positive whole number")
+      }
+      assert.strictEqual((yield* basic.get("/jobs/987654321")).status, 404)
       assert.match(page.headers.get("content-security-policy") ?? "", /default-src 'none'; script-src 'self'/)
       assert.match(page.headers.get("set-cookie") ?? "", /HttpOnly; SameSite=Strict/)
       const script = yield* new Client(url, bearer).get("/assets/dashboard.js")

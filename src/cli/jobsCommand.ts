@@ -12,7 +12,7 @@ import type { BulkAction } from "../internal/sql/bulkJobs.ts"
 import { getJob } from "../Oban.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
-import { filterFlags, type FilterInput, parseDate, root, toFilter, withDatabase } from "./shared.ts"
+import { filterFlags, type FilterInput, jobIdArgument, parseDate, root, toFilter, withDatabase } from "./shared.ts"
 
 const shortArgs = (job: Job): string => {
   const text = JSON.stringify(job.args)
@@ -47,7 +47,7 @@ const list = Command.make("list", {
     })
   })).pipe(Command.withDescription("List jobs matching the filter flags, newest first, one page at a time"))
 
-const show = Command.make("show", { id: Argument.Int("id") }, ({ id }) =>
+const show = Command.make("show", { id: jobIdArgument("id") }, ({ id }) =>
   Effect.gen(function*() {
     const globals = yield* root
     const found = yield* withDatabase(globals, getJob(id))
@@ -73,7 +73,7 @@ const show = Command.make("show", { id: Argument.Int("id") }, ({ id }) =>
 
 const bulkFlags = {
   ...filterFlags,
-  ids: Argument.Int("id").pipe(Argument.withDescription("Job ids (optional when filter flags are given)"), Argument.variadic()),
+  ids: jobIdArgument("id").pipe(Argument.withDescription("Job ids (optional when filter flags are given)"), Argument.variadic()),
   all: Flag.Boolean("all").pipe(Flag.withDescription("Act on every job (no id and no filter)"), Flag.withDefault(false)),
   batchSize: Flag.Int("batch-size").pipe(Flag.withDescription("Jobs per transaction, 1 to 10000"), Flag.withDefault(1000))
 }

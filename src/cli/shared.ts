@@ -8,7 +8,7 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { Command, Flag } from "effect/cli"
+import { Argument, Command, Flag } from "effect/cli"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as ObanConfig from "../Config.ts"
 import type { Filter } from "../Jobs.ts"
@@ -95,6 +95,18 @@ const date = (name: string, description: string) =>
   Flag.String(name).pipe(Flag.withDescription(`${description} (ISO 8601, e.g. 2026-05-01T12:00:00Z)`), Flag.optional)
 
 /** The filter flags: the same filter as `Jobs.Filter`, checked by it. */
+/**
+ * A job id on the command line: a positive whole number written out in digits. `Argument.Int` reads
+ * `1e2` as 100 (a `cancel 1e2` cancelled job 100) and lets 0 and negatives through to "no such job".
+ */
+export const jobIdArgument = (name: string) =>
+  Argument.String(name).pipe(
+    Argument.filterMap(
+      (text) => /^[1-9][0-9]*$/.test(text) && Number.isSafeInteger(Number(text)) ? Option.some(Number(text)) : Option.none(),
+      () => "a job id: a positive whole number, in digits"
+    )
+  )
+
 export const filterFlags = {
   queue: many("queue", "Only jobs of this queue (repeat for several)"),
   state: many("state", "Only jobs in this state (repeat for several)"),

@@ -179,7 +179,11 @@ export const makeHandler = (options: HandlerOptions) =>
           const snapshot = yield* options.poller.current
           return htmlResponse(jobsPage(context, query, page, snapshot.version))
         }
-        if (segments.length === 2 && segments[0] === "jobs" && /^\d{1,15}$/.test(segments[1]!)) {
+        if (segments.length === 2 && segments[0] === "jobs") {
+          if (!/^[1-9]\d{0,14}$/.test(segments[1]!)) {
+            const message = `a job id is a positive whole number, got ${JSON.stringify(segments[1])}`
+            return htmlResponse(errorPage(context, "Bad input", message), 400)
+          }
           const job = yield* getJob(Number(segments[1]))
           if (Option.isNone(job)) return htmlResponse(errorPage(context, "Not found", `job ${segments[1]} does not exist`), 404)
           return htmlResponse(jobPage(context, job.value, (yield* options.poller.current).version))
