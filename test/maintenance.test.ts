@@ -5,6 +5,7 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Config from "../src/Config.ts"
 import * as Cron from "../src/Cron.ts"
 import * as Events from "../src/Events.ts"
+import { lapseMillis } from "../src/internal/liveness.ts"
 import { countAvailable, countAvailableStatement } from "../src/internal/sql/jobs.ts"
 import { pruneStatement } from "../src/internal/sql/maintenance.ts"
 import * as Leader from "../src/Leader.ts"
@@ -63,6 +64,20 @@ const silentProducer = (
   })
 
 layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })("maintenance runOnce", (it) => {
+  it.effect("the lapse of its own process after which a node's rescuer waits rescueAfter again", () =>
+    Effect.sync(() => {
+      const lapse = (rescueAfter: number, heartbeat: number) =>
+        lapseMillis(Duration.millis(rescueAfter), Duration.millis(heartbeat))
+      // Half of rescueAfter with the defaults (60 s, heartbeats every 10 s).
+      assert.strictEqual(lapse(60_000, 10_000), 30_000)
+      // Sparse heartbeats: a neighbour paused along needs one, and some slack, to beat after it wakes.
+      assert.strictEqual(lapse(60_000, 40_000), 1_000)
+      assert.strictEqual(lapse(60_000, 30_000), 15_000)
+      assert.strictEqual(lapse(4_000, 300), 2_000)
+      // Never under a second, so that a busy event loop is no lapse.
+      assert.strictEqual(lapse(1_500, 300), 1_000)
+    }))
+
   it.effect("runOnce refuses bad options with a typed error before any statement (batchSize 0 looped forever)", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -447,6 +462,11 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         assert.include(message, `option "${own}" is the cron's own`)
       }
       assert.lengthOf(yield* Cron.parse([Cron.entry("@daily", Noop, { n: 1 }, { priority: 2, name: "fine" })]), 1)
+      // An option given as undefined is none; a copy of an entry keeps what was wrong with it.
+      assert.lengthOf(yield* Cron.parse([Cron.entry("@daily", Noop, { n: 1 }, { unique: undefined } as Cron.EntryOptions)]), 1)
+      const copied = { ...Cron.entry("@daily", Noop, { n: 1 }, { constructor: 1 } as Cron.EntryOptions), name: "copied" }
+      const fromCopy = yield* Effect.flip(Cron.parse([copied]))
+      assert.include(fromCopy.message, `crontab entry 0 ("copied"): unknown option "constructor"`)
     }))
 
   it.effect("Cron.runOnce across a spring-forward: a slot in the gap runs once after it, from any round's start", () =>

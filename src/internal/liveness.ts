@@ -39,35 +39,45 @@ export interface Liveness {
 export const applicationName = (node: string): string => `oban_liveness ${node}`.slice(0, 63)
 
 /**
- * The longest the process may stop running (in real time) and still count as
- * connected throughout: half of `rescueAfter`, or less when heartbeats are
- * sparse, so that no row of a node that was paused along with this one can
- * have gone silent for `rescueAfter` in a gap this node did not notice; at
- * least a second, so that a busy event loop is no lapse.
+ * The longest the process may stop running and still count as connected
+ * throughout: half of `rescueAfter`, or less when heartbeats are sparse
+ * (`rescueAfter - heartbeatInterval - max(1 s, heartbeatInterval / 2)`), so
+ * that a node paused along with this one, with the same heartbeats, still has
+ * time to beat after it wakes before its rows have been silent for
+ * `rescueAfter`; at least a second, so that a busy event loop is no lapse.
  */
 export const lapseMillis = (rescueAfter: Duration.Duration, heartbeatInterval: Duration.Duration): number => {
   const rescueAfterMillis = Duration.toMillis(rescueAfter)
-  return Math.max(1_000, Math.min(rescueAfterMillis / 2, rescueAfterMillis - Duration.toMillis(heartbeatInterval)))
+  const heartbeatMillis = Duration.toMillis(heartbeatInterval)
+  const margin = Math.max(1_000, heartbeatMillis / 2)
+  return Math.max(1_000, Math.min(rescueAfterMillis / 2, rescueAfterMillis - heartbeatMillis - margin))
 }
 
 /**
- * Watches the process's own running in real time (a timer every quarter of
- * `lapseMillis`, at most every second): `onLapse` runs when a tick finds the
- * previous one more than `lapseMillis` ago, and `lapsing` tells a lapse that
- * no tick has seen end yet (a timer due at the same moment may run first).
- * Real time, not the Effect clock: `TestClock` moving on is no lapse.
+ * Watches the process's own running in real time (a timer four times within
+ * `lapseMillis`, and at least once a second): `onLapse` runs when a tick finds
+ * the previous one more than `lapseMillis` ago, and `lapsing` tells a lapse
+ * that no tick has seen end yet (a timer due at the same moment may run
+ * first). A gap is the larger of the monotonic clock's and the wall clock's:
+ * a machine asleep stops the first, a VM whose clock is frozen while it is
+ * paused the second (a forward step of the wall clock then counts too, which
+ * only delays rescues; a backward one is ignored). Not the Effect clock:
+ * `TestClock` moving on is no lapse.
  */
 const watchLapses = (lapse: number, onLapse: (millis: number) => void): Effect.Effect<() => boolean, never, Scope.Scope> => {
   let lastTick = performance.now()
+  let lastWall = Date.now()
+  const gap = () => Math.max(performance.now() - lastTick, Date.now() - lastWall)
   const tick = () => {
-    const at = performance.now()
-    if (at - lastTick > lapse) onLapse(Math.round(at - lastTick))
-    lastTick = at
+    const millis = gap()
+    if (millis > lapse) onLapse(Math.round(millis))
+    lastTick = performance.now()
+    lastWall = Date.now()
   }
   return Effect.acquireRelease(
     Effect.sync(() => setInterval(tick, Math.min(1_000, lapse / 4)).unref()),
     (timer) => Effect.sync(() => clearInterval(timer))
-  ).pipe(Effect.as(() => performance.now() - lastTick > lapse))
+  ).pipe(Effect.as(() => gap() > lapse))
 }
 
 export const make = (options: {
