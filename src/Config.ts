@@ -44,16 +44,16 @@ const maxArgsBytesCeiling = 64 * 1024 * 1024
 const maxPrefixLength = 40
 const plainIdentifier = /^[a-z_][a-z0-9_]*$/
 
+/** A prefix as the error shows it: whole, quoted, unless it is too long to read (then its start). */
+const shownPrefix = (prefix: string): string =>
+  prefix.length <= 80 ? JSON.stringify(prefix) : `${JSON.stringify(prefix.slice(0, 60))}...`
+
 /**
  * Checks that `prefix` is a plain lowercase identifier that needs no quoting
  * and leaves room for the notification channel names.
  *
  * @since 0.1.0
  */
-/** A prefix as the error shows it: whole, quoted, unless it is too long to read (then its start). */
-const shownPrefix = (prefix: string): string =>
-  prefix.length <= 80 ? JSON.stringify(prefix) : `${JSON.stringify(prefix.slice(0, 60))}...`
-
 export const validatePrefix = (prefix: string): Effect.Effect<string, InvalidPrefixError> => {
   const refuse = (rule: string) =>
     Effect.fail(

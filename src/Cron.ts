@@ -105,14 +105,14 @@ export const entry = <A, E, R>(
     // Past the types (a cast, JavaScript), the cron's own options are still the cron's.
     request: worker.job(args, { ...jobOptions, scheduleIn: undefined, scheduledAt: undefined, unique: false })
   }
-  // Such an option is refused when the crontab is parsed (a node's start), not dropped.
+  // Such an option is refused when the crontab is parsed (a node's start), not dropped. Kept under a
+  // symbol, so that a copy of the entry (`{ ...entry, name }`) keeps it, and JSON and keys do not show it.
   const problem = optionProblem(options)
-  if (problem !== undefined) entryProblems.set(entry, problem)
-  return entry
+  return problem === undefined ? entry : { ...entry, [entryProblem]: problem } as Entry
 }
 
-/** Entries made with options they do not take, and why. */
-const entryProblems = new WeakMap<Entry, string>()
+/** What is wrong with the options an entry was made with. */
+const entryProblem = Symbol.for("effect-oban/Cron/entryProblem")
 
 /**
  * An entry with its expression parsed and its job encoded.
@@ -143,7 +143,7 @@ export const parse = (
         return yield* new InvalidConfigError({ field: "crontab", message: `two crontab entries are named "${item.name}"` })
       }
       names.add(item.name)
-      const problem = entryProblems.get(item)
+      const problem = (item as Entry & { readonly [entryProblem]?: string })[entryProblem]
       if (problem !== undefined) {
         return yield* new InvalidConfigError({ field: "crontab", message: `crontab entry ${index} ("${item.name}"): ${problem}` })
       }

@@ -201,11 +201,12 @@ export const serve = (
     )
     const scope = yield* Effect.scope
     const port = options.port ?? 4000
+    const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
     const context = yield* Layer.buildWithScope(server, scope).pipe(
       Effect.mapError((error) =>
         new DashboardServeError({
-          address: `${host}:${port}`,
-          message: `the dashboard could not listen on ${host}:${port}: ${reasonOf(error.cause)}`
+          address,
+          message: `the dashboard could not listen on ${address}: ${reasonOf(error.cause)}`
         })
       )
     )

@@ -85,7 +85,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       for (const id of ["1e2", "0", "-1", "0x10"]) {
         const bad = yield* cli(withPrefix("jobs", "cancel", id, "--json"))
         assert.strictEqual(bad.code, 2, `${id}: ${bad.stderr}`)
-        assert.include(bad.stderr, "a job id: a positive whole number, in digits")
+        assert.include(bad.stderr, "a job id: a whole number from 1 to 9007199254740991, in digits")
       }
       // A server that refuses while connecting (no such database): 3 too, tagged as the docs say.
       const noDatabase = new URL(databaseUrl())

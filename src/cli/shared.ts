@@ -94,19 +94,22 @@ const many = (name: string, description: string) =>
 const date = (name: string, description: string) =>
   Flag.String(name).pipe(Flag.withDescription(`${description} (ISO 8601, e.g. 2026-05-01T12:00:00Z)`), Flag.optional)
 
-/** The filter flags: the same filter as `Jobs.Filter`, checked by it. */
 /**
- * A job id on the command line: a positive whole number written out in digits. `Argument.Int` reads
+ * A job id on the command line: a whole number from 1 to 2^53 - 1, in digits. `Argument.Int` reads
  * `1e2` as 100 (a `cancel 1e2` cancelled job 100) and lets 0 and negatives through to "no such job".
  */
 export const jobIdArgument = (name: string) =>
   Argument.String(name).pipe(
     Argument.filterMap(
-      (text) => /^[1-9][0-9]*$/.test(text) && Number.isSafeInteger(Number(text)) ? Option.some(Number(text)) : Option.none(),
-      () => "a job id: a positive whole number, in digits"
+      (text) => {
+        const id = Number(text)
+        return /^[0-9]+$/.test(text) && id >= 1 && Number.isSafeInteger(id) ? Option.some(id) : Option.none()
+      },
+      () => `a job id: a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, in digits`
     )
   )
 
+/** The filter flags: the same filter as `Jobs.Filter`, checked by it. */
 export const filterFlags = {
   queue: many("queue", "Only jobs of this queue (repeat for several)"),
   state: many("state", "Only jobs in this state (repeat for several)"),

@@ -25,8 +25,9 @@ const cronsOwn = ["scheduleIn", "scheduledAt", "unique"]
 
 /** What is wrong with the options of an entry, if anything. */
 export const optionProblem = (options: object): string | undefined => {
-  for (const key of Object.keys(options)) {
-    if (key in entryOptionKeys) continue
+  for (const [key, value] of Object.entries(options)) {
+    // An option given as undefined is no option (as `worker.job` reads it).
+    if (value === undefined || Object.hasOwn(entryOptionKeys, key)) continue
     return cronsOwn.includes(key)
       ? `option "${key}" is the cron's own: a slot's job is due at its slot and unique per slot`
       : unknownOption(key)

@@ -180,9 +180,9 @@ export const makeHandler = (options: HandlerOptions) =>
           return htmlResponse(jobsPage(context, query, page, snapshot.version))
         }
         if (segments.length === 2 && segments[0] === "jobs") {
-          if (!/^[1-9]\d{0,14}$/.test(segments[1]!)) {
-            const message = `a job id is a positive whole number, got ${JSON.stringify(segments[1])}`
-            return htmlResponse(errorPage(context, "Bad input", message), 400)
+          if (!/^[0-9]{1,15}$/.test(segments[1]!) || Number(segments[1]) < 1) {
+            const message = `a job id is a whole number from 1 to 999999999999999, in digits; got ${JSON.stringify(segments[1])}`
+            return wantsJson ? jsonResponse({ error: message }, 400) : htmlResponse(errorPage(context, "Bad input", message), 400)
           }
           const job = yield* getJob(Number(segments[1]))
           if (Option.isNone(job)) return htmlResponse(errorPage(context, "Not found", `job ${segments[1]} does not exist`), 404)
