@@ -125,11 +125,17 @@ layer(pgLayer(), { excludeTestServices: true })("migrations", (it) => {
 
   it.effect("a prefix that is not a plain identifier fails before any SQL runs", () =>
     Effect.gen(function*() {
-      for (const prefix of ["Bad", "a-b", "x; DROP TABLE t", "", "1abc", "pg_x", "a".repeat(41)]) {
+      for (const prefix of ["Bad", "a-b", "x; DROP TABLE t", "", "1abc", "pg_x", "a".repeat(41), "b".repeat(100)]) {
         const error = yield* Migrations.run({ prefix }).pipe(Effect.flip)
         assert.strictEqual(error._tag, "InvalidPrefixError")
-        // The message names the value (a long one by its length), wherever it came from (an option, OBAN_PREFIX).
-        assert.include(error.message, prefix.length > 40 ? "prefix a string of 41 UTF-16 units" : `prefix ${JSON.stringify(prefix)}`)
+        // The message names the value, wherever it came from (an option, OBAN_PREFIX): whole, with the length
+        // when that is what is wrong, and only its start when it is too long to read.
+        assert.include(
+          error.message,
+          prefix.length > 80 ? `prefix ${JSON.stringify(prefix.slice(0, 60))}... must be 1 to 40 characters long (it has 100)`
+            : prefix.length > 40 ? `prefix ${JSON.stringify(prefix)} must be 1 to 40 characters long (it has 41)`
+            : `prefix ${JSON.stringify(prefix)}`
+        )
         assert.isFalse(yield* schemaExists(prefix))
       }
       const layerError = yield* Layer.build(Config.layer({ prefix: "No Spaces" })).pipe(Effect.scoped, Effect.flip)
