@@ -197,8 +197,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
       // defect: see `undetermined` for its delay). Only if even that cannot be queued is the job
       // left executing, for this node's reconciler or a rescue to put back.
       const failed = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
-        Effect.logError(`job ${job.id}: could not determine its outcome; recording a defect`, prettyCause(cause)).pipe(
-          Effect.andThen(undetermined(job, cause)),
+        undetermined(job, cause).pipe(
           Effect.flatMap((row) => Effect.sync(() => acker.ackUnsafe(row))),
           Effect.catchCause((again) => Effect.logError(`job ${job.id}: could not record a defect either`, prettyCause(again))),
           Effect.ensuring(Effect.sync(ended))

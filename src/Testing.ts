@@ -42,7 +42,6 @@ import { ObanTestError } from "./internal/testError.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { queueNameProblem, shown } from "./internal/queueName.ts"
 import { undetermined } from "./internal/outcome.ts"
-import { prettyCause } from "./internal/prettyCause.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
 import { ackJobs } from "./internal/sql/acks.ts"
@@ -155,18 +154,10 @@ const runClaimed = (
       return row
     }))
 
-/**
- * One attempt's outcome, as a node writes it: an attempt whose outcome cannot be worked out (something
- * around `perform` died) is a `defect` retried after the default backoff, and is logged as an error.
- */
+/** One attempt's outcome, as a node writes it (see `undetermined` for one that cannot be worked out). */
 const attemptRow = (registry: Registry<unknown>, job: Job) =>
   runAttempt(registry, job, () => undefined).pipe(
-    Effect.catchCause((cause) =>
-      Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.andThen(
-        Effect.logError(`job ${job.id}: could not determine its outcome; recording a defect`, prettyCause(cause)),
-        undetermined(job, cause)
-      )
-    )
+    Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.interrupt : undetermined(job, cause))
   )
 
 /** The pool for the thread workers when the options ask for one (and some worker has `threads`). */

@@ -86,6 +86,17 @@ const Unreadable = Worker.make("Unreadable", {
 
 const workers = [SendEmail, Charge, SignUp, Flaky, Napper, Unreadable]
 
+/** Drains `queue`, keeping the lines the drain logs. */
+const drainLogged = (queue: string) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const capture = Logger.make(({ message }) => {
+      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    })
+    const drained = yield* ObanTest.drainQueue({ queue }).pipe(Effect.provideService(Logger.CurrentLoggers, new Set([capture])))
+    return { drained, lines }
+  })
+
 const database = (prefix: string) =>
   Layer.effectDiscard(Effect.gen(function*() {
     yield* dropSchemaOnClose(prefix)
@@ -310,13 +321,7 @@ describe("manual mode", () => {
       Effect.gen(function*() {
         yield* truncate(prefix)
         const job = yield* Oban.insert(Slow.job({}, { queue: "forgotten" }))
-        const lines: Array<string> = []
-        const capture = Logger.make(({ message }) => {
-          lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-        })
-        const drained = yield* ObanTest.drainQueue({ queue: "forgotten" }).pipe(
-          Effect.provideService(Logger.CurrentLoggers, new Set([capture]))
-        )
+        const { drained, lines } = yield* drainLogged("forgotten")
         assert.strictEqual(drained.failed, 1)
         const row = yield* ObanTest.assertEnqueued({ worker: "Slow", state: "retryable" })
         assert.deepStrictEqual([row.id, row.errors[0]?.kind], [job.id, "unknown_worker"])
@@ -326,13 +331,7 @@ describe("manual mode", () => {
     it.effect("an attempt whose outcome cannot be worked out is a defect, retried after the default backoff, as on a node", () =>
       Effect.gen(function*() {
         const job = yield* Oban.insert(Unreadable.job({}))
-        const lines: Array<string> = []
-        const capture = Logger.make(({ message }) => {
-          lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-        })
-        const drained = yield* ObanTest.drainQueue({ queue: "unreadable" }).pipe(
-          Effect.provideService(Logger.CurrentLoggers, new Set([capture]))
-        )
+        const { drained, lines } = yield* drainLogged("unreadable")
         assert.strictEqual(drained.failed, 1)
         const row = yield* ObanTest.assertEnqueued({ worker: Unreadable, state: "retryable" })
         assert.deepStrictEqual([row.id, row.attempt, row.errors[0]?.kind], [job.id, 1, "defect"])

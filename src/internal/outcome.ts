@@ -128,13 +128,19 @@ export const failed = (
 /**
  * An attempt whose outcome could not be worked out: something around
  * `perform` died (a bug of ours, or a value of the worker's that breaks when
- * read). A failed attempt (a `defect`), retried while attempts remain after
- * the job's own backoff if it was inserted with one, else the default (not
- * the worker's, which may be what broke), so that the job neither stays
- * `executing` until a rescue nor runs the same broken path to find its delay.
+ * read). Logged as an error, and a failed attempt (a `defect`), retried while
+ * attempts remain after the job's own backoff if it was inserted with one,
+ * else the default (not the worker's, which may be what broke), so that the
+ * job neither stays `executing` until a rescue nor runs the same broken path
+ * to find its delay. The node's executor and the testing kit both write it.
  */
-export const undetermined = (job: Job, cause: Cause.Cause<unknown>): Effect.Effect<AckRow> =>
-  failed(job, { backoff: undefined }, "defect", "the attempt's outcome could not be determined", prettyCause(cause))
+export const undetermined = (job: Job, cause: Cause.Cause<unknown>): Effect.Effect<AckRow> => {
+  const pretty = prettyCause(cause)
+  return Effect.andThen(
+    Effect.logError(`job ${job.id}: could not determine its outcome; recording a defect`, pretty),
+    failed(job, { backoff: undefined }, "defect", "the attempt's outcome could not be determined", pretty)
+  )
+}
 
 /** Args that the worker's schema rejects can never succeed: discard at once. */
 export const undecodable = (job: Job, message: string): AckRow =>
