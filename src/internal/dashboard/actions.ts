@@ -19,9 +19,9 @@ import { matchesEveryJob, validateFilter } from "../jobFilter.ts"
 import { orNotMigrated } from "../notMigrated.ts"
 import { countMatching } from "../sql/matchingJobs.ts"
 import {
+  decodeJobId,
   decodeQueueForm,
   JobAction,
-  JobId,
   parseListQuery,
   QueueAction,
   QueueName,
@@ -66,7 +66,7 @@ export const jobAction = (
   form: URLSearchParams
 ): Effect.Effect<Outcome, Failure, SqlClient> =>
   Effect.gen(function*() {
-    const id = yield* Schema.decodeUnknownEffect(JobId)(rawId).pipe(Effect.mapError(invalid("id")))
+    const id = yield* decodeJobId(rawId)
     const action = yield* Schema.decodeUnknownEffect(JobAction)(rawAction).pipe(Effect.mapError(invalid("action")))
     const [verb, done] = verbs[action]
     const back = `${context.base}/jobs/${id}`

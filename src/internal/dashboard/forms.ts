@@ -116,7 +116,18 @@ export const QueueAction = Schema.Literals(["pause", "resume", "scale"])
 export type QueueAction = typeof QueueAction.Type
 
 /** A job id from the path. */
-export const JobId = Digits.check(Schema.isGreaterThanOrEqualTo(1))
+const JobId = Digits.check(Schema.isGreaterThanOrEqualTo(1))
+
+/** A job id from the path, or bad input (`id`) saying what an id is. */
+export const decodeJobId = (raw: string): Effect.Effect<number, InvalidFilterError> =>
+  Schema.decodeUnknownEffect(JobId)(raw).pipe(
+    Effect.mapError(() =>
+      new InvalidFilterError({
+        field: "id",
+        message: `a job id is a whole number from 1 to 999999999999999, in digits; got ${JSON.stringify(raw)}`
+      })
+    )
+  )
 
 export const QueueForm = Schema.Struct({
   limit: Schema.optional(Digits.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))),

@@ -18,7 +18,7 @@ import { getJob } from "../../Oban.ts"
 import { bulkAction, jobAction, type Outcome, queueAction } from "./actions.ts"
 import { script, styles } from "./assets.ts"
 import { clusterPage } from "./clusterPage.ts"
-import { parseListQuery, toListOptions } from "./forms.ts"
+import { decodeJobId, parseListQuery, toListOptions } from "./forms.ts"
 import type { Html } from "./html.ts"
 import { jobPage } from "./jobPage.ts"
 import { jobRowsFragment, jobsPage } from "./jobsPage.ts"
@@ -180,12 +180,9 @@ export const makeHandler = (options: HandlerOptions) =>
           return htmlResponse(jobsPage(context, query, page, snapshot.version))
         }
         if (segments.length === 2 && segments[0] === "jobs") {
-          if (!/^[0-9]{1,15}$/.test(segments[1]!) || Number(segments[1]) < 1) {
-            const message = `a job id is a whole number from 1 to 999999999999999, in digits; got ${JSON.stringify(segments[1])}`
-            return wantsJson ? jsonResponse({ error: message }, 400) : htmlResponse(errorPage(context, "Bad input", message), 400)
-          }
-          const job = yield* getJob(Number(segments[1]))
-          if (Option.isNone(job)) return htmlResponse(errorPage(context, "Not found", `job ${segments[1]} does not exist`), 404)
+          const id = yield* decodeJobId(segments[1]!)
+          const job = yield* getJob(id)
+          if (Option.isNone(job)) return htmlResponse(errorPage(context, "Not found", `job ${id} does not exist`), 404)
           return htmlResponse(jobPage(context, job.value, (yield* options.poller.current).version))
         }
         return htmlResponse(errorPage(context, "Not found", `no page at ${path}`), 404)
