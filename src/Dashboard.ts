@@ -187,6 +187,7 @@ export const serve = (
       })
     }
     const host = options.host ?? "127.0.0.1"
+    const port = options.port ?? 4000
     const shutdownTimeout = yield* duration("shutdownTimeout", options.shutdownTimeout, Duration.seconds(1), Duration.zero)
     // The server waits for open responses when it stops: end the event streams first.
     const stopping = yield* Deferred.make<void>()
@@ -197,10 +198,9 @@ export const serve = (
       pollInterval: options.pollInterval
     }, stopping))
     const server = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port ?? 4000, host, gracefulShutdownTimeout: shutdownTimeout }))
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host, gracefulShutdownTimeout: shutdownTimeout }))
     )
     const scope = yield* Effect.scope
-    const port = options.port ?? 4000
     const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
     const context = yield* Layer.buildWithScope(server, scope).pipe(
       Effect.mapError((error) =>

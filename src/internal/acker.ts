@@ -223,10 +223,11 @@ export const make = (options: {
           const result = yield* Effect.exit(fallback === "row" ? write([row]) : writeFallback(row, fallback, refusal))
           if (Exit.isSuccess(result)) return yield* settle([row])
           failures++
-          if (connectionProblem(result.cause) || lockConflict(result.cause)) {
+          const locked = lockConflict(result.cause)
+          if (locked || connectionProblem(result.cause)) {
             // The server's words only: this repeats while the lock is held or the database is away.
             yield* Effect.logWarning(
-              `ack of job ${row.id} failed (${failures}x${lockConflict(result.cause) ? ", its row locked by another transaction" : ""}); ` +
+              `ack of job ${row.id} failed (${failures}x${locked ? ", its row locked by another transaction" : ""}); ` +
                 `retrying in the background`
             ).pipe(
               Effect.annotateLogs({ cause: refusalText(result.cause) })
