@@ -33,7 +33,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import type { Oban } from "./Oban.ts"
 import * as Config from "./Config.ts"
-import { InvalidConfigError, type InvalidPrefixError, type MigrationError } from "./Errors.ts"
+import type { InvalidConfigError, InvalidPrefixError, MigrationError } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 import { now, ObanClock, type Mode as ClockMode } from "./ObanClock.ts"
 import { advance as advanceNode, type AdvanceOptions } from "./internal/advance.ts"
@@ -51,6 +51,7 @@ import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as Threads from "./internal/threads/load.ts"
 import { checkWorkers } from "./internal/workerChecks.ts"
 import { checkKeys } from "./internal/optionKeys.ts"
+import { oneOf } from "./internal/optionChecks.ts"
 import type * as WorkerModule from "./Worker.ts"
 
 export {
@@ -184,15 +185,6 @@ const layerOptionKeys: { readonly [K in keyof Required<LayerOptions<never>>]: tr
   node: true,
   threads: true
 }
-
-/** Fails unless `value`, when given, is one of `allowed`. */
-const oneOf = (field: string, value: unknown, allowed: ReadonlyArray<string>): Effect.Effect<void, InvalidConfigError> =>
-  value === undefined || allowed.includes(value as string) ? Effect.void : Effect.fail(
-    new InvalidConfigError({
-      field,
-      message: `${field} must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}, got ${JSON.stringify(value)}`
-    })
-  )
 
 /**
  * Settings, clock and (inline mode) the inline runner for tests. Requires

@@ -48,3 +48,12 @@ export const positiveInt = (
     : Number.isSafeInteger(input) && input >= 1
     ? Effect.succeed(input)
     : Effect.fail(new InvalidConfigError({ field, message: `${field} must be a positive integer, got ${input}` }))
+
+/** Fails unless `value`, when given, is one of `allowed`. */
+export const oneOf = (field: string, value: unknown, allowed: ReadonlyArray<string>): Effect.Effect<void, InvalidConfigError> =>
+  value === undefined || allowed.includes(value as string) ? Effect.void : Effect.fail(
+    new InvalidConfigError({
+      field,
+      message: `${field} must be ${allowed.map((a) => JSON.stringify(a)).join(" or ")}, got ${JSON.stringify(value)}`
+    })
+  )

@@ -16,7 +16,7 @@ import type { ThreadPoolOptions } from "./threads/pool.ts"
 import { defaultNice } from "./threads/priority.ts"
 import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } from "./queueLimits.ts"
 import { checkNodeName, checkQueueName } from "./queueName.ts"
-import { duration, positiveInt } from "./optionChecks.ts"
+import { duration, oneOf, positiveInt } from "./optionChecks.ts"
 import { checkKeys } from "./optionKeys.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
@@ -207,11 +207,7 @@ export const resolveThreads = (input: RuntimeOptions["threads"]): Effect.Effect<
     const recycleAfter = input.recycleAfter === undefined
       ? undefined
       : yield* positiveInt("threads.recycleAfter", input.recycleAfter, 1)
-    yield* ensure(
-      input.isolation === undefined || input.isolation === "thread" || input.isolation === "process",
-      "threads.isolation",
-      `threads.isolation must be "thread" or "process", got ${String(input.isolation)}`
-    )
+    yield* oneOf("threads.isolation", input.isolation, ["thread", "process"])
     const resourceLimits = input.resourceLimits === undefined
       ? undefined
       : yield* decodeOrFail("threads.resourceLimits", ResourceLimits, input.resourceLimits)
