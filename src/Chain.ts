@@ -25,6 +25,7 @@ import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
 import { callerTraceparent, hasTracingBackend, withInsertSpan } from "./internal/telemetry.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
+import { transaction } from "./internal/sql/transaction.ts"
 
 /**
  * What a job does when the job before it in the chain is discarded or
@@ -83,7 +84,7 @@ export const insert = (
     const traced = yield* Effect.withFiber((fiber) =>
       Effect.succeed(hasTracingBackend(fiber) ? undefined : { traceparent: callerTraceparent(fiber) })
     )
-    return yield* sql.withTransaction(Effect.gen(function*() {
+    return yield* transaction(sql, Effect.gen(function*() {
       yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
       let found = yield* chainTail(sql, prefix, id)
       while (found === "gone") found = yield* chainTail(sql, prefix, id)

@@ -24,6 +24,7 @@ import {
   recordSql,
   runScript
 } from "./internal/sql/migrations.ts"
+import { transaction } from "./internal/sql/transaction.ts"
 
 /**
  * Which schema to migrate, and to which version. Leave out the prefix and
@@ -120,7 +121,7 @@ export const run = (options: Options = {}): Effect.Effect<Report, MigrateError, 
     const to = options.to ?? files.length
     yield* checkTarget(to, files.length)
     const sql = yield* SqlClient
-    return yield* sql.withTransaction(Effect.gen(function*() {
+    return yield* transaction(sql, Effect.gen(function*() {
       yield* lockMigrations(sql, prefix)
       yield* runScript(sql, createBookkeepingSql(prefix))
       const applied = new Set((yield* appliedVersions(sql, prefix)).map((row) => row.version))
@@ -147,7 +148,7 @@ export const down = (options: Options & { readonly to: number }): Effect.Effect<
     const files = yield* migrationFiles
     yield* checkTarget(options.to, files.length)
     const sql = yield* SqlClient
-    return yield* sql.withTransaction(Effect.gen(function*() {
+    return yield* transaction(sql, Effect.gen(function*() {
       yield* lockMigrations(sql, prefix)
       const applied = new Set((yield* appliedVersions(sql, prefix)).map((row) => row.version))
       const from = Math.max(0, ...applied)

@@ -46,6 +46,7 @@ import { configuredOver, options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
+import { transaction } from "./internal/sql/transaction.ts"
 import * as JobQueries from "./Jobs.ts"
 import { bulk } from "./internal/bulkAction.ts"
 import * as Cluster from "./Cluster.ts"
@@ -186,7 +187,7 @@ export const retryJob = (
       )
     return Effect.flatMap(now(sql), (time) =>
       // A savepoint inside the caller's transaction: a refused retry leaves it usable.
-      sql.withTransaction(Jobs.retryJob(sql, prefix, time, id)).pipe(
+      transaction(sql, Jobs.retryJob(sql, prefix, time, id)).pipe(
         Effect.map(Option.fromUndefinedOr),
         Effect.catch(refused)
       ))

@@ -30,6 +30,7 @@ import type { Fragment } from "effect/sql/Statement"
 import { now } from "../ObanClock.ts"
 import { batchIds, type BulkAction, type ChangedRow, maxJobId, runBatch, workflowSteps } from "./sql/bulkJobs.ts"
 import * as Jobs from "./sql/jobs.ts"
+import { transaction } from "./sql/transaction.ts"
 
 export interface BulkOutcome {
   readonly changed: number
@@ -69,7 +70,7 @@ export const runBulk = (
     let changed = 0
     let batches = 0
     /** Inside a caller's transaction, a savepoint: a refused statement then rolls back alone. */
-    const own = <A>(effect: Effect.Effect<A, SqlError>) => inTransaction ? sql.withTransaction(effect) : effect
+    const own = <A>(effect: Effect.Effect<A, SqlError>) => inTransaction ? transaction(sql, effect) : effect
     /** `effect` for job `id`; when the unique index refuses it, the job is skipped and reported. */
     const orSkip = <A>(id: number, effect: Effect.Effect<A, SqlError>, none: A) =>
       Effect.catchIf(effect, isUniqueViolation, () =>

@@ -14,6 +14,7 @@ import * as Inserts from "./sql/insertJobs.ts"
 import { requestHash, type UpsertedRow, upsertJobs } from "./sql/upsertJobs.ts"
 import { groupUnique, type Slot } from "./uniqueBatch.ts"
 import { withInlineWake } from "./waker.ts"
+import { transaction } from "./sql/transaction.ts"
 
 /** What an insert wrote: the jobs in request order, and the queues still to wake once it commits. */
 export interface InsertResult {
@@ -126,7 +127,7 @@ const insertPlain = (
   const chunks = chunkJobs(encoded)
   if (chunks.length > 1) {
     return Effect.map(
-      sql.withTransaction(
+      transaction(sql, 
         Effect.forEach(chunks, (chunk) =>
           Effect.map(Inserts.insertJobs(sql, prefix, time, chunk, false), (batch) => insertedJobs(chunk, batch)))
       ),

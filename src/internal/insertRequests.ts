@@ -22,6 +22,7 @@ import { publishInserted } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import { callerTraceparent, hasTracingBackend } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
+import { transaction } from "./sql/transaction.ts"
 
 const identity = (position: number): number => position
 const noIndex = (): undefined => undefined
@@ -95,7 +96,7 @@ const write = (
   // A unique job's stored args may no longer decode; then nothing of the call may stay written.
   // One unique request that replaces nothing writes nothing on a conflict, so it needs no
   // transaction of its own (which would cost a second durable commit for its wake-up).
-  return Effect.flatMap(mayWriteBeforeDecoding(encoded) ? sql.withTransaction(typed) : typed, ({ jobs, wake }) => {
+  return Effect.flatMap(mayWriteBeforeDecoding(encoded) ? transaction(sql, typed) : typed, ({ jobs, wake }) => {
     // A conflict inserted nothing: no event, and nothing for the inline runner.
     const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
     const inline = Context.get(context, InlineRunner)

@@ -23,6 +23,7 @@ import { orNotMigrated } from "./notMigrated.ts"
 import { unreadOption } from "./requestFields.ts"
 import * as Sql from "./sql/workflows.ts"
 import { currentTraceparent, withInsertSpan } from "./telemetry.ts"
+import { transaction } from "./sql/transaction.ts"
 
 /**
  * Whether a step's request is unique. Whatever is no readable request (not an
@@ -165,8 +166,7 @@ export const insertWorkflow = (
         return current === undefined ? row : { ...row, ...current, id: row.id }
       })
     })
-    const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> = yield* sql
-      .withTransaction(write).pipe(Effect.catch((error) =>
+    const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> = yield* transaction(sql, write).pipe(Effect.catch((error) =>
         error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
           ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
           : Effect.fail(error)

@@ -13,6 +13,7 @@ import { channel } from "../../Config.ts"
 import { restoreFinished } from "./finishedJobs.ts"
 import { cancelSet, retrySet, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
+import { transaction } from "./transaction.ts"
 
 export type BulkAction =
   | { readonly _tag: "cancel" }
@@ -110,7 +111,7 @@ export const runBatch = (
   options: Parameters<typeof runBatchStatement>[2]
 ): Effect.Effect<BatchResult, SqlError> =>
   options.action._tag === "retry" || options.action._tag === "delete"
-    ? sql.withTransaction(Effect.andThen(
+    ? transaction(sql, Effect.andThen(
       restoreFinished(
         sql,
         prefix,

@@ -12,6 +12,7 @@ import { parseJsonObject } from "../jsonParse.ts"
 import { leaderLease } from "./peers.ts"
 import { storeQueuePause } from "./queues.ts"
 import { table } from "./tables.ts"
+import { transaction } from "./transaction.ts"
 
 export interface ProducerRow {
   readonly id: string
@@ -137,7 +138,7 @@ export const commandQueue = (
   // A pause or resume for every node is also the queue's own state, for nodes that start later.
   return paused === null || node !== undefined
     ? Effect.map(stored(undefined), (result) => ({ ...result, keptChanged: false }))
-    : sql.withTransaction(Effect.flatMap(
+    : transaction(sql, Effect.flatMap(
       storeQueuePause(sql, prefix, command.queue, paused),
       ({ changed, count }) =>
         Effect.map(stored(count), (result) => ({

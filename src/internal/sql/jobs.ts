@@ -15,6 +15,7 @@ import { restoreFinished } from "./finishedJobs.ts"
 import { cancelSet, retrySet } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
+import { transaction } from "./transaction.ts"
 
 export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
 
@@ -127,7 +128,7 @@ export const retryJob = (
   now: Fragment,
   id: number
 ): Effect.Effect<Job | undefined, SqlError> =>
-  sql.withTransaction(Effect.andThen(restoreFinished(sql, prefix, sql`j.id = ${id}`), retryStatement(sql, prefix, now, id)))
+  transaction(sql, Effect.andThen(restoreFinished(sql, prefix, sql`j.id = ${id}`), retryStatement(sql, prefix, now, id)))
 
 const retryStatement = (
   sql: SqlClient,

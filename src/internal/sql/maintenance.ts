@@ -9,8 +9,8 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { pruneFinished } from "./finishedJobs.ts"
 import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
-import { ownTransaction } from "./ownTransaction.ts"
 import { table } from "./tables.ts"
+import { transaction } from "./transaction.ts"
 
 export interface RescuedRow {
   readonly id: number
@@ -131,7 +131,7 @@ export const rescueOrphans = (
  * new edge, which the first statement's snapshot cannot see): so the steps
  * are only locked by the first statement (`SKIP LOCKED`: a step being depended
  * on is left for a later run), and deleted by a second one, in the same
- * transaction (`ownTransaction`: one a dead connection cannot hang), whose
+ * transaction (`transaction`: one a dead connection cannot hang), whose
  * new snapshot sees every edge committed before the lock.
  */
 export const pruneJobs = (
@@ -141,7 +141,7 @@ export const pruneJobs = (
   maxAgeMillis: number,
   limit: number
 ): Effect.Effect<number, SqlError> =>
-  ownTransaction(
+  transaction(
     sql,
     Effect.gen(function*() {
       const [first] = yield* pruneStatement(sql, prefix, now, maxAgeMillis, limit)

@@ -11,6 +11,7 @@ import { cancelSet } from "./fragments.ts"
 import { retryJob } from "./jobs.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
+import { transaction } from "./transaction.ts"
 
 /** One job of a workflow with its dependencies, for `status`. */
 export interface StatusRow {
@@ -92,7 +93,7 @@ export const retryWorkflow = (
   now: Fragment,
   workflowId: string
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  sql.withTransaction(Effect.gen(function*() {
+  transaction(sql, Effect.gen(function*() {
     const jobs = table(sql, prefix, "oban_jobs")
     const failed = yield* sql<{ readonly id: string }>`
       UPDATE ${jobs} AS j

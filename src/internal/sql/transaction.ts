@@ -1,0 +1,113 @@
+/**
+ * The transaction of every library call and background loop that opens one
+ * itself, where a connection that stops answering must not hang it for good.
+ *
+ * `sql.withTransaction` sends BEGIN, COMMIT and ROLLBACK uninterruptibly. On
+ * a connection whose replies are lost (a partition, a NAT that forgot the
+ * flow, a proxy that hangs) such a statement waits until TCP gives up: a
+ * caller's `Effect.timeout` does not return, a loop's deadline returns but
+ * the fiber left behind keeps the connection checked out, and closing the
+ * pool at shutdown waits for that connection, so the process never exits.
+ *
+ * `transaction` is `sql.withTransaction` (the same `afterCommit` callbacks,
+ * run only after the COMMIT succeeded, and a savepoint inside the caller's
+ * transaction, exactly as there) whose BEGIN and COMMIT can be interrupted:
+ * on interruption the driver cancels the statement and, when nothing answers
+ * within its 5 s, retires the connection. So an interrupted call returns
+ * within about 5 s, as a plain statement does.
+ *
+ * No connection goes back to the pool inside a transaction: an interrupted
+ * BEGIN may have run, so a ROLLBACK follows it; a ROLLBACK (after a failure,
+ * an interruption, or a COMMIT that did not run) has a deadline, and one that
+ * misses it is given up with its connection (the pool retires a connection
+ * handed back with a statement still on it).
+ *
+ * An interrupted COMMIT may have committed: the caller cannot tell, as with
+ * any write whose reply was lost, and the `afterCommit` callbacks do not run.
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { Connection } from "effect/sql/SqlConnection"
+import { makeWithTransaction, type SqlClient } from "effect/sql/SqlClient"
+import { SqlError, UnknownError } from "effect/sql/SqlError"
+import { withStatementTimeout } from "../statementTimeout.ts"
+
+/** How long a ROLLBACK may take before its connection is given up. */
+const rollbackDeadline = "3 seconds"
+
+type Transact = <A, E, R>(body: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+
+const perClient = new WeakMap<SqlClient, Transact>()
+
+/**
+ * The client whose innermost open transaction is one of ours. A savepoint
+ * must be made by the same `makeWithTransaction` as the transaction around
+ * it (each keeps its own lock for savepoints in the transaction's context).
+ */
+const OwnTransaction = Context.Reference<SqlClient | undefined>("effect-oban/OwnTransaction", {
+  defaultValue: () => undefined
+})
+
+/**
+ * Runs `body` in a transaction on `sql`: a new one whose BEGIN and COMMIT can
+ * be interrupted, or a savepoint inside the transaction already open (the
+ * caller's, through `sql.withTransaction`, or one of ours).
+ */
+export const transaction = <A, E, R>(sql: SqlClient, body: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+  Effect.flatMap(Effect.serviceOption(sql.transactionService), (open) =>
+    OwnTransaction.use((own) => {
+      if (Option.isSome(open) && own !== sql) return sql.withTransaction(body)
+      let transact = perClient.get(sql)
+      if (transact === undefined) {
+        transact = interruptible(sql)
+        perClient.set(sql, transact)
+      }
+      return transact(Effect.provideService(body, OwnTransaction, sql))
+    }))
+
+const control = (connection: Connection, statement: string): Effect.Effect<void, SqlError> =>
+  Effect.asVoid(connection.executeUnprepared(statement, [], undefined))
+
+/** A ROLLBACK that gives up (and so retires its connection) after `rollbackDeadline`; never fails. */
+const rollback = (connection: Connection): Effect.Effect<void> =>
+  control(connection, "ROLLBACK").pipe(
+    withStatementTimeout({ timeout: rollbackDeadline, operation: "rollback" }),
+    Effect.catchCause((cause) =>
+      Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logDebug("rollback failed; the connection is retired", cause)
+    )
+  )
+
+/** PostgreSQL answers `COMMIT` of an aborted transaction with `ROLLBACK`. */
+const commit = (connection: Connection): Effect.Effect<void, SqlError> =>
+  Effect.flatMap(connection.executeRaw("COMMIT", []), (result) =>
+    (result as { readonly command?: unknown }).command === "ROLLBACK"
+      ? Effect.fail(
+        new SqlError({
+          reason: new UnknownError({
+            cause: new Error("COMMIT rolled back an aborted transaction"),
+            message: "COMMIT rolled back an aborted transaction",
+            operation: "commit"
+          })
+        })
+      )
+      : Effect.void)
+
+const interruptible = (sql: SqlClient): Transact =>
+  makeWithTransaction({
+    transactionService: sql.transactionService,
+    spanAttributes: [["db.system.name", "postgresql"]],
+    acquireConnection: (restore) => restore(sql.reserve),
+    // An interrupted BEGIN may have run after all: roll it back before the connection goes back.
+    begin: (connection, statement) =>
+      Effect.interruptible(control(connection, statement ?? "BEGIN")).pipe(
+        Effect.onInterrupt(() => rollback(connection))
+      ),
+    savepoint: (connection, id) => control(connection, `SAVEPOINT oban_${id}`),
+    rollbackSavepoint: (connection, id) => control(connection, `ROLLBACK TO SAVEPOINT oban_${id}`),
+    commit: (connection) => Effect.interruptible(commit(connection)),
+    // A COMMIT that failed or was interrupted before it ran would leave the transaction open.
+    onCommitFailure: rollback,
+    rollback
+  })
