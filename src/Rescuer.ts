@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -25,6 +26,7 @@ import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
 import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
+import { transaction } from "./internal/sql/transaction.ts"
 
 /**
  * @since 0.1.0
@@ -84,6 +86,24 @@ const producerIds = (ids: ReadonlyArray<string> | undefined): Effect.Effect<Read
     )
 }
 
+/** A batch that `confirm` withdrew: rolled back. */
+class Withdrawn extends Data.TaggedError("Withdrawn")<{}> {}
+
+/**
+ * One batch: the statement alone, or, with `confirm`, the statement and then
+ * the check in one transaction, rolled back when the check says no
+ * (`undefined`).
+ */
+const rescueBatch = (
+  sql: SqlClient,
+  statement: Effect.Effect<ReadonlyArray<RescuedRow>, SqlError>,
+  confirm: Effect.Effect<boolean> | undefined
+): Effect.Effect<ReadonlyArray<RescuedRow> | undefined, SqlError> =>
+  confirm === undefined ? statement : transaction(
+    sql,
+    Effect.flatMap(statement, (rows) => Effect.flatMap(confirm, (ok) => ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn())))
+  ).pipe(Effect.catchTag("Withdrawn", () => Effect.succeed(undefined)))
+
 /**
  * Rescues every orphan, a batch at a time.
  *
@@ -93,10 +113,23 @@ const producerIds = (ids: ReadonlyArray<string> | undefined): Effect.Effect<Read
  * heartbeats stale, and its rescuer may run before they are beaten again; it
  * would take back the jobs it is itself running, which then run twice.
  *
+ * `confirm`, when given, is asked after each batch's statement, before its
+ * commit: when it answers `false` the batch is rolled back and the run ends.
+ * A node's rescuer asks again what let the run start (it leads, and has been
+ * connected, with its process running, for `rescueAfter`), so that a pause of
+ * its process between that check and the statement, or while the statement
+ * waited for a connection, rescues nothing: other nodes paused with it would
+ * look dead for as long.
+ *
  * @since 0.1.0
  */
 export const runOnce = (
-  options: { readonly sql: SqlClient; readonly prefix: string; readonly liveProducers?: ReadonlyArray<string> } & Partial<Config>
+  options: {
+    readonly sql: SqlClient
+    readonly prefix: string
+    readonly liveProducers?: ReadonlyArray<string>
+    readonly confirm?: Effect.Effect<boolean> | undefined
+  } & Partial<Config>
 ): Effect.Effect<Result, SqlError | InvalidConfigError | InvalidPrefixError> =>
   Effect.gen(function*() {
     yield* validatePrefix(options.prefix)
@@ -112,7 +145,15 @@ export const runOnce = (
     let discarded = 0
     let cancelled = 0
     while (true) {
-      const batch = yield* rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize, spared)
+      const statement = rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize, spared)
+      const batch = yield* rescueBatch(options.sql, statement, options.confirm)
+      if (batch === undefined) {
+        yield* Effect.logWarning(
+          "a rescue was rolled back: this node stopped leading, or its process did not run, between deciding to rescue " +
+            "and rescuing; the next run decides again"
+        )
+        break
+      }
       const at = new Date(yield* Clock.currentTimeMillis)
       yield* publish(batch.map((row) =>
         jobEvent("rescued", row, row.workflow, at, {

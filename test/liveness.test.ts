@@ -344,6 +344,58 @@ describe("liveness across OS processes", () => {
       }))
     }).pipe(Effect.scoped), 120_000)
 
+  it.live("a leader paused with another node after its rescuer decided, while the rescue waited for a connection: nothing is rescued", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("live_window")
+      yield* inPrefix(prefix)(Effect.gen(function*() {
+        const sql = yield* SqlClient
+        yield* setUp(prefix)
+        const lease = { LEASE_TTL_MS: "30000", LEASE_RENEW_MS: "1000" }
+        // The watcher's two pooled connections are both taken by its own jobs (3 s of pg_sleep each): its
+        // rescuer, which runs every 300 ms, has decided to rescue and waits for a connection.
+        const watcher = yield* spawnNode(
+          "watcher",
+          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ hog: 2 }), POOL: "2", JOB_DB_MS: "3000", LOG_LEVEL: "Warn" })
+        )
+        yield* awaitReady(watcher)
+        yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
+        const busy = yield* spawnNode(
+          "busy",
+          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "8000", JOB_MS_NODE: "busy" })
+        )
+        yield* awaitReady(busy)
+        const jobs = yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
+        yield* waitFor("both jobs running on busy", Effect.map(history(prefix), (rows) => rows.length === 2 && rows.every((job) => job.runs === 1)))
+        // The watcher has been connected for longer than rescueAfter (4 s) by the time its pool is taken.
+        yield* Effect.sleep("3 seconds")
+        yield* Oban.insertAll([Record.job({ n: 3 }, { queue: "hog" }), Record.job({ n: 4 }, { queue: "hog" })])
+        yield* waitFor("both hog jobs in pg_sleep", Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs WHERE node = 'watcher'`,
+          (rows) => rows[0]!.n === 2
+        ))
+        yield* Effect.sleep("500 millis")
+        // Paused together; the hog jobs' pg_sleep ends on the server meanwhile, so the watcher's rescue gets
+        // its connection right as it wakes, with busy's rows 6 s old and busy still paused for 1.5 s.
+        busy.child.kill("SIGSTOP")
+        watcher.child.kill("SIGSTOP")
+        yield* Effect.sleep("6 seconds")
+        watcher.child.kill("SIGCONT")
+        yield* Effect.sleep("1500 millis")
+        busy.child.kill("SIGCONT")
+        const ids = new Set(jobs.map((job) => job.id))
+        yield* waitFor("busy's jobs completed", Effect.map(
+          history(prefix),
+          (rows) => rows.filter((job) => ids.has(job.id) && job.state === "completed").length === 2
+        ), "40 seconds")
+        yield* Effect.sleep("3 seconds")
+        for (const job of (yield* history(prefix)).filter((row) => ids.has(row.id))) {
+          assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
+        }
+        assert.isTrue(watcher.isLeader())
+        assert.include(watcher.output(), "a rescue was rolled back")
+      }))
+    }).pipe(Effect.scoped), 120_000)
+
   it.live("a job stranded under a live node (its outcome or claim lost on the way) is released by that node", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("live_stranded")

@@ -160,6 +160,37 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
     }))
 
+  it.effect("Rescuer.runOnce asks confirm after each batch's statement: a no rolls the batch back, nothing rescued or marked", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [orphan] = yield* Oban.insertAll([Noop.job({ n: 1 })])
+      const dead = crypto.randomUUID()
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY['dead', ${dead}]`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
+                 (${dead}, 'dead', 'default', 5, now() - interval '2 minutes', true)`
+      // The check runs inside the batch's transaction, after its statement: it sees the job rescued.
+      const seen: Array<string> = []
+      const refuse = Effect.map(
+        Effect.orDie(sql<{ state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${orphan!.id}`),
+        (rows) => {
+          seen.push(rows[0]!.state)
+          return false
+        }
+      )
+      assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix, confirm: refuse }), { rescued: 0, discarded: 0, cancelled: 0 })
+      assert.deepStrictEqual(seen, ["available"])
+      assert.strictEqual((yield* jobRow(prefix, orphan!.id)).state, "executing")
+      const [producer] = yield* sql<{ dead: boolean }>`SELECT dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers`
+      assert.isFalse(producer!.dead)
+      assert.deepStrictEqual(
+        yield* Rescuer.runOnce({ sql, prefix, confirm: Effect.succeed(true) }),
+        { rescued: 1, discarded: 0, cancelled: 0 }
+      )
+      assert.strictEqual((yield* jobRow(prefix, orphan!.id)).state, "available")
+    }))
+
   it.effect("Rescuer.runOnce never judges the liveProducers it is given by their heartbeats (a stalled node's own)", () =>
     Effect.gen(function*() {
       yield* truncate

@@ -46,18 +46,20 @@ export const startMaintenance = (options: {
       onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void,
       when: Effect.map(Effect.all([leader.isLeader, leader.leaderKnown]), ([leads, known]) => leads || !known)
     }))
+    // Only after this node has itself been connected for rescueAfter: right after an outage (or a pause
+    // of this process) every producer looks silent, and the live ones need a moment to beat again.
+    const mayRescue = Effect.zipWith(
+      leader.isLeader,
+      liveness.connectedForMillis,
+      (leads, connected) => leads && connected >= Duration.toMillis(config.rescuer.rescueAfter)
+    )
     yield* Effect.forkScoped(periodic({
       name: "Rescuer",
       interval: config.rescuer.interval,
       // Never this node's own producers: after a stall of the process, their heartbeats are late too.
-      run: Rescuer.runOnce({ sql, prefix, ...config.rescuer, liveProducers: ownProducers }),
-      // Only after this node has itself been connected for rescueAfter: right after an outage every
-      // producer looks silent, and the live ones need a moment to beat again.
-      when: Effect.zipWith(
-        leader.isLeader,
-        liveness.connectedForMillis,
-        (leads, connected) => leads && connected >= Duration.toMillis(config.rescuer.rescueAfter)
-      )
+      // Asked again before each batch commits: the process may have paused since the check below.
+      run: Rescuer.runOnce({ sql, prefix, ...config.rescuer, liveProducers: ownProducers, confirm: mayRescue }),
+      when: mayRescue
     }))
     // Every node: its own claims that it no longer answers for (an outcome or a claim lost on the way).
     yield* Effect.forkScoped(periodic({
