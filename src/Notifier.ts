@@ -10,6 +10,11 @@
  * producers keep polling, so a notification is only ever an accelerator,
  * never the only way a job is found.
  *
+ * A pooler in transaction mode (PgBouncer, Supavisor, RDS Proxy) cannot
+ * carry LISTEN: its notifications reach whichever client holds the server
+ * connection next. Behind one, give the notifier a direct address
+ * (`connection`).
+ *
  * @since 0.1.0
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -48,11 +53,45 @@ export interface Notification {
 const channels: ReadonlyArray<Channel> = ["insert", "signal", "leader"]
 
 /**
+ * Where the LISTEN connection goes instead of the client's address: a `url`,
+ * or `host`, `port`, `path`, `database`, with `username`, `password` and
+ * `ssl`. These replace the client's address and credentials; its other
+ * settings (timeouts, types, ...) still apply.
+ *
+ * @since 0.1.0
+ */
+export type Connection = Pick<
+  PgConnection.Config,
+  "url" | "host" | "port" | "path" | "database" | "username" | "password" | "ssl"
+>
+
+/** The settings that say where a connection goes and as whom. */
+const addressFields = ["url", "host", "port", "path", "database", "username", "password", "ssl", "stream"] as const
+
+/**
+ * The LISTEN connection's settings: the client's, with its address and
+ * credentials replaced by `direct` when given.
+ *
+ * @since 0.1.0
+ */
+export const connectionSettings = (client: PgConnection.Config, direct: Connection | undefined): PgConnection.Config => {
+  if (direct === undefined) return client
+  const rest: Record<string, unknown> = { ...client }
+  for (const field of addressFields) delete rest[field]
+  return { ...(rest as PgConnection.Config), ...direct }
+}
+
+/**
  * @since 0.1.0
  */
 export interface Options {
   readonly prefix: string
   readonly node: string
+  /**
+   * A direct address for the LISTEN connection, when the client's goes
+   * through a pooler in transaction mode. Default: the client's.
+   */
+  readonly connection?: Connection | undefined
   /** The longest wait between reconnection attempts. Default 5 seconds. */
   readonly maxReconnectDelayMillis?: number | undefined
   /** How often the connection is checked with `SELECT 1`. Default 10 seconds. */
@@ -142,7 +181,10 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         const connectionScope = yield* Scope.make()
         yield* Effect.addFinalizer(() => Scope.close(connectionScope, Exit.void))
         const setUp = Effect.gen(function*() {
-          const connection = yield* PgConnection.make({ ...pg.config, applicationName: applicationName(options.node) })
+          const connection = yield* PgConnection.make({
+            ...connectionSettings(pg.config, options.connection),
+            applicationName: applicationName(options.node)
+          })
             .pipe(Scope.provide(connectionScope))
           // One pinned session for every channel: re-pinning a pinned session is a no-op.
           const pinned = yield* connection.pin

@@ -91,3 +91,25 @@ describe("Notifier on a silently dead connection", () => {
       }
     }).pipe(Effect.provide(quietLogs)), 60_000)
 })
+
+describe("Notifier.connectionSettings", () => {
+  it("a direct address replaces the client's address and credentials, and keeps its other settings", () => {
+    const url = Redacted.make("postgres://direct@db.internal:5432/app")
+    const client = {
+      host: "pooler.internal",
+      port: 6432,
+      database: "app",
+      username: "pooled",
+      password: Redacted.make("secret"),
+      ssl: true,
+      connectTimeout: "3 seconds",
+      prepare: false
+    } as const
+    assert.deepStrictEqual(Notifier.connectionSettings(client, { url }), { connectTimeout: "3 seconds", prepare: false, url })
+    assert.deepStrictEqual(
+      Notifier.connectionSettings(client, { host: "db.internal", port: 5432 }),
+      { connectTimeout: "3 seconds", prepare: false, host: "db.internal", port: 5432 }
+    )
+    assert.strictEqual(Notifier.connectionSettings(client, undefined), client)
+  })
+})

@@ -1,7 +1,7 @@
 /**
  * A node's proof of life, kept off the shared pool. Heartbeats and the leader
- * lease run on a client of the node's own (one connection, with a server-side
- * statement timeout), so workers that hold every pooled connection cannot
+ * lease run on a client of the node's own (one connection, each statement
+ * under a deadline), so workers that hold every pooled connection cannot
  * starve them. The node also records since when it has reached the database
  * without a failure: the rescuer acts only after it has been connected for
  * `rescueAfter`, so time the database itself was unreachable never makes live
@@ -94,8 +94,10 @@ export const make = (options: {
       ...pg.config,
       maxConnections: 1,
       minConnections: 0,
-      applicationName: applicationName(options.node),
-      startupParameters: { ...pg.config.startupParameters, statement_timeout: String(timeoutMillis) }
+      // No startup parameter of its own (a statement_timeout): PgBouncer refuses connections that
+      // send one it does not know, and its transaction mode would leak a session setting. The
+      // deadline of `run` cancels a statement on the server when it passes.
+      applicationName: applicationName(options.node)
     }).pipe(
       Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
       Effect.map((client): SqlClient => client),
@@ -139,8 +141,7 @@ export const make = (options: {
       ),
       run: (statement) =>
         statement.pipe(
-          // The server's statement_timeout cannot fire when the network itself is gone.
-          withStatementTimeout({ timeout: timeoutMillis + 1_000, operation: "heartbeat" }),
+          withStatementTimeout({ timeout: timeoutMillis, operation: "heartbeat" }),
           Effect.onExit((exit) => reached(exit._tag === "Success"))
         )
     }

@@ -152,7 +152,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     }
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
     const [notifier, liveness] = yield* Effect.all([
-      Notifier.make({ prefix: config.prefix, node: config.node }),
+      Notifier.make({ prefix: config.prefix, node: config.node, connection: config.listenConnection }),
       // Heartbeats and the lease run on the node's own connection, never starved by the pool.
       Liveness.make({
         node: config.node,

@@ -9,6 +9,7 @@ import * as Config from "../Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "../Errors.ts"
 import * as Cron from "../Cron.ts"
 import * as Leader from "../Leader.ts"
+import type * as Notifier from "../Notifier.ts"
 import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
@@ -72,6 +73,7 @@ export interface ResolvedConfig {
   readonly pruner: Pruner.Config | false
   readonly crontab: ReadonlyArray<Cron.Entry>
   readonly threads: ThreadPoolOptions
+  readonly listenConnection: Notifier.Connection | undefined
 }
 
 export interface RuntimeOptions {
@@ -94,6 +96,13 @@ export interface RuntimeOptions {
    */
   readonly deleteCompleted?: boolean | undefined
   readonly maxArgsBytes?: number | undefined
+  /**
+   * A direct address for the node's LISTEN connection (a `url`, or `host`, `port`, ...), for a pool
+   * whose connections go through a pooler in transaction mode (PgBouncer, Supavisor, RDS Proxy),
+   * which cannot carry LISTEN. It replaces the client's address and credentials for that one
+   * connection. Default: the client's.
+   */
+  readonly listenConnection?: Notifier.Connection | undefined
   /** How often each producer refreshes its row in `oban_producers`. Default 10 s. */
   readonly heartbeatInterval?: Duration.Input | undefined
   /** The leader lease: `ttl` (default 30 s) and `renewInterval` (default 15 s). */
@@ -151,7 +160,8 @@ const runtimeOptionKeys: { readonly [K in keyof Required<RuntimeOptions>]: true 
   rescuer: true,
   pruner: true,
   crontab: true,
-  threads: true
+  threads: true,
+  listenConnection: true
 }
 /** What `Oban.layer` and `Oban.layerConfig` take besides. */
 const layerOnlyKeys = ["workers", "config"]
@@ -159,7 +169,8 @@ const partKeys: ReadonlyArray<readonly [keyof RuntimeOptions, ReadonlyArray<stri
   ["leader", ["ttl", "renewInterval"]],
   ["rescuer", ["rescueAfter", "interval", "batchSize", "forgetAfter"]],
   ["pruner", ["maxAge", "interval", "batchSize", "maxBatches"]],
-  ["threads", ["size", "resourceLimits", "recycleAfter", "isolation", "nice"]]
+  ["threads", ["size", "resourceLimits", "recycleAfter", "isolation", "nice"]],
+  ["listenConnection", ["url", "host", "port", "path", "database", "username", "password", "ssl"]]
 ]
 
 /** Refuses options no one reads, at the top and in each part (a queue's are checked with the queues). */
@@ -280,6 +291,7 @@ export const resolve = (
       pruner,
       crontab: options.crontab ?? [],
       threads: yield* resolveThreads(options.threads),
+      listenConnection: options.listenConnection,
       prefix: settings.prefix,
       maxArgsBytes: settings.maxArgsBytes,
       node,
