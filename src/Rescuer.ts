@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -86,23 +87,26 @@ const producerIds = (ids: ReadonlyArray<string> | undefined): Effect.Effect<Read
     )
 }
 
-/** A batch that `confirm` withdrew: rolled back. */
-class Withdrawn extends Data.TaggedError("Withdrawn")<{}> {}
+/** A batch that `confirm` withdrew (rolled back), and how many jobs it would have rescued. */
+class Withdrawn extends Data.TaggedError("Withdrawn")<{ readonly rows: number }> {}
 
 /**
  * One batch: the statement alone, or, with `confirm`, the statement and then
  * the check in one transaction, rolled back when the check says no
- * (`undefined`).
+ * (`withdrawn`: the jobs it would have rescued).
  */
 const rescueBatch = (
   sql: SqlClient,
   statement: Effect.Effect<ReadonlyArray<RescuedRow>, SqlError>,
   confirm: Effect.Effect<boolean> | undefined
-): Effect.Effect<ReadonlyArray<RescuedRow> | undefined, SqlError> =>
+): Effect.Effect<ReadonlyArray<RescuedRow> | { readonly withdrawn: number }, SqlError> =>
   confirm === undefined ? statement : transaction(
     sql,
-    Effect.flatMap(statement, (rows) => Effect.flatMap(confirm, (ok) => ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn())))
-  ).pipe(Effect.catchTag("Withdrawn", () => Effect.succeed(undefined)))
+    Effect.flatMap(statement, (rows) =>
+      // Asked outside the transaction's connection: it is about this process, not the rows.
+      Effect.flatMap(Effect.updateContext(confirm, (context: Context.Context<never>) => Context.omit(sql.transactionService)(context)), (ok) =>
+        ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length }))))
+  ).pipe(Effect.catchTag("Withdrawn", ({ rows }) => Effect.succeed({ withdrawn: rows })))
 
 /**
  * Rescues every orphan, a batch at a time.
@@ -147,11 +151,10 @@ export const runOnce = (
     while (true) {
       const statement = rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize, spared)
       const batch = yield* rescueBatch(options.sql, statement, options.confirm)
-      if (batch === undefined) {
-        yield* Effect.logWarning(
-          "a rescue was rolled back: this node stopped leading, or its process did not run, between deciding to rescue " +
-            "and rescuing; the next run decides again"
-        )
+      if ("withdrawn" in batch) {
+        const message = `a rescue of ${batch.withdrawn} job(s) was rolled back: this node stopped leading, or its process ` +
+          "did not run, between deciding to rescue and rescuing; the next run decides again"
+        yield* batch.withdrawn > 0 ? Effect.logWarning(message) : Effect.logDebug(message)
         break
       }
       const at = new Date(yield* Clock.currentTimeMillis)

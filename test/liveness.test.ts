@@ -392,7 +392,7 @@ describe("liveness across OS processes", () => {
           assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
         }
         assert.isTrue(watcher.isLeader())
-        assert.include(watcher.output(), "a rescue was rolled back")
+        assert.include(watcher.output(), "job(s) was rolled back")
       }))
     }).pipe(Effect.scoped), 120_000)
 

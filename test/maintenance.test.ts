@@ -160,7 +160,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix }), { rescued: 0, discarded: 0, cancelled: 0 })
     }))
 
-  it.effect("Rescuer.runOnce asks confirm after each batch's statement: a no rolls the batch back, nothing rescued or marked", () =>
+  it.effect("Rescuer.runOnce asks confirm after each batch's statement, before its commit: a no rolls the batch back, nothing rescued or marked", () =>
     Effect.gen(function*() {
       yield* truncate
       const sql = yield* SqlClient
@@ -170,17 +170,21 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
                  attempted_by = ARRAY['dead', ${dead}]`
       yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at, revivable) VALUES
                  (${dead}, 'dead', 'default', 5, now() - interval '2 minutes', true)`
-      // The check runs inside the batch's transaction, after its statement: it sees the job rescued.
-      const seen: Array<string> = []
+      // The check runs after the batch's statement, before its commit, on a connection of its own (a
+      // transaction of the caller's works there): the job's row is locked and still executing to others.
+      const seen: Array<{ state: string; locked: boolean }> = []
       const refuse = Effect.map(
-        Effect.orDie(sql<{ state: string }>`SELECT state::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${orphan!.id}`),
+        Effect.orDie(sql.withTransaction(sql<{ state: string; locked: boolean }>`
+          SELECT (SELECT state::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${orphan!.id}) AS state,
+                 EXISTS (SELECT 1 FROM pg_locks WHERE relation = ${`"${prefix}".oban_jobs`}::regclass
+                         AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()) AS locked`)),
         (rows) => {
-          seen.push(rows[0]!.state)
+          seen.push(rows[0]!)
           return false
         }
       )
       assert.deepStrictEqual(yield* Rescuer.runOnce({ sql, prefix, confirm: refuse }), { rescued: 0, discarded: 0, cancelled: 0 })
-      assert.deepStrictEqual(seen, ["available"])
+      assert.deepStrictEqual(seen, [{ state: "executing", locked: true }])
       assert.strictEqual((yield* jobRow(prefix, orphan!.id)).state, "executing")
       const [producer] = yield* sql<{ dead: boolean }>`SELECT dead_at IS NOT NULL AS dead FROM ${sql(prefix)}.oban_producers`
       assert.isFalse(producer!.dead)

@@ -165,6 +165,33 @@ describe("transaction", () => {
       assert.isTrue(yield* present(sql, "inner"))
     }).pipe(Effect.scoped, Effect.provide(pgLayer())))
 
+  it.live("a savepoint of its own is released when it ends (no nesting piles up in a long transaction)", () =>
+    Effect.gen(function*() {
+      yield* setup
+      const sql = yield* SqlClient
+      const after = yield* Effect.exit(transaction(
+        sql,
+        Effect.andThen(transaction(sql, insert("released")), sql`ROLLBACK TO SAVEPOINT oban_1`)
+      ))
+      assert.isTrue(Exit.isFailure(after))
+      assert.include(String(Exit.isFailure(after) ? after.cause : ""), "does not exist")
+    }).pipe(Effect.scoped, Effect.provide(pgLayer())))
+
+  it.live("a SAVEPOINT whose reply is lost: the caller's timeout returns, and the pool closes", () =>
+    Effect.gen(function*() {
+      const proxy = yield* startProxy(databaseUrl())
+      const { sql, scope } = yield* poolThrough(proxy.url, 2)
+      const started = Date.now()
+      const result = yield* Effect.exit(
+        transaction(sql, Effect.andThen(proxy.dropReplies, transaction(sql, sql`SELECT 1`))).pipe(Effect.timeout("300 millis"))
+      )
+      const returned = Date.now() - started
+      assert.isTrue(Exit.isFailure(result))
+      assert.isBelow(returned, 9_000, `the call returned after ${returned} ms`)
+      const closed = yield* closeWithin(scope, 30_000)
+      assert.isBelow(closed, 10_000, `the pool took ${closed} ms to close`)
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("a BEGIN whose reply is lost: the caller's timeout returns within the driver's 5 s, and the pool closes", () =>
     Effect.gen(function*() {
       const proxy = yield* startProxy(databaseUrl())

@@ -26,7 +26,6 @@
  * any write whose reply was lost, and the `afterCommit` callbacks do not run.
  */
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { Connection } from "effect/sql/SqlConnection"
@@ -42,30 +41,34 @@ type Transact = <A, E, R>(body: Effect.Effect<A, E, R>) => Effect.Effect<A, E | 
 const perClient = new WeakMap<SqlClient, Transact>()
 
 /**
- * The client whose innermost open transaction is one of ours. A savepoint
- * must be made by the same `makeWithTransaction` as the transaction around
- * it (each keeps its own lock for savepoints in the transaction's context).
+ * The transaction levels (top-level and savepoints) that are ours. A savepoint
+ * must be made by the same `makeWithTransaction` as the level around it: each
+ * keeps its own lock for savepoints in that level's context.
  */
-const OwnTransaction = Context.Reference<SqlClient | undefined>("effect-oban/OwnTransaction", {
-  defaultValue: () => undefined
-})
+const ownLevels = new WeakSet<object>()
 
 /**
  * Runs `body` in a transaction on `sql`: a new one whose BEGIN and COMMIT can
  * be interrupted, or a savepoint inside the transaction already open (the
- * caller's, through `sql.withTransaction`, or one of ours).
+ * caller's, through `sql.withTransaction`, or one of ours). Inside one of
+ * ours, `sql.withTransaction` is not available (Effect's instance finds no
+ * lock of its own there): no caller's code runs inside them.
  */
 export const transaction = <A, E, R>(sql: SqlClient, body: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-  Effect.flatMap(Effect.serviceOption(sql.transactionService), (open) =>
-    OwnTransaction.use((own) => {
-      if (Option.isSome(open) && own !== sql) return sql.withTransaction(body)
-      let transact = perClient.get(sql)
-      if (transact === undefined) {
-        transact = interruptible(sql)
-        perClient.set(sql, transact)
-      }
-      return transact(Effect.provideService(body, OwnTransaction, sql))
-    }))
+  Effect.flatMap(Effect.serviceOption(sql.transactionService), (open) => {
+    if (Option.isSome(open) && !ownLevels.has(open.value)) return sql.withTransaction(body)
+    let transact = perClient.get(sql)
+    if (transact === undefined) {
+      transact = interruptible(sql)
+      perClient.set(sql, transact)
+    }
+    return transact(Effect.andThen(
+      Effect.map(Effect.serviceOption(sql.transactionService), (level) => {
+        if (Option.isSome(level)) ownLevels.add(level.value)
+      }),
+      body
+    ))
+  })
 
 const control = (connection: Connection, statement: string): Effect.Effect<void, SqlError> =>
   Effect.asVoid(connection.executeUnprepared(statement, [], undefined))
@@ -104,8 +107,14 @@ const interruptible = (sql: SqlClient): Transact =>
       Effect.interruptible(control(connection, statement ?? "BEGIN")).pipe(
         Effect.onInterrupt(() => rollback(connection))
       ),
-    savepoint: (connection, id) => control(connection, `SAVEPOINT oban_${id}`),
-    rollbackSavepoint: (connection, id) => control(connection, `ROLLBACK TO SAVEPOINT oban_${id}`),
+    // A savepoint inside one of ours: as interruptible as the rest. Its rollback has a deadline but
+    // no failure of it is hidden (the transaction around it must not commit then).
+    savepoint: (connection, id) => Effect.interruptible(control(connection, `SAVEPOINT oban_${id}`)),
+    releaseSavepoint: (connection, id) => Effect.interruptible(control(connection, `RELEASE SAVEPOINT oban_${id}`)),
+    rollbackSavepoint: (connection, id) =>
+      control(connection, `ROLLBACK TO SAVEPOINT oban_${id}`).pipe(
+        withStatementTimeout({ timeout: rollbackDeadline, operation: "rollback to savepoint" })
+      ),
     commit: (connection) => Effect.interruptible(commit(connection)),
     // A COMMIT that failed or was interrupted before it ran would leave the transaction open.
     onCommitFailure: rollback,
