@@ -31,6 +31,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import { channel } from "./Config.ts"
+import { connectionSettings, type DirectConnection } from "./internal/directConnection.ts"
 import { jsonObjectIn } from "./internal/jsonParse.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
@@ -53,33 +54,12 @@ export interface Notification {
 const channels: ReadonlyArray<Channel> = ["insert", "signal", "leader"]
 
 /**
- * Where the LISTEN connection goes instead of the client's address: a `url`,
- * or `host`, `port`, `path`, `database`, with `username`, `password` and
- * `ssl`. These replace the client's address and credentials; its other
- * settings (timeouts, types, ...) still apply.
+ * A direct address for the LISTEN connection (see `Oban.layer`'s
+ * `directConnection`).
  *
  * @since 0.1.0
  */
-export type Connection = Pick<
-  PgConnection.Config,
-  "url" | "host" | "port" | "path" | "database" | "username" | "password" | "ssl"
->
-
-/** The settings that say where a connection goes and as whom. */
-const addressFields = ["url", "host", "port", "path", "database", "username", "password", "ssl", "stream"] as const
-
-/**
- * The LISTEN connection's settings: the client's, with its address and
- * credentials replaced by `direct` when given.
- *
- * @since 0.1.0
- */
-export const connectionSettings = (client: PgConnection.Config, direct: Connection | undefined): PgConnection.Config => {
-  if (direct === undefined) return client
-  const rest: Record<string, unknown> = { ...client }
-  for (const field of addressFields) delete rest[field]
-  return { ...(rest as PgConnection.Config), ...direct }
-}
+export type Connection = DirectConnection
 
 /**
  * @since 0.1.0

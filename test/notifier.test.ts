@@ -4,10 +4,12 @@
  * notifier down never waits for a connection that does not answer.
  */
 import { PgClient } from "@effect/sql-pg"
+import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, PubSub, Redacted, Scope } from "effect"
 import * as Config from "../src/Config.ts"
 import * as Notifier from "../src/Notifier.ts"
+import { connectionSettings } from "../src/internal/directConnection.ts"
 import { databaseUrl, uniquePrefix, quietLogs } from "./support/db.ts"
 import { waitFor } from "./support/node.ts"
 import { startProxy } from "./support/proxy.ts"
@@ -92,10 +94,10 @@ describe("Notifier on a silently dead connection", () => {
     }).pipe(Effect.provide(quietLogs)), 60_000)
 })
 
-describe("Notifier.connectionSettings", () => {
+describe("connectionSettings", () => {
   it("a direct address replaces the client's address and credentials, and keeps its other settings", () => {
     const url = Redacted.make("postgres://direct@db.internal:5432/app")
-    const client = {
+    const client: PgConnection.Config = {
       host: "pooler.internal",
       port: 6432,
       database: "app",
@@ -104,12 +106,12 @@ describe("Notifier.connectionSettings", () => {
       ssl: true,
       connectTimeout: "3 seconds",
       prepare: false
-    } as const
-    assert.deepStrictEqual(Notifier.connectionSettings(client, { url }), { connectTimeout: "3 seconds", prepare: false, url })
+    }
+    assert.deepStrictEqual(connectionSettings(client, { url }), { connectTimeout: "3 seconds", prepare: false, url })
     assert.deepStrictEqual(
-      Notifier.connectionSettings(client, { host: "db.internal", port: 5432 }),
+      connectionSettings(client, { host: "db.internal", port: 5432 }),
       { connectTimeout: "3 seconds", prepare: false, host: "db.internal", port: 5432 }
     )
-    assert.strictEqual(Notifier.connectionSettings(client, undefined), client)
+    assert.strictEqual(connectionSettings(client, undefined), client)
   })
 })

@@ -17,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { connectionSettings, type DirectConnection } from "./directConnection.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
 export interface Liveness {
@@ -82,6 +83,8 @@ const watchLapses = (lapse: number, onLapse: (millis: number) => void): Effect.E
 
 export const make = (options: {
   readonly node: string
+  /** A direct address for the connection, past a pooler (see `directConnection`). Default: the client's. */
+  readonly direct?: DirectConnection | undefined
   /** The longest a heartbeat or lease statement may take. */
   readonly statementTimeout: Duration.Duration
   /** The longest the process may stop running and still count as connected (see `lapseMillis`). */
@@ -91,7 +94,7 @@ export const make = (options: {
     const pg = yield* PgClient.PgClient
     const timeoutMillis = Math.max(1, Math.round(Duration.toMillis(options.statementTimeout)))
     const sql = yield* PgClient.make({
-      ...pg.config,
+      ...connectionSettings(pg.config, options.direct),
       maxConnections: 1,
       minConnections: 0,
       // No startup parameter of its own (a statement_timeout): PgBouncer refuses connections that

@@ -152,10 +152,11 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     }
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
     const [notifier, liveness] = yield* Effect.all([
-      Notifier.make({ prefix: config.prefix, node: config.node, connection: config.listenConnection }),
+      Notifier.make({ prefix: config.prefix, node: config.node, connection: config.directConnection }),
       // Heartbeats and the lease run on the node's own connection, never starved by the pool.
       Liveness.make({
         node: config.node,
+        direct: config.directConnection,
         statementTimeout: livenessStatementTimeout,
         lapseMillis: Liveness.lapseMillis(config.rescuer.rescueAfter, config.heartbeatInterval)
       }).pipe(

@@ -9,7 +9,6 @@ import * as Config from "../Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "../Errors.ts"
 import * as Cron from "../Cron.ts"
 import * as Leader from "../Leader.ts"
-import type * as Notifier from "../Notifier.ts"
 import * as Pruner from "../Pruner.ts"
 import * as Rescuer from "../Rescuer.ts"
 import * as Stager from "../Stager.ts"
@@ -19,6 +18,7 @@ import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } fro
 import { checkNodeName, checkQueueName } from "./queueName.ts"
 import { duration, oneOf, positiveInt } from "./optionChecks.ts"
 import { checkKeys } from "./optionKeys.ts"
+import { type DirectConnection, directConnectionKeys } from "./directConnection.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
@@ -73,7 +73,7 @@ export interface ResolvedConfig {
   readonly pruner: Pruner.Config | false
   readonly crontab: ReadonlyArray<Cron.Entry>
   readonly threads: ThreadPoolOptions
-  readonly listenConnection: Notifier.Connection | undefined
+  readonly directConnection: DirectConnection | undefined
 }
 
 export interface RuntimeOptions {
@@ -97,12 +97,13 @@ export interface RuntimeOptions {
   readonly deleteCompleted?: boolean | undefined
   readonly maxArgsBytes?: number | undefined
   /**
-   * A direct address for the node's LISTEN connection (a `url`, or `host`, `port`, ...), for a pool
-   * whose connections go through a pooler in transaction mode (PgBouncer, Supavisor, RDS Proxy),
-   * which cannot carry LISTEN. It replaces the client's address and credentials for that one
-   * connection. Default: the client's.
+   * A direct address (a `url`, or `host`, `port`, ...) for the node's own two connections: LISTEN,
+   * and heartbeats with the leader lease. For a pool whose connections go through a pooler in
+   * transaction mode (PgBouncer, Supavisor, RDS Proxy): a pooler cannot carry LISTEN, and heartbeats
+   * queued behind its saturated pool would make a live node look dead. It replaces the client's
+   * address and credentials for those two connections. Default: the client's.
    */
-  readonly listenConnection?: Notifier.Connection | undefined
+  readonly directConnection?: DirectConnection | undefined
   /** How often each producer refreshes its row in `oban_producers`. Default 10 s. */
   readonly heartbeatInterval?: Duration.Input | undefined
   /** The leader lease: `ttl` (default 30 s) and `renewInterval` (default 15 s). */
@@ -161,7 +162,7 @@ const runtimeOptionKeys: { readonly [K in keyof Required<RuntimeOptions>]: true 
   pruner: true,
   crontab: true,
   threads: true,
-  listenConnection: true
+  directConnection: true
 }
 /** What `Oban.layer` and `Oban.layerConfig` take besides. */
 const layerOnlyKeys = ["workers", "config"]
@@ -170,7 +171,7 @@ const partKeys: ReadonlyArray<readonly [keyof RuntimeOptions, ReadonlyArray<stri
   ["rescuer", ["rescueAfter", "interval", "batchSize", "forgetAfter"]],
   ["pruner", ["maxAge", "interval", "batchSize", "maxBatches"]],
   ["threads", ["size", "resourceLimits", "recycleAfter", "isolation", "nice"]],
-  ["listenConnection", ["url", "host", "port", "path", "database", "username", "password", "ssl"]]
+  ["directConnection", directConnectionKeys]
 ]
 
 /** Refuses options no one reads, at the top and in each part (a queue's are checked with the queues). */
@@ -291,7 +292,7 @@ export const resolve = (
       pruner,
       crontab: options.crontab ?? [],
       threads: yield* resolveThreads(options.threads),
-      listenConnection: options.listenConnection,
+      directConnection: options.directConnection,
       prefix: settings.prefix,
       maxArgsBytes: settings.maxArgsBytes,
       node,
