@@ -3,10 +3,11 @@
  * default), with typed errors naming the variable for bad values.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Layer, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, Redacted, Schema, Scope } from "effect"
 import { Oban, Worker } from "effect-oban"
 import { configuredOver } from "../src/internal/envOptions.ts"
-import { testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { startProxy } from "./support/proxy.ts"
 
 const Noop = Worker.make("EnvNoop", { args: Schema.Struct({}), perform: () => Effect.void })
 const prefix = uniquePrefix("envcfg")
@@ -93,6 +94,25 @@ describe("Oban.layerConfig", () => {
         const noThreads = failureOf(yield* withEnv({ OBAN_THREADS: "0" }, () => Effect.void))
         assert.deepStrictEqual([noThreads._tag, (noThreads as { field?: string }).field], ["InvalidConfigError", "threads.size"])
       }))
+
+    it.effect("OBAN_DIRECT_DATABASE_URL takes the node's own connections (LISTEN, heartbeats) there; a bad address is refused without being shown", () =>
+      Effect.gen(function*() {
+        const bad = failureOf(yield* withEnv({ OBAN_DIRECT_DATABASE_URL: "db.internal:5432" }, () => Effect.void))
+        assert.strictEqual(bad._tag, "ConfigError")
+        assert.include(bad.message, "OBAN_DIRECT_DATABASE_URL is not a PostgreSQL URL")
+        assert.notInclude(bad.message, "db.internal")
+        const inCode = failureOf(
+          yield* withEnv({}, () => Effect.void, { directConnection: { url: Redacted.make("db.internal:5432") } })
+        )
+        assert.deepStrictEqual([inCode._tag, (inCode as { field?: string }).field], ["InvalidConfigError", "directConnection.url"])
+        assert.notInclude(inCode.message, "db.internal")
+        // Through a proxy of its own: the node's LISTEN and heartbeat connections are the ones it sees.
+        const proxy = yield* startProxy(databaseUrl())
+        const exit = yield* withEnv({ OBAN_DIRECT_DATABASE_URL: proxy.url }, (oban) =>
+          Effect.andThen(oban.ready, Effect.sleep("500 millis")))
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
+        assert.strictEqual(yield* proxy.accepted, 2)
+      }).pipe(Effect.scoped))
 
     it.effect("OBAN_QUEUES names the queues and their limits; each keeps the cluster-wide limits given in code", () =>
       Effect.gen(function*() {

@@ -14,6 +14,7 @@ import * as ObanConfig from "../Config.ts"
 import type { Filter } from "../Jobs.ts"
 import { jsonObjectIn } from "../internal/jsonParse.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
+import { isPostgresUrl } from "../internal/directConnection.ts"
 
 const globalFlags = {
   databaseUrl: Flag.String("database-url").pipe(
@@ -51,15 +52,6 @@ const databaseUrl = (globals: Globals): Effect.Effect<string, CliFailure> =>
       )
   })
 
-const isPostgresUrl = (url: string): boolean => {
-  try {
-    const protocol = new URL(url).protocol
-    return protocol === "postgres:" || protocol === "postgresql:"
-  } catch {
-    return false
-  }
-}
-
 /** Runs `effect` with a small pool on the database and the prefix's settings. */
 export const withDatabase = <A, E>(
   globals: Globals,
@@ -83,6 +75,9 @@ export const withDatabase = <A, E>(
       // A command runs at most two statements at once.
       maxConnections: 2,
       connectTimeout: "5 seconds",
+      // A command runs a handful of statements: preparing them buys nothing, and a pooler in
+      // transaction mode (PgBouncer before 1.21) cannot carry named prepared statements.
+      prepare: false,
       applicationName: "effect-oban-cli"
     })
     return yield* Effect.provide(Effect.provideService(effect, ObanConfig.Settings, settings), client)

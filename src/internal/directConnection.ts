@@ -16,6 +16,16 @@ export type DirectConnection = Pick<
   "url" | "host" | "port" | "path" | "database" | "username" | "password" | "ssl"
 >
 
+/** Whether `url` parses as a PostgreSQL connection URL (`postgres:` or `postgresql:`). */
+export const isPostgresUrl = (url: string): boolean => {
+  try {
+    const protocol = new URL(url).protocol
+    return protocol === "postgres:" || protocol === "postgresql:"
+  } catch {
+    return false
+  }
+}
+
 /** The settings that say where a connection goes and as whom. */
 const addressFields = ["url", "host", "port", "path", "database", "username", "password", "ssl", "stream"] as const
 

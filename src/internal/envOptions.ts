@@ -9,6 +9,8 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { isPostgresUrl } from "./directConnection.ts"
 import type { QueueConfig, RuntimeOptions } from "./runtimeConfig.ts"
 
 const configError = (message: string) => new Config.ConfigError(new ConfigProvider.SourceError({ message }))
@@ -87,8 +89,9 @@ const durations = (names: Record<string, string>): Config.Config<Record<string, 
  * `NODE`, `POLL_INTERVAL`, `STAGE_INTERVAL`, `SHUTDOWN_GRACE_PERIOD`,
  * `HEARTBEAT_INTERVAL`, `RESCUE_AFTER`, `PRUNER_MAX_AGE` (durations such as
  * `5 seconds`), `DELETE_COMPLETED` and `PRUNER` (booleans; `PRUNER=false`
- * turns pruning off, `true` on), `THREADS` (the size of the thread pool). Every
- * variable is optional.
+ * turns pruning off, `true` on), `THREADS` (the size of the thread pool),
+ * `DIRECT_DATABASE_URL` (`directConnection`'s `url`). Every variable is
+ * optional.
  */
 export const options: Config.Config<RuntimeOptions> = Config.all({
   queues: optional(Config.String("QUEUES")).pipe(
@@ -99,6 +102,12 @@ export const options: Config.Config<RuntimeOptions> = Config.all({
   deleteCompleted: variable("DELETE_COMPLETED", "a boolean (true or false)", booleanOf),
   pruner: variable("PRUNER", "a boolean (true or false)", booleanOf),
   threads: variable("THREADS", "an integer", integerOf),
+  directUrl: optional(Config.Redacted("DIRECT_DATABASE_URL")).pipe(Config.mapEffect((url) =>
+    url === undefined || isPostgresUrl(Redacted.value(url))
+      ? Effect.succeed(url)
+      // The value itself is not echoed: it may hold a password.
+      : Effect.fail(configError("OBAN_DIRECT_DATABASE_URL is not a PostgreSQL URL (postgres://user@host:port/database)"))
+  )),
   times: durations({
     pollInterval: "POLL_INTERVAL",
     stageInterval: "STAGE_INTERVAL",
@@ -108,12 +117,13 @@ export const options: Config.Config<RuntimeOptions> = Config.all({
     prunerMaxAge: "PRUNER_MAX_AGE"
   })
 }).pipe(
-  Config.map(({ queues, prefix, node, deleteCompleted, pruner, threads, times }): RuntimeOptions => {
+  Config.map(({ queues, prefix, node, deleteCompleted, pruner, threads, directUrl, times }): RuntimeOptions => {
     const { rescueAfter, prunerMaxAge, ...intervals } = times
     return {
       ...defined({ queues, prefix, node, deleteCompleted, ...intervals }),
       ...(rescueAfter === undefined ? {} : { rescuer: { rescueAfter } }),
       ...(threads === undefined ? {} : { threads: { size: threads } }),
+      ...(directUrl === undefined ? {} : { directConnection: { url: directUrl } }),
       ...(pruner === false
         ? { pruner: false }
         : prunerMaxAge !== undefined

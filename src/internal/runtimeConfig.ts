@@ -3,6 +3,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { availableParallelism, hostname } from "node:os"
 import * as Config from "../Config.ts"
@@ -18,7 +19,7 @@ import { hasLimitFields, type LimitsInput, type QueueLimits, resolveLimits } fro
 import { checkNodeName, checkQueueName } from "./queueName.ts"
 import { duration, oneOf, positiveInt } from "./optionChecks.ts"
 import { checkKeys } from "./optionKeys.ts"
-import { type DirectConnection, directConnectionKeys } from "./directConnection.ts"
+import { type DirectConnection, directConnectionKeys, isPostgresUrl } from "./directConnection.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
@@ -174,6 +175,20 @@ const partKeys: ReadonlyArray<readonly [keyof RuntimeOptions, ReadonlyArray<stri
   ["directConnection", directConnectionKeys]
 ]
 
+/** A direct address whose `url` is no PostgreSQL URL would fail only later, at every connection attempt. */
+const checkDirectConnection = (
+  direct: DirectConnection | undefined
+): Effect.Effect<DirectConnection | undefined, InvalidConfigError> =>
+  direct?.url === undefined || (Redacted.isRedacted(direct.url) && isPostgresUrl(Redacted.value(direct.url)))
+    ? Effect.succeed(direct)
+    : Effect.fail(
+      new InvalidConfigError({
+        field: "directConnection.url",
+        // The value itself is not shown: it may hold a password.
+        message: "directConnection.url must be a Redacted PostgreSQL URL (postgres://user@host:port/database)"
+      })
+    )
+
 /** Refuses options no one reads, at the top and in each part (a queue's are checked with the queues). */
 const checkOptionKeys = (options: RuntimeOptions): Effect.Effect<void, InvalidConfigError> =>
   Effect.gen(function*() {
@@ -292,7 +307,7 @@ export const resolve = (
       pruner,
       crontab: options.crontab ?? [],
       threads: yield* resolveThreads(options.threads),
-      directConnection: options.directConnection,
+      directConnection: yield* checkDirectConnection(options.directConnection),
       prefix: settings.prefix,
       maxArgsBytes: settings.maxArgsBytes,
       node,
