@@ -91,6 +91,35 @@ const history = (prefix: string) =>
       FROM ${sql(prefix)}.oban_jobs_all j ORDER BY j.id`
   })
 
+/**
+ * A paused VM holding both processes: `SIGSTOP` both for 6 s, wake `first`, and wake `second` 1.5 s
+ * later, its rows then older than rescueAfter (4 s) for as long.
+ */
+const pausedTogether = (first: NodeProcess, second: NodeProcess) =>
+  Effect.gen(function*() {
+    second.child.kill("SIGSTOP")
+    first.child.kill("SIGSTOP")
+    yield* Effect.sleep("6 seconds")
+    first.child.kill("SIGCONT")
+    yield* Effect.sleep("1500 millis")
+    second.child.kill("SIGCONT")
+  })
+
+/**
+ * Waits for jobs `ids` to complete, then until a leader that woke could rescue again (rescueAfter,
+ * 4 s, plus a round), and checks that each ran once and none was rescued.
+ */
+const ranOnceUnrescued = (prefix: string, ids: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const wanted = new Set(ids)
+    const mine = Effect.map(history(prefix), (rows) => rows.filter((job) => wanted.has(job.id)))
+    yield* waitFor("the jobs completed", Effect.map(mine, (rows) => rows.every((job) => job.state === "completed")), "40 seconds")
+    yield* Effect.sleep("3 seconds")
+    for (const job of yield* mine) {
+      assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
+    }
+  })
+
 /** Runs `effect` on a fresh, migrated schema `prefix` (testLayer also provides its Config). */
 const inPrefix = (prefix: string) => <A, E>(effect: Effect.Effect<A, E, SqlClient | PgClient.PgClient | Scope.Scope>) =>
   Effect.provide(effect, testLayer(prefix))
@@ -327,18 +356,8 @@ describe("liveness across OS processes", () => {
         // The watcher has been connected for longer than rescueAfter (4 s), so its rescuer (every 300 ms)
         // runs as soon as it wakes; busy wakes 1.5 s later, its rows then 7.5 s old.
         yield* Effect.sleep("4 seconds")
-        busy.child.kill("SIGSTOP")
-        watcher.child.kill("SIGSTOP")
-        yield* Effect.sleep("6 seconds")
-        watcher.child.kill("SIGCONT")
-        yield* Effect.sleep("1500 millis")
-        busy.child.kill("SIGCONT")
-        yield* waitFor("both jobs completed", Effect.map(countByState(prefix), (c) => c["completed"] === 2), "40 seconds")
-        // Until the watcher may rescue again (rescueAfter, 4 s, after it woke, plus a round): busy has beaten since.
-        yield* Effect.sleep("3 seconds")
-        for (const job of yield* history(prefix)) {
-          assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
-        }
+        yield* pausedTogether(watcher, busy)
+        yield* ranOnceUnrescued(prefix, (yield* history(prefix)).map((job) => job.id))
         assert.isTrue(watcher.isLeader())
         assert.include(watcher.output(), "this process did not run for")
       }))
@@ -376,21 +395,8 @@ describe("liveness across OS processes", () => {
         yield* Effect.sleep("500 millis")
         // Paused together; the hog jobs' pg_sleep ends on the server meanwhile, so the watcher's rescue gets
         // its connection right as it wakes, with busy's rows 6 s old and busy still paused for 1.5 s.
-        busy.child.kill("SIGSTOP")
-        watcher.child.kill("SIGSTOP")
-        yield* Effect.sleep("6 seconds")
-        watcher.child.kill("SIGCONT")
-        yield* Effect.sleep("1500 millis")
-        busy.child.kill("SIGCONT")
-        const ids = new Set(jobs.map((job) => job.id))
-        yield* waitFor("busy's jobs completed", Effect.map(
-          history(prefix),
-          (rows) => rows.filter((job) => ids.has(job.id) && job.state === "completed").length === 2
-        ), "40 seconds")
-        yield* Effect.sleep("3 seconds")
-        for (const job of (yield* history(prefix)).filter((row) => ids.has(row.id))) {
-          assert.deepStrictEqual([job.state, job.runs, job.kinds], ["completed", 1, []], `job ${job.id}`)
-        }
+        yield* pausedTogether(watcher, busy)
+        yield* ranOnceUnrescued(prefix, jobs.map((job) => job.id))
         assert.isTrue(watcher.isLeader())
         assert.include(watcher.output(), "job(s) was rolled back")
       }))

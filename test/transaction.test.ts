@@ -8,7 +8,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
+import { type Duration, Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
@@ -16,7 +16,7 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { transaction } from "../src/internal/sql/transaction.ts"
 import { databaseUrl, dropSchemaOnClose, pgLayer, uniquePrefix } from "./support/db.ts"
-import { startProxy } from "./support/proxy.ts"
+import { type Proxy, startProxy } from "./support/proxy.ts"
 
 const schema = uniquePrefix("tx")
 const table = `"${schema}".rows`
@@ -74,6 +74,31 @@ const closeWithin = (scope: Scope.Closeable, millis: number) =>
       Effect.timeoutOrElse({ duration: millis, orElse: () => Effect.die(new Error("the pool never closed")) })
     )
     return Date.now() - started
+  })
+
+/**
+ * Runs `call` on a pool of two connections through a fresh proxy (its replies dropped first unless
+ * `dropRepliesFirst` is false: then `call` drops them itself), under `timeout`: the call must fail
+ * and return within `withinMillis`, and the pool must close within 10 s (no connection left checked
+ * out by a statement waiting for good).
+ */
+const boundedWhenRepliesStop = <A, E, R>(options: {
+  readonly call: (sql: SqlClient, proxy: Proxy) => Effect.Effect<A, E, R>
+  readonly timeout: Duration.Input
+  readonly withinMillis: number
+  readonly dropRepliesFirst?: boolean
+}) =>
+  Effect.gen(function*() {
+    const proxy = yield* startProxy(databaseUrl())
+    const { sql, scope } = yield* poolThrough(proxy.url, 2)
+    if (options.dropRepliesFirst !== false) yield* proxy.dropReplies
+    const started = Date.now()
+    const result = yield* Effect.exit(options.call(sql, proxy).pipe(Effect.timeout(options.timeout)))
+    const returned = Date.now() - started
+    assert.isTrue(Exit.isFailure(result))
+    assert.isBelow(returned, options.withinMillis, `the call returned after ${returned} ms`)
+    const closed = yield* closeWithin(scope, 30_000)
+    assert.isBelow(closed, 10_000, `the pool took ${closed} ms to close`)
   })
 
 describe("transaction", () => {
@@ -178,61 +203,40 @@ describe("transaction", () => {
     }).pipe(Effect.scoped, Effect.provide(pgLayer())))
 
   it.live("a SAVEPOINT whose reply is lost: the caller's timeout returns, and the pool closes", () =>
-    Effect.gen(function*() {
-      const proxy = yield* startProxy(databaseUrl())
-      const { sql, scope } = yield* poolThrough(proxy.url, 2)
-      const started = Date.now()
-      const result = yield* Effect.exit(
-        transaction(sql, Effect.andThen(proxy.dropReplies, transaction(sql, sql`SELECT 1`))).pipe(Effect.timeout("300 millis"))
-      )
-      const returned = Date.now() - started
-      assert.isTrue(Exit.isFailure(result))
-      assert.isBelow(returned, 9_000, `the call returned after ${returned} ms`)
-      const closed = yield* closeWithin(scope, 30_000)
-      assert.isBelow(closed, 10_000, `the pool took ${closed} ms to close`)
+    boundedWhenRepliesStop({
+      call: (sql, proxy) => transaction(sql, Effect.andThen(proxy.dropReplies, transaction(sql, sql`SELECT 1`))),
+      dropRepliesFirst: false,
+      timeout: "300 millis",
+      withinMillis: 9_000
     }).pipe(Effect.scoped), 60_000)
 
   it.live("a BEGIN whose reply is lost: the caller's timeout returns within the driver's 5 s, and the pool closes", () =>
-    Effect.gen(function*() {
-      const proxy = yield* startProxy(databaseUrl())
-      const { sql, scope } = yield* poolThrough(proxy.url, 2)
-      yield* proxy.dropReplies
-      const started = Date.now()
-      const result = yield* Effect.exit(transaction(sql, sql`SELECT 1`).pipe(Effect.timeout("300 millis")))
-      const returned = Date.now() - started
-      assert.isTrue(Exit.isFailure(result))
-      assert.isBelow(returned, 9_000, `the call returned after ${returned} ms`)
-      const closed = yield* closeWithin(scope, 30_000)
-      assert.isBelow(closed, 10_000, `the pool took ${closed} ms to close`)
-    }).pipe(Effect.scoped), 60_000)
+    boundedWhenRepliesStop({ call: (sql) => transaction(sql, sql`SELECT 1`), timeout: "300 millis", withinMillis: 9_000 })
+      .pipe(Effect.scoped), 60_000)
 
   it.live("a COMMIT whose reply is lost: the caller's timeout returns, no callback runs, and the pool closes", () =>
     Effect.gen(function*() {
       yield* setup
       const direct = yield* SqlClient
-      const proxy = yield* startProxy(databaseUrl())
-      const { sql, scope } = yield* poolThrough(proxy.url, 2)
       let callbacks = 0
-      const started = Date.now()
-      const result = yield* Effect.exit(
-        transaction(
-          sql,
-          Effect.gen(function*() {
-            yield* sql.unsafe(`INSERT INTO ${table} VALUES ('lost reply')`)
-            yield* sql.afterCommit(Effect.sync(() => void callbacks++))
-            // From here the server still runs what it is sent, but its replies never arrive.
-            yield* proxy.dropReplies
-          })
-        ).pipe(Effect.timeout("1 second"))
-      )
-      const returned = Date.now() - started
-      assert.isTrue(Exit.isFailure(result))
-      assert.isBelow(returned, 10_000, `the call returned after ${returned} ms`)
+      yield* boundedWhenRepliesStop({
+        call: (sql, proxy) =>
+          transaction(
+            sql,
+            Effect.gen(function*() {
+              yield* sql.unsafe(`INSERT INTO ${table} VALUES ('lost reply')`)
+              yield* sql.afterCommit(Effect.sync(() => void callbacks++))
+              // From here the server still runs what it is sent, but its replies never arrive.
+              yield* proxy.dropReplies
+            })
+          ),
+        dropRepliesFirst: false,
+        timeout: "1 second",
+        withinMillis: 10_000
+      })
       assert.strictEqual(callbacks, 0)
       // The server committed: a caller whose COMMIT reply was lost cannot tell, as with any write.
       assert.isTrue(yield* present(direct, "lost reply"))
-      const closed = yield* closeWithin(scope, 30_000)
-      assert.isBelow(closed, 10_000, `the pool took ${closed} ms to close`)
     }).pipe(Effect.scoped, Effect.provide(pgLayer())), 60_000)
 
   it.live("an interrupted BEGIN that ran is rolled back: its connection goes back to the pool outside a transaction", () =>
@@ -263,19 +267,12 @@ const Sync = Worker.make("Sync", {
 describe("library calls that open a transaction of their own", () => {
   const prefix = uniquePrefix("tx_calls")
 
-  /** Runs `call` on a pool whose replies stop arriving, under a 300 ms timeout; returns how long it took. */
+  /** `call` with the client whose replies stop arriving: its caller's timeout (300 ms) must still return. */
   const deafCall = <A, E>(call: Effect.Effect<A, E, SqlClient>) =>
-    Effect.gen(function*() {
-      const proxy = yield* startProxy(databaseUrl())
-      const { sql, scope } = yield* poolThrough(proxy.url, 2)
-      yield* proxy.dropReplies
-      const started = Date.now()
-      const result = yield* Effect.exit(call.pipe(Effect.timeout("300 millis"), Effect.provideService(SqlClient, sql)))
-      const returned = Date.now() - started
-      assert.isTrue(Exit.isFailure(result))
-      assert.isBelow(returned, 9_000, `the call returned after ${returned} ms`)
-      const closed = yield* closeWithin(scope, 30_000)
-      assert.isBelow(closed, 10_000, `the pool took ${closed} ms to close`)
+    boundedWhenRepliesStop({
+      call: (sql) => Effect.provideService(call, SqlClient, sql),
+      timeout: "300 millis",
+      withinMillis: 9_000
     })
 
   it.live("insertAll of unique jobs and retryJob: the caller's timeout returns though BEGIN gets no reply, and the pool closes", () =>
