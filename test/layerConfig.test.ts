@@ -106,6 +106,9 @@ describe("Oban.layerConfig", () => {
         )
         assert.deepStrictEqual([inCode._tag, (inCode as { field?: string }).field], ["InvalidConfigError", "directConnection.url"])
         assert.notInclude(inCode.message, "db.internal")
+        // Credentials alone would send the node's own connections to localhost: it needs an address.
+        const noAddress = failureOf(yield* withEnv({}, () => Effect.void, { directConnection: { username: "app" } }))
+        assert.deepStrictEqual([noAddress._tag, (noAddress as { field?: string }).field], ["InvalidConfigError", "directConnection"])
         // Through a proxy of its own: the node's LISTEN and heartbeat connections are the ones it sees.
         const proxy = yield* startProxy(databaseUrl())
         const exit = yield* withEnv({ OBAN_DIRECT_DATABASE_URL: proxy.url }, (oban) =>

@@ -100,7 +100,10 @@ export const make = (options: {
       // No startup parameter of its own (a statement_timeout): PgBouncer refuses connections that
       // send one it does not know, and its transaction mode would leak a session setting. The
       // deadline of `run` cancels a statement on the server when it passes.
-      applicationName: applicationName(options.node)
+      applicationName: applicationName(options.node),
+      // One connection, one statement at a time; and a multiplexed connection abandons an
+      // interrupted statement instead of cancelling it: the deadline's cancel must reach the server.
+      multiplex: false
     }).pipe(
       Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
       Effect.map((client): SqlClient => client),

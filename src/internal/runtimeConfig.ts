@@ -178,8 +178,18 @@ const partKeys: ReadonlyArray<readonly [keyof RuntimeOptions, ReadonlyArray<stri
 /** A direct address whose `url` is no PostgreSQL URL would fail only later, at every connection attempt. */
 const checkDirectConnection = (
   direct: DirectConnection | undefined
-): Effect.Effect<DirectConnection | undefined, InvalidConfigError> =>
-  direct?.url === undefined || (Redacted.isRedacted(direct.url) && isPostgresUrl(Redacted.value(direct.url)))
+): Effect.Effect<DirectConnection | undefined, InvalidConfigError> => {
+  if (direct === undefined) return Effect.succeed(undefined)
+  // It replaces the client's whole address: without one of its own, the node would go to localhost.
+  if (direct.url === undefined && direct.host === undefined && direct.path === undefined) {
+    return Effect.fail(
+      new InvalidConfigError({
+        field: "directConnection",
+        message: "directConnection needs an address: a url, a host or a path (it replaces the client's address and credentials)"
+      })
+    )
+  }
+  return direct.url === undefined || (Redacted.isRedacted(direct.url) && isPostgresUrl(Redacted.value(direct.url)))
     ? Effect.succeed(direct)
     : Effect.fail(
       new InvalidConfigError({
@@ -188,6 +198,7 @@ const checkDirectConnection = (
         message: "directConnection.url must be a Redacted PostgreSQL URL (postgres://user@host:port/database)"
       })
     )
+}
 
 /** Refuses options no one reads, at the top and in each part (a queue's are checked with the queues). */
 const checkOptionKeys = (options: RuntimeOptions): Effect.Effect<void, InvalidConfigError> =>

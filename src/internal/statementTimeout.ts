@@ -4,7 +4,7 @@
  * open but never answers (a network partition, a NAT that dropped the flow)
  * fails the work in bounded time instead of hanging the node or its shutdown.
  *
- * What the driver (`@effect/sql-pg` 4.0.5) does with an interrupted statement
+ * What the driver (`@effect/sql-pg` 4.1.5) does with an interrupted statement
  * decides the shape of this helper:
  * - without `multiplex`, interrupting a statement waits for the driver to
  *   drain the connection: it sends a cancel request on a side connection and,
