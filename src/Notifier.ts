@@ -33,6 +33,7 @@ import * as Scope from "effect/Scope"
 import { channel } from "./Config.ts"
 import { connectionSettings, type DirectConnection } from "./internal/directConnection.ts"
 import { jsonObjectIn } from "./internal/jsonParse.ts"
+import * as ListenProbe from "./internal/listenProbe.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
 
@@ -133,11 +134,14 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         Duration.fromInputUnsafe(healthCheckTimeout)
       )
 
+      // Sent after each connect, on the signal channel; every node's notifier drops probes.
+      const probe = ListenProbe.make(pg, channel(options.prefix, "signal"))
+
       const pump = ([name, queue]: readonly [Channel, Queue.Dequeue<{ readonly payload: string }, unknown>]) =>
         Effect.forever(Effect.gen(function*() {
           const notification = yield* Queue.take(queue)
           const payload = jsonObjectIn(notification.payload)
-          if (payload !== undefined) yield* PubSub.publish(hub, { channel: name, payload })
+          if (payload !== undefined && !probe.seen(payload)) yield* PubSub.publish(hub, { channel: name, payload })
         }))
 
       // Fails when the connection does not answer in time. The driver then
@@ -186,6 +190,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         yield* Ref.update(connectionCount, (n) => n + 1)
         yield* Deferred.succeed(firstAttempt, undefined)
         yield* Effect.addFinalizer(() => Ref.set(listening, false))
+        yield* Effect.forkScoped(probe.run)
         // Runs until a queue fails (the connection is gone) or a check fails.
         return yield* Effect.raceAllFirst([...queues.map(pump), healthCheck(pinned)])
       }))

@@ -16,12 +16,14 @@ import { startProxy } from "./support/proxy.ts"
 
 const prefix = uniquePrefix("notifier")
 
-/** A client on the real server (to send) and one whose config points at the proxy (for the notifier). */
+/**
+ * A client on the real server (to send, and for the notifier's probe through the pool), and the
+ * notifier's own address for its LISTEN connection: the proxy's.
+ */
 const clients = (proxyUrl: string) =>
   Effect.gen(function*() {
     const direct = yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 2 }))
-    const proxied = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxyUrl), maxConnections: 2 }))
-    return { direct, proxied }
+    return { direct, throughProxy: { url: Redacted.make(proxyUrl) } }
   })
 
 /** Sends `insert` notifications until one arrives on `subscription`; the time it took, or none. */
@@ -45,14 +47,15 @@ describe("Notifier on a silently dead connection", () => {
   it.live("a black-holed LISTEN connection is replaced and notifications arrive again", () =>
     Effect.gen(function*() {
       const proxy = yield* startProxy(databaseUrl())
-      const { direct, proxied } = yield* clients(proxy.url)
+      const { direct, throughProxy } = yield* clients(proxy.url)
       const notifier = yield* Notifier.make({
         prefix,
         node: "blackholed",
+        connection: throughProxy,
         healthCheckInterval: "500 millis",
         healthCheckTimeout: "1 second",
         maxReconnectDelayMillis: 200
-      }).pipe(Effect.provideContext(proxied))
+      }).pipe(Effect.provideContext(direct))
       const subscription = yield* notifier.subscribe
       assert.isTrue(Option.isSome(yield* deliveredWithin(subscription, 10_000).pipe(Effect.provideContext(direct))))
       assert.strictEqual(yield* notifier.connections, 1)
@@ -72,15 +75,16 @@ describe("Notifier on a silently dead connection", () => {
   it.live("shutting down while black-holed completes promptly, also with a check in flight", () =>
     Effect.gen(function*() {
       const proxy = yield* startProxy(databaseUrl())
-      const { proxied } = yield* clients(proxy.url)
+      const { direct, throughProxy } = yield* clients(proxy.url)
       for (const healthCheckInterval of ["1 hour", "100 millis"] as const) {
         const scope = yield* Scope.make()
         const notifier = yield* Notifier.make({
           prefix,
           node: "shutdown",
+          connection: throughProxy,
           healthCheckInterval,
           healthCheckTimeout: "30 seconds"
-        }).pipe(Effect.provideContext(proxied), Scope.provide(scope))
+        }).pipe(Effect.provideContext(direct), Scope.provide(scope))
         assert.isTrue(yield* notifier.isListening)
         yield* proxy.blackhole
         yield* Effect.sleep("500 millis")

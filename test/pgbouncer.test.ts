@@ -8,14 +8,14 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema, type Scope } from "effect"
+import { Context, Effect, Exit, Layer, Logger, Redacted, References, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
-import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
+import { countByState, producersRegistered, waitFor } from "./support/node.ts"
 import { pgbouncerBinary, startPgBouncer } from "./support/pgbouncer.ts"
 
 const runs = new Map<number, number>()
@@ -58,6 +58,24 @@ const insertTheRest = Effect.gen(function*() {
   yield* Oban.insert(Work.job({ n: 4 }, { scheduleIn: "500 millis" }))
 })
 
+/** Starts a node whose layer logs into `lines` (every level); it stops with the test's scope. */
+const startLogged = (options: Oban.LayerOptions<typeof Work>) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const capture = Logger.make(({ message }) => {
+      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    })
+    const scope = yield* Scope.fork(yield* Scope.Scope)
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
+      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+      Effect.provideService(References.MinimumLogLevel, "All")
+    )
+    return { oban: Context.get(context, Oban.Oban), lines }
+  })
+
+const heardNothing = (lines: ReadonlyArray<string>) => lines.some((line) => line.includes("LISTEN connection heard nothing"))
+
 const fast = {
   stageInterval: "200 millis",
   heartbeatInterval: "300 millis",
@@ -69,7 +87,7 @@ describe.skipIf(pgbouncerBinary === undefined)("a node behind PgBouncer in trans
     throughPgBouncer(uniquePrefix("pgbouncer"), Effect.gen(function*() {
       runs.clear()
       const prefix = (yield* Config.Settings).prefix
-      const node = yield* startNode({ prefix, node: "bounced", queues: { default: 5 }, workers: [Work], pollInterval: "300 millis", ...fast })
+      const node = yield* startLogged({ prefix, node: "bounced", queues: { default: 5 }, workers: [Work], pollInterval: "300 millis", ...fast })
       yield* producersRegistered(prefix)
       // The lease and the heartbeats go through PgBouncer, on the node's own connection.
       yield* waitFor("the node leads", node.oban.isLeader, "10 seconds")
@@ -80,13 +98,16 @@ describe.skipIf(pgbouncerBinary === undefined)("a node behind PgBouncer in trans
       yield* insertTheRest
       yield* waitFor("every job completed", completed(prefix, 4), "15 seconds")
       assert.deepStrictEqual([...runs.values()], [1, 1, 1, 1])
+      // And it says why its jobs wait for the poll: the NOTIFY it sent itself never came back.
+      yield* waitFor("the node warns that LISTEN hears nothing", Effect.sync(() => heardNothing(node.lines)), "10 seconds")
     })), 60_000)
 
   it.live("with a direct address for its own connections: NOTIFY wakes it, long before the next poll", () =>
     throughPgBouncer(uniquePrefix("pgbouncer_direct"), Effect.gen(function*() {
       runs.clear()
       const prefix = (yield* Config.Settings).prefix
-      const node = yield* startNode({
+      const startedAt = Date.now()
+      const node = yield* startLogged({
         prefix,
         node: "bounced",
         queues: { default: 5 },
@@ -106,5 +127,8 @@ describe.skipIf(pgbouncerBinary === undefined)("a node behind PgBouncer in trans
       yield* insertTheRest
       yield* waitFor("every job completed", completed(prefix, 4), "15 seconds")
       assert.deepStrictEqual([...runs.values()], [1, 1, 1, 1])
+      // Past the probe's 5 s: its NOTIFY came back, so no warning.
+      yield* Effect.sleep(Math.max(0, startedAt + 6_000 - Date.now()))
+      assert.isFalse(heardNothing(node.lines), node.lines.join("\n"))
     })), 60_000)
 })
