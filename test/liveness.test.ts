@@ -92,6 +92,30 @@ const history = (prefix: string) =>
   })
 
 /**
+ * Two node processes: "watcher", which leads (its lease, 30 s, outlasts a pause, so it still leads
+ * when it wakes; `watcherEnv` adds its queues and settings), and "busy", running two 8 s jobs once
+ * this returns. Each logs its warnings.
+ */
+const watcherAndBusy = (prefix: string, watcherEnv: Record<string, string>) =>
+  Effect.gen(function*() {
+    const lease = { LEASE_TTL_MS: "30000", LEASE_RENEW_MS: "1000" }
+    const watcher = yield* spawnNode("watcher", envFor(prefix, { ...lease, ...watcherEnv, LOG_LEVEL: "Warn" }))
+    yield* awaitReady(watcher)
+    yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
+    const busy = yield* spawnNode(
+      "busy",
+      envFor(prefix, { ...lease, QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "8000", JOB_MS_NODE: "busy" })
+    )
+    yield* awaitReady(busy)
+    const jobs = yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
+    yield* waitFor(
+      "both jobs running on busy",
+      Effect.map(history(prefix), (rows) => rows.length === 2 && rows.every((job) => job.runs === 1))
+    )
+    return { watcher, busy, jobs }
+  })
+
+/**
  * A paused VM holding both processes: `SIGSTOP` both for 6 s, wake `first`, and wake `second` 1.5 s
  * later, its rows then older than rescueAfter (4 s) for as long.
  */
@@ -338,21 +362,7 @@ describe("liveness across OS processes", () => {
       const prefix = uniquePrefix("live_vm")
       yield* inPrefix(prefix)(Effect.gen(function*() {
         yield* setUp(prefix)
-        // A lease that outlasts the pause, so the watcher still leads when it wakes.
-        const lease = { LEASE_TTL_MS: "30000", LEASE_RENEW_MS: "1000" }
-        const watcher = yield* spawnNode(
-          "watcher",
-          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ other: 1 }), LOG_LEVEL: "Warn" })
-        )
-        yield* awaitReady(watcher)
-        yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
-        const busy = yield* spawnNode(
-          "busy",
-          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "8000", JOB_MS_NODE: "busy" })
-        )
-        yield* awaitReady(busy)
-        yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
-        yield* waitFor("both jobs running on busy", Effect.map(history(prefix), (jobs) => jobs.every((j) => j.runs === 1)))
+        const { watcher, busy } = yield* watcherAndBusy(prefix, { QUEUES: JSON.stringify({ other: 1 }) })
         // The watcher has been connected for longer than rescueAfter (4 s), so its rescuer (every 300 ms)
         // runs as soon as it wakes; busy wakes 1.5 s later, its rows then 7.5 s old.
         yield* Effect.sleep("4 seconds")
@@ -369,22 +379,13 @@ describe("liveness across OS processes", () => {
       yield* inPrefix(prefix)(Effect.gen(function*() {
         const sql = yield* SqlClient
         yield* setUp(prefix)
-        const lease = { LEASE_TTL_MS: "30000", LEASE_RENEW_MS: "1000" }
         // The watcher's two pooled connections are both taken by its own jobs (3 s of pg_sleep each): its
         // rescuer, which runs every 300 ms, has decided to rescue and waits for a connection.
-        const watcher = yield* spawnNode(
-          "watcher",
-          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ hog: 2 }), POOL: "2", JOB_DB_MS: "3000", LOG_LEVEL: "Warn" })
-        )
-        yield* awaitReady(watcher)
-        yield* waitFor("the watcher to lead", Effect.sync(() => watcher.isLeader()))
-        const busy = yield* spawnNode(
-          "busy",
-          envFor(prefix, { ...lease, QUEUES: JSON.stringify({ default: 2 }), JOB_MS: "8000", JOB_MS_NODE: "busy" })
-        )
-        yield* awaitReady(busy)
-        const jobs = yield* Oban.insertAll([Record.job({ n: 1 }), Record.job({ n: 2 })])
-        yield* waitFor("both jobs running on busy", Effect.map(history(prefix), (rows) => rows.length === 2 && rows.every((job) => job.runs === 1)))
+        const { watcher, busy, jobs } = yield* watcherAndBusy(prefix, {
+          QUEUES: JSON.stringify({ hog: 2 }),
+          POOL: "2",
+          JOB_DB_MS: "3000"
+        })
         // The watcher has been connected for longer than rescueAfter (4 s) by the time its pool is taken.
         yield* Effect.sleep("3 seconds")
         yield* Oban.insertAll([Record.job({ n: 3 }, { queue: "hog" }), Record.job({ n: 4 }, { queue: "hog" })])

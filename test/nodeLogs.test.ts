@@ -4,13 +4,12 @@
  * `package`), the job lines keeping the job's own annotations.
  */
 import { assert, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Logger, References, Schema, Scope } from "effect"
+import { Effect, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
-import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, waitFor } from "./support/node.ts"
+import { jobRow, startLogged, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("node_logs")
 
@@ -21,32 +20,6 @@ const Fails = Worker.make("NodeLogsFails", {
   maxAttempts: 1,
   perform: () => Effect.fail(new Error("no"))
 })
-
-interface Line {
-  readonly text: string
-  readonly annotations: Readonly<Record<string, unknown>>
-}
-
-/**
- * Starts a node whose layer alone is given a logger that keeps every line (so every line it sees is
- * one the node wrote), at every level; `stop` closes it.
- */
-const startLogged = <W extends Worker.Any>(options: Oban.LayerOptions<W>) =>
-  Effect.gen(function*() {
-    const lines: Array<Line> = []
-    const capture = Logger.make(({ fiber, message }) => {
-      lines.push({
-        text: Array.isArray(message) ? message.join(" ") : String(message),
-        annotations: fiber.getRef(References.CurrentLogAnnotations)
-      })
-    })
-    const scope = yield* Scope.fork(yield* Scope.Scope)
-    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
-      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-      Effect.provideService(References.MinimumLogLevel, "All")
-    )
-    return { oban: Context.get(context, Oban.Oban), lines, stop: Scope.close(scope, Exit.void) }
-  })
 
 layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines", (it) => {
   it.effect("its start and shutdown lines, like all its other lines, carry the node's name", () =>

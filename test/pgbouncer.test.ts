@@ -8,14 +8,14 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Logger, Redacted, References, Schema, Scope } from "effect"
+import { Effect, Layer, Redacted, Schema, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
-import { countByState, producersRegistered, waitFor } from "./support/node.ts"
+import { countByState, type LogLine, producersRegistered, startLogged, waitFor } from "./support/node.ts"
 import { pgbouncerBinary, startPgBouncer } from "./support/pgbouncer.ts"
 
 const runs = new Map<number, number>()
@@ -58,23 +58,7 @@ const insertTheRest = Effect.gen(function*() {
   yield* Oban.insert(Work.job({ n: 4 }, { scheduleIn: "500 millis" }))
 })
 
-/** Starts a node whose layer logs into `lines` (every level); it stops with the test's scope. */
-const startLogged = (options: Oban.LayerOptions<typeof Work>) =>
-  Effect.gen(function*() {
-    const lines: Array<string> = []
-    const capture = Logger.make(({ message }) => {
-      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-    })
-    const scope = yield* Scope.fork(yield* Scope.Scope)
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
-      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
-      Effect.provideService(References.MinimumLogLevel, "All")
-    )
-    return { oban: Context.get(context, Oban.Oban), lines }
-  })
-
-const heardNothing = (lines: ReadonlyArray<string>) => lines.some((line) => line.includes("LISTEN connection heard nothing"))
+const heardNothing = (lines: ReadonlyArray<LogLine>) => lines.some((line) => line.text.includes("LISTEN connection heard nothing"))
 
 const fast = {
   stageInterval: "200 millis",
@@ -129,6 +113,6 @@ describe.skipIf(pgbouncerBinary === undefined)("a node behind PgBouncer in trans
       assert.deepStrictEqual([...runs.values()], [1, 1, 1, 1])
       // Past the probe's 5 s: its NOTIFY came back, so no warning.
       yield* Effect.sleep(Math.max(0, startedAt + 6_000 - Date.now()))
-      assert.isFalse(heardNothing(node.lines), node.lines.join("\n"))
+      assert.isFalse(heardNothing(node.lines), node.lines.map((line) => line.text).join("\n"))
     })), 60_000)
 })

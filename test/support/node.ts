@@ -4,7 +4,7 @@
  * `waitFor` polls the database until a condition holds.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Exit, Layer, References, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Logger, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../../src/Oban.ts"
 import { testLogLevel } from "./db.ts"
@@ -28,6 +28,33 @@ export const startNode = <W extends Worker.Any>(
     )
     const oban = Context.get(context, Oban.Oban)
     return { oban, stop: Scope.close(scope, Exit.void) }
+  })
+
+/** A line a node wrote: its text, and the annotations it carried. */
+export interface LogLine {
+  readonly text: string
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+/**
+ * Starts a node whose layer alone is given a logger that keeps every line (so every line it sees is
+ * one the node wrote), at every level; `stop` closes it, as does the caller's scope.
+ */
+export const startLogged = <W extends Worker.Any>(options: Oban.LayerOptions<W>) =>
+  Effect.gen(function*() {
+    const lines: Array<LogLine> = []
+    const capture = Logger.make(({ fiber, message }) => {
+      lines.push({
+        text: Array.isArray(message) ? message.join(" ") : String(message),
+        annotations: fiber.getRef(References.CurrentLogAnnotations)
+      })
+    })
+    const scope = yield* Scope.fork(yield* Scope.Scope)
+    const context = yield* Layer.buildWithScope(Layer.fresh(Oban.layer(options)), scope).pipe(
+      Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+      Effect.provideService(References.MinimumLogLevel, "All")
+    )
+    return { oban: Context.get(context, Oban.Oban), lines, stop: Scope.close(scope, Exit.void) }
   })
 
 /** Polls `check` every 25 ms until it returns true; dies after `timeout`. */
