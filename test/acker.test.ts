@@ -136,6 +136,41 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       assert.strictEqual((yield* jobRow(prefix, locked!.id)).state, "completed")
     }).pipe(Effect.scoped), 45_000)
 
+  it.effect("an ack whose session the server ends (a restart, pg_terminate_backend) is sent again as it is, however often", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const [locked] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
+      // Held locked, so that each write of the outcome waits where the test can end its session.
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${locked!.id} FOR UPDATE`
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(holding)
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
+      yield* acker.ack(ackOf(locked!, "completed"))
+      // Each write's session ended as a restart ends it (SQLSTATE 57P01), more often than a refused row
+      // is tried before it is replaced by a failure.
+      let ended = 0
+      while (ended <= Acker.refusalsBeforeFallback) {
+        const [terminated] = yield* sql<{ n: number }>`
+          SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`} AND pid <> pg_backend_pid()`
+        ended += terminated!.n
+        yield* Effect.sleep("10 millis")
+      }
+      yield* Deferred.succeed(release, undefined)
+      yield* settled(acker)
+      const written = yield* jobRow(prefix, locked!.id)
+      // Before, each ended session counted as a refusal of the row: the job became a retryable failure
+      // ("could not be written") and ran again.
+      assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
+      assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+    }).pipe(Effect.scoped), 45_000)
+
   it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

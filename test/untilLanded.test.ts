@@ -5,11 +5,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
+import { SqlError, UnknownError } from "effect/sql/SqlError"
 import { isRetryableFailure, untilLanded } from "../src/internal/untilLanded.ts"
 
-interface Refused {
-  readonly isRetryable: boolean
-}
+type Refused = { readonly isRetryable: boolean } | SqlError
 
 /** A statement that fails with `failures` in turn, then succeeds with the number of tries. */
 const failingWith = (failures: ReadonlyArray<Refused | "defect">) => {
@@ -48,6 +47,26 @@ describe("untilLanded", () => {
       const exit = yield* Effect.exit(untilLanded(died.statement, { pause: () => Effect.void, retryIf: isRetryableFailure }))
       assert.isTrue(Exit.hasDies(exit))
       assert.strictEqual(died.tries(), 2)
+    }))
+
+  it.effect("with isRetryableFailure, retries a session the server ended or refused (a restart), not other server errors", () =>
+    Effect.gen(function*() {
+      // As the driver reports them: SQLSTATEs outside class 08 are all an `UnknownError`.
+      const fromServer = (code: string) =>
+        new SqlError({
+          reason: new UnknownError({
+            cause: Object.assign(new Error(`server said ${code}`), { code }),
+            message: "PgConnection: Query failed",
+            operation: "query"
+          })
+        })
+      const restart = failingWith([fromServer("57P01"), fromServer("57P03"), fromServer("53300")])
+      const tries = yield* untilLanded(restart.statement, { pause: () => Effect.void, retryIf: isRetryableFailure })
+      assert.strictEqual(tries, 4)
+      const refused = failingWith([fromServer("57P01"), fromServer("22P02")])
+      const ended = yield* Effect.exit(untilLanded(refused.statement, { pause: () => Effect.void, retryIf: isRetryableFailure }))
+      assert.isTrue(Exit.isFailure(ended))
+      assert.strictEqual(refused.tries(), 2)
     }))
 
   it.effect("ends when its fiber is interrupted, in a statement or in a pause", () =>

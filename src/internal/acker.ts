@@ -23,6 +23,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import * as Backoff from "../Backoff.ts"
 import { now } from "../ObanClock.ts"
 import { CurrentActivity } from "./activity.ts"
+import { isConnectionLost } from "./connectionLost.ts"
 import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
@@ -54,11 +55,14 @@ const ackRetryDelay = (failures: number) => retryDelay(failures, { baseMillis: 2
 /** How many times the database may refuse a row as it is before it is written as a minimal failure. */
 export const refusalsBeforeFallback = 3
 
-/** Failures that say nothing about the row: the connection, or a deadline the network made us miss. */
+/**
+ * Failures that say nothing about the row: the connection or the server went away (a restart too), or
+ * a deadline the network made us miss.
+ */
 const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
   const error = Cause.findError(cause)
   return error._tag === "Success" &&
-    (error.success.reason._tag === "ConnectionError" || error.success.reason._tag === "StatementTimeoutError")
+    (isConnectionLost(error.success) || error.success.reason._tag === "StatementTimeoutError")
 }
 
 /**
