@@ -27,11 +27,15 @@ const Work = Worker.make("Work", {
     )
 })
 
-/** When the running `Endless` job was interrupted (Date.now()), if it was. */
+/** Whether the `Endless` job's perform began, and when it was interrupted (Date.now()), if it was. */
+let endlessStarted = false
 let endlessInterruptedAt: number | undefined
 const Endless = Worker.make("Endless", {
   args: Schema.Struct({}),
-  perform: () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => (endlessInterruptedAt = Date.now()))))
+  perform: () =>
+    Effect.andThen(Effect.sync(() => (endlessStarted = true)), Effect.never).pipe(
+      Effect.onInterrupt(() => Effect.sync(() => (endlessInterruptedAt = Date.now())))
+    )
 })
 
 const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 })
@@ -223,9 +227,12 @@ describe("replies lost while a fetch and a maintenance transaction wait", () => 
       yield* waitFor("the node leads", node.oban.isLeader)
       // A job that never ends, running as shutdown begins: it gets its grace period from the start of
       // shutdown, while the producers stop beside it.
+      endlessStarted = false
       endlessInterruptedAt = undefined
       yield* Oban.insert(Endless.job({}))
-      yield* waitFor("the endless job runs", Effect.map(countByState(deaf), (counts) => counts.executing === 1))
+      // Its perform began, not only its row `executing`: a claim is committed before its reply reaches the
+      // node, and a reply still on its way when replies stop is lost with the job it claimed (CI once did).
+      yield* waitFor("the endless job runs", Effect.sync(() => endlessStarted))
       // The next poll's fetch of each queue (every 200 ms), and the pruner's next run (every 100 ms, in a
       // transaction) with its BEGIN, get no reply.
       yield* proxy.dropReplies
