@@ -4,8 +4,9 @@
  * as a minimal failure), also when shutdown begins while it is retried; an
  * ack re-sent after its job ran again changes nothing and is logged.
  */
+import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Logger, References, Schema, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, References, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -15,7 +16,7 @@ import { ackJobs, type AckRow } from "../src/internal/sql/acks.ts"
 import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
-import { testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("acker")
@@ -167,6 +168,32 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const written = yield* jobRow(prefix, locked!.id)
       // Before, each ended session counted as a refusal of the row: the job became a retryable failure
       // ("could not be written") and ran again.
+      assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
+      assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+    }).pipe(Effect.scoped), 45_000)
+
+  it.effect("an ack on a server that takes no writes (a standby after a failover) waits for one that does", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const [job] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
+      // The acker's pool has one connection, read-only as a session on a standby is; ended below, it is
+      // replaced by a writable one, as a pool reconnects to the new primary.
+      const applicationName = `${prefix}_standby`
+      const context = yield* Layer.build(
+        PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1, applicationName })
+      )
+      const standby = Context.get(context, SqlClient)
+      yield* standby`SET default_transaction_read_only = on`
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines).pipe(Effect.provideService(SqlClient, standby))
+      yield* acker.ack(ackOf(job!, "completed"))
+      yield* waitFor("writes refused", Effect.sync(() => lines.length > Acker.refusalsBeforeFallback + 2))
+      assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
+      yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${applicationName}`
+      yield* settled(acker)
+      const written = yield* jobRow(prefix, job!.id)
+      // Before, each refusal counted: the failure written instead was refused too, and the acker gave the
+      // job up, left executing for a rescue to run again.
       assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
       assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
     }).pipe(Effect.scoped), 45_000)
