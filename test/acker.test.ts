@@ -198,6 +198,41 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
     }).pipe(Effect.scoped), 45_000)
 
+  it.effect("an ack that fails to serialize (a database at repeatable read or serializable) is written as it is later", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const [job] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
+      // The acker's one connection at repeatable read, as every session is where that is the database's default.
+      const applicationName = `${prefix}_repeatable`
+      const context = yield* Layer.build(
+        PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1, applicationName })
+      )
+      const repeatable = Context.get(context, SqlClient)
+      yield* repeatable`SET default_transaction_isolation = 'repeatable read'`
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines).pipe(Effect.provideService(SqlClient, repeatable))
+      const ackWaits = Effect.map(
+        sql<{ waits: boolean }>`
+          SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = ${applicationName} AND wait_event_type = 'Lock')
+            OR (SELECT state::text FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job!.id}) <> 'executing' AS waits`,
+        (rows) => rows[0]!.waits
+      )
+      // Another transaction updates the job while each write of the outcome waits for it, so each write
+      // fails to serialize (SQLSTATE 40001), more often than a refused row is tried before it is replaced.
+      for (let round = 0; round <= Acker.refusalsBeforeFallback; round++) {
+        yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET meta = meta WHERE id = ${job!.id}`
+          if (round === 0) yield* acker.ack(ackOf(job!, "completed"))
+          yield* waitFor("the ack waits for the row", ackWaits)
+        }))
+      }
+      yield* settled(acker)
+      const written = yield* jobRow(prefix, job!.id)
+      // Before, each failure counted as a refusal: the job became a retryable failure and ran again.
+      assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
+      assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+    }).pipe(Effect.scoped), 45_000)
+
   it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

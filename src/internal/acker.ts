@@ -67,14 +67,18 @@ const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
 
 /**
  * A row lock held by someone else (an open transaction that updated or
- * locked the job): the outcome is fine and is written as it is once the lock
- * goes, never replaced by a failure. A batch stopped by one is split, so
- * only the locked job waits.
+ * locked the job), or a serialization failure (a database whose default
+ * isolation is repeatable read or serializable, where a job updated by
+ * another transaction after the ack began cannot be written by it): the
+ * outcome is fine and is written as it is by a later statement, never
+ * replaced by a failure. A batch stopped by one is split, so only the
+ * locked job waits.
  */
 const lockConflict = (cause: Cause.Cause<SqlError>): boolean => {
   const error = Cause.findError(cause)
-  return error._tag === "Success" &&
-    (error.success.reason._tag === "LockTimeoutError" || error.success.reason._tag === "DeadlockError")
+  if (error._tag !== "Success") return false
+  const reason = error.success.reason._tag
+  return reason === "LockTimeoutError" || reason === "DeadlockError" || reason === "SerializationError"
 }
 
 /** The longest an outcome write may take before it is retried on another connection. */
