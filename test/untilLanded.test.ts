@@ -49,7 +49,7 @@ describe("untilLanded", () => {
       assert.strictEqual(died.tries(), 2)
     }))
 
-  it.effect("with isRetryableFailure, retries a session the server ended or refused (a restart) or a server taking no writes, not other server errors", () =>
+  it.effect("with isRetryableFailure, retries a session the server ended or refused (a restart), a server taking no writes or out of a resource, not other server errors", () =>
     Effect.gen(function*() {
       // As the driver reports them: SQLSTATEs outside class 08 are all an `UnknownError`.
       const fromServer = (code: string) =>
@@ -60,9 +60,9 @@ describe("untilLanded", () => {
             operation: "query"
           })
         })
-      const restart = failingWith([fromServer("57P01"), fromServer("57P03"), fromServer("53300"), fromServer("25006")])
+      const restart = failingWith([fromServer("57P01"), fromServer("57P03"), fromServer("53300"), fromServer("25006"), fromServer("53100")])
       const tries = yield* untilLanded(restart.statement, { pause: () => Effect.void, retryIf: isRetryableFailure })
-      assert.strictEqual(tries, 5)
+      assert.strictEqual(tries, 6)
       const refused = failingWith([fromServer("57P01"), fromServer("22P02")])
       const ended = yield* Effect.exit(untilLanded(refused.statement, { pause: () => Effect.void, retryIf: isRetryableFailure }))
       assert.isTrue(Exit.isFailure(ended))

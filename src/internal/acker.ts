@@ -23,7 +23,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import * as Backoff from "../Backoff.ts"
 import { now } from "../ObanClock.ts"
 import { CurrentActivity } from "./activity.ts"
-import { isConnectionLost } from "./connectionLost.ts"
+import { isServerUnavailable } from "./serverUnavailable.ts"
 import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
@@ -56,13 +56,13 @@ const ackRetryDelay = (failures: number) => retryDelay(failures, { baseMillis: 2
 export const refusalsBeforeFallback = 3
 
 /**
- * Failures that say nothing about the row: the connection or the server went away (a restart too), or
+ * Failures that say nothing about the row: the connection or the server is unavailable (a restart too), or
  * a deadline the network made us miss.
  */
 const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
   const error = Cause.findError(cause)
   return error._tag === "Success" &&
-    (isConnectionLost(error.success) || error.success.reason._tag === "StatementTimeoutError")
+    (isServerUnavailable(error.success) || error.success.reason._tag === "StatementTimeoutError")
 }
 
 /**

@@ -8,7 +8,7 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { isConnectionLost, type ReasonedFailure } from "./connectionLost.ts"
+import { isServerUnavailable, type ReasonedFailure } from "./serverUnavailable.ts"
 
 export interface Retrying<E> {
   /** The pause before the next try, after `failures` tries have failed. */
@@ -45,11 +45,11 @@ export function untilLanded<A, E, R>(statement: Effect.Effect<A, E, R>, retrying
 
 /**
  * Whether `cause` is a failure (no defect) worth another try: a `SqlError` that says so (`isRetryable`),
- * or one that says the connection or the server went away (a session ended by a restart).
+ * or one that says the connection or the server is unavailable (a session ended by a restart, say).
  */
 export const isRetryableFailure = <E extends { readonly isRetryable: boolean } & ReasonedFailure>(
   cause: Cause.Cause<E>
 ): boolean => {
   const error = Cause.findErrorOption(cause)
-  return error._tag === "Some" && (error.value.isRetryable || isConnectionLost(error.value)) && !Cause.hasDies(cause)
+  return error._tag === "Some" && (error.value.isRetryable || isServerUnavailable(error.value)) && !Cause.hasDies(cause)
 }
