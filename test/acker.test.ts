@@ -211,8 +211,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* repeatable`SET default_transaction_isolation = 'repeatable read'`
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines).pipe(Effect.provideService(SqlClient, repeatable))
+      // Watched from a connection of its own: inside the transaction below, pg_stat_activity is a snapshot.
+      const watcher = Context.get(
+        yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 })),
+        SqlClient
+      )
       const ackWaits = Effect.map(
-        sql<{ waits: boolean }>`
+        watcher<{ waits: boolean }>`
           SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = ${applicationName} AND wait_event_type = 'Lock')
             OR (SELECT state::text FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${job!.id}) <> 'executing' AS waits`,
         (rows) => rows[0]!.waits
@@ -231,6 +236,23 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       // Before, each failure counted as a refusal: the job became a retryable failure and ran again.
       assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
       assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+    }).pipe(Effect.scoped), 45_000)
+
+  it.effect("a batch too large for a server limit on its own (temp_file_limit, SQLSTATE 53400) is split, not sent again whole", () =>
+    Effect.gen(function*() {
+      const jobs = yield* claim(yield* Oban.insertAll(Array.from({ length: 8 }, () => Noop.job({}))))
+      const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 }))
+      const limited = Context.get(context, SqlClient)
+      yield* limited`SET temp_file_limit = '3MB'`
+      const acker = yield* makeAcker([]).pipe(Effect.provideService(SqlClient, limited))
+      // Eight results of 900 kB: together past the limit, each alone within it.
+      const result = "r".repeat(900 * 1024)
+      yield* Effect.forEach(jobs, (job) => acker.ack(ackOf(job, "completed", { result })))
+      // Treated as a server out of resources, the batch was sent again whole, forever, and every later
+      // outcome waited behind it.
+      yield* settled(acker)
+      const states = yield* Effect.forEach(jobs, (job) => Effect.map(jobRow(prefix, job.id), (row) => row.state))
+      assert.deepStrictEqual(states, jobs.map(() => "completed"))
     }).pipe(Effect.scoped), 45_000)
 
   it.effect("a row a constraint refuses ends as a minimal failure; refused again, as a bare one", () =>

@@ -49,24 +49,27 @@ describe("untilLanded", () => {
       assert.strictEqual(died.tries(), 2)
     }))
 
-  it.effect("with isRetryableFailure, retries a session the server ended or refused (a restart), a server taking no writes or out of a resource, not other server errors", () =>
+  it.effect("with isRetryableFailure, retries a session the server ended or refused (a restart), a refusal while connecting or a server taking no writes, not other server errors", () =>
     Effect.gen(function*() {
       // As the driver reports them: SQLSTATEs outside class 08 are all an `UnknownError`.
-      const fromServer = (code: string) =>
+      const fromServer = (code: string, operation = "query") =>
         new SqlError({
           reason: new UnknownError({
             cause: Object.assign(new Error(`server said ${code}`), { code }),
             message: "PgConnection: Query failed",
-            operation: "query"
+            operation
           })
         })
-      const restart = failingWith([fromServer("57P01"), fromServer("57P03"), fromServer("53300"), fromServer("25006"), fromServer("53100")])
+      const restart = failingWith([fromServer("57P01"), fromServer("57P03"), fromServer("53300"), fromServer("25006"), fromServer("3D000", "connect")])
       const tries = yield* untilLanded(restart.statement, { pause: () => Effect.void, retryIf: isRetryableFailure })
       assert.strictEqual(tries, 6)
-      const refused = failingWith([fromServer("57P01"), fromServer("22P02")])
-      const ended = yield* Effect.exit(untilLanded(refused.statement, { pause: () => Effect.void, retryIf: isRetryableFailure }))
-      assert.isTrue(Exit.isFailure(ended))
-      assert.strictEqual(refused.tries(), 2)
+      // Not a session's end: a bad value, or a resource one large statement can exhaust by itself.
+      for (const code of ["22P02", "53400", "53200"]) {
+        const refused = failingWith([fromServer("57P01"), fromServer(code)])
+        const ended = yield* Effect.exit(untilLanded(refused.statement, { pause: () => Effect.void, retryIf: isRetryableFailure }))
+        assert.isTrue(Exit.isFailure(ended), code)
+        assert.strictEqual(refused.tries(), 2, code)
+      }
     }))
 
   it.effect("ends when its fiber is interrupted, in a statement or in a pause", () =>

@@ -74,12 +74,18 @@ const connectionProblem = (cause: Cause.Cause<SqlError>): boolean => {
  * replaced by a failure. A batch stopped by one is split, so only the
  * locked job waits.
  */
-const lockConflict = (cause: Cause.Cause<SqlError>): boolean => {
+const contention = (cause: Cause.Cause<SqlError>): "lock" | "serialization" | undefined => {
   const error = Cause.findError(cause)
-  if (error._tag !== "Success") return false
+  if (error._tag !== "Success") return undefined
   const reason = error.success.reason._tag
-  return reason === "LockTimeoutError" || reason === "DeadlockError" || reason === "SerializationError"
+  if (reason === "LockTimeoutError" || reason === "DeadlockError") return "lock"
+  return reason === "SerializationError" ? "serialization" : undefined
 }
+
+const contendedBy = {
+  lock: "its row locked by another transaction",
+  serialization: "its row changed by another transaction meanwhile"
+} as const
 
 /** The longest an outcome write may take before it is retried on another connection. */
 const ackTimeout = Duration.seconds(15)
@@ -222,7 +228,7 @@ export const make = (options: {
      */
     const retryAlone = (row: AckRow, firstRefusal: Cause.Cause<SqlError>): Effect.Effect<void> =>
       Effect.gen(function*() {
-        let refusals = connectionProblem(firstRefusal) || lockConflict(firstRefusal) ? 0 : 1
+        let refusals = connectionProblem(firstRefusal) || contention(firstRefusal) !== undefined ? 0 : 1
         let failures = 1
         let refusal = refusalText(firstRefusal)
         let fallback: Fallback = "row"
@@ -231,11 +237,11 @@ export const make = (options: {
           const result = yield* Effect.exit(fallback === "row" ? write([row]) : writeFallback(row, fallback, refusal))
           if (Exit.isSuccess(result)) return yield* settle([row])
           failures++
-          const locked = lockConflict(result.cause)
-          if (locked || connectionProblem(result.cause)) {
+          const contended = contention(result.cause)
+          if (contended !== undefined || connectionProblem(result.cause)) {
             // The server's words only: this repeats while the lock is held or the database is away.
             yield* Effect.logWarning(
-              `ack of job ${row.id} failed (${failures}x${locked ? ", its row locked by another transaction" : ""}); ` +
+              `ack of job ${row.id} failed (${failures}x${contended === undefined ? "" : `, ${contendedBy[contended]}`}); ` +
                 `retrying in the background`
             ).pipe(
               Effect.annotateLogs({ cause: refusalText(result.cause) })
@@ -272,10 +278,14 @@ export const make = (options: {
           if (result._tag === "Success") return yield* settle(rows)
           failures++
           if (!connectionProblem(result.cause)) {
+            const contended = contention(result.cause)
             yield* Effect.logWarning(
-              lockConflict(result.cause)
+              contended === "lock"
                 ? `ack of ${rows.length} job(s) waited for a row lock another transaction holds (one that updated ` +
                   `or locked a job of the batch, or inserts the same unique key, and has not ended); trying them one by one`
+                : contended === "serialization"
+                ? `ack of ${rows.length} job(s) could not serialize (another transaction changed a job of the batch ` +
+                  `meanwhile, on a database whose isolation is repeatable read or serializable); trying them one by one`
                 : `ack of ${rows.length} job(s) refused; trying them one by one`
             ).pipe(Effect.annotateLogs({ cause: refusalText(result.cause) }))
             for (const row of rows) {
