@@ -124,7 +124,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(JSON.parse(badJson.stderr).error.exitCode, 2)
       // One line, as the docs say: a script reads it with one read.
       assert.strictEqual(badJson.stderr.trimEnd().split("\n").length, 1)
-    }))
+    }), 120_000)
 
   // The tests of this file run in order and share the schema: from here on it is migrated. Each test
   // runs a dozen CLI processes at most, so a loaded two-core machine finishes it well inside its timeout.
@@ -255,7 +255,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(stepRetry.code, 0, stepRetry.stderr)
       assert.deepStrictEqual(parsed<{ changed: number; from: unknown }>(stepRetry).from, { cancelled: 1 })
       yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE queue = 'named'`
-    }))
+    }), 120_000)
 
   it.effect("keeps its compiled code in Node's compile cache (in TMPDIR), unless NODE_DISABLE_COMPILE_CACHE is set", () =>
     Effect.gen(function*() {
