@@ -49,6 +49,47 @@ const makeAcker = (lines: Array<string>) =>
 
 const settled = (acker: Acker.Acker) => waitFor("every ack written", Effect.map(acker.pending, (n) => n === 0), "10 seconds")
 
+/**
+ * Locks the job's row in a transaction of the test's that stays open (an application transaction that
+ * touched the job) until the returned effect is run.
+ */
+const lockedByAnother = (id: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const holding = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${id} FOR UPDATE`
+      yield* Deferred.succeed(holding, undefined)
+      yield* Deferred.await(release)
+    })))
+    yield* Deferred.await(holding)
+    return Deferred.succeed(release, undefined)
+  })
+
+/** A client of its own with one connection, named `applicationName` in pg_stat_activity, closed with the scope. */
+const ownConnection = (applicationName?: string) =>
+  Effect.map(
+    Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1, applicationName })),
+    (context) => Context.get(context, SqlClient)
+  )
+
+/** An acker on a connection of its own whose session has `setting` (`name = value`), as a server's default would. */
+const ackerWithSession = (setting: string, applicationName: string, lines: Array<string>) =>
+  Effect.gen(function*() {
+    const session = yield* ownConnection(applicationName)
+    yield* session.unsafe(`SET ${setting}`)
+    return yield* makeAcker(lines).pipe(Effect.provideService(SqlClient, session))
+  })
+
+/** Whether a job is completed with nothing recorded against it, and the log said nothing of a refusal. */
+const writtenAsItWas = (job: Job, lines: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const written = yield* jobRow(prefix, job.id)
+    assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
+    assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+  })
+
 layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
   it.effect("a bad row does not hold back its batch, and ends as a minimal failure", () =>
     Effect.gen(function*() {
@@ -72,18 +113,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
 
   it.effect("a job another transaction holds locked holds back neither its batch nor later acks, and is written as it is once free", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
       const jobs = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
       const locked = jobs[1]!
       // An application transaction that touched the job (a unique insert matching it, say) and stays open.
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${locked.id} FOR UPDATE`
-        yield* Deferred.succeed(holding, undefined)
-        yield* Deferred.await(release)
-      })))
-      yield* Deferred.await(holding)
+      const release = yield* lockedByAnother(locked.id)
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines)
       yield* Effect.forEach([ackOf(jobs[0]!, "completed"), ackOf(locked, "completed"), ackOf(jobs[2]!, "completed")], acker.ack)
@@ -96,7 +129,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* acker.ack(ackOf(later!, "completed"))
       yield* waitFor("a later outcome", Effect.map(state(later!), (s) => s === "completed"), "12 seconds")
       assert.strictEqual(yield* state(locked), "executing")
-      yield* Deferred.succeed(release, undefined)
+      yield* release
       yield* settled(acker)
       const written = yield* jobRow(prefix, locked.id)
       assert.deepStrictEqual([written.state, written.errors.length], ["completed", 0])
@@ -106,16 +139,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
 
   it.effect("a row refused while its job was locked is still written during shutdown, before the flush gives up", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
       const [locked] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${locked!.id} FOR UPDATE`
-        yield* Deferred.succeed(holding, undefined)
-        yield* Deferred.await(release)
-      })))
-      yield* Deferred.await(holding)
+      const release = yield* lockedByAnother(locked!.id)
       // As the executor has it: an acker, then a finalizer that flushes it at shutdown.
       const lines: Array<string> = []
       const scope = yield* Scope.make()
@@ -131,7 +156,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* Effect.sleep("1500 millis")
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       yield* Effect.sleep("1 second")
-      yield* Deferred.succeed(release, undefined)
+      yield* release
       yield* Fiber.join(closing)
       assert.isTrue(yield* Deferred.await(flushed), "the flush ended with every outcome written")
       assert.strictEqual((yield* jobRow(prefix, locked!.id)).state, "completed")
@@ -142,14 +167,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const sql = yield* SqlClient
       const [locked] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
       // Held locked, so that each write of the outcome waits where the test can end its session.
-      const holding = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${locked!.id} FOR UPDATE`
-        yield* Deferred.succeed(holding, undefined)
-        yield* Deferred.await(release)
-      })))
-      yield* Deferred.await(holding)
+      const release = yield* lockedByAnother(locked!.id)
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines)
       yield* acker.ack(ackOf(locked!, "completed"))
@@ -163,39 +181,30 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         ended += terminated!.n
         yield* Effect.sleep("10 millis")
       }
-      yield* Deferred.succeed(release, undefined)
+      yield* release
       yield* settled(acker)
-      const written = yield* jobRow(prefix, locked!.id)
       // Before, each ended session counted as a refusal of the row: the job became a retryable failure
       // ("could not be written") and ran again.
-      assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
-      assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+      yield* writtenAsItWas(locked!, lines)
     }).pipe(Effect.scoped), 45_000)
 
   it.effect("an ack on a server that takes no writes (a standby after a failover) waits for one that does", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
       const [job] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
-      // The acker's pool has one connection, read-only as a session on a standby is; ended below, it is
-      // replaced by a writable one, as a pool reconnects to the new primary.
+      // The acker's one connection is read-only, as a session on a standby is; ended below, it is replaced
+      // by a writable one, as a pool reconnects to the new primary.
       const applicationName = `${prefix}_standby`
-      const context = yield* Layer.build(
-        PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1, applicationName })
-      )
-      const standby = Context.get(context, SqlClient)
-      yield* standby`SET default_transaction_read_only = on`
       const lines: Array<string> = []
-      const acker = yield* makeAcker(lines).pipe(Effect.provideService(SqlClient, standby))
+      const acker = yield* ackerWithSession("default_transaction_read_only = on", applicationName, lines)
       yield* acker.ack(ackOf(job!, "completed"))
       yield* waitFor("writes refused", Effect.sync(() => lines.length > Acker.refusalsBeforeFallback + 2))
       assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
       yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${applicationName}`
       yield* settled(acker)
-      const written = yield* jobRow(prefix, job!.id)
       // Before, each refusal counted: the failure written instead was refused too, and the acker gave the
       // job up, left executing for a rescue to run again.
-      assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
-      assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+      yield* writtenAsItWas(job!, lines)
     }).pipe(Effect.scoped), 45_000)
 
   it.effect("an ack that fails to serialize (a database at repeatable read or serializable) is written as it is later", () =>
@@ -204,18 +213,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const [job] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
       // The acker's one connection at repeatable read, as every session is where that is the database's default.
       const applicationName = `${prefix}_repeatable`
-      const context = yield* Layer.build(
-        PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1, applicationName })
-      )
-      const repeatable = Context.get(context, SqlClient)
-      yield* repeatable`SET default_transaction_isolation = 'repeatable read'`
       const lines: Array<string> = []
-      const acker = yield* makeAcker(lines).pipe(Effect.provideService(SqlClient, repeatable))
+      const acker = yield* ackerWithSession("default_transaction_isolation = 'repeatable read'", applicationName, lines)
       // Watched from a connection of its own: inside the transaction below, pg_stat_activity is a snapshot.
-      const watcher = Context.get(
-        yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 })),
-        SqlClient
-      )
+      const watcher = yield* ownConnection()
       const ackWaits = Effect.map(
         watcher<{ waits: boolean }>`
           SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = ${applicationName} AND wait_event_type = 'Lock')
@@ -232,19 +233,14 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         }))
       }
       yield* settled(acker)
-      const written = yield* jobRow(prefix, job!.id)
       // Before, each failure counted as a refusal: the job became a retryable failure and ran again.
-      assert.deepStrictEqual([written.state, written.attempt, written.errors], ["completed", 1, []])
-      assert.isFalse(lines.some((line) => line.includes("refused")), lines.join("\n"))
+      yield* writtenAsItWas(job!, lines)
     }).pipe(Effect.scoped), 45_000)
 
   it.effect("a batch too large for a server limit on its own (temp_file_limit, SQLSTATE 53400) is split, not sent again whole", () =>
     Effect.gen(function*() {
       const jobs = yield* claim(yield* Oban.insertAll(Array.from({ length: 8 }, () => Noop.job({}))))
-      const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 }))
-      const limited = Context.get(context, SqlClient)
-      yield* limited`SET temp_file_limit = '3MB'`
-      const acker = yield* makeAcker([]).pipe(Effect.provideService(SqlClient, limited))
+      const acker = yield* ackerWithSession("temp_file_limit = '3MB'", `${prefix}_limited`, [])
       // Eight results of 900 kB: together past the limit, each alone within it.
       const result = "r".repeat(900 * 1024)
       yield* Effect.forEach(jobs, (job) => acker.ack(ackOf(job, "completed", { result })))
