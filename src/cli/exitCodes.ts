@@ -16,7 +16,10 @@ export const ExitCode = {
   failure: 1,
   /** Bad input: unknown command or flag, a bad filter, limit, prefix or date. */
   usage: 2,
-  /** The database could not be reached, or refused the connection (login, unknown database). */
+  /**
+   * The database could not be reached, or refused the connection (login, unknown database), or ended
+   * the session during the command (a restart) or took no writes (a standby).
+   */
   unreachable: 3,
   /** The schema (prefix) has no effect-oban tables, or is behind this release. */
   notMigrated: 4,

@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs"
 import { cron, nodes } from "./clusterCommand.ts"
 import { dashboard } from "./dashboardCommand.ts"
 import { serverMessage } from "../internal/serverMessage.ts"
+import { isServerUnavailable, type ReasonedFailure } from "../internal/serverUnavailable.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { jobs } from "./jobsCommand.ts"
 import { migrate } from "./migrateCommand.ts"
@@ -96,6 +97,11 @@ export const classify = (error: unknown): Reported => {
       // The driver's reason for a refusal while connecting is no more than "UnknownError".
       if (tagged.reason?.operation === "connect") {
         return { code: ExitCode.unreachable, tag: "SqlError", message: `cannot reach the database: ${detail}` }
+      }
+      // A session the server ended during the command (a restart, pg_terminate_backend) or one that takes
+      // no writes (a standby after a failover): a lost connection, not an error of the command's.
+      if (isServerUnavailable(error as ReasonedFailure)) {
+        return { code: ExitCode.unreachable, tag: "SqlError", message: `lost the database: ${detail}` }
       }
       return { code: ExitCode.failure, tag: reason ?? "SqlError", message: `database error: ${detail}` }
     }
