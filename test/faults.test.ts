@@ -78,6 +78,36 @@ describe("faults mid-drain", () => {
       )
     }).pipe(Effect.scoped, Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 }))), 120_000)
 
+  it.live("a failover: the node's sessions end, come back read-only (the old primary, now a standby), then writable: no job lost or run twice", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const prefix = uniquePrefix("failover")
+      yield* dropSchemaOnClose(prefix)
+      // The node logs in as a role of its own, so that its sessions alone can be made read-only, as
+      // every session on a standby is.
+      const role = `${prefix}_node`
+      yield* Effect.acquireRelease(
+        sql.unsafe(`CREATE ROLE "${role}" LOGIN SUPERUSER PASSWORD 'failover'`),
+        () => Effect.ignore(sql.unsafe(`DROP ROLE IF EXISTS "${role}"`))
+      )
+      const url = new URL(databaseUrl())
+      url.username = role
+      url.password = "failover"
+      const endSessions = sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${role}`
+      yield* drainThrough(
+        prefix,
+        "failed-over",
+        PgClient.layer({ url: Redacted.make(url.toString()), maxConnections: 10, applicationName: "effect-oban-fault" }),
+        Effect.gen(function*() {
+          yield* sql.unsafe(`ALTER ROLE "${role}" SET default_transaction_read_only = on`)
+          yield* endSessions
+          yield* Effect.sleep("3 seconds")
+          yield* sql.unsafe(`ALTER ROLE "${role}" RESET default_transaction_read_only`)
+          yield* endSessions
+        })
+      )
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 }))), 120_000)
+
   it.live("the PostgreSQL server restarts: the node carries on without a restart of its own", () =>
     Effect.gen(function*() {
       const server = yield* Effect.acquireRelease(
