@@ -1,12 +1,13 @@
 /**
  * The notifier on a connection that dies silently: a black-holed LISTEN
  * connection is noticed by the health check and replaced, and shutting the
- * notifier down never waits for a connection that does not answer.
+ * notifier down never waits for a connection that does not answer. The
+ * LISTEN probes (the node's own, and other nodes') reach no subscriber.
  */
 import { PgClient } from "@effect/sql-pg"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Option, PubSub, Redacted, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Option, PubSub, Redacted, Scope } from "effect"
 import * as Config from "../src/Config.ts"
 import * as Notifier from "../src/Notifier.ts"
 import { connectionSettings } from "../src/internal/directConnection.ts"
@@ -96,6 +97,35 @@ describe("Notifier on a silently dead connection", () => {
         yield* proxy.restore
       }
     }).pipe(Effect.provide(quietLogs)), 60_000)
+})
+
+describe("the LISTEN probe", () => {
+  it.live("probes, the node's own and another's, reach no subscriber; the signals around them do", () =>
+    Effect.gen(function*() {
+      const { direct } = yield* clients(databaseUrl())
+      const notifier = yield* Notifier.make({ prefix, node: "probed" }).pipe(Effect.provideContext(direct))
+      const subscription = yield* notifier.subscribe
+      // Listening on every channel: an insert notification has come through.
+      assert.isTrue(Option.isSome(yield* deliveredWithin(subscription, 10_000).pipe(Effect.provideContext(direct))))
+      const pg = Context.get(direct, PgClient.PgClient)
+      const signal = Config.channel(prefix, "signal")
+      // Another node's probe between two signals, each sent in a statement of its own, in order.
+      yield* pg.notify(signal, JSON.stringify({ action: "pause", n: 1 }))
+      yield* pg.notify(signal, JSON.stringify({ oban_listen_probe: "another-node" }))
+      yield* pg.notify(signal, JSON.stringify({ action: "pause", n: 2 }))
+      const signals: Array<Readonly<Record<string, unknown>>> = []
+      while (signals.length < 2) {
+        const notification = yield* PubSub.take(subscription)
+        if (notification.channel === "signal") signals.push(notification.payload)
+      }
+      // The notifier's own probe (sent as it connected) and another's were dropped: no other signal is queued.
+      yield* Effect.sleep("300 millis")
+      const more = (yield* PubSub.takeUpTo(subscription, 100)).filter((each) => each.channel === "signal")
+      assert.deepStrictEqual([...signals, ...more.map((each) => each.payload)], [
+        { action: "pause", n: 1 },
+        { action: "pause", n: 2 }
+      ])
+    }).pipe(Effect.scoped), 30_000)
 })
 
 describe("connectionSettings", () => {
