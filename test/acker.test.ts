@@ -17,7 +17,7 @@ import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, waitFor } from "./support/node.ts"
+import { holdRow, jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("acker")
 const node = "acker-node"
@@ -48,24 +48,6 @@ const makeAcker = (lines: Array<string>) =>
   })
 
 const settled = (acker: Acker.Acker) => waitFor("every ack written", Effect.map(acker.pending, (n) => n === 0), "10 seconds")
-
-/**
- * Locks the job's row in a transaction of the test's that stays open (an application transaction that
- * touched the job) until the returned effect is run.
- */
-const lockedByAnother = (id: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const holding = yield* Deferred.make<void>()
-    const release = yield* Deferred.make<void>()
-    yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-      yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${id} FOR UPDATE`
-      yield* Deferred.succeed(holding, undefined)
-      yield* Deferred.await(release)
-    })))
-    yield* Deferred.await(holding)
-    return Deferred.succeed(release, undefined)
-  })
 
 /** A client of its own with one connection, named `applicationName` in pg_stat_activity, closed with the scope. */
 const ownConnection = (applicationName?: string) =>
@@ -116,7 +98,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const jobs = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
       const locked = jobs[1]!
       // An application transaction that touched the job (a unique insert matching it, say) and stays open.
-      const release = yield* lockedByAnother(locked.id)
+      const { release } = yield* holdRow(prefix, locked!.id)
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines)
       yield* Effect.forEach([ackOf(jobs[0]!, "completed"), ackOf(locked, "completed"), ackOf(jobs[2]!, "completed")], acker.ack)
@@ -140,7 +122,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
   it.effect("a row refused while its job was locked is still written during shutdown, before the flush gives up", () =>
     Effect.gen(function*() {
       const [locked] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
-      const release = yield* lockedByAnother(locked!.id)
+      const { release } = yield* holdRow(prefix, locked!.id)
       // As the executor has it: an acker, then a finalizer that flushes it at shutdown.
       const lines: Array<string> = []
       const scope = yield* Scope.make()
@@ -167,7 +149,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const sql = yield* SqlClient
       const [locked] = yield* claim(yield* Oban.insertAll([Noop.job({})]))
       // Held locked, so that each write of the outcome waits where the test can end its session.
-      const release = yield* lockedByAnother(locked!.id)
+      const { release } = yield* holdRow(prefix, locked!.id)
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines)
       yield* acker.ack(ackOf(locked!, "completed"))

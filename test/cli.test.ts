@@ -9,14 +9,14 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Deferred, Effect, Fiber, Schema } from "effect"
+import { Effect, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cron from "../src/Cron.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Workflow from "../src/Workflow.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, startNode, waitFor } from "./support/node.ts"
+import { holdRow, jobRow, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("cli")
 const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
@@ -374,26 +374,17 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const sql = yield* SqlClient
       const [job] = yield* Oban.insertAll([Mail.job({ to: "held@example.com" }, { queue: "held" })])
       // The job is held locked by a transaction of the test's, so that the cancel waits where its session can be ended.
-      const release = yield* Deferred.make<void>()
-      const holding = yield* Deferred.make<void>()
-      yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE`
-        yield* Deferred.succeed(holding, undefined)
-        yield* Deferred.await(release)
-      })))
-      yield* Deferred.await(holding)
+      const { release } = yield* holdRow(prefix, job!.id)
       const cancel = yield* Effect.forkChild(cli(withPrefix("jobs", "cancel", String(job!.id), "--json")))
+      const waitingCancel = sql`
+        application_name = 'effect-oban-cli' AND wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}`
       yield* waitFor("the cancel waits for the row", Effect.map(
-        sql<{ n: number }>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'effect-oban-cli' AND wait_event_type = 'Lock'
-            AND query LIKE ${`%${prefix}%`}`,
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${waitingCancel}`,
         (rows) => rows[0]!.n === 1
       ), "30 seconds")
-      yield* sql`
-        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE application_name = 'effect-oban-cli' AND wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}`
+      yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ${waitingCancel}`
       const run = yield* Fiber.join(cancel)
-      yield* Deferred.succeed(release, undefined)
+      yield* release
       // Before: exit 1, "database error", as if the command itself were wrong.
       assert.strictEqual(run.code, 3, run.stderr)
       const reported = JSON.parse(run.stderr.trim().split("\n").at(-1)!) as { error: { exitCode: number; message: string } }

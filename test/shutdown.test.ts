@@ -6,12 +6,12 @@
  * the documented code.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { waitFor } from "./support/node.ts"
+import { holdRow, waitFor } from "./support/node.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
 import { startProxy } from "./support/proxy.ts"
 
@@ -35,21 +35,6 @@ const rows = (prefix: string) =>
              ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(j.errors) e) AS kinds,
              (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs
       FROM ${sql(prefix)}.oban_jobs_all j ORDER BY j.id`
-  })
-
-/** Holds the row of job `id` locked (`FOR UPDATE`) in a transaction of its own, until `release`. */
-const holdRow = (prefix: string, id: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const holding = yield* Deferred.make<void>()
-    const released = yield* Deferred.make<void>()
-    const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-      yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${id} FOR UPDATE`
-      yield* Deferred.succeed(holding, undefined)
-      yield* Deferred.await(released)
-    })))
-    yield* Deferred.await(holding)
-    return { release: Effect.andThen(Deferred.succeed(released, undefined), Fiber.join(holder)) }
   })
 
 /** Starts one node (queue `default`, limit 10 unless `env` says otherwise) that records its runs, once it is ready. */

@@ -4,7 +4,7 @@
  * `waitFor` polls the database until a condition holds.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Duration, Effect, Exit, Layer, Logger, References, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../../src/Oban.ts"
 import { testLogLevel } from "./db.ts"
@@ -55,6 +55,24 @@ export const startLogged = <W extends Worker.Any>(options: Oban.LayerOptions<W>)
       Effect.provideService(References.MinimumLogLevel, "All")
     )
     return { oban: Context.get(context, Oban.Oban), lines, stop: Scope.close(scope, Exit.void) }
+  })
+
+/**
+ * Holds the row of job `id` locked (`FOR UPDATE`) in a transaction of its own (an application
+ * transaction that touched the job), until `release`, which returns once that transaction has ended.
+ */
+export const holdRow = (prefix: string, id: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const holding = yield* Deferred.make<void>()
+    const released = yield* Deferred.make<void>()
+    const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${id} FOR UPDATE`
+      yield* Deferred.succeed(holding, undefined)
+      yield* Deferred.await(released)
+    })))
+    yield* Deferred.await(holding)
+    return { release: Effect.andThen(Deferred.succeed(released, undefined), Fiber.join(holder)) }
   })
 
 /** Polls `check` every 25 ms until it returns true; dies after `timeout`. */
