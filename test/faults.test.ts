@@ -1,6 +1,6 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { startDatabase } from "../support/database.ts"
 import * as Config from "../src/Config.ts"
@@ -9,7 +9,7 @@ import * as Notifier from "../src/Notifier.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
-import { countByState, startNode, waitFor } from "./support/node.ts"
+import { countByState, startLogged, startNode, waitFor } from "./support/node.ts"
 
 const runs = new Map<number, number>()
 const Work = Worker.make("Work", {
@@ -120,5 +120,72 @@ describe("faults mid-drain", () => {
         Effect.provide(database)
       )
     }).pipe(Effect.scoped), 120_000)
-})
 
+  it.live("a node shuts down while the server restarts: the jobs it ran are completed, the jobs it claimed ahead go back, none is left executing", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => startDatabase({ forceEmbedded: true, maxConnections: 50 })),
+        (db) => Effect.promise(() => db.stop())
+      )
+      const database = PgClient.layer({ url: Redacted.make(server.url), maxConnections: 10, connectTimeout: "2 seconds" })
+      const prefix = uniquePrefix("stopping")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        runs.clear()
+        yield* Migrations.run({ prefix })
+        yield* Oban.insertAll(Array.from({ length: total }, (_, n) => Work.job({ n })))
+        const nodeContext = yield* Layer.build(database)
+        const node = yield* startLogged({ prefix, node: "stopping", queues: { default: 10 }, workers: [Work] }).pipe(
+          Effect.provideContext(nodeContext)
+        )
+        // Short jobs: once a few have run, the producer claims about a second of them ahead.
+        yield* waitFor("the drain to be under way", Effect.sync(() => runs.size > 200))
+        const claimedBefore = new Set((yield* sql<{ id: number }>`
+          SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs WHERE state = 'executing'`).map((row) => row.id))
+        // A transaction of the test's own locks the jobs table against writes, so that the node's last
+        // statements (outcomes, the give-back of the jobs it claimed ahead) are in flight, waiting, when
+        // the server ends every session as it shuts down (57P01); while it is down and starting up they
+        // get no connection (refused, then 57P03) and must be sent again until it is back.
+        const lockerContext = yield* Layer.build(
+          PgClient.layer({ url: Redacted.make(server.url), maxConnections: 1, connectTimeout: "2 seconds" })
+        )
+        const locked = yield* Deferred.make<void>()
+        yield* Effect.forkChild(Effect.exit(Effect.provideContext(
+          Effect.gen(function*() {
+            const own = yield* SqlClient
+            yield* own.withTransaction(Effect.gen(function*() {
+              yield* own`LOCK TABLE ${own(prefix)}.oban_jobs IN EXCLUSIVE MODE`
+              yield* Deferred.succeed(locked, undefined)
+              yield* own`SELECT pg_sleep(60)`
+            }))
+          }),
+          lockerContext
+        )))
+        yield* Deferred.await(locked)
+        const stopping = yield* Effect.forkChild(node.stop)
+        yield* waitFor(
+          "the give-back to wait for the lock",
+          Effect.map(sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND query LIKE '%released AS%'`, (rows) => rows[0]!.n > 0)
+        )
+        yield* Effect.promise(() => server.restart())
+        yield* Fiber.join(stopping)
+
+        const rows = yield* sql<{ id: number; state: string; attempt: number; claimed: boolean }>`
+          SELECT id::int AS id, state::text, attempt, attempted_by IS NOT NULL AS claimed
+          FROM ${sql(prefix)}.oban_jobs_all`
+        assert.strictEqual(rows.length, total)
+        assert.deepStrictEqual(rows.filter((row) => row.state === "executing").map((row) => row.id), [])
+        // Every job that ran is completed (its outcome was not given up), and ran once.
+        const ranNotCompleted = rows.filter((row) => runs.has(row.id) !== (row.state === "completed"))
+        assert.deepStrictEqual(ranNotCompleted.map((row) => [row.id, row.state]), [])
+        assert.deepStrictEqual([...runs].filter(([, n]) => n !== 1), [])
+        // Jobs claimed ahead and never started are available again, with no attempt used.
+        const givenBack = rows.filter((row) => row.state === "available" && row.claimed)
+        assert.isAbove(givenBack.filter((row) => claimedBefore.has(row.id)).length, 0)
+        assert.deepStrictEqual(givenBack.filter((row) => row.attempt !== 0).map((row) => row.id), [])
+        assert.deepStrictEqual(node.lines.filter((line) => line.text.includes("rescued")).map((line) => line.text), [])
+      }).pipe(Effect.provide(Config.layer({ prefix })), Effect.provide(database))
+    }).pipe(Effect.scoped), 120_000)
+})
