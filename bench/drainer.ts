@@ -8,7 +8,7 @@
  *
  * Usage: BENCH_DATABASE_URL=... node bench/drainer.ts <prefix> <limit> <label> [keep|delete]
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Layer, References } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"

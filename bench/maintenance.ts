@@ -7,7 +7,7 @@
  * off a backlog of 1,000,000 due rows (BENCH_BACKLOG), and prints a table.
  * Not part of CI: building the table takes a minute or two.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Duration, Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { countAvailable } from "../src/internal/sql/jobs.ts"

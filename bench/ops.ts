@@ -8,7 +8,7 @@
  * filtered one), `Cluster.view`, and a bulk retry of 100,000 discarded jobs
  * in batches of 1000. Not part of CI: building the table takes a minute.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"

@@ -8,7 +8,7 @@
  * `npm run bench -- --peers` runs the comparison with other job queues
  * instead (bench/peers/compare.ts).
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Runtime } from "effect"
 import { startDatabase } from "../support/database.ts"
 import { clock, drainJobs, type Row, serverVersion, type Workload } from "./common.ts"

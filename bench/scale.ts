@@ -15,7 +15,7 @@
  * `BENCH_SCALE=curve,memory` runs a subset. Uses DATABASE_URL when set, else
  * an embedded durable server. Exits non-zero when a check failed.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Runtime } from "effect"
 import { startDatabase } from "../support/database.ts"
 import { serverVersion } from "./common.ts"

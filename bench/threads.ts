@@ -23,7 +23,7 @@
  * Smaller runs for debugging: BENCH_THREADS_JOBS, BENCH_THREADS_MS, BENCH_THREADS_PINGS.
  * BENCH_THREADS_HASH=streaming: the jobs hash without allocating (see `HashKind`).
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Runtime } from "effect"
 import * as os from "node:os"
 import { startDatabase } from "../support/database.ts"

@@ -14,7 +14,7 @@
  * to change it; a free port with `--once`), behind a token printed at start
  * (EFFECT_OBAN_DASHBOARD_TOKEN to choose it).
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Context, Effect, Exit, Layer, References, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Dashboard from "../src/Dashboard.ts"

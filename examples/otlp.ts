@@ -3,7 +3,8 @@
  * snippet in docs/observability.md). Type-checked, not run by the tests:
  * it needs a collector at OTLP_URL.
  */
-import { NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, Schema } from "effect"
 import { Otlp, OtlpSerialization } from "effect/observability"

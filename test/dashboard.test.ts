@@ -4,7 +4,7 @@
  * rendered as text, confirmed single and bulk actions changing rows, and
  * the shared poller (many live pages, one set of queries per interval).
  */
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as HttpRouter from "effect/http/HttpRouter"

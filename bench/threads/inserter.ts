@@ -7,7 +7,7 @@
  *
  * Usage: BENCH_DATABASE_URL=... node bench/threads/inserter.ts <prefix> <count> <everyMs>
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { createInterface } from "node:readline"

@@ -9,7 +9,7 @@
  *   JOB_MS (each job's duration)  SLOW_NODE + SLOW_MS (jobs on that node take SLOW_MS instead)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  LEASE_TTL_MS + LEASE_RENEW_MS
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, References, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"

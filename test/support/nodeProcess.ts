@@ -13,7 +13,7 @@
  *   THREADS (a pool of that many threads, and the thread workers ThreadBusy and ThreadPreloaded of threadWorkers.ts)
  *   ISOLATION=process (with THREADS: the pool's slots are child processes)
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, References, Schema, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"

@@ -15,7 +15,7 @@
  *
  *   DATABASE_URL  PREFIX  NODE_NAME  GRACE_MS  CLEANUP_MS  STUBBORN_MS
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, References, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"

@@ -10,7 +10,7 @@
  * sequence number taken while the job row is locked) in `<prefix>.calls`.
  * Prints {"event":"done"} and exits 0.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"

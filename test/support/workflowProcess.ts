@@ -13,7 +13,7 @@
  *   DATABASE_URL  PREFIX  NODE_NAME  JOB_MS  LIMIT  CHAIN_KEYS  CHAIN_EACH
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  LEASE_TTL_MS + LEASE_RENEW_MS
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted, References, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
