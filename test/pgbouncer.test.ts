@@ -9,13 +9,15 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted, Schema, type Scope } from "effect"
+import { execFile } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
-import { countByState, type LogLine, producersRegistered, startLogged, waitFor } from "./support/node.ts"
+import { countByState, jobRow, type LogLine, producersRegistered, startLogged, waitFor } from "./support/node.ts"
 import { pgbouncerBinary, startPgBouncer } from "./support/pgbouncer.ts"
 
 const runs = new Map<number, number>()
@@ -115,4 +117,55 @@ describe.skipIf(pgbouncerBinary === undefined)("a node behind PgBouncer in trans
       yield* Effect.sleep(Math.max(0, startedAt + 6_000 - Date.now()))
       assert.isFalse(heardNothing(node.lines), node.lines.map((line) => line.text).join("\n"))
     })), 60_000)
+})
+
+const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
+
+/** Runs the CLI as an OS process with `args`, its database `url`. */
+const cli = (url: string, args: ReadonlyArray<string>) =>
+  Effect.promise(() =>
+    new Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resolve) => {
+      execFile(process.execPath, [bin, ...args, "--database-url", url], { timeout: 30_000 }, (error, stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }))
+    })
+  )
+
+describe.skipIf(pgbouncerBinary === undefined)("the CLI behind PgBouncer in transaction mode", () => {
+  // PgBouncer hands each transaction whichever server connection is free, so nothing may rest on a
+  // session: a session-level lock or setting, a LISTEN. Commands one after another, and several at
+  // once (sharing PgBouncer's server connections), must each work. (Prepared statements are off in
+  // the CLI; were they on, the driver would prepare again a statement a server connection lacks.)
+  it.live("migrates, lists, cancels and retries through it, commands one after another and at once", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("pgbouncer_cli")
+      yield* dropSchemaOnClose(prefix)
+      const bouncer = yield* startPgBouncer(databaseUrl())
+      const run = (...args: ReadonlyArray<string>) =>
+        Effect.map(cli(bouncer, [...args, "--prefix", prefix, "--json"]), (result) => {
+          assert.strictEqual(result.code, 0, `effect-oban ${args.join(" ")}: ${result.stderr}`)
+          return JSON.parse(result.stdout) as unknown
+        })
+      yield* run("migrate", "up")
+      const status = (yield* run("migrate", "status")) as { readonly current: number; readonly latest: number }
+      assert.strictEqual(status.current, status.latest)
+      const jobs = yield* Oban.insertAll([Work.job({ n: 1 }), Work.job({ n: 2 }), Work.job({ n: 3 })]).pipe(
+        Effect.provide(Config.layer({ prefix }))
+      )
+      const [first, second, third] = jobs.map((job) => String(job.id))
+      const [listed] = yield* Effect.all([
+        run("jobs", "list"),
+        run("jobs", "cancel", first!),
+        run("jobs", "cancel", second!),
+        run("jobs", "show", third!),
+        run("queues", "status"),
+        run("nodes")
+      ], { concurrency: "unbounded" })
+      assert.deepStrictEqual(
+        (listed as { readonly jobs: ReadonlyArray<{ readonly id: number }> }).jobs.map((job) => job.id).sort(),
+        jobs.map((job) => job.id).sort()
+      )
+      yield* run("jobs", "retry", first!)
+      const states = yield* Effect.forEach(jobs, (job) => Effect.map(jobRow(prefix, job.id), (row) => row.state))
+      assert.deepStrictEqual(states, ["available", "cancelled", "available"])
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 2 }))), 120_000)
 })

@@ -75,8 +75,9 @@ export const withDatabase = <A, E>(
       // A command runs at most two statements at once.
       maxConnections: 2,
       connectTimeout: "5 seconds",
-      // A command runs a handful of statements: preparing them buys nothing, and a pooler in
-      // transaction mode (PgBouncer before 1.21) cannot carry named prepared statements.
+      // A command runs a handful of statements, most of them once: preparing them buys nothing, and
+      // through a pooler in transaction mode (PgBouncer before 1.21) a statement prepared on one
+      // server connection is missing on the next (the driver then prepares it again).
       prepare: false,
       applicationName: "effect-oban-cli"
     })
