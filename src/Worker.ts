@@ -25,7 +25,7 @@ import { withThreadServices } from "./internal/threads/services.ts"
 import type { JobField } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 
-export type { ArgsKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
+export type { ArgsKey, JobOptions, JobRequest, ReplaceField, StoredKey, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
 import type { ArgsKey, JobOptions, JobRequest, UniqueOptions } from "./internal/jobRequest.ts"
 import { registerStoredFields } from "./internal/storedFields.ts"
 

@@ -45,6 +45,27 @@ const Renamed = Worker.make("Renamed", {
 
 const replacingArgs = { period: "forever", keys: ["n"], replace: ["args"] } as const
 
+/** Options shared by workers whatever their args (docs/unique-jobs.md, "States"): they name no key. */
+const uniqueWhileUnfinished: Worker.UniqueOptions<unknown> = {
+  period: "forever",
+  states: ["available", "scheduled", "executing", "retryable"]
+}
+
+// A worker's own keys are still checked against its args as stored, by the types.
+void (() =>
+  Worker.make("Misspelt", {
+    args: Schema.Struct({ n: Schema.Int }),
+    // @ts-expect-error `m` is no field of the args as stored
+    unique: { keys: ["m"] },
+    perform: () => Effect.void
+  }))
+
+const Shared = Worker.make("Shared", {
+  args: Schema.Struct({ id: Schema.String }),
+  unique: uniqueWhileUnfinished,
+  perform: () => Effect.void
+})
+
 const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
@@ -225,6 +246,31 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const same = yield* Oban.insert(Tally.job(JSON.parse(`{"__proto__": 1, "other": 2}`)))
       assert.deepStrictEqual([first.conflict, second.conflict, same.conflict], [false, false, true])
       assert.strictEqual(same.id, first.id)
+    }))
+
+  it.effect("a job's own unique option: the worker's spread with one field changed, a stored name, options shared by workers", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      // The worker's option, spread, with another period: its keys (a stored name) still decide.
+      const hourly = { ...Renamed.unique, period: "1 hour" } as const
+      const first = yield* Oban.insert(Renamed.job({ userId: "dana", note: "1" }, { unique: hourly }))
+      const again = yield* Oban.insert(Renamed.job({ userId: "dana", note: "2" }, { unique: hourly }))
+      assert.deepStrictEqual([first.conflict, again.conflict], [false, true])
+      assert.strictEqual(again.id, first.id)
+      // A renamed field by its stored name, given for one insert.
+      const byStoredName = yield* Oban.insert(Renamed.job({ userId: "dana", note: "3" }, {
+        unique: { period: "1 hour", keys: ["user_id"] }
+      }))
+      assert.deepStrictEqual([byStoredName.conflict, byStoredName.id], [true, first.id])
+      // Options shared by workers, as a worker's option and as a job's.
+      const shared = yield* Oban.insert(Shared.job({ id: "s" }))
+      const sharedAgain = yield* Oban.insert(Shared.job({ id: "s" }, { unique: uniqueWhileUnfinished }))
+      const otherArgs = yield* Oban.insert(Keyed.job({ n: 9, v: 9 }, { unique: uniqueWhileUnfinished }))
+      const otherArgsAgain = yield* Oban.insert(Keyed.job({ n: 9, v: 9 }, { unique: uniqueWhileUnfinished }))
+      assert.deepStrictEqual(
+        [shared.conflict, sharedAgain.conflict, otherArgs.conflict, otherArgsAgain.conflict],
+        [false, true, false, true]
+      )
     }))
 
   it.effect("keys name the args' fields as stored: a renamed field by its stored name; a name no stored args have is refused", () =>

@@ -30,7 +30,19 @@ export type ReplaceField = "args" | "scheduledAt" | "priority" | "maxAttempts" |
  *
  * @since 0.1.0
  */
-export type ArgsKey<A> = [A] extends [object] ? Extract<keyof A, string> : string
+export type ArgsKey<A> = 0 extends (1 & A) ? string // any
+  : unknown extends A ? never // unknown: options for any args name no key
+  : [A] extends [object] ? Extract<keyof A, string>
+  : string
+
+/**
+ * A name of the args as stored, in a job's own `unique.keys`: one of `K` (the args' own names, which
+ * editors suggest) or any other string (a field a schema renames, or one a worker's `unique` names),
+ * checked when the job is inserted.
+ *
+ * @since 0.1.0
+ */
+export type StoredKey<K extends string> = K | (string & {})
 
 /**
  * Makes a job unique: an insert whose key matches a job in one of `states`
@@ -45,8 +57,9 @@ export interface UniqueOptions<A, K extends string = ArgsKey<A>> {
    * counts as absent; a name that is no field of a stored struct is refused),
    * or a function of the args whose JSON result counts. Default: all args.
    * Typed by the stored names in a worker's own `unique` option; in a job's
-   * options by the args' names, so with a schema that renames keys give the
-   * stored names there with a key function or in the worker's option.
+   * options any name is accepted (the args' own suggested, see `StoredKey`)
+   * and checked on insert. With `UniqueOptions<unknown>` (options shared by
+   * several workers) no name can be given.
    */
   readonly keys?: ReadonlyArray<K> | ((args: A) => unknown) | undefined
   /**
@@ -77,10 +90,10 @@ export interface UniqueOptions<A, K extends string = ArgsKey<A>> {
  */
 export interface JobOptions<A = unknown> {
   /**
-   * Uniqueness for this insert, replacing the worker's whole `unique` option;
-   * `false` turns it off.
+   * Uniqueness for this insert, replacing the worker's whole `unique` option
+   * (spread `worker.unique` to change one field); `false` turns it off.
    */
-  readonly unique?: UniqueOptions<A> | false | undefined
+  readonly unique?: UniqueOptions<A, StoredKey<ArgsKey<A>>> | false | undefined
   /** The queue to run in. Default: the worker's queue, else `default`. */
   readonly queue?: string | undefined
   /** 0 (runs first) to 9. Default: the worker's priority, else 0. */
