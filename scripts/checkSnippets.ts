@@ -38,7 +38,8 @@ const sources: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
   ["effect/testing", ["TestClock"]],
   ["effect/sql/SqlClient", ["SqlClient"]],
   ["@effect/sql-pg", ["PgClient"]],
-  ["@effect/platform-node", ["NodeRuntime"]],
+  // A module of its own, imported whole (`import * as NodeRuntime from ...`), as the guides do.
+  ["@effect/platform-node/NodeRuntime", ["NodeRuntime"]],
   ["@effect/vitest", ["assert"]],
   ["effect-oban", [
     "Backoff", "Batch", "Chain", "Cluster", "Config", "Cron", "Events", "ExternalInsert", "Job", "Jobs", "Leader", "Migrations",
@@ -88,7 +89,9 @@ const moduleOf = (block: Block): { readonly text: string; readonly offset: numbe
   const imports: Array<string> = []
   for (const [from, names] of sources) {
     const needed = names.filter((name) => used.has(name) && !own.has(name))
-    if (needed.length > 0) imports.push(`import { ${needed.join(", ")} } from "${from}"`)
+    if (needed.length === 0) continue
+    if (from === "@effect/platform-node/NodeRuntime") imports.push(`import * as NodeRuntime from "${from}"`)
+    else imports.push(`import { ${needed.join(", ")} } from "${from}"`)
   }
   const codeLines = block.code.split("\n")
   const importEnd = block.gen ? codeLines.findIndex((line) => !/^import\b/.test(line) && line.trim() !== "") : 0

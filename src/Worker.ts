@@ -25,7 +25,7 @@ import { withThreadServices } from "./internal/threads/services.ts"
 import type { JobField } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 
-export type { ArgsKey, JobOptions, JobRequest, ReplaceField, StoredKey, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
+export type { ArgsKey, DefaultKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
 import type { ArgsKey, JobOptions, JobRequest, UniqueOptions } from "./internal/jobRequest.ts"
 import { registerStoredFields } from "./internal/storedFields.ts"
 
@@ -109,10 +109,18 @@ export type ThreadsOptions<R = never> = [R] extends [never] ? {
 
 /**
  * A worker definition. `job(args, options)` builds insert requests for it.
+ * `K` names the args' fields as stored (for `unique.keys`).
  *
  * @since 0.1.0
  */
-export interface Worker<out Name extends string, in out A, in out E = never, out R = never, out O = unknown> {
+export interface Worker<
+  out Name extends string,
+  in out A,
+  in out E = never,
+  out R = never,
+  out O = unknown,
+  out K extends string = string
+> {
   readonly name: Name
   readonly argsSchema: Schema.Codec<A, unknown>
   /** The JSON codec derived from the args schema, used on insert and before perform. */
@@ -123,7 +131,7 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
   readonly timeout: Duration.Input | undefined
   readonly tags: ReadonlyArray<string>
   /** The default uniqueness of the worker's jobs (its `keys` are names of the args as stored). */
-  readonly unique: UniqueOptions<A, string> | undefined
+  readonly unique: UniqueOptions<A, K> | undefined
   readonly backoff: Schedule.Schedule<unknown, number> | undefined
   readonly retryable: ((error: E) => boolean) | undefined
   /** The schema of the recorded result, if the worker records one. */
@@ -135,7 +143,8 @@ export interface Worker<out Name extends string, in out A, in out E = never, out
   /** The module a thread imports to run this worker, when it runs on threads. */
   readonly threads: { readonly module: URL } | undefined
   readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
-  readonly job: (args: A, options?: JobOptions<A>) => JobRequest<A>
+  // A method, so that a worker whose `K` names its fields is one whose `K` is any string too.
+  job(args: A, options?: JobOptions<A, K>): JobRequest<A>
 }
 
 /**
@@ -186,15 +195,15 @@ export const defaultQueue = "default"
 export function make<const Name extends string, A, I, E = never, R = never, O = void>(
   name: Name,
   options: WorkerOptions<A, I, E, R, O> & { readonly threads: ThreadsOptions<R> }
-): Worker<Name, A, E, never, O>
+): Worker<Name, A, E, never, O, ArgsKey<I>>
 export function make<const Name extends string, A, I, E = never, R = never, O = void>(
   name: Name,
   options: WorkerOptions<A, I, E, R, O>
-): Worker<Name, A, E, R, O>
+): Worker<Name, A, E, R, O, ArgsKey<I>>
 export function make<const Name extends string, A, I, E = never, R = never, O = void>(
   name: Name,
   options: WorkerOptions<A, I, E, R, O>
-): Worker<Name, A, E, R, O> {
+): Worker<Name, A, E, R, O, ArgsKey<I>> {
   const argsJson = Schema.toCodecJson(options.args)
   const encode = Schema.encodeEffect(argsJson)
   const decode = Schema.decodeUnknownEffect(argsJson)

@@ -51,14 +51,22 @@ const uniqueWhileUnfinished: Worker.UniqueOptions<unknown> = {
   states: ["available", "scheduled", "executing", "retryable"]
 }
 
-// A worker's own keys are still checked against its args as stored, by the types.
-void (() =>
+// The types of unique keys (compiled, never run): the names of the args as stored, in a worker's own
+// option and in its jobs' options; any name where the stored args have no known shape.
+void (() => {
   Worker.make("Misspelt", {
     args: Schema.Struct({ n: Schema.Int }),
     // @ts-expect-error `m` is no field of the args as stored
     unique: { keys: ["m"] },
     perform: () => Effect.void
-  }))
+  })
+  // @ts-expect-error `m` is no field of Keyed's args
+  Keyed.job({ n: 1, v: 1 }, { unique: { keys: ["m"] } })
+  // @ts-expect-error `userId` is Renamed's field as decoded; as stored it is `user_id`
+  Renamed.job({ userId: "u", note: "n" }, { unique: { keys: ["userId"] } })
+  Worker.make("Opaque", { args: Schema.Unknown, unique: { keys: ["id"] }, perform: () => Effect.void })
+  Worker.make("Reused", { args: Keyed.argsSchema, unique: { keys: ["n"] }, perform: () => Effect.void })
+})
 
 const Shared = Worker.make("Shared", {
   args: Schema.Struct({ id: Schema.String }),
@@ -282,8 +290,9 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual([alice.conflict, bob.conflict, aliceAgain.conflict], [false, false, true])
       assert.notStrictEqual(bob.id, alice.id)
       assert.strictEqual(aliceAgain.id, alice.id)
-      // The decoded name is no field of the stored args: every job would share one key.
-      const byDecodedName = { period: "forever", keys: ["userId"] } as const
+      // The decoded name is no field of the stored args: every job would share one key. Refused by the
+      // types, and past them (a cast) when the job is inserted.
+      const byDecodedName = { period: "forever", keys: ["userId" as "user_id"] } as const
       const refused = yield* Oban.insert(Renamed.job({ userId: "carol", note: "4" }, { unique: byDecodedName })).pipe(
         Effect.flip
       )

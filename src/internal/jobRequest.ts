@@ -30,19 +30,16 @@ export type ReplaceField = "args" | "scheduledAt" | "priority" | "maxAttempts" |
  *
  * @since 0.1.0
  */
-export type ArgsKey<A> = 0 extends (1 & A) ? string // any
-  : unknown extends A ? never // unknown: options for any args name no key
-  : [A] extends [object] ? Extract<keyof A, string>
-  : string
+export type ArgsKey<A> = [A] extends [object] ? Extract<keyof A, string> : string
 
 /**
- * A name of the args as stored, in a job's own `unique.keys`: one of `K` (the args' own names, which
- * editors suggest) or any other string (a field a schema renames, or one a worker's `unique` names),
- * checked when the job is inserted.
+ * The names `UniqueOptions<A>` allows in `keys` by default: the keys of `A`,
+ * and none for `UniqueOptions<unknown>` (options meant for any worker, whose
+ * args' names it cannot know).
  *
  * @since 0.1.0
  */
-export type StoredKey<K extends string> = K | (string & {})
+export type DefaultKey<A> = 0 extends (1 & A) ? string : unknown extends A ? never : ArgsKey<A>
 
 /**
  * Makes a job unique: an insert whose key matches a job in one of `states`
@@ -51,15 +48,14 @@ export type StoredKey<K extends string> = K | (string & {})
  *
  * @since 0.1.0
  */
-export interface UniqueOptions<A, K extends string = ArgsKey<A>> {
+export interface UniqueOptions<A, K extends string = DefaultKey<A>> {
   /**
    * Which args count: top-level keys of the args as stored (an absent key
    * counts as absent; a name that is no field of a stored struct is refused),
    * or a function of the args whose JSON result counts. Default: all args.
-   * Typed by the stored names in a worker's own `unique` option; in a job's
-   * options any name is accepted (the args' own suggested, see `StoredKey`)
-   * and checked on insert. With `UniqueOptions<unknown>` (options shared by
-   * several workers) no name can be given.
+   * Typed by the names of the args as stored, in a worker's own `unique`
+   * option and in its jobs' options alike. With `UniqueOptions<unknown>`
+   * (options shared by several workers) no name can be given.
    */
   readonly keys?: ReadonlyArray<K> | ((args: A) => unknown) | undefined
   /**
@@ -88,12 +84,14 @@ export interface UniqueOptions<A, K extends string = ArgsKey<A>> {
  *
  * @since 0.1.0
  */
-export interface JobOptions<A = unknown> {
+export interface JobOptions<A = unknown, K extends string = DefaultKey<A>> {
   /**
    * Uniqueness for this insert, replacing the worker's whole `unique` option
    * (spread `worker.unique` to change one field); `false` turns it off.
+   * `keys` are names of the args as stored (`K`, from the worker's schema;
+   * none in `JobOptions<unknown>`, options for any worker).
    */
-  readonly unique?: UniqueOptions<A, StoredKey<ArgsKey<A>>> | false | undefined
+  readonly unique?: UniqueOptions<A, K> | false | undefined
   /** The queue to run in. Default: the worker's queue, else `default`. */
   readonly queue?: string | undefined
   /** 0 (runs first) to 9. Default: the worker's priority, else 0. */
