@@ -12,6 +12,7 @@ import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
+import { SlowToImport } from "./support/slowImportWorker.ts"
 import { BadResult, Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
 
 const prefix = uniquePrefix("threads")
@@ -228,11 +229,23 @@ const startThreadNode = (grace: string) =>
     threads: { size: 1 }
   })
 
+/**
+ * Inserts a busy job and waits until it runs on its thread: claimed is not enough, since a job
+ * waits for a thread that is still importing its workers (and is given back if the stop comes then).
+ */
+const startedOnThread = (millis: number) =>
+  Effect.gen(function*() {
+    const marker = join(tmpdir(), `${uniquePrefix("busy")}.started`)
+    const job = yield* Oban.insert(Busy.job({ millis, marker }))
+    yield* waitFor("the busy job to start on its thread", Effect.sync(() => existsSync(marker)))
+    rmSync(marker, { force: true })
+    return job
+  })
+
 const stopWith = (prefixOf: string, grace: string, millis: number) =>
   Effect.gen(function*() {
     const node = yield* startThreadNode(grace)
-    const job = yield* Oban.insert(Busy.job({ millis }))
-    yield* waitFor("the busy job to start", Effect.map(jobRow(prefixOf, job.id), (row) => row.state === "executing"))
+    const job = yield* startedOnThread(millis)
     const started = Date.now()
     yield* node.stop
     return { row: yield* jobRow(prefixOf, job.id), stopMillis: Date.now() - started }
@@ -264,8 +277,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       // Queue limit 2 on 1 thread: the second job is started but waits for the thread.
       const node = yield* startThreadNode("20 seconds")
       // 5 s: still on the thread when the second job is claimed and the stop begins, however late.
-      const running = yield* Oban.insert(Busy.job({ millis: 5_000 }))
-      yield* waitFor("the first job to start", Effect.map(jobRow(shutdownPrefix, running.id), (row) => row.state === "executing"))
+      const running = yield* startedOnThread(5_000)
       // Due a minute ago: given back, it keeps that place in the queue (not the time of the give-back).
       const dueAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000)
       const waiting = yield* Oban.insert(Busy.job({ millis: 1_500 }, { scheduledAt: dueAt }))
@@ -282,6 +294,36 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
       // out the 20 s grace period for it: about the running job's 5 s (a 1.5 s job's stop took 1.7 s
       // here and 3.5 s on a loaded 2-core CI machine).
       assert.isBelow(stopMillis, 12_000)
+    }), 30_000)
+
+  it.effect("a thread imports its workers as it starts: the import does not count in the first job's timeout, nor after a replacement", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+      // The module takes 1 s to import in a thread, the worker's timeout is 0.5 s, and its jobs
+      // have one attempt. Inserted at once, the first waits for the thread (not timed), then runs.
+      const node = yield* startNode({
+        prefix: shutdownPrefix,
+        queues: { "slow-import": 1, [queue]: 1 },
+        workers: [SlowToImport, Busy],
+        pollInterval: "100 millis",
+        threads: { size: 1, nice: 0 }
+      })
+      const first = yield* Oban.insert(SlowToImport.job({ n: 1 }))
+      const done = (id: number) =>
+        waitFor(`job ${id} to finish`, Effect.map(jobRow(shutdownPrefix, id), (row) => row.state !== "available" && row.state !== "executing"))
+      yield* done(first.id)
+      // A timeout terminates the thread; its replacement imports the module again before its first job.
+      const busy = yield* Oban.insert(Busy.job({ millis: 60_000 }, { timeout: "200 millis", maxAttempts: 1 }))
+      yield* done(busy.id)
+      const second = yield* Oban.insert(SlowToImport.job({ n: 2 }))
+      yield* done(second.id)
+      const rows = yield* Effect.forEach([first, busy, second], (job) => jobRow(shutdownPrefix, job.id))
+      assert.deepStrictEqual(
+        rows.map((row) => [row.state, row.errors.map((entry) => entry.kind)]),
+        [["completed", []], ["discarded", ["timeout"]], ["completed", []]]
+      )
+      yield* node.stop
     }), 30_000)
 
   it.effect("recycleAfter replaces a thread after that many attempts", () =>

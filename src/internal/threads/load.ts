@@ -22,6 +22,10 @@ export interface Threads {
   readonly stopWaiting: Effect.Effect<void>
 }
 
+/** The modules of the thread workers among `workers`, each once: what each thread imports as it starts. */
+export const threadModules = (workers: ReadonlyArray<{ readonly threads?: { readonly module: URL } | undefined }>) =>
+  [...new Set(workers.flatMap((worker) => worker.threads === undefined ? [] : [worker.threads.module.href]))]
+
 /**
  * Imports the pool's modules and starts a pool for the scope's life. An
  * import that fails (a broken install, an `effect` without the RPC modules)

@@ -19,6 +19,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
 import * as Queue from "effect/Queue"
@@ -59,6 +60,11 @@ export interface ThreadPoolOptions {
    * keeps them at its own. Default `defaultNice`.
    */
   readonly nice?: number | undefined
+  /**
+   * The modules of the thread workers (URLs), imported by each thread as it
+   * starts, before its first attempt (see `Preload`).
+   */
+  readonly modules?: ReadonlyArray<string> | undefined
 }
 
 // The built package has runner.js next to pool.js (tsc rewrites imports, not this URL).
@@ -102,6 +108,9 @@ const describeError = (error: unknown): string =>
   Predicate.hasProperty(error, "message") && typeof error.message === "string"
     ? `${Predicate.hasProperty(error, "code") ? `${String(error.code)}: ` : ""}${error.message}`
     : String(error)
+
+/** How long a new thread may take to import the thread workers' modules before it takes jobs anyway. */
+const preloadMillis = 30_000
 
 /** How much of a child process's stderr a slot keeps, for the errors entry of a crash. */
 const stderrTailBytes = 4096
@@ -172,6 +181,24 @@ const makeSlot = (options: ThreadPoolOptions) =>
       Effect.provide(Context.add(services, RpcClient.Protocol, acks.protocol))
     )
     const events = yield* client.Events(undefined, { asQueue: true, streamBufferSize: Number.MAX_SAFE_INTEGER })
+    // The slot is handed out once the thread has imported its workers: an attempt's timeout starts
+    // when it gets the slot, and should not pay for the import (0.5-1 s: effect-oban and Effect).
+    // A thread that dies meanwhile fails its first attempt, which says so; one whose import has not
+    // ended after `preloadMillis` (a module that waits at its top level) is handed out anyway, so
+    // that its attempts time out as they did before, rather than wait for a thread forever.
+    if (options.modules !== undefined && options.modules.length > 0) {
+      const preloaded = yield* client.Preload({ modules: options.modules }).pipe(
+        Effect.timeoutOption(preloadMillis),
+        Effect.orElseSucceed(() => Option.some(undefined))
+      )
+      if (Option.isNone(preloaded)) {
+        yield* Effect.logWarning(
+          `a worker ${options.isolation === "process" ? "process" : "thread"} has not imported ${
+            options.modules.join(", ")
+          } after ${preloadMillis / 1000} s; it takes jobs now, and their timeouts include what is left of the import`
+        )
+      }
+    }
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
     const terminate = Effect.sync(() => {

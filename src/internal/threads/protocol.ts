@@ -96,8 +96,16 @@ export const Perform = Rpc.make("Perform", {
  */
 export const Events = Rpc.make("Events", { success: Schema.Any, stream: true })
 
+/**
+ * Imports the modules of the node's thread workers, once, as the thread
+ * starts: before its first attempt, so that the import does not count
+ * against that attempt's timeout. A module that fails to import is left to
+ * the attempts of its workers, which fail saying so.
+ */
+export const Preload = Rpc.make("Preload", { payload: { modules: Schema.Array(Schema.String) } })
+
 /** The RPCs a thread serves: the same group for every worker on the node. */
-export const ThreadRpcs = RpcGroup.make(Perform, Events)
+export const ThreadRpcs = RpcGroup.make(Perform, Events, Preload)
 
 /** The job as the thread's `perform` sees it. */
 export const toJob = <A>(job: ThreadJob, args: A): Job<A> => ({

@@ -43,16 +43,22 @@ const workers = new Map<string, {
   readonly encodeError: ((error: unknown) => Schema.Json | undefined) | undefined
 }>()
 
+/** The exports of `module`, imported once per thread. */
+const importOnce = (module: string): Promise<Record<string, unknown>> => {
+  let imported = modules.get(module)
+  if (imported === undefined) {
+    imported = import(module) as Promise<Record<string, unknown>>
+    modules.set(module, imported)
+  }
+  return imported
+}
+
 const findWorker = (module: string, name: string) =>
   Effect.suspend(() => {
     const key = `${name} ${module}`
     const known = workers.get(key)
     if (known !== undefined) return Effect.succeed(known)
-    let imported = modules.get(module)
-    if (imported === undefined) {
-      imported = import(module) as Promise<Record<string, unknown>>
-      modules.set(module, imported)
-    }
+    const imported = importOnce(module)
     return Effect.flatMap(
       Effect.tryPromise({
         try: () => imported,
@@ -135,7 +141,12 @@ const handlers = ThreadRpcs.toLayer(Effect.gen(function*() {
           Effect.runSync(protocol.send(client.id, { _tag: "Chunk", requestId, values }))
         )
         return Stream.never
-      })).pipe(Stream.ensuring(Effect.sync(() => recorder.connect(undefined))))
+      })).pipe(Stream.ensuring(Effect.sync(() => recorder.connect(undefined)))),
+    // An import that fails is not this request's failure: the attempts of its workers report it.
+    Preload: ({ modules }) =>
+      Effect.forEach(modules, (module) => Effect.promise(() => importOnce(module).then(() => {}, () => {})), {
+        discard: true
+      })
   }
 }))
 
