@@ -135,7 +135,7 @@ describe("Oban.layer configuration", () => {
     [{ maxArgsBytes: 0 }, "maxArgsBytes"],
     // Options no one reads (past the types: JavaScript, or options read from JSON) were ignored.
     [{ qeueus: { q: 1 } }, "qeueus"],
-    [{ queues: { q: { limit: 5, pausd: true } } }, "queues"],
+    [{ queues: { q: { limit: 5, pausd: true } } }, "queues.q"],
     [{ queues: null }, "queues"],
     [{ rescuer: { rescueAftr: "1 minute" } }, "rescuer"],
     [{ pruner: { max_age: "1 hour" } }, "pruner"]
@@ -159,7 +159,11 @@ describe("Oban.layer configuration", () => {
           Layer.build(Oban.layer({ ...options, workers: [Noop] })).pipe(Effect.scoped, Effect.flip, Effect.map((e) => e.message))
         assert.include(yield* refused({ qeueus: { q: 1 } }), `unknown option "qeueus" (did you mean "queues"?)`)
         assert.include(yield* refused({ rescuer: { rescueAftr: "1 minute" } }), `unknown option "rescueAftr" in rescuer (did you mean "rescueAfter"?)`)
-        assert.include(yield* refused({ queues: { q: { limit: 5, pausd: true } } }), "pausd")
+        assert.include(
+          yield* refused({ queues: { q: { limit: 5, pausd: true } } }),
+          `unknown option "pausd" in queues.q (did you mean "paused"?)`
+        )
+        assert.include(yield* refused({ queues: { q: { limit: 10, globl: 5 } } }), `(did you mean "global"?)`)
       }))
 
     it.effect("refuses a bad prefix and duplicate worker names", () =>

@@ -37,6 +37,9 @@ const QueueSpec = Schema.Union([
 
 const Queues = Schema.Record(Schema.String, QueueSpec)
 
+/** The options of a queue given as an object. */
+const queueOptionKeys = ["limit", "paused", "global", "partition", "rate"]
+
 
 /**
  * A queue in `Oban.layer`: its local `limit` (jobs this node runs at once),
@@ -265,6 +268,10 @@ export const resolve = (
     yield* checkOptionKeys(options)
     const settings = yield* Config.resolve({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
     // Only a missing `queues` means none: `null` (from JSON, say) is refused like any other non-object.
+    // A misspelt option of a queue is named with the one meant, before the schema refuses it.
+    if (typeof options.queues === "object" && options.queues !== null) {
+      for (const [name, spec] of Object.entries(options.queues)) yield* checkKeys(`queues.${name}`, spec, queueOptionKeys)
+    }
     const queues = yield* decodeOrFail("queues", Queues, options.queues === undefined ? {} : options.queues)
     for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
     const node = options.node === undefined ? defaultNode() : yield* checkNodeName(options.node)
