@@ -12,6 +12,8 @@ import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
+import { ExitsOnImport } from "./support/exitingImportWorker.ts"
+import { HangsOnImport } from "./support/hangingImportWorker.ts"
 import { SlowToImport } from "./support/slowImportWorker.ts"
 import { BadResult, Busy, Crash, Decides, Hash, Mailer, queue } from "./support/threadWorkers.ts"
 
@@ -324,6 +326,53 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
         [["completed", []], ["discarded", ["timeout"]], ["completed", []]]
       )
       yield* node.stop
+    }), 30_000)
+
+  it.effect("a thread that ends while importing its workers fails the attempt as a crash that says so, not as a timeout", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+      const node = yield* startNode({
+        prefix: shutdownPrefix,
+        queues: { "exits-on-import": 1 },
+        workers: [ExitsOnImport],
+        pollInterval: "100 millis",
+        threads: { size: 1, nice: 0 }
+      })
+      const started = Date.now()
+      const job = yield* Oban.insert(ExitsOnImport.job({}))
+      yield* waitFor("the job to be discarded", Effect.map(jobRow(shutdownPrefix, job.id), (row) => row.state === "discarded"))
+      const row = yield* jobRow(shutdownPrefix, job.id)
+      assert.deepStrictEqual(row.errors.map((entry) => entry.kind), ["defect"])
+      assert.include(row.errors[0]!.message, "ObanThreadCrash")
+      assert.include(row.errors[0]!.message, "exited with code: 3")
+      // Not the worker's 20 s timeout.
+      assert.isBelow(Date.now() - started, 15_000)
+      yield* node.stop
+    }), 30_000)
+
+  it.effect("a node stopped while its thread imports its workers stops at once; the job waiting for the thread goes back", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+      const node = yield* startNode({
+        prefix: shutdownPrefix,
+        queues: { "hangs-on-import": 1 },
+        workers: [HangsOnImport],
+        pollInterval: "100 millis",
+        shutdownGracePeriod: "20 seconds",
+        threads: { size: 1, nice: 0 }
+      })
+      const job = yield* Oban.insert(HangsOnImport.job({}))
+      yield* waitFor("the job to be claimed", Effect.map(jobRow(shutdownPrefix, job.id), (row) => row.state === "executing"))
+      const started = Date.now()
+      yield* node.stop
+      const stopMillis = Date.now() - started
+      const row = yield* jobRow(shutdownPrefix, job.id)
+      assert.deepStrictEqual([row.state, row.attempt, row.errors], ["available", 0, []])
+      // Not the 5 s the platform gives a thread asked to close, nor the 20 s of grace.
+      console.log(`threads: stop while importing took ${stopMillis} ms`)
+      assert.isBelow(stopMillis, 4_000, `the stop took ${stopMillis} ms`)
     }), 30_000)
 
   it.effect("recycleAfter replaces a thread after that many attempts", () =>

@@ -19,7 +19,6 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Pool from "effect/Pool"
 import * as Predicate from "effect/Predicate"
 import * as Queue from "effect/Queue"
@@ -37,6 +36,7 @@ import type { Job } from "../../Job.ts"
 import { NotStarted } from "../outcome.ts"
 import type { ThreadEvent } from "./events.ts"
 import { childExecArgv } from "./childArgv.ts"
+import { preloadWorkers } from "./preload.ts"
 import { defaultNice, lowerProcess, threadData } from "./priority.ts"
 import { fromJob, type PerformError, ThreadRpcs } from "./protocol.ts"
 import { endOpenSpans, makeSink, replay, type Sink, withheldAcks } from "./replay.ts"
@@ -109,9 +109,6 @@ const describeError = (error: unknown): string =>
     ? `${Predicate.hasProperty(error, "code") ? `${String(error.code)}: ` : ""}${error.message}`
     : String(error)
 
-/** How long a new thread may take to import the thread workers' modules before it takes jobs anyway. */
-const preloadMillis = 30_000
-
 /** How much of a child process's stderr a slot keeps, for the errors entry of a crash. */
 const stderrTailBytes = 4096
 
@@ -181,24 +178,6 @@ const makeSlot = (options: ThreadPoolOptions) =>
       Effect.provide(Context.add(services, RpcClient.Protocol, acks.protocol))
     )
     const events = yield* client.Events(undefined, { asQueue: true, streamBufferSize: Number.MAX_SAFE_INTEGER })
-    // The slot is handed out once the thread has imported its workers: an attempt's timeout starts
-    // when it gets the slot, and should not pay for the import (0.5-1 s: effect-oban and Effect).
-    // A thread that dies meanwhile fails its first attempt, which says so; one whose import has not
-    // ended after `preloadMillis` (a module that waits at its top level) is handed out anyway, so
-    // that its attempts time out as they did before, rather than wait for a thread forever.
-    if (options.modules !== undefined && options.modules.length > 0) {
-      const preloaded = yield* client.Preload({ modules: options.modules }).pipe(
-        Effect.timeoutOption(preloadMillis),
-        Effect.orElseSucceed(() => Option.some(undefined))
-      )
-      if (Option.isNone(preloaded)) {
-        yield* Effect.logWarning(
-          `a worker ${options.isolation === "process" ? "process" : "thread"} has not imported ${
-            options.modules.join(", ")
-          } after ${preloadMillis / 1000} s; it takes jobs now, and their timeouts include what is left of the import`
-        )
-      }
-    }
     // Does not wait for the thread to exit: V8 stops its JavaScript at once, and the
     // slot's scope (closed on invalidation) waits for the exit event.
     const terminate = Effect.sync(() => {
@@ -211,6 +190,9 @@ const makeSlot = (options: ThreadPoolOptions) =>
     // database pool) would not exit when asked, and the platform's close would wait 5 s for it
     // (forever on a TestClock). Its services' finalizers do not run either way (services.ts).
     yield* Effect.addFinalizer(() => terminate)
+    // Handed out once the thread has imported its workers (see preload.ts); closed meanwhile (a
+    // shutdown), the slot terminates its thread first, as above.
+    const preloadCrash = yield* preloadWorkers(client, options.modules ?? [], options.isolation ?? "thread")
     /**
      * How a crashed child process ended: what it wrote to stderr, once its
      * pipes closed (at most 250 ms later), and its signal; none for a thread,
@@ -222,7 +204,16 @@ const makeSlot = (options: ThreadPoolOptions) =>
         Effect.map(() => ({ stderr, signal: exitSignal }))
       )
       : Effect.succeed(undefined)
-    const slot: Slot = { client, terminate, crashOutput, events, releaseAcks: acks.release, attempts: 0, sink: undefined }
+    const slot: Slot = {
+      client,
+      terminate,
+      crashOutput,
+      events,
+      releaseAcks: acks.release,
+      preloadCrash,
+      attempts: 0,
+      sink: undefined
+    }
     yield* Effect.forkScoped(replayEvents(slot))
     return slot
   })
@@ -234,6 +225,8 @@ interface Slot {
   readonly events: Queue.Dequeue<ThreadEvent, unknown>
   /** Acknowledges the chunks of `events` taken so far, once they are replayed (`withheldAcks`). */
   readonly releaseAcks: Effect.Effect<void>
+  /** The thread stopped while importing the workers: its one attempt fails with this, as a crash. */
+  readonly preloadCrash: RpcClientError | undefined
   attempts: number
   /** The attempt running on the slot, for its events; the last one once it ended. */
   sink: Sink | undefined
@@ -319,7 +312,11 @@ export const make = (options: ThreadPoolOptions) =>
               let stopped = false
               const sink = makeSink(fiber.context)
               slot.sink = sink
-              const call = slot.client.Perform(requestOf(target, job, fiber.context)).pipe(
+              const call = (
+                slot.preloadCrash === undefined
+                  ? slot.client.Perform(requestOf(target, job, fiber.context))
+                  : Effect.fail(slot.preloadCrash)
+              ).pipe(
                 Effect.onInterrupt(() => Effect.sync(() => (stopped = true)))
               )
               return Effect.flatMap(Effect.exit(restore(around(call))), (exit) => {
