@@ -143,8 +143,9 @@ export interface Worker<
   /** The module a thread imports to run this worker, when it runs on threads. */
   readonly threads: { readonly module: URL } | undefined
   readonly perform: (job: Job<A>) => Effect.Effect<O, E, R>
-  // A method, so that a worker whose `K` names its fields is one whose `K` is any string too.
-  job(args: A, options?: JobOptions<A, K>): JobRequest<A>
+  // A method, so that a worker whose `K` names its fields is one whose `K` is any string too. The
+  // args' own names are taken too, so that options typed `JobOptions<A>` fit (as before `K`).
+  job(args: A, options?: JobOptions<A, K | ArgsKey<A>>): JobRequest<A>
 }
 
 /**

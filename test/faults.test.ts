@@ -145,7 +145,13 @@ describe("faults mid-drain", () => {
         // Jobs that start from now on wait, so that those claimed ahead are still there at the stop.
         let open = (): void => {}
         gate = new Promise((resolve) => (open = resolve))
-        yield* Effect.addFinalizer(() => Effect.sync(() => (gate = Promise.resolve())))
+        // Opened whatever happens: jobs held at the gate would hold up the node's stop and hide a failure.
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            open()
+            gate = Promise.resolve()
+          })
+        )
         // A transaction of the test's own locks the jobs table against writes, so that the node's last
         // statements (outcomes, the give-back of the jobs it claimed ahead) are in flight, waiting, when
         // the server ends every session as it shuts down (57P01); while it is down and starting up they

@@ -62,8 +62,11 @@ void (() => {
   })
   // @ts-expect-error `m` is no field of Keyed's args
   Keyed.job({ n: 1, v: 1 }, { unique: { keys: ["m"] } })
-  // @ts-expect-error `userId` is Renamed's field as decoded; as stored it is `user_id`
-  Renamed.job({ userId: "u", note: "n" }, { unique: { keys: ["userId"] } })
+  // Options typed for the args (or for any args), as before workers carried their stored names.
+  const forArgs: Worker.JobOptions<typeof Renamed.argsSchema.Type> = { priority: 1, unique: { period: 60 } }
+  const forAny: Worker.JobOptions<any> = { priority: 1 }
+  Renamed.job({ userId: "u", note: "n" }, forArgs)
+  Keyed.job({ n: 1, v: 1 }, forAny)
   Worker.make("Opaque", { args: Schema.Unknown, unique: { keys: ["id"] }, perform: () => Effect.void })
   Worker.make("Reused", { args: Keyed.argsSchema, unique: { keys: ["n"] }, perform: () => Effect.void })
 })
@@ -290,9 +293,8 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.deepStrictEqual([alice.conflict, bob.conflict, aliceAgain.conflict], [false, false, true])
       assert.notStrictEqual(bob.id, alice.id)
       assert.strictEqual(aliceAgain.id, alice.id)
-      // The decoded name is no field of the stored args: every job would share one key. Refused by the
-      // types, and past them (a cast) when the job is inserted.
-      const byDecodedName = { period: "forever", keys: ["userId" as "user_id"] } as const
+      // The decoded name is no field of the stored args: every job would share one key.
+      const byDecodedName = { period: "forever", keys: ["userId"] } as const
       const refused = yield* Oban.insert(Renamed.job({ userId: "carol", note: "4" }, { unique: byDecodedName })).pipe(
         Effect.flip
       )

@@ -33,13 +33,13 @@ export type ReplaceField = "args" | "scheduledAt" | "priority" | "maxAttempts" |
 export type ArgsKey<A> = [A] extends [object] ? Extract<keyof A, string> : string
 
 /**
- * The names `UniqueOptions<A>` allows in `keys` by default: the keys of `A`,
- * and none for `UniqueOptions<unknown>` (options meant for any worker, whose
- * args' names it cannot know).
+ * The names `UniqueOptions<A>` and `JobOptions<A>` allow in `keys` by
+ * default: the keys of `A`, and none for `unknown` or `any` (options meant
+ * for any worker, whose args' names they cannot know).
  *
  * @since 0.1.0
  */
-export type DefaultKey<A> = 0 extends (1 & A) ? string : unknown extends A ? never : ArgsKey<A>
+export type DefaultKey<A> = unknown extends A ? never : ArgsKey<A>
 
 /**
  * Makes a job unique: an insert whose key matches a job in one of `states`
@@ -53,9 +53,10 @@ export interface UniqueOptions<A, K extends string = DefaultKey<A>> {
    * Which args count: top-level keys of the args as stored (an absent key
    * counts as absent; a name that is no field of a stored struct is refused),
    * or a function of the args whose JSON result counts. Default: all args.
-   * Typed by the names of the args as stored, in a worker's own `unique`
-   * option and in its jobs' options alike. With `UniqueOptions<unknown>`
-   * (options shared by several workers) no name can be given.
+   * Typed by the names of the args as stored in a worker's own `unique`
+   * option; in its jobs' options by those and the args' own names. With
+   * `UniqueOptions<unknown>` (options shared by several workers) no name can
+   * be given.
    */
   readonly keys?: ReadonlyArray<K> | ((args: A) => unknown) | undefined
   /**
@@ -88,8 +89,9 @@ export interface JobOptions<A = unknown, K extends string = DefaultKey<A>> {
   /**
    * Uniqueness for this insert, replacing the worker's whole `unique` option
    * (spread `worker.unique` to change one field); `false` turns it off.
-   * `keys` are names of the args as stored (`K`, from the worker's schema;
-   * none in `JobOptions<unknown>`, options for any worker).
+   * `keys` are names of the args: a worker's `job` takes their names as
+   * stored (a renamed field's stored name) and as decoded (refused on
+   * insert when the stored args have no such field).
    */
   readonly unique?: UniqueOptions<A, K> | false | undefined
   /** The queue to run in. Default: the worker's queue, else `default`. */
