@@ -154,7 +154,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     // Built here, so that it closes after the finalizer below has let the jobs finish or interrupted
     // them (terminating their threads), and before the acks flush.
     const threads = options.workers.some((worker) => worker.threads !== undefined)
-      ? yield* Threads.load({ ...(options.threads ?? { size: 1 }), modules: Threads.threadModules(options.workers) })
+      ? yield* Threads.load(options.threads ?? { size: 1 }, options.workers)
       : undefined
     const registry = makeRegistry(options.node, options.workers, undefined, threads)
     // Flattened once: each job adds a few services to its fiber's context (span, log annotations,

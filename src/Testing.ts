@@ -173,7 +173,7 @@ const testThreadPool = (
     if (!workers.some((worker) => worker.threads !== undefined)) return undefined
     // As a node does at start: a module that is no file would fail every attempt of its worker.
     yield* checkThreadModules(workers)
-    return yield* Threads.load({ ...resolved, modules: Threads.threadModules(workers) })
+    return yield* Threads.load(resolved, workers)
   })
 
 /** Every option of `layer`, so that a misspelt one (from JavaScript or JSON) is refused by name. */

@@ -23,22 +23,26 @@ export interface Threads {
 }
 
 /** The modules of the thread workers among `workers`, each once: what each thread imports as it starts. */
-export const threadModules = (workers: ReadonlyArray<{ readonly threads?: { readonly module: URL } | undefined }>) =>
+const threadModules = (workers: ReadonlyArray<{ readonly threads?: { readonly module: URL } | undefined }>) =>
   [...new Set(workers.flatMap((worker) => worker.threads === undefined ? [] : [worker.threads.module.href]))]
 
 /**
- * Imports the pool's modules and starts a pool for the scope's life. An
- * import that fails (a broken install, an `effect` without the RPC modules)
- * is a defect that says it was the thread pool's.
+ * Imports the pool's modules and starts a pool for the scope's life, whose
+ * threads import the modules of the thread workers among `workers` as they
+ * start. An import that fails (a broken install, an `effect` without the RPC
+ * modules) is a defect that says it was the thread pool's.
  */
-export const load = (options: ThreadPoolOptions): Effect.Effect<Threads, never, Scope.Scope> =>
+export const load = (
+  settings: Omit<ThreadPoolOptions, "modules">,
+  workers: ReadonlyArray<{ readonly threads?: { readonly module: URL } | undefined }>
+): Effect.Effect<Threads, never, Scope.Scope> =>
   Effect.tryPromise({
     try: () => Promise.all([import("./pool.ts"), import("./perform.ts")]),
     catch: (cause) => new Error("effect-oban: could not load the thread pool for the workers defined with `threads`", { cause })
   }).pipe(
     Effect.orDie,
     Effect.flatMap(([Pool, Perform]) =>
-      Effect.map(Pool.make(options), (pool): Threads => ({
+      Effect.map(Pool.make({ ...settings, modules: threadModules(workers) }), (pool): Threads => ({
         perform: (worker, job, around) => Perform.performOnThread(pool, worker, job, around),
         stopWaiting: pool.stopWaiting
       }))
