@@ -253,6 +253,21 @@ const stopWith = (prefixOf: string, grace: string, millis: number) =>
     return { row: yield* jobRow(prefixOf, job.id), stopMillis: Date.now() - started }
   })
 
+/** Starts a node on `shutdownPrefix`, emptied first, with one thread and the given queues and workers. */
+const startImportNode = <W extends Worker.Any>(queues: Record<string, number>, workers: ReadonlyArray<W>, grace?: Duration.Input) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
+    return yield* startNode({
+      prefix: shutdownPrefix,
+      queues,
+      workers,
+      pollInterval: "100 millis",
+      ...(grace === undefined ? {} : { shutdownGracePeriod: grace }),
+      threads: { size: 1, nice: 0 }
+    })
+  })
+
 layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })("threads: start and shutdown", (it) => {
   it.effect("graceful shutdown lets a running thread job finish within the grace period", () =>
     Effect.gen(function*() {
@@ -300,17 +315,9 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
 
   it.effect("a thread imports its workers as it starts: the import does not count in the first job's timeout, nor after a replacement", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
       // The module takes 1 s to import in a thread, the worker's timeout is 0.5 s, and its jobs
       // have one attempt. Inserted at once, the first waits for the thread (not timed), then runs.
-      const node = yield* startNode({
-        prefix: shutdownPrefix,
-        queues: { "slow-import": 1, [queue]: 1 },
-        workers: [SlowToImport, Busy],
-        pollInterval: "100 millis",
-        threads: { size: 1, nice: 0 }
-      })
+      const node = yield* startImportNode({ "slow-import": 1, [queue]: 1 }, [SlowToImport, Busy])
       const first = yield* Oban.insert(SlowToImport.job({ n: 1 }))
       const done = (id: number) =>
         waitFor(`job ${id} to finish`, Effect.map(jobRow(shutdownPrefix, id), (row) => row.state !== "available" && row.state !== "executing"))
@@ -330,15 +337,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
 
   it.effect("a thread that ends while importing its workers fails the attempt as a crash that says so, not as a timeout", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
-      const node = yield* startNode({
-        prefix: shutdownPrefix,
-        queues: { "exits-on-import": 1 },
-        workers: [ExitsOnImport],
-        pollInterval: "100 millis",
-        threads: { size: 1, nice: 0 }
-      })
+      const node = yield* startImportNode({ "exits-on-import": 1 }, [ExitsOnImport])
       const started = Date.now()
       const job = yield* Oban.insert(ExitsOnImport.job({}))
       yield* waitFor("the job to be discarded", Effect.map(jobRow(shutdownPrefix, job.id), (row) => row.state === "discarded"))
@@ -353,16 +352,7 @@ layer(testLayer(shutdownPrefix), { excludeTestServices: true, timeout: 60_000 })
 
   it.effect("a node stopped while its thread imports its workers stops at once; the job waiting for the thread goes back", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      yield* sql`DELETE FROM ${sql(shutdownPrefix)}.oban_jobs`
-      const node = yield* startNode({
-        prefix: shutdownPrefix,
-        queues: { "hangs-on-import": 1 },
-        workers: [HangsOnImport],
-        pollInterval: "100 millis",
-        shutdownGracePeriod: "20 seconds",
-        threads: { size: 1, nice: 0 }
-      })
+      const node = yield* startImportNode({ "hangs-on-import": 1 }, [HangsOnImport], "20 seconds")
       const job = yield* Oban.insert(HangsOnImport.job({}))
       yield* waitFor("the job to be claimed", Effect.map(jobRow(shutdownPrefix, job.id), (row) => row.state === "executing"))
       const started = Date.now()
