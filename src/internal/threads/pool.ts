@@ -65,6 +65,12 @@ export interface ThreadPoolOptions {
    * starts, before its first attempt (see `Preload`).
    */
   readonly modules?: ReadonlyArray<string> | undefined
+  /**
+   * How long a new thread's import of `modules` may take before the thread
+   * takes jobs anyway (with a warning). Default `defaultPreloadMillis` (30 s);
+   * shorter in tests.
+   */
+  readonly preloadMillis?: number | undefined
 }
 
 // The built package has runner.js next to pool.js (tsc rewrites imports, not this URL).
@@ -192,7 +198,12 @@ const makeSlot = (options: ThreadPoolOptions) =>
     yield* Effect.addFinalizer(() => terminate)
     // Handed out once the thread has imported its workers (see preload.ts); closed meanwhile (a
     // shutdown), the slot terminates its thread first, as above.
-    const preloadCrash = yield* preloadWorkers(client, options.modules ?? [], options.isolation ?? "thread")
+    const preloadCrash = yield* preloadWorkers(
+      client,
+      options.modules ?? [],
+      options.isolation ?? "thread",
+      options.preloadMillis
+    )
     /**
      * How a crashed child process ended: what it wrote to stderr, once its
      * pipes closed (at most 250 ms later), and its signal; none for a thread,
