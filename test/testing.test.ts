@@ -306,15 +306,24 @@ describe("manual mode", () => {
         // @ts-expect-error `too` is no field of SendEmail's args
         const typo = yield* ObanTest.refuteEnqueued({ worker: SendEmail, args: { too: "ada@example.com" } }).pipe(Effect.flip)
         assert.match(typo.message, /^the filter's args name "too", which SendEmail's args do not have as stored \(their fields: to\)/)
-        // A renamed field: the stored name is the one that matches, given by the worker's name.
+        // A renamed field matches by its stored name, through the worker definition (its jobs come back
+        // decoded) or its name; the decoded name is refused by the types, and past them when the filter runs.
         const Renamed = Worker.make("Renamed", {
           args: Schema.Struct({ userId: Schema.String }).pipe(Schema.encodeKeys({ userId: "user_id" })),
           perform: () => Effect.void
         })
-        yield* Oban.insert(Renamed.job({ userId: "u1" }))
+        const renamed = yield* Oban.insert(Renamed.job({ userId: "u1" }))
+        const typed = yield* ObanTest.assertEnqueued({ worker: Renamed, args: { user_id: "u1" } })
+        assert.deepStrictEqual([typed.id, typed.args.userId], [renamed.id, "u1"])
+        assert.strictEqual(yield* ObanTest.refuteEnqueued({ worker: Renamed, args: { user_id: "u2" } }), undefined)
+        // @ts-expect-error `userId` is the decoded name; the args are stored as `user_id`
         const decodedName = yield* ObanTest.assertEnqueued({ worker: Renamed, args: { userId: "u1" } }).pipe(Effect.flip)
         assert.include(decodedName.message, `which Renamed's args do not have as stored (their fields: user_id)`)
         assert.strictEqual((yield* ObanTest.assertEnqueued({ worker: "Renamed", args: { user_id: "u1" } })).worker, "Renamed")
+        // A worker annotated without its stored names is typed by its args' own.
+        const annotated: Worker.Worker<"SendEmail", { readonly to: string }> = SendEmail
+        // @ts-expect-error `too` is no field of SendEmail's args
+        assert.isFunction(() => ObanTest.refuteEnqueued({ worker: annotated, args: { too: "ada@example.com" } }))
       }))
 
     it.effect("a drained job of a worker the kit was not given fails as unknown_worker, and the drain says so", () =>

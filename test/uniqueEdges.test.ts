@@ -69,6 +69,17 @@ void (() => {
   Keyed.job({ n: 1, v: 1 }, forAny)
   Worker.make("Opaque", { args: Schema.Unknown, unique: { keys: ["id"] }, perform: () => Effect.void })
   Worker.make("Reused", { args: Keyed.argsSchema, unique: { keys: ["n"] }, perform: () => Effect.void })
+  // A helper over any worker (docs/unique-jobs.md): the keys' names come from the worker, not from the options.
+  const uniqueFor = <A, E, R, O, K extends string>(
+    worker: Worker.Worker<string, A, E, R, O, K>,
+    args: A,
+    options?: Worker.JobOptions<A, NoInfer<K>>
+  ) => worker.job(args, { priority: 1, ...options })
+  uniqueFor(Renamed, { userId: "u", note: "n" }, { unique: { keys: ["user_id"] } })
+  // @ts-expect-error `userId` is not the stored name
+  uniqueFor(Renamed, { userId: "u", note: "n" }, { unique: { keys: ["userId"] } })
+  // @ts-expect-error `m` is no field of Keyed's args
+  uniqueFor(Keyed, { n: 1, v: 1 }, { unique: { keys: ["m"] } })
 })
 
 const Shared = Worker.make("Shared", {

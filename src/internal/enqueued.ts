@@ -10,6 +10,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { MigrationError } from "../Errors.ts"
 import { type Job, JobState } from "../Job.ts"
 import type * as WorkerModule from "../Worker.ts"
+import type { UniqueOptions } from "./jobRequest.ts"
 import { textArray } from "./jobFilter.ts"
 import { toJsonText } from "./jsonText.ts"
 import { jobColumns, jobFromRow, type JobRow } from "./jobRow.ts"
@@ -48,14 +49,23 @@ export interface EnqueuedFilter<W extends WorkerModule.Any | string = WorkerModu
 
 /**
  * What a filter's `args` may name: with a worker definition whose args are
- * an object, its fields (values as stored, so of any JSON type); otherwise
- * any object.
+ * an object, its fields as stored (a field renamed by `Schema.encodeKeys`
+ * by its stored name; values of any JSON type); otherwise any object.
  *
  * @since 0.1.0
  */
 export type ArgsFilter<W> = [W] extends [{ readonly argsJson: Schema.Codec<infer A, Schema.Json> }]
-  ? A extends Readonly<Record<string, unknown>> ? { readonly [K in keyof A]?: unknown } : Readonly<Record<string, unknown>>
+  ? string extends StoredKey<W>
+    ? A extends Readonly<Record<string, unknown>> ? { readonly [K in keyof A]?: unknown } : Readonly<Record<string, unknown>>
+  : { readonly [K in StoredKey<W>]?: unknown }
   : Readonly<Record<string, unknown>>
+
+/**
+ * The names of a worker's args as stored, from the `K` a worker made by
+ * `Worker.make` carries (in its `unique` option's type); any string for a
+ * worker typed without it.
+ */
+type StoredKey<W> = [W] extends [{ readonly unique: UniqueOptions<never, infer K> | undefined }] ? K : string
 
 /**
  * The jobs a filter's `worker` finds: with a worker definition, typed by its
