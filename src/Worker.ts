@@ -116,7 +116,7 @@ export type ThreadsOptions<R = never> = [R] extends [never] ? {
 export interface Worker<
   out Name extends string,
   in out A,
-  in out E = never,
+  E = never,
   out R = never,
   out O = unknown,
   out K extends string = string
@@ -133,7 +133,9 @@ export interface Worker<
   /** The default uniqueness of the worker's jobs (its `keys` are names of the args as stored). */
   readonly unique: UniqueOptions<A, K> | undefined
   readonly backoff: Schedule.Schedule<unknown, number> | undefined
-  readonly retryable: ((error: E) => boolean) | undefined
+  // Method-shaped (its parameter is bivariant), and `E` has no variance mark: so a worker that fails
+  // with nothing (E = never) still fits `Worker<string, any, any, any, any>`, a list of any workers.
+  readonly retryable: { check(error: E): boolean }["check"] | undefined
   /** The schema of the recorded result, if the worker records one. */
   readonly result: Schema.Codec<O, unknown> | undefined
   /** The JSON codec derived from the result schema. */

@@ -11,11 +11,11 @@ import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
 import type { Job } from "../src/Job.ts"
-import { load, type Threads } from "../src/internal/threads/load.ts"
+import { load } from "../src/internal/threads/load.ts"
 import { SlowToImport } from "./support/slowImportWorker.ts"
 
-/** `SlowToImport` as the executor hands thread workers to the pool (a worker of any args and errors). */
-const slowWorker = SlowToImport as unknown as Parameters<Threads["perform"]>[0]
+/** `SlowToImport` as the executor hands thread workers to the pool. */
+const slowWorker = { ...SlowToImport, threads: SlowToImport.threads! }
 
 /** A job of `SlowToImport` as a claim would hand it to the pool. */
 const slowJob = (id: number): Job<unknown> => ({

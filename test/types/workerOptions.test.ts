@@ -126,4 +126,24 @@ describe("worker option types", () => {
     // @ts-expect-error: a slot's job is unique per slot
     Cron.entry("* * * * *", Tick, {}, { unique: { period: "1 hour" } })
   })
+
+  it("a worker of any args, errors, services and result fits Worker.Worker with any, and keeps its own error type", () => {
+    class Store extends Context.Service<Store, { readonly get: Effect.Effect<number> }>()("TypedAnyStore") {}
+    const Plain = Worker.make("TypedAnyPlain", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
+    const Full = Worker.make("TypedAnyFull", {
+      args: Schema.Struct({ userId: Schema.String }).pipe(Schema.encodeKeys({ userId: "user_id" })),
+      errors: Refused,
+      result: Schema.Number,
+      retryable: (error) => !error.permanent,
+      perform: () => Effect.flatMap(Effect.service(Store), (store) => store.get)
+    })
+    const all: ReadonlyArray<Worker.Worker<string, any, any, any, any>> = [Plain, Full]
+    expectTypeOf(all).toEqualTypeOf<ReadonlyArray<Worker.Worker<string, any, any, any, any>>>()
+    const failsWithNothing: Worker.Worker<"TypedAnyPlain", { readonly n: number }> = Plain
+    expectTypeOf(failsWithNothing.name).toEqualTypeOf<"TypedAnyPlain">()
+    // @ts-expect-error: Full fails with Refused, which a worker that fails with nothing does not
+    const notNever: Worker.Worker<"TypedAnyFull", { readonly userId: string }, never, Store, number> = Full
+    expectTypeOf(Full.retryable).toEqualTypeOf<((error: Refused) => boolean) | undefined>()
+    void notNever
+  })
 })
