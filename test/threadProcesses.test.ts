@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { existsSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { childExecArgv } from "../src/internal/threads/childArgv.ts"
 import * as Oban from "../src/Oban.ts"
@@ -34,12 +37,14 @@ const stopByGroupSignal = (signal: "SIGINT" | "SIGTERM") =>
       for (const job of warmUps) {
         yield* waitFor("the warm-up jobs", Effect.map(jobRow(prefix, job.id), (row) => row.state === "completed"))
       }
-      // Long enough to be seen executing on a loaded machine, and to end well within the grace period.
-      const short = yield* Oban.insert(Busy.job({ millis: 3_000 }))
-      const long = yield* Oban.insert(Busy.job({ millis: 60_000 }))
-      for (const job of [short, long]) {
-        yield* waitFor("the jobs to start", Effect.map(jobRow(prefix, job.id), (row) => row.state === "executing"))
-      }
+      // Long enough to be seen running on a loaded machine, and to end well within the grace period.
+      // Each writes its marker once it runs in its child: `executing` means only claimed, and a job
+      // still waiting for a child when the signal comes goes back as not started, with no entry.
+      const markers = ["short", "long"].map((name) => join(tmpdir(), `${prefix}-${name}.started`))
+      const short = yield* Oban.insert(Busy.job({ millis: 3_000, marker: markers[0]! }))
+      const long = yield* Oban.insert(Busy.job({ millis: 60_000, marker: markers[1]! }))
+      yield* waitFor("both jobs to start in their children", Effect.sync(() => markers.every((file) => existsSync(file))))
+      for (const file of markers) rmSync(file, { force: true })
       const code = yield* signalGroup(node, signal)
       assert.strictEqual(code, 0, node.output())
       const done = yield* jobRow(prefix, short.id)
