@@ -117,6 +117,21 @@ describe("Oban.layerConfig", () => {
         assert.strictEqual(yield* proxy.accepted, 2)
       }).pipe(Effect.scoped))
 
+    it.effect("OBAN_QUEUES=none runs no queue over the code's; an empty OBAN_QUEUES is unset and keeps them", () =>
+      Effect.gen(function*() {
+        const queueOf = (env: Record<string, string>) =>
+          withEnv(env, (oban) => Effect.andThen(oban.ready, Effect.exit(oban.checkQueue("default"))), { queues: { default: 2 } })
+        const none = yield* queueOf({ OBAN_QUEUES: " None " })
+        assert.isTrue(Exit.isSuccess(none), String(none))
+        if (Exit.isSuccess(none)) assert.strictEqual(Exit.isFailure(none.value) && failureOf(none.value)._tag, "UnknownQueueError")
+        const empty = yield* queueOf({ OBAN_QUEUES: "" })
+        assert.isTrue(Exit.isSuccess(empty) && Exit.isSuccess(empty.value), String(empty))
+        if (Exit.isSuccess(empty) && Exit.isSuccess(empty.value)) assert.strictEqual(empty.value.value.limit, 2)
+        // `none` is a word of its own, not a queue: beside others, it is refused.
+        const mixed = failureOf(yield* withEnv({ OBAN_QUEUES: "none,default:1" }, () => Effect.void))
+        assert.match(mixed.message, /OBAN_QUEUES: "none" is not name:limit .*nor none \(no queue\)/)
+      }))
+
     it.effect("OBAN_QUEUES names the queues and their limits; each keeps the cluster-wide limits given in code", () =>
       Effect.gen(function*() {
         const exit = yield* withEnv({ OBAN_QUEUES: "exports:20,default:4" }, (oban) =>

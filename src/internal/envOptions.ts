@@ -17,11 +17,14 @@ const configError = (message: string) => new Config.ConfigError(new ConfigProvid
 
 /**
  * Queues as `name:limit` pairs separated by commas, each optionally followed
- * by `:paused`: `default:10,mailers:20,media:5:paused`. Limits are checked
- * by `Oban.layer` like any other.
+ * by `:paused`: `default:10,mailers:20,media:5:paused`; `none` for no queue
+ * (a node that only inserts). An empty value cannot say that: Effect's
+ * providers read `OBAN_QUEUES=` as unset, which keeps the code's queues.
+ * Limits are checked by `Oban.layer` like any other.
  */
 export const parseQueues = (text: string): Effect.Effect<Record<string, QueueConfig>, Config.ConfigError> =>
   Effect.suspend(() => {
+    if (text.trim().toLowerCase() === "none") return Effect.succeed({})
     // No prototype: a queue may be named "constructor" or "__proto__".
     const queues: Record<string, QueueConfig> = Object.create(null)
     for (const entry of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
@@ -30,7 +33,8 @@ export const parseQueues = (text: string): Effect.Effect<Record<string, QueueCon
       if (name === undefined || name === "" || limit === undefined || !/^\d+$/.test(limit) || rest.length > 0 ||
         (flag !== undefined && flag !== "paused")) {
         return Effect.fail(configError(
-          `OBAN_QUEUES: "${entry}" is not name:limit or name:limit:paused (for example default:10,media:5:paused)`
+          `OBAN_QUEUES: "${entry}" is not name:limit or name:limit:paused (for example default:10,media:5:paused), ` +
+            `nor none (no queue)`
         ))
       }
       if (Object.hasOwn(queues, name)) return Effect.fail(configError(`OBAN_QUEUES: queue "${name}" is given twice`))
