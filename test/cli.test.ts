@@ -76,7 +76,10 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       // The command first, not the library's advice for code (Migrations.run() under a layer).
       assert.match(unmigrated.stderr, new RegExp(`^effect-oban: schema "${prefix}" has no effect-oban tables`))
       assert.notInclude(unmigrated.stderr, "Migrations.run()")
-      assert.strictEqual(parsed<{ current: number }>(status0).current, 0)
+      // Printed on stdout, and exit 4 (not migrated) on stderr, for a deploy to gate on.
+      assert.strictEqual((JSON.parse(status0.stdout) as { current: number }).current, 0)
+      assert.deepStrictEqual([status0.code, JSON.parse(status0.stderr).error.tag], [4, "NotMigrated"])
+      assert.include(status0.stderr, `is at version 0 of`)
       assert.strictEqual(sqlText.code, 0)
       assert.include(sqlText.stdout, `CREATE TABLE "${prefix}".oban_jobs`)
       assert.strictEqual(unreachable.code, 3)

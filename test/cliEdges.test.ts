@@ -146,6 +146,7 @@ layer(testLayer(refusedPrefix, { migrate: false }), { excludeTestServices: true 
       assert.notInclude(refused.stderr, "migrate up --prefix", "no advice to run what just failed")
       const status = yield* cli(withPrefix("migrate", "status", "--json"))
       assert.strictEqual((JSON.parse(status.stdout) as { current: number }).current, 17, "nothing of 18 applied")
+      assert.strictEqual(status.code, 4, "behind: not migrated")
       // Out of the way, the same command goes through.
       yield* sql`DROP VIEW ${sql(refusedPrefix)}.queue_names`
       const up = yield* cli(withPrefix("migrate", "up"))

@@ -71,7 +71,19 @@ const status = Command.make("status", {}, () =>
         ...status.applied.map((row) => [row.version, row.name, row.appliedAt]),
         ...status.pending.map((row) => [row.version, row.name, "pending"])
       ]))
-  })).pipe(Command.withDescription("Applied and pending migrations of the schema"))
+    // Printed either way; the exit code says whether the schema is ready for this release, so a deploy
+    // can gate on it (`effect-oban migrate status || effect-oban migrate up`).
+    if (status.current < status.latest) {
+      return yield* Effect.fail(
+        new CliFailure(
+          ExitCode.notMigrated,
+          `schema "${status.prefix}" is at version ${status.current} of ${status.latest}: ` +
+            `run \`effect-oban migrate up --prefix ${status.prefix}\``,
+          "NotMigrated"
+        )
+      )
+    }
+  })).pipe(Command.withDescription("Applied and pending migrations of the schema (exit 4 when behind)"))
 
 const sql = Command.make("sql", {
   down: Flag.Boolean("down").pipe(Flag.withDescription("Print the rollback instead"), Flag.withDefault(false)),
