@@ -117,13 +117,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("managing jobs (no node 
 
 describe("Oban.layer configuration", () => {
   const Bad = [
-    [{ queues: { q: 0 } }, "queues"],
-    [{ queues: { q: 1.5 } }, "queues"],
+    [{ queues: { q: 0 } }, "queues.q"],
+    [{ queues: { q: 1.5 } }, "queues.q"],
     [{ queues: { "": 1 } }, "queues"],
     [{ queues: { "a\u0000b": 1 } }, "queues"],
     [{ queues: { "mail ": 1 } }, "queues"],
     [{ queues: { ["\uD800"]: 1 } }, "queues"],
-    [{ queues: { q: { limit: -1 } } }, "queues"],
+    [{ queues: { q: { limit: -1 } } }, "queues.q"],
     [{ pollInterval: "soon" }, "pollInterval"],
     [{ pollInterval: 0 }, "pollInterval"],
     [{ stageInterval: "Infinity" }, "stageInterval"],
@@ -164,6 +164,8 @@ describe("Oban.layer configuration", () => {
           `unknown option "pausd" in queues.q (did you mean "paused"?)`
         )
         assert.include(yield* refused({ queues: { q: { limit: 10, globl: 5 } } }), `(did you mean "global"?)`)
+        // A bad limit names its queue (it said only "queues: Expected a value between 1 and 10000").
+        assert.match(yield* refused({ queues: { ok: 1, fast: -1 } }), /^queues\.fast: .*between 1 and 10000/)
       }))
 
     it.effect("refuses a bad prefix and duplicate worker names", () =>

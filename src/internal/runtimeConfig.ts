@@ -270,7 +270,11 @@ export const resolve = (
     // Only a missing `queues` means none: `null` (from JSON, say) is refused like any other non-object.
     // A misspelt option of a queue is named with the one meant, before the schema refuses it.
     if (typeof options.queues === "object" && options.queues !== null) {
-      for (const [name, spec] of Object.entries(options.queues)) yield* checkKeys(`queues.${name}`, spec, queueOptionKeys)
+      for (const [name, spec] of Object.entries(options.queues)) {
+        yield* checkKeys(`queues.${name}`, spec, queueOptionKeys)
+        // Each queue on its own, so that a bad limit names its queue (`queues.fast: Expected ...`).
+        yield* decodeOrFail(`queues.${name}`, QueueSpec, spec)
+      }
     }
     const queues = yield* decodeOrFail("queues", Queues, options.queues === undefined ? {} : options.queues)
     for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
