@@ -156,7 +156,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       assert.deepStrictEqual([state.paused, state.limit], [true, 3])
       assert.deepStrictEqual(lines.map((line) => line.text).filter((text) => text.startsWith("queue heir")), [
         "queue heir starts paused with limit 3 (configured 5), as the last run of node heir-node left it " +
-        "(a command for this node outlives a crash; a clean shutdown clears it)"
+        "(what a command changed on this node, given for it or for every node, outlives a crash; a clean shutdown clears it)"
       ])
     }).pipe(Effect.scoped))
 })

@@ -279,7 +279,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         if (changes.length > 0) {
           yield* Effect.logInfo(
             `queue ${options.queue} starts ${changes.join(" ")}, as the last run of node ${options.node} left it ` +
-              "(a command for this node outlives a crash; a clean shutdown clears it)"
+              "(what a command changed on this node, given for it or for every node, outlives a crash; a clean shutdown clears it)"
           )
         }
       }
