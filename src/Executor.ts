@@ -108,6 +108,19 @@ const awaitDrained = (runs: ReadonlyMap<number, unknown>, grace: Duration.Durati
 
 const drainPollMillis = 20
 
+/** How long interrupted jobs may take to end before the node says it is still waiting for them. */
+const stuckAfterInterruptMillis = 2_000
+
+/** The warning for jobs that have not ended `stuckAfterInterruptMillis` after shutdown interrupted them. */
+const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
+  Effect.suspend(() =>
+    runs.size === 0 ? Effect.void : Effect.logWarning(
+      `shutdown: ${runs.size} interrupted job(s) still running after ${stuckAfterInterruptMillis / 1000} s ` +
+        `(ids ${Array.from(runs.keys()).join(", ")}): each is inside an uninterruptible region, which the node ` +
+        "waits for; the process stops once they end"
+    )
+  )
+
 /** One attempt running here: its fiber, and why the executor stopped it, if it did. */
 interface Run {
   fiber: Fiber.Fiber<void> | undefined
@@ -176,7 +189,12 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         // A job already told to stop (cancelled, still inside an uninterruptible region) keeps its reason.
         for (const run of left) run.stop ??= "shutdown"
         yield* Effect.logWarning(`shutdown: interrupting ${left.length} job(s) after the grace period`)
+        // An interrupted job ends once it leaves any uninterruptible region it is in, however long that
+        // takes; the node waits for it. Said once, so that a stop that takes longer than the grace period
+        // has its reason in the log (an orchestrator's kill timeout may end the process first).
+        const stuck = yield* Effect.forkDetach(Effect.andThen(realSleep(stuckAfterInterruptMillis), stillRunning(runs)))
         yield* Fiber.interruptAll(left.flatMap((run) => run.fiber === undefined ? [] : [run.fiber]))
+        yield* Fiber.interrupt(stuck)
       })
     )
 

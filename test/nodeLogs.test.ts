@@ -13,6 +13,12 @@ import { jobRow, startLogged, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("node_logs")
 
+/** Interrupted by shutdown inside an uninterruptible region of 3 s, which the node waits for. */
+const Holds = Worker.make("NodeLogsHolds", {
+  args: Schema.Struct({}),
+  perform: () => Effect.uninterruptible(Effect.sleep("3 seconds"))
+})
+
 /** Runs until shutdown interrupts it after the grace period. */
 const Stuck = Worker.make("NodeLogsStuck", { args: Schema.Struct({}), perform: () => Effect.never })
 const Fails = Worker.make("NodeLogsFails", {
@@ -56,6 +62,31 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       )
       assert.deepStrictEqual(lines.filter((line) => line.annotations["node"] !== "logs-node"), [])
     }).pipe(Effect.scoped))
+
+  it.effect("a job still inside an uninterruptible region 2 s after shutdown interrupted it is named in a warning", () =>
+    Effect.gen(function*() {
+      const { lines, oban, stop } = yield* startLogged({
+        prefix,
+        node: "holds-node",
+        queues: { holds: 1 },
+        workers: [Holds],
+        shutdownGracePeriod: "100 millis"
+      })
+      const held = yield* oban.insert(Holds.job({}, { queue: "holds" }))
+      yield* waitFor("the job runs", Effect.map(jobRow(prefix, held.id), (row) => row.state === "executing"))
+      yield* Effect.sleep("200 millis")
+      const started = Date.now()
+      yield* stop
+      const took = Date.now() - started
+      assert.isAtLeast(took, 2_000, "the node waited for the uninterruptible region")
+      const warning = lines.find((line) => line.text.startsWith("shutdown: 1 interrupted job(s) still running after 2 s"))
+      assert.isDefined(warning, JSON.stringify(lines.map((line) => line.text)))
+      assert.include(warning!.text, `(ids ${held.id}): each is inside an uninterruptible region`)
+      assert.strictEqual(warning!.annotations["node"], "holds-node")
+      // Given back once it ended, as any job shutdown interrupted.
+      const row = yield* jobRow(prefix, held.id)
+      assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+    }).pipe(Effect.scoped), 20_000)
 
   it.effect("a queue command that changes the node's queue is logged once, and so is one caught up by a heartbeat", () =>
     Effect.gen(function*() {
