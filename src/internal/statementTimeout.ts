@@ -72,7 +72,10 @@ export const timeoutError = (operation: string, millis: number): SqlError =>
   new SqlError({
     reason: new StatementTimeoutError({
       cause: new Error(`${operation} did not finish within ${millis} ms`),
-      message: `${operation} did not finish within ${millis} ms; its connection is being retired`,
+      // The deadline counts the wait for a pooled connection too: a pool whose every connection workers
+      // hold is as likely a cause as a server or network that does not answer, and the message says both.
+      message: `${operation} did not finish within ${millis} ms (no free connection in the pool, or no answer ` +
+        "from the server); given up, and the connection it used, if any, retired",
       operation
     })
   })
