@@ -356,4 +356,25 @@ export const layerConfig = <W extends Worker.Any>(
  * @since 0.1.0
  */
 export const teardown: Runtime.Teardown = (exit, onExit) =>
-  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  ignoringStopSignals(() =>
+    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  )
+
+/**
+ * Runs `exit` with SIGTERM and SIGINT ignored. `runMain` removes its own
+ * listeners as the main fiber ends, and a signal that came from then until
+ * the process was gone (an operator's second Ctrl-C, an orchestrator that
+ * signals again) took Node's default action: a clean shutdown ended with 143.
+ * When `exit` returns without ending the process, the listeners go again.
+ */
+const ignoringStopSignals = (exit: () => void): void => {
+  const ignore = () => {}
+  process.on("SIGTERM", ignore)
+  process.on("SIGINT", ignore)
+  try {
+    exit()
+  } finally {
+    process.removeListener("SIGTERM", ignore)
+    process.removeListener("SIGINT", ignore)
+  }
+}

@@ -250,6 +250,28 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("SIGTERM again and again until the node has exited (an impatient operator or orchestrator): exit 0 every time", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_repeated")
+      yield* Effect.gen(function*() {
+        // Five processes at once; each gets SIGTERM, then another every millisecond until it has exited.
+        // Signals that came while runMain's own listener was gone (it removes it as the fiber ends,
+        // before the process exits) took Node's default action and ended the process with 143.
+        const nodes = yield* Effect.forEach([1, 2, 3, 4, 5], (n) =>
+          spawnNode(`impatient-${n}`, { DATABASE_URL: databaseUrl(), PREFIX: prefix, QUEUES: JSON.stringify({ default: 2 }) }))
+        yield* Effect.forEach(nodes, (node) => awaitReady(node), { concurrency: "unbounded" })
+        const ends = yield* Effect.forEach(nodes, (node) =>
+          Effect.promise(async () => {
+            node.child.kill("SIGTERM")
+            const again = setInterval(() => node.child.kill("SIGTERM"), 1)
+            const code = await node.exited
+            clearInterval(again)
+            return { code, signal: node.child.signalCode, output: node.output() }
+          }), { concurrency: "unbounded" })
+        for (const end of ends) assert.deepStrictEqual([end.code, end.signal], [0, null], end.output)
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 90_000)
+
   it.live("with runMain's default teardown the jobs get the same grace; only the exit code differs (130)", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_default")
