@@ -42,7 +42,7 @@ import { register as registerHandle } from "./internal/nodeHandle.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
-import { configuredOver, options as envOptions } from "./internal/envOptions.ts"
+import { configuredOver, misspeltVariables, options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
@@ -337,6 +337,8 @@ export const layerConfig = <W extends Worker.Any>(
 > => {
   const { config: source = envOptions, ...given } = options
   return Layer.unwrap(Effect.gen(function*() {
+    // Read from the environment by default: a near miss of a variable's name is worth a word.
+    if (source === envOptions) for (const line of misspeltVariables(process.env)) yield* Effect.logWarning(line)
     const read = yield* source
     return layer({ ...given, ...configuredOver(given, read) })
   }))

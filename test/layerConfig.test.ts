@@ -3,9 +3,9 @@
  * default), with typed errors naming the variable for bad values.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Layer, Redacted, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, Logger, Redacted, References, Schema, Scope } from "effect"
 import { Oban, Worker } from "effect-oban"
-import { configuredOver } from "../src/internal/envOptions.ts"
+import { configuredOver, misspeltVariables } from "../src/internal/envOptions.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { startProxy } from "./support/proxy.ts"
 
@@ -117,6 +117,23 @@ describe("Oban.layerConfig", () => {
         assert.strictEqual(yield* proxy.accepted, 2)
       }).pipe(Effect.scoped))
 
+    it.effect("a near miss of a variable's name in the process's environment is a warning at start", () =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const capture = Logger.make(({ message }) => {
+          lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        process.env["OBAN_QEUEUS"] = "fast:2"
+        const exit = yield* withEnv({}, (oban) => oban.ready).pipe(
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+          // The suite logs errors only; this warning is captured whatever the level.
+          Effect.provideService(References.MinimumLogLevel, "All"),
+          Effect.ensuring(Effect.sync(() => delete process.env["OBAN_QEUEUS"]))
+        )
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
+        assert.include(lines, "the environment has OBAN_QEUEUS, which effect-oban does not read: did you mean OBAN_QUEUES?")
+      }))
+
     it.effect("OBAN_QUEUES=none runs no queue over the code's; an empty OBAN_QUEUES is unset and keeps them", () =>
       Effect.gen(function*() {
         const queueOf = (env: Record<string, string>) =>
@@ -153,6 +170,29 @@ describe("Oban.layerConfig", () => {
           assert.strictEqual(other, "UnknownQueueError")
         }
       }))
+  })
+})
+
+describe("misspeltVariables", () => {
+  it("names a near miss of a variable's name with the one meant, and leaves an application's own OBAN_ variables alone", () => {
+    assert.deepStrictEqual(
+      misspeltVariables({
+        OBAN_QEUEUS: "fast:2",
+        oban_queues: "fast:2",
+        OBAN_SHUTDOWN_GRACE: "5 seconds",
+        OBAN_QUEUES: "default:1",
+        OBAN_DASHBOARD_TOKEN: "secret",
+        OBAN_TEST_LOG: "1",
+        OBAN_TEST_REPORT: "x",
+        OBAN_FEATURE_FLAGS: "a,b",
+        PATH: "/bin"
+      }),
+      [
+        "the environment has OBAN_QEUEUS, which effect-oban does not read: did you mean OBAN_QUEUES?",
+        "the environment has oban_queues, which effect-oban does not read: did you mean OBAN_QUEUES?",
+        "the environment has OBAN_SHUTDOWN_GRACE, which effect-oban does not read: did you mean OBAN_SHUTDOWN_GRACE_PERIOD?"
+      ]
+    )
   })
 })
 

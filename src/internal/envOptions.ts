@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { isPostgresUrl } from "./directConnection.ts"
+import { closest } from "./optionKeys.ts"
 import type { QueueConfig, RuntimeOptions } from "./runtimeConfig.ts"
 
 const configError = (message: string) => new Config.ConfigError(new ConfigProvider.SourceError({ message }))
@@ -173,3 +174,37 @@ const queuesOver = (
 
 const clusterLimitsOf = (queue: QueueConfig): Partial<QueueConfig> =>
   defined({ global: queue.global, partition: queue.partition, rate: queue.rate })
+
+/** The variables `options` reads, as written in the environment. */
+export const variableNames: ReadonlyArray<string> = [
+  "QUEUES",
+  "PREFIX",
+  "NODE",
+  "POLL_INTERVAL",
+  "STAGE_INTERVAL",
+  "SHUTDOWN_GRACE_PERIOD",
+  "HEARTBEAT_INTERVAL",
+  "RESCUE_AFTER",
+  "PRUNER_MAX_AGE",
+  "DELETE_COMPLETED",
+  "PRUNER",
+  "THREADS",
+  "DIRECT_DATABASE_URL"
+].map((name) => `OBAN_${name}`)
+
+/**
+ * A line for each variable of `env` that is not one `options` reads but is a
+ * near miss of one (`OBAN_QEUEUS`): a typo in a deployment's manifest is
+ * otherwise ignored, and the code's value runs. Other `OBAN_` variables (an
+ * application's own) are left alone.
+ */
+export const misspeltVariables = (env: Readonly<Record<string, string | undefined>>): ReadonlyArray<string> =>
+  Object.keys(env).flatMap((name) => {
+    if (!name.toUpperCase().startsWith("OBAN_") || variableNames.includes(name)) return []
+    // A near miss, or a name cut short or run on (OBAN_SHUTDOWN_GRACE for OBAN_SHUTDOWN_GRACE_PERIOD).
+    const meant = closest(name, variableNames) ??
+      variableNames.find((known) => known.startsWith(`${name}_`) || name.startsWith(`${known}_`))
+    return meant === undefined
+      ? []
+      : [`the environment has ${name}, which effect-oban does not read: did you mean ${meant}?`]
+  })
