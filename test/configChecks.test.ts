@@ -32,7 +32,12 @@ describe("audit: config and node-scoped queue commands", () => {
         assert.strictEqual(error._tag, "InvalidConfigError")
         if (error._tag === "InvalidConfigError") {
           assert.strictEqual(error.field, "heartbeatInterval")
-          assert.include(error.message, "rescueAfter")
+          // Both values, and the variables that set them, for a node configured from its environment.
+          assert.strictEqual(
+            error.message,
+            "heartbeatInterval (30s) must be shorter than rescuer.rescueAfter (10s), or live producers would look dead " +
+              "(from the environment: OBAN_HEARTBEAT_INTERVAL, OBAN_RESCUE_AFTER)"
+          )
         }
         // Equal is refused too: a heartbeat exactly as long as rescueAfter can miss it.
         const equal = yield* Layer.build(

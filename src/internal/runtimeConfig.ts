@@ -299,7 +299,9 @@ export const resolve = (
     yield* ensure(
       Duration.isLessThan(heartbeatInterval, rescuer.rescueAfter),
       "heartbeatInterval",
-      "heartbeatInterval must be shorter than rescuer.rescueAfter, or live producers would look dead"
+      `heartbeatInterval (${Duration.format(heartbeatInterval)}) must be shorter than rescuer.rescueAfter ` +
+        `(${Duration.format(rescuer.rescueAfter)}), or live producers would look dead ` +
+        "(from the environment: OBAN_HEARTBEAT_INTERVAL, OBAN_RESCUE_AFTER)"
     )
     const pruner: Pruner.Config | false = options.pruner === false ? false : {
       maxAge: yield* duration("pruner.maxAge", options.pruner?.maxAge, Pruner.defaults.maxAge, Duration.zero),
