@@ -128,7 +128,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
     const onRound = options.onRound ?? (() => Effect.void)
     const round = runOnce(options).pipe(
       // A connection that hangs (a black-holed network) must not freeze the election.
-      withStatementTimeout({ timeout: Duration.min(Duration.divideUnsafe(options.ttl, 2), Duration.seconds(5)), operation: "lease" }),
+      withStatementTimeout({ timeout: Duration.min(Duration.divideUnsafe(options.ttl, 2), Duration.seconds(5)), operation: "lease", connection: "own" }),
       Effect.tap(() => onRound(true)),
       Effect.tapError(() => onRound(false)),
       Effect.tap((result) =>
@@ -160,7 +160,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
         // only ends this instance's lease.
         yield* SubscriptionRef.set(leading, false)
         yield* resignLease(options.sql, options.prefix, options.instance ?? options.node, options.lease).pipe(
-          withStatementTimeout({ timeout: "3 seconds", operation: "resign" }),
+          withStatementTimeout({ timeout: "3 seconds", operation: "resign", connection: "own" }),
           Effect.catchCause((cause) => Effect.logWarning("could not resign the lease", Cause.pretty(cause)))
         )
       })

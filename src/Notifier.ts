@@ -152,7 +152,8 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           Effect.sleep(healthCheckInterval),
           withStatementTimeout(pinned.query("SELECT 1"), {
             timeout: healthCheckTimeout,
-            operation: "LISTEN connection health check"
+            operation: "LISTEN connection health check",
+            connection: "own"
           })
         )).pipe(
           Effect.tapError(() => Effect.sleep(retireGrace))
@@ -182,7 +183,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         const { pinned, queues } = yield* setUp.pipe(
           Effect.timeoutOrElse({
             duration: setUpTimeout,
-            orElse: () => Effect.fail(timeoutError("LISTEN set-up", Duration.toMillis(setUpTimeout)))
+            orElse: () => Effect.fail(timeoutError("LISTEN set-up", Duration.toMillis(setUpTimeout), "own"))
           })
         )
         yield* Effect.addFinalizer(() => Scope.close(connectionScope, Exit.void))

@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { type Duration, Effect, Fiber, Layer, Redacted, type Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
-import { withStatementTimeout } from "../src/internal/statementTimeout.ts"
+import { timeoutError, withStatementTimeout } from "../src/internal/statementTimeout.ts"
 import { databaseUrl } from "./support/db.ts"
 import { startProxy } from "./support/proxy.ts"
 
@@ -50,6 +50,31 @@ describe("withStatementTimeout", () => {
       assert.deepStrictEqual(result, [{ n: 3 }])
       assert.isBelow(Date.now() - recovered, 15_000)
     }), 60_000)
+
+  it.live("the deadline counts the wait for a pooled connection, and its error says so; work on a connection of its own is told apart", () =>
+    Effect.gen(function*() {
+      // One connection, held by a statement of 3 s: the probe waits for the pool, not for the server.
+      const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 }))
+      const sql = yield* Effect.provideContext(SqlClient, context)
+      const holder = yield* Effect.forkChild(sql`SELECT pg_sleep(3)`)
+      yield* Effect.sleep("300 millis")
+      const start = Date.now()
+      const error = yield* Effect.flip(
+        withStatementTimeout(sql`SELECT 1`, { timeout: "1 second", operation: "fetch" })
+      )
+      assert.isBelow(Date.now() - start, 2_500, "failed at its deadline, not when the pool freed up")
+      assert.strictEqual(
+        error.message,
+        "fetch did not finish within 1000 ms (no free connection in the pool, or no answer from the server); " +
+          "given up, and the connection it used, if any, retired"
+      )
+      yield* Fiber.join(holder)
+      assert.strictEqual(
+        timeoutError("heartbeat", 5_000, "own").message,
+        "heartbeat did not finish within 5000 ms (no answer from the server on the node's own connection); " +
+          "given up, and the connection retired"
+      )
+    }).pipe(Effect.scoped), 30_000)
 
   it.live("an interrupted caller waits for the statement to end only with settleOnInterrupt", () =>
     Effect.gen(function*() {

@@ -139,7 +139,7 @@ export const make = (options: {
     return {
       sql,
       // Opens the connection ahead of the first heartbeat; a failure here is only a slower first beat.
-      warmUp: Effect.ignore(withStatementTimeout(sql`SELECT 1`, { timeout: options.statementTimeout, operation: "connect" })),
+      warmUp: Effect.ignore(withStatementTimeout(sql`SELECT 1`, { timeout: options.statementTimeout, operation: "connect", connection: "own" })),
       reached,
       connectedForMillis: Effect.map(
         Clock.currentTimeMillis,
@@ -147,7 +147,7 @@ export const make = (options: {
       ),
       run: (statement) =>
         statement.pipe(
-          withStatementTimeout({ timeout: timeoutMillis, operation: "heartbeat" }),
+          withStatementTimeout({ timeout: timeoutMillis, operation: "heartbeat", connection: "own" }),
           Effect.onExit((exit) => reached(exit._tag === "Success"))
         )
     }

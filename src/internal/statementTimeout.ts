@@ -48,6 +48,13 @@ export interface Options {
    * `"6 seconds"`. Without it the caller does not wait.
    */
   readonly settleOnInterrupt?: Duration.Input | undefined
+  /**
+   * Where the work gets its connection: from the pool (the default), whose
+   * wait counts in the deadline, or a connection of its own (heartbeats, the
+   * lease, LISTEN), which only the server or the network can hold up. Said in
+   * the error.
+   */
+  readonly connection?: "pool" | "own" | undefined
 }
 
 /**
@@ -68,14 +75,17 @@ export const realSleep = (millis: number): Effect.Effect<void> =>
  *
  * @since 0.1.0
  */
-export const timeoutError = (operation: string, millis: number): SqlError =>
+export const timeoutError = (operation: string, millis: number, connection: "pool" | "own" = "pool"): SqlError =>
   new SqlError({
     reason: new StatementTimeoutError({
       cause: new Error(`${operation} did not finish within ${millis} ms`),
       // The deadline counts the wait for a pooled connection too: a pool whose every connection workers
       // hold is as likely a cause as a server or network that does not answer, and the message says both.
-      message: `${operation} did not finish within ${millis} ms (no free connection in the pool, or no answer ` +
-        "from the server); given up, and the connection it used, if any, retired",
+      message: connection === "pool"
+        ? `${operation} did not finish within ${millis} ms (no free connection in the pool, or no answer ` +
+          "from the server); given up, and the connection it used, if any, retired"
+        : `${operation} did not finish within ${millis} ms (no answer from the server on the node's own ` +
+          "connection); given up, and the connection retired",
       operation
     })
   })
@@ -110,7 +120,7 @@ export const withStatementTimeout: {
           // Built only when the deadline passes: an error made up front for every call captures a
           // stack, and the stack's frames keep alive what the caller held then (the fetch before it,
           // which held the one before it, ...), so a long drain's memory grew with every fetch.
-          Effect.andThen(realSleep(millis), Effect.failSync(() => timeoutError(options.operation, millis)))
+          Effect.andThen(realSleep(millis), Effect.failSync(() => timeoutError(options.operation, millis, options.connection)))
         )
       ).pipe(
         Effect.onExit((exit) => {
