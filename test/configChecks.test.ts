@@ -36,7 +36,7 @@ describe("audit: config and node-scoped queue commands", () => {
           assert.strictEqual(
             error.message,
             "heartbeatInterval (30s) must be shorter than rescuer.rescueAfter (10s), or live producers would look dead " +
-              "(from the environment: OBAN_HEARTBEAT_INTERVAL, OBAN_RESCUE_AFTER)"
+              "(set in code, or by OBAN_HEARTBEAT_INTERVAL and OBAN_RESCUE_AFTER with Oban.layerConfig)"
           )
         }
         // Equal is refused too: a heartbeat exactly as long as rescueAfter can miss it.

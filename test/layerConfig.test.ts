@@ -123,15 +123,15 @@ describe("Oban.layerConfig", () => {
         const capture = Logger.make(({ message }) => {
           lines.push(Array.isArray(message) ? message.join(" ") : String(message))
         })
-        process.env["OBAN_QEUEUS"] = "fast:2"
+        process.env["OBAN_QUEUS"] = "fast:2"
         const exit = yield* withEnv({}, (oban) => oban.ready).pipe(
           Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
           // The suite logs errors only; this warning is captured whatever the level.
           Effect.provideService(References.MinimumLogLevel, "All"),
-          Effect.ensuring(Effect.sync(() => delete process.env["OBAN_QEUEUS"]))
+          Effect.ensuring(Effect.sync(() => delete process.env["OBAN_QUEUS"]))
         )
         assert.isTrue(Exit.isSuccess(exit), String(exit))
-        assert.include(lines, "the environment has OBAN_QEUEUS, which effect-oban does not read: did you mean OBAN_QUEUES?")
+        assert.include(lines, "the environment has OBAN_QUEUS, which effect-oban does not read: did you mean OBAN_QUEUES?")
       }))
 
     it.effect("OBAN_QUEUES=none runs no queue over the code's; an empty OBAN_QUEUES is unset and keeps them", () =>
@@ -175,22 +175,26 @@ describe("Oban.layerConfig", () => {
 
 describe("misspeltVariables", () => {
   it("names a near miss of a variable's name with the one meant, and leaves an application's own OBAN_ variables alone", () => {
+    const ownOfAnApplication = [
+      "OBAN_PORT", "OBAN_HOST", "OBAN_MODE", "OBAN_NAME", "OBAN_ROLE", "OBAN_CODE", "OBAN_INDEX", "OBAN_NODES",
+      "OBAN_NODE_ENV", "OBAN_NODE_NAME", "OBAN_NODE_ID", "OBAN_USER", "OBAN_PEER", "OBAN_PAUSED",
+      "OBAN_QUEUES_MAILERS", "OBAN_QUEUES_FILE", "OBAN_QUEUE_NAME", "OBAN_PRUNER_INTERVAL", "OBAN_DELETE_AFTER",
+      "OBAN_PREFIX_PATH", "OBAN_THREADS_MAX", "OBAN_LOG_LEVEL", "OBAN_DATABASE_URL", "OBAN_POOL_SIZE",
+      "OBAN_DASHBOARD_TOKEN", "OBAN_TEST_LOG", "OBAN_TEST_REPORT", "oban_queues"
+    ]
     assert.deepStrictEqual(
       misspeltVariables({
-        OBAN_QEUEUS: "fast:2",
-        oban_queues: "fast:2",
+        ...Object.fromEntries(ownOfAnApplication.map((name) => [name, "x"])),
+        OBAN_QUEUE: "fast:2",
         OBAN_SHUTDOWN_GRACE: "5 seconds",
+        OBAN_HEARTBEAT_INTERVALL: "1 second",
         OBAN_QUEUES: "default:1",
-        OBAN_DASHBOARD_TOKEN: "secret",
-        OBAN_TEST_LOG: "1",
-        OBAN_TEST_REPORT: "x",
-        OBAN_FEATURE_FLAGS: "a,b",
         PATH: "/bin"
       }),
       [
-        "the environment has OBAN_QEUEUS, which effect-oban does not read: did you mean OBAN_QUEUES?",
-        "the environment has oban_queues, which effect-oban does not read: did you mean OBAN_QUEUES?",
-        "the environment has OBAN_SHUTDOWN_GRACE, which effect-oban does not read: did you mean OBAN_SHUTDOWN_GRACE_PERIOD?"
+        "the environment has OBAN_QUEUE, which effect-oban does not read: did you mean OBAN_QUEUES?",
+        "the environment has OBAN_SHUTDOWN_GRACE, which effect-oban does not read: did you mean OBAN_SHUTDOWN_GRACE_PERIOD?",
+        "the environment has OBAN_HEARTBEAT_INTERVALL, which effect-oban does not read: did you mean OBAN_HEARTBEAT_INTERVAL?"
       ]
     )
   })

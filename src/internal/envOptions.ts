@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { isPostgresUrl } from "./directConnection.ts"
-import { closest } from "./optionKeys.ts"
+import { distance } from "./optionKeys.ts"
 import type { QueueConfig, RuntimeOptions } from "./runtimeConfig.ts"
 
 const configError = (message: string) => new Config.ConfigError(new ConfigProvider.SourceError({ message }))
@@ -194,17 +194,21 @@ export const variableNames: ReadonlyArray<string> = [
 
 /**
  * A line for each variable of `env` that is not one `options` reads but is a
- * near miss of one (`OBAN_QEUEUS`): a typo in a deployment's manifest is
- * otherwise ignored, and the code's value runs. Other `OBAN_` variables (an
- * application's own) are left alone.
+ * near miss of one: a typo in a deployment's manifest is otherwise ignored,
+ * and the code's value runs. Strict, so that an application's own `OBAN_`
+ * variables (OBAN_PORT, OBAN_NODE_ENV, OBAN_DATABASE_URL) pass: one edit away
+ * from a name of 5 or more letters after `OBAN_` (two from one of 9 or
+ * more), or cut short at a `_` (OBAN_SHUTDOWN_GRACE).
  */
 export const misspeltVariables = (env: Readonly<Record<string, string | undefined>>): ReadonlyArray<string> =>
   Object.keys(env).flatMap((name) => {
-    if (!name.toUpperCase().startsWith("OBAN_") || variableNames.includes(name)) return []
-    // A near miss, or a name cut short or run on (OBAN_SHUTDOWN_GRACE for OBAN_SHUTDOWN_GRACE_PERIOD).
-    const meant = closest(name, variableNames) ??
-      variableNames.find((known) => known.startsWith(`${name}_`) || name.startsWith(`${known}_`))
+    if (!name.startsWith("OBAN_") || variableNames.includes(name)) return []
+    const meant = variableNames.find((known) => nearMiss(name.slice(5), known.slice(5)))
     return meant === undefined
       ? []
       : [`the environment has ${name}, which effect-oban does not read: did you mean ${meant}?`]
   })
+
+const nearMiss = (given: string, known: string): boolean =>
+  known.startsWith(`${given}_`) ||
+  (given.length >= 5 && known.length >= 5 && distance(given, known) <= (known.length >= 9 ? 2 : 1))

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import { InvalidConfigError } from "../Errors.ts"
 
 /** The edit distance of two short names (insertions, deletions, substitutions). */
-const distance = (a: string, b: string): number => {
+export const distance = (a: string, b: string): number => {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
     const current = [i]

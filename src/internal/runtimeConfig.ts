@@ -301,7 +301,7 @@ export const resolve = (
       "heartbeatInterval",
       `heartbeatInterval (${Duration.format(heartbeatInterval)}) must be shorter than rescuer.rescueAfter ` +
         `(${Duration.format(rescuer.rescueAfter)}), or live producers would look dead ` +
-        "(from the environment: OBAN_HEARTBEAT_INTERVAL, OBAN_RESCUE_AFTER)"
+        "(set in code, or by OBAN_HEARTBEAT_INTERVAL and OBAN_RESCUE_AFTER with Oban.layerConfig)"
     )
     const pruner: Pruner.Config | false = options.pruner === false ? false : {
       maxAge: yield* duration("pruner.maxAge", options.pruner?.maxAge, Pruner.defaults.maxAge, Duration.zero),
