@@ -44,6 +44,7 @@ import { makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { configuredOver, misspeltVariables, options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
+import { holdStopSignals, ignoringStopSignals } from "./internal/stopSignals.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
 import { transaction } from "./internal/sql/transaction.ts"
@@ -241,6 +242,9 @@ export const layer = <W extends Worker.Any>(
 > =>
   Layer.effectContext(
     Effect.gen(function*() {
+      // Runs after the node's own finalizers: from the end of its shutdown until the process has exited
+      // (runMain's listeners are gone by then), a repeated SIGTERM or SIGINT is ignored (see stopSignals.ts).
+      yield* Effect.addFinalizer(() => Effect.sync(() => holdStopSignals(10_000)))
       const runtime = yield* makeRuntime<Worker.Requirements<W>>(options)
       const sql = yield* SqlClient
       const settings = { prefix: runtime.prefix, maxArgsBytes: runtime.maxArgsBytes }
@@ -361,22 +365,3 @@ export const teardown: Runtime.Teardown = (exit, onExit) =>
   ignoringStopSignals(() =>
     Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
   )
-
-/**
- * Runs `exit` with SIGTERM and SIGINT ignored. `runMain` removes its own
- * listeners as the main fiber ends, and a signal that came from then until
- * the process was gone (an operator's second Ctrl-C, an orchestrator that
- * signals again) took Node's default action: a clean shutdown ended with 143.
- * When `exit` returns without ending the process, the listeners go again.
- */
-const ignoringStopSignals = (exit: () => void): void => {
-  const ignore = () => {}
-  process.on("SIGTERM", ignore)
-  process.on("SIGINT", ignore)
-  try {
-    exit()
-  } finally {
-    process.removeListener("SIGTERM", ignore)
-    process.removeListener("SIGINT", ignore)
-  }
-}

@@ -259,7 +259,8 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
         // before the process exits) took Node's default action and ended the process with 143.
         const nodes = yield* Effect.forEach([1, 2, 3, 4, 5], (n) =>
           spawnNode(`impatient-${n}`, { DATABASE_URL: databaseUrl(), PREFIX: prefix, QUEUES: JSON.stringify({ default: 2 }) }))
-        yield* Effect.forEach(nodes, (node) => awaitReady(node), { concurrency: "unbounded" })
+        // Five Node processes starting at once on a loaded two-core machine: a minute to start.
+        yield* Effect.forEach(nodes, (node) => awaitReady(node, 60_000), { concurrency: "unbounded" })
         const ends = yield* Effect.forEach(nodes, (node) =>
           Effect.promise(async () => {
             node.child.kill("SIGTERM")
@@ -270,7 +271,7 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
           }), { concurrency: "unbounded" })
         for (const end of ends) assert.deepStrictEqual([end.code, end.signal], [0, null], end.output)
       }).pipe(Effect.provide(testLayer(prefix)))
-    }).pipe(Effect.scoped), 90_000)
+    }).pipe(Effect.scoped), 120_000)
 
   it.live("with runMain's default teardown the jobs get the same grace; only the exit code differs (130)", () =>
     Effect.gen(function*() {
