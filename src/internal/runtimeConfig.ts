@@ -223,6 +223,25 @@ const decodeOrFail = <S extends Schema.Codec<any, any>>(field: string, schema: S
     Effect.mapError((error) => new InvalidConfigError({ field, message: `${field}: ${error.message}` }))
   )
 
+/**
+ * The `queues` option, decoded queue by queue so that a misspelt option (named
+ * with the one meant, before the schema refuses it) or a bad limit names its
+ * queue (`queues.fast: Expected ...`). Only a missing `queues` means none:
+ * `null` (from JSON, say) or an array is refused as a whole.
+ */
+const decodeQueues = (given: unknown): Effect.Effect<typeof Queues.Type, InvalidConfigError> =>
+  Effect.gen(function*() {
+    if (given === undefined) return {}
+    if (typeof given !== "object" || given === null || Array.isArray(given)) return yield* decodeOrFail("queues", Queues, given)
+    const decoded: Array<readonly [string, typeof QueueSpec.Type]> = []
+    for (const [name, spec] of Object.entries(given)) {
+      yield* checkKeys(`queues.${name}`, spec, queueOptionKeys)
+      decoded.push([name, yield* decodeOrFail(`queues.${name}`, QueueSpec, spec)])
+    }
+    // Defined as own properties: a queue may be named "__proto__".
+    return Object.fromEntries(decoded)
+  })
+
 const ResourceLimits = Schema.Struct({
   maxOldGenerationSizeMb: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
   maxYoungGenerationSizeMb: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
@@ -267,16 +286,7 @@ export const resolve = (
   Effect.gen(function*() {
     yield* checkOptionKeys(options)
     const settings = yield* Config.resolve({ prefix: options.prefix, maxArgsBytes: options.maxArgsBytes })
-    // Only a missing `queues` means none: `null` (from JSON, say) is refused like any other non-object.
-    // A misspelt option of a queue is named with the one meant, before the schema refuses it.
-    if (typeof options.queues === "object" && options.queues !== null) {
-      for (const [name, spec] of Object.entries(options.queues)) {
-        yield* checkKeys(`queues.${name}`, spec, queueOptionKeys)
-        // Each queue on its own, so that a bad limit names its queue (`queues.fast: Expected ...`).
-        yield* decodeOrFail(`queues.${name}`, QueueSpec, spec)
-      }
-    }
-    const queues = yield* decodeOrFail("queues", Queues, options.queues === undefined ? {} : options.queues)
+    const queues = yield* decodeQueues(options.queues)
     for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
     const node = options.node === undefined ? defaultNode() : yield* checkNodeName(options.node)
     const ms = Duration.millis(10)
