@@ -224,9 +224,9 @@ export const allEnqueued = <W extends WorkerModule.Any | string = string>(
     return found as unknown as ReadonlyArray<EnqueuedJob<W>>
   }))
 
-const describe = (filter: EnqueuedFilter): string =>
+const describe = <W extends WorkerModule.Any | string>(filter: EnqueuedFilter<W>): string =>
   JSON.stringify({
-    ...filter,
+    ...untyped(filter),
     worker: workerName(filter.worker)
   })
 
@@ -242,7 +242,7 @@ export const assertEnqueued = <W extends WorkerModule.Any | string = string>(
   Effect.flatMap(allEnqueued(filter), (jobs) =>
     jobs.length > 0
       ? Effect.succeed(jobs[0]!)
-      : Effect.fail(new ObanTestError({ message: `expected a job matching ${describe(untyped(filter))}, found none` })))
+      : Effect.fail(new ObanTestError({ message: `expected a job matching ${describe(filter)}, found none` })))
 
 /**
  * Fails with `ObanTestError` when a job matches `filter`.
@@ -251,12 +251,14 @@ export const assertEnqueued = <W extends WorkerModule.Any | string = string>(
  */
 export const refuteEnqueued = <W extends WorkerModule.Any | string = string>(
   filter: EnqueuedFilter<W>
-): Effect.Effect<void, ObanTestError | MigrationError | SqlError, SqlClient> =>
+): Effect.Effect<void, ObanTestError | MigrationError | SqlError, SqlClient> => {
   // Counted as stored: a job whose args the worker's schema refuses is still a job that matches. The filter's
   // fields are checked against the worker's definition first, which the query by name no longer has.
-  Effect.flatMap(Effect.andThen(checkStoredFields(untyped(filter)), allEnqueued({ ...untyped(filter), worker: workerName(filter.worker) })), (jobs) =>
+  const plain = untyped(filter)
+  return Effect.flatMap(Effect.andThen(checkStoredFields(plain), allEnqueued({ ...plain, worker: workerName(filter.worker) })), (jobs) =>
     jobs.length === 0 ? Effect.void : Effect.fail(
       new ObanTestError({
-        message: `expected no job matching ${describe(untyped(filter))}, found ${jobs.length} (ids ${jobs.map((job) => job.id).join(", ")})`
+        message: `expected no job matching ${describe(filter)}, found ${jobs.length} (ids ${jobs.map((job) => job.id).join(", ")})`
       })
     ))
+}
