@@ -9,6 +9,17 @@
 
 const ignoreStopSignal = (): void => {}
 
+const ignore = (): void => {
+  process.on("SIGTERM", ignoreStopSignal)
+  process.on("SIGINT", ignoreStopSignal)
+}
+
+/** Removes one `ignore` (the listener may be there twice: a hold and a teardown at once). */
+const unignore = (): void => {
+  process.removeListener("SIGTERM", ignoreStopSignal)
+  process.removeListener("SIGINT", ignoreStopSignal)
+}
+
 let release: ReturnType<typeof setTimeout> | undefined
 
 /**
@@ -20,28 +31,23 @@ let release: ReturnType<typeof setTimeout> | undefined
 export const holdStopSignals = (millis: number): void => {
   if (release === undefined) {
     if (process.listenerCount("SIGTERM") === 0 && process.listenerCount("SIGINT") === 0) return
-    process.on("SIGTERM", ignoreStopSignal)
-    process.on("SIGINT", ignoreStopSignal)
+    ignore()
   } else {
     clearTimeout(release)
   }
   release = setTimeout(() => {
     release = undefined
-    process.removeListener("SIGTERM", ignoreStopSignal)
-    process.removeListener("SIGINT", ignoreStopSignal)
+    unignore()
   }, millis)
   release.unref()
 }
 
 /** Runs `exit` (a teardown's call of `runMain`'s exit) with SIGTERM and SIGINT ignored, until it returns. */
 export const ignoringStopSignals = (exit: () => void): void => {
-  const ignore = (): void => {}
-  process.on("SIGTERM", ignore)
-  process.on("SIGINT", ignore)
+  ignore()
   try {
     exit()
   } finally {
-    process.removeListener("SIGTERM", ignore)
-    process.removeListener("SIGINT", ignore)
+    unignore()
   }
 }
