@@ -5,7 +5,7 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Layer, Logger, Redacted, References, Schema, Scope } from "effect"
 import { Oban, Worker } from "effect-oban"
-import { configuredOver, misspeltVariables } from "../src/internal/envOptions.ts"
+import { configuredOver, misspeltVariables, variableNames } from "../src/internal/envOptions.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { startProxy } from "./support/proxy.ts"
 
@@ -174,6 +174,23 @@ describe("Oban.layerConfig", () => {
 })
 
 describe("misspeltVariables", () => {
+  it("knows exactly the variables Oban.config reads", () => {
+    // A provider that has nothing and notes each path asked for: the variables `options` reads.
+    const asked = new Set<string>()
+    const recording = ConfigProvider.make((path) => {
+      asked.add(path.join("_"))
+      return Effect.succeed(undefined)
+    })
+    Effect.runSync(Effect.provide(
+      Effect.gen(function*() {
+        return yield* Oban.config
+      }),
+      ConfigProvider.layer(recording)
+    ))
+    assert.deepStrictEqual([...asked].sort(), [...variableNames].sort())
+  })
+
+
   it("names a near miss of a variable's name with the one meant, and leaves an application's own OBAN_ variables alone", () => {
     const ownOfAnApplication = [
       "OBAN_PORT", "OBAN_HOST", "OBAN_MODE", "OBAN_NAME", "OBAN_ROLE", "OBAN_CODE", "OBAN_INDEX", "OBAN_NODES",

@@ -320,10 +320,10 @@ describe("manual mode", () => {
         const decodedName = yield* ObanTest.assertEnqueued({ worker: Renamed, args: { userId: "u1" } }).pipe(Effect.flip)
         assert.include(decodedName.message, `which Renamed's args do not have as stored (their fields: user_id)`)
         assert.strictEqual((yield* ObanTest.assertEnqueued({ worker: "Renamed", args: { user_id: "u1" } })).worker, "Renamed")
-        // A worker annotated without its stored names is typed by its args' own.
+        // A worker annotated without its stored names is typed by its args' own (compiled, never run).
         const annotated: Worker.Worker<"SendEmail", { readonly to: string }> = SendEmail
         // @ts-expect-error `too` is no field of SendEmail's args
-        assert.isFunction(() => ObanTest.refuteEnqueued({ worker: annotated, args: { too: "ada@example.com" } }))
+        void (() => ObanTest.refuteEnqueued({ worker: annotated, args: { too: "ada@example.com" } }))
       }))
 
     it.effect("a drained job of a worker the kit was not given fails as unknown_worker, and the drain says so", () =>
