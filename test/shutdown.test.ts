@@ -273,6 +273,24 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 120_000)
 
+  it.live("SIGTERM while a job is in a long uninterruptible step: the node names it after 2 s, waits for it, and exits 0", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix("sigterm_held")
+      yield* Effect.gen(function*() {
+        // The step (3.5 s) outlasts the grace period (200 ms) by well over the 2 s after which the node says why it waits.
+        const node = yield* startDeployNode(prefix, { GRACE_MS: "200", HELD_MS: "3500", LOG_LEVEL: "Warn" })
+        yield* Oban.insertAll([HeldTimed.job({})])
+        yield* waitFor("the job to run", Effect.map(rows(prefix), (all) => all.every((row) => row.runs === 1)))
+        const started = Date.now()
+        const code = yield* stopNode(node, "SIGTERM")
+        assert.strictEqual(code, 0, node.output())
+        assert.isAtLeast(Date.now() - started, 2_000, "the node waited for the step")
+        assert.match(node.output(), /shutdown: 1 interrupted job\(s\) still running after 2 s \(ids \d+\)/)
+        const [row] = yield* rows(prefix)
+        assert.notStrictEqual(row!.state, "executing")
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("with runMain's default teardown the jobs get the same grace; only the exit code differs (130)", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("sigterm_default")

@@ -8,7 +8,8 @@
  *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON  GRACE_MS  POOL (pool size, default 10)
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
- *   PRUNE_MS (the pruner's interval)
+ *   PRUNE_MS (the pruner's interval)  HELD_MS (HeldTimed's uninterruptible step, default 1500)
+ *   LOG_LEVEL (default Error)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  *   THREADS (a pool of that many threads, and the thread workers ThreadBusy and ThreadPreloaded of threadWorkers.ts)
  *   ISOLATION=process (with THREADS: the pool's slots are child processes)
@@ -59,8 +60,8 @@ export const Record = Worker.make("Record", {
 })
 
 /**
- * Records its run, then sleeps 1.5 s inside `Effect.uninterruptible`, past its timeout of 300 ms: the
- * timeout fires in a step it cannot interrupt.
+ * Records its run, then sleeps 1.5 s (HELD_MS) inside `Effect.uninterruptible`, past its timeout of
+ * 300 ms: the timeout fires in a step it cannot interrupt.
  */
 export const HeldTimed = Worker.make("HeldTimed", {
   args: Schema.Struct({}),
@@ -70,7 +71,7 @@ export const HeldTimed = Worker.make("HeldTimed", {
     Effect.gen(function*() {
       const sql = yield* SqlClient
       yield* sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
-      yield* Effect.uninterruptible(Effect.sleep("1500 millis"))
+      yield* Effect.uninterruptible(Effect.sleep(Number(env("HELD_MS") ?? "1500")))
     })
 })
 
