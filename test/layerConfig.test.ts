@@ -147,6 +147,9 @@ describe("Oban.layerConfig", () => {
         // `none` is a word of its own, not a queue: beside others, it is refused.
         const mixed = failureOf(yield* withEnv({ OBAN_QUEUES: "none,default:1" }, () => Effect.void))
         assert.match(mixed.message, /OBAN_QUEUES: "none" is not name:limit .*nor none \(no queue\)/)
+        // Only commas and spaces say neither: refused, not read as no queue.
+        const commas = failureOf(yield* withEnv({ OBAN_QUEUES: " , " }, () => Effect.void))
+        assert.match(commas.message, /OBAN_QUEUES: " , " names no queue; write none for a node that runs no queue/)
       }))
 
     it.effect("OBAN_QUEUES names the queues and their limits; each keeps the cluster-wide limits given in code", () =>

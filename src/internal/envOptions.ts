@@ -20,7 +20,8 @@ const configError = (message: string) => new Config.ConfigError(new ConfigProvid
  * Queues as `name:limit` pairs separated by commas, each optionally followed
  * by `:paused`: `default:10,mailers:20,media:5:paused`; `none` for no queue
  * (a node that only inserts). An empty value cannot say that: Effect's
- * providers read `OBAN_QUEUES=` as unset, which keeps the code's queues.
+ * providers read `OBAN_QUEUES=` as unset, which keeps the code's queues; a
+ * value of only commas and spaces is refused rather than read as either.
  * Limits are checked by `Oban.layer` like any other.
  */
 export const parseQueues = (text: string): Effect.Effect<Record<string, QueueConfig>, Config.ConfigError> =>
@@ -28,7 +29,14 @@ export const parseQueues = (text: string): Effect.Effect<Record<string, QueueCon
     if (text.trim().toLowerCase() === "none") return Effect.succeed({})
     // No prototype: a queue may be named "constructor" or "__proto__".
     const queues: Record<string, QueueConfig> = Object.create(null)
-    for (const entry of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+    const entries = text.split(",").map((part) => part.trim()).filter((part) => part !== "")
+    if (entries.length === 0) {
+      return Effect.fail(configError(
+        `OBAN_QUEUES: ${JSON.stringify(text)} names no queue; write none for a node that runs no queue, ` +
+          `or name:limit pairs (for example default:10,media:5:paused)`
+      ))
+    }
+    for (const entry of entries) {
       const [name, limit, flag, ...rest] = entry.split(":").map((part) => part.trim())
       const parsed = Number(limit)
       if (name === undefined || name === "" || limit === undefined || !/^\d+$/.test(limit) || rest.length > 0 ||
