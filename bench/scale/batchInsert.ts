@@ -11,6 +11,9 @@
  * - the same table without its fetch index (the partial index that claims
  *   read, on queue, priority, scheduled_at and id): what that index costs
  *   each insert;
+ * - the same table with the statement not ordering its rows by their place
+ *   in the batch (ids then follow the executor's order, which the statement
+ *   does not promise), and with it returning no ids: what those two cost;
  * - the raw-SQL queue's table of the peers' benchmark (bench/peers/raw.ts)
  *   and its multi-row insert.
  *
@@ -35,10 +38,12 @@ import {
   rawSql
 } from "./statementTables.ts"
 
-type Table = "latest" | "latest, no fetch index" | typeof rawSql
+type Table = "latest" | "latest, no fetch index" | "latest, no ORDER BY" | "latest, no RETURNING" | typeof rawSql
 const tables: ReadonlyArray<readonly [Table, string]> = [
   ["latest", "bench_batch_latest"],
   ["latest, no fetch index", "bench_batch_nofetch"],
+  ["latest, no ORDER BY", "bench_batch_unordered"],
+  ["latest, no RETURNING", "bench_batch_noret"],
   [rawSql, "bench_batch_raw"]
 ]
 
@@ -52,19 +57,26 @@ const createSchema = (table: Table, schema: string) =>
       : Effect.void
   )
 
-const batchText = (table: Table, schema: string): string =>
-  table === rawSql
-    ? `INSERT INTO "${schema}".jobs (args) SELECT value FROM jsonb_array_elements(batch)`
-    : `WITH inserted AS (
+/** The jobs table's statement; `table` leaves out its ORDER BY or its RETURNING. */
+const jobsBatchText = (table: Table, schema: string): string => {
+  const ordered = table !== "latest, no ORDER BY"
+  const returning = table !== "latest, no RETURNING"
+  return `WITH inserted AS (
          INSERT INTO "${schema}".oban_jobs
            (state, queue, worker, args, meta, tags, max_attempts, priority, inserted_at, scheduled_at)
          SELECT 'available', 'default'::text, 'Noop'::text, r.args, (SELECT '{}'::text::jsonb),
                 (SELECT '{}'::text::text[]), 20::int2, 0::int2, now(), now()
          FROM ROWS FROM (jsonb_array_elements(batch)) WITH ORDINALITY AS r(args, ord)
-         ORDER BY r.ord
-         RETURNING id
+         ${ordered ? "ORDER BY r.ord" : ""}
+         ${returning ? "RETURNING id" : ""}
        )
-       SELECT array_agg(id ORDER BY id) INTO ids FROM inserted`
+       ${returning ? `SELECT array_agg(id${ordered ? " ORDER BY id" : ""}) INTO ids FROM inserted` : "SELECT NULL INTO ids"}`
+}
+
+const batchText = (table: Table, schema: string): string =>
+  table === rawSql
+    ? `INSERT INTO "${schema}".jobs (args) SELECT value FROM jsonb_array_elements(batch)`
+    : jobsBatchText(table, schema)
 
 /** A function that runs the batch statement `n` times and returns µs per job (the loop's time). */
 const createLoop = (table: Table, schema: string) =>
