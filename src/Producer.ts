@@ -94,6 +94,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let failures = 0
 
     const buffer = ClaimBuffer.make()
+    // Claims sent and not yet answered: their jobs are this producer's to start, or to release if the
+    // fetch fails, however long the reply takes (the reconciler leaves them alone).
+    const claimsInFlight = new Set<string>()
     // A limited queue's jobs that finished here, by id, with the claim they ran under: while
     // their outcome is unwritten, the claim counts them as free (see `finishedUnwritten`).
     const finished = new Map<number, string>()
@@ -237,16 +240,19 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       // that gets no reply. It waits until the interrupted statement has ended (the driver's cancel, or
       // its 5 s to give the connection up), so the claim is released as the producer stops only once
       // it can no longer commit.
+      claimsInFlight.add(claim)
       const fetched = yield* restore(withStatementTimeout(fetch, {
         timeout: fetchTimeout,
         operation: "fetch",
         settleOnInterrupt: fetchSettle
       })).pipe(
         // The server may have committed a claim whose reply we never got (or could not read): put
-        // those jobs back.
-        Effect.onError(() => returns.fetchFailed(claim))
+        // those jobs back. The claim leaves the fetches in flight only once it is being released.
+        Effect.onError(() => Effect.andThen(returns.fetchFailed(claim), Effect.sync(() => claimsInFlight.delete(claim))))
       )
+      // In one step with taking its jobs: the reconciler sees the claim in flight or its jobs here.
       buffer.add(fetched.jobs, fetched.ahead)
+      claimsInFlight.delete(claim)
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
       // A pause that came while the claim was in flight gave back an older buffer: these go back too.
       if (control.paused) yield* giveBack
@@ -323,7 +329,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         }),
       unreturned: Effect.sync(() => {
         const pending = returns.pending()
-        return { jobs: [...buffer.ids(), ...pending.jobs], claims: pending.claims }
+        return { jobs: [...buffer.ids(), ...pending.jobs], claims: [...claimsInFlight, ...pending.claims] }
       }),
       pause: (counted) =>
         Effect.andThen(

@@ -125,6 +125,42 @@ describe("a node behind a broken network", () => {
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostReply })), Effect.provide(direct)), 120_000)
 })
 
+describe("a fetch whose reply comes after rescueAfter", () => {
+  const lateReply = uniquePrefix("late_reply")
+  it.live("its jobs are the producer's: the reconciler leaves them, and each runs once on its one attempt", () =>
+    Effect.gen(function*() {
+      runs.clear()
+      const prefix = lateReply
+      yield* dropSchemaOnClose(prefix)
+      yield* Migrations.run({ prefix })
+      const proxy = yield* startProxy(databaseUrl())
+      // The reconciler looks every 100 ms for claims of this node older than 3 s that it does not answer for.
+      yield* nodeBehind(proxy.url, prefix, { ...fastMaintenance, heartbeatInterval: "2 seconds", queues: { slow_link: 5 } })
+      yield* producersRegistered(prefix)
+      // Only the connection that sends the fetch (its parameters name the queue) gets its replies late.
+      yield* proxy.holdRepliesAfter("slow_link")
+      // One attempt each: a release by the reconciler keeps the attempt the claim counted, and discards them.
+      const jobs = yield* Oban.insertAll(
+        Array.from({ length: 3 }, (_, n) => Work.job({ n, millis: 0 }, { queue: "slow_link", maxAttempts: 1 }))
+      )
+      yield* waitFor("the server claimed the jobs", executingOrDone(prefix, 3), "10 seconds")
+      // Past rescueAfter and within the fetch's 15 s deadline, the reply comes.
+      yield* Effect.sleep("4500 millis")
+      yield* proxy.release
+      yield* waitFor(
+        "every job finished",
+        Effect.map(countByState(prefix), (c) => (c["completed"] ?? 0) + (c["discarded"] ?? 0) === 3),
+        "20 seconds"
+      )
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ readonly state: string; readonly attempt: number; readonly errors: ReadonlyArray<unknown> }>`
+        SELECT state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs_all
+        WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt, row.errors]), jobs.map(() => ["completed", 1, []]))
+      assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1])
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lateReply })), Effect.provide(direct)), 60_000)
+})
+
 describe("a fetch whose reply is lost as its node shuts down", () => {
   const lostAtShutdown = uniquePrefix("lost_at_shutdown")
   it.live("the jobs it claimed go back with their attempts, not to a rescue that would discard them unrun", () =>

@@ -86,6 +86,35 @@ layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
       assert.deepStrictEqual(yield* runOnce([], []), [lostFetch!.id])
     }))
 
+  it.effect("rolls back a release when a job it took became the node's while the statement ran (a late reply, a fetch that failed meanwhile)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      const [late, lost] = yield* Oban.insertAll([Noop.job({}), Noop.job({})])
+      yield* claimedBy(late!.id, "mine", 120, "answered-meanwhile")
+      yield* claimedBy(lost!.id, "mine", 120)
+      // The first look knows neither; by the time the statement has run, the producer answers for one claim.
+      let looks = 0
+      const release = Reconciler.runOnce({
+        sql,
+        prefix,
+        producers: [{
+          id: "mine",
+          unreturned: Effect.sync(() => ({ jobs: [], claims: looks++ === 0 ? [] : ["answered-meanwhile"] }))
+        }],
+        executor: { owned: Effect.succeed(new Set<number>()) },
+        rescueAfter: Duration.seconds(60)
+      })
+      assert.deepStrictEqual(yield* release, [])
+      assert.strictEqual(looks, 2)
+      // Neither is released: the statement is one, rolled back whole.
+      for (const job of [late, lost]) assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
+      // The next run sees the claim from the start and releases only the other job.
+      assert.deepStrictEqual(yield* release, [lost!.id])
+      assert.strictEqual((yield* jobRow(prefix, late!.id)).state, "executing")
+      assert.deepStrictEqual((yield* jobRow(prefix, late!.id)).errors, [])
+    }))
+
   it.effect("stops the jobs it runs or holds whose rows were cancelled, and no other", () =>
     Effect.gen(function*() {
       const [running, waiting, cancelledElsewhere, still] = yield* Oban.insertAll(

@@ -55,8 +55,9 @@ export interface Producer {
    */
   readonly forget: (jobId: number) => Effect.Effect<boolean>
   /**
-   * What this producer claimed, will not run and has yet to put back itself: the jobs waiting here
-   * (claimed ahead, not started) or being given back, and the claims of failed fetches being released.
+   * What this producer claimed and answers for without running it: the jobs waiting here (claimed
+   * ahead, not started) or being given back, and the claims of fetches still waiting for their reply
+   * (their jobs start here when it comes) or that failed and are being released.
    */
   readonly unreturned: Effect.Effect<{ readonly jobs: ReadonlyArray<number>; readonly claims: ReadonlyArray<string> }>
   /** Ask for a fetch soon. Cheap and safe to call any number of times. */

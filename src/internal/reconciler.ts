@@ -7,9 +7,13 @@
  * it runs or holds that were cancelled (their rows `cancelled`) or whose
  * cancel was requested (running workflow steps), in case the cancel signal
  * was lost: they would otherwise run to their end (a step's dependents
- * waiting for that). `runOnce` does one pass and returns the ids it
- * released; the node runs it in a `periodic` loop.
+ * waiting for that). Claims its producers still answer for (a fetch waiting
+ * for its reply, however late, or one failed and being released) are theirs,
+ * and are looked up twice: before the release and again before it commits.
+ * `runOnce` does one pass and returns the ids it released; the node runs it
+ * in a `periodic` loop.
  */
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -18,6 +22,7 @@ import type { ExecutorShape } from "../Executor.ts"
 import { now } from "../ObanClock.ts"
 import type { Producer } from "../Producer.ts"
 import { jobsToStop, releaseStranded } from "./sql/claims.ts"
+import { transaction } from "./sql/transaction.ts"
 
 export interface Options {
   readonly sql: SqlClient
@@ -30,18 +35,49 @@ export interface Options {
   readonly stop?: ((jobId: number) => Effect.Effect<void>) | undefined
 }
 
+/** What the node answers for right now: jobs it runs or holds, and claims whose jobs its producers will start or release. */
+const answeredFor = (options: Options) =>
+  Effect.gen(function*() {
+    // Waiting jobs and claims first: a job started in between is then running, and a claim whose reply
+    // came in between has its jobs waiting or running; owned either way.
+    const unreturned = yield* Effect.forEach(options.producers, (producer) => producer.unreturned)
+    const jobs = new Set([...unreturned.flatMap((each) => each.jobs), ...(yield* options.executor.owned)])
+    return { jobs, claims: new Set(unreturned.flatMap((each) => each.claims)) }
+  })
+
+/** A release rolled back: a job it took became this node's meanwhile. */
+class Reconsidered extends Data.TaggedError("Reconsidered")<{ readonly jobs: ReadonlyArray<number> }> {}
+
 export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, SqlError> =>
   Effect.gen(function*() {
-    // Waiting jobs first: one started in between is then running, and owned either way. Jobs and
-    // claims a producer is still putting back are its own to put back (with their attempts).
-    const unreturned = yield* Effect.forEach(options.producers, (producer) => producer.unreturned)
-    const owned = new Set([...unreturned.flatMap((each) => each.jobs), ...(yield* options.executor.owned)])
-    const released = yield* releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
-      producers: options.producers.map((producer) => producer.id),
-      owned,
-      releasing: unreturned.flatMap((each) => each.claims),
-      afterMillis: Duration.toMillis(options.rescueAfter)
-    })
+    const before = yield* answeredFor(options)
+    // Asked again before the release commits: a fetch sent after the first look (its claim unknown to
+    // it) may have been answered or have failed by then, if the statement waited long for a connection
+    // or on the network. Its jobs are the producer's, not stranded: the release is rolled back, and the
+    // next run decides again.
+    const release = Effect.flatMap(
+      releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
+        producers: options.producers.map((producer) => producer.id),
+        owned: before.jobs,
+        releasing: [...before.claims],
+        afterMillis: Duration.toMillis(options.rescueAfter)
+      }),
+      (jobs) =>
+        jobs.length === 0 ? Effect.succeed(jobs) : Effect.flatMap(answeredFor(options), (after) => {
+          const answered = jobs.filter((job) => after.jobs.has(job.id) || after.claims.has(job.claim))
+          return answered.length === 0
+            ? Effect.succeed(jobs)
+            : Effect.fail(new Reconsidered({ jobs: answered.map((job) => job.id) }))
+        })
+    )
+    const released = yield* transaction(options.sql, release).pipe(
+      Effect.map((jobs) => jobs.map((job) => job.id)),
+      Effect.catchTag("Reconsidered", ({ jobs }) =>
+        Effect.as(
+          Effect.logDebug(`a release of stranded jobs was rolled back: ${jobs.join(", ")} became this node's meanwhile`),
+          []
+        ))
+    )
     if (released.length > 0) {
       yield* Effect.logWarning(
         `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${released.join(", ")}`
@@ -49,7 +85,7 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     }
     if (options.stop !== undefined) {
       const producers = options.producers.map((producer) => producer.id)
-      yield* Effect.forEach(yield* jobsToStop(options.sql, options.prefix, producers, [...owned]), options.stop, {
+      yield* Effect.forEach(yield* jobsToStop(options.sql, options.prefix, producers, [...before.jobs]), options.stop, {
         discard: true
       })
     }

@@ -5,7 +5,8 @@
  * that stay open but carry nothing (a "black hole", as after a partition or a
  * NAT that forgot the flow), a port that refuses new connections, and a link
  * that holds bytes back in one direction and then delivers them (to order a
- * node's statement against another connection's).
+ * node's statement against another connection's), also on the connections
+ * of one statement only.
  *
  * `startProxy(targetUrl)` is a scoped resource: closing the scope closes the
  * listener and every connection.
@@ -41,6 +42,13 @@ export interface Proxy {
    * statements run and commit, and their results arrive only at `release`.
    */
   readonly holdReplies: Effect.Effect<void>
+  /**
+   * From now on the server's bytes are kept on each connection whose client
+   * sends `text` (a statement's text or a parameter), from that moment: the
+   * reply to that statement, and whatever follows on its connection, arrive
+   * only at `release`; other connections are untouched (one slow link).
+   */
+  readonly holdRepliesAfter: (text: string) => Effect.Effect<void>
   /** Forwards every byte kept by a hold, in order, and forwards as before from now on. */
   readonly release: Effect.Effect<void>
   /** Whether the client bytes kept by `holdRequests` contain `text` (a statement's text or a parameter). */
@@ -64,6 +72,8 @@ interface Link {
   upstream: Net.Socket | undefined
   dead: boolean
   deaf: boolean
+  /** Its server's bytes are kept (it sent the text of `holdRepliesAfter`). */
+  holding: boolean
   /** Bytes kept by a hold: the client's and the server's, each in arrival order. */
   readonly keptRequests: Array<Buffer>
   readonly keptReplies: Array<Buffer>
@@ -114,6 +124,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
     let refusing = false
     let holdingRequests = false
     let holdingReplies = false
+    let holdTrigger: Buffer | undefined = undefined
     let accepted = 0
 
     const forward = (link: Link): void => {
@@ -124,11 +135,12 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
       upstream.on("close", () => link.client.destroy())
       upstream.on("data", (chunk: Buffer) => {
         if (link.dead || link.deaf) return
-        if (holdingReplies) link.keptReplies.push(chunk)
+        if (holdingReplies || link.holding) link.keptReplies.push(chunk)
         else link.client.write(chunk)
       })
       link.client.on("data", (chunk: Buffer) => {
         if (link.dead) return
+        if (holdTrigger !== undefined && chunk.includes(holdTrigger)) link.holding = true
         if (holdingRequests) link.keptRequests.push(chunk)
         else upstream.write(chunk)
       })
@@ -145,6 +157,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
         upstream: undefined,
         dead: blackholed,
         deaf: repliesDropped,
+        holding: false,
         keptRequests: [],
         keptReplies: []
       }
@@ -180,10 +193,16 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
       holdReplies: Effect.sync(() => {
         holdingReplies = true
       }),
+      holdRepliesAfter: (text) =>
+        Effect.sync(() => {
+          holdTrigger = Buffer.from(text)
+        }),
       release: Effect.sync(() => {
         holdingRequests = false
         holdingReplies = false
+        holdTrigger = undefined
         for (const link of links) {
+          link.holding = false
           for (const chunk of link.keptRequests.splice(0)) if (!link.dead) link.upstream?.write(chunk)
           for (const chunk of link.keptReplies.splice(0)) if (!link.dead && !link.deaf) link.client.write(chunk)
         }

@@ -270,7 +270,8 @@ export const jobsToStop = (
  * an ack that the database forgot in a crash, or a reply lost with its
  * connection); no rescuer would ever take it, because its producer is alive.
  * Like a rescue, it goes back to `available` (or `discarded` when out of
- * attempts) with a `rescued` errors entry. Returns the ids.
+ * attempts) with a `rescued` errors entry. Returns the jobs, each with the
+ * claim it was executing under.
  */
 export const releaseStranded = (
   sql: SqlClient,
@@ -283,11 +284,11 @@ export const releaseStranded = (
     readonly releasing?: ReadonlyArray<string> | undefined
     readonly afterMillis: number
   }
-): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  options.producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: number }>`
+): Effect.Effect<ReadonlyArray<StrandedJob>, SqlError> =>
+  options.producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: number; readonly claim: string | null }>`
     WITH clock AS (${clockWithSetting(sql, now)}),
     stranded AS (
-      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
+      SELECT j.id, j.attempted_by[3] AS claim FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
       WHERE j.state = 'executing'
         AND j.attempted_by[2] IN ${sql.in(options.producers)}
         AND j.attempted_at < clock.now - ${options.afterMillis} * interval '1 millisecond'
@@ -310,8 +311,14 @@ export const releaseStranded = (
       RETURNING j.id, j.state, j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released WHERE state = 'available'")})
-    SELECT released.id::int AS id FROM released, notified
-  `.pipe(Effect.map((rows) => rows.map((row) => row.id)))
+    SELECT released.id::int AS id, stranded.claim FROM released JOIN stranded ON stranded.id = released.id, notified
+  `.pipe(Effect.map((rows) => rows.map((row) => ({ id: row.id, claim: row.claim ?? "" }))))
+
+/** A job `releaseStranded` put back, and the claim it was executing under. */
+export interface StrandedJob {
+  readonly id: number
+  readonly claim: string
+}
 
 /**
  * How a give-back changes a job (aliased `j`, its entry in `input.given`): `available` again, with
