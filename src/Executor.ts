@@ -116,8 +116,10 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
   Effect.suspend(() =>
     runs.size === 0 ? Effect.void : Effect.logWarning(
       `shutdown: ${runs.size} interrupted job(s) still running after ${stuckAfterInterruptMillis / 1000} s ` +
-        `(ids ${Array.from(runs.keys()).join(", ")}): each is inside an uninterruptible region, which the node ` +
-        "waits for; the process stops once they end"
+        `(ids ${Array.from(runs.keys()).join(", ")}): each is inside an uninterruptible region (its own ` +
+        "Effect.uninterruptible or finalizer, or a database statement whose end the driver awaits after " +
+        "cancelling it, which on a connection that stopped answering lasts until the system gives the " +
+        "connection up), which the node waits for; the process stops once they end"
     )
   )
 
