@@ -179,7 +179,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const scope = yield* Effect.scope
     const returns = ClaimReturns.make({ sql: options.sql, prefix: options.prefix, scope, context, logs, fetchTimeout })
     /** Gives back every job waiting here (pause, a producer row found dead). */
-    const giveBack = Effect.suspend(() => returns.giveBack(buffer.takeAll(), "job"))
+    const giveBack = returns.giveBack(() => buffer.takeAll(), "job")
     // Runs after the loops below and the retries of `returns` have stopped (finalizers run in reverse order).
     yield* Effect.addFinalizer(() => Effect.suspend(() => returns.atShutdown(buffer.takeAll())))
 
@@ -251,8 +251,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         Effect.onError(() => Effect.andThen(returns.fetchFailed(claim), Effect.sync(() => claimsInFlight.delete(claim))))
       )
       // In one step with taking its jobs: the reconciler sees the claim in flight or its jobs here.
-      buffer.add(fetched.jobs, fetched.ahead)
-      claimsInFlight.delete(claim)
+      try {
+        buffer.add(fetched.jobs, fetched.ahead)
+      } finally {
+        claimsInFlight.delete(claim)
+      }
       yield* Effect.annotateCurrentSpan("oban.fetched", fetched.jobs.length)
       // A pause that came while the claim was in flight gave back an older buffer: these go back too.
       if (control.paused) yield* giveBack
@@ -323,9 +326,13 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       ready: Deferred.await(ready),
       forget: (jobId) =>
         Effect.suspend(() => {
-          const dropped = buffer.forget(jobId)
-          if (dropped === undefined) return Effect.succeed(false)
-          return Effect.as(returns.giveBack([dropped], "cancelled job"), true)
+          let dropped = false
+          const take = () => {
+            const job = buffer.forget(jobId)
+            dropped = job !== undefined
+            return job === undefined ? [] : [job]
+          }
+          return Effect.map(returns.giveBack(take, "cancelled job"), () => dropped)
         }),
       unreturned: Effect.sync(() => {
         const pending = returns.pending()

@@ -11,8 +11,9 @@
  *   lost, a timeout, a defect reading the rows) has its claim released, and
  *   a release still pending at shutdown is made then, not dropped.
  *
- * Until then the node's reconciler leaves those jobs and claims alone (see
- * `pending`): it would put them back keeping the attempt their claim counted.
+ * From the moment they leave the buffer until then, the node's reconciler
+ * leaves those jobs and claims alone (see `pending`): it would put them back
+ * keeping the attempt their claim counted.
  * Each statement matches rows by their claim, so a retry changes nothing for
  * a job rescued or claimed again meanwhile.
  */
@@ -43,8 +44,11 @@ export interface Pending {
 }
 
 export interface ClaimReturns {
-  /** Gives jobs back now, those it cannot (locked, or refused) later (see the module). */
-  readonly giveBack: (jobs: ReadonlyArray<Unstarted>, what: string) => Effect.Effect<void>
+  /**
+   * Gives back the jobs `take` returns (taking them out of the producer's hands, in the same step as
+   * they become pending here) now, those it cannot (locked, or refused) later (see the module).
+   */
+  readonly giveBack: (take: () => ReadonlyArray<Unstarted>, what: string) => Effect.Effect<void>
   /** A fetch under `claim` failed: releases whatever the server claimed for it, in the background. */
   readonly fetchFailed: (claim: string) => Effect.Effect<void>
   readonly pending: () => Pending
@@ -81,6 +85,9 @@ export const make = (options: {
   let retrying = false
   // Claims of failed fetches whose release has not yet got through.
   const lostClaims = new Set<string>()
+  // Jobs whose give-back is on its way (out of the buffer, not yet given back or kept): still this
+  // node's for the reconciler.
+  const beingGivenBack = new Set<Unstarted>()
 
   const own = <A, E>(effect: Effect.Effect<A, E>) =>
     effect.pipe(Effect.annotateLogs(options.logs), Effect.provideContext(options.context))
@@ -154,16 +161,25 @@ export const make = (options: {
     )
   }).pipe(Effect.onInterrupt(() => Effect.sync(() => (retrying = false))))
 
-  const giveBack = (jobs: ReadonlyArray<Unstarted>, what: string): Effect.Effect<void> =>
-    jobs.length === 0 ? Effect.void : write(jobs).pipe(
-      Effect.flatMap(keep),
-      Effect.catchCause((cause) =>
-        Effect.andThen(
-          own(Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed here; trying again`, Cause.pretty(cause))),
-          keep(jobs)
-        )
+  const giveBack = (take: () => ReadonlyArray<Unstarted>, what: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const jobs = take()
+      if (jobs.length === 0) return Effect.void
+      for (const unstarted of jobs) beingGivenBack.add(unstarted)
+      return write(jobs).pipe(
+        Effect.flatMap(keep),
+        Effect.catchCause((cause) =>
+          Effect.andThen(
+            own(Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed here; trying again`, Cause.pretty(cause))),
+            keep(jobs)
+          )
+        ),
+        // Only once those left are kept, in the same step as the write's end.
+        Effect.ensuring(Effect.sync(() => {
+          for (const unstarted of jobs) beingGivenBack.delete(unstarted)
+        }))
       )
-    )
+    })
 
   const fetchFailed = (claim: string): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -221,7 +237,10 @@ export const make = (options: {
   return {
     giveBack,
     fetchFailed,
-    pending: () => ({ jobs: [...unreturned.keys()], claims: [...lostClaims] }),
+    pending: () => ({
+      jobs: [...unreturned.keys(), ...Array.from(beingGivenBack, (unstarted) => unstarted.job.id)],
+      claims: [...lostClaims]
+    }),
     atShutdown
   }
 }

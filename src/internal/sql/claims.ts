@@ -285,7 +285,7 @@ export const releaseStranded = (
     readonly afterMillis: number
   }
 ): Effect.Effect<ReadonlyArray<StrandedJob>, SqlError> =>
-  options.producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: number; readonly claim: string | null }>`
+  options.producers.length === 0 ? Effect.succeed([]) : sql<{ readonly id: string; readonly claim: string | null }>`
     WITH clock AS (${clockWithSetting(sql, now)}),
     stranded AS (
       SELECT j.id, j.attempted_by[3] AS claim FROM ${table(sql, prefix, "oban_jobs")} AS j, clock
@@ -311,8 +311,8 @@ export const releaseStranded = (
       RETURNING j.id, j.state, j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released WHERE state = 'available'")})
-    SELECT released.id::int AS id, stranded.claim FROM released JOIN stranded ON stranded.id = released.id, notified
-  `.pipe(Effect.map((rows) => rows.map((row) => ({ id: row.id, claim: row.claim ?? "" }))))
+    SELECT released.id::text AS id, stranded.claim FROM released JOIN stranded ON stranded.id = released.id, notified
+  `.pipe(Effect.map((rows) => rows.map((row) => ({ id: Number(row.id), claim: row.claim ?? "" }))))
 
 /** A job `releaseStranded` put back, and the claim it was executing under. */
 export interface StrandedJob {
