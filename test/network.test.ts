@@ -6,12 +6,13 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
+import * as Reconciler from "../src/internal/reconciler.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
 import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
@@ -159,6 +160,49 @@ describe("a fetch whose reply comes after rescueAfter", () => {
       assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt, row.errors]), jobs.map(() => ["completed", 1, []]))
       assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1])
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lateReply })), Effect.provide(direct)), 60_000)
+})
+
+describe("a reconciler's release whose COMMIT never arrives (its link died)", () => {
+  const deadCommit = uniquePrefix("dead_commit")
+  it.live("the server ends the transaction within seconds, not when the system gives the connection up: the job is unlocked and not released", () =>
+    Effect.gen(function*() {
+      const prefix = deadCommit
+      yield* dropSchemaOnClose(prefix)
+      yield* Migrations.run({ prefix })
+      const sql = yield* SqlClient
+      const [job] = yield* Oban.insertAll([Work.job({ n: 0, millis: 0 })])
+      // Stranded: claimed two minutes ago by a producer of this node that does not answer for it.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
+                 attempted_at = now() - interval '2 minutes', attempted_by = ARRAY['node', 'mine', 'lost-claim']
+                 WHERE id = ${job!.id}`
+      const proxy = yield* startProxy(databaseUrl())
+      const behind = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
+      const proxied = yield* Effect.provideContext(Effect.gen(function*() {
+        return yield* SqlClient
+      }), behind)
+      yield* proxy.blackholeAfter("COMMIT")
+      const reconciling = yield* Effect.forkChild(Reconciler.runOnce({
+        sql: proxied,
+        prefix,
+        producers: [{ id: "mine", unreturned: Effect.succeed({ jobs: [], claims: [] }) }],
+        executor: { owned: Effect.succeed(new Set<number>()) },
+        rescueAfter: Duration.seconds(60)
+      }))
+      // A claim's `SKIP LOCKED` passes over the row while the release's transaction holds it.
+      const locked = Effect.map(
+        sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`,
+        (rows) => rows.length === 0
+      )
+      yield* waitFor("the release ran and holds the row, its COMMIT lost", locked, "10 seconds")
+      const heldSince = Date.now()
+      yield* waitFor("the server ended the idle transaction", Effect.map(locked, (held) => !held), "30 seconds")
+      assert.isBelow(Date.now() - heldSince, 15_000)
+      // Rolled back with its session: still executing, with no rescue entry.
+      const [row] = yield* sql<{ readonly state: string; readonly errors: ReadonlyArray<unknown> }>`
+        SELECT state::text AS state, errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
+      assert.deepStrictEqual([row!.state, row!.errors], ["executing", []])
+      yield* Fiber.interrupt(reconciling)
+    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: deadCommit })), Effect.provide(direct)), 60_000)
 })
 
 describe("a fetch whose reply is lost as its node shuts down", () => {

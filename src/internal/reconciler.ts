@@ -22,7 +22,7 @@ import type { ExecutorShape } from "../Executor.ts"
 import { now } from "../ObanClock.ts"
 import type { Producer } from "../Producer.ts"
 import { jobsToStop, releaseStranded } from "./sql/claims.ts"
-import { transaction } from "./sql/transaction.ts"
+import { endIfIdleInTransaction, transaction } from "./sql/transaction.ts"
 
 export interface Options {
   readonly sql: SqlClient
@@ -45,6 +45,9 @@ const answeredFor = (options: Options) =>
     return { jobs, claims: new Set(unreturned.flatMap((each) => each.claims)) }
   })
 
+/** How long the release's transaction may sit idle on the server (its connection dead) before the server ends it. */
+const idleInTransactionMillis = 10_000
+
 /** A release rolled back: a job it took became this node's meanwhile. */
 class Reconsidered extends Data.TaggedError("Reconsidered")<{ readonly jobs: ReadonlyArray<number> }> {}
 
@@ -56,12 +59,12 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     // or on the network. Its jobs are the producer's, not stranded: the release is rolled back, and the
     // next run decides again.
     const release = Effect.flatMap(
-      releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
+      Effect.andThen(endIfIdleInTransaction(options.sql, idleInTransactionMillis), releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
         producers: options.producers.map((producer) => producer.id),
         owned: before.jobs,
         releasing: [...before.claims],
         afterMillis: Duration.toMillis(options.rescueAfter)
-      }),
+      })),
       (jobs) =>
         jobs.length === 0 ? Effect.succeed(jobs) : Effect.flatMap(answeredFor(options), (after) => {
           const answered = jobs.filter((job) => after.jobs.has(job.id) || after.claims.has(job.claim))

@@ -49,6 +49,12 @@ export interface Proxy {
    * only at `release`; other connections are untouched (one slow link).
    */
   readonly holdRepliesAfter: (text: string) => Effect.Effect<void>
+  /**
+   * From now on a connection whose client sends `text` is black-holed from
+   * that moment, those bytes included: the statement never reaches the server
+   * (a link that died just before it). Other connections are untouched.
+   */
+  readonly blackholeAfter: (text: string) => Effect.Effect<void>
   /** Forwards every byte kept by a hold, in order, and forwards as before from now on. */
   readonly release: Effect.Effect<void>
   /** Whether the client bytes kept by `holdRequests` contain `text` (a statement's text or a parameter). */
@@ -125,6 +131,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
     let holdingRequests = false
     let holdingReplies = false
     let holdTrigger: Buffer | undefined = undefined
+    let blackholeTrigger: Buffer | undefined = undefined
     let accepted = 0
 
     const forward = (link: Link): void => {
@@ -139,6 +146,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
         else link.client.write(chunk)
       })
       link.client.on("data", (chunk: Buffer) => {
+        if (blackholeTrigger !== undefined && chunk.includes(blackholeTrigger)) link.dead = true
         if (link.dead) return
         if (holdTrigger !== undefined && chunk.includes(holdTrigger)) link.holding = true
         if (holdingRequests) link.keptRequests.push(chunk)
@@ -193,6 +201,10 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
       holdReplies: Effect.sync(() => {
         holdingReplies = true
       }),
+      blackholeAfter: (text) =>
+        Effect.sync(() => {
+          blackholeTrigger = Buffer.from(text)
+        }),
       holdRepliesAfter: (text) =>
         Effect.sync(() => {
           holdTrigger = Buffer.from(text)
@@ -214,6 +226,7 @@ export const startProxy = (targetUrl: string): Effect.Effect<Proxy, never, Scope
           return false
         }),
       restore: Effect.sync(() => {
+        blackholeTrigger = undefined
         blackholed = false
         repliesDropped = false
       }),

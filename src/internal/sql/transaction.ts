@@ -120,3 +120,13 @@ const interruptible = (sql: SqlClient): Transact =>
     onCommitFailure: rollback,
     rollback
   })
+
+/**
+ * Inside a transaction: the server ends the session if it sits idle in this
+ * transaction for `millis`, as it would with the locks of a transaction whose
+ * connection died between two of its statements (until the system gives such
+ * a connection up, a quarter of an hour or more). For the node's own short
+ * transactions, which send their statements back to back.
+ */
+export const endIfIdleInTransaction = (sql: SqlClient, millis: number): Effect.Effect<void, SqlError> =>
+  Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(millis)}, true)`)
