@@ -17,52 +17,92 @@ import { jobRow, waitFor } from "./support/node.ts"
 const prefix = uniquePrefix("claim_returns")
 const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
 
+/** A job of this test's table, executing under claim `claim` (as a producer's buffer holds it). */
+const executing = (claim: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [inserted] = yield* Oban.insertAll([Noop.job({})])
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+               attempted_by = ARRAY['node', 'producer', ${claim}] WHERE id = ${inserted!.id}`
+    return { job: { ...inserted!, attemptedBy: ["node", "producer", claim] }, ahead: false }
+  })
+
+const makeReturns = Effect.gen(function*() {
+  return ClaimReturns.make({
+    sql: yield* SqlClient,
+    prefix,
+    scope: yield* Effect.scope,
+    context: yield* Effect.context<never>(),
+    logs: {},
+    fetchTimeout: Duration.seconds(15)
+  })
+})
+
+/**
+ * Another transaction locks the table (not a row, which a give-back passes over), so a give-back's
+ * statement waits; `unlock` ends it.
+ */
+const lockTable = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const locked = yield* Deferred.make<void>()
+  const unlock = yield* Deferred.make<void>()
+  const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+    yield* sql`LOCK TABLE ${sql(prefix)}.oban_jobs IN SHARE MODE`
+    yield* Deferred.succeed(locked, undefined)
+    yield* Deferred.await(unlock)
+  })))
+  yield* Deferred.await(locked)
+  return Effect.andThen(Deferred.succeed(unlock, undefined), Fiber.join(holder))
+})
+
+/** Starts a give-back of `unstarted` and waits until its statement waits for the table lock. */
+const givingBack = (returns: ClaimReturns.ClaimReturns, unstarted: ClaimReturns.Unstarted) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    let taken = false
+    const fiber = yield* Effect.forkChild(returns.giveBack(() => {
+      taken = true
+      return [unstarted]
+    }, "job"))
+    yield* waitFor("the give-back took the job", Effect.sync(() => taken))
+    yield* waitFor(
+      "the give-back's statement waiting for the lock",
+      Effect.map(
+        sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                                    WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}
+                                      AND pid <> pg_backend_pid()`,
+        (rows) => rows[0]!.n > 0
+      )
+    )
+    return fiber
+  })
+
 layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) => {
   it.effect("jobs being given back are pending until the give-back lands, then not", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
-      const [inserted] = yield* Oban.insertAll([Noop.job({})])
-      const id = inserted!.id
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
-                 attempted_by = ARRAY['node', 'producer', 'claim-1'] WHERE id = ${id}`
-      const job = { ...inserted!, attemptedBy: ["node", "producer", "claim-1"] }
-      const returns = ClaimReturns.make({
-        sql,
-        prefix,
-        scope: yield* Effect.scope,
-        context: yield* Effect.context<never>(),
-        logs: {},
-        fetchTimeout: Duration.seconds(15)
-      })
-      // A table lock (not a row lock, which the give-back passes over) holds its statement on its way.
-      const locked = yield* Deferred.make<void>()
-      const unlock = yield* Deferred.make<void>()
-      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`LOCK TABLE ${sql(prefix)}.oban_jobs IN SHARE MODE`
-        yield* Deferred.succeed(locked, undefined)
-        yield* Deferred.await(unlock)
-      })))
-      yield* Deferred.await(locked)
-      let taken = false
-      const giving = yield* Effect.forkChild(returns.giveBack(() => {
-        taken = true
-        return [{ job, ahead: false }]
-      }, "job"))
-      yield* waitFor("the give-back took the job", Effect.sync(() => taken))
-      yield* waitFor(
-        "the give-back's statement waiting for the lock",
-        Effect.map(
-          sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                                      WHERE wait_event_type = 'Lock' AND query LIKE '%oban_jobs%' AND pid <> pg_backend_pid()`,
-          (rows) => rows[0]!.n > 0
-        )
-      )
-      assert.deepStrictEqual(returns.pending().jobs, [id])
-      yield* Deferred.succeed(unlock, undefined)
-      yield* Fiber.join(holder)
+      const unstarted = yield* executing("claim-1")
+      const returns = yield* makeReturns
+      const unlock = yield* lockTable
+      const giving = yield* givingBack(returns, unstarted)
+      assert.deepStrictEqual(returns.pending().jobs, [unstarted.job.id])
+      yield* unlock
       yield* Fiber.join(giving)
       assert.deepStrictEqual(returns.pending().jobs, [])
-      const row = yield* jobRow(prefix, id)
+      const row = yield* jobRow(prefix, unstarted.job.id)
+      assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+    }).pipe(Effect.scoped))
+
+  it.effect("a give-back interrupted on its way keeps its jobs pending, and the shutdown gives them back", () =>
+    Effect.gen(function*() {
+      const unstarted = yield* executing("claim-2")
+      const returns = yield* makeReturns
+      const unlock = yield* lockTable
+      const giving = yield* givingBack(returns, unstarted)
+      yield* Fiber.interrupt(giving)
+      assert.deepStrictEqual(returns.pending().jobs, [unstarted.job.id])
+      yield* unlock
+      yield* returns.atShutdown([])
+      const row = yield* jobRow(prefix, unstarted.job.id)
       assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
     }).pipe(Effect.scoped))
 })

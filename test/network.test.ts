@@ -188,15 +188,22 @@ describe("a reconciler's release whose COMMIT never arrives (its link died)", ()
         executor: { owned: Effect.succeed(new Set<number>()) },
         rescueAfter: Duration.seconds(60)
       }))
-      // A claim's `SKIP LOCKED` passes over the row while the release's transaction holds it.
-      const locked = Effect.map(
-        sql<{ readonly id: string }>`SELECT id::text FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`,
-        (rows) => rows.length === 0
+      // The release's session, idle in its transaction after the release statement (looked at without
+      // locking the row, which would make the release pass over it).
+      const releaseOpen = Effect.map(
+        sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                                    WHERE state = 'idle in transaction' AND query LIKE ${`%stranded%${prefix}%`}`,
+        (rows) => rows[0]!.n > 0
       )
-      yield* waitFor("the release ran and holds the row, its COMMIT lost", locked, "10 seconds")
+      yield* waitFor("the release ran, its COMMIT lost", releaseOpen, "10 seconds")
+      // A claim's `SKIP LOCKED` passes over the row while that transaction holds it.
+      const free = yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`
+      assert.strictEqual(free.length, 0, "the release holds the row")
       const heldSince = Date.now()
-      yield* waitFor("the server ended the idle transaction", Effect.map(locked, (held) => !held), "30 seconds")
+      yield* waitFor("the server ended the idle transaction", Effect.map(releaseOpen, (open) => !open), "30 seconds")
       assert.isBelow(Date.now() - heldSince, 15_000)
+      const unlocked = yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`
+      assert.strictEqual(unlocked.length, 1, "the row is free again")
       // Rolled back with its session: still executing, with no rescue entry.
       const [row] = yield* sql<{ readonly state: string; readonly errors: ReadonlyArray<unknown> }>`
         SELECT state::text AS state, errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`

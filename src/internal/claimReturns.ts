@@ -21,6 +21,7 @@ import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -174,10 +175,17 @@ export const make = (options: {
             keep(jobs)
           )
         ),
-        // Only once those left are kept, in the same step as the write's end.
-        Effect.ensuring(Effect.sync(() => {
-          for (const unstarted of jobs) beingGivenBack.delete(unstarted)
-        }))
+        // Only once those left are kept, in the same step as the write's end. Interrupted (a shutdown,
+        // a caller's timeout), the write may or may not have landed: all are kept for the retry fiber
+        // and for `atShutdown` (a give-back matches rows by claim, so one made twice changes nothing).
+        Effect.onExit((exit) =>
+          Effect.andThen(
+            Exit.isFailure(exit) ? keep(jobs) : Effect.void,
+            Effect.sync(() => {
+              for (const unstarted of jobs) beingGivenBack.delete(unstarted)
+            })
+          )
+        )
       )
     })
 
@@ -206,7 +214,8 @@ export const make = (options: {
 
   const atShutdown = (buffered: ReadonlyArray<Unstarted>) =>
     Effect.suspend(() => {
-      const jobs = [...buffered, ...unreturned.values()]
+      // With the give-backs still on their way in other fibers (a duplicate changes nothing).
+      const jobs = [...new Set([...buffered, ...unreturned.values(), ...beingGivenBack])]
       unreturned.clear()
       const claims = [...lostClaims]
       lostClaims.clear()
