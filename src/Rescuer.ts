@@ -27,7 +27,7 @@ import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
 import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
-import { transaction } from "./internal/sql/transaction.ts"
+import { endIfIdleInTransaction, transaction } from "./internal/sql/transaction.ts"
 
 /**
  * @since 0.1.0
@@ -102,7 +102,9 @@ const rescueBatch = (
 ): Effect.Effect<ReadonlyArray<RescuedRow> | { readonly withdrawn: number }, SqlError> =>
   confirm === undefined ? statement : transaction(
     sql,
-    Effect.flatMap(statement, (rows) =>
+    // A connection that dies before COMMIT would otherwise keep the orphans locked, passed over by
+    // every rescue, until the system gives it up.
+    Effect.flatMap(Effect.andThen(endIfIdleInTransaction(sql), statement), (rows) =>
       // Asked outside the transaction's connection: it is about this process, not the rows.
       Effect.flatMap(Effect.updateContext(confirm, (context: Context.Context<never>) => Context.omit(sql.transactionService)(context)), (ok) =>
         ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length }))))

@@ -13,6 +13,7 @@ import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Reconciler from "../src/internal/reconciler.ts"
+import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
 import { countByState, producersRegistered, startNode, waitFor } from "./support/node.ts"
@@ -162,54 +163,63 @@ describe("a fetch whose reply comes after rescueAfter", () => {
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lateReply })), Effect.provide(direct)), 60_000)
 })
 
-describe("a reconciler's release whose COMMIT never arrives (its link died)", () => {
-  const deadCommit = uniquePrefix("dead_commit")
-  it.live("the server ends the transaction within seconds, not when the system gives the connection up: the job is unlocked and not released", () =>
-    Effect.gen(function*() {
-      const prefix = deadCommit
-      yield* dropSchemaOnClose(prefix)
-      yield* Migrations.run({ prefix })
-      const sql = yield* SqlClient
-      const [job] = yield* Oban.insertAll([Work.job({ n: 0, millis: 0 })])
-      // Stranded: claimed two minutes ago by a producer of this node that does not answer for it.
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
-                 attempted_at = now() - interval '2 minutes', attempted_by = ARRAY['node', 'mine', 'lost-claim']
-                 WHERE id = ${job!.id}`
-      const proxy = yield* startProxy(databaseUrl())
-      const behind = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
-      const proxied = yield* Effect.provideContext(Effect.gen(function*() {
-        return yield* SqlClient
-      }), behind)
-      yield* proxy.blackholeAfter("COMMIT")
-      const reconciling = yield* Effect.forkChild(Reconciler.runOnce({
-        sql: proxied,
+/**
+ * A maintenance transaction (`run`, on a pool behind a proxy) that takes a job executing under
+ * producer `mine` since two minutes ago (stranded for the reconciler, orphaned for the rescuer: no
+ * producer row) and loses its COMMIT on a link that died: the server ends the transaction within
+ * seconds, not when the system gives the connection up, and the job is as it was, unlocked.
+ */
+const commitLost = (prefix: string, run: (sql: SqlClient, prefix: string) => Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix })
+    const sql = yield* SqlClient
+    const [job] = yield* Oban.insertAll([Work.job({ n: 0, millis: 0 })])
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
+               attempted_at = now() - interval '2 minutes', attempted_by = ARRAY['node', 'mine', 'lost-claim']
+               WHERE id = ${job!.id}`
+    const proxy = yield* startProxy(databaseUrl())
+    const behind = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
+    const proxied = yield* Effect.provideContext(Effect.gen(function*() {
+      return yield* SqlClient
+    }), behind)
+    yield* proxy.blackholeAfter("COMMIT")
+    const running = yield* Effect.forkChild(run(proxied, prefix))
+    // Its session, idle in its transaction after the statement that took the job (looked at without
+    // locking the row, which would make that statement pass over it).
+    const open = Effect.map(
+      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                                  WHERE state = 'idle in transaction' AND query LIKE ${`%${prefix}%`}`,
+      (rows) => rows[0]!.n > 0
+    )
+    yield* waitFor("the statement ran, its COMMIT lost", open, "10 seconds")
+    // A claim's `SKIP LOCKED` passes over the row while that transaction holds it.
+    const free = sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`
+    assert.strictEqual((yield* free).length, 0, "the transaction holds the row")
+    const heldSince = Date.now()
+    yield* waitFor("the server ended the idle transaction", Effect.map(open, (idle) => !idle), "30 seconds")
+    assert.isBelow(Date.now() - heldSince, 15_000)
+    assert.strictEqual((yield* free).length, 1, "the row is free again")
+    // Rolled back with its session: still executing, with no rescue entry.
+    const [row] = yield* sql<{ readonly state: string; readonly errors: ReadonlyArray<unknown> }>`
+      SELECT state::text AS state, errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
+    assert.deepStrictEqual([row!.state, row!.errors], ["executing", []])
+    yield* Fiber.interrupt(running)
+  }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix })), Effect.provide(direct))
+
+describe("a maintenance transaction whose COMMIT never arrives (its link died)", () => {
+  it.live("the reconciler's release: the server ends it within seconds; the job is unlocked and not released", () =>
+    commitLost(uniquePrefix("dead_commit"), (sql, prefix) =>
+      Reconciler.runOnce({
+        sql,
         prefix,
         producers: [{ id: "mine", unreturned: Effect.succeed({ jobs: [], claims: [] }) }],
         executor: { owned: Effect.succeed(new Set<number>()) },
         rescueAfter: Duration.seconds(60)
-      }))
-      // The release's session, idle in its transaction after the release statement (looked at without
-      // locking the row, which would make the release pass over it).
-      const releaseOpen = Effect.map(
-        sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                                    WHERE state = 'idle in transaction' AND query LIKE ${`%stranded%${prefix}%`}`,
-        (rows) => rows[0]!.n > 0
-      )
-      yield* waitFor("the release ran, its COMMIT lost", releaseOpen, "10 seconds")
-      // A claim's `SKIP LOCKED` passes over the row while that transaction holds it.
-      const free = yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`
-      assert.strictEqual(free.length, 0, "the release holds the row")
-      const heldSince = Date.now()
-      yield* waitFor("the server ended the idle transaction", Effect.map(releaseOpen, (open) => !open), "30 seconds")
-      assert.isBelow(Date.now() - heldSince, 15_000)
-      const unlocked = yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id} FOR UPDATE SKIP LOCKED`
-      assert.strictEqual(unlocked.length, 1, "the row is free again")
-      // Rolled back with its session: still executing, with no rescue entry.
-      const [row] = yield* sql<{ readonly state: string; readonly errors: ReadonlyArray<unknown> }>`
-        SELECT state::text AS state, errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
-      assert.deepStrictEqual([row!.state, row!.errors], ["executing", []])
-      yield* Fiber.interrupt(reconciling)
-    }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: deadCommit })), Effect.provide(direct)), 60_000)
+      })), 60_000)
+
+  it.live("the leader's rescue: the server ends it within seconds; the job is unlocked and not rescued", () =>
+    commitLost(uniquePrefix("dead_rescue"), (sql, prefix) => Rescuer.runOnce({ sql, prefix, confirm: Effect.succeed(true) })), 60_000)
 })
 
 describe("a fetch whose reply is lost as its node shuts down", () => {

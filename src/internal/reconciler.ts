@@ -45,9 +45,6 @@ const answeredFor = (options: Options) =>
     return { jobs, claims: new Set(unreturned.flatMap((each) => each.claims)) }
   })
 
-/** How long the release's transaction may sit idle on the server (its connection dead) before the server ends it. */
-const idleInTransactionMillis = 10_000
-
 /** A release rolled back: a job it took became this node's meanwhile. */
 class Reconsidered extends Data.TaggedError("Reconsidered")<{ readonly jobs: ReadonlyArray<number> }> {}
 
@@ -59,7 +56,7 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     // or on the network. Its jobs are the producer's, not stranded: the release is rolled back, and the
     // next run decides again.
     const release = Effect.flatMap(
-      Effect.andThen(endIfIdleInTransaction(options.sql, idleInTransactionMillis), releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
+      Effect.andThen(endIfIdleInTransaction(options.sql), releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
         producers: options.producers.map((producer) => producer.id),
         owned: before.jobs,
         releasing: [...before.claims],

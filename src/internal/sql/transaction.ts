@@ -121,12 +121,16 @@ const interruptible = (sql: SqlClient): Transact =>
     rollback
   })
 
+/** How long a transaction of the node's maintenance may sit idle on the server before the server ends it. */
+const maintenanceIdleMillis = 10_000
+
 /**
  * Inside a transaction: the server ends the session if it sits idle in this
- * transaction for `millis`, as it would with the locks of a transaction whose
+ * transaction for 10 s, as it would with the locks of a transaction whose
  * connection died between two of its statements (until the system gives such
- * a connection up, a quarter of an hour or more). For the node's own short
- * transactions, which send their statements back to back.
+ * a connection up, a quarter of an hour or more). For the node's maintenance
+ * transactions (the reconciler's and the rescuer's), which send their
+ * statements back to back.
  */
-export const endIfIdleInTransaction = (sql: SqlClient, millis: number): Effect.Effect<void, SqlError> =>
-  Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(millis)}, true)`)
+export const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =>
+  Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(maintenanceIdleMillis)}, true)`)
