@@ -234,7 +234,9 @@ export const make = (options: {
       )
       const releaseAll = claims.length === 0 ? Effect.void : untilDeadline(release, "release").pipe(
         Effect.flatMap((released) =>
-          released === 0 ? Effect.void : Effect.logWarning(`released ${released} job(s) claimed by fetches whose reply was lost, at shutdown`)
+          released.length === 0 ? Effect.void : Effect.logWarning(
+            `released ${released.length} job(s) claimed by fetches whose reply was lost, at shutdown: ${released.join(", ")}`
+          )
         ),
         Effect.catchCause((cause) =>
           Effect.logWarning("could not release the jobs of failed fetches at shutdown; they will be rescued", Cause.pretty(cause))

@@ -43,7 +43,9 @@ export const releaseLostClaim = (
     Effect.gen(function*() {
       yield* Effect.sleep(delay)
       const released = yield* releaseOnce(sql, prefix, claim, timeout)
-      if (released > 0) {
-        yield* Effect.logWarning(`released ${released} job(s) claimed by a fetch whose reply was lost`)
+      if (released.length > 0) {
+        yield* Effect.logWarning(
+          `released ${released.length} job(s) claimed by a fetch whose reply was lost: ${released.join(", ")}`
+        )
       }
     }), { discard: true })

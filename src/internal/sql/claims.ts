@@ -208,14 +208,14 @@ export const claimJobs = (
  * heartbeats keep its claims alive. A fetch counted an attempt only for the
  * jobs it did not claim ahead (those without the `'ahead'` mark in
  * `attempted_by`), so only those give one back. Rows are locked in id order,
- * as every statement that locks many jobs does. Returns how many.
+ * as every statement that locks many jobs does. Returns their ids.
  */
 export const releaseClaims = (
   sql: SqlClient,
   prefix: string,
   claims: ReadonlyArray<string>
-): Effect.Effect<number, SqlError> =>
-  claims.length === 0 ? Effect.succeed(0) : sql<{ readonly n: number }>`
+): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  claims.length === 0 ? Effect.succeed([]) : sql<{ readonly ids: ReadonlyArray<string> | null }>`
     WITH held AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
       WHERE j.state = 'executing' AND j.attempted_by[3] = ANY(${textArray(claims)}::text[])
@@ -228,11 +228,11 @@ export const releaseClaims = (
           attempt = CASE WHEN j.attempted_by[4] = 'ahead' THEN j.attempt ELSE j.attempt - 1 END
       FROM held
       WHERE j.id = held.id
-      RETURNING j.queue
+      RETURNING j.id, j.queue
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
-    SELECT (SELECT count(*)::int FROM released) AS n FROM notified
-  `.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+    SELECT (SELECT array_agg(id::text ORDER BY id) FROM released) AS ids FROM notified
+  `.pipe(Effect.map((rows) => (rows[0]?.ids ?? []).map(Number)))
 
 /** A `text[]` literal of claims (uuids: no quoting needed, but quoted all the same). */
 const textArray = (values: ReadonlyArray<string>): string =>
