@@ -13,6 +13,7 @@ import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Reconciler from "../src/internal/reconciler.ts"
+import * as Pruner from "../src/Pruner.ts"
 import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
@@ -166,10 +167,15 @@ describe("a fetch whose reply comes after rescueAfter", () => {
 /**
  * A maintenance transaction (`run`, on a pool behind a proxy) that takes a job executing under
  * producer `mine` since two minutes ago (stranded for the reconciler, orphaned for the rescuer: no
- * producer row) and loses its COMMIT on a link that died: the server ends the transaction within
- * seconds, not when the system gives the connection up, and the job is as it was, unlocked.
+ * producer row), or one completed two days ago (for the pruner), and loses its COMMIT on a link that
+ * died: the server ends the transaction within seconds, not when the system gives the connection up,
+ * and the job is as it was, unlocked.
  */
-const commitLost = (prefix: string, run: (sql: SqlClient, prefix: string) => Effect.Effect<unknown, unknown>) =>
+const commitLost = (
+  prefix: string,
+  run: (sql: SqlClient, prefix: string) => Effect.Effect<unknown, unknown>,
+  state: "executing" | "completed" = "executing"
+) =>
   Effect.gen(function*() {
     yield* dropSchemaOnClose(prefix)
     yield* Migrations.run({ prefix })
@@ -178,6 +184,11 @@ const commitLost = (prefix: string, run: (sql: SqlClient, prefix: string) => Eff
     yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
                attempted_at = now() - interval '2 minutes', attempted_by = ARRAY['node', 'mine', 'lost-claim']
                WHERE id = ${job!.id}`
+    // For the pruner: finished two days ago (a row of a release that kept finished jobs in this table).
+    if (state === "completed") {
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', completed_at = now() - interval '2 days'
+                 WHERE id = ${job!.id}`
+    }
     const proxy = yield* startProxy(databaseUrl())
     const behind = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
     const proxied = yield* Effect.provideContext(Effect.gen(function*() {
@@ -203,7 +214,7 @@ const commitLost = (prefix: string, run: (sql: SqlClient, prefix: string) => Eff
     // Rolled back with its session: still executing, with no rescue entry.
     const [row] = yield* sql<{ readonly state: string; readonly errors: ReadonlyArray<unknown> }>`
       SELECT state::text AS state, errors FROM ${sql(prefix)}.oban_jobs WHERE id = ${job!.id}`
-    assert.deepStrictEqual([row!.state, row!.errors], ["executing", []])
+    assert.deepStrictEqual([row!.state, row!.errors], [state, []])
     yield* Fiber.interrupt(running)
   }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix })), Effect.provide(direct))
 
@@ -220,6 +231,9 @@ describe("a maintenance transaction whose COMMIT never arrives (its link died)",
 
   it.live("the leader's rescue: the server ends it within seconds; the job is unlocked and not rescued", () =>
     commitLost(uniquePrefix("dead_rescue"), (sql, prefix) => Rescuer.runOnce({ sql, prefix, confirm: Effect.succeed(true) })), 60_000)
+
+  it.live("the pruner's delete: the server ends it within seconds; the job is unlocked and kept", () =>
+    commitLost(uniquePrefix("dead_prune"), (sql, prefix) => Pruner.runOnce({ sql, prefix, maxAge: Duration.days(1) }), "completed"), 60_000)
 })
 
 describe("a fetch whose reply is lost as its node shuts down", () => {

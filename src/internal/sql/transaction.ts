@@ -129,8 +129,8 @@ const maintenanceIdleMillis = 10_000
  * transaction for 10 s, as it would with the locks of a transaction whose
  * connection died between two of its statements (until the system gives such
  * a connection up, a quarter of an hour or more). For the node's maintenance
- * transactions (the reconciler's and the rescuer's), which send their
- * statements back to back.
+ * transactions (the reconciler's, the rescuer's and the pruner's), which send
+ * their statements back to back.
  */
 export const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =>
   Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(maintenanceIdleMillis)}, true)`)
