@@ -27,7 +27,7 @@ import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
 import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
-import { endIfIdleInTransaction, transaction } from "./internal/sql/transaction.ts"
+import { transaction } from "./internal/sql/transaction.ts"
 
 /**
  * @since 0.1.0
@@ -102,12 +102,13 @@ const rescueBatch = (
 ): Effect.Effect<ReadonlyArray<RescuedRow> | { readonly withdrawn: number }, SqlError> =>
   confirm === undefined ? statement : transaction(
     sql,
-    // A connection that dies before COMMIT would otherwise keep the orphans locked, passed over by
-    // every rescue, until the system gives it up.
-    Effect.flatMap(Effect.andThen(endIfIdleInTransaction(sql), statement), (rows) =>
+    Effect.flatMap(statement, (rows) =>
       // Asked outside the transaction's connection: it is about this process, not the rows.
       Effect.flatMap(Effect.updateContext(confirm, (context: Context.Context<never>) => Context.omit(sql.transactionService)(context)), (ok) =>
-        ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length }))))
+        ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length })))),
+    // A connection that dies before COMMIT would otherwise keep the orphans locked, passed over by
+    // every rescue, until the system gives it up.
+    { endIfIdle: true }
   ).pipe(Effect.catchTag("Withdrawn", ({ rows }) => Effect.succeed({ withdrawn: rows })))
 
 /**
@@ -125,7 +126,9 @@ const rescueBatch = (
  * connected, with its process running, for `rescueAfter`), so that a pause of
  * its process between that check and the statement, or while the statement
  * waited for a connection, rescues nothing: other nodes paused with it would
- * look dead for as long.
+ * look dead for as long. It should answer at once: the batch's transaction
+ * waits meanwhile, and the server ends a transaction of ours idle for 10 s
+ * (the run then fails, rescuing nothing).
  *
  * @since 0.1.0
  */

@@ -105,4 +105,21 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
       const row = yield* jobRow(prefix, unstarted.job.id)
       assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
     }).pipe(Effect.scoped))
+
+  it.effect("at shutdown a job kept under an old claim and waiting again under a new one goes back under the new", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const stale = yield* executing("claim-old")
+      const returns = yield* makeReturns
+      // Kept under claim-old (its give-back interrupted), then claimed again under claim-new.
+      const unlock = yield* lockTable
+      yield* Fiber.interrupt(yield* givingBack(returns, stale))
+      yield* unlock
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempted_by = ARRAY['node', 'producer', 'claim-new']
+                 WHERE id = ${stale.job.id}`
+      const waiting = { job: { ...stale.job, attemptedBy: ["node", "producer", "claim-new"] }, ahead: false }
+      yield* returns.atShutdown([waiting])
+      const row = yield* jobRow(prefix, stale.job.id)
+      assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+    }).pipe(Effect.scoped))
 })

@@ -8,6 +8,7 @@ import * as Events from "../src/Events.ts"
 import { lapseMillis } from "../src/internal/liveness.ts"
 import { countAvailable, countAvailableStatement } from "../src/internal/sql/jobs.ts"
 import { pruneStatement } from "../src/internal/sql/maintenance.ts"
+import { transaction } from "../src/internal/sql/transaction.ts"
 import * as Leader from "../src/Leader.ts"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -76,6 +77,27 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       assert.strictEqual(lapse(4_000, 300), 2_000)
       // Never under a second, so that a busy event loop is no lapse.
       assert.strictEqual(lapse(1_500, 300), 1_000)
+    }))
+
+  it.effect("the pruner and rescuer limit their own transaction's idle time, never a caller's they run inside", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const idleLimit = Effect.map(
+        sql<{ readonly limit: string }>`SELECT current_setting('idle_in_transaction_session_timeout') AS limit`,
+        (rows) => rows[0]!.limit
+      )
+      const outside = yield* idleLimit
+      // Inside the caller's transaction (a savepoint): the caller's setting, after the calls as before.
+      const inside = yield* sql.withTransaction(Effect.gen(function*() {
+        const before = yield* idleLimit
+        yield* Pruner.runOnce({ sql, prefix })
+        yield* Rescuer.runOnce({ sql, prefix, confirm: Effect.succeed(true) })
+        return [before, yield* idleLimit]
+      }))
+      assert.deepStrictEqual(inside, [outside, outside])
+      // Their own: limited while it is open (seen from inside, as the node's transactions set it).
+      assert.strictEqual(yield* transaction(sql, idleLimit, { endIfIdle: true }), "10s")
+      assert.strictEqual(yield* idleLimit, outside)
     }))
 
   it.effect("runOnce refuses bad options with a typed error before any statement (batchSize 0 looped forever)", () =>

@@ -31,6 +31,7 @@ import { retryDelay } from "./retryDelay.ts"
 import { releaseClaims, releaseJobsUnlocked } from "./sql/claims.ts"
 import { realSleep, withStatementTimeout } from "./statementTimeout.ts"
 import { isRetryableFailure, untilLanded } from "./untilLanded.ts"
+import { idList } from "./idList.ts"
 
 /** A job taken out of the buffer, with whether it was claimed ahead (no attempt counted). */
 export interface Unstarted {
@@ -214,8 +215,13 @@ export const make = (options: {
 
   const atShutdown = (buffered: ReadonlyArray<Unstarted>) =>
     Effect.suspend(() => {
-      // With the give-backs still on their way in other fibers (a duplicate changes nothing).
-      const jobs = [...new Set([...buffered, ...unreturned.values(), ...beingGivenBack])]
+      // With the give-backs still on their way in other fibers. One job per id, the buffer's first: a
+      // job claimed again since an earlier give-back was kept is waiting under its newer claim.
+      const byId = new Map<number, Unstarted>()
+      for (const unstarted of [...buffered, ...unreturned.values(), ...beingGivenBack]) {
+        if (!byId.has(unstarted.job.id)) byId.set(unstarted.job.id, unstarted)
+      }
+      const jobs = [...byId.values()]
       unreturned.clear()
       const claims = [...lostClaims]
       lostClaims.clear()
@@ -235,7 +241,7 @@ export const make = (options: {
       const releaseAll = claims.length === 0 ? Effect.void : untilDeadline(release, "release").pipe(
         Effect.flatMap((released) =>
           released.length === 0 ? Effect.void : Effect.logWarning(
-            `released ${released.length} job(s) claimed by fetches whose reply was lost, at shutdown: ${released.join(", ")}`
+            `released ${released.length} job(s) claimed by fetches whose reply was lost, at shutdown: ${idList(released)}`
           )
         ),
         Effect.catchCause((cause) =>

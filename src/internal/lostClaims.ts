@@ -11,6 +11,7 @@ import { retryDelay } from "./retryDelay.ts"
 import { releaseClaims } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { untilLanded } from "./untilLanded.ts"
+import { idList } from "./idList.ts"
 
 /** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
 const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
@@ -45,7 +46,7 @@ export const releaseLostClaim = (
       const released = yield* releaseOnce(sql, prefix, claim, timeout)
       if (released.length > 0) {
         yield* Effect.logWarning(
-          `released ${released.length} job(s) claimed by a fetch whose reply was lost: ${released.join(", ")}`
+          `released ${released.length} job(s) claimed by a fetch whose reply was lost: ${idList(released)}`
         )
       }
     }), { discard: true })

@@ -22,7 +22,8 @@ import type { ExecutorShape } from "../Executor.ts"
 import { now } from "../ObanClock.ts"
 import type { Producer } from "../Producer.ts"
 import { jobsToStop, releaseStranded } from "./sql/claims.ts"
-import { endIfIdleInTransaction, transaction } from "./sql/transaction.ts"
+import { transaction } from "./sql/transaction.ts"
+import { idList } from "./idList.ts"
 
 export interface Options {
   readonly sql: SqlClient
@@ -56,12 +57,12 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     // or on the network. Its jobs are the producer's, not stranded: the release is rolled back, and the
     // next run decides again.
     const release = Effect.flatMap(
-      Effect.andThen(endIfIdleInTransaction(options.sql), releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
+      releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
         producers: options.producers.map((producer) => producer.id),
         owned: before.jobs,
         releasing: [...before.claims],
         afterMillis: Duration.toMillis(options.rescueAfter)
-      })),
+      }),
       (jobs) =>
         jobs.length === 0 ? Effect.succeed(jobs) : Effect.flatMap(answeredFor(options), (after) => {
           const answered = jobs.filter((job) => after.jobs.has(job.id) || after.claims.has(job.claim))
@@ -70,7 +71,7 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
             : Effect.fail(new Reconsidered({ jobs: answered.map((job) => job.id) }))
         })
     )
-    const released = yield* transaction(options.sql, release).pipe(
+    const released = yield* transaction(options.sql, release, { endIfIdle: true }).pipe(
       Effect.map((jobs) => jobs.map((job) => job.id)),
       Effect.catchTag("Reconsidered", ({ jobs }) =>
         Effect.as(
@@ -80,7 +81,7 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     )
     if (released.length > 0) {
       yield* Effect.logWarning(
-        `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${released.join(", ")}`
+        `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${idList(released)}`
       )
     }
     if (options.stop !== undefined) {

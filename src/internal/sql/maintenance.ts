@@ -10,7 +10,7 @@ import { channel } from "../../Config.ts"
 import { pruneFinished } from "./finishedJobs.ts"
 import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
-import { endIfIdleInTransaction, transaction } from "./transaction.ts"
+import { transaction } from "./transaction.ts"
 
 export interface RescuedRow {
   readonly id: number
@@ -144,15 +144,15 @@ export const pruneJobs = (
   transaction(
     sql,
     Effect.gen(function*() {
-      // A connection that dies before COMMIT would otherwise keep the pruned rows locked (a retry or a
-      // delete of one of them waiting) until the system gives it up.
-      yield* endIfIdleInTransaction(sql)
       const [first] = yield* pruneStatement(sql, prefix, now, maxAgeMillis, limit)
       const steps = first?.steps ?? []
       const more = steps.length === 0 ? 0 : yield* pruneSteps(sql, prefix, steps)
       const hot = (first?.n ?? 0) + more
       return hot + (yield* pruneFinished(sql, prefix, now, maxAgeMillis, limit - hot))
-    })
+    }),
+    // A connection that dies before COMMIT would otherwise keep the pruned rows locked (a retry or a
+    // delete of one of them waiting) until the system gives it up.
+    { endIfIdle: true }
   )
 
 /** A workflow job is needed while a dependent of it has not finished (it may still read its result). */

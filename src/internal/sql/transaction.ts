@@ -54,7 +54,18 @@ const ownLevels = new WeakSet<object>()
  * ours, `sql.withTransaction` is not available (Effect's instance finds no
  * lock of its own there): no caller's code runs inside them.
  */
-export const transaction = <A, E, R>(sql: SqlClient, body: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+export const transaction = <A, E, R>(
+  sql: SqlClient,
+  body: Effect.Effect<A, E, R>,
+  options?: {
+    /**
+     * The server ends the transaction if it sits idle for 10 s (see
+     * `endIfIdleInTransaction`); only when it is one of ours: a caller's
+     * transaction keeps its own settings.
+     */
+    readonly endIfIdle?: boolean
+  }
+): Effect.Effect<A, E | SqlError, R> =>
   Effect.flatMap(Effect.serviceOption(sql.transactionService), (open) => {
     if (Option.isSome(open) && !ownLevels.has(open.value)) return sql.withTransaction(body)
     let transact = perClient.get(sql)
@@ -66,7 +77,7 @@ export const transaction = <A, E, R>(sql: SqlClient, body: Effect.Effect<A, E, R
       Effect.map(Effect.serviceOption(sql.transactionService), (level) => {
         if (Option.isSome(level)) ownLevels.add(level.value)
       }),
-      body
+      options?.endIfIdle === true ? Effect.andThen(endIfIdleInTransaction(sql), body) : body
     ))
   })
 
@@ -130,7 +141,8 @@ const maintenanceIdleMillis = 10_000
  * connection died between two of its statements (until the system gives such
  * a connection up, a quarter of an hour or more). For the node's maintenance
  * transactions (the reconciler's, the rescuer's and the pruner's), which send
- * their statements back to back.
+ * their statements back to back; never for a caller's transaction, where it
+ * would outlive the call (`transaction`'s `endIfIdle`).
  */
-export const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =>
+const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =>
   Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(maintenanceIdleMillis)}, true)`)
