@@ -28,6 +28,7 @@ import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perfor
 import { realSleep } from "./internal/statementTimeout.ts"
 import * as Threads from "./internal/threads/load.ts"
 import type { ThreadPoolOptions } from "./internal/threads/pool.ts"
+import { idList } from "./internal/idList.ts"
 
 /**
  * A worker as the executor holds it: args are decoded here, so their type is
@@ -116,7 +117,7 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
   Effect.suspend(() =>
     runs.size === 0 ? Effect.void : Effect.logWarning(
       `shutdown: ${runs.size} interrupted job(s) still running after ${stuckAfterInterruptMillis / 1000} s ` +
-        `(ids ${Array.from(runs.keys()).join(", ")}): each is inside an uninterruptible region (its own ` +
+        `(ids ${idList(Array.from(runs.keys()))}): each is inside an uninterruptible region (its own ` +
         "Effect.uninterruptible or finalizer, or a database statement whose end the driver awaits after " +
         "cancelling it, which on a connection that stopped answering lasts until the system gives the " +
         "connection up), which the node waits for; the process stops once they end"

@@ -179,7 +179,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     const scope = yield* Effect.scope
     const returns = ClaimReturns.make({ sql: options.sql, prefix: options.prefix, scope, context, logs, fetchTimeout })
     /** Gives back every job waiting here (pause, a producer row found dead). */
-    const giveBack = returns.giveBack(() => buffer.takeAll(), "job")
+    const giveBack = Effect.asVoid(returns.giveBack(() => buffer.takeAll(), "job"))
     // Runs after the loops below and the retries of `returns` have stopped (finalizers run in reverse order).
     yield* Effect.addFinalizer(() => Effect.suspend(() => returns.atShutdown(buffer.takeAll())))
 
@@ -325,15 +325,10 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       wake,
       ready: Deferred.await(ready),
       forget: (jobId) =>
-        Effect.suspend(() => {
-          let dropped = false
-          const take = () => {
-            const job = buffer.forget(jobId)
-            dropped = job !== undefined
-            return job === undefined ? [] : [job]
-          }
-          return Effect.map(returns.giveBack(take, "cancelled job"), () => dropped)
-        }),
+        Effect.map(returns.giveBack(() => {
+          const dropped = buffer.forget(jobId)
+          return dropped === undefined ? [] : [dropped]
+        }, "cancelled job"), (taken) => taken > 0),
       unreturned: Effect.sync(() => {
         const pending = returns.pending()
         return { jobs: [...buffer.ids(), ...pending.jobs], claims: [...claimsInFlight, ...pending.claims] }

@@ -48,9 +48,10 @@ export interface Pending {
 export interface ClaimReturns {
   /**
    * Gives back the jobs `take` returns (taking them out of the producer's hands, in the same step as
-   * they become pending here) now, those it cannot (locked, or refused) later (see the module).
+   * they become pending here) now, those it cannot (locked, or refused) later (see the module); how
+   * many `take` returned.
    */
-  readonly giveBack: (take: () => ReadonlyArray<Unstarted>, what: string) => Effect.Effect<void>
+  readonly giveBack: (take: () => ReadonlyArray<Unstarted>, what: string) => Effect.Effect<number>
   /** A fetch under `claim` failed: releases whatever the server claimed for it, in the background. */
   readonly fetchFailed: (claim: string) => Effect.Effect<void>
   readonly pending: () => Pending
@@ -163,10 +164,10 @@ export const make = (options: {
     )
   }).pipe(Effect.onInterrupt(() => Effect.sync(() => (retrying = false))))
 
-  const giveBack = (take: () => ReadonlyArray<Unstarted>, what: string): Effect.Effect<void> =>
+  const giveBack = (take: () => ReadonlyArray<Unstarted>, what: string): Effect.Effect<number> =>
     Effect.suspend(() => {
       const jobs = take()
-      if (jobs.length === 0) return Effect.void
+      if (jobs.length === 0) return Effect.succeed(0)
       for (const unstarted of jobs) beingGivenBack.add(unstarted)
       return write(jobs).pipe(
         Effect.flatMap(keep),
@@ -186,7 +187,8 @@ export const make = (options: {
               for (const unstarted of jobs) beingGivenBack.delete(unstarted)
             })
           )
-        )
+        ),
+        Effect.as(jobs.length)
       )
     })
 

@@ -75,7 +75,7 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
       Effect.map((jobs) => jobs.map((job) => job.id)),
       Effect.catchTag("Reconsidered", ({ jobs }) =>
         Effect.as(
-          Effect.logDebug(`a release of stranded jobs was rolled back: ${jobs.join(", ")} became this node's meanwhile`),
+          Effect.logDebug(`a release of stranded jobs was rolled back: ${idList(jobs)} became this node's meanwhile`),
           []
         ))
     )
