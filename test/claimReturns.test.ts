@@ -77,6 +77,10 @@ const givingBack = (returns: ClaimReturns.ClaimReturns, unstarted: ClaimReturns.
     return fiber
   })
 
+/** The job is `available` again with its attempt given back. */
+const assertGivenBack = (id: number) =>
+  Effect.map(jobRow(prefix, id), (row) => assert.deepStrictEqual([row.state, row.attempt], ["available", 0]))
+
 layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) => {
   it.effect("jobs being given back are pending until the give-back lands, then not", () =>
     Effect.gen(function*() {
@@ -88,8 +92,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
       yield* unlock
       yield* Fiber.join(giving)
       assert.deepStrictEqual(returns.pending().jobs, [])
-      const row = yield* jobRow(prefix, unstarted.job.id)
-      assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+      yield* assertGivenBack(unstarted.job.id)
     }).pipe(Effect.scoped))
 
   it.effect("a give-back interrupted on its way keeps its jobs pending, and the shutdown gives them back", () =>
@@ -102,8 +105,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
       assert.deepStrictEqual(returns.pending().jobs, [unstarted.job.id])
       yield* unlock
       yield* returns.atShutdown([])
-      const row = yield* jobRow(prefix, unstarted.job.id)
-      assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+      yield* assertGivenBack(unstarted.job.id)
     }).pipe(Effect.scoped))
 
   it.effect("at shutdown a job kept under an old claim and waiting again under a new one goes back under the new", () =>
@@ -119,7 +121,6 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
                  WHERE id = ${stale.job.id}`
       const waiting = { job: { ...stale.job, attemptedBy: ["node", "producer", "claim-new"] }, ahead: false }
       yield* returns.atShutdown([waiting])
-      const row = yield* jobRow(prefix, stale.job.id)
-      assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+      yield* assertGivenBack(stale.job.id)
     }).pipe(Effect.scoped))
 })

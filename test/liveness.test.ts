@@ -113,7 +113,12 @@ const watcherAndBusy = (prefix: string, watcherEnv: Record<string, string>) =>
       "both jobs running on busy",
       Effect.map(history(prefix), (rows) => rows.length === 2 && rows.every((job) => job.runs === 1))
     )
-    return { watcher, busy, jobs, watcherReadyAt }
+    // The watcher counts as connected for rescueAfter (4 s) from its start, and its rescuer runs only then.
+    const untilWatcherRescues = Effect.flatMap(
+      Clock.currentTimeMillis,
+      (now) => Effect.sleep(Math.max(0, watcherReadyAt + 4_500 - now))
+    )
+    return { watcher, busy, jobs, untilWatcherRescues }
   })
 
 /**
@@ -363,10 +368,10 @@ describe("liveness across OS processes", () => {
       const prefix = uniquePrefix("live_vm")
       yield* inPrefix(prefix)(Effect.gen(function*() {
         yield* setUp(prefix)
-        const { watcher, busy, watcherReadyAt } = yield* watcherAndBusy(prefix, { QUEUES: JSON.stringify({ other: 1 }) })
-        // The watcher has been connected for longer than rescueAfter (4 s, counted from its start), so its
-        // rescuer (every 300 ms) runs as soon as it wakes; busy wakes 1.5 s later, its rows then 7.5 s old.
-        yield* Effect.sleep(Math.max(0, watcherReadyAt + 4_500 - (yield* Clock.currentTimeMillis)))
+        const { watcher, busy, untilWatcherRescues } = yield* watcherAndBusy(prefix, { QUEUES: JSON.stringify({ other: 1 }) })
+        // The watcher has been connected for longer than rescueAfter (4 s), so its rescuer (every 300 ms)
+        // runs as soon as it wakes; busy wakes 1.5 s later, its rows then 7.5 s old.
+        yield* untilWatcherRescues
         yield* pausedTogether(watcher, busy)
         yield* ranOnceUnrescued(prefix, (yield* history(prefix)).map((job) => job.id))
         assert.isTrue(watcher.isLeader())
@@ -382,15 +387,14 @@ describe("liveness across OS processes", () => {
         yield* setUp(prefix)
         // The watcher's two pooled connections are both taken by its own jobs (3 s of pg_sleep each): its
         // rescuer, which runs every 300 ms, has decided to rescue and waits for a connection.
-        const { watcher, busy, jobs, watcherReadyAt } = yield* watcherAndBusy(prefix, {
+        const { watcher, busy, jobs, untilWatcherRescues } = yield* watcherAndBusy(prefix, {
           QUEUES: JSON.stringify({ hog: 2 }),
           POOL: "2",
           JOB_DB_MS: "3000"
         })
         // The watcher has been connected for longer than rescueAfter (4 s) by the time its pool is taken, so
-        // its rescuer runs (it does not before): counted from its start, as busy and its jobs may start
-        // quickly or slowly.
-        yield* Effect.sleep(Math.max(0, watcherReadyAt + 4_500 - (yield* Clock.currentTimeMillis)))
+        // its rescuer runs (it does not before), however quickly busy and its jobs started.
+        yield* untilWatcherRescues
         yield* Oban.insertAll([Record.job({ n: 3 }, { queue: "hog" }), Record.job({ n: 4 }, { queue: "hog" })])
         yield* waitFor("both hog jobs in pg_sleep", Effect.map(
           sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs WHERE node = 'watcher'`,

@@ -88,6 +88,24 @@ const fastMaintenance = {
  */
 const quietHeartbeats = { heartbeatInterval: "30 seconds" } as const
 
+/** A migrated schema `prefix`, dropped when the scope closes, and a proxy in front of the server. */
+const schemaAndProxy = (prefix: string) =>
+  Effect.gen(function*() {
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix })
+    return yield* startProxy(databaseUrl())
+  })
+
+/** Each job's state, attempt and errors, in id order. */
+const outcomes = (prefix: string, jobs: ReadonlyArray<{ readonly id: number }>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ readonly state: string; readonly attempt: number; readonly errors: ReadonlyArray<unknown> }>`
+      SELECT state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs_all
+      WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
+    return rows.map((row) => [row.state, row.attempt, row.errors] as const)
+  })
+
 const executingOrDone = (prefix: string, total: number) =>
   Effect.map(countByState(prefix), (c) => (c["executing"] ?? 0) + (c["completed"] ?? 0) === total)
 
@@ -97,9 +115,7 @@ describe("a node behind a broken network", () => {
     Effect.gen(function*() {
       runs.clear()
       const prefix = lostReply
-      yield* dropSchemaOnClose(prefix)
-      yield* Migrations.run({ prefix })
-      const proxy = yield* startProxy(databaseUrl())
+      const proxy = yield* schemaAndProxy(prefix)
       yield* nodeBehind(proxy.url, prefix, quietHeartbeats)
       yield* producersRegistered(prefix)
       // The next fetch reaches the server and commits; its result never comes back.
@@ -121,10 +137,7 @@ describe("a node behind a broken network", () => {
       assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1, 1, 1])
       // The release gave back exactly the attempts the lost claim used (none for jobs it claimed ahead):
       // each job completed on its first counted attempt.
-      const sql = yield* SqlClient
-      const attempts = yield* sql<{ readonly attempt: number }>`
-        SELECT attempt FROM ${sql(prefix)}.oban_jobs_all WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
-      assert.deepStrictEqual(attempts.map((row) => row.attempt), [1, 1, 1, 1, 1])
+      assert.deepStrictEqual((yield* outcomes(prefix, jobs)).map(([, attempt]) => attempt), [1, 1, 1, 1, 1])
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostReply })), Effect.provide(direct)), 120_000)
 })
 
@@ -134,9 +147,7 @@ describe("a fetch whose reply comes after rescueAfter", () => {
     Effect.gen(function*() {
       runs.clear()
       const prefix = lateReply
-      yield* dropSchemaOnClose(prefix)
-      yield* Migrations.run({ prefix })
-      const proxy = yield* startProxy(databaseUrl())
+      const proxy = yield* schemaAndProxy(prefix)
       // The reconciler looks every 100 ms for claims of this node older than 3 s that it does not answer for.
       yield* nodeBehind(proxy.url, prefix, { ...fastMaintenance, heartbeatInterval: "2 seconds", queues: { slow_link: 5 } })
       yield* producersRegistered(prefix)
@@ -155,11 +166,7 @@ describe("a fetch whose reply comes after rescueAfter", () => {
         Effect.map(countByState(prefix), (c) => (c["completed"] ?? 0) + (c["discarded"] ?? 0) === 3),
         "20 seconds"
       )
-      const sql = yield* SqlClient
-      const rows = yield* sql<{ readonly state: string; readonly attempt: number; readonly errors: ReadonlyArray<unknown> }>`
-        SELECT state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs_all
-        WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
-      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt, row.errors]), jobs.map(() => ["completed", 1, []]))
+      assert.deepStrictEqual(yield* outcomes(prefix, jobs), jobs.map(() => ["completed", 1, []]))
       assert.deepStrictEqual(jobs.map((job) => runs.get(job.id)), [1, 1, 1])
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lateReply })), Effect.provide(direct)), 60_000)
 })
@@ -177,8 +184,7 @@ const commitLost = (
   state: "executing" | "completed" = "executing"
 ) =>
   Effect.gen(function*() {
-    yield* dropSchemaOnClose(prefix)
-    yield* Migrations.run({ prefix })
+    const proxy = yield* schemaAndProxy(prefix)
     const sql = yield* SqlClient
     const [job] = yield* Oban.insertAll([Work.job({ n: 0, millis: 0 })])
     yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1,
@@ -189,7 +195,6 @@ const commitLost = (
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'completed', completed_at = now() - interval '2 days'
                  WHERE id = ${job!.id}`
     }
-    const proxy = yield* startProxy(databaseUrl())
     const behind = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
     const proxied = yield* Effect.provideContext(Effect.gen(function*() {
       return yield* SqlClient
@@ -242,9 +247,7 @@ describe("a fetch whose reply is lost as its node shuts down", () => {
     Effect.gen(function*() {
       runs.clear()
       const prefix = lostAtShutdown
-      yield* dropSchemaOnClose(prefix)
-      yield* Migrations.run({ prefix })
-      const proxy = yield* startProxy(databaseUrl())
+      const proxy = yield* schemaAndProxy(prefix)
       const node = yield* nodeBehind(proxy.url, prefix, quietHeartbeats)
       yield* producersRegistered(prefix)
       // The next fetch reaches the server and commits; its reply is dropped.
@@ -257,11 +260,7 @@ describe("a fetch whose reply is lost as its node shuts down", () => {
       yield* proxy.restore
       yield* proxy.cut
       yield* node.stop
-      const sql = yield* SqlClient
-      const rows = yield* sql<{ readonly state: string; readonly attempt: number; readonly errors: ReadonlyArray<unknown> }>`
-        SELECT state::text AS state, attempt, errors FROM ${sql(prefix)}.oban_jobs_all
-        WHERE id IN ${sql.in(jobs.map((job) => job.id))} ORDER BY id`
-      assert.deepStrictEqual(rows.map((row) => [row.state, row.attempt, row.errors]), jobs.map(() => ["available", 0, []]))
+      assert.deepStrictEqual(yield* outcomes(prefix, jobs), jobs.map(() => ["available", 0, []]))
       assert.strictEqual(runs.size, 0)
     }).pipe(Effect.scoped, Effect.provide(Config.layer({ prefix: lostAtShutdown })), Effect.provide(direct)), 120_000)
 })
