@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { type EventOrder, makeEventOrder, publishInOrder, stopEventOrder } from "./internal/eventOrder.ts"
 import { workflowStep } from "./internal/jobEvent.ts"
 
 /**
@@ -76,6 +77,8 @@ export const workflowStepOf = (meta: Readonly<Record<string, unknown>>): Workflo
 export interface Hub {
   readonly pubsub: PubSub.PubSub<JobEvent>
   subscribers: number
+  /** The node's inserts in flight that events wait behind (see `internal/eventOrder.ts`). */
+  readonly order: EventOrder
 }
 
 /**
@@ -93,9 +96,9 @@ export const EventHub: Context.Reference<Hub | undefined> = Context.Reference<Hu
  *
  * @since 0.1.0
  */
-export const makeHub: Effect.Effect<Hub, never, Scope.Scope> = Effect.map(
-  Effect.acquireRelease(PubSub.unbounded<JobEvent>(), PubSub.shutdown),
-  (pubsub) => ({ pubsub, subscribers: 0 })
+export const makeHub: Effect.Effect<Hub, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.map(PubSub.unbounded<JobEvent>(), (pubsub): Hub => ({ pubsub, subscribers: 0, order: makeEventOrder() })),
+  (hub) => Effect.andThen(Effect.sync(() => stopEventOrder(hub.order)), PubSub.shutdown(hub.pubsub))
 )
 
 /**
@@ -119,7 +122,9 @@ export const listening: Effect.Effect<boolean> = EventHub.use((hub) =>
 )
 
 /**
- * Publishes events to the hub in context, if anyone listens.
+ * Publishes events to the hub in context, if anyone listens: behind any
+ * insert of this node that may have committed without having published its
+ * `inserted` events yet, so the events of one job arrive in order.
  *
  * @since 0.1.0
  */
@@ -127,5 +132,5 @@ export const publish = (events: ReadonlyArray<JobEvent>): Effect.Effect<void> =>
   EventHub.use((hub) =>
     hub === undefined || hub.subscribers === 0 || events.length === 0
       ? Effect.void
-      : Effect.asVoid(PubSub.publishAll(hub.pubsub, events))
+      : Effect.sync(() => publishInOrder(hub.order, hub.pubsub, events))
   )

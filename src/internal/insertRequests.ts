@@ -18,7 +18,7 @@ import type * as Worker from "../Worker.ts"
 import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
 import { InlineRunner } from "./inline.ts"
 import { insertEncoded } from "./insertEncoded.ts"
-import { publishInserted } from "./insertedEvents.ts"
+import { withInsertedEvents } from "./insertedEvents.ts"
 import { orNotMigrated } from "./notMigrated.ts"
 import { callerTraceparent, hasTracingBackend } from "./telemetry.ts"
 import { wakeAfterCommit } from "./waker.ts"
@@ -96,20 +96,23 @@ const write = (
   // A unique job's stored args may no longer decode; then nothing of the call may stay written.
   // One unique request that replaces nothing writes nothing on a conflict, so it needs no
   // transaction of its own (which would cost a second durable commit for its wake-up).
-  return Effect.flatMap(mayWriteBeforeDecoding(encoded) ? transaction(sql, typed) : typed, ({ jobs, wake }) => {
-    // A conflict inserted nothing: no event, and nothing for the inline runner.
-    const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
-    const inline = Context.get(context, InlineRunner)
-    let after: Effect.Effect<void, SqlError> = publishInserted(sql, fresh)
-    if (wake.length > 0) after = Effect.andThen(wakeAfterCommit(sql, prefix, wake), after)
-    if (inline === undefined) return Effect.as(after, jobs)
-    // The jobs that ran are returned as they ended (state, attempt, errors), with their typed args.
-    return Effect.map(Effect.andThen(after, inline(fresh)), (ran) =>
-      ran.size === 0 ? jobs : jobs.map((job) => {
-        const ended = ran.get(job.id)
-        return ended === undefined ? job : { ...ended, args: job.args, conflict: job.conflict }
-      }))
-  })
+  const checked = mayWriteBeforeDecoding(encoded) ? transaction(sql, typed) : typed
+  return withInsertedEvents(sql, (publishInserted) =>
+    Effect.flatMap(checked, ({ jobs, wake }) => {
+      // A conflict inserted nothing: no event, and nothing for the inline runner.
+      const fresh = hasConflict(jobs) ? jobs.filter((job) => !job.conflict) : jobs
+      const inline = Context.get(context, InlineRunner)
+      // Announced before the wake-up, which lets producers start the jobs.
+      let after: Effect.Effect<void, SqlError> = publishInserted(fresh)
+      if (wake.length > 0) after = Effect.andThen(after, wakeAfterCommit(sql, prefix, wake))
+      if (inline === undefined) return Effect.as(after, jobs)
+      // The jobs that ran are returned as they ended (state, attempt, errors), with their typed args.
+      return Effect.map(Effect.andThen(after, inline(fresh)), (ran) =>
+        ran.size === 0 ? jobs : jobs.map((job) => {
+          const ended = ran.get(job.id)
+          return ended === undefined ? job : { ...ended, args: job.args, conflict: job.conflict }
+        }))
+    }))
 }
 
 const hasUnique = (encoded: ReadonlyArray<EncodedRequest>): boolean => {

@@ -15,7 +15,7 @@ import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type { Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
-import { publishInserted } from "./insertedEvents.ts"
+import { withInsertedEvents } from "./insertedEvents.ts"
 import { insertedJob } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
 import { textProblem } from "./jsonText.ts"
@@ -166,17 +166,21 @@ export const insertWorkflow = (
         return current === undefined ? row : { ...row, ...current, id: row.id }
       })
     })
-    const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> = yield* transaction(sql, write).pipe(Effect.catch((error) =>
-        error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
-          ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
-          : Effect.fail(error)
-      ))
-    const jobs = inserted.map((row, index): Inserted => {
-      const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
-      return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }
-    })
-    yield* publishInserted(sql, jobs)
-    return jobs
+    return yield* withInsertedEvents(sql, (publishInserted) =>
+      Effect.gen(function*() {
+        const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> =
+          yield* transaction(sql, write).pipe(Effect.catch((error) =>
+            error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
+              ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
+              : Effect.fail(error)
+          ))
+        const jobs = inserted.map((row, index): Inserted => {
+          const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
+          return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }
+        })
+        yield* publishInserted(jobs)
+        return jobs
+      }))
   }).pipe(withInsertSpan("oban.workflow.insert", {
     kind: "producer",
     attributes: { "oban.workflow.id": workflowId, "oban.jobs": steps.length }

@@ -1,0 +1,172 @@
+/**
+ * The events of one job arrive in order even when the job starts, and
+ * finishes, on this node before the call that inserted it has heard back: the
+ * caller's connection goes through a proxy that holds the insert's reply (or
+ * its COMMIT's) while the node, connected directly, runs the job.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Fiber, Layer, Redacted, References, Schema, Stream } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { EventHub, type JobEvent } from "../src/Events.ts"
+import * as Migrations from "../src/Migrations.ts"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { databaseUrl, dropSchemaOnClose, testLogLevel, uniquePrefix } from "./support/db.ts"
+import { jobRow, producersRegistered, waitFor } from "./support/node.ts"
+import { startProxy } from "./support/proxy.ts"
+
+const Greet = Worker.make("OrderGreet", {
+  args: Schema.Struct({ name: Schema.String }),
+  perform: () => Effect.void
+})
+
+const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 4 })
+
+/**
+ * A node on the direct pool, the events it publishes from now on, and the
+ * context of a caller whose one connection goes through a proxy (with the
+ * node's settings and event hub, as an application using the layer has).
+ */
+const nodeAndCaller = (prefix: string) =>
+  Effect.gen(function*() {
+    yield* dropSchemaOnClose(prefix)
+    yield* Migrations.run({ prefix })
+    const proxy = yield* startProxy(databaseUrl())
+    const node = yield* Layer.build(Layer.fresh(Oban.layer({
+      prefix,
+      node: "order",
+      queues: { default: 5 },
+      workers: [Greet],
+      pollInterval: "100 millis"
+    }))).pipe(Effect.provideService(References.MinimumLogLevel, testLogLevel))
+    const oban = Context.get(node, Oban.Oban)
+    const seen: Array<JobEvent> = []
+    yield* oban.events.pipe(Stream.runForEach((event) => Effect.sync(() => seen.push(event))), Effect.forkScoped)
+    yield* producersRegistered(prefix)
+    yield* Effect.sleep("50 millis")
+    const caller = yield* Layer.build(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 1 }))
+    // A failed check must not leave the caller's connection waiting on held replies as the scope closes.
+    yield* Effect.addFinalizer(() => proxy.release)
+    const callerContext = Context.merge(node, caller)
+    const kindsOf = (id: number) => seen.filter((event) => event.jobId === id).map((event) => event.kind)
+    return { proxy, seen, callerContext, kindsOf, node }
+  })
+
+const completed = (prefix: string, name: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const rows = yield* sql<{ readonly id: string }>`
+      SELECT id FROM ${sql(prefix)}.oban_jobs_all WHERE args->>'name' = ${name} AND state = 'completed'`
+    return rows.length === 1
+  })
+
+describe("events of a job that runs before its insert call returns", () => {
+  const plain = uniquePrefix("order_plain")
+  it.live("an insert outside a transaction: inserted, started, completed, in that order", () =>
+    Effect.gen(function*() {
+      const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(plain)
+      // The insert commits and wakes the node; its reply waits at the proxy.
+      yield* proxy.holdRepliesAfter("reply_held_1")
+      const insert = yield* Effect.forkChild(
+        Oban.insert(Greet.job({ name: "reply_held_1" })).pipe(Effect.provideContext(callerContext))
+      )
+      yield* waitFor("the job ran on the node", completed(plain, "reply_held_1"))
+      yield* Effect.sleep("200 millis")
+      assert.isUndefined(insert.pollUnsafe(), "the insert call was still waiting for its reply")
+      // The node's events for the job wait for the insert's.
+      assert.deepStrictEqual(seen.filter((event) => event.worker === "OrderGreet"), [])
+      yield* proxy.release
+      const job = yield* Fiber.join(insert)
+      yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
+      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
+      assert.strictEqual((yield* jobRow(plain, job.id)).state, "completed")
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+
+  const inTransaction = uniquePrefix("order_tx")
+  it.live("an insert in the caller's transaction whose COMMIT reply is late: inserted still comes first", () =>
+    Effect.gen(function*() {
+      const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(inTransaction)
+      // The caller's is the proxy's only connection: its COMMIT runs, and the reply waits at the proxy.
+      yield* proxy.holdRepliesAfter("COMMIT")
+      const insert = yield* Effect.forkChild(
+        Effect.flatMap(SqlClient, (sql) => sql.withTransaction(Oban.insert(Greet.job({ name: "commit_held" })))).pipe(
+          Effect.provideContext(callerContext)
+        )
+      )
+      // No wake-up is sent before the reply: the node finds the job by polling.
+      yield* waitFor("the job ran on the node", completed(inTransaction, "commit_held"))
+      yield* Effect.sleep("200 millis")
+      assert.isUndefined(insert.pollUnsafe(), "the transaction was still waiting for its COMMIT's reply")
+      assert.deepStrictEqual(seen.filter((event) => event.worker === "OrderGreet"), [])
+      yield* proxy.release
+      const job = yield* Fiber.join(insert)
+      yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
+      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+})
+
+describe("what an insert in flight holds back, and for how long", () => {
+  const slow = uniquePrefix("order_slow")
+  it.live("an insert whose reply takes longer than a second holds the node's events a second at most", () =>
+    Effect.gen(function*() {
+      const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(slow)
+      yield* proxy.holdRepliesAfter("reply_held_long")
+      const insert = yield* Effect.forkChild(
+        Oban.insert(Greet.job({ name: "reply_held_long" })).pipe(Effect.provideContext(callerContext))
+      )
+      yield* waitFor("the job ran on the node", completed(slow, "reply_held_long"))
+      const ranAt = Date.now()
+      yield* waitFor("the job's events", Effect.sync(() => seen.some((event) => event.kind === "completed")), "5 seconds")
+      const waited = Date.now() - ranAt
+      assert.isAtMost(waited, 1_500, `its events waited ${waited} ms`)
+      assert.isUndefined(insert.pollUnsafe(), "the insert call was still waiting for its reply")
+      yield* proxy.release
+      const job = yield* Fiber.join(insert)
+      yield* waitFor("the inserted event", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
+      // Out of order: the price of not holding every event for as long as a reply takes.
+      assert.deepStrictEqual(kindsOf(job.id), ["started", "completed", "inserted"])
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+
+  const rolledBack = uniquePrefix("order_rollback")
+  it.live("inserts in transactions that roll back leave no gate behind once a second has passed", () =>
+    Effect.gen(function*() {
+      const { callerContext, kindsOf, node } = yield* nodeAndCaller(rolledBack)
+      const hub = Context.get(node, EventHub)!
+      for (let n = 0; n < 5; n++) {
+        yield* Effect.flatMap(SqlClient, (sql) =>
+          sql.withTransaction(Effect.andThen(Oban.insert(Greet.job({ name: `rolled_back_${n}` })), Effect.fail("no")))
+        ).pipe(Effect.provideContext(callerContext), Effect.ignore)
+      }
+      assert.strictEqual(hub.order.gates.size, 5)
+      yield* Effect.sleep("1300 millis")
+      assert.strictEqual(hub.order.gates.size, 0)
+      const job = yield* Oban.insert(Greet.job({ name: "after" })).pipe(Effect.provideContext(callerContext))
+      yield* waitFor("the job's events, none held", Effect.sync(() => kindsOf(job.id).length === 3), "500 millis")
+      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
+      assert.strictEqual(hub.order.gates.size, 0)
+      const sql = yield* SqlClient
+      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(rolledBack)}.oban_jobs_all`
+      assert.strictEqual(left[0]!.n, 1)
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+})
+
+describe("a transaction still open after its insert", () => {
+  const open = uniquePrefix("order_open")
+  it.live("holds back no event: nothing it inserted can run before its commit", () =>
+    Effect.gen(function*() {
+      const { callerContext, kindsOf, node } = yield* nodeAndCaller(open)
+      const oban = Context.get(node, Oban.Oban)
+      const [first, other] = yield* Effect.flatMap(SqlClient, (sql) =>
+        sql.withTransaction(Effect.gen(function*() {
+          const first = yield* Oban.insert(Greet.job({ name: "in_open_transaction" }))
+          // Another job, inserted on the node's own pool, runs while this transaction is open.
+          const other = yield* oban.insert(Greet.job({ name: "beside" }))
+          yield* waitFor("the other job's events, none held", Effect.sync(() => kindsOf(other.id).length === 3), "500 millis")
+          return [first, other] as const
+        }))).pipe(Effect.provideContext(callerContext))
+      assert.deepStrictEqual(kindsOf(other.id), ["inserted", "started", "completed"])
+      yield* waitFor("the first job's events", Effect.sync(() => kindsOf(first.id).length === 3), "5 seconds")
+      assert.deepStrictEqual(kindsOf(first.id), ["inserted", "started", "completed"])
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+})
