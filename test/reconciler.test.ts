@@ -86,7 +86,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
       assert.deepStrictEqual(yield* runOnce([], []), [lostFetch!.id])
     }))
 
-  it.effect("rolls back a release when a job it took became the node's while the statement ran (a late reply, a fetch that failed meanwhile)", () =>
+  it.effect("rolls back a release when a job it took became the node's while the statement ran (a late reply, a fetch that failed meanwhile), and releases the others at once", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
       yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
@@ -105,14 +105,42 @@ layer(testLayer(prefix), { excludeTestServices: true })("reconciler", (it) => {
         executor: { owned: Effect.succeed(new Set<number>()) },
         rescueAfter: Duration.seconds(60)
       })
-      assert.deepStrictEqual(yield* release, [])
-      assert.strictEqual(looks, 2)
-      // Neither is released: the statement is one, rolled back whole.
-      for (const job of [late, lost]) assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "executing")
-      // The next run sees the claim from the start and releases only the other job.
+      // The first release took both and was rolled back whole; the second, looking again, took only the other.
       assert.deepStrictEqual(yield* release, [lost!.id])
-      assert.strictEqual((yield* jobRow(prefix, late!.id)).state, "executing")
-      assert.deepStrictEqual((yield* jobRow(prefix, late!.id)).errors, [])
+      assert.strictEqual(looks, 4)
+      assert.strictEqual((yield* jobRow(prefix, lost!.id)).state, "available")
+      const kept = yield* jobRow(prefix, late!.id)
+      assert.strictEqual(kept.state, "executing")
+      assert.deepStrictEqual(kept.errors, [])
+      assert.deepStrictEqual(yield* release, [])
+    }))
+
+  it.effect("gives up for this run after three releases rolled back, leaving every job as it was", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs`
+      const [late, lost] = yield* Oban.insertAll([Noop.job({}), Noop.job({})])
+      yield* claimedBy(late!.id, "mine", 120, "answered-each-second-look")
+      yield* claimedBy(lost!.id, "mine", 120)
+      // Each release's first look misses the claim and its second sees it: every release is rolled back.
+      let looks = 0
+      const released = yield* Reconciler.runOnce({
+        sql,
+        prefix,
+        producers: [{
+          id: "mine",
+          unreturned: Effect.sync(() => ({ jobs: [], claims: looks++ % 2 === 0 ? [] : ["answered-each-second-look"] }))
+        }],
+        executor: { owned: Effect.succeed(new Set<number>()) },
+        rescueAfter: Duration.seconds(60)
+      })
+      assert.deepStrictEqual(released, [])
+      assert.strictEqual(looks, 6)
+      for (const job of [late, lost]) {
+        const row = yield* jobRow(prefix, job!.id)
+        assert.strictEqual(row.state, "executing")
+        assert.deepStrictEqual(row.errors, [])
+      }
     }))
 
   it.effect("stops the jobs it runs or holds whose rows were cancelled, and no other", () =>

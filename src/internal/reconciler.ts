@@ -9,7 +9,8 @@
  * was lost: they would otherwise run to their end (a step's dependents
  * waiting for that). Claims its producers still answer for (a fetch waiting
  * for its reply, however late, or one failed and being released) are theirs,
- * and are looked up twice: before the release and again before it commits.
+ * and are looked up twice: before the release and again before it commits
+ * (a release rolled back for one is tried again at once without it).
  * `runOnce` does one pass and returns the ids it released; the node runs it
  * in a `periodic` loop.
  */
@@ -49,36 +50,58 @@ const answeredFor = (options: Options) =>
 /** A release rolled back: a job it took became this node's meanwhile. */
 class Reconsidered extends Data.TaggedError("Reconsidered")<{ readonly jobs: ReadonlyArray<number> }> {}
 
-export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, SqlError> =>
-  Effect.gen(function*() {
-    const before = yield* answeredFor(options)
-    // Asked again before the release commits: a fetch sent after the first look (its claim unknown to
-    // it) may have been answered or have failed by then, if the statement waited long for a connection
-    // or on the network. Its jobs are the producer's, not stranded: the release is rolled back, and the
-    // next run decides again.
-    const release = Effect.flatMap(
-      releaseStranded(options.sql, options.prefix, yield* now(options.sql), {
-        producers: options.producers.map((producer) => producer.id),
-        owned: before.jobs,
-        releasing: [...before.claims],
-        afterMillis: Duration.toMillis(options.rescueAfter)
-      }),
-      (jobs) =>
-        jobs.length === 0 ? Effect.succeed(jobs) : Effect.flatMap(answeredFor(options), (after) => {
-          const answered = jobs.filter((job) => after.jobs.has(job.id) || after.claims.has(job.claim))
-          return answered.length === 0
-            ? Effect.succeed(jobs)
-            : Effect.fail(new Reconsidered({ jobs: answered.map((job) => job.id) }))
-        })
-    )
-    const released = yield* transaction(options.sql, release, { endIfIdle: true }).pipe(
+/**
+ * The most releases one run tries: a release rolled back because a job it
+ * took became the node's is tried again at once without that job, so the
+ * genuinely stranded jobs beside it do not wait for the next run.
+ */
+const maxReleasePasses = 3
+
+/**
+ * One release, in a transaction: the stranded jobs of the node's producers
+ * that it does not answer for. Asked again before it commits: a fetch sent
+ * after the first look (its claim unknown to it) may have been answered or
+ * have failed by then, if the statement waited long for a connection or on
+ * the network. Its jobs are the producer's, not stranded: the release is
+ * rolled back (`Reconsidered`).
+ */
+const releaseOnce = (options: Options, before: { readonly jobs: ReadonlySet<number>; readonly claims: ReadonlySet<string> }) =>
+  transaction(
+    options.sql,
+    Effect.flatMap(now(options.sql), (time) =>
+      Effect.flatMap(
+        releaseStranded(options.sql, options.prefix, time, {
+          producers: options.producers.map((producer) => producer.id),
+          owned: before.jobs,
+          releasing: [...before.claims],
+          afterMillis: Duration.toMillis(options.rescueAfter)
+        }),
+        (jobs) =>
+          jobs.length === 0 ? Effect.succeed(jobs) : Effect.flatMap(answeredFor(options), (after) => {
+            const answered = jobs.filter((job) => after.jobs.has(job.id) || after.claims.has(job.claim))
+            return answered.length === 0
+              ? Effect.succeed(jobs)
+              : Effect.fail(new Reconsidered({ jobs: answered.map((job) => job.id) }))
+          })
+      )),
+    { endIfIdle: true }
+  )
+
+/** Releases what is stranded, looking again after each rolled-back release (at most `maxReleasePasses`). */
+const releaseStrandedJobs = (options: Options, pass = 1): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  Effect.flatMap(answeredFor(options), (before) =>
+    releaseOnce(options, before).pipe(
       Effect.map((jobs) => jobs.map((job) => job.id)),
       Effect.catchTag("Reconsidered", ({ jobs }) =>
-        Effect.as(
+        Effect.andThen(
           Effect.logDebug(`a release of stranded jobs was rolled back: ${idList(jobs)} became this node's meanwhile`),
-          []
+          pass < maxReleasePasses ? releaseStrandedJobs(options, pass + 1) : Effect.succeed([])
         ))
-    )
+    ))
+
+export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+  Effect.gen(function*() {
+    const released = yield* releaseStrandedJobs(options)
     if (released.length > 0) {
       yield* Effect.logWarning(
         `released ${released.length} job(s) claimed here whose claim or outcome was lost: ${idList(released)}`
@@ -86,7 +109,8 @@ export const runOnce = (options: Options): Effect.Effect<ReadonlyArray<number>, 
     }
     if (options.stop !== undefined) {
       const producers = options.producers.map((producer) => producer.id)
-      yield* Effect.forEach(yield* jobsToStop(options.sql, options.prefix, producers, [...before.jobs]), options.stop, {
+      const owned = (yield* answeredFor(options)).jobs
+      yield* Effect.forEach(yield* jobsToStop(options.sql, options.prefix, producers, [...owned]), options.stop, {
         discard: true
       })
     }
