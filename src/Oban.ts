@@ -47,7 +47,6 @@ import { insertRequests } from "./internal/insertRequests.ts"
 import { holdStopSignals, ignoringStopSignals } from "./internal/stopSignals.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
-import { transaction } from "./internal/sql/transaction.ts"
 import * as JobQueries from "./Jobs.ts"
 import { bulk } from "./internal/bulkAction.ts"
 import * as Cluster from "./Cluster.ts"
@@ -187,8 +186,8 @@ export const retryJob = (
           )
       )
     return Effect.flatMap(now(sql), (time) =>
-      // A savepoint inside the caller's transaction: a refused retry leaves it usable.
-      transaction(sql, Jobs.retryJob(sql, prefix, time, id)).pipe(
+      // Its own transaction, a savepoint inside the caller's: a refused retry leaves that usable.
+      Jobs.retryJob(sql, prefix, time, id).pipe(
         Effect.map(Option.fromUndefinedOr),
         Effect.catch(refused)
       ))

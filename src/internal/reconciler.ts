@@ -83,8 +83,7 @@ const releaseOnce = (options: Options, before: { readonly jobs: ReadonlySet<numb
               ? Effect.succeed(jobs)
               : Effect.fail(new Reconsidered({ jobs: answered.map((job) => job.id) }))
           })
-      )),
-    { endIfIdle: true }
+      ))
   )
 
 /** Releases what is stranded, looking again after each rolled-back release (at most `maxReleasePasses`). */

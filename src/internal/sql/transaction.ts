@@ -59,9 +59,10 @@ export const transaction = <A, E, R>(
   body: Effect.Effect<A, E, R>,
   options?: {
     /**
-     * The server ends the transaction if it sits idle for 10 s (see
-     * `endIfIdleInTransaction`); only when it is one of ours: a caller's
-     * transaction keeps its own settings.
+     * Whether the server ends a new transaction of ours if it sits idle for
+     * 10 s (see `endIfIdleInTransaction`); true unless said otherwise. Never
+     * applies inside a caller's transaction, which keeps its own settings,
+     * nor to a savepoint (the transaction around it has it already).
      */
     readonly endIfIdle?: boolean
   }
@@ -73,11 +74,12 @@ export const transaction = <A, E, R>(
       transact = interruptible(sql)
       perClient.set(sql, transact)
     }
+    const endIfIdle = Option.isNone(open) && options?.endIfIdle !== false
     return transact(Effect.andThen(
       Effect.map(Effect.serviceOption(sql.transactionService), (level) => {
         if (Option.isSome(level)) ownLevels.add(level.value)
       }),
-      options?.endIfIdle === true ? Effect.andThen(endIfIdleInTransaction(sql), body) : body
+      endIfIdle ? Effect.andThen(endIfIdleInTransaction(sql), body) : body
     ))
   })
 
@@ -132,17 +134,18 @@ const interruptible = (sql: SqlClient): Transact =>
     rollback
   })
 
-/** How long a transaction of the node's maintenance may sit idle on the server before the server ends it. */
-const maintenanceIdleMillis = 10_000
+/** How long a transaction of the library's may sit idle on the server before the server ends it. */
+const ownIdleMillis = 10_000
 
 /**
  * Inside a transaction: the server ends the session if it sits idle in this
  * transaction for 10 s, as it would with the locks of a transaction whose
  * connection died between two of its statements (until the system gives such
- * a connection up, a quarter of an hour or more). For the node's maintenance
- * transactions (the reconciler's, the rescuer's and the pruner's), which send
- * their statements back to back; never for a caller's transaction, where it
- * would outlive the call (`transaction`'s `endIfIdle`).
+ * a connection up, a quarter of an hour or more). For the transactions the
+ * library opens itself (the node's maintenance, and calls such as `retryJob`
+ * or a unique insert), which send their statements back to back and run no
+ * caller's code; never for a caller's transaction, where it would outlive the
+ * call. It costs one round trip per such transaction.
  */
 const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =>
-  Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(maintenanceIdleMillis)}, true)`)
+  Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(ownIdleMillis)}, true)`)
