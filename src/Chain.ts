@@ -24,6 +24,7 @@ import { textProblem } from "./internal/jsonText.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
 import { callerTraceparent, hasTracingBackend, withInsertSpan } from "./internal/telemetry.ts"
+import { withInsertedEvents } from "./internal/insertedEvents.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
 import { transaction } from "./internal/sql/transaction.ts"
 
@@ -84,7 +85,8 @@ export const insert = (
     const traced = yield* Effect.withFiber((fiber) =>
       Effect.succeed(hasTracingBackend(fiber) ? undefined : { traceparent: callerTraceparent(fiber) })
     )
-    return yield* transaction(sql, Effect.gen(function*() {
+    // The gate of its `inserted` events is opened around its transaction, in the caller's (see `withInsertedEvents`).
+    return yield* withInsertedEvents(sql, (publish) => transaction(sql, Effect.gen(function*() {
       yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
       let found = yield* chainTail(sql, prefix, id)
       while (found === "gone") found = yield* chainTail(sql, prefix, id)
@@ -98,6 +100,6 @@ export const insert = (
         flow = flow.add(String(first + index), request, previous === undefined ? {} : { deps: [{ step: previous, onFailure }] })
       })
       // The flow holds the new jobs only (their deps on earlier ones are external), in order.
-      return yield* insertWorkflow(flow.id, flow.steps, traced)
-    }))
+      return yield* insertWorkflow(flow.id, flow.steps, traced, publish)
+    })))
   }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))

@@ -98,7 +98,7 @@ export const EventHub: Context.Reference<Hub | undefined> = Context.Reference<Hu
  */
 export const makeHub: Effect.Effect<Hub, never, Scope.Scope> = Effect.acquireRelease(
   Effect.map(PubSub.unbounded<JobEvent>(), (pubsub): Hub => ({ pubsub, subscribers: 0, order: makeEventOrder() })),
-  (hub) => Effect.andThen(Effect.sync(() => stopEventOrder(hub.order)), PubSub.shutdown(hub.pubsub))
+  (hub) => Effect.andThen(Effect.sync(() => stopEventOrder(hub.order, hub.pubsub)), PubSub.shutdown(hub.pubsub))
 )
 
 /**

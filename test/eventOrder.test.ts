@@ -6,9 +6,10 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Redacted, References, Schema, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Redacted, References, Schema, Scope, Stream } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { EventHub, type JobEvent } from "../src/Events.ts"
+import * as Chain from "../src/Chain.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -28,18 +29,21 @@ const direct = PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnection
  * context of a caller whose one connection goes through a proxy (with the
  * node's settings and event hub, as an application using the layer has).
  */
-const nodeAndCaller = (prefix: string) =>
+const nodeAndCaller = (prefix: string, nodeScope?: Scope.Scope) =>
   Effect.gen(function*() {
     yield* dropSchemaOnClose(prefix)
     yield* Migrations.run({ prefix })
     const proxy = yield* startProxy(databaseUrl())
-    const node = yield* Layer.build(Layer.fresh(Oban.layer({
+    const layer = Layer.fresh(Oban.layer({
       prefix,
       node: "order",
       queues: { default: 5 },
       workers: [Greet],
       pollInterval: "100 millis"
-    }))).pipe(Effect.provideService(References.MinimumLogLevel, testLogLevel))
+    }))
+    const node = yield* (nodeScope === undefined ? Layer.build(layer) : Layer.buildWithScope(layer, nodeScope)).pipe(
+      Effect.provideService(References.MinimumLogLevel, testLogLevel)
+    )
     const oban = Context.get(node, Oban.Oban)
     const seen: Array<JobEvent> = []
     yield* oban.events.pipe(Stream.runForEach((event) => Effect.sync(() => seen.push(event))), Effect.forkScoped)
@@ -139,7 +143,7 @@ describe("what an insert in flight holds back, and for how long", () => {
         ).pipe(Effect.provideContext(callerContext), Effect.ignore)
       }
       assert.strictEqual(hub.order.gates.size, 5)
-      yield* Effect.sleep("1300 millis")
+      yield* Effect.sleep("1600 millis")
       assert.strictEqual(hub.order.gates.size, 0)
       const job = yield* Oban.insert(Greet.job({ name: "after" })).pipe(Effect.provideContext(callerContext))
       yield* waitFor("the job's events, none held", Effect.sync(() => kindsOf(job.id).length === 3), "500 millis")
@@ -168,5 +172,57 @@ describe("a transaction still open after its insert", () => {
       assert.deepStrictEqual(kindsOf(other.id), ["inserted", "started", "completed"])
       yield* waitFor("the first job's events", Effect.sync(() => kindsOf(first.id).length === 3), "5 seconds")
       assert.deepStrictEqual(kindsOf(first.id), ["inserted", "started", "completed"])
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+})
+
+/** Runs `body` in the caller's transaction beside a job of the node's own, and returns that job's events. */
+const besideOpenTransaction = (prefix: string, body: Effect.Effect<unknown, unknown, SqlClient>) =>
+  Effect.gen(function*() {
+    const { callerContext, kindsOf, node } = yield* nodeAndCaller(prefix)
+    const oban = Context.get(node, Oban.Oban)
+    return yield* Effect.flatMap(SqlClient, (sql) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* body
+        // Another job, inserted on the node's own pool, runs while this transaction is open.
+        const other = yield* oban.insert(Greet.job({ name: "beside" }))
+        yield* waitFor("the other job's events, none held", Effect.sync(() => kindsOf(other.id).length === 3), "500 millis")
+        return kindsOf(other.id)
+      }))).pipe(Effect.provideContext(callerContext))
+  })
+
+describe("inserts in a transaction nested in the caller's (a savepoint)", () => {
+  const nested = uniquePrefix("order_nested")
+  it.live("hold back no event once the savepoint is released while the transaction goes on", () =>
+    Effect.gen(function*() {
+      const kinds = yield* besideOpenTransaction(
+        nested,
+        Effect.flatMap(SqlClient, (sql) => sql.withTransaction(Oban.insert(Greet.job({ name: "in_savepoint" }))))
+      )
+      assert.deepStrictEqual(kinds, ["inserted", "started", "completed"])
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+
+  const chained = uniquePrefix("order_chain")
+  it.live("Chain.insert (a savepoint of its own inside the caller's transaction) holds back nothing either", () =>
+    Effect.gen(function*() {
+      const kinds = yield* besideOpenTransaction(chained, Chain.insert("order-chain", [Greet.job({ name: "chained" })]))
+      assert.deepStrictEqual(kinds, ["inserted", "started", "completed"])
+    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+})
+
+describe("a node that shuts down while events wait", () => {
+  const stopping = uniquePrefix("order_stop")
+  it.live("publishes them before its stream ends", () =>
+    Effect.gen(function*() {
+      const nodeScope = yield* Scope.make()
+      const { callerContext, kindsOf, node } = yield* nodeAndCaller(stopping, nodeScope)
+      // A transaction that inserted and rolled back: its gate holds every event for up to a second.
+      yield* Effect.flatMap(SqlClient, (sql) =>
+        sql.withTransaction(Effect.andThen(Oban.insert(Greet.job({ name: "rolled_back" })), Effect.fail("no")))
+      ).pipe(Effect.provideContext(callerContext), Effect.ignore)
+      const job = yield* Context.get(node, Oban.Oban).insert(Greet.job({ name: "last" }))
+      yield* waitFor("the job ran", completed(stopping, "last"), "5 seconds")
+      yield* Scope.close(nodeScope, Exit.void)
+      yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
+      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
     }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
 })

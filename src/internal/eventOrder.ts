@@ -36,14 +36,14 @@ export interface InsertGate {
   /** The caller's transaction level the insert ran in; undefined outside one. */
   readonly level: TransactionLevel | undefined
   done: boolean
-  /** When its transaction was first seen ended (Date.now()). */
+  /** When its transaction was first seen ended (performance.now()). */
   endedSeenAt: number | undefined
 }
 
 interface Held {
   readonly events: ReadonlyArray<JobEvent>
   readonly blockers: ReadonlyArray<InsertGate>
-  /** Date.now() after which it goes out whatever its blockers. */
+  /** performance.now() after which it goes out whatever its blockers. */
   readonly until: number
 }
 
@@ -59,14 +59,15 @@ export interface EventOrder {
 
 export const makeEventOrder = (): EventOrder => ({ gates: new Set(), held: [], timer: undefined, sweeper: undefined })
 
-/** Stops the timers (the hub is shut down). */
-export const stopEventOrder = (order: EventOrder): void => {
+/** Stops the timers and publishes what still waits, in order (the hub is about to shut down). */
+export const stopEventOrder = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
   if (order.timer !== undefined) clearTimeout(order.timer)
   if (order.sweeper !== undefined) clearTimeout(order.sweeper)
   order.timer = undefined
   order.sweeper = undefined
-  order.held.length = 0
+  for (const gate of order.gates) gate.done = true
   order.gates.clear()
+  for (const held of order.held.splice(0)) publishNow(pubsub, held.events)
 }
 
 /** How often the gates of transactions are looked at, to see when each ended. */
@@ -81,7 +82,7 @@ const ended = (level: TransactionLevel): boolean => Exit.isFailure(Effect.runSyn
  */
 const sweep = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
   order.sweeper = undefined
-  const now = Date.now()
+  const now = performance.now()
   let dropped = false
   let waiting = false
   for (const gate of order.gates) {
@@ -120,7 +121,7 @@ const publishNow = (pubsub: PubSub.PubSub<JobEvent>, events: ReadonlyArray<JobEv
 
 /** Publishes the waiting events whose gates are done or whose time is up, in order. */
 const release = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
-  const now = Date.now()
+  const now = performance.now()
   while (order.held.length > 0) {
     const head = order.held[0]!
     if (head.until > now && head.blockers.some((gate) => !gate.done)) break
@@ -145,7 +146,7 @@ export const publishInOrder = (
   if (order.gates.size === 0 && order.held.length === 0) return publishNow(pubsub, events)
   const blockers = order.gates.size === 0 ? [] : blockingNow(order)
   if (blockers.length === 0 && order.held.length === 0) return publishNow(pubsub, events)
-  order.held.push({ events, blockers, until: Date.now() + maxHoldMillis })
+  order.held.push({ events, blockers, until: performance.now() + maxHoldMillis })
   release(order, pubsub)
 }
 

@@ -25,6 +25,11 @@ const nobodyListens: PublishInserted = () => Effect.void
  * Runs an insert, given the function that publishes its `inserted` events
  * (the insert calls it once its statements have returned). On the path of
  * every insert: one lookup of the hub when nobody listens, no generator.
+ *
+ * Inside a savepoint (a transaction nested in another) no gate is opened:
+ * whether the outermost transaction has ended cannot be seen from there, and
+ * a gate that blocked from the savepoint's end would hold every event while
+ * the transaction around it goes on.
  */
 export const withInsertedEvents = <A, E, R>(
   sql: SqlClient,
@@ -33,24 +38,27 @@ export const withInsertedEvents = <A, E, R>(
   EventHub.use((hub) =>
     hub === undefined || hub.subscribers === 0 ? insert(nobodyListens) : Effect.contextWith((context: Context.Context<never>) => {
       const level = Option.getOrUndefined(Context.getOption(context, sql.transactionService)) as TransactionLevel | undefined
-      const gate = openGate(hub.order, hub.pubsub, level)
-      const close = Effect.sync(() => closeGate(hub.order, hub.pubsub, gate))
-      // Outside a transaction the call's end is the commit's: the gate closes however it ends. Inside
-      // one it stays open until the commit's callback has published (a rollback is dropped in time).
-      return Effect.onExit(
-        insert((jobs) => publishAfterCommit(sql, hub, gate, jobs)),
-        (exit) => level === undefined || exit._tag === "Failure" ? close : Effect.void
-      )
+      if (level !== undefined && level[1] > 0) return insert((jobs) => publishAfterCommit(sql, hub, undefined, jobs))
+      // Opened and given its closer in one step: an interruption in between would leave it open for good.
+      return Effect.uninterruptibleMask((restore) => {
+        const gate = openGate(hub.order, hub.pubsub, level)
+        // Outside a transaction the call's end is the commit's: the gate closes however it ends. Inside
+        // one it stays open until the commit's callback has published (a rollback is dropped in time).
+        return Effect.onExit(
+          restore(insert((jobs) => publishAfterCommit(sql, hub, gate, jobs))),
+          (exit) => level === undefined || exit._tag === "Failure" ? Effect.sync(() => closeGate(hub.order, hub.pubsub, gate)) : Effect.void
+        )
+      })
     })
   )
 
-const publishAfterCommit = (sql: SqlClient, hub: Hub, gate: InsertGate, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
+const publishAfterCommit = (sql: SqlClient, hub: Hub, gate: InsertGate | undefined, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
   sql.afterCommit(Effect.flatMap(Clock.currentTimeMillis, (millis) =>
     Effect.sync(() => {
       const at = new Date(millis)
       if (hub.subscribers > 0 && jobs.length > 0) {
         publishFirst(hub.pubsub, jobs.map((job) => jobEvent("inserted", job, job.meta["workflow"], at)))
       }
-      closeGate(hub.order, hub.pubsub, gate)
+      if (gate !== undefined) closeGate(hub.order, hub.pubsub, gate)
     })
   ))

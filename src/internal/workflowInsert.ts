@@ -15,7 +15,7 @@ import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
 import type { Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
-import { withInsertedEvents } from "./insertedEvents.ts"
+import { type PublishInserted, withInsertedEvents } from "./insertedEvents.ts"
 import { insertedJob } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
 import { textProblem } from "./jsonText.ts"
@@ -109,7 +109,13 @@ export const insertWorkflow = (
   workflowId: string,
   steps: ReadonlyArray<Step>,
   /** The traceparent for the jobs, when the caller read it (else the current span's). */
-  traced?: { readonly traceparent: string | undefined }
+  traced?: { readonly traceparent: string | undefined },
+  /**
+   * Publishes the `inserted` events, for a caller that runs this inside a
+   * transaction of its own and so opened their gate around it (see
+   * `withInsertedEvents`); else the insert opens its own.
+   */
+  publishWith?: PublishInserted
 ): Effect.Effect<
   ReadonlyArray<Inserted>,
   InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
@@ -166,7 +172,7 @@ export const insertWorkflow = (
         return current === undefined ? row : { ...row, ...current, id: row.id }
       })
     })
-    return yield* withInsertedEvents(sql, (publishInserted) =>
+    const announced = (publishInserted: PublishInserted) =>
       Effect.gen(function*() {
         const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> =
           yield* transaction(sql, write).pipe(Effect.catch((error) =>
@@ -180,7 +186,8 @@ export const insertWorkflow = (
         })
         yield* publishInserted(jobs)
         return jobs
-      }))
+      })
+    return yield* (publishWith === undefined ? withInsertedEvents(sql, announced) : announced(publishWith))
   }).pipe(withInsertSpan("oban.workflow.insert", {
     kind: "producer",
     attributes: { "oban.workflow.id": workflowId, "oban.jobs": steps.length }
