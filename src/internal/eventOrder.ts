@@ -14,7 +14,8 @@
  * from the moment that transaction has ended (its COMMIT is on its way) until
  * its `afterCommit` callback has published: while the transaction is open,
  * nobody can run what it inserted. A rolled-back one never publishes; it is
- * forgotten `maxHoldMillis` after it ended (seen within `sweepMillis`).
+ * forgotten `maxHoldMillis` after it ended (seen within `sweepMillis`). One
+ * inside a savepoint opens no gate (see `withInsertedEvents`).
  *
  * Only inserts made while someone subscribes open a gate, so a node nobody
  * watches pays nothing.
