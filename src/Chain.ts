@@ -19,7 +19,7 @@ import { Settings } from "./Config.ts"
 import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
-import * as Workflow from "./Workflow.ts"
+import type * as Workflow from "./Workflow.ts"
 import { textProblem } from "./internal/jsonText.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
@@ -94,12 +94,13 @@ export const insert = (
       // Under "cancel", a failure cancels the jobs inserted so far: a job inserted after it starts afresh.
       const failed = found !== undefined && (found.state === "discarded" || found.state === "cancelled")
       const tail = found === undefined || (failed && onFailure === "cancel") ? undefined : found.step
-      let flow = Workflow.make<string>(id)
-      requests.forEach((request, index) => {
+      // The new jobs only (their deps on earlier ones are external), in order. Built as one array: adding
+      // them one by one to a `Workflow` copies its steps each time, which took seconds for 20,000 jobs in
+      // this transaction, and the server ends a transaction of ours idle for 10 s.
+      const steps = requests.map((request, index): Workflow.Step => {
         const previous = index === 0 ? tail : String(first + index - 1)
-        flow = flow.add(String(first + index), request, previous === undefined ? {} : { deps: [{ step: previous, onFailure }] })
+        return { name: String(first + index), request, deps: previous === undefined ? [] : [{ step: previous, onFailure }] }
       })
-      // The flow holds the new jobs only (their deps on earlier ones are external), in order.
-      return yield* insertWorkflow(flow.id, flow.steps, traced, publish)
+      return yield* insertWorkflow(id, steps, traced, publish)
     })))
   }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))
