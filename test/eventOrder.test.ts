@@ -89,26 +89,40 @@ describe("events of a job that runs before its insert call returns", () => {
 
   const inTransaction = uniquePrefix("order_tx")
   it.live("an insert in the caller's transaction whose COMMIT reply is late: inserted still comes first", () =>
-    Effect.gen(function*() {
-      const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(inTransaction)
-      // The caller's is the proxy's only connection: its COMMIT runs, and the reply waits at the proxy.
-      yield* proxy.holdRepliesAfter("COMMIT")
-      const insert = yield* Effect.forkChild(
-        Effect.flatMap(SqlClient, (sql) => sql.withTransaction(Oban.insert(Greet.job({ name: "commit_held" })))).pipe(
-          Effect.provideContext(callerContext)
-        )
-      )
-      // No wake-up is sent before the reply: the node finds the job by polling.
-      yield* waitFor("the job ran on the node", completed(inTransaction, "commit_held"))
-      yield* Effect.sleep("200 millis")
-      assert.isUndefined(insert.pollUnsafe(), "the transaction was still waiting for its COMMIT's reply")
-      assert.deepStrictEqual(seen.filter((event) => event.worker === "OrderGreet"), [])
-      yield* proxy.release
-      const job = yield* Fiber.join(insert)
-      yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
-      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
-    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+    commitReplyLate(inTransaction, Oban.insert(Greet.job({ name: "commit_held" }))), 30_000)
+
+  const inSavepoint = uniquePrefix("order_sp")
+  it.live("the same inside a savepoint released well before the COMMIT", () =>
+    commitReplyLate(
+      inSavepoint,
+      Effect.flatMap(SqlClient, (sql) =>
+        Effect.tap(sql.withTransaction(Oban.insert(Greet.job({ name: "commit_held" }))), () => Effect.sleep("1500 millis")))
+    ), 30_000)
 })
+
+/**
+ * Runs `body` (an insert of the job named "commit_held") in the caller's transaction, whose COMMIT's
+ * reply waits at the proxy while the node, which finds the job by polling, runs it; then checks that
+ * the job's events came in order, none before the reply.
+ */
+function commitReplyLate(prefix: string, body: Effect.Effect<{ readonly id: number }, unknown, SqlClient>) {
+  return Effect.gen(function*() {
+    const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(prefix)
+    // The caller's is the proxy's only connection: its COMMIT runs, and the reply waits at the proxy.
+    yield* proxy.holdRepliesAfter("COMMIT")
+    const insert = yield* Effect.forkChild(
+      Effect.flatMap(SqlClient, (sql) => sql.withTransaction(body)).pipe(Effect.provideContext(callerContext))
+    )
+    yield* waitFor("the job ran on the node", completed(prefix, "commit_held"))
+    yield* Effect.sleep("200 millis")
+    assert.isUndefined(insert.pollUnsafe(), "the transaction was still waiting for its COMMIT's reply")
+    assert.deepStrictEqual(seen.filter((event) => event.worker === "OrderGreet"), [])
+    yield* proxy.release
+    const job = yield* Fiber.join(insert)
+    yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
+    assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
+  }).pipe(Effect.scoped, Effect.provide(direct))
+}
 
 describe("what an insert in flight holds back, and for how long", () => {
   const slow = uniquePrefix("order_slow")
@@ -133,8 +147,9 @@ describe("what an insert in flight holds back, and for how long", () => {
     }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
 
   const rolledBack = uniquePrefix("order_rollback")
-  it.live("inserts in transactions that roll back leave no gate behind once a second has passed", () =>
+  it.live("inserts in transactions that rolled back hold back no other job's events", () =>
     Effect.gen(function*() {
+      const direct = yield* SqlClient
       const { callerContext, kindsOf, node } = yield* nodeAndCaller(rolledBack)
       const hub = Context.get(node, EventHub)!
       for (let n = 0; n < 5; n++) {
@@ -142,15 +157,12 @@ describe("what an insert in flight holds back, and for how long", () => {
           sql.withTransaction(Effect.andThen(Oban.insert(Greet.job({ name: `rolled_back_${n}` })), Effect.fail("no")))
         ).pipe(Effect.provideContext(callerContext), Effect.ignore)
       }
-      assert.strictEqual(hub.order.gates.size, 5)
-      yield* Effect.sleep("1600 millis")
-      assert.strictEqual(hub.order.gates.size, 0)
-      const job = yield* Oban.insert(Greet.job({ name: "after" })).pipe(Effect.provideContext(callerContext))
+      const job = yield* Context.get(node, Oban.Oban).insert(Greet.job({ name: "after" }))
+      yield* waitFor("the job ran", completed(rolledBack, "after"), "10 seconds")
+      assert.deepStrictEqual([hub.order.held, hub.order.jobHeld.size], [[], 0], "no event waits")
       yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
       assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
-      assert.strictEqual(hub.order.gates.size, 0)
-      const sql = yield* SqlClient
-      const left = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${sql(rolledBack)}.oban_jobs_all`
+      const left = yield* direct<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${direct(rolledBack)}.oban_jobs_all`
       assert.strictEqual(left[0]!.n, 1)
     }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
 })
@@ -171,7 +183,7 @@ const besideOpenTransaction = <A>(prefix: string, body: Effect.Effect<A, unknown
         const result = yield* body
         const other = yield* oban.insert(Greet.job({ name: "beside" }))
         yield* waitFor("the other job ran", Effect.provideService(completed(prefix, "beside"), SqlClient, direct), "10 seconds")
-        assert.deepStrictEqual(hub.order.held, [], "no event waits")
+        assert.deepStrictEqual([hub.order.held, hub.order.jobHeld.size], [[], 0], "no event waits")
         yield* waitFor("the other job's events", Effect.sync(() => kindsOf(other.id).length === 3), "5 seconds")
         return { result, beside: kindsOf(other.id) }
       }))).pipe(Effect.provideContext(callerContext))
@@ -192,9 +204,9 @@ describe("a transaction still open after its insert", () => {
     }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
 })
 
-describe("inserts in a transaction nested in the caller's (a savepoint)", () => {
+describe("inserts in a transaction nested in the caller's (a savepoint), released while it goes on", () => {
   const nested = uniquePrefix("order_nested")
-  it.live("hold back no event once the savepoint is released while the transaction goes on", () =>
+  it.live("hold back no other job's events", () =>
     Effect.gen(function*() {
       const { beside } = yield* besideOpenTransaction(
         nested,
@@ -215,16 +227,20 @@ describe("a node that shuts down while events wait", () => {
   const stopping = uniquePrefix("order_stop")
   it.live("publishes them before its stream ends", () =>
     Effect.gen(function*() {
+      const direct = yield* SqlClient
       const nodeScope = yield* Scope.make()
-      const { callerContext, kindsOf, node } = yield* nodeAndCaller(stopping, nodeScope)
-      // A transaction that inserted and rolled back: its gate holds every event for up to a second.
-      yield* Effect.flatMap(SqlClient, (sql) =>
-        sql.withTransaction(Effect.andThen(Oban.insert(Greet.job({ name: "rolled_back" })), Effect.fail("no")))
-      ).pipe(Effect.provideContext(callerContext), Effect.ignore)
-      const job = yield* Context.get(node, Oban.Oban).insert(Greet.job({ name: "last" }))
-      yield* waitFor("the job ran", completed(stopping, "last"), "5 seconds")
+      const { callerContext, node, proxy, seen } = yield* nodeAndCaller(stopping, nodeScope)
+      const hub = Context.get(node, EventHub)!
+      // An insert whose reply is late: the events of the job it started wait behind it.
+      yield* proxy.holdRepliesAfter("held_at_stop")
+      yield* Effect.forkChild(Oban.insert(Greet.job({ name: "held_at_stop" })).pipe(Effect.provideContext(callerContext)))
+      yield* waitFor("the job ran", completed(stopping, "held_at_stop"), "10 seconds")
+      assert.isAbove(hub.order.held.length, 0, "its events wait")
       yield* Scope.close(nodeScope, Exit.void)
-      yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
-      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
+      const [row] = yield* direct<{ readonly id: string }>`
+        SELECT id::text AS id FROM ${direct(stopping)}.oban_jobs_all WHERE args->>'name' = 'held_at_stop'`
+      const kinds = () => seen.filter((event) => event.jobId === Number(row!.id)).map((event) => event.kind)
+      yield* waitFor("its events", Effect.sync(() => kinds().length === 2), "5 seconds")
+      assert.deepStrictEqual(kinds(), ["started", "completed"])
     }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
 })

@@ -3,167 +3,180 @@
  *
  * A job inserted by this node can start here, and even finish, before the
  * insert call has published its `inserted` event: the commit wakes the
- * node's producers while the reply to the insert is still on its way (a
- * server slow to send it, a busy event loop). So while an insert of this node
- * may have committed without having published, every other event waits
- * behind it, in arrival order, for at most `maxHoldMillis`; `inserted` events
+ * node's producers while the reply to the insert (or to the COMMIT of the
+ * transaction around it) is still on its way. So the node's other events wait
+ * for such an insert, for at most `maxHoldMillis` each; `inserted` events
  * never wait.
  *
- * An insert outside a transaction holds from before its statement until it
- * has published (or failed). One inside a caller's transaction holds only
- * from the moment that transaction has ended (its COMMIT is on its way) until
- * its `afterCommit` callback has published: while the transaction is open,
- * nobody can run what it inserted. A rolled-back one never publishes; it is
- * forgotten `maxHoldMillis` after it ended (seen within `sweepMillis`). One
- * inside a savepoint opens no gate (see `withInsertedEvents`).
+ * - An insert inside a transaction (the caller's, or a savepoint of it)
+ *   knows its job ids before the COMMIT: the events of those jobs wait until
+ *   its `inserted` events are out, and nothing else does. A rolled-back one
+ *   leaves ids that no event will carry (forgotten after `pendingTtlMillis`).
+ * - An insert outside a transaction learns its ids only from the reply that
+ *   is late: from its start until it has published (or failed) it opens a
+ *   gate, and every event published meanwhile waits behind it, in order.
  *
- * Only inserts made while someone subscribes open a gate, so a node nobody
+ * Only inserts made while someone subscribes do either, so a node nobody
  * watches pays nothing.
  */
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as PubSub from "effect/PubSub"
-import { activeTransactionConnection } from "effect/sql/SqlClient"
 import type { JobEvent } from "../Events.ts"
 
-/** The longest an event waits for an insert in flight. */
+/** The longest an event waits for an insert. */
 export const maxHoldMillis = 1_000
 
-/** The transaction level an insert ran in (the value of `sql.transactionService`). */
-export type TransactionLevel = readonly [connection: unknown, counter: number]
+/** How long the ids of a transaction's insert are remembered if it never publishes (it rolled back). */
+const pendingTtlMillis = 10 * 60_000
 
-/** One insert whose `inserted` events may still come. */
+/** One insert outside a transaction, whose `inserted` events may still come. */
 export interface InsertGate {
-  /** The caller's transaction level the insert ran in; undefined outside one. */
-  readonly level: TransactionLevel | undefined
   done: boolean
-  /** When its transaction was first seen ended (performance.now()). */
-  endedSeenAt: number | undefined
 }
 
 interface Held {
   readonly events: ReadonlyArray<JobEvent>
   readonly blockers: ReadonlyArray<InsertGate>
-  /** performance.now() after which it goes out whatever its blockers. */
+  /** The `performance.now()` after which it goes out whatever its blockers. */
   readonly until: number
 }
 
-/** The node's open gates and the events waiting behind them. */
+interface JobHeld {
+  readonly event: JobEvent
+  readonly until: number
+}
+
+/** The node's open gates, its jobs inserted in transactions not yet announced, and what waits for them. */
 export interface EventOrder {
   readonly gates: Set<InsertGate>
+  /** Events waiting behind gates, in order. */
   readonly held: Array<Held>
-  /** Publishes the head of `held` when its time is up. */
+  /** Ids inserted in a transaction whose `inserted` events are not out yet, with when (insertion order). */
+  readonly pending: Map<number, number>
+  /** Events of pending jobs, per job, in order. */
+  readonly jobHeld: Map<number, Array<JobHeld>>
+  /** Publishes what waits when its time is up. */
   timer: ReturnType<typeof setTimeout> | undefined
-  /** Looks at the transactions' gates while there are any (see `sweep`). */
-  sweeper: ReturnType<typeof setTimeout> | undefined
+  timerAt: number
 }
 
-export const makeEventOrder = (): EventOrder => ({ gates: new Set(), held: [], timer: undefined, sweeper: undefined })
-
-/** Stops the timers and publishes what still waits, in order (the hub is about to shut down). */
-export const stopEventOrder = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
-  if (order.timer !== undefined) clearTimeout(order.timer)
-  if (order.sweeper !== undefined) clearTimeout(order.sweeper)
-  order.timer = undefined
-  order.sweeper = undefined
-  for (const gate of order.gates) gate.done = true
-  order.gates.clear()
-  for (const held of order.held.splice(0)) publishNow(pubsub, held.events)
-}
-
-/** How often the gates of transactions are looked at, to see when each ended. */
-const sweepMillis = 100
-
-const ended = (level: TransactionLevel): boolean => Exit.isFailure(Effect.runSyncExit(activeTransactionConnection(level)))
-
-/**
- * Notes when each transaction's gate ended, within `sweepMillis`, and drops
- * the gates of those ended `maxHoldMillis` ago without publishing (rolled
- * back); runs again while such gates remain.
- */
-const sweep = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
-  order.sweeper = undefined
-  const now = performance.now()
-  let dropped = false
-  let waiting = false
-  for (const gate of order.gates) {
-    if (gate.level === undefined) continue
-    if (gate.endedSeenAt === undefined && ended(gate.level)) gate.endedSeenAt = now
-    if (gate.endedSeenAt !== undefined && now - gate.endedSeenAt >= maxHoldMillis) {
-      gate.done = true
-      order.gates.delete(gate)
-      dropped = true
-    } else {
-      waiting = true
-    }
-  }
-  if (waiting) startSweeping(order, pubsub)
-  if (dropped) release(order, pubsub)
-}
-
-const startSweeping = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
-  if (order.sweeper !== undefined) return
-  order.sweeper = setTimeout(() => sweep(order, pubsub), sweepMillis)
-  order.sweeper.unref()
-}
-
-/** The gates an event published now must wait for: inserts in flight, and transactions committing. */
-const blockingNow = (order: EventOrder): Array<InsertGate> => {
-  const blockers: Array<InsertGate> = []
-  for (const gate of order.gates) {
-    if (gate.level === undefined || gate.endedSeenAt !== undefined || ended(gate.level)) blockers.push(gate)
-  }
-  return blockers
-}
+export const makeEventOrder = (): EventOrder => ({
+  gates: new Set(),
+  held: [],
+  pending: new Map(),
+  jobHeld: new Map(),
+  timer: undefined,
+  timerAt: Infinity
+})
 
 const publishNow = (pubsub: PubSub.PubSub<JobEvent>, events: ReadonlyArray<JobEvent>): void => {
   for (const event of events) PubSub.publishUnsafe(pubsub, event)
 }
 
-/** Publishes the waiting events whose gates are done or whose time is up, in order. */
+/** Stops the timer and publishes what still waits, in order (the hub is about to shut down). */
+export const stopEventOrder = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
+  if (order.timer !== undefined) clearTimeout(order.timer)
+  order.timer = undefined
+  for (const gate of order.gates) gate.done = true
+  order.gates.clear()
+  for (const held of order.held.splice(0)) publishNow(pubsub, held.events)
+  for (const waiting of order.jobHeld.values()) publishNow(pubsub, waiting.map((held) => held.event))
+  order.jobHeld.clear()
+  order.pending.clear()
+}
+
+/** Publishes the event, or keeps it behind its job's insert if that is not announced yet. */
+const deliver = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>, event: JobEvent, now: number): void => {
+  if (!order.pending.has(event.jobId)) return void PubSub.publishUnsafe(pubsub, event)
+  const waiting = order.jobHeld.get(event.jobId)
+  const held = { event, until: now + maxHoldMillis }
+  if (waiting === undefined) order.jobHeld.set(event.jobId, [held])
+  else waiting.push(held)
+}
+
+/**
+ * Publishes what may go: the gated events whose gates are done or whose time
+ * is up (in order), and the events of jobs whose wait is over (the job is
+ * then no longer waited for).
+ */
 const release = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
   const now = performance.now()
   while (order.held.length > 0) {
     const head = order.held[0]!
     if (head.until > now && head.blockers.some((gate) => !gate.done)) break
     order.held.shift()
-    publishNow(pubsub, head.events)
+    for (const event of head.events) deliver(order, pubsub, event, now)
   }
-  if (order.held.length > 0 && order.timer === undefined) {
-    order.timer = setTimeout(() => {
-      order.timer = undefined
-      release(order, pubsub)
-    }, Math.max(0, order.held[0]!.until - now))
-    order.timer.unref()
+  let next = order.held.length > 0 ? order.held[0]!.until : Infinity
+  for (const [jobId, waiting] of order.jobHeld) {
+    if (waiting[0]!.until <= now) {
+      order.jobHeld.delete(jobId)
+      order.pending.delete(jobId)
+      publishNow(pubsub, waiting.map((held) => held.event))
+    } else if (waiting[0]!.until < next) {
+      next = waiting[0]!.until
+    }
   }
+  if (next === Infinity || (order.timer !== undefined && order.timerAt <= next)) return
+  if (order.timer !== undefined) clearTimeout(order.timer)
+  order.timerAt = next
+  order.timer = setTimeout(() => {
+    order.timer = undefined
+    order.timerAt = Infinity
+    release(order, pubsub)
+  }, Math.max(0, next - now))
+  order.timer.unref()
 }
 
-/** Publishes `events` (none of them `inserted`) behind the inserts that may have committed unannounced. */
+/** Publishes `events` (none of them `inserted`) behind the inserts they may follow. */
 export const publishInOrder = (
   order: EventOrder,
   pubsub: PubSub.PubSub<JobEvent>,
   events: ReadonlyArray<JobEvent>
 ): void => {
-  if (order.gates.size === 0 && order.held.length === 0) return publishNow(pubsub, events)
-  const blockers = order.gates.size === 0 ? [] : blockingNow(order)
-  if (blockers.length === 0 && order.held.length === 0) return publishNow(pubsub, events)
-  order.held.push({ events, blockers, until: performance.now() + maxHoldMillis })
+  if (order.gates.size === 0 && order.held.length === 0 && order.pending.size === 0) return publishNow(pubsub, events)
+  const now = performance.now()
+  if (order.gates.size === 0 && order.held.length === 0) {
+    for (const event of events) deliver(order, pubsub, event, now)
+  } else {
+    order.held.push({ events, blockers: Array.from(order.gates), until: now + maxHoldMillis })
+  }
   release(order, pubsub)
 }
 
-/** Publishes `inserted` events at once: they are what the others wait for. */
-export const publishFirst = (pubsub: PubSub.PubSub<JobEvent>, events: ReadonlyArray<JobEvent>): void =>
+/** Publishes `inserted` events at once, then what waited for them alone. */
+export const publishFirst = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>, events: ReadonlyArray<JobEvent>): void => {
   publishNow(pubsub, events)
+  if (order.pending.size === 0) return
+  for (const event of events) {
+    order.pending.delete(event.jobId)
+    const waiting = order.jobHeld.get(event.jobId)
+    if (waiting !== undefined) {
+      order.jobHeld.delete(event.jobId)
+      publishNow(pubsub, waiting.map((held) => held.event))
+    }
+  }
+}
 
-/** Opens the gate of an insert about to run (in the caller's transaction `level`, if any). */
-export const openGate = (
-  order: EventOrder,
-  pubsub: PubSub.PubSub<JobEvent>,
-  level: TransactionLevel | undefined
-): InsertGate => {
-  const gate: InsertGate = { level, done: false, endedSeenAt: undefined }
+/** Notes jobs inserted in a transaction: their events wait until their `inserted` events are out. */
+export const awaitAnnouncement = (order: EventOrder, jobIds: ReadonlyArray<number>): void => {
+  const now = performance.now()
+  // Insertion order is age order: the ids of transactions that never committed go from the front.
+  for (const [jobId, since] of order.pending) {
+    if (now - since < pendingTtlMillis) break
+    order.pending.delete(jobId)
+  }
+  for (const jobId of jobIds) order.pending.set(jobId, now)
+}
+
+/** Forgets jobs whose insert will not be announced (it was not written after all). */
+export const forgetAnnouncement = (order: EventOrder, jobIds: ReadonlyArray<number>): void => {
+  for (const jobId of jobIds) order.pending.delete(jobId)
+}
+
+/** Opens the gate of an insert outside a transaction, about to run. */
+export const openGate = (order: EventOrder): InsertGate => {
+  const gate: InsertGate = { done: false }
   order.gates.add(gate)
-  if (level !== undefined) startSweeping(order, pubsub)
   return gate
 }
 
