@@ -85,7 +85,7 @@ export const insert = (
     const traced = yield* Effect.withFiber((fiber) =>
       Effect.succeed(hasTracingBackend(fiber) ? undefined : { traceparent: callerTraceparent(fiber) })
     )
-    // The gate of its `inserted` events is opened around its transaction, in the caller's (see `withInsertedEvents`).
+    // Its jobs are announced inside its transaction, their ids known before the COMMIT (see `withInsertedEvents`).
     return yield* withInsertedEvents(sql, (publish) => transaction(sql, Effect.gen(function*() {
       yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
       let found = yield* chainTail(sql, prefix, id)
@@ -102,5 +102,5 @@ export const insert = (
         return { name: String(first + index), request, deps: previous === undefined ? [] : [{ step: previous, onFailure }] }
       })
       return yield* insertWorkflow(id, steps, traced, publish)
-    })))
+    })), { announcesInTransaction: true })
   }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))

@@ -97,8 +97,12 @@ export const EventHub: Context.Reference<Hub | undefined> = Context.Reference<Hu
  * @since 0.1.0
  */
 export const makeHub: Effect.Effect<Hub, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.map(PubSub.unbounded<JobEvent>(), (pubsub): Hub => ({ pubsub, subscribers: 0, order: makeEventOrder() })),
-  (hub) => Effect.andThen(Effect.sync(() => stopEventOrder(hub.order, hub.pubsub)), PubSub.shutdown(hub.pubsub))
+  Effect.map(PubSub.unbounded<JobEvent>(), (pubsub): Hub => ({
+    pubsub,
+    subscribers: 0,
+    order: makeEventOrder((event) => void PubSub.publishUnsafe(pubsub, event))
+  })),
+  (hub) => Effect.andThen(Effect.sync(() => stopEventOrder(hub.order)), PubSub.shutdown(hub.pubsub))
 )
 
 /**
@@ -132,5 +136,5 @@ export const publish = (events: ReadonlyArray<JobEvent>): Effect.Effect<void> =>
   EventHub.use((hub) =>
     hub === undefined || hub.subscribers === 0 || events.length === 0
       ? Effect.void
-      : Effect.sync(() => publishInOrder(hub.order, hub.pubsub, events))
+      : Effect.sync(() => publishInOrder(hub.order, events))
   )

@@ -8,25 +8,30 @@
  * for such an insert, for at most `maxHoldMillis` each; `inserted` events
  * never wait.
  *
- * - An insert inside a transaction (the caller's, or a savepoint of it)
- *   knows its job ids before the COMMIT: the events of those jobs wait until
- *   its `inserted` events are out, and nothing else does. A rolled-back one
- *   leaves ids that no event will carry (forgotten after `pendingTtlMillis`).
- * - An insert outside a transaction learns its ids only from the reply that
- *   is late: from its start until it has published (or failed) it opens a
- *   gate, and every event published meanwhile waits behind it, in order.
+ * - An insert that announces its jobs inside a transaction (the caller's, a
+ *   savepoint of it, or one of the library's own) knows their ids before the
+ *   COMMIT: the events of those jobs wait until its `inserted` events are
+ *   out, and nothing else does. Ids whose announcement never comes (a
+ *   rollback) are forgotten after `pendingTtlMillis`, or sooner past
+ *   `maxPending`.
+ * - An insert that commits in its own statement learns its ids only from the
+ *   reply that is late: from its start until it has published (or failed) it
+ *   opens a gate, and every event published meanwhile waits behind it, in
+ *   order.
  *
  * Only inserts made while someone subscribes do either, so a node nobody
  * watches pays nothing.
  */
-import * as PubSub from "effect/PubSub"
 import type { JobEvent } from "../Events.ts"
 
 /** The longest an event waits for an insert. */
 export const maxHoldMillis = 1_000
 
-/** How long the ids of a transaction's insert are remembered if it never publishes (it rolled back). */
+/** How long the ids of a transaction's insert are remembered if it never announces them (it rolled back). */
 const pendingTtlMillis = 10 * 60_000
+
+/** The most ids remembered; the oldest go first. */
+const maxPending = 200_000
 
 /** One insert outside a transaction, whose `inserted` events may still come. */
 export interface InsertGate {
@@ -47,19 +52,22 @@ interface JobHeld {
 
 /** The node's open gates, its jobs inserted in transactions not yet announced, and what waits for them. */
 export interface EventOrder {
+  /** Hands an event to the subscribers. */
+  readonly send: (event: JobEvent) => void
   readonly gates: Set<InsertGate>
   /** Events waiting behind gates, in order. */
   readonly held: Array<Held>
-  /** Ids inserted in a transaction whose `inserted` events are not out yet, with when (insertion order). */
+  /** Ids whose `inserted` events are not out yet, with when they were noted (in that order). */
   readonly pending: Map<number, number>
-  /** Events of pending jobs, per job, in order. */
+  /** Events of pending jobs, per job, in order; the map in order of the first one's deadline. */
   readonly jobHeld: Map<number, Array<JobHeld>>
   /** Publishes what waits when its time is up. */
   timer: ReturnType<typeof setTimeout> | undefined
   timerAt: number
 }
 
-export const makeEventOrder = (): EventOrder => ({
+export const makeEventOrder = (send: (event: JobEvent) => void): EventOrder => ({
+  send,
   gates: new Set(),
   held: [],
   pending: new Map(),
@@ -68,53 +76,68 @@ export const makeEventOrder = (): EventOrder => ({
   timerAt: Infinity
 })
 
-const publishNow = (pubsub: PubSub.PubSub<JobEvent>, events: ReadonlyArray<JobEvent>): void => {
-  for (const event of events) PubSub.publishUnsafe(pubsub, event)
+const sendAll = (order: EventOrder, events: ReadonlyArray<JobEvent>): void => {
+  for (const event of events) order.send(event)
 }
 
-/** Stops the timer and publishes what still waits, in order (the hub is about to shut down). */
-export const stopEventOrder = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
+/** Sends what waited for job `jobId` and stops waiting for it. */
+const letGo = (order: EventOrder, jobId: number): void => {
+  order.pending.delete(jobId)
+  const waiting = order.jobHeld.get(jobId)
+  if (waiting === undefined) return
+  order.jobHeld.delete(jobId)
+  for (const held of waiting) order.send(held.event)
+}
+
+/** Stops the timer and sends what still waits, in order (the hub is about to shut down). */
+export const stopEventOrder = (order: EventOrder): void => {
   if (order.timer !== undefined) clearTimeout(order.timer)
   order.timer = undefined
   for (const gate of order.gates) gate.done = true
   order.gates.clear()
-  for (const held of order.held.splice(0)) publishNow(pubsub, held.events)
-  for (const waiting of order.jobHeld.values()) publishNow(pubsub, waiting.map((held) => held.event))
-  order.jobHeld.clear()
+  // A job's events behind its announcement came before any of its events behind a gate.
+  for (const jobId of Array.from(order.jobHeld.keys())) letGo(order, jobId)
+  for (const held of order.held.splice(0)) sendAll(order, held.events)
   order.pending.clear()
 }
 
-/** Publishes the event, or keeps it behind its job's insert if that is not announced yet. */
-const deliver = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>, event: JobEvent, now: number): void => {
-  if (!order.pending.has(event.jobId)) return void PubSub.publishUnsafe(pubsub, event)
+/** Sends the event, or keeps it (until `until`) behind its job's announcement if that is not out yet. */
+const deliver = (order: EventOrder, event: JobEvent, until: number): void => {
+  if (!order.pending.has(event.jobId)) return order.send(event)
   const waiting = order.jobHeld.get(event.jobId)
-  const held = { event, until: now + maxHoldMillis }
-  if (waiting === undefined) order.jobHeld.set(event.jobId, [held])
-  else waiting.push(held)
+  if (waiting === undefined) order.jobHeld.set(event.jobId, [{ event, until }])
+  else waiting.push({ event, until })
+}
+
+/** Forgets the oldest ids: those past `pendingTtlMillis`, and any beyond `maxPending`. */
+const expire = (order: EventOrder, now: number): void => {
+  for (const [jobId, since] of order.pending) {
+    if (now - since < pendingTtlMillis && order.pending.size <= maxPending) break
+    letGo(order, jobId)
+  }
 }
 
 /**
- * Publishes what may go: the gated events whose gates are done or whose time
- * is up (in order), and the events of jobs whose wait is over (the job is
- * then no longer waited for).
+ * Sends what may go: the gated events whose gates are done or whose time is
+ * up (in order), and the events of jobs whose wait is over (the job is then
+ * no longer waited for); sets the timer for what is left.
  */
-const release = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
+const release = (order: EventOrder): void => {
   const now = performance.now()
+  if (order.pending.size > 0) expire(order, now)
   while (order.held.length > 0) {
     const head = order.held[0]!
     if (head.until > now && head.blockers.some((gate) => !gate.done)) break
     order.held.shift()
-    for (const event of head.events) deliver(order, pubsub, event, now)
+    for (const event of head.events) deliver(order, event, head.until)
   }
   let next = order.held.length > 0 ? order.held[0]!.until : Infinity
   for (const [jobId, waiting] of order.jobHeld) {
-    if (waiting[0]!.until <= now) {
-      order.jobHeld.delete(jobId)
-      order.pending.delete(jobId)
-      publishNow(pubsub, waiting.map((held) => held.event))
-    } else if (waiting[0]!.until < next) {
-      next = waiting[0]!.until
+    if (waiting[0]!.until > now) {
+      next = Math.min(next, waiting[0]!.until)
+      break
     }
+    letGo(order, jobId)
   }
   if (next === Infinity || (order.timer !== undefined && order.timerAt <= next)) return
   if (order.timer !== undefined) clearTimeout(order.timer)
@@ -122,58 +145,37 @@ const release = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>): void => {
   order.timer = setTimeout(() => {
     order.timer = undefined
     order.timerAt = Infinity
-    release(order, pubsub)
+    release(order)
   }, Math.max(0, next - now))
-  order.timer.unref()
+  order.timer.unref?.()
 }
 
-/** Publishes `events` (none of them `inserted`) behind the inserts they may follow. */
-export const publishInOrder = (
-  order: EventOrder,
-  pubsub: PubSub.PubSub<JobEvent>,
-  events: ReadonlyArray<JobEvent>
-): void => {
-  if (order.gates.size === 0 && order.held.length === 0 && order.pending.size === 0) return publishNow(pubsub, events)
-  const now = performance.now()
+/** Sends `events` (none of them `inserted`) behind the inserts they may follow. */
+export const publishInOrder = (order: EventOrder, events: ReadonlyArray<JobEvent>): void => {
+  if (order.gates.size === 0 && order.held.length === 0 && order.pending.size === 0) return sendAll(order, events)
+  const until = performance.now() + maxHoldMillis
   if (order.gates.size === 0 && order.held.length === 0) {
-    for (const event of events) deliver(order, pubsub, event, now)
+    for (const event of events) deliver(order, event, until)
   } else {
-    order.held.push({ events, blockers: Array.from(order.gates), until: now + maxHoldMillis })
+    order.held.push({ events, blockers: Array.from(order.gates), until })
   }
-  release(order, pubsub)
+  release(order)
 }
 
-/** Publishes `inserted` events at once, then what waited for them alone. */
-export const publishFirst = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>, events: ReadonlyArray<JobEvent>): void => {
-  publishNow(pubsub, events)
-  if (order.pending.size === 0) return
-  for (const event of events) {
-    order.pending.delete(event.jobId)
-    const waiting = order.jobHeld.get(event.jobId)
-    if (waiting !== undefined) {
-      order.jobHeld.delete(event.jobId)
-      publishNow(pubsub, waiting.map((held) => held.event))
-    }
-  }
+/** Sends `inserted` events at once, then what waited for them alone. */
+export const publishFirst = (order: EventOrder, events: ReadonlyArray<JobEvent>): void => {
+  sendAll(order, events)
+  if (order.pending.size > 0) for (const event of events) letGo(order, event.jobId)
 }
 
-/** Notes jobs inserted in a transaction: their events wait until their `inserted` events are out. */
+/** Notes jobs to be announced after a COMMIT: their events wait until their `inserted` events are out. */
 export const awaitAnnouncement = (order: EventOrder, jobIds: ReadonlyArray<number>): void => {
   const now = performance.now()
-  // Insertion order is age order: the ids of transactions that never committed go from the front.
-  for (const [jobId, since] of order.pending) {
-    if (now - since < pendingTtlMillis) break
-    order.pending.delete(jobId)
-  }
   for (const jobId of jobIds) order.pending.set(jobId, now)
+  expire(order, now)
 }
 
-/** Forgets jobs whose insert will not be announced (it was not written after all). */
-export const forgetAnnouncement = (order: EventOrder, jobIds: ReadonlyArray<number>): void => {
-  for (const jobId of jobIds) order.pending.delete(jobId)
-}
-
-/** Opens the gate of an insert outside a transaction, about to run. */
+/** Opens the gate of an insert that commits in its own statement, about to run. */
 export const openGate = (order: EventOrder): InsertGate => {
   const gate: InsertGate = { done: false }
   order.gates.add(gate)
@@ -181,9 +183,9 @@ export const openGate = (order: EventOrder): InsertGate => {
 }
 
 /** The insert has published (or will never): what waited for it alone goes out. */
-export const closeGate = (order: EventOrder, pubsub: PubSub.PubSub<JobEvent>, gate: InsertGate): void => {
+export const closeGate = (order: EventOrder, gate: InsertGate): void => {
   if (gate.done) return
   gate.done = true
   order.gates.delete(gate)
-  release(order, pubsub)
+  release(order)
 }

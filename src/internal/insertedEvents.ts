@@ -26,16 +26,19 @@ const nobodyListens: PublishInserted = () => Effect.void
  * every insert: one lookup of the hub when nobody listens, no generator.
  *
  * Inside a transaction the ids are known before the COMMIT: only the events
- * of those jobs wait. Outside one, the reply that brings the ids is what may
- * be late: the call opens a gate that every event waits behind.
+ * of those jobs wait. So also for an insert that `announcesInTransaction`:
+ * one that calls `publish` inside a transaction of its own (Chain's, a
+ * workflow's). Otherwise the reply that brings the ids is what may be late:
+ * the call opens a gate that every event waits behind.
  */
 export const withInsertedEvents = <A, E, R>(
   sql: SqlClient,
-  insert: (publish: PublishInserted) => Effect.Effect<A, E, R>
+  insert: (publish: PublishInserted) => Effect.Effect<A, E, R>,
+  options?: { readonly announcesInTransaction?: boolean }
 ): Effect.Effect<A, E, R> =>
   EventHub.use((hub) =>
     hub === undefined || hub.subscribers === 0 ? insert(nobodyListens) : Effect.contextWith((context: Context.Context<never>) => {
-      if (Context.getOption(context, sql.transactionService)._tag === "Some") {
+      if (options?.announcesInTransaction === true || Context.getOption(context, sql.transactionService)._tag === "Some") {
         return insert((jobs) =>
           Effect.andThen(
             Effect.sync(() => awaitAnnouncement(hub.order, jobs.map((job) => job.id))),
@@ -46,9 +49,9 @@ export const withInsertedEvents = <A, E, R>(
       // Opened and given its closer in one step: an interruption in between would leave it open for good.
       return Effect.uninterruptibleMask((restore) => {
         const gate = openGate(hub.order)
-        const close = Effect.sync(() => closeGate(hub.order, hub.pubsub, gate))
-        // Closed once its events are out (after the commit of a transaction of ours it ran in, as Chain's),
-        // or however the call ends.
+        const close = Effect.sync(() => closeGate(hub.order, gate))
+        // Closed once its events are out (after the COMMIT, should it announce inside a transaction of
+        // ours), or however the call ends.
         return Effect.ensuring(restore(insert((jobs) => sql.afterCommit(Effect.andThen(announce(hub, jobs), close)))), close)
       })
     })
@@ -59,5 +62,5 @@ const announce = (hub: Hub, jobs: ReadonlyArray<Job>): Effect.Effect<void> =>
   jobs.length === 0 ? Effect.void : Effect.flatMap(Clock.currentTimeMillis, (millis) =>
     Effect.sync(() => {
       const at = new Date(millis)
-      publishFirst(hub.order, hub.pubsub, jobs.map((job) => jobEvent("inserted", job, job.meta["workflow"], at)))
+      publishFirst(hub.order, jobs.map((job) => jobEvent("inserted", job, job.meta["workflow"], at)))
     }))

@@ -172,22 +172,25 @@ export const insertWorkflow = (
         return current === undefined ? row : { ...row, ...current, id: row.id }
       })
     })
+    // Announced inside the transaction: the ids are known before its COMMIT (see `withInsertedEvents`).
     const announced = (publishInserted: PublishInserted) =>
-      Effect.gen(function*() {
-        const inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }> =
-          yield* transaction(sql, write).pipe(Effect.catch((error) =>
-            error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
-              ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
-              : Effect.fail(error)
-          ))
-        const jobs = inserted.map((row, index): Inserted => {
-          const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
-          return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }
+      transaction(
+        sql,
+        Effect.flatMap(write, (inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }>) => {
+          const jobs = inserted.map((row, index): Inserted => {
+            const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
+            return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }
+          })
+          return Effect.as(publishInserted(jobs), jobs)
         })
-        yield* publishInserted(jobs)
-        return jobs
-      })
-    return yield* (publishWith === undefined ? withInsertedEvents(sql, announced) : announced(publishWith))
+      ).pipe(Effect.catch((error) =>
+        error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
+          ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
+          : Effect.fail(error)
+      ))
+    return yield* (publishWith === undefined
+      ? withInsertedEvents(sql, announced, { announcesInTransaction: true })
+      : announced(publishWith))
   }).pipe(withInsertSpan("oban.workflow.insert", {
     kind: "producer",
     attributes: { "oban.workflow.id": workflowId, "oban.jobs": steps.length }
