@@ -242,20 +242,30 @@ describe("transaction", () => {
   it.live("an interrupted BEGIN that ran is rolled back: its connection goes back to the pool outside a transaction", () =>
     Effect.gen(function*() {
       const direct = yield* SqlClient
-      const proxy = yield* startProxy(databaseUrl())
-      const { sql, scope, pids } = yield* poolThrough(proxy.url, 1)
-      yield* proxy.holdReplies
-      const fiber = yield* Effect.forkChild(transaction(sql, sql`SELECT 1`))
-      yield* Effect.sleep("200 millis")
-      // The BEGIN ran on the server; its reply arrives right after the interruption, within the
-      // driver's grace (10 ms) before it cancels, so the connection is kept, not retired.
-      const interrupting = yield* Effect.forkChild(Fiber.interrupt(fiber))
-      yield* Effect.yieldNow
-      yield* proxy.release
-      yield* Fiber.join(interrupting)
-      yield* outsideTransaction(direct, sql, pids[0]!)
-      yield* closeWithin(scope, 30_000)
-    }).pipe(Effect.scoped, Effect.provide(pgLayer())), 60_000)
+      // The BEGIN runs on the server; its reply arrives right after the interruption, within the
+      // driver's grace (10 ms) before it cancels, so the connection is kept, not retired. On a loaded
+      // machine the reply can miss the grace (the connection is then retired, and the check would be
+      // moot): the scene is staged again, up to five times, until the connection was kept.
+      for (let attempt = 1; ; attempt++) {
+        const proxy = yield* startProxy(databaseUrl())
+        const { sql, scope, pids } = yield* poolThrough(proxy.url, 1)
+        yield* proxy.holdReplies
+        const fiber = yield* Effect.forkChild(transaction(sql, sql`SELECT 1`))
+        yield* Effect.sleep("200 millis")
+        const interrupting = yield* Effect.forkChild(Fiber.interrupt(fiber))
+        yield* Effect.yieldNow
+        yield* proxy.release
+        yield* Fiber.join(interrupting)
+        const [own] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+        if (own!.pid === pids[0]! || attempt === 5) {
+          yield* outsideTransaction(direct, sql, pids[0]!)
+          yield* closeWithin(scope, 30_000)
+          return
+        }
+        yield* closeWithin(scope, 30_000)
+        yield* proxy.close
+      }
+    }).pipe(Effect.scoped, Effect.provide(pgLayer())), 120_000)
 })
 
 const Sync = Worker.make("Sync", {
