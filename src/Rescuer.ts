@@ -105,10 +105,7 @@ const rescueBatch = (
     Effect.flatMap(statement, (rows) =>
       // Asked outside the transaction's connection: it is about this process, not the rows.
       Effect.flatMap(Effect.updateContext(confirm, (context: Context.Context<never>) => Context.omit(sql.transactionService)(context)), (ok) =>
-        ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length })))),
-    // A connection that dies before COMMIT would otherwise keep the orphans locked, passed over by
-    // every rescue, until the system gives it up.
-    { endIfIdle: true }
+        ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length }))))
   ).pipe(Effect.catchTag("Withdrawn", ({ rows }) => Effect.succeed({ withdrawn: rows })))
 
 /**

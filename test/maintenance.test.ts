@@ -96,7 +96,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       }))
       assert.deepStrictEqual(inside, [outside, outside])
       // Their own: limited while it is open (seen from inside, as the node's transactions set it).
-      assert.strictEqual(yield* transaction(sql, idleLimit, { endIfIdle: true }), "10s")
+      assert.strictEqual(yield* transaction(sql, idleLimit), "10s")
       assert.strictEqual(yield* idleLimit, outside)
     }))
 

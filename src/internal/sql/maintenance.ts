@@ -149,10 +149,7 @@ export const pruneJobs = (
       const more = steps.length === 0 ? 0 : yield* pruneSteps(sql, prefix, steps)
       const hot = (first?.n ?? 0) + more
       return hot + (yield* pruneFinished(sql, prefix, now, maxAgeMillis, limit - hot))
-    }),
-    // A connection that dies before COMMIT would otherwise keep the pruned rows locked (a retry or a
-    // delete of one of them waiting) until the system gives it up.
-    { endIfIdle: true }
+    })
   )
 
 /** A workflow job is needed while a dependent of it has not finished (it may still read its result). */

@@ -56,16 +56,7 @@ const ownLevels = new WeakSet<object>()
  */
 export const transaction = <A, E, R>(
   sql: SqlClient,
-  body: Effect.Effect<A, E, R>,
-  options?: {
-    /**
-     * Whether the server ends a new transaction of ours if it sits idle for
-     * 10 s (see `endIfIdleInTransaction`); true unless said otherwise. Never
-     * applies inside a caller's transaction, which keeps its own settings,
-     * nor to a savepoint (the transaction around it has it already).
-     */
-    readonly endIfIdle?: boolean
-  }
+  body: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | SqlError, R> =>
   Effect.flatMap(Effect.serviceOption(sql.transactionService), (open) => {
     if (Option.isSome(open) && !ownLevels.has(open.value)) return sql.withTransaction(body)
@@ -74,12 +65,12 @@ export const transaction = <A, E, R>(
       transact = interruptible(sql)
       perClient.set(sql, transact)
     }
-    const endIfIdle = Option.isNone(open) && options?.endIfIdle !== false
     return transact(Effect.andThen(
       Effect.map(Effect.serviceOption(sql.transactionService), (level) => {
         if (Option.isSome(level)) ownLevels.add(level.value)
       }),
-      endIfIdle ? Effect.andThen(endIfIdleInTransaction(sql), body) : body
+      // A new transaction of ours asks the server to end it when idle; a savepoint has it from around it.
+      Option.isNone(open) ? Effect.andThen(endIfIdleInTransaction(sql), body) : body
     ))
   })
 
