@@ -24,7 +24,6 @@ import { textProblem } from "./internal/jsonText.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
 import { callerTraceparent, hasTracingBackend, withInsertSpan } from "./internal/telemetry.ts"
-import { withInsertedEvents } from "./internal/insertedEvents.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
 import { transaction } from "./internal/sql/transaction.ts"
 
@@ -85,8 +84,7 @@ export const insert = (
     const traced = yield* Effect.withFiber((fiber) =>
       Effect.succeed(hasTracingBackend(fiber) ? undefined : { traceparent: callerTraceparent(fiber) })
     )
-    // Its jobs are announced inside its transaction, their ids known before the COMMIT (see `withInsertedEvents`).
-    return yield* withInsertedEvents(sql, (publish) => transaction(sql, Effect.gen(function*() {
+    return yield* transaction(sql, Effect.gen(function*() {
       yield* orNotMigrated(prefix)(lockChain(sql, prefix, id))
       let found = yield* chainTail(sql, prefix, id)
       while (found === "gone") found = yield* chainTail(sql, prefix, id)
@@ -101,6 +99,7 @@ export const insert = (
         const previous = index === 0 ? tail : String(first + index - 1)
         return { name: String(first + index), request, deps: previous === undefined ? [] : [{ step: previous, onFailure }] }
       })
-      return yield* insertWorkflow(id, steps, traced, publish)
-    })), { announcesInTransaction: true })
+      // Announced inside this transaction, after its COMMIT (see `insertWorkflow`).
+      return yield* insertWorkflow(id, steps, traced)
+    }))
   }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))

@@ -109,13 +109,7 @@ export const insertWorkflow = (
   workflowId: string,
   steps: ReadonlyArray<Step>,
   /** The traceparent for the jobs, when the caller read it (else the current span's). */
-  traced?: { readonly traceparent: string | undefined },
-  /**
-   * Publishes the `inserted` events, for a caller that runs this inside a
-   * transaction of its own and so opened their gate around it (see
-   * `withInsertedEvents`); else the insert opens its own.
-   */
-  publishWith?: PublishInserted
+  traced?: { readonly traceparent: string | undefined }
 ): Effect.Effect<
   ReadonlyArray<Inserted>,
   InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
@@ -188,9 +182,7 @@ export const insertWorkflow = (
           ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
           : Effect.fail(error)
       ))
-    return yield* (publishWith === undefined
-      ? withInsertedEvents(sql, announced, { announcesInTransaction: true })
-      : announced(publishWith))
+    return yield* withInsertedEvents(sql, announced, { announcesInTransaction: true })
   }).pipe(withInsertSpan("oban.workflow.insert", {
     kind: "producer",
     attributes: { "oban.workflow.id": workflowId, "oban.jobs": steps.length }
