@@ -10,6 +10,7 @@ import { Deferred, Duration, Effect, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as ClaimReturns from "../src/internal/claimReturns.ts"
+import { realSleep } from "../src/internal/statementTimeout.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, waitFor } from "./support/node.ts"
@@ -105,6 +106,25 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
       assert.deepStrictEqual(returns.pending().jobs, [unstarted.job.id])
       yield* unlock
       yield* returns.atShutdown([])
+      yield* assertGivenBack(unstarted.job.id)
+    }).pipe(Effect.scoped))
+
+  it.effect("at shutdown a job whose row another transaction holds for a moment is given back once it is free", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const unstarted = yield* executing("claim-3")
+      const returns = yield* makeReturns
+      // A row lock held for 300 ms, as by a give-back the shutdown interrupted whose statement the
+      // server is still cancelling.
+      const locked = yield* Deferred.make<void>()
+      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${unstarted.job.id} FOR UPDATE`
+        yield* Deferred.succeed(locked, undefined)
+        yield* realSleep(300)
+      })))
+      yield* Deferred.await(locked)
+      yield* returns.atShutdown([unstarted])
+      yield* Fiber.join(holder)
       yield* assertGivenBack(unstarted.job.id)
     }).pipe(Effect.scoped))
 

@@ -215,6 +215,41 @@ export const make = (options: {
       operation
     })
 
+  /**
+   * Gives back `jobs` at shutdown. Rows locked by another transaction are tried again every 50 ms until
+   * the deadline: most often the lock is a give-back of ours that the shutdown interrupted, whose
+   * statement the server is still cancelling (or running), or a `cancelJob` about to commit; either
+   * ends within milliseconds, and passed over for good such a job would be rescued with the attempt
+   * its claim counted.
+   */
+  const giveBackAtShutdown = (jobs: ReadonlyArray<Unstarted>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      // What is left to give back, and whether the deadline found it waiting for locks to go.
+      let left = jobs
+      let onlyLocked = false
+      const writeLeft = Effect.suspend(() => {
+        onlyLocked = false
+        return write(left)
+      })
+      const loop: Effect.Effect<void, SqlError> = Effect.flatMap(
+        untilLanded(writeLeft, { pause: () => realSleep(100), retryIf: isRetryableFailure }),
+        (passedOver) => {
+          left = passedOver
+          onlyLocked = true
+          return passedOver.length === 0 ? Effect.void : Effect.andThen(realSleep(50), Effect.suspend(() => loop))
+        }
+      )
+      return withStatementTimeout(loop, { timeout: statementTimeout, operation: "give back" }).pipe(
+        Effect.catchCause((cause) =>
+          onlyLocked
+            ? Effect.logWarning(
+              `could not give back ${left.length} job(s) at shutdown (locked by another transaction); they will be rescued`
+            )
+            : Effect.logWarning(`could not give back ${left.length} job(s) at shutdown; they will be rescued`, Cause.pretty(cause))
+        )
+      )
+    })
+
   const atShutdown = (buffered: ReadonlyArray<Unstarted>) =>
     Effect.suspend(() => {
       // With the give-backs still on their way in other fibers. One job per id, the buffer's first: a
@@ -227,16 +262,7 @@ export const make = (options: {
       unreturned.clear()
       const claims = [...lostClaims]
       lostClaims.clear()
-      const giveBackAll = jobs.length === 0 ? Effect.void : untilDeadline(write(jobs), "give back").pipe(
-        Effect.flatMap((passedOver) =>
-          passedOver.length === 0 ? Effect.void : Effect.logWarning(
-            `could not give back ${passedOver.length} job(s) at shutdown (locked by another transaction); they will be rescued`
-          )
-        ),
-        Effect.catchCause((cause) =>
-          Effect.logWarning(`could not give back ${jobs.length} job(s) at shutdown; they will be rescued`, Cause.pretty(cause))
-        )
-      )
+      const giveBackAll = jobs.length === 0 ? Effect.void : giveBackAtShutdown(jobs)
       const release = releaseClaims(options.sql, options.prefix, claims).pipe(
         withStatementTimeout({ timeout: statementTimeout, operation: "release" })
       )
