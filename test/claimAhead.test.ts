@@ -182,6 +182,42 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       assert.strictEqual(runs.get(row.id), undefined)
     }).pipe(Effect.scoped))
 
+  it.effect("a job claimed ahead that is cancelled while it runs counts the attempt it ran", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
+      yield* start
+      yield* claimedAhead
+      // The jobs that start from now on wait at the gate: the one cancelled below is running.
+      const open = yield* Deferred.make<void>()
+      gate = open
+      const sql = yield* SqlClient
+      // A job that started (it ran its first step) and that its claim took ahead (no attempt counted in its row).
+      let running: { readonly id: number } | undefined
+      yield* waitFor(
+        "a job claimed ahead that started",
+        Effect.map(
+          sql<{ id: number }>`SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs
+                              WHERE state = 'executing' AND attempted_by[4] = 'ahead' AND attempt = 0`,
+          (rows) => (running = rows.find((row) => runs.has(row.id))) !== undefined
+        ),
+        "15 seconds"
+      )
+      const cancelled = yield* Oban.cancelJob(running!.id)
+      assert.isTrue(cancelled._tag === "Some")
+      // The node interrupts it and writes its outcome, which finds the row cancelled already.
+      yield* waitFor(
+        "the cancelled job's attempt counted",
+        Effect.map(jobRows, (rows) => rows.find((row) => row.id === running!.id)?.attempt === 1),
+        "10 seconds"
+      )
+      gate = undefined
+      yield* Deferred.succeed(open, undefined)
+      yield* waitFor("the rest completed", Effect.map(countByState(prefix), (c) => c["completed"] === 199), "30 seconds")
+      const row = (yield* jobRows).find((job) => job.id === running!.id)!
+      assert.deepStrictEqual([row.state, row.attempt, runs.get(row.id)], ["cancelled", 1, 1])
+    }).pipe(Effect.ensuring(Effect.sync(() => (gate = undefined))), Effect.scoped))
+
   it.effect("a full claim of short jobs sends the next claim before its batch starts, so the two overlap", () =>
     Effect.gen(function*() {
       yield* truncate

@@ -11,6 +11,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { allJobColumnList, deletableOnCompletion, movableOnCompletion, rowWith } from "./finishedJobs.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
+import { textArrayLiteral } from "./arrayLiteral.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
@@ -310,12 +311,12 @@ export const ackJobs = (
       const written = rows.map((row) => Number(row.id))
       if (written.length === acks.length) return Effect.succeed({ written, stale: [] })
       const done = new Set(written)
-      // Only for the logs: the outcomes are written, and a failed lookup must not make them count as failed.
-      return staleAcks(sql, prefix, acks.filter((ack) => !done.has(ack.id))).pipe(
+      // The outcomes are written, and a failed lookup must not make them count as failed.
+      return settleStaleAcks(sql, prefix, node, acks.filter((ack) => !done.has(ack.id))).pipe(
         Effect.map((stale): AckResult => ({ written, stale })),
         Effect.catchCause((cause) =>
           Effect.as(
-            Effect.logWarning("could not look up the jobs of acks that matched no row", Cause.pretty(cause)),
+            Effect.logWarning("could not look up (or count the attempts of) the jobs of acks that matched no row", Cause.pretty(cause)),
             { written, stale: [] }
           )
         )
@@ -324,16 +325,38 @@ export const ackJobs = (
   )
 }
 
-/** What the jobs of acks that changed nothing look like now (a completed job may be in the finished table). */
-const staleAcks = (
+/**
+ * The acks that changed nothing: what their jobs look like now (a completed
+ * job may be in the finished table), for the logs. A job claimed ahead that
+ * was cancelled while it ran (`cancelJob` finishes an executing job's row
+ * itself) has its attempt counted here: its claim counted none, its outcome
+ * was to count it, and the outcome found the row no longer executing.
+ */
+const settleStaleAcks = (
   sql: SqlClient,
   prefix: string,
+  node: string,
   missed: ReadonlyArray<AckRow>
 ): Effect.Effect<ReadonlyArray<StaleAck>, SqlError> =>
   sql<{ readonly id: bigint | number; readonly state: string | null; readonly current_claim: string | null }>`
+    WITH given AS MATERIALIZED (
+      SELECT * FROM unnest(
+        ${`{${missed.map((ack) => ack.id).join(",")}}`}::bigint[],
+        ${textArrayLiteral(missed.map((ack) => ack.claim))}::text[],
+        ${`{${missed.map((ack) => ack.attempt - (ack.give_back ? 1 : 0)).join(",")}}`}::smallint[]
+      ) AS a(id, claim, attempt)
+    ),
+    counted AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET attempt = LEAST(j.max_attempts, given.attempt)
+      FROM given
+      WHERE j.id = given.id AND j.state = 'cancelled' AND j.attempted_by[1] = ${node}
+        AND j.attempted_by[3] = given.claim AND j.attempted_by[4] = 'ahead' AND j.attempt < given.attempt
+      RETURNING j.id
+    )
     SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim
-    FROM unnest(${`{${missed.map((ack) => ack.id).join(",")}}`}::bigint[]) AS a(id)
+    FROM given AS a
     LEFT JOIN ${table(sql, prefix, "oban_jobs_all")} AS j ON j.id = a.id
+    CROSS JOIN (SELECT count(*) FROM counted) AS c
   `.pipe(Effect.map((rows) => {
     const now = new Map(rows.map((row) => [Number(row.id), row]))
     return missed.map((ack) => ({

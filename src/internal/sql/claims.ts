@@ -10,6 +10,7 @@ import type { Job } from "../../Job.ts"
 import { claimedJob, jobFromRow, type JobRow } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
+import { textArrayLiteral } from "./arrayLiteral.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
@@ -218,7 +219,7 @@ export const releaseClaims = (
   claims.length === 0 ? Effect.succeed([]) : sql<{ readonly ids: ReadonlyArray<string> | null }>`
     WITH held AS (
       SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
-      WHERE j.state = 'executing' AND j.attempted_by[3] = ANY(${textArray(claims)}::text[])
+      WHERE j.state = 'executing' AND j.attempted_by[3] = ANY(${textArrayLiteral(claims)}::text[])
       ORDER BY j.id
       FOR UPDATE
     ),
@@ -234,9 +235,6 @@ export const releaseClaims = (
     SELECT (SELECT array_agg(id::text ORDER BY id) FROM released) AS ids FROM notified
   `.pipe(Effect.map((rows) => (rows[0]?.ids ?? []).map(Number)))
 
-/** A `text[]` literal of claims (uuids: no quoting needed, but quoted all the same). */
-const textArray = (values: ReadonlyArray<string>): string =>
-  `{${values.map((value) => JSON.stringify(value)).join(",")}}`
 
 /**
  * The jobs this node must stop, in case their cancel's signal did not reach
@@ -293,7 +291,7 @@ export const releaseStranded = (
         AND j.attempted_by[2] IN ${sql.in(options.producers)}
         AND j.attempted_at < clock.now - ${options.afterMillis} * interval '1 millisecond'
         AND NOT (j.id = ANY(${`{${Array.from(options.owned).join(",")}}`}::bigint[]))
-        AND NOT (COALESCE(j.attempted_by[3], '') = ANY(${textArray(options.releasing ?? [])}::text[]))
+        AND NOT (COALESCE(j.attempted_by[3], '') = ANY(${textArrayLiteral(options.releasing ?? [])}::text[]))
       FOR UPDATE OF j SKIP LOCKED
     ),
     released AS (

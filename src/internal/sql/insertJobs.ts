@@ -13,6 +13,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { EncodedRequest } from "../encodeRequest.ts"
+import { textArrayLiteral } from "./arrayLiteral.ts"
 import { wakePayload, wakeQueues } from "./fragments.ts"
 import { qualified, table } from "./tables.ts"
 
@@ -28,9 +29,6 @@ export interface InsertedRow {
 const arrayOf = (values: ReadonlyArray<unknown>, elementOid: number): PgTypes.Parameter =>
   Result.getOrThrow(PgTypes.array(values, elementOid))
 
-/** A `text[]` literal of `tags`: each element quoted, so any text reads back as it was. */
-const tagsLiteral = (tags: ReadonlyArray<string>): string =>
-  tags.length === 0 ? "{}" : `{${tags.map((tag) => `"${tag.replace(/["\\]/g, "\\$&")}"`).join(",")}}`
 
 /** What `insertJobs` returns: the jobs' ids in input order, and what the database decided for them. */
 export interface InsertedBatch {
@@ -145,7 +143,7 @@ export const insertJobs = (
   const maxAttempts = field("max_attempts", "int2", OID.int2, pluck(jobs, (job) => job.maxAttempts))
   const priority = field("priority", "int2", OID.int2, pluck(jobs, (job) => job.priority))
   const meta = field("meta", "text", OID.text, pluck(jobs, (job) => job.meta), "jsonb")
-  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => tagsLiteral(job.tags)), "text[]")
+  const tags = field("tags", "text", OID.text, pluck(jobs, (job) => textArrayLiteral(job.tags)), "text[]")
   const scheduleIn = pluck(jobs, (job) => job.scheduleIn)
   const scheduledAt = pluck(jobs, (job) => job.scheduledAt === null ? null : job.scheduledAt.toISOString())
   const hasSchedule = sameValue(scheduleIn) !== null || sameValue(scheduledAt) !== null
@@ -280,7 +278,7 @@ export const insertJob = (
     PgTypes.text(job.worker),
     PgTypes.text(job.args),
     PgTypes.text(job.meta),
-    PgTypes.text(tagsLiteral(job.tags)),
+    PgTypes.text(textArrayLiteral(job.tags)),
     PgTypes.int2(job.maxAttempts),
     PgTypes.int2(job.priority)
   ]
