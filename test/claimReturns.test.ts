@@ -78,6 +78,24 @@ const givingBack = (returns: ClaimReturns.ClaimReturns, unstarted: ClaimReturns.
     return fiber
   })
 
+/** Until no give-back's statement waits for the table lock (an interrupted one was cancelled on the server). */
+const noGiveBackWaiting = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  yield* waitFor(
+    "the interrupted give-back's statement cancelled",
+    Effect.map(
+      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                                  WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}
+                                    AND pid <> pg_backend_pid()`,
+      (rows) => rows[0]!.n === 0
+    )
+  )
+})
+
+/** The job is still `executing` with the attempt its claim counted: nothing gave it back yet. */
+const assertStillClaimed = (id: number) =>
+  Effect.map(jobRow(prefix, id), (row) => assert.deepStrictEqual([row.state, row.attempt], ["executing", 1]))
+
 /** The job is `available` again with its attempt given back. */
 const assertGivenBack = (id: number) =>
   Effect.map(jobRow(prefix, id), (row) => assert.deepStrictEqual([row.state, row.attempt], ["available", 0]))
@@ -104,7 +122,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
       const giving = yield* givingBack(returns, unstarted)
       yield* Fiber.interrupt(giving)
       assert.deepStrictEqual(returns.pending().jobs, [unstarted.job.id])
+      // The interrupted statement cancelled on the server, not waiting to commit when the lock goes.
+      yield* noGiveBackWaiting
       yield* unlock
+      yield* assertStillClaimed(unstarted.job.id)
       yield* returns.atShutdown([])
       yield* assertGivenBack(unstarted.job.id)
     }).pipe(Effect.scoped))
@@ -136,7 +157,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
       // Kept under claim-old (its give-back interrupted), then claimed again under claim-new.
       const unlock = yield* lockTable
       yield* Fiber.interrupt(yield* givingBack(returns, stale))
+      yield* noGiveBackWaiting
       yield* unlock
+      yield* assertStillClaimed(stale.job.id)
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempted_by = ARRAY['node', 'producer', 'claim-new']
                  WHERE id = ${stale.job.id}`
       const waiting = { job: { ...stale.job, attemptedBy: ["node", "producer", "claim-new"] }, ahead: false }

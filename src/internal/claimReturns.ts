@@ -224,28 +224,26 @@ export const make = (options: {
    */
   const giveBackAtShutdown = (jobs: ReadonlyArray<Unstarted>): Effect.Effect<void> =>
     Effect.suspend(() => {
-      // What is left to give back, and whether the deadline found it waiting for locks to go.
+      // What is left to give back, and whether some of it was ever passed over as locked.
       let left = jobs
-      let onlyLocked = false
-      const writeLeft = Effect.suspend(() => {
-        onlyLocked = false
-        return write(left)
-      })
+      let sawLocked = false
       const loop: Effect.Effect<void, SqlError> = Effect.flatMap(
-        untilLanded(writeLeft, { pause: () => realSleep(100), retryIf: isRetryableFailure }),
+        untilLanded(Effect.suspend(() => write(left)), { pause: () => realSleep(100), retryIf: isRetryableFailure }),
         (passedOver) => {
           left = passedOver
-          onlyLocked = true
-          return passedOver.length === 0 ? Effect.void : Effect.andThen(realSleep(50), Effect.suspend(() => loop))
+          if (passedOver.length === 0) return Effect.void
+          sawLocked = true
+          return Effect.andThen(realSleep(50), Effect.suspend(() => loop))
         }
       )
       return withStatementTimeout(loop, { timeout: statementTimeout, operation: "give back" }).pipe(
         Effect.catchCause((cause) =>
-          onlyLocked
-            ? Effect.logWarning(
-              `could not give back ${left.length} job(s) at shutdown (locked by another transaction); they will be rescued`
-            )
-            : Effect.logWarning(`could not give back ${left.length} job(s) at shutdown; they will be rescued`, Cause.pretty(cause))
+          Effect.logWarning(
+            `could not give back ${left.length} job(s) at shutdown${
+              sawLocked ? " (locked by another transaction until the deadline)" : ""
+            }; they will be rescued`,
+            Cause.pretty(cause)
+          )
         )
       )
     })

@@ -359,7 +359,9 @@ export const releaseJobs = (
 /**
  * Gives back jobs claimed and never started, as `releaseJobs` does, but
  * passes over rows another transaction holds locked rather than wait for
- * them. Returns the ids it passed over, to be given back later.
+ * them. Returns the ids it passed over that its snapshot shows still
+ * executing under their claim (a row claimed again or finished meanwhile can
+ * never be given back), to be given back later.
  */
 export const releaseJobsUnlocked = (
   sql: SqlClient,
@@ -387,8 +389,9 @@ export const releaseJobsUnlocked = (
     ),
     notified AS (${wakeQueues(sql, prefix, "released")})
     SELECT ARRAY(
-      SELECT s.id::text FROM ${table_} AS s
+      SELECT s.id::text FROM ${table_} AS s, input
       WHERE s.id = ANY(${keyed.ids}::bigint[]) AND NOT (s.id = ANY(ARRAY(SELECT id FROM free)))
+        AND s.state = 'executing' AND s.attempted_by[3] = input.given -> s.id::text ->> 'claim'
     ) AS skipped
     FROM notified
   `.pipe(Effect.map((rows) => (rows[0]?.skipped ?? []).map(Number)))
