@@ -8,7 +8,8 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { type Duration, Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
+import { Cause, type Duration, Effect, Exit, Fiber, Layer, Redacted, Schema, Scope } from "effect"
+import { SqlError } from "effect/sql/SqlError"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
 import * as Migrations from "../src/Migrations.ts"
@@ -272,6 +273,31 @@ const Sync = Worker.make("Sync", {
   args: Schema.Struct({ account: Schema.String }),
   unique: { period: "forever" },
   perform: () => Effect.void
+})
+
+describe("a transaction the server ends when idle", () => {
+  it.live("fails with a retryable ConnectionError that says why, keeps nothing, and the pool goes on", () =>
+    Effect.gen(function*() {
+      yield* setup
+      const direct = yield* SqlClient
+      const { sql } = yield* poolThrough(databaseUrl(), 1)
+      // A body stalled between two statements past the 10 s the library's transactions allow.
+      const exit = yield* Effect.exit(
+        transaction(sql, Effect.andThen(Effect.andThen(insert("stalled"), Effect.sleep("11 seconds")), insert("late")))
+          .pipe(Effect.provideService(SqlClient, sql))
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+      assert.isTrue(error?._tag === "Some" && error.value instanceof SqlError)
+      const failure = (error as { readonly value: SqlError }).value
+      assert.strictEqual(failure.reason._tag, "ConnectionError")
+      assert.isTrue(failure.isRetryable)
+      assert.match(failure.message, /ended this transaction of effect-oban's after it sat idle for 10 s/)
+      assert.isFalse(yield* present(direct, "stalled"))
+      // The pool replaced the ended connection.
+      yield* transaction(sql, insert("after")).pipe(Effect.provideService(SqlClient, sql))
+      assert.isTrue(yield* present(direct, "after"))
+    }).pipe(Effect.scoped, Effect.provide(pgLayer())), 40_000)
 })
 
 describe("library calls that open a transaction of their own", () => {

@@ -30,7 +30,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { Connection } from "effect/sql/SqlConnection"
 import { makeWithTransaction, type SqlClient } from "effect/sql/SqlClient"
-import { SqlError, UnknownError } from "effect/sql/SqlError"
+import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import { withStatementTimeout } from "../statementTimeout.ts"
 
 /** How long a ROLLBACK may take before its connection is given up. */
@@ -65,13 +65,14 @@ export const transaction = <A, E, R>(
       transact = interruptible(sql)
       perClient.set(sql, transact)
     }
-    return transact(Effect.andThen(
+    const transacted = transact(Effect.andThen(
       Effect.map(Effect.serviceOption(sql.transactionService), (level) => {
         if (Option.isSome(level)) ownLevels.add(level.value)
       }),
       // A new transaction of ours asks the server to end it when idle; a savepoint has it from around it.
       Option.isNone(open) ? Effect.andThen(endIfIdleInTransaction(sql), body) : body
     ))
+    return Option.isNone(open) ? Effect.mapError(transacted, explainIdleEnd) : transacted
   })
 
 const control = (connection: Connection, statement: string): Effect.Effect<void, SqlError> =>
@@ -140,3 +141,30 @@ const ownIdleMillis = 10_000
  */
 const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =>
   Effect.asVoid(sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(ownIdleMillis)}, true)`)
+
+/** SQLSTATE `idle_in_transaction_session_timeout`: the server ended the session. */
+const idleEndedCode = "25P03"
+
+/**
+ * The driver reports the server ending an idle transaction's session as an
+ * `UnknownError` that says only "The server reported an error". Said plainly
+ * instead, as a `ConnectionError` (retryable: the session is gone, nothing
+ * was written, and the same call on a fresh connection may well succeed).
+ */
+const explainIdleEnd = <E>(error: E): E | SqlError => {
+  if (!(error instanceof SqlError) || error.reason._tag !== "UnknownError") return error
+  const cause = error.reason.cause
+  if (typeof cause !== "object" || cause === null || (cause as { readonly code?: unknown }).code !== idleEndedCode) {
+    return error
+  }
+  return new SqlError({
+    reason: new ConnectionError({
+      cause,
+      message: `the server ended this transaction of effect-oban's after it sat idle for ${ownIdleMillis / 1000} s ` +
+        "between two statements (idle_in_transaction_session_timeout, which the library sets for its own " +
+        "transactions): the process was likely stalled (a CPU-bound job on the main thread, a paused VM); " +
+        "nothing the transaction wrote was kept",
+      operation: error.reason.operation
+    })
+  })
+}
