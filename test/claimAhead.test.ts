@@ -16,12 +16,18 @@ const prefix = uniquePrefix("ahead")
 const runs = new Map<number, number>()
 /** While set, a Short job that starts waits for it before its 40 ms: a test holds the buffer still. */
 let gate: Deferred.Deferred<void> | undefined
+/** The jobs that waited (or wait) at the gate. */
+const atGate = new Set<number>()
 const Short = Worker.make("Short", {
   args: Schema.Struct({ n: Schema.Int }),
   queue: "short",
   perform: (job) =>
     Effect.sync(() => runs.set(job.id, (runs.get(job.id) ?? 0) + 1)).pipe(
-      Effect.andThen(Effect.suspend(() => gate === undefined ? Effect.void : Deferred.await(gate))),
+      Effect.andThen(Effect.suspend(() => {
+        if (gate === undefined) return Effect.void
+        atGate.add(job.id)
+        return Deferred.await(gate)
+      })),
       Effect.andThen(Effect.sleep("40 millis"))
     )
 })
@@ -56,6 +62,7 @@ const truncate = Effect.gen(function*() {
   const sql = yield* SqlClient
   yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_producers, ${sql(prefix)}.oban_peers`
   runs.clear()
+  atGate.clear()
 })
 
 const start = startNode({
@@ -192,14 +199,15 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       const open = yield* Deferred.make<void>()
       gate = open
       const sql = yield* SqlClient
-      // A job that started (it ran its first step) and that its claim took ahead (no attempt counted in its row).
+      // A job that started and waits at the gate (so it cannot finish first), which its claim took ahead
+      // (no attempt counted in its row).
       let running: { readonly id: number } | undefined
       yield* waitFor(
         "a job claimed ahead that started",
         Effect.map(
           sql<{ id: number }>`SELECT id::int AS id FROM ${sql(prefix)}.oban_jobs
                               WHERE state = 'executing' AND attempted_by[4] = 'ahead' AND attempt = 0`,
-          (rows) => (running = rows.find((row) => runs.has(row.id))) !== undefined
+          (rows) => (running = rows.find((row) => atGate.has(row.id))) !== undefined
         ),
         "15 seconds"
       )

@@ -56,41 +56,30 @@ const lockTable = Effect.gen(function*() {
   return Effect.andThen(Deferred.succeed(unlock, undefined), Fiber.join(holder))
 })
 
+/** How many statements on this test's table wait for a lock. */
+const lockWaiters = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const rows = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                                                  WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}
+                                                    AND pid <> pg_backend_pid()`
+  return rows[0]!.n
+})
+
 /** Starts a give-back of `unstarted` and waits until its statement waits for the table lock. */
 const givingBack = (returns: ClaimReturns.ClaimReturns, unstarted: ClaimReturns.Unstarted) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
     let taken = false
     const fiber = yield* Effect.forkChild(returns.giveBack(() => {
       taken = true
       return [unstarted]
     }, "job"))
     yield* waitFor("the give-back took the job", Effect.sync(() => taken))
-    yield* waitFor(
-      "the give-back's statement waiting for the lock",
-      Effect.map(
-        sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                                    WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}
-                                      AND pid <> pg_backend_pid()`,
-        (rows) => rows[0]!.n > 0
-      )
-    )
+    yield* waitFor("the give-back's statement waiting for the lock", Effect.map(lockWaiters, (n) => n > 0))
     return fiber
   })
 
 /** Until no give-back's statement waits for the table lock (an interrupted one was cancelled on the server). */
-const noGiveBackWaiting = Effect.gen(function*() {
-  const sql = yield* SqlClient
-  yield* waitFor(
-    "the interrupted give-back's statement cancelled",
-    Effect.map(
-      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
-                                  WHERE wait_event_type = 'Lock' AND query LIKE ${`%${prefix}%`}
-                                    AND pid <> pg_backend_pid()`,
-      (rows) => rows[0]!.n === 0
-    )
-  )
-})
+const noGiveBackWaiting = waitFor("the interrupted give-back's statement cancelled", Effect.map(lockWaiters, (n) => n === 0))
 
 /** The job is still `executing` with the attempt its claim counted: nothing gave it back yet. */
 const assertStillClaimed = (id: number) =>

@@ -3,7 +3,7 @@
  * PostgreSQL: every command, --json output parsed, exit codes, and clear
  * errors for bad input and for an unreachable or unmigrated database.
  */
-import { assert, layer } from "@effect/vitest"
+import { assert, it as plain, layer } from "@effect/vitest"
 import { execFile } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -11,6 +11,9 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { ConnectionError, SqlError } from "effect/sql/SqlError"
+import { classify } from "../src/cli/main.ts"
+import { ExitCode } from "../src/cli/exitCodes.ts"
 import * as Cron from "../src/Cron.ts"
 import * as Oban from "../src/Oban.ts"
 import * as Workflow from "../src/Workflow.ts"
@@ -404,4 +407,19 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       const run = yield* cli(withPrefix("migrate", "status", "--json"), { script: built })
       assert.strictEqual(parsed<{ prefix: string }>(run).prefix, prefix)
     }))
+})
+
+plain("a command whose transaction the server ended for sitting idle exits 3 and says why", () => {
+  // As `transaction` reports the server's 25P03 (test/transaction.test.ts makes a real one).
+  const cause = Object.assign(new Error("terminating connection due to idle-in-transaction timeout"), { code: "25P03" })
+  const error = new SqlError({
+    reason: new ConnectionError({
+      cause,
+      message: "the server ended this transaction of effect-oban's after it sat idle past the 10 s ...",
+      operation: "query"
+    })
+  })
+  const reported = classify(error)
+  assert.strictEqual(reported.code, ExitCode.unreachable)
+  assert.match(reported.message, /^lost the database: the server ended this transaction of effect-oban's/)
 })

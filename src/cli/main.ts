@@ -13,6 +13,7 @@ import { cron, nodes } from "./clusterCommand.ts"
 import { dashboard } from "./dashboardCommand.ts"
 import { serverMessage } from "../internal/serverMessage.ts"
 import { isServerUnavailable, type ReasonedFailure } from "../internal/serverUnavailable.ts"
+import { isIdleTransactionEnd } from "../internal/sql/transaction.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { jobs } from "./jobsCommand.ts"
 import { migrate } from "./migrateCommand.ts"
@@ -90,6 +91,10 @@ export const classify = (error: unknown): Reported => {
     case "SqlError": {
       const reason = tagged.reason?._tag
       const detail = serverMessage(error as never) ?? tagged.message ?? ""
+      // The server ended one of the command's transactions for sitting idle: the process stalled.
+      if (isIdleTransactionEnd(error)) {
+        return { code: ExitCode.unreachable, tag: "SqlError", message: `lost the database: ${tagged.message ?? detail}` }
+      }
       // Refused while connecting (no such database, too many connections, starting up): unreachable too.
       if (reason === "ConnectionError" || reason === "AuthenticationError") {
         return { code: ExitCode.unreachable, tag: reason, message: `cannot reach the database: ${detail}` }

@@ -85,21 +85,19 @@ const completionArrays = (rows: ReadonlyArray<AckRow>) => {
   let ids = "{"
   let claimOf = "{"
   let attempts = "{"
-  let claims = "{"
   for (let index = 0; index < inOrder.length; index++) {
     const row = inOrder[index]!
     let position = positions.get(row.claim)
     if (position === undefined) {
       position = positions.size + 1
       positions.set(row.claim, position)
-      claims += `${position === 1 ? "" : ","}"${row.claim.replace(/["\\]/g, "\\$&")}"`
     }
     const separator = index === 0 ? "" : ","
     ids += `${separator}${row.id}`
     claimOf += `${separator}${position}`
     attempts += `${separator}${row.attempt}`
   }
-  return { ids: ids + "}", claims: claims + "}", claimOf: claimOf + "}", attempts: attempts + "}" }
+  return { ids: ids + "}", claims: textArrayLiteral([...positions.keys()]), claimOf: claimOf + "}", attempts: attempts + "}" }
 }
 
 /**
@@ -346,17 +344,23 @@ const settleStaleAcks = (
         ${`{${missed.map((ack) => ack.attempt - (ack.give_back ? 1 : 0)).join(",")}}`}::smallint[]
       ) AS a(id, claim, attempt)
     ),
-    counted AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET attempt = LEAST(j.max_attempts, given.attempt)
-      FROM given
-      WHERE j.id = given.id AND j.state = 'cancelled' AND j.attempted_by[1] = ${node}
+    uncounted AS MATERIALIZED (
+      SELECT j.id, given.attempt FROM ${table(sql, prefix, "oban_jobs")} AS j JOIN given ON j.id = given.id
+      WHERE j.state = 'cancelled' AND j.attempted_by[1] = ${node}
         AND j.attempted_by[3] = given.claim AND j.attempted_by[4] = 'ahead' AND j.attempt < given.attempt
+      -- A row another transaction holds (a retryJob or deleteJob of it) is passed over: this statement
+      -- never waits, and the outcomes behind it on this node with it.
+      FOR UPDATE OF j SKIP LOCKED
+    ),
+    counted AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET attempt = LEAST(j.max_attempts, uncounted.attempt)
+      FROM uncounted
+      WHERE j.id = uncounted.id
       RETURNING j.id
     )
     SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim
     FROM given AS a
     LEFT JOIN ${table(sql, prefix, "oban_jobs_all")} AS j ON j.id = a.id
-    CROSS JOIN (SELECT count(*) FROM counted) AS c
   `.pipe(Effect.map((rows) => {
     const now = new Map(rows.map((row) => [Number(row.id), row]))
     return missed.map((ack) => ({

@@ -30,7 +30,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { Connection } from "effect/sql/SqlConnection"
 import { makeWithTransaction, type SqlClient } from "effect/sql/SqlClient"
-import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
+import { ConnectionError, isSqlError, SqlError, UnknownError } from "effect/sql/SqlError"
 import { withStatementTimeout } from "../statementTimeout.ts"
 
 /** How long a ROLLBACK may take before its connection is given up. */
@@ -145,26 +145,31 @@ const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =
 /** SQLSTATE `idle_in_transaction_session_timeout`: the server ended the session. */
 const idleEndedCode = "25P03"
 
+const hasCode = (cause: unknown, code: string): boolean =>
+  typeof cause === "object" && cause !== null && (cause as { readonly code?: unknown }).code === code
+
+/**
+ * Whether `error` says the server ended a transaction of the library's for
+ * sitting idle (see `explainIdleEnd`), as the driver or as `transaction`
+ * reports it.
+ */
+export const isIdleTransactionEnd = (error: unknown): error is SqlError =>
+  isSqlError(error) && hasCode(error.reason.cause, idleEndedCode)
+
 /**
  * The driver reports the server ending an idle transaction's session as an
  * `UnknownError` that says only "The server reported an error". Said plainly
  * instead, as a `ConnectionError` (retryable: the session is gone, nothing
  * was written, and the same call on a fresh connection may well succeed).
  */
-const explainIdleEnd = <E>(error: E): E | SqlError => {
-  if (!(error instanceof SqlError) || error.reason._tag !== "UnknownError") return error
-  const cause = error.reason.cause
-  if (typeof cause !== "object" || cause === null || (cause as { readonly code?: unknown }).code !== idleEndedCode) {
-    return error
-  }
-  return new SqlError({
+const explainIdleEnd = <E>(error: E): E | SqlError =>
+  !isIdleTransactionEnd(error) || error.reason._tag !== "UnknownError" ? error : new SqlError({
     reason: new ConnectionError({
-      cause,
-      message: `the server ended this transaction of effect-oban's after it sat idle for ${ownIdleMillis / 1000} s ` +
-        "between two statements (idle_in_transaction_session_timeout, which the library sets for its own " +
-        "transactions): the process was likely stalled (a CPU-bound job on the main thread, a paused VM); " +
-        "nothing the transaction wrote was kept",
+      cause: error.reason.cause,
+      message: `the server ended this transaction of effect-oban's after it sat idle past the ${ownIdleMillis / 1000} s ` +
+        "the library allows its own transactions between two statements (idle_in_transaction_session_timeout): " +
+        "the process was likely stalled (a CPU-bound job on the main thread, a paused VM); nothing the " +
+        "transaction wrote was kept",
       operation: error.reason.operation
     })
   })
-}
