@@ -177,7 +177,15 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       return was
     }
     const scope = yield* Effect.scope
-    const returns = ClaimReturns.make({ sql: options.sql, prefix: options.prefix, scope, context, logs, fetchTimeout })
+    const returns = ClaimReturns.make({
+      sql: options.sql,
+      prefix: options.prefix,
+      scope,
+      context,
+      logs,
+      fetchTimeout,
+      fetchSettle
+    })
     /** Gives back every job waiting here (pause, a producer row found dead). */
     const giveBack = Effect.asVoid(returns.giveBack(() => buffer.takeAll(), "job"))
     // Runs after the loops below and the retries of `returns` have stopped (finalizers run in reverse order).
@@ -241,14 +249,19 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       // its 5 s to give the connection up), so the claim is released as the producer stops only once
       // it can no longer commit.
       claimsInFlight.add(claim)
+      // A fetch past its deadline goes on in the background until the driver hears it end.
+      let ended: Effect.Effect<void> = Effect.void
       const fetched = yield* restore(withStatementTimeout(fetch, {
         timeout: fetchTimeout,
         operation: "fetch",
-        settleOnInterrupt: fetchSettle
+        settleOnInterrupt: fetchSettle,
+        onAbandon: (statementEnded) => (ended = statementEnded)
       })).pipe(
         // The server may have committed a claim whose reply we never got (or could not read): put
         // those jobs back. The claim leaves the fetches in flight only once it is being released.
-        Effect.onError(() => Effect.andThen(returns.fetchFailed(claim), Effect.sync(() => claimsInFlight.delete(claim))))
+        Effect.onError(() =>
+          Effect.andThen(returns.fetchFailed(claim, ended), Effect.sync(() => claimsInFlight.delete(claim)))
+        )
       )
       // In one step with taking its jobs: the reconciler sees the claim in flight or its jobs here.
       try {

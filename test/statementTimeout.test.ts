@@ -107,4 +107,22 @@ describe("withStatementTimeout", () => {
       // At most the 6 s asked for, with room for a loaded machine's timers.
       assert.isBelow(settled, 8_000)
     }), 60_000)
+
+  it.live("a statement abandoned at its deadline tells when it has ended (onAbandon)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      let ended: Effect.Effect<void> | undefined
+      const failed = yield* Effect.flip(withStatementTimeout(sql`SELECT pg_sleep(1.5), 'abandoned-probe'`, {
+        timeout: "200 millis",
+        operation: "probe",
+        onAbandon: (statementEnded) => (ended = statementEnded)
+      }))
+      assert.strictEqual(failed.reason._tag, "StatementTimeoutError")
+      assert.isDefined(ended)
+      const running = sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                                          WHERE state = 'active' AND query LIKE '%abandoned-probe%' AND pid <> pg_backend_pid()`
+      // Abandoned, not ended: the driver cancels it in the background.
+      yield* ended!
+      assert.strictEqual((yield* running)[0]!.n, 0, "the statement still runs on the server")
+    }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 2 }))), 30_000)
 })

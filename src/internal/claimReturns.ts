@@ -52,8 +52,11 @@ export interface ClaimReturns {
    * many `take` returned.
    */
   readonly giveBack: (take: () => ReadonlyArray<Unstarted>, what: string) => Effect.Effect<number>
-  /** A fetch under `claim` failed: releases whatever the server claimed for it, in the background. */
-  readonly fetchFailed: (claim: string) => Effect.Effect<void>
+  /**
+   * A fetch under `claim` failed: releases whatever the server claimed for it, in the background, once
+   * `ended` (its statement, if it went on past its deadline, has ended) and again later.
+   */
+  readonly fetchFailed: (claim: string, ended: Effect.Effect<void>) => Effect.Effect<void>
   readonly pending: () => Pending
   /**
    * At shutdown, once the producer's loops have stopped: gives back `jobs` (the buffer) with every
@@ -82,12 +85,14 @@ export const make = (options: {
   readonly context: Context.Context<never>
   readonly logs: Readonly<Record<string, string>>
   readonly fetchTimeout: Duration.Duration
+  /** How long to wait for the statement of a fetch abandoned at its deadline to end (see `untilEnded`). */
+  readonly fetchSettle: Duration.Duration
 }): ClaimReturns => {
   // Jobs not yet given back, by id, and whether a fiber retries them.
   const unreturned = new Map<number, Unstarted>()
   let retrying = false
-  // Claims of failed fetches whose release has not yet got through.
-  const lostClaims = new Set<string>()
+  // Claims of failed fetches whose release has not yet got through, each with when its statement ended.
+  const lostClaims = new Map<string, Effect.Effect<void>>()
   // Jobs whose give-back is on its way (out of the buffer, not yet given back or kept): still this
   // node's for the reconciler.
   const beingGivenBack = new Set<Unstarted>()
@@ -192,17 +197,29 @@ export const make = (options: {
       )
     })
 
-  const fetchFailed = (claim: string): Effect.Effect<void> =>
+  const fetchFailed = (claim: string, ended: Effect.Effect<void>): Effect.Effect<void> =>
     Effect.suspend(() => {
-      lostClaims.add(claim)
+      const settled = untilEnded([ended])
+      lostClaims.set(claim, settled)
       return Effect.asVoid(Effect.forkIn(
-        own(releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout)).pipe(
+        own(Effect.andThen(settled, releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout))).pipe(
           // Interrupted (shutdown), the claim stays pending for `atShutdown`.
           Effect.tap(() => Effect.sync(() => lostClaims.delete(claim)))
         ),
         options.scope
       ))
     })
+
+  /**
+   * Until the statements of failed fetches have ended (at once for most: only one abandoned at its
+   * deadline runs on), waiting at most `fetchSettle` in real time: the driver gives such a statement's
+   * connection up after 5 s, and past that nothing more can be known of it.
+   */
+  const untilEnded = (ended: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> =>
+    ended.length === 0 ? Effect.void : Effect.raceFirst(
+      Effect.all(ended, { concurrency: "unbounded", discard: true }),
+      realSleep(Duration.toMillis(options.fetchSettle))
+    )
 
   /**
    * At shutdown a statement that failed with a retryable error is sent again, in real time (the node's
@@ -258,13 +275,15 @@ export const make = (options: {
       }
       const jobs = [...byId.values()]
       unreturned.clear()
-      const claims = [...lostClaims]
+      const claims = [...lostClaims.keys()]
+      const statementsEnded = untilEnded([...lostClaims.values()])
       lostClaims.clear()
       const giveBackAll = jobs.length === 0 ? Effect.void : giveBackAtShutdown(jobs)
       const release = releaseClaims(options.sql, options.prefix, claims).pipe(
         withStatementTimeout({ timeout: statementTimeout, operation: "release" })
       )
-      const releaseAll = claims.length === 0 ? Effect.void : untilDeadline(release, "release").pipe(
+      // Only once the failed fetches' statements have ended: one still running could commit its claim after.
+      const releaseAll = claims.length === 0 ? Effect.void : Effect.andThen(statementsEnded, untilDeadline(release, "release")).pipe(
         Effect.flatMap((released) =>
           released.length === 0 ? Effect.void : Effect.logWarning(
             `released ${released.length} job(s) claimed by fetches whose reply was lost, at shutdown: ${idList(released)}`
@@ -282,7 +301,7 @@ export const make = (options: {
     fetchFailed,
     pending: () => ({
       jobs: [...unreturned.keys(), ...Array.from(beingGivenBack, (unstarted) => unstarted.job.id)],
-      claims: [...lostClaims]
+      claims: [...lostClaims.keys()]
     }),
     atShutdown
   }

@@ -55,6 +55,14 @@ export interface Options {
    * the error.
    */
   readonly connection?: "pool" | "own" | undefined
+  /**
+   * Called when the caller fails at the deadline while the work goes on in
+   * the background, with an effect that ends when the work has ended (the
+   * driver heard the statement end, committed or cancelled, or gave its
+   * connection up): what a caller must wait for before it can tell what the
+   * work left behind.
+   */
+  readonly onAbandon?: ((ended: Effect.Effect<void>) => void) | undefined
 }
 
 /**
@@ -125,6 +133,9 @@ export const withStatementTimeout: {
       ).pipe(
         Effect.onExit((exit) => {
           if (Exit.isSuccess(exit)) return Effect.void
+          if (options.onAbandon !== undefined && !Cause.hasInterruptsOnly(exit.cause)) {
+            options.onAbandon(Effect.asVoid(Fiber.await(fiber)))
+          }
           const interrupt = Effect.forkDetach(Fiber.interrupt(fiber))
           return settleMillis === undefined || !Cause.hasInterruptsOnly(exit.cause)
             ? Effect.asVoid(interrupt)
