@@ -65,6 +65,12 @@ export interface ClaimReturns {
   readonly atShutdown: (jobs: ReadonlyArray<Unstarted>) => Effect.Effect<void>
 }
 
+/** The statement of a failed fetch: when it ended, and until when (epoch ms) that is worth waiting for. */
+interface Statement {
+  readonly ended: Effect.Effect<void>
+  readonly waitUntil: number
+}
+
 /** The failure of a give-back that left jobs to try again (see `giveBackUnreturned`). */
 const someLeft = { _tag: "SomeLeft" } as const
 
@@ -91,8 +97,9 @@ export const make = (options: {
   // Jobs not yet given back, by id, and whether a fiber retries them.
   const unreturned = new Map<number, Unstarted>()
   let retrying = false
-  // Claims of failed fetches whose release has not yet got through, each with when its statement ended.
-  const lostClaims = new Map<string, Effect.Effect<void>>()
+  // Claims of failed fetches whose release has not yet got through, each with when its statement ended
+  // and how long (wall-clock time) that is worth waiting for.
+  const lostClaims = new Map<string, Statement>()
   // Jobs whose give-back is on its way (out of the buffer, not yet given back or kept): still this
   // node's for the reconciler.
   const beingGivenBack = new Set<Unstarted>()
@@ -199,10 +206,10 @@ export const make = (options: {
 
   const fetchFailed = (claim: string, ended: Effect.Effect<void>): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const settled = untilEnded([ended])
-      lostClaims.set(claim, settled)
+      const statement = { ended, waitUntil: Date.now() + Duration.toMillis(options.fetchSettle) }
+      lostClaims.set(claim, statement)
       return Effect.asVoid(Effect.forkIn(
-        own(Effect.andThen(settled, releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout))).pipe(
+        own(Effect.andThen(untilEnded([statement]), releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout))).pipe(
           // Interrupted (shutdown), the claim stays pending for `atShutdown`.
           Effect.tap(() => Effect.sync(() => lostClaims.delete(claim)))
         ),
@@ -212,14 +219,18 @@ export const make = (options: {
 
   /**
    * Until the statements of failed fetches have ended (at once for most: only one abandoned at its
-   * deadline runs on), waiting at most `fetchSettle` in real time: the driver gives such a statement's
-   * connection up after 5 s, and past that nothing more can be known of it.
+   * deadline runs on), waiting at most until `fetchSettle` after each failed, in real time: the driver
+   * gives such a statement's connection up after 5 s, and past that nothing more can be known of it.
    */
-  const untilEnded = (ended: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> =>
-    ended.length === 0 ? Effect.void : Effect.raceFirst(
-      Effect.all(ended, { concurrency: "unbounded", discard: true }),
-      realSleep(Duration.toMillis(options.fetchSettle))
-    )
+  const untilEnded = (statements: ReadonlyArray<Statement>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (statements.length === 0) return Effect.void
+      const waitMillis = Math.max(...statements.map((statement) => statement.waitUntil)) - Date.now()
+      return waitMillis <= 0 ? Effect.void : Effect.raceFirst(
+        Effect.all(statements.map((statement) => statement.ended), { concurrency: "unbounded", discard: true }),
+        realSleep(waitMillis)
+      )
+    })
 
   /**
    * At shutdown a statement that failed with a retryable error is sent again, in real time (the node's

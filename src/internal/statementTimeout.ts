@@ -24,6 +24,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -56,11 +57,12 @@ export interface Options {
    */
   readonly connection?: "pool" | "own" | undefined
   /**
-   * Called when the caller fails at the deadline while the work goes on in
-   * the background, with an effect that ends when the work has ended (the
-   * driver heard the statement end, committed or cancelled, or gave its
-   * connection up): what a caller must wait for before it can tell what the
-   * work left behind.
+   * Called when the caller fails other than by its own interruption (at the
+   * deadline, while the work goes on in the background, or with the work's
+   * own failure, when it has ended already), with an effect that ends when
+   * the work has ended (the driver heard the statement end, committed or
+   * cancelled, or gave its connection up): what a caller must wait for
+   * before it can tell what the work left behind.
    */
   readonly onAbandon?: ((ended: Effect.Effect<void>) => void) | undefined
 }
@@ -120,8 +122,12 @@ export const withStatementTimeout: {
   const settleMillis = options.settleOnInterrupt === undefined
     ? undefined
     : Duration.toMillis(Duration.fromInputUnsafe(options.settleOnInterrupt))
-  return Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.forkDetach(restore(self)), (fiber) =>
+  return Effect.uninterruptibleMask((restore) => {
+    // One per run. Only the work's end is kept for `onAbandon`, not its fiber (whose exit may hold a
+    // large result).
+    const ended = options.onAbandon === undefined ? undefined : Deferred.makeUnsafe<void>()
+    const work = ended === undefined ? self : Effect.ensuring(self, Deferred.done(ended, Exit.void))
+    return Effect.flatMap(Effect.forkDetach(restore(work)), (fiber) =>
       restore(
         Effect.raceFirst(
           Fiber.join(fiber),
@@ -133,14 +139,12 @@ export const withStatementTimeout: {
       ).pipe(
         Effect.onExit((exit) => {
           if (Exit.isSuccess(exit)) return Effect.void
-          if (options.onAbandon !== undefined && !Cause.hasInterruptsOnly(exit.cause)) {
-            options.onAbandon(Effect.asVoid(Fiber.await(fiber)))
-          }
+          if (ended !== undefined && !Cause.hasInterruptsOnly(exit.cause)) options.onAbandon?.(Deferred.await(ended))
           const interrupt = Effect.forkDetach(Fiber.interrupt(fiber))
           return settleMillis === undefined || !Cause.hasInterruptsOnly(exit.cause)
             ? Effect.asVoid(interrupt)
             : Effect.flatMap(interrupt, (interrupting) => Effect.raceFirst(Fiber.await(interrupting), realSleep(settleMillis)))
         })
       ))
-  )
+  })
 })
