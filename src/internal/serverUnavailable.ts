@@ -29,7 +29,8 @@ const unavailableCodes: ReadonlySet<string> = new Set([
   "25006" // read_only_sql_transaction: a standby, as the old primary is after a failover
 ])
 
-const sqlState = (cause: unknown): string | undefined => {
+/** The SQLSTATE a driver error carries as its `code`, if any. */
+export const sqlState = (cause: unknown): string | undefined => {
   if (typeof cause !== "object" || cause === null || !("code" in cause)) return undefined
   return typeof cause.code === "string" ? cause.code : undefined
 }

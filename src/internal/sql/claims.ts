@@ -235,7 +235,6 @@ export const releaseClaims = (
     SELECT (SELECT array_agg(id::text ORDER BY id) FROM released) AS ids FROM notified
   `.pipe(Effect.map((rows) => (rows[0]?.ids ?? []).map(Number)))
 
-
 /**
  * The jobs this node must stop, in case their cancel's signal did not reach
  * it (a LISTEN connection down, or the signal read before the claim that

@@ -29,7 +29,6 @@ export interface InsertedRow {
 const arrayOf = (values: ReadonlyArray<unknown>, elementOid: number): PgTypes.Parameter =>
   Result.getOrThrow(PgTypes.array(values, elementOid))
 
-
 /** What `insertJobs` returns: the jobs' ids in input order, and what the database decided for them. */
 export interface InsertedBatch {
   /** The insertion time of every job. */

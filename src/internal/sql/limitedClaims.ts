@@ -34,6 +34,7 @@ import { byFetchOrder, type ClaimBy, type Fetched, producerIsLive, startAttempt 
 import { qualifiedJobColumns } from "./jobs.ts"
 import { limitsObject } from "./queues.ts"
 import { table } from "./tables.ts"
+import { textArrayLiteral } from "./arrayLiteral.ts"
 
 /** What a limited claim returns: every job starts now (`ahead` is empty). */
 export interface LimitedFetch extends Fetched {
@@ -84,10 +85,6 @@ const partitionKey = (sql: SqlClient, partition: Partition | undefined, alias: s
 /** How `oban_executing_counts` (migration 13) divides the jobs: its `part_by` and `part_key`. */
 const partitionArgs = (partition: Partition | undefined): readonly [string, string] =>
   partition === undefined ? ["none", ""] : partition.by === "worker" ? ["worker", ""] : ["args", partition.key]
-
-/** A Postgres array literal of `values` (numbers, or text quoted as JSON strings are). */
-const arrayLiteral = (values: ReadonlyArray<number | string>): string =>
-  `{${values.map((value) => typeof value === "number" ? String(value) : JSON.stringify(value)).join(",")}}`
 
 /** Whether the stored partition in `column` is `partition`, as `sameLimits` compares them. */
 const partitionIs = (sql: SqlClient, column: string, partition: Partition | undefined): Fragment =>
@@ -156,8 +153,8 @@ const claimWithin = (
       SELECT e.part, e.n
       FROM queue_row AS f,
            ${table(sql, prefix, "oban_executing_counts")}(f.name, ${partBy}, ${partKey},
-             ${arrayLiteral(options.finished.map((job) => job.id))}::bigint[],
-             ${arrayLiteral(options.finished.map((job) => job.claim))}::text[]) AS e
+             ${`{${options.finished.map((job) => job.id).join(",")}}`}::bigint[],
+             ${textArrayLiteral(options.finished.map((job) => job.claim))}::text[]) AS e
       WHERE f.expected
     )`
   // The current fixed window (ms since the epoch, aligned to it) and what was claimed in it.

@@ -31,6 +31,7 @@ import * as Option from "effect/Option"
 import type { Connection } from "effect/sql/SqlConnection"
 import { makeWithTransaction, type SqlClient } from "effect/sql/SqlClient"
 import { ConnectionError, isSqlError, SqlError, UnknownError } from "effect/sql/SqlError"
+import { sqlState } from "../serverUnavailable.ts"
 import { withStatementTimeout } from "../statementTimeout.ts"
 
 /** How long a ROLLBACK may take before its connection is given up. */
@@ -145,16 +146,13 @@ const endIfIdleInTransaction = (sql: SqlClient): Effect.Effect<void, SqlError> =
 /** SQLSTATE `idle_in_transaction_session_timeout`: the server ended the session. */
 const idleEndedCode = "25P03"
 
-const hasCode = (cause: unknown, code: string): boolean =>
-  typeof cause === "object" && cause !== null && (cause as { readonly code?: unknown }).code === code
-
 /**
  * Whether `error` says the server ended a transaction of the library's for
  * sitting idle (see `explainIdleEnd`), as the driver or as `transaction`
  * reports it.
  */
 export const isIdleTransactionEnd = (error: unknown): error is SqlError =>
-  isSqlError(error) && hasCode(error.reason.cause, idleEndedCode)
+  isSqlError(error) && sqlState(error.reason.cause) === idleEndedCode
 
 /**
  * The driver reports the server ending an idle transaction's session as an
