@@ -80,6 +80,20 @@ const claimedAhead = waitFor(
   "15 seconds"
 )
 
+/**
+ * 200 Short jobs on a node that claims ahead; once it does, the gate is set: jobs that start from then
+ * on wait for the returned deferred.
+ */
+const gatedOnceAhead = Effect.gen(function*() {
+  yield* truncate
+  yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
+  yield* start
+  yield* claimedAhead
+  const open = yield* Deferred.make<void>()
+  gate = open
+  return open
+})
+
 const jobRows = Effect.gen(function*() {
   const sql = yield* SqlClient
   return yield* sql<{ id: number; state: string; attempt: number; errors: ReadonlyArray<unknown> }>`
@@ -162,15 +176,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
 
   it.effect("a waiting job that is cancelled ends cancelled and never completes", () =>
     Effect.gen(function*() {
-      yield* truncate
-      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
-      yield* start
-      yield* claimedAhead
       // The jobs that start from now on wait: the newest claimed stays in the buffer until the node has
       // heard of the cancel (NOTIFY, after the row changed), however long this takes (it would otherwise
       // start about a second after it was claimed). The gate opens 3 s after the cancel.
-      const held = yield* Deferred.make<void>()
-      gate = held
+      const held = yield* gatedOnceAhead
       const sql = yield* SqlClient
       // The executing job that has not started yet: the newest of those claimed.
       const [waiting] = yield* sql<{ id: number }>`
@@ -191,13 +200,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
 
   it.effect("a job claimed ahead that is cancelled while it runs counts the attempt it ran", () =>
     Effect.gen(function*() {
-      yield* truncate
-      yield* Oban.insertAll(Array.from({ length: 200 }, (_, n) => Short.job({ n })))
-      yield* start
-      yield* claimedAhead
       // The jobs that start from now on wait at the gate: the one cancelled below is running.
-      const open = yield* Deferred.make<void>()
-      gate = open
+      const open = yield* gatedOnceAhead
       const sql = yield* SqlClient
       // A job that started and waits at the gate (so it cannot finish first), which its claim took ahead
       // (no attempt counted in its row).

@@ -13,7 +13,7 @@ import * as ClaimReturns from "../src/internal/claimReturns.ts"
 import { realSleep } from "../src/internal/statementTimeout.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow, waitFor } from "./support/node.ts"
+import { holdRow, jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("claim_returns")
 const Noop = Worker.make("Noop", { args: Schema.Struct({}), perform: () => Effect.void })
@@ -122,18 +122,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
 
   it.effect("at shutdown a job whose row another transaction holds for a moment is given back once it is free", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient
       const unstarted = yield* executing("claim-3")
       const returns = yield* makeReturns
       // A row lock held for 300 ms, as by a give-back the shutdown interrupted whose statement the
       // server is still cancelling.
-      const locked = yield* Deferred.make<void>()
-      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${unstarted.job.id} FOR UPDATE`
-        yield* Deferred.succeed(locked, undefined)
-        yield* realSleep(300)
-      })))
-      yield* Deferred.await(locked)
+      const { release } = yield* holdRow(prefix, unstarted.job.id)
+      const holder = yield* Effect.forkChild(Effect.andThen(realSleep(300), release))
       yield* returns.atShutdown([unstarted])
       yield* Fiber.join(holder)
       yield* assertGivenBack(unstarted.job.id)

@@ -68,24 +68,13 @@ const completed = (prefix: string, name: string) =>
 describe("events of a job that runs before its insert call returns", () => {
   const plain = uniquePrefix("order_plain")
   it.live("an insert outside a transaction: inserted, started, completed, in that order", () =>
-    Effect.gen(function*() {
-      const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(plain)
-      // The insert commits and wakes the node; its reply waits at the proxy.
-      yield* proxy.holdRepliesAfter("reply_held_1")
-      const insert = yield* Effect.forkChild(
-        Oban.insert(Greet.job({ name: "reply_held_1" })).pipe(Effect.provideContext(callerContext))
-      )
-      yield* waitFor("the job ran on the node", completed(plain, "reply_held_1"))
-      yield* Effect.sleep("200 millis")
-      assert.isUndefined(insert.pollUnsafe(), "the insert call was still waiting for its reply")
-      // The node's events for the job wait for the insert's.
-      assert.deepStrictEqual(seen.filter((event) => event.worker === "OrderGreet"), [])
-      yield* proxy.release
-      const job = yield* Fiber.join(insert)
-      yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
-      assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
-      assert.strictEqual((yield* jobRow(plain, job.id)).state, "completed")
-    }).pipe(Effect.scoped, Effect.provide(direct)), 30_000)
+    // The insert commits and wakes the node; its reply waits at the proxy.
+    replyLate(plain, {
+      holdAfter: "reply_held_1",
+      name: "reply_held_1",
+      call: Oban.insert(Greet.job({ name: "reply_held_1" })),
+      waiting: "the insert call was still waiting for its reply"
+    }), 30_000)
 
   const inTransaction = uniquePrefix("order_tx")
   it.live("an insert in the caller's transaction whose COMMIT reply is late: inserted still comes first", () =>
@@ -102,25 +91,43 @@ describe("events of a job that runs before its insert call returns", () => {
 
 /**
  * Runs `body` (an insert of the job named "commit_held") in the caller's transaction, whose COMMIT's
- * reply waits at the proxy while the node, which finds the job by polling, runs it; then checks that
- * the job's events came in order, none before the reply.
+ * reply waits at the proxy (the caller's is the proxy's only connection: its COMMIT runs) while the
+ * node, which finds the job by polling, runs it; then checks as `replyLate` does.
  */
 function commitReplyLate(prefix: string, body: Effect.Effect<{ readonly id: number }, unknown, SqlClient>) {
+  return replyLate(prefix, {
+    holdAfter: "COMMIT",
+    name: "commit_held",
+    call: Effect.flatMap(SqlClient, (sql) => sql.withTransaction(body)),
+    waiting: "the transaction was still waiting for its COMMIT's reply"
+  })
+}
+
+/**
+ * Runs `call` (which inserts the job named `name`) as the caller, the replies after `holdAfter` held at
+ * the proxy, while the node runs the job; then checks that the call was still waiting, that the node's
+ * events for the job waited for its `inserted`, and that they came in order once the reply did.
+ */
+function replyLate(prefix: string, options: {
+  readonly holdAfter: string
+  readonly name: string
+  readonly call: Effect.Effect<{ readonly id: number }, unknown, SqlClient>
+  readonly waiting: string
+}) {
   return Effect.gen(function*() {
     const { callerContext, kindsOf, proxy, seen } = yield* nodeAndCaller(prefix)
-    // The caller's is the proxy's only connection: its COMMIT runs, and the reply waits at the proxy.
-    yield* proxy.holdRepliesAfter("COMMIT")
-    const insert = yield* Effect.forkChild(
-      Effect.flatMap(SqlClient, (sql) => sql.withTransaction(body)).pipe(Effect.provideContext(callerContext))
-    )
-    yield* waitFor("the job ran on the node", completed(prefix, "commit_held"))
+    yield* proxy.holdRepliesAfter(options.holdAfter)
+    const insert = yield* Effect.forkChild(options.call.pipe(Effect.provideContext(callerContext)))
+    yield* waitFor("the job ran on the node", completed(prefix, options.name))
     yield* Effect.sleep("200 millis")
-    assert.isUndefined(insert.pollUnsafe(), "the transaction was still waiting for its COMMIT's reply")
+    assert.isUndefined(insert.pollUnsafe(), options.waiting)
+    // The node's events for the job wait for the insert's.
     assert.deepStrictEqual(seen.filter((event) => event.worker === "OrderGreet"), [])
     yield* proxy.release
     const job = yield* Fiber.join(insert)
     yield* waitFor("the job's events", Effect.sync(() => kindsOf(job.id).length === 3), "5 seconds")
     assert.deepStrictEqual(kindsOf(job.id), ["inserted", "started", "completed"])
+    assert.strictEqual((yield* jobRow(prefix, job.id)).state, "completed")
   }).pipe(Effect.scoped, Effect.provide(direct))
 }
 

@@ -5,7 +5,7 @@
  * doing so never makes the node's outcomes wait for a lock.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Schema } from "effect"
+import { Effect, Fiber, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -14,7 +14,7 @@ import { claimJobs } from "../src/internal/sql/claims.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { jobRow } from "./support/node.ts"
+import { holdRow, jobRow } from "./support/node.ts"
 
 const prefix = uniquePrefix("stale_acks")
 const node = "stale-node"
@@ -52,13 +52,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("stale acks", (it) => {
       const sql = yield* SqlClient
       const { ahead } = yield* cancelledAhead
       // Another transaction holds the cancelled row for 5 s (a retryJob or deleteJob of it, say).
-      const locked = yield* Deferred.make<void>()
-      const holder = yield* Effect.forkChild(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`SELECT id FROM ${sql(prefix)}.oban_jobs WHERE id = ${ahead.id} FOR UPDATE`
-        yield* Deferred.succeed(locked, undefined)
-        yield* Effect.sleep("5 seconds")
-      })))
-      yield* Deferred.await(locked)
+      const { release } = yield* holdRow(prefix, ahead.id)
+      const holder = yield* Effect.forkChild(Effect.andThen(Effect.sleep("5 seconds"), release))
       const started = Date.now()
       const result = yield* ackJobs(sql, prefix, yield* now(sql), node, [ackOf(ahead, "cancelled", { attempt: 1 })])
       const took = Date.now() - started
