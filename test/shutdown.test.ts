@@ -6,7 +6,7 @@
  * the documented code.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Fiber, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
@@ -63,6 +63,21 @@ const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>
     return { code, sentAt, millis: Date.now() - sentAt, output: node.output() }
   })
 
+/** Locks the row of one job claimed ahead that has not run, and releases it `millis` later (in real time). */
+const holdOneWaiting = (prefix: string, millis: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const [waiting] = yield* sql<{ id: number }>`
+      SELECT j.id::int AS id FROM ${sql(prefix)}.oban_jobs j
+      WHERE j.state = 'executing' AND j.attempted_by[4] = 'ahead'
+        AND NOT EXISTS (SELECT 1 FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id)
+      ORDER BY j.id DESC LIMIT 1`
+    assert.isDefined(waiting, "a job claimed ahead was waiting")
+    const { release } = yield* holdRow(prefix, waiting!.id)
+    const releasing = yield* Effect.forkChild(Effect.andThen(Effect.sleep(millis), release))
+    return { id: waiting!.id, releasing }
+  })
+
 /**
  * One node with `limit` slots drains `jobs` jobs of `jobMillis`; once more than `executing.moreThan`
  * are executing (some claimed ahead), it gets SIGTERM. Every job then either completed, having run
@@ -76,6 +91,11 @@ const sigtermWithJobsAhead = (options: {
   readonly jobs: number
   readonly executing: { readonly moreThan: number; readonly what: string }
   readonly startedAfter: number
+  /**
+   * Holds the row of one waiting job locked (as another transaction, a `cancelJob` say, would) from
+   * before SIGTERM until this long after it: shutdown must still give it back.
+   */
+  readonly holdWaitingMillis?: number
 }) =>
   Effect.gen(function*() {
     const prefix = uniquePrefix(options.name)
@@ -97,9 +117,15 @@ const sigtermWithJobsAhead = (options: {
       // Statements the node sent before it stopped reach the table.
       yield* Effect.sleep("200 millis")
       const [before] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(prefix)}.runs`
+      const held = options.holdWaitingMillis === undefined ? undefined : yield* holdOneWaiting(prefix, options.holdWaitingMillis)
       node.child.kill("SIGTERM")
       node.child.kill("SIGCONT")
       assert.strictEqual(yield* Effect.promise(() => node.exited), 0, node.output())
+      if (held !== undefined) {
+        yield* Fiber.join(held.releasing)
+        const row = (yield* rows(prefix)).find((row) => row.id === held.id)!
+        assert.deepStrictEqual([row.state, row.attempt, row.runs], ["available", 0, 0], "the job held locked was given back")
+      }
       const after = yield* rows(prefix)
       const completed = after.filter((row) => row.state === "completed")
       const givenBack = after.filter((row) => row.state === "available")
@@ -399,6 +425,18 @@ describe("SIGTERM under NodeRuntime.runMain while jobs run", () => {
       // Only the two running then (and the few that started before the signal arrived) ran after it: the
       // waiting ones were given back as shutdown began, not started during the grace period.
       startedAfter: 10
+    }), 60_000)
+
+  it.live("a waiting job whose row another transaction holds as SIGTERM comes is still given back once it is free", () =>
+    sigtermWithJobsAhead({
+      name: "sigterm_ahead_held",
+      limit: 2,
+      jobMillis: 20,
+      jobs: 400,
+      executing: { moreThan: 2, what: "jobs claimed ahead of the two slots" },
+      startedAfter: 10,
+      // Well past the node's shutdown (the jobs running are 20 ms), well within its 5 s give-back deadline.
+      holdWaitingMillis: 1_500
     }), 60_000)
 })
 

@@ -113,6 +113,13 @@ describe("withStatementTimeout", () => {
       const sql = yield* SqlClient
       // Both connections open first: the deadline must find the statement on the server, not connecting.
       yield* Effect.all([sql`SELECT pg_sleep(0.05)`, sql`SELECT pg_sleep(0.05)`], { concurrency: 2 })
+      // A client of its own, opened now, to look at the server as soon as `ended` ends (the pool could
+      // hand the probe's connection to this query, and a connect would leave the driver time to finish).
+      const direct = yield* Effect.provideContext(
+        SqlClient,
+        yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 }))
+      )
+      yield* direct`SELECT 1`
       let ended: Effect.Effect<void> | undefined
       const failed = yield* Effect.flip(withStatementTimeout(sql`SELECT pg_sleep(1.5), 'abandoned-probe'`, {
         timeout: "200 millis",
@@ -123,12 +130,8 @@ describe("withStatementTimeout", () => {
       assert.isDefined(ended)
       // Abandoned, not ended: the driver cancels it in the background (after its 10 ms grace).
       yield* ended!
-      // The backend that ran it is idle now, its last statement the probe: it reached the server, and ended.
-      // Read on a client of its own (the pool could hand the probe's connection to this query).
-      const direct = yield* Effect.provideContext(
-        SqlClient,
-        yield* Layer.build(PgClient.layer({ url: Redacted.make(databaseUrl()), maxConnections: 1 }))
-      )
+      // The backend that ran it is idle now, its last statement the probe: it reached the server, and ended
+      // (an `ended` that ended at once would find it still active, within the driver's grace before its cancel).
       const states = yield* direct<{ state: string }>`SELECT state FROM pg_stat_activity
                                                       WHERE query LIKE '%abandoned' || '-probe%'`
       assert.deepStrictEqual(states.map((row) => row.state), ["idle"])
