@@ -24,7 +24,6 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -122,12 +121,8 @@ export const withStatementTimeout: {
   const settleMillis = options.settleOnInterrupt === undefined
     ? undefined
     : Duration.toMillis(Duration.fromInputUnsafe(options.settleOnInterrupt))
-  return Effect.uninterruptibleMask((restore) => {
-    // One per run. Only the work's end is kept for `onAbandon`, not its fiber (whose exit may hold a
-    // large result).
-    const ended = options.onAbandon === undefined ? undefined : Deferred.makeUnsafe<void>()
-    const work = ended === undefined ? self : Effect.ensuring(self, Deferred.done(ended, Exit.void))
-    return Effect.flatMap(Effect.forkDetach(restore(work)), (fiber) =>
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.forkDetach(restore(self)), (fiber) =>
       restore(
         Effect.raceFirst(
           Fiber.join(fiber),
@@ -139,12 +134,15 @@ export const withStatementTimeout: {
       ).pipe(
         Effect.onExit((exit) => {
           if (Exit.isSuccess(exit)) return Effect.void
-          if (ended !== undefined && !Cause.hasInterruptsOnly(exit.cause)) options.onAbandon?.(Deferred.await(ended))
+          // Built only on failure: nothing more on the path of work that succeeds (every fetch and ack).
+          if (options.onAbandon !== undefined && !Cause.hasInterruptsOnly(exit.cause)) {
+            options.onAbandon(Effect.asVoid(Fiber.await(fiber)))
+          }
           const interrupt = Effect.forkDetach(Fiber.interrupt(fiber))
           return settleMillis === undefined || !Cause.hasInterruptsOnly(exit.cause)
             ? Effect.asVoid(interrupt)
             : Effect.flatMap(interrupt, (interrupting) => Effect.raceFirst(Fiber.await(interrupting), realSleep(settleMillis)))
         })
       ))
-  })
+  )
 })
