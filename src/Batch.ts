@@ -21,6 +21,7 @@
  */
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import type { InvalidJobError, InvalidWorkflowError, MigrationError } from "./Errors.ts"
@@ -144,7 +145,7 @@ export interface Counts {
  */
 export const counts = (job: Pick<Job, "id">): Effect.Effect<Counts, MigrationError | SqlError, SqlClient> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const { prefix } = yield* Settings
     const rows = yield* orNotMigrated(prefix)(depStateCounts(sql, prefix, job.id))
     const byState: Partial<Record<JobState, number>> = {}

@@ -14,6 +14,7 @@
  */
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
@@ -77,7 +78,7 @@ export const insert = (
       })
     }
     if (requests.length === 0) return []
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const { prefix } = yield* Settings
     const id = workflowId(key)
     // Without a tracing backend the jobs carry the caller's span, not the span of the transaction below.

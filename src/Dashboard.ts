@@ -29,6 +29,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import { randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import { Settings } from "./Config.ts"
@@ -93,7 +94,7 @@ const mount = (options: Options, stopping: Deferred.Deferred<void>) =>
     const base = normalizePath(options.path ?? "/oban")
     const poller = yield* makePoller(options.pollInterval ?? Duration.seconds(2))
     yield* Effect.addFinalizer(() => Deferred.succeed(stopping, undefined))
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const settings = yield* Settings
     const handler = makeHandler({ base, access: options.access, challenge: options.challenge, poller, csrf: makeCsrf(), stopping })
     const mounted = base === "" ? router : router.prefixed(base)

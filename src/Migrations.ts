@@ -11,6 +11,7 @@
  */
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { resolve } from "./Config.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError } from "./Errors.ts"
@@ -120,7 +121,7 @@ export const run = (options: Options = {}): Effect.Effect<Report, MigrateError, 
     const files = yield* migrationFiles
     const to = options.to ?? files.length
     yield* checkTarget(to, files.length)
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     return yield* transaction(sql, Effect.gen(function*() {
       yield* lockMigrations(sql, prefix)
       yield* runScript(sql, createBookkeepingSql(prefix))
@@ -147,7 +148,7 @@ export const down = (options: Options & { readonly to: number }): Effect.Effect<
     const prefix = yield* resolvePrefix(options.prefix)
     const files = yield* migrationFiles
     yield* checkTarget(options.to, files.length)
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     return yield* transaction(sql, Effect.gen(function*() {
       yield* lockMigrations(sql, prefix)
       const applied = new Set((yield* appliedVersions(sql, prefix)).map((row) => row.version))
@@ -172,7 +173,7 @@ export const status = (
   Effect.gen(function*() {
     const prefix = yield* resolvePrefix(options.prefix)
     const files = yield* migrationFiles
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const applied = yield* appliedVersions(sql, prefix)
     const done = new Set(applied.map((row) => row.version))
     return {

@@ -23,6 +23,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import {
@@ -245,7 +246,7 @@ export const layer = <W extends Worker.Any>(
       // (runMain's listeners are gone by then), a repeated SIGTERM or SIGINT is ignored (see stopSignals.ts).
       yield* Effect.addFinalizer(() => Effect.sync(() => holdStopSignals(10_000)))
       const runtime = yield* makeRuntime<Worker.Requirements<W>>(options)
-      const sql = yield* SqlClient
+      const sql = plain(yield* SqlClient)
       const settings = { prefix: runtime.prefix, maxArgsBytes: runtime.maxArgsBytes }
       const local = <A, E>(effect: Effect.Effect<A, E, SqlClient>) =>
         effect.pipe(

@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import type { Oban } from "./Oban.ts"
@@ -207,7 +208,7 @@ export const layer = <W extends WorkerModule.Any = never>(
     const threads = yield* testThreadPool(options.threads, workers)
     const registry = makeRegistry(node, workers, context as Context.Context<unknown>, threads)
     const mode = options.mode ?? "manual"
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const inline = (jobs: ReadonlyArray<Job>) =>
       Effect.gen(function*() {
         const due = jobs.filter((job) => job.state === "available").map((job) => job.id)
@@ -283,7 +284,7 @@ const drainRefusal = (options: Parameters<typeof drainQueue>[0]): string | undef
 
 const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQueue>[0]) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const counts = { completed: 0, failed: 0, snoozed: 0, cancelled: 0, discarded: 0 }
     const maxStalledRounds = options.maxStalledRounds ?? defaultMaxStalledRounds
     let previous: ReadonlySet<number> = new Set()

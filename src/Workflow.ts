@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./internal/sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "./Config.ts"
 import { type InvalidJobError, InvalidResultError, InvalidWorkflowError, type MigrationError } from "./Errors.ts"
@@ -297,7 +298,7 @@ export const results = <O>(
         message: `worker ${worker.name} records no result (give it a result schema)`
       })
     }
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const { prefix } = yield* Settings
     const rows = yield* orNotMigrated(prefix)(depResults(sql, prefix, job.id))
     const decode = Schema.decodeUnknownEffect(codec)

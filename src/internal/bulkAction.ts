@@ -5,6 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { InvalidFilterError, type MigrationError } from "../Errors.ts"
@@ -52,7 +53,7 @@ export const bulk = (
     if (action._tag === "reschedule" && Number.isNaN(action.at.getTime())) {
       return yield* new InvalidFilterError({ field: "at", message: "not a valid date" })
     }
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const { prefix } = yield* Settings
     return yield* orNotMigrated(prefix)(
       runBulk(sql, prefix, { action, condition: filterCondition(sql, filter), batchSize, onBatch })

@@ -8,6 +8,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Tracer from "effect/Tracer"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { Settings } from "../Config.ts"
@@ -71,7 +72,7 @@ const insertWith = (
   traceparent: string | undefined
 ): Effect.Effect<ReadonlyArray<Inserted>, InvalidJobError | MigrationError | SqlError> => {
   const settings = Context.get(context, Settings)
-  const sql = Context.get(context, SqlClient)
+  const sql = plain(Context.get(context, SqlClient))
   return Effect.flatMap(
     encodeRequests(list, settings, traceparent, indexed ? identity : noIndex),
     (encoded) => Effect.flatMap(now(sql), (time) => write(context, sql, settings.prefix, list, encoded, time, indexed))

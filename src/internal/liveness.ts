@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { connectionSettings, type DirectConnection } from "./directConnection.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
@@ -106,11 +107,11 @@ export const make = (options: {
       multiplex: false
     }).pipe(
       Effect.provideServiceEffect(Reactivity.Reactivity, Reactivity.make),
-      Effect.map((client): SqlClient => client),
+      Effect.map((client): SqlClient => plain(client)),
       Effect.catch((error) =>
         Effect.andThen(
           Effect.logWarning("could not make the node's own connection; heartbeats use the shared pool", error.message),
-          SqlClient
+          Effect.map(Effect.service(SqlClient), plain)
         )
       )
     )

@@ -7,6 +7,7 @@
  */
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./sql/plain.ts"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { MigrationError } from "../Errors.ts"
@@ -64,7 +65,7 @@ export const withPrefix = <A, E = never>(
   f: (sql: SqlClient, prefix: string) => Effect.Effect<A, E | SqlError>
 ): Effect.Effect<A, E | MigrationError | SqlError, SqlClient> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const { prefix } = yield* Settings
     return yield* orNotMigrated(prefix)(f(sql, prefix))
   })

@@ -17,6 +17,7 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { resolve as resolveSettings, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
@@ -141,7 +142,7 @@ const makeNode = <R>(options: NodeOptions, events: Hub): Make<R> =>
 
 const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub): Make<R> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     yield* checkWorkers(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)
     const names = new Set(options.workers.map((worker) => worker.name))
     yield* checkThreadModules(options.workers as ReadonlyArray<Executor.RunnableWorker<R>>)

@@ -7,6 +7,7 @@
  */
 import * as Effect from "effect/Effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "../Errors.ts"
@@ -122,7 +123,7 @@ export const insertWorkflow = (
     const settings = yield* Settings
     const traceparent = traced === undefined ? yield* currentTraceparent : traced.traceparent
     const encoded = yield* encodeRequests(steps.map((step) => step.request), settings, traceparent, (i) => i)
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const time = yield* now(sql)
     const migrated = orNotMigrated(settings.prefix)
     const rows: ReadonlyArray<Sql.WorkflowRow> = steps.map((step, index) => ({

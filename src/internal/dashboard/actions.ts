@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "../sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Cluster from "../../Cluster.ts"
 import { Settings } from "../../Config.ts"
@@ -126,7 +127,7 @@ export const bulkAction = (
     const fields = Array.from(form.entries()).filter(([name]) => name !== "_csrf" && name !== "confirmed")
     const back = `${context.base}/jobs?${new URLSearchParams(fields)}`
     if (form.get("confirmed") !== "yes") {
-      const sql = yield* SqlClient
+      const sql = plain(yield* SqlClient)
       const { prefix } = yield* Settings
       const n = yield* orNotMigrated(prefix)(countMatching(sql, prefix, validated, confirmCountCap))
       const count = n > confirmCountCap ? `more than ${plural(confirmCountCap, "job")}` : plural(n, "job")

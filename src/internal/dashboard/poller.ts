@@ -13,6 +13,7 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
 import { SqlClient } from "effect/sql/SqlClient"
+import { plain } from "../sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Cluster from "../../Cluster.ts"
 import { Settings } from "../../Config.ts"
@@ -36,7 +37,7 @@ export const makePoller = (
   interval: Duration.Input
 ): Effect.Effect<Poller, never, SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient
+    const sql = plain(yield* SqlClient)
     const settings = yield* Settings
     const millis = Duration.toMillis(Duration.fromInputUnsafe(interval))
     const lock = yield* Semaphore.make(1)
