@@ -10,6 +10,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { loggedMessageLength, shortMessage } from "../src/internal/attemptLog.ts"
+import { clean } from "../src/internal/errorText.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { waitFor } from "./support/node.ts"
 
@@ -72,6 +73,10 @@ describe("attempt log lines", () => {
     assert.strictEqual(shortMessage("boom\n  at x"), "boom (the whole text is in the job's errors)")
     const long = shortMessage("y".repeat(loggedMessageLength + 10))
     assert.strictEqual(long, `${"y".repeat(loggedMessageLength)}... (the whole text is in the job's errors)`)
+    // A message over what errors keep, as stored (cut, with its note): the line does not claim the whole text.
+    const stored = clean("z".repeat(2 * 1024 * 1024))
+    assert.strictEqual(shortMessage(stored), `${"z".repeat(loggedMessageLength)}... (the job's errors keep its first 64 KiB)`)
+    assert.strictEqual(shortMessage(clean("short")), "short")
   })
 
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {

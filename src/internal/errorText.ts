@@ -23,6 +23,11 @@ const cutUtf8 = (bytes: Uint8Array, limit: number): Uint8Array => {
   return bytes.subarray(0, end)
 }
 
+const note = (omitted: number) => `\n... [truncated: ${omitted} more bytes]`
+
+/** Whether `text`, as `clean` returned it, was cut (it ends with the note `clean` adds). */
+export const wasCut = (text: string): boolean => /\n\.\.\. \[truncated: \d+ more bytes\]$/.test(text)
+
 /**
  * `text` with NUL and lone surrogates replaced by U+FFFD, cut to at most
  * `maxBytes` UTF-8 bytes (a note at the end says how much was cut).
@@ -33,7 +38,6 @@ export const clean = (text: string, maxBytes: number = maxErrorTextBytes): strin
   if (stored.length * 3 <= maxBytes) return stored
   const bytes = encoder.encode(stored)
   if (bytes.length <= maxBytes) return stored
-  const note = (omitted: number) => `\n... [truncated: ${omitted} more bytes]`
   // The note's length depends on the count; leaving room for the longest one is enough.
   const kept = cutUtf8(bytes, maxBytes - encoder.encode(note(bytes.length)).length)
   return decoder.decode(kept) + note(bytes.length - kept.length)
