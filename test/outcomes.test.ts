@@ -1,5 +1,5 @@
 import { assert, layer } from "@effect/vitest"
-import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Context, Data, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Backoff from "../src/Backoff.ts"
 import { maxErrorTextBytes } from "../src/internal/errorText.ts"
@@ -17,6 +17,8 @@ class PaymentDeclined extends Schema.TaggedError<PaymentDeclined>()("PaymentDecl
 class InvalidCard extends Schema.TaggedError<InvalidCard>()("InvalidCard", {
   message: Schema.String
 }) {}
+/** A tagged error whose data is in its fields, with no message. */
+class GatewayTimeout extends Data.TaggedError("GatewayTimeout")<{ readonly host: string; readonly waitedMs: bigint }> {}
 
 const finalized = Ref.makeUnsafe<ReadonlyArray<string>>([])
 
@@ -26,7 +28,9 @@ const Outcomes = Worker.make("Outcomes", {
   args: Args,
   queue,
   maxAttempts: 3,
-  perform: (job): Effect.Effect<void, PaymentDeclined | InvalidCard | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
+  perform: (
+    job
+  ): Effect.Effect<void, PaymentDeclined | InvalidCard | GatewayTimeout | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
     switch (job.args.mode) {
       case "ok":
         return Effect.void
@@ -34,6 +38,8 @@ const Outcomes = Worker.make("Outcomes", {
         return Effect.fail(new PaymentDeclined({ message: "card declined" }))
       case "fatal":
         return Effect.fail(new InvalidCard({ message: "no such card" }))
+      case "fields":
+        return Effect.fail(new GatewayTimeout({ host: "pay-2", waitedMs: 30_000n }))
       case "die":
         return Effect.die(new Error("boom"))
       case "throw":
@@ -248,6 +254,13 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       const delay = row.scheduled_at.getTime() - new Date(entry.at).getTime()
       assert.isAtLeast(delay, 17_000 * 0.9 - 1)
       assert.isAtMost(delay, 17_000 * 1.1 + 1)
+    }))
+
+  it.effect("a tagged error without a message is recorded with its fields, not its tag alone", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "fields" }))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.message, 'GatewayTimeout {"host":"pay-2","waitedMs":"30000"}')
     }))
 
   it.effect("a failure on the last attempt -> discarded", () =>

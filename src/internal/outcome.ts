@@ -45,12 +45,42 @@ export interface Policy {
   readonly retryable: ((error: unknown) => boolean) | undefined
 }
 
-const describe = (error: unknown): string => {
-  if (Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message.length > 0) {
-    const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? `${error._tag}: ` : ""
-    return `${tag}${error.message}`
+/** Keys of an error that `describe` shows otherwise, or that hold no data of the error's own. */
+const shownOtherwise = new Set(["_tag", "message", "stack", "cause", "name"])
+
+/**
+ * The JSON of an error's own fields (`{"host":"db-2"}`), or undefined when it
+ * has none or they cannot be written (a cycle, a getter that throws): a tagged
+ * error without a message whose data is in its fields
+ * (`Data.TaggedError("Timeout")<{ host }>`) would otherwise leave only its tag
+ * in the job's errors.
+ */
+const fieldsOf = (error: object): string | undefined => {
+  try {
+    const fields: Record<string, unknown> = {}
+    let count = 0
+    for (const key of Object.keys(error)) {
+      if (shownOtherwise.has(key)) continue
+      fields[key] = (error as Record<string, unknown>)[key]
+      count++
+    }
+    return count === 0
+      ? undefined
+      : JSON.stringify(fields, (_, value) => typeof value === "bigint" ? value.toString() : value)
+  } catch {
+    return undefined
   }
-  if (Predicate.hasProperty(error, "_tag") && typeof error._tag === "string") return error._tag
+}
+
+const describe = (error: unknown): string => {
+  const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : undefined
+  const hasMessage = Predicate.hasProperty(error, "message") && typeof error.message === "string" &&
+    error.message.length > 0
+  if (hasMessage) return `${tag === undefined ? "" : `${tag}: `}${error.message as string}`
+  if (tag !== undefined) {
+    const fields = fieldsOf(error as object)
+    return fields === undefined ? tag : `${tag} ${fields}`
+  }
   try {
     return JSON.stringify(error) ?? String(error)
   } catch {
