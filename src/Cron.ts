@@ -41,6 +41,7 @@ import { runDeadline } from "./internal/periodic.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
+import { failureLine } from "./internal/serverMessage.ts"
 
 /**
  * The first slot of a parsed expression after `after`, also when the clocks
@@ -378,7 +379,7 @@ export const loop = (options: {
         // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
         // A round cut short runs again from the same slot (each slot's job is inserted once).
         withStatementTimeout({ timeout: runDeadline, operation: "Cron" }),
-        Effect.catchCause((cause) => Effect.as(Effect.logWarning("cron failed; will try again", Cause.pretty(cause)), 1_000)),
+        Effect.catchCause((cause) => Effect.as(Effect.logWarning(`cron failed; will try again: ${failureLine(cause)}`, Cause.pretty(cause)), 1_000)),
         tracked
       )
       yield* Effect.sleep(wait)

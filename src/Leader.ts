@@ -24,6 +24,7 @@ import { now } from "./ObanClock.ts"
 import { tracked } from "./internal/activity.ts"
 import { claimLease, resignLease } from "./internal/sql/peers.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
+import { failureLine } from "./internal/serverMessage.ts"
 
 /**
  * @since 0.1.0
@@ -145,7 +146,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
           // Without the database we cannot know; stop acting as leader.
           yield* SubscriptionRef.set(leading, false)
           yield* Ref.set(known, false)
-          yield* Effect.logWarning("leader election failed; will try again", Cause.pretty(cause))
+          yield* Effect.logWarning(`leader election failed; will try again: ${failureLine(cause)}`, Cause.pretty(cause))
           return Math.min(renewMillis, 1_000)
         })
       ),
@@ -161,7 +162,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
         yield* SubscriptionRef.set(leading, false)
         yield* resignLease(options.sql, options.prefix, options.instance ?? options.node, options.lease).pipe(
           withStatementTimeout({ timeout: "3 seconds", operation: "resign", connection: "own" }),
-          Effect.catchCause((cause) => Effect.logWarning("could not resign the lease", Cause.pretty(cause)))
+          Effect.catchCause((cause) => Effect.logWarning(`could not resign the lease: ${failureLine(cause)}`, Cause.pretty(cause)))
         )
       })
     )

@@ -36,6 +36,7 @@ import { jsonObjectIn } from "./internal/jsonParse.ts"
 import * as ListenProbe from "./internal/listenProbe.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
+import { failureLine } from "./internal/serverMessage.ts"
 
 /**
  * @since 0.1.0
@@ -205,7 +206,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           if ((yield* Ref.get(connectionCount)) > before) failures = 0
           failures++
           const delay = yield* retryDelay(failures, { maxMillis: maxDelay })
-          yield* Effect.logWarning(`LISTEN connection lost; reconnecting in ${Math.round(delay)} ms`).pipe(
+          yield* Effect.logWarning(`LISTEN connection lost; reconnecting in ${Math.round(delay)} ms: ${failureLine(cause)}`).pipe(
             Effect.annotateLogs({ cause: Cause.pretty(cause) })
           )
           yield* Effect.sleep(delay)

@@ -64,6 +64,7 @@ export const maxUnwrittenOutcomes = 1_000
 
 export type { ClusterState, Options, Producer, QueueState } from "./internal/producerTypes.ts"
 import type { Options, Producer } from "./internal/producerTypes.ts"
+import { failureLine } from "./internal/serverMessage.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
@@ -303,7 +304,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         Effect.gen(function*() {
           failures++
           const delay = yield* retryDelay(failures)
-          yield* Effect.logWarning(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`).pipe(
+          yield* Effect.logWarning(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms: ${failureLine(cause)}`).pipe(
             Effect.annotateLogs({ cause: Cause.pretty(cause) })
           )
           yield* Effect.sleep(delay)

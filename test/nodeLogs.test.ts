@@ -3,12 +3,13 @@
  * loops' lines and the lines about its jobs carry the annotation `node` (and
  * `package`), the job lines keeping the job's own annotations.
  */
-import { assert, layer } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../src/Cluster.ts"
 import * as Worker from "../src/Worker.ts"
-import { testLayer, uniquePrefix } from "./support/db.ts"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, startLogged, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("node_logs")
@@ -190,4 +191,34 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
         "(what a command changed on this node, given for it or for every node, outlives a crash; a clean shutdown clears it)"
       ])
     }).pipe(Effect.scoped))
+})
+
+describe("a node whose database does not exist (a wrong DATABASE_URL)", () => {
+  const missing = PgClient.layer({
+    url: Redacted.make(databaseUrl().replace(/\/[^/?]*(\?|$)/, "/effect_oban_no_such_database$1")),
+    connectTimeout: "2 seconds"
+  })
+  layer(missing, { excludeTestServices: true })((it) => {
+    it.effect("says what the server said in its start line and in each retrying loop's warning, not only deep in a cause", () =>
+      Effect.gen(function*() {
+        const { lines, stop } = yield* startLogged({
+          prefix,
+          node: "no-db-node",
+          queues: { default: 1 },
+          workers: [Fails],
+          heartbeatInterval: "200 millis"
+        })
+        const said = 'database "effect_oban_no_such_database" does not exist'
+        const has = (pattern: RegExp) => lines.some((line) => pattern.test(line.text) && line.text.includes(said))
+        yield* waitFor(
+          "a heartbeat and a LISTEN warning with the reason",
+          Effect.sync(() => has(/^heartbeat failed/) && has(/^LISTEN connection lost/)),
+          "10 seconds"
+        )
+        yield* stop
+        const texts = lines.map((line) => line.text)
+        assert.isTrue(has(/^could not check migrations at start-up; starting anyway: /), JSON.stringify(texts))
+        assert.isTrue(has(/^node no-db-node running queues default\(1\); the database did not answer at start-up/), JSON.stringify(texts))
+      }), 20_000)
+  })
 })

@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { tracked } from "./activity.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
+import { failureLine } from "./serverMessage.ts"
 
 /** The longest one run of a maintenance service may take. */
 export const runDeadline = Duration.minutes(1)
@@ -27,7 +28,7 @@ export const periodic = (options: {
       yield* options.run.pipe(
         withStatementTimeout({ timeout: runDeadline, operation: options.name }),
         Effect.withSpan(`oban.${options.name.toLowerCase()}`),
-        Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again`, Cause.pretty(cause))),
+        Effect.catchCause((cause) => Effect.logWarning(`${options.name} failed; will try again: ${failureLine(cause)}`, Cause.pretty(cause))),
         tracked
       )
     })

@@ -49,6 +49,7 @@ import { checkQueueName } from "./queueName.ts"
 import { migrationAdvice } from "./notMigrated.ts"
 import { checkWorkers, otherQueuesNote } from "./workerChecks.ts"
 import { resolve, type ResolvedConfig, type RuntimeOptions } from "./runtimeConfig.ts"
+import { failureLine, serverMessage } from "./serverMessage.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
 export type QueueScope = "node" | "all"
@@ -102,10 +103,15 @@ type Make<R> = Effect.Effect<
  * start-up instead. A database that does not answer yet is not a reason to
  * refuse to start: the node waits for it like for any outage.
  */
+/**
+ * Fails when the schema is behind; when the database cannot be asked (not
+ * reachable, no such database, a refused login), the node starts anyway and
+ * waits for it as in an outage: returns what the server or driver said then.
+ */
 const checkMigrated = (prefix: string) =>
   Migrations.status({ prefix }).pipe(
     Effect.flatMap((status) =>
-      status.current >= status.latest ? Effect.void : Effect.fail(
+      status.current >= status.latest ? Effect.succeed(undefined) : Effect.fail(
         new MigrationError({
           prefix,
           message: `schema "${prefix}" is at migration ${status.current} of ${status.latest}, so no node starts on ` +
@@ -113,8 +119,10 @@ const checkMigrated = (prefix: string) =>
         })
       )
     ),
-    Effect.catchTag("SqlError", (error) =>
-      Effect.logWarning("could not check migrations at start-up; starting anyway", error.message))
+    Effect.catchTag("SqlError", (error) => {
+      const said = serverMessage(error) ?? error.message
+      return Effect.as(Effect.logWarning(`could not check migrations at start-up; starting anyway: ${said}`), said)
+    })
   )
 
 export const makeRuntime = <R>(options: NodeOptions): Make<R> =>
@@ -152,7 +160,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
       yield* Effect.logWarning(unrunnableCronWarning(entry, config.node))
     }
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
-    const [notifier, liveness] = yield* Effect.all([
+    const [notifier, liveness, unreached] = yield* Effect.all([
       Notifier.make({ prefix: config.prefix, node: config.node, connection: config.directConnection }),
       // Heartbeats and the lease run on the node's own connection, never starved by the pool.
       Liveness.make({
@@ -173,7 +181,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     yield* Effect.addFinalizer(() =>
       removeProducers(sql, config.prefix, Array.from(producers.values(), (producer) => producer.id)).pipe(
         withStatementTimeout({ timeout: "3 seconds", operation: "remove producer rows" }),
-        Effect.catchCause((cause) => Effect.logWarning("could not remove this node's producer rows", Cause.pretty(cause)))
+        Effect.catchCause((cause) => Effect.logWarning(`could not remove this node's producer rows: ${failureLine(cause)}`, Cause.pretty(cause)))
       )
     )
     // The producers' heartbeats run here, not in the producers' scopes: closed after the executor
@@ -359,7 +367,8 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
 
     yield* Effect.logInfo(
       `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}` +
-        otherQueuesNote(options.workers, new Set(config.queues.map((q) => q.name)))
+        otherQueuesNote(options.workers, new Set(config.queues.map((q) => q.name))) +
+        (unreached === undefined ? "" : `; the database did not answer at start-up (${unreached}): jobs run once it does`)
     )
 
     const runtime: Runtime = {

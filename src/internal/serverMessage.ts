@@ -4,6 +4,7 @@
  * object in the way, such as a view), read from the driver's error under a
  * `SqlError`.
  */
+import * as Cause from "effect/Cause"
 
 /** The server's message with its detail and hint; undefined when the error carries none (no driver error under it). */
 export const serverMessage = (error: { readonly reason?: { readonly cause?: unknown } }): string | undefined => {
@@ -15,4 +16,20 @@ export const serverMessage = (error: { readonly reason?: { readonly cause?: unkn
     ...(typeof detail === "string" && detail !== "" ? [`detail: ${detail}`] : []),
     ...(typeof hint === "string" && hint !== "" ? [`hint: ${hint}`] : [])
   ].join("; ")
+}
+
+/**
+ * One line for a failure that a retrying loop logs: the error's message, and
+ * what the server said when the driver's error carries it (`PgConnection:
+ * Failed to connect (database "shop" does not exist)`), which the pretty cause
+ * shows only deep in its text. A wrong database name, role or password is then
+ * visible in the warning itself.
+ */
+export const failureLine = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  const own = error instanceof Error ? error.message : String(error)
+  const server = typeof error === "object" && error !== null
+    ? serverMessage(error as { readonly reason?: { readonly cause?: unknown } })
+    : undefined
+  return server === undefined || own.includes(server) ? own : `${own} (${server})`
 }
