@@ -260,7 +260,7 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
     Effect.gen(function*() {
       const row = yield* run(Outcomes.job({ mode: "fields" }))
       assert.strictEqual(row.state, "retryable")
-      assert.strictEqual(row.errors[0]!.message, 'GatewayTimeout {"host":"pay-2","waitedMs":"30000"}')
+      assert.strictEqual(row.errors[0]!.message, 'GatewayTimeout: {"host":"pay-2","waitedMs":"30000"}')
     }))
 
   it.effect("a failure on the last attempt -> discarded", () =>

@@ -129,6 +129,13 @@ layer(NodeLive.pipe(Layer.provideMerge(testLayer(prefix))), { excludeTestService
       assert.strictEqual(fatal.errors[0]!.message, "BadAddress: no such mailbox")
     }))
 
+  it.effect("a tagged error without a message crosses with its fields, recorded as in-process", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Decides.job({ what: "fields" }))
+      assert.strictEqual(row.state, "retryable")
+      assert.strictEqual(row.errors[0]!.message, 'MailboxFull: {"mailbox":"ops@example.com"}')
+    }))
+
   it.effect("snooze, cancel, discard and a defect end as on the main thread", () =>
     Effect.gen(function*() {
       const snoozed = yield* run(Decides.job({ what: "snooze" }))

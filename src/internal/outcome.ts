@@ -15,6 +15,7 @@ import { Cancel, Discard, Snooze } from "../Worker.ts"
 import { clean } from "./errorText.ts"
 import { prettyCause } from "./prettyCause.ts"
 import type { AckRow } from "./sql/acks.ts"
+import { errorFields } from "./errorFields.ts"
 
 /** Raised inside the executor when a worker's timeout elapses; its message is what the errors entry's cause shows. */
 export class JobTimeout extends Schema.TaggedError<JobTimeout>()("ObanJobTimeout", {
@@ -45,41 +46,14 @@ export interface Policy {
   readonly retryable: ((error: unknown) => boolean) | undefined
 }
 
-/** Keys of an error that `describe` shows otherwise, or that hold no data of the error's own. */
-const shownOtherwise = new Set(["_tag", "message", "stack", "cause", "name"])
-
-/**
- * The JSON of an error's own fields (`{"host":"db-2"}`), or undefined when it
- * has none or they cannot be written (a cycle, a getter that throws): a tagged
- * error without a message whose data is in its fields
- * (`Data.TaggedError("Timeout")<{ host }>`) would otherwise leave only its tag
- * in the job's errors.
- */
-const fieldsOf = (error: object): string | undefined => {
-  try {
-    const fields: Record<string, unknown> = {}
-    let count = 0
-    for (const key of Object.keys(error)) {
-      if (shownOtherwise.has(key)) continue
-      fields[key] = (error as Record<string, unknown>)[key]
-      count++
-    }
-    return count === 0
-      ? undefined
-      : JSON.stringify(fields, (_, value) => typeof value === "bigint" ? value.toString() : value)
-  } catch {
-    return undefined
-  }
-}
-
 const describe = (error: unknown): string => {
   const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : undefined
   const hasMessage = Predicate.hasProperty(error, "message") && typeof error.message === "string" &&
     error.message.length > 0
   if (hasMessage) return `${tag === undefined ? "" : `${tag}: `}${error.message as string}`
   if (tag !== undefined) {
-    const fields = fieldsOf(error as object)
-    return fields === undefined ? tag : `${tag} ${fields}`
+    const fields = errorFields(error as object)
+    return fields === undefined ? tag : `${tag}: ${fields}`
   }
   try {
     return JSON.stringify(error) ?? String(error)

@@ -2,6 +2,7 @@
  * Workers that run on the node's thread pool in test/threads.test.ts. Each
  * thread imports this module by URL, so it must not start anything at import.
  */
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
@@ -39,6 +40,8 @@ export const BadResult = Worker.make("ThreadBadResult", {
 
 export class MailError extends Schema.TaggedError<MailError>()("MailError", { message: Schema.String }) {}
 export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", { message: Schema.String }) {}
+/** A tagged error whose data is in its fields, with no message. */
+export class MailboxFull extends Data.TaggedError("MailboxFull")<{ readonly mailbox: string }> {}
 
 /** Fails with a typed error that its `errors` schema carries across, so `retryable` sees it. */
 export const Mailer = Worker.make("ThreadMailer", {
@@ -56,12 +59,16 @@ export const Mailer = Worker.make("ThreadMailer", {
 
 /** Ends each other way a worker can end; its failure has no schema, so only its tag and message cross. */
 export const Decides = Worker.make("ThreadDecides", {
-  args: Schema.Struct({ what: Schema.Literals(["fail", "fatal", "snooze", "cancel", "discard", "die"]) }),
+  args: Schema.Struct({ what: Schema.Literals(["fail", "fatal", "fields", "snooze", "cancel", "discard", "die"]) }),
   queue,
   maxAttempts: 3,
   threads: { module: import.meta.url },
-  perform: (job): Effect.Effect<void, MailError | BadAddress | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
+  perform: (
+    job
+  ): Effect.Effect<void, MailError | BadAddress | MailboxFull | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
     switch (job.args.what) {
+      case "fields":
+        return Effect.fail(new MailboxFull({ mailbox: "ops@example.com" }))
       case "fail":
         return Effect.fail(new MailError({ message: "smtp said no" }))
       case "fatal":

@@ -16,6 +16,7 @@ import * as RpcGroup from "effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
 import type { Job } from "../../Job.ts"
 import { Cancel, Discard, Snooze } from "../../Worker.ts"
+import { errorFields } from "../errorFields.ts"
 
 /** The job's fields a thread sees besides its args. */
 export const ThreadJob = Schema.Struct({
@@ -149,7 +150,8 @@ export const toPerformError = (
   if (error instanceof Snooze || error instanceof Cancel || error instanceof Discard) return error
   const tag = tagOf(error)
   const text = Predicate.hasProperty(error, "message") && typeof error.message === "string"
-    ? error.message
+    // A tagged error without a message crosses with its fields as its message, as a node records it.
+    ? (error.message === "" && tag !== undefined ? errorFields(error) ?? "" : error.message)
     : safeJson(error)
   const encoded = encode?.(error)
   const stack = Predicate.hasProperty(error, "stack") && typeof error.stack === "string" ? error.stack : undefined
