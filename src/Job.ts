@@ -73,7 +73,12 @@ export const JobErrorEntry = Schema.Struct({
   at: Schema.String,
   kind: ErrorKind,
   message: Schema.String,
-  cause: Schema.optional(Schema.String)
+  cause: Schema.optional(Schema.String),
+  /**
+   * On a `rescued` entry: whether the claim rescued was one made ahead of the job's start, which had
+   * not counted its attempt (see docs/maintenance.md); absent on other entries.
+   */
+  claimedAhead: Schema.optional(Schema.Boolean)
 })
 
 /**

@@ -261,7 +261,7 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         Effect.gen(function*() {
           const dead = crypto.randomUUID()
           yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempted_at = now(),
-                     attempted_by = ARRAY['dead', ${dead}, 'claim'] WHERE id IN ${sql.in(only)}`
+                     attempted_by = ARRAY['dead', ${dead}, 'claim', 'ahead'] WHERE id IN ${sql.in(only)}`
           yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
                      VALUES (${dead}, 'dead', 'default', 5, now() - interval '2 minutes')`
           return yield* Rescuer.runOnce({ sql, prefix })
@@ -284,6 +284,40 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
       const patientRow = yield* jobRow(prefix, patient!.id)
       assert.deepStrictEqual([patientRow.state, patientRow.attempt], ["discarded", 3])
       assert.deepStrictEqual(patientRow.errors.map((entry) => entry.attempt), [0, 1, 2, 3])
+    }))
+
+  it.effect("Rescuer.runOnce: a job rescued from a claim that counted its attempt, then claimed ahead on a node that dies too, keeps its attempt", () =>
+    Effect.gen(function*() {
+      yield* truncate
+      const sql = yield* SqlClient
+      const [job] = yield* Oban.insertAll([Noop.job({ n: 1 }, { maxAttempts: 2 })])
+      /** Claims the job under a producer that is already dead (`ahead`: its attempt not counted), and rescues it. */
+      const crash = (ahead: boolean) =>
+        Effect.gen(function*() {
+          const dead = crypto.randomUUID()
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempted_at = now(),
+                     attempt = attempt + ${ahead ? 0 : 1},
+                     attempted_by = ${ahead ? sql`ARRAY['dead', ${dead}, 'claim', 'ahead']` : sql`ARRAY['dead', ${dead}, 'claim']`}
+                     WHERE id = ${job!.id}`
+          yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
+                     VALUES (${dead}, 'dead', 'default', 5, now() - interval '2 minutes')`
+          return yield* Rescuer.runOnce({ sql, prefix })
+        })
+      const state = Effect.map(jobRow(prefix, job!.id), (row) => [row.state, row.attempt] as const)
+      // Started at once on a node that died: the claim counted attempt 1, the rescue adds nothing.
+      assert.deepStrictEqual(yield* crash(false), { rescued: 1, discarded: 0, cancelled: 0 })
+      assert.deepStrictEqual(yield* state, ["available", 1])
+      // Then claimed ahead on a node that dies too: the first rescue of an uncounted claim is free.
+      // (It was taken for a second rescue in a row, and the job discarded with one run.)
+      assert.deepStrictEqual(yield* crash(true), { rescued: 1, discarded: 0, cancelled: 0 })
+      assert.deepStrictEqual(yield* state, ["available", 1])
+      // A second uncounted one in a row counts: the job has used its attempts.
+      assert.deepStrictEqual(yield* crash(true), { rescued: 0, discarded: 1, cancelled: 0 })
+      const row = yield* jobRow(prefix, job!.id)
+      assert.deepStrictEqual(
+        row.errors.map((entry) => [entry.kind, entry.attempt, (entry as { readonly claimedAhead?: boolean }).claimedAhead]),
+        [["rescued", 1, false], ["rescued", 1, true], ["rescued", 2, true]]
+      )
     }))
 
   it.effect("Rescuer.runOnce publishes a rescued event that names the workflow and step of a rescued step", () =>

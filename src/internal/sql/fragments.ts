@@ -60,23 +60,36 @@ export const keyedById = <A extends { readonly id: number }>(
 }
 
 /**
+ * Whether the rescues at the end of a job's (aliased `j`) errors, with no other
+ * entry after them (no attempt ended since), include one of a claim that had
+ * not counted its attempt (`claimedAhead`; entries written before that field
+ * count as such).
+ */
+const uncountedRescueInARow = `(SELECT COALESCE(max(e.n) FILTER (WHERE e.entry ->> 'kind' = 'rescued'
+                                    AND COALESCE(e.entry ->> 'claimedAhead', 'true') = 'true'), 0)
+                                > COALESCE(max(e.n) FILTER (WHERE e.entry ->> 'kind' <> 'rescued'), 0)
+                              FROM jsonb_array_elements(j.errors) WITH ORDINALITY AS e(entry, n))`
+
+/**
  * The attempt a rescue leaves a job (aliased `j`) with. A job claimed ahead of
  * its start counts its attempt only when the attempt ends, so a rescue cannot
- * tell whether it ever started; the first rescue gives it the benefit of the
- * doubt and counts nothing. A second rescue in a row, with no attempt ended in
- * between (the last errors entry is a rescue at the same attempt), counts one:
- * a job that kills every node it runs on then runs at most `maxAttempts + 1`
- * times instead of forever. Never past `max_attempts` (the table's check).
+ * tell whether it ever started; the first such rescue gives it the benefit of
+ * the doubt and counts nothing. A later one with no attempt ended in between
+ * counts one: a job that kills every node it runs on then runs at most
+ * `maxAttempts + 1` times instead of forever. A rescue of a claim that counted
+ * its attempt (a job started at once) adds nothing and uses no benefit of the
+ * doubt: a job rescued so, then claimed ahead on a node that dies too, keeps
+ * its attempt. Never past `max_attempts` (the table's check).
  */
-const rescuedAttempt = `LEAST(j.max_attempts, j.attempt + CASE WHEN j.errors -> -1 ->> 'kind' = 'rescued'
-                                   AND j.errors -> -1 -> 'attempt' = to_jsonb(j.attempt) THEN 1 ELSE 0 END)`
+const rescuedAttempt = `LEAST(j.max_attempts, j.attempt + CASE WHEN j.attempted_by[4] = 'ahead'
+                                   AND ${uncountedRescueInARow} THEN 1 ELSE 0 END)`
 
 /**
  * The SET clause of a rescue: an `executing` job (as `j`) goes back to
  * `available`, keeping its scheduled time (so its place in the queue, ahead
  * of jobs inserted after it, as Oban's rescue does), or to `discarded` when
  * it has used its attempts, with a `rescued` errors entry that records its
- * attempt (see `rescuedAttempt`); `why` is SQL text for the entry's message.
+ * attempt and whether the rescued claim had left it uncounted (see `rescuedAttempt`); `why` is SQL text for the entry's message.
  * Expects "now" as `clock.now`.
  */
 export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragment => {
@@ -85,7 +98,8 @@ export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragme
         attempt = ${sql.literal(rescuedAttempt)},
         discarded_at = CASE WHEN ${spent} THEN clock.now ELSE j.discarded_at END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
-          'attempt', ${sql.literal(rescuedAttempt)}, 'at', clock.now, 'kind', 'rescued', 'message', ${why}
+          'attempt', ${sql.literal(rescuedAttempt)}, 'at', clock.now, 'kind', 'rescued', 'message', ${why},
+          'claimedAhead', COALESCE(j.attempted_by[4] = 'ahead', false)
         ))`
 }
 
