@@ -37,8 +37,9 @@ const failure = (job: Job, message: string): AckRow =>
 const makeAcker = (lines: Array<string>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
-    const capture = Logger.make(({ message }) => {
-      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    // Each line starts with its level ("Warn: ...").
+    const capture = Logger.make(({ logLevel, message }) => {
+      lines.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)}`)
     })
     return yield* Acker.make({ sql, prefix, node }).pipe(
       Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
@@ -262,6 +263,25 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       assert.strictEqual(bare.state, "discarded")
       assert.deepStrictEqual(bare.errors, [])
       assert.isTrue(lines.some((line) => line.includes(`ack of job ${poisoned!.id} refused`)))
+    }).pipe(Effect.scoped))
+
+  it.effect("the outcome of a job cancelled while it ran matches no row and is logged at debug level, whatever it says", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
+      const [done, failed, cancelled] = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
+      for (const job of [done, failed, cancelled]) yield* Oban.cancelJob(job!.id)
+      // The attempt finished before the cancel's interrupt reached it, or the executor acked the cancel.
+      yield* acker.ack(ackOf(done!, "completed"))
+      yield* acker.ack(ackOf(failed!, "retryable", { delay_ms: 1000, error: { attempt: failed!.attempt, kind: "failure", message: "no" } }))
+      yield* acker.ack(ackOf(cancelled!, "cancelled"))
+      yield* settled(acker)
+      for (const job of [done, failed, cancelled]) {
+        const line = lines.find((text) => text.includes(`ack of job ${job!.id} `))
+        assert.isDefined(line, lines.join("\n"))
+        assert.match(line!, /^Debug: .*matched no row: the job is cancelled; nothing was changed$/)
+        assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "cancelled")
+      }
     }).pipe(Effect.scoped))
 
   it.effect("an ack re-sent after the job was snoozed and claimed again changes nothing and is logged", () =>

@@ -118,8 +118,9 @@ const logStale = (acks: ReadonlyArray<AckRow>, stale: ReadonlyArray<StaleAck>) =
       ? "the job no longer exists"
       : `the job is ${miss.state}${miss.currentClaim !== null && miss.currentClaim !== miss.claim ? ` under claim ${miss.currentClaim}` : ""}`
     const message = `ack of job ${miss.id} (${ack?.state ?? "outcome"}, claim ${miss.claim}) matched no row: ${now}; nothing was changed`
-    // A job cancelled while it ran is acked as cancelled by the executor after the fact: expected.
-    const expected = ack?.state === "cancelled" && miss.state === "cancelled"
+    // A job cancelled while it ran: its outcome comes after the cancel wrote the row, either as cancelled
+    // (the executor's, after the fact) or as whatever the attempt did before the interrupt reached it. Expected.
+    const expected = miss.state === "cancelled" && (miss.currentClaim === null || miss.currentClaim === miss.claim)
     return (expected ? Effect.logDebug(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs({ jobId: miss.id }))
   }, { discard: true })
 
