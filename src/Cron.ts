@@ -42,6 +42,7 @@ import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
 import { failureLine } from "./internal/serverMessage.ts"
+import { plain } from "./internal/sql/plain.ts"
 
 /**
  * The first slot of a parsed expression after `after`, also when the clocks
@@ -277,7 +278,7 @@ export const runOnce = (options: {
     let duplicates = 0
     for (const item of options.entries) {
       for (const slot of slotsBetween(item, options.from, options.to)) {
-        const fresh = yield* insertUnique(options.sql, options.prefix, yield* now(options.sql), item.rowJson, slotKey(item, slot), {
+        const fresh = yield* insertUnique(plain(options.sql), options.prefix, yield* now(plain(options.sql)), item.rowJson, slotKey(item, slot), {
           cron: { name: item.entry.name, slot: slot.toISOString() }
         })
         if (fresh) inserted++
@@ -354,9 +355,9 @@ export const loop = (options: {
           return 1_000
         }
         const startedAt = yield* Clock.currentTimeMillis
-        const to = yield* currentTime(options.sql)
+        const to = yield* currentTime(plain(options.sql))
         if (last === undefined) {
-          const starts = yield* lookBackStarts(options.sql, options.prefix, options.entries, to)
+          const starts = yield* lookBackStarts(plain(options.sql), options.prefix, options.entries, to)
           for (const [index, item] of options.entries.entries()) {
             yield* runOnce({ ...options, entries: [item], from: starts[index]!, to })
           }

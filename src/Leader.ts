@@ -25,6 +25,7 @@ import { tracked } from "./internal/activity.ts"
 import { claimLease, resignLease } from "./internal/sql/peers.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { failureLine } from "./internal/serverMessage.ts"
+import { plain } from "./internal/sql/plain.ts"
 
 /**
  * @since 0.1.0
@@ -102,9 +103,9 @@ export const runOnce = (
 ): Effect.Effect<Result, SqlError> =>
   Effect.gen(function*() {
     const lease = yield* claimLease(
-      options.sql,
+      plain(options.sql),
       options.prefix,
-      yield* now(options.sql),
+      yield* now(plain(options.sql)),
       options.node,
       options.instance ?? options.node,
       Duration.toMillis(options.ttl),
@@ -160,7 +161,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
         // win, or a renewal that committed after it timed out here, left the lease ours. The statement
         // only ends this instance's lease.
         yield* SubscriptionRef.set(leading, false)
-        yield* resignLease(options.sql, options.prefix, options.instance ?? options.node, options.lease).pipe(
+        yield* resignLease(plain(options.sql), options.prefix, options.instance ?? options.node, options.lease).pipe(
           withStatementTimeout({ timeout: "3 seconds", operation: "resign", connection: "own" }),
           Effect.catchCause((cause) => Effect.logWarning(`could not resign the lease: ${failureLine(cause)}`, Cause.pretty(cause)))
         )

@@ -17,6 +17,7 @@ import type { InvalidConfigError, InvalidPrefixError } from "./Errors.ts"
 import { duration, positiveInt } from "./internal/optionChecks.ts"
 import { now } from "./ObanClock.ts"
 import { pruneJobs } from "./internal/sql/maintenance.ts"
+import { plain } from "./internal/sql/plain.ts"
 
 /**
  * Finished jobs are kept 5 minutes (Oban keeps them 60 s; the extra minutes
@@ -71,7 +72,7 @@ export const runOnce = (
     let deleted = 0
     let batches = 0
     while (batches < maxBatches) {
-      const n = yield* pruneJobs(options.sql, options.prefix, yield* now(options.sql), maxAge, batchSize)
+      const n = yield* pruneJobs(plain(options.sql), options.prefix, yield* now(plain(options.sql)), maxAge, batchSize)
       batches++
       deleted += n
       if (n < batchSize) break

@@ -28,6 +28,7 @@ import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
 import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
 import { transaction } from "./internal/sql/transaction.ts"
+import { plain } from "./internal/sql/plain.ts"
 
 /**
  * @since 0.1.0
@@ -151,8 +152,8 @@ export const runOnce = (
     let discarded = 0
     let cancelled = 0
     while (true) {
-      const statement = rescueOrphans(options.sql, options.prefix, yield* now(options.sql), after, forgetAfter, batchSize, spared)
-      const batch = yield* rescueBatch(options.sql, statement, options.confirm)
+      const statement = rescueOrphans(plain(options.sql), options.prefix, yield* now(plain(options.sql)), after, forgetAfter, batchSize, spared)
+      const batch = yield* rescueBatch(plain(options.sql), statement, options.confirm)
       if ("withdrawn" in batch) {
         const message = `a rescue of ${batch.withdrawn} job(s) was rolled back: this node stopped leading, or its process ` +
           "did not run, between deciding to rescue and rescuing; the next run decides again"

@@ -18,6 +18,7 @@ import { positiveInt } from "./internal/optionChecks.ts"
 import { periodic } from "./internal/periodic.ts"
 import { stageJobs } from "./internal/sql/jobs.ts"
 import { now } from "./ObanClock.ts"
+import { plain } from "./internal/sql/plain.ts"
 
 /**
  * @since 0.1.0
@@ -61,7 +62,7 @@ export const runOnce = (options: Options): Effect.Effect<Result, SqlError | Inva
     const queues: Record<string, number> = {}
     let staged = 0
     while (true) {
-      const rows = yield* stageJobs(options.sql, options.prefix, yield* now(options.sql), batchSize)
+      const rows = yield* stageJobs(plain(options.sql), options.prefix, yield* now(plain(options.sql)), batchSize)
       let batch = 0
       for (const row of rows) {
         queues[row.queue] = (queues[row.queue] ?? 0) + row.count

@@ -318,6 +318,26 @@ layer(testLayer(prefix, { maxConnections: 10 }), { excludeTestServices: true })(
         row.errors.map((entry) => [entry.kind, entry.attempt, (entry as { readonly claimedAhead?: boolean }).claimedAhead]),
         [["rescued", 1, false], ["rescued", 1, true], ["rescued", 2, true]]
       )
+
+      // An attempt that ends without an entry (a completion, a cancel while it ran) ends the run of
+      // rescues too: after one free rescue, a completed attempt 1 and a retry by hand, the next rescue
+      // of a waiting job is free again.
+      const [other] = yield* Oban.insertAll([Noop.job({ n: 2 }, { maxAttempts: 3 })])
+      const crashOther = Effect.gen(function*() {
+        const dead = crypto.randomUUID()
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempted_at = now(),
+                   attempted_by = ARRAY['dead', ${dead}, 'claim', 'ahead'] WHERE id = ${other!.id}`
+        yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
+                   VALUES (${dead}, 'dead', 'default', 5, now() - interval '2 minutes')`
+        return yield* Rescuer.runOnce({ sql, prefix })
+      })
+      yield* crashOther
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempt = 1 WHERE id = ${other!.id}`
+      yield* crashOther
+      assert.deepStrictEqual(
+        yield* Effect.map(jobRow(prefix, other!.id), (row) => [row.state, row.attempt, row.errors.map((entry) => entry.attempt)]),
+        ["available", 1, [0, 1]]
+      )
     }))
 
   it.effect("Rescuer.runOnce publishes a rescued event that names the workflow and step of a rescued step", () =>

@@ -7,13 +7,15 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted, Schema, String as Str } from "effect"
+import { Effect, Fiber, Layer, Option, Redacted, Schema, Stream, String as Str } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Config from "../src/Config.ts"
+import * as Events from "../src/Events.ts"
 import * as Jobs from "../src/Jobs.ts"
 import * as Migrations from "../src/Migrations.ts"
 import * as Oban from "../src/Oban.ts"
 import * as ObanTest from "../src/Testing.ts"
+import * as Rescuer from "../src/Rescuer.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, dropSchemaOnClose, uniquePrefix } from "./support/db.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
@@ -93,6 +95,27 @@ describe("an application client that renames result columns", () => {
         assert.strictEqual(row.attempt, 1)
         assert.deepStrictEqual(row.errors, [])
       }))
+
+    it.effect("maintenance run on it (Rescuer.runOnce, as the testing guide calls it) reads its rows by their names", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const job = yield* Oban.insert(Camel.job({ userId: "u3" }))
+        const dead = crypto.randomUUID()
+        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                   attempted_by = ARRAY['lost-node', ${dead}] WHERE id = ${job.id}`
+        yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at) VALUES
+                   (${dead}, 'lost-node', 'camel', 5, now() - interval '2 minutes')`
+        const hub = yield* Events.makeHub
+        const collector = yield* Effect.forkChild(Events.stream(hub).pipe(Stream.take(1), Stream.runCollect))
+        yield* Effect.sleep("20 millis")
+        assert.deepStrictEqual(
+          yield* Rescuer.runOnce({ sql, prefix }).pipe(Effect.provideService(Events.EventHub, hub)),
+          { rescued: 1, discarded: 0, cancelled: 0 }
+        )
+        const [event] = Array.from(yield* Fiber.join(collector).pipe(Effect.timeout("5 seconds")))
+        assert.strictEqual(event!.message, "node lost-node stopped heart-beating; job made available")
+        yield* Oban.cancelJob(job.id)
+      }).pipe(Effect.scoped))
 
     it.effect("the testing kit drains a queue on it", () =>
       Effect.gen(function*() {

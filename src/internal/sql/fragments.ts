@@ -75,13 +75,16 @@ const uncountedRescueInARow = `(SELECT COALESCE(max(e.n) FILTER (WHERE e.entry -
  * its start counts its attempt only when the attempt ends, so a rescue cannot
  * tell whether it ever started; the first such rescue gives it the benefit of
  * the doubt and counts nothing. A later one with no attempt ended in between
- * counts one: a job that kills every node it runs on then runs at most
+ * (the last entry is a rescue at the same attempt: a completion or a cancel
+ * writes no entry, but moves the attempt on) counts one: a job that kills every node it runs on then runs at most
  * `maxAttempts + 1` times instead of forever. A rescue of a claim that counted
  * its attempt (a job started at once) adds nothing and uses no benefit of the
  * doubt: a job rescued so, then claimed ahead on a node that dies too, keeps
  * its attempt. Never past `max_attempts` (the table's check).
  */
 const rescuedAttempt = `LEAST(j.max_attempts, j.attempt + CASE WHEN j.attempted_by[4] = 'ahead'
+                                   AND j.errors -> -1 ->> 'kind' = 'rescued'
+                                   AND j.errors -> -1 -> 'attempt' = to_jsonb(j.attempt)
                                    AND ${uncountedRescueInARow} THEN 1 ELSE 0 END)`
 
 /**

@@ -13,7 +13,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 /** One plain client per client: making one builds a statement constructor, which a hot path should not repeat. */
 const plainOf = new WeakMap<SqlClient, SqlClient>()
 
-/** `sql` without its name transforms (itself when it has none to drop, as for a client made plain already). */
+/** `sql` without its name transforms: made once per client (a client made plain already maps to itself). */
 export const plain = (sql: SqlClient): SqlClient => {
   let client = plainOf.get(sql)
   if (client === undefined) {
