@@ -284,6 +284,28 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       }
     }).pipe(Effect.scoped))
 
+  it.effect("an outcome lost to a rescue that ended a pending cancel, or to a cancel under another claim, still warns", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
+      const [rescued, reclaimed] = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({})]))
+      // A workflow step's cancel waits for its attempt; the rescuer ended it, and the trigger made it cancelled.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now(),
+                 errors = errors || '[{"attempt":1,"kind":"rescued","message":"node stopped heart-beating"}]'::jsonb
+                 WHERE id = ${rescued!.id}`
+      // Cancelled while running under another claim than this outcome's.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now(),
+                 attempted_by[3] = 'another-claim' WHERE id = ${reclaimed!.id}`
+      yield* acker.ack(ackOf(rescued!, "completed"))
+      yield* acker.ack(ackOf(reclaimed!, "completed"))
+      yield* settled(acker)
+      for (const job of [rescued, reclaimed]) {
+        const line = lines.find((text) => text.includes(`ack of job ${job!.id} `))
+        assert.match(line ?? "", /^Warn: .*matched no row: the job is cancelled/, lines.join("\n"))
+      }
+    }).pipe(Effect.scoped))
+
   it.effect("an ack re-sent after the job was snoozed and claimed again changes nothing and is logged", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

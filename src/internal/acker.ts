@@ -119,8 +119,9 @@ const logStale = (acks: ReadonlyArray<AckRow>, stale: ReadonlyArray<StaleAck>) =
       : `the job is ${miss.state}${miss.currentClaim !== null && miss.currentClaim !== miss.claim ? ` under claim ${miss.currentClaim}` : ""}`
     const message = `ack of job ${miss.id} (${ack?.state ?? "outcome"}, claim ${miss.claim}) matched no row: ${now}; nothing was changed`
     // A job cancelled while it ran: its outcome comes after the cancel wrote the row, either as cancelled
-    // (the executor's, after the fact) or as whatever the attempt did before the interrupt reached it. Expected.
-    const expected = miss.state === "cancelled" && (miss.currentClaim === null || miss.currentClaim === miss.claim)
+    // (the executor's, after the fact) or as whatever the attempt did before the interrupt reached it. Expected;
+    // unlike a cancel that a rescue ended (a workflow step whose cancel was pending): this node's outcome was lost.
+    const expected = miss.state === "cancelled" && miss.currentClaim === miss.claim && !miss.rescued
     return (expected ? Effect.logDebug(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs({ jobId: miss.id }))
   }, { discard: true })
 

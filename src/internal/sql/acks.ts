@@ -43,6 +43,8 @@ export interface StaleAck {
   readonly state: string | null
   /** The claim the job is under now, if any. */
   readonly currentClaim: string | null
+  /** Whether the job's last errors entry is a rescue: the rescuer, not this node, ended its attempt. */
+  readonly rescued: boolean
 }
 
 /** What one ack statement did: the ids written, and the acks that matched no row. */
@@ -336,7 +338,12 @@ const settleStaleAcks = (
   node: string,
   missed: ReadonlyArray<AckRow>
 ): Effect.Effect<ReadonlyArray<StaleAck>, SqlError> =>
-  sql<{ readonly id: bigint | number; readonly state: string | null; readonly current_claim: string | null }>`
+  sql<{
+    readonly id: bigint | number
+    readonly state: string | null
+    readonly current_claim: string | null
+    readonly rescued: boolean | null
+  }>`
     WITH given AS MATERIALIZED (
       SELECT * FROM unnest(
         ${`{${missed.map((ack) => ack.id).join(",")}}`}::bigint[],
@@ -358,7 +365,7 @@ const settleStaleAcks = (
       WHERE j.id = uncounted.id
       RETURNING j.id
     )
-    SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim
+    SELECT a.id, j.state::text AS state, j.attempted_by[3] AS current_claim, j.errors -> -1 ->> 'kind' = 'rescued' AS rescued
     FROM given AS a
     LEFT JOIN ${table(sql, prefix, "oban_jobs_all")} AS j ON j.id = a.id
   `.pipe(Effect.map((rows) => {
@@ -367,7 +374,8 @@ const settleStaleAcks = (
       id: ack.id,
       claim: ack.claim,
       state: now.get(ack.id)?.state ?? null,
-      currentClaim: now.get(ack.id)?.current_claim ?? null
+      currentClaim: now.get(ack.id)?.current_claim ?? null,
+      rescued: now.get(ack.id)?.rescued === true
     }))
   }))
 
