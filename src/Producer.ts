@@ -374,7 +374,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       refreshLimits: limiter.refresh.pipe(
         Effect.flatMap((changed) => changed ? limitsChanged : Effect.void),
         Effect.catchCause((cause) =>
-          Effect.logWarning("could not read the queue's limits; the next heartbeat reads them", Cause.pretty(cause))
+          Effect.logWarning(`could not read the queue's limits; the next heartbeat reads them: ${failureLine(cause)}`, Cause.pretty(cause))
         )
       ),
       local: Effect.sync(() => localState()),

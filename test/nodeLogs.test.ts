@@ -218,7 +218,7 @@ describe("a node whose database does not exist (a wrong DATABASE_URL)", () => {
         yield* stop
         const texts = lines.map((line) => line.text)
         assert.isTrue(has(/^could not check migrations at start-up; starting anyway: /), JSON.stringify(texts))
-        assert.isTrue(has(/^node no-db-node running queues default\(1\); the database did not answer at start-up/), JSON.stringify(texts))
+        assert.isTrue(has(/^node no-db-node running queues default\(1\); its database could not be checked at start-up/), JSON.stringify(texts))
       }), 20_000)
   })
 })

@@ -28,6 +28,7 @@ import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/acks.ts"
+import { failureLine } from "./serverMessage.ts"
 
 export interface Acker {
   readonly ack: (row: AckRow) => Effect.Effect<void>
@@ -298,7 +299,9 @@ export const make = (options: {
             return
           }
           const delay = yield* ackRetryDelay(failures)
-          yield* Effect.logWarning(`ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms`)
+          yield* Effect.logWarning(
+            `ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms: ${failureLine(result.cause)}`
+          )
             .pipe(Effect.annotateLogs({ cause: Cause.pretty(result.cause), jobIds: rows.map((r) => r.id).join(",") }))
           yield* Effect.sleep(delay)
         }

@@ -170,7 +170,7 @@ export const make = (options: {
           if (onlySomeLeft(cause)) return Effect.void
           errors++
           return errors % 20 === 0
-            ? Effect.logWarning(`could not yet give back ${unreturned.size} job(s) (${errors}x); trying again`)
+            ? Effect.logWarning(`could not yet give back ${unreturned.size} job(s) (${errors}x); trying again: ${failureLine(cause)}`)
             : Effect.void
         }
       })

@@ -8,6 +8,21 @@
 /** Keys a failure shows otherwise (its tag and message), or that hold no data of the error's own. */
 const shownOtherwise = new Set(["_tag", "message", "stack", "cause", "name"])
 
+/** The most characters of fields a failure records (its message is cut to 64 KiB later anyway). */
+const maxFieldsLength = 4096
+
+/**
+ * Each value as JSON takes it, but bigints as text, binary data as its size
+ * (read from the holder: a `Buffer` reaches a replacer already turned into an
+ * array of its bytes by its `toJSON`), and long strings cut.
+ */
+function bounded(this: unknown, key: string, value: unknown): unknown {
+  const original = typeof this === "object" && this !== null ? (this as Record<string, unknown>)[key] : value
+  if (ArrayBuffer.isView(original) || original instanceof ArrayBuffer) return `[${original.byteLength} bytes]`
+  if (typeof value === "bigint") return value.toString()
+  return typeof value === "string" && value.length > 1024 ? `${value.slice(0, 1024)}...` : value
+}
+
 /**
  * The JSON of an error's own fields (`{"host":"db-2"}`), or undefined when it
  * has none or they cannot be written (a cycle, a getter that throws): a tagged
@@ -24,9 +39,9 @@ export const errorFields = (error: object): string | undefined => {
       fields[key] = (error as Record<string, unknown>)[key]
       count++
     }
-    return count === 0
-      ? undefined
-      : JSON.stringify(fields, (_, value) => typeof value === "bigint" ? value.toString() : value)
+    if (count === 0) return undefined
+    const json = JSON.stringify(fields, bounded)
+    return json.length > maxFieldsLength ? `${json.slice(0, maxFieldsLength)}...` : json
   } catch {
     return undefined
   }

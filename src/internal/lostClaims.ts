@@ -12,6 +12,7 @@ import { releaseClaims } from "./sql/claims.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { untilLanded } from "./untilLanded.ts"
 import { idList } from "./idList.ts"
+import { failureLine } from "./serverMessage.ts"
 
 /** When the jobs of a failed fetch are released: soon, and after any straggling statement has ended. */
 const releaseAfter = [Duration.seconds(1), Duration.seconds(30)]
@@ -22,7 +23,7 @@ const releaseOnce = (sql: SqlClient, prefix: string, claim: string, timeout: Dur
     pause: (failures) => Effect.flatMap(retryDelay(failures, { baseMillis: 250 }), Effect.sleep),
     onRetry: (failures, cause) =>
       failures === 1 || failures % 20 === 0
-        ? Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again`)
+        ? Effect.logWarning(`could not yet release the jobs of a failed fetch (${failures}x); trying again: ${failureLine(cause)}`)
           .pipe(Effect.annotateLogs({ claim, cause: Cause.pretty(cause) }))
         : Effect.void
   })

@@ -368,7 +368,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     yield* Effect.logInfo(
       `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}` +
         otherQueuesNote(options.workers, new Set(config.queues.map((q) => q.name))) +
-        (unreached === undefined ? "" : `; the database did not answer at start-up (${unreached}): jobs run once it does`)
+        (unreached === undefined ? "" : `; its database could not be checked at start-up (${unreached}): it keeps trying`)
     )
 
     const runtime: Runtime = {

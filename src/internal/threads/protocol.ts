@@ -149,10 +149,13 @@ export const toPerformError = (
 ): Snooze | Cancel | Discard | ThreadFailure => {
   if (error instanceof Snooze || error instanceof Cancel || error instanceof Discard) return error
   const tag = tagOf(error)
-  const text = Predicate.hasProperty(error, "message") && typeof error.message === "string"
-    // A tagged error without a message crosses with its fields as its message, as a node records it.
-    ? (error.message === "" && tag !== undefined ? errorFields(error) ?? "" : error.message)
-    : safeJson(error)
+  const own = Predicate.hasProperty(error, "message") && typeof error.message === "string" ? error.message : undefined
+  // A tagged error (or object) without a message crosses with its fields as its message, as a node records it.
+  const text = own !== undefined && own !== ""
+    ? own
+    : tag !== undefined && typeof error === "object" && error !== null
+    ? errorFields(error) ?? ""
+    : own ?? safeJson(error)
   const encoded = encode?.(error)
   const stack = Predicate.hasProperty(error, "stack") && typeof error.stack === "string" ? error.stack : undefined
   return new ThreadFailure({
