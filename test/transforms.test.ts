@@ -69,6 +69,14 @@ describe("an application client that renames result columns", () => {
         assert.strictEqual(inserted.maxAttempts, 20)
         assert.strictEqual(inserted.state, "available")
 
+        // A rollback of the application's transaction takes the job inserted in it.
+        const rolledBack = yield* sql.withTransaction(Effect.gen(function*() {
+          const job = yield* Oban.insert(Camel.job({ userId: "rolled-back" }))
+          return yield* Effect.fail({ _tag: "Abort" as const, id: job.id })
+        })).pipe(Effect.flip)
+        assert.strictEqual(rolledBack._tag, "Abort")
+        if (rolledBack._tag === "Abort") assert.isTrue(Option.isNone(yield* Oban.getJob(rolledBack.id)))
+
         // A unique conflict is answered with the job already there, not a defect.
         const again = yield* Oban.insert(Camel.job({ userId: "u1" }))
         assert.strictEqual(again.id, inserted.id)
