@@ -6,10 +6,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Data, Redacted } from "effect"
-import { errorFields } from "../src/internal/errorFields.ts"
+import { errorFields, unmessagedText } from "../src/internal/errorFields.ts"
 import { toPerformError } from "../src/internal/threads/protocol.ts"
 
 class Timeout extends Data.TaggedError("Timeout")<{ readonly host: string; readonly waited: bigint }> {}
+class DbError extends Data.TaggedError("DbError")<{ readonly cause: unknown; readonly table?: string }> {}
+class Refused extends Data.TaggedError("Refused")<{ readonly message: string }> {}
 
 describe("errorFields", () => {
   it("writes the fields, not the tag, message, stack or cause", () => {
@@ -38,10 +40,23 @@ describe("errorFields", () => {
     assert.strictEqual(errorFields(throwing), undefined)
   })
 
+  it("an error without a message that wraps a cause says what the cause says, on one line", () => {
+    assert.strictEqual(unmessagedText(new DbError({ cause: new Error("connection refused\n  at x") })), "cause: Error: connection refused")
+    assert.strictEqual(
+      unmessagedText(new DbError({ cause: new TypeError("bad"), table: "users" })),
+      '{"table":"users"}; cause: TypeError: bad'
+    )
+    assert.strictEqual(unmessagedText(new DbError({ cause: new Refused({ message: "no" }) })), "cause: Refused: no")
+    assert.strictEqual(unmessagedText(new DbError({ cause: "timed out" })), "cause: timed out")
+    assert.strictEqual(unmessagedText(new DbError({ cause: 42 })), undefined)
+    assert.strictEqual(unmessagedText(new DbError({ cause: new Error("y".repeat(2000)) }))!.length, "cause: ".length + 1024 + 3)
+  })
+
   it("a thread worker's failure crosses with the same text as its message", () => {
     assert.strictEqual(toPerformError(new Timeout({ host: "db-2", waited: 1n })).message, '{"host":"db-2","waited":"1"}')
     assert.strictEqual(toPerformError({ _tag: "Plain", id: 1 }).message, '{"id":1}')
     assert.strictEqual(toPerformError(new Error("kept")).message, "kept")
     assert.strictEqual(toPerformError({ id: 2 }).message, '{"id":2}')
+    assert.strictEqual(toPerformError(new DbError({ cause: new Error("refused") })).message, "cause: Error: refused")
   })
 })

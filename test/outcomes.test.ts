@@ -19,6 +19,8 @@ class InvalidCard extends Schema.TaggedError<InvalidCard>()("InvalidCard", {
 }) {}
 /** A tagged error whose data is in its fields, with no message. */
 class GatewayTimeout extends Data.TaggedError("GatewayTimeout")<{ readonly host: string; readonly waitedMs: bigint }> {}
+/** A tagged error that only wraps the error under it, as a data layer's often does. */
+class DbError extends Data.TaggedError("DbError")<{ readonly cause: unknown }> {}
 
 const finalized = Ref.makeUnsafe<ReadonlyArray<string>>([])
 
@@ -30,7 +32,10 @@ const Outcomes = Worker.make("Outcomes", {
   maxAttempts: 3,
   perform: (
     job
-  ): Effect.Effect<void, PaymentDeclined | InvalidCard | GatewayTimeout | Worker.Snooze | Worker.Cancel | Worker.Discard> => {
+  ): Effect.Effect<
+    void,
+    PaymentDeclined | InvalidCard | GatewayTimeout | DbError | Worker.Snooze | Worker.Cancel | Worker.Discard
+  > => {
     switch (job.args.mode) {
       case "ok":
         return Effect.void
@@ -40,6 +45,8 @@ const Outcomes = Worker.make("Outcomes", {
         return Effect.fail(new InvalidCard({ message: "no such card" }))
       case "fields":
         return Effect.fail(new GatewayTimeout({ host: "pay-2", waitedMs: 30_000n }))
+      case "wrapped":
+        return Effect.fail(new DbError({ cause: new Error("connection refused") }))
       case "die":
         return Effect.die(new Error("boom"))
       case "throw":
@@ -261,6 +268,8 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       const row = yield* run(Outcomes.job({ mode: "fields" }))
       assert.strictEqual(row.state, "retryable")
       assert.strictEqual(row.errors[0]!.message, 'GatewayTimeout: {"host":"pay-2","waitedMs":"30000"}')
+      const wrapped = yield* run(Outcomes.job({ mode: "wrapped" }))
+      assert.strictEqual(wrapped.errors[0]!.message, "DbError: cause: Error: connection refused")
     }))
 
   it.effect("a failure on the last attempt -> discarded", () =>

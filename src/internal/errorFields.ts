@@ -1,7 +1,7 @@
 /**
- * The data of an error that has no message of its own, for its errors entry:
+ * The text of an error that has no message of its own, for its errors entry:
  * a tagged error such as `Data.TaggedError("Timeout")<{ host }>` says why it
- * failed only in its fields. Used where a node records a failure and where a
+ * failed only in its fields (and its cause). Used where a node records a failure and where a
  * thread worker's failure is sent to its node.
  */
 
@@ -45,4 +45,39 @@ export const errorFields = (error: object): string | undefined => {
   } catch {
     return undefined
   }
+}
+
+/** What an error's `cause` says, in one line at most 1,024 characters long, when it says anything. */
+const causeText = (cause: unknown): string | undefined => {
+  let text: string | undefined
+  if (typeof cause === "string") text = cause
+  else if (cause instanceof Error || (typeof cause === "object" && cause !== null && "_tag" in cause)) {
+    const named = cause as { readonly _tag?: unknown; readonly name?: unknown; readonly message?: unknown }
+    const name = typeof named._tag === "string" ? named._tag : typeof named.name === "string" ? named.name : "Error"
+    text = typeof named.message === "string" && named.message !== "" ? `${name}: ${named.message}` : name
+  }
+  if (text === undefined || text === "") return undefined
+  const line = text.split("\n", 1)[0]!
+  return line.length > 1024 ? `${line.slice(0, 1024)}...` : line
+}
+
+/**
+ * The message of an error that has none of its own: its fields, and what its
+ * `cause` says (`{"table":"users"}; cause: Error: connection refused`), or
+ * undefined when it has neither. `Data.TaggedError("DbError")<{ cause }>`
+ * wraps a driver's error this way, and would otherwise be recorded as its tag.
+ */
+export const unmessagedText = (error: object): string | undefined => {
+  const fields = errorFields(error)
+  let cause: string | undefined
+  try {
+    cause = causeText((error as { readonly cause?: unknown }).cause)
+  } catch {
+    cause = undefined
+  }
+  return fields === undefined
+    ? cause === undefined ? undefined : `cause: ${cause}`
+    : cause === undefined
+    ? fields
+    : `${fields}; cause: ${cause}`
 }

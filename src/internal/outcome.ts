@@ -15,7 +15,7 @@ import { Cancel, Discard, Snooze } from "../Worker.ts"
 import { clean } from "./errorText.ts"
 import { prettyCause } from "./prettyCause.ts"
 import type { AckRow } from "./sql/acks.ts"
-import { errorFields } from "./errorFields.ts"
+import { unmessagedText } from "./errorFields.ts"
 
 /** Raised inside the executor when a worker's timeout elapses; its message is what the errors entry's cause shows. */
 export class JobTimeout extends Schema.TaggedError<JobTimeout>()("ObanJobTimeout", {
@@ -52,8 +52,8 @@ const describe = (error: unknown): string => {
     error.message.length > 0
   if (hasMessage) return `${tag === undefined ? "" : `${tag}: `}${error.message as string}`
   if (tag !== undefined) {
-    const fields = errorFields(error as object)
-    return fields === undefined ? tag : `${tag}: ${fields}`
+    const text = unmessagedText(error as object)
+    return text === undefined ? tag : `${tag}: ${text}`
   }
   try {
     return JSON.stringify(error) ?? String(error)

@@ -16,7 +16,7 @@ import * as RpcGroup from "effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
 import type { Job } from "../../Job.ts"
 import { Cancel, Discard, Snooze } from "../../Worker.ts"
-import { errorFields } from "../errorFields.ts"
+import { unmessagedText } from "../errorFields.ts"
 
 /** The job's fields a thread sees besides its args. */
 export const ThreadJob = Schema.Struct({
@@ -154,7 +154,7 @@ export const toPerformError = (
   const text = own !== undefined && own !== ""
     ? own
     : tag !== undefined && typeof error === "object" && error !== null
-    ? errorFields(error) ?? ""
+    ? unmessagedText(error) ?? ""
     : own ?? safeJson(error)
   const encoded = encode?.(error)
   const stack = Predicate.hasProperty(error, "stack") && typeof error.stack === "string" ? error.stack : undefined
