@@ -10,16 +10,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { Job } from "../Job.ts"
 import type { AckRow } from "./sql/acks.ts"
-import { maxErrorTextBytes, wasCut } from "./errorText.ts"
+import { firstLine, maxErrorTextBytes, wasCut } from "./errorText.ts"
 
 /** How much of an error message a log line shows; the job's `errors` keep up to 64 KiB. */
 export const loggedMessageLength = 500
 
 /** The first line of `message` (as stored: cut to 64 KiB), cut to `loggedMessageLength` characters. */
 export const shortMessage = (message: string): string => {
-  const newline = message.indexOf("\n")
-  const line = newline === -1 ? message : message.slice(0, newline)
-  const cut = line.length > loggedMessageLength ? `${line.slice(0, loggedMessageLength)}...` : line
+  const cut = firstLine(message, loggedMessageLength)
   if (cut === message) return cut
   return wasCut(message)
     ? `${cut} (the job's errors keep its first ${maxErrorTextBytes / 1024} KiB)`

@@ -4,12 +4,16 @@
  * failed only in its fields (and its cause). Used where a node records a failure and where a
  * thread worker's failure is sent to its node.
  */
+import { cutText, firstLine } from "./errorText.ts"
 
 /** Keys a failure shows otherwise (its tag and message), or that hold no data of the error's own. */
 const shownOtherwise = new Set(["_tag", "message", "stack", "cause", "name"])
 
 /** The most characters of fields a failure records (its message is cut to 64 KiB later anyway). */
 const maxFieldsLength = 4096
+
+/** The most characters of one string field, or of a cause's line. */
+const maxStringLength = 1024
 
 /**
  * Each value as JSON takes it, but bigints as text, binary data as its size
@@ -20,7 +24,7 @@ function bounded(this: unknown, key: string, value: unknown): unknown {
   const original = typeof this === "object" && this !== null ? (this as Record<string, unknown>)[key] : value
   if (ArrayBuffer.isView(original) || original instanceof ArrayBuffer) return `[${original.byteLength} bytes]`
   if (typeof value === "bigint") return value.toString()
-  return typeof value === "string" && value.length > 1024 ? `${value.slice(0, 1024)}...` : value
+  return typeof value === "string" ? cutText(value, maxStringLength) : value
 }
 
 /**
@@ -41,7 +45,7 @@ export const errorFields = (error: object): string | undefined => {
     }
     if (count === 0) return undefined
     const json = JSON.stringify(fields, bounded)
-    return json.length > maxFieldsLength ? `${json.slice(0, maxFieldsLength)}...` : json
+    return cutText(json, maxFieldsLength)
   } catch {
     return undefined
   }
@@ -56,9 +60,7 @@ const causeText = (cause: unknown): string | undefined => {
     const name = typeof named._tag === "string" ? named._tag : typeof named.name === "string" ? named.name : "Error"
     text = typeof named.message === "string" && named.message !== "" ? `${name}: ${named.message}` : name
   }
-  if (text === undefined || text === "") return undefined
-  const line = text.split("\n", 1)[0]!
-  return line.length > 1024 ? `${line.slice(0, 1024)}...` : line
+  return text === undefined || text === "" ? undefined : firstLine(text, maxStringLength)
 }
 
 /**

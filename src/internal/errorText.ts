@@ -25,6 +25,15 @@ const cutUtf8 = (bytes: Uint8Array, limit: number): Uint8Array => {
 
 const note = (omitted: number) => `\n... [truncated: ${omitted} more bytes]`
 
+/** `text` cut to at most `max` characters, with `...` after a cut (for a line people read). */
+export const cutText = (text: string, max: number): string => text.length > max ? `${text.slice(0, max)}...` : text
+
+/** The first line of `text`, cut to `max` characters. */
+export const firstLine = (text: string, max: number): string => {
+  const newline = text.indexOf("\n")
+  return cutText(newline === -1 ? text : text.slice(0, newline), max)
+}
+
 /** Whether `text`, as `clean` returned it, was cut (it ends with the note `clean` adds). */
 export const wasCut = (text: string): boolean => /\n\.\.\. \[truncated: \d+ more bytes\]$/.test(text)
 
