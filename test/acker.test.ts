@@ -48,6 +48,13 @@ const makeAcker = (lines: Array<string>) =>
     )
   })
 
+/** The line logged about job `id`'s ack that matched no row (fails, listing every line, when there is none). */
+const staleLine = (lines: ReadonlyArray<string>, id: number): string => {
+  const line = lines.find((text) => text.includes(`ack of job ${id} `))
+  assert.isDefined(line, lines.join("\n"))
+  return line!
+}
+
 const settled = (acker: Acker.Acker) => waitFor("every ack written", Effect.map(acker.pending, (n) => n === 0), "10 seconds")
 
 /** A client of its own with one connection, named `applicationName` in pg_stat_activity, closed with the scope. */
@@ -277,9 +284,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* acker.ack(ackOf(cancelled!, "cancelled"))
       yield* settled(acker)
       for (const job of [done, failed, cancelled]) {
-        const line = lines.find((text) => text.includes(`ack of job ${job!.id} `))
-        assert.isDefined(line, lines.join("\n"))
-        assert.match(line!, /^Debug: .*matched no row: the job is cancelled; nothing was changed$/)
+        assert.match(staleLine(lines, job!.id), /^Debug: .*matched no row: the job is cancelled; nothing was changed$/)
         assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "cancelled")
       }
     }).pipe(Effect.scoped))
@@ -301,8 +306,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       yield* acker.ack(ackOf(reclaimed!, "completed"))
       yield* settled(acker)
       for (const job of [rescued, reclaimed]) {
-        const line = lines.find((text) => text.includes(`ack of job ${job!.id} `))
-        assert.match(line ?? "", /^Warn: .*matched no row: the job is cancelled/, lines.join("\n"))
+        assert.match(staleLine(lines, job!.id), /^Warn: .*matched no row: the job is cancelled/)
       }
     }).pipe(Effect.scoped))
 
