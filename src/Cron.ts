@@ -274,11 +274,12 @@ export const runOnce = (options: {
   readonly to: Date
 }): Effect.Effect<RunResult, SqlError> =>
   Effect.gen(function*() {
+    const sql = plain(options.sql)
     let inserted = 0
     let duplicates = 0
     for (const item of options.entries) {
       for (const slot of slotsBetween(item, options.from, options.to)) {
-        const fresh = yield* insertUnique(plain(options.sql), options.prefix, yield* now(plain(options.sql)), item.rowJson, slotKey(item, slot), {
+        const fresh = yield* insertUnique(sql, options.prefix, yield* now(sql), item.rowJson, slotKey(item, slot), {
           cron: { name: item.entry.name, slot: slot.toISOString() }
         })
         if (fresh) inserted++
@@ -348,6 +349,7 @@ export const loop = (options: {
   Effect.gen(function*() {
     let last: Date | undefined
     const maxAgeMillis = options.maxAge === undefined ? undefined : Duration.toMillis(options.maxAge)
+    const sql = plain(options.sql)
     while (true) {
       const wait = yield* Effect.gen(function*() {
         if (!(yield* options.isLeader)) {
@@ -355,9 +357,9 @@ export const loop = (options: {
           return 1_000
         }
         const startedAt = yield* Clock.currentTimeMillis
-        const to = yield* currentTime(plain(options.sql))
+        const to = yield* currentTime(sql)
         if (last === undefined) {
-          const starts = yield* lookBackStarts(plain(options.sql), options.prefix, options.entries, to)
+          const starts = yield* lookBackStarts(sql, options.prefix, options.entries, to)
           for (const [index, item] of options.entries.entries()) {
             yield* runOnce({ ...options, entries: [item], from: starts[index]!, to })
           }

@@ -102,10 +102,11 @@ export const runOnce = (
   options: Pick<Options, "sql" | "prefix" | "node" | "ttl" | "instance" | "lease" | "meta">
 ): Effect.Effect<Result, SqlError> =>
   Effect.gen(function*() {
+    const sql = plain(options.sql)
     const lease = yield* claimLease(
-      plain(options.sql),
+      sql,
       options.prefix,
-      yield* now(plain(options.sql)),
+      yield* now(sql),
       options.node,
       options.instance ?? options.node,
       Duration.toMillis(options.ttl),

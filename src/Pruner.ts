@@ -69,10 +69,11 @@ export const runOnce = (
     const maxAge = Duration.toMillis(yield* duration("maxAge", options.maxAge, defaults.maxAge, Duration.zero))
     const batchSize = yield* positiveInt("batchSize", options.batchSize, defaults.batchSize)
     const maxBatches = yield* positiveInt("maxBatches", options.maxBatches, defaults.maxBatches)
+    const sql = plain(options.sql)
     let deleted = 0
     let batches = 0
     while (batches < maxBatches) {
-      const n = yield* pruneJobs(plain(options.sql), options.prefix, yield* now(plain(options.sql)), maxAge, batchSize)
+      const n = yield* pruneJobs(sql, options.prefix, yield* now(sql), maxAge, batchSize)
       batches++
       deleted += n
       if (n < batchSize) break

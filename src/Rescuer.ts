@@ -148,12 +148,13 @@ export const runOnce = (
     const forgetAfter = Duration.toMillis(
       yield* duration("forgetAfter", options.forgetAfter, defaults.forgetAfter, Duration.zero)
     )
+    const sql = plain(options.sql)
     let rescued = 0
     let discarded = 0
     let cancelled = 0
     while (true) {
-      const statement = rescueOrphans(plain(options.sql), options.prefix, yield* now(plain(options.sql)), after, forgetAfter, batchSize, spared)
-      const batch = yield* rescueBatch(plain(options.sql), statement, options.confirm)
+      const statement = rescueOrphans(sql, options.prefix, yield* now(sql), after, forgetAfter, batchSize, spared)
+      const batch = yield* rescueBatch(sql, statement, options.confirm)
       if ("withdrawn" in batch) {
         const message = `a rescue of ${batch.withdrawn} job(s) was rolled back: this node stopped leading, or its process ` +
           "did not run, between deciding to rescue and rescuing; the next run decides again"

@@ -60,9 +60,10 @@ export const runOnce = (options: Options): Effect.Effect<Result, SqlError | Inva
     yield* validatePrefix(options.prefix)
     const batchSize = yield* positiveInt("batchSize", options.batchSize, defaults.batchSize)
     const queues: Record<string, number> = {}
+    const sql = plain(options.sql)
     let staged = 0
     while (true) {
-      const rows = yield* stageJobs(plain(options.sql), options.prefix, yield* now(plain(options.sql)), batchSize)
+      const rows = yield* stageJobs(sql, options.prefix, yield* now(sql), batchSize)
       let batch = 0
       for (const row of rows) {
         queues[row.queue] = (queues[row.queue] ?? 0) + row.count

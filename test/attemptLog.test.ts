@@ -77,6 +77,13 @@ describe("attempt log lines", () => {
     const stored = clean("z".repeat(2 * 1024 * 1024))
     assert.strictEqual(shortMessage(stored), `${"z".repeat(loggedMessageLength)}... (the job's errors keep its first 64 KiB)`)
     assert.strictEqual(shortMessage(clean("short")), "short")
+    // A short message that itself ends with such a note was not cut: its line says so.
+    assert.strictEqual(
+      shortMessage("quoted\n... [truncated: 12 more bytes]"),
+      "quoted (the whole text is in the job's errors)"
+    )
+    // Multi-byte text cut at a sequence boundary still counts as cut.
+    assert.strictEqual(shortMessage(clean("é".repeat(1024 * 1024))).endsWith("(the job's errors keep its first 64 KiB)"), true)
   })
 
   layer(testLayer(prefix), { excludeTestServices: true })((it) => {

@@ -34,8 +34,15 @@ export const firstLine = (text: string, max: number): string => {
   return cutText(newline === -1 ? text : text.slice(0, newline), max)
 }
 
-/** Whether `text`, as `clean` returned it, was cut (it ends with the note `clean` adds). */
-export const wasCut = (text: string): boolean => /\n\.\.\. \[truncated: \d+ more bytes\]$/.test(text)
+/**
+ * Whether `text`, as `clean` returned it, was cut: it ends with the note
+ * `clean` adds and fills the bytes a cut keeps (a short message that merely
+ * ends with such a line was not cut).
+ */
+export const wasCut = (text: string, maxBytes: number = maxErrorTextBytes): boolean =>
+  /\n\.\.\. \[truncated: \d+ more bytes\]$/.test(text) &&
+  // A cut keeps at least `maxBytes` less the longest note and one UTF-8 sequence it backed off.
+  encoder.encode(text).length > maxBytes - encoder.encode(note(Number.MAX_SAFE_INTEGER)).length - 4
 
 /**
  * `text` with NUL and lone surrogates replaced by U+FFFD, cut to at most
