@@ -21,7 +21,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { Job } from "./Job.ts"
 import * as Acker from "./internal/acker.ts"
 import { logAttempt } from "./internal/attemptLog.ts"
-import { CurrentActivity } from "./internal/activity.ts"
+import { CurrentActivity, watchSleeps } from "./internal/activity.ts"
 import { type StopReason, undetermined } from "./internal/outcome.ts"
 import { prettyCause } from "./internal/prettyCause.ts"
 import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
@@ -175,9 +175,10 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
     const registry = makeRegistry(options.node, options.workers, undefined, threads)
     // Flattened once: each job adds a few services to its fiber's context (span, log annotations,
     // metric attributes), and adding to a context that holds many layers of additions copies it.
-    const context = yield* Effect.context<never>()
-    const fork = Effect.runForkWith(Context.makeUnsafe<never>(new Map(context.mapUnsafe)))
     const activity = yield* CurrentActivity
+    // On TestClock, jobs sleep on a clock that tells ObanTest.advance when their sleeps end.
+    const context = Context.add(yield* Effect.context<never>(), Clock.Clock, watchSleeps(yield* Clock.Clock, activity))
+    const fork = Effect.runForkWith(Context.makeUnsafe<never>(new Map(context.mapUnsafe)))
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

@@ -90,11 +90,11 @@ export type { AdvanceOptions }
  * `ObanClock` in effect mode), and returns once the node is idle: every job
  * due by then has been staged, fetched, run and its outcome written, and
  * every cron slot passed has inserted its job. Time moves in steps: to the
- * next moment a job or cron slot falls due, and by at most `step` (half the
- * node's heartbeat interval by default, so heartbeats, the lease and rescue
- * keep their schedule); after each step the node settles on the database
- * before time moves again. Jobs that wait on virtual time (a sleep, a
- * timeout) count as waiting. Fails with `ObanTestError` when the test does
+ * next moment a job or cron slot falls due or a running job's sleep or
+ * timeout ends, and by at most `step` (by default the node's shortest
+ * heartbeat, lease renewal or rescue interval, so they keep their schedule);
+ * after each step the node settles on the database before time moves again.
+ * Jobs that wait on virtual time (a sleep, a timeout) count as waiting. Fails with `ObanTestError` when the test does
  * not run on `TestClock`, when the service is not a node's, or when the node
  * does not settle within `timeout` (real time), saying what kept it busy.
  *

@@ -24,6 +24,11 @@ const Query = Worker.make("AdvQuery", {
   args: Schema.Struct({ seconds: Schema.Number }),
   perform: (job) => Effect.flatMap(SqlClient, (sql) => sql`SELECT pg_sleep(${job.args.seconds})`).pipe(Effect.orDie)
 })
+const ShortNap = Worker.make("AdvShortNap", {
+  args: Schema.Struct({ account: Schema.String }),
+  queue: "naps",
+  perform: () => Effect.sleep("200 millis")
+})
 const Stuck = Worker.make("AdvStuck", { args: Schema.Struct({}), timeout: "1 minute", maxAttempts: 1, perform: () => Effect.never })
 
 const TestLive = ObanTest.layer().pipe(Layer.provideMerge(ObanTest.database()))
@@ -128,6 +133,31 @@ describe("ObanTest.advance", () => {
         assert.strictEqual((yield* rowOf(nap.id)).state, "executing")
         yield* ObanTest.advance("29 minutes").pipe(Effect.provideService(Oban.Oban, oban))
         assert.strictEqual((yield* rowOf(nap.id)).state, "completed")
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("a job that waits for a slot starts the moment a sleeping job ends and frees it, within a longer step", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient
+        const { prefix } = yield* Config.Settings
+        yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished, ${sql(prefix)}.oban_queues`
+        const limits: ReadonlyArray<number | Oban.QueueConfig> = [2, { limit: 10, global: 1, partition: { by: "args", key: "account" } }]
+        for (const naps of limits) {
+          yield* sql`TRUNCATE ${sql(prefix)}.oban_jobs, ${sql(prefix)}.oban_jobs_finished`
+          const running = yield* startNode({ node: "naps", queues: { naps }, workers: [ShortNap], pruner: false })
+          yield* running.oban.ready
+          // Six jobs of 200 virtual ms, two at a time (two slots, or one per account): done after 600 ms.
+          const jobs = yield* Oban.insertAll([1, 2, 3, 4, 5, 6].map((n) => ShortNap.job({ account: n % 2 === 0 ? "A" : "B" })))
+          const start = jobs[0]!.insertedAt.getTime()
+          // The default step (10 s) is far longer than a job: time stops where each sleep ends.
+          yield* ObanTest.advance("1 second").pipe(Effect.provideService(Oban.Oban, running.oban))
+          const rows = yield* Effect.forEach(jobs, (job) => rowOf(job.id))
+          assert.deepStrictEqual(rows.map((row) => row.state), Array(6).fill("completed"), JSON.stringify(naps))
+          const times = (pick: (row: typeof rows[number]) => Date | null) =>
+            rows.map((row) => pick(row)!.getTime() - start).sort((a, b) => a - b)
+          assert.deepStrictEqual(times((row) => row.attemptedAt), [0, 0, 200, 200, 400, 400], JSON.stringify(naps))
+          assert.deepStrictEqual(times((row) => row.completedAt), [200, 200, 400, 400, 600, 600], JSON.stringify(naps))
+          yield* running.stop
+        }
       }).pipe(Effect.scoped, onTestClock), 60_000)
 
     it.effect("a node closed while a job does real I/O waits for it in real time, not on the virtual clock", () =>

@@ -6,9 +6,10 @@
  * which virtual time does not wait for: one `TestClock.adjust` of an hour
  * wakes each loop once, part-way, and a job due at the end is still
  * scheduled afterwards. So time moves in steps: to the next moment something
- * falls due (a scheduled or retryable job, a cron slot), or by at most
- * `step` (so heartbeats, the leader lease and rescue keep their schedule),
- * and after each step the node is left to settle:
+ * falls due (a scheduled or retryable job, a cron slot, the end of a running
+ * job's sleep or timeout), or by at most `step` (so heartbeats, the leader
+ * lease and rescue keep their schedule), and after each step the node is
+ * left to settle:
  * - no loop is at work (fetching, beating, running maintenance, writing outcomes);
  * - no running job started or ended during a short quiet window (a job that
  *   waits on virtual time stays as it is);
@@ -45,6 +46,10 @@ const isTestClock = (clock: Clock.Clock): clock is TestClock.TestClock =>
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/** `moment` if it is later than `current`; otherwise no bound. */
+const after = (current: number, moment: number | undefined): number =>
+  moment !== undefined && moment > current ? moment : Infinity
 
 /**
  * Waits until the node is idle, in real time, and returns when the next job
@@ -125,6 +130,7 @@ export const advance = (
       const due = yield* settle(clock, handle, timeout, quiet)
       const current = clock.currentTimeMillisUnsafe()
       if (current >= target) return
-      yield* clock.adjust(Math.min(target, current + step, due !== undefined && due > current ? due : Infinity) - current)
+      const next = Math.min(target, current + step, after(current, due), after(current, handle.activity.nextSleepEnd()))
+      yield* clock.adjust(next - current)
     }
   })
