@@ -101,6 +101,6 @@ export const insert = (
         return { name: String(first + index), request, deps: previous === undefined ? [] : [{ step: previous, onFailure }] }
       })
       // Announced inside this transaction, after its COMMIT (see `insertWorkflow`).
-      return yield* insertWorkflow(id, steps, traced)
+      return yield* insertWorkflow(id, steps, { traced })
     }))
   }).pipe(withInsertSpan("oban.chain.insert", { attributes: { "oban.chain.key": key } }))

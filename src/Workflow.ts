@@ -69,6 +69,25 @@ export interface StepOptions<Steps extends string> {
 }
 
 /**
+ * What inserting a workflow does with a step whose name the workflow has
+ * already (inserted earlier): `"fail"` refuses the whole insert with
+ * `InvalidWorkflowError`; `"keep"` leaves that step as it is (its job, args
+ * and dependencies), inserts the others, and returns the existing job with
+ * `conflict: true`. New steps may depend on a kept one.
+ *
+ * @since 0.1.0
+ */
+export type ExistingSteps = "fail" | "keep"
+
+/**
+ * @since 0.1.0
+ */
+export interface WorkflowOptions {
+  /** Default `"fail"` for `make`, `"keep"` for `appendTo` (a job may run again and append again). */
+  readonly existingSteps?: ExistingSteps | undefined
+}
+
+/**
  * One step of a workflow, as the builder holds it.
  *
  * @since 0.1.0
@@ -91,6 +110,8 @@ export interface Workflow<Steps extends string = never> {
   readonly _tag: "Workflow"
   readonly id: string
   readonly steps: ReadonlyArray<Step>
+  /** What the insert does with a step whose name the workflow has already (see `ExistingSteps`). */
+  readonly existingSteps: ExistingSteps
   /**
    * A workflow with one more step. Its dependencies must be steps added
    * before it (so a workflow never has a cycle), or, for a workflow made with
@@ -104,10 +125,11 @@ export interface Workflow<Steps extends string = never> {
 }
 
 /** A workflow from its steps (for modules built on workflows, such as `Batch`). */
-export const fromSteps = <Steps extends string>(id: string, steps: ReadonlyArray<Step>): Workflow<Steps> => build(id, steps)
+export const fromSteps = <Steps extends string>(id: string, steps: ReadonlyArray<Step>): Workflow<Steps> =>
+  build(id, steps, "fail")
 
-const build = <Steps extends string>(id: string, steps: ReadonlyArray<Step>): Workflow<Steps> =>
-  grown(id, [...steps], steps.length)
+const build = <Steps extends string>(id: string, steps: ReadonlyArray<Step>, existingSteps: ExistingSteps): Workflow<Steps> =>
+  grown(id, [...steps], steps.length, existingSteps)
 
 /**
  * The workflow of the first `count` steps of `all`. Adding to the workflow
@@ -115,11 +137,17 @@ const build = <Steps extends string>(id: string, steps: ReadonlyArray<Step>): Wo
  * 20,000 steps is built in milliseconds, not seconds); adding to an earlier
  * one copies its steps first, so every workflow keeps its own.
  */
-const grown = <Steps extends string>(id: string, all: Array<Step>, count: number): Workflow<Steps> => {
+const grown = <Steps extends string>(
+  id: string,
+  all: Array<Step>,
+  count: number,
+  existingSteps: ExistingSteps
+): Workflow<Steps> => {
   let steps: ReadonlyArray<Step> | undefined
   return {
     _tag: "Workflow",
     id,
+    existingSteps,
     get steps() {
       steps ??= count === all.length ? all.slice() : all.slice(0, count)
       return steps
@@ -136,7 +164,7 @@ const grown = <Steps extends string>(id: string, all: Array<Step>, count: number
       }
       const target = count === all.length ? all : all.slice(0, count)
       target.push(step)
-      return grown(id, target, count + 1)
+      return grown(id, target, count + 1, existingSteps)
     }
   }
 }
@@ -146,12 +174,17 @@ const grown = <Steps extends string>(id: string, all: Array<Step>, count: number
  * within a workflow id, so reusing an id that still has jobs fails on the
  * first repeated name. `Steps` are names a step may depend on without
  * adding them first: `make<string>(id)` adds to a workflow already inserted
- * (its steps are looked up by name, see `appendTo`).
+ * (its steps are looked up by name, see `appendTo`); with
+ * `existingSteps: "keep"`, a step whose name is taken is kept as it is
+ * instead (see `ExistingSteps`).
  *
  * @since 0.1.0
  */
-export const make = <Steps extends string = never>(id?: string): Workflow<Steps> =>
-  build<Steps>(id ?? globalThis.crypto.randomUUID(), [])
+export const make = <Steps extends string = never>(id?: string, options?: WorkflowOptions): Workflow<Steps> =>
+  build<Steps>(id ?? globalThis.crypto.randomUUID(), [], existingStepsOf(options, "fail"))
+
+const existingStepsOf = (options: WorkflowOptions | undefined, fallback: ExistingSteps): ExistingSteps =>
+  options?.existingSteps ?? fallback
 
 /**
  * Where a job stands in its workflow (its `meta.workflow`), if it belongs to one.
@@ -203,12 +236,18 @@ export const stepOf = (job: Pick<Job, "meta">): string =>
 /**
  * A workflow that adds steps to the workflow of a running job: its new steps
  * may depend on any step already inserted (by name), including the running
- * job's own. Fails with `InvalidWorkflowError` when the job belongs to no
- * workflow.
+ * job's own. A step whose name the workflow has already is kept as it is
+ * (`existingSteps: "keep"`, the default here): a job that appended, failed
+ * and runs again appends the same steps again without error, and adds only
+ * those it did not add before. Fails with `InvalidWorkflowError` when the job
+ * belongs to no workflow.
  *
  * @since 0.1.0
  */
-export const appendTo = (job: Pick<Job, "meta" | "id">): Effect.Effect<Workflow<string>, InvalidWorkflowError> =>
+export const appendTo = (
+  job: Pick<Job, "meta" | "id">,
+  options?: WorkflowOptions
+): Effect.Effect<Workflow<string>, InvalidWorkflowError> =>
   Effect.suspend(() => {
     const member = membership(job)
     if (Option.isNone(member)) {
@@ -216,7 +255,7 @@ export const appendTo = (job: Pick<Job, "meta" | "id">): Effect.Effect<Workflow<
         new InvalidWorkflowError({ workflowId: "", message: `job ${job.id} belongs to no workflow` })
       )
     }
-    return Effect.succeed(build<string>(member.value.id, []))
+    return Effect.succeed(build<string>(member.value.id, [], existingStepsOf(options, "keep")))
   })
 
 /**
@@ -235,7 +274,10 @@ export interface InsertedWorkflow<Steps extends string> {
  * whose dependencies have all completed) are `available` or `scheduled`;
  * the others `suspended`, except that a step added after one of its
  * dependencies failed is settled at once by its `onFailure` (`cancelled`
- * under `"cancel"`). The steps are returned in those states.
+ * under `"cancel"`). The steps are returned in those states. A step whose
+ * name the workflow has already fails the insert, or, with
+ * `existingSteps: "keep"` (the default of `appendTo`), is kept and returned
+ * as it stands with `conflict: true`.
  *
  * @since 0.1.0
  */
@@ -246,7 +288,7 @@ export const insert = <Steps extends string>(
   InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
   SqlClient
 > =>
-  Effect.map(insertWorkflow(workflow.id, workflow.steps), (jobs) => ({
+  Effect.map(insertWorkflow(workflow.id, workflow.steps, { existingSteps: workflow.existingSteps }), (jobs) => ({
     id: workflow.id,
     jobs: Object.fromEntries(workflow.steps.map((step, index) => [step.name, jobs[index]!])) as Record<Steps, Inserted>
   }))

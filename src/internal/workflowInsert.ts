@@ -11,13 +11,13 @@ import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { Settings } from "../Config.ts"
 import { type InvalidJobError, InvalidWorkflowError, type MigrationError } from "../Errors.ts"
-import { terminalStates } from "../Job.ts"
+import { type JobState, terminalStates } from "../Job.ts"
 import type { Inserted } from "../Oban.ts"
 import { now } from "../ObanClock.ts"
-import type { Step } from "../Workflow.ts"
+import type { ExistingSteps, Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
 import { type PublishInserted, withInsertedEvents } from "./insertedEvents.ts"
-import { insertedJob } from "./jobRow.ts"
+import { insertedJob, jobFromRow, type JobRow } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
 import { textProblem } from "./jsonText.ts"
 import { orNotMigrated } from "./notMigrated.ts"
@@ -109,8 +109,12 @@ const namingTaken = (
 export const insertWorkflow = (
   workflowId: string,
   steps: ReadonlyArray<Step>,
-  /** The traceparent for the jobs, when the caller read it (else the current span's). */
-  traced?: { readonly traceparent: string | undefined }
+  options: {
+    /** The traceparent for the jobs, when the caller read it (else the current span's). */
+    readonly traced?: { readonly traceparent: string | undefined } | undefined
+    /** What to do with a step whose name the workflow has already; default `"fail"`. */
+    readonly existingSteps?: ExistingSteps | undefined
+  } = {}
 ): Effect.Effect<
   ReadonlyArray<Inserted>,
   InvalidWorkflowError | InvalidJobError | MigrationError | SqlError,
@@ -121,23 +125,33 @@ export const insertWorkflow = (
     if (external instanceof InvalidWorkflowError) return yield* external
     if (steps.length === 0) return []
     const settings = yield* Settings
-    const traceparent = traced === undefined ? yield* currentTraceparent : traced.traceparent
+    const traceparent = options.traced === undefined ? yield* currentTraceparent : options.traced.traceparent
     const encoded = yield* encodeRequests(steps.map((step) => step.request), settings, traceparent, (i) => i)
     const sql = plain(yield* SqlClient)
     const time = yield* now(sql)
     const migrated = orNotMigrated(settings.prefix)
-    const rows: ReadonlyArray<Sql.WorkflowRow> = steps.map((step, index) => ({
-      request: encoded[index]!,
-      suspended: step.deps.length > 0,
-      workflow: {
-        id: workflowId,
-        step: step.name,
-        deps: step.deps.map((dep) => ({ step: dep.step, on_failure: dep.onFailure }))
-      }
-    }))
+    const keepExisting = options.existingSteps === "keep"
     const write = Effect.gen(function*() {
-      const inserted = yield* migrated(Sql.insertWorkflowJobs(sql, settings.prefix, time, workflowId, rows))
-      const ids = new Map(steps.map((step, index) => [step.name, Number(inserted[index]!.id)]))
+      // Steps kept as they are (read first, and held): the others are inserted.
+      const kept = keepExisting
+        ? new Map(
+          (yield* migrated(Sql.readSteps(sql, settings.prefix, workflowId, steps.map((step) => step.name))))
+            .map((row) => [row.step, row])
+        )
+        : new Map<string, JobRow & { readonly step: string }>()
+      const fresh = steps.flatMap((step, index) => kept.has(step.name) ? [] : [index])
+      const rows: ReadonlyArray<Sql.WorkflowRow> = fresh.map((index) => ({
+        request: encoded[index]!,
+        suspended: steps[index]!.deps.length > 0,
+        workflow: {
+          id: workflowId,
+          step: steps[index]!.name,
+          deps: steps[index]!.deps.map((dep) => ({ step: dep.step, on_failure: dep.onFailure }))
+        }
+      }))
+      const inserted = rows.length === 0 ? [] : yield* migrated(Sql.insertWorkflowJobs(sql, settings.prefix, time, workflowId, rows))
+      const ids = new Map(fresh.map((index, at) => [steps[index]!.name, Number(inserted[at]!.id)]))
+      for (const row of kept.values()) ids.set(row.step, Number(row.id))
       const existing = external.length === 0 ? [] : yield* migrated(Sql.findSteps(sql, settings.prefix, workflowId, external))
       for (const row of existing) ids.set(row.step, Number(row.id))
       const missing = external.filter((name) => !existing.some((row) => row.step === name))
@@ -148,35 +162,45 @@ export const insertWorkflow = (
           message: `no step "${missing[0]}" in workflow "${workflowId}" (never inserted, or pruned)`
         })
       }
-      const edges = steps.flatMap((step) =>
-        step.deps.map((dep) => ({ job: ids.get(step.name)!, dep: ids.get(dep.step)!, onFailure: dep.onFailure }))
+      // A kept step keeps the dependencies it has; only the inserted ones get theirs.
+      const edges = fresh.flatMap((index) =>
+        steps[index]!.deps.map((dep) => ({ job: ids.get(steps[index]!.name)!, dep: ids.get(dep.step)!, onFailure: dep.onFailure }))
       )
       yield* migrated(Sql.insertEdges(sql, settings.prefix, edges))
       // A dependency that finished already counts at once: the new steps may be released (available) or
       // cancelled by now, and are returned (and announced) as they are. One still waiting or running
       // (the usual append to a chain with a backlog) releases nothing yet.
-      const finished = existing.filter((row) => terminalStates.includes(row.state))
-      if (finished.length === 0) return inserted
+      const finished = [...existing, ...kept.values()].filter((row) => terminalStates.includes(row.state as JobState))
+      if (finished.length === 0 || inserted.length === 0) return { fresh, inserted, kept }
       yield* migrated(Sql.releaseDependents(sql, settings.prefix, time, finished.map((row) => Number(row.id))))
-      const now = new Map(
+      const current = new Map(
         (yield* migrated(Sql.stepsNow(sql, settings.prefix, inserted.map((row) => Number(row.id)))))
           .map((row) => [Number(row.id), row])
       )
-      return inserted.map((row) => {
-        const current = now.get(Number(row.id))
-        return current === undefined ? row : { ...row, ...current, id: row.id }
-      })
+      return {
+        fresh,
+        kept,
+        inserted: inserted.map((row) => {
+          const now = current.get(Number(row.id))
+          return now === undefined ? row : { ...row, ...now, id: row.id }
+        })
+      }
     })
     // Announced inside the transaction: the ids are known before its COMMIT (see `withInsertedEvents`).
     const announced = (publishInserted: PublishInserted) =>
       transaction(
         sql,
-        Effect.flatMap(write, (inserted: ReadonlyArray<Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }>) => {
-          const jobs = inserted.map((row, index): Inserted => {
-            const job = insertedJob(encoded[index]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
+        Effect.flatMap(write, ({ fresh, inserted, kept }) => {
+          const added = inserted.map((row: Sql.InsertedWorkflowRow & { readonly cancelled_at?: Date | null }, at): Inserted => {
+            const job = insertedJob(encoded[fresh[at]!]!, row.id, row.state, row.inserted_at, row.scheduled_at, parseJsonObject(row.meta))
             return row.cancelled_at == null ? job : { ...job, cancelledAt: row.cancelled_at }
           })
-          return Effect.as(publishInserted(jobs), jobs)
+          // Every step in the order given: a kept one as it stands, with `conflict: true`.
+          const byIndex = new Map(fresh.map((index, at) => [index, added[at]!]))
+          const jobs = steps.map((step, index) =>
+            byIndex.get(index) ?? { ...jobFromRow(kept.get(step.name)!), conflict: true }
+          )
+          return Effect.as(publishInserted(added), jobs)
         })
       ).pipe(Effect.catch((error) =>
         error._tag === "SqlError" && error.reason._tag === "UniqueViolation"

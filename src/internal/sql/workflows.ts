@@ -11,6 +11,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { JobState } from "../../Job.ts"
 import type { EncodedRequest } from "../encodeRequest.ts"
+import { jobColumns, type JobRow } from "../jobRow.ts"
 import { wakeQueues } from "./fragments.ts"
 import { table } from "./tables.ts"
 
@@ -119,6 +120,25 @@ export const findSteps = (
       AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
     ORDER BY id
     ${sql.literal(lock ? "FOR SHARE" : "")}
+  `
+
+/**
+ * The whole jobs of already inserted steps of a workflow, by step name, held
+ * `FOR SHARE` until the inserting transaction ends (steps a workflow insert
+ * keeps, see `ExistingSteps`).
+ */
+export const readSteps = (
+  sql: SqlClient,
+  prefix: string,
+  workflowId: string,
+  steps: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<JobRow & { readonly step: string }>, SqlError> =>
+  sql<JobRow & { readonly step: string }>`
+    SELECT ${sql.literal(jobColumns)}, meta #>> '{workflow,step}' AS step FROM ${table(sql, prefix, "oban_jobs")}
+    WHERE workflow_id = ${workflowId}
+      AND (meta #>> '{workflow,step}') IN (SELECT jsonb_array_elements_text(${JSON.stringify(steps)}::jsonb))
+    ORDER BY id
+    FOR SHARE
   `
 
 /** What a step just inserted is now, after `releaseDependents` may have released or cancelled it. */
