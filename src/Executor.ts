@@ -109,6 +109,39 @@ const awaitDrained = (runs: ReadonlyMap<number, unknown>, grace: Duration.Durati
 
 const drainPollMillis = 20
 
+/**
+ * Whether `fiber` is inside an uninterruptible region now. Effect keeps this
+ * on the fiber, outside its public interface: where it is not there, the
+ * fiber counts as interruptible (interrupted at once, as it always was).
+ */
+const inUninterruptibleRegion = (fiber: Fiber.Fiber<unknown>): boolean =>
+  (fiber as { readonly interruptible?: unknown }).interruptible === false
+
+/**
+ * Interrupts each job's fiber once it is interruptible, at once if it is, and
+ * waits for all of them to end. A job inside an uninterruptible region as the
+ * grace period ends is interrupted as it leaves the region, not before: an
+ * interrupt sent inside would end the fiber as interrupted when the region
+ * ends, dropping what the region did, so a job whose last step is such a
+ * region (a commit, say) and that ran it to its end would be given back and
+ * run a second time. Left to leave it, such a job completes. Polls in real
+ * time, uninterruptible, as `awaitDrained` does.
+ */
+const interruptWhenInterruptible = (fibers: ReadonlyArray<Fiber.Fiber<void>>) =>
+  Effect.gen(function*() {
+    let left = fibers
+    while (left.length > 0) {
+      left = left.filter((fiber) => fiber.pollUnsafe() === undefined)
+      const sent = left.filter((fiber) => !inUninterruptibleRegion(fiber))
+      for (const fiber of sent) fiber.interruptUnsafe()
+      if (sent.length === left.length) break
+      yield* realSleep(interruptPollMillis)
+    }
+    yield* Fiber.awaitAll(fibers)
+  }).pipe(Effect.uninterruptible)
+
+const interruptPollMillis = 5
+
 /** How long interrupted jobs may take to end before the node says it is still waiting for them. */
 const stuckAfterInterruptMillis = 2_000
 
@@ -120,7 +153,8 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
         `(ids ${idList(Array.from(runs.keys()))}): each is inside an uninterruptible region (its own ` +
         "Effect.uninterruptible or finalizer, or a database statement whose end the driver awaits after " +
         "cancelling it, which on a connection that stopped answering lasts until the system gives the " +
-        "connection up), which the node waits for; the process stops once they end"
+        "connection up), which the node waits for; a job that ends in it completes, one that goes on " +
+        "past it is interrupted there and given back; the process stops once they end"
     )
   )
 
@@ -197,7 +231,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         // takes; the node waits for it. Said once, so that a stop that takes longer than the grace period
         // has its reason in the log (an orchestrator's kill timeout may end the process first).
         const stuck = yield* Effect.forkDetach(Effect.andThen(realSleep(stuckAfterInterruptMillis), stillRunning(runs)))
-        yield* Fiber.interruptAll(left.flatMap((run) => run.fiber === undefined ? [] : [run.fiber]))
+        yield* interruptWhenInterruptible(left.flatMap((run) => run.fiber === undefined ? [] : [run.fiber]))
         yield* Fiber.interrupt(stuck)
       })
     )

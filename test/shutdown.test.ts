@@ -12,45 +12,13 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
 import { holdRow, waitFor } from "./support/node.ts"
+import { rows, startDeployNode } from "./support/deployNode.ts"
 import { awaitReady, spawnNode, stopNode } from "./support/processes.ts"
 import { startProxy } from "./support/proxy.ts"
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
 const Record = Worker.make("Record", { args: Schema.Struct({ n: Schema.Int }), perform: () => Effect.void })
 const HeldTimed = Worker.make("HeldTimed", { args: Schema.Struct({}), perform: () => Effect.void })
-
-interface Row {
-  readonly id: number
-  readonly state: string
-  readonly attempt: number
-  readonly kinds: ReadonlyArray<string>
-  readonly runs: number
-}
-
-const rows = (prefix: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    return yield* sql<Row>`
-      SELECT j.id::int AS id, j.state::text AS state, j.attempt,
-             ARRAY(SELECT e->>'kind' FROM jsonb_array_elements(j.errors) e) AS kinds,
-             (SELECT count(*)::int FROM ${sql(prefix)}.runs r WHERE r.job_id = j.id) AS runs
-      FROM ${sql(prefix)}.oban_jobs_all j ORDER BY j.id`
-  })
-
-/** Starts one node (queue `default`, limit 10 unless `env` says otherwise) that records its runs, once it is ready. */
-const startDeployNode = (prefix: string, env: Record<string, string>) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    yield* sql`CREATE TABLE ${sql(prefix)}.runs (job_id bigint NOT NULL, node text NOT NULL, at timestamptz DEFAULT clock_timestamp())`
-    const node = yield* spawnNode("deploy", {
-      DATABASE_URL: databaseUrl(),
-      PREFIX: prefix,
-      QUEUES: JSON.stringify({ default: 10 }),
-      ...env
-    })
-    yield* awaitReady(node)
-    return node
-  })
 
 /** Starts one node, inserts `jobs` jobs, waits until all run, sends SIGTERM; returns the exit code and time taken. */
 const sigtermMidJob = (prefix: string, jobs: number, env: Record<string, string>) =>

@@ -8,7 +8,8 @@
  *   LEASE_TTL_MS  LEASE_RENEW_MS  CRON  GRACE_MS  POOL (pool size, default 10)
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
- *   PRUNE_MS (the pruner's interval)  HELD_MS (HeldTimed's uninterruptible step, default 1500)
+ *   PRUNE_MS (the pruner's interval)  HELD_MS (the uninterruptible step of HeldTimed and HeldLast, default 1500)
+ *   AFTER_MS (how long HeldLast goes on after its step)
  *   LOG_LEVEL (default Error)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  *   THREADS (a pool of that many threads, and the thread workers ThreadBusy and ThreadPreloaded of threadWorkers.ts)
@@ -75,6 +76,24 @@ export const HeldTimed = Worker.make("HeldTimed", {
     })
 })
 
+/**
+ * Sleeps HELD_MS (default 1500) inside `Effect.uninterruptible` and records its run at the end of that
+ * step, with no timeout; then, with AFTER_MS, sleeps that long more, interruptibly.
+ */
+export const HeldLast = Worker.make("HeldLast", {
+  args: Schema.Struct({}),
+  perform: (job) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      yield* Effect.uninterruptible(Effect.andThen(
+        Effect.sleep(Number(env("HELD_MS") ?? "1500")),
+        sql`INSERT INTO ${sql(prefix)}.runs (job_id, node) VALUES (${job.id}, ${node})`
+      ))
+      const after = env("AFTER_MS")
+      if (after !== undefined) yield* Effect.sleep(Number(after))
+    })
+})
+
 const leaseTtl = env("LEASE_TTL_MS")
 const leaseRenew = env("LEASE_RENEW_MS")
 const cron = env("CRON")
@@ -84,7 +103,7 @@ const ObanLive = Oban.layer({
   prefix,
   node,
   queues: JSON.parse(env("QUEUES") ?? "{}"),
-  workers: threads === undefined ? [Record, HeldTimed] : [Record, HeldTimed, Busy, Preloaded],
+  workers: threads === undefined ? [Record, HeldTimed, HeldLast] : [Record, HeldTimed, HeldLast, Busy, Preloaded],
   ...(threads === undefined ? {} : {
     threads: { size: Number(threads), ...(env("ISOLATION") === "process" ? { isolation: "process" as const } : {}) }
   }),

@@ -1,0 +1,55 @@
+/**
+ * SIGTERM through runMain while a job is inside `Effect.uninterruptible` as
+ * the grace period ends. Interrupted inside the region, Effect ends the fiber
+ * as interrupted when the region ends, dropping what it did: a job whose last
+ * step was that region was given back and ran a second time (an operator's
+ * rolling restart saw it). The node now interrupts a job only once it is
+ * interruptible: one whose region was its last step completes; one that goes
+ * on past the region is interrupted there and given back.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import * as Oban from "../src/Oban.ts"
+import * as Worker from "../src/Worker.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { rows, startDeployNode } from "./support/deployNode.ts"
+import { waitFor } from "./support/node.ts"
+import { stopNode } from "./support/processes.ts"
+
+// The same name and args as the worker in nodeProcess.ts; only used to build requests here.
+const HeldLast = Worker.make("HeldLast", { args: Schema.Struct({}), perform: () => Effect.void })
+
+/** Starts a node, runs one HeldLast job, sends SIGTERM while its region runs; the exit code, the time and the row. */
+const stopInRegion = (name: string, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const prefix = uniquePrefix(name)
+    return yield* Effect.gen(function*() {
+      const node = yield* startDeployNode(prefix, { GRACE_MS: "200", HELD_MS: "1500", LOG_LEVEL: "Warn", ...env })
+      yield* Oban.insertAll([HeldLast.job({})])
+      yield* waitFor("the job to run", Effect.map(rows(prefix), (all) => all.every((row) => row.state === "executing")))
+      const sentAt = Date.now()
+      const code = yield* stopNode(node, "SIGTERM")
+      const [row] = yield* rows(prefix)
+      return { code, millis: Date.now() - sentAt, row: row!, output: node.output() }
+    }).pipe(Effect.provide(testLayer(prefix)))
+  })
+
+describe("shutdown of a job inside an uninterruptible region", () => {
+  it.live("its region is its last step: it completes, once, and the node exits 0", () =>
+    Effect.gen(function*() {
+      const { code, millis, output, row } = yield* stopInRegion("region_last", {})
+      assert.strictEqual(code, 0, output)
+      assert.isBelow(millis, 10_000, output)
+      // One run (recorded at the region's end), and no second one to come: before, it was available at attempt 0.
+      assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["completed", 1, 1, []], output)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("it goes on past its region: interrupted as it leaves it and given back, without waiting out the rest", () =>
+    Effect.gen(function*() {
+      const { code, millis, output, row } = yield* stopInRegion("region_then_more", { AFTER_MS: "20000" })
+      assert.strictEqual(code, 0, output)
+      // The region (1.5 s) ends, then the interrupt: not the 20 s the job would go on for.
+      assert.isBelow(millis, 10_000, output)
+      assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["available", 0, 1, ["shutdown"]], output)
+    }).pipe(Effect.scoped), 60_000)
+})
