@@ -3,7 +3,7 @@
  * again and appends the same steps; they are kept as they are, not refused
  * (which discarded the job and cancelled what it had added), and not added
  * twice. From outside a job, `existingSteps: "keep"` does the same, and the
- * default still refuses a taken name.
+ * default still refuses a taken name. A dependency named twice is refused as such.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Option, Schema } from "effect"
@@ -98,6 +98,23 @@ describe("appending to a workflow again", () => {
         const error = yield* Workflow.insert(strict.add("b", Child.job({ n: 3 }))).pipe(Effect.flip)
         assert.strictEqual(error._tag, "InvalidWorkflowError")
         assert.match(error.message, /step "b" is in workflow "outside" already/)
+      }).pipe(onTestClock))
+
+    it.effect("a step that names one dependency twice is refused with that said, not as a taken step name", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const twice: ReadonlyArray<ReadonlyArray<"a" | Workflow.Dep<"a">>> = [["a", "a"], ["a", { step: "a", onFailure: "run" }]]
+        for (const deps of twice) {
+          const error = yield* Oban.insertWorkflow(
+            Workflow.make("twice").add("a", Child.job({ n: 1 })).add("b", Child.job({ n: 2 }), { deps })
+          ).pipe(Effect.flip)
+          assert.deepStrictEqual([error._tag, error._tag === "InvalidWorkflowError" && error.step, error.message], [
+            "InvalidWorkflowError",
+            "b",
+            `step "b" names its dependency "a" twice`
+          ])
+          assert.deepStrictEqual(yield* stepStates(prefix, "twice"), {})
+        }
       }).pipe(onTestClock))
   })
 })

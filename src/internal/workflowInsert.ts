@@ -61,7 +61,10 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
     if (declaresUnique(step.request)) {
       return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it)")
     }
+    const named = new Set<string>()
     for (const dep of step.deps) {
+      if (named.has(dep.step)) return refuse(step.name, `step "${step.name}" names its dependency "${dep.step}" twice`)
+      named.add(dep.step)
       if (!["cancel", "run", "wait", "failed"].includes(dep.onFailure)) {
         return refuse(step.name, `onFailure must be "cancel", "run" or "wait", got ${JSON.stringify(dep.onFailure)}`)
       }
