@@ -260,8 +260,11 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       })).pipe(
         // The server may have committed a claim whose reply we never got (or could not read): put
         // those jobs back. The claim leaves the fetches in flight only once it is being released.
-        Effect.onError(() =>
-          Effect.andThen(returns.fetchFailed(claim, ended), Effect.sync(() => claimsInFlight.delete(claim)))
+        Effect.onError((cause) =>
+          Effect.andThen(
+            returns.fetchFailed(claim, ended, stopping && Cause.hasInterruptsOnly(cause)),
+            Effect.sync(() => claimsInFlight.delete(claim))
+          )
         )
       )
       // In one step with taking its jobs: the reconciler sees the claim in flight or its jobs here.

@@ -6,7 +6,7 @@
  * claim counted.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Logger, References, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import * as ClaimReturns from "../src/internal/claimReturns.ts"
@@ -136,24 +136,42 @@ layer(testLayer(prefix), { excludeTestServices: true })("claim returns", (it) =>
   it.effect("at shutdown the claim of a fetch whose statement outlived its deadline is released once that statement ended", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const [job] = yield* Oban.insertAll([Noop.job({})])
-      // The producer's scope: closed before the shutdown's release, as the producer's loops stop first
-      // (the background release, a second later, must not be what releases the job here).
-      const producerScope = yield* Scope.make()
-      const returns = yield* Effect.provideService(makeReturns, Scope.Scope, producerScope)
-      // The fetch failed at its deadline; its statement goes on and commits its claim 300 ms later.
-      const statementEnded = yield* Deferred.make<void>()
-      yield* returns.fetchFailed("claim-late", Deferred.await(statementEnded))
-      yield* Scope.close(producerScope, Exit.void)
-      const statement = yield* Effect.forkChild(Effect.gen(function*() {
-        yield* realSleep(300)
-        yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
-                   attempted_by = ARRAY['node', 'producer', 'claim-late'] WHERE id = ${job!.id}`
-        yield* Deferred.succeed(statementEnded, undefined)
-      }))
-      yield* returns.atShutdown([])
-      yield* Fiber.join(statement)
-      yield* assertGivenBack(job!.id)
+      // A reply lost to a fault is a warning; a fetch that shutdown interrupted, an ordinary stop, is said at info.
+      for (const interrupted of [false, true]) {
+        const [job] = yield* Oban.insertAll([Noop.job({})])
+        // The producer's scope: closed before the shutdown's release, as the producer's loops stop first
+        // (the background release, a second later, must not be what releases the job here).
+        const producerScope = yield* Scope.make()
+        // It logs in the context it was made in (the producer's): a logger that keeps the lines, at every level.
+        const lines: Array<string> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          lines.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+        })
+        const returns = yield* makeReturns.pipe(
+          Effect.provideService(Scope.Scope, producerScope),
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture])),
+          Effect.provideService(References.MinimumLogLevel, "All")
+        )
+        // The fetch failed at its deadline; its statement goes on and commits its claim 300 ms later.
+        const statementEnded = yield* Deferred.make<void>()
+        yield* returns.fetchFailed(`claim-late-${interrupted}`, Deferred.await(statementEnded), interrupted)
+        yield* Scope.close(producerScope, Exit.void)
+        const statement = yield* Effect.forkChild(Effect.gen(function*() {
+          yield* realSleep(300)
+          yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                     attempted_by = ARRAY['node', 'producer', ${`claim-late-${interrupted}`}] WHERE id = ${job!.id}`
+          yield* Deferred.succeed(statementEnded, undefined)
+        }))
+        yield* returns.atShutdown([])
+        yield* Fiber.join(statement)
+        yield* assertGivenBack(job!.id)
+        assert.deepStrictEqual(
+          lines,
+          [interrupted
+            ? `Info: released 1 job(s) claimed by a fetch in flight as shutdown began: ${job!.id}`
+            : `Warn: released 1 job(s) claimed by fetches whose reply was lost, at shutdown: ${job!.id}`]
+        )
+      }
     }).pipe(Effect.scoped))
 
   it.effect("at shutdown a job kept under an old claim and waiting again under a new one goes back under the new", () =>

@@ -55,9 +55,10 @@ export interface ClaimReturns {
   readonly giveBack: (take: () => ReadonlyArray<Unstarted>, what: string) => Effect.Effect<number>
   /**
    * A fetch under `claim` failed: releases whatever the server claimed for it, in the background, once
-   * `ended` (its statement, if it went on past its deadline, has ended) and again later.
+   * `ended` (its statement, if it went on past its deadline, has ended) and again later. `interrupted`:
+   * it failed only because the node's shutdown interrupted the wait for its reply (no fault).
    */
-  readonly fetchFailed: (claim: string, ended: Effect.Effect<void>) => Effect.Effect<void>
+  readonly fetchFailed: (claim: string, ended: Effect.Effect<void>, interrupted: boolean) => Effect.Effect<void>
   readonly pending: () => Pending
   /**
    * At shutdown, once the producer's loops have stopped: gives back `jobs` (the buffer) with every
@@ -70,6 +71,8 @@ export interface ClaimReturns {
 interface Statement {
   readonly ended: Effect.Effect<void>
   readonly waitUntil: number
+  /** The fetch was in flight as shutdown began, which interrupted it: its reply was not lost to a fault. */
+  readonly interrupted: boolean
 }
 
 /** The failure of a give-back that left jobs to try again (see `giveBackUnreturned`). */
@@ -205,9 +208,9 @@ export const make = (options: {
       )
     })
 
-  const fetchFailed = (claim: string, ended: Effect.Effect<void>): Effect.Effect<void> =>
+  const fetchFailed = (claim: string, ended: Effect.Effect<void>, interrupted: boolean): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const statement = { ended, waitUntil: Date.now() + Duration.toMillis(options.fetchSettle) }
+      const statement = { ended, waitUntil: Date.now() + Duration.toMillis(options.fetchSettle), interrupted }
       lostClaims.set(claim, statement)
       return Effect.asVoid(Effect.forkIn(
         own(Effect.andThen(untilEnded([statement]), releaseLostClaim(options.sql, options.prefix, claim, options.fetchTimeout))).pipe(
@@ -288,6 +291,8 @@ export const make = (options: {
       const jobs = [...byId.values()]
       unreturned.clear()
       const claims = [...lostClaims.keys()]
+      // Fetches that shutdown interrupted, and no other: an ordinary stop, said at info.
+      const onlyInterrupted = [...lostClaims.values()].every((statement) => statement.interrupted)
       const statementsEnded = untilEnded([...lostClaims.values()])
       lostClaims.clear()
       const giveBackAll = jobs.length === 0 ? Effect.void : giveBackAtShutdown(jobs)
@@ -297,9 +302,15 @@ export const make = (options: {
       // Only once the failed fetches' statements have ended: one still running could commit its claim after.
       const releaseAll = claims.length === 0 ? Effect.void : Effect.andThen(statementsEnded, untilDeadline(release, "release")).pipe(
         Effect.flatMap((released) =>
-          released.length === 0 ? Effect.void : Effect.logWarning(
-            `released ${released.length} job(s) claimed by fetches whose reply was lost, at shutdown: ${idList(released)}`
-          )
+          released.length === 0
+            ? Effect.void
+            : onlyInterrupted
+            ? Effect.logInfo(
+              `released ${released.length} job(s) claimed by a fetch in flight as shutdown began: ${idList(released)}`
+            )
+            : Effect.logWarning(
+              `released ${released.length} job(s) claimed by fetches whose reply was lost, at shutdown: ${idList(released)}`
+            )
         ),
         Effect.catchCause((cause) =>
           Effect.logWarning("could not release the jobs of failed fetches at shutdown; they will be rescued", Cause.pretty(cause))
