@@ -21,7 +21,6 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as EffectCron from "effect/Cron"
 import * as Duration from "effect/Duration"
@@ -41,7 +40,7 @@ import { runDeadline } from "./internal/periodic.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
-import { failureLine } from "./internal/serverMessage.ts"
+import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
 import { plain } from "./internal/sql/plain.ts"
 
 /**
@@ -350,6 +349,8 @@ export const loop = (options: {
     let last: Date | undefined
     const maxAgeMillis = options.maxAge === undefined ? undefined : Duration.toMillis(options.maxAge)
     const sql = plain(options.sql)
+    // Rounds that failed in a row: only the first warning of a run of them carries the whole cause.
+    let failures = 0
     while (true) {
       const wait = yield* Effect.gen(function*() {
         if (!(yield* options.isLeader)) {
@@ -382,7 +383,13 @@ export const loop = (options: {
         // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
         // A round cut short runs again from the same slot (each slot's job is inserted once).
         withStatementTimeout({ timeout: runDeadline, operation: "Cron" }),
-        Effect.catchCause((cause) => Effect.as(Effect.logWarning(`cron failed; will try again: ${failureLine(cause)}`, Cause.pretty(cause)), 1_000)),
+        Effect.tap(() => Effect.sync(() => (failures = 0))),
+        Effect.catchCause((cause) =>
+          Effect.suspend(() => {
+            failures++
+            return Effect.as(Effect.logWarning(`cron failed; will try again: ${failureLine(cause)}`, ...causeIfFirst(failures, cause)), 1_000)
+          })
+        ),
         tracked
       )
       yield* Effect.sleep(wait)

@@ -19,7 +19,6 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as PgConnection from "@effect/sql-pg/PgConnection"
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -36,7 +35,7 @@ import { jsonObjectIn } from "./internal/jsonParse.ts"
 import * as ListenProbe from "./internal/listenProbe.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
-import { failureLine } from "./internal/serverMessage.ts"
+import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
 
 /**
  * @since 0.1.0
@@ -206,8 +205,9 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           if ((yield* Ref.get(connectionCount)) > before) failures = 0
           failures++
           const delay = yield* retryDelay(failures, { maxMillis: maxDelay })
-          yield* Effect.logWarning(`LISTEN connection lost; reconnecting in ${Math.round(delay)} ms: ${failureLine(cause)}`).pipe(
-            Effect.annotateLogs({ cause: Cause.pretty(cause) })
+          yield* Effect.logWarning(
+            `LISTEN connection lost; reconnecting in ${Math.round(delay)} ms: ${failureLine(cause)}`,
+            ...causeIfFirst(failures, cause)
           )
           yield* Effect.sleep(delay)
         }

@@ -64,7 +64,7 @@ export const maxUnwrittenOutcomes = 1_000
 
 export type { ClusterState, Options, Producer, QueueState } from "./internal/producerTypes.ts"
 import type { Options, Producer } from "./internal/producerTypes.ts"
-import { failureLine } from "./internal/serverMessage.ts"
+import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
@@ -299,6 +299,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       while (yield* fetchOnce) {
         // A full batch: there may be more.
       }
+      if (failures > 0) yield* Effect.logInfo(`fetches get through again, after ${failures} failed`)
       failures = 0
       if (liveness.registered()) Deferred.doneUnsafe(ready, Exit.void)
     }).pipe(
@@ -307,8 +308,9 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
         Effect.gen(function*() {
           failures++
           const delay = yield* retryDelay(failures)
-          yield* Effect.logWarning(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms: ${failureLine(cause)}`).pipe(
-            Effect.annotateLogs({ cause: Cause.pretty(cause) })
+          yield* Effect.logWarning(
+            `fetch failed (${failures}x); trying again in ${Math.round(delay)} ms: ${failureLine(cause)}`,
+            ...causeIfFirst(failures, cause)
           )
           yield* Effect.sleep(delay)
           yield* wake

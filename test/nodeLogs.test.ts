@@ -90,6 +90,34 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       assert.deepStrictEqual([row.state, row.attempt], ["completed", 1])
     }).pipe(Effect.scoped), 20_000)
 
+  it.effect("a loop that fails again and again gives the whole cause once, says a missing table may be a migration behind, and says when it recovers", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const { lines, stop } = yield* startLogged({
+        prefix,
+        node: "behind-node",
+        queues: { behind: 1 },
+        workers: [],
+        heartbeatInterval: "200 millis"
+      })
+      yield* waitFor("a heartbeat", Effect.sync(() => lines.some((line) => line.text.startsWith("node behind-node running"))))
+      // The heartbeat's table goes away for a while, as when a migration is rolled back under running nodes.
+      const moved = sql`ALTER TABLE ${sql(prefix)}.oban_producers RENAME TO oban_producers_away`
+      const back = sql`ALTER TABLE ${sql(prefix)}.oban_producers_away RENAME TO oban_producers`.pipe(Effect.orDie)
+      const failed = () => lines.filter((line) => line.text.startsWith("heartbeat failed"))
+      yield* Effect.ensuring(
+        Effect.andThen(moved, waitFor("three failed heartbeats", Effect.sync(() => failed().length >= 3), "10 seconds")),
+        back
+      )
+      yield* waitFor("heartbeats again", Effect.sync(() => lines.some((line) => /^heartbeats get through again, after \d+ failed$/.test(line.text))))
+      yield* stop
+      const [first, ...repeats] = failed()
+      for (const line of [first!, ...repeats]) assert.include(line.text, "the schema may be behind this release (run effect-oban migrate up")
+      // The first carries the pretty cause (many lines); the repeats are one line each.
+      assert.include(first!.text, "\n")
+      for (const line of repeats) assert.notInclude(line.text, "\n", line.text)
+    }).pipe(Effect.scoped), 20_000)
+
   it.effect("a queue command that changes the node's queue is logged once, and so is one caught up by a heartbeat", () =>
     Effect.gen(function*() {
       const { lines, oban, stop } = yield* startLogged({

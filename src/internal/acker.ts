@@ -302,7 +302,10 @@ export const make = (options: {
           yield* Effect.logWarning(
             `ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms: ${failureLine(result.cause)}`
           )
-            .pipe(Effect.annotateLogs({ cause: Cause.pretty(result.cause), jobIds: rows.map((r) => r.id).join(",") }))
+            .pipe(Effect.annotateLogs({
+              ...(failures <= 1 ? { cause: Cause.pretty(result.cause) } : {}),
+              jobIds: rows.map((r) => r.id).join(",")
+            }))
           yield* Effect.sleep(delay)
         }
       })

@@ -18,7 +18,7 @@ import type { Options } from "./producerTypes.ts"
 import type * as QueueLimiter from "./queueLimiter.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { beat, type Namesakes, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
-import { failureLine } from "./serverMessage.ts"
+import { causeIfFirst, failureLine } from "./serverMessage.ts"
 
 /**
  * The producer's settings that commands change locally and heartbeats read
@@ -349,6 +349,7 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     while (true) {
       const result = yield* Effect.exit(tracked(heartbeat))
       if (result._tag === "Success") {
+        if (failures > 0) yield* Effect.logInfo(`heartbeats get through again, after ${failures} failed`)
         failures = 0
         const wasFailing = beatFailing
         beatFailing = false
@@ -363,7 +364,10 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
       } else {
         failures++
         beatFailing = true
-        yield* Effect.logWarning(`heartbeat failed (${failures}x); trying again: ${failureLine(result.cause)}`, Cause.pretty(result.cause))
+        yield* Effect.logWarning(
+          `heartbeat failed (${failures}x); trying again: ${failureLine(result.cause)}`,
+          ...causeIfFirst(failures, result.cause)
+        )
         yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
       }
     }

@@ -31,5 +31,24 @@ export const failureLine = (cause: Cause.Cause<unknown>): string => {
   const server = typeof error === "object" && error !== null
     ? serverMessage(error as { readonly reason?: { readonly cause?: unknown } })
     : undefined
-  return server === undefined || own.includes(server) ? own : `${own} (${server})`
+  const line = server === undefined || own.includes(server) ? own : `${own} (${server})`
+  return missingObject(error) ? `${line}: the schema may be behind this release (run effect-oban migrate up, or Migrations.run)` : line
 }
+
+// SQLSTATEs of a column, table or function the statement names that the schema does not have.
+const undefinedObject = new Set(["42703", "42P01", "42883"])
+
+/** Whether the driver's error under `error` says the schema lacks what a statement names (a migration behind, or rolled back). */
+const missingObject = (error: unknown): boolean => {
+  const driver = typeof error === "object" && error !== null ? (error as { readonly reason?: { readonly cause?: unknown } }).reason?.cause : undefined
+  const code = typeof driver === "object" && driver !== null ? (driver as { readonly code?: unknown }).code : undefined
+  return typeof code === "string" && undefinedObject.has(code)
+}
+
+/**
+ * The whole cause of a retrying loop's failure, for its warning, only the first time in a row: the
+ * repeats say their line alone (a schema rolled back under running nodes wrote 1,700 lines of stacks
+ * in 30 s from one node).
+ */
+export const causeIfFirst = (failuresInARow: number, cause: Cause.Cause<unknown>): ReadonlyArray<string> =>
+  failuresInARow <= 1 ? [Cause.pretty(cause)] : []
