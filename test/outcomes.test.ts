@@ -1,6 +1,7 @@
 import { assert, layer } from "@effect/vitest"
 import { Context, Data, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import * as Backoff from "../src/Backoff.ts"
 import { maxErrorTextBytes } from "../src/internal/errorText.ts"
 import * as Oban from "../src/Oban.ts"
@@ -34,7 +35,8 @@ const Outcomes = Worker.make("Outcomes", {
     job
   ): Effect.Effect<
     void,
-    PaymentDeclined | InvalidCard | GatewayTimeout | DbError | Worker.Snooze | Worker.Cancel | Worker.Discard
+    PaymentDeclined | InvalidCard | GatewayTimeout | DbError | SqlError | Worker.Snooze | Worker.Cancel | Worker.Discard,
+    SqlClient
   > => {
     switch (job.args.mode) {
       case "ok":
@@ -47,6 +49,9 @@ const Outcomes = Worker.make("Outcomes", {
         return Effect.fail(new GatewayTimeout({ host: "pay-2", waitedMs: 30_000n }))
       case "wrapped":
         return Effect.fail(new DbError({ cause: new Error("connection refused") }))
+      case "query":
+        // A statement the server refuses: the driver's error says only "Query failed", the server why.
+        return Effect.flatMap(SqlClient, (sql) => sql`SELECT 1 / 0`)
       case "die":
         return Effect.die(new Error("boom"))
       case "throw":
@@ -270,6 +275,13 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       assert.strictEqual(row.errors[0]!.message, 'GatewayTimeout: {"host":"pay-2","waitedMs":"30000"}')
       const wrapped = yield* run(Outcomes.job({ mode: "wrapped" }))
       assert.strictEqual(wrapped.errors[0]!.message, "DbError: cause: Error: connection refused")
+    }))
+
+  it.effect("a failed statement of the worker's own is recorded with what the server said", () =>
+    Effect.gen(function*() {
+      const row = yield* run(Outcomes.job({ mode: "query" }))
+      assert.strictEqual(row.state, "retryable")
+      assert.match(row.errors[0]!.message, /^SqlError: .+ \(division by zero\)$/)
     }))
 
   it.effect("a failure on the last attempt -> discarded", () =>

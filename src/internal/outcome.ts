@@ -16,6 +16,7 @@ import { clean } from "./errorText.ts"
 import { prettyCause } from "./prettyCause.ts"
 import type { AckRow } from "./sql/acks.ts"
 import { unmessagedText } from "./errorFields.ts"
+import { withServerMessage } from "./serverMessage.ts"
 
 /** Raised inside the executor when a worker's timeout elapses; its message is what the errors entry's cause shows. */
 export class JobTimeout extends Schema.TaggedError<JobTimeout>()("ObanJobTimeout", {
@@ -50,7 +51,7 @@ const describe = (error: unknown): string => {
   const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : undefined
   const hasMessage = Predicate.hasProperty(error, "message") && typeof error.message === "string" &&
     error.message.length > 0
-  if (hasMessage) return `${tag === undefined ? "" : `${tag}: `}${error.message as string}`
+  if (hasMessage) return `${tag === undefined ? "" : `${tag}: `}${withServerMessage(error, error.message as string)}`
   if (tag !== undefined) {
     const text = unmessagedText(error as object)
     return text === undefined ? tag : `${tag}: ${text}`

@@ -19,6 +19,18 @@ export const serverMessage = (error: { readonly reason?: { readonly cause?: unkn
 }
 
 /**
+ * `message` (an error's own), followed by what the server said when the error carries a driver's
+ * error that says more (`SqlError: PgConnection: Query failed (terminating connection due to
+ * administrator command)`): a worker's failed statement is recorded, and logged, with its reason.
+ */
+export const withServerMessage = (error: unknown, message: string): string => {
+  const server = typeof error === "object" && error !== null
+    ? serverMessage(error as { readonly reason?: { readonly cause?: unknown } })
+    : undefined
+  return server === undefined || message.includes(server) ? message : `${message} (${server})`
+}
+
+/**
  * One line for a failure that a retrying loop logs: the error's message, and
  * what the server said when the driver's error carries it (`PgConnection:
  * Failed to connect (database "shop" does not exist)`), which the pretty cause
@@ -27,11 +39,7 @@ export const serverMessage = (error: { readonly reason?: { readonly cause?: unkn
  */
 export const failureLine = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
-  const own = error instanceof Error ? error.message : String(error)
-  const server = typeof error === "object" && error !== null
-    ? serverMessage(error as { readonly reason?: { readonly cause?: unknown } })
-    : undefined
-  const line = server === undefined || own.includes(server) ? own : `${own} (${server})`
+  const line = withServerMessage(error, error instanceof Error ? error.message : String(error))
   return missingObject(error) ? `${line}: the schema may be behind this release (run effect-oban migrate up, or Migrations.run)` : line
 }
 

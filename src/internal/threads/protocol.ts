@@ -17,6 +17,7 @@ import * as Schema from "effect/Schema"
 import type { Job } from "../../Job.ts"
 import { Cancel, Discard, Snooze } from "../../Worker.ts"
 import { unmessagedText } from "../errorFields.ts"
+import { withServerMessage } from "../serverMessage.ts"
 
 /** The job's fields a thread sees besides its args. */
 export const ThreadJob = Schema.Struct({
@@ -152,7 +153,7 @@ export const toPerformError = (
   const own = Predicate.hasProperty(error, "message") && typeof error.message === "string" ? error.message : undefined
   // A tagged error (or object) without a message crosses with its fields as its message, as a node records it.
   const text = own !== undefined && own !== ""
-    ? own
+    ? withServerMessage(error, own)
     : tag !== undefined && typeof error === "object" && error !== null
     ? unmessagedText(error) ?? ""
     : own ?? safeJson(error)
