@@ -21,6 +21,7 @@ import { plain } from "./sql/plain.ts"
 import type { SqlError } from "effect/sql/SqlError"
 import { resolve as resolveSettings, Settings } from "../Config.ts"
 import * as Cron from "../Cron.ts"
+import { unknownPartitionKeys } from "./partitionKeys.ts"
 import { unrunnableCronEntries, unrunnableCronWarning } from "./cronWorkers.ts"
 import { InvalidConfigError, type InvalidPrefixError, MigrationError, UnknownQueueError } from "../Errors.ts"
 import { EventHub, type Hub, makeHub } from "../Events.ts"
@@ -159,6 +160,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     for (const entry of unrunnableCronEntries(config.crontab, names, new Set(queueNames))) {
       yield* Effect.logWarning(unrunnableCronWarning(entry, config.node))
     }
+    for (const warning of unknownPartitionKeys(config.queues, options.workers)) yield* Effect.logWarning(warning)
     // Start-up waits on three connections (the pool's, LISTEN, and the node's own): open them at once.
     const [notifier, liveness, unreached] = yield* Effect.all([
       Notifier.make({ prefix: config.prefix, node: config.node, connection: config.directConnection }),
