@@ -46,7 +46,7 @@ import { undetermined } from "./internal/outcome.ts"
 import { makeRegistry, outcomeOf, type Registry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 import { claimJobs, fetchJobs } from "./internal/sql/claims.ts"
 import { ackJobs } from "./internal/sql/acks.ts"
-import { getJobs, stageQueue } from "./internal/sql/jobs.ts"
+import { getJobs, queuesWithAvailable, stageQueue } from "./internal/sql/jobs.ts"
 import { resolveThreads, type RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { checkThreadModules } from "./internal/threads/modules.ts"
 import * as Threads from "./internal/threads/load.ts"
@@ -240,8 +240,8 @@ export interface DrainResult {
 }
 
 /**
- * Runs the available jobs of `queue` one by one in the caller's fiber and
- * returns how they ended. `withScheduled` also runs scheduled and retryable
+ * Runs the available jobs of `queue` (of every queue, without `queue`) one
+ * by one in the caller's fiber and returns how they ended. `withScheduled` also runs scheduled and retryable
  * jobs due by now (by the library's clock, so `TestClock` moves it).
  * `withRecursion` repeats until nothing is left, so jobs inserted by jobs
  * run too (and, with `withScheduled`, retries and snoozes that are due). A
@@ -255,11 +255,14 @@ export interface DrainResult {
  * progress that way (a job working in more chunks, snoozing between them).
  * A queue name that no queue can have, or such a `maxStalledRounds`, fails
  * with `ObanTestError`; a schema that is not migrated with `MigrationError`.
+ * A drain of a queue that ran nothing, and that none of the kit's workers
+ * defaults to, logs a warning (most likely a misspelt name).
  *
  * @since 0.1.0
  */
 export const drainQueue = (options: {
-  readonly queue: string
+  /** The queue to drain; without it, every queue (a workflow across queues, say). */
+  readonly queue?: string | undefined
   readonly withScheduled?: boolean | undefined
   readonly withRecursion?: boolean | undefined
   readonly maxStalledRounds?: number | undefined
@@ -273,9 +276,13 @@ export const drainQueue = (options: {
 
 /** What is wrong with `drainQueue`'s options, if anything. */
 const drainRefusal = (options: Parameters<typeof drainQueue>[0]): string | undefined => {
-  const queueProblem = typeof options.queue === "string" ? queueNameProblem(options.queue) : "must be a string"
+  const queueProblem = options.queue === undefined
+    ? undefined
+    : typeof options.queue === "string"
+    ? queueNameProblem(options.queue)
+    : "must be a string"
   return queueProblem !== undefined
-    ? `queue name ${shown(options.queue)} ${queueProblem}`
+    ? `queue name ${shown(options.queue ?? "")} ${queueProblem}`
     : options.maxStalledRounds !== undefined && options.maxStalledRounds !== Infinity &&
         !(Number.isInteger(options.maxStalledRounds) && options.maxStalledRounds >= 1)
     ? `maxStalledRounds must be an integer of at least 1 (or Infinity), got ${options.maxStalledRounds}`
@@ -291,14 +298,17 @@ const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQ
     let stalled = 0
     while (true) {
       if (options.withScheduled === true) yield* stageQueue(sql, kit.prefix, options.queue, yield* now(sql))
-      const { jobs } = yield* fetchJobs(sql, kit.prefix, yield* now(sql), {
-        queue: options.queue,
-        demand: 1_000,
-        startNow: 1_000,
-        node: kit.node,
-        producer: "drain",
-        claim: crypto.randomUUID()
-      })
+      const queues = options.queue === undefined ? yield* queuesWithAvailable(sql, kit.prefix) : [options.queue]
+      const jobs = (yield* Effect.forEach(queues, (queue) =>
+        Effect.flatMap(now(sql), (time) =>
+          fetchJobs(sql, kit.prefix, time, {
+            queue,
+            demand: 1_000,
+            startNow: 1_000,
+            node: kit.node,
+            producer: "drain",
+            claim: crypto.randomUUID()
+          })))).flatMap((fetched) => fetched.jobs)
       const unknown = [...new Set(jobs.map((job) => job.worker).filter((worker) => !kit.registry.workers.has(worker)))]
       if (unknown.length > 0) {
         // Most likely a worker left out of ObanTest.layer's list: its jobs fail (and retry) as a node's would.
@@ -312,7 +322,7 @@ const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQ
       for (const row of rows) {
         counts[outcomeOf(row) ?? "failed"]++
       }
-      if (options.withRecursion !== true || jobs.length === 0) return counts
+      if (options.withRecursion !== true || jobs.length === 0) return yield* Effect.as(unusedQueueWarning(kit, options.queue, counts), counts)
       stalled = jobs.every((job) => previous.has(job.id)) ? stalled + 1 : 0
       if (stalled >= maxStalledRounds) {
         return yield* new ObanTestError({
@@ -325,6 +335,19 @@ const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQ
       previous = new Set(jobs.map((job) => job.id))
     }
   })
+
+/** The warning for a named queue that ran nothing and that none of the kit's workers defaults to. */
+const unusedQueueWarning = (kit: ObanTest["Service"], queue: string | undefined, counts: DrainResult) => {
+  const ran = counts.completed + counts.failed + counts.snoozed + counts.cancelled + counts.discarded
+  if (queue === undefined || ran > 0) return Effect.void
+  const queues = [...new Set([...kit.registry.workers.values()].map((worker) => worker.queue))]
+  if (queues.includes(queue)) return Effect.void
+  return Effect.logWarning(
+    `drainQueue: queue ${JSON.stringify(queue)} had no job to run, and no worker of ObanTest.layer defaults to it ` +
+      `(their queues: ${queues.map((name) => JSON.stringify(name)).join(", ") || "none"}); ` +
+      "drainQueue without a queue drains every queue"
+  )
+}
 
 /**
  * How many rounds in a row a recursive `drainQueue` runs only the jobs of the

@@ -293,11 +293,18 @@ export const countAvailableStatement = (
 export const stageQueue = (
   sql: SqlClient,
   prefix: string,
-  queue: string,
+  /** Undefined: every queue. */
+  queue: string | undefined,
   until: Fragment
 ): Effect.Effect<number, SqlError> =>
   sql<{ readonly id: bigint }>`
     UPDATE ${table(sql, prefix, "oban_jobs")} SET state = 'available'
-    WHERE queue = ${queue} AND state IN ('scheduled', 'retryable') AND scheduled_at <= ${until}
+    WHERE ${queue === undefined ? sql`true` : sql`queue = ${queue}`} AND state IN ('scheduled', 'retryable') AND scheduled_at <= ${until}
     RETURNING id
   `.pipe(Effect.map((rows) => rows.length))
+
+/** The queues that have available jobs, by name. */
+export const queuesWithAvailable = (sql: SqlClient, prefix: string): Effect.Effect<ReadonlyArray<string>, SqlError> =>
+  sql<{ readonly queue: string }>`
+    SELECT DISTINCT queue FROM ${table(sql, prefix, "oban_jobs")} WHERE state = 'available' ORDER BY queue
+  `.pipe(Effect.map((rows) => rows.map((row) => row.queue)))
