@@ -295,12 +295,26 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       })
       yield* oban.ready
       yield* waitFor("leadership", oban.isLeader)
-      type Status = { queues: ReadonlyArray<{ queue: string; producers: ReadonlyArray<{ node: string; limit: number }>; counts: Record<string, number> }> }
-      const [status, nodes, cron] = yield* Effect.all([
+      type Status = {
+        queues: ReadonlyArray<{
+          queue: string
+          producers: ReadonlyArray<{ node: string; limit: number }>
+          counts: Record<string, number>
+          clusterLimits: unknown
+        }>
+      }
+      // Cluster-wide limits stored for a queue (as a node with them in its config writes them).
+      const sql = yield* SqlClient
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name, global_limit, "partition", rate_limit, rate_period_ms)
+                 VALUES ('quiet', 2, '{"by":"args","key":"to"}', 10, 1000)
+                 ON CONFLICT (name) DO UPDATE SET global_limit = 2, "partition" = '{"by":"args","key":"to"}',
+                   rate_limit = 10, rate_period_ms = 1000`
+      const [status, nodes, cron, quietTable] = yield* Effect.all([
         cli(withPrefix("queues", "status", "--json")),
         cli(withPrefix("nodes", "--json")),
-        cli(withPrefix("cron", "--json"))
-      ], { concurrency: 3 })
+        cli(withPrefix("cron", "--json")),
+        cli(withPrefix("queues", "status", "quiet"))
+      ], { concurrency: 3 }).pipe(Effect.ensuring(Effect.orDie(sql`DELETE FROM ${sql(prefix)}.oban_queues WHERE name = 'quiet'`)))
       const mailers = parsed<Status>(status).queues.find((queue) => queue.queue === "mailers")!
       assert.deepStrictEqual(mailers.producers.map((p) => [p.node, p.limit]), [["cli-node", 2]])
       assert.strictEqual(mailers.counts["available"]! + mailers.counts["executing"]! + mailers.counts["scheduled"]!, 3)
@@ -309,6 +323,10 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.deepStrictEqual(quiet.counts, {
         available: 0, scheduled: 0, executing: 0, retryable: 0, completed: 0, discarded: 0, cancelled: 0, suspended: 0
       })
+      // Its cluster-wide limits, in the JSON and in the table; a queue without them has none.
+      assert.deepStrictEqual(quiet.clusterLimits, { global: 2, partition: { by: "args", key: "to" }, rate: { limit: 10, periodMillis: 1000 } })
+      assert.strictEqual(mailers.clusterLimits, null)
+      assert.match(quietTable.stdout, /quiet\s+1\s+1\s+global 2 per args\.to; rate 10 per 1s\s+0\s+no/)
       const view = parsed<{ leader: { node: string }; nodes: ReadonlyArray<{ node: string; producers: ReadonlyArray<unknown> }> }>(nodes)
       assert.strictEqual(view.leader.node, "cli-node")
       assert.strictEqual(view.nodes.find((node) => node.node === "cli-node")?.producers.length, 2)
@@ -345,7 +363,7 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
         SELECT paused_at IS NOT NULL AS paused FROM ${sql(prefix)}.oban_queues WHERE name = 'later'`
       assert.isTrue(kept?.paused)
       const keptStatus = yield* cli(withPrefix("queues", "status", "later"))
-      assert.match(keptStatus.stdout, /later\s+0\s+0\s+0\s+kept/)
+      assert.match(keptStatus.stdout, /later\s+0\s+0\s+-\s+0\s+kept/)
       // The resume clears the kept pause: it did something though no node runs the queue.
       const cleared = yield* cli(withPrefix("queues", "resume", "later"))
       assert.strictEqual(cleared.code, 0)
@@ -371,8 +389,8 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.strictEqual(stored?.limit, 9)
       const everywhere = yield* cli(withPrefix("queues", "resume", "quiet"))
       assert.include(everywhere.stdout, "resumed queue quiet on 1 producer; the pause kept for nodes that start later is cleared")
-      assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+RUNNING\s+PAUSED/)
-      assert.match(human.stdout, /quiet\s+1\s+1\s+0\s+yes/)
+      assert.match(human.stdout, /^QUEUE\s+NODES\s+LIMIT\s+CLUSTER LIMITS\s+RUNNING\s+PAUSED/)
+      assert.match(human.stdout, /quiet\s+1\s+1\s+-\s+0\s+yes/)
     }))
 
   it.effect("a command whose session the server ends (a restart, pg_terminate_backend) exits 3, as a lost connection", () =>

@@ -5,12 +5,16 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
+import { SqlClient } from "effect/sql/SqlClient"
 import * as Cluster from "../Cluster.ts"
 import * as Jobs from "../Jobs.ts"
 import { noJobs } from "../internal/counts.ts"
 import { pausedSummary } from "../internal/pausedSummary.ts"
 import { runQueueCommand } from "../internal/queueCommand.ts"
+import { limitsText, unlimited } from "../internal/queueLimits.ts"
 import { queueSummaries } from "../internal/queueSummaries.ts"
+import { plain } from "../internal/sql/plain.ts"
+import { allQueueLimits } from "../internal/sql/queues.ts"
 import type { CommandResult } from "../internal/sql/cluster.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { print, table } from "./output.ts"
@@ -21,7 +25,10 @@ const status = Command.make("status", {
 }, ({ queue }) =>
   Effect.gen(function*() {
     const globals = yield* root
-    const [view, counts] = yield* withDatabase(globals, Effect.all([Cluster.view, Jobs.counts()]))
+    const [view, counts, limits] = yield* withDatabase(
+      globals,
+      Effect.all([Cluster.view, Jobs.counts(), Effect.flatMap(SqlClient, (sql) => allQueueLimits(plain(sql), globals.prefix))])
+    )
     const all = queueSummaries(view, counts.queues)
     const wanted = Option.match(queue, { onNone: () => all, onSome: (name) => all.filter((entry) => entry.queue === name) })
     if (Option.isSome(queue) && wanted.length === 0) {
@@ -35,7 +42,9 @@ const status = Command.make("status", {
       // Every state, 0 included, as the table shows: a queue without jobs has no entry in the counts.
       counts: entry.states ?? noJobs(),
       /** When it was paused for every node, a pause kept for nodes that start later; null when it is not. */
-      pausedSince: entry.pausedSince ?? null
+      pausedSince: entry.pausedSince ?? null,
+      /** Its cluster-wide limits (global, partition, rate; see docs/limits.md); null when it has none. */
+      clusterLimits: limits.get(entry.queue) ?? null
     }))
     yield* print(globals.json, { queues, estimated: counts.estimated }, () => {
       const rows = wanted.map(({ limit, pausedSince, producers, queue, running, states }) => {
@@ -44,6 +53,7 @@ const status = Command.make("status", {
           queue,
           producers.length,
           limit,
+          limitsText(limits.get(queue) ?? unlimited),
           running,
           pausedSummary(producers, pausedSince !== undefined),
           state("available"), state("scheduled"), state("executing"), state("retryable"),
@@ -52,11 +62,11 @@ const status = Command.make("status", {
       })
       const note = counts.estimated.length > 0 ? `\n\n(estimated: ${counts.estimated.join(", ")})` : ""
       return table([
-        "QUEUE", "NODES", "LIMIT", "RUNNING", "PAUSED", "AVAILABLE", "SCHEDULED", "EXECUTING", "RETRYABLE",
+        "QUEUE", "NODES", "LIMIT", "CLUSTER LIMITS", "RUNNING", "PAUSED", "AVAILABLE", "SCHEDULED", "EXECUTING", "RETRYABLE",
         "COMPLETED", "DISCARDED", "CANCELLED"
       ], rows) + note
     })
-  })).pipe(Command.withDescription("Jobs per state and the producers (limit, running, paused) of every queue"))
+  })).pipe(Command.withDescription("Jobs per state, the producers (limit, running, paused) and the cluster-wide limits of every queue"))
 
 const nodeFlag = Flag.String("node").pipe(Flag.withDescription("Only on this node (default: every node)"), Flag.optional)
 const queueArgument = Argument.String("queue")

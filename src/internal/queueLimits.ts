@@ -139,6 +139,20 @@ export const fromRow = (row: LimitsRow | null | undefined): QueueLimits =>
     }
   }
 
+const partitionText = (partition: Partition | undefined): string =>
+  partition === undefined ? "" : partition.by === "worker" ? " per worker" : ` per args.${partition.key}`
+
+/** The limits in a few words, for a table: `global 1 per args.accountId; rate 100 per 1s`, or `-` for none. */
+export const limitsText = (limits: QueueLimits): string => {
+  const parts = [
+    ...(limits.global === undefined ? [] : [`global ${limits.global}${partitionText(limits.partition)}`]),
+    ...(limits.rate === undefined ? [] : [
+      `rate ${limits.rate.limit} per ${Duration.format(Duration.millis(limits.rate.periodMillis))}${partitionText(limits.rate.partition)}`
+    ])
+  ]
+  return parts.length === 0 ? "-" : parts.join("; ")
+}
+
 const samePartition = (a: Partition | undefined, b: Partition | undefined): boolean =>
   a?.by === b?.by && (a?.by !== "args" || a.key === (b as { readonly key: string }).key)
 

@@ -57,6 +57,13 @@ export const readQueueLimits = (sql: SqlClient, prefix: string, queue: string): 
     SELECT ${limitsObject(sql, "q")} AS limits FROM ${table(sql, prefix, "oban_queues")} AS q WHERE q.name = ${queue}
   `.pipe(Effect.map((rows) => fromRow(rows[0]?.limits)))
 
+/** The limits of every queue that has some, by queue. */
+export const allQueueLimits = (sql: SqlClient, prefix: string): Effect.Effect<ReadonlyMap<string, QueueLimits>, SqlError> =>
+  sql<{ readonly queue: string; readonly limits: LimitsRow }>`
+    SELECT q.name AS queue, ${limitsObject(sql, "q")} AS limits FROM ${table(sql, prefix, "oban_queues")} AS q
+    WHERE q.global_limit IS NOT NULL OR q.rate_limit IS NOT NULL ORDER BY q.name
+  `.pipe(Effect.map((rows) => new Map(rows.map((row) => [row.queue, fromRow(row.limits)]))))
+
 /** What a queue uses of its cluster-wide limits right now. */
 export interface QueueUsage {
   /** Jobs of the queue executing on every node. */
