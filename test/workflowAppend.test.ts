@@ -3,7 +3,8 @@
  * again and appends the same steps; they are kept as they are, not refused
  * (which discarded the job and cancelled what it had added), and not added
  * twice. From outside a job, `existingSteps: "keep"` does the same, and the
- * default still refuses a taken name. A dependency named twice is refused as such.
+ * default still refuses a taken name. A dependency named twice, or a unique job,
+ * is refused saying so.
  */
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Option, Schema } from "effect"
@@ -45,7 +46,14 @@ const Planner = Worker.make("AppendPlanner", {
     })
 })
 
-const TestLive = workflowTestLayer(prefix, [Planner, Child])
+/** A worker whose jobs are unique by default. */
+const Once = Worker.make("AppendOnce", {
+  args: Schema.Struct({}),
+  unique: { period: "1 hour" },
+  perform: () => Effect.void
+})
+
+const TestLive = workflowTestLayer(prefix, [Planner, Child, Once])
 
 const reset = Effect.gen(function*() {
   ran.length = 0
@@ -98,6 +106,16 @@ describe("appending to a workflow again", () => {
         const error = yield* Workflow.insert(strict.add("b", Child.job({ n: 3 }))).pipe(Effect.flip)
         assert.strictEqual(error._tag, "InvalidWorkflowError")
         assert.match(error.message, /step "b" is in workflow "outside" already/)
+      }).pipe(onTestClock))
+
+    it.effect("a unique job is refused as a step, saying how a worker's default unique is left out; without it, it is a step", () =>
+      Effect.gen(function*() {
+        yield* reset
+        const error = yield* Oban.insertWorkflow(Workflow.make("once").add("a", Once.job({}))).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "InvalidWorkflowError")
+        assert.include(error.message, "pass { unique: false } in the step's job options")
+        const inserted = yield* Oban.insertWorkflow(Workflow.make("once").add("a", Once.job({}, { unique: false })))
+        assert.strictEqual(inserted.jobs.a.state, "available")
       }).pipe(onTestClock))
 
     it.effect("a step that names one dependency twice is refused with that said, not as a taken step name", () =>

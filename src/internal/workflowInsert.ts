@@ -59,7 +59,7 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
     if (nameProblem !== undefined) return refuse(step.name, `the step name ${nameProblem}`)
     if (seen.has(step.name)) return refuse(step.name, `step "${step.name}" is added twice`)
     if (declaresUnique(step.request)) {
-      return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it)")
+      return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it); for a worker with a default unique, pass { unique: false } in the step's job options")
     }
     const named = new Set<string>()
     for (const dep of step.deps) {
