@@ -10,6 +10,8 @@
  *   and returns the outcome;
  * - `assertEnqueued`, `refuteEnqueued`, `allEnqueued`: what is in the queue
  *   (given a worker definition, its jobs with their args decoded and typed);
+ * - `reset`: empties the schema of the jobs and queue state earlier tests
+ *   left, at the start of a test;
  * - `advance(duration)`: moves `TestClock` for a whole running node, step
  *   by step, and returns once the node has done what each moment asks (due
  *   jobs staged, fetched, run and written);
@@ -348,6 +350,24 @@ const unusedQueueWarning = (kit: ObanTest["Service"], queue: string | undefined,
       "drainQueue without a queue drains every queue"
   )
 }
+
+/**
+ * Empties the kit's schema of what tests leave behind: every job (finished
+ * ones too, and with them the unique keys they hold), the workflows'
+ * dependencies, the queues' stored limits and kept pauses, and the rate
+ * windows. Call it at the start of each test that inserts, with no node of
+ * an earlier test still running: tests in one file share the schema, and
+ * each `TestClock` starts at the same moment, so a unique job of one test
+ * would otherwise conflict with the same job of the next.
+ *
+ * @since 0.1.0
+ */
+export const reset: Effect.Effect<void, MigrationError | SqlError, SqlClient | ObanTest> = Effect.gen(function*() {
+  const kit = yield* ObanTest
+  const sql = plain(yield* SqlClient)
+  const tables = ["oban_jobs", "oban_jobs_finished", "oban_workflow_deps", "oban_workflow_waits", "oban_queues", "oban_rate_windows"]
+  yield* orNotMigrated(kit.prefix)(sql`TRUNCATE ${sql.literal(tables.map((name) => `"${kit.prefix}".${name}`).join(", "))}`)
+})
 
 /**
  * How many rounds in a row a recursive `drainQueue` runs only the jobs of the
