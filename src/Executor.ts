@@ -24,7 +24,7 @@ import { logAttempt } from "./internal/attemptLog.ts"
 import { CurrentActivity, watchSleeps } from "./internal/activity.ts"
 import { type StopReason, undetermined } from "./internal/outcome.ts"
 import { prettyCause } from "./internal/prettyCause.ts"
-import { makeRegistry, runAttempt, type RunnableWorker } from "./internal/perform.ts"
+import { makeRegistry, type PerformFiber, runAttempt, type RunnableWorker } from "./internal/perform.ts"
 import { realSleep } from "./internal/statementTimeout.ts"
 import * as Threads from "./internal/threads/load.ts"
 import type { ThreadPoolOptions } from "./internal/threads/pool.ts"
@@ -114,8 +114,16 @@ const drainPollMillis = 20
  * on the fiber, outside its public interface: where it is not there, the
  * fiber counts as interruptible (interrupted at once, as it always was).
  */
-const inUninterruptibleRegion = (fiber: Fiber.Fiber<unknown>): boolean =>
+const uninterruptibleNow = (fiber: Fiber.Fiber<unknown, unknown> | undefined): boolean =>
+  fiber !== undefined && fiber.pollUnsafe() === undefined &&
   (fiber as { readonly interruptible?: unknown }).interruptible === false
+
+/**
+ * Whether a job is inside an uninterruptible region now: its own fiber, or
+ * the one that runs its `perform` (a job with a timeout runs it in a fiber
+ * raced against the timer, which interrupting the job's fiber reaches).
+ */
+const inUninterruptibleRegion = (run: Run): boolean => uninterruptibleNow(run.fiber) || uninterruptibleNow(run.perform.fiber)
 
 /**
  * Interrupts each job's fiber once it is interruptible, at once if it is, and
@@ -127,14 +135,16 @@ const inUninterruptibleRegion = (fiber: Fiber.Fiber<unknown>): boolean =>
  * run a second time. Left to leave it, such a job completes. Polls in real
  * time, uninterruptible, as `awaitDrained` does.
  */
-const interruptWhenInterruptible = (fibers: ReadonlyArray<Fiber.Fiber<void>>) =>
+const interruptWhenInterruptible = (runs: ReadonlyArray<Run>) =>
   Effect.gen(function*() {
-    let left = fibers
+    let left = runs.filter((run) => run.fiber !== undefined)
+    const fibers = left.map((run) => run.fiber!)
     while (left.length > 0) {
-      left = left.filter((fiber) => fiber.pollUnsafe() === undefined)
-      const sent = left.filter((fiber) => !inUninterruptibleRegion(fiber))
-      for (const fiber of sent) fiber.interruptUnsafe()
-      if (sent.length === left.length) break
+      left = left.filter((run) => run.fiber!.pollUnsafe() === undefined)
+      const sent = left.filter((run) => !inUninterruptibleRegion(run))
+      for (const run of sent) run.fiber!.interruptUnsafe()
+      left = left.filter((run) => !sent.includes(run))
+      if (left.length === 0) break
       yield* realSleep(interruptPollMillis)
     }
     yield* Fiber.awaitAll(fibers)
@@ -162,6 +172,8 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
 interface Run {
   fiber: Fiber.Fiber<void> | undefined
   stop: StopReason | undefined
+  /** The fiber that runs `perform`, when it is not `fiber` (a job with a timeout). */
+  readonly perform: PerformFiber
 }
 
 /** Job fibers start uninterruptible: a cancel or shutdown interrupts only the worker's `perform`. */
@@ -231,7 +243,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
         // takes; the node waits for it. Said once, so that a stop that takes longer than the grace period
         // has its reason in the log (an orchestrator's kill timeout may end the process first).
         const stuck = yield* Effect.forkDetach(Effect.andThen(realSleep(stuckAfterInterruptMillis), stillRunning(runs)))
-        yield* interruptWhenInterruptible(left.flatMap((run) => run.fiber === undefined ? [] : [run.fiber]))
+        yield* interruptWhenInterruptible(left)
         yield* Fiber.interrupt(stuck)
       })
     )
@@ -258,7 +270,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           Effect.catchCause((again) => Effect.logError(`job ${job.id}: could not record a defect either`, prettyCause(again))),
           Effect.ensuring(Effect.sync(ended))
         )
-      const attempt = runAttempt(registry, job, () => run.stop)
+      const attempt = runAttempt(registry, job, () => run.stop, run.perform)
       // The fiber is forked uninterruptible (see `startUnsafe`): only `perform` inside is not.
       return Effect.matchCauseEffect(deferred ? Effect.andThen(Effect.yieldNow, attempt) : attempt, {
         onFailure: failed,
@@ -307,7 +319,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           }
           // A run of the same job still here was claimed before a rescue: it is not ours any more.
           runs.get(job.id)?.fiber?.interruptUnsafe()
-          const run: Run = { fiber: undefined, stop: undefined }
+          const run: Run = { fiber: undefined, stop: undefined, perform: { fiber: undefined } }
           runs.set(job.id, run)
           activity.jobStartedUnsafe()
           const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, toStartDone[next]!), uninterruptible)

@@ -44,6 +44,14 @@ describe("shutdown of a job inside an uninterruptible region", () => {
       assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["completed", 1, 1, []], output)
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("with a timeout, whose race runs perform in a fiber of its own: it completes too", () =>
+    Effect.gen(function*() {
+      const { code, millis, output, row } = yield* stopInRegion("region_timed", { HELD_TIMEOUT_MS: "60000" })
+      assert.strictEqual(code, 0, output)
+      assert.isBelow(millis, 10_000, output)
+      assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["completed", 1, 1, []], output)
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("it goes on past its region: interrupted as it leaves it and given back, without waiting out the rest", () =>
     Effect.gen(function*() {
       const { code, millis, output, row } = yield* stopInRegion("region_then_more", { AFTER_MS: "20000" })

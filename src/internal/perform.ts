@@ -10,6 +10,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as References from "effect/References"
 import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
@@ -82,12 +83,22 @@ export const outcomeOf = (row: AckRow): Outcome | undefined => {
   }
 }
 
+/**
+ * Where the executor reads which fiber runs a job's `perform`: a job with a
+ * timeout runs it in a fiber of its own, raced against the timer, which
+ * shutdown must see into (see the executor's `inUninterruptibleRegion`).
+ */
+export interface PerformFiber {
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+}
+
 const perform = <R>(
   registry: Registry<R>,
   worker: RunnableWorker<R>,
   job: Job<unknown>,
   stored: Job,
-  onElapsed: (timeout: JobTimeout) => void
+  onElapsed: (timeout: JobTimeout) => void,
+  performFiber: PerformFiber | undefined
 ) => {
   const threads = worker.threads
   if (threads !== undefined && registry.threads !== undefined) {
@@ -105,7 +116,17 @@ const perform = <R>(
   const work = context === undefined
     ? own
     : Effect.updateContext(own, (current: Context.Context<never>) => Context.merge(context, current))
-  return withTimeout(timeoutOf(worker, job), work, onElapsed)
+  const timeout = timeoutOf(worker, job)
+  // Without a timeout `perform` runs in the job's own fiber.
+  if (timeout.timeout === undefined || performFiber === undefined) return withTimeout(timeout, work, onElapsed)
+  return withTimeout(
+    timeout,
+    Effect.withFiber((fiber) => {
+      performFiber.fiber = fiber
+      return work
+    }),
+    onElapsed
+  )
 }
 
 /** The job's own timeout (given at insert), else its worker's. */
@@ -192,7 +213,9 @@ const annotate = (context: Context.Context<never>, job: Job): Context.Context<ne
 export const runAttempt = <R>(
   registry: Registry<R>,
   job: Job,
-  stopped: () => StopReason | undefined
+  stopped: () => StopReason | undefined,
+  /** Told the fiber that runs `perform` when it is not the attempt's own (a job with a timeout). */
+  performFiber?: PerformFiber
 ): Effect.Effect<AckRow> =>
   Effect.withFiber((fiber) => {
     const clock = fiber.getRef(Clock.Clock)
@@ -252,7 +275,7 @@ export const runAttempt = <R>(
       const work = Effect.updateContext(
         perform(registry, worker, args.value === job.args ? job : { ...job, args: args.value }, job, (timeout) => {
           timedOut = timeout
-        }),
+        }, performFiber),
         (context: Context.Context<never>) => annotate(Context.add(context, Tracer.ParentSpan, span), job)
       )
       const encode = registry.results.get(job.worker)

@@ -9,7 +9,7 @@
  *   JOB_DB_MS (each job also holds a pooled connection this long with pg_sleep)
  *   HEARTBEAT_MS  RESCUE_AFTER_MS  RESCUE_INTERVAL_MS  RECORD_CLAIM=1 (runs has a claim column)
  *   PRUNE_MS (the pruner's interval)  HELD_MS (the uninterruptible step of HeldTimed and HeldLast, default 1500)
- *   AFTER_MS (how long HeldLast goes on after its step)
+ *   AFTER_MS (how long HeldLast goes on after its step)  HELD_TIMEOUT_MS (HeldLast's timeout, none by default)
  *   LOG_LEVEL (default Error)
  *   TEARDOWN=default runs under NodeRuntime.runMain's own teardown (else Oban.teardown)
  *   THREADS (a pool of that many threads, and the thread workers ThreadBusy and ThreadPreloaded of threadWorkers.ts)
@@ -82,6 +82,8 @@ export const HeldTimed = Worker.make("HeldTimed", {
  */
 export const HeldLast = Worker.make("HeldLast", {
   args: Schema.Struct({}),
+  // With HELD_TIMEOUT_MS, a timeout (longer than the step): perform then runs in a fiber raced against it.
+  ...(env("HELD_TIMEOUT_MS") === undefined ? {} : { timeout: Number(env("HELD_TIMEOUT_MS")) }),
   perform: (job) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
