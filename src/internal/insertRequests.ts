@@ -6,6 +6,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
 import { SqlClient } from "effect/sql/SqlClient"
 import { plain } from "./sql/plain.ts"
@@ -97,7 +98,13 @@ const write = (
   // A unique job's stored args may no longer decode; then nothing of the call may stay written.
   // One unique request that replaces nothing writes nothing on a conflict, so it needs no
   // transaction of its own (which would cost a second durable commit for its wake-up).
-  const checked = mayWriteBeforeDecoding(encoded) ? transaction(sql, typed) : typed
+  const once = mayWriteBeforeDecoding(encoded) ? transaction(sql, typed) : typed
+  // A unique insert locks the rows of the keys it meets, which a node's outcome write may hold while it
+  // waits for one of ours: PostgreSQL breaks that cycle by failing one side with a deadlock, most often
+  // the insert. Outside the caller's transaction the call wrote nothing then, and is sent again.
+  const checked = hasUnique(encoded) && Option.isNone(Context.getOption(context, sql.transactionService))
+    ? Effect.retry(once, { while: isDeadlock, times: deadlockRetries })
+    : once
   return withInsertedEvents(sql, (publishInserted) =>
     Effect.flatMap(checked, ({ jobs, wake }) => {
       // A conflict inserted nothing: no event, and nothing for the inline runner.
@@ -115,6 +122,13 @@ const write = (
         }))
     }))
 }
+
+/** How many times a unique insert outside a transaction is sent again after a deadlock. */
+const deadlockRetries = 3
+
+const isDeadlock = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "SqlError" &&
+  (error as { readonly reason?: { readonly _tag?: unknown } }).reason?._tag === "DeadlockError"
 
 const hasUnique = (encoded: ReadonlyArray<EncodedRequest>): boolean => {
   for (const request of encoded) if (request.unique !== undefined) return true
