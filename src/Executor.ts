@@ -132,16 +132,21 @@ const inUninterruptibleRegion = (run: Run): boolean => uninterruptibleNow(run.fi
  * interrupt sent inside would end the fiber as interrupted when the region
  * ends, dropping what the region did, so a job whose last step is such a
  * region (a commit, say) and that ran it to its end would be given back and
- * run a second time. Left to leave it, such a job completes. Polls in real
+ * run a second time. Left to leave it, such a job completes. A job still in
+ * such a region `regionWaitMillis` later (a long step, or one region after
+ * another, which a poll never sees between) is interrupted all the same, as
+ * it always was: it stops at the end of the region it is in. Polls in real
  * time, uninterruptible, as `awaitDrained` does.
  */
 const interruptWhenInterruptible = (runs: ReadonlyArray<Run>) =>
   Effect.gen(function*() {
     let left = runs.filter((run) => run.fiber !== undefined)
     const fibers = left.map((run) => run.fiber!)
+    const giveUpAt = performance.now() + regionWaitMillis
     while (left.length > 0) {
       left = left.filter((run) => run.fiber!.pollUnsafe() === undefined)
-      const sent = left.filter((run) => !inUninterruptibleRegion(run))
+      const now = performance.now() >= giveUpAt
+      const sent = now ? left : left.filter((run) => !inUninterruptibleRegion(run))
       for (const run of sent) run.fiber!.interruptUnsafe()
       left = left.filter((run) => !sent.includes(run))
       if (left.length === 0) break
@@ -152,10 +157,13 @@ const interruptWhenInterruptible = (runs: ReadonlyArray<Run>) =>
 
 const interruptPollMillis = 5
 
+/** How long after the grace period a job inside an uninterruptible region is left to leave it before the interrupt. */
+const regionWaitMillis = 5_000
+
 /** How long interrupted jobs may take to end before the node says it is still waiting for them. */
 const stuckAfterInterruptMillis = 2_000
 
-/** The warning for jobs that have not ended `stuckAfterInterruptMillis` after shutdown interrupted them. */
+/** The warning for jobs that have not ended `stuckAfterInterruptMillis` after the grace period ended. */
 const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
   Effect.suspend(() =>
     runs.size === 0 ? Effect.void : Effect.logWarning(
@@ -163,8 +171,8 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
         `(ids ${idList(Array.from(runs.keys()))}): each is inside an uninterruptible region (its own ` +
         "Effect.uninterruptible or finalizer, or a database statement whose end the driver awaits after " +
         "cancelling it, which on a connection that stopped answering lasts until the system gives the " +
-        "connection up), which the node waits for; a job that ends in it completes, one that goes on " +
-        "past it is interrupted there and given back; the process stops once they end"
+        "connection up), which the node waits for; a job that ends in it within 5 s of the grace period " +
+        "completes, one that goes on past it is interrupted there and given back; the process stops once they end"
     )
   )
 

@@ -32,9 +32,16 @@ describe("ObanTest.reset", () => {
     it.effect("a first test inserts a unique job, a workflow and a queue's limits", () =>
       Effect.gen(function*() {
         yield* syncOnce
-        yield* Oban.insertWorkflow(Workflow.make("w").add("a", SyncCustomer.job({ customerId: "c2" }, { unique: false })))
+        yield* Oban.insertWorkflow(
+          Workflow.make("w")
+            .add("a", SyncCustomer.job({ customerId: "c2" }, { unique: false }))
+            .add("b", SyncCustomer.job({ customerId: "c3" }, { unique: false }), { deps: ["a"] })
+        )
         const sql = yield* SqlClient
         yield* sql`INSERT INTO ${sql(prefix)}.oban_queues (name, global_limit) VALUES ('limited', 1)`
+        // What the next test must not see.
+        const [left] = yield* sql<{ deps: number }>`SELECT count(*)::int AS deps FROM ${sql(prefix)}.oban_workflow_deps`
+        assert.strictEqual(left!.deps, 1)
       }).pipe(onTestClock))
 
     it.effect("a second test starts from nothing: the same unique job is new and runs", () =>

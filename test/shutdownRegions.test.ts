@@ -13,11 +13,18 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { rows, startDeployNode } from "./support/deployNode.ts"
-import { waitFor } from "./support/node.ts"
+import { jobRow, startNode, waitFor } from "./support/node.ts"
 import { stopNode } from "./support/processes.ts"
 
 // The same name and args as the worker in nodeProcess.ts; only used to build requests here.
 const HeldLast = Worker.make("HeldLast", { args: Schema.Struct({}), perform: () => Effect.void })
+
+/** Goes from one uninterruptible region to the next, for good: a poll never sees it interruptible. */
+const Regions = Worker.make("RegionsLoop", {
+  args: Schema.Struct({}),
+  queue: "regions",
+  perform: () => Effect.forever(Effect.uninterruptible(Effect.sleep("100 millis")))
+})
 
 /** Starts a node, runs one HeldLast job, sends SIGTERM while its region runs; the exit code, the time and the row. */
 const stopInRegion = (name: string, env: Record<string, string>) =>
@@ -34,23 +41,38 @@ const stopInRegion = (name: string, env: Record<string, string>) =>
     }).pipe(Effect.provide(testLayer(prefix)))
   })
 
+/** The job completed, with one run (recorded at the region's end) and no second to come; the node exited 0. */
+const completesOnce = (name: string, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const { code, millis, output, row } = yield* stopInRegion(name, env)
+    assert.strictEqual(code, 0, output)
+    assert.isBelow(millis, 10_000, output)
+    // Before, it was available at attempt 0 with a shutdown entry, and ran again.
+    assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["completed", 1, 1, []], output)
+  }).pipe(Effect.scoped)
+
 describe("shutdown of a job inside an uninterruptible region", () => {
-  it.live("its region is its last step: it completes, once, and the node exits 0", () =>
-    Effect.gen(function*() {
-      const { code, millis, output, row } = yield* stopInRegion("region_last", {})
-      assert.strictEqual(code, 0, output)
-      assert.isBelow(millis, 10_000, output)
-      // One run (recorded at the region's end), and no second one to come: before, it was available at attempt 0.
-      assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["completed", 1, 1, []], output)
-    }).pipe(Effect.scoped), 60_000)
+  it.live("its region is its last step: it completes, once, and the node exits 0", () => completesOnce("region_last", {}), 60_000)
 
   it.live("with a timeout, whose race runs perform in a fiber of its own: it completes too", () =>
+    completesOnce("region_timed", { HELD_TIMEOUT_MS: "60000" }), 60_000)
+
+  it.live("one region after another: interrupted 5 s after the grace period, at the end of the region it is in", () =>
     Effect.gen(function*() {
-      const { code, millis, output, row } = yield* stopInRegion("region_timed", { HELD_TIMEOUT_MS: "60000" })
-      assert.strictEqual(code, 0, output)
-      assert.isBelow(millis, 10_000, output)
-      assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["completed", 1, 1, []], output)
-    }).pipe(Effect.scoped), 60_000)
+      const prefix = uniquePrefix("region_loop")
+      yield* Effect.gen(function*() {
+        const node = yield* startNode({ prefix, node: "regions-node", queues: { regions: 1 }, workers: [Regions], shutdownGracePeriod: "100 millis" })
+        const job = yield* Oban.insert(Regions.job({}))
+        yield* waitFor("the job to run", Effect.map(jobRow(prefix, job.id), (row) => row.state === "executing"))
+        const started = Date.now()
+        yield* node.stop
+        const took = Date.now() - started
+        assert.isAtLeast(took, 5_000)
+        assert.isBelow(took, 9_000)
+        const row = yield* jobRow(prefix, job.id)
+        assert.deepStrictEqual([row.state, row.attempt], ["available", 0])
+      }).pipe(Effect.provide(testLayer(prefix)))
+    }).pipe(Effect.scoped), 30_000)
 
   it.live("it goes on past its region: interrupted as it leaves it and given back, without waiting out the rest", () =>
     Effect.gen(function*() {

@@ -26,8 +26,8 @@ export interface Activity {
   readonly sleepStartedUnsafe: (end: number) => void
   /** The sleep ending at `end` woke or was interrupted. */
   readonly sleepEndedUnsafe: (end: number) => void
-  /** When the earliest sleep of a running job ends, if any job sleeps. */
-  readonly nextSleepEnd: () => number | undefined
+  /** When the earliest sleep of a running job ends after `current`, if any does. */
+  readonly nextSleepEnd: (current: number) => number | undefined
 }
 
 export const make = (): Activity => {
@@ -63,9 +63,9 @@ export const make = (): Activity => {
       if (left <= 0) sleeps.delete(end)
       else sleeps.set(end, left)
     },
-    nextSleepEnd: () => {
+    nextSleepEnd: (current) => {
       let earliest: number | undefined
-      for (const end of sleeps.keys()) if (earliest === undefined || end < earliest) earliest = end
+      for (const end of sleeps.keys()) if (end > current && (earliest === undefined || end < earliest)) earliest = end
       return earliest
     }
   }
@@ -109,12 +109,13 @@ const isTestClock = (clock: Clock.Clock): boolean =>
  */
 export const watchSleeps = (clock: Clock.Clock, activity: Activity): Clock.Clock => {
   if (!isTestClock(clock)) return clock
+  // Recorded and its removal in place in one uninterruptible step: an interrupt in between would leave it behind.
   const sleep = (duration: Duration.Duration): Effect.Effect<void> =>
-    Effect.suspend(() => {
+    Effect.uninterruptibleMask((restore) => {
       const end = clock.currentTimeMillisUnsafe() + Duration.toMillis(duration)
-      if (!(end > clock.currentTimeMillisUnsafe())) return clock.sleep(duration)
+      if (!(end > clock.currentTimeMillisUnsafe())) return restore(clock.sleep(duration))
       activity.sleepStartedUnsafe(end)
-      return Effect.ensuring(clock.sleep(duration), Effect.sync(() => activity.sleepEndedUnsafe(end)))
+      return Effect.ensuring(restore(clock.sleep(duration)), Effect.sync(() => activity.sleepEndedUnsafe(end)))
     })
   // A TestClock's methods are its own arrow functions, so the copy keeps `adjust`, `setTime` and `withLive`.
   return { ...clock, sleep }

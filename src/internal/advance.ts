@@ -6,8 +6,8 @@
  * which virtual time does not wait for: one `TestClock.adjust` of an hour
  * wakes each loop once, part-way, and a job due at the end is still
  * scheduled afterwards. So time moves in steps: to the next moment something
- * falls due (a scheduled or retryable job, a cron slot, the end of a running
- * job's sleep or timeout), or by at most `step` (so heartbeats, the leader
+ * falls due (a scheduled or retryable job, a cron slot, and, while jobs wait
+ * for a slot, the end of a running job's sleep or timeout), or by at most `step` (so heartbeats, the leader
  * lease and rescue keep their schedule), and after each step the node is
  * left to settle:
  * - no loop is at work (fetching, beating, running maintenance, writing outcomes);
@@ -53,14 +53,15 @@ const after = (current: number, moment: number | undefined): number =>
 
 /**
  * Waits until the node is idle, in real time, and returns when the next job
- * or cron slot falls due; fails with what kept the node busy after `timeout`.
+ * or cron slot falls due, and whether a queue of the node has available jobs
+ * (waiting for a slot); fails with what kept the node busy after `timeout`.
  */
 const settle = (
   clock: TestClock.TestClock,
   handle: NodeHandle,
   timeoutMillis: number,
   quietMillis: number
-): Effect.Effect<number | undefined, ObanTestError | SqlError> =>
+): Effect.Effect<{ readonly due: number | undefined; readonly backlog: boolean }, ObanTestError | SqlError> =>
   clock.withLive(Effect.gen(function*() {
     const deadline = Date.now() + timeoutMillis
     let reason = ""
@@ -101,7 +102,8 @@ const settle = (
       }
       // Idle only if nothing started meanwhile (a producer woken in an earlier round, say).
       if (!woken && handle.activity.busy() === 0 && handle.activity.jobs().changes === before.changes) {
-        return work.nextDue?.getTime()
+        const backlog = handle.queues.some((queue) => (work.queues.find((entry) => entry.queue === queue.name)?.available ?? 0) > 0)
+        return { due: work.nextDue?.getTime(), backlog }
       }
       yield* turn
       yield* turn
@@ -127,10 +129,13 @@ export const advance = (
     const quiet = millis(options.quiet ?? "5 millis")
     const target = clock.currentTimeMillisUnsafe() + millis(duration)
     while (true) {
-      const due = yield* settle(clock, handle, timeout, quiet)
+      const { backlog, due } = yield* settle(clock, handle, timeout, quiet)
       const current = clock.currentTimeMillisUnsafe()
       if (current >= target) return
-      const next = Math.min(target, current + step, after(current, due), after(current, handle.activity.nextSleepEnd()))
+      // A running job's sleep end is a step only while jobs wait for a slot it may free (a job polling every
+      // few milliseconds on its own would otherwise make a step of each poll).
+      const sleepEnd = backlog ? handle.activity.nextSleepEnd(current) : undefined
+      const next = Math.min(target, current + step, after(current, due), after(current, sleepEnd))
       yield* clock.adjust(next - current)
     }
   })

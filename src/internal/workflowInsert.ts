@@ -93,9 +93,10 @@ const namingTaken = (
   sql: SqlClient,
   prefix: string,
   workflowId: string,
-  steps: ReadonlyArray<Step>
+  /** The names the insert meant to write (not those it kept). */
+  names: ReadonlyArray<string>
 ): Effect.Effect<InvalidWorkflowError> =>
-  Sql.findSteps(sql, prefix, workflowId, steps.map((step) => step.name), false).pipe(
+  Sql.findSteps(sql, prefix, workflowId, names, false).pipe(
     Effect.map((rows) => {
       const taken = rows[0]?.step
       return taken === undefined
@@ -134,6 +135,8 @@ export const insertWorkflow = (
     const time = yield* now(sql)
     const migrated = orNotMigrated(settings.prefix)
     const keepExisting = options.existingSteps === "keep"
+    // The steps the insert kept (read in its transaction): a conflict names one of the others.
+    let keptNames: ReadonlySet<string> = new Set()
     const write = Effect.gen(function*() {
       // Steps kept as they are (read first, and held): the others are inserted.
       const kept = keepExisting
@@ -142,6 +145,7 @@ export const insertWorkflow = (
             .map((row) => [row.step, row])
         )
         : new Map<string, JobRow & { readonly step: string }>()
+      keptNames = new Set(kept.keys())
       const fresh = steps.flatMap((step, index) => kept.has(step.name) ? [] : [index])
       const rows: ReadonlyArray<Sql.WorkflowRow> = fresh.map((index) => ({
         request: encoded[index]!,
@@ -207,7 +211,10 @@ export const insertWorkflow = (
         })
       ).pipe(Effect.catch((error) =>
         error._tag === "SqlError" && error.reason._tag === "UniqueViolation"
-          ? Effect.flatMap(namingTaken(sql, settings.prefix, workflowId, steps), Effect.fail)
+          ? Effect.flatMap(
+            namingTaken(sql, settings.prefix, workflowId, steps.flatMap((step) => keptNames.has(step.name) ? [] : [step.name])),
+            Effect.fail
+          )
           : Effect.fail(error)
       ))
     return yield* withInsertedEvents(sql, announced, { announcesInTransaction: true })
