@@ -92,8 +92,8 @@ export type { AdvanceOptions }
  * `ObanClock` in effect mode), and returns once the node is idle: every job
  * due by then has been staged, fetched, run and its outcome written, and
  * every cron slot passed has inserted its job. Time moves in steps: to the
- * next moment a job or cron slot falls due (or, while jobs wait for a slot,
- * a running job's sleep or timeout ends), and by at most `step` (by default the node's shortest
+ * next moment a job or cron slot falls due or a running job's sleep or
+ * timeout ends, and by at most `step` (by default the node's shortest
  * heartbeat, lease renewal or rescue interval, so they keep their schedule);
  * after each step the node settles on the database before time moves again.
  * Jobs that wait on virtual time (a sleep, a timeout) count as waiting. Fails with `ObanTestError` when the test does

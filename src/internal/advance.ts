@@ -6,8 +6,8 @@
  * which virtual time does not wait for: one `TestClock.adjust` of an hour
  * wakes each loop once, part-way, and a job due at the end is still
  * scheduled afterwards. So time moves in steps: to the next moment something
- * falls due (a scheduled or retryable job, a cron slot, and, while jobs wait
- * for a slot, the end of a running job's sleep or timeout), or by at most `step` (so heartbeats, the leader
+ * falls due (a scheduled or retryable job, a cron slot, the end of a running
+ * job's sleep or timeout), or by at most `step` (so heartbeats, the leader
  * lease and rescue keep their schedule), and after each step the node is
  * left to settle:
  * - no loop is at work (fetching, beating, running maintenance, writing outcomes);
@@ -47,21 +47,23 @@ const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(re
 
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
+/** After this many steps in a row in which no job started or ended, sleep ends are no longer steps (until one does). */
+const maxQuietSleepSteps = 100
+
 /** `moment` if it is later than `current`; otherwise no bound. */
 const after = (current: number, moment: number | undefined): number =>
   moment !== undefined && moment > current ? moment : Infinity
 
 /**
  * Waits until the node is idle, in real time, and returns when the next job
- * or cron slot falls due, and whether a queue of the node has available jobs
- * (waiting for a slot); fails with what kept the node busy after `timeout`.
+ * or cron slot falls due; fails with what kept the node busy after `timeout`.
  */
 const settle = (
   clock: TestClock.TestClock,
   handle: NodeHandle,
   timeoutMillis: number,
   quietMillis: number
-): Effect.Effect<{ readonly due: number | undefined; readonly backlog: boolean }, ObanTestError | SqlError> =>
+): Effect.Effect<number | undefined, ObanTestError | SqlError> =>
   clock.withLive(Effect.gen(function*() {
     const deadline = Date.now() + timeoutMillis
     let reason = ""
@@ -102,8 +104,7 @@ const settle = (
       }
       // Idle only if nothing started meanwhile (a producer woken in an earlier round, say).
       if (!woken && handle.activity.busy() === 0 && handle.activity.jobs().changes === before.changes) {
-        const backlog = handle.queues.some((queue) => (work.queues.find((entry) => entry.queue === queue.name)?.available ?? 0) > 0)
-        return { due: work.nextDue?.getTime(), backlog }
+        return work.nextDue?.getTime()
       }
       yield* turn
       yield* turn
@@ -128,13 +129,20 @@ export const advance = (
     const timeout = millis(options.timeout ?? "30 seconds")
     const quiet = millis(options.quiet ?? "5 millis")
     const target = clock.currentTimeMillisUnsafe() + millis(duration)
+    // Steps in a row in which no job started or ended (see below).
+    let quietSleepSteps = 0
+    let changesBefore = handle.activity.jobs().changes
     while (true) {
-      const { backlog, due } = yield* settle(clock, handle, timeout, quiet)
+      const due = yield* settle(clock, handle, timeout, quiet)
       const current = clock.currentTimeMillisUnsafe()
       if (current >= target) return
-      // A running job's sleep end is a step only while jobs wait for a slot it may free (a job polling every
-      // few milliseconds on its own would otherwise make a step of each poll).
-      const sleepEnd = backlog ? handle.activity.nextSleepEnd(current) : undefined
+      // A running job's sleep end is a step, so what follows (its outcome, a job in the slot it frees) happens
+      // then; but not after many such steps in a row in which no job started or ended (a job polling every
+      // few milliseconds would otherwise make a step of each poll).
+      const changes = handle.activity.jobs().changes
+      quietSleepSteps = changes === changesBefore ? quietSleepSteps + 1 : 0
+      changesBefore = changes
+      const sleepEnd = quietSleepSteps < maxQuietSleepSteps ? handle.activity.nextSleepEnd(current) : undefined
       const next = Math.min(target, current + step, after(current, due), after(current, sleepEnd))
       yield* clock.adjust(next - current)
     }
