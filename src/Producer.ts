@@ -116,6 +116,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     // from its callers' fibers.
     const context = yield* Effect.context<never>()
     const logs = { component: "Producer", queue: options.queue, node: options.node }
+    // The executing gauge has a series for the queue from the start, 0, not only once a job has run.
+    setExecutingUnsafe(options.queue, 0, context)
 
     /**
      * Starts waiting jobs while slots are free: not while paused, nor while

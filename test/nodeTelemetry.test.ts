@@ -86,8 +86,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's telemetry", (i
   it.effect("the executing gauge counts the running jobs, and is 0 once they all ended", () =>
     Effect.gen(function*() {
       const node = yield* startNode({ prefix, node: "telemetry-gauge", queues: { [gauged]: 5 }, workers: [Held] })
-      yield* node.oban.insertAll([Held.job({}), Held.job({}), Held.job({})])
       const executing = metricValue("oban_jobs_executing", { queue: gauged })
+      // A series from the node's start, at 0: a dashboard shows 0 for an idle queue, not "no data".
+      assert.strictEqual(yield* executing, 0)
+      yield* node.oban.insertAll([Held.job({}), Held.job({}), Held.job({})])
       yield* waitFor("three jobs executing", Effect.map(executing, (value) => value === 3))
       yield* Deferred.succeed(release, undefined)
       const completed = metricValue("oban_jobs_total", { queue: gauged, worker: "TelemetryHeld", outcome: "completed" })
