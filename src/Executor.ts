@@ -123,7 +123,7 @@ const uninterruptibleNow = (fiber: Fiber.Fiber<unknown, unknown> | undefined): b
  * the one that runs its `perform` (a job with a timeout runs it in a fiber
  * raced against the timer, which interrupting the job's fiber reaches).
  */
-const inUninterruptibleRegion = (run: Run): boolean => uninterruptibleNow(run.fiber) || uninterruptibleNow(run.perform.fiber)
+const inUninterruptibleRegion = (run: Run): boolean => uninterruptibleNow(run.fiber) || uninterruptibleNow(run.performFiber)
 
 /**
  * Interrupts each job's fiber once it is interruptible, at once if it is, and
@@ -145,8 +145,8 @@ const interruptWhenInterruptible = (runs: ReadonlyArray<Run>) =>
     const giveUpAt = performance.now() + regionWaitMillis
     while (left.length > 0) {
       left = left.filter((run) => run.fiber!.pollUnsafe() === undefined)
-      const now = performance.now() >= giveUpAt
-      const sent = now ? left : left.filter((run) => !inUninterruptibleRegion(run))
+      const waitedLongEnough = performance.now() >= giveUpAt
+      const sent = waitedLongEnough ? left : left.filter((run) => !inUninterruptibleRegion(run))
       for (const run of sent) run.fiber!.interruptUnsafe()
       left = left.filter((run) => !sent.includes(run))
       if (left.length === 0) break
@@ -177,11 +177,9 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
   )
 
 /** One attempt running here: its fiber, and why the executor stopped it, if it did. */
-interface Run {
+interface Run extends PerformFiber {
   fiber: Fiber.Fiber<void> | undefined
   stop: StopReason | undefined
-  /** The fiber that runs `perform`, when it is not `fiber` (a job with a timeout). */
-  readonly perform: PerformFiber
 }
 
 /** Job fibers start uninterruptible: a cancel or shutdown interrupts only the worker's `perform`. */
@@ -278,7 +276,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           Effect.catchCause((again) => Effect.logError(`job ${job.id}: could not record a defect either`, prettyCause(again))),
           Effect.ensuring(Effect.sync(ended))
         )
-      const attempt = runAttempt(registry, job, () => run.stop, run.perform)
+      const attempt = runAttempt(registry, job, () => run.stop, run)
       // The fiber is forked uninterruptible (see `startUnsafe`): only `perform` inside is not.
       return Effect.matchCauseEffect(deferred ? Effect.andThen(Effect.yieldNow, attempt) : attempt, {
         onFailure: failed,
@@ -327,7 +325,7 @@ export const make = <R>(options: Options<R>): Effect.Effect<ExecutorShape, never
           }
           // A run of the same job still here was claimed before a rescue: it is not ours any more.
           runs.get(job.id)?.fiber?.interruptUnsafe()
-          const run: Run = { fiber: undefined, stop: undefined, perform: { fiber: undefined } }
+          const run: Run = { fiber: undefined, stop: undefined, performFiber: undefined }
           runs.set(job.id, run)
           activity.jobStartedUnsafe()
           const fiber = fork(attempt(job, run, now - turnStartedAt >= syncStartMillis, toStartDone[next]!), uninterruptible)

@@ -7,6 +7,7 @@
  * sleeps of running jobs end (see `watchSleeps`), so that time stops there.
  */
 import type * as Clock from "effect/Clock"
+import type { TestClock } from "effect/testing"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -95,9 +96,10 @@ export const CurrentActivity = Context.Reference<Activity>("effect-oban/internal
 export const tracked = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.flatMap(Effect.service(CurrentActivity), (activity) => activity.track(effect))
 
-const isTestClock = (clock: Clock.Clock): boolean =>
-  typeof (clock as { readonly adjust?: unknown }).adjust === "function" &&
-  typeof (clock as { readonly withLive?: unknown }).withLive === "function"
+/** Whether `clock` is Effect's `TestClock` (it can be adjusted), by its shape. */
+export const isTestClock = (clock: Clock.Clock): clock is TestClock.TestClock =>
+  typeof (clock as Partial<TestClock.TestClock>).adjust === "function" &&
+  typeof (clock as Partial<TestClock.TestClock>).withLive === "function"
 
 /**
  * The clock a node's jobs run with: on `TestClock`, one whose sleeps (a

@@ -22,6 +22,7 @@ import * as Effect from "effect/Effect"
 import type { SqlError } from "effect/sql/SqlError"
 import type { TestClock } from "effect/testing"
 import { Oban } from "../Oban.ts"
+import { isTestClock } from "./activity.ts"
 import { handleOf, type NodeHandle } from "./nodeHandle.ts"
 import { ObanTestError } from "./testError.ts"
 
@@ -37,10 +38,6 @@ export interface AdvanceOptions {
    */
   readonly quiet?: Duration.Input | undefined
 }
-
-const isTestClock = (clock: Clock.Clock): clock is TestClock.TestClock =>
-  typeof (clock as Partial<TestClock.TestClock>).adjust === "function" &&
-  typeof (clock as Partial<TestClock.TestClock>).withLive === "function"
 
 /** One turn of the event loop: I/O callbacks run, timers do not wait. */
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))

@@ -89,7 +89,7 @@ export const outcomeOf = (row: AckRow): Outcome | undefined => {
  * shutdown must see into (see the executor's `inUninterruptibleRegion`).
  */
 export interface PerformFiber {
-  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  performFiber: Fiber.Fiber<unknown, unknown> | undefined
 }
 
 const perform = <R>(
@@ -122,7 +122,7 @@ const perform = <R>(
   return withTimeout(
     timeout,
     Effect.withFiber((fiber) => {
-      performFiber.fiber = fiber
+      performFiber.performFiber = fiber
       return work
     }),
     onElapsed
