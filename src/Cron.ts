@@ -40,7 +40,7 @@ import { runDeadline } from "./internal/periodic.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import { existingKeys, insertUnique } from "./internal/sql/maintenance.ts"
 import type { JobOptions, JobRequest, Worker } from "./Worker.ts"
-import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
+import * as FailureStreak from "./internal/failureStreak.ts"
 import { plain } from "./internal/sql/plain.ts"
 
 /**
@@ -349,8 +349,7 @@ export const loop = (options: {
     let last: Date | undefined
     const maxAgeMillis = options.maxAge === undefined ? undefined : Duration.toMillis(options.maxAge)
     const sql = plain(options.sql)
-    // Rounds that failed in a row: only the first warning of a run of them carries the whole cause.
-    let failures = 0
+    const streak = FailureStreak.make("cron rounds get through again")
     while (true) {
       const wait = yield* Effect.gen(function*() {
         if (!(yield* options.isLeader)) {
@@ -383,11 +382,11 @@ export const loop = (options: {
         // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
         // A round cut short runs again from the same slot (each slot's job is inserted once).
         withStatementTimeout({ timeout: runDeadline, operation: "Cron" }),
-        Effect.tap(() => Effect.sync(() => (failures = 0))),
+        Effect.tap(() => streak.succeeded),
         Effect.catchCause((cause) =>
           Effect.suspend(() => {
-            failures++
-            return Effect.as(Effect.logWarning(`cron failed; will try again: ${failureLine(cause)}`, ...causeIfFirst(failures, cause)), 1_000)
+            streak.failed()
+            return Effect.as(streak.warn("cron failed; will try again", cause), 1_000)
           })
         ),
         tracked

@@ -24,7 +24,8 @@ import { now } from "./ObanClock.ts"
 import { tracked } from "./internal/activity.ts"
 import { claimLease, resignLease } from "./internal/sql/peers.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
-import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
+import * as FailureStreak from "./internal/failureStreak.ts"
+import { failureLine } from "./internal/serverMessage.ts"
 import { plain } from "./internal/sql/plain.ts"
 
 /**
@@ -129,8 +130,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
     const renewMillis = Duration.toMillis(options.renewInterval)
 
     const onRound = options.onRound ?? (() => Effect.void)
-    // Rounds that failed in a row: only the first warning of a run of them carries the whole cause.
-    let failures = 0
+    const streak = FailureStreak.make("leader elections get through again")
     const round = runOnce(options).pipe(
       // A connection that hangs (a black-holed network) must not freeze the election.
       withStatementTimeout({ timeout: Duration.min(Duration.divideUnsafe(options.ttl, 2), Duration.seconds(5)), operation: "lease", connection: "own" }),
@@ -139,7 +139,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
       Effect.tap((result) =>
         Effect.andThen(SubscriptionRef.set(leading, result.isLeader), Ref.set(known, result.leader !== undefined))
       ),
-      Effect.tap(() => Effect.sync(() => (failures = 0))),
+      Effect.tap(() => streak.succeeded),
       Effect.map((result) =>
         // A follower comes back when the lease it saw expires, so a dead leader is replaced within one TTL.
         result.isLeader || result.leader === undefined
@@ -151,8 +151,8 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
           // Without the database we cannot know; stop acting as leader.
           yield* SubscriptionRef.set(leading, false)
           yield* Ref.set(known, false)
-          failures++
-          yield* Effect.logWarning(`leader election failed; will try again: ${failureLine(cause)}`, ...causeIfFirst(failures, cause))
+          streak.failed()
+          yield* streak.warn("leader election failed; will try again", cause)
           return Math.min(renewMillis, 1_000)
         })
       ),

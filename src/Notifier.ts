@@ -35,7 +35,7 @@ import { jsonObjectIn } from "./internal/jsonParse.ts"
 import * as ListenProbe from "./internal/listenProbe.ts"
 import { retryDelay } from "./internal/retryDelay.ts"
 import { timeoutError, withStatementTimeout } from "./internal/statementTimeout.ts"
-import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
+import * as FailureStreak from "./internal/failureStreak.ts"
 
 /**
  * @since 0.1.0
@@ -159,6 +159,8 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           Effect.tapError(() => Effect.sleep(retireGrace))
         )
 
+      // A lost connection, and each failed attempt to connect again since, count as failures.
+      const streak = FailureStreak.make("LISTEN connection up again")
       const session = Effect.scoped(Effect.gen(function*() {
         // The connection has a scope of its own, closed before the LISTEN
         // registrations are released: on a connection that does not answer,
@@ -189,6 +191,7 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
         yield* Effect.addFinalizer(() => Scope.close(connectionScope, Exit.void))
         yield* Ref.set(listening, true)
         yield* Ref.update(connectionCount, (n) => n + 1)
+        yield* streak.succeeded
         yield* Deferred.succeed(firstAttempt, undefined)
         yield* Effect.addFinalizer(() => Ref.set(listening, false))
         yield* Effect.forkScoped(probe.run)
@@ -197,18 +200,12 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
       }))
 
       const loop = Effect.gen(function*() {
-        let failures = 0
         while (true) {
-          const before = yield* Ref.get(connectionCount)
           const cause = yield* Effect.flip(Effect.sandbox(session))
           yield* Deferred.succeed(firstAttempt, undefined)
-          if ((yield* Ref.get(connectionCount)) > before) failures = 0
-          failures++
+          const failures = streak.failed()
           const delay = yield* retryDelay(failures, { maxMillis: maxDelay })
-          yield* Effect.logWarning(
-            `LISTEN connection lost; reconnecting in ${Math.round(delay)} ms: ${failureLine(cause)}`,
-            ...causeIfFirst(failures, cause)
-          )
+          yield* streak.warn(`LISTEN connection lost; reconnecting in ${Math.round(delay)} ms`, cause)
           yield* Effect.sleep(delay)
         }
       })

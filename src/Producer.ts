@@ -64,7 +64,8 @@ export const maxUnwrittenOutcomes = 1_000
 
 export type { ClusterState, Options, Producer, QueueState } from "./internal/producerTypes.ts"
 import type { Options, Producer } from "./internal/producerTypes.ts"
-import { causeIfFirst, failureLine } from "./internal/serverMessage.ts"
+import * as FailureStreak from "./internal/failureStreak.ts"
+import { failureLine } from "./internal/serverMessage.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
@@ -92,7 +93,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     let running = 0
     // Set as the node's shutdown begins (`stopStarting`).
     let stopping = false
-    let failures = 0
+    const fetchStreak = FailureStreak.make("fetches get through again")
 
     const buffer = ClaimBuffer.make()
     // Claims sent and not yet answered: their jobs are this producer's to start, or to release if the
@@ -301,19 +302,15 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       while (yield* fetchOnce) {
         // A full batch: there may be more.
       }
-      if (failures > 0) yield* Effect.logInfo(`fetches get through again, after ${failures} failed`)
-      failures = 0
+      yield* fetchStreak.succeeded
       if (liveness.registered()) Deferred.doneUnsafe(ready, Exit.void)
     }).pipe(
       tracked,
       Effect.catchCause((cause) =>
         Effect.gen(function*() {
-          failures++
+          const failures = fetchStreak.failed()
           const delay = yield* retryDelay(failures)
-          yield* Effect.logWarning(
-            `fetch failed (${failures}x); trying again in ${Math.round(delay)} ms: ${failureLine(cause)}`,
-            ...causeIfFirst(failures, cause)
-          )
+          yield* fetchStreak.warn(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`, cause)
           yield* Effect.sleep(delay)
           yield* wake
         })

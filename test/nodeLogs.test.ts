@@ -118,6 +118,41 @@ layer(testLayer(prefix), { excludeTestServices: true })("a node's own log lines"
       for (const line of repeats) assert.notInclude(line.text, "\n", line.text)
     }).pipe(Effect.scoped), 20_000)
 
+  it.effect("the leader's election and the LISTEN connection log failures in a row the same way, and say when they recover", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const { lines, oban, stop } = yield* startLogged({
+        prefix,
+        node: "elect-node",
+        queues: { elect: 1 },
+        workers: [],
+        heartbeatInterval: "200 millis",
+        leader: { ttl: "3 seconds", renewInterval: "300 millis" }
+      })
+      yield* oban.ready
+      yield* waitFor("the lead", oban.isLeader)
+      // The leases' table goes away for a while (a migration rolled back): every election fails.
+      const moved = sql`ALTER TABLE ${sql(prefix)}.oban_peers RENAME TO oban_peers_away`
+      const back = sql`ALTER TABLE ${sql(prefix)}.oban_peers_away RENAME TO oban_peers`.pipe(Effect.orDie)
+      const failed = () => lines.filter((line) => line.text.startsWith("leader election failed"))
+      yield* Effect.ensuring(
+        Effect.andThen(moved, waitFor("three failed elections", Effect.sync(() => failed().length >= 3), "10 seconds")),
+        back
+      )
+      yield* waitFor("elections again", Effect.sync(() => lines.some((line) => /^leader elections get through again, after \d+ failed$/.test(line.text))))
+      // The node's LISTEN connection is cut: it connects again and says so.
+      yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${"oban_notifier elect-node"}`
+      yield* waitFor("LISTEN again", Effect.sync(() => lines.some((line) => /^LISTEN connection up again, after 1 failed$/.test(line.text))))
+      yield* stop
+      const [first, ...repeats] = failed()
+      assert.isAtLeast(repeats.length, 2)
+      for (const line of [first!, ...repeats]) assert.include(line.text, "the schema may be behind this release")
+      assert.include(first!.text, "\n")
+      for (const line of repeats) assert.notInclude(line.text, "\n", line.text)
+      const lost = lines.filter((line) => line.text.startsWith("LISTEN connection lost"))
+      assert.lengthOf(lost, 1, JSON.stringify(lines.map((line) => line.text)))
+    }).pipe(Effect.scoped), 30_000)
+
   it.effect("a queue command that changes the node's queue is logged once, and so is one caught up by a heartbeat", () =>
     Effect.gen(function*() {
       const { lines, oban, stop } = yield* startLogged({

@@ -9,7 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { tracked } from "./activity.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
-import { causeIfFirst, failureLine } from "./serverMessage.ts"
+import * as FailureStreak from "./failureStreak.ts"
 
 /** The longest one run of a maintenance service may take. */
 export const runDeadline = Duration.minutes(1)
@@ -21,8 +21,7 @@ export const periodic = (options: {
   readonly when?: Effect.Effect<boolean> | undefined
 }): Effect.Effect<never> =>
   Effect.suspend(() => {
-    // Runs that failed in a row: only the first warning of a run of them carries the whole cause.
-    let failures = 0
+    const streak = FailureStreak.make(`${options.name} runs get through again`)
     return Effect.forever(
       Effect.gen(function*() {
         yield* Effect.sleep(options.interval)
@@ -31,11 +30,11 @@ export const periodic = (options: {
           withStatementTimeout({ timeout: runDeadline, operation: options.name }),
           Effect.withSpan(`oban.${options.name.toLowerCase()}`),
           Effect.matchCauseEffect({
-            onSuccess: () => Effect.sync(() => (failures = 0)),
+            onSuccess: () => streak.succeeded,
             onFailure: (cause) =>
               Effect.suspend(() => {
-                failures++
-                return Effect.logWarning(`${options.name} failed; will try again: ${failureLine(cause)}`, ...causeIfFirst(failures, cause))
+                streak.failed()
+                return streak.warn(`${options.name} failed; will try again`, cause)
               })
           }),
           tracked

@@ -18,7 +18,7 @@ import type { Options } from "./producerTypes.ts"
 import type * as QueueLimiter from "./queueLimiter.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { beat, type Namesakes, type ProducerState, registerProducer, storeQueueState } from "./sql/producers.ts"
-import { causeIfFirst, failureLine } from "./serverMessage.ts"
+import * as FailureStreak from "./failureStreak.ts"
 
 /**
  * The producer's settings that commands change locally and heartbeats read
@@ -345,12 +345,11 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
   // After a failure, try again soon, so that the first moment the database answers again
   // refreshes the row.
   const loop = Effect.gen(function*() {
-    let failures = 0
+    const streak = FailureStreak.make("heartbeats get through again")
     while (true) {
       const result = yield* Effect.exit(tracked(heartbeat))
       if (result._tag === "Success") {
-        if (failures > 0) yield* Effect.logInfo(`heartbeats get through again, after ${failures} failed`)
-        failures = 0
+        yield* streak.succeeded
         const wasFailing = beatFailing
         beatFailing = false
         // Jobs waiting here start: after failed heartbeats, and after a silence without a failure (a stalled
@@ -362,12 +361,9 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
         if (wasFailing) yield* input.wake
         yield* Effect.sleep(options.heartbeatInterval)
       } else {
-        failures++
+        const failures = streak.failed()
         beatFailing = true
-        yield* Effect.logWarning(
-          `heartbeat failed (${failures}x); trying again: ${failureLine(result.cause)}`,
-          ...causeIfFirst(failures, result.cause)
-        )
+        yield* streak.warn(`heartbeat failed (${failures}x); trying again`, result.cause)
         yield* Effect.sleep(Math.min(heartbeatMillis, yield* retryDelay(failures, { baseMillis: 250, maxMillis: 2_000 })))
       }
     }
