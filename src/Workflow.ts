@@ -39,6 +39,7 @@ import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
 import { parseJsonOrNull } from "./internal/jsonParse.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
+import { stepOptionsProblem } from "./internal/stepOptions.ts"
 import * as Ops from "./internal/workflowOps.ts"
 import { depResults } from "./internal/sql/workflows.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
@@ -97,6 +98,8 @@ export interface Step {
   readonly request: JobRequest
   /** `"failed"` (used by `Batch` for its failure callback): run only if such a dependency failed. */
   readonly deps: ReadonlyArray<{ readonly step: string; readonly onFailure: OnFailure | "failed" }>
+  /** What was wrong with the options `add` was given (an unknown option, deps not a list), which the insert refuses. */
+  readonly invalidOptions?: string | undefined
 }
 
 /**
@@ -153,7 +156,8 @@ const grown = <Steps extends string>(
       return steps
     },
     add: (name, request, options) => {
-      const step: Step = {
+      const invalidOptions = stepOptionsProblem(options)
+      const step: Step = invalidOptions !== undefined ? { name, request, deps: [], invalidOptions } : {
         name,
         request,
         deps: (options?.deps ?? []).map((dep) =>

@@ -344,6 +344,22 @@ describe("workflows", () => {
         )
         assert.strictEqual(unknown._tag, "InvalidWorkflowError")
         assert.deepStrictEqual(yield* states("y"), {})
+        // Options that TypeScript did not see (built elsewhere, or from JavaScript): a misspelt `deps` would insert
+        // a step that waits for nothing; refused, naming the option, and nothing is inserted.
+        const loose = (options: unknown) => options as Workflow.StepOptions<"a">
+        const misread: ReadonlyArray<readonly [unknown, string]> = [
+          [{ dep: ["a"] }, `step "b": unknown option "dep" in the step's options (did you mean "deps"?); known: deps`],
+          [{ deps: "a" }, `step "b": deps is a list of step names or { step, onFailure }, got string`],
+          [{ deps: [{ step: "a", onFailur: "run" }] }, `step "b": unknown option "onFailur" in a dependency (did you mean "onFailure"?); known: step, onFailure`],
+          [["a"], `step "b": a step's options are an object ({ deps }), got an array`]
+        ]
+        for (const [options, message] of misread) {
+          const refused = yield* Effect.flip(Oban.insertWorkflow(
+            Workflow.make("loose").add("a", Step.job({})).add("b", Step.job({}), loose(options))
+          ))
+          assert.deepStrictEqual([refused._tag, refused.message], ["InvalidWorkflowError", message])
+        }
+        assert.deepStrictEqual(yield* states("loose"), {})
         // A step that is no request, or whose options threw in `job`: the request's own refusal, naming the field.
         const none = yield* Effect.flip(Oban.insertWorkflow(Workflow.make("z").add("a", undefined as never)))
         assert.strictEqual(none._tag, "InvalidJobError")

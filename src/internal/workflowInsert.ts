@@ -58,6 +58,7 @@ const checkSteps = (workflowId: string, steps: ReadonlyArray<Step>): ReadonlyArr
     const nameProblem = textProblem(step.name)
     if (nameProblem !== undefined) return refuse(step.name, `the step name ${nameProblem}`)
     if (seen.has(step.name)) return refuse(step.name, `step "${step.name}" is added twice`)
+    if (step.invalidOptions !== undefined) return refuse(step.name, `step "${step.name}": ${step.invalidOptions}`)
     if (declaresUnique(step.request)) {
       return refuse(step.name, "a unique job cannot be a workflow step (a conflict would join another job to it); for a worker with a default unique, pass { unique: false } in the step's job options")
     }
