@@ -29,6 +29,7 @@ import { Settings } from "./Config.ts"
 import {
   InvalidConfigError,
   InvalidJobError,
+  type InvalidResultError,
   type InvalidWorkflowError,
   type InvalidPrefixError,
   type MigrationError,
@@ -45,6 +46,7 @@ import { makeRuntime, type QueueScope } from "./internal/runtime.ts"
 import type { QueueConfig, RuntimeOptions } from "./internal/runtimeConfig.ts"
 import { configuredOver, misspeltVariables, options as envOptions } from "./internal/envOptions.ts"
 import { insertRequests } from "./internal/insertRequests.ts"
+import { readResult } from "./internal/recordedResult.ts"
 import { holdStopSignals, ignoringStopSignals } from "./internal/stopSignals.ts"
 import type { LimitsInput, Partition, RateInput } from "./internal/queueLimits.ts"
 import * as Jobs from "./internal/sql/jobs.ts"
@@ -142,6 +144,22 @@ export const insertWorkflow: <Steps extends string>(
  */
 export const getJob = (id: number): Effect.Effect<Option.Option<Job>, MigrationError | SqlError, SqlClient> =>
   withPrefix((sql, prefix) => Effect.map(Jobs.getJob(sql, prefix, id), Option.fromUndefinedOr))
+
+/**
+ * What job `id` recorded when it completed (its worker's `result` schema),
+ * decoded by `worker`'s schema. None while the job has not completed, when
+ * it completed without a result, or when it does not exist (a pruned job's
+ * result goes with it). Fails with `InvalidResultError`: `"missing"` when
+ * `worker` records no result or another worker ran the job, `"decode"` when
+ * the stored result does not decode.
+ *
+ * @since 0.1.0
+ */
+export const getResult = <O>(
+  id: number,
+  worker: Workflow.ResultWorker<O>
+): Effect.Effect<Option.Option<O>, InvalidResultError | MigrationError | SqlError, SqlClient> =>
+  withPrefix((sql, prefix) => readResult(sql, prefix, id, worker))
 
 /**
  * Cancels a job that has not finished. A job executing on any node is
@@ -270,6 +288,7 @@ export const layer = <W extends Worker.Any>(
           ),
         retryWorkflow: (workflowId) => local(Workflow.retry(workflowId)),
         getJob: (id) => local(getJob(id)),
+        getResult: (id, worker) => local(getResult(id, worker)),
         cancelJob: (id) =>
           local(cancelJob(id)).pipe(
             Effect.tap((job) => Option.isSome(job) ? runtime.cancelLocal(id) : Effect.void)

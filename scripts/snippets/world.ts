@@ -70,6 +70,12 @@ export const Transcode = Worker.make("Transcode", {
   queue: "media",
   perform: () => Effect.void
 })
+/** A worker that records a result (docs/workers.md). */
+export const Thumbnail = Worker.make("Thumbnail", {
+  args: Schema.Struct({ width: Schema.Int }),
+  result: Schema.Struct({ bytes: Schema.Int }),
+  perform: (job) => Effect.succeed({ bytes: job.args.width * 100 })
+})
 export const DailyReport = Worker.make("DailyReport", {
   args: Schema.Struct({ kind: Schema.String }),
   perform: () => Effect.void

@@ -9,6 +9,7 @@ import * as Jobs from "../Jobs.ts"
 import { bulk as runBulkAction } from "../internal/bulkAction.ts"
 import { matchesEveryJob } from "../internal/jobFilter.ts"
 import type { BulkAction } from "../internal/sql/bulkJobs.ts"
+import { storedResult } from "../internal/recordedResult.ts"
 import { getJob } from "../Oban.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
@@ -50,14 +51,15 @@ const list = Command.make("list", {
 const show = Command.make("show", { id: jobIdArgument("id") }, ({ id }) =>
   Effect.gen(function*() {
     const globals = yield* root
-    const found = yield* withDatabase(globals, getJob(id))
+    const [found, result] = yield* withDatabase(globals, Effect.all([getJob(id), storedResult(id)]))
     if (Option.isNone(found)) return yield* Effect.fail(new CliFailure(ExitCode.notFound, `no job with id ${id}`, "JobNotFound"))
     const job = found.value
-    yield* print(globals.json, job, () => {
+    yield* print(globals.json, { ...job, result: Option.getOrNull(result) }, () => {
       const fields: ReadonlyArray<readonly [string, unknown]> = [
         ["id", job.id], ["state", job.state], ["queue", job.queue], ["worker", job.worker],
         ["attempt", `${job.attempt} of ${job.maxAttempts}`], ["priority", job.priority], ["tags", job.tags.join(", ") || "-"],
         ["args", JSON.stringify(job.args)], ["meta", JSON.stringify(job.meta)],
+        ["result", Option.match(result, { onNone: () => null, onSome: (value) => JSON.stringify(value) })],
         ["inserted at", job.insertedAt], ["scheduled at", job.scheduledAt], ["attempted at", job.attemptedAt],
         ["completed at", job.completedAt], ["discarded at", job.discardedAt], ["cancelled at", job.cancelledAt],
         ["cancel asked", job.cancelRequestedAt], ["attempted by", job.attemptedBy?.join(" ") ?? null]
@@ -69,7 +71,7 @@ const show = Command.make("show", { id: jobIdArgument("id") }, ({ id }) =>
       )
       return [...lines, `errors        ${errors.length === 0 ? "-" : `\n${errors.join("\n")}`}`].join("\n")
     })
-  })).pipe(Command.withDescription("Show one job: args, meta, tags, timestamps and every recorded error"))
+  })).pipe(Command.withDescription("Show one job: args, meta, recorded result, tags, timestamps and every recorded error"))
 
 const bulkFlags = {
   ...filterFlags,

@@ -11,6 +11,7 @@ import type {
   InvalidConfigError,
   InvalidFilterError,
   InvalidJobError,
+  InvalidResultError,
   InvalidWorkflowError,
   MigrationError,
   UniqueConflictError,
@@ -53,6 +54,11 @@ export interface ObanShape {
   ) => Effect.Effect<ReadonlyArray<{ readonly id: number; readonly previousState: JobState }>, MigrationError | SqlError>
   readonly retryWorkflow: (workflowId: string) => Effect.Effect<ReadonlyArray<number>, MigrationError | SqlError>
   readonly getJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
+  /** See `Oban.getResult`. */
+  readonly getResult: <O>(
+    id: number,
+    worker: Workflow.ResultWorker<O>
+  ) => Effect.Effect<Option.Option<O>, InvalidResultError | MigrationError | SqlError>
   readonly cancelJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError>
   readonly retryJob: (id: number) => Effect.Effect<Option.Option<Job>, MigrationError | SqlError | UniqueConflictError>
   readonly deleteJob: (id: number) => Effect.Effect<boolean, MigrationError | SqlError>

@@ -15,6 +15,7 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as Jobs from "../../Jobs.ts"
 import { getJob } from "../../Oban.ts"
+import { storedResult } from "../recordedResult.ts"
 import { bulkAction, jobAction, type Outcome, queueAction } from "./actions.ts"
 import { script, styles } from "./assets.ts"
 import { clusterPage } from "./clusterPage.ts"
@@ -181,9 +182,9 @@ export const makeHandler = (options: HandlerOptions) =>
         }
         if (segments.length === 2 && segments[0] === "jobs") {
           const id = yield* decodeJobId(segments[1]!)
-          const job = yield* getJob(id)
+          const [job, result] = yield* Effect.all([getJob(id), storedResult(id)])
           if (Option.isNone(job)) return htmlResponse(errorPage(context, "Not found", `job ${id} does not exist`), 404)
-          return htmlResponse(jobPage(context, job.value, (yield* options.poller.current).version))
+          return htmlResponse(jobPage(context, job.value, result, (yield* options.poller.current).version))
         }
         return htmlResponse(errorPage(context, "Not found", `no page at ${path}`), 404)
       }

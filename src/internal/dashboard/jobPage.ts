@@ -1,7 +1,8 @@
 /**
- * One job: its fields, args, meta and tags, every failed attempt with its
+ * One job: its fields, args, meta, recorded result and tags, every failed attempt with its
  * error and cause, the timeline of its states, and its actions.
  */
+import * as Option from "effect/Option"
 import type { Job } from "../../Job.ts"
 import { type Html, html, prettyJson } from "./html.ts"
 import { badge, date, page, type PageContext, postForm } from "./layout.ts"
@@ -39,7 +40,7 @@ const actions = (context: PageContext, job: Job): Html => {
   } ${job.state !== "executing" ? button("delete", "Delete") : ""}</div>`
 }
 
-export const jobPage = (context: PageContext, job: Job, version: string): Html =>
+export const jobPage = (context: PageContext, job: Job, result: Option.Option<unknown>, version: string): Html =>
   page(
     context,
     { title: `Job ${job.id}`, current: "jobs", version },
@@ -60,6 +61,8 @@ ${actions(context, job)}
 <pre class="json" id="job-args">${prettyJson(job.args)}</pre>
 <h2>Meta</h2>
 <pre class="json">${prettyJson(job.meta)}</pre>
+${Option.match(result, { onNone: () => "", onSome: (value) => html`<h2>Result</h2>
+<pre class="json" id="job-result">${prettyJson(value)}</pre>` })}
 <h2>Attempts that failed</h2>
 ${
       job.errors.length === 0

@@ -58,6 +58,17 @@ export const getJob = (sql: SqlClient, prefix: string, id: number): Effect.Effec
     Effect.map(firstJob)
   )
 
+/** What job `id` recorded as its result: its worker, state and result as JSON text (null when none); undefined when no such job. */
+export const getResultText = (
+  sql: SqlClient,
+  prefix: string,
+  id: number
+): Effect.Effect<{ readonly worker: string; readonly state: string; readonly result: string | null } | undefined, SqlError> =>
+  sql<{ readonly worker: string; readonly state: string; readonly result: string | null }>`
+    SELECT worker, state, result::text AS result FROM ${table(sql, prefix, "oban_jobs_all")} WHERE id = ${id}`.pipe(
+    Effect.map((rows) => rows[0])
+  )
+
 /** The jobs of `ids` that exist, by id, in one statement. */
 export const getJobs = (
   sql: SqlClient,
