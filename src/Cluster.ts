@@ -45,6 +45,13 @@ export interface ProducerInfo {
   /** Milliseconds since the last heartbeat (by the database's clock). */
   readonly silentForMillis: number
   /**
+   * Whether its heartbeats are late: silent for more than twice its node's heartbeat interval and
+   * 5 s besides (a node that crashed, stalled or lost the database shows as running until the
+   * rescuer takes its jobs back, `rescueAfter` after its last heartbeat). Rows of releases that do
+   * not report their interval are judged by the default, 10 s.
+   */
+  readonly late: boolean
+  /**
    * Whether this producer's process holds the leader lease: of a node restarted under the same name,
    * only the live incarnation's rows (the dead one's stay until they are rescued). A row of a release
    * before 2026-12-06 does not say its process, and counts as the leader's when its node name does.
@@ -61,6 +68,16 @@ export interface NodeInfo {
   readonly leader: boolean
   readonly producers: ReadonlyArray<ProducerInfo>
 }
+
+/** The heartbeat interval a node reports in its producers' rows, else the default. */
+const heartbeatMillisOf = (meta: Record<string, unknown> | null): number => {
+  const reported = meta?.["heartbeatMillis"]
+  return typeof reported === "number" && Number.isFinite(reported) && reported > 0 ? reported : 10_000
+}
+
+/** Silent past twice the heartbeat interval and 5 s besides (see `ProducerInfo.late`). */
+const isLate = (silentForMillis: number, meta: Record<string, unknown> | null): boolean =>
+  silentForMillis > 2 * heartbeatMillisOf(meta) + 5_000
 
 /**
  * A crontab entry, as the nodes report it, with its next slot from now.
@@ -180,6 +197,7 @@ export const view: Effect.Effect<ClusterView, MigrationError | SqlError, SqlClie
         startedAt: row.started_at,
         lastHeartbeat: row.updated_at,
         silentForMillis: Math.max(0, now.getTime() - row.updated_at.getTime()),
+        late: isLate(now.getTime() - row.updated_at.getTime(), row.meta),
         leader: heldBy(lease, row)
       })
       nodes.set(row.node, producers)

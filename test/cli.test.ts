@@ -309,12 +309,20 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
                  VALUES ('quiet', 2, '{"by":"args","key":"to"}', 10, 1000)
                  ON CONFLICT (name) DO UPDATE SET global_limit = 2, "partition" = '{"by":"args","key":"to"}',
                    rate_limit = 10, rate_period_ms = 1000`
-      const [status, nodes, cron, quietTable] = yield* Effect.all([
+      // A node that crashed a minute ago, not yet rescued: its heartbeats are late.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
+                 VALUES (gen_random_uuid(), 'gone-node', 'gone-queue', 1, false, '{"heartbeatMillis":10000}',
+                         now() - interval '5 minutes', now() - interval '1 minute')`
+      const [status, nodes, cron, quietTable, nodesTable] = yield* Effect.all([
         cli(withPrefix("queues", "status", "--json")),
         cli(withPrefix("nodes", "--json")),
         cli(withPrefix("cron", "--json")),
-        cli(withPrefix("queues", "status", "quiet"))
-      ], { concurrency: 3 }).pipe(Effect.ensuring(Effect.orDie(sql`DELETE FROM ${sql(prefix)}.oban_queues WHERE name = 'quiet'`)))
+        cli(withPrefix("queues", "status", "quiet")),
+        cli(withPrefix("nodes"))
+      ], { concurrency: 3 }).pipe(Effect.ensuring(Effect.orDie(Effect.andThen(
+        sql`DELETE FROM ${sql(prefix)}.oban_queues WHERE name = 'quiet'`,
+        sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE node = 'gone-node'`
+      ))))
       const mailers = parsed<Status>(status).queues.find((queue) => queue.queue === "mailers")!
       assert.deepStrictEqual(mailers.producers.map((p) => [p.node, p.limit]), [["cli-node", 2]])
       assert.strictEqual(mailers.counts["available"]! + mailers.counts["executing"]! + mailers.counts["scheduled"]!, 3)
@@ -327,9 +335,12 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.deepStrictEqual(quiet.clusterLimits, { global: 2, partition: { by: "args", key: "to" }, rate: { limit: 10, periodMillis: 1000 } })
       assert.strictEqual(mailers.clusterLimits, null)
       assert.match(quietTable.stdout, /quiet\s+1\s+1\s+global 2 per args\.to; rate 10 per 1s\s+0\s+no/)
-      const view = parsed<{ leader: { node: string }; nodes: ReadonlyArray<{ node: string; producers: ReadonlyArray<unknown> }> }>(nodes)
+      const view = parsed<{ leader: { node: string }; nodes: ReadonlyArray<{ node: string; producers: ReadonlyArray<{ late: boolean }> }> }>(nodes)
       assert.strictEqual(view.leader.node, "cli-node")
-      assert.strictEqual(view.nodes.find((node) => node.node === "cli-node")?.producers.length, 2)
+      assert.deepStrictEqual(view.nodes.find((node) => node.node === "cli-node")?.producers.map((p) => p.late), [false, false])
+      assert.deepStrictEqual(view.nodes.find((node) => node.node === "gone-node")?.producers.map((p) => p.late), [true])
+      assert.match(nodesTable.stdout, /gone-node\s+gone-queue\s+1\s+0\s+no\s+6\d s ago \(late\)/, nodesTable.stdout)
+      assert.notMatch(nodesTable.stdout, /cli-node.*\(late\)/)
       const cronView = parsed<{ cronLeader: { node: string } | undefined; crons: ReadonlyArray<{ name: string; nextRun: string }> }>(cron)
       const entries = cronView.crons
       assert.deepStrictEqual(entries.map((entry) => entry.name), ["every-five"])

@@ -49,12 +49,18 @@ layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("
       yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
                  VALUES (gen_random_uuid(), 'viewed', 'slow', 3, false, '{"instance":"a-process-gone"}',
                          now() - interval '2 minutes', now() - interval '30 seconds')`
-      const withDead = (yield* Cluster.view).nodes.find((item) => item.node === "viewed")!
+      // Its heartbeats are late (30 s against the default interval of 10 s: more than twice it and 5 s); those of
+      // a node that beats once a minute are not, after as long.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
+                 VALUES (gen_random_uuid(), 'sparse', 'slow', 3, false, '{"instance":"a-sparse-process","heartbeatMillis":60000}',
+                         now() - interval '2 minutes', now() - interval '30 seconds')`
+      const withDead = yield* Cluster.view
       assert.deepStrictEqual(
-        withDead.producers.map((p) => [p.queue, p.leader, p.silentForMillis > 20_000]).sort(),
-        [["other", true, false], ["slow", false, true], ["slow", true, false]]
+        withDead.nodes.find((item) => item.node === "viewed")!.producers.map((p) => [p.queue, p.leader, p.silentForMillis > 20_000, p.late]).sort(),
+        [["other", true, false, false], ["slow", false, true, true], ["slow", true, false, false]]
       )
-      yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE meta->>'instance' = 'a-process-gone'`
+      assert.deepStrictEqual(withDead.nodes.find((item) => item.node === "sparse")!.producers.map((p) => p.late), [false])
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_producers WHERE meta->>'instance' IN ('a-process-gone', 'a-sparse-process')`
       assert.strictEqual(view.crons.length, 1)
       const cron = view.crons[0]!
       assert.deepStrictEqual([cron.name, cron.expression, cron.timezone, cron.worker, cron.queue, cron.nodes], [

@@ -19,7 +19,7 @@ export const nodes = Command.make("nodes", {}, () =>
       const rows = view.nodes.flatMap((node) =>
         node.producers.map((producer) => [
           node.node, producer.leader ? "yes" : "", producer.queue, producer.limit, producer.running,
-          producer.paused ? "yes" : "no", ago(producer.silentForMillis), producer.id
+          producer.paused ? "yes" : "no", `${ago(producer.silentForMillis)}${producer.late ? " (late)" : ""}`, producer.id
         ])
       )
       const leader = view.leader === undefined ? "leader: none" : `leader: ${view.leader.node} (since ${view.leader.since.toISOString()})`

@@ -310,8 +310,9 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           liveness,
           heartbeatScope: heartbeats,
           executor,
-          // The process too, so that views can tell this incarnation's rows from a dead namesake's.
-          meta: { ...crontabMeta, instance }
+          // The process too, so that views can tell this incarnation's rows from a dead namesake's, and the
+          // heartbeat interval, so that they can tell a row whose heartbeats are late (a crashed node, before its rescue).
+          meta: { ...crontabMeta, instance, heartbeatMillis: Duration.toMillis(config.heartbeatInterval) }
         }).pipe(Scope.provide(scope))
       )
     }

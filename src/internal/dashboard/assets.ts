@@ -120,6 +120,7 @@ a { color: var(--accent); }
 .state-completed { background: #dcfce7; } .state-discarded { background: #fee2e2; } .state-retryable { background: #ffedd5; }
 .state-executing { background: #dbeafe; } .state-cancelled { background: #f3f4f6; } .state-available { background: #e0e7ff; }
 .tag { display: inline-block; background: #eef2ff; border-radius: 3px; padding: 0 .3rem; font-size: 12px; }
+.tag.late { background: #fde2e2; color: #8a1c1c; }
 code.args { font-size: 12px; word-break: break-all; }
 pre { background: #0f172a; color: #e2e8f0; padding: .7rem; border-radius: 4px; overflow: auto; max-height: 24rem; }
 .throughput { margin: 0; width: 240px; }

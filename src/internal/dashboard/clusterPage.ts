@@ -30,7 +30,11 @@ export const clusterPage = (context: PageContext, snapshot: Snapshot): Html => {
           node.producers.map((producer) =>
             html`<tr><td>${producer.node}${producer.leader ? html` <span class="tag">leader</span>` : ""}</td><td>${producer.queue}</td><td class="num">${producer.limit}</td><td class="num">${producer.running}</td><td>${
               producer.paused ? "yes" : "no"
-            }</td><td>${date(producer.startedAt)}</td><td>${seconds(producer.silentForMillis)}</td></tr>`
+            }</td><td>${date(producer.startedAt)}</td><td>${seconds(producer.silentForMillis)}${
+              producer.late
+                ? html` <span class="tag late" title="no heartbeat for more than twice the node's interval: crashed, stalled or cut off; its jobs are rescued rescueAfter after its last heartbeat">late</span>`
+                : ""
+            }</td></tr>`
           )
         )
     }</tbody>
