@@ -76,6 +76,18 @@ describe("shutdown of a job inside an uninterruptible region", () => {
       }).pipe(Effect.provide(testLayer(prefix)))
     }).pipe(Effect.scoped), 30_000)
 
+  it.live("under runMain too: a last region longer than the wait is interrupted 5 s after the grace period and given back", () =>
+    Effect.gen(function*() {
+      // The region (8 s) is the job's last step, as in the first case, but outlasts the grace period (0.2 s)
+      // and the wait after it (5 s): the node interrupts it there, so the region's end drops what it did and
+      // the job is given back (waited for without a bound, it would have completed).
+      const { code, millis, output, row } = yield* stopInRegion("region_long", { HELD_MS: "8000" })
+      assert.strictEqual(code, 0, output)
+      assert.isAtLeast(millis, 5_000, output)
+      assert.isBelow(millis, 12_000, output)
+      assert.deepStrictEqual([row.state, row.attempt, row.runs, row.kinds], ["available", 0, 1, ["shutdown"]], output)
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("it goes on past its region: interrupted as it leaves it and given back, without waiting out the rest", () =>
     Effect.gen(function*() {
       const { code, millis, output, row } = yield* stopInRegion("region_then_more", { AFTER_MS: "20000" })
