@@ -17,7 +17,7 @@ import { now } from "../ObanClock.ts"
 import type { ExistingSteps, Step } from "../Workflow.ts"
 import { encodeRequests } from "./encodeRequest.ts"
 import { type PublishInserted, withInsertedEvents } from "./insertedEvents.ts"
-import { insertedJob, jobFromRow, type JobRow } from "./jobRow.ts"
+import { insertedJob, jobFromRow } from "./jobRow.ts"
 import { parseJsonObject } from "./jsonParse.ts"
 import { textProblem } from "./jsonText.ts"
 import { orNotMigrated } from "./notMigrated.ts"
@@ -139,14 +139,21 @@ export const insertWorkflow = (
     // The steps the insert kept (read in its transaction): a conflict names one of the others.
     let keptNames: ReadonlySet<string> = new Set()
     const write = Effect.gen(function*() {
-      // Steps kept as they are (read first, and held): the others are inserted.
-      const kept = keepExisting
-        ? new Map(
-          (yield* migrated(Sql.readSteps(sql, settings.prefix, workflowId, steps.map((step) => step.name))))
-            .map((row) => [row.step, row])
-        )
-        : new Map<string, JobRow & { readonly step: string }>()
+      // The steps already inserted that this insert names, held (`FOR SHARE`) against a change of state until
+      // it commits: with `keep`, those it keeps as they are (the others are inserted); and the dependencies
+      // inserted earlier. Locked in one statement, in id order, as a node's outcome write locks the rows it
+      // finishes: in two (the kept ones, then the dependencies) they could meet it in a lock cycle.
+      const names = steps.map((step) => step.name)
+      const held = keepExisting
+        ? yield* migrated(Sql.readSteps(sql, settings.prefix, workflowId, [...names, ...external]))
+        : []
+      const kept = new Map(held.filter((row) => !external.includes(row.step)).map((row) => [row.step, row]))
       keptNames = new Set(kept.keys())
+      const existing = keepExisting
+        ? held.filter((row) => external.includes(row.step))
+        : external.length === 0
+        ? []
+        : yield* migrated(Sql.findSteps(sql, settings.prefix, workflowId, external))
       const fresh = steps.flatMap((step, index) => kept.has(step.name) ? [] : [index])
       const rows: ReadonlyArray<Sql.WorkflowRow> = fresh.map((index) => ({
         request: encoded[index]!,
@@ -160,7 +167,6 @@ export const insertWorkflow = (
       const inserted = rows.length === 0 ? [] : yield* migrated(Sql.insertWorkflowJobs(sql, settings.prefix, time, workflowId, rows))
       const ids = new Map(fresh.map((index, at) => [steps[index]!.name, Number(inserted[at]!.id)]))
       for (const row of kept.values()) ids.set(row.step, Number(row.id))
-      const existing = external.length === 0 ? [] : yield* migrated(Sql.findSteps(sql, settings.prefix, workflowId, external))
       for (const row of existing) ids.set(row.step, Number(row.id))
       const missing = external.filter((name) => !existing.some((row) => row.step === name))
       if (missing.length > 0) {
