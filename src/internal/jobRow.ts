@@ -3,10 +3,11 @@
  * mapping to the public `Job`. The SQL is ours, so the mapping is a plain
  * function on the hot path rather than a schema decode.
  */
-import type { Job, JobErrorEntry, JobState } from "../Job.ts"
+import { ErrorKind, type Job, type JobErrorEntry, type JobState } from "../Job.ts"
 import type { Inserted } from "../Oban.ts"
 import type { EncodedRequest } from "./encodeRequest.ts"
 import { parseJson, parseJsonObject } from "./jsonParse.ts"
+import { latestErrors } from "./sql/errorEntries.ts"
 import type { InsertedBatch } from "./sql/insertJobs.ts"
 
 export interface JobRow {
@@ -19,7 +20,8 @@ export interface JobRow {
   /** JSON text, or null where a query returns an empty meta as null. */
   readonly meta: string | null
   readonly tags: ReadonlyArray<string> | null
-  readonly errors: ReadonlyArray<JobErrorEntry> | null
+  /** As stored: a JSON array whose entries are `JobErrorEntry` when the library wrote them (see `errorsOf`). */
+  readonly errors: ReadonlyArray<unknown> | null
   readonly attempt: number
   readonly max_attempts: number
   readonly priority: number
@@ -33,12 +35,41 @@ export interface JobRow {
   readonly cancel_requested_at: Date | null
 }
 
+/** The columns of a job that `Job` shows, in table order (the ones added later last). */
+export type JobColumn = keyof JobRow
+
+const jobColumnNames: ReadonlyArray<JobColumn> = [
+  "id", "state", "queue", "worker", "args", "meta", "tags", "errors", "attempt", "max_attempts", "priority", "inserted_at",
+  "scheduled_at", "attempted_at", "completed_at", "discarded_at", "cancelled_at", "attempted_by", "cancel_requested_at"
+]
+
+/** How a column is read, for a row aliased `alias` (`""` or `"j."`): args and meta as JSON text, errors the latest. */
+const columnSql = (column: JobColumn, alias: string): string =>
+  column === "args" || column === "meta"
+    ? `${alias}${column}::text AS ${column}`
+    : column === "errors"
+    ? `${latestErrors(`${alias}errors`)} AS errors`
+    : `${alias}${column}`
+
 /**
- * The columns of a job that `Job` shows (in table order, the ones added later last), for `SELECT`
- * and `RETURNING` lists; args and meta as JSON text, which `parseJson` reads exactly.
+ * The columns of a job for `SELECT` and `RETURNING` lists, of a row aliased `alias`: args and meta as
+ * JSON text, which `parseJson` reads exactly, and the latest `errors` entries (see `errorEntries.ts`).
+ * `omit` leaves columns out; `replace` reads some another way (SQL ending in `AS <column>`).
  */
-export const jobColumns =
-  "id, state, queue, worker, args::text AS args, meta::text AS meta, tags, errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, cancel_requested_at"
+export const jobColumnsOf = (
+  alias: "" | "j.",
+  options: {
+    readonly omit?: ReadonlyArray<JobColumn>
+    readonly replace?: Partial<Record<JobColumn, string>>
+  } = {}
+): string =>
+  jobColumnNames
+    .filter((column) => options.omit === undefined || !options.omit.includes(column))
+    .map((column) => options.replace?.[column] ?? columnSql(column, alias))
+    .join(", ")
+
+/** `jobColumnsOf` for an unaliased row. */
+export const jobColumns = jobColumnsOf("")
 
 /** The job of a row; `attemptOffset` is added to its attempt (a job claimed ahead runs as its next one). */
 export const jobFromRow = (row: JobRow, attemptOffset = 0): Job =>
@@ -88,14 +119,40 @@ const noErrors: ReadonlyArray<JobErrorEntry> = Object.freeze([])
 /**
  * A job's errors with each `at` in the form of `Date.toISOString` (UTC, `Z`), as every other time of a
  * job reads. The database writes them in its own JSON form (`2026-12-05T20:14:15.123456+00:00`, in the
- * session's time zone); an `at` that is no time is left as it is.
+ * session's time zone); an `at` that is no time is left as it is. The column is only known to hold a
+ * JSON array: an entry of another shape (written by plain SQL, say) is read as well-formed, its JSON
+ * as the message, rather than break every read of the job (and every fetch that claims it).
  */
-const errorsOf = (errors: ReadonlyArray<JobErrorEntry> | null): ReadonlyArray<JobErrorEntry> => {
+const errorsOf = (errors: ReadonlyArray<unknown> | null): ReadonlyArray<JobErrorEntry> => {
   if (errors === null || errors.length === 0) return noErrors
   return errors.map((entry) => {
-    const time = typeof entry.at === "string" ? new Date(entry.at) : undefined
-    return time === undefined || Number.isNaN(time.getTime()) ? entry : { ...entry, at: time.toISOString() }
+    if (!isEntry(entry)) return malformedEntry(entry)
+    const time = new Date(entry.at)
+    return Number.isNaN(time.getTime()) ? entry : { ...entry, at: time.toISOString() }
   })
+}
+
+const errorKinds: ReadonlySet<unknown> = new Set(ErrorKind.literals)
+
+/** Whether a stored entry has the fields and types of `JobErrorEntry` (the optional ones too, when there). */
+const isEntry = (entry: unknown): entry is JobErrorEntry => {
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) return false
+  const fields = entry as Record<string, unknown>
+  return Number.isSafeInteger(fields["attempt"]) && typeof fields["at"] === "string" && errorKinds.has(fields["kind"]) &&
+    typeof fields["message"] === "string" && (fields["cause"] === undefined || typeof fields["cause"] === "string") &&
+    (fields["claimedAhead"] === undefined || typeof fields["claimedAhead"] === "boolean")
+}
+
+/** An entry of another shape, as a well-formed one: what fields it has that fit, and its JSON as the message. */
+const malformedEntry = (entry: unknown): JobErrorEntry => {
+  const fields = typeof entry === "object" && entry !== null && !Array.isArray(entry) ? entry as Record<string, unknown> : {}
+  const at = typeof fields["at"] === "string" ? new Date(fields["at"]) : undefined
+  return {
+    attempt: Number.isSafeInteger(fields["attempt"]) ? fields["attempt"] as number : 0,
+    at: at === undefined || Number.isNaN(at.getTime()) ? "" : at.toISOString(),
+    kind: errorKinds.has(fields["kind"]) ? fields["kind"] as ErrorKind : "failure",
+    message: `malformed errors entry: ${(JSON.stringify(entry) ?? String(entry)).slice(0, 1_000)}`
+  }
 }
 const noMeta: Readonly<Record<string, unknown>> = Object.freeze({})
 

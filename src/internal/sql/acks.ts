@@ -10,6 +10,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import { allJobColumnList, deletableOnCompletion, movableOnCompletion, rowWith } from "./finishedJobs.ts"
+import { latestErrors } from "./errorEntries.ts"
 import { keyedById, wakeQueues } from "./fragments.ts"
 import { textArrayLiteral } from "./arrayLiteral.ts"
 import { table } from "./tables.ts"
@@ -133,7 +134,7 @@ const outcomeValues = (prefix: string): ReadonlyMap<string, (v: string) => strin
     ["cancelled_at", (v) => `CASE WHEN ${v} ->> 'state' = 'cancelled' THEN clock.now ELSE j.cancelled_at END`],
     ["errors", (v) =>
       `CASE WHEN jsonb_typeof(${v} -> 'error') = 'object'
-        THEN j.errors || jsonb_build_array((${v} -> 'error') || jsonb_build_object('at', clock.now)) ELSE j.errors END`],
+        THEN ${latestErrors("j.errors", 1)} || jsonb_build_array((${v} -> 'error') || jsonb_build_object('at', clock.now)) ELSE j.errors END`],
     ["result", (v) => `CASE WHEN ${v} ? 'result' THEN ${v} -> 'result' ELSE j.result END`],
     // A snooze counts itself in meta, as Oban does: the attempt is given back, and a worker that means to
     // snooze only so often reads `job.meta.snoozed`. A `snoozed` of the caller's own that is no number restarts at 1.
@@ -410,7 +411,7 @@ export const failAck = (
         attempt = ${ack.attempt},
         scheduled_at = clock.now + ${ack.delayMillis} * interval '1 millisecond',
         discarded_at = CASE WHEN ${ack.attempt} >= j.max_attempts THEN clock.now ELSE j.discarded_at END,
-        errors = CASE WHEN ${ack.withError} THEN j.errors || jsonb_build_array(jsonb_build_object(
+        errors = CASE WHEN ${ack.withError} THEN ${sql.literal(latestErrors("j.errors", 1))} || jsonb_build_array(jsonb_build_object(
                    'attempt', ${ack.attempt}::int, 'at', clock.now, 'kind', 'defect', 'message', ${ack.message}::text))
                  ELSE j.errors END
     FROM clock

@@ -7,8 +7,9 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
-import { claimedJob, jobFromRow, type JobRow } from "../jobRow.ts"
+import { claimedJob, jobColumnsOf, jobFromRow, type JobRow } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
+import { latestErrors } from "./errorEntries.ts"
 import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
 import { textArrayLiteral } from "./arrayLiteral.ts"
 import { table } from "./tables.ts"
@@ -80,12 +81,6 @@ export const startAttempt = (
   }`
 }
 
-/** Columns a fetch returns as null when they hold their empty default, which `claimedJob` restores. */
-const nullWhenEmpty: ReadonlyMap<string, string> = new Map([
-  ["j.meta::text AS meta", "NULLIF(j.meta, '{}'::jsonb)::text AS meta"],
-  ["j.tags", "NULLIF(j.tags, '{}'::text[]) AS tags"],
-  ["j.errors", "NULLIF(j.errors, '[]'::jsonb) AS errors"]
-])
 
 /**
  * What a fetch returns of each claimed row: the job's columns but those the
@@ -95,11 +90,15 @@ const nullWhenEmpty: ReadonlyMap<string, string> = new Map([
  * errors and tags, and meta without tracing), so the driver parses no JSON
  * or array for them.
  */
-const claimedColumns = qualifiedJobColumns
-  .split(", ")
-  .filter((column) => !["j.state", "j.queue", "j.attempted_by"].includes(column))
-  .map((column) => nullWhenEmpty.get(column) ?? column)
-  .join(", ")
+const claimedColumns = jobColumnsOf("j.", {
+  omit: ["state", "queue", "attempted_by"],
+  // Null when they hold their empty default, which `claimedJob` restores.
+  replace: {
+    meta: "NULLIF(j.meta, '{}'::jsonb)::text AS meta",
+    tags: "NULLIF(j.tags, '{}'::text[]) AS tags",
+    errors: `NULLIF(${latestErrors("j.errors")}, '[]'::jsonb) AS errors`
+  }
+})
 
 /** What a fetch returns: the claimed jobs in queue order, and which of them were claimed ahead. */
 export interface Fetched {

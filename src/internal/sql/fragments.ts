@@ -4,6 +4,7 @@
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { latestErrors } from "./errorEntries.ts"
 import { table } from "./tables.ts"
 
 /**
@@ -100,7 +101,7 @@ export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragme
   return sql`SET state = (CASE WHEN ${spent} THEN 'discarded' ELSE 'available' END)::${table(sql, prefix, "oban_job_state")},
         attempt = ${sql.literal(rescuedAttempt)},
         discarded_at = CASE WHEN ${spent} THEN clock.now ELSE j.discarded_at END,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
+        errors = ${sql.literal(latestErrors("j.errors", 1))} || jsonb_build_array(jsonb_build_object(
           'attempt', ${sql.literal(rescuedAttempt)}, 'at', clock.now, 'kind', 'rescued', 'message', ${why},
           'claimedAhead', COALESCE(j.attempted_by[4] = 'ahead', false)
         ))`

@@ -10,7 +10,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
-import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
+import { jobColumnsOf, jobFromRow, type JobRow } from "../jobRow.ts"
 import { table } from "./tables.ts"
 
 /** The column a page is sorted by (then by id). */
@@ -58,7 +58,7 @@ export const listJobs = (
     : sql`(j.${sql.literal(column)}, j.id) ${sql.literal(compare)} (to_timestamp(0) + ${keyset.micros}::bigint * interval '1 microsecond', ${keyset.id}::bigint)`
   const order = column === "id" ? `j.id ${direction}` : `j.${column} ${direction}, j.id ${direction}`
   return sql<JobRow & { readonly sort_micros: string | null }>`
-    SELECT ${sql.literal(jobColumns.split(", ").map((c) => `j.${c}`).join(", "))}, ${micros} AS sort_micros
+    SELECT ${sql.literal(jobColumnsOf("j."))}, ${micros} AS sort_micros
     FROM ${table(sql, prefix, "oban_jobs_all")} AS j
     WHERE ${options.condition} AND ${after}
     ORDER BY ${sql.literal(order)}

@@ -10,14 +10,14 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import type { Job } from "../../Job.ts"
-import { jobColumns, jobFromRow, type JobRow } from "../jobRow.ts"
+import { jobColumns, jobColumnsOf, jobFromRow, type JobRow } from "../jobRow.ts"
 import { restoreFinished } from "./finishedJobs.ts"
 import { cancelSet, retrySet } from "./fragments.ts"
 import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 import { transaction } from "./transaction.ts"
 
-export const qualifiedJobColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
+export const qualifiedJobColumns = jobColumnsOf("j.")
 
 /** The job of a statement that returns at most one. */
 const firstJob = (rows: ReadonlyArray<JobRow>): Job | undefined => rows[0] === undefined ? undefined : jobFromRow(rows[0])

@@ -12,7 +12,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { ReplaceField } from "../../Worker.ts"
 import { type EncodedRequest, rowJson } from "../encodeRequest.ts"
-import { jobColumns, type JobRow } from "../jobRow.ts"
+import { jobColumnsOf, type JobRow } from "../jobRow.ts"
 import { uniqueKeyConflictText, wakeQueues } from "./fragments.ts"
 import { qualified } from "./tables.ts"
 
@@ -49,7 +49,7 @@ const assignments: Readonly<Record<ReplaceField, ReadonlyArray<string>>> = {
 }
 
 /** The job's columns as the RETURNING list of the upsert (the table is aliased `j`). */
-export const returnedColumns = jobColumns.split(", ").map((column) => `j.${column}`).join(", ")
+export const returnedColumns = jobColumnsOf("j.")
 
 /** The SET list of the conflict update for `replace`. */
 export const setList = (replace: ReadonlyArray<ReplaceField>): string =>

@@ -1,0 +1,116 @@
+/**
+ * What a job's `errors` holds when it did not come from the library, or grew
+ * long: a job failing with long messages attempt after attempt grew its
+ * `errors` past the 16 MiB the driver reads in one message, and no fetch of
+ * its queue could read it again (a new user's walkthrough: 128 attempts of
+ * 128 KiB). The column keeps the latest 20 entries, and a fetch reads no
+ * more of a row written before. An entry of another shape (plain SQL wrote
+ * `[null]`) broke every read of the job and every fetch that claimed it; it
+ * is read as a well-formed entry that says so.
+ */
+import { assert, layer } from "@effect/vitest"
+import { Effect, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Jobs from "../src/Jobs.ts"
+import * as Oban from "../src/Oban.ts"
+import { now } from "../src/ObanClock.ts"
+import { ackJobs } from "../src/internal/sql/acks.ts"
+import { claimJobs, fetchJobs } from "../src/internal/sql/claims.ts"
+import * as Worker from "../src/Worker.ts"
+import { ackOf } from "./support/acks.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
+import { startNode, waitFor } from "./support/node.ts"
+
+const prefix = uniquePrefix("error_entries")
+
+const Fails = Worker.make("EntriesFails", { args: Schema.Struct({ n: Schema.Int }), maxAttempts: 50, perform: () => Effect.void })
+const Runs = Worker.make("EntriesRuns", { args: Schema.Struct({ n: Schema.Int }), queue: "poisoned", perform: () => Effect.void })
+
+/** `count` well-formed entries, numbered from 1, each with a message of `bytes` characters. */
+const entries = (count: number, bytes = 10) =>
+  JSON.stringify(Array.from({ length: count }, (_, i) => ({
+    attempt: i + 1,
+    at: "2026-12-07T10:00:00Z",
+    kind: "failure",
+    message: `#${i + 1} ${"x".repeat(bytes)}`
+  })))
+
+/** The states of `ids` (not the whole rows, which a driver cannot read past 16 MiB). */
+const allCompleted = (ids: ReadonlyArray<number>) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    Effect.map(
+      sql<{ state: string }>`SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs_all WHERE id = ANY(${`{${ids.join(",")}}`}::bigint[])`,
+      (rows) => rows.length === ids.length && rows.every((row) => row.state === "completed")
+    ))
+
+const attemptsIn = (id: number) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    Effect.map(
+      sql<{ attempts: ReadonlyArray<number> }>`
+        SELECT COALESCE((SELECT array_agg((e ->> 'attempt')::int ORDER BY n) FROM jsonb_array_elements(errors) WITH ORDINALITY AS x(e, n)), '{}') AS attempts
+        FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`,
+      ([row]) => row!.attempts
+    ))
+
+layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries", (it) => {
+  it.effect("an attempt's failure keeps the latest 20 entries; a fetch reads at most 20 of a longer row", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const job = yield* Oban.insert(Fails.job({ n: 1 }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET errors = ${entries(20)}::jsonb, attempt = 20 WHERE id = ${job.id}`
+      const [claimed] = yield* claimJobs(sql, prefix, yield* now(sql), [job.id], "entries-node")
+      yield* ackJobs(sql, prefix, yield* now(sql), "entries-node", [ackOf(claimed!, "retryable", {
+        delay_ms: 0,
+        error: { attempt: 21, kind: "failure", message: "the 21st" }
+      })])
+      // The oldest went; the new one is last.
+      assert.deepStrictEqual(yield* attemptsIn(job.id), Array.from({ length: 20 }, (_, i) => i + 2))
+
+      // A row written before the bound, with 30 entries: a fetch returns its latest 20, the row keeps all.
+      const old = yield* Oban.insert(Fails.job({ n: 2 }, { queue: "old" }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET errors = ${entries(30)}::jsonb, attempt = 30 WHERE id = ${old.id}`
+      const fetched = yield* fetchJobs(sql, prefix, yield* now(sql), {
+        queue: "old", demand: 5, startNow: 5, node: "entries-node", producer: crypto.randomUUID(), claim: crypto.randomUUID()
+      })
+      assert.deepStrictEqual(fetched.jobs[0]!.errors.map((entry) => entry.attempt), Array.from({ length: 20 }, (_, i) => i + 11))
+      assert.lengthOf(yield* attemptsIn(old.id), 30)
+    }))
+
+  it.effect("a job whose entries would have passed 16 MiB keeps running, and so does its queue", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // 150 entries of 128 KiB (the most one entry holds), 19 MiB, as the walkthrough's job had grown: no fetch
+      // could read it before. The job and the others in its queue run.
+      const big = yield* Oban.insert(Runs.job({ n: 0 }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET errors = ${entries(150, 128 * 1024)}::jsonb WHERE id = ${big.id}`
+      const others = yield* Oban.insertAll([Runs.job({ n: 1 }), Runs.job({ n: 2 })])
+      yield* startNode({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
+      yield* waitFor("all three completed", allCompleted([big.id, ...others.map((job) => job.id)]), "15 seconds")
+      // Its row (moved to the finished jobs' table with all 150) reads with the latest 20.
+      const read = Option.getOrThrow(yield* Oban.getJob(big.id))
+      assert.deepStrictEqual([read.errors.length, read.errors[0]!.attempt, read.errors[19]!.attempt], [20, 131, 150])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.effect("entries of another shape are read as well-formed ones that say so: the job runs, getJob and list read it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const poisoned = yield* Oban.insert(Runs.job({ n: 10 }))
+      const neighbours = yield* Oban.insertAll([Runs.job({ n: 11 }), Runs.job({ n: 12 })])
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs
+                 SET errors = '[null, 7, {"attempt": 1, "at": "2026-12-07T10:00:00Z", "kind": "failure", "message": "fine"}, {"kind": "weird"}]'
+                 WHERE id = ${poisoned.id}`
+      const job = Option.getOrThrow(yield* Oban.getJob(poisoned.id))
+      assert.deepStrictEqual(job.errors.map((entry) => [entry.attempt, entry.kind, entry.message]), [
+        [0, "failure", "malformed errors entry: null"],
+        [0, "failure", "malformed errors entry: 7"],
+        [1, "failure", "fine"],
+        [0, "failure", `malformed errors entry: {"kind":"weird"}`]
+      ])
+      assert.strictEqual(job.errors[2]!.at, "2026-12-07T10:00:00.000Z")
+      const listed = yield* Jobs.list({ filter: { workers: ["EntriesRuns"] } })
+      assert.include(listed.jobs.map((entry) => entry.id), poisoned.id)
+      // Claimed with its neighbours, it runs, and they do.
+      yield* startNode({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
+      yield* waitFor("all three completed", allCompleted([poisoned.id, ...neighbours.map((entry) => entry.id)]), "15 seconds")
+    }).pipe(Effect.scoped), 30_000)
+})
