@@ -35,10 +35,13 @@ export const defaultSettings: SettingsShape = {
 }
 
 /**
- * The largest `maxArgsBytes` allowed: one job's row must stay well inside the
- * 256 MiB PostgreSQL allows for one `jsonb` value.
+ * The largest `maxArgsBytes` allowed: a job's row must stay inside the 16 MiB
+ * the driver reads in one message, or no fetch of its queue can read it. The
+ * args come back as PostgreSQL writes `jsonb` as text (a space after each `,`
+ * and `:`, up to half as long again as compact JSON), beside up to 20 errors
+ * entries of at most 128 KiB and 64 KiB of meta.
  */
-const maxArgsBytesCeiling = 64 * 1024 * 1024
+const maxArgsBytesCeiling = 8 * 1024 * 1024
 
 /** Room left in a 63-byte channel name for `<prefix>.oban_<channel>`. */
 const maxPrefixLength = 40
@@ -106,7 +109,7 @@ export const make = (
     if (!Number.isSafeInteger(maxArgsBytes) || maxArgsBytes < 2 || maxArgsBytes > maxArgsBytesCeiling) {
       return yield* new InvalidConfigError({
         field: "maxArgsBytes",
-        message: `maxArgsBytes must be an integer from 2 to ${maxArgsBytesCeiling} (64 MiB), got ${maxArgsBytes}`
+        message: `maxArgsBytes must be an integer from 2 to ${maxArgsBytesCeiling} (8 MiB: a larger job's row could not be read back), got ${maxArgsBytes}`
       })
     }
     return { prefix, maxArgsBytes }

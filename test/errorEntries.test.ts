@@ -12,6 +12,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Jobs from "../src/Jobs.ts"
+import * as Config from "../src/Config.ts"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import { ackJobs } from "../src/internal/sql/acks.ts"
@@ -25,6 +26,12 @@ const prefix = uniquePrefix("error_entries")
 
 const Fails = Worker.make("EntriesFails", { args: Schema.Struct({ n: Schema.Int }), maxAttempts: 50, perform: () => Effect.void })
 const Runs = Worker.make("EntriesRuns", { args: Schema.Struct({ n: Schema.Int }), queue: "poisoned", perform: () => Effect.void })
+/** Args as large as the ceiling allows, of the shape whose `jsonb` text grows most (one-digit numbers). */
+const Digits = Worker.make("EntriesDigits", {
+  args: Schema.Struct({ d: Schema.Array(Schema.Number) }),
+  queue: "largest",
+  perform: (job) => job.args.d.length > 4_000_000 ? Effect.void : Effect.die("args lost")
+})
 
 /** `count` well-formed entries, numbered from 1, each with a message of `bytes` characters. */
 const entries = (count: number, bytes = 10) =>
@@ -113,4 +120,17 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       yield* startNode({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
       yield* waitFor("all three completed", allCompleted([poisoned.id, ...neighbours.map((entry) => entry.id)]), "15 seconds")
     }).pipe(Effect.scoped), 30_000)
+
+  it.effect("the largest row the limits allow is fetched: args at the 8 MiB ceiling and 20 entries of 128 KiB", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // 8 MiB of compact JSON, about 12 MiB as PostgreSQL writes it back.
+      const digits = Array.from({ length: Math.floor((8 * 1024 * 1024 - 16) / 2) }, () => 7)
+      const job = yield* Oban.insert(Digits.job({ d: digits })).pipe(
+        Effect.provide(Config.layer({ prefix, maxArgsBytes: 8 * 1024 * 1024 }))
+      )
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET errors = ${entries(20, 128 * 1024)}::jsonb WHERE id = ${job.id}`
+      yield* startNode({ prefix, queues: { largest: 1 }, workers: [Digits] })
+      yield* waitFor("completed", allCompleted([job.id]), "20 seconds")
+    }).pipe(Effect.scoped), 60_000)
 })
