@@ -147,6 +147,27 @@ describe("results, batches and operations", () => {
         assert.strictEqual((skipped.meta["workflow"] as Record<string, unknown>)["skipped"], "no dependency failed")
       }).pipe(onTestClock))
 
+    it.effect("retrying a batch in which nothing failed leaves its skipped failure callback skipped", () =>
+      Effect.gen(function*() {
+        yield* reset
+        callbacks.length = 0
+        const clean = yield* Batch.insert(
+          Batch.make("retried-clean").add(Step.job({}), Step.job({}))
+            .onFailure(Callback.job({ which: "failure" }))
+            .onFinished(Callback.job({ which: "finished" }))
+        )
+        yield* drain
+        assert.deepStrictEqual(callbacks.map((run) => run.which), ["finished"])
+        // The callback is cancelled (skipped), but nothing failed: a retry has nothing to do. Before, it retried the
+        // callback, found its dependencies completed, and ran it.
+        assert.deepStrictEqual(yield* Workflow.retry("retried-clean"), [])
+        yield* drain
+        assert.deepStrictEqual(callbacks.map((run) => run.which), ["finished"])
+        const failure = Option.getOrThrow(yield* Oban.getJob(clean.callbacks.failure!.id))
+        assert.strictEqual(failure.state, "cancelled")
+        assert.strictEqual((failure.meta["workflow"] as Record<string, unknown>)["skipped"], "no dependency failed")
+      }).pipe(onTestClock))
+
     it.effect("a batch with no jobs runs its completed and finished callbacks at once, and has no failure callback", () =>
       Effect.gen(function*() {
         yield* reset

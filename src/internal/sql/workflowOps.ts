@@ -84,8 +84,11 @@ export const cancelWorkflow = (
  * comes after the steps it depends on), so each one's dependencies and
  * counters are read again: a job whose dependencies have all completed is
  * available now, the others wait (`suspended`) and are released by the last
- * of them. The marks a cancel left in their meta are removed. Returns the ids
- * of the jobs retried.
+ * of them. The marks a cancel left in their meta are removed. A step that
+ * was skipped because none of its `failed` dependencies failed (a batch's
+ * `onFailure`) is retried only with a dependency that failed and is retried
+ * too: retried alone, it found every dependency completed and ran, though
+ * nothing had failed. Returns the ids of the jobs retried.
  */
 export const retryWorkflow = (
   sql: SqlClient,
@@ -99,10 +102,15 @@ export const retryWorkflow = (
       UPDATE ${jobs} AS j
       SET meta = j.meta #- '{workflow,cancelled_by}' #- '{workflow,skipped}'
       FROM (
-        SELECT id FROM ${jobs}
-        WHERE workflow_id = ${workflowId} AND state IN ('discarded', 'cancelled')
-        ORDER BY id
-        FOR UPDATE
+        SELECT s.id FROM ${jobs} AS s
+        WHERE s.workflow_id = ${workflowId} AND s.state IN ('discarded', 'cancelled')
+          AND (s.meta #> '{workflow,skipped}' IS NULL OR EXISTS (
+            SELECT 1 FROM ${table(sql, prefix, "oban_workflow_deps")} AS d
+            JOIN ${jobs} AS dep ON dep.id = d.dep_id
+            WHERE d.job_id = s.id AND dep.state IN ('discarded', 'cancelled') AND dep.meta #> '{workflow,skipped}' IS NULL
+          ))
+        ORDER BY s.id
+        FOR UPDATE OF s
       ) AS target
       WHERE j.id = target.id
       RETURNING j.id::text AS id
