@@ -26,6 +26,7 @@ import { orNotMigrated } from "./internal/notMigrated.ts"
 import { chainTail, lockChain } from "./internal/sql/workflows.ts"
 import { callerTraceparent, hasTracingBackend, withInsertSpan } from "./internal/telemetry.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
+import { unknownKey } from "./internal/optionKeys.ts"
 import { transaction } from "./internal/sql/transaction.ts"
 
 /**
@@ -69,6 +70,9 @@ export const insert = (
     if (keyProblem !== undefined) {
       return yield* new InvalidWorkflowError({ workflowId: key, message: `the chain key ${keyProblem}` })
     }
+    // An option read from JavaScript or JSON that `insert` does not know (`onFailur`) would be ignored.
+    const unknown = unknownKey(options, ["onFailure"], "the chain's options")
+    if (unknown !== undefined) return yield* new InvalidWorkflowError({ workflowId: workflowId(key), message: unknown.message })
     const onFailure = options.onFailure ?? "run"
     // Checked here, not only as a dependency of a job already in the chain (an empty chain has none).
     if (onFailure !== "cancel" && onFailure !== "run" && onFailure !== "wait") {

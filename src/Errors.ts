@@ -37,7 +37,9 @@ export const JobField = Schema.Literals([
   "meta",
   "unique",
   "timeout",
-  "backoff"
+  "backoff",
+  /** An option `worker.job(args, options)` does not know (misspelt, say), which it would otherwise ignore. */
+  "options"
 ])
 
 /**

@@ -25,6 +25,7 @@
 import * as Effect from "effect/Effect"
 import { type InvalidConfigError, type InvalidJobError, type InvalidPrefixError } from "./Errors.ts"
 import { type Overrides, resolve } from "./Config.ts"
+import { checkKeys } from "./internal/optionKeys.ts"
 import type { Inserted } from "./Oban.ts"
 import { requestArray } from "./internal/encodeRequest.ts"
 import { prepareExternal, type ResultRow } from "./internal/prepareExternal.ts"
@@ -81,6 +82,9 @@ export interface Prepared {
  */
 export type Options = Overrides
 
+/** The settings of `options`, refusing an option `prepare` does not know (`prefx` would insert into `public`). */
+const settingsOf = (options: Options) => Effect.andThen(checkKeys("", options, ["prefix", "maxArgsBytes"]), resolve(options))
+
 /**
  * Prepares the insert of one job: fails with `InvalidJobError` (no `index`)
  * where `Oban.insert` would. For code outside Effect,
@@ -93,7 +97,7 @@ export const prepare = (
   request: JobRequest,
   options: Options = {}
 ): Effect.Effect<Prepared, InvalidJobError | InvalidPrefixError | InvalidConfigError> =>
-  Effect.flatMap(resolve(options), (settings) => prepareExternal([request], settings, false))
+  Effect.flatMap(settingsOf(options), (settings) => prepareExternal([request], settings, false))
 
 /**
  * Prepares the insert of any number of jobs in one statement, all or
@@ -110,5 +114,5 @@ export const prepareAll = (
 ): Effect.Effect<Prepared, InvalidJobError | InvalidPrefixError | InvalidConfigError> =>
   Effect.flatMap(
     requestArray("prepareAll", requests),
-    (array) => Effect.flatMap(resolve(options), (settings) => prepareExternal(array, settings, true))
+    (array) => Effect.flatMap(settingsOf(options), (settings) => prepareExternal(array, settings, true))
   )

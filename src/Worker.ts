@@ -20,6 +20,9 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { pathToFileURL } from "node:url"
+import { errorText } from "./internal/jsonText.ts"
+import { unknownKey } from "./internal/optionKeys.ts"
+import { refuseAtStart, workerOptionKeys } from "./internal/workerChecks.ts"
 import { noRequestMeta, refuseOnInsert } from "./internal/requestFields.ts"
 import { withThreadServices } from "./internal/threads/services.ts"
 import type { JobField } from "./Errors.ts"
@@ -252,7 +255,9 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
   const threads = options.threads as
     | { readonly module: string | URL; readonly layer?: Layer.Layer<R, unknown, never> | undefined }
     | undefined
-  return {
+  // A misspelt option (`maxAtempts`) would be ignored: the node refuses the worker at start instead.
+  const unknownOption = unknownKey(options, workerOptionKeys, `the options of worker "${name}"`)
+  const worker: Worker<Name, A, E, R, O, ArgsKey<I>> = {
     name,
     argsSchema: options.args,
     argsJson,
@@ -299,7 +304,7 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
         const backoff = options.backoff
         field = "unique"
         const unique = options.unique
-        return requestOf(args, {
+        const request = requestOf(args, {
           queue,
           priority,
           maxAttempts,
@@ -311,12 +316,28 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
           backoff,
           unique
         })
+        // An option `job` does not know (`schedulIn`) would be ignored: the job would run now. TypeScript sees it in
+        // an object literal only, not in options built elsewhere or passed from JavaScript.
+        const unknown = jobOptions === undefined ? undefined : unknownKey(jobOptions, jobOptionKeys, "the job's options")
+        return unknown === undefined
+          ? request
+          : refuseOnInsert(request, jobFieldOf(unknown.meant), unknown.message)
       } catch (error) {
-        return refuseOnInsert(requestOf(args, {}), field, error)
+        return refuseOnInsert(requestOf(args, {}), field, `reading ${field} threw: ${errorText(error)}`)
       }
     }
   }
+  return unknownOption === undefined ? worker : refuseAtStart(worker, unknownOption.message)
 }
+
+/** The options `worker.job(args, options)` takes. */
+const jobOptionKeys: ReadonlyArray<JobField> = [
+  "queue", "priority", "maxAttempts", "tags", "meta", "scheduleIn", "scheduledAt", "timeout", "backoff", "unique"
+]
+
+/** The field an unknown option names: the known one it was likely meant as, else the options as a whole. */
+const jobFieldOf = (meant: string | undefined): JobField =>
+  meant !== undefined && (jobOptionKeys as ReadonlyArray<string>).includes(meant) ? meant as JobField : "options"
 
 /** A module's URL; a string that is no URL is taken as a file path. */
 const moduleUrl = (module: string | URL): URL =>

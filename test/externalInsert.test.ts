@@ -293,6 +293,12 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert", (it) =
           assert.deepStrictEqual(fieldsOf(external), fieldsOf(oban))
         }
         assert.strictEqual(yield* jobCount, 0)
+        // A misspelt option of prepare's own would have inserted into "public": refused, naming it.
+        const misspelt = yield* Effect.flip(ExternalInsert.prepare(bad[0]!, { prefx: "other" } as never))
+        assert.deepStrictEqual([misspelt._tag, misspelt.message], [
+          "InvalidConfigError",
+          `unknown option "prefx" (did you mean "prefix"?); known: prefix, maxArgsBytes`
+        ])
       }))
 
     it.effect("a batch: the same error with the index of the first bad request", () =>

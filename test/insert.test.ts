@@ -445,6 +445,11 @@ describe("bad input", () => {
     ["options in a throwing Proxy", () => job(new Proxy({}, { get: () => { throw new Error("no") } })), "queue"],
     // A copy of such a request stays refused: it is not inserted with the worker's defaults.
     ["a copied request whose priority getter threw", () => ({ ...job(throwingOption("priority")), worker: "SendEmail" }), "priority"],
+    // Options `job` does not know, which it would ignore (the job would run now, with 20 attempts): TypeScript
+    // sees them in an object literal only, not in options built elsewhere.
+    ["a misspelt option (schedulIn)", () => job({ schedulIn: "1 hour" } as never), "scheduleIn"],
+    ["a misspelt option (maxAttempt)", () => job({ maxAttempt: 3 } as never), "maxAttempts"],
+    ["an unknown option", () => job({ retries: 3 } as never), "options"],
     // No request at all: said so, not "reading worker threw: Cannot read properties of undefined".
     ["undefined as the request", () => undefined as never, "worker"],
     ["an empty object as the request", () => ({}) as never, "worker"]
@@ -464,6 +469,9 @@ describe("bad input", () => {
             assert.include(error.message, `reading ${field} threw: ${field} getter`)
           }
           if (name.endsWith("as the request")) assert.include(error.message, "a job request is what worker.job(args, options) returns")
+          if (name === "a misspelt option (schedulIn)") {
+            assert.include(error.message, `unknown option "schedulIn" in the job's options (did you mean "scheduleIn"?); known: queue, priority`)
+          }
           const sql = yield* SqlClient
           const [row] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(badPrefix)}.oban_jobs_all`
           assert.strictEqual(row!.n, 0)

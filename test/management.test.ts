@@ -215,6 +215,22 @@ describe("Oban.layer configuration", () => {
           const kit = yield* Layer.build(ObanTest.layer({ workers: [Backing] })).pipe(Effect.scoped, Effect.flip)
           assert.strictEqual(kit._tag, "InvalidConfigError")
         }
+        // A misspelt option (from JavaScript, or options built elsewhere) was ignored: 20 attempts, not 3. A default
+        // priority or attempts no job can have failed every insert of the worker instead of the node's start.
+        const refusals: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+          [{ maxAtempts: 3 }, `worker "Loose": unknown option "maxAtempts" in the options of worker "Loose" (did you mean "maxAttempts"?)`],
+          [{ retriable: () => false }, `worker "Loose": unknown option "retriable" in the options of worker "Loose" (did you mean "retryable"?)`],
+          [{ priority: 12 }, `worker "Loose": priority must be an integer from 0 to 9, got number 12`],
+          [{ maxAttempts: -3 }, `worker "Loose": maxAttempts must be an integer from 1 to 32767, got number -3`]
+        ]
+        for (const [extra, message] of refusals) {
+          const Loose = Worker.make("Loose", { args: Schema.Struct({}), perform: () => Effect.void, ...extra })
+          const refused = yield* Layer.build(Oban.layer({ workers: [Loose] })).pipe(Effect.scoped, Effect.flip)
+          assert.deepStrictEqual([refused._tag, (refused as { field?: string }).field], ["InvalidConfigError", "workers"])
+          assert.include((refused as { message?: string }).message, message)
+          const kit = yield* Layer.build(ObanTest.layer({ workers: [Loose] })).pipe(Effect.scoped, Effect.flip)
+          assert.strictEqual(kit._tag, "InvalidConfigError")
+        }
       }))
 
     it.effect("refuses to start on a schema that is not migrated, naming the fix", () =>

@@ -387,6 +387,11 @@ describe("workflows", () => {
         }
         assert.deepStrictEqual(yield* states("v"), {})
         // An onFailure no chain takes is refused on a new chain too (it was only on a chain with jobs).
+        const misspeltPolicy = yield* Effect.flip(Chain.insert("fresh-chain", [Step.job({})], { onFailur: "cancel" } as never))
+        assert.deepStrictEqual([misspeltPolicy._tag, misspeltPolicy.message], [
+          "InvalidWorkflowError",
+          `unknown option "onFailur" in the chain's options (did you mean "onFailure"?); known: onFailure`
+        ])
         const badPolicy = yield* Effect.flip(Chain.insert("fresh-chain", [Step.job({})], { onFailure: "nah" as "run" }))
         assert.deepStrictEqual([badPolicy._tag, badPolicy.message], ["InvalidWorkflowError", `onFailure must be "cancel", "run" or "wait", got "nah"`])
         assert.deepStrictEqual(yield* states(Chain.workflowId("fresh-chain")), {})

@@ -135,7 +135,7 @@ const notARequest = (value: unknown): Problem =>
 const checkFields = (request: JobRequest, trace: Trace | undefined): Fields | Problem => {
   if (typeof request !== "object" || request === null) return notARequest(request)
   const unread = unreadOption(request)
-  if (unread !== undefined) return new Problem(unread.field, `reading ${unread.field} threw: ${errorText(unread.error)}`)
+  if (unread !== undefined) return new Problem(unread.field, unread.message)
   let field: JobField = "worker"
   try {
     const workerName: unknown = request.worker

@@ -35,6 +35,28 @@ export const closest = (key: string, known: ReadonlyArray<string>): string | und
 }
 
 /**
+ * The first key of `value` that is not in `known`, with a message that names
+ * it, where (`in <where>`, unless empty), and the known key it is closest to;
+ * undefined when every key is known.
+ */
+export const unknownKey = (
+  value: object,
+  known: ReadonlyArray<string>,
+  where: string
+): { readonly key: string; readonly meant: string | undefined; readonly message: string } | undefined => {
+  const key = Object.keys(value).find((name) => !known.includes(name))
+  if (key === undefined) return undefined
+  const meant = closest(key, known)
+  return {
+    key,
+    meant,
+    message: `unknown option ${JSON.stringify(key)}${where === "" ? "" : ` in ${where}`}${
+      meant === undefined ? "" : ` (did you mean ${JSON.stringify(meant)}?)`
+    }; known: ${known.join(", ")}`
+  }
+}
+
+/**
  * Fails with `InvalidConfigError` on `field` when `value` (an object, or
  * nothing) has a key that is not in `known`, naming the key and the known
  * one it is closest to.
@@ -45,16 +67,8 @@ export const checkKeys = (
   known: ReadonlyArray<string>
 ): Effect.Effect<void, InvalidConfigError> => {
   if (value === undefined || value === null || typeof value !== "object" || Array.isArray(value)) return Effect.void
-  const unknown = Object.keys(value).find((key) => !known.includes(key))
-  if (unknown === undefined) return Effect.void
-  const suggestion = closest(unknown, known)
-  const where = field === "" ? "" : ` in ${field}`
-  return Effect.fail(
-    new InvalidConfigError({
-      field: field === "" ? unknown : field,
-      message: `unknown option ${JSON.stringify(unknown)}${where}${
-        suggestion === undefined ? "" : ` (did you mean ${JSON.stringify(suggestion)}?)`
-      }; known: ${known.join(", ")}`
-    })
-  )
+  const unknown = unknownKey(value, known, field)
+  return unknown === undefined
+    ? Effect.void
+    : Effect.fail(new InvalidConfigError({ field: field === "" ? unknown.key : field, message: unknown.message }))
 }

@@ -31,23 +31,23 @@ export const maxScheduledAtMillis = Date.parse("9999-12-31T23:59:59.999Z")
 export const maxSmallint = 32767
 
 /**
- * The mark of a request whose options could not be read where it was built
- * (a getter that threw in `worker.job(args, options)`): the field and what it
- * threw. The insert refuses such a request with an `InvalidJobError`, as it
- * does a field that throws when it reads it, rather than `job` throwing at
- * its caller. An own enumerable symbol property, so a copy of the request
- * (`{ ...request, worker }`) keeps it.
+ * The mark of a request whose options could not be taken where it was built
+ * (a getter that threw in `worker.job(args, options)`, or an option `job` does
+ * not know): the field and why. The insert refuses such a request with an
+ * `InvalidJobError`, as it does a field that throws when it reads it, rather
+ * than `job` throwing at its caller. An own enumerable symbol property, so a
+ * copy of the request (`{ ...request, worker }`) keeps it.
  */
 const unreadKey: unique symbol = Symbol.for("effect-oban/JobRequest/unreadOption")
 
 interface UnreadOption {
   readonly field: JobField
-  readonly error: unknown
+  readonly message: string
 }
 
-/** Marks `request` as built from an option that threw when read. */
-export const refuseOnInsert = <R extends object>(request: R, field: JobField, error: unknown): R => {
-  ;(request as { [unreadKey]?: UnreadOption })[unreadKey] = { field, error }
+/** Marks `request` as built from options the insert must refuse, saying why. */
+export const refuseOnInsert = <R extends object>(request: R, field: JobField, message: string): R => {
+  ;(request as { [unreadKey]?: UnreadOption })[unreadKey] = { field, message }
   return request
 }
 

@@ -4,7 +4,7 @@
  * JavaScript, and a misspelt `deps` would insert a step that waits for
  * nothing. What is wrong is kept on the step, and the insert refuses it.
  */
-import { closest } from "./optionKeys.ts"
+import { unknownKey } from "./optionKeys.ts"
 
 const stepOptionKeys = ["deps"]
 const depKeys = ["step", "onFailure"]
@@ -15,14 +15,8 @@ export const stepOptionsProblem = (options: unknown): string | undefined => {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     return `a step's options are an object ({ deps }), got ${Array.isArray(options) ? "an array" : typeof options}`
   }
-  const unknownKey = (value: object, known: ReadonlyArray<string>, where: string) => {
-    const key = Object.keys(value).find((name) => !known.includes(name))
-    if (key === undefined) return undefined
-    const meant = closest(key, known)
-    return `unknown option ${JSON.stringify(key)} in ${where}${meant === undefined ? "" : ` (did you mean ${JSON.stringify(meant)}?)`}; known: ${known.join(", ")}`
-  }
   const unknown = unknownKey(options, stepOptionKeys, "the step's options")
-  if (unknown !== undefined) return unknown
+  if (unknown !== undefined) return unknown.message
   const deps = (options as { readonly deps?: unknown }).deps
   if (deps === undefined) return undefined
   if (!Array.isArray(deps)) return `deps is a list of step names or { step, onFailure }, got ${typeof deps}`
@@ -30,7 +24,7 @@ export const stepOptionsProblem = (options: unknown): string | undefined => {
     if (typeof dep === "string") continue
     if (typeof dep !== "object" || dep === null) return `a dependency is a step name or { step, onFailure }, got ${dep === null ? "null" : typeof dep}`
     const problem = unknownKey(dep, depKeys, "a dependency")
-    if (problem !== undefined) return problem
+    if (problem !== undefined) return problem.message
   }
   return undefined
 }

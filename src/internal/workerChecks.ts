@@ -1,9 +1,12 @@
 /**
  * What a node (or the testing kit) checks of its workers before it runs a
  * job: names given once, a default queue a queue can be named, a
- * `timeout` that is a positive duration and a `backoff` that is a Schedule.
- * A bad timeout would otherwise break every attempt of the worker at its
- * start, and a bad backoff every retry.
+ * `timeout` that is a positive duration and a `backoff` that is a Schedule,
+ * a default priority and attempts its jobs can have, and no option
+ * `Worker.make` does not know. A bad timeout would otherwise break every
+ * attempt of the worker at its start, a bad backoff every retry, a bad
+ * priority every insert, and a misspelt option (`maxAtempts`) would be
+ * ignored.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -13,11 +16,27 @@ import { InvalidConfigError } from "../Errors.ts"
 import { describe } from "./jsonText.ts"
 import { queueNameProblem, shown } from "./queueName.ts"
 
+/** The options `Worker.make` takes. */
+export const workerOptionKeys: ReadonlyArray<string> = [
+  "args", "queue", "priority", "maxAttempts", "tags", "unique", "timeout", "backoff", "retryable", "result", "errors",
+  "threads", "perform"
+]
+
+const invalidOptionsKey: unique symbol = Symbol.for("effect-oban/Worker/invalidOptions")
+
+/** Marks `worker` as made with options the node refuses at start (see `checkWorkers`), saying why. */
+export const refuseAtStart = <W extends object>(worker: W, message: string): W => {
+  Object.defineProperty(worker, invalidOptionsKey, { value: message })
+  return worker
+}
+
 export const checkWorkers = (
   workers: ReadonlyArray<
     {
       readonly name: string
       readonly queue: string
+      readonly priority?: number
+      readonly maxAttempts?: number
       readonly timeout: Duration.Input | undefined
       readonly backoff?: unknown
     }
@@ -30,6 +49,25 @@ export const checkWorkers = (
         return yield* new InvalidConfigError({ field: "workers", message: `two workers are named "${worker.name}"` })
       }
       names.add(worker.name)
+      const invalid = (worker as { readonly [invalidOptionsKey]?: string })[invalidOptionsKey]
+      if (invalid !== undefined) {
+        return yield* new InvalidConfigError({ field: "workers", message: `worker "${worker.name}": ${invalid}` })
+      }
+      if (worker.priority !== undefined && !(Number.isInteger(worker.priority) && worker.priority >= 0 && worker.priority <= 9)) {
+        return yield* new InvalidConfigError({
+          field: "workers",
+          message: `worker "${worker.name}": priority must be an integer from 0 to 9, got ${describe(worker.priority)}`
+        })
+      }
+      if (
+        worker.maxAttempts !== undefined &&
+        !(Number.isInteger(worker.maxAttempts) && worker.maxAttempts >= 1 && worker.maxAttempts <= 32767)
+      ) {
+        return yield* new InvalidConfigError({
+          field: "workers",
+          message: `worker "${worker.name}": maxAttempts must be an integer from 1 to 32767, got ${describe(worker.maxAttempts)}`
+        })
+      }
       // Its default queue: every insert of the worker would fail on it otherwise.
       const queueProblem = queueNameProblem(worker.queue)
       if (queueProblem !== undefined) {
