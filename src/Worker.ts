@@ -318,7 +318,9 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
         })
         // An option `job` does not know (`schedulIn`) would be ignored: the job would run now. TypeScript sees it in
         // an object literal only, not in options built elsewhere or passed from JavaScript.
-        const unknown = jobOptions === undefined ? undefined : unknownKey(jobOptions, jobOptionKeys, "the job's options")
+        const unknown = typeof jobOptions !== "object" || jobOptions === null
+          ? undefined
+          : unknownKey(jobOptions, jobOptionKeys, "the job's options")
         return unknown === undefined
           ? request
           : refuseOnInsert(request, jobFieldOf(unknown.meant), unknown.message)
