@@ -89,5 +89,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("recorded results by job
       assert.strictEqual(page.status, 200)
       assert.match(page.text, /<h2>Result<\/h2>\s*<pre class="json" id="job-result">[^<]*&quot;bytes&quot;: &quot;30&quot;/)
       assert.notInclude((yield* client.get(`/jobs/${plain!.id}`)).text, "<h2>Result</h2>")
+
+      // Run again by hand (in a queue no node runs, so it waits): its last run's result is gone with its completion.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs_finished SET queue = 'parked' WHERE id = ${resized!.id}`
+      const retried = Option.getOrThrow(yield* Oban.retryJob(resized!.id))
+      assert.strictEqual(retried.state, "available")
+      assert.isTrue(Option.isNone(yield* Oban.getResult(resized!.id, Resize)))
+      const [stored] = yield* sql<{ result: unknown }>`SELECT result FROM ${sql(prefix)}.oban_jobs WHERE id = ${resized!.id}`
+      assert.isNull(stored!.result)
     }).pipe(Effect.scoped), 60_000)
 })

@@ -109,11 +109,12 @@ export const rescueSet = (sql: SqlClient, prefix: string, why: Fragment): Fragme
 
 /**
  * What a retry sets besides the state (the job aliased `j`, `clock` in scope): due now, one more
- * attempt if it had used them all, no finish time. `Oban.retryJob` and the bulk retry share it.
+ * attempt if it had used them all, no finish time, and no recorded result (a completed job run again
+ * showed its last run's result while it waited and ran). `Oban.retryJob` and the bulk retry share it.
  */
 export const retrySet = `scheduled_at = clock.now,
           max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
-          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL`
+          completed_at = NULL, discarded_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL, result = NULL`
 
 /**
  * Whether a cancel of the job (aliased `j`, before the change) is only requested: a workflow step
