@@ -22,7 +22,10 @@ import { describe } from "./internal/jsonText.ts"
 export interface SettingsShape {
   /** The PostgreSQL schema that holds the tables. Default `public`. */
   readonly prefix: string
-  /** The largest `args` accepted, in bytes of JSON text. Default 1 MiB, at most 64 MiB. */
+  /**
+   * The largest `args` accepted, in bytes of JSON text (a number counted as long as PostgreSQL writes it
+   * back: `1e+300` is 301). Default 1 MiB, at most 8 MiB.
+   */
   readonly maxArgsBytes: number
 }
 
@@ -37,9 +40,10 @@ export const defaultSettings: SettingsShape = {
 /**
  * The largest `maxArgsBytes` allowed: a job's row must stay inside the 16 MiB
  * the driver reads in one message, or no fetch of its queue can read it. The
- * args come back as PostgreSQL writes `jsonb` as text (a space after each `,`
- * and `:`, up to half as long again as compact JSON), beside up to 20 errors
- * entries of at most 128 KiB and 64 KiB of meta.
+ * args come back as PostgreSQL writes `jsonb` as text: a space after each `,`
+ * and `:` (up to half as long again as compact JSON) and numbers without an
+ * exponent (counted so by the limit, see `jsonText.ts`); beside them up to 20
+ * errors entries of at most 128 KiB as stored, and 64 KiB of meta.
  */
 const maxArgsBytesCeiling = 8 * 1024 * 1024
 

@@ -370,6 +370,8 @@ export const loop = (options: {
           yield* runOnce({ ...options, from, to })
         }
         last = to
+        // Only a round that reached the database ends a run of failures (one that found this node no leader did not).
+        yield* streak.succeeded
         const next = Math.min(...options.entries.map((item) => nextSlot(item.cron, to).getTime()))
         // The sleep starts now, not at `to`: the time the run took (which a test clock may have
         // moved by a lot) comes off it, so the next slot is not missed by as much. It ends on the
@@ -382,7 +384,6 @@ export const loop = (options: {
         // As every maintenance loop: a connection that stopped answering fails the round, not the loop.
         // A round cut short runs again from the same slot (each slot's job is inserted once).
         withStatementTimeout({ timeout: runDeadline, operation: "Cron" }),
-        Effect.tap(() => streak.succeeded),
         Effect.catchCause((cause) =>
           Effect.suspend(() => {
             streak.failed()

@@ -1,7 +1,7 @@
 /**
  * The web dashboard: queues with live counts, limits, paused state and
  * throughput charts; a filtered, paginated, live job list; a page per job
- * (args, meta, tags, every failed attempt, a timeline); nodes, leader and
+ * (args, meta, tags, its failed attempts, a timeline); nodes, leader and
  * cron; and confirmed actions (retry, cancel, delete one job or every job
  * matching a filter; pause, resume, scale a queue). Server-rendered HTML and
  * one small script, no build step.

@@ -20,6 +20,14 @@ describe("toJsonText", () => {
     }
   })
 
+  it("counts a number as long as PostgreSQL writes it back (without an exponent), against the limit", () => {
+    // 1e+300 is 6 characters of JSON and 301 as jsonb prints it; 100 of them are about 30 KB, not 700 bytes.
+    assert.include(refusalOf(Array.from({ length: 100 }, () => 1e300), 16 * 1024), "is more than 16384 bytes of JSON, the limit")
+    assert.include(refusalOf(Array.from({ length: 100 }, () => 5e-324), 16 * 1024), "the limit")
+    // Those without an exponent count as written.
+    assert.strictEqual(textOf(Array.from({ length: 100 }, () => 123456.25), 16 * 1024).length, 100 * 10 + 1)
+  })
+
   it("a key refused once is refused every time, and one accepted before still reads back", () => {
     const bad = "k\udc00"
     for (let round = 0; round < 3; round++) {

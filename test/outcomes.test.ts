@@ -121,7 +121,9 @@ const Greet = Worker.make("Greet", {
 const dirtyText: Record<string, string> = {
   nul: "before\u0000after",
   surrogate: "lone \uD800 here, and \uDC00 there",
-  huge: "x".repeat(1024 * 1024)
+  huge: "x".repeat(1024 * 1024),
+  // Six bytes each as PostgreSQL writes them back in JSON (\u001b): 100,000 of them were 600 KB, not 64 KiB.
+  escapes: "\u001b[31m".repeat(20_000)
 }
 const Dirty = Worker.make("Dirty", {
   args: Schema.Struct({ text: Schema.String }),
@@ -436,6 +438,14 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       assert.isAtLeast(entry.message.length, maxErrorTextBytes - 100)
       assert.include(entry.message, "truncated")
       assert.isAtMost(new TextEncoder().encode(entry.cause ?? "").length, maxErrorTextBytes)
+      // Bounded as stored: the message's JSON, escapes and all, within the limit (and its quotes).
+      const escapes = yield* run(Dirty.job({ text: "escapes" }))
+      const sql = yield* SqlClient
+      const [stored] = yield* sql<{ bytes: number }>`
+        SELECT octet_length((errors -> 0 -> 'message')::text)::int AS bytes FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${escapes.id}`
+      assert.isAtMost(stored!.bytes, maxErrorTextBytes + 2)
+      assert.isAtLeast(stored!.bytes, maxErrorTextBytes - 100)
+      assert.include(escapes.errors[0]!.message, "truncated")
     }))
 
   it.effect("snooze for an infinite or NaN duration is a failed attempt (defect), not a hot loop", () =>

@@ -13,6 +13,7 @@ import * as Oban from "../src/Oban.ts"
 import * as Worker from "../src/Worker.ts"
 import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
+import { waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("workflow_lock_order")
 
@@ -44,8 +45,13 @@ layer(testLayer(prefix), { excludeTestServices: true })("a workflow insert's loc
           .add("kept", Step.job({}))
           .add("next", Step.job({}), { deps: ["dep"] })
       )))
-      // The insert waits for "dep". Before, it held "kept" already, and the writer's second lock closed a cycle.
-      yield* Effect.sleep("300 millis")
+      // The insert waits for "dep" (a statement of this schema waits on a lock). Before, it held "kept" already, and
+      // the writer's second lock closed a cycle.
+      yield* waitFor("the insert to wait for a lock", Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                           WHERE wait_event_type = 'Lock' AND query LIKE ${`%"${prefix}"%FOR SHARE%`}`,
+        ([row]) => row!.n > 0
+      ))
       yield* Deferred.succeed(go, undefined)
       const written = yield* Fiber.join(writer)
       const inserted = yield* Fiber.join(inserting)

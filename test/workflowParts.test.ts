@@ -166,6 +166,15 @@ describe("results, batches and operations", () => {
         const failure = Option.getOrThrow(yield* Oban.getJob(clean.callbacks.failure!.id))
         assert.strictEqual(failure.state, "cancelled")
         assert.strictEqual((failure.meta["workflow"] as Record<string, unknown>)["skipped"], "no dependency failed")
+
+        // A step added after the skipped callback is cancelled with it; a retry leaves it too, rather than put it
+        // to wait for good for a callback that stays skipped.
+        const after = yield* Oban.insertWorkflow(
+          Workflow.make<string>("retried-clean", { existingSteps: "keep" }).add("after", Step.job({}), { deps: ["on-failure"] })
+        )
+        assert.strictEqual(after.jobs.after.state, "cancelled")
+        assert.deepStrictEqual(yield* Workflow.retry("retried-clean"), [])
+        assert.strictEqual((yield* states("retried-clean"))["after"], "cancelled")
       }).pipe(onTestClock))
 
     it.effect("a batch with no jobs runs its completed and finished callbacks at once, and has no failure callback", () =>

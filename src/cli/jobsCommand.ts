@@ -71,7 +71,7 @@ const show = Command.make("show", { id: jobIdArgument("id") }, ({ id }) =>
       )
       return [...lines, `errors        ${errors.length === 0 ? "-" : `\n${errors.join("\n")}`}`].join("\n")
     })
-  })).pipe(Command.withDescription("Show one job: args, meta, recorded result, tags, timestamps and every recorded error"))
+  })).pipe(Command.withDescription("Show one job: args, meta, recorded result, tags, timestamps and its latest 20 errors entries"))
 
 const bulkFlags = {
   ...filterFlags,

@@ -188,6 +188,20 @@ const writeObject = (object: object, state: State): string => {
   return out + "}"
 }
 
+/**
+ * How long PostgreSQL writes a number back (`jsonb` keeps it as `numeric`, which it prints without
+ * an exponent): `1e+300` is 301 characters, `5e-324` 326. Counted against the limit, so that args
+ * within it are read back within what the driver reads in one message.
+ */
+const storedNumberLength = (text: string): number => {
+  const e = text.indexOf("e")
+  if (e === -1) return text.length
+  const exponent = Number(text.slice(e + 1))
+  const digits = text.slice(0, e).replace(/[-.]/g, "").length
+  // "-", then the digits and zeros, then "0." and a point for a fraction: an upper bound.
+  return 1 + digits + Math.abs(exponent) + 2
+}
+
 const write = (value: unknown, state: State): string => {
   switch (typeof value) {
     case "string":
@@ -196,7 +210,7 @@ const write = (value: unknown, state: State): string => {
       if (!Number.isFinite(value)) throw new Refused(`${here(state)} is ${String(value)}, which JSON cannot store`)
       // For a finite number this is what JSON.stringify writes.
       const text = String(value)
-      grow(state, text.length)
+      grow(state, storedNumberLength(text))
       return text
     }
     case "boolean":

@@ -35,16 +35,24 @@ export const closest = (key: string, known: ReadonlyArray<string>): string | und
 }
 
 /**
- * The first key of `value` that is not in `known`, with a message that names
- * it, where (`in <where>`, unless empty), and the known key it is closest to;
- * undefined when every key is known.
+ * The first key of `value` that is not in `known` and holds something (a key
+ * set to `undefined` gives nothing, as an absent one), with a message that
+ * names it, where (`in <where>`, unless empty), and the known key it is
+ * closest to; undefined when every key is known.
  */
 export const unknownKey = (
   value: object,
   known: ReadonlyArray<string>,
   where: string
 ): { readonly key: string; readonly meant: string | undefined; readonly message: string } | undefined => {
-  const key = Object.keys(value).find((name) => !known.includes(name))
+  let key: string | undefined
+  // A plain loop: `worker.job` runs this for every job given options.
+  for (const name in value) {
+    if (Object.hasOwn(value, name) && !known.includes(name) && (value as Record<string, unknown>)[name] !== undefined) {
+      key = name
+      break
+    }
+  }
   if (key === undefined) return undefined
   const meant = closest(key, known)
   return {

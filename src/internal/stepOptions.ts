@@ -11,7 +11,7 @@ const depKeys = ["step", "onFailure"]
 
 /** What is wrong with a step's options; undefined when they are fine. */
 export const stepOptionsProblem = (options: unknown): string | undefined => {
-  if (options === undefined) return undefined
+  if (options === undefined || options === null) return undefined
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     return `a step's options are an object ({ deps }), got ${Array.isArray(options) ? "an array" : typeof options}`
   }

@@ -26,7 +26,8 @@ const invalidOptionsKey: unique symbol = Symbol.for("effect-oban/Worker/invalidO
 
 /** Marks `worker` as made with options the node refuses at start (see `checkWorkers`), saying why. */
 export const refuseAtStart = <W extends object>(worker: W, message: string): W => {
-  Object.defineProperty(worker, invalidOptionsKey, { value: message })
+  // An own enumerable property, so that a copy of the worker (`{ ...worker }`) keeps it.
+  ;(worker as { [invalidOptionsKey]?: string })[invalidOptionsKey] = message
   return worker
 }
 

@@ -1,5 +1,5 @@
 /**
- * One job: its fields, args, meta, recorded result and tags, every failed attempt with its
+ * One job: its fields, args, meta, recorded result and tags, each failed attempt (the latest 20) with its
  * error and cause, the timeline of its states, and its actions.
  */
 import * as Option from "effect/Option"

@@ -4,9 +4,11 @@
  */
 
 /**
- * How many entries a job's `errors` keeps: the latest. Each entry's message and cause are cut to 64 KiB,
- * so a row stays far below the 16 MiB the driver reads in one message; without a bound, a job failing
- * with long messages attempt after attempt grew past it, and no fetch of its queue could read it.
+ * How many entries a job's `errors` keeps: the latest (a cancel that ends an attempt may add one more,
+ * from its trigger; the next append trims again). Each entry's message and cause are cut to 64 KiB as
+ * stored (see `errorText.ts`), so a row stays far below the 16 MiB the driver reads in one message;
+ * without a bound, a job failing with long messages attempt after attempt grew past it, and no fetch
+ * of its queue could read it. Reads return at most this many.
  */
 export const keptErrorEntries = 20
 

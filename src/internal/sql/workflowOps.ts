@@ -84,11 +84,14 @@ export const cancelWorkflow = (
  * comes after the steps it depends on), so each one's dependencies and
  * counters are read again: a job whose dependencies have all completed is
  * available now, the others wait (`suspended`) and are released by the last
- * of them. The marks a cancel left in their meta are removed. A step that
- * was skipped because none of its `failed` dependencies failed (a batch's
- * `onFailure`) is retried only with a dependency that failed and is retried
- * too: retried alone, it found every dependency completed and ran, though
- * nothing had failed. Returns the ids of the jobs retried.
+ * of them. The marks a cancel left in their meta are removed. Returns the
+ * ids of the jobs retried.
+ *
+ * A step that was skipped because none of its `failed` dependencies failed
+ * (a batch's `onFailure`) stays so unless one of its dependencies is retried:
+ * retried alone, it found every dependency completed and ran, though nothing
+ * had failed. A failed job that depends on a step left so is left too: it
+ * would wait for good for a dependency that never runs again.
  */
 export const retryWorkflow = (
   sql: SqlClient,
@@ -98,27 +101,49 @@ export const retryWorkflow = (
 ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
   transaction(sql, Effect.gen(function*() {
     const jobs = table(sql, prefix, "oban_jobs")
-    const failed = yield* sql<{ readonly id: string }>`
-      UPDATE ${jobs} AS j
-      SET meta = j.meta #- '{workflow,cancelled_by}' #- '{workflow,skipped}'
-      FROM (
-        SELECT s.id FROM ${jobs} AS s
-        WHERE s.workflow_id = ${workflowId} AND s.state IN ('discarded', 'cancelled')
-          AND (s.meta #> '{workflow,skipped}' IS NULL OR EXISTS (
-            SELECT 1 FROM ${table(sql, prefix, "oban_workflow_deps")} AS d
-            JOIN ${jobs} AS dep ON dep.id = d.dep_id
-            WHERE d.job_id = s.id AND dep.state IN ('discarded', 'cancelled') AND dep.meta #> '{workflow,skipped}' IS NULL
-          ))
-        ORDER BY s.id
-        FOR UPDATE OF s
-      ) AS target
-      WHERE j.id = target.id
-      RETURNING j.id::text AS id
+    const failed = yield* sql<{ readonly id: string; readonly skipped: boolean; readonly deps: ReadonlyArray<string> }>`
+      SELECT s.id::text AS id, s.meta #> '{workflow,skipped}' IS NOT NULL AS skipped,
+             ARRAY(SELECT d.dep_id::text FROM ${table(sql, prefix, "oban_workflow_deps")} AS d WHERE d.job_id = s.id) AS deps
+      FROM ${jobs} AS s
+      WHERE s.workflow_id = ${workflowId} AND s.state IN ('discarded', 'cancelled')
+      ORDER BY s.id
+      FOR UPDATE OF s
     `
-    const ids = failed.map((row) => Number(row.id)).sort((x, y) => x - y)
+    const ids = toRetry(failed.map((row) => ({ id: Number(row.id), skipped: row.skipped, deps: row.deps.map(Number) })))
+    if (ids.length === 0) return []
+    yield* sql`
+      UPDATE ${jobs} AS j SET meta = j.meta #- '{workflow,cancelled_by}' #- '{workflow,skipped}'
+      WHERE j.id = ANY(${`{${ids.join(",")}}`}::bigint[])
+    `
     const retried: Array<number> = []
     for (const id of ids) {
       if ((yield* retryJob(sql, prefix, now, id)) !== undefined) retried.push(id)
     }
     return retried
   }))
+
+/**
+ * Which of a workflow's failed jobs a retry runs again (see `retryWorkflow`), in id order: all of
+ * them but the skipped steps none of whose dependencies is retried, and, in turn, those that depend
+ * on a failed job left out.
+ */
+export const toRetry = (
+  failed: ReadonlyArray<{ readonly id: number; readonly skipped: boolean; readonly deps: ReadonlyArray<number> }>
+): ReadonlyArray<number> => {
+  const candidates = new Set(failed.map((job) => job.id))
+  const chosen = new Set(candidates)
+  let changed = true
+  while (changed) {
+    changed = false
+    for (const job of failed) {
+      if (!chosen.has(job.id)) continue
+      const leftOutDep = job.deps.some((dep) => candidates.has(dep) && !chosen.has(dep))
+      const noDepRetried = job.skipped && !job.deps.some((dep) => chosen.has(dep))
+      if (leftOutDep || noDepRetried) {
+        chosen.delete(job.id)
+        changed = true
+      }
+    }
+  }
+  return failed.map((job) => job.id).filter((id) => chosen.has(id)).sort((x, y) => x - y)
+}
