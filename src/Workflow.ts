@@ -37,12 +37,12 @@ import { workflowStepOf } from "./Events.ts"
 import type { Job, JobState } from "./Job.ts"
 import type { Inserted } from "./Oban.ts"
 import type { JobRequest } from "./Worker.ts"
-import { parseJsonOrNull } from "./internal/jsonParse.ts"
 import { orNotMigrated } from "./internal/notMigrated.ts"
 import { stepOptionsProblem } from "./internal/stepOptions.ts"
 import * as Ops from "./internal/workflowOps.ts"
 import { depResults } from "./internal/sql/workflows.ts"
 import { insertWorkflow } from "./internal/workflowInsert.ts"
+import { decodeResult, resultCodecOf } from "./internal/recordedResult.ts"
 
 /**
  * What a dependent does when this dependency is discarded or cancelled.
@@ -335,19 +335,10 @@ export const results = <O>(
   worker: ResultWorker<O>
 ): Effect.Effect<ReadonlyArray<Result<O>>, InvalidResultError | MigrationError | SqlError, SqlClient> =>
   Effect.gen(function*() {
-    const codec = worker.resultJson
-    if (codec === undefined) {
-      return yield* new InvalidResultError({
-        worker: worker.name,
-        jobId: job.id,
-        reason: "missing",
-        message: `worker ${worker.name} records no result (give it a result schema)`
-      })
-    }
+    const codec = yield* resultCodecOf(worker, job.id)
     const sql = plain(yield* SqlClient)
     const { prefix } = yield* Settings
     const rows = yield* orNotMigrated(prefix)(depResults(sql, prefix, job.id))
-    const decode = Schema.decodeUnknownEffect(codec)
     const found: Array<Result<O>> = []
     for (const row of rows) {
       if (row.worker !== worker.name || row.state !== "completed") continue
@@ -360,13 +351,7 @@ export const results = <O>(
           message: `job ${id} (step ${row.step}) completed without a recorded result`
         })
       }
-      const value = yield* Effect.mapError(decode(parseJsonOrNull(row.result)), (error) =>
-        new InvalidResultError({
-          worker: worker.name,
-          jobId: id,
-          reason: "decode",
-          message: `the result of job ${id} (step ${row.step}) does not decode: ${error.message}`
-        }))
+      const value = yield* decodeResult(codec, worker, id, row.result, `the result of job ${id} (step ${row.step})`)
       found.push({ step: row.step ?? "", jobId: id, value })
     }
     return found

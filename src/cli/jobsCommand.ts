@@ -9,8 +9,7 @@ import * as Jobs from "../Jobs.ts"
 import { bulk as runBulkAction } from "../internal/bulkAction.ts"
 import { matchesEveryJob } from "../internal/jobFilter.ts"
 import type { BulkAction } from "../internal/sql/bulkJobs.ts"
-import { storedResult } from "../internal/recordedResult.ts"
-import { getJob } from "../Oban.ts"
+import { jobWithResult } from "../internal/recordedResult.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
 import { filterFlags, type FilterInput, jobIdArgument, parseDate, root, toFilter, withDatabase } from "./shared.ts"
@@ -51,9 +50,9 @@ const list = Command.make("list", {
 const show = Command.make("show", { id: jobIdArgument("id") }, ({ id }) =>
   Effect.gen(function*() {
     const globals = yield* root
-    const [found, result] = yield* withDatabase(globals, Effect.all([getJob(id), storedResult(id)]))
+    const found = yield* withDatabase(globals, jobWithResult(id))
     if (Option.isNone(found)) return yield* Effect.fail(new CliFailure(ExitCode.notFound, `no job with id ${id}`, "JobNotFound"))
-    const job = found.value
+    const { job, result } = found.value
     yield* print(globals.json, { ...job, result: Option.getOrNull(result) }, () => {
       const fields: ReadonlyArray<readonly [string, unknown]> = [
         ["id", job.id], ["state", job.state], ["queue", job.queue], ["worker", job.worker],

@@ -11,8 +11,6 @@ import * as Effect from "effect/Effect"
 import { causeIfFirst, failureLine } from "./serverMessage.ts"
 
 export interface FailureStreak {
-  /** Failures since the last success. */
-  readonly inARow: () => number
   /** Counts a failure; returns the failures in a row, this one included. */
   readonly failed: () => number
   /**
@@ -28,7 +26,6 @@ export interface FailureStreak {
 export const make = (recovered: string): FailureStreak => {
   let inARow = 0
   return {
-    inARow: () => inARow,
     failed: () => ++inARow,
     warn: (message, cause) => Effect.logWarning(`${message}: ${failureLine(cause)}`, ...causeIfFirst(inARow, cause)),
     succeeded: Effect.suspend(() => {

@@ -21,6 +21,9 @@ import type { SqlError } from "effect/sql/SqlError"
 import { connectionSettings, type DirectConnection } from "./directConnection.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
+/** How often a node's producers beat when `heartbeatInterval` is not given. */
+export const defaultHeartbeatInterval = Duration.seconds(10)
+
 export interface Liveness {
   /** The node's own client for heartbeats and the lease. */
   readonly sql: SqlClient

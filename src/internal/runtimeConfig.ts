@@ -20,6 +20,7 @@ import { checkNodeName, checkQueueName } from "./queueName.ts"
 import { duration, oneOf, positiveInt } from "./optionChecks.ts"
 import { checkKeys } from "./optionKeys.ts"
 import { type DirectConnection, directConnectionKeys, isPostgresUrl } from "./directConnection.ts"
+import { defaultHeartbeatInterval } from "./liveness.ts"
 
 const Limit = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 10_000 }))
 
@@ -290,7 +291,7 @@ export const resolve = (
     for (const name of Object.keys(queues)) yield* checkQueueName("queues", name)
     const node = options.node === undefined ? defaultNode() : yield* checkNodeName(options.node)
     const ms = Duration.millis(10)
-    const heartbeatInterval = yield* duration("heartbeatInterval", options.heartbeatInterval, Duration.seconds(10), ms)
+    const heartbeatInterval = yield* duration("heartbeatInterval", options.heartbeatInterval, defaultHeartbeatInterval, ms)
     const leader: Leader.Config = {
       ttl: yield* duration("leader.ttl", options.leader?.ttl, Leader.defaults.ttl, ms),
       renewInterval: yield* duration("leader.renewInterval", options.leader?.renewInterval, Leader.defaults.renewInterval, ms)

@@ -12,7 +12,7 @@ const depKeys = ["step", "onFailure"]
 /** What is wrong with a step's options; undefined when they are fine. */
 export const stepOptionsProblem = (options: unknown): string | undefined => {
   if (options === undefined || options === null) return undefined
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+  if (typeof options !== "object" || Array.isArray(options)) {
     return `a step's options are an object ({ deps }), got ${Array.isArray(options) ? "an array" : typeof options}`
   }
   const unknown = unknownKey(options, stepOptionKeys, "the step's options")

@@ -14,8 +14,7 @@ import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as Jobs from "../../Jobs.ts"
-import { getJob } from "../../Oban.ts"
-import { storedResult } from "../recordedResult.ts"
+import { jobWithResult } from "../recordedResult.ts"
 import { bulkAction, jobAction, type Outcome, queueAction } from "./actions.ts"
 import { script, styles } from "./assets.ts"
 import { clusterPage } from "./clusterPage.ts"
@@ -182,9 +181,9 @@ export const makeHandler = (options: HandlerOptions) =>
         }
         if (segments.length === 2 && segments[0] === "jobs") {
           const id = yield* decodeJobId(segments[1]!)
-          const [job, result] = yield* Effect.all([getJob(id), storedResult(id)])
-          if (Option.isNone(job)) return htmlResponse(errorPage(context, "Not found", `job ${id} does not exist`), 404)
-          return htmlResponse(jobPage(context, job.value, result, (yield* options.poller.current).version))
+          const found = yield* jobWithResult(id)
+          if (Option.isNone(found)) return htmlResponse(errorPage(context, "Not found", `job ${id} does not exist`), 404)
+          return htmlResponse(jobPage(context, found.value.job, found.value.result, (yield* options.poller.current).version))
         }
         return htmlResponse(errorPage(context, "Not found", `no page at ${path}`), 404)
       }

@@ -69,6 +69,17 @@ export const getResultText = (
     Effect.map((rows) => rows[0])
   )
 
+/** Job `id` and its recorded result as JSON text (null when none), in one statement; undefined when no such job. */
+export const getJobWithResult = (
+  sql: SqlClient,
+  prefix: string,
+  id: number
+): Effect.Effect<{ readonly job: Job; readonly result: string | null } | undefined, SqlError> =>
+  sql<JobRow & { readonly result_text: string | null }>`
+    SELECT ${sql.literal(jobColumns)}, result::text AS result_text FROM ${table(sql, prefix, "oban_jobs_all")} WHERE id = ${id}`.pipe(
+    Effect.map(([row]) => row === undefined ? undefined : { job: jobFromRow(row), result: row.result_text })
+  )
+
 /** The jobs of `ids` that exist, by id, in one statement. */
 export const getJobs = (
   sql: SqlClient,
