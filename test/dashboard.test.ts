@@ -355,3 +355,23 @@ const countByStateOf = (queue: string) =>
       SELECT state::text, count(*)::int AS n FROM ${sql(prefix)}.oban_jobs_all WHERE queue = ${queue} GROUP BY state`
     return Object.fromEntries(rows.map((row) => [row.state, row.n]))
   })
+
+const latePrefix = uniquePrefix("dashboard_late")
+layer(testLayer(latePrefix), { excludeTestServices: true })("Dashboard: nodes whose heartbeats are late", (it) => {
+  it.effect("the cluster page tags a producer silent past twice its node's interval, and no other", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // One node beat just now; one (of a 10 s interval) a minute ago, as a node that crashed before its rescue.
+      yield* sql`INSERT INTO ${sql(latePrefix)}.oban_producers (id, node, queue, "limit", paused, meta, started_at, updated_at)
+                 VALUES (gen_random_uuid(), 'beating-node', 'q', 1, false, '{"heartbeatMillis":10000}', now(), now()),
+                        (gen_random_uuid(), 'gone-node', 'q', 1, false, '{"heartbeatMillis":10000}', now() - interval '5 minutes',
+                         now() - interval '1 minute')`
+      const { url } = yield* Dashboard.serve({ token, port: 0 })
+      const page = yield* new Client(url, bearer).get("/cluster")
+      assert.strictEqual(page.status, 200)
+      const rowOf = (node: string) => page.text.split("<tr>").find((row) => row.includes(`<td>${node}`)) ?? ""
+      assert.include(rowOf("gone-node"), `<span class="tag late"`)
+      assert.include(rowOf("beating-node"), "s ago")
+      assert.notInclude(rowOf("beating-node"), "tag late")
+    }))
+})
