@@ -162,13 +162,14 @@ export const getResult = <O>(
   withPrefix((sql, prefix) => readResult(sql, prefix, id, worker))
 
 /**
- * Cancels a job that has not finished. A job executing on any node is
- * interrupted there (through a signal) and ends `cancelled`. Returns the
- * job as the cancel left it, or none when it did not exist or had already
- * finished: `cancelled`, except for an executing workflow step, which its
- * dependents wait on: it is returned `executing` with `cancelRequestedAt`
- * set, and ends `cancelled` once its node has stopped it (or the rescuer,
- * if that node died). See docs/workflows.md.
+ * Cancels a job that has not finished. A job that is not executing is
+ * `cancelled` at once. A job executing on any node is interrupted there
+ * (through a signal), and its row stays `executing` with `cancelRequestedAt`
+ * set until that attempt has ended: then it is `cancelled`, whatever the
+ * attempt ended as (or at rescue, if its node died). Until then a retry
+ * leaves it alone, so the job never runs beside its own attempt, and a
+ * workflow step's dependents wait. Returns the job as the cancel left it, or
+ * none when it did not exist or had already finished. See docs/queues.md.
  *
  * @since 0.1.0
  */

@@ -6,7 +6,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Redacted, References, Schema, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Redacted, References, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
@@ -276,8 +276,11 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
     Effect.gen(function*() {
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines)
+      const sql = yield* SqlClient
       const [done, failed, cancelled] = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
-      for (const job of [done, failed, cancelled]) yield* Oban.cancelJob(job!.id)
+      // Cancelled as a node of an earlier release does (rolling deploys): the row is finished at once.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now()
+                 WHERE id IN ${sql.in([done!.id, failed!.id, cancelled!.id])}`
       // The attempt finished before the cancel's interrupt reached it, or the executor acked the cancel.
       yield* acker.ack(ackOf(done!, "completed"))
       yield* acker.ack(ackOf(failed!, "retryable", { delay_ms: 1000, error: { attempt: failed!.attempt, kind: "failure", message: "no" } }))
@@ -287,6 +290,28 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         assert.match(staleLine(lines, job!.id), /^Debug: .*matched no row: the job is cancelled; nothing was changed$/)
         assert.strictEqual((yield* jobRow(prefix, job!.id)).state, "cancelled")
       }
+    }).pipe(Effect.scoped))
+
+  it.effect("the outcome of a job whose cancel was requested while it ran is written, and ends it cancelled, whatever it says", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const acker = yield* makeAcker(lines)
+      const [done, failed, cancelled] = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
+      for (const job of [done, failed, cancelled]) {
+        assert.strictEqual(Option.getOrThrow(yield* Oban.cancelJob(job!.id)).state, "executing")
+      }
+      yield* acker.ack(ackOf(done!, "completed"))
+      yield* acker.ack(ackOf(failed!, "retryable", { delay_ms: 1000, error: { attempt: failed!.attempt, kind: "failure", message: "no" } }))
+      yield* acker.ack(ackOf(cancelled!, "cancelled", { error: { attempt: cancelled!.attempt, kind: "cancelled", message: "cancelled" } }))
+      yield* settled(acker)
+      assert.isFalse(lines.some((line) => line.includes("matched no row")), lines.join("\n"))
+      const rows = yield* Effect.forEach([done, failed, cancelled], (job) => jobRow(prefix, job!.id))
+      assert.deepStrictEqual(rows.map((row) => [row.state, row.errors.map((entry) => entry.kind)]), [
+        ["cancelled", ["cancelled"]],
+        ["cancelled", ["failure", "cancelled"]],
+        ["cancelled", ["cancelled"]]
+      ])
+      assert.match(rows[0]!.errors[0]!.message, /the attempt ended completed after the cancel was requested/)
     }).pipe(Effect.scoped))
 
   it.effect("an outcome lost to a rescue that ended a pending cancel, or to a cancel under another claim, still warns", () =>
@@ -483,9 +508,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
         [node, "p", "lost-ahead", "ahead"],
         [node, "p", "lost-ahead", "ahead"]
       ])
-      // The one job that used an attempt is cancelled before the release: the release must still
-      // tell the jobs claimed ahead by their mark (ranked by fetch order, the second took its place).
-      yield* Oban.cancelJob(first!.id)
+      // The one job that used an attempt is cancelled before the release, as a node of an earlier release
+      // cancels (its row finished at once): the release must still tell the jobs claimed ahead by their mark
+      // (ranked by fetch order, the second took its place).
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = ${first!.id}`
       // Before the mark, every job gave one back: the third went to -1, which the table refuses, so nothing was released.
       assert.strictEqual((yield* releaseClaims(sql, prefix, ["lost-ahead"])).length, 2)
       const rows = yield* Effect.forEach([first!, second!, third!], (job) => jobRow(prefix, job.id))

@@ -86,9 +86,10 @@ layer(testLayer(prefix, { maxConnections: 20 }), { excludeTestServices: true })(
       yield* awaitStart(job.id)
       const cancelled = yield* a.oban.cancelJob(job.id)
       assert.isTrue(Option.isSome(cancelled))
+      // The row stays executing, with the cancel requested, until node b has written the attempt's outcome.
+      assert.strictEqual(Option.getOrThrow(cancelled).state, "executing")
       yield* waitFor("the job's fiber to be interrupted", Effect.sync(() => interrupted.has(job.id)), "10 seconds")
-      const row = yield* jobRow(prefix, job.id)
-      assert.strictEqual(row.state, "cancelled")
+      yield* waitFor("the job's row cancelled", Effect.map(jobRow(prefix, job.id), (row) => row.state === "cancelled"), "10 seconds")
       assert.isTrue(Option.isNone(yield* a.oban.cancelJob(job.id)))
     }))
 

@@ -97,12 +97,13 @@ layer(testLayer(prefix, { maxConnections: 5 }), { excludeTestServices: true })("
       const result = yield* Jobs.cancel({ queues: ["slow"], ids: [jobs[0]!.id] })
       assert.strictEqual(result.changed, 1)
       yield* waitFor("the job was interrupted on the node", Effect.map(Ref.get(interrupted), (ids) => ids.includes(jobs[0]!.id)))
-      assert.strictEqual((yield* jobRow(prefix, jobs[0]!.id)).state, "cancelled")
+      // Its row stays executing, with the cancel requested, until the node writes the attempt's outcome.
+      yield* waitFor("the job's row cancelled", Effect.map(jobRow(prefix, jobs[0]!.id), (row) => row.state === "cancelled"))
       // And through the node's own service.
       const own = yield* oban.cancelJobs({ states: ["executing"] })
       assert.strictEqual(own.changed, 1)
       yield* waitFor("the second job was interrupted", Effect.map(Ref.get(interrupted), (ids) => ids.includes(jobs[1]!.id)))
-      assert.strictEqual((yield* jobRow(prefix, jobs[1]!.id)).state, "cancelled")
+      yield* waitFor("the second job's row cancelled", Effect.map(jobRow(prefix, jobs[1]!.id), (row) => row.state === "cancelled"))
       const counts = yield* oban.countJobs()
       assert.strictEqual(counts.queues.find((q) => q.queue === "slow")?.states.cancelled, 2)
     }))

@@ -273,21 +273,35 @@ layer(testLayer(prefix, { maxConnections: 4 }), { excludeTestServices: true })("
       const cancelled = yield* Jobs.cancel({ queues: ["mailers", "default"] }, { batchSize: 4 })
       assert.strictEqual(cancelled.changed, cancellable.length)
       assert.strictEqual(cancelled.batches, Math.ceil(cancellable.length / 4))
-      for (const row of cancellable) assert.strictEqual(yield* stateOf(row.id), "cancelled")
+      // An executing job's cancel is only requested: its row stays executing until its attempt ends
+      // (no node runs these seeded rows, so they stay so), and a retry must not run it beside itself.
+      const requested = (id: number) =>
+        Effect.map(sql<{ readonly requested: boolean }>`
+          SELECT cancel_requested_at IS NOT NULL AS requested FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`,
+          (found) => found[0]?.requested)
+      for (const row of cancellable) {
+        const running = row.state === "executing"
+        assert.strictEqual(yield* stateOf(row.id), running ? "executing" : "cancelled")
+        assert.strictEqual(yield* requested(row.id), running)
+      }
+      assert.isTrue(cancellable.some((row) => row.state === "executing"))
       for (const row of rows.filter((row) => row.queue === "reports")) assert.strictEqual(yield* stateOf(row.id), row.state)
-      // Retry: all of them, and none is visited twice although a retried job still matches.
+      // Retry: all of them but the executing ones, and none is visited twice although a retried job still matches.
       const retried = yield* Jobs.retry({ queues: ["mailers"] }, { batchSize: 3 })
       const mailers = rows.filter((row) => row.queue === "mailers")
-      // The cancel above left every one of them cancelled or finished.
-      assert.strictEqual(retried.changed, mailers.length)
-      for (const row of mailers) assert.strictEqual(yield* stateOf(row.id), "available")
+      const waiting = mailers.filter((row) => row.state !== "executing")
+      // The cancel above left every one of them cancelled, finished or executing with a cancel request.
+      assert.strictEqual(retried.changed, waiting.length)
+      for (const row of mailers) {
+        assert.strictEqual(yield* stateOf(row.id), row.state === "executing" ? "executing" : "available")
+      }
       // Reschedule into the future, then into the past.
       const later = new Date(Date.now() + hour)
       const moved = yield* Jobs.reschedule({ queues: ["mailers"] }, later, { batchSize: 5 })
-      assert.strictEqual(moved.changed, mailers.length)
-      for (const row of mailers) assert.strictEqual(yield* stateOf(row.id), "scheduled")
-      yield* Jobs.reschedule({ queues: ["mailers"], ids: [mailers[0]!.id] }, new Date(Date.now() - 1000))
-      assert.strictEqual(yield* stateOf(mailers[0]!.id), "available")
+      assert.strictEqual(moved.changed, waiting.length)
+      for (const row of waiting) assert.strictEqual(yield* stateOf(row.id), "scheduled")
+      yield* Jobs.reschedule({ queues: ["mailers"], ids: [waiting[0]!.id] }, new Date(Date.now() - 1000))
+      assert.strictEqual(yield* stateOf(waiting[0]!.id), "available")
       // Delete leaves executing jobs alone.
       const reports = rows.filter((row) => row.queue === "reports")
       const deleted = yield* Jobs.remove({ queues: ["reports"] }, { batchSize: 2 })

@@ -1,8 +1,11 @@
 /**
  * Outcomes that find their row no longer executing: a job claimed ahead of
- * its start counts its attempt only in its outcome, so when `cancelJob`
+ * its start counts its attempt only in its outcome, so when a cancel
  * finished its row while it ran, the outcome still counts that attempt; and
- * doing so never makes the node's outcomes wait for a lock.
+ * doing so never makes the node's outcomes wait for a lock. This release's
+ * cancel of a running job only requests it (the row stays executing until
+ * the outcome), but a node of an earlier release still finishes the row at
+ * once during a rolling deploy: those rows are made here by SQL.
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect, Fiber, Schema } from "effect"
@@ -21,15 +24,21 @@ const node = "stale-node"
 const Noop = Worker.make("Noop", { args: Schema.Struct({}), queue: "stale", perform: () => Effect.void })
 
 /** Two jobs executing on `node`, the first as claimed ahead (no attempt counted), then cancelled. */
-const cancelledAhead = Effect.gen(function*() {
+const claimedAhead = Effect.gen(function*() {
   const sql = yield* SqlClient
   const inserted = yield* Oban.insertAll([Noop.job({}), Noop.job({})])
   const [ahead, other] = yield* claimJobs(sql, prefix, yield* now(sql), inserted.map((job) => job.id), node)
   yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempt = 0, attempted_by = attempted_by || 'ahead'::text
              WHERE id = ${ahead!.id}`
-  const cancelled = yield* Oban.cancelJob(ahead!.id)
-  assert.isTrue(cancelled._tag === "Some")
   return { ahead: ahead!, other: other! }
+})
+
+/** `claimedAhead`, the first then cancelled as a node of an earlier release did: its row finished at once. */
+const cancelledAhead = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const jobs = yield* claimedAhead
+  yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = ${jobs.ahead.id}`
+  return jobs
 })
 
 layer(testLayer(prefix), { excludeTestServices: true })("stale acks", (it) => {
@@ -43,6 +52,25 @@ layer(testLayer(prefix), { excludeTestServices: true })("stale acks", (it) => {
       ])
       assert.deepStrictEqual(result.written, [other.id])
       assert.deepStrictEqual(result.stale.map((stale) => [stale.id, stale.state]), [[ahead.id, "cancelled"]])
+      const row = yield* jobRow(prefix, ahead.id)
+      assert.deepStrictEqual([row.state, row.attempt], ["cancelled", 1])
+    }))
+
+  it.effect("with this release's cancel the outcome finds its row executing: it is written, and counts its attempt", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const { ahead, other } = yield* claimedAhead
+      const cancelled = yield* Oban.cancelJob(ahead.id)
+      assert.deepStrictEqual(
+        [cancelled._tag, cancelled._tag === "Some" && cancelled.value.state, cancelled._tag === "Some" && cancelled.value.cancelRequestedAt !== null],
+        ["Some", "executing", true]
+      )
+      const result = yield* ackJobs(sql, prefix, yield* now(sql), node, [
+        ackOf(ahead, "cancelled", { attempt: 1 }),
+        ackOf(other, "completed")
+      ])
+      assert.deepStrictEqual([...result.written].sort(), [ahead.id, other.id].sort())
+      assert.deepStrictEqual(result.stale, [])
       const row = yield* jobRow(prefix, ahead.id)
       assert.deepStrictEqual([row.state, row.attempt], ["cancelled", 1])
     }))

@@ -2,7 +2,8 @@
  * Cancelling a workflow step while it executes: its dependents (the next job
  * of a chain) must not start before the step's code has stopped on its node,
  * and a step whose node died ends cancelled at rescue, never run again, with
- * its dependents settled by their policies.
+ * its dependents settled by their policies. A job outside workflows is
+ * cancelled the same way, so that a retry cannot run it beside itself.
  */
 import { assert, layer } from "@effect/vitest"
 import { Deferred, Effect, Option, Schema } from "effect"
@@ -116,6 +117,28 @@ layer(testLayer(prefix, { maxConnections: 16 }), { excludeTestServices: true })(
       const ids = yield* chainOfThree("plain")
       assert.isTrue(Option.isSome(yield* Oban.cancelJob(ids[0]!)))
       yield* assertRanInOrder(ids)
+    }).pipe(Effect.scoped), 30_000)
+
+  it.effect("a job outside workflows: a retry right after its cancel leaves it running, and it runs again only once stopped", () =>
+    Effect.gen(function*() {
+      yield* reset
+      yield* startNode({ ...base, node: "runner", queues: { chain: 5 }, shutdownGracePeriod: "100 millis" })
+      const job = yield* Oban.insert(Step.job({ hold: true }))
+      yield* Deferred.await(startSignal(job.id)).pipe(Effect.timeout("10 seconds"))
+      const answer = Option.getOrThrow(yield* Oban.cancelJob(job.id))
+      assert.deepStrictEqual([answer.state, answer.cancelRequestedAt !== null], ["executing", true])
+      // The row used to be cancelled at once: this retry made it available while the first attempt still
+      // cleaned up, and a second attempt started beside it.
+      assert.isTrue(Option.isNone(yield* Oban.retryJob(job.id)))
+      yield* waitFor("cancelled once stopped", Effect.map(stateOf(job.id), (state) => state === "cancelled"))
+      assert.strictEqual(running.size, 0, "the row said cancelled before the attempt's cleanup ended")
+      startedOf.delete(job.id)
+      assert.isTrue(Option.isSome(yield* Oban.retryJob(job.id)))
+      yield* Deferred.await(startSignal(job.id)).pipe(Effect.timeout("10 seconds"))
+      assert.deepStrictEqual(started, [job.id, job.id])
+      assert.deepStrictEqual(overlaps, [])
+      const row = yield* jobRow(prefix, job.id)
+      assert.deepStrictEqual([row.state, row.attempt, row.errors.map((entry) => entry.kind)], ["executing", 2, ["cancelled"]])
     }).pipe(Effect.scoped), 30_000)
 
   it.effect("a cancel whose signal was lost: the node finds the request on its own and stops the step", () =>
@@ -276,13 +299,15 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       assert.isNull(kept!.result, "a cancelled job records no result")
     }))
 
-  it.effect("jobs outside workflows are cancelled at once, as before", () =>
+  it.effect("a job outside workflows is cancelled the same way: requested, and a retry leaves it executing", () =>
     Effect.gen(function*() {
       yield* reset
       const job = yield* Oban.insert(Step.job({ hold: true }))
       yield* claimedBy([job.id], "live-node", crypto.randomUUID())
       const answer = Option.getOrThrow(yield* Oban.cancelJob(job.id))
-      assert.strictEqual(answer.state, "cancelled")
-      assert.isNull(answer.cancelRequestedAt)
+      assert.deepStrictEqual([answer.state, answer.cancelRequestedAt !== null], ["executing", true])
+      assert.isTrue(Option.isNone(yield* Oban.retryJob(job.id)))
+      const row = yield* jobRow(prefix, job.id)
+      assert.deepStrictEqual([row.state, row.cancel_requested_at !== null], ["executing", true])
     }))
 })

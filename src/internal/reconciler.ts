@@ -5,7 +5,7 @@
  * lost with its connection, or commits a database crash forgot). No rescuer
  * would take them, since their producers are alive. It also stops the jobs
  * it runs or holds that were cancelled (their rows `cancelled`) or whose
- * cancel was requested (running workflow steps), in case the cancel signal
+ * cancel was requested (every running job's cancel), in case the cancel signal
  * was lost: they would otherwise run to their end (a step's dependents
  * waiting for that). Claims its producers still answer for (a fetch waiting
  * for its reply, however late, or one failed and being released) are theirs,

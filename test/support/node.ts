@@ -96,13 +96,14 @@ export interface JobRowView {
   readonly errors: ReadonlyArray<{ readonly kind: string; readonly message: string; readonly attempt: number; readonly at: string; readonly cause?: string }>
   readonly scheduled_at: Date
   readonly attempted_at: Date | null
+  readonly cancel_requested_at: Date | null
 }
 
 export const jobRow = (prefix: string, id: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const [row] = yield* sql<JobRowView>`
-      SELECT id::int AS id, state, attempt, errors, scheduled_at, attempted_at
+      SELECT id::int AS id, state, attempt, errors, scheduled_at, attempted_at, cancel_requested_at
       FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`
     return row!
   })

@@ -83,11 +83,11 @@ export const jobAction = (
       } as const
     }
     const result = yield* runBulk(action, { ids: [id] })
-    // A running workflow step is only asked to stop: its dependents wait until it has.
+    // A running job is only asked to stop: its row finishes once it has.
     const requested = action === "cancel" && result.changed === 1 && job.state === "executing" &&
       Option.exists(yield* getJob(id), (now) => now.state === "executing" && now.cancelRequestedAt !== null)
     const message = requested
-      ? `Job ${id}: cancel requested. It is a running workflow step; it ends cancelled once its node has stopped it.`
+      ? `Job ${id}: cancel requested. It is running; it ends cancelled once its node has stopped it (until then it cannot be retried).`
       : result.changed === 1
       ? `Job ${id} ${done}.`
       : result.skipped.length > 0

@@ -238,9 +238,9 @@ export const releaseClaims = (
  * The jobs this node must stop, in case their cancel's signal did not reach
  * it (a LISTEN connection down, or the signal read before the claim that
  * took the job had come back): those its producers claimed (`executing`
- * under one of `producers`) whose cancel was requested meanwhile (running
- * workflow steps, migration 0012), and those of `held` (jobs it runs or
- * holds claimed) whose rows were cancelled.
+ * under one of `producers`) whose cancel was requested meanwhile (migration
+ * 0012), and those of `held` (jobs it runs or holds claimed) whose rows were
+ * cancelled (by a node of an earlier build, which finished the row at once).
  */
 export const jobsToStop = (
   sql: SqlClient,

@@ -117,16 +117,18 @@ export const retrySet = `scheduled_at = clock.now,
           completed_at = NULL, discarded_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL, result = NULL`
 
 /**
- * Whether a cancel of the job (aliased `j`, before the change) is only requested: a workflow step
- * that is executing. Its dependents must not be released while its code still runs on its node, so
+ * Whether a cancel of the job (aliased `j`, before the change) is only requested: the job is
+ * executing. Its code still runs on its node until the interrupt arrives and its finalizers end, so
  * its row stays `executing` with `cancel_requested_at` set until the attempt ends (migration 0012
- * then makes it `cancelled`, whoever ends it: the node, the rescuer, the reconciler).
+ * then makes it `cancelled`, whoever ends it: the node, the rescuer, the reconciler). Until then a
+ * retry finds it executing and leaves it (a row cancelled at once was made available by a retry and
+ * ran beside the attempt still stopping), and a workflow step's dependents wait for it.
  */
-const cancelDeferred = "j.state = 'executing' AND j.workflow_id IS NOT NULL"
+const cancelDeferred = "j.state = 'executing'"
 
 /**
  * What a cancel sets (the job aliased `j`, `clock` in scope): `cancelled` now, or, for an executing
- * workflow step, a cancel request (kept from the first cancel when repeated). `Oban.cancelJob`, the
+ * job, a cancel request (kept from the first cancel when repeated). `Oban.cancelJob`, the
  * bulk cancel and the workflow cancel share it.
  */
 export const cancelSet = `state = (CASE WHEN ${cancelDeferred} THEN j.state ELSE 'cancelled' END),

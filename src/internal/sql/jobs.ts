@@ -97,10 +97,10 @@ export const getJobs = (
 
 /**
  * Cancels a job that has not finished. When it was executing, a signal asks
- * the node running it to interrupt it. An executing workflow step is not
- * finished here: its cancel is requested (`cancel_requested_at`), and it
- * ends `cancelled` when its attempt has ended (see `cancelSet`). Returns the
- * job as the statement left it, if it changed.
+ * the node running it to interrupt it, and the row is not finished here: its
+ * cancel is requested (`cancel_requested_at`), and it ends `cancelled` when
+ * its attempt has ended (see `cancelSet`). Returns the job as the statement
+ * left it, if it changed.
  */
 export const cancelJob = (
   sql: SqlClient,
