@@ -66,6 +66,7 @@ export type { ClusterState, Options, Producer, QueueState } from "./internal/pro
 import type { Options, Producer } from "./internal/producerTypes.ts"
 import * as FailureStreak from "./internal/failureStreak.ts"
 import { failureLine } from "./internal/serverMessage.ts"
+import { discardAfterFailedFetch } from "./internal/oversizedRows.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
@@ -311,6 +312,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           const failures = fetchStreak.failed()
           const delay = yield* retryDelay(failures)
           yield* fetchStreak.warn(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`, cause)
+          // A row too large for the driver to read fails every fetch that claims it: such rows go.
+          yield* discardAfterFailedFetch(cause, { sql: options.sql, prefix: options.prefix, queue: options.queue, limit: control.limit })
           yield* Effect.sleep(delay)
           yield* wake
         })

@@ -6,7 +6,8 @@
  * 128 KiB). The column keeps the latest 20 entries, and a fetch reads no
  * more of a row written before. An entry of another shape (plain SQL wrote
  * `[null]`) broke every read of the job and every fetch that claimed it; it
- * is read as a well-formed entry that says so.
+ * is read as a well-formed entry that says so. A row that no fetch can read
+ * all the same (written by plain SQL) is discarded, saying why.
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect, Option, Schema } from "effect"
@@ -20,7 +21,7 @@ import { claimJobs, fetchJobs } from "../src/internal/sql/claims.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { startNode, waitFor } from "./support/node.ts"
+import { startLogged, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("error_entries")
 
@@ -120,6 +121,27 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       yield* startNode({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
       yield* waitFor("all three completed", allCompleted([poisoned.id, ...neighbours.map((entry) => entry.id)]), "15 seconds")
     }).pipe(Effect.scoped), 30_000)
+
+  it.effect("a row over 16 MiB written by plain SQL is discarded, saying why; its queue runs on and the node becomes ready", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const huge = yield* Oban.insert(Runs.job({ n: 20 }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = jsonb_build_object('n', 20, 'pad', repeat('x', 17 * 1024 * 1024))
+                 WHERE id = ${huge.id}`
+      const neighbours = yield* Oban.insertAll([Runs.job({ n: 21 }), Runs.job({ n: 22 })])
+      const { lines, oban } = yield* startLogged({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
+      // Before, every fetch of the queue failed on it for good, and `ready` never returned.
+      yield* oban.ready.pipe(Effect.timeout("10 seconds"))
+      yield* waitFor("the neighbours completed", allCompleted(neighbours.map((job) => job.id)), "10 seconds")
+      const [row] = yield* sql<{ state: string; attempt: number; kinds: ReadonlyArray<string>; message: string }>`
+        SELECT state::text AS state, attempt,
+               (SELECT array_agg(e ->> 'kind') FROM jsonb_array_elements(errors) AS e) AS kinds,
+               errors -> -1 ->> 'message' AS message
+        FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${huge.id}`
+      assert.deepStrictEqual([row!.state, row!.attempt, row!.kinds], ["discarded", 0, ["discarded"]])
+      assert.match(row!.message, /^not run: its row is 17\.\d MiB as a fetch reads it, more than the driver reads in one message \(16\.0 MiB, the client's maxMessageSize\)/)
+      assert.isTrue(lines.some((line) => line.text.includes(`discarded job ${huge.id}`)), lines.map((line) => line.text).join("\n"))
+    }).pipe(Effect.scoped), 60_000)
 
   it.effect("the largest row the limits allow is fetched: args at the 8 MiB ceiling and 20 entries of 128 KiB", () =>
     Effect.gen(function*() {
