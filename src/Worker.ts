@@ -411,15 +411,24 @@ export const snooze = (duration: Duration.Input): Effect.Effect<never, Snooze> =
   )
 
 /**
- * Ends the job as `cancelled`, recording `reason`.
- *
- * @since 0.1.0
+ * The recorded reason of a cancel or discard: the text given, or a default when none is (a call from
+ * JavaScript without one threw a bare schema error where the worker returned its effect).
  */
-export const cancel = (reason: string): Effect.Effect<never, Cancel> => Effect.fail(new Cancel({ reason }))
+const reasonText = (reason: unknown, fallback: string): string =>
+  typeof reason === "string" ? reason : reason === undefined || reason === null ? fallback : String(reason)
 
 /**
- * Ends the job as `discarded`, recording `reason`.
+ * Ends the job as `cancelled`, recording `reason` (`cancelled by the worker` when none is given).
  *
  * @since 0.1.0
  */
-export const discard = (reason: string): Effect.Effect<never, Discard> => Effect.fail(new Discard({ reason }))
+export const cancel = (reason?: string): Effect.Effect<never, Cancel> =>
+  Effect.suspend(() => Effect.fail(new Cancel({ reason: reasonText(reason, "cancelled by the worker") })))
+
+/**
+ * Ends the job as `discarded`, recording `reason` (`discarded by the worker` when none is given).
+ *
+ * @since 0.1.0
+ */
+export const discard = (reason?: string): Effect.Effect<never, Discard> =>
+  Effect.suspend(() => Effect.fail(new Discard({ reason: reasonText(reason, "discarded by the worker") })))

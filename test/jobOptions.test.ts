@@ -77,7 +77,8 @@ describe("per-job timeout and backoff", () => {
           Failing.job({}, { backoff: { type: "linear" as "fixed", delay: "1 second" } }),
           Failing.job({}, { backoff: { type: "fixed", delay: "-1 second" } }),
           Failing.job({}, { backoff: { type: "fixed", delay: "1 second", extra: 1 } as Backoff.Spec }),
-          Failing.job({}, { backoff: { type: "fixed", delay: "1 second", jitter: "yes" as unknown as boolean } })
+          Failing.job({}, { backoff: { type: "fixed", delay: "1 second", jitter: "yes" as unknown as boolean } }),
+          Failing.job({}, { backoff: { type: "exponential", delay: "1 minute", max: "10 seconds" } })
         ], (request) => Effect.flip(Oban.insert(request)))
         assert.deepStrictEqual(refusals.map((error) => [error._tag, (error as { field?: string }).field]), [
           ["InvalidJobError", "timeout"],
@@ -85,8 +86,10 @@ describe("per-job timeout and backoff", () => {
           ["InvalidJobError", "backoff"],
           ["InvalidJobError", "backoff"],
           ["InvalidJobError", "backoff"],
+          ["InvalidJobError", "backoff"],
           ["InvalidJobError", "backoff"]
         ])
+        assert.match(refusals.at(-1)!.message, /backoff\.max \(10000 ms\) is below backoff\.delay \(60000 ms\)/)
         assert.strictEqual((yield* ObanTest.allEnqueued({})).length, before)
       }))
   })

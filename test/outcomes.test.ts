@@ -67,6 +67,11 @@ const Outcomes = Worker.make("Outcomes", {
         return Worker.cancel("customer left")
       case "discard":
         return Worker.discard("not worth it")
+      case "cancel-bare":
+        return Worker.cancel()
+      case "discard-untyped":
+        // As a JavaScript caller might: it threw a bare schema error where perform returned its effect.
+        return Worker.discard(404 as unknown as string)
       default:
         return Effect.void
     }
@@ -394,6 +399,10 @@ layer(NodeLive.pipe(Layer.provide(GreeterLive), Layer.provideMerge(testLayer(pre
       const discarded = yield* run(Outcomes.job({ mode: "discard" }))
       assert.strictEqual(discarded.state, "discarded")
       assert.deepStrictEqual([discarded.errors[0]!.kind, discarded.errors[0]!.message], ["discarded", "not worth it"])
+      const bare = yield* run(Outcomes.job({ mode: "cancel-bare" }))
+      assert.deepStrictEqual([bare.state, bare.errors[0]!.kind, bare.errors[0]!.message], ["cancelled", "cancelled", "cancelled by the worker"])
+      const untyped = yield* run(Outcomes.job({ mode: "discard-untyped" }))
+      assert.deepStrictEqual([untyped.state, untyped.errors[0]!.kind, untyped.errors[0]!.message], ["discarded", "discarded", "404"])
     }))
 
   it.effect("args that do not decode -> discarded at once", () =>

@@ -248,6 +248,10 @@ export const checkBackoff = (input: unknown): Backoff.StoredSpec => {
   }
   const delay = checkMillis("backoff", "backoff.delay", spec["delay"], 0)
   const max = spec["max"] === undefined ? undefined : checkMillis("backoff", "backoff.max", spec["max"], 0)
+  // Accepted, it made every delay `max`: almost surely the two were swapped.
+  if (max !== undefined && max < delay) {
+    throw new Problem("backoff", `backoff.max (${max} ms) is below backoff.delay (${delay} ms); max bounds the growing delay, so it must be at least delay`)
+  }
   if (spec["jitter"] !== undefined && typeof spec["jitter"] !== "boolean") {
     throw new Problem("backoff", `backoff.jitter must be a boolean, got ${describe(spec["jitter"])}`)
   }
