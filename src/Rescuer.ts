@@ -23,6 +23,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { validatePrefix } from "./Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "./Errors.ts"
 import { duration, positiveInt } from "./internal/optionChecks.ts"
+import { rescueLine } from "./internal/rescueLine.ts"
 import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
 import { now } from "./ObanClock.ts"
@@ -64,8 +65,8 @@ export interface Result {
   /** Jobs discarded because they had no attempts left. */
   readonly discarded: number
   /**
-   * Workflow steps whose cancel was requested while they ran: they end
-   * `cancelled` (never run again), and their dependents are settled.
+   * Jobs whose cancel was requested while they ran: they end `cancelled`
+   * (never run again), and a workflow step's dependents are settled.
    */
   readonly cancelled: number
 }
@@ -174,8 +175,6 @@ export const runOnce = (
       }
       if (batch.length < batchSize) break
     }
-    if (rescued + discarded + cancelled > 0) {
-      yield* Effect.logWarning(`rescued ${rescued} orphaned job(s), discarded ${discarded}, cancelled ${cancelled}`)
-    }
+    if (rescued + discarded + cancelled > 0) yield* Effect.logWarning(rescueLine({ rescued, discarded, cancelled }))
     return { rescued, discarded, cancelled }
   })
