@@ -66,7 +66,7 @@ export type { ClusterState, Options, Producer, QueueState } from "./internal/pro
 import type { Options, Producer } from "./internal/producerTypes.ts"
 import * as FailureStreak from "./internal/failureStreak.ts"
 import { failureLine } from "./internal/serverMessage.ts"
-import { discardAfterFailedFetch } from "./internal/oversizedRows.ts"
+import { makeOversizedRowCheck } from "./internal/oversizedRows.ts"
 
 /**
  * Starts a producer for the scope's life. Closing the scope stops fetching;
@@ -299,6 +299,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       )
     ))
 
+    const checkOversizedRows = makeOversizedRowCheck({ sql: options.sql, prefix: options.prefix, queue: options.queue, timeout: fetchTimeout })
+
     const drain = Effect.gen(function*() {
       while (yield* fetchOnce) {
         // A full batch: there may be more.
@@ -313,7 +315,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           const delay = yield* retryDelay(failures)
           yield* fetchStreak.warn(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`, cause)
           // A row too large for the driver to read fails every fetch that claims it: such rows go.
-          yield* discardAfterFailedFetch(cause, { sql: options.sql, prefix: options.prefix, queue: options.queue, limit: control.limit })
+          yield* checkOversizedRows(cause, control.limit)
           yield* Effect.sleep(delay)
           yield* wake
         })

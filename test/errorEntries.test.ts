@@ -51,6 +51,10 @@ const allCompleted = (ids: ReadonlyArray<number>) =>
       (rows) => rows.length === ids.length && rows.every((row) => row.state === "completed")
     ))
 
+const stateOf = (id: number) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    Effect.map(sql<{ state: string }>`SELECT state::text AS state FROM ${sql(prefix)}.oban_jobs_all WHERE id = ${id}`, ([row]) => row?.state))
+
 const attemptsIn = (id: number) =>
   Effect.flatMap(SqlClient, (sql) =>
     Effect.map(
@@ -128,6 +132,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       const huge = yield* Oban.insert(Runs.job({ n: 20 }))
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = jsonb_build_object('n', 20, 'pad', repeat('x', 17 * 1024 * 1024))
                  WHERE id = ${huge.id}`
+      // 4 million one-letter tags: 8 MiB as text, but 19 MiB as the driver reads them (a binary array, 5 bytes each).
+      const tagged = yield* Oban.insert(Runs.job({ n: 23 }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET tags = array_fill('x'::text, ARRAY[4000000]) WHERE id = ${tagged.id}`
       const neighbours = yield* Oban.insertAll([Runs.job({ n: 21 }), Runs.job({ n: 22 })])
       const { lines, oban } = yield* startLogged({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
       // Before, every fetch of the queue failed on it for good, and `ready` never returned.
@@ -141,6 +148,31 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       assert.deepStrictEqual([row!.state, row!.attempt, row!.kinds], ["discarded", 0, ["discarded"]])
       assert.match(row!.message, /^not run: its row is 17\.\d MiB as a fetch reads it, more than the driver reads in one message \(16\.0 MiB, the client's maxMessageSize\)/)
       assert.isTrue(lines.some((line) => line.text.includes(`discarded job ${huge.id}`)), lines.map((line) => line.text).join("\n"))
+      yield* waitFor("the tagged row discarded", Effect.map(stateOf(tagged.id), (state) => state === "discarded"), "10 seconds")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.effect("in a partitioned queue, a row too large behind more than a window of another partition's jobs is found too", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // 1,500 jobs of account a, held back by one of theirs executing (global 1 per account), ahead of account b's
+      // oversized row in every order: the partitioned claim takes b's row (and c's job), a look at the queue's first
+      // jobs in fetch order finds only a's.
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args)
+                 SELECT 'available', 'parted', 'EntriesRuns', jsonb_build_object('n', n, 'account', 'a') FROM generate_series(1, 1500) AS n`
+      yield* sql`INSERT INTO ${sql(prefix)}.oban_jobs (state, queue, worker, args, attempt, attempted_at, attempted_by)
+                 VALUES ('executing', 'parted', 'EntriesRuns', '{"n": 0, "account": "a"}', 1, now(), ARRAY['elsewhere', ${crypto.randomUUID()}, 'claim'])`
+      const huge = yield* Oban.insert(Runs.job({ n: 30 }, { queue: "parted" }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = jsonb_build_object('n', 30, 'account', 'b', 'pad', repeat('x', 17 * 1024 * 1024))
+                 WHERE id = ${huge.id}`
+      const other = yield* Oban.insert(Runs.job({ n: 31 }, { queue: "parted" }))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = '{"n": 31, "account": "c"}' WHERE id = ${other.id}`
+      yield* startNode({
+        prefix,
+        queues: { parted: { limit: 5, global: 1, partition: { by: "args", key: "account" } } },
+        workers: [Runs]
+      })
+      yield* waitFor("account c's job completed", allCompleted([other.id]), "20 seconds")
+      assert.strictEqual(yield* stateOf(huge.id), "discarded")
     }).pipe(Effect.scoped), 60_000)
 
   it.effect("the largest row the limits allow is fetched: args at the 8 MiB ceiling and 20 entries of 128 KiB", () =>

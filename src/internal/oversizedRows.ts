@@ -5,11 +5,13 @@
  * failure is left to the usual retry.
  */
 import * as Cause from "effect/Cause"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import { statementNow } from "../ObanClock.ts"
 import { failureLine } from "./serverMessage.ts"
 import { discardOversized } from "./sql/oversizedRows.ts"
+import { withStatementTimeout } from "./statementTimeout.ts"
 
 /** The driver's limit named by a failure that a reply's message was larger than it, if it was one. */
 export const exceededMessageSize = (cause: Cause.Cause<unknown>): number | undefined => {
@@ -17,34 +19,44 @@ export const exceededMessageSize = (cause: Cause.Cause<unknown>): number | undef
   return found === null ? undefined : Number(found[1])
 }
 
-/** How many of a queue's next jobs are looked at: at least this many, and twice the queue's limit. */
+/** How many of a queue's next jobs are looked at, in each order: at least this many, and twice the queue's limit. */
 const minimumWindow = 1_000
 
 /**
- * After a failed fetch of `queue`: when it failed on a row too large to read, discards such rows among
- * the queue's next jobs and logs each. Its own failure is logged; the fetch's retry goes on either way.
+ * The check a producer makes after each failed fetch of `queue`: when it failed on a row too large to
+ * read, discards such rows among the queue's next jobs (see `discardOversized`; successive checks
+ * go on through the queue in id order) and logs each. The statement has the fetch's deadline; its own
+ * failure is logged, and the fetch's retry goes on either way.
  */
-export const discardAfterFailedFetch = (
-  cause: Cause.Cause<unknown>,
-  options: { readonly sql: SqlClient; readonly prefix: string; readonly queue: string; readonly limit: number }
-): Effect.Effect<void> => {
-  const maxMessageBytes = exceededMessageSize(cause)
-  if (maxMessageBytes === undefined) return Effect.void
-  return Effect.flatMap(statementNow(options.sql), (now) =>
-    discardOversized(options.sql, options.prefix, now, {
-      queue: options.queue,
-      window: Math.max(minimumWindow, options.limit * 2),
-      maxMessageBytes
-    })).pipe(
-      Effect.flatMap((rows) =>
-        Effect.forEach(rows, (row) =>
-          Effect.logWarning(
-            `discarded job ${row.id} of queue ${options.queue}: its row is ${(row.bytes / 1048576).toFixed(1)} MiB as a fetch reads it, ` +
-              `more than the driver reads in one message (${(maxMessageBytes / 1048576).toFixed(1)} MiB), so no fetch of the queue could succeed`
-          ).pipe(Effect.annotateLogs({ jobId: row.id })), { discard: true })
-      ),
-      Effect.catchCause((failed) =>
-        Effect.logWarning(`could not discard the rows too large to fetch from queue ${options.queue}: ${failureLine(failed)}`, Cause.pretty(failed))
+export const makeOversizedRowCheck = (options: {
+  readonly sql: SqlClient
+  readonly prefix: string
+  readonly queue: string
+  readonly timeout: Duration.Duration
+}) => {
+  let after = 0
+  return (cause: Cause.Cause<unknown>, limit: number): Effect.Effect<void> => {
+    const maxMessageBytes = exceededMessageSize(cause)
+    if (maxMessageBytes === undefined) return Effect.void
+    return Effect.flatMap(statementNow(options.sql), (now) =>
+      discardOversized(options.sql, options.prefix, now, {
+        queue: options.queue,
+        window: Math.max(minimumWindow, limit * 2),
+        after,
+        maxMessageBytes
+      })).pipe(
+        withStatementTimeout({ timeout: options.timeout, operation: "discard of rows too large to fetch" }),
+        Effect.flatMap((result) => {
+          after = result.scannedTo
+          return Effect.forEach(result.discarded, (row) =>
+            Effect.logWarning(
+              `discarded job ${row.id} of queue ${options.queue}: its row is ${(row.bytes / 1048576).toFixed(1)} MiB as a fetch reads it, ` +
+                `more than the driver reads in one message (${(maxMessageBytes / 1048576).toFixed(1)} MiB), so no fetch of the queue could succeed`
+            ).pipe(Effect.annotateLogs({ jobId: row.id })), { discard: true })
+        }),
+        Effect.catchCause((failed) =>
+          Effect.logWarning(`could not discard the rows too large to fetch from queue ${options.queue}: ${failureLine(failed)}`, Cause.pretty(failed))
+        )
       )
-    )
+  }
 }

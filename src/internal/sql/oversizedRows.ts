@@ -15,45 +15,61 @@ import { table } from "./tables.ts"
 import { clockWithSetting } from "./workflows.ts"
 
 /**
- * The bytes of a job row `j` as a fetch returns it, near enough: its large columns as text (the latest
- * `errors` only, as a fetch reads them), plus room for the small ones and the message's framing.
+ * The bytes of a job row `j` as a fetch returns it (the driver asks for binary results), near enough:
+ * its large columns as sent (args and meta as text, `errors` as `jsonb` with only the latest entries,
+ * as a fetch reads them; `tags` as a binary array, 4 bytes and more per element), plus room for the
+ * small ones and the message's framing.
  */
 const fetchedRowBytes = `octet_length(j.args::text) + COALESCE(octet_length(j.meta::text), 0)
-  + COALESCE(octet_length((${latestErrors("j.errors")})::text), 0) + COALESCE(octet_length(j.tags::text), 0)
+  + COALESCE(octet_length((${latestErrors("j.errors")})::text) + 1, 0) + COALESCE(octet_length(array_send(j.tags)), 0)
   + octet_length(j.worker) + octet_length(j.queue) + 1024`
 
-/** A job discarded because a fetch could not read its row. */
-export interface OversizedRow {
-  readonly id: number
-  readonly bytes: number
+/** The jobs discarded because a fetch could not read their rows, and where the next look goes on. */
+export interface OversizedRows {
+  readonly discarded: ReadonlyArray<{ readonly id: number; readonly bytes: number }>
+  /** The highest id this look reached in id order; 0 when it reached the queue's end (the next starts over). */
+  readonly scannedTo: number
 }
 
 /**
- * Discards the jobs among the first `window` available ones of `queue`, in fetch order, whose row is
- * larger than `maxMessageBytes` as a fetch reads it, each with a `discarded` errors entry saying so.
- * Rows another transaction holds are passed over. Returns the jobs discarded.
+ * Discards the available jobs of `queue` whose row is larger than `maxMessageBytes` as a fetch reads
+ * it, each with a `discarded` errors entry saying so, among: the first `window` in fetch order (where a
+ * queue without limits fetches from), and the next `window` in id order after `after` (a queue with
+ * limits fetches from its partitions in another order; repeated looks go through the whole queue).
+ * Rows another transaction holds are passed over.
  */
 export const discardOversized = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  options: { readonly queue: string; readonly window: number; readonly maxMessageBytes: number }
-): Effect.Effect<ReadonlyArray<OversizedRow>, SqlError> =>
-  sql<{ readonly id: string; readonly bytes: string }>`
+  options: { readonly queue: string; readonly window: number; readonly after: number; readonly maxMessageBytes: number }
+): Effect.Effect<OversizedRows, SqlError> =>
+  sql<{ readonly id: string | null; readonly bytes: string | null; readonly scanned_to: string | null; readonly scanned: number }>`
     WITH clock AS (${clockWithSetting(sql, now)}),
-    next AS (
+    first AS (
       SELECT id FROM ${table(sql, prefix, "oban_jobs")}
       WHERE state = 'available' AND queue = ${options.queue}
       ORDER BY priority, scheduled_at, id
       LIMIT ${options.window}
+    ),
+    onward AS (
+      SELECT id FROM ${table(sql, prefix, "oban_jobs")}
+      WHERE state = 'available' AND queue = ${options.queue} AND id > ${options.after}
+      ORDER BY id
+      LIMIT ${options.window}
+    ),
+    next AS (
+      SELECT j.id FROM ${table(sql, prefix, "oban_jobs")} AS j
+      WHERE j.id IN (SELECT id FROM first UNION SELECT id FROM onward) AND j.state = 'available'
       FOR UPDATE SKIP LOCKED
     ),
     sized AS (
       SELECT j.id, ${sql.literal(fetchedRowBytes)} AS bytes
       FROM ${table(sql, prefix, "oban_jobs")} AS j JOIN next ON next.id = j.id
-    )
-    UPDATE ${table(sql, prefix, "oban_jobs")} AS j
-    SET state = 'discarded', discarded_at = clock.now,
+    ),
+    discarded AS (
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j
+      SET state = 'discarded', discarded_at = clock.now,
         errors = ${sql.literal(latestErrors("j.errors", 1))} || jsonb_build_array(jsonb_build_object(
           'attempt', j.attempt, 'at', clock.now, 'kind', 'discarded',
           'message', 'not run: its row is ' || round(sized.bytes / 1048576.0, 1)::text
@@ -62,5 +78,12 @@ export const discardOversized = (
             || ' MiB, the client''s maxMessageSize): every fetch of its queue failed on it'))
     FROM sized, clock
     WHERE j.id = sized.id AND sized.bytes > ${options.maxMessageBytes}
-    RETURNING j.id::text AS id, sized.bytes::text AS bytes
-  `.pipe(Effect.map((rows) => rows.map((row) => ({ id: Number(row.id), bytes: Number(row.bytes) }))))
+    RETURNING j.id, sized.bytes
+    )
+    SELECT d.id::text AS id, d.bytes::text AS bytes,
+           (SELECT max(id) FROM onward)::text AS scanned_to, (SELECT count(*)::int FROM onward) AS scanned
+    FROM (SELECT 1) AS one LEFT JOIN discarded AS d ON true
+  `.pipe(Effect.map((rows) => ({
+    discarded: rows.flatMap((row) => row.id === null ? [] : [{ id: Number(row.id), bytes: Number(row.bytes) }]),
+    scannedTo: rows[0] === undefined || rows[0].scanned < options.window ? 0 : Number(rows[0].scanned_to)
+  })))
