@@ -11,14 +11,13 @@
  *
  * @since 0.1.0
  */
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Cron from "./Cron.ts"
 import { InvalidConfigError, type MigrationError } from "./Errors.ts"
-import { defaultHeartbeatInterval } from "./internal/liveness.ts"
+import { isLate } from "./internal/lateness.ts"
 import { withPrefix } from "./internal/notMigrated.ts"
 import { runQueueCommand } from "./internal/queueCommand.ts"
 import { currentLease, type LeaseRow, producerRows, type QueueCommand } from "./internal/sql/cluster.ts"
@@ -70,18 +69,6 @@ export interface NodeInfo {
   readonly leader: boolean
   readonly producers: ReadonlyArray<ProducerInfo>
 }
-
-/** The heartbeat interval a node reports in its producers' rows, else the default. */
-const heartbeatMillisOf = (meta: Record<string, unknown> | null): number => {
-  const reported = meta?.["heartbeatMillis"]
-  return typeof reported === "number" && Number.isFinite(reported) && reported > 0
-    ? reported
-    : Duration.toMillis(defaultHeartbeatInterval)
-}
-
-/** Silent past twice the heartbeat interval and 5 s besides (see `ProducerInfo.late`). */
-const isLate = (silentForMillis: number, meta: Record<string, unknown> | null): boolean =>
-  silentForMillis > 2 * heartbeatMillisOf(meta) + 5_000
 
 /**
  * A crontab entry, as the nodes report it, with its next slot from now.

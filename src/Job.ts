@@ -122,10 +122,11 @@ export interface Job<Args = unknown> {
    */
   readonly attemptedBy: ReadonlyArray<string> | null
   /**
-   * When a cancel was asked for while the job executed as a workflow step:
-   * it stays `executing` until its attempt has ended, then ends `cancelled`
-   * (see docs/workflows.md). It stays set on the cancelled job, and a retry
-   * clears it. Null for a job whose cancel was never requested that way.
+   * When a cancel was asked for while the job executed on a node that
+   * answers for it (or as a workflow step): it stays `executing` until its
+   * attempt has ended, then ends `cancelled` (see `Oban.cancelJob`). It
+   * stays set on the cancelled job, and a retry clears it. Null for a job
+   * whose cancel was never requested that way.
    */
   readonly cancelRequestedAt: Date | null
 }

@@ -203,8 +203,8 @@ export type { BulkOptions }
 /**
  * Cancels every unfinished job that matches `filter`. Jobs executing on any
  * node are interrupted there (a signal per job, as `Oban.cancelJob` sends);
- * an executing workflow step counts as changed, and ends `cancelled` once
- * its node has stopped it (see `Oban.cancelJob`).
+ * such a job counts as changed, and ends `cancelled` once its node has
+ * stopped it (see `Oban.cancelJob`).
  *
  * @since 0.1.0
  */

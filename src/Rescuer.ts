@@ -6,8 +6,8 @@
  * attempts) with a `rescued` errors entry naming the lost node, and its stale
  * row is marked dead: kept for `forgetAfter` with what commands stored for
  * that node (a pause, a scale), which the node takes again if it comes back
- * meanwhile, then removed. A workflow step whose cancel was requested while it ran
- * ends `cancelled` instead (see docs/workflows.md). With the defaults,
+ * meanwhile, then removed. A job whose cancel was requested while it ran
+ * ends `cancelled` instead (see `Oban.cancelJob`). With the defaults,
  * orphans are found within about 75 s. A node's rescuer waits `rescueAfter`
  * after its own outage or its own process's pause (see docs/maintenance.md).
  *

@@ -17,7 +17,7 @@ import type { Job } from "../src/Job.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { holdRow, jobRow, waitFor } from "./support/node.ts"
+import { answeredByLiveProducer, holdRow, jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("acker")
 const node = "acker-node"
@@ -297,6 +297,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       const lines: Array<string> = []
       const acker = yield* makeAcker(lines)
       const [done, failed, cancelled] = yield* claim(yield* Oban.insertAll([Noop.job({}), Noop.job({}), Noop.job({})]))
+      yield* answeredByLiveProducer(prefix, [done!.id, failed!.id, cancelled!.id])
       for (const job of [done, failed, cancelled]) {
         assert.strictEqual(Option.getOrThrow(yield* Oban.cancelJob(job!.id)).state, "executing")
       }

@@ -19,7 +19,7 @@ import * as Oban from "../src/Oban.ts"
 import * as Workflow from "../src/Workflow.ts"
 import * as Worker from "../src/Worker.ts"
 import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
-import { holdRow, jobRow, startNode, waitFor } from "./support/node.ts"
+import { answeredByLiveProducer, holdRow, jobRow, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("cli")
 const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
@@ -240,6 +240,17 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.deepStrictEqual([report.changed, report.left, report.missing], [0, [{ id: busy!.id, state: "executing" }], []])
       const cancelMissing = yield* cli(withPrefix("jobs", "cancel", "987654321", "--json"))
       assert.strictEqual(cancelMissing.code, 5)
+      // A cancel of an executing job whose node answers for it is only requested: the output says the row stays
+      // so until its node stopped it.
+      yield* answeredByLiveProducer(prefix, [busy!.id])
+      const cancelBusy = yield* cli(withPrefix("jobs", "cancel", String(busy!.id)))
+      assert.strictEqual(cancelBusy.code, 0, cancelBusy.stderr)
+      assert.include(cancelBusy.stdout, "cancelled 1 job (1 batch): 1 executing")
+      assert.include(
+        cancelBusy.stdout,
+        "note: 1 of them was executing: its row stays executing until its node has stopped it, then says cancelled (a retry waits until then)"
+      )
+      assert.strictEqual((yield* jobRow(prefix, busy!.id)).state, "executing")
       yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE id = ${busy!.id}`
 
       // What the changed jobs were; a retry without --state that re-runs completed jobs says so.

@@ -20,7 +20,7 @@ import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { whereIs as whereIsIn } from "./support/finished.ts"
 import { dropSchemaOnClose, testLayer, uniquePrefix } from "./support/db.ts"
-import { startNode, waitFor } from "./support/node.ts"
+import { answeredByLiveProducer, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("finished_jobs")
 const unfinished = ["available", "scheduled", "executing", "retryable"] as const
@@ -237,6 +237,8 @@ layer(testLayer(prefix, { maxConnections: 8 }), { excludeTestServices: true })("
       const [step] = yield* Chain.insert("race", [Work.job({ n: 2 }), Work.job({ n: 3 })])
       const claimed = yield* claimJobs(sql, prefix, yield* now(sql), [plain.id, step!.id], node)
       assert.deepStrictEqual(claimed.map((job) => job.state), ["executing", "executing"])
+      // Claimed by a producer that is alive: the plain job's cancel waits for its attempt, as the step's does.
+      yield* answeredByLiveProducer(prefix, [plain.id])
 
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()

@@ -17,7 +17,7 @@ import { claimJobs } from "../src/internal/sql/claims.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
-import { holdRow, jobRow } from "./support/node.ts"
+import { answeredByLiveProducer, holdRow, jobRow } from "./support/node.ts"
 
 const prefix = uniquePrefix("stale_acks")
 const node = "stale-node"
@@ -60,6 +60,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("stale acks", (it) => {
     Effect.gen(function*() {
       const sql = yield* SqlClient
       const { ahead, other } = yield* claimedAhead
+      yield* answeredByLiveProducer(prefix, [ahead.id])
       const cancelled = yield* Oban.cancelJob(ahead.id)
       assert.deepStrictEqual(
         [cancelled._tag, cancelled._tag === "Some" && cancelled.value.state, cancelled._tag === "Some" && cancelled.value.cancelRequestedAt !== null],

@@ -17,7 +17,7 @@ import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { ackJobs } from "../src/internal/sql/acks.ts"
 import { releaseJobs } from "../src/internal/sql/claims.ts"
-import { jobRow, startNode, waitFor } from "./support/node.ts"
+import { jobRow, liveProducer, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("wfcancel")
 
@@ -299,15 +299,48 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       assert.isNull(kept!.result, "a cancelled job records no result")
     }))
 
-  it.effect("a job outside workflows is cancelled the same way: requested, and a retry leaves it executing", () =>
+  it.effect("a job outside workflows is cancelled the same way while its producer answers: requested, and a retry leaves it", () =>
     Effect.gen(function*() {
       yield* reset
       const job = yield* Oban.insert(Step.job({ hold: true }))
-      yield* claimedBy([job.id], "live-node", crypto.randomUUID())
+      yield* claimedBy([job.id], "live-node", yield* liveProducer(prefix))
       const answer = Option.getOrThrow(yield* Oban.cancelJob(job.id))
       assert.deepStrictEqual([answer.state, answer.cancelRequestedAt !== null], ["executing", true])
       assert.isTrue(Option.isNone(yield* Oban.retryJob(job.id)))
       const row = yield* jobRow(prefix, job.id)
       assert.deepStrictEqual([row.state, row.cancel_requested_at !== null], ["executing", true])
+    }))
+
+  it.effect("a job outside workflows whose producer is gone, dead or late is cancelled at once (how an operator clears it)", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const jobs = yield* Oban.insertAll([Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true })])
+      const [gone, dead, late, slow] = jobs.map((job) => job.id)
+      // No producer row at all (every node stopped), one a rescue marked dead, one silent for a minute with a 10 s interval,
+      // and one silent as long with a 60 s interval (not late: 2 x 60 s + 5 s).
+      yield* claimedBy([gone!], "gone-node", crypto.randomUUID())
+      const deadId = yield* liveProducer(prefix, "dead-node")
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE id = ${deadId}`
+      yield* claimedBy([dead!], "dead-node", deadId)
+      const lateId = yield* liveProducer(prefix, "late-node")
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - interval '1 minute', meta = '{"heartbeatMillis": 10000}'
+                 WHERE id = ${lateId}`
+      yield* claimedBy([late!], "late-node", lateId)
+      const slowId = yield* liveProducer(prefix, "slow-node")
+      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - interval '1 minute', meta = '{"heartbeatMillis": 60000}'
+                 WHERE id = ${slowId}`
+      yield* claimedBy([slow!], "slow-node", slowId)
+      const answers = yield* Effect.forEach([gone!, dead!, late!, slow!], (id) => Effect.map(Oban.cancelJob(id), Option.getOrThrow))
+      assert.deepStrictEqual(answers.map((job) => [job.state, job.cancelRequestedAt !== null]), [
+        ["cancelled", false],
+        ["cancelled", false],
+        ["cancelled", false],
+        ["executing", true]
+      ])
+      // The bulk cancel decides the same way.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', cancelled_at = NULL WHERE id = ${gone!}`
+      assert.strictEqual((yield* Jobs.cancel({ ids: [gone!] })).changed, 1)
+      assert.strictEqual(yield* stateOf(gone!), "cancelled")
     }))
 })

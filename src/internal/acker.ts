@@ -119,9 +119,10 @@ const logStale = (acks: ReadonlyArray<AckRow>, stale: ReadonlyArray<StaleAck>) =
       ? "the job no longer exists"
       : `the job is ${miss.state}${miss.currentClaim !== null && miss.currentClaim !== miss.claim ? ` under claim ${miss.currentClaim}` : ""}`
     const message = `ack of job ${miss.id} (${ack?.state ?? "outcome"}, claim ${miss.claim}) matched no row: ${now}; nothing was changed`
-    // A job cancelled while it ran: its outcome comes after the cancel wrote the row, either as cancelled
-    // (the executor's, after the fact) or as whatever the attempt did before the interrupt reached it. Expected;
-    // unlike a cancel that a rescue ended (a workflow step whose cancel was pending): this node's outcome was lost.
+    // A job cancelled while it ran, with its row finished at once (its producer was late, or a node of an earlier
+    // build cancelled it): its outcome comes after the cancel wrote the row, either as cancelled (the executor's,
+    // after the fact) or as whatever the attempt did before the interrupt reached it. Expected; unlike a cancel
+    // that a rescue ended (a cancel that was pending): this node's outcome was lost.
     const expected = miss.state === "cancelled" && miss.currentClaim === miss.claim && !miss.rescued
     return (expected ? Effect.logDebug(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs({ jobId: miss.id }))
   }, { discard: true })

@@ -45,8 +45,8 @@ export const make = (options: {
    * A cancel for a job this node claimed that is neither running nor waiting here: the signal can
    * come before the claim's reply has been read (they arrive on different connections). The
    * database is asked again shortly, and the job stopped if it is here by then and still to stop:
-   * cancelled, or a workflow step of one of this node's producers whose cancel was requested (a job
-   * retried and claimed again meanwhile is neither). The reconciler is the last resort.
+   * its cancel requested under one of this node's producers, or its row cancelled (a node of an earlier
+   * build; a job retried and claimed again meanwhile is neither). The reconciler is the last resort.
    */
   const cancelLater = (jobId: number): Effect.Effect<void> =>
     Effect.gen(function*() {

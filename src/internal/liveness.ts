@@ -21,8 +21,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { connectionSettings, type DirectConnection } from "./directConnection.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 
-/** How often a node's producers beat when `heartbeatInterval` is not given. */
-export const defaultHeartbeatInterval = Duration.seconds(10)
+export { defaultHeartbeatInterval } from "./lateness.ts"
 
 export interface Liveness {
   /** The node's own client for heartbeats and the lease. */

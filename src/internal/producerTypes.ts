@@ -50,8 +50,8 @@ export interface Producer {
   readonly id: string
   /**
    * Drops a job claimed ahead and not started (it was cancelled), and gives
-   * it back (a workflow step whose cancel was requested then ends
-   * `cancelled`); whether it was waiting here.
+   * it back (a job whose cancel was requested then ends `cancelled`);
+   * whether it was waiting here.
    */
   readonly forget: (jobId: number) => Effect.Effect<boolean>
   /**

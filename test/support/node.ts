@@ -108,6 +108,28 @@ export const jobRow = (prefix: string, id: number) =>
     return row!
   })
 
+/**
+ * A producer row of `node` that beat just now, for jobs claimed by hand (`claimJobs`, an `UPDATE`): a
+ * cancel of a job it answers for is only requested, as for a job running on a live node.
+ */
+export const liveProducer = (prefix: string, node = "live-node") =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const id = crypto.randomUUID()
+    yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit")
+               VALUES (${id}, ${node}, ${`hand-${id}`}, 1)`
+    return id
+  })
+
+/** Makes a live producer (see `liveProducer`) the one the executing jobs `ids` were claimed by. */
+export const answeredByLiveProducer = (prefix: string, ids: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const producer = yield* liveProducer(prefix)
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempted_by[2] = ${producer} WHERE id IN ${sql.in(ids)}`
+    return producer
+  })
+
 export const countByState = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient

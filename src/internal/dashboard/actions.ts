@@ -150,7 +150,9 @@ export const bulkAction = (
     return {
       _tag: "Done",
       title: `${verb} matching jobs`,
-      message: `${plural(result.changed, "job")} ${done}${skipped}.`,
+      message: `${plural(result.changed, "job")} ${done}${skipped}.${
+        action === "cancel" && result.changed > 0 ? " Running ones stay executing until their nodes have stopped them." : ""
+      }`,
       changed: result.changed,
       skipped: result.skipped.length,
       back

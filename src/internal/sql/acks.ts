@@ -329,9 +329,10 @@ export const ackJobs = (
 /**
  * The acks that changed nothing: what their jobs look like now (a completed
  * job may be in the finished table), for the logs. A job claimed ahead that
- * was cancelled while it ran (`cancelJob` finishes an executing job's row
- * itself) has its attempt counted here: its claim counted none, its outcome
- * was to count it, and the outcome found the row no longer executing.
+ * was cancelled while it ran with its row finished at once (a late
+ * producer's, or by a node of an earlier build) has its attempt counted
+ * here: its claim counted none, its outcome was to count it, and the outcome
+ * found the row no longer executing.
  */
 const settleStaleAcks = (
   sql: SqlClient,

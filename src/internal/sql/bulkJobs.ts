@@ -25,7 +25,7 @@ export type BulkAction =
 export interface ChangedRow {
   readonly id: number
   readonly previous_state: string
-  /** The node running it, for a cancelled job that was executing (a workflow step's cancel is then only requested). */
+  /** The node running it, for a cancelled job that was executing (its cancel is then usually only requested). */
   readonly node: string | null
 }
 
@@ -57,7 +57,7 @@ const change = (sql: SqlClient, prefix: string, action: BulkAction): Fragment =>
   switch (action._tag) {
     case "cancel":
       return sql`
-        UPDATE ${jobs} AS j SET ${sql.literal(cancelSet)}
+        UPDATE ${jobs} AS j SET ${sql.literal(cancelSet(prefix))}
         FROM batch, clock WHERE j.id = batch.id
         RETURNING j.id, j.queue, j.state, batch.previous_state, j.attempted_by[1] AS node`
     case "retry":
@@ -99,8 +99,8 @@ const unlinkDeleted = (sql: SqlClient, prefix: string): Fragment =>
 /**
  * Applies `action` to the next `limit` matching jobs with `after < id <= upTo`,
  * locking them first (a job being acked is waited for, not skipped). A
- * cancelled job that was executing gets a cancel signal to its node (an
- * executing workflow step stays `executing` with a cancel request); jobs
+ * cancelled job that was executing gets a cancel signal to its node (it
+ * stays `executing` with a cancel request, see `cancelSet`); jobs
  * that became available wake their queues. A retry or delete first moves the
  * finished jobs it would take back from `oban_jobs_finished`, in the batch's
  * transaction.

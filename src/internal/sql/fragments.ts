@@ -4,6 +4,7 @@
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { Fragment } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
+import { heardFromSql } from "../lateness.ts"
 import { latestErrors } from "./errorEntries.ts"
 import { table } from "./tables.ts"
 
@@ -117,21 +118,30 @@ export const retrySet = `scheduled_at = clock.now,
           completed_at = NULL, discarded_at = NULL, cancelled_at = NULL, cancel_requested_at = NULL, result = NULL`
 
 /**
- * Whether a cancel of the job (aliased `j`, before the change) is only requested: the job is
- * executing. Its code still runs on its node until the interrupt arrives and its finalizers end, so
- * its row stays `executing` with `cancel_requested_at` set until the attempt ends (migration 0012
- * then makes it `cancelled`, whoever ends it: the node, the rescuer, the reconciler). Until then a
- * retry finds it executing and leaves it (a row cancelled at once was made available by a retry and
- * ran beside the attempt still stopping), and a workflow step's dependents wait for it.
+ * Whether a cancel of the job (aliased `j`, before the change, `clock` in scope) is only requested: it
+ * is executing, and is a workflow step or its producer still answers for it (not marked dead, and not
+ * late: see `lateness.ts`). Its code still runs on its node until the interrupt arrives and its
+ * finalizers end, so its row stays `executing` with `cancel_requested_at` set until the attempt ends
+ * (migration 0012 then makes it `cancelled`, whoever ends it: the node, the rescuer, the reconciler).
+ * Until then a retry finds it executing and leaves it (a row cancelled at once was made available by a
+ * retry and ran beside the attempt still stopping), and a workflow step's dependents wait for it. A
+ * job outside workflows whose producer is gone or late (no node running, say) is cancelled at once:
+ * there is no node to wait for, and the cancel is how an operator clears it.
  */
-const cancelDeferred = "j.state = 'executing'"
+const cancelDeferred = (prefix: string): string =>
+  `j.state = 'executing' AND (j.workflow_id IS NOT NULL OR EXISTS (
+     SELECT 1 FROM "${prefix}".oban_producers AS p
+     WHERE p.id::text = j.attempted_by[2] AND p.dead_at IS NULL AND ${heardFromSql("clock.now")}))`
 
 /**
  * What a cancel sets (the job aliased `j`, `clock` in scope): `cancelled` now, or, for an executing
- * job, a cancel request (kept from the first cancel when repeated). `Oban.cancelJob`, the
- * bulk cancel and the workflow cancel share it.
+ * job whose node is there to stop it, a cancel request (kept from the first cancel when repeated).
+ * `Oban.cancelJob`, the bulk cancel and the workflow cancel share it. `prefix` is a validated one.
  */
-export const cancelSet = `state = (CASE WHEN ${cancelDeferred} THEN j.state ELSE 'cancelled' END),
-          cancelled_at = CASE WHEN ${cancelDeferred} THEN j.cancelled_at ELSE clock.now END,
-          cancel_requested_at = CASE WHEN ${cancelDeferred} THEN COALESCE(j.cancel_requested_at, clock.now)
+export const cancelSet = (prefix: string): string => {
+  const deferred = cancelDeferred(prefix)
+  return `state = (CASE WHEN ${deferred} THEN j.state ELSE 'cancelled' END),
+          cancelled_at = CASE WHEN ${deferred} THEN j.cancelled_at ELSE clock.now END,
+          cancel_requested_at = CASE WHEN ${deferred} THEN COALESCE(j.cancel_requested_at, clock.now)
                                      ELSE j.cancel_requested_at END`
+}

@@ -116,7 +116,7 @@ export const cancelJob = (
       FOR UPDATE
     ),
     updated AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet)}
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet(prefix))}
       FROM target, clock WHERE j.id = target.id
       RETURNING ${sql.literal(qualifiedJobColumns)},
                 target.state AS previous_state

@@ -66,7 +66,7 @@ export const cancelWorkflow = (
       FOR UPDATE
     ),
     updated AS (
-      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet)}
+      UPDATE ${table(sql, prefix, "oban_jobs")} AS j SET ${sql.literal(cancelSet(prefix))}
       FROM target, clock WHERE j.id = target.id
       RETURNING j.id, target.state::text AS previous_state, j.attempted_by[1] AS node
     ),
