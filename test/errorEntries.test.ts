@@ -18,6 +18,7 @@ import * as Oban from "../src/Oban.ts"
 import { now } from "../src/ObanClock.ts"
 import { ackJobs } from "../src/internal/sql/acks.ts"
 import { claimJobs, fetchJobs } from "../src/internal/sql/claims.ts"
+import { discardOversized } from "../src/internal/sql/oversizedRows.ts"
 import * as Worker from "../src/Worker.ts"
 import { ackOf } from "./support/acks.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
@@ -174,6 +175,28 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       yield* waitFor("account c's job completed", allCompleted([other.id]), "20 seconds")
       assert.strictEqual(yield* stateOf(huge.id), "discarded")
     }).pipe(Effect.scoped), 60_000)
+
+  it.effect("a look in id order does not go past an oversized row it cannot discard yet (executing under a failed fetch's claim)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const look = (after: number) =>
+        Effect.flatMap(now(sql), (time) =>
+          discardOversized(sql, prefix, time, { queue: "lookahead", window: 1, onward: 5, after, maxMessageBytes: 16 * 1024 * 1024 }))
+      const small = yield* Oban.insertAll(Array.from({ length: 8 }, (_, n) => Runs.job({ n: 40 + n }, { queue: "lookahead" })))
+      const ids = small.map((job) => job.id)
+      // The third is oversized and executing, as when the failed fetch's claim committed and awaits its release.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET args = jsonb_build_object('pad', repeat('x', 17 * 1024 * 1024)),
+                 state = 'executing', attempt = 1, attempted_at = now() WHERE id = ${ids[2]!}`
+      const held = yield* look(0)
+      assert.deepStrictEqual([held.discarded, held.heldBack, held.scannedTo], [[], true, ids[2]! - 1])
+      // Released: the next look from there discards it, and goes on to the queue's end.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'available', attempt = 0 WHERE id = ${ids[2]!}`
+      const found = yield* look(held.scannedTo)
+      assert.deepStrictEqual([found.discarded.map((row) => row.id), found.heldBack, found.scannedTo], [[ids[2]!], false, ids[6]!])
+      const rest = yield* look(found.scannedTo)
+      assert.deepStrictEqual([rest.discarded, rest.scannedTo], [[], 0])
+      assert.strictEqual(yield* stateOf(ids[2]!), "discarded")
+    }))
 
   it.effect("the largest row the limits allow is fetched: args at the 8 MiB ceiling and 20 entries of 128 KiB", () =>
     Effect.gen(function*() {

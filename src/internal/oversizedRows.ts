@@ -19,14 +19,19 @@ export const exceededMessageSize = (cause: Cause.Cause<unknown>): number | undef
   return found === null ? undefined : Number(found[1])
 }
 
-/** How many of a queue's next jobs are looked at, in each order: at least this many, and twice the queue's limit. */
+/** How many of a queue's next jobs in fetch order are looked at: at least this many, and twice the queue's limit. */
 const minimumWindow = 1_000
+
+/** How many jobs one look takes in id order, and how many looks one check makes at most. */
+const onwardWindow = 10_000
+const looksPerCheck = 10
 
 /**
  * The check a producer makes after each failed fetch of `queue`: when it failed on a row too large to
- * read, discards such rows among the queue's next jobs (see `discardOversized`; successive checks
- * go on through the queue in id order) and logs each. The statement has the fetch's deadline; its own
- * failure is logged, and the fetch's retry goes on either way.
+ * read, discards such rows among the queue's next jobs (see `discardOversized`) and logs each. Each
+ * check looks at up to 100,000 jobs in id order, going on from where the last one stopped, until it
+ * discards one; each statement has the fetch's deadline. Its own failure is logged, and the fetch's
+ * retry goes on either way.
  */
 export const makeOversizedRowCheck = (options: {
   readonly sql: SqlClient
@@ -38,25 +43,33 @@ export const makeOversizedRowCheck = (options: {
   return (cause: Cause.Cause<unknown>, limit: number): Effect.Effect<void> => {
     const maxMessageBytes = exceededMessageSize(cause)
     if (maxMessageBytes === undefined) return Effect.void
-    return Effect.flatMap(statementNow(options.sql), (now) =>
+    const look = Effect.flatMap(statementNow(options.sql), (now) =>
       discardOversized(options.sql, options.prefix, now, {
         queue: options.queue,
         window: Math.max(minimumWindow, limit * 2),
+        onward: onwardWindow,
         after,
         maxMessageBytes
       })).pipe(
         withStatementTimeout({ timeout: options.timeout, operation: "discard of rows too large to fetch" }),
-        Effect.flatMap((result) => {
-          after = result.scannedTo
-          return Effect.forEach(result.discarded, (row) =>
-            Effect.logWarning(
-              `discarded job ${row.id} of queue ${options.queue}: its row is ${(row.bytes / 1048576).toFixed(1)} MiB as a fetch reads it, ` +
-                `more than the driver reads in one message (${(maxMessageBytes / 1048576).toFixed(1)} MiB), so no fetch of the queue could succeed`
-            ).pipe(Effect.annotateLogs({ jobId: row.id })), { discard: true })
-        }),
-        Effect.catchCause((failed) =>
-          Effect.logWarning(`could not discard the rows too large to fetch from queue ${options.queue}: ${failureLine(failed)}`, Cause.pretty(failed))
-        )
+        Effect.tap((result) => Effect.sync(() => (after = result.scannedTo)))
       )
+    const logged = (rows: ReadonlyArray<{ readonly id: number; readonly bytes: number }>) =>
+      Effect.forEach(rows, (row) =>
+        Effect.logWarning(
+          `discarded job ${row.id} of queue ${options.queue}: its row is ${(row.bytes / 1048576).toFixed(1)} MiB as a fetch reads it, ` +
+            `more than the driver reads in one message (${(maxMessageBytes / 1048576).toFixed(1)} MiB), so no fetch of the queue could succeed`
+        ).pipe(Effect.annotateLogs({ jobId: row.id })), { discard: true })
+    return Effect.gen(function*() {
+      for (let n = 0; n < looksPerCheck; n++) {
+        const result = yield* look
+        yield* logged(result.discarded)
+        if (result.discarded.length > 0 || result.heldBack || result.scannedTo === 0) return
+      }
+    }).pipe(
+      Effect.catchCause((failed) =>
+        Effect.logWarning(`could not discard the rows too large to fetch from queue ${options.queue}: ${failureLine(failed)}`, Cause.pretty(failed))
+      )
+    )
   }
 }
