@@ -190,9 +190,10 @@ export const counts = (options: CountOptions = {}): Effect.Effect<Counts, Migrat
 export const exactStates: ReadonlyArray<JobState> = liveStates
 
 /**
- * What a bulk action did: the jobs it changed, the jobs it left alone
- * because their unique key is held by another job (retry and reschedule
- * only), and the number of batches it took.
+ * What a bulk action did: the jobs it changed (for a cancel, how many of
+ * them are running jobs whose cancel is only requested), the jobs it left
+ * alone because their unique key is held by another job (retry and
+ * reschedule only), and the number of batches it took.
  *
  * @since 0.1.0
  */
@@ -203,8 +204,9 @@ export type { BulkOptions }
 /**
  * Cancels every unfinished job that matches `filter`. Jobs executing on any
  * node are interrupted there (a signal per job, as `Oban.cancelJob` sends);
- * such a job counts as changed, and ends `cancelled` once its node has
- * stopped it (see `Oban.cancelJob`).
+ * such a job counts as changed, and, while its node answers for it, in
+ * `requested`: it ends `cancelled` once its node has stopped it (see
+ * `Oban.cancelJob`).
  *
  * @since 0.1.0
  */

@@ -164,13 +164,13 @@ export const getResult = <O>(
 /**
  * Cancels a job that has not finished. A job that is not executing is
  * `cancelled` at once. A job executing on any node is interrupted there
- * (through a signal), and while its node answers for it (heartbeats not
- * late) its row stays `executing` with `cancelRequestedAt` set until that
+ * (through a signal), and while its node answers for it (heard from within
+ * its `rescueAfter`) its row stays `executing` with `cancelRequestedAt` set until that
  * attempt has ended: then it is `cancelled`, whatever the attempt ended as
  * (or at rescue, if its node died). Until then a retry leaves it alone, so
  * the job never runs beside its own attempt, and a workflow step's
- * dependents wait. A job whose node is gone or late (none running, say) is
- * `cancelled` at once, unless it is a workflow step. Returns the job as the
+ * dependents wait. A job whose node is gone or silent longer (none running,
+ * say) is `cancelled` at once, unless it is a workflow step. Returns the job as the
  * cancel left it, or none when it did not exist or had already finished.
  * See docs/queues.md.
  *

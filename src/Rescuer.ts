@@ -23,6 +23,7 @@ import type { SqlError } from "effect/sql/SqlError"
 import { validatePrefix } from "./Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "./Errors.ts"
 import { duration, positiveInt } from "./internal/optionChecks.ts"
+import { defaultRescueAfter } from "./internal/lateness.ts"
 import { rescueLine } from "./internal/rescueLine.ts"
 import { publish } from "./Events.ts"
 import { jobEvent } from "./internal/jobEvent.ts"
@@ -36,7 +37,7 @@ import { plain } from "./internal/sql/plain.ts"
  */
 export const defaults = {
   /** How long a producer may miss heartbeats before its jobs are rescued. */
-  rescueAfter: Duration.seconds(60),
+  rescueAfter: defaultRescueAfter,
   interval: Duration.seconds(15),
   /** Jobs rescued per statement. */
   batchSize: 1_000,

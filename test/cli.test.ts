@@ -248,9 +248,19 @@ layer(testLayer(prefix, { migrate: false, maxConnections: 4 }), { excludeTestSer
       assert.include(cancelBusy.stdout, "cancelled 1 job (1 batch): 1 executing")
       assert.include(
         cancelBusy.stdout,
-        "note: 1 of them was executing: its row stays executing until its node has stopped it, then says cancelled (a retry waits until then)"
+        "note: 1 of them is running: its row stays executing until its node has stopped it, then says cancelled (a retry waits until then)"
       )
       assert.strictEqual((yield* jobRow(prefix, busy!.id)).state, "executing")
+      // One no node answers for (none running): cancelled at once, and the output says nothing more.
+      const [stranded] = yield* Oban.insertAll([Mail.job({ to: "stranded" }, { queue: "named" })])
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(),
+                 attempted_by = ARRAY['gone-node', ${crypto.randomUUID()}, 'claim'] WHERE id = ${stranded!.id}`
+      const cancelStranded = yield* cli(withPrefix("jobs", "cancel", String(stranded!.id)))
+      assert.strictEqual(cancelStranded.code, 0, cancelStranded.stderr)
+      assert.include(cancelStranded.stdout, "cancelled 1 job (1 batch): 1 executing")
+      assert.notInclude(cancelStranded.stdout, "note:")
+      assert.strictEqual((yield* jobRow(prefix, stranded!.id)).state, "cancelled")
+      yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE id = ${stranded!.id}`
       yield* sql`DELETE FROM ${sql(prefix)}.oban_jobs WHERE id = ${busy!.id}`
 
       // What the changed jobs were; a retry without --state that re-runs completed jobs says so.

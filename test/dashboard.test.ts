@@ -16,7 +16,7 @@ import { createServer } from "node:http"
 import * as Dashboard from "../src/Dashboard.ts"
 import { report, testLayer, uniquePrefix } from "./support/db.ts"
 import { Client, insertJobs, readSnapshots, statementCounter } from "./support/dashboard.ts"
-import { jobRow, waitFor } from "./support/node.ts"
+import { answeredByLiveProducer, jobRow, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("dashboard")
 const refreshesOf = (statements: number, perRefresh: number) => (statements / perRefresh).toFixed(2)
@@ -219,6 +219,16 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       const states = yield* countByStateOf("bulk")
       assert.deepStrictEqual(states, { available: 30, completed: 1 })
       assert.deepStrictEqual(yield* countByStateOf("bulk-other"), { discarded: 5 })
+      // A bulk cancel says how many of the jobs it changed are running, and stay executing until stopped.
+      const [running] = yield* insertJobs(prefix, [{ queue: "bulk-run", state: "executing" }, { queue: "bulk-run" }])
+      yield* answeredByLiveProducer(prefix, [running!])
+      const cancelled = yield* client.post("/bulk/cancel", { _csrf: csrf, queue: "bulk-run", confirmed: "yes" }, { accept: "application/json" })
+      assert.deepStrictEqual(JSON.parse(cancelled.text), {
+        message: "2 jobs cancelled. 1 of them is running: it stays executing until its node has stopped it.",
+        changed: 2,
+        skipped: 0
+      })
+      assert.deepStrictEqual(yield* countByStateOf("bulk-run"), { executing: 1, cancelled: 1 })
       // Bad input is refused before any SQL runs; a bulk action without a filter is refused.
       assert.strictEqual((yield* client.post("/bulk/delete", { _csrf: csrf, confirmed: "yes" })).status, 400)
       assert.strictEqual((yield* client.get("/jobs?state=bogus")).status, 400)

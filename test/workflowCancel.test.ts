@@ -311,36 +311,43 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       assert.deepStrictEqual([row.state, row.cancel_requested_at !== null], ["executing", true])
     }))
 
-  it.effect("a job outside workflows whose producer is gone, dead or late is cancelled at once (how an operator clears it)", () =>
+  it.effect("a job outside workflows whose producer is gone, dead or silent past its rescueAfter is cancelled at once (how an operator clears it)", () =>
     Effect.gen(function*() {
       yield* reset
       const sql = yield* SqlClient
-      const jobs = yield* Oban.insertAll([Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true })])
-      const [gone, dead, late, slow] = jobs.map((job) => job.id)
-      // No producer row at all (every node stopped), one a rescue marked dead, one silent for a minute with a 10 s interval,
-      // and one silent as long with a 60 s interval (not late: 2 x 60 s + 5 s).
+      const jobs = yield* Oban.insertAll([Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }),
+        Step.job({ hold: true })])
+      const [gone, dead, silent, slow, late] = jobs.map((job) => job.id)
+      const producerSilentFor = (node: string, silence: string, meta: string) =>
+        Effect.gen(function*() {
+          const id = yield* liveProducer(prefix, node)
+          yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - ${silence}::interval, meta = ${meta}::jsonb
+                     WHERE id = ${id}`
+          return id
+        })
+      // No producer row at all (every node stopped); one a rescue marked dead; one silent for 2 minutes (the default
+      // rescueAfter is 60 s); one silent as long whose node rescues after 5 minutes; and one silent for 30 s with a
+      // 10 s heartbeat: late for the views, but a rescuer would not take its jobs yet, nor would a cancel.
       yield* claimedBy([gone!], "gone-node", crypto.randomUUID())
       const deadId = yield* liveProducer(prefix, "dead-node")
       yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE id = ${deadId}`
       yield* claimedBy([dead!], "dead-node", deadId)
-      const lateId = yield* liveProducer(prefix, "late-node")
-      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - interval '1 minute', meta = '{"heartbeatMillis": 10000}'
-                 WHERE id = ${lateId}`
-      yield* claimedBy([late!], "late-node", lateId)
-      const slowId = yield* liveProducer(prefix, "slow-node")
-      yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - interval '1 minute', meta = '{"heartbeatMillis": 60000}'
-                 WHERE id = ${slowId}`
-      yield* claimedBy([slow!], "slow-node", slowId)
-      const answers = yield* Effect.forEach([gone!, dead!, late!, slow!], (id) => Effect.map(Oban.cancelJob(id), Option.getOrThrow))
+      yield* claimedBy([silent!], "silent-node", yield* producerSilentFor("silent-node", "2 minutes", "{}"))
+      yield* claimedBy([slow!], "slow-node", yield* producerSilentFor("slow-node", "2 minutes", `{"rescueAfterMillis": 300000}`))
+      yield* claimedBy([late!], "late-node", yield* producerSilentFor("late-node", "30 seconds", `{"heartbeatMillis": 10000}`))
+      const answers = yield* Effect.forEach([gone!, dead!, silent!, slow!, late!], (id) => Effect.map(Oban.cancelJob(id), Option.getOrThrow))
       assert.deepStrictEqual(answers.map((job) => [job.state, job.cancelRequestedAt !== null]), [
         ["cancelled", false],
         ["cancelled", false],
         ["cancelled", false],
+        ["executing", true],
         ["executing", true]
       ])
       // The bulk cancel decides the same way.
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', cancelled_at = NULL WHERE id = ${gone!}`
-      assert.strictEqual((yield* Jobs.cancel({ ids: [gone!] })).changed, 1)
-      assert.strictEqual(yield* stateOf(gone!), "cancelled")
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET cancel_requested_at = NULL WHERE id = ${late!}`
+      const bulk = yield* Jobs.cancel({ ids: [gone!, late!] })
+      assert.deepStrictEqual([bulk.changed, bulk.requested], [2, 1])
+      assert.deepStrictEqual([yield* stateOf(gone!), yield* stateOf(late!)], ["cancelled", "executing"])
     }))
 })

@@ -138,7 +138,7 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
     const named = input.ids.length === 0 ? {} : { left, missing }
     const states = Object.entries(from).sort(([, a], [, b]) => b - a)
     const completedRetried = action._tag === "retry" ? from["completed"] ?? 0 : 0
-    const executingCancelled = action._tag === "cancel" ? from["executing"] ?? 0 : 0
+    const requested = result.requested
     yield* print(globals.json, { ...result, from, ...named }, () =>
       [
         `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})${
@@ -147,10 +147,10 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
         ...(completedRetried === 0 || input.state.length > 0
           ? []
           : [`note: ${completedRetried} of them had completed and will run again (narrow a retry with --state)`]),
-        ...(executingCancelled === 0 ? [] : [
-          executingCancelled === 1
-            ? "note: 1 of them was executing: its row stays executing until its node has stopped it, then says cancelled (a retry waits until then)"
-            : `note: ${executingCancelled} of them were executing: their rows stay executing until their nodes have stopped them, then say cancelled (a retry waits until then)`
+        ...(requested === 0 ? [] : [
+          requested === 1
+            ? "note: 1 of them is running: its row stays executing until its node has stopped it, then says cancelled (a retry waits until then)"
+            : `note: ${requested} of them are running: their rows stay executing until their nodes have stopped them, then say cancelled (a retry waits until then)`
         ]),
         ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`),
         ...left.map((job) => `left job ${job.id} alone: it is ${job.state}`)

@@ -34,6 +34,11 @@ import { transaction } from "./sql/transaction.ts"
 
 export interface BulkOutcome {
   readonly changed: number
+  /**
+   * Of `changed`, the running jobs whose cancel is only requested (a cancel only): they stay
+   * `executing` until their nodes have stopped them, then end `cancelled`.
+   */
+  readonly requested: number
   readonly skipped: ReadonlyArray<{ readonly id: number; readonly reason: string }>
   readonly batches: number
 }
@@ -68,6 +73,7 @@ export const runBulk = (
     }
     const skipped: Array<{ readonly id: number; readonly reason: string }> = []
     let changed = 0
+    let requested = 0
     let batches = 0
     /** Inside a caller's transaction, a savepoint: a refused statement then rolls back alone. */
     const own = <A>(effect: Effect.Effect<A, SqlError>) => inTransaction ? transaction(sql, effect) : effect
@@ -95,7 +101,7 @@ export const runBulk = (
         const rows: Array<ChangedRow> = []
         for (const { id, state } of yield* workflowSteps(sql, prefix, options.action, chunk)) {
           const retried = yield* orSkip(id, own(Effect.flatMap(now(sql), (time) => Jobs.retryJob(sql, prefix, time, id))), undefined)
-          if (retried !== undefined) rows.push({ id, previous_state: state, node: null })
+          if (retried !== undefined) rows.push({ id, previous_state: state, state: retried.state, node: null })
         }
         return rows
       })
@@ -108,7 +114,8 @@ export const runBulk = (
       const rows = [...plain, ...steps]
       batches++
       changed += rows.length
+      if (options.action._tag === "cancel") requested += rows.filter((row) => row.state === "executing").length
       if (options.onBatch !== undefined && rows.length > 0) yield* options.onBatch(rows)
     }
-    return { changed, skipped, batches }
+    return { changed, requested, skipped, batches }
   })

@@ -1,8 +1,8 @@
 /**
- * When a producer counts as late: silent (no heartbeat) for more than twice
- * its node's heartbeat interval and 5 s besides. `Cluster.view` marks such
- * producers, and a cancel does not wait for a late producer's job to stop
- * (see `cancelSet`).
+ * How long a producer may be silent (no heartbeat): late, for the views,
+ * after more than twice its node's heartbeat interval and 5 s besides; gone,
+ * for a cancel, after its node's `rescueAfter`, when a rescuer would take its
+ * jobs (see `cancelSet`).
  */
 import * as Duration from "effect/Duration"
 
@@ -21,11 +21,15 @@ export const heartbeatMillisOf = (meta: Record<string, unknown> | null): number 
 export const isLate = (silentForMillis: number, meta: Record<string, unknown> | null): boolean =>
   silentForMillis > 2 * heartbeatMillisOf(meta) + 5_000
 
+/** How long a node waits before it rescues the jobs of a silent producer when `rescuer.rescueAfter` is not given. */
+export const defaultRescueAfter = Duration.seconds(60)
+
 /**
- * `isLate`'s opposite as SQL: whether the producer row aliased `p` was heard from recently enough at
- * `now` (SQL text of a timestamptz).
+ * As SQL: whether the producer row aliased `p` was heard from within its node's `rescueAfter`
+ * (`meta.rescueAfterMillis`, else the default) at `now` (SQL text of a timestamptz): no rescuer would
+ * take its jobs yet, so it still answers for them.
  */
 export const heardFromSql = (now: string): string =>
-  `p.updated_at > ${now} - make_interval(secs => (2 * (CASE WHEN jsonb_typeof(p.meta -> 'heartbeatMillis') = 'number'
-      AND (p.meta ->> 'heartbeatMillis')::float8 > 0 THEN (p.meta ->> 'heartbeatMillis')::float8
-      ELSE ${defaultHeartbeatMillis} END) + 5000) / 1000.0)`
+  `p.updated_at > ${now} - make_interval(secs => (CASE WHEN jsonb_typeof(p.meta -> 'rescueAfterMillis') = 'number'
+      AND (p.meta ->> 'rescueAfterMillis')::float8 > 0 THEN (p.meta ->> 'rescueAfterMillis')::float8
+      ELSE ${Duration.toMillis(defaultRescueAfter)} END) / 1000.0)`

@@ -310,9 +310,15 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
           liveness,
           heartbeatScope: heartbeats,
           executor,
-          // The process too, so that views can tell this incarnation's rows from a dead namesake's, and the
-          // heartbeat interval, so that they can tell a row whose heartbeats are late (a crashed node, before its rescue).
-          meta: { ...crontabMeta, instance, heartbeatMillis: Duration.toMillis(config.heartbeatInterval) }
+          // The process too, so that views can tell this incarnation's rows from a dead namesake's; the heartbeat
+          // interval, so that they can tell a row whose heartbeats are late (a crashed node, before its rescue); and
+          // rescueAfter, so that a cancel can tell a node that no longer answers for its jobs (see `cancelSet`).
+          meta: {
+            ...crontabMeta,
+            instance,
+            heartbeatMillis: Duration.toMillis(config.heartbeatInterval),
+            rescueAfterMillis: Duration.toMillis(config.rescuer.rescueAfter)
+          }
         }).pipe(Scope.provide(scope))
       )
     }

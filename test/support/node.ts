@@ -126,7 +126,9 @@ export const answeredByLiveProducer = (prefix: string, ids: ReadonlyArray<number
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const producer = yield* liveProducer(prefix)
-    yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET attempted_by[2] = ${producer} WHERE id IN ${sql.in(ids)}`
+    yield* sql`UPDATE ${sql(prefix)}.oban_jobs
+               SET attempted_by = ARRAY[COALESCE(attempted_by[1], 'live-node'), ${producer}, COALESCE(attempted_by[3], 'claim-' || id)]
+               WHERE id IN ${sql.in(ids)}`
     return producer
   })
 

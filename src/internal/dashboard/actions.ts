@@ -151,7 +151,9 @@ export const bulkAction = (
       _tag: "Done",
       title: `${verb} matching jobs`,
       message: `${plural(result.changed, "job")} ${done}${skipped}.${
-        action === "cancel" && result.changed > 0 ? " Running ones stay executing until their nodes have stopped them." : ""
+        result.requested === 0 ? "" : result.requested === 1
+          ? " 1 of them is running: it stays executing until its node has stopped it."
+          : ` ${result.requested.toLocaleString("en-US")} of them are running: they stay executing until their nodes have stopped them.`
       }`,
       changed: result.changed,
       skipped: result.skipped.length,

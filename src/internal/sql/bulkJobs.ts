@@ -25,6 +25,8 @@ export type BulkAction =
 export interface ChangedRow {
   readonly id: number
   readonly previous_state: string
+  /** Its state after the change: `executing` for a running job whose cancel is only requested. */
+  readonly state: string
   /** The node running it, for a cancelled job that was executing (its cancel is then usually only requested). */
   readonly node: string | null
 }
@@ -139,6 +141,7 @@ const runBatchStatement = (
     readonly last: string | null
     readonly id: string | null
     readonly previous_state: string | null
+    readonly state: string | null
     readonly node: string | null
   }>`
     WITH clock AS (SELECT ${options.now} AS now),
@@ -159,7 +162,7 @@ const runBatchStatement = (
       FROM changed WHERE previous_state = 'executing'
     ),
     woken AS (${wakeQueues(sql, prefix, "changed WHERE state = 'available'")})
-    SELECT b.last::text AS last, c.id::text AS id, c.previous_state, c.node
+    SELECT b.last::text AS last, c.id::text AS id, c.previous_state, c.state::text AS state, c.node
     FROM (SELECT max(id) AS last FROM batch) AS b
     LEFT JOIN (SELECT changed.* FROM changed, signalled, woken) AS c ON true
   `.pipe(Effect.map((rows) => ({
@@ -167,6 +170,7 @@ const runBatchStatement = (
     changed: rows.filter((row) => row.id !== null).map((row) => ({
       id: Number(row.id),
       previous_state: row.previous_state!,
+      state: row.state!,
       node: row.node
     }))
   })))

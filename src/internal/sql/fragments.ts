@@ -119,14 +119,15 @@ export const retrySet = `scheduled_at = clock.now,
 
 /**
  * Whether a cancel of the job (aliased `j`, before the change, `clock` in scope) is only requested: it
- * is executing, and is a workflow step or its producer still answers for it (not marked dead, and not
- * late: see `lateness.ts`). Its code still runs on its node until the interrupt arrives and its
+ * is executing, and is a workflow step or its producer still answers for it (not marked dead, and heard
+ * from within its node's `rescueAfter`, as a rescuer judges: see `lateness.ts`). Its code still runs on its node until the interrupt arrives and its
  * finalizers end, so its row stays `executing` with `cancel_requested_at` set until the attempt ends
  * (migration 0012 then makes it `cancelled`, whoever ends it: the node, the rescuer, the reconciler).
  * Until then a retry finds it executing and leaves it (a row cancelled at once was made available by a
  * retry and ran beside the attempt still stopping), and a workflow step's dependents wait for it. A
- * job outside workflows whose producer is gone or late (no node running, say) is cancelled at once:
- * there is no node to wait for, and the cancel is how an operator clears it.
+ * job outside workflows whose producer is gone or silent that long (no node running, say) is cancelled
+ * at once: there is no node to wait for, and the cancel is how an operator clears it. (A node stalled
+ * that long stops claiming, and its jobs are rescued anyway.)
  */
 const cancelDeferred = (prefix: string): string =>
   `j.state = 'executing' AND (j.workflow_id IS NOT NULL OR EXISTS (
