@@ -217,7 +217,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("claiming ahead", (it) =
       )
       const cancelled = yield* Oban.cancelJob(running!.id)
       assert.isTrue(cancelled._tag === "Some")
-      // The node interrupts it and writes its outcome, which finds the row cancelled already.
+      // The node interrupts it and writes its outcome, which counts its attempt and ends the row cancelled.
       yield* waitFor(
         "the cancelled job's attempt counted",
         Effect.map(jobRows, (rows) => rows.find((row) => row.id === running!.id)?.attempt === 1),
