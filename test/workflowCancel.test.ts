@@ -343,6 +343,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
         ["executing", true],
         ["executing", true]
       ])
+      // Those cancelled at once say so in their history: their attempts may still run on a stalled node.
+      assert.deepStrictEqual(answers.map((job) => job.errors.map((entry) => entry.kind)), [["cancelled"], ["cancelled"], ["cancelled"], [], []])
+      assert.include(answers[2]!.errors[0]!.message, "cancelled while executing on node silent-node, which no longer answers for it")
       // The bulk cancel decides the same way.
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', cancelled_at = NULL WHERE id = ${gone!}`
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET cancel_requested_at = NULL WHERE id = ${late!}`

@@ -139,6 +139,8 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
     const states = Object.entries(from).sort(([, a], [, b]) => b - a)
     const completedRetried = action._tag === "retry" ? from["completed"] ?? 0 : 0
     const requested = result.requested
+    // Running jobs whose node no longer answers for them: finished at once, and perhaps still running there.
+    const cutShort = action._tag === "cancel" ? (from["executing"] ?? 0) - requested : 0
     yield* print(globals.json, { ...result, from, ...named }, () =>
       [
         `${verb} ${result.changed} job${result.changed === 1 ? "" : "s"} (${result.batches} batch${result.batches === 1 ? "" : "es"})${
@@ -148,9 +150,15 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
           ? []
           : [`note: ${completedRetried} of them had completed and will run again (narrow a retry with --state)`]),
         ...(requested === 0 ? [] : [
-          requested === 1
-            ? "note: 1 of them is running: its row stays executing until its node has stopped it, then says cancelled (a retry waits until then)"
-            : `note: ${requested} of them are running: their rows stay executing until their nodes have stopped them, then say cancelled (a retry waits until then)`
+          `note: ${requested === 1 ? "1 of them is running: its row stays" : `${requested} of them are running: their rows stay`} ` +
+          `executing until stopped, then ${requested === 1 ? "says" : "say"} cancelled (a retry waits until then); ` +
+          "if a node was killed, cancel again once it has " +
+          "been silent for its rescueAfter (60 s by default) to finish them at once, or let the rescuer end them"
+        ]),
+        ...(cutShort <= 0 ? [] : [
+          `note: ${cutShort === 1 ? "1 of them was" : `${cutShort} of them were`} executing under a node that no longer answers ` +
+          "(gone, or silent past its rescueAfter), so cancelled at once: if that node is stalled rather than dead, the attempt " +
+          "may still run there, and a retry or a new unique job may run beside it"
         ]),
         ...result.skipped.map((skip) => `skipped job ${skip.id}: ${skip.reason}`),
         ...left.map((job) => `left job ${job.id} alone: it is ${job.state}`)

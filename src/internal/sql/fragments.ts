@@ -137,6 +137,8 @@ const cancelDeferred = (prefix: string): string =>
 /**
  * What a cancel sets (the job aliased `j`, `clock` in scope): `cancelled` now, or, for an executing
  * job whose node is there to stop it, a cancel request (kept from the first cancel when repeated).
+ * An executing job cancelled at once gets an `errors` entry saying so (its attempt may still run on
+ * a stalled node; without it, nothing in its history showed that attempt was cut short).
  * `Oban.cancelJob`, the bulk cancel and the workflow cancel share it. `prefix` is a validated one.
  */
 export const cancelSet = (prefix: string): string => {
@@ -144,5 +146,11 @@ export const cancelSet = (prefix: string): string => {
   return `state = (CASE WHEN ${deferred} THEN j.state ELSE 'cancelled' END),
           cancelled_at = CASE WHEN ${deferred} THEN j.cancelled_at ELSE clock.now END,
           cancel_requested_at = CASE WHEN ${deferred} THEN COALESCE(j.cancel_requested_at, clock.now)
-                                     ELSE j.cancel_requested_at END`
+                                     ELSE j.cancel_requested_at END,
+          errors = CASE WHEN j.state = 'executing' AND NOT (${deferred})
+            THEN ${latestErrors("j.errors", 1)} || jsonb_build_array(jsonb_build_object(
+              'attempt', j.attempt, 'at', clock.now, 'kind', 'cancelled',
+              'message', 'cancelled while executing on node ' || COALESCE(j.attempted_by[1], '(unknown)')
+                || ', which no longer answers for it (gone, or silent past its rescueAfter): the attempt may still run there'))
+            ELSE j.errors END`
 }
