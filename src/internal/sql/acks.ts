@@ -186,10 +186,12 @@ export const ackJobs = (
   const ack = sql.literal(ackText)
   const stateType = table(sql, prefix, "oban_job_state")
   const values = outcomeValues(prefix)
-  // A batch that takes both paths locks its rows in id order first, as every other statement that
-  // locks many jobs does (a workflow cancel, the bulk actions): the two paths would otherwise lock
-  // them in two runs, and could deadlock with such a statement. The rows are those of both paths' ids.
-  const mixed = full.length > 0 && bare.length > 0
+  // A batch that takes both paths, or more than one row of the full path (which deletes the rows it
+  // moves, then updates the rest), locks its rows in id order first, as every other statement that
+  // locks many jobs does (a workflow cancel, the bulk actions): it would otherwise lock them in two
+  // runs, and could deadlock with such a statement. A bulk cancel of running jobs did: their cancels
+  // are only requested, so the delete leaves them to the update. The rows are those of both paths' ids.
+  const mixed = (full.length > 0 && bare.length > 0) || full.length > 1
   const inOrder = mixed ? sql`AND EXISTS (SELECT 1 FROM locked)` : sql``
   // Only jobs still executing on this node under the claim of their outcome. The rows are found by primary key
   // (`j.id = ANY(input...)`): the state is tested as `IS TRUE`, which the planner cannot match with the partial
