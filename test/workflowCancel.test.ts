@@ -17,7 +17,7 @@ import * as Workflow from "../src/Workflow.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { ackJobs } from "../src/internal/sql/acks.ts"
 import { releaseJobs } from "../src/internal/sql/claims.ts"
-import { jobRow, liveProducer, startNode, waitFor } from "./support/node.ts"
+import { jobRow, liveProducer, silentProducer, startNode, waitFor } from "./support/node.ts"
 
 const prefix = uniquePrefix("wfcancel")
 
@@ -178,14 +178,7 @@ const claimedBy = (ids: ReadonlyArray<number>, node: string, producer: string) =
   })
 
 /** A producer row of `node` whose last heartbeat is two minutes old: its jobs are orphans. */
-const deadProducer = (node: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    const id = crypto.randomUUID()
-    yield* sql`INSERT INTO ${sql(prefix)}.oban_producers (id, node, queue, "limit", updated_at)
-               VALUES (${id}, ${node}, 'chain', 5, now() - interval '2 minutes')`
-    return id
-  })
+const deadProducer = (node: string) => silentProducer(prefix, node, "2 minutes")
 
 const cancelRequestedAt = (id: number) =>
   Effect.gen(function*() {
@@ -318,13 +311,6 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       const jobs = yield* Oban.insertAll([Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }),
         Step.job({ hold: true })])
       const [gone, dead, silent, slow, late] = jobs.map((job) => job.id)
-      const producerSilentFor = (node: string, silence: string, meta: string) =>
-        Effect.gen(function*() {
-          const id = yield* liveProducer(prefix, node)
-          yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - ${silence}::interval, meta = ${meta}::jsonb
-                     WHERE id = ${id}`
-          return id
-        })
       // No producer row at all (every node stopped); one a rescue marked dead; one silent for 2 minutes (the default
       // rescueAfter is 60 s); one silent as long whose node rescues after 5 minutes; and one silent for 30 s with a
       // 10 s heartbeat: late for the views, but a rescuer would not take its jobs yet, nor would a cancel.
@@ -332,9 +318,9 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       const deadId = yield* liveProducer(prefix, "dead-node")
       yield* sql`UPDATE ${sql(prefix)}.oban_producers SET dead_at = now() WHERE id = ${deadId}`
       yield* claimedBy([dead!], "dead-node", deadId)
-      yield* claimedBy([silent!], "silent-node", yield* producerSilentFor("silent-node", "2 minutes", "{}"))
-      yield* claimedBy([slow!], "slow-node", yield* producerSilentFor("slow-node", "2 minutes", `{"rescueAfterMillis": 300000}`))
-      yield* claimedBy([late!], "late-node", yield* producerSilentFor("late-node", "30 seconds", `{"heartbeatMillis": 10000}`))
+      yield* claimedBy([silent!], "silent-node", yield* silentProducer(prefix, "silent-node", "2 minutes"))
+      yield* claimedBy([slow!], "slow-node", yield* silentProducer(prefix, "slow-node", "2 minutes", { rescueAfterMillis: 300_000 }))
+      yield* claimedBy([late!], "late-node", yield* silentProducer(prefix, "late-node", "30 seconds", { heartbeatMillis: 10_000 }))
       const answers = yield* Effect.forEach([gone!, dead!, silent!, slow!, late!], (id) => Effect.map(Oban.cancelJob(id), Option.getOrThrow))
       assert.deepStrictEqual(answers.map((job) => [job.state, job.cancelRequestedAt !== null]), [
         ["cancelled", false],

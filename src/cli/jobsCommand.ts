@@ -1,6 +1,7 @@
 /**
  * `effect-oban jobs list|show|retry|cancel|delete|reschedule`: the CLI face of `Jobs`.
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
@@ -9,6 +10,7 @@ import * as Jobs from "../Jobs.ts"
 import { bulk as runBulkAction } from "../internal/bulkAction.ts"
 import { matchesEveryJob } from "../internal/jobFilter.ts"
 import type { BulkAction } from "../internal/sql/bulkJobs.ts"
+import { defaultRescueAfter } from "../internal/lateness.ts"
 import { jobWithResult } from "../internal/recordedResult.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
@@ -153,7 +155,7 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
           `note: ${requested === 1 ? "1 of them is running: its row stays" : `${requested} of them are running: their rows stay`} ` +
           `executing until stopped, then ${requested === 1 ? "says" : "say"} cancelled (a retry waits until then); ` +
           "if a node was killed, cancel again once it has " +
-          "been silent for its rescueAfter (60 s by default) to finish them at once, or let the rescuer end them"
+          `been silent for its rescueAfter (${Duration.toSeconds(defaultRescueAfter)} s by default) to finish them at once, or let the rescuer end them`
         ]),
         ...(cutShort <= 0 ? [] : [
           `note: ${cutShort === 1 ? "1 of them was" : `${cutShort} of them were`} executing under a node that no longer answers ` +

@@ -121,6 +121,19 @@ export const liveProducer = (prefix: string, node = "live-node") =>
     return id
   })
 
+/**
+ * A producer row of `node` last heard from `silence` ago (an interval, e.g. `2 minutes`), with `meta`
+ * (what a node reports: `heartbeatMillis`, `rescueAfterMillis`).
+ */
+export const silentProducer = (prefix: string, node: string, silence: string, meta: Record<string, unknown> = {}) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const id = yield* liveProducer(prefix, node)
+    yield* sql`UPDATE ${sql(prefix)}.oban_producers SET updated_at = now() - ${silence}::interval, meta = ${JSON.stringify(meta)}::jsonb
+               WHERE id = ${id}`
+    return id
+  })
+
 /** Makes a live producer (see `liveProducer`) the one the executing jobs `ids` were claimed by. */
 export const answeredByLiveProducer = (prefix: string, ids: ReadonlyArray<number>) =>
   Effect.gen(function*() {
