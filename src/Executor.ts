@@ -171,8 +171,9 @@ const stillRunning = (runs: ReadonlyMap<number, unknown>) =>
         `(ids ${idList(Array.from(runs.keys()))}): each is inside an uninterruptible region (its own ` +
         "Effect.uninterruptible or finalizer, or a database statement whose end the driver awaits after " +
         "cancelling it, which on a connection that stopped answering lasts until the system gives the " +
-        "connection up), which the node waits for; a job that ends in it within 5 s of the grace period " +
-        "completes, one that goes on past it is interrupted there and given back; the process stops once they end"
+        "connection up), which the node waits for, however long it lasts: a job whose region is its last step " +
+        "and ends within 5 s of the grace period completes; any other stops when its region ends and is given " +
+        "back; the process stops once they end"
     )
   )
 

@@ -5,7 +5,7 @@
  * step was that region was given back and ran a second time (an operator's
  * rolling restart saw it). The node now interrupts a job only once it is
  * interruptible: one whose region was its last step completes; one that goes
- * on past the region is interrupted there and given back.
+ * on past the region is interrupted as it leaves it and given back.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
