@@ -20,12 +20,10 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { pathToFileURL } from "node:url"
-import { errorText } from "./internal/jsonText.ts"
 import { unknownKey } from "./internal/optionKeys.ts"
 import { refuseAtStart, workerOptionKeys } from "./internal/workerChecks.ts"
-import { noRequestMeta, refuseOnInsert } from "./internal/requestFields.ts"
+import { makeJobBuilder } from "./internal/workerJob.ts"
 import { withThreadServices } from "./internal/threads/services.ts"
-import type { JobField } from "./Errors.ts"
 import type { Job } from "./Job.ts"
 
 export type { ArgsKey, DefaultKey, JobOptions, JobRequest, ReplaceField, UniqueField, UniqueOptions } from "./internal/jobRequest.ts"
@@ -218,40 +216,7 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
   const priority = options.priority ?? 0
   const maxAttempts = options.maxAttempts ?? defaultMaxAttempts
   const tags = options.tags ?? []
-  const unique = options.unique
-  /** A request for this worker; the options as read from `job`'s, undefined where not given. */
-  const requestOf = (
-    args: A,
-    given: {
-      readonly queue?: unknown
-      readonly priority?: unknown
-      readonly maxAttempts?: unknown
-      readonly tags?: unknown
-      readonly meta?: unknown
-      readonly scheduleIn?: unknown
-      readonly scheduledAt?: unknown
-      readonly timeout?: unknown
-      readonly backoff?: unknown
-      readonly unique?: unknown
-    }
-  ): JobRequest<A> => ({
-    _tag: "JobRequest",
-    worker: name,
-    args,
-    encodeArgs: Effect.suspend(() => encode(args)),
-    decodeArgs: decode,
-    // Only `undefined` means "not given": a careless `null` reaches the insert's checks and is refused.
-    queue: (given.queue === undefined ? queue : given.queue) as string,
-    priority: (given.priority === undefined ? priority : given.priority) as number,
-    maxAttempts: (given.maxAttempts === undefined ? maxAttempts : given.maxAttempts) as number,
-    tags: (given.tags === undefined ? tags : given.tags) as ReadonlyArray<string>,
-    meta: (given.meta === undefined ? noRequestMeta : given.meta) as Readonly<Record<string, unknown>>,
-    scheduleIn: given.scheduleIn as Duration.Input | undefined,
-    scheduledAt: given.scheduledAt as JobRequest["scheduledAt"],
-    timeout: given.timeout as Duration.Input | undefined,
-    backoff: given.backoff as JobRequest["backoff"],
-    unique: (given.unique === undefined ? unique : given.unique === false ? undefined : given.unique) as JobRequest["unique"]
-  })
+  const job = makeJobBuilder<A, ArgsKey<I>>({ worker: name, encode, decode, queue, priority, maxAttempts, tags, unique: options.unique })
   const threads = options.threads as
     | { readonly module: string | URL; readonly layer?: Layer.Layer<R, unknown, never> | undefined }
     | undefined
@@ -277,93 +242,14 @@ export function make<const Name extends string, A, I, E = never, R = never, O = 
     perform: threads?.layer === undefined
       ? options.perform
       : withThreadServices(name, options.perform, threads.layer as Layer.Layer<R, unknown, never>),
-    job: (args, jobOptions) => {
-      const options = jobOptions ?? {}
-      // Each option is read once, here. One that throws (a getter, a Proxy) is not thrown at the
-      // caller: the request keeps the worker's defaults and the insert refuses it, naming the field.
-      // Written out rather than a loop over the names: this runs for every job of an insertAll,
-      // and a loop's keyed reads made it six times slower (0.15 µs against 0.02 a call).
-      let field: JobField = "queue"
-      try {
-        const queue = options.queue
-        field = "priority"
-        const priority = options.priority
-        field = "maxAttempts"
-        const maxAttempts = options.maxAttempts
-        field = "tags"
-        const jobTags = mergeTags(tags, options.tags)
-        field = "meta"
-        const meta = options.meta
-        field = "scheduleIn"
-        const scheduleIn = options.scheduleIn
-        field = "scheduledAt"
-        const scheduledAt = options.scheduledAt
-        field = "timeout"
-        const timeout = options.timeout
-        field = "backoff"
-        const backoff = options.backoff
-        field = "unique"
-        const unique = options.unique
-        const request = requestOf(args, {
-          queue,
-          priority,
-          maxAttempts,
-          tags: jobTags,
-          meta,
-          scheduleIn,
-          scheduledAt,
-          timeout,
-          backoff,
-          unique
-        })
-        // An option `job` does not know (`schedulIn`) would be ignored: the job would run now. TypeScript sees it in
-        // an object literal only, not in options built elsewhere or passed from JavaScript.
-        const unknown = typeof jobOptions !== "object" || jobOptions === null
-          ? undefined
-          : unknownKey(jobOptions, jobOptionKeys, "the job's options")
-        return unknown === undefined
-          ? request
-          : refuseOnInsert(request, jobFieldOf(unknown.meant), unknown.message)
-      } catch (error) {
-        return refuseOnInsert(requestOf(args, {}), field, `reading ${field} threw: ${errorText(error)}`)
-      }
-    }
+    job
   }
   return unknownOption === undefined ? worker : refuseAtStart(worker, unknownOption.message)
 }
 
-/** The options `worker.job(args, options)` takes. */
-const jobOptionKeys: ReadonlyArray<JobField> = [
-  "queue", "priority", "maxAttempts", "tags", "meta", "scheduleIn", "scheduledAt", "timeout", "backoff", "unique"
-]
-
-/** The field an unknown option names: the known one it was likely meant as, else the options as a whole. */
-const jobFieldOf = (meant: string | undefined): JobField =>
-  meant !== undefined && (jobOptionKeys as ReadonlyArray<string>).includes(meant) ? meant as JobField : "options"
-
 /** A module's URL; a string that is no URL is taken as a file path. */
 const moduleUrl = (module: string | URL): URL =>
   typeof module === "string" && !URL.canParse(module) ? pathToFileURL(module) : new URL(module)
-
-/**
- * The worker's tags followed by the job's. Anything but two arrays is passed
- * on as it is, for the insert to refuse: spreading a string would turn
- * `"email"` into five one-letter tags. Holes stay holes (`concat` keeps
- * them), so a sparse array is refused too.
- */
-const mergeTags = (
-  base: ReadonlyArray<string>,
-  extra: ReadonlyArray<string> | undefined
-): ReadonlyArray<string> => {
-  if (extra === undefined) return base
-  if (!Array.isArray(base)) return base
-  if (!Array.isArray(extra)) return extra
-  try {
-    return base.concat(extra)
-  } catch {
-    return extra
-  }
-}
 
 /**
  * Raised by `Worker.snooze`: run the job again later without using an attempt.

@@ -27,7 +27,8 @@ import { isServerUnavailable } from "./serverUnavailable.ts"
 import { clean } from "./errorText.ts"
 import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
-import { type AckRow, ackJobs, failAck, type StaleAck } from "./sql/acks.ts"
+import { failAck } from "./sql/ackFallbacks.ts"
+import { type AckRow, ackJobs, type StaleAck } from "./sql/acks.ts"
 import { failureLine } from "./serverMessage.ts"
 
 export interface Acker {
