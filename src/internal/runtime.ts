@@ -10,7 +10,6 @@
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -30,7 +29,6 @@ import { checkNotInRunner, checkThreadModules } from "./threads/modules.ts"
 import * as Migrations from "../Migrations.ts"
 import * as Notifier from "../Notifier.ts"
 import * as Producer from "../Producer.ts"
-import * as Stager from "../Stager.ts"
 import type * as Worker from "../Worker.ts"
 import { CurrentActivity, make as makeActivity } from "./activity.ts"
 import * as Leases from "./leases.ts"
@@ -38,10 +36,8 @@ import * as CancelRouting from "./cancelRouting.ts"
 import * as Liveness from "./liveness.ts"
 import { startMaintenance } from "./maintenanceLoops.ts"
 import { startRouter } from "./signalRouter.ts"
-import type { NodeHandle } from "./nodeHandle.ts"
+import { makeHandle, type NodeHandle } from "./nodeHandle.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
-import { pendingWork } from "./sql/pendingWork.ts"
-import { now } from "../ObanClock.ts"
 import { removeProducers, storeQueueState } from "./sql/producers.ts"
 import { commandQueue } from "./sql/cluster.ts"
 import { storeQueueLimits } from "./sql/queues.ts"
@@ -100,14 +96,10 @@ type Make<R> = Effect.Effect<
 >
 
 /**
- * A node on a schema that is not migrated would only log errors; say so at
- * start-up instead. A database that does not answer yet is not a reason to
- * refuse to start: the node waits for it like for any outage.
- */
-/**
- * Fails when the schema is behind; when the database cannot be asked (not
- * reachable, no such database, a refused login), the node starts anyway and
- * waits for it as in an outage: returns what the server or driver said then.
+ * A node on a schema that is not migrated would only log errors: fails when
+ * the schema is behind. When the database cannot be asked (not reachable, no
+ * such database, a refused login), the node starts anyway and waits for it
+ * as in an outage: returns what the server or driver said then.
  */
 const checkMigrated = (prefix: string) =>
   Migrations.status({ prefix }).pipe(
@@ -340,39 +332,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     // the loops above stop one by one (jobs of a few ms would go on starting from the buffers).
     yield* Effect.addFinalizer(() => stopStarting)
 
-    // Runs the handle's effects as the node's own fibers would: same clock, settings and activity.
-    const nodeContext = yield* Effect.context<never>()
-    const asNode = <A, E>(effect: Effect.Effect<A, E>) => Effect.provideContext(effect, nodeContext)
-    const handle: NodeHandle = {
-      activity: yield* CurrentActivity,
-      maxStepMillis: Math.max(1, Math.min(
-        Duration.toMillis(config.heartbeatInterval),
-        Duration.toMillis(config.leader.renewInterval),
-        Duration.toMillis(config.rescuer.interval)
-      )),
-      queues: Array.from(producers.values(), (producer) => ({
-        name: producer.queue,
-        check: producer.local,
-        wake: producer.wake
-      })),
-      stage: asNode(Stager.runOnce({
-        sql,
-        prefix: config.prefix,
-        onStaged: (queue) => producers.get(queue)?.wake ?? Effect.void
-      }).pipe(
-        // The node's prefix was checked when it was built, and the batch size is the default.
-        Effect.catchTags({ InvalidConfigError: Effect.die, InvalidPrefixError: Effect.die })
-      )),
-      pendingWork: asNode(Effect.gen(function*() {
-        const current = yield* Clock.currentTimeMillis
-        const work = yield* pendingWork(sql, config.prefix, yield* now(sql))
-        // The cron loop wakes on each slot: the next stop is the next slot (the node has settled,
-        // so a slot the clock is on now has run).
-        const slots = crontab.map((item) => Cron.nextSlot(item.cron, new Date(current)).getTime())
-        const times = [...slots, ...(work.nextDue === undefined ? [] : [work.nextDue.getTime()])]
-        return { ...work, nextDue: times.length === 0 ? undefined : new Date(Math.min(...times)) }
-      }))
-    }
+    const handle = yield* makeHandle({ sql, config, producers: producers.values(), crontab })
 
     yield* Effect.logInfo(
       `node ${config.node} running queues ${config.queues.map((q) => `${q.name}(${q.limit})`).join(", ") || "(none)"}` +
