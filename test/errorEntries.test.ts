@@ -127,6 +127,27 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       yield* waitFor("all three completed", allCompleted([poisoned.id, ...neighbours.map((entry) => entry.id)]), "15 seconds")
     }).pipe(Effect.scoped), 30_000)
 
+  it.effect("arrays plain SQL made to start past index 1 are read from 1: the job runs, getJob and list read it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const tagged = yield* Oban.insert(Runs.job({ n: 30 }))
+      const neighbours = yield* Oban.insertAll([Runs.job({ n: 31 }), Runs.job({ n: 32 })])
+      // Assigning past the end of an empty array makes one whose first index is 3 ('[3:3]={late}').
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET tags[3] = 'late' WHERE id = ${tagged.id}`
+      const [stored] = yield* sql<{ tags: string }>`SELECT tags::text AS tags FROM ${sql(prefix)}.oban_jobs WHERE id = ${tagged.id}`
+      assert.strictEqual(stored!.tags, "[3:3]={late}")
+      // The driver refused to decode such an array: getJob, the lists and every fetch of its queue failed on it.
+      assert.deepStrictEqual(Option.getOrThrow(yield* Oban.getJob(tagged.id)).tags, ["late"])
+      const listed = yield* Jobs.list({ filter: { workers: ["EntriesRuns"], tags: ["late"] } })
+      assert.deepStrictEqual(listed.jobs.map((job) => job.id), [tagged.id])
+      yield* startNode({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
+      yield* waitFor("all three completed", allCompleted([tagged.id, ...neighbours.map((job) => job.id)]), "15 seconds")
+      // attempted_by, which every read returns too.
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs_finished SET attempted_by = '[2:3]={a,b}' WHERE id = ${tagged.id}`
+      const done = Option.getOrThrow(yield* Oban.getJob(tagged.id))
+      assert.deepStrictEqual([done.state, done.tags, done.attemptedBy], ["completed", ["late"], ["a", "b"]])
+    }).pipe(Effect.scoped), 30_000)
+
   it.effect("a row over 16 MiB written by plain SQL is discarded, saying why; its queue runs on and the node becomes ready", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

@@ -43,12 +43,22 @@ const jobColumnNames: ReadonlyArray<JobColumn> = [
   "scheduled_at", "attempted_at", "completed_at", "discarded_at", "cancelled_at", "attempted_by", "cancel_requested_at"
 ]
 
-/** How a column is read, for a row aliased `alias` (`""` or `"j."`): args and meta as JSON text, errors the latest. */
+/**
+ * An array column read as its elements from 1 (`[:]`): the driver refuses to
+ * decode an array whose first index is not 1, which plain SQL makes by
+ * assigning past the end of an empty one (`tags[3] = 'x'`). Such a row
+ * failed every statement that read it, a fetch of its queue among them.
+ */
+export const oneBased = (column: string): string => `${column}[:]`
+
+/** How a column is read, for a row aliased `alias` (`""` or `"j."`): args and meta as JSON text, errors the latest, arrays from 1. */
 const columnSql = (column: JobColumn, alias: string): string =>
   column === "args" || column === "meta"
     ? `${alias}${column}::text AS ${column}`
     : column === "errors"
     ? `${latestErrors(`${alias}errors`)} AS errors`
+    : column === "tags" || column === "attempted_by"
+    ? `${oneBased(`${alias}${column}`)} AS ${column}`
     : `${alias}${column}`
 
 /**
