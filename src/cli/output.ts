@@ -12,7 +12,8 @@ export const json = (value: unknown): string =>
 /** A value as one table cell. */
 export const cell = (value: unknown): string => {
   if (value === null || value === undefined) return "-"
-  if (value instanceof Date) return value.toISOString()
+  // PostgreSQL's infinity and -infinity arrive as an invalid Date, on which toISOString throws.
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "infinite" : value.toISOString()
   if (typeof value === "object") return JSON.stringify(value)
   return String(value)
 }

@@ -46,6 +46,8 @@ export const decodeCursor = (
     return refuse("the cursor was made for another sort: pass the same sort as the first page")
   }
   const micros = encoded.m ?? null
+  // A page that ended on a time plain SQL set to infinity (see `listJobs`).
+  if (column !== "id" && (micros === "infinity" || micros === "-infinity")) return Effect.succeed({ micros, id: encoded.i })
   if (column !== "id" && (typeof micros !== "string" || !/^-?\d{1,19}$/.test(micros))) {
     return refuse("not a cursor returned by a job list")
   }

@@ -162,7 +162,9 @@ export const recordStartUnsafe = (
   context: Context.Context<never>
 ): WorkerSeries => {
   const series = seriesOf(job)
-  series.queueTime.updateUnsafe(Math.max(0, startedAtMillis - job.scheduledAt.getTime()), workerContext(context))
+  const waited = startedAtMillis - job.scheduledAt.getTime()
+  // Not for a job plain SQL scheduled at -infinity (read as an invalid Date): NaN would spoil the histogram's sum for good.
+  if (!Number.isNaN(waited)) series.queueTime.updateUnsafe(Math.max(0, waited), workerContext(context))
   return series
 }
 

@@ -17,9 +17,16 @@ export const states: ReadonlyArray<JobState> = [
   "available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled", "suspended"
 ]
 
+/**
+ * A time, or `-` for none. PostgreSQL's `infinity` and `-infinity` (plain SQL
+ * parks a job with them) reach us as an invalid `Date`, on which
+ * `toISOString` throws: they show as `infinite`.
+ */
 export const date = (value: Date | null | undefined): Html =>
   value === null || value === undefined
     ? html`<span class="muted">-</span>`
+    : Number.isNaN(value.getTime())
+    ? html`<span class="muted">infinite</span>`
     : html`<time datetime="${value.toISOString()}">${value.toISOString().replace("T", " ").slice(0, 19)}</time>`
 
 export const badge = (state: string): Html => html`<span class="state state-${state}">${state}</span>`

@@ -16,7 +16,7 @@ import { table } from "./tables.ts"
 /** The column a page is sorted by (then by id). */
 export type SortColumn = "id" | "scheduled_at" | "inserted_at"
 
-/** Where the previous page ended: the sort column's value in microseconds since the epoch, and the id. */
+/** Where the previous page ended: the sort column's value in microseconds since the epoch (or `infinity`, `-infinity`), and the id. */
 export interface Keyset {
   readonly micros: string | null
   readonly id: number
@@ -24,7 +24,7 @@ export interface Keyset {
 
 export interface PageRow {
   readonly job: Job
-  /** The sort column in microseconds since the epoch (null when sorting by id). */
+  /** The sort column in microseconds since the epoch, `infinity` or `-infinity` (null when sorting by id). */
   readonly micros: string | null
 }
 
@@ -48,14 +48,20 @@ export const listJobs = (
   const { column, descending, keyset } = options
   const direction = descending ? "DESC" : "ASC"
   const compare = descending ? "<" : ">"
+  // A time plain SQL set to infinity or -infinity is its position as that word (no bigint holds it).
   const micros = column === "id"
     ? sql`NULL::text`
-    : sql.literal(`(extract(epoch FROM j.${column}) * 1000000)::bigint::text`)
+    : sql.literal(
+      `CASE WHEN isfinite(j.${column}) THEN (extract(epoch FROM j.${column}) * 1000000)::bigint::text ELSE j.${column}::text END`
+    )
+  const position = keyset?.micros === "infinity" || keyset?.micros === "-infinity"
+    ? sql`${keyset.micros}::timestamptz`
+    : sql`to_timestamp(0) + ${keyset?.micros ?? null}::bigint * interval '1 microsecond'`
   const after = keyset === undefined
     ? sql`true`
     : column === "id"
     ? sql`j.id ${sql.literal(compare)} ${keyset.id}`
-    : sql`(j.${sql.literal(column)}, j.id) ${sql.literal(compare)} (to_timestamp(0) + ${keyset.micros}::bigint * interval '1 microsecond', ${keyset.id}::bigint)`
+    : sql`(j.${sql.literal(column)}, j.id) ${sql.literal(compare)} (${position}, ${keyset.id}::bigint)`
   const order = column === "id" ? `j.id ${direction}` : `j.${column} ${direction}, j.id ${direction}`
   return sql<JobRow & { readonly sort_micros: string | null }>`
     SELECT ${sql.literal(jobColumnsOf("j."))}, ${micros} AS sort_micros
