@@ -127,24 +127,33 @@ layer(testLayer(prefix), { excludeTestServices: true })("a job's errors entries"
       yield* waitFor("all three completed", allCompleted([poisoned.id, ...neighbours.map((entry) => entry.id)]), "15 seconds")
     }).pipe(Effect.scoped), 30_000)
 
-  it.effect("arrays plain SQL made to start past index 1 are read from 1: the job runs, getJob and list read it", () =>
+  it.effect("arrays plain SQL made odd (first index past 1, two dimensions, NULLs) read as plain lists: the jobs run, getJob and list read them", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const tagged = yield* Oban.insert(Runs.job({ n: 30 }))
-      const neighbours = yield* Oban.insertAll([Runs.job({ n: 31 }), Runs.job({ n: 32 })])
+      const late = yield* Oban.insert(Runs.job({ n: 30 }))
+      const square = yield* Oban.insert(Runs.job({ n: 31 }))
+      const holes = yield* Oban.insert(Runs.job({ n: 32 }))
+      const neighbour = yield* Oban.insert(Runs.job({ n: 33 }))
       // Assigning past the end of an empty array makes one whose first index is 3 ('[3:3]={late}').
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET tags[3] = 'late' WHERE id = ${tagged.id}`
-      const [stored] = yield* sql<{ tags: string }>`SELECT tags::text AS tags FROM ${sql(prefix)}.oban_jobs WHERE id = ${tagged.id}`
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET tags[3] = 'late' WHERE id = ${late.id}`
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET tags = '{{a,b},{c,d}}' WHERE id = ${square.id}`
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET tags = '{x,NULL,y}' WHERE id = ${holes.id}`
+      const [stored] = yield* sql<{ tags: string }>`SELECT tags::text AS tags FROM ${sql(prefix)}.oban_jobs WHERE id = ${late.id}`
       assert.strictEqual(stored!.tags, "[3:3]={late}")
-      // The driver refused to decode such an array: getJob, the lists and every fetch of its queue failed on it.
-      assert.deepStrictEqual(Option.getOrThrow(yield* Oban.getJob(tagged.id)).tags, ["late"])
+      // The driver refused to decode the first two: getJob, the lists and every fetch of their queue failed on them.
+      const tagsOf = (id: number) => Effect.map(Oban.getJob(id), (job) => Option.getOrThrow(job).tags)
+      assert.deepStrictEqual(yield* Effect.all([tagsOf(late.id), tagsOf(square.id), tagsOf(holes.id)]), [
+        ["late"],
+        ["a", "b", "c", "d"],
+        ["x", "y"]
+      ])
       const listed = yield* Jobs.list({ filter: { workers: ["EntriesRuns"], tags: ["late"] } })
-      assert.deepStrictEqual(listed.jobs.map((job) => job.id), [tagged.id])
+      assert.deepStrictEqual(listed.jobs.map((job) => job.id), [late.id])
       yield* startNode({ prefix, queues: { poisoned: 5 }, workers: [Runs] })
-      yield* waitFor("all three completed", allCompleted([tagged.id, ...neighbours.map((job) => job.id)]), "15 seconds")
+      yield* waitFor("all four completed", allCompleted([late.id, square.id, holes.id, neighbour.id]), "15 seconds")
       // attempted_by, which every read returns too.
-      yield* sql`UPDATE ${sql(prefix)}.oban_jobs_finished SET attempted_by = '[2:3]={a,b}' WHERE id = ${tagged.id}`
-      const done = Option.getOrThrow(yield* Oban.getJob(tagged.id))
+      yield* sql`UPDATE ${sql(prefix)}.oban_jobs_finished SET attempted_by = '[2:3]={a,b}' WHERE id = ${late.id}`
+      const done = Option.getOrThrow(yield* Oban.getJob(late.id))
       assert.deepStrictEqual([done.state, done.tags, done.attemptedBy], ["completed", ["late"], ["a", "b"]])
     }).pipe(Effect.scoped), 30_000)
 

@@ -44,21 +44,26 @@ const jobColumnNames: ReadonlyArray<JobColumn> = [
 ]
 
 /**
- * An array column read as its elements from 1 (`[:]`): the driver refuses to
- * decode an array whose first index is not 1, which plain SQL makes by
- * assigning past the end of an empty one (`tags[3] = 'x'`). Such a row
- * failed every statement that read it, a fetch of its queue among them.
+ * An array column read as a plain list: elements from index 1, in one
+ * dimension, without NULLs. The driver refuses to decode an array whose first
+ * index is not 1 (plain SQL makes one by assigning past the end of an empty
+ * one: `tags[3] = 'x'`) or that has more than one dimension (`'{{a,b}}'`),
+ * and such a row failed every statement that read it, a fetch of its queue
+ * among them. Only such rows (and those holding a NULL) are rebuilt; the
+ * test of the others is three calls on the array's header and elements.
  */
-export const oneBased = (column: string): string => `${column}[:]`
+export const plainArray = (column: string): string =>
+  `CASE WHEN array_ndims(${column}) > 1 OR array_lower(${column}, 1) <> 1 OR array_position(${column}, NULL) IS NOT NULL ` +
+  `THEN ARRAY(SELECT e FROM unnest(${column}) AS e WHERE e IS NOT NULL) ELSE ${column} END`
 
-/** How a column is read, for a row aliased `alias` (`""` or `"j."`): args and meta as JSON text, errors the latest, arrays from 1. */
+/** How a column is read, for a row aliased `alias` (`""` or `"j."`): args and meta as JSON text, errors the latest, arrays plain. */
 const columnSql = (column: JobColumn, alias: string): string =>
   column === "args" || column === "meta"
     ? `${alias}${column}::text AS ${column}`
     : column === "errors"
     ? `${latestErrors(`${alias}errors`)} AS errors`
     : column === "tags" || column === "attempted_by"
-    ? `${oneBased(`${alias}${column}`)} AS ${column}`
+    ? `${plainArray(`${alias}${column}`)} AS ${column}`
     : `${alias}${column}`
 
 /**

@@ -7,7 +7,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import type { Fragment } from "effect/sql/Statement"
 import type { Job } from "../../Job.ts"
-import { claimedJob, jobColumnsOf, jobFromRow, type JobRow, oneBased } from "../jobRow.ts"
+import { claimedJob, jobColumnsOf, jobFromRow, type JobRow, plainArray } from "../jobRow.ts"
 import { qualifiedJobColumns } from "./jobs.ts"
 import { latestErrors } from "./errorEntries.ts"
 import { keyedById, rescueSet, wakeQueues } from "./fragments.ts"
@@ -95,7 +95,7 @@ const claimedColumns = jobColumnsOf("j.", {
   // Null when they hold their empty default, which `claimedJob` restores.
   replace: {
     meta: "NULLIF(j.meta, '{}'::jsonb)::text AS meta",
-    tags: `NULLIF(${oneBased("j.tags")}, '{}'::text[]) AS tags`,
+    tags: `NULLIF(${plainArray("j.tags")}, '{}'::text[]) AS tags`,
     errors: `NULLIF(${latestErrors("j.errors")}, '[]'::jsonb) AS errors`
   }
 })
