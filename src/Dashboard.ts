@@ -36,7 +36,7 @@ import { Settings } from "./Config.ts"
 import { DashboardServeError, InvalidConfigError } from "./Errors.ts"
 import { type Access as AccessLevel, makeHandler } from "./internal/dashboard/handler.ts"
 import { makePoller } from "./internal/dashboard/poller.ts"
-import { makeCsrf, sameSecret } from "./internal/dashboard/security.ts"
+import { makeCsrf, sameSecret, strongEnough, tokenRule } from "./internal/dashboard/security.ts"
 import { duration } from "./internal/optionChecks.ts"
 
 /**
@@ -114,9 +114,12 @@ export const tokenAccess = (token: string, access: Exclude<Access, "denied"> = "
 (request: HttpServerRequest): Effect.Effect<Access> =>
   Effect.sync(() => {
     const header = request.headers["authorization"] ?? ""
-    const [scheme, value = ""] = header.split(" ", 2)
-    if (scheme?.toLowerCase() === "bearer") return sameSecret(value, token) ? access : "denied"
-    if (scheme?.toLowerCase() === "basic") {
+    // The scheme, then everything after its space as the credentials: a token with spaces works, text after it does not.
+    const space = header.indexOf(" ")
+    const scheme = space < 0 ? header : header.slice(0, space)
+    const value = space < 0 ? "" : header.slice(space + 1)
+    if (scheme.toLowerCase() === "bearer") return sameSecret(value, token) ? access : "denied"
+    if (scheme.toLowerCase() === "basic") {
       const decoded = Buffer.from(value, "base64").toString("utf8")
       const password = decoded.slice(decoded.indexOf(":") + 1)
       return decoded.includes(":") && sameSecret(password, token) ? access : "denied"
@@ -181,11 +184,8 @@ export const serve = (
   options: ServeOptions
 ): Effect.Effect<Served, DashboardServeError | InvalidConfigError, SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
-    if (typeof options.token !== "string" || options.token.length < 16) {
-      return yield* new InvalidConfigError({
-        field: "token",
-        message: "the dashboard token must have at least 16 characters"
-      })
+    if (!strongEnough(options.token)) {
+      return yield* new InvalidConfigError({ field: "token", message: `the dashboard token must have ${tokenRule}` })
     }
     const host = options.host ?? "127.0.0.1"
     const port = options.port ?? 4000

@@ -76,7 +76,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("Dashboard over HTTP", (
       assert.strictEqual(script.headers.get("content-type"), "text/javascript; charset=utf-8")
       assert.strictEqual((yield* new Client(url, bearer).get("/assets/dashboard.css")).headers.get("content-type"), "text/css; charset=utf-8")
       const short = yield* Effect.flip(Dashboard.serve({ token: "short" }))
-      assert.deepStrictEqual([short._tag, short.message], ["InvalidConfigError", "the dashboard token must have at least 16 characters"])
+      assert.deepStrictEqual([short._tag, short.message], ["InvalidConfigError", "the dashboard token must have at least 16 characters other than whitespace"])
       // A duration that does not parse (as from untyped configuration) is refused before a port is bound.
       const badTimeout = yield* Effect.flip(Dashboard.serve({ token, port: 0, shutdownTimeout: "soon" as never }))
       assert.deepStrictEqual(

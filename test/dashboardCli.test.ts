@@ -85,7 +85,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban dashboard",
     Effect.gen(function*() {
       const short = yield* run(["dashboard", "--database-url", databaseUrl(), "--token", "short"])
       assert.strictEqual(yield* Effect.promise(() => short.exited), 2)
-      assert.include(short.output(), "--token: at least 16 characters")
+      assert.include(short.output(), "--token: at least 16 characters other than whitespace")
       const bare = yield* run(["dashboard", "--database-url", databaseUrl(), "--prefix", `${prefix}_none`, "--port", "0"])
       assert.strictEqual(yield* Effect.promise(() => bare.exited), 4)
       assert.include(bare.output(), "migrate up")

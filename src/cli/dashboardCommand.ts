@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
 import * as Cluster from "../Cluster.ts"
 import * as Dashboard from "../Dashboard.ts"
+import { strongEnough, tokenRule } from "../internal/dashboard/security.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { root, withDatabase } from "./shared.ts"
 
@@ -43,8 +44,8 @@ export const dashboard = Command.make("dashboard", {
     const globals = yield* root
     const given = Option.getOrUndefined(flags.token) ?? process.env["EFFECT_OBAN_DASHBOARD_TOKEN"]
     const token = given ?? Dashboard.generateToken()
-    if (token.length < 16) {
-      return yield* Effect.fail(new CliFailure(ExitCode.usage, "--token: at least 16 characters", "InvalidInput"))
+    if (!strongEnough(token)) {
+      return yield* Effect.fail(new CliFailure(ExitCode.usage, `--token: ${tokenRule}`, "InvalidInput"))
     }
     if (flags.pollInterval < 1 || flags.pollInterval > 3600) {
       return yield* Effect.fail(new CliFailure(ExitCode.usage, "--poll-interval: 1 to 3600 seconds", "InvalidInput"))

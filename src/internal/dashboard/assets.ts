@@ -114,6 +114,7 @@ th { font-weight: 600; font-size: 12px; color: var(--muted); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 a { color: var(--accent); }
 .muted { color: var(--muted); }
+.hidden-char { color: var(--muted); border: 1px dotted currentColor; font-size: 0.8em; padding: 0 0.15em; }
 .note { color: var(--muted); font-size: 12px; }
 .changed { background: #fef9c3; transition: background .3s; }
 .state { display: inline-block; padding: 0 .4rem; border-radius: 3px; font-size: 12px; background: #e5e7eb; }

@@ -48,6 +48,30 @@ type Response = HttpServerResponse.HttpServerResponse
 
 const maxBody = 64 * 1024
 
+/**
+ * A POST's body as text, or undefined past `maxBody` bytes: refused by its
+ * declared length before anything is read, else read only until it passes the
+ * limit (a body of hundreds of megabytes read whole took that much memory).
+ * A body that cannot be read is empty, which the CSRF check then refuses.
+ */
+const readBody = (request: HttpServerRequest): Effect.Effect<string | undefined> => {
+  const declared = Number(request.headers["content-length"])
+  if (Number.isFinite(declared) && declared > maxBody) return Effect.succeed(undefined)
+  return Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let size = 0
+    return Stream.runForEachWhile(request.stream, (chunk) =>
+      Effect.sync(() => {
+        size += chunk.length
+        if (size <= maxBody) chunks.push(chunk)
+        return size <= maxBody
+      })).pipe(
+        Effect.map(() => size > maxBody ? undefined : Buffer.concat(chunks).toString("utf8")),
+        Effect.orElseSucceed(() => "")
+      )
+  })
+}
+
 const withSession = (response: Response, session: { readonly value: string; readonly isNew: boolean }, base: string) =>
   session.isNew
     ? HttpServerResponse.setCookie(response, sessionCookie, session.value, {
@@ -189,8 +213,8 @@ export const makeHandler = (options: HandlerOptions) =>
       }
       if (request.method !== "POST") return textResponse("method not allowed", 405, { allow: "GET, POST" })
       if (access !== "full") return textResponse("read-only access: actions are not allowed", 403)
-      const body = yield* request.text.pipe(Effect.orElseSucceed(() => ""))
-      if (body.length > maxBody) return textResponse("request body too large", 413)
+      const body = yield* readBody(request)
+      if (body === undefined) return textResponse("request body too large", 413)
       const form = new URLSearchParams(body)
       const refused = options.csrf.check(request, form)
       if (refused !== undefined) return textResponse(`refused: ${refused}`, 403)

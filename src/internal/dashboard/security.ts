@@ -8,7 +8,7 @@
  * POST is accepted only with both, matching, and (when the browser says
  * where it comes from) from the same origin.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto"
 import type { HttpServerRequest } from "effect/http/HttpServerRequest"
 
 export const sessionCookie = "effect_oban_session"
@@ -57,6 +57,9 @@ export const makeCsrf = (): Csrf => {
       return value === undefined ? { value: randomBytes(32).toString("base64url"), isNew: true } : { value, isNew: false }
     },
     check: (request, form) => {
+      // `none` is a request the user made (a reload, say), never a page of another site. An Origin of `null` is what
+      // browsers send with every POST under the `no-referrer` policy these pages set (Fetch: "serializing a request
+      // origin"), so it cannot be refused; the SameSite=Strict cookie and Sec-Fetch-Site guard those requests.
       const site = request.headers["sec-fetch-site"]
       if (site !== undefined && site !== "same-origin" && site !== "none") return `cross-site request (${site})`
       const origin = request.headers["origin"]
@@ -82,9 +85,13 @@ export const makeCsrf = (): Csrf => {
   }
 }
 
-/** Compares a secret in constant time. */
-export const sameSecret = (given: string, expected: string): boolean => {
-  const a = Buffer.from(given)
-  const b = Buffer.from(expected)
-  return a.length === b.length && timingSafeEqual(a, b)
-}
+/** Compares a secret in constant time, its length included: the digests of both are compared, which have one length. */
+export const sameSecret = (given: string, expected: string): boolean =>
+  timingSafeEqual(createHash("sha256").update(given).digest(), createHash("sha256").update(expected).digest())
+
+/** What a dashboard token needs, as error messages say it. */
+export const tokenRule = "at least 16 characters other than whitespace"
+
+/** Whether `token` may guard a dashboard: 16 characters of blanks would pass a bare length check. */
+export const strongEnough = (token: unknown): token is string =>
+  typeof token === "string" && token.replace(/\s/g, "").length >= 16
