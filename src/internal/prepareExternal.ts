@@ -13,6 +13,7 @@ import type { Inserted } from "../Oban.ts"
 import type { JobRequest } from "../Worker.ts"
 import { type EncodedRequest, encodeRequests } from "./encodeRequest.ts"
 import { jobFromRow } from "./jobRow.ts"
+import { errorText } from "./jsonText.ts"
 import { parseJson } from "./jsonParse.ts"
 import { externalInsert, resultColumn, type SqlText, wakeStatement } from "./sql/externalInsert.ts"
 import { inputRow, requestHash } from "./sql/upsertJobs.ts"
@@ -21,6 +22,8 @@ import { groupUnique, type Slot } from "./uniqueBatch.ts"
 
 /** A row the insert statement returns, as any driver hands it back. */
 export type ResultRow = { readonly [K in typeof resultColumn]: string }
+
+const camelResultColumn = "obanJob"
 
 /** A prepared external insert (see `ExternalInsert.Prepared`). */
 export interface PreparedInsert {
@@ -209,14 +212,26 @@ const jobsOf = (
   const slotOf = new Map(slots.map((slot) => [slot.request.unique!.hash, slot]))
   const plainJobs: Array<Inserted> = []
   for (const row of rows) {
-    const text: unknown = row[resultColumn]
+    // Also as `obanJob`: a driver or plugin that renames result columns to camel case (Kysely's CamelCasePlugin).
+    const text: unknown = row[resultColumn] ?? (row as { readonly [camelResultColumn]?: unknown })[camelResultColumn]
     if (typeof text !== "string") {
       throw new TypeError(`ExternalInsert: each row must have the text column ${resultColumn} of the insert statement`)
     }
-    const json = parseJson(text) as JobJson
-    const slot = json.unique_key == null ? undefined : slotOf.get(requestHash(json.unique_key))
-    if (slot === undefined) plainJobs.push(jobOf(json))
-    else jobs[slot.position] = jobOf(json)
+    let job: Inserted
+    let hash: string | undefined
+    try {
+      const json = parseJson(text) as JobJson
+      hash = json.unique_key == null ? undefined : requestHash(json.unique_key)
+      job = jobOf(json)
+    } catch (error) {
+      throw new TypeError(
+        `ExternalInsert: a row's ${resultColumn} is not a job the insert statement returned (${errorText(error)}): ` +
+          "pass the rows of the prepared insert, as they came"
+      )
+    }
+    const slot = hash === undefined ? undefined : slotOf.get(hash)
+    if (slot === undefined) plainJobs.push(job)
+    else jobs[slot.position] = job
   }
   if (plainJobs.length === plain.length) {
     plainJobs.sort((a, b) => a.id - b.id)
