@@ -215,6 +215,7 @@ export const layer = <W extends WorkerModule.Any = never>(
       Effect.gen(function*() {
         const due = jobs.filter((job) => job.state === "available").map((job) => job.id)
         const claimed = yield* claimJobs(sql, settings.prefix, yield* now(sql), due, node)
+        yield* warnUnknownWorkers("inline mode", registry, claimed)
         yield* runClaimed(registry, sql, settings.prefix, claimed)
         return yield* getJobs(sql, settings.prefix, claimed.map((job) => job.id))
       })
@@ -291,6 +292,19 @@ const drainRefusal = (options: Parameters<typeof drainQueue>[0]): string | undef
     : undefined
 }
 
+/**
+ * Warns about jobs of workers the kit does not have, most likely left out of `ObanTest.layer`'s list: their
+ * jobs fail (and retry) as `unknown_worker`, as a node's would, which a test that ignores the outcome misses.
+ */
+const warnUnknownWorkers = (where: string, registry: ObanTest["Service"]["registry"], jobs: ReadonlyArray<Job>) => {
+  const unknown = [...new Set(jobs.map((job) => job.worker).filter((worker) => !registry.workers.has(worker)))]
+  return unknown.length === 0 ? Effect.void : Effect.logWarning(
+    `${where}: no worker ${unknown.map((name) => JSON.stringify(name)).join(", ")} among ObanTest.layer's workers ` +
+      `(${[...registry.workers.keys()].map((name) => JSON.stringify(name)).join(", ") || "none"}); ` +
+      "their jobs fail as unknown_worker"
+  )
+}
+
 const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQueue>[0]) =>
   Effect.gen(function*() {
     const sql = plain(yield* SqlClient)
@@ -311,15 +325,7 @@ const drainRounds = (kit: ObanTest["Service"], options: Parameters<typeof drainQ
             producer: "drain",
             claim: crypto.randomUUID()
           })))).flatMap((fetched) => fetched.jobs)
-      const unknown = [...new Set(jobs.map((job) => job.worker).filter((worker) => !kit.registry.workers.has(worker)))]
-      if (unknown.length > 0) {
-        // Most likely a worker left out of ObanTest.layer's list: its jobs fail (and retry) as a node's would.
-        yield* Effect.logWarning(
-          `drainQueue: no worker ${unknown.map((name) => JSON.stringify(name)).join(", ")} among ObanTest.layer's workers ` +
-            `(${[...kit.registry.workers.keys()].map((name) => JSON.stringify(name)).join(", ") || "none"}); ` +
-            "their jobs fail as unknown_worker"
-        )
-      }
+      yield* warnUnknownWorkers("drainQueue", kit.registry, jobs)
       const rows = yield* runClaimed(kit.registry, sql, kit.prefix, jobs)
       for (const row of rows) {
         counts[outcomeOf(row) ?? "failed"]++

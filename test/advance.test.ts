@@ -5,7 +5,7 @@
  * out on virtual time end on time.
  */
 import { assert, describe, layer } from "@effect/vitest"
-import { Clock, Effect, Layer, Schedule, Schema } from "effect"
+import { Clock, Duration, Effect, Layer, Schedule, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import { Config, Cron, Oban, Worker } from "effect-oban"
@@ -173,6 +173,28 @@ describe("ObanTest.advance", () => {
         yield* running.stop
         assert.isBelow(performance.now() - startedAt, 10_000)
         assert.strictEqual((yield* rowOf(job.id)).state, "completed")
+      }).pipe(Effect.scoped, onTestClock), 60_000)
+
+    it.effect("refuses a duration or option it cannot step by, with ObanTestError, leaving the clock where it was", () =>
+      Effect.gen(function*() {
+        const { oban } = yield* node()
+        const before = yield* Clock.currentTimeMillis
+        // Each of these looped until the test's timeout (a step of 0 or NaN never moved the clock, -1 moved it
+        // back), did nothing (-5), or died with a plain Error from the duration parser.
+        const cases: ReadonlyArray<readonly [Duration.Input, ObanTest.AdvanceOptions, RegExp]> = [
+          ["1 minute", { step: 0 }, /step must be a finite duration of at least 1ms, got 0/],
+          ["1 minute", { step: Number.NaN }, /step must be a finite duration/],
+          ["1 minute", { step: -1 }, /step must be a finite duration/],
+          ["1 minute", { timeout: 0 }, /timeout must be a finite duration/],
+          [-5, {}, /duration must be a finite duration of at least 0/],
+          ["1 hour 5 minutes" as Duration.Input, {}, /duration must be a finite duration.*got 1 hour 5 minutes/]
+        ]
+        for (const [duration, options, message] of cases) {
+          const error = yield* ObanTest.advance(duration, options).pipe(Effect.provideService(Oban.Oban, oban), Effect.flip)
+          assert.strictEqual(error._tag, "ObanTestError", String(duration))
+          assert.match((error as ObanTest.ObanTestError).message, message)
+        }
+        assert.strictEqual(yield* Clock.currentTimeMillis, before)
       }).pipe(Effect.scoped, onTestClock), 60_000)
 
     it.effect("fails with ObanTestError off TestClock", () =>

@@ -533,6 +533,20 @@ describe("inline mode", () => {
         assert.strictEqual(failing.errors.length, 1)
       }))
 
+    it.effect("an inserted job of a worker the kit was not given fails as unknown_worker, and the insert says so", () =>
+      Effect.gen(function*() {
+        yield* truncate(prefix)
+        const lines: Array<string> = []
+        const capture = Logger.make(({ message }) => {
+          lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        const job = yield* Oban.insert(Slow.job({}, { queue: "forgotten" })).pipe(
+          Effect.provideService(Logger.CurrentLoggers, new Set([capture]))
+        )
+        assert.deepStrictEqual([job.state, job.errors[0]?.kind], ["retryable", "unknown_worker"])
+        assert.isTrue(lines.some((line) => line.includes(`inline mode: no worker "Slow" among ObanTest.layer's workers`)), lines.join("\n"))
+      }))
+
     it.effect("insertAll returns each job as its attempt left it, in the order given; one not due as inserted", () =>
       Effect.gen(function*() {
         yield* truncate(prefix)

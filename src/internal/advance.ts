@@ -24,6 +24,7 @@ import type { TestClock } from "effect/testing"
 import { Oban } from "../Oban.ts"
 import { isTestClock } from "./activity.ts"
 import { handleOf, type NodeHandle } from "./nodeHandle.ts"
+import { duration } from "./optionChecks.ts"
 import { ObanTestError } from "./testError.ts"
 
 /** What `advance` takes; every field is optional. */
@@ -42,7 +43,17 @@ export interface AdvanceOptions {
 /** One turn of the event loop: I/O callbacks run, timers do not wait. */
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
-const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+/** An option of `advance` in ms: a finite duration of at least `minimum`, else `ObanTestError` naming it. */
+const checked = (
+  name: string,
+  input: Duration.Input | undefined,
+  fallback: Duration.Duration,
+  minimum: Duration.Duration
+): Effect.Effect<number, ObanTestError> =>
+  duration(name, input, fallback, minimum).pipe(
+    Effect.map(Duration.toMillis),
+    Effect.mapError((error) => new ObanTestError({ message: `ObanTest.advance: ${error.message}` }))
+  )
 
 /** After this many steps in a row in which no job started or ended, sleep ends are no longer steps (until one does). */
 const maxQuietSleepSteps = 100
@@ -63,7 +74,7 @@ const settle = (
 ): Effect.Effect<number | undefined, ObanTestError | SqlError> =>
   clock.withLive(Effect.gen(function*() {
     const deadline = Date.now() + timeoutMillis
-    let reason = ""
+    let reason = "no check of it finished in that time"
     // A queue woken with jobs available that started none (held back by a cluster-wide limit, say)
     // is not woken again for the same backlog until something changes.
     const woke = new Map<string, string>()
@@ -122,10 +133,14 @@ export const advance = (
     if (handle === undefined) {
       return yield* new ObanTestError({ message: "ObanTest.advance needs a node: the Oban service of Oban.layer" })
     }
-    const step = options.step === undefined ? handle.maxStepMillis : millis(options.step)
-    const timeout = millis(options.timeout ?? "30 seconds")
-    const quiet = millis(options.quiet ?? "5 millis")
-    const target = clock.currentTimeMillisUnsafe() + millis(duration)
+    // A step of 0 or NaN never moved the clock, and a negative one moved it back: each looped until the test's timeout.
+    const [by, step, timeout, quiet] = yield* Effect.all([
+      checked("duration", duration, Duration.zero, Duration.zero),
+      checked("step", options.step, Duration.millis(handle.maxStepMillis), Duration.millis(1)),
+      checked("timeout", options.timeout, Duration.seconds(30), Duration.millis(1)),
+      checked("quiet", options.quiet, Duration.millis(5), Duration.zero)
+    ])
+    const target = clock.currentTimeMillisUnsafe() + by
     // Steps in a row in which no job started or ended (see below).
     let quietSleepSteps = 0
     let changesBefore = handle.activity.jobs().changes
