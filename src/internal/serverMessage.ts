@@ -59,4 +59,20 @@ const missingObject = (error: unknown): boolean => {
  * in 30 s from one node).
  */
 export const causeIfFirst = (failuresInARow: number, cause: Cause.Cause<unknown>): ReadonlyArray<string> =>
-  failuresInARow <= 1 ? [Cause.pretty(cause)] : []
+  failuresInARow <= 1 && !notConnected(Cause.squash(cause)) ? [Cause.pretty(cause)] : []
+
+/** Reasons of a connection the server refused, or never reached: what the failure's line says is all there is. */
+const connectionReasons = new Set(["ConnectionError", "AuthenticationError", "AuthorizationError"])
+
+/**
+ * Whether `error` is the driver failing to connect (no server, no such database, a refused login): its
+ * stack is the driver's socket handling, three times over (the error and its causes), and says nothing the
+ * failure's line does not. Each retrying loop of a node pointed at a wrong database printed 35 such lines.
+ */
+const notConnected = (error: unknown): boolean => {
+  if (typeof error !== "object" || error === null) return false
+  const reason = (error as { readonly reason?: { readonly _tag?: unknown } }).reason
+  if (typeof reason?._tag === "string" && connectionReasons.has(reason._tag)) return true
+  const message = (error as { readonly message?: unknown }).message
+  return typeof message === "string" && message.startsWith("PgConnection: Failed to connect")
+}
