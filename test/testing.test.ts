@@ -240,6 +240,14 @@ describe("manual mode", () => {
         assert.strictEqual(reminder.scheduledAt.getTime() - reminder.insertedAt.getTime(), 3_600_000)
         const missing = yield* ObanTest.assertEnqueued({ worker: "Nope" }).pipe(Effect.flip)
         assert.strictEqual(missing._tag, "ObanTestError")
+        assert.match(missing.message, /found none; no job of Nope exists in any state$/)
+        // A job of the worker in another state is listed, with its args as stored: the near miss shows why.
+        const elsewhere = yield* ObanTest.assertEnqueued({ worker: SignUp, state: "completed", args: { email: "bob@example.com" } })
+          .pipe(Effect.flip)
+        assert.match(
+          elsewhere.message,
+          /found none; the newest 1 job\(s\) of SignUp: \d+ completed \{"email": "ada@example.com"\}$/
+        )
       }))
 
     it.effect("tags match as they were written: quotes, backslashes and line breaks included", () =>

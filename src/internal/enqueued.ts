@@ -240,9 +240,30 @@ export const assertEnqueued = <W extends WorkerModule.Any | string = string>(
   filter: EnqueuedFilter<W>
 ): Effect.Effect<EnqueuedJob<W>, ObanTestError | MigrationError | SqlError, SqlClient> =>
   Effect.flatMap(allEnqueued(filter), (jobs) =>
-    jobs.length > 0
-      ? Effect.succeed(jobs[0]!)
-      : Effect.fail(new ObanTestError({ message: `expected a job matching ${describe(filter)}, found none` })))
+    jobs.length > 0 ? Effect.succeed(jobs[0]!) : Effect.flatMap(
+      nearMisses(workerName(filter.worker)),
+      (near) => Effect.fail(new ObanTestError({ message: `expected a job matching ${describe(filter)}, found none${near}` }))
+    ))
+
+/** How many of the newest jobs of the worker a failed `assertEnqueued` lists. */
+const nearMissCount = 5
+
+/**
+ * What a failed `assertEnqueued` adds when the filter names a worker: the worker's newest jobs in any state,
+ * with their args as stored, so a job in another state (or with args a field off) shows why it did not match.
+ */
+const nearMisses = (worker: string | undefined): Effect.Effect<string, MigrationError | SqlError, SqlClient> =>
+  worker === undefined ? Effect.succeed("") : withPrefix((sql, prefix) =>
+    Effect.map(
+      sql<{ readonly id: number; readonly state: string; readonly args: string; readonly total: number }>`
+        SELECT id::int AS id, state::text AS state, left(args::text, 200) AS args, count(*) OVER ()::int AS total
+        FROM ${table(sql, prefix, "oban_jobs_all")} WHERE worker = ${worker} ORDER BY id DESC LIMIT ${nearMissCount}`,
+      (rows) =>
+        rows.length === 0
+          ? `; no job of ${worker} exists in any state`
+          : `; the newest ${rows.length === rows[0]!.total ? "" : `${rows.length} of `}${rows[0]!.total} job(s) of ${worker}: ` +
+            rows.map((row) => `${row.id} ${row.state} ${row.args}`).join("; ")
+    ))
 
 /**
  * Fails with `ObanTestError` when a job matches `filter`.
