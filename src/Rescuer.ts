@@ -13,9 +13,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -24,13 +21,7 @@ import { validatePrefix } from "./Config.ts"
 import { InvalidConfigError, type InvalidPrefixError } from "./Errors.ts"
 import { duration, positiveInt } from "./internal/optionChecks.ts"
 import { defaultRescueAfter } from "./internal/lateness.ts"
-import { rescueLine } from "./internal/rescueLine.ts"
-import { publish } from "./Events.ts"
-import { jobEvent } from "./internal/jobEvent.ts"
-import { now } from "./ObanClock.ts"
-import { type RescuedRow, rescueOrphans } from "./internal/sql/maintenance.ts"
-import { transaction } from "./internal/sql/transaction.ts"
-import { plain } from "./internal/sql/plain.ts"
+import { rescueRun } from "./internal/rescueRun.ts"
 
 /**
  * @since 0.1.0
@@ -72,12 +63,6 @@ export interface Result {
   readonly cancelled: number
 }
 
-const outcomes: Record<RescuedRow["state"], string> = {
-  available: "made available",
-  discarded: "discarded",
-  cancelled: "cancelled, as requested while it ran"
-}
-
 /** A producer id as `oban_producers` holds it. */
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -89,27 +74,6 @@ const producerIds = (ids: ReadonlyArray<string> | undefined): Effect.Effect<Read
       new InvalidConfigError({ field: "liveProducers", message: `liveProducers holds producer ids (uuids), got ${JSON.stringify(bad)}` })
     )
 }
-
-/** A batch that `confirm` withdrew (rolled back), and how many jobs it would have rescued. */
-class Withdrawn extends Data.TaggedError("Withdrawn")<{ readonly rows: number }> {}
-
-/**
- * One batch: the statement alone, or, with `confirm`, the statement and then
- * the check in one transaction, rolled back when the check says no
- * (`withdrawn`: the jobs it would have rescued).
- */
-const rescueBatch = (
-  sql: SqlClient,
-  statement: Effect.Effect<ReadonlyArray<RescuedRow>, SqlError>,
-  confirm: Effect.Effect<boolean> | undefined
-): Effect.Effect<ReadonlyArray<RescuedRow> | { readonly withdrawn: number }, SqlError> =>
-  confirm === undefined ? statement : transaction(
-    sql,
-    Effect.flatMap(statement, (rows) =>
-      // Asked outside the transaction's connection: it is about this process, not the rows.
-      Effect.flatMap(Effect.updateContext(confirm, (context: Context.Context<never>) => Context.omit(sql.transactionService)(context)), (ok) =>
-        ok ? Effect.succeed(rows) : Effect.fail(new Withdrawn({ rows: rows.length }))))
-  ).pipe(Effect.catchTag("Withdrawn", ({ rows }) => Effect.succeed({ withdrawn: rows })))
 
 /**
  * Rescues every orphan, a batch at a time.
@@ -150,32 +114,13 @@ export const runOnce = (
     const forgetAfter = Duration.toMillis(
       yield* duration("forgetAfter", options.forgetAfter, defaults.forgetAfter, Duration.zero)
     )
-    const sql = plain(options.sql)
-    let rescued = 0
-    let discarded = 0
-    let cancelled = 0
-    while (true) {
-      const statement = rescueOrphans(sql, options.prefix, yield* now(sql), after, forgetAfter, batchSize, spared)
-      const batch = yield* rescueBatch(sql, statement, options.confirm)
-      if ("withdrawn" in batch) {
-        const message = `a rescue of ${batch.withdrawn} job(s) was rolled back: this node stopped leading, or its process ` +
-          "did not run, between deciding to rescue and rescuing; the next run decides again"
-        yield* batch.withdrawn > 0 ? Effect.logWarning(message) : Effect.logDebug(message)
-        break
-      }
-      const at = new Date(yield* Clock.currentTimeMillis)
-      yield* publish(batch.map((row) =>
-        jobEvent("rescued", row, row.workflow, at, {
-          message: `node ${row.lost_node ?? "(unknown)"} stopped heart-beating; job ${outcomes[row.state]}`
-        })
-      ))
-      for (const row of batch) {
-        if (row.state === "available") rescued++
-        else if (row.state === "discarded") discarded++
-        else cancelled++
-      }
-      if (batch.length < batchSize) break
-    }
-    if (rescued + discarded + cancelled > 0) yield* Effect.logWarning(rescueLine({ rescued, discarded, cancelled }))
-    return { rescued, discarded, cancelled }
+    return yield* rescueRun({
+      sql: options.sql,
+      prefix: options.prefix,
+      afterMillis: after,
+      forgetAfterMillis: forgetAfter,
+      batchSize,
+      spared,
+      confirm: options.confirm
+    })
   })

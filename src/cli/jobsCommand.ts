@@ -1,9 +1,11 @@
 /**
- * `effect-oban jobs list|show|retry|cancel|delete|reschedule`: the CLI face of `Jobs`.
+ * `effect-oban jobs list|show|retry|cancel|delete|reschedule|rescue`: the CLI face of `Jobs` (and of the rescuer).
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
+import { SqlClient } from "effect/sql/SqlClient"
 import { Argument, Command, Flag } from "effect/cli"
 import type { Job } from "../Job.ts"
 import * as Jobs from "../Jobs.ts"
@@ -12,6 +14,9 @@ import { matchesEveryJob } from "../internal/jobFilter.ts"
 import type { BulkAction } from "../internal/sql/bulkJobs.ts"
 import { defaultRescueAfter } from "../internal/lateness.ts"
 import { jobWithResult } from "../internal/recordedResult.ts"
+import { rescueLine } from "../internal/rescueLine.ts"
+import { rescueRun } from "../internal/rescueRun.ts"
+import * as Rescuer from "../Rescuer.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
 import { cell, print, table } from "./output.ts"
 import { filterFlags, type FilterInput, jobIdArgument, parseDate, root, toFilter, withDatabase } from "./shared.ts"
@@ -155,7 +160,8 @@ const runBulk = (name: string, verb: string, input: BulkInput, action: BulkActio
           `note: ${requested === 1 ? "1 of them is running: its row stays" : `${requested} of them are running: their rows stay`} ` +
           `executing until stopped, then ${requested === 1 ? "says" : "say"} cancelled (a retry waits until then); ` +
           "if a node was killed, cancel again once it has " +
-          `been silent for its rescueAfter (${Duration.toSeconds(defaultRescueAfter)} s by default) to finish them at once, or let the rescuer end them`
+          `been silent for its rescueAfter (${Duration.toSeconds(defaultRescueAfter)} s by default) to finish them at once, ` +
+          "or let a rescue end them (the leader's, or effect-oban jobs rescue)"
         ]),
         ...(cutShort <= 0 ? [] : [
           `note: ${cutShort === 1 ? "1 of them was" : `${cutShort} of them were`} executing under a node that no longer answers ` +
@@ -185,6 +191,35 @@ const reschedule = Command.make("reschedule", {
     runBulk("reschedule", "rescheduled", input, { _tag: "reschedule", at: at! }))
 ).pipe(Command.withDescription("Move matching available, scheduled or retryable jobs to run at --at"))
 
+/**
+ * `jobs rescue`: the leader's rescue, run now by the operator. Without a node running (all of them crashed, or
+ * a queue no node runs any more), jobs left `executing` by a dead node stayed so: a retry or delete leaves
+ * executing jobs alone, and a cancel ends them rather than running them again.
+ */
+const rescue = Command.make("rescue", {}, () =>
+  Effect.gen(function*() {
+    const globals = yield* root
+    const result = yield* withDatabase(
+      globals,
+      Effect.flatMap(SqlClient, (sql) =>
+        rescueRun({
+          sql,
+          prefix: globals.prefix,
+          afterMillis: "reported",
+          forgetAfterMillis: Duration.toMillis(Rescuer.defaults.forgetAfter),
+          batchSize: Rescuer.defaults.batchSize,
+          spared: []
+        })).pipe(Effect.provideService(References.MinimumLogLevel, "None"))
+    )
+    const total = result.rescued + result.discarded + result.cancelled
+    yield* print(globals.json, result, () =>
+      total === 0
+        ? "no orphaned job: the node of every executing job still answers for it (heard from within its rescueAfter)"
+        : rescueLine(result))
+  })).pipe(Command.withDescription(
+    "Put back now the jobs of nodes silent past their rescueAfter, as the leader's rescuer would (no node needs to run)"
+  ))
+
 /** `effect-oban jobs ...` */
 export const jobs = Command.make("jobs").pipe(
   Command.withDescription("Find, inspect, retry, cancel and delete jobs"),
@@ -194,6 +229,7 @@ export const jobs = Command.make("jobs").pipe(
     bulk("retry", "retried", "Make matching finished or waiting jobs available now (not executing or available ones)"),
     bulk("cancel", "cancelled", "Cancel matching unfinished jobs; executing ones are interrupted on their node"),
     bulk("delete", "deleted", "Delete matching jobs that are not executing"),
-    reschedule
+    reschedule,
+    rescue
   ])
 )

@@ -9,6 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { pruneFinished } from "./finishedJobs.ts"
 import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
+import { heardFromSql } from "../lateness.ts"
 import { table } from "./tables.ts"
 import { transaction } from "./transaction.ts"
 
@@ -49,7 +50,7 @@ export const rescueOrphans = (
   sql: SqlClient,
   prefix: string,
   now: Fragment,
-  afterMillis: number,
+  afterMillis: number | "reported",
   forgetAfterMillis: number,
   limit: number,
   spared: ReadonlyArray<string> = []
@@ -58,22 +59,27 @@ export const rescueOrphans = (
   const notSpared = spared.length === 0
     ? sql``
     : sql` AND p.id <> ALL(${`{${spared.join(",")}}`}::uuid[])`
+  // "reported": each producer silent for longer than its own node's rescueAfter (a rescue outside any node).
+  const stale = afterMillis === "reported"
+    ? sql.literal(`NOT (${heardFromSql("clock.now")})`)
+    : sql.literal("p.updated_at <= clock.stale_before")
+  const staleBefore = afterMillis === "reported" ? 0 : afterMillis
   return sql<RescuedRow>`
     WITH clock AS (
-      SELECT ${now} AS now, ${now} - ${afterMillis} * interval '1 millisecond' AS stale_before,
+      SELECT ${now} AS now, ${now} - ${staleBefore} * interval '1 millisecond' AS stale_before,
              ${now} - ${forgetAfterMillis} * interval '1 millisecond' AS forget_before,
              set_config('oban.now', (${now})::text, true) AS release_clock
     ),
     marked AS (
       UPDATE ${producers} AS p SET dead_at = clock.now FROM clock
-      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND p.revivable${notSpared}
+      WHERE p.dead_at IS NULL AND ${stale} AND p.revivable${notSpared}
       RETURNING p.id::text AS id
     ),
     -- The row of a node of a release before migration 22, which would beat a marked row as its own:
     -- removed, as that release did, so that it registers again.
     swept AS (
       DELETE FROM ${producers} AS p USING clock
-      WHERE p.dead_at IS NULL AND p.updated_at <= clock.stale_before AND NOT p.revivable${notSpared}
+      WHERE p.dead_at IS NULL AND ${stale} AND NOT p.revivable${notSpared}
       RETURNING p.id::text AS id
     ),
     orphans AS (

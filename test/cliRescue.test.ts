@@ -1,0 +1,65 @@
+/**
+ * `effect-oban jobs rescue` as an OS process: the leader's rescue, run by an
+ * operator when no node runs. Jobs left executing by a node that no longer
+ * answers (silent past its own rescueAfter, or its row gone) go back to run
+ * again, out of attempts are discarded, with a cancel requested are
+ * cancelled; jobs of a node that still answers are left alone.
+ */
+import { assert, layer } from "@effect/vitest"
+import { execFile } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { jobRow, silentProducer } from "./support/node.ts"
+import { insertJobs } from "./support/dashboard.ts"
+
+const prefix = uniquePrefix("cli_rescue")
+const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
+
+const cli = (...args: ReadonlyArray<string>) =>
+  Effect.promise(() =>
+    new Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resolve) => {
+      execFile(process.execPath, [bin, ...args, "--prefix", prefix], {
+        env: { ...process.env, DATABASE_URL: databaseUrl() },
+        timeout: 30_000
+      }, (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
+      })
+    })
+  )
+
+layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs rescue", (it) => {
+  it.effect("puts back the jobs of nodes past their rescueAfter, and leaves a node that still answers alone", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // Silent 2 minutes (default rescueAfter 60 s), silent 2 minutes with a rescueAfter of 5, and no row at all.
+      const gone = yield* silentProducer(prefix, "gone-node", "2 minutes")
+      const patient = yield* silentProducer(prefix, "patient-node", "2 minutes", { rescueAfterMillis: 300_000 })
+      const ids = yield* insertJobs(prefix, [{ queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }])
+      const claim = (id: number, node: string, producer: string, attempt: number, extra = "") =>
+        sql.unsafe(`UPDATE "${prefix}".oban_jobs SET state = 'executing', attempt = ${attempt}, max_attempts = 3,
+                    attempted_at = now(), attempted_by = ARRAY['${node}', '${producer}', gen_random_uuid()::text]${extra}
+                    WHERE id = ${id}`)
+      const [again, spent, cancelAsked, kept, orphan] = ids as [number, number, number, number, number]
+      yield* claim(again, "gone-node", gone, 1)
+      yield* claim(spent, "gone-node", gone, 3)
+      yield* claim(cancelAsked, "gone-node", gone, 1, ", cancel_requested_at = now()")
+      yield* claim(kept, "patient-node", patient, 1)
+      yield* claim(orphan, "vanished-node", crypto.randomUUID(), 1)
+
+      const run = yield* cli("jobs", "rescue", "--json")
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.deepStrictEqual(JSON.parse(run.stdout), { rescued: 2, discarded: 1, cancelled: 1 })
+      const states = yield* Effect.forEach(ids, (id) => Effect.map(jobRow(prefix, id), (row) => row.state))
+      assert.deepStrictEqual(states, ["available", "discarded", "cancelled", "executing", "available"])
+      const rescuedEntry = (yield* jobRow(prefix, again)).errors.at(-1)!
+      assert.deepStrictEqual([rescuedEntry.kind, rescuedEntry.message.startsWith("node gone-node stopped heart-beating")], ["rescued", true])
+
+      // Nothing left to rescue: said so, and the patient node's job is still left alone.
+      const again2 = yield* cli("jobs", "rescue")
+      assert.strictEqual(again2.code, 0, again2.stderr)
+      assert.match(again2.stdout, /^no orphaned job: the node of every executing job still answers for it/)
+      assert.strictEqual((yield* jobRow(prefix, kept)).state, "executing")
+    }), 60_000)
+})
