@@ -113,6 +113,8 @@ const mount = (options: Options, stopping: Deferred.Deferred<void>) =>
 export const tokenAccess = (token: string, access: Exclude<Access, "denied"> = "full") =>
 (request: HttpServerRequest): Effect.Effect<Access> =>
   Effect.sync(() => {
+    // An empty token would match an empty credential: it lets nobody in. (`serve` refuses a weak token outright.)
+    if (token.length === 0) return "denied"
     const header = request.headers["authorization"] ?? ""
     // The scheme, then everything after its space as the credentials: a token with spaces works, text after it does not.
     const space = header.indexOf(" ")

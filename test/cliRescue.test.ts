@@ -6,28 +6,15 @@
  * cancelled; jobs of a node that still answers are left alone.
  */
 import { assert, layer } from "@effect/vitest"
-import { execFile } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { databaseUrl, testLayer, uniquePrefix } from "./support/db.ts"
+import { cliIn } from "./support/cli.ts"
+import { testLayer, uniquePrefix } from "./support/db.ts"
 import { jobRow, silentProducer } from "./support/node.ts"
 import { insertJobs } from "./support/dashboard.ts"
 
 const prefix = uniquePrefix("cli_rescue")
-const bin = fileURLToPath(new URL("../bin/effect-oban.js", import.meta.url))
-
-const cli = (...args: ReadonlyArray<string>) =>
-  Effect.promise(() =>
-    new Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>((resolve) => {
-      execFile(process.execPath, [bin, ...args, "--prefix", prefix], {
-        env: { ...process.env, DATABASE_URL: databaseUrl() },
-        timeout: 30_000
-      }, (error, stdout, stderr) => {
-        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
-      })
-    })
-  )
+const cli = cliIn(prefix)
 
 layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs rescue", (it) => {
   it.effect("puts back the jobs of nodes past their rescueAfter, and leaves a node that still answers alone", () =>
@@ -36,23 +23,31 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs rescue
       // Silent 2 minutes (default rescueAfter 60 s), silent 2 minutes with a rescueAfter of 5, and no row at all.
       const gone = yield* silentProducer(prefix, "gone-node", "2 minutes")
       const patient = yield* silentProducer(prefix, "patient-node", "2 minutes", { rescueAfterMillis: 300_000 })
-      const ids = yield* insertJobs(prefix, [{ queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }])
+      // A rescueAfter of 31,000 years, which put the statement's time out of range and failed every rescue.
+      const eternal = yield* silentProducer(prefix, "eternal-node", "2 minutes", { rescueAfterMillis: 1e15 })
+      // A row dead for two days: the CLI leaves forgetting it to the nodes, whose forgetAfter it does not know.
+      const longDead = yield* silentProducer(prefix, "long-dead-node", "3 days")
+      yield* sql.unsafe(`UPDATE "${prefix}".oban_producers SET dead_at = now() - interval '2 days' WHERE id = '${longDead}'`)
+      const ids = yield* insertJobs(prefix, [{ queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }, { queue: "q" }])
       const claim = (id: number, node: string, producer: string, attempt: number, extra = "") =>
         sql.unsafe(`UPDATE "${prefix}".oban_jobs SET state = 'executing', attempt = ${attempt}, max_attempts = 3,
                     attempted_at = now(), attempted_by = ARRAY['${node}', '${producer}', gen_random_uuid()::text]${extra}
                     WHERE id = ${id}`)
-      const [again, spent, cancelAsked, kept, orphan] = ids as [number, number, number, number, number]
+      const [again, spent, cancelAsked, kept, orphan, keptLong] = ids as [number, number, number, number, number, number]
       yield* claim(again, "gone-node", gone, 1)
       yield* claim(spent, "gone-node", gone, 3)
       yield* claim(cancelAsked, "gone-node", gone, 1, ", cancel_requested_at = now()")
       yield* claim(kept, "patient-node", patient, 1)
       yield* claim(orphan, "vanished-node", crypto.randomUUID(), 1)
+      yield* claim(keptLong, "eternal-node", eternal, 1)
 
       const run = yield* cli("jobs", "rescue", "--json")
       assert.strictEqual(run.code, 0, run.stderr)
       assert.deepStrictEqual(JSON.parse(run.stdout), { rescued: 2, discarded: 1, cancelled: 1 })
       const states = yield* Effect.forEach(ids, (id) => Effect.map(jobRow(prefix, id), (row) => row.state))
-      assert.deepStrictEqual(states, ["available", "discarded", "cancelled", "executing", "available"])
+      assert.deepStrictEqual(states, ["available", "discarded", "cancelled", "executing", "available", "executing"])
+      const [left] = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM "${prefix}".oban_producers WHERE id = '${longDead}'`)
+      assert.strictEqual(left!.n, 1)
       const rescuedEntry = (yield* jobRow(prefix, again)).errors.at(-1)!
       assert.deepStrictEqual([rescuedEntry.kind, rescuedEntry.message.startsWith("node gone-node stopped heart-beating")], ["rescued", true])
 

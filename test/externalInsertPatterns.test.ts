@@ -26,10 +26,15 @@ const SendWelcome = Worker.make("PatternWelcome", {
 
 const prepareOptions = { prefix }
 
-/** The guide's node-postgres example: the wake-up on the transaction's own connection, after COMMIT, never failing the call. */
-const signUpWith = (pool: pg.Pool, users: string) => async (email: string) => {
+/**
+ * The guide's node-postgres example: the wake-up on the transaction's own connection, after COMMIT, never
+ * failing the call; a client whose connection failed is discarded. `afterCommit` lets a test break it there.
+ */
+const signUpWith = (pool: pg.Pool, users: string, afterCommit: (client: pg.PoolClient) => Promise<unknown> = async () => {}) =>
+async (email: string) => {
   const prepared = Effect.runSync(ExternalInsert.prepare(SendWelcome.job({ userId: email }), prepareOptions))
   const client = await pool.connect()
+  let broken: Error | undefined
   try {
     let rows: ReadonlyArray<ExternalInsert.Row>
     try {
@@ -38,15 +43,16 @@ const signUpWith = (pool: pg.Pool, users: string) => async (email: string) => {
       rows = (await client.query<ExternalInsert.Row>(prepared.insert.text, [...prepared.insert.values])).rows
       await client.query("COMMIT")
     } catch (error) {
-      await client.query("ROLLBACK")
+      await client.query("ROLLBACK").catch((rollbackError: Error) => (broken = rollbackError))
       throw error
     }
+    await afterCommit(client)
     if (prepared.wake !== undefined) {
-      await client.query(prepared.wake.text, [...prepared.wake.values]).catch(() => undefined)
+      await client.query(prepared.wake.text, [...prepared.wake.values]).catch((wakeError: Error) => (broken = wakeError))
     }
     return prepared.jobs(rows)[0]!
   } finally {
-    client.release()
+    client.release(broken)
   }
 }
 
@@ -71,6 +77,36 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert: the gui
       assert.strictEqual(new Set(jobs.map((job) => job.id)).size, 20)
       assert.strictEqual(yield* countRows(users), 20)
       assert.strictEqual(yield* countRows(`"${prefix}".oban_jobs`), 20)
+    }))
+
+  it.effect("node-postgres: a wake-up that fails after COMMIT does not fail the call, and the broken client leaves the pool", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const users = `"${prefix}".pg_broken_users`
+      yield* sql.unsafe(`CREATE TABLE ${users} (email text PRIMARY KEY)`)
+      const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1, connectionTimeoutMillis: 5_000 })
+      pool.on("error", () => undefined)
+      const outcome = yield* Effect.promise(async () => {
+        try {
+          // The server ends the connection between COMMIT and the wake-up.
+          const killed = await signUpWith(pool, users, async (client) => {
+            // node-postgres reports the end of a checked-out client's connection as an event too.
+            client.on("error", () => undefined)
+            const [row] = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows
+            const admin = new pg.Client({ connectionString: databaseUrl() })
+            await admin.connect()
+            await admin.query("SELECT pg_terminate_backend($1)", [row!.pid])
+            await admin.end()
+          })("cut@example.com")
+          // The pool's one connection was discarded, so the next call gets a new one and works.
+          const next = await signUpWith(pool, users)("next@example.com")
+          return { killed, next }
+        } finally {
+          await pool.end()
+        }
+      })
+      assert.deepStrictEqual([outcome.killed.args, outcome.next.args], [{ userId: "cut@example.com" }, { userId: "next@example.com" }])
+      assert.strictEqual(yield* countRows(users), 2)
     }))
 
   it.effect("Kysely with CamelCasePlugin: the renamed result column is read too", () =>
@@ -128,7 +164,7 @@ layer(testLayer(prefix), { excludeTestServices: true })("ExternalInsert: the gui
       })
       assert.deepStrictEqual([outcome.job.args, outcome.failed], [{ userId: "kept@example.com" }, "business rule failed"])
       assert.strictEqual(yield* countRows(`"${prefix}".drizzle_users`), 1)
-      const jobs = yield* sql.unsafe<{ user_id: string }>(`SELECT args ->> 'userId' AS user_id FROM "${prefix}".oban_jobs WHERE worker = 'PatternWelcome' AND args ->> 'userId' LIKE '%@example.com' AND args ->> 'userId' NOT LIKE 'user%'`)
+      const jobs = yield* sql.unsafe<{ user_id: string }>(`SELECT args ->> 'userId' AS user_id FROM "${prefix}".oban_jobs WHERE worker = 'PatternWelcome' AND args ->> 'userId' IN ('kept@example.com', 'gone@example.com')`)
       assert.deepStrictEqual(jobs.map((row) => row.user_id), ["kept@example.com"])
     }))
 

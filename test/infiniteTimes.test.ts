@@ -13,6 +13,7 @@ import * as Dashboard from "../src/Dashboard.ts"
 import * as Jobs from "../src/Jobs.ts"
 import * as Oban from "../src/Oban.ts"
 import { cell } from "../src/cli/output.ts"
+import { byFetchOrder } from "../src/internal/sql/claims.ts"
 import { testLayer, uniquePrefix } from "./support/db.ts"
 import { Client, insertJobs } from "./support/dashboard.ts"
 import { jobRow, startNode, waitFor } from "./support/node.ts"
@@ -31,6 +32,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("times at infinity", (it
       const job = Option.getOrThrow(yield* Oban.getJob(parked!))
       assert.isTrue(Number.isNaN(job.scheduledAt.getTime()))
       assert.strictEqual(cell(job.scheduledAt), "infinite")
+      // A producer sorts a fetched batch: an invalid time comes first, consistently (NaN compared as nothing).
+      const at = (id: number, time: number) => ({ ...job, id, priority: 0, scheduledAt: new Date(time) })
+      const sorted = [at(3, Number.NaN), at(1, 5), at(2, Number.NaN), at(4, 1)].sort(byFetchOrder)
+      assert.deepStrictEqual(sorted.map((entry) => entry.id), [2, 3, 4, 1])
 
       const { url } = yield* Dashboard.serve({ token, port: 0 })
       const client = new Client(url, { authorization: `Bearer ${token}` })

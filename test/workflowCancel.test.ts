@@ -309,8 +309,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       yield* reset
       const sql = yield* SqlClient
       const jobs = yield* Oban.insertAll([Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }), Step.job({ hold: true }),
-        Step.job({ hold: true })])
-      const [gone, dead, silent, slow, late] = jobs.map((job) => job.id)
+        Step.job({ hold: true }), Step.job({ hold: true })])
+      const [gone, dead, silent, slow, late, eternal] = jobs.map((job) => job.id)
       // No producer row at all (every node stopped); one a rescue marked dead; one silent for 2 minutes (the default
       // rescueAfter is 60 s); one silent as long whose node rescues after 5 minutes; and one silent for 30 s with a
       // 10 s heartbeat: late for the views, but a rescuer would not take its jobs yet, nor would a cancel.
@@ -321,16 +321,19 @@ layer(testLayer(prefix), { excludeTestServices: true })("a cancel requested from
       yield* claimedBy([silent!], "silent-node", yield* silentProducer(prefix, "silent-node", "2 minutes"))
       yield* claimedBy([slow!], "slow-node", yield* silentProducer(prefix, "slow-node", "2 minutes", { rescueAfterMillis: 300_000 }))
       yield* claimedBy([late!], "late-node", yield* silentProducer(prefix, "late-node", "30 seconds", { heartbeatMillis: 10_000 }))
-      const answers = yield* Effect.forEach([gone!, dead!, silent!, slow!, late!], (id) => Effect.map(Oban.cancelJob(id), Option.getOrThrow))
+      // A rescueAfter of 31,000 years put the statement's time out of range: every cancel of a running job failed.
+      yield* claimedBy([eternal!], "eternal-node", yield* silentProducer(prefix, "eternal-node", "2 minutes", { rescueAfterMillis: 1e15 }))
+      const answers = yield* Effect.forEach([gone!, dead!, silent!, slow!, late!, eternal!], (id) => Effect.map(Oban.cancelJob(id), Option.getOrThrow))
       assert.deepStrictEqual(answers.map((job) => [job.state, job.cancelRequestedAt !== null]), [
         ["cancelled", false],
         ["cancelled", false],
         ["cancelled", false],
         ["executing", true],
+        ["executing", true],
         ["executing", true]
       ])
       // Those cancelled at once say so in their history: their attempts may still run on a stalled node.
-      assert.deepStrictEqual(answers.map((job) => job.errors.map((entry) => entry.kind)), [["cancelled"], ["cancelled"], ["cancelled"], [], []])
+      assert.deepStrictEqual(answers.map((job) => job.errors.map((entry) => entry.kind)), [["cancelled"], ["cancelled"], ["cancelled"], [], [], []])
       assert.include(answers[2]!.errors[0]!.message, "cancelled while executing on node silent-node, which no longer answers for it")
       // The bulk cancel decides the same way.
       yield* sql`UPDATE ${sql(prefix)}.oban_jobs SET state = 'executing', cancelled_at = NULL WHERE id = ${gone!}`

@@ -206,7 +206,8 @@ const rescue = Command.make("rescue", {}, () =>
           sql,
           prefix: globals.prefix,
           afterMillis: "reported",
-          forgetAfterMillis: Duration.toMillis(Rescuer.defaults.forgetAfter),
+          // The nodes' own forgetAfter is theirs to apply: rows they keep longer keep the commands stored for them.
+          forgetAfterMillis: undefined,
           batchSize: Rescuer.defaults.batchSize,
           spared: []
         })).pipe(Effect.provideService(References.MinimumLogLevel, "None"))

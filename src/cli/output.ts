@@ -4,18 +4,19 @@
  */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import { replaceHidden, terminalText } from "../internal/hiddenChars.ts"
 
 /** JSON text of a result: dates as ISO strings, bigints as numbers. */
 export const json = (value: unknown): string =>
   JSON.stringify(value, (_key, item) => typeof item === "bigint" ? Number(item) : item, 2)
 
-/** A value as one table cell. */
+/** A value as one table cell, hidden characters (controls, direction overrides) as `\\u{202E}`. */
 export const cell = (value: unknown): string => {
   if (value === null || value === undefined) return "-"
   // PostgreSQL's infinity and -infinity arrive as an invalid Date, on which toISOString throws.
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? "infinite" : value.toISOString()
-  if (typeof value === "object") return JSON.stringify(value)
-  return String(value)
+  // Job data is anyone's who can enqueue: an ESC sequence in a queue name would drive the operator's terminal.
+  return terminalText(typeof value === "object" ? JSON.stringify(value) : String(value))
 }
 
 /** An aligned table with a header row; "(none)" when there are no rows. */
@@ -30,4 +31,11 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
 
 /** Prints `value` as JSON when `asJson`, else the human text. */
 export const print = (asJson: boolean, value: unknown, human: () => string): Effect.Effect<void> =>
-  Console.log(asJson ? json(value) : human())
+  Console.log(asJson ? jsonEscapingHidden(json(value)) : terminalText(human(), true))
+
+/**
+ * JSON text with its hidden characters written as JSON escapes (`\u202e`): the same data for a script,
+ * while a terminal showing it gets no control or direction character (JSON.stringify escapes C0 only).
+ */
+const jsonEscapingHidden = (text: string): string =>
+  replaceHidden(text, (char) => Array.from({ length: char.length }, (_, i) => `\\u${char.charCodeAt(i).toString(16).padStart(4, "0")}`).join(""), true)

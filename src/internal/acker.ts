@@ -29,7 +29,8 @@ import { retryDelay } from "./retryDelay.ts"
 import { withStatementTimeout } from "./statementTimeout.ts"
 import { failAck } from "./sql/ackFallbacks.ts"
 import { type AckRow, ackJobs, type StaleAck } from "./sql/acks.ts"
-import { failureLine } from "./serverMessage.ts"
+import { causeIfFirst, failureLine } from "./serverMessage.ts"
+import { logged } from "./failureStreak.ts"
 
 export interface Acker {
   readonly ack: (row: AckRow) => Effect.Effect<void>
@@ -301,13 +302,13 @@ export const make = (options: {
             return
           }
           const delay = yield* ackRetryDelay(failures)
-          yield* Effect.logWarning(
-            `ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms: ${failureLine(result.cause)}`
-          )
-            .pipe(Effect.annotateLogs({
-              ...(failures <= 1 ? { cause: Cause.pretty(result.cause) } : {}),
-              jobIds: rows.map((r) => r.id).join(",")
-            }))
+          // As every retrying loop's (see failureStreak.ts): failures 1-3, then 4, 8, 16, ..., the cause the first time.
+          if (logged(failures)) {
+            const [cause] = causeIfFirst(failures, result.cause)
+            yield* Effect.logWarning(
+              `ack of ${rows.length} job(s) failed (${failures}x); retrying in ${Math.round(delay)} ms: ${failureLine(result.cause)}`
+            ).pipe(Effect.annotateLogs({ ...(cause === undefined ? {} : { cause }), jobIds: rows.map((r) => r.id).join(",") }))
+          }
           yield* Effect.sleep(delay)
         }
       })

@@ -32,7 +32,7 @@ import { releaseClaims, releaseJobsUnlocked } from "./sql/claims.ts"
 import { realSleep, withStatementTimeout } from "./statementTimeout.ts"
 import { isRetryableFailure, untilLanded } from "./untilLanded.ts"
 import { idList } from "./idList.ts"
-import { failureLine } from "./serverMessage.ts"
+import { causeUnlessUnreached, failureLine } from "./serverMessage.ts"
 
 /** A job taken out of the buffer, with whether it was claimed ahead (no attempt counted). */
 export interface Unstarted {
@@ -189,7 +189,7 @@ export const make = (options: {
         Effect.flatMap(keep),
         Effect.catchCause((cause) =>
           Effect.andThen(
-            own(Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed here; trying again: ${failureLine(cause)}`, Cause.pretty(cause))),
+            own(Effect.logWarning(`could not give back ${jobs.length} ${what}(s) claimed here; trying again: ${failureLine(cause)}`, ...causeUnlessUnreached(cause))),
             keep(jobs)
           )
         ),

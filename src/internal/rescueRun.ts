@@ -54,7 +54,8 @@ export const rescueRun = (options: {
   readonly sql: SqlClient
   readonly prefix: string
   readonly afterMillis: number | "reported"
-  readonly forgetAfterMillis: number
+  /** Removes rows dead for longer; undefined removes none (the CLI: a cluster's own `forgetAfter` is not known there). */
+  readonly forgetAfterMillis: number | undefined
   readonly batchSize: number
   readonly spared: ReadonlyArray<string>
   readonly confirm?: Effect.Effect<boolean> | undefined

@@ -59,7 +59,11 @@ const missingObject = (error: unknown): boolean => {
  * in 30 s from one node).
  */
 export const causeIfFirst = (failuresInARow: number, cause: Cause.Cause<unknown>): ReadonlyArray<string> =>
-  failuresInARow <= 1 && !notConnected(Cause.squash(cause)) ? [Cause.pretty(cause)] : []
+  failuresInARow <= 1 ? causeUnlessUnreached(cause) : []
+
+/** The whole cause of a failure for its warning, but for a failure to connect (see `notConnected`). */
+export const causeUnlessUnreached = (cause: Cause.Cause<unknown>): ReadonlyArray<string> =>
+  notConnected(Cause.squash(cause)) ? [] : [Cause.pretty(cause)]
 
 /** Reasons of a connection the server refused, or never reached: what the failure's line says is all there is. */
 const connectionReasons = new Set(["ConnectionError", "AuthenticationError", "AuthorizationError"])

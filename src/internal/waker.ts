@@ -28,7 +28,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import { channel } from "../Config.ts"
 import { wakePayload } from "./sql/fragments.ts"
 import { realSleep, withStatementTimeout } from "./statementTimeout.ts"
-import { failureLine } from "./serverMessage.ts"
+import { causeUnlessUnreached, failureLine } from "./serverMessage.ts"
 
 interface Waker {
   readonly pending: Map<string, Set<string>>
@@ -61,7 +61,7 @@ const flush = (sql: SqlClient, waker: Waker): Effect.Effect<void> =>
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.void // the client is closing
-            : Effect.logWarning(`could not send a wake-up; polling will find the jobs: ${failureLine(cause)}`, Cause.pretty(cause))
+            : Effect.logWarning(`could not send a wake-up; polling will find the jobs: ${failureLine(cause)}`, ...causeUnlessUnreached(cause))
         ),
         Effect.ensuring(Deferred.succeed(sent, undefined))
       )

@@ -3,6 +3,7 @@
  * text unless it is already `Html` (made by this module). Job data (args,
  * meta, errors, names) is therefore never markup, whatever it holds.
  */
+import { codePoint, replaceHidden } from "../hiddenChars.ts"
 
 /** Markup that is safe to insert as it is. */
 export class Html {
@@ -27,24 +28,16 @@ const replacements: Record<string, string> = {
 /** Text as HTML text or attribute value (quotes included). */
 export const escape = (text: string): string => text.replace(/[&<>"'`]/g, (char) => replacements[char]!)
 
-/**
- * Characters that change how the text around them reads without showing
- * themselves: controls, direction overrides and isolates (U+202E turns
- * `ok\u202Egnp.exe` into what reads as `okexe.png`), and zero-width ones.
- * Anyone who can enqueue a job chooses its names, args and errors, so an
- * operator must see these rather than their effect. The zero-width joiner
- * (U+200D), which emoji are built with, is left alone.
- */
-const hidden = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u061C\u200B\u200E\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF]/g
-
-const codePoint = (char: string): string => char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
-
-/** Text as HTML text: escaped, and each hidden character shown as its code point (`U+202E`), marked. */
+/** Text as HTML text: escaped, and each hidden character (see `hiddenChars.ts`) shown as its code point (`U+202E`), marked. */
 const escapeText = (text: string): string =>
-  escape(text).replace(hidden, (char) => `<span class="hidden-char">U+${codePoint(char)}</span>`)
+  replaceHidden(escape(text), (char) => `<span class="hidden-char">U+${codePoint(char)}</span>`, true)
 
 /** Text as an attribute value: escaped, hidden characters kept as references (a form field keeps its exact value). */
-const escapeAttribute = (text: string): string => escape(text).replace(hidden, (char) => `&#x${codePoint(char)};`)
+const escapeAttribute = (text: string): string => replaceHidden(escape(text), (char) => `&#x${codePoint(char)};`)
+
+/** Text for where markup is not parsed (`<title>`): escaped, hidden characters as `U+202E` without a mark. */
+export const plainVisibleText = (text: string): Html =>
+  new Html(replaceHidden(escape(text), (char) => `U+${codePoint(char)}`))
 
 export type Interpolation = Html | string | number | boolean | null | undefined | URLSearchParams | ReadonlyArray<Interpolation>
 
@@ -56,10 +49,18 @@ const render = (value: Interpolation, inTag: boolean): string => {
 }
 
 /**
- * Whether HTML ending with `out` is inside a tag (an attribute value, here): its last `<` comes after its last `>`.
- * Interpolated text never adds either (they are escaped), so only the templates' own markup counts.
+ * Whether HTML ending with `out` is inside a tag (an attribute value, here): its last `<` comes after its last `>`,
+ * or a quote after that `<` is still open. Interpolated text never adds `<`, `>` or `"` (they are escaped), so only
+ * the templates' own markup counts.
  */
-const insideTag = (out: string): boolean => out.lastIndexOf("<") > out.lastIndexOf(">")
+const insideTag = (out: string): boolean => {
+  const open = out.lastIndexOf("<")
+  if (open < 0) return false
+  // An attribute value left open holds any `>` of the template's own text (`title="a > b ${value}"`).
+  let quotes = 0
+  for (let i = open; i < out.length; i++) if (out.charCodeAt(i) === 34) quotes++
+  return quotes % 2 === 1 || open > out.lastIndexOf(">")
+}
 
 /** A template whose interpolations are escaped (arrays are joined, `null`/`undefined`/`false` omitted). */
 export const html = (strings: TemplateStringsArray, ...values: ReadonlyArray<Interpolation>): Html => {

@@ -3,7 +3,7 @@
  * and the pieces pages share: dates, state badges, action forms.
  */
 import type { JobState } from "../../Job.ts"
-import { type Html, html, type Interpolation } from "./html.ts"
+import { type Html, html, type Interpolation, plainVisibleText } from "./html.ts"
 
 export interface PageContext {
   /** Where the dashboard is mounted, without a trailing slash ("" at the root). */
@@ -58,7 +58,7 @@ export const page = (
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${options.title} · effect-oban</title>
+<title>${plainVisibleText(options.title)} · effect-oban</title>
 <link rel="stylesheet" href="${context.base}/assets/dashboard.css">
 <script src="${context.base}/assets/dashboard.js" defer></script>
 </head>

@@ -181,7 +181,18 @@ export const producerIsLive = (
 
 /** Priority, then scheduled_at, then id: the order producers fetch in. */
 export const byFetchOrder = (a: Job, b: Job): number =>
-  a.priority - b.priority || a.scheduledAt.getTime() - b.scheduledAt.getTime() || a.id - b.id
+  a.priority - b.priority || compareTimes(timeOf(a), timeOf(b)) || a.id - b.id
+
+/**
+ * A job's due time for sorting: a time plain SQL set to -infinity or infinity reads as an invalid Date,
+ * taken as the earliest (its sign is lost; a job due at infinity is never due, so a fetch meets -infinity).
+ */
+const timeOf = (job: Job): number => {
+  const time = job.scheduledAt.getTime()
+  return Number.isNaN(time) ? -Infinity : time
+}
+
+const compareTimes = (a: number, b: number): number => a === b ? 0 : a < b ? -1 : 1
 
 /** Claims the given jobs if they are available, for a run in the caller's fiber (testing). */
 export const claimJobs = (

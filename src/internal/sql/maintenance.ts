@@ -51,7 +51,7 @@ export const rescueOrphans = (
   prefix: string,
   now: Fragment,
   afterMillis: number | "reported",
-  forgetAfterMillis: number,
+  forgetAfterMillis: number | undefined,
   limit: number,
   spared: ReadonlyArray<string> = []
 ): Effect.Effect<ReadonlyArray<RescuedRow>, SqlError> => {
@@ -67,7 +67,7 @@ export const rescueOrphans = (
   return sql<RescuedRow>`
     WITH clock AS (
       SELECT ${now} AS now, ${now} - ${staleBefore} * interval '1 millisecond' AS stale_before,
-             ${now} - ${forgetAfterMillis} * interval '1 millisecond' AS forget_before,
+             ${now} - ${forgetAfterMillis ?? 0} * interval '1 millisecond' AS forget_before,
              set_config('oban.now', (${now})::text, true) AS release_clock
     ),
     marked AS (
@@ -107,11 +107,12 @@ export const rescueOrphans = (
       RETURNING j.id, j.state, j.queue, j.worker, j.attempt, j.attempted_by[1] AS lost_node, j.meta -> 'workflow' AS workflow
     ),
     notified AS (${wakeQueues(sql, prefix, "rescued WHERE state = 'available'")}),
-    forgotten AS (
+    forgotten AS (${
+    forgetAfterMillis === undefined ? sql`SELECT NULL::text AS node WHERE false` : sql`
       DELETE FROM ${producers} AS p USING clock
       WHERE p.dead_at <= clock.forget_before
-      RETURNING p.node
-    )
+      RETURNING p.node`
+  })
     SELECT rescued.id::int AS id, rescued.state::text AS state, rescued.queue, rescued.worker, rescued.attempt,
            rescued.lost_node, rescued.workflow
     -- marked, swept and forgotten run whether read or not (a data-modifying WITH always runs to completion).
