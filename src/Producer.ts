@@ -95,6 +95,8 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
     // Set as the node's shutdown begins (`stopStarting`).
     let stopping = false
     const fetchStreak = FailureStreak.make("fetches get through again")
+    // Whether a fetch has got through since the last failed one (see `drain`).
+    let fetchedSinceFailure = true
 
     const buffer = ClaimBuffer.make()
     // Claims sent and not yet answered: their jobs are this producer's to start, or to release if the
@@ -271,6 +273,7 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
           )
         )
       )
+      fetchedSinceFailure = true
       // In one step with taking its jobs: the reconciler sees the claim in flight or its jobs here.
       try {
         buffer.add(fetched.jobs, fetched.ahead)
@@ -305,12 +308,15 @@ export const make = (options: Options): Effect.Effect<Producer, never, Scope.Sco
       while (yield* fetchOnce) {
         // A full batch: there may be more.
       }
-      yield* fetchStreak.succeeded
+      // Only a fetch that got through ends a run of failures: one not sent (heartbeats failing, outcomes
+      // unwritten) said "fetches get through again" as an outage began.
+      if (fetchedSinceFailure) yield* fetchStreak.succeeded
       if (liveness.registered()) Deferred.doneUnsafe(ready, Exit.void)
     }).pipe(
       tracked,
       Effect.catchCause((cause) =>
         Effect.gen(function*() {
+          fetchedSinceFailure = false
           const failures = fetchStreak.failed()
           const delay = yield* retryDelay(failures)
           yield* fetchStreak.warn(`fetch failed (${failures}x); trying again in ${Math.round(delay)} ms`, cause)

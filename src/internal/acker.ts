@@ -281,7 +281,11 @@ export const make = (options: {
         let failures = 0
         while (true) {
           const result = yield* Effect.exit(write(rows))
-          if (result._tag === "Success") return yield* settle(rows)
+          if (result._tag === "Success") {
+            // As every retrying loop says it recovers (see failureStreak.ts).
+            if (failures > 0) yield* Effect.logInfo(`outcome writes get through again, after ${failures} failed`)
+            return yield* settle(rows)
+          }
           failures++
           if (!connectionProblem(result.cause)) {
             const contended = contention(result.cause)
