@@ -338,6 +338,10 @@ layer(testLayer(prefix), { excludeTestServices: true })("acker", (it) => {
       for (const job of [rescued, reclaimed]) {
         assert.match(staleLine(lines, job!.id), /^Warn: .*matched no row: the job is cancelled/)
       }
+      // The rescued one says why a rescue took it while it ran here, and what runs into that on every attempt.
+      assert.match(staleLine(lines, rescued!.id), /a rescue took it while it ran here, as this node's heartbeats had stopped/)
+      assert.include(staleLine(lines, rescued!.id), "run such workers with threads")
+      assert.notInclude(staleLine(lines, reclaimed!.id), "a rescue took it")
     }).pipe(Effect.scoped))
 
   it.effect("an ack re-sent after the job was snoozed and claimed again changes nothing and is logged", () =>

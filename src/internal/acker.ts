@@ -114,13 +114,23 @@ const fallbackMessage = (row: AckRow, refusal: string): string =>
 /** How a refused row is written, from the row itself to the last resort. */
 type Fallback = "row" | "minimal" | "bare"
 
+/**
+ * What a stale ack adds when a rescue took the job while it ran here: the node's heartbeats stopped for
+ * longer than rescueAfter while it went on. A drill's 75 s CPU-bound job was rescued every attempt, ran to its
+ * end here each time, and was discarded after its last one, with only "matched no row" to say why.
+ */
+const rescuedWhileRunning = ": a rescue took it while it ran here, as this node's heartbeats had stopped for longer " +
+  "than rescueAfter (its process paused, or its event loop blocked: a CPU-bound job blocks it for as long as it " +
+  "runs; run such workers with threads). It runs again, and a job that blocks that long is rescued on every attempt"
+
 const logStale = (acks: ReadonlyArray<AckRow>, stale: ReadonlyArray<StaleAck>) =>
   Effect.forEach(stale, (miss) => {
     const ack = acks.find((row) => row.id === miss.id && row.claim === miss.claim)
     const now = miss.state === null
       ? "the job no longer exists"
       : `the job is ${miss.state}${miss.currentClaim !== null && miss.currentClaim !== miss.claim ? ` under claim ${miss.currentClaim}` : ""}`
-    const message = `ack of job ${miss.id} (${ack?.state ?? "outcome"}, claim ${miss.claim}) matched no row: ${now}; nothing was changed`
+    const message = `ack of job ${miss.id} (${ack?.state ?? "outcome"}, claim ${miss.claim}) matched no row: ${now}; nothing was changed` +
+      (miss.rescued ? rescuedWhileRunning : "")
     // A job cancelled while it ran, with its row finished at once (its producer was late, or a node of an earlier
     // build cancelled it): its outcome comes after the cancel wrote the row, either as cancelled (the executor's,
     // after the fact) or as whatever the attempt did before the interrupt reached it. Expected; unlike a cancel

@@ -99,7 +99,8 @@ export const rescueOrphans = (
     rescueSet(
       sql,
       prefix,
-      sql`'node ' || COALESCE(j.attempted_by[1], '(unknown)') || ' stopped heart-beating while running this job'`
+      sql`'node ' || COALESCE(j.attempted_by[1], '(unknown)') || ' stopped heart-beating while running this job ' ||
+        '(it crashed, lost the database, or did not run for longer than rescueAfter: paused, or blocked by a CPU-bound job)'`
     )
   }
       FROM orphans, clock
