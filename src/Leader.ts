@@ -10,7 +10,6 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -25,7 +24,7 @@ import { tracked } from "./internal/activity.ts"
 import { claimLease, resignLease } from "./internal/sql/peers.ts"
 import { withStatementTimeout } from "./internal/statementTimeout.ts"
 import * as FailureStreak from "./internal/failureStreak.ts"
-import { failureLine } from "./internal/serverMessage.ts"
+import { causeUnlessUnreached, failureLine } from "./internal/serverMessage.ts"
 import { plain } from "./internal/sql/plain.ts"
 
 /**
@@ -168,7 +167,7 @@ export const make = (options: Options): Effect.Effect<Leader, never, Scope.Scope
         yield* SubscriptionRef.set(leading, false)
         yield* resignLease(plain(options.sql), options.prefix, options.instance ?? options.node, options.lease).pipe(
           withStatementTimeout({ timeout: "3 seconds", operation: "resign", connection: "own" }),
-          Effect.catchCause((cause) => Effect.logWarning(`could not resign the lease: ${failureLine(cause)}`, Cause.pretty(cause)))
+          Effect.catchCause((cause) => Effect.logWarning(`could not resign the lease: ${failureLine(cause)}`, ...causeUnlessUnreached(cause)))
         )
       })
     )

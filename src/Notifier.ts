@@ -205,7 +205,9 @@ export const make = (options: Options): Effect.Effect<Notifier["Service"], never
           yield* Deferred.succeed(firstAttempt, undefined)
           const failures = streak.failed()
           const delay = yield* retryDelay(failures, { maxMillis: maxDelay })
-          yield* streak.warn(`LISTEN connection lost; reconnecting in ${Math.round(delay)} ms`, cause)
+          // "Lost" only for a connection that was up: a node whose database never answered never had one.
+          const what = (yield* Ref.get(connectionCount)) === 0 ? "LISTEN connection could not be made" : "LISTEN connection lost"
+          yield* streak.warn(`${what}; reconnecting in ${Math.round(delay)} ms`, cause)
           yield* Effect.sleep(delay)
         }
       })

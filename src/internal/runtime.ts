@@ -9,7 +9,6 @@
  * LISTEN connection closes last.
  */
 import type * as PgClient from "@effect/sql-pg/PgClient"
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -46,7 +45,7 @@ import { checkQueueName } from "./queueName.ts"
 import { migrationAdvice } from "./notMigrated.ts"
 import { checkWorkers, otherQueuesNote } from "./workerChecks.ts"
 import { resolve, type ResolvedConfig, type RuntimeOptions } from "./runtimeConfig.ts"
-import { failureLine, serverMessage } from "./serverMessage.ts"
+import { causeUnlessUnreached, failureLine, serverMessage } from "./serverMessage.ts"
 
 /** Where a queue command applies: this node only, or every node of the prefix. */
 export type QueueScope = "node" | "all"
@@ -175,7 +174,7 @@ const buildNode = <R>(options: NodeOptions, config: ResolvedConfig, events: Hub)
     yield* Effect.addFinalizer(() =>
       removeProducers(sql, config.prefix, Array.from(producers.values(), (producer) => producer.id)).pipe(
         withStatementTimeout({ timeout: "3 seconds", operation: "remove producer rows" }),
-        Effect.catchCause((cause) => Effect.logWarning(`could not remove this node's producer rows: ${failureLine(cause)}`, Cause.pretty(cause)))
+        Effect.catchCause((cause) => Effect.logWarning(`could not remove this node's producer rows: ${failureLine(cause)}`, ...causeUnlessUnreached(cause)))
       )
     )
     // The producers' heartbeats run here, not in the producers' scopes: closed after the executor
