@@ -43,7 +43,19 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs rescue
 
       const run = yield* cli("jobs", "rescue", "--json")
       assert.strictEqual(run.code, 0, run.stderr)
-      assert.deepStrictEqual(JSON.parse(run.stdout), { rescued: 2, discarded: 1, cancelled: 1 })
+      const output = JSON.parse(run.stdout) as {
+        readonly rescued: number
+        readonly discarded: number
+        readonly cancelled: number
+        readonly answering: ReadonlyArray<{ readonly node: string; readonly jobs: number; readonly silentSeconds: number; readonly rescueAfterSeconds: number }>
+      }
+      assert.deepStrictEqual([output.rescued, output.discarded, output.cancelled], [2, 1, 1])
+      // What is left, and when it would be rescued: the patient node's job after 5 minutes of silence.
+      assert.deepStrictEqual(output.answering.map((entry) => [entry.node, entry.jobs, entry.rescueAfterSeconds]), [
+        ["eternal-node", 1, 100 * 365 * 24 * 3600],
+        ["patient-node", 1, 300]
+      ])
+      assert.approximately(output.answering[1]!.silentSeconds, 120, 10)
       const states = yield* Effect.forEach(ids, (id) => Effect.map(jobRow(prefix, id), (row) => row.state))
       assert.deepStrictEqual(states, ["available", "discarded", "cancelled", "executing", "available", "executing"])
       const [left] = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM "${prefix}".oban_producers WHERE id = '${longDead}'`)
@@ -54,7 +66,8 @@ layer(testLayer(prefix), { excludeTestServices: true })("effect-oban jobs rescue
       // Nothing left to rescue: said so, and the patient node's job is still left alone.
       const again2 = yield* cli("jobs", "rescue")
       assert.strictEqual(again2.code, 0, again2.stderr)
-      assert.match(again2.stdout, /^no orphaned job: the node of every executing job still answers for it/)
+      assert.match(again2.stdout, /^no orphaned job\nleft executing under nodes that still answer for them:\n/)
+      assert.match(again2.stdout, /  patient-node: 1 job\(s\); heard from 1\d\d s ago, rescued once silent 300 s \(in 1\d\d s at the earliest\)/)
       assert.strictEqual((yield* jobRow(prefix, kept)).state, "executing")
     }), 60_000)
 })

@@ -30,13 +30,17 @@ export const defaultRescueAfter = Duration.seconds(60)
  * take its jobs yet, so it still answers for them.
  */
 export const heardFromSql = (now: string): string =>
-  `p.updated_at > ${now} - make_interval(secs => (CASE WHEN jsonb_typeof(p.meta -> 'rescueAfterMillis') = 'number'
-      AND (p.meta ->> 'rescueAfterMillis')::float8 > 0 THEN LEAST((p.meta ->> 'rescueAfterMillis')::float8, ${maxReportedMillis})
-      ELSE ${Duration.toMillis(defaultRescueAfter)} END) / 1000.0)`
+  `p.updated_at > ${now} - make_interval(secs => ${reportedRescueAfterSql} / 1000.0)`
 
 /**
- * The longest `rescueAfter` read from a producer row: 100 years. Subtracted from now, a value of thousands
- * of years (the option takes any finite duration, plain SQL any number) put the time out of range and
- * failed the whole statement, every rescue and cancel of executing jobs with it.
+ * As SQL: the `rescueAfter` (ms) the node of the producer row aliased `p` reported, else the default, at
+ * most 100 years: subtracted from now, a value of thousands of years (the option takes any finite duration,
+ * plain SQL any number) put the time out of range and failed the whole statement, every rescue and cancel
+ * of executing jobs with it.
  */
-const maxReportedMillis = 100 * 365 * 24 * 3600 * 1000
+export const reportedRescueAfterSql = `(CASE WHEN jsonb_typeof(p.meta -> 'rescueAfterMillis') = 'number'
+      AND (p.meta ->> 'rescueAfterMillis')::float8 > 0 THEN LEAST((p.meta ->> 'rescueAfterMillis')::float8, ${
+  100 * 365 * 24 * 3600 * 1000
+})
+      ELSE ${Duration.toMillis(defaultRescueAfter)} END)`
+

@@ -9,7 +9,7 @@ import type { Fragment, Statement } from "effect/sql/Statement"
 import { channel } from "../../Config.ts"
 import { pruneFinished } from "./finishedJobs.ts"
 import { rescueSet, uniqueKeyConflict, wakeQueues } from "./fragments.ts"
-import { heardFromSql } from "../lateness.ts"
+import { heardFromSql, reportedRescueAfterSql } from "../lateness.ts"
 import { table } from "./tables.ts"
 import { transaction } from "./transaction.ts"
 
@@ -286,3 +286,36 @@ export const insertUnique = (
     )
     SELECT inserted.id FROM inserted CROSS JOIN notified
   `.pipe(Effect.map((rows) => rows.length > 0))
+
+/** Executing jobs under one producer that still answers for them (see `heardFromSql`). */
+export interface AnsweringProducer {
+  readonly node: string
+  readonly jobs: number
+  readonly silentSeconds: number
+  readonly rescueAfterSeconds: number
+}
+
+/**
+ * The producers that still answer for executing jobs, with how long each has been silent and after how
+ * long its jobs would be rescued: what `effect-oban jobs rescue` says when it rescued nothing.
+ */
+export const answeringProducers = (
+  sql: SqlClient,
+  prefix: string
+): Effect.Effect<ReadonlyArray<AnsweringProducer>, SqlError> =>
+  sql<{ readonly node: string; readonly jobs: number; readonly silent_s: number; readonly after_s: number }>`
+    SELECT p.node, count(*)::int AS jobs, extract(epoch FROM now() - p.updated_at)::float8 AS silent_s,
+           ${sql.literal(reportedRescueAfterSql)} / 1000.0 AS after_s
+    FROM ${table(sql, prefix, "oban_jobs")} AS j
+    JOIN ${table(sql, prefix, "oban_producers")} AS p ON p.id::text = j.attempted_by[2]
+    WHERE j.state = 'executing' AND p.dead_at IS NULL AND ${sql.literal(heardFromSql("now()"))}
+    GROUP BY p.id
+    ORDER BY p.node, p.id
+  `.pipe(Effect.map((rows) =>
+    rows.map((row) => ({
+      node: row.node,
+      jobs: row.jobs,
+      silentSeconds: Math.round(row.silent_s),
+      rescueAfterSeconds: Math.round(row.after_s)
+    }))
+  ))
