@@ -335,9 +335,12 @@ export const make = (input: LivenessOptions): ProducerLiveness => {
     const silentFor = (yield* Clock.currentTimeMillis) - lastBeat
     if (silentFor < lostAfterMillis) return true
     lost = true
+    // Checked late (the process did not run meanwhile: a blocked event loop), the silence may be past rescueAfter already.
+    const judged = silentFor >= rescueAfterMillis
+      ? `this node may have been judged dead already (after ${rescueAfterMillis} ms) and its running job(s) rescued`
+      : `this node may be judged dead after ${rescueAfterMillis} ms and its ${input.running()} running job(s) rescued`
     yield* Effect.logWarning(
-      `no heartbeat for ${silentFor} ms: this node may be judged dead after ${rescueAfterMillis} ms and its ` +
-        `${input.running()} running job(s) rescued and run again elsewhere; not claiming jobs until a heartbeat gets through`
+      `no heartbeat for ${silentFor} ms: ${judged} and run again elsewhere; not claiming jobs until a heartbeat gets through`
     )
     return false
   })
