@@ -16,7 +16,7 @@ import { defaultRescueAfter } from "../internal/lateness.ts"
 import { jobWithResult } from "../internal/recordedResult.ts"
 import { rescueLine } from "../internal/rescueLine.ts"
 import { rescueRun } from "../internal/rescueRun.ts"
-import { type AnsweringProducer, answeringProducers } from "../internal/sql/maintenance.ts"
+import { type AnsweringNode, answeringNodes } from "../internal/sql/maintenance.ts"
 import { plain } from "../internal/sql/plain.ts"
 import * as Rescuer from "../Rescuer.ts"
 import { CliFailure, ExitCode } from "./exitCodes.ts"
@@ -215,7 +215,7 @@ const rescue = Command.make("rescue", {}, () =>
             spared: []
           }).pipe(Effect.provideService(References.MinimumLogLevel, "None")),
           // What is left executing, and when each node's jobs would be rescued (silent past its rescueAfter).
-          answering: answeringProducers(plain(sql), globals.prefix)
+          answering: answeringNodes(plain(sql), globals.prefix)
         }, { concurrency: 1 }))
     )
     const total = result.rescued + result.discarded + result.cancelled
@@ -228,24 +228,13 @@ const rescue = Command.make("rescue", {}, () =>
     "Put back now the jobs of nodes silent past their rescueAfter, as the leader's rescuer would (no node needs to run)"
   ))
 
-/** Per node whose producers still answer for executing jobs: how many, how long silent, and when they would be rescued. */
-const answeringLines = (answering: ReadonlyArray<AnsweringProducer>): ReadonlyArray<string> => {
-  if (answering.length === 0) return []
-  const nodes = new Map<string, { jobs: number; silent: number; after: number }>()
-  for (const producer of answering) {
-    const seen = nodes.get(producer.node)
-    nodes.set(producer.node, {
-      jobs: (seen?.jobs ?? 0) + producer.jobs,
-      silent: Math.max(seen?.silent ?? 0, producer.silentSeconds),
-      after: Math.min(seen?.after ?? Infinity, producer.rescueAfterSeconds)
-    })
-  }
-  return [
+/** Per node still answering for executing jobs: how many, how long silent, and when they would be rescued. */
+const answeringLines = (answering: ReadonlyArray<AnsweringNode>): ReadonlyArray<string> =>
+  answering.length === 0 ? [] : [
     "left executing under nodes that still answer for them:",
-    ...Array.from(nodes, ([node, { after, jobs, silent }]) =>
+    ...answering.map(({ jobs, node, rescueAfterSeconds: after, silentSeconds: silent }) =>
       `  ${node}: ${jobs} job(s); heard from ${silent} s ago, rescued once silent ${after} s (in ${Math.max(0, after - silent)} s at the earliest)`)
   ]
-}
 
 /** `effect-oban jobs ...` */
 export const jobs = Command.make("jobs").pipe(

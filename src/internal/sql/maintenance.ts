@@ -287,30 +287,32 @@ export const insertUnique = (
     SELECT inserted.id FROM inserted CROSS JOIN notified
   `.pipe(Effect.map((rows) => rows.length > 0))
 
-/** Executing jobs under one producer that still answers for them (see `heardFromSql`). */
-export interface AnsweringProducer {
+/** Executing jobs under one node's producers that still answer for them (see `heardFromSql`). */
+export interface AnsweringNode {
   readonly node: string
   readonly jobs: number
+  /** The longest silence of the node's producers. */
   readonly silentSeconds: number
+  /** The shortest `rescueAfter` its producers reported. */
   readonly rescueAfterSeconds: number
 }
 
 /**
- * The producers that still answer for executing jobs, with how long each has been silent and after how
- * long its jobs would be rescued: what `effect-oban jobs rescue` says when it rescued nothing.
+ * The nodes whose producers still answer for executing jobs, with how long they have been silent and after
+ * how long their jobs would be rescued: what `effect-oban jobs rescue` says of what it left.
  */
-export const answeringProducers = (
+export const answeringNodes = (
   sql: SqlClient,
   prefix: string
-): Effect.Effect<ReadonlyArray<AnsweringProducer>, SqlError> =>
+): Effect.Effect<ReadonlyArray<AnsweringNode>, SqlError> =>
   sql<{ readonly node: string; readonly jobs: number; readonly silent_s: number; readonly after_s: number }>`
-    SELECT p.node, count(*)::int AS jobs, extract(epoch FROM now() - p.updated_at)::float8 AS silent_s,
-           ${sql.literal(reportedRescueAfterSql)} / 1000.0 AS after_s
+    SELECT p.node, count(*)::int AS jobs, extract(epoch FROM now() - min(p.updated_at))::float8 AS silent_s,
+           (min(${sql.literal(reportedRescueAfterSql)}) / 1000.0)::float8 AS after_s
     FROM ${table(sql, prefix, "oban_jobs")} AS j
     JOIN ${table(sql, prefix, "oban_producers")} AS p ON p.id::text = j.attempted_by[2]
     WHERE j.state = 'executing' AND p.dead_at IS NULL AND ${sql.literal(heardFromSql("now()"))}
-    GROUP BY p.id
-    ORDER BY p.node, p.id
+    GROUP BY p.node
+    ORDER BY p.node
   `.pipe(Effect.map((rows) =>
     rows.map((row) => ({
       node: row.node,
